@@ -1,0 +1,690 @@
+/*
+ * libstubdm — the toolstack side of the Xen Linux-stubdomain protocol.
+ *
+ * A dom0 toolstack (libxl, xapi, or your own) uses this library to run an
+ * HVM guest's QEMU inside a small PV "stubdomain" instead of in dom0:
+ *
+ *   - encode the QEMU argv into xenstore (/vm/<uuid>/image/dm-argv/NNN);
+ *   - write the rest of the xenstore contract (target, device-model
+ *     directory, consoles) with exact permissions;
+ *   - wait, from any event loop, for the device model to report "running",
+ *     failing fast with the real cause when the stubdomain dies instead;
+ *   - hold the single QMP connection to the QEMU in the stubdomain, which is
+ *     treated as hostile.
+ *
+ * The specification of the protocol, as this library implements it, is
+ * docs/protocol.md; the event model is explained in docs/architecture.md.
+ *
+ * ------------------------------------------------------------------------
+ * Conventions used throughout this header
+ * ------------------------------------------------------------------------
+ *
+ * Errors.  Every function that can fail returns int: 0 (STUBDM_OK) on
+ * success or one of the negative STUBDM_E* codes below.  When a function
+ * that takes a ctx fails, stubdm_ctx_errmsg() holds a sentence that says
+ * what failed and why (naming the argument, path or domain involved), and
+ * stubdm_ctx_os_errno() the errno of the failing system or Xen library call
+ * (0 when there was none).  Both stay valid until the next call on that ctx.
+ *
+ * Ownership.  Handles (stubdm_ctx, stubdm_op, stubdm_qmp, ...) are opaque,
+ * created by the library and released by the matching *_free function, which
+ * accepts NULL.  Strings passed in are copied unless the documentation says
+ * otherwise.  Strings returned are borrowed ("valid until ...") unless the
+ * documentation says "free with free()".
+ *
+ * Threads.  A ctx and everything created from it belong to one thread at a
+ * time; the library creates no threads of its own (libxenstore may create a
+ * reader thread for watches, which the library never calls back from).
+ * Separate ctxs are fully independent: the library has no global state.
+ *
+ * Domain ids are uint32_t; a valid domid is below 0x7FF0 (DOMID_FIRST_RESERVED).
+ */
+#ifndef LIBSTUBDM_H
+#define LIBSTUBDM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(STUBDM_BUILDING_LIBRARY) && defined(__GNUC__)
+#define STUBDM_EXPORT __attribute__((visibility("default")))
+#else
+#define STUBDM_EXPORT
+#endif
+
+/* ------------------------------------------------------------------------
+ * Version and features
+ * ------------------------------------------------------------------------ */
+
+#define STUBDM_VERSION_MAJOR 0
+#define STUBDM_VERSION_MINOR 1
+#define STUBDM_VERSION_PATCH 0
+/** The version as one comparable number: 0xMMmmpp. */
+#define STUBDM_VERSION_HEX                                                    \
+    ((STUBDM_VERSION_MAJOR << 16) | (STUBDM_VERSION_MINOR << 8) |            \
+     STUBDM_VERSION_PATCH)
+
+/*
+ * Feature macros: defined when the feature exists in this header, so a
+ * toolstack can build against several versions (the LIBXL_HAVE_* pattern).
+ */
+#define STUBDM_HAVE_LOOP_HOOKS 1   /* stubdm_ctx_set_loop and friends     */
+#define STUBDM_HAVE_POLL 1         /* stubdm_ctx_poll_prepare/dispatch    */
+#define STUBDM_HAVE_DM_ARGV 1      /* dm-argv encoding, writing, reading  */
+#define STUBDM_HAVE_CONTRACT 1     /* stubdm_contract_* xenstore layout   */
+#define STUBDM_HAVE_WAIT_RUNNING 1 /* stubdm_wait_running                 */
+#define STUBDM_HAVE_QMP 1          /* stubdm_qmp_*                        */
+
+/**
+ * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
+ * Compare with STUBDM_VERSION_* to detect a header/library mismatch.
+ * @return a static string; never NULL.
+ */
+STUBDM_EXPORT const char *stubdm_version(void);
+
+/**
+ * The loaded library's version as STUBDM_VERSION_HEX would compute it.
+ */
+STUBDM_EXPORT unsigned stubdm_version_hex(void);
+
+/* ------------------------------------------------------------------------
+ * Error codes
+ * ------------------------------------------------------------------------ */
+
+/**
+ * Return codes.  0 is success; everything else is negative.  New codes may
+ * be added at the end in later versions; treat unknown codes as STUBDM_EFAIL.
+ * docs/errors.md maps them onto libxl's ERROR_* codes.
+ */
+typedef enum stubdm_err {
+    STUBDM_OK = 0,
+    STUBDM_EFAIL = -1,        /**< unspecified; see stubdm_ctx_errmsg()     */
+    STUBDM_EINVAL = -2,       /**< bad argument (a caller bug or bad input) */
+    STUBDM_ENOMEM = -3,       /**< out of memory                            */
+    STUBDM_ESTATE = -4,       /**< not valid in the object's current state  */
+    STUBDM_EXENSTORE = -5,    /**< a xenstore request failed; see os_errno  */
+    STUBDM_ETIMEDOUT = -6,    /**< the caller's deadline passed             */
+    STUBDM_ECANCELED = -7,    /**< the operation was cancelled              */
+    STUBDM_EDOMAIN_GONE = -8, /**< the stubdomain died or was destroyed     */
+    STUBDM_EPROTO = -9,       /**< malformed or oversized data from the peer */
+    STUBDM_EQMP = -10,        /**< QEMU answered with a QMP error object    */
+    STUBDM_EVCHAN = -11,      /**< the QMP channel failed (vchan or socket) */
+    STUBDM_EBUFFERFULL = -12, /**< a caller-supplied array is too small     */
+    STUBDM_ERECURSIVE = -13,  /**< dispatch called from inside a callback   */
+    STUBDM_ENOENT = -14,      /**< a node, domain or file does not exist    */
+    STUBDM_EPERM = -15,       /**< permission denied (xenstore EACCES, ...) */
+    STUBDM_EBUSY = -16,       /**< another client holds the QMP connection  */
+    STUBDM_ELIMIT = -17,      /**< input exceeds a protocol or configured limit */
+    STUBDM_ENOTSUP = -18,     /**< not supported here (e.g. no Xen present)  */
+    STUBDM_EXEN = -19,        /**< a hypervisor call failed; see os_errno   */
+} stubdm_err;
+
+/**
+ * A short, static, English description of an error code ("stubdomain died
+ * or was destroyed").  Unknown codes give "unknown error".
+ * @return a static string; never NULL.
+ */
+STUBDM_EXPORT const char *stubdm_strerror(int rc);
+
+/**
+ * The identifier of an error code ("STUBDM_ETIMEDOUT"), for logs and JSON.
+ * @return a static string; never NULL ("STUBDM_E?" for unknown codes).
+ */
+STUBDM_EXPORT const char *stubdm_errname(int rc);
+
+/* ------------------------------------------------------------------------
+ * Context
+ * ------------------------------------------------------------------------ */
+
+typedef struct stubdm_ctx stubdm_ctx;
+
+/**
+ * Create a context.
+ *
+ * The ctx owns one xenstore connection, opened on first use with the real
+ * libxenstore (so XENSTORED_PATH, XENSTORED_RUNDIR and /dev/xen/xenbus are
+ * honoured exactly as for every other Xen tool).  Opening lazily means pure
+ * functions (encoding, layout) work on machines without xenstore.
+ *
+ * @param[out] out  receives the new ctx; set to NULL on failure.
+ * @return 0, STUBDM_EINVAL (out is NULL) or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_ctx_new(stubdm_ctx **out);
+
+/**
+ * Free a context and everything still attached to it.
+ *
+ * Pending operations are dropped without their callbacks being called,
+ * fds are unwatched through the loop hooks and the timer is disarmed.
+ * May be called from inside a library callback: the ctx is then freed when
+ * the dispatching call returns, and no further callback is made.
+ * @param ctx  the ctx, or NULL (no effect).
+ */
+STUBDM_EXPORT void stubdm_ctx_free(stubdm_ctx *ctx);
+
+/**
+ * The detailed message of the last failure on this ctx ("" if none).
+ * @return a string owned by the ctx, valid until the next call on it.
+ */
+STUBDM_EXPORT const char *stubdm_ctx_errmsg(const stubdm_ctx *ctx);
+
+/**
+ * The OS errno of the system or Xen library call behind the last failure
+ * on this ctx, or 0 if the failure did not come from one.
+ */
+STUBDM_EXPORT int stubdm_ctx_os_errno(const stubdm_ctx *ctx);
+
+/* ------------------------------------------------------------------------
+ * Logging
+ * ------------------------------------------------------------------------ */
+
+/**
+ * Log levels.  The numeric values are those of xentoollog_level
+ * (<xentoollog.h>), so a libxl embedder can forward messages to its
+ * xentoollog_logger unchanged: see examples/xtl-logger.c.
+ */
+typedef enum stubdm_log_level {
+    STUBDM_LOG_DEBUG = 1,
+    STUBDM_LOG_VERBOSE = 2,
+    STUBDM_LOG_DETAIL = 3,
+    STUBDM_LOG_PROGRESS = 4,
+    STUBDM_LOG_INFO = 5,
+    STUBDM_LOG_NOTICE = 6,
+    STUBDM_LOG_WARN = 7,
+    STUBDM_LOG_ERROR = 8,
+    STUBDM_LOG_CRITICAL = 9,
+} stubdm_log_level;
+
+/**
+ * A log hook.
+ * @param user      the pointer given to stubdm_ctx_set_log().
+ * @param level     the message's level (>= the minimum level set).
+ * @param os_errno  errno of the failing call the message is about, or 0
+ *                  (xentoollog's errnoval, with 0 for -1).
+ * @param context   the library module speaking ("xs", "wait", "qmp", ...),
+ *                  xentoollog's "context" argument.
+ * @param msg       the message, without a trailing newline.
+ * The hook must not call back into the library on the same ctx.
+ */
+typedef void stubdm_log_fn(void *user, stubdm_log_level level, int os_errno,
+                           const char *context, const char *msg);
+
+/**
+ * Install (or with fn == NULL remove) the ctx's log hook.  A new ctx is
+ * silent.  Messages below min_level are not even formatted.
+ */
+STUBDM_EXPORT void stubdm_ctx_set_log(stubdm_ctx *ctx, stubdm_log_fn *fn,
+                                      void *user, stubdm_log_level min_level);
+
+/* ------------------------------------------------------------------------
+ * Event-loop integration
+ * ------------------------------------------------------------------------
+ *
+ * The library never blocks and never runs a loop of its own (except in the
+ * explicitly blocking *_sync wrappers).  It needs the application to watch
+ * a set of fds, which changes over time, and one timer per ctx.  There are
+ * two ways to provide them; both are built on the same registry and may be
+ * mixed on one ctx:
+ *
+ * 1. Push (curl-multi / c-ares style, for libxl, glib, libevent, epoll):
+ *    install stubdm_loop_hooks.  The library calls watch_fd() whenever the
+ *    events it wants on an fd change (events == 0: stop watching the fd),
+ *    and set_timer() with the absolute CLOCK_MONOTONIC deadline, in
+ *    milliseconds, at which the application must call
+ *    stubdm_ctx_timer_fired() (-1: no deadline).  When a watched fd is
+ *    ready, the application calls stubdm_ctx_fd_ready().
+ *    examples/loop-epoll.c and examples/loop-glib.c are complete adapters.
+ *
+ * 2. Poll (for simple programs and tests): stubdm_ctx_poll_prepare() fills
+ *    a struct pollfd array and a timeout, the program calls poll(2), then
+ *    stubdm_ctx_poll_dispatch().  stubdm_ctx_run_once() does all three.
+ *
+ * Callbacks run only from the dispatch entry points (fd_ready, timer_fired,
+ * poll_dispatch, run_once) and from the *_sync wrappers, never from the call
+ * that started an operation.  Calling a dispatch entry point from inside a
+ * callback on the same ctx is refused with STUBDM_ERECURSIVE.
+ */
+
+/** The version of struct stubdm_loop_hooks this header describes. */
+#define STUBDM_LOOP_HOOKS_VERSION 1
+
+typedef struct stubdm_loop_hooks {
+    /** Must be STUBDM_LOOP_HOOKS_VERSION. */
+    unsigned version;
+    /**
+     * Watch fd for events (POLLIN / POLLOUT bits of <poll.h>), replacing
+     * what was asked before for that fd; events == 0 means stop watching
+     * it (the fd may be closed right after this call returns).
+     * @return 0, or a negative value to refuse, which fails the operation
+     *         that needed the fd with STUBDM_EFAIL.
+     */
+    int (*watch_fd)(void *user, int fd, short events);
+    /**
+     * Arm the ctx's single timer for the absolute CLOCK_MONOTONIC time
+     * deadline_ms (milliseconds; may be in the past: fire as soon as
+     * possible), replacing any earlier deadline; -1 disarms it.
+     * @return 0, or a negative value to refuse (as for watch_fd).
+     */
+    int (*set_timer)(void *user, int64_t deadline_ms);
+} stubdm_loop_hooks;
+
+/**
+ * Install loop hooks.  The ctx immediately reports every fd it already
+ * watches and its current deadline through the new hooks.  Passing NULL
+ * hooks removes them (the poll interface keeps working).
+ * @param hooks  copied; hooks->version must be STUBDM_LOOP_HOOKS_VERSION.
+ * @return 0, STUBDM_EINVAL, or STUBDM_EFAIL if a hook refused.
+ */
+STUBDM_EXPORT int stubdm_ctx_set_loop(stubdm_ctx *ctx,
+                                      const stubdm_loop_hooks *hooks,
+                                      void *user);
+
+/**
+ * Tell the ctx that fd is ready.  Runs callbacks.
+ * @param revents  the poll(2) revents bits seen (POLLIN, POLLOUT, POLLERR,
+ *                 POLLHUP); extra readiness is harmless (non-blocking I/O).
+ * @return 0; STUBDM_ERECURSIVE from inside a callback; an fd the ctx does
+ *         not watch is ignored (it may have been unwatched meanwhile).
+ */
+STUBDM_EXPORT int stubdm_ctx_fd_ready(stubdm_ctx *ctx, int fd, short revents);
+
+/**
+ * Tell the ctx that its timer fired.  Spurious or early calls are harmless.
+ * @return 0 or STUBDM_ERECURSIVE.
+ */
+STUBDM_EXPORT int stubdm_ctx_timer_fired(stubdm_ctx *ctx);
+
+struct pollfd;
+
+/**
+ * Fill fds[0..*nfds_io) with the fds the ctx watches and *timeout_ms with
+ * how long poll(2) may sleep (-1: forever, 0: don't sleep).
+ * @param[in,out] nfds_io  in: capacity of fds; out: entries used, or, with
+ *                         STUBDM_EBUFFERFULL, the capacity needed.
+ * @return 0, STUBDM_EBUFFERFULL or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_ctx_poll_prepare(stubdm_ctx *ctx, struct pollfd *fds,
+                                          size_t *nfds_io, int *timeout_ms);
+
+/**
+ * Dispatch the results of poll(2) on an array from poll_prepare (entries
+ * for fds the ctx does not own are ignored) and any expired deadline.
+ * @return 0 or STUBDM_ERECURSIVE.
+ */
+STUBDM_EXPORT int stubdm_ctx_poll_dispatch(stubdm_ctx *ctx,
+                                           const struct pollfd *fds,
+                                           size_t nfds);
+
+/**
+ * One loop iteration: prepare, poll(2) for at most max_wait_ms (-1: no
+ * bound other than the ctx's own deadline), dispatch.
+ * @return 0, STUBDM_ERECURSIVE, STUBDM_ENOMEM, or STUBDM_EFAIL if poll(2)
+ *         failed (EINTR is not a failure: it returns 0).
+ */
+STUBDM_EXPORT int stubdm_ctx_run_once(stubdm_ctx *ctx, int max_wait_ms);
+
+/**
+ * The current CLOCK_MONOTONIC time in milliseconds, the clock of every
+ * deadline the library reports.
+ */
+STUBDM_EXPORT int64_t stubdm_now_ms(void);
+
+/* ------------------------------------------------------------------------
+ * Asynchronous operations
+ * ------------------------------------------------------------------------
+ *
+ * Functions that take time start an operation (stubdm_op) and return at
+ * once.  The contract, for every kind of operation:
+ *
+ *  - A started operation completes exactly once: its callback is called
+ *    once, with 0 or a negative STUBDM_E* code, unless the operation is
+ *    freed or its ctx is freed first (then it is never called).
+ *  - The callback is never called from inside the function that started
+ *    the operation, even when the operation fails at once; it runs from a
+ *    later dispatch (for the poll interface: the next run_once).
+ *  - stubdm_op_cancel() is idempotent: on a pending operation it arranges
+ *    completion with STUBDM_ECANCELED (from a later dispatch); on a
+ *    completed one it does nothing.
+ *  - Handles: if the starter is given op_out == NULL, the operation is
+ *    "floating" and the library frees it after its callback returns.
+ *    Otherwise the caller owns *op_out and must stubdm_op_free() it, before
+ *    or after completion; freeing a pending operation cancels it silently
+ *    (no callback).
+ *  - Freeing an operation, a QMP connection or the ctx from inside any
+ *    callback is safe, including the callback of that very object.
+ */
+
+typedef struct stubdm_op stubdm_op;
+
+/**
+ * Cancel a pending operation (see above).  NULL is ignored.
+ */
+STUBDM_EXPORT void stubdm_op_cancel(stubdm_op *op);
+
+/**
+ * Release an operation handle held by the caller.  A pending operation is
+ * cancelled without its callback being called.  NULL is ignored.
+ */
+STUBDM_EXPORT void stubdm_op_free(stubdm_op *op);
+
+/**
+ * Whether the operation has completed (its callback has been called or is
+ * about to be, in the current dispatch).
+ */
+STUBDM_EXPORT int stubdm_op_done(const stubdm_op *op);
+
+/**
+ * The operation's result: 0 or a negative code once done; STUBDM_ESTATE
+ * while pending.
+ */
+STUBDM_EXPORT int stubdm_op_result(const stubdm_op *op);
+
+/**
+ * The detailed message of a failed operation (what it waited for, the last
+ * value seen, the cause of a domain's death, ...); "" when it succeeded or
+ * is pending.  Valid until the operation is freed.
+ */
+STUBDM_EXPORT const char *stubdm_op_errmsg(const stubdm_op *op);
+
+/**
+ * The generic completion callback.
+ * @param op    the operation (valid during the call even if floating).
+ * @param rc    0 or a negative STUBDM_E* code; details: stubdm_op_errmsg().
+ * @param user  the pointer given when the operation was started.
+ */
+typedef void stubdm_done_fn(stubdm_op *op, int rc, void *user);
+
+/* ------------------------------------------------------------------------
+ * Node lists: what the library writes to xenstore, as data
+ * ------------------------------------------------------------------------
+ *
+ * The xenstore contract is computed by pure functions into a node list
+ * (path, value, permissions) before any I/O, so it can be printed
+ * (stubdm-ctl layout), golden-tested and reviewed.  Writers do the I/O.
+ */
+
+typedef struct stubdm_nodes stubdm_nodes;
+
+/** Number of nodes in the list. */
+STUBDM_EXPORT size_t stubdm_nodes_count(const stubdm_nodes *nodes);
+
+/** Absolute path of node i (i < count), borrowed from the list. */
+STUBDM_EXPORT const char *stubdm_nodes_path(const stubdm_nodes *nodes,
+                                            size_t i);
+
+/**
+ * Value of node i, borrowed from the list; *len_out (if not NULL) receives
+ * its length, since values may contain any byte (they are NUL-terminated
+ * for convenience too).
+ */
+STUBDM_EXPORT const char *stubdm_nodes_value(const stubdm_nodes *nodes,
+                                             size_t i, size_t *len_out);
+
+/**
+ * Permissions set explicitly on node i, in xenstore-chmod syntax with the
+ * owner first ("n0 r5"), or NULL when the node inherits its parent's
+ * permissions.
+ */
+STUBDM_EXPORT const char *stubdm_nodes_perms(const stubdm_nodes *nodes,
+                                             size_t i);
+
+/** Free a node list.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_nodes_free(stubdm_nodes *nodes);
+
+/* ------------------------------------------------------------------------
+ * dm-argv: the QEMU command line in xenstore
+ * ------------------------------------------------------------------------
+ *
+ * "args" below are QEMU's arguments without argv[0]: args[0] is stored as
+ * dm-argv/001.  See docs/protocol.md for the format and why each refusal
+ * exists: a real stubdomain lists the keys, sorts them as text and joins
+ * the values with newlines, so an argument containing '\n' would become
+ * two arguments and a 1000th argument would sort before the 101st.
+ */
+
+/** How the argv is stored. */
+typedef enum stubdm_argv_encoding {
+    /** /vm/<uuid>/image/dm-argv/NNN, one key per argument (Xen >= 4.14). */
+    STUBDM_ARGV_DIRECTORY = 0,
+    /** /vm/<uuid>/image/dmargs, one space-joined string (MiniOS stubdom). */
+    STUBDM_ARGV_MINIOS_DMARGS = 1,
+    /** /vm/<uuid>/image/dmargs, one string with \x1b separators (Qubes
+     *  2017-2019, read with xenstore-read -R). */
+    STUBDM_ARGV_ESC_STRING = 2,
+} stubdm_argv_encoding;
+
+/** Default bound on one xenstore value: xenstored's entry-size quota. */
+#define STUBDM_DEFAULT_MAX_VALUE_LEN 2048
+/** At most this many arguments in the directory encoding. */
+#define STUBDM_MAX_DM_ARGS 999
+
+/**
+ * Encode args into the nodes that dm-argv writing would create, without
+ * any I/O.
+ *
+ * @param ctx            for the error message (may not be NULL).
+ * @param vm_path        the guest's vm path, "/vm/<uuid>".
+ * @param stubdom_domid  the stubdomain, which gets read access.
+ * @param encoding       a stubdm_argv_encoding.
+ * @param max_value_len  bound on each value in bytes; 0 means
+ *                       STUBDM_DEFAULT_MAX_VALUE_LEN.
+ * @param args, nargs    the arguments (not argv[0]).
+ * @param[out] out       receives the node list (free with
+ *                       stubdm_nodes_free); NULL on failure.
+ * @return 0; STUBDM_EINVAL for an empty argv, a bad vm_path or domid, or
+ *         an argument the encoding cannot carry (a newline, a NUL-free
+ *         argument containing the separator, ...); STUBDM_ELIMIT for an
+ *         argument longer than max_value_len or more than
+ *         STUBDM_MAX_DM_ARGS arguments; STUBDM_ENOMEM.  The message names
+ *         the offending argument by its index.
+ */
+STUBDM_EXPORT int stubdm_dm_argv_encode(stubdm_ctx *ctx, const char *vm_path,
+                                        uint32_t stubdom_domid,
+                                        stubdm_argv_encoding encoding,
+                                        size_t max_value_len,
+                                        const char *const *args, size_t nargs,
+                                        stubdm_nodes **out);
+
+/**
+ * Write args into xenstore, in one transaction retried on EAGAIN a bounded
+ * number of times; keys left from an earlier start are removed in the same
+ * transaction.  Refused input writes nothing.  Blocking (a few xenstore
+ * round trips).
+ * @return as stubdm_dm_argv_encode, plus STUBDM_EXENSTORE / STUBDM_EPERM
+ *         for xenstore failures (the message names the path).
+ */
+STUBDM_EXPORT int stubdm_dm_argv_write(stubdm_ctx *ctx, const char *vm_path,
+                                       uint32_t stubdom_domid,
+                                       stubdm_argv_encoding encoding,
+                                       size_t max_value_len,
+                                       const char *const *args, size_t nargs);
+
+/**
+ * Read the argv back the way a real stubdomain does (list the keys, sort
+ * them as text, read the values), with bounded sizes.  For the legacy
+ * encodings, split the single string as the stubdomain would.
+ * @param[out] args_out   a NULL-terminated array of strings; free it with
+ *                        stubdm_argv_free().
+ * @param[out] nargs_out  number of arguments (may be NULL).
+ * @return 0, STUBDM_ENOENT (no argv stored), STUBDM_EXENSTORE, STUBDM_EPERM,
+ *         STUBDM_ELIMIT, STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
+                                      stubdm_argv_encoding encoding,
+                                      char ***args_out, size_t *nargs_out);
+
+/** Free an array from stubdm_dm_argv_read().  NULL is ignored. */
+STUBDM_EXPORT void stubdm_argv_free(char **args);
+
+/* ------------------------------------------------------------------------
+ * The xenstore contract of a stubdomain start
+ * ------------------------------------------------------------------------
+ *
+ * Everything a stubdomain needs in xenstore besides its own domain-builder
+ * nodes: dm-argv, target, device-model-domid, the device-model directory
+ * it writes "state" and "qmp-vchan" into, its consoles and, optionally, the
+ * guest's hvmloader keys.  Configure a stubdm_contract with the setters,
+ * then compute (stubdm_contract_layout), write (stubdm_contract_write) or
+ * remove (stubdm_contract_remove) it.
+ */
+
+typedef struct stubdm_contract stubdm_contract;
+
+/** Who serves the stubdomain's consoles (the frontend "type" key). */
+typedef enum stubdm_console_backend {
+    STUBDM_CONSOLE_IOEMU = 0,      /**< a QEMU in dom0 ("ioemu"), as libxl */
+    STUBDM_CONSOLE_XENCONSOLED = 1, /**< xenconsoled ("xenconsoled")       */
+    STUBDM_CONSOLE_LIBSTUBDM = 2,  /**< this library's own backend
+                                        ("libstubdm")                      */
+} stubdm_console_backend;
+
+/** Console roles, by console number. */
+#define STUBDM_CONSOLE_LOG 0      /**< QEMU and stubdomain log            */
+#define STUBDM_CONSOLE_SAVE 1     /**< QEMU device state, out             */
+#define STUBDM_CONSOLE_RESTORE 2  /**< QEMU device state, in (restore)    */
+#define STUBDM_CONSOLE_SERIAL0 3  /**< first guest serial                 */
+/** At most this many guest serials. */
+#define STUBDM_MAX_SERIALS 16
+
+/**
+ * Create an empty contract.  Defaults: toolstack domid 0, console backend
+ * IOEMU, directory argv encoding, max value length 2048, not restoring, no
+ * serials, no hvmloader keys.
+ * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_contract_new(stubdm_contract **out);
+
+/** Free a contract.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_contract_free(stubdm_contract *c);
+
+/** Set the guest (target) and stubdomain domids (required). */
+STUBDM_EXPORT int stubdm_contract_set_domains(stubdm_contract *c,
+                                              uint32_t guest_domid,
+                                              uint32_t stubdom_domid);
+
+/**
+ * Set the guest's vm path ("/vm/<uuid>").  If unset, write() reads it from
+ * /local/domain/<guest>/vm, as libxl does, and layout() refuses.
+ */
+STUBDM_EXPORT int stubdm_contract_set_vm_path(stubdm_contract *c,
+                                              const char *vm_path);
+
+/** Set the QEMU arguments (copied; not argv[0]). */
+STUBDM_EXPORT int stubdm_contract_set_args(stubdm_contract *c,
+                                           const char *const *args,
+                                           size_t nargs);
+
+/** Choose the argv encoding and the per-value bound (0: default). */
+STUBDM_EXPORT int stubdm_contract_set_argv_encoding(
+    stubdm_contract *c, stubdm_argv_encoding encoding, size_t max_value_len);
+
+/** Choose who serves consoles 1 and up (console 0 too, see docs). */
+STUBDM_EXPORT int stubdm_contract_set_console_backend(
+    stubdm_contract *c, stubdm_console_backend backend);
+
+/**
+ * Set console n's "output" (QEMU chardev syntax, e.g. "file:/var/log/x",
+ * "pty", "pipe:/path").  n = 0 (log), 1 (save), 2 (restore: setting it
+ * means "restoring"), 3.. (serials, in order, without gaps).  NULL output
+ * removes the console (n >= 3) or its output key.
+ */
+STUBDM_EXPORT int stubdm_contract_set_console_output(stubdm_contract *c,
+                                                     unsigned n,
+                                                     const char *output);
+
+/**
+ * Console 0's ring and event channel, as returned by the domain builder
+ * (written as ring-ref and port in the console 0 frontend).  Optional.
+ */
+STUBDM_EXPORT int stubdm_contract_set_console0_ring(stubdm_contract *c,
+                                                    uint64_t ring_mfn,
+                                                    uint32_t port);
+
+/**
+ * Write the guest's hvmloader keys as libxl does for qemu-xen: bios
+ * ("seabios" or "ovmf") and allow-memory-relocate.  bios NULL: none.
+ */
+STUBDM_EXPORT int stubdm_contract_set_hvmloader(stubdm_contract *c,
+                                                const char *bios,
+                                                int allow_memory_relocate);
+
+/** The domid of the toolstack (console backends, vchan peer); default 0. */
+STUBDM_EXPORT int stubdm_contract_set_toolstack_domid(stubdm_contract *c,
+                                                      uint32_t domid);
+
+/**
+ * Compute every node write() would create, in write order, without I/O.
+ * @return 0, STUBDM_EINVAL (incomplete or inconsistent contract; the
+ *         message names the field), the dm-argv refusals, STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_contract_layout(stubdm_ctx *ctx,
+                                         const stubdm_contract *c,
+                                         stubdm_nodes **out);
+
+/**
+ * Write the contract: all nodes in one transaction (retried on EAGAIN a
+ * bounded number of times), then the xenstore target relation
+ * (xs_set_target).  Every failure is reported, and a failed write leaves
+ * nothing behind.  Blocking.
+ * @return 0 or a negative code; the message names the failing path.
+ */
+STUBDM_EXPORT int stubdm_contract_write(stubdm_ctx *ctx,
+                                        const stubdm_contract *c);
+
+/**
+ * Remove everything write() created (and what the stubdomain wrote below
+ * its device-model directory), in one transaction.  Missing nodes are not
+ * an error.  Blocking.
+ */
+STUBDM_EXPORT int stubdm_contract_remove(stubdm_ctx *ctx,
+                                         const stubdm_contract *c);
+
+/* ------------------------------------------------------------------------
+ * Waiting for the device model
+ * ------------------------------------------------------------------------ */
+
+/**
+ * Wait until /local/domain/<stubdom>/device-model/<guest>/state reads
+ * "running".
+ *
+ * Watch-driven (no polling); also watches @releaseDomain so that the death
+ * of the stubdomain ends the wait within milliseconds.  Completion codes:
+ *   0                    "running" was read;
+ *   STUBDM_ETIMEDOUT     timeout_ms passed; the message says how long it
+ *                        waited and the last state value seen;
+ *   STUBDM_EDOMAIN_GONE  the stubdomain crashed, shut down or was destroyed
+ *                        (the message says which, when known);
+ *   STUBDM_EXENSTORE     xenstore failed;
+ *   STUBDM_ECANCELED     cancelled.
+ * Values other than "running" are ignored (logged at debug); the value is
+ * written by the stubdomain, so it is read with a size bound.
+ *
+ * @param timeout_ms  > 0; there is no default: the caller chooses.
+ * @param done        called once (see "Asynchronous operations").
+ * @param[out] op_out the operation handle, or NULL for a floating op.
+ * @return 0 if started (done will be called), or STUBDM_EINVAL/ENOMEM
+ *         (nothing started, done will not be called).
+ */
+STUBDM_EXPORT int stubdm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                      uint32_t guest_domid, int timeout_ms,
+                                      stubdm_done_fn *done, void *user,
+                                      stubdm_op **op_out);
+
+/**
+ * Blocking form of stubdm_wait_running, running the ctx's poll loop until
+ * the wait completes.  Other operations on the ctx progress meanwhile.
+ * @return the completion code; the message is in stubdm_ctx_errmsg().
+ */
+STUBDM_EXPORT int stubdm_wait_running_sync(stubdm_ctx *ctx,
+                                           uint32_t stubdom_domid,
+                                           uint32_t guest_domid,
+                                           int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBSTUBDM_H */

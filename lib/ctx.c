@@ -1,0 +1,49 @@
+/*
+ * The context: owner of the loop registry, the xenstore connection and
+ * every operation.  Freeing it from inside a callback is deferred to the end
+ * of the dispatch that runs the callback.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+int stubdm_ctx_new(stubdm_ctx **out)
+{
+    stubdm_ctx *ctx;
+
+    if (!out)
+        return STUBDM_EINVAL;
+    *out = NULL;
+    ctx = stubdm__calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return STUBDM_ENOMEM;
+    ctx->log_min = STUBDM_LOG_CRITICAL + 1;
+    stubdm__loop_init(&ctx->loop);
+    stubdm__list_init(&ctx->ops_pending);
+    stubdm__list_init(&ctx->ops_queued);
+    stubdm__fd_init(&ctx->xs.fdw, NULL);
+    stubdm__list_init(&ctx->domwatches);
+    stubdm__xswatch_init(&ctx->release_watch, NULL);
+    *out = ctx;
+    return 0;
+}
+
+void stubdm__ctx_destroy(stubdm_ctx *ctx)
+{
+    stubdm__ops_dispose(ctx);
+    stubdm__xs_dispose(ctx);
+    stubdm__xc_dispose(ctx);
+    stubdm__loop_dispose(ctx);
+    free(ctx);
+}
+
+void stubdm_ctx_free(stubdm_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->dispatch_depth || ctx->callback_depth) {
+        ctx->free_requested = true;
+        return;
+    }
+    stubdm__ctx_destroy(ctx);
+}

@@ -1,0 +1,407 @@
+/*
+ * Private declarations shared by the library's modules.  Nothing here is
+ * part of the ABI: every symbol is hidden (the build uses
+ * -fvisibility=hidden and lib/libstubdm.map exports only stubdm_*).
+ *
+ * Naming: public functions are stubdm_*, internal ones stubdm__* (two
+ * underscores), file-local ones are static and unprefixed.
+ */
+#ifndef STUBDM_INTERNAL_H
+#define STUBDM_INTERNAL_H
+
+#include "libstubdm.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct xs_handle;
+
+#define STUBDM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define STUBDM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define STUBDM_CONTAINER_OF(ptr, type, member)                                \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Room for the detailed message of a ctx or an op. */
+#define STUBDM_ERRMSG_MAX 512
+
+/* ------------------------------------------------------------------------
+ * Intrusive doubly linked list (circular, with a sentinel head).
+ * ------------------------------------------------------------------------ */
+
+struct stubdm__list {
+    struct stubdm__list *prev, *next;
+};
+
+static inline void stubdm__list_init(struct stubdm__list *l)
+{
+    l->prev = l->next = l;
+}
+
+static inline bool stubdm__list_empty(const struct stubdm__list *l)
+{
+    return l->next == l;
+}
+
+/* A node unlinked with list_del is self-linked, so deleting twice is safe. */
+static inline void stubdm__list_del(struct stubdm__list *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
+static inline void stubdm__list_add_tail(struct stubdm__list *head,
+                                         struct stubdm__list *n)
+{
+    n->prev = head->prev;
+    n->next = head;
+    head->prev->next = n;
+    head->prev = n;
+}
+
+/* ------------------------------------------------------------------------
+ * Errors and logging (error.c, log.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Record a failure on the ctx (message and OS errno), log it at debug
+ * level, and return rc, so call sites read "return stubdm__fail(...)".
+ */
+int stubdm__fail(stubdm_ctx *ctx, int rc, int os_errno, const char *fmt, ...)
+    STUBDM_PRINTF(4, 5);
+int stubdm__vfail(stubdm_ctx *ctx, int rc, int os_errno, const char *fmt,
+                  va_list ap) STUBDM_PRINTF(4, 0);
+
+/* Forget the previous failure (successful public calls may leave it). */
+void stubdm__clear_error(stubdm_ctx *ctx);
+
+void stubdm__log(stubdm_ctx *ctx, stubdm_log_level level, int os_errno,
+                 const char *module, const char *fmt, ...)
+    STUBDM_PRINTF(5, 6);
+bool stubdm__log_enabled(const stubdm_ctx *ctx, stubdm_log_level level);
+
+#define STUBDM_LOG(ctx, lvl, mod, ...)                                        \
+    do {                                                                      \
+        if (stubdm__log_enabled((ctx), (lvl)))                                \
+            stubdm__log((ctx), (lvl), 0, (mod), __VA_ARGS__);                 \
+    } while (0)
+#define LOG_DEBUG(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_DEBUG, mod, __VA_ARGS__)
+#define LOG_INFO(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_INFO, mod, __VA_ARGS__)
+#define LOG_WARN(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_WARN, mod, __VA_ARGS__)
+#define LOG_ERROR(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_ERROR, mod, __VA_ARGS__)
+
+/* Map an errno from libxenstore onto a STUBDM_E* code. */
+int stubdm__xs_errno_to_rc(int err);
+
+/* ------------------------------------------------------------------------
+ * Memory helpers (mem.c): abort-free, NULL on failure, overflow-checked.
+ * ------------------------------------------------------------------------ */
+
+void *stubdm__calloc(size_t n, size_t size);
+void *stubdm__reallocarray(void *p, size_t n, size_t size);
+char *stubdm__strdup(const char *s);
+char *stubdm__sprintf(const char *fmt, ...) STUBDM_PRINTF(1, 2);
+
+/* A growable byte buffer, bounded by 'limit' (0: SIZE_MAX). */
+struct stubdm__buf {
+    char *data;
+    size_t len, cap, limit;
+};
+void stubdm__buf_init(struct stubdm__buf *b, size_t limit);
+void stubdm__buf_dispose(struct stubdm__buf *b);
+/* 0, STUBDM_ENOMEM, or STUBDM_ELIMIT when len would exceed limit. */
+int stubdm__buf_append(struct stubdm__buf *b, const void *p, size_t n);
+/* Drop the first n bytes. */
+void stubdm__buf_consume(struct stubdm__buf *b, size_t n);
+
+/* ------------------------------------------------------------------------
+ * Event loop (loop.c): fd watches and timers multiplexed onto the
+ * application's hooks or the poll interface.
+ * ------------------------------------------------------------------------ */
+
+struct stubdm__fd;
+typedef void stubdm__fd_cb(stubdm_ctx *ctx, struct stubdm__fd *w,
+                           short revents);
+
+struct stubdm__fd {
+    stubdm__fd_cb *cb;
+    int fd;       /* -1 while not watching */
+    short events; /* what we want; 0 is a valid "registered, idle" state */
+};
+
+void stubdm__fd_init(struct stubdm__fd *w, stubdm__fd_cb *cb);
+/* Start watching fd, or change the events of an active watch. */
+int stubdm__fd_watch(stubdm_ctx *ctx, struct stubdm__fd *w, int fd,
+                     short events);
+/* Stop watching.  Idempotent; the fd itself is not closed. */
+void stubdm__fd_stop(stubdm_ctx *ctx, struct stubdm__fd *w);
+static inline bool stubdm__fd_active(const struct stubdm__fd *w)
+{
+    return w->fd >= 0;
+}
+
+struct stubdm__timer;
+typedef void stubdm__timer_cb(stubdm_ctx *ctx, struct stubdm__timer *t);
+
+struct stubdm__timer {
+    stubdm__timer_cb *cb;
+    int64_t deadline_ms;
+    size_t heap_index; /* SIZE_MAX while not armed */
+};
+
+void stubdm__timer_init(struct stubdm__timer *t, stubdm__timer_cb *cb);
+int stubdm__timer_arm(stubdm_ctx *ctx, struct stubdm__timer *t,
+                      int64_t deadline_ms);
+void stubdm__timer_stop(stubdm_ctx *ctx, struct stubdm__timer *t);
+static inline bool stubdm__timer_armed(const struct stubdm__timer *t)
+{
+    return t->heap_index != (size_t)-1;
+}
+
+/* Loop state embedded in the ctx. */
+struct stubdm__loop {
+    stubdm_loop_hooks hooks;
+    void *hooks_user;
+    bool have_hooks;
+    struct stubdm__fd **by_fd; /* indexed by fd number */
+    size_t by_fd_cap;
+    size_t nwatched;
+    struct stubdm__timer **heap;
+    size_t heap_len, heap_cap;
+    int64_t reported_deadline; /* last value given to set_timer */
+};
+
+void stubdm__loop_init(struct stubdm__loop *l);
+void stubdm__loop_dispose(stubdm_ctx *ctx);
+/* The deadline the application must honour (-1 none, 0 right away). */
+int64_t stubdm__loop_deadline(stubdm_ctx *ctx);
+/* Push the current deadline to the hooks if it changed. */
+void stubdm__loop_sync_timer(stubdm_ctx *ctx);
+
+/* Dispatch bracket, used by every public entry point that runs callbacks. */
+int stubdm__dispatch_enter(stubdm_ctx *ctx);
+void stubdm__dispatch_leave(stubdm_ctx *ctx);
+/* Bracket for calling one user callback; false: stop, the ctx is dying. */
+void stubdm__callback_enter(stubdm_ctx *ctx);
+bool stubdm__callback_leave(stubdm_ctx *ctx);
+
+/* ------------------------------------------------------------------------
+ * Operations (op.c)
+ * ------------------------------------------------------------------------ */
+
+struct stubdm__op_type {
+    const char *name;
+    /* Release the op's I/O resources (watches, timers, fds).  Called once,
+     * when the op completes or is freed while pending.  May be NULL. */
+    void (*stop)(stubdm_op *op);
+    /* Free what the op type allocated, besides the op itself.  May be NULL. */
+    void (*destroy)(stubdm_op *op);
+};
+
+enum stubdm__op_state {
+    STUBDM__OP_PENDING,
+    STUBDM__OP_QUEUED, /* completed, callback not yet run */
+    STUBDM__OP_DONE,
+};
+
+struct stubdm_op {
+    stubdm_ctx *ctx;
+    const struct stubdm__op_type *type;
+    enum stubdm__op_state state;
+    int rc;
+    bool floating;      /* no caller handle: free after the callback */
+    bool handle_freed;  /* the caller freed its handle during the callback */
+    bool in_callback;
+    stubdm_done_fn *done;
+    void *user;
+    struct stubdm__list link; /* ctx->ops_pending or ctx->ops_queued */
+    char errmsg[STUBDM_ERRMSG_MAX];
+};
+
+/*
+ * Allocate an op of 'size' bytes (a type-specific struct whose first member
+ * is the struct stubdm_op), zeroed, pending, linked into the ctx.
+ */
+stubdm_op *stubdm__op_new(stubdm_ctx *ctx, const struct stubdm__op_type *type,
+                          size_t size, stubdm_done_fn *done, void *user);
+/* Hand the op to the caller (op_out) or make it floating (op_out NULL). */
+void stubdm__op_started(stubdm_op *op, stubdm_op **op_out);
+/* Free an op that was never started (the starter failed). */
+void stubdm__op_abandon(stubdm_op *op);
+/*
+ * Complete a pending op: stop its resources, record rc and the message,
+ * and queue its callback for the end of the current (or next) dispatch.
+ * No effect on an op that is not pending.
+ */
+void stubdm__op_complete(stubdm_op *op, int rc, const char *fmt, ...)
+    STUBDM_PRINTF(3, 4);
+/* Run queued completions; called by dispatch_leave. */
+void stubdm__ops_run_queued(stubdm_ctx *ctx);
+/* Drop every op without callbacks (ctx teardown). */
+void stubdm__ops_dispose(stubdm_ctx *ctx);
+
+/* ------------------------------------------------------------------------
+ * Xenstore (xs.c): one libxenstore connection per ctx, watches dispatched
+ * by token in O(1).
+ * ------------------------------------------------------------------------ */
+
+/* Open the connection on first use. */
+int stubdm__xs_handle(stubdm_ctx *ctx, struct xs_handle **out);
+
+struct stubdm__xswatch;
+typedef void stubdm__xswatch_cb(stubdm_ctx *ctx, struct stubdm__xswatch *w,
+                                const char *path);
+
+struct stubdm__xswatch {
+    stubdm__xswatch_cb *cb;
+    char *path;       /* NULL while not watching */
+    uint64_t id;      /* the token, "stubdm/<id>" */
+    struct stubdm__xswatch *hash_next;
+};
+
+void stubdm__xswatch_init(struct stubdm__xswatch *w, stubdm__xswatch_cb *cb);
+/* Register a watch; xenstore fires it once right away, then on changes. */
+int stubdm__xswatch_start(stubdm_ctx *ctx, struct stubdm__xswatch *w,
+                          const char *path);
+/* Idempotent. */
+void stubdm__xswatch_stop(stubdm_ctx *ctx, struct stubdm__xswatch *w);
+
+/*
+ * Read path in transaction t (0 for none), refusing values longer than
+ * max_len: the value comes from a possibly hostile writer.  *val_out is
+ * NUL-terminated, free() it.  STUBDM_ENOENT when absent.
+ */
+int stubdm__xs_read(stubdm_ctx *ctx, uint32_t t, const char *path,
+                    size_t max_len, char **val_out, size_t *len_out);
+
+/* One transaction, retried on EAGAIN up to STUBDM__XS_TXN_RETRIES times. */
+#define STUBDM__XS_TXN_RETRIES 16
+typedef int stubdm__xs_txn_fn(stubdm_ctx *ctx, struct xs_handle *xsh,
+                              uint32_t t, void *arg);
+int stubdm__xs_transaction(stubdm_ctx *ctx, const char *what,
+                           stubdm__xs_txn_fn *fn, void *arg,
+                           unsigned *attempts_out);
+
+/* Count of xenstore requests made on this ctx (for benchmarks). */
+uint64_t stubdm__xs_requests(const stubdm_ctx *ctx);
+void stubdm__xs_count(stubdm_ctx *ctx, unsigned n);
+
+struct stubdm__xs_state {
+    struct xs_handle *xsh;
+    struct stubdm__fd fdw;
+    struct stubdm__xswatch **buckets;
+    size_t nbuckets, nwatches;
+    uint64_t next_id;
+    uint64_t requests;
+};
+void stubdm__xs_dispose(stubdm_ctx *ctx);
+
+/* ------------------------------------------------------------------------
+ * Domains (domain.c): is a domain alive, and if not, why.
+ * ------------------------------------------------------------------------ */
+
+enum stubdm__dom_state {
+    STUBDM__DOM_RUNNING,   /* exists and is not shutting down */
+    STUBDM__DOM_SHUTDOWN,  /* shut down cleanly (poweroff, reboot, ...) */
+    STUBDM__DOM_CRASHED,
+    STUBDM__DOM_DYING,
+    STUBDM__DOM_GONE,      /* no longer exists (destroyed / released) */
+};
+
+/* Describe the state; detail receives a human-readable cause. */
+int stubdm__domain_state(stubdm_ctx *ctx, uint32_t domid,
+                         enum stubdm__dom_state *state, char *detail,
+                         size_t detail_len);
+const char *stubdm__dom_state_name(enum stubdm__dom_state s);
+
+/*
+ * Domain-death monitor: one @releaseDomain watch per ctx, shared by every
+ * subscriber, so N waits cost one xenstore watch, not N (xenstored limits
+ * watches per connection).  The callback runs from dispatch when the
+ * domain is found not running.
+ */
+struct stubdm__domwatch;
+typedef void stubdm__domwatch_cb(stubdm_ctx *ctx, struct stubdm__domwatch *dw,
+                                 enum stubdm__dom_state state,
+                                 const char *detail);
+struct stubdm__domwatch {
+    stubdm__domwatch_cb *cb;
+    uint32_t domid;
+    bool active;
+    struct stubdm__list link;
+};
+void stubdm__domwatch_init(struct stubdm__domwatch *dw,
+                           stubdm__domwatch_cb *cb);
+/*
+ * Subscribe.  Checks the domain once now: if it is already not running,
+ * *state_out/detail say so and the watch is NOT started.
+ */
+int stubdm__domwatch_start(stubdm_ctx *ctx, struct stubdm__domwatch *dw,
+                           uint32_t domid, enum stubdm__dom_state *state_out,
+                           char *detail, size_t detail_len);
+void stubdm__domwatch_stop(stubdm_ctx *ctx, struct stubdm__domwatch *dw);
+
+/*
+ * The hypervisor interface (xenctrl.c, the only file that includes
+ * <xenctrl.h>: libxenctrl has no stable ABI).  Opened lazily; on a machine
+ * without Xen "present" stays false and the simulated host is used.
+ */
+struct stubdm__hv {
+    void *xch; /* xc_interface * */
+    void *xtl; /* the logger handed to libxenctrl */
+    bool probed, present;
+};
+
+struct stubdm__xc_dominfo {
+    bool exists, dying, shutdown, crashed;
+    unsigned shutdown_reason; /* SHUTDOWN_* of <xen/sched.h> */
+};
+
+/* true if a hypervisor is reachable (probes once). */
+bool stubdm__xc_present(stubdm_ctx *ctx);
+int stubdm__xc_domain_info(stubdm_ctx *ctx, uint32_t domid,
+                           struct stubdm__xc_dominfo *info);
+void stubdm__xc_dispose(stubdm_ctx *ctx);
+
+/* ------------------------------------------------------------------------
+ * The context
+ * ------------------------------------------------------------------------ */
+
+struct stubdm_ctx {
+    /* error state */
+    char errmsg[STUBDM_ERRMSG_MAX];
+    int os_errno;
+    /* logging */
+    stubdm_log_fn *log_fn;
+    void *log_user;
+    stubdm_log_level log_min;
+    /* loop and dispatch */
+    struct stubdm__loop loop;
+    unsigned dispatch_depth; /* >0 while a dispatch entry point runs */
+    unsigned callback_depth; /* >0 while a user callback runs */
+    bool free_requested;
+    /* operations */
+    struct stubdm__list ops_pending;
+    struct stubdm__list ops_queued;
+    /* xenstore */
+    struct stubdm__xs_state xs;
+    /* hypervisor */
+    struct stubdm__hv hv;
+    /* domain-death monitor */
+    struct stubdm__list domwatches;
+    struct stubdm__xswatch release_watch;
+};
+
+/* Free the ctx now (stubdm_ctx_free defers this while dispatching). */
+void stubdm__ctx_destroy(stubdm_ctx *ctx);
+
+/* Domid validity: below DOMID_FIRST_RESERVED. */
+#define STUBDM__DOMID_MAX 0x7FEFu
+static inline bool stubdm__domid_ok(uint32_t d)
+{
+    return d <= STUBDM__DOMID_MAX;
+}
+
+#endif /* STUBDM_INTERNAL_H */
