@@ -1,0 +1,56 @@
+/* stubdm-mockxs-helper: the few xenstore requests the xenstore-* tools
+ * cannot send, through the real libxenstore so it works against any
+ * xenstored named by XENSTORED_PATH.
+ *   set-target DOMID TARGET | introduce DOMID MFN PORT | release DOMID
+ *   is-introduced DOMID | domain-path DOMID */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xenstore.h>
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: %s set-target|introduce|release|is-introduced|domain-path ARGS\n",
+			argv[0]);
+		return 2;
+	}
+	struct xs_handle *xs = xs_open(0);
+	if (!xs) {
+		perror("xs_open");
+		return 1;
+	}
+	const char *cmd = argv[1];
+	unsigned a = (unsigned)strtoul(argv[2], NULL, 10);
+	bool ok = false;
+	if (!strcmp(cmd, "set-target") && argc == 4) {
+		ok = xs_set_target(xs, a, (unsigned)strtoul(argv[3], NULL, 10));
+	} else if (!strcmp(cmd, "introduce") && argc == 5) {
+		ok = xs_introduce_domain(xs, a, strtoul(argv[3], NULL, 10),
+					 (unsigned)strtoul(argv[4], NULL, 10));
+	} else if (!strcmp(cmd, "release") && argc == 3) {
+		ok = xs_release_domain(xs, a);
+	} else if (!strcmp(cmd, "is-introduced") && argc == 3) {
+		errno = 0;
+		bool r = xs_is_domain_introduced(xs, a);
+		ok = r || errno == 0;
+		if (ok)
+			puts(r ? "T" : "F");
+	} else if (!strcmp(cmd, "domain-path") && argc == 3) {
+		char *p = xs_get_domain_path(xs, a);
+		ok = p != NULL;
+		if (p)
+			puts(p);
+		free(p);
+	} else {
+		fprintf(stderr, "bad command\n");
+		xs_close(xs);
+		return 2;
+	}
+	if (!ok)
+		fprintf(stderr, "%s: %s\n", cmd, strerror(errno));
+	xs_close(xs);
+	return ok ? 0 : 1;
+}
