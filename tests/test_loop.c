@@ -1,0 +1,451 @@
+/*
+ * The event-loop and async-operation contract of include/libstubdm.h:
+ * completion exactly once and never inside the starting call, idempotent
+ * cancel, free from callbacks, recursive dispatch refused, the hook and
+ * poll interfaces, the timer heap.
+ */
+#include "internal.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- a test operation type --------------------------------------------- */
+
+struct test_op {
+    stubdm_op op;
+    struct stubdm__timer timer;
+    int *stops;
+    int *destroys;
+};
+
+static void test_op_stop(stubdm_op *op)
+{
+    struct test_op *t = (struct test_op *)op;
+    stubdm__timer_stop(op->ctx, &t->timer);
+    if (t->stops)
+        (*t->stops)++;
+}
+
+static void test_op_destroy(stubdm_op *op)
+{
+    struct test_op *t = (struct test_op *)op;
+    if (t->destroys)
+        (*t->destroys)++;
+}
+
+static const struct stubdm__op_type test_type = {"test", test_op_stop,
+                                                 test_op_destroy};
+
+static void on_timer_complete(stubdm_ctx *ctx, struct stubdm__timer *tm)
+{
+    struct test_op *t = STUBDM_CONTAINER_OF(tm, struct test_op, timer);
+    (void)ctx;
+    stubdm__op_complete(&t->op, 0, NULL);
+}
+
+/* Start a test op that completes after delay_ms (or at once if < 0). */
+static struct test_op *start_op(stubdm_ctx *ctx, int delay_ms,
+                                stubdm_done_fn *done, void *user,
+                                stubdm_op **out)
+{
+    struct test_op *t = (struct test_op *)stubdm__op_new(
+        ctx, &test_type, sizeof(*t), done, user);
+    ck_assert_ptr_nonnull(t);
+    stubdm__timer_init(&t->timer, on_timer_complete);
+    stubdm__op_started(&t->op, out);
+    if (delay_ms < 0)
+        stubdm__op_complete(&t->op, STUBDM_EINVAL, "failed at %s", "once");
+    else
+        ck_assert_int_eq(stubdm__timer_arm(ctx, &t->timer,
+                                           stubdm_now_ms() + delay_ms),
+                         0);
+    return t;
+}
+
+struct record {
+    int calls;
+    int last_rc;
+    stubdm_ctx *ctx;
+    stubdm_op *free_me;
+    bool free_ctx;
+    int recursive_rc;
+};
+
+static void on_done(stubdm_op *op, int rc, void *user)
+{
+    struct record *r = user;
+    (void)op;
+    r->calls++;
+    r->last_rc = rc;
+    if (r->ctx)
+        r->recursive_rc = stubdm_ctx_run_once(r->ctx, 0);
+    if (r->free_me)
+        stubdm_op_free(r->free_me);
+    if (r->free_ctx)
+        stubdm_ctx_free(r->ctx);
+}
+
+static void run_until(stubdm_ctx *ctx, const int *calls, int want)
+{
+    int64_t end = stubdm_now_ms() + 5000;
+    while (*calls < want && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+}
+
+/* ---- basics ------------------------------------------------------------ */
+
+START_TEST(ctx_basics)
+{
+    stubdm_ctx *ctx = NULL;
+
+    ck_assert_int_eq(stubdm_ctx_new(NULL), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_str_eq(stubdm_ctx_errmsg(ctx), "");
+    ck_assert_int_eq(stubdm_ctx_os_errno(ctx), 0);
+    stubdm_ctx_free(ctx);
+    stubdm_ctx_free(NULL);
+    stubdm_op_free(NULL);
+    stubdm_op_cancel(NULL);
+    ck_assert_str_eq(stubdm_version(), "0.1.0");
+    ck_assert_uint_eq(stubdm_version_hex(), STUBDM_VERSION_HEX);
+}
+END_TEST
+
+START_TEST(error_texts)
+{
+    for (int rc = 0; rc >= STUBDM_EXEN; rc--) {
+        ck_assert_str_ne(stubdm_strerror(rc), "unknown error");
+        ck_assert_str_ne(stubdm_errname(rc), "STUBDM_E?");
+    }
+    ck_assert_str_eq(stubdm_errname(STUBDM_ETIMEDOUT), "STUBDM_ETIMEDOUT");
+    ck_assert_str_eq(stubdm_strerror(-1000), "unknown error");
+    ck_assert_str_eq(stubdm_errname(-1000), "STUBDM_E?");
+}
+END_TEST
+
+/* ---- the op contract --------------------------------------------------- */
+
+START_TEST(never_inside_starting_call)
+{
+    stubdm_ctx *ctx;
+    struct record r = {0};
+    int timeout;
+    size_t n = 0;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    start_op(ctx, -1, on_done, &r, NULL);
+    ck_assert_int_eq(r.calls, 0);
+    /* The queued completion makes the loop come back at once. */
+    ck_assert_int_eq(stubdm_ctx_poll_prepare(ctx, NULL, &n, &timeout), 0);
+    ck_assert_int_eq(timeout, 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.last_rc, STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    ck_assert_int_eq(r.calls, 1);
+    stubdm_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(exactly_once_and_errmsg)
+{
+    stubdm_ctx *ctx;
+    struct record r = {0};
+    stubdm_op *op = NULL;
+    int destroys = 0;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    struct test_op *t = start_op(ctx, 10, on_done, &r, &op);
+    t->destroys = &destroys;
+    ck_assert_int_eq(stubdm_op_done(op), 0);
+    ck_assert_int_eq(stubdm_op_result(op), STUBDM_ESTATE);
+    ck_assert_str_eq(stubdm_op_errmsg(op), "");
+    run_until(ctx, &r.calls, 1);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.last_rc, 0);
+    ck_assert_int_eq(stubdm_op_done(op), 1);
+    ck_assert_int_eq(stubdm_op_result(op), 0);
+    /* Completing or cancelling a done op changes nothing. */
+    stubdm_op_cancel(op);
+    stubdm__op_complete(op, STUBDM_EFAIL, "late");
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(stubdm_op_result(op), 0);
+    stubdm_op_free(op);
+    ck_assert_int_eq(destroys, 1);
+    stubdm_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(cancel_is_idempotent)
+{
+    stubdm_ctx *ctx;
+    struct record r = {0};
+    stubdm_op *op = NULL;
+    int stops = 0;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    struct test_op *t = start_op(ctx, 60000, on_done, &r, &op);
+    t->stops = &stops;
+    stubdm_op_cancel(op);
+    stubdm_op_cancel(op);
+    ck_assert_int_eq(stops, 1); /* resources released at once */
+    ck_assert_int_eq(r.calls, 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.last_rc, STUBDM_ECANCELED);
+    ck_assert_str_eq(stubdm_op_errmsg(op), "test cancelled");
+    stubdm_op_cancel(op);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    ck_assert_int_eq(r.calls, 1);
+    stubdm_op_free(op);
+    stubdm_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(free_pending_op_is_silent)
+{
+    stubdm_ctx *ctx;
+    struct record r = {0};
+    stubdm_op *op = NULL, *op2 = NULL;
+    int stops = 0, destroys = 0;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    struct test_op *t = start_op(ctx, 10, on_done, &r, &op);
+    t->stops = &stops;
+    t->destroys = &destroys;
+    stubdm_op_free(op);
+    ck_assert_int_eq(stops, 1);
+    ck_assert_int_eq(destroys, 1);
+    /* Freeing a completed-but-not-yet-called-back op is silent too. */
+    start_op(ctx, -1, on_done, &r, &op2);
+    stubdm_op_free(op2);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 30), 0);
+    ck_assert_int_eq(r.calls, 0);
+    stubdm_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(free_op_inside_its_callback)
+{
+    stubdm_ctx *ctx;
+    struct record r = {0};
+    stubdm_op *op = NULL;
+    int destroys = 0;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    struct test_op *t = start_op(ctx, 5, on_done, &r, &op);
+    t->destroys = &destroys;
+    r.free_me = op;
+    run_until(ctx, &r.calls, 1);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(destroys, 1);
+    stubdm_ctx_free(ctx);
+}
+END_TEST
+
+START_TEST(free_ctx_inside_callback)
+{
+    stubdm_ctx *ctx;
+    struct record r1 = {0}, r2 = {0};
+    stubdm_op *held = NULL;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    r1.ctx = ctx;
+    r1.free_ctx = true;
+    start_op(ctx, -1, on_done, &r1, NULL);
+    start_op(ctx, -1, on_done, &r2, NULL);
+    start_op(ctx, 60000, on_done, &r2, &held);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(r1.calls, 1);
+    /* Recursive dispatch from a callback is refused. */
+    ck_assert_int_eq(r1.recursive_rc, STUBDM_ERECURSIVE);
+    /* The ctx is gone: the second queued op was dropped silently. */
+    ck_assert_int_eq(r2.calls, 0);
+    /* A handle the caller still holds survives its ctx. */
+    ck_assert_int_eq(stubdm_op_done(held), 1);
+    stubdm_op_free(held);
+}
+END_TEST
+
+/* ---- timers ------------------------------------------------------------ */
+
+static int order_calls;
+static int64_t order_last;
+
+static void on_order(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    (void)ctx;
+    ck_assert(t->deadline_ms >= order_last);
+    order_last = t->deadline_ms;
+    order_calls++;
+}
+
+START_TEST(timer_heap_order)
+{
+    enum { N = 2000 };
+    stubdm_ctx *ctx;
+    struct stubdm__timer *t = calloc(N, sizeof(*t));
+    int64_t base = stubdm_now_ms() - 100000;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    srand(42);
+    for (int i = 0; i < N; i++) {
+        stubdm__timer_init(&t[i], on_order);
+        ck_assert_int_eq(stubdm__timer_arm(ctx, &t[i], base + rand() % 50000),
+                         0);
+    }
+    /* Re-arm and stop a third of them to exercise removal from the middle. */
+    for (int i = 0; i < N; i += 3)
+        stubdm__timer_stop(ctx, &t[i]);
+    for (int i = 1; i < N; i += 3)
+        ck_assert_int_eq(stubdm__timer_arm(ctx, &t[i], base + rand() % 50000),
+                         0);
+    order_calls = 0;
+    order_last = INT64_MIN;
+    ck_assert_int_eq(stubdm_ctx_timer_fired(ctx), 0);
+    ck_assert_int_eq(order_calls, N - (N + 2) / 3);
+    for (int i = 0; i < N; i++)
+        ck_assert(!stubdm__timer_armed(&t[i]));
+    stubdm_ctx_free(ctx);
+    free(t);
+}
+END_TEST
+
+/* ---- hooks and poll ---------------------------------------------------- */
+
+struct hook_log {
+    int watch_calls, timer_calls;
+    int last_fd;
+    short last_events;
+    int64_t last_deadline;
+};
+
+static int hook_watch(void *user, int fd, short events)
+{
+    struct hook_log *h = user;
+    h->watch_calls++;
+    h->last_fd = fd;
+    h->last_events = events;
+    return 0;
+}
+
+static int hook_timer(void *user, int64_t deadline)
+{
+    struct hook_log *h = user;
+    h->timer_calls++;
+    h->last_deadline = deadline;
+    return 0;
+}
+
+static int fd_hits;
+static void on_fd(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
+{
+    char c;
+    (void)ctx;
+    ck_assert(revents & POLLIN);
+    ck_assert_int_eq(read(w->fd, &c, 1), 1);
+    fd_hits++;
+}
+
+START_TEST(hooks_and_poll)
+{
+    stubdm_ctx *ctx;
+    struct hook_log h = {0};
+    stubdm_loop_hooks hooks = {STUBDM_LOOP_HOOKS_VERSION, hook_watch,
+                               hook_timer};
+    stubdm_loop_hooks bad = {99, hook_watch, hook_timer};
+    struct stubdm__fd w;
+    struct stubdm__timer t;
+    int p[2];
+    struct pollfd fds[1];
+    size_t n;
+    int timeout;
+
+    ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    stubdm__fd_init(&w, on_fd);
+    ck_assert_int_eq(stubdm__fd_watch(ctx, &w, p[0], POLLIN), 0);
+
+    ck_assert_int_eq(stubdm_ctx_set_loop(ctx, &bad, &h), STUBDM_EINVAL);
+    /* Installing hooks replays the fds already watched. */
+    ck_assert_int_eq(stubdm_ctx_set_loop(ctx, &hooks, &h), 0);
+    ck_assert_int_eq(h.watch_calls, 1);
+    ck_assert_int_eq(h.last_fd, p[0]);
+    ck_assert_int_eq(h.last_events, POLLIN);
+    ck_assert_int_eq(h.timer_calls, 1);
+    ck_assert_int_eq(h.last_deadline, -1);
+
+    stubdm__timer_init(&t, on_order);
+    int64_t dl = stubdm_now_ms() + 100000;
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &t, dl), 0);
+    ck_assert_int_eq(h.last_deadline, dl);
+
+    /* Poll interface on the same registry: too small an array. */
+    n = 0;
+    ck_assert_int_eq(stubdm_ctx_poll_prepare(ctx, fds, &n, &timeout),
+                     STUBDM_EBUFFERFULL);
+    ck_assert_uint_eq(n, 1);
+    n = 1;
+    ck_assert_int_eq(stubdm_ctx_poll_prepare(ctx, fds, &n, &timeout), 0);
+    ck_assert_int_eq(fds[0].fd, p[0]);
+    ck_assert(timeout > 99000);
+
+    /* Push path: the application says the fd is ready. */
+    ck_assert_int_eq(write(p[1], "x", 1), 1);
+    fd_hits = 0;
+    ck_assert_int_eq(stubdm_ctx_fd_ready(ctx, p[0], POLLIN), 0);
+    ck_assert_int_eq(fd_hits, 1);
+    /* Unknown fds are ignored. */
+    ck_assert_int_eq(stubdm_ctx_fd_ready(ctx, 1000, POLLIN), 0);
+    /* Poll path. */
+    ck_assert_int_eq(write(p[1], "y", 1), 1);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(fd_hits, 2);
+
+    stubdm__timer_stop(ctx, &t);
+    ck_assert_int_eq(h.last_deadline, -1);
+    stubdm__fd_stop(ctx, &w);
+    stubdm__fd_stop(ctx, &w); /* idempotent */
+    ck_assert_int_eq(h.last_events, 0);
+    stubdm_ctx_free(ctx);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+static Suite *loop_suite(void)
+{
+    Suite *s = suite_create("loop");
+    TCase *tc = tcase_create("contract");
+
+    tcase_add_test(tc, ctx_basics);
+    tcase_add_test(tc, error_texts);
+    tcase_add_test(tc, never_inside_starting_call);
+    tcase_add_test(tc, exactly_once_and_errmsg);
+    tcase_add_test(tc, cancel_is_idempotent);
+    tcase_add_test(tc, free_pending_op_is_silent);
+    tcase_add_test(tc, free_op_inside_its_callback);
+    tcase_add_test(tc, free_ctx_inside_callback);
+    tcase_add_test(tc, timer_heap_order);
+    tcase_add_test(tc, hooks_and_poll);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(loop_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
