@@ -1,0 +1,1183 @@
+/*
+ * JSON values, a bounded incremental parser on top of yajl's streaming
+ * parser, and a writer on top of yajl_gen.  See json.h for the contract.
+ *
+ * The tree is built inside yajl's callbacks.  Children of every open
+ * container are collected on one scratch stack; when a container closes,
+ * its children are copied once into an exact-size array in the doc's arena
+ * and popped.  Nothing is allocated per value except arena space, and the
+ * scratch stack never holds more than max_values entries.
+ */
+#include "json.h"
+
+#include "internal.h"
+
+#include <inttypes.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
+
+/* ------------------------------------------------------------------------
+ * Arena
+ * ------------------------------------------------------------------------ */
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size, used;
+    max_align_t data[];
+};
+
+struct arena {
+    struct arena_chunk *head;
+    size_t next_size;
+};
+
+#define ARENA_FIRST_CHUNK 4096u
+#define ARENA_MAX_CHUNK ((size_t)1 << 20)
+
+static void arena_init(struct arena *a)
+{
+    a->head = NULL;
+    a->next_size = ARENA_FIRST_CHUNK;
+}
+
+static void arena_dispose(struct arena *a)
+{
+    struct arena_chunk *c = a->head;
+    while (c) {
+        struct arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+}
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    struct arena_chunk *c = a->head;
+    if (!c || c->size - c->used < n) {
+        /* Chunks double up to 1 MiB so small messages stay small and big
+         * ones do not make thousands of chunks; oversized requests get a
+         * chunk of their own. */
+        size_t size = a->next_size;
+        if (size < n)
+            size = n;
+        if (size > SIZE_MAX - sizeof(*c))
+            return NULL;
+        c = malloc(sizeof(*c) + size);
+        if (!c)
+            return NULL;
+        c->size = size;
+        c->used = 0;
+        if (a->head && size == n) {
+            /* Keep filling the current chunk afterwards. */
+            c->next = a->head->next;
+            a->head->next = c;
+        } else {
+            c->next = a->head;
+            a->head = c;
+        }
+        if (a->next_size < ARENA_MAX_CHUNK)
+            a->next_size *= 2;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+/* ------------------------------------------------------------------------
+ * Values
+ * ------------------------------------------------------------------------ */
+
+struct member;
+
+struct stubdm__json {
+    unsigned char type; /* enum stubdm__json_type */
+    bool big;           /* INT: the value is v.u and exceeds INT64_MAX */
+    union {
+        bool b;
+        int64_t i;
+        uint64_t u;
+        struct {
+            double d;
+            const char *text; /* as received, for re-emission */
+        } num;
+        struct {
+            const char *s;
+            size_t len;
+        } str;
+        struct {
+            struct stubdm__json *items;
+            size_t n;
+        } arr;
+        struct {
+            struct member *members;
+            size_t n;
+        } obj;
+    } v;
+};
+
+struct member {
+    const char *key; /* NULL for array elements on the scratch stack */
+    size_t key_len;
+    struct stubdm__json value;
+};
+
+struct stubdm__json_doc {
+    struct arena arena;
+    struct stubdm__json root;
+    char *text;
+    size_t text_len;
+};
+
+const char *stubdm__json_type_name(enum stubdm__json_type t)
+{
+    switch (t) {
+    case STUBDM__JSON_NULL:
+        return "null";
+    case STUBDM__JSON_BOOL:
+        return "boolean";
+    case STUBDM__JSON_INT:
+        return "integer";
+    case STUBDM__JSON_DOUBLE:
+        return "number";
+    case STUBDM__JSON_STRING:
+        return "string";
+    case STUBDM__JSON_ARRAY:
+        return "array";
+    case STUBDM__JSON_OBJECT:
+        return "object";
+    }
+    return "?";
+}
+
+enum stubdm__json_type stubdm__json_type(const struct stubdm__json *v)
+{
+    return v ? (enum stubdm__json_type)v->type : STUBDM__JSON_NULL;
+}
+
+bool stubdm__json_is(const struct stubdm__json *v, enum stubdm__json_type t)
+{
+    return v && v->type == t;
+}
+
+const struct stubdm__json *stubdm__json_get(const struct stubdm__json *v,
+                                            const char *key)
+{
+    if (!v || v->type != STUBDM__JSON_OBJECT || !key)
+        return NULL;
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < v->v.obj.n; i++) {
+        const struct member *m = &v->v.obj.members[i];
+        if (m->key_len == klen && memcmp(m->key, key, klen) == 0)
+            return &m->value;
+    }
+    return NULL;
+}
+
+size_t stubdm__json_len(const struct stubdm__json *v)
+{
+    if (!v)
+        return 0;
+    if (v->type == STUBDM__JSON_ARRAY)
+        return v->v.arr.n;
+    if (v->type == STUBDM__JSON_OBJECT)
+        return v->v.obj.n;
+    return 0;
+}
+
+const struct stubdm__json *stubdm__json_at(const struct stubdm__json *v,
+                                           size_t i)
+{
+    if (!v || v->type != STUBDM__JSON_ARRAY || i >= v->v.arr.n)
+        return NULL;
+    return &v->v.arr.items[i];
+}
+
+const struct stubdm__json *stubdm__json_member(const struct stubdm__json *v,
+                                               size_t i, const char **key,
+                                               size_t *key_len)
+{
+    if (!v || v->type != STUBDM__JSON_OBJECT || i >= v->v.obj.n)
+        return NULL;
+    const struct member *m = &v->v.obj.members[i];
+    if (key)
+        *key = m->key;
+    if (key_len)
+        *key_len = m->key_len;
+    return &m->value;
+}
+
+const char *stubdm__json_as_string(const struct stubdm__json *v, size_t *len)
+{
+    if (!v || v->type != STUBDM__JSON_STRING)
+        return NULL;
+    if (len)
+        *len = v->v.str.len;
+    return v->v.str.s;
+}
+
+bool stubdm__json_string_is(const struct stubdm__json *v, const char *s)
+{
+    if (!v || v->type != STUBDM__JSON_STRING || !s)
+        return false;
+    size_t n = strlen(s);
+    return v->v.str.len == n && memcmp(v->v.str.s, s, n) == 0;
+}
+
+bool stubdm__json_as_int64(const struct stubdm__json *v, int64_t *out)
+{
+    if (!v || v->type != STUBDM__JSON_INT || v->big)
+        return false;
+    *out = v->v.i;
+    return true;
+}
+
+bool stubdm__json_as_uint64(const struct stubdm__json *v, uint64_t *out)
+{
+    if (!v || v->type != STUBDM__JSON_INT)
+        return false;
+    if (v->big) {
+        *out = v->v.u;
+        return true;
+    }
+    if (v->v.i < 0)
+        return false;
+    *out = (uint64_t)v->v.i;
+    return true;
+}
+
+bool stubdm__json_as_double(const struct stubdm__json *v, double *out)
+{
+    if (!v)
+        return false;
+    if (v->type == STUBDM__JSON_DOUBLE)
+        *out = v->v.num.d;
+    else if (v->type == STUBDM__JSON_INT)
+        *out = v->big ? (double)v->v.u : (double)v->v.i;
+    else
+        return false;
+    return true;
+}
+
+bool stubdm__json_as_bool(const struct stubdm__json *v, bool *out)
+{
+    if (!v || v->type != STUBDM__JSON_BOOL)
+        return false;
+    *out = v->v.b;
+    return true;
+}
+
+const struct stubdm__json *stubdm__json_doc_root(
+    const struct stubdm__json_doc *doc)
+{
+    return doc ? &doc->root : NULL;
+}
+
+const char *stubdm__json_doc_text(const struct stubdm__json_doc *doc,
+                                  size_t *len)
+{
+    if (len)
+        *len = doc ? doc->text_len : 0;
+    return doc ? doc->text : NULL;
+}
+
+void stubdm__json_doc_free(struct stubdm__json_doc *doc)
+{
+    if (!doc)
+        return;
+    arena_dispose(&doc->arena);
+    free(doc->text);
+    free(doc);
+}
+
+void stubdm__json_limits_default(struct stubdm__json_limits *lim)
+{
+    lim->max_bytes = STUBDM__JSON_DEFAULT_MAX_BYTES;
+    lim->max_depth = STUBDM__JSON_DEFAULT_MAX_DEPTH;
+    lim->max_values = STUBDM__JSON_DEFAULT_MAX_VALUES;
+    lim->max_string = STUBDM__JSON_DEFAULT_MAX_BYTES;
+}
+
+static void limits_fill(struct stubdm__json_limits *dst,
+                        const struct stubdm__json_limits *src)
+{
+    stubdm__json_limits_default(dst);
+    if (!src)
+        return;
+    if (src->max_bytes)
+        dst->max_bytes = src->max_bytes;
+    if (src->max_depth)
+        dst->max_depth = src->max_depth;
+    if (src->max_values)
+        dst->max_values = src->max_values;
+    dst->max_string = src->max_string ? src->max_string : dst->max_bytes;
+}
+
+/* ------------------------------------------------------------------------
+ * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF.
+ * ------------------------------------------------------------------------ */
+
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        /* Most QMP text is ASCII: skip it eight bytes at a time. */
+        while (n - i >= 8) {
+            uint64_t word;
+            memcpy(&word, s + i, 8);
+            if (word & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned char lo = 0x80, hi = 0xBF; /* range of the 2nd byte */
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0)
+                lo = 0xA0; /* overlong */
+            else if (c == 0xED)
+                hi = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0)
+                lo = 0x90; /* overlong */
+            else if (c == 0xF4)
+                hi = 0x8F; /* above U+10FFFF */
+        } else {
+            return false;
+        }
+        if (n - i - 1 < need)
+            return false;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= need; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+        i += need + 1;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Parser
+ * ------------------------------------------------------------------------ */
+
+enum parser_state {
+    PARSER_RUNNING,
+    PARSER_DONE,
+    PARSER_FAILED,
+};
+
+struct stubdm__json_parser {
+    struct stubdm__json_limits lim;
+    bool require_object;
+    yajl_handle yh;
+    enum parser_state state;
+    size_t bytes;      /* consumed for this value, leading whitespace too */
+    bool started;      /* the first byte of the value has been seen */
+    struct stubdm__buf text;
+    unsigned depth;
+    size_t values;
+    struct stubdm__json_doc *doc;
+    /* Children of the open containers, innermost last. */
+    struct member *stack;
+    size_t stack_len, stack_cap;
+    /* Open containers, outermost first (at most max_depth). */
+    struct frame {
+        size_t first; /* where its children start on the stack */
+        bool object;
+    } *frames;
+    size_t frames_cap;
+    bool in_yajl;      /* inside yajl_parse: callbacks may be running */
+    locale_t c_locale; /* for strtod_l; created on the first fraction */
+    struct stubdm__json_error err;
+};
+
+static int fail(struct stubdm__json_parser *p, int code, const char *fmt, ...)
+    STUBDM_PRINTF(3, 4);
+
+/* Record the first failure; returns 0 so callbacks can "return fail()". */
+static int fail(struct stubdm__json_parser *p, int code, const char *fmt, ...)
+{
+    if (p->state == PARSER_FAILED)
+        return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err.msg, sizeof(p->err.msg), fmt, ap);
+    va_end(ap);
+    p->err.code = code;
+    p->err.offset = p->bytes;
+    if (p->in_yajl)
+        p->err.offset += yajl_get_bytes_consumed(p->yh);
+    p->state = PARSER_FAILED;
+    return 0;
+}
+
+static bool in_object(const struct stubdm__json_parser *p)
+{
+    return p->depth > 0 && p->frames[p->depth - 1].object;
+}
+
+static int stack_push(struct stubdm__json_parser *p, const struct member *m)
+{
+    if (p->stack_len == p->stack_cap) {
+        size_t cap = p->stack_cap ? p->stack_cap * 2 : 64;
+        struct member *s = stubdm__reallocarray(p->stack, cap, sizeof(*s));
+        if (!s)
+            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+        p->stack = s;
+        p->stack_cap = cap;
+    }
+    p->stack[p->stack_len++] = *m;
+    return 1;
+}
+
+/* Count a value against max_values. */
+static int count_value(struct stubdm__json_parser *p, bool object)
+{
+    if (p->depth == 0 && p->require_object && !object)
+        return fail(p, STUBDM_EPROTO, "is not a JSON object");
+    if (++p->values > p->lim.max_values)
+        return fail(p, STUBDM_ELIMIT, "has more than %zu values",
+                    p->lim.max_values);
+    return 1;
+}
+
+/* Place a finished value: the root, the next array element, or the value
+ * of the object member whose key was pushed last. */
+static int place_value(struct stubdm__json_parser *p,
+                       const struct stubdm__json *v)
+{
+    if (p->depth == 0) {
+        p->doc->root = *v;
+        p->state = PARSER_DONE;
+        return 0; /* stop yajl right after the value's last byte */
+    }
+    if (in_object(p)) {
+        p->stack[p->stack_len - 1].value = *v;
+        return 1;
+    }
+    struct member m = {.key = NULL, .key_len = 0, .value = *v};
+    return stack_push(p, &m);
+}
+
+static const char *copy_string(struct stubdm__json_parser *p,
+                               const unsigned char *s, size_t len,
+                               const char *what)
+{
+    if (len > p->lim.max_string) {
+        fail(p, STUBDM_ELIMIT, "has a %s longer than %zu bytes", what,
+             p->lim.max_string);
+        return NULL;
+    }
+    if (!utf8_valid(s, len)) {
+        fail(p, STUBDM_EPROTO, "has a %s that is not valid UTF-8", what);
+        return NULL;
+    }
+    char *c = arena_alloc(&p->doc->arena, len + 1);
+    if (!c) {
+        fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+        return NULL;
+    }
+    memcpy(c, s, len);
+    c[len] = '\0';
+    return c;
+}
+
+static int cb_null(void *ctx)
+{
+    struct stubdm__json_parser *p = ctx;
+    if (!count_value(p, false))
+        return 0;
+    struct stubdm__json v = {.type = STUBDM__JSON_NULL};
+    return place_value(p, &v);
+}
+
+static int cb_boolean(void *ctx, int b)
+{
+    struct stubdm__json_parser *p = ctx;
+    if (!count_value(p, false))
+        return 0;
+    struct stubdm__json v = {.type = STUBDM__JSON_BOOL, .v.b = b != 0};
+    return place_value(p, &v);
+}
+
+/* yajl has checked the JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?
+ * ([eE][+-]?[0-9]+)?.  Integers are converted here, exactly. */
+static bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
+{
+    bool neg = len > 0 && s[0] == '-';
+    uint64_t mag = 0;
+    for (size_t i = neg; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false; /* fraction or exponent */
+        unsigned d = (unsigned)(s[i] - '0');
+        if (mag > (UINT64_MAX - d) / 10)
+            return false; /* too large: a double */
+        mag = mag * 10 + d;
+    }
+    v->type = STUBDM__JSON_INT;
+    if (neg) {
+        if (mag > (uint64_t)INT64_MAX + 1)
+            return false;
+        v->v.i = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+    } else if (mag > (uint64_t)INT64_MAX) {
+        v->big = true;
+        v->v.u = mag;
+    } else {
+        v->v.i = (int64_t)mag;
+    }
+    return true;
+}
+
+static int cb_number(void *ctx, const char *s, size_t len)
+{
+    struct stubdm__json_parser *p = ctx;
+    if (!count_value(p, false))
+        return 0;
+    struct stubdm__json v = {.type = STUBDM__JSON_NULL};
+    if (!parse_integer(s, len, &v)) {
+        /* strtod follows LC_NUMERIC, which the application may have set to
+         * a locale with a decimal comma: parse in the C locale. */
+        if (!p->c_locale) {
+            p->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+            if (!p->c_locale)
+                return fail(p, STUBDM_ENOMEM,
+                            "could not be parsed: out of memory");
+        }
+        char *text = arena_alloc(&p->doc->arena, len + 1);
+        if (!text)
+            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+        memcpy(text, s, len);
+        text[len] = '\0';
+        v = (struct stubdm__json){.type = STUBDM__JSON_DOUBLE};
+        v.v.num.d = strtod_l(text, NULL, p->c_locale);
+        v.v.num.text = text;
+    }
+    return place_value(p, &v);
+}
+
+static int cb_string(void *ctx, const unsigned char *s, size_t len)
+{
+    struct stubdm__json_parser *p = ctx;
+    if (!count_value(p, false))
+        return 0;
+    const char *c = copy_string(p, s, len, "string");
+    if (!c)
+        return 0;
+    struct stubdm__json v = {.type = STUBDM__JSON_STRING};
+    v.v.str.s = c;
+    v.v.str.len = len;
+    return place_value(p, &v);
+}
+
+/*
+ * Containers.  A nested container's slot on the stack precedes its
+ * children: the member pushed by its key inside an object, a slot pushed
+ * here inside an array.  The root has no slot.
+ */
+static int begin_container(struct stubdm__json_parser *p, bool object)
+{
+    if (!count_value(p, object))
+        return 0;
+    if (p->depth >= p->lim.max_depth)
+        return fail(p, STUBDM_ELIMIT, "is nested deeper than %u",
+                    p->lim.max_depth);
+    if (p->depth > 0 && !in_object(p)) {
+        struct member slot = {.key = NULL};
+        if (!stack_push(p, &slot))
+            return 0;
+    }
+    if (p->depth == p->frames_cap) {
+        size_t cap = p->frames_cap ? p->frames_cap * 2 : 16;
+        struct frame *f = stubdm__reallocarray(p->frames, cap, sizeof(*f));
+        if (!f)
+            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+        p->frames = f;
+        p->frames_cap = cap;
+    }
+    p->frames[p->depth].first = p->stack_len;
+    p->frames[p->depth].object = object;
+    p->depth++;
+    return 1;
+}
+
+/* Duplicate keys: pairwise for small objects, sorted copy for large ones. */
+static int key_cmp(const void *a, const void *b)
+{
+    const struct member *x = *(const struct member *const *)a;
+    const struct member *y = *(const struct member *const *)b;
+    if (x->key_len != y->key_len)
+        return x->key_len < y->key_len ? -1 : 1;
+    return memcmp(x->key, y->key, x->key_len);
+}
+
+static int check_duplicates(struct stubdm__json_parser *p,
+                            const struct member *m, size_t n)
+{
+    const struct member *dup = NULL;
+    if (n <= 16) {
+        for (size_t i = 1; i < n && !dup; i++)
+            for (size_t j = 0; j < i; j++)
+                if (m[i].key_len == m[j].key_len &&
+                    memcmp(m[i].key, m[j].key, m[i].key_len) == 0) {
+                    dup = &m[i];
+                    break;
+                }
+    } else {
+        const struct member **sorted = stubdm__reallocarray(NULL, n,
+                                                            sizeof(*sorted));
+        if (!sorted)
+            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+        for (size_t i = 0; i < n; i++)
+            sorted[i] = &m[i];
+        qsort(sorted, n, sizeof(*sorted), key_cmp);
+        for (size_t i = 1; i < n && !dup; i++)
+            if (key_cmp(&sorted[i - 1], &sorted[i]) == 0)
+                dup = sorted[i];
+        free(sorted);
+    }
+    if (dup) {
+        /* The key is valid UTF-8 but may hold anything: print a prefix,
+         * replacing what is not printable ASCII. */
+        char shown[40];
+        size_t k = 0;
+        for (; k < dup->key_len && k < sizeof(shown) - 1; k++) {
+            char c = dup->key[k];
+            shown[k] = c >= 0x20 && c < 0x7f && c != '"' ? c : '?';
+        }
+        shown[k] = '\0';
+        return fail(p, STUBDM_EPROTO, "has a duplicate key \"%s\"%s", shown,
+                    k < dup->key_len ? "..." : "");
+    }
+    return 1;
+}
+
+static int end_container(struct stubdm__json_parser *p, bool object)
+{
+    size_t first = p->frames[--p->depth].first;
+    size_t n = p->stack_len - first;
+    struct member *children = p->stack + first;
+    struct stubdm__json v = {.type = object ? STUBDM__JSON_OBJECT
+                                            : STUBDM__JSON_ARRAY};
+    if (n > 0) {
+        if (object && !check_duplicates(p, children, n))
+            return 0;
+        size_t each = object ? sizeof(struct member)
+                             : sizeof(struct stubdm__json);
+        void *dst = arena_alloc(&p->doc->arena, n * each);
+        if (!dst)
+            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+        if (object) {
+            memcpy(dst, children, n * each);
+            v.v.obj.members = dst;
+        } else {
+            struct stubdm__json *items = dst;
+            for (size_t i = 0; i < n; i++)
+                items[i] = children[i].value;
+            v.v.arr.items = items;
+        }
+    }
+    if (object)
+        v.v.obj.n = n;
+    else
+        v.v.arr.n = n;
+    p->stack_len = first;
+    if (p->depth == 0)
+        return place_value(p, &v);
+    p->stack[first - 1].value = v;
+    return 1;
+}
+
+static int cb_start_map(void *ctx)
+{
+    return begin_container(ctx, true);
+}
+
+static int cb_end_map(void *ctx)
+{
+    return end_container(ctx, true);
+}
+
+static int cb_start_array(void *ctx)
+{
+    return begin_container(ctx, false);
+}
+
+static int cb_end_array(void *ctx)
+{
+    return end_container(ctx, false);
+}
+
+static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+    struct stubdm__json_parser *p = ctx;
+    const char *key = copy_string(p, s, len, "key");
+    if (!key)
+        return 0;
+    struct member m = {.key = key, .key_len = len,
+                       .value = {.type = STUBDM__JSON_NULL}};
+    return stack_push(p, &m);
+}
+
+static const yajl_callbacks parser_callbacks = {
+    .yajl_null = cb_null,
+    .yajl_boolean = cb_boolean,
+    .yajl_number = cb_number, /* integers/doubles converted by us */
+    .yajl_string = cb_string,
+    .yajl_start_map = cb_start_map,
+    .yajl_map_key = cb_map_key,
+    .yajl_end_map = cb_end_map,
+    .yajl_start_array = cb_start_array,
+    .yajl_end_array = cb_end_array,
+};
+
+int stubdm__json_parser_new(struct stubdm__json_parser **out,
+                            const struct stubdm__json_limits *lim)
+{
+    *out = NULL;
+    struct stubdm__json_parser *p = stubdm__calloc(1, sizeof(*p));
+    if (!p)
+        return STUBDM_ENOMEM;
+    limits_fill(&p->lim, lim);
+    int rc = stubdm__json_parser_reset(p, NULL);
+    if (rc) {
+        stubdm__json_parser_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void stubdm__json_parser_free(struct stubdm__json_parser *p)
+{
+    if (!p)
+        return;
+    if (p->yh)
+        yajl_free(p->yh);
+    stubdm__json_doc_free(p->doc);
+    stubdm__buf_dispose(&p->text);
+    free(p->stack);
+    free(p->frames);
+    if (p->c_locale)
+        freelocale(p->c_locale);
+    free(p);
+}
+
+int stubdm__json_parser_reset(struct stubdm__json_parser *p,
+                              const struct stubdm__json_limits *lim)
+{
+    if (lim)
+        limits_fill(&p->lim, lim);
+    /* yajl has no reset, and a handle is unusable after we cancel it at
+     * the end of a value: allocate a fresh one (a few small mallocs). */
+    if (p->yh)
+        yajl_free(p->yh);
+    p->yh = yajl_alloc(&parser_callbacks, NULL, p);
+    stubdm__json_doc_free(p->doc);
+    p->doc = stubdm__calloc(1, sizeof(*p->doc));
+    stubdm__buf_dispose(&p->text);
+    stubdm__buf_init(&p->text, p->lim.max_bytes);
+    p->state = PARSER_RUNNING;
+    p->bytes = 0;
+    p->started = false;
+    p->depth = 0;
+    p->values = 0;
+    p->stack_len = 0;
+    memset(&p->err, 0, sizeof(p->err));
+    if (!p->yh || !p->doc) {
+        fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+        return STUBDM_ENOMEM;
+    }
+    arena_init(&p->doc->arena);
+    /* yajl's defaults are what we want: UTF-8 checked (strictly again by
+     * us), no comments, one value, no partial values at the end. */
+    return 0;
+}
+
+void stubdm__json_parser_require_object(struct stubdm__json_parser *p, bool on)
+{
+    p->require_object = on;
+}
+
+static bool is_json_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Turn yajl's error into ours ("is not valid JSON: <yajl's words>"). */
+static void fail_from_yajl(struct stubdm__json_parser *p)
+{
+    unsigned char *e = yajl_get_error(p->yh, 0, NULL, 0);
+    const char *text = e ? (const char *)e : "parse error";
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '.' ||
+                     text[n - 1] == ' '))
+        n--;
+    fail(p, STUBDM_EPROTO, "is not valid JSON: %.*s", (int)n, text);
+    if (e)
+        yajl_free_error(p->yh, e);
+}
+
+int stubdm__json_parser_feed(struct stubdm__json_parser *p, const void *data,
+                             size_t len, size_t *consumed)
+{
+    const unsigned char *in = data;
+    size_t used = 0;
+    *consumed = 0;
+    if (p->state == PARSER_FAILED)
+        return p->err.code;
+    if (p->state == PARSER_DONE)
+        return 0;
+    if (!p->started) {
+        while (used < len && is_json_space(in[used]))
+            used++;
+        if (used > p->lim.max_bytes - p->bytes) {
+            p->bytes = p->lim.max_bytes;
+            *consumed = used;
+            fail(p, STUBDM_ELIMIT, "exceeds %zu bytes", p->lim.max_bytes);
+            return p->err.code;
+        }
+        p->bytes += used;
+        if (used == len) {
+            *consumed = used;
+            return STUBDM__JSON_MORE;
+        }
+        p->started = true;
+    }
+    /* Never hand yajl more than the byte limit allows, so neither yajl's
+     * token buffer nor our text buffer can outgrow it. */
+    size_t room = p->lim.max_bytes - p->bytes;
+    size_t chunk = len - used < room ? len - used : room;
+    if (chunk == 0) {
+        *consumed = used;
+        fail(p, STUBDM_ELIMIT, "exceeds %zu bytes", p->lim.max_bytes);
+        return p->err.code;
+    }
+    p->in_yajl = true;
+    yajl_status st = yajl_parse(p->yh, in + used, chunk);
+    p->in_yajl = false;
+    size_t taken = yajl_get_bytes_consumed(p->yh);
+    if (st == yajl_status_ok)
+        taken = chunk;
+    if (p->state != PARSER_FAILED &&
+        stubdm__buf_append(&p->text, in + used, taken) != 0)
+        fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+    if (p->state == PARSER_RUNNING && st == yajl_status_error) {
+        fail_from_yajl(p);
+        p->err.offset = p->bytes + taken;
+    }
+    p->bytes += taken;
+    used += taken;
+    *consumed = used;
+    if (p->state == PARSER_FAILED)
+        return p->err.code;
+    if (p->state == PARSER_DONE)
+        return 0;
+    if (st != yajl_status_ok) {
+        fail(p, STUBDM_EPROTO, "could not be parsed: yajl status %d", st);
+        return p->err.code;
+    }
+    if (used < len) {
+        /* yajl took all we offered, which was all the limit allows. */
+        fail(p, STUBDM_ELIMIT, "exceeds %zu bytes", p->lim.max_bytes);
+        return p->err.code;
+    }
+    return STUBDM__JSON_MORE;
+}
+
+int stubdm__json_parser_finish(struct stubdm__json_parser *p)
+{
+    if (p->state == PARSER_FAILED)
+        return p->err.code;
+    if (p->state == PARSER_DONE)
+        return 0;
+    if (!p->started) {
+        fail(p, STUBDM_EPROTO, "is empty");
+        return p->err.code;
+    }
+    p->in_yajl = true;
+    yajl_status st = yajl_complete_parse(p->yh);
+    p->in_yajl = false;
+    if (p->state == PARSER_DONE)
+        return 0;
+    if (p->state == PARSER_RUNNING) {
+        if (st == yajl_status_error)
+            fail_from_yajl(p);
+        else
+            fail(p, STUBDM_EPROTO, "is truncated");
+    }
+    return p->err.code;
+}
+
+struct stubdm__json_doc *stubdm__json_parser_take(struct stubdm__json_parser *p)
+{
+    if (p->state != PARSER_DONE || !p->doc)
+        return NULL;
+    struct stubdm__json_doc *doc = p->doc;
+    p->doc = NULL;
+    /* The text buffer's storage becomes the doc's. */
+    if (!p->text.data) {
+        if (stubdm__buf_append(&p->text, "", 0) != 0) {
+            p->doc = doc;
+            return NULL;
+        }
+    }
+    doc->text = p->text.data;
+    doc->text_len = p->text.len;
+    stubdm__buf_init(&p->text, p->lim.max_bytes);
+    return doc;
+}
+
+const struct stubdm__json_error *stubdm__json_parser_error(
+    const struct stubdm__json_parser *p)
+{
+    return &p->err;
+}
+
+int stubdm__json_parse(const void *text, size_t len,
+                       const struct stubdm__json_limits *lim,
+                       struct stubdm__json_doc **doc_out,
+                       struct stubdm__json_error *err)
+{
+    struct stubdm__json_parser *p;
+    size_t used = 0;
+    *doc_out = NULL;
+    int rc = stubdm__json_parser_new(&p, lim);
+    if (rc) {
+        if (err) {
+            *err = (struct stubdm__json_error){.code = rc};
+            snprintf(err->msg, sizeof(err->msg),
+                     "could not be parsed: out of memory");
+        }
+        return rc;
+    }
+    rc = stubdm__json_parser_feed(p, text, len, &used);
+    if (rc == STUBDM__JSON_MORE)
+        rc = stubdm__json_parser_finish(p);
+    if (rc == 0) {
+        const unsigned char *rest = (const unsigned char *)text + used;
+        size_t i = 0;
+        while (i < len - used && is_json_space(rest[i]))
+            i++;
+        if (i < len - used) {
+            fail(p, STUBDM_EPROTO, "has data after the value");
+            p->err.offset = used + i;
+            rc = p->err.code;
+        }
+    }
+    if (rc == 0) {
+        *doc_out = stubdm__json_parser_take(p);
+        if (!*doc_out) {
+            fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+            rc = STUBDM_ENOMEM;
+        }
+    }
+    if (rc && err)
+        *err = p->err;
+    stubdm__json_parser_free(p);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Writer
+ * ------------------------------------------------------------------------ */
+
+struct stubdm__json_writer {
+    yajl_gen gen;
+    struct stubdm__buf *out;
+    int rc;          /* first failure */
+    unsigned depth;  /* open containers */
+};
+
+/* yajl_gen prints straight into the caller's buffer. */
+static void writer_print(void *ctx, const char *s, size_t len)
+{
+    struct stubdm__json_writer *w = ctx;
+    if (w->rc)
+        return;
+    int rc = stubdm__buf_append(w->out, s, len);
+    if (rc)
+        w->rc = rc;
+}
+
+struct stubdm__json_writer *stubdm__json_writer_new(struct stubdm__buf *out)
+{
+    struct stubdm__json_writer *w = stubdm__calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->out = out;
+    w->gen = yajl_gen_alloc(NULL);
+    if (!w->gen) {
+        free(w);
+        return NULL;
+    }
+    yajl_gen_config(w->gen, yajl_gen_print_callback, writer_print, w);
+    return w;
+}
+
+int stubdm__json_writer_end(struct stubdm__json_writer *w)
+{
+    if (!w)
+        return STUBDM_ENOMEM;
+    int rc = w->rc;
+    if (!rc && w->depth != 0)
+        rc = STUBDM_EINVAL;
+    yajl_gen_free(w->gen);
+    free(w);
+    return rc;
+}
+
+static void writer_check(struct stubdm__json_writer *w, yajl_gen_status st)
+{
+    if (st != yajl_gen_status_ok && !w->rc)
+        w->rc = STUBDM_EINVAL;
+}
+
+void stubdm__json_w_object_begin(struct stubdm__json_writer *w)
+{
+    if (w->rc)
+        return;
+    writer_check(w, yajl_gen_map_open(w->gen));
+    w->depth++;
+}
+
+void stubdm__json_w_object_end(struct stubdm__json_writer *w)
+{
+    if (w->rc)
+        return;
+    writer_check(w, yajl_gen_map_close(w->gen));
+    w->depth--;
+}
+
+void stubdm__json_w_array_begin(struct stubdm__json_writer *w)
+{
+    if (w->rc)
+        return;
+    writer_check(w, yajl_gen_array_open(w->gen));
+    w->depth++;
+}
+
+void stubdm__json_w_array_end(struct stubdm__json_writer *w)
+{
+    if (w->rc)
+        return;
+    writer_check(w, yajl_gen_array_close(w->gen));
+    w->depth--;
+}
+
+void stubdm__json_w_string(struct stubdm__json_writer *w, const char *s,
+                           size_t len)
+{
+    if (w->rc)
+        return;
+    /* yajl_gen's own UTF-8 check is as lax as its parser's. */
+    if (!s || !utf8_valid((const unsigned char *)s, len)) {
+        w->rc = STUBDM_EINVAL;
+        return;
+    }
+    writer_check(w, yajl_gen_string(w->gen, (const unsigned char *)s, len));
+}
+
+void stubdm__json_w_cstring(struct stubdm__json_writer *w, const char *s)
+{
+    stubdm__json_w_string(w, s, s ? strlen(s) : 0);
+}
+
+void stubdm__json_w_key(struct stubdm__json_writer *w, const char *key)
+{
+    stubdm__json_w_cstring(w, key);
+}
+
+void stubdm__json_w_int64(struct stubdm__json_writer *w, int64_t i)
+{
+    if (w->rc)
+        return;
+    writer_check(w, yajl_gen_integer(w->gen, (long long)i));
+}
+
+void stubdm__json_w_uint64(struct stubdm__json_writer *w, uint64_t u)
+{
+    if (w->rc)
+        return;
+    char text[24];
+    int n = snprintf(text, sizeof(text), "%" PRIu64, u);
+    writer_check(w, yajl_gen_number(w->gen, text, (size_t)n));
+}
+
+void stubdm__json_w_bool(struct stubdm__json_writer *w, bool b)
+{
+    if (w->rc)
+        return;
+    writer_check(w, yajl_gen_bool(w->gen, b));
+}
+
+void stubdm__json_w_null(struct stubdm__json_writer *w)
+{
+    if (w->rc)
+        return;
+    writer_check(w, yajl_gen_null(w->gen));
+}
+
+void stubdm__json_w_value(struct stubdm__json_writer *w,
+                          const struct stubdm__json *v)
+{
+    if (w->rc)
+        return;
+    if (!v) {
+        w->rc = STUBDM_EINVAL;
+        return;
+    }
+    /* Parsed trees are at most max_depth deep, so recursion is bounded. */
+    switch ((enum stubdm__json_type)v->type) {
+    case STUBDM__JSON_NULL:
+        stubdm__json_w_null(w);
+        break;
+    case STUBDM__JSON_BOOL:
+        stubdm__json_w_bool(w, v->v.b);
+        break;
+    case STUBDM__JSON_INT:
+        if (v->big)
+            stubdm__json_w_uint64(w, v->v.u);
+        else
+            stubdm__json_w_int64(w, v->v.i);
+        break;
+    case STUBDM__JSON_DOUBLE:
+        writer_check(w, yajl_gen_number(w->gen, v->v.num.text,
+                                        strlen(v->v.num.text)));
+        break;
+    case STUBDM__JSON_STRING:
+        stubdm__json_w_string(w, v->v.str.s, v->v.str.len);
+        break;
+    case STUBDM__JSON_ARRAY:
+        stubdm__json_w_array_begin(w);
+        for (size_t i = 0; i < v->v.arr.n; i++)
+            stubdm__json_w_value(w, &v->v.arr.items[i]);
+        stubdm__json_w_array_end(w);
+        break;
+    case STUBDM__JSON_OBJECT:
+        stubdm__json_w_object_begin(w);
+        for (size_t i = 0; i < v->v.obj.n; i++) {
+            const struct member *m = &v->v.obj.members[i];
+            stubdm__json_w_string(w, m->key, m->key_len);
+            stubdm__json_w_value(w, &m->value);
+        }
+        stubdm__json_w_object_end(w);
+        break;
+    }
+}
