@@ -2,7 +2,9 @@
  * cannot send, through the real libxenstore so it works against any
  * xenstored named by XENSTORED_PATH.
  *   set-target DOMID TARGET | introduce DOMID MFN PORT | release DOMID
- *   is-introduced DOMID | domain-path DOMID */
+ *   is-introduced DOMID | domain-path DOMID
+ *   read PATH | write PATH VALUE  (print strerror(errno) on failure, which
+ *   the xenstore-* tools do not) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s set-target|introduce|release|is-introduced|domain-path ARGS\n",
+		fprintf(stderr, "usage: %s set-target|introduce|release|is-introduced|domain-path|read|write ARGS\n",
 			argv[0]);
 		return 2;
 	}
@@ -38,6 +40,15 @@ int main(int argc, char **argv)
 		ok = r || errno == 0;
 		if (ok)
 			puts(r ? "T" : "F");
+	} else if (!strcmp(cmd, "read") && argc == 3) {
+		unsigned len;
+		char *v = xs_read(xs, XBT_NULL, argv[2], &len);
+		ok = v != NULL;
+		if (v)
+			printf("%.*s\n", (int)len, v);
+		free(v);
+	} else if (!strcmp(cmd, "write") && argc == 4) {
+		ok = xs_write(xs, XBT_NULL, argv[2], argv[3], (unsigned)strlen(argv[3]));
 	} else if (!strcmp(cmd, "domain-path") && argc == 3) {
 		char *p = xs_get_domain_path(xs, a);
 		ok = p != NULL;
@@ -50,7 +61,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!ok)
-		fprintf(stderr, "%s: %s\n", cmd, strerror(errno));
+		printf("error: %s\n", strerror(errno));
 	xs_close(xs);
 	return ok ? 0 : 1;
 }
