@@ -216,6 +216,14 @@ fi
 xenstore-rm "$B"
 [ -n "$guest" ] && xenstore-rm "/local/domain/$guest"
 check "scratch tree removed" sh -c '! xenstore-exists "$1"' sh "$B"
+if [ -n "$mock_pid" ]; then
+	kill "$mock_pid"
+	wait "$mock_pid"
+	rc=$?
+	mock_pid=""
+	check "mock exits cleanly on SIGTERM and removes its sockets" \
+		sh -c '[ "$1" -eq 0 ] && [ ! -e "$2/socket" ] && [ ! -e "$2/d5" ]' sh "$rc" "$tmp"
+fi
 
 echo "$skipped skipped"
 echo "$passed passed, $failed failed"

@@ -30,7 +30,7 @@ static void stop(void)
 	if (xs0)
 		xs_close(xs0);
 	xs0 = NULL;
-	mockxs_stop(&mx);
+	ck_assert_msg(mockxs_stop(&mx) == 0, "daemon did not exit cleanly");
 }
 
 static const unsigned doms[] = { 5, 6, 9 };
@@ -662,7 +662,11 @@ START_TEST(test_slow_reader_dropped)
 		ck_assert(xs_write(xs0, XBT_NULL, "/flood", "x", 1));
 	long after = daemon_rss_kb(mx.pid);
 	ck_assert_int_gt(before, 0);
-	ck_assert_msg(after - before < 4 * 1024, "rss grew from %ld to %ld kB", before, after);
+	/* Unbounded, the queue would hold 8 MiB.  Under a MOCKXS_BINARY
+	 * wrapper (valgrind keeps freed blocks around) RSS says nothing. */
+	if (!getenv("MOCKXS_BINARY"))
+		ck_assert_msg(after - before < 4 * 1024, "rss grew from %ld to %ld kB", before,
+			      after);
 
 	/* The reader was dropped: draining its socket ends in EOF. */
 	char buf[65536];

@@ -135,7 +135,7 @@ int mockxs_start(struct mockxs *m, const struct mockxs_opts *opts)
 	}
 	close(pipefd[0]);
 	if (got < 6 || memcmp(buf, "ready\n", 6)) {
-		mockxs_stop(m);
+		(void)mockxs_stop(m);
 		errno = ETIMEDOUT;
 		return -1;
 	}
@@ -148,18 +148,23 @@ fail:;
 	return -1;
 }
 
-void mockxs_stop(struct mockxs *m)
+int mockxs_stop(struct mockxs *m)
 {
+	int ret = 0;
 	if (m->pid > 0) {
+		int status = 0;
 		kill(m->pid, SIGTERM);
-		while (waitpid(m->pid, NULL, 0) < 0 && errno == EINTR)
+		while (waitpid(m->pid, &status, 0) < 0 && errno == EINTR)
 			;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			ret = -1;
 		m->pid = -1;
 	}
 	if (m->dir[0]) {
 		rm_tree(m->dir);
 		m->dir[0] = '\0';
 	}
+	return ret;
 }
 
 const char *mockxs_socket(const struct mockxs *m)

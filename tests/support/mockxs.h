@@ -38,8 +38,10 @@ struct mockxs {
  * fixture) and waits up to 5 s for it to listen.  opts may be NULL.
  * Returns 0, or -1 with errno set. */
 int mockxs_start(struct mockxs *m, const struct mockxs_opts *opts);
-/* SIGTERM, wait, remove the temporary directory.  Idempotent. */
-void mockxs_stop(struct mockxs *m);
+/* SIGTERM, wait, remove the temporary directory.  Idempotent.  Returns 0
+ * if the daemon exited with status 0 (so sanitizer or valgrind reports
+ * at exit fail the test), -1 otherwise. */
+int mockxs_stop(struct mockxs *m);
 
 /* The dom0 (privileged) socket, suitable for XENSTORED_PATH. */
 const char *mockxs_socket(const struct mockxs *m);
