@@ -1,0 +1,536 @@
+/*
+ * Waiting for "running", against the mock xenstored through the real
+ * libxenstore, with the test playing the stubdomain (its own connection
+ * acting as the stubdomain's domid) and the toolstack (dom0).
+ */
+#include "internal.h"
+#include "mockxs.h"
+
+#include "../examples/adapters/stubdm-epoll.h"
+#include "../examples/adapters/stubdm-glib.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xenstore.h>
+
+#define STUB 5
+#define GUEST 4
+#define STATE "/local/domain/5/device-model/4/state"
+
+static struct mockxs mock;
+static struct xs_handle *dom0, *stub;
+static stubdm_ctx *ctx;
+
+static void setup(void)
+{
+    static const unsigned domids[] = {STUB, GUEST};
+    struct mockxs_opts opts = {.domids = domids, .n_domids = 2};
+    struct xs_permissions perms[2] = {{STUB, XS_PERM_NONE},
+                                      {GUEST, XS_PERM_READ}};
+
+    ck_assert_int_eq(mockxs_start(&mock, &opts), 0);
+    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
+    dom0 = mockxs_open_as(&mock, 0);
+    stub = mockxs_open_as(&mock, STUB);
+    ck_assert_ptr_nonnull(dom0);
+    ck_assert_ptr_nonnull(stub);
+    /* What the toolstack does before waiting: the stubdomain exists and
+     * owns its device-model directory. */
+    ck_assert(xs_introduce_domain(dom0, STUB, 1, 1));
+    ck_assert(xs_mkdir(dom0, XBT_NULL, "/local/domain/5/device-model/4"));
+    ck_assert(xs_set_permissions(dom0, XBT_NULL,
+                                 "/local/domain/5/device-model/4", perms, 2));
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+}
+
+static void teardown(void)
+{
+    stubdm_ctx_free(ctx);
+    xs_close(stub);
+    xs_close(dom0);
+    mockxs_stop(&mock);
+}
+
+/* The stubdomain writes its state (relative path, as QEMU does). */
+static void stub_writes(const char *value, size_t len)
+{
+    ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", value,
+                       (unsigned)len));
+}
+
+struct result {
+    int calls;
+    int rc;
+    char msg[STUBDM_ERRMSG_MAX];
+    int64_t at_ms;
+};
+
+static void on_done(stubdm_op *op, int rc, void *user)
+{
+    struct result *r = user;
+    r->calls++;
+    r->rc = rc;
+    r->at_ms = stubdm_now_ms();
+    snprintf(r->msg, sizeof(r->msg), "%s", stubdm_op_errmsg(op));
+}
+
+static void spin(int ms)
+{
+    int64_t end = stubdm_now_ms() + ms;
+    while (stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+}
+
+static void run_until_done(struct result *r, int max_ms)
+{
+    int64_t end = stubdm_now_ms() + max_ms;
+    while (!r->calls && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+    ck_assert_int_eq(r->calls, 1);
+}
+
+START_TEST(running_written_late)
+{
+    struct result r = {0};
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, on_done,
+                                         &r, NULL),
+                     0);
+    spin(100);
+    ck_assert_int_eq(r.calls, 0);
+    stub_writes("running", 7);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, 0);
+    spin(50);
+    ck_assert_int_eq(r.calls, 1);
+}
+END_TEST
+
+START_TEST(running_written_before_the_wait)
+{
+    struct result r = {0};
+
+    stub_writes("running", 7);
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, on_done,
+                                         &r, NULL),
+                     0);
+    ck_assert_int_eq(r.calls, 0); /* never inside the starting call */
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, 0);
+}
+END_TEST
+
+START_TEST(running_written_twice_and_other_values)
+{
+    struct result r = {0};
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, on_done,
+                                         &r, NULL),
+                     0);
+    stub_writes("starting", 8);
+    spin(50);
+    stub_writes("Running", 7); /* case matters */
+    stub_writes("running\n", 8);
+    spin(50);
+    ck_assert_int_eq(r.calls, 0);
+    stub_writes("running", 7);
+    stub_writes("running", 7);
+    run_until_done(&r, 5000);
+    spin(100);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.rc, 0);
+}
+END_TEST
+
+START_TEST(never_running_times_out_with_last_state)
+{
+    struct result r = {0};
+    int64_t start = stubdm_now_ms();
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 300, on_done, &r,
+                                         NULL),
+                     0);
+    stub_writes("starting", 8);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
+    ck_assert(r.at_ms - start >= 300);
+    ck_assert_ptr_nonnull(strstr(r.msg, "last state: starting"));
+    ck_assert_ptr_nonnull(strstr(r.msg, "timeout 300 ms"));
+}
+END_TEST
+
+START_TEST(garbage_and_oversized_values_are_ignored)
+{
+    struct result r = {0};
+    char big[2000];
+
+    memset(big, 'A', sizeof(big));
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 400, on_done, &r,
+                                         NULL),
+                     0);
+    stub_writes("\x01\xff\x00junk", 7);
+    spin(50);
+    stub_writes(big, sizeof(big));
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
+    ck_assert_ptr_nonnull(strstr(r.msg, "last state: (oversized value)"));
+}
+END_TEST
+
+START_TEST(node_created_and_removed)
+{
+    struct result r = {0};
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 400, on_done, &r,
+                                         NULL),
+                     0);
+    stub_writes("starting", 8);
+    spin(30);
+    ck_assert(xs_rm(stub, XBT_NULL, "device-model/4/state"));
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
+    ck_assert_ptr_nonnull(strstr(r.msg, "last state: starting"));
+}
+END_TEST
+
+START_TEST(domain_released_before)
+{
+    struct result r = {0};
+
+    ck_assert(xs_release_domain(dom0, STUB));
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+                                         &r, NULL),
+                     0);
+    ck_assert_int_eq(r.calls, 0);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
+    ck_assert_ptr_nonnull(strstr(r.msg, "stubdomain 5 destroyed"));
+}
+END_TEST
+
+START_TEST(domain_dies_during_wait_fails_fast)
+{
+    struct result r = {0};
+    static const char args[] = "5\0crashed (signal 11)";
+    int64_t died;
+    char *reply;
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+                                         &r, NULL),
+                     0);
+    stub_writes("starting", 8);
+    spin(100);
+    died = stubdm_now_ms();
+    reply = xs_control_command(dom0, "sim-release", (void *)args,
+                               sizeof(args));
+    ck_assert_ptr_nonnull(reply);
+    free(reply);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
+    /* Seen long before the 30 s timeout (the exact latency is measured by
+     * bench/bench_wait, not asserted here). */
+    ck_assert(r.at_ms - died < 5000);
+    ck_assert_ptr_nonnull(strstr(r.msg, "crashed (signal 11)"));
+    ck_assert_ptr_nonnull(strstr(r.msg, "last state: starting"));
+}
+END_TEST
+
+START_TEST(domain_released_after_running)
+{
+    struct result r = {0};
+
+    stub_writes("running", 7);
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+                                         &r, NULL),
+                     0);
+    run_until_done(&r, 5000);
+    ck_assert(xs_release_domain(dom0, STUB));
+    spin(100);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.rc, 0);
+}
+END_TEST
+
+START_TEST(other_domain_released_is_ignored)
+{
+    struct result r = {0};
+
+    ck_assert(xs_introduce_domain(dom0, 7, 1, 1));
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+                                         &r, NULL),
+                     0);
+    spin(50);
+    ck_assert(xs_release_domain(dom0, 7));
+    spin(100);
+    ck_assert_int_eq(r.calls, 0);
+    stub_writes("running", 7);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, 0);
+}
+END_TEST
+
+/* Callbacks that free or cancel things, including the ctx itself. */
+struct chain {
+    stubdm_op *other;
+    int calls;
+    bool free_ctx;
+};
+
+static void on_done_cancel_other(stubdm_op *op, int rc, void *user)
+{
+    struct chain *c = user;
+    (void)rc;
+    c->calls++;
+    stubdm_op_cancel(c->other);
+    stubdm_op_free(op); /* our own handle, from inside our callback */
+    if (c->free_ctx) {
+        stubdm_ctx_free(ctx);
+        ctx = NULL;
+    }
+}
+
+START_TEST(cancel_and_free_from_callbacks)
+{
+    struct chain c = {0};
+    struct result r2 = {0};
+    stubdm_op *first = NULL;
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+                                         &r2, &c.other),
+                     0);
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000,
+                                         on_done_cancel_other, &c, &first),
+                     0);
+    stub_writes("running", 7);
+    /* Both see "running" in the same dispatch; whichever runs first, each
+     * completes exactly once. */
+    run_until_done(&r2, 5000);
+    spin(50);
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert_int_eq(r2.calls, 1);
+    stubdm_op_free(c.other);
+}
+END_TEST
+
+START_TEST(free_ctx_from_callback)
+{
+    struct chain c = {0};
+    struct result r2 = {0};
+
+    c.free_ctx = true;
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 100,
+                                         on_done_cancel_other, &c, NULL),
+                     0);
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 100, on_done,
+                                         &r2, &c.other),
+                     0);
+    /* The first to time out frees the ctx: no further callback. */
+    while (ctx && c.calls == 0)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+    ck_assert_ptr_null(ctx);
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert_int_eq(r2.calls, 0);
+    /* A handle held by the caller outlives its ctx and is freed normally. */
+    ck_assert_int_eq(stubdm_op_done(c.other), 1);
+    stubdm_op_free(c.other);
+}
+END_TEST
+
+START_TEST(cancel_pending_wait)
+{
+    struct result r = {0};
+    stubdm_op *op = NULL;
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+                                         &r, &op),
+                     0);
+    spin(20);
+    stubdm_op_cancel(op);
+    stubdm_op_cancel(op);
+    run_until_done(&r, 1000);
+    ck_assert_int_eq(r.rc, STUBDM_ECANCELED);
+    /* The cancelled wait left no watch behind: running now changes
+     * nothing and nothing fires. */
+    stub_writes("running", 7);
+    spin(50);
+    ck_assert_int_eq(r.calls, 1);
+    stubdm_op_free(op);
+}
+END_TEST
+
+START_TEST(invalid_arguments)
+{
+    struct result r = {0};
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 0, on_done, &r,
+                                         NULL),
+                     STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "timeout"));
+    ck_assert_int_eq(stubdm_wait_running(ctx, 0x8000, GUEST, 10, on_done,
+                                         &r, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10, NULL, &r,
+                                         NULL),
+                     STUBDM_EINVAL);
+    spin(50);
+    ck_assert_int_eq(r.calls, 0);
+}
+END_TEST
+
+START_TEST(blocking_form)
+{
+    ck_assert_int_eq(stubdm_wait_running_sync(ctx, STUB, GUEST, 200),
+                     STUBDM_ETIMEDOUT);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "not running"));
+    stub_writes("running", 7);
+    ck_assert_int_eq(stubdm_wait_running_sync(ctx, STUB, GUEST, 5000), 0);
+}
+END_TEST
+
+START_TEST(driven_by_epoll_hooks)
+{
+    struct stubdm_epoll ep;
+    struct result r = {0};
+    int64_t end;
+
+    ck_assert_int_eq(stubdm_epoll_attach(&ep, ctx), 0);
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, on_done,
+                                         &r, NULL),
+                     0);
+    ck_assert_int_eq(stubdm_epoll_run_once(&ep, 50), 0);
+    stub_writes("running", 7);
+    end = stubdm_now_ms() + 5000;
+    while (!r.calls && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_epoll_run_once(&ep, 100), 0);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.rc, 0);
+    ck_assert(ep.hook_calls >= 2); /* the xenstore fd and the timer */
+    /* A timeout through the timerfd path. */
+    r.calls = 0;
+    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 100, on_done, &r,
+                                         NULL),
+                     0);
+    end = stubdm_now_ms() + 5000;
+    while (!r.calls && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_epoll_run_once(&ep, 100), 0);
+    ck_assert_int_eq(r.calls, 1);
+    /* domain 6 was never introduced: gone, not timed out */
+    ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
+    stubdm_epoll_detach(&ep);
+}
+END_TEST
+
+static GMainLoop *gloop;
+
+static void on_done_quit(stubdm_op *op, int rc, void *user)
+{
+    on_done(op, rc, user);
+    g_main_loop_quit(gloop);
+}
+
+static gboolean write_running_later(gpointer user)
+{
+    (void)user;
+    stub_writes("running", 7);
+    return G_SOURCE_REMOVE;
+}
+
+START_TEST(driven_by_glib)
+{
+    struct result r = {0};
+    struct stubdm_glib *a;
+
+    gloop = g_main_loop_new(NULL, FALSE);
+    a = stubdm_glib_attach(ctx, NULL);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000,
+                                         on_done_quit, &r, NULL),
+                     0);
+    g_timeout_add(50, write_running_later, NULL);
+    g_main_loop_run(gloop);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.rc, 0);
+    /* And a timeout through the glib timer source. */
+    r.calls = 0;
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, 9, 100, on_done_quit, &r,
+                                         NULL),
+                     0);
+    g_main_loop_run(gloop);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
+    stubdm_glib_detach(a);
+    g_main_loop_unref(gloop);
+}
+END_TEST
+
+START_TEST(many_waits_share_one_release_watch)
+{
+    enum { N = 200 };
+    static struct result r[N];
+    int done = 0;
+
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000,
+                                             on_done, &r[i], NULL),
+                         0);
+    /* N state watches plus one shared @releaseDomain watch. */
+    ck_assert_uint_eq(ctx->xs.nwatches, N + 1);
+    stub_writes("running", 7);
+    int64_t end = stubdm_now_ms() + 10000;
+    while (done < N && stubdm_now_ms() < end) {
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].calls;
+    }
+    ck_assert_int_eq(done, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(r[i].rc, 0);
+    /* Everything released: an idle ctx holds no watch. */
+    ck_assert_uint_eq(ctx->xs.nwatches, 0);
+}
+END_TEST
+
+static Suite *wait_suite(void)
+{
+    Suite *s = suite_create("wait");
+    TCase *tc = tcase_create("mock");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, running_written_late);
+    tcase_add_test(tc, running_written_before_the_wait);
+    tcase_add_test(tc, running_written_twice_and_other_values);
+    tcase_add_test(tc, never_running_times_out_with_last_state);
+    tcase_add_test(tc, garbage_and_oversized_values_are_ignored);
+    tcase_add_test(tc, node_created_and_removed);
+    tcase_add_test(tc, domain_released_before);
+    tcase_add_test(tc, domain_dies_during_wait_fails_fast);
+    tcase_add_test(tc, domain_released_after_running);
+    tcase_add_test(tc, other_domain_released_is_ignored);
+    tcase_add_test(tc, cancel_and_free_from_callbacks);
+    tcase_add_test(tc, free_ctx_from_callback);
+    tcase_add_test(tc, cancel_pending_wait);
+    tcase_add_test(tc, invalid_arguments);
+    tcase_add_test(tc, blocking_form);
+    tcase_add_test(tc, driven_by_epoll_hooks);
+    tcase_add_test(tc, driven_by_glib);
+    tcase_add_test(tc, many_waits_share_one_release_watch);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(wait_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
