@@ -1,0 +1,681 @@
+/*
+ * QMP framing: bytes -> classified messages, commands -> bytes.  See
+ * qmp_wire.h for the contract; json.c does the (bounded) JSON parsing.
+ */
+#include "qmp_wire.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* In discard mode the wire holds at most this many unexamined bytes. */
+#define RESYNC_WINDOW (2 * STUBDM__QMP_MAX_GREETING)
+
+void stubdm__qmp_limits_default(struct stubdm__qmp_limits *lim)
+{
+    lim->max_message = STUBDM__QMP_DEFAULT_MAX_MESSAGE;
+    lim->max_depth = STUBDM__QMP_DEFAULT_MAX_DEPTH;
+    lim->max_values = STUBDM__QMP_DEFAULT_MAX_VALUES;
+    lim->max_string = STUBDM__QMP_DEFAULT_MAX_MESSAGE;
+    lim->max_queued = STUBDM__QMP_DEFAULT_MAX_QUEUED;
+    lim->max_queued_bytes = STUBDM__QMP_DEFAULT_MAX_QUEUED_BYTES;
+    lim->max_discard = STUBDM__QMP_DEFAULT_MAX_DISCARD;
+}
+
+static void limits_fill(struct stubdm__qmp_limits *dst,
+                        const struct stubdm__qmp_limits *src)
+{
+    stubdm__qmp_limits_default(dst);
+    if (!src)
+        return;
+#define TAKE(f)                                                               \
+    if (src->f)                                                               \
+        dst->f = src->f;
+    TAKE(max_message)
+    TAKE(max_depth)
+    TAKE(max_values)
+    TAKE(max_queued)
+    TAKE(max_queued_bytes)
+    TAKE(max_discard)
+#undef TAKE
+    dst->max_string = src->max_string ? src->max_string : dst->max_message;
+    if (dst->max_string > dst->max_message)
+        dst->max_string = dst->max_message;
+}
+
+static struct stubdm__json_limits json_limits(const struct stubdm__qmp_limits *l,
+                                              bool greeting)
+{
+    struct stubdm__json_limits j = {
+        .max_bytes = l->max_message,
+        .max_depth = l->max_depth,
+        .max_values = l->max_values,
+        .max_string = l->max_string,
+    };
+    if (greeting && j.max_bytes > STUBDM__QMP_MAX_GREETING)
+        j.max_bytes = STUBDM__QMP_MAX_GREETING;
+    if (j.max_string > j.max_bytes)
+        j.max_string = j.max_bytes;
+    return j;
+}
+
+/* ------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------ */
+
+void stubdm__qmp_msg_free(struct stubdm__qmp_msg *msg)
+{
+    if (!msg)
+        return;
+    stubdm__json_doc_free(msg->doc);
+    free(msg);
+}
+
+const char *stubdm__qmp_msg_type_name(enum stubdm__qmp_msg_type t)
+{
+    switch (t) {
+    case STUBDM__QMP_GREETING:
+        return "greeting";
+    case STUBDM__QMP_RETURN:
+        return "return";
+    case STUBDM__QMP_ERROR:
+        return "error";
+    case STUBDM__QMP_EVENT:
+        return "event";
+    }
+    return "?";
+}
+
+static int refuse(char *why, size_t why_len, const char *fmt, ...)
+    STUBDM_PRINTF(3, 4);
+
+static int refuse(char *why, size_t why_len, const char *fmt, ...)
+{
+    if (why && why_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return STUBDM_EPROTO;
+}
+
+/* A required string member; NULL if absent or of another type. */
+static const char *string_member(const struct stubdm__json *obj,
+                                 const char *key)
+{
+    return stubdm__json_as_string(stubdm__json_get(obj, key), NULL);
+}
+
+static bool version_number(const struct stubdm__json *qemu, const char *key,
+                           uint32_t *out)
+{
+    uint64_t v;
+    if (!stubdm__json_as_uint64(stubdm__json_get(qemu, key), &v) ||
+        v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static int classify_greeting(const struct stubdm__json *qmp,
+                             struct stubdm__qmp_msg *msg, char *why,
+                             size_t why_len)
+{
+    if (!stubdm__json_is(qmp, STUBDM__JSON_OBJECT))
+        return refuse(why, why_len, "greeting: \"QMP\" is not an object");
+    const struct stubdm__json *version = stubdm__json_get(qmp, "version");
+    const struct stubdm__json *qemu = stubdm__json_get(version, "qemu");
+    if (!stubdm__json_is(qemu, STUBDM__JSON_OBJECT) ||
+        !version_number(qemu, "major", &msg->qemu_major) ||
+        !version_number(qemu, "minor", &msg->qemu_minor) ||
+        !version_number(qemu, "micro", &msg->qemu_micro))
+        return refuse(why, why_len,
+                      "greeting: version.qemu.{major,minor,micro} are not "
+                      "all unsigned 32-bit integers");
+    const struct stubdm__json *package = stubdm__json_get(version, "package");
+    if (package) {
+        msg->qemu_package = stubdm__json_as_string(package, NULL);
+        if (!msg->qemu_package)
+            return refuse(why, why_len,
+                          "greeting: version.package is not a string");
+    } else {
+        msg->qemu_package = "";
+    }
+    const struct stubdm__json *caps = stubdm__json_get(qmp, "capabilities");
+    if (!stubdm__json_is(caps, STUBDM__JSON_ARRAY))
+        return refuse(why, why_len,
+                      "greeting: \"capabilities\" is not an array");
+    for (size_t i = 0; i < stubdm__json_len(caps); i++) {
+        const struct stubdm__json *c = stubdm__json_at(caps, i);
+        if (!stubdm__json_is(c, STUBDM__JSON_STRING))
+            return refuse(why, why_len,
+                          "greeting: capability %zu is not a string", i);
+        if (stubdm__json_string_is(c, "oob"))
+            msg->oob = true;
+    }
+    msg->capabilities = caps;
+    msg->value = qmp;
+    return 0;
+}
+
+static void classify_id(const struct stubdm__json *root,
+                        struct stubdm__qmp_msg *msg)
+{
+    const struct stubdm__json *id = stubdm__json_get(root, "id");
+    if (!id)
+        msg->id_kind = STUBDM__QMP_ID_NONE;
+    else if (stubdm__json_as_uint64(id, &msg->id))
+        msg->id_kind = STUBDM__QMP_ID_NUMBER;
+    else
+        msg->id_kind = STUBDM__QMP_ID_FOREIGN;
+}
+
+int stubdm__qmp_classify(const struct stubdm__json *root,
+                         struct stubdm__qmp_msg *msg, char *why,
+                         size_t why_len)
+{
+    static const char *const kinds[] = {"QMP", "return", "error", "event"};
+    const struct stubdm__json *found[4];
+    const char *first = NULL;
+    size_t nfound = 0;
+
+    if (!stubdm__json_is(root, STUBDM__JSON_OBJECT))
+        return refuse(why, why_len, "is not a JSON object");
+    for (size_t i = 0; i < 4; i++) {
+        found[i] = stubdm__json_get(root, kinds[i]);
+        if (found[i]) {
+            /* A message must be exactly one kind: a reply that is also an
+             * event would be routed differently by different readers. */
+            if (first)
+                return refuse(why, why_len, "has both \"%s\" and \"%s\"",
+                              first, kinds[i]);
+            first = kinds[i];
+            nfound++;
+        }
+    }
+    if (nfound == 0)
+        return refuse(why, why_len, "has none of \"QMP\", \"return\", "
+                                    "\"error\" and \"event\"");
+    msg->root = root;
+    msg->id_kind = STUBDM__QMP_ID_NONE;
+    if (found[0]) {
+        msg->type = STUBDM__QMP_GREETING;
+        return classify_greeting(found[0], msg, why, why_len);
+    }
+    if (found[1]) {
+        msg->type = STUBDM__QMP_RETURN;
+        msg->value = found[1];
+        classify_id(root, msg);
+        return 0;
+    }
+    if (found[2]) {
+        msg->type = STUBDM__QMP_ERROR;
+        if (!stubdm__json_is(found[2], STUBDM__JSON_OBJECT))
+            return refuse(why, why_len, "error: \"error\" is not an object");
+        msg->error_class = string_member(found[2], "class");
+        msg->error_desc = string_member(found[2], "desc");
+        if (!msg->error_class || !msg->error_desc)
+            return refuse(why, why_len,
+                          "error: \"class\" and \"desc\" are not both strings");
+        msg->value = found[2];
+        classify_id(root, msg);
+        return 0;
+    }
+    msg->type = STUBDM__QMP_EVENT;
+    msg->event = stubdm__json_as_string(found[3], NULL);
+    if (!msg->event)
+        return refuse(why, why_len, "event: \"event\" is not a string");
+    const struct stubdm__json *data = stubdm__json_get(root, "data");
+    if (data && !stubdm__json_is(data, STUBDM__JSON_OBJECT))
+        return refuse(why, why_len, "event %.64s: \"data\" is not an object",
+                      msg->event);
+    msg->value = data;
+    const struct stubdm__json *ts = stubdm__json_get(root, "timestamp");
+    if (!stubdm__json_as_int64(stubdm__json_get(ts, "seconds"),
+                               &msg->ts_seconds) ||
+        !stubdm__json_as_int64(stubdm__json_get(ts, "microseconds"),
+                               &msg->ts_microseconds))
+        return refuse(why, why_len,
+                      "event %.64s: \"timestamp\" lacks integer \"seconds\" "
+                      "and \"microseconds\"",
+                      msg->event);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Receiving
+ * ------------------------------------------------------------------------ */
+
+static int wire_fail(struct stubdm__qmp_wire *w, int rc, const char *fmt, ...)
+    STUBDM_PRINTF(3, 4);
+
+static int wire_fail(struct stubdm__qmp_wire *w, int rc, const char *fmt, ...)
+{
+    if (w->error)
+        return w->error;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->errmsg, sizeof(w->errmsg), fmt, ap);
+    va_end(ap);
+    w->error = rc;
+    return rc;
+}
+
+int stubdm__qmp_wire_init(struct stubdm__qmp_wire *w,
+                          const struct stubdm__qmp_limits *lim,
+                          bool discard_until_greeting)
+{
+    memset(w, 0, sizeof(*w));
+    limits_fill(&w->lim, lim);
+    w->discarding = discard_until_greeting;
+    stubdm__buf_init(&w->resync, RESYNC_WINDOW);
+    struct stubdm__json_limits jl = json_limits(&w->lim, w->discarding);
+    int rc = stubdm__json_parser_new(&w->parser, &jl);
+    if (rc)
+        return wire_fail(w, rc, "out of memory setting up the QMP parser");
+    stubdm__json_parser_require_object(w->parser, true);
+    return 0;
+}
+
+void stubdm__qmp_wire_dispose(struct stubdm__qmp_wire *w)
+{
+    stubdm__json_parser_free(w->parser);
+    w->parser = NULL;
+    while (w->head) {
+        struct stubdm__qmp_msg *m = w->head;
+        w->head = m->next;
+        stubdm__qmp_msg_free(m);
+    }
+    w->tail = NULL;
+    w->queued = w->queued_bytes = 0;
+    stubdm__buf_dispose(&w->resync);
+}
+
+static bool queue_full(const struct stubdm__qmp_wire *w)
+{
+    return w->queued >= w->lim.max_queued ||
+           w->queued_bytes >= w->lim.max_queued_bytes;
+}
+
+static void enqueue(struct stubdm__qmp_wire *w, struct stubdm__qmp_msg *m)
+{
+    m->next = NULL;
+    if (w->tail)
+        w->tail->next = m;
+    else
+        w->head = m;
+    w->tail = m;
+    w->queued++;
+    w->queued_bytes += m->raw_len;
+}
+
+/*
+ * The parser has completed a message: classify it.  Returns the message,
+ * or NULL with *why set (classification failed) or *rc set (ENOMEM).
+ */
+static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
+                                            char *why, size_t why_len,
+                                            int *rc)
+{
+    *rc = 0;
+    why[0] = '\0';
+    struct stubdm__json_doc *doc = stubdm__json_parser_take(w->parser);
+    struct stubdm__qmp_msg *m = doc ? stubdm__calloc(1, sizeof(*m)) : NULL;
+    if (!m) {
+        stubdm__json_doc_free(doc);
+        *rc = STUBDM_ENOMEM;
+        return NULL;
+    }
+    m->doc = doc;
+    m->raw = stubdm__json_doc_text(doc, &m->raw_len);
+    if (stubdm__qmp_classify(stubdm__json_doc_root(doc), m, why, why_len)) {
+        stubdm__qmp_msg_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static int start_message(struct stubdm__qmp_wire *w, bool greeting)
+{
+    struct stubdm__json_limits jl = json_limits(&w->lim, greeting);
+    int rc = stubdm__json_parser_reset(w->parser, &jl);
+    if (rc)
+        return wire_fail(w, rc, "out of memory parsing QMP input");
+    w->in_message = true;
+    return 0;
+}
+
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * Normal mode: parse messages from data (whose first byte is at stream
+ * offset base) until the input ends, the queue is full or an error.
+ * Returns the bytes used.
+ */
+static size_t consume(struct stubdm__qmp_wire *w, const unsigned char *data,
+                      size_t len, uint64_t base)
+{
+    size_t p = 0;
+    while (p < len && !w->error) {
+        if (!w->in_message) {
+            while (p < len && is_space(data[p]))
+                p++;
+            if (p == len || queue_full(w))
+                break;
+            if (start_message(w, false))
+                break;
+            w->msg_start = base + p;
+        }
+        size_t used;
+        int rc = stubdm__json_parser_feed(w->parser, data + p, len - p,
+                                          &used);
+        p += used;
+        if (rc == STUBDM__JSON_MORE)
+            continue;
+        w->in_message = false;
+        if (rc < 0) {
+            const struct stubdm__json_error *e =
+                stubdm__json_parser_error(w->parser);
+            wire_fail(w, rc, "QMP message %s (stream byte %" PRIu64 ")",
+                      e->msg, w->msg_start + e->offset);
+            break;
+        }
+        char why[160];
+        struct stubdm__qmp_msg *m = take_message(w, why, sizeof(why), &rc);
+        if (m)
+            enqueue(w, m);
+        else if (rc)
+            wire_fail(w, rc, "out of memory parsing QMP input");
+        else
+            wire_fail(w, STUBDM_EPROTO,
+                      "malformed QMP message at stream byte %" PRIu64 ": %s",
+                      w->msg_start, why);
+    }
+    return p;
+}
+
+/* Stream offset of resync byte i. */
+static uint64_t resync_offset(const struct stubdm__qmp_wire *w, size_t i)
+{
+    return w->fed - w->resync.len + i;
+}
+
+/* Normal mode: parse what discard mode left after the greeting. */
+static void drain_leftover(struct stubdm__qmp_wire *w)
+{
+    if (w->discarding || w->resync_pos >= w->resync.len)
+        return;
+    size_t pos = w->resync_pos;
+    size_t used = consume(w, (const unsigned char *)w->resync.data + pos,
+                          w->resync.len - pos, resync_offset(w, pos));
+    w->resync_pos += used;
+    if (w->resync_pos == w->resync.len) {
+        stubdm__buf_consume(&w->resync, w->resync.len);
+        w->resync_pos = 0;
+    }
+}
+
+static bool over_discard_budget(struct stubdm__qmp_wire *w)
+{
+    if (w->discard_work <= w->lim.max_discard)
+        return false;
+    wire_fail(w, STUBDM_ELIMIT,
+              "no QMP greeting found in the first %zu bytes examined "
+              "(%" PRIu64 " bytes discarded)",
+              w->lim.max_discard, w->discarded);
+    return true;
+}
+
+/*
+ * Discard mode: look for a greeting in the resync buffer.  Each '{' starts
+ * a candidate parse.  A candidate that fails is dropped one byte at a time
+ * (its '{'), and scanning resumes right after that '{', inside the failed
+ * text, where a real message may start (e.g. after half a stale reply).
+ * A candidate that parses but is not a greeting (stale reply, event) is
+ * dropped whole.  Every byte examined counts against max_discard.
+ */
+static void resync_run(struct stubdm__qmp_wire *w)
+{
+    const unsigned char *data = (const unsigned char *)w->resync.data;
+    size_t len = w->resync.len, pos = w->resync_pos;
+
+    while (w->discarding && !w->error && pos < len) {
+        if (!w->in_message) {
+            const unsigned char *brace = memchr(data + pos, '{', len - pos);
+            size_t skip = brace ? (size_t)(brace - (data + pos)) : len - pos;
+            w->discarded += skip;
+            w->discard_work += skip;
+            pos += skip;
+            if (over_discard_budget(w) || !brace)
+                break;
+            if (start_message(w, true))
+                break;
+            w->attempt_start = pos;
+        }
+        size_t used;
+        int rc = stubdm__json_parser_feed(w->parser, data + pos, len - pos,
+                                          &used);
+        pos += used;
+        w->discard_work += used;
+        if (rc == STUBDM__JSON_MORE) {
+            over_discard_budget(w);
+            break;
+        }
+        w->in_message = false;
+        if (rc < 0) {
+            if (rc == STUBDM_ENOMEM) {
+                wire_fail(w, rc, "out of memory parsing QMP input");
+                break;
+            }
+            /* Not a message from here: retry after this '{'. */
+            pos = w->attempt_start + 1;
+            w->discarded++;
+            over_discard_budget(w);
+            continue;
+        }
+        char why[160];
+        struct stubdm__qmp_msg *m = take_message(w, why, sizeof(why), &rc);
+        if (rc) {
+            wire_fail(w, rc, "out of memory parsing QMP input");
+            break;
+        }
+        if (m && m->type == STUBDM__QMP_GREETING) {
+            enqueue(w, m);
+            w->discarding = false;
+            break;
+        }
+        stubdm__qmp_msg_free(m);
+        w->discarded += pos - w->attempt_start;
+        over_discard_budget(w);
+    }
+
+    /* Keep only what is still needed: the current candidate, or what
+     * follows the greeting. */
+    size_t keep_from = w->in_message ? w->attempt_start : pos;
+    if (keep_from > len)
+        keep_from = len;
+    stubdm__buf_consume(&w->resync, keep_from);
+    w->attempt_start -= w->in_message ? keep_from : 0;
+    w->resync_pos = pos - keep_from;
+}
+
+int stubdm__qmp_wire_feed(struct stubdm__qmp_wire *w, const void *data,
+                          size_t len, size_t *consumed)
+{
+    const unsigned char *in = data;
+    size_t used = 0;
+    *consumed = 0;
+
+    while (w->discarding && !w->error && used < len) {
+        size_t room = w->resync.limit - w->resync.len;
+        size_t take = len - used < room ? len - used : room;
+        if (take == 0)
+            break; /* cannot happen: a candidate is at most half the window */
+        int rc = stubdm__buf_append(&w->resync, in + used, take);
+        if (rc)
+            return wire_fail(w, rc, "out of memory buffering QMP input");
+        used += take;
+        w->fed += take;
+        resync_run(w);
+    }
+    if (!w->error && !w->discarding) {
+        drain_leftover(w);
+        if (w->resync.len == 0 && !w->error) {
+            size_t n = consume(w, in + used, len - used, w->fed);
+            used += n;
+            w->fed += n;
+        }
+    }
+    *consumed = used;
+    return w->error;
+}
+
+int stubdm__qmp_wire_next(struct stubdm__qmp_wire *w,
+                          struct stubdm__qmp_msg **out)
+{
+    *out = NULL;
+    if (!w->head && !w->error)
+        drain_leftover(w);
+    struct stubdm__qmp_msg *m = w->head;
+    if (!m)
+        return w->error ? w->error : 1;
+    w->head = m->next;
+    if (!w->head)
+        w->tail = NULL;
+    w->queued--;
+    w->queued_bytes -= m->raw_len;
+    m->next = NULL;
+    *out = m;
+    return 0;
+}
+
+int stubdm__qmp_wire_eof(struct stubdm__qmp_wire *w)
+{
+    if (w->error)
+        return w->error;
+    if (w->discarding)
+        return wire_fail(w, STUBDM_EPROTO,
+                         "connection closed before a QMP greeting "
+                         "(%" PRIu64 " bytes discarded)",
+                         w->discarded + (w->resync.len - w->resync_pos));
+    drain_leftover(w);
+    if (w->in_message)
+        return wire_fail(w, STUBDM_EPROTO,
+                         "connection closed in the middle of a QMP message "
+                         "(started at stream byte %" PRIu64 ")",
+                         w->msg_start);
+    return w->error;
+}
+
+const char *stubdm__qmp_wire_errmsg(const struct stubdm__qmp_wire *w)
+{
+    return w->errmsg;
+}
+
+uint64_t stubdm__qmp_wire_discarded(const struct stubdm__qmp_wire *w)
+{
+    return w->discarded;
+}
+
+bool stubdm__qmp_wire_discarding(const struct stubdm__qmp_wire *w)
+{
+    return w->discarding;
+}
+
+/* ------------------------------------------------------------------------
+ * Sending
+ * ------------------------------------------------------------------------ */
+
+static bool command_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > STUBDM__QMP_MAX_COMMAND_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
+                               const char *args_json, size_t args_len,
+                               uint64_t id, bool oob, char *why,
+                               size_t why_len)
+{
+    struct stubdm__json_doc *args = NULL;
+    size_t old_len = out->len;
+    int rc;
+
+    if (why && why_len)
+        why[0] = '\0';
+    if (!command_name_ok(name)) {
+        refuse(why, why_len,
+               "QMP command name must be 1 to %d characters of "
+               "[A-Za-z0-9_-]",
+               STUBDM__QMP_MAX_COMMAND_NAME);
+        return STUBDM_EINVAL;
+    }
+    if (args_json) {
+        struct stubdm__qmp_limits ql;
+        stubdm__qmp_limits_default(&ql);
+        struct stubdm__json_limits jl = json_limits(&ql, false);
+        struct stubdm__json_error e;
+        rc = stubdm__json_parse(args_json, args_len, &jl, &args, &e);
+        if (rc == 0 && !stubdm__json_is(stubdm__json_doc_root(args),
+                                        STUBDM__JSON_OBJECT)) {
+            rc = STUBDM_EPROTO;
+            snprintf(e.msg, sizeof(e.msg), "is not a JSON object");
+        }
+        if (rc) {
+            refuse(why, why_len, "arguments of %s %s", name, e.msg);
+            stubdm__json_doc_free(args);
+            return rc == STUBDM_EPROTO ? STUBDM_EINVAL : rc;
+        }
+    }
+
+    struct stubdm__json_writer *jw = stubdm__json_writer_new(out);
+    if (!jw) {
+        stubdm__json_doc_free(args);
+        return STUBDM_ENOMEM;
+    }
+    stubdm__json_w_object_begin(jw);
+    stubdm__json_w_key(jw, oob ? "exec-oob" : "execute");
+    stubdm__json_w_cstring(jw, name);
+    if (args) {
+        stubdm__json_w_key(jw, "arguments");
+        stubdm__json_w_value(jw, stubdm__json_doc_root(args));
+    }
+    stubdm__json_w_key(jw, "id");
+    stubdm__json_w_uint64(jw, id);
+    stubdm__json_w_object_end(jw);
+    rc = stubdm__json_writer_end(jw);
+    if (rc == 0)
+        rc = stubdm__buf_append(out, "\r\n", 2);
+    stubdm__json_doc_free(args);
+    if (rc) {
+        out->len = old_len;
+        if (out->data)
+            out->data[old_len] = '\0';
+        refuse(why, why_len, "could not encode QMP command %s: %s", name,
+               stubdm_strerror(rc));
+    }
+    return rc;
+}
+
+int stubdm__qmp_encode_capabilities(struct stubdm__buf *out, uint64_t id,
+                                    bool enable_oob)
+{
+    static const char enable[] = "{\"enable\":[\"oob\"]}";
+    return stubdm__qmp_encode_command(out, "qmp_capabilities",
+                                      enable_oob ? enable : NULL,
+                                      enable_oob ? sizeof(enable) - 1 : 0, id,
+                                      false, NULL, 0);
+}
