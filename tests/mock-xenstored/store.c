@@ -418,7 +418,7 @@ out:
 int op_write(struct view *v, const struct who *w, const char *path,
 	     const void *val, size_t len, struct evlist *ev)
 {
-	struct node *n;
+	struct node *n = NULL;
 	int err;
 
 	if (path_is_special(path))
@@ -444,7 +444,7 @@ int op_write(struct view *v, const struct who *w, const char *path,
 
 int op_mkdir(struct view *v, const struct who *w, const char *path, struct evlist *ev)
 {
-	struct node *n;
+	struct node *n = NULL;
 	int err;
 
 	if (path_is_special(path))
@@ -482,7 +482,7 @@ static void rm_subtree(struct view *v, struct node *n, bool top, struct evlist *
 
 int op_rm(struct view *v, const struct who *w, const char *path, struct evlist *ev)
 {
-	struct node *n;
+	struct node *n = NULL;
 
 	if (path_is_special(path))
 		return EINVAL;
@@ -526,7 +526,7 @@ int op_get_perms(struct view *v, const struct who *w, const char *path, struct p
 		perms_copy(out, sp);
 		return 0;
 	}
-	struct node *n;
+	struct node *n = NULL;
 	int err = op_read(v, w, path, &n);
 	if (err)
 		return err;

@@ -106,7 +106,7 @@ static int canon_arg(struct req *r, unsigned i, bool special, char **out)
 static void do_read(struct req *r, struct view *v)
 {
 	char *path = NULL;
-	struct node *n;
+	struct node *n = NULL;
 	int err = canon_arg(r, 0, false, &path);
 	if (!err)
 		err = op_read(v, &r->who, path, &n);
@@ -166,7 +166,7 @@ static void do_simple_mod(struct req *r, struct view *v)
 static void do_directory(struct req *r, struct view *v)
 {
 	char *path = NULL;
-	struct node *n;
+	struct node *n = NULL;
 	int err = canon_arg(r, 0, false, &path);
 	if (!err)
 		err = op_read(v, &r->who, path, &n);
