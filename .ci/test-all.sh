@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The whole test run behind `make test` (and so CI's .ci/run):
+#
+#   1. build/        default build, ctest (unit suites, mock-xenstored
+#                    conformance, headertest, ABI, install-check)
+#   2. build-asan/   -DSTUBDM_SANITIZE=ON (ASan + UBSan), ctest without
+#                    the install-check (it builds its own uninstrumented copy)
+#   3. valgrind      every test_* Check binary of build/, CK_FORK=no, under
+#                    memcheck with --leak-check=full --error-exitcode=1
+#   4. fuzz          tests/fuzz/run-fuzz.sh for FUZZ_SECONDS (30), if present
+#
+# Every stage runs even if an earlier one failed; a build failure counts as
+# one failed test of its stage.  The last line is the total over all
+# stages, "N passed, N failed", and the exit status is non-zero if N failed
+# is not 0.
+#
+# Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default
+# 1: some suites measure timeouts), FUZZ_SECONDS, STAGES (default
+# "build asan valgrind fuzz"), CMAKE_ARGS (extra configure arguments).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+ctest_jobs=${CTEST_JOBS:-1}
+fuzz_seconds=${FUZZ_SECONDS:-30}
+stages=${STAGES:-build asan valgrind fuzz}
+# shellcheck disable=SC2206
+extra_cmake=(${CMAKE_ARGS:-})
+
+total_pass=0
+total_fail=0
+report=()
+t_start=$SECONDS
+
+banner() { printf '\n======== %s ========\n' "$*"; }
+# record STAGE PASSED FAILED SECONDS
+record() {
+    total_pass=$((total_pass + $2))
+    total_fail=$((total_fail + $3))
+    report+=("$(printf '%-10s %4d passed, %4d failed  (%ds)' "$1" "$2" "$3" "$4")")
+}
+
+# configure_build DIR ARGS... : 0 on success
+configure_build() {
+    local dir=$1; shift
+    cmake -S . -B "$dir" "$@" "${extra_cmake[@]}" &&
+        cmake --build "$dir" -j "$jobs"
+}
+
+# run_ctest STAGE DIR ARGS... : runs ctest, records its counts
+run_ctest() {
+    local stage=$1 dir=$2 t0=$SECONDS log line total failed
+    shift 2
+    log=$dir/ctest-summary.log
+    (cd "$dir" && ctest --output-on-failure --no-tests=error -j "$ctest_jobs" "$@") 2>&1 | tee "$log"
+    line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "$stage: ctest printed no summary" >&2
+        record "$stage" 0 1 $((SECONDS - t0))
+        return
+    fi
+    failed=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$line")
+    total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+    record "$stage" $((total - failed)) "$failed" $((SECONDS - t0))
+}
+
+for stage in $stages; do
+    t0=$SECONDS
+    case $stage in
+    build)
+        banner "stage build: default build + ctest (build/)"
+        if configure_build build -DSTUBDM_BUILD_TESTS=ON; then
+            run_ctest build build
+        else
+            echo "build: configure/build failed" >&2
+            record build 0 1 $((SECONDS - t0))
+        fi
+        ;;
+    asan)
+        banner "stage asan: ASan+UBSan build + ctest (build-asan/)"
+        export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
+        export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+        if configure_build build-asan -DCMAKE_BUILD_TYPE=Debug -DSTUBDM_SANITIZE=ON \
+               -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_BENCH=OFF; then
+            run_ctest asan build-asan -LE install
+        else
+            echo "asan: configure/build failed" >&2
+            record asan 0 1 $((SECONDS - t0))
+        fi
+        unset ASAN_OPTIONS UBSAN_OPTIONS
+        ;;
+    valgrind)
+        banner "stage valgrind: Check suites under memcheck (build/)"
+        if ! command -v valgrind > /dev/null; then
+            echo "valgrind: not installed (make deps)" >&2
+            record valgrind 0 1 0
+            continue
+        fi
+        if [ ! -d build ] && ! configure_build build -DSTUBDM_BUILD_TESTS=ON; then
+            record valgrind 0 1 $((SECONDS - t0))
+            continue
+        fi
+        pass=0 fail=0
+        mapfile -t bins < <(find build -path build/CMakeFiles -prune -o \
+            -type f -name 'test_*' -perm -u+x -print | sort)
+        if [ "${#bins[@]}" -eq 0 ]; then
+            echo "valgrind: no test_* binaries under build/" >&2
+            fail=1
+        fi
+        for bin in "${bins[@]}"; do
+            name=${bin##*/}
+            vlog=build/valgrind-$name.log
+            printf 'valgrind %-28s ' "$name"
+            if (cd "$(dirname "$bin")" &&
+                CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
+                valgrind --quiet --error-exitcode=1 --leak-check=full \
+                    --show-leak-kinds=definite,indirect \
+                    --errors-for-leak-kinds=definite,indirect \
+                    --track-origins=yes "./$name") > "$vlog" 2>&1; then
+                echo "ok"
+                pass=$((pass + 1))
+            else
+                echo "FAILED (log: $vlog)"
+                tail -n 60 "$vlog"
+                fail=$((fail + 1))
+            fi
+        done
+        record valgrind "$pass" "$fail" $((SECONDS - t0))
+        ;;
+    fuzz)
+        banner "stage fuzz: fuzz smoke run (${fuzz_seconds}s)"
+        if [ -x tests/fuzz/run-fuzz.sh ] || [ -f tests/fuzz/run-fuzz.sh ]; then
+            if FUZZ_SECONDS=$fuzz_seconds timeout $((fuzz_seconds * 10 + 900)) \
+                   bash tests/fuzz/run-fuzz.sh; then
+                record fuzz 1 0 $((SECONDS - t0))
+            else
+                echo "fuzz: tests/fuzz/run-fuzz.sh failed" >&2
+                record fuzz 0 1 $((SECONDS - t0))
+            fi
+        else
+            echo "fuzz: tests/fuzz/run-fuzz.sh does not exist yet; skipped"
+        fi
+        ;;
+    *)
+        echo "unknown stage: $stage" >&2
+        record "$stage" 0 1 0
+        ;;
+    esac
+done
+
+banner "summary ($((SECONDS - t_start))s)"
+printf '%s\n' "${report[@]}"
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,69 @@
+# Thin wrapper over CMake and the test stages; see docs/building.md.
+#
+#   make deps     install the Debian packages the build and tests need
+#   make build    configure and build in build/
+#   make test     deps + every test stage (.ci/test-all.sh); ends with
+#                 "N passed, N failed"
+#   make demo     deps + build + examples/demo.sh
+#   make bench    build + run every bench/bench_* binary
+#   make install  install build/ (PREFIX=/usr/local, DESTDIR honoured)
+#   make clean    remove the build directories
+
+SHELL := /bin/bash
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD_DIR ?= build
+PREFIX ?= /usr/local
+CMAKE_ARGS ?=
+
+# Everything needed to build, test, fuzz and run the demo on Debian 12.
+DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils \
+	libyajl-dev check qemu-system-x86 valgrind clang libclang-rt-14-dev \
+	binutils coreutils procps
+DEPS += $(EXTRA_DEPS)
+
+.PHONY: all deps build test demo bench install clean
+
+all: build
+
+# Installs only what is missing; runs apt-get update only if the install
+# fails without it (fresh machine, stale lists).
+deps:
+	@missing=""; \
+	for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; exit 0; fi; \
+	sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	echo "deps: installing$$missing"; \
+	$$apt install -y -q --no-install-recommends $$missing < /dev/null || \
+	  { $$apt update -q < /dev/null && \
+	    $$apt install -y -q --no-install-recommends $$missing < /dev/null; }
+
+build:
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_ARGS)
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: deps
+	JOBS=$(JOBS) CMAKE_ARGS="$(CMAKE_ARGS)" ./.ci/test-all.sh
+
+demo: deps build
+	@if [ -f examples/demo.sh ]; then \
+	  bash examples/demo.sh; \
+	else \
+	  echo "demo: examples/demo.sh does not exist yet; built $(BUILD_DIR)/ only"; \
+	fi
+
+bench: build
+	@set -e; found=0; \
+	for b in $(BUILD_DIR)/bench/bench_*; do \
+	  [ -x "$$b" ] || continue; found=1; \
+	  echo "== $$b"; "$$b"; \
+	done; \
+	[ $$found -eq 1 ] || echo "bench: no bench/bench_* programs yet"
+
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD_DIR) build-asan
