@@ -917,8 +917,8 @@ int stubdm__json_parser_finish(struct stubdm__json_parser *p)
     if (p->state == PARSER_DONE)
         return 0;
     if (p->state == PARSER_RUNNING) {
-        if (st == yajl_status_error)
-            fail_from_yajl(p);
+        if (st == yajl_status_error && p->depth == 0)
+            fail_from_yajl(p); /* e.g. a number cut short: "1." */
         else
             fail(p, STUBDM_EPROTO, "is truncated");
     }
