@@ -180,7 +180,7 @@ static void run(int n, int gap_us)
     printf("N=%-5d %-6s p50 %7.3f ms  p99 %7.3f ms  max %7.3f ms  "
            "cpu/wait %6.1f us  heap/pending wait %5zu B  failed %d\n",
            n, gap_us ? "paced" : "burst", lat[n / 2] / 1e6,
-           lat[(n * 99) / 100 - (n >= 100 ? 0 : 0) < n ? (n * 99) / 100 : n - 1] / 1e6,
+           lat[n * 99 / 100 < n - 1 ? n * 99 / 100 : n - 1] / 1e6,
            lat[n - 1] / 1e6, (cpu1 - cpu0) * 1e6 / n,
            (size_t)(after.uordblks - before.uordblks) / (size_t)n, failed);
     stubdm_ctx_free(ctx);

@@ -36,6 +36,7 @@ struct conn {
 	int fd;
 	unsigned domid;
 	bool dead;
+	bool ep_out; /* POLLOUT interest registered with epoll */
 	size_t inlen;
 	char in[INBUF_SIZE];
 	struct outbuf *oh, *ot;
@@ -69,6 +70,7 @@ struct daemon {
 	struct domain *doms; /* DOMID_LIMIT entries */
 	char *dir;
 	uint32_t next_txid;
+	int epfd; /* every listener and connection is registered here */
 };
 
 void vlog(const struct daemon *d, const char *fmt, ...)
