@@ -316,14 +316,18 @@ static int put_as_xenstore_read(struct stubdm__buf *b, const char *v,
         case '\f': tmp[1] = 'f'; break;
         case '\\': tmp[1] = '\\'; break;
         default:
+            /* Xen 4.17's sanitise_value: octal below 8, hex otherwise. */
             if (c < 010) {
-                tmp[1] = (char)('0' + c);
+                tmp[1] = '0';
+                tmp[2] = '0';
+                tmp[3] = (char)('0' + c);
             } else {
-                tmp[1] = (char)('0' + ((c >> 6) & 7));
-                tmp[2] = (char)('0' + ((c >> 3) & 7));
-                tmp[3] = (char)('0' + (c & 7));
-                n = 4;
+                static const char hex[] = "0123456789abcdef";
+                tmp[1] = 'x';
+                tmp[2] = hex[c >> 4];
+                tmp[3] = hex[c & 15];
             }
+            n = 4;
         }
         rc = stubdm__buf_append(b, tmp, n);
     }
