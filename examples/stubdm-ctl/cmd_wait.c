@@ -22,7 +22,7 @@ static void on_done(stubdm_op *op, int rc, void *user)
     s->rc = rc;
 }
 
-CTL_COMMAND(cmd_wait);
+static struct ctl_command cmd_wait;
 
 static int run_wait(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
                     char **argv)

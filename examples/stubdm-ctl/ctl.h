@@ -45,6 +45,12 @@ struct ctl_command {
 
 void ctl_register(struct ctl_command *cmd);
 
+/*
+ * Define and register a subcommand:
+ *     CTL_COMMAND(cmd_x) = { .name = "x", ... };
+ * Use it once per command; a forward reference (for usage errors inside
+ * the run function) is a plain `static struct ctl_command cmd_x;`.
+ */
 #define CTL_COMMAND(var)                                                      \
     static struct ctl_command var;                                            \
     static void __attribute__((constructor)) var##_register(void)             \
