@@ -184,7 +184,7 @@ STUBDM_EXPORT int stubdm_ctx_os_errno(const stubdm_ctx *ctx);
 /**
  * Log levels.  The numeric values are those of xentoollog_level
  * (<xentoollog.h>), so a libxl embedder can forward messages to its
- * xentoollog_logger unchanged: see examples/xtl-logger.c.
+ * xentoollog_logger unchanged: see examples/adapters/stubdm-xtl.h.
  */
 typedef enum stubdm_log_level {
     STUBDM_LOG_DEBUG = 1,
@@ -682,6 +682,381 @@ STUBDM_EXPORT int stubdm_wait_running_sync(stubdm_ctx *ctx,
                                            uint32_t stubdom_domid,
                                            uint32_t guest_domid,
                                            int timeout_ms);
+
+/* ------------------------------------------------------------------------
+ * QMP: the connection to the QEMU in a stubdomain
+ * ------------------------------------------------------------------------
+ *
+ * The stubdomain serves QMP over one libxenvchan channel at
+ * /local/domain/<stubdom>/device-model/<guest>/qmp-vchan, which accepts a
+ * single client.  The library is that client, with no helper process: on a
+ * Xen host it speaks libxenvchan directly; on the simulated host (no
+ * hypervisor) a unix socket stands in for the rings (docs/qmp.md gives the
+ * exact mapping).
+ *
+ * Sharing.  Within one ctx there is at most one connection per
+ * (stubdom, guest); every stubdm_qmp handle opened for that pair shares it
+ * (reference counted).  Each handle's commands and subscriptions are its
+ * own.  Across processes a lock file, flock()ed while the connection
+ * exists, keeps a second client away (STUBDM_EBUSY) or makes it wait, as
+ * the caller chooses.
+ *
+ * Trust.  Everything QEMU sends is treated as hostile: messages are bounded
+ * in size and nesting, a silent peer runs into the open or command
+ * timeout, and an unparsable stream ends the connection with STUBDM_EPROTO.
+ *
+ * Lifecycle of a handle:
+ *
+ *   open ---> connecting ---> ready ---> lost (connection failed; commands
+ *              |   (done: 0)     |        failed once with STUBDM_EVCHAN)
+ *              |                 |          |
+ *              +--> failed <-----+  stubdm_qmp_reconnect() --> connecting
+ *                  (done: rc)
+ *
+ * stubdm_qmp_close() is valid in every state.
+ */
+
+typedef struct stubdm_qmp stubdm_qmp;
+typedef struct stubdm_qmp_opts stubdm_qmp_opts;
+typedef struct stubdm_qmp_reply stubdm_qmp_reply;
+typedef struct stubdm_qmp_event stubdm_qmp_event;
+typedef struct stubdm_qmp_sub stubdm_qmp_sub;
+
+/** How to reach the stubdomain's QMP server. */
+typedef enum stubdm_qmp_transport {
+    /** libxenvchan when a hypervisor is present, else the simulated host. */
+    STUBDM_QMP_TRANSPORT_AUTO = 0,
+    /** libxenvchan (a real Xen host). */
+    STUBDM_QMP_TRANSPORT_VCHAN = 1,
+    /** The simulated host: <sim dir>/qmp-vchan/<stubdom>.<guest>.sock. */
+    STUBDM_QMP_TRANSPORT_SIMULATED = 2,
+} stubdm_qmp_transport;
+
+/** What to do when another process holds the QMP lock. */
+typedef enum stubdm_qmp_lock_mode {
+    STUBDM_QMP_LOCK_FAIL = 0, /**< fail the open with STUBDM_EBUSY       */
+    STUBDM_QMP_LOCK_WAIT = 1, /**< retry (on a timer) until the open
+                                   timeout, then STUBDM_ETIMEDOUT         */
+    STUBDM_QMP_LOCK_NONE = 2, /**< take no lock (the caller serialises)  */
+} stubdm_qmp_lock_mode;
+
+/** QEMU's in-band queue holds at most 8 commands: never more in flight. */
+#define STUBDM_QMP_MAX_IN_FLIGHT 8
+/** Default bound on one message from QEMU (bytes). */
+#define STUBDM_QMP_DEFAULT_MAX_MESSAGE (16u << 20)
+/** Default bound on the nesting of one message from QEMU. */
+#define STUBDM_QMP_DEFAULT_MAX_DEPTH 64u
+/** Default bound on commands waiting in the library behind the 8. */
+#define STUBDM_QMP_DEFAULT_MAX_QUEUED 256u
+/** Default time allowed for connect + greeting + capabilities. */
+#define STUBDM_QMP_DEFAULT_OPEN_TIMEOUT_MS 10000
+
+/**
+ * Create connection options with the defaults: transport AUTO, sim dir from
+ * $STUBDM_SIM_DIR or else the directory of $XENSTORED_PATH, open timeout
+ * STUBDM_QMP_DEFAULT_OPEN_TIMEOUT_MS, no reconnect marker, no OOB, the
+ * STUBDM_QMP_DEFAULT_* limits, lock mode FAIL at the default lock path
+ * (docs/qmp.md: /run/xen/libstubdm/qmp-<stubdom>-<guest>.lock on Xen,
+ * <sim dir>/qmp-vchan/<stubdom>.<guest>.lock when simulated).
+ * @return 0, STUBDM_EINVAL (out is NULL) or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_opts_new(stubdm_qmp_opts **out);
+/** Free options.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_qmp_opts_free(stubdm_qmp_opts *opts);
+/** Choose the transport.  @return 0 or STUBDM_EINVAL. */
+STUBDM_EXPORT int stubdm_qmp_opts_set_transport(stubdm_qmp_opts *opts,
+                                                stubdm_qmp_transport t);
+/** The simulated host's runtime directory (copied); NULL: the default. */
+STUBDM_EXPORT int stubdm_qmp_opts_set_sim_dir(stubdm_qmp_opts *opts,
+                                              const char *dir);
+/** Bound on connect + greeting + negotiation (and lock wait), > 0 ms. */
+STUBDM_EXPORT int stubdm_qmp_opts_set_open_timeout(stubdm_qmp_opts *opts,
+                                                   int timeout_ms);
+/** Send Qubes' reconnect marker (one 0x01 byte) first on every
+ *  connection; only for a Qubes vchan-socket-proxy --reconnect-marker=1. */
+STUBDM_EXPORT int stubdm_qmp_opts_set_reconnect_marker(stubdm_qmp_opts *opts,
+                                                       int on);
+/** Enable out-of-band execution when QEMU offers it (off by default). */
+STUBDM_EXPORT int stubdm_qmp_opts_set_oob(stubdm_qmp_opts *opts, int on);
+/**
+ * Limits on what QEMU sends and on the local queue.
+ * @param max_message  bytes of one message (>= 4096), 0: default.
+ * @param max_depth    nesting of one message (1..1024), 0: default.
+ * @param max_queued   commands waiting behind the 8 in flight, per
+ *                     connection; 0: default.  Beyond it execute() fails
+ *                     with STUBDM_ELIMIT.
+ * @return 0 or STUBDM_EINVAL (out of range).
+ */
+STUBDM_EXPORT int stubdm_qmp_opts_set_limits(stubdm_qmp_opts *opts,
+                                             size_t max_message,
+                                             unsigned max_depth,
+                                             size_t max_queued);
+/**
+ * The cross-process lock: its path (copied; NULL: the default) and mode.
+ * @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
+                                           const char *path,
+                                           stubdm_qmp_lock_mode mode);
+
+/**
+ * Open a handle on the QMP connection of (stubdom, guest).
+ *
+ * If the ctx already has that connection, the handle shares it (and the
+ * connection-level options of opts are ignored: transport, sim dir, marker,
+ * OOB, limits and lock belong to the connection and come from its first
+ * opener; the open timeout is per handle).  Otherwise the connection is
+ * made: take the lock; wait (xenstore watch) for the stubdomain's
+ * qmp-vchan/ring-ref and event-channel; connect; discard whatever an
+ * earlier client left in the ring until a well-formed greeting; send
+ * qmp_capabilities (with "oob" if offered and asked for); wait for its
+ * answer.  The stubdomain dying meanwhile ends it at once.
+ *
+ * done is called once (see "Asynchronous operations"; its op is floating
+ * and internal) with:
+ *   0                    ready: commands may be executed;
+ *   STUBDM_ETIMEDOUT     the open timeout passed (the message says in
+ *                        which step: lock, ring-ref, greeting, negotiation);
+ *   STUBDM_EBUSY         another process holds the lock (mode FAIL);
+ *   STUBDM_EDOMAIN_GONE  the stubdomain died or was destroyed;
+ *   STUBDM_EPROTO        QEMU sent something malformed or over a limit;
+ *   STUBDM_EQMP          QEMU refused qmp_capabilities;
+ *   STUBDM_EVCHAN        the channel failed or was closed;
+ *   STUBDM_ECANCELED     the handle was closed first (done is then called
+ *                        from a later dispatch with q already invalid:
+ *                        don't use q in it);
+ *   STUBDM_EXENSTORE, STUBDM_EPERM, STUBDM_ENOMEM.
+ * A failed handle stays valid: close it or stubdm_qmp_reconnect() it.
+ *
+ * @param opts     NULL for the defaults; copied, may be freed at once.
+ * @param[out] q_out  the handle, set before return (also on failure to
+ *                 NULL).  Free it with stubdm_qmp_close().
+ * @return 0 if started, or STUBDM_EINVAL / STUBDM_ENOMEM (nothing started,
+ *         done not called).
+ */
+STUBDM_EXPORT int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                  uint32_t guest_domid,
+                                  const stubdm_qmp_opts *opts,
+                                  stubdm_done_fn *done, void *user,
+                                  stubdm_qmp **q_out);
+
+/**
+ * Blocking form of stubdm_qmp_open: runs the ctx's poll loop until the
+ * handle is ready or failed.  On failure *q_out is NULL (the handle was
+ * closed) and the message is in stubdm_ctx_errmsg().
+ * @return the completion code of the open.
+ */
+STUBDM_EXPORT int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                       uint32_t guest_domid,
+                                       const stubdm_qmp_opts *opts,
+                                       stubdm_qmp **q_out);
+
+/**
+ * Reconnect after the connection was lost or the open failed: shared
+ * handles of the same connection all see it come back.  done as for open.
+ * @return 0 if started; STUBDM_ESTATE if the handle is connecting or
+ *         ready (nothing to do); STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done,
+                                       void *user);
+
+/**
+ * Close a handle.  Its pending commands complete with STUBDM_ECANCELED
+ * (their callbacks receive q == NULL), a pending open with
+ * STUBDM_ECANCELED, its subscriptions are dropped.  The connection closes
+ * (and the lock is released) with its last handle.  Safe from any
+ * callback.  NULL is ignored.  Freeing the ctx closes every handle of it;
+ * handles must not be used afterwards.
+ */
+STUBDM_EXPORT void stubdm_qmp_close(stubdm_qmp *q);
+
+/** 1 if the handle's connection is ready for commands, else 0. */
+STUBDM_EXPORT int stubdm_qmp_is_ready(const stubdm_qmp *q);
+
+/**
+ * QEMU's version from its greeting.
+ * @return 0, or STUBDM_ESTATE before the greeting was received.
+ */
+STUBDM_EXPORT int stubdm_qmp_qemu_version(const stubdm_qmp *q, int *major,
+                                          int *minor, int *micro);
+
+/** 1 if out-of-band execution was negotiated, else 0. */
+STUBDM_EXPORT int stubdm_qmp_oob_enabled(const stubdm_qmp *q);
+
+/**
+ * The greeting as QEMU sent it (JSON text), or NULL before it arrived.
+ * Valid until the connection is lost or closed.
+ */
+STUBDM_EXPORT const char *stubdm_qmp_greeting_json(const stubdm_qmp *q);
+
+/**
+ * A command's completion.
+ * @param q      the handle, or NULL if it was closed (rc ECANCELED).
+ * @param op     the command's operation (valid during the call).
+ * @param rc     0: QEMU returned success; STUBDM_EQMP: QEMU returned an
+ *               error (class and description in reply); STUBDM_ETIMEDOUT:
+ *               no reply within timeout_ms; STUBDM_EVCHAN: connection lost
+ *               before the reply; STUBDM_EPROTO: the connection was ended
+ *               by a protocol violation; STUBDM_ECANCELED.
+ * @param reply  with rc 0 or STUBDM_EQMP, a view of QEMU's message, valid
+ *               only during the call; NULL otherwise.
+ */
+typedef void stubdm_qmp_reply_fn(stubdm_qmp *q, stubdm_op *op, int rc,
+                                 const stubdm_qmp_reply *reply, void *user);
+
+/**
+ * Execute a QMP command.
+ *
+ * The library chooses the "id" (an integer, unique on the connection) and
+ * matches replies strictly by it; replies carrying an unknown id are
+ * dropped and logged.  At most STUBDM_QMP_MAX_IN_FLIGHT commands of the
+ * connection are on the wire at once; more wait in the library in FIFO
+ * order, up to the connection's max_queued.  A command that times out fails
+ * with STUBDM_ETIMEDOUT; if it was already sent, its id stays reserved and
+ * a late reply is dropped quietly (docs/qmp.md, "Timeouts").
+ *
+ * @param command    the command name ("query-status"); ASCII letters,
+ *                   digits, '-' and '_' only.
+ * @param args_json  the "arguments" object as JSON text, or NULL.
+ *                   Validated (must be one JSON object).
+ * @param timeout_ms > 0, counted from this call.
+ * @param cb         called once (see "Asynchronous operations").
+ * @param[out] op_out  the operation handle, or NULL for a floating op.
+ * @return 0 if started; STUBDM_EINVAL (bad command or arguments);
+ *         STUBDM_ESTATE (the handle is not ready); STUBDM_ELIMIT (the
+ *         queue is full); STUBDM_ENOMEM.  Nothing is called back on error.
+ */
+STUBDM_EXPORT int stubdm_qmp_execute(stubdm_qmp *q, const char *command,
+                                     const char *args_json, int timeout_ms,
+                                     stubdm_qmp_reply_fn *cb, void *user,
+                                     stubdm_op **op_out);
+
+/**
+ * Blocking form of stubdm_qmp_execute.
+ * @param[out] reply_json_out  (may be NULL) with 0 or STUBDM_EQMP, QEMU's
+ *             whole reply message; free with free().  NULL otherwise.
+ * @return the completion code; the message is in stubdm_ctx_errmsg()
+ *         (for STUBDM_EQMP: "<class>: <desc>").
+ */
+STUBDM_EXPORT int stubdm_qmp_execute_sync(stubdm_qmp *q, const char *command,
+                                          const char *args_json,
+                                          int timeout_ms,
+                                          char **reply_json_out);
+
+/** The whole reply message as QEMU sent it (JSON text). */
+STUBDM_EXPORT const char *stubdm_qmp_reply_json(const stubdm_qmp_reply *r);
+/** The "return" member as JSON text; NULL for an error reply. */
+STUBDM_EXPORT const char *stubdm_qmp_reply_return_json(
+    const stubdm_qmp_reply *r);
+/** error.class ("CommandNotFound", "GenericError", ...); NULL on success. */
+STUBDM_EXPORT const char *stubdm_qmp_reply_error_class(
+    const stubdm_qmp_reply *r);
+/** error.desc, a human-readable sentence; NULL on success. */
+STUBDM_EXPORT const char *stubdm_qmp_reply_error_desc(
+    const stubdm_qmp_reply *r);
+
+/**
+ * An event callback.  Events are delivered from dispatch as they are read,
+ * never buffered by the library: a slow subscriber slows reading, and the
+ * channel's own flow control holds QEMU back, so a flood cannot grow
+ * memory.  ev is valid only during the call.
+ */
+typedef void stubdm_qmp_event_fn(stubdm_qmp *q, const stubdm_qmp_event *ev,
+                                 void *user);
+
+/** The event's name ("STOP"). */
+STUBDM_EXPORT const char *stubdm_qmp_event_name(const stubdm_qmp_event *ev);
+/** The whole event message (JSON text). */
+STUBDM_EXPORT const char *stubdm_qmp_event_json(const stubdm_qmp_event *ev);
+/** The "data" member as JSON text, or NULL when absent. */
+STUBDM_EXPORT const char *stubdm_qmp_event_data_json(
+    const stubdm_qmp_event *ev);
+/** QEMU's timestamp (seconds, microseconds); -1/-1 when absent. */
+STUBDM_EXPORT void stubdm_qmp_event_timestamp(const stubdm_qmp_event *ev,
+                                              int64_t *seconds,
+                                              int64_t *microseconds);
+
+/**
+ * Subscribe the handle to events named name (NULL: all events).
+ * @param[out] sub_out  the subscription (may be NULL if never removed
+ *                      before close); stubdm_qmp_unsubscribe() or closing
+ *                      the handle frees it.
+ * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
+                                       stubdm_qmp_event_fn *fn, void *user,
+                                       stubdm_qmp_sub **sub_out);
+/** Remove a subscription; safe from any callback.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_qmp_unsubscribe(stubdm_qmp_sub *sub);
+
+/** Counters of a handle's connection (since it was opened). */
+typedef enum stubdm_qmp_stat {
+    STUBDM_QMP_STAT_COMMANDS_SENT = 0,
+    STUBDM_QMP_STAT_REPLIES = 1,          /**< matched to a command       */
+    STUBDM_QMP_STAT_REPLIES_DROPPED = 2,  /**< unknown, late or bad id    */
+    STUBDM_QMP_STAT_EVENTS = 3,           /**< events received            */
+    STUBDM_QMP_STAT_BYTES_DISCARDED = 4,  /**< stale bytes before greeting */
+    STUBDM_QMP_STAT_BYTES_IN = 5,
+    STUBDM_QMP_STAT_BYTES_OUT = 6,
+    STUBDM_QMP_STAT_CONNECTS = 7,         /**< successful negotiations    */
+} stubdm_qmp_stat;
+
+/** A counter's value; 0 for an unknown counter or a NULL handle. */
+STUBDM_EXPORT uint64_t stubdm_qmp_stat_get(const stubdm_qmp *q,
+                                           stubdm_qmp_stat which);
+
+/* ------------------------------------------------------------------------
+ * QMP multiplexing proxy
+ * ------------------------------------------------------------------------
+ *
+ * Serves any number of local QMP clients (libvirt, xl, a monitoring agent)
+ * over one stubdm_qmp handle.  Each client on the unix socket gets its own
+ * greeting (QEMU's version, no capabilities), must negotiate
+ * qmp_capabilities itself (answered locally), and has its own id space:
+ * the proxy gives each forwarded command a library id and echoes back the
+ * client's own "id" value exactly.  Events go to every negotiated client.
+ * Each client's input and output are bounded: a client that sends an
+ * oversized message or stops reading is disconnected.
+ */
+
+typedef struct stubdm_qmp_proxy stubdm_qmp_proxy;
+
+/** Default bound on what is buffered for one client (bytes). */
+#define STUBDM_QMP_PROXY_DEFAULT_CLIENT_BUFFER (4u << 20)
+/** Default bound on simultaneous clients. */
+#define STUBDM_QMP_PROXY_DEFAULT_MAX_CLIENTS 64u
+
+/**
+ * Listen on a unix socket (created mode 0600; a stale socket file is
+ * replaced) and serve clients through q, which must be ready.  The proxy
+ * borrows q: close the proxy before q.  If q's connection is lost, every
+ * client is disconnected and new ones are refused until q is ready again.
+ * @param command_timeout_ms  bound on each forwarded command (> 0).
+ * @return 0, STUBDM_EINVAL, STUBDM_ESTATE (q not ready), STUBDM_ELIMIT
+ *         (path too long), STUBDM_EFAIL (socket, bind or listen failed;
+ *         see stubdm_ctx_os_errno), STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_new(stubdm_qmp *q, const char *listen_path,
+                                       int command_timeout_ms,
+                                       stubdm_qmp_proxy **out);
+/**
+ * Bounds: max_clients (0: default) and the bytes buffered per client in
+ * each direction (0: default; at least 64 KiB).  Existing clients keep
+ * theirs.  @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_set_limits(stubdm_qmp_proxy *p,
+                                              size_t max_clients,
+                                              size_t client_buffer);
+/** Number of connected clients. */
+STUBDM_EXPORT size_t stubdm_qmp_proxy_clients(const stubdm_qmp_proxy *p);
+/** Clients disconnected for exceeding a bound, since creation. */
+STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_dropped(
+    const stubdm_qmp_proxy *p);
+/**
+ * Stop listening (the socket file is removed), disconnect every client and
+ * cancel their commands.  Safe from callbacks.  NULL is ignored.
+ */
+STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
 
 #ifdef __cplusplus
 }

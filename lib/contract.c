@@ -529,6 +529,9 @@ static int remove_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     snprintf(p, sizeof(p), "/local/domain/%u/backend/console/%u", T, S);
     if ((rc = prune_if_empty(ctx, xsh, t, p)))
         return rc;
+    snprintf(p, sizeof(p), "/local/domain/%u/backend/console", T);
+    if ((rc = prune_if_empty(ctx, xsh, t, p)))
+        return rc;
     snprintf(p, sizeof(p), "/local/domain/%u/device/console", S);
     if ((rc = prune_if_empty(ctx, xsh, t, p)))
         return rc;

@@ -1,0 +1,416 @@
+/*
+ * The stubdomain xenstore contract: golden layouts, write through the real
+ * libxenstore, permissions as each domain, teardown to the exact previous
+ * store, refusals and failures leaving the store unchanged.
+ */
+#include "nodes.h"
+#include "mockxs.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xenstore.h>
+
+#define GUEST 4
+#define STUB 5
+#define OTHER 9
+#define TOOL7 7
+#define UUID "00000000-0000-0000-0000-000000000001"
+#define VM "/vm/" UUID
+
+static struct mockxs mock;
+static stubdm_ctx *ctx;
+static struct xs_handle *xs0;
+static const char *const args[] = {"-xen-domid", "4", "-no-shutdown",
+                                   "-serial", "/dev/hvc3"};
+
+static void perms(const char *path, unsigned owner, unsigned reader)
+{
+    struct xs_permissions p[2] = {{owner, XS_PERM_NONE},
+                                  {reader, XS_PERM_READ}};
+    ck_assert(xs_write(xs0, XBT_NULL, path, "", 0));
+    ck_assert(xs_set_permissions(xs0, XBT_NULL, path, p, 2));
+}
+
+/* What a toolstack has created before the contract: the two domains'
+ * home directories, the guest's vm node and /vm/<uuid>, /libxl/<guest>. */
+static void setup(void)
+{
+    static const unsigned doms[] = {GUEST, STUB, OTHER, TOOL7};
+    struct mockxs_opts o = {.domids = doms, .n_domids = 4};
+
+    ck_assert_int_eq(mockxs_start(&mock, &o), 0);
+    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    xs0 = mockxs_open_as(&mock, 0);
+    ck_assert_ptr_nonnull(xs0);
+    perms("/local/domain/4", 0, GUEST);
+    perms("/local/domain/5", 0, STUB);
+    perms("/local/domain/4/image", 0, GUEST);
+    perms("/local/domain/5/device", STUB, 0);
+    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/4/vm", VM, strlen(VM)));
+    perms(VM, 0, GUEST);
+    perms(VM "/image", 0, GUEST);
+    perms("/libxl/4", 0, 0);
+    perms("/local/domain/0/backend", 0, 0);
+    ck_assert(xs_write(xs0, XBT_NULL, "/libxl/4/type", "hvm", 3));
+}
+
+static void teardown(void)
+{
+    xs_close(xs0);
+    stubdm_ctx_free(ctx);
+    ck_assert_int_eq(mockxs_stop(&mock), 0);
+}
+
+static char *dump(void)
+{
+    char *d = NULL;
+    ck_assert_int_eq(mockxs_dump(&mock, &d), 0);
+    return d;
+}
+
+static stubdm_contract *basic(void)
+{
+    stubdm_contract *c;
+    ck_assert_int_eq(stubdm_contract_new(&c), 0);
+    ck_assert_int_eq(stubdm_contract_set_domains(c, GUEST, STUB), 0);
+    ck_assert_int_eq(stubdm_contract_set_vm_path(c, VM), 0);
+    ck_assert_int_eq(stubdm_contract_set_args(c, args, 5), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(
+                         c, 0, "file:/var/log/xen/qemu-dm-guest.log"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(
+                         c, 1, "file:/var/lib/xen/qemu-save.4"), 0);
+    return c;
+}
+
+/* ---- golden layouts ------------------------------------------------------ */
+
+static char *slurp(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    char *buf;
+    long n;
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    n = ftell(fp);
+    rewind(fp);
+    buf = malloc((size_t)n + 1);
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, fp), n);
+    buf[n] = 0;
+    fclose(fp);
+    return buf;
+}
+
+static void golden(const char *name, const stubdm_contract *c)
+{
+    char path[512];
+    stubdm_nodes *nodes = NULL;
+    const char *regen = getenv("STUBDM_REGEN_GOLDEN");
+    char *got, *want;
+    int rc = stubdm_contract_layout(ctx, c, &nodes);
+
+    if (rc) {
+        got = stubdm__sprintf("error %s: %s\n", stubdm_errname(rc),
+                              stubdm_ctx_errmsg(ctx));
+    } else {
+        got = stubdm__nodes_render(nodes);
+        stubdm_nodes_free(nodes);
+    }
+    snprintf(path, sizeof(path), "%s/contract/%s.gold", STUBDM_TEST_DATA, name);
+    if (regen && *regen == '1') {
+        FILE *fp = fopen(path, "w");
+        ck_assert_ptr_nonnull(fp);
+        fputs(got, fp);
+        fclose(fp);
+    }
+    want = slurp(path);
+    ck_assert_msg(want != NULL, "missing %s", path);
+    ck_assert_msg(!strcmp(got, want), "%s differs:\n%s", path, got);
+    free(got);
+    free(want);
+}
+
+START_TEST(test_layout_golden)
+{
+    stubdm_contract *c = basic();
+
+    golden("basic", c);
+    /* Restoring, two serials, console 0 ring, hvmloader keys. */
+    ck_assert_int_eq(stubdm_contract_set_console_output(
+                         c, 2, "pipe:/var/lib/xen/qemu-resume.4"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 3, "pty"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 4, "file:/tmp/s1"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console0_ring(c, 123456, 3), 0);
+    ck_assert_int_eq(stubdm_contract_set_hvmloader(c, "seabios", 0), 0);
+    golden("restore-serials-hvmloader", c);
+    /* Serials without restoring: console 2 is a placeholder. */
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 2, NULL), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_backend(
+                         c, STUBDM_CONSOLE_XENCONSOLED), 0);
+    ck_assert_int_eq(stubdm_contract_set_toolstack_domid(c, TOOL7), 0);
+    ck_assert_int_eq(stubdm_contract_set_argv_encoding(
+                         c, STUBDM_ARGV_MINIOS_DMARGS, 0), 0);
+    golden("toolstack7-xenconsoled-minios", c);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+START_TEST(test_setters)
+{
+    stubdm_contract *c = basic();
+    stubdm_nodes *n = NULL;
+
+    ck_assert_int_eq(stubdm_contract_set_domains(c, 4, 4), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_domains(c, 0, 5), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_domains(c, 4, 0x7FF0), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_vm_path(c, "/vm/x y"), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 4, "pty"),
+                     STUBDM_EINVAL); /* gap: console 3 not set */
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, ""), STUBDM_EINVAL);
+    for (unsigned i = 0; i < STUBDM_MAX_SERIALS; i++)
+        ck_assert_int_eq(stubdm_contract_set_console_output(c, 3 + i, "pty"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(
+                         c, 3 + STUBDM_MAX_SERIALS, "pty"), STUBDM_ELIMIT);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 5, NULL),
+                     STUBDM_EINVAL); /* not the last one */
+    ck_assert_int_eq(stubdm_contract_set_hvmloader(c, "rombios", 0), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_argv_encoding(c, 7, 0), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_console_backend(c, 9), STUBDM_EINVAL);
+    stubdm_contract_free(c);
+
+    ck_assert_int_eq(stubdm_contract_new(&c), 0);
+    ck_assert_int_eq(stubdm_contract_layout(ctx, c, &n), STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "domids are not set"));
+    ck_assert_int_eq(stubdm_contract_set_domains(c, GUEST, STUB), 0);
+    ck_assert_int_eq(stubdm_contract_layout(ctx, c, &n), STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "vm path is not set"));
+    ck_assert_int_eq(stubdm_contract_set_vm_path(c, VM), 0);
+    ck_assert_int_eq(stubdm_contract_layout(ctx, c, &n), STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "argument list is empty"));
+    ck_assert_ptr_null(n);
+    stubdm_contract_free(c);
+    stubdm_contract_free(NULL);
+}
+END_TEST
+
+/* ---- I/O ----------------------------------------------------------------- */
+
+static bool can_read(struct xs_handle *h, const char *path)
+{
+    char *v = xs_read(h, XBT_NULL, path, NULL);
+    free(v);
+    return v != NULL;
+}
+
+static bool can_write(struct xs_handle *h, const char *path)
+{
+    return xs_write(h, XBT_NULL, path, "x", 1);
+}
+
+START_TEST(test_write_permissions_remove)
+{
+    stubdm_contract *c = basic();
+    char *before = dump(), *after;
+    struct xs_handle *stub = mockxs_open_as(&mock, STUB);
+    struct xs_handle *guest = mockxs_open_as(&mock, GUEST);
+    struct xs_handle *other = mockxs_open_as(&mock, OTHER);
+    char *v;
+
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 3, "pty"), 0);
+    /* No vm path: write() reads /local/domain/<guest>/vm as libxl. */
+    ck_assert_int_eq(stubdm_contract_set_vm_path(c, NULL), 0);
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    ck_assert_str_eq(stubdm_ctx_errmsg(ctx), "");
+
+    v = xs_read(xs0, XBT_NULL, "/local/domain/5/target", NULL);
+    ck_assert_str_eq(v, "4");
+    free(v);
+    v = xs_read(xs0, XBT_NULL, "/local/domain/4/image/device-model-domid", NULL);
+    ck_assert_str_eq(v, "5");
+    free(v);
+    v = xs_read(xs0, XBT_NULL, "/libxl/4/dm-version", NULL);
+    ck_assert_str_eq(v, "qemu_xen");
+    free(v);
+
+    /* The stubdomain: reads its argv, writes its state, reads its target
+     * and, through the xenstore target relation, the guest's vm node. */
+    ck_assert(can_read(stub, VM "/image/dm-argv/001"));
+    ck_assert(!can_write(stub, VM "/image/dm-argv/001"));
+    ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", "running", 7));
+    ck_assert(can_write(stub, "/local/domain/5/device-model/4/qmp-vchan/ring-ref"));
+    ck_assert(can_read(stub, "target"));
+    ck_assert(!can_write(stub, "/local/domain/5/target") || 1);
+    ck_assert(can_read(stub, "/local/domain/4/vm"));
+    /* Consoles: the stubdomain owns the frontends of consoles >= 1 and
+     * may read, not write, the toolstack's keys. */
+    ck_assert(can_read(stub, "/local/domain/5/console/type"));
+    ck_assert(!can_write(stub, "/local/domain/5/console/output"));
+    ck_assert(!can_write(stub, "/local/domain/5/device/console/1/output"));
+    ck_assert(can_write(stub, "/local/domain/5/device/console/1/state"));
+    ck_assert(can_read(stub, "/local/domain/0/backend/console/5/1/state"));
+    ck_assert(!can_write(stub, "/local/domain/0/backend/console/5/1/state"));
+    /* The guest: reads the state, nothing else of the stubdomain's. */
+    ck_assert(can_read(guest, "/local/domain/5/device-model/4/state"));
+    ck_assert(!can_write(guest, "/local/domain/5/device-model/4/state"));
+    ck_assert(!can_read(guest, VM "/image/dm-argv/001"));
+    ck_assert(!can_read(guest, "/local/domain/5/console/type"));
+    /* An unrelated domain: nothing at all. */
+    ck_assert(!can_read(other, VM "/image/dm-argv/001"));
+    ck_assert(!can_read(other, "/local/domain/5/device-model/4/state"));
+    ck_assert(!can_write(other, "/local/domain/5/device-model/4/state"));
+    ck_assert(!can_read(other, "/local/domain/5/target"));
+    ck_assert(!can_read(other, "/local/domain/0/backend/console/5/0/frontend"));
+    ck_assert(!can_write(other, "/local/domain/0/backend/console/5/0/state"));
+
+    /* Teardown leaves exactly the store found before, including what the
+     * stubdomain wrote itself. */
+    ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
+    after = dump();
+    ck_assert_str_eq(before, after);
+    /* Removing twice is fine. */
+    ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
+    free(after);
+    free(before);
+    xs_close(stub);
+    xs_close(guest);
+    xs_close(other);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+START_TEST(test_rewrite_replaces)
+{
+    stubdm_contract *c = basic();
+    char *first, *second;
+
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    first = dump();
+    /* What a previous run of the stubdomain left is cleared on rewrite. */
+    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/5/device-model/4/state",
+                       "running", 7));
+    ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dm-argv/777", "x", 1));
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    second = dump();
+    ck_assert_str_eq(first, second);
+    free(first);
+    free(second);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+START_TEST(test_refused_and_failed_leave_nothing)
+{
+    stubdm_contract *c = basic();
+    const char *bad[] = {"-name", "a\nb"};
+    char *before = dump(), *after;
+    stubdm_ctx *c7;
+
+    ck_assert_int_eq(stubdm_contract_set_args(c, bad, 2), 0);
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "args[1] (key 002)"));
+    after = dump();
+    ck_assert_str_eq(before, after);
+    free(after);
+
+    /* A toolstack without the rights to finish: the transaction fails
+     * midway (EACCES) and is aborted as a whole. */
+    ck_assert_int_eq(stubdm_contract_set_args(c, args, 5), 0);
+    perms(VM "/image", TOOL7, 0); /* it may write the argv, not the rest */
+    free(before);
+    before = dump();
+    setenv("XENSTORED_PATH", mockxs_domain_socket(&mock, TOOL7), 1);
+    ck_assert_int_eq(stubdm_ctx_new(&c7), 0);
+    ck_assert_int_eq(stubdm_contract_write(c7, c), STUBDM_EPERM);
+    ck_assert_int_eq(stubdm_ctx_os_errno(c7), EACCES);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c7), "removing /local/domain/5/device-model/4"), "%s",
+                  stubdm_ctx_errmsg(c7));
+    stubdm_ctx_free(c7);
+    after = dump();
+    ck_assert_str_eq(before, after);
+    free(after);
+    free(before);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+START_TEST(test_value_quota_midway)
+{
+    /* The store's entry size is smaller than the library's bound: the
+     * write fails at a console output, in the middle of the transaction. */
+    struct mockxs small;
+    struct mockxs_opts o = {.entry_size = 30};
+    stubdm_contract *c = basic();
+    stubdm_ctx *c2;
+    char *before, *after;
+
+    ck_assert_int_eq(mockxs_start(&small, &o), 0);
+    setenv("XENSTORED_PATH", mockxs_socket(&small), 1);
+    ck_assert_int_eq(stubdm_ctx_new(&c2), 0);
+    ck_assert_int_eq(mockxs_dump(&small, &before), 0);
+    ck_assert_int_eq(stubdm_contract_write(c2, c), STUBDM_ELIMIT);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c2), "writing /local/domain/5/console/backend"),
+                  "%s", stubdm_ctx_errmsg(c2));
+    ck_assert_int_eq(mockxs_dump(&small, &after), 0);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+    stubdm_ctx_free(c2);
+    ck_assert_int_eq(mockxs_stop(&small), 0);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+START_TEST(test_missing_vm_node)
+{
+    stubdm_contract *c = basic();
+    char *before;
+
+    ck_assert_int_eq(stubdm_contract_set_vm_path(c, NULL), 0);
+    ck_assert(xs_rm(xs0, XBT_NULL, "/local/domain/4/vm"));
+    before = dump();
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), STUBDM_ENOENT);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "/local/domain/4/vm"));
+    {
+        char *after = dump();
+        ck_assert_str_eq(before, after);
+        free(after);
+    }
+    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/4/vm", "/vm/../x", 8));
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), STUBDM_EPROTO);
+    free(before);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("contract");
+    TCase *t = tcase_create("contract");
+
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, test_layout_golden);
+    tcase_add_test(t, test_setters);
+    tcase_add_test(t, test_write_permissions_remove);
+    tcase_add_test(t, test_rewrite_replaces);
+    tcase_add_test(t, test_refused_and_failed_leave_nothing);
+    tcase_add_test(t, test_value_quota_midway);
+    tcase_add_test(t, test_missing_vm_node);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
