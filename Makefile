@@ -41,7 +41,7 @@ deps:
 	    $$apt install -y -q --no-install-recommends $$missing < /dev/null; }
 
 build:
-	cmake -S . -B $(BUILD_DIR) $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 test: deps
@@ -63,7 +63,7 @@ bench: build
 	[ $$found -eq 1 ] || echo "bench: no bench/bench_* programs yet"
 
 install: build
-	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+	cmake --install $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan

@@ -19,7 +19,7 @@
 # "build asan valgrind fuzz"), CMAKE_ARGS (extra configure arguments).
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ctest_jobs=${CTEST_JOBS:-1}
 fuzz_seconds=${FUZZ_SECONDS:-30}
@@ -37,14 +37,34 @@ banner() { printf '\n======== %s ========\n' "$*"; }
 record() {
     total_pass=$((total_pass + $2))
     total_fail=$((total_fail + $3))
-    report+=("$(printf '%-10s %4d passed, %4d failed  (%ds)' "$1" "$2" "$3" "$4")")
+    report+=("$(printf '%-16s %4d passed, %4d failed  (%ds)' "$1" "$2" "$3" "$4")")
 }
 
-# configure_build DIR ARGS... : 0 on success
+# configure_build DIR ARGS... : 0 on success, 1 if the build failed (it
+# keeps going, so the tests that did build still run), 2 if configure failed
 configure_build() {
     local dir=$1; shift
-    cmake -S . -B "$dir" "$@" "${extra_cmake[@]}" &&
-        cmake --build "$dir" -j "$jobs"
+    cmake -S . -B "$dir" "$@" "${extra_cmake[@]}" || return 2
+    cmake --build "$dir" -j "$jobs" -- -k || return 1
+}
+
+# build_and_test STAGE DIR CTEST_ARGS -- CMAKE_ARGS...
+build_and_test() {
+    local stage=$1 dir=$2 t0=$SECONDS rc=0 ctest_args=()
+    shift 2
+    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do ctest_args+=("$1"); shift; done
+    shift
+    configure_build "$dir" "$@" || rc=$?
+    if [ "$rc" -eq 2 ]; then
+        echo "$stage: configure failed" >&2
+        record "$stage" 0 1 $((SECONDS - t0))
+        return
+    fi
+    if [ "$rc" -ne 0 ]; then
+        echo "$stage: the build failed (counted as one failure); running the tests that built" >&2
+        record "$stage-compile" 0 1 0
+    fi
+    run_ctest "$stage" "$dir" "${ctest_args[@]}"
 }
 
 # run_ctest STAGE DIR ARGS... : runs ctest, records its counts
@@ -69,24 +89,14 @@ for stage in $stages; do
     case $stage in
     build)
         banner "stage build: default build + ctest (build/)"
-        if configure_build build -DSTUBDM_BUILD_TESTS=ON; then
-            run_ctest build build
-        else
-            echo "build: configure/build failed" >&2
-            record build 0 1 $((SECONDS - t0))
-        fi
+        build_and_test build build -- -DSTUBDM_BUILD_TESTS=ON
         ;;
     asan)
         banner "stage asan: ASan+UBSan build + ctest (build-asan/)"
         export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
         export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-        if configure_build build-asan -DCMAKE_BUILD_TYPE=Debug -DSTUBDM_SANITIZE=ON \
-               -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_BENCH=OFF; then
-            run_ctest asan build-asan -LE install
-        else
-            echo "asan: configure/build failed" >&2
-            record asan 0 1 $((SECONDS - t0))
-        fi
+        build_and_test asan build-asan -LE install -- -DCMAKE_BUILD_TYPE=Debug \
+            -DSTUBDM_SANITIZE=ON -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_BENCH=OFF
         unset ASAN_OPTIONS UBSAN_OPTIONS
         ;;
     valgrind)
@@ -96,9 +106,9 @@ for stage in $stages; do
             record valgrind 0 1 0
             continue
         fi
-        if [ ! -d build ] && ! configure_build build -DSTUBDM_BUILD_TESTS=ON; then
-            record valgrind 0 1 $((SECONDS - t0))
-            continue
+        if [ ! -d build ]; then
+            configure_build build -DSTUBDM_BUILD_TESTS=ON ||
+                record valgrind-compile 0 1 $((SECONDS - t0))
         fi
         pass=0 fail=0
         mapfile -t bins < <(find build -path build/CMakeFiles -prune -o \

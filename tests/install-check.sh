@@ -58,7 +58,8 @@ if grep -q 'stubdm-mock-xenstored\|/bin/' "$work/install.log"; then
 fi
 
 step "pkg-config"
-export PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+export PKG_CONFIG_PATH
 pkg-config --exists --print-errors libstubdm || die "pkg-config cannot resolve libstubdm"
 [ "$(pkg-config --modversion libstubdm)" = "$version" ] || die "pkg-config version mismatch"
 cflags=$(pkg-config --cflags libstubdm)

@@ -70,7 +70,7 @@ exports)
                 bad "released symbol $sym@$node is gone or moved (ABI break)"
         done < "$baseline"
     fi
-    echo "$n symbols exported, SONAME $soname, nodes: $(echo $nodes)"
+    echo "$n symbols exported, SONAME $soname, nodes: $(tr '\n' ' ' <<<"$nodes")"
     ;;
 header)
     header=${3:?header}
