@@ -672,10 +672,10 @@ static int end_container(struct stubdm__json_parser *p, bool object)
 {
     size_t first = p->frames[--p->depth].first;
     size_t n = p->stack_len - first;
-    struct member *children = p->stack + first;
     struct stubdm__json v = {.type = object ? STUBDM__JSON_OBJECT
                                             : STUBDM__JSON_ARRAY};
     if (n > 0) {
+        struct member *children = p->stack + first;
         if (object && !check_duplicates(p, children, n))
             return 0;
         size_t each = object ? sizeof(struct member)
