@@ -7,7 +7,8 @@
 #                    the install-check (it builds its own uninstrumented copy)
 #   3. valgrind      every test_* Check binary of build/, CK_FORK=no, under
 #                    memcheck with --leak-check=full --error-exitcode=1
-#   4. fuzz          tests/fuzz/run-fuzz.sh for FUZZ_SECONDS (30), if present
+#   4. fuzz          tests/fuzz/run-fuzz.sh FUZZ_SECONDS (30) build-fuzz/,
+#                    if present
 #
 # Every stage runs even if an earlier one failed; a build failure counts as
 # one failed test of its stage.  The last line is the total over all
@@ -139,9 +140,9 @@ for stage in $stages; do
         ;;
     fuzz)
         banner "stage fuzz: fuzz smoke run (${fuzz_seconds}s)"
-        if [ -x tests/fuzz/run-fuzz.sh ] || [ -f tests/fuzz/run-fuzz.sh ]; then
+        if [ -f tests/fuzz/run-fuzz.sh ]; then
             if FUZZ_SECONDS=$fuzz_seconds timeout $((fuzz_seconds * 10 + 900)) \
-                   bash tests/fuzz/run-fuzz.sh; then
+                   sh tests/fuzz/run-fuzz.sh "$fuzz_seconds" "$PWD/build-fuzz"; then
                 record fuzz 1 0 $((SECONDS - t0))
             else
                 echo "fuzz: tests/fuzz/run-fuzz.sh failed" >&2
