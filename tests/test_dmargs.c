@@ -124,7 +124,7 @@ static void load(const char *path, struct argfile *f)
         } else if (!strncmp(line, "@max ", 5)) {
             f->max = strtoul(line + 5, NULL, 10);
         } else if (!strncmp(line, "@vm ", 4)) {
-            snprintf(f->vm, sizeof(f->vm), "%s", line + 4);
+            snprintf(f->vm, sizeof(f->vm), "%.100s", line + 4);
         } else if (!strncmp(line, "@repeat ", 8)) {
             char *end;
             unsigned long k = strtoul(line + 8, &end, 10);
