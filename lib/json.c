@@ -858,6 +858,14 @@ int stubdm__json_parser_feed(struct stubdm__json_parser *p, const void *data,
             *consumed = used;
             return STUBDM__JSON_MORE;
         }
+        /* yajl also skips \v and \f, which JSON does not allow: refuse
+         * them here so a value's text always starts with the value.  (Between
+         * tokens yajl still tolerates them; the tree is unaffected.) */
+        if (in[used] == '\v' || in[used] == '\f') {
+            *consumed = used;
+            fail(p, STUBDM_EPROTO, "is not valid JSON: invalid whitespace");
+            return p->err.code;
+        }
         p->started = true;
     }
     /* Never hand yajl more than the byte limit allows, so neither yajl's

@@ -338,6 +338,11 @@ START_TEST(test_malformed_input)
                      STUBDM_EPROTO);
     ck_assert_str_eq(e, "QMP message has a duplicate key \"return\" "
                         "(stream byte 23)");
+    /* yajl skips \f and \v as whitespace; JSON does not (fuzzer find). */
+    ck_assert_int_eq(bad("\f{\"return\":1}", 13, e, sizeof(e)),
+                     STUBDM_EPROTO);
+    ck_assert_str_eq(e, "QMP message is not valid JSON: invalid whitespace "
+                        "(stream byte 0)");
     /* A NUL decoded from \u0000 is fine inside a string. */
     struct stubdm__qmp_msg *m = one("{\"return\":\"a\\u0000b\"}");
     size_t len;
