@@ -1,0 +1,630 @@
+/*
+ * The QMP connection layer against scripted peers on the simulated host:
+ * open, execute, id matching, queueing, sharing, events, the lock, the
+ * reconnect marker, OOB negotiation, close and reconnect.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "libstubdm.h"
+#include "qmp_peer.c"
+
+#define STUBDOM 5
+#define GUEST 1
+
+static struct qmp_sim sim;
+static struct qmp_peer peer;
+static stubdm_ctx *ctx;
+
+static void setup(void)
+{
+    ck_assert_int_eq(qmp_sim_start(&sim, STUBDOM, GUEST), 0);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    peer.pid = -1;
+}
+
+static void teardown(void)
+{
+    stubdm_ctx_free(ctx);
+    ctx = NULL;
+    qmp_peer_stop(&peer);
+    qmp_sim_stop(&sim);
+}
+
+static void run_until(const bool *flag, int ms)
+{
+    int64_t end = stubdm_now_ms() + ms;
+    while (!*flag && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+}
+
+struct opened {
+    bool done;
+    int rc;
+    char msg[512];
+};
+
+static void on_open(stubdm_op *op, int rc, void *user)
+{
+    struct opened *o = user;
+    o->done = true;
+    o->rc = rc;
+    snprintf(o->msg, sizeof(o->msg), "%s", stubdm_op_errmsg(op));
+}
+
+struct result {
+    bool done;
+    int rc;
+    stubdm_qmp *q;
+    char json[4096];
+    char ret[1024];
+    char cls[128];
+    char desc[256];
+    char msg[512];
+};
+
+static void on_reply(stubdm_qmp *q, stubdm_op *op, int rc,
+                     const stubdm_qmp_reply *r, void *user)
+{
+    struct result *res = user;
+    res->done = true;
+    res->rc = rc;
+    res->q = q;
+    snprintf(res->msg, sizeof(res->msg), "%s", stubdm_op_errmsg(op));
+    if (r) {
+        snprintf(res->json, sizeof(res->json), "%s", stubdm_qmp_reply_json(r));
+        if (stubdm_qmp_reply_return_json(r))
+            snprintf(res->ret, sizeof(res->ret), "%s",
+                     stubdm_qmp_reply_return_json(r));
+        if (stubdm_qmp_reply_error_class(r)) {
+            snprintf(res->cls, sizeof(res->cls), "%s",
+                     stubdm_qmp_reply_error_class(r));
+            snprintf(res->desc, sizeof(res->desc), "%s",
+                     stubdm_qmp_reply_error_desc(r));
+        }
+    }
+}
+
+static stubdm_qmp_opts *sim_opts(void)
+{
+    stubdm_qmp_opts *o = NULL;
+    ck_assert_int_eq(stubdm_qmp_opts_new(&o), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_transport(o,
+                         STUBDM_QMP_TRANSPORT_SIMULATED), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_sim_dir(o, sim.simdir), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000), 0);
+    return o;
+}
+
+static stubdm_qmp *open_ready(stubdm_qmp_opts *o)
+{
+    stubdm_qmp *q = NULL;
+    int rc = stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q);
+    ck_assert_msg(rc == 0, "open: %s: %s", stubdm_errname(rc),
+                  stubdm_ctx_errmsg(ctx));
+    ck_assert_ptr_nonnull(q);
+    return q;
+}
+
+START_TEST(test_open_execute)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"execute\":\"query-status\""),
+        QP_REP("{\"return\": {\"status\": \"running\", \"running\": true}, "
+               "\"id\": %s}"),
+        QP_R("query-nothing"),
+        QP_REP("{\"error\": {\"class\": \"CommandNotFound\", \"desc\": "
+               "\"The command query-nothing has not been found\"}, "
+               "\"id\": %s}"),
+        QP_H(2000),
+        QP_E(),
+    };
+    struct opened op = {0};
+    struct result r1 = {0}, r2 = {0};
+    stubdm_qmp *q = NULL;
+    stubdm_qmp_opts *o = sim_opts();
+    int maj = 0, min = 0, mic = 0;
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_open, &op, &q),
+                     0);
+    stubdm_qmp_opts_free(o);
+    ck_assert_ptr_nonnull(q);
+    ck_assert(!op.done); /* never inside the starting call */
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
+    /* The server is not there yet: the open waits for ring-ref. */
+    for (int i = 0; i < 5; i++)
+        stubdm_ctx_run_once(ctx, 10);
+    ck_assert(!op.done);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    run_until(&op.done, 3000);
+    ck_assert_msg(op.rc == 0, "%s", op.msg);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
+    ck_assert_int_eq(stubdm_qmp_qemu_version(q, &maj, &min, &mic), 0);
+    ck_assert_int_eq(maj, 7);
+    ck_assert_int_eq(min, 2);
+    ck_assert_int_eq(mic, 0);
+    ck_assert_int_eq(stubdm_qmp_oob_enabled(q), 0); /* not asked for */
+    ck_assert_ptr_nonnull(strstr(stubdm_qmp_greeting_json(q), "\"QMP\""));
+
+    ck_assert_int_eq(stubdm_qmp_execute(q, "query-status", NULL, 2000,
+                                        on_reply, &r1, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "query-nothing", "{}", 2000,
+                                        on_reply, &r2, NULL), 0);
+    ck_assert(!r1.done);
+    run_until(&r2.done, 3000);
+    ck_assert(r1.done);
+    ck_assert_int_eq(r1.rc, 0);
+    ck_assert_ptr_eq(r1.q, q);
+    ck_assert_str_eq(r1.ret, "{\"status\":\"running\",\"running\":true}");
+    ck_assert_ptr_nonnull(strstr(r1.json, "\"status\": \"running\""));
+    ck_assert_int_eq(r2.rc, STUBDM_EQMP);
+    ck_assert_str_eq(r2.cls, "CommandNotFound");
+    ck_assert_str_eq(r2.desc, "The command query-nothing has not been found");
+    ck_assert_ptr_nonnull(strstr(r2.msg, "CommandNotFound"));
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_COMMANDS_SENT), 2);
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES), 2);
+    stubdm_qmp_close(q);
+}
+END_TEST
+
+START_TEST(test_bad_arguments)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(3000), QP_E()};
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q;
+    struct result r = {0};
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "bad name", NULL, 100, on_reply, &r,
+                                        NULL), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "x", "[1]", 100, on_reply, &r, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "x", "{\"a\":", 100, on_reply, &r,
+                                        NULL), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 0, on_reply, &r, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 100, NULL, NULL, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, on_open, NULL, &q),
+                     STUBDM_EINVAL);
+    ck_assert_ptr_null(q);
+}
+END_TEST
+
+/* 20 commands at once: 8 on the wire, 12 queued, all matched. */
+static struct {
+    int done, bad;
+} many;
+
+static void on_many(stubdm_qmp *q, stubdm_op *op, int rc,
+                    const stubdm_qmp_reply *r, void *user)
+{
+    (void)q;
+    (void)op;
+    char want[64];
+    snprintf(want, sizeof(want), "{\"n\":%d}", (int)(intptr_t)user);
+    if (rc || strcmp(stubdm_qmp_reply_return_json(r), want))
+        many.bad++;
+    many.done++;
+}
+
+START_TEST(test_twenty_in_flight)
+{
+    /* The peer checks it never sees more than 8 unanswered: it reads 8,
+     * answers them in reverse order, and so on. */
+    static struct qmp_peer_step script[64];
+    int k = 0;
+    script[k++] = (struct qmp_peer_step)QP_HS();
+    for (int i = 0; i < 20; i++) {
+        script[k++] = (struct qmp_peer_step)QP_R("echo-n");
+        script[k++] = (struct qmp_peer_step)QP_REP(
+            "{\"return\": {\"n\": %s}, \"id\": %s}");
+    }
+    script[k++] = (struct qmp_peer_step)QP_H(3000);
+    script[k] = (struct qmp_peer_step)QP_E();
+    /* QP_REP with two %s: the id is used for both the value and the id,
+     * so the value tells which command the reply belongs to. */
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q;
+    bool never = false;
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    stubdm_qmp_opts_free(o);
+    (void)never;
+    for (int i = 0; i < 20; i++) {
+        /* ids are 2.. (1 was qmp_capabilities) */
+        ck_assert_int_eq(stubdm_qmp_execute(q, "echo-n", NULL, 3000, on_many,
+                                            (void *)(intptr_t)(i + 2), NULL),
+                         0);
+    }
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_COMMANDS_SENT),
+                      STUBDM_QMP_MAX_IN_FLIGHT);
+    int64_t end = stubdm_now_ms() + 3000;
+    while (many.done < 20 && stubdm_now_ms() < end)
+        stubdm_ctx_run_once(ctx, 50);
+    ck_assert_int_eq(many.done, 20);
+    ck_assert_int_eq(many.bad, 0);
+}
+END_TEST
+
+START_TEST(test_queue_limit)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(3000), QP_E()};
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q;
+    struct result r[16];
+
+    memset(r, 0, sizeof(r));
+    ck_assert_int_eq(stubdm_qmp_opts_set_limits(o, 0, 0, 2), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_limits(o, 100, 0, 2), STUBDM_EINVAL);
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    stubdm_qmp_opts_free(o);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_reply, &r[i],
+                                            NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_reply, &r[10],
+                                        NULL), STUBDM_ELIMIT);
+    /* Closing the handle cancels all ten, once each, with q == NULL. */
+    stubdm_qmp_close(q);
+    run_until(&r[9].done, 1000);
+    for (int i = 0; i < 10; i++) {
+        ck_assert(r[i].done);
+        ck_assert_int_eq(r[i].rc, STUBDM_ECANCELED);
+        ck_assert_ptr_null(r[i].q);
+    }
+    ck_assert(!r[10].done);
+}
+END_TEST
+
+/* Two handles, one connection: each gets its own replies and events; closing
+ * one cancels only its commands. */
+struct evlog {
+    int n;
+    char last[64];
+};
+
+static void on_event(stubdm_qmp *q, const stubdm_qmp_event *ev, void *user)
+{
+    struct evlog *l = user;
+    (void)q;
+    l->n++;
+    snprintf(l->last, sizeof(l->last), "%s", stubdm_qmp_event_name(ev));
+}
+
+START_TEST(test_shared_handles)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("cmd-a"),
+        QP_R("cmd-b"),
+        QP_REP("{\"return\": \"b\", \"id\": %s}"),
+        QP_S("{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 10, "
+             "\"microseconds\": 20}}\r\n"
+             "{\"event\": \"RESUME\", \"data\": {\"x\": 1}, \"timestamp\": "
+             "{\"seconds\": 11, \"microseconds\": 21}}\r\n"),
+        QP_H(2000),
+        QP_E(),
+    };
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q1, *q2 = NULL;
+    struct opened op2 = {0};
+    struct result ra = {0}, rb = {0};
+    struct evlog all1 = {0}, stop2 = {0};
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q1 = open_ready(o);
+    /* The second open shares the connection: ready without a handshake
+     * (the peer would fail a second qmp_capabilities). */
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_open, &op2,
+                                     &q2), 0);
+    stubdm_qmp_opts_free(o);
+    ck_assert(!op2.done);
+    run_until(&op2.done, 1000);
+    ck_assert_int_eq(op2.rc, 0);
+    ck_assert_int_eq(stubdm_qmp_subscribe(q1, NULL, on_event, &all1, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_subscribe(q2, "STOP", on_event, &stop2, NULL),
+                     0);
+    ck_assert_int_eq(stubdm_qmp_execute(q1, "cmd-a", NULL, 3000, on_reply, &ra,
+                                        NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_execute(q2, "cmd-b", NULL, 3000, on_reply, &rb,
+                                        NULL), 0);
+    run_until(&rb.done, 3000);
+    ck_assert_int_eq(rb.rc, 0);
+    ck_assert_ptr_eq(rb.q, q2);
+    ck_assert_str_eq(rb.ret, "\"b\"");
+    bool two = false;
+    int64_t end = stubdm_now_ms() + 2000;
+    while (all1.n < 2 && stubdm_now_ms() < end)
+        stubdm_ctx_run_once(ctx, 50);
+    (void)two;
+    ck_assert_int_eq(all1.n, 2);
+    ck_assert_str_eq(all1.last, "RESUME");
+    ck_assert_int_eq(stop2.n, 1);
+    ck_assert_str_eq(stop2.last, "STOP");
+    ck_assert(!ra.done);
+    stubdm_qmp_close(q1); /* cancels cmd-a only */
+    run_until(&ra.done, 1000);
+    ck_assert_int_eq(ra.rc, STUBDM_ECANCELED);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q2), 1);
+    stubdm_qmp_close(q2);
+}
+END_TEST
+
+/* Event accessors, and freeing/unsubscribing from inside callbacks. */
+static stubdm_qmp_sub *self_sub;
+static int self_calls;
+static int64_t ts_s, ts_us;
+static char data_json[128];
+
+static void on_event_unsub(stubdm_qmp *q, const stubdm_qmp_event *ev,
+                           void *user)
+{
+    (void)user;
+    self_calls++;
+    stubdm_qmp_event_timestamp(ev, &ts_s, &ts_us);
+    snprintf(data_json, sizeof(data_json), "%s",
+             stubdm_qmp_event_data_json(ev) ? stubdm_qmp_event_data_json(ev)
+                                            : "(none)");
+    stubdm_qmp_unsubscribe(self_sub);
+    stubdm_qmp_close(q); /* the last handle: the connection goes too */
+}
+
+START_TEST(test_close_from_event)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_D(100),
+        QP_S("{\"event\": \"A\", \"data\": {\"k\": [1, 2]}, \"timestamp\": "
+             "{\"seconds\": 7, \"microseconds\": 8}}\r\n"
+             "{\"event\": \"A\", \"timestamp\": {\"seconds\": 9, "
+             "\"microseconds\": 9}}\r\n"),
+        QP_H(2000),
+        QP_E(),
+    };
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q;
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_eq(stubdm_qmp_subscribe(q, "A", on_event_unsub, NULL,
+                                          &self_sub), 0);
+    for (int i = 0; i < 40 && !self_calls; i++)
+        stubdm_ctx_run_once(ctx, 50);
+    for (int i = 0; i < 4; i++)
+        stubdm_ctx_run_once(ctx, 20);
+    ck_assert_int_eq(self_calls, 1);
+    ck_assert_int_eq(ts_s, 7);
+    ck_assert_int_eq(ts_us, 8);
+    ck_assert_str_eq(data_json, "{\"k\":[1,2]}");
+    /* The peer sees the connection close. */
+    ck_assert_int_eq(qmp_peer_wait(&peer, 3000), 0);
+}
+END_TEST
+
+/* Connection loss fails every pending command once; reconnect is explicit. */
+START_TEST(test_loss_and_reconnect)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("will-die"),
+        QP_ACC(), /* close, then accept the reconnection */
+        QP_HS(),
+        QP_R("again"),
+        QP_REP("{\"return\": 42, \"id\": %s}"),
+        QP_H(2000),
+        QP_E(),
+    };
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q;
+    struct result r1 = {0}, r2 = {0}, r3 = {0};
+    struct opened op = {0};
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "will-die", NULL, 3000, on_reply,
+                                        &r1, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "queued", NULL, 3000, on_reply, &r2,
+                                        NULL), 0);
+    run_until(&r2.done, 3000);
+    ck_assert(r1.done);
+    ck_assert_int_eq(r1.rc, STUBDM_EVCHAN);
+    ck_assert_int_eq(r2.rc, STUBDM_EVCHAN);
+    ck_assert_msg(strstr(r1.msg, "QMP connection to stubdomain 5 lost") != NULL,
+                  "%s", r1.msg);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
+                                        NULL), STUBDM_ESTATE);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, on_open, &op), 0);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, on_open, &op), STUBDM_ESTATE);
+    run_until(&op.done, 3000);
+    ck_assert_msg(op.rc == 0, "%s", op.msg);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
+                                        NULL), 0);
+    run_until(&r3.done, 3000);
+    ck_assert_int_eq(r3.rc, 0);
+    ck_assert_str_eq(r3.ret, "42");
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_CONNECTS), 2);
+}
+END_TEST
+
+/* The marker byte comes first; oob is enabled when offered and asked. */
+START_TEST(test_marker_and_oob)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_R("\x01"), /* the marker, then the peer greets */
+        QP_E(),
+    };
+    (void)script;
+    /* The marker arrives before the greeting is sent: read it raw. */
+    static const struct qmp_peer_step script2[] = {
+        QP_G(),
+        QP_R("\x01{\"execute\":\"qmp_capabilities\",\"arguments\":"
+             "{\"enable\":[\"oob\"]}"),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_H(1500),
+        QP_E(),
+    };
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q;
+
+    ck_assert_int_eq(stubdm_qmp_opts_set_reconnect_marker(o, 1), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_oob(o, 1), 0);
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script2), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_eq(stubdm_qmp_oob_enabled(q), 1);
+    stubdm_qmp_close(q);
+    ck_assert_int_eq(qmp_peer_wait(&peer, 3000), 0);
+}
+END_TEST
+
+/* The cross-process lock: a child holds it -> EBUSY; wait mode gets it
+ * once the child lets go. */
+START_TEST(test_lock_across_processes)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(3000), QP_E()};
+    int to_child[2], from_child[2];
+    char c;
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q = NULL;
+    struct opened op = {0};
+
+    ck_assert_int_eq(pipe(to_child), 0);
+    ck_assert_int_eq(pipe(from_child), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(sim.lock, O_RDWR | O_CREAT, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX))
+            _exit(1);
+        if (write(from_child[1], "L", 1) != 1)
+            _exit(1);
+        if (read(to_child[0], &c, 1) != 1)
+            _exit(1);
+        _exit(0); /* exiting releases the lock */
+    }
+    ck_assert_int_eq(read(from_child[0], &c, 1), 1);
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+
+    /* Fail mode: EBUSY, naming the lock. */
+    ck_assert_int_eq(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q),
+                     STUBDM_EBUSY);
+    ck_assert_ptr_null(q);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), sim.lock));
+
+    /* Wait mode with a short timeout: ETIMEDOUT, naming the lock. */
+    ck_assert_int_eq(stubdm_qmp_opts_set_lock(o, NULL, STUBDM_QMP_LOCK_WAIT),
+                     0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 300), 0);
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q),
+                     STUBDM_ETIMEDOUT);
+    ck_assert_int_lt(stubdm_now_ms() - t0, 1500);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "lock"));
+
+    /* Wait mode: acquires after the child lets go. */
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000), 0);
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_open, &op, &q),
+                     0);
+    for (int i = 0; i < 5; i++)
+        stubdm_ctx_run_once(ctx, 30);
+    ck_assert(!op.done);
+    ck_assert_int_eq(write(to_child[1], "x", 1), 1);
+    waitpid(pid, NULL, 0);
+    run_until(&op.done, 3000);
+    ck_assert_msg(op.rc == 0, "%s", op.msg);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
+    stubdm_qmp_opts_free(o);
+    stubdm_qmp_close(q);
+    for (int i = 0; i < 2; i++) {
+        close(to_child[i]);
+        close(from_child[i]);
+    }
+}
+END_TEST
+
+/* Freeing the ctx with open handles and pending commands: no leak (valgrind
+ * / ASan check this), no callback. */
+static int never_called;
+static void on_never(stubdm_qmp *q, stubdm_op *op, int rc,
+                     const stubdm_qmp_reply *r, void *user)
+{
+    (void)q, (void)op, (void)rc, (void)r, (void)user;
+    never_called++;
+}
+
+START_TEST(test_ctx_free_with_pending)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(2000), QP_E()};
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q, *q2 = NULL;
+    stubdm_op *held = NULL;
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_open, NULL,
+                                     &q2), 0);
+    stubdm_qmp_opts_free(o);
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_never, NULL,
+                                            i == 0 ? &held : NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_subscribe(q, NULL, on_event, NULL, NULL), 0);
+    stubdm_ctx_free(ctx);
+    ctx = NULL;
+    ck_assert_int_eq(never_called, 0);
+    stubdm_op_free(held); /* a held op outlives its ctx */
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("qmp");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, test_open_execute);
+    tcase_add_test(tc, test_bad_arguments);
+    tcase_add_test(tc, test_twenty_in_flight);
+    tcase_add_test(tc, test_queue_limit);
+    tcase_add_test(tc, test_shared_handles);
+    tcase_add_test(tc, test_close_from_event);
+    tcase_add_test(tc, test_loss_and_reconnect);
+    tcase_add_test(tc, test_marker_and_oob);
+    tcase_add_test(tc, test_lock_across_processes);
+    tcase_add_test(tc, test_ctx_free_with_pending);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
