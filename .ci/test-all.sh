@@ -45,8 +45,10 @@ record() {
 # keeps going, so the tests that did build still run), 2 if configure failed
 configure_build() {
     local dir=$1; shift
+    local keep_going=(-k)
     cmake -S . -B "$dir" "$@" "${extra_cmake[@]}" || return 2
-    cmake --build "$dir" -j "$jobs" -- -k || return 1
+    grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja' "$dir/CMakeCache.txt" && keep_going=(-k 0)
+    cmake --build "$dir" -j "$jobs" -- "${keep_going[@]}" || return 1
 }
 
 # build_and_test STAGE DIR CTEST_ARGS -- CMAKE_ARGS...
