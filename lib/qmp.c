@@ -1191,7 +1191,8 @@ static bool conn_drain_wire(struct qmp_conn *c)
         if (rc == 1)
             return true;
         if (rc < 0) {
-            conn_fail(c, rc, "malformed data from QEMU in stubdomain %u: %s",
+            conn_fail(c, rc == STUBDM_ENOMEM ? rc : STUBDM_EPROTO,
+                      "malformed data from QEMU in stubdomain %u: %s",
                       c->stubdom, stubdm__qmp_wire_errmsg(&c->wire));
             return false;
         }
@@ -1247,8 +1248,9 @@ static void conn_read(struct qmp_conn *c)
             if (!conn_drain_wire(c))
                 return;
             if (rc < 0) {
-                conn_fail(c, rc, "malformed data from QEMU in stubdomain %u: "
-                          "%s", c->stubdom, stubdm__qmp_wire_errmsg(&c->wire));
+                conn_fail(c, rc == STUBDM_ENOMEM ? rc : STUBDM_EPROTO,
+                          "malformed data from QEMU in stubdomain %u: %s",
+                          c->stubdom, stubdm__qmp_wire_errmsg(&c->wire));
                 return;
             }
         }

@@ -1,0 +1,561 @@
+/*
+ * Hostile QMP peers: every misbehaviour ends in a clear, exact error within
+ * its timeout, with bounded memory and no crash (run under ASan/UBSan and
+ * valgrind too).
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "internal.h"
+#include "libstubdm.h"
+#include "qmp_peer.c"
+
+#define STUBDOM 7
+#define GUEST 3
+
+static struct qmp_sim sim;
+static struct qmp_peer peer;
+static stubdm_ctx *ctx;
+
+static void setup(void)
+{
+    ck_assert_int_eq(qmp_sim_start(&sim, STUBDOM, GUEST), 0);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    peer.pid = -1;
+}
+
+static void teardown(void)
+{
+    stubdm_ctx_free(ctx);
+    ctx = NULL;
+    qmp_peer_stop(&peer);
+    qmp_sim_stop(&sim);
+}
+
+static stubdm_qmp_opts *opts(int open_timeout_ms)
+{
+    stubdm_qmp_opts *o = NULL;
+    ck_assert_int_eq(stubdm_qmp_opts_new(&o), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_transport(o,
+                         STUBDM_QMP_TRANSPORT_SIMULATED), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, open_timeout_ms), 0);
+    return o;
+}
+
+/* Open against the script; returns the open's code, *q_out the handle
+ * (NULL on failure), *ms how long it took. */
+static int open_against(const struct qmp_peer_step *script, stubdm_qmp_opts *o,
+                        stubdm_qmp **q_out, int64_t *ms)
+{
+    int64_t t0;
+    int rc;
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    t0 = stubdm_now_ms();
+    rc = stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, q_out);
+    if (ms)
+        *ms = stubdm_now_ms() - t0;
+    stubdm_qmp_opts_free(o);
+    return rc;
+}
+
+struct result {
+    bool done;
+    int rc;
+    char msg[512];
+    char ret[256];
+};
+
+static void on_reply(stubdm_qmp *q, stubdm_op *op, int rc,
+                     const stubdm_qmp_reply *r, void *user)
+{
+    struct result *res = user;
+    (void)q;
+    res->done = true;
+    res->rc = rc;
+    snprintf(res->msg, sizeof(res->msg), "%s", stubdm_op_errmsg(op));
+    if (r && stubdm_qmp_reply_return_json(r))
+        snprintf(res->ret, sizeof(res->ret), "%s",
+                 stubdm_qmp_reply_return_json(r));
+}
+
+static void run_until(const bool *flag, int ms)
+{
+    int64_t end = stubdm_now_ms() + ms;
+    while (!*flag && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+}
+
+/* Execute one command against an open handle; returns its code. */
+static int exec_one(stubdm_qmp *q, const char *cmd, int timeout_ms,
+                    struct result *r)
+{
+    memset(r, 0, sizeof(*r));
+    ck_assert_int_eq(stubdm_qmp_execute(q, cmd, NULL, timeout_ms, on_reply, r,
+                                        NULL), 0);
+    run_until(&r->done, timeout_ms + 2000);
+    ck_assert(r->done);
+    return r->rc;
+}
+
+START_TEST(test_no_greeting)
+{
+    static const struct qmp_peer_step s[] = {QP_H(3000), QP_E()};
+    stubdm_qmp *q;
+    int64_t ms;
+
+    ck_assert_int_eq(open_against(s, opts(300), &q, &ms), STUBDM_ETIMEDOUT);
+    ck_assert_ptr_null(q);
+    ck_assert_int_ge(ms, 290);
+    ck_assert_int_lt(ms, 1500);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "no greeting"));
+}
+END_TEST
+
+START_TEST(test_slowloris_greeting)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_SLOWLY("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, "
+                  "\"minor\": 2, \"major\": 7}, \"package\": \"\"}, "
+                  "\"capabilities\": []}}\r\n", 100),
+        QP_E()};
+    stubdm_qmp *q;
+    int64_t ms;
+
+    ck_assert_int_eq(open_against(s, opts(500), &q, &ms), STUBDM_ETIMEDOUT);
+    ck_assert_int_lt(ms, 1500);
+}
+END_TEST
+
+START_TEST(test_slowloris_reply)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("slow"),
+        QP_SLOWLY("{\"return\": {\"aaaaaaaaaaaaaaaaaaaaaaa\": 1}, \"id\": 2}\r\n",
+                  100),
+        QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(exec_one(q, "slow", 400, &r), STUBDM_ETIMEDOUT);
+    ck_assert_int_lt(stubdm_now_ms() - t0, 1500);
+    ck_assert_ptr_nonnull(strstr(r.msg, "no reply after 400 ms"));
+}
+END_TEST
+
+START_TEST(test_oversized_message)
+{
+    static char big[20000];
+    static struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("big"), QP_S(big), QP_H(2000), QP_E()};
+    stubdm_qmp_opts *o = opts(2000);
+    stubdm_qmp *q;
+    struct result r;
+
+    strcpy(big, "{\"return\": \"");
+    memset(big + strlen(big), 'x', 15000);
+    strcat(big, "\", \"id\": 2}\r\n");
+    ck_assert_int_eq(stubdm_qmp_opts_set_limits(o, 8192, 0, 0), 0);
+    ck_assert_int_eq(open_against(s, o, &q, NULL), 0);
+    ck_assert_int_eq(exec_one(q, "big", 2000, &r), STUBDM_EPROTO);
+    ck_assert_msg(strstr(r.msg, "8192") != NULL, "%s", r.msg);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
+}
+END_TEST
+
+START_TEST(test_nesting_bomb)
+{
+    static char bomb[300000];
+    static struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("deep"), QP_S(bomb), QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    strcpy(bomb, "{\"return\": ");
+    memset(bomb + strlen(bomb), '[', 100000);
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(exec_one(q, "deep", 2000, &r), STUBDM_EPROTO);
+    ck_assert_msg(strstr(r.msg, "deeper") || strstr(r.msg, "nest"), "%s",
+                  r.msg);
+}
+END_TEST
+
+START_TEST(test_invalid_json)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("x"), QP_S("{\"return\": tru }\r\n"), QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(exec_one(q, "x", 2000, &r), STUBDM_EPROTO);
+    ck_assert_ptr_nonnull(strstr(r.msg, "malformed data from QEMU"));
+}
+END_TEST
+
+START_TEST(test_invalid_utf8)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("x"), QP_S("{\"return\": \"\xc0\xaf\", \"id\": 2}\r\n"),
+        QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(exec_one(q, "x", 2000, &r), STUBDM_EPROTO);
+    ck_assert_ptr_nonnull(strstr(r.msg, "UTF-8"));
+}
+END_TEST
+
+/* Wrong, missing, foreign ids and unsolicited replies are dropped; the
+ * command then gets its real reply (or times out), the connection stays. */
+START_TEST(test_wrong_and_missing_ids)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("x"),
+        QP_S("{\"return\": 1, \"id\": 999}\r\n"
+             "{\"return\": 2}\r\n"
+             "{\"return\": 3, \"id\": \"2\"}\r\n"
+             "{\"return\": 4, \"id\": -2}\r\n"
+             "{\"return\": 5, \"id\": 2.0}\r\n"
+             "{\"error\": {\"class\": \"X\", \"desc\": \"y\"}, \"id\": 77}\r\n"),
+        QP_REP("{\"return\": 6, \"id\": %s}"),
+        QP_R("y"),
+        QP_REP("{\"return\": 7, \"id\": 12345}"),
+        QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
+    ck_assert_str_eq(r.ret, "6");
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+                      6);
+    ck_assert_int_eq(exec_one(q, "y", 300, &r), STUBDM_ETIMEDOUT);
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+                      7);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
+}
+END_TEST
+
+START_TEST(test_unsolicited_before_commands)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(),
+        QP_S("{\"return\": {}, \"id\": 2}\r\n{\"return\": {}, \"id\": 3}\r\n"),
+        QP_R("x"), QP_REP("{\"return\": \"ok\", \"id\": %s}"),
+        QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    /* Let the unsolicited replies arrive first. */
+    for (int i = 0; i < 5; i++)
+        stubdm_ctx_run_once(ctx, 20);
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+                      2);
+    /* Ids already seen as garbage are never reused by the library. */
+    ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
+    ck_assert_str_eq(r.ret, "\"ok\"");
+}
+END_TEST
+
+START_TEST(test_idless_error)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("one"),
+        QP_S("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse "
+             "error\"}}\r\n"),
+        QP_R("two"), QP_R("three"),
+        QP_S("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse "
+             "error\"}}\r\n"),
+        QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r, r2, r3;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    /* One command in flight: the id-less error is its answer. */
+    ck_assert_int_eq(exec_one(q, "one", 2000, &r), STUBDM_EQMP);
+    /* Two in flight: ambiguous, the connection ends. */
+    memset(&r2, 0, sizeof(r2));
+    memset(&r3, 0, sizeof(r3));
+    ck_assert_int_eq(stubdm_qmp_execute(q, "two", NULL, 2000, on_reply, &r2,
+                                        NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "three", NULL, 2000, on_reply, &r3,
+                                        NULL), 0);
+    run_until(&r3.done, 3000);
+    ck_assert_int_eq(r2.rc, STUBDM_EPROTO);
+    ck_assert_int_eq(r3.rc, STUBDM_EPROTO);
+    ck_assert_ptr_nonnull(strstr(r2.msg, "without id"));
+}
+END_TEST
+
+START_TEST(test_two_greetings)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("x"), QP_G(), QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(exec_one(q, "x", 2000, &r), STUBDM_EPROTO);
+    ck_assert_ptr_nonnull(strstr(r.msg, "second greeting"));
+}
+END_TEST
+
+START_TEST(test_greeting_twice_before_negotiation)
+{
+    static const struct qmp_peer_step s[] = {QP_G(), QP_G(), QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), STUBDM_EPROTO);
+}
+END_TEST
+
+START_TEST(test_close_mid_message)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("x"), QP_S("{\"return\": {\"half"), QP_D(50), QP_C(),
+        QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(exec_one(q, "x", 2000, &r), STUBDM_EVCHAN);
+    ck_assert_msg(strstr(r.msg, "lost") && strstr(r.msg, "middle"), "%s",
+                  r.msg);
+}
+END_TEST
+
+START_TEST(test_close_before_greeting)
+{
+    static const struct qmp_peer_step s[] = {QP_S("{\"QMP\": {"), QP_C(),
+                                             QP_E()};
+    stubdm_qmp *q;
+    int64_t ms;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, &ms), STUBDM_EVCHAN);
+    ck_assert_int_lt(ms, 1000);
+}
+END_TEST
+
+static long flood_seen;
+static void on_flood(stubdm_qmp *q, const stubdm_qmp_event *ev, void *user)
+{
+    (void)q;
+    (void)user;
+    if (!strcmp(stubdm_qmp_event_name(ev), "FLOOD"))
+        flood_seen++;
+}
+
+static long maxrss_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+START_TEST(test_event_flood)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("go"), QP_FL(100000),
+        QP_REP("{\"return\": \"alive\", \"id\": %s}"), QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r = {0};
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_subscribe(q, "FLOOD", on_flood, NULL, NULL), 0);
+    long rss0 = maxrss_kb();
+    /* The flood starts once we ask for it; the reply comes after it. */
+    ck_assert_int_eq(stubdm_qmp_execute(q, "go", NULL, 20000, on_reply, &r,
+                                        NULL), 0);
+    int64_t end = stubdm_now_ms() + 20000;
+    while (flood_seen < 100000 && stubdm_now_ms() < end)
+        stubdm_ctx_run_once(ctx, 50);
+    ck_assert_int_eq(flood_seen, 100000);
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_EVENTS), 100000);
+    /* ~10 MB of events went through; nothing of it is kept. */
+    ck_assert_int_lt(maxrss_kb() - rss0, 8 * 1024);
+    run_until(&r.done, 2000);
+    ck_assert_int_eq(r.rc, 0);
+    ck_assert_str_eq(r.ret, "\"alive\"");
+}
+END_TEST
+
+START_TEST(test_reply_never_comes)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_HS(), QP_R("lost"), QP_D(500),
+        QP_REP("{\"return\": \"late\", \"id\": %s}"), QP_R("next"),
+        QP_REP("{\"return\": \"next\", \"id\": %s}"), QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(exec_one(q, "lost", 200, &r), STUBDM_ETIMEDOUT);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
+    /* The late reply is dropped quietly; the connection stays in sync. */
+    ck_assert_int_eq(exec_one(q, "next", 2000, &r), 0);
+    ck_assert_str_eq(r.ret, "\"next\"");
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+                      1);
+}
+END_TEST
+
+START_TEST(test_wedged_after_eight_timeouts)
+{
+    static const struct qmp_peer_step s[] = {QP_HS(), QP_H(4000), QP_E()};
+    stubdm_qmp *q;
+    struct result r[9];
+
+    memset(r, 0, sizeof(r));
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    for (int i = 0; i < 9; i++)
+        ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 200, on_reply, &r[i],
+                                            NULL), 0);
+    run_until(&r[8].done, 3000);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(r[i].rc, STUBDM_ETIMEDOUT);
+    /* The ninth never reached the wire; QEMU is declared wedged. */
+    ck_assert(r[8].rc == STUBDM_ETIMEDOUT || r[8].rc == STUBDM_EVCHAN);
+    for (int i = 0; i < 10; i++)
+        stubdm_ctx_run_once(ctx, 10);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
+}
+END_TEST
+
+START_TEST(test_death_while_waiting_for_ring_ref)
+{
+    stubdm_qmp_opts *o = opts(5000);
+    stubdm_qmp *q = NULL;
+    struct {
+        bool done;
+        int rc;
+    } st = {0};
+    void on_open(stubdm_op * op, int rc, void *user);
+
+    (void)st;
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q),
+                     0);
+    stubdm_qmp_opts_free(o);
+    for (int i = 0; i < 3; i++)
+        stubdm_ctx_run_once(ctx, 20);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(qmp_sim_kill_stubdom(&sim), 0);
+    stubdm_qmp_close(q);
+    /* Same through the sync form: fails at once, not at the timeout. */
+    o = opts(5000);
+    ck_assert_int_eq(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q),
+                     STUBDM_EDOMAIN_GONE);
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_lt(stubdm_now_ms() - t0, 1000);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "stubdomain 7"));
+}
+END_TEST
+
+static int death_rc = 1;
+static void on_death_open(stubdm_op *op, int rc, void *user)
+{
+    (void)op;
+    (void)user;
+    death_rc = rc;
+}
+
+START_TEST(test_death_async)
+{
+    stubdm_qmp_opts *o = opts(5000);
+    stubdm_qmp *q = NULL;
+
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_death_open,
+                                     NULL, &q), 0);
+    stubdm_qmp_opts_free(o);
+    for (int i = 0; i < 3; i++)
+        stubdm_ctx_run_once(ctx, 20);
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(qmp_sim_kill_stubdom(&sim), 0);
+    while (death_rc == 1 && stubdm_now_ms() - t0 < 3000)
+        stubdm_ctx_run_once(ctx, 50);
+    ck_assert_int_eq(death_rc, STUBDM_EDOMAIN_GONE);
+    ck_assert_int_lt(stubdm_now_ms() - t0, 1000);
+    stubdm_qmp_close(q);
+}
+END_TEST
+
+START_TEST(test_stale_bytes_before_greeting)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_S("\"}]}, \"id\": 12}\r\n{\"return\": {}, \"id\": 13}\r\n"
+             "{\"event\": \"OLD\", \"timestamp\": {\"seconds\": 1, "
+             "\"microseconds\": 1}}\r\ngarbage{{{\r\n{\"QMP\": {\"vers"),
+        QP_HS(), QP_R("x"), QP_REP("{\"return\": 1, \"id\": %s}"), QP_H(2000),
+        QP_E()};
+    stubdm_qmp *q;
+    struct result r;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_uint_gt(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_BYTES_DISCARDED),
+                      100);
+    ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
+    ck_assert_str_eq(r.ret, "1");
+}
+END_TEST
+
+START_TEST(test_capabilities_refused)
+{
+    static const struct qmp_peer_step s[] = {
+        QP_G(), QP_R("qmp_capabilities"),
+        QP_REP("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, "
+               "\"id\": %s}"),
+        QP_H(2000), QP_E()};
+    stubdm_qmp *q;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), STUBDM_EQMP);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "refused"));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("qmp-hostile");
+    TCase *tc = tcase_create("hostile");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_no_greeting);
+    tcase_add_test(tc, test_slowloris_greeting);
+    tcase_add_test(tc, test_slowloris_reply);
+    tcase_add_test(tc, test_oversized_message);
+    tcase_add_test(tc, test_nesting_bomb);
+    tcase_add_test(tc, test_invalid_json);
+    tcase_add_test(tc, test_invalid_utf8);
+    tcase_add_test(tc, test_wrong_and_missing_ids);
+    tcase_add_test(tc, test_unsolicited_before_commands);
+    tcase_add_test(tc, test_idless_error);
+    tcase_add_test(tc, test_two_greetings);
+    tcase_add_test(tc, test_greeting_twice_before_negotiation);
+    tcase_add_test(tc, test_close_mid_message);
+    tcase_add_test(tc, test_close_before_greeting);
+    tcase_add_test(tc, test_event_flood);
+    tcase_add_test(tc, test_reply_never_comes);
+    tcase_add_test(tc, test_wedged_after_eight_timeouts);
+    tcase_add_test(tc, test_death_while_waiting_for_ring_ref);
+    tcase_add_test(tc, test_death_async);
+    tcase_add_test(tc, test_stale_bytes_before_greeting);
+    tcase_add_test(tc, test_capabilities_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
