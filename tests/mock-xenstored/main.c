@@ -2,6 +2,7 @@
  * unix sockets, for tests and the simulated Xen host.  See
  * docs/mock-xenstored.md. */
 #include "daemon.h"
+#include "simhost.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,11 +22,18 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t child_exited; /* a simulated domain's process */
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
+}
+
+static void on_sigchld(int sig)
+{
+	(void)sig;
+	child_exited = 1;
 }
 
 void vlog(const struct daemon *d, const char *fmt, ...)
@@ -166,6 +174,10 @@ static void run(struct daemon *d)
 		 * not slip in between the check and the wait. */
 		int n = epoll_pwait(d->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])),
 				    -1, &empty);
+		if (child_exited) {
+			child_exited = 0;
+			simhost_reap(d);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -267,10 +279,13 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, NULL);
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	struct sigaction sc = { .sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP };
+	sigaction(SIGCHLD, &sc, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	/* Benchmarks hold a connection per simulated stubdomain. */
@@ -343,6 +358,7 @@ int main(int argc, char **argv)
 	ret = 0;
 	vlog(&d, "exiting");
 out:
+	simhost_shutdown(&d);
 	while (d.conns) {
 		for (struct conn *c = d.conns; c; c = c->next)
 			c->dead = true;

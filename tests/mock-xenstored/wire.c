@@ -1,4 +1,5 @@
 #include "daemon.h"
+#include "simhost.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -464,7 +465,31 @@ static void do_reset_watches(struct req *r)
 }
 
 /* The simulated host's domain-death hook: records why the domain died
- * where the simulated toolstack can find it, then releases it. */
+ * where the simulated toolstack can find it, then releases it.  Also
+ * called by simhost.c when a simulated domain's process exits. */
+int wire_sim_release(struct daemon *d, unsigned domid, const char *reason, size_t len)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tool/stubdm-sim/domain/%u/exit", domid);
+	struct view v = { &d->store, NULL };
+	struct evlist ev;
+	evlist_init(&ev);
+	struct who dom0 = { 0, true, NO_TARGET };
+	int err = op_write(&v, &dom0, path, reason, len, &ev);
+	if (err) {
+		evlist_clear(&ev);
+		return err;
+	}
+	struct node *n = v_get(&v, path);
+	if (n->perms.n != 1 || n->perms.p[0].domid != 0 || n->perms.p[0].perm != 0) {
+		struct perms p = { 1, &(struct xsperm){ 0, 0 } };
+		op_set_perms(&v, &dom0, path, &p, &ev);
+	}
+	watch_fire_list(d, &ev);
+	release_domain(d, domid);
+	return 0;
+}
+
 static void sim_release(struct req *r)
 {
 	unsigned domid;
@@ -480,26 +505,12 @@ static void sim_release(struct req *r)
 			buf_add(&reason, " ", 1);
 		buf_add(&reason, r->argv[i], strlen(r->argv[i]));
 	}
-	char path[64];
-	snprintf(path, sizeof(path), "/tool/stubdm-sim/domain/%u/exit", domid);
-	struct view v = { &r->d->store, NULL };
-	struct evlist ev;
-	evlist_init(&ev);
-	struct who dom0 = { 0, true, NO_TARGET };
-	int err = op_write(&v, &dom0, path, reason.d, reason.len, &ev);
+	int err = wire_sim_release(r->d, domid, reason.d, reason.len);
 	buf_free(&reason);
 	if (err) {
-		evlist_clear(&ev);
 		reply_err(r, err);
 		return;
 	}
-	struct node *n = v_get(&v, path);
-	if (n->perms.n != 1 || n->perms.p[0].domid != 0 || n->perms.p[0].perm != 0) {
-		struct perms p = { 1, &(struct xsperm){ 0, 0 } };
-		op_set_perms(&v, &dom0, path, &p, &ev);
-	}
-	watch_fire_list(r->d, &ev);
-	release_domain(r->d, domid);
 	reply_ok(r);
 }
 
@@ -517,7 +528,9 @@ static void do_control(struct req *r)
 	if (!strcmp(cmd, "check") || !strcmp(cmd, "log") || !strcmp(cmd, "logfile")) {
 		reply_ok(r);
 	} else if (!strcmp(cmd, "help")) {
-		reply_str(r, "check\nlog\nhelp\nquota\nsim-release <domid> <reason>\n");
+		reply_str(r, "check\nlog\nhelp\nquota\nsim-release <domid> <reason>\n"
+			  "sim-create [<domid>]\nsim-start <domid> <program> [<arg>...]\n"
+			  "sim-destroy <domid>\nsim-list\n");
 	} else if (!strcmp(cmd, "quota")) {
 		char s[256];
 		snprintf(s, sizeof(s),
@@ -527,6 +540,16 @@ static void do_control(struct req *r)
 		reply_str(r, s);
 	} else if (!strcmp(cmd, "sim-release")) {
 		sim_release(r);
+	} else if (r->terminated) {
+		struct buf out = { 0 };
+		int err = simhost_control(r->d, r->argv, r->argc, &out);
+		if (err < 0)
+			reply_err(r, EINVAL);
+		else if (err)
+			reply_err(r, err);
+		else
+			reply(r, r->h->type, out.d, out.len);
+		buf_free(&out);
 	} else {
 		reply_err(r, EINVAL);
 	}

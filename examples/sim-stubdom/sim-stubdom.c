@@ -1,0 +1,768 @@
+/*
+ * stubdm-sim-stubdom: the simulated host's stand-in for a Linux stubdomain.
+ *
+ * The simulated hypervisor (stubdm-mock-xenstored, sim-start) runs this
+ * program as domain $STUBDM_SIM_DOMID with XENSTORED_PATH pointing at that
+ * domain's xenstore socket, so everything below is done with the rights of
+ * the stubdomain, exactly as a real stubdomain's init would:
+ *
+ *   1. read `target` (relative: /local/domain/<self>/target) -> guest G;
+ *   2. read /local/domain/G/vm -> V (allowed through xs_set_target);
+ *   3. read V/image/dm-argv (list, sort as text, read: stubdm_dm_argv_read),
+ *      or the legacy V/image/dmargs;
+ *   4. start QEMU with the arguments that make sense without Xen, plus a
+ *      QMP monitor on the simulated vchan socket
+ *      <sim dir>/qmp-vchan/<self>.<G>.sock (docs/qmp.md) and a private one;
+ *   5. when QEMU reports (query-status on the private monitor) that it is
+ *      running, write device-model/G/state = running, then the vchan
+ *      server's device-model/G/qmp-vchan/{ring-ref,event-channel};
+ *   6. wait for QEMU; exit as it exited (a signal is re-raised), so the
+ *      simulated hypervisor records "crashed (signal N)" or the status.
+ *
+ * Console 0 (the log): QEMU's stderr and this program's own messages go to
+ * the file named by console/output ("file:PATH").  Serial consoles
+ * (device/console/3..) replace -serial /dev/hvcN with their output.
+ *
+ * Failure injection for tests: --die-at=before-argv|after-argv|
+ * before-running|after-running (crash with --die-signal, default SIGSEGV,
+ * or exit with --die-exit=N), --no-running (never write running), and
+ * --no-qemu (answer QMP here instead of running QEMU: a light stubdomain
+ * for many-domain tests).  It is also a reference for stubdomain authors:
+ * docs/simulated-host.md.
+ */
+#include <libstubdm.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+enum step { STEP_NONE, STEP_BEFORE_ARGV, STEP_AFTER_ARGV, STEP_BEFORE_RUNNING,
+            STEP_AFTER_RUNNING };
+
+static struct {
+    enum step die_at;
+    int die_signal, die_exit;
+    bool no_running, no_qemu;
+    const char *qemu;
+} opt = { STEP_NONE, SIGSEGV, -1, false, false, "qemu-system-x86_64" };
+
+static unsigned self_domid, guest_domid;
+static FILE *conlog;  /* console 0, or NULL */
+static volatile sig_atomic_t got_term;
+static pid_t qemu_pid;
+static int qemu_status;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "sim-stubdom %u: %s\n", self_domid, msg);
+    if (conlog) {
+        fprintf(conlog, "sim-stubdom %u: %s\n", self_domid, msg);
+        fflush(conlog);
+    }
+}
+
+static void maybe_die(enum step at, const char *name)
+{
+    if (opt.die_at != at)
+        return;
+    say("dying at %s, as asked", name);
+    if (opt.die_exit >= 0)
+        exit(opt.die_exit);
+    signal(opt.die_signal, SIG_DFL);
+    raise(opt.die_signal);
+    _exit(128 + opt.die_signal);
+}
+
+static char *xs_get(struct xs_handle *xs, const char *path)
+{
+    unsigned len;
+    char *v = xs_read(xs, XBT_NULL, path, &len);
+    return v;
+}
+
+/* ---- argv mapping ------------------------------------------------------- */
+
+struct argv {
+    char **v;
+    size_t n, cap;
+};
+
+static void add(struct argv *a, const char *s)
+{
+    if (a->n + 2 > a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 32;
+        a->v = realloc(a->v, a->cap * sizeof(char *));
+        if (!a->v)
+            abort();
+    }
+    a->v[a->n++] = strdup(s);
+    a->v[a->n] = NULL;
+}
+
+static void addf(struct argv *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void addf(struct argv *a, const char *fmt, ...)
+{
+    char s[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s, sizeof(s), fmt, ap);
+    va_end(ap);
+    add(a, s);
+}
+
+/* Linux's xvd numbering: xvda = 51712, 16 minors each; beyond xvdp the
+ * extended scheme (1 << 28 | index << 8). */
+static unsigned vbd_devid(unsigned idx)
+{
+    return idx < 16 ? (202u << 8) | (idx << 4) : (1u << 28) | (idx << 8);
+}
+
+/* The image behind /dev/xvdX: the vbd backend's params. */
+static char *disk_image(struct xs_handle *xs, const char *dev)
+{
+    char p[256], *be, *params;
+
+    if (strncmp(dev, "/dev/xvd", 8) || dev[8] < 'a' || dev[8] > 'z' || dev[9])
+        return NULL;
+    snprintf(p, sizeof(p), "device/vbd/%u/backend", vbd_devid((unsigned)(dev[8] - 'a')));
+    be = xs_get(xs, p);
+    if (!be)
+        return NULL;
+    snprintf(p, sizeof(p), "%s/params", be);
+    free(be);
+    params = xs_get(xs, p);
+    if (params && !*params) {
+        free(params);
+        return NULL;
+    }
+    return params;
+}
+
+static bool has_opt(const char *s, const char *key)
+{
+    return strstr(s, key) != NULL;
+}
+
+/* -drive file=/dev/xvdX,... -> the backend's image, or dropped. */
+static bool map_drive(struct xs_handle *xs, struct argv *out, const char *spec)
+{
+    const char *f = strstr(spec, "file=");
+    char dev[16] = "", *img;
+    size_t i;
+
+    if (!f)
+        return false;
+    f += 5;
+    for (i = 0; i < sizeof(dev) - 1 && f[i] && f[i] != ','; i++)
+        dev[i] = f[i];
+    dev[i] = '\0';
+    if (strncmp(dev, "/dev/xvd", 8))
+        return false;
+    img = disk_image(xs, dev);
+    if (!img) {
+        say("dropping -drive %s (no image behind %s)", spec, dev);
+        return true;
+    }
+    /* Rebuild the spec with the image, keeping the other options. */
+    char *rest = strdup(f + i);
+    size_t pre = (size_t)(f - spec);
+    char *spec2 = malloc(pre + strlen(img) + strlen(rest) + 1);
+    if (!rest || !spec2)
+        abort();
+    memcpy(spec2, spec, pre);
+    strcpy(spec2 + pre, img);
+    strcat(spec2, rest);
+    add(out, "-drive");
+    add(out, spec2);
+    say("-drive: %s is %s", dev, img);
+    free(spec2);
+    free(rest);
+    free(img);
+    return true;
+}
+
+static void map_args(struct xs_handle *xs, char **in, size_t n, struct argv *out,
+                     const char *qmp_sock, const char *priv_sock)
+{
+    bool have_machine = false;
+
+    add(out, opt.qemu);
+    for (size_t i = 0; i < n; i++) {
+        const char *a = in[i];
+        const char *next = i + 1 < n ? in[i + 1] : NULL;
+
+        /* Xen-only options, with and without an argument. */
+        if (!strcmp(a, "-xen-domid") || !strcmp(a, "-pidfile") ||
+            !strcmp(a, "-runas") || !strcmp(a, "-sandbox") ||
+            !strcmp(a, "-qmp") || !strcmp(a, "-monitor") ||
+            !strcmp(a, "-netdev") || !strcmp(a, "-net")) {
+            i += next != NULL;
+            continue;
+        }
+        if (!strcmp(a, "-xen-attach") || !strcmp(a, "-xen-domid-restrict") ||
+            !strcmp(a, "-daemonize"))
+            continue;
+        if ((!strcmp(a, "-machine") || !strcmp(a, "-M")) && next) {
+            have_machine = true;
+            if (!strncmp(next, "xenfv", 5) || !strncmp(next, "xenpv", 5) ||
+                has_opt(next, "accel=xen")) {
+                add(out, "-machine");
+                add(out, "pc");
+                add(out, "-accel");
+                add(out, "tcg");
+            } else {
+                add(out, a);
+                add(out, next);
+            }
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "-accel") && next) {
+            add(out, "-accel");
+            add(out, strcmp(next, "xen") ? next : "tcg");
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "-device") && next &&
+            (!strncmp(next, "xen-", 4) || has_opt(next, "netdev="))) {
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "-drive") && next) {
+            if (!map_drive(xs, out, next)) {
+                add(out, a);
+                add(out, next);
+            }
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "-serial") && next && !strncmp(next, "/dev/hvc", 8)) {
+            char p[64], *o;
+            snprintf(p, sizeof(p), "device/console/%s/output", next + 8);
+            o = xs_get(xs, p);
+            if (o && *o) {
+                add(out, "-serial");
+                add(out, o);
+                say("-serial %s is %s", next, o);
+            } else {
+                say("dropping -serial %s (console has no output)", next);
+            }
+            free(o);
+            i++;
+            continue;
+        }
+        add(out, a);
+    }
+    (void)have_machine;
+    addf(out, "-qmp");
+    addf(out, "unix:%s,server=on,wait=off", qmp_sock);
+    addf(out, "-qmp");
+    addf(out, "unix:%s,server=on,wait=off", priv_sock);
+}
+
+/* ---- a tiny QMP client for the private monitor -------------------------- */
+
+static int connect_unix(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        close(fd);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Read until a line contains needle (or a "return"/"error"); 0 if found. */
+static int read_until(int fd, char *buf, size_t cap, const char *needle, int ms)
+{
+    size_t len = 0;
+    struct pollfd p = { fd, POLLIN, 0 };
+
+    buf[0] = '\0';
+    while (len + 1 < cap) {
+        if (poll(&p, 1, ms) <= 0)
+            return -1;
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, needle))
+            return 0;
+    }
+    return -1;
+}
+
+static int qemu_running(const char *priv_sock)
+{
+    char buf[8192];
+    int fd = -1, rc = -1;
+
+    for (int tries = 0; tries < 200 && fd < 0; tries++) {
+        fd = connect_unix(priv_sock);
+        if (fd < 0) {
+            int st;
+            if (qemu_pid > 0 && waitpid(qemu_pid, &st, WNOHANG) == qemu_pid) {
+                say("QEMU exited before its monitor came up");
+                errno = ECHILD;
+                qemu_status = st;
+                qemu_pid = 0;
+                return -2;
+            }
+            usleep(50000);
+        }
+    }
+    if (fd < 0)
+        return -1;
+    static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
+    static const char qs[] = "{\"execute\":\"query-status\"}\n";
+    if (read_until(fd, buf, sizeof(buf), "\"QMP\"", 10000))
+        goto out;
+    if (write(fd, caps, sizeof(caps) - 1) < 0 ||
+        read_until(fd, buf, sizeof(buf), "\"return\"", 10000))
+        goto out;
+    for (int tries = 0; tries < 100; tries++) {
+        if (write(fd, qs, sizeof(qs) - 1) < 0 ||
+            read_until(fd, buf, sizeof(buf), "\"return\"", 10000))
+            goto out;
+        if (strstr(buf, "\"running\": true") || strstr(buf, "\"running\":true")) {
+            rc = 0;
+            goto out;
+        }
+        usleep(50000);
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+/* ---- --no-qemu: answer QMP ourselves ------------------------------------ */
+
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        close(fd);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 4)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Copy the JSON value of "id" (number or simple string) into out. */
+static void extract_id(const char *msg, char *out, size_t cap)
+{
+    const char *p = strstr(msg, "\"id\"");
+    size_t i = 0;
+
+    out[0] = '\0';
+    if (!p)
+        return;
+    p = strchr(p + 4, ':');
+    if (!p)
+        return;
+    p++;
+    while (*p == ' ')
+        p++;
+    if (*p == '"') {
+        out[i++] = *p++;
+        while (*p && *p != '"' && i + 2 < cap)
+            out[i++] = *p++;
+        out[i++] = '"';
+    } else {
+        while (*p && strchr("-0123456789", *p) && i + 1 < cap)
+            out[i++] = *p++;
+    }
+    out[i] = '\0';
+}
+
+static void answer(int fd, const char *msg)
+{
+    char id[64], reply[512];
+    const char *body;
+
+    extract_id(msg, id, sizeof(id));
+    if (strstr(msg, "\"qmp_capabilities\"") || strstr(msg, "\"cont\"") ||
+        strstr(msg, "\"stop\""))
+        body = "\"return\": {}";
+    else if (strstr(msg, "\"query-status\""))
+        body = "\"return\": {\"status\": \"running\", \"singlestep\": false, "
+               "\"running\": true}";
+    else if (strstr(msg, "\"query-version\""))
+        body = "\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
+               "\"package\": \"sim-stubdom --no-qemu\"}";
+    else
+        body = "\"error\": {\"class\": \"CommandNotFound\", \"desc\": "
+               "\"sim-stubdom --no-qemu knows few commands\"}";
+    int n = snprintf(reply, sizeof(reply), "{%s%s%s}\r\n", body, id[0] ? ", \"id\": " : "",
+                     id);
+    if (write(fd, reply, (size_t)n) < 0)
+        return;
+}
+
+static void serve_qmp(int lfd)
+{
+    static const char greeting[] =
+        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, "
+        "\"major\": 7}, \"package\": \"sim-stubdom --no-qemu\"}, "
+        "\"capabilities\": []}}\r\n";
+    char buf[65536];
+    size_t len = 0;
+    int cfd = -1;
+
+    while (!got_term) {
+        struct pollfd p = { cfd >= 0 ? cfd : lfd, POLLIN, 0 };
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        if (cfd < 0) {
+            cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+            len = 0;
+            if (cfd >= 0 && write(cfd, greeting, sizeof(greeting) - 1) < 0) {
+                close(cfd);
+                cfd = -1;
+            }
+            continue;
+        }
+        ssize_t n = read(cfd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            close(cfd);
+            cfd = -1;
+            continue;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        /* One command per line or per closing brace at depth 0. */
+        for (;;) {
+            int depth = 0;
+            size_t end = 0;
+            bool in_str = false;
+            for (size_t i = 0; i < len; i++) {
+                char ch = buf[i];
+                if (in_str) {
+                    if (ch == '\\')
+                        i++;
+                    else if (ch == '"')
+                        in_str = false;
+                } else if (ch == '"') {
+                    in_str = true;
+                } else if (ch == '{') {
+                    depth++;
+                } else if (ch == '}' && --depth == 0) {
+                    end = i + 1;
+                    break;
+                }
+            }
+            if (!end)
+                break;
+            char save = buf[end];
+            buf[end] = '\0';
+            answer(cfd, buf);
+            buf[end] = save;
+            memmove(buf, buf + end, len - end);
+            len -= end;
+            buf[len] = '\0';
+        }
+        if (len >= sizeof(buf) - 1)
+            len = 0; /* garbage: drop it */
+    }
+    if (cfd >= 0)
+        close(cfd);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void on_term(int sig)
+{
+    (void)sig;
+    got_term = 1;
+    if (qemu_pid > 0)
+        kill(qemu_pid, SIGTERM);
+}
+
+static enum step parse_step(const char *s)
+{
+    if (!strcmp(s, "before-argv"))
+        return STEP_BEFORE_ARGV;
+    if (!strcmp(s, "after-argv"))
+        return STEP_AFTER_ARGV;
+    if (!strcmp(s, "before-running"))
+        return STEP_BEFORE_RUNNING;
+    if (!strcmp(s, "after-running"))
+        return STEP_AFTER_RUNNING;
+    fprintf(stderr, "sim-stubdom: unknown --die-at step '%s'\n", s);
+    exit(2);
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: stubdm-sim-stubdom [--die-at=before-argv|after-argv|"
+          "before-running|after-running]\n"
+          "         [--die-signal=N | --die-exit=N] [--no-running] [--no-qemu]\n"
+          "         [--qemu=PATH]\n"
+          "Run by the simulated host (sim-start) as a stubdomain; see\n"
+          "docs/simulated-host.md.\n", f);
+}
+
+static void open_console_log(struct xs_handle *xs)
+{
+    char *out = xs_get(xs, "console/output");
+
+    if (out && !strncmp(out, "file:", 5) && out[5]) {
+        conlog = fopen(out + 5, "a");
+        if (!conlog)
+            say("cannot open console log %s: %s", out + 5, strerror(errno));
+    }
+    free(out);
+}
+
+static int write_node(struct xs_handle *xs, const char *path, const char *val)
+{
+    if (!xs_write(xs, XBT_NULL, path, val, strlen(val))) {
+        say("writing %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Exit the way the device model did, so the host records the same. */
+static void exit_like(int status)
+{
+    if (WIFSIGNALED(status)) {
+        say("QEMU was killed by signal %d", WTERMSIG(status));
+        signal(WTERMSIG(status), SIG_DFL);
+        raise(WTERMSIG(status));
+        _exit(128 + WTERMSIG(status));
+    }
+    say("QEMU exited with status %d", WEXITSTATUS(status));
+    exit(WEXITSTATUS(status));
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "die-at", required_argument, NULL, 'd' },
+        { "die-signal", required_argument, NULL, 's' },
+        { "die-exit", required_argument, NULL, 'e' },
+        { "no-running", no_argument, NULL, 'n' },
+        { "no-qemu", no_argument, NULL, 'Q' },
+        { "qemu", required_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *env = getenv("STUBDM_SIM_DOMID");
+    const char *simdir = getenv("STUBDM_SIM_DIR");
+    struct xs_handle *xs;
+    stubdm_ctx *ctx = NULL;
+    char **args = NULL, *v, path[256], qmp_sock[200], priv_sock[220];
+    size_t nargs = 0;
+    int o, rc;
+
+    while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (o) {
+        case 'd': opt.die_at = parse_step(optarg); break;
+        case 's': opt.die_signal = atoi(optarg); break;
+        case 'e': opt.die_exit = atoi(optarg); break;
+        case 'n': opt.no_running = true; break;
+        case 'Q': opt.no_qemu = true; break;
+        case 'q': opt.qemu = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!env || !simdir) {
+        fprintf(stderr, "sim-stubdom: run me through the simulated host "
+                        "(STUBDM_SIM_DOMID and STUBDM_SIM_DIR are unset)\n");
+        return 2;
+    }
+    self_domid = (unsigned)strtoul(env, NULL, 10);
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    signal(SIGPIPE, SIG_IGN);
+
+    maybe_die(STEP_BEFORE_ARGV, "before-argv");
+    xs = xs_open(0);
+    if (!xs) {
+        say("cannot reach xenstore: %s", strerror(errno));
+        return 1;
+    }
+    open_console_log(xs);
+    /* 1-2: who am I serving, and where is its argv. */
+    v = xs_get(xs, "target");
+    if (!v) {
+        say("reading target: %s", strerror(errno));
+        return 1;
+    }
+    guest_domid = (unsigned)strtoul(v, NULL, 10);
+    free(v);
+    snprintf(path, sizeof(path), "/local/domain/%u/vm", guest_domid);
+    char *vm = xs_get(xs, path);
+    if (!vm) {
+        say("reading %s: %s", path, strerror(errno));
+        return 1;
+    }
+    /* 3: the argv, read as a real stubdomain reads it. */
+    if (stubdm_ctx_new(&ctx))
+        return 1;
+    rc = stubdm_dm_argv_read(ctx, vm, STUBDM_ARGV_DIRECTORY, &args, &nargs);
+    if (rc == STUBDM_ENOENT)
+        rc = stubdm_dm_argv_read(ctx, vm, STUBDM_ARGV_MINIOS_DMARGS, &args, &nargs);
+    if (rc) {
+        say("reading the argv under %s: %s", vm, stubdm_ctx_errmsg(ctx));
+        return 1;
+    }
+    say("guest %u, vm %s, %zu arguments", guest_domid, vm, nargs);
+    free(vm);
+    maybe_die(STEP_AFTER_ARGV, "after-argv");
+
+    snprintf(path, sizeof(path), "%s/qmp-vchan", simdir);
+    mkdir(path, 0700);
+    snprintf(qmp_sock, sizeof(qmp_sock), "%s/qmp-vchan/%u.%u.sock", simdir, self_domid,
+             guest_domid);
+    snprintf(priv_sock, sizeof(priv_sock), "%s/qmp-vchan/%u.%u.internal.sock", simdir,
+             self_domid, guest_domid);
+    unlink(qmp_sock);
+    unlink(priv_sock);
+
+    int lfd = -1;
+    if (opt.no_qemu) {
+        lfd = listen_unix(qmp_sock);
+        if (lfd < 0) {
+            say("cannot listen on %s: %s", qmp_sock, strerror(errno));
+            return 1;
+        }
+    } else {
+        struct argv q = { 0 };
+        map_args(xs, args, nargs, &q, qmp_sock, priv_sock);
+        {
+            char line[4096] = "";
+            for (size_t i = 0; i < q.n; i++) {
+                strncat(line, q.v[i], sizeof(line) - strlen(line) - 2);
+                strncat(line, " ", sizeof(line) - strlen(line) - 1);
+            }
+            say("starting %s", line);
+        }
+        qemu_pid = fork();
+        if (qemu_pid < 0) {
+            say("fork: %s", strerror(errno));
+            return 1;
+        }
+        if (qemu_pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (conlog) {
+                dup2(fileno(conlog), 2);
+                dup2(fileno(conlog), 1);
+            }
+            signal(SIGTERM, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            signal(SIGPIPE, SIG_DFL);
+            execvp(q.v[0], q.v);
+            fprintf(stderr, "sim-stubdom: cannot run %s: %s\n", q.v[0], strerror(errno));
+            _exit(127);
+        }
+        for (size_t i = 0; i < q.n; i++)
+            free(q.v[i]);
+        free(q.v);
+    }
+    stubdm_argv_free(args);
+    stubdm_ctx_free(ctx);
+
+    maybe_die(STEP_BEFORE_RUNNING, "before-running");
+    if (!opt.no_qemu) {
+        rc = qemu_running(priv_sock);
+        if (rc == -2)
+            exit_like(qemu_status);
+        if (rc) {
+            say("QEMU never reported running");
+            kill(qemu_pid, SIGKILL);
+            return 1;
+        }
+    }
+    /* 5: readiness, then the (simulated) vchan server's nodes. */
+    if (!opt.no_running) {
+        snprintf(path, sizeof(path), "device-model/%u/state", guest_domid);
+        if (write_node(xs, path, "running"))
+            goto fail;
+        say("device model running");
+    } else {
+        say("not writing running (--no-running)");
+    }
+    snprintf(path, sizeof(path), "device-model/%u/qmp-vchan/ring-ref", guest_domid);
+    if (write_node(xs, path, "8"))
+        goto fail;
+    snprintf(path, sizeof(path), "device-model/%u/qmp-vchan/event-channel", guest_domid);
+    if (write_node(xs, path, "5"))
+        goto fail;
+    maybe_die(STEP_AFTER_RUNNING, "after-running");
+
+    /* 6: live as long as the device model does. */
+    if (opt.no_qemu) {
+        serve_qmp(lfd);
+        close(lfd);
+        unlink(qmp_sock);
+        say("terminated");
+        return 0;
+    }
+    for (;;) {
+        int st;
+        pid_t p = waitpid(qemu_pid, &st, 0);
+        if (p == qemu_pid) {
+            unlink(qmp_sock);
+            unlink(priv_sock);
+            if (got_term && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM)
+                return 0;
+            exit_like(st);
+        }
+        if (p < 0 && errno != EINTR)
+            return 1;
+    }
+fail:
+    if (qemu_pid > 0)
+        kill(qemu_pid, SIGKILL);
+    return 1;
+}
