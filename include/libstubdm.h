@@ -451,7 +451,7 @@ typedef enum stubdm_argv_encoding {
     STUBDM_ARGV_DIRECTORY = 0,
     /** /vm/<uuid>/image/dmargs, one space-joined string (MiniOS stubdom). */
     STUBDM_ARGV_MINIOS_DMARGS = 1,
-    /** /vm/<uuid>/image/dmargs, one string with \x1b separators (Qubes
+    /** /vm/<uuid>/image/dmargs, one string with ESC (0x1b) separators (Qubes
      *  2017-2019, read with xenstore-read -R). */
     STUBDM_ARGV_ESC_STRING = 2,
 } stubdm_argv_encoding;
@@ -471,7 +471,8 @@ typedef enum stubdm_argv_encoding {
  * @param encoding       a stubdm_argv_encoding.
  * @param max_value_len  bound on each value in bytes; 0 means
  *                       STUBDM_DEFAULT_MAX_VALUE_LEN.
- * @param args, nargs    the arguments (not argv[0]).
+ * @param args           the arguments (not argv[0]).
+ * @param nargs          how many there are.
  * @param[out] out       receives the node list (free with
  *                       stubdm_nodes_free); NULL on failure.
  * @return 0; STUBDM_EINVAL for an empty argv, a bad vm_path or domid, or
@@ -650,8 +651,9 @@ STUBDM_EXPORT int stubdm_contract_remove(stubdm_ctx *ctx,
  * Wait until /local/domain/<stubdom>/device-model/<guest>/state reads
  * "running".
  *
- * Watch-driven (no polling); also watches @releaseDomain so that the death
- * of the stubdomain ends the wait within milliseconds.  Completion codes:
+ * Watch-driven (no polling); also watches the special path
+ * "\@releaseDomain" so that the death of the stubdomain ends the wait
+ * within milliseconds.  Completion codes:
  *   0                    "running" was read;
  *   STUBDM_ETIMEDOUT     timeout_ms passed; the message says how long it
  *                        waited and the last state value seen;

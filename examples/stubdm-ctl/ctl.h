@@ -80,6 +80,12 @@ bool ctl_parse_seconds(const char *s, int *ms_out);
 void ctl_json_string(FILE *f, const char *s);
 void ctl_json_string_n(FILE *f, const char *s, size_t n);
 
+/* Print a node list (layout, dm-argv encode): text or JSON. */
+void ctl_print_nodes(const struct ctl_global *g, const char *command,
+                     const stubdm_nodes *nodes);
+/* "directory" | "minios" | "esc" */
+bool ctl_parse_encoding(const char *s, stubdm_argv_encoding *out);
+
 /* SIGINT/SIGTERM seen since ctl_signals_install(). */
 void ctl_signals_install(void);
 bool ctl_interrupted(void);
