@@ -23,7 +23,8 @@
  * wait in FIFO order.  A command on the wire that is cancelled or times
  * out leaves a tombstone: its id stays reserved (and its slot counted,
  * since QEMU still has it queued) until its reply arrives and is dropped.
- * If every slot is a tombstone, QEMU is wedged and the connection ends.
+ * If every slot holds a command that timed out, QEMU is wedged and the
+ * connection ends.
  *
  * Reentrancy: user callbacks for commands and opens go through the op
  * queue (never inside the starting call).  Event callbacks run from the
@@ -118,6 +119,7 @@ struct qmp_conn {
     struct stubdm__list queued, inflight;
     size_t n_queued, n_live; /* n_live: live commands on the wire */
     uint64_t tomb[STUBDM_QMP_MAX_IN_FLIGHT];
+    bool tomb_timedout[STUBDM_QMP_MAX_IN_FLIGHT];
     size_t n_tomb;
     uint64_t stats[8];
     /* reentrancy */
@@ -475,6 +477,9 @@ static void cmd_unlink_conn(struct cmd_op *cmd)
         /* Still in QEMU's queue: keep the id reserved, its slot counted. */
         c->n_live--;
         if (c->state == C_READY && c->n_tomb < STUBDM_QMP_MAX_IN_FLIGHT) {
+            /* op.rc is set before stop: a timeout says QEMU is slow or
+             * stuck, a cancellation says nothing about QEMU. */
+            c->tomb_timedout[c->n_tomb] = cmd->op.rc == STUBDM_ETIMEDOUT;
             c->tomb[c->n_tomb++] = cmd->id;
             LOG_DEBUG(c->ctx, MOD, "stubdomain %u: command %s (id %" PRIu64
                       ") abandoned on the wire",
@@ -992,7 +997,9 @@ static bool tomb_take(struct qmp_conn *c, uint64_t id)
 {
     for (size_t i = 0; i < c->n_tomb; i++) {
         if (c->tomb[i] == id) {
-            c->tomb[i] = c->tomb[--c->n_tomb];
+            c->n_tomb--;
+            c->tomb[i] = c->tomb[c->n_tomb];
+            c->tomb_timedout[i] = c->tomb_timedout[c->n_tomb];
             return true;
         }
     }
@@ -1290,10 +1297,13 @@ static void on_kick(stubdm_ctx *ctx, struct stubdm__timer *t)
         conn_fail(c, STUBDM_ECANCELED, "connection attempt abandoned");
         return;
     }
-    if (c->state == C_READY && c->n_tomb >= STUBDM_QMP_MAX_IN_FLIGHT) {
+    size_t timedout = 0;
+    for (size_t i = 0; i < c->n_tomb; i++)
+        timedout += c->tomb_timedout[i];
+    if (c->state == C_READY && timedout >= STUBDM_QMP_MAX_IN_FLIGHT) {
         conn_fail(c, STUBDM_ETIMEDOUT,
-                  "QMP connection to stubdomain %u wedged: QEMU answered none "
-                  "of the last %d commands",
+                  "QMP connection to stubdomain %u wedged: %d commands timed "
+                  "out on the wire without an answer",
                   c->stubdom, STUBDM_QMP_MAX_IN_FLIGHT);
         return;
     }
