@@ -1060,6 +1060,281 @@ STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_dropped(
  */
 STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
 
+/* ------------------------------------------------------------------------
+ * Spawning stubdomains
+ * ------------------------------------------------------------------------
+ *
+ * The whole start of a stubdomain for an HVM guest, and its teardown:
+ *
+ *   create and build the PV domain, paused (kernel, ramdisk, memory,
+ *   vCPUs, console and xenstore rings, introduction to xenstore, the
+ *   /local/domain/<stubdom> and /vm/<uuid> basics, the hypervisor target)
+ *   -> stubdm_contract_write (dm-argv, target, device-model dir, consoles)
+ *   -> disks (xvda, xvdb, ... in guest order) and nics as PV devices
+ *   -> unpause -> wait for "running" (as stubdm_wait_running)
+ *   -> optionally open QMP (as stubdm_qmp_open).
+ *
+ * Any failure at any step destroys what was made (domain, xenstore nodes,
+ * fds) before the completion callback runs; the message names the step:
+ * "spawn: waiting for running: stubdomain 7 crashed (signal 11) ...".
+ *
+ * Hosts.  On a Xen host the domain is built with libxenctrl/libxenguest
+ * (unproven until the nested-Xen end-to-end tests; see
+ * docs/simulated-host.md).  Without Xen, the simulated host is used: the
+ * mock xenstored (stubdm-ctl sim start) plays the hypervisor and runs
+ * stubdm-sim-stubdom as the stubdomain, which runs a real QEMU.
+ */
+#define STUBDM_HAVE_SPAWN 1
+
+/** Which host a ctx spawns on. */
+typedef enum stubdm_host {
+    STUBDM_HOST_AUTO = 0, /**< Xen if a hypervisor is present, else SIM */
+    STUBDM_HOST_XEN = 1,  /**< libxenctrl/libxenguest                   */
+    STUBDM_HOST_SIM = 2,  /**< the simulated host's xenstored          */
+} stubdm_host;
+
+/** Choose the host (default AUTO).  @return 0 or STUBDM_EINVAL. */
+STUBDM_EXPORT int stubdm_ctx_set_host(stubdm_ctx *ctx, stubdm_host host);
+
+/** The host spawns use: STUBDM_HOST_XEN or STUBDM_HOST_SIM (AUTO is
+ *  resolved by probing for a hypervisor once). */
+STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
+
+typedef struct stubdm_spawn_config stubdm_spawn_config;
+
+/** libxl's default stubdomain memory: 128 MiB. */
+#define STUBDM_SPAWN_DEFAULT_MEMORY_KIB (128u * 1024u)
+/** The smallest memory accepted. */
+#define STUBDM_SPAWN_MIN_MEMORY_KIB (16u * 1024u)
+/** Emulated disks are xvda..xvdz. */
+#define STUBDM_SPAWN_MAX_DISKS 26
+/** Default bound on waiting for "running" (libxl's 30 s). */
+#define STUBDM_SPAWN_DEFAULT_TIMEOUT_MS 30000
+
+/**
+ * Create a configuration.  Defaults: 128 MiB, 1 vCPU, no disks or nics,
+ * console backend IOEMU, running timeout 30 s, QMP not opened, the
+ * simulated stubdomain program "stubdm-sim-stubdom" with no arguments.
+ * Required: the guest and the QEMU args; on Xen also the kernel.
+ * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_spawn_config_new(stubdm_spawn_config **out);
+/** Free a configuration.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_spawn_config_free(stubdm_spawn_config *cfg);
+
+/**
+ * The guest: its domid, uuid (vm path "/vm/<uuid>"; NULL: read
+ * /local/domain/<guest>/vm) and name (NULL: read it, else "guest<domid>";
+ * the stubdomain is named "<name>-dm").
+ */
+STUBDM_EXPORT int stubdm_spawn_config_set_guest(stubdm_spawn_config *cfg,
+                                                uint32_t guest_domid,
+                                                const char *uuid,
+                                                const char *name);
+/** The stubdomain's name (default "<guest name>-dm"); NULL: default. */
+STUBDM_EXPORT int stubdm_spawn_config_set_name(stubdm_spawn_config *cfg,
+                                               const char *name);
+/** Kernel (required on Xen), ramdisk and command line (each may be NULL). */
+STUBDM_EXPORT int stubdm_spawn_config_set_kernel(stubdm_spawn_config *cfg,
+                                                 const char *kernel,
+                                                 const char *ramdisk,
+                                                 const char *cmdline);
+/** Memory in KiB (default STUBDM_SPAWN_DEFAULT_MEMORY_KIB). */
+STUBDM_EXPORT int stubdm_spawn_config_set_memory_kib(stubdm_spawn_config *cfg,
+                                                     uint64_t kib);
+/** vCPUs, 1..128 (default 1). */
+STUBDM_EXPORT int stubdm_spawn_config_set_vcpus(stubdm_spawn_config *cfg,
+                                                unsigned vcpus);
+/** The QEMU arguments (not argv[0]); copied. */
+STUBDM_EXPORT int stubdm_spawn_config_set_args(stubdm_spawn_config *cfg,
+                                               const char *const *args,
+                                               size_t nargs);
+/** Console n's output, as stubdm_contract_set_console_output: 0 log,
+ *  1 save, 2 restore, 3.. serials (in order). */
+STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
+    stubdm_spawn_config *cfg, unsigned n, const char *output);
+/** Who serves consoles (default STUBDM_CONSOLE_IOEMU). */
+STUBDM_EXPORT int stubdm_spawn_config_set_console_backend(
+    stubdm_spawn_config *cfg, stubdm_console_backend backend);
+/**
+ * Append a disk: the next one is xvda, then xvdb, ... (the guest's order).
+ * @param target    the backend's "params": a block device or image file.
+ * @param format    "raw" (backend type phy, block script) or "qcow2"
+ *                  (type qdisk: a QEMU in dom0 serves it); NULL: raw.
+ * @param readonly  non-zero: mode "r".
+ */
+STUBDM_EXPORT int stubdm_spawn_config_add_disk(stubdm_spawn_config *cfg,
+                                               const char *target,
+                                               const char *format,
+                                               int readonly);
+/**
+ * Append a nic (vif devid 0, 1, ...).
+ * @param mac     "xx:xx:xx:xx:xx:xx", or NULL for a random 00:16:3e one.
+ * @param bridge  NULL: "xenbr0".
+ * @param script  hotplug script for the backend node; NULL:
+ *                "/etc/xen/scripts/vif-bridge".  The library writes it,
+ *                never runs it (docs/simulated-host.md, "Devices").
+ */
+STUBDM_EXPORT int stubdm_spawn_config_add_nic(stubdm_spawn_config *cfg,
+                                              const char *mac,
+                                              const char *bridge,
+                                              const char *script);
+/** The XSM (FLASK) label of the stubdomain; NULL: the default. */
+STUBDM_EXPORT int stubdm_spawn_config_set_xsm_label(stubdm_spawn_config *cfg,
+                                                    const char *label);
+/** Ask for this stubdomain domid (0, the default: the host chooses). */
+STUBDM_EXPORT int stubdm_spawn_config_set_stubdom_domid(
+    stubdm_spawn_config *cfg, uint32_t domid);
+/** Bound on waiting for "running", > 0 ms. */
+STUBDM_EXPORT int stubdm_spawn_config_set_timeout(stubdm_spawn_config *cfg,
+                                                  int timeout_ms);
+/** Open QMP once running (open != 0), with this open timeout (0: the
+ *  default).  The handle is then stubdm_stubdom_qmp(). */
+STUBDM_EXPORT int stubdm_spawn_config_set_qmp(stubdm_spawn_config *cfg,
+                                              int open, int open_timeout_ms);
+/**
+ * The simulated host only: the program the simulated hypervisor runs as
+ * the stubdomain (NULL: "stubdm-sim-stubdom", found next to the mock
+ * xenstored) and its arguments (e.g. "--die-at=after-argv", "--no-qemu").
+ * A stubdomain author points this at a stand-in of their own.
+ */
+STUBDM_EXPORT int stubdm_spawn_config_set_sim_program(
+    stubdm_spawn_config *cfg, const char *program, const char *const *args,
+    size_t nargs);
+
+/**
+ * Validate without creating anything: every field, the files (kernel and
+ * ramdisk readable) and the dm-argv (as stubdm_dm_argv_encode).
+ * @return 0, or STUBDM_EINVAL / STUBDM_ELIMIT / STUBDM_ENOENT with a
+ *         message naming the field ("spawn: memory: 8192 KiB is less than
+ *         the minimum 16384 KiB").
+ */
+STUBDM_EXPORT int stubdm_spawn_config_validate(stubdm_ctx *ctx,
+                                               const stubdm_spawn_config *cfg);
+
+/** The steps of a spawn, in order. */
+typedef enum stubdm_spawn_step {
+    STUBDM_SPAWN_CREATE = 0,   /**< "creating the domain"               */
+    STUBDM_SPAWN_CONTRACT = 1, /**< "writing the xenstore contract"     */
+    STUBDM_SPAWN_DEVICES = 2,  /**< "attaching devices"                 */
+    STUBDM_SPAWN_UNPAUSE = 3,  /**< "unpausing"                         */
+    STUBDM_SPAWN_WAIT = 4,     /**< "waiting for running"               */
+    STUBDM_SPAWN_QMP = 5,      /**< "opening QMP"                       */
+    STUBDM_SPAWN_RUNNING = 6,  /**< done: the device model runs         */
+    STUBDM_SPAWN_FAILED = 7,   /**< failed and cleaned up               */
+    STUBDM_SPAWN_DESTROYED = 8, /**< torn down                          */
+} stubdm_spawn_step;
+
+/** The step's text as used in messages ("waiting for running"). */
+STUBDM_EXPORT const char *stubdm_spawn_step_name(stubdm_spawn_step step);
+
+/** A stubdomain this ctx spawned (or is spawning). */
+typedef struct stubdm_stubdom stubdm_stubdom;
+
+/**
+ * Progress: called from dispatch as each step starts.  It may free the
+ * stubdom or the op (the spawn is then cancelled and cleaned up).
+ */
+typedef void stubdm_spawn_progress_fn(stubdm_stubdom *s,
+                                      stubdm_spawn_step step, void *user);
+
+/**
+ * Start spawning.  The config is validated first (on error nothing is
+ * created, nothing is called back) and copied.  done is called once
+ * (see "Asynchronous operations") with:
+ *   0                    running (and QMP ready, if asked);
+ *   STUBDM_EDOMAIN_GONE  the stubdomain died (the message says how, and
+ *                        at which step);
+ *   STUBDM_ETIMEDOUT     no "running" within the timeout;
+ *   STUBDM_ECANCELED     cancelled (op or stubdom freed, or destroyed);
+ *   STUBDM_EXEN, STUBDM_EXENSTORE, STUBDM_ENOTSUP (no usable host), the
+ *   contract's and QMP's codes.
+ * On failure everything made was destroyed before done runs.
+ * @param progress  may be NULL.
+ * @param[out] s_out  the stubdomain handle (required); free it with
+ *                    stubdm_stubdom_free() before the ctx.
+ * @param[out] op_out the operation, or NULL for a floating op.
+ * @return 0 if started; STUBDM_EINVAL/ELIMIT/ENOENT (validation),
+ *         STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+                               stubdm_spawn_progress_fn *progress,
+                               stubdm_done_fn *done, void *user,
+                               stubdm_stubdom **s_out, stubdm_op **op_out);
+
+/**
+ * Blocking form: runs the ctx's poll loop until the spawn completes.  On
+ * failure *s_out is NULL and the message is in stubdm_ctx_errmsg().
+ */
+STUBDM_EXPORT int stubdm_spawn_sync(stubdm_ctx *ctx,
+                                    const stubdm_spawn_config *cfg,
+                                    stubdm_spawn_progress_fn *progress,
+                                    void *user, stubdm_stubdom **s_out);
+
+/** The stubdomain's domid (0 before the domain was created). */
+STUBDM_EXPORT uint32_t stubdm_stubdom_domid(const stubdm_stubdom *s);
+/** The guest's domid. */
+STUBDM_EXPORT uint32_t stubdm_stubdom_guest(const stubdm_stubdom *s);
+/** The current step (RUNNING once spawned). */
+STUBDM_EXPORT stubdm_spawn_step stubdm_stubdom_step(const stubdm_stubdom *s);
+/** The QMP handle opened by the spawn (borrowed; closed by destroy and
+ *  free), or NULL. */
+STUBDM_EXPORT stubdm_qmp *stubdm_stubdom_qmp(const stubdm_stubdom *s);
+
+/**
+ * Tear down: a pending spawn completes with STUBDM_ECANCELED, QMP is
+ * closed, the domain destroyed, its nodes removed (contract, devices,
+ * /local/domain/<stubdom>, its /vm entry).  Blocking.  Idempotent; the
+ * handle stays valid (step DESTROYED) until freed.
+ * @return 0, or the first failure (every step is still attempted).
+ */
+STUBDM_EXPORT int stubdm_stubdom_destroy(stubdm_stubdom *s);
+
+/**
+ * Free the handle.  A pending spawn is cancelled (and cleaned up); a
+ * running stubdomain keeps running (QMP is closed).  NULL is ignored.
+ */
+STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
+
+/**
+ * Tear down a stubdomain by domid, e.g. one spawned by another process:
+ * reads its target and vm path from xenstore, then as
+ * stubdm_stubdom_destroy.  Blocking.
+ * @return 0, STUBDM_ENOENT (no such stubdomain: no target node and no
+ *         domain), or the first failure.
+ */
+STUBDM_EXPORT int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom_domid);
+
+/**
+ * The stubdomain serving a guest (/local/domain/<guest>/image/
+ * device-model-domid).  @return 0, STUBDM_ENOENT, STUBDM_EXENSTORE.
+ */
+STUBDM_EXPORT int stubdm_find_stubdom(stubdm_ctx *ctx, uint32_t guest_domid,
+                                      uint32_t *stubdom_out);
+
+/** A snapshot of the stubdomains known to xenstore. */
+typedef struct stubdm_stubdom_list stubdm_stubdom_list;
+
+/**
+ * List stubdomains: every /local/domain/<id> with a "target".  A few
+ * xenstore reads per domain; blocking.
+ */
+STUBDM_EXPORT int stubdm_list(stubdm_ctx *ctx, stubdm_stubdom_list **out);
+STUBDM_EXPORT size_t stubdm_stubdom_list_count(const stubdm_stubdom_list *l);
+STUBDM_EXPORT uint32_t stubdm_stubdom_list_domid(const stubdm_stubdom_list *l,
+                                                 size_t i);
+STUBDM_EXPORT uint32_t stubdm_stubdom_list_guest(const stubdm_stubdom_list *l,
+                                                 size_t i);
+/** The stubdomain's name ("" if none). */
+STUBDM_EXPORT const char *stubdm_stubdom_list_name(
+    const stubdm_stubdom_list *l, size_t i);
+/** "running" (device model running), "starting", or why the domain is
+ *  gone ("crashed (signal 11)", "destroyed"). */
+STUBDM_EXPORT const char *stubdm_stubdom_list_state(
+    const stubdm_stubdom_list *l, size_t i);
+/** Free a list.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
+
 #ifdef __cplusplus
 }
 #endif

@@ -366,6 +366,55 @@ int stubdm__xc_domain_info(stubdm_ctx *ctx, uint32_t domid,
 void stubdm__xc_dispose(stubdm_ctx *ctx);
 
 /* ------------------------------------------------------------------------
+ * Host backends (spawn.c): who creates, starts and destroys a stubdomain.
+ * The real one is in xenctrl.c (libxenctrl/libxenguest); the simulated one
+ * in host_sim.c (control commands to the mock xenstored, which plays the
+ * hypervisor).  Everything else a spawn does is plain xenstore, shared.
+ * ------------------------------------------------------------------------ */
+
+/* What to build, and what the builder returns. */
+struct stubdm__build {
+    /* in */
+    uint32_t domid_req; /* 0: let the hypervisor choose */
+    uint32_t guest;
+    const char *name;
+    const char *kernel, *ramdisk, *cmdline;
+    uint64_t memory_kib;
+    unsigned vcpus;
+    const char *xsm_label; /* NULL: default label */
+    uint8_t uuid[16];
+    /* the simulated host's stand-in program and its arguments */
+    const char *sim_program;
+    const char *const *sim_args;
+    size_t sim_nargs;
+    /* out */
+    uint32_t domid;
+    uint64_t store_mfn, console_mfn;
+    uint32_t store_port, console_port;
+};
+
+struct stubdm__host_ops {
+    const char *name; /* "xen", "simulated" */
+    bool simulated;
+    /* Create the domain paused and load its kernel; fills the out fields.
+     * On failure nothing is left (the builder destroys what it made). */
+    int (*create)(stubdm_ctx *ctx, struct stubdm__build *b);
+    /* The hypervisor side of the target relation (xenstore's is the
+     * contract's xs_set_target). */
+    int (*set_target)(stubdm_ctx *ctx, uint32_t domid, uint32_t guest);
+    int (*unpause)(stubdm_ctx *ctx, const struct stubdm__build *b);
+    /* Destroy; a domain that no longer exists is not an error. */
+    int (*destroy)(stubdm_ctx *ctx, uint32_t domid);
+};
+
+extern const struct stubdm__host_ops stubdm__host_xen; /* xenctrl.c */
+extern const struct stubdm__host_ops stubdm__host_sim; /* host_sim.c */
+
+/* The backend chosen for the ctx (stubdm_ctx_set_host; AUTO: Xen if a
+ * hypervisor is present, else simulated). */
+const struct stubdm__host_ops *stubdm__host(stubdm_ctx *ctx);
+
+/* ------------------------------------------------------------------------
  * The context
  * ------------------------------------------------------------------------ */
 
@@ -392,6 +441,8 @@ struct stubdm_ctx {
     /* domain-death monitor */
     struct stubdm__list domwatches;
     struct stubdm__xswatch release_watch;
+    /* spawning: stubdm_host as set by stubdm_ctx_set_host (0: AUTO) */
+    int host_kind;
 };
 
 /* Free the ctx now (stubdm_ctx_free defers this while dispatching). */

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,3 +108,212 @@ void stubdm__xc_dispose(stubdm_ctx *ctx)
         free(hv->xtl);
     memset(hv, 0, sizeof(*hv));
 }
+
+/* ========================================================================
+ * The PV domain builder for stubdomains (the Xen host backend of spawn.c).
+ *
+ * UNPROVEN: this cannot run without a hypervisor; it compiles against the
+ * installed Xen 4.17 headers and follows the order of libxl's
+ * libxl__domain_make / libxl__build_pre / libxl__build_pv (read, not
+ * copied).  It is exercised only by the nested-Xen end-to-end tests.
+ * ======================================================================== */
+
+#include <xenguest.h>
+
+/* libxl's LIBXL_MAXMEM_CONSTANT: slack above the target, in KiB. */
+#define STUBDM_MAXMEM_SLACK_KIB 1024
+/* What libxl gives a domain by default (xl.cfg max_grant_frames, etc.). */
+#define STUBDM_MAX_GRANT_FRAMES 64
+#define STUBDM_MAX_MAPTRACK_FRAMES 1024
+#define STUBDM_MAX_EVTCHN_PORT 1023
+
+static int xc_failf(stubdm_ctx *ctx, int err, const char *what,
+                    uint32_t domid)
+{
+    return stubdm__fail(ctx, STUBDM_EXEN, err, "%s (domain %u): %s", what,
+                        domid, strerror(err));
+}
+
+/* Destroy quietly: used on the failure paths of the builder itself. */
+static void xen_destroy_quiet(stubdm_ctx *ctx, uint32_t domid)
+{
+    if (xc_domain_destroy(ctx->hv.xch, domid) && errno != ESRCH)
+        stubdm__log(ctx, STUBDM_LOG_WARN, errno, "xc",
+                    "destroying half-built domain %u: %s", domid,
+                    strerror(errno));
+}
+
+static int xen_load_kernel(stubdm_ctx *ctx, struct stubdm__build *b,
+                           uint32_t domid, uint32_t store_port,
+                           uint32_t console_port)
+{
+    xc_interface *xch = ctx->hv.xch;
+    struct xc_dom_image *dom;
+    const char *what;
+    int err = 0;
+
+    dom = xc_dom_allocate(xch, b->cmdline ? b->cmdline : "", NULL);
+    if (!dom)
+        return xc_failf(ctx, errno ? errno : ENOMEM, "xc_dom_allocate",
+                        domid);
+    dom->container_type = XC_DOM_PV_CONTAINER;
+    what = "loading the kernel (xc_dom_kernel_file)";
+    if (xc_dom_kernel_file(dom, b->kernel))
+        goto fail;
+    what = "loading the ramdisk (xc_dom_module_file)";
+    if (b->ramdisk && xc_dom_module_file(dom, b->ramdisk, NULL))
+        goto fail;
+    dom->flags = 0;
+    dom->console_evtchn = console_port;
+    dom->console_domid = 0;
+    dom->xenstore_evtchn = store_port;
+    dom->xenstore_domid = 0;
+    what = "xc_dom_boot_xen_init";
+    if (xc_dom_boot_xen_init(dom, xch, domid))
+        goto fail;
+    what = "parsing the kernel image (xc_dom_parse_image)";
+    if (xc_dom_parse_image(dom))
+        goto fail;
+    what = "xc_dom_mem_init";
+    if (xc_dom_mem_init(dom, (unsigned)(b->memory_kib / 1024)))
+        goto fail;
+    what = "xc_dom_boot_mem_init";
+    if (xc_dom_boot_mem_init(dom))
+        goto fail;
+    what = "xc_dom_build_image";
+    if (xc_dom_build_image(dom))
+        goto fail;
+    what = "xc_dom_boot_image";
+    if (xc_dom_boot_image(dom))
+        goto fail;
+    what = "xc_dom_gnttab_init";
+    if (xc_dom_gnttab_init(dom))
+        goto fail;
+    /* A PV guest's rings are named by machine frame; xc_dom_p2m does the
+     * translation (identity for translated guests). */
+    b->console_mfn = xc_dom_p2m(dom, dom->console_pfn);
+    b->store_mfn = xc_dom_p2m(dom, dom->xenstore_pfn);
+    xc_dom_release(dom);
+    return 0;
+
+fail:
+    err = errno ? errno : EINVAL;
+    xc_dom_release(dom);
+    return xc_failf(ctx, err, what, domid);
+}
+
+static int xen_create(stubdm_ctx *ctx, struct stubdm__build *b)
+{
+    struct xen_domctl_createdomain config;
+    xc_interface *xch;
+    uint32_t domid = b->domid_req;
+    int port, rc;
+
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0,
+                            "no Xen hypervisor here (use the simulated host)");
+    xch = ctx->hv.xch;
+    memset(&config, 0, sizeof(config));
+    config.flags = 0; /* PV: not hvm, no hap */
+    config.max_vcpus = b->vcpus;
+    config.max_evtchn_port = STUBDM_MAX_EVTCHN_PORT;
+    config.max_grant_frames = STUBDM_MAX_GRANT_FRAMES;
+    config.max_maptrack_frames = STUBDM_MAX_MAPTRACK_FRAMES;
+    config.grant_opts = XEN_DOMCTL_GRANT_version(1);
+    config.arch.emulation_flags = 0; /* PV: nothing emulated */
+    memcpy(config.handle, b->uuid, sizeof(config.handle));
+    if (b->xsm_label) {
+        uint32_t ssid = 0;
+        char label[257];
+        snprintf(label, sizeof(label), "%s", b->xsm_label);
+        if (xc_flask_context_to_sid(xch, label, (uint32_t)strlen(label),
+                                    &ssid))
+            return stubdm__fail(ctx, STUBDM_EXEN, errno,
+                                "XSM label '%s': %s", b->xsm_label,
+                                strerror(errno));
+        config.ssidref = ssid;
+    }
+    if (xc_domain_create(xch, &domid, &config))
+        return stubdm__fail(ctx, STUBDM_EXEN, errno,
+                            "creating the PV domain (xc_domain_create): %s",
+                            strerror(errno));
+    /* Created paused; from here on, failures destroy it. */
+    b->domid = domid;
+    if (xc_domain_setmaxmem(xch, domid,
+                            b->memory_kib + STUBDM_MAXMEM_SLACK_KIB)) {
+        rc = xc_failf(ctx, errno, "setting max memory", domid);
+        goto fail;
+    }
+    if (xc_domain_set_memmap_limit(xch, domid,
+                                   (unsigned long)b->memory_kib)) {
+        rc = xc_failf(ctx, errno, "setting the memory map limit", domid);
+        goto fail;
+    }
+    port = xc_evtchn_alloc_unbound(xch, domid, 0);
+    if (port < 0) {
+        rc = xc_failf(ctx, errno, "allocating the xenstore event channel",
+                      domid);
+        goto fail;
+    }
+    b->store_port = (uint32_t)port;
+    port = xc_evtchn_alloc_unbound(xch, domid, 0);
+    if (port < 0) {
+        rc = xc_failf(ctx, errno, "allocating the console event channel",
+                      domid);
+        goto fail;
+    }
+    b->console_port = (uint32_t)port;
+    rc = xen_load_kernel(ctx, b, domid, b->store_port, b->console_port);
+    if (rc)
+        goto fail;
+    LOG_DEBUG(ctx, "xc", "built PV domain %u (%" PRIu64 " KiB, %u vCPUs, "
+              "store mfn %" PRIu64 " port %u, console mfn %" PRIu64
+              " port %u)",
+              domid, b->memory_kib, b->vcpus, b->store_mfn, b->store_port,
+              b->console_mfn, b->console_port);
+    return 0;
+
+fail:
+    xen_destroy_quiet(ctx, domid);
+    b->domid = 0;
+    return rc;
+}
+
+static int xen_set_target(stubdm_ctx *ctx, uint32_t domid, uint32_t guest)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (xc_domain_set_target(ctx->hv.xch, domid, guest))
+        return stubdm__fail(ctx, STUBDM_EXEN, errno,
+                            "making domain %u the device model of %u "
+                            "(xc_domain_set_target): %s",
+                            domid, guest, strerror(errno));
+    return 0;
+}
+
+static int xen_unpause(stubdm_ctx *ctx, const struct stubdm__build *b)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (xc_domain_unpause(ctx->hv.xch, b->domid))
+        return xc_failf(ctx, errno, "unpausing", b->domid);
+    return 0;
+}
+
+static int xen_destroy(stubdm_ctx *ctx, uint32_t domid)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (xc_domain_destroy(ctx->hv.xch, domid) && errno != ESRCH)
+        return xc_failf(ctx, errno, "destroying", domid);
+    return 0;
+}
+
+const struct stubdm__host_ops stubdm__host_xen = {
+    .name = "xen",
+    .simulated = false,
+    .create = xen_create,
+    .set_target = xen_set_target,
+    .unpause = xen_unpause,
+    .destroy = xen_destroy,
+};
