@@ -16,6 +16,9 @@
 
 static struct ctl_command *commands;
 
+/* cmd_sim.c: use a running simulated host when there is no Xen. */
+int ctl_sim_prepare(stubdm_ctx *ctx, bool force_sim);
+
 void ctl_register(struct ctl_command *cmd)
 {
     /* Keep the list sorted by name so --help is stable. */
@@ -196,7 +199,7 @@ static void log_to_stderr(void *user, stubdm_log_level level, int os_errno,
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: stubdm-ctl [--json] [-v] COMMAND [ARGS...]\n"
+            "usage: stubdm-ctl [--json] [-v] [--sim] COMMAND [ARGS...]\n"
             "       stubdm-ctl COMMAND --help\n\n"
             "Drive Xen device-model stubdomains with libstubdm %s.\n\n"
             "Commands:\n",
@@ -206,6 +209,7 @@ static void usage(FILE *f)
     fprintf(f, "\nOptions:\n"
                "  --json     machine-readable output on stdout\n"
                "  -v         library debug log on stderr\n"
+               "  --sim      use the simulated host (stubdm-ctl sim start)\n"
                "  --version  print the library version\n"
                "\nExit codes: 0 ok, 1 failure, 2 usage, 3 timeout, 4 "
                "stubdomain gone,\n5 xenstore, 6 interrupted, 7 QMP error, 8 "
@@ -218,11 +222,14 @@ int main(int argc, char **argv)
     struct ctl_global g = {0};
     struct ctl_command *cmd;
     stubdm_ctx *ctx = NULL;
+    bool sim = false;
     int i, rc;
 
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--json")) {
             g.json = true;
+        } else if (!strcmp(argv[i], "--sim")) {
+            sim = true;
         } else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
             g.verbose = true;
         } else if (!strcmp(argv[i], "--version")) {
@@ -266,6 +273,7 @@ int main(int argc, char **argv)
     }
     if (g.verbose)
         stubdm_ctx_set_log(ctx, log_to_stderr, NULL, STUBDM_LOG_DEBUG);
+    ctl_sim_prepare(ctx, sim);
     ctl_signals_install();
     rc = cmd->run(ctx, &g, argc - i, argv + i);
     stubdm_ctx_free(ctx);

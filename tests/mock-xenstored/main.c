@@ -174,10 +174,12 @@ static void run(struct daemon *d)
 		 * not slip in between the check and the wait. */
 		int n = epoll_pwait(d->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])),
 				    -1, &empty);
+		int err = errno;
 		if (child_exited) {
 			child_exited = 0;
 			simhost_reap(d);
 		}
+		errno = err; /* reaping used waitpid */
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
