@@ -76,7 +76,10 @@ static void say(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "sim-stubdom %u: %s\n", self_domid, msg);
+    /* Once console 0 is known, it is the log (as on a real stubdomain,
+     * where /dev/hvc0 is all there is); stderr before that. */
+    if (!conlog)
+        fprintf(stderr, "sim-stubdom %u: %s\n", self_domid, msg);
     if (conlog) {
         fprintf(conlog, "sim-stubdom %u: %s\n", self_domid, msg);
         fflush(conlog);

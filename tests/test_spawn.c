@@ -1,0 +1,588 @@
+/*
+ * Spawning on the simulated host, end to end: the mock xenstored plays
+ * xenstored and the hypervisor, stubdm-sim-stubdom plays the stubdomain
+ * (with a real QEMU, or --no-qemu where many run at once).  Every test
+ * checks that what a spawn made is gone afterwards: the whole store
+ * (mockxs_dump before and after), the processes, and this process's fds.
+ */
+#include "internal.h"
+#include "mockxs.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+#define GUEST 7
+
+static struct mockxs mock;
+static stubdm_ctx *ctx;
+static char sim_program[PATH_MAX];
+static char *dump_before;
+static int fds_before;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
+
+static bool file_mentions(const char *path, const char *needle)
+{
+    char buf[16384];
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f)
+        return false;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (!buf[i])
+            buf[i] = ' ';
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+/* Processes of our simulated host besides the mock: sim-stubdoms carry
+ * STUBDM_SIM_DIR=<dir> in their environment, QEMUs the dir in argv. */
+static int sim_processes(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    char p[300], env[300];
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    snprintf(env, sizeof(env), "STUBDM_SIM_DIR=%s", mock.dir);
+    while ((e = readdir(d))) {
+        long pid = strtol(e->d_name, NULL, 10);
+        if (pid <= 0 || pid == mock.pid || pid == getpid())
+            continue;
+        snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
+        if (file_mentions(p, mock.dir)) {
+            n++;
+            continue;
+        }
+        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
+        if (file_mentions(p, env))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Wait (bounded) for killed processes to disappear from /proc. */
+static int sim_processes_settled(void)
+{
+    int n = sim_processes();
+    for (int i = 0; n && i < 100; i++) {
+        usleep(20000);
+        n = sim_processes();
+    }
+    return n;
+}
+
+static char *dump(void)
+{
+    char *s = NULL;
+    ck_assert_int_eq(mockxs_dump(&mock, &s), 0);
+    return s;
+}
+
+static void assert_clean(void)
+{
+    char *after = dump();
+    ck_assert_str_eq(after, dump_before);
+    free(after);
+    ck_assert_int_eq(sim_processes_settled(), 0);
+    ck_assert_int_eq(count_fds(), fds_before);
+}
+
+static void log_stderr(void *user, stubdm_log_level level, int os_errno,
+                       const char *context, const char *msg)
+{
+    (void)user;
+    (void)os_errno;
+    fprintf(stderr, "[%s %d] %s\n", context, (int)level, msg);
+}
+
+static void setup(void)
+{
+    char self[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    stubdm_stubdom_list *l = NULL;
+
+    ck_assert_int_gt(n, 0);
+    self[n] = '\0';
+    *strrchr(self, '/') = '\0';
+    snprintf(sim_program, sizeof(sim_program),
+             "%s/mock-xenstored/stubdm-sim-stubdom", self);
+    ck_assert_int_eq(mockxs_start(&mock, NULL), 0);
+    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
+    unsetenv("STUBDM_SIM_DIR");
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    ck_assert_int_eq(stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM), 0);
+    if (getenv("TEST_SPAWN_VERBOSE"))
+        stubdm_ctx_set_log(ctx, log_stderr, NULL, STUBDM_LOG_DEBUG);
+    /* Connect once, so the baseline counts the xenstore connection. */
+    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    ck_assert_uint_eq(stubdm_stubdom_list_count(l), 0);
+    stubdm_stubdom_list_free(l);
+    /* libxenstore opens its watch pipe (2 fds, kept for the connection)
+     * with the first watch: open it now so the baseline includes it. */
+    {
+        struct xs_handle *xsh = NULL;
+        ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
+        ck_assert_int_ge(xs_fileno(xsh), 0);
+    }
+    dump_before = dump();
+    fds_before = count_fds();
+}
+
+static void teardown(void)
+{
+    stubdm_ctx_free(ctx);
+    free(dump_before);
+    ck_assert_int_eq(mockxs_stop(&mock), 0);
+}
+
+static bool have_sim_stubdom(void)
+{
+    if (access(sim_program, X_OK) == 0)
+        return true;
+    fprintf(stderr, "SKIP: %s not built (STUBDM_BUILD_EXAMPLES=OFF)\n",
+            sim_program);
+    return false;
+}
+
+static const char *const qemu_args[] = {
+    "-xen-domid", "7", "-machine", "xenfv", "-m", "16", "-nodefaults",
+    "-display", "none", "-no-shutdown",
+};
+
+static stubdm_spawn_config *config(const char *const *sim_args, size_t nsim,
+                                   bool qmp)
+{
+    stubdm_spawn_config *c = NULL;
+
+    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, "test"), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_args(
+                         c, qemu_args, STUBDM_ARRAY_SIZE(qemu_args)),
+                     0);
+    ck_assert_int_eq(
+        stubdm_spawn_config_set_sim_program(c, sim_program, sim_args, nsim), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, qmp, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_timeout(c, 20000), 0);
+    return c;
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+static void expect_refused(stubdm_spawn_config *c, int rc, const char *field)
+{
+    stubdm_stubdom *s = (stubdm_stubdom *)&s;
+    stubdm_op *op = (stubdm_op *)&op;
+
+    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), rc);
+    ck_assert_ptr_null(s);
+    ck_assert_ptr_null(op);
+    if (!strstr(stubdm_ctx_errmsg(ctx), field))
+        ck_abort_msg("message '%s' does not name '%s'", stubdm_ctx_errmsg(ctx),
+                     field);
+}
+
+START_TEST(test_validate)
+{
+    stubdm_spawn_config *c = NULL;
+    static const char *const nl[] = { "-name", "a\nb" };
+
+    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_args(c, qemu_args, 2), 0);
+    expect_refused(c, STUBDM_EINVAL, "guest");
+    stubdm_spawn_config_set_guest(c, GUEST, "not-a-uuid", NULL);
+    expect_refused(c, STUBDM_EINVAL, "uuid");
+    stubdm_spawn_config_set_guest(c, GUEST, NULL, NULL);
+    stubdm_spawn_config_set_memory_kib(c, 8192);
+    expect_refused(c, STUBDM_EINVAL, "memory");
+    stubdm_spawn_config_set_memory_kib(c, STUBDM_SPAWN_DEFAULT_MEMORY_KIB);
+    stubdm_spawn_config_set_kernel(c, "/nonexistent/bzImage", NULL, NULL);
+    expect_refused(c, STUBDM_ENOENT, "kernel");
+    stubdm_spawn_config_set_kernel(c, NULL, NULL, NULL);
+    stubdm_spawn_config_set_vcpus(c, 0);
+    expect_refused(c, STUBDM_EINVAL, "vcpus");
+    stubdm_spawn_config_set_vcpus(c, 1);
+    for (int i = 0; i < 27; i++)
+        stubdm_spawn_config_add_disk(c, "/dev/null", NULL, 0);
+    expect_refused(c, STUBDM_ELIMIT, "26");
+    stubdm_spawn_config_free(c);
+
+    c = config(NULL, 0, false);
+    stubdm_spawn_config_add_nic(c, "zz:00", NULL, NULL);
+    expect_refused(c, STUBDM_EINVAL, "mac");
+    stubdm_spawn_config_free(c);
+
+    c = config(NULL, 0, false);
+    stubdm_spawn_config_set_args(c, nl, 2);
+    expect_refused(c, STUBDM_EINVAL, "args");
+    stubdm_spawn_config_set_args(c, NULL, 0);
+    expect_refused(c, STUBDM_EINVAL, "args");
+    stubdm_spawn_config_set_console_output(c, 4, "pty");
+    stubdm_spawn_config_set_args(c, qemu_args, 2);
+    expect_refused(c, STUBDM_EINVAL, "console 4");
+    /* The same through validate(). */
+    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
+    stubdm_spawn_config_free(c);
+    assert_clean();
+}
+END_TEST
+
+/* ---- end to end ---------------------------------------------------------- */
+
+struct progress {
+    unsigned seen; /* bit per step */
+    int cancel_at, free_at;
+    stubdm_op *op;
+    stubdm_stubdom **sp;
+};
+
+static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
+{
+    struct progress *p = user;
+
+    p->seen |= 1u << step;
+    if ((int)step == p->cancel_at)
+        stubdm_op_cancel(p->op);
+    if ((int)step == p->free_at) {
+        stubdm_stubdom_free(s);
+        *p->sp = NULL;
+    }
+}
+
+START_TEST(test_end_to_end)
+{
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    struct progress p = { 0, -1, -1, NULL, NULL };
+    char *reply = NULL, *log_path, out[300];
+    stubdm_stubdom_list *l = NULL;
+    uint32_t found = 0;
+
+    if (!have_sim_stubdom())
+        return;
+    c = config(NULL, 0, true);
+    ck_assert_int_ge(asprintf(&log_path, "%s/console0.log", mock.dir), 0);
+    snprintf(out, sizeof(out), "file:%s", log_path);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, out), 0);
+    stubdm_spawn_config_add_disk(c, "/dev/null", "raw", 1);
+    stubdm_spawn_config_add_nic(c, NULL, NULL, NULL);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, on_progress, &p, &s), 0);
+    stubdm_spawn_config_free(c);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(p.seen, 0x3fu); /* CREATE..QMP */
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+    ck_assert_uint_ne(stubdm_stubdom_domid(s), 0);
+    ck_assert_uint_ne(stubdm_stubdom_domid(s), GUEST);
+
+    ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
+                                             "query-status", NULL, 10000,
+                                             &reply),
+                     0);
+    ck_assert_ptr_nonnull(strstr(reply, "\"running\": true"));
+    free(reply);
+
+    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    ck_assert_uint_eq(stubdm_stubdom_list_count(l), 1);
+    ck_assert_uint_eq(stubdm_stubdom_list_domid(l, 0), stubdm_stubdom_domid(s));
+    ck_assert_uint_eq(stubdm_stubdom_list_guest(l, 0), GUEST);
+    ck_assert_str_eq(stubdm_stubdom_list_state(l, 0), "running");
+    ck_assert_str_eq(stubdm_stubdom_list_name(l, 0), "test-dm");
+    stubdm_stubdom_list_free(l);
+    ck_assert_int_eq(stubdm_find_stubdom(ctx, GUEST, &found), 0);
+    ck_assert_uint_eq(found, stubdm_stubdom_domid(s));
+    /* The simulated consoles: the stubdomain logs to console 0's file. */
+    ck_assert(file_mentions(log_path, "device model running"));
+    ck_assert_int_eq(sim_processes(), 2); /* sim-stubdom and its QEMU */
+
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_DESTROYED);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0); /* idempotent */
+    stubdm_stubdom_free(s);
+    unlink(log_path);
+    free(log_path);
+    assert_clean();
+}
+END_TEST
+
+/* Another process destroys it by domid, as stubdm-ctl destroy does. */
+START_TEST(test_destroy_by_domid)
+{
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    stubdm_ctx *other = NULL;
+    uint32_t domid;
+    static const char *const noqemu[] = { "--no-qemu" };
+
+    if (!have_sim_stubdom())
+        return;
+    c = config(noqemu, 1, false);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    domid = stubdm_stubdom_domid(s);
+    stubdm_stubdom_free(s); /* keeps running */
+    ck_assert_int_eq(sim_processes(), 1);
+
+    ck_assert_int_eq(stubdm_ctx_new(&other), 0);
+    stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
+    ck_assert_int_eq(stubdm_destroy(other, domid), 0);
+    ck_assert_int_eq(stubdm_destroy(other, domid), STUBDM_ENOENT);
+    stubdm_ctx_free(other);
+    assert_clean();
+}
+END_TEST
+
+/* ---- failures at each step ------------------------------------------------ */
+
+static const struct die_case {
+    const char *args[3];
+    int rc;
+    const char *step, *cause; /* both must be in the message */
+    const char *alt_step;     /* or this step (races) */
+} die_cases[] = {
+    { { "--die-at=before-argv" }, STUBDM_EDOMAIN_GONE,
+      "spawn: waiting for running: ", "crashed (signal 11)", NULL },
+    { { "--die-at=after-argv" }, STUBDM_EDOMAIN_GONE,
+      "spawn: waiting for running: ", "crashed (signal 11)", NULL },
+    { { "--die-at=before-running", "--die-exit=3" }, STUBDM_EDOMAIN_GONE,
+      "spawn: waiting for running: ", "exited with status 3", NULL },
+    { { "--die-at=after-running", "--die-signal=6" }, 0 /* see below */,
+      "spawn: opening QMP: ", "", "spawn: waiting for running: " },
+    { { "--no-running" }, STUBDM_ETIMEDOUT, "spawn: waiting for running: ",
+      "not running after", NULL },
+    { { "--die-at=before-argv", "--die-exit=0" }, STUBDM_EDOMAIN_GONE,
+      "spawn: waiting for running: ", "shut down (exit 0)", NULL },
+};
+
+START_TEST(test_die_at_each_step)
+{
+    const struct die_case *dc = &die_cases[_i];
+    size_t nargs = dc->args[1] ? 2 : 1;
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = (stubdm_stubdom *)&s;
+    const char *msg;
+    int rc;
+
+    if (!have_sim_stubdom())
+        return;
+    c = config(dc->args, nargs, true);
+    if (dc->rc == STUBDM_ETIMEDOUT)
+        stubdm_spawn_config_set_timeout(c, 1000);
+    rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
+    stubdm_spawn_config_free(c);
+    msg = stubdm_ctx_errmsg(ctx);
+    ck_assert_ptr_null(s);
+    if (dc->rc)
+        ck_assert_int_eq(rc, dc->rc);
+    else
+        ck_assert_int_ne(rc, 0);
+    if (!strstr(msg, dc->step) && !(dc->alt_step && strstr(msg, dc->alt_step)))
+        ck_abort_msg("'%s' does not name the step '%s'", msg, dc->step);
+    if (!strstr(msg, dc->cause))
+        ck_abort_msg("'%s' does not give the cause '%s'", msg, dc->cause);
+    assert_clean();
+}
+END_TEST
+
+/* The stand-in cannot even be started: the unpause step fails. */
+START_TEST(test_unpause_fails)
+{
+    stubdm_spawn_config *c = config(NULL, 0, false);
+    stubdm_stubdom *s = NULL;
+    int rc;
+
+    stubdm_spawn_config_set_sim_program(c, "/nonexistent/stubdom", NULL, 0);
+    rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
+    stubdm_spawn_config_free(c);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "spawn: unpausing: "));
+    assert_clean();
+}
+END_TEST
+
+/* Cancelling (or freeing the handle) at each step leaves nothing. */
+START_TEST(test_cancel_at_each_step)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    struct progress p = { 0, -1, -1, NULL, &s };
+    stubdm_op *op = NULL;
+    int step = _i / 2;
+
+    if (!have_sim_stubdom())
+        return;
+    if (_i % 2)
+        p.free_at = step;
+    else
+        p.cancel_at = step;
+    c = config(noqemu, 1, true);
+    ck_assert_int_eq(stubdm_spawn(ctx, c, on_progress, NULL, &p, &s, &op), 0);
+    stubdm_spawn_config_free(c);
+    p.op = op;
+    while (!stubdm_op_done(op))
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5000), 0);
+    ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
+    ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op), "cancelled"));
+    stubdm_op_free(op);
+    if (s) {
+        ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_FAILED);
+        stubdm_stubdom_free(s);
+    }
+    assert_clean();
+}
+END_TEST
+
+/* ---- many at once ---------------------------------------------------------- */
+
+#define MANY 50
+
+struct many {
+    int done, failed;
+};
+
+static void on_many_done(stubdm_op *op, int rc, void *user)
+{
+    struct many *m = user;
+    m->done++;
+    if (rc) {
+        m->failed++;
+        fprintf(stderr, "spawn failed: %s\n", stubdm_op_errmsg(op));
+    }
+}
+
+START_TEST(test_fifty_concurrent)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    stubdm_stubdom *s[MANY] = { 0 };
+    struct many m = { 0, 0 };
+    stubdm_stubdom_list *l = NULL;
+    int64_t t0 = stubdm_now_ms();
+
+    if (!have_sim_stubdom())
+        return;
+    for (int i = 0; i < MANY; i++) {
+        stubdm_spawn_config *c = config(noqemu, 1, true);
+        stubdm_spawn_config_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
+        ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, on_many_done, &m, &s[i],
+                                      NULL),
+                         0);
+        stubdm_spawn_config_free(c);
+    }
+    while (m.done < MANY)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5000), 0);
+    ck_assert_int_eq(m.failed, 0);
+    fprintf(stderr, "test_spawn: %d stubdomains running with QMP in %lld ms\n",
+            MANY, (long long)(stubdm_now_ms() - t0));
+    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    ck_assert_uint_eq(stubdm_stubdom_list_count(l), MANY);
+    for (size_t i = 0; i < MANY; i++)
+        ck_assert_str_eq(stubdm_stubdom_list_state(l, i), "running");
+    stubdm_stubdom_list_free(l);
+    for (int i = 0; i < MANY; i++) {
+        char *reply = NULL;
+        ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s[i]),
+                                                 "query-status", NULL, 5000,
+                                                 &reply),
+                         0);
+        free(reply);
+    }
+    for (int i = 0; i < MANY; i++) {
+        ck_assert_int_eq(stubdm_stubdom_destroy(s[i]), 0);
+        stubdm_stubdom_free(s[i]);
+    }
+    assert_clean();
+}
+END_TEST
+
+/* The same 50 with a real QEMU each (-machine none), when asked: heavy. */
+START_TEST(test_fifty_real_qemu)
+{
+    static const char *const none_args[] = { "-machine", "none", "-m", "16",
+                                              "-nodefaults", "-display",
+                                              "none" };
+    stubdm_stubdom *s[MANY] = { 0 };
+    struct many m = { 0, 0 };
+    int64_t t0 = stubdm_now_ms();
+
+    if (!have_sim_stubdom() || !getenv("TEST_SPAWN_REAL_QEMU_50"))
+        return;
+    for (int i = 0; i < MANY; i++) {
+        stubdm_spawn_config *c = config(NULL, 0, true);
+        stubdm_spawn_config_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
+        stubdm_spawn_config_set_args(c, none_args, 7);
+        stubdm_spawn_config_set_timeout(c, 120000);
+        ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, on_many_done, &m, &s[i],
+                                      NULL),
+                         0);
+        stubdm_spawn_config_free(c);
+    }
+    while (m.done < MANY)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5000), 0);
+    ck_assert_int_eq(m.failed, 0);
+    fprintf(stderr, "test_spawn: %d real QEMUs running with QMP in %lld ms\n",
+            MANY, (long long)(stubdm_now_ms() - t0));
+    for (int i = 0; i < MANY; i++) {
+        ck_assert_int_eq(stubdm_stubdom_destroy(s[i]), 0);
+        stubdm_stubdom_free(s[i]);
+    }
+    assert_clean();
+}
+END_TEST
+
+static Suite *spawn_suite(void)
+{
+    Suite *s = suite_create("spawn");
+    TCase *tc = tcase_create("sim");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_validate);
+    tcase_add_test(tc, test_end_to_end);
+    tcase_add_test(tc, test_destroy_by_domid);
+    tcase_add_loop_test(tc, test_die_at_each_step, 0,
+                        (int)STUBDM_ARRAY_SIZE(die_cases));
+    tcase_add_test(tc, test_unpause_fails);
+    /* steps CREATE..QMP, cancelled or freed: 12 runs */
+    tcase_add_loop_test(tc, test_cancel_at_each_step, 0, 12);
+    tcase_add_test(tc, test_fifty_concurrent);
+    tcase_add_test(tc, test_fifty_real_qemu);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(spawn_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
