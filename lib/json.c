@@ -419,6 +419,7 @@ struct stubdm__json_parser {
         bool object;
     } *frames;
     size_t frames_cap;
+    bool in_obj;       /* the innermost open container is an object */
     bool in_yajl;      /* inside yajl_parse: callbacks may be running */
     locale_t c_locale; /* for strtod_l; created on the first fraction */
     struct stubdm__json_error err;
@@ -444,27 +445,32 @@ static int fail(struct stubdm__json_parser *p, int code, const char *fmt, ...)
     return 0;
 }
 
-static bool in_object(const struct stubdm__json_parser *p)
+/* Grow the stack for one more entry; the slow path of stack_push. */
+static struct member *stack_grow(struct stubdm__json_parser *p)
 {
-    return p->depth > 0 && p->frames[p->depth - 1].object;
+    size_t cap = p->stack_cap ? p->stack_cap * 2 : 64;
+    struct member *s = stubdm__reallocarray(p->stack, cap, sizeof(*s));
+    if (!s) {
+        fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+        return NULL;
+    }
+    p->stack = s;
+    p->stack_cap = cap;
+    return &p->stack[p->stack_len++];
 }
 
-static int stack_push(struct stubdm__json_parser *p, const struct member *m)
+/* A new, uninitialised entry on top of the stack (NULL: out of memory).
+ * Callers fill its fields in place: building a struct and copying it
+ * costs a store-forwarding stall per value. */
+static inline struct member *stack_push(struct stubdm__json_parser *p)
 {
-    if (p->stack_len == p->stack_cap) {
-        size_t cap = p->stack_cap ? p->stack_cap * 2 : 64;
-        struct member *s = stubdm__reallocarray(p->stack, cap, sizeof(*s));
-        if (!s)
-            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
-        p->stack = s;
-        p->stack_cap = cap;
-    }
-    p->stack[p->stack_len++] = *m;
-    return 1;
+    if (p->stack_len == p->stack_cap)
+        return stack_grow(p);
+    return &p->stack[p->stack_len++];
 }
 
 /* Count a value against max_values. */
-static int count_value(struct stubdm__json_parser *p, bool object)
+static inline int count_value(struct stubdm__json_parser *p, bool object)
 {
     if (p->depth == 0 && p->require_object && !object)
         return fail(p, STUBDM_EPROTO, "is not a JSON object");
@@ -474,22 +480,31 @@ static int count_value(struct stubdm__json_parser *p, bool object)
     return 1;
 }
 
-/* Place a finished value: the root, the next array element, or the value
- * of the object member whose key was pushed last. */
-static int place_value(struct stubdm__json_parser *p,
-                       const struct stubdm__json *v)
+/* Where the next finished value goes: the root, a new array element, or
+ * the value of the object member whose key was pushed last.  NULL: out of
+ * memory.  Valid until the next push. */
+static inline struct stubdm__json *value_slot(struct stubdm__json_parser *p)
 {
-    if (p->depth == 0) {
-        p->doc->root = *v;
-        p->state = PARSER_DONE;
-        return 0; /* stop yajl right after the value's last byte */
-    }
-    if (in_object(p)) {
-        p->stack[p->stack_len - 1].value = *v;
+    if (p->depth == 0)
+        return &p->doc->root;
+    if (p->in_obj)
+        return &p->stack[p->stack_len - 1].value;
+    struct member *m = stack_push(p);
+    if (!m)
+        return NULL;
+    m->key = NULL;
+    m->key_len = 0;
+    return &m->value;
+}
+
+/* The value just written to its slot is complete: 1 to go on, or 0 for
+ * the root (which stops yajl right after the value's last byte). */
+static inline int value_done(struct stubdm__json_parser *p)
+{
+    if (p->depth > 0)
         return 1;
-    }
-    struct member m = {.key = NULL, .key_len = 0, .value = *v};
-    return stack_push(p, &m);
+    p->state = PARSER_DONE;
+    return 0;
 }
 
 /*
@@ -545,8 +560,12 @@ static int cb_null(void *ctx)
     struct stubdm__json_parser *p = ctx;
     if (!count_value(p, false))
         return 0;
-    struct stubdm__json v = {.type = STUBDM__JSON_NULL};
-    return place_value(p, &v);
+    struct stubdm__json *v = value_slot(p);
+    if (!v)
+        return 0;
+    v->type = STUBDM__JSON_NULL;
+    v->big = false;
+    return value_done(p);
 }
 
 static int cb_boolean(void *ctx, int b)
@@ -554,8 +573,13 @@ static int cb_boolean(void *ctx, int b)
     struct stubdm__json_parser *p = ctx;
     if (!count_value(p, false))
         return 0;
-    struct stubdm__json v = {.type = STUBDM__JSON_BOOL, .v.b = b != 0};
-    return place_value(p, &v);
+    struct stubdm__json *v = value_slot(p);
+    if (!v)
+        return 0;
+    v->type = STUBDM__JSON_BOOL;
+    v->big = false;
+    v->v.b = b != 0;
+    return value_done(p);
 }
 
 /* yajl has checked the JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?
@@ -573,6 +597,7 @@ static bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
         mag = mag * 10 + d;
     }
     v->type = STUBDM__JSON_INT;
+    v->big = false;
     if (neg) {
         if (mag > (uint64_t)INT64_MAX + 1)
             return false;
@@ -591,8 +616,10 @@ static int cb_number(void *ctx, const char *s, size_t len)
     struct stubdm__json_parser *p = ctx;
     if (!count_value(p, false))
         return 0;
-    struct stubdm__json v = {.type = STUBDM__JSON_NULL};
-    if (!parse_integer(s, len, &v)) {
+    struct stubdm__json *v = value_slot(p);
+    if (!v)
+        return 0;
+    if (!parse_integer(s, len, v)) {
         /* strtod follows LC_NUMERIC, which the application may have set to
          * a locale with a decimal comma: parse in the C locale. */
         if (!p->c_locale) {
@@ -606,11 +633,12 @@ static int cb_number(void *ctx, const char *s, size_t len)
             return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
         memcpy(text, s, len);
         text[len] = '\0';
-        v = (struct stubdm__json){.type = STUBDM__JSON_DOUBLE};
-        v.v.num.d = strtod_l(text, NULL, p->c_locale);
-        v.v.num.text = text;
+        v->type = STUBDM__JSON_DOUBLE;
+        v->big = false;
+        v->v.num.d = strtod_l(text, NULL, p->c_locale);
+        v->v.num.text = text;
     }
-    return place_value(p, &v);
+    return value_done(p);
 }
 
 static int cb_string(void *ctx, const unsigned char *s, size_t len)
@@ -621,10 +649,14 @@ static int cb_string(void *ctx, const unsigned char *s, size_t len)
     const char *c = copy_string(p, s, len, "string");
     if (!c)
         return 0;
-    struct stubdm__json v = {.type = STUBDM__JSON_STRING};
-    v.v.str.s = c;
-    v.v.str.len = len;
-    return place_value(p, &v);
+    struct stubdm__json *v = value_slot(p);
+    if (!v)
+        return 0;
+    v->type = STUBDM__JSON_STRING;
+    v->big = false;
+    v->v.str.s = c;
+    v->v.str.len = len;
+    return value_done(p);
 }
 
 /*
@@ -639,10 +671,12 @@ static int begin_container(struct stubdm__json_parser *p, bool object)
     if (p->depth >= p->lim.max_depth)
         return fail(p, STUBDM_ELIMIT, "is nested deeper than %u",
                     p->lim.max_depth);
-    if (p->depth > 0 && !in_object(p)) {
-        struct member slot = {.key = NULL};
-        if (!stack_push(p, &slot))
+    if (p->depth > 0 && !p->in_obj) {
+        struct member *slot = stack_push(p);
+        if (!slot)
             return 0;
+        slot->key = NULL;
+        slot->key_len = 0;
     }
     if (p->depth == p->frames_cap) {
         size_t cap = p->frames_cap ? p->frames_cap * 2 : 16;
@@ -655,6 +689,7 @@ static int begin_container(struct stubdm__json_parser *p, bool object)
     p->frames[p->depth].first = p->stack_len;
     p->frames[p->depth].object = object;
     p->depth++;
+    p->in_obj = object;
     return 1;
 }
 
@@ -713,36 +748,40 @@ static int end_container(struct stubdm__json_parser *p, bool object)
 {
     size_t first = p->frames[--p->depth].first;
     size_t n = p->stack_len - first;
-    struct stubdm__json v = {.type = object ? STUBDM__JSON_OBJECT
-                                            : STUBDM__JSON_ARRAY};
+    struct member *children = p->stack + first;
+    void *dst = NULL;
     if (n > 0) {
-        struct member *children = p->stack + first;
         if (object && !check_duplicates(p, children, n))
             return 0;
         size_t each = object ? sizeof(struct member)
                              : sizeof(struct stubdm__json);
-        void *dst = arena_alloc(&p->doc->arena, n * each);
+        dst = arena_alloc(&p->doc->arena, n * each);
         if (!dst)
             return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
         if (object) {
             memcpy(dst, children, n * each);
-            v.v.obj.members = dst;
         } else {
             struct stubdm__json *items = dst;
             for (size_t i = 0; i < n; i++)
                 items[i] = children[i].value;
-            v.v.arr.items = items;
         }
     }
-    if (object)
-        v.v.obj.n = n;
-    else
-        v.v.arr.n = n;
     p->stack_len = first;
-    if (p->depth == 0)
-        return place_value(p, &v);
-    p->stack[first - 1].value = v;
-    return 1;
+    p->in_obj = p->depth > 0 && p->frames[p->depth - 1].object;
+    /* The container's slot: the root, or the entry below its children. */
+    struct stubdm__json *v =
+        p->depth == 0 ? &p->doc->root : &p->stack[first - 1].value;
+    v->big = false;
+    if (object) {
+        v->type = STUBDM__JSON_OBJECT;
+        v->v.obj.members = dst;
+        v->v.obj.n = n;
+    } else {
+        v->type = STUBDM__JSON_ARRAY;
+        v->v.arr.items = dst;
+        v->v.arr.n = n;
+    }
+    return value_done(p);
 }
 
 static int cb_start_map(void *ctx)
@@ -771,9 +810,13 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
     const char *key = copy_string(p, s, len, "key");
     if (!key)
         return 0;
-    struct member m = {.key = key, .key_len = len,
-                       .value = {.type = STUBDM__JSON_NULL}};
-    return stack_push(p, &m);
+    struct member *m = stack_push(p);
+    if (!m)
+        return 0;
+    m->key = key;
+    m->key_len = len;
+    m->value.type = STUBDM__JSON_NULL; /* until its value arrives */
+    return 1;
 }
 
 static const yajl_callbacks parser_callbacks = {
@@ -838,6 +881,7 @@ int stubdm__json_parser_reset(struct stubdm__json_parser *p,
     p->bytes = 0;
     p->started = false;
     p->depth = 0;
+    p->in_obj = false;
     p->values = 0;
     p->stack_len = 0;
     memset(&p->err, 0, sizeof(p->err));
