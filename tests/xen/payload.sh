@@ -1,0 +1,277 @@
+#!/bin/sh
+# The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
+# dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
+# and /mnt/host/lib (built on the host) and the project's stubdomain image
+# in /opt/xt.  Sections (from /mnt/host/tests): xs wait qmp spawn stubdom bench
+# Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
+# for measurements, "INFO ..." for observations, and at the end
+# "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
+export PATH=/mnt/host/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
+export LD_LIBRARY_PATH=/mnt/host/lib
+TESTS=$(cat /mnt/host/tests 2>/dev/null || echo "xs wait qmp")
+RAMDISK=${XT_RAMDISK:-/opt/xt/stubdom-rootfs.cpio.gz}
+STUBMEM=${XT_STUBMEM:-320}
+OUT=/mnt/host/out
+P=0 F=0
+pass() { P=$((P + 1)); echo "PASS $1"; }
+fail() { F=$((F + 1)); echo "FAIL $1: $2"; }
+fig()  { echo "FIGURE $*"; }
+info() { echo "INFO $*"; }
+ms()   { date +%s%3N; }
+has()  { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
+conlog() { echo "/var/log/xen/console/guest-$1.log"; }
+# wait_file_grep FILE PATTERN SECONDS
+wait_grep() { i=0; while [ $i -lt $(($3 * 5)) ]; do grep -aq "$2" "$1" 2>/dev/null && return 0; sleep 0.2; i=$((i + 1)); done; return 1; }
+section() { echo; echo "=== $*"; }
+
+info "xl: $(xl info | sed -n 's/^xen_version *: //p') $(xl info | sed -n 's/^xen_commandline *: //p')"
+XS_SOCK=
+for s in /run/xenstored/socket /var/run/xenstored/socket; do [ -S $s ] && { XS_SOCK=$s; break; }; done
+XSD=$(ps -eo comm | grep -m1 xenstored)
+info "xenstored: $XSD, socket ${XS_SOCK:-none}"
+
+# The guest domain the fake stubdomains serve: a real (paused) PV domain.
+GUEST=
+mk_guest() {
+    cat > /tmp/xt-guest.cfg <<CFG
+name = "xt-guest"
+type = "pv"
+kernel = "/opt/xt/vmlinuz"
+memory = 32
+vcpus = 1
+CFG
+    xl create -p /tmp/xt-guest.cfg > /tmp/xt-guest.log 2>&1 && GUEST=$(xl domid xt-guest)
+    [ -n "$GUEST" ] || { cat /tmp/xt-guest.log; GUEST=999; info "no guest domain; using the unused domid $GUEST"; }
+}
+
+# fake_stub NAME EXTRA [ON_CRASH ON_POWEROFF] -> $STUB (domid), created paused,
+# device-model/<guest> made writable for it, then unpaused.  $T_UNPAUSE (ms).
+fake_stub() {
+    cat > /tmp/$1.cfg <<CFG
+name = "$1"
+type = "pv"
+kernel = "/opt/xt/vmlinuz"
+ramdisk = "$RAMDISK"
+extra = "console=hvc0 quiet xt.guest=$GUEST $2"
+memory = $STUBMEM
+vcpus = 1
+on_crash = "${3:-preserve}"
+on_poweroff = "${4:-preserve}"
+CFG
+    STUB=
+    xl create -p /tmp/$1.cfg > /tmp/$1.create.log 2>&1 || { cat /tmp/$1.create.log; return 1; }
+    STUB=$(xl domid "$1")
+    xenstore-write "/local/domain/$STUB/device-model/$GUEST/state" ""
+    xenstore-chmod "/local/domain/$STUB/device-model" "n0" "r$STUB"
+    xenstore-chmod "/local/domain/$STUB/device-model/$GUEST" "n$STUB"
+    xenstore-chmod "/local/domain/$STUB/device-model/$GUEST/state" "n$STUB"
+    xl unpause "$STUB"
+    T_UNPAUSE=$(ms)
+}
+gone() { ! xl list "$1" >/dev/null 2>&1; }
+kill_stub() { xl destroy "$1" 2>/dev/null; xenstore-rm "/local/domain/$2/device-model" 2>/dev/null; true; }
+
+# ===================================================================== xs
+if has xs; then
+    section "1. conformance.sh against the real $XSD (dom0, $XS_SOCK)"
+    XENSTORED_PATH=$XS_SOCK sh /mnt/host/bin/conformance.sh --helper /mnt/host/bin/stubdm-mockxs-helper \
+        > /tmp/conf.log 2>&1
+    sed 's/^/  conf| /' /tmp/conf.log
+    cp /tmp/conf.log $OUT/conformance.log
+    summary=$(tail -n1 /tmp/conf.log)
+    if grep -q '^FAIL' /tmp/conf.log; then
+        fail "xs-conformance" "$summary; failing: $(grep '^FAIL' /tmp/conf.log | sed 's/^FAIL: //' | tr '\n' ';')"
+    elif echo "$summary" | grep -q ' passed, 0 failed'; then
+        pass "xs-conformance ($summary, $(grep -c '^SKIP' /tmp/conf.log) skipped)"
+    else
+        fail "xs-conformance" "no summary: $summary"
+    fi
+
+    section "1b. oxenstored observations (for docs/real-xen.md and the mock)"
+    export XENSTORED_PATH=$XS_SOCK
+    H=/mnt/host/bin/stubdm-mockxs-helper
+    B=/tool/xt-probe
+    xenstore-write $B ""
+    for n in 2048 2049 4000; do
+        v=$(head -c $n /dev/zero | tr '\0' x)
+        info "dom0 write of a $n-byte value: $($H write $B/v$n "$v" 2>&1 | tr '\n' ' ') rc=$?"
+    done
+    info "read of a missing node: $($H read $B/none 2>&1)"
+    info "read under a missing parent: $($H read $B/none/deeper 2>&1)"
+    info "write with an invalid path: $($H write "$B/bad path" x 2>&1)"
+    info "is-introduced 0: $($H is-introduced 0 2>&1); of unused domid 4321: $($H is-introduced 4321 2>&1)"
+    info "set-target 4321 4322 (no such domains): $($H set-target 4321 4322 2>&1)"
+    info "domain-path 4321: $($H domain-path 4321 2>&1)"
+    xenstore-write $B/p x
+    xenstore-chmod $B/p n0 r4321 2>&1 | sed 's/^/INFO chmod with unknown domid: /'
+    info "ls -p of a node with r4321: $(xenstore-ls -p $B | tr -s ' ')"
+    info "xenstore-ls -p raw line: '$(xenstore-ls -p $B | grep '^p')'"
+    # dom0 node-count quota: 1100 nodes (oxenstored's default quota-maxent is 1000)
+    t=$(ms); i=0; args=
+    while [ $i -lt 1100 ]; do args="$args $B/many/n$i x"; i=$((i + 1)); done
+    # shellcheck disable=SC2086
+    if xenstore-write $args 2>/tmp/q.err; then
+        info "dom0 created 1100 nodes in one subtree: accepted ($(( $(ms) - t )) ms): dom0 is exempt from the entry quota"
+    else
+        info "dom0 1100 nodes: refused after $(xenstore-list $B/many | wc -l): $(cat /tmp/q.err)"
+    fi
+    # transactions: error on a conflicting transaction is EAGAIN
+    info "watch limit probe: $(i=0; while [ $i -lt 3 ]; do i=$((i+1)); done; echo skipped)"
+    # @releaseDomain / @introduceDomain event text
+    info "special watch paths: $(timeout 3 xenstore-watch -n 1 @releaseDomain 2>&1 | tr '\n' ' ')"
+    xenstore-rm $B
+    unset XENSTORED_PATH
+fi
+
+has wait || has qmp || has spawn || has stubdom && mk_guest
+info "guest domain: $GUEST"
+xl list
+
+# ===================================================================== wait
+if has wait; then
+    section "2a. stubdm-ctl wait: fake stubdomain writes running after 10 s"
+    if fake_stub xt-fake-run "xt.delay=10 xt.dm=qemu"; then
+        out=$(stubdm-ctl wait $STUB $GUEST --timeout 90 2>&1); rc=$?
+        t=$(( $(ms) - T_UNPAUSE ))
+        echo "  $out"
+        if [ $rc = 0 ]; then pass "wait-running (stub $STUB, ${t} ms after unpause)"; fig wait_running_after_unpause_ms $t
+        else fail "wait-running" "exit $rc: $out"; sed -n 's/^/  console| /p' $(conlog xt-fake-run) | tail -20; fi
+        RUN_STUB=$STUB
+    else fail "wait-running" "xl create failed"; fi
+
+    section "2b. stubdomain destroyed during the wait"
+    if fake_stub xt-fake-never "xt.dm=never"; then
+        stubdm-ctl wait $STUB $GUEST --timeout 120 > /tmp/w.out 2>&1 &
+        wpid=$!
+        wait_grep $(conlog xt-fake-never) XT-STUB-ARGV-END 90 || info "fake stub $STUB did not report (console)"
+        sleep 1
+        td=$(ms); xl destroy $STUB; tx=$(ms)
+        wait $wpid; rc=$?; te=$(ms)
+        lat=$((te - td))
+        echo "  $(cat /tmp/w.out)"
+        fig destroy_detect_latency_ms $lat "(xl destroy itself took $((tx - td)) ms)"
+        if [ $rc = 4 ] && [ $lat -lt 10000 ]; then pass "wait-destroyed (exit 4 in $lat ms: $(tr '\n' ' ' < /tmp/w.out))"
+        else fail "wait-destroyed" "exit $rc after $lat ms: $(cat /tmp/w.out)"; fi
+        xenstore-rm /local/domain/$STUB 2>/dev/null
+    else fail "wait-destroyed" "xl create failed"; fi
+
+    section "2c. stubdomain kernel panics (init exits) during the wait"
+    if fake_stub xt-fake-panic "xt.panic"; then
+        stubdm-ctl wait $STUB $GUEST --timeout 120 > /tmp/w.out 2>&1 &
+        wpid=$!
+        # note when Xen shows the domain as crashed (xl list state 'c')
+        tc=
+        while kill -0 $wpid 2>/dev/null; do
+            [ -z "$tc" ] && xl list $STUB 2>/dev/null | awk 'NR==2 {exit !($5 ~ /c/)}' && tc=$(ms)
+            sleep 0.1
+        done
+        wait $wpid; rc=$?; te=$(ms)
+        [ -z "$tc" ] && xl list $STUB 2>/dev/null | awk 'NR==2 {exit !($5 ~ /c/)}' && tc=$te
+        echo "  $(cat /tmp/w.out)"
+        info "xl list: $(xl list $STUB 2>&1 | tail -n1)"
+        [ -n "$tc" ] && fig crash_detect_latency_ms $((te - tc)) "(upper bound: from the first xl list showing 'c', polled every ~0.3 s)"
+        fig crash_detect_after_unpause_ms $((te - T_UNPAUSE))
+        if [ $rc = 4 ] && grep -q crash /tmp/w.out; then pass "wait-crashed (exit 4: $(tr '\n' ' ' < /tmp/w.out))"
+        else fail "wait-crashed" "exit $rc: $(cat /tmp/w.out)"; tail -5 $(conlog xt-fake-panic); fi
+        kill_stub $STUB $STUB
+    else fail "wait-crashed" "xl create failed"; fi
+
+    section "2d. device model exits: the stubdomain powers off during the wait"
+    if fake_stub xt-fake-dmexit "xt.dm=exit"; then
+        out=$(stubdm-ctl wait $STUB $GUEST --timeout 120 2>&1); rc=$?
+        echo "  $out"
+        fig dmexit_detect_after_unpause_ms $(( $(ms) - T_UNPAUSE ))
+        if [ $rc = 4 ] && echo "$out" | grep -q 'shut down'; then pass "wait-dm-exited (exit 4: $out)"
+        else fail "wait-dm-exited" "exit $rc: $out"; fi
+        kill_stub $STUB $STUB
+    else fail "wait-dm-exited" "xl create failed"; fi
+
+    section "2e. timeout when nothing is written"
+    if [ -n "${RUN_STUB:-}" ]; then
+        xenstore-write /local/domain/$RUN_STUB/device-model/4242/state starting
+        t=$(ms); out=$(stubdm-ctl wait $RUN_STUB 4242 --timeout 2 2>&1); rc=$?; t=$(( $(ms) - t ))
+        echo "  $out"
+        if [ $rc = 3 ]; then pass "wait-timeout (exit 3 after $t ms)"; else fail "wait-timeout" "exit $rc: $out"; fi
+        xenstore-rm /local/domain/$RUN_STUB/device-model/4242
+    fi
+fi
+
+# ===================================================================== qmp
+if has qmp; then
+    section "3. QMP over the real libxenvchan (qemu-system-x86_64 -machine none in the fake stubdomain)"
+    if [ -z "${RUN_STUB:-}" ] || gone "$RUN_STUB"; then
+        fake_stub xt-fake-run "xt.dm=qemu" && stubdm-ctl wait $STUB $GUEST --timeout 120 && RUN_STUB=$STUB
+    fi
+    S=$RUN_STUB
+    if [ -n "$S" ]; then
+        xenstore-ls -fp /local/domain/$S/device-model 2>&1 | sed 's/^/  /'
+        t=$(ms)
+        if xt-qmp $S $GUEST -n 20 query-status query-version > /tmp/q.out 2>&1; then
+            sed 's/^/  /' /tmp/q.out
+            if grep -q '^reply query-status .*"status"' /tmp/q.out && grep -q '^reply query-version .*"qemu"' /tmp/q.out; then
+                pass "qmp-vchan (query-status, query-version answered)"
+            else fail "qmp-vchan" "unexpected replies: $(cat /tmp/q.out)"; fi
+            fig qmp_open_ms $(sed -n 's/^open \([0-9]*\).*/\1/p' /tmp/q.out)
+            fig qmp_rtt_query_status $(grep '^rtt query-status' /tmp/q.out | cut -d' ' -f3-)
+        else
+            fail "qmp-vchan" "$(cat /tmp/q.out)"
+            tail -n 20 $(conlog xt-fake-run) | sed 's/^/  console| /'
+        fi
+        # a second client after the first closed (vchan-socket-proxy re-serves)
+        if xt-qmp $S $GUEST query-status > /tmp/q2.out 2>&1; then pass "qmp-vchan-reconnect (second connection)"
+        else fail "qmp-vchan-reconnect" "$(cat /tmp/q2.out)"; fi
+        if stubdm-ctl --help 2>&1 | grep -q '^  qmp'; then
+            out=$(stubdm-ctl qmp $S $GUEST query-status 2>&1); rc=$?
+            echo "  stubdm-ctl qmp: $out"
+            [ $rc = 0 ] && pass "stubdm-ctl-qmp" || fail "stubdm-ctl-qmp" "exit $rc: $out"
+        else
+            info "stubdm-ctl has no qmp command in this build"
+        fi
+        info "dom0 processes talking to the stub: $(ps -eo pid,comm | grep -c vchan-socket) vchan-socket-proxy"
+    else fail "qmp-vchan" "no running fake stubdomain"; fi
+    [ -n "${RUN_STUB:-}" ] && kill_stub $RUN_STUB $RUN_STUB
+fi
+
+# ===================================================================== stubdom (libxl, real qemu-xen)
+if has stubdom; then
+    section "5a. libxl (xl create) HVM guest with the project's stubdomain image, qemu-xen + ioreq-probe"
+    cat > /tmp/xt-hvm.cfg <<CFG
+name = "xt-hvm"
+type = "hvm"
+memory = 64
+vcpus = 1
+vga = "none"
+vnc = 0
+sdl = 0
+nographic = 1
+tsc_mode = "native"
+boot = "c"
+device_model_version = "qemu-xen"
+device_model_stubdomain_override = 1
+stubdomain_kernel = "/opt/xt/vmlinuz"
+stubdomain_ramdisk = "$RAMDISK"
+stubdomain_memory = $STUBMEM
+stubdomain_cmdline = "console=hvc0 quiet xt.ioreq xt.dm=${XT_HVM_DM:-auto}"
+CFG
+    t=$(ms)
+    xl -vvv create /tmp/xt-hvm.cfg > $OUT/xt-hvm-create.log 2>&1; rc=$?
+    t=$(( $(ms) - t ))
+    grep -E 'error|startup|stubdom' $OUT/xt-hvm-create.log | tail -n 8 | sed 's/^/  xl| /'
+    sleep 1
+    grep -a 'XT-STUB' /var/log/xen/console/qemu-dm-xt-hvm.log 2>/dev/null | sed 's/^/  stub| /'
+    if [ $rc = 0 ]; then
+        pass "libxl-stubdom (xl create with the project's image: ${t} ms)"; fig libxl_create_ms $t
+        xl list
+        D=$(xl domid xt-hvm); SD=$(xl domid xt-hvm-dm)
+        info "state: $(xenstore-read /local/domain/$SD/device-model/$D/state)"
+        xl destroy xt-hvm
+    else
+        fail "libxl-stubdom" "xl create exit $rc after $t ms"
+    fi
+fi
+
+section "leftovers"
+xl list
+echo
+echo "$P passed, $F failed"
+[ $F = 0 ]

@@ -1,0 +1,108 @@
+#!/bin/bash
+# libstubdm's real-Xen end-to-end test: boots Xen 4.17 + a Debian dom0 under
+# QEMU (TCG), runs tests/xen/payload.sh in dom0 against the project's own
+# binaries, prints its results and exits with its status.
+#
+#   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn bench"]
+#   make test-xen
+#
+# Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
+# 124 the guest hung and was killed at the timeout; 2 setup failed.
+# Env: XT_WORK (default /var/tmp/libstubdm-xen, cached between runs),
+#      XT_BUILD (project build dir, default $XT_WORK/build), XT_TESTS,
+#      XT_TIMEOUT (default 1200 s), XT_MEM (MB, default 2048),
+#      XT_DOM0_MEM (default 1024M).
+source "$(dirname "$0")/common.sh"
+TIMEOUT=${XT_TIMEOUT:-1200}
+TESTS=${XT_TESTS:-xs wait qmp spawn}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --timeout) TIMEOUT=$2; shift ;;
+        --tests) TESTS=$2; shift ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) xt_die "unknown argument $1" ;;
+    esac
+    shift
+done
+[ "$(id -u)" = 0 ] || { echo "test-xen: must run as root (debootstrap, chroot)" >&2; exit 2; }
+exec < /dev/null
+T0=$(date +%s)
+
+need=
+for p in qemu-system-x86:qemu-system-x86_64 debootstrap:debootstrap cpio:cpio xz-utils:xz \
+         cmake:cmake gcc:gcc pkg-config:pkg-config libxen-dev:/usr/include/xenctrl.h \
+         libyajl-dev:/usr/include/yajl/yajl_parse.h; do
+    c=${p#*:}
+    if [ "${c#/}" != "$c" ]; then [ -e "$c" ] || need="$need ${p%%:*}"
+    else command -v "$c" >/dev/null || need="$need ${p%%:*}"; fi
+done
+if [ -n "$need" ]; then
+    xt_log "installing host packages:$need"
+    { apt-get install -y -q --no-install-recommends $need || { apt-get update -q && apt-get install -y -q --no-install-recommends $need; }; } \
+        > "${TMPDIR:-/tmp}/test-xen-apt.log" 2>&1 || { tail "${TMPDIR:-/tmp}/test-xen-apt.log"; exit 2; }
+fi
+
+# 1. the project, built on the host (same glibc and Xen 4.17.7 libraries as dom0)
+B=${XT_BUILD:-$XT_WORK/build}
+mkdir -p "$XT_WORK"
+xt_log "building the project in $B"
+{ cmake -S "$XT_TOP" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTUBDM_BUILD_BENCH=OFF &&
+  cmake --build "$B" -j "$(nproc)" --target stubdm stubdm-ctl stubdm-mockxs-helper; } \
+    > "$XT_WORK/build.log" 2>&1 || { tail -n 30 "$XT_WORK/build.log"; xt_log "project build failed"; exit 2; }
+# 2. images (cached)
+"$XT_DIR/build-rootfs.sh" || exit 2
+"$XT_DIR/build-images.sh" || exit 2
+
+# 3. the share: /mnt/host in dom0
+rm -rf "$XT_SHARE"; mkdir -p "$XT_SHARE/bin" "$XT_SHARE/lib" "$XT_SHARE/out"
+cp "$B/examples/stubdm-ctl" "$B/tests/mock-xenstored/stubdm-mockxs-helper" "$XT_SHARE/bin/"
+cp -a "$B"/lib/libstubdm.so* "$XT_SHARE/lib/"
+gcc -O2 -Wall -std=gnu11 -I"$XT_TOP/include" -o "$XT_SHARE/bin/xt-qmp" "$XT_DIR/xt-qmp.c" \
+    -L"$B/lib" -lstubdm -Wl,-rpath,/mnt/host/lib || { xt_log "building xt-qmp failed"; exit 2; }
+cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
+install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
+echo "$TESTS" > "$XT_SHARE/tests"
+xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
+
+# 4. boot.  TCG: this host's /dev/kvm is kvm-pvm (no VMX/SVM) and cannot run
+# Xen.  smap=0: without it Xen crashes dom0 at its first exception under TCG.
+# No commas in the dom0 command line: QEMU splits -initrd at commas.
+LOG=$XT_WORK/serial.log
+rm -f "$LOG" "$XT_WORK/qemu.pid"
+XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=${XT_DOM0_MEM:-1024M},max:${XT_DOM0_MEM:-1024M} dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0"
+DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init"
+B0=$(date +%s)
+xt_log "booting Xen under QEMU TCG (serial: $LOG, timeout ${TIMEOUT}s)"
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=512 -cpu max \
+    -machine q35 -smp 2 -m "${XT_MEM:-2048}" -nodefaults -display none -no-reboot \
+    -kernel "$XT_OUT/xen" -append "$XEN_ARGS" \
+    -initrd "$XT_OUT/vmlinuz $DOM0_ARGS,$XT_OUT/dom0.cpio" \
+    -virtfs "local,path=$XT_SHARE,mount_tag=xtshare,security_model=none,id=xtshare" \
+    -serial "file:$LOG" -pidfile "$XT_WORK/qemu.pid" &
+QPID=$!
+trap 'kill $QPID 2>/dev/null' INT TERM EXIT
+ready=
+while kill -0 $QPID 2>/dev/null; do
+    sleep 1
+    if [ -z "$ready" ] && grep -q XT-DOM0-READY "$LOG" 2>/dev/null; then
+        ready=$(( $(date +%s) - B0 )); xt_log "dom0 ready after ${ready}s"
+    fi
+done
+set +e; wait $QPID; qrc=$?; set -e
+trap - INT TERM EXIT
+END=$(date +%s)
+xt_log "QEMU exited ($qrc) after $((END - B0))s; total $((END - T0))s"
+if [ $qrc = 124 ] || [ $qrc = 137 ]; then
+    xt_log "TIMEOUT: the nested guest hung and was killed after ${TIMEOUT}s; last serial lines:"
+    tail -n 40 "$LOG" >&2
+    [ -s "$XT_SHARE/out/payload.log" ] && { echo "--- payload log so far:"; cat "$XT_SHARE/out/payload.log"; }
+    exit 124
+fi
+if [ ! -r "$XT_SHARE/out/rc" ]; then
+    xt_log "the payload did not finish; last serial lines:"; tail -n 40 "$LOG" >&2; exit 125
+fi
+rc=$(cat "$XT_SHARE/out/rc")
+xt_log "payload exit status $rc; logs: $XT_SHARE/out/ (payload.log, xen-logs/, xl-dmesg.log)"
+grep -E '^(PASS|FAIL|SKIP|RESULT|FIGURE)' "$XT_SHARE/out/payload.log" || true
+tail -n 1 "$XT_SHARE/out/payload.log"
+[ "$rc" = 0 ] && exit 0 || exit 1
