@@ -1515,6 +1515,184 @@ STUBDM_EXPORT int stubdm_console_flush(stubdm_console *c, int timeout_ms,
                                        stubdm_done_fn *done, void *user,
                                        stubdm_op **op_out);
 
+/* ------------------------------------------------------------------------
+ * Console backend
+ * ------------------------------------------------------------------------
+ *
+ * The library can serve a stubdomain's PV consoles itself, so no QEMU is
+ * needed in dom0 (contract backend kind STUBDM_CONSOLE_LIBSTUBDM, frontend
+ * "type" = "libstubdm").  Each served console follows the xenbus state
+ * machine with the frontend, maps its ring, binds its event channel and
+ * moves bytes between the ring and an fd, from the ctx's event loop.
+ * Roles, by console number (docs/consoles.md):
+ *
+ *   0 log      frontend -> a file with a size cap and rotation (or drops,
+ *              counted, once the cap is reached without rotation);
+ *   1 save     frontend -> the caller's fd (binary);
+ *   2 restore  the caller's fd -> frontend (binary); at EOF, once the
+ *              frontend has read everything, the console completes with 0;
+ *   3..        serials: a pty (its path published in the frontend "tty"
+ *              key) or a capped file.
+ *
+ * Bounds.  Nothing is buffered outside the shared ring: bytes go straight
+ * between the ring and the fd.  A slow destination fd stops the ring from
+ * being consumed (the frontend blocks: backpressure); a full ring stops
+ * the source fd from being read.  Memory per console is constant.
+ *
+ * Trust.  The frontend is hostile: its ring indexes are validated on every
+ * use (an impossible index closes that console with STUBDM_EPROTO), its
+ * xenstore values are read with size bounds, and on the simulated host no
+ * path is ever taken from xenstore.
+ *
+ * Completion.  A console is an operation: done is called once when it
+ * ends by itself, with
+ *   0                    the frontend closed it, or the restore stream was
+ *                        delivered (role restore, EOF on the fd);
+ *   STUBDM_EPROTO        the frontend broke the ring protocol;
+ *   STUBDM_EDOMAIN_GONE  the stubdomain died or was destroyed;
+ *   STUBDM_EFAIL         writing or reading the caller's fd failed (EPIPE,
+ *                        EIO, ...; os errno in the message);
+ *   STUBDM_EXEN, STUBDM_EXENSTORE, STUBDM_ENOTSUP (no usable transport).
+ * stubdm_console_close() ends it without a callback.  Either way the
+ * handle stays valid (stats readable) until closed.
+ */
+#define STUBDM_HAVE_CONSOLE_SERVE 1
+
+typedef struct stubdm_console stubdm_console;
+typedef struct stubdm_console_opts stubdm_console_opts;
+
+/** How the backend reaches the console page and event channel. */
+typedef enum stubdm_console_transport {
+    /** Xen when a hypervisor is present, else simulated. */
+    STUBDM_CONSOLE_TRANSPORT_AUTO = 0,
+    /** libxengnttab / libxenforeignmemory / libxenevtchn. */
+    STUBDM_CONSOLE_TRANSPORT_XEN = 1,
+    /** The simulated host: <sim dir>/console/<stubdom>.<n>.{ring,evtchn}. */
+    STUBDM_CONSOLE_TRANSPORT_SIMULATED = 2,
+} stubdm_console_transport;
+
+/** Default size cap of a log or serial file: 1 MiB (libxl's "limit"). */
+#define STUBDM_CONSOLE_DEFAULT_FILE_CAP (1u << 20)
+/** At most this many rotated files (path.1 .. path.N). */
+#define STUBDM_CONSOLE_MAX_ROTATIONS 99
+
+/**
+ * Create console options: no role yet (one of the set_log / set_save_fd /
+ * set_restore_fd / set_serial_* setters is required; the last one called
+ * wins), transport AUTO, sim dir from $STUBDM_SIM_DIR or else the
+ * directory of $XENSTORED_PATH, toolstack domid 0.
+ * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_console_opts_new(stubdm_console_opts **out);
+/** Free options.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_console_opts_free(stubdm_console_opts *o);
+/**
+ * Role log (console 0): append to the file at path (created 0640, never
+ * through a symlink).  When it reaches max_bytes (0: the default cap):
+ * with rotations > 0, path.N-1 -> path.N, ..., path -> path.1 and a new
+ * path is started (at most 1 + rotations files, each at most max_bytes);
+ * with rotations == 0, further bytes are consumed and counted as dropped
+ * (stubdm_console_bytes_dropped), never written.
+ * @return 0 or STUBDM_EINVAL (rotations > STUBDM_CONSOLE_MAX_ROTATIONS).
+ */
+STUBDM_EXPORT int stubdm_console_opts_set_log(stubdm_console_opts *o,
+                                              const char *path,
+                                              uint64_t max_bytes,
+                                              unsigned rotations);
+/**
+ * Role save (console 1): bytes from the frontend are written to fd.  The
+ * fd stays the caller's (never closed) but is made non-blocking; a write
+ * to a pipe whose reader is gone fails the console (no SIGPIPE).
+ */
+STUBDM_EXPORT int stubdm_console_opts_set_save_fd(stubdm_console_opts *o,
+                                                  int fd);
+/**
+ * Role restore (console 2): bytes read from fd are given to the frontend.
+ * The fd stays the caller's but is made non-blocking.
+ */
+STUBDM_EXPORT int stubdm_console_opts_set_restore_fd(stubdm_console_opts *o,
+                                                     int fd);
+/**
+ * Role serial (consoles 3..): a new pty in raw mode, both ways; its path
+ * is written to the frontend's "tty" key and given by stubdm_console_tty().
+ */
+STUBDM_EXPORT int stubdm_console_opts_set_serial_pty(stubdm_console_opts *o);
+/** Role serial to a file, capped and rotated as for the log. */
+STUBDM_EXPORT int stubdm_console_opts_set_serial_file(stubdm_console_opts *o,
+                                                      const char *path,
+                                                      uint64_t max_bytes,
+                                                      unsigned rotations);
+/** Choose the transport.  @return 0 or STUBDM_EINVAL. */
+STUBDM_EXPORT int stubdm_console_opts_set_transport(
+    stubdm_console_opts *o, stubdm_console_transport transport);
+/** The simulated host's directory (NULL: the default above). */
+STUBDM_EXPORT int stubdm_console_opts_set_sim_dir(stubdm_console_opts *o,
+                                                  const char *dir);
+/** The backend's domid T (/local/domain/T/backend/console/...); default 0. */
+STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
+    stubdm_console_opts *o, uint32_t domid);
+
+/**
+ * Serve console n of a stubdomain whose contract was written with backend
+ * kind STUBDM_CONSOLE_LIBSTUBDM.  Opens the destination (log file, pty)
+ * now, writes backend state InitWait (2), then from the loop: waits for
+ * the frontend's ring-ref and event-channel (console 0: ring-ref and port
+ * from the domain builder), maps and binds them, writes Connected (4) and
+ * moves bytes.  On the end, Closing (5) then Closed (6).
+ * @param n     0 .. 2 + STUBDM_MAX_SERIALS; the role must fit n (log: 0,
+ *              save: 1, restore: 2, serial: >= 3).
+ * @param opts  copied.
+ * @param done  may be NULL (then poll stubdm_console_result()).
+ * @param[out] out  the handle (required); release it with
+ *                  stubdm_console_close().
+ * @return 0 if started; STUBDM_EINVAL, STUBDM_ENOENT / STUBDM_EPERM /
+ *         STUBDM_EFAIL (opening the log file or pty), STUBDM_EXENSTORE,
+ *         STUBDM_ENOMEM: nothing started, done will not be called.
+ */
+STUBDM_EXPORT int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                       unsigned n,
+                                       const stubdm_console_opts *opts,
+                                       stubdm_done_fn *done, void *user,
+                                       stubdm_console **out);
+
+/**
+ * Stop serving (if still serving: no callback), write Closing/Closed,
+ * unmap and close everything, free the handle and pending flushes (not
+ * called back).  Safe from callbacks, including the console's own.  NULL
+ * is ignored.  The caller's save/restore fd is not closed.
+ */
+STUBDM_EXPORT void stubdm_console_close(stubdm_console *c);
+
+/** STUBDM_ESTATE while serving, else the completion code. */
+STUBDM_EXPORT int stubdm_console_result(const stubdm_console *c);
+/** The completion message ("" while serving or after success). */
+STUBDM_EXPORT const char *stubdm_console_errmsg(const stubdm_console *c);
+/** The backend's xenbus state as last written (1..6, XenbusState). */
+STUBDM_EXPORT int stubdm_console_state(const stubdm_console *c);
+/** The pty path of a serial pty console, else NULL.  Valid until close. */
+STUBDM_EXPORT const char *stubdm_console_tty(const stubdm_console *c);
+/** Bytes taken from the frontend's output ring (written or dropped). */
+STUBDM_EXPORT uint64_t stubdm_console_bytes_out(const stubdm_console *c);
+/** Bytes given to the frontend's input ring. */
+STUBDM_EXPORT uint64_t stubdm_console_bytes_in(const stubdm_console *c);
+/** Bytes consumed but not written (log or serial file at its cap without
+ *  rotation, or a failing log write). */
+STUBDM_EXPORT uint64_t stubdm_console_bytes_dropped(const stubdm_console *c);
+/** Log rotations done so far. */
+STUBDM_EXPORT uint64_t stubdm_console_rotations(const stubdm_console *c);
+
+/**
+ * Wait until everything the frontend has put in its output ring so far
+ * has been written to the destination (e.g. the end of a save stream, see
+ * docs/consoles.md: libxl never waited for it).  Completes with 0, with
+ * STUBDM_ETIMEDOUT after timeout_ms (> 0), or with the console's own code
+ * if it ends first (STUBDM_ECANCELED if it was closed).
+ * @return 0 if started; STUBDM_EINVAL; STUBDM_ESTATE (console ended).
+ */
+STUBDM_EXPORT int stubdm_console_flush(stubdm_console *c, int timeout_ms,
+                                       stubdm_done_fn *done, void *user,
+                                       stubdm_op **op_out);
+
 #ifdef __cplusplus
 }
 #endif

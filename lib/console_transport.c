@@ -1,0 +1,395 @@
+/*
+ * Reaching a console page and its event channel: real Xen or simulated.
+ * See console_transport.h and docs/consoles.md.
+ */
+#include "console_transport.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <xen/grant_table.h>
+#include <xenevtchn.h>
+#include <xenforeignmemory.h>
+#include <xengnttab.h>
+
+#define PAGE_BYTES 4096u
+
+_Static_assert(sizeof(struct xencons_interface) <= PAGE_BYTES,
+               "a console page fits one page");
+
+void stubdm__ctrans_init(struct stubdm__ctrans *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->fd = -1;
+}
+
+const char *stubdm__ctrans_name(const struct stubdm__ctrans *t)
+{
+    switch (t->kind) {
+    case STUBDM__CTRANS_XEN:
+        return "xen";
+    case STUBDM__CTRANS_SIM:
+        return "simulated";
+    default:
+        return "none";
+    }
+}
+
+/* ---- simulated ---------------------------------------------------------- */
+
+int stubdm__ctrans_sim_path(const char *simdir, uint32_t stubdom, unsigned n,
+                            const char *suffix, char *out, size_t outlen)
+{
+    size_t max = outlen < STUBDM__CTRANS_PATH_MAX ? outlen
+                                                  : STUBDM__CTRANS_PATH_MAX;
+    int len = snprintf(out, outlen, "%s/console/%u.%u.%s", simdir, stubdom, n,
+                       suffix);
+
+    if (len < 0 || (size_t)len >= max)
+        return STUBDM_ELIMIT;
+    return 0;
+}
+
+static int set_sun(struct sockaddr_un *sa, const char *path)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return -1;
+    memcpy(sa->sun_path, path, strlen(path));
+    return 0;
+}
+
+int stubdm__ctrans_connect_sim(stubdm_ctx *ctx, struct stubdm__ctrans *t,
+                               const char *simdir, uint32_t stubdom,
+                               unsigned n)
+{
+    char ring[STUBDM__CTRANS_PATH_MAX], fe[STUBDM__CTRANS_PATH_MAX];
+    char be[STUBDM__CTRANS_PATH_MAX];
+    struct sockaddr_un sa;
+    struct stat st;
+    void *map;
+    int rfd, sfd, err;
+
+    if (stubdm__ctrans_sim_path(simdir, stubdom, n, "ring", ring,
+                                sizeof(ring)) ||
+        stubdm__ctrans_sim_path(simdir, stubdom, n, "evtchn", fe,
+                                sizeof(fe)) ||
+        stubdm__ctrans_sim_path(simdir, stubdom, n, "evtchn-be", be,
+                                sizeof(be)))
+        return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
+                            "console %u: simulation directory %s is too long "
+                            "for a unix socket path",
+                            n, simdir);
+    /* O_NOFOLLOW: the frontend created the file; a symlink would make us
+     * map something else. */
+    rfd = open(ring, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (rfd < 0) {
+        err = errno;
+        if (err == ENOENT)
+            return STUBDM_ENOENT;
+        return stubdm__fail(ctx, err == ELOOP ? STUBDM_EPROTO : STUBDM_EFAIL,
+                            err, "console %u: opening %s: %s", n, ring,
+                            strerror(err));
+    }
+    if (fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_size < (off_t)sizeof(struct xencons_interface)) {
+        close(rfd);
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0,
+                            "console %u: %s is not a regular file of at "
+                            "least %zu bytes",
+                            n, ring, sizeof(struct xencons_interface));
+    }
+    map = mmap(NULL, PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+    err = errno;
+    close(rfd);
+    if (map == MAP_FAILED)
+        return stubdm__fail(ctx, STUBDM_EFAIL, err,
+                            "console %u: mapping %s: %s", n, ring,
+                            strerror(err));
+
+    sfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (sfd < 0) {
+        err = errno;
+        munmap(map, PAGE_BYTES);
+        return stubdm__fail(ctx, STUBDM_EFAIL, err, "console %u: socket: %s",
+                            n, strerror(err));
+    }
+    /* A stale socket from an earlier backend would make bind fail. */
+    unlink(be);
+    set_sun(&sa, be);
+    if (bind(sfd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        err = errno;
+        close(sfd);
+        munmap(map, PAGE_BYTES);
+        return stubdm__fail(ctx, STUBDM_EFAIL, err,
+                            "console %u: binding %s: %s", n, be,
+                            strerror(err));
+    }
+    set_sun(&sa, fe);
+    if (connect(sfd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        err = errno;
+        close(sfd);
+        unlink(be);
+        munmap(map, PAGE_BYTES);
+        if (err == ENOENT || err == ECONNREFUSED)
+            return STUBDM_ENOENT;
+        return stubdm__fail(ctx, STUBDM_EFAIL, err,
+                            "console %u: connecting to %s: %s", n, fe,
+                            strerror(err));
+    }
+    t->kind = STUBDM__CTRANS_SIM;
+    t->intf = map;
+    t->map_len = PAGE_BYTES;
+    t->fd = sfd;
+    snprintf(t->be_path, sizeof(t->be_path), "%s", be);
+    return 0;
+}
+
+/* ---- Xen ---------------------------------------------------------------- */
+
+/*
+ * libxengnttab and libxenevtchn, loaded on first use.  The function
+ * pointer types come from the real headers (__typeof__), so a prototype
+ * mismatch is a compile error, as with direct calls.
+ */
+struct xenlibs {
+    bool tried, ok;
+    void *gnt, *evt;
+    __typeof__(xengnttab_open) *gnt_open;
+    __typeof__(xengnttab_close) *gnt_close;
+    __typeof__(xengnttab_map_grant_ref) *gnt_map;
+    __typeof__(xengnttab_unmap) *gnt_unmap;
+    __typeof__(xenevtchn_open) *evt_open;
+    __typeof__(xenevtchn_close) *evt_close;
+    __typeof__(xenevtchn_fd) *evt_fd;
+    __typeof__(xenevtchn_bind_interdomain) *evt_bind;
+    __typeof__(xenevtchn_unbind) *evt_unbind;
+    __typeof__(xenevtchn_pending) *evt_pending;
+    __typeof__(xenevtchn_unmask) *evt_unmask;
+    __typeof__(xenevtchn_notify) *evt_notify;
+};
+
+/* Process-wide, but only ever written once with the same values: the
+ * loaded libraries are the process's anyway.  Not thread-safe on first
+ * use; ctxs used by several threads must do their first Xen console
+ * connection before that (documented in docs/consoles.md). */
+static struct xenlibs xl;
+
+#define LOAD(lib, field, name)                                                \
+    do {                                                                      \
+        *(void **)&xl.field = dlsym(xl.lib, name);                            \
+        if (!xl.field)                                                        \
+            return false;                                                     \
+    } while (0)
+
+static bool xenlibs_load_all(void)
+{
+    xl.gnt = dlopen("libxengnttab.so.1", RTLD_NOW | RTLD_LOCAL);
+    xl.evt = dlopen("libxenevtchn.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!xl.gnt || !xl.evt)
+        return false;
+    LOAD(gnt, gnt_open, "xengnttab_open");
+    LOAD(gnt, gnt_close, "xengnttab_close");
+    LOAD(gnt, gnt_map, "xengnttab_map_grant_ref");
+    LOAD(gnt, gnt_unmap, "xengnttab_unmap");
+    LOAD(evt, evt_open, "xenevtchn_open");
+    LOAD(evt, evt_close, "xenevtchn_close");
+    LOAD(evt, evt_fd, "xenevtchn_fd");
+    LOAD(evt, evt_bind, "xenevtchn_bind_interdomain");
+    LOAD(evt, evt_unbind, "xenevtchn_unbind");
+    LOAD(evt, evt_pending, "xenevtchn_pending");
+    LOAD(evt, evt_unmask, "xenevtchn_unmask");
+    LOAD(evt, evt_notify, "xenevtchn_notify");
+    return true;
+}
+
+static bool xenlibs_load(void)
+{
+    if (!xl.tried) {
+        xl.tried = true;
+        xl.ok = xenlibs_load_all();
+    }
+    return xl.ok;
+}
+
+int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
+                               uint32_t stubdom, unsigned n, uint64_t ring_ref,
+                               uint32_t port)
+{
+    xengnttab_handle *xgt;
+    xenevtchn_handle *xce;
+    xenevtchn_port_or_error_t lp;
+    void *page = NULL;
+    int err;
+
+    if (!xenlibs_load()) {
+        const char *why = dlerror();
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0,
+                            "console %u: libxengnttab.so.1 / "
+                            "libxenevtchn.so.1 cannot be loaded: %s",
+                            n, why ? why : "missing symbol");
+    }
+    t->kind = STUBDM__CTRANS_XEN;
+    xgt = xl.gnt_open(NULL, 0);
+    if (!xgt) {
+        err = errno;
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, err,
+                            "console %u: xengnttab_open: %s", n,
+                            strerror(err));
+    }
+    t->xgt = xgt;
+    if (n == 0) {
+        /* The domain builder grants the console page with the reserved
+         * reference; old builders did not, then ring-ref is an mfn. */
+        page = xl.gnt_map(xgt, stubdom, GNTTAB_RESERVED_CONSOLE,
+                          PROT_READ | PROT_WRITE);
+        if (!page) {
+            xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+            xen_pfn_t mfn = (xen_pfn_t)ring_ref;
+            int merr = 0;
+
+            if (!fm) {
+                err = errno;
+                stubdm__ctrans_close(t);
+                return stubdm__fail(ctx, STUBDM_EXEN, err,
+                                    "console 0: xenforeignmemory_open: %s",
+                                    strerror(err));
+            }
+            t->fmem = fm;
+            page = xenforeignmemory_map(fm, stubdom, PROT_READ | PROT_WRITE,
+                                        1, &mfn, &merr);
+            if (page && merr) {
+                xenforeignmemory_unmap(fm, page, 1);
+                page = NULL;
+                errno = -merr > 0 ? -merr : merr;
+            }
+        }
+    } else {
+        if (ring_ref > UINT32_MAX) {
+            stubdm__ctrans_close(t);
+            return stubdm__fail(ctx, STUBDM_EPROTO, 0,
+                                "console %u: ring-ref %llu is not a grant "
+                                "reference",
+                                n, (unsigned long long)ring_ref);
+        }
+        page = xl.gnt_map(xgt, stubdom, (uint32_t)ring_ref,
+                          PROT_READ | PROT_WRITE);
+    }
+    if (!page) {
+        err = errno;
+        stubdm__ctrans_close(t);
+        return stubdm__fail(ctx, STUBDM_EXEN, err,
+                            "console %u: mapping ring-ref %llu of domain %u: "
+                            "%s",
+                            n, (unsigned long long)ring_ref, stubdom,
+                            strerror(err));
+    }
+    t->intf = page;
+
+    xce = xl.evt_open(NULL, 0);
+    if (!xce) {
+        err = errno;
+        stubdm__ctrans_close(t);
+        return stubdm__fail(ctx, STUBDM_EXEN, err,
+                            "console %u: xenevtchn_open: %s", n,
+                            strerror(err));
+    }
+    t->xce = xce;
+    lp = xl.evt_bind(xce, stubdom, port);
+    if (lp < 0) {
+        err = errno;
+        stubdm__ctrans_close(t);
+        return stubdm__fail(ctx, STUBDM_EXEN, err,
+                            "console %u: binding event channel %u of domain "
+                            "%u: %s",
+                            n, port, stubdom, strerror(err));
+    }
+    t->local_port = (uint32_t)lp;
+    t->port_bound = true;
+    t->fd = xl.evt_fd(xce);
+    return 0;
+}
+
+/* ---- both --------------------------------------------------------------- */
+
+int stubdm__ctrans_ack(struct stubdm__ctrans *t)
+{
+    if (t->kind == STUBDM__CTRANS_SIM) {
+        char b[64];
+        /* Bounded: at most 64 datagrams per call, the rest next time. */
+        for (int i = 0; i < 64; i++) {
+            ssize_t r = recv(t->fd, b, sizeof(b), MSG_DONTWAIT);
+            if (r < 0)
+                return errno == EAGAIN || errno == EWOULDBLOCK ||
+                               errno == EINTR || errno == ECONNREFUSED
+                           ? 0
+                           : -1;
+        }
+        return 0;
+    }
+    if (t->kind == STUBDM__CTRANS_XEN && t->xce) {
+        xenevtchn_port_or_error_t p = xl.evt_pending(t->xce);
+        if (p < 0)
+            return errno == EAGAIN ? 0 : -1;
+        if (xl.evt_unmask(t->xce, (evtchn_port_t)p) < 0)
+            return -1;
+        return 0;
+    }
+    return 0;
+}
+
+int stubdm__ctrans_notify(struct stubdm__ctrans *t)
+{
+    if (t->kind == STUBDM__CTRANS_SIM) {
+        if (send(t->fd, "!", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+            /* Full queue: a notification is pending anyway.  Gone peer:
+             * the domain monitor reports it. */
+            if (errno == EAGAIN || errno == EWOULDBLOCK ||
+                errno == ECONNREFUSED || errno == ENOENT || errno == EINTR)
+                return 0;
+            return -1;
+        }
+        return 0;
+    }
+    if (t->kind == STUBDM__CTRANS_XEN && t->port_bound)
+        return xl.evt_notify(t->xce, t->local_port) < 0 ? -1 : 0;
+    return 0;
+}
+
+void stubdm__ctrans_close(struct stubdm__ctrans *t)
+{
+    int saved = errno;
+
+    if (t->kind == STUBDM__CTRANS_SIM) {
+        if (t->intf)
+            munmap(t->intf, t->map_len);
+        if (t->fd >= 0)
+            close(t->fd);
+        if (t->be_path[0])
+            unlink(t->be_path);
+    } else if (t->kind == STUBDM__CTRANS_XEN) {
+        if (t->port_bound)
+            xl.evt_unbind(t->xce, t->local_port);
+        if (t->xce)
+            xl.evt_close(t->xce); /* closes t->fd */
+        if (t->intf && t->fmem)
+            xenforeignmemory_unmap(t->fmem, t->intf, 1);
+        else if (t->intf)
+            xl.gnt_unmap(t->xgt, t->intf, 1);
+        if (t->fmem)
+            xenforeignmemory_close(t->fmem);
+        if (t->xgt)
+            xl.gnt_close(t->xgt);
+    }
+    stubdm__ctrans_init(t);
+    errno = saved;
+}

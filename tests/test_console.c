@@ -1,0 +1,894 @@
+/*
+ * The console backend (lib/console.c) on the simulated host: the test
+ * plays the toolstack (dom0: writes the contract, serves consoles through
+ * the library) and the stubdomain (tests/support/simcons.c: the console
+ * frontends, writing xenstore as domain 5).
+ */
+#include "internal.h"
+#include "console_ring.h"
+#include "mockxs.h"
+#include "simcons.c" /* the frontend, compiled in as qmp_peer.c is */
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+#define GUEST 4
+#define STUB 5
+#define VM "/vm/00000000-0000-0000-0000-000000000004"
+
+static struct mockxs mock;
+static struct xs_handle *xs0, *xs5;
+static stubdm_ctx *ctx;
+static char simdir[256];
+
+struct result {
+    int calls;
+    int rc;
+    char msg[STUBDM_ERRMSG_MAX];
+};
+
+static void on_done(stubdm_op *op, int rc, void *user)
+{
+    struct result *r = user;
+    r->calls++;
+    r->rc = rc;
+    snprintf(r->msg, sizeof(r->msg), "%s", stubdm_op_errmsg(op));
+}
+
+static void perms(const char *path, unsigned owner, unsigned reader)
+{
+    struct xs_permissions p[2] = {{owner, XS_PERM_NONE},
+                                  {reader, XS_PERM_READ}};
+    ck_assert(xs_mkdir(xs0, XBT_NULL, path));
+    ck_assert(xs_set_permissions(xs0, XBT_NULL, path, p, 2));
+}
+
+/* The contract with the library as console backend, restoring, one
+ * serial on a pty. */
+static void write_contract(void)
+{
+    static const char *const args[] = {"-xen-domid", "4"};
+    stubdm_contract *c;
+
+    ck_assert_int_eq(stubdm_contract_new(&c), 0);
+    ck_assert_int_eq(stubdm_contract_set_domains(c, GUEST, STUB), 0);
+    ck_assert_int_eq(stubdm_contract_set_vm_path(c, VM), 0);
+    ck_assert_int_eq(stubdm_contract_set_args(c, args, 2), 0);
+    ck_assert_int_eq(
+        stubdm_contract_set_console_backend(c, STUBDM_CONSOLE_LIBSTUBDM), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, "file:log"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 1, "file:save"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 2, "pipe:rest"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 3, "pty"), 0);
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    stubdm_contract_free(c);
+}
+
+static void setup(void)
+{
+    static const unsigned doms[] = {GUEST, STUB};
+    struct mockxs_opts o = {.domids = doms, .n_domids = 2};
+
+    ck_assert_int_eq(mockxs_start(&mock, &o), 0);
+    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
+    unsetenv("STUBDM_SIM_DIR");
+    snprintf(simdir, sizeof(simdir), "%s", mock.dir);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    xs0 = mockxs_open_as(&mock, 0);
+    xs5 = mockxs_open_as(&mock, STUB);
+    ck_assert_ptr_nonnull(xs0);
+    ck_assert_ptr_nonnull(xs5);
+    ck_assert(xs_introduce_domain(xs0, STUB, 1, 1));
+    perms("/local/domain/4", 0, GUEST);
+    perms("/local/domain/5", 0, STUB);
+    perms("/local/domain/4/image", 0, GUEST);
+    perms("/local/domain/5/device", STUB, 0);
+    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/4/vm", VM, strlen(VM)));
+    perms(VM, 0, GUEST);
+    perms(VM "/image", 0, GUEST);
+    perms("/local/domain/0/backend", 0, 0);
+    write_contract();
+}
+
+static void teardown(void)
+{
+    stubdm_ctx_free(ctx);
+    xs_close(xs5);
+    xs_close(xs0);
+    ck_assert_int_eq(mockxs_stop(&mock), 0);
+}
+
+static void run(int ms)
+{
+    int64_t end = stubdm_now_ms() + ms;
+    do
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+    while (stubdm_now_ms() < end);
+}
+
+static stubdm_console *serve(unsigned n, stubdm_console_opts *o,
+                             struct result *r)
+{
+    stubdm_console *c = NULL;
+
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, n, o, on_done, r, &c), 0);
+    ck_assert_ptr_nonnull(c);
+    stubdm_console_opts_free(o);
+    return c;
+}
+
+static stubdm_console_opts *opts_new(void)
+{
+    stubdm_console_opts *o;
+    ck_assert_int_eq(stubdm_console_opts_new(&o), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_transport(
+                         o, STUBDM_CONSOLE_TRANSPORT_SIMULATED), 0);
+    return o;
+}
+
+static char *be_state(unsigned n)
+{
+    char path[96];
+    unsigned len;
+    snprintf(path, sizeof(path), "/local/domain/0/backend/console/%u/%u/state",
+             STUB, n);
+    return xs_read(xs0, XBT_NULL, path, &len);
+}
+
+static void assert_be_state(unsigned n, const char *want)
+{
+    char *v = be_state(n);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(v, want);
+    free(v);
+}
+
+static struct simcons *frontend(unsigned n)
+{
+    struct simcons *sc;
+    ck_assert_int_eq(simcons_open(&sc, simdir, STUB, n), 0);
+    ck_assert_int_eq(simcons_publish(sc, n == 0 ? xs0 : xs5), 0);
+    return sc;
+}
+
+static void wait_connected(stubdm_console *c)
+{
+    int64_t end = stubdm_now_ms() + 5000;
+    while (stubdm_console_state(c) != 4 && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+    ck_assert_int_eq(stubdm_console_state(c), 4);
+}
+
+static void run_until_done(struct result *r, int ms)
+{
+    int64_t end = stubdm_now_ms() + ms;
+    while (!r->calls && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+    ck_assert_int_eq(r->calls, 1);
+}
+
+/* A reproducible binary stream: every byte value, in a scrambled order. */
+static unsigned char stream_byte(uint64_t i, unsigned salt)
+{
+    uint64_t x = (i + salt) * UINT64_C(0x9E3779B97F4A7C15);
+    return (unsigned char)((x >> 56) ^ (i & 0xff));
+}
+
+static uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+static size_t heap_used(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+static size_t file_size(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return (size_t)-1;
+    return (size_t)st.st_size;
+}
+
+/* ---- streams ----------------------------------------------------------- */
+
+#define STREAM_BYTES ((size_t)6 << 20)
+
+START_TEST(save_stream_byte_exact)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    unsigned char chunk[4096], got[65536];
+    uint64_t h_sent = 0xcbf29ce484222325u, h_got = 0xcbf29ce484222325u;
+    size_t sent = 0, recvd = 0;
+    unsigned seen[256] = {0};
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    sc = frontend(1);
+    wait_connected(c);
+    while (recvd < STREAM_BYTES) {
+        if (sent < STREAM_BYTES) {
+            size_t k = STREAM_BYTES - sent < sizeof(chunk) ? STREAM_BYTES - sent
+                                                           : sizeof(chunk);
+            for (size_t i = 0; i < k; i++)
+                chunk[i] = stream_byte(sent + i, 1);
+            long n = simcons_write(sc, chunk, k);
+            ck_assert_int_ge(n, 0);
+            h_sent = fnv(h_sent, chunk, (size_t)n);
+            sent += (size_t)n;
+        }
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, sent < STREAM_BYTES ? 0 : 5),
+                         0);
+        ssize_t g = read(p[0], got, sizeof(got));
+        if (g > 0) {
+            for (ssize_t i = 0; i < g; i++) {
+                ck_assert_uint_eq(got[i], stream_byte(recvd + (size_t)i, 1));
+                seen[got[i]]++;
+            }
+            h_got = fnv(h_got, got, (size_t)g);
+            recvd += (size_t)g;
+        }
+        ck_assert_int_eq(r.calls, 0);
+    }
+    ck_assert_uint_eq(h_sent, h_got);
+    for (int i = 0; i < 256; i++)
+        ck_assert_uint_gt(seen[i], 0);
+    ck_assert_uint_eq(stubdm_console_bytes_out(c), STREAM_BYTES);
+    ck_assert_uint_eq(stubdm_console_bytes_dropped(c), 0);
+    stubdm_console_close(c);
+    assert_be_state(1, "6");
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(restore_stream_byte_exact_and_eof)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    unsigned char chunk[8192], got[2048];
+    uint64_t h_sent = 0xcbf29ce484222325u, h_got = 0xcbf29ce484222325u;
+    size_t sent = 0, recvd = 0;
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_restore_fd(o, p[0]), 0);
+    c = serve(2, o, &r);
+    sc = frontend(2);
+    wait_connected(c);
+    while (recvd < STREAM_BYTES) {
+        if (sent < STREAM_BYTES) {
+            size_t k = STREAM_BYTES - sent < sizeof(chunk) ? STREAM_BYTES - sent
+                                                           : sizeof(chunk);
+            for (size_t i = 0; i < k; i++)
+                chunk[i] = stream_byte(sent + i, 2);
+            ssize_t n = write(p[1], chunk, k);
+            if (n > 0) {
+                h_sent = fnv(h_sent, chunk, (size_t)n);
+                sent += (size_t)n;
+                if (sent == STREAM_BYTES) {
+                    close(p[1]); /* EOF */
+                    p[1] = -1;
+                }
+            }
+        }
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+        long g = simcons_read(sc, got, sizeof(got));
+        ck_assert_int_ge(g, 0);
+        for (long i = 0; i < g; i++)
+            ck_assert_uint_eq(got[i], stream_byte(recvd + (size_t)i, 2));
+        h_got = fnv(h_got, got, (size_t)g);
+        recvd += (size_t)g;
+    }
+    ck_assert_uint_eq(h_sent, h_got);
+    /* EOF and everything read by the frontend: the restore is complete. */
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, 0);
+    ck_assert_uint_eq(stubdm_console_bytes_in(c), STREAM_BYTES);
+    assert_be_state(2, "6");
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+}
+END_TEST
+
+/* ---- bounds ------------------------------------------------------------ */
+
+START_TEST(stalled_save_reader_bounded)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    unsigned char chunk[4096];
+    struct simcons *sc;
+    stubdm_console *c;
+    size_t base, peak = 0, sent = 0;
+
+    memset(chunk, 0xa5, sizeof(chunk));
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0); /* nobody reads p[0] */
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    sc = frontend(1);
+    wait_connected(c);
+    run(20);
+    base = heap_used();
+    int64_t end = stubdm_now_ms() + 1500;
+    while (stubdm_now_ms() < end) {
+        long n = simcons_write(sc, chunk, sizeof(chunk));
+        ck_assert_int_ge(n, 0);
+        sent += (size_t)n;
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1), 0);
+        size_t h = heap_used();
+        if (h > peak)
+            peak = h;
+    }
+    /* The pipe (64 KiB) and the ring (2 KiB) are full; the frontend is
+     * blocked; nothing piled up in dom0. */
+    ck_assert_uint_le(sent, (size_t)fcntl(p[1], F_GETPIPE_SZ) + 2048);
+    ck_assert_int_eq(simcons_write(sc, chunk, 1), 0);
+    ck_assert_int_eq(r.calls, 0);
+    fprintf(stderr, "stalled reader: %zu bytes accepted, heap growth %zd\n",
+            sent, (ssize_t)(peak - base));
+    ck_assert_int_lt((ssize_t)(peak - base), 256 * 1024);
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(log_flood_capped_with_drops)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    char path[300];
+    unsigned char chunk[4096];
+    struct simcons *sc;
+    stubdm_console *c;
+    size_t base, peak = 0, sent = 0, total = (size_t)4 << 20;
+
+    snprintf(path, sizeof(path), "%s/qemu-dm.log", simdir);
+    memset(chunk, 'L', sizeof(chunk));
+    ck_assert_int_eq(stubdm_console_opts_set_log(o, path, 65536, 0), 0);
+    c = serve(0, o, &r);
+    sc = frontend(0);
+    wait_connected(c);
+    base = heap_used();
+    while (stubdm_console_bytes_out(c) < total) {
+        if (sent < total) {
+            long n = simcons_write(sc, chunk, sizeof(chunk) < total - sent
+                                                  ? sizeof(chunk)
+                                                  : total - sent);
+            ck_assert_int_ge(n, 0);
+            sent += (size_t)n;
+        }
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+        size_t h = heap_used();
+        if (h > peak)
+            peak = h;
+    }
+    ck_assert_uint_eq(file_size(path), 65536);
+    ck_assert_uint_eq(stubdm_console_bytes_dropped(c), total - 65536);
+    ck_assert_uint_eq(stubdm_console_rotations(c), 0);
+    fprintf(stderr, "log flood: %zu bytes, heap growth %zd\n", total,
+            (ssize_t)(peak - base));
+    ck_assert_int_lt((ssize_t)(peak - base), 256 * 1024);
+    ck_assert_int_eq(r.calls, 0);
+    stubdm_console_close(c);
+    simcons_close(sc);
+}
+END_TEST
+
+START_TEST(log_rotation_files_and_sizes)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    char path[300], p1[310], p2[310], p3[310];
+    unsigned char chunk[1000];
+    struct simcons *sc;
+    stubdm_console *c;
+    size_t sent = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/qemu-dm.log", simdir);
+    snprintf(p1, sizeof(p1), "%s.1", path);
+    snprintf(p2, sizeof(p2), "%s.2", path);
+    snprintf(p3, sizeof(p3), "%s.3", path);
+    /* An existing log is appended to and counts towards the cap. */
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("0123456789", f);
+    fclose(f);
+    ck_assert_int_eq(stubdm_console_opts_set_log(o, path, 10000, 2), 0);
+    c = serve(0, o, &r);
+    sc = frontend(0);
+    wait_connected(c);
+    while (sent < 45000) {
+        for (size_t i = 0; i < sizeof(chunk); i++)
+            chunk[i] = (unsigned char)('a' + (sent + i) / 10000);
+        long n = simcons_write(sc, chunk, sizeof(chunk) < 45000 - sent
+                                              ? sizeof(chunk)
+                                              : 45000 - sent);
+        ck_assert_int_ge(n, 0);
+        sent += (size_t)n;
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    }
+    while (stubdm_console_bytes_out(c) < 45000)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+    /* 10 + 45000 bytes: four rotations at 10000, 5010 in the live file. */
+    ck_assert_uint_eq(file_size(path), 5010);
+    ck_assert_uint_eq(file_size(p1), 10000);
+    ck_assert_uint_eq(file_size(p2), 10000);
+    ck_assert_uint_eq(file_size(p3), (size_t)-1);
+    ck_assert_uint_eq(stubdm_console_rotations(c), 4);
+    ck_assert_uint_eq(stubdm_console_bytes_dropped(c), 0);
+    stubdm_console_close(c);
+    simcons_close(sc);
+}
+END_TEST
+
+/* ---- hostile frontends ------------------------------------------------- */
+
+START_TEST(hostile_prod_far_beyond_cons)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    sc = frontend(1);
+    wait_connected(c);
+    ck_assert_int_eq(simcons_write(sc, "ok", 2), 2);
+    run(20);
+    simcons_page(sc)->out_prod += 1u << 30;
+    simcons_notify(sc);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EPROTO);
+    ck_assert_ptr_nonnull(strstr(r.msg, "out_prod"));
+    ck_assert_int_eq(stubdm_console_result(c), STUBDM_EPROTO);
+    ck_assert_uint_eq(stubdm_console_bytes_out(c), 2);
+    assert_be_state(1, "6");
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(hostile_cons_beyond_prod)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_restore_fd(o, p[0]), 0);
+    c = serve(2, o, &r);
+    sc = frontend(2);
+    wait_connected(c);
+    simcons_page(sc)->in_cons = simcons_page(sc)->in_prod + 1;
+    ck_assert_int_eq(write(p[1], "x", 1), 1);
+    simcons_notify(sc);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EPROTO);
+    ck_assert_ptr_nonnull(strstr(r.msg, "in_cons"));
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(hostile_indexes_at_connection)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    ck_assert_int_eq(simcons_open(&sc, simdir, STUB, 1), 0);
+    simcons_page(sc)->out_prod = 0xdeadbeef;
+    ck_assert_int_eq(simcons_publish(sc, xs5), 0);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EPROTO);
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(hostile_xenstore_values)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    stubdm_console *c;
+    const char *fe = "/local/domain/5/device/console/1";
+    char path[96];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    snprintf(path, sizeof(path), "%s/ring-ref", fe);
+    ck_assert(xs_write(xs5, XBT_NULL, path, "12abc", 5));
+    snprintf(path, sizeof(path), "%s/event-channel", fe);
+    ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
+    snprintf(path, sizeof(path), "%s/state", fe);
+    ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EPROTO);
+    stubdm_console_close(c);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(domain_released_gone)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    sc = frontend(1);
+    wait_connected(c);
+    ck_assert(xs_release_domain(xs0, STUB));
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
+    ck_assert_ptr_nonnull(strstr(r.msg, "stubdomain 5"));
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+/* ---- the xenbus state machine ------------------------------------------ */
+
+START_TEST(xenbus_states)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+    char buf[16];
+
+    assert_be_state(1, "1"); /* the contract's Initialising */
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    assert_be_state(1, "2"); /* InitWait at once */
+    ck_assert_int_eq(stubdm_console_state(c), 2);
+    /* Files first, nodes later; then nodes but state still 1: waits. */
+    ck_assert_int_eq(simcons_open(&sc, simdir, STUB, 1), 0);
+    run(50);
+    assert_be_state(1, "2");
+    ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/ring-ref",
+                       "8", 1));
+    ck_assert(xs_write(xs5, XBT_NULL,
+                       "/local/domain/5/device/console/1/event-channel", "3",
+                       1));
+    run(50);
+    assert_be_state(1, "2");
+    ck_assert_int_eq(simcons_set_state(sc, xs5, 3), 0); /* Initialised */
+    wait_connected(c);
+    assert_be_state(1, "4");
+    ck_assert_int_eq(simcons_set_state(sc, xs5, 4), 0);
+    ck_assert_int_eq(simcons_write(sc, "bye", 3), 3);
+    run(30);
+    ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 3);
+    /* The frontend closes: Closing, Closed, completion with 0. */
+    ck_assert_int_eq(simcons_set_state(sc, xs5, 5), 0);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, 0);
+    assert_be_state(1, "6");
+    ck_assert_int_eq(stubdm_console_state(c), 6);
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(published_before_files_retries)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/ring-ref",
+                       "8", 1));
+    ck_assert(xs_write(xs5, XBT_NULL,
+                       "/local/domain/5/device/console/1/event-channel", "3",
+                       1));
+    ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/state",
+                       "3", 1));
+    run(60);
+    assert_be_state(1, "2");
+    ck_assert_int_eq(simcons_open(&sc, simdir, STUB, 1), 0);
+    wait_connected(c);
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+/* ---- serial on a pty --------------------------------------------------- */
+
+START_TEST(pty_serial_both_ways)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    struct simcons *sc;
+    stubdm_console *c;
+    const char *tty;
+    char *fe_tty;
+    unsigned len;
+    unsigned char out[256], buf[512];
+    size_t got = 0;
+    int t;
+
+    ck_assert_int_eq(stubdm_console_opts_set_serial_pty(o), 0);
+    c = serve(3, o, &r);
+    tty = stubdm_console_tty(c);
+    ck_assert_ptr_nonnull(tty);
+    fe_tty = xs_read(xs0, XBT_NULL, "/local/domain/5/device/console/3/tty",
+                     &len);
+    ck_assert_ptr_nonnull(fe_tty);
+    ck_assert_str_eq(fe_tty, tty);
+    free(fe_tty);
+    t = open(tty, O_RDWR | O_NOCTTY | O_NONBLOCK);
+    ck_assert_int_ge(t, 0);
+    sc = frontend(3);
+    wait_connected(c);
+    /* frontend -> pty: every byte value (raw mode: no mangling) */
+    for (int i = 0; i < 256; i++)
+        out[i] = (unsigned char)i;
+    ck_assert_int_eq(simcons_write(sc, out, 256), 256);
+    for (int k = 0; k < 200 && got < 256; k++) {
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+        ssize_t n = read(t, buf + got, sizeof(buf) - got);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    ck_assert_uint_eq(got, 256);
+    ck_assert_mem_eq(buf, out, 256);
+    /* pty -> frontend */
+    ck_assert_int_eq(write(t, "\r\n\x03\x00\xffhi", 7), 7);
+    got = 0;
+    for (int k = 0; k < 200 && got < 7; k++) {
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+        long n = simcons_read(sc, buf + got, sizeof(buf) - got);
+        ck_assert_int_ge(n, 0);
+        got += (size_t)n;
+    }
+    ck_assert_uint_eq(got, 7);
+    ck_assert_mem_eq(buf, "\r\n\x03\x00\xffhi", 7);
+    ck_assert_uint_eq(stubdm_console_bytes_in(c), 7);
+    close(t);
+    stubdm_console_close(c);
+    simcons_close(sc);
+}
+END_TEST
+
+/* ---- flush, API misuse, lifetimes -------------------------------------- */
+
+START_TEST(flush_waits_for_the_ring)
+{
+    struct result r = {0}, fr = {0};
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+    char buf[4096];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    sc = frontend(1);
+    wait_connected(c);
+    memset(buf, 7, sizeof(buf));
+    ck_assert_int_eq(simcons_write(sc, buf, 1500), 1500);
+    ck_assert_int_eq(stubdm_console_flush(c, 5000, on_done, &fr, NULL), 0);
+    ck_assert_int_eq(fr.calls, 0);
+    run_until_done(&fr, 5000);
+    ck_assert_int_eq(fr.rc, 0);
+    ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 1500);
+    /* A flush pending when the console is closed: cancelled. */
+    fr.calls = 0;
+    stubdm_console_close(c);
+    stubdm_console_close(NULL);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(invalid_arguments)
+{
+    stubdm_console_opts *o = opts_new();
+    stubdm_console *c = NULL;
+    struct result r = {0};
+
+    /* no role */
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, on_done, &r, &c),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, 1), 0);
+    /* role does not fit the console number */
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 0, o, on_done, &r, &c),
+                     STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "role"));
+    ck_assert_int_eq(stubdm_console_serve(ctx, 0, 1, o, on_done, &r, &c),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 19, o, on_done, &r, &c),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, on_done, &r, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, -1), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_console_opts_set_log(o, "/x", 0, 100),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_console_opts_set_transport(o, 9), STUBDM_EINVAL);
+    /* log file in a missing directory: refused at once */
+    ck_assert_int_eq(stubdm_console_opts_set_log(o, "/nonexistent/dir/log", 0,
+                                                 0),
+                     0);
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 0, o, on_done, &r, &c),
+                     STUBDM_ENOENT);
+    ck_assert_ptr_null(c);
+    stubdm_console_opts_free(o);
+    run(10);
+    ck_assert_int_eq(r.calls, 0);
+}
+END_TEST
+
+static void close_in_callback(stubdm_op *op, int rc, void *user)
+{
+    stubdm_console **cp = user;
+    (void)op;
+    (void)rc;
+    stubdm_console_close(*cp);
+    *cp = NULL;
+}
+
+START_TEST(close_from_callback_and_ctx_free_with_open_console)
+{
+    stubdm_console_opts *o = opts_new();
+    stubdm_console *c = NULL, *c2 = NULL;
+    struct result r2 = {0};
+    int p[2];
+    struct simcons *sc;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, close_in_callback,
+                                          &c, &c),
+                     0);
+    stubdm_console_opts_free(o);
+    sc = frontend(1);
+    run(50);
+    simcons_page(sc)->out_prod = 99999;
+    simcons_notify(sc);
+    for (int k = 0; k < 100 && c; k++)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+    ck_assert_ptr_null(c);
+    simcons_close(sc);
+    /* A console still served when the ctx goes: no callback, close after. */
+    o = opts_new();
+    ck_assert_int_eq(stubdm_console_opts_set_serial_pty(o), 0);
+    c2 = serve(3, o, &r2);
+    sc = frontend(3);
+    wait_connected(c2);
+    stubdm_ctx_free(ctx);
+    ctx = NULL;
+    ck_assert_int_eq(r2.calls, 0);
+    stubdm_console_close(c2);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+}
+END_TEST
+
+START_TEST(default_sim_dir_from_xenstored_path)
+{
+    struct result r = {0};
+    stubdm_console_opts *o;
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(stubdm_console_opts_new(&o), 0); /* AUTO, no sim dir */
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    sc = frontend(1);
+    wait_connected(c);
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("console");
+    TCase *tc = tcase_create("console");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, save_stream_byte_exact);
+    tcase_add_test(tc, restore_stream_byte_exact_and_eof);
+    tcase_add_test(tc, stalled_save_reader_bounded);
+    tcase_add_test(tc, log_flood_capped_with_drops);
+    tcase_add_test(tc, log_rotation_files_and_sizes);
+    tcase_add_test(tc, hostile_prod_far_beyond_cons);
+    tcase_add_test(tc, hostile_cons_beyond_prod);
+    tcase_add_test(tc, hostile_indexes_at_connection);
+    tcase_add_test(tc, hostile_xenstore_values);
+    tcase_add_test(tc, domain_released_gone);
+    tcase_add_test(tc, xenbus_states);
+    tcase_add_test(tc, published_before_files_retries);
+    tcase_add_test(tc, pty_serial_both_ways);
+    tcase_add_test(tc, flush_waits_for_the_ring);
+    tcase_add_test(tc, invalid_arguments);
+    tcase_add_test(tc, close_from_callback_and_ctx_free_with_open_console);
+    tcase_add_test(tc, default_sim_dir_from_xenstored_path);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
