@@ -21,6 +21,11 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
+/* For the per-value paths of the parser: keep the fast path inline and
+ * the failure paths out of it. */
+#define JSON_INLINE static inline __attribute__((always_inline))
+#define JSON_COLD __attribute__((cold, noinline))
+
 /* ------------------------------------------------------------------------
  * Arena
  * ------------------------------------------------------------------------ */
@@ -64,7 +69,8 @@ static void arena_dispose(struct arena *a)
 }
 
 /* n is a multiple of 8 that does not fit in the current chunk. */
-static void *arena_alloc_slow(struct arena *a, size_t n)
+static __attribute__((noinline)) void *arena_alloc_slow(struct arena *a,
+                                                       size_t n)
 {
     /* Chunks double up to 1 MiB so small messages stay small and big ones
      * do not make thousands of chunks; oversized requests get a chunk of
@@ -339,7 +345,8 @@ static void limits_fill(struct stubdm__json_limits *dst,
  * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF.
  * ------------------------------------------------------------------------ */
 
-static bool utf8_valid(const unsigned char *s, size_t n)
+static __attribute__((noinline)) bool utf8_valid(const unsigned char *s,
+                                                 size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -446,7 +453,7 @@ static int fail(struct stubdm__json_parser *p, int code, const char *fmt, ...)
 }
 
 /* Grow the stack for one more entry; the slow path of stack_push. */
-static struct member *stack_grow(struct stubdm__json_parser *p)
+static JSON_COLD struct member *stack_grow(struct stubdm__json_parser *p)
 {
     size_t cap = p->stack_cap ? p->stack_cap * 2 : 64;
     struct member *s = stubdm__reallocarray(p->stack, cap, sizeof(*s));
@@ -507,51 +514,66 @@ static inline int value_done(struct stubdm__json_parser *p)
     return 0;
 }
 
+/* Why copy_string refused a string. */
+static JSON_COLD const char *string_refused(struct stubdm__json_parser *p,
+                                            const char *what, int why)
+{
+    if (why == STUBDM_ELIMIT)
+        fail(p, STUBDM_ELIMIT, "has a %s longer than %zu bytes", what,
+             p->lim.max_string);
+    else if (why == STUBDM_ENOMEM)
+        fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+    else
+        fail(p, STUBDM_EPROTO, "has a %s that is not valid UTF-8", what);
+    return NULL;
+}
+
 /*
  * Copy a string or key into the arena, NUL-terminated, checking its length
  * and UTF-8.  The copy and the ASCII check are one pass, a word at a time;
  * only text with a byte >= 0x80 goes through the full UTF-8 validator.
  */
-static const char *copy_string(struct stubdm__json_parser *p,
-                               const unsigned char *s, size_t len,
-                               const char *what)
+JSON_INLINE const char *copy_string(struct stubdm__json_parser *p,
+                                    const unsigned char *s, size_t len,
+                                    const char *what)
 {
-    if (len > p->lim.max_string) {
-        fail(p, STUBDM_ELIMIT, "has a %s longer than %zu bytes", what,
-             p->lim.max_string);
-        return NULL;
-    }
+    if (len > p->lim.max_string)
+        return string_refused(p, what, STUBDM_ELIMIT);
     /* Room for len + 1 rounded up to 8: whole words can be stored. */
     char *c = arena_alloc(&p->doc->arena, len + 1);
-    if (!c) {
-        fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
-        return NULL;
-    }
+    if (!c)
+        return string_refused(p, what, STUBDM_ENOMEM);
     uint64_t high = 0;
-    size_t i = 0;
-    for (; len - i >= 8; i += 8) {
+    if (len >= 8) {
+        /* Whole words, the last one overlapping its predecessor. */
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            high |= w;
+            memcpy(c + i, &w, 8);
+        }
         uint64_t w;
-        memcpy(&w, s + i, 8);
+        memcpy(&w, s + len - 8, 8);
         high |= w;
-        memcpy(c + i, &w, 8);
-    }
-    if (len - i >= 4) {
-        uint32_t w;
-        memcpy(&w, s + i, 4);
-        high |= w;
-        memcpy(c + i, &w, 4);
-        i += 4;
-    }
-    for (; i < len; i++) {
-        high |= s[i];
-        c[i] = (char)s[i];
+        memcpy(c + len - 8, &w, 8);
+    } else if (len >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + len - 4, 4);
+        high |= a | b;
+        memcpy(c, &a, 4);
+        memcpy(c + len - 4, &b, 4);
+    } else if (len > 0) {
+        unsigned char a = s[0], b = s[len / 2], d = s[len - 1];
+        high |= (uint64_t)(a | b | d);
+        c[0] = (char)a;
+        c[len / 2] = (char)b;
+        c[len - 1] = (char)d;
     }
     c[len] = '\0';
     if ((high & UINT64_C(0x8080808080808080)) &&
-        !utf8_valid((const unsigned char *)c, len)) {
-        fail(p, STUBDM_EPROTO, "has a %s that is not valid UTF-8", what);
-        return NULL;
-    }
+        !utf8_valid((const unsigned char *)c, len))
+        return string_refused(p, what, STUBDM_EPROTO);
     return c;
 }
 
@@ -708,9 +730,13 @@ static int check_duplicates(struct stubdm__json_parser *p,
 {
     const struct member *dup = NULL;
     if (n <= 16) {
+        /* Keys are NUL-terminated, so key[0] can be read even when empty:
+         * most distinct keys of the same length differ there, which spares
+         * the call to memcmp. */
         for (size_t i = 1; i < n && !dup; i++)
             for (size_t j = 0; j < i; j++)
                 if (m[i].key_len == m[j].key_len &&
+                    m[i].key[0] == m[j].key[0] &&
                     memcmp(m[i].key, m[j].key, m[i].key_len) == 0) {
                     dup = &m[i];
                     break;
