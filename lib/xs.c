@@ -33,10 +33,17 @@ int stubdm__xs_handle(stubdm_ctx *ctx, struct xs_handle **out)
     if (!ctx->xs.xsh) {
         const char *where = getenv("XENSTORED_PATH");
         ctx->xs.xsh = xs_open(0);
+        if (!ctx->xs.xsh && where)
+            return stubdm__fail(ctx, STUBDM_EXENSTORE, errno,
+                                "cannot connect to xenstore at %s "
+                                "(XENSTORED_PATH): %s",
+                                where, strerror(errno));
         if (!ctx->xs.xsh)
             return stubdm__fail(ctx, STUBDM_EXENSTORE, errno,
-                                "cannot connect to xenstore%s%s: %s",
-                                where ? " at " : "", where ? where : "",
+                                "cannot connect to xenstore (its default "
+                                "socket, then /dev/xen/xenbus): %s; without "
+                                "Xen, point XENSTORED_PATH at a simulated "
+                                "host (stubdm-ctl sim start)",
                                 strerror(errno));
     }
     *out = ctx->xs.xsh;
