@@ -30,6 +30,15 @@ static struct xs_handle *xs0, *xs5;
 static stubdm_ctx *ctx;
 static char simdir[256];
 
+/* Cheap check for hot loops: Check records every ck_assert, which makes
+ * millions of them slow (and huge under CK_FORK); this only calls into
+ * Check on failure. */
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond))                                                          \
+            ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);             \
+    } while (0)
+
 struct result {
     int calls;
     int rc;
@@ -111,7 +120,7 @@ static void run(int ms)
 {
     int64_t end = stubdm_now_ms() + ms;
     do
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 5) == 0);
     while (stubdm_now_ms() < end);
 }
 
@@ -164,7 +173,7 @@ static void wait_connected(stubdm_console *c)
 {
     int64_t end = stubdm_now_ms() + 5000;
     while (stubdm_console_state(c) != 4 && stubdm_now_ms() < end)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
     ck_assert_int_eq(stubdm_console_state(c), 4);
 }
 
@@ -172,7 +181,7 @@ static void run_until_done(struct result *r, int ms)
 {
     int64_t end = stubdm_now_ms() + ms;
     while (!r->calls && stubdm_now_ms() < end)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
     ck_assert_int_eq(r->calls, 1);
 }
 
@@ -232,22 +241,21 @@ START_TEST(save_stream_byte_exact)
             for (size_t i = 0; i < k; i++)
                 chunk[i] = stream_byte(sent + i, 1);
             long n = simcons_write(sc, chunk, k);
-            ck_assert_int_ge(n, 0);
+            CHECK(n >= 0);
             h_sent = fnv(h_sent, chunk, (size_t)n);
             sent += (size_t)n;
         }
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, sent < STREAM_BYTES ? 0 : 5),
-                         0);
+        CHECK(stubdm_ctx_run_once(ctx, sent < STREAM_BYTES ? 0 : 5) == 0);
         ssize_t g = read(p[0], got, sizeof(got));
         if (g > 0) {
             for (ssize_t i = 0; i < g; i++) {
-                ck_assert_uint_eq(got[i], stream_byte(recvd + (size_t)i, 1));
+                CHECK(got[i] == stream_byte(recvd + (size_t)i, 1));
                 seen[got[i]]++;
             }
             h_got = fnv(h_got, got, (size_t)g);
             recvd += (size_t)g;
         }
-        ck_assert_int_eq(r.calls, 0);
+        CHECK(r.calls == 0);
     }
     ck_assert_uint_eq(h_sent, h_got);
     for (int i = 0; i < 256; i++)
@@ -294,11 +302,11 @@ START_TEST(restore_stream_byte_exact_and_eof)
                 }
             }
         }
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 0) == 0);
         long g = simcons_read(sc, got, sizeof(got));
-        ck_assert_int_ge(g, 0);
+        CHECK(g >= 0);
         for (long i = 0; i < g; i++)
-            ck_assert_uint_eq(got[i], stream_byte(recvd + (size_t)i, 2));
+            CHECK(got[i] == stream_byte(recvd + (size_t)i, 2));
         h_got = fnv(h_got, got, (size_t)g);
         recvd += (size_t)g;
     }
@@ -337,9 +345,9 @@ START_TEST(stalled_save_reader_bounded)
     int64_t end = stubdm_now_ms() + 1500;
     while (stubdm_now_ms() < end) {
         long n = simcons_write(sc, chunk, sizeof(chunk));
-        ck_assert_int_ge(n, 0);
+        CHECK(n >= 0);
         sent += (size_t)n;
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 1) == 0);
         size_t h = heap_used();
         if (h > peak)
             peak = h;
@@ -381,10 +389,10 @@ START_TEST(log_flood_capped_with_drops)
             long n = simcons_write(sc, chunk, sizeof(chunk) < total - sent
                                                   ? sizeof(chunk)
                                                   : total - sent);
-            ck_assert_int_ge(n, 0);
+            CHECK(n >= 0);
             sent += (size_t)n;
         }
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 0) == 0);
         size_t h = heap_used();
         if (h > peak)
             peak = h;
@@ -431,12 +439,12 @@ START_TEST(log_rotation_files_and_sizes)
         long n = simcons_write(sc, chunk, sizeof(chunk) < 45000 - sent
                                               ? sizeof(chunk)
                                               : 45000 - sent);
-        ck_assert_int_ge(n, 0);
+        CHECK(n >= 0);
         sent += (size_t)n;
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 0) == 0);
     }
     while (stubdm_console_bytes_out(c) < 45000)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
     /* 10 + 45000 bytes: four rotations at 10000, 5010 in the live file. */
     ck_assert_uint_eq(file_size(path), 5010);
     ck_assert_uint_eq(file_size(p1), 10000);
@@ -690,7 +698,7 @@ START_TEST(pty_serial_both_ways)
         out[i] = (unsigned char)i;
     ck_assert_int_eq(simcons_write(sc, out, 256), 256);
     for (int k = 0; k < 200 && got < 256; k++) {
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 5) == 0);
         ssize_t n = read(t, buf + got, sizeof(buf) - got);
         if (n > 0)
             got += (size_t)n;
@@ -701,7 +709,7 @@ START_TEST(pty_serial_both_ways)
     ck_assert_int_eq(write(t, "\r\n\x03\x00\xffhi", 7), 7);
     got = 0;
     for (int k = 0; k < 200 && got < 7; k++) {
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 5) == 0);
         long n = simcons_read(sc, buf + got, sizeof(buf) - got);
         ck_assert_int_ge(n, 0);
         got += (size_t)n;
@@ -813,7 +821,7 @@ START_TEST(close_from_callback_and_ctx_free_with_open_console)
     simcons_page(sc)->out_prod = 99999;
     simcons_notify(sc);
     for (int k = 0; k < 100 && c; k++)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
     ck_assert_ptr_null(c);
     simcons_close(sc);
     /* A console still served when the ctx goes: no callback, close after. */
