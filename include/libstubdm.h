@@ -1479,9 +1479,10 @@ STUBDM_EXPORT int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid,
 
 /**
  * Stop serving (if still serving: no callback), write Closing/Closed,
- * unmap and close everything, free the handle and pending flushes (not
- * called back).  Safe from callbacks, including the console's own.  NULL
- * is ignored.  The caller's save/restore fd is not closed.
+ * unmap and close everything, free the handle.  Pending flushes complete
+ * with STUBDM_ECANCELED (from a later dispatch).  Safe from callbacks,
+ * including the console's own.  NULL is ignored.  The caller's
+ * save/restore fd is not closed.
  */
 STUBDM_EXPORT void stubdm_console_close(stubdm_console *c);
 

@@ -606,14 +606,16 @@ static void update_watches(stubdm_console *c)
         else
             ev1 |= POLLIN;
     }
-    if (ev0)
-        stubdm__fd_watch(ctx, &c->io[0], c->dst_fd, ev0);
-    else
-        stubdm__fd_stop(ctx, &c->io[0]);
-    if (ev1)
-        stubdm__fd_watch(ctx, &c->io[1], c->src_fd, ev1);
-    else
-        stubdm__fd_stop(ctx, &c->io[1]);
+    if (ev0 ? stubdm__fd_watch(ctx, &c->io[0], c->dst_fd, ev0)
+            : (stubdm__fd_stop(ctx, &c->io[0]), 0)) {
+        END(c, STUBDM_EFAIL, "console %u of stubdomain %u: %s", c->n,
+            c->stubdom, ctx->errmsg);
+        return;
+    }
+    if (ev1 ? stubdm__fd_watch(ctx, &c->io[1], c->src_fd, ev1)
+            : (stubdm__fd_stop(ctx, &c->io[1]), 0))
+        END(c, STUBDM_EFAIL, "console %u of stubdomain %u: %s", c->n,
+            c->stubdom, ctx->errmsg);
 }
 
 /* Ring -> destination.  Returns -1 when the console ended. */
