@@ -14,6 +14,8 @@ set(STUBDM_PKG_DEPS
   XENCTRL=xencontrol
   XENGUEST=xenguest
   XENFOREIGNMEMORY=xenforeignmemory
+  XENGNTTAB=xengnttab
+  XENEVTCHN=xenevtchn
   XENTOOLLOG=xentoollog
   YAJL=yajl)
 

@@ -4,7 +4,6 @@
  */
 #include "console_transport.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -156,71 +155,6 @@ int stubdm__ctrans_connect_sim(stubdm_ctx *ctx, struct stubdm__ctrans *t,
 
 /* ---- Xen ---------------------------------------------------------------- */
 
-/*
- * libxengnttab and libxenevtchn, loaded on first use.  The function
- * pointer types come from the real headers (__typeof__), so a prototype
- * mismatch is a compile error, as with direct calls.
- */
-struct xenlibs {
-    bool tried, ok;
-    void *gnt, *evt;
-    __typeof__(xengnttab_open) *gnt_open;
-    __typeof__(xengnttab_close) *gnt_close;
-    __typeof__(xengnttab_map_grant_ref) *gnt_map;
-    __typeof__(xengnttab_unmap) *gnt_unmap;
-    __typeof__(xenevtchn_open) *evt_open;
-    __typeof__(xenevtchn_close) *evt_close;
-    __typeof__(xenevtchn_fd) *evt_fd;
-    __typeof__(xenevtchn_bind_interdomain) *evt_bind;
-    __typeof__(xenevtchn_unbind) *evt_unbind;
-    __typeof__(xenevtchn_pending) *evt_pending;
-    __typeof__(xenevtchn_unmask) *evt_unmask;
-    __typeof__(xenevtchn_notify) *evt_notify;
-};
-
-/* Process-wide, but only ever written once with the same values: the
- * loaded libraries are the process's anyway.  Not thread-safe on first
- * use; ctxs used by several threads must do their first Xen console
- * connection before that (documented in docs/consoles.md). */
-static struct xenlibs xl;
-
-#define LOAD(lib, field, name)                                                \
-    do {                                                                      \
-        *(void **)&xl.field = dlsym(xl.lib, name);                            \
-        if (!xl.field)                                                        \
-            return false;                                                     \
-    } while (0)
-
-static bool xenlibs_load_all(void)
-{
-    xl.gnt = dlopen("libxengnttab.so.1", RTLD_NOW | RTLD_LOCAL);
-    xl.evt = dlopen("libxenevtchn.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!xl.gnt || !xl.evt)
-        return false;
-    LOAD(gnt, gnt_open, "xengnttab_open");
-    LOAD(gnt, gnt_close, "xengnttab_close");
-    LOAD(gnt, gnt_map, "xengnttab_map_grant_ref");
-    LOAD(gnt, gnt_unmap, "xengnttab_unmap");
-    LOAD(evt, evt_open, "xenevtchn_open");
-    LOAD(evt, evt_close, "xenevtchn_close");
-    LOAD(evt, evt_fd, "xenevtchn_fd");
-    LOAD(evt, evt_bind, "xenevtchn_bind_interdomain");
-    LOAD(evt, evt_unbind, "xenevtchn_unbind");
-    LOAD(evt, evt_pending, "xenevtchn_pending");
-    LOAD(evt, evt_unmask, "xenevtchn_unmask");
-    LOAD(evt, evt_notify, "xenevtchn_notify");
-    return true;
-}
-
-static bool xenlibs_load(void)
-{
-    if (!xl.tried) {
-        xl.tried = true;
-        xl.ok = xenlibs_load_all();
-    }
-    return xl.ok;
-}
-
 int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                                uint32_t stubdom, unsigned n, uint64_t ring_ref,
                                uint32_t port)
@@ -231,15 +165,8 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
     void *page = NULL;
     int err;
 
-    if (!xenlibs_load()) {
-        const char *why = dlerror();
-        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0,
-                            "console %u: libxengnttab.so.1 / "
-                            "libxenevtchn.so.1 cannot be loaded: %s",
-                            n, why ? why : "missing symbol");
-    }
     t->kind = STUBDM__CTRANS_XEN;
-    xgt = xl.gnt_open(NULL, 0);
+    xgt = xengnttab_open(NULL, 0);
     if (!xgt) {
         err = errno;
         return stubdm__fail(ctx, STUBDM_ENOTSUP, err,
@@ -250,7 +177,7 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
     if (n == 0) {
         /* The domain builder grants the console page with the reserved
          * reference; old builders did not, then ring-ref is an mfn. */
-        page = xl.gnt_map(xgt, stubdom, GNTTAB_RESERVED_CONSOLE,
+        page = xengnttab_map_grant_ref(xgt, stubdom, GNTTAB_RESERVED_CONSOLE,
                           PROT_READ | PROT_WRITE);
         if (!page) {
             xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
@@ -281,7 +208,7 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                                 "reference",
                                 n, (unsigned long long)ring_ref);
         }
-        page = xl.gnt_map(xgt, stubdom, (uint32_t)ring_ref,
+        page = xengnttab_map_grant_ref(xgt, stubdom, (uint32_t)ring_ref,
                           PROT_READ | PROT_WRITE);
     }
     if (!page) {
@@ -295,7 +222,7 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
     }
     t->intf = page;
 
-    xce = xl.evt_open(NULL, 0);
+    xce = xenevtchn_open(NULL, 0);
     if (!xce) {
         err = errno;
         stubdm__ctrans_close(t);
@@ -304,7 +231,7 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                             strerror(err));
     }
     t->xce = xce;
-    lp = xl.evt_bind(xce, stubdom, port);
+    lp = xenevtchn_bind_interdomain(xce, stubdom, port);
     if (lp < 0) {
         err = errno;
         stubdm__ctrans_close(t);
@@ -315,7 +242,7 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
     }
     t->local_port = (uint32_t)lp;
     t->port_bound = true;
-    t->fd = xl.evt_fd(xce);
+    t->fd = xenevtchn_fd(xce);
     return 0;
 }
 
@@ -337,10 +264,10 @@ int stubdm__ctrans_ack(struct stubdm__ctrans *t)
         return 0;
     }
     if (t->kind == STUBDM__CTRANS_XEN && t->xce) {
-        xenevtchn_port_or_error_t p = xl.evt_pending(t->xce);
+        xenevtchn_port_or_error_t p = xenevtchn_pending(t->xce);
         if (p < 0)
             return errno == EAGAIN ? 0 : -1;
-        if (xl.evt_unmask(t->xce, (evtchn_port_t)p) < 0)
+        if (xenevtchn_unmask(t->xce, (evtchn_port_t)p) < 0)
             return -1;
         return 0;
     }
@@ -361,7 +288,7 @@ int stubdm__ctrans_notify(struct stubdm__ctrans *t)
         return 0;
     }
     if (t->kind == STUBDM__CTRANS_XEN && t->port_bound)
-        return xl.evt_notify(t->xce, t->local_port) < 0 ? -1 : 0;
+        return xenevtchn_notify(t->xce, t->local_port) < 0 ? -1 : 0;
     return 0;
 }
 
@@ -378,17 +305,17 @@ void stubdm__ctrans_close(struct stubdm__ctrans *t)
             unlink(t->be_path);
     } else if (t->kind == STUBDM__CTRANS_XEN) {
         if (t->port_bound)
-            xl.evt_unbind(t->xce, t->local_port);
+            xenevtchn_unbind(t->xce, t->local_port);
         if (t->xce)
-            xl.evt_close(t->xce); /* closes t->fd */
+            xenevtchn_close(t->xce); /* closes t->fd */
         if (t->intf && t->fmem)
             xenforeignmemory_unmap(t->fmem, t->intf, 1);
         else if (t->intf)
-            xl.gnt_unmap(t->xgt, t->intf, 1);
+            xengnttab_unmap(t->xgt, t->intf, 1);
         if (t->fmem)
             xenforeignmemory_close(t->fmem);
         if (t->xgt)
-            xl.gnt_close(t->xgt);
+            xengnttab_close(t->xgt);
     }
     stubdm__ctrans_init(t);
     errno = saved;
