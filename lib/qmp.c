@@ -1247,6 +1247,10 @@ static void conn_read(struct qmp_conn *c)
         }
         budget -= (size_t)n;
         c->stats[STUBDM_QMP_STAT_BYTES_IN] += (uint64_t)n;
+        /* A short read drained the socket: poll (level-triggered) reports
+         * the next bytes, so spare the recv that would say EAGAIN.  A
+         * vchan is drained to the end (reads there are no syscalls). */
+        bool drained = c->t.kind == STUBDM__QMPT_UNIX && (size_t)n < sizeof(buf);
         while (off < (size_t)n) {
             size_t used = 0;
             int rc = stubdm__qmp_wire_feed(&c->wire, buf + off, (size_t)n - off,
@@ -1261,6 +1265,8 @@ static void conn_read(struct qmp_conn *c)
                 return;
             }
         }
+        if (drained)
+            return;
     }
 }
 
