@@ -99,6 +99,7 @@ static __attribute__((noinline)) void *arena_alloc_slow(struct arena *a,
     return p;
 }
 
+/* n > 0 (a fresh arena has no current chunk: left is 0). */
 static inline void *arena_alloc(struct arena *a, size_t n)
 {
     if (n > SIZE_MAX - 7)
@@ -774,9 +775,9 @@ static int end_container(struct stubdm__json_parser *p, bool object)
 {
     size_t first = p->frames[--p->depth].first;
     size_t n = p->stack_len - first;
-    struct member *children = p->stack + first;
     void *dst = NULL;
     if (n > 0) {
+        struct member *children = p->stack + first; /* stack is not NULL */
         if (object && !check_duplicates(p, children, n))
             return 0;
         size_t each = object ? sizeof(struct member)
