@@ -45,7 +45,9 @@ static double waited_s(const struct wait_op *w)
 
 static const char *last_state_text(const struct wait_op *w)
 {
-    return w->seen_value ? w->last_state : "(node absent)";
+    if (!w->seen_value)
+        return "(node absent)";
+    return w->last_state[0] ? w->last_state : "(empty value)";
 }
 
 static void remember_state(struct wait_op *w, const char *v, size_t len)

@@ -162,6 +162,20 @@ START_TEST(never_running_times_out_with_last_state)
 }
 END_TEST
 
+START_TEST(empty_value_is_named_in_the_timeout)
+{
+    struct result r = {0};
+
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 200, on_done, &r,
+                                         NULL),
+                     0);
+    stub_writes("", 0);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
+    ck_assert_ptr_nonnull(strstr(r.msg, "last state: (empty value)"));
+}
+END_TEST
+
 START_TEST(garbage_and_oversized_values_are_ignored)
 {
     struct result r = {0};
@@ -506,6 +520,7 @@ static Suite *wait_suite(void)
     tcase_add_test(tc, running_written_before_the_wait);
     tcase_add_test(tc, running_written_twice_and_other_values);
     tcase_add_test(tc, never_running_times_out_with_last_state);
+    tcase_add_test(tc, empty_value_is_named_in_the_timeout);
     tcase_add_test(tc, garbage_and_oversized_values_are_ignored);
     tcase_add_test(tc, node_created_and_removed);
     tcase_add_test(tc, domain_released_before);
