@@ -10,8 +10,12 @@
 #                           (xen-qemu-system-i386), qemu-system-x86_64,
 #                           ioreq-probe, Xen frontend modules, /init
 #   out/dom0.cpio           the rootfs (no docs/locales/apt lists, ~30
-#                           modules) + /init = tests/xen/dom0-init.sh +
-#                           /opt/xt/{vmlinuz,stubdom-rootfs.*}.  Uncompressed
+#                           modules) + /init = tests/xen/dom0-init.sh.
+#                           (The guest images reach dom0 through the 9p
+#                           share, /mnt/host/images, not the cpio: the
+#                           initramfs tmpfs is capped at half of dom0's RAM,
+#                           and a full one ends in "Initramfs unpacking
+#                           failed: write error" with files missing.)  Uncompressed
 #                           on purpose: gunzip under TCG is slower than
 #                           QEMU loading more bytes.
 source "$(dirname "$0")/common.sh"
@@ -40,7 +44,11 @@ if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$XT_ROOT
     install -m 755 "$XT_WORK/ioreq-probe" "$XT_ROOTFS/usr/local/bin/ioreq-probe"
     xt_copy_with_libs "$D" /usr/bin/busybox /usr/libexec/xen-qemu-system-i386 /usr/bin/qemu-system-x86_64 \
         /usr/bin/xenstore-read /usr/bin/xenstore-write /usr/bin/xenstore-list /usr/bin/xenstore-ls \
-        /usr/lib/xen-4.17/bin/vchan-socket-proxy /usr/local/bin/ioreq-probe
+        /usr/lib/xen-4.17/bin/vchan-socket-proxy /usr/local/bin/ioreq-probe \
+        /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
+    # (Debian builds TCG as a module: without accel-tcg-x86_64.so
+    # qemu-system-x86_64 dies "fatal: could not load module for type
+    # 'tcg-accel-ops'")
     [ -e "$D/bin/busybox" ] || ln -s /usr/bin/busybox "$D/bin/busybox"
     # option ROMs qemu-xen may load for an HVM guest's VGA
     mkdir -p "$D/usr/share/seabios"
@@ -57,7 +65,7 @@ if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$XT_ROOT
 fi
 
 # ---- dom0 ---------------------------------------------------------------
-if newer "$XT_OUT/dom0.cpio" "$XT_DIR/dom0-init.sh" "$XT_OUT/stubdom-rootfs.cpio.xz" "$XT_ROOTFS/.xt-complete" "$0"; then
+if newer "$XT_OUT/dom0.cpio" "$XT_DIR/dom0-init.sh" "$XT_ROOTFS/.xt-complete" "$0"; then
     ST=$XT_WORK/dom0-overlay
     rm -rf "$ST"; mkdir -p "$ST/usr/lib/modules/$KV" "$ST/opt/xt"
     : > "$ST/etc-modules"
@@ -68,7 +76,6 @@ if newer "$XT_OUT/dom0.cpio" "$XT_DIR/dom0-init.sh" "$XT_OUT/stubdom-rootfs.cpio
     rm -f "$ST/etc-modules"
     cp -a "$XT_ROOTFS/usr/lib/modules/$KV"/modules.* "$ST/usr/lib/modules/$KV/"
     install -m 755 "$XT_DIR/dom0-init.sh" "$ST/init"
-    cp "$XT_OUT/vmlinuz" "$XT_OUT"/stubdom-rootfs.cpio.{gz,xz} "$ST/opt/xt/"
     mkdir -p "$XT_WORK/empty"; (cd "$XT_WORK/empty" && mkdir -p proc sys dev run tmp boot && chmod 1777 tmp)
     (
         cd "$XT_ROOTFS"

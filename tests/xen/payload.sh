@@ -9,7 +9,7 @@
 export PATH=/mnt/host/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
 export LD_LIBRARY_PATH=/mnt/host/lib
 TESTS=$(cat /mnt/host/tests 2>/dev/null || echo "xs wait qmp")
-RAMDISK=${XT_RAMDISK:-/opt/xt/stubdom-rootfs.cpio.gz}
+RAMDISK=${XT_RAMDISK:-/mnt/host/images/stubdom-rootfs.cpio.gz}
 STUBMEM=${XT_STUBMEM:-320}
 OUT=/mnt/host/out
 P=0 F=0
@@ -36,8 +36,8 @@ mk_guest() {
     cat > /tmp/xt-guest.cfg <<CFG
 name = "xt-guest"
 type = "pv"
-kernel = "/opt/xt/vmlinuz"
-memory = 32
+kernel = "/mnt/host/images/vmlinuz"
+memory = 96
 vcpus = 1
 CFG
     xl create -p /tmp/xt-guest.cfg > /tmp/xt-guest.log 2>&1 && GUEST=$(xl domid xt-guest)
@@ -50,7 +50,7 @@ fake_stub() {
     cat > /tmp/$1.cfg <<CFG
 name = "$1"
 type = "pv"
-kernel = "/opt/xt/vmlinuz"
+kernel = "/mnt/host/images/vmlinuz"
 ramdisk = "$RAMDISK"
 extra = "console=hvc0 quiet xt.guest=$GUEST $2"
 memory = $STUBMEM
@@ -94,7 +94,7 @@ if has xs; then
     xenstore-write $B ""
     for n in 2048 2049 4000; do
         v=$(head -c $n /dev/zero | tr '\0' x)
-        info "dom0 write of a $n-byte value: $($H write $B/v$n "$v" 2>&1 | tr '\n' ' ') rc=$?"
+        info "dom0 write of a $n-byte value: $($H write $B/v$n "$v" 2>&1 || true)"
     done
     info "read of a missing node: $($H read $B/none 2>&1)"
     info "read under a missing parent: $($H read $B/none/deeper 2>&1)"
@@ -106,17 +106,18 @@ if has xs; then
     xenstore-chmod $B/p n0 r4321 2>&1 | sed 's/^/INFO chmod with unknown domid: /'
     info "ls -p of a node with r4321: $(xenstore-ls -p $B | tr -s ' ')"
     info "xenstore-ls -p raw line: '$(xenstore-ls -p $B | grep '^p')'"
-    # dom0 node-count quota: 1100 nodes (oxenstored's default quota-maxent is 1000)
-    t=$(ms); i=0; args=
-    while [ $i -lt 1100 ]; do args="$args $B/many/n$i x"; i=$((i + 1)); done
-    # shellcheck disable=SC2086
-    if xenstore-write $args 2>/tmp/q.err; then
-        info "dom0 created 1100 nodes in one subtree: accepted ($(( $(ms) - t )) ms): dom0 is exempt from the entry quota"
-    else
-        info "dom0 1100 nodes: refused after $(xenstore-list $B/many | wc -l): $(cat /tmp/q.err)"
+    # dom0 node-count quota (oxenstored's default quota-maxent is 1000).
+    # 1100 single writes take ~45 s under TCG: only with XT_QUOTA_PROBE=1.
+    if [ "${XT_QUOTA_PROBE:-0}" = 1 ]; then
+        t=$(ms); i=0; args=
+        while [ $i -lt 1100 ]; do args="$args $B/many/n$i x"; i=$((i + 1)); done
+        # shellcheck disable=SC2086
+        if xenstore-write $args 2>/tmp/q.err; then
+            info "dom0 created 1100 nodes in one subtree: accepted ($(( $(ms) - t )) ms): dom0 is exempt from the entry quota"
+        else
+            info "dom0 1100 nodes: refused after $(xenstore-list $B/many | wc -l): $(cat /tmp/q.err)"
+        fi
     fi
-    # transactions: error on a conflicting transaction is EAGAIN
-    info "watch limit probe: $(i=0; while [ $i -lt 3 ]; do i=$((i+1)); done; echo skipped)"
     # @releaseDomain / @introduceDomain event text
     info "special watch paths: $(timeout 3 xenstore-watch -n 1 @releaseDomain 2>&1 | tr '\n' ' ')"
     xenstore-rm $B
@@ -248,7 +249,7 @@ tsc_mode = "native"
 boot = "c"
 device_model_version = "qemu-xen"
 device_model_stubdomain_override = 1
-stubdomain_kernel = "/opt/xt/vmlinuz"
+stubdomain_kernel = "/mnt/host/images/vmlinuz"
 stubdomain_ramdisk = "$RAMDISK"
 stubdomain_memory = $STUBMEM
 stubdomain_cmdline = "console=hvc0 quiet xt.ioreq xt.dm=${XT_HVM_DM:-auto}"
@@ -257,8 +258,16 @@ CFG
     xl -vvv create /tmp/xt-hvm.cfg > $OUT/xt-hvm-create.log 2>&1; rc=$?
     t=$(( $(ms) - t ))
     grep -E 'error|startup|stubdom' $OUT/xt-hvm-create.log | tail -n 8 | sed 's/^/  xl| /'
-    sleep 1
-    grep -a 'XT-STUB' /var/log/xen/console/qemu-dm-xt-hvm.log 2>/dev/null | sed 's/^/  stub| /'
+    sleep 2
+    grep -a 'XT-STUB' /var/log/xen/qemu-dm-xt-hvm.log 2>/dev/null | grep -v 'XT-STUB-ARGV ' | sed 's/^/  stub| /'
+    if grep -aq XT-STUB-QEMU-XEN-FAILED /var/log/xen/qemu-dm-xt-hvm.log 2>/dev/null; then
+        info "qemu-xen failed in the stubdomain; the init fell back to qemu-system-x86_64 -machine none"
+    fi
+    D=$(xl domid xt-hvm 2>/dev/null)
+    if [ -n "$D" ]; then
+        info "the same ioreq-probe from dom0 (privileged) against guest $D:"
+        /mnt/host/bin/ioreq-probe "$D" 2>&1 | sed 's/^/  dom0-ioreq| /'
+    fi
     if [ $rc = 0 ]; then
         pass "libxl-stubdom (xl create with the project's image: ${t} ms)"; fig libxl_create_ms $t
         xl list

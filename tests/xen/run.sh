@@ -10,8 +10,9 @@
 # 124 the guest hung and was killed at the timeout; 2 setup failed.
 # Env: XT_WORK (default /var/tmp/libstubdm-xen, cached between runs),
 #      XT_BUILD (project build dir, default $XT_WORK/build), XT_TESTS,
-#      XT_TIMEOUT (default 1200 s), XT_MEM (MB, default 2048),
-#      XT_DOM0_MEM (default 1024M).
+#      XT_SKIP_BUILD=1 (use the binaries already in XT_BUILD),
+#      XT_TIMEOUT (default 1200 s), XT_MEM (MB, default 3072),
+#      XT_DOM0_MEM (default 1536M).
 source "$(dirname "$0")/common.sh"
 TIMEOUT=${XT_TIMEOUT:-1200}
 TESTS=${XT_TESTS:-xs wait qmp spawn}
@@ -45,17 +46,23 @@ fi
 # 1. the project, built on the host (same glibc and Xen 4.17.7 libraries as dom0)
 B=${XT_BUILD:-$XT_WORK/build}
 mkdir -p "$XT_WORK"
+if [ "${XT_SKIP_BUILD:-0}" = 1 ] && [ -x "$B/examples/stubdm-ctl" ]; then
+    xt_log "XT_SKIP_BUILD=1: using the existing build in $B"
+else
 xt_log "building the project in $B"
 { cmake -S "$XT_TOP" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTUBDM_BUILD_BENCH=OFF &&
   cmake --build "$B" -j "$(nproc)" --target stubdm stubdm-ctl stubdm-mockxs-helper; } \
     > "$XT_WORK/build.log" 2>&1 || { tail -n 30 "$XT_WORK/build.log"; xt_log "project build failed"; exit 2; }
+fi
 # 2. images (cached)
 "$XT_DIR/build-rootfs.sh" || exit 2
 "$XT_DIR/build-images.sh" || exit 2
 
 # 3. the share: /mnt/host in dom0
-rm -rf "$XT_SHARE"; mkdir -p "$XT_SHARE/bin" "$XT_SHARE/lib" "$XT_SHARE/out"
-cp "$B/examples/stubdm-ctl" "$B/tests/mock-xenstored/stubdm-mockxs-helper" "$XT_SHARE/bin/"
+rm -rf "$XT_SHARE"; mkdir -p "$XT_SHARE/bin" "$XT_SHARE/lib" "$XT_SHARE/out" "$XT_SHARE/images"
+ln "$XT_OUT/vmlinuz" "$XT_OUT"/stubdom-rootfs.cpio.{gz,xz} "$XT_SHARE/images/" 2>/dev/null ||
+    cp "$XT_OUT/vmlinuz" "$XT_OUT"/stubdom-rootfs.cpio.{gz,xz} "$XT_SHARE/images/"
+cp "$B/examples/stubdm-ctl" "$B/tests/mock-xenstored/stubdm-mockxs-helper" "$XT_WORK/ioreq-probe" "$XT_SHARE/bin/"
 cp -a "$B"/lib/libstubdm.so* "$XT_SHARE/lib/"
 gcc -O2 -Wall -std=gnu11 -I"$XT_TOP/include" -o "$XT_SHARE/bin/xt-qmp" "$XT_DIR/xt-qmp.c" \
     -L"$B/lib" -lstubdm -Wl,-rpath,/mnt/host/lib || { xt_log "building xt-qmp failed"; exit 2; }
@@ -69,12 +76,12 @@ xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
 # No commas in the dom0 command line: QEMU splits -initrd at commas.
 LOG=$XT_WORK/serial.log
 rm -f "$LOG" "$XT_WORK/qemu.pid"
-XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=${XT_DOM0_MEM:-1024M},max:${XT_DOM0_MEM:-1024M} dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0"
+XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=${XT_DOM0_MEM:-1536M},max:${XT_DOM0_MEM:-1536M} dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0"
 DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init"
 B0=$(date +%s)
 xt_log "booting Xen under QEMU TCG (serial: $LOG, timeout ${TIMEOUT}s)"
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=512 -cpu max \
-    -machine q35 -smp 2 -m "${XT_MEM:-2048}" -nodefaults -display none -no-reboot \
+    -machine q35 -smp 2 -m "${XT_MEM:-3072}" -nodefaults -display none -no-reboot \
     -kernel "$XT_OUT/xen" -append "$XEN_ARGS" \
     -initrd "$XT_OUT/vmlinuz $DOM0_ARGS,$XT_OUT/dom0.cpio" \
     -virtfs "local,path=$XT_SHARE,mount_tag=xtshare,security_model=none,id=xtshare" \
