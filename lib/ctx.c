@@ -24,13 +24,21 @@ int stubdm_ctx_new(stubdm_ctx **out)
     stubdm__fd_init(&ctx->xs.fdw, NULL);
     stubdm__list_init(&ctx->domwatches);
     stubdm__xswatch_init(&ctx->release_watch, NULL);
+    stubdm__list_init(&ctx->qmp_conns);
     *out = ctx;
     return 0;
 }
 
+/*
+ * Teardown order: ops first (their stop hooks may still use QMP handles,
+ * xenstore watches and timers), then the QMP connections (which release
+ * xenstore watches, fds and timers), then xenstore, the hypervisor handle,
+ * and last the loop registry everything above unregisters from.
+ */
 void stubdm__ctx_destroy(stubdm_ctx *ctx)
 {
     stubdm__ops_dispose(ctx);
+    stubdm__qmp_dispose(ctx);
     stubdm__xs_dispose(ctx);
     stubdm__xc_dispose(ctx);
     stubdm__loop_dispose(ctx);

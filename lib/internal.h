@@ -92,6 +92,17 @@ bool stubdm__log_enabled(const stubdm_ctx *ctx, stubdm_log_level level);
 #define LOG_WARN(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_WARN, mod, __VA_ARGS__)
 #define LOG_ERROR(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_ERROR, mod, __VA_ARGS__)
 
+/*
+ * A xentoollog logger (for libxenctrl, libxenvchan) forwarding to the ctx's
+ * log hook at debug level; context names the module of messages that carry
+ * none (a string that must outlive the logger).  NULL: out of memory.
+ */
+struct xentoollog_logger;
+struct xentoollog_logger *stubdm__xtl_logger_new(stubdm_ctx *ctx,
+                                                 const char *context);
+/* Accepts NULL. */
+void stubdm__xtl_logger_free(struct xentoollog_logger *logger);
+
 /* Map an errno from libxenstore onto a STUBDM_E* code. */
 int stubdm__xs_errno_to_rc(int err);
 
@@ -443,7 +454,13 @@ struct stubdm_ctx {
     struct stubdm__xswatch release_watch;
     /* spawning: stubdm_host as set by stubdm_ctx_set_host (0: AUTO) */
     int host_kind;
+    /* QMP connections (qmp.c), each shared by the handles opened on it */
+    struct stubdm__list qmp_conns;
 };
+
+/* Free every QMP connection and handle without callbacks (ctx teardown,
+ * after stubdm__ops_dispose: ops may close their handles as they stop). */
+void stubdm__qmp_dispose(stubdm_ctx *ctx);
 
 /* Free the ctx now (stubdm_ctx_free defers this while dispatching). */
 void stubdm__ctx_destroy(stubdm_ctx *ctx);

@@ -77,15 +77,9 @@ enum conn_state {
     C_READY,
 };
 
-struct qmp_registry {
-    stubdm_op op; /* a never-completing op: torn down with the ctx */
-    struct stubdm__list conns;
-};
-
 struct qmp_conn {
     stubdm_ctx *ctx;
-    struct qmp_registry *reg;
-    struct stubdm__list link; /* reg->conns */
+    struct stubdm__list link; /* ctx->qmp_conns */
     uint32_t stubdom, guest;
     /* configuration, from the first opener */
     enum stubdm__qmpt_kind kind;
@@ -324,54 +318,25 @@ int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *o, const char *path,
 }
 
 /* ------------------------------------------------------------------------
- * The per-ctx registry of connections
+ * The per-ctx list of connections (ctx->qmp_conns)
  * ------------------------------------------------------------------------ */
 
 static void conn_destroy(struct qmp_conn *c);
 
-static void registry_stop(stubdm_op *op)
+/* ctx teardown, after the ops were dropped: every connection goes, without
+ * callbacks.  Handles the application still holds become dangling, as
+ * everything else of the ctx does. */
+void stubdm__qmp_dispose(stubdm_ctx *ctx)
 {
-    struct qmp_registry *reg = (struct qmp_registry *)op;
-
-    /* ctx teardown: every connection goes, without callbacks. */
-    while (!stubdm__list_empty(&reg->conns)) {
-        struct qmp_conn *c =
-            STUBDM_CONTAINER_OF(reg->conns.next, struct qmp_conn, link);
-        conn_destroy(c);
-    }
+    while (!stubdm__list_empty(&ctx->qmp_conns))
+        conn_destroy(STUBDM_CONTAINER_OF(ctx->qmp_conns.next,
+                                         struct qmp_conn, link));
 }
 
-static const struct stubdm__op_type registry_type = {
-    .name = "qmp-registry",
-    .stop = registry_stop,
-    .destroy = NULL,
-};
-
-static struct qmp_registry *registry_get(stubdm_ctx *ctx, bool create)
+static struct qmp_conn *conn_find(stubdm_ctx *ctx, uint32_t stubdom,
+                                  uint32_t guest)
 {
-    struct qmp_registry *reg;
-
-    for (struct stubdm__list *n = ctx->ops_pending.next;
-         n != &ctx->ops_pending; n = n->next) {
-        stubdm_op *op = STUBDM_CONTAINER_OF(n, stubdm_op, link);
-        if (op->type == &registry_type)
-            return (struct qmp_registry *)op;
-    }
-    if (!create)
-        return NULL;
-    reg = (struct qmp_registry *)stubdm__op_new(ctx, &registry_type,
-                                                sizeof(*reg), NULL, NULL);
-    if (!reg)
-        return NULL;
-    stubdm__list_init(&reg->conns);
-    stubdm__op_started(&reg->op, NULL);
-    return reg;
-}
-
-static struct qmp_conn *registry_find(struct qmp_registry *reg,
-                                      uint32_t stubdom, uint32_t guest)
-{
-    for (struct stubdm__list *n = reg->conns.next; n != &reg->conns;
+    for (struct stubdm__list *n = ctx->qmp_conns.next; n != &ctx->qmp_conns;
          n = n->next) {
         struct qmp_conn *c = STUBDM_CONTAINER_OF(n, struct qmp_conn, link);
         if (c->stubdom == stubdom && c->guest == guest)
@@ -1445,14 +1410,10 @@ static void conn_destroy(struct qmp_conn *c)
 /* The last handle went: close the connection (outside of its read loop). */
 static void conn_maybe_free(struct qmp_conn *c)
 {
-    struct qmp_registry *reg = c->reg;
-
     if (c->busy || !stubdm__list_empty(&c->handles))
         return;
     conn_fail(c, STUBDM_ECANCELED, "closed");
     conn_destroy(c);
-    if (stubdm__list_empty(&reg->conns))
-        stubdm__op_abandon(&reg->op);
 }
 
 static void reap(struct qmp_conn *c)
@@ -1479,8 +1440,7 @@ static void reap(struct qmp_conn *c)
  * Handles
  * ------------------------------------------------------------------------ */
 
-static int conn_new(stubdm_ctx *ctx, struct qmp_registry *reg,
-                    uint32_t stubdom, uint32_t guest,
+static int conn_new(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
                     const stubdm_qmp_opts *o, struct qmp_conn **out)
 {
     struct qmp_conn *c = stubdm__calloc(1, sizeof(*c));
@@ -1491,7 +1451,6 @@ static int conn_new(stubdm_ctx *ctx, struct qmp_registry *reg,
     if (!c)
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP connection");
     c->ctx = ctx;
-    c->reg = reg;
     c->stubdom = stubdom;
     c->guest = guest;
     stubdm__list_init(&c->link);
@@ -1551,7 +1510,7 @@ static int conn_new(stubdm_ctx *ctx, struct qmp_registry *reg,
         goto fail;
     }
     free(simdir);
-    stubdm__list_add_tail(&reg->conns, &c->link);
+    stubdm__list_add_tail(&ctx->qmp_conns, &c->link);
     *out = c;
     return 0;
 
@@ -1568,7 +1527,6 @@ int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
                     void *user, stubdm_qmp **q_out)
 {
     stubdm_qmp_opts *defaults = NULL;
-    struct qmp_registry *reg;
     struct qmp_conn *c;
     stubdm_qmp *q;
     bool new_conn = false;
@@ -1591,17 +1549,10 @@ int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
             return stubdm__fail(ctx, rc, ENOMEM, "QMP options");
         opts = defaults;
     }
-    reg = registry_get(ctx, true);
-    if (!reg) {
-        stubdm_qmp_opts_free(defaults);
-        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP registry");
-    }
-    c = registry_find(reg, stubdom, guest);
+    c = conn_find(ctx, stubdom, guest);
     if (!c) {
-        rc = conn_new(ctx, reg, stubdom, guest, opts, &c);
+        rc = conn_new(ctx, stubdom, guest, opts, &c);
         if (rc) {
-            if (stubdm__list_empty(&reg->conns))
-                stubdm__op_abandon(&reg->op);
             stubdm_qmp_opts_free(defaults);
             return rc;
         }
@@ -1634,11 +1585,8 @@ int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
 
 fail:
     stubdm_qmp_opts_free(defaults);
-    if (new_conn) {
+    if (new_conn)
         conn_destroy(c);
-        if (stubdm__list_empty(&reg->conns))
-            stubdm__op_abandon(&reg->op);
-    }
     return rc;
 }
 

@@ -108,65 +108,20 @@ int stubdm__qmpt_connect_unix(stubdm_ctx *ctx, struct stubdm__qmpt *t,
 
 /* ---- libxenvchan --------------------------------------------------------- */
 
-/* libxenvchan logs through xentoollog: forward to the ctx's hook. */
-struct vchan_logger {
-    xentoollog_logger vtable;
-    stubdm_ctx *ctx;
-};
-
-static void vchan_log_vmessage(xentoollog_logger *logger,
-                               xentoollog_level level, int errnoval,
-                               const char *context, const char *format,
-                               va_list al)
-{
-    struct vchan_logger *l = (struct vchan_logger *)logger;
-    stubdm_log_level lvl = level >= XTL_ERROR ? STUBDM_LOG_WARN
-                                              : STUBDM_LOG_DEBUG;
-    char msg[512];
-
-    if (!stubdm__log_enabled(l->ctx, lvl))
-        return;
-    vsnprintf(msg, sizeof(msg), format, al);
-    stubdm__log(l->ctx, lvl, errnoval < 0 ? 0 : errnoval,
-                context ? context : "vchan", "%s", msg);
-}
-
-static void vchan_log_progress(struct xentoollog_logger *logger,
-                               const char *context, const char *doing_what,
-                               int percent, unsigned long done,
-                               unsigned long total)
-{
-    (void)logger;
-    (void)context;
-    (void)doing_what;
-    (void)percent;
-    (void)done;
-    (void)total;
-}
-
-static void vchan_log_destroy(xentoollog_logger *logger)
-{
-    free(logger);
-}
-
 int stubdm__qmpt_connect_vchan(stubdm_ctx *ctx, struct stubdm__qmpt *t,
                                uint32_t stubdom, const char *xs_path)
 {
-    struct vchan_logger *logger = stubdm__calloc(1, sizeof(*logger));
+    xentoollog_logger *logger = stubdm__xtl_logger_new(ctx, "vchan");
     struct libxenvchan *v;
     int fd;
 
     if (!logger)
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "vchan logger");
-    logger->vtable.vmessage = vchan_log_vmessage;
-    logger->vtable.progress = vchan_log_progress;
-    logger->vtable.destroy = vchan_log_destroy;
-    logger->ctx = ctx;
     errno = 0;
-    v = libxenvchan_client_init(&logger->vtable, (int)stubdom, xs_path);
+    v = libxenvchan_client_init(logger, (int)stubdom, xs_path);
     if (!v) {
         int err = errno;
-        free(logger);
+        stubdm__xtl_logger_free(logger);
         return stubdm__fail(ctx, STUBDM_EVCHAN, err,
                             "connecting the vchan of stubdomain %u at %s: %s",
                             stubdom, xs_path,
@@ -178,7 +133,7 @@ int stubdm__qmpt_connect_vchan(stubdm_ctx *ctx, struct stubdm__qmpt *t,
     fd = libxenvchan_fd_for_select(v);
     if (fd < 0) {
         libxenvchan_close(v);
-        free(logger);
+        stubdm__xtl_logger_free(logger);
         return stubdm__fail(ctx, STUBDM_EVCHAN, 0,
                             "vchan of stubdomain %u has no event fd", stubdom);
     }
@@ -290,7 +245,7 @@ void stubdm__qmpt_close(struct stubdm__qmpt *t)
         /* Tells the server (cli_live = 0) so vchan-socket-proxy drops its
          * QEMU socket and is ready for the next client. */
         libxenvchan_close(t->vchan);
-        free(t->xtl);
+        stubdm__xtl_logger_free(t->xtl);
     }
     stubdm__qmpt_init(t);
 }

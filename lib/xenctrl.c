@@ -15,38 +15,10 @@
 #include <xenctrl.h>
 #include <xentoollog.h>
 
-/* libxenctrl logs through a xentoollog logger; forward it to the ctx's
- * hook at debug level instead of letting it print on stderr. */
-struct ctx_logger {
-    xentoollog_logger vtable;
-    stubdm_ctx *ctx;
-};
-
-static void ctx_logger_vmessage(xentoollog_logger *logger,
-                                xentoollog_level level, int errnoval,
-                                const char *context, const char *format,
-                                va_list al)
-{
-    struct ctx_logger *l = (struct ctx_logger *)logger;
-    char msg[512];
-
-    (void)level;
-    if (!stubdm__log_enabled(l->ctx, STUBDM_LOG_DEBUG))
-        return;
-    vsnprintf(msg, sizeof(msg), format, al);
-    stubdm__log(l->ctx, STUBDM_LOG_DEBUG, errnoval < 0 ? 0 : errnoval,
-                context ? context : "xc", "%s", msg);
-}
-
-static void ctx_logger_destroy(xentoollog_logger *logger)
-{
-    free(logger);
-}
-
 bool stubdm__xc_present(stubdm_ctx *ctx)
 {
     struct stubdm__hv *hv = &ctx->hv;
-    struct ctx_logger *logger;
+    xentoollog_logger *logger;
 
     if (hv->probed)
         return hv->present;
@@ -55,17 +27,14 @@ bool stubdm__xc_present(stubdm_ctx *ctx)
     if (access("/dev/xen/privcmd", F_OK) != 0 &&
         access("/proc/xen/privcmd", F_OK) != 0)
         return false;
-    logger = stubdm__calloc(1, sizeof(*logger));
+    logger = stubdm__xtl_logger_new(ctx, "xc");
     if (!logger)
         return false;
-    logger->vtable.vmessage = ctx_logger_vmessage;
-    logger->vtable.destroy = ctx_logger_destroy;
-    logger->ctx = ctx;
-    hv->xch = xc_interface_open(&logger->vtable, &logger->vtable, 0);
+    hv->xch = xc_interface_open(logger, logger, 0);
     if (!hv->xch) {
         stubdm__log(ctx, STUBDM_LOG_DEBUG, errno, "xc",
                     "no usable hypervisor interface: %s", strerror(errno));
-        free(logger);
+        stubdm__xtl_logger_free(logger);
         return false;
     }
     hv->xtl = logger;
@@ -104,8 +73,7 @@ void stubdm__xc_dispose(stubdm_ctx *ctx)
 
     if (hv->xch)
         xc_interface_close(hv->xch);
-    if (hv->xtl)
-        free(hv->xtl);
+    stubdm__xtl_logger_free(hv->xtl);
     memset(hv, 0, sizeof(*hv));
 }
 
