@@ -90,12 +90,15 @@ check "write then read" eq "$(xenstore-read "$B/k")" "hello world"
 xenstore-write "$B/k" ""
 check "empty value" eq "$(xenstore-read "$B/k")" ""
 xenstore-write "$B/l/one" 1 "$B/l/two" 2 "$B/l/three" 3
-check "list keeps creation order" eq "$(xenstore-list "$B/l" | tr '\n' ' ')" "one two three "
+# The order of children differs between daemons (C xenstored and the mock:
+# creation order; Xen 4.17's oxenstored: sorted by name), and nothing in
+# the protocol depends on it, so compare as sets.
+check "list returns every child" eq "$(xenstore-list "$B/l" | sort | tr '\n' ' ')" "one three two "
 xenstore-chmod "$B/l/two" n0 r0
-check "ls -p shows values and permissions" eq "$(ls_p "$B/l")" \
+check "ls -p shows values and permissions" eq "$(ls_p "$B/l" | sort)" \
 "one = \"1\" (n0)
-two = \"2\" (n0,r0)
-three = \"3\" (n0)"
+three = \"3\" (n0)
+two = \"2\" (n0,r0)"
 check "exists: present" xenstore-exists "$B/l/one"
 check "exists: absent" sh -c '! xenstore-exists "$1/nothere"' sh "$B"
 check "read of a missing node fails" sh -c '! xenstore-read "$1/nothere" 2>/dev/null' sh "$B"
