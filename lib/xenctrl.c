@@ -207,6 +207,15 @@ static int xen_create(stubdm_ctx *ctx, struct stubdm__build *b)
                             strerror(errno));
     /* Created paused; from here on, failures destroy it. */
     b->domid = domid;
+    /* Xen 4.17 still allocates the vCPUs themselves in XEN_DOMCTL_max_vcpus
+     * (public/domctl.h; libxl__build_pre calls it too).  Without it vCPU 0
+     * does not exist and xc_dom_boot_image fails in vcpu_x86_64:
+     * "SETVCPUCONTEXT failed (rc=-1)", EINVAL (seen on the nested Xen). */
+    if (xc_domain_max_vcpus(xch, domid, b->vcpus)) {
+        rc = xc_failf(ctx, errno, "allocating the vCPUs (xc_domain_max_vcpus)",
+                      domid);
+        goto fail;
+    }
     if (xc_domain_setmaxmem(xch, domid,
                             b->memory_kib + STUBDM_MAXMEM_SLACK_KIB)) {
         rc = xc_failf(ctx, errno, "setting max memory", domid);
