@@ -1085,6 +1085,9 @@ STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
  * stubdm-sim-stubdom as the stubdomain, which runs a real QEMU.
  */
 #define STUBDM_HAVE_SPAWN 1
+/* Spawn-served consoles, stubdm_stubdom_save, restore fd, pause. */
+#define STUBDM_HAVE_DM_STATE 1
+typedef struct stubdm_console stubdm_console;
 
 /** Which host a ctx spawns on. */
 typedef enum stubdm_host {
@@ -1153,9 +1156,46 @@ STUBDM_EXPORT int stubdm_spawn_config_set_args(stubdm_spawn_config *cfg,
  *  1 save, 2 restore, 3.. serials (in order). */
 STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
     stubdm_spawn_config *cfg, unsigned n, const char *output);
-/** Who serves consoles (default STUBDM_CONSOLE_IOEMU). */
+/**
+ * Who serves consoles.  Default: STUBDM_CONSOLE_LIBSTUBDM on the simulated
+ * host, STUBDM_CONSOLE_IOEMU (libxl's dom0 QEMU, unchanged) on Xen until
+ * the library's Xen console transport is proven there: a Xen caller opts
+ * in by choosing LIBSTUBDM.
+ *
+ * With LIBSTUBDM the spawn serves the consoles itself (stubdm_console_serve,
+ * from the DEVICES step, before the domain runs; docs/consoles.md):
+ *   0  the log, when console 0's output is "file:/PATH" (capped and
+ *      rotated, stubdm_spawn_config_set_log_limits); no output: not served;
+ *   1  save: held (nothing consumed) until stubdm_stubdom_save();
+ *   2  restore: fed from stubdm_spawn_config_set_restore_fd();
+ *   3+ serials: output "pty" (path published in "tty",
+ *      stubdm_console_tty()) or "file:/PATH" (capped as the log).
+ * A console that fails on its own (STUBDM_EPROTO from a hostile ring, a
+ * failing fd) ends alone, logged as a warning: the stubdomain runs on.
+ * STUBDM_EDOMAIN_GONE ends them all and is reported by the spawn or by
+ * the caller's own death handling.  Destroying or freeing the handle stops
+ * serving them.
+ */
 STUBDM_EXPORT int stubdm_spawn_config_set_console_backend(
     stubdm_spawn_config *cfg, stubdm_console_backend backend);
+/**
+ * Size cap and rotations of the log (console 0) and of serial files when
+ * the library serves them (default: STUBDM_CONSOLE_DEFAULT_FILE_CAP, 10
+ * rotations as libxl).  @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *cfg,
+                                                     uint64_t max_bytes,
+                                                     unsigned rotations);
+/**
+ * Restore: the device model's saved state is read from fd (stays the
+ * caller's, made non-blocking) and given to QEMU through console 2; the
+ * argv gets libxl's "-incoming $STUBDOM_RESTORE_INCOMING_ARG" unless it
+ * has an -incoming.  The spawn completes when the restored device model
+ * reports running.  Needs the LIBSTUBDM console backend.  -1: not
+ * restoring (default).
+ */
+STUBDM_EXPORT int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *cfg,
+                                                     int fd);
 /**
  * Append a disk: the next one is xvda, then xvdb, ... (the guest's order).
  * @param target    the backend's "params": a block device or image file.
@@ -1283,6 +1323,57 @@ STUBDM_EXPORT stubdm_spawn_step stubdm_stubdom_step(const stubdm_stubdom *s);
  *  free), or NULL. */
 STUBDM_EXPORT stubdm_qmp *stubdm_stubdom_qmp(const stubdm_stubdom *s);
 
+/** Console n served by the spawn (backend LIBSTUBDM), borrowed (valid
+ *  until the handle is destroyed or freed), or NULL. */
+STUBDM_EXPORT stubdm_console *stubdm_stubdom_console(const stubdm_stubdom *s,
+                                                     unsigned n);
+/** The console backend the spawn used (the default resolved). */
+STUBDM_EXPORT stubdm_console_backend stubdm_stubdom_console_backend(
+    const stubdm_stubdom *s);
+
+/**
+ * Pause / unpause a running stubdomain, e.g. together with its guest
+ * (Xen: xc_domain_pause/unpause; simulated: SIGSTOP/SIGCONT of the
+ * stubdomain's processes).  Idempotent.  A paused stubdomain cannot save.
+ * @return 0, STUBDM_ESTATE (not running), STUBDM_EXEN, STUBDM_ENOTSUP.
+ */
+STUBDM_EXPORT int stubdm_stubdom_pause(stubdm_stubdom *s);
+STUBDM_EXPORT int stubdm_stubdom_unpause(stubdm_stubdom *s);
+
+/**
+ * Save the device model's state to out_fd (docs/consoles.md, "Save and
+ * restore"): QMP "stop", then "xen-save-devices-state" to /dev/fdset/1,
+ * which the stubdomain connected to console 1; completion only once the
+ * whole stream has been written to out_fd.  The end: a frontend offering
+ * "feature-stream-end" reports its byte count (exact); otherwise the ring
+ * must stay empty with no new byte for 100 ms (a heuristic).  The device
+ * model is left stopped ("cont" resumes it).  out_fd stays the caller's
+ * (made non-blocking).  done gets 0, STUBDM_ETIMEDOUT, STUBDM_EQMP,
+ * STUBDM_EVCHAN, STUBDM_EDOMAIN_GONE, STUBDM_EFAIL (writing out_fd),
+ * STUBDM_ECANCELED (destroyed or freed meanwhile).
+ * This form uses the spawn's QMP handle (set_qmp) and its held console 1.
+ * @return 0 if started; STUBDM_EINVAL, STUBDM_ESTATE, STUBDM_EBUSY.
+ */
+STUBDM_EXPORT int stubdm_stubdom_save(stubdm_stubdom *s, int out_fd,
+                                      int timeout_ms, stubdm_done_fn *done,
+                                      void *user, stubdm_op **op_out);
+/**
+ * The same for a stubdomain this ctx did not spawn (another process, e.g.
+ * stubdm-ctl): opens QMP and serves console 1 for the save's duration.
+ */
+STUBDM_EXPORT int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                 uint32_t guest_domid, int out_fd,
+                                 int timeout_ms, stubdm_done_fn *done,
+                                 void *user, stubdm_op **op_out);
+/** Blocking form of either (s != NULL: the handle form).  *bytes_out (may
+ *  be NULL) receives the stream's size. */
+STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, stubdm_stubdom *s,
+                                      uint32_t stubdom_domid,
+                                      uint32_t guest_domid, int out_fd,
+                                      int timeout_ms, uint64_t *bytes_out);
+/** Bytes a completed save wrote to out_fd (0 for other ops). */
+STUBDM_EXPORT uint64_t stubdm_dm_save_bytes(const stubdm_op *op);
+
 /**
  * Tear down: a pending spawn completes with STUBDM_ECANCELED, QMP is
  * closed, the domain destroyed, its nodes removed (contract, devices,
@@ -1380,7 +1471,7 @@ STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
  */
 #define STUBDM_HAVE_CONSOLE_SERVE 1
 
-typedef struct stubdm_console stubdm_console;
+/* typedef struct stubdm_console stubdm_console: above, with the spawn API */
 typedef struct stubdm_console_opts stubdm_console_opts;
 
 /** How the backend reaches the console page and event channel. */

@@ -646,7 +646,11 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
             iov[i].iov_base = (void *)ptr[i];
             iov[i].iov_len = len[i];
         }
-        if (c->dst_fd < 0 && c->path == NULL) {
+        if (c->dst_fd < 0 && c->role == ROLE_SAVE) {
+            /* A held save console (spawn): no destination yet, so the
+             * bytes stay in the ring until a save attaches one. */
+            return 0;
+        } else if (c->dst_fd < 0 && c->path == NULL) {
             /* Restore console: nobody wants the frontend's output. */
             c->dropped += (uint64_t)avail;
             r = avail;
@@ -1119,6 +1123,8 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
         break;
     case ROLE_SAVE:
     case ROLE_RESTORE:
+        if (c->role == ROLE_SAVE && opts->fd < 0)
+            break; /* held (stubdm__console_opts_set_save_held) */
         if (set_nonblock(opts->fd) < 0) {
             int err = errno;
             rc = stubdm__fail(ctx, STUBDM_EINVAL, err,
@@ -1302,4 +1308,62 @@ int stubdm_console_flush(stubdm_console *c, int timeout_ms,
     stubdm__op_started(&f->op, op_out);
     flush_check_all(c, 0); /* queued, never called back from here */
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Held save consoles (internal: spawn.c and dm_state.c)
+ * ------------------------------------------------------------------------ */
+
+void stubdm__console_opts_set_save_held(stubdm_console_opts *o)
+{
+    o->role = ROLE_SAVE;
+    o->fd = -1;
+}
+
+int stubdm__console_save_attach(stubdm_console *c, int fd)
+{
+    stubdm_ctx *ctx = c->op.ctx;
+
+    if (c->role != ROLE_SAVE || c->op.state != STUBDM__OP_PENDING)
+        return stubdm__fail(ctx, STUBDM_ESTATE, 0,
+                            "console %u of stubdomain %u is not a served "
+                            "save console",
+                            c->n, c->stubdom);
+    if (c->dst_fd >= 0)
+        return stubdm__fail(ctx, STUBDM_EBUSY, 0,
+                            "console %u of stubdomain %u: a save is already "
+                            "in progress",
+                            c->n, c->stubdom);
+    if (set_nonblock(fd) < 0) {
+        int err = errno;
+        return stubdm__fail(ctx, STUBDM_EINVAL, err, "console %u: fd %d: %s",
+                            c->n, fd, strerror(err));
+    }
+    c->dst_fd = fd;
+    c->dst_kind = fd_kind(fd);
+    c->out_blocked = false;
+    /* From a timer, never from here: the caller may hold state. */
+    stubdm__timer_arm(ctx, &c->kick, 0);
+    return 0;
+}
+
+void stubdm__console_save_detach(stubdm_console *c)
+{
+    if (c->role != ROLE_SAVE)
+        return;
+    stubdm__fd_stop(c->op.ctx, &c->io[0]);
+    c->dst_fd = -1;
+    c->out_blocked = false;
+}
+
+int stubdm__console_out_empty(stubdm_console *c)
+{
+    if (!c->connected)
+        return 0;
+    return stubdm__cring_rx_empty(&c->ring);
+}
+
+bool stubdm__console_pending(const stubdm_console *c)
+{
+    return c->op.state == STUBDM__OP_PENDING;
 }

@@ -136,6 +136,18 @@ static int sim_destroy(stubdm_ctx *ctx, uint32_t domid)
     return rc;
 }
 
+/* SIGSTOP / SIGCONT of the simulated domain's process group. */
+static int sim_pause(stubdm_ctx *ctx, uint32_t domid, bool pause)
+{
+    char d[16];
+    const char *words[2] = { pause ? "sim-pause" : "sim-unpause", d };
+
+    snprintf(d, sizeof(d), "%u", domid);
+    return sim_control(ctx, pause ? "pausing the simulated domain"
+                                  : "unpausing the simulated domain",
+                       words, 2, NULL);
+}
+
 const struct stubdm__host_ops stubdm__host_sim = {
     .name = "simulated",
     .simulated = true,
@@ -143,4 +155,5 @@ const struct stubdm__host_ops stubdm__host_sim = {
     .set_target = sim_set_target,
     .unpause = sim_unpause,
     .destroy = sim_destroy,
+    .pause = sim_pause,
 };

@@ -416,6 +416,8 @@ struct stubdm__host_ops {
     int (*unpause)(stubdm_ctx *ctx, const struct stubdm__build *b);
     /* Destroy; a domain that no longer exists is not an error. */
     int (*destroy)(stubdm_ctx *ctx, uint32_t domid);
+    /* Pause (true) or unpause (false) a domain that has been started. */
+    int (*pause)(stubdm_ctx *ctx, uint32_t domid, bool pause);
 };
 
 extern const struct stubdm__host_ops stubdm__host_xen; /* xenctrl.c */
@@ -461,6 +463,36 @@ struct stubdm_ctx {
 /* Free every QMP connection and handle without callbacks (ctx teardown,
  * after stubdm__ops_dispose: ops may close their handles as they stop). */
 void stubdm__qmp_dispose(stubdm_ctx *ctx);
+
+/* ------------------------------------------------------------------------
+ * Console internals shared with spawn.c and dm_state.c (console.c)
+ * ------------------------------------------------------------------------ */
+
+/* Role save with no destination yet: the frontend's bytes stay in the ring
+ * (backpressure) until a save attaches an fd. */
+void stubdm__console_opts_set_save_held(stubdm_console_opts *o);
+/* Give a held save console its destination (made non-blocking, not
+ * closed).  STUBDM_ESTATE (not a served save console), STUBDM_EBUSY (one is
+ * attached already), STUBDM_EINVAL. */
+int stubdm__console_save_attach(stubdm_console *c, int fd);
+/* Hold again: stop writing to the fd. */
+void stubdm__console_save_detach(stubdm_console *c);
+/* 1 if connected and the frontend's output ring is empty, 0 if not, -1 on
+ * a bad frontend index. */
+int stubdm__console_out_empty(stubdm_console *c);
+/* Still serving. */
+bool stubdm__console_pending(const stubdm_console *c);
+
+/* ------------------------------------------------------------------------
+ * Device-model state (dm_state.c) and the stubdomain handle (spawn.c)
+ * ------------------------------------------------------------------------ */
+
+/* The save or restore op running on a stubdomain (NULL: none). */
+stubdm_op **stubdm__stubdom_dm_op(stubdm_stubdom *s);
+bool stubdm__stubdom_paused(const stubdm_stubdom *s);
+stubdm_ctx *stubdm__stubdom_ctx(const stubdm_stubdom *s);
+/* End a save/restore op with STUBDM_ECANCELED (teardown). */
+void stubdm__dm_state_cancel(stubdm_op *op, const char *why);
 
 /* Free the ctx now (stubdm_ctx_free defers this while dispatching). */
 void stubdm__ctx_destroy(stubdm_ctx *ctx);

@@ -67,6 +67,10 @@ struct stubdm_spawn_config {
     size_t nargs;
     char *console[NCONSOLES];
     stubdm_console_backend backend;
+    bool backend_set;       /* else: IOEMU on Xen, LIBSTUBDM simulated */
+    uint64_t log_cap;       /* 0: STUBDM_CONSOLE_DEFAULT_FILE_CAP */
+    unsigned log_rotations;
+    int restore_fd;         /* -1: not restoring */
     struct disk *disks;
     size_t ndisks;
     struct nic *nics;
@@ -137,6 +141,8 @@ int stubdm_spawn_config_new(stubdm_spawn_config **out)
     c->memory_kib = STUBDM_SPAWN_DEFAULT_MEMORY_KIB;
     c->vcpus = 1;
     c->backend = STUBDM_CONSOLE_IOEMU;
+    c->log_rotations = 10; /* libxl rotates qemu-dm-<name>.log .1 .. .10 */
+    c->restore_fd = -1;
     c->timeout_ms = STUBDM_SPAWN_DEFAULT_TIMEOUT_MS;
     *out = c;
     return 0;
@@ -251,6 +257,25 @@ int stubdm_spawn_config_set_console_backend(stubdm_spawn_config *c,
                b != STUBDM_CONSOLE_LIBSTUBDM))
         return STUBDM_EINVAL;
     c->backend = b;
+    c->backend_set = true;
+    return 0;
+}
+
+int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *c,
+                                       uint64_t max_bytes, unsigned rotations)
+{
+    if (!c || rotations > STUBDM_CONSOLE_MAX_ROTATIONS)
+        return STUBDM_EINVAL;
+    c->log_cap = max_bytes;
+    c->log_rotations = rotations;
+    return 0;
+}
+
+int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *c, int fd)
+{
+    if (!c || fd < -1)
+        return STUBDM_EINVAL;
+    c->restore_fd = fd;
     return 0;
 }
 
@@ -390,11 +415,97 @@ static stubdm_spawn_config *config_dup(const stubdm_spawn_config *c)
     d->memory_kib = c->memory_kib;
     d->vcpus = c->vcpus;
     d->backend = c->backend;
+    d->backend_set = c->backend_set;
+    d->log_cap = c->log_cap;
+    d->log_rotations = c->log_rotations;
+    d->restore_fd = c->restore_fd;
     d->stubdom_req = c->stubdom_req;
     d->timeout_ms = c->timeout_ms;
     d->qmp = c->qmp;
     d->qmp_timeout_ms = c->qmp_timeout_ms;
     return d;
+}
+
+/* ---- consoles served by the library --------------------------------------- */
+
+/* libxl's literal, replaced by the stubdomain with its restore fd
+ * (Qubes init: sed to "fd:3"; docs/protocol.md). */
+#define RESTORE_INCOMING_ARG "$STUBDOM_RESTORE_INCOMING_ARG"
+/* Console 2's frontend "output" when this library serves it. */
+#define RESTORE_OUTPUT "libstubdm:restore"
+
+/* The backend a spawn uses: the caller's choice, else LIBSTUBDM on the
+ * simulated host and IOEMU (libxl's) on Xen. */
+static stubdm_console_backend eff_backend(const stubdm_spawn_config *c,
+                                          bool simulated)
+{
+    if (c->backend_set)
+        return c->backend;
+    return simulated ? STUBDM_CONSOLE_LIBSTUBDM : STUBDM_CONSOLE_IOEMU;
+}
+
+static bool has_arg(const stubdm_spawn_config *c, const char *a)
+{
+    for (size_t i = 0; i < c->nargs; i++)
+        if (!strcmp(c->args[i], a))
+            return true;
+    return false;
+}
+
+/* The QEMU args as written to dm-argv: a restoring spawn gets libxl's
+ * "-incoming $STUBDOM_RESTORE_INCOMING_ARG" unless the caller gave an
+ * -incoming.  *out is an array of borrowed pointers: free() it only. */
+static int spawn_args(const stubdm_spawn_config *c, const char ***out,
+                      size_t *n)
+{
+    bool add = c->restore_fd >= 0 && !has_arg(c, "-incoming");
+    const char **v = stubdm__calloc(c->nargs + 3, sizeof(*v));
+
+    if (!v)
+        return STUBDM_ENOMEM;
+    for (size_t i = 0; i < c->nargs; i++)
+        v[i] = c->args[i];
+    *n = c->nargs;
+    if (add) {
+        v[(*n)++] = "-incoming";
+        v[(*n)++] = RESTORE_INCOMING_ARG;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A console output the library can serve: "file:PATH" (and "pty" for a
+ * serial). */
+static bool served_output_ok(const char *o, bool serial)
+{
+    return (!strncmp(o, "file:", 5) && o[5] == '/') ||
+           (serial && !strcmp(o, "pty"));
+}
+
+static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+                             stubdm_console_backend backend)
+{
+    if (backend != STUBDM_CONSOLE_LIBSTUBDM) {
+        if (c->restore_fd >= 0)
+            return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                                "spawn: restore fd: restoring needs the "
+                                "libstubdm console backend");
+        return 0;
+    }
+    if (c->console[0] && !served_output_ok(c->console[0], false))
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: console 0: the libstubdm backend writes "
+                            "the log to \"file:/absolute/path\", not "
+                            "'%.60s'",
+                            c->console[0]);
+    for (unsigned n = STUBDM_CONSOLE_SERIAL0; n < NCONSOLES; n++)
+        if (c->console[n] && !served_output_ok(c->console[n], true))
+            return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                                "spawn: console %u: the libstubdm backend "
+                                "serves a serial as \"pty\" or "
+                                "\"file:/absolute/path\", not '%.60s'",
+                                n, c->console[n]);
+    return 0;
 }
 
 /* ---- validation ---------------------------------------------------------- */
@@ -550,6 +661,9 @@ static int validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                                 "order, console %u is not set",
                                 n, n - 1);
 
+    if ((rc = validate_consoles(ctx, c, eff_backend(c, simulated))))
+        return rc;
+
     /* The argv and consoles, exactly as the contract will refuse them. */
     snprintf(vm, sizeof(vm), "/vm/%s",
              c->uuid ? c->uuid : "00000000-0000-0000-0000-000000000000");
@@ -560,14 +674,22 @@ static int validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                                      c->guest == 1 ? 2 : 1 /* placeholder */);
     if (!rc)
         rc = stubdm_contract_set_vm_path(k, vm);
+    if (!rc) {
+        const char **av = NULL;
+        size_t an = 0;
+        rc = spawn_args(c, &av, &an);
+        if (!rc)
+            rc = stubdm_contract_set_args(k, av, an);
+        free(av);
+    }
     if (!rc)
-        rc = stubdm_contract_set_args(k, (const char *const *)c->args,
-                                      c->nargs);
-    if (!rc)
-        rc = stubdm_contract_set_console_backend(k, c->backend);
+        rc = stubdm_contract_set_console_backend(k, eff_backend(c, simulated));
     for (unsigned n = 0; !rc && n < NCONSOLES; n++)
         if (c->console[n])
             rc = stubdm_contract_set_console_output(k, n, c->console[n]);
+    if (!rc && c->restore_fd >= 0 && !c->console[STUBDM_CONSOLE_RESTORE])
+        rc = stubdm_contract_set_console_output(k, STUBDM_CONSOLE_RESTORE,
+                                                RESTORE_OUTPUT);
     if (rc) {
         stubdm_contract_free(k);
         return stubdm__fail(ctx, rc, 0, "spawn: consoles: refused (%s)",
@@ -730,6 +852,11 @@ static unsigned vbd_devid(size_t idx)
 
 struct spawn_op;
 
+struct spawn_con {
+    stubdm_stubdom *s;
+    unsigned n;
+};
+
 struct stubdm_stubdom {
     stubdm_ctx *ctx;
     stubdm_spawn_config *cfg;
@@ -748,6 +875,13 @@ struct stubdm_stubdom {
     void *progress_user;
     bool in_progress;   /* the progress callback runs */
     bool free_pending;  /* stubdm_stubdom_free called from progress */
+    /* consoles served by the library (backend LIBSTUBDM) */
+    stubdm_console_backend backend;
+    stubdm_console *cons[NCONSOLES];
+    struct spawn_con con_user[NCONSOLES];
+    /* a save or restore of the device model's state (dm_state.c) */
+    stubdm_op *dm_op;
+    bool paused;
 };
 
 struct spawn_op {
@@ -908,10 +1042,27 @@ static int teardown_domain(stubdm_ctx *ctx,
     return 0;
 }
 
+/* Stop serving every console (and end a save or restore using them). */
+static void close_consoles(stubdm_stubdom *s)
+{
+    if (s->dm_op) {
+        stubdm_op *op = s->dm_op;
+        s->dm_op = NULL;
+        stubdm__dm_state_cancel(op, "the stubdomain was torn down");
+    }
+    for (unsigned n = 0; n < NCONSOLES; n++) {
+        if (s->cons[n]) {
+            stubdm_console_close(s->cons[n]);
+            s->cons[n] = NULL;
+        }
+    }
+}
+
 static int teardown(stubdm_stubdom *s)
 {
     int rc = 0;
 
+    close_consoles(s);
     if (s->qmp) {
         stubdm_qmp_close(s->qmp);
         s->qmp = NULL;
@@ -1149,19 +1300,32 @@ static int step_contract(stubdm_stubdom *s)
         rc = stubdm_contract_set_domains(k, s->guest, s->domid);
     if (!rc)
         rc = stubdm_contract_set_vm_path(k, s->vm_path);
+    if (!rc) {
+        const char **av = NULL;
+        size_t an = 0;
+        rc = spawn_args(c, &av, &an);
+        if (!rc)
+            rc = stubdm_contract_set_args(k, av, an);
+        free(av);
+    }
     if (!rc)
-        rc = stubdm_contract_set_args(k, (const char *const *)c->args,
-                                      c->nargs);
-    if (!rc)
-        rc = stubdm_contract_set_console_backend(k, c->backend);
+        rc = stubdm_contract_set_console_backend(k, s->backend);
     if (!rc)
         rc = stubdm_contract_set_toolstack_domid(k, TOOLSTACK_DOMID);
     for (unsigned n = 0; !rc && n < NCONSOLES; n++)
         if (c->console[n])
             rc = stubdm_contract_set_console_output(k, n, c->console[n]);
+    if (!rc && c->restore_fd >= 0 && !c->console[STUBDM_CONSOLE_RESTORE])
+        rc = stubdm_contract_set_console_output(k, STUBDM_CONSOLE_RESTORE,
+                                                RESTORE_OUTPUT);
     if (!rc && !s->host->simulated)
         rc = stubdm_contract_set_console0_ring(k, s->build.console_mfn,
                                                s->build.console_port);
+    else if (!rc && s->backend == STUBDM_CONSOLE_LIBSTUBDM)
+        /* The simulated builder makes no ring: these placeholders are
+         * console 0's "published" signal (docs/consoles.md); the page and
+         * socket are the stubdomain's files. */
+        rc = stubdm_contract_set_console0_ring(k, 1, 1);
     if (rc) {
         stubdm_contract_free(k);
         return stubdm__fail(s->ctx, rc, 0, "configuring the contract: %s",
@@ -1262,12 +1426,103 @@ static int devices_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     return rc;
 }
 
+static void on_console_done(stubdm_op *op, int rc, void *user)
+{
+    struct spawn_con *sc = user;
+    stubdm_stubdom *s = sc->s;
+
+    /* The handle stays in s->cons (stats readable) until teardown. */
+    if (rc == 0) {
+        LOG_DEBUG(s->ctx, MOD, "stubdomain %u: console %u completed", s->domid,
+                  sc->n);
+    } else if (rc == STUBDM_EDOMAIN_GONE) {
+        /* Part of the death the spawn's or the caller's wait reports. */
+        LOG_DEBUG(s->ctx, MOD, "%s", stubdm_op_errmsg(op));
+    } else {
+        /* A hostile or broken frontend (EPROTO) or a failing fd loses that
+         * console only; the stubdomain and its other consoles go on. */
+        stubdm__log(s->ctx, STUBDM_LOG_WARN, 0, MOD,
+                    "stubdomain %u: console %u ended (%s): %s; the "
+                    "stubdomain keeps running",
+                    s->domid, sc->n, stubdm_errname(rc),
+                    stubdm_op_errmsg(op));
+    }
+}
+
+/* Serve console n with opts; the handle goes to s->cons[n]. */
+static int serve_one(stubdm_stubdom *s, unsigned n, stubdm_console_opts *o)
+{
+    int rc = stubdm_console_opts_set_transport(
+        o, s->host->simulated ? STUBDM_CONSOLE_TRANSPORT_SIMULATED
+                              : STUBDM_CONSOLE_TRANSPORT_XEN);
+
+    if (!rc)
+        rc = stubdm_console_opts_set_toolstack_domid(o, TOOLSTACK_DOMID);
+    if (rc)
+        return stubdm__fail(s->ctx, rc, 0, "console %u: options", n);
+    s->con_user[n].s = s;
+    s->con_user[n].n = n;
+    return stubdm_console_serve(s->ctx, s->domid, n, o, on_console_done,
+                                &s->con_user[n], &s->cons[n]);
+}
+
+/* Consoles 0..N served by the library, before the domain runs. */
+static int serve_consoles(stubdm_stubdom *s)
+{
+    const stubdm_spawn_config *c = s->cfg;
+    stubdm_console_opts *o = NULL;
+    int rc = 0;
+
+    for (unsigned n = 0; !rc && n < NCONSOLES; n++) {
+        const char *out = c->console[n];
+        bool serve = true;
+
+        stubdm_console_opts_free(o);
+        o = NULL;
+        if ((rc = stubdm_console_opts_new(&o)))
+            break;
+        if (n == STUBDM_CONSOLE_LOG) {
+            if (!out) /* no log configured: the frontend's ring fills */
+                serve = false;
+            else
+                rc = stubdm_console_opts_set_log(o, out + 5, c->log_cap,
+                                                 c->log_rotations);
+        } else if (n == STUBDM_CONSOLE_SAVE) {
+            stubdm__console_opts_set_save_held(o);
+        } else if (n == STUBDM_CONSOLE_RESTORE) {
+            if (c->restore_fd < 0)
+                serve = false; /* absent, or the serials' placeholder */
+            else
+                rc = stubdm_console_opts_set_restore_fd(o, c->restore_fd);
+        } else if (!out) {
+            break; /* serials are contiguous */
+        } else if (!strcmp(out, "pty")) {
+            rc = stubdm_console_opts_set_serial_pty(o);
+        } else {
+            rc = stubdm_console_opts_set_serial_file(o, out + 5, c->log_cap,
+                                                     c->log_rotations);
+        }
+        if (rc) {
+            rc = stubdm__fail(s->ctx, rc, 0, "console %u: options", n);
+            break;
+        }
+        if (serve)
+            rc = serve_one(s, n, o);
+    }
+    stubdm_console_opts_free(o);
+    return rc;
+}
+
 static int step_devices(stubdm_stubdom *s)
 {
-    if (!s->cfg->ndisks && !s->cfg->nnics)
-        return 0; /* consoles came with the contract */
-    return stubdm__xs_transaction(s->ctx, "attaching disks and nics",
-                                  devices_txn, s, NULL);
+    int rc = 0;
+
+    if (s->cfg->ndisks || s->cfg->nnics)
+        rc = stubdm__xs_transaction(s->ctx, "attaching disks and nics",
+                                    devices_txn, s, NULL);
+    if (!rc && s->backend == STUBDM_CONSOLE_LIBSTUBDM)
+        rc = serve_consoles(s);
+    return rc;
 }
 
 /* ---- the op -------------------------------------------------------------- */
@@ -1484,6 +1739,7 @@ int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     s->ctx = ctx;
     s->host = host;
     s->guest = cfg->guest;
+    s->backend = eff_backend(cfg, host->simulated);
     s->step = STUBDM_SPAWN_CREATE;
     s->progress = progress;
     s->progress_user = user;
@@ -1609,10 +1865,67 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
         s->op->s = NULL;
         s->op = NULL;
     }
+    close_consoles(s);
     if (s->qmp)
         stubdm_qmp_close(s->qmp);
     stubdm_spawn_config_free(s->cfg);
     free(s);
+}
+
+stubdm_console *stubdm_stubdom_console(const stubdm_stubdom *s, unsigned n)
+{
+    return s && n < NCONSOLES ? s->cons[n] : NULL;
+}
+
+stubdm_console_backend stubdm_stubdom_console_backend(const stubdm_stubdom *s)
+{
+    return s ? s->backend : STUBDM_CONSOLE_IOEMU;
+}
+
+static int pause_common(stubdm_stubdom *s, bool pause)
+{
+    int rc;
+
+    if (!s)
+        return STUBDM_EINVAL;
+    if (s->op || !s->domain_made)
+        return stubdm__fail(s->ctx, STUBDM_ESTATE, 0,
+                            "stubdomain %u is %s, not running", s->domid,
+                            stubdm_spawn_step_name(s->step));
+    if (s->paused == pause)
+        return 0;
+    rc = s->host->pause(s->ctx, s->domid, pause);
+    if (rc)
+        return rc;
+    s->paused = pause;
+    LOG_DEBUG(s->ctx, MOD, "stubdomain %u %s", s->domid,
+              pause ? "paused" : "unpaused");
+    return 0;
+}
+
+int stubdm_stubdom_pause(stubdm_stubdom *s)
+{
+    return pause_common(s, true);
+}
+
+int stubdm_stubdom_unpause(stubdm_stubdom *s)
+{
+    return pause_common(s, false);
+}
+
+stubdm_op **stubdm__stubdom_dm_op(stubdm_stubdom *s)
+{
+    return &s->dm_op;
+}
+
+stubdm_ctx *stubdm__stubdom_ctx(const stubdm_stubdom *s)
+{
+    return s->ctx;
+}
+
+bool stubdm__stubdom_paused(const stubdm_stubdom *s)
+{
+    return s->paused;
 }
 
 /* ---- by domid: destroy, find, list ---------------------------------------- */

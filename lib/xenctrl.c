@@ -286,6 +286,19 @@ static int xen_destroy(stubdm_ctx *ctx, uint32_t domid)
     return 0;
 }
 
+/* ---- pausing a running domain (stubdm_stubdom_pause/unpause) ------------
+ * Separate from the start-up unpause above: this is for a stubdomain that
+ * already runs, paused and resumed together with its guest. */
+static int xen_pause(stubdm_ctx *ctx, uint32_t domid, bool pause)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (pause ? xc_domain_pause(ctx->hv.xch, domid)
+              : xc_domain_unpause(ctx->hv.xch, domid))
+        return xc_failf(ctx, errno, pause ? "pausing" : "unpausing", domid);
+    return 0;
+}
+
 const struct stubdm__host_ops stubdm__host_xen = {
     .name = "xen",
     .simulated = false,
@@ -293,4 +306,5 @@ const struct stubdm__host_ops stubdm__host_xen = {
     .set_target = xen_set_target,
     .unpause = xen_unpause,
     .destroy = xen_destroy,
+    .pause = xen_pause,
 };

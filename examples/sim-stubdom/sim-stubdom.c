@@ -19,9 +19,33 @@
  *   6. wait for QEMU; exit as it exited (a signal is re-raised), so the
  *      simulated hypervisor records "crashed (signal N)" or the status.
  *
- * Console 0 (the log): QEMU's stderr and this program's own messages go to
- * the file named by console/output ("file:PATH").  Serial consoles
- * (device/console/3..) replace -serial /dev/hvcN with their output.
+ * Consoles.  With the library's console backend (console/type =
+ * "libstubdm") this program is a PV console frontend over the simulated
+ * transport (docs/consoles.md), as a real stubdomain's hvc driver is:
+ *   0  its own log and QEMU's stdout/stderr (a pipe) go into console 0's
+ *      ring; the library writes the log file;
+ *   1  save: an O_WRONLY fd of a memfd is given to QEMU with QMP add-fd
+ *      (fdset 1, SCM_RIGHTS over the private monitor, as the Qubes init's
+ *      add-fd helper does with /dev/hvc1), so xen-save-devices-state to
+ *      /dev/fdset/1 writes into it; what it writes is pumped into console
+ *      1's ring as it grows.  Not a pipe: QEMU 7.2 opens the fdset with
+ *      O_TRUNC and ftruncate() fails on a pipe or tty.  The monitor that
+ *      did add-fd stays connected (QEMU drops fdsets otherwise).  It offers
+ *      feature-stream-end: asked with stream-end-request = SEQ, it answers
+ *      stream-end = "SEQ TOTAL", TOTAL = bytes put in the ring so far plus
+ *      those not yet, so the library knows the end;
+ *   2  restore (output set): console 2's ring is pumped into a pipe whose
+ *      read end QEMU gets as -incoming fd:N (the replacement of libxl's
+ *      $STUBDOM_RESTORE_INCOMING_ARG); the pipe is closed once the backend
+ *      has closed console 2 and the ring is empty (QEMU sees EOF);
+ *   3+ -serial /dev/hvcN: a pty whose slave QEMU gets, pumped both ways
+ *      to console N's ring.
+ * Otherwise (ioemu, xenconsoled): console 0's output "file:PATH" is written
+ * directly and -serial /dev/hvcN is replaced by console N's output.
+ * Device state: QEMU gets -global apic.vapic=off (the kvm-tpr-opt state
+ * does not load under TCG) and, when restoring, -global
+ * migration.send-configuration=off (xen-save-devices-state writes no
+ * configuration section; a Xen machine expects none).
  *
  * Failure injection for tests: --die-at=before-argv|after-argv|
  * before-running|after-running (crash with --die-signal, default SIGSEGV,
@@ -31,6 +55,8 @@
  * docs/simulated-host.md.
  */
 #include <libstubdm.h>
+
+#include "simcons.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,11 +68,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 #include <xenstore.h>
@@ -67,6 +95,397 @@ static volatile sig_atomic_t got_term;
 static pid_t qemu_pid;
 static int qemu_status;
 
+/* ---- consoles as a frontend (backend "libstubdm") ----------------------- */
+
+#define NCONS (3 + 16)
+#define RESTORE_FD 3 /* QEMU's -incoming fd:3, as the Qubes init */
+
+struct con {
+    struct simcons *sc;
+    int src;          /* fd pumped into the ring (-1: none) */
+    int dst;          /* fd the ring is pumped into (-1: none) */
+    char obuf[4096];  /* read from src, not yet in the ring */
+    size_t olen, ooff;
+    char ibuf[1024];  /* read from the ring, not yet written to dst */
+    size_t ilen, ioff;
+    uint64_t total_out; /* bytes put into the ring */
+    bool src_eof;
+};
+
+static bool served;             /* console/type is "libstubdm" */
+static struct con cons[NCONS];
+static struct xs_handle *xsh;
+static const char *sim_dir;
+static int qemu_out[2] = { -1, -1 };  /* QEMU stdout/stderr -> console 0 */
+static int save_pipe[2] = { -1, -1 }; /* QEMU (fdset 1) -> console 1 */
+static int restore_pipe[2] = { -1, -1 }; /* console 2 -> QEMU -incoming */
+static char last_request[32];
+static int kept_monitor = -1; /* the private monitor that did add-fd */
+
+static bool restoring(void)
+{
+    return cons[2].sc != NULL;
+}
+
+static void con_flush_out(struct con *c)
+{
+    while (c->ooff < c->olen) {
+        long n = simcons_write(c->sc, c->obuf + c->ooff, c->olen - c->ooff);
+        if (n <= 0)
+            return;
+        c->ooff += (size_t)n;
+        c->total_out += (uint64_t)n;
+    }
+    c->olen = c->ooff = 0;
+}
+
+/* src -> ring, as far as the ring takes it. */
+static void con_pump_out(struct con *c)
+{
+    if (!c->sc)
+        return;
+    con_flush_out(c);
+    while (c->src >= 0 && !c->src_eof && c->olen == 0) {
+        ssize_t n = read(c->src, c->obuf, sizeof(c->obuf));
+        if (n == 0) {
+            c->src_eof = true;
+            break;
+        }
+        if (n < 0)
+            break; /* EAGAIN (or EIO on a pty without a peer) */
+        c->olen = (size_t)n;
+        c->ooff = 0;
+        con_flush_out(c);
+    }
+}
+
+/* ring -> dst. */
+static void con_pump_in(struct con *c)
+{
+    if (!c->sc || c->dst < 0)
+        return;
+    for (;;) {
+        if (c->ioff == c->ilen) {
+            long n = simcons_read(c->sc, c->ibuf, sizeof(c->ibuf));
+            if (n <= 0)
+                return;
+            c->ilen = (size_t)n;
+            c->ioff = 0;
+        }
+        ssize_t w = write(c->dst, c->ibuf + c->ioff, c->ilen - c->ioff);
+        if (w <= 0)
+            return;
+        c->ioff += (size_t)w;
+    }
+}
+
+static int backend_state(unsigned n)
+{
+    char p[96], *v;
+    unsigned len;
+    int st = 0;
+
+    snprintf(p, sizeof(p), "/local/domain/0/backend/console/%u/%u/state",
+             self_domid, n);
+    v = xs_read(xsh, XBT_NULL, p, &len);
+    if (v)
+        st = atoi(v);
+    free(v);
+    return st;
+}
+
+static uint64_t save_off;   /* read offset in the console 1 file */
+static bool save_rewind;    /* rewind once everything is in the ring */
+
+static uint64_t save_size(void)
+{
+    struct stat st;
+    return save_pipe[0] >= 0 && fstat(save_pipe[0], &st) == 0
+               ? (uint64_t)st.st_size
+               : 0;
+}
+
+/* QEMU's stream (the console 1 file) -> console 1's ring, as it grows. */
+static void pump_save(void)
+{
+    struct con *c = &cons[1];
+    uint64_t size;
+
+    if (!c->sc || save_pipe[0] < 0)
+        return;
+    con_flush_out(c);
+    size = save_size();
+    if (size < save_off)
+        save_off = 0; /* truncated by the next save's open */
+    while (c->olen == 0 && save_off < size) {
+        ssize_t n = pread(save_pipe[0], c->obuf, sizeof(c->obuf),
+                          (off_t)save_off);
+        if (n <= 0)
+            break;
+        save_off += (uint64_t)n;
+        c->olen = (size_t)n;
+        c->ooff = 0;
+        con_flush_out(c);
+    }
+    if (save_rewind && c->olen == 0 && save_off == size) {
+        /* The stream is all in the ring: the next one starts at 0. */
+        if (ftruncate(save_pipe[0], 0) < 0)
+            fprintf(stderr, "sim-stubdom: truncating console 1: %s\n",
+                    strerror(errno));
+        lseek(save_pipe[1], 0, SEEK_SET);
+        save_off = 0;
+        save_rewind = false;
+    }
+}
+
+/* The library's stream-end request on console 1. */
+static void answer_stream_end(void)
+{
+    char p[96], *v, val[64];
+    unsigned len;
+    uint64_t pending;
+
+    if (!cons[1].sc)
+        return;
+    snprintf(p, sizeof(p), "device/console/1/stream-end-request");
+    v = xs_read(xsh, XBT_NULL, p, &len);
+    if (!v)
+        return;
+    if (strcmp(v, last_request)) {
+        snprintf(last_request, sizeof(last_request), "%s", v);
+        /* QEMU's command returned: the file holds the whole stream. */
+        pending = save_size() > save_off ? save_size() - save_off : 0;
+        save_rewind = true;
+        snprintf(val, sizeof(val), "%s %llu", v,
+                 (unsigned long long)(cons[1].total_out +
+                                      (cons[1].olen - cons[1].ooff) +
+                                      pending));
+        if (getenv("SIM_STUBDOM_DEBUG"))
+            fprintf(stderr, "stream-end %s (off %llu size %llu)\n", val,
+                    (unsigned long long)save_off,
+                    (unsigned long long)save_size());
+        if (!xs_write(xsh, XBT_NULL, "device/console/1/stream-end", val,
+                      strlen(val)))
+            fprintf(stderr, "sim-stubdom: writing stream-end failed\n");
+    }
+    free(v);
+}
+
+/* The restore stream ends when the backend closed console 2 and everything
+ * it gave was read and written to QEMU. */
+static void maybe_end_restore(void)
+{
+    struct con *c = &cons[2];
+
+    if (restore_pipe[1] < 0 || c->ioff != c->ilen)
+        return;
+    if (backend_state(2) < 5)
+        return;
+    con_pump_in(c);
+    if (c->ioff != c->ilen)
+        return;
+    {
+        char probe;
+        if (simcons_read(c->sc, &probe, 0) != 0)
+            return;
+    }
+    close(restore_pipe[1]);
+    restore_pipe[1] = -1;
+    c->dst = -1;
+}
+
+/* One round of every console, then sleep at most ms for work. */
+static void pump_for(int ms)
+{
+    struct pollfd p[2 * NCONS + 2];
+    int n = 0;
+
+    if (!served) {
+        if (ms > 0)
+            usleep((useconds_t)ms * 1000);
+        return;
+    }
+    for (unsigned i = 0; i < NCONS; i++) {
+        con_pump_out(&cons[i]);
+        con_pump_in(&cons[i]);
+    }
+    answer_stream_end();
+    pump_save();
+    maybe_end_restore();
+    for (unsigned i = 0; i < NCONS; i++) {
+        struct con *c = &cons[i];
+        if (!c->sc)
+            continue;
+        p[n++] = (struct pollfd){ simcons_fd(c->sc), POLLIN, 0 };
+        if (c->src >= 0 && !c->src_eof && c->olen == 0)
+            p[n++] = (struct pollfd){ c->src, POLLIN, 0 };
+        if (c->dst >= 0 && c->ioff < c->ilen)
+            p[n++] = (struct pollfd){ c->dst, POLLOUT, 0 };
+    }
+    /* Requests and backend states come through xenstore: look often. */
+    if (poll(p, (nfds_t)n, ms < 20 ? ms : 20) > 0) {
+        char b[64];
+        for (unsigned i = 0; i < NCONS; i++)
+            if (cons[i].sc)
+                while (recv(simcons_fd(cons[i].sc), b, sizeof(b),
+                            MSG_DONTWAIT) > 0)
+                    ;
+    }
+}
+
+static void set_nonblock(int fd)
+{
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static int open_con(unsigned n, bool publish)
+{
+    struct con *c = &cons[n];
+
+    c->src = c->dst = -1;
+    if (simcons_open(&c->sc, sim_dir, self_domid, n) < 0) {
+        fprintf(stderr, "sim-stubdom %u: console %u: %s\n", self_domid, n,
+                strerror(errno));
+        c->sc = NULL;
+        return -1;
+    }
+    if (publish && simcons_publish(c->sc, xsh) < 0) {
+        fprintf(stderr, "sim-stubdom %u: publishing console %u: %s\n",
+                self_domid, n, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Console n's frontend key, or NULL. */
+static char *con_key(unsigned n, const char *key)
+{
+    char p[96];
+    unsigned len;
+
+    if (n == 0)
+        snprintf(p, sizeof(p), "console/%s", key);
+    else
+        snprintf(p, sizeof(p), "device/console/%u/%s", n, key);
+    return xs_read(xsh, XBT_NULL, p, &len);
+}
+
+/* Consoles 0, 1 and (restoring) 2 as a frontend, before QEMU starts. */
+static void setup_consoles(void)
+{
+    char *type = con_key(0, "type");
+
+    served = type && !strcmp(type, "libstubdm");
+    free(type);
+    if (!served)
+        return;
+    /* Console 0: ring-ref and port are the toolstack's (the builder's). */
+    if (open_con(0, false) < 0) {
+        served = false;
+        return;
+    }
+    if (pipe2(qemu_out, O_CLOEXEC) == 0) {
+        set_nonblock(qemu_out[0]);
+        cons[0].src = qemu_out[0];
+    }
+    if (open_con(1, true) == 0) {
+        char self[64];
+        xs_write(xsh, XBT_NULL, "device/console/1/feature-stream-end", "1", 1);
+        /* A file, not a pipe: QEMU 7.2 opens /dev/fdset/1 with O_TRUNC and
+         * ftruncate()s the fd, which fails (EINVAL) on a pipe or tty.  The
+         * write end QEMU gets must be O_WRONLY (add-fd matches the access
+         * mode), a second open of the same memfd. */
+        save_pipe[0] = memfd_create("sim-stubdom-console1", MFD_CLOEXEC);
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", save_pipe[0]);
+        if (save_pipe[0] >= 0)
+            save_pipe[1] = open(self, O_WRONLY | O_CLOEXEC);
+    }
+    char *o2 = con_key(2, "output");
+    if (o2 && strcmp(o2, "null") && open_con(2, true) == 0 &&
+        pipe2(restore_pipe, O_CLOEXEC) == 0) {
+        set_nonblock(restore_pipe[1]);
+        cons[2].dst = restore_pipe[1];
+    }
+    free(o2);
+}
+
+/* -serial /dev/hvcN with the library's backend: a pty pumped to the ring. */
+static char *serial_pty(unsigned n)
+{
+    struct termios t;
+    char *name;
+    int m;
+
+    if (!served || n < 3 || n >= NCONS || cons[n].sc)
+        return NULL;
+    m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (m < 0 || grantpt(m) || unlockpt(m) || !(name = ptsname(m))) {
+        if (m >= 0)
+            close(m);
+        return NULL;
+    }
+    if (open_con(n, true) < 0) {
+        close(m);
+        return NULL;
+    }
+    /* Raw, as the Qubes kernel sets hvc consoles: binary-clean. */
+    int sl = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (sl >= 0) {
+        if (tcgetattr(sl, &t) == 0) {
+            cfmakeraw(&t);
+            tcsetattr(sl, TCSANOW, &t);
+        }
+        /* kept open: the master would read EIO until QEMU opens it */
+    }
+    cons[n].src = cons[n].dst = m;
+    return strdup(name);
+}
+
+/* The log line into console 0's ring: wait a little for room (the backend
+ * consumes it), then drop rather than hang the stubdomain. */
+static void log_to_ring(const char *line)
+{
+    struct con *c = &cons[0];
+    size_t len = strlen(line), off = 0;
+    int64_t waited = 0;
+
+    while (off < len && waited < 200) {
+        long n = simcons_write(c->sc, line + off, len - off);
+        if (n < 0)
+            return;
+        off += (size_t)n;
+        c->total_out += (uint64_t)n;
+        if (off < len) {
+            simcons_wait(c->sc, 10);
+            waited += 10;
+        }
+    }
+}
+
+/* Give the save pipe's write end to QEMU: add-fd, fdset 1 (SCM_RIGHTS). */
+static int add_fd(int mon)
+{
+    static const char cmd[] =
+        "{\"execute\":\"add-fd\",\"arguments\":{\"fdset-id\":1},\"id\":42}\r\n";
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { (void *)cmd, sizeof(cmd) - 1 };
+    struct msghdr m = { 0 };
+    struct cmsghdr *cm;
+
+    memset(cbuf, 0, sizeof(cbuf));
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof(cbuf);
+    cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &save_pipe[1], sizeof(int));
+    return sendmsg(mon, &m, MSG_NOSIGNAL) == (ssize_t)(sizeof(cmd) - 1) ? 0
+                                                                        : -1;
+}
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
@@ -78,6 +497,12 @@ static void say(const char *fmt, ...)
     va_end(ap);
     /* Once console 0 is known, it is the log (as on a real stubdomain,
      * where /dev/hvc0 is all there is); stderr before that. */
+    if (served && cons[0].sc) {
+        char line[1100];
+        snprintf(line, sizeof(line), "sim-stubdom %u: %s\n", self_domid, msg);
+        log_to_ring(line);
+        return;
+    }
     if (!conlog)
         fprintf(stderr, "sim-stubdom %u: %s\n", self_domid, msg);
     if (conlog) {
@@ -210,7 +635,7 @@ static bool map_drive(struct xs_handle *xs, struct argv *out, const char *spec)
 static void map_args(struct xs_handle *xs, char **in, size_t n, struct argv *out,
                      const char *qmp_sock, const char *priv_sock)
 {
-    bool have_machine = false;
+    bool have_machine = false, pc = false;
 
     add(out, opt.qemu);
     for (size_t i = 0; i < n; i++) {
@@ -236,9 +661,11 @@ static void map_args(struct xs_handle *xs, char **in, size_t n, struct argv *out
                 add(out, "pc");
                 add(out, "-accel");
                 add(out, "tcg");
+                pc = true;
             } else {
                 add(out, a);
                 add(out, next);
+                pc = pc || !strncmp(next, "pc", 2);
             }
             i++;
             continue;
@@ -262,6 +689,38 @@ static void map_args(struct xs_handle *xs, char **in, size_t n, struct argv *out
             i++;
             continue;
         }
+        if (!strcmp(a, "-incoming") && next) {
+            /* libxl's placeholder, replaced as the Qubes init does */
+            if (!strcmp(next, "$STUBDOM_RESTORE_INCOMING_ARG")) {
+                if (restoring()) {
+                    addf(out, "-incoming");
+                    addf(out, "fd:%d", RESTORE_FD);
+                    say("-incoming fd:%d (console 2)", RESTORE_FD);
+                } else {
+                    say("dropping -incoming %s: no console 2", next);
+                }
+            } else {
+                add(out, a);
+                add(out, next);
+            }
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "-serial") && next && !strncmp(next, "/dev/hvc", 8) &&
+            served) {
+            char *pty = serial_pty((unsigned)strtoul(next + 8, NULL, 10));
+            if (pty) {
+                add(out, "-serial");
+                add(out, pty);
+                say("-serial %s is %s, pumped to console %s", next, pty,
+                    next + 8);
+                free(pty);
+            } else {
+                say("dropping -serial %s (no console)", next);
+            }
+            i++;
+            continue;
+        }
         if (!strcmp(a, "-serial") && next && !strncmp(next, "/dev/hvc", 8)) {
             char p[64], *o;
             snprintf(p, sizeof(p), "device/console/%s/output", next + 8);
@@ -280,6 +739,15 @@ static void map_args(struct xs_handle *xs, char **in, size_t n, struct argv *out
         add(out, a);
     }
     (void)have_machine;
+    if (pc) {
+        /* Device state that saves and loads under TCG (see the top). */
+        add(out, "-global");
+        add(out, "apic.vapic=off");
+        if (restoring()) {
+            add(out, "-global");
+            add(out, "migration.send-configuration=off");
+        }
+    }
     addf(out, "-qmp");
     addf(out, "unix:%s,server=on,wait=off", qmp_sock);
     addf(out, "-qmp");
@@ -345,7 +813,7 @@ static int qemu_running(const char *priv_sock)
                 qemu_pid = 0;
                 return -2;
             }
-            usleep(50000);
+            pump_for(50);
         }
     }
     if (fd < 0)
@@ -357,7 +825,21 @@ static int qemu_running(const char *priv_sock)
     if (write(fd, caps, sizeof(caps) - 1) < 0 ||
         read_until(fd, buf, sizeof(buf), "\"return\"", 10000))
         goto out;
-    for (int tries = 0; tries < 100; tries++) {
+    if (save_pipe[1] >= 0) {
+        if (add_fd(fd) < 0 ||
+            read_until(fd, buf, sizeof(buf), "\"id\": 42", 10000) ||
+            !strstr(buf, "\"return\"")) {
+            say("add-fd (fdset 1, console 1) failed: %s", buf);
+            goto out;
+        }
+        /* Kept: its file offset is QEMU's, rewound after each stream. */
+        say("console 1 given to QEMU as fdset 1 (add-fd)");
+        /* QEMU drops unused fdsets when no QMP monitor is connected:
+         * stay connected for the stubdomain's lifetime. */
+        kept_monitor = fd;
+    }
+    /* Restoring: incoming can take a while; QEMU runs when it is loaded. */
+    for (int tries = 0; tries < (restoring() ? 600 : 100); tries++) {
         if (write(fd, qs, sizeof(qs) - 1) < 0 ||
             read_until(fd, buf, sizeof(buf), "\"return\"", 10000))
             goto out;
@@ -365,10 +847,11 @@ static int qemu_running(const char *priv_sock)
             rc = 0;
             goto out;
         }
-        usleep(50000);
+        pump_for(50);
     }
 out:
-    close(fd);
+    if (fd >= 0 && fd != kept_monitor)
+        close(fd);
     return rc;
 }
 
@@ -634,7 +1117,11 @@ int main(int argc, char **argv)
         say("cannot reach xenstore: %s", strerror(errno));
         return 1;
     }
-    open_console_log(xs);
+    xsh = xs;
+    sim_dir = simdir;
+    setup_consoles();
+    if (!served)
+        open_console_log(xs);
     /* 1-2: who am I serving, and where is its argv. */
     v = xs_get(xs, "target");
     if (!v) {
@@ -701,6 +1188,12 @@ int main(int argc, char **argv)
                 dup2(fileno(conlog), 2);
                 dup2(fileno(conlog), 1);
             }
+            if (qemu_out[1] >= 0) {
+                dup2(qemu_out[1], 2);
+                dup2(qemu_out[1], 1);
+            }
+            if (restore_pipe[0] >= 0) /* dup2 clears close-on-exec */
+                dup2(restore_pipe[0], RESTORE_FD);
             signal(SIGTERM, SIG_DFL);
             signal(SIGINT, SIG_DFL);
             signal(SIGPIPE, SIG_DFL);
@@ -711,6 +1204,14 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < q.n; i++)
             free(q.v[i]);
         free(q.v);
+        if (qemu_out[1] >= 0) {
+            close(qemu_out[1]);
+            qemu_out[1] = -1;
+        }
+        if (restore_pipe[0] >= 0) {
+            close(restore_pipe[0]);
+            restore_pipe[0] = -1;
+        }
     }
     stubdm_argv_free(args);
     stubdm_ctx_free(ctx);
@@ -753,8 +1254,13 @@ int main(int argc, char **argv)
     }
     for (;;) {
         int st;
-        pid_t p = waitpid(qemu_pid, &st, 0);
+        pid_t p = waitpid(qemu_pid, &st, served ? WNOHANG : 0);
+        if (p == 0) {
+            pump_for(20);
+            continue;
+        }
         if (p == qemu_pid) {
+            pump_for(0); /* QEMU's last words */
             unlink(qmp_sock);
             unlink(priv_sock);
             if (got_term && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM)

@@ -10,6 +10,8 @@
  *   sim-create [DOMID]            -> "DOMID" (allocated when absent)
  *   sim-start DOMID PROGRAM [ARG]... -> "PID"
  *   sim-destroy DOMID             -> "OK" (kills, releases, forgets)
+ *   sim-pause DOMID               -> "OK" (SIGSTOP to the process group)
+ *   sim-unpause DOMID             -> "OK" (SIGCONT to the process group)
  *   sim-list                      -> "DOMID STATE PID\n"...
  *
  * The library never forks: all process handling is here. */
@@ -297,6 +299,26 @@ static int sim_destroy(struct daemon *d, const char *const *argv, unsigned argc,
 	return 0;
 }
 
+/* A paused Xen domain keeps its memory and stops running: stop the whole
+ * process group (the program and its QEMU), continue it on unpause. */
+static int sim_pause(const char *const *argv, unsigned argc, struct buf *out,
+		     bool pause)
+{
+	unsigned domid;
+
+	if (argc < 2 || !parse_simdomid(argv[1], &domid))
+		return EINVAL;
+	struct simdom *s = &sims[domid];
+	if (s->state == SIM_NONE)
+		return ENOENT;
+	if (s->state != SIM_RUNNING || s->pid <= 0)
+		return EINVAL; /* not started, or already dead */
+	if (kill(-s->pid, pause ? SIGSTOP : SIGCONT) < 0)
+		return errno;
+	buf_add(out, "OK", 2);
+	return 0;
+}
+
 static void sim_list(struct buf *out)
 {
 	for (unsigned i = 1; i < SIM_FIRST_RESERVED; i++)
@@ -318,6 +340,10 @@ int simhost_control(struct daemon *d, const char *const *argv, unsigned argc,
 		err = sim_start(d, argv, argc, out);
 	else if (!strcmp(argv[0], "sim-destroy"))
 		err = sim_destroy(d, argv, argc, out);
+	else if (!strcmp(argv[0], "sim-pause"))
+		err = sim_pause(argv, argc, out, true);
+	else if (!strcmp(argv[0], "sim-unpause"))
+		err = sim_pause(argv, argc, out, false);
 	else if (!strcmp(argv[0], "sim-list")) {
 		sim_list(out);
 		err = 0;

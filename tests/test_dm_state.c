@@ -1,0 +1,739 @@
+/*
+ * Consoles served by the spawn, and save / restore of the device model's
+ * state through them, on the simulated host with a real QEMU: the mock
+ * xenstored plays xenstored and the hypervisor, stubdm-sim-stubdom is the
+ * stubdomain and a console frontend (docs/consoles.md), the library is the
+ * console backend.  No QEMU runs outside a simulated stubdomain.
+ */
+#include "internal.h"
+#include "mockxs.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <xen/io/console.h>
+#include <xenstore.h>
+
+#define GUEST 7
+
+static struct mockxs mock;
+static stubdm_ctx *ctx;
+static char sim_program[PATH_MAX];
+static char *dump_before;
+static int fds_before;
+
+/* ---- helpers (as test_spawn.c) ------------------------------------------- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+static bool file_mentions(const char *path, const char *needle)
+{
+    static char buf[1 << 20];
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f)
+        return false;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (!buf[i])
+            buf[i] = ' ';
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static int sim_processes(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    char p[300], env[300];
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    snprintf(env, sizeof(env), "STUBDM_SIM_DIR=%s", mock.dir);
+    while ((e = readdir(d))) {
+        long pid = strtol(e->d_name, NULL, 10);
+        if (pid <= 0 || pid == mock.pid || pid == getpid())
+            continue;
+        snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
+        if (file_mentions(p, mock.dir)) {
+            n++;
+            continue;
+        }
+        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
+        if (file_mentions(p, env))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int sim_processes_settled(void)
+{
+    int n = sim_processes();
+    for (int i = 0; n && i < 100; i++) {
+        usleep(20000);
+        n = sim_processes();
+    }
+    return n;
+}
+
+static char *dump(void)
+{
+    char *s = NULL;
+    ck_assert_int_eq(mockxs_dump(&mock, &s), 0);
+    return s;
+}
+
+static void assert_clean(void)
+{
+    char *after = dump();
+    ck_assert_str_eq(after, dump_before);
+    free(after);
+    ck_assert_int_eq(sim_processes_settled(), 0);
+    ck_assert_int_eq(count_fds(), fds_before);
+}
+
+/* A process's comm and parent pid from /proc/<pid>/stat. */
+static bool proc_stat(long pid, char *comm, size_t commlen, long *ppid,
+                      char *state)
+{
+    char p[64], buf[512], *l, *r;
+    FILE *f;
+
+    snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
+    f = fopen(p, "r");
+    if (!f)
+        return false;
+    if (!fgets(buf, sizeof(buf), f)) {
+        fclose(f);
+        return false;
+    }
+    fclose(f);
+    l = strchr(buf, '(');
+    r = strrchr(buf, ')');
+    if (!l || !r)
+        return false;
+    snprintf(comm, commlen, "%.*s", (int)(r - l - 1), l + 1);
+    if (sscanf(r + 2, "%c %ld", state, ppid) != 2)
+        return false;
+    return true;
+}
+
+/* Every QEMU on this machine runs inside a simulated stubdomain: its
+ * parent is a stubdm-sim-stubdom (comm truncated to 15 characters).
+ * Returns how many QEMUs were seen. */
+static int assert_no_dom0_qemu(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d))) {
+        long pid = strtol(e->d_name, NULL, 10), ppid = 0;
+        char comm[64], pcomm[64], st;
+        char cl[300];
+        if (pid <= 0 || !proc_stat(pid, comm, sizeof(comm), &ppid, &st) ||
+            strncmp(comm, "qemu", 4))
+            continue;
+        /* Device models: of this simulated host (its directory in the
+         * argv), or any with Xen device-model options.  Other QEMUs on a
+         * shared machine (a nested-Xen test VM) are not device models. */
+        snprintf(cl, sizeof(cl), "/proc/%ld/cmdline", pid);
+        if (!file_mentions(cl, mock.dir) && !file_mentions(cl, "-xen-domid"))
+            continue;
+        ck_assert(proc_stat(ppid, pcomm, sizeof(pcomm), &ppid, &st));
+        if (strcmp(pcomm, "stubdm-sim-stub"))
+            ck_abort_msg("QEMU %ld runs outside a stubdomain (parent %s)",
+                         pid, pcomm);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void log_stderr(void *user, stubdm_log_level level, int os_errno,
+                       const char *context, const char *msg)
+{
+    (void)user;
+    (void)os_errno;
+    fprintf(stderr, "[%s %d] %s\n", context, (int)level, msg);
+}
+
+static struct {
+    int warnings;
+    char last[512];
+} logged;
+
+static void log_count(void *user, stubdm_log_level level, int os_errno,
+                      const char *context, const char *msg)
+{
+    (void)user;
+    (void)os_errno;
+    (void)context;
+    if (level >= STUBDM_LOG_WARN) {
+        logged.warnings++;
+        snprintf(logged.last, sizeof(logged.last), "%s", msg);
+    }
+    if (getenv("TEST_DM_STATE_VERBOSE"))
+        log_stderr(NULL, level, os_errno, context, msg);
+}
+
+static void setup(void)
+{
+    char self[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    stubdm_stubdom_list *l = NULL;
+
+    ck_assert_int_gt(n, 0);
+    self[n] = '\0';
+    *strrchr(self, '/') = '\0';
+    snprintf(sim_program, sizeof(sim_program),
+             "%s/mock-xenstored/stubdm-sim-stubdom", self);
+    ck_assert_int_eq(mockxs_start(&mock, NULL), 0);
+    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
+    unsetenv("STUBDM_SIM_DIR");
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    ck_assert_int_eq(stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM), 0);
+    memset(&logged, 0, sizeof(logged));
+    stubdm_ctx_set_log(ctx, log_count, NULL,
+                       getenv("TEST_DM_STATE_VERBOSE") ? STUBDM_LOG_DEBUG
+                                                       : STUBDM_LOG_WARN);
+    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    stubdm_stubdom_list_free(l);
+    {
+        struct xs_handle *xsh = NULL;
+        ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
+        ck_assert_int_ge(xs_fileno(xsh), 0);
+    }
+    dump_before = dump();
+    fds_before = count_fds();
+}
+
+static void teardown(void)
+{
+    stubdm_ctx_free(ctx);
+    free(dump_before);
+    ck_assert_int_eq(mockxs_stop(&mock), 0);
+}
+
+static bool have_sim_stubdom(void)
+{
+    if (access(sim_program, X_OK) == 0)
+        return true;
+    fprintf(stderr, "SKIP: %s not built\n", sim_program);
+    return false;
+}
+
+static const char *const qemu_args[] = {
+    "-xen-domid", "7", "-machine", "xenfv", "-m", "16", "-nodefaults",
+    "-display", "none", "-no-shutdown",
+};
+
+static stubdm_spawn_config *config(const char *const *extra, size_t nextra,
+                                   const char *const *sim_args, size_t nsim)
+{
+    stubdm_spawn_config *c = NULL;
+    const char *args[32];
+    size_t n = 0;
+
+    for (size_t i = 0; i < STUBDM_ARRAY_SIZE(qemu_args); i++)
+        args[n++] = qemu_args[i];
+    for (size_t i = 0; i < nextra; i++)
+        args[n++] = extra[i];
+    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, "test"), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_args(c, args, n), 0);
+    ck_assert_int_eq(
+        stubdm_spawn_config_set_sim_program(c, sim_program, sim_args, nsim), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, 1, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_timeout(c, 20000), 0);
+    return c;
+}
+
+/* Run the loop until pred(arg) or ms pass. */
+static bool run_until(bool (*pred)(void *), void *arg, int ms)
+{
+    int64_t end = stubdm_now_ms() + ms;
+
+    while (!pred(arg)) {
+        if (stubdm_now_ms() > end)
+            return false;
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+    }
+    return true;
+}
+
+struct mention {
+    const char *path, *needle;
+};
+
+static bool mentions(void *arg)
+{
+    struct mention *m = arg;
+    return file_mentions(m->path, m->needle);
+}
+
+/* ---- consoles served by the spawn --------------------------------------- */
+
+START_TEST(test_log_and_serial)
+{
+    static const char *const extra[] = { "-serial", "/dev/hvc3", "-device",
+                                         "sga" };
+    char log_path[300], ser_path[300], out[320];
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    stubdm_console *log, *ser;
+    struct mention m;
+
+    if (!have_sim_stubdom())
+        return;
+    snprintf(log_path, sizeof(log_path), "%s/qemu-dm-test.log", mock.dir);
+    snprintf(ser_path, sizeof(ser_path), "%s/serial0.txt", mock.dir);
+    c = config(extra, STUBDM_ARRAY_SIZE(extra), NULL, 0);
+    snprintf(out, sizeof(out), "file:%s", log_path);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, out), 0);
+    snprintf(out, sizeof(out), "file:%s", ser_path);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, out), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    /* The default on the simulated host. */
+    ck_assert_int_eq(stubdm_stubdom_console_backend(s),
+                     STUBDM_CONSOLE_LIBSTUBDM);
+    log = stubdm_stubdom_console(s, 0);
+    ser = stubdm_stubdom_console(s, 3);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_ptr_nonnull(ser);
+    ck_assert_ptr_nonnull(stubdm_stubdom_console(s, 1)); /* save, held */
+    ck_assert_ptr_null(stubdm_stubdom_console(s, 2));    /* not restoring */
+
+    /* Console 0: the stubdomain's log lines came through the ring. */
+    m.path = log_path;
+    m.needle = "device model running";
+    ck_assert(run_until(mentions, &m, 10000));
+    ck_assert(file_mentions(log_path, "console 1 given to QEMU as fdset 1"));
+    ck_assert_int_eq(stubdm_console_state(log), 4);
+    ck_assert_uint_eq(stubdm_console_bytes_out(log), file_size(log_path));
+    ck_assert_uint_eq(stubdm_console_bytes_dropped(log), 0);
+
+    /* Console 3: the guest's serial (SeaBIOS through sgabios). */
+    m.path = ser_path;
+    m.needle = "SeaBIOS";
+    ck_assert(run_until(mentions, &m, 15000));
+    ck_assert_uint_eq(stubdm_console_bytes_out(ser), file_size(ser_path));
+
+    ck_assert_int_eq(assert_no_dom0_qemu(), 1);
+    ck_assert_int_eq(logged.warnings, 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    unlink(log_path);
+    unlink(ser_path);
+    assert_clean();
+}
+END_TEST
+
+/* A serial as a pty: its path is published and output arrives on it. */
+START_TEST(test_serial_pty)
+{
+    static const char *const extra[] = { "-serial", "/dev/hvc3", "-device",
+                                         "sga" };
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    const char *tty;
+    char buf[4096];
+    size_t got = 0;
+    int fd;
+    int64_t end;
+
+    if (!have_sim_stubdom())
+        return;
+    c = config(extra, STUBDM_ARRAY_SIZE(extra), NULL, 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, "pty"), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    tty = stubdm_console_tty(stubdm_stubdom_console(s, 3));
+    ck_assert_ptr_nonnull(tty);
+    fd = open(tty, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    end = stubdm_now_ms() + 15000;
+    buf[0] = '\0';
+    while (!strstr(buf, "SeaBIOS") && stubdm_now_ms() < end) {
+        ssize_t n;
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+        n = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (n > 0) {
+            got += (size_t)n;
+            buf[got] = '\0';
+            for (size_t i = 0; i < got; i++)
+                if (!buf[i])
+                    buf[i] = ' ';
+        }
+        if (got == sizeof(buf) - 1)
+            got = 0;
+    }
+    ck_assert_ptr_nonnull(strstr(buf, "SeaBIOS"));
+    close(fd);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    assert_clean();
+}
+END_TEST
+
+/* ---- save and restore ------------------------------------------------------ */
+
+struct saved {
+    char path[300];
+    uint64_t bytes;
+    double ms;
+};
+
+static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
+{
+    stubdm_console *c1 = stubdm_stubdom_console(s, 1);
+    uint64_t before = stubdm_console_bytes_out(c1);
+    int64_t t0;
+    int fd;
+
+    fd = open(sv->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    t0 = stubdm_now_ms();
+    ck_assert_int_eq(
+        stubdm_dm_save_sync(NULL, s, 0, 0, fd, 20000, &sv->bytes), 0);
+    sv->ms = (double)(stubdm_now_ms() - t0);
+    close(fd);
+    /* Complete only once everything is out: the size reported, the
+     * console's count and the file agree exactly. */
+    ck_assert_uint_gt(sv->bytes, 0);
+    ck_assert_uint_eq(sv->bytes, file_size(sv->path));
+    ck_assert_uint_eq(stubdm_console_bytes_out(c1) - before, sv->bytes);
+    ck_assert(file_mentions(sv->path, "QEVM"));
+}
+
+static void restore_from(const struct saved *sv, double *ms_out)
+{
+    stubdm_spawn_config *c = config(NULL, 0, NULL, 0);
+    stubdm_stubdom *s = NULL;
+    stubdm_console *c2;
+    char *reply = NULL;
+    int64_t t0;
+    int fd = open(sv->path, O_RDONLY | O_CLOEXEC);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, fd), 0);
+    t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    *ms_out = (double)(stubdm_now_ms() - t0);
+    stubdm_spawn_config_free(c);
+    c2 = stubdm_stubdom_console(s, 2);
+    ck_assert_ptr_nonnull(c2);
+    /* Running means QEMU loaded the stream: console 2 delivered it all. */
+    ck_assert_int_eq(stubdm_console_result(c2), 0);
+    ck_assert_uint_eq(stubdm_console_bytes_in(c2), sv->bytes);
+    ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
+                                             "query-migrate", NULL, 10000,
+                                             &reply),
+                     0);
+    ck_assert_ptr_nonnull(strstr(reply, "completed"));
+    free(reply);
+    ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
+                                             "query-status", NULL, 10000,
+                                             &reply),
+                     0);
+    ck_assert_ptr_nonnull(strstr(reply, "\"running\": true"));
+    free(reply);
+    ck_assert_int_eq(assert_no_dom0_qemu(), 1);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    close(fd);
+}
+
+START_TEST(test_save_restore_roundtrip)
+{
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    struct saved a, b;
+    double spawn_ms, restore_ms;
+    int64_t t0;
+    char *reply = NULL;
+
+    if (!have_sim_stubdom())
+        return;
+    snprintf(a.path, sizeof(a.path), "%s/dm-state.1", mock.dir);
+    snprintf(b.path, sizeof(b.path), "%s/dm-state.2", mock.dir);
+    c = config(NULL, 0, NULL, 0);
+    t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    spawn_ms = (double)(stubdm_now_ms() - t0);
+    stubdm_spawn_config_free(c);
+    save_with_handle(s, &a);
+    /* Left stopped, as libxl expects; a second save works too. */
+    ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
+                                             "query-status", NULL, 10000,
+                                             &reply),
+                     0);
+    ck_assert_ptr_nonnull(strstr(reply, "\"running\": false"));
+    free(reply);
+    save_with_handle(s, &b);
+    ck_assert_uint_eq(a.bytes, b.bytes);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+
+    restore_from(&a, &restore_ms);
+    fprintf(stderr,
+            "test_dm_state: spawn %.0f ms; save %llu bytes in %.1f ms, "
+            "again %llu bytes in %.1f ms; restore (spawn until running) "
+            "%.0f ms\n",
+            spawn_ms, (unsigned long long)a.bytes, a.ms,
+            (unsigned long long)b.bytes, b.ms, restore_ms);
+    unlink(a.path);
+    unlink(b.path);
+    assert_clean();
+}
+END_TEST
+
+/* Another process (stubdm-ctl save): by domids, with its own QMP and
+ * console 1. */
+START_TEST(test_save_by_domid)
+{
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    uint32_t domid;
+    uint64_t bytes = 0;
+    char path[300];
+    int fd;
+    double ms;
+
+    if (!have_sim_stubdom())
+        return;
+    snprintf(path, sizeof(path), "%s/dm-state.byid", mock.dir);
+    c = config(NULL, 0, NULL, 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, 0, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    domid = stubdm_stubdom_domid(s);
+    stubdm_stubdom_free(s); /* it keeps running; its consoles are let go */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(
+        stubdm_dm_save_sync(ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
+    ms = (double)(stubdm_now_ms() - t0);
+    close(fd);
+    ck_assert_uint_gt(bytes, 0);
+    ck_assert_uint_eq(bytes, file_size(path));
+    fprintf(stderr, "test_dm_state: save by domid %llu bytes in %.1f ms\n",
+            (unsigned long long)bytes, ms);
+    ck_assert_int_eq(stubdm_destroy(ctx, domid), 0);
+    unlink(path);
+    assert_clean();
+}
+END_TEST
+
+/* ---- failures that end one console only --------------------------------- */
+
+static bool console_ended(void *arg)
+{
+    return stubdm_console_result(arg) != STUBDM_ESTATE;
+}
+
+START_TEST(test_hostile_ring_ends_one_console)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    stubdm_console *c1;
+    char ring[300];
+    struct xencons_interface *page;
+    char *reply = NULL;
+    int fd, out;
+
+    if (!have_sim_stubdom())
+        return;
+    c = config(NULL, 0, noqemu, 1);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    c1 = stubdm_stubdom_console(s, 1);
+    ck_assert_ptr_nonnull(c1);
+    /* Wait for console 1 to connect, then forge its out_prod. */
+    for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+    ck_assert_int_eq(stubdm_console_state(c1), 4);
+    snprintf(ring, sizeof(ring), "%s/console/%u.1.ring", mock.dir,
+             stubdm_stubdom_domid(s));
+    fd = open(ring, O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert(page != MAP_FAILED);
+    close(fd);
+    page->out_prod = page->out_cons + 0x40000000u;
+    munmap(page, 4096);
+    /* A save looks at the ring at once: the forged index ends console 1
+     * with EPROTO, and the save with it. */
+    out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    ck_assert_int_eq(stubdm_dm_save_sync(NULL, s, 0, 0, out, 5000, NULL),
+                     STUBDM_EPROTO);
+    close(out);
+    ck_assert(run_until(console_ended, c1, 5000));
+    ck_assert_int_eq(stubdm_console_result(c1), STUBDM_EPROTO);
+    /* Logged, and only that console ended: the stubdomain runs on. */
+    ck_assert_int_eq(logged.warnings, 1);
+    ck_assert_ptr_nonnull(strstr(logged.last, "console 1 ended"));
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+    ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
+                                             "query-status", NULL, 5000,
+                                             &reply),
+                     0);
+    free(reply);
+    /* A save needs console 1: now refused, nothing started. */
+    ck_assert_int_eq(stubdm_stubdom_save(s, 1, 1000, NULL, NULL, NULL),
+                     STUBDM_ESTATE);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    assert_clean();
+}
+END_TEST
+
+static char proc_state_of_domain(uint32_t domid)
+{
+    struct xs_handle *xsh = NULL;
+    char *list, *line, want[32], comm[64], st = '?';
+    long pid = 0, ppid;
+
+    ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
+    list = xs_control_command(xsh, "sim-list", (char *)"", 0);
+    ck_assert_ptr_nonnull(list);
+    snprintf(want, sizeof(want), "%u ", domid);
+    for (line = list; line && *line; line = strchr(line, '\n')) {
+        if (*line == '\n')
+            line++;
+        if (!strncmp(line, want, strlen(want))) {
+            pid = strtol(strrchr(strtok(line, "\n"), ' ') + 1, NULL, 10);
+            break;
+        }
+    }
+    free(list);
+    ck_assert_int_gt(pid, 0);
+    ck_assert(proc_stat(pid, comm, sizeof(comm), &ppid, &st));
+    return st;
+}
+
+START_TEST(test_pause_unpause)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    char st = '?';
+
+    if (!have_sim_stubdom())
+        return;
+    c = config(NULL, 0, noqemu, 1);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    ck_assert_int_eq(stubdm_stubdom_pause(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_pause(s), 0); /* idempotent */
+    for (int i = 0; i < 100 && (st = proc_state_of_domain(
+                                    stubdm_stubdom_domid(s))) != 'T';
+         i++)
+        usleep(10000);
+    ck_assert_int_eq(st, 'T');
+    ck_assert_int_eq(stubdm_stubdom_save(s, 1, 1000, NULL, NULL, NULL),
+                     STUBDM_ESTATE);
+    ck_assert_int_eq(stubdm_stubdom_unpause(s), 0);
+    for (int i = 0; i < 100 && (st = proc_state_of_domain(
+                                    stubdm_stubdom_domid(s))) == 'T';
+         i++)
+        usleep(10000);
+    ck_assert_int_ne(st, 'T');
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_pause(s), STUBDM_ESTATE);
+    stubdm_stubdom_free(s);
+    assert_clean();
+}
+END_TEST
+
+/* Validation of the new configuration. */
+START_TEST(test_validate_consoles)
+{
+    stubdm_spawn_config *c = config(NULL, 0, NULL, 0);
+    stubdm_stubdom *s = NULL;
+
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, "pty"), 0);
+    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "console 0"));
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, NULL), 0);
+    ck_assert_int_eq(
+        stubdm_spawn_config_set_console_output(c, 3, "udp:1.2.3.4:5"), 0);
+    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "console 3"));
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, NULL), 0);
+    ck_assert_int_eq(
+        stubdm_spawn_config_set_console_backend(c, STUBDM_CONSOLE_IOEMU), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "restore"));
+    ck_assert_int_eq(stubdm_spawn_config_set_log_limits(c, 0, 100),
+                     STUBDM_EINVAL);
+    stubdm_spawn_config_free(c);
+    assert_clean();
+}
+END_TEST
+
+static Suite *dm_state_suite(void)
+{
+    Suite *s = suite_create("dm_state");
+    TCase *tc = tcase_create("sim");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_validate_consoles);
+    tcase_add_test(tc, test_log_and_serial);
+    tcase_add_test(tc, test_serial_pty);
+    tcase_add_test(tc, test_save_restore_roundtrip);
+    tcase_add_test(tc, test_save_by_domid);
+    tcase_add_test(tc, test_hostile_ring_ends_one_console);
+    tcase_add_test(tc, test_pause_unpause);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(dm_state_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
