@@ -11,8 +11,10 @@
  */
 #include "ctl.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static struct ctl_command cmd_spawn, cmd_destroy, cmd_list;
 
@@ -135,7 +137,11 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     const char *kernel = NULL, *ramdisk = NULL, *cmdline = NULL;
     const char *uuid = NULL, *gname = NULL, *sim_prog = NULL;
     uint32_t guest = 0;
-    bool have_guest = false, qmp_status = false, qmp = false;
+    bool have_guest = false, qmp_status = false, qmp = false, serve = false;
+    bool backend_set = false;
+    stubdm_console_backend backend = STUBDM_CONSOLE_IOEMU;
+    const char *restore = NULL;
+    int restore_fd = -1;
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     unsigned long v;
@@ -216,9 +222,8 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
             stubdm_spawn_config_set_console_output(cfg, STUBDM_CONSOLE_SAVE,
                                                    argv[i]);
         } else if (!strcmp(a, "--restore")) {
-            NEED_ARG("a chardev");
-            stubdm_spawn_config_set_console_output(
-                cfg, STUBDM_CONSOLE_RESTORE, argv[i]);
+            NEED_ARG("a file (or, with ioemu, a chardev)");
+            restore = argv[i];
         } else if (!strcmp(a, "--serial")) {
             NEED_ARG("a chardev");
             CHECK(stubdm_spawn_config_set_console_output(
@@ -234,6 +239,10 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
                                                   : (stubdm_console_backend)-1;
             CHECK(stubdm_spawn_config_set_console_backend(cfg, b),
                   "bad console backend '%s'");
+            backend = b;
+            backend_set = true;
+        } else if (!strcmp(a, "--serve")) {
+            serve = true;
         } else if (!strcmp(a, "--xsm-label")) {
             NEED_ARG("a label");
             stubdm_spawn_config_set_xsm_label(cfg, argv[i]);
@@ -278,6 +287,23 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     stubdm_spawn_config_set_args(cfg, (const char *const *)argv + i,
                                  (size_t)(argc - i));
     stubdm_spawn_config_set_qmp(cfg, qmp, 0);
+    if (!backend_set)
+        backend = stubdm_ctx_host(ctx) == STUBDM_HOST_SIM
+                      ? STUBDM_CONSOLE_LIBSTUBDM
+                      : STUBDM_CONSOLE_IOEMU;
+    if (restore && backend == STUBDM_CONSOLE_LIBSTUBDM) {
+        /* The library feeds console 2 from the file itself. */
+        restore_fd = open(restore, O_RDONLY | O_CLOEXEC);
+        if (restore_fd < 0) {
+            code = ctl_usage_error(&cmd_spawn, "--restore: cannot open '%s'",
+                                   restore);
+            goto out;
+        }
+        stubdm_spawn_config_set_restore_fd(cfg, restore_fd);
+    } else if (restore) {
+        stubdm_spawn_config_set_console_output(cfg, STUBDM_CONSOLE_RESTORE,
+                                               restore);
+    }
     if (sim_prog || nsim)
         stubdm_spawn_config_set_sim_program(cfg, sim_prog, sim_args, nsim);
 
@@ -328,6 +354,39 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
                 (stubdm_now_ms() - st.start) / 1000.0);
         if (qmp_reply)
             fprintf(stderr, "query-status: %s\n", qmp_reply);
+        if (restore_fd >= 0)
+            fprintf(stderr, "restored: %llu bytes of device state through "
+                            "console 2\n",
+                    (unsigned long long)stubdm_console_bytes_in(
+                        stubdm_stubdom_console(s, STUBDM_CONSOLE_RESTORE)));
+    }
+    fflush(stdout);
+    if (backend == STUBDM_CONSOLE_LIBSTUBDM && !serve && !g->json)
+        fprintf(stderr, "note: this process served the consoles; they are "
+                        "no longer served after it exits (--serve)\n");
+    if (backend == STUBDM_CONSOLE_LIBSTUBDM && serve) {
+        /* Serve the consoles until interrupted or the stubdomain is gone
+         * (the held save console ends with it). */
+        stubdm_console *held = stubdm_stubdom_console(s, STUBDM_CONSOLE_SAVE);
+        if (!g->json)
+            fprintf(stderr, "serving the consoles of stubdomain %u "
+                            "(Ctrl-C to stop; the stubdomain keeps running)\n",
+                    stubdm_stubdom_domid(s));
+        while (!ctl_interrupted() && held &&
+               stubdm_console_result(held) == STUBDM_ESTATE)
+            if (stubdm_ctx_run_once(ctx, 200))
+                break;
+        for (unsigned n = 0; n < STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS;
+             n++) {
+            stubdm_console *c = stubdm_stubdom_console(s, n);
+            if (c && !g->json)
+                fprintf(stderr, "console %u: %llu bytes out, %llu in%s%s\n",
+                        n,
+                        (unsigned long long)stubdm_console_bytes_out(c),
+                        (unsigned long long)stubdm_console_bytes_in(c),
+                        *stubdm_console_errmsg(c) ? ": " : "",
+                        stubdm_console_errmsg(c));
+        }
     }
 out:
 #undef NEED_ARG
@@ -336,6 +395,8 @@ out:
     stubdm_op_free(op);
     stubdm_stubdom_free(s); /* the stubdomain keeps running */
     stubdm_spawn_config_free(cfg);
+    if (restore_fd >= 0)
+        close(restore_fd);
     free(sim_args);
     return code;
 }
@@ -362,10 +423,18 @@ CTL_COMMAND(cmd_spawn) = {
         "  --disk PATH[,qcow2][,ro]  next emulated disk (xvda, xvdb, ...)\n"
         "  --nic [mac=M][,bridge=B][,script=S]  next nic\n"
         "  --log FILE             console 0 (QEMU log) to FILE\n"
-        "  --save CHARDEV         console 1 (device state out)\n"
-        "  --restore CHARDEV      console 2 (device state in: restoring)\n"
-        "  --serial CHARDEV       next guest serial console (repeatable)\n"
+        "  --save CHARDEV         console 1 (device state out; ioemu only)\n"
+        "  --restore FILE         restore the device model from FILE (a\n"
+        "                         'stubdm-ctl save' stream) through console\n"
+        "                         2; with ioemu: console 2's chardev\n"
+        "  --serial pty|file:PATH next guest serial console (repeatable;\n"
+        "                         QEMU gets -serial /dev/hvcN from the args)\n"
         "  --console-backend ioemu|xenconsoled|libstubdm\n"
+        "                         default: libstubdm on the simulated host,\n"
+        "                         ioemu on Xen\n"
+        "  --serve                stay in the foreground serving the\n"
+        "                         library's consoles until Ctrl-C or the\n"
+        "                         stubdomain is gone\n"
         "  --xsm-label LABEL      FLASK label of the stubdomain\n"
         "  --stubdom-domid DOMID  ask for this domid\n"
         "  --timeout SECONDS      wait for running at most this long (30)\n"
