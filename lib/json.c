@@ -151,11 +151,18 @@ struct member {
     struct stubdm__json value;
 };
 
+/* A reply or event of QEMU's is typically a few hundred bytes: its nodes
+ * and text fit in the doc's own first chunk, so a small message costs one
+ * allocation (see stubdm__json_parser_take). */
+#define DOC_INLINE 1024u
+
 struct stubdm__json_doc {
     struct arena arena;
     struct stubdm__json root;
     char *text;
     size_t text_len;
+    bool text_inline; /* text lives in the arena, not in its own block */
+    max_align_t first[DOC_INLINE / sizeof(max_align_t)];
 };
 
 const char *stubdm__json_type_name(enum stubdm__json_type t)
@@ -310,12 +317,21 @@ const char *stubdm__json_doc_text(const struct stubdm__json_doc *doc,
     return doc ? doc->text : NULL;
 }
 
+void *stubdm__json_doc_alloc(struct stubdm__json_doc *doc, size_t size)
+{
+    void *m = size ? arena_alloc(&doc->arena, size) : NULL;
+    if (m)
+        memset(m, 0, size);
+    return m;
+}
+
 void stubdm__json_doc_free(struct stubdm__json_doc *doc)
 {
     if (!doc)
         return;
     arena_dispose(&doc->arena);
-    free(doc->text);
+    if (!doc->text_inline)
+        free(doc->text);
     free(doc);
 }
 
@@ -429,6 +445,11 @@ struct stubdm__json_parser {
     size_t frames_cap;
     bool in_obj;       /* the innermost open container is an object */
     bool in_yajl;      /* inside yajl_parse: callbacks may be running */
+    /* The yajl handle can parse the next value: it is fresh, or its last
+     * value ended cleanly (see parser_feed).  Otherwise reset replaces it. */
+    bool yh_reusable;
+    size_t done_at;    /* bytes of the current yajl_parse call up to the
+                        * root value's last byte */
     locale_t c_locale; /* for strtod_l; created on the first fraction */
     struct stubdm__json_error err;
 };
@@ -480,6 +501,10 @@ static inline struct member *stack_push(struct stubdm__json_parser *p)
 /* Count a value against max_values. */
 static inline int count_value(struct stubdm__json_parser *p, bool object)
 {
+    /* A second value after the root in the same input: stop yajl there
+     * (the bytes belong to the next parse; the handle is then replaced). */
+    if (p->state != PARSER_RUNNING)
+        return 0;
     if (p->depth == 0 && p->require_object && !object)
         return fail(p, STUBDM_EPROTO, "is not a JSON object");
     if (++p->values > p->lim.max_values)
@@ -505,14 +530,16 @@ static inline struct stubdm__json *value_slot(struct stubdm__json_parser *p)
     return &m->value;
 }
 
-/* The value just written to its slot is complete: 1 to go on, or 0 for
- * the root (which stops yajl right after the value's last byte). */
+/* The value just written to its slot is complete.  For the root, note
+ * where it ends and let yajl go on: cancelling would make the handle
+ * unusable, and what follows is usually just the "\r\n" (see feed). */
 static inline int value_done(struct stubdm__json_parser *p)
 {
     if (p->depth > 0)
         return 1;
     p->state = PARSER_DONE;
-    return 0;
+    p->done_at = yajl_get_bytes_consumed(p->yh);
+    return 1;
 }
 
 /* Why copy_string refused a string. */
@@ -895,15 +922,37 @@ int stubdm__json_parser_reset(struct stubdm__json_parser *p,
 {
     if (lim)
         limits_fill(&p->lim, lim);
-    /* yajl has no reset, and a handle is unusable after we cancel it at
-     * the end of a value: allocate a fresh one (a few small mallocs). */
-    if (p->yh)
+    /* yajl has no reset.  A handle whose last value ended cleanly is in its
+     * "between values" state (yajl_allow_multiple_values) and parses the
+     * next one like a fresh handle; any other is replaced (a few mallocs). */
+    if (p->yh && !p->yh_reusable) {
         yajl_free(p->yh);
-    p->yh = yajl_alloc(&parser_callbacks, NULL, p);
+        p->yh = NULL;
+    }
+    if (!p->yh) {
+        p->yh = yajl_alloc(&parser_callbacks, NULL, p);
+        p->yh_reusable = p->yh != NULL;
+        if (p->yh) {
+            /* yajl's other defaults are what we want: no comments, no
+             * partial values at the end.  Its UTF-8 check is both laxer
+             * than ours and the most expensive part of its lexer: turn it
+             * off.  Nothing is lost: every string and key reaches
+             * copy_string (decoded), which checks it strictly, and bytes
+             * >= 0x80 outside strings remain invalid JSON to yajl.
+             * Decoding only inserts complete sequences (or '?'), so a bad
+             * raw byte cannot be repaired by a neighbouring escape. */
+            yajl_config(p->yh, yajl_dont_validate_strings, 1);
+            yajl_config(p->yh, yajl_allow_multiple_values, 1);
+        }
+    }
     stubdm__json_doc_free(p->doc);
-    p->doc = stubdm__calloc(1, sizeof(*p->doc));
-    stubdm__buf_dispose(&p->text);
-    stubdm__buf_init(&p->text, p->lim.max_bytes);
+    p->doc = malloc(sizeof(*p->doc));
+    /* The text buffer is kept across values (take copies small texts),
+     * unless a large value left it large. */
+    if (p->text.cap > 4 * DOC_INLINE)
+        stubdm__buf_dispose(&p->text);
+    stubdm__buf_consume(&p->text, p->text.len);
+    p->text.limit = p->lim.max_bytes;
     p->state = PARSER_RUNNING;
     p->bytes = 0;
     p->started = false;
@@ -917,14 +966,12 @@ int stubdm__json_parser_reset(struct stubdm__json_parser *p,
         return STUBDM_ENOMEM;
     }
     arena_init(&p->doc->arena);
-    /* yajl's other defaults are what we want: no comments, one value, no
-     * partial values at the end.  Its UTF-8 check is both laxer than ours
-     * and the most expensive part of its lexer: turn it off.  Nothing is
-     * lost: every string and key reaches copy_string (decoded), which
-     * checks it strictly, and bytes >= 0x80 outside strings remain invalid
-     * JSON to yajl.  Decoding only inserts complete sequences (or '?'), so
-     * a bad raw byte cannot be repaired by a neighbouring escape. */
-    yajl_config(p->yh, yajl_dont_validate_strings, 1);
+    p->doc->arena.cur = (char *)p->doc->first;
+    p->doc->arena.left = sizeof(p->doc->first);
+    memset(&p->doc->root, 0, sizeof(p->doc->root));
+    p->doc->text = NULL;
+    p->doc->text_len = 0;
+    p->doc->text_inline = false;
     return 0;
 }
 
@@ -996,11 +1043,23 @@ int stubdm__json_parser_feed(struct stubdm__json_parser *p, const void *data,
         return p->err.code;
     }
     p->in_yajl = true;
+    p->yh_reusable = false;
     yajl_status st = yajl_parse(p->yh, in + used, chunk);
     p->in_yajl = false;
     size_t taken = yajl_get_bytes_consumed(p->yh);
     if (st == yajl_status_ok)
         taken = chunk;
+    if (p->state == PARSER_DONE) {
+        /* The value ends at done_at; yajl may have looked further.  Its
+         * handle can serve the next value only if it saw nothing but
+         * whitespace after this one (a token, even a partial one it
+         * buffers, belongs to the next value, which must start afresh). */
+        bool clean = st == yajl_status_ok;
+        for (size_t i = p->done_at; clean && i < chunk; i++)
+            clean = is_json_space(in[used + i]);
+        p->yh_reusable = clean;
+        taken = p->done_at;
+    }
     if (p->state != PARSER_FAILED &&
         stubdm__buf_append(&p->text, in + used, taken) != 0)
         fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
@@ -1038,6 +1097,7 @@ int stubdm__json_parser_finish(struct stubdm__json_parser *p)
         return p->err.code;
     }
     p->in_yajl = true;
+    p->yh_reusable = false;
     yajl_status st = yajl_complete_parse(p->yh);
     p->in_yajl = false;
     if (p->state == PARSER_DONE)
@@ -1064,9 +1124,22 @@ struct stubdm__json_doc *stubdm__json_parser_take(struct stubdm__json_parser *p)
             return NULL;
         }
     }
-    doc->text = p->text.data;
     doc->text_len = p->text.len;
-    stubdm__buf_init(&p->text, p->lim.max_bytes);
+    /* A small text is copied into the doc's arena (usually its inline
+     * chunk) and the parser keeps its buffer for the next value; a large
+     * one is handed over, so the parser never holds on to big buffers. */
+    char *t = p->text.len < DOC_INLINE
+                  ? arena_alloc(&doc->arena, p->text.len + 1)
+                  : NULL;
+    if (t) {
+        memcpy(t, p->text.data, p->text.len + 1);
+        doc->text = t;
+        doc->text_inline = true;
+        stubdm__buf_consume(&p->text, p->text.len);
+    } else {
+        doc->text = p->text.data;
+        stubdm__buf_init(&p->text, p->lim.max_bytes);
+    }
     return doc;
 }
 

@@ -122,6 +122,10 @@ const char *stubdm__json_doc_text(const struct stubdm__json_doc *doc,
                                   size_t *len);
 /* Accepts NULL. */
 void stubdm__json_doc_free(struct stubdm__json_doc *doc);
+/* size zeroed bytes (size > 0) that live as long as the doc, for a
+ * consumer's per-value record (qmp_wire's messages).  NULL: out of
+ * memory. */
+void *stubdm__json_doc_alloc(struct stubdm__json_doc *doc, size_t size);
 
 /*
  * Why a parse failed.  'code' is STUBDM_EPROTO (not valid JSON, invalid

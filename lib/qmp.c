@@ -567,31 +567,46 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
     cmd->cb_user = user;
     cmd->timeout_ms = timeout_ms;
     cmd->where = CMD_NEW;
-    snprintf(cmd->name, sizeof(cmd->name), "%s", command);
+    memcpy(cmd->name, command, strlen(command) + 1); /* valid_name: fits */
     stubdm__list_init(&cmd->hlink);
     stubdm__list_init(&cmd->clink);
     stubdm__timer_init(&cmd->deadline, cmd_on_deadline);
     stubdm__buf_init(&cmd->bytes, 0);
     cmd->id = ++c->next_id;
-    rc = stubdm__qmp_encode_command(&cmd->bytes, command, args,
-                                    args ? strlen(args) : 0, cmd->id, false,
-                                    why, sizeof(why));
-    if (rc) {
-        stubdm__op_abandon(&cmd->op);
-        return stubdm__fail(ctx, rc, 0, "QMP %s: %s", command,
-                            why[0] ? why : stubdm_strerror(rc));
-    }
+    /* With nothing queued ahead and a slot free, the command goes straight
+     * into the output buffer (no copy of its own) and is written below,
+     * inside this call when the channel has room: that saves a poll round.
+     * Only the callback is deferred, as for every op. */
+    bool direct = stubdm__list_empty(&c->queued) &&
+                  c->n_live + c->n_tomb < STUBDM_QMP_MAX_IN_FLIGHT;
+    /* The deadline first: abandoning the op stops it, whereas encoded bytes
+     * could not be taken back out of c->out as simply. */
     rc = stubdm__timer_arm(ctx, &cmd->deadline, stubdm_now_ms() + timeout_ms);
     if (rc) {
         stubdm__op_abandon(&cmd->op);
         return rc;
     }
+    rc = stubdm__qmp_encode_command(direct ? &c->out : &cmd->bytes, command,
+                                    args, args ? strlen(args) : 0, cmd->id,
+                                    false, why, sizeof(why));
+    if (rc) {
+        stubdm__op_abandon(&cmd->op);
+        return stubdm__fail(ctx, rc, 0, "QMP %s: %s", command,
+                            why[0] ? why : stubdm_strerror(rc));
+    }
     stubdm__list_add_tail(&q->cmds, &cmd->hlink);
-    stubdm__list_add_tail(&c->queued, &cmd->clink);
-    cmd->where = CMD_QUEUED;
-    c->n_queued++;
     stubdm__op_started(&cmd->op, op_out);
-    conn_pump(c);
+    if (direct) {
+        stubdm__list_add_tail(&c->inflight, &cmd->clink);
+        cmd->where = CMD_INFLIGHT;
+        c->n_live++;
+        c->stats[STUBDM_QMP_STAT_COMMANDS_SENT]++;
+    } else {
+        stubdm__list_add_tail(&c->queued, &cmd->clink);
+        cmd->where = CMD_QUEUED;
+        c->n_queued++;
+        conn_pump(c);
+    }
     conn_flush(c);
     return 0;
 }

@@ -66,10 +66,9 @@ static struct stubdm__json_limits json_limits(const struct stubdm__qmp_limits *l
 
 void stubdm__qmp_msg_free(struct stubdm__qmp_msg *msg)
 {
-    if (!msg)
-        return;
-    stubdm__json_doc_free(msg->doc);
-    free(msg);
+    /* The message lives in its doc's arena (take_message). */
+    if (msg)
+        stubdm__json_doc_free(msg->doc);
 }
 
 const char *stubdm__qmp_msg_type_name(enum stubdm__qmp_msg_type t)
@@ -322,7 +321,9 @@ static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
     *rc = 0;
     why[0] = '\0';
     struct stubdm__json_doc *doc = stubdm__json_parser_take(w->parser);
-    struct stubdm__qmp_msg *m = doc ? stubdm__calloc(1, sizeof(*m)) : NULL;
+    /* In the doc's arena: one free releases the message and its tree. */
+    struct stubdm__qmp_msg *m =
+        doc ? stubdm__json_doc_alloc(doc, sizeof(*m)) : NULL;
     if (!m) {
         stubdm__json_doc_free(doc);
         *rc = STUBDM_ENOMEM;
@@ -605,13 +606,37 @@ static bool command_name_ok(const char *name)
     return true;
 }
 
+/* Decimal digits of v into p (room for 20); returns the count. */
+static size_t put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/*
+ * The envelope is written by hand, not through the JSON writer: the name is
+ * restricted to [A-Za-z0-9_-] (nothing to escape) and the id is a decimal
+ * integer, so the text is the writer's compact output byte for byte, at a
+ * fraction of the cost (this is on every command's path).  Arguments come
+ * from the caller and still go through the parser and the writer.
+ */
 int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
                                const char *args_json, size_t args_len,
                                uint64_t id, bool oob, char *why,
                                size_t why_len)
 {
+    /* {"exec-oob":"<name>"  and  ,"id":<20 digits>}\r\n */
+    char head[16 + STUBDM__QMP_MAX_COMMAND_NAME], tail[32];
     struct stubdm__json_doc *args = NULL;
-    size_t old_len = out->len;
+    size_t old_len = out->len, n;
     int rc;
 
     if (why && why_len)
@@ -641,24 +666,30 @@ int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
         }
     }
 
-    struct stubdm__json_writer *jw = stubdm__json_writer_new(out);
-    if (!jw) {
-        stubdm__json_doc_free(args);
-        return STUBDM_ENOMEM;
+    static const char execute[] = "{\"execute\":\"";
+    static const char exec_oob[] = "{\"exec-oob\":\"";
+    size_t name_len = strlen(name);
+    n = oob ? sizeof(exec_oob) - 1 : sizeof(execute) - 1;
+    memcpy(head, oob ? exec_oob : execute, n);
+    memcpy(head + n, name, name_len);
+    n += name_len;
+    head[n++] = '"';
+    rc = stubdm__buf_append(out, head, n);
+    if (rc == 0 && args) {
+        rc = stubdm__buf_append(out, ",\"arguments\":", 13);
+        if (rc == 0) {
+            struct stubdm__json_writer *jw = stubdm__json_writer_new(out);
+            if (jw)
+                stubdm__json_w_value(jw, stubdm__json_doc_root(args));
+            rc = stubdm__json_writer_end(jw);
+        }
     }
-    stubdm__json_w_object_begin(jw);
-    stubdm__json_w_key(jw, oob ? "exec-oob" : "execute");
-    stubdm__json_w_cstring(jw, name);
-    if (args) {
-        stubdm__json_w_key(jw, "arguments");
-        stubdm__json_w_value(jw, stubdm__json_doc_root(args));
+    if (rc == 0) {
+        memcpy(tail, ",\"id\":", 6);
+        n = 6 + put_u64(tail + 6, id);
+        memcpy(tail + n, "}\r\n", 3);
+        rc = stubdm__buf_append(out, tail, n + 3);
     }
-    stubdm__json_w_key(jw, "id");
-    stubdm__json_w_uint64(jw, id);
-    stubdm__json_w_object_end(jw);
-    rc = stubdm__json_writer_end(jw);
-    if (rc == 0)
-        rc = stubdm__buf_append(out, "\r\n", 2);
     stubdm__json_doc_free(args);
     if (rc) {
         out->len = old_len;
