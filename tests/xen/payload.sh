@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /opt/xt.  Sections (from /mnt/host/tests): xs wait qmp spawn stubdom bench
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawnqemu side stubdom
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -44,6 +44,32 @@ CFG
     [ -n "$GUEST" ] || { cat /tmp/xt-guest.log; GUEST=999; info "no guest domain; using the unused domid $GUEST"; }
 }
 
+# The HVM guest the library's spawn serves (section spawn, side): Xen makes a
+# domain the device model of HVM guests only (XEN_DOMCTL_set_target on a PV
+# target: EOPNOTSUPP), so the PV xt-guest cannot be used.  Created paused
+# with libxl's dom0 qemu-xen (dom0 may create ioreq servers); the spawned
+# stubdomain runs next to it.
+HGUEST=
+mk_hvm_guest() {
+    cat > /tmp/xt-hguest.cfg <<CFG
+name = "xt-hguest"
+type = "hvm"
+memory = 32
+vcpus = 1
+vga = "none"
+vnc = 0
+sdl = 0
+nographic = 1
+tsc_mode = "native"
+boot = "c"
+device_model_version = "qemu-xen"
+CFG
+    t=$(ms)
+    xl create -p /tmp/xt-hguest.cfg > /tmp/xt-hguest.log 2>&1 && HGUEST=$(xl domid xt-hguest)
+    [ -n "$HGUEST" ] || { cat /tmp/xt-hguest.log; HGUEST=$GUEST; info "no HVM guest; using $GUEST"; }
+    info "HVM guest $HGUEST (paused, dom0 qemu-xen) created in $(( $(ms) - t )) ms"
+}
+
 # fake_stub NAME EXTRA [ON_CRASH ON_POWEROFF] -> $STUB (domid), created paused,
 # device-model/<guest> made writable for it, then unpaused.  $T_UNPAUSE (ms).
 fake_stub() {
@@ -69,7 +95,7 @@ CFG
     T_UNPAUSE=$(ms)
 }
 gone() { ! xl list "$1" >/dev/null 2>&1; }
-kill_stub() { xl destroy "$1" 2>/dev/null; xenstore-rm "/local/domain/$2/device-model" 2>/dev/null; true; }
+kill_stub() { [ -n "$1" ] || return 0; xl destroy "$1" 2>/dev/null; xenstore-rm "/local/domain/$2/device-model" 2>/dev/null; true; }
 
 # ===================================================================== xs
 if has xs; then
@@ -124,7 +150,8 @@ if has xs; then
     unset XENSTORED_PATH
 fi
 
-has wait || has qmp || has spawn || has stubdom && mk_guest
+has wait || has qmp || has spawn || has side || has stubdom && mk_guest
+has spawn || has side || has spawnqemu && mk_hvm_guest
 info "guest domain: $GUEST"
 xl list
 
@@ -231,6 +258,204 @@ if has qmp; then
         info "dom0 processes talking to the stub: $(ps -eo pid,comm | grep -c vchan-socket) vchan-socket-proxy"
     else fail "qmp-vchan" "no running fake stubdomain"; fi
     [ -n "${RUN_STUB:-}" ] && kill_stub $RUN_STUB $RUN_STUB
+fi
+
+# ===================================================================== spawn (the library's PV builder)
+# xs_snapshot FILE: every node path, minus the ones Xen/dom0 itself keeps
+# changing (dom0's memory target, the tool/ scratch of the earlier sections).
+xs_snapshot() { xenstore-ls -f 2>/dev/null | sed 's/ = .*//' \
+    | grep -v -e '^/local/domain/0/memory' -e '^/tool/xt-probe' | LC_ALL=C sort > "$1"; }
+SP_KERNEL=/mnt/host/images/vmlinuz
+SP_RAMDISK=${XT_SPAWN_RAMDISK:-/mnt/host/images/stubdom-rootfs.cpio.xz}
+SP_MEM=${XT_SPAWN_MEM:-256}
+# the dm-argv written: spaces, quotes, commas, '=', shell metacharacters:
+# each must come back byte for byte.  (Non-ASCII bytes and '\' are refused
+# by the library before anything is made: xenstore-read in the stubdomain
+# would print them escaped.)
+sp_args() { printf '%s\n' -xen-domid "$HGUEST" -name "xt guest 'one'" -m 64 \
+    -drive 'file=/dev/xvda,if=ide,index=0,media=disk,format=raw' -display none \
+    '--weird=a,,b;c$HOME`x`|&*?' -S; }
+# spawn_stub TAG CMDLINE-EXTRA [TIMEOUT]: runs stubdm-ctl spawn in the
+# background (output /tmp/sp-TAG.{out,err}, pid $SP_PID, start $SP_T0).
+spawn_stub() {
+    SP_T0=$(ms)
+    (   set -f; IFS='
+'
+        # shellcheck disable=SC2046
+        exec stubdm-ctl $SP_V spawn --guest "$HGUEST" --name "xt-sp-$1" \
+            --kernel $SP_KERNEL --ramdisk $SP_RAMDISK --memory $SP_MEM \
+            --cmdline "console=hvc0 quiet xt.dm=qemu $2" --console-backend xenconsoled \
+            --timeout "${3:-150}" --qmp-status -- $(sp_args)
+    ) > /tmp/sp-$1.out 2> /tmp/sp-$1.err &
+    SP_PID=$!
+}
+sp_domid() { xl domid "xt-sp-$1" 2>/dev/null; }
+sp_leaks() { # TAG: "" if nothing is left, else what is
+    l=
+    xl list 2>/dev/null | grep -q "xt-sp-$1" && l="domain: $(xl list | grep "xt-sp-$1" | tr -s ' ');"
+    xs_snapshot /tmp/xs-after-$1
+    d=$(LC_ALL=C comm -13 /tmp/xs-before /tmp/xs-after-$1 | head -n 20 | tr '\n' ' ')
+    [ -n "$d" ] && l="$l nodes: $d"
+    echo "$l"
+}
+sp_console() { sed -n 's/^/  console| /p' "$(conlog "xt-sp-$1")" 2>/dev/null | tail -n "${2:-25}"; }
+
+if has spawn; then
+    section "4a. stubdm-ctl spawn (the library's PV builder, no xl) for guest $HGUEST"
+    xs_snapshot /tmp/xs-before
+    sp_args > /tmp/sp-args.want
+    SP_V=-v; spawn_stub ok ""; SP_V=   # -v: the library's debug log, libxc's included
+    wait $SP_PID; rc=$?; t=$(( $(ms) - SP_T0 ))
+    S=$(head -n1 /tmp/sp-ok.out)
+    cp /tmp/sp-ok.err $OUT/spawn-debug.log
+    grep -i 'error\|panic\|fail\|warn' /tmp/sp-ok.err | head -n 20 | cut -c1-400 | sed 's/^/  spawn-err| /'
+    tail -n 12 /tmp/sp-ok.err | cut -c1-300 | sed 's/^/  spawn| /'
+    if [ $rc = 0 ] && [ -n "$S" ]; then
+        pass "spawn-running (stubdomain $S for guest $HGUEST, $t ms)"
+        fig spawn_to_running_ms $t
+        xl list
+        xenstore-ls -fp /local/domain/$S 2>&1 | head -n 60 | sed 's/^/  xs| /'
+    else
+        fail "spawn-running" "exit $rc after $t ms: $(grep -v '^\[\|debug' /tmp/sp-ok.err | tr '\n' ' ')"
+        xl dmesg | tail -n 20 | sed 's/^/  xl-dmesg| /'
+    fi
+    # dm-argv as the stubdomain read it (XT-STUB-ARGV n arg, one per line)
+    f=$(conlog xt-sp-ok)
+    wait_grep "$f" XT-STUB-ARGV-END 10
+    grep -a '^XT-STUB-ARGV [0-9]' "$f" 2>/dev/null | tr -d '\r' | sed 's/^XT-STUB-ARGV [0-9]* //' > /tmp/sp-args.got
+    if [ -s /tmp/sp-args.got ] && cmp -s /tmp/sp-args.want /tmp/sp-args.got; then
+        pass "spawn-dm-argv (the stubdomain read back all $(wc -l < /tmp/sp-args.want) arguments byte for byte)"
+    else
+        fail "spawn-dm-argv" "console ${f}: $(diff /tmp/sp-args.want /tmp/sp-args.got 2>&1 | head -n 12 | tr '\n' '|')"
+        sp_console ok 40
+    fi
+    if [ -n "$S" ] && [ $rc = 0 ]; then
+        info "stubdm-ctl list: $(stubdm-ctl list 2>&1 | tr '\n' '|')"
+        out=$(stubdm-ctl qmp $S $HGUEST query-status 2>&1); qrc=$?
+        out2=$(stubdm-ctl qmp $S $HGUEST query-version 2>&1); qrc2=$?
+        echo "  query-status: $out"; echo "  query-version: $out2"
+        if [ $qrc = 0 ] && [ $qrc2 = 0 ] && echo "$out" | grep -q status && echo "$out2" | grep -q qemu; then
+            pass "spawn-qmp (stubdm-ctl qmp query-status and query-version over real libxenvchan)"
+        else fail "spawn-qmp" "exit $qrc/$qrc2: $out / $out2"; fi
+        if xt-qmp $S $HGUEST -n 20 query-status query-version > /tmp/sp-q.out 2>&1; then
+            fig spawn_qmp_open_ms $(sed -n 's/^open \([0-9]*\).*/\1/p' /tmp/sp-q.out)
+            fig spawn_qmp_rtt_query_status $(grep '^rtt query-status' /tmp/sp-q.out | cut -d' ' -f3-)
+            fig spawn_qmp_rtt_query_version $(grep '^rtt query-version' /tmp/sp-q.out | cut -d' ' -f3-)
+        else info "xt-qmp: $(tr '\n' ' ' < /tmp/sp-q.out)"; fi
+        t=$(ms); out=$(stubdm-ctl destroy $S 2>&1); drc=$?; t=$(( $(ms) - t ))
+        echo "  destroy: $out ($t ms)"
+        fig spawn_destroy_ms $t
+        sleep 1
+        l=$(sp_leaks ok)
+        if [ $drc = 0 ] && [ -z "$l" ]; then pass "spawn-destroy (no domain, no node left; $t ms)"
+        else fail "spawn-destroy" "exit $drc: $out; left: $l"; fi
+    fi
+    kill_stub "$S" "$S" 2>/dev/null
+
+    # ---- failure paths: each must be reported with its cause, nothing left
+    # spawn_fail_case TAG CMDLINE-EXTRA PATTERN DESCRIPTION
+    spawn_fail_case() {
+        section "4${5}. spawn failure: $4"
+        xs_snapshot /tmp/xs-before
+        spawn_stub "$1" "$2"
+        if [ "$1" = destroyed ]; then
+            # xl destroy from a background job once the stubdomain has booted
+            i=0; D=
+            while [ $i -lt 600 ] && kill -0 $SP_PID 2>/dev/null; do
+                D=$(sp_domid destroyed)
+                [ -n "$D" ] && grep -aq XT-STUB-ARGV-END "$(conlog xt-sp-destroyed)" 2>/dev/null && break
+                sleep 0.2; i=$((i + 1))
+            done
+            sleep 1; TD=$(ms)
+            # (never `xl destroy ""`: xl takes it as domain 0)
+            if [ -n "$D" ] && kill -0 $SP_PID 2>/dev/null; then
+                xl destroy "$D"; info "xl destroy $D took $(( $(ms) - TD )) ms"
+            else info "no stubdomain to destroy (spawn already ended)"; TD=; fi
+        fi
+        # for the others: note when Xen shows the domain as crashed/shut down
+        TC=
+        while kill -0 $SP_PID 2>/dev/null; do
+            if [ -z "$TC" ]; then
+                st=$(xl list "xt-sp-$1" 2>/dev/null | awk 'NR==2 {print $5}')
+                case $st in *c*|*s*) TC=$(ms) ;; esac
+            fi
+            sleep 0.1
+        done
+        wait $SP_PID; rc=$?; te=$(ms)
+        [ "$1" = destroyed ] && TC=$TD
+        msg=$(tr '\n' ' ' < /tmp/sp-$1.err)
+        echo "  exit $rc: $msg"
+        lat=
+        [ -n "$TC" ] && { lat=$((te - TC)); fig "spawn_${1}_report_latency_ms" $lat "(from $( [ "$1" = destroyed ] && echo 'the start of xl destroy' || echo 'the first xl list showing it'))"; }
+        sleep 1
+        l=$(sp_leaks "$1")
+        if [ $rc != 0 ] && echo "$msg" | grep -Eq "$3" && [ -z "$l" ] && { [ -z "$lat" ] || [ $lat -lt 10000 ]; }; then
+            pass "spawn-fail-$1 (exit $rc${lat:+ in $lat ms}: $msg)"
+        else
+            fail "spawn-fail-$1" "exit $rc${lat:+ after $lat ms}: $msg; left: ${l:-nothing}"
+            sp_console "$1" 15
+        fi
+        D=$(sp_domid "$1"); [ -n "$D" ] && kill_stub "$D" "$D"
+    }
+    spawn_fail_case panic "xt.panic" "crash" "the stubdomain kernel panics (xt.panic)" b
+    spawn_fail_case dmexit "xt.dm=exit" "shut ?down|poweroff" "the device model exits (xt.dm=exit)" c
+    spawn_fail_case destroyed "xt.dm=never" "destroyed|gone" "the stubdomain is destroyed during the wait (xl destroy)" d
+fi
+
+# ===================================================================== spawnqemu (library spawn + real qemu-xen)
+# The library's spawn with the REAL qemu-xen (and privcmd-shim.so) in the
+# stubdomain serving a real HVM guest: the paused xt-hguest's dom0 QEMU is
+# stopped (SIGTERM: it destroys its ioreq server), the stubdomain gets
+# libxl-style dm-argv and xt.dm=qemu-xen, then the guest is unpaused and
+# must reach SeaBIOS through the stubdomain's device model.
+if has spawnqemu; then
+    section "4e. stubdm-ctl spawn with real qemu-xen in the stubdomain for HVM guest $HGUEST"
+    pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
+    info "dom0 qemu-xen of guest $HGUEST: pid ${pid:-none}"
+    [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
+    t=$(ms)
+    stubdm-ctl spawn --guest "$HGUEST" --name xt-spq --kernel /mnt/host/images/vmlinuz \
+        --ramdisk /mnt/host/images/stubdom-rootfs.cpio.gz --memory 320 \
+        --cmdline "console=hvc0 xt.dm=qemu-xen" --console-backend xenconsoled --timeout 150 --qmp-status \
+        -- -xen-domid "$HGUEST" -no-shutdown -nodefaults -no-user-config -name xt-hguest -display none \
+        -nographic -boot order=c -net none -machine xenfv,suppress-vmdesc=on -m 32 \
+        > /tmp/spq.out 2> /tmp/spq.err; rc=$?
+    t=$(( $(ms) - t ))
+    SQ=$(head -n1 /tmp/spq.out)
+    sed 's/^/  spawn| /' /tmp/spq.err
+    grep -a 'XT-STUB' "$(conlog xt-spq)" 2>/dev/null | grep -v 'XT-STUB-ARGV ' | sed 's/^/  stub| /'
+    if [ $rc = 0 ] && [ -n "$SQ" ]; then
+        fig spawn_qemu_xen_to_running_ms $t
+        xl unpause "$HGUEST"
+        i=0; ok=
+        while [ $i -lt 120 ]; do
+            xl dmesg | grep -q "d$HGUEST.*\(SeaBIOS\|No bootable device\|Booting from\)" && { ok=1; break; }
+            sleep 1; i=$((i + 1))
+        done
+        xl dmesg | grep "(d$HGUEST)" | grep -i 'HVM Loader\|SeaBIOS (version\|Booting\|bootable' | sed 's/^/  guest| /'
+        out=$(stubdm-ctl qmp "$SQ" "$HGUEST" query-status 2>&1)
+        echo "  query-status: $out"
+        if [ -n "$ok" ]; then pass "spawn-qemu-xen (library spawn, real qemu-xen in the stubdomain: running after $t ms; the HVM guest reached SeaBIOS; query-status $out)"
+        else fail "spawn-qemu-xen" "running after $t ms, but the guest did not reach SeaBIOS in 120 s"; fi
+        stubdm-ctl destroy "$SQ" >/dev/null 2>&1
+    else
+        fail "spawn-qemu-xen" "exit $rc after $t ms: $(tr '\n' ' ' < /tmp/spq.err)"
+        tail -n 30 "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  console| /'
+    fi
+    xl destroy "$HGUEST" 2>/dev/null; HGUEST=
+fi
+
+# ===================================================================== side (libxl vs libstubdm)
+if has side; then
+    section "6. side by side: xl create (libxl's stubdomain path) vs stubdm-ctl spawn, same image"
+    [ -n "$HGUEST" ] || mk_hvm_guest
+    bash /mnt/host/bin/bench-side-by-side.sh "$HGUEST" > /tmp/side.out 2>&1
+    sed -n '/^FIGURE\|^SIDE-/!s/^/  /p' /tmp/side.out
+    grep '^FIGURE' /tmp/side.out
+    grep '^SIDE-FAIL' /tmp/side.out | while read -r _ what; do echo "INFO side: $what"; done
+    if grep -q '^SIDE-PASS libxl' /tmp/side.out && grep -q '^SIDE-PASS libstubdm' /tmp/side.out &&
+       ! grep -q '^SIDE-FAIL' /tmp/side.out; then pass "side-by-side (both running, QMP measured on both)"
+    else fail "side-by-side" "$(grep '^SIDE-' /tmp/side.out | tr '\n' ';')"; fi
 fi
 
 # ===================================================================== stubdom (libxl, real qemu-xen)

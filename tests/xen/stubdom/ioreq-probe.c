@@ -7,14 +7,43 @@
  * (4.17, the same as in the image).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <xendevicemodel.h>
 #include <xenforeignmemory.h>
 #include <xen/hvm/dm_op.h>
 #include <xen/memory.h>
+#include <xen/sys/privcmd.h>
+
+/* The privcmd restriction, seen through IOCTL_PRIVCMD_DM_OP with no
+ * buffers (the kernel checks the domid before it looks at num): 0 means
+ * this file may issue dm_ops for dom, EPERM that it is restricted to
+ * another domain.  libxendevicemodel's own probe is the DOMID_INVALID one. */
+static void privcmd_restriction(unsigned guest)
+{
+    unsigned doms[] = { DOMID_INVALID, guest, 0 };
+    int fd = open("/dev/xen/privcmd", O_RDWR | O_CLOEXEC);
+
+    if (fd < 0) {
+        printf("open /dev/xen/privcmd: %s\n", strerror(errno));
+        return;
+    }
+    for (unsigned i = 0; i < sizeof(doms) / sizeof(doms[0]); i++) {
+        privcmd_dm_op_t uop = { .dom = (domid_t)doms[i], .num = 0 };
+        int rc = ioctl(fd, IOCTL_PRIVCMD_DM_OP, &uop);
+        printf("privcmd DM_OP probe dom=%u%s num=0: rc=%d errno=%d (%s)\n",
+               doms[i], doms[i] == DOMID_INVALID ? " (DOMID_INVALID, "
+                        "libxendevicemodel's probe)" : "",
+               rc, rc ? errno : 0, rc ? strerror(errno) : "ok");
+    }
+    close(fd);
+    fflush(stdout);
+}
 
 static void report(const char *what, int rc, int err)
 {
@@ -35,6 +64,7 @@ int main(int argc, char **argv)
         return 2;
     }
     guest = (unsigned)strtoul(argv[1], NULL, 10);
+    privcmd_restriction(guest);
     dm = xendevicemodel_open(NULL, 0);
     if (!dm) {
         report("xendevicemodel_open", -1, errno);
