@@ -465,25 +465,15 @@ int stubdm_dm_save_sync(stubdm_ctx *ctx, stubdm_stubdom *s,
         ctx = stubdm__stubdom_ctx(s);
     if (!ctx)
         return STUBDM_EINVAL;
-    if (ctx->dispatch_depth || ctx->callback_depth)
-        return stubdm__fail(ctx, STUBDM_ERECURSIVE, 0,
-                            "save_sync called from a callback");
+    rc = stubdm__sync_check(ctx, "save_sync");
+    if (rc)
+        return rc;
     rc = s ? stubdm_stubdom_save(s, out_fd, timeout_ms, NULL, NULL, &op)
            : stubdm_dm_save(ctx, stubdom_domid, guest_domid, out_fd,
                             timeout_ms, NULL, NULL, &op);
-    if (rc)
-        return rc;
-    while (!stubdm_op_done(op)) {
-        rc = stubdm_ctx_run_once(ctx, -1);
-        if (rc) {
-            stubdm_op_free(op);
-            return rc;
-        }
-    }
-    rc = stubdm_op_result(op);
-    if (rc)
-        stubdm__fail(ctx, rc, 0, "%s", stubdm_op_errmsg(op));
-    else if (bytes_out)
+    if (!rc)
+        rc = stubdm__op_wait(op);
+    if (!rc && bytes_out)
         *bytes_out = stubdm_dm_save_bytes(op);
     stubdm_op_free(op);
     return rc;

@@ -248,6 +248,16 @@ void stubdm__op_abandon(stubdm_op *op);
  */
 void stubdm__op_complete(stubdm_op *op, int rc, const char *fmt, ...)
     STUBDM_PRINTF(3, 4);
+/*
+ * For blocking wrappers.  sync_check refuses (STUBDM_ERECURSIVE, with a
+ * message naming 'what') when called from a callback, since running the
+ * loop there would dispatch recursively.  op_wait runs the ctx's poll loop
+ * until op completes and returns the loop's error (op still pending; the
+ * caller frees it) or op's result, its message copied to the ctx.  The op
+ * is not freed.
+ */
+int stubdm__sync_check(stubdm_ctx *ctx, const char *what);
+int stubdm__op_wait(stubdm_op *op);
 /* Run queued completions; called by dispatch_leave. */
 void stubdm__ops_run_queued(stubdm_ctx *ctx);
 /* Drop every op without callbacks (ctx teardown). */

@@ -180,3 +180,25 @@ const char *stubdm_op_errmsg(const stubdm_op *op)
 {
     return op && op->state != STUBDM__OP_PENDING ? op->errmsg : "";
 }
+
+int stubdm__sync_check(stubdm_ctx *ctx, const char *what)
+{
+    if (ctx->dispatch_depth || ctx->callback_depth)
+        return stubdm__fail(ctx, STUBDM_ERECURSIVE, 0,
+                            "%s called from a callback", what);
+    return 0;
+}
+
+int stubdm__op_wait(stubdm_op *op)
+{
+    stubdm_ctx *ctx = op->ctx;
+
+    while (!stubdm_op_done(op)) {
+        int rc = stubdm_ctx_run_once(ctx, -1);
+        if (rc)
+            return rc;
+    }
+    if (op->rc)
+        stubdm__fail(ctx, op->rc, 0, "%s", op->errmsg);
+    return op->rc;
+}

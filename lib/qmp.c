@@ -634,21 +634,18 @@ int stubdm_qmp_execute_sync(stubdm_qmp *q, const char *command,
     if (!q)
         return STUBDM_EINVAL;
     ctx = q->ctx;
-    if (ctx->dispatch_depth || ctx->callback_depth)
-        return stubdm__fail(ctx, STUBDM_ERECURSIVE, 0,
-                            "stubdm_qmp_execute_sync called from a callback");
+    rc = stubdm__sync_check(ctx, "stubdm_qmp_execute_sync");
+    if (rc)
+        return rc;
     rc = cmd_start(q, command, args_json, timeout_ms, NULL, NULL, &op);
     if (rc)
         return rc;
-    while (!stubdm_op_done(op)) {
-        rc = stubdm_ctx_run_once(ctx, -1);
-        if (rc) {
-            stubdm_op_free(op);
-            return rc;
-        }
+    rc = stubdm__op_wait(op);
+    if (!stubdm_op_done(op)) {
+        stubdm_op_free(op);
+        return rc;
     }
     cmd = (struct cmd_op *)op;
-    rc = stubdm_op_result(op);
     if (cmd->have_reply && reply_json_out) {
         *reply_json_out = stubdm__strdup(cmd->reply.msg->raw);
         if (!*reply_json_out) {
@@ -656,9 +653,7 @@ int stubdm_qmp_execute_sync(stubdm_qmp *q, const char *command,
             return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP reply");
         }
     }
-    if (rc)
-        stubdm__fail(ctx, rc, 0, "%s", stubdm_op_errmsg(op));
-    else
+    if (!rc)
         stubdm__clear_error(ctx);
     stubdm_op_free(op);
     return rc;
@@ -1616,9 +1611,9 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
         *q_out = NULL;
     if (!ctx || !q_out)
         return STUBDM_EINVAL;
-    if (ctx->dispatch_depth || ctx->callback_depth)
-        return stubdm__fail(ctx, STUBDM_ERECURSIVE, 0,
-                            "stubdm_qmp_open_sync called from a callback");
+    rc = stubdm__sync_check(ctx, "stubdm_qmp_open_sync");
+    if (rc)
+        return rc;
     rc = stubdm_qmp_open(ctx, stubdom, guest, opts, NULL, NULL, &q);
     if (rc)
         return rc;

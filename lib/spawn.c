@@ -1783,23 +1783,15 @@ int stubdm_spawn_sync(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
         *s_out = NULL;
     if (!ctx || !s_out)
         return STUBDM_EINVAL;
-    if (ctx->dispatch_depth || ctx->callback_depth)
-        return stubdm__fail(ctx, STUBDM_ERECURSIVE, 0,
-                            "spawn_sync called from a callback");
+    rc = stubdm__sync_check(ctx, "spawn_sync");
+    if (rc)
+        return rc;
     rc = stubdm_spawn(ctx, cfg, progress, NULL, user, &s, &op);
     if (rc)
         return rc;
-    while (!stubdm_op_done(op)) {
-        rc = stubdm_ctx_run_once(ctx, -1);
-        if (rc) {
-            stubdm_op_free(op); /* cancels and cleans up */
-            stubdm_stubdom_free(s);
-            return rc;
-        }
-    }
-    rc = stubdm_op_result(op);
+    rc = stubdm__op_wait(op);
     if (rc) {
-        stubdm__fail(ctx, rc, 0, "%s", stubdm_op_errmsg(op));
+        /* Freeing a pending op cancels it and cleans up. */
         stubdm_op_free(op);
         stubdm_stubdom_free(s);
         return rc;

@@ -220,23 +220,12 @@ int stubdm_wait_running_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
 
     if (!ctx)
         return STUBDM_EINVAL;
-    if (ctx->dispatch_depth || ctx->callback_depth)
-        return stubdm__fail(ctx, STUBDM_ERECURSIVE, 0,
-                            "wait_running_sync called from a callback");
-    rc = wait_start(ctx, stubdom_domid, guest_domid, timeout_ms, NULL, NULL,
-                    &op);
-    if (rc)
-        return rc;
-    while (!stubdm_op_done(op)) {
-        rc = stubdm_ctx_run_once(ctx, -1);
-        if (rc) {
-            stubdm_op_free(op);
-            return rc;
-        }
-    }
-    rc = stubdm_op_result(op);
-    if (rc)
-        stubdm__fail(ctx, rc, 0, "%s", stubdm_op_errmsg(op));
+    rc = stubdm__sync_check(ctx, "wait_running_sync");
+    if (!rc)
+        rc = wait_start(ctx, stubdom_domid, guest_domid, timeout_ms, NULL,
+                        NULL, &op);
+    if (!rc)
+        rc = stubdm__op_wait(op);
     stubdm_op_free(op);
     return rc;
 }
