@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawnqemu side stubdom
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawncon spawnqemu side stubdom
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -22,7 +22,8 @@ has()  { case " $TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 conlog() { echo "/var/log/xen/console/guest-$1.log"; }
 # wait_file_grep FILE PATTERN SECONDS
 wait_grep() { i=0; while [ $i -lt $(($3 * 5)) ]; do grep -aq "$2" "$1" 2>/dev/null && return 0; sleep 0.2; i=$((i + 1)); done; return 1; }
-section() { echo; echo "=== $*"; }
+T0=$(date +%s%3N)
+section() { echo; echo "=== $* [payload +$(( ($(date +%s%3N) - T0) / 1000 )) s]"; }
 
 info "xl: $(xl info | sed -n 's/^xen_version *: //p') $(xl info | sed -n 's/^xen_commandline *: //p')"
 XS_SOCK=
@@ -151,7 +152,7 @@ if has xs; then
 fi
 
 has wait || has qmp || has spawn || has side || has stubdom && mk_guest
-has spawn || has side || has spawnqemu && mk_hvm_guest
+has spawn || has side || has spawnqemu || has spawncon && mk_hvm_guest
 info "guest domain: $GUEST"
 xl list
 
@@ -402,6 +403,26 @@ if has spawn; then
     spawn_fail_case destroyed "xt.dm=never" "destroyed|gone" "the stubdomain is destroyed during the wait (xl destroy)" d
 fi
 
+# ===================================================================== spawncon (experiment, INFO only)
+# The library serving the consoles itself on Xen (--console-backend
+# libstubdm, console 0 to a file): does console 1 connect (no 25 s xenbus
+# wait in the stubdomain kernel) and does the log get the console?
+if has spawncon; then
+    section "4f. experiment: stubdm-ctl spawn --console-backend libstubdm (library-served consoles on Xen)"
+    rm -f /tmp/spc-console.log
+    t=$(ms)
+    stubdm-ctl spawn --guest "$HGUEST" --name xt-spc --kernel /mnt/host/images/vmlinuz \
+        --ramdisk /mnt/host/images/stubdom-rootfs.cpio.gz --memory 320 \
+        --cmdline "console=hvc0 xt.dm=qemu" --console-backend libstubdm --log /tmp/spc-console.log \
+        --timeout 150 -- -xen-domid "$HGUEST" -nodefaults > /tmp/spc.out 2> /tmp/spc.err; rc=$?
+    t=$(( $(ms) - t ))
+    info "spawn --console-backend libstubdm: exit $rc after $t ms: $(tr '\n' ' ' < /tmp/spc.err)"
+    [ $rc = 0 ] && fig spawn_libstubdm_console_to_running_ms $t
+    info "console log (/tmp/spc-console.log, $(wc -c < /tmp/spc-console.log 2>/dev/null || echo 0) bytes; served while stubdm-ctl ran):"
+    grep -a -i 'waiting for devices\|Timeout connecting\|Run /init\|XT-STUB \[' /tmp/spc-console.log 2>/dev/null | head -n 8 | sed 's/^/  spc-console| /'
+    S=$(head -n1 /tmp/spc.out); [ -n "$S" ] && stubdm-ctl destroy "$S" >/dev/null 2>&1
+fi
+
 # ===================================================================== spawnqemu (library spawn + real qemu-xen)
 # The library's spawn with the REAL qemu-xen (and privcmd-shim.so) in the
 # stubdomain serving a real HVM guest: the paused xt-hguest's dom0 QEMU is
@@ -426,17 +447,23 @@ if has spawnqemu; then
     grep -a 'XT-STUB' "$(conlog xt-spq)" 2>/dev/null | grep -v 'XT-STUB-ARGV ' | sed 's/^/  stub| /'
     if [ $rc = 0 ] && [ -n "$SQ" ]; then
         fig spawn_qemu_xen_to_running_ms $t
-        xl unpause "$HGUEST"
+        # not `xl unpause`: it resumes libxl's (stopped) dom0 QEMU over QMP
+        # first and does not unpause when that fails
+        xt-unpause "$HGUEST" || info "xt-unpause $HGUEST failed"
         i=0; ok=
         while [ $i -lt 120 ]; do
-            xl dmesg | grep -q "d$HGUEST.*\(SeaBIOS\|No bootable device\|Booting from\)" && { ok=1; break; }
+            # SeaBIOS itself (hvmloader's "System requested SeaBIOS" is not enough)
+            xl dmesg | grep -q "(d$HGUEST) \(SeaBIOS (version\|No bootable device\|Booting from\)" && { ok=1; break; }
+            gone "$SQ" && break
             sleep 1; i=$((i + 1))
         done
         xl dmesg | grep "(d$HGUEST)" | grep -i 'HVM Loader\|SeaBIOS (version\|Booting\|bootable' | sed 's/^/  guest| /'
+        xl dmesg | grep "(d$HGUEST)" | tail -n 3 | sed 's/^/  guest-last| /'
+        grep -a 'segfault\|device model exited\|XT-STUB-QEMU' "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  stub| /'
         out=$(stubdm-ctl qmp "$SQ" "$HGUEST" query-status 2>&1)
         echo "  query-status: $out"
         if [ -n "$ok" ]; then pass "spawn-qemu-xen (library spawn, real qemu-xen in the stubdomain: running after $t ms; the HVM guest reached SeaBIOS; query-status $out)"
-        else fail "spawn-qemu-xen" "running after $t ms, but the guest did not reach SeaBIOS in 120 s"; fi
+        else fail "spawn-qemu-xen" "running after $t ms, but the guest did not reach SeaBIOS ($(gone "$SQ" && echo 'the stubdomain is gone' || echo '120 s'))"; fi
         stubdm-ctl destroy "$SQ" >/dev/null 2>&1
     else
         fail "spawn-qemu-xen" "exit $rc after $t ms: $(tr '\n' ' ' < /tmp/spq.err)"
@@ -505,6 +532,7 @@ CFG
 fi
 
 section "leftovers"
+fig payload_s $(( ($(ms) - T0) / 1000 ))
 xl list
 echo
 echo "$P passed, $F failed"

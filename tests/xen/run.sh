@@ -3,7 +3,9 @@
 # QEMU (TCG), runs tests/xen/payload.sh in dom0 against the project's own
 # binaries, prints its results and exits with its status.
 #
-#   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn bench"]
+#   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
+#   sections: xs wait qmp spawn spawnqemu spawncon side stubdom
+#   (docs/real-xen.md; CI: --tests "qmp spawn")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
@@ -66,6 +68,8 @@ cp "$B/examples/stubdm-ctl" "$B/tests/mock-xenstored/stubdm-mockxs-helper" "$XT_
 cp -a "$B"/lib/libstubdm.so* "$XT_SHARE/lib/"
 gcc -O2 -Wall -std=gnu11 -I"$XT_TOP/include" -o "$XT_SHARE/bin/xt-qmp" "$XT_DIR/xt-qmp.c" \
     -L"$B/lib" -lstubdm -Wl,-rpath,/mnt/host/lib || { xt_log "building xt-qmp failed"; exit 2; }
+gcc -O2 -Wall -o "$XT_SHARE/bin/xt-unpause" "$XT_DIR/xt-unpause.c" -lxenctrl \
+    || { xt_log "building xt-unpause failed"; exit 2; }
 cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
