@@ -131,6 +131,9 @@ struct stubdm_qmp {
     struct open_op *open;
     int open_timeout_ms;
     int open_rc; /* result of the last open/reconnect */
+    /* Its message, kept here because the ctx's own message may be
+     * overwritten by other timers before a blocking caller reads it. */
+    char open_msg[STUBDM_ERRMSG_MAX];
     bool closed; /* closed during event delivery: reaped later */
 };
 
@@ -696,6 +699,8 @@ static void open_stop(stubdm_op *op)
     if (o->q && o->q->open == o) {
         o->q->open = NULL;
         o->q->open_rc = op->rc; /* set before stop by op_complete */
+        snprintf(o->q->open_msg, sizeof(o->q->open_msg), "%s",
+                 op->rc ? op->errmsg : "");
     }
     o->q = NULL;
     o->conn = NULL;
@@ -1625,11 +1630,13 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
             return rc;
         }
     }
-    /* Run the queued completion so its message reaches the ctx. */
-    stubdm_ctx_run_once(ctx, 0);
+    /* The result and message come from the handle, not the ctx: running
+     * the loop once more (or the close below) may fire other timers of the
+     * connection that overwrite the ctx's message (seen under valgrind:
+     * the lock retry timer cleared it). */
     result = q->open_rc;
     if (result) {
-        snprintf(msg, sizeof(msg), "%s", stubdm_ctx_errmsg(ctx));
+        snprintf(msg, sizeof(msg), "%s", q->open_msg);
         stubdm_qmp_close(q);
         return stubdm__fail(ctx, result, 0, "%s", msg);
     }
