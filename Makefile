@@ -73,4 +73,4 @@ test-xen:
 	$$sudo env XT_BUILD="$(CURDIR)/$(BUILD_DIR)-xen" ./tests/xen/run.sh
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan build-fuzz
+	rm -rf $(BUILD_DIR) build-asan build-fuzz build-xen build-xen.log
