@@ -140,13 +140,18 @@ struct stubdm__fd {
     stubdm__fd_cb *cb;
     int fd;       /* -1 while not watching */
     short events; /* what we want; 0 is a valid "registered, idle" state */
+    /* run_once's epoll set (loop.c): registered there with 'events'; or
+     * refused by epoll (a regular file), which makes run_once poll. */
+    bool in_ep, ep_refused;
 };
 
 void stubdm__fd_init(struct stubdm__fd *w, stubdm__fd_cb *cb);
 /* Start watching fd, or change the events of an active watch. */
 int stubdm__fd_watch(stubdm_ctx *ctx, struct stubdm__fd *w, int fd,
                      short events);
-/* Stop watching.  Idempotent; the fd itself is not closed. */
+/* Stop watching.  Idempotent; the fd itself is not closed.  Stop a watch
+ * BEFORE closing its fd: stubdm_ctx_run_once keeps the watches in an epoll
+ * set, which must drop the fd while it still names the watched file. */
 void stubdm__fd_stop(stubdm_ctx *ctx, struct stubdm__fd *w);
 static inline bool stubdm__fd_active(const struct stubdm__fd *w)
 {
@@ -182,6 +187,18 @@ struct stubdm__loop {
     struct stubdm__timer **heap;
     size_t heap_len, heap_cap;
     int64_t reported_deadline; /* last value given to set_timer */
+    /* stubdm_ctx_run_once's kernel side, created on its first call: an
+     * epoll set holding every watch with events (kept in step by
+     * fd_watch/fd_stop), and a timerfd in it for the timers.  The timerfd
+     * is armed lazily: only when the earliest deadline moves before the
+     * expiry it already has, so a stream of commands whose deadlines only
+     * move later re-arms nothing (a spurious expiry re-arms it once).
+     * epfd -1: none yet; ep_off: epoll unusable, run_once polls. */
+    int epfd, tfd;
+    int64_t tfd_armed;   /* ms (CLOCK_MONOTONIC), -1: not armed */
+    unsigned ep_forkgen; /* fork generation the set was made in */
+    size_t ep_refused;   /* watches epoll refused: run_once polls */
+    bool ep_off;
 };
 
 void stubdm__loop_init(struct stubdm__loop *l);
