@@ -269,6 +269,7 @@ int stubdm__qmp_wire_init(struct stubdm__qmp_wire *w,
     memset(w, 0, sizeof(*w));
     limits_fill(&w->lim, lim);
     w->discarding = discard_until_greeting;
+    w->jl_msg = json_limits(&w->lim, false);
     stubdm__buf_init(&w->resync, RESYNC_WINDOW);
     struct stubdm__json_limits jl = json_limits(&w->lim, w->discarding);
     int rc = stubdm__json_parser_new(&w->parser, &jl);
@@ -311,16 +312,15 @@ static void enqueue(struct stubdm__qmp_wire *w, struct stubdm__qmp_msg *m)
 }
 
 /*
- * The parser has completed a message: classify it.  Returns the message,
- * or NULL with *why set (classification failed) or *rc set (ENOMEM).
+ * A parsed message (doc, NULL if the parser could not hand it over):
+ * classify it.  Returns the message, or NULL with *why set (classification
+ * failed) or *rc set (ENOMEM).
  */
-static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
-                                            char *why, size_t why_len,
-                                            int *rc)
+static struct stubdm__qmp_msg *doc_message(struct stubdm__json_doc *doc,
+                                           char *why, size_t why_len, int *rc)
 {
     *rc = 0;
     why[0] = '\0';
-    struct stubdm__json_doc *doc = stubdm__json_parser_take(w->parser);
     /* In the doc's arena: one free releases the message and its tree. */
     struct stubdm__qmp_msg *m =
         doc ? stubdm__json_doc_alloc(doc, sizeof(*m)) : NULL;
@@ -338,9 +338,32 @@ static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
     return m;
 }
 
+/* The parser has completed a message: take and classify it. */
+static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
+                                            char *why, size_t why_len,
+                                            int *rc)
+{
+    return doc_message(stubdm__json_parser_take(w->parser), why, why_len, rc);
+}
+
+/* A message is complete: queue it, or fail the wire. */
+static void message_done(struct stubdm__qmp_wire *w, struct stubdm__qmp_msg *m,
+                         int rc, const char *why)
+{
+    if (m)
+        enqueue(w, m);
+    else if (rc)
+        wire_fail(w, rc, "out of memory parsing QMP input");
+    else
+        wire_fail(w, STUBDM_EPROTO,
+                  "malformed QMP message at stream byte %" PRIu64 ": %s",
+                  w->msg_start, why);
+}
+
 static int start_message(struct stubdm__qmp_wire *w, bool greeting)
 {
-    struct stubdm__json_limits jl = json_limits(&w->lim, greeting);
+    struct stubdm__json_limits jl =
+        greeting ? json_limits(&w->lim, true) : w->jl_msg;
     int rc = stubdm__json_parser_reset(w->parser, &jl);
     if (rc)
         return wire_fail(w, rc, "out of memory parsing QMP input");
@@ -368,9 +391,27 @@ static size_t consume(struct stubdm__qmp_wire *w, const unsigned char *data,
                 p++;
             if (p == len || queue_full(w))
                 break;
+            w->msg_start = base + p;
+            /* A message whose line ends in this buffer (QEMU ends each
+             * with "\r\n") is usually whole here: try the parser's quick
+             * path, which declines anything it does not lex plainly (then
+             * the same bytes go through the incremental parse below). */
+            if (memchr(data + p, '\n', len - p)) {
+                size_t used;
+                struct stubdm__json_doc *doc = stubdm__json_parser_quick(
+                    w->parser, &w->jl_msg, data + p, len - p, &used);
+                if (doc) {
+                    char why[160];
+                    int rc;
+                    p += used;
+                    struct stubdm__qmp_msg *m =
+                        doc_message(doc, why, sizeof(why), &rc);
+                    message_done(w, m, rc, why);
+                    continue;
+                }
+            }
             if (start_message(w, false))
                 break;
-            w->msg_start = base + p;
         }
         size_t used;
         int rc = stubdm__json_parser_feed(w->parser, data + p, len - p,
@@ -388,14 +429,7 @@ static size_t consume(struct stubdm__qmp_wire *w, const unsigned char *data,
         }
         char why[160];
         struct stubdm__qmp_msg *m = take_message(w, why, sizeof(why), &rc);
-        if (m)
-            enqueue(w, m);
-        else if (rc)
-            wire_fail(w, rc, "out of memory parsing QMP input");
-        else
-            wire_fail(w, STUBDM_EPROTO,
-                      "malformed QMP message at stream byte %" PRIu64 ": %s",
-                      w->msg_start, why);
+        message_done(w, m, rc, why);
     }
     return p;
 }

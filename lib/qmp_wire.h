@@ -149,6 +149,7 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
 
 struct stubdm__qmp_wire {
     struct stubdm__qmp_limits lim;
+    struct stubdm__json_limits jl_msg; /* lim, for a message's parse */
     struct stubdm__json_parser *parser;
     bool in_message;  /* the parser holds part of a message */
     uint64_t fed;        /* bytes accepted by feed() so far */
