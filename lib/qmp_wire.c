@@ -159,10 +159,9 @@ static int classify_greeting(const struct stubdm__json *qmp,
     return 0;
 }
 
-static void classify_id(const struct stubdm__json *root,
+static void classify_id(const struct stubdm__json *id,
                         struct stubdm__qmp_msg *msg)
 {
-    const struct stubdm__json *id = stubdm__json_get(root, "id");
     if (!id)
         msg->id_kind = STUBDM__QMP_ID_NONE;
     else if (stubdm__json_as_uint64(id, &msg->id))
@@ -171,19 +170,67 @@ static void classify_id(const struct stubdm__json *root,
         msg->id_kind = STUBDM__QMP_ID_FOREIGN;
 }
 
+/* The top-level members classification looks at, found in one pass over
+ * the object's members (keys are unique: the parser refuses duplicates). */
+struct top_members {
+    const struct stubdm__json *kind[4]; /* "QMP", "return", "error", "event" */
+    const struct stubdm__json *id, *data, *timestamp;
+};
+
+static void scan_top(const struct stubdm__json *root, struct top_members *t)
+{
+    size_t n = stubdm__json_len(root);
+
+    memset(t, 0, sizeof(*t));
+    for (size_t i = 0; i < n; i++) {
+        const char *k;
+        size_t kl;
+        const struct stubdm__json *v = stubdm__json_member(root, i, &k, &kl);
+        switch (kl) {
+        case 2:
+            if (memcmp(k, "id", 2) == 0)
+                t->id = v;
+            break;
+        case 3:
+            if (memcmp(k, "QMP", 3) == 0)
+                t->kind[0] = v;
+            break;
+        case 4:
+            if (memcmp(k, "data", 4) == 0)
+                t->data = v;
+            break;
+        case 5:
+            if (memcmp(k, "error", 5) == 0)
+                t->kind[2] = v;
+            else if (memcmp(k, "event", 5) == 0)
+                t->kind[3] = v;
+            break;
+        case 6:
+            if (memcmp(k, "return", 6) == 0)
+                t->kind[1] = v;
+            break;
+        case 9:
+            if (memcmp(k, "timestamp", 9) == 0)
+                t->timestamp = v;
+            break;
+        }
+    }
+}
+
 int stubdm__qmp_classify(const struct stubdm__json *root,
                          struct stubdm__qmp_msg *msg, char *why,
                          size_t why_len)
 {
     static const char *const kinds[] = {"QMP", "return", "error", "event"};
-    const struct stubdm__json *found[4];
+    struct top_members top;
+    const struct stubdm__json *const *found = top.kind;
     const char *first = NULL;
     size_t nfound = 0;
 
     if (!stubdm__json_is(root, STUBDM__JSON_OBJECT))
         return refuse(why, why_len, "is not a JSON object");
+    scan_top(root, &top);
     for (size_t i = 0; i < 4; i++) {
-        found[i] = stubdm__json_get(root, kinds[i]);
         if (found[i]) {
             /* A message must be exactly one kind: a reply that is also an
              * event would be routed differently by different readers. */
@@ -206,7 +253,7 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
     if (found[1]) {
         msg->type = STUBDM__QMP_RETURN;
         msg->value = found[1];
-        classify_id(root, msg);
+        classify_id(top.id, msg);
         return 0;
     }
     if (found[2]) {
@@ -219,19 +266,19 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
             return refuse(why, why_len,
                           "error: \"class\" and \"desc\" are not both strings");
         msg->value = found[2];
-        classify_id(root, msg);
+        classify_id(top.id, msg);
         return 0;
     }
     msg->type = STUBDM__QMP_EVENT;
     msg->event = stubdm__json_as_string(found[3], NULL);
     if (!msg->event)
         return refuse(why, why_len, "event: \"event\" is not a string");
-    const struct stubdm__json *data = stubdm__json_get(root, "data");
+    const struct stubdm__json *data = top.data;
     if (data && !stubdm__json_is(data, STUBDM__JSON_OBJECT))
         return refuse(why, why_len, "event %.64s: \"data\" is not an object",
                       msg->event);
     msg->value = data;
-    const struct stubdm__json *ts = stubdm__json_get(root, "timestamp");
+    const struct stubdm__json *ts = top.timestamp;
     if (!stubdm__json_as_int64(stubdm__json_get(ts, "seconds"),
                                &msg->ts_seconds) ||
         !stubdm__json_as_int64(stubdm__json_get(ts, "microseconds"),
