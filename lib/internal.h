@@ -245,6 +245,7 @@ struct stubdm_op {
     stubdm_done_fn *done;
     void *user;
     struct stubdm__list link; /* ctx->ops_pending or ctx->ops_queued */
+    size_t size;              /* of the block (for its reuse) */
     char errmsg[STUBDM_ERRMSG_MAX];
 };
 
@@ -254,6 +255,8 @@ struct stubdm_op {
  */
 stubdm_op *stubdm__op_new(stubdm_ctx *ctx, const struct stubdm__op_type *type,
                           size_t size, stubdm_done_fn *done, void *user);
+/* Free the blocks kept for reuse (ctx teardown, after the ops). */
+void stubdm__op_cache_dispose(stubdm_ctx *ctx);
 /* Hand the op to the caller (op_out) or make it floating (op_out NULL). */
 void stubdm__op_started(stubdm_op *op, stubdm_op **op_out);
 /* Free an op that was never started (the starter failed). */
@@ -474,6 +477,13 @@ struct stubdm_ctx {
     /* operations */
     struct stubdm__list ops_pending;
     struct stubdm__list ops_queued;
+    /* Blocks of released ops, reused by the next op of the same size (a
+     * command per round trip would otherwise be a calloc and a free). */
+    struct {
+        void *block;
+        size_t size;
+    } op_cache[8];
+    unsigned n_op_cache;
     /* xenstore */
     struct stubdm__xs_state xs;
     /* hypervisor */

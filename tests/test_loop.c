@@ -184,6 +184,39 @@ START_TEST(exactly_once_and_errmsg)
 }
 END_TEST
 
+/* A released op's block serves the next op of its size: it comes back
+ * zeroed, with an empty message, whatever the previous op left in it. */
+START_TEST(reused_op_block_is_clean)
+{
+    stubdm_ctx *ctx;
+    struct record r = {0};
+    stubdm_op *op = NULL;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    for (int round = 0; round < 20; round++) {
+        int stops = 0;
+        /* A failed op (message set), then one that succeeds. */
+        struct test_op *t = start_op(ctx, round % 2 ? 0 : -1, on_done, &r,
+                                     &op);
+        ck_assert_ptr_null(t->stops);
+        ck_assert_ptr_null(t->destroys);
+        ck_assert(!op->floating && !op->in_callback && !op->handle_freed);
+        if (round % 2)
+            ck_assert_str_eq(stubdm_op_errmsg(op), ""); /* pending */
+        t->stops = &stops;
+        run_until(ctx, &r.calls, round + 1);
+        ck_assert_int_eq(stubdm_op_result(op), round % 2 ? 0 : STUBDM_EINVAL);
+        ck_assert_str_eq(stubdm_op_errmsg(op), round % 2 ? "" : "failed at once");
+        ck_assert_int_eq(stops, round % 2 ? 1 : 0); /* stopped before */
+        stubdm_op_free(op);
+        /* Floating ones too (released after their callback). */
+        start_op(ctx, -1, NULL, NULL, NULL);
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    }
+    stubdm_ctx_free(ctx);
+}
+END_TEST
+
 START_TEST(cancel_is_idempotent)
 {
     stubdm_ctx *ctx;
@@ -619,6 +652,7 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, error_texts);
     tcase_add_test(tc, never_inside_starting_call);
     tcase_add_test(tc, exactly_once_and_errmsg);
+    tcase_add_test(tc, reused_op_block_is_clean);
     tcase_add_test(tc, cancel_is_idempotent);
     tcase_add_test(tc, free_pending_op_is_silent);
     tcase_add_test(tc, free_op_inside_its_callback);
