@@ -126,6 +126,10 @@ void stubdm__buf_dispose(struct stubdm__buf *b);
 int stubdm__buf_append(struct stubdm__buf *b, const void *p, size_t n);
 /* Drop the first n bytes. */
 void stubdm__buf_consume(struct stubdm__buf *b, size_t n);
+/* Capacity for n more bytes (limit not checked): where they go, to be
+ * written and then accounted for by the caller (len, NUL); NULL: out of
+ * memory. */
+char *stubdm__buf_room(struct stubdm__buf *b, size_t n);
 
 /* ------------------------------------------------------------------------
  * Event loop (loop.c): fd watches and timers multiplexed onto the

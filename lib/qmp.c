@@ -510,19 +510,6 @@ static void cmd_on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
                             : " (never sent: queued behind others)");
 }
 
-static bool valid_name(const char *s)
-{
-    size_t n = 0;
-
-    for (; s[n]; n++) {
-        char ch = s[n];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-            return false;
-    }
-    return n > 0 && n <= STUBDM__QMP_MAX_COMMAND_NAME;
-}
-
 static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
                      int timeout_ms, stubdm_qmp_reply_fn *cb, void *user,
                      stubdm_op **op_out)
@@ -539,7 +526,8 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
         return STUBDM_EINVAL;
     ctx = q->ctx;
     c = q->conn;
-    if (!command || !valid_name(command))
+    size_t name_len = stubdm__qmp_command_name_len(command);
+    if (!name_len)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "QMP: invalid command name \"%.64s\"",
                             command ? command : "(null)");
@@ -570,7 +558,7 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
     cmd->cb_user = user;
     cmd->timeout_ms = timeout_ms;
     cmd->where = CMD_NEW;
-    memcpy(cmd->name, command, strlen(command) + 1); /* valid_name: fits */
+    memcpy(cmd->name, command, name_len + 1); /* a valid name fits */
     stubdm__list_init(&cmd->hlink);
     stubdm__list_init(&cmd->clink);
     stubdm__timer_init(&cmd->deadline, cmd_on_deadline);
@@ -589,9 +577,9 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
         stubdm__op_abandon(&cmd->op);
         return rc;
     }
-    rc = stubdm__qmp_encode_command(direct ? &c->out : &cmd->bytes, command,
-                                    args, args ? strlen(args) : 0, cmd->id,
-                                    false, why, sizeof(why));
+    rc = stubdm__qmp_encode_command_n(direct ? &c->out : &cmd->bytes, command,
+                                      name_len, args, args ? strlen(args) : 0,
+                                      cmd->id, false, why, sizeof(why));
     if (rc) {
         stubdm__op_abandon(&cmd->op);
         return stubdm__fail(ctx, rc, 0, "QMP %s: %s", command,

@@ -673,18 +673,34 @@ bool stubdm__qmp_wire_discarding(const struct stubdm__qmp_wire *w)
  * Sending
  * ------------------------------------------------------------------------ */
 
-static bool command_name_ok(const char *name)
+/* [A-Za-z0-9_-] */
+static const unsigned char name_char[256] = {
+    ['-'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+size_t stubdm__qmp_command_name_len(const char *name)
 {
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > STUBDM__QMP_MAX_COMMAND_NAME)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '-'))
-            return false;
+    size_t n = 0;
+
+    if (!name)
+        return 0;
+    while (name_char[(unsigned char)name[n]]) {
+        if (++n > STUBDM__QMP_MAX_COMMAND_NAME)
+            return 0;
     }
-    return true;
+    return name[n] == '\0' ? n : 0;
 }
 
 /* Decimal digits of v into p (room for 20); returns the count. */
@@ -702,6 +718,14 @@ static size_t put_u64(char *p, uint64_t v)
     return n;
 }
 
+/* Undo a partial append (out keeps its old contents). */
+static void truncate_to(struct stubdm__buf *out, size_t len)
+{
+    out->len = len;
+    if (out->data)
+        out->data[len] = '\0';
+}
+
 /*
  * The envelope is written by hand, not through the JSON writer: the name is
  * restricted to [A-Za-z0-9_-] (nothing to escape) and the id is a decimal
@@ -709,26 +733,19 @@ static size_t put_u64(char *p, uint64_t v)
  * fraction of the cost (this is on every command's path).  Arguments come
  * from the caller and still go through the parser and the writer.
  */
-int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
-                               const char *args_json, size_t args_len,
-                               uint64_t id, bool oob, char *why,
-                               size_t why_len)
+int stubdm__qmp_encode_command_n(struct stubdm__buf *out, const char *name,
+                                 size_t name_len, const char *args_json,
+                                 size_t args_len, uint64_t id, bool oob,
+                                 char *why, size_t why_len)
 {
-    /* {"exec-oob":"<name>"  and  ,"id":<20 digits>}\r\n */
-    char head[16 + STUBDM__QMP_MAX_COMMAND_NAME], tail[32];
+    static const char execute[] = "{\"execute\":\"";
+    static const char exec_oob[] = "{\"exec-oob\":\"";
     struct stubdm__json_doc *args = NULL;
-    size_t old_len = out->len, n;
+    size_t old_len = out->len;
     int rc;
 
     if (why && why_len)
         why[0] = '\0';
-    if (!command_name_ok(name)) {
-        refuse(why, why_len,
-               "QMP command name must be 1 to %d characters of "
-               "[A-Za-z0-9_-]",
-               STUBDM__QMP_MAX_COMMAND_NAME);
-        return STUBDM_EINVAL;
-    }
     if (args_json) {
         struct stubdm__qmp_limits ql;
         stubdm__qmp_limits_default(&ql);
@@ -747,39 +764,75 @@ int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
         }
     }
 
-    static const char execute[] = "{\"execute\":\"";
-    static const char exec_oob[] = "{\"exec-oob\":\"";
-    size_t name_len = strlen(name);
-    n = oob ? sizeof(exec_oob) - 1 : sizeof(execute) - 1;
-    memcpy(head, oob ? exec_oob : execute, n);
-    memcpy(head + n, name, name_len);
-    n += name_len;
-    head[n++] = '"';
-    rc = stubdm__buf_append(out, head, n);
-    if (rc == 0 && args) {
-        rc = stubdm__buf_append(out, ",\"arguments\":", 13);
-        if (rc == 0) {
-            struct stubdm__json_writer *jw = stubdm__json_writer_new(out);
-            if (jw)
-                stubdm__json_w_value(jw, stubdm__json_doc_root(args));
-            rc = stubdm__json_writer_end(jw);
+    /* {"exec-oob":"<name>"  [,"arguments":<args>]  ,"id":<20 digits>}\r\n:
+     * the fixed parts go straight into out, in room made once. */
+    size_t head = (oob ? sizeof(exec_oob) : sizeof(execute)) - 1;
+    size_t most = head + name_len + 1 + 6 + 20 + 3;
+    char *p = NULL;
+    if (head + name_len + 1 > out->limit - old_len)
+        rc = STUBDM_ELIMIT;
+    else
+        rc = (p = stubdm__buf_room(out, most)) ? 0 : STUBDM_ENOMEM;
+    if (rc == 0) {
+        memcpy(p, oob ? exec_oob : execute, head);
+        memcpy(p + head, name, name_len);
+        p[head + name_len] = '"';
+        p += head + name_len + 1;
+        if (args) {
+            out->len = (size_t)(p - out->data);
+            rc = stubdm__buf_append(out, ",\"arguments\":", 13);
+            if (rc == 0) {
+                struct stubdm__json_writer *jw = stubdm__json_writer_new(out);
+                if (jw)
+                    stubdm__json_w_value(jw, stubdm__json_doc_root(args));
+                rc = stubdm__json_writer_end(jw);
+            }
+            p = rc == 0 ? stubdm__buf_room(out, 6 + 20 + 3) : NULL;
+            if (rc == 0 && !p)
+                rc = STUBDM_ENOMEM;
         }
     }
     if (rc == 0) {
-        memcpy(tail, ",\"id\":", 6);
-        n = 6 + put_u64(tail + 6, id);
-        memcpy(tail + n, "}\r\n", 3);
-        rc = stubdm__buf_append(out, tail, n + 3);
+        memcpy(p, ",\"id\":", 6);
+        p += 6;
+        p += put_u64(p, id);
+        memcpy(p, "}\r\n", 3);
+        p += 3;
+        size_t len = (size_t)(p - out->data);
+        if (len > out->limit) {
+            rc = STUBDM_ELIMIT;
+        } else {
+            out->len = len;
+            out->data[len] = '\0';
+        }
     }
     stubdm__json_doc_free(args);
     if (rc) {
-        out->len = old_len;
-        if (out->data)
-            out->data[old_len] = '\0';
+        truncate_to(out, old_len);
         refuse(why, why_len, "could not encode QMP command %s: %s", name,
                stubdm_strerror(rc));
     }
     return rc;
+}
+
+int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
+                               const char *args_json, size_t args_len,
+                               uint64_t id, bool oob, char *why,
+                               size_t why_len)
+{
+    size_t name_len = stubdm__qmp_command_name_len(name);
+
+    if (why && why_len)
+        why[0] = '\0';
+    if (!name_len) {
+        refuse(why, why_len,
+               "QMP command name must be 1 to %d characters of "
+               "[A-Za-z0-9_-]",
+               STUBDM__QMP_MAX_COMMAND_NAME);
+        return STUBDM_EINVAL;
+    }
+    return stubdm__qmp_encode_command_n(out, name, name_len, args_json,
+                                        args_len, id, oob, why, why_len);
 }
 
 int stubdm__qmp_encode_capabilities(struct stubdm__buf *out, uint64_t id,

@@ -254,6 +254,17 @@ int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
                                uint64_t id, bool oob, char *why,
                                size_t why_len);
 
+/* The length of a valid command name (see above), or 0 if it is not one
+ * (NULL, empty, too long, another character). */
+size_t stubdm__qmp_command_name_len(const char *name);
+
+/* encode_command for a name the caller has already validated with
+ * stubdm__qmp_command_name_len (name_len is what it returned). */
+int stubdm__qmp_encode_command_n(struct stubdm__buf *out, const char *name,
+                                 size_t name_len, const char *args_json,
+                                 size_t args_len, uint64_t id, bool oob,
+                                 char *why, size_t why_len);
+
 /* Append the capabilities negotiation command with id; with enable_oob,
  * "arguments": {"enable": ["oob"]}.  Returns as encode_command. */
 int stubdm__qmp_encode_capabilities(struct stubdm__buf *out, uint64_t id,
