@@ -381,6 +381,9 @@ void stubdm__loop_sync_timer(stubdm_ctx *ctx)
 static void run_expired_timers(stubdm_ctx *ctx)
 {
     struct stubdm__loop *l = &ctx->loop;
+
+    if (!l->heap_len)
+        return;
     int64_t now = stubdm_now_ms();
 
     while (l->heap_len && l->heap[0]->deadline_ms <= now &&
@@ -530,6 +533,29 @@ int stubdm_ctx_poll_prepare(stubdm_ctx *ctx, struct pollfd *fds,
     return 0;
 }
 
+/* Dispatch revents, then the expired timers.  timers_not_before >= 0: the
+ * caller knows that no deadline at or after it can have passed (run_once
+ * over epoll: the timerfd, armed for it, at or before the earliest
+ * deadline, was not seen expired), so unless a callback armed an earlier
+ * timer the clock need not be read.  -1: no such knowledge. */
+static void dispatch_fds(stubdm_ctx *ctx, const struct pollfd *fds,
+                         size_t nfds, int64_t timers_not_before)
+{
+    for (size_t i = 0; i < nfds && !ctx->free_requested; i++) {
+        int fd = fds[i].fd;
+        if (!fds[i].revents || fd < 0 || (size_t)fd >= ctx->loop.by_fd_cap)
+            continue;
+        /* Looked up afresh: an earlier callback may have stopped it. */
+        struct stubdm__fd *w = ctx->loop.by_fd[fd];
+        if (w)
+            w->cb(ctx, w, fds[i].revents);
+    }
+    if (!ctx->free_requested &&
+        (timers_not_before < 0 || !ctx->loop.heap_len ||
+         ctx->loop.heap[0]->deadline_ms < timers_not_before))
+        run_expired_timers(ctx);
+}
+
 int stubdm_ctx_poll_dispatch(stubdm_ctx *ctx, const struct pollfd *fds,
                              size_t nfds)
 {
@@ -540,17 +566,7 @@ int stubdm_ctx_poll_dispatch(stubdm_ctx *ctx, const struct pollfd *fds,
     rc = stubdm__dispatch_enter(ctx);
     if (rc)
         return rc;
-    for (size_t i = 0; i < nfds && !ctx->free_requested; i++) {
-        int fd = fds[i].fd;
-        if (!fds[i].revents || fd < 0 || (size_t)fd >= ctx->loop.by_fd_cap)
-            continue;
-        /* Looked up afresh: an earlier callback may have stopped it. */
-        struct stubdm__fd *w = ctx->loop.by_fd[fd];
-        if (w)
-            w->cb(ctx, w, fds[i].revents);
-    }
-    if (!ctx->free_requested)
-        run_expired_timers(ctx);
+    dispatch_fds(ctx, fds, nfds, -1);
     stubdm__dispatch_leave(ctx);
     return 0;
 }
@@ -608,6 +624,9 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
     size_t k = 0;
     int n;
 
+    /* The timerfd's expiry, when it is at or before every deadline. */
+    int64_t not_before = -1;
+
     if (!stubdm__list_empty(&ctx->ops_queued)) {
         timeout = 0;
     } else if (l->heap_len && (l->tfd_armed < 0 ||
@@ -615,12 +634,16 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
         int64_t d = l->heap[0]->deadline_ms, now = stubdm_now_ms();
         if (d <= now) {
             timeout = 0;
-        } else if (tfd_arm(l, d)) {
+        } else if (tfd_arm(l, d) == 0) {
+            not_before = d;
+        } else {
             /* Cannot happen with a valid timerfd; wait as poll would. */
             int64_t wait = d - now;
             if (timeout < 0 || wait < timeout)
                 timeout = wait > INT32_MAX ? INT32_MAX : (int)wait;
         }
+    } else {
+        not_before = l->tfd_armed; /* -1 when there are no timers */
     }
     n = epoll_wait(l->epfd, evs, (int)STUBDM_ARRAY_SIZE(evs), timeout);
     if (n < 0) {
@@ -629,6 +652,9 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
         return stubdm__fail(ctx, STUBDM_EFAIL, errno, "epoll_wait: %s",
                             strerror(errno));
     }
+    /* Until the timerfd is seen expired, no deadline at or after its
+     * expiry can have passed (it may have meanwhile: then its event is
+     * pending and those timers run on the next call, never early). */
     for (int i = 0; i < n; i++) {
         if (evs[i].data.u64 == TFD_TAG) {
             uint64_t expirations;
@@ -636,6 +662,7 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
                 /* EAGAIN: nothing to consume */
             }
             l->tfd_armed = -1;
+            not_before = -1;
             continue;
         }
         fds[k].fd = (int)evs[i].data.u64;
@@ -643,7 +670,12 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
         fds[k].revents = (short)evs[i].events;
         k++;
     }
-    return stubdm_ctx_poll_dispatch(ctx, fds, k);
+    int rc = stubdm__dispatch_enter(ctx);
+    if (rc)
+        return rc;
+    dispatch_fds(ctx, fds, k, not_before);
+    stubdm__dispatch_leave(ctx);
+    return 0;
 }
 
 int stubdm_ctx_run_once(stubdm_ctx *ctx, int max_wait_ms)

@@ -106,6 +106,9 @@ struct qmp_conn {
     struct stubdm__qmp_wire wire;
     bool wire_live;
     struct stubdm__buf out;
+    char *rbuf; /* READ_CHUNK bytes, made on the first read (not on the
+                 * stack: callees' frames would sit 64 KiB below their
+                 * callers', one more page touched per dispatch) */
     struct stubdm__qmp_msg *greeting;
     bool oob_enabled;
     uint64_t next_id, caps_id;
@@ -938,9 +941,10 @@ static void on_retry(stubdm_ctx *ctx, struct stubdm__timer *t)
 
 static void conn_update_events(struct qmp_conn *c)
 {
-    if (stubdm__fd_active(&c->fdw))
-        stubdm__fd_watch(c->ctx, &c->fdw, c->t.fd,
-                         stubdm__qmpt_events(&c->t, c->out.len > 0));
+    short ev = stubdm__qmpt_events(&c->t, c->out.len > 0);
+
+    if (stubdm__fd_active(&c->fdw) && ev != c->fdw.events)
+        stubdm__fd_watch(c->ctx, &c->fdw, c->t.fd, ev);
 }
 
 static void conn_flush(struct qmp_conn *c)
@@ -1180,10 +1184,14 @@ static bool conn_drain_wire(struct qmp_conn *c)
 
 static void conn_read(struct qmp_conn *c)
 {
-    char buf[READ_CHUNK];
     size_t budget = READ_BUDGET;
+    char *buf = c->rbuf;
 
     c->read_more = false;
+    if (!buf && !(buf = c->rbuf = malloc(READ_CHUNK))) {
+        conn_fail(c, STUBDM_ENOMEM, "out of memory reading from QEMU");
+        return;
+    }
     while (c->state >= C_GREETING) {
         ssize_t n;
         size_t off = 0;
@@ -1195,8 +1203,8 @@ static void conn_read(struct qmp_conn *c)
             stubdm__timer_arm(c->ctx, &c->kick, stubdm_now_ms());
             return;
         }
-        n = stubdm__qmpt_read(&c->t, buf, sizeof(buf) < budget ? sizeof(buf)
-                                                               : budget);
+        n = stubdm__qmpt_read(&c->t, buf, READ_CHUNK < budget ? READ_CHUNK
+                                                              : budget);
         if (n == STUBDM__QMPT_AGAIN)
             return;
         if (n == STUBDM__QMPT_EOF || n == STUBDM__QMPT_ERR) {
@@ -1218,7 +1226,7 @@ static void conn_read(struct qmp_conn *c)
         /* A short read drained the socket: poll (level-triggered) reports
          * the next bytes, so spare the recv that would say EAGAIN.  A
          * vchan is drained to the end (reads there are no syscalls). */
-        bool drained = c->t.kind == STUBDM__QMPT_UNIX && (size_t)n < sizeof(buf);
+        bool drained = c->t.kind == STUBDM__QMPT_UNIX && (size_t)n < READ_CHUNK;
         while (off < (size_t)n) {
             size_t used = 0;
             int rc = stubdm__qmp_wire_feed(&c->wire, buf + off, (size_t)n - off,
@@ -1404,6 +1412,7 @@ static void conn_destroy(struct qmp_conn *c)
     }
     conn_release_io(c);
     stubdm__buf_dispose(&c->out);
+    free(c->rbuf);
     stubdm__list_del(&c->link);
     free(c->sim_path);
     free(c->lock_path);
