@@ -131,6 +131,33 @@ void stubdm__buf_consume(struct stubdm__buf *b, size_t n);
  * memory. */
 char *stubdm__buf_room(struct stubdm__buf *b, size_t n);
 
+/* Memory kept for reuse (op blocks, docs) is off limits while it waits:
+ * use after free is still caught by ASan, and by memcheck when its header
+ * is there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define STUBDM__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STUBDM__ASAN 1
+#endif
+#endif
+#if defined(STUBDM__ASAN)
+#include <sanitizer/asan_interface.h>
+#define STUBDM__MEM_HIDE(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define STUBDM__MEM_SHOW(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#elif defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define STUBDM__MEM_HIDE(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define STUBDM__MEM_SHOW(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#endif
+#endif
+#ifndef STUBDM__MEM_HIDE
+#define STUBDM__MEM_HIDE(p, n) ((void)(p), (void)(n))
+#define STUBDM__MEM_SHOW(p, n) ((void)(p), (void)(n))
+#endif
+
+
 /* ------------------------------------------------------------------------
  * Event loop (loop.c): fd watches and timers multiplexed onto the
  * application's hooks or the poll interface.

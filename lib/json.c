@@ -497,6 +497,9 @@ struct stubdm__json_parser {
     bool yh_reusable;
     size_t done_at;    /* bytes of the current yajl_parse call up to the
                         * root value's last byte */
+    /* An emptied doc handed back by its consumer (parser_recycle), for the
+     * next value: saves a malloc and a free per message. */
+    struct stubdm__json_doc *spare;
     locale_t c_locale; /* for strtod_l; created on the first fraction */
     struct stubdm__json_error err;
 };
@@ -933,14 +936,29 @@ static const yajl_callbacks parser_callbacks = {
     .yajl_end_array = cb_end_array,
 };
 
-/* An empty doc for the next value: doc (one the parser holds, never
- * handed out) emptied for reuse, or a new one.  NULL: out of memory. */
-static struct stubdm__json_doc *doc_fresh(struct stubdm__json_doc *doc)
+/* Empty a doc's contents (not the doc itself). */
+static void doc_empty(struct stubdm__json_doc *doc)
 {
+    arena_dispose(&doc->arena);
+    if (!doc->text_inline)
+        free(doc->text);
+    doc->text = NULL;
+    doc->text_inline = true;
+}
+
+/* An empty doc for the parser's next value: the one it holds (never handed
+ * out) emptied for reuse, a recycled one, or a new one.  NULL: out of
+ * memory. */
+static struct stubdm__json_doc *doc_fresh(struct stubdm__json_parser *p)
+{
+    struct stubdm__json_doc *doc = p->doc;
+
     if (doc) {
-        arena_dispose(&doc->arena);
-        if (!doc->text_inline)
-            free(doc->text);
+        doc_empty(doc);
+    } else if (p->spare) {
+        doc = p->spare;
+        p->spare = NULL;
+        STUBDM__MEM_SHOW(doc, sizeof(*doc));
     } else {
         doc = malloc(sizeof(*doc));
         if (!doc)
@@ -980,6 +998,10 @@ void stubdm__json_parser_free(struct stubdm__json_parser *p)
     if (p->yh)
         yajl_free(p->yh);
     stubdm__json_doc_free(p->doc);
+    if (p->spare) {
+        STUBDM__MEM_SHOW(p->spare, sizeof(*p->spare));
+        free(p->spare);
+    }
     stubdm__buf_dispose(&p->text);
     free(p->stack);
     free(p->frames);
@@ -1016,7 +1038,7 @@ int stubdm__json_parser_reset(struct stubdm__json_parser *p,
             yajl_config(p->yh, yajl_allow_multiple_values, 1);
         }
     }
-    p->doc = doc_fresh(p->doc);
+    p->doc = doc_fresh(p);
     /* The text buffer is kept across values (take copies small texts),
      * unless a large value left it large. */
     if (p->text.cap > 4 * DOC_INLINE)
@@ -1260,7 +1282,7 @@ struct stubdm__json_doc *stubdm__json_parser_quick(
     }
     if (n == 0 || s[0] != '{' || !p->require_object)
         return NULL;
-    p->doc = doc_fresh(p->doc);
+    p->doc = doc_fresh(p);
     if (!p->doc)
         return NULL;
     p->state = PARSER_RUNNING;
@@ -1406,6 +1428,20 @@ decline:
     /* Whatever was built stays in p->doc, which the next reset empties. */
     p->state = PARSER_FAILED;
     return NULL;
+}
+
+void stubdm__json_parser_recycle(struct stubdm__json_parser *p,
+                                 struct stubdm__json_doc *doc)
+{
+    if (!doc)
+        return;
+    if (p->spare) {
+        stubdm__json_doc_free(doc);
+        return;
+    }
+    doc_empty(doc);
+    p->spare = doc;
+    STUBDM__MEM_HIDE(doc, sizeof(*doc));
 }
 
 const struct stubdm__json_error *stubdm__json_parser_error(

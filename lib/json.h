@@ -221,6 +221,11 @@ struct stubdm__json_doc *stubdm__json_parser_quick(
     struct stubdm__json_parser *p, const struct stubdm__json_limits *lim,
     const void *data, size_t len, size_t *consumed);
 
+/* Free doc (any doc, from any parser; NULL accepted), keeping its memory
+ * for the next value p parses.  Same effect as stubdm__json_doc_free. */
+void stubdm__json_parser_recycle(struct stubdm__json_parser *p,
+                                 struct stubdm__json_doc *doc);
+
 /* The failure, after a negative return.  Owned by the parser. */
 const struct stubdm__json_error *stubdm__json_parser_error(
     const struct stubdm__json_parser *p);

@@ -13,31 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Cached op blocks are off limits to everyone (use after free is still
- * caught by ASan, and by memcheck when its header is there). */
-#if defined(__SANITIZE_ADDRESS__)
-#define OP_CACHE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define OP_CACHE_ASAN 1
-#endif
-#endif
-#if defined(OP_CACHE_ASAN)
-#include <sanitizer/asan_interface.h>
-#define OP_HIDE(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define OP_SHOW(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#elif defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define OP_HIDE(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
-#define OP_SHOW(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
-#endif
-#endif
-#ifndef OP_HIDE
-#define OP_HIDE(p, n) ((void)(p), (void)(n))
-#define OP_SHOW(p, n) ((void)(p), (void)(n))
-#endif
-
 /* A zeroed block of size bytes for an op: a cached one, else calloc.  The
  * message buffer is only emptied (it is written before it is read). */
 static stubdm_op *op_block(stubdm_ctx *ctx, size_t size)
@@ -47,7 +22,7 @@ static stubdm_op *op_block(stubdm_ctx *ctx, size_t size)
             continue;
         stubdm_op *op = ctx->op_cache[i].block;
         ctx->op_cache[i] = ctx->op_cache[--ctx->n_op_cache];
-        OP_SHOW(op, size);
+        STUBDM__MEM_SHOW(op, size);
         size_t msg = offsetof(stubdm_op, errmsg);
         size_t rest = msg + sizeof(op->errmsg);
         memset(op, 0, msg);
@@ -67,7 +42,7 @@ static void op_block_release(stubdm_op *op, size_t size)
         ctx->op_cache[ctx->n_op_cache].block = op;
         ctx->op_cache[ctx->n_op_cache].size = size;
         ctx->n_op_cache++;
-        OP_HIDE(op, size);
+        STUBDM__MEM_HIDE(op, size);
         return;
     }
     free(op);
@@ -77,7 +52,7 @@ void stubdm__op_cache_dispose(stubdm_ctx *ctx)
 {
     while (ctx->n_op_cache) {
         ctx->n_op_cache--;
-        OP_SHOW(ctx->op_cache[ctx->n_op_cache].block,
+        STUBDM__MEM_SHOW(ctx->op_cache[ctx->n_op_cache].block,
                 ctx->op_cache[ctx->n_op_cache].size);
         free(ctx->op_cache[ctx->n_op_cache].block);
     }

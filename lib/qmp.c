@@ -473,13 +473,23 @@ static void cmd_stop(stubdm_op *op)
     cmd_unlink_conn(cmd);
 }
 
+/* Free a message, keeping its memory for the connection's next one while
+ * the connection reads. */
+static void conn_msg_free(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    if (c && c->wire_live)
+        stubdm__qmp_wire_recycle(&c->wire, m);
+    else
+        stubdm__qmp_msg_free(m);
+}
+
 static void cmd_destroy(stubdm_op *op)
 {
     struct cmd_op *cmd = (struct cmd_op *)op;
 
     stubdm__list_del(&cmd->hlink);
     stubdm__buf_dispose(&cmd->bytes);
-    stubdm__qmp_msg_free(cmd->reply.msg);
+    conn_msg_free(cmd->conn, cmd->reply.msg);
     free(cmd->reply.return_json);
 }
 
@@ -1041,7 +1051,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
     switch (m->type) {
     case STUBDM__QMP_GREETING:
         if (c->state != C_GREETING) {
-            stubdm__qmp_msg_free(m);
+            conn_msg_free(c, m);
             conn_fail(c, STUBDM_EPROTO,
                       "QEMU in stubdomain %u sent a second greeting",
                       c->stubdom);
@@ -1073,7 +1083,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
         } else {
             deliver_event(c, m);
         }
-        stubdm__qmp_msg_free(m);
+        conn_msg_free(c, m);
         return true;
     case STUBDM__QMP_RETURN:
     case STUBDM__QMP_ERROR:
@@ -1087,10 +1097,10 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
                           "QEMU in stubdomain %u refused qmp_capabilities: "
                           "%s: %s",
                           c->stubdom, m->error_class, m->error_desc);
-                stubdm__qmp_msg_free(m);
+                conn_msg_free(c, m);
                 return false;
             }
-            stubdm__qmp_msg_free(m);
+            conn_msg_free(c, m);
             c->state = C_READY;
             c->stats[STUBDM_QMP_STAT_CONNECTS]++;
             LOG_DEBUG(ctx, MOD, "stubdomain %u: QMP ready", c->stubdom);
@@ -1104,7 +1114,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             conn_fail(c, STUBDM_EQMP,
                       "QEMU in stubdomain %u refused qmp_capabilities: %s: %s",
                       c->stubdom, m->error_class, m->error_desc);
-            stubdm__qmp_msg_free(m);
+            conn_msg_free(c, m);
             return false;
         }
     }
@@ -1119,7 +1129,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             LOG_DEBUG(ctx, MOD, "stubdomain %u: late reply to abandoned id %"
                       PRIu64 " dropped", c->stubdom, m->id);
             c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
-            stubdm__qmp_msg_free(m);
+            conn_msg_free(c, m);
             conn_pump(c);
             return true;
         }
@@ -1135,7 +1145,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             } else {
                 c->n_tomb = 0;
                 c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
-                stubdm__qmp_msg_free(m);
+                conn_msg_free(c, m);
             }
             conn_pump(c);
             return true;
@@ -1145,7 +1155,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
                   "commands in flight (%s: %s); cannot tell which failed",
                   c->stubdom, c->n_live + c->n_tomb, m->error_class,
                   m->error_desc);
-        stubdm__qmp_msg_free(m);
+        conn_msg_free(c, m);
         return false;
     }
     c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
@@ -1157,7 +1167,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
                  c->stubdom, stubdm__qmp_msg_type_name(m->type),
                  m->id_kind == STUBDM__QMP_ID_NONE ? "without" : "with a foreign",
                  m->raw);
-    stubdm__qmp_msg_free(m);
+    conn_msg_free(c, m);
     return true;
 }
 

@@ -71,6 +71,13 @@ void stubdm__qmp_msg_free(struct stubdm__qmp_msg *msg)
         stubdm__json_doc_free(msg->doc);
 }
 
+void stubdm__qmp_wire_recycle(struct stubdm__qmp_wire *w,
+                              struct stubdm__qmp_msg *msg)
+{
+    if (msg)
+        stubdm__json_parser_recycle(w->parser, msg->doc);
+}
+
 const char *stubdm__qmp_msg_type_name(enum stubdm__qmp_msg_type t)
 {
     switch (t) {

@@ -130,6 +130,12 @@ struct stubdm__qmp_msg {
 /* Accepts NULL. */
 void stubdm__qmp_msg_free(struct stubdm__qmp_msg *msg);
 
+struct stubdm__qmp_wire;
+/* stubdm__qmp_msg_free, keeping the memory for w's next message (msg may
+ * come from any wire).  Accepts NULL. */
+void stubdm__qmp_wire_recycle(struct stubdm__qmp_wire *w,
+                              struct stubdm__qmp_msg *msg);
+
 /* "greeting", "return", "error", "event". */
 const char *stubdm__qmp_msg_type_name(enum stubdm__qmp_msg_type t);
 

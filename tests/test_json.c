@@ -503,6 +503,45 @@ START_TEST(test_quick_path_cases)
 }
 END_TEST
 
+/* A doc handed back to a parser (from it or another one, small or with
+ * extra chunks and an external text) serves its next values, quick or
+ * incremental, and the parser frees a spare it still holds. */
+START_TEST(test_parser_recycle)
+{
+    struct stubdm__json_parser *wp = object_parser(), *fp = object_parser(),
+                               *other = object_parser();
+    struct stubdm__buf big;
+    struct outcome o;
+    stubdm__buf_init(&big, 0);
+    ck_assert_int_eq(stubdm__buf_append(&big, "{\"a\":[", 6), 0);
+    for (int i = 0; i < 2000; i++)
+        ck_assert_int_eq(stubdm__buf_append(&big, i ? ",\"xyzzy\"" : "1",
+                                            i ? 8 : 1), 0);
+    ck_assert_int_eq(stubdm__buf_append(&big, "]}", 2), 0);
+
+    for (int round = 0; round < 6; round++) {
+        /* A doc from the other parser, large every other round. */
+        const char *t = round % 2 ? big.data : "{\"return\": {}, \"id\": 1}";
+        size_t n = round % 2 ? big.len : strlen(t);
+        parse_full_way(other, NULL, (const unsigned char *)t, n, &o);
+        ck_assert_int_eq(o.rc, 0);
+        stubdm__json_parser_recycle(wp, o.doc);
+        /* The parser's next values are right, by either path. */
+        check_same(wp, fp, NULL, (const unsigned char *)"{\"x\": [1, 2]}", 13);
+        check_same(wp, fp, NULL, (const unsigned char *)"{\"x\": \"\\n\"}",
+                   12);
+        check_same(wp, fp, NULL, (const unsigned char *)big.data, big.len);
+    }
+    stubdm__json_parser_recycle(wp, NULL);
+    parse_full_way(other, NULL, (const unsigned char *)"{}", 2, &o);
+    stubdm__json_parser_recycle(wp, o.doc); /* held when the parser goes */
+    stubdm__buf_dispose(&big);
+    stubdm__json_parser_free(wp);
+    stubdm__json_parser_free(fp);
+    stubdm__json_parser_free(other);
+}
+END_TEST
+
 /* ---- random JSON-ish text, mostly plain, sometimes not ---------------- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -664,6 +703,7 @@ static Suite *json_suite(void)
     tcase_add_test(tc, test_writer);
     tcase_add_test(tc, test_quick_path_cases);
     tcase_add_test(tc, test_quick_path_random);
+    tcase_add_test(tc, test_parser_recycle);
     suite_add_tcase(s, tc);
     return s;
 }
