@@ -505,7 +505,7 @@ struct stubdm__json_parser {
 };
 
 static int fail(struct stubdm__json_parser *p, int code, const char *fmt, ...)
-    STUBDM_PRINTF(3, 4);
+    STUBDM_PRINTF(3, 4) STUBDM_COLD;
 
 /* Record the first failure; returns 0 so callbacks can "return fail()". */
 static int fail(struct stubdm__json_parser *p, int code, const char *fmt, ...)

@@ -190,7 +190,7 @@ struct cmd_op {
 };
 
 static void conn_fail(struct qmp_conn *c, int rc, const char *fmt, ...)
-    STUBDM_PRINTF(3, 4);
+    STUBDM_PRINTF(3, 4) STUBDM_COLD;
 static void conn_pump(struct qmp_conn *c);
 static void conn_flush(struct qmp_conn *c);
 static void conn_maybe_free(struct qmp_conn *c);

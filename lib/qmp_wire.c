@@ -94,7 +94,7 @@ const char *stubdm__qmp_msg_type_name(enum stubdm__qmp_msg_type t)
 }
 
 static int refuse(char *why, size_t why_len, const char *fmt, ...)
-    STUBDM_PRINTF(3, 4);
+    STUBDM_PRINTF(3, 4) STUBDM_COLD;
 
 static int refuse(char *why, size_t why_len, const char *fmt, ...)
 {
@@ -302,7 +302,7 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
  * ------------------------------------------------------------------------ */
 
 static int wire_fail(struct stubdm__qmp_wire *w, int rc, const char *fmt, ...)
-    STUBDM_PRINTF(3, 4);
+    STUBDM_PRINTF(3, 4) STUBDM_COLD;
 
 static int wire_fail(struct stubdm__qmp_wire *w, int rc, const char *fmt, ...)
 {
