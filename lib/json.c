@@ -1244,15 +1244,33 @@ struct stubdm__json_doc *stubdm__json_parser_take(struct stubdm__json_parser *p)
  * verdict and error message are authoritative.
  */
 
-/* A byte that may appear unescaped in a string on the quick path. */
+/* Byte classes of the quick path: Q_PLAIN may appear unescaped in a string
+ * there (printable ASCII but '"' and '\\'); Q_SPACE is skipped between
+ * tokens (space, tab, CR, LF). */
+enum { Q_PLAIN = 1, Q_SPACE = 2 };
+#define Q_PLAIN_RANGE(c) ((c) >= 0x20 && (c) < 0x7f && (c) != '"' && (c) != '\\')
+#define Q_CLASS(c)                                                            \
+    ((Q_PLAIN_RANGE(c) ? Q_PLAIN : 0) |                                       \
+     ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n' ? Q_SPACE : 0))
+#define Q_ROW(b)                                                              \
+    Q_CLASS(b + 0), Q_CLASS(b + 1), Q_CLASS(b + 2), Q_CLASS(b + 3),            \
+        Q_CLASS(b + 4), Q_CLASS(b + 5), Q_CLASS(b + 6), Q_CLASS(b + 7),        \
+        Q_CLASS(b + 8), Q_CLASS(b + 9), Q_CLASS(b + 10), Q_CLASS(b + 11),      \
+        Q_CLASS(b + 12), Q_CLASS(b + 13), Q_CLASS(b + 14), Q_CLASS(b + 15)
+static const unsigned char quick_class[256] = {
+    Q_ROW(0x00), Q_ROW(0x10), Q_ROW(0x20), Q_ROW(0x30),
+    Q_ROW(0x40), Q_ROW(0x50), Q_ROW(0x60), Q_ROW(0x70),
+    /* 0x80..0xff: neither */
+};
+
 static inline bool quick_plain(unsigned char c)
 {
-    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    return quick_class[c] & Q_PLAIN;
 }
 
 static inline bool quick_space(unsigned char c)
 {
-    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+    return quick_class[c] & Q_SPACE;
 }
 
 /* The string starting after the opening quote at s[i]: its end (the closing
