@@ -123,7 +123,12 @@ struct stubdm__buf {
     char *data;
     size_t len, cap, limit;
 };
-void stubdm__buf_init(struct stubdm__buf *b, size_t limit);
+static inline void stubdm__buf_init(struct stubdm__buf *b, size_t limit)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->limit = limit ? limit : SIZE_MAX;
+}
 void stubdm__buf_dispose(struct stubdm__buf *b);
 /* 0, STUBDM_ENOMEM, or STUBDM_ELIMIT when len would exceed limit. */
 int stubdm__buf_append(struct stubdm__buf *b, const void *p, size_t n);
@@ -201,7 +206,13 @@ struct stubdm__timer {
     size_t heap_index; /* SIZE_MAX while not armed */
 };
 
-void stubdm__timer_init(struct stubdm__timer *t, stubdm__timer_cb *cb);
+static inline void stubdm__timer_init(struct stubdm__timer *t,
+                                      stubdm__timer_cb *cb)
+{
+    t->cb = cb;
+    t->deadline_ms = 0;
+    t->heap_index = (size_t)-1; /* not armed */
+}
 int stubdm__timer_arm(stubdm_ctx *ctx, struct stubdm__timer *t,
                       int64_t deadline_ms);
 void stubdm__timer_stop(stubdm_ctx *ctx, struct stubdm__timer *t);
@@ -292,7 +303,12 @@ stubdm_op *stubdm__op_new(stubdm_ctx *ctx, const struct stubdm__op_type *type,
 /* Free the blocks kept for reuse (ctx teardown, after the ops). */
 void stubdm__op_cache_dispose(stubdm_ctx *ctx);
 /* Hand the op to the caller (op_out) or make it floating (op_out NULL). */
-void stubdm__op_started(stubdm_op *op, stubdm_op **op_out);
+static inline void stubdm__op_started(stubdm_op *op, stubdm_op **op_out)
+{
+    op->floating = op_out == NULL;
+    if (op_out)
+        *op_out = op;
+}
 /* Free an op that was never started (the starter failed). */
 void stubdm__op_abandon(stubdm_op *op);
 /*

@@ -262,13 +262,6 @@ void stubdm__fd_stop(stubdm_ctx *ctx, struct stubdm__fd *w)
 
 #define NOT_ARMED ((size_t)-1)
 
-void stubdm__timer_init(struct stubdm__timer *t, stubdm__timer_cb *cb)
-{
-    t->cb = cb;
-    t->deadline_ms = 0;
-    t->heap_index = NOT_ARMED;
-}
-
 static void heap_set(struct stubdm__loop *l, size_t i, struct stubdm__timer *t)
 {
     l->heap[i] = t;

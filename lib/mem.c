@@ -42,13 +42,6 @@ char *stubdm__sprintf(const char *fmt, ...)
     return s;
 }
 
-void stubdm__buf_init(struct stubdm__buf *b, size_t limit)
-{
-    b->data = NULL;
-    b->len = b->cap = 0;
-    b->limit = limit ? limit : SIZE_MAX;
-}
-
 void stubdm__buf_dispose(struct stubdm__buf *b)
 {
     free(b->data);

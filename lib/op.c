@@ -79,13 +79,6 @@ stubdm_op *stubdm__op_new(stubdm_ctx *ctx, const struct stubdm__op_type *type,
     return op;
 }
 
-void stubdm__op_started(stubdm_op *op, stubdm_op **op_out)
-{
-    op->floating = op_out == NULL;
-    if (op_out)
-        *op_out = op;
-}
-
 static void op_release(stubdm_op *op)
 {
     stubdm__list_del(&op->link);
