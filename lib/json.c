@@ -685,7 +685,7 @@ static int cb_boolean(void *ctx, int b)
 
 /* yajl has checked the JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?
  * ([eE][+-]?[0-9]+)?.  Integers are converted here, exactly. */
-static bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
+JSON_INLINE bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
 {
     bool neg = len > 0 && s[0] == '-';
     uint64_t mag = 0;
@@ -712,7 +712,7 @@ static bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
     return true;
 }
 
-static int cb_number(void *ctx, const char *s, size_t len)
+JSON_INLINE int cb_number(void *ctx, const char *s, size_t len)
 {
     struct stubdm__json_parser *p = ctx;
     if (!count_value(p, false))
@@ -765,7 +765,7 @@ static int cb_string(void *ctx, const unsigned char *s, size_t len)
  * children: the member pushed by its key inside an object, a slot pushed
  * here inside an array.  The root has no slot.
  */
-static int begin_container(struct stubdm__json_parser *p, bool object)
+JSON_INLINE int begin_container(struct stubdm__json_parser *p, bool object)
 {
     if (!count_value(p, object))
         return 0;
@@ -849,7 +849,7 @@ static int check_duplicates(struct stubdm__json_parser *p,
     return 1;
 }
 
-static int end_container(struct stubdm__json_parser *p, bool object)
+JSON_INLINE int end_container(struct stubdm__json_parser *p, bool object)
 {
     size_t first = p->frames[--p->depth].first;
     size_t n = p->stack_len - first;
@@ -909,7 +909,7 @@ static int cb_end_array(void *ctx)
     return end_container(ctx, false);
 }
 
-static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
+JSON_INLINE int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 {
     struct stubdm__json_parser *p = ctx;
     const char *key = copy_string(p, s, len, "key");
