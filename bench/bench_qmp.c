@@ -300,11 +300,14 @@ int main(int argc, char **argv)
     if (!all) {
         /* This process's CPU time (the clients'; peers are other processes),
          * per round trip: meaningful when one loop runs alone. */
-        printf("client cpu per round trip: user %.2f us, sys %.2f us\n",
+        printf("client per round trip: cpu user %.2f us, sys %.2f us; "
+               "context switches voluntary %.2f, involuntary %.2f\n",
                (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e6 / n +
                    (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / (double)n,
                (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 / n +
-                   (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / (double)n);
+                   (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / (double)n,
+               (double)(ru1.ru_nvcsw - ru0.ru_nvcsw) / n,
+               (double)(ru1.ru_nivcsw - ru0.ru_nivcsw) / n);
         if (q)
             stubdm_qmp_close(q);
         stubdm_ctx_free(ctx);
