@@ -79,50 +79,53 @@ enum conn_state {
 
 struct qmp_conn {
     stubdm_ctx *ctx;
+    /* What every command and reply touches comes first, together (fewer
+     * cache lines per round trip); configuration and the big buffers of
+     * the rare paths follow. */
+    enum conn_state state;
+    struct stubdm__qmpt t;
+    struct stubdm__fd fdw;
+    bool wire_live;
+    bool oob_enabled;
+    /* reentrancy */
+    bool reap_needed;
+    bool read_more;
+    unsigned busy;
+    struct stubdm__buf out;
+    char *rbuf; /* READ_CHUNK bytes, made on the first read (not on the
+                 * stack: callees' frames would sit 64 KiB below their
+                 * callers', one more page touched per dispatch) */
+    uint64_t next_id, caps_id;
+    /* commands */
+    struct stubdm__list queued, inflight;
+    size_t n_queued, n_live; /* n_live: live commands on the wire */
+    size_t n_tomb;
+    size_t max_queued;
+    uint64_t stats[8];
+    struct stubdm__timer kick;   /* deferred work: pump, read more */
+    struct stubdm__list handles;
+    struct stubdm__qmp_wire wire;
+    uint64_t tomb[STUBDM_QMP_MAX_IN_FLIGHT];
+    bool tomb_timedout[STUBDM_QMP_MAX_IN_FLIGHT];
+    /* configuration, from the first opener */
     struct stubdm__list link; /* ctx->qmp_conns */
     uint32_t stubdom, guest;
-    /* configuration, from the first opener */
     enum stubdm__qmpt_kind kind;
     char *sim_path;
     char *lock_path;
     stubdm_qmp_lock_mode lock_mode;
     bool marker, want_oob;
     struct stubdm__qmp_limits lim;
-    size_t max_queued;
     char dm_path[80], vchan_path[96];
-    /* state */
-    enum conn_state state;
+    /* connecting, failing */
     int down_rc;
     char down_msg[STUBDM_ERRMSG_MAX];
-    struct stubdm__list handles;
     struct stubdm__list opening; /* open_ops waiting */
     struct stubdm__qmplock lock;
     struct stubdm__timer retry;  /* lock wait, connect retry */
-    struct stubdm__timer kick;   /* deferred work: pump, read more */
     struct stubdm__xswatch server_watch;
     struct stubdm__domwatch death;
-    struct stubdm__qmpt t;
-    struct stubdm__fd fdw;
-    struct stubdm__qmp_wire wire;
-    bool wire_live;
-    struct stubdm__buf out;
-    char *rbuf; /* READ_CHUNK bytes, made on the first read (not on the
-                 * stack: callees' frames would sit 64 KiB below their
-                 * callers', one more page touched per dispatch) */
     struct stubdm__qmp_msg *greeting;
-    bool oob_enabled;
-    uint64_t next_id, caps_id;
-    /* commands */
-    struct stubdm__list queued, inflight;
-    size_t n_queued, n_live; /* n_live: live commands on the wire */
-    uint64_t tomb[STUBDM_QMP_MAX_IN_FLIGHT];
-    bool tomb_timedout[STUBDM_QMP_MAX_IN_FLIGHT];
-    size_t n_tomb;
-    uint64_t stats[8];
-    /* reentrancy */
-    unsigned busy;
-    bool reap_needed;
-    bool read_more;
 };
 
 struct stubdm_qmp {
