@@ -492,7 +492,10 @@ static void cmd_destroy(stubdm_op *op)
 
     stubdm__list_del(&cmd->hlink);
     stubdm__buf_dispose(&cmd->bytes);
-    conn_msg_free(cmd->conn, cmd->reply.msg);
+    /* cmd->conn is only known to be alive while the handle is: a closed
+     * handle's commands keep the pointer of a connection that may be gone
+     * (close NULLs cmd->q, not cmd->conn). */
+    conn_msg_free(cmd->q ? cmd->conn : NULL, cmd->reply.msg);
     free(cmd->reply.return_json);
 }
 
