@@ -83,7 +83,10 @@ void stubdm__clear_error(stubdm_ctx *ctx);
 void stubdm__log(stubdm_ctx *ctx, stubdm_log_level level, int os_errno,
                  const char *module, const char *fmt, ...)
     STUBDM_PRINTF(5, 6) STUBDM_COLD;
-bool stubdm__log_enabled(const stubdm_ctx *ctx, stubdm_log_level level);
+/* Whether a message at level would reach the ctx's log hook (inline, at
+ * the end of this header: it reads the ctx). */
+static inline bool stubdm__log_enabled(const stubdm_ctx *ctx,
+                                       stubdm_log_level level);
 
 #define STUBDM_LOG(ctx, lvl, mod, ...)                                        \
     do {                                                                      \
@@ -589,6 +592,12 @@ void stubdm__ctx_destroy(stubdm_ctx *ctx);
 static inline bool stubdm__domid_ok(uint32_t d)
 {
     return d <= STUBDM__DOMID_MAX;
+}
+
+static inline bool stubdm__log_enabled(const stubdm_ctx *ctx,
+                                       stubdm_log_level level)
+{
+    return ctx && ctx->log_fn && level >= ctx->log_min;
 }
 
 #endif /* STUBDM_INTERNAL_H */

@@ -536,7 +536,7 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
     stubdm_ctx *ctx;
     struct qmp_conn *c;
     struct cmd_op *cmd;
-    char why[160] = "";
+    char why[160];
     int rc;
 
     if (op_out)
