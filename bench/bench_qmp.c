@@ -1,13 +1,27 @@
 /*
  * QMP round trips: the library against a peer that answers at once, next to
- * a raw byte echo over the same transport (a unix socket, the simulated
- * vchan), and against a real QEMU.  Prints figures; not a test.
+ * a raw client over the same transport (a unix socket, the simulated vchan),
+ * and against a real QEMU.  Prints figures; not a test.
  *
- *   bench_qmp [N [MODE]]   N round trips (default 20000; QEMU: 200)
+ *   bench_qmp [N [MODE]]   N round trips per side (default 20000; QEMU: 200)
  *
- * MODE "all" (default) runs everything; "raw" or "lib" runs only that
- * sequential loop, for profiling one side alone, e.g.
- *   valgrind --tool=callgrind --toggle-collect=lib_round_trips bench_qmp 2000 lib
+ * Three sequential loops, interleaved in blocks of BLOCK round trips so that
+ * the load of a shared machine falls on all of them alike:
+ *
+ *   raw   a hand-written client: the command bytes the library sends, out
+ *         with send(2); poll(2) + recv(2) until the reply's newline.  Its
+ *         peer is the same answering peer as the library's (one per client,
+ *         same code), so both sides pay the same peer work and framing.
+ *         This is the floor the library is compared with.
+ *   echo  the same loop against a peer that only echoes the bytes back (no
+ *         line scan, no reply to format): shows what the peer's own work
+ *         costs.  For reference; not the target's denominator.
+ *   lib   stubdm_qmp_execute + stubdm_ctx_run_once until the callback.
+ *
+ * MODE "all" (default) runs everything; "raw", "echo" or "lib" runs only
+ * that loop, for profiling one side alone, e.g.
+ *   valgrind --tool=callgrind --toggle-collect='lib_round_trips*' \
+ *       bench_qmp 2000 lib
  *   strace -c bench_qmp 20000 lib
  */
 #include <errno.h>
@@ -17,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -25,6 +40,8 @@
 #include "internal.h"
 #include "libstubdm.h"
 #include "qmp_peer.c"
+
+#define BLOCK 500
 
 static int64_t now_ns(void)
 {
@@ -39,16 +56,24 @@ static int cmp64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int64_t last_p50;
+/* Latencies of one side, over all its blocks. */
+struct side {
+    const char *label;
+    int64_t *lat;
+    int n;
+    int64_t total_ns;
+    double p50_us, mean_us;
+};
 
-static void report(const char *what, int64_t *lat, int n, int64_t total_ns)
+static void report(struct side *s)
 {
-    qsort(lat, (size_t)n, sizeof(*lat), cmp64);
-    last_p50 = lat[n / 2];
-    printf("%-34s n=%-6d p50 %7.1f us  p99 %7.1f us  mean %7.1f us  "
+    qsort(s->lat, (size_t)s->n, sizeof(*s->lat), cmp64);
+    s->p50_us = s->lat[s->n / 2] / 1e3;
+    s->mean_us = (double)s->total_ns / s->n / 1e3;
+    printf("%-34s n=%-6d p50 %7.2f us  p99 %7.1f us  mean %7.2f us  "
            "%8.0f ops/s\n",
-           what, n, lat[n / 2] / 1e3, lat[(n * 99) / 100] / 1e3,
-           (double)total_ns / n / 1e3, n / (total_ns / 1e9));
+           s->label, s->n, s->p50_us, s->lat[(s->n * 99) / 100] / 1e3,
+           s->mean_us, s->n / (s->total_ns / 1e9));
 }
 
 static bool done;
@@ -61,26 +86,116 @@ static void on_reply(stubdm_qmp *q, stubdm_op *op, int rc,
     done = true;
 }
 
-__attribute__((noinline)) static double lib_round_trips(stubdm_ctx *ctx, stubdm_qmp *q, const char *cmd,
-                              int n, const char *label)
+/* n round trips through the library; latencies appended to s. */
+__attribute__((noinline)) static int lib_round_trips(stubdm_ctx *ctx,
+                                                     stubdm_qmp *q,
+                                                     const char *cmd, int n,
+                                                     struct side *s)
 {
-    int64_t *lat = calloc((size_t)n, sizeof(*lat));
+    int64_t *lat = s->lat + s->n;
     int64_t t0 = now_ns();
 
     for (int i = 0; i < n; i++) {
-        int64_t s = now_ns();
+        int64_t t = now_ns();
         done = false;
         if (stubdm_qmp_execute(q, cmd, NULL, 10000, on_reply, NULL, NULL))
             return -1;
         while (!done)
             stubdm_ctx_run_once(ctx, -1);
-        lat[i] = now_ns() - s;
+        lat[i] = now_ns() - t;
     }
-    int64_t total = now_ns() - t0;
-    report(label, lat, n, total);
-    double mean = (double)total / n;
-    free(lat);
-    return mean;
+    s->total_ns += now_ns() - t0;
+    s->n += n;
+    return 0;
+}
+
+/* What the library sends for query-status (its ids have 1 to 5 digits here;
+ * the raw client's fixed id has 6), and what the peers answer. */
+static const char raw_req[] = "{\"execute\":\"query-status\",\"id\":123456}\r\n";
+
+static int connect_unix(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+    if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
+        return -1;
+    strcpy(sa.sun_path, path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Setup only (not timed): one line, by poll + recv. */
+static int raw_read_line(int fd)
+{
+    char buf[4096];
+    size_t got = 0;
+
+    while (!memchr(buf, '\n', got)) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (got == sizeof(buf) || poll(&p, 1, 10000) <= 0)
+            return -1;
+        ssize_t r = recv(fd, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN))
+            return -1;
+        if (r > 0)
+            got += (size_t)r;
+    }
+    return 0;
+}
+
+/* The raw client's QMP handshake with the answering peer (not timed). */
+static int raw_handshake(int fd)
+{
+    static const char caps[] =
+        "{\"execute\":\"qmp_capabilities\",\"id\":1}\r\n";
+
+    if (raw_read_line(fd) ||
+        send(fd, caps, sizeof(caps) - 1, MSG_NOSIGNAL) != sizeof(caps) - 1)
+        return -1;
+    return raw_read_line(fd);
+}
+
+/*
+ * n raw round trips on fd: the request out, then poll + non-blocking recv
+ * until the reply is complete -- a newline for the QMP peer (line framing,
+ * as QMP is), the request's length for the echo peer.
+ */
+__attribute__((noinline)) static int raw_round_trips(int fd, bool line, int n,
+                                                     struct side *s)
+{
+    size_t len = sizeof(raw_req) - 1;
+    int64_t *lat = s->lat + s->n;
+    char buf[256];
+    int64_t t0 = now_ns();
+
+    for (int i = 0; i < n; i++) {
+        int64_t t = now_ns();
+        size_t got = 0;
+        if (send(fd, raw_req, len, MSG_NOSIGNAL) != (ssize_t)len)
+            return -1;
+        for (;;) {
+            struct pollfd p = {fd, POLLIN, 0};
+            poll(&p, 1, -1);
+            ssize_t r = recv(fd, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN))
+                return -1;
+            if (r > 0) {
+                got += (size_t)r;
+                if (line ? memchr(buf, '\n', got) != NULL : got >= len)
+                    break;
+                if (got == sizeof(buf))
+                    return -1;
+            }
+        }
+        lat[i] = now_ns() - t;
+    }
+    s->total_ns += now_ns() - t0;
+    s->n += n;
+    return 0;
 }
 
 static int pipelined_done;
@@ -91,103 +206,122 @@ static void on_pipe(stubdm_qmp *q, stubdm_op *op, int rc,
     pipelined_done++;
 }
 
-/* Raw baseline: the same request bytes out, a reply of the same size back,
- * through poll(2) and non-blocking I/O, as the library does. */
-__attribute__((noinline)) static double raw_round_trips(const char *path, int n)
-{
-    static const char req[] =
-        "{\"execute\":\"query-status\",\"id\":123456}\r\n";
-    size_t len = sizeof(req) - 1;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int64_t *lat = calloc((size_t)n, sizeof(*lat));
-    char buf[256];
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
-
-    strcpy(sa.sun_path, path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
-        return -1;
-    int64_t t0 = now_ns();
-    for (int i = 0; i < n; i++) {
-        int64_t s = now_ns();
-        size_t got = 0;
-        if (send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len)
-            return -1;
-        while (got < len) {
-            struct pollfd p = {fd, POLLIN, 0};
-            poll(&p, 1, -1);
-            ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-            if (r > 0)
-                got += (size_t)r;
-            else if (r == 0)
-                return -1;
-        }
-        lat[i] = now_ns() - s;
-    }
-    int64_t total = now_ns() - t0;
-    report("raw echo, same transport", lat, n, total);
-    close(fd);
-    free(lat);
-    return (double)total / n;
-}
-
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 20000;
     const char *mode = argc > 2 ? argv[2] : "all";
     bool all = strcmp(mode, "all") == 0;
-    double raw = 0;
-    int64_t raw_p50 = 0;
+    bool do_raw = all || strcmp(mode, "raw") == 0;
+    bool do_echo = all || strcmp(mode, "echo") == 0;
+    bool do_lib = all || strcmp(mode, "lib") == 0;
     struct qmp_sim sim;
-    struct qmp_peer peer;
-    stubdm_ctx *ctx;
-    stubdm_qmp *q;
+    struct qmp_peer peer, raw_peer, echo_peer;
+    char raw_path[400], echo_path[400];
+    int raw_fd = -1, echo_fd = -1;
+    stubdm_ctx *ctx = NULL;
+    stubdm_qmp *q = NULL;
+    struct side raw = {"raw client, same QMP peer", NULL, 0, 0, 0, 0},
+                echo = {"raw echo (peer does no work)", NULL, 0, 0, 0, 0},
+                lib = {"libstubdm execute, sequential", NULL, 0, 0, 0, 0};
     static const struct qmp_peer_step answer[] = {QP_HS(), QP_ANS(), QP_E()};
-    static const struct qmp_peer_step echo[] = {QP_ECHOALL(), QP_E()};
+    static const struct qmp_peer_step echo_steps[] = {QP_ECHOALL(), QP_E()};
 
+    if (n < 1 || (!do_raw && !do_echo && !do_lib)) {
+        fprintf(stderr, "usage: bench_qmp [N [all|raw|echo|lib]]\n");
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (qmp_sim_start(&sim, 5, 1) || qmp_sim_server_ready(&sim)) {
         fprintf(stderr, "cannot start the simulated host\n");
         return 1;
     }
-    printf("QMP round trips over the simulated transport (unix socket)\n");
+    printf("QMP round trips over the simulated transport (unix socket), "
+           "interleaved in blocks of %d\n", BLOCK);
+    raw.lat = calloc((size_t)n, sizeof(int64_t));
+    echo.lat = calloc((size_t)n, sizeof(int64_t));
+    lib.lat = calloc((size_t)n, sizeof(int64_t));
 
-    /* Raw echo first. */
-    if (all || strcmp(mode, "raw") == 0) {
-        qmp_peer_start(&peer, sim.sock, echo);
-        raw = raw_round_trips(sim.sock, n);
-        raw_p50 = last_p50;
-        qmp_peer_stop(&peer);
-        if (!all) {
-            qmp_sim_stop(&sim);
-            return 0;
+    /* One peer per client, each its own process and socket. */
+    snprintf(raw_path, sizeof(raw_path), "%s/raw.sock", sim.simdir);
+    snprintf(echo_path, sizeof(echo_path), "%s/echo.sock", sim.simdir);
+    if (do_raw && (qmp_peer_start(&raw_peer, raw_path, answer) ||
+                   (raw_fd = connect_unix(raw_path)) < 0 ||
+                   raw_handshake(raw_fd))) {
+        fprintf(stderr, "raw client: cannot connect\n");
+        return 1;
+    }
+    if (do_echo && (qmp_peer_start(&echo_peer, echo_path, echo_steps) ||
+                    (echo_fd = connect_unix(echo_path)) < 0)) {
+        fprintf(stderr, "echo client: cannot connect\n");
+        return 1;
+    }
+    if (do_lib || all) {
+        qmp_peer_start(&peer, sim.sock, answer);
+        stubdm_ctx_new(&ctx);
+        stubdm_qmp_opts *o;
+        stubdm_qmp_opts_new(&o);
+        stubdm_qmp_opts_set_limits(o, 0, 0, (size_t)n); /* all queued at once */
+        int orc = stubdm_qmp_open_sync(ctx, 5, 1, o, &q);
+        stubdm_qmp_opts_free(o);
+        if (orc) {
+            fprintf(stderr, "open: %s\n", stubdm_ctx_errmsg(ctx));
+            return 1;
         }
     }
 
-    /* The library against an immediately answering peer. */
-    qmp_peer_start(&peer, sim.sock, answer);
-    stubdm_ctx_new(&ctx);
-    stubdm_qmp_opts *o;
-    stubdm_qmp_opts_new(&o);
-    stubdm_qmp_opts_set_limits(o, 0, 0, (size_t)n); /* all queued at once */
-    int orc = stubdm_qmp_open_sync(ctx, 5, 1, o, &q);
-    stubdm_qmp_opts_free(o);
-    if (orc) {
-        fprintf(stderr, "open: %s\n", stubdm_ctx_errmsg(ctx));
-        return 1;
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    for (int done_n = 0; done_n < n;) {
+        int k = n - done_n < BLOCK ? n - done_n : BLOCK;
+        if ((do_raw && raw_round_trips(raw_fd, true, k, &raw)) ||
+            (do_echo && raw_round_trips(echo_fd, false, k, &echo)) ||
+            (do_lib && lib_round_trips(ctx, q, "query-status", k, &lib))) {
+            fprintf(stderr, "round trip failed\n");
+            return 1;
+        }
+        done_n += k;
     }
-    double lib = lib_round_trips(ctx, q, "query-status", n,
-                                 "libstubdm execute, sequential");
+    getrusage(RUSAGE_SELF, &ru1);
+    if (do_raw)
+        report(&raw);
+    if (do_echo)
+        report(&echo);
+    if (do_lib)
+        report(&lib);
+    if (raw_fd >= 0) {
+        close(raw_fd);
+        qmp_peer_stop(&raw_peer);
+    }
+    if (echo_fd >= 0) {
+        close(echo_fd);
+        qmp_peer_stop(&echo_peer);
+    }
     if (!all) {
-        stubdm_qmp_close(q);
+        /* This process's CPU time (the clients'; peers are other processes),
+         * per round trip: meaningful when one loop runs alone. */
+        printf("client per round trip: cpu user %.2f us, sys %.2f us; "
+               "context switches voluntary %.2f, involuntary %.2f\n",
+               (ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e6 / n +
+                   (ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / (double)n,
+               (ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e6 / n +
+                   (ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / (double)n,
+               (double)(ru1.ru_nvcsw - ru0.ru_nvcsw) / n,
+               (double)(ru1.ru_nivcsw - ru0.ru_nivcsw) / n);
+        if (q)
+            stubdm_qmp_close(q);
         stubdm_ctx_free(ctx);
-        qmp_peer_stop(&peer);
+        if (do_lib)
+            qmp_peer_stop(&peer);
         qmp_sim_stop(&sim);
         return 0;
     }
-    printf("ratio libstubdm / raw echo: mean %.2fx, p50 %.2fx (target <= "
-           "1.2x)\n",
-           lib / raw, (double)last_p50 / (double)raw_p50);
+    printf("ratio libstubdm / raw client: p50 %.2fx, mean %.2fx "
+           "(target <= 1.2x)\n",
+           lib.p50_us / raw.p50_us, lib.mean_us / raw.mean_us);
+    printf("ratio libstubdm / raw echo:   p50 %.2fx, mean %.2fx "
+           "(reference)\n",
+           lib.p50_us / echo.p50_us, lib.mean_us / echo.mean_us);
 
     /* Pipelined: 8 in flight, the rest queued in the library. */
     int64_t t0 = now_ns();
@@ -226,7 +360,10 @@ int main(int argc, char **argv)
         char label[64];
         snprintf(label, sizeof(label), "QEMU %d.%d.%d query-status", maj, min,
                  mic);
-        lib_round_trips(ctx, q, "query-status", 200, label);
+        struct side qs = {label, calloc(200, sizeof(int64_t)), 0, 0, 0, 0};
+        if (lib_round_trips(ctx, q, "query-status", 200, &qs) == 0)
+            report(&qs);
+        free(qs.lat);
         stubdm_qmp_close(q);
     } else {
         printf("QEMU: not available (%s)\n", stubdm_ctx_errmsg(ctx));

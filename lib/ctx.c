@@ -39,6 +39,7 @@ void stubdm__ctx_destroy(stubdm_ctx *ctx)
 {
     stubdm__ops_dispose(ctx);
     stubdm__qmp_dispose(ctx);
+    stubdm__op_cache_dispose(ctx);
     stubdm__xs_dispose(ctx);
     stubdm__xc_dispose(ctx);
     stubdm__loop_dispose(ctx);

@@ -19,6 +19,9 @@
 struct xs_handle;
 
 #define STUBDM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+/* Failure and logging paths: the compiler moves their call sites out of
+ * the hot code (fewer cache lines on the common paths). */
+#define STUBDM_COLD __attribute__((cold))
 #define STUBDM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define STUBDM_CONTAINER_OF(ptr, type, member)                                \
     ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -70,21 +73,24 @@ static inline void stubdm__list_add_tail(struct stubdm__list *head,
  * level, and return rc, so call sites read "return stubdm__fail(...)".
  */
 int stubdm__fail(stubdm_ctx *ctx, int rc, int os_errno, const char *fmt, ...)
-    STUBDM_PRINTF(4, 5);
+    STUBDM_PRINTF(4, 5) STUBDM_COLD;
 int stubdm__vfail(stubdm_ctx *ctx, int rc, int os_errno, const char *fmt,
-                  va_list ap) STUBDM_PRINTF(4, 0);
+                  va_list ap) STUBDM_PRINTF(4, 0) STUBDM_COLD;
 
 /* Forget the previous failure (successful public calls may leave it). */
 void stubdm__clear_error(stubdm_ctx *ctx);
 
 void stubdm__log(stubdm_ctx *ctx, stubdm_log_level level, int os_errno,
                  const char *module, const char *fmt, ...)
-    STUBDM_PRINTF(5, 6);
-bool stubdm__log_enabled(const stubdm_ctx *ctx, stubdm_log_level level);
+    STUBDM_PRINTF(5, 6) STUBDM_COLD;
+/* Whether a message at level would reach the ctx's log hook (inline, at
+ * the end of this header: it reads the ctx). */
+static inline bool stubdm__log_enabled(const stubdm_ctx *ctx,
+                                       stubdm_log_level level);
 
 #define STUBDM_LOG(ctx, lvl, mod, ...)                                        \
     do {                                                                      \
-        if (stubdm__log_enabled((ctx), (lvl)))                                \
+        if (__builtin_expect(stubdm__log_enabled((ctx), (lvl)), 0))          \
             stubdm__log((ctx), (lvl), 0, (mod), __VA_ARGS__);                 \
     } while (0)
 #define LOG_DEBUG(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_DEBUG, mod, __VA_ARGS__)
@@ -120,12 +126,48 @@ struct stubdm__buf {
     char *data;
     size_t len, cap, limit;
 };
-void stubdm__buf_init(struct stubdm__buf *b, size_t limit);
+static inline void stubdm__buf_init(struct stubdm__buf *b, size_t limit)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->limit = limit ? limit : SIZE_MAX;
+}
 void stubdm__buf_dispose(struct stubdm__buf *b);
 /* 0, STUBDM_ENOMEM, or STUBDM_ELIMIT when len would exceed limit. */
 int stubdm__buf_append(struct stubdm__buf *b, const void *p, size_t n);
 /* Drop the first n bytes. */
 void stubdm__buf_consume(struct stubdm__buf *b, size_t n);
+/* Capacity for n more bytes (limit not checked): where they go, to be
+ * written and then accounted for by the caller (len, NUL); NULL: out of
+ * memory. */
+char *stubdm__buf_room(struct stubdm__buf *b, size_t n);
+
+/* Memory kept for reuse (op blocks, docs) is off limits while it waits:
+ * use after free is still caught by ASan, and by memcheck when its header
+ * is there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define STUBDM__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STUBDM__ASAN 1
+#endif
+#endif
+#if defined(STUBDM__ASAN)
+#include <sanitizer/asan_interface.h>
+#define STUBDM__MEM_HIDE(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define STUBDM__MEM_SHOW(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#elif defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define STUBDM__MEM_HIDE(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define STUBDM__MEM_SHOW(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#endif
+#endif
+#ifndef STUBDM__MEM_HIDE
+#define STUBDM__MEM_HIDE(p, n) ((void)(p), (void)(n))
+#define STUBDM__MEM_SHOW(p, n) ((void)(p), (void)(n))
+#endif
+
 
 /* ------------------------------------------------------------------------
  * Event loop (loop.c): fd watches and timers multiplexed onto the
@@ -140,13 +182,18 @@ struct stubdm__fd {
     stubdm__fd_cb *cb;
     int fd;       /* -1 while not watching */
     short events; /* what we want; 0 is a valid "registered, idle" state */
+    /* run_once's epoll set (loop.c): registered there with 'events'; or
+     * refused by epoll (a regular file), which makes run_once poll. */
+    bool in_ep, ep_refused;
 };
 
 void stubdm__fd_init(struct stubdm__fd *w, stubdm__fd_cb *cb);
 /* Start watching fd, or change the events of an active watch. */
 int stubdm__fd_watch(stubdm_ctx *ctx, struct stubdm__fd *w, int fd,
                      short events);
-/* Stop watching.  Idempotent; the fd itself is not closed. */
+/* Stop watching.  Idempotent; the fd itself is not closed.  Stop a watch
+ * BEFORE closing its fd: stubdm_ctx_run_once keeps the watches in an epoll
+ * set, which must drop the fd while it still names the watched file. */
 void stubdm__fd_stop(stubdm_ctx *ctx, struct stubdm__fd *w);
 static inline bool stubdm__fd_active(const struct stubdm__fd *w)
 {
@@ -162,7 +209,13 @@ struct stubdm__timer {
     size_t heap_index; /* SIZE_MAX while not armed */
 };
 
-void stubdm__timer_init(struct stubdm__timer *t, stubdm__timer_cb *cb);
+static inline void stubdm__timer_init(struct stubdm__timer *t,
+                                      stubdm__timer_cb *cb)
+{
+    t->cb = cb;
+    t->deadline_ms = 0;
+    t->heap_index = (size_t)-1; /* not armed */
+}
 int stubdm__timer_arm(stubdm_ctx *ctx, struct stubdm__timer *t,
                       int64_t deadline_ms);
 void stubdm__timer_stop(stubdm_ctx *ctx, struct stubdm__timer *t);
@@ -182,6 +235,18 @@ struct stubdm__loop {
     struct stubdm__timer **heap;
     size_t heap_len, heap_cap;
     int64_t reported_deadline; /* last value given to set_timer */
+    /* stubdm_ctx_run_once's kernel side, created on its first call: an
+     * epoll set holding every watch with events (kept in step by
+     * fd_watch/fd_stop), and a timerfd in it for the timers.  The timerfd
+     * is armed lazily: only when the earliest deadline moves before the
+     * expiry it already has, so a stream of commands whose deadlines only
+     * move later re-arms nothing (a spurious expiry re-arms it once).
+     * epfd -1: none yet; ep_off: epoll unusable, run_once polls. */
+    int epfd, tfd;
+    int64_t tfd_armed;   /* ms (CLOCK_MONOTONIC), -1: not armed */
+    unsigned ep_forkgen; /* fork generation the set was made in */
+    size_t ep_refused;   /* watches epoll refused: run_once polls */
+    bool ep_off;
 };
 
 void stubdm__loop_init(struct stubdm__loop *l);
@@ -228,6 +293,7 @@ struct stubdm_op {
     stubdm_done_fn *done;
     void *user;
     struct stubdm__list link; /* ctx->ops_pending or ctx->ops_queued */
+    size_t size;              /* of the block (for its reuse) */
     char errmsg[STUBDM_ERRMSG_MAX];
 };
 
@@ -237,8 +303,15 @@ struct stubdm_op {
  */
 stubdm_op *stubdm__op_new(stubdm_ctx *ctx, const struct stubdm__op_type *type,
                           size_t size, stubdm_done_fn *done, void *user);
+/* Free the blocks kept for reuse (ctx teardown, after the ops). */
+void stubdm__op_cache_dispose(stubdm_ctx *ctx);
 /* Hand the op to the caller (op_out) or make it floating (op_out NULL). */
-void stubdm__op_started(stubdm_op *op, stubdm_op **op_out);
+static inline void stubdm__op_started(stubdm_op *op, stubdm_op **op_out)
+{
+    op->floating = op_out == NULL;
+    if (op_out)
+        *op_out = op;
+}
 /* Free an op that was never started (the starter failed). */
 void stubdm__op_abandon(stubdm_op *op);
 /*
@@ -457,6 +530,13 @@ struct stubdm_ctx {
     /* operations */
     struct stubdm__list ops_pending;
     struct stubdm__list ops_queued;
+    /* Blocks of released ops, reused by the next op of the same size (a
+     * command per round trip would otherwise be a calloc and a free). */
+    struct {
+        void *block;
+        size_t size;
+    } op_cache[8];
+    unsigned n_op_cache;
     /* xenstore */
     struct stubdm__xs_state xs;
     /* hypervisor */
@@ -512,6 +592,12 @@ void stubdm__ctx_destroy(stubdm_ctx *ctx);
 static inline bool stubdm__domid_ok(uint32_t d)
 {
     return d <= STUBDM__DOMID_MAX;
+}
+
+static inline bool stubdm__log_enabled(const stubdm_ctx *ctx,
+                                       stubdm_log_level level)
+{
+    return ctx && ctx->log_fn && level >= ctx->log_min;
 }
 
 #endif /* STUBDM_INTERNAL_H */

@@ -153,8 +153,10 @@ struct member {
 
 /* A reply or event of QEMU's is typically a few hundred bytes: its nodes
  * and text fit in the doc's own first chunk, so a small message costs one
- * allocation (see stubdm__json_parser_take). */
-#define DOC_INLINE 1024u
+ * allocation (see stubdm__json_parser_take).  The whole doc stays within
+ * glibc's per-thread cache sizes (at most 1032 usable bytes), where malloc
+ * and free are a few instructions instead of a trip through the bins. */
+#define DOC_INLINE 944u
 
 struct stubdm__json_doc {
     struct arena arena;
@@ -164,6 +166,8 @@ struct stubdm__json_doc {
     bool text_inline; /* text lives in the arena, not in its own block */
     max_align_t first[DOC_INLINE / sizeof(max_align_t)];
 };
+_Static_assert(sizeof(struct stubdm__json_doc) <= 1032,
+               "a doc outgrows glibc's tcache");
 
 const char *stubdm__json_type_name(enum stubdm__json_type t)
 {
@@ -301,6 +305,49 @@ bool stubdm__json_as_bool(const struct stubdm__json *v, bool *out)
         return false;
     *out = v->v.b;
     return true;
+}
+
+bool stubdm__json_equal(const struct stubdm__json *a,
+                       const struct stubdm__json *b)
+{
+    if (!a || !b)
+        return a == b;
+    if (a->type != b->type || a->big != b->big)
+        return false;
+    switch ((enum stubdm__json_type)a->type) {
+    case STUBDM__JSON_NULL:
+        return true;
+    case STUBDM__JSON_BOOL:
+        return a->v.b == b->v.b;
+    case STUBDM__JSON_INT:
+        return a->big ? a->v.u == b->v.u : a->v.i == b->v.i;
+    case STUBDM__JSON_DOUBLE:
+        return strcmp(a->v.num.text, b->v.num.text) == 0 &&
+               memcmp(&a->v.num.d, &b->v.num.d, sizeof(double)) == 0;
+    case STUBDM__JSON_STRING:
+        return a->v.str.len == b->v.str.len &&
+               memcmp(a->v.str.s, b->v.str.s, a->v.str.len + 1) == 0;
+    case STUBDM__JSON_ARRAY:
+        if (a->v.arr.n != b->v.arr.n)
+            return false;
+        for (size_t i = 0; i < a->v.arr.n; i++)
+            if (!stubdm__json_equal(&a->v.arr.items[i], &b->v.arr.items[i]))
+                return false;
+        return true;
+    case STUBDM__JSON_OBJECT:
+        if (a->v.obj.n != b->v.obj.n)
+            return false;
+        for (size_t i = 0; i < a->v.obj.n; i++) {
+            const struct member *x = &a->v.obj.members[i],
+                                *y = &b->v.obj.members[i];
+            if (x->key_len != y->key_len ||
+                memcmp(x->key, y->key, x->key_len + 1) != 0 ||
+                !stubdm__json_equal(&x->value, &y->value))
+                return false;
+        }
+        return true;
+    }
+    return false;
 }
 
 const struct stubdm__json *stubdm__json_doc_root(
@@ -450,12 +497,15 @@ struct stubdm__json_parser {
     bool yh_reusable;
     size_t done_at;    /* bytes of the current yajl_parse call up to the
                         * root value's last byte */
+    /* An emptied doc handed back by its consumer (parser_recycle), for the
+     * next value: saves a malloc and a free per message. */
+    struct stubdm__json_doc *spare;
     locale_t c_locale; /* for strtod_l; created on the first fraction */
     struct stubdm__json_error err;
 };
 
 static int fail(struct stubdm__json_parser *p, int code, const char *fmt, ...)
-    STUBDM_PRINTF(3, 4);
+    STUBDM_PRINTF(3, 4) STUBDM_COLD;
 
 /* Record the first failure; returns 0 so callbacks can "return fail()". */
 static int fail(struct stubdm__json_parser *p, int code, const char *fmt, ...)
@@ -538,7 +588,8 @@ static inline int value_done(struct stubdm__json_parser *p)
     if (p->depth > 0)
         return 1;
     p->state = PARSER_DONE;
-    p->done_at = yajl_get_bytes_consumed(p->yh);
+    /* (The quick path finds the end itself.) */
+    p->done_at = p->in_yajl ? yajl_get_bytes_consumed(p->yh) : 0;
     return 1;
 }
 
@@ -634,7 +685,7 @@ static int cb_boolean(void *ctx, int b)
 
 /* yajl has checked the JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?
  * ([eE][+-]?[0-9]+)?.  Integers are converted here, exactly. */
-static bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
+JSON_INLINE bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
 {
     bool neg = len > 0 && s[0] == '-';
     uint64_t mag = 0;
@@ -661,7 +712,7 @@ static bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
     return true;
 }
 
-static int cb_number(void *ctx, const char *s, size_t len)
+JSON_INLINE int cb_number(void *ctx, const char *s, size_t len)
 {
     struct stubdm__json_parser *p = ctx;
     if (!count_value(p, false))
@@ -714,7 +765,7 @@ static int cb_string(void *ctx, const unsigned char *s, size_t len)
  * children: the member pushed by its key inside an object, a slot pushed
  * here inside an array.  The root has no slot.
  */
-static int begin_container(struct stubdm__json_parser *p, bool object)
+JSON_INLINE int begin_container(struct stubdm__json_parser *p, bool object)
 {
     if (!count_value(p, object))
         return 0;
@@ -798,7 +849,7 @@ static int check_duplicates(struct stubdm__json_parser *p,
     return 1;
 }
 
-static int end_container(struct stubdm__json_parser *p, bool object)
+JSON_INLINE int end_container(struct stubdm__json_parser *p, bool object)
 {
     size_t first = p->frames[--p->depth].first;
     size_t n = p->stack_len - first;
@@ -858,7 +909,7 @@ static int cb_end_array(void *ctx)
     return end_container(ctx, false);
 }
 
-static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
+JSON_INLINE int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 {
     struct stubdm__json_parser *p = ctx;
     const char *key = copy_string(p, s, len, "key");
@@ -885,6 +936,44 @@ static const yajl_callbacks parser_callbacks = {
     .yajl_end_array = cb_end_array,
 };
 
+/* Empty a doc's contents (not the doc itself). */
+static void doc_empty(struct stubdm__json_doc *doc)
+{
+    arena_dispose(&doc->arena);
+    if (!doc->text_inline)
+        free(doc->text);
+    doc->text = NULL;
+    doc->text_inline = true;
+}
+
+/* An empty doc for the parser's next value: the one it holds (never handed
+ * out) emptied for reuse, a recycled one, or a new one.  NULL: out of
+ * memory. */
+static struct stubdm__json_doc *doc_fresh(struct stubdm__json_parser *p)
+{
+    struct stubdm__json_doc *doc = p->doc;
+
+    if (doc) {
+        doc_empty(doc);
+    } else if (p->spare) {
+        doc = p->spare;
+        p->spare = NULL;
+        STUBDM__MEM_SHOW(doc, sizeof(*doc));
+    } else {
+        doc = malloc(sizeof(*doc));
+        if (!doc)
+            return NULL;
+    }
+    arena_init(&doc->arena);
+    doc->arena.cur = (char *)doc->first;
+    doc->arena.left = sizeof(doc->first);
+    memset(&doc->root, 0, sizeof(doc->root));
+    doc->text = NULL;
+    doc->text_len = 0;
+    doc->text_inline = false;
+    return doc;
+}
+
 int stubdm__json_parser_new(struct stubdm__json_parser **out,
                             const struct stubdm__json_limits *lim)
 {
@@ -909,6 +998,10 @@ void stubdm__json_parser_free(struct stubdm__json_parser *p)
     if (p->yh)
         yajl_free(p->yh);
     stubdm__json_doc_free(p->doc);
+    if (p->spare) {
+        STUBDM__MEM_SHOW(p->spare, sizeof(*p->spare));
+        free(p->spare);
+    }
     stubdm__buf_dispose(&p->text);
     free(p->stack);
     free(p->frames);
@@ -945,8 +1038,7 @@ int stubdm__json_parser_reset(struct stubdm__json_parser *p,
             yajl_config(p->yh, yajl_allow_multiple_values, 1);
         }
     }
-    stubdm__json_doc_free(p->doc);
-    p->doc = malloc(sizeof(*p->doc));
+    p->doc = doc_fresh(p);
     /* The text buffer is kept across values (take copies small texts),
      * unless a large value left it large. */
     if (p->text.cap > 4 * DOC_INLINE)
@@ -965,13 +1057,6 @@ int stubdm__json_parser_reset(struct stubdm__json_parser *p,
         fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
         return STUBDM_ENOMEM;
     }
-    arena_init(&p->doc->arena);
-    p->doc->arena.cur = (char *)p->doc->first;
-    p->doc->arena.left = sizeof(p->doc->first);
-    memset(&p->doc->root, 0, sizeof(p->doc->root));
-    p->doc->text = NULL;
-    p->doc->text_len = 0;
-    p->doc->text_inline = false;
     return 0;
 }
 
@@ -1141,6 +1226,240 @@ struct stubdm__json_doc *stubdm__json_parser_take(struct stubdm__json_parser *p)
         stubdm__buf_init(&p->text, p->lim.max_bytes);
     }
     return doc;
+}
+
+/*
+ * The quick path: a whole value already in one buffer, tokenised here in
+ * one pass and handed to the very callbacks yajl would call, with the same
+ * arguments and in the same order, so the tree, the limits (depth, values,
+ * string length, bytes), the duplicate-key check and the strict UTF-8
+ * check are the incremental parser's own.  Only the lexing differs, and it
+ * covers the plain subset that makes up nearly every QMP message: strings
+ * of printable ASCII without escapes, integers, true/false/null, objects
+ * and arrays, and space/tab/CR/LF between tokens.  Anything else (an
+ * escape, a byte >= 0x80 or a control byte in a string, a fraction or
+ * exponent, a leading zero, other whitespace, a syntax error, a value cut
+ * off by the end of the buffer, a limit reached, out of memory) declines,
+ * and the caller parses the same bytes with the incremental parser, whose
+ * verdict and error message are authoritative.
+ */
+
+/* Byte classes of the quick path: Q_PLAIN may appear unescaped in a string
+ * there (printable ASCII but '"' and '\\'); Q_SPACE is skipped between
+ * tokens (space, tab, CR, LF). */
+enum { Q_PLAIN = 1, Q_SPACE = 2 };
+#define Q_PLAIN_RANGE(c) ((c) >= 0x20 && (c) < 0x7f && (c) != '"' && (c) != '\\')
+#define Q_CLASS(c)                                                            \
+    ((Q_PLAIN_RANGE(c) ? Q_PLAIN : 0) |                                       \
+     ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n' ? Q_SPACE : 0))
+#define Q_ROW(b)                                                              \
+    Q_CLASS(b + 0), Q_CLASS(b + 1), Q_CLASS(b + 2), Q_CLASS(b + 3),            \
+        Q_CLASS(b + 4), Q_CLASS(b + 5), Q_CLASS(b + 6), Q_CLASS(b + 7),        \
+        Q_CLASS(b + 8), Q_CLASS(b + 9), Q_CLASS(b + 10), Q_CLASS(b + 11),      \
+        Q_CLASS(b + 12), Q_CLASS(b + 13), Q_CLASS(b + 14), Q_CLASS(b + 15)
+static const unsigned char quick_class[256] = {
+    Q_ROW(0x00), Q_ROW(0x10), Q_ROW(0x20), Q_ROW(0x30),
+    Q_ROW(0x40), Q_ROW(0x50), Q_ROW(0x60), Q_ROW(0x70),
+    /* 0x80..0xff: neither */
+};
+
+static inline bool quick_plain(unsigned char c)
+{
+    return quick_class[c] & Q_PLAIN;
+}
+
+static inline bool quick_space(unsigned char c)
+{
+    return quick_class[c] & Q_SPACE;
+}
+
+/* The string starting after the opening quote at s[i]: its end (the closing
+ * quote's index), or 0 when it is not plain or not complete. */
+static inline size_t quick_string_end(const unsigned char *s, size_t i,
+                                      size_t n)
+{
+    while (i < n && quick_plain(s[i]))
+        i++;
+    return i < n && s[i] == '"' ? i : 0;
+}
+
+struct stubdm__json_doc *stubdm__json_parser_quick(
+    struct stubdm__json_parser *p, const struct stubdm__json_limits *lim,
+    const void *data, size_t len, size_t *consumed)
+{
+    const unsigned char *s = data;
+    size_t n = len < p->lim.max_bytes ? len : p->lim.max_bytes;
+    size_t i = 0;
+    /* After a value (or a key's colon): what may come next. */
+    enum { Q_VALUE, Q_KEY, Q_KEY_OR_CLOSE, Q_VALUE_OR_CLOSE, Q_AFTER } want;
+
+    *consumed = 0;
+    if (lim) {
+        limits_fill(&p->lim, lim);
+        n = len < p->lim.max_bytes ? len : p->lim.max_bytes;
+    }
+    if (n == 0 || s[0] != '{' || !p->require_object)
+        return NULL;
+    p->doc = doc_fresh(p);
+    if (!p->doc)
+        return NULL;
+    p->state = PARSER_RUNNING;
+    p->depth = 0;
+    p->in_obj = false;
+    p->values = 0;
+    p->stack_len = 0;
+    p->bytes = 0;
+    p->started = true;
+    want = Q_VALUE;
+    for (;;) {
+        while (i < n && quick_space(s[i]))
+            i++;
+        if (i >= n)
+            goto decline;
+        unsigned char c = s[i];
+        if (want == Q_AFTER) {
+            /* Inside a container (the root's end returned below). */
+            if (c == ',') {
+                want = p->in_obj ? Q_KEY : Q_VALUE;
+                i++;
+                continue;
+            }
+            if (c == (p->in_obj ? '}' : ']')) {
+                if (!(p->in_obj ? cb_end_map(p) : cb_end_array(p)))
+                    goto decline;
+                i++;
+                if (p->depth == 0)
+                    break;
+                continue;
+            }
+            goto decline;
+        }
+        if (want == Q_KEY || want == Q_KEY_OR_CLOSE) {
+            if (c == '}' && want == Q_KEY_OR_CLOSE) {
+                if (!cb_end_map(p))
+                    goto decline;
+                i++;
+                if (p->depth == 0)
+                    break;
+                want = Q_AFTER;
+                continue;
+            }
+            if (c != '"')
+                goto decline;
+            size_t end = quick_string_end(s, i + 1, n);
+            if (!end || !cb_map_key(p, s + i + 1, end - i - 1))
+                goto decline;
+            i = end + 1;
+            while (i < n && quick_space(s[i]))
+                i++;
+            if (i >= n || s[i] != ':')
+                goto decline;
+            i++;
+            want = Q_VALUE;
+            continue;
+        }
+        /* A value (Q_VALUE), or the end of an empty array. */
+        if (c == ']' && want == Q_VALUE_OR_CLOSE) {
+            if (!cb_end_array(p))
+                goto decline;
+            i++;
+            want = Q_AFTER;
+            continue;
+        }
+        int ok;
+        switch (c) {
+        case '{':
+            ok = cb_start_map(p);
+            i++;
+            want = Q_KEY_OR_CLOSE;
+            break;
+        case '[':
+            ok = cb_start_array(p);
+            i++;
+            want = Q_VALUE_OR_CLOSE;
+            break;
+        case '"': {
+            size_t end = quick_string_end(s, i + 1, n);
+            ok = end && cb_string(p, s + i + 1, end - i - 1);
+            i = end + 1;
+            want = Q_AFTER;
+            break;
+        }
+        case 't':
+            ok = n - i >= 4 && memcmp(s + i, "true", 4) == 0 &&
+                 cb_boolean(p, 1);
+            i += 4;
+            want = Q_AFTER;
+            break;
+        case 'f':
+            ok = n - i >= 5 && memcmp(s + i, "false", 5) == 0 &&
+                 cb_boolean(p, 0);
+            i += 5;
+            want = Q_AFTER;
+            break;
+        case 'n':
+            ok = n - i >= 4 && memcmp(s + i, "null", 4) == 0 && cb_null(p);
+            i += 4;
+            want = Q_AFTER;
+            break;
+        default: {
+            /* -?(0|[1-9][0-9]*), then a byte that cannot continue a
+             * number (yajl lexes "01" as two numbers, "1." and "1e" on). */
+            size_t k = i + (c == '-');
+            if (k >= n || s[k] < '0' || s[k] > '9')
+                goto decline;
+            if (s[k] == '0')
+                k++;
+            else
+                while (k < n && s[k] >= '0' && s[k] <= '9')
+                    k++;
+            if (k >= n || (s[k] >= '0' && s[k] <= '9') || s[k] == '.' ||
+                s[k] == 'e' || s[k] == 'E')
+                goto decline;
+            ok = cb_number(p, (const char *)s + i, k - i);
+            i = k;
+            want = Q_AFTER;
+            break;
+        }
+        }
+        if (!ok)
+            goto decline;
+    }
+    /* The root object closed at s[i - 1].  Its text goes with the tree. */
+    if (p->state != PARSER_DONE)
+        goto decline;
+    char *t = arena_alloc(&p->doc->arena, i + 1);
+    if (!t)
+        goto decline;
+    memcpy(t, s, i);
+    t[i] = '\0';
+    struct stubdm__json_doc *doc = p->doc;
+    doc->text = t;
+    doc->text_len = i;
+    doc->text_inline = true;
+    p->doc = NULL;
+    p->bytes = i;
+    *consumed = i;
+    return doc;
+
+decline:
+    /* Whatever was built stays in p->doc, which the next reset empties. */
+    p->state = PARSER_FAILED;
+    return NULL;
+}
+
+void stubdm__json_parser_recycle(struct stubdm__json_parser *p,
+                                 struct stubdm__json_doc *doc)
+{
+    if (!doc)
+        return;
+    if (p->spare) {
+        stubdm__json_doc_free(doc);
+        return;
+    }
+    doc_empty(doc);
+    p->spare = doc;
+    STUBDM__MEM_HIDE(doc, sizeof(*doc));
 }
 
 const struct stubdm__json_error *stubdm__json_parser_error(

@@ -91,6 +91,12 @@ bool stubdm__json_as_double(const struct stubdm__json *v, double *out);
 /* true and *out set when v is a boolean. */
 bool stubdm__json_as_bool(const struct stubdm__json *v, bool *out);
 
+/* Structural equality, exact: same types, members in the same order with
+ * the same keys, same bytes in strings, integers equal, doubles with the
+ * same text.  For tests (the quick parse against the incremental one). */
+bool stubdm__json_equal(const struct stubdm__json *a,
+                        const struct stubdm__json *b);
+
 /* ------------------------------------------------------------------------
  * Documents and parsing
  * ------------------------------------------------------------------------ */
@@ -195,6 +201,30 @@ int stubdm__json_parser_finish(struct stubdm__json_parser *p);
 /* After a 0 return: hand the doc over (the caller frees it).  NULL if the
  * value is not complete. */
 struct stubdm__json_doc *stubdm__json_parser_take(struct stubdm__json_parser *p);
+
+/*
+ * The quick path for a value that is whole in one buffer: data must start
+ * with the value's first byte (no leading whitespace) and the parser must
+ * require an object.  Returns the doc (the caller frees it), *consumed
+ * being the bytes up to and including the value's last one; or NULL when
+ * the quick path declines: the value is not in the plain subset it lexes
+ * (strings of printable ASCII without escapes, integers without fraction
+ * or exponent, literals, containers, space/tab/CR/LF), is not complete in
+ * data, fails, or reaches a limit.  Then nothing is consumed, and the
+ * caller resets the parser and feeds the same bytes, whose verdict
+ * (value or error) is authoritative.  When the quick path succeeds, the
+ * tree and text are exactly what reset + feed would have produced: it
+ * calls the same tree-building code with the same tokens.
+ * @param lim  the limits for this value, as for reset (NULL: keep).
+ */
+struct stubdm__json_doc *stubdm__json_parser_quick(
+    struct stubdm__json_parser *p, const struct stubdm__json_limits *lim,
+    const void *data, size_t len, size_t *consumed);
+
+/* Free doc (any doc, from any parser; NULL accepted), keeping its memory
+ * for the next value p parses.  Same effect as stubdm__json_doc_free. */
+void stubdm__json_parser_recycle(struct stubdm__json_parser *p,
+                                 struct stubdm__json_doc *doc);
 
 /* The failure, after a negative return.  Owned by the parser. */
 const struct stubdm__json_error *stubdm__json_parser_error(

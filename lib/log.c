@@ -19,10 +19,6 @@ void stubdm_ctx_set_log(stubdm_ctx *ctx, stubdm_log_fn *fn, void *user,
     ctx->log_min = min_level;
 }
 
-bool stubdm__log_enabled(const stubdm_ctx *ctx, stubdm_log_level level)
-{
-    return ctx && ctx->log_fn && level >= ctx->log_min;
-}
 
 void stubdm__log(stubdm_ctx *ctx, stubdm_log_level level, int os_errno,
                  const char *module, const char *fmt, ...)

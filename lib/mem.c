@@ -42,13 +42,6 @@ char *stubdm__sprintf(const char *fmt, ...)
     return s;
 }
 
-void stubdm__buf_init(struct stubdm__buf *b, size_t limit)
-{
-    b->data = NULL;
-    b->len = b->cap = 0;
-    b->limit = limit ? limit : SIZE_MAX;
-}
-
 void stubdm__buf_dispose(struct stubdm__buf *b)
 {
     free(b->data);
@@ -56,10 +49,9 @@ void stubdm__buf_dispose(struct stubdm__buf *b)
     b->len = b->cap = 0;
 }
 
-int stubdm__buf_append(struct stubdm__buf *b, const void *p, size_t n)
+/* Capacity for n more bytes and the NUL (n <= SIZE_MAX - len - 1). */
+static int buf_grow(struct stubdm__buf *b, size_t n)
 {
-    if (n > b->limit - b->len)
-        return STUBDM_ELIMIT;
     /* One spare byte keeps the contents NUL-terminable for text users. */
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
@@ -71,6 +63,22 @@ int stubdm__buf_append(struct stubdm__buf *b, const void *p, size_t n)
         b->data = d;
         b->cap = cap;
     }
+    return 0;
+}
+
+char *stubdm__buf_room(struct stubdm__buf *b, size_t n)
+{
+    if (n > SIZE_MAX - 1 - b->len || buf_grow(b, n))
+        return NULL;
+    return b->data + b->len;
+}
+
+int stubdm__buf_append(struct stubdm__buf *b, const void *p, size_t n)
+{
+    if (n > b->limit - b->len)
+        return STUBDM_ELIMIT;
+    if (buf_grow(b, n))
+        return STUBDM_ENOMEM;
     if (n)
         memcpy(b->data + b->len, p, n);
     b->len += n;

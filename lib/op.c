@@ -13,6 +13,51 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A zeroed block of size bytes for an op: a cached one, else calloc.  The
+ * message buffer is only emptied (it is written before it is read). */
+static stubdm_op *op_block(stubdm_ctx *ctx, size_t size)
+{
+    for (unsigned i = ctx->n_op_cache; i-- > 0;) {
+        if (ctx->op_cache[i].size != size)
+            continue;
+        stubdm_op *op = ctx->op_cache[i].block;
+        ctx->op_cache[i] = ctx->op_cache[--ctx->n_op_cache];
+        STUBDM__MEM_SHOW(op, size);
+        size_t msg = offsetof(stubdm_op, errmsg);
+        size_t rest = msg + sizeof(op->errmsg);
+        memset(op, 0, msg);
+        op->errmsg[0] = '\0';
+        memset((char *)op + rest, 0, size - rest);
+        return op;
+    }
+    return stubdm__calloc(1, size);
+}
+
+/* Keep a released op's block for the next op of its size, or free it. */
+static void op_block_release(stubdm_op *op, size_t size)
+{
+    stubdm_ctx *ctx = op->ctx;
+
+    if (ctx && ctx->n_op_cache < STUBDM_ARRAY_SIZE(ctx->op_cache)) {
+        ctx->op_cache[ctx->n_op_cache].block = op;
+        ctx->op_cache[ctx->n_op_cache].size = size;
+        ctx->n_op_cache++;
+        STUBDM__MEM_HIDE(op, size);
+        return;
+    }
+    free(op);
+}
+
+void stubdm__op_cache_dispose(stubdm_ctx *ctx)
+{
+    while (ctx->n_op_cache) {
+        ctx->n_op_cache--;
+        STUBDM__MEM_SHOW(ctx->op_cache[ctx->n_op_cache].block,
+                ctx->op_cache[ctx->n_op_cache].size);
+        free(ctx->op_cache[ctx->n_op_cache].block);
+    }
+}
+
 stubdm_op *stubdm__op_new(stubdm_ctx *ctx, const struct stubdm__op_type *type,
                           size_t size, stubdm_done_fn *done, void *user)
 {
@@ -20,9 +65,10 @@ stubdm_op *stubdm__op_new(stubdm_ctx *ctx, const struct stubdm__op_type *type,
 
     if (size < sizeof(*op))
         size = sizeof(*op);
-    op = stubdm__calloc(1, size);
+    op = op_block(ctx, size);
     if (!op)
         return NULL;
+    op->size = size;
     op->ctx = ctx;
     op->type = type;
     op->state = STUBDM__OP_PENDING;
@@ -33,19 +79,12 @@ stubdm_op *stubdm__op_new(stubdm_ctx *ctx, const struct stubdm__op_type *type,
     return op;
 }
 
-void stubdm__op_started(stubdm_op *op, stubdm_op **op_out)
-{
-    op->floating = op_out == NULL;
-    if (op_out)
-        *op_out = op;
-}
-
 static void op_release(stubdm_op *op)
 {
     stubdm__list_del(&op->link);
     if (op->type->destroy)
         op->type->destroy(op);
-    free(op);
+    op_block_release(op, op->size);
 }
 
 static void op_stop(stubdm_op *op)

@@ -79,47 +79,53 @@ enum conn_state {
 
 struct qmp_conn {
     stubdm_ctx *ctx;
+    /* What every command and reply touches comes first, together (fewer
+     * cache lines per round trip); configuration and the big buffers of
+     * the rare paths follow. */
+    enum conn_state state;
+    struct stubdm__qmpt t;
+    struct stubdm__fd fdw;
+    bool wire_live;
+    bool oob_enabled;
+    /* reentrancy */
+    bool reap_needed;
+    bool read_more;
+    unsigned busy;
+    struct stubdm__buf out;
+    char *rbuf; /* READ_CHUNK bytes, made on the first read (not on the
+                 * stack: callees' frames would sit 64 KiB below their
+                 * callers', one more page touched per dispatch) */
+    uint64_t next_id, caps_id;
+    /* commands */
+    struct stubdm__list queued, inflight;
+    size_t n_queued, n_live; /* n_live: live commands on the wire */
+    size_t n_tomb;
+    size_t max_queued;
+    uint64_t stats[8];
+    struct stubdm__timer kick;   /* deferred work: pump, read more */
+    struct stubdm__list handles;
+    struct stubdm__qmp_wire wire;
+    uint64_t tomb[STUBDM_QMP_MAX_IN_FLIGHT];
+    bool tomb_timedout[STUBDM_QMP_MAX_IN_FLIGHT];
+    /* configuration, from the first opener */
     struct stubdm__list link; /* ctx->qmp_conns */
     uint32_t stubdom, guest;
-    /* configuration, from the first opener */
     enum stubdm__qmpt_kind kind;
     char *sim_path;
     char *lock_path;
     stubdm_qmp_lock_mode lock_mode;
     bool marker, want_oob;
     struct stubdm__qmp_limits lim;
-    size_t max_queued;
     char dm_path[80], vchan_path[96];
-    /* state */
-    enum conn_state state;
+    /* connecting, failing */
     int down_rc;
     char down_msg[STUBDM_ERRMSG_MAX];
-    struct stubdm__list handles;
     struct stubdm__list opening; /* open_ops waiting */
     struct stubdm__qmplock lock;
     struct stubdm__timer retry;  /* lock wait, connect retry */
-    struct stubdm__timer kick;   /* deferred work: pump, read more */
     struct stubdm__xswatch server_watch;
     struct stubdm__domwatch death;
-    struct stubdm__qmpt t;
-    struct stubdm__fd fdw;
-    struct stubdm__qmp_wire wire;
-    bool wire_live;
-    struct stubdm__buf out;
     struct stubdm__qmp_msg *greeting;
-    bool oob_enabled;
-    uint64_t next_id, caps_id;
-    /* commands */
-    struct stubdm__list queued, inflight;
-    size_t n_queued, n_live; /* n_live: live commands on the wire */
-    uint64_t tomb[STUBDM_QMP_MAX_IN_FLIGHT];
-    bool tomb_timedout[STUBDM_QMP_MAX_IN_FLIGHT];
-    size_t n_tomb;
-    uint64_t stats[8];
-    /* reentrancy */
-    unsigned busy;
-    bool reap_needed;
-    bool read_more;
 };
 
 struct stubdm_qmp {
@@ -187,7 +193,7 @@ struct cmd_op {
 };
 
 static void conn_fail(struct qmp_conn *c, int rc, const char *fmt, ...)
-    STUBDM_PRINTF(3, 4);
+    STUBDM_PRINTF(3, 4) STUBDM_COLD;
 static void conn_pump(struct qmp_conn *c);
 static void conn_flush(struct qmp_conn *c);
 static void conn_maybe_free(struct qmp_conn *c);
@@ -470,13 +476,26 @@ static void cmd_stop(stubdm_op *op)
     cmd_unlink_conn(cmd);
 }
 
+/* Free a message, keeping its memory for the connection's next one while
+ * the connection reads. */
+static void conn_msg_free(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    if (c && c->wire_live)
+        stubdm__qmp_wire_recycle(&c->wire, m);
+    else
+        stubdm__qmp_msg_free(m);
+}
+
 static void cmd_destroy(stubdm_op *op)
 {
     struct cmd_op *cmd = (struct cmd_op *)op;
 
     stubdm__list_del(&cmd->hlink);
     stubdm__buf_dispose(&cmd->bytes);
-    stubdm__qmp_msg_free(cmd->reply.msg);
+    /* cmd->conn is only known to be alive while the handle is: a closed
+     * handle's commands keep the pointer of a connection that may be gone
+     * (close NULLs cmd->q, not cmd->conn). */
+    conn_msg_free(cmd->q ? cmd->conn : NULL, cmd->reply.msg);
     free(cmd->reply.return_json);
 }
 
@@ -510,19 +529,6 @@ static void cmd_on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
                             : " (never sent: queued behind others)");
 }
 
-static bool valid_name(const char *s)
-{
-    size_t n = 0;
-
-    for (; s[n]; n++) {
-        char ch = s[n];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-            return false;
-    }
-    return n > 0 && n <= STUBDM__QMP_MAX_COMMAND_NAME;
-}
-
 static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
                      int timeout_ms, stubdm_qmp_reply_fn *cb, void *user,
                      stubdm_op **op_out)
@@ -530,7 +536,7 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
     stubdm_ctx *ctx;
     struct qmp_conn *c;
     struct cmd_op *cmd;
-    char why[160] = "";
+    char why[160];
     int rc;
 
     if (op_out)
@@ -539,7 +545,8 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
         return STUBDM_EINVAL;
     ctx = q->ctx;
     c = q->conn;
-    if (!command || !valid_name(command))
+    size_t name_len = stubdm__qmp_command_name_len(command);
+    if (!name_len)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "QMP: invalid command name \"%.64s\"",
                             command ? command : "(null)");
@@ -570,7 +577,7 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
     cmd->cb_user = user;
     cmd->timeout_ms = timeout_ms;
     cmd->where = CMD_NEW;
-    memcpy(cmd->name, command, strlen(command) + 1); /* valid_name: fits */
+    memcpy(cmd->name, command, name_len + 1); /* a valid name fits */
     stubdm__list_init(&cmd->hlink);
     stubdm__list_init(&cmd->clink);
     stubdm__timer_init(&cmd->deadline, cmd_on_deadline);
@@ -589,9 +596,9 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
         stubdm__op_abandon(&cmd->op);
         return rc;
     }
-    rc = stubdm__qmp_encode_command(direct ? &c->out : &cmd->bytes, command,
-                                    args, args ? strlen(args) : 0, cmd->id,
-                                    false, why, sizeof(why));
+    rc = stubdm__qmp_encode_command_n(direct ? &c->out : &cmd->bytes, command,
+                                      name_len, args, args ? strlen(args) : 0,
+                                      cmd->id, false, why, sizeof(why));
     if (rc) {
         stubdm__op_abandon(&cmd->op);
         return stubdm__fail(ctx, rc, 0, "QMP %s: %s", command,
@@ -950,9 +957,10 @@ static void on_retry(stubdm_ctx *ctx, struct stubdm__timer *t)
 
 static void conn_update_events(struct qmp_conn *c)
 {
-    if (stubdm__fd_active(&c->fdw))
-        stubdm__fd_watch(c->ctx, &c->fdw, c->t.fd,
-                         stubdm__qmpt_events(&c->t, c->out.len > 0));
+    short ev = stubdm__qmpt_events(&c->t, c->out.len > 0);
+
+    if (stubdm__fd_active(&c->fdw) && ev != c->fdw.events)
+        stubdm__fd_watch(c->ctx, &c->fdw, c->t.fd, ev);
 }
 
 static void conn_flush(struct qmp_conn *c)
@@ -1049,7 +1057,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
     switch (m->type) {
     case STUBDM__QMP_GREETING:
         if (c->state != C_GREETING) {
-            stubdm__qmp_msg_free(m);
+            conn_msg_free(c, m);
             conn_fail(c, STUBDM_EPROTO,
                       "QEMU in stubdomain %u sent a second greeting",
                       c->stubdom);
@@ -1081,7 +1089,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
         } else {
             deliver_event(c, m);
         }
-        stubdm__qmp_msg_free(m);
+        conn_msg_free(c, m);
         return true;
     case STUBDM__QMP_RETURN:
     case STUBDM__QMP_ERROR:
@@ -1095,10 +1103,10 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
                           "QEMU in stubdomain %u refused qmp_capabilities: "
                           "%s: %s",
                           c->stubdom, m->error_class, m->error_desc);
-                stubdm__qmp_msg_free(m);
+                conn_msg_free(c, m);
                 return false;
             }
-            stubdm__qmp_msg_free(m);
+            conn_msg_free(c, m);
             c->state = C_READY;
             c->stats[STUBDM_QMP_STAT_CONNECTS]++;
             LOG_DEBUG(ctx, MOD, "stubdomain %u: QMP ready", c->stubdom);
@@ -1112,7 +1120,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             conn_fail(c, STUBDM_EQMP,
                       "QEMU in stubdomain %u refused qmp_capabilities: %s: %s",
                       c->stubdom, m->error_class, m->error_desc);
-            stubdm__qmp_msg_free(m);
+            conn_msg_free(c, m);
             return false;
         }
     }
@@ -1127,7 +1135,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             LOG_DEBUG(ctx, MOD, "stubdomain %u: late reply to abandoned id %"
                       PRIu64 " dropped", c->stubdom, m->id);
             c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
-            stubdm__qmp_msg_free(m);
+            conn_msg_free(c, m);
             conn_pump(c);
             return true;
         }
@@ -1143,7 +1151,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             } else {
                 c->n_tomb = 0;
                 c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
-                stubdm__qmp_msg_free(m);
+                conn_msg_free(c, m);
             }
             conn_pump(c);
             return true;
@@ -1153,7 +1161,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
                   "commands in flight (%s: %s); cannot tell which failed",
                   c->stubdom, c->n_live + c->n_tomb, m->error_class,
                   m->error_desc);
-        stubdm__qmp_msg_free(m);
+        conn_msg_free(c, m);
         return false;
     }
     c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
@@ -1165,7 +1173,7 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
                  c->stubdom, stubdm__qmp_msg_type_name(m->type),
                  m->id_kind == STUBDM__QMP_ID_NONE ? "without" : "with a foreign",
                  m->raw);
-    stubdm__qmp_msg_free(m);
+    conn_msg_free(c, m);
     return true;
 }
 
@@ -1192,10 +1200,14 @@ static bool conn_drain_wire(struct qmp_conn *c)
 
 static void conn_read(struct qmp_conn *c)
 {
-    char buf[READ_CHUNK];
     size_t budget = READ_BUDGET;
+    char *buf = c->rbuf;
 
     c->read_more = false;
+    if (!buf && !(buf = c->rbuf = malloc(READ_CHUNK))) {
+        conn_fail(c, STUBDM_ENOMEM, "out of memory reading from QEMU");
+        return;
+    }
     while (c->state >= C_GREETING) {
         ssize_t n;
         size_t off = 0;
@@ -1207,8 +1219,8 @@ static void conn_read(struct qmp_conn *c)
             stubdm__timer_arm(c->ctx, &c->kick, stubdm_now_ms());
             return;
         }
-        n = stubdm__qmpt_read(&c->t, buf, sizeof(buf) < budget ? sizeof(buf)
-                                                               : budget);
+        n = stubdm__qmpt_read(&c->t, buf, READ_CHUNK < budget ? READ_CHUNK
+                                                              : budget);
         if (n == STUBDM__QMPT_AGAIN)
             return;
         if (n == STUBDM__QMPT_EOF || n == STUBDM__QMPT_ERR) {
@@ -1230,7 +1242,7 @@ static void conn_read(struct qmp_conn *c)
         /* A short read drained the socket: poll (level-triggered) reports
          * the next bytes, so spare the recv that would say EAGAIN.  A
          * vchan is drained to the end (reads there are no syscalls). */
-        bool drained = c->t.kind == STUBDM__QMPT_UNIX && (size_t)n < sizeof(buf);
+        bool drained = c->t.kind == STUBDM__QMPT_UNIX && (size_t)n < READ_CHUNK;
         while (off < (size_t)n) {
             size_t used = 0;
             int rc = stubdm__qmp_wire_feed(&c->wire, buf + off, (size_t)n - off,
@@ -1416,6 +1428,7 @@ static void conn_destroy(struct qmp_conn *c)
     }
     conn_release_io(c);
     stubdm__buf_dispose(&c->out);
+    free(c->rbuf);
     stubdm__list_del(&c->link);
     free(c->sim_path);
     free(c->lock_path);

@@ -230,13 +230,6 @@ ssize_t stubdm__qmpt_write(struct stubdm__qmpt *t, const void *buf,
     return STUBDM__QMPT_ERR;
 }
 
-short stubdm__qmpt_events(const struct stubdm__qmpt *t, bool want_write)
-{
-    if (t->kind == STUBDM__QMPT_UNIX)
-        return (short)(POLLIN | (want_write ? POLLOUT : 0));
-    return POLLIN;
-}
-
 void stubdm__qmpt_close(struct stubdm__qmpt *t)
 {
     if (t->kind == STUBDM__QMPT_UNIX && t->fd >= 0)

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/types.h>
 
 enum stubdm__qmpt_kind {
@@ -88,7 +89,13 @@ ssize_t stubdm__qmpt_write(struct stubdm__qmpt *t, const void *buf,
  * A socket needs POLLOUT for writability; a vchan's single event fd signals
  * every change of the shared ring, so it only ever needs POLLIN.
  */
-short stubdm__qmpt_events(const struct stubdm__qmpt *t, bool want_write);
+static inline short stubdm__qmpt_events(const struct stubdm__qmpt *t,
+                                        bool want_write)
+{
+    if (t->kind == STUBDM__QMPT_UNIX)
+        return (short)(POLLIN | (want_write ? POLLOUT : 0));
+    return POLLIN;
+}
 
 /* Close and release everything.  Idempotent. */
 void stubdm__qmpt_close(struct stubdm__qmpt *t);

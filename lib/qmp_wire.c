@@ -71,6 +71,13 @@ void stubdm__qmp_msg_free(struct stubdm__qmp_msg *msg)
         stubdm__json_doc_free(msg->doc);
 }
 
+void stubdm__qmp_wire_recycle(struct stubdm__qmp_wire *w,
+                              struct stubdm__qmp_msg *msg)
+{
+    if (msg)
+        stubdm__json_parser_recycle(w->parser, msg->doc);
+}
+
 const char *stubdm__qmp_msg_type_name(enum stubdm__qmp_msg_type t)
 {
     switch (t) {
@@ -87,7 +94,7 @@ const char *stubdm__qmp_msg_type_name(enum stubdm__qmp_msg_type t)
 }
 
 static int refuse(char *why, size_t why_len, const char *fmt, ...)
-    STUBDM_PRINTF(3, 4);
+    STUBDM_PRINTF(3, 4) STUBDM_COLD;
 
 static int refuse(char *why, size_t why_len, const char *fmt, ...)
 {
@@ -159,10 +166,9 @@ static int classify_greeting(const struct stubdm__json *qmp,
     return 0;
 }
 
-static void classify_id(const struct stubdm__json *root,
+static void classify_id(const struct stubdm__json *id,
                         struct stubdm__qmp_msg *msg)
 {
-    const struct stubdm__json *id = stubdm__json_get(root, "id");
     if (!id)
         msg->id_kind = STUBDM__QMP_ID_NONE;
     else if (stubdm__json_as_uint64(id, &msg->id))
@@ -171,19 +177,67 @@ static void classify_id(const struct stubdm__json *root,
         msg->id_kind = STUBDM__QMP_ID_FOREIGN;
 }
 
+/* The top-level members classification looks at, found in one pass over
+ * the object's members (keys are unique: the parser refuses duplicates). */
+struct top_members {
+    const struct stubdm__json *kind[4]; /* "QMP", "return", "error", "event" */
+    const struct stubdm__json *id, *data, *timestamp;
+};
+
+static void scan_top(const struct stubdm__json *root, struct top_members *t)
+{
+    size_t n = stubdm__json_len(root);
+
+    memset(t, 0, sizeof(*t));
+    for (size_t i = 0; i < n; i++) {
+        const char *k;
+        size_t kl;
+        const struct stubdm__json *v = stubdm__json_member(root, i, &k, &kl);
+        switch (kl) {
+        case 2:
+            if (memcmp(k, "id", 2) == 0)
+                t->id = v;
+            break;
+        case 3:
+            if (memcmp(k, "QMP", 3) == 0)
+                t->kind[0] = v;
+            break;
+        case 4:
+            if (memcmp(k, "data", 4) == 0)
+                t->data = v;
+            break;
+        case 5:
+            if (memcmp(k, "error", 5) == 0)
+                t->kind[2] = v;
+            else if (memcmp(k, "event", 5) == 0)
+                t->kind[3] = v;
+            break;
+        case 6:
+            if (memcmp(k, "return", 6) == 0)
+                t->kind[1] = v;
+            break;
+        case 9:
+            if (memcmp(k, "timestamp", 9) == 0)
+                t->timestamp = v;
+            break;
+        }
+    }
+}
+
 int stubdm__qmp_classify(const struct stubdm__json *root,
                          struct stubdm__qmp_msg *msg, char *why,
                          size_t why_len)
 {
     static const char *const kinds[] = {"QMP", "return", "error", "event"};
-    const struct stubdm__json *found[4];
+    struct top_members top;
+    const struct stubdm__json *const *found = top.kind;
     const char *first = NULL;
     size_t nfound = 0;
 
     if (!stubdm__json_is(root, STUBDM__JSON_OBJECT))
         return refuse(why, why_len, "is not a JSON object");
+    scan_top(root, &top);
     for (size_t i = 0; i < 4; i++) {
-        found[i] = stubdm__json_get(root, kinds[i]);
         if (found[i]) {
             /* A message must be exactly one kind: a reply that is also an
              * event would be routed differently by different readers. */
@@ -206,7 +260,7 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
     if (found[1]) {
         msg->type = STUBDM__QMP_RETURN;
         msg->value = found[1];
-        classify_id(root, msg);
+        classify_id(top.id, msg);
         return 0;
     }
     if (found[2]) {
@@ -219,19 +273,19 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
             return refuse(why, why_len,
                           "error: \"class\" and \"desc\" are not both strings");
         msg->value = found[2];
-        classify_id(root, msg);
+        classify_id(top.id, msg);
         return 0;
     }
     msg->type = STUBDM__QMP_EVENT;
     msg->event = stubdm__json_as_string(found[3], NULL);
     if (!msg->event)
         return refuse(why, why_len, "event: \"event\" is not a string");
-    const struct stubdm__json *data = stubdm__json_get(root, "data");
+    const struct stubdm__json *data = top.data;
     if (data && !stubdm__json_is(data, STUBDM__JSON_OBJECT))
         return refuse(why, why_len, "event %.64s: \"data\" is not an object",
                       msg->event);
     msg->value = data;
-    const struct stubdm__json *ts = stubdm__json_get(root, "timestamp");
+    const struct stubdm__json *ts = top.timestamp;
     if (!stubdm__json_as_int64(stubdm__json_get(ts, "seconds"),
                                &msg->ts_seconds) ||
         !stubdm__json_as_int64(stubdm__json_get(ts, "microseconds"),
@@ -248,7 +302,7 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
  * ------------------------------------------------------------------------ */
 
 static int wire_fail(struct stubdm__qmp_wire *w, int rc, const char *fmt, ...)
-    STUBDM_PRINTF(3, 4);
+    STUBDM_PRINTF(3, 4) STUBDM_COLD;
 
 static int wire_fail(struct stubdm__qmp_wire *w, int rc, const char *fmt, ...)
 {
@@ -269,6 +323,7 @@ int stubdm__qmp_wire_init(struct stubdm__qmp_wire *w,
     memset(w, 0, sizeof(*w));
     limits_fill(&w->lim, lim);
     w->discarding = discard_until_greeting;
+    w->jl_msg = json_limits(&w->lim, false);
     stubdm__buf_init(&w->resync, RESYNC_WINDOW);
     struct stubdm__json_limits jl = json_limits(&w->lim, w->discarding);
     int rc = stubdm__json_parser_new(&w->parser, &jl);
@@ -311,16 +366,15 @@ static void enqueue(struct stubdm__qmp_wire *w, struct stubdm__qmp_msg *m)
 }
 
 /*
- * The parser has completed a message: classify it.  Returns the message,
- * or NULL with *why set (classification failed) or *rc set (ENOMEM).
+ * A parsed message (doc, NULL if the parser could not hand it over):
+ * classify it.  Returns the message, or NULL with *why set (classification
+ * failed) or *rc set (ENOMEM).
  */
-static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
-                                            char *why, size_t why_len,
-                                            int *rc)
+static struct stubdm__qmp_msg *doc_message(struct stubdm__json_doc *doc,
+                                           char *why, size_t why_len, int *rc)
 {
     *rc = 0;
     why[0] = '\0';
-    struct stubdm__json_doc *doc = stubdm__json_parser_take(w->parser);
     /* In the doc's arena: one free releases the message and its tree. */
     struct stubdm__qmp_msg *m =
         doc ? stubdm__json_doc_alloc(doc, sizeof(*m)) : NULL;
@@ -338,9 +392,32 @@ static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
     return m;
 }
 
+/* The parser has completed a message: take and classify it. */
+static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
+                                            char *why, size_t why_len,
+                                            int *rc)
+{
+    return doc_message(stubdm__json_parser_take(w->parser), why, why_len, rc);
+}
+
+/* A message is complete: queue it, or fail the wire. */
+static void message_done(struct stubdm__qmp_wire *w, struct stubdm__qmp_msg *m,
+                         int rc, const char *why)
+{
+    if (m)
+        enqueue(w, m);
+    else if (rc)
+        wire_fail(w, rc, "out of memory parsing QMP input");
+    else
+        wire_fail(w, STUBDM_EPROTO,
+                  "malformed QMP message at stream byte %" PRIu64 ": %s",
+                  w->msg_start, why);
+}
+
 static int start_message(struct stubdm__qmp_wire *w, bool greeting)
 {
-    struct stubdm__json_limits jl = json_limits(&w->lim, greeting);
+    struct stubdm__json_limits jl =
+        greeting ? json_limits(&w->lim, true) : w->jl_msg;
     int rc = stubdm__json_parser_reset(w->parser, &jl);
     if (rc)
         return wire_fail(w, rc, "out of memory parsing QMP input");
@@ -368,9 +445,27 @@ static size_t consume(struct stubdm__qmp_wire *w, const unsigned char *data,
                 p++;
             if (p == len || queue_full(w))
                 break;
+            w->msg_start = base + p;
+            /* A message whose line ends in this buffer (QEMU ends each
+             * with "\r\n") is usually whole here: try the parser's quick
+             * path, which declines anything it does not lex plainly (then
+             * the same bytes go through the incremental parse below). */
+            if (memchr(data + p, '\n', len - p)) {
+                size_t used;
+                struct stubdm__json_doc *doc = stubdm__json_parser_quick(
+                    w->parser, &w->jl_msg, data + p, len - p, &used);
+                if (doc) {
+                    char why[160];
+                    int rc;
+                    p += used;
+                    struct stubdm__qmp_msg *m =
+                        doc_message(doc, why, sizeof(why), &rc);
+                    message_done(w, m, rc, why);
+                    continue;
+                }
+            }
             if (start_message(w, false))
                 break;
-            w->msg_start = base + p;
         }
         size_t used;
         int rc = stubdm__json_parser_feed(w->parser, data + p, len - p,
@@ -388,14 +483,7 @@ static size_t consume(struct stubdm__qmp_wire *w, const unsigned char *data,
         }
         char why[160];
         struct stubdm__qmp_msg *m = take_message(w, why, sizeof(why), &rc);
-        if (m)
-            enqueue(w, m);
-        else if (rc)
-            wire_fail(w, rc, "out of memory parsing QMP input");
-        else
-            wire_fail(w, STUBDM_EPROTO,
-                      "malformed QMP message at stream byte %" PRIu64 ": %s",
-                      w->msg_start, why);
+        message_done(w, m, rc, why);
     }
     return p;
 }
@@ -592,18 +680,34 @@ bool stubdm__qmp_wire_discarding(const struct stubdm__qmp_wire *w)
  * Sending
  * ------------------------------------------------------------------------ */
 
-static bool command_name_ok(const char *name)
+/* [A-Za-z0-9_-] */
+static const unsigned char name_char[256] = {
+    ['-'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+size_t stubdm__qmp_command_name_len(const char *name)
 {
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > STUBDM__QMP_MAX_COMMAND_NAME)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '-'))
-            return false;
+    size_t n = 0;
+
+    if (!name)
+        return 0;
+    while (name_char[(unsigned char)name[n]]) {
+        if (++n > STUBDM__QMP_MAX_COMMAND_NAME)
+            return 0;
     }
-    return true;
+    return name[n] == '\0' ? n : 0;
 }
 
 /* Decimal digits of v into p (room for 20); returns the count. */
@@ -621,6 +725,14 @@ static size_t put_u64(char *p, uint64_t v)
     return n;
 }
 
+/* Undo a partial append (out keeps its old contents). */
+static void truncate_to(struct stubdm__buf *out, size_t len)
+{
+    out->len = len;
+    if (out->data)
+        out->data[len] = '\0';
+}
+
 /*
  * The envelope is written by hand, not through the JSON writer: the name is
  * restricted to [A-Za-z0-9_-] (nothing to escape) and the id is a decimal
@@ -628,26 +740,19 @@ static size_t put_u64(char *p, uint64_t v)
  * fraction of the cost (this is on every command's path).  Arguments come
  * from the caller and still go through the parser and the writer.
  */
-int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
-                               const char *args_json, size_t args_len,
-                               uint64_t id, bool oob, char *why,
-                               size_t why_len)
+int stubdm__qmp_encode_command_n(struct stubdm__buf *out, const char *name,
+                                 size_t name_len, const char *args_json,
+                                 size_t args_len, uint64_t id, bool oob,
+                                 char *why, size_t why_len)
 {
-    /* {"exec-oob":"<name>"  and  ,"id":<20 digits>}\r\n */
-    char head[16 + STUBDM__QMP_MAX_COMMAND_NAME], tail[32];
+    static const char execute[] = "{\"execute\":\"";
+    static const char exec_oob[] = "{\"exec-oob\":\"";
     struct stubdm__json_doc *args = NULL;
-    size_t old_len = out->len, n;
+    size_t old_len = out->len;
     int rc;
 
     if (why && why_len)
         why[0] = '\0';
-    if (!command_name_ok(name)) {
-        refuse(why, why_len,
-               "QMP command name must be 1 to %d characters of "
-               "[A-Za-z0-9_-]",
-               STUBDM__QMP_MAX_COMMAND_NAME);
-        return STUBDM_EINVAL;
-    }
     if (args_json) {
         struct stubdm__qmp_limits ql;
         stubdm__qmp_limits_default(&ql);
@@ -666,39 +771,75 @@ int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
         }
     }
 
-    static const char execute[] = "{\"execute\":\"";
-    static const char exec_oob[] = "{\"exec-oob\":\"";
-    size_t name_len = strlen(name);
-    n = oob ? sizeof(exec_oob) - 1 : sizeof(execute) - 1;
-    memcpy(head, oob ? exec_oob : execute, n);
-    memcpy(head + n, name, name_len);
-    n += name_len;
-    head[n++] = '"';
-    rc = stubdm__buf_append(out, head, n);
-    if (rc == 0 && args) {
-        rc = stubdm__buf_append(out, ",\"arguments\":", 13);
-        if (rc == 0) {
-            struct stubdm__json_writer *jw = stubdm__json_writer_new(out);
-            if (jw)
-                stubdm__json_w_value(jw, stubdm__json_doc_root(args));
-            rc = stubdm__json_writer_end(jw);
+    /* {"exec-oob":"<name>"  [,"arguments":<args>]  ,"id":<20 digits>}\r\n:
+     * the fixed parts go straight into out, in room made once. */
+    size_t head = (oob ? sizeof(exec_oob) : sizeof(execute)) - 1;
+    size_t most = head + name_len + 1 + 6 + 20 + 3;
+    char *p = NULL;
+    if (head + name_len + 1 > out->limit - old_len)
+        rc = STUBDM_ELIMIT;
+    else
+        rc = (p = stubdm__buf_room(out, most)) ? 0 : STUBDM_ENOMEM;
+    if (rc == 0) {
+        memcpy(p, oob ? exec_oob : execute, head);
+        memcpy(p + head, name, name_len);
+        p[head + name_len] = '"';
+        p += head + name_len + 1;
+        if (args) {
+            out->len = (size_t)(p - out->data);
+            rc = stubdm__buf_append(out, ",\"arguments\":", 13);
+            if (rc == 0) {
+                struct stubdm__json_writer *jw = stubdm__json_writer_new(out);
+                if (jw)
+                    stubdm__json_w_value(jw, stubdm__json_doc_root(args));
+                rc = stubdm__json_writer_end(jw);
+            }
+            p = rc == 0 ? stubdm__buf_room(out, 6 + 20 + 3) : NULL;
+            if (rc == 0 && !p)
+                rc = STUBDM_ENOMEM;
         }
     }
     if (rc == 0) {
-        memcpy(tail, ",\"id\":", 6);
-        n = 6 + put_u64(tail + 6, id);
-        memcpy(tail + n, "}\r\n", 3);
-        rc = stubdm__buf_append(out, tail, n + 3);
+        memcpy(p, ",\"id\":", 6);
+        p += 6;
+        p += put_u64(p, id);
+        memcpy(p, "}\r\n", 3);
+        p += 3;
+        size_t len = (size_t)(p - out->data);
+        if (len > out->limit) {
+            rc = STUBDM_ELIMIT;
+        } else {
+            out->len = len;
+            out->data[len] = '\0';
+        }
     }
     stubdm__json_doc_free(args);
     if (rc) {
-        out->len = old_len;
-        if (out->data)
-            out->data[old_len] = '\0';
+        truncate_to(out, old_len);
         refuse(why, why_len, "could not encode QMP command %s: %s", name,
                stubdm_strerror(rc));
     }
     return rc;
+}
+
+int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
+                               const char *args_json, size_t args_len,
+                               uint64_t id, bool oob, char *why,
+                               size_t why_len)
+{
+    size_t name_len = stubdm__qmp_command_name_len(name);
+
+    if (why && why_len)
+        why[0] = '\0';
+    if (!name_len) {
+        refuse(why, why_len,
+               "QMP command name must be 1 to %d characters of "
+               "[A-Za-z0-9_-]",
+               STUBDM__QMP_MAX_COMMAND_NAME);
+        return STUBDM_EINVAL;
+    }
+    return stubdm__qmp_encode_command_n(out, name, name_len, args_json,
+                                        args_len, id, oob, why, why_len);
 }
 
 int stubdm__qmp_encode_capabilities(struct stubdm__buf *out, uint64_t id,

@@ -130,6 +130,12 @@ struct stubdm__qmp_msg {
 /* Accepts NULL. */
 void stubdm__qmp_msg_free(struct stubdm__qmp_msg *msg);
 
+struct stubdm__qmp_wire;
+/* stubdm__qmp_msg_free, keeping the memory for w's next message (msg may
+ * come from any wire).  Accepts NULL. */
+void stubdm__qmp_wire_recycle(struct stubdm__qmp_wire *w,
+                              struct stubdm__qmp_msg *msg);
+
 /* "greeting", "return", "error", "event". */
 const char *stubdm__qmp_msg_type_name(enum stubdm__qmp_msg_type t);
 
@@ -149,6 +155,7 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
 
 struct stubdm__qmp_wire {
     struct stubdm__qmp_limits lim;
+    struct stubdm__json_limits jl_msg; /* lim, for a message's parse */
     struct stubdm__json_parser *parser;
     bool in_message;  /* the parser holds part of a message */
     uint64_t fed;        /* bytes accepted by feed() so far */
@@ -252,6 +259,17 @@ int stubdm__qmp_encode_command(struct stubdm__buf *out, const char *name,
                                const char *args_json, size_t args_len,
                                uint64_t id, bool oob, char *why,
                                size_t why_len);
+
+/* The length of a valid command name (see above), or 0 if it is not one
+ * (NULL, empty, too long, another character). */
+size_t stubdm__qmp_command_name_len(const char *name);
+
+/* encode_command for a name the caller has already validated with
+ * stubdm__qmp_command_name_len (name_len is what it returned). */
+int stubdm__qmp_encode_command_n(struct stubdm__buf *out, const char *name,
+                                 size_t name_len, const char *args_json,
+                                 size_t args_len, uint64_t id, bool oob,
+                                 char *why, size_t why_len);
 
 /* Append the capabilities negotiation command with id; with enable_oob,
  * "arguments": {"enable": ["oob"]}.  Returns as encode_command. */

@@ -373,6 +373,325 @@ START_TEST(test_writer)
 }
 END_TEST
 
+/* ---- the quick path against the incremental parse ----------------------- */
+
+/* Outcome of one parse: a doc, or an error. */
+struct outcome {
+    struct stubdm__json_doc *doc;
+    size_t used;
+    int rc;
+    struct stubdm__json_error err;
+};
+
+/* The wire's way: quick, and on a decline reset + feed on the same parser. */
+static bool parse_wire_way(struct stubdm__json_parser *p,
+                           const struct stubdm__json_limits *lim,
+                           const unsigned char *t, size_t n,
+                           struct outcome *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->doc = stubdm__json_parser_quick(p, lim, t, n, &o->used);
+    if (o->doc)
+        return true;
+    ck_assert_uint_eq(o->used, 0);
+    ck_assert_int_eq(stubdm__json_parser_reset(p, lim), 0);
+    o->rc = stubdm__json_parser_feed(p, t, n, &o->used);
+    if (o->rc == 0)
+        o->doc = stubdm__json_parser_take(p);
+    else
+        o->err = *stubdm__json_parser_error(p);
+    return false;
+}
+
+static void parse_full_way(struct stubdm__json_parser *p,
+                           const struct stubdm__json_limits *lim,
+                           const unsigned char *t, size_t n, struct outcome *o)
+{
+    memset(o, 0, sizeof(*o));
+    ck_assert_int_eq(stubdm__json_parser_reset(p, lim), 0);
+    o->rc = stubdm__json_parser_feed(p, t, n, &o->used);
+    if (o->rc == 0)
+        o->doc = stubdm__json_parser_take(p);
+    else
+        o->err = *stubdm__json_parser_error(p);
+}
+
+/* Same verdict, same bytes used, same tree and text, same error. */
+static bool check_same(struct stubdm__json_parser *wp,
+                       struct stubdm__json_parser *fp,
+                       const struct stubdm__json_limits *lim,
+                       const unsigned char *t, size_t n)
+{
+    struct outcome a, b;
+    bool quick = parse_wire_way(wp, lim, t, n, &a);
+    parse_full_way(fp, lim, t, n, &b);
+    ck_assert_msg(a.rc == b.rc, "rc %d vs %d on %.*s", a.rc, b.rc, (int)n, t);
+    ck_assert_msg(a.used == b.used, "used %zu vs %zu on %.*s", a.used,
+                  b.used, (int)n, t);
+    if (b.rc == 0) {
+        size_t la, lb;
+        const char *ta = stubdm__json_doc_text(a.doc, &la);
+        const char *tb = stubdm__json_doc_text(b.doc, &lb);
+        ck_assert_uint_eq(la, lb);
+        ck_assert(memcmp(ta, tb, la + 1) == 0);
+        ck_assert_msg(stubdm__json_equal(stubdm__json_doc_root(a.doc),
+                                         stubdm__json_doc_root(b.doc)),
+                      "trees differ on %.*s", (int)n, t);
+    } else {
+        ck_assert_int_eq(a.err.code, b.err.code);
+        ck_assert_uint_eq(a.err.offset, b.err.offset);
+        ck_assert_str_eq(a.err.msg, b.err.msg);
+    }
+    stubdm__json_doc_free(a.doc);
+    stubdm__json_doc_free(b.doc);
+    return quick;
+}
+
+static struct stubdm__json_parser *object_parser(void)
+{
+    struct stubdm__json_parser *p;
+    ck_assert_int_eq(stubdm__json_parser_new(&p, NULL), 0);
+    stubdm__json_parser_require_object(p, true);
+    return p;
+}
+
+START_TEST(test_quick_path_cases)
+{
+    /* Taken by the quick path (QMP's everyday messages). */
+    static const char *const quick[] = {
+        "{\"return\": {}, \"id\": 14}",
+        "{\"return\":{},\"id\":1}\r\n",
+        "{\"return\": {\"status\": \"running\", \"singlestep\": false, "
+        "\"running\": true}, \"id\": 7}\r\n{\"return\": {}}",
+        "{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 12}, "
+        "\"event\": \"STOP\"}",
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, "
+        "\"id\": 3}",
+        "{}",
+        "{\"a\":[],\"b\":[[],{}],\"c\":[1,-2,0,-0,true,false,null,\"\"]}",
+        "{\"big\":18446744073709551615,\"neg\":-9223372036854775808}",
+        "{\"huge\":18446744073709551616}", /* becomes a double */
+        "{ \"a\" :\t1 ,\n\"b\"\r:[ 2 , 3 ] }",
+    };
+    /* Declined (then the incremental parse decides, identically). */
+    static const char *const other[] = {
+        "{\"a\":\"x\\\"y\"}", "{\"a\":\"\xc3\xa9\"}", "{\"a\":\"\x01\"}",
+        "{\"a\":\"\xff\"}", "{\"a\":1.5}", "{\"a\":1e5}", "{\"a\":01}",
+        "{\"a\":-}", "{\"a\":-x}", "{\"a\":tru}", "{\"a\":truex}",
+        "{\"a\":nul}", "{\"a\":true,\"a\":false}", "{\"a\" \"b\"}",
+        "{\"a\":1,}", "{\"a\":[1,]}", "{,}", "[1]", " {\"a\":1}",
+        "{\"a\":1", "{\"a\":\v1}", "{\"a\":1]", "{\"a\":[1}", "{\"a\"}",
+        "{\"a\":}", "{1:2}", "{\"a\":\"b", "{\"a\":\"b\"", "{\"a\":[",
+        "{\"a\":{\"b\":{\"c\":{\"d\":{}}}}}", /* deeper than the limit below */
+        "{\"long string here\":1}",          /* longer than max_string */
+    };
+    struct stubdm__json_limits lim = {0, 4, 0, 12};
+    struct stubdm__json_parser *wp = object_parser(), *fp = object_parser();
+
+    for (size_t i = 0; i < sizeof(quick) / sizeof(quick[0]); i++)
+        ck_assert_msg(check_same(wp, fp, NULL, (const unsigned char *)quick[i],
+                                 strlen(quick[i])),
+                      "not quick: %s", quick[i]);
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        const unsigned char *t = (const unsigned char *)other[i];
+        ck_assert_msg(!check_same(wp, fp, &lim, t, strlen(other[i])),
+                      "quick: %s", other[i]);
+        check_same(wp, fp, NULL, t, strlen(other[i]));
+    }
+    stubdm__json_parser_free(wp);
+    stubdm__json_parser_free(fp);
+}
+END_TEST
+
+/* A doc handed back to a parser (from it or another one, small or with
+ * extra chunks and an external text) serves its next values, quick or
+ * incremental, and the parser frees a spare it still holds. */
+START_TEST(test_parser_recycle)
+{
+    struct stubdm__json_parser *wp = object_parser(), *fp = object_parser(),
+                               *other = object_parser();
+    struct stubdm__buf big;
+    struct outcome o;
+    stubdm__buf_init(&big, 0);
+    ck_assert_int_eq(stubdm__buf_append(&big, "{\"a\":[", 6), 0);
+    for (int i = 0; i < 2000; i++)
+        ck_assert_int_eq(stubdm__buf_append(&big, i ? ",\"xyzzy\"" : "1",
+                                            i ? 8 : 1), 0);
+    ck_assert_int_eq(stubdm__buf_append(&big, "]}", 2), 0);
+
+    for (int round = 0; round < 6; round++) {
+        /* A doc from the other parser, large every other round. */
+        const char *t = round % 2 ? big.data : "{\"return\": {}, \"id\": 1}";
+        size_t n = round % 2 ? big.len : strlen(t);
+        parse_full_way(other, NULL, (const unsigned char *)t, n, &o);
+        ck_assert_int_eq(o.rc, 0);
+        stubdm__json_parser_recycle(wp, o.doc);
+        /* The parser's next values are right, by either path. */
+        check_same(wp, fp, NULL, (const unsigned char *)"{\"x\": [1, 2]}", 13);
+        check_same(wp, fp, NULL, (const unsigned char *)"{\"x\": \"\\n\"}",
+                   12);
+        check_same(wp, fp, NULL, (const unsigned char *)big.data, big.len);
+    }
+    stubdm__json_parser_recycle(wp, NULL);
+    parse_full_way(other, NULL, (const unsigned char *)"{}", 2, &o);
+    stubdm__json_parser_recycle(wp, o.doc); /* held when the parser goes */
+    stubdm__buf_dispose(&big);
+    stubdm__json_parser_free(wp);
+    stubdm__json_parser_free(fp);
+    stubdm__json_parser_free(other);
+}
+END_TEST
+
+/* ---- random JSON-ish text, mostly plain, sometimes not ---------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+static unsigned rnd(unsigned n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (unsigned)(rng_state % n);
+}
+
+struct gen {
+    unsigned char buf[2048];
+    size_t n;
+};
+
+static void put(struct gen *g, const char *s)
+{
+    size_t l = strlen(s);
+    if (g->n + l <= sizeof(g->buf)) {
+        memcpy(g->buf + g->n, s, l);
+        g->n += l;
+    }
+}
+
+static void put_ws(struct gen *g)
+{
+    static const char *const ws[] = {"", "", "", " ", "\t", "\r\n", "  ",
+                                     "\v", "\f", "\n"};
+    unsigned k = rnd(40);
+    if (k < 10)
+        put(g, ws[k]);
+}
+
+static void gen_string(struct gen *g)
+{
+    static const char *const bits[] = {
+        "a", "id", "return", "event", "b", "x y", "-", "0", "", "QMP",
+        "\\n", "\\\"", "\\u00e9", "\\ud83d\\ude00", "\\ud800", "\xc3\xa9",
+        "\xff", "\x01", "\xe0\x80\x80", "\\u0000", "~", "{", "}", ":"};
+    put(g, "\"");
+    unsigned parts = rnd(4);
+    for (unsigned i = 0; i < parts; i++) {
+        unsigned k = rnd(60);
+        put(g, k < 24 ? bits[k] : bits[k % 10]);
+    }
+    put(g, "\"");
+}
+
+static void gen_value(struct gen *g, int depth)
+{
+    static const char *const scalars[] = {
+        "0", "1", "-1", "42", "-0", "01", "-", "1.5", "2e3", "-0.0e-1",
+        "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+        "-9223372036854775809", "18446744073709551615",
+        "18446744073709551616", "true", "false", "null", "tru", "nul",
+        "falsey", "1.", ".5", "1e", "+1"};
+    unsigned k = depth > 5 || g->n > sizeof(g->buf) - 64 ? 6 + rnd(8)
+                                                         : rnd(14);
+    put_ws(g);
+    if (k < 4) {
+        put(g, "{");
+        unsigned m = rnd(5);
+        for (unsigned i = 0; i < m; i++) {
+            if (i)
+                put(g, ",");
+            put_ws(g);
+            gen_string(g);
+            put_ws(g);
+            put(g, ":");
+            gen_value(g, depth + 1);
+            put_ws(g);
+        }
+        put(g, "}");
+    } else if (k < 6) {
+        put(g, "[");
+        unsigned m = rnd(5);
+        for (unsigned i = 0; i < m; i++) {
+            if (i)
+                put(g, ",");
+            gen_value(g, depth + 1);
+        }
+        put_ws(g);
+        put(g, "]");
+    } else if (k < 9) {
+        gen_string(g);
+    } else {
+        unsigned j = rnd(60);
+        put(g, scalars[j < 26 ? j : j % 5]);
+    }
+}
+
+START_TEST(test_quick_path_random)
+{
+    struct stubdm__json_parser *wp = object_parser(), *fp = object_parser();
+    size_t quick = 0, total = 0;
+
+    /* Memcheck runs this ~50x slower: fewer texts there (its point is
+     * memory errors; the paths are the same). */
+    const char *pre = getenv("LD_PRELOAD");
+    int iters = pre && strstr(pre, "vgpreload") ? 2000 : 40000;
+    for (int iter = 0; iter < iters; iter++) {
+        struct gen g = {.n = 0};
+        put(&g, "{");
+        unsigned m = rnd(4);
+        for (unsigned i = 0; i < m; i++) {
+            if (i)
+                put(&g, ",");
+            put_ws(&g);
+            gen_string(&g);
+            put(&g, ":");
+            gen_value(&g, 1);
+        }
+        put(&g, "}");
+        if (rnd(2))
+            put(&g, "\r\n");
+        /* Mutations: a byte changed, dropped or inserted; cut short;
+         * followed by more. */
+        unsigned mut = rnd(10);
+        if (mut == 0 && g.n)
+            g.buf[rnd((unsigned)g.n)] = (unsigned char)rnd(256);
+        else if (mut == 1 && g.n > 1) {
+            size_t at = rnd((unsigned)g.n);
+            memmove(g.buf + at, g.buf + at + 1, g.n - at - 1);
+            g.n--;
+        } else if (mut == 2 && g.n < sizeof(g.buf)) {
+            size_t at = rnd((unsigned)g.n + 1);
+            memmove(g.buf + at + 1, g.buf + at, g.n - at);
+            g.buf[at] = (unsigned char)"{}[]\",:0-e.tn \\"[rnd(15)];
+            g.n++;
+        } else if (mut == 3 && g.n) {
+            g.n = rnd((unsigned)g.n);
+        } else if (mut == 4) {
+            put(&g, rnd(2) ? "{\"return\":{}}" : "x");
+        }
+        /* Limits: default, or small enough to be reached. */
+        struct stubdm__json_limits small = {
+            .max_bytes = 16 + rnd(200), .max_depth = 1 + rnd(5),
+            .max_values = 1 + rnd(30), .max_string = rnd(12)};
+        const struct stubdm__json_limits *lim = rnd(3) ? NULL : &small;
+        total++;
+        quick += check_same(wp, fp, lim, g.buf, g.n);
+    }
+    /* The generator is mostly plain: the quick path must be exercised. */
+    ck_assert_msg(quick > total / 10, "quick %zu of %zu", quick, total);
+    stubdm__json_parser_free(wp);
+    stubdm__json_parser_free(fp);
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -386,6 +705,15 @@ static Suite *json_suite(void)
     tcase_add_test(tc, test_nesting_bomb);
     tcase_add_test(tc, test_incremental_every_split);
     tcase_add_test(tc, test_writer);
+    suite_add_tcase(s, tc);
+    /* The quick path against the incremental parser: tens of thousands of
+     * parses (seconds under ASan in a Debug build, more on a loaded
+     * machine), beyond Check's default 4 s. */
+    tc = tcase_create("quick");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_quick_path_cases);
+    tcase_add_test(tc, test_quick_path_random);
+    tcase_add_test(tc, test_parser_recycle);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,8 +9,10 @@
 #include <check.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- a test operation type --------------------------------------------- */
@@ -178,6 +180,39 @@ START_TEST(exactly_once_and_errmsg)
     ck_assert_int_eq(stubdm_op_result(op), 0);
     stubdm_op_free(op);
     ck_assert_int_eq(destroys, 1);
+    stubdm_ctx_free(ctx);
+}
+END_TEST
+
+/* A released op's block serves the next op of its size: it comes back
+ * zeroed, with an empty message, whatever the previous op left in it. */
+START_TEST(reused_op_block_is_clean)
+{
+    stubdm_ctx *ctx;
+    struct record r = {0};
+    stubdm_op *op = NULL;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    for (int round = 0; round < 20; round++) {
+        int stops = 0;
+        /* A failed op (message set), then one that succeeds. */
+        struct test_op *t = start_op(ctx, round % 2 ? 0 : -1, on_done, &r,
+                                     &op);
+        ck_assert_ptr_null(t->stops);
+        ck_assert_ptr_null(t->destroys);
+        ck_assert(!op->floating && !op->in_callback && !op->handle_freed);
+        if (round % 2)
+            ck_assert_str_eq(stubdm_op_errmsg(op), ""); /* pending */
+        t->stops = &stops;
+        run_until(ctx, &r.calls, round + 1);
+        ck_assert_int_eq(stubdm_op_result(op), round % 2 ? 0 : STUBDM_EINVAL);
+        ck_assert_str_eq(stubdm_op_errmsg(op), round % 2 ? "" : "failed at once");
+        ck_assert_int_eq(stops, round % 2 ? 1 : 0); /* stopped before */
+        stubdm_op_free(op);
+        /* Floating ones too (released after their callback). */
+        start_op(ctx, -1, NULL, NULL, NULL);
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    }
     stubdm_ctx_free(ctx);
 }
 END_TEST
@@ -420,6 +455,194 @@ START_TEST(hooks_and_poll)
 }
 END_TEST
 
+/* ---- run_once's epoll set and timerfd ------------------------------------ */
+
+static int fired;
+static int64_t fired_at;
+static void on_fire(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    (void)ctx;
+    (void)t;
+    fired++;
+    fired_at = stubdm_now_ms();
+}
+
+/* run_once(-1) until the timer fires; returns how many calls it took. */
+static int run_until_fired(stubdm_ctx *ctx, int want)
+{
+    int calls = 0;
+    int64_t end = stubdm_now_ms() + 5000;
+    while (fired < want && stubdm_now_ms() < end) {
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, -1), 0);
+        calls++;
+    }
+    ck_assert_int_eq(fired, want);
+    return calls;
+}
+
+START_TEST(run_once_timers)
+{
+    stubdm_ctx *ctx;
+    struct stubdm__timer a, b, c;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    stubdm__timer_init(&a, on_fire);
+    stubdm__timer_init(&b, on_fire);
+    stubdm__timer_init(&c, on_fire);
+    fired = 0;
+
+    /* A far deadline arms the timer; an earlier one re-arms it. */
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &a, stubdm_now_ms() + 10000), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+    ck_assert_int_eq(fired, 0);
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &b, t0 + 40), 0);
+    run_until_fired(ctx, 1);
+    ck_assert(!stubdm__timer_armed(&b));
+    ck_assert(stubdm__timer_armed(&a));
+    ck_assert_int_ge(fired_at, t0 + 40);
+    ck_assert_int_lt(fired_at, t0 + 2000);
+
+    /* The armed expiry passes with nothing due (the timer it was armed for
+     * was stopped): a spurious wake-up, then the real deadline, never
+     * before it. */
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &b, stubdm_now_ms() + 30), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0); /* armed for b */
+    stubdm__timer_stop(ctx, &b);
+    t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &c, t0 + 80), 0);
+    run_until_fired(ctx, 2);
+    ck_assert(!stubdm__timer_armed(&c));
+    ck_assert_int_ge(fired_at, t0 + 80);
+    ck_assert_int_lt(fired_at, t0 + 2000);
+
+    /* A deadline already passed: no waiting. */
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &c, stubdm_now_ms() - 5), 0);
+    t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, -1), 0);
+    ck_assert_int_eq(fired, 3);
+    ck_assert_int_lt(stubdm_now_ms() - t0, 1000);
+
+    /* The caller's cap still bounds the wait. */
+    t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+    ck_assert_int_eq(fired, 3);
+    ck_assert_int_lt(stubdm_now_ms() - t0, 1000);
+    stubdm__timer_stop(ctx, &a);
+    stubdm_ctx_free(ctx);
+}
+END_TEST
+
+static int out_hits, in_hits;
+static void on_out(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
+{
+    (void)ctx;
+    (void)w;
+    ck_assert(revents & POLLOUT);
+    out_hits++;
+}
+
+static void on_in(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
+{
+    char c;
+    (void)ctx;
+    ck_assert(revents & POLLIN);
+    if (read(w->fd, &c, 1) == 1)
+        in_hits++;
+}
+
+START_TEST(run_once_watches)
+{
+    stubdm_ctx *ctx;
+    struct stubdm__fd wo, wi, wf;
+    int p[2], q[2];
+    char path[] = "/tmp/stubdm-loop-XXXXXX";
+
+    ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    stubdm__fd_init(&wo, on_out);
+    stubdm__fd_init(&wi, on_in);
+    stubdm__fd_init(&wf, on_in);
+    out_hits = in_hits = 0;
+
+    /* Watches made before the set exists are registered when it is. */
+    ck_assert_int_eq(stubdm__fd_watch(ctx, &wo, p[1], POLLOUT), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(out_hits, 1);
+    /* Events changed to none: not reported (poll skips such watches). */
+    ck_assert_int_eq(stubdm__fd_watch(ctx, &wo, p[1], 0), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+    ck_assert_int_eq(out_hits, 1);
+    ck_assert_int_eq(stubdm__fd_watch(ctx, &wo, p[1], POLLOUT), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(out_hits, 2);
+    stubdm__fd_stop(ctx, &wo);
+
+    /* A watch made after: readable when written. */
+    ck_assert_int_eq(stubdm__fd_watch(ctx, &wi, p[0], POLLIN), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+    ck_assert_int_eq(in_hits, 0);
+    ck_assert_int_eq(write(p[1], "a", 1), 1);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(in_hits, 1);
+
+    /* Stop, close, and a new file under the same number. */
+    int old = p[0];
+    stubdm__fd_stop(ctx, &wi);
+    close(p[0]);
+    close(p[1]);
+    ck_assert_int_eq(pipe2(q, O_NONBLOCK | O_CLOEXEC), 0);
+    ck_assert_int_eq(q[0], old);
+    ck_assert_int_eq(stubdm__fd_watch(ctx, &wi, q[0], POLLIN), 0);
+    ck_assert_int_eq(write(q[1], "b", 1), 1);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(in_hits, 2);
+
+    /* A regular file, which epoll refuses: run_once polls it (always
+     * readable, as poll reports it), and the pipe is still served. */
+    int f = mkstemp(path);
+    ck_assert_int_ge(f, 0);
+    unlink(path);
+    ck_assert_int_eq(write(f, "xy", 2), 2);
+    ck_assert_int_eq(lseek(f, 0, SEEK_SET), 0);
+    ck_assert_int_eq(stubdm__fd_watch(ctx, &wf, f, POLLIN), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(in_hits, 3);
+    ck_assert_int_eq(write(q[1], "c", 1), 1);
+    int64_t end = stubdm_now_ms() + 2000;
+    while (in_hits < 5 && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 100), 0);
+    ck_assert_int_ge(in_hits, 5);
+    stubdm__fd_stop(ctx, &wf);
+    close(f);
+    /* Back to the epoll set. */
+    ck_assert_int_eq(write(q[1], "d", 1), 1);
+    int before = in_hits;
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(in_hits, before + 1);
+
+    /* A forked child gets its own set: stopping the watch there must not
+     * take it out of the parent's. */
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        stubdm__fd_stop(ctx, &wi);
+        _exit(write(q[1], "e", 1) == 1 ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(in_hits, before + 2);
+
+    stubdm__fd_stop(ctx, &wi);
+    stubdm_ctx_free(ctx);
+    close(q[0]);
+    close(q[1]);
+}
+END_TEST
+
 static Suite *loop_suite(void)
 {
     Suite *s = suite_create("loop");
@@ -429,12 +652,15 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, error_texts);
     tcase_add_test(tc, never_inside_starting_call);
     tcase_add_test(tc, exactly_once_and_errmsg);
+    tcase_add_test(tc, reused_op_block_is_clean);
     tcase_add_test(tc, cancel_is_idempotent);
     tcase_add_test(tc, free_pending_op_is_silent);
     tcase_add_test(tc, free_op_inside_its_callback);
     tcase_add_test(tc, free_ctx_inside_callback);
     tcase_add_test(tc, timer_heap_order);
     tcase_add_test(tc, hooks_and_poll);
+    tcase_add_test(tc, run_once_timers);
+    tcase_add_test(tc, run_once_watches);
     suite_add_tcase(s, tc);
     return s;
 }

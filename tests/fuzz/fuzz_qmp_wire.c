@@ -5,7 +5,8 @@
  * and bytes 1..4 the chunk sizes the rest is fed in (cycled), so the
  * fuzzer explores split points as well as content.  Limits are small so
  * they are reached often.  Every message is drained and its accessors
- * touched; the encoder is exercised with the message text as arguments.
+ * touched and its tree compared with a fresh incremental parse of its text;
+ * the encoder is exercised with the message text as arguments.
  */
 #include "internal.h"
 #include "qmp_wire.h"
@@ -42,6 +43,14 @@ static void use_message(struct stubdm__qmp_msg *m)
     if (m->raw[m->raw_len] != '\0' || m->raw[0] != '{')
         abort();
     touch(m->root, 0);
+    /* The tree is the one the incremental parser builds from the same text
+     * (the wire may have used the parser's quick path). */
+    struct stubdm__json_limits jl = {4096, 16, 512, 4096};
+    struct stubdm__json_doc *again = NULL;
+    if (stubdm__json_parse(m->raw, m->raw_len, &jl, &again, NULL) != 0 ||
+        !stubdm__json_equal(m->root, stubdm__json_doc_root(again)))
+        abort();
+    stubdm__json_doc_free(again);
     switch (m->type) {
     case STUBDM__QMP_ERROR:
         if (!m->error_class || !m->error_desc)
