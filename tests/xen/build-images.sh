@@ -51,7 +51,7 @@ if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$S/privc
     xt_copy_with_libs "$D" /usr/bin/busybox /usr/libexec/xen-qemu-system-i386 /usr/bin/qemu-system-x86_64 \
         /usr/bin/xenstore-read /usr/bin/xenstore-write /usr/bin/xenstore-list /usr/bin/xenstore-ls \
         /usr/lib/xen-4.17/bin/vchan-socket-proxy /usr/local/bin/ioreq-probe \
-        /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
+        /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so /usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0
     # (Debian builds TCG as a module: without accel-tcg-x86_64.so
     # qemu-system-x86_64 dies "fatal: could not load module for type
     # 'tcg-accel-ops'")

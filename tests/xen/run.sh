@@ -14,7 +14,8 @@
 #      XT_BUILD (project build dir, default $XT_WORK/build), XT_TESTS,
 #      XT_SKIP_BUILD=1 (use the binaries already in XT_BUILD),
 #      XT_TIMEOUT (default 1200 s), XT_MEM (MB, default 3072),
-#      XT_DOM0_MEM (default 1536M).
+#      XT_DOM0_MEM (default 1536M), XT_STUB_EXTRA (stubdomain command line
+#      words for the real-qemu-xen sections, e.g. xt.malloccheck).
 source "$(dirname "$0")/common.sh"
 TIMEOUT=${XT_TIMEOUT:-1200}
 TESTS=${XT_TESTS:-xs wait qmp spawn}
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --timeout) TIMEOUT=$2; shift ;;
         --tests) TESTS=$2; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) xt_die "unknown argument $1" ;;
     esac
     shift
@@ -73,6 +74,7 @@ gcc -O2 -Wall -o "$XT_SHARE/bin/xt-unpause" "$XT_DIR/xt-unpause.c" -lxenctrl \
 cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
+echo "${XT_STUB_EXTRA:-}" > "$XT_SHARE/stub-extra"
 xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
 
 # 4. boot.  TCG: this host's /dev/kvm is kvm-pvm (no VMX/SVM) and cannot run
