@@ -476,12 +476,15 @@ if has spawnqemu; then
             gone "$SQ" && break
             sleep 1; i=$((i + 1))
         done
+        # at once: SeaBIOS reboots the guest 60 s after "No bootable
+        # device", and xl's monitor of xt-hguest then restarts it, which
+        # destroys its device model (device-model-domid: our stubdomain)
+        out=$(stubdm-ctl qmp "$SQ" "$HGUEST" query-status 2>&1)
         xl dmesg | grep "(d$HGUEST)" | grep -i 'HVM Loader\|SeaBIOS (version\|Booting\|bootable' | sed 's/^/  guest| /'
         xl dmesg | grep "(d$HGUEST)" | tail -n 3 | sed 's/^/  guest-last| /'
         grep -a 'segfault\|device model exited\|XT-STUB-QEMU\|XT-STUB-DMLOG\|XT-SHIM' "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  stub| /'
         xs_dump "$SQ" "$HGUEST" $OUT/spawnqemu-xs-end.txt
         xl dmesg | grep "(d$HGUEST)" > $OUT/spawnqemu-guest.log
-        out=$(stubdm-ctl qmp "$SQ" "$HGUEST" query-status 2>&1)
         echo "  query-status: $out"
         if [ -n "$ok" ]; then pass "spawn-qemu-xen (library spawn, real qemu-xen in the stubdomain: running after $t ms; the HVM guest reached SeaBIOS; query-status $out)"
         else fail "spawn-qemu-xen" "running after $t ms, but the guest did not reach SeaBIOS ($(gone "$SQ" && echo 'the stubdomain is gone' || echo '120 s'))"; fi
