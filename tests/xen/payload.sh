@@ -447,8 +447,19 @@ fi
 # stopped (SIGTERM: it destroys its ioreq server), the stubdomain gets
 # libxl-style dm-argv and xt.dm=qemu-xen, then the guest is unpaused and
 # must reach SeaBIOS through the stubdomain's device model.
+# memcheck_start TAG / memcheck_end TAG: xt-memcheck (256 MB of dom0
+# memory, pattern-checked twice a second) around a section: any change is
+# memory corruption from outside the process (docs/real-xen.md).
+memcheck_start() { xt-memcheck 256 900 > /tmp/memcheck-$1.log 2>&1 & MC_PID=$!; }
+memcheck_end() {
+    kill "$MC_PID" 2>/dev/null; wait "$MC_PID"
+    sed 's/^/  /' /tmp/memcheck-$1.log | head -n 20
+    if grep -q 'end: .* 0 corrupted' /tmp/memcheck-$1.log; then info "memcheck-$1: dom0 memory intact"
+    else info "memcheck-$1: DOM0 MEMORY CORRUPTED: $(tail -n1 /tmp/memcheck-$1.log)"; fi
+}
 if has spawnqemu; then
     section "4e. stubdm-ctl spawn with real qemu-xen in the stubdomain for HVM guest $HGUEST"
+    memcheck_start spawnqemu
     pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
     info "dom0 qemu-xen of guest $HGUEST: pid ${pid:-none}"
     [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
@@ -494,6 +505,7 @@ if has spawnqemu; then
         tail -n 30 "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  console| /'
     fi
     xl destroy "$HGUEST" 2>/dev/null; HGUEST=
+    memcheck_end spawnqemu
 fi
 
 # ===================================================================== side (libxl vs libstubdm)
@@ -530,6 +542,7 @@ stubdomain_ramdisk = "$RAMDISK"
 stubdomain_memory = $STUBMEM
 stubdomain_cmdline = "console=hvc0 quiet xt.ioreq xt.dm=${XT_HVM_DM:-auto}${STUB_EXTRA:+ $STUB_EXTRA}"
 CFG
+    memcheck_start stubdom
     t=$(ms)
     xl -vvv create /tmp/xt-hvm.cfg > $OUT/xt-hvm-create.log 2>&1; rc=$?
     t=$(( $(ms) - t ))
@@ -558,6 +571,7 @@ CFG
     else
         fail "libxl-stubdom" "xl create exit $rc after $t ms"
     fi
+    memcheck_end stubdom
 fi
 
 section "leftovers"
