@@ -493,7 +493,7 @@ if has spawnqemu; then
         out=$(stubdm-ctl qmp "$SQ" "$HGUEST" query-status 2>&1)
         xl dmesg | grep "(d$HGUEST)" | grep -i 'HVM Loader\|SeaBIOS (version\|Booting\|bootable' | sed 's/^/  guest| /'
         xl dmesg | grep "(d$HGUEST)" | tail -n 3 | sed 's/^/  guest-last| /'
-        grep -a 'segfault\|device model exited\|XT-STUB-QEMU\|XT-STUB-DMLOG\|XT-SHIM' "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  stub| /'
+        grep -a 'segfault\|device model exited\|XT-STUB-QEMU\|XT-STUB-DMLOG\|XT-SHIM\|XT-MEMCHECK' "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  stub| /'
         xs_dump "$SQ" "$HGUEST" $OUT/spawnqemu-xs-end.txt
         xl dmesg | grep "(d$HGUEST)" > $OUT/spawnqemu-guest.log
         echo "  query-status: $out"
@@ -503,6 +503,7 @@ if has spawnqemu; then
     else
         fail "spawn-qemu-xen" "exit $rc after $t ms: $(tr '\n' ' ' < /tmp/spq.err)"
         tail -n 30 "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  console| /'
+        grep -a 'XT-MEMCHECK\|XT-SHIM-CRASH \(signal\|rip\)' "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  stub| /'
     fi
     xl destroy "$HGUEST" 2>/dev/null; HGUEST=
     memcheck_end spawnqemu
@@ -564,7 +565,7 @@ CFG
         xs_dump "$SD" "$D" $OUT/stubdom-xs.txt
         sleep "${XT_HVM_RUN:-20}"
         xl dmesg | grep "(d$D)" > $OUT/stubdom-guest.log
-        grep -a 'segfault\|device model exited\|XT-STUB-DMLOG\|XT-SHIM' /var/log/xen/qemu-dm-xt-hvm.log | sed 's/^/  stub| /'
+        grep -a 'segfault\|device model exited\|XT-STUB-DMLOG\|XT-SHIM\|XT-MEMCHECK' /var/log/xen/qemu-dm-xt-hvm.log | sed 's/^/  stub| /'
         info "libxl's guest $D after ${XT_HVM_RUN:-20} s: $(grep -c . $OUT/stubdom-guest.log) lines, last: $(tail -n1 $OUT/stubdom-guest.log)"
         info "state: $(xenstore-read /local/domain/$SD/device-model/$D/state)"
         xl destroy xt-hvm
