@@ -282,6 +282,60 @@ START_TEST(test_write_permissions_remove)
 }
 END_TEST
 
+/*
+ * What qemu-xen 7.2 does in a stubdomain, as measured on Xen 4.17
+ * (docs/real-xen.md, spawnqemu): its legacy backend core creates
+ * device-model/<guest>/backends/<type> (relative, so below the directory
+ * the contract made) and then tries to give each node to dom0, which
+ * xenstored refuses to an unprivileged domain ("xen be core:
+ * xs_set_permissions device-model/4/backends/console: failed", under libxl
+ * too).  The nodes keep the directory's [nS, rG]; teardown removes them.
+ */
+START_TEST(test_qemu_backends_nodes)
+{
+    static const char *const types[] = {"console", "vkbd", "9pfs", "qusb"};
+    stubdm_contract *c = basic();
+    char *before = dump(), *after, path[96];
+    struct xs_handle *stub = mockxs_open_as(&mock, STUB);
+    struct xs_handle *guest = mockxs_open_as(&mock, GUEST);
+    struct xs_handle *other = mockxs_open_as(&mock, OTHER);
+    struct xs_permissions to_dom0[2] = {{0, XS_PERM_NONE},
+                                        {GUEST, XS_PERM_NONE}};
+    struct xs_permissions *got;
+    unsigned n;
+
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        snprintf(path, sizeof(path), "device-model/4/backends/%s", types[i]);
+        ck_assert(xs_mkdir(stub, XBT_NULL, path));
+        errno = 0;
+        ck_assert(!xs_set_permissions(stub, XBT_NULL, path, to_dom0, 2));
+        ck_assert(errno == EPERM || errno == EACCES);
+        snprintf(path, sizeof(path),
+                 "/local/domain/5/device-model/4/backends/%s", types[i]);
+        got = xs_get_permissions(xs0, XBT_NULL, path, &n);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_uint_eq(got[0].id, STUB);
+        ck_assert_uint_eq(got[1].id, GUEST);
+        ck_assert_uint_eq(got[1].perms, XS_PERM_READ);
+        free(got);
+        ck_assert(can_read(guest, path));
+        ck_assert(!can_read(other, path));
+    }
+    ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", "running", 7));
+    ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
+    after = dump();
+    ck_assert_str_eq(before, after);
+    free(after);
+    free(before);
+    xs_close(stub);
+    xs_close(guest);
+    xs_close(other);
+    stubdm_contract_free(c);
+}
+END_TEST
+
 START_TEST(test_rewrite_replaces)
 {
     stubdm_contract *c = basic();
@@ -396,6 +450,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_layout_golden);
     tcase_add_test(t, test_setters);
     tcase_add_test(t, test_write_permissions_remove);
+    tcase_add_test(t, test_qemu_backends_nodes);
     tcase_add_test(t, test_rewrite_replaces);
     tcase_add_test(t, test_refused_and_failed_leave_nothing);
     tcase_add_test(t, test_value_quota_midway);

@@ -145,7 +145,7 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     unsigned long v;
-    int rc, i, code = CTL_EXIT_OK, timeout_ms;
+    int rc, i, code = CTL_EXIT_OK, timeout_ms, qmp_timeout_ms = 0;
     char *qmp_reply = NULL;
 
     if (stubdm_spawn_config_new(&cfg))
@@ -261,6 +261,10 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
             qmp = true;
         } else if (!strcmp(a, "--qmp-status")) {
             qmp = qmp_status = true;
+        } else if (!strcmp(a, "--qmp-timeout")) {
+            NEED_ARG("seconds");
+            CHECK(!ctl_parse_seconds(argv[i], &qmp_timeout_ms),
+                  "bad QMP open timeout '%s'");
         } else if (!strcmp(a, "--sim-program")) {
             NEED_ARG("a program");
             sim_prog = argv[i];
@@ -286,7 +290,7 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     stubdm_spawn_config_set_kernel(cfg, kernel, ramdisk, cmdline);
     stubdm_spawn_config_set_args(cfg, (const char *const *)argv + i,
                                  (size_t)(argc - i));
-    stubdm_spawn_config_set_qmp(cfg, qmp, 0);
+    stubdm_spawn_config_set_qmp(cfg, qmp, qmp_timeout_ms);
     if (!backend_set)
         backend = stubdm_ctx_host(ctx) == STUBDM_HOST_SIM
                       ? STUBDM_CONSOLE_LIBSTUBDM
@@ -440,6 +444,8 @@ CTL_COMMAND(cmd_spawn) = {
         "  --timeout SECONDS      wait for running at most this long (30)\n"
         "  --qmp                  open QMP once running\n"
         "  --qmp-status           open QMP and print query-status's reply\n"
+        "  --qmp-timeout SECONDS  bound on opening QMP (default 10; the\n"
+        "                         vchan server may start after running)\n"
         "  --sim-program PATH     simulated host: the stubdomain stand-in\n"
         "  --sim-arg ARG          simulated host: an argument for it\n"
         "                         (e.g. --die-at=after-argv, --no-qemu)\n",

@@ -10,6 +10,10 @@ export PATH=/mnt/host/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 export LD_LIBRARY_PATH=/mnt/host/lib
 TESTS=$(cat /mnt/host/tests 2>/dev/null || echo "xs wait qmp")
 RAMDISK=${XT_RAMDISK:-/mnt/host/images/stubdom-rootfs.cpio.gz}
+# extra stubdomain kernel command line words for the real-qemu-xen sections
+# (spawnqemu, stubdom), e.g. "xt.malloccheck xt.qemutrace=xen_*" (run.sh:
+# XT_STUB_EXTRA)
+STUB_EXTRA=$(cat /mnt/host/stub-extra 2>/dev/null)
 STUBMEM=${XT_STUBMEM:-320}
 OUT=/mnt/host/out
 P=0 F=0
@@ -96,6 +100,20 @@ CFG
     T_UNPAUSE=$(ms)
 }
 gone() { ! xl list "$1" >/dev/null 2>&1; }
+# xs_dump STUB GUEST FILE: the stubdomain's and the guest's nodes with
+# permissions (xenstore-ls -fp), the guest's /vm (dm-argv) and /libxl, dom0's
+# device-model and console/vbd/vif backends of both: to compare the
+# library's layout with libxl's.
+xs_dump() {
+    {   for d in "/local/domain/$1" "/local/domain/$2" "$(xenstore-read /local/domain/$2/vm 2>/dev/null)" \
+                 "/libxl/$2" "/local/domain/0/device-model/$1" "/local/domain/0/device-model/$2"; do
+            [ -n "$d" ] || continue
+            echo "## $d"; xenstore-ls -fp "$d" 2>&1
+        done
+        echo "## dom0 backends of $1 and $2"
+        xenstore-ls -fp /local/domain/0/backend 2>/dev/null | grep -e "/$1/" -e "/$2/"
+    } > "$3" 2>&1
+}
 kill_stub() { [ -n "$1" ] || return 0; xl destroy "$1" 2>/dev/null; xenstore-rm "/local/domain/$2/device-model" 2>/dev/null; true; }
 
 # ===================================================================== xs
@@ -429,15 +447,26 @@ fi
 # stopped (SIGTERM: it destroys its ioreq server), the stubdomain gets
 # libxl-style dm-argv and xt.dm=qemu-xen, then the guest is unpaused and
 # must reach SeaBIOS through the stubdomain's device model.
+# memcheck_start TAG / memcheck_end TAG: xt-memcheck (256 MB of dom0
+# memory, pattern-checked twice a second) around a section: any change is
+# memory corruption from outside the process (docs/real-xen.md).
+memcheck_start() { xt-memcheck 256 900 > /tmp/memcheck-$1.log 2>&1 & MC_PID=$!; }
+memcheck_end() {
+    kill "$MC_PID" 2>/dev/null; wait "$MC_PID"
+    sed 's/^/  /' /tmp/memcheck-$1.log | head -n 20
+    if grep -q 'end: .* 0 corrupted' /tmp/memcheck-$1.log; then info "memcheck-$1: dom0 memory intact"
+    else info "memcheck-$1: DOM0 MEMORY CORRUPTED: $(tail -n1 /tmp/memcheck-$1.log)"; fi
+}
 if has spawnqemu; then
     section "4e. stubdm-ctl spawn with real qemu-xen in the stubdomain for HVM guest $HGUEST"
+    memcheck_start spawnqemu
     pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
     info "dom0 qemu-xen of guest $HGUEST: pid ${pid:-none}"
     [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
     t=$(ms)
     stubdm-ctl spawn --guest "$HGUEST" --name xt-spq --kernel /mnt/host/images/vmlinuz \
         --ramdisk /mnt/host/images/stubdom-rootfs.cpio.gz --memory 320 \
-        --cmdline "console=hvc0 xt.dm=qemu-xen" --console-backend xenconsoled --timeout 150 --qmp-status \
+        --cmdline "console=hvc0 xt.dm=qemu-xen${STUB_EXTRA:+ $STUB_EXTRA}" --console-backend xenconsoled --timeout 150 --qmp-status --qmp-timeout 60 \
         -- -xen-domid "$HGUEST" -no-shutdown -nodefaults -no-user-config -name xt-hguest -display none \
         -nographic -boot order=c -net none -machine xenfv,suppress-vmdesc=on -m 32 \
         > /tmp/spq.out 2> /tmp/spq.err; rc=$?
@@ -447,6 +476,7 @@ if has spawnqemu; then
     grep -a 'XT-STUB' "$(conlog xt-spq)" 2>/dev/null | grep -v 'XT-STUB-ARGV ' | sed 's/^/  stub| /'
     if [ $rc = 0 ] && [ -n "$SQ" ]; then
         fig spawn_qemu_xen_to_running_ms $t
+        xs_dump "$SQ" "$HGUEST" $OUT/spawnqemu-xs-running.txt
         # not `xl unpause`: it resumes libxl's (stopped) dom0 QEMU over QMP
         # first and does not unpause when that fails
         xt-unpause "$HGUEST" || info "xt-unpause $HGUEST failed"
@@ -457,10 +487,15 @@ if has spawnqemu; then
             gone "$SQ" && break
             sleep 1; i=$((i + 1))
         done
+        # at once: SeaBIOS reboots the guest 60 s after "No bootable
+        # device", and xl's monitor of xt-hguest then restarts it, which
+        # destroys its device model (device-model-domid: our stubdomain)
+        out=$(stubdm-ctl qmp "$SQ" "$HGUEST" query-status 2>&1)
         xl dmesg | grep "(d$HGUEST)" | grep -i 'HVM Loader\|SeaBIOS (version\|Booting\|bootable' | sed 's/^/  guest| /'
         xl dmesg | grep "(d$HGUEST)" | tail -n 3 | sed 's/^/  guest-last| /'
-        grep -a 'segfault\|device model exited\|XT-STUB-QEMU' "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  stub| /'
-        out=$(stubdm-ctl qmp "$SQ" "$HGUEST" query-status 2>&1)
+        grep -a 'segfault\|device model exited\|XT-STUB-QEMU\|XT-STUB-DMLOG\|XT-SHIM\|XT-MEMCHECK' "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  stub| /'
+        xs_dump "$SQ" "$HGUEST" $OUT/spawnqemu-xs-end.txt
+        xl dmesg | grep "(d$HGUEST)" > $OUT/spawnqemu-guest.log
         echo "  query-status: $out"
         if [ -n "$ok" ]; then pass "spawn-qemu-xen (library spawn, real qemu-xen in the stubdomain: running after $t ms; the HVM guest reached SeaBIOS; query-status $out)"
         else fail "spawn-qemu-xen" "running after $t ms, but the guest did not reach SeaBIOS ($(gone "$SQ" && echo 'the stubdomain is gone' || echo '120 s'))"; fi
@@ -468,8 +503,10 @@ if has spawnqemu; then
     else
         fail "spawn-qemu-xen" "exit $rc after $t ms: $(tr '\n' ' ' < /tmp/spq.err)"
         tail -n 30 "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  console| /'
+        grep -a 'XT-MEMCHECK\|XT-SHIM-CRASH \(signal\|rip\)' "$(conlog xt-spq)" 2>/dev/null | sed 's/^/  stub| /'
     fi
     xl destroy "$HGUEST" 2>/dev/null; HGUEST=
+    memcheck_end spawnqemu
 fi
 
 # ===================================================================== side (libxl vs libstubdm)
@@ -504,8 +541,9 @@ device_model_stubdomain_override = 1
 stubdomain_kernel = "/mnt/host/images/vmlinuz"
 stubdomain_ramdisk = "$RAMDISK"
 stubdomain_memory = $STUBMEM
-stubdomain_cmdline = "console=hvc0 quiet xt.ioreq xt.dm=${XT_HVM_DM:-auto}"
+stubdomain_cmdline = "console=hvc0 quiet xt.ioreq xt.dm=${XT_HVM_DM:-auto}${STUB_EXTRA:+ $STUB_EXTRA}"
 CFG
+    memcheck_start stubdom
     t=$(ms)
     xl -vvv create /tmp/xt-hvm.cfg > $OUT/xt-hvm-create.log 2>&1; rc=$?
     t=$(( $(ms) - t ))
@@ -524,11 +562,17 @@ CFG
         pass "libxl-stubdom (xl create with the project's image: ${t} ms)"; fig libxl_create_ms $t
         xl list
         D=$(xl domid xt-hvm); SD=$(xl domid xt-hvm-dm)
+        xs_dump "$SD" "$D" $OUT/stubdom-xs.txt
+        sleep "${XT_HVM_RUN:-20}"
+        xl dmesg | grep "(d$D)" > $OUT/stubdom-guest.log
+        grep -a 'segfault\|device model exited\|XT-STUB-DMLOG\|XT-SHIM\|XT-MEMCHECK' /var/log/xen/qemu-dm-xt-hvm.log | sed 's/^/  stub| /'
+        info "libxl's guest $D after ${XT_HVM_RUN:-20} s: $(grep -c . $OUT/stubdom-guest.log) lines, last: $(tail -n1 $OUT/stubdom-guest.log)"
         info "state: $(xenstore-read /local/domain/$SD/device-model/$D/state)"
         xl destroy xt-hvm
     else
         fail "libxl-stubdom" "xl create exit $rc after $t ms"
     fi
+    memcheck_end stubdom
 fi
 
 section "leftovers"

@@ -14,7 +14,9 @@
 #      XT_BUILD (project build dir, default $XT_WORK/build), XT_TESTS,
 #      XT_SKIP_BUILD=1 (use the binaries already in XT_BUILD),
 #      XT_TIMEOUT (default 1200 s), XT_MEM (MB, default 3072),
-#      XT_DOM0_MEM (default 1536M).
+#      XT_DOM0_MEM (default 1536M), XT_STUB_EXTRA (stubdomain command line
+#      words for the real-qemu-xen sections, e.g. xt.malloccheck),
+#      XT_CPU (QEMU -cpu, default max).
 source "$(dirname "$0")/common.sh"
 TIMEOUT=${XT_TIMEOUT:-1200}
 TESTS=${XT_TESTS:-xs wait qmp spawn}
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --timeout) TIMEOUT=$2; shift ;;
         --tests) TESTS=$2; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) xt_die "unknown argument $1" ;;
     esac
     shift
@@ -70,9 +72,12 @@ gcc -O2 -Wall -std=gnu11 -I"$XT_TOP/include" -o "$XT_SHARE/bin/xt-qmp" "$XT_DIR/
     -L"$B/lib" -lstubdm -Wl,-rpath,/mnt/host/lib || { xt_log "building xt-qmp failed"; exit 2; }
 gcc -O2 -Wall -o "$XT_SHARE/bin/xt-unpause" "$XT_DIR/xt-unpause.c" -lxenctrl \
     || { xt_log "building xt-unpause failed"; exit 2; }
+gcc -O2 -Wall -o "$XT_SHARE/bin/xt-memcheck" "$XT_DIR/xt-memcheck.c" \
+    || { xt_log "building xt-memcheck failed"; exit 2; }
 cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
+echo "${XT_STUB_EXTRA:-}" > "$XT_SHARE/stub-extra"
 xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
 
 # 4. boot.  TCG: this host's /dev/kvm is kvm-pvm (no VMX/SVM) and cannot run
@@ -82,9 +87,10 @@ LOG=$XT_WORK/serial.log
 rm -f "$LOG" "$XT_WORK/qemu.pid"
 XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=${XT_DOM0_MEM:-1536M},max:${XT_DOM0_MEM:-1536M} dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0"
 DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init"
+XT_CPU=${XT_CPU:-max}
 B0=$(date +%s)
 xt_log "booting Xen under QEMU TCG (serial: $LOG, timeout ${TIMEOUT}s)"
-timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=512 -cpu max \
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=512 -cpu "$XT_CPU" \
     -machine q35 -smp 2 -m "${XT_MEM:-3072}" -nodefaults -display none -no-reboot \
     -kernel "$XT_OUT/xen" -append "$XEN_ARGS" \
     -initrd "$XT_OUT/vmlinuz $DOM0_ARGS,$XT_OUT/dom0.cpio" \
