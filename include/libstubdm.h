@@ -1549,8 +1549,9 @@ STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
  * Serve console n of a stubdomain whose contract was written with backend
  * kind STUBDM_CONSOLE_LIBSTUBDM.  Opens the destination (log file, pty)
  * now, writes backend state InitWait (2), then from the loop: waits for
- * the frontend's ring-ref and event-channel (console 0: ring-ref and port
- * from the domain builder), maps and binds them, writes Connected (4) and
+ * the frontend's ring-ref and port (the keys Linux's hvc_xen writes;
+ * console 0: ring-ref and port from the domain builder), maps and binds
+ * them, writes Connected (4) and
  * moves bytes.  On the end, Closing (5) then Closed (6).
  * @param n     0 .. 2 + STUBDM_MAX_SERIALS; the role must fit n (log: 0,
  *              save: 1, restore: 2, serial: >= 3).

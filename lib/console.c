@@ -6,7 +6,7 @@
  *   serve: open the destination (log file, pty) -> backend state InitWait
  *     -> watch the frontend directory and the domain.
  *   frontend published (state Initialised/Connected plus ring-ref and
- *     event-channel; console 0: ring-ref and port) -> map + bind through
+ *     port; console 0: ring-ref and port, no state) -> map + bind through
  *     the transport -> Connected -> pump.
  *   pump (on every notification, fd readiness and connect): out ring ->
  *     destination fd until the ring is empty or the fd would block; source
@@ -94,6 +94,7 @@ struct stubdm_console {
 
     /* state */
     bool connected, out_blocked, in_wanted, src_eof;
+    bool release; /* closing hands the console over (no Closing/Closed) */
     struct stubdm__ctrans tr;
     struct stubdm__cring ring;
     struct stubdm__xswatch fe_watch;
@@ -558,8 +559,16 @@ static void console_stop(stubdm_op *op)
     c->connected = false;
     stubdm__ctrans_close(&c->tr);
     /* Tell the frontend, unless the contract is already gone (writing
-     * would recreate the backend directory). */
-    if (be_dir_exists(c)) {
+     * would recreate the backend directory).  A release only hands the
+     * console over: back to InitWait, so the frontend stays connected.
+     * Closing would make Linux's hvc_xen remove the tty (hvc_remove, a
+     * hangup of every open file, QEMU's fdset included) and never come
+     * back, so no later backend (another process: stubdm-ctl save, a new
+     * --serve) could use the console again. */
+    if (c->release && be_dir_exists(c) &&
+        c->op.state == STUBDM__OP_PENDING) {
+        set_be_state(c, XenbusStateInitWait);
+    } else if (be_dir_exists(c)) {
         set_be_state(c, XenbusStateClosing);
         set_be_state(c, XenbusStateClosed);
     } else {
@@ -861,8 +870,10 @@ static void try_connect(stubdm_console *c)
         return;
     if (rc)
         goto bad_value;
-    rc = read_fe_num(c, c->n == 0 ? "port" : "event-channel", UINT32_MAX,
-                     &port);
+    /* "port" for every console: the domain builder's for console 0, and
+     * the key Linux's hvc_xen frontend writes for the others (as QEMU's
+     * xen_console backend and xenconsoled read it). */
+    rc = read_fe_num(c, "port", UINT32_MAX, &port);
     if (rc == STUBDM_ENOENT)
         return;
     if (rc)
@@ -1123,8 +1134,10 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
         break;
     case ROLE_SAVE:
     case ROLE_RESTORE:
-        if (c->role == ROLE_SAVE && opts->fd < 0)
-            break; /* held (stubdm__console_opts_set_save_held) */
+        if (opts->fd < 0)
+            break; /* save: held (stubdm__console_opts_set_save_held);
+                    * restore: the serials' placeholder
+                    * (stubdm__console_opts_set_placeholder) */
         if (set_nonblock(opts->fd) < 0) {
             int err = errno;
             rc = stubdm__fail(ctx, STUBDM_EINVAL, err,
@@ -1320,6 +1333,20 @@ void stubdm__console_opts_set_save_held(stubdm_console_opts *o)
     o->fd = -1;
 }
 
+void stubdm__console_opts_set_placeholder(stubdm_console_opts *o)
+{
+    o->role = ROLE_RESTORE;
+    o->fd = -1;
+}
+
+void stubdm__console_release(stubdm_console *c)
+{
+    if (!c)
+        return;
+    c->release = true;
+    stubdm_console_close(c);
+}
+
 int stubdm__console_save_attach(stubdm_console *c, int fd)
 {
     stubdm_ctx *ctx = c->op.ctx;
@@ -1361,6 +1388,16 @@ int stubdm__console_out_empty(stubdm_console *c)
     if (!c->connected)
         return 0;
     return stubdm__cring_rx_empty(&c->ring);
+}
+
+bool stubdm__console_out_reached(const stubdm_console *c, uint64_t total)
+{
+    if (!c->connected)
+        return false;
+    /* The ring's out_cons is free-running from the console's creation,
+     * whichever backend (process) consumed the earlier bytes: modulo 2^32
+     * it is the frontend's count of every byte ever consumed. */
+    return (uint32_t)(c->ring.rx_cons - (uint32_t)total) < 0x80000000u;
 }
 
 bool stubdm__console_pending(const stubdm_console *c)

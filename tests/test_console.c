@@ -552,7 +552,7 @@ START_TEST(hostile_xenstore_values)
     c = serve(1, o, &r);
     snprintf(path, sizeof(path), "%s/ring-ref", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "12abc", 5));
-    snprintf(path, sizeof(path), "%s/event-channel", fe);
+    snprintf(path, sizeof(path), "%s/port", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
     snprintf(path, sizeof(path), "%s/state", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
@@ -612,7 +612,7 @@ START_TEST(xenbus_states)
     ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/ring-ref",
                        "8", 1));
     ck_assert(xs_write(xs5, XBT_NULL,
-                       "/local/domain/5/device/console/1/event-channel", "3",
+                       "/local/domain/5/device/console/1/port", "3",
                        1));
     run(50);
     assert_be_state(1, "2");
@@ -650,7 +650,7 @@ START_TEST(published_before_files_retries)
     ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/ring-ref",
                        "8", 1));
     ck_assert(xs_write(xs5, XBT_NULL,
-                       "/local/domain/5/device/console/1/event-channel", "3",
+                       "/local/domain/5/device/console/1/port", "3",
                        1));
     ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/state",
                        "3", 1));

@@ -124,7 +124,7 @@ int simcons_publish(struct simcons *sc, struct xs_handle *xs)
     }
     snprintf(dir, sizeof(dir), "/local/domain/%u/device/console/%u",
              sc->stubdom, sc->n);
-    if (xs_put(xs, dir, "ring-ref", "8") || xs_put(xs, dir, "event-channel", "3"))
+    if (xs_put(xs, dir, "ring-ref", "8") || xs_put(xs, dir, "port", "3"))
         return -1;
     return simcons_set_state(sc, xs, 3 /* XenbusStateInitialised */);
 }
