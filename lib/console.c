@@ -95,6 +95,7 @@ struct stubdm_console {
     /* state */
     bool connected, out_blocked, in_wanted, src_eof;
     bool release; /* closing hands the console over (no Closing/Closed) */
+    bool input_ready; /* restore: the frontend wrote input-ready = 1 */
     struct stubdm__ctrans tr;
     struct stubdm__cring ring;
     struct stubdm__xswatch fe_watch;
@@ -523,6 +524,7 @@ static ssize_t sink_file(stubdm_console *c, struct iovec *iov, int cnt,
  * ------------------------------------------------------------------------ */
 
 static void flush_check_all(stubdm_console *c, int final_rc);
+static void check_input_ready(stubdm_console *c);
 
 #define END(c, rc, ...) stubdm__op_complete(&(c)->op, (rc), __VA_ARGS__)
 
@@ -701,6 +703,14 @@ static int pump_in(stubdm_console *c, bool *notify, bool *more)
 {
     c->in_wanted = false;
     if (c->src_fd < 0 || c->src_eof)
+        return 0;
+    /* Restore: nothing goes into the ring before the frontend says its
+     * reader is ready.  A Linux stubdomain's /dev/hvc2 is a tty in cooked
+     * mode until its userspace opens it and makes it raw; bytes the hvc
+     * driver takes from the ring before that (it does at the open itself)
+     * are mangled: 0x03 (the stream's version word) is ^C, CR becomes
+     * LF, ^S stops the flow.  The ring keeps the stream meanwhile. */
+    if (c->role == ROLE_RESTORE && !c->input_ready)
         return 0;
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         char *ptr[2];
@@ -918,6 +928,7 @@ static void try_connect(stubdm_console *c)
     /* The frontend may have written before we came, or wait for room. */
     stubdm__ctrans_notify(&c->tr);
     pump(c);
+    check_input_ready(c);
     return;
 
 bad_value:
@@ -929,6 +940,23 @@ bad_value:
     else
         END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
             ctx->errmsg);
+}
+
+/* Restore: has the frontend written input-ready = 1 (its reader is
+ * raw and waiting)?  Pump once it has. */
+static void check_input_ready(stubdm_console *c)
+{
+    uint64_t v = 0;
+
+    if (c->role != ROLE_RESTORE || c->input_ready || c->src_fd < 0)
+        return;
+    if (read_fe_num(c, "input-ready", 1, &v) == 0 && v == 1) {
+        c->input_ready = true;
+        LOG_DEBUG(c->op.ctx, MOD, "console %u of %u: the frontend is ready "
+                  "for input", c->n, c->stubdom);
+        pump(c);
+    }
+    stubdm__clear_error(c->op.ctx);
 }
 
 static void on_fe_change(stubdm_ctx *ctx, struct stubdm__xswatch *w,
@@ -944,6 +972,9 @@ static void on_fe_change(stubdm_ctx *ctx, struct stubdm__xswatch *w,
         try_connect(c);
         return;
     }
+    check_input_ready(c);
+    if (c->op.state != STUBDM__OP_PENDING)
+        return;
     if (c->n == 0)
         return; /* console 0 has no frontend state */
     rc = read_fe_num(c, "state", 255, &st);
