@@ -23,10 +23,11 @@
  *       to stdout (the FIFO QEMU reads as -incoming fd:3) until the backend
  *       closes the console (hangup: EOF or EIO).
  *
- *   xt-hvc wait-running SOCK SECONDS
+ *   xt-hvc wait-ready SOCK SECONDS
  *       QMP query-status on the unix socket SOCK (a private monitor) until
- *       QEMU runs: a restoring QEMU (-incoming) runs only once it has
- *       loaded the stream, so the init writes "running" only then.
+ *       QEMU is past its start: any status but "inmigrate" (a restoring
+ *       QEMU, -incoming, leaves it only once it has loaded the stream), so
+ *       the init writes "running" only then.  Prints the status.
  *
  * A tty of Linux's hvc driver starts in cooked mode (ICRNL, ISIG, IXON,
  * ECHO, OPOST/ONLCR) and is reset on the last close, so it is made raw
@@ -196,18 +197,16 @@ static int qmp_line(int fd, char *buf, size_t len)
     return 0;
 }
 
-/* Send cmd, return 1 if its reply contains want, 0 if not, -1 on error. */
-static int qmp_ask(int fd, const char *cmd, const char *want)
+/* Send cmd; its reply line into line.  0, or -1 on error. */
+static int qmp_ask(int fd, const char *cmd, char *line, size_t len)
 {
-    char line[4096];
-
     if (write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd))
         return -1;
     for (;;) {
-        if (qmp_line(fd, line, sizeof(line)) < 0)
+        if (qmp_line(fd, line, len) < 0)
             return -1;
         if (strstr(line, "\"return\"") || strstr(line, "\"error\""))
-            return want && strstr(line, want) ? 1 : 0;
+            return 0;
     }
 }
 
@@ -229,31 +228,36 @@ static int do_wait_running(const char *sock, int seconds)
         usleep(200000);
     }
     if (fd < 0 || qmp_line(fd, line, sizeof(line)) < 0 ||
-        qmp_ask(fd, "{\"execute\":\"qmp_capabilities\"}\r\n", NULL) < 0) {
+        qmp_ask(fd, "{\"execute\":\"qmp_capabilities\"}\r\n", line,
+                sizeof(line)) < 0) {
         fprintf(stderr, "xt-hvc: no QMP on %s\n", sock);
         return 1;
     }
     while (time(NULL) < end) {
-        int r = qmp_ask(fd, "{\"execute\":\"query-status\"}\r\n",
-                        "\"status\": \"running\"");
-        if (r < 0)
+        char *st;
+        if (qmp_ask(fd, "{\"execute\":\"query-status\"}\r\n", line,
+                    sizeof(line)) < 0)
             return 1;
-        if (r == 1)
+        st = strstr(line, "\"status\": \"");
+        if (st && strncmp(st + 11, "inmigrate", 9) != 0) {
+            char *q = strchr(st + 11, '"');
+            printf("%.*s\n", q ? (int)(q - st - 11) : 16, st + 11);
             return 0;
+        }
         usleep(200000);
     }
-    fprintf(stderr, "xt-hvc: QEMU not running after %d s\n", seconds);
+    fprintf(stderr, "xt-hvc: QEMU still starting after %d s\n", seconds);
     return 1;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc == 4 && !strcmp(argv[1], "wait-running"))
+    if (argc == 4 && !strcmp(argv[1], "wait-ready"))
         return do_wait_running(argv[2], atoi(argv[3]));
     if (argc == 5 && !strcmp(argv[1], "save"))
         return do_save(atoi(argv[2]), argv[3], argv[4]);
     if (argc == 3 && !strcmp(argv[1], "restore"))
         return do_restore(argv[2]);
-    fprintf(stderr, "usage: xt-hvc save FD FILE TTY | restore TTY | wait-running SOCK SECONDS\n");
+    fprintf(stderr, "usage: xt-hvc save FD FILE TTY | restore TTY | wait-ready SOCK SECONDS\n");
     return 2;
 }
