@@ -408,7 +408,10 @@ fi
 # libstubdm): console 0 (the builder's page) to a log file, 1 (save, held),
 # 2 (restore, or the serials' placeholder), 3 (a serial, to a file), with no
 # QEMU in dom0.  The device model is Debian's qemu-system-x86_64 (TCG,
-# -machine pc) started by the image's init with the dm-argv (xt.dm=qemu-argv:
+# -machine pc) started by the image's init with the dm-argv (xt.dm=qemu-argv;
+# the xz image and 512 MB: with the gz image and 320 MB, QEMU -machine pc
+# died in the stubdomain with a segfault on stack growth and ld.so
+# "Inconsistency detected" lines, the marks of memory exhaustion:
 # log to hvc0, fdset 1 pumped into /dev/hvc1, -incoming fd:3 fed from
 # /dev/hvc2).  Then the #8 round trip: `stubdm-ctl save` (another process)
 # through console 1, and a new spawn `--restore FILE` through console 2 whose
@@ -430,7 +433,7 @@ spc_spawn() {
 '
         # shellcheck disable=SC2046
         exec stubdm-ctl -v spawn --guest "$HGUEST" --name "xt-spc-$tag" --kernel /mnt/host/images/vmlinuz \
-            --ramdisk /mnt/host/images/stubdom-rootfs.cpio.gz --memory 320 \
+            --ramdisk /mnt/host/images/stubdom-rootfs.cpio.xz --memory 512 \
             --cmdline "console=hvc0 xt.dm=qemu-argv" --console-backend libstubdm \
             --log "$log" --serial "file:$ser" --timeout 240 --serve "$@" -- $(spc_args $SPC_MODE)
     ) > /tmp/spc-$tag.out 2> /tmp/spc-$tag.err &
