@@ -467,9 +467,14 @@ spc_dump() { # TAG LOG
 if has spawncon; then
     section "4f. stubdm-ctl spawn --console-backend libstubdm: consoles 0-3 served by the library, save and restore through consoles 1 and 2"
     # No QEMU in dom0 at all: the paused HVM guest's own dom0 qemu-xen is
-    # stopped (the guest stays paused; nothing here runs it).
-    pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
-    [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
+    # stopped (the guest stays paused; nothing here runs it), and so is the
+    # dom0 disk backend Xen's init script starts (xen-qemu-system-i386
+    # -xen-domid 0 -xen-attach -M xenpv: dom0's own qdisk, unused here).
+    for pid in $(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null) \
+               $(cat /run/qemu-dom0.pid 2>/dev/null); do
+        info "stopping dom0 QEMU $pid: $(tr '\0' ' ' < /proc/$pid/cmdline 2>/dev/null | cut -c1-120)"
+        kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+    done
     L1=/tmp/spc-console.log S1=/tmp/spc-serial.log
     SPC_MODE=; spc_spawn a $L1 $S1
     SA=$SPC_DOM
@@ -483,7 +488,7 @@ if has spawncon; then
         else fail "spawncon-consoles" "backend states $st (want 4 4 4 4)"; spc_dump a $L1; fi
         # no QEMU at all in dom0 (libxl's ioemu backend would be one with
         # -xen-domid <stubdomain>)
-        q=$(ps -eo pid,args | grep -i qemu | grep -v grep | cut -c1-200)
+        q=$(ps -eo pid,comm,args | awk '$2 ~ /qemu/' | cut -c1-200)
         if [ -z "$q" ]; then pass "spawncon-no-dom0-qemu (ps: no qemu process in dom0)"
         else fail "spawncon-no-dom0-qemu" "$(echo "$q" | tr '\n' '|')"; fi
         s1=$(wc -c < $L1); sleep 5; s2=$(wc -c < $L1)
