@@ -423,8 +423,12 @@ fi
 # a small but real QEVM stream (timer, globalstate: 191 bytes on the host,
 # binary: 00 and 03 bytes).  -S: stopped, as after a save.  Restoring: no
 # configuration section in xen-save-devices-state's stream.
-spc_args() { printf '%s\n' -machine none -nodefaults -no-user-config -display none -S \
+# XT_SPC_MACHINE=pc (run.sh): -machine pc -m 16 instead (vapic off: its
+# kvm-tpr-opt state does not load under TCG).
+SPC_MACHINE=$(cat /mnt/host/spc-machine 2>/dev/null || echo none)
+spc_args() { printf '%s\n' -machine "$SPC_MACHINE" -nodefaults -no-user-config -display none -S \
     -serial /dev/hvc3
+    [ "$SPC_MACHINE" = pc ] && printf '%s\n' -m 16 -global apic.vapic=off
     [ "$1" = restore ] && printf '%s\n' -global migration.send-configuration=off; }
 # spc_spawn TAG LOG SERIAL [spawn options...] -> $SPC_PID (stubdm-ctl --serve in the
 # background), $SPC_DOM (domid, once running), $SPC_MS (start to running)

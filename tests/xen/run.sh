@@ -15,7 +15,8 @@
 #      XT_SKIP_BUILD=1 (use the binaries already in XT_BUILD),
 #      XT_TIMEOUT (default 1200 s), XT_MEM (MB, default 3072),
 #      XT_DOM0_MEM (default 1536M), XT_XEN_EXTRA (more Xen boot options,
-#      e.g. xsave=0: see docs/real-xen.md, sporadic segfaults).
+#      e.g. xsave=0: see docs/real-xen.md, sporadic segfaults),
+#      XT_SPC_MACHINE (spawncon's QEMU -machine: none (default) or pc).
 source "$(dirname "$0")/common.sh"
 TIMEOUT=${XT_TIMEOUT:-1200}
 TESTS=${XT_TESTS:-xs wait qmp spawn}
@@ -74,6 +75,7 @@ gcc -O2 -Wall -o "$XT_SHARE/bin/xt-unpause" "$XT_DIR/xt-unpause.c" -lxenctrl \
 cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
+echo "${XT_SPC_MACHINE:-none}" > "$XT_SHARE/spc-machine"  # spawncon's QEMU machine
 xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
 
 # 4. boot.  TCG: this host's /dev/kvm is kvm-pvm (no VMX/SVM) and cannot run
