@@ -586,7 +586,14 @@ STUBDM_EXPORT int stubdm_contract_set_args(stubdm_contract *c,
 STUBDM_EXPORT int stubdm_contract_set_argv_encoding(
     stubdm_contract *c, stubdm_argv_encoding encoding, size_t max_value_len);
 
-/** Choose who serves consoles 1 and up (console 0 too, see docs). */
+/**
+ * Choose who serves the consoles (the frontend "type" of each).  With
+ * STUBDM_CONSOLE_XENCONSOLED the layout has console 0 only: xenconsoled
+ * serves nothing else, and a Linux stubdomain would wait 25 s at boot for
+ * each console nobody serves; an output set for console 1, 2 or a serial
+ * then makes layout/write fail with STUBDM_EINVAL (docs/protocol.md
+ * section 4).
+ */
 STUBDM_EXPORT int stubdm_contract_set_console_backend(
     stubdm_contract *c, stubdm_console_backend backend);
 
@@ -1162,9 +1169,13 @@ STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
     stubdm_spawn_config *cfg, unsigned n, const char *output);
 /**
  * Who serves consoles.  Default: STUBDM_CONSOLE_LIBSTUBDM on the simulated
- * host, STUBDM_CONSOLE_IOEMU (libxl's dom0 QEMU, unchanged) on Xen until
- * the library's Xen console transport is proven there: a Xen caller opts
- * in by choosing LIBSTUBDM.
+ * host, STUBDM_CONSOLE_IOEMU (libxl's dom0 QEMU, unchanged) on Xen: a Xen
+ * caller opts in by choosing LIBSTUBDM (proven on the nested Xen 4.17,
+ * docs/real-xen.md).
+ *
+ * With XENCONSOLED the stubdomain gets console 0 only (no save console:
+ * stubdm_dm_save fails at once); a console 1, 2 or serial output, or a
+ * restore fd, is refused with STUBDM_EINVAL before anything is made.
  *
  * With LIBSTUBDM the spawn serves the consoles itself (stubdm_console_serve,
  * from the DEVICES step, before the domain runs; docs/consoles.md):
@@ -1174,11 +1185,16 @@ STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
  *   2  restore: fed from stubdm_spawn_config_set_restore_fd();
  *   3+ serials: output "pty" (path published in "tty",
  *      stubdm_console_tty()) or "file:/PATH" (capped as the log).
+ *   2  without a restore but with serials: the numbering placeholder,
+ *      served (output dropped) so the frontend connects.
  * A console that fails on its own (STUBDM_EPROTO from a hostile ring, a
  * failing fd) ends alone, logged as a warning: the stubdomain runs on.
  * STUBDM_EDOMAIN_GONE ends them all and is reported by the spawn or by
- * the caller's own death handling.  Destroying or freeing the handle stops
- * serving them.
+ * the caller's own death handling.  Destroying the handle stops serving
+ * them (backend Closing, Closed); freeing it while the stubdomain runs
+ * lets them go instead (backend back to InitWait, the frontend stays
+ * connected), so another process can serve them: a Linux frontend
+ * removes its tty for good when the backend closes.
  */
 STUBDM_EXPORT int stubdm_spawn_config_set_console_backend(
     stubdm_spawn_config *cfg, stubdm_console_backend backend);
@@ -1363,7 +1379,12 @@ STUBDM_EXPORT int stubdm_stubdom_save(stubdm_stubdom *s, int out_fd,
                                       void *user, stubdm_op **op_out);
 /**
  * The same for a stubdomain this ctx did not spawn (another process, e.g.
- * stubdm-ctl): opens QMP and serves console 1 for the save's duration.
+ * stubdm-ctl): opens QMP and serves console 1 for the save's duration,
+ * then lets it go (InitWait), so the next save can serve it again.  No
+ * other process may serve console 1 meanwhile (one event-channel binding
+ * per port).  @return also STUBDM_ENOENT (the stubdomain has no console
+ * 1, e.g. spawned with the xenconsoled backend) or STUBDM_ENOTSUP
+ * (console 1's backend kind is not libstubdm), at once.
  */
 STUBDM_EXPORT int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                  uint32_t guest_domid, int out_fd,
@@ -1553,8 +1574,9 @@ STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
  * Serve console n of a stubdomain whose contract was written with backend
  * kind STUBDM_CONSOLE_LIBSTUBDM.  Opens the destination (log file, pty)
  * now, writes backend state InitWait (2), then from the loop: waits for
- * the frontend's ring-ref and event-channel (console 0: ring-ref and port
- * from the domain builder), maps and binds them, writes Connected (4) and
+ * the frontend's ring-ref and port (the keys Linux's hvc_xen writes;
+ * console 0: ring-ref and port from the domain builder), maps and binds
+ * them, writes Connected (4) and
  * moves bytes.  On the end, Closing (5) then Closed (6).
  * @param n     0 .. 2 + STUBDM_MAX_SERIALS; the role must fit n (log: 0,
  *              save: 1, restore: 2, serial: >= 3).

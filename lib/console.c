@@ -6,7 +6,7 @@
  *   serve: open the destination (log file, pty) -> backend state InitWait
  *     -> watch the frontend directory and the domain.
  *   frontend published (state Initialised/Connected plus ring-ref and
- *     event-channel; console 0: ring-ref and port) -> map + bind through
+ *     port; console 0: ring-ref and port, no state) -> map + bind through
  *     the transport -> Connected -> pump.
  *   pump (on every notification, fd readiness and connect): out ring ->
  *     destination fd until the ring is empty or the fd would block; source
@@ -94,6 +94,8 @@ struct stubdm_console {
 
     /* state */
     bool connected, out_blocked, in_wanted, src_eof;
+    bool release; /* closing hands the console over (no Closing/Closed) */
+    bool input_ready; /* restore: the frontend wrote input-ready = 1 */
     struct stubdm__ctrans tr;
     struct stubdm__cring ring;
     struct stubdm__xswatch fe_watch;
@@ -522,6 +524,7 @@ static ssize_t sink_file(stubdm_console *c, struct iovec *iov, int cnt,
  * ------------------------------------------------------------------------ */
 
 static void flush_check_all(stubdm_console *c, int final_rc);
+static void check_input_ready(stubdm_console *c);
 
 #define END(c, rc, ...) stubdm__op_complete(&(c)->op, (rc), __VA_ARGS__)
 
@@ -558,8 +561,16 @@ static void console_stop(stubdm_op *op)
     c->connected = false;
     stubdm__ctrans_close(&c->tr);
     /* Tell the frontend, unless the contract is already gone (writing
-     * would recreate the backend directory). */
-    if (be_dir_exists(c)) {
+     * would recreate the backend directory).  A release only hands the
+     * console over: back to InitWait, so the frontend stays connected.
+     * Closing would make Linux's hvc_xen remove the tty (hvc_remove, a
+     * hangup of every open file, QEMU's fdset included) and never come
+     * back, so no later backend (another process: stubdm-ctl save, a new
+     * --serve) could use the console again. */
+    if (c->release && be_dir_exists(c) &&
+        c->op.state == STUBDM__OP_PENDING) {
+        set_be_state(c, XenbusStateInitWait);
+    } else if (be_dir_exists(c)) {
         set_be_state(c, XenbusStateClosing);
         set_be_state(c, XenbusStateClosed);
     } else {
@@ -692,6 +703,14 @@ static int pump_in(stubdm_console *c, bool *notify, bool *more)
 {
     c->in_wanted = false;
     if (c->src_fd < 0 || c->src_eof)
+        return 0;
+    /* Restore: nothing goes into the ring before the frontend says its
+     * reader is ready.  A Linux stubdomain's /dev/hvc2 is a tty in cooked
+     * mode until its userspace opens it and makes it raw; bytes the hvc
+     * driver takes from the ring before that (it does at the open itself)
+     * are mangled: 0x03 (the stream's version word) is ^C, CR becomes
+     * LF, ^S stops the flow.  The ring keeps the stream meanwhile. */
+    if (c->role == ROLE_RESTORE && !c->input_ready)
         return 0;
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         char *ptr[2];
@@ -861,8 +880,10 @@ static void try_connect(stubdm_console *c)
         return;
     if (rc)
         goto bad_value;
-    rc = read_fe_num(c, c->n == 0 ? "port" : "event-channel", UINT32_MAX,
-                     &port);
+    /* "port" for every console: the domain builder's for console 0, and
+     * the key Linux's hvc_xen frontend writes for the others (as QEMU's
+     * xen_console backend and xenconsoled read it). */
+    rc = read_fe_num(c, "port", UINT32_MAX, &port);
     if (rc == STUBDM_ENOENT)
         return;
     if (rc)
@@ -907,6 +928,7 @@ static void try_connect(stubdm_console *c)
     /* The frontend may have written before we came, or wait for room. */
     stubdm__ctrans_notify(&c->tr);
     pump(c);
+    check_input_ready(c);
     return;
 
 bad_value:
@@ -918,6 +940,23 @@ bad_value:
     else
         END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
             ctx->errmsg);
+}
+
+/* Restore: has the frontend written input-ready = 1 (its reader is
+ * raw and waiting)?  Pump once it has. */
+static void check_input_ready(stubdm_console *c)
+{
+    uint64_t v = 0;
+
+    if (c->role != ROLE_RESTORE || c->input_ready || c->src_fd < 0)
+        return;
+    if (read_fe_num(c, "input-ready", 1, &v) == 0 && v == 1) {
+        c->input_ready = true;
+        LOG_DEBUG(c->op.ctx, MOD, "console %u of %u: the frontend is ready "
+                  "for input", c->n, c->stubdom);
+        pump(c);
+    }
+    stubdm__clear_error(c->op.ctx);
 }
 
 static void on_fe_change(stubdm_ctx *ctx, struct stubdm__xswatch *w,
@@ -933,6 +972,9 @@ static void on_fe_change(stubdm_ctx *ctx, struct stubdm__xswatch *w,
         try_connect(c);
         return;
     }
+    check_input_ready(c);
+    if (c->op.state != STUBDM__OP_PENDING)
+        return;
     if (c->n == 0)
         return; /* console 0 has no frontend state */
     rc = read_fe_num(c, "state", 255, &st);
@@ -1123,8 +1165,10 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
         break;
     case ROLE_SAVE:
     case ROLE_RESTORE:
-        if (c->role == ROLE_SAVE && opts->fd < 0)
-            break; /* held (stubdm__console_opts_set_save_held) */
+        if (opts->fd < 0)
+            break; /* save: held (stubdm__console_opts_set_save_held);
+                    * restore: the serials' placeholder
+                    * (stubdm__console_opts_set_placeholder) */
         if (set_nonblock(opts->fd) < 0) {
             int err = errno;
             rc = stubdm__fail(ctx, STUBDM_EINVAL, err,
@@ -1320,6 +1364,20 @@ void stubdm__console_opts_set_save_held(stubdm_console_opts *o)
     o->fd = -1;
 }
 
+void stubdm__console_opts_set_placeholder(stubdm_console_opts *o)
+{
+    o->role = ROLE_RESTORE;
+    o->fd = -1;
+}
+
+void stubdm__console_release(stubdm_console *c)
+{
+    if (!c)
+        return;
+    c->release = true;
+    stubdm_console_close(c);
+}
+
 int stubdm__console_save_attach(stubdm_console *c, int fd)
 {
     stubdm_ctx *ctx = c->op.ctx;
@@ -1361,6 +1419,16 @@ int stubdm__console_out_empty(stubdm_console *c)
     if (!c->connected)
         return 0;
     return stubdm__cring_rx_empty(&c->ring);
+}
+
+bool stubdm__console_out_reached(const stubdm_console *c, uint64_t total)
+{
+    if (!c->connected)
+        return false;
+    /* The ring's out_cons is free-running from the console's creation,
+     * whichever backend (process) consumed the earlier bytes: modulo 2^32
+     * it is the frontend's count of every byte ever consumed. */
+    return (uint32_t)(c->ring.rx_cons - (uint32_t)total) < 0x80000000u;
 }
 
 bool stubdm__console_pending(const stubdm_console *c)

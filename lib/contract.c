@@ -239,7 +239,14 @@ static const char *backend_type(stubdm_console_backend b)
 }
 
 /*
- * Whether console n exists.  Console 2 exists when restoring, and also,
+ * Whether console n exists.  With the xenconsoled backend only console 0
+ * does: xenconsoled serves the builder's console page and nothing under
+ * device/console, and a Linux stubdomain waits 25 s at boot for every
+ * frontend there to connect (xenbus_probe_frontend "Waiting for devices
+ * to initialise"), so a console nobody serves costs every spawn 25 s and
+ * gives nothing (check_contract refuses outputs for consoles >= 1).
+ * Otherwise console 1 (save) always exists.  Console 2 exists when
+ * restoring, and also,
  * as a placeholder with output "null", when serials follow it: Linux
  * numbers /dev/hvcN by probe order, so without console 2 the first
  * serial (console 3) would become /dev/hvc2 and QEMU's -serial /dev/hvc3
@@ -249,6 +256,8 @@ static bool console_exists(const stubdm_contract *c, unsigned n,
                            const char **output)
 {
     *output = n < NCONSOLES ? c->output[n] : NULL;
+    if (c->backend == STUBDM_CONSOLE_XENCONSOLED)
+        return n == STUBDM_CONSOLE_LOG;
     if (n <= STUBDM_CONSOLE_SAVE)
         return true;
     if (n == STUBDM_CONSOLE_RESTORE) {
@@ -286,6 +295,23 @@ static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
                             "contract: toolstack domid %u is the guest or the "
                             "stubdomain",
                             c->toolstack);
+    if (c->backend == STUBDM_CONSOLE_XENCONSOLED) {
+        /* Refused rather than dropped: the stubdomain would wait for a
+         * save, restore or serial console nobody serves. */
+        for (unsigned n = STUBDM_CONSOLE_SAVE; n < NCONSOLES; n++)
+            if (c->output[n])
+                return stubdm__fail(
+                    ctx, STUBDM_EINVAL, 0,
+                    "contract: console %u (%s) has output '%.40s', but the "
+                    "xenconsoled backend serves console 0 only; use the "
+                    "libstubdm or ioemu backend for save, restore and "
+                    "serials",
+                    n,
+                    n == STUBDM_CONSOLE_SAVE      ? "save"
+                    : n == STUBDM_CONSOLE_RESTORE ? "restore"
+                                                  : "serial",
+                    c->output[n]);
+    }
     for (unsigned n = 0; n < NCONSOLES; n++) {
         const char *o = c->output[n];
         if (!o)

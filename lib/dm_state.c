@@ -88,7 +88,10 @@ static void save_stop(stubdm_op *op)
         stubdm__console_save_detach(so->con);
     so->attached = false;
     if (so->own_con) {
-        stubdm_console_close(so->con);
+        /* Hand console 1 back (InitWait), never Closing: a Linux
+         * stubdomain would remove /dev/hvc1, and with it QEMU's fdset,
+         * so no later save could work. */
+        stubdm__console_release(so->con);
         so->own_con = false;
     }
     so->con = NULL;
@@ -169,7 +172,10 @@ static void on_poll(stubdm_ctx *ctx, struct stubdm__timer *t)
     if (so->exact) {
         if (!so->have_target)
             read_stream_end(so);
-        if (so->have_target && now_out >= so->target) {
+        /* TOTAL counts from the console's creation, not from this
+         * backend's: compare with the ring's own index. */
+        if (so->have_target &&
+            stubdm__console_out_reached(so->con, so->target)) {
             finish(so);
             return;
         }
@@ -386,6 +392,43 @@ int stubdm_stubdom_save(stubdm_stubdom *s, int out_fd, int timeout_ms,
     return 0;
 }
 
+/*
+ * Console 1 must exist and be this library's to serve: with any other
+ * backend the save would wait for a frontend nobody connects, or fight
+ * the backend that has it (one event channel binding per port), until
+ * the timeout.  Say why at once instead.
+ */
+static int check_save_console(stubdm_ctx *ctx, uint32_t stubdom)
+{
+    char path[96], *type = NULL;
+    size_t len = 0;
+    int rc;
+
+    snprintf(path, sizeof(path), "/local/domain/%u/device/console/%u/type",
+             stubdom, STUBDM_CONSOLE_SAVE);
+    rc = stubdm__xs_read(ctx, XBT_NULL, path, FE_VALUE_MAX, &type, &len);
+    if (rc == STUBDM_ENOENT)
+        return stubdm__fail(ctx, STUBDM_ENOENT, 0,
+                            "save: stubdomain %u has no console 1 (%s is "
+                            "absent): nothing can carry the device state; "
+                            "a stubdomain spawned with the xenconsoled "
+                            "backend has console 0 only",
+                            stubdom, path);
+    if (rc)
+        return rc;
+    if (strlen(type) != len || strcmp(type, "libstubdm") != 0) {
+        rc = stubdm__fail(ctx, STUBDM_ENOTSUP, 0,
+                          "save: console 1 of stubdomain %u is served by "
+                          "'%.20s' (%s), not by this library (backend "
+                          "libstubdm)",
+                          stubdom, type, path);
+        free(type);
+        return rc;
+    }
+    free(type);
+    return 0;
+}
+
 int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                    uint32_t guest_domid, int out_fd, int timeout_ms,
                    stubdm_done_fn *done, void *user, stubdm_op **op_out)
@@ -405,6 +448,8 @@ int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "save: bad domid, fd or timeout");
     sim = stubdm__host(ctx)->simulated;
+    if ((rc = check_save_console(ctx, stubdom_domid)))
+        return rc;
     so = save_new(ctx, stubdom_domid, guest_domid, out_fd, timeout_ms, done,
                   user);
     if (!so)

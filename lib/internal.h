@@ -561,6 +561,16 @@ void stubdm__qmp_dispose(stubdm_ctx *ctx);
 /* Role save with no destination yet: the frontend's bytes stay in the ring
  * (backpressure) until a save attaches an fd. */
 void stubdm__console_opts_set_save_held(stubdm_console_opts *o);
+/* Role restore with no source: console 2 as the placeholder that keeps
+ * the serials' numbering (contract.c); served so the frontend connects
+ * (Linux waits 25 s at boot for an unconnected console), its output is
+ * dropped, it never completes. */
+void stubdm__console_opts_set_placeholder(stubdm_console_opts *o);
+/* Stop serving without telling the frontend to close: the backend state
+ * goes back to InitWait and the frontend stays connected, so another
+ * backend (process) can take the console over.  As stubdm_console_close
+ * otherwise (no callback; a console that already ended is just freed). */
+void stubdm__console_release(stubdm_console *c);
 /* Give a held save console its destination (made non-blocking, not
  * closed).  STUBDM_ESTATE (not a served save console), STUBDM_EBUSY (one is
  * attached already), STUBDM_EINVAL. */
@@ -572,6 +582,12 @@ void stubdm__console_save_detach(stubdm_console *c);
 int stubdm__console_out_empty(stubdm_console *c);
 /* Still serving. */
 bool stubdm__console_pending(const stubdm_console *c);
+/* Whether the frontend's output ring has been consumed (written to the
+ * destination) up to total bytes since the console was created (the
+ * frontend's count; compared modulo 2^32 with the ring's out_cons, so it
+ * holds across backends: a save by another process than the one that
+ * served the earlier bytes). */
+bool stubdm__console_out_reached(const stubdm_console *c, uint64_t total);
 
 /* ------------------------------------------------------------------------
  * Device-model state (dm_state.c) and the stubdomain handle (spawn.c)

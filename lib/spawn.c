@@ -485,6 +485,22 @@ static bool served_output_ok(const char *o, bool serial)
 static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                              stubdm_console_backend backend)
 {
+    if (backend == STUBDM_CONSOLE_XENCONSOLED) {
+        /* xenconsoled serves console 0 only, so the contract makes no
+         * other console (a Linux stubdomain would wait 25 s at boot for
+         * each): anything asked of consoles >= 1 cannot be honoured. */
+        for (unsigned n = STUBDM_CONSOLE_SAVE; n < NCONSOLES; n++)
+            if (c->console[n])
+                return stubdm__fail(
+                    ctx, STUBDM_EINVAL, 0,
+                    "spawn: console %u (%s): the xenconsoled backend serves "
+                    "console 0 only; use the libstubdm (or ioemu) console "
+                    "backend for save, restore and serials",
+                    n,
+                    n == STUBDM_CONSOLE_SAVE      ? "save"
+                    : n == STUBDM_CONSOLE_RESTORE ? "restore"
+                                                  : "serial");
+    }
     if (backend != STUBDM_CONSOLE_LIBSTUBDM) {
         if (c->restore_fd >= 0)
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
@@ -1042,8 +1058,12 @@ static int teardown_domain(stubdm_ctx *ctx,
     return 0;
 }
 
-/* Stop serving every console (and end a save or restore using them). */
-static void close_consoles(stubdm_stubdom *s)
+/* Stop serving every console (and end a save or restore using them).
+ * release: the stubdomain runs on (the handle is freed, not destroyed):
+ * hand the consoles over instead of closing them, so the stubdomain's
+ * ttys survive and another process can serve them
+ * (stubdm__console_release). */
+static void close_consoles(stubdm_stubdom *s, bool release)
 {
     if (s->dm_op) {
         stubdm_op *op = s->dm_op;
@@ -1052,7 +1072,10 @@ static void close_consoles(stubdm_stubdom *s)
     }
     for (unsigned n = 0; n < NCONSOLES; n++) {
         if (s->cons[n]) {
-            stubdm_console_close(s->cons[n]);
+            if (release)
+                stubdm__console_release(s->cons[n]);
+            else
+                stubdm_console_close(s->cons[n]);
             s->cons[n] = NULL;
         }
     }
@@ -1062,7 +1085,7 @@ static int teardown(stubdm_stubdom *s)
 {
     int rc = 0;
 
-    close_consoles(s);
+    close_consoles(s, false);
     if (s->qmp) {
         stubdm_qmp_close(s->qmp);
         s->qmp = NULL;
@@ -1490,10 +1513,14 @@ static int serve_consoles(stubdm_stubdom *s)
         } else if (n == STUBDM_CONSOLE_SAVE) {
             stubdm__console_opts_set_save_held(o);
         } else if (n == STUBDM_CONSOLE_RESTORE) {
-            if (c->restore_fd < 0)
-                serve = false; /* absent, or the serials' placeholder */
-            else
+            if (c->restore_fd >= 0)
                 rc = stubdm_console_opts_set_restore_fd(o, c->restore_fd);
+            else if (c->console[STUBDM_CONSOLE_SERIAL0])
+                /* The serials' placeholder (contract.c): served, or a
+                 * Linux stubdomain waits 25 s at boot for it to connect. */
+                stubdm__console_opts_set_placeholder(o);
+            else
+                serve = false; /* absent */
         } else if (!out) {
             break; /* serials are contiguous */
         } else if (!strcmp(out, "pty")) {
@@ -1857,7 +1884,7 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
         s->op->s = NULL;
         s->op = NULL;
     }
-    close_consoles(s);
+    close_consoles(s, s->domain_made);
     if (s->qmp)
         stubdm_qmp_close(s->qmp);
     stubdm_spawn_config_free(s->cfg);

@@ -322,6 +322,55 @@ START_TEST(restore_stream_byte_exact_and_eof)
 }
 END_TEST
 
+/* A Linux frontend's /dev/hvc2 is a cooked tty until its reader made it
+ * raw: the restore stream waits in the caller's fd until the frontend
+ * writes input-ready = 1. */
+START_TEST(restore_waits_for_input_ready)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    const char *fe = "/local/domain/5/device/console/2";
+    char path[96], got[16];
+    int p[2];
+    struct simcons *sc;
+    stubdm_console *c;
+    long n = 0;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_restore_fd(o, p[0]), 0);
+    ck_assert_int_eq(write(p[1], "\x03stream\r", 8), 8);
+    c = serve(2, o, &r);
+    ck_assert_int_eq(simcons_open(&sc, simdir, STUB, 2), 0);
+    snprintf(path, sizeof(path), "%s/ring-ref", fe);
+    ck_assert(xs_write(xs5, XBT_NULL, path, "8", 1));
+    snprintf(path, sizeof(path), "%s/port", fe);
+    ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
+    ck_assert_int_eq(simcons_set_state(sc, xs5, 3), 0);
+    wait_connected(c);
+    run(100);
+    ck_assert_int_eq(simcons_read(sc, got, sizeof(got)), 0);
+    ck_assert_uint_eq(stubdm_console_bytes_in(c), 0);
+    /* Not "1": still nothing. */
+    snprintf(path, sizeof(path), "%s/input-ready", fe);
+    ck_assert(xs_write(xs5, XBT_NULL, path, "yes", 3));
+    run(100);
+    ck_assert_uint_eq(stubdm_console_bytes_in(c), 0);
+    ck_assert(xs_write(xs5, XBT_NULL, path, "1", 1));
+    for (int i = 0; i < 100 && n < 8; i++) {
+        run(10);
+        long g = simcons_read(sc, got + n, sizeof(got) - (size_t)n);
+        ck_assert_int_ge(g, 0);
+        n += g;
+    }
+    ck_assert_int_eq(n, 8);
+    ck_assert(!memcmp(got, "\x03stream\r", 8));
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
 /* ---- bounds ------------------------------------------------------------ */
 
 START_TEST(stalled_save_reader_bounded)
@@ -552,7 +601,7 @@ START_TEST(hostile_xenstore_values)
     c = serve(1, o, &r);
     snprintf(path, sizeof(path), "%s/ring-ref", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "12abc", 5));
-    snprintf(path, sizeof(path), "%s/event-channel", fe);
+    snprintf(path, sizeof(path), "%s/port", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
     snprintf(path, sizeof(path), "%s/state", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
@@ -612,7 +661,7 @@ START_TEST(xenbus_states)
     ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/ring-ref",
                        "8", 1));
     ck_assert(xs_write(xs5, XBT_NULL,
-                       "/local/domain/5/device/console/1/event-channel", "3",
+                       "/local/domain/5/device/console/1/port", "3",
                        1));
     run(50);
     assert_be_state(1, "2");
@@ -650,7 +699,7 @@ START_TEST(published_before_files_retries)
     ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/ring-ref",
                        "8", 1));
     ck_assert(xs_write(xs5, XBT_NULL,
-                       "/local/domain/5/device/console/1/event-channel", "3",
+                       "/local/domain/5/device/console/1/port", "3",
                        1));
     ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/state",
                        "3", 1));
@@ -871,6 +920,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, save_stream_byte_exact);
     tcase_add_test(tc, restore_stream_byte_exact_and_eof);
+    tcase_add_test(tc, restore_waits_for_input_ready);
     tcase_add_test(tc, stalled_save_reader_bounded);
     tcase_add_test(tc, log_flood_capped_with_drops);
     tcase_add_test(tc, log_rotation_files_and_sizes);

@@ -149,11 +149,22 @@ START_TEST(test_layout_golden)
     golden("restore-serials-hvmloader", c);
     /* Serials without restoring: console 2 is a placeholder. */
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 2, NULL), 0);
-    ck_assert_int_eq(stubdm_contract_set_console_backend(
-                         c, STUBDM_CONSOLE_XENCONSOLED), 0);
     ck_assert_int_eq(stubdm_contract_set_toolstack_domid(c, TOOL7), 0);
     ck_assert_int_eq(stubdm_contract_set_argv_encoding(
                          c, STUBDM_ARGV_MINIOS_DMARGS, 0), 0);
+    golden("toolstack7-serials-placeholder-minios", c);
+    /* xenconsoled serves console 0 only: a save output and serials are
+     * refused (the stubdomain would wait 25 s at boot for each console
+     * nobody serves), naming the first console asked for. */
+    ck_assert_int_eq(stubdm_contract_set_console_backend(
+                         c, STUBDM_CONSOLE_XENCONSOLED), 0);
+    golden("toolstack7-xenconsoled-refused", c);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 1, NULL), 0);
+    golden("toolstack7-xenconsoled-serial-refused", c);
+    /* Without them: console 0 only, no device/console at all (remove
+     * still clears every console a layout may hold). */
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 4, NULL), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 3, NULL), 0);
     golden("toolstack7-xenconsoled-minios", c);
     stubdm_contract_free(c);
 }

@@ -339,7 +339,14 @@ START_TEST(test_log_and_serial)
     ck_assert_ptr_nonnull(log);
     ck_assert_ptr_nonnull(ser);
     ck_assert_ptr_nonnull(stubdm_stubdom_console(s, 1)); /* save, held */
-    ck_assert_ptr_null(stubdm_stubdom_console(s, 2));    /* not restoring */
+    /* Not restoring, but a serial follows: console 2 is the numbering
+     * placeholder, served so that a Linux frontend connects (it would
+     * wait 25 s at boot otherwise).  The stand-in does not connect a
+     * "null" console: it waits in InitWait, never completes. */
+    ck_assert_ptr_nonnull(stubdm_stubdom_console(s, 2));
+    ck_assert_int_eq(stubdm_console_state(stubdm_stubdom_console(s, 2)), 2);
+    ck_assert_int_eq(stubdm_console_result(stubdm_stubdom_console(s, 2)),
+                     STUBDM_ESTATE);
 
     /* Console 0: the stubdomain's log lines came through the ring. */
     m.path = log_path;
@@ -525,6 +532,22 @@ START_TEST(test_save_restore_roundtrip)
 }
 END_TEST
 
+/* Backend state of console n of a stubdomain ("" if absent); static. */
+static const char *be_state(uint32_t domid, unsigned n)
+{
+    static char v[16];
+    struct xs_handle *xsh = NULL;
+    char path[96], *r;
+
+    ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
+    snprintf(path, sizeof(path), "/local/domain/0/backend/console/%u/%u/state",
+             domid, n);
+    r = xs_read(xsh, XBT_NULL, path, NULL);
+    snprintf(v, sizeof(v), "%s", r ? r : "");
+    free(r);
+    return v;
+}
+
 /* Another process (stubdm-ctl save): by domids, with its own QMP and
  * console 1. */
 START_TEST(test_save_by_domid)
@@ -546,6 +569,9 @@ START_TEST(test_save_by_domid)
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* it keeps running; its consoles are let go */
+    /* Let go, not closed: back to InitWait, the frontend stays connected
+     * (Closing would make a Linux stubdomain remove /dev/hvc1 for good). */
+    ck_assert_str_eq(be_state(domid, 1), "2");
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert_int_ge(fd, 0);
     int64_t t0 = stubdm_now_ms();
@@ -557,6 +583,17 @@ START_TEST(test_save_by_domid)
     ck_assert_uint_eq(bytes, file_size(path));
     fprintf(stderr, "test_dm_state: save by domid %llu bytes in %.1f ms\n",
             (unsigned long long)bytes, ms);
+    /* The save let console 1 go too, so the next backend (a second save)
+     * takes it over again. */
+    ck_assert_str_eq(be_state(domid, 1), "2");
+    fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    bytes = 0;
+    ck_assert_int_eq(
+        stubdm_dm_save_sync(ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
+    close(fd);
+    ck_assert_uint_gt(bytes, 0);
+    ck_assert_uint_eq(bytes, file_size(path));
     ck_assert_int_eq(stubdm_destroy(ctx, domid), 0);
     unlink(path);
     assert_clean();

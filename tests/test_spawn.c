@@ -253,6 +253,28 @@ START_TEST(test_validate)
     /* The same through validate(). */
     ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
     stubdm_spawn_config_free(c);
+
+    /* xenconsoled serves console 0 only: a serial or a save output with
+     * it is refused before anything is made, naming the console (a
+     * stubdomain would wait 25 s at boot for a console nobody serves);
+     * console 0 alone is fine. */
+    c = config(NULL, 0, false);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_backend(
+                         c, STUBDM_CONSOLE_XENCONSOLED), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, "pty"), 0);
+    expect_refused(c, STUBDM_EINVAL, "console 3 (serial): the xenconsoled");
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(
+                         c, 1, "file:/tmp/save"), 0);
+    expect_refused(c, STUBDM_EINVAL, "console 1 (save)");
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 1, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, 0), 0);
+    expect_refused(c, STUBDM_EINVAL, "restoring needs the libstubdm");
+    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, -1), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(
+                         c, 0, "file:/tmp/log"), 0);
+    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), 0);
+    stubdm_spawn_config_free(c);
     assert_clean();
 }
 END_TEST

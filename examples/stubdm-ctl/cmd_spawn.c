@@ -367,7 +367,8 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     fflush(stdout);
     if (backend == STUBDM_CONSOLE_LIBSTUBDM && !serve && !g->json)
         fprintf(stderr, "note: this process served the consoles; they are "
-                        "no longer served after it exits (--serve)\n");
+                        "let go when it exits (another process may serve "
+                        "them: --serve, save)\n");
     if (backend == STUBDM_CONSOLE_LIBSTUBDM && serve) {
         /* Serve the consoles until interrupted or the stubdomain is gone
          * (the held save console ends with it). */
@@ -427,7 +428,8 @@ CTL_COMMAND(cmd_spawn) = {
         "  --disk PATH[,qcow2][,ro]  next emulated disk (xvda, xvdb, ...)\n"
         "  --nic [mac=M][,bridge=B][,script=S]  next nic\n"
         "  --log FILE             console 0 (QEMU log) to FILE\n"
-        "  --save CHARDEV         console 1 (device state out; ioemu only)\n"
+        "  --save CHARDEV         console 1 (device state out; ioemu only;\n"
+        "                         xenconsoled has no console 1)\n"
         "  --restore FILE         restore the device model from FILE (a\n"
         "                         'stubdm-ctl save' stream) through console\n"
         "                         2; with ioemu: console 2's chardev\n"

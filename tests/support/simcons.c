@@ -124,7 +124,11 @@ int simcons_publish(struct simcons *sc, struct xs_handle *xs)
     }
     snprintf(dir, sizeof(dir), "/local/domain/%u/device/console/%u",
              sc->stubdom, sc->n);
-    if (xs_put(xs, dir, "ring-ref", "8") || xs_put(xs, dir, "event-channel", "3"))
+    if (xs_put(xs, dir, "ring-ref", "8") || xs_put(xs, dir, "port", "3"))
+        return -1;
+    /* Restore input: this frontend has no cooked tty in the way, so its
+     * reader is ready from the start (docs/consoles.md, input-ready). */
+    if (sc->n == 2 && xs_put(xs, dir, "input-ready", "1"))
         return -1;
     return simcons_set_state(sc, xs, 3 /* XenbusStateInitialised */);
 }

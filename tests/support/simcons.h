@@ -11,7 +11,8 @@
  *                                     go to <S>.<n>.evtchn-be.
  *
  * Usage: simcons_open() creates both, simcons_publish() writes the
- * frontend's xenstore nodes (ring-ref, event-channel, state = 3
+ * frontend's xenstore nodes (ring-ref, port, console 2's input-ready = 1,
+ * state = 3
  * Initialised for n >= 1; for console 0 ring-ref and port, which on Xen
  * the domain builder writes, so pass a dom0 handle), then simcons_write /
  * simcons_read move bytes (non-blocking: they return what fitted) and

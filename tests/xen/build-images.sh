@@ -34,7 +34,7 @@ newer "$XT_OUT/vmlinuz" "$XT_ROOTFS/boot/vmlinuz-$KV" && cp "$XT_ROOTFS/boot/vml
 
 # ---- the stubdomain image ------------------------------------------------
 S=$XT_DIR/stubdom
-if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$S/privcmd-shim.c" "$XT_DIR/xt-memcheck.c" "$XT_ROOTFS/.xt-complete" "$0"; then
+if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$S/privcmd-shim.c" "$XT_DIR/xt-memcheck.c" "$S/xt-hvc.c" "$XT_ROOTFS/.xt-complete" "$0"; then
     D=$XT_WORK/stubdom-root
     rm -rf "$D"; mkdir -p "$D"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,var,usr/lib,usr/lib64,usr/local/bin}
     ln -s usr/lib "$D/lib"; ln -s usr/lib64 "$D/lib64"
@@ -44,6 +44,10 @@ if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$S/privc
     install -m 755 "$XT_WORK/ioreq-probe" "$XT_ROOTFS/usr/local/bin/ioreq-probe"
     gcc -O2 -Wall -o "$XT_WORK/xt-memcheck" "$XT_DIR/xt-memcheck.c" || xt_die "building xt-memcheck"
     install -m 755 "$XT_WORK/xt-memcheck" "$XT_ROOTFS/usr/local/bin/xt-memcheck"
+    # console-frontend helpers for library-served consoles (xt.dm=qemu-argv)
+    gcc -O2 -Wall -Wextra -o "$XT_WORK/xt-hvc" "$S/xt-hvc.c" -lxenstore \
+        || xt_die "building xt-hvc"
+    install -m 755 "$XT_WORK/xt-hvc" "$XT_ROOTFS/usr/local/bin/xt-hvc"
     # LD_PRELOAD for qemu-xen: answers libxendevicemodel's DM_OP probe,
     # which Linux's restricted privcmd refuses (privcmd-shim.c)
     gcc -O2 -Wall -shared -fPIC -o "$XT_WORK/privcmd-shim.so" "$S/privcmd-shim.c" -ldl \
@@ -53,6 +57,7 @@ if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$S/privc
     xt_copy_with_libs "$D" /usr/bin/busybox /usr/libexec/xen-qemu-system-i386 /usr/bin/qemu-system-x86_64 \
         /usr/bin/xenstore-read /usr/bin/xenstore-write /usr/bin/xenstore-list /usr/bin/xenstore-ls \
         /usr/lib/xen-4.17/bin/vchan-socket-proxy /usr/local/bin/ioreq-probe /usr/local/bin/xt-memcheck \
+        /usr/local/bin/xt-hvc \
         /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so /usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0
     # (Debian builds TCG as a module: without accel-tcg-x86_64.so
     # qemu-system-x86_64 dies "fatal: could not load module for type
@@ -61,6 +66,11 @@ if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$S/privc
     # option ROMs qemu-xen may load for an HVM guest's VGA
     mkdir -p "$D/usr/share/seabios"
     cp -L "$XT_ROOTFS"/usr/share/seabios/vgabios-{stdvga,cirrus}.bin "$D/usr/share/seabios/" 2>/dev/null || true
+    # qemu-system-x86_64 -machine pc (xt.dm=qemu-argv): SeaBIOS, and sgabios
+    # so that -device sga puts SeaBIOS's screen on the serial (console 3)
+    cp -L "$XT_ROOTFS"/usr/share/seabios/bios-256k.bin "$D/usr/share/seabios/"
+    mkdir -p "$D/usr/share/qemu"
+    cp -L "$XT_ROOTFS"/usr/share/qemu/sgabios.bin "$D/usr/share/qemu/"
     : > "$D/etc/xt-modules"
     xt_modules "$D" "$D/etc/xt-modules" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkfront xen-netfront
     install -m 755 "$S/init" "$D/init"

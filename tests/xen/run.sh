@@ -16,7 +16,9 @@
 #      XT_TIMEOUT (default 1200 s), XT_MEM (MB, default 3072),
 #      XT_DOM0_MEM (default 1536M), XT_STUB_EXTRA (stubdomain command line
 #      words for the real-qemu-xen sections, e.g. xt.malloccheck),
-#      XT_CPU (QEMU -cpu, default max).
+#      XT_CPU (QEMU -cpu, default max), XT_XEN_EXTRA (more Xen boot options,
+#      e.g. xsave=0: see docs/real-xen.md, sporadic segfaults),
+#      XT_SPC_MACHINE (spawncon's QEMU -machine: none (default) or pc).
 source "$(dirname "$0")/common.sh"
 TIMEOUT=${XT_TIMEOUT:-1200}
 TESTS=${XT_TESTS:-xs wait qmp spawn}
@@ -78,6 +80,7 @@ cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
 echo "${XT_STUB_EXTRA:-}" > "$XT_SHARE/stub-extra"
+echo "${XT_SPC_MACHINE:-none}" > "$XT_SHARE/spc-machine"  # spawncon's QEMU machine
 xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
 
 # 4. boot.  TCG: this host's /dev/kvm is kvm-pvm (no VMX/SVM) and cannot run
@@ -85,7 +88,7 @@ xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
 # No commas in the dom0 command line: QEMU splits -initrd at commas.
 LOG=$XT_WORK/serial.log
 rm -f "$LOG" "$XT_WORK/qemu.pid"
-XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=${XT_DOM0_MEM:-1536M},max:${XT_DOM0_MEM:-1536M} dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0"
+XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=${XT_DOM0_MEM:-1536M},max:${XT_DOM0_MEM:-1536M} dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0${XT_XEN_EXTRA:+ $XT_XEN_EXTRA}"
 DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init"
 XT_CPU=${XT_CPU:-max}
 B0=$(date +%s)
