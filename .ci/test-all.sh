@@ -170,7 +170,10 @@ for stage in $stages; do
         sudo=
         [ "$(id -u)" -eq 0 ] || sudo=sudo
         xlog=build-xen.log
-        $sudo env XT_BUILD="$PWD/build-xen" tests/xen/run.sh \
+        # xsave=0: with XSAVE hidden from the nested guests, the sporadic
+        # user-space corruption seen under TCG did not occur (docs/real-xen.md)
+        $sudo env XT_BUILD="$PWD/build-xen" XT_XEN_EXTRA="${XT_XEN_EXTRA-xsave=0}" \
+            tests/xen/run.sh \
             --tests "$xen_tests" --timeout "$xen_timeout" > "$xlog" 2>&1
         xrc=$?
         sed 's/^/  /' "$xlog"
