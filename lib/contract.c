@@ -307,9 +307,7 @@ static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
                     "libstubdm or ioemu backend for save, restore and "
                     "serials",
                     n,
-                    n == STUBDM_CONSOLE_SAVE      ? "save"
-                    : n == STUBDM_CONSOLE_RESTORE ? "restore"
-                                                  : "serial",
+                    stubdm__console_role(n),
                     c->output[n]);
     }
     for (unsigned n = 0; n < NCONSOLES; n++) {

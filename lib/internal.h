@@ -37,6 +37,15 @@ struct stubdm__list {
     struct stubdm__list *prev, *next;
 };
 
+/* The role of console n in the stubdomain protocol, for messages. */
+static inline const char *stubdm__console_role(unsigned n)
+{
+    return n == STUBDM_CONSOLE_LOG       ? "log"
+           : n == STUBDM_CONSOLE_SAVE    ? "save"
+           : n == STUBDM_CONSOLE_RESTORE ? "restore"
+                                         : "serial";
+}
+
 static inline void stubdm__list_init(struct stubdm__list *l)
 {
     l->prev = l->next = l;

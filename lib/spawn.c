@@ -497,9 +497,7 @@ static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                     "console 0 only; use the libstubdm (or ioemu) console "
                     "backend for save, restore and serials",
                     n,
-                    n == STUBDM_CONSOLE_SAVE      ? "save"
-                    : n == STUBDM_CONSOLE_RESTORE ? "restore"
-                                                  : "serial");
+                    stubdm__console_role(n));
     }
     if (backend != STUBDM_CONSOLE_LIBSTUBDM) {
         if (c->restore_fd >= 0)
