@@ -16,7 +16,7 @@ PREFIX ?= /usr/local
 CMAKE_ARGS ?=
 
 # Everything needed to build, test, fuzz and run the demo on Debian 12.
-DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils \
+DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils xen-utils-4.17 \
 	libyajl-dev check libglib2.0-dev qemu-system-x86 valgrind clang libclang-rt-14-dev \
 	binutils coreutils procps
 DEPS += $(EXTRA_DEPS)

@@ -12,7 +12,8 @@
 #                     on a real host: the checks needing them print SKIP.
 #   XS_CONF_HELPER    stubdm-mockxs-helper (or --helper); else SKIP.
 #   XS_CONF_CONTROL   a real xenstore-control binary for the mock-only
-#                     sim-release check (default: /usr/lib/xen-*/bin/...).
+#                     sim-release check (default: /usr/lib/xen-*/bin/...,
+#                     from xen-utils-4.17; missing with the mock: FAIL).
 #   XS_CONF_BASE      scratch subtree (default /tool/xs-conformance-PID),
 #                     removed at the end.
 # Output: one line per check (PASS/FAIL/SKIP), then "N skipped" and
@@ -68,6 +69,9 @@ if [ -n "$mock_bin" ]; then
 	XENSTORED_PATH="$tmp/socket"
 	XS_CONF_DOMAINS="5:$tmp/d5 6:$tmp/d6 9:$tmp/d9"
 	if [ -z "${XS_CONF_CONTROL:-}" ]; then
+		# The binary itself (xen-utils-4.17), not Debian's
+		# /usr/bin/xenstore-control wrapper, which refuses to run
+		# without a hypervisor in sysfs
 		for c in /usr/lib/xen-*/bin/xenstore-control; do
 			[ -x "$c" ] && XS_CONF_CONTROL="$c"
 		done
@@ -206,8 +210,10 @@ else
 fi
 
 # --- mock-only: the simulated host's domain-death hook -------------------
-if [ -z "$mock_bin" ] || [ -z "${XS_CONF_CONTROL:-}" ]; then
-	skip "xenstore-control sim-release (mock only; needs a real xenstore-control binary)"
+if [ -z "$mock_bin" ]; then
+	skip "xenstore-control sim-release (mock only)"
+elif [ -z "${XS_CONF_CONTROL:-}" ]; then
+	fail "xenstore-control sim-release: no xenstore-control binary (make deps installs xen-utils-4.17)"
 else
 	check "xenstore-control sim-release" eq "$("$XS_CONF_CONTROL" sim-release 7 crashed)" OK
 	check "sim-release records the reason" \
