@@ -55,12 +55,7 @@ demo: deps build
 	fi
 
 bench: build
-	@set -e; found=0; \
-	for b in $(BUILD_DIR)/bench/bench_*; do \
-	  [ -x "$$b" ] || continue; found=1; \
-	  echo "== $$b"; "$$b"; \
-	done; \
-	[ $$found -eq 1 ] || echo "bench: no bench/bench_* programs yet"
+	sh bench/run-all.sh $(BUILD_DIR)
 
 install: build
 	cmake --install $(BUILD_DIR)

@@ -9,7 +9,11 @@
 #                    memcheck with --leak-check=full --error-exitcode=1
 #   4. fuzz          tests/fuzz/run-fuzz.sh FUZZ_SECONDS (30) build-fuzz/,
 #                    if present
-#   5. xen           tests/xen/run.sh --tests XEN_TESTS ("qmp spawn spawncon"): a
+#   5. bench         bench/run-all.sh build: every benchmark runs and prints
+#                    its figures into the log (~40 s); a benchmark counts as
+#                    failed only if it cannot run to the end, never for a
+#                    figure (targets are read, not asserted)
+#   6. xen           tests/xen/run.sh --tests XEN_TESTS ("qmp spawn spawncon"): a
 #                    real Xen 4.17 booted under QEMU TCG (root or sudo;
 #                    ~9 min cold, images cached in /var/tmp/libstubdm-xen)
 #
@@ -20,7 +24,7 @@
 #
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default
 # 1: some suites measure timeouts), FUZZ_SECONDS, STAGES (default
-# "build asan valgrind fuzz xen"), XEN_TESTS, XEN_TIMEOUT (default 1200 s),
+# "build asan valgrind fuzz bench xen"), XEN_TESTS, XEN_TIMEOUT (default 1200 s),
 # CMAKE_ARGS (extra configure arguments).
 set -uo pipefail
 
@@ -28,7 +32,7 @@ cd "$(dirname "$0")/.." || exit 2
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ctest_jobs=${CTEST_JOBS:-1}
 fuzz_seconds=${FUZZ_SECONDS:-30}
-stages=${STAGES:-build asan valgrind fuzz xen}
+stages=${STAGES:-build asan valgrind fuzz bench xen}
 xen_tests=${XEN_TESTS:-qmp spawn spawncon}
 xen_timeout=${XEN_TIMEOUT:-1200}
 # shellcheck disable=SC2206
@@ -158,6 +162,22 @@ for stage in $stages; do
             fi
         else
             echo "fuzz: tests/fuzz/run-fuzz.sh does not exist yet; skipped"
+        fi
+        ;;
+    bench)
+        banner "stage bench: every benchmark, figures only (bench/run-all.sh)"
+        if [ ! -d build/bench ]; then
+            configure_build build -DSTUBDM_BUILD_TESTS=ON ||
+                record bench-compile 0 1 $((SECONDS - t0))
+        fi
+        blog=build/bench-all.log
+        sh bench/run-all.sh build 2>&1 | tee "$blog"
+        line=$(grep -E '^[0-9]+ ran, [0-9]+ failed$' "$blog" | tail -n 1)
+        if [ -n "$line" ]; then
+            read -r bran _ bfail _ <<<"$line"
+            record bench $((bran - bfail)) "$bfail" $((SECONDS - t0))
+        else
+            record bench 0 1 $((SECONDS - t0))
         fi
         ;;
     xen)
