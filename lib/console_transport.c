@@ -199,6 +199,16 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                 page = NULL;
                 errno = -merr > 0 ? -merr : merr;
             }
+            if (page)
+                LOG_DEBUG(ctx, "console",
+                          "console 0 of domain %u: no reserved grant, mapped "
+                          "its page by frame %llu",
+                          stubdom, (unsigned long long)ring_ref);
+        } else {
+            LOG_DEBUG(ctx, "console",
+                      "console 0 of domain %u: mapped through the reserved "
+                      "grant reference %u",
+                      stubdom, (unsigned)GNTTAB_RESERVED_CONSOLE);
         }
     } else {
         if (ring_ref > UINT32_MAX) {

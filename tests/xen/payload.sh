@@ -470,6 +470,9 @@ spc_spawn() {
         sleep 0.2; i=$((i + 1))
     done
     cp /tmp/spc-$tag.err $OUT/spawncon-$tag-debug.log 2>/dev/null
+    # Which way the library reached console 0's page (reserved grant or
+    # frame number): the debug log says it once the console is served.
+    info "spawncon $tag: $(grep -o 'console 0 of domain.*' /tmp/spc-$tag.err 2>/dev/null | head -n1)"
 }
 # be_states DOMID: backend state of consoles 0..3
 be_states() { for n in 0 1 2 3; do printf '%s ' "$(xenstore-read /local/domain/0/backend/console/$1/$n/state 2>/dev/null || echo -)"; done; }
