@@ -4,7 +4,7 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawnqemu spawncon side stubdom
+#   sections: xs wait qmp spawn spawndisk spawnqemu spawncon side stubdom
 #   (docs/real-xen.md; CI: --tests "qmp spawn")
 #   make test-xen
 #
