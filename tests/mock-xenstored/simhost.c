@@ -14,7 +14,8 @@
  *   sim-unpause DOMID             -> "OK" (SIGCONT to the process group)
  *   sim-list                      -> "DOMID STATE PID\n"...
  *
- * The library never forks: all process handling is here. */
+ * The library starts no process for a simulated domain: all their process
+ * handling is here. */
 #include "simhost.h"
 
 #include <errno.h>
