@@ -428,8 +428,9 @@ fi
 # xenbr0), waits for hotplug-status connected, and only then unpauses.
 # The stubdomain (xt.diskcheck) prints the sha256 of its /dev/xvda and its
 # nics.  Destroy: block remove (the loop device goes), vif-bridge offline,
-# then the backend nodes.  A plain spawn first gives the time to running
-# without devices (XT_SPD_BASELINE=0: skip it).
+# then the backend nodes.  Without section spawn in the run, a plain spawn
+# of the same image and command line first gives the time to running
+# without devices (with it, compare spawn_to_running_ms).
 if has spawndisk; then
     section "4g. spawn with a disk (file -> loop device) and a nic (xenbr0), hotplug scripts run by the library"
     for m in xen-blkback xen-netback bridge loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
@@ -458,7 +459,7 @@ if has spawndisk; then
     }
     # spd_step_s TAG STEP: seconds into the spawn at which STEP began (debug log)
     spd_step_s() { sed -n "s/.*guest [0-9]*: $2 (\([0-9.]*\) s).*/\1/p" /tmp/sp-$1.err | head -n1; }
-    if [ "${XT_SPD_BASELINE:-1}" = 1 ]; then
+    if ! has spawn; then
         spd_spawn base
         if [ $SPD_RC = 0 ] && [ -n "$SPD_S" ]; then
             fig spawn_nodev_to_running_ms $SPD_MS
