@@ -1371,7 +1371,9 @@ typedef void stubdm_spawn_progress_fn(stubdm_stubdom *s,
  *   0                    running (and QMP ready, if asked);
  *   STUBDM_EDOMAIN_GONE  the stubdomain died (the message says how, and
  *                        at which step);
- *   STUBDM_ETIMEDOUT     no "running" within the timeout;
+ *   STUBDM_ETIMEDOUT     no "running" within the timeout, or a hotplug
+ *                        script not done within it;
+ *   STUBDM_EFAIL         a hotplug script failed (stubdm_ctx_set_hotplug);
  *   STUBDM_ECANCELED     cancelled (op or stubdom freed, or destroyed);
  *   STUBDM_EXEN, STUBDM_EXENSTORE, STUBDM_ENOTSUP (no usable host), the
  *   contract's and QMP's codes.
