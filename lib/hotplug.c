@@ -265,37 +265,52 @@ static void child_kill(struct child *c)
     c->wstatus = r == c->pid ? st : -1;
 }
 
-/* The output for a log line: printable, newlines as " | ".  The bytes
- * come from a dom0 script, but a script prints what it read (values a
- * domain may have written), so they are data. */
-static void output_text(const struct child *c, char *out, size_t len)
-{
-    size_t o = 0;
+/* Bytes of output per log message: a message is at most 1023 bytes
+ * (log.c), and the device's name comes first. */
+#define LOG_CHUNK 768
 
-    for (size_t i = 0; i < c->len && o + 4 < len; i++) {
-        unsigned char ch = (unsigned char)c->tail[i];
-        if (ch == '\n') {
-            if (i + 1 < c->len)
-                o += (size_t)snprintf(out + o, len - o, " | ");
-        } else {
-            out[o++] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
-        }
-    }
-    out[o < len ? o : len - 1] = '\0';
-}
-
+/* The kept output, as log messages of at most LOG_CHUNK bytes each, cut at
+ * line ends where it can be: printable, newlines as " | ".  The bytes come
+ * from a dom0 script, but a script prints what it read (values a domain
+ * may have written), so they are data. */
 static void log_output(stubdm_ctx *ctx, const struct child *c,
                        const char *who)
 {
-    char text[OUT_TAIL + 512];
+    char text[LOG_CHUNK + 8];
+    size_t i = 0, part = 0;
 
     if (!c->total) {
         stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD, "%s: no output", who);
         return;
     }
-    output_text(c, text, sizeof(text));
-    stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD, "%s: output%s: %s", who,
-                c->total > c->len ? " (its last 4 KiB)" : "", text);
+    if (c->total > c->len) /* the first line kept is only its end: skip */
+        while (i < c->len && c->tail[i++] != '\n')
+            ;
+    while (i < c->len) {
+        size_t o = 0, cut = 0, cut_i = 0;
+        for (; i < c->len && o + 3 < LOG_CHUNK; i++) {
+            unsigned char ch = (unsigned char)c->tail[i];
+            if (ch == '\n') {
+                cut = o;
+                cut_i = i + 1;
+                if (i + 1 < c->len) {
+                    memcpy(text + o, " | ", 3);
+                    o += 3;
+                }
+            } else {
+                text[o++] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
+            }
+        }
+        if (i < c->len && cut) { /* full: end at the last line's end */
+            o = cut;
+            i = cut_i;
+        }
+        text[o] = '\0';
+        part++;
+        stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD, "%s: output%s, part %zu%s: %s",
+                    who, c->total > c->len ? " (its last 4 KiB)" : "", part,
+                    i < c->len ? "" : " (end)", text);
+    }
 }
 
 /* A printable copy of at most max bytes of a (dom0-written) value. */

@@ -223,6 +223,7 @@ static void teardown(void)
  *   error     hotplug-error + hotplug-status error, exit 1 (their fatal());
  *   errexit0  hotplug-status error, exit 0;
  *   exit1     prints to stdout and stderr, exit 1, writes nothing;
+ *   chatty    prints ~17 KiB (line 0 .. line 1999, LAST), exit 3;
  *   noconnect exit 0, writes nothing;
  *   hang      never ends (a child sleeping in a loop).
  * remove/offline: record, read the backend's params/bridge, exit 0.
@@ -253,6 +254,8 @@ static void make_script(const char *mode, char *out, size_t len)
         "exit1) echo 'fake script on stdout'; echo 'fake script on stderr' "
         ">&2; exit 1 ;;\n"
         "noconnect) ;;\n"
+        "chatty) i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; "
+        "i=$((i + 1)); done; echo LAST; exit 3 ;;\n"
         "hang) while :; do sleep 1; done ;;\n"
         "esac\n"
         "exit 0\n";
@@ -277,7 +280,7 @@ static char *record(const char *what)
 static void assert_no_record(const char *what)
 {
     char *r = record(what);
-    ck_assert_msg(r == NULL, "unexpected record %s:\n%s", what, r);
+    ck_assert_msg(r == NULL, "unexpected record %s:\n%.2000s", what, r);
 }
 
 static stubdm_spawn_config *config(void)
@@ -558,23 +561,28 @@ static const struct fail_case {
     int rc;
     const char *in_msg[3]; /* each must be in the message */
     const char *in_log;    /* and this in a warning, if set */
+    const char *not_in_log; /* but not this */
 } fail_cases[] = {
     { "error", "ok", 10000, STUBDM_EFAIL,
       { "spawn: running hotplug scripts: vbd 51712 (", "/hp-error add)",
-        "fake failure: backend/vbd/" }, NULL },
+        "fake failure: backend/vbd/" }, NULL, NULL },
     { "ok", "error", 10000, STUBDM_EFAIL,
-      { "vif 0 (", "/hp-error online)", "has no such device" }, NULL },
+      { "vif 0 (", "/hp-error online)", "has no such device" }, NULL, NULL },
     { "errexit0", "ok", 10000, STUBDM_EFAIL,
       { "vbd 51712 (", "/hp-errexit0 add)", "hotplug-status \"error\"" },
-      NULL },
+      NULL, NULL },
     { "ok", "exit1", 10000, STUBDM_EFAIL,
       { "vif 0 (", "/hp-exit1 online)", "exited with status 1" },
-      "fake script on stdout | fake script on stderr" },
+      "fake script on stdout | fake script on stderr", NULL },
     { "hang", "ok", 1500, STUBDM_ETIMEDOUT,
-      { "vbd 51712 (", "/hp-hang add)", "still running after" }, NULL },
+      { "vbd 51712 (", "/hp-hang add)", "still running after" }, NULL, NULL },
     { "ok", "noconnect", 1500, STUBDM_ETIMEDOUT,
       { "vif 0 (", "/hp-noconnect online)",
-        "exited 0, but no hotplug-status \"connected\"" }, NULL },
+        "exited 0, but no hotplug-status \"connected\"" }, NULL, NULL },
+    /* The output kept is bounded: its end, not its start. */
+    { "chatty", "ok", 10000, STUBDM_EFAIL,
+      { "vbd 51712 (", "/hp-chatty add)", "exited with status 3" },
+      "(its last 4 KiB), part 1: ", "line 1 | line 2 |" },
 };
 
 START_TEST(test_failures)
@@ -597,8 +605,14 @@ START_TEST(test_failures)
         ck_assert_msg(strstr(msg, fc->in_msg[i]), "'%s' lacks '%s'", msg,
                       fc->in_msg[i]);
     if (fc->in_log)
-        ck_assert_msg(strstr(logbuf, fc->in_log), "log lacks '%s':\n%s",
+        ck_assert_msg(strstr(logbuf, fc->in_log), "log lacks '%s':\n%.2000s",
                       fc->in_log, logbuf);
+    if (fc->not_in_log)
+        ck_assert_msg(!strstr(logbuf, fc->not_in_log), "log has '%s'",
+                      fc->not_in_log);
+    if (!strcmp(fc->disk, "chatty"))
+        ck_assert(strstr(logbuf, "(end): ") &&
+                  strstr(logbuf, "line 1999 | LAST\n"));
     /* The failed device's add ran, so its remove ran at the teardown. */
     r = record(strcmp(fc->disk, "ok") ? "vbd-51712-remove" : "vif-0-offline");
     ck_assert_ptr_nonnull(r);
