@@ -1082,6 +1082,7 @@ STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
  *   /local/domain/<stubdom> and /vm/<uuid> basics, the hypervisor target)
  *   -> stubdm_contract_write (dm-argv, target, device-model dir, consoles)
  *   -> disks (xvda, xvdb, ... in guest order) and nics as PV devices
+ *   -> their hotplug scripts (stubdm_ctx_set_hotplug)
  *   -> unpause -> wait for "running" (as stubdm_wait_running)
  *   -> optionally open QMP (as stubdm_qmp_open).
  *
@@ -1113,6 +1114,55 @@ STUBDM_EXPORT int stubdm_ctx_set_host(stubdm_ctx *ctx, stubdm_host host);
 /** The host spawns use: STUBDM_HOST_XEN or STUBDM_HOST_SIM (AUTO is
  *  resolved by probing for a hypervisor once). */
 STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
+
+/**
+ * Whether this ctx runs the backends' hotplug scripts (default: yes, as
+ * libxl with xl.conf's run_hotplug_scripts=1; Xen 4.17 on Debian has no
+ * udev rules that would run them).  With it on, a spawn runs, for every
+ * raw disk (backend type phy) and every nic of the stubdomain, once the
+ * backend reached InitWait (state 2):
+ *
+ *   <script> add                  (vbd)
+ *   <script> online type_if=vif   (vif)
+ *
+ * with only this environment: script=<script>, XENBUS_TYPE=vbd|vif,
+ * XENBUS_PATH=backend/<type>/<stubdom>/<devid> (relative to dom0's home),
+ * XENBUS_BASE_PATH=backend, for a vif also netdev= (empty) and
+ * vif=vif<stubdom>.<devid>; PATH (the caller's, else
+ * /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin) and, when
+ * the caller has it, XENSTORED_PATH.  stdin is /dev/null, stdout and
+ * stderr go to a pipe whose last 4 KiB are logged (warning) when the
+ * script fails; no other fd is inherited; the script runs in its own
+ * process group from "/".  The spawn's step HOTPLUG completes when every
+ * script exited 0 and its backend's hotplug-status is "connected"; only
+ * then is the stubdomain unpaused.  A script exiting non-zero or killed,
+ * a hotplug-status "error" or "busy" (with the backend's hotplug-error in
+ * the message), no "connected" within the spawn's timeout
+ * (stubdm_spawn_config_set_timeout; the script's process group is then
+ * killed) or the stubdomain dying fail the spawn, which then tears down
+ * as any failure does.
+ *
+ * Teardown (stubdm_stubdom_destroy, stubdm_destroy, a failed spawn), after
+ * the domain is destroyed: "<script> remove" (vbd) or "<script> offline
+ * type_if=vif" (vif), same environment, for every backend whose add ran
+ * (marked "libstubdm-hotplug" in the backend), each bounded by 20 s; then
+ * the backend nodes are removed.  A failure there is logged and returned
+ * as the teardown's first error; the rest still runs.
+ *
+ * Off (run_scripts 0): the library still writes the backends' "script"
+ * keys but runs nothing and waits for nothing; the caller's toolstack (or
+ * udev) runs them, e.g. from the progress callback at HOTPLUG, and removes
+ * what they made after a destroy.
+ *
+ * Child processes: started with posix_spawn, watched through a pidfd in
+ * the ctx's loop (or, where pidfd_open is missing, by polling
+ * waitpid(pid, WNOHANG) on the ctx's timer), reaped by pid.  The library
+ * installs no SIGCHLD handler; an application that reaps every child
+ * (waitpid(-1)) or ignores SIGCHLD takes the exit status away: the script
+ * then counts as failed ("status unknown").
+ * @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
 
 typedef struct stubdm_spawn_config stubdm_spawn_config;
 
@@ -1220,7 +1270,8 @@ STUBDM_EXPORT int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *cfg,
  * Append a disk: the next one is xvda, then xvdb, ... (the guest's order).
  * @param target    the backend's "params": a block device or image file.
  * @param format    "raw" (backend type phy, block script) or "qcow2"
- *                  (type qdisk: a QEMU in dom0 serves it); NULL: raw.
+ *                  (type qdisk: a QEMU in dom0 serves it; no hotplug
+ *                  script); NULL: raw.
  * @param readonly  non-zero: mode "r".
  */
 STUBDM_EXPORT int stubdm_spawn_config_add_disk(stubdm_spawn_config *cfg,
@@ -1228,12 +1279,24 @@ STUBDM_EXPORT int stubdm_spawn_config_add_disk(stubdm_spawn_config *cfg,
                                                const char *format,
                                                int readonly);
 /**
+ * The hotplug script of disk n (0: xvda; raw disks only), written to the
+ * backend's "script" and run as stubdm_ctx_set_hotplug() says.  A name
+ * without a '/' is taken in /etc/xen/scripts (as libxl does).  NULL: the
+ * default "/etc/xen/scripts/block".
+ * @return 0, STUBDM_EINVAL (no disk n, or a qcow2 disk, or a script that
+ *         is empty or not printable ASCII), STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *cfg,
+                                                      size_t n,
+                                                      const char *script);
+/**
  * Append a nic (vif devid 0, 1, ...).
  * @param mac     "xx:xx:xx:xx:xx:xx", or NULL for a random 00:16:3e one.
  * @param bridge  NULL: "xenbr0".
- * @param script  hotplug script for the backend node; NULL:
- *                "/etc/xen/scripts/vif-bridge".  The library writes it,
- *                never runs it (docs/simulated-host.md, "Devices").
+ * @param script  hotplug script for the backend node; a name without a
+ *                '/' is taken in /etc/xen/scripts; NULL:
+ *                "/etc/xen/scripts/vif-bridge".  Run as
+ *                stubdm_ctx_set_hotplug() says.
  */
 STUBDM_EXPORT int stubdm_spawn_config_add_nic(stubdm_spawn_config *cfg,
                                               const char *mac,
@@ -1272,17 +1335,20 @@ STUBDM_EXPORT int stubdm_spawn_config_set_sim_program(
 STUBDM_EXPORT int stubdm_spawn_config_validate(stubdm_ctx *ctx,
                                                const stubdm_spawn_config *cfg);
 
-/** The steps of a spawn, in order. */
+/** The steps of a spawn, in order.  HOTPLUG is reported on every spawn;
+ *  it runs scripts only for disks and nics, and only when
+ *  stubdm_ctx_set_hotplug() has not turned them off. */
 typedef enum stubdm_spawn_step {
     STUBDM_SPAWN_CREATE = 0,   /**< "creating the domain"               */
     STUBDM_SPAWN_CONTRACT = 1, /**< "writing the xenstore contract"     */
     STUBDM_SPAWN_DEVICES = 2,  /**< "attaching devices"                 */
-    STUBDM_SPAWN_UNPAUSE = 3,  /**< "unpausing"                         */
-    STUBDM_SPAWN_WAIT = 4,     /**< "waiting for running"               */
-    STUBDM_SPAWN_QMP = 5,      /**< "opening QMP"                       */
-    STUBDM_SPAWN_RUNNING = 6,  /**< done: the device model runs         */
-    STUBDM_SPAWN_FAILED = 7,   /**< failed and cleaned up               */
-    STUBDM_SPAWN_DESTROYED = 8, /**< torn down                          */
+    STUBDM_SPAWN_HOTPLUG = 3,  /**< "running hotplug scripts"           */
+    STUBDM_SPAWN_UNPAUSE = 4,  /**< "unpausing"                         */
+    STUBDM_SPAWN_WAIT = 5,     /**< "waiting for running"               */
+    STUBDM_SPAWN_QMP = 6,      /**< "opening QMP"                       */
+    STUBDM_SPAWN_RUNNING = 7,  /**< done: the device model runs         */
+    STUBDM_SPAWN_FAILED = 8,   /**< failed and cleaned up               */
+    STUBDM_SPAWN_DESTROYED = 9, /**< torn down                          */
 } stubdm_spawn_step;
 
 /** The step's text as used in messages ("waiting for running"). */
@@ -1305,7 +1371,9 @@ typedef void stubdm_spawn_progress_fn(stubdm_stubdom *s,
  *   0                    running (and QMP ready, if asked);
  *   STUBDM_EDOMAIN_GONE  the stubdomain died (the message says how, and
  *                        at which step);
- *   STUBDM_ETIMEDOUT     no "running" within the timeout;
+ *   STUBDM_ETIMEDOUT     no "running" within the timeout, or a hotplug
+ *                        script not done within it;
+ *   STUBDM_EFAIL         a hotplug script failed (stubdm_ctx_set_hotplug);
  *   STUBDM_ECANCELED     cancelled (op or stubdom freed, or destroyed);
  *   STUBDM_EXEN, STUBDM_EXENSTORE, STUBDM_ENOTSUP (no usable host), the
  *   contract's and QMP's codes.

@@ -1,7 +1,8 @@
 /*
  * The simulated host's "hypervisor": the mock xenstored's dom0-only
  * control commands (docs/simulated-host.md).  Only libxenstore is used:
- * the library never forks; the mock starts, reaps and reports the
+ * the library starts no process for it (its only children are hotplug
+ * scripts, hotplug.c); the mock starts, reaps and reports the
  * simulated stubdomain's process, so its death reaches the library as a
  * released domain with a recorded cause, exactly like a real one.
  */

@@ -555,6 +555,10 @@ struct stubdm_ctx {
     struct stubdm__xswatch release_watch;
     /* spawning: stubdm_host as set by stubdm_ctx_set_host (0: AUTO) */
     int host_kind;
+    /* hotplug scripts (hotplug.c): not run (stubdm_ctx_set_hotplug 0);
+     * pidfd_open found missing (ENOSYS: Linux < 5.3, or valgrind 3.19),
+     * so children are reaped by polling from then on */
+    bool no_hotplug, no_pidfd;
     /* QMP connections (qmp.c), each shared by the handles opened on it */
     struct stubdm__list qmp_conns;
 };
@@ -608,6 +612,41 @@ bool stubdm__stubdom_paused(const stubdm_stubdom *s);
 stubdm_ctx *stubdm__stubdom_ctx(const stubdm_stubdom *s);
 /* End a save/restore op with STUBDM_ECANCELED (teardown). */
 void stubdm__dm_state_cancel(stubdm_op *op, const char *why);
+
+/* ------------------------------------------------------------------------
+ * Hotplug scripts of a stubdomain's backends (hotplug.c)
+ * ------------------------------------------------------------------------ */
+
+/* The backend key marking that the library ran the add script (so the
+ * teardown, maybe by another process, runs remove). */
+#define STUBDM__HOTPLUG_MARK "libstubdm-hotplug"
+/* Bound on each remove/offline script at teardown. */
+#define STUBDM__HOTPLUG_REMOVE_TIMEOUT_MS 20000
+
+struct stubdm__hotplug_dev {
+    const char *kind;   /* "vbd" or "vif" */
+    unsigned devid;
+    const char *script; /* absolute path */
+};
+
+/*
+ * Run the add (vbd) / online (vif) script of each device of stubdomain
+ * domid once its backend (dom0's) reaches InitWait, and complete when
+ * every script exited 0 and its hotplug-status is "connected"; a failure,
+ * the stubdomain's death or timeout_ms complete it with the cause (the
+ * scripts still running are killed).  The devices are copied.
+ */
+int stubdm__hotplug_add(stubdm_ctx *ctx, uint32_t domid,
+                        const struct stubdm__hotplug_dev *devs, size_t n,
+                        int timeout_ms, stubdm_done_fn *done, void *user,
+                        stubdm_op **op_out);
+/*
+ * Teardown, blocking: run remove (vbd) / offline (vif) for every backend
+ * of domid marked STUBDM__HOTPLUG_MARK, each bounded.  Every one is
+ * attempted; 0 or the first failure (message on the ctx), the others
+ * logged.
+ */
+int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid);
 
 /* Free the ctx now (stubdm_ctx_free defers this while dispatching). */
 void stubdm__ctx_destroy(stubdm_ctx *ctx);

@@ -12,6 +12,9 @@
  *   CONTRACT  stubdm_contract_write (dm-argv, target, device-model dir,
  *             consoles, xs_set_target).
  *   DEVICES   vbd and vif frontend/backend nodes.
+ *   HOTPLUG   the backends' hotplug scripts (hotplug.c), unless the ctx
+ *             leaves them to the caller: the domain stays paused until
+ *             every one reports "connected", as libxl does.
  *   UNPAUSE   the host backend starts the domain.
  *   WAIT      stubdm_wait_running (watch + death monitor + deadline).
  *   QMP       stubdm_qmp_open, if asked.
@@ -42,11 +45,16 @@
 #define MAX_NICS 16
 #define TOOLSTACK_DOMID 0u
 #define PLACEHOLDER_KEY "libstubdm-sim-placeholder"
+#define SCRIPT_MAX 1024
+#define SCRIPT_DIR "/etc/xen/scripts" /* where libxl finds a bare name */
+#define DEFAULT_BLOCK_SCRIPT SCRIPT_DIR "/block"
+#define DEFAULT_VIF_SCRIPT SCRIPT_DIR "/vif-bridge"
 
 /* ---- configuration ------------------------------------------------------ */
 
 struct disk {
     char *target;
+    char *script; /* NULL: DEFAULT_BLOCK_SCRIPT */
     bool qcow2, readonly;
 };
 
@@ -161,8 +169,10 @@ void stubdm_spawn_config_free(stubdm_spawn_config *c)
     strv_free(c->args, c->nargs);
     for (size_t i = 0; i < NCONSOLES; i++)
         free(c->console[i]);
-    for (size_t i = 0; i < c->ndisks; i++)
+    for (size_t i = 0; i < c->ndisks; i++) {
         free(c->disks[i].target);
+        free(c->disks[i].script);
+    }
     free(c->disks);
     for (size_t i = 0; i < c->nnics; i++) {
         free(c->nics[i].mac);
@@ -293,6 +303,7 @@ int stubdm_spawn_config_add_disk(stubdm_spawn_config *c, const char *target,
         return STUBDM_ENOMEM;
     c->disks = d;
     d = &c->disks[c->ndisks];
+    memset(d, 0, sizeof(*d));
     d->target = stubdm__strdup(target);
     if (!d->target)
         return STUBDM_ENOMEM;
@@ -300,6 +311,16 @@ int stubdm_spawn_config_add_disk(stubdm_spawn_config *c, const char *target,
     d->readonly = readonly != 0;
     c->ndisks++; /* the count is checked by validate, naming the field */
     return 0;
+}
+
+int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *c, size_t n,
+                                        const char *script)
+{
+    if (!c || n >= c->ndisks || c->disks[n].qcow2)
+        return STUBDM_EINVAL; /* a qdisk has no hotplug script */
+    if (script && (!*script || strlen(script) > SCRIPT_MAX))
+        return STUBDM_EINVAL;
+    return set_str(&c->disks[n].script, script);
 }
 
 int stubdm_spawn_config_add_nic(stubdm_spawn_config *c, const char *mac,
@@ -403,7 +424,8 @@ static stubdm_spawn_config *config_dup(const stubdm_spawn_config *c)
     for (size_t i = 0; ok && i < c->ndisks; i++)
         ok = !stubdm_spawn_config_add_disk(d, c->disks[i].target,
                                            c->disks[i].qcow2 ? "qcow2" : "raw",
-                                           c->disks[i].readonly);
+                                           c->disks[i].readonly) &&
+             !set_str(&d->disks[i].script, c->disks[i].script);
     for (size_t i = 0; ok && i < c->nnics; i++)
         ok = !stubdm_spawn_config_add_nic(d, c->nics[i].mac, c->nics[i].bridge,
                                           c->nics[i].script);
@@ -563,6 +585,26 @@ static bool printable(const char *s, size_t max)
     return n > 0 && n <= max;
 }
 
+/* A hotplug script: an absolute path, or a bare name (in SCRIPT_DIR, as
+ * libxl resolves it); a relative path with a '/' would depend on the
+ * directory the script is started from. */
+static bool script_ok(const char *s)
+{
+    return printable(s, SCRIPT_MAX - sizeof(SCRIPT_DIR)) &&
+           (s[0] == '/' || !strchr(s, '/'));
+}
+
+/* The script as written to the backend (and run): always absolute. */
+static void script_path(const char *s, const char *def, char *out, size_t len)
+{
+    if (!s)
+        s = def;
+    if (s[0] == '/')
+        snprintf(out, len, "%s", s);
+    else
+        snprintf(out, len, SCRIPT_DIR "/%s", s);
+}
+
 static int check_readable(stubdm_ctx *ctx, const char *field,
                           const char *path)
 {
@@ -639,12 +681,19 @@ static int validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                             "spawn: disks: %zu emulated disks, at most %d "
                             "(xvda..xvdz)",
                             c->ndisks, STUBDM_SPAWN_MAX_DISKS);
-    for (size_t i = 0; i < c->ndisks; i++)
+    for (size_t i = 0; i < c->ndisks; i++) {
         if (!printable(c->disks[i].target, 1024))
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                                 "spawn: disk %zu (xvd%c): target empty or "
                                 "not printable ASCII",
                                 i, (char)('a' + i));
+        if (c->disks[i].script && !script_ok(c->disks[i].script))
+            return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                                "spawn: disk %zu (xvd%c): script '%.60s': "
+                                "not an absolute path or a bare name in "
+                                SCRIPT_DIR ", or not printable ASCII",
+                                i, (char)('a' + i), c->disks[i].script);
+    }
     if (c->nnics > MAX_NICS)
         return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
                             "spawn: nics: %zu, at most %d", c->nnics,
@@ -656,7 +705,7 @@ static int validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                                 "xx:xx:xx:xx:xx:xx",
                                 i, c->nics[i].mac);
         if ((c->nics[i].bridge && !printable(c->nics[i].bridge, 64)) ||
-            (c->nics[i].script && !printable(c->nics[i].script, 1024)))
+            (c->nics[i].script && !script_ok(c->nics[i].script)))
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                                 "spawn: nic %zu: bridge or script empty or "
                                 "not printable ASCII",
@@ -902,6 +951,7 @@ struct spawn_op {
     stubdm_op op;
     stubdm_stubdom *s;
     struct stubdm__timer tick;
+    stubdm_op *hotplug;
     stubdm_op *wait;
     int64_t started_ms;
 };
@@ -915,6 +965,8 @@ const char *stubdm_spawn_step_name(stubdm_spawn_step step)
         return "writing the xenstore contract";
     case STUBDM_SPAWN_DEVICES:
         return "attaching devices";
+    case STUBDM_SPAWN_HOTPLUG:
+        return "running hotplug scripts";
     case STUBDM_SPAWN_UNPAUSE:
         return "unpausing";
     case STUBDM_SPAWN_WAIT:
@@ -1045,6 +1097,12 @@ static int teardown_domain(stubdm_ctx *ctx,
             stubdm__fail(ctx, rc, 0, "contract");
         stubdm_contract_free(k);
         keep_first(ctx, rc, "removing the contract", &first, msg, sizeof(msg));
+    }
+    /* The scripts read the backend nodes: before those go.  After the
+     * domain is gone, as libxl runs them (nothing uses the device then). */
+    if (!ctx->no_hotplug) {
+        rc = stubdm__hotplug_remove_all(ctx, S);
+        keep_first(ctx, rc, "hotplug scripts", &first, msg, sizeof(msg));
     }
     rc = stubdm__xs_transaction(ctx, "removing the stubdomain's nodes", rm_txn,
                                 &a, NULL);
@@ -1393,10 +1451,12 @@ static int devices_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
             (rc = txn_writef(ctx, xsh, t, bk, "params", "%s%s",
                              d->qcow2 ? "qcow2:" : "", d->target)))
             break;
-        if (!d->qcow2 &&
-            (rc = txn_writef(ctx, xsh, t, bk, "script",
-                             "/etc/xen/scripts/block")))
-            break;
+        if (!d->qcow2) {
+            char sp[SCRIPT_MAX];
+            script_path(d->script, DEFAULT_BLOCK_SCRIPT, sp, sizeof(sp));
+            if ((rc = txn_writef(ctx, xsh, t, bk, "script", "%s", sp)))
+                break;
+        }
         if ((rc = txn_write(ctx, xsh, t, f, "", fe, 2)) ||
             (rc = txn_writef(ctx, xsh, t, f, "backend", "%s", bk)) ||
             (rc = txn_writef(ctx, xsh, t, f, "backend-id", "%u",
@@ -1408,7 +1468,7 @@ static int devices_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     }
     for (size_t i = 0; i < c->nnics && !rc; i++) {
         const struct nic *n = &c->nics[i];
-        char mac[18];
+        char mac[18], sp[SCRIPT_MAX];
         if (n->mac) {
             snprintf(mac, sizeof(mac), "%s", n->mac);
         } else {
@@ -1418,6 +1478,7 @@ static int devices_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
             snprintf(mac, sizeof(mac), "00:16:3e:%02x:%02x:%02x", r[0] & 0x7f,
                      r[1], r[2]);
         }
+        script_path(n->script, DEFAULT_VIF_SCRIPT, sp, sizeof(sp));
         snprintf(f, sizeof(f), "/local/domain/%u/device/vif/%zu", s->domid, i);
         snprintf(bk, sizeof(bk), "/local/domain/%u/backend/vif/%u/%zu",
                  TOOLSTACK_DOMID, s->domid, i);
@@ -1431,9 +1492,7 @@ static int devices_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
             (rc = txn_writef(ctx, xsh, t, bk, "mac", "%s", mac)) ||
             (rc = txn_writef(ctx, xsh, t, bk, "bridge", "%s",
                              n->bridge ? n->bridge : "xenbr0")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "script", "%s",
-                             n->script ? n->script
-                                       : "/etc/xen/scripts/vif-bridge")) ||
+            (rc = txn_writef(ctx, xsh, t, bk, "script", "%s", sp)) ||
             (rc = txn_writef(ctx, xsh, t, bk, "type", "vif")) ||
             (rc = txn_write(ctx, xsh, t, f, "", fe, 2)) ||
             (rc = txn_writef(ctx, xsh, t, f, "backend", "%s", bk)) ||
@@ -1656,6 +1715,68 @@ static void on_wait_done(stubdm_op *op, int rc, void *user)
     start_qmp(so);
 }
 
+static void on_hotplug_done(stubdm_op *op, int rc, void *user)
+{
+    struct spawn_op *so = user;
+
+    if (so->hotplug == op) {
+        so->hotplug = NULL;
+        if (so->op.state == STUBDM__OP_PENDING && rc)
+            spawn_fail(so, rc, STUBDM_SPAWN_HOTPLUG, stubdm_op_errmsg(op));
+        stubdm_op_free(op);
+    }
+    if (so->op.state != STUBDM__OP_PENDING || rc)
+        return;
+    so->s->step = STUBDM_SPAWN_UNPAUSE;
+    rc = stubdm__timer_arm(so->op.ctx, &so->tick, stubdm_now_ms());
+    if (rc)
+        spawn_fail(so, rc, so->s->step, so->op.ctx->errmsg);
+}
+
+/* Start the hotplug scripts of every raw disk and nic, unless the ctx
+ * leaves them to the caller; so->hotplug stays NULL when there are none. */
+static int step_hotplug(struct spawn_op *so)
+{
+    stubdm_stubdom *s = so->s;
+    const stubdm_spawn_config *c = s->cfg;
+    struct stubdm__hotplug_dev *devs;
+    char (*paths)[SCRIPT_MAX];
+    size_t n = 0;
+    int rc;
+
+    if (so->op.ctx->no_hotplug || (!c->ndisks && !c->nnics))
+        return 0;
+    devs = stubdm__calloc(c->ndisks + c->nnics, sizeof(*devs));
+    paths = stubdm__calloc(c->ndisks + c->nnics, sizeof(*paths));
+    if (!devs || !paths) {
+        free(devs);
+        free(paths);
+        return stubdm__fail(s->ctx, STUBDM_ENOMEM, ENOMEM, "hotplug");
+    }
+    for (size_t i = 0; i < c->ndisks; i++) {
+        if (c->disks[i].qcow2)
+            continue; /* qdisk: the dom0 QEMU is the backend, no script */
+        script_path(c->disks[i].script, DEFAULT_BLOCK_SCRIPT, paths[n],
+                    sizeof(paths[n]));
+        devs[n] = (struct stubdm__hotplug_dev){ "vbd", vbd_devid(i),
+                                                paths[n] };
+        n++;
+    }
+    for (size_t i = 0; i < c->nnics; i++) {
+        script_path(c->nics[i].script, DEFAULT_VIF_SCRIPT, paths[n],
+                    sizeof(paths[n]));
+        devs[n] = (struct stubdm__hotplug_dev){ "vif", (unsigned)i,
+                                                paths[n] };
+        n++;
+    }
+    rc = n ? stubdm__hotplug_add(s->ctx, s->domid, devs, n, c->timeout_ms,
+                                 on_hotplug_done, so, &so->hotplug)
+           : 0;
+    free(devs);
+    free(paths);
+    return rc;
+}
+
 static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
 {
     struct spawn_op *so = STUBDM_CONTAINER_OF(t, struct spawn_op, tick);
@@ -1674,6 +1795,11 @@ static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
         break;
     case STUBDM_SPAWN_DEVICES:
         rc = step_devices(s);
+        break;
+    case STUBDM_SPAWN_HOTPLUG:
+        rc = step_hotplug(so);
+        if (!rc && so->hotplug)
+            return; /* on_hotplug_done continues */
         break;
     case STUBDM_SPAWN_UNPAUSE:
         rc = s->host->unpause(ctx, &s->build);
@@ -1705,6 +1831,11 @@ static void spawn_stop(stubdm_op *op)
     stubdm_stubdom *s = so->s;
 
     stubdm__timer_stop(op->ctx, &so->tick);
+    /* Its scripts are killed before the teardown runs their removes. */
+    if (so->hotplug) {
+        stubdm_op_free(so->hotplug);
+        so->hotplug = NULL;
+    }
     if (so->wait) {
         stubdm_op_free(so->wait);
         so->wait = NULL;

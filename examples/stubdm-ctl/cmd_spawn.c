@@ -61,11 +61,11 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
     return true;
 }
 
-/* --disk PATH[,qcow2|,raw][,ro] */
-static int add_disk(stubdm_spawn_config *cfg, const char *spec)
+/* --disk PATH[,qcow2|,raw][,ro][,script=S] */
+static int add_disk(stubdm_spawn_config *cfg, size_t n, const char *spec)
 {
     char *copy = strdup(spec), *opt, *save = NULL;
-    const char *format = "raw";
+    const char *format = "raw", *script = NULL;
     int ro = 0, rc;
 
     if (!copy)
@@ -78,6 +78,8 @@ static int add_disk(stubdm_spawn_config *cfg, const char *spec)
             ro = 0;
         else if (!strcmp(opt, "qcow2") || !strcmp(opt, "raw"))
             format = opt;
+        else if (!strncmp(opt, "script=", 7))
+            script = opt + 7;
         else {
             free(copy);
             return STUBDM_EINVAL;
@@ -85,6 +87,8 @@ static int add_disk(stubdm_spawn_config *cfg, const char *spec)
     }
     rc = path ? stubdm_spawn_config_add_disk(cfg, path, format, ro)
               : STUBDM_EINVAL;
+    if (!rc && script)
+        rc = stubdm_spawn_config_set_disk_script(cfg, n, script);
     free(copy);
     return rc;
 }
@@ -133,7 +137,7 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     stubdm_spawn_config *cfg = NULL;
     struct spawn_state st = { g, false, 0, STUBDM_SPAWN_CREATE, 0, 0 };
     const char **sim_args = NULL;
-    size_t nsim = 0, nserial = 0;
+    size_t nsim = 0, nserial = 0, ndisks = 0;
     const char *kernel = NULL, *ramdisk = NULL, *cmdline = NULL;
     const char *uuid = NULL, *gname = NULL, *sim_prog = NULL;
     uint32_t guest = 0;
@@ -206,8 +210,8 @@ static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
             CHECK(!parse_uint(argv[i], 4096, &v), "bad vcpus '%s'");
             stubdm_spawn_config_set_vcpus(cfg, (unsigned)v);
         } else if (!strcmp(a, "--disk")) {
-            NEED_ARG("PATH[,qcow2][,ro]");
-            CHECK(add_disk(cfg, argv[i]), "bad disk '%s'");
+            NEED_ARG("PATH[,qcow2][,ro][,script=S]");
+            CHECK(add_disk(cfg, ndisks++, argv[i]), "bad disk '%s'");
         } else if (!strcmp(a, "--nic")) {
             NEED_ARG("[mac=M][,bridge=B][,script=S]");
             CHECK(add_nic(cfg, argv[i]), "bad nic '%s'");
@@ -425,8 +429,12 @@ CTL_COMMAND(cmd_spawn) = {
         "  --cmdline STRING       kernel command line\n"
         "  --memory MIB           default 128\n"
         "  --vcpus N              default 1\n"
-        "  --disk PATH[,qcow2][,ro]  next emulated disk (xvda, xvdb, ...)\n"
-        "  --nic [mac=M][,bridge=B][,script=S]  next nic\n"
+        "  --disk PATH[,qcow2][,ro][,script=S]  next emulated disk (xvda,\n"
+        "                         xvdb, ...); script: its hotplug script\n"
+        "                         (default /etc/xen/scripts/block)\n"
+        "  --nic [mac=M][,bridge=B][,script=S]  next nic (script default\n"
+        "                         /etc/xen/scripts/vif-bridge); the library\n"
+        "                         runs both scripts unless --no-hotplug\n"
         "  --log FILE             console 0 (QEMU log) to FILE\n"
         "  --save CHARDEV         console 1 (device state out; ioemu only;\n"
         "                         xenconsoled has no console 1)\n"

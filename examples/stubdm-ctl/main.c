@@ -199,7 +199,8 @@ static void log_to_stderr(void *user, stubdm_log_level level, int os_errno,
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: stubdm-ctl [--json] [-v] [--sim] COMMAND [ARGS...]\n"
+            "usage: stubdm-ctl [--json] [-v] [--sim] [--no-hotplug] COMMAND "
+            "[ARGS...]\n"
             "       stubdm-ctl COMMAND --help\n\n"
             "Drive Xen device-model stubdomains with libstubdm %s.\n\n"
             "Commands:\n",
@@ -210,6 +211,8 @@ static void usage(FILE *f)
                "  --json     machine-readable output on stdout\n"
                "  -v         library debug log on stderr\n"
                "  --sim      use the simulated host (stubdm-ctl sim start)\n"
+               "  --no-hotplug  run no disk/nic hotplug scripts (spawn,\n"
+               "             destroy): another toolstack or udev runs them\n"
                "  --version  print the library version\n"
                "\nExit codes: 0 ok, 1 failure, 2 usage, 3 timeout, 4 "
                "stubdomain gone,\n5 xenstore, 6 interrupted, 7 QMP error, 8 "
@@ -222,7 +225,7 @@ int main(int argc, char **argv)
     struct ctl_global g = {0};
     struct ctl_command *cmd;
     stubdm_ctx *ctx = NULL;
-    bool sim = false;
+    bool sim = false, no_hotplug = false;
     int i, rc;
 
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -230,6 +233,8 @@ int main(int argc, char **argv)
             g.json = true;
         } else if (!strcmp(argv[i], "--sim")) {
             sim = true;
+        } else if (!strcmp(argv[i], "--no-hotplug")) {
+            no_hotplug = true;
         } else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
             g.verbose = true;
         } else if (!strcmp(argv[i], "--version")) {
@@ -271,8 +276,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "stubdm-ctl: %s\n", stubdm_strerror(rc));
         return CTL_EXIT_FAIL;
     }
-    if (g.verbose)
-        stubdm_ctx_set_log(ctx, log_to_stderr, NULL, STUBDM_LOG_DEBUG);
+    /* Warnings always: e.g. a failed hotplug script's output, logged
+     * next to the error that ends the command. */
+    stubdm_ctx_set_log(ctx, log_to_stderr, NULL,
+                       g.verbose ? STUBDM_LOG_DEBUG : STUBDM_LOG_WARN);
+    stubdm_ctx_set_hotplug(ctx, !no_hotplug);
     ctl_sim_prepare(ctx, sim);
     ctl_signals_install();
     rc = cmd->run(ctx, &g, argc - i, argv + i);

@@ -14,7 +14,8 @@
  *   sim-unpause DOMID             -> "OK" (SIGCONT to the process group)
  *   sim-list                      -> "DOMID STATE PID\n"...
  *
- * The library never forks: all process handling is here. */
+ * The library starts no process for a simulated domain: all their process
+ * handling is here. */
 #include "simhost.h"
 
 #include <errno.h>
@@ -352,6 +353,38 @@ int simhost_control(struct daemon *d, const char *const *argv, unsigned argc,
 	if (!err)
 		buf_add(out, "", 1);
 	return err;
+}
+
+void simhost_backends(struct daemon *d, const struct evlist *l)
+{
+	struct view v = { &d->store, NULL };
+	struct who dom0 = { 0, true, NO_TARGET };
+	struct evlist ev;
+
+	evlist_init(&ev);
+	for (const struct event *e = l->head; e; e = e->next) {
+		char kind[4];
+		unsigned domid, devid;
+		int end = 0;
+		if (sscanf(e->path, "/local/domain/0/backend/%3[a-z]/%u/%u/state%n",
+			   kind, &domid, &devid, &end) != 3 ||
+		    !end || e->path[end] ||
+		    (strcmp(kind, "vbd") && strcmp(kind, "vif")) ||
+		    domid == 0 || domid >= SIM_FIRST_RESERVED ||
+		    sims[domid].state == SIM_NONE)
+			continue;
+		struct node *n = v_get(&v, e->path);
+		if (!n || n->vlen != 1 || n->val[0] != '1')
+			continue;
+		if (op_write(&v, &dom0, e->path, "2", 1, &ev) == 0)
+			vlog(d, "sim: %s backend %u/%u: InitWait", kind, domid,
+			     devid);
+	}
+	/* Their own events: state "2" matches nothing above, so this ends. */
+	if (ev.head)
+		watch_fire_list(d, &ev);
+	else
+		evlist_clear(&ev);
 }
 
 static void describe(int status, char *out, size_t len)

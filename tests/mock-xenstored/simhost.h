@@ -15,6 +15,14 @@ int simhost_control(struct daemon *d, const char *const *argv, unsigned argc,
  * /tool/stubdm-sim/domain/<id>/exit and release it. */
 void simhost_reap(struct daemon *d);
 
+/* The simulated dom0's blkback and netback, after the events in l were
+ * announced: a vbd or vif backend of a simulated domain whose "state" was
+ * written "1" (Initialising) goes to "2" (InitWait), as the real drivers
+ * do when they probe a new backend.  Nothing further is simulated (no
+ * physical device, rings or Connected): InitWait is what a toolstack
+ * waits for to run the hotplug scripts. */
+void simhost_backends(struct daemon *d, const struct evlist *l);
+
 /* The daemon is exiting: kill every simulated domain and wait for it. */
 void simhost_shutdown(struct daemon *d);
 

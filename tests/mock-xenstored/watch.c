@@ -1,4 +1,5 @@
 #include "daemon.h"
+#include "simhost.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -136,5 +137,7 @@ void watch_fire_list(struct daemon *d, struct evlist *l)
 {
 	for (struct event *e = l->head; e; e = e->next)
 		watch_fire(d, e);
+	/* The simulated dom0's backend drivers react to what was announced. */
+	simhost_backends(d, l);
 	evlist_clear(l);
 }

@@ -13,6 +13,11 @@ mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs 
 mount -o remount,size=90% /
 mkdir -p /dev/pts /dev/shm /run /tmp /mnt/host
 mount -t devpts devpts /dev/pts; mount -t tmpfs tmpfs /dev/shm
+# What udev/systemd make on a real dom0 and devtmpfs does not: Xen's
+# hotplug scripts need them (locking.sh's claim_lock stats /dev/stdin and
+# loops for ever when that fails: block add and remove hung).
+ln -sf /proc/self/fd /dev/fd; ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o mode=755 tmpfs /run; mount -t tmpfs tmpfs /tmp
 mkdir -p /run/lock /run/xen /var/log/xen/console /var/lib/xen
 hostname dom0; ip link set lo up

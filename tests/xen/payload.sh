@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawncon spawnqemu side stubdom
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk spawncon spawnqemu side stubdom
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -170,7 +170,7 @@ if has xs; then
 fi
 
 has wait || has qmp || has spawn || has side || has stubdom && mk_guest
-has spawn || has side || has spawnqemu || has spawncon && mk_hvm_guest
+has spawn || has spawndisk || has side || has spawnqemu || has spawncon && mk_hvm_guest
 info "guest domain: $GUEST"
 xl list
 
@@ -419,6 +419,107 @@ if has spawn; then
     spawn_fail_case panic "xt.panic" "crash" "the stubdomain kernel panics (xt.panic)" b
     spawn_fail_case dmexit "xt.dm=exit" "shut ?down|poweroff" "the device model exits (xt.dm=exit)" c
     spawn_fail_case destroyed "xt.dm=never" "destroyed|gone" "the stubdomain is destroyed during the wait (xl destroy)" d
+fi
+
+# ===================================================================== spawndisk (hotplug scripts run by the library)
+# The library's spawn with a disk and a nic: dom0's blkback and netback
+# take the backends to InitWait, the library runs /etc/xen/scripts/block
+# add (a file: a loop device) and vif-bridge online (vif<S>.0 into
+# xenbr0), waits for hotplug-status connected, and only then unpauses.
+# The stubdomain (xt.diskcheck) prints the sha256 of its /dev/xvda and its
+# nics.  Destroy: block remove (the loop device goes), vif-bridge offline,
+# then the backend nodes.  Without section spawn in the run, a plain spawn
+# of the same image and command line first gives the time to running
+# without devices (with it, compare spawn_to_running_ms).
+if has spawndisk; then
+    section "4g. spawn with a disk (file -> loop device) and a nic (xenbr0), hotplug scripts run by the library"
+    for m in xen-blkback xen-netback bridge loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
+    ip link show xenbr0 >/dev/null 2>&1 || ip link add xenbr0 type bridge
+    ip link set xenbr0 up
+    SPD_IMG=/tmp/xt-disk.img
+    dd if=/dev/urandom of=$SPD_IMG bs=1M count=8 2>/dev/null
+    SPD_SUM=$(sha256sum $SPD_IMG | cut -d' ' -f1)
+    SPD_SIZE=$(stat -c %s $SPD_IMG)
+    info "disk image $SPD_IMG: $SPD_SIZE bytes, sha256 $SPD_SUM"
+    # spd_spawn TAG EXTRA-OPTIONS...: stubdm-ctl -v spawn, waits for its end
+    spd_spawn() {
+        tag=$1; shift
+        SP_T0=$(ms)
+        (   set -f; IFS='
+'
+            # shellcheck disable=SC2046
+            exec stubdm-ctl -v spawn --guest "$HGUEST" --name "xt-sp-$tag" \
+                --kernel $SP_KERNEL --ramdisk $SP_RAMDISK --memory $SP_MEM \
+                --cmdline "console=hvc0 quiet xt.dm=qemu xt.diskcheck" --console-backend xenconsoled \
+                --timeout 200 "$@" -- $(sp_args)
+        ) > /tmp/sp-$tag.out 2> /tmp/sp-$tag.err
+        SPD_RC=$? SPD_MS=$(( $(ms) - SP_T0 ))
+        SPD_S=$(head -n1 /tmp/sp-$tag.out)
+        cp /tmp/sp-$tag.err $OUT/spawndisk-$tag-debug.log
+    }
+    # spd_step_s TAG STEP: seconds into the spawn at which STEP began (debug log)
+    spd_step_s() { sed -n "s/.*guest [0-9]*: $2 (\([0-9.]*\) s).*/\1/p" /tmp/sp-$1.err | head -n1; }
+    if ! has spawn; then
+        spd_spawn base
+        if [ $SPD_RC = 0 ] && [ -n "$SPD_S" ]; then
+            fig spawn_nodev_to_running_ms $SPD_MS
+            stubdm-ctl destroy $SPD_S > /dev/null 2>&1
+        else info "baseline spawn failed (exit $SPD_RC): $(tail -n 3 /tmp/sp-base.err | tr '\n' ' ')"; fi
+        kill_stub "$SPD_S" "$SPD_S" 2>/dev/null
+    fi
+    losetup -a > /tmp/loop-before 2>&1
+    xs_snapshot /tmp/xs-before
+    spd_spawn disk --disk "$SPD_IMG" --nic mac=00:16:3e:5d:15:c0,bridge=xenbr0
+    S=$SPD_S
+    grep -i 'hotplug\|error\|warn' /tmp/sp-disk.err | grep -v 'STUBDM_ENOENT: reading' | head -n 30 | cut -c1-300 | sed 's/^/  spawn| /'
+    if [ $SPD_RC = 0 ] && [ -n "$S" ]; then
+        th=$(spd_step_s disk "running hotplug scripts"); tu=$(spd_step_s disk unpausing)
+        pass "spawndisk-running (stubdomain $S, $SPD_MS ms; hotplug step ${th:-?} s -> ${tu:-?} s)"
+        fig spawn_disk_nic_to_running_ms $SPD_MS
+        [ -n "$th" ] && [ -n "$tu" ] && fig spawn_hotplug_step_ms "$(awk "BEGIN { printf \"%d\", ($tu - $th) * 1000 }")"
+        VBD=/local/domain/0/backend/vbd/$S/51712 VIF=/local/domain/0/backend/vif/$S/0
+        xenstore-ls -fp $VBD 2>&1 | sed 's/^/  xs| /'
+        xenstore-ls -fp $VIF 2>&1 | sed 's/^/  xs| /'
+        vst=$(xenstore-read $VBD/state 2>&1); vhs=$(xenstore-read $VBD/hotplug-status 2>&1)
+        node=$(xenstore-read $VBD/node 2>&1); pdev=$(xenstore-read $VBD/physical-device 2>&1)
+        info "loop devices: $(losetup -a | tr '\n' ' ')"
+        if [ "$vst" = 4 ] && [ "$vhs" = connected ] && losetup "$node" 2>/dev/null | grep -q "$SPD_IMG"; then
+            pass "spawndisk-blkback (backend state 4, hotplug-status connected, physical-device $pdev = $node on $SPD_IMG)"
+        else fail "spawndisk-blkback" "state '$vst', hotplug-status '$vhs', node '$node', physical-device '$pdev'"; fi
+        f=$(conlog xt-sp-disk)
+        wait_grep "$f" XT-STUB-DISK 60
+        got=$(grep -a '^XT-STUB-DISK xvda' "$f" | tr -d '\r' | head -n1)
+        grep -a '^XT-STUB-\(DISK\|NIC\)' "$f" | sed 's/^/  console| /'
+        if [ "$got" = "XT-STUB-DISK xvda $SPD_SUM $SPD_SIZE" ]; then
+            pass "spawndisk-xvda (the stubdomain read /dev/xvda: sha256 and size match the dom0 file)"
+        else fail "spawndisk-xvda" "got '$got', want sha256 $SPD_SUM $SPD_SIZE"; sp_console disk 30; fi
+        fst=$(xenstore-read $VIF/state 2>&1); fhs=$(xenstore-read $VIF/hotplug-status 2>&1)
+        br=$(sed -n 's/^INTERFACE=//p' /sys/class/net/vif$S.0/brport/bridge/uevent 2>/dev/null)
+        info "ports of xenbr0: $(ip -o link show master xenbr0 2>&1 | cut -d' ' -f2 | tr '\n' ' ')"
+        if [ "$fhs" = connected ] && [ "$br" = xenbr0 ] && grep -aq '^XT-STUB-NIC .* 00:16:3e:5d:15:c0' "$f"; then
+            pass "spawndisk-vif (vif$S.0 is a port of xenbr0, hotplug-status connected, backend state $fst, the stubdomain has the nic)"
+        else fail "spawndisk-vif" "vif$S.0 bridge '$br', hotplug-status '$fhs', backend state '$fst'"; fi
+        t=$(ms); out=$(stubdm-ctl destroy $S 2>&1); drc=$?; t=$(( $(ms) - t ))
+        echo "  destroy: $out ($t ms)"
+        fig spawndisk_destroy_ms $t
+        # the loop device goes when blkback lets go of it (autoclear)
+        i=0; while [ $i -lt 50 ] && losetup -a | grep -q "$SPD_IMG"; do sleep 0.2; i=$((i + 1)); done
+        l=$(sp_leaks disk)
+        loops=$(losetup -a | grep "$SPD_IMG")
+        vifs=$(ip -o link show 2>/dev/null | grep "vif$S\.")
+        if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$loops" ] && [ -z "$vifs" ]; then
+            pass "spawndisk-destroy (no domain, node, loop device or vif left; $t ms)"
+        else fail "spawndisk-destroy" "exit $drc: $out; left: ${l:-no node} ${loops:+loop: $loops} ${vifs:+vif: $vifs}"; fi
+        tail -n 20 /var/log/xen/xen-hotplug.log 2>/dev/null | sed 's/^/  hotplug-log| /'
+    else
+        fail "spawndisk-running" "exit $SPD_RC after $SPD_MS ms: $(grep -v 'debug\|^\[' /tmp/sp-disk.err | tail -n 5 | tr '\n' ' ')"
+        tail -n 30 /tmp/sp-disk.err | cut -c1-300 | sed 's/^/  spawn| /'
+        tail -n 30 /var/log/xen/xen-hotplug.log 2>/dev/null | sed 's/^/  hotplug-log| /'
+        sp_console disk 30
+        l=$(sp_leaks disk); loops=$(losetup -a | grep "$SPD_IMG")
+        info "after the failure: left ${l:-no node} ${loops:+loop: $loops}"
+    fi
+    kill_stub "$S" "$S" 2>/dev/null
 fi
 
 # ===================================================================== spawncon (library-served consoles on Xen)

@@ -4,8 +4,8 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawnqemu spawncon side stubdom
-#   (docs/real-xen.md; CI: --tests "qmp spawn")
+#   sections: xs wait qmp spawn spawndisk spawnqemu spawncon side stubdom
+#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk spawncon")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");

@@ -1,0 +1,718 @@
+/*
+ * Hotplug scripts of a spawn's disks and nics, on the simulated host: the
+ * mock xenstored plays dom0's blkback/netback (a backend of a simulated
+ * domain goes to InitWait on its own), and fake scripts written here play
+ * /etc/xen/scripts/block and vif-bridge: they record their arguments and
+ * exact environment (their own /proc/self/environ), read and write the
+ * backend with the real xenstore-read/-write (through XENSTORED_PATH,
+ * which the library passes on), and succeed, fail or hang as told.
+ *
+ * Every test checks that nothing is left afterwards: the whole store, the
+ * processes (the scripts, their children, the simulated stubdomain), this
+ * process's children and its fds.
+ */
+#include "internal.h"
+#include "mockxs.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+#define GUEST 7
+#define VBD_XVDA 51712u
+
+static struct mockxs mock;
+static stubdm_ctx *ctx;
+static char sim_program[PATH_MAX];
+static char *dump_before;
+static int fds_before;
+static char logbuf[65536]; /* warnings the library logged */
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    size_t n;
+
+    if (!f)
+        return NULL;
+    buf = calloc(1, 65536);
+    ck_assert_ptr_nonnull(buf);
+    n = fread(buf, 1, 65535, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (!buf[i])
+            buf[i] = ' ';
+    return buf;
+}
+
+static bool file_mentions(const char *path, const char *needle)
+{
+    char *b = read_file(path);
+    bool r = b && strstr(b, needle);
+
+    free(b);
+    return r;
+}
+
+/* Processes of this test's simulated host besides the mock: anything
+ * whose command line names the mock's directory (the fake scripts, the
+ * simulated stubdomain) or whose environment has it (their children:
+ * a hung script's sleep). */
+static int sim_processes(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    char p[300];
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d))) {
+        long pid = strtol(e->d_name, NULL, 10);
+        if (pid <= 0 || pid == mock.pid || pid == getpid())
+            continue;
+        snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
+        if (file_mentions(p, mock.dir)) {
+            n++;
+            continue;
+        }
+        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
+        if (file_mentions(p, mock.dir))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Children of this process besides the mock, zombies included: a script
+ * not reaped shows here. */
+static int children(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    char p[300];
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d))) {
+        long pid = strtol(e->d_name, NULL, 10), ppid = 0;
+        char *b, *rp;
+        if (pid <= 0 || pid == mock.pid)
+            continue;
+        snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
+        b = read_file(p);
+        /* "pid (comm) state ppid ...": comm may hold spaces */
+        if (b && (rp = strrchr(b, ')')) && sscanf(rp + 1, " %*c %ld", &ppid) == 1 &&
+            ppid == (long)getpid())
+            n++;
+        free(b);
+    }
+    closedir(d);
+    return n;
+}
+
+static int settled(int (*count)(void))
+{
+    int n = count();
+    for (int i = 0; n && i < 100; i++) {
+        usleep(20000);
+        n = count();
+    }
+    return n;
+}
+
+static char *dump(void)
+{
+    char *s = NULL;
+    ck_assert_int_eq(mockxs_dump(&mock, &s), 0);
+    return s;
+}
+
+static void assert_clean(void)
+{
+    char *after = dump();
+    ck_assert_str_eq(after, dump_before);
+    free(after);
+    ck_assert_int_eq(settled(sim_processes), 0);
+    ck_assert_int_eq(settled(children), 0);
+    ck_assert_int_eq(count_fds(), fds_before);
+}
+
+static void log_hook(void *user, stubdm_log_level level, int os_errno,
+                     const char *context, const char *msg)
+{
+    (void)user;
+    (void)os_errno;
+    if (getenv("TEST_HOTPLUG_VERBOSE"))
+        fprintf(stderr, "[%s %d] %s\n", context, (int)level, msg);
+    if (level >= STUBDM_LOG_WARN) {
+        size_t l = strlen(logbuf);
+        snprintf(logbuf + l, sizeof(logbuf) - l, "%s\n", msg);
+    }
+}
+
+static void setup(void)
+{
+    char self[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    stubdm_stubdom_list *l = NULL;
+    struct xs_handle *xsh = NULL;
+
+    ck_assert_int_gt(n, 0);
+    self[n] = '\0';
+    *strrchr(self, '/') = '\0';
+    snprintf(sim_program, sizeof(sim_program),
+             "%s/mock-xenstored/stubdm-sim-stubdom", self);
+    ck_assert_msg(access(sim_program, X_OK) == 0,
+                  "%s is not built: the hotplug tests need it", sim_program);
+    ck_assert_int_eq(mockxs_start(&mock, NULL), 0);
+    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
+    unsetenv("STUBDM_SIM_DIR");
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    ck_assert_int_eq(stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM), 0);
+    stubdm_ctx_set_log(ctx, log_hook, NULL, STUBDM_LOG_DEBUG);
+    logbuf[0] = '\0';
+    /* The baseline counts the xenstore connection, its watch pipe and
+     * run_once's epoll set and timerfd (see test_spawn.c). */
+    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    stubdm_stubdom_list_free(l);
+    ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
+    ck_assert_int_ge(xs_fileno(xsh), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    dump_before = dump();
+    fds_before = count_fds();
+}
+
+static void teardown(void)
+{
+    stubdm_ctx_free(ctx);
+    free(dump_before);
+    ck_assert_int_eq(mockxs_stop(&mock), 0);
+}
+
+/*
+ * A fake hotplug script in the mock's directory, named hp-<mode>.  Each
+ * run records "<type>-<devid>-<action>" in the directory: its argv, its
+ * exact environment (sorted) and, on add/online, the backend state it
+ * found.  Then, for add/online:
+ *   ok        hotplug-status connected, exit 0 (what block/vif-bridge do);
+ *   late      exit 0, "connected" written 300 ms later by a child;
+ *   error     hotplug-error + hotplug-status error, exit 1 (their fatal());
+ *   errexit0  hotplug-status error, exit 0;
+ *   exit1     prints to stdout and stderr, exit 1, writes nothing;
+ *   chatty    prints ~17 KiB (line 0 .. line 1999, LAST), exit 3;
+ *   noconnect exit 0, writes nothing;
+ *   hang      never ends (a child sleeping in a loop).
+ * remove/offline: record, read the backend's params/bridge, exit 0.
+ */
+static void make_script(const char *mode, char *out, size_t len)
+{
+    static const char body[] =
+        "#!/bin/sh\n"
+        "dir=$(dirname \"$XENSTORED_PATH\")\n"
+        "rec=\"$dir/rec-$XENBUS_TYPE-${XENBUS_PATH##*/}-$1\"\n"
+        "{ printf 'ARGS'; for a in \"$0\" \"$@\"; do printf ' %%s' \"$a\"; done;"
+        " echo; tr '\\0' '\\n' < /proc/$$/environ | sort | sed 's/^/ENV /'; } "
+        "> \"$rec.tmp\"\n"
+        "case \"$1\" in\n"
+        "add|online) echo \"STATE $(xenstore-read \"$XENBUS_PATH/state\")\" "
+        ">> \"$rec.tmp\"; mv \"$rec.tmp\" \"$rec\" ;;\n"
+        "*) echo \"READ $(xenstore-read \"$XENBUS_PATH/type\")\" >> "
+        "\"$rec.tmp\"; mv \"$rec.tmp\" \"$rec\"; exit 0 ;;\n"
+        "esac\n"
+        "case %s in\n"
+        "ok) xenstore-write \"$XENBUS_PATH/hotplug-status\" connected ;;\n"
+        "late) ( sleep 0.3; xenstore-write \"$XENBUS_PATH/hotplug-status\" "
+        "connected ) > /dev/null 2>&1 & ;;\n"
+        "error) xenstore-write \"$XENBUS_PATH/hotplug-error\" "
+        "\"fake failure: $XENBUS_PATH has no such device\" "
+        "\"$XENBUS_PATH/hotplug-status\" error; exit 1 ;;\n"
+        "errexit0) xenstore-write \"$XENBUS_PATH/hotplug-status\" error ;;\n"
+        "exit1) echo 'fake script on stdout'; echo 'fake script on stderr' "
+        ">&2; exit 1 ;;\n"
+        "noconnect) ;;\n"
+        "chatty) i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; "
+        "i=$((i + 1)); done; echo LAST; exit 3 ;;\n"
+        "hang) while :; do sleep 1; done ;;\n"
+        "esac\n"
+        "exit 0\n";
+    FILE *f;
+
+    snprintf(out, len, "%s/hp-%s", mock.dir, mode);
+    f = fopen(out, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, body, mode);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(chmod(out, 0755), 0);
+}
+
+static char *record(const char *what)
+{
+    char p[400];
+
+    snprintf(p, sizeof(p), "%s/rec-%s", mock.dir, what);
+    return read_file(p);
+}
+
+static void assert_no_record(const char *what)
+{
+    char *r = record(what);
+    ck_assert_msg(r == NULL, "unexpected record %s:\n%.2000s", what, r);
+}
+
+static stubdm_spawn_config *config(void)
+{
+    static const char *const qemu_args[] = { "-machine", "none" };
+    static const char *const noqemu[] = { "--no-qemu" };
+    stubdm_spawn_config *c = NULL;
+
+    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, "test"), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_args(c, qemu_args, 2), 0);
+    ck_assert_int_eq(
+        stubdm_spawn_config_set_sim_program(c, sim_program, noqemu, 1), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_timeout(c, 10000), 0);
+    return c;
+}
+
+/* A config with one disk (xvda) and one nic, both with the script of
+ * this mode. */
+static stubdm_spawn_config *config_with(const char *disk_mode,
+                                        const char *nic_mode)
+{
+    stubdm_spawn_config *c = config();
+    char ds[PATH_MAX], ns[PATH_MAX];
+
+    make_script(disk_mode, ds, sizeof(ds));
+    make_script(nic_mode, ns, sizeof(ns));
+    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/dev/null", "raw", 1), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 0, ds), 0);
+    ck_assert_int_eq(
+        stubdm_spawn_config_add_nic(c, "00:16:3e:00:00:01", "xenbr7", ns), 0);
+    return c;
+}
+
+/* Read a dom0 node now (a short-lived connection of its own). */
+static char *xs_get(const char *path)
+{
+    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    unsigned len = 0;
+    char *v;
+
+    ck_assert_ptr_nonnull(h);
+    v = xs_read(h, XBT_NULL, path, &len);
+    xs_close(h);
+    return v;
+}
+
+struct progress {
+    unsigned seen;
+    uint32_t domid;
+    bool checked_at_unpause;
+    int status_connected; /* backends "connected" when UNPAUSE began */
+};
+
+static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
+{
+    struct progress *p = user;
+    char path[128], *v;
+
+    p->seen |= 1u << step;
+    if (step != STUBDM_SPAWN_UNPAUSE)
+        return;
+    /* The stubdomain is unpaused only after every hotplug connected. */
+    p->domid = stubdm_stubdom_domid(s);
+    p->checked_at_unpause = true;
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/hotplug-status",
+             p->domid, VBD_XVDA);
+    v = xs_get(path);
+    p->status_connected += v && !strcmp(v, "connected");
+    free(v);
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/0/hotplug-status",
+             p->domid);
+    v = xs_get(path);
+    p->status_connected += v && !strcmp(v, "connected");
+    free(v);
+}
+
+/* ---- success ------------------------------------------------------------- */
+
+START_TEST(test_args_env_and_order)
+{
+    stubdm_spawn_config *c = config_with("ok", "late");
+    struct progress p = { 0, 0, false, 0 };
+    stubdm_stubdom *s = NULL;
+    char want[4 * PATH_MAX], ds[PATH_MAX], ns[PATH_MAX], key[64], *r, *v;
+    char path[160];
+    const char *path_env = getenv("PATH");
+    uint32_t S;
+
+    snprintf(ds, sizeof(ds), "%s/hp-ok", mock.dir);
+    snprintf(ns, sizeof(ns), "%s/hp-late", mock.dir);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, on_progress, &p, &s), 0);
+    stubdm_spawn_config_free(c);
+    S = stubdm_stubdom_domid(s);
+    ck_assert_uint_eq(p.seen, 0x3fu); /* CREATE..WAIT, HOTPLUG included */
+    ck_assert(p.checked_at_unpause);
+    ck_assert_int_eq(p.status_connected, 2);
+
+    /* vbd: "<script> add", libxl's environment, no more. */
+    snprintf(key, sizeof(key), "vbd-%u-add", VBD_XVDA);
+    r = record(key);
+    ck_assert_ptr_nonnull(r);
+    snprintf(want, sizeof(want),
+             "ARGS %s add\n"
+             "ENV PATH=%s\n"
+             "ENV XENBUS_BASE_PATH=backend\n"
+             "ENV XENBUS_PATH=backend/vbd/%u/%u\n"
+             "ENV XENBUS_TYPE=vbd\n"
+             "ENV XENSTORED_PATH=%s\n"
+             "ENV script=%s\n"
+             "STATE 2\n",
+             ds, path_env, S, VBD_XVDA, mockxs_socket(&mock), ds);
+    ck_assert_str_eq(r, want);
+    free(r);
+    /* vif: "<script> online type_if=vif", with vif= and netdev=. */
+    r = record("vif-0-online");
+    ck_assert_ptr_nonnull(r);
+    snprintf(want, sizeof(want),
+             "ARGS %s online type_if=vif\n"
+             "ENV PATH=%s\n"
+             "ENV XENBUS_BASE_PATH=backend\n"
+             "ENV XENBUS_PATH=backend/vif/%u/0\n"
+             "ENV XENBUS_TYPE=vif\n"
+             "ENV XENSTORED_PATH=%s\n"
+             "ENV netdev=\n"
+             "ENV script=%s\n"
+             "ENV vif=vif%u.0\n"
+             "STATE 2\n",
+             ns, path_env, S, mockxs_socket(&mock), ns, S);
+    ck_assert_str_eq(r, want);
+    free(r);
+    /* The backends name the scripts that ran. */
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/script", S,
+             VBD_XVDA);
+    v = xs_get(path);
+    ck_assert_str_eq(v, ds);
+    free(v);
+    assert_no_record("vbd-51712-remove");
+
+    /* Destroy: remove / offline, while the backends are still there (the
+     * scripts read them), then nothing left. */
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    snprintf(key, sizeof(key), "vbd-%u-remove", VBD_XVDA);
+    r = record(key);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_nonnull(strstr(r, "ARGS "));
+    ck_assert_ptr_nonnull(strstr(r, " remove\n"));
+    ck_assert_ptr_nonnull(strstr(r, "READ phy\n"));
+    free(r);
+    r = record("vif-0-offline");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_nonnull(strstr(r, " offline type_if=vif\n"));
+    ck_assert_ptr_nonnull(strstr(r, "READ vif\n"));
+    free(r);
+    ck_assert_str_eq(logbuf, "");
+    assert_clean();
+}
+END_TEST
+
+/* Another ctx (process) destroys it by domid: the removes still run. */
+START_TEST(test_remove_by_domid)
+{
+    stubdm_spawn_config *c = config_with("ok", "ok");
+    stubdm_stubdom *s = NULL;
+    stubdm_ctx *other = NULL;
+    char *r;
+
+    uint32_t domid;
+
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    domid = stubdm_stubdom_domid(s);
+    stubdm_stubdom_free(s); /* the stubdomain runs on */
+    stubdm_ctx_free(ctx);
+    ctx = NULL;
+    assert_no_record("vif-0-offline");
+    ck_assert_int_eq(stubdm_ctx_new(&other), 0);
+    stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
+    ck_assert_int_eq(stubdm_destroy(other, domid), 0);
+    stubdm_ctx_free(other);
+    r = record("vif-0-offline");
+    ck_assert_ptr_nonnull(r);
+    free(r);
+    r = record("vbd-51712-remove");
+    ck_assert_ptr_nonnull(r);
+    free(r);
+    {
+        char *after = dump();
+        ck_assert_str_eq(after, dump_before);
+        free(after);
+    }
+    ck_assert_int_eq(settled(sim_processes), 0);
+    ck_assert_int_eq(settled(children), 0);
+}
+END_TEST
+
+/* Turned off: nothing runs, nothing is waited for, nothing removed. */
+START_TEST(test_disabled)
+{
+    stubdm_spawn_config *c = config_with("hang", "hang");
+    struct progress p = { 0, 0, false, 0 };
+    stubdm_stubdom *s = NULL;
+    char path[160], *v;
+
+    ck_assert_int_eq(stubdm_ctx_set_hotplug(ctx, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, on_progress, &p, &s), 0);
+    stubdm_spawn_config_free(c);
+    ck_assert_uint_eq(p.seen, 0x3fu); /* HOTPLUG reported too */
+    ck_assert_int_eq(p.status_connected, 0);
+    /* The scripts are still named for the caller's toolstack. */
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/0/script",
+             stubdm_stubdom_domid(s));
+    v = xs_get(path);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_ptr_nonnull(strstr(v, "/hp-hang"));
+    free(v);
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/0/state",
+             stubdm_stubdom_domid(s));
+    v = xs_get(path);
+    ck_assert_str_eq(v, "2"); /* the simulated netback's InitWait */
+    free(v);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    assert_no_record("vbd-51712-add");
+    assert_no_record("vif-0-online");
+    assert_no_record("vbd-51712-remove");
+    assert_no_record("vif-0-offline");
+    assert_clean();
+}
+END_TEST
+
+/* A bare name is taken in /etc/xen/scripts, as libxl does. */
+START_TEST(test_script_names)
+{
+    stubdm_spawn_config *c = config();
+    stubdm_stubdom *s = NULL;
+    char path[160], *v;
+
+    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/dev/null", NULL, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/x.qcow2", "qcow2", 0), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 0, "block-x"), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 1, "block"),
+                     STUBDM_EINVAL); /* qdisk: no script */
+    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 2, "block"),
+                     STUBDM_EINVAL); /* no such disk */
+    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, "vif-route"), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug(ctx, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/script",
+             stubdm_stubdom_domid(s), VBD_XVDA);
+    v = xs_get(path);
+    ck_assert_str_eq(v, "/etc/xen/scripts/block-x");
+    free(v);
+    snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/0/script",
+             stubdm_stubdom_domid(s));
+    v = xs_get(path);
+    ck_assert_str_eq(v, "/etc/xen/scripts/vif-route");
+    free(v);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+
+    /* A relative path with a '/' depends on a cwd: refused. */
+    c = config();
+    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, "x/vif"), 0);
+    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
+    stubdm_spawn_config_free(c);
+    assert_clean();
+}
+END_TEST
+
+/* ---- failures ------------------------------------------------------------ */
+
+static const struct fail_case {
+    const char *disk, *nic;
+    int timeout_ms;
+    int rc;
+    const char *in_msg[3]; /* each must be in the message */
+    const char *in_log;    /* and this in a warning, if set */
+    const char *not_in_log; /* but not this */
+} fail_cases[] = {
+    { "error", "ok", 10000, STUBDM_EFAIL,
+      { "spawn: running hotplug scripts: vbd 51712 (", "/hp-error add)",
+        "fake failure: backend/vbd/" }, NULL, NULL },
+    { "ok", "error", 10000, STUBDM_EFAIL,
+      { "vif 0 (", "/hp-error online)", "has no such device" }, NULL, NULL },
+    { "errexit0", "ok", 10000, STUBDM_EFAIL,
+      { "vbd 51712 (", "/hp-errexit0 add)", "hotplug-status \"error\"" },
+      NULL, NULL },
+    { "ok", "exit1", 10000, STUBDM_EFAIL,
+      { "vif 0 (", "/hp-exit1 online)", "exited with status 1" },
+      "fake script on stdout | fake script on stderr", NULL },
+    { "hang", "ok", 1500, STUBDM_ETIMEDOUT,
+      { "vbd 51712 (", "/hp-hang add)", "still running after" }, NULL, NULL },
+    { "ok", "noconnect", 1500, STUBDM_ETIMEDOUT,
+      { "vif 0 (", "/hp-noconnect online)",
+        "exited 0, but no hotplug-status \"connected\"" }, NULL, NULL },
+    /* The output kept is bounded: its end, not its start. */
+    { "chatty", "ok", 10000, STUBDM_EFAIL,
+      { "vbd 51712 (", "/hp-chatty add)", "exited with status 3" },
+      "(its last 4 KiB), part 1: ", "line 1 | line 2 |" },
+};
+
+START_TEST(test_failures)
+{
+    const struct fail_case *fc = &fail_cases[_i];
+    stubdm_spawn_config *c = config_with(fc->disk, fc->nic);
+    stubdm_stubdom *s = (stubdm_stubdom *)&s;
+    const char *msg;
+    char *r;
+    int rc;
+
+    stubdm_spawn_config_set_timeout(c, fc->timeout_ms);
+    rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
+    stubdm_spawn_config_free(c);
+    msg = stubdm_ctx_errmsg(ctx);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(rc == fc->rc, "rc %s, not %s: %s", stubdm_errname(rc),
+                  stubdm_errname(fc->rc), msg);
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_msg(strstr(msg, fc->in_msg[i]), "'%s' lacks '%s'", msg,
+                      fc->in_msg[i]);
+    if (fc->in_log)
+        ck_assert_msg(strstr(logbuf, fc->in_log), "log lacks '%s':\n%.2000s",
+                      fc->in_log, logbuf);
+    if (fc->not_in_log)
+        ck_assert_msg(!strstr(logbuf, fc->not_in_log), "log has '%s'",
+                      fc->not_in_log);
+    if (!strcmp(fc->disk, "chatty"))
+        ck_assert(strstr(logbuf, "(end): ") &&
+                  strstr(logbuf, "line 1999 | LAST\n"));
+    /* The failed device's add ran, so its remove ran at the teardown. */
+    r = record(strcmp(fc->disk, "ok") ? "vbd-51712-remove" : "vif-0-offline");
+    ck_assert_ptr_nonnull(r);
+    free(r);
+    assert_clean();
+}
+END_TEST
+
+/* The stubdomain dies while a script runs: fail at once, kill it. */
+START_TEST(test_death_during_hotplug)
+{
+    stubdm_spawn_config *c = config_with("hang", "ok");
+    stubdm_stubdom *s = NULL;
+    stubdm_op *op = NULL;
+    stubdm_ctx *other = NULL;
+    int64_t t0, t1;
+    char *r = NULL;
+
+    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
+    stubdm_spawn_config_free(c);
+    t0 = stubdm_now_ms();
+    while (!(r = record("vbd-51712-add"))) {
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+        ck_assert_int_lt(stubdm_now_ms() - t0, 8000);
+    }
+    free(r);
+    ck_assert(!stubdm_op_done(op));
+    ck_assert_int_eq(stubdm_ctx_new(&other), 0);
+    stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
+    ck_assert_int_eq(stubdm__host_sim.destroy(other, stubdm_stubdom_domid(s)), 0);
+    stubdm_ctx_free(other);
+    t1 = stubdm_now_ms();
+    while (!stubdm_op_done(op))
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_lt(stubdm_now_ms() - t1, 3000);
+    ck_assert_int_eq(stubdm_op_result(op), STUBDM_EDOMAIN_GONE);
+    ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op),
+                                 "spawn: running hotplug scripts: stubdomain"));
+    stubdm_op_free(op);
+    stubdm_stubdom_free(s);
+    assert_clean();
+}
+END_TEST
+
+/* Cancelled while scripts run: they are killed, removes run. */
+START_TEST(test_cancel_during_hotplug)
+{
+    stubdm_spawn_config *c = config_with("ok", "hang");
+    stubdm_stubdom *s = NULL;
+    stubdm_op *op = NULL;
+    int64_t t0;
+    char *r = NULL;
+
+    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
+    stubdm_spawn_config_free(c);
+    t0 = stubdm_now_ms();
+    while (!(r = record("vif-0-online"))) {
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+        ck_assert_int_lt(stubdm_now_ms() - t0, 8000);
+    }
+    free(r);
+    stubdm_op_cancel(op);
+    while (!stubdm_op_done(op))
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
+    stubdm_op_free(op);
+    stubdm_stubdom_free(s);
+    r = record("vif-0-offline");
+    ck_assert_ptr_nonnull(r);
+    free(r);
+    assert_clean();
+}
+END_TEST
+
+static Suite *hotplug_suite(void)
+{
+    Suite *s = suite_create("hotplug");
+    TCase *tc = tcase_create("sim");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_args_env_and_order);
+    tcase_add_test(tc, test_remove_by_domid);
+    tcase_add_test(tc, test_disabled);
+    tcase_add_test(tc, test_script_names);
+    tcase_add_loop_test(tc, test_failures, 0,
+                        (int)STUBDM_ARRAY_SIZE(fail_cases));
+    tcase_add_test(tc, test_death_during_hotplug);
+    tcase_add_test(tc, test_cancel_during_hotplug);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(hotplug_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
