@@ -14,7 +14,6 @@
 #include <string.h>
 #include <xenstore.h>
 
-#define NCONSOLES (STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS)
 #define CONSOLE_LIMIT "1048576" /* bytes xenconsoled may buffer, as libxl */
 
 struct stubdm_contract {
@@ -26,7 +25,7 @@ struct stubdm_contract {
     stubdm_argv_encoding encoding;
     size_t max_value_len;
     stubdm_console_backend backend;
-    char *output[NCONSOLES];
+    char *output[STUBDM__NCONSOLES];
     unsigned nserials;
     bool have_ring;
     uint64_t ring_mfn;
@@ -67,7 +66,7 @@ void stubdm_contract_free(stubdm_contract *c)
         return;
     free(c->vm_path);
     free_args(c);
-    for (unsigned i = 0; i < NCONSOLES; i++)
+    for (unsigned i = 0; i < STUBDM__NCONSOLES; i++)
         free(c->output[i]);
     free(c->bios);
     free(c);
@@ -255,7 +254,7 @@ static const char *backend_type(stubdm_console_backend b)
 static bool console_exists(const stubdm_contract *c, unsigned n,
                            const char **output)
 {
-    *output = n < NCONSOLES ? c->output[n] : NULL;
+    *output = n < STUBDM__NCONSOLES ? c->output[n] : NULL;
     if (c->backend == STUBDM_CONSOLE_XENCONSOLED)
         return n == STUBDM_CONSOLE_LOG;
     if (n <= STUBDM_CONSOLE_SAVE)
@@ -298,7 +297,7 @@ static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
     if (c->backend == STUBDM_CONSOLE_XENCONSOLED) {
         /* Refused rather than dropped: the stubdomain would wait for a
          * save, restore or serial console nobody serves. */
-        for (unsigned n = STUBDM_CONSOLE_SAVE; n < NCONSOLES; n++)
+        for (unsigned n = STUBDM_CONSOLE_SAVE; n < STUBDM__NCONSOLES; n++)
             if (c->output[n])
                 return stubdm__fail(
                     ctx, STUBDM_EINVAL, 0,
@@ -310,7 +309,7 @@ static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
                     stubdm__console_role(n),
                     c->output[n]);
     }
-    for (unsigned n = 0; n < NCONSOLES; n++) {
+    for (unsigned n = 0; n < STUBDM__NCONSOLES; n++) {
         const char *o = c->output[n];
         if (!o)
             continue;
@@ -426,7 +425,7 @@ static int build_layout(stubdm_ctx *ctx, const stubdm_contract *c,
     if (!rc)
         rc = stubdm__nodes_add_str(l, perms, "",
                                    "/local/domain/%u/device-model/%u", S, G);
-    for (unsigned n = 0; n < NCONSOLES && !rc; n++) {
+    for (unsigned n = 0; n < STUBDM__NCONSOLES && !rc; n++) {
         const char *output;
         if (console_exists(c, n, &output))
             rc = add_console(l, c, n, output);
@@ -542,7 +541,7 @@ static int remove_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     RM("/local/domain/%u/device-model/%u", S, G);
     /* Every console a layout may contain, whatever this contract holds
      * now: console directories are the contract's alone. */
-    for (unsigned n = 0; n < NCONSOLES; n++) {
+    for (unsigned n = 0; n < STUBDM__NCONSOLES; n++) {
         char fe[96], be[96];
         console_paths(c, n, fe, sizeof(fe), be, sizeof(be));
         RM("%s", fe);

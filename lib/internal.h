@@ -30,12 +30,11 @@ struct xs_handle;
 #define STUBDM_ERRMSG_MAX 512
 
 /* ------------------------------------------------------------------------
- * Intrusive doubly linked list (circular, with a sentinel head).
+ * Consoles of the stubdomain protocol
  * ------------------------------------------------------------------------ */
 
-struct stubdm__list {
-    struct stubdm__list *prev, *next;
-};
+/* How many a stubdomain can have: log, save, restore, then the serials. */
+#define STUBDM__NCONSOLES (STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS)
 
 /* The role of console n in the stubdomain protocol, for messages. */
 static inline const char *stubdm__console_role(unsigned n)
@@ -45,6 +44,14 @@ static inline const char *stubdm__console_role(unsigned n)
            : n == STUBDM_CONSOLE_RESTORE ? "restore"
                                          : "serial";
 }
+
+/* ------------------------------------------------------------------------
+ * Intrusive doubly linked list (circular, with a sentinel head).
+ * ------------------------------------------------------------------------ */
+
+struct stubdm__list {
+    struct stubdm__list *prev, *next;
+};
 
 static inline void stubdm__list_init(struct stubdm__list *l)
 {

@@ -62,7 +62,6 @@ struct nic {
     char *mac, *bridge, *script;
 };
 
-#define NCONSOLES (STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS)
 
 struct stubdm_spawn_config {
     bool guest_set;
@@ -73,7 +72,7 @@ struct stubdm_spawn_config {
     unsigned vcpus;
     char **args;
     size_t nargs;
-    char *console[NCONSOLES];
+    char *console[STUBDM__NCONSOLES];
     stubdm_console_backend backend;
     bool backend_set;       /* else: IOEMU on Xen, LIBSTUBDM simulated */
     uint64_t log_cap;       /* 0: STUBDM_CONSOLE_DEFAULT_FILE_CAP */
@@ -167,7 +166,7 @@ void stubdm_spawn_config_free(stubdm_spawn_config *c)
     free(c->ramdisk);
     free(c->cmdline);
     strv_free(c->args, c->nargs);
-    for (size_t i = 0; i < NCONSOLES; i++)
+    for (size_t i = 0; i < STUBDM__NCONSOLES; i++)
         free(c->console[i]);
     for (size_t i = 0; i < c->ndisks; i++) {
         free(c->disks[i].target);
@@ -255,7 +254,7 @@ int stubdm_spawn_config_set_args(stubdm_spawn_config *c,
 int stubdm_spawn_config_set_console_output(stubdm_spawn_config *c, unsigned n,
                                            const char *output)
 {
-    if (!c || n >= NCONSOLES)
+    if (!c || n >= STUBDM__NCONSOLES)
         return STUBDM_EINVAL;
     return set_str(&c->console[n], output);
 }
@@ -419,7 +418,7 @@ static stubdm_spawn_config *config_dup(const stubdm_spawn_config *c)
          !stubdm_spawn_config_set_sim_program(
              d, c->sim_program, (const char *const *)c->sim_args,
              c->sim_nargs);
-    for (size_t i = 0; ok && i < NCONSOLES; i++)
+    for (size_t i = 0; ok && i < STUBDM__NCONSOLES; i++)
         ok = !set_str(&d->console[i], c->console[i]);
     for (size_t i = 0; ok && i < c->ndisks; i++)
         ok = !stubdm_spawn_config_add_disk(d, c->disks[i].target,
@@ -511,7 +510,7 @@ static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
         /* xenconsoled serves console 0 only, so the contract makes no
          * other console (a Linux stubdomain would wait 25 s at boot for
          * each): anything asked of consoles >= 1 cannot be honoured. */
-        for (unsigned n = STUBDM_CONSOLE_SAVE; n < NCONSOLES; n++)
+        for (unsigned n = STUBDM_CONSOLE_SAVE; n < STUBDM__NCONSOLES; n++)
             if (c->console[n])
                 return stubdm__fail(
                     ctx, STUBDM_EINVAL, 0,
@@ -534,7 +533,7 @@ static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                             "the log to \"file:/absolute/path\", not "
                             "'%.60s'",
                             c->console[0]);
-    for (unsigned n = STUBDM_CONSOLE_SERIAL0; n < NCONSOLES; n++)
+    for (unsigned n = STUBDM_CONSOLE_SERIAL0; n < STUBDM__NCONSOLES; n++)
         if (c->console[n] && !served_output_ok(c->console[n], true))
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                                 "spawn: console %u: the libstubdm backend "
@@ -717,7 +716,7 @@ static int validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
     if (!c->nargs)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: args: no QEMU arguments");
-    for (unsigned n = STUBDM_CONSOLE_SERIAL0 + 1; n < NCONSOLES; n++)
+    for (unsigned n = STUBDM_CONSOLE_SERIAL0 + 1; n < STUBDM__NCONSOLES; n++)
         if (c->console[n] && !c->console[n - 1])
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                                 "spawn: console %u: serials must be set in "
@@ -747,7 +746,7 @@ static int validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
     }
     if (!rc)
         rc = stubdm_contract_set_console_backend(k, eff_backend(c, simulated));
-    for (unsigned n = 0; !rc && n < NCONSOLES; n++)
+    for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++)
         if (c->console[n])
             rc = stubdm_contract_set_console_output(k, n, c->console[n]);
     if (!rc && c->restore_fd >= 0 && !c->console[STUBDM_CONSOLE_RESTORE])
@@ -940,8 +939,8 @@ struct stubdm_stubdom {
     bool free_pending;  /* stubdm_stubdom_free called from progress */
     /* consoles served by the library (backend LIBSTUBDM) */
     stubdm_console_backend backend;
-    stubdm_console *cons[NCONSOLES];
-    struct spawn_con con_user[NCONSOLES];
+    stubdm_console *cons[STUBDM__NCONSOLES];
+    struct spawn_con con_user[STUBDM__NCONSOLES];
     /* a save or restore of the device model's state (dm_state.c) */
     stubdm_op *dm_op;
     bool paused;
@@ -1126,7 +1125,7 @@ static void close_consoles(stubdm_stubdom *s, bool release)
         s->dm_op = NULL;
         stubdm__dm_state_cancel(op, "the stubdomain was torn down");
     }
-    for (unsigned n = 0; n < NCONSOLES; n++) {
+    for (unsigned n = 0; n < STUBDM__NCONSOLES; n++) {
         if (s->cons[n]) {
             if (release)
                 stubdm__console_release(s->cons[n]);
@@ -1391,7 +1390,7 @@ static int step_contract(stubdm_stubdom *s)
         rc = stubdm_contract_set_console_backend(k, s->backend);
     if (!rc)
         rc = stubdm_contract_set_toolstack_domid(k, TOOLSTACK_DOMID);
-    for (unsigned n = 0; !rc && n < NCONSOLES; n++)
+    for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++)
         if (c->console[n])
             rc = stubdm_contract_set_console_output(k, n, c->console[n]);
     if (!rc && c->restore_fd >= 0 && !c->console[STUBDM_CONSOLE_RESTORE])
@@ -1553,7 +1552,7 @@ static int serve_consoles(stubdm_stubdom *s)
     stubdm_console_opts *o = NULL;
     int rc = 0;
 
-    for (unsigned n = 0; !rc && n < NCONSOLES; n++) {
+    for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++) {
         const char *out = c->console[n];
         bool serve = true;
 
@@ -2022,7 +2021,7 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
 
 stubdm_console *stubdm_stubdom_console(const stubdm_stubdom *s, unsigned n)
 {
-    return s && n < NCONSOLES ? s->cons[n] : NULL;
+    return s && n < STUBDM__NCONSOLES ? s->cons[n] : NULL;
 }
 
 stubdm_console_backend stubdm_stubdom_console_backend(const stubdm_stubdom *s)
