@@ -170,7 +170,7 @@ if has xs; then
 fi
 
 has wait || has qmp || has spawn || has side || has stubdom && mk_guest
-has spawn || has spawndisk || has side || has spawnqemu || has spawncon || has bootdisk && mk_hvm_guest
+has spawn || has spawndisk || has side || has spawnqemu || has spawncon && mk_hvm_guest
 info "guest domain: $GUEST"
 xl list
 
@@ -752,8 +752,9 @@ fi
 # guest's IDE disk the way libxl writes it for a Linux stubdomain
 # (file=/dev/xvda,...,format=host_device).  The serial: -serial /dev/hvc3
 # (libxl's form), console 3 served by the library (--console-backend
-# libstubdm --serial file:PATH --serve).  The guest is 4e's: xt-hguest
-# created paused with a dom0 qemu-xen, which is stopped; xt-unpause, then
+# libstubdm --serial file:PATH --serve).  The guest is made as for 4e, fresh
+# (xt-hguest, created paused with a dom0 qemu-xen, which is stopped, as 4e
+# does; an earlier section's guest is destroyed first); xt-unpause, then
 # the marker must reach the file.  Destroy: no domain, node or loop device.
 # bd_leaks: "" if nothing the spawn made is left, else what is.  Nodes the
 # guest itself made under /local/domain/<guest> while it ran (owner: the
@@ -778,7 +779,9 @@ bd_leaks() {
 if has bootdisk; then
     section "4h. bootdisk: HVM guest boots from xvda served by qemu-xen in a library stubdomain; its serial to a dom0 file through console 3"
     for m in xen-blkback loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
-    [ -n "$HGUEST" ] || mk_hvm_guest
+    # a fresh guest: one that no earlier section's stubdomain served
+    [ -n "$HGUEST" ] && { xl destroy "$HGUEST" 2>/dev/null; HGUEST=; }
+    mk_hvm_guest
     memcheck_start bootdisk
     BD_IMG=/tmp/xt-boot.img BD_LOG=/tmp/bd-console.log BD_SER=/tmp/bd-serial.log
     BD_MARK=XT-BOOTED-FROM-XVDA
@@ -789,7 +792,6 @@ if has bootdisk; then
     pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
     info "dom0 qemu-xen of guest $HGUEST: pid ${pid:-none}"
     [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
-    losetup -a > /tmp/loop-before 2>&1
     xs_snapshot /tmp/xs-before
     BD_T0=$(ms)
     stubdm-ctl -v spawn --guest "$HGUEST" --name xt-bd --kernel /mnt/host/images/vmlinuz \
