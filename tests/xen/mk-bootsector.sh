@@ -2,7 +2,10 @@
 # mk-bootsector.sh OUT [MARKER]: a 1 MiB raw disk image whose MBR boot
 # sector, hand-assembled below (no toolchain), initialises COM1 (0x3f8,
 # 115200 8N1), writes MARKER (default XT-BOOTED-FROM-XVDA) and CR LF to it,
-# polling LSR (0x3fd) bit 5 before each byte, and halts (cli; hlt).  The
+# polling LSR (0x3fd) bit 5 before each byte, and then halts with
+# interrupts on (sti; hlt, for ever: SeaBIOS's timer interrupt wakes it and
+# it halts again).  Not cli; hlt: Xen takes a halt with interrupts off as
+# the vCPU going down, so the guest powers off (docs/real-xen.md).  The
 # marker is stored XORed with 0x5a, so it is not on the disk as text: the
 # marker on the serial line means the sector's code ran.  Used by section
 # bootdisk of tests/xen/payload.sh (docs/real-xen.md).
@@ -28,7 +31,7 @@ byte() { for v do printf "\\$(printf %03o "$v")"; done; }
     byte 0xba 0xfb 0x03          # 16 mov dx,0x3fb
     byte 0xb0 0x03               # 19 mov al,3       8N1, DLAB off
     byte 0xee                    # 1b out dx,al
-    byte 0xbe 0x3b 0x7c          # 1c mov si,0x7c3b  the message
+    byte 0xbe 0x3c 0x7c          # 1c mov si,0x7c3c  the message
     byte 0xac                    # 1f next: lodsb
     byte 0x34 0x5a               # 20 xor al,0x5a
     byte 0x84 0xc0               # 22 test al,al
@@ -42,9 +45,10 @@ byte() { for v do printf "\\$(printf %03o "$v")"; done; }
     byte 0xba 0xf8 0x03          # 32 mov dx,0x3f8   THR
     byte 0xee                    # 35 out dx,al
     byte 0xeb 0xe7               # 36 jmp next (0x1f)
-    byte 0xf4                    # 38 done: hlt
-    byte 0xeb 0xfd               # 39 jmp done (0x38)
-    # 3b: the message, each byte XOR 0x5a, then the terminator (0 XOR 0x5a)
+    byte 0xfb                    # 38 done: sti
+    byte 0xf4                    # 39 idle: hlt
+    byte 0xeb 0xfd               # 3a jmp idle (0x39)
+    # 3c: the message, each byte XOR 0x5a, then the terminator (0 XOR 0x5a)
     m="$marker
 "
     while [ -n "$m" ]; do

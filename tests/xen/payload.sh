@@ -747,7 +747,9 @@ fi
 # stubdomain, and its serial output reaches a dom0 file through the
 # library's console 3.  The disk: a 1 MiB raw image whose MBR boot sector
 # (mk-bootsector.sh, hand-assembled) writes XT-BOOTED-FROM-XVDA to COM1
-# and halts; given with --disk (the library runs the block script: a loop
+# and idles (sti; hlt: a halt with interrupts off would power the guest
+# off, and xl's monitor would then destroy it and its device model, our
+# stubdomain); given with --disk (the library runs the block script: a loop
 # device; blkback; the stubdomain's /dev/xvda), and to qemu-xen as the
 # guest's IDE disk the way libxl writes it for a Linux stubdomain
 # (file=/dev/xvda,...,format=host_device).  The serial: -serial /dev/hvc3
@@ -844,6 +846,7 @@ if has bootdisk; then
             gone "$BD" && break
             sleep 0.2; i=$((i + 1))
         done
+        info "guest $HGUEST: $(xl list "$HGUEST" 2>&1 | tail -n1 | tr -s ' ')"
         # (no stubdm-ctl qmp here: the --serve process holds the one QMP
         # connection it opened for --qmp-status)
         sleep 1
