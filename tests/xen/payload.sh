@@ -764,8 +764,6 @@ fi
 bd_leaks() {
     l=
     xl list 2>/dev/null | grep -q 'xt-bd ' && l="domain: $(xl list | grep 'xt-bd ' | tr -s ' ');"
-    # (a dying domain whose pages are still mapped is listed by domid)
-    [ -n "$BD" ] && ! gone "$BD" && l="$l domain $BD: $(xl list "$BD" 2>&1 | tail -n1 | tr -s ' ');"
     xs_snapshot /tmp/xs-after-bd
     for p in $(LC_ALL=C comm -13 /tmp/xs-before /tmp/xs-after-bd); do
         perm=
@@ -867,16 +865,28 @@ if has bootdisk; then
         t=$(ms); out=$(stubdm-ctl destroy "$BD" 2>&1); drc=$?; t=$(( $(ms) - t ))
         echo "  destroy: $out ($t ms)"
         fig bootdisk_destroy_ms $t
+        # the --serve process ends by itself once the stubdomain is gone
         i=0; while kill -0 $BD_PID 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
-        if kill -0 $BD_PID 2>/dev/null; then info "the --serve process still runs 10 s after the destroy: stopping it"; kill -INT $BD_PID; fi
+        serve=ended
+        if kill -0 $BD_PID 2>/dev/null; then serve="still running 10 s after the destroy"; kill -INT $BD_PID; fi
         wait $BD_PID; info "stubdm-ctl spawn --serve exited $?: $(grep -a '^console [0-9]' /tmp/bd.err | tr '\n' ' ')"
         i=0; while [ $i -lt 50 ] && losetup -a | grep -q "$BD_IMG"; do sleep 0.2; i=$((i + 1)); done
         l=$(bd_leaks)
         loops=$(losetup -a | grep "$BD_IMG")
         [ -s /tmp/bd-guest-nodes ] && info "nodes the guest made under /local/domain/$HGUEST while it ran (its own): $(tr '\n' ' ' < /tmp/bd-guest-nodes)"
-        if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$loops" ]; then
-            pass "bootdisk-destroy (no domain, node or loop device left; $t ms)"
-        else fail "bootdisk-destroy" "exit $drc: $out; left: ${l:-no node} ${loops:+loop: $loops}"; fi
+        # Xen keeps a dying stubdomain while the guest lives: the guest's
+        # ioreq server, made by qemu-xen in it, holds a reference to its
+        # emulator domain (ioreq_server_init: get_knownalive_domain) until
+        # the server goes with the guest.  So: the guest is destroyed, and
+        # then the stubdomain must be gone too.
+        dst=$(xl list "$BD" 2>/dev/null | tail -n1 | tr -s ' ')
+        info "stubdomain $BD after its destroy, guest $HGUEST still there: ${dst:-gone}"
+        xl destroy "$HGUEST" 2>/dev/null; tg=$(ms)
+        i=0; while [ $i -lt 150 ] && ! gone "$BD"; do sleep 0.2; i=$((i + 1)); done
+        gone "$BD" && dgone="gone $(( $(ms) - tg )) ms after the guest's destroy" || dgone=
+        if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$loops" ] && [ "$serve" = ended ] && [ -n "$dgone" ]; then
+            pass "bootdisk-destroy (no node or loop device left, the --serve process ended; $t ms; the domain ${dst:+dying until the guest went, }$dgone)"
+        else fail "bootdisk-destroy" "exit $drc: $out; left: ${l:-no node} ${loops:+loop: $loops}; --serve $serve; domain $BD: ${dgone:-still there 30 s after the guest's destroy: $(xl list "$BD" 2>&1 | tail -n1 | tr -s ' ')}"; fi
     else
         fail "bootdisk-running" "no stubdomain after $(( $(ms) - BD_T0 )) ms: $(grep -v '^\[' /tmp/bd.err | tr '\n' ' ' | cut -c1-400)"
         bd_dump
