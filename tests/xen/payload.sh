@@ -853,11 +853,13 @@ if has bootdisk; then
         tail -n 3 $OUT/bootdisk-guest.log | sed 's/^/  guest-last| /'
         info "serial file $BD_SER: $sb bytes before the unpause, $(wc -c < "$BD_SER" 2>/dev/null || echo 0) after: $(tr -c '[:print:]\n' '.' < "$BD_SER" 2>/dev/null | grep -a . | head -n 5 | tr '\n' '|' | cut -c1-300)"
         hd=$(grep -a 'Booting from Hard Disk' $OUT/bootdisk-guest.log | head -n1)
-        if [ -n "$tm" ] && [ -n "$hd" ]; then
-            pass "bootdisk-marker (guest $HGUEST: SeaBIOS '$(echo "$hd" | sed 's/.*) //')', and $BD_MARK, written by the boot sector to COM1, reached $BD_SER through qemu-xen in stubdomain $BD and the library's console 3, $tm ms after the unpause)"
+        # byte for byte: the guest's COM1 is all console 3 carries
+        printf '%s\r\n' "$BD_MARK" > /tmp/bd-serial.want
+        if [ -n "$tm" ] && [ -n "$hd" ] && cmp -s /tmp/bd-serial.want "$BD_SER"; then
+            pass "bootdisk-marker (guest $HGUEST: SeaBIOS '$(echo "$hd" | sed 's/.*) //')', and $BD_MARK, written by the boot sector to COM1, reached $BD_SER through qemu-xen in stubdomain $BD and the library's console 3, $tm ms after the unpause; the file is exactly its $(wc -c < /tmp/bd-serial.want) bytes)"
             fig bootdisk_unpause_to_marker_ms $tm
         else
-            fail "bootdisk-marker" "marker ${tm:+after $tm ms}${tm:-not in $BD_SER after $((i / 5)) s}; SeaBIOS hard-disk boot line: ${hd:-none}; $(gone "$BD" && echo 'the stubdomain is gone')"
+            fail "bootdisk-marker" "marker ${tm:+after $tm ms}${tm:-not in $BD_SER after $((i / 5)) s}; $BD_SER: $(wc -c < "$BD_SER" 2>/dev/null || echo 0) bytes (want exactly '$BD_MARK' CR LF); SeaBIOS hard-disk boot line: ${hd:-none}; $(gone "$BD" && echo 'the stubdomain is gone')"
             bd_dump
         fi
         grep -a 'segfault\|device model exited\|XT-STUB-QEMU\|XT-STUB-DMLOG\|XT-SHIM\|XT-MEMCHECK' "$BD_LOG" 2>/dev/null | sed 's/^/  stub| /'
