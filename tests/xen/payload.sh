@@ -751,8 +751,8 @@ fi
 # off, and xl's monitor would then destroy it and its device model, our
 # stubdomain); given with --disk (the library runs the block script: a loop
 # device; blkback; the stubdomain's /dev/xvda), and to qemu-xen as the
-# guest's IDE disk the way libxl writes it for a Linux stubdomain
-# (file=/dev/xvda,...,format=host_device).  The serial: -serial /dev/hvc3
+# guest's IDE disk as libxl gives it to a Linux stubdomain's QEMU
+# (/dev/xvda, format=host_device: /work/shared/notes/protocol.md).  The serial: -serial /dev/hvc3
 # (libxl's form), console 3 served by the library (--console-backend
 # libstubdm --serial file:PATH --serve).  The guest is made as for 4e, fresh
 # (xt-hguest, created paused with a dom0 qemu-xen, which is stopped, as 4e
