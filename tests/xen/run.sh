@@ -5,7 +5,7 @@
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
 #   sections: xs wait qmp spawn spawndisk spawnqemu spawncon bootdisk side stubdom
-#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk spawncon")
+#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk spawncon bootdisk")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
