@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk spawncon spawnqemu side stubdom
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk spawncon spawnqemu bootdisk side stubdom
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -740,6 +740,164 @@ if has spawnqemu; then
     fi
     xl destroy "$HGUEST" 2>/dev/null; HGUEST=
     memcheck_end spawnqemu
+fi
+
+# ===================================================================== bootdisk (the whole path: disk in, serial out)
+# An HVM guest boots from a disk served by the real qemu-xen in a library
+# stubdomain, and its serial output reaches a dom0 file through the
+# library's console 3.  The disk: a 1 MiB raw image whose MBR boot sector
+# (mk-bootsector.sh, hand-assembled) writes XT-BOOTED-FROM-XVDA to COM1
+# and idles (sti; hlt: a halt with interrupts off would power the guest
+# off, and xl's monitor would then destroy it and its device model, our
+# stubdomain); given with --disk (the library runs the block script: a loop
+# device; blkback; the stubdomain's /dev/xvda), and to qemu-xen as the
+# guest's IDE disk as libxl gives it to a Linux stubdomain's QEMU
+# (/dev/xvda, format=host_device: /work/shared/notes/protocol.md).  The serial: -serial /dev/hvc3
+# (libxl's form), console 3 served by the library (--console-backend
+# libstubdm --serial file:PATH --serve).  The guest is made as for 4e, fresh
+# (xt-hguest, created paused with a dom0 qemu-xen, which is stopped, as 4e
+# does; an earlier section's guest is destroyed first); xt-unpause, then
+# the marker must reach the file.  Destroy: no domain, node or loop device.
+# bd_leaks: "" if nothing the spawn made is left, else what is.  Nodes the
+# guest itself made under /local/domain/<guest> while it ran (owner: the
+# guest) are not the spawn's; they are listed as INFO.
+bd_leaks() {
+    l=
+    xl list 2>/dev/null | grep -q 'xt-bd ' && l="domain: $(xl list | grep 'xt-bd ' | tr -s ' ');"
+    xs_snapshot /tmp/xs-after-bd
+    for p in $(LC_ALL=C comm -13 /tmp/xs-before /tmp/xs-after-bd); do
+        perm=
+        case $p in
+            /local/domain/$HGUEST/*)
+                perm=$(xenstore-ls -fp "${p%/*}" 2>/dev/null | awk -v p="$p" 'index($0, p " = ") == 1' | sed -n 's/.*(\([^)]*\))$/\1/p')
+                case $perm in n$HGUEST|n$HGUEST,*) echo "$p ($perm)" >> /tmp/bd-guest-nodes; continue ;; esac ;;
+        esac
+        l="$l $p${perm:+ ($perm)}"
+    done
+    echo "$l"
+}
+if has bootdisk; then
+    section "4h. bootdisk: HVM guest boots from xvda served by qemu-xen in a library stubdomain; its serial to a dom0 file through console 3"
+    for m in xen-blkback loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
+    # a fresh guest: one that no earlier section's stubdomain served
+    [ -n "$HGUEST" ] && { xl destroy "$HGUEST" 2>/dev/null; HGUEST=; }
+    mk_hvm_guest
+    memcheck_start bootdisk
+    BD_IMG=/tmp/xt-boot.img BD_LOG=/tmp/bd-console.log BD_SER=/tmp/bd-serial.log
+    BD_MARK=XT-BOOTED-FROM-XVDA
+    rm -f "$BD_LOG" "$BD_SER" /tmp/bd.out /tmp/bd-guest-nodes
+    sh /mnt/host/bin/mk-bootsector.sh "$BD_IMG" "$BD_MARK"
+    BD_SUM=$(sha256sum $BD_IMG | cut -d' ' -f1) BD_SIZE=$(stat -c %s $BD_IMG)
+    info "boot image $BD_IMG: $BD_SIZE bytes, sha256 $BD_SUM, signature $(od -An -tx1 -j510 -N2 $BD_IMG | tr -d ' '), marker as text in it: $(grep -c "$BD_MARK" $BD_IMG)"
+    pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
+    info "dom0 qemu-xen of guest $HGUEST: pid ${pid:-none}"
+    [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
+    xs_snapshot /tmp/xs-before
+    BD_T0=$(ms)
+    stubdm-ctl -v spawn --guest "$HGUEST" --name xt-bd --kernel /mnt/host/images/vmlinuz \
+        --ramdisk /mnt/host/images/stubdom-rootfs.cpio.gz --memory 320 \
+        --cmdline "console=hvc0 xt.dm=qemu-xen xt.diskcheck${STUB_EXTRA:+ $STUB_EXTRA}" \
+        --console-backend libstubdm --log "$BD_LOG" --serial "file:$BD_SER" --disk "$BD_IMG" \
+        --timeout 240 --qmp-status --qmp-timeout 60 --serve \
+        -- -xen-domid "$HGUEST" -no-shutdown -nodefaults -no-user-config -name xt-hguest -display none \
+        -nographic -boot order=c -net none -machine xenfv,suppress-vmdesc=on -m 32 \
+        -drive file=/dev/xvda,if=ide,index=0,readonly=off,media=disk,format=host_device,cache=writeback \
+        -serial /dev/hvc3 \
+        > /tmp/bd.out 2> /tmp/bd.err &
+    BD_PID=$! BD= BD_MS=
+    i=0
+    while [ $i -lt 1600 ] && kill -0 $BD_PID 2>/dev/null; do
+        BD=$(head -n1 /tmp/bd.out 2>/dev/null)
+        [ -n "$BD" ] && { BD_MS=$(( $(ms) - BD_T0 )); break; }
+        sleep 0.2; i=$((i + 1))
+    done
+    [ -z "$BD" ] && BD=$(head -n1 /tmp/bd.out 2>/dev/null)
+    bd_dump() {
+        grep -a 'error\|warn\|fail\|hotplug\|console [0-9]' /tmp/bd.err | grep -v 'STUBDM_ENOENT: reading' | tail -n 30 | cut -c1-300 | sed 's/^/  spawn| /'
+        grep -a 'XT-STUB' "$BD_LOG" 2>/dev/null | grep -v 'XT-STUB-ARGV ' | tail -n 30 | sed 's/^/  stub| /'
+        grep -a 'segfault\|device model exited\|XT-STUB-DMLOG\|XT-SHIM\|XT-MEMCHECK\|Aborted' "$BD_LOG" 2>/dev/null | tail -n 40 | sed 's/^/  stub-crash| /'
+        tail -n 20 /var/log/xen/xen-hotplug.log 2>/dev/null | sed 's/^/  hotplug-log| /'
+    }
+    if [ -n "$BD" ] && [ -n "$BD_MS" ]; then
+        pass "bootdisk-running (stubdomain $BD for guest $HGUEST: qemu-xen, xvda and console 3; running and QMP open after $BD_MS ms)"
+        fig bootdisk_to_running_ms $BD_MS
+        grep -a 'query-status:' /tmp/bd.err | head -n1 | sed 's/^/  /'
+        VBD=/local/domain/0/backend/vbd/$BD/51712
+        vst=$(xenstore-read $VBD/state 2>&1); vhs=$(xenstore-read $VBD/hotplug-status 2>&1); node=$(xenstore-read $VBD/node 2>&1)
+        wait_grep "$BD_LOG" '^XT-STUB-DISK' 30
+        got=$(grep -a '^XT-STUB-DISK xvda' "$BD_LOG" | tr -d '\r' | head -n1)
+        if [ "$vst" = 4 ] && [ "$vhs" = connected ] && losetup "$node" 2>/dev/null | grep -q "$BD_IMG" &&
+           [ "$got" = "XT-STUB-DISK xvda $BD_SUM $BD_SIZE" ]; then
+            pass "bootdisk-xvda (vbd Connected, $node on $BD_IMG; the stubdomain's /dev/xvda has the image's sha256 and size)"
+        else fail "bootdisk-xvda" "vbd state '$vst', hotplug-status '$vhs', node '$node'; stubdomain: '$got'"; bd_dump; fi
+        st=$(be_states $BD)
+        info "backend states of consoles 0-3: $st"
+        grep -a '^XT-STUB-ARGV [0-9]* \(file=\|-serial\|/dev/hvc\)' "$BD_LOG" | sed 's/^/  stub| /'
+        xs_dump "$BD" "$HGUEST" $OUT/bootdisk-xs-running.txt
+        # not `xl unpause`: it resumes libxl's (stopped) dom0 QEMU first
+        sb=$(wc -c < "$BD_SER" 2>/dev/null || echo 0)
+        xt-unpause "$HGUEST" || info "xt-unpause $HGUEST failed"
+        BD_TU=$(ms)
+        i=0; tm=
+        while [ $i -lt 900 ]; do
+            grep -aq "$BD_MARK" "$BD_SER" 2>/dev/null && { tm=$(( $(ms) - BD_TU )); break; }
+            gone "$BD" && break
+            sleep 0.2; i=$((i + 1))
+        done
+        info "guest $HGUEST: $(xl list "$HGUEST" 2>&1 | tail -n1 | tr -s ' ')"
+        # (no stubdm-ctl qmp here: the --serve process holds the one QMP
+        # connection it opened for --qmp-status)
+        sleep 1
+        xl dmesg | grep "(d$HGUEST)" > $OUT/bootdisk-guest.log
+        grep -i 'HVM Loader\|SeaBIOS (version\|Booting\|bootable\|ata\|drive' $OUT/bootdisk-guest.log | head -n 20 | sed 's/^/  guest| /'
+        tail -n 3 $OUT/bootdisk-guest.log | sed 's/^/  guest-last| /'
+        info "serial file $BD_SER: $sb bytes before the unpause, $(wc -c < "$BD_SER" 2>/dev/null || echo 0) after: $(tr -c '[:print:]\n' '.' < "$BD_SER" 2>/dev/null | grep -a . | head -n 5 | tr '\n' '|' | cut -c1-300)"
+        hd=$(grep -a 'Booting from Hard Disk' $OUT/bootdisk-guest.log | head -n1)
+        # byte for byte: the guest's COM1 is all console 3 carries
+        printf '%s\r\n' "$BD_MARK" > /tmp/bd-serial.want
+        if [ -n "$tm" ] && [ -n "$hd" ] && cmp -s /tmp/bd-serial.want "$BD_SER"; then
+            pass "bootdisk-marker (guest $HGUEST: SeaBIOS '$(echo "$hd" | sed 's/.*) //')', and $BD_MARK, written by the boot sector to COM1, reached $BD_SER through qemu-xen in stubdomain $BD and the library's console 3, $tm ms after the unpause; the file is exactly its $(wc -c < /tmp/bd-serial.want) bytes)"
+            fig bootdisk_unpause_to_marker_ms $tm
+        else
+            fail "bootdisk-marker" "marker ${tm:+after $tm ms}${tm:-not in $BD_SER after $((i / 5)) s}; $BD_SER: $(wc -c < "$BD_SER" 2>/dev/null || echo 0) bytes (want exactly '$BD_MARK' CR LF); SeaBIOS hard-disk boot line: ${hd:-none}; $(gone "$BD" && echo 'the stubdomain is gone')"
+            bd_dump
+        fi
+        grep -a 'segfault\|device model exited\|XT-STUB-QEMU\|XT-STUB-DMLOG\|XT-SHIM\|XT-MEMCHECK' "$BD_LOG" 2>/dev/null | sed 's/^/  stub| /'
+        # ---- destroy: the stubdomain, then its --serve process ends
+        t=$(ms); out=$(stubdm-ctl destroy "$BD" 2>&1); drc=$?; t=$(( $(ms) - t ))
+        echo "  destroy: $out ($t ms)"
+        fig bootdisk_destroy_ms $t
+        # the --serve process ends by itself once the stubdomain is gone
+        i=0; while kill -0 $BD_PID 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+        serve=ended
+        if kill -0 $BD_PID 2>/dev/null; then serve="still running 10 s after the destroy"; kill -INT $BD_PID; fi
+        wait $BD_PID; info "stubdm-ctl spawn --serve exited $?: $(grep -a '^console [0-9]' /tmp/bd.err | tr '\n' ' ')"
+        i=0; while [ $i -lt 50 ] && losetup -a | grep -q "$BD_IMG"; do sleep 0.2; i=$((i + 1)); done
+        l=$(bd_leaks)
+        loops=$(losetup -a | grep "$BD_IMG")
+        [ -s /tmp/bd-guest-nodes ] && info "nodes the guest made under /local/domain/$HGUEST while it ran (its own): $(tr '\n' ' ' < /tmp/bd-guest-nodes)"
+        # Xen keeps a dying stubdomain while the guest lives: the guest's
+        # ioreq server, made by qemu-xen in it, holds a reference to its
+        # emulator domain (ioreq_server_init: get_knownalive_domain) until
+        # the server goes with the guest.  So: the guest is destroyed, and
+        # then the stubdomain must be gone too.
+        dst=$(xl list "$BD" 2>/dev/null | tail -n1 | tr -s ' ')
+        info "stubdomain $BD after its destroy, guest $HGUEST still there: ${dst:-gone}"
+        xl destroy "$HGUEST" 2>/dev/null; tg=$(ms)
+        i=0; while [ $i -lt 150 ] && ! gone "$BD"; do sleep 0.2; i=$((i + 1)); done
+        gone "$BD" && dgone="gone $(( $(ms) - tg )) ms after the guest's destroy" || dgone=
+        if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$loops" ] && [ "$serve" = ended ] && [ -n "$dgone" ]; then
+            pass "bootdisk-destroy (no node or loop device left, the --serve process ended; $t ms; the domain ${dst:+dying until the guest went, }$dgone)"
+        else fail "bootdisk-destroy" "exit $drc: $out; left: ${l:-no node} ${loops:+loop: $loops}; --serve $serve; domain $BD: ${dgone:-still there 30 s after the guest's destroy: $(xl list "$BD" 2>&1 | tail -n1 | tr -s ' ')}"; fi
+    else
+        fail "bootdisk-running" "no stubdomain after $(( $(ms) - BD_T0 )) ms: $(grep -v '^\[' /tmp/bd.err | tr '\n' ' ' | cut -c1-400)"
+        bd_dump
+        kill -INT $BD_PID 2>/dev/null; wait $BD_PID 2>/dev/null
+        D=$(xl domid xt-bd 2>/dev/null); [ -n "$D" ] && kill_stub "$D" "$D"
+    fi
+    cp /tmp/bd.err $OUT/bootdisk-debug.log; cp "$BD_LOG" $OUT/bootdisk-console.log 2>/dev/null; cp "$BD_SER" $OUT/bootdisk-serial.log 2>/dev/null
+    xl destroy "$HGUEST" 2>/dev/null; HGUEST=
+    memcheck_end bootdisk
 fi
 
 # ===================================================================== side (libxl vs libstubdm)

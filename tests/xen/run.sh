@@ -4,8 +4,8 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawndisk spawnqemu spawncon side stubdom
-#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk spawncon")
+#   sections: xs wait qmp spawn spawndisk spawnqemu spawncon bootdisk side stubdom
+#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk spawncon bootdisk")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
@@ -77,6 +77,7 @@ gcc -O2 -Wall -o "$XT_SHARE/bin/xt-unpause" "$XT_DIR/xt-unpause.c" -lxenctrl \
 gcc -O2 -Wall -o "$XT_SHARE/bin/xt-memcheck" "$XT_DIR/xt-memcheck.c" \
     || { xt_log "building xt-memcheck failed"; exit 2; }
 cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
+cp "$XT_DIR/mk-bootsector.sh" "$XT_SHARE/bin/"
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
 echo "${XT_STUB_EXTRA:-}" > "$XT_SHARE/stub-extra"
