@@ -1486,8 +1486,15 @@ STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
  * Tear down a stubdomain by domid, e.g. one spawned by another process:
  * reads its target and vm path from xenstore, then as
  * stubdm_stubdom_destroy.  Blocking.
- * @return 0, STUBDM_ENOENT (no such stubdomain: no target node and no
- *         domain), or the first failure.
+ *
+ * A stubdomain another toolstack destroyed already (xl destroying its
+ * guest, say, which removes /local/domain/<stubdom> but knows nothing of
+ * the library's devices) leaves backends in dom0: its consoles', vbds'
+ * and vifs', and whatever its hotplug scripts made (a loop device).
+ * Called for such a domid, this removes them, running the remove/offline
+ * scripts as stubdm_ctx_set_hotplug() says, and returns 0.
+ * @return 0, STUBDM_ENOENT (no such stubdomain: no target node, no
+ *         domain, no backend of it in dom0), or the first failure.
  */
 STUBDM_EXPORT int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom_domid);
 

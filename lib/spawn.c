@@ -1006,6 +1006,19 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
              a->stub);
     if (!rc)
         rc = txn_rm(ctx, xsh, t, p);
+    /* The consoles' backends: the contract's removal takes them when the
+     * guest is known; when the stubdomain went without us (another
+     * toolstack destroyed it, and /local/domain/<stub> with it), only
+     * this finds them. */
+    for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++) {
+        snprintf(p, sizeof(p), "/local/domain/%u/backend/console/%u/%u",
+                 TOOLSTACK_DOMID, a->stub, n);
+        rc = txn_rm(ctx, xsh, t, p);
+    }
+    snprintf(p, sizeof(p), "/local/domain/%u/backend/console/%u",
+             TOOLSTACK_DOMID, a->stub);
+    if (!rc)
+        rc = txn_prune(ctx, xsh, t, p);
     if (!rc && a->stub_vm)
         rc = txn_rm(ctx, xsh, t, a->stub_vm);
     snprintf(p, sizeof(p), "/local/domain/%u", a->stub);
@@ -1023,7 +1036,8 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     if (!rc) {
         static const char *const fixed[] = {
             "/local/domain/0/backend/vbd", "/local/domain/0/backend/vif",
-            "/local/domain/0/backend", "/local/domain/0", NULL,
+            "/local/domain/0/backend/console", "/local/domain/0/backend",
+            "/local/domain/0", NULL,
         };
         for (size_t i = 0; !rc && fixed[i]; i++)
             rc = txn_prune(ctx, xsh, t, fixed[i]);
@@ -2092,6 +2106,29 @@ static bool parse_domid_value(const char *v, uint32_t *out)
     return true;
 }
 
+/* Whether dom0 still holds backends of a domain that is gone: what a
+ * stubdomain destroyed by another toolstack (xl destroying its guest,
+ * say) leaves when that toolstack knew nothing of the library's devices. */
+static bool dom0_leftovers(stubdm_ctx *ctx, uint32_t stubdom)
+{
+    static const char *const kinds[] = { "console", "vbd", "vif" };
+    char p[96], *v = NULL;
+
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        snprintf(p, sizeof(p), "/local/domain/%u/backend/%s/%u",
+                 TOOLSTACK_DOMID, kinds[i], stubdom);
+        int rc = stubdm__xs_read(ctx, 0, p, 4096, &v, NULL);
+        free(v);
+        v = NULL;
+        if (rc == 0) {
+            stubdm__clear_error(ctx);
+            return true;
+        }
+    }
+    stubdm__clear_error(ctx);
+    return false;
+}
+
 int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
 {
     char p[96], *v = NULL, *gvm = NULL, *svm = NULL;
@@ -2138,9 +2175,16 @@ int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
         free(v);
         if (rc == STUBDM_ENOENT) {
             stubdm__xs_count(ctx, 1);
-            if (!xs_is_domain_introduced(xsh, stubdom))
-                return stubdm__fail(ctx, STUBDM_ENOENT, 0,
-                                    "destroy: no stubdomain %u", stubdom);
+            if (!xs_is_domain_introduced(xsh, stubdom)) {
+                if (!dom0_leftovers(ctx, stubdom))
+                    return stubdm__fail(ctx, STUBDM_ENOENT, 0,
+                                        "destroy: no stubdomain %u", stubdom);
+                LOG_INFO(ctx, MOD,
+                         "destroy: stubdomain %u is gone already (destroyed "
+                         "by another toolstack?); removing what it left in "
+                         "dom0 (backends, hotplug scripts' devices)",
+                         stubdom);
+            }
         }
     }
     rc = teardown_domain(ctx, stubdm__host(ctx), stubdom, have_guest, guest,

@@ -478,6 +478,69 @@ START_TEST(test_remove_by_domid)
 }
 END_TEST
 
+/*
+ * Another toolstack destroyed the stubdomain (xl destroying its guest,
+ * say): the domain is gone and so are /local/domain/<stub> and its /vm
+ * entry, removed as libxl removes them, but dom0 still holds the
+ * library's backends (consoles, vbd, vif) and what the scripts made.
+ * stubdm_destroy by domid removes them, running remove/offline; a second
+ * call finds nothing.
+ */
+START_TEST(test_destroyed_elsewhere)
+{
+    stubdm_spawn_config *c = config_with("ok", "ok");
+    stubdm_stubdom *s = NULL;
+    struct xs_handle *h;
+    char p[128], d[16], *svm, *r;
+    uint32_t domid;
+    unsigned len = 0;
+
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    domid = stubdm_stubdom_domid(s);
+    stubdm_stubdom_free(s); /* the stubdomain runs on */
+
+    h = mockxs_open_as(&mock, 0);
+    ck_assert_ptr_nonnull(h);
+    snprintf(p, sizeof(p), "/local/domain/%u/vm", domid);
+    svm = xs_read(h, XBT_NULL, p, &len);
+    ck_assert_ptr_nonnull(svm);
+    snprintf(d, sizeof(d), "%u", domid);
+    r = xs_control_command(h, "sim-destroy", d, (unsigned)strlen(d) + 1);
+    ck_assert_ptr_nonnull(r);
+    free(r);
+    ck_assert(xs_rm(h, XBT_NULL, svm));
+    snprintf(p, sizeof(p), "/local/domain/%u", domid);
+    ck_assert(xs_rm(h, XBT_NULL, p));
+    free(svm);
+    ck_assert_int_eq(settled(sim_processes), 0);
+    snprintf(p, sizeof(p), "/local/domain/0/backend/console/%u/0/state", domid);
+    r = xs_read(h, XBT_NULL, p, &len);
+    ck_assert_msg(r != NULL, "%s is gone before the destroy", p);
+    free(r);
+    assert_no_record("vbd-51712-remove");
+
+    ck_assert_int_eq(stubdm_destroy(ctx, domid), 0);
+    r = record("vbd-51712-remove");
+    ck_assert_ptr_nonnull(r);
+    free(r);
+    r = record("vif-0-offline");
+    ck_assert_ptr_nonnull(r);
+    free(r);
+    static const char *const kinds[] = { "console", "vbd", "vif" };
+    for (size_t i = 0; i < 3; i++) {
+        char *v;
+        snprintf(p, sizeof(p), "/local/domain/0/backend/%s/%u", kinds[i],
+                 domid);
+        v = xs_read(h, XBT_NULL, p, &len);
+        ck_assert_msg(v == NULL && errno == ENOENT, "%s is left", p);
+    }
+    ck_assert_int_eq(stubdm_destroy(ctx, domid), STUBDM_ENOENT);
+    ck_assert_int_eq(settled(children), 0);
+    xs_close(h);
+}
+END_TEST
+
 /* Turned off: nothing runs, nothing is waited for, nothing removed. */
 START_TEST(test_disabled)
 {
@@ -696,6 +759,7 @@ static Suite *hotplug_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_args_env_and_order);
     tcase_add_test(tc, test_remove_by_domid);
+    tcase_add_test(tc, test_destroyed_elsewhere);
     tcase_add_test(tc, test_disabled);
     tcase_add_test(tc, test_script_names);
     tcase_add_loop_test(tc, test_failures, 0,
