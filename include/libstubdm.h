@@ -1492,7 +1492,10 @@ STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
  * the library's devices) leaves backends in dom0: its consoles', vbds'
  * and vifs', and whatever its hotplug scripts made (a loop device).
  * Called for such a domid, this removes them, running the remove/offline
- * scripts as stubdm_ctx_set_hotplug() says, and returns 0.
+ * scripts as stubdm_ctx_set_hotplug() says, and returns 0.  A guest that
+ * lives on keeps the contract: it is found by its
+ * image/device-model-domid (taken only when dom0 owns that node) and the
+ * contract removed as well.
  * @return 0, STUBDM_ENOENT (no such stubdomain: no target node, no
  *         domain, no backend of it in dom0), or the first failure.
  */

@@ -2129,6 +2129,48 @@ static bool dom0_leftovers(stubdm_ctx *ctx, uint32_t stubdom)
     return false;
 }
 
+/*
+ * The guest whose device model stubdom was, when /local/domain/<stubdom>
+ * (and its "target") went with the domain: the one domain whose
+ * image/device-model-domid names it.  That node must be dom0's (the
+ * contract writes it so): a domain that could write its own would
+ * otherwise claim a dead stubdomain and have its nodes removed.
+ */
+static bool guest_of_gone(stubdm_ctx *ctx, struct xs_handle *xsh,
+                          uint32_t stubdom, uint32_t *guest)
+{
+    unsigned n = 0, found = 0;
+    char **doms, p[96], *v = NULL;
+
+    stubdm__xs_count(ctx, 1);
+    doms = xs_directory(xsh, XBT_NULL, "/local/domain", &n);
+    for (unsigned i = 0; doms && i < n; i++) {
+        uint32_t d, dm;
+        unsigned np = 0;
+        struct xs_permissions *perm;
+
+        if (!parse_domid_value(doms[i], &d) || d == 0 || d == stubdom)
+            continue;
+        snprintf(p, sizeof(p), "/local/domain/%u/image/device-model-domid",
+                 d);
+        if (stubdm__xs_read(ctx, 0, p, 16, &v, NULL) == 0 &&
+            parse_domid_value(v, &dm) && dm == stubdom) {
+            stubdm__xs_count(ctx, 1);
+            perm = xs_get_permissions(xsh, XBT_NULL, p, &np);
+            if (perm && np > 0 && perm[0].id == TOOLSTACK_DOMID) {
+                *guest = d;
+                found++;
+            }
+            free(perm);
+        }
+        free(v);
+        v = NULL;
+    }
+    free(doms);
+    stubdm__clear_error(ctx);
+    return found == 1;
+}
+
 int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
 {
     char p[96], *v = NULL, *gvm = NULL, *svm = NULL;
@@ -2184,6 +2226,18 @@ int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
                          "by another toolstack?); removing what it left in "
                          "dom0 (backends, hotplug scripts' devices)",
                          stubdom);
+                /* Its guest may live on, still holding the contract. */
+                if (guest_of_gone(ctx, xsh, stubdom, &guest)) {
+                    have_guest = true;
+                    snprintf(p, sizeof(p), "/local/domain/%u/vm", guest);
+                    if (stubdm__xs_read(ctx, 0, p, VM_PATH_MAX - 1, &gvm,
+                                        NULL) == 0 &&
+                        strncmp(gvm, "/vm/", 4) != 0) {
+                        free(gvm);
+                        gvm = NULL;
+                    }
+                    stubdm__clear_error(ctx);
+                }
             }
         }
     }

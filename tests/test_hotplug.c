@@ -479,12 +479,12 @@ START_TEST(test_remove_by_domid)
 END_TEST
 
 /*
- * Another toolstack destroyed the stubdomain (xl destroying its guest,
- * say): the domain is gone and so are /local/domain/<stub> and its /vm
- * entry, removed as libxl removes them, but dom0 still holds the
- * library's backends (consoles, vbd, vif) and what the scripts made.
- * stubdm_destroy by domid removes them, running remove/offline; a second
- * call finds nothing.
+ * Another toolstack destroyed the stubdomain (`xl destroy <stub>`): the
+ * domain is gone and so are /local/domain/<stub> and its /vm entry,
+ * removed as libxl removes them, but dom0 still holds the library's
+ * backends (consoles, vbd, vif) and what the scripts made, and the guest
+ * lives on with the contract.  stubdm_destroy by domid removes them all,
+ * running remove/offline; a second call finds nothing.
  */
 START_TEST(test_destroyed_elsewhere)
 {
@@ -519,8 +519,23 @@ START_TEST(test_destroyed_elsewhere)
     ck_assert_msg(r != NULL, "%s is gone before the destroy", p);
     free(r);
     assert_no_record("vbd-51712-remove");
+    /* A domain claiming the dead stubdomain in a node of its own is not
+     * taken for its guest (the contract's node is dom0's). */
+    {
+        struct xs_permissions own[1] = { { 77, XS_PERM_NONE } };
+        ck_assert(xs_write(h, XBT_NULL,
+                           "/local/domain/77/image/device-model-domid", d,
+                           (unsigned)strlen(d)));
+        ck_assert(xs_set_permissions(
+            h, XBT_NULL, "/local/domain/77/image/device-model-domid", own, 1));
+    }
 
     ck_assert_int_eq(stubdm_destroy(ctx, domid), 0);
+    r = xs_read(h, XBT_NULL, "/local/domain/77/image/device-model-domid",
+                &len);
+    ck_assert_msg(r != NULL, "the claimant's node was removed");
+    free(r);
+    ck_assert(xs_rm(h, XBT_NULL, "/local/domain/77"));
     r = record("vbd-51712-remove");
     ck_assert_ptr_nonnull(r);
     free(r);
@@ -534,6 +549,14 @@ START_TEST(test_destroyed_elsewhere)
                  domid);
         v = xs_read(h, XBT_NULL, p, &len);
         ck_assert_msg(v == NULL && errno == ENOENT, "%s is left", p);
+    }
+    /* The guest lives on: its contract (dm-argv, device-model-domid, the
+     * simulated host's placeholder) went too, found through the guest's
+     * image/device-model-domid. */
+    {
+        char *after = dump();
+        ck_assert_str_eq(after, dump_before);
+        free(after);
     }
     ck_assert_int_eq(stubdm_destroy(ctx, domid), STUBDM_ENOENT);
     ck_assert_int_eq(settled(children), 0);
