@@ -499,6 +499,13 @@ if has spawndisk; then
         if [ "$fhs" = connected ] && [ "$br" = xenbr0 ] && grep -aq '^XT-STUB-NIC .* 00:16:3e:5d:15:c0' "$f"; then
             pass "spawndisk-vif (vif$S.0 is a port of xenbr0, hotplug-status connected, backend state $fst, the stubdomain has the nic)"
         else fail "spawndisk-vif" "vif$S.0 bridge '$br', hotplug-status '$fhs', backend state '$fst'"; fi
+        # Another toolstack destroys the stubdomain first (as xl's monitor
+        # does with a guest's device model): libxl removes the domain and
+        # /local/domain/<S> but not the library's backends nor the loop
+        # device.  The library's by-domid destroy must clean up after it.
+        xl destroy $S > /tmp/sp-xl-destroy.log 2>&1; xrc=$?
+        left_by_xl=$(xenstore-list /local/domain/0/backend/vbd/$S 2>/dev/null | tr '\n' ' ')
+        info "after xl destroy $S (exit $xrc): vbd backends left: ${left_by_xl:-none}; /local/domain/$S: $(xenstore-read /local/domain/$S/name 2>&1)"
         t=$(ms); out=$(stubdm-ctl destroy $S 2>&1); drc=$?; t=$(( $(ms) - t ))
         echo "  destroy: $out ($t ms)"
         fig spawndisk_destroy_ms $t
@@ -507,9 +514,9 @@ if has spawndisk; then
         l=$(sp_leaks disk)
         loops=$(losetup -a | grep "$SPD_IMG")
         vifs=$(ip -o link show 2>/dev/null | grep "vif$S\.")
-        if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$loops" ] && [ -z "$vifs" ]; then
-            pass "spawndisk-destroy (no domain, node, loop device or vif left; $t ms)"
-        else fail "spawndisk-destroy" "exit $drc: $out; left: ${l:-no node} ${loops:+loop: $loops} ${vifs:+vif: $vifs}"; fi
+        if [ -n "$left_by_xl" ] && [ $drc = 0 ] && [ -z "$l" ] && [ -z "$loops" ] && [ -z "$vifs" ]; then
+            pass "spawndisk-destroy (xl destroy first, leaving vbd backends '${left_by_xl}'; then stubdm-ctl destroy: no domain, node, loop device or vif left; $t ms)"
+        else fail "spawndisk-destroy" "xl destroy exit $xrc; stubdm-ctl destroy exit $drc: $out; left: ${l:-no node} ${loops:+loop: $loops} ${vifs:+vif: $vifs}"; fi
         tail -n 20 /var/log/xen/xen-hotplug.log 2>/dev/null | sed 's/^/  hotplug-log| /'
     else
         fail "spawndisk-running" "exit $SPD_RC after $SPD_MS ms: $(grep -v 'debug\|^\[' /tmp/sp-disk.err | tail -n 5 | tr '\n' ' ')"
