@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 #include "mockxs.h"
+#include "proccheck.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -34,77 +35,10 @@ static int fds_before;
 
 /* ---- helpers (as test_spawn.c) ------------------------------------------- */
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
-}
-
-static bool file_mentions(const char *path, const char *needle)
-{
-    static char buf[1 << 20];
-    FILE *f = fopen(path, "r");
-    size_t n;
-
-    if (!f)
-        return false;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    for (size_t i = 0; i < n; i++)
-        if (!buf[i])
-            buf[i] = ' ';
-    buf[n] = '\0';
-    return strstr(buf, needle) != NULL;
-}
-
 static uint64_t file_size(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
-static int sim_processes(void)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    char p[300], env[300];
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    snprintf(env, sizeof(env), "STUBDM_SIM_DIR=%s", mock.dir);
-    while ((e = readdir(d))) {
-        long pid = strtol(e->d_name, NULL, 10);
-        if (pid <= 0 || pid == mock.pid || pid == getpid())
-            continue;
-        snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
-        if (file_mentions(p, mock.dir)) {
-            n++;
-            continue;
-        }
-        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
-        if (file_mentions(p, env))
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-static int sim_processes_settled(void)
-{
-    int n = sim_processes();
-    for (int i = 0; n && i < 100; i++) {
-        usleep(20000);
-        n = sim_processes();
-    }
-    return n;
 }
 
 static char *dump(void)
@@ -119,8 +53,8 @@ static void assert_clean(void)
     char *after = dump();
     ck_assert_str_eq(after, dump_before);
     free(after);
-    ck_assert_int_eq(sim_processes_settled(), 0);
-    ck_assert_int_eq(count_fds(), fds_before);
+    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_count_fds(), fds_before);
 }
 
 /* A process's comm and parent pid from /proc/<pid>/stat. */
@@ -170,7 +104,7 @@ static int assert_no_dom0_qemu(void)
          * argv), or any with Xen device-model options.  Other QEMUs on a
          * shared machine (a nested-Xen test VM) are not device models. */
         snprintf(cl, sizeof(cl), "/proc/%ld/cmdline", pid);
-        if (!file_mentions(cl, mock.dir) && !file_mentions(cl, "-xen-domid"))
+        if (!proc_file_mentions(cl, mock.dir) && !proc_file_mentions(cl, "-xen-domid"))
             continue;
         ck_assert(proc_stat(ppid, pcomm, sizeof(pcomm), &ppid, &st));
         if (strcmp(pcomm, "stubdm-sim-stub"))
@@ -241,7 +175,7 @@ static void setup(void)
      * them. */
     ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
     dump_before = dump();
-    fds_before = count_fds();
+    fds_before = proc_count_fds();
 }
 
 static void teardown(void)
@@ -306,7 +240,7 @@ struct mention {
 static bool mentions(void *arg)
 {
     struct mention *m = arg;
-    return file_mentions(m->path, m->needle);
+    return proc_file_mentions(m->path, m->needle);
 }
 
 /* ---- consoles served by the spawn --------------------------------------- */
@@ -353,7 +287,7 @@ START_TEST(test_log_and_serial)
     m.path = log_path;
     m.needle = "device model running";
     ck_assert(run_until(mentions, &m, 10000));
-    ck_assert(file_mentions(log_path, "console 1 given to QEMU as fdset 1"));
+    ck_assert(proc_file_mentions(log_path, "console 1 given to QEMU as fdset 1"));
     ck_assert_int_eq(stubdm_console_state(log), 4);
     ck_assert_uint_eq(stubdm_console_bytes_out(log), file_size(log_path));
     ck_assert_uint_eq(stubdm_console_bytes_dropped(log), 0);
@@ -448,7 +382,7 @@ static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
     ck_assert_uint_gt(sv->bytes, 0);
     ck_assert_uint_eq(sv->bytes, file_size(sv->path));
     ck_assert_uint_eq(stubdm_console_bytes_out(c1) - before, sv->bytes);
-    ck_assert(file_mentions(sv->path, "QEVM"));
+    ck_assert(proc_file_mentions(sv->path, "QEVM"));
 }
 
 static void restore_from(const struct saved *sv, double *ms_out)

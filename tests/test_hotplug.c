@@ -13,6 +13,7 @@
  */
 #include "internal.h"
 #include "mockxs.h"
+#include "proccheck.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -37,113 +38,6 @@ static char logbuf[65536]; /* warnings the library logged */
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf;
-    size_t n;
-
-    if (!f)
-        return NULL;
-    buf = calloc(1, 65536);
-    ck_assert_ptr_nonnull(buf);
-    n = fread(buf, 1, 65535, f);
-    fclose(f);
-    for (size_t i = 0; i < n; i++)
-        if (!buf[i])
-            buf[i] = ' ';
-    return buf;
-}
-
-static bool file_mentions(const char *path, const char *needle)
-{
-    char *b = read_file(path);
-    bool r = b && strstr(b, needle);
-
-    free(b);
-    return r;
-}
-
-/* Processes of this test's simulated host besides the mock: anything
- * whose command line names the mock's directory (the fake scripts, the
- * simulated stubdomain) or whose environment has it (their children:
- * a hung script's sleep). */
-static int sim_processes(void)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    char p[300];
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d))) {
-        long pid = strtol(e->d_name, NULL, 10);
-        if (pid <= 0 || pid == mock.pid || pid == getpid())
-            continue;
-        snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
-        if (file_mentions(p, mock.dir)) {
-            n++;
-            continue;
-        }
-        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
-        if (file_mentions(p, mock.dir))
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-/* Children of this process besides the mock, zombies included: a script
- * not reaped shows here. */
-static int children(void)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    char p[300];
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d))) {
-        long pid = strtol(e->d_name, NULL, 10), ppid = 0;
-        char *b, *rp;
-        if (pid <= 0 || pid == mock.pid)
-            continue;
-        snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
-        b = read_file(p);
-        /* "pid (comm) state ppid ...": comm may hold spaces */
-        if (b && (rp = strrchr(b, ')')) && sscanf(rp + 1, " %*c %ld", &ppid) == 1 &&
-            ppid == (long)getpid())
-            n++;
-        free(b);
-    }
-    closedir(d);
-    return n;
-}
-
-static int settled(int (*count)(void))
-{
-    int n = count();
-    for (int i = 0; n && i < 100; i++) {
-        usleep(20000);
-        n = count();
-    }
-    return n;
-}
-
 static char *dump(void)
 {
     char *s = NULL;
@@ -156,9 +50,9 @@ static void assert_clean(void)
     char *after = dump();
     ck_assert_str_eq(after, dump_before);
     free(after);
-    ck_assert_int_eq(settled(sim_processes), 0);
-    ck_assert_int_eq(settled(children), 0);
-    ck_assert_int_eq(count_fds(), fds_before);
+    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_children_settled(mock.pid), 0);
+    ck_assert_int_eq(proc_count_fds(), fds_before);
 }
 
 static void log_hook(void *user, stubdm_log_level level, int os_errno,
@@ -203,7 +97,7 @@ static void setup(void)
     ck_assert_int_ge(xs_fileno(xsh), 0);
     ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
     dump_before = dump();
-    fds_before = count_fds();
+    fds_before = proc_count_fds();
 }
 
 static void teardown(void)
@@ -274,7 +168,7 @@ static char *record(const char *what)
     char p[400];
 
     snprintf(p, sizeof(p), "%s/rec-%s", mock.dir, what);
-    return read_file(p);
+    return proc_read_file(p);
 }
 
 static void assert_no_record(const char *what)
@@ -473,8 +367,8 @@ START_TEST(test_remove_by_domid)
         ck_assert_str_eq(after, dump_before);
         free(after);
     }
-    ck_assert_int_eq(settled(sim_processes), 0);
-    ck_assert_int_eq(settled(children), 0);
+    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_children_settled(mock.pid), 0);
 }
 END_TEST
 
@@ -513,7 +407,7 @@ START_TEST(test_destroyed_elsewhere)
     snprintf(p, sizeof(p), "/local/domain/%u", domid);
     ck_assert(xs_rm(h, XBT_NULL, p));
     free(svm);
-    ck_assert_int_eq(settled(sim_processes), 0);
+    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
     snprintf(p, sizeof(p), "/local/domain/0/backend/console/%u/0/state", domid);
     r = xs_read(h, XBT_NULL, p, &len);
     ck_assert_msg(r != NULL, "%s is gone before the destroy", p);
@@ -559,7 +453,7 @@ START_TEST(test_destroyed_elsewhere)
         free(after);
     }
     ck_assert_int_eq(stubdm_destroy(ctx, domid), STUBDM_ENOENT);
-    ck_assert_int_eq(settled(children), 0);
+    ck_assert_int_eq(proc_children_settled(mock.pid), 0);
     xs_close(h);
 }
 END_TEST

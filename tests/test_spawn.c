@@ -7,6 +7,7 @@
  */
 #include "internal.h"
 #include "mockxs.h"
+#include "proccheck.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -28,76 +29,6 @@ static int fds_before;
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
-}
-
-static bool file_mentions(const char *path, const char *needle)
-{
-    char buf[16384];
-    FILE *f = fopen(path, "r");
-    size_t n;
-
-    if (!f)
-        return false;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    for (size_t i = 0; i < n; i++)
-        if (!buf[i])
-            buf[i] = ' ';
-    buf[n] = '\0';
-    return strstr(buf, needle) != NULL;
-}
-
-/* Processes of our simulated host besides the mock: sim-stubdoms carry
- * STUBDM_SIM_DIR=<dir> in their environment, QEMUs the dir in argv. */
-static int sim_processes(void)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    char p[300], env[300];
-    int n = 0;
-
-    ck_assert_ptr_nonnull(d);
-    snprintf(env, sizeof(env), "STUBDM_SIM_DIR=%s", mock.dir);
-    while ((e = readdir(d))) {
-        long pid = strtol(e->d_name, NULL, 10);
-        if (pid <= 0 || pid == mock.pid || pid == getpid())
-            continue;
-        snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
-        if (file_mentions(p, mock.dir)) {
-            n++;
-            continue;
-        }
-        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
-        if (file_mentions(p, env))
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-/* Wait (bounded) for killed processes to disappear from /proc. */
-static int sim_processes_settled(void)
-{
-    int n = sim_processes();
-    for (int i = 0; n && i < 100; i++) {
-        usleep(20000);
-        n = sim_processes();
-    }
-    return n;
-}
-
 static char *dump(void)
 {
     char *s = NULL;
@@ -110,8 +41,8 @@ static void assert_clean(void)
     char *after = dump();
     ck_assert_str_eq(after, dump_before);
     free(after);
-    ck_assert_int_eq(sim_processes_settled(), 0);
-    ck_assert_int_eq(count_fds(), fds_before);
+    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_count_fds(), fds_before);
 }
 
 static void log_stderr(void *user, stubdm_log_level level, int os_errno,
@@ -156,7 +87,7 @@ static void setup(void)
      * them. */
     ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
     dump_before = dump();
-    fds_before = count_fds();
+    fds_before = proc_count_fds();
 }
 
 static void teardown(void)
@@ -346,8 +277,8 @@ START_TEST(test_end_to_end)
     ck_assert_int_eq(stubdm_find_stubdom(ctx, GUEST, &found), 0);
     ck_assert_uint_eq(found, stubdm_stubdom_domid(s));
     /* The simulated consoles: the stubdomain logs to console 0's file. */
-    ck_assert(file_mentions(log_path, "device model running"));
-    ck_assert_int_eq(sim_processes(), 2); /* sim-stubdom and its QEMU */
+    ck_assert(proc_file_mentions(log_path, "device model running"));
+    ck_assert_int_eq(proc_count_sim(mock.dir, mock.pid), 2); /* sim-stubdom and its QEMU */
 
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_DESTROYED);
@@ -375,7 +306,7 @@ START_TEST(test_destroy_by_domid)
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* keeps running */
-    ck_assert_int_eq(sim_processes(), 1);
+    ck_assert_int_eq(proc_count_sim(mock.dir, mock.pid), 1);
 
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
@@ -520,7 +451,7 @@ START_TEST(test_ctx_free_while_pending)
     after = dump();
     ck_assert_str_eq(after, dump_before);
     free(after);
-    ck_assert_int_eq(sim_processes_settled(), 0);
+    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
 }
 END_TEST
 

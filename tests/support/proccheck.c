@@ -1,0 +1,129 @@
+#include "proccheck.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_MAX 65536
+#define SETTLE_TRIES 100 /* of 20 ms */
+
+int proc_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
+
+char *proc_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    size_t n;
+
+    if (!f)
+        return NULL;
+    buf = calloc(1, READ_MAX);
+    if (!buf) {
+        fclose(f);
+        return NULL;
+    }
+    n = fread(buf, 1, READ_MAX - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (!buf[i])
+            buf[i] = ' ';
+    return buf;
+}
+
+bool proc_file_mentions(const char *path, const char *needle)
+{
+    char *b = proc_read_file(path);
+    bool r = b && strstr(b, needle);
+
+    free(b);
+    return r;
+}
+
+int proc_count_sim(const char *dir, pid_t mock_pid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    char p[300];
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        long pid = strtol(e->d_name, NULL, 10);
+        if (pid <= 0 || pid == (long)mock_pid || pid == (long)getpid())
+            continue;
+        snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
+        if (proc_file_mentions(p, dir)) {
+            n++;
+            continue;
+        }
+        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
+        if (proc_file_mentions(p, dir))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+int proc_count_children(pid_t mock_pid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    char p[300];
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        long pid = strtol(e->d_name, NULL, 10), ppid = 0;
+        char *b, *rp;
+        if (pid <= 0 || pid == (long)mock_pid)
+            continue;
+        snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
+        b = proc_read_file(p);
+        /* "pid (comm) state ppid ...": comm may hold spaces */
+        if (b && (rp = strrchr(b, ')')) &&
+            sscanf(rp + 1, " %*c %ld", &ppid) == 1 && ppid == (long)getpid())
+            n++;
+        free(b);
+    }
+    closedir(d);
+    return n;
+}
+
+int proc_sim_settled(const char *dir, pid_t mock_pid)
+{
+    int n = proc_count_sim(dir, mock_pid);
+
+    for (int i = 0; n && i < SETTLE_TRIES; i++) {
+        usleep(20000);
+        n = proc_count_sim(dir, mock_pid);
+    }
+    return n;
+}
+
+int proc_children_settled(pid_t mock_pid)
+{
+    int n = proc_count_children(mock_pid);
+
+    for (int i = 0; n && i < SETTLE_TRIES; i++) {
+        usleep(20000);
+        n = proc_count_children(mock_pid);
+    }
+    return n;
+}
