@@ -106,24 +106,31 @@ int proc_count_children(pid_t mock_pid)
     return n;
 }
 
-int proc_sim_settled(const char *dir, pid_t mock_pid)
+/* count(dir, mock_pid) until it is 0, for up to SETTLE_TRIES * 20 ms. */
+static int settle(int (*count)(const char *, pid_t), const char *dir,
+                  pid_t mock_pid)
 {
-    int n = proc_count_sim(dir, mock_pid);
+    int n = count(dir, mock_pid);
 
     for (int i = 0; n && i < SETTLE_TRIES; i++) {
         usleep(20000);
-        n = proc_count_sim(dir, mock_pid);
+        n = count(dir, mock_pid);
     }
     return n;
 }
 
+static int children_of(const char *dir, pid_t mock_pid)
+{
+    (void)dir;
+    return proc_count_children(mock_pid);
+}
+
+int proc_sim_settled(const char *dir, pid_t mock_pid)
+{
+    return settle(proc_count_sim, dir, mock_pid);
+}
+
 int proc_children_settled(pid_t mock_pid)
 {
-    int n = proc_count_children(mock_pid);
-
-    for (int i = 0; n && i < SETTLE_TRIES; i++) {
-        usleep(20000);
-        n = proc_count_children(mock_pid);
-    }
-    return n;
+    return settle(children_of, NULL, mock_pid);
 }
