@@ -54,56 +54,61 @@ bool proc_file_mentions(const char *path, const char *needle)
     return r;
 }
 
-int proc_count_sim(const char *dir, pid_t mock_pid)
+/* The processes in /proc besides mock_pid and this one that match. */
+static int count_processes(bool (*match)(long pid, const char *arg),
+                           const char *arg, pid_t mock_pid)
 {
     DIR *d = opendir("/proc");
     struct dirent *e;
-    char p[300];
     int n = 0;
 
     if (!d)
         return -1;
     while ((e = readdir(d))) {
         long pid = strtol(e->d_name, NULL, 10);
-        if (pid <= 0 || pid == (long)mock_pid || pid == (long)getpid())
-            continue;
-        snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
-        if (proc_file_mentions(p, dir)) {
-            n++;
-            continue;
-        }
-        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
-        if (proc_file_mentions(p, dir))
+        if (pid > 0 && pid != (long)mock_pid && pid != (long)getpid() &&
+            match(pid, arg))
             n++;
     }
     closedir(d);
     return n;
 }
 
+static bool mentions_dir(long pid, const char *dir)
+{
+    char p[64];
+
+    snprintf(p, sizeof(p), "/proc/%ld/cmdline", pid);
+    if (proc_file_mentions(p, dir))
+        return true;
+    snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
+    return proc_file_mentions(p, dir);
+}
+
+static bool is_child(long pid, const char *unused)
+{
+    char p[64], *b, *rp;
+    long ppid = 0;
+    bool r;
+
+    (void)unused;
+    snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
+    b = proc_read_file(p);
+    /* "pid (comm) state ppid ...": comm may hold spaces */
+    r = b && (rp = strrchr(b, ')')) &&
+        sscanf(rp + 1, " %*c %ld", &ppid) == 1 && ppid == (long)getpid();
+    free(b);
+    return r;
+}
+
+int proc_count_sim(const char *dir, pid_t mock_pid)
+{
+    return count_processes(mentions_dir, dir, mock_pid);
+}
+
 int proc_count_children(pid_t mock_pid)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    char p[300];
-    int n = 0;
-
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        long pid = strtol(e->d_name, NULL, 10), ppid = 0;
-        char *b, *rp;
-        if (pid <= 0 || pid == (long)mock_pid)
-            continue;
-        snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
-        b = proc_read_file(p);
-        /* "pid (comm) state ppid ...": comm may hold spaces */
-        if (b && (rp = strrchr(b, ')')) &&
-            sscanf(rp + 1, " %*c %ld", &ppid) == 1 && ppid == (long)getpid())
-            n++;
-        free(b);
-    }
-    closedir(d);
-    return n;
+    return count_processes(is_child, NULL, mock_pid);
 }
 
 /* count(dir, mock_pid) until it is 0, for up to SETTLE_TRIES * 20 ms. */
