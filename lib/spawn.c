@@ -1006,19 +1006,15 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
              a->stub);
     if (!rc)
         rc = txn_rm(ctx, xsh, t, p);
-    /* The consoles' backends: the contract's removal takes them when the
-     * guest is known; when the stubdomain went without us (another
-     * toolstack destroyed it, and /local/domain/<stub> with it), only
-     * this finds them. */
-    for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++) {
-        snprintf(p, sizeof(p), "/local/domain/%u/backend/console/%u/%u",
-                 TOOLSTACK_DOMID, a->stub, n);
-        rc = txn_rm(ctx, xsh, t, p);
-    }
+    /* The consoles' backends, whole, as the vbd and vif ones: the
+     * contract's removal takes them when the guest is known, but when the
+     * stubdomain went without us (another toolstack destroyed it, and
+     * /local/domain/<stub> with it) only this finds them.  The domain is
+     * gone, so nothing else can be in there. */
     snprintf(p, sizeof(p), "/local/domain/%u/backend/console/%u",
              TOOLSTACK_DOMID, a->stub);
     if (!rc)
-        rc = txn_prune(ctx, xsh, t, p);
+        rc = txn_rm(ctx, xsh, t, p);
     if (!rc && a->stub_vm)
         rc = txn_rm(ctx, xsh, t, a->stub_vm);
     snprintf(p, sizeof(p), "/local/domain/%u", a->stub);
@@ -2106,6 +2102,22 @@ static bool parse_domid_value(const char *v, uint32_t *out)
     return true;
 }
 
+/* Domain d's /vm path, or NULL (absent, too long, or not under /vm/: the
+ * teardown then removes no /vm entry for it). */
+static char *read_vm_path(stubdm_ctx *ctx, uint32_t d)
+{
+    char p[96], *v = NULL;
+
+    snprintf(p, sizeof(p), "/local/domain/%u/vm", d);
+    if (stubdm__xs_read(ctx, 0, p, VM_PATH_MAX - 1, &v, NULL) == 0 &&
+        strncmp(v, "/vm/", 4) != 0) {
+        free(v);
+        v = NULL;
+    }
+    stubdm__clear_error(ctx);
+    return v;
+}
+
 /* Whether dom0 still holds backends of a domain that is gone: what a
  * stubdomain destroyed by another toolstack (xl destroying its guest,
  * say) leaves when that toolstack knew nothing of the library's devices. */
@@ -2114,7 +2126,7 @@ static bool dom0_leftovers(stubdm_ctx *ctx, uint32_t stubdom)
     static const char *const kinds[] = { "console", "vbd", "vif" };
     char p[96], *v = NULL;
 
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+    for (size_t i = 0; i < STUBDM_ARRAY_SIZE(kinds); i++) {
         snprintf(p, sizeof(p), "/local/domain/%u/backend/%s/%u",
                  TOOLSTACK_DOMID, kinds[i], stubdom);
         int rc = stubdm__xs_read(ctx, 0, p, 4096, &v, NULL);
@@ -2140,6 +2152,7 @@ static bool guest_of_gone(stubdm_ctx *ctx, struct xs_handle *xsh,
                           uint32_t stubdom, uint32_t *guest)
 {
     unsigned n = 0, found = 0;
+    uint32_t g = 0;
     char **doms, p[96], *v = NULL;
 
     stubdm__xs_count(ctx, 1);
@@ -2158,7 +2171,7 @@ static bool guest_of_gone(stubdm_ctx *ctx, struct xs_handle *xsh,
             stubdm__xs_count(ctx, 1);
             perm = xs_get_permissions(xsh, XBT_NULL, p, &np);
             if (perm && np > 0 && perm[0].id == TOOLSTACK_DOMID) {
-                *guest = d;
+                g = d;
                 found++;
             }
             free(perm);
@@ -2168,7 +2181,10 @@ static bool guest_of_gone(stubdm_ctx *ctx, struct xs_handle *xsh,
     }
     free(doms);
     stubdm__clear_error(ctx);
-    return found == 1;
+    if (found != 1)
+        return false;
+    *guest = g;
+    return true;
 }
 
 int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
@@ -2195,21 +2211,7 @@ int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
     v = NULL;
     if (rc && rc != STUBDM_ENOENT)
         return rc;
-    snprintf(p, sizeof(p), "/local/domain/%u/vm", stubdom);
-    if (stubdm__xs_read(ctx, 0, p, VM_PATH_MAX - 1, &svm, NULL) == 0 &&
-        strncmp(svm, "/vm/", 4) != 0) {
-        free(svm);
-        svm = NULL;
-    }
-    if (have_guest) {
-        snprintf(p, sizeof(p), "/local/domain/%u/vm", guest);
-        if (stubdm__xs_read(ctx, 0, p, VM_PATH_MAX - 1, &gvm, NULL) == 0 &&
-            strncmp(gvm, "/vm/", 4) != 0) {
-            free(gvm);
-            gvm = NULL;
-        }
-    }
-    stubdm__clear_error(ctx);
+    svm = read_vm_path(ctx, stubdom);
     if (!have_guest && !svm) {
         /* Not a stubdomain we know; a half-made one may still exist. */
         snprintf(p, sizeof(p), "/local/domain/%u", stubdom);
@@ -2227,20 +2229,12 @@ int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
                          "dom0 (backends, hotplug scripts' devices)",
                          stubdom);
                 /* Its guest may live on, still holding the contract. */
-                if (guest_of_gone(ctx, xsh, stubdom, &guest)) {
-                    have_guest = true;
-                    snprintf(p, sizeof(p), "/local/domain/%u/vm", guest);
-                    if (stubdm__xs_read(ctx, 0, p, VM_PATH_MAX - 1, &gvm,
-                                        NULL) == 0 &&
-                        strncmp(gvm, "/vm/", 4) != 0) {
-                        free(gvm);
-                        gvm = NULL;
-                    }
-                    stubdm__clear_error(ctx);
-                }
+                have_guest = guest_of_gone(ctx, xsh, stubdom, &guest);
             }
         }
     }
+    if (have_guest)
+        gvm = read_vm_path(ctx, guest);
     rc = teardown_domain(ctx, stubdm__host(ctx), stubdom, have_guest, guest,
                          gvm, svm);
     free(gvm);
