@@ -21,6 +21,7 @@
  * blocking (stubdm__hotplug_remove_all), as the rest of a teardown does.
  */
 #include "internal.h"
+#include "nodes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -335,18 +336,12 @@ static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
 
     out[0] = '\0';
     snprintf(p, sizeof(p), "%s/hotplug-error", be);
-    rc = stubdm__xs_read(ctx, 0, p, HOTPLUG_ERROR_MAX, &v, &n);
-    if (rc == 0) {
-        printable_copy(v, n, out, len);
-    } else if (rc == STUBDM_ELIMIT) {
-        /* Longer than the bound: its start is still the useful part. */
-        struct xs_handle *xsh = NULL;
-        unsigned l = 0;
-        if (stubdm__xs_handle(ctx, &xsh) == 0 &&
-            (v = xs_read(xsh, XBT_NULL, p, &l)) != NULL)
-            printable_copy(v, l < HOTPLUG_ERROR_MAX ? l : HOTPLUG_ERROR_MAX,
-                           out, len);
-    }
+    /* Read whole (a xenstore value is at most STUBDM__XS_PAYLOAD_MAX), kept
+     * to its start: a long message's start is still the useful part. */
+    rc = stubdm__xs_read(ctx, 0, p, STUBDM__XS_PAYLOAD_MAX, &v, &n);
+    if (rc == 0)
+        printable_copy(v, n < HOTPLUG_ERROR_MAX ? n : HOTPLUG_ERROR_MAX, out,
+                       len);
     free(v);
     stubdm__clear_error(ctx);
 }
@@ -461,7 +456,6 @@ static void on_pidfd(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
 {
     struct hp_dev *d = STUBDM_CONTAINER_OF(w, struct hp_dev, pidw);
 
-    (void)ctx;
     (void)revents;
     if (child_reap(&d->ch))
         on_exit_status(d);
