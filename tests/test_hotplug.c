@@ -171,6 +171,19 @@ static char *record(const char *what)
     return proc_read_file(p);
 }
 
+/* Run the loop until the record exists (at most 8 s). */
+static void await_record(const char *what)
+{
+    int64_t t0 = stubdm_now_ms();
+    char *r;
+
+    while (!(r = record(what))) {
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+        ck_assert_int_lt(stubdm_now_ms() - t0, 8000);
+    }
+    free(r);
+}
+
 static void assert_no_record(const char *what)
 {
     char *r = record(what);
@@ -608,17 +621,11 @@ START_TEST(test_death_during_hotplug)
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     stubdm_ctx *other = NULL;
-    int64_t t0, t1;
-    char *r = NULL;
+    int64_t t1;
 
     ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
     stubdm_spawn_config_free(c);
-    t0 = stubdm_now_ms();
-    while (!(r = record("vbd-51712-add"))) {
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
-        ck_assert_int_lt(stubdm_now_ms() - t0, 8000);
-    }
-    free(r);
+    await_record("vbd-51712-add");
     ck_assert(!stubdm_op_done(op));
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
@@ -643,17 +650,11 @@ START_TEST(test_cancel_during_hotplug)
     stubdm_spawn_config *c = config_with("ok", "hang");
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
-    int64_t t0;
     char *r = NULL;
 
     ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
     stubdm_spawn_config_free(c);
-    t0 = stubdm_now_ms();
-    while (!(r = record("vif-0-online"))) {
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
-        ck_assert_int_lt(stubdm_now_ms() - t0, 8000);
-    }
-    free(r);
+    await_record("vif-0-online");
     stubdm_op_cancel(op);
     while (!stubdm_op_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
