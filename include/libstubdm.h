@@ -1040,8 +1040,14 @@ typedef struct stubdm_qmp_proxy stubdm_qmp_proxy;
 #define STUBDM_QMP_PROXY_DEFAULT_MAX_CLIENTS 64u
 
 /**
- * Listen on a unix socket (created mode 0600; a stale socket file is
- * replaced) and serve clients through q, which must be ready.  The proxy
+ * Listen on a unix socket and serve clients through q, which must be
+ * ready.  The socket file is created mode 0600 (less the umask, which is
+ * only read: the process umask is never changed), owned by the caller; a
+ * stale socket file is replaced, any other file is not.  Every client is
+ * identified by its credentials at connect (SO_PEERCRED) and logged (pid,
+ * uid, gid; STUBDM_LOG_INFO); only root and the proxy's own effective uid
+ * are served, plus a group given to stubdm_qmp_proxy_allow_group(); any
+ * other client is closed at once and logged (STUBDM_LOG_WARN).  The proxy
  * borrows q: close the proxy before q.  If q's connection is lost, every
  * client is disconnected and new ones are refused until q is ready again.
  * @param command_timeout_ms  bound on each forwarded command (> 0).
@@ -1065,6 +1071,19 @@ STUBDM_EXPORT size_t stubdm_qmp_proxy_clients(const stubdm_qmp_proxy *p);
 /** Clients disconnected for exceeding a bound, since creation. */
 STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_dropped(
     const stubdm_qmp_proxy *p);
+/** Clients refused for their credentials (see stubdm_qmp_proxy_new). */
+STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_refused(
+    const stubdm_qmp_proxy *p);
+/**
+ * Also serve the members of group gid (the client's primary group or one
+ * of its supplementary groups): the socket file is given to that group
+ * with mode 0660.  The caller must be allowed to chown to gid (root, or a
+ * member of it).  Call again to change the group.
+ * @return 0, STUBDM_EINVAL (NULL p, gid (uint32_t)-1), STUBDM_EFAIL (the
+ *         chown or chmod failed; see stubdm_ctx_os_errno).
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_allow_group(stubdm_qmp_proxy *p,
+                                               uint32_t gid);
 /**
  * Stop listening (the socket file is removed), disconnect every client and
  * cancel their commands.  Safe from callbacks.  NULL is ignored.
