@@ -1457,6 +1457,7 @@ STUBDM_EXPORT int stubdm_stubdom_unpause(stubdm_stubdom *s);
  * model is left stopped ("cont" resumes it).  out_fd stays the caller's
  * (made non-blocking).  done gets 0, STUBDM_ETIMEDOUT, STUBDM_EQMP,
  * STUBDM_EVCHAN, STUBDM_EDOMAIN_GONE, STUBDM_EFAIL (writing out_fd),
+ * STUBDM_ELIMIT (the stream exceeds stubdm_ctx_set_save_limit's bound),
  * STUBDM_ECANCELED (destroyed or freed meanwhile).
  * This form uses the spawn's QMP handle (set_qmp) and its held console 1.
  * @return 0 if started; STUBDM_EINVAL, STUBDM_ESTATE, STUBDM_EBUSY.
@@ -1485,6 +1486,20 @@ STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, stubdm_stubdom *s,
                                       int timeout_ms, uint64_t *bytes_out);
 /** Bytes a completed save wrote to out_fd (0 for other ops). */
 STUBDM_EXPORT uint64_t stubdm_dm_save_bytes(const stubdm_op *op);
+
+/** Default bound on a save's stream: a device state is kilobytes. */
+#define STUBDM_DM_SAVE_DEFAULT_LIMIT (UINT64_C(64) << 20)
+/**
+ * Bound the stream of every save started on ctx from now on (0: the
+ * default, STUBDM_DM_SAVE_DEFAULT_LIMIT).  A stubdomain that streams more
+ * ends its save with STUBDM_ELIMIT ("the stream exceeds the limit of N
+ * bytes ..."), checked every 5 ms, so out_fd may get what console 1 moves
+ * in 5 ms past the limit; a regular-file out_fd is then truncated back to
+ * its offset at the start of the save (other kinds cannot be; discard
+ * what they got).  @return 0 or STUBDM_EINVAL (NULL ctx).
+ */
+STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
+                                            uint64_t max_bytes);
 
 /**
  * Tear down: a pending spawn completes with STUBDM_ECANCELED, QMP is
