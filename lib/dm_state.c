@@ -58,7 +58,7 @@ struct save_op {
     uint64_t target;       /* with exact: backend bytes_out to reach */
     bool have_target;
     uint64_t bytes;
-    uint64_t limit;        /* bytes out_fd may get (stubdm_ctx_set_save_limit) */
+    uint64_t limit;        /* out_fd's bound (stubdm_ctx_set_save_limit) */
     uint64_t limit_base;   /* console 1's bytes_out when out_fd was attached */
     off_t fd_start;        /* out_fd's offset then, if a regular file; or -1 */
     char fe_dir[64];
@@ -229,7 +229,7 @@ static void start_drain(struct save_op *so)
         save_fail(so, STUBDM_ENOMEM, "draining", ctx->errmsg);
 }
 
-/* ---- the size bound -------------------------------------------------------- */
+/* ---- the size bound ------------------------------------------------------ */
 
 /*
  * A device state is kilobytes (191 bytes to 13 KB measured, docs/consoles.md);

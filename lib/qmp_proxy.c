@@ -414,7 +414,8 @@ static bool client_allowed(stubdm_qmp_proxy *p, int fd)
     struct ucred cr;
     socklen_t len = sizeof(cr);
 
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) || len != sizeof(cr)) {
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) ||
+        len != sizeof(cr)) {
         LOG_WARN(p->ctx, MOD, "refusing a client on %s: no peer credentials "
                               "(%s)", p->path, strerror(errno));
         return false;
@@ -661,7 +662,10 @@ int stubdm_qmp_proxy_allow_group(stubdm_qmp_proxy *p, uint32_t gid)
     /* Through an O_PATH fd of the very socket file: a path swapped for a
      * symlink in between is never followed. */
     fd = open(p->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    err = fd < 0 || fstat(fd, &st) ? errno : S_ISSOCK(st.st_mode) ? 0 : ENOTSOCK;
+    if (fd < 0 || fstat(fd, &st))
+        err = errno;
+    else
+        err = S_ISSOCK(st.st_mode) ? 0 : ENOTSOCK;
     if (!err && fchownat(fd, "", (uid_t)-1, (gid_t)gid, AT_EMPTY_PATH))
         err = errno;
     if (err) {
