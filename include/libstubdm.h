@@ -1040,8 +1040,14 @@ typedef struct stubdm_qmp_proxy stubdm_qmp_proxy;
 #define STUBDM_QMP_PROXY_DEFAULT_MAX_CLIENTS 64u
 
 /**
- * Listen on a unix socket (created mode 0600; a stale socket file is
- * replaced) and serve clients through q, which must be ready.  The proxy
+ * Listen on a unix socket and serve clients through q, which must be
+ * ready.  The socket file is created mode 0600 (less the umask, which is
+ * only read: the process umask is never changed), owned by the caller; a
+ * stale socket file is replaced, any other file is not.  Every client is
+ * identified by its credentials at connect (SO_PEERCRED) and logged (pid,
+ * uid, gid; STUBDM_LOG_INFO); only root and the proxy's own effective uid
+ * are served, plus a group given to stubdm_qmp_proxy_allow_group(); any
+ * other client is closed at once and logged (STUBDM_LOG_WARN).  The proxy
  * borrows q: close the proxy before q.  If q's connection is lost, every
  * client is disconnected and new ones are refused until q is ready again.
  * @param command_timeout_ms  bound on each forwarded command (> 0).
@@ -1065,6 +1071,19 @@ STUBDM_EXPORT size_t stubdm_qmp_proxy_clients(const stubdm_qmp_proxy *p);
 /** Clients disconnected for exceeding a bound, since creation. */
 STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_dropped(
     const stubdm_qmp_proxy *p);
+/** Clients refused for their credentials (see stubdm_qmp_proxy_new). */
+STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_refused(
+    const stubdm_qmp_proxy *p);
+/**
+ * Also serve the members of group gid (the client's primary group or one
+ * of its supplementary groups): the socket file is given to that group
+ * with mode 0660.  The caller must be allowed to chown to gid (root, or a
+ * member of it).  Call again to change the group.
+ * @return 0, STUBDM_EINVAL (NULL p, gid (uint32_t)-1), STUBDM_EFAIL (the
+ *         chown or chmod failed; see stubdm_ctx_os_errno).
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_allow_group(stubdm_qmp_proxy *p,
+                                               uint32_t gid);
 /**
  * Stop listening (the socket file is removed), disconnect every client and
  * cancel their commands.  Safe from callbacks.  NULL is ignored.
@@ -1438,6 +1457,7 @@ STUBDM_EXPORT int stubdm_stubdom_unpause(stubdm_stubdom *s);
  * model is left stopped ("cont" resumes it).  out_fd stays the caller's
  * (made non-blocking).  done gets 0, STUBDM_ETIMEDOUT, STUBDM_EQMP,
  * STUBDM_EVCHAN, STUBDM_EDOMAIN_GONE, STUBDM_EFAIL (writing out_fd),
+ * STUBDM_ELIMIT (the stream exceeds stubdm_ctx_set_save_limit's bound),
  * STUBDM_ECANCELED (destroyed or freed meanwhile).
  * This form uses the spawn's QMP handle (set_qmp) and its held console 1.
  * @return 0 if started; STUBDM_EINVAL, STUBDM_ESTATE, STUBDM_EBUSY.
@@ -1466,6 +1486,20 @@ STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, stubdm_stubdom *s,
                                       int timeout_ms, uint64_t *bytes_out);
 /** Bytes a completed save wrote to out_fd (0 for other ops). */
 STUBDM_EXPORT uint64_t stubdm_dm_save_bytes(const stubdm_op *op);
+
+/** Default bound on a save's stream: a device state is kilobytes. */
+#define STUBDM_DM_SAVE_DEFAULT_LIMIT (UINT64_C(64) << 20)
+/**
+ * Bound the stream of every save started on ctx from now on (0: the
+ * default, STUBDM_DM_SAVE_DEFAULT_LIMIT).  A stubdomain that streams more
+ * ends its save with STUBDM_ELIMIT ("the stream exceeds the limit of N
+ * bytes ..."), checked every 5 ms, so out_fd may get what console 1 moves
+ * in 5 ms past the limit; a regular-file out_fd is then truncated back to
+ * its offset at the start of the save (other kinds cannot be; discard
+ * what they got).  @return 0 or STUBDM_EINVAL (NULL ctx).
+ */
+STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
+                                            uint64_t max_bytes);
 
 /**
  * Tear down: a pending spawn completes with STUBDM_ECANCELED, QMP is

@@ -646,7 +646,7 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
                 "console %u of stubdomain %u: the frontend's out_prod %" PRIu32
                 " is not within %u bytes of out_cons %" PRIu32
                 ": ring protocol violation, console disconnected",
-                c->n, c->stubdom, c->ring.intf->out_prod,
+                c->n, c->stubdom, c->ring.seen_rx_prod,
                 STUBDM__CRING_OUT_SIZE, c->ring.rx_cons);
             return -1;
         }
@@ -726,7 +726,7 @@ static int pump_in(stubdm_console *c, bool *notify, bool *more)
                 "console %u of stubdomain %u: the frontend's in_cons %" PRIu32
                 " is not within %u bytes of in_prod %" PRIu32
                 ": ring protocol violation, console disconnected",
-                c->n, c->stubdom, c->ring.intf->in_cons,
+                c->n, c->stubdom, c->ring.seen_tx_cons,
                 STUBDM__CRING_IN_SIZE, c->ring.tx_prod);
             return -1;
         }
@@ -910,8 +910,8 @@ static void try_connect(stubdm_console *c)
             "console %u of stubdomain %u: the ring's indexes are inconsistent "
             "at connection (in %" PRIu32 "/%" PRIu32 ", out %" PRIu32
             "/%" PRIu32 "): console disconnected",
-            c->n, c->stubdom, c->tr.intf->in_cons, c->tr.intf->in_prod,
-            c->tr.intf->out_cons, c->tr.intf->out_prod);
+            c->n, c->stubdom, c->ring.seen_tx_cons, c->ring.tx_prod,
+            c->ring.rx_cons, c->ring.seen_rx_prod);
         return;
     }
     rc = stubdm__fd_watch(ctx, &c->evw, c->tr.fd, POLLIN);

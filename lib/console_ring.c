@@ -108,10 +108,12 @@ bool stubdm__cring_attach(struct stubdm__cring *r,
     r->side = side;
     r->rx_cons = load_idx(rx_cons_p(r));
     r->tx_prod = load_idx(tx_prod_p(r));
+    r->seen_rx_prod = load_idx(rx_prod_p(r));
+    r->seen_tx_cons = load_idx(tx_cons_p(r));
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    return stubdm__cring_used(r->rx_cons, load_idx(rx_prod_p(r)),
+    return stubdm__cring_used(r->rx_cons, r->seen_rx_prod,
                               stubdm__cring_rx_size(r), &used) &&
-           stubdm__cring_used(load_idx(tx_cons_p(r)), r->tx_prod,
+           stubdm__cring_used(r->seen_tx_cons, r->tx_prod,
                               stubdm__cring_tx_size(r), &used);
 }
 
@@ -124,6 +126,7 @@ long stubdm__cring_rx_peek(struct stubdm__cring *r, size_t max,
     struct stubdm__cring_seg seg[2];
     unsigned n;
 
+    r->seen_rx_prod = prod;
     /* Read the index before the data it covers (rmb). */
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (!stubdm__cring_used(r->rx_cons, prod, size, &used))
@@ -157,6 +160,7 @@ long stubdm__cring_tx_room(struct stubdm__cring *r, size_t max, char *ptr[2],
     struct stubdm__cring_seg seg[2];
     unsigned n;
 
+    r->seen_tx_cons = cons;
     /* The peer's reads of the old data are done before we overwrite. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (!stubdm__cring_used(cons, r->tx_prod, size, &used))
@@ -223,7 +227,8 @@ int stubdm__cring_tx_drained(struct stubdm__cring *r)
 {
     uint32_t used;
 
-    if (!stubdm__cring_used(load_idx(tx_cons_p(r)), r->tx_prod,
+    r->seen_tx_cons = load_idx(tx_cons_p(r));
+    if (!stubdm__cring_used(r->seen_tx_cons, r->tx_prod,
                             stubdm__cring_tx_size(r), &used))
         return -1;
     return used == 0;
@@ -233,7 +238,8 @@ int stubdm__cring_rx_empty(struct stubdm__cring *r)
 {
     uint32_t used;
 
-    if (!stubdm__cring_used(r->rx_cons, load_idx(rx_prod_p(r)),
+    r->seen_rx_prod = load_idx(rx_prod_p(r));
+    if (!stubdm__cring_used(r->rx_cons, r->seen_rx_prod,
                             stubdm__cring_rx_size(r), &used))
         return -1;
     return used == 0;

@@ -66,6 +66,12 @@ struct stubdm__cring {
     enum stubdm__cring_side side;
     uint32_t rx_cons; /* our consumer index on the rx ring */
     uint32_t tx_prod; /* our producer index on the tx ring */
+    /* The peer's indexes as this side last read them (each once per
+     * operation): what a message about a violation reports.  Reading the
+     * page again for the message could show a value the peer wrote since,
+     * one that was never checked (even a valid one). */
+    uint32_t seen_rx_prod; /* rx_peek, rx_empty, attach */
+    uint32_t seen_tx_cons; /* tx_room, tx_drained, attach */
 };
 
 /*

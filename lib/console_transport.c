@@ -67,6 +67,104 @@ static int set_sun(struct sockaddr_un *sa, const char *path)
     return 0;
 }
 
+/* "/proc/<pid>/fd/<n>", digits only: where the frontend's page is. */
+static bool proc_fd_link(const char *t)
+{
+    size_t i = 0;
+
+    if (strncmp(t, "/proc/", 6))
+        return false;
+    t += 6;
+    while (t[i] >= '0' && t[i] <= '9')
+        i++;
+    if (i == 0 || i > 10 || strncmp(t + i, "/fd/", 4))
+        return false;
+    t += i + 4;
+    for (i = 0; t[i] >= '0' && t[i] <= '9'; i++)
+        ;
+    return i > 0 && i <= 10 && t[i] == '\0';
+}
+
+/*
+ * Open and map the frontend's page.  It must be a memfd sealed against
+ * shrinking (F_SEAL_SHRINK), named for this console: the frontend keeps
+ * its own fd and mapping, and a file it could truncate after we mapped it
+ * would make our next access to the page fault (SIGBUS kills dom0; a
+ * library may install no handler), which a grant mapping on Xen never
+ * does.  The path is a symlink to /proc/<pid>/fd/<n>: opened O_PATH first,
+ * so nothing that is not a sealed memfd is ever opened for real (a device
+ * node's open could have effects), then reopened read-write through our
+ * own /proc/self/fd.  Returns 0, STUBDM_ENOENT (not there yet: retry), or
+ * STUBDM_EPROTO / STUBDM_EFAIL with the ctx message set.
+ */
+static int open_sim_page(stubdm_ctx *ctx, const char *ring, uint32_t stubdom,
+                         unsigned n, void **map_out)
+{
+    char target[64], self[64], name[96], want[96];
+    struct stat st;
+    ssize_t len;
+    int pfd, rfd, seals, err;
+    void *map;
+
+    len = readlink(ring, target, sizeof(target) - 1);
+    if (len < 0 && errno == ENOENT)
+        return STUBDM_ENOENT;
+    if (len < 0 || (target[len] = '\0', !proc_fd_link(target)))
+        return stubdm__fail(ctx, STUBDM_EPROTO, len < 0 ? errno : 0,
+                            "console %u: %s is not a link to the frontend's "
+                            "page (/proc/<pid>/fd/<n> of a memfd sealed "
+                            "against shrinking): a ring file the frontend "
+                            "could truncate under dom0's mapping is refused",
+                            n, ring);
+    pfd = open(target, O_PATH | O_CLOEXEC);
+    if (pfd < 0)
+        return errno == ENOENT ? STUBDM_ENOENT /* frontend not (yet) there */
+                               : stubdm__fail(ctx, STUBDM_EFAIL, errno,
+                                              "console %u: opening %s: %s", n,
+                                              target, strerror(errno));
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+    snprintf(want, sizeof(want), "/memfd:libstubdm-console-%u.%u (deleted)",
+             stubdom, n);
+    len = readlink(self, name, sizeof(name) - 1);
+    if (len >= 0)
+        name[len] = '\0';
+    if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode) || len < 0 ||
+        strcmp(name, want) ||
+        st.st_size < (off_t)sizeof(struct xencons_interface)) {
+        close(pfd);
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0,
+                            "console %u: %s does not lead to a memfd named "
+                            "libstubdm-console-%u.%u of at least %zu bytes",
+                            n, ring, stubdom, n,
+                            sizeof(struct xencons_interface));
+    }
+    rfd = open(self, O_RDWR | O_CLOEXEC);
+    err = errno;
+    close(pfd);
+    if (rfd < 0)
+        return stubdm__fail(ctx, STUBDM_EFAIL, err,
+                            "console %u: opening the frontend's page: %s", n,
+                            strerror(err));
+    seals = fcntl(rfd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+        close(rfd);
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0,
+                            "console %u: the frontend's page is not sealed "
+                            "against shrinking (F_SEAL_SHRINK): it could "
+                            "truncate it under dom0's mapping",
+                            n);
+    }
+    map = mmap(NULL, PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+    err = errno;
+    close(rfd);
+    if (map == MAP_FAILED)
+        return stubdm__fail(ctx, STUBDM_EFAIL, err,
+                            "console %u: mapping %s: %s", n, ring,
+                            strerror(err));
+    *map_out = map;
+    return 0;
+}
+
 int stubdm__ctrans_connect_sim(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                                const char *simdir, uint32_t stubdom,
                                unsigned n)
@@ -74,9 +172,8 @@ int stubdm__ctrans_connect_sim(stubdm_ctx *ctx, struct stubdm__ctrans *t,
     char ring[STUBDM__CTRANS_PATH_MAX], fe[STUBDM__CTRANS_PATH_MAX];
     char be[STUBDM__CTRANS_PATH_MAX];
     struct sockaddr_un sa;
-    struct stat st;
-    void *map;
-    int rfd, sfd, err;
+    void *map = NULL;
+    int sfd, err, rc;
 
     if (stubdm__ctrans_sim_path(simdir, stubdom, n, "ring", ring,
                                 sizeof(ring)) ||
@@ -88,32 +185,9 @@ int stubdm__ctrans_connect_sim(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                             "console %u: simulation directory %s is too long "
                             "for a unix socket path",
                             n, simdir);
-    /* O_NOFOLLOW: the frontend created the file; a symlink would make us
-     * map something else. */
-    rfd = open(ring, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (rfd < 0) {
-        err = errno;
-        if (err == ENOENT)
-            return STUBDM_ENOENT;
-        return stubdm__fail(ctx, err == ELOOP ? STUBDM_EPROTO : STUBDM_EFAIL,
-                            err, "console %u: opening %s: %s", n, ring,
-                            strerror(err));
-    }
-    if (fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        st.st_size < (off_t)sizeof(struct xencons_interface)) {
-        close(rfd);
-        return stubdm__fail(ctx, STUBDM_EPROTO, 0,
-                            "console %u: %s is not a regular file of at "
-                            "least %zu bytes",
-                            n, ring, sizeof(struct xencons_interface));
-    }
-    map = mmap(NULL, PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
-    err = errno;
-    close(rfd);
-    if (map == MAP_FAILED)
-        return stubdm__fail(ctx, STUBDM_EFAIL, err,
-                            "console %u: mapping %s: %s", n, ring,
-                            strerror(err));
+    rc = open_sim_page(ctx, ring, stubdom, n, &map);
+    if (rc)
+        return rc;
 
     sfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (sfd < 0) {

@@ -13,8 +13,12 @@
  *    (tests/xen, section spawncon; docs/consoles.md).
  *
  *  - SIM: the simulated host, where there are no grants or event
- *    channels.  The frontend creates <simdir>/console/<S>.<n>.ring (a file
- *    holding a struct xencons_interface, mapped MAP_SHARED) and binds a
+ *    channels.  The frontend's page (a struct xencons_interface, mapped
+ *    MAP_SHARED) is a memfd named libstubdm-console-<S>.<n>, sealed
+ *    against shrinking, published as the symlink
+ *    <simdir>/console/<S>.<n>.ring -> /proc/<pid>/fd/<fd> (a file the
+ *    frontend could truncate would make the backend's next access to its
+ *    mapping a SIGBUS, which a grant mapping never is); it binds a
  *    unix datagram socket <simdir>/console/<S>.<n>.evtchn; the backend
  *    binds <simdir>/console/<S>.<n>.evtchn-be and connects it to the
  *    frontend's.  A notification is one datagram (any content, 1 byte by
@@ -67,9 +71,9 @@ int stubdm__ctrans_sim_path(const char *simdir, uint32_t stubdom, unsigned n,
 
 /*
  * Connect the simulated transport.  Returns 0; STUBDM_ENOENT when the
- * frontend has not created its ring file or socket yet (retry later);
- * STUBDM_EPROTO for a ring file that is not a regular file of at least
- * one console page; or another failure, with the ctx message set.
+ * frontend has not created its page or socket yet (retry later);
+ * STUBDM_EPROTO for a ring that is not a link to that sealed memfd of at
+ * least one console page; or another failure, with the ctx message set.
  */
 int stubdm__ctrans_connect_sim(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                                const char *simdir, uint32_t stubdom,

@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <xenstore.h>
 
 #define MOD "dm-state"
@@ -49,13 +51,16 @@ struct save_op {
     stubdm_op *cmd;
     int fd;
     enum phase phase;
-    struct stubdm__timer deadline, poll;
+    struct stubdm__timer deadline, poll, guard;
     uint64_t base, last, seq;
     int64_t quiet_since, t0;
     bool exact;            /* the frontend reports the stream's end */
     uint64_t target;       /* with exact: backend bytes_out to reach */
     bool have_target;
     uint64_t bytes;
+    uint64_t limit;        /* out_fd's bound (stubdm_ctx_set_save_limit) */
+    uint64_t limit_base;   /* console 1's bytes_out when out_fd was attached */
+    off_t fd_start;        /* out_fd's offset then, if a regular file; or -1 */
     char fe_dir[64];
 };
 
@@ -80,6 +85,7 @@ static void save_stop(stubdm_op *op)
 
     stubdm__timer_stop(ctx, &so->deadline);
     stubdm__timer_stop(ctx, &so->poll);
+    stubdm__timer_stop(ctx, &so->guard);
     if (so->cmd) {
         stubdm_op_free(so->cmd);
         so->cmd = NULL;
@@ -223,6 +229,66 @@ static void start_drain(struct save_op *so)
         save_fail(so, STUBDM_ENOMEM, "draining", ctx->errmsg);
 }
 
+/* ---- the size bound ------------------------------------------------------ */
+
+/*
+ * A device state is kilobytes (191 bytes to 13 KB measured, docs/consoles.md);
+ * without a bound a stubdomain that streams on would fill dom0's disk until
+ * the timeout.  Checked every POLL_MS in every phase (the stream flows
+ * during the QMP commands too): out_fd may get at most what console 1 moves
+ * in POLL_MS past the limit before the save ends.
+ */
+static void on_guard(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    struct save_op *so = STUBDM_CONTAINER_OF(t, struct save_op, guard);
+    uint64_t got = so->con ? out_bytes(so) - so->limit_base : 0;
+
+    if (got > so->limit) {
+        int fd = so->fd;
+        off_t start = so->fd_start;
+        stubdm__op_complete(&so->op, STUBDM_ELIMIT,
+                            "save of stubdomain %u: the stream exceeds the "
+                            "limit of %" PRIu64 " bytes (%" PRIu64 " written; "
+                            "stubdm_ctx_set_save_limit): no device state is "
+                            "that large, the save is ended%s",
+                            so->stubdom, so->limit, got,
+                            start >= 0 ? " and the output truncated back"
+                                       : "");
+        /* Console 1 is detached now (the stop hook): nothing more comes.
+         * The partial stream is no state anyone can restore; give the
+         * disk space back at once. */
+        if (start >= 0 && ftruncate(fd, start) != 0)
+            LOG_WARN(ctx, MOD, "stubdomain %u: truncating the partial save "
+                     "stream: %s", so->stubdom, strerror(errno));
+        return;
+    }
+    if (stubdm__timer_arm(ctx, &so->guard, stubdm_now_ms() + POLL_MS))
+        save_fail(so, STUBDM_ENOMEM, "bounding the stream", ctx->errmsg);
+}
+
+/* Start bounding what out_fd gets, from console 1's count now. */
+static int start_guard(struct save_op *so)
+{
+    stubdm_ctx *ctx = so->op.ctx;
+    struct stat st;
+
+    so->limit = ctx->save_limit ? ctx->save_limit
+                                : STUBDM_DM_SAVE_DEFAULT_LIMIT;
+    so->limit_base = out_bytes(so);
+    so->fd_start = -1;
+    if (fstat(so->fd, &st) == 0 && S_ISREG(st.st_mode))
+        so->fd_start = lseek(so->fd, 0, SEEK_CUR);
+    return stubdm__timer_arm(ctx, &so->guard, stubdm_now_ms() + POLL_MS);
+}
+
+int stubdm_ctx_set_save_limit(stubdm_ctx *ctx, uint64_t max_bytes)
+{
+    if (!ctx)
+        return STUBDM_EINVAL;
+    ctx->save_limit = max_bytes;
+    return 0;
+}
+
 /* ---- QMP steps ----------------------------------------------------------- */
 
 static void on_cmd(stubdm_qmp *q, stubdm_op *op, int rc,
@@ -326,6 +392,7 @@ static struct save_op *save_new(stubdm_ctx *ctx, uint32_t stubdom,
     so->t0 = stubdm_now_ms();
     stubdm__timer_init(&so->deadline, on_deadline);
     stubdm__timer_init(&so->poll, on_poll);
+    stubdm__timer_init(&so->guard, on_guard);
     snprintf(so->fe_dir, sizeof(so->fe_dir),
              "/local/domain/%u/device/console/%u", stubdom,
              STUBDM_CONSOLE_SAVE);
@@ -387,6 +454,11 @@ int stubdm_stubdom_save(stubdm_stubdom *s, int out_fd, int timeout_ms,
     so->attached = true;
     so->q = stubdm_stubdom_qmp(s);
     *slot = &so->op;
+    if (start_guard(so)) {
+        rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "save");
+        stubdm__op_abandon(&so->op);
+        return rc;
+    }
     start_stop(so);
     stubdm__op_started(&so->op, op_out);
     return 0;
@@ -468,6 +540,10 @@ int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
     if (rc)
         goto fail;
     so->own_con = true;
+    if (start_guard(so)) {
+        rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "save");
+        goto fail;
+    }
     rc = stubdm_qmp_opts_new(&qo);
     if (!rc)
         rc = stubdm_qmp_opts_set_transport(

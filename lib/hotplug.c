@@ -248,6 +248,77 @@ static bool child_reap(struct child *c)
     return true;
 }
 
+#ifndef PIDFD_SIGNAL_PROCESS_GROUP
+#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2) /* Linux 6.9 */
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/*
+ * SIGKILL for a script still running and its process group, through the
+ * pidfd: when the host reaps children itself (a SIGCHLD handler calling
+ * waitpid(-1)), the script's pid may be freed and reused by the time we
+ * kill, and kill(pid) or kill(-pid) would hit whoever has it now; a pidfd
+ * names this process only (ESRCH once it is reaped).  Before Linux 6.9
+ * the group cannot be named by pidfd: it is killed by number only after
+ * the pidfd shows the leader unreaped, which keeps the number allocated.
+ */
+static void child_signal_pidfd(struct child *c)
+{
+    if (pidfd_send_signal(c->pidfd, SIGKILL, NULL,
+                          PIDFD_SIGNAL_PROCESS_GROUP) == 0 ||
+        errno != EINVAL) {
+        pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0); /* left the group? */
+        return;
+    }
+    if (pidfd_send_signal(c->pidfd, 0, NULL, 0) == 0)
+        kill(-c->pid, SIGKILL);
+    pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
+}
+
+/*
+ * Without a pidfd (pidfd_open missing: valgrind 3.19, Linux < 5.3): by
+ * pid, only while waitid(WNOWAIT) shows it still an unreaped child of
+ * ours, whose number the kernel cannot hand out again.  What remains is
+ * bounded to the host reaping it and a new child of this process getting
+ * the same number (a whole cycle of the pid space) between the two calls.
+ */
+static void child_signal_pid(struct child *c)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT))
+        return; /* ECHILD: reaped by someone else, nothing of ours left */
+    kill(-c->pid, SIGKILL);
+    kill(c->pid, SIGKILL);
+}
+
+/* Reap a killed script through its pidfd: by pid, a reused number would
+ * make us wait for (and reap) a stranger.  Returns waitpid's result. */
+static pid_t child_wait_pidfd(struct child *c, int *st)
+{
+    siginfo_t si;
+    int r;
+
+    memset(&si, 0, sizeof(si));
+    do
+        r = waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && errno == EINVAL) /* Linux 5.3: pidfd_open, no P_PIDFD */
+        return pidfd_send_signal(c->pidfd, 0, NULL, 0) == 0
+                   ? waitpid(c->pid, st, 0)
+                   : -1;
+    if (r < 0)
+        return -1;
+    if (si.si_code == CLD_EXITED)
+        *st = W_EXITCODE(si.si_status, 0);
+    else
+        *st = si.si_status | (si.si_code == CLD_DUMPED ? WCOREFLAG : 0);
+    return c->pid;
+}
+
 /* Kill a script still running, with its process group, and reap it (at
  * once: SIGKILL cannot be caught). */
 static void child_kill(struct child *c)
@@ -257,11 +328,15 @@ static void child_kill(struct child *c)
 
     if (c->pid <= 0 || c->exited)
         return;
-    kill(-c->pid, SIGKILL);
-    kill(c->pid, SIGKILL);
-    do
-        r = waitpid(c->pid, &st, 0);
-    while (r < 0 && errno == EINTR);
+    if (c->pidfd >= 0) {
+        child_signal_pidfd(c);
+        r = child_wait_pidfd(c, &st);
+    } else {
+        child_signal_pid(c);
+        do
+            r = waitpid(c->pid, &st, 0);
+        while (r < 0 && errno == EINTR);
+    }
     c->exited = true;
     c->wstatus = r == c->pid ? st : -1;
 }

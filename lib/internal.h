@@ -566,6 +566,8 @@ struct stubdm_ctx {
      * pidfd_open found missing (ENOSYS: Linux < 5.3, or valgrind 3.19),
      * so children are reaped by polling from then on */
     bool no_hotplug, no_pidfd;
+    /* a device-model save's stream bound (dm_state.c; 0: the default) */
+    uint64_t save_limit;
     /* QMP connections (qmp.c), each shared by the handles opened on it */
     struct stubdm__list qmp_conns;
 };

@@ -15,6 +15,7 @@
 #include "qmp_transport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,8 +62,11 @@ struct stubdm_qmp_proxy {
     int cmd_timeout_ms;
     stubdm_qmp_sub *sub;
     uint64_t dropped;
+    uint64_t refused; /* by credentials */
     char *greeting; /* synthesised, with "\r\n" */
     unsigned serial;
+    bool has_group;
+    uint32_t group; /* stubdm_qmp_proxy_allow_group */
 };
 
 /* ---- client output ---------------------------------------------------- */
@@ -378,6 +382,60 @@ static void proxy_drop_all(stubdm_qmp_proxy *p, const char *why)
                     why);
 }
 
+/* Whether SO_PEERGROUPS (Linux 4.13) lists gid among the peer's groups. */
+static bool peer_in_group(int fd, uint32_t gid)
+{
+    gid_t groups[64];
+    socklen_t len = sizeof(groups);
+
+#ifdef SO_PEERGROUPS
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+        for (size_t i = 0; i < len / sizeof(groups[0]); i++)
+            if (groups[i] == (gid_t)gid)
+                return true;
+#else
+    (void)fd;
+    (void)gid;
+    (void)groups;
+    (void)len;
+#endif
+    return false;
+}
+
+/*
+ * Who connected (SO_PEERCRED: the credentials at connect()), logged for
+ * every client; only root, the proxy's own effective uid and members of
+ * the allowed group may talk to the stubdomain's QEMU.  The socket's mode
+ * already keeps others out; this holds even where the file's mode or
+ * group was changed behind the proxy's back.
+ */
+static bool client_allowed(stubdm_qmp_proxy *p, int fd)
+{
+    struct ucred cr;
+    socklen_t len = sizeof(cr);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) ||
+        len != sizeof(cr)) {
+        LOG_WARN(p->ctx, MOD, "refusing a client on %s: no peer credentials "
+                              "(%s)", p->path, strerror(errno));
+        return false;
+    }
+    if (cr.uid == 0 || cr.uid == geteuid() ||
+        (p->has_group && (cr.gid == (gid_t)p->group ||
+                          peer_in_group(fd, p->group)))) {
+        LOG_INFO(p->ctx, MOD, "client connected on %s: pid %ld uid %lu gid %lu",
+                 p->path, (long)cr.pid, (unsigned long)cr.uid,
+                 (unsigned long)cr.gid);
+        return true;
+    }
+    LOG_WARN(p->ctx, MOD, "refusing a client on %s: pid %ld uid %lu gid %lu "
+                          "is not root, not uid %lu%s",
+             p->path, (long)cr.pid, (unsigned long)cr.uid,
+             (unsigned long)cr.gid, (unsigned long)geteuid(),
+             p->has_group ? " and not in the allowed group" : "");
+    return false;
+}
+
 static void on_accept(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
 {
     stubdm_qmp_proxy *p = STUBDM_CONTAINER_OF(w, stubdm_qmp_proxy, lw);
@@ -394,6 +452,11 @@ static void on_accept(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
                       p->nclients >= p->max_clients ? "too many clients"
                                                     : "QMP not ready");
             p->dropped++;
+            close(fd);
+            continue;
+        }
+        if (!client_allowed(p, fd)) {
+            p->refused++;
             close(fd);
             continue;
         }
@@ -525,9 +588,16 @@ int stubdm_qmp_proxy_new(stubdm_qmp *q, const char *listen_path,
     struct stat st;
     if (lstat(listen_path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(listen_path);
-    mode_t old = umask(0177);
+    /* Linux creates the socket file with the socket inode's mode less the
+     * umask, so the mode is set here, before bind, and never wider than
+     * 0600, without touching the process-wide umask (other threads). */
+    if (fchmod(p->lfd, 0600)) {
+        rc = stubdm__fail(ctx, STUBDM_EFAIL, errno,
+                          "QMP proxy: setting the socket's mode: %s",
+                          strerror(errno));
+        goto fail;
+    }
     rc = bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
     if (rc || listen(p->lfd, 16)) {
         rc = stubdm__fail(ctx, STUBDM_EFAIL, errno,
                           "QMP proxy: cannot listen on %s: %s", listen_path,
@@ -575,6 +645,54 @@ size_t stubdm_qmp_proxy_clients(const stubdm_qmp_proxy *p)
 uint64_t stubdm_qmp_proxy_clients_dropped(const stubdm_qmp_proxy *p)
 {
     return p ? p->dropped : 0;
+}
+
+uint64_t stubdm_qmp_proxy_clients_refused(const stubdm_qmp_proxy *p)
+{
+    return p ? p->refused : 0;
+}
+
+int stubdm_qmp_proxy_allow_group(stubdm_qmp_proxy *p, uint32_t gid)
+{
+    struct stat st;
+    int fd, err;
+
+    if (!p || gid == (uint32_t)-1)
+        return STUBDM_EINVAL;
+    /* Through an O_PATH fd of the very socket file: a path swapped for a
+     * symlink in between is never followed. */
+    fd = open(p->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st))
+        err = errno;
+    else
+        err = S_ISSOCK(st.st_mode) ? 0 : ENOTSOCK;
+    if (!err && fchownat(fd, "", (uid_t)-1, (gid_t)gid, AT_EMPTY_PATH))
+        err = errno;
+    if (err) {
+        if (fd >= 0)
+            close(fd);
+        return stubdm__fail(p->ctx, STUBDM_EFAIL, err,
+                            "QMP proxy: giving %s to group %lu: %s", p->path,
+                            (unsigned long)gid, strerror(err));
+    }
+    /* fchmod does not work on an O_PATH fd; the /proc path does. */
+    {
+        char proc[64];
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        if (chmod(proc, 0660)) {
+            err = errno;
+            close(fd);
+            return stubdm__fail(p->ctx, STUBDM_EFAIL, err,
+                                "QMP proxy: mode 0660 on %s: %s", p->path,
+                                strerror(err));
+        }
+    }
+    close(fd);
+    p->has_group = true;
+    p->group = gid;
+    LOG_INFO(p->ctx, MOD, "%s: group %lu allowed (mode 0660)", p->path,
+             (unsigned long)gid);
+    return 0;
 }
 
 void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p)

@@ -564,6 +564,70 @@ START_TEST(hostile_cons_beyond_prod)
 }
 END_TEST
 
+/* A frontend that truncates its page after the backend mapped it: with a
+ * ring file it could, and the backend's next look at the page was a SIGBUS
+ * that killed dom0.  Such a file is refused at connection now, and the
+ * page the protocol asks for (a sealed memfd) cannot shrink. */
+START_TEST(frontend_truncating_its_page)
+{
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    char ring[300], buf[16] = "";
+    struct simcons *sc;
+    stubdm_console *c;
+    int p[2], fd;
+    int64_t end;
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    /* The frontend offers a plain file it can truncate (as before). */
+    ck_assert_int_eq(simcons_open(&sc, simdir, STUB, 1), 0);
+    snprintf(ring, sizeof(ring), "%s/console/%u.1.ring", simdir, STUB);
+    ck_assert_int_eq(unlink(ring), 0);
+    fd = open(ring, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, 4096), 0);
+    ck_assert_int_eq(simcons_publish(sc, xs5), 0);
+    end = stubdm_now_ms() + 5000;
+    while (!r.calls && stubdm_console_state(c) != 4 && stubdm_now_ms() < end)
+        CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
+    /* Mapped or not, the frontend shrinks it and says so. */
+    ck_assert_int_eq(ftruncate(fd, 0), 0);
+    close(fd);
+    simcons_notify(sc);
+    run_until_done(&r, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EPROTO);
+    ck_assert_msg(strstr(r.msg, "sealed against shrinking"), "%s", r.msg);
+    stubdm_console_close(c);
+    simcons_close(sc);
+
+    /* The protocol's page: the frontend cannot shrink it, the console
+     * goes on. */
+    memset(&r, 0, sizeof(r));
+    o = opts_new();
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, &r);
+    sc = frontend(1);
+    wait_connected(c);
+    fd = open(ring, O_RDWR | O_CLOEXEC); /* through the /proc link */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, 0), -1);
+    ck_assert_int_eq(errno, EPERM);
+    close(fd);
+    ck_assert_int_eq(simcons_write(sc, "alive", 5), 5);
+    end = stubdm_now_ms() + 5000;
+    while (read(p[0], buf, sizeof(buf) - 1) <= 0 && stubdm_now_ms() < end)
+        CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
+    ck_assert_str_eq(buf, "alive");
+    ck_assert_int_eq(r.calls, 0);
+    stubdm_console_close(c);
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
 START_TEST(hostile_indexes_at_connection)
 {
     struct result r = {0};
@@ -927,6 +991,7 @@ static Suite *suite(void)
     tcase_add_test(tc, hostile_prod_far_beyond_cons);
     tcase_add_test(tc, hostile_cons_beyond_prod);
     tcase_add_test(tc, hostile_indexes_at_connection);
+    tcase_add_test(tc, frontend_truncating_its_page);
     tcase_add_test(tc, hostile_xenstore_values);
     tcase_add_test(tc, domain_released_gone);
     tcase_add_test(tc, xenbus_states);

@@ -184,6 +184,51 @@ START_TEST(hostile_indexes)
 }
 END_TEST
 
+/* A violation is reported with the index values that were checked: the
+ * peer may rewrite the page right after (to a valid value even), and a
+ * message reading it again would show what was never refused. */
+START_TEST(violation_snapshot_is_what_was_checked)
+{
+    struct stubdm__cring be;
+    const char *rp[2];
+    char *wp[2];
+    uint32_t l[2];
+    unsigned nseg;
+
+    reset();
+    ck_assert(stubdm__cring_attach(&be, &page, STUBDM__CRING_BACKEND));
+    page.out_prod = 0x80000000u;
+    ck_assert_int_eq(stubdm__cring_rx_peek(&be, 4096, rp, l, &nseg), -1);
+    page.out_prod = 5; /* the peer covers its tracks */
+    ck_assert_uint_eq(be.seen_rx_prod, 0x80000000u);
+    ck_assert_int_eq(stubdm__cring_rx_empty(&be), 0);
+    ck_assert_uint_eq(be.seen_rx_prod, 5);
+    page.out_prod = 0;
+
+    page.in_cons = 4000;
+    ck_assert_int_eq(stubdm__cring_tx_room(&be, 4096, wp, l, &nseg), -1);
+    page.in_cons = 0;
+    ck_assert_uint_eq(be.seen_tx_cons, 4000);
+    page.in_cons = 7777;
+    ck_assert_int_eq(stubdm__cring_tx_drained(&be), -1);
+    page.in_cons = 0;
+    ck_assert_uint_eq(be.seen_tx_cons, 7777);
+
+    /* At attach: all four as read then. */
+    reset();
+    page.in_cons = 1;
+    page.in_prod = 2;
+    page.out_cons = 3;
+    page.out_prod = 9000;
+    ck_assert(!stubdm__cring_attach(&be, &page, STUBDM__CRING_BACKEND));
+    memset(&page, 0, sizeof(page));
+    ck_assert_uint_eq(be.seen_tx_cons, 1);
+    ck_assert_uint_eq(be.tx_prod, 2);
+    ck_assert_uint_eq(be.rx_cons, 3);
+    ck_assert_uint_eq(be.seen_rx_prod, 9000);
+}
+END_TEST
+
 START_TEST(attach_picks_up_existing_data)
 {
     struct stubdm__cring fe, be;
@@ -257,6 +302,7 @@ static Suite *suite(void)
     tcase_add_test(tc, peek_max_and_partial_consume);
     tcase_add_test(tc, hostile_indexes);
     tcase_add_test(tc, attach_picks_up_existing_data);
+    tcase_add_test(tc, violation_snapshot_is_what_was_checked);
     tcase_add_test(tc, random_both_ways);
     suite_add_tcase(s, tc);
     return s;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -685,6 +686,166 @@ START_TEST(test_validate_consoles)
 }
 END_TEST
 
+/* The fd in process pid of the unix socket bound at path, duplicated into
+ * this process (pidfd_getfd: root), or -1. */
+static int steal_socket(pid_t pid, const char *path)
+{
+    char line[512], want[64], link[64], fdpath[96];
+    unsigned long inode = 0;
+    FILE *f = fopen("/proc/net/unix", "r");
+    DIR *d;
+    struct dirent *e;
+    int pfd, got = -1;
+
+    if (!f)
+        return -1;
+    while (!inode && fgets(line, sizeof(line), f)) {
+        char *p = strstr(line, path);
+        unsigned long ino;
+        if (p && p[strlen(path)] == '\n' &&
+            sscanf(line, "%*s %*s %*s %*s %*s %*s %lu", &ino) == 1)
+            inode = ino;
+    }
+    fclose(f);
+    if (!inode)
+        return -1;
+    snprintf(want, sizeof(want), "socket:[%lu]", inode);
+    snprintf(fdpath, sizeof(fdpath), "/proc/%ld/fd", (long)pid);
+    pfd = pidfd_open(pid, 0);
+    d = opendir(fdpath);
+    while (pfd >= 0 && d && got < 0 && (e = readdir(d))) {
+        char full[400];
+        ssize_t n;
+        snprintf(full, sizeof(full), "%s/%s", fdpath, e->d_name);
+        n = readlink(full, link, sizeof(link) - 1);
+        if (n <= 0)
+            continue;
+        link[n] = '\0';
+        if (!strcmp(link, want))
+            got = pidfd_getfd(pfd, atoi(e->d_name), 0);
+    }
+    if (d)
+        closedir(d);
+    if (pfd >= 0)
+        close(pfd);
+    return got;
+}
+
+/* The mock's only child: the simulated stubdomain (--no-qemu). */
+static pid_t sim_domain_pid(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    pid_t found = 0;
+    char comm[64], state;
+    long ppid;
+
+    while (d && !found && (e = readdir(d))) {
+        long pid = strtol(e->d_name, NULL, 10);
+        if (pid > 0 && proc_stat(pid, comm, sizeof(comm), &ppid, &state) &&
+            ppid == (long)mock.pid)
+            found = (pid_t)pid;
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* A stubdomain that streams on and on into console 1 during a save: the
+ * save ends at its size bound with ELIMIT, not at its timeout, and the
+ * partial output is truncated away.  The stand-in is paused once the save
+ * has started (its QMP answers nothing more, its console 1 frontend stops),
+ * and this test produces on console 1's page in its place. */
+START_TEST(test_save_stream_bounded)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    stubdm_console *c1;
+    stubdm_op *op = NULL;
+    struct xencons_interface *page;
+    struct sockaddr_un be = {.sun_family = AF_UNIX};
+    char ring[300], fe[300], out[300], chunk[2048];
+    struct stat st;
+    int fd, outfd, nfd;
+    int64_t t0;
+
+    if (!have_sim_stubdom())
+        return;
+    nfd = pidfd_open(getpid(), 0);
+    if (nfd < 0 || geteuid() != 0) {
+        /* pidfd_getfd below (valgrind 3.19 has no pidfd_open) */
+        fprintf(stderr, "test_save_stream_bounded: skipped (no pidfd or "
+                        "not root)\n");
+        return;
+    }
+    close(nfd);
+    c = config(NULL, 0, noqemu, 1);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    c1 = stubdm_stubdom_console(s, 1);
+    ck_assert_ptr_nonnull(c1);
+    for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+    ck_assert_int_eq(stubdm_console_state(c1), 4);
+    ck_assert_int_lt(snprintf(ring, sizeof(ring), "%s/console/%u.1.evtchn-be",
+                              mock.dir, stubdm_stubdom_domid(s)),
+                     (int)sizeof(be.sun_path));
+    memcpy(be.sun_path, ring, strlen(ring) + 1);
+    snprintf(ring, sizeof(ring), "%s/console/%u.1.ring", mock.dir,
+             stubdm_stubdom_domid(s));
+    fd = open(ring, O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert(page != MAP_FAILED);
+    close(fd);
+    snprintf(fe, sizeof(fe), "%s/console/%u.1.evtchn", mock.dir,
+             stubdm_stubdom_domid(s));
+    memset(chunk, 'x', sizeof(chunk));
+
+    ck_assert_int_eq(stubdm_ctx_set_save_limit(ctx, 1u << 20), 0);
+    snprintf(out, sizeof(out), "%s/endless.state", mock.dir);
+    outfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(outfd, 0);
+    ck_assert_int_eq(stubdm_stubdom_save(s, outfd, 20000, NULL, NULL, &op),
+                     0);
+    ck_assert_int_eq(stubdm_stubdom_pause(s), 0);
+    /* Notifications must come from the frontend's own socket (the
+     * backend's is connected to it): borrowed from the paused stand-in. */
+    nfd = steal_socket(sim_domain_pid(), fe);
+    ck_assert_msg(nfd >= 0, "no frontend socket %s in pid %ld: %s", fe,
+                  (long)sim_domain_pid(), strerror(errno));
+    t0 = stubdm_now_ms();
+    while (!stubdm_op_done(op) && stubdm_now_ms() - t0 < 15000) {
+        uint32_t prod = page->out_prod, cons = page->out_cons;
+        uint32_t room = 2048 - (prod - cons), off = prod & 2047;
+        uint32_t first = room < 2048 - off ? room : 2048 - off;
+        memcpy(page->out + off, chunk, first);
+        memcpy(page->out, chunk, room - first);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        page->out_prod = prod + room;
+        sendto(nfd, "!", 1, MSG_DONTWAIT, (struct sockaddr *)&be, sizeof(be));
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 2), 0);
+    }
+    ck_assert(stubdm_op_done(op));
+    ck_assert_msg(stubdm_op_result(op) == STUBDM_ELIMIT, "%s: %s",
+                  stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
+    ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op),
+                                 "exceeds the limit of 1048576 bytes"));
+    ck_assert_int_lt(stubdm_now_ms() - t0, 10000); /* not the timeout */
+    stubdm_op_free(op);
+    ck_assert_int_eq(fstat(outfd, &st), 0);
+    ck_assert_int_eq(st.st_size, 0); /* truncated back */
+    close(outfd);
+    unlink(out);
+    close(nfd);
+    munmap(page, 4096);
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    assert_clean();
+}
+END_TEST
+
 static Suite *dm_state_suite(void)
 {
     Suite *s = suite_create("dm_state");
@@ -699,6 +860,7 @@ static Suite *dm_state_suite(void)
     tcase_add_test(tc, test_save_by_domid);
     tcase_add_test(tc, test_hostile_ring_ends_one_console);
     tcase_add_test(tc, test_pause_unpause);
+    tcase_add_test(tc, test_save_stream_bounded);
     suite_add_tcase(s, tc);
     return s;
 }

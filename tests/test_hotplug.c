@@ -22,7 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xenstore.h>
 
@@ -668,6 +673,104 @@ START_TEST(test_cancel_during_hotplug)
 }
 END_TEST
 
+/* Our child whose command name is comm, or 0. */
+static pid_t find_child(const char *comm)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    pid_t found = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while (!found && (e = readdir(d))) {
+        char path[300], buf[512], name[64];
+        long pid = strtol(e->d_name, NULL, 10), ppid = 0;
+        FILE *f;
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(buf, sizeof(buf), f) &&
+            sscanf(buf, "%*d (%63[^)]) %*c %ld", name, &ppid) == 2 &&
+            ppid == (long)getpid() && !strcmp(name, comm))
+            found = (pid_t)pid;
+        fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
+/* A child of ours with exactly this pid, leading its own process group
+ * (clone3 with set_tid: root).  Returns its pid, or -1. */
+static pid_t impostor_at(pid_t pid)
+{
+    for (int i = 0; i < 200; i++) {
+        struct clone_args ca;
+        pid_t tid = pid;
+        long r;
+
+        memset(&ca, 0, sizeof(ca));
+        ca.exit_signal = SIGCHLD;
+        ca.set_tid = (uint64_t)(uintptr_t)&tid;
+        ca.set_tid_size = 1;
+        r = syscall(SYS_clone3, &ca, sizeof(ca));
+        if (r == 0) {
+            setpgid(0, 0);
+            for (;;)
+                pause();
+        }
+        if (r > 0)
+            return (pid_t)r;
+        if (errno != EEXIST)
+            return -1;
+        usleep(10000); /* the killed script's own child not reaped yet */
+    }
+    return -1;
+}
+
+/* The host reaps the script itself and its pid goes to another process of
+ * the host before the library kills the script (cancel): the library must
+ * not signal that process, nor wait for it. */
+START_TEST(test_kill_after_host_reaped)
+{
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    stubdm_op *op = NULL;
+    pid_t script, impostor;
+    int pfd = pidfd_open(getpid(), 0), st;
+
+    if (pfd < 0 || geteuid() != 0)
+        return; /* no pidfd (valgrind): the pid fallback is bounded only */
+    close(pfd);
+    c = config_with("ok", "hang");
+    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
+    stubdm_spawn_config_free(c);
+    await_record("vif-0-online");
+    script = find_child("hp-hang");
+    ck_assert_int_gt(script, 0);
+    /* The host's SIGCHLD handler, as it were: kill and reap. */
+    ck_assert_int_eq(kill(-script, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(script, &st, 0), script);
+    impostor = impostor_at(script);
+    ck_assert_msg(impostor == script, "cannot reuse pid %ld: %s",
+                  (long)script, strerror(errno));
+
+    stubdm_op_cancel(op);
+    while (!stubdm_op_done(op))
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
+    ck_assert_msg(waitpid(impostor, &st, WNOHANG) == 0,
+                  "the library signalled or reaped pid %ld, no longer its "
+                  "script", (long)impostor);
+    ck_assert_int_eq(kill(impostor, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(impostor, &st, 0), impostor);
+    stubdm_op_free(op);
+    stubdm_stubdom_free(s);
+    assert_clean();
+}
+END_TEST
+
 static Suite *hotplug_suite(void)
 {
     Suite *s = suite_create("hotplug");
@@ -684,6 +787,7 @@ static Suite *hotplug_suite(void)
                         (int)STUBDM_ARRAY_SIZE(fail_cases));
     tcase_add_test(tc, test_death_during_hotplug);
     tcase_add_test(tc, test_cancel_during_hotplug);
+    tcase_add_test(tc, test_kill_after_host_reaped);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,7 +9,12 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -610,6 +615,145 @@ START_TEST(test_ctx_free_with_pending)
 }
 END_TEST
 
+/* ---- the proxy's socket: mode and client credentials ---------------------- */
+
+static char proxy_log[8192];
+
+static void capture_log(void *user, stubdm_log_level level, int os_errno,
+                        const char *context, const char *msg)
+{
+    size_t n = strlen(proxy_log);
+    (void)user;
+    (void)level;
+    (void)os_errno;
+    snprintf(proxy_log + n, sizeof(proxy_log) - n, "%s: %s\n", context, msg);
+}
+
+/* Connect to path and read: 0 when the greeting came, 3 when the proxy
+ * closed at once, 2 on a connect failure, 4 on anything else. */
+static int connect_and_read(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char buf[256];
+    ssize_t n;
+    int fd;
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+        return 2;
+    n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return 3;
+    buf[n] = '\0';
+    return strstr(buf, "\"QMP\"") ? 0 : 4;
+}
+
+/* A child that becomes uid/gid 65534 (nobody) and runs connect_and_read
+ * in this binary afresh (main's --connect): not in the forked copy, whose
+ * exit valgrind would check for the leaks of threads it does not have.
+ * Exits 1x on a setup failure. */
+static pid_t connect_as_nobody(const char *path)
+{
+    char self[4096];
+    /* readlink, not exec of /proc/self/exe: under valgrind that is
+     * valgrind's own binary, while readlink gives this test's. */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    pid_t pid;
+
+    ck_assert_int_gt(n, 0);
+    self[n] = '\0';
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        gid_t none[1] = {65534};
+        if (setgroups(0, none))
+            _exit(11);
+        if (setgid(65534))
+            _exit(12);
+        if (setuid(65534))
+            _exit(13);
+        execl(self, "test_qmp", "--connect", path, (char *)NULL);
+        _exit(14);
+    }
+    return pid;
+}
+
+static int wait_child(pid_t pid)
+{
+    int status = 0;
+    for (int i = 0; i < 400; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+        stubdm_ctx_run_once(ctx, 10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return 101;
+}
+
+START_TEST(test_proxy_mode_and_credentials)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(), QP_H(5000), QP_E(),
+    };
+    char dir[] = "/tmp/stubdm-proxy.XXXXXX", path[128];
+    stubdm_qmp_proxy *p = NULL;
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q;
+    struct stat st;
+    mode_t old;
+
+    if (geteuid() != 0)
+        return; /* needs setuid in the child: CI runs as root */
+    proxy_log[0] = '\0';
+    stubdm_ctx_set_log(ctx, capture_log, NULL, STUBDM_LOG_INFO);
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    stubdm_qmp_opts_free(o);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(chmod(dir, 0755), 0); /* nobody may reach the socket */
+    snprintf(path, sizeof(path), "%s/proxy.sock", dir);
+
+    /* The mode does not come from the umask, and the umask is untouched. */
+    old = umask(0);
+    ck_assert_int_eq(stubdm_qmp_proxy_new(q, path, 5000, &p), 0);
+    ck_assert_uint_eq(umask(old), 0);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert_msg((st.st_mode & 0777) == 0600, "socket mode %o",
+                  (unsigned)(st.st_mode & 0777));
+
+    /* A permissive mode set behind the proxy's back: the credentials still
+     * keep uid nobody out, and the refusal names it. */
+    ck_assert_int_eq(chmod(path, 0666), 0);
+    ck_assert_int_eq(wait_child(connect_as_nobody(path)), 3);
+    ck_assert_uint_eq(stubdm_qmp_proxy_clients_refused(p), 1);
+    ck_assert_uint_eq(stubdm_qmp_proxy_clients(p), 0);
+    ck_assert_msg(strstr(proxy_log, "refusing a client") &&
+                      strstr(proxy_log, "uid 65534 gid 65534"),
+                  "log: %s", proxy_log);
+
+    /* Its group allowed: 0660, group 65534, and nobody is served. */
+    ck_assert_int_eq(stubdm_qmp_proxy_allow_group(p, 65534), 0);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0660);
+    ck_assert_uint_eq(st.st_gid, 65534);
+    ck_assert_int_eq(wait_child(connect_as_nobody(path)), 0);
+    ck_assert_uint_eq(stubdm_qmp_proxy_clients_refused(p), 1);
+    ck_assert_msg(strstr(proxy_log, "client connected") &&
+                      strstr(proxy_log, "uid 65534"),
+                  "log: %s", proxy_log);
+    ck_assert_int_eq(stubdm_qmp_proxy_allow_group(p, (uint32_t)-1),
+                     STUBDM_EINVAL);
+
+    stubdm_qmp_proxy_free(p);
+    stubdm_qmp_close(q);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("qmp");
@@ -626,12 +770,15 @@ static Suite *suite(void)
     tcase_add_test(tc, test_marker_and_oob);
     tcase_add_test(tc, test_lock_across_processes);
     tcase_add_test(tc, test_ctx_free_with_pending);
+    tcase_add_test(tc, test_proxy_mode_and_credentials);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--connect"))
+        return connect_and_read(argv[2]);
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -8,7 +8,9 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@ struct qmp_args {
     bool interactive, events, lock_wait, marker, oob;
     stubdm_qmp_transport transport;
     const char *sim_dir;
+    const char *group; /* qmp-proxy --group */
 };
 
 static int parse_common(const struct ctl_command *cmd, int argc, char **argv,
@@ -62,6 +65,11 @@ static int parse_common(const struct ctl_command *cmd, int argc, char **argv,
             a->interactive = true;
         } else if (!proxy && !strcmp(o, "--events")) {
             a->events = true;
+        } else if (proxy && !strcmp(o, "--group")) {
+            if (++i >= argc)
+                return ctl_usage_error(cmd, "--group needs a group name or "
+                                            "gid");
+            a->group = argv[i];
         } else if (proxy && !strcmp(o, "--listen")) {
             if (++i >= argc)
                 return ctl_usage_error(cmd, "--listen needs a socket path");
@@ -312,6 +320,23 @@ static int run_qmp_proxy(stubdm_ctx *ctx, const struct ctl_global *g,
     if ((code = open_qmp(ctx, g, &a, "qmp-proxy", &q)))
         return code;
     rc = stubdm_qmp_proxy_new(q, a.listen, a.timeout_ms, &p);
+    if (!rc && a.group) {
+        struct group *gr = getgrnam(a.group);
+        char *end;
+        unsigned long gid = gr ? (unsigned long)gr->gr_gid
+                               : strtoul(a.group, &end, 10);
+        if (!gr && (!*a.group || *end || gid >= UINT32_MAX)) {
+            stubdm_qmp_proxy_free(p);
+            stubdm_qmp_close(q);
+            return ctl_usage_error(&cmd_qmp_proxy, "--group: no group '%s'",
+                                   a.group);
+        }
+        rc = stubdm_qmp_proxy_allow_group(p, (uint32_t)gid);
+        if (rc) {
+            stubdm_qmp_proxy_free(p);
+            p = NULL;
+        }
+    }
     if (rc) {
         code = ctl_report_error(ctx, g, "qmp-proxy", rc, NULL);
         stubdm_qmp_close(q);
@@ -367,11 +392,16 @@ CTL_COMMAND(cmd_qmp) = {
 
 CTL_COMMAND(cmd_qmp_proxy) = {
     .name = "qmp-proxy",
-    .usage = "STUBDOM GUEST --listen PATH [options]",
+    .usage = "STUBDOM GUEST --listen PATH [--group GROUP] [options]",
     .summary = "share one stubdomain QMP connection with local clients",
     .help = "Holds the stubdomain's single QMP connection and serves any\n"
             "number of QMP clients on the unix socket PATH, each with its own\n"
             "greeting, negotiation and id space; events go to all.  Runs until\n"
-            "SIGINT or SIGTERM.\n" COMMON_HELP,
+            "SIGINT or SIGTERM.  The socket is mode 0600; clients are\n"
+            "identified by their credentials, and only root and this user\n"
+            "are served (others are refused and logged).\n"
+            "  --group GROUP        also serve GROUP's members (name or gid;\n"
+            "                       the socket becomes 0660, group GROUP)\n"
+            COMMON_HELP,
     .run = run_qmp_proxy,
 };

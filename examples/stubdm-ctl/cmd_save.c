@@ -9,6 +9,7 @@
  */
 #include "ctl.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,16 @@ static int run_save(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
             if (++i >= argc || !ctl_parse_domid(argv[i], &guest))
                 return ctl_usage_error(&cmd_save, "--guest needs a domid");
             have_guest = true;
+        } else if (!strcmp(argv[i], "--limit")) {
+            char *end;
+            unsigned long long v;
+            if (++i >= argc || argv[i][0] < '0' || argv[i][0] > '9')
+                return ctl_usage_error(&cmd_save, "--limit needs bytes");
+            errno = 0;
+            v = strtoull(argv[i], &end, 10);
+            if (errno || *end || v == 0)
+                return ctl_usage_error(&cmd_save, "--limit needs bytes");
+            stubdm_ctx_set_save_limit(ctx, (uint64_t)v);
         } else if (!strcmp(argv[i], "--timeout")) {
             if (++i >= argc || !ctl_parse_seconds(argv[i], &timeout_ms))
                 return ctl_usage_error(&cmd_save, "--timeout needs seconds");
@@ -94,7 +105,8 @@ static int run_save(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
 
 CTL_COMMAND(cmd_save) = {
     .name = "save",
-    .usage = "STUBDOM --out FILE [--guest DOMID] [--timeout SECONDS]",
+    .usage = "STUBDOM --out FILE [--guest DOMID] [--timeout SECONDS] "
+             "[--limit BYTES]",
     .summary = "save the device model's state through console 1",
     .help =
         "QMP stop, then xen-save-devices-state to /dev/fdset/1, which the\n"
@@ -103,6 +115,8 @@ CTL_COMMAND(cmd_save) = {
         "reports the stream's end when it offers feature-stream-end).\n"
         "Restore with: stubdm-ctl spawn ... --restore FILE.\n"
         "Needs the libstubdm console backend.  --guest: default the\n"
-        "stubdomain's target.  --timeout: default 30 s.\n",
+        "stubdomain's target.  --timeout: default 30 s.  --limit: the\n"
+        "stream's bound (default 64 MiB); a stubdomain streaming more ends\n"
+        "the save (exit 9) and FILE is removed, as on any failure.\n",
     .run = run_save,
 };

@@ -46,23 +46,92 @@ static void default_dir(char *out, size_t len)
         snprintf(out, len, "/tmp/libstubdm-sim-%u", (unsigned)geteuid());
 }
 
-static pid_t running_pid(const char *dir)
+/*
+ * Open the runtime directory, refusing one that is not ours alone: a
+ * directory (no symlink) owned by our effective uid, without group or other
+ * access.  /tmp/libstubdm-sim-<uid> is predictable; whoever creates it
+ * first would own the pid file `sim stop` signals, the socket every
+ * subcommand takes for xenstored (whose backend script paths `destroy`
+ * runs) and qmp-vchan, whose files `sim stop` deletes.  With create, a
+ * missing directory is made (0700).  Returns the directory's fd, or -1:
+ * errno ENOENT (missing, nothing printed) or a message on stderr.
+ */
+static int open_dir(const char *dir, bool create)
 {
-    char p[PATH_MAX];
-    long pid = 0;
-    FILE *f;
+    struct stat st;
+    int fd;
 
-    snprintf(p, sizeof(p), "%s/pid", dir);
-    f = fopen(p, "r");
-    if (!f)
+    if (create && mkdir(dir, 0700) && errno != EEXIST) {
+        fprintf(stderr, "stubdm-ctl sim: cannot create %s: %s\n", dir,
+                strerror(errno));
+        errno = EPERM; /* reported */
+        return -1;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        if (err == ENOENT)
+            return -1;
+        if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+            fprintf(stderr, "stubdm-ctl sim: refusing %s: it is a symbolic "
+                            "link, not a directory\n", dir);
+        else if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+            goto refuse; /* not ours: say whose */
+        else
+            fprintf(stderr, "stubdm-ctl sim: cannot open %s: %s\n", dir,
+                    strerror(err));
+        errno = EPERM;
+        return -1;
+    }
+    if (fstat(fd, &st)) {
+        fprintf(stderr, "stubdm-ctl sim: cannot stat %s: %s\n", dir,
+                strerror(errno));
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    if (st.st_uid == geteuid() && !(st.st_mode & (S_IRWXG | S_IRWXO)))
+        return fd;
+    close(fd);
+refuse:
+    fprintf(stderr, "stubdm-ctl sim: refusing %s: owned by uid %ld with mode "
+                    "%04o; it must belong to uid %ld with no group or other "
+                    "access (mode 0700)\n",
+            dir, (long)st.st_uid, (unsigned)(st.st_mode & 07777),
+            (long)geteuid());
+    errno = EPERM;
+    return -1;
+}
+
+/* The pid in dfd's pid file (a regular file of ours, never followed), if
+ * that process is alive and the socket is there; else 0. */
+static pid_t running_pid(int dfd)
+{
+    char buf[32], *end;
+    struct stat st;
+    ssize_t n;
+    long pid;
+    int fd;
+
+    fd = openat(dfd, "pid", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
         return 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    if (pid <= 0 || kill((pid_t)pid, 0) != 0)
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        close(fd);
         return 0;
-    snprintf(p, sizeof(p), "%s/socket", dir);
-    if (access(p, F_OK) != 0)
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    errno = 0;
+    pid = strtol(buf, &end, 10);
+    if (errno || end == buf || (*end && *end != '\n') || pid <= 0 ||
+        pid > INT_MAX || kill((pid_t)pid, 0) != 0)
+        return 0;
+    if (fstatat(dfd, "socket", &st, AT_SYMLINK_NOFOLLOW) ||
+        !S_ISSOCK(st.st_mode))
         return 0;
     return (pid_t)pid;
 }
@@ -78,13 +147,20 @@ int ctl_sim_prepare(stubdm_ctx *ctx, bool force_sim);
 int ctl_sim_prepare(stubdm_ctx *ctx, bool force_sim)
 {
     char dir[PATH_MAX - 16], sock[PATH_MAX];
+    pid_t pid;
+    int dfd;
 
     if (force_sim)
         stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM);
     if (getenv("XENSTORED_PATH") || (!force_sim && hypervisor_present()))
         return 0;
     default_dir(dir, sizeof(dir));
-    if (!running_pid(dir))
+    dfd = open_dir(dir, false);
+    if (dfd < 0)
+        return 0;
+    pid = running_pid(dfd);
+    close(dfd);
+    if (!pid)
         return 0;
     snprintf(sock, sizeof(sock), "%s/socket", dir);
     setenv("XENSTORED_PATH", sock, 1);
@@ -137,13 +213,13 @@ static void print_env(const struct ctl_global *g, const char *dir, pid_t pid,
 }
 
 static int sim_start(const struct ctl_global *g, const char *dir,
-                     bool verbose)
+                     int dfd, bool verbose)
 {
     char bin[PATH_MAX], pidfile[PATH_MAX], sock[PATH_MAX];
     pid_t pid, child;
     int status;
 
-    pid = running_pid(dir);
+    pid = running_pid(dfd);
     if (pid) {
         if (!g->json)
             fprintf(stderr, "simulated host already running (pid %ld) in %s\n",
@@ -151,15 +227,11 @@ static int sim_start(const struct ctl_global *g, const char *dir,
         print_env(g, dir, pid, "running");
         return CTL_EXIT_OK;
     }
-    if (mkdir(dir, 0700) && errno != EEXIST) {
-        fprintf(stderr, "stubdm-ctl sim: cannot create %s: %s\n", dir,
-                strerror(errno));
-        return CTL_EXIT_FAIL;
-    }
     mock_binary(bin, sizeof(bin));
     snprintf(pidfile, sizeof(pidfile), "%s/pid", dir);
     snprintf(sock, sizeof(sock), "%s/socket", dir);
-    unlink(pidfile);
+    /* A stale one (the link itself if it is one, never its target). */
+    unlinkat(dfd, "pid", 0);
     child = fork();
     if (child < 0) {
         fprintf(stderr, "stubdm-ctl sim: fork: %s\n", strerror(errno));
@@ -187,7 +259,7 @@ static int sim_start(const struct ctl_global *g, const char *dir,
         return CTL_EXIT_FAIL;
     }
     /* The daemon forks after its sockets listen; the pidfile follows. */
-    for (int i = 0; i < 500 && !(pid = running_pid(dir)); i++) {
+    for (int i = 0; i < 500 && !(pid = running_pid(dfd)); i++) {
         struct timespec ts = { 0, 10 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
@@ -203,10 +275,10 @@ static int sim_start(const struct ctl_global *g, const char *dir,
     return CTL_EXIT_OK;
 }
 
-static int sim_stop(const struct ctl_global *g, const char *dir)
+static int sim_stop(const struct ctl_global *g, const char *dir, int dfd)
 {
-    pid_t pid = running_pid(dir);
-    char p[PATH_MAX];
+    pid_t pid = running_pid(dfd);
+    int qfd;
 
     if (!pid) {
         if (g->json)
@@ -226,21 +298,26 @@ static int sim_stop(const struct ctl_global *g, const char *dir)
                 (long)pid);
         kill(pid, SIGKILL);
     }
-    /* What the simulated stubdomains and QMP locks left. */
-    snprintf(p, sizeof(p), "%s/qmp-vchan", dir);
-    DIR *d = opendir(p);
+    /* What the simulated stubdomains and QMP locks left: removed relative
+     * to the opened directories, so a qmp-vchan that is a symlink is
+     * never followed into another directory. */
+    qfd = openat(dfd, "qmp-vchan",
+                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = qfd >= 0 ? fdopendir(qfd) : NULL;
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
-            char f[PATH_MAX * 2];
             if (e->d_name[0] == '.')
                 continue;
-            snprintf(f, sizeof(f), "%s/%s", p, e->d_name);
-            unlink(f); /* sockets and lock files only: never a directory */
+            /* sockets and lock files only: never a directory */
+            unlinkat(dirfd(d), e->d_name, 0);
         }
         closedir(d);
-        rmdir(p);
+    } else if (qfd >= 0) {
+        close(qfd);
     }
+    unlinkat(dfd, "qmp-vchan", AT_REMOVEDIR);
+    unlinkat(dfd, "pid", 0);
     rmdir(dir);
     if (g->json)
         printf("{\"state\":\"stopped\",\"dir\":\"%s\",\"pid\":%ld}\n", dir,
@@ -251,9 +328,9 @@ static int sim_stop(const struct ctl_global *g, const char *dir)
 }
 
 static int sim_status(stubdm_ctx *ctx, const struct ctl_global *g,
-                      const char *dir)
+                      const char *dir, int dfd)
 {
-    pid_t pid = running_pid(dir);
+    pid_t pid = running_pid(dfd);
     stubdm_stubdom_list *l = NULL;
     char sock[PATH_MAX];
     int rc;
@@ -292,6 +369,7 @@ static int run_sim(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     char dir[PATH_MAX - 32];
     const char *action = NULL;
     bool verbose = false;
+    int dfd, rc;
 
     default_dir(dir, sizeof(dir));
     for (int i = 1; i < argc; i++) {
@@ -313,13 +391,21 @@ static int run_sim(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     if (strlen(dir) > 80)
         return ctl_usage_error(&cmd_sim, "directory too long for unix "
                                          "socket paths (80 bytes at most)");
+    if (strcmp(action, "start") && strcmp(action, "stop") &&
+        strcmp(action, "status"))
+        return ctl_usage_error(&cmd_sim, "unknown action '%s'", action);
+    dfd = open_dir(dir, !strcmp(action, "start"));
+    if (dfd < 0 && errno != ENOENT)
+        return CTL_EXIT_FAIL;
     if (!strcmp(action, "start"))
-        return sim_start(g, dir, verbose);
-    if (!strcmp(action, "stop"))
-        return sim_stop(g, dir);
-    if (!strcmp(action, "status"))
-        return sim_status(ctx, g, dir);
-    return ctl_usage_error(&cmd_sim, "unknown action '%s'", action);
+        rc = dfd < 0 ? CTL_EXIT_FAIL : sim_start(g, dir, dfd, verbose);
+    else if (!strcmp(action, "stop"))
+        rc = dfd < 0 ? sim_stop(g, dir, -1) : sim_stop(g, dir, dfd);
+    else
+        rc = sim_status(ctx, g, dir, dfd);
+    if (dfd >= 0)
+        close(dfd);
+    return rc;
 }
 
 CTL_COMMAND(cmd_sim) = {

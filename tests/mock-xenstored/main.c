@@ -140,13 +140,28 @@ static bool parse_num(const char *s, unsigned long max, unsigned long *out)
 	return true;
 }
 
-static int write_pidfile(const char *path)
+/* Create the pidfile afresh: a stale one is removed (a symlink itself,
+ * never its target), then O_EXCL|O_NOFOLLOW, so nothing is ever written
+ * through a link someone else planted in a shared directory. */
+static int write_pidfile(const char *path, pid_t pid)
 {
-	FILE *f = fopen(path, "w");
-	if (!f)
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)pid);
+
+	if (unlink(path) && errno != ENOENT)
 		return -1;
-	fprintf(f, "%ld\n", (long)getpid());
-	return fclose(f);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		      0644);
+	if (fd < 0)
+		return -1;
+	if (write(fd, buf, (size_t)n) != n) {
+		int err = errno;
+		close(fd);
+		unlink(path);
+		errno = err ? err : EIO;
+		return -1;
+	}
+	return close(fd);
 }
 
 static void run(struct daemon *d)
@@ -327,12 +342,10 @@ int main(int argc, char **argv)
 			goto out;
 		if (pid > 0) {
 			/* The parent leaves only once the pidfile names the child. */
-			if (pidfile) {
-				FILE *f = fopen(pidfile, "w");
-				if (f) {
-					fprintf(f, "%ld\n", (long)pid);
-					fclose(f);
-				}
+			if (pidfile && write_pidfile(pidfile, pid)) {
+				perror("mock-xenstored: pidfile");
+				kill(pid, SIGTERM);
+				_exit(1);
 			}
 			_exit(0);
 		}
@@ -346,7 +359,7 @@ int main(int argc, char **argv)
 			if (null > 2)
 				close(null);
 		}
-	} else if (pidfile && write_pidfile(pidfile)) {
+	} else if (pidfile && write_pidfile(pidfile, getpid())) {
 		perror("mock-xenstored: pidfile");
 		goto out;
 	}

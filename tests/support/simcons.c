@@ -25,6 +25,7 @@ struct simcons {
     char ring_path[108], fe_sock[108], be_sock[108];
     struct xencons_interface *page;
     int fd;
+    int mfd; /* the page: a memfd sealed against shrinking */
     struct stubdm__cring ring;
 };
 
@@ -44,7 +45,7 @@ int simcons_open(struct simcons **out, const char *simdir, unsigned stubdom,
 {
     struct simcons *sc = calloc(1, sizeof(*sc));
     struct sockaddr_un sa;
-    char dir[108];
+    char dir[108], name[64], target[64];
     int rfd, err;
 
     *out = NULL;
@@ -53,6 +54,7 @@ int simcons_open(struct simcons **out, const char *simdir, unsigned stubdom,
     sc->stubdom = stubdom;
     sc->n = n;
     sc->fd = -1;
+    sc->mfd = -1;
     if (snprintf(dir, sizeof(dir), "%s/console", simdir) >= (int)sizeof(dir) ||
         mkpath(sc->ring_path, sizeof(sc->ring_path), simdir, stubdom, n,
                "ring") ||
@@ -63,24 +65,27 @@ int simcons_open(struct simcons **out, const char *simdir, unsigned stubdom,
         goto fail;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         goto fail;
-    rfd = open(sc->ring_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* The page is a memfd sealed against shrinking (the backend maps it
+     * and must never fault), published as a link to /proc/<pid>/fd/<n>,
+     * which the backend opens (docs/consoles.md). */
+    snprintf(name, sizeof(name), "libstubdm-console-%u.%u", stubdom, n);
+    rfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (rfd < 0)
         goto fail;
-    if (ftruncate(rfd, SIMCONS_PAGE) < 0) {
-        err = errno;
-        close(rfd);
-        errno = err;
+    sc->mfd = rfd;
+    if (ftruncate(rfd, SIMCONS_PAGE) < 0 ||
+        fcntl(rfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
         goto fail;
-    }
     sc->page = mmap(NULL, SIMCONS_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED,
                     rfd, 0);
-    err = errno;
-    close(rfd);
     if (sc->page == MAP_FAILED) {
         sc->page = NULL;
-        errno = err;
         goto fail;
     }
+    snprintf(target, sizeof(target), "/proc/%ld/fd/%d", (long)getpid(), rfd);
+    if ((unlink(sc->ring_path) < 0 && errno != ENOENT) ||
+        symlink(target, sc->ring_path) < 0)
+        goto fail;
     stubdm__cring_attach(&sc->ring, sc->page, STUBDM__CRING_FRONTEND);
     sc->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (sc->fd < 0)
@@ -204,6 +209,8 @@ void simcons_close(struct simcons *sc)
         munmap(sc->page, SIMCONS_PAGE);
     if (sc->fd >= 0)
         close(sc->fd);
+    if (sc->mfd >= 0)
+        close(sc->mfd);
     if (sc->ring_path[0])
         unlink(sc->ring_path);
     if (sc->fe_sock[0])
