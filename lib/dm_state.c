@@ -22,6 +22,7 @@
  * 2 carries the stream into QEMU's -incoming; spawn.c does it.
  */
 #include "internal.h"
+#include "num.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -144,16 +145,19 @@ static void finish(struct save_op *so)
 /* Read "SEQ TOTAL" from the frontend, if it answered our request. */
 static void read_stream_end(struct save_op *so)
 {
-    char path[96], *v = NULL;
-    unsigned long long seq = 0, total = 0;
-    char extra;
+    char path[96], *v = NULL, *sp;
+    uint64_t seq = 0, total = 0;
 
     snprintf(path, sizeof(path), "%s/stream-end", so->fe_dir);
     if (stubdm__xs_read(so->op.ctx, 0, path, FE_VALUE_MAX, &v, NULL)) {
         stubdm__clear_error(so->op.ctx);
         return;
     }
-    if (sscanf(v, "%llu %llu%c", &seq, &total, &extra) == 2 &&
+    /* Exactly "SEQ TOTAL", one space between. */
+    sp = strchr(v, ' ');
+    if (sp &&
+        stubdm__num_parse_u64_n(v, (size_t)(sp - v), UINT64_MAX, &seq) == 0 &&
+        stubdm__num_parse_u64(sp + 1, UINT64_MAX, &total) == 0 &&
         seq == so->seq) {
         so->target = total;
         so->have_target = true;

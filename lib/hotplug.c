@@ -22,6 +22,7 @@
  */
 #include "internal.h"
 #include "nodes.h"
+#include "num.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -619,7 +620,18 @@ static void on_backend(stubdm_ctx *ctx, struct stubdm__xswatch *xw,
         hp_fail(d, rc, "reading %s: %s", p, ctx->errmsg);
         return;
     }
-    d->state = atoi(v);
+    {
+        uint32_t st;
+        if (stubdm__num_parse_u32(v, 255, &st)) {
+            char shown[STATE_MAX + 1];
+            printable_copy(v, n, shown, sizeof(shown));
+            free(v);
+            hp_fail(d, STUBDM_EPROTO, "%s is \"%s\", not a state", p,
+                    shown);
+            return;
+        }
+        d->state = (int)st;
+    }
     free(v);
     v = NULL;
     if (!d->started) {
@@ -891,9 +903,8 @@ int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid)
         if (!ids)
             continue; /* none of this kind */
         for (unsigned i = 0; i < nids; i++) {
-            char *end;
-            unsigned long devid = strtoul(ids[i], &end, 10);
-            if (!*ids[i] || *end || devid > 0xffffffffUL)
+            uint32_t devid;
+            if (stubdm__num_parse_u32(ids[i], UINT32_MAX, &devid))
                 continue;
             snprintf(p, sizeof(p), "%s/%s/" STUBDM__HOTPLUG_MARK, dir, ids[i]);
             rc = stubdm__xs_read(ctx, 0, p, 8, &v, NULL);

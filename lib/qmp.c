@@ -32,6 +32,7 @@
  * subscriptions only mark them, and they are reaped when the loop ends.
  */
 #include "internal.h"
+#include "num.h"
 #include "qmp_transport.h"
 #include "qmp_wire.h"
 
@@ -826,14 +827,9 @@ static void on_death(stubdm_ctx *ctx, struct stubdm__domwatch *dw,
 /* A decimal number > 0 that fits 32 bits, as libxenvchan expects. */
 static bool sane_number(const char *v)
 {
-    char *end;
-    unsigned long n;
+    uint32_t n;
 
-    if (!v || !*v || *v < '0' || *v > '9')
-        return false;
-    errno = 0;
-    n = strtoul(v, &end, 10);
-    return !errno && !*end && n > 0 && n <= UINT32_MAX;
+    return stubdm__num_parse_u32(v, UINT32_MAX, &n) == 0 && n > 0;
 }
 
 static void on_server_node(stubdm_ctx *ctx, struct stubdm__xswatch *w,

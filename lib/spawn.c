@@ -24,6 +24,7 @@
  * completion callback: the domain is destroyed and every node removed.
  */
 #include "internal.h"
+#include "num.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -2089,17 +2090,7 @@ bool stubdm__stubdom_paused(const stubdm_stubdom *s)
 
 static bool parse_domid_value(const char *v, uint32_t *out)
 {
-    char *end;
-    unsigned long x;
-
-    if (!v || v[0] < '0' || v[0] > '9')
-        return false;
-    errno = 0;
-    x = strtoul(v, &end, 10);
-    if (errno || *end || !stubdm__domid_ok((uint32_t)x))
-        return false;
-    *out = (uint32_t)x;
-    return true;
+    return stubdm__num_parse_domid(v, out) == 0;
 }
 
 /* Domain d's /vm path, or NULL (absent, too long, or not under /vm/: the
