@@ -23,6 +23,7 @@
  */
 #include "internal.h"
 #include "num.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -318,11 +319,15 @@ static void on_cmd(stubdm_qmp *q, stubdm_op *op, int rc,
         return;
     }
     if (rc) {
-        if (rc == STUBDM_EQMP && reply)
+        if (rc == STUBDM_EQMP && reply) {
+            /* QEMU's text: printable and bounded before it is a message. */
+            char cls[64], desc[256];
             snprintf(msg, sizeof(msg), "%s: %s",
-                     stubdm_qmp_reply_error_class(reply),
-                     stubdm_qmp_reply_error_desc(reply));
-        else
+                     stubdm__printable_str(cls, sizeof(cls),
+                                           stubdm_qmp_reply_error_class(reply)),
+                     stubdm__printable_str(desc, sizeof(desc),
+                                           stubdm_qmp_reply_error_desc(reply)));
+        } else
             snprintf(msg, sizeof(msg), "%s", stubdm_strerror(rc));
         save_fail(so, rc, what, msg);
         return;

@@ -23,6 +23,7 @@
 #include "internal.h"
 #include "nodes.h"
 #include "num.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -390,18 +391,6 @@ static void log_output(stubdm_ctx *ctx, const struct child *c,
     }
 }
 
-/* A printable copy of at most max bytes of a (dom0-written) value. */
-static void printable_copy(const char *v, size_t len, char *out, size_t max)
-{
-    size_t i;
-
-    for (i = 0; i < len && i + 1 < max; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        out[i] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
-    }
-    out[i] = '\0';
-}
-
 /* The backend's hotplug-error, for a message ("" if none). */
 static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
                                size_t len)
@@ -416,8 +405,9 @@ static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
      * to its start: a long message's start is still the useful part. */
     rc = stubdm__xs_read(ctx, 0, p, STUBDM__XS_PAYLOAD_MAX, &v, &n);
     if (rc == 0)
-        printable_copy(v, n < HOTPLUG_ERROR_MAX ? n : HOTPLUG_ERROR_MAX, out,
-                       len);
+        stubdm__printable(out, len < HOTPLUG_ERROR_MAX + 1 ? len
+                                                          : HOTPLUG_ERROR_MAX + 1,
+                          v, n);
     free(v);
     stubdm__clear_error(ctx);
 }
@@ -624,7 +614,7 @@ static void on_backend(stubdm_ctx *ctx, struct stubdm__xswatch *xw,
         uint32_t st;
         if (stubdm__num_parse_u32(v, 255, &st)) {
             char shown[STATE_MAX + 1];
-            printable_copy(v, n, shown, sizeof(shown));
+            stubdm__printable(shown, sizeof(shown), v, n);
             free(v);
             hp_fail(d, STUBDM_EPROTO, "%s is \"%s\", not a state", p,
                     shown);
@@ -662,7 +652,7 @@ static void on_backend(stubdm_ctx *ctx, struct stubdm__xswatch *xw,
         hp_fail(d, rc, "reading %s: %s", p, ctx->errmsg);
         return;
     }
-    printable_copy(v, n, val, sizeof(val));
+    stubdm__printable(val, sizeof(val), v, n);
     free(v);
     if (!strcmp(val, "connected")) {
         d->connected = true;
