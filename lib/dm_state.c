@@ -487,7 +487,16 @@ static int check_save_console(stubdm_ctx *ctx, uint32_t stubdom)
 
     snprintf(path, sizeof(path), "/local/domain/%u/device/console/%u/type",
              stubdom, STUBDM_CONSOLE_SAVE);
-    rc = stubdm__xs_read(ctx, XBT_NULL, path, FE_VALUE_MAX, &type, &len);
+    /* The stubdomain owns device/console/1, so it can remove "type" and
+     * write its own: only dom0's (the contract's) decides. */
+    rc = stubdm__xs_read_owned(ctx, path, FE_VALUE_MAX, 0, &type, &len);
+    if (rc == STUBDM_EPERM) {
+        char why[STUBDM_ERRMSG_MAX];
+        snprintf(why, sizeof(why), "%s", ctx->errmsg);
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0,
+                            "save: console 1 of stubdomain %u: %s", stubdom,
+                            why);
+    }
     if (rc == STUBDM_ENOENT)
         return stubdm__fail(ctx, STUBDM_ENOENT, 0,
                             "save: stubdomain %u has no console 1 (%s is "
@@ -498,11 +507,14 @@ static int check_save_console(stubdm_ctx *ctx, uint32_t stubdom)
     if (rc)
         return rc;
     if (strlen(type) != len || strcmp(type, "libstubdm") != 0) {
+        char shown[24];
         rc = stubdm__fail(ctx, STUBDM_ENOTSUP, 0,
                           "save: console 1 of stubdomain %u is served by "
-                          "'%.20s' (%s), not by this library (backend "
+                          "'%s' (%s), not by this library (backend "
                           "libstubdm)",
-                          stubdom, type, path);
+                          stubdom,
+                          stubdm__printable(shown, sizeof(shown), type, len),
+                          path);
         free(type);
         return rc;
     }
