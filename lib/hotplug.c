@@ -872,7 +872,74 @@ static int run_sync(stubdm_ctx *ctx, const char *script, const char *kind,
                         domid, how);
 }
 
-int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid)
+#define DEFAULT_SCRIPT_DIR "/etc/xen/scripts"
+
+/*
+ * The script of backend dir/id, to run at teardown: dom0's node only (the
+ * backend directory is dom0's; an xenstored or a domain that could write
+ * it must not choose what dom0 executes), and a path the ctx trusts.
+ * 0 with *script_out (malloc'ed), or the failure (message on the ctx).
+ */
+static int trusted_script(stubdm_ctx *ctx, const char *p,
+                          const char *const *own, size_t n, char **script_out)
+{
+    const char *dir = ctx->hotplug_dir[0] ? ctx->hotplug_dir
+                                          : DEFAULT_SCRIPT_DIR;
+    char *v = NULL, shown[120];
+    size_t len = 0;
+    int rc;
+
+    *script_out = NULL;
+    rc = stubdm__xs_read_owned(ctx, p, SCRIPT_MAX, TOOLSTACK_DOMID, &v, &len);
+    if (rc)
+        return rc;
+    if (strlen(v) != len || !stubdm__script_path_ok(v, dir, own, n)) {
+        stubdm__printable(shown, sizeof(shown), v, len);
+        free(v);
+        return stubdm__fail(ctx, STUBDM_EPERM, 0,
+                            "%s is \"%s\": not run (not in %s, not a script "
+                            "of this spawn)",
+                            p, shown, dir);
+    }
+    *script_out = v;
+    return 0;
+}
+
+/* Absolute, printable, no "//", no "." or ".." component. */
+static bool clean_dir(const char *dir, size_t len)
+{
+    char probe[sizeof(((stubdm_ctx *)0)->hotplug_dir) + 2];
+
+    snprintf(probe, sizeof(probe), "%.*s/x", (int)len, dir);
+    return stubdm__script_path_ok(probe, dir, NULL, 0) &&
+           strcmp(dir + len - 2, "/.") != 0 &&
+           (len < 3 || strcmp(dir + len - 3, "/..") != 0);
+}
+
+int stubdm_ctx_set_hotplug_dir(stubdm_ctx *ctx, const char *dir)
+{
+    size_t len;
+
+    if (!ctx)
+        return STUBDM_EINVAL;
+    if (!dir) {
+        ctx->hotplug_dir[0] = '\0';
+        return 0;
+    }
+    len = strlen(dir);
+    /* As a script path is checked: "dir/x" must pass for an entry x. */
+    if (len < 2 || len + 2 >= sizeof(ctx->hotplug_dir) ||
+        dir[len - 1] == '/' || !clean_dir(dir, len))
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "hotplug dir: not an absolute, clean path of at "
+                            "most %zu bytes",
+                            sizeof(ctx->hotplug_dir) - 1);
+    memcpy(ctx->hotplug_dir, dir, len + 1);
+    return 0;
+}
+
+int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
+                               const char *const *own_scripts, size_t n_own)
 {
     static const char *const kinds[] = { "vbd", "vif" };
     char first_msg[STUBDM_ERRMSG_MAX] = "";
@@ -905,10 +972,7 @@ int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid)
                 continue;
             }
             snprintf(p, sizeof(p), "%s/%s/script", dir, ids[i]);
-            rc = stubdm__xs_read(ctx, 0, p, SCRIPT_MAX, &v, NULL);
-            if (!rc && v[0] != '/')
-                rc = stubdm__fail(ctx, STUBDM_EPROTO, 0,
-                                  "%s is not an absolute path", p);
+            rc = trusted_script(ctx, p, own_scripts, n_own, &v);
             if (!rc)
                 rc = run_sync(ctx, v, kinds[k], domid, (unsigned)devid,
                               k ? "offline" : "remove",
