@@ -1348,7 +1348,10 @@ static int step_create(stubdm_stubdom *s)
         snprintf(s->vm_path, sizeof(s->vm_path), "/vm/%s", c->uuid);
     } else {
         snprintf(p, sizeof(p), "/local/domain/%u/vm", s->guest);
-        rc = stubdm__xs_read(ctx, 0, p, VM_PATH_MAX - 1, &v, NULL);
+        /* The contract writes the argv under it and the teardown removes
+         * it: dom0's node only (libxl's is), never the guest's choice. */
+        rc = stubdm__xs_read_owned(ctx, p, VM_PATH_MAX - 1, TOOLSTACK_DOMID,
+                                   &v, NULL);
         if (rc == 0) {
             snprintf(s->vm_path, sizeof(s->vm_path), "%s", v);
             free(v);

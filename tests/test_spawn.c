@@ -401,6 +401,8 @@ START_TEST(test_placeholder_mark_owner)
     ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own,
                                  1));
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/vm", vm, sizeof(vm) - 1));
+    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7/vm", vm_perms,
+                                 2)); /* dom0's, as libxl writes it */
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/name", "g", 1));
     ck_assert(xs_write(h, XBT_NULL, vm, "", 0));
     ck_assert(xs_set_permissions(h, XBT_NULL, vm, vm_perms, 2));
@@ -432,6 +434,37 @@ START_TEST(test_placeholder_mark_owner)
     ck_assert_str_eq(after, dump_before);
     free(after);
     ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+}
+END_TEST
+
+/* The guest's vm path decides where dom0 writes (and a teardown removes)
+ * the argv: a vm node the guest owns is refused, nothing is made. */
+START_TEST(test_guest_vm_node_owner)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
+    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_stubdom *s = NULL;
+    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    char *before, *after;
+
+    ck_assert_ptr_nonnull(h);
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/7", "", 0));
+    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own,
+                                 1));
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/vm", "/vm/other", 9));
+    before = dump();
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), STUBDM_EPERM);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "owned by domain 7"), "%s",
+                  stubdm_ctx_errmsg(ctx));
+    stubdm_spawn_config_free(c);
+    after = dump();
+    ck_assert_str_eq(after, before);
+    free(after);
+    free(before);
+    ck_assert(xs_rm(h, XBT_NULL, "/local/domain/7"));
+    xs_close(h);
+    assert_clean();
 }
 END_TEST
 
@@ -681,6 +714,7 @@ static Suite *spawn_suite(void)
     tcase_add_test(tc, test_destroy_by_domid);
     tcase_add_test(tc, test_destroy_refuses_non_stubdomain);
     tcase_add_test(tc, test_placeholder_mark_owner);
+    tcase_add_test(tc, test_guest_vm_node_owner);
     tcase_add_loop_test(tc, test_die_at_each_step, 0,
                         (int)STUBDM_ARRAY_SIZE(die_cases));
     tcase_add_test(tc, test_unpause_fails);
