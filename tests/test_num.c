@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 #include "mockxs.h"
+#include "nodes.h"
 #include "num.h"
 
 #include <check.h>
@@ -177,6 +178,28 @@ START_TEST(test_length_cap)
 }
 END_TEST
 
+/* The permission strings' ids go through the same parser. */
+START_TEST(test_perms_ids)
+{
+    static const char *const bad[] = { "n0 r05", "n0 r65536", "n0 r-1",
+                                       "n0 r+1", "n0 r0x1", "n4294967296",
+                                       "n0 r", "n 0" };
+    struct xs_permissions *p = NULL;
+    unsigned n = 0;
+
+    ck_assert_int_eq(stubdm__perms_parse("n0 r5 b65535", &p, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(p[2].id, 65535);
+    free(p);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        p = NULL;
+        ck_assert_msg(stubdm__perms_parse(bad[i], &p, &n) == STUBDM_EINVAL,
+                      "accepted \"%s\"", bad[i]);
+        ck_assert_ptr_null(p);
+    }
+}
+END_TEST
+
 /* ---- through the library: hostile values on the mock xenstored ---------- */
 
 #define GUEST 4
@@ -244,6 +267,44 @@ START_TEST(test_list_wrap)
 }
 END_TEST
 
+struct hp_result {
+    bool done;
+    int rc;
+    char msg[512];
+};
+
+static void on_hp_done(stubdm_op *op, int rc, void *user)
+{
+    struct hp_result *r = user;
+    r->done = true;
+    r->rc = rc;
+    snprintf(r->msg, sizeof(r->msg), "%s", stubdm_op_errmsg(op));
+}
+
+/* A backend state "2junk" was InitWait to atoi, and the script ran. */
+START_TEST(test_hotplug_state_junk)
+{
+    static const struct stubdm__hotplug_dev dev = { "vbd", 51712,
+                                                    "/bin/true" };
+    struct hp_result r = { 0 };
+    stubdm_op *op = NULL;
+    int64_t t0;
+
+    ck_assert(xs_introduce_domain(xs0, STUB, 1, 1));
+    put("/local/domain/0/backend/vbd/5/51712/state", "2junk");
+    ck_assert_int_eq(stubdm__hotplug_add(ctx, STUB, &dev, 1, 3000, on_hp_done,
+                                         &r, &op),
+                     0);
+    t0 = stubdm_now_ms();
+    while (!r.done && stubdm_now_ms() - t0 < 5000)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+    ck_assert(r.done);
+    ck_assert_msg(r.rc == STUBDM_EPROTO, "%d %s", r.rc, r.msg);
+    ck_assert_msg(strstr(r.msg, "not a state"), "%s", r.msg);
+    stubdm_op_free(op);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("num");
@@ -257,11 +318,13 @@ static Suite *suite(void)
     tcase_add_test(t, test_domid);
     tcase_add_test(t, test_counted);
     tcase_add_test(t, test_length_cap);
+    tcase_add_test(t, test_perms_ids);
     suite_add_tcase(s, t);
     tcase_add_checked_fixture(lib, lib_setup, lib_teardown);
     tcase_set_timeout(lib, 60);
     tcase_add_test(lib, test_find_stubdom_wrap);
     tcase_add_test(lib, test_list_wrap);
+    tcase_add_test(lib, test_hotplug_state_junk);
     suite_add_tcase(s, lib);
     return s;
 }
