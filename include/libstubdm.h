@@ -120,6 +120,7 @@ typedef enum stubdm_err {
     STUBDM_ELIMIT = -17,      /**< input exceeds a protocol or configured limit */
     STUBDM_ENOTSUP = -18,     /**< not supported here (e.g. no Xen present)  */
     STUBDM_EXEN = -19,        /**< a hypervisor call failed; see os_errno   */
+    STUBDM_ENOTSTUBDOM = -20, /**< the domain is not a stubdomain (destroy) */
 } stubdm_err;
 
 /**
@@ -1183,6 +1184,19 @@ STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
  */
 STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
 
+/**
+ * The directory of hotplug scripts a teardown may run when it reads a
+ * script back from a backend's "script" node (stubdm_destroy of a domain
+ * another process spawned; default and NULL: /etc/xen/scripts).  That node
+ * is read only when dom0 owns it, and its path is run only when it names
+ * an entry of this directory (no "..", "." or "//" in it) or is one of the
+ * scripts the tearing-down spawn's own configuration names; any other is
+ * not run, logged, and reported as the teardown's failure (STUBDM_EPERM).
+ * @param dir  an absolute path without a trailing '/', at most 255 bytes.
+ * @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_ctx_set_hotplug_dir(stubdm_ctx *ctx, const char *dir);
+
 typedef struct stubdm_spawn_config stubdm_spawn_config;
 
 /** libxl's default stubdomain memory: 128 MiB. */
@@ -1518,8 +1532,32 @@ STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
 
 /**
  * Tear down a stubdomain by domid, e.g. one spawned by another process:
- * reads its target and vm path from xenstore, then as
- * stubdm_stubdom_destroy.  Blocking.
+ * as stubdm_destroy_ext(ctx, stubdom_domid, 0).
+ */
+STUBDM_EXPORT int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom_domid);
+
+/** stubdm_destroy_ext flags. */
+enum {
+    /** Destroy the domain even when it is not a stubdomain (see below):
+     *  the domain, /local/domain/<domid>, its /vm entry and what dom0 holds
+     *  for it (console, vbd, vif backends) go; no guest's contract is
+     *  touched unless dom0's nodes name the guest. */
+    STUBDM_DESTROY_FORCE = 1u << 0,
+};
+
+/**
+ * Tear down a stubdomain by domid: reads its guest and vm path from
+ * xenstore, then as stubdm_stubdom_destroy.  Blocking.
+ *
+ * Only a stubdomain as docs/protocol.md describes it is destroyed, judged
+ * on nodes dom0 owns (a domain's own nodes are its claims, not evidence):
+ * /local/domain/<stubdom>/target naming its guest, owned by dom0; or,
+ * when that is missing or not dom0's, exactly one guest whose
+ * image/device-model-domid, owned by dom0, names the stubdomain.  Any
+ * other domain that exists (a guest, dom0's other domains, a domain some
+ * other toolstack made) is refused with STUBDM_ENOTSTUBDOM and left
+ * untouched, unless flags has STUBDM_DESTROY_FORCE.  A vm path is taken
+ * only from a dom0-owned "vm" node.
  *
  * A stubdomain another toolstack destroyed already (xl destroying its
  * guest, say, which removes /local/domain/<stubdom> but knows nothing of
@@ -1530,14 +1568,25 @@ STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
  * lives on keeps the contract: it is found by its
  * image/device-model-domid (taken only when dom0 owns that node) and the
  * contract removed as well.
- * @return 0, STUBDM_ENOENT (no such stubdomain: no target node, no
- *         domain, no backend of it in dom0), or the first failure.
+ *
+ * The remove/offline scripts run are the backends' "script" nodes, taken
+ * only when dom0 owns the node and the path is in /etc/xen/scripts or is
+ * one this ctx wrote (a spawn of this ctx); any other is not run (logged,
+ * and the destroy reports it).
+ * @param flags  0 or STUBDM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
+ * @return 0, STUBDM_ENOENT (no such stubdomain: no domain, no backend of
+ *         it in dom0), STUBDM_ENOTSTUBDOM (a domain that is not a
+ *         stubdomain, without STUBDM_DESTROY_FORCE), STUBDM_EINVAL, or the
+ *         first failure.
  */
-STUBDM_EXPORT int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom_domid);
+STUBDM_EXPORT int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                     unsigned flags);
 
 /**
  * The stubdomain serving a guest (/local/domain/<guest>/image/
- * device-model-domid).  @return 0, STUBDM_ENOENT, STUBDM_EXENSTORE.
+ * device-model-domid, taken only when dom0 owns it).  @return 0,
+ * STUBDM_ENOENT, STUBDM_EPERM (the node is not dom0's), STUBDM_EPROTO (not
+ * a domid), STUBDM_EXENSTORE.
  */
 STUBDM_EXPORT int stubdm_find_stubdom(stubdm_ctx *ctx, uint32_t guest_domid,
                                       uint32_t *stubdom_out);

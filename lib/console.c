@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "console_ring.h"
 #include "console_transport.h"
+#include "num.h"
 #include "qmp_transport.h" /* stubdm__qmpt_default_simdir */
 
 #include <errno.h>
@@ -284,26 +285,6 @@ static int set_be_state(stubdm_console *c, int state)
     return xs_write_str(c->op.ctx, path, v);
 }
 
-/* Strict decimal: digits only, no sign, no spaces, fits max. */
-static bool parse_dec(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    if (len == 0 || len > 20)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Read a frontend key: 0 with *v, STUBDM_ENOENT, STUBDM_EPROTO (oversized
  * or not a number), or a xenstore failure. */
 static int read_fe_num(stubdm_console *c, const char *key, uint64_t max,
@@ -323,7 +304,7 @@ static int read_fe_num(stubdm_console *c, const char *key, uint64_t max,
         return STUBDM_EPROTO;
     if (rc)
         return rc;
-    rc = parse_dec(val, len, max, v) ? 0 : STUBDM_EPROTO;
+    rc = stubdm__num_parse_u64_n(val, len, max, v) ? STUBDM_EPROTO : 0;
     free(val);
     return rc;
 }

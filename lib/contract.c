@@ -6,6 +6,7 @@
  * transaction.  docs/protocol.md is the specification.
  */
 #include "dmargs.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -476,7 +477,9 @@ static int get_vm_path(stubdm_ctx *ctx, const stubdm_contract *c,
         return *out ? 0 : stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "vm path");
     }
     snprintf(path, sizeof(path), "/local/domain/%u/vm", c->guest);
-    rc = stubdm__xs_read(ctx, XBT_NULL, path, 256, out, &len);
+    /* The argv is written and removed under it: the toolstack's node only
+     * (a guest's own would choose which /vm entry dom0 rewrites). */
+    rc = stubdm__xs_read_owned(ctx, path, 256, c->toolstack, out, &len);
     if (rc)
         return rc;
     if (strlen(*out) != len || stubdm__vm_path_check(ctx, *out)) {

@@ -22,6 +22,8 @@
  * 2 carries the stream into QEMU's -incoming; spawn.c does it.
  */
 #include "internal.h"
+#include "num.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -144,16 +146,19 @@ static void finish(struct save_op *so)
 /* Read "SEQ TOTAL" from the frontend, if it answered our request. */
 static void read_stream_end(struct save_op *so)
 {
-    char path[96], *v = NULL;
-    unsigned long long seq = 0, total = 0;
-    char extra;
+    char path[96], *v = NULL, *sp;
+    uint64_t seq = 0, total = 0;
 
     snprintf(path, sizeof(path), "%s/stream-end", so->fe_dir);
     if (stubdm__xs_read(so->op.ctx, 0, path, FE_VALUE_MAX, &v, NULL)) {
         stubdm__clear_error(so->op.ctx);
         return;
     }
-    if (sscanf(v, "%llu %llu%c", &seq, &total, &extra) == 2 &&
+    /* Exactly "SEQ TOTAL", one space between. */
+    sp = strchr(v, ' ');
+    if (sp &&
+        stubdm__num_parse_u64_n(v, (size_t)(sp - v), UINT64_MAX, &seq) == 0 &&
+        stubdm__num_parse_u64(sp + 1, UINT64_MAX, &total) == 0 &&
         seq == so->seq) {
         so->target = total;
         so->have_target = true;
@@ -314,11 +319,15 @@ static void on_cmd(stubdm_qmp *q, stubdm_op *op, int rc,
         return;
     }
     if (rc) {
-        if (rc == STUBDM_EQMP && reply)
+        if (rc == STUBDM_EQMP && reply) {
+            /* QEMU's text: printable and bounded before it is a message. */
+            char cls[64], desc[256];
             snprintf(msg, sizeof(msg), "%s: %s",
-                     stubdm_qmp_reply_error_class(reply),
-                     stubdm_qmp_reply_error_desc(reply));
-        else
+                     stubdm__printable_str(cls, sizeof(cls),
+                                           stubdm_qmp_reply_error_class(reply)),
+                     stubdm__printable_str(desc, sizeof(desc),
+                                           stubdm_qmp_reply_error_desc(reply)));
+        } else
             snprintf(msg, sizeof(msg), "%s", stubdm_strerror(rc));
         save_fail(so, rc, what, msg);
         return;
@@ -478,7 +487,16 @@ static int check_save_console(stubdm_ctx *ctx, uint32_t stubdom)
 
     snprintf(path, sizeof(path), "/local/domain/%u/device/console/%u/type",
              stubdom, STUBDM_CONSOLE_SAVE);
-    rc = stubdm__xs_read(ctx, XBT_NULL, path, FE_VALUE_MAX, &type, &len);
+    /* The stubdomain owns device/console/1, so it can remove "type" and
+     * write its own: only dom0's (the contract's) decides. */
+    rc = stubdm__xs_read_owned(ctx, path, FE_VALUE_MAX, 0, &type, &len);
+    if (rc == STUBDM_EPERM) {
+        char why[STUBDM_ERRMSG_MAX];
+        snprintf(why, sizeof(why), "%s", ctx->errmsg);
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0,
+                            "save: console 1 of stubdomain %u: %s", stubdom,
+                            why);
+    }
     if (rc == STUBDM_ENOENT)
         return stubdm__fail(ctx, STUBDM_ENOENT, 0,
                             "save: stubdomain %u has no console 1 (%s is "
@@ -489,11 +507,14 @@ static int check_save_console(stubdm_ctx *ctx, uint32_t stubdom)
     if (rc)
         return rc;
     if (strlen(type) != len || strcmp(type, "libstubdm") != 0) {
+        char shown[24];
         rc = stubdm__fail(ctx, STUBDM_ENOTSUP, 0,
                           "save: console 1 of stubdomain %u is served by "
-                          "'%.20s' (%s), not by this library (backend "
+                          "'%s' (%s), not by this library (backend "
                           "libstubdm)",
-                          stubdom, type, path);
+                          stubdom,
+                          stubdm__printable(shown, sizeof(shown), type, len),
+                          path);
         free(type);
         return rc;
     }

@@ -9,6 +9,7 @@
  * simulated domain went away under /tool/stubdm-sim/domain/<id>/exit.
  */
 #include "internal.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -55,14 +56,6 @@ static const char *shutdown_reason_name(unsigned r)
     return "unknown reason";
 }
 
-/* Printable copy of a value another party wrote: no control bytes. */
-static void sanitize(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
-            *s = '?';
-}
-
 int stubdm__domain_state(stubdm_ctx *ctx, uint32_t domid,
                          enum stubdm__dom_state *state, char *detail,
                          size_t detail_len)
@@ -87,8 +80,7 @@ int stubdm__domain_state(stubdm_ctx *ctx, uint32_t domid,
         *state = STUBDM__DOM_GONE;
         snprintf(path, sizeof(path), SIM_EXIT_FMT, domid);
         if (stubdm__xs_read(ctx, 0, path, SIM_EXIT_MAX, &why, NULL) == 0) {
-            sanitize(why);
-            snprintf(detail, detail_len, "%s", why);
+            stubdm__printable_str(detail, detail_len, why);
             free(why);
         } else {
             snprintf(detail, detail_len, "destroyed");

@@ -27,7 +27,8 @@
     X(STUBDM_EBUSY, "QMP connection held by another client")                  \
     X(STUBDM_ELIMIT, "limit exceeded")                                        \
     X(STUBDM_ENOTSUP, "not supported here")                                   \
-    X(STUBDM_EXEN, "hypervisor call failed")
+    X(STUBDM_EXEN, "hypervisor call failed")                                  \
+    X(STUBDM_ENOTSTUBDOM, "not a stubdomain")
 
 const char *stubdm_strerror(int rc)
 {

@@ -7,6 +7,7 @@
  * released domain with a recorded cause, exactly like a real one.
  */
 #include "internal.h"
+#include "num.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -65,9 +66,9 @@ static int sim_control(stubdm_ctx *ctx, const char *what,
 
 static int sim_create(stubdm_ctx *ctx, struct stubdm__build *b)
 {
-    char req[16], *reply = NULL, *end;
+    char req[16], *reply = NULL;
     const char *words[2] = { "sim-create", req };
-    unsigned long v;
+    uint32_t v = 0;
     int rc;
 
     snprintf(req, sizeof(req), "%u", b->domid_req);
@@ -75,17 +76,14 @@ static int sim_create(stubdm_ctx *ctx, struct stubdm__build *b)
                      b->domid_req ? 2 : 1, &reply);
     if (rc)
         return rc;
-    errno = 0;
-    v = strtoul(reply, &end, 10);
-    if (errno || end == reply || *end || !stubdm__domid_ok((uint32_t)v) ||
-        v == 0) {
+    if (stubdm__num_parse_domid(reply, &v) || v == 0) {
         rc = stubdm__fail(ctx, STUBDM_EPROTO, 0,
                           "sim-create answered '%.40s', not a domid", reply);
         free(reply);
         return rc;
     }
     free(reply);
-    b->domid = (uint32_t)v;
+    b->domid = v;
     /* No rings: the simulated domain talks to xenstore over a socket. */
     b->store_mfn = b->console_mfn = 0;
     b->store_port = b->console_port = 0;

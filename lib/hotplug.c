@@ -22,6 +22,8 @@
  */
 #include "internal.h"
 #include "nodes.h"
+#include "num.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -389,18 +391,6 @@ static void log_output(stubdm_ctx *ctx, const struct child *c,
     }
 }
 
-/* A printable copy of at most max bytes of a (dom0-written) value. */
-static void printable_copy(const char *v, size_t len, char *out, size_t max)
-{
-    size_t i;
-
-    for (i = 0; i < len && i + 1 < max; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        out[i] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
-    }
-    out[i] = '\0';
-}
-
 /* The backend's hotplug-error, for a message ("" if none). */
 static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
                                size_t len)
@@ -415,8 +405,9 @@ static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
      * to its start: a long message's start is still the useful part. */
     rc = stubdm__xs_read(ctx, 0, p, STUBDM__XS_PAYLOAD_MAX, &v, &n);
     if (rc == 0)
-        printable_copy(v, n < HOTPLUG_ERROR_MAX ? n : HOTPLUG_ERROR_MAX, out,
-                       len);
+        stubdm__printable(out, len < HOTPLUG_ERROR_MAX + 1 ? len
+                                                          : HOTPLUG_ERROR_MAX + 1,
+                          v, n);
     free(v);
     stubdm__clear_error(ctx);
 }
@@ -619,7 +610,18 @@ static void on_backend(stubdm_ctx *ctx, struct stubdm__xswatch *xw,
         hp_fail(d, rc, "reading %s: %s", p, ctx->errmsg);
         return;
     }
-    d->state = atoi(v);
+    {
+        uint32_t st;
+        if (stubdm__num_parse_u32(v, 255, &st)) {
+            char shown[STATE_MAX + 1];
+            stubdm__printable(shown, sizeof(shown), v, n);
+            free(v);
+            hp_fail(d, STUBDM_EPROTO, "%s is \"%s\", not a state", p,
+                    shown);
+            return;
+        }
+        d->state = (int)st;
+    }
     free(v);
     v = NULL;
     if (!d->started) {
@@ -650,7 +652,7 @@ static void on_backend(stubdm_ctx *ctx, struct stubdm__xswatch *xw,
         hp_fail(d, rc, "reading %s: %s", p, ctx->errmsg);
         return;
     }
-    printable_copy(v, n, val, sizeof(val));
+    stubdm__printable(val, sizeof(val), v, n);
     free(v);
     if (!strcmp(val, "connected")) {
         d->connected = true;
@@ -870,7 +872,74 @@ static int run_sync(stubdm_ctx *ctx, const char *script, const char *kind,
                         domid, how);
 }
 
-int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid)
+#define DEFAULT_SCRIPT_DIR "/etc/xen/scripts"
+
+/*
+ * The script of backend dir/id, to run at teardown: dom0's node only (the
+ * backend directory is dom0's; an xenstored or a domain that could write
+ * it must not choose what dom0 executes), and a path the ctx trusts.
+ * 0 with *script_out (malloc'ed), or the failure (message on the ctx).
+ */
+static int trusted_script(stubdm_ctx *ctx, const char *p,
+                          const char *const *own, size_t n, char **script_out)
+{
+    const char *dir = ctx->hotplug_dir[0] ? ctx->hotplug_dir
+                                          : DEFAULT_SCRIPT_DIR;
+    char *v = NULL, shown[120];
+    size_t len = 0;
+    int rc;
+
+    *script_out = NULL;
+    rc = stubdm__xs_read_owned(ctx, p, SCRIPT_MAX, TOOLSTACK_DOMID, &v, &len);
+    if (rc)
+        return rc;
+    if (strlen(v) != len || !stubdm__script_path_ok(v, dir, own, n)) {
+        stubdm__printable(shown, sizeof(shown), v, len);
+        free(v);
+        return stubdm__fail(ctx, STUBDM_EPERM, 0,
+                            "%s is \"%s\": not run (not in %s, not a script "
+                            "of this spawn)",
+                            p, shown, dir);
+    }
+    *script_out = v;
+    return 0;
+}
+
+/* Absolute, printable, no "//", no "." or ".." component. */
+static bool clean_dir(const char *dir, size_t len)
+{
+    char probe[sizeof(((stubdm_ctx *)0)->hotplug_dir) + 2];
+
+    snprintf(probe, sizeof(probe), "%.*s/x", (int)len, dir);
+    return stubdm__script_path_ok(probe, dir, NULL, 0) &&
+           strcmp(dir + len - 2, "/.") != 0 &&
+           (len < 3 || strcmp(dir + len - 3, "/..") != 0);
+}
+
+int stubdm_ctx_set_hotplug_dir(stubdm_ctx *ctx, const char *dir)
+{
+    size_t len;
+
+    if (!ctx)
+        return STUBDM_EINVAL;
+    if (!dir) {
+        ctx->hotplug_dir[0] = '\0';
+        return 0;
+    }
+    len = strlen(dir);
+    /* As a script path is checked: "dir/x" must pass for an entry x. */
+    if (len < 2 || len + 2 >= sizeof(ctx->hotplug_dir) ||
+        dir[len - 1] == '/' || !clean_dir(dir, len))
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "hotplug dir: not an absolute, clean path of at "
+                            "most %zu bytes",
+                            sizeof(ctx->hotplug_dir) - 1);
+    memcpy(ctx->hotplug_dir, dir, len + 1);
+    return 0;
+}
+
+int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
+                               const char *const *own_scripts, size_t n_own)
 {
     static const char *const kinds[] = { "vbd", "vif" };
     char first_msg[STUBDM_ERRMSG_MAX] = "";
@@ -891,9 +960,8 @@ int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid)
         if (!ids)
             continue; /* none of this kind */
         for (unsigned i = 0; i < nids; i++) {
-            char *end;
-            unsigned long devid = strtoul(ids[i], &end, 10);
-            if (!*ids[i] || *end || devid > 0xffffffffUL)
+            uint32_t devid;
+            if (stubdm__num_parse_u32(ids[i], UINT32_MAX, &devid))
                 continue;
             snprintf(p, sizeof(p), "%s/%s/" STUBDM__HOTPLUG_MARK, dir, ids[i]);
             rc = stubdm__xs_read(ctx, 0, p, 8, &v, NULL);
@@ -904,10 +972,7 @@ int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid)
                 continue;
             }
             snprintf(p, sizeof(p), "%s/%s/script", dir, ids[i]);
-            rc = stubdm__xs_read(ctx, 0, p, SCRIPT_MAX, &v, NULL);
-            if (!rc && v[0] != '/')
-                rc = stubdm__fail(ctx, STUBDM_EPROTO, 0,
-                                  "%s is not an absolute path", p);
+            rc = trusted_script(ctx, p, own_scripts, n_own, &v);
             if (!rc)
                 rc = run_sync(ctx, v, kinds[k], domid, (unsigned)devid,
                               k ? "offline" : "remove",

@@ -568,6 +568,8 @@ struct stubdm_ctx {
     bool no_hotplug, no_pidfd;
     /* a device-model save's stream bound (dm_state.c; 0: the default) */
     uint64_t save_limit;
+    /* stubdm_ctx_set_hotplug_dir ("": /etc/xen/scripts) */
+    char hotplug_dir[256];
     /* QMP connections (qmp.c), each shared by the handles opened on it */
     struct stubdm__list qmp_conns;
 };
@@ -651,11 +653,14 @@ int stubdm__hotplug_add(stubdm_ctx *ctx, uint32_t domid,
                         stubdm_op **op_out);
 /*
  * Teardown, blocking: run remove (vbd) / offline (vif) for every backend
- * of domid marked STUBDM__HOTPLUG_MARK, each bounded.  Every one is
- * attempted; 0 or the first failure (message on the ctx), the others
- * logged.
+ * of domid marked STUBDM__HOTPLUG_MARK, each bounded.  A backend's script
+ * runs only when dom0 owns its "script" node and the path is in the ctx's
+ * hotplug directory or one of own_scripts (the n paths the spawn itself
+ * wrote; may be NULL).  Every one is attempted; 0 or the first failure
+ * (message on the ctx), the others logged.
  */
-int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid);
+int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
+                               const char *const *own_scripts, size_t n);
 
 /* Free the ctx now (stubdm_ctx_free defers this while dispatching). */
 void stubdm__ctx_destroy(stubdm_ctx *ctx);

@@ -3,6 +3,7 @@
  * permissions), and the writer that replays a list inside a transaction.
  */
 #include "nodes.h"
+#include "num.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -195,8 +196,8 @@ int stubdm__perms_parse(const char *text, struct xs_permissions **out,
         return STUBDM_EINVAL;
     for (;;) {
         unsigned perm;
-        unsigned long id;
-        char *end;
+        uint64_t id;
+        size_t len;
 
         while (*s == ' ')
             s++;
@@ -212,17 +213,12 @@ int stubdm__perms_parse(const char *text, struct xs_permissions **out,
             return STUBDM_EINVAL;
         }
         s++;
-        if (*s < '0' || *s > '9') {
+        len = strcspn(s, " ");
+        if (stubdm__num_parse_u64_n(s, len, 0xFFFFu, &id)) {
             free(p);
             return STUBDM_EINVAL;
         }
-        errno = 0;
-        id = strtoul(s, &end, 10);
-        if (errno || id > 0xFFFFu || (*end != ' ' && *end != '\0')) {
-            free(p);
-            return STUBDM_EINVAL;
-        }
-        s = end;
+        s += len;
         if (n == cap) {
             unsigned ncap = cap ? cap * 2 : 4;
             struct xs_permissions *np = stubdm__reallocarray(p, ncap,

@@ -32,6 +32,8 @@
  * subscriptions only mark them, and they are reaped when the loop ends.
  */
 #include "internal.h"
+#include "num.h"
+#include "peer.h"
 #include "qmp_transport.h"
 #include "qmp_wire.h"
 
@@ -826,14 +828,9 @@ static void on_death(stubdm_ctx *ctx, struct stubdm__domwatch *dw,
 /* A decimal number > 0 that fits 32 bits, as libxenvchan expects. */
 static bool sane_number(const char *v)
 {
-    char *end;
-    unsigned long n;
+    uint32_t n;
 
-    if (!v || !*v || *v < '0' || *v > '9')
-        return false;
-    errno = 0;
-    n = strtoul(v, &end, 10);
-    return !errno && !*end && n > 0 && n <= UINT32_MAX;
+    return stubdm__num_parse_u32(v, UINT32_MAX, &n) == 0 && n > 0;
 }
 
 static void on_server_node(stubdm_ctx *ctx, struct stubdm__xswatch *w,
@@ -1005,6 +1002,19 @@ static struct cmd_op *inflight_find(struct qmp_conn *c, uint64_t id)
     return NULL;
 }
 
+/* QEMU's error class and description as they may go into a message or a
+ * log line: printable and bounded (they are the peer's text: a newline
+ * would forge a log line, an escape sequence reach a terminal). */
+struct peer_error {
+    char cls[64], desc[256];
+};
+
+static void peer_error(struct peer_error *e, const struct stubdm__qmp_msg *m)
+{
+    stubdm__printable_str(e->cls, sizeof(e->cls), m->error_class);
+    stubdm__printable_str(e->desc, sizeof(e->desc), m->error_desc);
+}
+
 /* A reply for cmd: hand it the message (ownership) and complete it. */
 static void cmd_answer(struct qmp_conn *c, struct cmd_op *cmd,
                        struct stubdm__qmp_msg *m)
@@ -1015,11 +1025,14 @@ static void cmd_answer(struct qmp_conn *c, struct cmd_op *cmd,
     c->stats[STUBDM_QMP_STAT_REPLIES]++;
     cmd->reply.msg = m;
     cmd->have_reply = true;
-    if (m->type == STUBDM__QMP_RETURN)
+    if (m->type == STUBDM__QMP_RETURN) {
         stubdm__op_complete(&cmd->op, 0, NULL);
-    else
+    } else {
+        struct peer_error e;
+        peer_error(&e, m);
         stubdm__op_complete(&cmd->op, STUBDM_EQMP, "QMP %s: %s: %s",
-                            cmd->name, m->error_class, m->error_desc);
+                            cmd->name, e.cls, e.desc);
+    }
 }
 
 static void deliver_event(struct qmp_conn *c, const struct stubdm__qmp_msg *m)
@@ -1084,8 +1097,10 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
         return true;
     case STUBDM__QMP_EVENT:
         if (c->state != C_READY) {
+            char name[64];
             LOG_DEBUG(ctx, MOD, "stubdomain %u: event %s before negotiation "
-                      "ignored", c->stubdom, m->event);
+                      "ignored", c->stubdom,
+                      stubdm__printable_str(name, sizeof(name), m->event));
         } else {
             deliver_event(c, m);
         }
@@ -1099,10 +1114,12 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
     if (c->state == C_NEGOTIATING) {
         if (m->id_kind == STUBDM__QMP_ID_NUMBER && m->id == c->caps_id) {
             if (m->type == STUBDM__QMP_ERROR) {
+                struct peer_error e;
+                peer_error(&e, m);
                 conn_fail(c, STUBDM_EQMP,
                           "QEMU in stubdomain %u refused qmp_capabilities: "
                           "%s: %s",
-                          c->stubdom, m->error_class, m->error_desc);
+                          c->stubdom, e.cls, e.desc);
                 conn_msg_free(c, m);
                 return false;
             }
@@ -1117,9 +1134,11 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
         /* Fall through: an id-less error here is QEMU refusing our
          * negotiation outright. */
         if (m->id_kind == STUBDM__QMP_ID_NONE && m->type == STUBDM__QMP_ERROR) {
+            struct peer_error e;
+            peer_error(&e, m);
             conn_fail(c, STUBDM_EQMP,
                       "QEMU in stubdomain %u refused qmp_capabilities: %s: %s",
-                      c->stubdom, m->error_class, m->error_desc);
+                      c->stubdom, e.cls, e.desc);
             conn_msg_free(c, m);
             return false;
         }
@@ -1156,11 +1175,12 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             conn_pump(c);
             return true;
         }
+        struct peer_error e;
+        peer_error(&e, m);
         conn_fail(c, STUBDM_EPROTO,
                   "QEMU in stubdomain %u sent an error without id with %zu "
                   "commands in flight (%s: %s); cannot tell which failed",
-                  c->stubdom, c->n_live + c->n_tomb, m->error_class,
-                  m->error_desc);
+                  c->stubdom, c->n_live + c->n_tomb, e.cls, e.desc);
         conn_msg_free(c, m);
         return false;
     }
@@ -1168,11 +1188,15 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
     if (m->id_kind == STUBDM__QMP_ID_NUMBER)
         LOG_WARN(ctx, MOD, "stubdomain %u: dropped a reply with unknown id %"
                  PRIu64, c->stubdom, m->id);
-    else
-        LOG_WARN(ctx, MOD, "stubdomain %u: dropped a %s %s id: %.120s",
-                 c->stubdom, stubdm__qmp_msg_type_name(m->type),
-                 m->id_kind == STUBDM__QMP_ID_NONE ? "without" : "with a foreign",
-                 m->raw);
+    else if (stubdm__log_enabled(ctx, STUBDM_LOG_WARN)) {
+        char raw[121];
+        stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD,
+                    "stubdomain %u: dropped a %s %s id: %s", c->stubdom,
+                    stubdm__qmp_msg_type_name(m->type),
+                    m->id_kind == STUBDM__QMP_ID_NONE ? "without"
+                                                      : "with a foreign",
+                    stubdm__printable_str(raw, sizeof(raw), m->raw));
+    }
     conn_msg_free(c, m);
     return true;
 }

@@ -24,6 +24,9 @@
  * completion callback: the domain is destroyed and every node removed.
  */
 #include "internal.h"
+#include "dmargs.h"
+#include "num.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1049,6 +1052,46 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     return rc;
 }
 
+/* The teardown's remove/offline scripts; those cfg names (the spawn's own
+ * configuration, NULL for a domain known by domid only) are trusted as
+ * they are, any other only in the ctx's hotplug directory. */
+static int remove_scripts(stubdm_ctx *ctx, uint32_t S,
+                          const stubdm_spawn_config *cfg)
+{
+    size_t max = cfg ? cfg->ndisks + cfg->nnics : 0, n = 0;
+    char (*paths)[SCRIPT_MAX] = NULL;
+    const char **own = NULL;
+    int rc;
+
+    if (max) {
+        paths = stubdm__calloc(max, sizeof(*paths));
+        own = stubdm__calloc(max, sizeof(*own));
+        if (!paths || !own) {
+            free(paths);
+            free(own);
+            return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "hotplug");
+        }
+        for (size_t i = 0; i < cfg->ndisks; i++) {
+            if (cfg->disks[i].qcow2)
+                continue;
+            script_path(cfg->disks[i].script, DEFAULT_BLOCK_SCRIPT, paths[n],
+                        sizeof(paths[n]));
+            own[n] = paths[n];
+            n++;
+        }
+        for (size_t i = 0; i < cfg->nnics; i++) {
+            script_path(cfg->nics[i].script, DEFAULT_VIF_SCRIPT, paths[n],
+                        sizeof(paths[n]));
+            own[n] = paths[n];
+            n++;
+        }
+    }
+    rc = stubdm__hotplug_remove_all(ctx, S, own, n);
+    free(paths);
+    free(own);
+    return rc;
+}
+
 /* Record the first failure of a teardown, keep going. */
 static void keep_first(stubdm_ctx *ctx, int rc, const char *what, int *first,
                        char *msg, size_t len)
@@ -1066,28 +1109,50 @@ static void keep_first(stubdm_ctx *ctx, int rc, const char *what, int *first,
  * Destroy stubdomain S and remove everything a spawn made.  guest_vm is
  * the guest's vm path when known (else the contract reads it).
  */
+/*
+ * Whether guest G is the simulated host's placeholder that stubdomain S's
+ * spawn made, so the teardown removes /local/domain/<G> (and, with
+ * *made_vm, its vm dir) whole.  The mark, "<stub domid> <0|1>", counts
+ * only when dom0 owns it: a guest writing its own would otherwise have
+ * dom0 remove its whole tree and a vm path of its choosing.
+ */
+static bool placeholder_of(stubdm_ctx *ctx, uint32_t G, uint32_t S,
+                           bool *made_vm)
+{
+    char p[96], *mark = NULL, *sp;
+    uint32_t owner = 0, vm = 0;
+    bool ok;
+
+    snprintf(p, sizeof(p), "/local/domain/%u/" PLACEHOLDER_KEY, G);
+    if (stubdm__xs_read_owned(ctx, p, 32, TOOLSTACK_DOMID, &mark, NULL)) {
+        stubdm__clear_error(ctx);
+        return false;
+    }
+    sp = strchr(mark, ' ');
+    ok = sp != NULL;
+    if (ok) {
+        *sp = '\0';
+        ok = stubdm__num_parse_domid(mark, &owner) == 0 &&
+             stubdm__num_parse_u32(sp + 1, 1, &vm) == 0 && owner == S;
+    }
+    free(mark);
+    *made_vm = vm == 1;
+    return ok;
+}
+
 static int teardown_domain(stubdm_ctx *ctx,
                            const struct stubdm__host_ops *host, uint32_t S,
                            bool have_guest, uint32_t G, const char *guest_vm,
-                           const char *stub_vm)
+                           const char *stub_vm, const stubdm_spawn_config *cfg)
 {
-    char msg[STUBDM_ERRMSG_MAX] = "", p[96], *mark = NULL;
+    char msg[STUBDM_ERRMSG_MAX] = "";
     int first = 0, rc;
     struct rm_args a = { S, G, have_guest, stub_vm, NULL, false };
+    bool made_vm = false;
 
-    /* The placeholder guest of the simulated host, if this spawn made it:
-     * "<stub domid> <1 if the vm dir was made too>". */
-    if (have_guest) {
-        snprintf(p, sizeof(p), "/local/domain/%u/" PLACEHOLDER_KEY, G);
-        if (stubdm__xs_read(ctx, 0, p, 32, &mark, NULL) == 0) {
-            unsigned owner = 0, made_vm = 0;
-            if (sscanf(mark, "%u %u", &owner, &made_vm) >= 1 && owner == S) {
-                a.placeholder = true;
-                a.guest_vm = made_vm ? guest_vm : NULL;
-            }
-            free(mark);
-        }
-        stubdm__clear_error(ctx);
+    if (have_guest && placeholder_of(ctx, G, S, &made_vm)) {
+        a.placeholder = true;
+        a.guest_vm = made_vm ? guest_vm : NULL;
     }
 
     rc = host->destroy(ctx, S);
@@ -1110,7 +1175,7 @@ static int teardown_domain(stubdm_ctx *ctx,
     /* The scripts read the backend nodes: before those go.  After the
      * domain is gone, as libxl runs them (nothing uses the device then). */
     if (!ctx->no_hotplug) {
-        rc = stubdm__hotplug_remove_all(ctx, S);
+        rc = remove_scripts(ctx, S, cfg);
         keep_first(ctx, rc, "hotplug scripts", &first, msg, sizeof(msg));
     }
     rc = stubdm__xs_transaction(ctx, "removing the stubdomain's nodes", rm_txn,
@@ -1158,7 +1223,7 @@ static int teardown(stubdm_stubdom *s)
     if (s->domain_made) {
         rc = teardown_domain(s->ctx, s->host, s->domid, true, s->guest,
                              s->vm_path[0] ? s->vm_path : NULL,
-                             s->stub_vm[0] ? s->stub_vm : NULL);
+                             s->stub_vm[0] ? s->stub_vm : NULL, s->cfg);
         s->domain_made = false;
         LOG_DEBUG(s->ctx, MOD, "stubdomain %u torn down%s", s->domid,
                   rc ? " (with errors)" : "");
@@ -1192,6 +1257,10 @@ static int basics_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
         (rc = txn_writef(ctx, xsh, t, dom, "name", "%s", s->stub_name)) ||
         (rc = txn_writef(ctx, xsh, t, dom, "domid", "%u", s->domid)) ||
         (rc = txn_writef(ctx, xsh, t, dom, "vm", "%s", s->stub_vm)) ||
+        /* Written again by the contract; here already so that a spawn
+         * killed before the contract leaves a domain stubdm_destroy knows
+         * (dom0's node) for a stubdomain. */
+        (rc = txn_writef(ctx, xsh, t, dom, "target", "%u", s->guest)) ||
         (rc = txn_writef(ctx, xsh, t, dom, "memory/static-max", "%" PRIu64,
                          s->cfg->memory_kib)) ||
         (rc = txn_writef(ctx, xsh, t, dom, "memory/target", "%" PRIu64,
@@ -1279,7 +1348,10 @@ static int step_create(stubdm_stubdom *s)
         snprintf(s->vm_path, sizeof(s->vm_path), "/vm/%s", c->uuid);
     } else {
         snprintf(p, sizeof(p), "/local/domain/%u/vm", s->guest);
-        rc = stubdm__xs_read(ctx, 0, p, VM_PATH_MAX - 1, &v, NULL);
+        /* The contract writes the argv under it and the teardown removes
+         * it: dom0's node only (libxl's is), never the guest's choice. */
+        rc = stubdm__xs_read_owned(ctx, p, VM_PATH_MAX - 1, TOOLSTACK_DOMID,
+                                   &v, NULL);
         if (rc == 0) {
             snprintf(s->vm_path, sizeof(s->vm_path), "%s", v);
             free(v);
@@ -2089,28 +2161,21 @@ bool stubdm__stubdom_paused(const stubdm_stubdom *s)
 
 static bool parse_domid_value(const char *v, uint32_t *out)
 {
-    char *end;
-    unsigned long x;
-
-    if (!v || v[0] < '0' || v[0] > '9')
-        return false;
-    errno = 0;
-    x = strtoul(v, &end, 10);
-    if (errno || *end || !stubdm__domid_ok((uint32_t)x))
-        return false;
-    *out = (uint32_t)x;
-    return true;
+    return stubdm__num_parse_domid(v, out) == 0;
 }
 
-/* Domain d's /vm path, or NULL (absent, too long, or not under /vm/: the
- * teardown then removes no /vm entry for it). */
+/* Domain d's /vm path, or NULL (absent, not dom0's, too long, or not one
+ * /vm/<name> entry: the teardown then removes no /vm entry for it).  The
+ * teardown removes that subtree: a path a domain could write would let it
+ * choose what dom0 removes. */
 static char *read_vm_path(stubdm_ctx *ctx, uint32_t d)
 {
     char p[96], *v = NULL;
 
     snprintf(p, sizeof(p), "/local/domain/%u/vm", d);
-    if (stubdm__xs_read(ctx, 0, p, VM_PATH_MAX - 1, &v, NULL) == 0 &&
-        strncmp(v, "/vm/", 4) != 0) {
+    if (stubdm__xs_read_owned(ctx, p, VM_PATH_MAX - 1, TOOLSTACK_DOMID, &v,
+                              NULL) == 0 &&
+        (stubdm__vm_path_check(NULL, v) || strchr(v + 4, '/'))) {
         free(v);
         v = NULL;
     }
@@ -2142,14 +2207,15 @@ static bool dom0_leftovers(stubdm_ctx *ctx, uint32_t stubdom)
 }
 
 /*
- * The guest whose device model stubdom was, when /local/domain/<stubdom>
- * (and its "target") went with the domain: the one domain whose
+ * The guest whose device model stubdom is or was, from the guest's side of
+ * the contract (when /local/domain/<stubdom> and its "target" went with
+ * the domain, or that target is not dom0's): the one domain whose
  * image/device-model-domid names it.  That node must be dom0's (the
  * contract writes it so): a domain that could write its own would
- * otherwise claim a dead stubdomain and have its nodes removed.
+ * otherwise claim a stubdomain and have its nodes removed.
  */
-static bool guest_of_gone(stubdm_ctx *ctx, struct xs_handle *xsh,
-                          uint32_t stubdom, uint32_t *guest)
+static bool guest_naming(stubdm_ctx *ctx, struct xs_handle *xsh,
+                         uint32_t stubdom, uint32_t *guest)
 {
     unsigned n = 0, found = 0;
     uint32_t g = 0;
@@ -2187,11 +2253,66 @@ static bool guest_of_gone(stubdm_ctx *ctx, struct xs_handle *xsh,
     return true;
 }
 
+/*
+ * The guest of stubdomain S from S's own "target", taken only when dom0
+ * owns it (the contract writes it under /local/domain/<S>, which is
+ * dom0's; libxl's likewise) and it names another domain.  0 with *guest,
+ * STUBDM_ENOENT (none, or not to be trusted: logged), or a xenstore
+ * failure.
+ */
+static int trusted_target(stubdm_ctx *ctx, uint32_t S, uint32_t *guest)
+{
+    char p[96], *v = NULL;
+    uint32_t g = 0;
+    int rc;
+
+    snprintf(p, sizeof(p), "/local/domain/%u/target", S);
+    rc = stubdm__xs_read_owned(ctx, p, 16, TOOLSTACK_DOMID, &v, NULL);
+    if (rc == 0 && (stubdm__num_parse_domid(v, &g) || g == 0 || g == S)) {
+        char shown[24];
+        rc = stubdm__fail(ctx, STUBDM_EPROTO, 0, "%s is \"%s\", not a guest",
+                          p, stubdm__printable_str(shown, sizeof(shown), v));
+    }
+    free(v);
+    if (rc == STUBDM_EPERM || rc == STUBDM_EPROTO) {
+        LOG_WARN(ctx, MOD, "destroy: %s", ctx->errmsg);
+        rc = STUBDM_ENOENT;
+    }
+    if (rc == STUBDM_ENOENT)
+        stubdm__clear_error(ctx);
+    else if (rc == 0)
+        *guest = g;
+    return rc;
+}
+
+/* Whether domain d exists: its /local/domain node, or xenstore knows it. */
+static int domain_exists(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t d,
+                         bool *exists)
+{
+    char p[96], *v = NULL;
+    int rc;
+
+    snprintf(p, sizeof(p), "/local/domain/%u", d);
+    rc = stubdm__xs_read(ctx, 0, p, 4096, &v, NULL);
+    free(v);
+    if (rc && rc != STUBDM_ENOENT && rc != STUBDM_ELIMIT)
+        return rc;
+    stubdm__clear_error(ctx);
+    stubdm__xs_count(ctx, 1);
+    *exists = rc != STUBDM_ENOENT || xs_is_domain_introduced(xsh, d);
+    return 0;
+}
+
 int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
 {
-    char p[96], *v = NULL, *gvm = NULL, *svm = NULL;
+    return stubdm_destroy_ext(ctx, stubdom, 0);
+}
+
+int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
+{
+    char *gvm = NULL, *svm = NULL;
     uint32_t guest = 0;
-    bool have_guest = false;
+    bool have_guest = false, exists = false;
     struct xs_handle *xsh = NULL;
     int rc;
 
@@ -2200,43 +2321,45 @@ int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
     if (stubdom == 0 || !stubdm__domid_ok(stubdom))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "destroy: %u is not a stubdomain domid", stubdom);
+    if (flags & ~(unsigned)STUBDM_DESTROY_FORCE)
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "destroy: unknown flags 0x%x", flags);
     rc = stubdm__xs_handle(ctx, &xsh);
     if (rc)
         return rc;
-    snprintf(p, sizeof(p), "/local/domain/%u/target", stubdom);
-    rc = stubdm__xs_read(ctx, 0, p, 16, &v, NULL);
-    if (rc == 0 && parse_domid_value(v, &guest))
-        have_guest = true;
-    free(v);
-    v = NULL;
+    rc = trusted_target(ctx, stubdom, &guest);
     if (rc && rc != STUBDM_ENOENT)
         return rc;
-    svm = read_vm_path(ctx, stubdom);
-    if (!have_guest && !svm) {
-        /* Not a stubdomain we know; a half-made one may still exist. */
-        snprintf(p, sizeof(p), "/local/domain/%u", stubdom);
-        rc = stubdm__xs_read(ctx, 0, p, 4096, &v, NULL);
-        free(v);
-        if (rc == STUBDM_ENOENT) {
-            stubdm__xs_count(ctx, 1);
-            if (!xs_is_domain_introduced(xsh, stubdom)) {
-                if (!dom0_leftovers(ctx, stubdom))
-                    return stubdm__fail(ctx, STUBDM_ENOENT, 0,
-                                        "destroy: no stubdomain %u", stubdom);
-                LOG_INFO(ctx, MOD,
-                         "destroy: stubdomain %u is gone already (destroyed "
-                         "by another toolstack?); removing what it left in "
-                         "dom0 (backends, hotplug scripts' devices)",
-                         stubdom);
-                /* Its guest may live on, still holding the contract. */
-                have_guest = guest_of_gone(ctx, xsh, stubdom, &guest);
-            }
-        }
+    have_guest = rc == 0;
+    if ((rc = domain_exists(ctx, xsh, stubdom, &exists)))
+        return rc;
+    if (!have_guest)
+        have_guest = guest_naming(ctx, xsh, stubdom, &guest);
+    if (!have_guest && exists && !(flags & STUBDM_DESTROY_FORCE))
+        return stubdm__fail(ctx, STUBDM_ENOTSTUBDOM, 0,
+                            "destroy: domain %u is not a stubdomain (no "
+                            "dom0-owned target naming its guest, no guest's "
+                            "dom0-owned image/device-model-domid naming it); "
+                            "left untouched (force destroys it anyway)",
+                            stubdom);
+    if (!exists) {
+        if (!have_guest && !dom0_leftovers(ctx, stubdom))
+            return stubdm__fail(ctx, STUBDM_ENOENT, 0,
+                                "destroy: no stubdomain %u", stubdom);
+        LOG_INFO(ctx, MOD,
+                 "destroy: stubdomain %u is gone already (destroyed by "
+                 "another toolstack?); removing what it left in dom0 "
+                 "(backends, hotplug scripts' devices)",
+                 stubdom);
+    } else if (!have_guest) {
+        LOG_WARN(ctx, MOD, "destroy: domain %u is not a stubdomain: "
+                 "destroyed as forced", stubdom);
     }
+    svm = read_vm_path(ctx, stubdom);
     if (have_guest)
         gvm = read_vm_path(ctx, guest);
     rc = teardown_domain(ctx, stubdm__host(ctx), stubdom, have_guest, guest,
-                         gvm, svm);
+                         gvm, svm, NULL);
     free(gvm);
     free(svm);
     if (rc) {
@@ -2256,7 +2379,9 @@ int stubdm_find_stubdom(stubdm_ctx *ctx, uint32_t guest, uint32_t *out)
     if (!ctx || !out)
         return STUBDM_EINVAL;
     snprintf(p, sizeof(p), "/local/domain/%u/image/device-model-domid", guest);
-    rc = stubdm__xs_read(ctx, 0, p, 16, &v, NULL);
+    /* Only dom0's: a guest must not choose what a caller (stubdm-ctl
+     * destroy --guest) takes for its stubdomain. */
+    rc = stubdm__xs_read_owned(ctx, p, 16, TOOLSTACK_DOMID, &v, NULL);
     if (rc == STUBDM_ENOENT)
         return stubdm__fail(ctx, rc, 0, "guest %u has no stubdomain", guest);
     if (rc)

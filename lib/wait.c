@@ -9,6 +9,7 @@
  * timeout message.  Death or the deadline end it early.
  */
 #include "internal.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,13 +53,7 @@ static const char *last_state_text(const struct wait_op *w)
 
 static void remember_state(struct wait_op *w, const char *v, size_t len)
 {
-    size_t i;
-
-    for (i = 0; i < len && i < STATE_MAX_LEN; i++) {
-        unsigned char c = (unsigned char)v[i];
-        w->last_state[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-    }
-    w->last_state[i] = '\0';
+    stubdm__printable(w->last_state, sizeof(w->last_state), v, len);
     w->seen_value = true;
 }
 

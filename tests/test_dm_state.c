@@ -846,6 +846,33 @@ START_TEST(test_save_stream_bounded)
 }
 END_TEST
 
+/* device/console/1 is the stubdomain's: it can remove "type" and write
+ * its own.  The save takes the backend's type only from a dom0-owned
+ * node: here one the stubdomain re-created (owner 9) saying "libstubdm". */
+START_TEST(test_save_console_type_owner)
+{
+    static const struct xs_permissions stub_own[] = { { 9, XS_PERM_NONE },
+                                                      { 0, XS_PERM_READ } };
+    struct xs_handle *xsh = mockxs_open_as(&mock, 0);
+    const char *type = "/local/domain/9/device/console/1/type";
+    uint64_t bytes = 0;
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+    ck_assert_ptr_nonnull(xsh);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(xs_write(xsh, XBT_NULL, type, "libstubdm", 9));
+    ck_assert(xs_set_permissions(xsh, XBT_NULL, type,
+                                 (struct xs_permissions *)stub_own, 2));
+    ck_assert_int_eq(stubdm_dm_save_sync(ctx, NULL, 9, GUEST, fd, 2000, &bytes),
+                     STUBDM_EPROTO);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "owned by domain 9"), "%s",
+                  stubdm_ctx_errmsg(ctx));
+    close(fd);
+    ck_assert(xs_rm(xsh, XBT_NULL, "/local/domain/9"));
+    xs_close(xsh);
+}
+END_TEST
+
 static Suite *dm_state_suite(void)
 {
     Suite *s = suite_create("dm_state");
@@ -861,6 +888,7 @@ static Suite *dm_state_suite(void)
     tcase_add_test(tc, test_hostile_ring_ends_one_console);
     tcase_add_test(tc, test_pause_unpause);
     tcase_add_test(tc, test_save_stream_bounded);
+    tcase_add_test(tc, test_save_console_type_owner);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -372,6 +372,9 @@ START_TEST(test_remove_by_domid)
     assert_no_record("vif-0-offline");
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
+    /* The fake scripts are in the mock's directory, not /etc/xen/scripts:
+     * another process runs them only when configured to. */
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, mock.dir), 0);
     ck_assert_int_eq(stubdm_destroy(other, domid), 0);
     stubdm_ctx_free(other);
     r = record("vif-0-offline");
@@ -442,6 +445,7 @@ START_TEST(test_destroyed_elsewhere)
             h, XBT_NULL, "/local/domain/77/image/device-model-domid", own, 1));
     }
 
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(ctx, mock.dir), 0);
     ck_assert_int_eq(stubdm_destroy(ctx, domid), 0);
     r = xs_read(h, XBT_NULL, "/local/domain/77/image/device-model-domid",
                 &len);
@@ -473,6 +477,76 @@ START_TEST(test_destroyed_elsewhere)
     ck_assert_int_eq(stubdm_destroy(ctx, domid), STUBDM_ENOENT);
     ck_assert_int_eq(proc_children_settled(mock.pid), 0);
     xs_close(h);
+}
+END_TEST
+
+/*
+ * A teardown runs a backend's script only when dom0 owns the "script"
+ * node and the path is in the ctx's hotplug directory (or is one of the
+ * spawn's own): a xenstored or domain that could write it must not choose
+ * what dom0 executes.  Here the vbd's script is a dom0 node naming a path
+ * outside the directory, and the vif's names the right script but the
+ * stubdomain owns the node: neither runs, the rest of the teardown does.
+ */
+START_TEST(test_untrusted_scripts_not_run)
+{
+    stubdm_spawn_config *c = config_with("ok", "ok");
+    stubdm_stubdom *s = NULL;
+    stubdm_ctx *other = NULL;
+    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    char p[160], outside[PATH_MAX];
+    uint32_t domid;
+
+    ck_assert_ptr_nonnull(h);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    domid = stubdm_stubdom_domid(s);
+    stubdm_stubdom_free(s); /* the stubdomain runs on */
+
+    /* Outside the directory through "..": the same fake script. */
+    snprintf(outside, sizeof(outside), "%s/../%s/hp-ok", mock.dir,
+             strrchr(mock.dir, '/') + 1);
+    snprintf(p, sizeof(p), "/local/domain/0/backend/vbd/%u/%u/script", domid,
+             VBD_XVDA);
+    ck_assert(xs_write(h, XBT_NULL, p, outside, (unsigned)strlen(outside)));
+    snprintf(p, sizeof(p), "/local/domain/0/backend/vif/%u/0/script", domid);
+    {
+        struct xs_permissions stub_own[2] = { { domid, XS_PERM_NONE },
+                                              { 0, XS_PERM_READ } };
+        ck_assert(xs_set_permissions(h, XBT_NULL, p, stub_own, 2));
+    }
+
+    ck_assert_int_eq(stubdm_ctx_new(&other), 0);
+    stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, mock.dir), 0);
+    ck_assert_int_eq(stubdm_destroy(other, domid), STUBDM_EPERM);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(other), "not run"), "%s",
+                  stubdm_ctx_errmsg(other));
+    stubdm_ctx_free(other);
+    assert_no_record("vbd-51712-remove");
+    assert_no_record("vif-0-offline");
+    {
+        char *after = dump();
+        ck_assert_str_eq(after, dump_before);
+        free(after);
+    }
+    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_children_settled(mock.pid), 0);
+    xs_close(h);
+}
+END_TEST
+
+START_TEST(test_hotplug_dir_refusals)
+{
+    static const char *const bad[] = { "", "etc", "/", "/etc/", "/etc//xen",
+                                       "/etc/../tmp", "/etc/./x", "/etc/..",
+                                       "/etc/\n" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(stubdm_ctx_set_hotplug_dir(ctx, bad[i]) == STUBDM_EINVAL,
+                      "accepted \"%s\"", bad[i]);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(ctx, "/etc/xen/scripts"), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(ctx, NULL), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(NULL, "/x"), STUBDM_EINVAL);
 }
 END_TEST
 
@@ -781,6 +855,8 @@ static Suite *hotplug_suite(void)
     tcase_add_test(tc, test_args_env_and_order);
     tcase_add_test(tc, test_remove_by_domid);
     tcase_add_test(tc, test_destroyed_elsewhere);
+    tcase_add_test(tc, test_untrusted_scripts_not_run);
+    tcase_add_test(tc, test_hotplug_dir_refusals);
     tcase_add_test(tc, test_disabled);
     tcase_add_test(tc, test_script_names);
     tcase_add_loop_test(tc, test_failures, 0,

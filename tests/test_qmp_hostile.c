@@ -543,6 +543,106 @@ START_TEST(test_capabilities_refused)
 }
 END_TEST
 
+/* ---- peer text in messages and logs --------------------------------------- */
+
+struct log_check {
+    unsigned lines, bad;
+    size_t longest;
+    char first_bad[200];
+};
+
+static bool printable_text(const char *m)
+{
+    for (; *m; m++)
+        if ((unsigned char)*m < 0x20 || (unsigned char)*m > 0x7e)
+            return false;
+    return true;
+}
+
+static void check_log(void *user, stubdm_log_level level, int os_errno,
+                      const char *context, const char *msg)
+{
+    struct log_check *lc = user;
+    size_t n = strlen(msg);
+
+    (void)level;
+    (void)os_errno;
+    (void)context;
+    lc->lines++;
+    if (n > lc->longest)
+        lc->longest = n;
+    if (!printable_text(msg) && lc->bad++ == 0)
+        snprintf(lc->first_bad, sizeof(lc->first_bad), "%s", msg);
+}
+
+#define BIG_DESC (100 * 1024)
+
+/*
+ * QEMU's error class and description, event names and raw messages are
+ * the peer's text: a newline in them would forge a log line, an escape
+ * sequence reach the terminal showing the log.  Every op message and log
+ * line stays printable ASCII and bounded, whatever the peer sends (a
+ * control byte, ESC [2J, a 100 KiB description).
+ */
+START_TEST(test_peer_text_sanitized)
+{
+    static const char *const pre =
+        "{\"error\": {\"class\": \"Generic\\nError\", \"desc\": \"";
+    static const char *const post = "\"}, \"id\": 3}\r\n";
+    char *big = malloc(BIG_DESC + 128);
+    struct log_check lc = { 0 };
+    stubdm_qmp_opts *o = opts(2000);
+    stubdm_qmp *q;
+    struct result r;
+    size_t n;
+
+    ck_assert_ptr_nonnull(big);
+    n = (size_t)sprintf(big, "%s", pre);
+    for (size_t i = 0; i < BIG_DESC; i += 6)
+        n += (size_t)sprintf(big + n, "\\u001b");
+    n += (size_t)sprintf(big + n, "%s", post);
+    struct qmp_peer_step s[] = {
+        QP_G(),
+        /* An event before negotiation: logged (with its name), ignored. */
+        QP_S("{\"event\": \"EV\\u001b[2J\\nlibstubdm: forged\", "
+             "\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n"),
+        QP_R("qmp_capabilities"), QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("one"),
+        QP_S("{\"error\": {\"class\": \"X\\u001b[2J\", \"desc\": \"line one"
+             "\\nqmp: forged line\\u001b[2J\\u0007\\u00e9\"}, \"id\": 2}\r\n"),
+        QP_R("two"), QP_S(big),
+        /* A reply with a foreign id, raw newline between its tokens:
+         * dropped, logged with its raw text. */
+        QP_S("{\"return\": 1,\n\"id\": \"forged\"}\r\n"),
+        QP_H(2000), QP_E()};
+
+    stubdm_ctx_set_log(ctx, check_log, &lc, STUBDM_LOG_DEBUG);
+    ck_assert_int_eq(stubdm_qmp_opts_set_limits(o, 4 * BIG_DESC, 0, 0), 0);
+    ck_assert_int_eq(open_against(s, o, &q, NULL), 0);
+
+    ck_assert_int_eq(exec_one(q, "one", 2000, &r), STUBDM_EQMP);
+    ck_assert_msg(printable_text(r.msg), "errmsg: %s", r.msg);
+    ck_assert_ptr_nonnull(strstr(r.msg, "forged line"));
+    ck_assert_int_eq(exec_one(q, "two", 2000, &r), STUBDM_EQMP);
+    ck_assert_msg(printable_text(r.msg), "errmsg not printable");
+    ck_assert_uint_lt(strlen(r.msg), 512);
+    ck_assert_ptr_nonnull(strstr(r.msg, "..."));
+    /* The raw reply after it is dropped and logged. */
+    for (int i = 0; i < 20 &&
+                    stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED) < 1;
+         i++)
+        stubdm_ctx_run_once(ctx, 20);
+    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+                      1);
+    ck_assert_uint_gt(lc.lines, 3);
+    ck_assert_msg(lc.bad == 0, "%u log lines not printable, first: %s",
+                  lc.bad, lc.first_bad);
+    ck_assert_uint_lt(lc.longest, 1024);
+    stubdm_ctx_set_log(ctx, NULL, NULL, STUBDM_LOG_DEBUG);
+    free(big);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("qmp-hostile");
@@ -570,6 +670,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_death_async);
     tcase_add_test(tc, test_stale_bytes_before_greeting);
     tcase_add_test(tc, test_capabilities_refused);
+    tcase_add_test(tc, test_peer_text_sanitized);
     suite_add_tcase(s, tc);
     return s;
 }

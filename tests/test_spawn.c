@@ -317,6 +317,157 @@ START_TEST(test_destroy_by_domid)
 }
 END_TEST
 
+/*
+ * stubdm_destroy destroys only a stubdomain, judged on dom0-owned nodes: a
+ * guest (here the simulated host's placeholder, dom0's nodes but no
+ * target) and a domain whose "target" is its own claim are refused with
+ * STUBDM_ENOTSTUBDOM and left untouched; STUBDM_DESTROY_FORCE destroys
+ * the latter anyway.
+ */
+START_TEST(test_destroy_refuses_non_stubdomain)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    struct xs_permissions own30[1] = { { 30, XS_PERM_NONE } };
+    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_stubdom *s = NULL;
+    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    char *before, *after, *v;
+    uint32_t domid;
+
+    if (!have_sim_stubdom())
+        return;
+    ck_assert_ptr_nonnull(h);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    domid = stubdm_stubdom_domid(s);
+    /* Domain 30 claims to be guest 7's stubdomain in a node of its own. */
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/30/name", "other", 5));
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/30/target", "7", 1));
+    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/30/target",
+                                 own30, 1));
+    before = dump();
+
+    ck_assert_int_eq(stubdm_destroy(ctx, GUEST), STUBDM_ENOTSTUBDOM);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "not a stubdomain"));
+    ck_assert_int_eq(stubdm_destroy(ctx, 30), STUBDM_ENOTSTUBDOM);
+    ck_assert_int_eq(stubdm_destroy_ext(ctx, domid, 0x80), STUBDM_EINVAL);
+    after = dump();
+    ck_assert_str_eq(after, before);
+    free(after);
+    free(before);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+
+    /* Forced: domain 30 goes (its nodes), guest 7's contract stays. */
+    stubdm_destroy_ext(ctx, 30, STUBDM_DESTROY_FORCE);
+    v = xs_read(h, XBT_NULL, "/local/domain/30", NULL);
+    ck_assert_msg(v == NULL, "/local/domain/30 is left");
+    v = xs_read(h, XBT_NULL, "/local/domain/7/image/device-model-domid", NULL);
+    ck_assert_ptr_nonnull(v);
+    free(v);
+
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    xs_close(h);
+    assert_clean();
+}
+END_TEST
+
+/*
+ * The teardown removes the simulated host's placeholder guest (all of
+ * /local/domain/<guest> and its vm dir) only when the mark saying so is
+ * dom0's: a real guest writing "<stub> 1" there must not have dom0 remove
+ * its tree.
+ */
+START_TEST(test_placeholder_mark_owner)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    static const char vm[] = "/vm/00000000-0000-0000-0000-0000000000aa";
+    /* Owned by the guest, readable by all (its stubdomain reads it). */
+    struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
+    struct xs_permissions vm_perms[2] = { { 0, XS_PERM_NONE },
+                                          { GUEST, XS_PERM_READ } };
+    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_stubdom *s = NULL;
+    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    char mark[32], *v, *after;
+    bool had_vm = strstr(dump_before, "\n/vm ") != NULL ||
+                  strncmp(dump_before, "/vm ", 4) == 0;
+
+    if (!have_sim_stubdom())
+        return;
+    ck_assert_ptr_nonnull(h);
+    /* A guest of its own (not a placeholder): its tree is its. */
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/7", "", 0));
+    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own,
+                                 1));
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/vm", vm, sizeof(vm) - 1));
+    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7/vm", vm_perms,
+                                 2)); /* dom0's, as libxl writes it */
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/name", "g", 1));
+    ck_assert(xs_write(h, XBT_NULL, vm, "", 0));
+    ck_assert(xs_set_permissions(h, XBT_NULL, vm, vm_perms, 2));
+    ck_assert_msg(stubdm_spawn_sync(ctx, c, NULL, NULL, &s) == 0, "%s",
+                  stubdm_ctx_errmsg(ctx));
+    stubdm_spawn_config_free(c);
+    snprintf(mark, sizeof(mark), "%u 1", stubdm_stubdom_domid(s));
+    ck_assert(xs_write(h, XBT_NULL,
+                       "/local/domain/7/libstubdm-sim-placeholder", mark,
+                       (unsigned)strlen(mark)));
+    ck_assert(xs_set_permissions(h, XBT_NULL,
+                                 "/local/domain/7/libstubdm-sim-placeholder",
+                                 guest_own, 1));
+
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    v = xs_read(h, XBT_NULL, "/local/domain/7/name", NULL);
+    ck_assert_msg(v != NULL, "the guest's tree was removed");
+    free(v);
+    v = xs_read(h, XBT_NULL, vm, NULL);
+    ck_assert_msg(v != NULL, "the guest's vm dir was removed");
+    free(v);
+    ck_assert(xs_rm(h, XBT_NULL, "/local/domain/7"));
+    ck_assert(xs_rm(h, XBT_NULL, vm));
+    if (!had_vm)
+        ck_assert(xs_rm(h, XBT_NULL, "/vm"));
+    xs_close(h);
+    after = dump();
+    ck_assert_str_eq(after, dump_before);
+    free(after);
+    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+}
+END_TEST
+
+/* The guest's vm path decides where dom0 writes (and a teardown removes)
+ * the argv: a vm node the guest owns is refused, nothing is made. */
+START_TEST(test_guest_vm_node_owner)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
+    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_stubdom *s = NULL;
+    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    char *before, *after;
+
+    ck_assert_ptr_nonnull(h);
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/7", "", 0));
+    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own,
+                                 1));
+    ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/vm", "/vm/other", 9));
+    before = dump();
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), STUBDM_EPERM);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "owned by domain 7"), "%s",
+                  stubdm_ctx_errmsg(ctx));
+    stubdm_spawn_config_free(c);
+    after = dump();
+    ck_assert_str_eq(after, before);
+    free(after);
+    free(before);
+    ck_assert(xs_rm(h, XBT_NULL, "/local/domain/7"));
+    xs_close(h);
+    assert_clean();
+}
+END_TEST
+
 /* ---- failures at each step ------------------------------------------------ */
 
 static const struct die_case {
@@ -561,6 +712,9 @@ static Suite *spawn_suite(void)
     tcase_add_test(tc, test_validate);
     tcase_add_test(tc, test_end_to_end);
     tcase_add_test(tc, test_destroy_by_domid);
+    tcase_add_test(tc, test_destroy_refuses_non_stubdomain);
+    tcase_add_test(tc, test_placeholder_mark_owner);
+    tcase_add_test(tc, test_guest_vm_node_owner);
     tcase_add_loop_test(tc, test_die_at_each_step, 0,
                         (int)STUBDM_ARRAY_SIZE(die_cases));
     tcase_add_test(tc, test_unpause_fails);

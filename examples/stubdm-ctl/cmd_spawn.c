@@ -469,6 +469,7 @@ static int run_destroy(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
 {
     uint32_t stubdom = 0, guest = 0;
     bool by_guest = false, have = false;
+    unsigned flags = 0;
     int rc;
 
     for (int i = 1; i < argc; i++) {
@@ -476,6 +477,13 @@ static int run_destroy(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
             if (++i >= argc || !ctl_parse_domid(argv[i], &guest))
                 return ctl_usage_error(&cmd_destroy, "--guest needs a domid");
             by_guest = true;
+        } else if (!strcmp(argv[i], "--force")) {
+            flags |= STUBDM_DESTROY_FORCE;
+        } else if (!strcmp(argv[i], "--script-dir")) {
+            if (++i >= argc || stubdm_ctx_set_hotplug_dir(ctx, argv[i]))
+                return ctl_usage_error(&cmd_destroy,
+                                       "--script-dir needs an absolute "
+                                       "directory");
         } else if (!have && ctl_parse_domid(argv[i], &stubdom)) {
             have = true;
         } else {
@@ -491,7 +499,7 @@ static int run_destroy(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
         if (rc)
             return ctl_report_error(ctx, g, "destroy", rc, NULL);
     }
-    rc = stubdm_destroy(ctx, stubdom);
+    rc = stubdm_destroy_ext(ctx, stubdom, flags);
     if (rc)
         return ctl_report_error(ctx, g, "destroy", rc, NULL);
     if (g->json)
@@ -503,11 +511,16 @@ static int run_destroy(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
 
 CTL_COMMAND(cmd_destroy) = {
     .name = "destroy",
-    .usage = "STUBDOM | --guest DOMID",
+    .usage = "[--force] [--script-dir DIR] STUBDOM | --guest DOMID",
     .summary = "destroy a stubdomain and remove its xenstore nodes",
     .help = "Destroys the domain, then removes the contract, its devices,\n"
             "/local/domain/STUBDOM and its /vm entry.  With --guest, the\n"
-            "stubdomain is found through the guest's device-model-domid.\n",
+            "stubdomain is found through the guest's device-model-domid.\n"
+            "A domain that is not a stubdomain (no dom0-owned target, no\n"
+            "guest's dom0-owned device-model-domid naming it) is refused\n"
+            "(exit 9) unless --force.  The backends' remove/offline\n"
+            "scripts run only from /etc/xen/scripts, or from DIR with\n"
+            "--script-dir.\n",
     .run = run_destroy,
 };
 

@@ -22,7 +22,7 @@ enum ctl_exit {
     CTL_EXIT_INTERRUPTED = 6, /* SIGINT / SIGTERM, STUBDM_ECANCELED */
     CTL_EXIT_QMP_ERROR = 7,   /* QEMU answered with an error */
     CTL_EXIT_PROTOCOL = 8,    /* STUBDM_EPROTO, STUBDM_EVCHAN */
-    CTL_EXIT_INVALID = 9,     /* input refused: EINVAL, ELIMIT */
+    CTL_EXIT_INVALID = 9,     /* input refused: EINVAL, ELIMIT, ENOTSTUBDOM */
     CTL_EXIT_BUSY = 10,       /* STUBDM_EBUSY */
     CTL_EXIT_NOTSUP = 11,     /* STUBDM_ENOTSUP, STUBDM_EXEN */
 };

@@ -51,6 +51,7 @@ int ctl_exit_code(int rc)
         return CTL_EXIT_PROTOCOL;
     case STUBDM_EINVAL:
     case STUBDM_ELIMIT:
+    case STUBDM_ENOTSTUBDOM:
         return CTL_EXIT_INVALID;
     case STUBDM_EBUSY:
         return CTL_EXIT_BUSY;
