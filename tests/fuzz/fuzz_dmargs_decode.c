@@ -362,7 +362,7 @@ static void hostile_store(stubdm_ctx *ctx, stubdm_argv_encoding enc,
 static void round_trip(stubdm_ctx *ctx, stubdm_argv_encoding enc,
                        const uint8_t *data, size_t size)
 {
-    char *argv[64];
+    char *argv[64] = {NULL};
     size_t n = 0, off = 0;
     stubdm_nodes *nodes = NULL;
     char **back = NULL;
