@@ -26,8 +26,9 @@
  * that moment (never more, never stale), or -1 if that exceeds the ring;
  * the bytes the backend delivers never exceed what the frontend claimed to
  * produce (forward moves of out_prod); one dispatch does at most
- * PUMP_ROUNDS rounds, however fast the peer refills (bounded work), and
- * after a -1 the backend touches the ring no more until it re-attaches.
+ * PUMP_ROUNDS rounds, however fast the peer refills (bounded work).  After
+ * a -1 the harness, as console.c (which disconnects), pumps no more until
+ * a re-attach (op 6).
  */
 #include "console_ring.h"
 
