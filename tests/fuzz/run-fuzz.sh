@@ -64,6 +64,15 @@ mkdir -p "$here/artifacts"
 out="$build/fuzz-results"
 rm -rf "$out"
 mkdir -p "$out"
+# Stopped from outside (CI's timeout): the fuzzers are in sessions of their
+# own, so take them (and what they started) down explicitly.
+stop_all() {
+  for f in "$out"/*.pid; do
+    [ -f "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null
+  done
+  return 0
+}
+trap 'stop_all; exit 1' INT TERM
 
 # run_one TARGET: the fuzzer in its own session, so whatever it started
 # (the proxy target's mock xenstored and fake QEMU) is killed with it even
@@ -79,8 +88,10 @@ run_one() {
     -print_final_stats=1 -artifact_prefix="$here/artifacts/$t-" \
     "$build/corpus/$t" "$here/corpus/$t" >"$log" 2>&1 &
   pid=$!
+  echo "$pid" >"$out/$t.pid"
   wait "$pid" || st=$?
   kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$out/$t.pid"
   n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   echo "$t ${n:-0} $(($(date +%s) - t0)) $st" >"$out/$t.result"
   echo "fuzz: $t: ${n:-0} executions in $(($(date +%s) - t0)) s, status $st"
