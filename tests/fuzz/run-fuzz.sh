@@ -68,7 +68,7 @@ mkdir -p "$out"
 # own, so take them (and what they started) down explicitly.
 stop_all() {
   for f in "$out"/*.pid; do
-    [ -f "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null
+    [ -f "$f" ] && kill -KILL "-$(cat "$f")" 2>/dev/null
   done
   return 0
 }
@@ -90,7 +90,7 @@ run_one() {
   pid=$!
   echo "$pid" >"$out/$t.pid"
   wait "$pid" || st=$?
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  kill -KILL "-$pid" 2>/dev/null || true
   rm -f "$out/$t.pid"
   n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   echo "$t ${n:-0} $(($(date +%s) - t0)) $st" >"$out/$t.result"
