@@ -13,14 +13,15 @@
  *
  * Input: byte 0: bits 0-1 the chunk size (1, 7, 64, 4096 bytes), bit 2
  * negotiate first (so most inputs reach forwarding), bit 3 end with an
- * unterminated 70 KiB string (the input bound).  The rest is the stream.
+ * unterminated 70 KiB string (the input bound), bit 4 two clients at once,
+ * the chunks alternating between them.  The rest is the stream.
  *
  * The same bytes go through a JSON parser with the proxy's limits (the
  * library's, fuzzed on its own by fuzz_qmp_wire) to know which commands
  * the proxy saw and whether it must give up on the stream.
  * Invariants: the greeting first, with no capabilities; every line the
  * proxy sends is one JSON object ending "\r\n"; every reply carries the
- * id of a command the client sent (exactly its JSON value, whatever the
+ * id of a command that client sent (exactly its JSON value, whatever the
  * library used upstream) or none when the command had none, and every
  * command is answered exactly once (return or error) unless the client
  * was disconnected, which happens only for a stream the parser refuses or
@@ -132,6 +133,11 @@ struct client {
     bool want_used[MAX_CMDS];
     size_t nwant, answered, ncmds;
     bool overflow; /* more commands than tracked: answers not matched */
+    struct model {
+        struct stubdm__json_parser *p;
+        bool failed;
+        bool big; /* a command large enough that its answer may overflow */
+    } m;
 };
 
 static void on_line(struct client *c, const char *line, size_t len)
@@ -183,12 +189,12 @@ static void on_line(struct client *c, const char *line, size_t len)
     stubdm__json_doc_free(doc);
 }
 
-/* Run the library once (waiting up to wait_ms for an event) and take what
- * the proxy sent. */
-static void pump(struct client *c, int wait_ms)
+static struct client clients[2];
+static size_t nclients;
+
+/* Take what the proxy sent to c. */
+static void take(struct client *c)
 {
-    stubdm_ctx_run_once(ctx, wait_ms);
-    CHECK(stubdm_qmp_is_ready(q));
     while (!c->eof) {
         ssize_t n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen,
                          MSG_DONTWAIT);
@@ -212,6 +218,17 @@ static void pump(struct client *c, int wait_ms)
     }
 }
 
+/* Run the library once (waiting up to wait_ms for an event) and take what
+ * the proxy sent to every client (a client not read could be dropped for
+ * not reading, which is not what is tested). */
+static void pump(int wait_ms)
+{
+    stubdm_ctx_run_once(ctx, wait_ms);
+    CHECK(stubdm_qmp_is_ready(q));
+    for (size_t i = 0; i < nclients; i++)
+        take(&clients[i]);
+}
+
 static void send_all(struct client *c, const void *p, size_t len)
 {
     int64_t end = stubdm_now_ms() + MAX_WAIT_MS;
@@ -224,22 +241,18 @@ static void send_all(struct client *c, const void *p, size_t len)
         } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             break; /* the proxy closed on us: seen as eof by pump */
         }
-        pump(c, 0);
+        pump(0);
         CHECK(stubdm_now_ms() < end);
     }
 }
 
 /* ---- what the proxy must have seen ------------------------------------- */
 
-struct model {
-    struct stubdm__json_parser *p;
-    bool failed;
-    bool big; /* a command large enough that its answer may overflow */
-};
 
-static void model_feed(struct model *m, struct client *c, const char *data,
-                       size_t len)
+/* What the proxy must have seen from c after these bytes. */
+static void model_feed(struct client *c, const char *data, size_t len)
 {
+    struct model *m = &c->m;
     size_t off = 0;
 
     while (off < len && !m->failed) {
@@ -291,14 +304,66 @@ static bool all_answered(const struct client *c)
     return !c->overflow;
 }
 
+static void client_open(struct client *c)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stubdm__json_limits lim;
+    int64_t end;
+
+    memset(c, 0, sizeof(*c));
+    stubdm__json_limits_default(&lim);
+    lim.max_bytes = CLIENT_BUFFER;
+    lim.max_string = CLIENT_BUFFER;
+    CHECK(stubdm__json_parser_new(&c->m.p, &lim) == 0);
+    stubdm__json_parser_require_object(c->m.p, true);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(c->fd >= 0);
+    memcpy(sa.sun_path, proxy_path, strlen(proxy_path) + 1);
+    CHECK(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    end = stubdm_now_ms() + MAX_WAIT_MS;
+    while (!c->greeted) {
+        pump(10);
+        CHECK(!c->eof && stubdm_now_ms() < end);
+    }
+}
+
+static void client_send(struct client *c, const char *p, size_t len)
+{
+    model_feed(c, p, len);
+    send_all(c, p, len);
+}
+
+/* Every command answered, or the client dropped for a reason. */
+static void client_finish(struct client *c)
+{
+    int64_t end = stubdm_now_ms() + MAX_WAIT_MS;
+
+    while (!c->eof && !all_answered(c)) {
+        pump(10);
+        CHECK(stubdm_now_ms() < end);
+    }
+    if (c->m.failed) {
+        /* The proxy must give up on a stream the parser refuses. */
+        while (!c->eof) {
+            pump(10);
+            CHECK(stubdm_now_ms() < end);
+        }
+    }
+    if (c->eof)
+        CHECK(c->m.failed || c->m.big);
+}
+
+static void client_free(struct client *c)
+{
+    for (size_t k = 0; k < c->nwant; k++)
+        free(c->want[k]);
+    stubdm__json_parser_free(c->m.p);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t chunks[4] = {1, 7, 64, 4096};
     static const char nego[] = "{\"execute\": \"qmp_capabilities\"}\n";
-    static struct client c;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    struct stubdm__json_limits lim;
-    struct model m = {0};
     int64_t end;
 
     if (size < 1)
@@ -308,66 +373,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
 
-    memset(&c, 0, sizeof(c));
-    stubdm__json_limits_default(&lim);
-    lim.max_bytes = CLIENT_BUFFER;
-    lim.max_string = CLIENT_BUFFER;
-    CHECK(stubdm__json_parser_new(&m.p, &lim) == 0);
-    stubdm__json_parser_require_object(m.p, true);
-
-    c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(c.fd >= 0);
-    memcpy(sa.sun_path, proxy_path, strlen(proxy_path) + 1);
-    CHECK(connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-    end = stubdm_now_ms() + MAX_WAIT_MS;
-    while (!c.greeted) {
-        pump(&c, 10);
-        CHECK(!c.eof && stubdm_now_ms() < end);
+    /* Bit 4: two clients, the chunks alternating between them (the same
+     * ids in both: each must get its own answers only). */
+    nclients = 0;
+    for (size_t i = 0; i < ((mode & 16) ? 2u : 1u); i++) {
+        nclients = i + 1; /* pumped while it waits for its greeting */
+        client_open(&clients[i]);
     }
-
-    if (mode & 4) {
-        model_feed(&m, &c, nego, sizeof(nego) - 1);
-        send_all(&c, nego, sizeof(nego) - 1);
-    }
-    for (size_t off = 0; off < size && !c.eof; off += chunk) {
+    if (mode & 4)
+        for (size_t i = 0; i < nclients; i++)
+            client_send(&clients[i], nego, sizeof(nego) - 1);
+    for (size_t off = 0, k = 0; off < size; off += chunk, k++) {
         size_t n = size - off < chunk ? size - off : chunk;
-        model_feed(&m, &c, (const char *)data + off, n);
-        send_all(&c, data + off, n);
-        pump(&c, 0);
+        struct client *c = &clients[k % nclients];
+        if (!c->eof)
+            client_send(c, (const char *)data + off, n);
+        pump(0);
     }
     if (mode & 8) {
         static char pad[70 << 10];
         static const char head[] = "{\"execute\": \"x\", \"id\": \"";
         if (!pad[0])
             memset(pad, 'a', sizeof(pad));
-        model_feed(&m, &c, head, sizeof(head) - 1);
-        send_all(&c, head, sizeof(head) - 1);
-        model_feed(&m, &c, pad, sizeof(pad));
-        send_all(&c, pad, sizeof(pad));
+        client_send(&clients[0], head, sizeof(head) - 1);
+        client_send(&clients[0], pad, sizeof(pad));
     }
-
-    /* Every command answered, or the client dropped for a reason. */
+    for (size_t i = 0; i < nclients; i++)
+        client_finish(&clients[i]);
+    for (size_t i = 0; i < nclients; i++)
+        close(clients[i].fd);
     end = stubdm_now_ms() + MAX_WAIT_MS;
-    while (!c.eof && !all_answered(&c)) {
-        pump(&c, 10);
-        CHECK(stubdm_now_ms() < end);
-    }
-    if (m.failed) {
-        /* The proxy must give up on a stream the parser refuses. */
-        while (!c.eof) {
-            pump(&c, 10);
-            CHECK(stubdm_now_ms() < end);
-        }
-    }
-    if (c.eof)
-        CHECK(m.failed || m.big);
-    close(c.fd);
     while (stubdm_qmp_proxy_clients(proxy) != 0) {
         stubdm_ctx_run_once(ctx, 10);
-        CHECK(stubdm_now_ms() < end + MAX_WAIT_MS);
+        CHECK(stubdm_now_ms() < end);
     }
-    for (size_t k = 0; k < c.nwant; k++)
-        free(c.want[k]);
-    stubdm__json_parser_free(m.p);
+    for (size_t i = 0; i < nclients; i++)
+        client_free(&clients[i]);
+    nclients = 0;
     return 0;
 }
