@@ -485,6 +485,10 @@ int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
                              &val, &len);
         free(path);
         if (!rc) {
+            /* The stubdomain reads the value as a C string: a NUL ends it
+             * (split_fields would otherwise cut fields at it, even to
+             * empty ones). */
+            len = strnlen(val, len);
             if (encoding == STUBDM_ARGV_MINIOS_DMARGS)
                 rc = split_fields(ctx, val, len, " ", 1, args_out, nargs_out);
             else

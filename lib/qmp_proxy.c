@@ -27,6 +27,10 @@
 
 #define MOD "qmp-proxy"
 #define MIN_CLIENT_BUFFER (64u << 10)
+/* Reads of a client's socket per dispatch: a client that writes as fast as
+ * it is answered must not hold the loop (the fd stays readable, so the
+ * next dispatch takes the rest after the other fds and timers). */
+#define CLIENT_READS_PER_DISPATCH 4
 
 struct pclient;
 
@@ -309,7 +313,7 @@ static void client_input(struct pclient *cl, short revents)
     }
     if (!(revents & (POLLIN | POLLHUP | POLLERR)))
         return;
-    for (;;) {
+    for (int round = 0; round < CLIENT_READS_PER_DISPATCH; round++) {
         ssize_t n = recv(cl->fd, buf, sizeof(buf), MSG_DONTWAIT);
         size_t off = 0;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))

@@ -617,6 +617,35 @@ START_TEST(test_reader_bounds)
 }
 END_TEST
 
+/* A legacy value is a C string to the stubdomain reading it: a NUL byte a
+ * hostile store put in it ends it, and no empty argument comes out (found
+ * by tests/fuzz/fuzz_dmargs_decode: "a \0c" gave "a" and ""). */
+START_TEST(test_legacy_value_with_nul)
+{
+    static const char v[] = "-m 512 \0-x\0\0 y";
+    char **got = NULL;
+    size_t n = 0;
+
+    ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", "a \0c", 4));
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_MINIOS_DMARGS,
+                                         &got, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(got[0], "a");
+    ck_assert_ptr_null(got[1]);
+    stubdm_argv_free(got);
+    ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", v, sizeof(v) - 1));
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_ESC_STRING,
+                                         &got, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(got[0], "-m 512 ");
+    stubdm_argv_free(got);
+    ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", "\0x", 2));
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_MINIOS_DMARGS,
+                                         &got, &n), STUBDM_ENOENT);
+    ck_assert_ptr_null(got);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("dmargs");
@@ -635,6 +664,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_request_count);
     tcase_add_test(t, test_failure_midway);
     tcase_add_test(t, test_reader_bounds);
+    tcase_add_test(t, test_legacy_value_with_nul);
     suite_add_tcase(s, t);
     return s;
 }

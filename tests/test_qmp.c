@@ -6,7 +6,10 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
@@ -754,6 +757,111 @@ START_TEST(test_proxy_mode_and_credentials)
 }
 END_TEST
 
+/* ---- the proxy: one client's flood does not hold the loop ---------------- */
+
+struct flooder {
+    int fd;
+    atomic_bool stop;
+    atomic_ulong sent, got;
+};
+
+/* Commands the proxy answers itself (negotiation is complete: each gets a
+ * CommandNotFound error), as fast as the socket takes them. */
+static void *flood_writer(void *arg)
+{
+    struct flooder *f = arg;
+    static const char cmd[] = "{\"execute\":\"qmp_capabilities\"}";
+    char buf[16384];
+    size_t n = 0;
+
+    while (n + sizeof(cmd) - 1 <= sizeof(buf)) {
+        memcpy(buf + n, cmd, sizeof(cmd) - 1);
+        n += sizeof(cmd) - 1;
+    }
+    while (!atomic_load(&f->stop)) {
+        ssize_t w = send(f->fd, buf, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        atomic_fetch_add(&f->sent, (unsigned long)w);
+    }
+    return NULL;
+}
+
+static void *flood_reader(void *arg)
+{
+    struct flooder *f = arg;
+    static char buf[1 << 20];
+
+    while (!atomic_load(&f->stop)) {
+        struct pollfd pfd = {f->fd, POLLIN, 0};
+        if (poll(&pfd, 1, 20) <= 0)
+            continue;
+        ssize_t r = recv(f->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (r == 0)
+            break;
+        if (r > 0)
+            atomic_fetch_add(&f->got, (unsigned long)r);
+    }
+    return NULL;
+}
+
+START_TEST(test_proxy_client_flood_yields)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_ANS(), QP_E()};
+    static const char nego[] = "{\"execute\":\"qmp_capabilities\"}";
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp_proxy *p = NULL;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct flooder f = {.fd = -1};
+    pthread_t wt, rt;
+    int64_t worst = 0, end;
+    /* valgrind (CK_TIMEOUT_MULTIPLIER=20 in CI) is that much slower */
+    const char *mul = getenv("CK_TIMEOUT_MULTIPLIER");
+    int64_t limit = 300 * (mul && atoi(mul) > 1 ? atoi(mul) : 1);
+    stubdm_qmp *q;
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    stubdm_qmp_opts_free(o);
+    ck_assert_uint_lt(strlen(sim.simdir) + 12, sizeof(sa.sun_path));
+    memcpy(sa.sun_path, sim.simdir, strlen(sim.simdir));
+    memcpy(sa.sun_path + strlen(sim.simdir), "/proxy.sock", 12);
+    ck_assert_int_eq(stubdm_qmp_proxy_new(q, sa.sun_path, 5000, &p), 0);
+    /* Room for everything the flood gets answered: only time may stop it. */
+    ck_assert_int_eq(stubdm_qmp_proxy_set_limits(p, 4, (size_t)1 << 30), 0);
+    f.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(f.fd, 0);
+    ck_assert_int_eq(connect(f.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(send(f.fd, nego, sizeof(nego) - 1, 0),
+                     (ssize_t)sizeof(nego) - 1);
+    ck_assert_int_eq(pthread_create(&rt, NULL, flood_reader, &f), 0);
+    ck_assert_int_eq(pthread_create(&wt, NULL, flood_writer, &f), 0);
+    /* Every dispatch returns soon, whatever the client keeps sending: the
+     * loop serves the other stubdomains and timers meanwhile. */
+    end = stubdm_now_ms() + 1500;
+    while (stubdm_now_ms() < end) {
+        int64_t t0 = stubdm_now_ms();
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+        if (stubdm_now_ms() - t0 > worst)
+            worst = stubdm_now_ms() - t0;
+        if (worst >= limit)
+            break;
+    }
+    atomic_store(&f.stop, true);
+    shutdown(f.fd, SHUT_RDWR);
+    pthread_join(wt, NULL);
+    pthread_join(rt, NULL);
+    close(f.fd);
+    ck_assert_msg(atomic_load(&f.got) > 0, "the proxy answered nothing");
+    ck_assert_msg(worst < limit,
+                  "one dispatch took %" PRId64 " ms serving one client "
+                  "(%lu bytes sent)", worst, atomic_load(&f.sent));
+    stubdm_qmp_proxy_free(p);
+    stubdm_qmp_close(q);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("qmp");
@@ -771,6 +879,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_lock_across_processes);
     tcase_add_test(tc, test_ctx_free_with_pending);
     tcase_add_test(tc, test_proxy_mode_and_credentials);
+    tcase_add_test(tc, test_proxy_client_flood_yields);
     suite_add_tcase(s, tc);
     return s;
 }
