@@ -106,8 +106,10 @@ static void pump_out(struct xencons_interface *page, struct stubdm__cring *be,
         case 3: {
             /* An honest-looking write racing with our consume: it fills
              * free space only, from the peer's view of out_cons. */
-            struct stubdm__cring fe = {page, STUBDM__CRING_FRONTEND,
-                                       page->in_cons, *last_prod};
+            struct stubdm__cring fe = {.intf = page,
+                                       .side = STUBDM__CRING_FRONTEND,
+                                       .rx_cons = page->in_cons,
+                                       .tx_prod = *last_prod};
             unsigned char buf[2048];
             size_t n = (size_t)(c >> 5) * 290;
             memset(buf, 'x', n);
