@@ -59,9 +59,10 @@ banner() { printf '\n======== %s ========\n' "$*"; }
 # (hotplug scripts run with XENSTORED_PATH=<the mock's dir>/socket).  It
 # belongs to this run when it inherited this run's STUBDM_TEST_RUN; one
 # without any (the library gives hotplug scripts a clean environment)
-# counts only once orphaned, so that suites run by hand next to this run
-# are left alone.
-export STUBDM_TEST_RUN="$$.$(date +%s%N)"
+# counts when its parent is this run's or init, so that suites run by hand
+# next to this run are left alone.
+STUBDM_TEST_RUN="$$.$(date +%s%N)"
+export STUBDM_TEST_RUN
 suite_re='qmpsim-|mockxs-|xsconf-|stubdm-sim-stub|stubdm-mock-xenstored|qemu-system-x86_64 -machine none'
 
 # suite_procs: "PID:STARTTIME COMMAND LINE" for each live process of the
@@ -78,12 +79,16 @@ suite_procs() {
         read -r stat 2> /dev/null < "$d/stat" || continue
         # after "(comm) ": state, ppid, ... and field 22, the start time
         read -r -a f <<< "${stat##*) }"
-        [ "${#f[@]}" -gt 19 ] && [ "${f[0]}" != Z ] || continue
+        if [ "${#f[@]}" -le 19 ] || [ "${f[0]}" = Z ]; then continue; fi
         run=${env#*$'\n'STUBDM_TEST_RUN=}
         if [ "$run" = "$env" ]; then
-            # unmarked (hotplug scripts get a clean environment): only an
-            # orphan is left over; a live test's script has its parent
-            [ "${f[1]}" = 1 ] || continue
+            # unmarked (hotplug scripts get a clean environment): this
+            # run's when orphaned (to init) or when its parent is this run's
+            if [ "${f[1]}" != 1 ]; then
+                mapfile -d '' -t vars 2> /dev/null < "/proc/${f[1]}/environ"
+                [[ $'\n'"${vars[*]/%/$'\n'}" == *$'\n'"STUBDM_TEST_RUN=$STUBDM_TEST_RUN"$'\n'* ]] ||
+                    continue
+            fi
         elif [ "${run%%$'\n'*}" != "$STUBDM_TEST_RUN" ]; then
             continue
         fi
@@ -99,22 +104,31 @@ procs_left_stages=0
 
 # procs_left STAGE: the processes of the suite this run started that are
 # still running (after up to 2 s: a killed fixture takes a moment to go)
+# fail the stage's check; they are killed with their process groups, and
+# so is what their death orphans.
 procs_left() {
-    local stage=$1 id cmd try left=()
-    for try in 1 2 3 4 5 6 7 8 9 10; do
+    local stage=$1 id cmd left=() n=0
+    # shellcheck disable=SC2034 # (a count)
+    for try in 1 2 3 4 5 6 7 8 9 10 killing 1 2 3; do
         left=()
         while read -r id cmd; do
             [ -n "${procs_before[$id]:-}" ] || left+=("${id%%:*} $cmd")
         done < <(suite_procs)
-        [ "${#left[@]}" -gt 0 ] || return 0
-        sleep 0.2
+        [ "${#left[@]}" -gt 0 ] || break
+        if [ "$n" -eq 0 ] && [ "$try" != killing ]; then
+            sleep 0.2
+            continue
+        fi
+        [ "$n" -gt 0 ] || echo "procs-left: FAILED: the $stage stage left processes running; killing them:" >&2
+        printf '  %s\n' "${left[@]}" >&2
+        n=$((n + ${#left[@]}))
+        for id in "${left[@]}"; do kill -TERM -- "-${id%% *}" "${id%% *}" 2> /dev/null; done
+        sleep 1
+        for id in "${left[@]}"; do kill -KILL -- "-${id%% *}" "${id%% *}" 2> /dev/null; done
     done
-    echo "procs-left: FAILED: the $stage stage left ${#left[@]} processes running; killing them:" >&2
-    printf '  %s\n' "${left[@]}" >&2
-    for id in "${left[@]}"; do kill -TERM "${id%% *}" 2> /dev/null; done
-    sleep 1
-    for id in "${left[@]}"; do kill -KILL "${id%% *}" 2> /dev/null; done
-    procs_left_stages=$((procs_left_stages + 1))
+    if [ "$n" -gt 0 ]; then
+        procs_left_stages=$((procs_left_stages + 1))
+    fi
 }
 # record STAGE PASSED FAILED SECONDS
 record() {
