@@ -7,9 +7,10 @@
  *    message file: with CK_FORK=no that file's offset is shared with the
  *    runner, and such a write once landed where the runner had just
  *    rewound it to read the results ("Bad message type arg 1836396131").
- *  - A test process that is SIGKILLed (a runner killed, a ctest timeout)
- *    takes its fixtures with it: the mock xenstored, a simulated
- *    stubdomain the mock started, a real QEMU, a scripted QMP peer.
+ *  - A test process that is SIGKILLed (a ctest timeout, an abort) takes
+ *    its fixtures with it: the mock xenstored, a simulated stubdomain the
+ *    mock started, a real QEMU, a scripted QMP peer; and so does a test
+ *    process whose runner is SIGKILLed (CK_FORK=yes).
  */
 #include <check.h>
 #include <errno.h>
@@ -79,10 +80,10 @@ END_TEST
 
 /* ---- fixtures of a killed test ------------------------------------------ */
 
-enum { MOCK, SIMDOM, QEMU, PEER, NPIDS };
+enum { TEST, MOCK, SIMDOM, QEMU, PEER, NPIDS };
 static const char *const names[NPIDS] = {
-    "the mock xenstored", "the simulated stubdomain", "QEMU",
-    "the scripted QMP peer"};
+    "the test process", "the mock xenstored", "the simulated stubdomain",
+    "QEMU", "the scripted QMP peer"};
 
 struct report {
     pid_t pid[NPIDS];
@@ -122,6 +123,7 @@ static void test_process(int out)
     int n;
 
     memset(&r, 0, sizeof(r));
+    r.pid[TEST] = getpid();
     if (qmp_sim_start(&sim, 9, 4))
         _exit(2);
     snprintf(r.simdir, sizeof(r.simdir), "%s", sim.simdir);
@@ -163,38 +165,47 @@ static void remove_dir(const char *dir, const char *name)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
-START_TEST(test_fixtures_die_with_killed_test)
+/*
+ * Starts a test process with its fixtures, SIGKILLs it (or, with
+ * kill_runner, the runner above it: Check's fork() gives the test process
+ * no death signal of its own), then checks that every process is gone
+ * within 5 s.
+ */
+static void kill_and_check(bool kill_runner)
 {
     struct report r;
     int p[2], status;
     struct pollfd pfd;
-    pid_t t;
+    pid_t x;
     int64_t deadline;
     char left[256] = "";
     int n_left = 0;
 
     ck_assert_int_eq(pipe(p), 0);
-    t = proc_child_fork();
-    if (t == 0) {
+    x = proc_child_fork();
+    if (x == 0) {
         close(p[0]);
+        if (kill_runner && fork() != 0)
+            for (;;)
+                pause(); /* the runner, waiting for its test process */
         test_process(p[1]);
     }
-    ck_assert_int_gt(t, 0);
+    ck_assert_int_gt(x, 0);
     close(p[1]);
     pfd = (struct pollfd){p[0], POLLIN, 0};
     ck_assert_int_eq(poll(&pfd, 1, 20000 * time_scale()), 1);
     if (read(p[0], &r, sizeof(r)) != (ssize_t)sizeof(r)) {
-        waitpid(t, &status, 0);
-        ck_abort_msg("the test process could not start its fixtures "
-                     "(exit %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        kill(x, SIGKILL);
+        waitpid(x, &status, 0);
+        ck_abort_msg("the test process could not start its fixtures");
     }
     close(p[0]);
     for (int i = 0; i < NPIDS; i++)
         ck_assert_msg(r.pid[i] > 0 && !proc_gone(r.pid[i]),
                       "%s is not running", names[i]);
 
-    kill(t, SIGKILL);
-    ck_assert_int_eq(waitpid(t, &status, 0), t);
+    kill(x, SIGKILL);
+    ck_assert_int_eq(waitpid(x, &status, 0), x);
     deadline = stubdm_now_ms() + 5000 * time_scale();
     for (int i = 0; i < NPIDS; i++)
         while (!proc_gone(r.pid[i]) && stubdm_now_ms() < deadline)
@@ -209,7 +220,19 @@ START_TEST(test_fixtures_die_with_killed_test)
     }
     remove_dir(r.simdir, "/qmpsim-");
     remove_dir(r.mockdir, "/mockxs-");
-    ck_assert_msg(n_left == 0, "outlived the killed test:%s", left);
+    ck_assert_msg(n_left == 0, "outlived the killed %s:%s",
+                  kill_runner ? "runner" : "test", left);
+}
+
+START_TEST(test_fixtures_die_with_killed_test)
+{
+    kill_and_check(false);
+}
+END_TEST
+
+START_TEST(test_fixtures_die_with_killed_runner)
+{
+    kill_and_check(true);
 }
 END_TEST
 
@@ -220,6 +243,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_child_does_not_write_results);
     tcase_add_test(tc, test_fixtures_die_with_killed_test);
+    tcase_add_test(tc, test_fixtures_die_with_killed_runner);
     suite_add_tcase(s, tc);
     return s;
 }

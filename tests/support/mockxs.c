@@ -43,6 +43,9 @@ int mockxs_start(struct mockxs *m, const struct mockxs_opts *opts)
 		errno = E2BIG;
 		return -1;
 	}
+	/* Whatever kills the test process kills the daemon (proc_child_fork),
+	 * and a killed runner kills the test process. */
+	proc_die_with_parent();
 	const char *tmp = getenv("TMPDIR");
 	snprintf(m->dir, sizeof(m->dir), "%s/mockxs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(m->dir))

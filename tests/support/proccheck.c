@@ -69,6 +69,12 @@ pid_t proc_child_fork(void)
     return 0;
 }
 
+void proc_die_with_parent(void)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == 1)
+        _exit(127);
+}
+
 void proc_child_cloexec(void)
 {
     DIR *d;

@@ -29,6 +29,12 @@
  */
 pid_t proc_child_fork(void);
 
+/* The calling process dies with SIGKILL when its parent does (exits at
+ * once if it is already an orphan of init).  mockxs_start() calls it:
+ * under CK_FORK=yes a test process is a plain fork() of the runner, and a
+ * SIGKILLed runner would leave it, and so its fixtures, running. */
+void proc_die_with_parent(void);
+
 /* In a child about to exec: every fd from 3 on is made close-on-exec, so
  * the program inherits neither Check's message file nor the test's
  * sockets and pipes (dup2() to a number afterwards to pass one on). */
