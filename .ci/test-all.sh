@@ -20,6 +20,12 @@
 #                    QEMU TCG (root or sudo;
 #                    ~9 min cold, images cached in /var/tmp/libstubdm-xen)
 #
+# After each stage, procs-left: a process of the test suite (a QEMU, the
+# mock xenstored, a simulated stubdomain, a hotplug script) still running
+# that was not running when the run began is printed, killed (so later
+# stages are not disturbed) and counted as a failed test; "procs-left"
+# passes once if no stage left any.
+#
 # Every stage runs even if an earlier one failed; a build failure counts as
 # one failed test of its stage.  The last line is the total over all
 # stages, "N passed, N failed", and the exit status is non-zero if N failed
@@ -47,6 +53,85 @@ report=()
 t_start=$SECONDS
 
 banner() { printf '\n======== %s ========\n' "$*"; }
+
+# ---- processes the run leaves behind -------------------------------------
+# Every process a test or benchmark starts ends with it (tests/support/
+# proccheck.h: proc_child_fork).  A process belongs to the test suite when
+# its command line or environment names a simulated host or a fixture
+# (hotplug scripts run with XENSTORED_PATH=<the mock's dir>/socket).  It
+# belongs to this run when it inherited this run's STUBDM_TEST_RUN; one
+# without any (the library gives hotplug scripts a clean environment)
+# counts when its parent is this run's or init, so that suites run by hand
+# next to this run are left alone.
+STUBDM_TEST_RUN="$$.$(date +%s%N)"
+export STUBDM_TEST_RUN
+suite_re='qmpsim-|mockxs-|xsconf-|stubdm-sim-stub|stubdm-mock-xenstored|qemu-system-x86_64 -machine none'
+
+# suite_procs: "PID:STARTTIME COMMAND LINE" for each live process of the
+# suite (PID and start time: a recycled pid is another process)
+suite_procs() {
+    local d cmd env stat run f args=() vars=()
+    for d in /proc/[0-9]*; do
+        # builtins only: no process per process looked at
+        mapfile -d '' -t args 2> /dev/null < "$d/cmdline" || continue
+        [ "${#args[@]}" -gt 0 ] || continue
+        mapfile -d '' -t vars 2> /dev/null < "$d/environ"
+        cmd="${args[*]}" env=$'\n'"${vars[*]/%/$'\n'}"
+        [[ $cmd =~ $suite_re || $env =~ $suite_re ]] || continue
+        read -r stat 2> /dev/null < "$d/stat" || continue
+        # after "(comm) ": state, ppid, ... and field 22, the start time
+        read -r -a f <<< "${stat##*) }"
+        if [ "${#f[@]}" -le 19 ] || [ "${f[0]}" = Z ]; then continue; fi
+        run=${env#*$'\n'STUBDM_TEST_RUN=}
+        if [ "$run" = "$env" ]; then
+            # unmarked (hotplug scripts get a clean environment): this
+            # run's when orphaned (to init) or when its parent is this run's
+            if [ "${f[1]}" != 1 ]; then
+                mapfile -d '' -t vars 2> /dev/null < "/proc/${f[1]}/environ"
+                [[ $'\n'"${vars[*]/%/$'\n'}" == *$'\n'"STUBDM_TEST_RUN=$STUBDM_TEST_RUN"$'\n'* ]] ||
+                    continue
+            fi
+        elif [ "${run%%$'\n'*}" != "$STUBDM_TEST_RUN" ]; then
+            continue
+        fi
+        echo "${d#/proc/}:${f[19]} $cmd"
+    done
+}
+declare -A procs_before=()
+while read -r id _; do procs_before[$id]=1; done < <(suite_procs)
+if [ "${#procs_before[@]}" -gt 0 ]; then
+    echo "procs-left: ${#procs_before[@]} processes of the test suite were running before this run; they are not counted"
+fi
+procs_left_stages=0
+
+# procs_left STAGE: the processes of the suite this run started that are
+# still running (after up to 2 s: a killed fixture takes a moment to go)
+# fail the stage's check; they are killed with their process groups, and
+# so is what their death orphans.
+procs_left() {
+    local stage=$1 id cmd left=() n=0
+    # shellcheck disable=SC2034 # (a count)
+    for try in 1 2 3 4 5 6 7 8 9 10 killing 1 2 3; do
+        left=()
+        while read -r id cmd; do
+            [ -n "${procs_before[$id]:-}" ] || left+=("${id%%:*} $cmd")
+        done < <(suite_procs)
+        [ "${#left[@]}" -gt 0 ] || break
+        if [ "$n" -eq 0 ] && [ "$try" != killing ]; then
+            sleep 0.2
+            continue
+        fi
+        [ "$n" -gt 0 ] || echo "procs-left: FAILED: the $stage stage left processes running; killing them:" >&2
+        printf '  %s\n' "${left[@]}" >&2
+        n=$((n + ${#left[@]}))
+        for id in "${left[@]}"; do kill -TERM -- "-${id%% *}" "${id%% *}" 2> /dev/null; done
+        sleep 1
+        for id in "${left[@]}"; do kill -KILL -- "-${id%% *}" "${id%% *}" 2> /dev/null; done
+    done
+    if [ "$n" -gt 0 ]; then
+        procs_left_stages=$((procs_left_stages + 1))
+    fi
+}
 # record STAGE PASSED FAILED SECONDS
 record() {
     total_pass=$((total_pass + $2))
@@ -222,7 +307,13 @@ for stage in $stages; do
         record "$stage" 0 1 0
         ;;
     esac
+    procs_left "$stage"
 done
+if [ "$procs_left_stages" -eq 0 ]; then
+    record procs-left 1 0 0
+else
+    record procs-left 0 "$procs_left_stages" 0
+fi
 
 banner "summary ($((SECONDS - t_start))s)"
 printf '%s\n' "${report[@]}"

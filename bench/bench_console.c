@@ -16,6 +16,7 @@
  */
 #include "internal.h"
 #include "mockxs.h"
+#include "proccheck.h"
 #include "simcons.c"
 
 #include <fcntl.h>
@@ -54,7 +55,7 @@ static void mkdir_owned(const char *path, unsigned owner)
 /* The frontend, in a child: write (dir 0) or read (dir 1) total bytes. */
 static pid_t frontend(unsigned n, int dir, size_t total)
 {
-    pid_t pid = fork();
+    pid_t pid = proc_child_fork();
     struct simcons *sc;
     struct xs_handle *xs;
     unsigned char buf[4096];

@@ -403,19 +403,8 @@ int main(int argc, char **argv)
     qmp_peer_stop(&peer);
 
     /* Real QEMU. */
-    char qmp[400];
-    snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", sim.sock);
     unlink(sim.sock);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-machine", "none",
-               "-nodefaults", "-display", "none", "-accel", "tcg", "-qmp", qmp,
-               (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = qmp_qemu_start(sim.sock);
     stubdm_ctx_new(&ctx);
     if (stubdm_qmp_open_sync(ctx, 5, 1, NULL, &q) == 0) {
         int maj, min, mic;
@@ -433,8 +422,10 @@ int main(int argc, char **argv)
         printf("QEMU: not available (%s)\n", stubdm_ctx_errmsg(ctx));
     }
     stubdm_ctx_free(ctx);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
     qmp_sim_stop(&sim);
     return 0;
 }

@@ -13,6 +13,7 @@
  */
 #include "internal.h"
 #include "mockxs.h"
+#include "proccheck.h"
 
 #include <malloc.h>
 #include <signal.h>
@@ -139,7 +140,7 @@ static void run(int n, int gap_us)
     }
     if (pipe(go))
         exit(1);
-    pid = fork();
+    pid = proc_child_fork();
     if (pid == 0) {
         close(go[1]);
         writer(&m, n, gap_us, write_ns, go[0]);

@@ -17,7 +17,10 @@
  *   -> the device is done; all done: the op completes.
  *
  * The library keeps no global state for this (no SIGCHLD handler): each
- * child is reaped by its pid.  The teardown's remove/offline scripts run
+ * child is reaped by its pid.  A script dies with its op (timeout, cancel,
+ * stubdomain death, ctx_free), not with the process: no PR_SET_PDEATHSIG,
+ * which follows the spawning thread and would cut a script off in
+ * mid-device (docs/simulated-host.md, "Devices").  The teardown's remove/offline scripts run
  * blocking (stubdm__hotplug_remove_all), as the rest of a teardown does.
  */
 #include "internal.h"

@@ -124,7 +124,9 @@ static void teardown(void)
  *   exit1     prints to stdout and stderr, exit 1, writes nothing;
  *   chatty    prints ~17 KiB (line 0 .. line 1999, LAST), exit 3;
  *   noconnect exit 0, writes nothing;
- *   hang      never ends (a child sleeping in a loop).
+ *   hang      does not end while the test runs (sleeping in a loop that
+ *             ends once its parent, the test, is gone: nothing outlives a
+ *             test that fails or is killed while a script hangs).
  * remove/offline: record, read the backend's params/bridge, exit 0.
  */
 static void make_script(const char *mode, char *out, size_t len)
@@ -155,7 +157,8 @@ static void make_script(const char *mode, char *out, size_t len)
         "noconnect) ;;\n"
         "chatty) i=0; while [ $i -lt 2000 ]; do echo \"line $i\"; "
         "i=$((i + 1)); done; echo LAST; exit 3 ;;\n"
-        "hang) while :; do sleep 1; done ;;\n"
+        "hang) while read -r _ _ _ ppid _ < /proc/$$/stat && "
+        "[ \"$ppid\" = \"$PPID\" ]; do sleep 0.2; done ;;\n"
         "esac\n"
         "exit 0\n";
     FILE *f;

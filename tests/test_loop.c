@@ -5,6 +5,7 @@
  * poll interfaces, the timer heap.
  */
 #include "internal.h"
+#include "proccheck.h"
 
 #include <check.h>
 #include <fcntl.h>
@@ -623,13 +624,12 @@ START_TEST(run_once_watches)
 
     /* A forked child gets its own set: stopping the watch there must not
      * take it out of the parent's. */
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
+    pid_t pid = proc_child_fork();
     if (pid == 0) {
         stubdm__fd_stop(ctx, &wi);
         _exit(write(q[1], "e", 1) == 1 ? 0 : 1);
     }
+    ck_assert_int_gt(pid, 0);
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -529,8 +529,7 @@ START_TEST(test_lock_across_processes)
 
     ck_assert_int_eq(pipe(to_child), 0);
     ck_assert_int_eq(pipe(from_child), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
+    pid_t pid = proc_child_fork();
     if (pid == 0) {
         int fd = open(sim.lock, O_RDWR | O_CREAT, 0600);
         if (fd < 0 || flock(fd, LOCK_EX))
@@ -541,6 +540,7 @@ START_TEST(test_lock_across_processes)
             _exit(1);
         _exit(0); /* exiting releases the lock */
     }
+    ck_assert_int_gt(pid, 0);
     ck_assert_int_eq(read(from_child[0], &c, 1), 1);
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);

@@ -57,7 +57,8 @@ trap 'exit 1' INT TERM
 
 if [ -n "$mock_bin" ]; then
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/xsconf-XXXXXX")
-	"$mock_bin" --dir "$tmp" --domain-socket "5:$tmp/d5" \
+	# The mock dies with this script, even a SIGKILLed one.
+	setpriv --pdeathsig KILL -- "$mock_bin" --dir "$tmp" --domain-socket "5:$tmp/d5" \
 		--domain-socket "6:$tmp/d6" --domain-socket "9:$tmp/d9" &
 	mock_pid=$!
 	i=0

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -145,12 +146,17 @@ static char *resolve_program(const char *prog)
 }
 
 static void child_exec(struct daemon *d, unsigned domid, const char *prog,
-		       char **args, int errfd)
+		       char **args, int errfd, pid_t daemon_pid)
 {
 	char val[PATH_MAX + 32];
 	sigset_t none;
 	int err;
 
+	/* A domain does not outlive its host: when the daemon dies, even by
+	 * SIGKILL, so does the stubdomain (and, through its own
+	 * PR_SET_PDEATHSIG, the stubdomain's QEMU). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != daemon_pid)
+		_exit(127);
 	setpgid(0, 0);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -198,7 +204,7 @@ static int sim_start(struct daemon *d, const char *const *argv, unsigned argc,
 		err = errno;
 		goto out;
 	}
-	pid_t pid = fork();
+	pid_t self = getpid(), pid = fork();
 	if (pid < 0) {
 		err = errno;
 		close(pfd[0]);
@@ -207,7 +213,7 @@ static int sim_start(struct daemon *d, const char *const *argv, unsigned argc,
 	}
 	if (pid == 0) {
 		close(pfd[0]);
-		child_exec(d, domid, prog, args, pfd[1]);
+		child_exec(d, domid, prog, args, pfd[1], self);
 	}
 	/* Both sides set the group, so it exists whoever runs first. */
 	setpgid(pid, pid);

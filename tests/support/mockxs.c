@@ -1,4 +1,5 @@
 #include "mockxs.h"
+#include "proccheck.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,7 @@
 
 static void rm_tree(const char *dir)
 {
-	pid_t pid = fork();
+	pid_t pid = proc_child_fork();
 	if (pid == 0) {
 		execlp("rm", "rm", "-rf", "--", dir, (char *)NULL);
 		_exit(127);
@@ -42,6 +43,9 @@ int mockxs_start(struct mockxs *m, const struct mockxs_opts *opts)
 		errno = E2BIG;
 		return -1;
 	}
+	/* Whatever kills the test process kills the daemon (proc_child_fork),
+	 * and a killed runner kills the test process. */
+	proc_die_with_parent();
 	const char *tmp = getenv("TMPDIR");
 	snprintf(m->dir, sizeof(m->dir), "%s/mockxs-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(m->dir))
@@ -101,14 +105,19 @@ int mockxs_start(struct mockxs *m, const struct mockxs_opts *opts)
 	m->n_domains = opts->n_domids;
 	argv[argc] = NULL;
 
-	m->pid = fork();
+	/* The daemon dies with the test (proc_child_fork), and with it the
+	 * simulated stubdomains it started (theirs die with it). */
+	m->pid = proc_child_fork();
 	if (m->pid < 0) {
 		close(pipefd[0]);
 		close(pipefd[1]);
 		goto fail;
 	}
 	if (m->pid == 0) {
-		if (dup2(pipefd[1], 3) < 0)
+		proc_child_cloexec();
+		/* dup2() onto itself would leave close-on-exec set. */
+		if (pipefd[1] == 3 ? fcntl(3, F_SETFD, 0) < 0
+				   : dup2(pipefd[1], 3) < 0)
 			_exit(127);
 		execv(bin, (char *const *)argv);
 		fprintf(stderr, "mockxs: cannot run %s: %s\n", bin, strerror(errno));

@@ -36,6 +36,9 @@ struct mockxs {
 
 /* Starts the daemon (binary: $MOCKXS_BINARY or the one built with this
  * fixture) and waits up to 5 s for it to listen.  opts may be NULL.
+ * The daemon, and the simulated stubdomains it starts, die with the
+ * calling thread; the calling process from then on dies with its parent
+ * (proccheck.h: proc_child_fork, proc_die_with_parent).
  * Returns 0, or -1 with errno set. */
 int mockxs_start(struct mockxs *m, const struct mockxs_opts *opts);
 /* SIGTERM, wait, remove the temporary directory.  Idempotent.  Returns 0

@@ -1,5 +1,6 @@
 /* See qmp_peer.h.  Included directly by the tests that use it. */
 #include "qmp_peer.h"
+#include "proccheck.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -300,8 +301,7 @@ int qmp_peer_start(struct qmp_peer *p, const char *path,
         close(p->listen_fd);
         return -1;
     }
-    fflush(NULL);
-    p->pid = fork();
+    p->pid = proc_child_fork();
     if (p->pid < 0) {
         close(p->listen_fd);
         return -1;
@@ -344,6 +344,28 @@ int qmp_peer_wait(struct qmp_peer *p, int timeout_ms)
     }
     p->pid = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+pid_t qmp_qemu_start(const char *path)
+{
+    char qmp[400];
+    pid_t pid;
+
+    if (snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", path) >=
+        (int)sizeof(qmp))
+        return -1;
+    pid = proc_child_fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        proc_child_cloexec();
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-machine", "none",
+               "-nodefaults", "-display", "none", "-accel", "tcg", "-qmp", qmp,
+               (char *)NULL);
+        _exit(127);
+    }
+    return pid;
 }
 
 void qmp_peer_stop(struct qmp_peer *p)

@@ -103,6 +103,14 @@ int qmp_peer_wait(struct qmp_peer *p, int timeout_ms);
 /* Kill and reap.  Idempotent. */
 void qmp_peer_stop(struct qmp_peer *p);
 
+/* ---- a real QEMU ----------------------------------------------------- */
+
+/* qemu-system-x86_64 -machine none (TCG), its QMP server listening on
+ * path, stdin and stdout on /dev/null; it dies with the calling thread
+ * (proc_child_fork).  Returns its pid, or -1.  The caller kills and reaps
+ * it (SIGKILL, waitpid). */
+pid_t qmp_qemu_start(const char *path);
+
 /* The greeting QP_GREET sends. */
 extern const char qmp_peer_greeting[];
 
