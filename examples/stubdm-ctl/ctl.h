@@ -66,7 +66,7 @@ void ctl_register(struct ctl_command *cmd);
  * a stderr line (a -v log line or a spawn step) that contains TEXT.  That
  * crashes a spawn at an exact point between two of its actions, which a
  * signal sent from outside cannot hit: the steps between two waits run
- * back to back within a millisecond (tests/crash-spawn.sh).
+ * back to back within a millisecond (tests/spawn-crash.sh).
  */
 void ctl_crash_point(const struct ctl_global *g, const char *line);
 
