@@ -1008,11 +1008,12 @@ static size_t find_runners(const char *kind, uint32_t domid, unsigned devid,
  * HOTPLUG), and the script, in a process group of its own, lives on.  It
  * is let finish first (a block script killed half way has made a loop
  * device that nothing records, so its remove could not undo it), at most
- * ORPHAN_WAIT_MS, then it is killed with what it started; only then the
- * remove runs.  Found by the XENBUS_PATH the library gave it, among this user's
+ * ORPHAN_WAIT_MS (a block add took over 10 s in a loaded nested Xen),
+ * then it is killed with what it started; only then the remove runs.
+ * Found by the XENBUS_PATH the library gave it, among this user's
  * processes: no pid is kept anywhere.
  */
-#define ORPHAN_WAIT_MS 10000
+#define ORPHAN_WAIT_MS 30000
 #define ORPHAN_MAX 16
 static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
                              uint32_t domid, unsigned devid)
