@@ -157,7 +157,7 @@ run_point() {
     fi
     local during=; [ -n "$domid" ] && during=$(sim_domains)
     if [ -z "$why" ]; then
-        if ! "$ctl" destroy "$domid" > "$dir/destroy-$point.log" 2>&1; then
+        if ! "$ctl" destroy --script-dir "$dir" "$domid" > "$dir/destroy-$point.log" 2>&1; then
             why="destroy $domid failed: $(tr '\n' ' ' < "$dir/destroy-$point.log")"
         fi
     fi
@@ -183,7 +183,7 @@ run_point() {
         sed 's/^/    | /' "$log" | tail -n 25
         fail=$((fail + 1))
         # Whatever is left must not spoil the next point.
-        [ -n "$domid" ] && "$ctl" destroy "$domid" > /dev/null 2>&1
+        [ -n "$domid" ] && "$ctl" destroy --script-dir "$dir" "$domid" > /dev/null 2>&1
         while read -r p _; do
             [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
         done < <(leftover_processes | sed 's/^  pid \([0-9]*\):.*/\1/')
