@@ -28,6 +28,7 @@
 #include "num.h"
 #include "peer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -941,6 +942,128 @@ int stubdm_ctx_set_hotplug_dir(stubdm_ctx *ctx, const char *dir)
     return 0;
 }
 
+/* Whether /proc/<pid> is a live (not zombie) process of ours whose
+ * environment holds want (a "XENBUS_PATH=..." the library gave it). */
+static bool runs_for(pid_t pid, const char *want, size_t wlen)
+{
+    char p[64], buf[8192], st[256], *c;
+    ssize_t n;
+    int fd;
+
+    snprintf(p, sizeof(p), "/proc/%ld/stat", (long)pid);
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    n = read(fd, st, sizeof(st) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    st[n] = '\0';
+    c = strrchr(st, ')'); /* the command name may hold anything */
+    if (!c || c[1] != ' ' || c[2] == 'Z' || c[2] == 'X')
+        return false;
+    snprintf(p, sizeof(p), "/proc/%ld/environ", (long)pid);
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false; /* another user's, or gone */
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    for (ssize_t i = 0; n > 0 && i + (ssize_t)wlen <= n;) {
+        if (!memcmp(buf + i, want, wlen))
+            return true;
+        char *z = memchr(buf + i, '\0', (size_t)(n - i));
+        if (!z)
+            break;
+        i = z - buf + 1;
+    }
+    return false;
+}
+
+/* The pids of every process running for backend kind/domid/devid (a
+ * script and what it started inherit its XENBUS_PATH), at most max. */
+static size_t find_runners(const char *kind, uint32_t domid, unsigned devid,
+                           pid_t *out, size_t max)
+{
+    char want[96];
+    size_t n = 0, wlen;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+
+    if (!d)
+        return 0;
+    wlen = (size_t)snprintf(want, sizeof(want), "XENBUS_PATH=backend/%s/%u/%u",
+                            kind, domid, devid) + 1; /* with its '\0' */
+    while (n < max && (e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 1 || pid == (long)getpid())
+            continue;
+        if (runs_for((pid_t)pid, want, wlen))
+            out[n++] = (pid_t)pid;
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * An add/online still running for this backend although no spawn runs it
+ * any more: the process that started it died (a toolstack killed during
+ * HOTPLUG), and the script, in a process group of its own, lives on.  It
+ * is let finish first (a block script killed half way has made a loop
+ * device that nothing records, so its remove could not undo it), at most
+ * ORPHAN_WAIT_MS (a block add took over 10 s in a loaded nested Xen),
+ * then it is killed with what it started; only then the remove runs.
+ * Found by the XENBUS_PATH the library gave it, among this user's
+ * processes: no pid is kept anywhere.
+ */
+#define ORPHAN_WAIT_MS 30000
+#define ORPHAN_MAX 16
+static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
+                             uint32_t domid, unsigned devid)
+{
+    pid_t pids[ORPHAN_MAX];
+    int64_t deadline = stubdm_now_ms() + ORPHAN_WAIT_MS;
+    size_t n = find_runners(kind, domid, devid, pids, ORPHAN_MAX);
+
+    if (!n)
+        return;
+    LOG_INFO(ctx, MOD,
+             "%s %u/%u: %zu process(es) of an add whose spawn is gone still "
+             "run (pid %ld): waiting up to %d ms for them",
+             kind, domid, devid, n, (long)pids[0], ORPHAN_WAIT_MS);
+    while (n && stubdm_now_ms() < deadline) {
+        usleep(20000);
+        n = find_runners(kind, domid, devid, pids, ORPHAN_MAX);
+    }
+    if (!n)
+        return;
+    LOG_WARN(ctx, MOD, "%s %u/%u: the add of a gone spawn still runs after "
+                       "%d ms: killing it",
+             kind, domid, devid, ORPHAN_WAIT_MS);
+    for (int round = 0; n && round < 50; round++) {
+        /* Each through a pidfd taken before it is checked again: never
+         * a pid reused meanwhile.  What the script started carries its
+         * XENBUS_PATH too, so its whole tree is found and killed. */
+        for (size_t i = 0; i < n; i++) {
+            char want[96];
+            size_t wlen = (size_t)snprintf(want, sizeof(want),
+                                           "XENBUS_PATH=backend/%s/%u/%u",
+                                           kind, domid, devid) + 1;
+            int fd = pidfd_open(pids[i], 0);
+            if (fd < 0)
+                continue;
+            if (runs_for(pids[i], want, wlen))
+                pidfd_send_signal(fd, SIGKILL, NULL, 0);
+            close(fd);
+        }
+        usleep(20000);
+        n = find_runners(kind, domid, devid, pids, ORPHAN_MAX);
+    }
+    if (n)
+        LOG_WARN(ctx, MOD, "%s %u/%u: pid %ld could not be killed", kind,
+                 domid, devid, (long)pids[0]);
+}
+
 int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
                                const char *const *own_scripts, size_t n_own)
 {
@@ -974,6 +1097,14 @@ int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
                 stubdm__clear_error(ctx);
                 continue;
             }
+            /* No status: its add may still run, orphaned. */
+            snprintf(p, sizeof(p), "%s/%s/hotplug-status", dir, ids[i]);
+            if (stubdm__xs_read(ctx, 0, p, STATUS_MAX, &v, NULL) ==
+                STUBDM_ENOENT)
+                end_orphaned_add(ctx, kinds[k], domid, (unsigned)devid);
+            free(v);
+            v = NULL;
+            stubdm__clear_error(ctx);
             snprintf(p, sizeof(p), "%s/%s/script", dir, ids[i]);
             rc = trusted_script(ctx, p, own_scripts, n_own, &v);
             if (!rc)

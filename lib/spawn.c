@@ -956,6 +956,7 @@ struct spawn_op {
     stubdm_op *hotplug;
     stubdm_op *wait;
     int64_t started_ms;
+    bool probing;       /* tick: the WAIT step's connection probe */
 };
 
 const char *stubdm_spawn_step_name(stubdm_spawn_step step)
@@ -1692,11 +1693,58 @@ static int step_devices(stubdm_stubdom *s)
 
 /* ---- the op -------------------------------------------------------------- */
 
+/* What libxenstore's requests fail with once xenstored closed the
+ * connection (its reader thread then closes the socket: EBADF). */
+static bool xs_conn_errno(int e)
+{
+    return e == EBADF || e == ECONNRESET || e == EPIPE || e == ENOTCONN ||
+           e == ESHUTDOWN;
+}
+
 static void spawn_fail(struct spawn_op *so, int rc, stubdm_spawn_step step,
                        const char *msg)
 {
-    stubdm__op_complete(&so->op, rc, "spawn: %s: %s",
-                        stubdm_spawn_step_name(step), msg);
+    stubdm_ctx *ctx = so->op.ctx;
+
+    /* Say so when the cause is the lost connection itself: "Bad file
+     * descriptor" alone names no culprit, and the teardown on the same
+     * connection fails too (a destroy on a new one cleans up). */
+    if (rc == STUBDM_EXENSTORE && xs_conn_errno(ctx->os_errno))
+        stubdm__op_complete(&so->op, rc,
+                            "spawn: %s: the connection to xenstored was "
+                            "lost (%s)",
+                            stubdm_spawn_step_name(step), msg);
+    else
+        stubdm__op_complete(&so->op, rc, "spawn: %s: %s",
+                            stubdm_spawn_step_name(step), msg);
+}
+
+/*
+ * While the spawn waits for running no request is in flight, and
+ * libxenstore's reader thread ends without a word when xenstored closes
+ * the connection: the watch would then never fire and the spawn would
+ * end only at its deadline, as "not running".  A cheap read every
+ * WAIT_PROBE_MS (from the first one on, so a quick spawn sends none)
+ * finds the lost connection.
+ */
+#define WAIT_PROBE_MS 1000
+static void wait_probe(struct spawn_op *so)
+{
+    stubdm_ctx *ctx = so->op.ctx;
+    char p[48], *v = NULL;
+    int rc;
+
+    snprintf(p, sizeof(p), "/local/domain/%u/domid", so->s->domid);
+    rc = stubdm__xs_read(ctx, 0, p, 16, &v, NULL);
+    free(v);
+    if (rc == STUBDM_EXENSTORE && xs_conn_errno(ctx->os_errno)) {
+        spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
+        return;
+    }
+    stubdm__clear_error(ctx);
+    rc = stubdm__timer_arm(ctx, &so->tick, stubdm_now_ms() + WAIT_PROBE_MS);
+    if (rc)
+        spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
 }
 
 /* Report progress; false if the spawn must not continue (cancelled,
@@ -1776,6 +1824,10 @@ static void on_wait_done(stubdm_op *op, int rc, void *user)
 {
     struct spawn_op *so = user;
 
+    if (so->probing) {
+        so->probing = false;
+        stubdm__timer_stop(so->op.ctx, &so->tick);
+    }
     if (so->wait == op) {
         so->wait = NULL;
         stubdm_op_free(op);
@@ -1865,6 +1917,10 @@ static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
     stubdm_spawn_step step = s->step;
     int rc;
 
+    if (so->probing) {
+        wait_probe(so);
+        return;
+    }
     if (!report(so, step))
         return;
     switch (step) {
@@ -1898,8 +1954,17 @@ static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
         spawn_fail(so, rc, step, ctx->errmsg);
         return;
     }
-    if (step == STUBDM_SPAWN_WAIT)
-        return; /* on_wait_done continues */
+    if (step == STUBDM_SPAWN_WAIT) {
+        /* on_wait_done continues (maybe already from inside the call) */
+        if (so->op.state == STUBDM__OP_PENDING && so->wait) {
+            so->probing = true;
+            rc = stubdm__timer_arm(ctx, &so->tick,
+                                   stubdm_now_ms() + WAIT_PROBE_MS);
+            if (rc)
+                spawn_fail(so, rc, step, ctx->errmsg);
+        }
+        return;
+    }
     s->step = (stubdm_spawn_step)(step + 1);
     rc = stubdm__timer_arm(ctx, &so->tick, stubdm_now_ms());
     if (rc)

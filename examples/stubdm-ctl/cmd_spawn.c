@@ -33,9 +33,11 @@ static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
     (void)s;
     st->step = step;
     st->step_start = stubdm_now_ms();
-    if (st->g->verbose && !st->g->json)
+    if (st->g->verbose && !st->g->json) {
         fprintf(stderr, "spawn: %s (%.3f s)\n", stubdm_spawn_step_name(step),
                 (stubdm_now_ms() - st->start) / 1000.0);
+        ctl_crash_point(st->g, stubdm_spawn_step_name(step));
+    }
 }
 
 static void on_done(stubdm_op *op, int rc, void *user)

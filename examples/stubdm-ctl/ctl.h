@@ -31,6 +31,7 @@ struct ctl_global {
     bool json;     /* --json: machine-readable output on stdout */
     bool verbose;  /* -v: library debug log on stderr */
     bool tty;      /* stderr is a terminal: show progress */
+    const char *crash_at; /* test hook: see ctl_crash_point */
 };
 
 struct ctl_command {
@@ -58,6 +59,16 @@ void ctl_register(struct ctl_command *cmd);
         ctl_register(&var);                                                   \
     }                                                                         \
     static struct ctl_command var
+
+/*
+ * Test hook, not an interface: with STUBDM_CTL_CRASH_AT=TEXT in the
+ * environment, the process kills itself with SIGKILL right after printing
+ * a stderr line (a -v log line or a spawn step) that contains TEXT.  That
+ * crashes a spawn at an exact point between two of its actions, which a
+ * signal sent from outside cannot hit: the steps between two waits run
+ * back to back within a millisecond (tests/spawn-crash.sh).
+ */
+void ctl_crash_point(const struct ctl_global *g, const char *line);
 
 /* The exit code for a library return code. */
 int ctl_exit_code(int rc);

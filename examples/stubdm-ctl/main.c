@@ -189,12 +189,18 @@ bool ctl_interrupted(void)
     return interrupted != 0;
 }
 
+void ctl_crash_point(const struct ctl_global *g, const char *line)
+{
+    if (g->crash_at && *g->crash_at && strstr(line, g->crash_at))
+        raise(SIGKILL);
+}
+
 static void log_to_stderr(void *user, stubdm_log_level level, int os_errno,
                           const char *context, const char *msg)
 {
-    (void)user;
     fprintf(stderr, "libstubdm[%s] %d: %s%s%s\n", context, (int)level, msg,
             os_errno ? ": " : "", os_errno ? strerror(os_errno) : "");
+    ctl_crash_point(user, msg);
 }
 
 static void usage(FILE *f)
@@ -272,6 +278,7 @@ int main(int argc, char **argv)
         }
     }
     g.tty = isatty(STDERR_FILENO) && !g.json;
+    g.crash_at = getenv("STUBDM_CTL_CRASH_AT");
     rc = stubdm_ctx_new(&ctx);
     if (rc) {
         fprintf(stderr, "stubdm-ctl: %s\n", stubdm_strerror(rc));
@@ -279,7 +286,7 @@ int main(int argc, char **argv)
     }
     /* Warnings always: e.g. a failed hotplug script's output, logged
      * next to the error that ends the command. */
-    stubdm_ctx_set_log(ctx, log_to_stderr, NULL,
+    stubdm_ctx_set_log(ctx, log_to_stderr, &g,
                        g.verbose ? STUBDM_LOG_DEBUG : STUBDM_LOG_WARN);
     stubdm_ctx_set_hotplug(ctx, !no_hotplug);
     ctl_sim_prepare(ctx, sim);

@@ -71,6 +71,10 @@ struct daemon {
 	char *dir;
 	uint32_t next_txid;
 	int epfd; /* every listener and connection is registered here */
+	/* XS_CONTROL "drop-on PREFIX": the next request whose path starts
+	 * with it closes its connection unanswered (a xenstored lost
+	 * mid-request); one shot. */
+	char *drop_on;
 };
 
 void vlog(const struct daemon *d, const char *fmt, ...)

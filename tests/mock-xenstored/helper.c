@@ -4,7 +4,9 @@
  *   set-target DOMID TARGET | introduce DOMID MFN PORT | release DOMID
  *   is-introduced DOMID | domain-path DOMID
  *   read PATH | write PATH VALUE  (print strerror(errno) on failure, which
- *   the xenstore-* tools do not) */
+ *   the xenstore-* tools do not)
+ *   control CMD [ARG...]  an XS_CONTROL command, its reply on stdout
+ *   (the simulated host's sim-list, say: xenstore-control needs Xen) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s set-target|introduce|release|is-introduced|domain-path|read|write ARGS\n",
+		fprintf(stderr, "usage: %s set-target|introduce|release|is-introduced|domain-path|read|write|control ARGS\n",
 			argv[0]);
 		return 2;
 	}
@@ -49,6 +51,24 @@ int main(int argc, char **argv)
 		free(v);
 	} else if (!strcmp(cmd, "write") && argc == 4) {
 		ok = xs_write(xs, XBT_NULL, argv[2], argv[3], (unsigned)strlen(argv[3]));
+	} else if (!strcmp(cmd, "control")) {
+		char buf[4000];
+		size_t n = 0;
+		for (int i = 3; i < argc; i++) {
+			size_t l = strlen(argv[i]) + 1;
+			if (n + l > sizeof(buf)) {
+				fprintf(stderr, "control: too long\n");
+				xs_close(xs);
+				return 2;
+			}
+			memcpy(buf + n, argv[i], l);
+			n += l;
+		}
+		char *r = xs_control_command(xs, argv[2], buf, (unsigned)n);
+		ok = r != NULL;
+		if (r)
+			fputs(r, stdout);
+		free(r);
 	} else if (!strcmp(cmd, "domain-path") && argc == 3) {
 		char *p = xs_get_domain_path(xs, a);
 		ok = p != NULL;

@@ -389,6 +389,7 @@ out:
 	hmap_destroy(&d.watches, NULL);
 	store_destroy(&d.store);
 	free(d.doms);
+	free(d.drop_on);
 	free(dsock);
 	return ret;
 }

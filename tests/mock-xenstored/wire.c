@@ -528,7 +528,8 @@ static void do_control(struct req *r)
 	if (!strcmp(cmd, "check") || !strcmp(cmd, "log") || !strcmp(cmd, "logfile")) {
 		reply_ok(r);
 	} else if (!strcmp(cmd, "help")) {
-		reply_str(r, "check\nlog\nhelp\nquota\nsim-release <domid> <reason>\n"
+		reply_str(r, "check\nlog\nhelp\nquota\ndrop-on <path prefix>\ndrop-now\n"
+			  "sim-release <domid> <reason>\n"
 			  "sim-create [<domid>]\nsim-start <domid> <program> [<arg>...]\n"
 			  "sim-destroy <domid>\nsim-list\n");
 	} else if (!strcmp(cmd, "quota")) {
@@ -538,6 +539,24 @@ static void do_control(struct req *r)
 			 r->d->cfg.entry_size, r->d->cfg.quota_nodes, r->d->cfg.quota_watches,
 			 r->d->cfg.quota_transactions);
 		reply_str(r, s);
+	} else if (!strcmp(cmd, "drop-on")) {
+		if (r->argc != 2 || r->argv[1][0] != '/' || !r->terminated) {
+			reply_err(r, EINVAL);
+			return;
+		}
+		free(r->d->drop_on);
+		r->d->drop_on = xstrdup(r->argv[1]);
+		vlog(r->d, "drop-on %s: armed", r->d->drop_on);
+		reply_ok(r);
+	} else if (!strcmp(cmd, "drop-now") && r->argc == 1) {
+		/* Every other dom0 connection, now: a xenstored gone while
+		 * the toolstack waits. */
+		for (struct conn *o = r->d->conns; o; o = o->next)
+			if (o != r->c && !o->dead && o->domid == 0) {
+				vlog(r->d, "conn %d: closed (drop-now)", o->fd);
+				conn_kill(r->d, o);
+			}
+		reply_ok(r);
 	} else if (!strcmp(cmd, "sim-release")) {
 		sim_release(r);
 	} else if (r->terminated) {
@@ -567,6 +586,15 @@ void wire_dispatch(struct daemon *d, struct conn *c, const struct xsd_sockmsg *h
 	for (size_t i = 0; i < h->len;) {
 		r.argv[r.argc++] = body + i;
 		i += strlen(body + i) + 1;
+	}
+
+	if (d->drop_on && h->type != XS_CONTROL && h->len && r.argc >= 1 &&
+	    !strncmp(r.argv[0], d->drop_on, strlen(d->drop_on))) {
+		vlog(d, "conn %d: closed unanswered (drop-on %s)", c->fd, d->drop_on);
+		free(d->drop_on);
+		d->drop_on = NULL;
+		conn_kill(d, c);
+		goto out;
 	}
 
 	struct view v = { &d->store, NULL };

@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk spawncon spawnqemu bootdisk side stubdom
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk side stubdom
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -170,7 +170,7 @@ if has xs; then
 fi
 
 has wait || has qmp || has spawn || has side || has stubdom && mk_guest
-has spawn || has spawndisk || has side || has spawnqemu || has spawncon && mk_hvm_guest
+has spawn || has spawndisk || has crash || has side || has spawnqemu || has spawncon && mk_hvm_guest
 info "guest domain: $GUEST"
 xl list
 
@@ -527,6 +527,87 @@ if has spawndisk; then
         info "after the failure: left ${l:-no node} ${loops:+loop: $loops}"
     fi
     kill_stub "$S" "$S" 2>/dev/null
+fi
+
+# ===================================================================== crash (stubdm-ctl spawn SIGKILLed, then destroy)
+# `stubdm-ctl spawn` with a disk (a file: the block script's loop device)
+# and a nic (xenbr0) is killed with SIGKILL at three points, then
+# `stubdm-ctl destroy <domid>` (a new process) must leave nothing: no
+# domain (xl list), no node the spawn wrote (xenstore-ls before/after), no
+# loop device on the file, no vif, no stubdm-ctl or hotplug script process.
+#   devices  DEVICES done, entering HOTPLUG: backends written, no script
+#            yet (the CLI's test hook STUBDM_CTL_CRASH_AT kills it there:
+#            those steps run back to back, no outside signal can land)
+#   hotplug  inside HOTPLUG: once the library logged the block script's
+#            start, the kill lands while it runs; destroy lets the orphaned
+#            add finish (or kills it after 30 s), then runs remove
+#   wait     inside WAIT (xt.dm=never: the device model never runs): the
+#            stubdomain runs, the loop device and the vif are attached
+if has crash; then
+    section "4i. crash: stubdm-ctl spawn killed (SIGKILL) at DEVICES, HOTPLUG and WAIT, then stubdm-ctl destroy"
+    for m in xen-blkback xen-netback bridge loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
+    ip link show xenbr0 >/dev/null 2>&1 || ip link add xenbr0 type bridge
+    ip link set xenbr0 up
+    CR_IMG=/tmp/xt-crash.img
+    dd if=/dev/zero of=$CR_IMG bs=1M count=4 2>/dev/null
+    # crash_procs: processes of a spawn or its scripts still running
+    crash_procs() { ps -eo pid,args | grep -E 'stubdm-ctl|/etc/xen/scripts/(block|vif)' | grep -v grep | tr -s ' ' | tr '\n' ';'; }
+    # crash_case TAG CRASH_AT-TEXT | -EXTERNAL-PATTERN, DM: the point, the
+    # stubdomain's xt.dm
+    crash_case() {
+        tag=$1 at=$2 dm=$3 hook= pat=
+        case $at in -*) pat=${at#-} ;; *) hook=$at ;; esac
+        losetup -a > /tmp/cr-loop-before 2>&1
+        xs_snapshot /tmp/xs-before
+        SP_T0=$(ms)
+        (   set -f; IFS='
+'
+            # shellcheck disable=SC2046
+            export STUBDM_CTL_CRASH_AT="$hook"
+            exec stubdm-ctl -v spawn --guest "$HGUEST" --name "xt-sp-cr$tag" \
+                --kernel $SP_KERNEL --ramdisk $SP_RAMDISK --memory $SP_MEM \
+                --cmdline "console=hvc0 quiet xt.dm=$dm" --console-backend xenconsoled \
+                --timeout 200 --disk "$CR_IMG" --nic bridge=xenbr0 -- $(sp_args)
+        ) > /tmp/sp-cr$tag.out 2> /tmp/sp-cr$tag.err &
+        CR_PID=$!
+        if [ -n "$pat" ]; then
+            i=0; while [ $i -lt 1500 ] && kill -0 $CR_PID 2>/dev/null && ! grep -aq -- "$pat" /tmp/sp-cr$tag.err; do
+                sleep 0.1; i=$((i + 1)); done
+            seen=$(grep -ac -- "$pat" /tmp/sp-cr$tag.err)
+            kill -KILL $CR_PID 2>/dev/null
+        else seen=1; fi
+        wait $CR_PID; rc=$?; tk=$(( $(ms) - SP_T0 ))
+        cp /tmp/sp-cr$tag.err $OUT/crash-$tag-debug.log
+        tail -n 4 /tmp/sp-cr$tag.err | cut -c1-200 | sed 's/^/  spawn| /'
+        S=$(sp_domid cr$tag)
+        at_kill="loop: $(losetup -a | grep -c "$CR_IMG"), vif: $(ip -o link show 2>/dev/null | grep -c "vif$S\."), procs: $(crash_procs)"
+        info "crash-$tag: killed after $tk ms (exit $rc), stubdomain ${S:-none}; at the kill: $at_kill"
+        if [ -z "$S" ] || [ "$rc" != 137 ] || [ "$seen" = 0 ]; then
+            fail "crash-$tag" "not killed at the point (exit $rc, pattern seen: $seen, domid '${S}')"
+            return
+        fi
+        t=$(ms); out=$(stubdm-ctl -v destroy "$S" 2>&1); drc=$?; t=$(( $(ms) - t ))
+        echo "$out" > $OUT/crash-$tag-destroy.log
+        echo "$out" | grep -a 'hotplug\]' | grep -v 'STUBDM_ENOENT: reading' | cut -c1-250 | sed 's/^/  destroy| /'
+        echo "  destroy: $(echo "$out" | tail -n 3 | tr '\n' ' ') ($t ms)"
+        fig crash_${tag}_destroy_ms $t
+        # the loop device goes when blkback lets go of it (autoclear)
+        i=0; while [ $i -lt 50 ] && losetup -a | grep -q "$CR_IMG"; do sleep 0.2; i=$((i + 1)); done
+        l=$(sp_leaks cr$tag)
+        loops=$(losetup -a | grep "$CR_IMG")
+        vifs=$(ip -o link show 2>/dev/null | grep "vif$S\.")
+        procs=$(crash_procs)
+        if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$loops" ] && [ -z "$vifs" ] && [ -z "$procs" ]; then
+            pass "crash-$tag (SIGKILL after $tk ms with $at_kill; destroy $S in $t ms: no domain, node, loop device, vif or process left)"
+        else
+            fail "crash-$tag" "destroy exit $drc: $(echo "$out" | tail -n 2 | tr '\n' ' '); left: ${l:-no node} ${loops:+loop: $loops} ${vifs:+vif: $vifs} ${procs:+processes: $procs}"
+            tail -n 20 /var/log/xen/xen-hotplug.log 2>/dev/null | sed 's/^/  hotplug-log| /'
+            kill_stub "$S" "$S" 2>/dev/null
+        fi
+    }
+    crash_case devices "running hotplug scripts" never
+    crash_case hotplug "-/etc/xen/scripts/block add (pid" never
+    crash_case wait "-spawn: waiting for running" never
 fi
 
 # ===================================================================== spawncon (library-served consoles on Xen)

@@ -4,8 +4,8 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawndisk spawnqemu spawncon bootdisk side stubdom
-#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk spawncon bootdisk")
+#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk side stubdom
+#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
