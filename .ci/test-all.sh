@@ -33,7 +33,7 @@
 #
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default
 # 1: some suites measure timeouts), FUZZ_SECONDS, STAGES (default
-# "build asan valgrind fuzz bench xen"), XEN_TESTS, XEN_TIMEOUT (default 1200 s),
+# "build asan valgrind fuzz bench xen"), XEN_TESTS, XEN_TIMEOUT (default 1800 s),
 # CMAKE_ARGS (extra configure arguments).
 set -uo pipefail
 
@@ -43,7 +43,7 @@ ctest_jobs=${CTEST_JOBS:-1}
 fuzz_seconds=${FUZZ_SECONDS:-30}
 stages=${STAGES:-build asan valgrind fuzz bench xen}
 xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk}
-xen_timeout=${XEN_TIMEOUT:-1200}
+xen_timeout=${XEN_TIMEOUT:-1800}
 # shellcheck disable=SC2206
 extra_cmake=(${CMAKE_ARGS:-})
 
