@@ -557,8 +557,11 @@ struct stubdm_ctx {
     struct stubdm__xs_state xs;
     /* hypervisor */
     struct stubdm__hv hv;
-    /* domain-death monitor */
+    /* domain-death monitor: the subscribers (while a release is handled,
+     * those not yet checked sit in the handler's batch, so the list alone
+     * does not say whether any is left: the count does) */
     struct stubdm__list domwatches;
+    size_t n_domwatches;
     struct stubdm__xswatch release_watch;
     /* spawning: stubdm_host as set by stubdm_ctx_set_host (0: AUTO) */
     int host_kind;

@@ -610,6 +610,77 @@ START_TEST(test_ctx_free_with_pending)
 }
 END_TEST
 
+/* ---- opens sharing the death monitor ------------------------------------ */
+
+struct waited {
+    int calls, rc;
+    int64_t at_ms;
+};
+
+static void on_open_at(stubdm_op *op, int rc, void *user)
+{
+    struct waited *w = user;
+    (void)op;
+    w->calls++;
+    w->rc = rc;
+    w->at_ms = stubdm_now_ms();
+}
+
+static const unsigned perm3[6][3] = {{5, 6, 7}, {5, 7, 6}, {6, 5, 7},
+                                     {6, 7, 5}, {7, 5, 6}, {7, 6, 5}};
+
+/* Opens to stubdomains 5 and 6 (waiting for their QMP servers) and a wait
+ * for 7's "running", all subscribed to the one @releaseDomain watch: each
+ * fails with EDOMAIN_GONE soon after its own stubdomain's release, in
+ * every order of the deaths. */
+START_TEST(test_opens_and_wait_deaths_in_every_order)
+{
+    const unsigned *deaths = perm3[_i];
+    const int bound = 1000 * time_scale();
+    struct waited w[3];
+    stubdm_qmp *q[2] = {NULL, NULL};
+    stubdm_qmp_opts *o = sim_opts();
+
+    memset(w, 0, sizeof(w));
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 20000), 0);
+    for (unsigned d = 6; d <= 7; d++) {
+        char path[64];
+        ck_assert(xs_introduce_domain(sim.xs, d, 1, 1));
+        snprintf(path, sizeof(path), "/local/domain/%u/device-model/%u", d,
+                 GUEST);
+        ck_assert(xs_mkdir(sim.xs, XBT_NULL, path));
+    }
+    for (unsigned i = 0; i < 2; i++)
+        ck_assert_int_eq(stubdm_qmp_open(ctx, 5 + i, GUEST, o, on_open_at,
+                                         &w[i], &q[i]), 0);
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, on_open_at,
+                                         &w[2], NULL), 0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+    for (int d = 0; d < 3; d++) {
+        struct waited *mine = &w[deaths[d] - 5];
+        int64_t released = stubdm_now_ms();
+        ck_assert(xs_release_domain(sim.xs, deaths[d]));
+        while (!mine->calls && stubdm_now_ms() - released < bound)
+            ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        ck_assert_msg(mine->calls == 1,
+                      "death %d (domain %u): not seen within %d ms", d + 1,
+                      deaths[d], bound);
+        ck_assert_int_eq(mine->rc, STUBDM_EDOMAIN_GONE);
+        ck_assert_int_lt(mine->at_ms - released, bound);
+        for (int j = d + 1; j < 3; j++)
+            ck_assert_int_eq(w[deaths[j] - 5].calls, 0);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        ck_assert_int_eq(stubdm_qmp_is_ready(q[i]), 0);
+        stubdm_qmp_close(q[i]);
+    }
+    ck_assert_uint_eq(ctx->n_domwatches, 0);
+    ck_assert_ptr_null(ctx->release_watch.path);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("qmp");
@@ -626,6 +697,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_marker_and_oob);
     tcase_add_test(tc, test_lock_across_processes);
     tcase_add_test(tc, test_ctx_free_with_pending);
+    tcase_add_loop_test(tc, test_opens_and_wait_deaths_in_every_order, 0, 6);
     suite_add_tcase(s, tc);
     return s;
 }
