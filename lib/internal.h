@@ -222,7 +222,9 @@ typedef void stubdm__timer_cb(stubdm_ctx *ctx, struct stubdm__timer *t);
 struct stubdm__timer {
     stubdm__timer_cb *cb;
     int64_t deadline_ms;
-    size_t heap_index; /* SIZE_MAX while not armed */
+    size_t heap_index; /* SIZE_MAX while not armed; with fresh, the index
+                        * in the loop's fresh array instead of the heap */
+    bool fresh;
 };
 
 static inline void stubdm__timer_init(struct stubdm__timer *t,
@@ -231,7 +233,12 @@ static inline void stubdm__timer_init(struct stubdm__timer *t,
     t->cb = cb;
     t->deadline_ms = 0;
     t->heap_index = (size_t)-1; /* not armed */
+    t->fresh = false;
 }
+/* Arm (or re-arm) for an absolute deadline.  Armed during a dispatch, the
+ * timer runs on a later dispatch at the earliest, whatever its deadline:
+ * a callback that re-arms itself for "now" yields to the fds and other
+ * timers instead of running again in the same pass. */
 int stubdm__timer_arm(stubdm_ctx *ctx, struct stubdm__timer *t,
                       int64_t deadline_ms);
 void stubdm__timer_stop(stubdm_ctx *ctx, struct stubdm__timer *t);
@@ -250,6 +257,10 @@ struct stubdm__loop {
     size_t nwatched;
     struct stubdm__timer **heap;
     size_t heap_len, heap_cap;
+    /* Timers armed during the current dispatch, kept out of the heap until
+     * it ends (the heap has room reserved for them). */
+    struct stubdm__timer **fresh;
+    size_t fresh_len, fresh_cap;
     int64_t reported_deadline; /* last value given to set_timer */
     /* stubdm_ctx_run_once's kernel side, created on its first call: an
      * epoll set holding every watch with events (kept in step by
