@@ -372,6 +372,11 @@ void stubdm__ops_dispose(stubdm_ctx *ctx);
 int stubdm__xs_handle(stubdm_ctx *ctx, struct xs_handle **out);
 
 struct stubdm__xswatch;
+/* Events are coalesced: a watch's callback runs at most once per dispatch,
+ * however many events it had (a peer rewriting a watched node in a loop
+ * costs one callback per dispatch), so it must re-read what it watches.
+ * path is the watched path (not the node that changed), valid until the
+ * watch is stopped. */
 typedef void stubdm__xswatch_cb(stubdm_ctx *ctx, struct stubdm__xswatch *w,
                                 const char *path);
 
@@ -380,6 +385,7 @@ struct stubdm__xswatch {
     char *path;       /* NULL while not watching */
     uint64_t id;      /* the token, "stubdm/<id>" */
     struct stubdm__xswatch *hash_next;
+    struct stubdm__list pending; /* in the ctx's list while an event waits */
 };
 
 void stubdm__xswatch_init(struct stubdm__xswatch *w, stubdm__xswatch_cb *cb);
@@ -412,11 +418,16 @@ void stubdm__xs_count(stubdm_ctx *ctx, unsigned n);
 struct stubdm__xs_state {
     struct xs_handle *xsh;
     struct stubdm__fd fdw;
+    /* Watches with an event not yet delivered; a zero-delay timer that
+     * takes the next share of libxenstore's queue on a later dispatch. */
+    struct stubdm__list pending;
+    struct stubdm__timer more;
     struct stubdm__xswatch **buckets;
     size_t nbuckets, nwatches;
     uint64_t next_id;
     uint64_t requests;
 };
+void stubdm__xs_init(stubdm_ctx *ctx);
 void stubdm__xs_dispose(stubdm_ctx *ctx);
 
 /* ------------------------------------------------------------------------

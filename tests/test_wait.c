@@ -633,6 +633,58 @@ START_TEST(release_watch_outlives_finished_waits)
 }
 END_TEST
 
+/* ---- a hostile stubdomain cannot hold the loop ---------------------------- */
+
+/* 3000 rewrites of a watched node queued before the loop runs (a hostile
+ * stubdomain's burst): the first dispatch takes at most 1024 events, runs
+ * the wait's callback once (one read, not one per event), and returns; the
+ * rest comes on the next dispatches, each as bounded; an unrelated 200 ms
+ * timeout meanwhile fires on time, and the wait then sees "running". */
+START_TEST(burst_of_events_is_bounded_and_coalesced)
+{
+    enum { BURST = 3000 };
+    struct result r5 = {0}, r6 = {0};
+    char v[32];
+
+    ck_assert(xs_introduce_domain(dom0, 6, 1, 1));
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, on_done,
+                                         &r5, NULL), 0);
+    spin(50);
+    for (int i = 0; i < BURST; i++) {
+        int n = snprintf(v, sizeof(v), "starting %d", i);
+        ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", v,
+                           (unsigned)n));
+    }
+    /* A sync request on the ctx's connection: every event was sent before
+     * its reply, so all of them are in libxenstore's queue now. */
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 200, on_done, &r6,
+                                         NULL), 0);
+    int dispatches = 0;
+    uint64_t most = 0;
+    while (!r6.calls && stubdm_now_ms() - t0 < 2000) {
+        uint64_t before = stubdm__xs_requests(ctx);
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+        uint64_t used = stubdm__xs_requests(ctx) - before;
+        most = used > most ? used : most;
+        dispatches++;
+    }
+    /* One read per dispatch for the flooded watch (plus 6's wait: its
+     * watch firing once, a read), never one per event. */
+    ck_assert_msg(most <= 4, "a dispatch made %llu xenstore requests",
+                  (unsigned long long)most);
+    ck_assert_int_ge(dispatches, 3);
+    ck_assert_int_eq(r6.rc, STUBDM_ETIMEDOUT);
+    ck_assert_msg(r6.at_ms - t0 < 250 * time_scale(),
+                  "the 200 ms timeout fired after %lld ms",
+                  (long long)(r6.at_ms - t0));
+    ck_assert_int_eq(r5.calls, 0);
+    stub_writes("running", 7);
+    run_until_done(&r5, 5000);
+    ck_assert_int_eq(r5.rc, 0);
+}
+END_TEST
+
 static Suite *wait_suite(void)
 {
     Suite *s = suite_create("wait");
@@ -662,6 +714,8 @@ static Suite *wait_suite(void)
     tcase_add_loop_test(tc, three_waits_deaths_in_every_order, 0, 6);
     tcase_add_loop_test(tc, two_waits_deaths_in_both_orders, 0, 2);
     tcase_add_test(tc, release_watch_outlives_finished_waits);
+    suite_add_tcase(s, tc);
+    tcase_add_test(tc, burst_of_events_is_bounded_and_coalesced);
     suite_add_tcase(s, tc);
     return s;
 }
