@@ -593,6 +593,10 @@ struct stubdm_ctx {
     bool no_hotplug, no_pidfd;
     /* QMP connections (qmp.c), each shared by the handles opened on it */
     struct stubdm__list qmp_conns;
+    /* stubdm_ctx_set_console_limits (console.c); unset: the defaults */
+    bool console_limits_set;
+    uint64_t console_rate;
+    unsigned console_rotate_ms;
 };
 
 /* Free every QMP connection and handle without callbacks (ctx teardown,
