@@ -1777,10 +1777,38 @@ STUBDM_EXPORT uint64_t stubdm_console_bytes_out(const stubdm_console *c);
 /** Bytes given to the frontend's input ring. */
 STUBDM_EXPORT uint64_t stubdm_console_bytes_in(const stubdm_console *c);
 /** Bytes consumed but not written (log or serial file at its cap without
- *  rotation, or a failing log write). */
+ *  rotation or before the rotation interval has passed, over the output
+ *  budget of stubdm_ctx_set_console_limits(), or a failing log write). */
 STUBDM_EXPORT uint64_t stubdm_console_bytes_dropped(const stubdm_console *c);
 /** Log rotations done so far. */
 STUBDM_EXPORT uint64_t stubdm_console_rotations(const stubdm_console *c);
+
+/** Default output budget of a console: 1 MiB per second. */
+#define STUBDM_CONSOLE_DEFAULT_RATE (1u << 20)
+/** Default minimum interval between two rotations of a console's file. */
+#define STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS 10000u
+
+/**
+ * Bound what a stubdomain makes dom0 write through the consoles served by
+ * ctx from now on (stubdm_console_serve, and those of stubdm_spawn).  The
+ * frontend decides what is in its ring, so without a bound a compromised
+ * QEMU could fill the disk's bandwidth or rotate its own log away.
+ * @param bytes_per_second  output a console may write per second (a
+ *        budget holding one second's worth, refilled continuously); bytes
+ *        beyond it are taken from the ring and dropped.  0: no limit.
+ *        Default STUBDM_CONSOLE_DEFAULT_RATE.
+ * @param min_rotate_interval_ms  a log or serial file at its cap is
+ *        rotated at most once per interval; until the interval has passed
+ *        further bytes are dropped.  0: no minimum.  Default
+ *        STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS.
+ * The save console (1) is not limited (its stream must arrive whole).
+ * Dropped bytes count in stubdm_console_bytes_dropped() and are logged at
+ * warning level at most once per second per console.
+ * @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_ctx_set_console_limits(stubdm_ctx *ctx,
+                                                uint64_t bytes_per_second,
+                                                unsigned min_rotate_interval_ms);
 
 /**
  * Wait until everything the frontend has put in its output ring so far

@@ -106,6 +106,16 @@ struct stubdm_console {
     struct stubdm__list flushes;
 
     uint64_t bytes_out, bytes_in, dropped, nrot;
+
+    /* stubdm_ctx_set_console_limits: output budget (bytes, refilled at
+     * rate per second up to rate), rotation interval; drops not yet
+     * logged and when the next log line may come */
+    uint64_t rate, tokens;
+    int64_t tokens_at;
+    unsigned rotate_ms;
+    int64_t last_rotation; /* INT64_MIN: none yet */
+    uint64_t drop_unlogged;
+    int64_t drop_log_at;
 };
 
 struct flush_op {
@@ -399,6 +409,49 @@ static int open_sink_file(stubdm_console *c)
     return 0;
 }
 
+/* Count n dropped bytes; say so at most once per second. */
+static void count_drop(stubdm_console *c, uint64_t n, const char *why)
+{
+    int64_t now = stubdm_now_ms();
+
+    c->dropped += n;
+    c->drop_unlogged += n;
+    if (now < c->drop_log_at)
+        return;
+    stubdm__log(c->op.ctx, STUBDM_LOG_WARN, 0, MOD,
+                "console %u of stubdomain %u: %" PRIu64 " bytes of output "
+                "dropped (%s); %" PRIu64 " in all",
+                c->n, c->stubdom, c->drop_unlogged, why, c->dropped);
+    c->drop_unlogged = 0;
+    c->drop_log_at = now + 1000;
+}
+
+/* How many of want bytes the output budget allows now. */
+static size_t budget_allows(stubdm_console *c, size_t want)
+{
+    int64_t now = stubdm_now_ms();
+
+    if (!c->rate || c->role == ROLE_SAVE)
+        return want;
+    if (now > c->tokens_at) {
+        int64_t dt = now - c->tokens_at;
+        uint64_t room = c->rate - c->tokens;
+        uint64_t add = dt >= 1000 ? c->rate
+                       : c->rate > UINT64_MAX / 1000
+                           ? c->rate / 1000 * (uint64_t)dt
+                           : c->rate * (uint64_t)dt / 1000;
+        c->tokens += add < room ? add : room;
+        c->tokens_at = now;
+    }
+    return want < c->tokens ? want : (size_t)c->tokens;
+}
+
+static void budget_spend(stubdm_console *c, size_t n)
+{
+    if (c->rate && c->role != ROLE_SAVE)
+        c->tokens -= n < c->tokens ? n : c->tokens;
+}
+
 /* path.N-1 -> path.N, ..., path -> path.1, then a new, empty path. */
 static int rotate(stubdm_console *c)
 {
@@ -423,6 +476,7 @@ static int rotate(stubdm_console *c)
     if (open_sink_file(c) < 0)
         goto out;
     c->nrot++;
+    c->last_rotation = stubdm_now_ms();
     rc = 0;
 out:
     free(from);
@@ -446,6 +500,15 @@ static ssize_t sink_file(stubdm_console *c, struct iovec *iov, int cnt,
         size_t skip = done;
         ssize_t r;
 
+        bool too_soon = c->rotate_ms && c->last_rotation != INT64_MIN &&
+                        stubdm_now_ms() - c->last_rotation <
+                            (int64_t)c->rotate_ms;
+        if (c->dst_fd >= 0 && c->size >= c->cap && c->rotations &&
+            too_soon) {
+            count_drop(c, want, "the file is full and was rotated less "
+                                "than the minimum interval ago");
+            return (ssize_t)n;
+        }
         if (c->dst_fd >= 0 && c->size >= c->cap && c->rotations) {
             if (rotate(c) < 0) {
                 int err = errno;
@@ -638,6 +701,26 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
             iov[i].iov_base = (void *)ptr[i];
             iov[i].iov_len = len[i];
         }
+        /* Over the budget: what it does not allow is taken and dropped,
+         * after what it allows is written. */
+        size_t allow = budget_allows(c, (size_t)avail);
+        if (allow == 0 && c->role != ROLE_SAVE && c->dst_fd >= 0) {
+            count_drop(c, (uint64_t)avail, "over the output budget");
+            stubdm__cring_rx_consume(&c->ring, (uint32_t)avail);
+            c->bytes_out += (uint64_t)avail;
+            *notify = true;
+            continue;
+        }
+        if (allow < (size_t)avail) {
+            size_t keep = allow;
+            for (unsigned i = 0; i < nseg; i++) {
+                if (iov[i].iov_len > keep)
+                    iov[i].iov_len = keep;
+                keep -= iov[i].iov_len;
+            }
+            if (iov[nseg - 1].iov_len == 0)
+                nseg--;
+        }
         if (c->dst_fd < 0 && c->role == ROLE_SAVE) {
             /* A held save console (spawn): no destination yet, so the
              * bytes stay in the ring until a save attaches one. */
@@ -647,7 +730,7 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
             c->dropped += (uint64_t)avail;
             r = avail;
         } else if (c->role == ROLE_LOG || c->role == ROLE_SERIAL_FILE) {
-            r = sink_file(c, iov, (int)nseg, (size_t)avail);
+            r = sink_file(c, iov, (int)nseg, allow);
         } else {
             r = write_nosig(c->dst_fd, c->dst_kind, iov, (int)nseg);
             if (r < 0) {
@@ -664,6 +747,12 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
                     return -1;
                 }
             }
+        }
+        if (r > 0)
+            budget_spend(c, (size_t)r);
+        if (r == (ssize_t)allow && allow < (size_t)avail) {
+            count_drop(c, (uint64_t)avail - allow, "over the output budget");
+            r = avail;
         }
         if (r > 0) {
             stubdm__cring_rx_consume(&c->ring, (uint32_t)r);
@@ -1091,6 +1180,14 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
     c->xen = xen;
     c->dst_fd = c->src_fd = c->pty_slave = -1;
     c->be_state = XenbusStateInitialising;
+    c->rate = ctx->console_limits_set ? ctx->console_rate
+                                      : STUBDM_CONSOLE_DEFAULT_RATE;
+    c->rotate_ms = ctx->console_limits_set
+                       ? ctx->console_rotate_ms
+                       : STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS;
+    c->tokens = c->rate;
+    c->tokens_at = stubdm_now_ms();
+    c->last_rotation = INT64_MIN;
     stubdm__ctrans_init(&c->tr);
     stubdm__xswatch_init(&c->fe_watch, on_fe_change);
     stubdm__domwatch_init(&c->death, on_death);
@@ -1243,6 +1340,17 @@ uint64_t stubdm_console_bytes_dropped(const stubdm_console *c)
 uint64_t stubdm_console_rotations(const stubdm_console *c)
 {
     return c ? c->nrot : 0;
+}
+
+int stubdm_ctx_set_console_limits(stubdm_ctx *ctx, uint64_t bytes_per_second,
+                                  unsigned min_rotate_interval_ms)
+{
+    if (!ctx)
+        return STUBDM_EINVAL;
+    ctx->console_limits_set = true;
+    ctx->console_rate = bytes_per_second;
+    ctx->console_rotate_ms = min_rotate_interval_ms;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------

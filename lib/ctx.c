@@ -21,7 +21,7 @@ int stubdm_ctx_new(stubdm_ctx **out)
     stubdm__loop_init(&ctx->loop);
     stubdm__list_init(&ctx->ops_pending);
     stubdm__list_init(&ctx->ops_queued);
-    stubdm__fd_init(&ctx->xs.fdw, NULL);
+    stubdm__xs_init(ctx);
     stubdm__list_init(&ctx->domwatches);
     stubdm__xswatch_init(&ctx->release_watch, NULL);
     stubdm__list_init(&ctx->qmp_conns);

@@ -113,6 +113,16 @@ int stubdm__domain_state(stubdm_ctx *ctx, uint32_t domid,
 
 /* ---- the shared @releaseDomain monitor ---------------------------------- */
 
+/* Move every subscriber of from to the tail of to. */
+static void move_all(struct stubdm__list *from, struct stubdm__list *to)
+{
+    while (!stubdm__list_empty(from)) {
+        struct stubdm__list *n = from->next;
+        stubdm__list_del(n);
+        stubdm__list_add_tail(to, n);
+    }
+}
+
 static void on_release_domain(stubdm_ctx *ctx, struct stubdm__xswatch *w,
                               const char *path)
 {
@@ -123,13 +133,11 @@ static void on_release_domain(stubdm_ctx *ctx, struct stubdm__xswatch *w,
     /* @releaseDomain does not say which domain went away (Xen 4.17), so
      * every subscribed domain is checked.  Subscribers are moved to a local
      * list and back one at a time, so a callback may stop any watch,
-     * including this one, without breaking the iteration. */
+     * including this one, without breaking the iteration.  The shared
+     * watch stays while any subscriber does, checked or not: the count,
+     * not the list, says when the last one went. */
     stubdm__list_init(&batch);
-    while (!stubdm__list_empty(&ctx->domwatches)) {
-        struct stubdm__list *n = ctx->domwatches.next;
-        stubdm__list_del(n);
-        stubdm__list_add_tail(&batch, n);
-    }
+    move_all(&ctx->domwatches, &batch);
     while (!stubdm__list_empty(&batch) && !ctx->free_requested) {
         struct stubdm__domwatch *dw =
             STUBDM_CONTAINER_OF(batch.next, struct stubdm__domwatch, link);
@@ -149,7 +157,9 @@ static void on_release_domain(stubdm_ctx *ctx, struct stubdm__xswatch *w,
         stubdm__domwatch_stop(ctx, dw);
         dw->cb(ctx, dw, st, detail);
     }
-    /* Anything left in batch was stopped by a callback: already unlinked. */
+    /* Left unchecked only when the ctx is being freed: back on the ctx's
+     * list, so that no subscriber links into this frame. */
+    move_all(&batch, &ctx->domwatches);
 }
 
 void stubdm__domwatch_init(struct stubdm__domwatch *dw,
@@ -179,6 +189,7 @@ int stubdm__domwatch_start(stubdm_ctx *ctx, struct stubdm__domwatch *dw,
     dw->domid = domid;
     dw->active = true;
     stubdm__list_add_tail(&ctx->domwatches, &dw->link);
+    ctx->n_domwatches++;
     rc = stubdm__domain_state(ctx, domid, state_out, detail, detail_len);
     if (rc || *state_out != STUBDM__DOM_RUNNING)
         stubdm__domwatch_stop(ctx, dw);
@@ -193,6 +204,6 @@ void stubdm__domwatch_stop(stubdm_ctx *ctx, struct stubdm__domwatch *dw)
     stubdm__list_del(&dw->link);
     /* The shared watch goes when its last subscriber does, so an idle ctx
      * holds no watch in xenstored. */
-    if (stubdm__list_empty(&ctx->domwatches))
+    if (--ctx->n_domwatches == 0)
         stubdm__xswatch_stop(ctx, &ctx->release_watch);
 }

@@ -222,7 +222,9 @@ typedef void stubdm__timer_cb(stubdm_ctx *ctx, struct stubdm__timer *t);
 struct stubdm__timer {
     stubdm__timer_cb *cb;
     int64_t deadline_ms;
-    size_t heap_index; /* SIZE_MAX while not armed */
+    size_t heap_index; /* SIZE_MAX while not armed; with fresh, the index
+                        * in the loop's fresh array instead of the heap */
+    bool fresh;
 };
 
 static inline void stubdm__timer_init(struct stubdm__timer *t,
@@ -231,7 +233,12 @@ static inline void stubdm__timer_init(struct stubdm__timer *t,
     t->cb = cb;
     t->deadline_ms = 0;
     t->heap_index = (size_t)-1; /* not armed */
+    t->fresh = false;
 }
+/* Arm (or re-arm) for an absolute deadline.  Armed during a dispatch, the
+ * timer runs on a later dispatch at the earliest, whatever its deadline:
+ * a callback that re-arms itself for "now" yields to the fds and other
+ * timers instead of running again in the same pass. */
 int stubdm__timer_arm(stubdm_ctx *ctx, struct stubdm__timer *t,
                       int64_t deadline_ms);
 void stubdm__timer_stop(stubdm_ctx *ctx, struct stubdm__timer *t);
@@ -250,6 +257,10 @@ struct stubdm__loop {
     size_t nwatched;
     struct stubdm__timer **heap;
     size_t heap_len, heap_cap;
+    /* Timers armed during the current dispatch, kept out of the heap until
+     * it ends (the heap has room reserved for them). */
+    struct stubdm__timer **fresh;
+    size_t fresh_len, fresh_cap;
     int64_t reported_deadline; /* last value given to set_timer */
     /* stubdm_ctx_run_once's kernel side, created on its first call: an
      * epoll set holding every watch with events (kept in step by
@@ -361,6 +372,11 @@ void stubdm__ops_dispose(stubdm_ctx *ctx);
 int stubdm__xs_handle(stubdm_ctx *ctx, struct xs_handle **out);
 
 struct stubdm__xswatch;
+/* Events are coalesced: a watch's callback runs at most once per dispatch,
+ * however many events it had (a peer rewriting a watched node in a loop
+ * costs one callback per dispatch), so it must re-read what it watches.
+ * path is the watched path (not the node that changed), valid until the
+ * watch is stopped. */
 typedef void stubdm__xswatch_cb(stubdm_ctx *ctx, struct stubdm__xswatch *w,
                                 const char *path);
 
@@ -369,6 +385,7 @@ struct stubdm__xswatch {
     char *path;       /* NULL while not watching */
     uint64_t id;      /* the token, "stubdm/<id>" */
     struct stubdm__xswatch *hash_next;
+    struct stubdm__list pending; /* in the ctx's list while an event waits */
 };
 
 void stubdm__xswatch_init(struct stubdm__xswatch *w, stubdm__xswatch_cb *cb);
@@ -401,11 +418,16 @@ void stubdm__xs_count(stubdm_ctx *ctx, unsigned n);
 struct stubdm__xs_state {
     struct xs_handle *xsh;
     struct stubdm__fd fdw;
+    /* Watches with an event not yet delivered; a zero-delay timer that
+     * takes the next share of libxenstore's queue on a later dispatch. */
+    struct stubdm__list pending;
+    struct stubdm__timer more;
     struct stubdm__xswatch **buckets;
     size_t nbuckets, nwatches;
     uint64_t next_id;
     uint64_t requests;
 };
+void stubdm__xs_init(stubdm_ctx *ctx);
 void stubdm__xs_dispose(stubdm_ctx *ctx);
 
 /* ------------------------------------------------------------------------
@@ -557,8 +579,11 @@ struct stubdm_ctx {
     struct stubdm__xs_state xs;
     /* hypervisor */
     struct stubdm__hv hv;
-    /* domain-death monitor */
+    /* domain-death monitor: the subscribers (while a release is handled,
+     * those not yet checked sit in the handler's batch, so the list alone
+     * does not say whether any is left: the count does) */
     struct stubdm__list domwatches;
+    size_t n_domwatches;
     struct stubdm__xswatch release_watch;
     /* spawning: stubdm_host as set by stubdm_ctx_set_host (0: AUTO) */
     int host_kind;
@@ -572,6 +597,10 @@ struct stubdm_ctx {
     char hotplug_dir[256];
     /* QMP connections (qmp.c), each shared by the handles opened on it */
     struct stubdm__list qmp_conns;
+    /* stubdm_ctx_set_console_limits (console.c); unset: the defaults */
+    bool console_limits_set;
+    uint64_t console_rate;
+    unsigned console_rotate_ms;
 };
 
 /* Free every QMP connection and handle without callbacks (ctx teardown,

@@ -314,26 +314,66 @@ static void heap_remove(struct stubdm__loop *l, struct stubdm__timer *t)
     heap_down(l, last->heap_index);
 }
 
+static void fresh_remove(struct stubdm__loop *l, struct stubdm__timer *t)
+{
+    struct stubdm__timer *last = l->fresh[--l->fresh_len];
+
+    l->fresh[t->heap_index] = last;
+    last->heap_index = t->heap_index;
+    t->heap_index = NOT_ARMED;
+    t->fresh = false;
+}
+
+static void timer_unlink(struct stubdm__loop *l, struct stubdm__timer *t)
+{
+    if (t->fresh)
+        fresh_remove(l, t);
+    else
+        heap_remove(l, t);
+}
+
+/* Room for n more timers in the array *a of capacity *cap. */
+static int reserve(stubdm_ctx *ctx, struct stubdm__timer ***a, size_t *cap,
+                   size_t need)
+{
+    size_t c = *cap ? *cap : 16;
+    struct stubdm__timer **n;
+
+    if (need <= *cap)
+        return 0;
+    while (c < need)
+        c *= 2;
+    n = stubdm__reallocarray(*a, c, sizeof(*n));
+    if (!n)
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "timers");
+    *a = n;
+    *cap = c;
+    return 0;
+}
+
 int stubdm__timer_arm(stubdm_ctx *ctx, struct stubdm__timer *t,
                       int64_t deadline_ms)
 {
     struct stubdm__loop *l = &ctx->loop;
 
     if (t->heap_index != NOT_ARMED)
-        heap_remove(l, t);
-    if (l->heap_len == l->heap_cap) {
-        size_t cap = l->heap_cap ? l->heap_cap * 2 : 16;
-        struct stubdm__timer **h = stubdm__reallocarray(l->heap, cap, sizeof(*h));
-        if (!h)
-            return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "timer heap");
-        l->heap = h;
-        l->heap_cap = cap;
-    }
+        timer_unlink(l, t);
+    /* The heap keeps room for the fresh timers too, so that moving them in
+     * at the end of the dispatch cannot fail. */
+    if (reserve(ctx, &l->heap, &l->heap_cap, l->heap_len + l->fresh_len + 1))
+        return STUBDM_ENOMEM;
     t->deadline_ms = deadline_ms;
+    if (ctx->dispatch_depth) {
+        if (reserve(ctx, &l->fresh, &l->fresh_cap, l->fresh_len + 1))
+            return STUBDM_ENOMEM;
+        t->fresh = true;
+        t->heap_index = l->fresh_len;
+        l->fresh[l->fresh_len++] = t;
+        return 0;
+    }
     heap_set(l, l->heap_len++, t);
     heap_up(l, t->heap_index);
-    if (!ctx->dispatch_depth)
-        stubdm__loop_sync_timer(ctx);
+    stubdm__loop_sync_timer(ctx);
     return 0;
 }
 
@@ -341,9 +381,20 @@ void stubdm__timer_stop(stubdm_ctx *ctx, struct stubdm__timer *t)
 {
     if (t->heap_index == NOT_ARMED)
         return;
-    heap_remove(&ctx->loop, t);
+    timer_unlink(&ctx->loop, t);
     if (!ctx->dispatch_depth)
         stubdm__loop_sync_timer(ctx);
+}
+
+/* The dispatch ends: the timers it armed join the heap (room reserved). */
+static void merge_fresh(struct stubdm__loop *l)
+{
+    while (l->fresh_len) {
+        struct stubdm__timer *t = l->fresh[--l->fresh_len];
+        t->fresh = false;
+        heap_set(l, l->heap_len++, t);
+        heap_up(l, t->heap_index);
+    }
 }
 
 int64_t stubdm__loop_deadline(stubdm_ctx *ctx)
@@ -371,6 +422,9 @@ void stubdm__loop_sync_timer(stubdm_ctx *ctx)
         l->reported_deadline = d;
 }
 
+/* Timers armed during this dispatch are not in the heap yet (see
+ * stubdm__timer_arm), so this pass ends: a continuation that re-arms
+ * itself for "now" runs once per dispatch. */
 static void run_expired_timers(stubdm_ctx *ctx)
 {
     struct stubdm__loop *l = &ctx->loop;
@@ -406,6 +460,7 @@ void stubdm__dispatch_leave(stubdm_ctx *ctx)
         stubdm__ctx_destroy(ctx);
         return;
     }
+    merge_fresh(&ctx->loop);
     stubdm__loop_sync_timer(ctx);
 }
 
@@ -694,6 +749,9 @@ void stubdm__loop_dispose(stubdm_ctx *ctx)
             stubdm__fd_stop(ctx, l->by_fd[fd]);
     while (l->heap_len)
         heap_remove(l, l->heap[0]);
+    while (l->fresh_len)
+        fresh_remove(l, l->fresh[l->fresh_len - 1]);
+    free(l->fresh);
     if (l->have_hooks && l->reported_deadline != -1)
         l->hooks.set_timer(l->hooks_user, -1);
     ep_teardown(l);

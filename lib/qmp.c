@@ -89,6 +89,11 @@ struct qmp_conn {
     struct stubdm__fd fdw;
     bool wire_live;
     bool oob_enabled;
+    /* Bumped whenever the transport and wire are released.  A read that
+     * finds it changed after calling out stops at once: a callback failed,
+     * reconnected or closed the connection, and the rest of the chunk
+     * belongs to a wire that is gone. */
+    unsigned wire_gen;
     /* reentrancy */
     bool reap_needed;
     bool read_more;
@@ -1095,7 +1100,8 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
         }
         c->state = C_NEGOTIATING;
         return true;
-    case STUBDM__QMP_EVENT:
+    case STUBDM__QMP_EVENT: {
+        const unsigned gen = c->wire_gen;
         if (c->state != C_READY) {
             char name[64];
             LOG_DEBUG(ctx, MOD, "stubdomain %u: event %s before negotiation "
@@ -1104,8 +1110,11 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
         } else {
             deliver_event(c, m);
         }
-        conn_msg_free(c, m);
+        /* A callback may have replaced the wire: its parser did not make
+         * this message. */
+        conn_msg_free(c->wire_gen == gen ? c : NULL, m);
         return true;
+    }
     case STUBDM__QMP_RETURN:
     case STUBDM__QMP_ERROR:
         break;
@@ -1201,8 +1210,9 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
     return true;
 }
 
-/* Take every queued message; false when the connection went down. */
-static bool conn_drain_wire(struct qmp_conn *c)
+/* Take every queued message of wire generation gen; false when the
+ * connection went down or was replaced, or the ctx is being freed. */
+static bool conn_drain_wire(struct qmp_conn *c, unsigned gen)
 {
     for (;;) {
         struct stubdm__qmp_msg *m = NULL;
@@ -1217,7 +1227,7 @@ static bool conn_drain_wire(struct qmp_conn *c)
         }
         if (!conn_handle(c, m))
             return false;
-        if (c->ctx->free_requested || c->state == C_DOWN)
+        if (c->ctx->free_requested || c->wire_gen != gen)
             return false;
     }
 }
@@ -1226,13 +1236,14 @@ static void conn_read(struct qmp_conn *c)
 {
     size_t budget = READ_BUDGET;
     char *buf = c->rbuf;
+    const unsigned gen = c->wire_gen;
 
     c->read_more = false;
     if (!buf && !(buf = c->rbuf = malloc(READ_CHUNK))) {
         conn_fail(c, STUBDM_ENOMEM, "out of memory reading from QEMU");
         return;
     }
-    while (c->state >= C_GREETING) {
+    while (c->state >= C_GREETING && c->wire_gen == gen) {
         ssize_t n;
         size_t off = 0;
 
@@ -1272,7 +1283,7 @@ static void conn_read(struct qmp_conn *c)
             int rc = stubdm__qmp_wire_feed(&c->wire, buf + off, (size_t)n - off,
                                            &used);
             off += used;
-            if (!conn_drain_wire(c))
+            if (!conn_drain_wire(c, gen))
                 return;
             if (rc < 0) {
                 conn_fail(c, rc == STUBDM_ENOMEM ? rc : STUBDM_EPROTO,
@@ -1348,6 +1359,7 @@ static void conn_release_io(struct qmp_conn *c)
     if (c->wire_live)
         stubdm__qmp_wire_dispose(&c->wire);
     c->wire_live = false;
+    c->wire_gen++;
     stubdm__xswatch_stop(c->ctx, &c->server_watch);
     stubdm__domwatch_stop(c->ctx, &c->death);
     stubdm__timer_stop(c->ctx, &c->retry);

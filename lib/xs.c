@@ -5,6 +5,14 @@
  * up in a hash table, so delivering an event costs O(1) whatever the
  * number of watches, and an event for a watch removed meanwhile (xenstore
  * may still deliver it) finds nothing and is dropped.
+ *
+ * A dispatch takes at most XS_EVENT_BUDGET events from libxenstore's queue
+ * and runs each watch that had any once: a stubdomain rewriting a watched
+ * node in a loop gets one callback per dispatch, and the other fds and
+ * timers are served in between.  What is left waits in libxenstore's
+ * queue; a zero-delay timer (run on the next dispatch, see
+ * stubdm__timer_arm) comes back for it, since events already read off the
+ * socket need not make the fd readable again.
  */
 #include "internal.h"
 
@@ -17,6 +25,8 @@
 #include <xenstore.h>
 
 #define TOKEN_PREFIX "stubdm/"
+/* Events taken from libxenstore per dispatch. */
+#define XS_EVENT_BUDGET 1024
 
 uint64_t stubdm__xs_requests(const stubdm_ctx *ctx)
 {
@@ -123,37 +133,77 @@ static bool parse_token(const char *token, uint64_t *id)
     return errno == 0 && end != token && *end == '\0';
 }
 
-static void on_xs_readable(stubdm_ctx *ctx, struct stubdm__fd *fdw,
-                           short revents)
+/* Take up to the budget of events, marking their watches; true when the
+ * budget ran out (more may wait). */
+static bool take_events(stubdm_ctx *ctx)
 {
     struct stubdm__xs_state *xs = &ctx->xs;
-    (void)fdw;
-    (void)revents;
 
-    /* libxenstore's contract: call xs_check_watch until it returns NULL. */
-    while (xs->xsh && !ctx->free_requested) {
-        char **ev = xs_check_watch(xs->xsh);
+    for (unsigned n = 0; n < XS_EVENT_BUDGET; n++) {
+        char **ev = xs->xsh ? xs_check_watch(xs->xsh) : NULL;
         uint64_t id;
 
         if (!ev) {
-            if (errno != EAGAIN)
+            if (xs->xsh && errno != EAGAIN)
                 stubdm__log(ctx, STUBDM_LOG_WARN, errno, "xs",
                             "reading watch events: %s", strerror(errno));
-            break;
+            return false;
         }
         if (parse_token(ev[XS_WATCH_TOKEN], &id)) {
             struct stubdm__xswatch *w = table_find(xs, id);
-            if (w)
-                w->cb(ctx, w, ev[XS_WATCH_PATH]);
+            if (w && stubdm__list_empty(&w->pending))
+                stubdm__list_add_tail(&xs->pending, &w->pending);
         }
         free(ev);
     }
+    return true;
+}
+
+static void dispatch_events(stubdm_ctx *ctx)
+{
+    struct stubdm__xs_state *xs = &ctx->xs;
+    bool more;
+
+    /* The fd and the timer both come here: one share per dispatch. */
+    stubdm__timer_stop(ctx, &xs->more);
+    more = take_events(ctx);
+    /* A callback may stop any watch (it leaves the list) or start one. */
+    while (!stubdm__list_empty(&xs->pending) && !ctx->free_requested) {
+        struct stubdm__xswatch *w = STUBDM_CONTAINER_OF(
+            xs->pending.next, struct stubdm__xswatch, pending);
+        stubdm__list_del(&w->pending);
+        w->cb(ctx, w, w->path);
+    }
+    if (more && !ctx->free_requested)
+        stubdm__timer_arm(ctx, &xs->more, 0);
+}
+
+static void on_xs_readable(stubdm_ctx *ctx, struct stubdm__fd *fdw,
+                           short revents)
+{
+    (void)fdw;
+    (void)revents;
+    dispatch_events(ctx);
+}
+
+static void on_xs_more(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    (void)t;
+    dispatch_events(ctx);
+}
+
+void stubdm__xs_init(stubdm_ctx *ctx)
+{
+    stubdm__fd_init(&ctx->xs.fdw, NULL);
+    stubdm__list_init(&ctx->xs.pending);
+    stubdm__timer_init(&ctx->xs.more, on_xs_more);
 }
 
 void stubdm__xswatch_init(struct stubdm__xswatch *w, stubdm__xswatch_cb *cb)
 {
     memset(w, 0, sizeof(*w));
     w->cb = cb;
+    stubdm__list_init(&w->pending);
 }
 
 int stubdm__xswatch_start(stubdm_ctx *ctx, struct stubdm__xswatch *w,
@@ -207,6 +257,7 @@ void stubdm__xswatch_stop(stubdm_ctx *ctx, struct stubdm__xswatch *w)
 
     if (!w->path)
         return;
+    stubdm__list_del(&w->pending);
     table_remove(xs, w);
     snprintf(token, sizeof(token), TOKEN_PREFIX "%" PRIu64, w->id);
     if (xs->xsh) {
@@ -308,6 +359,9 @@ void stubdm__xs_dispose(stubdm_ctx *ctx)
      * holds pointers into them, so dropping it is enough.  Closing the
      * connection removes the watches in xenstored. */
     stubdm__fd_stop(ctx, &xs->fdw);
+    stubdm__timer_stop(ctx, &xs->more);
+    while (!stubdm__list_empty(&xs->pending))
+        stubdm__list_del(xs->pending.next);
     if (xs->xsh)
         xs_close(xs->xsh);
     xs->xsh = NULL;

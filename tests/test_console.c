@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xenstore.h>
@@ -43,6 +44,7 @@ struct result {
     int calls;
     int rc;
     char msg[STUBDM_ERRMSG_MAX];
+    int64_t at_ms;
 };
 
 static void on_done(stubdm_op *op, int rc, void *user)
@@ -50,6 +52,7 @@ static void on_done(stubdm_op *op, int rc, void *user)
     struct result *r = user;
     r->calls++;
     r->rc = rc;
+    r->at_ms = stubdm_now_ms();
     snprintf(r->msg, sizeof(r->msg), "%s", stubdm_op_errmsg(op));
 }
 
@@ -479,6 +482,9 @@ START_TEST(log_rotation_files_and_sizes)
     fputs("0123456789", f);
     fclose(f);
     ck_assert_int_eq(stubdm_console_opts_set_log(o, path, 10000, 2), 0);
+    /* Back-to-back rotations: no minimum interval here (see
+     * hostile_out_prod_rate_limited for the limits). */
+    ck_assert_int_eq(stubdm_ctx_set_console_limits(ctx, 0, 0), 0);
     c = serve(0, o, &r);
     sc = frontend(0);
     wait_connected(c);
@@ -503,6 +509,156 @@ START_TEST(log_rotation_files_and_sizes)
     ck_assert_uint_eq(stubdm_console_bytes_dropped(c), 0);
     stubdm_console_close(c);
     simcons_close(sc);
+}
+END_TEST
+
+/* ---- output budget and rotation interval ------------------------------ */
+
+/* Time allowances stretch under valgrind. */
+static int time_scale(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload") ? 10 : 1;
+}
+
+/* A frontend that only advances out_prod (writes no data) by the ring's
+ * size whenever the backend caught up, for ms, while the loop runs. */
+static void spin_out_prod(struct simcons *sc, int ms)
+{
+    struct xencons_interface *intf = simcons_page(sc);
+    int64_t end = stubdm_now_ms() + ms;
+
+    while (stubdm_now_ms() < end) {
+        if (intf->out_cons == intf->out_prod) {
+            intf->out_prod += (XENCONS_RING_IDX)sizeof(intf->out);
+            simcons_notify(sc);
+        }
+        CHECK(stubdm_ctx_run_once(ctx, 0) == 0);
+    }
+}
+
+/* The issue's frontend made dom0 write 502 MB and rotate 479 times in 2 s.
+ * With a budget of 64 KiB/s and a 1 s rotation interval: at most the
+ * budget (plus its first second) is written, at most one rotation per
+ * interval, the rest dropped and counted. */
+START_TEST(hostile_out_prod_rate_limited)
+{
+    const uint64_t rate = 64 * 1024;
+    struct result r = {0};
+    stubdm_console_opts *o = opts_new();
+    char path[300];
+    struct simcons *sc;
+    stubdm_console *c;
+
+    ck_assert_int_eq(stubdm_ctx_set_console_limits(NULL, 1, 1),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_ctx_set_console_limits(ctx, rate, 1000), 0);
+    snprintf(path, sizeof(path), "%s/qemu-dm.log", simdir);
+    ck_assert_int_eq(stubdm_console_opts_set_log(o, path, 16384, 10), 0);
+    c = serve(0, o, &r);
+    sc = frontend(0);
+    wait_connected(c);
+    int64_t t0 = stubdm_now_ms();
+    spin_out_prod(sc, 2200);
+    double secs = (double)(stubdm_now_ms() - t0) / 1000.0;
+    uint64_t out = stubdm_console_bytes_out(c);
+    uint64_t dropped = stubdm_console_bytes_dropped(c);
+    uint64_t written = out - dropped;
+    fprintf(stderr, "out_prod spin: %.1f s, %" PRIu64 " bytes taken, %"
+            PRIu64 " written, %" PRIu64 " rotations\n",
+            secs, out, written, stubdm_console_rotations(c));
+    ck_assert_uint_gt(out, 4 * rate); /* the ring was kept moving */
+    ck_assert_uint_le(written, (uint64_t)((secs + 1.0) * (double)rate));
+    ck_assert_uint_le(stubdm_console_rotations(c), (uint64_t)secs + 1);
+    ck_assert_uint_ge(stubdm_console_rotations(c), 1);
+    ck_assert_int_eq(r.calls, 0);
+    stubdm_console_close(c);
+    simcons_close(sc);
+}
+END_TEST
+
+/* Stubdomain 5 rewrites a node of its own that the library watches (its
+ * console 3's frontend directory) n times. */
+static void spin_watched_node(int n)
+{
+    static unsigned long i;
+    char v[32];
+
+    for (int k = 0; k < n; k++) {
+        int len = snprintf(v, sizeof(v), "%lu", i++);
+        CHECK(xs_write(xs5, XBT_NULL, "device/console/3/junk", v,
+                       (unsigned)len));
+    }
+}
+
+/* Two stubdomains on one ctx: 5 floods its log console (out_prod spun) and
+ * keeps rewriting a node the library watches (4000 events queued, 20 more
+ * per dispatch); 7's log line still reaches its file, and 7's wait for
+ * "running" still ends, each within 250 ms. */
+START_TEST(hostile_stubdomain_does_not_starve_another)
+{
+    struct result r5 = {0}, r7 = {0}, rw = {0}, rs = {0};
+    stubdm_console_opts *o5 = opts_new(), *o7 = opts_new(), *o3 = opts_new();
+    char p5[300], p7[300];
+    struct simcons *sc5, *sc7;
+    stubdm_console *c5, *c7 = NULL, *c3;
+    static const char line[] = "stubdomain 7: device model starting\n";
+
+    snprintf(p5, sizeof(p5), "%s/qemu-dm-5.log", simdir);
+    snprintf(p7, sizeof(p7), "%s/qemu-dm-7.log", simdir);
+    ck_assert(xs_introduce_domain(xs0, 7, 1, 1));
+    ck_assert(xs_mkdir(xs0, XBT_NULL, "/local/domain/7/device-model/4"));
+    ck_assert_int_eq(stubdm_console_opts_set_log(o5, p5, 65536, 3), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_log(o7, p7, 65536, 3), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_serial_pty(o3), 0);
+    c5 = serve(0, o5, &r5);
+    c3 = serve(3, o3, &rs); /* its frontend directory is watched */
+    ck_assert_int_eq(stubdm_console_serve(ctx, 7, 0, o7, on_done, &r7, &c7),
+                     0);
+    stubdm_console_opts_free(o7);
+    sc5 = frontend(0);
+    ck_assert_int_eq(simcons_open(&sc7, simdir, 7, 0), 0);
+    ck_assert_int_eq(simcons_publish(sc7, xs0), 0);
+    wait_connected(c5);
+    wait_connected(c7);
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, on_done, &rw,
+                                         NULL), 0);
+
+    spin_watched_node(2000); /* a backlog of watch events */
+    spin_out_prod(sc5, 300);
+    spin_watched_node(2000);
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(simcons_write(sc7, line, sizeof(line) - 1),
+                     (long)sizeof(line) - 1);
+    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/7/device-model/4/state",
+                       "running", 7));
+    int64_t logged = -1;
+    struct xencons_interface *intf = simcons_page(sc5);
+    while ((logged < 0 || !rw.calls) && stubdm_now_ms() - t0 < 2000) {
+        spin_watched_node(20);
+        if (intf->out_cons == intf->out_prod) {
+            intf->out_prod += (XENCONS_RING_IDX)sizeof(intf->out);
+            simcons_notify(sc5);
+        }
+        CHECK(stubdm_ctx_run_once(ctx, 0) == 0);
+        if (logged < 0 && file_size(p7) == sizeof(line) - 1)
+            logged = stubdm_now_ms();
+    }
+    fprintf(stderr, "hostile neighbour: 7's log line after %lld ms, its "
+            "running after %lld ms\n",
+            (long long)(logged - t0), (long long)(rw.at_ms - t0));
+    ck_assert_int_ge(logged, 0);
+    ck_assert_int_lt(logged - t0, 250 * time_scale());
+    ck_assert_int_eq(rw.calls, 1);
+    ck_assert_int_eq(rw.rc, 0);
+    ck_assert_int_lt(rw.at_ms - t0, 250 * time_scale());
+    ck_assert_uint_gt(stubdm_console_bytes_dropped(c5), 0);
+    ck_assert_int_eq(r5.calls + r7.calls + rs.calls, 0);
+    stubdm_console_close(c3);
+    stubdm_console_close(c5);
+    stubdm_console_close(c7);
+    simcons_close(sc5);
+    simcons_close(sc7);
 }
 END_TEST
 
@@ -983,6 +1139,8 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, save_stream_byte_exact);
+    tcase_add_test(tc, hostile_out_prod_rate_limited);
+    tcase_add_test(tc, hostile_stubdomain_does_not_starve_another);
     tcase_add_test(tc, restore_stream_byte_exact_and_eof);
     tcase_add_test(tc, restore_waits_for_input_ready);
     tcase_add_test(tc, stalled_save_reader_bounded);

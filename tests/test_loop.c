@@ -643,6 +643,144 @@ START_TEST(run_once_watches)
 }
 END_TEST
 
+/* ---- timers armed during a dispatch wait for the next one ---------------- */
+
+/* A continuation: re-arms itself for "now" up to yield_left times. */
+static int yield_runs, yield_left;
+static void on_yield(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    yield_runs++;
+    if (yield_left-- > 0)
+        stubdm__timer_arm(ctx, t, stubdm_now_ms());
+}
+
+/* An fd callback arms a timer due now. */
+static struct stubdm__timer *armed_by_fd;
+static void on_fd_arm(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
+{
+    char c;
+    (void)revents;
+    if (read(w->fd, &c, 1) == 1)
+        stubdm__timer_arm(ctx, armed_by_fd, 0);
+}
+
+/* One pass of each entry point runs a self-re-arming timer once: the round
+ * bound of a continuation (the console pump, a QMP read) bounds the work
+ * per dispatch, and the fds and other timers are served in between. */
+START_TEST(rearmed_timer_runs_on_the_next_dispatch)
+{
+    stubdm_ctx *ctx;
+    struct stubdm__timer t, other;
+    struct stubdm__fd w;
+    struct hook_log h = {0};
+    stubdm_loop_hooks hooks = {STUBDM_LOOP_HOOKS_VERSION, hook_watch,
+                               hook_timer};
+    struct pollfd fds[4];
+    size_t n;
+    int timeout, p[2];
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    stubdm__timer_init(&t, on_yield);
+    yield_runs = 0;
+    yield_left = 1000;
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &t, 0), 0);
+    /* run_once */
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    ck_assert_int_eq(yield_runs, 1);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+    ck_assert_int_eq(yield_runs, 2);
+    /* The poll pair: due at once, run once per dispatch. */
+    n = STUBDM_ARRAY_SIZE(fds);
+    ck_assert_int_eq(stubdm_ctx_poll_prepare(ctx, fds, &n, &timeout), 0);
+    ck_assert_int_eq(timeout, 0);
+    ck_assert_int_eq(stubdm_ctx_poll_dispatch(ctx, fds, n), 0);
+    ck_assert_int_eq(yield_runs, 3);
+    /* The hooks: told "now" again after each run. */
+    ck_assert_int_eq(stubdm_ctx_set_loop(ctx, &hooks, &h), 0);
+    ck_assert_int_le(h.last_deadline, stubdm_now_ms());
+    ck_assert_int_eq(stubdm_ctx_timer_fired(ctx), 0);
+    ck_assert_int_eq(yield_runs, 4);
+    ck_assert(stubdm__timer_armed(&t));
+    ck_assert_int_le(h.last_deadline, stubdm_now_ms());
+    ck_assert_int_ge(h.last_deadline, 0);
+    ck_assert_int_eq(stubdm_ctx_set_loop(ctx, NULL, NULL), 0);
+
+    /* A timer an fd callback arms for now runs on the next dispatch, while
+     * one that was already due runs in this one. */
+    ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    stubdm__timer_stop(ctx, &t);
+    stubdm__timer_init(&other, on_fire);
+    armed_by_fd = &t;
+    fired = 0;
+    stubdm__fd_init(&w, on_fd_arm);
+    ck_assert_int_eq(stubdm__fd_watch(ctx, &w, p[0], POLLIN), 0);
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &other, stubdm_now_ms() - 1), 0);
+    ck_assert_int_eq(write(p[1], "x", 1), 1);
+    yield_runs = 0;
+    yield_left = 0;
+    struct pollfd pf = {p[0], POLLIN, POLLIN};
+    ck_assert_int_eq(stubdm_ctx_poll_dispatch(ctx, &pf, 1), 0);
+    ck_assert_int_eq(fired, 1);
+    ck_assert_int_eq(yield_runs, 0);
+    ck_assert(stubdm__timer_armed(&t));
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    ck_assert_int_eq(yield_runs, 1);
+    ck_assert(!stubdm__timer_armed(&t));
+
+    stubdm__fd_stop(ctx, &w);
+    stubdm_ctx_free(ctx);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+/* Timers armed in a dispatch and stopped or re-armed before it ends. */
+static struct stubdm__timer *churn[3];
+static bool churn_free;
+static void on_churn(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    (void)t;
+    stubdm__timer_arm(ctx, churn[0], 0);
+    stubdm__timer_arm(ctx, churn[1], 0);
+    stubdm__timer_arm(ctx, churn[2], 0);
+    stubdm__timer_stop(ctx, churn[0]);
+    stubdm__timer_arm(ctx, churn[1], stubdm_now_ms() + 100000);
+    if (churn_free)
+        stubdm_ctx_free(ctx);
+}
+
+START_TEST(fresh_timers_stopped_or_rearmed_in_their_dispatch)
+{
+    stubdm_ctx *ctx;
+    struct stubdm__timer a, b, c, d;
+
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    stubdm__timer_init(&a, on_fire);
+    stubdm__timer_init(&b, on_fire);
+    stubdm__timer_init(&c, on_fire);
+    stubdm__timer_init(&d, on_churn);
+    churn[0] = &a;
+    churn[1] = &b;
+    churn[2] = &c;
+    fired = 0;
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &d, 0), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    ck_assert_int_eq(fired, 0);
+    ck_assert(!stubdm__timer_armed(&a));
+    ck_assert(stubdm__timer_armed(&b));
+    ck_assert(stubdm__timer_armed(&c));
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    ck_assert_int_eq(fired, 1); /* c only; b is far off */
+    ck_assert(!stubdm__timer_armed(&c));
+    /* The ctx freed by the callback of the dispatch that armed them. */
+    stubdm__timer_stop(ctx, &b);
+    churn_free = true;
+    ck_assert_int_eq(stubdm__timer_arm(ctx, &d, 0), 0);
+    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
+    churn_free = false;
+}
+END_TEST
+
 static Suite *loop_suite(void)
 {
     Suite *s = suite_create("loop");
@@ -661,6 +799,8 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, hooks_and_poll);
     tcase_add_test(tc, run_once_timers);
     tcase_add_test(tc, run_once_watches);
+    tcase_add_test(tc, rearmed_timer_runs_on_the_next_dispatch);
+    tcase_add_test(tc, fresh_timers_stopped_or_rearmed_in_their_dispatch);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -814,9 +814,7 @@ START_TEST(test_proxy_client_flood_yields)
     struct flooder f = {.fd = -1};
     pthread_t wt, rt;
     int64_t worst = 0, end;
-    /* valgrind (CK_TIMEOUT_MULTIPLIER=20 in CI) is that much slower */
-    const char *mul = getenv("CK_TIMEOUT_MULTIPLIER");
-    int64_t limit = 300 * (mul && atoi(mul) > 1 ? atoi(mul) : 1);
+    const int64_t limit = 300 * time_scale();
     stubdm_qmp *q;
 
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
@@ -861,6 +859,341 @@ START_TEST(test_proxy_client_flood_yields)
 }
 END_TEST
 
+/* ---- opens sharing the death monitor ------------------------------------ */
+
+struct waited {
+    int calls, rc;
+    int64_t at_ms;
+};
+
+static void on_open_at(stubdm_op *op, int rc, void *user)
+{
+    struct waited *w = user;
+    (void)op;
+    w->calls++;
+    w->rc = rc;
+    w->at_ms = stubdm_now_ms();
+}
+
+static const unsigned perm3[6][3] = {{5, 6, 7}, {5, 7, 6}, {6, 5, 7},
+                                     {6, 7, 5}, {7, 5, 6}, {7, 6, 5}};
+
+/* Opens to stubdomains 5 and 6 (waiting for their QMP servers) and a wait
+ * for 7's "running", all subscribed to the one @releaseDomain watch: each
+ * fails with EDOMAIN_GONE soon after its own stubdomain's release, in
+ * every order of the deaths. */
+START_TEST(test_opens_and_wait_deaths_in_every_order)
+{
+    const unsigned *deaths = perm3[_i];
+    const int bound = 1000 * time_scale();
+    struct waited w[3];
+    stubdm_qmp *q[2] = {NULL, NULL};
+    stubdm_qmp_opts *o = sim_opts();
+
+    memset(w, 0, sizeof(w));
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 20000), 0);
+    for (unsigned d = 6; d <= 7; d++) {
+        char path[64];
+        ck_assert(xs_introduce_domain(sim.xs, d, 1, 1));
+        snprintf(path, sizeof(path), "/local/domain/%u/device-model/%u", d,
+                 GUEST);
+        ck_assert(xs_mkdir(sim.xs, XBT_NULL, path));
+    }
+    for (unsigned i = 0; i < 2; i++)
+        ck_assert_int_eq(stubdm_qmp_open(ctx, 5 + i, GUEST, o, on_open_at,
+                                         &w[i], &q[i]), 0);
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, on_open_at,
+                                         &w[2], NULL), 0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+    for (int d = 0; d < 3; d++) {
+        struct waited *mine = &w[deaths[d] - 5];
+        int64_t released = stubdm_now_ms();
+        ck_assert(xs_release_domain(sim.xs, deaths[d]));
+        while (!mine->calls && stubdm_now_ms() - released < bound)
+            ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        ck_assert_msg(mine->calls == 1,
+                      "death %d (domain %u): not seen within %d ms", d + 1,
+                      deaths[d], bound);
+        ck_assert_int_eq(mine->rc, STUBDM_EDOMAIN_GONE);
+        ck_assert_int_lt(mine->at_ms - released, bound);
+        for (int j = d + 1; j < 3; j++)
+            ck_assert_int_eq(w[deaths[j] - 5].calls, 0);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        ck_assert_int_eq(stubdm_qmp_is_ready(q[i]), 0);
+        stubdm_qmp_close(q[i]);
+    }
+    ck_assert_uint_eq(ctx->n_domwatches, 0);
+    ck_assert_ptr_null(ctx->release_watch.path);
+}
+END_TEST
+
+/* ---- reconnect, close and free from every callback, anywhere in a read ---- */
+
+/* The peer sends several messages in one write (one read for us), then
+ * stops reading, so the first write after that fails and takes the
+ * connection down inside the callback that made it: the issue's "event
+ * callback sees the connection go down and reconnects".  From the event,
+ * reply and open callbacks, at each position, the callback reconnects,
+ * closes its handle or frees the ctx.  ASan and valgrind check that no
+ * frame touches what went. */
+enum re_kind { K_EVENT, K_REPLY, K_OPEN };
+enum re_action { A_RECONNECT, A_CLOSE, A_FREE };
+
+struct re_count {
+    int calls, rc;
+};
+
+static struct {
+    enum re_kind kind;
+    enum re_action action;
+    int pos;
+    bool acted;
+    int act_rc;
+    stubdm_qmp *q[3];
+    int events[3];
+    struct re_count reply[3], open[3], breaker, reopen, after;
+} re;
+
+static void on_re_breaker(stubdm_qmp *q, stubdm_op *op, int rc,
+                          const stubdm_qmp_reply *r, void *user)
+{
+    (void)q, (void)op, (void)r, (void)user;
+    re.breaker.calls++;
+    re.breaker.rc = rc;
+}
+
+static void on_re_reopen(stubdm_op *op, int rc, void *user)
+{
+    (void)op, (void)user;
+    re.reopen.calls++;
+    re.reopen.rc = rc;
+}
+
+static void on_re_after(stubdm_qmp *q, stubdm_op *op, int rc,
+                        const stubdm_qmp_reply *r, void *user)
+{
+    (void)q, (void)op, (void)r, (void)user;
+    re.after.calls++;
+    re.after.rc = rc;
+}
+
+static void re_act(int h)
+{
+    stubdm_qmp *q = re.q[h];
+
+    re.acted = true;
+    switch (re.action) {
+    case A_RECONNECT:
+        /* The peer reads no more: this write fails, the connection goes
+         * down, and the natural reaction is an explicit reconnect. */
+        if (stubdm_qmp_is_ready(q))
+            stubdm_qmp_execute(q, "breaker", NULL, 5000, on_re_breaker, NULL,
+                               NULL);
+        re.act_rc = stubdm_qmp_reconnect(q, on_re_reopen, NULL);
+        break;
+    case A_CLOSE:
+        stubdm_qmp_close(q);
+        re.q[h] = NULL;
+        break;
+    case A_FREE:
+        stubdm_ctx_free(ctx);
+        ctx = NULL;
+        break;
+    }
+}
+
+static void on_re_event(stubdm_qmp *q, const stubdm_qmp_event *ev, void *user)
+{
+    const char *d = stubdm_qmp_event_data_json(ev); /* {"i":N} */
+    int i = d && strlen(d) == 7 ? d[5] - '0' : -1;
+
+    (void)q, (void)user;
+    if (i < 0 || i > 2)
+        return;
+    re.events[i]++;
+    if (re.kind == K_EVENT && i == re.pos && !re.acted)
+        re_act(0);
+}
+
+static void on_re_reply(stubdm_qmp *q, stubdm_op *op, int rc,
+                        const stubdm_qmp_reply *r, void *user)
+{
+    int i = (int)(intptr_t)user;
+
+    (void)q, (void)op, (void)r;
+    re.reply[i].calls++;
+    re.reply[i].rc = rc;
+    if (re.kind == K_REPLY && i == re.pos && !re.acted)
+        re_act(0);
+}
+
+static void on_re_open(stubdm_op *op, int rc, void *user)
+{
+    int i = (int)(intptr_t)user;
+
+    (void)op;
+    re.open[i].calls++;
+    re.open[i].rc = rc;
+    if (re.kind == K_OPEN && i == re.pos && !re.acted)
+        re_act(i);
+}
+
+#define RE_EV(i)                                                              \
+    "{\"event\": \"E\", \"data\": {\"i\": " #i "}, \"timestamp\": "          \
+    "{\"seconds\": 1, \"microseconds\": 2}}\r\n"
+#define RE_RET(v, id) "{\"return\": " #v ", \"id\": " #id "}\r\n"
+/* The smallest event QEMU could send: 58 bytes. */
+#define RE_FILLER                                                             \
+    "{\"event\":\"F\",\"timestamp\":{\"seconds\":0,\"microseconds\":0}}\r\n"
+/* More messages than the wire queues at once (1024), in less than one
+ * read (64 KiB): the read feeds the wire, takes 1024 messages, then feeds
+ * it the rest of the same chunk. */
+#define RE_FILLERS 1100
+
+static char re_chunk[RE_FILLERS * 64];
+
+/* head, RE_FILLERS filler events, tail: one write of the peer. */
+static const char *re_build(const char *head, const char *tail)
+{
+    size_t n = strlen(head), f = strlen(RE_FILLER);
+
+    ck_assert_uint_lt(n + RE_FILLERS * f + strlen(tail), sizeof(re_chunk));
+    memcpy(re_chunk, head, n);
+    for (int i = 0; i < RE_FILLERS; i++, n += f)
+        memcpy(re_chunk + n, RE_FILLER, f);
+    strcpy(re_chunk + n, tail);
+    ck_assert_uint_lt(strlen(re_chunk), 65536);
+    return re_chunk;
+}
+
+static bool re_finished(void)
+{
+    struct re_count *c = re.kind == K_OPEN ? re.open : re.reply;
+
+    if (!ctx)
+        return true;
+    for (int i = 0; i < 3; i++)
+        if (!c[i].calls)
+            return false;
+    return re.action != A_RECONNECT || (re.reopen.calls && re.breaker.calls);
+}
+
+START_TEST(test_reentry_from_callbacks)
+{
+    /* Events and replies interleaved (reply j precedes event j), the
+     * third pair after the fillers, so past the first 1024 messages. */
+    struct qmp_peer_step after_cmds[] = {
+        QP_HS(), QP_R("cmd"), QP_R("cmd"), QP_R("cmd"), QP_SHR(),
+        QP_S(NULL), QP_ACC(), QP_HS(), QP_ANS(), QP_E(),
+    };
+    /* The answer to qmp_capabilities and the events in one write. */
+    struct qmp_peer_step at_open[] = {
+        QP_G(), QP_R("qmp_capabilities"), QP_SHR(), QP_S(NULL),
+        QP_ACC(), QP_HS(), QP_ANS(), QP_E(),
+    };
+    stubdm_qmp_opts *o = sim_opts();
+    int k, nq;
+
+    memset(&re, 0, sizeof(re));
+    re.kind = (enum re_kind)(_i / 9);
+    re.action = (enum re_action)(_i / 3 % 3);
+    re.pos = k = _i % 3;
+    nq = re.kind == K_OPEN ? 3 : 1;
+    if (re.kind == K_OPEN)
+        at_open[3].text = re_build(RE_RET({}, 1) RE_EV(0) RE_EV(1), RE_EV(2));
+    else
+        after_cmds[5].text = re_build(RE_RET(0, 2) RE_EV(0) RE_RET(1, 3)
+                                          RE_EV(1),
+                                      RE_RET(2, 4) RE_EV(2));
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock,
+                                    re.kind == K_OPEN ? at_open : after_cmds),
+                     0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    if (re.kind == K_OPEN) {
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o,
+                                             on_re_open, (void *)(intptr_t)i,
+                                             &re.q[i]), 0);
+    } else {
+        re.q[0] = open_ready(o);
+    }
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_eq(stubdm_qmp_subscribe(re.q[0], "E", on_re_event, NULL,
+                                          NULL), 0);
+    if (re.kind != K_OPEN)
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(stubdm_qmp_execute(re.q[0], "cmd", NULL, 5000,
+                                                on_re_reply,
+                                                (void *)(intptr_t)i, NULL),
+                             0);
+    int64_t end = stubdm_now_ms() + 5000 * time_scale();
+    while (!re_finished() && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+    ck_assert_msg(re_finished(), "kind %d action %d position %d: callbacks "
+                  "missing", re.kind, re.action, k);
+    ck_assert(re.acted);
+
+    /* Events: those before the action's point, each exactly once. */
+    for (int i = 0; i < 3; i++) {
+        int want = re.kind != K_EVENT || i <= k ? 1 : 0;
+        ck_assert_msg(re.events[i] == want, "event %d delivered %d times", i,
+                      re.events[i]);
+    }
+    /* Replies (or opens): each completed at most once, with the result of
+     * what the peer sent before the action. */
+    struct re_count *c = re.kind == K_OPEN ? re.open : re.reply;
+    for (int i = 0; i < 3; i++) {
+        if (re.action == A_FREE) {
+            /* Freed from a callback: no callback after it. */
+            int want = re.kind == K_EVENT ? 0 : i <= k ? 1 : 0;
+            ck_assert_int_eq(c[i].calls, want);
+            if (want)
+                ck_assert_int_eq(c[i].rc, 0);
+            continue;
+        }
+        ck_assert_int_eq(c[i].calls, 1);
+        int want = 0;
+        if (re.kind == K_EVENT && i > k)
+            want = re.action == A_RECONNECT ? STUBDM_EVCHAN : STUBDM_ECANCELED;
+        ck_assert_msg(c[i].rc == want, "callback %d: %s, expected %s", i,
+                      stubdm_errname(c[i].rc), stubdm_errname(want));
+    }
+    if (re.action == A_FREE) {
+        ck_assert_ptr_null(ctx);
+        return;
+    }
+    /* The handles left share one connection, ready (again). */
+    for (int i = 0; i < nq; i++)
+        if (re.q[i])
+            ck_assert_int_eq(stubdm_qmp_is_ready(re.q[i]), 1);
+    if (re.action == A_CLOSE) {
+        for (int i = 0; i < nq; i++)
+            stubdm_qmp_close(re.q[i]);
+        return;
+    }
+    /* Reconnected: the peer's second connection serves a command. */
+    int h = nq > 1 ? k : 0;
+    ck_assert_int_eq(re.act_rc, 0);
+    ck_assert_int_eq(re.breaker.rc, STUBDM_EVCHAN);
+    ck_assert_int_eq(re.reopen.rc, 0);
+    ck_assert_int_eq(stubdm_qmp_is_ready(re.q[h]), 1);
+    ck_assert_int_eq(stubdm_qmp_execute(re.q[h], "after", NULL, 5000,
+                                        on_re_after, NULL, NULL), 0);
+    end = stubdm_now_ms() + 5000 * time_scale();
+    while (!re.after.calls && stubdm_now_ms() < end)
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+    ck_assert_int_eq(re.after.calls, 1);
+    ck_assert_int_eq(re.after.rc, 0);
+    ck_assert_uint_eq(stubdm_qmp_stat_get(re.q[h], STUBDM_QMP_STAT_CONNECTS),
+                      2);
+    for (int i = 0; i < nq; i++)
+        stubdm_qmp_close(re.q[i]);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("qmp");
@@ -879,6 +1212,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_ctx_free_with_pending);
     tcase_add_test(tc, test_proxy_mode_and_credentials);
     tcase_add_test(tc, test_proxy_client_flood_yields);
+    tcase_add_loop_test(tc, test_opens_and_wait_deaths_in_every_order, 0, 6);
+    /* 3 callback kinds x 3 actions x 3 positions */
+    tcase_add_loop_test(tc, test_reentry_from_callbacks, 0, 27);
     suite_add_tcase(s, tc);
     return s;
 }

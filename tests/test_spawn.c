@@ -702,6 +702,95 @@ START_TEST(test_fifty_real_qemu)
 }
 END_TEST
 
+/* ---- deaths of several spawns sharing the death monitor -------------------- */
+
+static int time_scale(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload") ? 10 : 1;
+}
+
+struct ended {
+    int calls, rc;
+    int64_t at_ms;
+    char msg[STUBDM_ERRMSG_MAX];
+};
+
+static void on_ended(stubdm_op *op, int rc, void *user)
+{
+    struct ended *e = user;
+    e->calls++;
+    e->rc = rc;
+    e->at_ms = stubdm_now_ms();
+    snprintf(e->msg, sizeof(e->msg), "%s", stubdm_op_errmsg(op));
+}
+
+static const int perm3[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+
+/* Three spawns waiting for "running" in one ctx (their waits and consoles
+ * all on the one @releaseDomain watch); their stubdomains die one by one,
+ * in every order: each spawn fails with EDOMAIN_GONE soon after its own
+ * death, and nothing is left. */
+START_TEST(test_three_spawns_deaths_in_every_order)
+{
+    static const char *const args[] = { "--no-qemu", "--no-running" };
+    const int *order = perm3[_i];
+    const int bound = 2000 * time_scale();
+    stubdm_stubdom *s[3] = { 0 };
+    struct ended e[3];
+
+    if (!have_sim_stubdom())
+        return;
+    memset(e, 0, sizeof(e));
+    for (int i = 0; i < 3; i++) {
+        stubdm_spawn_config *c = config(args, 2, false);
+        stubdm_spawn_config_set_guest(c, 100 + (uint32_t)i, NULL, NULL);
+        ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, on_ended, &e[i], &s[i],
+                                      NULL), 0);
+        stubdm_spawn_config_free(c);
+    }
+    for (int i = 0; i < 3; i++) {
+        while (stubdm_stubdom_step(s[i]) != STUBDM_SPAWN_WAIT && !e[i].calls)
+            ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+        ck_assert_msg(!e[i].calls, "spawn %d: %s", i, e[i].msg);
+    }
+    for (int d = 0; d < 3; d++) {
+        int k = order[d];
+        char args2[32];
+        int len = snprintf(args2, sizeof(args2), "%u%ccrashed",
+                           stubdm_stubdom_domid(s[k]), '\0');
+        struct xs_handle *xs = mockxs_open_as(&mock, 0);
+        ck_assert_ptr_nonnull(xs);
+        int64_t killed = stubdm_now_ms();
+        char *reply = xs_control_command(xs, "sim-release", args2,
+                                         (unsigned)len + 1);
+        ck_assert_ptr_nonnull(reply);
+        free(reply);
+        xs_close(xs);
+        while (!e[k].calls && stubdm_now_ms() - killed < bound)
+            ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        ck_assert_msg(e[k].calls == 1,
+                      "death %d (spawn %d): not seen within %d ms", d + 1, k,
+                      bound);
+        ck_assert_int_eq(e[k].rc, STUBDM_EDOMAIN_GONE);
+        /* The cause is the mock's record: "crashed", or the exit of the
+         * stand-in that lost its xenstore connection, whichever it wrote
+         * last. */
+        char who[32];
+        snprintf(who, sizeof(who), "stubdomain %u ",
+                 stubdm_stubdom_domid(s[k]));
+        ck_assert_msg(strstr(e[k].msg, who) != NULL, "%s", e[k].msg);
+        for (int j = d + 1; j < 3; j++)
+            ck_assert_int_eq(e[order[j]].calls, 0);
+    }
+    for (int i = 0; i < 3; i++)
+        stubdm_stubdom_free(s[i]);
+    ck_assert_uint_eq(ctx->n_domwatches, 0);
+    assert_clean();
+}
+END_TEST
+
 static Suite *spawn_suite(void)
 {
     Suite *s = suite_create("spawn");
@@ -722,6 +811,7 @@ static Suite *spawn_suite(void)
     tcase_add_loop_test(tc, test_cancel_at_each_step, 0, 14);
     tcase_add_test(tc, test_ctx_free_while_pending);
     tcase_add_test(tc, test_fifty_concurrent);
+    tcase_add_loop_test(tc, test_three_spawns_deaths_in_every_order, 0, 6);
     /* Heavy (50 real QEMUs): registered only when asked for, so that it is
      * never counted as passed without running. */
     if (getenv("TEST_SPAWN_REAL_QEMU_50"))

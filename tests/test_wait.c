@@ -509,6 +509,182 @@ START_TEST(many_waits_share_one_release_watch)
 }
 END_TEST
 
+/* ---- several stubdomains, one shared @releaseDomain watch ---------------- */
+
+/* Wall-clock bounds are sized for native speed; valgrind runs the library
+ * ~50x slower, so they stretch under it (the assertions don't). */
+static int time_scale(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload") ? 10 : 1;
+}
+
+/* The shared watch is gone from the mock too, not just from the library's
+ * table: unwatching its token again is refused. */
+static void assert_release_watch_gone(void)
+{
+    char token[48];
+
+    ck_assert_uint_eq(ctx->xs.nwatches, 0);
+    ck_assert_ptr_null(ctx->release_watch.path);
+    ck_assert_uint_eq(ctx->n_domwatches, 0);
+    snprintf(token, sizeof(token), "stubdm/%llu",
+             (unsigned long long)ctx->release_watch.id);
+    ck_assert_uint_ne(ctx->release_watch.id, 0);
+    errno = 0;
+    ck_assert(!xs_unwatch(ctx->xs.xsh, "@releaseDomain", token));
+    ck_assert_int_eq(errno, ENOENT);
+}
+
+/* Waits subscribed in the order of subs[], stubdomains released in the
+ * order of deaths[]: each wait ends with EDOMAIN_GONE soon after its own
+ * stubdomain's release, not at its timeout, whatever the order. */
+static void deaths_in_order(const unsigned *subs, const unsigned *deaths,
+                            size_t n)
+{
+    struct result r[4];
+    const int bound = 1000 * time_scale();
+
+    memset(r, 0, sizeof(r));
+    for (size_t i = 0; i < n; i++) {
+        if (subs[i] != STUB)
+            ck_assert(xs_introduce_domain(dom0, subs[i], 1, 1));
+        ck_assert_int_eq(stubdm_wait_running(ctx, subs[i], GUEST, 20000,
+                                             on_done, &r[i], NULL),
+                         0);
+    }
+    spin(20);
+    for (size_t d = 0; d < n; d++) {
+        size_t k = 0;
+        while (subs[k] != deaths[d])
+            k++;
+        int64_t released = stubdm_now_ms();
+        ck_assert(xs_release_domain(dom0, deaths[d]));
+        while (!r[k].calls && stubdm_now_ms() - released < bound)
+            ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        ck_assert_msg(r[k].calls == 1,
+                      "death %zu (domain %u): the wait did not end within "
+                      "%d ms of the release",
+                      d + 1, deaths[d], bound);
+        ck_assert_int_eq(r[k].rc, STUBDM_EDOMAIN_GONE);
+        ck_assert_int_lt(r[k].at_ms - released, bound);
+        /* The others still wait, and the shared watch is still there. */
+        for (size_t j = d + 1; j < n; j++) {
+            size_t o = 0;
+            while (subs[o] != deaths[j])
+                o++;
+            ck_assert_int_eq(r[o].calls, 0);
+        }
+    }
+    spin(20);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(r[i].calls, 1);
+    assert_release_watch_gone();
+}
+
+static const unsigned perm3[6][3] = {{5, 6, 7}, {5, 7, 6}, {6, 5, 7},
+                                     {6, 7, 5}, {7, 5, 6}, {7, 6, 5}};
+
+START_TEST(three_waits_deaths_in_every_order)
+{
+    static const unsigned subs[3] = {5, 6, 7};
+    deaths_in_order(subs, perm3[_i], 3);
+}
+END_TEST
+
+/* The case: waits for 7 then 5, deaths 7 then 5, and the reverse. */
+START_TEST(two_waits_deaths_in_both_orders)
+{
+    static const unsigned subs[2] = {7, 5};
+    static const unsigned deaths[2][2] = {{7, 5}, {5, 7}};
+    deaths_in_order(subs, deaths[_i], 2);
+}
+END_TEST
+
+/* A wait that ends otherwise (running, cancel) while others are subscribed
+ * leaves the shared watch to them; the last one removes it. */
+START_TEST(release_watch_outlives_finished_waits)
+{
+    struct result r[3];
+    stubdm_op *cancelled = NULL;
+
+    memset(r, 0, sizeof(r));
+    ck_assert(xs_introduce_domain(dom0, 7, 1, 1));
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, on_done,
+                                         &r[0], NULL), 0);
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, on_done,
+                                         &r[1], &cancelled), 0);
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, 9, 20000, on_done, &r[2],
+                                         NULL), 0);
+    stub_writes("running", 7);
+    run_until_done(&r[0], 5000);
+    ck_assert_int_eq(r[0].rc, 0);
+    stubdm_op_cancel(cancelled);
+    run_until_done(&r[1], 5000);
+    ck_assert_int_eq(r[1].rc, STUBDM_ECANCELED);
+    ck_assert_ptr_nonnull(ctx->release_watch.path);
+    int64_t released = stubdm_now_ms();
+    ck_assert(xs_release_domain(dom0, 7));
+    run_until_done(&r[2], 1000 * time_scale());
+    ck_assert_int_eq(r[2].rc, STUBDM_EDOMAIN_GONE);
+    ck_assert_int_lt(r[2].at_ms - released, 1000 * time_scale());
+    stubdm_op_free(cancelled);
+    assert_release_watch_gone();
+}
+END_TEST
+
+/* ---- a hostile stubdomain cannot hold the loop ---------------------------- */
+
+/* 3000 rewrites of a watched node queued before the loop runs (a hostile
+ * stubdomain's burst): the first dispatch takes at most 1024 events, runs
+ * the wait's callback once (one read, not one per event), and returns; the
+ * rest comes on the next dispatches, each as bounded; an unrelated 200 ms
+ * timeout meanwhile fires on time, and the wait then sees "running". */
+START_TEST(burst_of_events_is_bounded_and_coalesced)
+{
+    enum { BURST = 3000 };
+    struct result r5 = {0}, r6 = {0};
+    char v[32];
+
+    ck_assert(xs_introduce_domain(dom0, 6, 1, 1));
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, on_done,
+                                         &r5, NULL), 0);
+    spin(50);
+    for (int i = 0; i < BURST; i++) {
+        int n = snprintf(v, sizeof(v), "starting %d", i);
+        ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", v,
+                           (unsigned)n));
+    }
+    /* A sync request on the ctx's connection: every event was sent before
+     * its reply, so all of them are in libxenstore's queue now. */
+    int64_t t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 200, on_done, &r6,
+                                         NULL), 0);
+    int dispatches = 0;
+    uint64_t most = 0;
+    while (!r6.calls && stubdm_now_ms() - t0 < 2000) {
+        uint64_t before = stubdm__xs_requests(ctx);
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+        uint64_t used = stubdm__xs_requests(ctx) - before;
+        most = used > most ? used : most;
+        dispatches++;
+    }
+    /* One read per dispatch for the flooded watch (plus 6's wait: its
+     * watch firing once, a read), never one per event. */
+    ck_assert_msg(most <= 4, "a dispatch made %llu xenstore requests",
+                  (unsigned long long)most);
+    ck_assert_int_ge(dispatches, 3);
+    ck_assert_int_eq(r6.rc, STUBDM_ETIMEDOUT);
+    ck_assert_msg(r6.at_ms - t0 < 250 * time_scale(),
+                  "the 200 ms timeout fired after %lld ms",
+                  (long long)(r6.at_ms - t0));
+    ck_assert_int_eq(r5.calls, 0);
+    stub_writes("running", 7);
+    run_until_done(&r5, 5000);
+    ck_assert_int_eq(r5.rc, 0);
+}
+END_TEST
+
 static Suite *wait_suite(void)
 {
     Suite *s = suite_create("wait");
@@ -535,6 +711,11 @@ static Suite *wait_suite(void)
     tcase_add_test(tc, driven_by_epoll_hooks);
     tcase_add_test(tc, driven_by_glib);
     tcase_add_test(tc, many_waits_share_one_release_watch);
+    tcase_add_loop_test(tc, three_waits_deaths_in_every_order, 0, 6);
+    tcase_add_loop_test(tc, two_waits_deaths_in_both_orders, 0, 2);
+    tcase_add_test(tc, release_watch_outlives_finished_waits);
+    suite_add_tcase(s, tc);
+    tcase_add_test(tc, burst_of_events_is_bounded_and_coalesced);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -271,6 +271,8 @@ static int run_step(struct reader *r, int lfd, const struct qmp_peer_step *st)
         close(r->fd);
         r->fd = -1;
         return 0;
+    case QP_SHUTRD:
+        return shutdown(r->fd, SHUT_RD);
     case QP_ACCEPT:
         if (r->fd >= 0)
             close(r->fd);

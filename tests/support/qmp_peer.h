@@ -60,6 +60,7 @@ enum qmp_peer_op {
     QP_ECHO,       /* echo bytes back until EOF (raw baseline) */
     QP_CLOSE,      /* close the connection (end of script) */
     QP_ACCEPT,     /* close, then accept the next connection */
+    QP_SHUTRD,     /* shutdown(SHUT_RD): the client's next write fails */
 };
 
 struct qmp_peer_step {
@@ -84,6 +85,7 @@ struct qmp_peer_step {
 #define QP_ECHOALL() {QP_ECHO, NULL, 0, 0, 0}
 #define QP_C() {QP_CLOSE, NULL, 0, 0, 0}
 #define QP_ACC() {QP_ACCEPT, NULL, 0, 0, 0}
+#define QP_SHR() {QP_SHUTRD, NULL, 0, 0, 0}
 #define QP_E() {QP_END, NULL, 0, 0, 0}
 
 struct qmp_peer {
