@@ -247,6 +247,17 @@ STUBDM_EXPORT void stubdm_ctx_set_log(stubdm_ctx *ctx, stubdm_log_fn *fn,
  * poll_dispatch, run_once) and from the *_sync wrappers, never from the call
  * that started an operation.  Calling a dispatch entry point from inside a
  * callback on the same ctx is refused with STUBDM_ERECURSIVE.
+ *
+ * One dispatch does bounded work, so that a stubdomain flooding the loop
+ * cannot starve the others: at most 1024 xenstore watch events are taken
+ * (each watch's callback runs once for all of its events), 32 rounds of
+ * each console's pump, 1 MiB read from each QMP connection, 4 reads from
+ * each QMP proxy client.  What is left is resumed by a timer whose
+ * deadline has already passed when the dispatch returns (set_timer() is
+ * then called with it, or poll_prepare() returns a zero timeout): the
+ * application calls stubdm_ctx_timer_fired() on its next iteration, after
+ * serving its other fds and timers.  A timer armed during a dispatch never
+ * runs within that dispatch, whatever its deadline.
  */
 
 /** The version of struct stubdm_loop_hooks this header describes. */
@@ -665,7 +676,9 @@ STUBDM_EXPORT int stubdm_contract_remove(stubdm_ctx *ctx,
  *
  * Watch-driven (no polling); also watches the special path
  * "\@releaseDomain" so that the death of the stubdomain ends the wait
- * within milliseconds.  Completion codes:
+ * within milliseconds.  The ctx holds one such watch for all its waits,
+ * QMP opens and spawns, kept while any of them is pending: every one sees
+ * its own stubdomain's death, whatever died before.  Completion codes:
  *   0                    "running" was read;
  *   STUBDM_ETIMEDOUT     timeout_ms passed; the message says how long it
  *                        waited and the last state value seen;
@@ -868,6 +881,10 @@ STUBDM_EXPORT int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
 /**
  * Reconnect after the connection was lost or the open failed: shared
  * handles of the same connection all see it come back.  done as for open.
+ * Safe from any callback, including one of this connection called in the
+ * middle of a read (an event callback that sees a write fail, say): the
+ * read stops at once and the rest of what was read is dropped with the
+ * old connection, never fed to the new one.
  * @return 0 if started; STUBDM_ESTATE if the handle is connecting or
  *         ready (nothing to do); STUBDM_EINVAL.
  */
@@ -1072,16 +1089,26 @@ STUBDM_EXPORT size_t stubdm_qmp_proxy_clients(const stubdm_qmp_proxy *p);
 /** Clients disconnected for exceeding a bound, since creation. */
 STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_dropped(
     const stubdm_qmp_proxy *p);
-/** Clients refused for their credentials (see stubdm_qmp_proxy_new). */
+/** Clients refused for their credentials (see stubdm_qmp_proxy_new), since
+ *  creation; 0 for NULL.  Each refusal is also logged (STUBDM_LOG_WARN). */
 STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_refused(
     const stubdm_qmp_proxy *p);
 /**
- * Also serve the members of group gid (the client's primary group or one
- * of its supplementary groups): the socket file is given to that group
- * with mode 0660.  The caller must be allowed to chown to gid (root, or a
- * member of it).  Call again to change the group.
+ * Also serve the members of group gid: a client whose gid at connect is
+ * gid, or whose supplementary groups include it (SO_PEERGROUPS, Linux
+ * 4.13; its first 64 groups).  The socket file is given to that group with
+ * mode 0660, through an fd of the socket file itself (opened O_PATH |
+ * O_NOFOLLOW: a path replaced by a symlink meanwhile is refused, never
+ * followed); the process umask is not touched.  The caller must be allowed
+ * to chown to gid (root, or a member of it).  Call again to change the
+ * group (the last call's group is the one allowed).  Clients already
+ * connected are not re-checked.  Logged at STUBDM_LOG_INFO.  May be called
+ * from a callback (the ctx's one-thread rule applies, see "Threads").
  * @return 0, STUBDM_EINVAL (NULL p, gid (uint32_t)-1), STUBDM_EFAIL (the
- *         chown or chmod failed; see stubdm_ctx_os_errno).
+ *         path is not the proxy's socket any more, or the chown or chmod
+ *         failed; see stubdm_ctx_os_errno).  On failure the group allowed
+ *         before (if any) stays allowed, and the file may have been given
+ *         to gid already (mode unchanged).
  */
 STUBDM_EXPORT int stubdm_qmp_proxy_allow_group(stubdm_qmp_proxy *p,
                                                uint32_t gid);
@@ -1191,9 +1218,16 @@ STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
  * is read only when dom0 owns it, and its path is run only when it names
  * an entry of this directory (no "..", "." or "//" in it) or is one of the
  * scripts the tearing-down spawn's own configuration names; any other is
- * not run, logged, and reported as the teardown's failure (STUBDM_EPERM).
- * @param dir  an absolute path without a trailing '/', at most 255 bytes.
- * @return 0 or STUBDM_EINVAL.
+ * not run, logged, and reported as the teardown's failure (STUBDM_EPERM;
+ * the rest of the teardown still runs).  Applies to every teardown started
+ * afterwards (stubdm_destroy, stubdm_destroy_ext, stubdm_stubdom_destroy,
+ * a failed or cancelled spawn).  dir is copied (the caller keeps its
+ * string); only the path is checked here, not that it exists.
+ * @param dir  an absolute path without a trailing '/' and without a "."
+ *             or ".." component or "//", printable, at most 253 bytes;
+ *             NULL restores the default.
+ * @return 0 or STUBDM_EINVAL (NULL ctx, or dir refused: the ctx keeps the
+ *         directory it had).
  */
 STUBDM_EXPORT int stubdm_ctx_set_hotplug_dir(stubdm_ctx *ctx, const char *dir);
 
@@ -1485,8 +1519,10 @@ STUBDM_EXPORT int stubdm_stubdom_save(stubdm_stubdom *s, int out_fd,
  * then lets it go (InitWait), so the next save can serve it again.  No
  * other process may serve console 1 meanwhile (one event-channel binding
  * per port).  @return also STUBDM_ENOENT (the stubdomain has no console
- * 1, e.g. spawned with the xenconsoled backend) or STUBDM_ENOTSUP
- * (console 1's backend kind is not libstubdm), at once.
+ * 1, e.g. spawned with the xenconsoled backend), STUBDM_ENOTSUP
+ * (console 1's backend kind is not libstubdm) or STUBDM_EPROTO (console
+ * 1's "type" node is not dom0's: the stubdomain, which owns
+ * device/console/1, re-created it), at once.
  */
 STUBDM_EXPORT int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                  uint32_t guest_domid, int out_fd,
@@ -1510,7 +1546,9 @@ STUBDM_EXPORT uint64_t stubdm_dm_save_bytes(const stubdm_op *op);
  * bytes ..."), checked every 5 ms, so out_fd may get what console 1 moves
  * in 5 ms past the limit; a regular-file out_fd is then truncated back to
  * its offset at the start of the save (other kinds cannot be; discard
- * what they got).  @return 0 or STUBDM_EINVAL (NULL ctx).
+ * what they got).  The bound is taken when a save starts: saves already
+ * running keep theirs.  May be called at any time, also from a callback.
+ * @return 0 or STUBDM_EINVAL (NULL ctx).
  */
 STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
                                             uint64_t max_bytes);
@@ -1570,14 +1608,24 @@ enum {
  * contract removed as well.
  *
  * The remove/offline scripts run are the backends' "script" nodes, taken
- * only when dom0 owns the node and the path is in /etc/xen/scripts or is
- * one this ctx wrote (a spawn of this ctx); any other is not run (logged,
- * and the destroy reports it).
+ * only when dom0 owns the node and the path is an entry of the ctx's
+ * hotplug directory (stubdm_ctx_set_hotplug_dir, default /etc/xen/scripts);
+ * any other is not run (logged), the rest of the teardown still runs, and
+ * the destroy returns STUBDM_EPERM.  No script runs with
+ * stubdm_ctx_set_hotplug(ctx, 0).
+ *
+ * Blocking (xenstore requests, the hypervisor's destroy, the scripts, each
+ * bounded by its timeout); runs no callback of the ctx.  The domain is
+ * judged at the call: a domain that becomes a stubdomain later is not
+ * covered by an earlier refusal.  A refusal changes nothing.
  * @param flags  0 or STUBDM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
  * @return 0, STUBDM_ENOENT (no such stubdomain: no domain, no backend of
- *         it in dom0), STUBDM_ENOTSTUBDOM (a domain that is not a
- *         stubdomain, without STUBDM_DESTROY_FORCE), STUBDM_EINVAL, or the
- *         first failure.
+ *         it in dom0), STUBDM_ENOTSTUBDOM (a domain that exists and is not
+ *         a stubdomain, without STUBDM_DESTROY_FORCE: nothing done, the
+ *         message says why), STUBDM_EPERM (a hotplug script not trusted,
+ *         see above), STUBDM_EINVAL (NULL ctx, domid 0 or reserved, unknown
+ *         flags), or the teardown's first failure (every step is still
+ *         attempted).
  */
 STUBDM_EXPORT int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                      unsigned flags);
@@ -1801,10 +1849,13 @@ STUBDM_EXPORT uint64_t stubdm_console_rotations(const stubdm_console *c);
  *        rotated at most once per interval; until the interval has passed
  *        further bytes are dropped.  0: no minimum.  Default
  *        STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS.
- * The save console (1) is not limited (its stream must arrive whole).
+ * The save console (1) is not limited (its stream must arrive whole; a
+ * save is bounded by stubdm_ctx_set_save_limit instead).
  * Dropped bytes count in stubdm_console_bytes_dropped() and are logged at
- * warning level at most once per second per console.
- * @return 0 or STUBDM_EINVAL.
+ * warning level at most once per second per console.  The limits are
+ * taken when a console is opened: consoles already served keep theirs.
+ * May be called at any time, also from a callback.
+ * @return 0 or STUBDM_EINVAL (NULL ctx).
  */
 STUBDM_EXPORT int stubdm_ctx_set_console_limits(stubdm_ctx *ctx,
                                                 uint64_t bytes_per_second,
