@@ -16,7 +16,7 @@
 #                    failed only if it cannot run to the end, never for a
 #                    figure (targets are read, not asserted)
 #   6. xen           tests/xen/run.sh --tests XEN_TESTS ("qmp spawn
-#                    spawndisk spawncon bootdisk"): a real Xen 4.17 booted under
+#                    spawndisk crash spawncon bootdisk"): a real Xen 4.17 booted under
 #                    QEMU TCG (root or sudo;
 #                    ~9 min cold, images cached in /var/tmp/libstubdm-xen)
 #
