@@ -61,7 +61,11 @@ static void kill_children(void);
 #define STUBDOM 7
 #define GUEST 3
 #define CLIENT_BUFFER (64u << 10)
-#define MAX_WAIT_MS 5000
+/* The proxy's command timeout, and the harness's bound on any answer:
+ * longer, since a command QEMU does not answer is answered by the proxy
+ * with an error at its timeout (still exactly one answer). */
+#define COMMAND_TIMEOUT_MS 5000
+#define MAX_WAIT_MS (COMMAND_TIMEOUT_MS + 2000)
 #define MAX_CMDS 256
 
 static struct qmp_sim sim;
@@ -112,7 +116,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     CHECK(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q) == 0);
     stubdm_qmp_opts_free(o);
     snprintf(proxy_path, sizeof(proxy_path), "%s/proxy.sock", sim.simdir);
-    CHECK(stubdm_qmp_proxy_new(q, proxy_path, 5000, &proxy) == 0);
+    CHECK(stubdm_qmp_proxy_new(q, proxy_path, COMMAND_TIMEOUT_MS, &proxy) == 0);
     CHECK(stubdm_qmp_proxy_set_limits(proxy, 4, CLIENT_BUFFER) == 0);
     atexit(cleanup);
 #ifdef HAVE_DEATH_CALLBACK

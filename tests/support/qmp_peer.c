@@ -129,7 +129,11 @@ static int read_line(struct reader *r)
             r->line[copy] = '\0';
             memmove(r->buf, r->buf + n, r->len - n);
             r->len -= n;
-            const char *idp = strstr(r->line, "\"id\":");
+            /* The library writes its id last, after the arguments, which
+             * may hold "id" keys of their own (a proxied client's). */
+            const char *idp = NULL;
+            for (const char *f = r->line; (f = strstr(f, "\"id\":")); f++)
+                idp = f;
             r->id[0] = '\0';
             if (idp) {
                 idp += 5;
