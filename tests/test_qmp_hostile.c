@@ -735,7 +735,7 @@ END_TEST
  * Two stubdomains on one ctx: 7's QEMU floods events (200000, ~20 MB) while
  * 9's query-status round trips are timed.  The flood is bounded per
  * dispatch (READ_BUDGET), so each round trip of 9 made while 7's flood goes
- * on ends within 250 ms (x10 under valgrind).
+ * on ends within 250 ms (x10 under valgrind or ASan).
  */
 #define OTHER_STUBDOM 9
 #define OTHER_GUEST 4
@@ -752,7 +752,9 @@ START_TEST(test_flood_does_not_starve_other_stubdomain)
     stubdm_qmp *qa = NULL, *qb = NULL;
     stubdm_qmp_opts *o;
     struct result go = {0}, r;
-    int64_t bound = fast_bound(250), worst = 0;
+    /* x10 under valgrind, and under ASan (an unoptimised build: 320 ms
+     * seen on a loaded machine). */
+    int64_t bound = under_instrumentation() ? 2500 : 250, worst = 0;
     long seen_before;
     int inside = 0;
 
