@@ -871,6 +871,131 @@ START_TEST(test_save_console_type_owner)
 }
 END_TEST
 
+/* ---- a forged stream-end -------------------------------------------------- */
+
+/* Run until the save's stream-end-request differs from prev; returns it. */
+static char *await_request(struct xs_handle *h, const char *path,
+                           const char *prev, stubdm_op *op, int ms)
+{
+    int64_t end = stubdm_now_ms() + ms;
+    char *v = NULL;
+
+    while (stubdm_now_ms() < end && !stubdm_op_done(op)) {
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+        free(v);
+        v = xs_read(h, XBT_NULL, path, NULL);
+        if (v && (!prev || strcmp(v, prev)))
+            return v;
+    }
+    ck_assert_msg(0, "no stream-end-request (save: %s)",
+                  stubdm_op_done(op) ? stubdm_op_errmsg(op) : "pending");
+    return NULL;
+}
+
+/*
+ * stream-end is the stubdomain's (here made dom0's, read-only for it, so
+ * the stand-in's honest answer fails and the test writes in its place).
+ * A malformed value (a sign, two spaces, another save's SEQ, SEQ in 40
+ * digits, TOTAL in 40 digits), each with a TOTAL already reached, is
+ * ignored: the save keeps waiting and ends at its timeout with
+ * STUBDM_ETIMEDOUT, the output file holding the bytes the message counts.
+ * A well-formed "SEQ TOTAL" with a TOTAL below what was sent is taken: the
+ * save completes at once, reporting what the file holds.
+ */
+START_TEST(test_save_forged_stream_end)
+{
+    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    const char *pre = getenv("LD_PRELOAD");
+    int timeout = pre && strstr(pre, "vgpreload") ? 20000 : 3000;
+    struct xs_permissions dom0_own[2] = { { 0, XS_PERM_NONE },
+                                          { 0, XS_PERM_READ } };
+    stubdm_spawn_config *c;
+    stubdm_stubdom *s = NULL;
+    stubdm_op *op = NULL;
+    char path[300], req[96], node[96], val[128], *seq, *seq2;
+    unsigned long long written = 0;
+    const char *m;
+    uint32_t domid;
+    int fd;
+
+    if (!have_sim_stubdom())
+        return;
+    ck_assert_ptr_nonnull(h);
+    snprintf(path, sizeof(path), "%s/dm-state.forged", mock.dir);
+    c = config(NULL, 0, NULL, 0);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    domid = stubdm_stubdom_domid(s);
+    snprintf(req, sizeof(req),
+             "/local/domain/%u/device/console/1/stream-end-request", domid);
+    snprintf(node, sizeof(node), "/local/domain/%u/device/console/1/stream-end",
+             domid);
+    ck_assert(xs_write(h, XBT_NULL, node, "", 0));
+    dom0_own[1].id = domid;
+    ck_assert(xs_set_permissions(h, XBT_NULL, node, dom0_own, 2));
+
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(stubdm_stubdom_save(s, fd, timeout, NULL, NULL, &op), 0);
+    seq = await_request(h, req, NULL, op, timeout);
+    {
+        unsigned long long n = strtoull(seq, NULL, 10);
+        char forged[6][96];
+        snprintf(forged[0], sizeof(forged[0]), "-%s 1", seq);
+        snprintf(forged[1], sizeof(forged[1]), "%s +1", seq);
+        snprintf(forged[2], sizeof(forged[2]), "%s  1", seq);
+        snprintf(forged[3], sizeof(forged[3]), "%llu 1", n + 1);
+        snprintf(forged[4], sizeof(forged[4]), "%040llu 1", n);
+        snprintf(forged[5], sizeof(forged[5]), "%s 1%039d", seq, 0);
+        for (size_t i = 0; i < 6; i++) {
+            int64_t end = stubdm_now_ms() + 50;
+            ck_assert(xs_write(h, XBT_NULL, node, forged[i],
+                               (unsigned)strlen(forged[i])));
+            while (stubdm_now_ms() < end)
+                ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+            ck_assert_msg(!stubdm_op_done(op), "\"%s\" ended the save: %s",
+                          forged[i], stubdm_op_errmsg(op));
+        }
+    }
+    while (!stubdm_op_done(op))
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+    ck_assert_msg(stubdm_op_result(op) == STUBDM_ETIMEDOUT, "%s: %s",
+                  stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
+    m = strstr(stubdm_op_errmsg(op),
+               "waiting for the end of the stream: timed out (");
+    ck_assert_msg(m != NULL, "%s", stubdm_op_errmsg(op));
+    ck_assert_int_eq(sscanf(strchr(m, '(') + 1, "%llu bytes", &written), 1);
+    ck_assert_uint_gt(written, 0);
+    ck_assert_uint_eq(file_size(path), written); /* kept, not truncated */
+    ck_assert(proc_file_mentions(path, "QEVM"));
+    stubdm_op_free(op);
+    close(fd);
+
+    /* Right SEQ, TOTAL 1 (below what console 1 has carried): taken. */
+    fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(stubdm_stubdom_save(s, fd, timeout, NULL, NULL, &op), 0);
+    seq2 = await_request(h, req, seq, op, timeout);
+    snprintf(val, sizeof(val), "%s 1", seq2);
+    ck_assert(xs_write(h, XBT_NULL, node, val, (unsigned)strlen(val)));
+    while (!stubdm_op_done(op))
+        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+    ck_assert_msg(stubdm_op_result(op) == 0, "%s: %s",
+                  stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
+    ck_assert_uint_eq(stubdm_dm_save_bytes(op), file_size(path));
+    stubdm_op_free(op);
+    close(fd);
+    free(seq);
+    free(seq2);
+
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    xs_close(h);
+    unlink(path);
+    assert_clean();
+}
+END_TEST
+
 static Suite *dm_state_suite(void)
 {
     Suite *s = suite_create("dm_state");
@@ -886,6 +1011,7 @@ static Suite *dm_state_suite(void)
     tcase_add_test(tc, test_hostile_ring_ends_one_console);
     tcase_add_test(tc, test_pause_unpause);
     tcase_add_test(tc, test_save_console_type_owner);
+    tcase_add_test(tc, test_save_forged_stream_end);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("sim-pidfd");

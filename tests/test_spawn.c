@@ -468,6 +468,59 @@ START_TEST(test_guest_vm_node_owner)
 }
 END_TEST
 
+/*
+ * image/device-model-domid is dom0's ([n0, rG]); a guest that owns it (a
+ * toolstack let it, or it re-created it) must not choose what
+ * stubdm_find_stubdom (stubdm-ctl destroy --guest) takes for its
+ * stubdomain: STUBDM_EPERM, *out untouched, nothing changed or destroyed.
+ * The same value owned by dom0 is taken.
+ */
+START_TEST(test_find_stubdom_guest_owned)
+{
+    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const node = "/local/domain/7/image/device-model-domid";
+    struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
+    struct xs_permissions dom0_own[2] = { { 0, XS_PERM_NONE },
+                                          { GUEST, XS_PERM_READ } };
+    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_stubdom *s = NULL;
+    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    char *before, *after, val[16];
+    uint32_t domid, found = 12345;
+
+    if (!have_sim_stubdom())
+        return;
+    ck_assert_ptr_nonnull(h);
+    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_config_free(c);
+    domid = stubdm_stubdom_domid(s);
+    snprintf(val, sizeof(val), "%u", domid);
+    ck_assert(xs_write(h, XBT_NULL, node, val, (unsigned)strlen(val)));
+    ck_assert(xs_set_permissions(h, XBT_NULL, node, guest_own, 1));
+    before = dump();
+
+    ck_assert_int_eq(stubdm_find_stubdom(ctx, GUEST, &found), STUBDM_EPERM);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "owned by domain 7"), "%s",
+                  stubdm_ctx_errmsg(ctx));
+    ck_assert_uint_eq(found, 12345);
+    after = dump();
+    ck_assert_str_eq(after, before);
+    free(after);
+    free(before);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+    ck_assert_int_eq(proc_count_sim(mock.dir, mock.pid), 1);
+
+    ck_assert(xs_set_permissions(h, XBT_NULL, node, dom0_own, 2));
+    ck_assert_int_eq(stubdm_find_stubdom(ctx, GUEST, &found), 0);
+    ck_assert_uint_eq(found, domid);
+
+    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    stubdm_stubdom_free(s);
+    xs_close(h);
+    assert_clean();
+}
+END_TEST
+
 /* ---- failures at each step ------------------------------------------------ */
 
 static const struct die_case {
@@ -804,6 +857,7 @@ static Suite *spawn_suite(void)
     tcase_add_test(tc, test_destroy_refuses_non_stubdomain);
     tcase_add_test(tc, test_placeholder_mark_owner);
     tcase_add_test(tc, test_guest_vm_node_owner);
+    tcase_add_test(tc, test_find_stubdom_guest_owned);
     tcase_add_loop_test(tc, test_die_at_each_step, 0,
                         (int)STUBDM_ARRAY_SIZE(die_cases));
     tcase_add_test(tc, test_unpause_fails);
