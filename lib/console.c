@@ -1180,11 +1180,8 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
     c->xen = xen;
     c->dst_fd = c->src_fd = c->pty_slave = -1;
     c->be_state = XenbusStateInitialising;
-    c->rate = ctx->console_limits_set ? ctx->console_rate
-                                      : STUBDM_CONSOLE_DEFAULT_RATE;
-    c->rotate_ms = ctx->console_limits_set
-                       ? ctx->console_rotate_ms
-                       : STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS;
+    c->rate = ctx->console_rate;
+    c->rotate_ms = ctx->console_rotate_ms;
     c->tokens = c->rate;
     c->tokens_at = stubdm_now_ms();
     c->last_rotation = INT64_MIN;
@@ -1347,7 +1344,6 @@ int stubdm_ctx_set_console_limits(stubdm_ctx *ctx, uint64_t bytes_per_second,
 {
     if (!ctx)
         return STUBDM_EINVAL;
-    ctx->console_limits_set = true;
     ctx->console_rate = bytes_per_second;
     ctx->console_rotate_ms = min_rotate_interval_ms;
     return 0;

@@ -18,6 +18,8 @@ int stubdm_ctx_new(stubdm_ctx **out)
     if (!ctx)
         return STUBDM_ENOMEM;
     ctx->log_min = STUBDM_LOG_CRITICAL + 1;
+    ctx->console_rate = STUBDM_CONSOLE_DEFAULT_RATE;
+    ctx->console_rotate_ms = STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS;
     stubdm__loop_init(&ctx->loop);
     stubdm__list_init(&ctx->ops_pending);
     stubdm__list_init(&ctx->ops_queued);

@@ -979,20 +979,18 @@ static bool runs_for(pid_t pid, const char *want, size_t wlen)
     return false;
 }
 
-/* The pids of every process running for backend kind/domid/devid (a
- * script and what it started inherit its XENBUS_PATH), at most max. */
-static size_t find_runners(const char *kind, uint32_t domid, unsigned devid,
-                           pid_t *out, size_t max)
+/* The pids of every process whose environment holds want, wlen bytes
+ * with its '\0' (a script and what it started inherit the XENBUS_PATH
+ * the library gave it), at most max. */
+static size_t find_runners(const char *want, size_t wlen, pid_t *out,
+                           size_t max)
 {
-    char want[96];
-    size_t n = 0, wlen;
+    size_t n = 0;
     DIR *d = opendir("/proc");
     struct dirent *e;
 
     if (!d)
         return 0;
-    wlen = (size_t)snprintf(want, sizeof(want), "XENBUS_PATH=backend/%s/%u/%u",
-                            kind, domid, devid) + 1; /* with its '\0' */
     while (n < max && (e = readdir(d))) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
@@ -1023,7 +1021,11 @@ static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
 {
     pid_t pids[ORPHAN_MAX];
     int64_t deadline = stubdm_now_ms() + ORPHAN_WAIT_MS;
-    size_t n = find_runners(kind, domid, devid, pids, ORPHAN_MAX);
+    char want[96];
+    size_t wlen = (size_t)snprintf(want, sizeof(want),
+                                   "XENBUS_PATH=backend/%s/%u/%u", kind,
+                                   domid, devid) + 1;
+    size_t n = find_runners(want, wlen, pids, ORPHAN_MAX);
 
     if (!n)
         return;
@@ -1033,7 +1035,7 @@ static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
              kind, domid, devid, n, (long)pids[0], ORPHAN_WAIT_MS);
     while (n && stubdm_now_ms() < deadline) {
         usleep(20000);
-        n = find_runners(kind, domid, devid, pids, ORPHAN_MAX);
+        n = find_runners(want, wlen, pids, ORPHAN_MAX);
     }
     if (!n)
         return;
@@ -1045,10 +1047,6 @@ static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
          * a pid reused meanwhile.  What the script started carries its
          * XENBUS_PATH too, so its whole tree is found and killed. */
         for (size_t i = 0; i < n; i++) {
-            char want[96];
-            size_t wlen = (size_t)snprintf(want, sizeof(want),
-                                           "XENBUS_PATH=backend/%s/%u/%u",
-                                           kind, domid, devid) + 1;
             int fd = pidfd_open(pids[i], 0);
             if (fd < 0)
                 continue;
@@ -1057,7 +1055,7 @@ static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
             close(fd);
         }
         usleep(20000);
-        n = find_runners(kind, domid, devid, pids, ORPHAN_MAX);
+        n = find_runners(want, wlen, pids, ORPHAN_MAX);
     }
     if (n)
         LOG_WARN(ctx, MOD, "%s %u/%u: pid %ld could not be killed", kind,

@@ -597,8 +597,7 @@ struct stubdm_ctx {
     char hotplug_dir[256];
     /* QMP connections (qmp.c), each shared by the handles opened on it */
     struct stubdm__list qmp_conns;
-    /* stubdm_ctx_set_console_limits (console.c); unset: the defaults */
-    bool console_limits_set;
+    /* stubdm_ctx_set_console_limits (console.c; the defaults from ctx_new) */
     uint64_t console_rate;
     unsigned console_rotate_ms;
 };
