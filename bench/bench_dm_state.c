@@ -11,7 +11,7 @@
  *
  *   bench_dm_state [ROUNDS]     (default 5)
  */
-#include "internal.h"
+#include "core/base.h"
 #include "mockxs.h"
 
 #include <fcntl.h>

@@ -3,7 +3,8 @@
  * runs) for 10, 100 and 999 arguments, against the mock xenstored through
  * the real libxenstore.  Prints figures; no pass/fail.
  */
-#include "internal.h"
+#include "core/mem.h"
+#include "xen/xs.h"
 #include "mockxs.h"
 
 #include <stdio.h>

@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/base.h"
 #include "libstubdm.h"
 #include "qmp_peer.c"
 

@@ -7,8 +7,8 @@
  *
  *   bench_qmp_parse [n [rounds]]     (defaults: 200 parses, 7 rounds)
  */
-#include "internal.h"
-#include "qmp_wire.h"
+#include "core/mem.h"
+#include "qmp/wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>

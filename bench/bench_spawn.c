@@ -10,7 +10,7 @@
  *
  *   bench_spawn [ROUNDS]     (default 5)
  */
-#include "internal.h"
+#include "xen/xs.h"
 #include "mockxs.h"
 
 #include <inttypes.h>

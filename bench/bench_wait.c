@@ -11,7 +11,7 @@
  *
  * Figures, not a test: nothing here passes or fails.
  */
-#include "internal.h"
+#include "core/base.h"
 #include "mockxs.h"
 #include "proccheck.h"
 

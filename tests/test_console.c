@@ -1,11 +1,11 @@
 /*
- * The console backend (lib/console.c) on the simulated host: the test
+ * The console backend (lib/console/console.c) on the simulated host: the test
  * plays the toolstack (dom0: writes the contract, serves consoles through
  * the library) and the stubdomain (tests/support/simcons.c: the console
  * frontends, writing xenstore as domain 5).
  */
-#include "internal.h"
-#include "console_ring.h"
+#include "core/base.h"
+#include "console/ring.h"
 #include "mockxs.h"
 #include "simcons.c" /* the frontend, compiled in as qmp_peer.c is */
 

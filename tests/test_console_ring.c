@@ -1,9 +1,9 @@
 /*
- * Pure ring arithmetic of the PV console page (lib/console_ring.c):
+ * Pure ring arithmetic of the PV console page (lib/console/ring.c):
  * wraparound of the free-running indexes, full and empty rings, both sides
  * of one page, and hostile indexes from the peer.
  */
-#include "console_ring.h"
+#include "console/ring.h"
 
 #include <check.h>
 #include <stdlib.h>

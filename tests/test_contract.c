@@ -3,7 +3,8 @@
  * libxenstore, permissions as each domain, teardown to the exact previous
  * store, refusals and failures leaving the store unchanged.
  */
-#include "nodes.h"
+#include "xen/nodes.h"
+#include "core/mem.h"
 #include "mockxs.h"
 
 #include <check.h>

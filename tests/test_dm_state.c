@@ -5,7 +5,8 @@
  * stubdomain and a console frontend (docs/consoles.md), the library is the
  * console backend.  No QEMU runs outside a simulated stubdomain.
  */
-#include "internal.h"
+#include "core/base.h"
+#include "xen/xs.h"
 #include "mockxs.h"
 #include "proccheck.h"
 

@@ -3,7 +3,9 @@
  * stubdomain, refusals (exact codes, messages, store unchanged),
  * permissions and request counts.
  */
-#include "dmargs.h"
+#include "protocol/dmargs.h"
+#include "core/mem.h"
+#include "xen/xs.h"
 #include "mockxs.h"
 
 #include <check.h>

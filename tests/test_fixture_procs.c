@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/base.h"
 #include "proccheck.h"
 #include "qmp_peer.c"
 

@@ -11,7 +11,9 @@
  * processes (the scripts, their children, the simulated stubdomain), this
  * process's children and its fds.
  */
-#include "internal.h"
+#include "core/base.h"
+#include "xen/host.h"
+#include "xen/xs.h"
 #include "mockxs.h"
 #include "proccheck.h"
 

@@ -2,8 +2,8 @@
  * json.c: parsing with limits, strict UTF-8, exact integers, accessors,
  * the incremental parser at every split point, and the writer.
  */
-#include "internal.h"
-#include "json.h"
+#include "core/mem.h"
+#include "qmp/json.h"
 
 #include <check.h>
 #include <stdio.h>

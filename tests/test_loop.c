@@ -4,7 +4,9 @@
  * cancel, free from callbacks, recursive dispatch refused, the hook and
  * poll interfaces, the timer heap.
  */
-#include "internal.h"
+#include "core/base.h"
+#include "core/loop.h"
+#include "core/op.h"
 #include "proccheck.h"
 
 #include <check.h>

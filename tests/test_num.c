@@ -1,13 +1,13 @@
 /*
- * The strict decimal parser (lib/num.c): every width's overflow, the
+ * The strict decimal parser (lib/core/num.c): every width's overflow, the
  * forms it refuses (empty, signs, spaces, hex, leading zeros, trailing
  * bytes, over-long), *out untouched on error; then its former callers
  * given hostile values through the library, on the mock xenstored.
  */
-#include "internal.h"
+#include "spawn/hotplug.h"
 #include "mockxs.h"
-#include "nodes.h"
-#include "num.h"
+#include "xen/nodes.h"
+#include "core/num.h"
 
 #include <check.h>
 #include <inttypes.h>

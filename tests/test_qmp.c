@@ -20,7 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/ctx.h"
 #include "libstubdm.h"
 #include "qmp_peer.c"
 

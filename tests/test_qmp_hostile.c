@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "internal.h"
+#include "core/base.h"
 #include "libstubdm.h"
 #include "qmp_peer.c"
 

@@ -1,9 +1,9 @@
 /*
- * qmp_wire.c: framing at every split point, classification, ids, limits,
+ * qmp/wire.c: framing at every split point, classification, ids, limits,
  * backpressure, discard-until-greeting, and the command encoder.
  */
-#include "internal.h"
-#include "qmp_wire.h"
+#include "core/mem.h"
+#include "qmp/wire.h"
 
 #include <check.h>
 #include <stdio.h>

@@ -5,7 +5,9 @@
  * checks that what a spawn made is gone afterwards: the whole store
  * (mockxs_dump before and after), the processes, and this process's fds.
  */
-#include "internal.h"
+#include "core/base.h"
+#include "core/ctx.h"
+#include "xen/xs.h"
 #include "mockxs.h"
 #include "proccheck.h"
 

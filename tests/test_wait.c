@@ -3,7 +3,9 @@
  * libxenstore, with the test playing the stubdomain (its own connection
  * acting as the stubdomain's domid) and the toolstack (dom0).
  */
-#include "internal.h"
+#include "core/base.h"
+#include "core/ctx.h"
+#include "xen/xs.h"
 #include "mockxs.h"
 
 #include "../examples/adapters/stubdm-epoll.h"

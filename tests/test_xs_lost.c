@@ -6,7 +6,7 @@
  * and a destroy from a new ctx (a new connection) then removes
  * everything: the whole store as before, no simulated domain or process.
  */
-#include "internal.h"
+#include "core/base.h"
 #include "mockxs.h"
 #include "proccheck.h"
 

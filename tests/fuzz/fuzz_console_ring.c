@@ -1,5 +1,5 @@
 /*
- * Fuzz target for the PV console ring arithmetic (lib/console_ring.c).
+ * Fuzz target for the PV console ring arithmetic (lib/console/ring.c).
  *
  * The input is a program of one-byte opcodes (plus arguments) run on one
  * console page shared by a backend view and a frontend view:
@@ -9,7 +9,7 @@
  *   5 backend peeks up to N / consumes part of it
  *   6 re-attach the backend (a reconnect)
  *   7 one dispatch of the backend's pump, ring -> destination, as
- *     lib/console.c's pump_out drives the ring: up to PUMP_ROUNDS rounds of
+ *     lib/console/console.c's pump_out drives the ring: up to PUMP_ROUNDS rounds of
  *     peek, write to the destination, consume; in every round the next
  *     input byte says how much the destination takes and what the hostile
  *     frontend does meanwhile (write more and advance out_prod, forge
@@ -30,7 +30,7 @@
  * a -1 the harness, as console.c (which disconnects), pumps no more until
  * a re-attach (op 6).
  */
-#include "console_ring.h"
+#include "console/ring.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,7 +38,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* lib/console.c's bound: rounds of the pump per dispatch. */
+/* lib/console/console.c's bound: rounds of the pump per dispatch. */
 #define PUMP_ROUNDS 32
 
 #define CHECK(c)                                                              \

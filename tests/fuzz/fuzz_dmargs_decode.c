@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the dm-argv reader (lib/dmargs.c,
+ * libFuzzer target for the dm-argv reader (lib/protocol/dmargs.c,
  * stubdm_dm_argv_read): what a stubdomain makes of the argv in its store,
  * with the store's content chosen by the fuzzer.
  *
@@ -24,9 +24,9 @@
  * Invariants: no memory error (ASan), no leak, the model's answer, every
  * returned argument non-empty and free of the encoding's separators.
  */
-#include "dmargs.h"
-#include "internal.h"
-#include "nodes.h"
+#include "protocol/dmargs.h"
+#include "core/base.h"
+#include "xen/nodes.h"
 
 #include <errno.h>
 #include <stdint.h>

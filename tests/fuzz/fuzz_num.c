@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the strict number parser (lib/num.c): every number
+ * libFuzzer target for the strict number parser (lib/core/num.c): every number
  * and domid dom0 reads from a node a peer owns goes through it.
  *
  * Differential: each input is checked against a reference written from
@@ -14,8 +14,8 @@
  * Input: byte 0 picks max (UINT64_MAX, UINT32_MAX, 0, 255, or the next
  * 8 bytes), the rest is the text.
  */
-#include "internal.h"
-#include "num.h"
+#include "core/base.h"
+#include "core/num.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the QMP proxy's client side (lib/qmp_proxy.c):
+ * libFuzzer target for the QMP proxy's client side (lib/qmp/proxy.c):
  * whatever a local client sends it.
  *
  * Set up once (LLVMFuzzerInitialize): the simulated host of the QMP suites
@@ -29,8 +29,8 @@
  * bound below (a hang is a finding); after the client closes, the proxy
  * holds no client; the QMP connection stays up across all inputs.
  */
-#include "internal.h"
-#include "json.h"
+#include "core/mem.h"
+#include "qmp/json.h"
 #include "qmp_peer.h"
 
 #include <errno.h>

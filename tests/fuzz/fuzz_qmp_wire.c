@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for qmp_wire.c and json.c: everything QEMU can send.
+ * libFuzzer target for qmp/wire.c and json.c: everything QEMU can send.
  *
  * Input layout: byte 0 selects the mode (bit 0: discard-until-greeting)
  * and bytes 1..4 the chunk sizes the rest is fed in (cycled), so the
@@ -8,8 +8,8 @@
  * touched and its tree compared with a fresh incremental parse of its text;
  * the encoder is exercised with the message text as arguments.
  */
-#include "internal.h"
-#include "qmp_wire.h"
+#include "core/mem.h"
+#include "qmp/wire.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -27,7 +27,7 @@ targets=${FUZZ_TARGETS:-$all}
 cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER="$cc" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTUBDM_BUILD_FUZZ=ON \
   -DSTUBDM_BUILD_EXAMPLES=OFF -DSTUBDM_BUILD_BENCH=OFF >/dev/null
-# Only the targets this tree has (fuzz_num needs lib/num.c): each has a
+# Only the targets this tree has (fuzz_num needs lib/core/num.c): each has a
 # CMakeFiles/<target>.dir, whatever the generator.
 # shellcheck disable=SC2012 # the names are ours: fuzz_[a-z_]*.dir
 avail=$(ls "$build/tests/fuzz/CMakeFiles" |

@@ -3,7 +3,7 @@
  */
 #include "simcons.h"
 
-#include "console_ring.h"
+#include "console/ring.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -16,7 +16,7 @@
  * Initialised for n >= 1; for console 0 ring-ref and port, which on Xen
  * the domain builder writes, so pass a dom0 handle), then simcons_write /
  * simcons_read move bytes (non-blocking: they return what fitted) and
- * simcons_wait sleeps until the backend notifies.  Needs lib/console_ring.c
+ * simcons_wait sleeps until the backend notifies.  Needs lib/console/ring.c
  * (compile it in, or link libstubdm's static archive).
  */
 #ifndef STUBDM_TESTS_SIMCONS_H

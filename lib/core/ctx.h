@@ -1,0 +1,67 @@
+/*
+ * The context: the state each module keeps per ctx.  No global state: all
+ * of the library's state hangs off a stubdm_ctx.
+ */
+#ifndef STUBDM_CORE_CTX_H
+#define STUBDM_CORE_CTX_H
+
+#include "core/base.h"
+#include "core/list.h"
+#include "core/loop.h"
+#include "xen/hv.h"
+#include "xen/xs.h"
+
+struct stubdm_ctx {
+    /* error state */
+    char errmsg[STUBDM_ERRMSG_MAX];
+    int os_errno;
+    /* logging */
+    stubdm_log_fn *log_fn;
+    void *log_user;
+    stubdm_log_level log_min;
+    /* loop and dispatch */
+    struct stubdm__loop loop;
+    unsigned dispatch_depth; /* >0 while a dispatch entry point runs */
+    unsigned callback_depth; /* >0 while a user callback runs */
+    bool free_requested;
+    /* operations */
+    struct stubdm__list ops_pending;
+    struct stubdm__list ops_queued;
+    /* Blocks of released ops, reused by the next op of the same size (a
+     * command per round trip would otherwise be a calloc and a free). */
+    struct {
+        void *block;
+        size_t size;
+    } op_cache[8];
+    unsigned n_op_cache;
+    /* xenstore */
+    struct stubdm__xs_state xs;
+    /* hypervisor */
+    struct stubdm__hv hv;
+    /* domain-death monitor: the subscribers (while a release is handled,
+     * those not yet checked sit in the handler's batch, so the list alone
+     * does not say whether any is left: the count does) */
+    struct stubdm__list domwatches;
+    size_t n_domwatches;
+    struct stubdm__xswatch release_watch;
+    /* spawning: stubdm_host as set by stubdm_ctx_set_host (0: AUTO) */
+    int host_kind;
+    /* hotplug scripts (hotplug.c): not run (stubdm_ctx_set_hotplug 0);
+     * pidfd_open found missing (ENOSYS: Linux < 5.3, or valgrind 3.19),
+     * so children are reaped by polling from then on */
+    bool no_hotplug, no_pidfd;
+    /* a device-model save's stream bound (dm_state.c; 0: the default) */
+    uint64_t save_limit;
+    /* stubdm_ctx_set_hotplug_dir ("": /etc/xen/scripts) */
+    char hotplug_dir[256];
+    /* QMP connections (qmp.c), each shared by the handles opened on it */
+    struct stubdm__list qmp_conns;
+    /* stubdm_ctx_set_console_limits (console.c; the defaults from ctx_new) */
+    uint64_t console_rate;
+    unsigned console_rotate_ms;
+};
+
+/* Free the ctx now (stubdm_ctx_free defers this while dispatching). */
+void stubdm__ctx_destroy(stubdm_ctx *ctx);
+
+#endif /* STUBDM_CORE_CTX_H */

@@ -1,0 +1,56 @@
+/*
+ * Host backends: who creates, starts and destroys a stubdomain.  The real
+ * one is in xenctrl.c (libxenctrl/libxenguest); the simulated one in
+ * host_sim.c (control commands to the mock xenstored, which plays the
+ * hypervisor).  Everything else a spawn does is plain xenstore, shared.
+ */
+#ifndef STUBDM_XEN_HOST_H
+#define STUBDM_XEN_HOST_H
+
+#include "core/base.h"
+
+/* What to build, and what the builder returns. */
+struct stubdm__build {
+    /* in */
+    uint32_t domid_req; /* 0: let the hypervisor choose */
+    uint32_t guest;
+    const char *name;
+    const char *kernel, *ramdisk, *cmdline;
+    uint64_t memory_kib;
+    unsigned vcpus;
+    const char *xsm_label; /* NULL: default label */
+    uint8_t uuid[16];
+    /* the simulated host's stand-in program and its arguments */
+    const char *sim_program;
+    const char *const *sim_args;
+    size_t sim_nargs;
+    /* out */
+    uint32_t domid;
+    uint64_t store_mfn, console_mfn;
+    uint32_t store_port, console_port;
+};
+
+struct stubdm__host_ops {
+    const char *name; /* "xen", "simulated" */
+    bool simulated;
+    /* Create the domain paused and load its kernel; fills the out fields.
+     * On failure nothing is left (the builder destroys what it made). */
+    int (*create)(stubdm_ctx *ctx, struct stubdm__build *b);
+    /* The hypervisor side of the target relation (xenstore's is the
+     * contract's xs_set_target). */
+    int (*set_target)(stubdm_ctx *ctx, uint32_t domid, uint32_t guest);
+    int (*unpause)(stubdm_ctx *ctx, const struct stubdm__build *b);
+    /* Destroy; a domain that no longer exists is not an error. */
+    int (*destroy)(stubdm_ctx *ctx, uint32_t domid);
+    /* Pause (true) or unpause (false) a domain that has been started. */
+    int (*pause)(stubdm_ctx *ctx, uint32_t domid, bool pause);
+};
+
+extern const struct stubdm__host_ops stubdm__host_xen; /* xenctrl.c */
+extern const struct stubdm__host_ops stubdm__host_sim; /* host_sim.c */
+
+/* The backend chosen for the ctx (stubdm_ctx_set_host; AUTO: Xen if a
+ * hypervisor is present, else simulated). */
+const struct stubdm__host_ops *stubdm__host(stubdm_ctx *ctx);
+
+#endif /* STUBDM_XEN_HOST_H */
