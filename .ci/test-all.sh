@@ -84,8 +84,12 @@ suite_procs() {
         if [ "${#f[@]}" -le 19 ] || [ "${f[0]}" = Z ]; then continue; fi
         run=${env#*$'\n'STUBDM_TEST_RUN=}
         if [ "$run" = "$env" ]; then
-            # unmarked (hotplug scripts get a clean environment): this
-            # run's when orphaned (to init) or when its parent is this run's
+            # unmarked: only a hotplug script (the library gives it a clean
+            # environment, with XENBUS_PATH) can be this run's; it is when
+            # orphaned (to init) or when its parent is this run's.  Other
+            # unmarked processes (another checkout's tests, a daemonized
+            # mock among them) are not this run's to count or kill.
+            [[ $env == *$'\n'XENBUS_PATH=* ]] || continue
             if [ "${f[1]}" != 1 ]; then
                 mapfile -d '' -t vars 2> /dev/null < "/proc/${f[1]}/environ"
                 [[ $'\n'"${vars[*]/%/$'\n'}" == *$'\n'"STUBDM_TEST_RUN=$STUBDM_TEST_RUN"$'\n'* ]] ||
