@@ -24,8 +24,6 @@
 #define STUBDM_LIBEXECDIR "/usr/local/libexec/libstubdm"
 #endif
 
-static struct ctl_command cmd_sim;
-
 /* The default runtime directory: $STUBDM_SIM_DIR, else
  * $XDG_RUNTIME_DIR/libstubdm-sim, else /run/libstubdm-sim for root, else
  * /tmp/libstubdm-sim-<uid>. */
@@ -107,10 +105,10 @@ refuse:
  * that process is alive and the socket is there; else 0. */
 static pid_t running_pid(int dfd)
 {
-    char buf[32], *end;
+    char buf[32];
     struct stat st;
+    uint64_t pid;
     ssize_t n;
-    long pid;
     int fd;
 
     fd = openat(dfd, "pid", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -125,10 +123,8 @@ static pid_t running_pid(int dfd)
     if (n <= 0)
         return 0;
     buf[n] = '\0';
-    errno = 0;
-    pid = strtol(buf, &end, 10);
-    if (errno || end == buf || (*end && *end != '\n') || pid <= 0 ||
-        pid > INT_MAX || kill((pid_t)pid, 0) != 0)
+    buf[strcspn(buf, "\n")] = '\0';
+    if (ctl_parse_uint(buf, 1, INT_MAX, &pid) || kill((pid_t)pid, 0) != 0)
         return 0;
     if (fstatat(dfd, "socket", &st, AT_SYMLINK_NOFOLLOW) ||
         !S_ISSOCK(st.st_mode))
@@ -136,35 +132,25 @@ static pid_t running_pid(int dfd)
     return (pid_t)pid;
 }
 
-static bool hypervisor_present(void)
-{
-    return access("/dev/xen/privcmd", F_OK) == 0 ||
-           access("/proc/xen/privcmd", F_OK) == 0;
-}
-
-/* Declared here and in main.c: the one hook main.c calls. */
-int ctl_sim_prepare(stubdm_ctx *ctx, bool force_sim);
-int ctl_sim_prepare(stubdm_ctx *ctx, bool force_sim)
+void ctl_sim_prepare(stubdm_ctx *ctx)
 {
     char dir[PATH_MAX - 16], sock[PATH_MAX];
     pid_t pid;
     int dfd;
 
-    if (force_sim)
-        stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM);
-    if (getenv("XENSTORED_PATH") || (!force_sim && hypervisor_present()))
-        return 0;
+    /* The library's host choice (--sim, else a hypervisor probe). */
+    if (getenv("XENSTORED_PATH") || stubdm_ctx_host(ctx) != STUBDM_HOST_SIM)
+        return;
     default_dir(dir, sizeof(dir));
     dfd = open_dir(dir, false);
     if (dfd < 0)
-        return 0;
+        return;
     pid = running_pid(dfd);
     close(dfd);
     if (!pid)
-        return 0;
+        return;
     snprintf(sock, sizeof(sock), "%s/socket", dir);
     setenv("XENSTORED_PATH", sock, 1);
-    return 0;
 }
 
 /* The mock xenstored: $STUBDM_MOCK_XENSTORED, the build tree's when this
@@ -363,42 +349,53 @@ static int sim_status(stubdm_ctx *ctx, const struct ctl_global *g,
     return CTL_EXIT_OK;
 }
 
-static int run_sim(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
-                   char **argv)
+struct sim_opts {
+    const char *dir;
+    bool verbose;
+};
+
+const struct ctl_option ctl_sim_options[] = {
+    {"dir", 0, CTL_ARG_STRING, offsetof(struct sim_opts, dir), "DIR", 0, 0,
+     NULL, NULL},
+    {"verbose", 0, CTL_ARG_FLAG, offsetof(struct sim_opts, verbose), NULL, 0,
+     0, NULL, NULL},
+    {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
+};
+
+int ctl_sim_run(stubdm_ctx *ctx, const struct ctl_global *g,
+                const struct ctl_command *cmd, int argc, char **argv)
 {
     char dir[PATH_MAX - 32];
-    const char *action = NULL;
-    bool verbose = false;
+    struct sim_opts o = {0};
+    struct ctl_args a;
+    const char *action;
     int dfd, rc;
 
-    default_dir(dir, sizeof(dir));
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dir")) {
-            if (++i >= argc || !argv[i][0])
-                return ctl_usage_error(&cmd_sim, "--dir needs a directory");
-            snprintf(dir, sizeof(dir), "%s", argv[i]);
-        } else if (!strcmp(argv[i], "--verbose")) {
-            verbose = true;
-        } else if (!action && argv[i][0] != '-') {
-            action = argv[i];
-        } else {
-            return ctl_usage_error(&cmd_sim, "unexpected argument '%s'",
-                                   argv[i]);
-        }
-    }
-    if (!action)
-        return ctl_usage_error(&cmd_sim, "need start, stop or status");
+    if ((rc = ctl_parse(cmd, cmd->options, argc, argv, false, &o, &a)))
+        return rc;
+    if (a.npos > 1 || a.nrest)
+        return ctl_usage_error(cmd, "unexpected argument '%s'",
+                               a.npos > 1 ? a.pos[1] : a.rest[0]);
+    if (!a.npos)
+        return ctl_usage_error(cmd, "need start, stop or status");
+    action = a.pos[0];
+    if (o.dir && !*o.dir)
+        return ctl_usage_error(cmd, "--dir needs a directory");
+    if (o.dir)
+        snprintf(dir, sizeof(dir), "%s", o.dir);
+    else
+        default_dir(dir, sizeof(dir));
     if (strlen(dir) > 80)
-        return ctl_usage_error(&cmd_sim, "directory too long for unix "
-                                         "socket paths (80 bytes at most)");
+        return ctl_usage_error(cmd, "directory too long for unix "
+                                    "socket paths (80 bytes at most)");
     if (strcmp(action, "start") && strcmp(action, "stop") &&
         strcmp(action, "status"))
-        return ctl_usage_error(&cmd_sim, "unknown action '%s'", action);
+        return ctl_usage_error(cmd, "unknown action '%s'", action);
     dfd = open_dir(dir, !strcmp(action, "start"));
     if (dfd < 0 && errno != ENOENT)
         return CTL_EXIT_FAIL;
     if (!strcmp(action, "start"))
-        rc = dfd < 0 ? CTL_EXIT_FAIL : sim_start(g, dir, dfd, verbose);
+        rc = dfd < 0 ? CTL_EXIT_FAIL : sim_start(g, dir, dfd, o.verbose);
     else if (!strcmp(action, "stop"))
         rc = dfd < 0 ? sim_stop(g, dir, -1) : sim_stop(g, dir, dfd);
     else
@@ -408,11 +405,7 @@ static int run_sim(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     return rc;
 }
 
-CTL_COMMAND(cmd_sim) = {
-    .name = "sim",
-    .usage = "start|stop|status [--dir DIR] [--verbose]",
-    .summary = "run the simulated Xen host (no hypervisor needed)",
-    .help =
+const char ctl_sim_help[] =
         "start   start stubdm-mock-xenstored as a daemon in DIR (it plays\n"
         "        xenstored and the hypervisor) and print\n"
         "        `export XENSTORED_PATH=DIR/socket`; already running: the\n"
@@ -425,6 +418,4 @@ CTL_COMMAND(cmd_sim) = {
         "other subcommand uses a running simulated host automatically when\n"
         "XENSTORED_PATH is unset and no hypervisor is present (or with the\n"
         "global --sim).  See docs/simulated-host.md.\n"
-        "  --verbose  the daemon logs every request on stderr\n",
-    .run = run_sim,
-};
+        "  --verbose  the daemon logs every request on stderr\n";
