@@ -88,6 +88,9 @@ static int exec_and_wait(stubdm_ctx *ctx, const struct ctl_global *g,
     stubdm_op *op = NULL;
     int rc = stubdm_qmp_execute(q, cmd, args, timeout_ms, on_reply, &p, &op);
 
+    /* Not ready: the connection was lost since it opened. */
+    if (rc == STUBDM_ESTATE && !stubdm_qmp_is_ready(q))
+        return ctl_report_qmp_lost(ctx, g, "qmp");
     if (rc)
         return ctl_report_error(ctx, g, "qmp", rc, NULL);
     rc = ctl_run_until(ctx, g, "qmp", op, &p.done, NULL, NULL);

@@ -335,7 +335,9 @@ static int spawn_and_wait(struct spawn_run *r, bool qmp_status)
                                  &r->qmp_reply);
     if (!rc)
         return 0;
-    rc = ctl_report_error(r->ctx, r->g, "spawn: query-status", rc, NULL);
+    rc = rc == STUBDM_ESTATE && !stubdm_qmp_is_ready(q)
+             ? ctl_report_qmp_lost(r->ctx, r->g, "spawn: query-status")
+             : ctl_report_error(r->ctx, r->g, "spawn: query-status", rc, NULL);
     stubdm_stubdom_destroy(r->s);
     return rc;
 }
