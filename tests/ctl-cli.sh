@@ -4,7 +4,8 @@
 #     sign, trailing text, a base prefix and a value out of its range or
 #     past 64 bits with exit 2 and a message naming the option and the
 #     value; unknown options, missing values and unknown names likewise;
-#     values at the edges of the ranges are accepted;
+#     values at the edges of the ranges are accepted; the options each
+#     command's --help lists are the ones it takes;
 #  2. the exit codes of a command on the simulated host: a timeout (3),
 #     and a QMP command sent on a connection lost meanwhile: exit 8 and
 #     "QMP connection lost", as the list says (not 1).
@@ -136,6 +137,21 @@ grep -q '^/local/domain/1/device-model/32751 = ""  (n1 r32751)' "$dir/out" &&
 expect 0 "" dm-argv encode --vm /vm/x --stubdom 1 --max-value 4096 \
     --encoding esc -- a
 expect 9 "" dm-argv encode --vm /vm/x --stubdom 1 --max-value 1 -- ab
+
+# Every option a command's --help lists is in its option table (the help
+# text and the table are written apart).  Not the command's own: the
+# global options, another command's, the stand-in's (--sim-arg values).
+foreign=" save--restore sim--sim spawn--no-hotplug spawn--die-at spawn--no-qemu "
+for cmd in destroy dm-argv layout list qmp qmp-proxy save sim spawn wait; do
+    for o in $("$ctl" "$cmd" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+        [[ "$foreign" == *" $cmd$o "* ]] && continue
+        if "$ctl" "$cmd" "$o" < /dev/null 2>&1 | grep -q "unknown option"; then
+            bad "$cmd --help lists $o, which $cmd does not take"
+        else
+            ok
+        fi
+    done
+done
 
 # ---- 2. exit codes on the simulated host -----------------------------------
 
