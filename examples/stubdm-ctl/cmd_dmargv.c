@@ -125,10 +125,10 @@ int ctl_dmargv_run(stubdm_ctx *ctx, const struct ctl_global *g,
 
 const char ctl_dmargv_help[] =
     "  encode  print the nodes a write would create (no I/O)\n"
-            "  write   write them in one transaction (old keys removed)\n"
-            "  read    read the argv back as a stubdomain does: list the keys,\n"
-            "          sort them as text, read the values; one per line\n"
-            "ARGS are QEMU's arguments without argv[0], after \"--\".\n"
-            "Refused input (a newline, an empty or over-long argument, more\n"
-            "than 999 arguments, bytes the stubdomain's xenstore-read would\n"
-            "escape) writes nothing and exits 9.\n";
+    "  write   write them in one transaction (old keys removed)\n"
+    "  read    read the argv back as a stubdomain does: list the keys,\n"
+    "          sort them as text, read the values; one per line\n"
+    "ARGS are QEMU's arguments without argv[0], after \"--\".\n"
+    "Refused input (a newline, an empty or over-long argument, more\n"
+    "than 999 arguments, bytes the stubdomain's xenstore-read would\n"
+    "escape) writes nothing and exits 9.\n";

@@ -17,7 +17,7 @@ const struct ctl_option ctl_qmp_options[] = {
 };
 #undef O
 
-/* ---- replies ------------------------------------------------------------- */
+/* ---- replies ------------------------------------------------------------ */
 
 struct pending {
     bool done;

@@ -105,12 +105,12 @@ int ctl_save_run(stubdm_ctx *ctx, const struct ctl_global *g,
 }
 
 const char ctl_save_help[] =
-        "QMP stop, then xen-save-devices-state to /dev/fdset/1, which the\n"
-        "stubdomain connected to its console 1; this process serves console\n"
-        "1 and returns once the whole stream is in FILE (the stubdomain\n"
-        "reports the stream's end when it offers feature-stream-end).\n"
-        "Restore with: stubdm-ctl spawn ... --restore FILE.\n"
-        "Needs the libstubdm console backend.  --guest: default the\n"
-        "stubdomain's target.  --timeout: default 30 s.  --limit: the\n"
-        "stream's bound (default 64 MiB); a stubdomain streaming more ends\n"
-        "the save (exit 9) and FILE is removed, as on any failure.\n";
+    "QMP stop, then xen-save-devices-state to /dev/fdset/1, which the\n"
+    "stubdomain connected to its console 1; this process serves console\n"
+    "1 and returns once the whole stream is in FILE (the stubdomain\n"
+    "reports the stream's end when it offers feature-stream-end).\n"
+    "Restore with: stubdm-ctl spawn ... --restore FILE.\n"
+    "Needs the libstubdm console backend.  --guest: default the\n"
+    "stubdomain's target.  --timeout: default 30 s.  --limit: the\n"
+    "stream's bound (default 64 MiB); a stubdomain streaming more ends\n"
+    "the save (exit 9) and FILE is removed, as on any failure.\n";

@@ -406,16 +406,16 @@ int ctl_sim_run(stubdm_ctx *ctx, const struct ctl_global *g,
 }
 
 const char ctl_sim_help[] =
-        "start   start stubdm-mock-xenstored as a daemon in DIR (it plays\n"
-        "        xenstored and the hypervisor) and print\n"
-        "        `export XENSTORED_PATH=DIR/socket`; already running: the\n"
-        "        same line, exit 0.\n"
-        "stop    stop it; it kills its simulated stubdomains first.\n"
-        "status  running or not, and how many stubdomains it holds\n"
-        "        (exit 1 when not running).\n\n"
-        "DIR defaults to $STUBDM_SIM_DIR, else $XDG_RUNTIME_DIR/libstubdm-sim,\n"
-        "else /run/libstubdm-sim (root) or /tmp/libstubdm-sim-UID.  Every\n"
-        "other subcommand uses a running simulated host automatically when\n"
-        "XENSTORED_PATH is unset and no hypervisor is present (or with the\n"
-        "global --sim).  See docs/simulated-host.md.\n"
-        "  --verbose  the daemon logs every request on stderr\n";
+    "start   start stubdm-mock-xenstored as a daemon in DIR (it plays\n"
+    "        xenstored and the hypervisor) and print\n"
+    "        `export XENSTORED_PATH=DIR/socket`; already running: the\n"
+    "        same line, exit 0.\n"
+    "stop    stop it; it kills its simulated stubdomains first.\n"
+    "status  running or not, and how many stubdomains it holds\n"
+    "        (exit 1 when not running).\n\n"
+    "DIR defaults to $STUBDM_SIM_DIR, else $XDG_RUNTIME_DIR/libstubdm-sim,\n"
+    "else /run/libstubdm-sim (root) or /tmp/libstubdm-sim-UID.  Every\n"
+    "other subcommand uses a running simulated host automatically when\n"
+    "XENSTORED_PATH is unset and no hypervisor is present (or with the\n"
+    "global --sim).  See docs/simulated-host.md.\n"
+    "  --verbose  the daemon logs every request on stderr\n";

@@ -78,7 +78,7 @@ struct spawn_run {
     int64_t start, step_start;
 };
 
-/* ---- config from options ---------------------------------------------- */
+/* ---- config from options ------------------------------------------------ */
 
 /* --disk PATH[,qcow2|,raw][,ro][,script=S] */
 static int add_disk(stubdm_spawn_config *cfg, size_t n, const char *spec)
@@ -139,25 +139,26 @@ static int add_nic(stubdm_spawn_config *cfg, const char *spec)
     return rc;
 }
 
-/* Option name and value of a setter the config refused: a usage error. */
-#define REFUSED(call, what, value)                                           \
+/* A setter of the config refused an option's value: a usage error. */
+#define REFUSED(call, ...)                                                    \
     do {                                                                      \
         if ((call) != 0)                                                      \
-            return ctl_usage_error(cmd, "bad %s '%s'", what, value);          \
+            return ctl_usage_error(cmd, __VA_ARGS__);                         \
     } while (0)
 
 static int set_devices(const struct ctl_command *cmd,
                        const struct spawn_opts *o, stubdm_spawn_config *cfg)
 {
     for (size_t i = 0; i < o->disks.n; i++)
-        REFUSED(add_disk(cfg, i, o->disks.v[i]), "disk", o->disks.v[i]);
+        REFUSED(add_disk(cfg, i, o->disks.v[i]), "bad disk '%s'",
+                o->disks.v[i]);
     for (size_t i = 0; i < o->nics.n; i++)
-        REFUSED(add_nic(cfg, o->nics.v[i]), "nic", o->nics.v[i]);
+        REFUSED(add_nic(cfg, o->nics.v[i]), "bad nic '%s'", o->nics.v[i]);
     for (size_t i = 0; i < o->serials.n; i++)
         REFUSED(stubdm_spawn_config_set_console_output(
                     cfg, STUBDM_CONSOLE_SERIAL0 + (unsigned)i,
                     o->serials.v[i]),
-                "serial (too many?)", o->serials.v[i]);
+                "too many serials at '%s'", o->serials.v[i]);
     if (o->log) {
         char *out = malloc(strlen(o->log) + sizeof("file:"));
         int rc = out ? 0 : STUBDM_ENOMEM;
@@ -168,12 +169,12 @@ static int set_devices(const struct ctl_command *cmd,
                                                         out);
         }
         free(out);
-        REFUSED(rc, "log", o->log);
+        REFUSED(rc, "bad log '%s'", o->log);
     }
     if (o->save)
         REFUSED(stubdm_spawn_config_set_console_output(
                     cfg, STUBDM_CONSOLE_SAVE, o->save),
-                "save chardev", o->save);
+                "bad save chardev '%s'", o->save);
     return 0;
 }
 
@@ -189,7 +190,7 @@ static int set_restore(const struct ctl_command *cmd,
         o->backend != STUBDM_CONSOLE_LIBSTUBDM) {
         REFUSED(stubdm_spawn_config_set_console_output(
                     r->cfg, STUBDM_CONSOLE_RESTORE, o->restore),
-                "restore chardev", o->restore);
+                "bad restore chardev '%s'", o->restore);
         return 0;
     }
     r->restore_fd = open(o->restore, O_RDONLY | O_CLOEXEC);
@@ -207,24 +208,25 @@ static int set_domain(const struct ctl_command *cmd,
 {
     REFUSED(stubdm_spawn_config_set_guest(cfg, o->guest, o->uuid,
                                           o->guest_name),
-            "guest", o->uuid ? o->uuid : "");
+            "bad guest uuid or name");
     REFUSED(stubdm_spawn_config_set_kernel(cfg, o->kernel, o->ramdisk,
                                            o->cmdline),
-            "kernel", o->kernel ? o->kernel : "");
-    REFUSED(stubdm_spawn_config_set_args(cfg, a->rest, a->nrest), "QEMU args",
-            a->rest[0]);
+            "bad kernel, ramdisk or cmdline");
+    REFUSED(stubdm_spawn_config_set_args(cfg, a->rest, a->nrest),
+            "bad QEMU args");
     if (o->name)
-        REFUSED(stubdm_spawn_config_set_name(cfg, o->name), "name", o->name);
+        REFUSED(stubdm_spawn_config_set_name(cfg, o->name), "bad name '%s'",
+                o->name);
     if (o->memory_mib != CTL_UNSET_UINT)
         stubdm_spawn_config_set_memory_kib(cfg, o->memory_mib * 1024);
     if (o->vcpus != CTL_UNSET_UINT)
         stubdm_spawn_config_set_vcpus(cfg, (unsigned)o->vcpus);
     if (o->xsm_label)
         REFUSED(stubdm_spawn_config_set_xsm_label(cfg, o->xsm_label),
-                "xsm label", o->xsm_label);
+                "bad xsm label '%s'", o->xsm_label);
     if (o->stubdom_domid != CTL_UNSET_DOMID)
         REFUSED(stubdm_spawn_config_set_stubdom_domid(cfg, o->stubdom_domid),
-                "stubdom domid", "");
+                "bad domid %u", o->stubdom_domid);
     return 0;
 }
 
@@ -234,18 +236,18 @@ static int set_runtime(const struct ctl_command *cmd,
     if (o->backend != CTL_UNSET_CHOICE)
         REFUSED(stubdm_spawn_config_set_console_backend(
                     cfg, (stubdm_console_backend)o->backend),
-                "console backend", "");
+                "bad console backend");
     if (o->timeout_ms)
         REFUSED(stubdm_spawn_config_set_timeout(cfg, o->timeout_ms),
-                "timeout", "");
+                "bad timeout");
     REFUSED(stubdm_spawn_config_set_qmp(cfg, o->qmp || o->qmp_status,
                                         o->qmp_timeout_ms),
-            "QMP open timeout", "");
+            "bad QMP open timeout");
     if (o->sim_program || o->sim_args.n)
         REFUSED(stubdm_spawn_config_set_sim_program(cfg, o->sim_program,
                                                     o->sim_args.v,
                                                     o->sim_args.n),
-                "sim program", o->sim_program ? o->sim_program : "");
+                "bad sim program or arguments");
     return 0;
 }
 #undef REFUSED
@@ -371,7 +373,7 @@ static void report_running(const struct spawn_run *r)
                     stubdm_stubdom_console(r->s, STUBDM_CONSOLE_RESTORE)));
 }
 
-/* ---- serving -------------------------------------------------------------- */
+/* ---- serving ------------------------------------------------------------ */
 
 /* Serve the library's consoles until interrupted or the stubdomain is
  * gone (the held save console ends with it). */
@@ -413,7 +415,7 @@ static void after_running(const struct spawn_run *r, bool serve)
                         "them: --serve, save)\n");
 }
 
-/* ---- teardown ------------------------------------------------------------- */
+/* ---- teardown ----------------------------------------------------------- */
 
 static void spawn_teardown(struct spawn_run *r, struct spawn_opts *o)
 {

@@ -128,7 +128,7 @@ int ctl_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int ctl_parse_seconds(const char *s, int *ms_out);
 bool ctl_parse_domid(const char *s, uint32_t *out);
 
-/* ---- commands ------------------------------------------------------------ */
+/* ---- commands ----------------------------------------------------------- */
 
 typedef int ctl_run_fn(stubdm_ctx *ctx, const struct ctl_global *g,
                        const struct ctl_command *cmd, int argc, char **argv);
@@ -163,7 +163,7 @@ CTL_DECLARE_COMMAND(sim);
  * use one and XENSTORED_PATH is unset. */
 void ctl_sim_prepare(stubdm_ctx *ctx);
 
-/* ---- output and exit ------------------------------------------------------ */
+/* ---- output and exit ---------------------------------------------------- */
 
 /*
  * Test hook, not an interface: with STUBDM_CTL_CRASH_AT=TEXT in the

@@ -68,7 +68,7 @@ int ctl_parse_seconds(const char *s, int *ms_out)
     return 0;
 }
 
-/* ---- the parser ------------------------------------------------------------ */
+/* ---- the parser --------------------------------------------------------- */
 
 static const struct ctl_option *find_long(const struct ctl_option *t,
                                           const char *name)
