@@ -198,30 +198,19 @@ static void print_env(const struct ctl_global *g, const char *dir, pid_t pid,
     printf("export XENSTORED_PATH=%s/socket\n", dir);
 }
 
-static int sim_start(const struct ctl_global *g, const char *dir,
-                     int dfd, bool verbose)
+/* Run the mock xenstored as a daemon in dir; true once it forked off. */
+static bool run_daemon(const char *dir, bool verbose)
 {
-    char bin[PATH_MAX], pidfile[PATH_MAX], sock[PATH_MAX];
-    pid_t pid, child;
+    char bin[PATH_MAX], pidfile[PATH_MAX];
+    pid_t child;
     int status;
 
-    pid = running_pid(dfd);
-    if (pid) {
-        if (!g->json)
-            fprintf(stderr, "simulated host already running (pid %ld) in %s\n",
-                    (long)pid, dir);
-        print_env(g, dir, pid, "running");
-        return CTL_EXIT_OK;
-    }
     mock_binary(bin, sizeof(bin));
     snprintf(pidfile, sizeof(pidfile), "%s/pid", dir);
-    snprintf(sock, sizeof(sock), "%s/socket", dir);
-    /* A stale one (the link itself if it is one, never its target). */
-    unlinkat(dfd, "pid", 0);
     child = fork();
     if (child < 0) {
         fprintf(stderr, "stubdm-ctl sim: fork: %s\n", strerror(errno));
-        return CTL_EXIT_FAIL;
+        return false;
     }
     if (child == 0) {
         /* The daemon must not keep our stdout: a $(stubdm-ctl sim start)
@@ -242,8 +231,27 @@ static int sim_start(const struct ctl_global *g, const char *dir,
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "stubdm-ctl sim: %s failed to start\n", bin);
-        return CTL_EXIT_FAIL;
+        return false;
     }
+    return true;
+}
+
+static int sim_start(const struct ctl_global *g, const char *dir,
+                     int dfd, bool verbose)
+{
+    pid_t pid = running_pid(dfd);
+
+    if (pid) {
+        if (!g->json)
+            fprintf(stderr, "simulated host already running (pid %ld) in %s\n",
+                    (long)pid, dir);
+        print_env(g, dir, pid, "running");
+        return CTL_EXIT_OK;
+    }
+    /* A stale one (the link itself if it is one, never its target). */
+    unlinkat(dfd, "pid", 0);
+    if (!run_daemon(dir, verbose))
+        return CTL_EXIT_FAIL;
     /* The daemon forks after its sockets listen; the pidfile follows. */
     for (int i = 0; i < 500 && !(pid = running_pid(dfd)); i++) {
         struct timespec ts = { 0, 10 * 1000 * 1000 };
