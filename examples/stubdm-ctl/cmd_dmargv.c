@@ -6,66 +6,33 @@
  */
 #include "ctl.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-static struct ctl_command cmd_dmargv;
-
 struct dmargv_opts {
-    const char *action;
     const char *vm_path;
     uint32_t stubdom;
-    bool have_stubdom;
-    stubdm_argv_encoding encoding;
-    size_t max_value;
-    const char *const *args;
-    size_t nargs;
+    int encoding;
+    uint64_t max_value; /* 0: the library's default */
 };
 
-static int parse(int argc, char **argv, struct dmargv_opts *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->encoding = STUBDM_ARGV_DIRECTORY;
-    if (argc < 2)
-        return ctl_usage_error(&cmd_dmargv, "need encode, write or read");
-    o->action = argv[1];
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--")) {
-            o->args = (const char *const *)&argv[i + 1];
-            o->nargs = (size_t)(argc - i - 1);
-            break;
-        } else if (!strcmp(a, "--vm") && i + 1 < argc) {
-            o->vm_path = argv[++i];
-        } else if (!strcmp(a, "--stubdom") && i + 1 < argc) {
-            if (!ctl_parse_domid(argv[++i], &o->stubdom))
-                return ctl_usage_error(&cmd_dmargv, "bad domid '%s'", argv[i]);
-            o->have_stubdom = true;
-        } else if (!strcmp(a, "--encoding") && i + 1 < argc) {
-            if (!ctl_parse_encoding(argv[++i], &o->encoding))
-                return ctl_usage_error(&cmd_dmargv, "unknown encoding '%s'",
-                                       argv[i]);
-        } else if (!strcmp(a, "--max-value") && i + 1 < argc) {
-            char *end;
-            unsigned long v = strtoul(argv[++i], &end, 10);
-            if (*end || !v || v > 4096)
-                return ctl_usage_error(&cmd_dmargv, "bad --max-value");
-            o->max_value = v;
-        } else {
-            return ctl_usage_error(&cmd_dmargv, "unexpected argument '%s'", a);
-        }
-    }
-    if (!o->vm_path)
-        return ctl_usage_error(&cmd_dmargv, "--vm /vm/<uuid> is required");
-    return 0;
-}
+#define O(field) offsetof(struct dmargv_opts, field)
+const struct ctl_option ctl_dmargv_options[] = {
+    {"vm", 0, CTL_ARG_STRING, O(vm_path), "/vm/UUID", 0, 0, NULL, NULL},
+    {"stubdom", 0, CTL_ARG_DOMID, O(stubdom), "DOMID", 0, 0, NULL, NULL},
+    {"encoding", 0, CTL_ARG_CHOICE, O(encoding), "encoding", 0, 0,
+     ctl_encodings, NULL},
+    {"max-value", 0, CTL_ARG_UINT, O(max_value), "N", 1, 4096, NULL, NULL},
+    {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
+};
+#undef O
 
 static int do_read(stubdm_ctx *ctx, const struct ctl_global *g,
                    const struct dmargv_opts *o)
 {
     char **args = NULL;
     size_t n = 0;
-    int rc = stubdm_dm_argv_read(ctx, o->vm_path, o->encoding, &args, &n);
+    int rc = stubdm_dm_argv_read(ctx, o->vm_path,
+                                 (stubdm_argv_encoding)o->encoding, &args, &n);
 
     if (rc)
         return ctl_report_error(ctx, g, "dm-argv read", rc, NULL);
@@ -95,54 +62,73 @@ static int do_read(stubdm_ctx *ctx, const struct ctl_global *g,
     return CTL_EXIT_OK;
 }
 
-static int run_dmargv(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
-                      char **argv)
+static int do_encode(stubdm_ctx *ctx, const struct ctl_global *g,
+                     const struct dmargv_opts *o, const struct ctl_args *a)
 {
-    struct dmargv_opts o;
-    int rc = parse(argc, argv, &o);
+    stubdm_nodes *nodes = NULL;
+    int rc = stubdm_dm_argv_encode(ctx, o->vm_path, o->stubdom,
+                                   (stubdm_argv_encoding)o->encoding,
+                                   (size_t)o->max_value, a->rest, a->nrest,
+                                   &nodes);
 
     if (rc)
-        return rc;
-    if (!strcmp(o.action, "read"))
-        return do_read(ctx, g, &o);
-    if (strcmp(o.action, "encode") && strcmp(o.action, "write"))
-        return ctl_usage_error(&cmd_dmargv, "unknown action '%s'", o.action);
-    if (!o.have_stubdom)
-        return ctl_usage_error(&cmd_dmargv, "--stubdom DOMID is required");
-    if (!strcmp(o.action, "encode")) {
-        stubdm_nodes *nodes = NULL;
-        rc = stubdm_dm_argv_encode(ctx, o.vm_path, o.stubdom, o.encoding,
-                                   o.max_value, o.args, o.nargs, &nodes);
-        if (rc)
-            return ctl_report_error(ctx, g, "dm-argv encode", rc, NULL);
-        ctl_print_nodes(g, "dm-argv encode", nodes);
-        stubdm_nodes_free(nodes);
-        return CTL_EXIT_OK;
-    }
-    rc = stubdm_dm_argv_write(ctx, o.vm_path, o.stubdom, o.encoding,
-                              o.max_value, o.args, o.nargs);
+        return ctl_report_error(ctx, g, "dm-argv encode", rc, NULL);
+    ctl_print_nodes(g, "dm-argv encode", nodes);
+    stubdm_nodes_free(nodes);
+    return CTL_EXIT_OK;
+}
+
+static int do_write(stubdm_ctx *ctx, const struct ctl_global *g,
+                    const struct dmargv_opts *o, const struct ctl_args *a)
+{
+    int rc = stubdm_dm_argv_write(ctx, o->vm_path, o->stubdom,
+                                  (stubdm_argv_encoding)o->encoding,
+                                  (size_t)o->max_value, a->rest, a->nrest);
+
     if (rc)
         return ctl_report_error(ctx, g, "dm-argv write", rc, NULL);
     if (g->json)
         printf("{\"ok\":true,\"command\":\"dm-argv write\",\"args\":%zu}\n",
-               o.nargs);
+               a->nrest);
     else
-        printf("wrote %zu arguments under %s\n", o.nargs, o.vm_path);
+        printf("wrote %zu arguments under %s\n", a->nrest, o->vm_path);
     return CTL_EXIT_OK;
 }
 
-CTL_COMMAND(cmd_dmargv) = {
-    .name = "dm-argv",
-    .usage = "encode|write|read --vm /vm/UUID [--stubdom DOMID] "
-             "[--encoding directory|minios|esc] [--max-value N] [-- ARGS...]",
-    .summary = "encode, write or read back the QEMU command line in xenstore",
-    .help = "  encode  print the nodes a write would create (no I/O)\n"
-            "  write   write them in one transaction (old keys removed)\n"
-            "  read    read the argv back as a stubdomain does: list the keys,\n"
-            "          sort them as text, read the values; one per line\n"
-            "ARGS are QEMU's arguments without argv[0], after \"--\".\n"
-            "Refused input (a newline, an empty or over-long argument, more\n"
-            "than 999 arguments, bytes the stubdomain's xenstore-read would\n"
-            "escape) writes nothing and exits 9.\n",
-    .run = run_dmargv,
-};
+int ctl_dmargv_run(stubdm_ctx *ctx, const struct ctl_global *g,
+                   const struct ctl_command *cmd, int argc, char **argv)
+{
+    struct dmargv_opts o = {.stubdom = CTL_UNSET_DOMID,
+                            .encoding = STUBDM_ARGV_DIRECTORY};
+    struct ctl_args a;
+    const char *action;
+    int rc;
+
+    if ((rc = ctl_parse(cmd, cmd->options, argc, argv, false, &o, &a)))
+        return rc;
+    if (!a.npos)
+        return ctl_usage_error(cmd, "need encode, write or read");
+    if (a.npos > 1)
+        return ctl_usage_error(cmd, "unexpected argument '%s'", a.pos[1]);
+    action = a.pos[0];
+    if (!o.vm_path)
+        return ctl_usage_error(cmd, "--vm /vm/<uuid> is required");
+    if (!strcmp(action, "read"))
+        return do_read(ctx, g, &o);
+    if (strcmp(action, "encode") && strcmp(action, "write"))
+        return ctl_usage_error(cmd, "unknown action '%s'", action);
+    if (o.stubdom == CTL_UNSET_DOMID)
+        return ctl_usage_error(cmd, "--stubdom DOMID is required");
+    return !strcmp(action, "encode") ? do_encode(ctx, g, &o, &a)
+                                     : do_write(ctx, g, &o, &a);
+}
+
+const char ctl_dmargv_help[] =
+    "  encode  print the nodes a write would create (no I/O)\n"
+    "  write   write them in one transaction (old keys removed)\n"
+    "  read    read the argv back as a stubdomain does: list the keys,\n"
+    "          sort them as text, read the values; one per line\n"
+    "ARGS are QEMU's arguments without argv[0], after \"--\".\n"
+    "Refused input (a newline, an empty or over-long argument, more\n"
+    "than 999 arguments, bytes the stubdomain's xenstore-read would\n"
+    "escape) writes nothing and exits 9.\n";

@@ -5,127 +5,125 @@
  */
 #include "ctl.h"
 
-#include <stdlib.h>
-#include <string.h>
+struct layout_opts {
+    uint32_t guest, stubdom, toolstack;
+    const char *vm, *hvmloader;
+    int encoding, backend; /* CTL_UNSET_CHOICE: the contract's default */
+    const char *log, *save, *restore;
+    struct ctl_strv serials;
+};
 
-static struct ctl_command cmd_layout;
+#define O(field) offsetof(struct layout_opts, field)
+const struct ctl_option ctl_layout_options[] = {
+    {"guest", 0, CTL_ARG_DOMID, O(guest), "DOMID", 0, 0, NULL, NULL},
+    {"stubdom", 0, CTL_ARG_DOMID, O(stubdom), "DOMID", 0, 0, NULL, NULL},
+    {"toolstack", 0, CTL_ARG_DOMID, O(toolstack), "DOMID", 0, 0, NULL, NULL},
+    {"vm", 0, CTL_ARG_STRING, O(vm), "/vm/UUID", 0, 0, NULL, NULL},
+    {"encoding", 0, CTL_ARG_CHOICE, O(encoding), "encoding", 0, 0,
+     ctl_encodings, NULL},
+    {"console-backend", 0, CTL_ARG_CHOICE, O(backend), "backend", 0, 0,
+     ctl_console_backends, NULL},
+    {"log", 0, CTL_ARG_STRING, O(log), "OUT", 0, 0, NULL, NULL},
+    {"save", 0, CTL_ARG_STRING, O(save), "OUT", 0, 0, NULL, NULL},
+    {"restore", 0, CTL_ARG_STRING, O(restore), "IN", 0, 0, NULL, NULL},
+    {"serial", 0, CTL_ARG_STRINGS, O(serials), "OUT", 0, 0, NULL, NULL},
+    {"hvmloader", 0, CTL_ARG_STRING, O(hvmloader), "seabios|ovmf", 0, 0, NULL,
+     NULL},
+    {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
+};
+#undef O
 
-static bool parse_backend(const char *s, stubdm_console_backend *out)
+/* The contract the options describe; what they leave out is the
+ * contract's default. */
+static int contract_from_opts(const struct layout_opts *o,
+                              const struct ctl_args *a, stubdm_contract *c)
 {
-    if (!strcmp(s, "ioemu"))
-        *out = STUBDM_CONSOLE_IOEMU;
-    else if (!strcmp(s, "xenconsoled"))
-        *out = STUBDM_CONSOLE_XENCONSOLED;
-    else if (!strcmp(s, "libstubdm"))
-        *out = STUBDM_CONSOLE_LIBSTUBDM;
-    else
-        return false;
-    return true;
-}
+    const char *outputs[3] = {o->log, o->save, o->restore};
+    int rc;
 
-static int run_layout(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
-                      char **argv)
-{
-    stubdm_contract *c = NULL;
-    stubdm_nodes *nodes = NULL;
-    uint32_t guest = 0, stubdom = 0, toolstack = 0;
-    bool have_guest = false, have_stubdom = false;
-    const char *vm = NULL, *bios = NULL;
-    stubdm_argv_encoding enc = STUBDM_ARGV_DIRECTORY;
-    stubdm_console_backend backend = STUBDM_CONSOLE_IOEMU;
-    const char *outputs[3 + STUBDM_MAX_SERIALS] = {NULL};
-    unsigned nserials = 0;
-    const char *const *args = NULL;
-    size_t nargs = 0;
-    int rc, code = CTL_EXIT_OK;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--")) {
-            args = (const char *const *)&argv[i + 1];
-            nargs = (size_t)(argc - i - 1);
-            break;
-        }
-        if (!v)
-            return ctl_usage_error(&cmd_layout, "%s needs a value", a);
-        i++;
-        if (!strcmp(a, "--guest")) {
-            if (!(have_guest = ctl_parse_domid(v, &guest)))
-                return ctl_usage_error(&cmd_layout, "bad domid '%s'", v);
-        } else if (!strcmp(a, "--stubdom")) {
-            if (!(have_stubdom = ctl_parse_domid(v, &stubdom)))
-                return ctl_usage_error(&cmd_layout, "bad domid '%s'", v);
-        } else if (!strcmp(a, "--toolstack")) {
-            if (!ctl_parse_domid(v, &toolstack))
-                return ctl_usage_error(&cmd_layout, "bad domid '%s'", v);
-        } else if (!strcmp(a, "--vm")) {
-            vm = v;
-        } else if (!strcmp(a, "--encoding")) {
-            if (!ctl_parse_encoding(v, &enc))
-                return ctl_usage_error(&cmd_layout, "unknown encoding '%s'", v);
-        } else if (!strcmp(a, "--console-backend")) {
-            if (!parse_backend(v, &backend))
-                return ctl_usage_error(&cmd_layout, "unknown backend '%s'", v);
-        } else if (!strcmp(a, "--log")) {
-            outputs[STUBDM_CONSOLE_LOG] = v;
-        } else if (!strcmp(a, "--save")) {
-            outputs[STUBDM_CONSOLE_SAVE] = v;
-        } else if (!strcmp(a, "--restore")) {
-            outputs[STUBDM_CONSOLE_RESTORE] = v;
-        } else if (!strcmp(a, "--serial")) {
-            if (nserials >= STUBDM_MAX_SERIALS)
-                return ctl_usage_error(&cmd_layout, "at most %d serials",
-                                       STUBDM_MAX_SERIALS);
-            outputs[STUBDM_CONSOLE_SERIAL0 + nserials++] = v;
-        } else if (!strcmp(a, "--hvmloader")) {
-            bios = v;
-        } else {
-            return ctl_usage_error(&cmd_layout, "unexpected argument '%s'", a);
-        }
-    }
-    if (!have_guest || !have_stubdom || !vm)
-        return ctl_usage_error(&cmd_layout,
-                               "--guest, --stubdom and --vm are required");
-
-    if ((rc = stubdm_contract_new(&c)) ||
-        (rc = stubdm_contract_set_domains(c, guest, stubdom)) ||
-        (rc = stubdm_contract_set_vm_path(c, vm)) ||
-        (rc = stubdm_contract_set_toolstack_domid(c, toolstack)) ||
-        (rc = stubdm_contract_set_argv_encoding(c, enc, 0)) ||
-        (rc = stubdm_contract_set_console_backend(c, backend)) ||
-        (nargs && (rc = stubdm_contract_set_args(c, args, nargs))) ||
-        (bios && (rc = stubdm_contract_set_hvmloader(c, bios, 0))))
-        goto out;
-    for (unsigned n = 0; n < 3 + nserials; n++)
+    if ((rc = stubdm_contract_set_domains(c, o->guest, o->stubdom)) ||
+        (rc = stubdm_contract_set_vm_path(c, o->vm)))
+        return rc;
+    if (o->toolstack != CTL_UNSET_DOMID &&
+        (rc = stubdm_contract_set_toolstack_domid(c, o->toolstack)))
+        return rc;
+    if (o->encoding != CTL_UNSET_CHOICE &&
+        (rc = stubdm_contract_set_argv_encoding(
+             c, (stubdm_argv_encoding)o->encoding, 0)))
+        return rc;
+    if (o->backend != CTL_UNSET_CHOICE &&
+        (rc = stubdm_contract_set_console_backend(
+             c, (stubdm_console_backend)o->backend)))
+        return rc;
+    if ((a->nrest && (rc = stubdm_contract_set_args(c, a->rest, a->nrest))) ||
+        (o->hvmloader &&
+         (rc = stubdm_contract_set_hvmloader(c, o->hvmloader, 0))))
+        return rc;
+    for (unsigned n = 0; n < 3; n++)
         if (outputs[n] &&
             (rc = stubdm_contract_set_console_output(c, n, outputs[n])))
-            goto out;
-    rc = stubdm_contract_layout(ctx, c, &nodes);
-    if (!rc)
-        ctl_print_nodes(g, "layout", nodes);
-out:
-    if (rc)
-        code = ctl_report_error(ctx, g, "layout", rc, NULL);
+            return rc;
+    for (size_t i = 0; i < o->serials.n; i++)
+        if ((rc = stubdm_contract_set_console_output(
+                 c, STUBDM_CONSOLE_SERIAL0 + (unsigned)i, o->serials.v[i])))
+            return rc;
+    return 0;
+}
+
+static int check_args(const struct ctl_command *cmd,
+                      const struct layout_opts *o, const struct ctl_args *a)
+{
+    if (a->npos)
+        return ctl_usage_error(cmd, "unexpected argument '%s'", a->pos[0]);
+    if (o->serials.n > STUBDM_MAX_SERIALS)
+        return ctl_usage_error(cmd, "at most %d serials", STUBDM_MAX_SERIALS);
+    if (o->guest == CTL_UNSET_DOMID || o->stubdom == CTL_UNSET_DOMID ||
+        !o->vm)
+        return ctl_usage_error(cmd,
+                               "--guest, --stubdom and --vm are required");
+    return 0;
+}
+
+int ctl_layout_run(stubdm_ctx *ctx, const struct ctl_global *g,
+                   const struct ctl_command *cmd, int argc, char **argv)
+{
+    struct layout_opts o = {.guest = CTL_UNSET_DOMID,
+                            .stubdom = CTL_UNSET_DOMID,
+                            .toolstack = CTL_UNSET_DOMID,
+                            .encoding = CTL_UNSET_CHOICE,
+                            .backend = CTL_UNSET_CHOICE};
+    stubdm_contract *c = NULL;
+    stubdm_nodes *nodes = NULL;
+    struct ctl_args a;
+    int rc, code;
+
+    code = ctl_parse(cmd, cmd->options, argc, argv, false, &o, &a);
+    if (!code)
+        code = check_args(cmd, &o, &a);
+    if (!code) {
+        rc = stubdm_contract_new(&c);
+        if (!rc)
+            rc = contract_from_opts(&o, &a, c);
+        if (!rc)
+            rc = stubdm_contract_layout(ctx, c, &nodes);
+        if (!rc)
+            ctl_print_nodes(g, "layout", nodes);
+        code = rc ? ctl_report_error(ctx, g, "layout", rc, NULL) : 0;
+    }
     stubdm_nodes_free(nodes);
     stubdm_contract_free(c);
+    ctl_opts_free(cmd->options, &o);
     return code;
 }
 
-CTL_COMMAND(cmd_layout) = {
-    .name = "layout",
-    .usage = "--guest DOMID --stubdom DOMID --vm /vm/UUID [options] "
-             "[-- QEMU-ARGS...]",
-    .summary = "print every node a stubdomain start writes (dry run)",
-    .help = "Computes the xenstore contract and prints each node with its\n"
-            "value and permissions (owner first, xenstore-chmod syntax), in\n"
-            "write order.  Nothing is written; no xenstore is needed.\n"
-            "  --toolstack DOMID        console backend / vchan peer (0)\n"
-            "  --encoding E             directory (default), minios, esc\n"
-            "  --console-backend B      ioemu (default), xenconsoled, libstubdm\n"
-            "  --log OUT, --save OUT    outputs of consoles 0 and 1\n"
-            "  --restore IN             console 2 (means: restoring)\n"
-            "  --serial OUT             a guest serial (repeat: consoles 3..)\n"
-            "  --hvmloader seabios|ovmf the guest's hvmloader keys\n",
-    .run = run_layout,
-};
+const char ctl_layout_help[] =
+    "Computes the xenstore contract and prints each node with its\n"
+    "value and permissions (owner first, xenstore-chmod syntax), in\n"
+    "write order.  Nothing is written; no xenstore is needed.\n"
+    "  --toolstack DOMID        console backend / vchan peer (0)\n"
+    "  --encoding E             directory (default), minios, esc\n"
+    "  --console-backend B      ioemu (default), xenconsoled, libstubdm\n"
+    "  --log OUT, --save OUT    outputs of consoles 0 and 1\n"
+    "  --restore IN             console 2 (means: restoring)\n"
+    "  --serial OUT             a guest serial (repeat: consoles 3..)\n"
+    "  --hvmloader seabios|ovmf the guest's hvmloader keys\n";

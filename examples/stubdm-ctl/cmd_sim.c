@@ -24,8 +24,6 @@
 #define STUBDM_LIBEXECDIR "/usr/local/libexec/libstubdm"
 #endif
 
-static struct ctl_command cmd_sim;
-
 /* The default runtime directory: $STUBDM_SIM_DIR, else
  * $XDG_RUNTIME_DIR/libstubdm-sim, else /run/libstubdm-sim for root, else
  * /tmp/libstubdm-sim-<uid>. */
@@ -107,10 +105,10 @@ refuse:
  * that process is alive and the socket is there; else 0. */
 static pid_t running_pid(int dfd)
 {
-    char buf[32], *end;
+    char buf[32];
     struct stat st;
+    uint64_t pid;
     ssize_t n;
-    long pid;
     int fd;
 
     fd = openat(dfd, "pid", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -125,10 +123,8 @@ static pid_t running_pid(int dfd)
     if (n <= 0)
         return 0;
     buf[n] = '\0';
-    errno = 0;
-    pid = strtol(buf, &end, 10);
-    if (errno || end == buf || (*end && *end != '\n') || pid <= 0 ||
-        pid > INT_MAX || kill((pid_t)pid, 0) != 0)
+    buf[strcspn(buf, "\n")] = '\0';
+    if (ctl_parse_uint(buf, 1, INT_MAX, &pid) || kill((pid_t)pid, 0) != 0)
         return 0;
     if (fstatat(dfd, "socket", &st, AT_SYMLINK_NOFOLLOW) ||
         !S_ISSOCK(st.st_mode))
@@ -136,35 +132,25 @@ static pid_t running_pid(int dfd)
     return (pid_t)pid;
 }
 
-static bool hypervisor_present(void)
-{
-    return access("/dev/xen/privcmd", F_OK) == 0 ||
-           access("/proc/xen/privcmd", F_OK) == 0;
-}
-
-/* Declared here and in main.c: the one hook main.c calls. */
-int ctl_sim_prepare(stubdm_ctx *ctx, bool force_sim);
-int ctl_sim_prepare(stubdm_ctx *ctx, bool force_sim)
+void ctl_sim_prepare(stubdm_ctx *ctx)
 {
     char dir[PATH_MAX - 16], sock[PATH_MAX];
     pid_t pid;
     int dfd;
 
-    if (force_sim)
-        stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM);
-    if (getenv("XENSTORED_PATH") || (!force_sim && hypervisor_present()))
-        return 0;
+    /* The library's host choice (--sim, else a hypervisor probe). */
+    if (getenv("XENSTORED_PATH") || stubdm_ctx_host(ctx) != STUBDM_HOST_SIM)
+        return;
     default_dir(dir, sizeof(dir));
     dfd = open_dir(dir, false);
     if (dfd < 0)
-        return 0;
+        return;
     pid = running_pid(dfd);
     close(dfd);
     if (!pid)
-        return 0;
+        return;
     snprintf(sock, sizeof(sock), "%s/socket", dir);
     setenv("XENSTORED_PATH", sock, 1);
-    return 0;
 }
 
 /* The mock xenstored: $STUBDM_MOCK_XENSTORED, the build tree's when this
@@ -212,30 +198,19 @@ static void print_env(const struct ctl_global *g, const char *dir, pid_t pid,
     printf("export XENSTORED_PATH=%s/socket\n", dir);
 }
 
-static int sim_start(const struct ctl_global *g, const char *dir,
-                     int dfd, bool verbose)
+/* Run the mock xenstored as a daemon in dir; true once it forked off. */
+static bool run_daemon(const char *dir, bool verbose)
 {
-    char bin[PATH_MAX], pidfile[PATH_MAX], sock[PATH_MAX];
-    pid_t pid, child;
+    char bin[PATH_MAX], pidfile[PATH_MAX];
+    pid_t child;
     int status;
 
-    pid = running_pid(dfd);
-    if (pid) {
-        if (!g->json)
-            fprintf(stderr, "simulated host already running (pid %ld) in %s\n",
-                    (long)pid, dir);
-        print_env(g, dir, pid, "running");
-        return CTL_EXIT_OK;
-    }
     mock_binary(bin, sizeof(bin));
     snprintf(pidfile, sizeof(pidfile), "%s/pid", dir);
-    snprintf(sock, sizeof(sock), "%s/socket", dir);
-    /* A stale one (the link itself if it is one, never its target). */
-    unlinkat(dfd, "pid", 0);
     child = fork();
     if (child < 0) {
         fprintf(stderr, "stubdm-ctl sim: fork: %s\n", strerror(errno));
-        return CTL_EXIT_FAIL;
+        return false;
     }
     if (child == 0) {
         /* The daemon must not keep our stdout: a $(stubdm-ctl sim start)
@@ -256,8 +231,27 @@ static int sim_start(const struct ctl_global *g, const char *dir,
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "stubdm-ctl sim: %s failed to start\n", bin);
-        return CTL_EXIT_FAIL;
+        return false;
     }
+    return true;
+}
+
+static int sim_start(const struct ctl_global *g, const char *dir,
+                     int dfd, bool verbose)
+{
+    pid_t pid = running_pid(dfd);
+
+    if (pid) {
+        if (!g->json)
+            fprintf(stderr, "simulated host already running (pid %ld) in %s\n",
+                    (long)pid, dir);
+        print_env(g, dir, pid, "running");
+        return CTL_EXIT_OK;
+    }
+    /* A stale one (the link itself if it is one, never its target). */
+    unlinkat(dfd, "pid", 0);
+    if (!run_daemon(dir, verbose))
+        return CTL_EXIT_FAIL;
     /* The daemon forks after its sockets listen; the pidfile follows. */
     for (int i = 0; i < 500 && !(pid = running_pid(dfd)); i++) {
         struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -363,42 +357,53 @@ static int sim_status(stubdm_ctx *ctx, const struct ctl_global *g,
     return CTL_EXIT_OK;
 }
 
-static int run_sim(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
-                   char **argv)
+struct sim_opts {
+    const char *dir;
+    bool verbose;
+};
+
+const struct ctl_option ctl_sim_options[] = {
+    {"dir", 0, CTL_ARG_STRING, offsetof(struct sim_opts, dir), "DIR", 0, 0,
+     NULL, NULL},
+    {"verbose", 0, CTL_ARG_FLAG, offsetof(struct sim_opts, verbose), NULL, 0,
+     0, NULL, NULL},
+    {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
+};
+
+int ctl_sim_run(stubdm_ctx *ctx, const struct ctl_global *g,
+                const struct ctl_command *cmd, int argc, char **argv)
 {
     char dir[PATH_MAX - 32];
-    const char *action = NULL;
-    bool verbose = false;
+    struct sim_opts o = {0};
+    struct ctl_args a;
+    const char *action;
     int dfd, rc;
 
-    default_dir(dir, sizeof(dir));
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dir")) {
-            if (++i >= argc || !argv[i][0])
-                return ctl_usage_error(&cmd_sim, "--dir needs a directory");
-            snprintf(dir, sizeof(dir), "%s", argv[i]);
-        } else if (!strcmp(argv[i], "--verbose")) {
-            verbose = true;
-        } else if (!action && argv[i][0] != '-') {
-            action = argv[i];
-        } else {
-            return ctl_usage_error(&cmd_sim, "unexpected argument '%s'",
-                                   argv[i]);
-        }
-    }
-    if (!action)
-        return ctl_usage_error(&cmd_sim, "need start, stop or status");
+    if ((rc = ctl_parse(cmd, cmd->options, argc, argv, false, &o, &a)))
+        return rc;
+    if (a.npos > 1 || a.nrest)
+        return ctl_usage_error(cmd, "unexpected argument '%s'",
+                               a.npos > 1 ? a.pos[1] : a.rest[0]);
+    if (!a.npos)
+        return ctl_usage_error(cmd, "need start, stop or status");
+    action = a.pos[0];
+    if (o.dir && !*o.dir)
+        return ctl_usage_error(cmd, "--dir needs a directory");
+    if (o.dir)
+        snprintf(dir, sizeof(dir), "%s", o.dir);
+    else
+        default_dir(dir, sizeof(dir));
     if (strlen(dir) > 80)
-        return ctl_usage_error(&cmd_sim, "directory too long for unix "
-                                         "socket paths (80 bytes at most)");
+        return ctl_usage_error(cmd, "directory too long for unix "
+                                    "socket paths (80 bytes at most)");
     if (strcmp(action, "start") && strcmp(action, "stop") &&
         strcmp(action, "status"))
-        return ctl_usage_error(&cmd_sim, "unknown action '%s'", action);
+        return ctl_usage_error(cmd, "unknown action '%s'", action);
     dfd = open_dir(dir, !strcmp(action, "start"));
     if (dfd < 0 && errno != ENOENT)
         return CTL_EXIT_FAIL;
     if (!strcmp(action, "start"))
-        rc = dfd < 0 ? CTL_EXIT_FAIL : sim_start(g, dir, dfd, verbose);
+        rc = dfd < 0 ? CTL_EXIT_FAIL : sim_start(g, dir, dfd, o.verbose);
     else if (!strcmp(action, "stop"))
         rc = dfd < 0 ? sim_stop(g, dir, -1) : sim_stop(g, dir, dfd);
     else
@@ -408,23 +413,17 @@ static int run_sim(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
     return rc;
 }
 
-CTL_COMMAND(cmd_sim) = {
-    .name = "sim",
-    .usage = "start|stop|status [--dir DIR] [--verbose]",
-    .summary = "run the simulated Xen host (no hypervisor needed)",
-    .help =
-        "start   start stubdm-mock-xenstored as a daemon in DIR (it plays\n"
-        "        xenstored and the hypervisor) and print\n"
-        "        `export XENSTORED_PATH=DIR/socket`; already running: the\n"
-        "        same line, exit 0.\n"
-        "stop    stop it; it kills its simulated stubdomains first.\n"
-        "status  running or not, and how many stubdomains it holds\n"
-        "        (exit 1 when not running).\n\n"
-        "DIR defaults to $STUBDM_SIM_DIR, else $XDG_RUNTIME_DIR/libstubdm-sim,\n"
-        "else /run/libstubdm-sim (root) or /tmp/libstubdm-sim-UID.  Every\n"
-        "other subcommand uses a running simulated host automatically when\n"
-        "XENSTORED_PATH is unset and no hypervisor is present (or with the\n"
-        "global --sim).  See docs/simulated-host.md.\n"
-        "  --verbose  the daemon logs every request on stderr\n",
-    .run = run_sim,
-};
+const char ctl_sim_help[] =
+    "start   start stubdm-mock-xenstored as a daemon in DIR (it plays\n"
+    "        xenstored and the hypervisor) and print\n"
+    "        `export XENSTORED_PATH=DIR/socket`; already running: the\n"
+    "        same line, exit 0.\n"
+    "stop    stop it; it kills its simulated stubdomains first.\n"
+    "status  running or not, and how many stubdomains it holds\n"
+    "        (exit 1 when not running).\n\n"
+    "DIR defaults to $STUBDM_SIM_DIR, else $XDG_RUNTIME_DIR/libstubdm-sim,\n"
+    "else /run/libstubdm-sim (root) or /tmp/libstubdm-sim-UID.  Every\n"
+    "other subcommand uses a running simulated host automatically when\n"
+    "XENSTORED_PATH is unset and no hypervisor is present (or with the\n"
+    "global --sim).  See docs/simulated-host.md.\n"
+    "  --verbose  the daemon logs every request on stderr\n";

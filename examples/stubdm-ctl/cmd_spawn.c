@@ -1,13 +1,10 @@
 /*
- * stubdm-ctl spawn | destroy | list
+ * stubdm-ctl spawn --guest G [options] -- QEMU-ARGS...
  *
- *   spawn --guest G [options] -- QEMU-ARGS...   start a stubdomain, print
- *                                               its domid
- *   destroy STUBDOM | --guest G                 tear one down
- *   list                                        stubdomains in xenstore
- *
- * Everything goes through the public spawn API (stubdm_spawn and friends);
- * on a machine without Xen the simulated host is used (stubdm-ctl sim).
+ * Start a stubdomain and print its domid.  Everything goes through the
+ * public spawn API (stubdm_spawn and friends): the options fill a
+ * stubdm_spawn_config, and what the options leave out is the library's
+ * default (on the simulated host, the console backend is libstubdm).
  */
 #include "ctl.h"
 
@@ -16,52 +13,72 @@
 #include <string.h>
 #include <unistd.h>
 
-static struct ctl_command cmd_spawn, cmd_destroy, cmd_list;
+struct spawn_opts {
+    uint32_t guest, stubdom_domid;
+    const char *uuid, *guest_name, *name, *kernel, *ramdisk, *cmdline;
+    uint64_t memory_mib, vcpus;
+    struct ctl_strv disks, nics, serials, sim_args;
+    const char *log, *save, *restore, *xsm_label, *sim_program;
+    int backend; /* CTL_UNSET_CHOICE: the library's default */
+    bool serve, qmp, qmp_status;
+    int timeout_ms, qmp_timeout_ms; /* 0: the library's default */
+};
 
-struct spawn_state {
+#define O(field) offsetof(struct spawn_opts, field)
+const struct ctl_option ctl_spawn_options[] = {
+    {"guest", 0, CTL_ARG_DOMID, O(guest), "DOMID", 0, 0, NULL, NULL},
+    {"uuid", 0, CTL_ARG_STRING, O(uuid), "UUID", 0, 0, NULL, NULL},
+    {"guest-name", 0, CTL_ARG_STRING, O(guest_name), "NAME", 0, 0, NULL, NULL},
+    {"name", 0, CTL_ARG_STRING, O(name), "NAME", 0, 0, NULL, NULL},
+    {"kernel", 0, CTL_ARG_STRING, O(kernel), "PATH", 0, 0, NULL, NULL},
+    {"ramdisk", 0, CTL_ARG_STRING, O(ramdisk), "PATH", 0, 0, NULL, NULL},
+    {"cmdline", 0, CTL_ARG_STRING, O(cmdline), "STRING", 0, 0, NULL, NULL},
+    {"memory", 0, CTL_ARG_UINT, O(memory_mib), "MIB", 0, 1u << 26, NULL,
+     NULL},
+    {"vcpus", 0, CTL_ARG_UINT, O(vcpus), "N", 0, 4096, NULL, NULL},
+    {"disk", 0, CTL_ARG_STRINGS, O(disks), "PATH[,qcow2][,ro][,script=S]",
+     0, 0, NULL, NULL},
+    {"nic", 0, CTL_ARG_STRINGS, O(nics), "[mac=M][,bridge=B][,script=S]", 0,
+     0, NULL, NULL},
+    {"log", 0, CTL_ARG_STRING, O(log), "FILE", 0, 0, NULL, NULL},
+    {"save", 0, CTL_ARG_STRING, O(save), "CHARDEV", 0, 0, NULL, NULL},
+    {"restore", 0, CTL_ARG_STRING, O(restore), "FILE", 0, 0, NULL, NULL},
+    {"serial", 0, CTL_ARG_STRINGS, O(serials), "CHARDEV", 0, 0, NULL, NULL},
+    {"console-backend", 0, CTL_ARG_CHOICE, O(backend), "backend", 0, 0,
+     ctl_console_backends, NULL},
+    {"serve", 0, CTL_ARG_FLAG, O(serve), NULL, 0, 0, NULL, NULL},
+    {"xsm-label", 0, CTL_ARG_STRING, O(xsm_label), "LABEL", 0, 0, NULL, NULL},
+    {"stubdom-domid", 0, CTL_ARG_DOMID, O(stubdom_domid), "DOMID", 0, 0, NULL,
+     NULL},
+    {"timeout", 0, CTL_ARG_SECONDS, O(timeout_ms), "SECONDS", 0, 0, NULL,
+     NULL},
+    {"qmp", 0, CTL_ARG_FLAG, O(qmp), NULL, 0, 0, NULL, NULL},
+    {"qmp-status", 0, CTL_ARG_FLAG, O(qmp_status), NULL, 0, 0, NULL, NULL},
+    {"qmp-timeout", 0, CTL_ARG_SECONDS, O(qmp_timeout_ms), "SECONDS", 0, 0,
+     NULL, NULL},
+    {"sim-program", 0, CTL_ARG_STRING, O(sim_program), "PATH", 0, 0, NULL,
+     NULL},
+    {"sim-arg", 0, CTL_ARG_STRINGS, O(sim_args), "ARG", 0, 0, NULL, NULL},
+    {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
+};
+#undef O
+
+/* One spawn: what it made, freed by spawn_teardown. */
+struct spawn_run {
     const struct ctl_global *g;
+    stubdm_ctx *ctx;
+    stubdm_spawn_config *cfg;
+    stubdm_stubdom *s;
+    stubdm_op *op;
+    int restore_fd;
+    char *qmp_reply;
     bool done;
     int rc;
     stubdm_spawn_step step;
     int64_t start, step_start;
 };
 
-static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
-{
-    struct spawn_state *st = user;
-
-    (void)s;
-    st->step = step;
-    st->step_start = stubdm_now_ms();
-    if (st->g->verbose && !st->g->json) {
-        fprintf(stderr, "spawn: %s (%.3f s)\n", stubdm_spawn_step_name(step),
-                (stubdm_now_ms() - st->start) / 1000.0);
-        ctl_crash_point(st->g, stubdm_spawn_step_name(step));
-    }
-}
-
-static void on_done(stubdm_op *op, int rc, void *user)
-{
-    struct spawn_state *st = user;
-
-    (void)op;
-    st->done = true;
-    st->rc = rc;
-}
-
-static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end;
-    unsigned long v;
-
-    if (!s || s[0] < '0' || s[0] > '9')
-        return false;
-    v = strtoul(s, &end, 10);
-    if (*end || v > max)
-        return false;
-    *out = v;
-    return true;
-}
+/* ---- config from options ------------------------------------------------ */
 
 /* --disk PATH[,qcow2|,raw][,ro][,script=S] */
 static int add_disk(stubdm_spawn_config *cfg, size_t n, const char *spec)
@@ -122,454 +139,365 @@ static int add_nic(stubdm_spawn_config *cfg, const char *spec)
     return rc;
 }
 
-static void show_progress(const struct spawn_state *st)
-{
-    int64_t now = stubdm_now_ms();
+/* A setter of the config refused an option's value: a usage error. */
+#define REFUSED(call, ...)                                                    \
+    do {                                                                      \
+        if ((call) != 0)                                                      \
+            return ctl_usage_error(cmd, __VA_ARGS__);                         \
+    } while (0)
 
-    /* Only long steps are worth a line: waiting, and anything > 0.3 s. */
-    if (now - st->step_start < 300)
-        return;
-    fprintf(stderr, "\r\033[Kspawn: %s... %.1f s",
-            stubdm_spawn_step_name(st->step), (now - st->start) / 1000.0);
+static int set_devices(const struct ctl_command *cmd,
+                       const struct spawn_opts *o, stubdm_spawn_config *cfg)
+{
+    for (size_t i = 0; i < o->disks.n; i++)
+        REFUSED(add_disk(cfg, i, o->disks.v[i]), "bad disk '%s'",
+                o->disks.v[i]);
+    for (size_t i = 0; i < o->nics.n; i++)
+        REFUSED(add_nic(cfg, o->nics.v[i]), "bad nic '%s'", o->nics.v[i]);
+    for (size_t i = 0; i < o->serials.n; i++)
+        REFUSED(stubdm_spawn_config_set_console_output(
+                    cfg, STUBDM_CONSOLE_SERIAL0 + (unsigned)i,
+                    o->serials.v[i]),
+                "too many serials at '%s'", o->serials.v[i]);
+    if (o->log) {
+        char *out = malloc(strlen(o->log) + sizeof("file:"));
+        int rc = out ? 0 : STUBDM_ENOMEM;
+        if (out) {
+            sprintf(out, "file:%s", o->log);
+            rc = stubdm_spawn_config_set_console_output(cfg,
+                                                        STUBDM_CONSOLE_LOG,
+                                                        out);
+        }
+        free(out);
+        REFUSED(rc, "bad log '%s'", o->log);
+    }
+    if (o->save)
+        REFUSED(stubdm_spawn_config_set_console_output(
+                    cfg, STUBDM_CONSOLE_SAVE, o->save),
+                "bad save chardev '%s'", o->save);
+    return 0;
 }
 
-static int run_spawn(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
-                     char **argv)
+/* --restore FILE: the library feeds console 2 from the file, unless the
+ * caller chose a backend that does not serve consoles (ioemu,
+ * xenconsoled): then FILE is console 2's chardev, as libxl's. */
+static int set_restore(const struct ctl_command *cmd,
+                       const struct spawn_opts *o, struct spawn_run *r)
 {
-    stubdm_spawn_config *cfg = NULL;
-    struct spawn_state st = { g, false, 0, STUBDM_SPAWN_CREATE, 0, 0 };
-    const char **sim_args = NULL;
-    size_t nsim = 0, nserial = 0, ndisks = 0;
-    const char *kernel = NULL, *ramdisk = NULL, *cmdline = NULL;
-    const char *uuid = NULL, *gname = NULL, *sim_prog = NULL;
-    uint32_t guest = 0;
-    bool have_guest = false, qmp_status = false, qmp = false, serve = false;
-    bool backend_set = false;
-    stubdm_console_backend backend = STUBDM_CONSOLE_IOEMU;
-    const char *restore = NULL;
-    int restore_fd = -1;
-    stubdm_stubdom *s = NULL;
-    stubdm_op *op = NULL;
-    unsigned long v;
-    int rc, i, code = CTL_EXIT_OK, timeout_ms, qmp_timeout_ms = 0;
-    char *qmp_reply = NULL;
+    if (!o->restore)
+        return 0;
+    if (o->backend != CTL_UNSET_CHOICE &&
+        o->backend != STUBDM_CONSOLE_LIBSTUBDM) {
+        REFUSED(stubdm_spawn_config_set_console_output(
+                    r->cfg, STUBDM_CONSOLE_RESTORE, o->restore),
+                "bad restore chardev '%s'", o->restore);
+        return 0;
+    }
+    r->restore_fd = open(o->restore, O_RDONLY | O_CLOEXEC);
+    if (r->restore_fd < 0)
+        return ctl_usage_error(cmd, "--restore: cannot open '%s'",
+                               o->restore);
+    return stubdm_spawn_config_set_restore_fd(r->cfg, r->restore_fd)
+               ? ctl_usage_error(cmd, "--restore: refused")
+               : 0;
+}
 
-    if (stubdm_spawn_config_new(&cfg))
-        return CTL_EXIT_FAIL;
-    sim_args = calloc((size_t)argc, sizeof(*sim_args));
-    if (!sim_args) {
-        stubdm_spawn_config_free(cfg);
-        return CTL_EXIT_FAIL;
-    }
-#define NEED_ARG(what)                                                        \
-    do {                                                                      \
-        if (++i >= argc) {                                                    \
-            code = ctl_usage_error(&cmd_spawn, "%s needs %s", argv[i - 1],    \
-                                   what);                                     \
-            goto out;                                                         \
-        }                                                                     \
-    } while (0)
-#define CHECK(call, fmt)                                                      \
-    do {                                                                      \
-        if ((call) != 0) {                                                    \
-            code = ctl_usage_error(&cmd_spawn, fmt, argv[i]);                 \
-            goto out;                                                         \
-        }                                                                     \
-    } while (0)
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--")) {
-            i++;
-            break;
-        } else if (!strcmp(a, "--guest")) {
-            NEED_ARG("a domid");
-            CHECK(!ctl_parse_domid(argv[i], &guest), "bad guest domid '%s'");
-            have_guest = true;
-        } else if (!strcmp(a, "--uuid")) {
-            NEED_ARG("a uuid");
-            uuid = argv[i];
-        } else if (!strcmp(a, "--guest-name")) {
-            NEED_ARG("a name");
-            gname = argv[i];
-        } else if (!strcmp(a, "--name")) {
-            NEED_ARG("a name");
-            CHECK(stubdm_spawn_config_set_name(cfg, argv[i]), "bad name '%s'");
-        } else if (!strcmp(a, "--kernel")) {
-            NEED_ARG("a path");
-            kernel = argv[i];
-        } else if (!strcmp(a, "--ramdisk")) {
-            NEED_ARG("a path");
-            ramdisk = argv[i];
-        } else if (!strcmp(a, "--cmdline")) {
-            NEED_ARG("a string");
-            cmdline = argv[i];
-        } else if (!strcmp(a, "--memory")) {
-            NEED_ARG("MiB");
-            CHECK(!parse_uint(argv[i], 1u << 26, &v), "bad memory '%s' (MiB)");
-            stubdm_spawn_config_set_memory_kib(cfg, (uint64_t)v * 1024);
-        } else if (!strcmp(a, "--vcpus")) {
-            NEED_ARG("a count");
-            CHECK(!parse_uint(argv[i], 4096, &v), "bad vcpus '%s'");
-            stubdm_spawn_config_set_vcpus(cfg, (unsigned)v);
-        } else if (!strcmp(a, "--disk")) {
-            NEED_ARG("PATH[,qcow2][,ro][,script=S]");
-            CHECK(add_disk(cfg, ndisks++, argv[i]), "bad disk '%s'");
-        } else if (!strcmp(a, "--nic")) {
-            NEED_ARG("[mac=M][,bridge=B][,script=S]");
-            CHECK(add_nic(cfg, argv[i]), "bad nic '%s'");
-        } else if (!strcmp(a, "--log")) {
-            NEED_ARG("a file");
-            char out[4200];
-            snprintf(out, sizeof(out), "file:%s", argv[i]);
-            stubdm_spawn_config_set_console_output(cfg, STUBDM_CONSOLE_LOG,
-                                                   out);
-        } else if (!strcmp(a, "--save")) {
-            NEED_ARG("a chardev");
-            stubdm_spawn_config_set_console_output(cfg, STUBDM_CONSOLE_SAVE,
-                                                   argv[i]);
-        } else if (!strcmp(a, "--restore")) {
-            NEED_ARG("a file (or, with ioemu, a chardev)");
-            restore = argv[i];
-        } else if (!strcmp(a, "--serial")) {
-            NEED_ARG("a chardev");
-            CHECK(stubdm_spawn_config_set_console_output(
-                      cfg, STUBDM_CONSOLE_SERIAL0 + (unsigned)nserial++,
-                      argv[i]),
-                  "too many serials at '%s'");
-        } else if (!strcmp(a, "--console-backend")) {
-            NEED_ARG("ioemu|xenconsoled|libstubdm");
-            stubdm_console_backend b =
-                !strcmp(argv[i], "ioemu")         ? STUBDM_CONSOLE_IOEMU
-                : !strcmp(argv[i], "xenconsoled") ? STUBDM_CONSOLE_XENCONSOLED
-                : !strcmp(argv[i], "libstubdm")   ? STUBDM_CONSOLE_LIBSTUBDM
-                                                  : (stubdm_console_backend)-1;
-            CHECK(stubdm_spawn_config_set_console_backend(cfg, b),
-                  "bad console backend '%s'");
-            backend = b;
-            backend_set = true;
-        } else if (!strcmp(a, "--serve")) {
-            serve = true;
-        } else if (!strcmp(a, "--xsm-label")) {
-            NEED_ARG("a label");
-            stubdm_spawn_config_set_xsm_label(cfg, argv[i]);
-        } else if (!strcmp(a, "--stubdom-domid")) {
-            NEED_ARG("a domid");
-            uint32_t d;
-            CHECK(!ctl_parse_domid(argv[i], &d) ||
-                      stubdm_spawn_config_set_stubdom_domid(cfg, d),
-                  "bad domid '%s'");
-        } else if (!strcmp(a, "--timeout")) {
-            NEED_ARG("seconds");
-            CHECK(!ctl_parse_seconds(argv[i], &timeout_ms) ||
-                      stubdm_spawn_config_set_timeout(cfg, timeout_ms),
-                  "bad timeout '%s'");
-        } else if (!strcmp(a, "--qmp")) {
-            qmp = true;
-        } else if (!strcmp(a, "--qmp-status")) {
-            qmp = qmp_status = true;
-        } else if (!strcmp(a, "--qmp-timeout")) {
-            NEED_ARG("seconds");
-            CHECK(!ctl_parse_seconds(argv[i], &qmp_timeout_ms),
-                  "bad QMP open timeout '%s'");
-        } else if (!strcmp(a, "--sim-program")) {
-            NEED_ARG("a program");
-            sim_prog = argv[i];
-        } else if (!strcmp(a, "--sim-arg")) {
-            NEED_ARG("an argument");
-            sim_args[nsim++] = argv[i];
-        } else {
-            code = ctl_usage_error(&cmd_spawn, "unexpected argument '%s' "
-                                               "(QEMU arguments go after --)",
-                                   a);
-            goto out;
-        }
-    }
-    if (!have_guest) {
-        code = ctl_usage_error(&cmd_spawn, "--guest is required");
-        goto out;
-    }
-    if (i >= argc) {
-        code = ctl_usage_error(&cmd_spawn, "no QEMU arguments after --");
-        goto out;
-    }
-    stubdm_spawn_config_set_guest(cfg, guest, uuid, gname);
-    stubdm_spawn_config_set_kernel(cfg, kernel, ramdisk, cmdline);
-    stubdm_spawn_config_set_args(cfg, (const char *const *)argv + i,
-                                 (size_t)(argc - i));
-    stubdm_spawn_config_set_qmp(cfg, qmp, qmp_timeout_ms);
-    if (!backend_set)
-        backend = stubdm_ctx_host(ctx) == STUBDM_HOST_SIM
-                      ? STUBDM_CONSOLE_LIBSTUBDM
-                      : STUBDM_CONSOLE_IOEMU;
-    if (restore && backend == STUBDM_CONSOLE_LIBSTUBDM) {
-        /* The library feeds console 2 from the file itself. */
-        restore_fd = open(restore, O_RDONLY | O_CLOEXEC);
-        if (restore_fd < 0) {
-            code = ctl_usage_error(&cmd_spawn, "--restore: cannot open '%s'",
-                                   restore);
-            goto out;
-        }
-        stubdm_spawn_config_set_restore_fd(cfg, restore_fd);
-    } else if (restore) {
-        stubdm_spawn_config_set_console_output(cfg, STUBDM_CONSOLE_RESTORE,
-                                               restore);
-    }
-    if (sim_prog || nsim)
-        stubdm_spawn_config_set_sim_program(cfg, sim_prog, sim_args, nsim);
+static int set_domain(const struct ctl_command *cmd,
+                      const struct spawn_opts *o, const struct ctl_args *a,
+                      stubdm_spawn_config *cfg)
+{
+    REFUSED(stubdm_spawn_config_set_guest(cfg, o->guest, o->uuid,
+                                          o->guest_name),
+            "bad guest uuid or name");
+    REFUSED(stubdm_spawn_config_set_kernel(cfg, o->kernel, o->ramdisk,
+                                           o->cmdline),
+            "bad kernel, ramdisk or cmdline");
+    REFUSED(stubdm_spawn_config_set_args(cfg, a->rest, a->nrest),
+            "bad QEMU args");
+    if (o->name)
+        REFUSED(stubdm_spawn_config_set_name(cfg, o->name), "bad name '%s'",
+                o->name);
+    if (o->memory_mib != CTL_UNSET_UINT)
+        stubdm_spawn_config_set_memory_kib(cfg, o->memory_mib * 1024);
+    if (o->vcpus != CTL_UNSET_UINT)
+        stubdm_spawn_config_set_vcpus(cfg, (unsigned)o->vcpus);
+    if (o->xsm_label)
+        REFUSED(stubdm_spawn_config_set_xsm_label(cfg, o->xsm_label),
+                "bad xsm label '%s'", o->xsm_label);
+    if (o->stubdom_domid != CTL_UNSET_DOMID)
+        REFUSED(stubdm_spawn_config_set_stubdom_domid(cfg, o->stubdom_domid),
+                "bad domid %u", o->stubdom_domid);
+    return 0;
+}
 
-    st.start = st.step_start = stubdm_now_ms();
-    rc = stubdm_spawn(ctx, cfg, on_progress, on_done, &st, &s, &op);
-    if (rc) {
-        code = ctl_report_error(ctx, g, "spawn", rc, NULL);
-        goto out;
+static int set_runtime(const struct ctl_command *cmd,
+                       const struct spawn_opts *o, stubdm_spawn_config *cfg)
+{
+    if (o->backend != CTL_UNSET_CHOICE)
+        REFUSED(stubdm_spawn_config_set_console_backend(
+                    cfg, (stubdm_console_backend)o->backend),
+                "bad console backend");
+    if (o->timeout_ms)
+        REFUSED(stubdm_spawn_config_set_timeout(cfg, o->timeout_ms),
+                "bad timeout");
+    REFUSED(stubdm_spawn_config_set_qmp(cfg, o->qmp || o->qmp_status,
+                                        o->qmp_timeout_ms),
+            "bad QMP open timeout");
+    if (o->sim_program || o->sim_args.n)
+        REFUSED(stubdm_spawn_config_set_sim_program(cfg, o->sim_program,
+                                                    o->sim_args.v,
+                                                    o->sim_args.n),
+                "bad sim program or arguments");
+    return 0;
+}
+#undef REFUSED
+
+static int config_from_opts(const struct ctl_command *cmd,
+                            const struct spawn_opts *o,
+                            const struct ctl_args *a, struct spawn_run *r)
+{
+    int code;
+
+    if (o->guest == CTL_UNSET_DOMID)
+        return ctl_usage_error(cmd, "--guest is required");
+    if (a->npos)
+        return ctl_usage_error(cmd, "unexpected argument '%s' (QEMU "
+                                    "arguments go after --)",
+                               a->pos[0]);
+    if (!a->nrest)
+        return ctl_usage_error(cmd, "no QEMU arguments after --");
+    if ((code = stubdm_spawn_config_new(&r->cfg)))
+        return ctl_report_error(r->ctx, r->g, "spawn", code, NULL);
+    if ((code = set_domain(cmd, o, a, r->cfg)) ||
+        (code = set_devices(cmd, o, r->cfg)) ||
+        (code = set_runtime(cmd, o, r->cfg)))
+        return code;
+    return set_restore(cmd, o, r);
+}
+
+/* ---- progress ----------------------------------------------------------- */
+
+static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
+{
+    struct spawn_run *r = user;
+
+    (void)s;
+    r->step = step;
+    r->step_start = stubdm_now_ms();
+    if (r->g->verbose && !r->g->json) {
+        fprintf(stderr, "spawn: %s (%.3f s)\n", stubdm_spawn_step_name(step),
+                (stubdm_now_ms() - r->start) / 1000.0);
+        ctl_crash_point(r->g, stubdm_spawn_step_name(step));
     }
-    while (!st.done) {
-        if (ctl_interrupted())
-            stubdm_op_cancel(op);
-        rc = stubdm_ctx_run_once(ctx, 100);
-        if (rc) {
-            code = ctl_report_error(ctx, g, "spawn", rc, NULL);
-            goto out;
-        }
-        if (g->tty && !st.done)
-            show_progress(&st);
-    }
-    if (g->tty)
+}
+
+static void on_done(stubdm_op *op, int rc, void *user)
+{
+    struct spawn_run *r = user;
+
+    (void)op;
+    r->done = true;
+    r->rc = rc;
+}
+
+/* On a terminal: the step in progress, once it takes more than 0.3 s. */
+static void show_progress(void *user)
+{
+    const struct spawn_run *r = user;
+    int64_t now = stubdm_now_ms();
+
+    if (!r->g->tty || now - r->step_start < 300)
+        return;
+    fprintf(stderr, "\r\033[Kspawn: %s... %.1f s",
+            stubdm_spawn_step_name(r->step), (now - r->start) / 1000.0);
+}
+
+static int spawn_and_wait(struct spawn_run *r, bool qmp_status)
+{
+    stubdm_qmp *q;
+    int rc;
+
+    r->start = r->step_start = stubdm_now_ms();
+    rc = stubdm_spawn(r->ctx, r->cfg, on_progress, on_done, r, &r->s, &r->op);
+    if (rc)
+        return ctl_report_error(r->ctx, r->g, "spawn", rc, NULL);
+    rc = ctl_run_until(r->ctx, r->g, "spawn", r->op, &r->done, show_progress,
+                       r);
+    if (r->g->tty)
         fprintf(stderr, "\r\033[K");
-    if (st.rc) {
-        code = ctl_report_error(ctx, g, "spawn", st.rc, stubdm_op_errmsg(op));
-        goto out;
-    }
-    if (qmp_status) {
-        rc = stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s), "query-status",
-                                     NULL, 10000, &qmp_reply);
-        if (rc) {
-            code = ctl_report_error(ctx, g, "spawn: query-status", rc, NULL);
-            stubdm_stubdom_destroy(s);
-            goto out;
-        }
-    }
-    if (g->json) {
+    if (rc)
+        return rc;
+    if (r->rc)
+        return ctl_report_error(r->ctx, r->g, "spawn", r->rc,
+                                stubdm_op_errmsg(r->op));
+    if (!qmp_status)
+        return 0;
+    q = stubdm_stubdom_qmp(r->s);
+    rc = stubdm_qmp_execute_sync(q, "query-status", NULL, 10000,
+                                 &r->qmp_reply);
+    if (!rc)
+        return 0;
+    rc = rc == STUBDM_ESTATE && !stubdm_qmp_is_ready(q)
+             ? ctl_report_qmp_lost(r->ctx, r->g, "spawn: query-status")
+             : ctl_report_error(r->ctx, r->g, "spawn: query-status", rc, NULL);
+    stubdm_stubdom_destroy(r->s);
+    return rc;
+}
+
+static void report_running(const struct spawn_run *r)
+{
+    uint32_t domid = stubdm_stubdom_domid(r->s);
+    uint32_t guest = stubdm_stubdom_guest(r->s);
+    double secs = (stubdm_now_ms() - r->start) / 1000.0;
+
+    if (r->g->json) {
         printf("{\"stubdom\":%u,\"guest\":%u,\"state\":\"running\","
                "\"seconds\":%.3f",
-               stubdm_stubdom_domid(s), guest,
-               (stubdm_now_ms() - st.start) / 1000.0);
-        if (qmp_reply)
-            printf(",\"query_status\":%s", qmp_reply);
+               domid, guest, secs);
+        if (r->qmp_reply)
+            printf(",\"query_status\":%s", r->qmp_reply);
         printf("}\n");
-    } else {
-        printf("%u\n", stubdm_stubdom_domid(s));
-        fprintf(stderr, "stubdomain %u running for guest %u after %.2f s\n",
-                stubdm_stubdom_domid(s), guest,
-                (stubdm_now_ms() - st.start) / 1000.0);
-        if (qmp_reply)
-            fprintf(stderr, "query-status: %s\n", qmp_reply);
-        if (restore_fd >= 0)
-            fprintf(stderr, "restored: %llu bytes of device state through "
-                            "console 2\n",
-                    (unsigned long long)stubdm_console_bytes_in(
-                        stubdm_stubdom_console(s, STUBDM_CONSOLE_RESTORE)));
+        fflush(stdout);
+        return;
     }
+    printf("%u\n", domid);
     fflush(stdout);
-    if (backend == STUBDM_CONSOLE_LIBSTUBDM && !serve && !g->json)
+    fprintf(stderr, "stubdomain %u running for guest %u after %.2f s\n",
+            domid, guest, secs);
+    if (r->qmp_reply)
+        fprintf(stderr, "query-status: %s\n", r->qmp_reply);
+    if (r->restore_fd >= 0)
+        fprintf(stderr, "restored: %llu bytes of device state through "
+                        "console 2\n",
+                (unsigned long long)stubdm_console_bytes_in(
+                    stubdm_stubdom_console(r->s, STUBDM_CONSOLE_RESTORE)));
+}
+
+/* ---- serving ------------------------------------------------------------ */
+
+/* Serve the library's consoles until interrupted or the stubdomain is
+ * gone (the held save console ends with it). */
+static void serve_consoles(const struct spawn_run *r)
+{
+    const struct ctl_global *g = r->g;
+    stubdm_console *held = stubdm_stubdom_console(r->s, STUBDM_CONSOLE_SAVE);
+
+    if (!g->json)
+        fprintf(stderr, "serving the consoles of stubdomain %u "
+                        "(Ctrl-C to stop; the stubdomain keeps running)\n",
+                stubdm_stubdom_domid(r->s));
+    while (!ctl_interrupted() && held &&
+           stubdm_console_result(held) == STUBDM_ESTATE)
+        if (stubdm_ctx_run_once(r->ctx, 200))
+            break;
+    for (unsigned n = 0; n < STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS;
+         n++) {
+        stubdm_console *c = stubdm_stubdom_console(r->s, n);
+        if (c && !g->json)
+            fprintf(stderr, "console %u: %llu bytes out, %llu in%s%s\n", n,
+                    (unsigned long long)stubdm_console_bytes_out(c),
+                    (unsigned long long)stubdm_console_bytes_in(c),
+                    *stubdm_console_errmsg(c) ? ": " : "",
+                    stubdm_console_errmsg(c));
+    }
+}
+
+static void after_running(const struct spawn_run *r, bool serve)
+{
+    /* The backend the spawn used: the caller's, or the library's default. */
+    if (stubdm_stubdom_console_backend(r->s) != STUBDM_CONSOLE_LIBSTUBDM)
+        return;
+    if (serve)
+        serve_consoles(r);
+    else if (!r->g->json)
         fprintf(stderr, "note: this process served the consoles; they are "
                         "let go when it exits (another process may serve "
                         "them: --serve, save)\n");
-    if (backend == STUBDM_CONSOLE_LIBSTUBDM && serve) {
-        /* Serve the consoles until interrupted or the stubdomain is gone
-         * (the held save console ends with it). */
-        stubdm_console *held = stubdm_stubdom_console(s, STUBDM_CONSOLE_SAVE);
-        if (!g->json)
-            fprintf(stderr, "serving the consoles of stubdomain %u "
-                            "(Ctrl-C to stop; the stubdomain keeps running)\n",
-                    stubdm_stubdom_domid(s));
-        while (!ctl_interrupted() && held &&
-               stubdm_console_result(held) == STUBDM_ESTATE)
-            if (stubdm_ctx_run_once(ctx, 200))
-                break;
-        for (unsigned n = 0; n < STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS;
-             n++) {
-            stubdm_console *c = stubdm_stubdom_console(s, n);
-            if (c && !g->json)
-                fprintf(stderr, "console %u: %llu bytes out, %llu in%s%s\n",
-                        n,
-                        (unsigned long long)stubdm_console_bytes_out(c),
-                        (unsigned long long)stubdm_console_bytes_in(c),
-                        *stubdm_console_errmsg(c) ? ": " : "",
-                        stubdm_console_errmsg(c));
-        }
+}
+
+/* ---- teardown ----------------------------------------------------------- */
+
+static void spawn_teardown(struct spawn_run *r, struct spawn_opts *o)
+{
+    free(r->qmp_reply);
+    stubdm_op_free(r->op);
+    stubdm_stubdom_free(r->s); /* the stubdomain keeps running */
+    stubdm_spawn_config_free(r->cfg);
+    if (r->restore_fd >= 0)
+        close(r->restore_fd);
+    ctl_opts_free(ctl_spawn_options, o);
+}
+
+int ctl_spawn_run(stubdm_ctx *ctx, const struct ctl_global *g,
+                  const struct ctl_command *cmd, int argc, char **argv)
+{
+    struct spawn_opts o = {
+        .guest = CTL_UNSET_DOMID,
+        .stubdom_domid = CTL_UNSET_DOMID,
+        .memory_mib = CTL_UNSET_UINT,
+        .vcpus = CTL_UNSET_UINT,
+        .backend = CTL_UNSET_CHOICE,
+    };
+    struct spawn_run r = {.g = g, .ctx = ctx, .restore_fd = -1};
+    struct ctl_args a;
+    int code;
+
+    code = ctl_parse(cmd, cmd->options, argc, argv, false, &o, &a);
+    if (!code)
+        code = config_from_opts(cmd, &o, &a, &r);
+    if (!code)
+        code = spawn_and_wait(&r, o.qmp_status);
+    if (!code) {
+        report_running(&r);
+        after_running(&r, o.serve);
     }
-out:
-#undef NEED_ARG
-#undef CHECK
-    free(qmp_reply);
-    stubdm_op_free(op);
-    stubdm_stubdom_free(s); /* the stubdomain keeps running */
-    stubdm_spawn_config_free(cfg);
-    if (restore_fd >= 0)
-        close(restore_fd);
-    free(sim_args);
+    spawn_teardown(&r, &o);
     return code;
 }
 
-CTL_COMMAND(cmd_spawn) = {
-    .name = "spawn",
-    .usage = "--guest DOMID [OPTIONS] -- QEMU-ARGS...",
-    .summary = "start a stubdomain for a guest and wait until it runs",
-    .help =
-        "Creates the stubdomain (PV, paused), writes the xenstore contract,\n"
-        "attaches disks, nics and consoles, unpauses it and waits for the\n"
-        "device model to report running.  Prints the stubdomain's domid.\n"
-        "Any failure destroys everything made; the message names the step.\n\n"
-        "  --guest DOMID          the HVM guest (required)\n"
-        "  --uuid UUID            guest uuid (vm path /vm/UUID); default:\n"
-        "                         read /local/domain/GUEST/vm\n"
-        "  --guest-name NAME      default: read it, else guestDOMID\n"
-        "  --name NAME            stubdomain name (default GUESTNAME-dm)\n"
-        "  --kernel PATH          stubdomain kernel (required on Xen)\n"
-        "  --ramdisk PATH         stubdomain initramfs\n"
-        "  --cmdline STRING       kernel command line\n"
-        "  --memory MIB           default 128\n"
-        "  --vcpus N              default 1\n"
-        "  --disk PATH[,qcow2][,ro][,script=S]  next emulated disk (xvda,\n"
-        "                         xvdb, ...); script: its hotplug script\n"
-        "                         (default /etc/xen/scripts/block)\n"
-        "  --nic [mac=M][,bridge=B][,script=S]  next nic (script default\n"
-        "                         /etc/xen/scripts/vif-bridge); the library\n"
-        "                         runs both scripts unless --no-hotplug\n"
-        "  --log FILE             console 0 (QEMU log) to FILE\n"
-        "  --save CHARDEV         console 1 (device state out; ioemu only;\n"
-        "                         xenconsoled has no console 1)\n"
-        "  --restore FILE         restore the device model from FILE (a\n"
-        "                         'stubdm-ctl save' stream) through console\n"
-        "                         2; with ioemu: console 2's chardev\n"
-        "  --serial pty|file:PATH next guest serial console (repeatable;\n"
-        "                         QEMU gets -serial /dev/hvcN from the args)\n"
-        "  --console-backend ioemu|xenconsoled|libstubdm\n"
-        "                         default: libstubdm on the simulated host,\n"
-        "                         ioemu on Xen\n"
-        "  --serve                stay in the foreground serving the\n"
-        "                         library's consoles until Ctrl-C or the\n"
-        "                         stubdomain is gone\n"
-        "  --xsm-label LABEL      FLASK label of the stubdomain\n"
-        "  --stubdom-domid DOMID  ask for this domid\n"
-        "  --timeout SECONDS      wait for running at most this long (30)\n"
-        "  --qmp                  open QMP once running\n"
-        "  --qmp-status           open QMP and print query-status's reply\n"
-        "  --qmp-timeout SECONDS  bound on opening QMP (default 10; the\n"
-        "                         vchan server may start after running)\n"
-        "  --sim-program PATH     simulated host: the stubdomain stand-in\n"
-        "  --sim-arg ARG          simulated host: an argument for it\n"
-        "                         (e.g. --die-at=after-argv, --no-qemu)\n",
-    .run = run_spawn,
-};
-
-/* ---- destroy ------------------------------------------------------------ */
-
-static int run_destroy(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
-                       char **argv)
-{
-    uint32_t stubdom = 0, guest = 0;
-    bool by_guest = false, have = false;
-    unsigned flags = 0;
-    int rc;
-
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--guest")) {
-            if (++i >= argc || !ctl_parse_domid(argv[i], &guest))
-                return ctl_usage_error(&cmd_destroy, "--guest needs a domid");
-            by_guest = true;
-        } else if (!strcmp(argv[i], "--force")) {
-            flags |= STUBDM_DESTROY_FORCE;
-        } else if (!strcmp(argv[i], "--script-dir")) {
-            if (++i >= argc || stubdm_ctx_set_hotplug_dir(ctx, argv[i]))
-                return ctl_usage_error(&cmd_destroy,
-                                       "--script-dir needs an absolute "
-                                       "directory");
-        } else if (!have && ctl_parse_domid(argv[i], &stubdom)) {
-            have = true;
-        } else {
-            return ctl_usage_error(&cmd_destroy, "unexpected argument '%s'",
-                                   argv[i]);
-        }
-    }
-    if (have == by_guest)
-        return ctl_usage_error(&cmd_destroy,
-                               "need a STUBDOM domid or --guest DOMID");
-    if (by_guest) {
-        rc = stubdm_find_stubdom(ctx, guest, &stubdom);
-        if (rc)
-            return ctl_report_error(ctx, g, "destroy", rc, NULL);
-    }
-    rc = stubdm_destroy_ext(ctx, stubdom, flags);
-    if (rc)
-        return ctl_report_error(ctx, g, "destroy", rc, NULL);
-    if (g->json)
-        printf("{\"stubdom\":%u,\"state\":\"destroyed\"}\n", stubdom);
-    else
-        fprintf(stderr, "stubdomain %u destroyed\n", stubdom);
-    return CTL_EXIT_OK;
-}
-
-CTL_COMMAND(cmd_destroy) = {
-    .name = "destroy",
-    .usage = "[--force] [--script-dir DIR] STUBDOM | --guest DOMID",
-    .summary = "destroy a stubdomain and remove its xenstore nodes",
-    .help = "Destroys the domain, then removes the contract, its devices,\n"
-            "/local/domain/STUBDOM and its /vm entry.  With --guest, the\n"
-            "stubdomain is found through the guest's device-model-domid.\n"
-            "A domain that is not a stubdomain (no dom0-owned target, no\n"
-            "guest's dom0-owned device-model-domid naming it) is refused\n"
-            "(exit 9) unless --force.  The backends' remove/offline\n"
-            "scripts run only from /etc/xen/scripts, or from DIR with\n"
-            "--script-dir.\n",
-    .run = run_destroy,
-};
-
-/* ---- list --------------------------------------------------------------- */
-
-static int run_list(stubdm_ctx *ctx, const struct ctl_global *g, int argc,
-                    char **argv)
-{
-    stubdm_stubdom_list *l = NULL;
-    size_t n;
-    int rc;
-
-    if (argc > 1)
-        return ctl_usage_error(&cmd_list, "unexpected argument '%s'", argv[1]);
-    rc = stubdm_list(ctx, &l);
-    if (rc)
-        return ctl_report_error(ctx, g, "list", rc, NULL);
-    n = stubdm_stubdom_list_count(l);
-    if (g->json) {
-        printf("[");
-        for (size_t i = 0; i < n; i++) {
-            printf("%s{\"stubdom\":%u,\"guest\":%u,\"name\":", i ? "," : "",
-                   stubdm_stubdom_list_domid(l, i),
-                   stubdm_stubdom_list_guest(l, i));
-            ctl_json_string(stdout, stubdm_stubdom_list_name(l, i));
-            printf(",\"state\":");
-            ctl_json_string(stdout, stubdm_stubdom_list_state(l, i));
-            printf("}");
-        }
-        printf("]\n");
-    } else {
-        printf("%-8s %-6s %-24s %s\n", "STUBDOM", "GUEST", "NAME", "STATE");
-        for (size_t i = 0; i < n; i++)
-            printf("%-8u %-6u %-24s %s\n", stubdm_stubdom_list_domid(l, i),
-                   stubdm_stubdom_list_guest(l, i),
-                   stubdm_stubdom_list_name(l, i),
-                   stubdm_stubdom_list_state(l, i));
-    }
-    stubdm_stubdom_list_free(l);
-    return CTL_EXIT_OK;
-}
-
-CTL_COMMAND(cmd_list) = {
-    .name = "list",
-    .usage = "",
-    .summary = "list stubdomains (domains with a target) and their state",
-    .help = "STATE is running (device model running), starting, or why the\n"
-            "domain is gone (e.g. \"crashed (signal 11)\").\n",
-    .run = run_list,
-};
+const char ctl_spawn_help[] =
+    "Creates the stubdomain (PV, paused), writes the xenstore contract,\n"
+    "attaches disks, nics and consoles, unpauses it and waits for the\n"
+    "device model to report running.  Prints the stubdomain's domid.\n"
+    "Any failure destroys everything made; the message names the step.\n\n"
+    "  --guest DOMID          the HVM guest (required)\n"
+    "  --uuid UUID            guest uuid (vm path /vm/UUID); default:\n"
+    "                         read /local/domain/GUEST/vm\n"
+    "  --guest-name NAME      default: read it, else guestDOMID\n"
+    "  --name NAME            stubdomain name (default GUESTNAME-dm)\n"
+    "  --kernel PATH          stubdomain kernel (required on Xen)\n"
+    "  --ramdisk PATH         stubdomain initramfs\n"
+    "  --cmdline STRING       kernel command line\n"
+    "  --memory MIB           default 128\n"
+    "  --vcpus N              default 1\n"
+    "  --disk PATH[,qcow2][,ro][,script=S]  next emulated disk (xvda,\n"
+    "                         xvdb, ...); script: its hotplug script\n"
+    "                         (default /etc/xen/scripts/block)\n"
+    "  --nic [mac=M][,bridge=B][,script=S]  next nic (script default\n"
+    "                         /etc/xen/scripts/vif-bridge); the library\n"
+    "                         runs both scripts unless --no-hotplug\n"
+    "  --log FILE             console 0 (QEMU log) to FILE\n"
+    "  --save CHARDEV         console 1 (device state out; ioemu only;\n"
+    "                         xenconsoled has no console 1)\n"
+    "  --restore FILE         restore the device model from FILE (a\n"
+    "                         'stubdm-ctl save' stream) through console\n"
+    "                         2; with --console-backend ioemu: console\n"
+    "                         2's chardev\n"
+    "  --serial pty|file:PATH next guest serial console (repeatable;\n"
+    "                         QEMU gets -serial /dev/hvcN from the args)\n"
+    "  --console-backend ioemu|xenconsoled|libstubdm\n"
+    "                         default: the library's (libstubdm on the\n"
+    "                         simulated host, ioemu on Xen)\n"
+    "  --serve                stay in the foreground serving the\n"
+    "                         library's consoles until Ctrl-C or the\n"
+    "                         stubdomain is gone\n"
+    "  --xsm-label LABEL      FLASK label of the stubdomain\n"
+    "  --stubdom-domid DOMID  ask for this domid\n"
+    "  --timeout SECONDS      wait for running at most this long (30)\n"
+    "  --qmp                  open QMP once running\n"
+    "  --qmp-status           open QMP and print query-status's reply\n"
+    "  --qmp-timeout SECONDS  bound on opening QMP (default 10; the\n"
+    "                         vchan server may start after running)\n"
+    "  --sim-program PATH     simulated host: the stubdomain stand-in\n"
+    "  --sim-arg ARG          simulated host: an argument for it\n"
+    "                         (e.g. --die-at=after-argv, --no-qemu)\n";

@@ -1,207 +1,76 @@
 /*
  * stubdm-ctl: drive libstubdm from the command line.
  *
- *   stubdm-ctl [--json] [-v] COMMAND [ARGS...]
+ *   stubdm-ctl [--json] [-v] [--sim] [--no-hotplug] COMMAND [ARGS...]
  *
- * Every subcommand is in its own cmd_*.c file; see stubdm-ctl(1).
+ * The command table below lists every subcommand; each is in its own
+ * cmd_*.c with its option table.  See stubdm-ctl(1).
  */
 #include "ctl.h"
 
-#include <errno.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static struct ctl_command *commands;
+/* Sorted by name: `stubdm-ctl --help` lists them in this order. */
+static const struct ctl_command commands[] = {
+    {"destroy", ctl_destroy_run,
+     "destroy a stubdomain and remove its xenstore nodes",
+     ctl_destroy_options,
+     "[--force] [--script-dir DIR] STUBDOM | --guest DOMID",
+     ctl_destroy_help},
+    {"dm-argv", ctl_dmargv_run,
+     "encode, write or read back the QEMU command line in xenstore",
+     ctl_dmargv_options,
+     "encode|write|read --vm /vm/UUID [--stubdom DOMID] "
+     "[--encoding directory|minios|esc] [--max-value N] [-- ARGS...]",
+     ctl_dmargv_help},
+    {"layout", ctl_layout_run,
+     "print every node a stubdomain start writes (dry run)",
+     ctl_layout_options,
+     "--guest DOMID --stubdom DOMID --vm /vm/UUID [options] "
+     "[-- QEMU-ARGS...]",
+     ctl_layout_help},
+    {"list", ctl_list_run,
+     "list stubdomains (domains with a target) and their state",
+     ctl_list_options, "", ctl_list_help},
+    {"qmp", ctl_qmp_run, "run QMP commands on the QEMU in a stubdomain",
+     ctl_qmp_options,
+     "STUBDOM GUEST [COMMAND [JSON-ARGS]] [--interactive] [--events] "
+     "[options]",
+     ctl_qmp_help},
+    {"qmp-proxy", ctl_qmp_proxy_run,
+     "share one stubdomain QMP connection with local clients",
+     ctl_qmp_proxy_options,
+     "STUBDOM GUEST --listen PATH [--group GROUP] [options]",
+     ctl_qmp_proxy_help},
+    {"save", ctl_save_run, "save the device model's state through console 1",
+     ctl_save_options,
+     "STUBDOM --out FILE [--guest DOMID] [--timeout SECONDS] "
+     "[--limit BYTES]",
+     ctl_save_help},
+    {"sim", ctl_sim_run, "run the simulated Xen host (no hypervisor needed)",
+     ctl_sim_options, "start|stop|status [--dir DIR] [--verbose]",
+     ctl_sim_help},
+    {"spawn", ctl_spawn_run,
+     "start a stubdomain for a guest and wait until it runs",
+     ctl_spawn_options, "--guest DOMID [OPTIONS] -- QEMU-ARGS...",
+     ctl_spawn_help},
+    {"wait", ctl_wait_run, "wait until the device model reports \"running\"",
+     ctl_wait_options, "STUBDOM GUEST [--timeout S]", ctl_wait_help},
+};
 
-/* cmd_sim.c: use a running simulated host when there is no Xen. */
-int ctl_sim_prepare(stubdm_ctx *ctx, bool force_sim);
-
-void ctl_register(struct ctl_command *cmd)
-{
-    /* Keep the list sorted by name so --help is stable. */
-    struct ctl_command **p = &commands;
-    while (*p && strcmp((*p)->name, cmd->name) < 0)
-        p = &(*p)->next;
-    cmd->next = *p;
-    *p = cmd;
-}
-
-int ctl_exit_code(int rc)
-{
-    switch (rc) {
-    case STUBDM_OK:
-        return CTL_EXIT_OK;
-    case STUBDM_ETIMEDOUT:
-        return CTL_EXIT_TIMEOUT;
-    case STUBDM_EDOMAIN_GONE:
-        return CTL_EXIT_DOMAIN_GONE;
-    case STUBDM_EXENSTORE:
-    case STUBDM_EPERM:
-    case STUBDM_ENOENT:
-        return CTL_EXIT_XENSTORE;
-    case STUBDM_ECANCELED:
-        return CTL_EXIT_INTERRUPTED;
-    case STUBDM_EQMP:
-        return CTL_EXIT_QMP_ERROR;
-    case STUBDM_EPROTO:
-    case STUBDM_EVCHAN:
-        return CTL_EXIT_PROTOCOL;
-    case STUBDM_EINVAL:
-    case STUBDM_ELIMIT:
-    case STUBDM_ENOTSTUBDOM:
-        return CTL_EXIT_INVALID;
-    case STUBDM_EBUSY:
-        return CTL_EXIT_BUSY;
-    case STUBDM_ENOTSUP:
-    case STUBDM_EXEN:
-        return CTL_EXIT_NOTSUP;
-    default:
-        return CTL_EXIT_FAIL;
-    }
-}
-
-void ctl_json_string_n(FILE *f, const char *s, size_t n)
-{
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f)
-                fprintf(f, "\\u%04x", c);
-            else
-                fputc(c, f);
-        }
-    }
-    fputc('"', f);
-}
-
-void ctl_json_string(FILE *f, const char *s)
-{
-    ctl_json_string_n(f, s, strlen(s));
-}
-
-int ctl_report_error(stubdm_ctx *ctx, const struct ctl_global *g,
-                     const char *what, int rc, const char *detail)
-{
-    const char *msg = detail && *detail ? detail
-                      : ctx && *stubdm_ctx_errmsg(ctx) ? stubdm_ctx_errmsg(ctx)
-                                                        : stubdm_strerror(rc);
-    int os = ctx ? stubdm_ctx_os_errno(ctx) : 0;
-
-    if (g->json) {
-        printf("{\"ok\":false,\"command\":");
-        ctl_json_string(stdout, what);
-        printf(",\"error\":");
-        ctl_json_string(stdout, stubdm_errname(rc));
-        printf(",\"message\":");
-        ctl_json_string(stdout, msg);
-        printf(",\"os_errno\":%d,\"exit\":%d}\n", os, ctl_exit_code(rc));
-    } else {
-        fprintf(stderr, "stubdm-ctl %s: %s (%s)\n", what, msg,
-                stubdm_errname(rc));
-    }
-    return ctl_exit_code(rc);
-}
-
-int ctl_usage_error(const struct ctl_command *cmd, const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "stubdm-ctl %s: ", cmd->name);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nusage: stubdm-ctl %s %s\n", cmd->name, cmd->usage);
-    return CTL_EXIT_USAGE;
-}
-
-bool ctl_parse_domid(const char *s, uint32_t *out)
-{
-    char *end;
-    unsigned long v;
-
-    if (!s || !*s || *s == '-' || *s == '+')
-        return false;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || *end || v > 0x7FEF)
-        return false;
-    *out = (uint32_t)v;
-    return true;
-}
-
-bool ctl_parse_seconds(const char *s, int *ms_out)
-{
-    char *end;
-    double v;
-
-    if (!s || !*s)
-        return false;
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || *end || !(v > 0) || v > 86400.0 * 24)
-        return false;
-    *ms_out = (int)(v * 1000.0 + 0.5);
-    return *ms_out > 0;
-}
-
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
-void ctl_signals_install(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-bool ctl_interrupted(void)
-{
-    return interrupted != 0;
-}
-
-void ctl_crash_point(const struct ctl_global *g, const char *line)
-{
-    if (g->crash_at && *g->crash_at && strstr(line, g->crash_at))
-        raise(SIGKILL);
-}
-
-static void log_to_stderr(void *user, stubdm_log_level level, int os_errno,
-                          const char *context, const char *msg)
-{
-    fprintf(stderr, "libstubdm[%s] %d: %s%s%s\n", context, (int)level, msg,
-            os_errno ? ": " : "", os_errno ? strerror(os_errno) : "");
-    ctl_crash_point(user, msg);
-}
+#define G(field) offsetof(struct ctl_global, field)
+/* The options before COMMAND: output, host selection, verbosity. */
+static const struct ctl_option global_options[] = {
+    {"json", 0, CTL_ARG_FLAG, G(json), NULL, 0, 0, NULL, NULL},
+    {"verbose", 'v', CTL_ARG_FLAG, G(verbose), NULL, 0, 0, NULL, NULL},
+    {"sim", 0, CTL_ARG_FLAG, G(sim), NULL, 0, 0, NULL, NULL},
+    {"no-hotplug", 0, CTL_ARG_FLAG, G(no_hotplug), NULL, 0, 0, NULL, NULL},
+    {"version", 0, CTL_ARG_FLAG, G(version), NULL, 0, 0, NULL, NULL},
+    {"help", 'h', CTL_ARG_FLAG, G(help), NULL, 0, 0, NULL, NULL},
+    {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
+};
 
 static void usage(FILE *f)
 {
@@ -212,8 +81,8 @@ static void usage(FILE *f)
             "Drive Xen device-model stubdomains with libstubdm %s.\n\n"
             "Commands:\n",
             stubdm_version());
-    for (struct ctl_command *c = commands; c; c = c->next)
-        fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nOptions:\n"
                "  --json     machine-readable output on stdout\n"
                "  -v         library debug log on stderr\n"
@@ -221,77 +90,99 @@ static void usage(FILE *f)
                "  --no-hotplug  run no disk/nic hotplug scripts (spawn,\n"
                "             destroy): another toolstack or udev runs them\n"
                "  --version  print the library version\n"
-               "\nExit codes: 0 ok, 1 failure, 2 usage, 3 timeout, 4 "
-               "stubdomain gone,\n5 xenstore, 6 interrupted, 7 QMP error, 8 "
-               "protocol, 9 invalid input,\n10 busy, 11 not supported. See "
-               "stubdm-ctl(1).\n");
+               "\nExit codes: 0 ok, 1 other failure (out of memory, wrong "
+               "state, a file\nof ours), 2 usage, 3 timeout, 4 stubdomain "
+               "gone, 5 xenstore, 6 interrupted,\n7 QMP error, 8 protocol "
+               "or channel (QMP connection lost), 9 invalid input,\n10 busy, "
+               "11 not supported. See stubdm-ctl(1).\n");
+}
+
+static const struct ctl_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(commands[i].name, name))
+            return &commands[i];
+    return NULL;
+}
+
+/* `stubdm-ctl COMMAND ... --help` before "--": the command's help, with
+ * no ctx made and nothing else parsed. */
+static bool wants_help(int argc, char **argv)
+{
+    for (int j = 1; j < argc && strcmp(argv[j], "--"); j++)
+        if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h"))
+            return true;
+    return false;
+}
+
+static void log_to_stderr(void *user, stubdm_log_level level, int os_errno,
+                          const char *context, const char *msg)
+{
+    fprintf(stderr, "libstubdm[%s] %d: %s%s%s\n", context, (int)level, msg,
+            os_errno ? ": " : "", os_errno ? strerror(os_errno) : "");
+    ctl_crash_point(user, msg);
+}
+
+static int run_command(struct ctl_global *g, const struct ctl_command *cmd,
+                       int argc, char **argv)
+{
+    stubdm_ctx *ctx = NULL;
+    int rc;
+
+    g->tty = isatty(STDERR_FILENO) && !g->json;
+    g->crash_at = getenv("STUBDM_CTL_CRASH_AT");
+    rc = stubdm_ctx_new(&ctx);
+    if (rc)
+        return ctl_report_error(NULL, g, "init", rc, NULL);
+    /* Warnings always: e.g. a failed hotplug script's output, logged
+     * next to the error that ends the command. */
+    stubdm_ctx_set_log(ctx, log_to_stderr, g,
+                       g->verbose ? STUBDM_LOG_DEBUG : STUBDM_LOG_WARN);
+    stubdm_ctx_set_hotplug(ctx, !g->no_hotplug);
+    if (g->sim)
+        stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM);
+    ctl_sim_prepare(ctx);
+    ctl_signals_install();
+    rc = cmd->run(ctx, g, cmd, argc, argv);
+    stubdm_ctx_free(ctx);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
     struct ctl_global g = {0};
-    struct ctl_command *cmd;
-    stubdm_ctx *ctx = NULL;
-    bool sim = false, no_hotplug = false;
-    int i, rc;
+    const struct ctl_command *cmd;
+    struct ctl_args a;
 
-    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-        if (!strcmp(argv[i], "--json")) {
-            g.json = true;
-        } else if (!strcmp(argv[i], "--sim")) {
-            sim = true;
-        } else if (!strcmp(argv[i], "--no-hotplug")) {
-            no_hotplug = true;
-        } else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
-            g.verbose = true;
-        } else if (!strcmp(argv[i], "--version")) {
-            printf("stubdm-ctl (libstubdm) %s\n", stubdm_version());
-            return 0;
-        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "stubdm-ctl: unknown option %s\n", argv[i]);
-            usage(stderr);
-            return CTL_EXIT_USAGE;
-        }
-    }
-    if (i >= argc) {
+    if (ctl_parse(NULL, global_options, argc, argv, true, &g, &a)) {
         usage(stderr);
         return CTL_EXIT_USAGE;
     }
-    for (cmd = commands; cmd; cmd = cmd->next)
-        if (!strcmp(cmd->name, argv[i]))
-            break;
+    if (g.version) {
+        printf("stubdm-ctl (libstubdm) %s\n", stubdm_version());
+        return CTL_EXIT_OK;
+    }
+    if (g.help) {
+        usage(stdout);
+        return CTL_EXIT_OK;
+    }
+    if (a.npos == 0) {
+        usage(stderr);
+        return CTL_EXIT_USAGE;
+    }
+    cmd = find_command(a.pos[0]);
     if (!cmd) {
-        fprintf(stderr, "stubdm-ctl: unknown command '%s'\n", argv[i]);
+        fprintf(stderr, "stubdm-ctl: unknown command '%s'\n", a.pos[0]);
         usage(stderr);
         return CTL_EXIT_USAGE;
     }
-    for (int j = i + 1; j < argc; j++) {
-        if (!strcmp(argv[j], "--"))
-            break;
-        if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h")) {
-            printf("usage: stubdm-ctl %s %s\n\n%s\n\n%s", cmd->name,
-                   cmd->usage, cmd->summary, cmd->help ? cmd->help : "");
-            return 0;
-        }
+    /* The command's argv: its name, then what followed it. */
+    argc = (int)a.nrest + 1;
+    argv = (char **)a.rest - 1;
+    if (wants_help(argc, argv)) {
+        printf("usage: stubdm-ctl %s %s\n\n%s\n\n%s", cmd->name, cmd->usage,
+               cmd->summary, cmd->help);
+        return CTL_EXIT_OK;
     }
-    g.tty = isatty(STDERR_FILENO) && !g.json;
-    g.crash_at = getenv("STUBDM_CTL_CRASH_AT");
-    rc = stubdm_ctx_new(&ctx);
-    if (rc) {
-        fprintf(stderr, "stubdm-ctl: %s\n", stubdm_strerror(rc));
-        return CTL_EXIT_FAIL;
-    }
-    /* Warnings always: e.g. a failed hotplug script's output, logged
-     * next to the error that ends the command. */
-    stubdm_ctx_set_log(ctx, log_to_stderr, &g,
-                       g.verbose ? STUBDM_LOG_DEBUG : STUBDM_LOG_WARN);
-    stubdm_ctx_set_hotplug(ctx, !no_hotplug);
-    ctl_sim_prepare(ctx, sim);
-    ctl_signals_install();
-    rc = cmd->run(ctx, &g, argc - i, argv + i);
-    stubdm_ctx_free(ctx);
-    return rc;
+    return run_command(&g, cmd, argc, argv);
 }

@@ -1,10 +1,10 @@
 /*
  * Printing node lists (what the library would write to xenstore) as text
- * or JSON, shared by `layout` and `dm-argv encode`.
+ * or JSON, and the names of the encodings and console backends, shared by
+ * `layout`, `dm-argv` and `spawn`.
  */
 #include "ctl.h"
 
-#include <string.h>
 
 /* Values may hold any byte: print them the way xenstore-ls does. */
 static void print_escaped(FILE *f, const char *v, size_t len)
@@ -57,15 +57,19 @@ void ctl_print_nodes(const struct ctl_global *g, const char *command,
     }
 }
 
-bool ctl_parse_encoding(const char *s, stubdm_argv_encoding *out)
-{
-    if (!strcmp(s, "directory") || !strcmp(s, "dm-argv"))
-        *out = STUBDM_ARGV_DIRECTORY;
-    else if (!strcmp(s, "minios") || !strcmp(s, "dmargs"))
-        *out = STUBDM_ARGV_MINIOS_DMARGS;
-    else if (!strcmp(s, "esc") || !strcmp(s, "qubes-esc"))
-        *out = STUBDM_ARGV_ESC_STRING;
-    else
-        return false;
-    return true;
-}
+const struct ctl_choice ctl_encodings[] = {
+    {"directory", STUBDM_ARGV_DIRECTORY},
+    {"dm-argv", STUBDM_ARGV_DIRECTORY},
+    {"minios", STUBDM_ARGV_MINIOS_DMARGS},
+    {"dmargs", STUBDM_ARGV_MINIOS_DMARGS},
+    {"esc", STUBDM_ARGV_ESC_STRING},
+    {"qubes-esc", STUBDM_ARGV_ESC_STRING},
+    {NULL, 0},
+};
+
+const struct ctl_choice ctl_console_backends[] = {
+    {"ioemu", STUBDM_CONSOLE_IOEMU},
+    {"xenconsoled", STUBDM_CONSOLE_XENCONSOLED},
+    {"libstubdm", STUBDM_CONSOLE_LIBSTUBDM},
+    {NULL, 0},
+};
