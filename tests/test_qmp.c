@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/ctx.h"
@@ -804,6 +805,15 @@ static void *flood_reader(void *arg)
     return NULL;
 }
 
+/* CPU time of the calling thread, in ms. */
+static int64_t thread_cpu_ms(void)
+{
+    struct timespec ts;
+
+    ck_assert_int_eq(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 START_TEST(test_proxy_client_flood_yields)
 {
     static const struct qmp_peer_step script[] = {QP_HS(), QP_ANS(), QP_E()};
@@ -835,13 +845,16 @@ START_TEST(test_proxy_client_flood_yields)
     ck_assert_int_eq(pthread_create(&rt, NULL, flood_reader, &f), 0);
     ck_assert_int_eq(pthread_create(&wt, NULL, flood_writer, &f), 0);
     /* Every dispatch returns soon, whatever the client keeps sending: the
-     * loop serves the other stubdomains and timers meanwhile. */
+     * loop serves the other stubdomains and timers meanwhile.  Measured in
+     * this thread's CPU time, the work a dispatch does: the flooding
+     * threads, the peer and a loaded machine do not count in it, an
+     * unbounded read loop does. */
     end = stubdm_now_ms() + 1500;
     while (stubdm_now_ms() < end) {
-        int64_t t0 = stubdm_now_ms();
+        int64_t t0 = thread_cpu_ms();
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
-        if (stubdm_now_ms() - t0 > worst)
-            worst = stubdm_now_ms() - t0;
+        if (thread_cpu_ms() - t0 > worst)
+            worst = thread_cpu_ms() - t0;
         if (worst >= limit)
             break;
     }
@@ -852,7 +865,7 @@ START_TEST(test_proxy_client_flood_yields)
     close(f.fd);
     ck_assert_msg(atomic_load(&f.got) > 0, "the proxy answered nothing");
     ck_assert_msg(worst < limit,
-                  "one dispatch took %" PRId64 " ms serving one client "
+                  "one dispatch took %" PRId64 " ms of CPU serving one client "
                   "(%lu bytes sent)", worst, atomic_load(&f.sent));
     stubdm_qmp_proxy_free(p);
     stubdm_qmp_close(q);
