@@ -7,7 +7,7 @@
 #include "internal.h"
 #include "console_ring.h"
 #include "mockxs.h"
-#include "simcons.c" /* the frontend, compiled in as qmp_peer.c is */
+#include "simcons.h"
 
 #include <check.h>
 #include <errno.h>

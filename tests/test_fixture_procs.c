@@ -15,15 +15,18 @@
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
 #include "proccheck.h"
-#include "qmp_peer.c"
+#include "qmp_peer.h"
 
 #include <xenstore.h>
 

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
@@ -19,10 +20,12 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xenstore.h>
 
 #include "internal.h"
 #include "libstubdm.h"
-#include "qmp_peer.c"
+#include "proccheck.h"
+#include "qmp_peer.h"
 
 #define STUBDOM 5
 #define GUEST 1

@@ -4,13 +4,16 @@
  * valgrind too).
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <xenstore.h>
 
 #include "internal.h"
 #include "libstubdm.h"
-#include "qmp_peer.c"
+#include "proccheck.h"
+#include "qmp_peer.h"
 
 #define STUBDOM 7
 #define GUEST 3

@@ -10,16 +10,19 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xenstore.h>
 
 #include "internal.h"
 #include "libstubdm.h"
-#include "qmp_peer.c"
+#include "proccheck.h"
+#include "qmp_peer.h"
 
 #define STUBDOM 9
 #define GUEST 4
