@@ -5,6 +5,7 @@
  */
 #include "dmargs.h"
 #include "mockxs.h"
+#include "run.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -671,11 +672,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }
