@@ -26,6 +26,7 @@
 #include "run.h"
 #include "simcons.h"
 #include "spawnfix.h"
+#include "xsfix.h"
 
 #include <check.h>
 #include <errno.h>
@@ -351,14 +352,6 @@ static struct mockxs mock;
 static struct xs_handle *xs0;
 static char *dump_before;
 
-static void perms(const char *path, unsigned owner, unsigned reader)
-{
-    struct xs_permissions p[2] = {{owner, XS_PERM_NONE},
-                                  {reader, XS_PERM_READ}};
-    ck_assert(xs_mkdir(xs0, XBT_NULL, path));
-    ck_assert(xs_set_permissions(xs0, XBT_NULL, path, p, 2));
-}
-
 static void store_setup(void)
 {
     static const unsigned doms[] = {GUEST, STUB};
@@ -370,15 +363,8 @@ static void store_setup(void)
     xs0 = mockxs_open_as(&mock, 0);
     ck_assert_ptr_nonnull(xs0);
     ck_assert(xs_introduce_domain(xs0, STUB, 1, 1));
-    perms("/local/domain/4", 0, GUEST);
-    perms("/local/domain/5", 0, STUB);
-    perms("/local/domain/4/image", 0, GUEST);
-    perms("/local/domain/5/device", STUB, 0);
-    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/4/vm", VM, strlen(VM)));
-    perms(VM, 0, GUEST);
-    perms(VM "/image", 0, GUEST);
-    perms("/local/domain/0/backend", 0, 0);
-    perms("/libxl/4", 0, 0);
+    xsfix_guest(xs0, GUEST, STUB, VM);
+    xsfix_dir(xs0, "/libxl/4", 0, 0);
 }
 
 static void store_teardown(void)

@@ -8,6 +8,7 @@
 #include "console_ring.h"
 #include "mockxs.h"
 #include "simcons.h"
+#include "xsfix.h"
 #include "run.h"
 
 #include <check.h>
@@ -40,14 +41,6 @@ static char simdir[256];
         if (!(cond))                                                          \
             ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);             \
     } while (0)
-
-static void perms(const char *path, unsigned owner, unsigned reader)
-{
-    struct xs_permissions p[2] = {{owner, XS_PERM_NONE},
-                                  {reader, XS_PERM_READ}};
-    ck_assert(xs_mkdir(xs0, XBT_NULL, path));
-    ck_assert(xs_set_permissions(xs0, XBT_NULL, path, p, 2));
-}
 
 /* The contract with the library as console backend, restoring, one
  * serial on a pty. */
@@ -85,14 +78,7 @@ static void setup(void)
     ck_assert_ptr_nonnull(xs0);
     ck_assert_ptr_nonnull(xs5);
     ck_assert(xs_introduce_domain(xs0, STUB, 1, 1));
-    perms("/local/domain/4", 0, GUEST);
-    perms("/local/domain/5", 0, STUB);
-    perms("/local/domain/4/image", 0, GUEST);
-    perms("/local/domain/5/device", STUB, 0);
-    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/4/vm", VM, strlen(VM)));
-    perms(VM, 0, GUEST);
-    perms(VM "/image", 0, GUEST);
-    perms("/local/domain/0/backend", 0, 0);
+    xsfix_guest(xs0, GUEST, STUB, VM);
     write_contract();
 }
 

@@ -98,6 +98,25 @@ int ts_time_scale(void)
     return pre && strstr(pre, "vgpreload") ? 10 : 1;
 }
 
+char *ts_slurp(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    char *buf;
+    long n;
+
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    n = ftell(fp);
+    rewind(fp);
+    buf = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, fp), n);
+    buf[n] = 0;
+    fclose(fp);
+    return buf;
+}
+
 int ts_exe_relative(char *out, size_t len, const char *rel)
 {
     char self[PATH_MAX];

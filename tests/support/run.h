@@ -47,6 +47,10 @@ int ts_run_suite(Suite *s);
  * multiplied by it. */
 int ts_time_scale(void);
 
+/* The whole file, NUL-terminated, or NULL if it cannot be opened; free()
+ * it. */
+char *ts_slurp(const char *path);
+
 /* Into out: this executable's directory, '/', rel.  0, or -1 if it does
  * not fit or /proc/self/exe cannot be read. */
 int ts_exe_relative(char *out, size_t len, const char *rel);
