@@ -232,11 +232,10 @@ struct sweep_stats {
 
 /*
  * check(arg) runs after each run, with assertions: nothing of the run is
- * left (the store, processes).  stride > 1 fails every stride-th
- * allocation only (valgrind's budget).
+ * left (the store, processes).
  */
 static struct sweep_stats sweep(const char *name, path_fn *fn, void *arg,
-                                void (*check)(void *), long stride)
+                                void (*check)(void *))
 {
     struct sweep_stats st = {0};
     long n, total;
@@ -253,7 +252,7 @@ static struct sweep_stats sweep(const char *name, path_fn *fn, void *arg,
     total = atomic_load(&counted);
     if (check)
         check(arg);
-    for (n = 1;; n += stride) {
+    for (n = 1;; n++) {
         sweep_n = n;
         arm(n);
         rc = fn(arg);
@@ -280,9 +279,9 @@ static struct sweep_stats sweep(const char *name, path_fn *fn, void *arg,
         ck_assert_msg(n_live == 0, "%s: allocation %ld failed: %zu "
                       "allocations of the run not freed", name, n, n_live);
     }
-    fprintf(stderr, "alloc-fail %-12s %ld allocations, %ld failing runs "
-            "(stride %ld): %ld errors, %ld absorbed\n", name, total, st.runs,
-            stride, st.errors, st.absorbed);
+    fprintf(stderr, "alloc-fail %-12s %ld allocations, %ld failing runs: "
+            "%ld errors, %ld absorbed\n", name, total, st.runs, st.errors,
+            st.absorbed);
     ck_assert_int_gt(st.runs, 0);
     return st;
 }
@@ -314,7 +313,7 @@ static int path_ctx(void *arg)
 
 START_TEST(alloc_ctx)
 {
-    sweep("ctx", path_ctx, NULL, NULL, 1);
+    sweep("ctx", path_ctx, NULL, NULL);
 }
 END_TEST
 
@@ -342,7 +341,7 @@ static int path_dmargs(void *arg)
 
 START_TEST(alloc_dmargs)
 {
-    sweep("dm-argv", path_dmargs, NULL, NULL, 1);
+    sweep("dm-argv", path_dmargs, NULL, NULL);
 }
 END_TEST
 
@@ -438,7 +437,7 @@ START_TEST(alloc_contract)
 {
     store_setup();
     ck_assert_int_eq(mockxs_dump(&mock, &dump_before), 0);
-    sweep("contract", path_contract, NULL, store_unchanged, 1);
+    sweep("contract", path_contract, NULL, store_unchanged);
     store_teardown();
 }
 END_TEST
@@ -511,7 +510,7 @@ START_TEST(alloc_console)
     snprintf(a.log, sizeof(a.log), "%s/console.log", mock.dir);
     ck_assert_int_eq(simcons_open(&sc, mock.dir, STUB, 0), 0);
     ck_assert_int_eq(simcons_publish(sc, xs0), 0);
-    sweep("console", path_console, &a, NULL, 1);
+    sweep("console", path_console, &a, NULL);
     simcons_close(sc);
     store_teardown();
 }
@@ -582,7 +581,7 @@ START_TEST(alloc_qmp)
     a.peer.pid = -1;
     ck_assert_int_eq(qmp_sim_start(&a.sim, QSTUB, QGUEST), 0);
     ck_assert_int_eq(qmp_sim_server_ready(&a.sim), 0);
-    sweep("qmp", path_qmp_fresh, &a, NULL, 1);
+    sweep("qmp", path_qmp_fresh, &a, NULL);
     qmp_peer_stop(&a.peer);
     qmp_sim_stop(&a.sim);
 }
@@ -661,9 +660,7 @@ START_TEST(alloc_spawn)
     xs_close(xsh);
     free(fx.dump_before);
     fx.dump_before = spawnfix_dump(&fx);
-    /* Every allocation under ASan and natively; every 7th under valgrind
-     * (~50x slower: a spawn per allocation would take an hour). */
-    sweep("spawn", path_spawn, NULL, spawn_clean, ts_time_scale() > 1 ? 7 : 1);
+    sweep("spawn", path_spawn, NULL, spawn_clean);
     fprintf(stderr, "alloc-fail spawn: %d failed destroys completed by a "
             "destroy by domid\n", destroy_retries);
     spawnfix_teardown(&fx);
