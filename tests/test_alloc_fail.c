@@ -2,8 +2,9 @@
  * Allocation failures along the main paths (nghttp2's failmalloc style):
  * for N = 1, 2, ... the Nth allocation made while the path runs fails,
  * until the path completes without reaching N.  Each run must end in an
- * error code or a complete success (a failure absorbed: an allocation
- * whose failure only loses a log line), never in a crash or an abort,
+ * error code or a complete success (a failure absorbed: the QMP reader's
+ * quick parse declines and the full parser takes the message), never in
+ * a crash or an abort,
  * and must leave nothing behind: every allocation of the run freed, the
  * store as before, no process of the simulated host (and ASan's and
  * valgrind's checks, in their stages).
@@ -289,7 +290,8 @@ static struct sweep_stats sweep(const char *name, path_fn *fn, void *arg,
 /* ---- paths -------------------------------------------------------------- */
 
 /* Each path makes and frees its own ctx: whatever a failed run left
- * behind then shows as bytes still in use, not hidden in a ctx's caches. */
+ * behind then shows as an allocation not freed, not hidden in a ctx's
+ * caches. */
 static int sim_ctx(stubdm_ctx **out)
 {
     int rc = stubdm_ctx_new(out);
