@@ -17,7 +17,7 @@
 #include "core/base.h"
 #include "mockxs.h"
 #include "proccheck.h"
-#include "simcons.c"
+#include "simcons.h"
 
 #include <fcntl.h>
 #include <malloc.h>

@@ -13,6 +13,7 @@
  */
 #include "core/base.h"
 #include "mockxs.h"
+#include "run.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -111,20 +112,14 @@ int main(int argc, char **argv)
     static const char *const mems[] = { "16", "64", "256" };
     struct mockxs m;
     stubdm_ctx *ctx;
-    char self[PATH_MAX - 64];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
     if (rounds < 1)
         rounds = 1;
     if (rounds > 64)
         rounds = 64;
-    if (len <= 0)
-        return 1;
-    self[len] = '\0';
-    *strrchr(self, '/') = '\0';
-    snprintf(sim_program, sizeof(sim_program),
-             "%s/../tests/mock-xenstored/stubdm-sim-stubdom", self);
-    if (access(sim_program, X_OK)) {
+    if (ts_exe_relative(sim_program, sizeof(sim_program),
+                        "../tests/mock-xenstored/stubdm-sim-stubdom") ||
+        access(sim_program, X_OK)) {
         fprintf(stderr, "bench_dm_state: %s not built\n", sim_program);
         return 1;
     }

@@ -35,11 +35,14 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <xenstore.h>
 
 #include "core/base.h"
 #include "libstubdm.h"
-#include "qmp_peer.c"
+#include "proccheck.h"
+#include "qmp_peer.h"
 
 #define BLOCK 500
 

@@ -12,6 +12,7 @@
  */
 #include "xen/xs.h"
 #include "mockxs.h"
+#include "run.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -129,18 +130,12 @@ int main(int argc, char **argv)
     int rounds = argc > 1 ? atoi(argv[1]) : 5;
     struct mockxs m;
     stubdm_ctx *ctx;
-    char self[PATH_MAX - 64];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
     if (rounds < 1)
         rounds = 1;
-    if (len <= 0)
-        return 1;
-    self[len] = '\0';
-    *strrchr(self, '/') = '\0'; /* <build>/bench */
-    snprintf(sim_program, sizeof(sim_program),
-             "%s/../tests/mock-xenstored/stubdm-sim-stubdom", self);
-    if (access(sim_program, X_OK)) {
+    if (ts_exe_relative(sim_program, sizeof(sim_program),
+                        "../tests/mock-xenstored/stubdm-sim-stubdom") ||
+        access(sim_program, X_OK)) {
         fprintf(stderr, "bench_spawn: %s not built (STUBDM_BUILD_EXAMPLES)\n",
                 sim_program);
         return 1;

@@ -4,10 +4,12 @@
  * the library) and the stubdomain (tests/support/simcons.c: the console
  * frontends, writing xenstore as domain 5).
  */
-#include "core/base.h"
 #include "console/ring.h"
+#include "core/base.h"
 #include "mockxs.h"
-#include "simcons.c" /* the frontend, compiled in as qmp_peer.c is */
+#include "simcons.h"
+#include "xsfix.h"
+#include "run.h"
 
 #include <check.h>
 #include <errno.h>
@@ -39,30 +41,6 @@ static char simdir[256];
         if (!(cond))                                                          \
             ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);             \
     } while (0)
-
-struct result {
-    int calls;
-    int rc;
-    char msg[STUBDM_ERRMSG_MAX];
-    int64_t at_ms;
-};
-
-static void on_done(stubdm_op *op, int rc, void *user)
-{
-    struct result *r = user;
-    r->calls++;
-    r->rc = rc;
-    r->at_ms = stubdm_now_ms();
-    snprintf(r->msg, sizeof(r->msg), "%s", stubdm_op_errmsg(op));
-}
-
-static void perms(const char *path, unsigned owner, unsigned reader)
-{
-    struct xs_permissions p[2] = {{owner, XS_PERM_NONE},
-                                  {reader, XS_PERM_READ}};
-    ck_assert(xs_mkdir(xs0, XBT_NULL, path));
-    ck_assert(xs_set_permissions(xs0, XBT_NULL, path, p, 2));
-}
 
 /* The contract with the library as console backend, restoring, one
  * serial on a pty. */
@@ -100,14 +78,7 @@ static void setup(void)
     ck_assert_ptr_nonnull(xs0);
     ck_assert_ptr_nonnull(xs5);
     ck_assert(xs_introduce_domain(xs0, STUB, 1, 1));
-    perms("/local/domain/4", 0, GUEST);
-    perms("/local/domain/5", 0, STUB);
-    perms("/local/domain/4/image", 0, GUEST);
-    perms("/local/domain/5/device", STUB, 0);
-    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/4/vm", VM, strlen(VM)));
-    perms(VM, 0, GUEST);
-    perms(VM "/image", 0, GUEST);
-    perms("/local/domain/0/backend", 0, 0);
+    xsfix_guest(xs0, GUEST, STUB, VM);
     write_contract();
 }
 
@@ -128,11 +99,11 @@ static void run(int ms)
 }
 
 static stubdm_console *serve(unsigned n, stubdm_console_opts *o,
-                             struct result *r)
+                             struct ts_result *r)
 {
     stubdm_console *c = NULL;
 
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, n, o, on_done, r, &c), 0);
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, n, o, ts_on_done, r, &c), 0);
     ck_assert_ptr_nonnull(c);
     stubdm_console_opts_free(o);
     return c;
@@ -180,14 +151,6 @@ static void wait_connected(stubdm_console *c)
     ck_assert_int_eq(stubdm_console_state(c), 4);
 }
 
-static void run_until_done(struct result *r, int ms)
-{
-    int64_t end = stubdm_now_ms() + ms;
-    while (!r->calls && stubdm_now_ms() < end)
-        CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
-    ck_assert_int_eq(r->calls, 1);
-}
-
 /* A reproducible binary stream: every byte value, in a scrambled order. */
 static unsigned char stream_byte(uint64_t i, unsigned salt)
 {
@@ -222,7 +185,7 @@ static size_t file_size(const char *path)
 
 START_TEST(save_stream_byte_exact)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     unsigned char chunk[4096], got[65536];
@@ -275,7 +238,7 @@ END_TEST
 
 START_TEST(restore_stream_byte_exact_and_eof)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     unsigned char chunk[8192], got[2048];
@@ -315,7 +278,7 @@ START_TEST(restore_stream_byte_exact_and_eof)
     }
     ck_assert_uint_eq(h_sent, h_got);
     /* EOF and everything read by the frontend: the restore is complete. */
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, 0);
     ck_assert_uint_eq(stubdm_console_bytes_in(c), STREAM_BYTES);
     assert_be_state(2, "6");
@@ -330,7 +293,7 @@ END_TEST
  * writes input-ready = 1. */
 START_TEST(restore_waits_for_input_ready)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     const char *fe = "/local/domain/5/device/console/2";
     char path[96], got[16];
@@ -378,7 +341,7 @@ END_TEST
 
 START_TEST(stalled_save_reader_bounded)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     unsigned char chunk[4096];
@@ -421,7 +384,7 @@ END_TEST
 
 START_TEST(log_flood_capped_with_drops)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     char path[300];
     unsigned char chunk[4096];
@@ -463,7 +426,7 @@ END_TEST
 
 START_TEST(log_rotation_files_and_sizes)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     char path[300], p1[310], p2[310], p3[310];
     unsigned char chunk[1000];
@@ -514,13 +477,6 @@ END_TEST
 
 /* ---- output budget and rotation interval ------------------------------ */
 
-/* Time allowances stretch under valgrind. */
-static int time_scale(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload") ? 10 : 1;
-}
-
 /* A frontend that only advances out_prod (writes no data) by the ring's
  * size whenever the backend caught up, for ms, while the loop runs. */
 static void spin_out_prod(struct simcons *sc, int ms)
@@ -544,7 +500,7 @@ static void spin_out_prod(struct simcons *sc, int ms)
 START_TEST(hostile_out_prod_rate_limited)
 {
     const uint64_t rate = 64 * 1024;
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     char path[300];
     struct simcons *sc;
@@ -597,7 +553,7 @@ static void spin_watched_node(int n)
  * "running" still ends, each within 250 ms. */
 START_TEST(hostile_stubdomain_does_not_starve_another)
 {
-    struct result r5 = {0}, r7 = {0}, rw = {0}, rs = {0};
+    struct ts_result r5 = {0}, r7 = {0}, rw = {0}, rs = {0};
     stubdm_console_opts *o5 = opts_new(), *o7 = opts_new(), *o3 = opts_new();
     char p5[300], p7[300];
     struct simcons *sc5, *sc7;
@@ -613,7 +569,7 @@ START_TEST(hostile_stubdomain_does_not_starve_another)
     ck_assert_int_eq(stubdm_console_opts_set_serial_pty(o3), 0);
     c5 = serve(0, o5, &r5);
     c3 = serve(3, o3, &rs); /* its frontend directory is watched */
-    ck_assert_int_eq(stubdm_console_serve(ctx, 7, 0, o7, on_done, &r7, &c7),
+    ck_assert_int_eq(stubdm_console_serve(ctx, 7, 0, o7, ts_on_done, &r7, &c7),
                      0);
     stubdm_console_opts_free(o7);
     sc5 = frontend(0);
@@ -621,7 +577,7 @@ START_TEST(hostile_stubdomain_does_not_starve_another)
     ck_assert_int_eq(simcons_publish(sc7, xs0), 0);
     wait_connected(c5);
     wait_connected(c7);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, on_done, &rw,
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, ts_on_done, &rw,
                                          NULL), 0);
 
     spin_watched_node(2000); /* a backlog of watch events */
@@ -648,10 +604,10 @@ START_TEST(hostile_stubdomain_does_not_starve_another)
             "running after %lld ms\n",
             (long long)(logged - t0), (long long)(rw.at_ms - t0));
     ck_assert_int_ge(logged, 0);
-    ck_assert_int_lt(logged - t0, 250 * time_scale());
+    ck_assert_int_lt(logged - t0, 250 * ts_time_scale());
     ck_assert_int_eq(rw.calls, 1);
     ck_assert_int_eq(rw.rc, 0);
-    ck_assert_int_lt(rw.at_ms - t0, 250 * time_scale());
+    ck_assert_int_lt(rw.at_ms - t0, 250 * ts_time_scale());
     ck_assert_uint_gt(stubdm_console_bytes_dropped(c5), 0);
     ck_assert_int_eq(r5.calls + r7.calls + rs.calls, 0);
     stubdm_console_close(c3);
@@ -666,7 +622,7 @@ END_TEST
 
 START_TEST(hostile_prod_far_beyond_cons)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     struct simcons *sc;
@@ -681,7 +637,7 @@ START_TEST(hostile_prod_far_beyond_cons)
     run(20);
     simcons_page(sc)->out_prod += 1u << 30;
     simcons_notify(sc);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     ck_assert_ptr_nonnull(strstr(r.msg, "out_prod"));
     ck_assert_int_eq(stubdm_console_result(c), STUBDM_EPROTO);
@@ -696,7 +652,7 @@ END_TEST
 
 START_TEST(hostile_cons_beyond_prod)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     struct simcons *sc;
@@ -710,7 +666,7 @@ START_TEST(hostile_cons_beyond_prod)
     simcons_page(sc)->in_cons = simcons_page(sc)->in_prod + 1;
     ck_assert_int_eq(write(p[1], "x", 1), 1);
     simcons_notify(sc);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     ck_assert_ptr_nonnull(strstr(r.msg, "in_cons"));
     stubdm_console_close(c);
@@ -726,7 +682,7 @@ END_TEST
  * page the protocol asks for (a sealed memfd) cannot shrink. */
 START_TEST(frontend_truncating_its_page)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     char ring[300], buf[16] = "";
     struct simcons *sc;
@@ -752,7 +708,7 @@ START_TEST(frontend_truncating_its_page)
     ck_assert_int_eq(ftruncate(fd, 0), 0);
     close(fd);
     simcons_notify(sc);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     ck_assert_msg(strstr(r.msg, "sealed against shrinking"), "%s", r.msg);
     stubdm_console_close(c);
@@ -786,7 +742,7 @@ END_TEST
 
 START_TEST(hostile_indexes_at_connection)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     struct simcons *sc;
@@ -798,7 +754,7 @@ START_TEST(hostile_indexes_at_connection)
     ck_assert_int_eq(simcons_open(&sc, simdir, STUB, 1), 0);
     simcons_page(sc)->out_prod = 0xdeadbeef;
     ck_assert_int_eq(simcons_publish(sc, xs5), 0);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     stubdm_console_close(c);
     simcons_close(sc);
@@ -809,7 +765,7 @@ END_TEST
 
 START_TEST(hostile_xenstore_values)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     stubdm_console *c;
@@ -825,7 +781,7 @@ START_TEST(hostile_xenstore_values)
     ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
     snprintf(path, sizeof(path), "%s/state", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     stubdm_console_close(c);
     close(p[0]);
@@ -835,7 +791,7 @@ END_TEST
 
 START_TEST(domain_released_gone)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     struct simcons *sc;
@@ -847,7 +803,7 @@ START_TEST(domain_released_gone)
     sc = frontend(1);
     wait_connected(c);
     ck_assert(xs_release_domain(xs0, STUB));
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
     ck_assert_ptr_nonnull(strstr(r.msg, "stubdomain 5"));
     stubdm_console_close(c);
@@ -861,7 +817,7 @@ END_TEST
 
 START_TEST(xenbus_states)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     struct simcons *sc;
@@ -894,7 +850,7 @@ START_TEST(xenbus_states)
     ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 3);
     /* The frontend closes: Closing, Closed, completion with 0. */
     ck_assert_int_eq(simcons_set_state(sc, xs5, 5), 0);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, 0);
     assert_be_state(1, "6");
     ck_assert_int_eq(stubdm_console_state(c), 6);
@@ -907,7 +863,7 @@ END_TEST
 
 START_TEST(published_before_files_retries)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     struct simcons *sc;
@@ -938,7 +894,7 @@ END_TEST
 
 START_TEST(pty_serial_both_ways)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o = opts_new();
     struct simcons *sc;
     stubdm_console *c;
@@ -996,7 +952,7 @@ END_TEST
 
 START_TEST(flush_waits_for_the_ring)
 {
-    struct result r = {0}, fr = {0};
+    struct ts_result r = {0}, fr = {0};
     stubdm_console_opts *o = opts_new();
     int p[2];
     struct simcons *sc;
@@ -1010,9 +966,9 @@ START_TEST(flush_waits_for_the_ring)
     wait_connected(c);
     memset(buf, 7, sizeof(buf));
     ck_assert_int_eq(simcons_write(sc, buf, 1500), 1500);
-    ck_assert_int_eq(stubdm_console_flush(c, 5000, on_done, &fr, NULL), 0);
+    ck_assert_int_eq(stubdm_console_flush(c, 5000, ts_on_done, &fr, NULL), 0);
     ck_assert_int_eq(fr.calls, 0);
-    run_until_done(&fr, 5000);
+    ts_run_until_done(ctx, &fr, 5000);
     ck_assert_int_eq(fr.rc, 0);
     ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 1500);
     /* A flush pending when the console is closed: cancelled. */
@@ -1029,21 +985,21 @@ START_TEST(invalid_arguments)
 {
     stubdm_console_opts *o = opts_new();
     stubdm_console *c = NULL;
-    struct result r = {0};
+    struct ts_result r = {0};
 
     /* no role */
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, on_done, &r, &c),
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, ts_on_done, &r, &c),
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, 1), 0);
     /* role does not fit the console number */
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 0, o, on_done, &r, &c),
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 0, o, ts_on_done, &r, &c),
                      STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "role"));
-    ck_assert_int_eq(stubdm_console_serve(ctx, 0, 1, o, on_done, &r, &c),
+    ck_assert_int_eq(stubdm_console_serve(ctx, 0, 1, o, ts_on_done, &r, &c),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 19, o, on_done, &r, &c),
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 19, o, ts_on_done, &r, &c),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, on_done, &r, NULL),
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, ts_on_done, &r, NULL),
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, -1), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_console_opts_set_log(o, "/x", 0, 100),
@@ -1053,7 +1009,7 @@ START_TEST(invalid_arguments)
     ck_assert_int_eq(stubdm_console_opts_set_log(o, "/nonexistent/dir/log", 0,
                                                  0),
                      0);
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 0, o, on_done, &r, &c),
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 0, o, ts_on_done, &r, &c),
                      STUBDM_ENOENT);
     ck_assert_ptr_null(c);
     stubdm_console_opts_free(o);
@@ -1075,7 +1031,7 @@ START_TEST(close_from_callback_and_ctx_free_with_open_console)
 {
     stubdm_console_opts *o = opts_new();
     stubdm_console *c = NULL, *c2 = NULL;
-    struct result r2 = {0};
+    struct ts_result r2 = {0};
     int p[2];
     struct simcons *sc;
 
@@ -1112,7 +1068,7 @@ END_TEST
 
 START_TEST(default_sim_dir_from_xenstored_path)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_console_opts *o;
     int p[2];
     struct simcons *sc;
@@ -1165,11 +1121,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

@@ -4,6 +4,7 @@
  * of one page, and hostile indexes from the peer.
  */
 #include "console/ring.h"
+#include "run.h"
 
 #include <check.h>
 #include <stdlib.h>
@@ -310,11 +311,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

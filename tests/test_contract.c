@@ -3,9 +3,11 @@
  * libxenstore, permissions as each domain, teardown to the exact previous
  * store, refusals and failures leaving the store unchanged.
  */
-#include "xen/nodes.h"
 #include "core/mem.h"
+#include "xen/nodes.h"
 #include "mockxs.h"
+#include "run.h"
+#include "xsfix.h"
 
 #include <check.h>
 #include <errno.h>
@@ -27,14 +29,6 @@ static struct xs_handle *xs0;
 static const char *const args[] = {"-xen-domid", "4", "-no-shutdown",
                                    "-serial", "/dev/hvc3"};
 
-static void perms(const char *path, unsigned owner, unsigned reader)
-{
-    struct xs_permissions p[2] = {{owner, XS_PERM_NONE},
-                                  {reader, XS_PERM_READ}};
-    ck_assert(xs_write(xs0, XBT_NULL, path, "", 0));
-    ck_assert(xs_set_permissions(xs0, XBT_NULL, path, p, 2));
-}
-
 /* What a toolstack has created before the contract: the two domains'
  * home directories, the guest's vm node and /vm/<uuid>, /libxl/<guest>. */
 static void setup(void)
@@ -47,15 +41,8 @@ static void setup(void)
     ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
     xs0 = mockxs_open_as(&mock, 0);
     ck_assert_ptr_nonnull(xs0);
-    perms("/local/domain/4", 0, GUEST);
-    perms("/local/domain/5", 0, STUB);
-    perms("/local/domain/4/image", 0, GUEST);
-    perms("/local/domain/5/device", STUB, 0);
-    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/4/vm", VM, strlen(VM)));
-    perms(VM, 0, GUEST);
-    perms(VM "/image", 0, GUEST);
-    perms("/libxl/4", 0, 0);
-    perms("/local/domain/0/backend", 0, 0);
+    xsfix_guest(xs0, GUEST, STUB, VM);
+    xsfix_dir(xs0, "/libxl/4", 0, 0);
     ck_assert(xs_write(xs0, XBT_NULL, "/libxl/4/type", "hvm", 3));
 }
 
@@ -64,13 +51,6 @@ static void teardown(void)
     xs_close(xs0);
     stubdm_ctx_free(ctx);
     ck_assert_int_eq(mockxs_stop(&mock), 0);
-}
-
-static char *dump(void)
-{
-    char *d = NULL;
-    ck_assert_int_eq(mockxs_dump(&mock, &d), 0);
-    return d;
 }
 
 static stubdm_contract *basic(void)
@@ -88,23 +68,6 @@ static stubdm_contract *basic(void)
 }
 
 /* ---- golden layouts ------------------------------------------------------ */
-
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    char *buf;
-    long n;
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    n = ftell(fp);
-    rewind(fp);
-    buf = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(buf, 1, (size_t)n, fp), n);
-    buf[n] = 0;
-    fclose(fp);
-    return buf;
-}
 
 static void golden(const char *name, const stubdm_contract *c)
 {
@@ -128,7 +91,7 @@ static void golden(const char *name, const stubdm_contract *c)
         fputs(got, fp);
         fclose(fp);
     }
-    want = slurp(path);
+    want = ts_slurp(path);
     ck_assert_msg(want != NULL, "missing %s", path);
     ck_assert_msg(!strcmp(got, want), "%s differs:\n%s", path, got);
     free(got);
@@ -226,7 +189,7 @@ static bool can_write(struct xs_handle *h, const char *path)
 START_TEST(test_write_permissions_remove)
 {
     stubdm_contract *c = basic();
-    char *before = dump(), *after;
+    char *before = xsfix_dump(&mock), *after;
     struct xs_handle *stub = mockxs_open_as(&mock, STUB);
     struct xs_handle *guest = mockxs_open_as(&mock, GUEST);
     struct xs_handle *other = mockxs_open_as(&mock, OTHER);
@@ -281,7 +244,7 @@ START_TEST(test_write_permissions_remove)
     /* Teardown leaves exactly the store found before, including what the
      * stubdomain wrote itself. */
     ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
-    after = dump();
+    after = xsfix_dump(&mock);
     ck_assert_str_eq(before, after);
     /* Removing twice is fine. */
     ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
@@ -307,7 +270,7 @@ START_TEST(test_qemu_backends_nodes)
 {
     static const char *const types[] = {"console", "vkbd", "9pfs", "qusb"};
     stubdm_contract *c = basic();
-    char *before = dump(), *after, path[96];
+    char *before = xsfix_dump(&mock), *after, path[96];
     struct xs_handle *stub = mockxs_open_as(&mock, STUB);
     struct xs_handle *guest = mockxs_open_as(&mock, GUEST);
     struct xs_handle *other = mockxs_open_as(&mock, OTHER);
@@ -337,7 +300,7 @@ START_TEST(test_qemu_backends_nodes)
     }
     ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", "running", 7));
     ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
-    after = dump();
+    after = xsfix_dump(&mock);
     ck_assert_str_eq(before, after);
     free(after);
     free(before);
@@ -354,13 +317,13 @@ START_TEST(test_rewrite_replaces)
     char *first, *second;
 
     ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
-    first = dump();
+    first = xsfix_dump(&mock);
     /* What a previous run of the stubdomain left is cleared on rewrite. */
     ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/5/device-model/4/state",
                        "running", 7));
     ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dm-argv/777", "x", 1));
     ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
-    second = dump();
+    second = xsfix_dump(&mock);
     ck_assert_str_eq(first, second);
     free(first);
     free(second);
@@ -372,22 +335,22 @@ START_TEST(test_refused_and_failed_leave_nothing)
 {
     stubdm_contract *c = basic();
     const char *bad[] = {"-name", "a\nb"};
-    char *before = dump(), *after;
+    char *before = xsfix_dump(&mock), *after;
     stubdm_ctx *c7;
 
     ck_assert_int_eq(stubdm_contract_set_args(c, bad, 2), 0);
     ck_assert_int_eq(stubdm_contract_write(ctx, c), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "args[1] (key 002)"));
-    after = dump();
+    after = xsfix_dump(&mock);
     ck_assert_str_eq(before, after);
     free(after);
 
     /* A toolstack without the rights to finish: the transaction fails
      * midway (EACCES) and is aborted as a whole. */
     ck_assert_int_eq(stubdm_contract_set_args(c, args, 5), 0);
-    perms(VM "/image", TOOL7, 0); /* it may write the argv, not the rest */
+    xsfix_dir(xs0, VM "/image", TOOL7, 0); /* it may write the argv, not the rest */
     free(before);
-    before = dump();
+    before = xsfix_dump(&mock);
     setenv("XENSTORED_PATH", mockxs_domain_socket(&mock, TOOL7), 1);
     ck_assert_int_eq(stubdm_ctx_new(&c7), 0);
     ck_assert_int_eq(stubdm_contract_write(c7, c), STUBDM_EPERM);
@@ -395,7 +358,7 @@ START_TEST(test_refused_and_failed_leave_nothing)
     ck_assert_msg(strstr(stubdm_ctx_errmsg(c7), "removing /local/domain/5/device-model/4"), "%s",
                   stubdm_ctx_errmsg(c7));
     stubdm_ctx_free(c7);
-    after = dump();
+    after = xsfix_dump(&mock);
     ck_assert_str_eq(before, after);
     free(after);
     free(before);
@@ -437,11 +400,11 @@ START_TEST(test_missing_vm_node)
 
     ck_assert_int_eq(stubdm_contract_set_vm_path(c, NULL), 0);
     ck_assert(xs_rm(xs0, XBT_NULL, "/local/domain/4/vm"));
-    before = dump();
+    before = xsfix_dump(&mock);
     ck_assert_int_eq(stubdm_contract_write(ctx, c), STUBDM_ENOENT);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "/local/domain/4/vm"));
     {
-        char *after = dump();
+        char *after = xsfix_dump(&mock);
         ck_assert_str_eq(before, after);
         free(after);
     }
@@ -473,11 +436,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

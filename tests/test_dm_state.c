@@ -9,6 +9,8 @@
 #include "xen/xs.h"
 #include "mockxs.h"
 #include "proccheck.h"
+#include "run.h"
+#include "spawnfix.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -29,11 +31,7 @@
 
 #define GUEST 7
 
-static struct mockxs mock;
-static stubdm_ctx *ctx;
-static char sim_program[PATH_MAX];
-static char *dump_before;
-static int fds_before;
+static struct spawnfix fx;
 
 /* ---- helpers (as test_spawn.c) ------------------------------------------- */
 
@@ -41,22 +39,6 @@ static uint64_t file_size(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
-static char *dump(void)
-{
-    char *s = NULL;
-    ck_assert_int_eq(mockxs_dump(&mock, &s), 0);
-    return s;
-}
-
-static void assert_clean(void)
-{
-    char *after = dump();
-    ck_assert_str_eq(after, dump_before);
-    free(after);
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
-    ck_assert_int_eq(proc_count_fds(), fds_before);
 }
 
 /* A process's comm and parent pid from /proc/<pid>/stat. */
@@ -106,7 +88,7 @@ static int assert_no_dom0_qemu(void)
          * argv), or any with Xen device-model options.  Other QEMUs on a
          * shared machine (a nested-Xen test VM) are not device models. */
         snprintf(cl, sizeof(cl), "/proc/%ld/cmdline", pid);
-        if (!proc_file_mentions(cl, mock.dir) && !proc_file_mentions(cl, "-xen-domid"))
+        if (!proc_file_mentions(cl, fx.mock.dir) && !proc_file_mentions(cl, "-xen-domid"))
             continue;
         ck_assert(proc_stat(ppid, pcomm, sizeof(pcomm), &ppid, &st));
         if (strcmp(pcomm, "stubdm-sim-stub"))
@@ -116,14 +98,6 @@ static int assert_no_dom0_qemu(void)
     }
     closedir(d);
     return n;
-}
-
-static void log_stderr(void *user, stubdm_log_level level, int os_errno,
-                       const char *context, const char *msg)
-{
-    (void)user;
-    (void)os_errno;
-    fprintf(stderr, "[%s %d] %s\n", context, (int)level, msg);
 }
 
 static struct {
@@ -142,58 +116,24 @@ static void log_count(void *user, stubdm_log_level level, int os_errno,
         snprintf(logged.last, sizeof(logged.last), "%s", msg);
     }
     if (getenv("TEST_DM_STATE_VERBOSE"))
-        log_stderr(NULL, level, os_errno, context, msg);
+        spawnfix_log_stderr(NULL, level, os_errno, context, msg);
 }
 
 static void setup(void)
 {
-    char self[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    stubdm_stubdom_list *l = NULL;
+    struct spawnfix_opts o = {
+        .log = log_count,
+        .log_level = getenv("TEST_DM_STATE_VERBOSE") ? STUBDM_LOG_DEBUG
+                                                     : STUBDM_LOG_WARN,
+        .baseline = true};
 
-    ck_assert_int_gt(n, 0);
-    self[n] = '\0';
-    *strrchr(self, '/') = '\0';
-    snprintf(sim_program, sizeof(sim_program),
-             "%s/mock-xenstored/stubdm-sim-stubdom", self);
-    ck_assert_int_eq(mockxs_start(&mock, NULL), 0);
-    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
-    unsetenv("STUBDM_SIM_DIR");
-    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
-    ck_assert_int_eq(stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM), 0);
     memset(&logged, 0, sizeof(logged));
-    stubdm_ctx_set_log(ctx, log_count, NULL,
-                       getenv("TEST_DM_STATE_VERBOSE") ? STUBDM_LOG_DEBUG
-                                                       : STUBDM_LOG_WARN);
-    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
-    stubdm_stubdom_list_free(l);
-    {
-        struct xs_handle *xsh = NULL;
-        ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
-        ck_assert_int_ge(xs_fileno(xsh), 0);
-    }
-    /* stubdm_ctx_run_once makes its epoll set and timerfd (2 fds, kept for
-     * the ctx) on its first call: make them now so the baseline includes
-     * them. */
-    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
-    dump_before = dump();
-    fds_before = proc_count_fds();
+    spawnfix_setup(&fx, &o);
 }
 
 static void teardown(void)
 {
-    stubdm_ctx_free(ctx);
-    free(dump_before);
-    ck_assert_int_eq(mockxs_stop(&mock), 0);
-}
-
-/* The simulated stubdomain is built with the tests (STUBDM_BUILD_EXAMPLES
- * or not): missing, it is a failure of the build, never a skipped test. */
-static bool have_sim_stubdom(void)
-{
-    ck_assert_msg(access(sim_program, X_OK) == 0,
-                  "%s is not built: the spawn tests need it", sim_program);
-    return true;
+    spawnfix_teardown(&fx);
 }
 
 static const char *const qemu_args[] = {
@@ -204,7 +144,7 @@ static const char *const qemu_args[] = {
 static stubdm_spawn_config *config(const char *const *extra, size_t nextra,
                                    const char *const *sim_args, size_t nsim)
 {
-    stubdm_spawn_config *c = NULL;
+    stubdm_spawn_config *c;
     const char *args[32];
     size_t n = 0;
 
@@ -212,27 +152,9 @@ static stubdm_spawn_config *config(const char *const *extra, size_t nextra,
         args[n++] = qemu_args[i];
     for (size_t i = 0; i < nextra; i++)
         args[n++] = extra[i];
-    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, "test"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_args(c, args, n), 0);
-    ck_assert_int_eq(
-        stubdm_spawn_config_set_sim_program(c, sim_program, sim_args, nsim), 0);
+    c = spawnfix_config(&fx, GUEST, args, n, sim_args, nsim, 20000);
     ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, 1, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_timeout(c, 20000), 0);
     return c;
-}
-
-/* Run the loop until pred(arg) or ms pass. */
-static bool run_until(bool (*pred)(void *), void *arg, int ms)
-{
-    int64_t end = stubdm_now_ms() + ms;
-
-    while (!pred(arg)) {
-        if (stubdm_now_ms() > end)
-            return false;
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
-    }
-    return true;
 }
 
 struct mention {
@@ -257,16 +179,15 @@ START_TEST(test_log_and_serial)
     stubdm_console *log, *ser;
     struct mention m;
 
-    if (!have_sim_stubdom())
-        return;
-    snprintf(log_path, sizeof(log_path), "%s/qemu-dm-test.log", mock.dir);
-    snprintf(ser_path, sizeof(ser_path), "%s/serial0.txt", mock.dir);
+    spawnfix_need_sim_stubdom(&fx);
+    snprintf(log_path, sizeof(log_path), "%s/qemu-dm-test.log", fx.mock.dir);
+    snprintf(ser_path, sizeof(ser_path), "%s/serial0.txt", fx.mock.dir);
     c = config(extra, STUBDM_ARRAY_SIZE(extra), NULL, 0);
     snprintf(out, sizeof(out), "file:%s", log_path);
     ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, out), 0);
     snprintf(out, sizeof(out), "file:%s", ser_path);
     ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, out), 0);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     /* The default on the simulated host. */
     ck_assert_int_eq(stubdm_stubdom_console_backend(s),
@@ -288,7 +209,7 @@ START_TEST(test_log_and_serial)
     /* Console 0: the stubdomain's log lines came through the ring. */
     m.path = log_path;
     m.needle = "device model running";
-    ck_assert(run_until(mentions, &m, 10000));
+    ck_assert(ts_run_until(fx.ctx, mentions, &m, 10000));
     ck_assert(proc_file_mentions(log_path, "console 1 given to QEMU as fdset 1"));
     ck_assert_int_eq(stubdm_console_state(log), 4);
     ck_assert_uint_eq(stubdm_console_bytes_out(log), file_size(log_path));
@@ -297,7 +218,7 @@ START_TEST(test_log_and_serial)
     /* Console 3: the guest's serial (SeaBIOS through sgabios). */
     m.path = ser_path;
     m.needle = "SeaBIOS";
-    ck_assert(run_until(mentions, &m, 15000));
+    ck_assert(ts_run_until(fx.ctx, mentions, &m, 15000));
     ck_assert_uint_eq(stubdm_console_bytes_out(ser), file_size(ser_path));
 
     ck_assert_int_eq(assert_no_dom0_qemu(), 1);
@@ -306,7 +227,7 @@ START_TEST(test_log_and_serial)
     stubdm_stubdom_free(s);
     unlink(log_path);
     unlink(ser_path);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -323,11 +244,10 @@ START_TEST(test_serial_pty)
     int fd;
     int64_t end;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     c = config(extra, STUBDM_ARRAY_SIZE(extra), NULL, 0);
     ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, "pty"), 0);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     tty = stubdm_console_tty(stubdm_stubdom_console(s, 3));
     ck_assert_ptr_nonnull(tty);
@@ -337,7 +257,7 @@ START_TEST(test_serial_pty)
     buf[0] = '\0';
     while (!strstr(buf, "SeaBIOS") && stubdm_now_ms() < end) {
         ssize_t n;
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 20), 0);
         n = read(fd, buf + got, sizeof(buf) - 1 - got);
         if (n > 0) {
             got += (size_t)n;
@@ -353,7 +273,7 @@ START_TEST(test_serial_pty)
     close(fd);
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     stubdm_stubdom_free(s);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -399,7 +319,7 @@ static void restore_from(const struct saved *sv, double *ms_out)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, fd), 0);
     t0 = stubdm_now_ms();
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     *ms_out = (double)(stubdm_now_ms() - t0);
     stubdm_spawn_config_free(c);
     c2 = stubdm_stubdom_console(s, 2);
@@ -434,13 +354,12 @@ START_TEST(test_save_restore_roundtrip)
     int64_t t0;
     char *reply = NULL;
 
-    if (!have_sim_stubdom())
-        return;
-    snprintf(a.path, sizeof(a.path), "%s/dm-state.1", mock.dir);
-    snprintf(b.path, sizeof(b.path), "%s/dm-state.2", mock.dir);
+    spawnfix_need_sim_stubdom(&fx);
+    snprintf(a.path, sizeof(a.path), "%s/dm-state.1", fx.mock.dir);
+    snprintf(b.path, sizeof(b.path), "%s/dm-state.2", fx.mock.dir);
     c = config(NULL, 0, NULL, 0);
     t0 = stubdm_now_ms();
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     spawn_ms = (double)(stubdm_now_ms() - t0);
     stubdm_spawn_config_free(c);
     save_with_handle(s, &a);
@@ -465,7 +384,7 @@ START_TEST(test_save_restore_roundtrip)
             (unsigned long long)b.bytes, b.ms, restore_ms);
     unlink(a.path);
     unlink(b.path);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -476,7 +395,7 @@ static const char *be_state(uint32_t domid, unsigned n)
     struct xs_handle *xsh = NULL;
     char path[96], *r;
 
-    ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
+    ck_assert_int_eq(stubdm__xs_handle(fx.ctx, &xsh), 0);
     snprintf(path, sizeof(path), "/local/domain/0/backend/console/%u/%u/state",
              domid, n);
     r = xs_read(xsh, XBT_NULL, path, NULL);
@@ -497,12 +416,11 @@ START_TEST(test_save_by_domid)
     int fd;
     double ms;
 
-    if (!have_sim_stubdom())
-        return;
-    snprintf(path, sizeof(path), "%s/dm-state.byid", mock.dir);
+    spawnfix_need_sim_stubdom(&fx);
+    snprintf(path, sizeof(path), "%s/dm-state.byid", fx.mock.dir);
     c = config(NULL, 0, NULL, 0);
     ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, 0, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* it keeps running; its consoles are let go */
@@ -513,7 +431,7 @@ START_TEST(test_save_by_domid)
     ck_assert_int_ge(fd, 0);
     int64_t t0 = stubdm_now_ms();
     ck_assert_int_eq(
-        stubdm_dm_save_sync(ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
+        stubdm_dm_save_sync(fx.ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
     ms = (double)(stubdm_now_ms() - t0);
     close(fd);
     ck_assert_uint_gt(bytes, 0);
@@ -527,13 +445,13 @@ START_TEST(test_save_by_domid)
     ck_assert_int_ge(fd, 0);
     bytes = 0;
     ck_assert_int_eq(
-        stubdm_dm_save_sync(ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
+        stubdm_dm_save_sync(fx.ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
     close(fd);
     ck_assert_uint_gt(bytes, 0);
     ck_assert_uint_eq(bytes, file_size(path));
-    ck_assert_int_eq(stubdm_destroy(ctx, domid), 0);
+    ck_assert_int_eq(stubdm_destroy(fx.ctx, domid), 0);
     unlink(path);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -555,18 +473,17 @@ START_TEST(test_hostile_ring_ends_one_console)
     char *reply = NULL;
     int fd, out;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     c = config(NULL, 0, noqemu, 1);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     c1 = stubdm_stubdom_console(s, 1);
     ck_assert_ptr_nonnull(c1);
     /* Wait for console 1 to connect, then forge its out_prod. */
     for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 10), 0);
     ck_assert_int_eq(stubdm_console_state(c1), 4);
-    snprintf(ring, sizeof(ring), "%s/console/%u.1.ring", mock.dir,
+    snprintf(ring, sizeof(ring), "%s/console/%u.1.ring", fx.mock.dir,
              stubdm_stubdom_domid(s));
     fd = open(ring, O_RDWR | O_CLOEXEC);
     ck_assert_int_ge(fd, 0);
@@ -581,7 +498,7 @@ START_TEST(test_hostile_ring_ends_one_console)
     ck_assert_int_eq(stubdm_dm_save_sync(NULL, s, 0, 0, out, 5000, NULL),
                      STUBDM_EPROTO);
     close(out);
-    ck_assert(run_until(console_ended, c1, 5000));
+    ck_assert(ts_run_until(fx.ctx, console_ended, c1, 5000));
     ck_assert_int_eq(stubdm_console_result(c1), STUBDM_EPROTO);
     /* Logged, and only that console ended: the stubdomain runs on. */
     ck_assert_int_eq(logged.warnings, 1);
@@ -597,7 +514,7 @@ START_TEST(test_hostile_ring_ends_one_console)
                      STUBDM_ESTATE);
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     stubdm_stubdom_free(s);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -607,7 +524,7 @@ static char proc_state_of_domain(uint32_t domid)
     char *list, *line, want[32], comm[64], st = '?';
     long pid = 0, ppid;
 
-    ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
+    ck_assert_int_eq(stubdm__xs_handle(fx.ctx, &xsh), 0);
     list = xs_control_command(xsh, "sim-list", (char *)"", 0);
     ck_assert_ptr_nonnull(list);
     snprintf(want, sizeof(want), "%u ", domid);
@@ -632,10 +549,9 @@ START_TEST(test_pause_unpause)
     stubdm_stubdom *s = NULL;
     char st = '?';
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     c = config(NULL, 0, noqemu, 1);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0); /* idempotent */
@@ -655,7 +571,7 @@ START_TEST(test_pause_unpause)
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     ck_assert_int_eq(stubdm_stubdom_pause(s), STUBDM_ESTATE);
     stubdm_stubdom_free(s);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -666,24 +582,24 @@ START_TEST(test_validate_consoles)
     stubdm_stubdom *s = NULL;
 
     ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, "pty"), 0);
-    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, NULL),
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, NULL),
                      STUBDM_EINVAL);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "console 0"));
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "console 0"));
     ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, NULL), 0);
     ck_assert_int_eq(
         stubdm_spawn_config_set_console_output(c, 3, "udp:1.2.3.4:5"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "console 3"));
+    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "console 3"));
     ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, NULL), 0);
     ck_assert_int_eq(
         stubdm_spawn_config_set_console_backend(c, STUBDM_CONSOLE_IOEMU), 0);
     ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "restore"));
+    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "restore"));
     ck_assert_int_eq(stubdm_spawn_config_set_log_limits(c, 0, 100),
                      STUBDM_EINVAL);
     stubdm_spawn_config_free(c);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -744,7 +660,7 @@ static pid_t sim_domain_pid(void)
     while (d && !found && (e = readdir(d))) {
         long pid = strtol(e->d_name, NULL, 10);
         if (pid > 0 && proc_stat(pid, comm, sizeof(comm), &ppid, &state) &&
-            ppid == (long)mock.pid)
+            ppid == (long)fx.mock.pid)
             found = (pid_t)pid;
     }
     if (d)
@@ -771,8 +687,7 @@ START_TEST(test_save_stream_bounded)
     int fd, outfd, nfd;
     int64_t t0;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     /* pidfd_getfd below: root and pidfds (tag needs-pidfd) */
     nfd = pidfd_open(getpid(), 0);
     ck_assert_msg(nfd >= 0 && geteuid() == 0,
@@ -780,30 +695,30 @@ START_TEST(test_save_stream_bounded)
                   "where the process has none, as under valgrind 3.19)");
     close(nfd);
     c = config(NULL, 0, noqemu, 1);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     c1 = stubdm_stubdom_console(s, 1);
     ck_assert_ptr_nonnull(c1);
     for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 10), 0);
     ck_assert_int_eq(stubdm_console_state(c1), 4);
     ck_assert_int_lt(snprintf(ring, sizeof(ring), "%s/console/%u.1.evtchn-be",
-                              mock.dir, stubdm_stubdom_domid(s)),
+                              fx.mock.dir, stubdm_stubdom_domid(s)),
                      (int)sizeof(be.sun_path));
     memcpy(be.sun_path, ring, strlen(ring) + 1);
-    snprintf(ring, sizeof(ring), "%s/console/%u.1.ring", mock.dir,
+    snprintf(ring, sizeof(ring), "%s/console/%u.1.ring", fx.mock.dir,
              stubdm_stubdom_domid(s));
     fd = open(ring, O_RDWR | O_CLOEXEC);
     ck_assert_int_ge(fd, 0);
     page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     ck_assert(page != MAP_FAILED);
     close(fd);
-    snprintf(fe, sizeof(fe), "%s/console/%u.1.evtchn", mock.dir,
+    snprintf(fe, sizeof(fe), "%s/console/%u.1.evtchn", fx.mock.dir,
              stubdm_stubdom_domid(s));
     memset(chunk, 'x', sizeof(chunk));
 
-    ck_assert_int_eq(stubdm_ctx_set_save_limit(ctx, 1u << 20), 0);
-    snprintf(out, sizeof(out), "%s/endless.state", mock.dir);
+    ck_assert_int_eq(stubdm_ctx_set_save_limit(fx.ctx, 1u << 20), 0);
+    snprintf(out, sizeof(out), "%s/endless.state", fx.mock.dir);
     outfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert_int_ge(outfd, 0);
     ck_assert_int_eq(stubdm_stubdom_save(s, outfd, 20000, NULL, NULL, &op),
@@ -824,7 +739,7 @@ START_TEST(test_save_stream_bounded)
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         page->out_prod = prod + room;
         sendto(nfd, "!", 1, MSG_DONTWAIT, (struct sockaddr *)&be, sizeof(be));
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 2), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 2), 0);
     }
     ck_assert(stubdm_op_done(op));
     ck_assert_msg(stubdm_op_result(op) == STUBDM_ELIMIT, "%s: %s",
@@ -841,7 +756,7 @@ START_TEST(test_save_stream_bounded)
     munmap(page, 4096);
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     stubdm_stubdom_free(s);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -852,7 +767,7 @@ START_TEST(test_save_console_type_owner)
 {
     static const struct xs_permissions stub_own[] = { { 9, XS_PERM_NONE },
                                                       { 0, XS_PERM_READ } };
-    struct xs_handle *xsh = mockxs_open_as(&mock, 0);
+    struct xs_handle *xsh = mockxs_open_as(&fx.mock, 0);
     const char *type = "/local/domain/9/device/console/1/type";
     uint64_t bytes = 0;
     int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -862,10 +777,10 @@ START_TEST(test_save_console_type_owner)
     ck_assert(xs_write(xsh, XBT_NULL, type, "libstubdm", 9));
     ck_assert(xs_set_permissions(xsh, XBT_NULL, type,
                                  (struct xs_permissions *)stub_own, 2));
-    ck_assert_int_eq(stubdm_dm_save_sync(ctx, NULL, 9, GUEST, fd, 2000, &bytes),
+    ck_assert_int_eq(stubdm_dm_save_sync(fx.ctx, NULL, 9, GUEST, fd, 2000, &bytes),
                      STUBDM_EPROTO);
-    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "owned by domain 9"), "%s",
-                  stubdm_ctx_errmsg(ctx));
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 9"), "%s",
+                  stubdm_ctx_errmsg(fx.ctx));
     close(fd);
     ck_assert(xs_rm(xsh, XBT_NULL, "/local/domain/9"));
     xs_close(xsh);
@@ -882,7 +797,7 @@ static char *await_request(struct xs_handle *h, const char *path,
     char *v = NULL;
 
     while (stubdm_now_ms() < end && !stubdm_op_done(op)) {
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
         free(v);
         v = xs_read(h, XBT_NULL, path, NULL);
         if (v && (!prev || strcmp(v, prev)))
@@ -905,7 +820,7 @@ static char *await_request(struct xs_handle *h, const char *path,
  */
 START_TEST(test_save_forged_stream_end)
 {
-    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     const char *pre = getenv("LD_PRELOAD");
     int timeout = pre && strstr(pre, "vgpreload") ? 20000 : 3000;
     struct xs_permissions dom0_own[2] = { { 0, XS_PERM_NONE },
@@ -919,12 +834,11 @@ START_TEST(test_save_forged_stream_end)
     uint32_t domid;
     int fd;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     ck_assert_ptr_nonnull(h);
-    snprintf(path, sizeof(path), "%s/dm-state.forged", mock.dir);
+    snprintf(path, sizeof(path), "%s/dm-state.forged", fx.mock.dir);
     c = config(NULL, 0, NULL, 0);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     snprintf(req, sizeof(req),
@@ -953,13 +867,13 @@ START_TEST(test_save_forged_stream_end)
             ck_assert(xs_write(h, XBT_NULL, node, forged[i],
                                (unsigned)strlen(forged[i])));
             while (stubdm_now_ms() < end)
-                ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+                ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
             ck_assert_msg(!stubdm_op_done(op), "\"%s\" ended the save: %s",
                           forged[i], stubdm_op_errmsg(op));
         }
     }
     while (!stubdm_op_done(op))
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 50), 0);
     ck_assert_msg(stubdm_op_result(op) == STUBDM_ETIMEDOUT, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
     m = strstr(stubdm_op_errmsg(op),
@@ -980,7 +894,7 @@ START_TEST(test_save_forged_stream_end)
     snprintf(val, sizeof(val), "%s 1", seq2);
     ck_assert(xs_write(h, XBT_NULL, node, val, (unsigned)strlen(val)));
     while (!stubdm_op_done(op))
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
     ck_assert_msg(stubdm_op_result(op) == 0, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
     ck_assert_uint_eq(stubdm_dm_save_bytes(op), file_size(path));
@@ -993,7 +907,7 @@ START_TEST(test_save_forged_stream_end)
     stubdm_stubdom_free(s);
     xs_close(h);
     unlink(path);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -1026,11 +940,5 @@ static Suite *dm_state_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(dm_state_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(dm_state_suite());
 }

@@ -3,10 +3,12 @@
  * stubdomain, refusals (exact codes, messages, store unchanged),
  * permissions and request counts.
  */
-#include "protocol/dmargs.h"
 #include "core/mem.h"
+#include "protocol/dmargs.h"
 #include "xen/xs.h"
 #include "mockxs.h"
+#include "run.h"
+#include "xsfix.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -49,13 +51,6 @@ static void teardown(void)
     xs_close(xs0);
     stubdm_ctx_free(ctx);
     ck_assert_int_eq(mockxs_stop(&mock), 0);
-}
-
-static char *dump(void)
-{
-    char *d = NULL;
-    ck_assert_int_eq(mockxs_dump(&mock, &d), 0);
-    return d;
 }
 
 /* ---- argument files ------------------------------------------------------ */
@@ -146,24 +141,6 @@ static void unload(struct argfile *f)
     free(f->args);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    char *buf;
-    long n;
-
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    n = ftell(fp);
-    rewind(fp);
-    buf = malloc((size_t)n + 1);
-    ck_assert_int_eq(fread(buf, 1, (size_t)n, fp), n);
-    buf[n] = 0;
-    fclose(fp);
-    return buf;
-}
-
 /* The golden text of an encoding: rendered nodes or the refusal. */
 static char *encode_text(const struct argfile *f)
 {
@@ -212,7 +189,7 @@ START_TEST(test_golden)
             fputs(got, fp);
             fclose(fp);
         }
-        want = slurp(gold);
+        want = ts_slurp(gold);
         ck_assert_msg(want != NULL, "missing %s (STUBDM_REGEN_GOLDEN=1)", gold);
         ck_assert_msg(!strcmp(got, want), "%s differs from %s:\n%s", path,
                       gold, got);
@@ -367,7 +344,7 @@ struct refusal {
 static void check_refusal(const struct refusal *r, const char *const *args,
                           size_t nargs)
 {
-    char *before = dump(), *after;
+    char *before = xsfix_dump(&mock), *after;
     uint64_t req = stubdm__xs_requests(ctx);
     int rc = stubdm_dm_argv_write(ctx, r->vm ? r->vm : VM,
                                   r->stub ? r->stub : STUB, r->enc, r->max,
@@ -379,7 +356,7 @@ static void check_refusal(const struct refusal *r, const char *const *args,
                   stubdm_ctx_errmsg(ctx), r->msg);
     /* Refused before any request, and the store is untouched. */
     ck_assert_uint_eq(stubdm__xs_requests(ctx), req);
-    after = dump();
+    after = xsfix_dump(&mock);
     ck_assert_str_eq(before, after);
     free(before);
     free(after);
@@ -673,11 +650,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

@@ -15,23 +15,21 @@
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/base.h"
 #include "proccheck.h"
-#include "qmp_peer.c"
+#include "qmp_peer.h"
+#include "run.h"
 
 #include <xenstore.h>
-
-static int time_scale(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload") ? 10 : 1;
-}
 
 /* ---- the runner's message file ------------------------------------------ */
 
@@ -193,7 +191,7 @@ static void kill_and_check(bool kill_runner)
     ck_assert_int_gt(x, 0);
     close(p[1]);
     pfd = (struct pollfd){p[0], POLLIN, 0};
-    ck_assert_int_eq(poll(&pfd, 1, 20000 * time_scale()), 1);
+    ck_assert_int_eq(poll(&pfd, 1, 20000 * ts_time_scale()), 1);
     if (read(p[0], &r, sizeof(r)) != (ssize_t)sizeof(r)) {
         kill(x, SIGKILL);
         waitpid(x, &status, 0);
@@ -206,7 +204,7 @@ static void kill_and_check(bool kill_runner)
 
     kill(x, SIGKILL);
     ck_assert_int_eq(waitpid(x, &status, 0), x);
-    deadline = stubdm_now_ms() + 5000 * time_scale();
+    deadline = stubdm_now_ms() + 5000 * ts_time_scale();
     for (int i = 0; i < NPIDS; i++)
         while (!proc_gone(r.pid[i]) && stubdm_now_ms() < deadline)
             usleep(10000);
@@ -250,9 +248,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

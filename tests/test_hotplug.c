@@ -16,6 +16,8 @@
 #include "xen/xs.h"
 #include "mockxs.h"
 #include "proccheck.h"
+#include "run.h"
+#include "spawnfix.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -36,31 +38,10 @@
 #define GUEST 7
 #define VBD_XVDA 51712u
 
-static struct mockxs mock;
-static stubdm_ctx *ctx;
-static char sim_program[PATH_MAX];
-static char *dump_before;
-static int fds_before;
+static struct spawnfix fx;
 static char logbuf[65536]; /* warnings the library logged */
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static char *dump(void)
-{
-    char *s = NULL;
-    ck_assert_int_eq(mockxs_dump(&mock, &s), 0);
-    return s;
-}
-
-static void assert_clean(void)
-{
-    char *after = dump();
-    ck_assert_str_eq(after, dump_before);
-    free(after);
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
-    ck_assert_int_eq(proc_children_settled(mock.pid), 0);
-    ck_assert_int_eq(proc_count_fds(), fds_before);
-}
 
 static void log_hook(void *user, stubdm_log_level level, int os_errno,
                      const char *context, const char *msg)
@@ -77,41 +58,17 @@ static void log_hook(void *user, stubdm_log_level level, int os_errno,
 
 static void setup(void)
 {
-    char self[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    stubdm_stubdom_list *l = NULL;
-    struct xs_handle *xsh = NULL;
+    static const struct spawnfix_opts o = {
+        .log = log_hook, .log_level = STUBDM_LOG_DEBUG, .baseline = true};
 
-    ck_assert_int_gt(n, 0);
-    self[n] = '\0';
-    *strrchr(self, '/') = '\0';
-    snprintf(sim_program, sizeof(sim_program),
-             "%s/mock-xenstored/stubdm-sim-stubdom", self);
-    ck_assert_msg(access(sim_program, X_OK) == 0,
-                  "%s is not built: the hotplug tests need it", sim_program);
-    ck_assert_int_eq(mockxs_start(&mock, NULL), 0);
-    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
-    unsetenv("STUBDM_SIM_DIR");
-    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
-    ck_assert_int_eq(stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM), 0);
-    stubdm_ctx_set_log(ctx, log_hook, NULL, STUBDM_LOG_DEBUG);
     logbuf[0] = '\0';
-    /* The baseline counts the xenstore connection, its watch pipe and
-     * run_once's epoll set and timerfd (see test_spawn.c). */
-    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
-    stubdm_stubdom_list_free(l);
-    ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
-    ck_assert_int_ge(xs_fileno(xsh), 0);
-    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
-    dump_before = dump();
-    fds_before = proc_count_fds();
+    spawnfix_setup(&fx, &o);
+    spawnfix_need_sim_stubdom(&fx);
 }
 
 static void teardown(void)
 {
-    stubdm_ctx_free(ctx);
-    free(dump_before);
-    ck_assert_int_eq(mockxs_stop(&mock), 0);
+    spawnfix_teardown(&fx);
 }
 
 /*
@@ -165,7 +122,7 @@ static void make_script(const char *mode, char *out, size_t len)
         "exit 0\n";
     FILE *f;
 
-    snprintf(out, len, "%s/hp-%s", mock.dir, mode);
+    snprintf(out, len, "%s/hp-%s", fx.mock.dir, mode);
     f = fopen(out, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f, body, mode);
@@ -177,7 +134,7 @@ static char *record(const char *what)
 {
     char p[400];
 
-    snprintf(p, sizeof(p), "%s/rec-%s", mock.dir, what);
+    snprintf(p, sizeof(p), "%s/rec-%s", fx.mock.dir, what);
     return proc_read_file(p);
 }
 
@@ -188,7 +145,7 @@ static void await_record(const char *what)
     char *r;
 
     while (!(r = record(what))) {
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 20), 0);
         ck_assert_int_lt(stubdm_now_ms() - t0, 8000);
     }
     free(r);
@@ -204,15 +161,8 @@ static stubdm_spawn_config *config(void)
 {
     static const char *const qemu_args[] = { "-machine", "none" };
     static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_spawn_config *c = NULL;
 
-    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, "test"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_args(c, qemu_args, 2), 0);
-    ck_assert_int_eq(
-        stubdm_spawn_config_set_sim_program(c, sim_program, noqemu, 1), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_timeout(c, 10000), 0);
-    return c;
+    return spawnfix_config(&fx, GUEST, qemu_args, 2, noqemu, 1, 10000);
 }
 
 /* A config with one disk (xvda) and one nic, both with the script of
@@ -235,7 +185,7 @@ static stubdm_spawn_config *config_with(const char *disk_mode,
 /* Read a dom0 node now (a short-lived connection of its own). */
 static char *xs_get(const char *path)
 {
-    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     unsigned len = 0;
     char *v;
 
@@ -287,9 +237,9 @@ START_TEST(test_args_env_and_order)
     const char *path_env = getenv("PATH");
     uint32_t S;
 
-    snprintf(ds, sizeof(ds), "%s/hp-ok", mock.dir);
-    snprintf(ns, sizeof(ns), "%s/hp-late", mock.dir);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, on_progress, &p, &s), 0);
+    snprintf(ds, sizeof(ds), "%s/hp-ok", fx.mock.dir);
+    snprintf(ns, sizeof(ns), "%s/hp-late", fx.mock.dir);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, on_progress, &p, &s), 0);
     stubdm_spawn_config_free(c);
     S = stubdm_stubdom_domid(s);
     ck_assert_uint_eq(p.seen, 0x3fu); /* CREATE..WAIT, HOTPLUG included */
@@ -309,7 +259,7 @@ START_TEST(test_args_env_and_order)
              "ENV XENSTORED_PATH=%s\n"
              "ENV script=%s\n"
              "STATE 2\n",
-             ds, path_env, S, VBD_XVDA, mockxs_socket(&mock), ds);
+             ds, path_env, S, VBD_XVDA, mockxs_socket(&fx.mock), ds);
     ck_assert_str_eq(r, want);
     free(r);
     /* vif: "<script> online type_if=vif", with vif= and netdev=. */
@@ -326,7 +276,7 @@ START_TEST(test_args_env_and_order)
              "ENV script=%s\n"
              "ENV vif=vif%u.0\n"
              "STATE 2\n",
-             ns, path_env, S, mockxs_socket(&mock), ns, S);
+             ns, path_env, S, mockxs_socket(&fx.mock), ns, S);
     ck_assert_str_eq(r, want);
     free(r);
     /* The backends name the scripts that ran. */
@@ -354,7 +304,7 @@ START_TEST(test_args_env_and_order)
     ck_assert_ptr_nonnull(strstr(r, "READ vif\n"));
     free(r);
     ck_assert_str_eq(logbuf, "");
-    assert_clean();
+    spawnfix_assert_clean(&fx, true);
 }
 END_TEST
 
@@ -368,18 +318,18 @@ START_TEST(test_remove_by_domid)
 
     uint32_t domid;
 
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* the stubdomain runs on */
-    stubdm_ctx_free(ctx);
-    ctx = NULL;
+    stubdm_ctx_free(fx.ctx);
+    fx.ctx = NULL;
     assert_no_record("vif-0-offline");
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
     /* The fake scripts are in the mock's directory, not /etc/xen/scripts:
      * another process runs them only when configured to. */
-    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, mock.dir), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, fx.mock.dir), 0);
     ck_assert_int_eq(stubdm_destroy(other, domid), 0);
     stubdm_ctx_free(other);
     r = record("vif-0-offline");
@@ -389,12 +339,12 @@ START_TEST(test_remove_by_domid)
     ck_assert_ptr_nonnull(r);
     free(r);
     {
-        char *after = dump();
-        ck_assert_str_eq(after, dump_before);
+        char *after = spawnfix_dump(&fx);
+        ck_assert_str_eq(after, fx.dump_before);
         free(after);
     }
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
-    ck_assert_int_eq(proc_children_settled(mock.pid), 0);
+    ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
+    ck_assert_int_eq(proc_children_settled(fx.mock.pid), 0);
 }
 END_TEST
 
@@ -415,12 +365,12 @@ START_TEST(test_destroyed_elsewhere)
     uint32_t domid;
     unsigned len = 0;
 
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* the stubdomain runs on */
 
-    h = mockxs_open_as(&mock, 0);
+    h = mockxs_open_as(&fx.mock, 0);
     ck_assert_ptr_nonnull(h);
     snprintf(p, sizeof(p), "/local/domain/%u/vm", domid);
     svm = xs_read(h, XBT_NULL, p, &len);
@@ -433,7 +383,7 @@ START_TEST(test_destroyed_elsewhere)
     snprintf(p, sizeof(p), "/local/domain/%u", domid);
     ck_assert(xs_rm(h, XBT_NULL, p));
     free(svm);
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
     snprintf(p, sizeof(p), "/local/domain/0/backend/console/%u/0/state", domid);
     r = xs_read(h, XBT_NULL, p, &len);
     ck_assert_msg(r != NULL, "%s is gone before the destroy", p);
@@ -450,8 +400,8 @@ START_TEST(test_destroyed_elsewhere)
             h, XBT_NULL, "/local/domain/77/image/device-model-domid", own, 1));
     }
 
-    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(ctx, mock.dir), 0);
-    ck_assert_int_eq(stubdm_destroy(ctx, domid), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, fx.mock.dir), 0);
+    ck_assert_int_eq(stubdm_destroy(fx.ctx, domid), 0);
     r = xs_read(h, XBT_NULL, "/local/domain/77/image/device-model-domid",
                 &len);
     ck_assert_msg(r != NULL, "the claimant's node was removed");
@@ -475,12 +425,12 @@ START_TEST(test_destroyed_elsewhere)
      * simulated host's placeholder) went too, found through the guest's
      * image/device-model-domid. */
     {
-        char *after = dump();
-        ck_assert_str_eq(after, dump_before);
+        char *after = spawnfix_dump(&fx);
+        ck_assert_str_eq(after, fx.dump_before);
         free(after);
     }
-    ck_assert_int_eq(stubdm_destroy(ctx, domid), STUBDM_ENOENT);
-    ck_assert_int_eq(proc_children_settled(mock.pid), 0);
+    ck_assert_int_eq(stubdm_destroy(fx.ctx, domid), STUBDM_ENOENT);
+    ck_assert_int_eq(proc_children_settled(fx.mock.pid), 0);
     xs_close(h);
 }
 END_TEST
@@ -498,19 +448,19 @@ START_TEST(test_untrusted_scripts_not_run)
     stubdm_spawn_config *c = config_with("ok", "ok");
     stubdm_stubdom *s = NULL;
     stubdm_ctx *other = NULL;
-    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char p[160], outside[PATH_MAX];
     uint32_t domid;
 
     ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* the stubdomain runs on */
 
     /* Outside the directory through "..": the same fake script. */
-    snprintf(outside, sizeof(outside), "%s/../%s/hp-ok", mock.dir,
-             strrchr(mock.dir, '/') + 1);
+    snprintf(outside, sizeof(outside), "%s/../%s/hp-ok", fx.mock.dir,
+             strrchr(fx.mock.dir, '/') + 1);
     snprintf(p, sizeof(p), "/local/domain/0/backend/vbd/%u/%u/script", domid,
              VBD_XVDA);
     ck_assert(xs_write(h, XBT_NULL, p, outside, (unsigned)strlen(outside)));
@@ -523,7 +473,7 @@ START_TEST(test_untrusted_scripts_not_run)
 
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
-    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, mock.dir), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, fx.mock.dir), 0);
     ck_assert_int_eq(stubdm_destroy(other, domid), STUBDM_EPERM);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(other), "not run"), "%s",
                   stubdm_ctx_errmsg(other));
@@ -531,12 +481,12 @@ START_TEST(test_untrusted_scripts_not_run)
     assert_no_record("vbd-51712-remove");
     assert_no_record("vif-0-offline");
     {
-        char *after = dump();
-        ck_assert_str_eq(after, dump_before);
+        char *after = spawnfix_dump(&fx);
+        ck_assert_str_eq(after, fx.dump_before);
         free(after);
     }
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
-    ck_assert_int_eq(proc_children_settled(mock.pid), 0);
+    ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
+    ck_assert_int_eq(proc_children_settled(fx.mock.pid), 0);
     xs_close(h);
 }
 END_TEST
@@ -547,10 +497,10 @@ START_TEST(test_hotplug_dir_refusals)
                                        "/etc/../tmp", "/etc/./x", "/etc/..",
                                        "/etc/\n" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        ck_assert_msg(stubdm_ctx_set_hotplug_dir(ctx, bad[i]) == STUBDM_EINVAL,
+        ck_assert_msg(stubdm_ctx_set_hotplug_dir(fx.ctx, bad[i]) == STUBDM_EINVAL,
                       "accepted \"%s\"", bad[i]);
-    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(ctx, "/etc/xen/scripts"), 0);
-    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(ctx, NULL), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, "/etc/xen/scripts"), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, NULL), 0);
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(NULL, "/x"), STUBDM_EINVAL);
 }
 END_TEST
@@ -563,8 +513,8 @@ START_TEST(test_disabled)
     stubdm_stubdom *s = NULL;
     char path[160], *v;
 
-    ck_assert_int_eq(stubdm_ctx_set_hotplug(ctx, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, on_progress, &p, &s), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug(fx.ctx, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, on_progress, &p, &s), 0);
     stubdm_spawn_config_free(c);
     ck_assert_uint_eq(p.seen, 0x3fu); /* HOTPLUG reported too */
     ck_assert_int_eq(p.status_connected, 0);
@@ -586,7 +536,7 @@ START_TEST(test_disabled)
     assert_no_record("vif-0-online");
     assert_no_record("vbd-51712-remove");
     assert_no_record("vif-0-offline");
-    assert_clean();
+    spawnfix_assert_clean(&fx, true);
 }
 END_TEST
 
@@ -605,8 +555,8 @@ START_TEST(test_script_names)
     ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 2, "block"),
                      STUBDM_EINVAL); /* no such disk */
     ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, "vif-route"), 0);
-    ck_assert_int_eq(stubdm_ctx_set_hotplug(ctx, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug(fx.ctx, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/script",
              stubdm_stubdom_domid(s), VBD_XVDA);
@@ -624,9 +574,9 @@ START_TEST(test_script_names)
     /* A relative path with a '/' depends on a cwd: refused. */
     c = config();
     ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, "x/vif"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
     stubdm_spawn_config_free(c);
-    assert_clean();
+    spawnfix_assert_clean(&fx, true);
 }
 END_TEST
 
@@ -672,9 +622,9 @@ START_TEST(test_failures)
     int rc;
 
     stubdm_spawn_config_set_timeout(c, fc->timeout_ms);
-    rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
+    rc = stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s);
     stubdm_spawn_config_free(c);
-    msg = stubdm_ctx_errmsg(ctx);
+    msg = stubdm_ctx_errmsg(fx.ctx);
     ck_assert_ptr_null(s);
     ck_assert_msg(rc == fc->rc, "rc %s, not %s: %s", stubdm_errname(rc),
                   stubdm_errname(fc->rc), msg);
@@ -694,7 +644,7 @@ START_TEST(test_failures)
     r = record(strcmp(fc->disk, "ok") ? "vbd-51712-remove" : "vif-0-offline");
     ck_assert_ptr_nonnull(r);
     free(r);
-    assert_clean();
+    spawnfix_assert_clean(&fx, true);
 }
 END_TEST
 
@@ -707,7 +657,7 @@ START_TEST(test_death_during_hotplug)
     stubdm_ctx *other = NULL;
     int64_t t1;
 
-    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), 0);
     stubdm_spawn_config_free(c);
     await_record("vbd-51712-add");
     ck_assert(!stubdm_op_done(op));
@@ -717,14 +667,14 @@ START_TEST(test_death_during_hotplug)
     stubdm_ctx_free(other);
     t1 = stubdm_now_ms();
     while (!stubdm_op_done(op))
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_int_lt(stubdm_now_ms() - t1, 3000);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_EDOMAIN_GONE);
     ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op),
                                  "spawn: running hotplug scripts: stubdomain"));
     stubdm_op_free(op);
     stubdm_stubdom_free(s);
-    assert_clean();
+    spawnfix_assert_clean(&fx, true);
 }
 END_TEST
 
@@ -736,19 +686,19 @@ START_TEST(test_cancel_during_hotplug)
     stubdm_op *op = NULL;
     char *r = NULL;
 
-    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), 0);
     stubdm_spawn_config_free(c);
     await_record("vif-0-online");
     stubdm_op_cancel(op);
     while (!stubdm_op_done(op))
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
     stubdm_op_free(op);
     stubdm_stubdom_free(s);
     r = record("vif-0-offline");
     ck_assert_ptr_nonnull(r);
     free(r);
-    assert_clean();
+    spawnfix_assert_clean(&fx, true);
 }
 END_TEST
 
@@ -826,7 +776,7 @@ START_TEST(test_kill_after_host_reaped)
                   "where the process has none, as under valgrind 3.19)");
     close(pfd);
     c = config_with("ok", "hang");
-    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), 0);
     stubdm_spawn_config_free(c);
     await_record("vif-0-online");
     script = find_child("hp-hang");
@@ -840,7 +790,7 @@ START_TEST(test_kill_after_host_reaped)
 
     stubdm_op_cancel(op);
     while (!stubdm_op_done(op))
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
     ck_assert_msg(waitpid(impostor, &st, WNOHANG) == 0,
                   "the library signalled or reaped pid %ld, no longer its "
@@ -849,7 +799,7 @@ START_TEST(test_kill_after_host_reaped)
     ck_assert_int_eq(waitpid(impostor, &st, 0), impostor);
     stubdm_op_free(op);
     stubdm_stubdom_free(s);
-    assert_clean();
+    spawnfix_assert_clean(&fx, true);
 }
 END_TEST
 
@@ -884,11 +834,5 @@ static Suite *hotplug_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(hotplug_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(hotplug_suite());
 }

@@ -4,6 +4,7 @@
  */
 #include "core/mem.h"
 #include "qmp/json.h"
+#include "run.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -720,9 +721,5 @@ static Suite *json_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(json_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return ts_run_suite(json_suite());
 }

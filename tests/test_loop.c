@@ -8,6 +8,7 @@
 #include "core/loop.h"
 #include "core/op.h"
 #include "proccheck.h"
+#include "run.h"
 
 #include <check.h>
 #include <fcntl.h>
@@ -94,13 +95,6 @@ static void on_done(stubdm_op *op, int rc, void *user)
         stubdm_ctx_free(r->ctx);
 }
 
-static void run_until(stubdm_ctx *ctx, const int *calls, int want)
-{
-    int64_t end = stubdm_now_ms() + 5000;
-    while (*calls < want && stubdm_now_ms() < end)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
-}
-
 /* ---- basics ------------------------------------------------------------ */
 
 START_TEST(ctx_basics)
@@ -170,7 +164,7 @@ START_TEST(exactly_once_and_errmsg)
     ck_assert_int_eq(stubdm_op_done(op), 0);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ESTATE);
     ck_assert_str_eq(stubdm_op_errmsg(op), "");
-    run_until(ctx, &r.calls, 1);
+    ts_run_until_count(ctx, &r.calls, 1, 5000);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.last_rc, 0);
     ck_assert_int_eq(stubdm_op_done(op), 1);
@@ -207,7 +201,7 @@ START_TEST(reused_op_block_is_clean)
         if (round % 2)
             ck_assert_str_eq(stubdm_op_errmsg(op), ""); /* pending */
         t->stops = &stops;
-        run_until(ctx, &r.calls, round + 1);
+        ts_run_until_count(ctx, &r.calls, round + 1, 5000);
         ck_assert_int_eq(stubdm_op_result(op), round % 2 ? 0 : STUBDM_EINVAL);
         ck_assert_str_eq(stubdm_op_errmsg(op), round % 2 ? "" : "failed at once");
         ck_assert_int_eq(stops, round % 2 ? 1 : 0); /* stopped before */
@@ -281,7 +275,7 @@ START_TEST(free_op_inside_its_callback)
     struct test_op *t = start_op(ctx, 5, on_done, &r, &op);
     t->destroys = &destroys;
     r.free_me = op;
-    run_until(ctx, &r.calls, 1);
+    ts_run_until_count(ctx, &r.calls, 1, 5000);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(destroys, 1);
     stubdm_ctx_free(ctx);
@@ -612,9 +606,7 @@ START_TEST(run_once_watches)
     ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
     ck_assert_int_eq(in_hits, 3);
     ck_assert_int_eq(write(q[1], "c", 1), 1);
-    int64_t end = stubdm_now_ms() + 2000;
-    while (in_hits < 5 && stubdm_now_ms() < end)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 100), 0);
+    ts_run_until_count(ctx, &in_hits, 5, 2000);
     ck_assert_int_ge(in_hits, 5);
     stubdm__fd_stop(ctx, &wf);
     close(f);
@@ -809,11 +801,5 @@ static Suite *loop_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(loop_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run_suite(loop_suite());
 }

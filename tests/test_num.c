@@ -6,8 +6,9 @@
  */
 #include "spawn/hotplug.h"
 #include "mockxs.h"
-#include "xen/nodes.h"
 #include "core/num.h"
+#include "xen/nodes.h"
+#include "run.h"
 
 #include <check.h>
 #include <inttypes.h>
@@ -331,11 +332,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
@@ -20,10 +21,13 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <xenstore.h>
 
 #include "core/ctx.h"
 #include "libstubdm.h"
-#include "qmp_peer.c"
+#include "proccheck.h"
+#include "qmp_peer.h"
+#include "run.h"
 
 #define STUBDOM 5
 #define GUEST 1
@@ -45,27 +49,6 @@ static void teardown(void)
     ctx = NULL;
     qmp_peer_stop(&peer);
     qmp_sim_stop(&sim);
-}
-
-static void run_until(const bool *flag, int ms)
-{
-    int64_t end = stubdm_now_ms() + ms;
-    while (!*flag && stubdm_now_ms() < end)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
-}
-
-struct opened {
-    bool done;
-    int rc;
-    char msg[512];
-};
-
-static void on_open(stubdm_op *op, int rc, void *user)
-{
-    struct opened *o = user;
-    o->done = true;
-    o->rc = rc;
-    snprintf(o->msg, sizeof(o->msg), "%s", stubdm_op_errmsg(op));
 }
 
 struct result {
@@ -136,14 +119,14 @@ START_TEST(test_open_execute)
         QP_H(2000),
         QP_E(),
     };
-    struct opened op = {0};
+    struct ts_result op = {0};
     struct result r1 = {0}, r2 = {0};
     stubdm_qmp *q = NULL;
     stubdm_qmp_opts *o = sim_opts();
     int maj = 0, min = 0, mic = 0;
 
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_open, &op, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q),
                      0);
     stubdm_qmp_opts_free(o);
     ck_assert_ptr_nonnull(q);
@@ -154,7 +137,7 @@ START_TEST(test_open_execute)
         stubdm_ctx_run_once(ctx, 10);
     ck_assert(!op.done);
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
-    run_until(&op.done, 3000);
+    ts_run_until_flag(ctx, &op.done, 3000);
     ck_assert_msg(op.rc == 0, "%s", op.msg);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
     ck_assert_int_eq(stubdm_qmp_qemu_version(q, &maj, &min, &mic), 0);
@@ -169,7 +152,7 @@ START_TEST(test_open_execute)
     ck_assert_int_eq(stubdm_qmp_execute(q, "query-nothing", "{}", 2000,
                                         on_reply, &r2, NULL), 0);
     ck_assert(!r1.done);
-    run_until(&r2.done, 3000);
+    ts_run_until_flag(ctx, &r2.done, 3000);
     ck_assert(r1.done);
     ck_assert_int_eq(r1.rc, 0);
     ck_assert_ptr_eq(r1.q, q);
@@ -206,7 +189,7 @@ START_TEST(test_bad_arguments)
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 100, NULL, NULL, NULL),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, on_open, NULL, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, ts_on_done, NULL, &q),
                      STUBDM_EINVAL);
     ck_assert_ptr_null(q);
 }
@@ -262,9 +245,7 @@ START_TEST(test_twenty_in_flight)
     }
     ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_COMMANDS_SENT),
                       STUBDM_QMP_MAX_IN_FLIGHT);
-    int64_t end = stubdm_now_ms() + 3000;
-    while (many.done < 20 && stubdm_now_ms() < end)
-        stubdm_ctx_run_once(ctx, 50);
+    ts_run_until_count(ctx, &many.done, 20, 3000);
     ck_assert_int_eq(many.done, 20);
     ck_assert_int_eq(many.bad, 0);
 }
@@ -291,7 +272,7 @@ START_TEST(test_queue_limit)
                                         NULL), STUBDM_ELIMIT);
     /* Closing the handle cancels all ten, once each, with q == NULL. */
     stubdm_qmp_close(q);
-    run_until(&r[9].done, 1000);
+    ts_run_until_flag(ctx, &r[9].done, 1000);
     for (int i = 0; i < 10; i++) {
         ck_assert(r[i].done);
         ck_assert_int_eq(r[i].rc, STUBDM_ECANCELED);
@@ -332,7 +313,7 @@ START_TEST(test_shared_handles)
     };
     stubdm_qmp_opts *o = sim_opts();
     stubdm_qmp *q1, *q2 = NULL;
-    struct opened op2 = {0};
+    struct ts_result op2 = {0};
     struct result ra = {0}, rb = {0};
     struct evlog all1 = {0}, stop2 = {0};
 
@@ -341,11 +322,11 @@ START_TEST(test_shared_handles)
     q1 = open_ready(o);
     /* The second open shares the connection: ready without a handshake
      * (the peer would fail a second qmp_capabilities). */
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_open, &op2,
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op2,
                                      &q2), 0);
     stubdm_qmp_opts_free(o);
     ck_assert(!op2.done);
-    run_until(&op2.done, 1000);
+    ts_run_until_flag(ctx, &op2.done, 1000);
     ck_assert_int_eq(op2.rc, 0);
     ck_assert_int_eq(stubdm_qmp_subscribe(q1, NULL, on_event, &all1, NULL), 0);
     ck_assert_int_eq(stubdm_qmp_subscribe(q2, "STOP", on_event, &stop2, NULL),
@@ -354,22 +335,18 @@ START_TEST(test_shared_handles)
                                         NULL), 0);
     ck_assert_int_eq(stubdm_qmp_execute(q2, "cmd-b", NULL, 3000, on_reply, &rb,
                                         NULL), 0);
-    run_until(&rb.done, 3000);
+    ts_run_until_flag(ctx, &rb.done, 3000);
     ck_assert_int_eq(rb.rc, 0);
     ck_assert_ptr_eq(rb.q, q2);
     ck_assert_str_eq(rb.ret, "\"b\"");
-    bool two = false;
-    int64_t end = stubdm_now_ms() + 2000;
-    while (all1.n < 2 && stubdm_now_ms() < end)
-        stubdm_ctx_run_once(ctx, 50);
-    (void)two;
+    ts_run_until_count(ctx, &all1.n, 2, 2000);
     ck_assert_int_eq(all1.n, 2);
     ck_assert_str_eq(all1.last, "RESUME");
     ck_assert_int_eq(stop2.n, 1);
     ck_assert_str_eq(stop2.last, "STOP");
     ck_assert(!ra.done);
     stubdm_qmp_close(q1); /* cancels cmd-a only */
-    run_until(&ra.done, 1000);
+    ts_run_until_flag(ctx, &ra.done, 1000);
     ck_assert_int_eq(ra.rc, STUBDM_ECANCELED);
     ck_assert_int_eq(stubdm_qmp_is_ready(q2), 1);
     stubdm_qmp_close(q2);
@@ -445,7 +422,7 @@ START_TEST(test_loss_and_reconnect)
     stubdm_qmp_opts *o = sim_opts();
     stubdm_qmp *q;
     struct result r1 = {0}, r2 = {0}, r3 = {0};
-    struct opened op = {0};
+    struct ts_result op = {0};
 
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
@@ -455,7 +432,7 @@ START_TEST(test_loss_and_reconnect)
                                         &r1, NULL), 0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "queued", NULL, 3000, on_reply, &r2,
                                         NULL), 0);
-    run_until(&r2.done, 3000);
+    ts_run_until_flag(ctx, &r2.done, 3000);
     ck_assert(r1.done);
     ck_assert_int_eq(r1.rc, STUBDM_EVCHAN);
     ck_assert_int_eq(r2.rc, STUBDM_EVCHAN);
@@ -464,13 +441,13 @@ START_TEST(test_loss_and_reconnect)
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
                                         NULL), STUBDM_ESTATE);
-    ck_assert_int_eq(stubdm_qmp_reconnect(q, on_open, &op), 0);
-    ck_assert_int_eq(stubdm_qmp_reconnect(q, on_open, &op), STUBDM_ESTATE);
-    run_until(&op.done, 3000);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op), 0);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op), STUBDM_ESTATE);
+    ts_run_until_flag(ctx, &op.done, 3000);
     ck_assert_msg(op.rc == 0, "%s", op.msg);
     ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
                                         NULL), 0);
-    run_until(&r3.done, 3000);
+    ts_run_until_flag(ctx, &r3.done, 3000);
     ck_assert_int_eq(r3.rc, 0);
     ck_assert_str_eq(r3.ret, "42");
     ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_CONNECTS), 2);
@@ -509,14 +486,6 @@ START_TEST(test_marker_and_oob)
 }
 END_TEST
 
-/* Wall-clock allowances are sized for native speed; valgrind runs the
- * library ~50x slower, so they stretch under it (the assertions don't). */
-static int time_scale(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload") ? 10 : 1;
-}
-
 /* The cross-process lock: a child holds it -> EBUSY; wait mode gets it
  * once the child lets go. */
 START_TEST(test_lock_across_processes)
@@ -526,7 +495,7 @@ START_TEST(test_lock_across_processes)
     char c;
     stubdm_qmp_opts *o = sim_opts();
     stubdm_qmp *q = NULL;
-    struct opened op = {0};
+    struct ts_result op = {0};
 
     ck_assert_int_eq(pipe(to_child), 0);
     ck_assert_int_eq(pipe(from_child), 0);
@@ -559,21 +528,21 @@ START_TEST(test_lock_across_processes)
     int64_t t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q),
                      STUBDM_ETIMEDOUT);
-    ck_assert_int_lt(stubdm_now_ms() - t0, 1500 * time_scale());
+    ck_assert_int_lt(stubdm_now_ms() - t0, 1500 * ts_time_scale());
     ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "lock") != NULL, "%s",
                   stubdm_ctx_errmsg(ctx));
 
     /* Wait mode: acquires after the child lets go. */
-    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000 * time_scale()),
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000 * ts_time_scale()),
                      0);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_open, &op, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q),
                      0);
     for (int i = 0; i < 5; i++)
         stubdm_ctx_run_once(ctx, 30);
     ck_assert(!op.done);
     ck_assert_int_eq(write(to_child[1], "x", 1), 1);
     waitpid(pid, NULL, 0);
-    run_until(&op.done, 3000 * time_scale());
+    ts_run_until_flag(ctx, &op.done, 3000 * ts_time_scale());
     ck_assert_msg(op.rc == 0, "%s", op.msg);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
     stubdm_qmp_opts_free(o);
@@ -605,7 +574,7 @@ START_TEST(test_ctx_free_with_pending)
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
     q = open_ready(o);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_open, NULL,
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, NULL,
                                      &q2), 0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 12; i++)
@@ -824,7 +793,7 @@ START_TEST(test_proxy_client_flood_yields)
     struct flooder f = {.fd = -1};
     pthread_t wt, rt;
     int64_t worst = 0, end;
-    const int64_t limit = 300 * time_scale();
+    const int64_t limit = 300 * ts_time_scale();
     stubdm_qmp *q;
 
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
@@ -874,20 +843,6 @@ END_TEST
 
 /* ---- opens sharing the death monitor ------------------------------------ */
 
-struct waited {
-    int calls, rc;
-    int64_t at_ms;
-};
-
-static void on_open_at(stubdm_op *op, int rc, void *user)
-{
-    struct waited *w = user;
-    (void)op;
-    w->calls++;
-    w->rc = rc;
-    w->at_ms = stubdm_now_ms();
-}
-
 static const unsigned perm3[6][3] = {{5, 6, 7}, {5, 7, 6}, {6, 5, 7},
                                      {6, 7, 5}, {7, 5, 6}, {7, 6, 5}};
 
@@ -898,8 +853,8 @@ static const unsigned perm3[6][3] = {{5, 6, 7}, {5, 7, 6}, {6, 5, 7},
 START_TEST(test_opens_and_wait_deaths_in_every_order)
 {
     const unsigned *deaths = perm3[_i];
-    const int bound = 1000 * time_scale();
-    struct waited w[3];
+    const int bound = 1000 * ts_time_scale();
+    struct ts_result w[3];
     stubdm_qmp *q[2] = {NULL, NULL};
     stubdm_qmp_opts *o = sim_opts();
 
@@ -913,15 +868,15 @@ START_TEST(test_opens_and_wait_deaths_in_every_order)
         ck_assert(xs_mkdir(sim.xs, XBT_NULL, path));
     }
     for (unsigned i = 0; i < 2; i++)
-        ck_assert_int_eq(stubdm_qmp_open(ctx, 5 + i, GUEST, o, on_open_at,
+        ck_assert_int_eq(stubdm_qmp_open(ctx, 5 + i, GUEST, o, ts_on_done,
                                          &w[i], &q[i]), 0);
     stubdm_qmp_opts_free(o);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, on_open_at,
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
                                          &w[2], NULL), 0);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
     for (int d = 0; d < 3; d++) {
-        struct waited *mine = &w[deaths[d] - 5];
+        struct ts_result *mine = &w[deaths[d] - 5];
         int64_t released = stubdm_now_ms();
         ck_assert(xs_release_domain(sim.xs, deaths[d]));
         while (!mine->calls && stubdm_now_ms() - released < bound)
@@ -1142,7 +1097,7 @@ START_TEST(test_reentry_from_callbacks)
                                                 on_re_reply,
                                                 (void *)(intptr_t)i, NULL),
                              0);
-    int64_t end = stubdm_now_ms() + 5000 * time_scale();
+    int64_t end = stubdm_now_ms() + 5000 * ts_time_scale();
     while (!re_finished() && stubdm_now_ms() < end)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
     ck_assert_msg(re_finished(), "kind %d action %d position %d: callbacks "
@@ -1195,7 +1150,7 @@ START_TEST(test_reentry_from_callbacks)
     ck_assert_int_eq(stubdm_qmp_is_ready(re.q[h]), 1);
     ck_assert_int_eq(stubdm_qmp_execute(re.q[h], "after", NULL, 5000,
                                         on_re_after, NULL, NULL), 0);
-    end = stubdm_now_ms() + 5000 * time_scale();
+    end = stubdm_now_ms() + 5000 * ts_time_scale();
     while (!re.after.calls && stubdm_now_ms() < end)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
     ck_assert_int_eq(re.after.calls, 1);
@@ -1236,9 +1191,5 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--connect"))
         return connect_and_read(argv[2]);
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

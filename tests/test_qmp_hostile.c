@@ -4,14 +4,18 @@
  * valgrind too).
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <xenstore.h>
 
 #include "core/base.h"
 #include "libstubdm.h"
-#include "qmp_peer.c"
+#include "proccheck.h"
+#include "qmp_peer.h"
+#include "run.h"
 
 #define STUBDOM 7
 #define GUEST 3
@@ -83,13 +87,6 @@ static void on_reply(stubdm_qmp *q, stubdm_op *op, int rc,
                  stubdm_qmp_reply_return_json(r));
 }
 
-static void run_until(const bool *flag, int ms)
-{
-    int64_t end = stubdm_now_ms() + ms;
-    while (!*flag && stubdm_now_ms() < end)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
-}
-
 /* Execute one command against an open handle; returns its code. */
 static int exec_one(stubdm_qmp *q, const char *cmd, int timeout_ms,
                     struct result *r)
@@ -97,7 +94,7 @@ static int exec_one(stubdm_qmp *q, const char *cmd, int timeout_ms,
     memset(r, 0, sizeof(*r));
     ck_assert_int_eq(stubdm_qmp_execute(q, cmd, NULL, timeout_ms, on_reply, r,
                                         NULL), 0);
-    run_until(&r->done, timeout_ms + 2000);
+    ts_run_until_flag(ctx, &r->done, timeout_ms + 2000);
     ck_assert(r->done);
     return r->rc;
 }
@@ -297,7 +294,7 @@ START_TEST(test_idless_error)
                                         NULL), 0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "three", NULL, 2000, on_reply, &r3,
                                         NULL), 0);
-    run_until(&r3.done, 3000);
+    ts_run_until_flag(ctx, &r3.done, 3000);
     ck_assert_int_eq(r2.rc, STUBDM_EPROTO);
     ck_assert_int_eq(r3.rc, STUBDM_EPROTO);
     ck_assert_ptr_nonnull(strstr(r2.msg, "without id"));
@@ -405,7 +402,7 @@ START_TEST(test_event_flood)
      * measurable under ASan or valgrind, which hold freed memory back.) */
     if (!under_instrumentation())
         ck_assert_int_lt(maxrss_kb() - rss0, 8 * 1024);
-    run_until(&r.done, 2000);
+    ts_run_until_flag(ctx, &r.done, 2000);
     ck_assert_int_eq(r.rc, 0);
     ck_assert_str_eq(r.ret, "\"alive\"");
 }
@@ -442,7 +439,7 @@ START_TEST(test_wedged_after_eight_timeouts)
     for (int i = 0; i < 9; i++)
         ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 200, on_reply, &r[i],
                                             NULL), 0);
-    run_until(&r[8].done, 3000);
+    ts_run_until_flag(ctx, &r[8].done, 3000);
     for (int i = 0; i < 8; i++)
         ck_assert_int_eq(r[i].rc, STUBDM_ETIMEDOUT);
     /* The ninth never reached the wire; QEMU is declared wedged. */
@@ -851,9 +848,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

@@ -10,16 +10,20 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xenstore.h>
 
 #include "core/base.h"
 #include "libstubdm.h"
-#include "qmp_peer.c"
+#include "proccheck.h"
+#include "qmp_peer.h"
+#include "run.h"
 
 #define STUBDOM 9
 #define GUEST 4
@@ -27,12 +31,6 @@
 
 static struct qmp_sim sim;
 
-/* Deadlines stretched under valgrind (as test_qmp's). */
-static int time_scale(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload") ? 10 : 1;
-}
 static stubdm_ctx *ctx;
 static pid_t qemu_pid = -1;
 static bool have_qemu;
@@ -461,7 +459,7 @@ START_TEST(test_proxy_slow_reader_dropped)
     /* The connection itself is fine, once the schemas asked for are in:
      * ~7 MB of replies to parse, seconds under valgrind on a busy host. */
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL,
-                                             5000 * time_scale(), NULL), 0);
+                                             5000 * ts_time_scale(), NULL), 0);
     stubdm_qmp_proxy_free(p);
     close(cl[0].fd);
     stubdm_qmp_close(q);
@@ -488,10 +486,8 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = ts_run_suite(suite());
+
     stop_all();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return rc;
 }

@@ -4,6 +4,7 @@
  */
 #include "core/mem.h"
 #include "qmp/wire.h"
+#include "run.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -704,9 +705,5 @@ static Suite *qmp_wire_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(qmp_wire_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return ts_run_suite(qmp_wire_suite());
 }

@@ -10,6 +10,8 @@
 #include "xen/xs.h"
 #include "mockxs.h"
 #include "proccheck.h"
+#include "run.h"
+#include "spawnfix.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -23,89 +25,20 @@
 
 #define GUEST 7
 
-static struct mockxs mock;
-static stubdm_ctx *ctx;
-static char sim_program[PATH_MAX];
-static char *dump_before;
-static int fds_before;
+static struct spawnfix fx;
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static char *dump(void)
-{
-    char *s = NULL;
-    ck_assert_int_eq(mockxs_dump(&mock, &s), 0);
-    return s;
-}
-
-static void assert_clean(void)
-{
-    char *after = dump();
-    ck_assert_str_eq(after, dump_before);
-    free(after);
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
-    ck_assert_int_eq(proc_count_fds(), fds_before);
-}
-
-static void log_stderr(void *user, stubdm_log_level level, int os_errno,
-                       const char *context, const char *msg)
-{
-    (void)user;
-    (void)os_errno;
-    fprintf(stderr, "[%s %d] %s\n", context, (int)level, msg);
-}
-
 static void setup(void)
 {
-    char self[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    stubdm_stubdom_list *l = NULL;
-
-    ck_assert_int_gt(n, 0);
-    self[n] = '\0';
-    *strrchr(self, '/') = '\0';
-    snprintf(sim_program, sizeof(sim_program),
-             "%s/mock-xenstored/stubdm-sim-stubdom", self);
-    ck_assert_int_eq(mockxs_start(&mock, NULL), 0);
-    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
-    unsetenv("STUBDM_SIM_DIR");
-    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
-    ck_assert_int_eq(stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM), 0);
-    if (getenv("TEST_SPAWN_VERBOSE"))
-        stubdm_ctx_set_log(ctx, log_stderr, NULL, STUBDM_LOG_DEBUG);
-    /* Connect once, so the baseline counts the xenstore connection. */
-    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
-    ck_assert_uint_eq(stubdm_stubdom_list_count(l), 0);
-    stubdm_stubdom_list_free(l);
-    /* libxenstore opens its watch pipe (2 fds, kept for the connection)
-     * with the first watch: open it now so the baseline includes it. */
-    {
-        struct xs_handle *xsh = NULL;
-        ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
-        ck_assert_int_ge(xs_fileno(xsh), 0);
-    }
-    /* stubdm_ctx_run_once makes its epoll set and timerfd (2 fds, kept for
-     * the ctx) on its first call: make them now so the baseline includes
-     * them. */
-    ck_assert_int_eq(stubdm_ctx_run_once(ctx, 0), 0);
-    dump_before = dump();
-    fds_before = proc_count_fds();
+    static const struct spawnfix_opts o = {
+        .verbose_env = "TEST_SPAWN_VERBOSE", .baseline = true};
+    spawnfix_setup(&fx, &o);
 }
 
 static void teardown(void)
 {
-    stubdm_ctx_free(ctx);
-    free(dump_before);
-    ck_assert_int_eq(mockxs_stop(&mock), 0);
-}
-
-/* The simulated stubdomain is built with the tests (STUBDM_BUILD_EXAMPLES
- * or not): missing, it is a failure of the build, never a skipped test. */
-static bool have_sim_stubdom(void)
-{
-    ck_assert_msg(access(sim_program, X_OK) == 0,
-                  "%s is not built: the spawn tests need it", sim_program);
-    return true;
+    spawnfix_teardown(&fx);
 }
 
 static const char *const qemu_args[] = {
@@ -116,17 +49,11 @@ static const char *const qemu_args[] = {
 static stubdm_spawn_config *config(const char *const *sim_args, size_t nsim,
                                    bool qmp)
 {
-    stubdm_spawn_config *c = NULL;
+    stubdm_spawn_config *c =
+        spawnfix_config(&fx, GUEST, qemu_args, STUBDM_ARRAY_SIZE(qemu_args),
+                        sim_args, nsim, 20000);
 
-    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, "test"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_args(
-                         c, qemu_args, STUBDM_ARRAY_SIZE(qemu_args)),
-                     0);
-    ck_assert_int_eq(
-        stubdm_spawn_config_set_sim_program(c, sim_program, sim_args, nsim), 0);
     ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, qmp, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_timeout(c, 20000), 0);
     return c;
 }
 
@@ -137,11 +64,11 @@ static void expect_refused(stubdm_spawn_config *c, int rc, const char *field)
     stubdm_stubdom *s = (stubdm_stubdom *)&s;
     stubdm_op *op = (stubdm_op *)&op;
 
-    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), rc);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), rc);
     ck_assert_ptr_null(s);
     ck_assert_ptr_null(op);
-    if (!strstr(stubdm_ctx_errmsg(ctx), field))
-        ck_abort_msg("message '%s' does not name '%s'", stubdm_ctx_errmsg(ctx),
+    if (!strstr(stubdm_ctx_errmsg(fx.ctx), field))
+        ck_abort_msg("message '%s' does not name '%s'", stubdm_ctx_errmsg(fx.ctx),
                      field);
 }
 
@@ -184,7 +111,7 @@ START_TEST(test_validate)
     stubdm_spawn_config_set_args(c, qemu_args, 2);
     expect_refused(c, STUBDM_EINVAL, "console 4");
     /* The same through validate(). */
-    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
     stubdm_spawn_config_free(c);
 
     /* xenconsoled serves console 0 only: a serial or a save output with
@@ -206,9 +133,9 @@ START_TEST(test_validate)
     ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, -1), 0);
     ck_assert_int_eq(stubdm_spawn_config_set_console_output(
                          c, 0, "file:/tmp/log"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(ctx, c), 0);
+    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), 0);
     stubdm_spawn_config_free(c);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -243,18 +170,17 @@ START_TEST(test_end_to_end)
     stubdm_stubdom_list *l = NULL;
     uint32_t found = 0;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     c = config(NULL, 0, true);
-    ck_assert_int_ge(asprintf(&log_path, "%s/console0.log", mock.dir), 0);
+    ck_assert_int_ge(asprintf(&log_path, "%s/console0.log", fx.mock.dir), 0);
     snprintf(out, sizeof(out), "file:%s", log_path);
     ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, out), 0);
     stubdm_spawn_config_add_disk(c, "/dev/null", "raw", 1);
     stubdm_spawn_config_add_nic(c, NULL, NULL, NULL);
     /* Their hotplug scripts (here the host's real ones) are test_hotplug's:
      * left to the caller here, as a toolstack with its own would. */
-    ck_assert_int_eq(stubdm_ctx_set_hotplug(ctx, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, on_progress, &p, &s), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug(fx.ctx, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, on_progress, &p, &s), 0);
     stubdm_spawn_config_free(c);
     ck_assert_ptr_nonnull(s);
     ck_assert_uint_eq(p.seen, 0x7fu); /* CREATE..QMP */
@@ -269,18 +195,18 @@ START_TEST(test_end_to_end)
     ck_assert_ptr_nonnull(strstr(reply, "\"running\": true"));
     free(reply);
 
-    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    ck_assert_int_eq(stubdm_list(fx.ctx, &l), 0);
     ck_assert_uint_eq(stubdm_stubdom_list_count(l), 1);
     ck_assert_uint_eq(stubdm_stubdom_list_domid(l, 0), stubdm_stubdom_domid(s));
     ck_assert_uint_eq(stubdm_stubdom_list_guest(l, 0), GUEST);
     ck_assert_str_eq(stubdm_stubdom_list_state(l, 0), "running");
     ck_assert_str_eq(stubdm_stubdom_list_name(l, 0), "test-dm");
     stubdm_stubdom_list_free(l);
-    ck_assert_int_eq(stubdm_find_stubdom(ctx, GUEST, &found), 0);
+    ck_assert_int_eq(stubdm_find_stubdom(fx.ctx, GUEST, &found), 0);
     ck_assert_uint_eq(found, stubdm_stubdom_domid(s));
     /* The simulated consoles: the stubdomain logs to console 0's file. */
     ck_assert(proc_file_mentions(log_path, "device model running"));
-    ck_assert_int_eq(proc_count_sim(mock.dir, mock.pid), 2); /* sim-stubdom and its QEMU */
+    ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid), 2); /* sim-stubdom and its QEMU */
 
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_DESTROYED);
@@ -288,7 +214,7 @@ START_TEST(test_end_to_end)
     stubdm_stubdom_free(s);
     unlink(log_path);
     free(log_path);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -301,21 +227,20 @@ START_TEST(test_destroy_by_domid)
     uint32_t domid;
     static const char *const noqemu[] = { "--no-qemu" };
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     c = config(noqemu, 1, false);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* keeps running */
-    ck_assert_int_eq(proc_count_sim(mock.dir, mock.pid), 1);
+    ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid), 1);
 
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
     ck_assert_int_eq(stubdm_destroy(other, domid), 0);
     ck_assert_int_eq(stubdm_destroy(other, domid), STUBDM_ENOENT);
     stubdm_ctx_free(other);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -332,14 +257,13 @@ START_TEST(test_destroy_refuses_non_stubdomain)
     struct xs_permissions own30[1] = { { 30, XS_PERM_NONE } };
     stubdm_spawn_config *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
-    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char *before, *after, *v;
     uint32_t domid;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     /* Domain 30 claims to be guest 7's stubdomain in a node of its own. */
@@ -347,20 +271,20 @@ START_TEST(test_destroy_refuses_non_stubdomain)
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/30/target", "7", 1));
     ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/30/target",
                                  own30, 1));
-    before = dump();
+    before = spawnfix_dump(&fx);
 
-    ck_assert_int_eq(stubdm_destroy(ctx, GUEST), STUBDM_ENOTSTUBDOM);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "not a stubdomain"));
-    ck_assert_int_eq(stubdm_destroy(ctx, 30), STUBDM_ENOTSTUBDOM);
-    ck_assert_int_eq(stubdm_destroy_ext(ctx, domid, 0x80), STUBDM_EINVAL);
-    after = dump();
+    ck_assert_int_eq(stubdm_destroy(fx.ctx, GUEST), STUBDM_ENOTSTUBDOM);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "not a stubdomain"));
+    ck_assert_int_eq(stubdm_destroy(fx.ctx, 30), STUBDM_ENOTSTUBDOM);
+    ck_assert_int_eq(stubdm_destroy_ext(fx.ctx, domid, 0x80), STUBDM_EINVAL);
+    after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, before);
     free(after);
     free(before);
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
 
     /* Forced: domain 30 goes (its nodes), guest 7's contract stays. */
-    stubdm_destroy_ext(ctx, 30, STUBDM_DESTROY_FORCE);
+    stubdm_destroy_ext(fx.ctx, 30, STUBDM_DESTROY_FORCE);
     v = xs_read(h, XBT_NULL, "/local/domain/30", NULL);
     ck_assert_msg(v == NULL, "/local/domain/30 is left");
     v = xs_read(h, XBT_NULL, "/local/domain/7/image/device-model-domid", NULL);
@@ -370,7 +294,7 @@ START_TEST(test_destroy_refuses_non_stubdomain)
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     stubdm_stubdom_free(s);
     xs_close(h);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -390,13 +314,12 @@ START_TEST(test_placeholder_mark_owner)
                                           { GUEST, XS_PERM_READ } };
     stubdm_spawn_config *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
-    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char mark[32], *v, *after;
-    bool had_vm = strstr(dump_before, "\n/vm ") != NULL ||
-                  strncmp(dump_before, "/vm ", 4) == 0;
+    bool had_vm = strstr(fx.dump_before, "\n/vm ") != NULL ||
+                  strncmp(fx.dump_before, "/vm ", 4) == 0;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     ck_assert_ptr_nonnull(h);
     /* A guest of its own (not a placeholder): its tree is its. */
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7", "", 0));
@@ -408,8 +331,8 @@ START_TEST(test_placeholder_mark_owner)
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/name", "g", 1));
     ck_assert(xs_write(h, XBT_NULL, vm, "", 0));
     ck_assert(xs_set_permissions(h, XBT_NULL, vm, vm_perms, 2));
-    ck_assert_msg(stubdm_spawn_sync(ctx, c, NULL, NULL, &s) == 0, "%s",
-                  stubdm_ctx_errmsg(ctx));
+    ck_assert_msg(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s) == 0, "%s",
+                  stubdm_ctx_errmsg(fx.ctx));
     stubdm_spawn_config_free(c);
     snprintf(mark, sizeof(mark), "%u 1", stubdm_stubdom_domid(s));
     ck_assert(xs_write(h, XBT_NULL,
@@ -432,10 +355,10 @@ START_TEST(test_placeholder_mark_owner)
     if (!had_vm)
         ck_assert(xs_rm(h, XBT_NULL, "/vm"));
     xs_close(h);
-    after = dump();
-    ck_assert_str_eq(after, dump_before);
+    after = spawnfix_dump(&fx);
+    ck_assert_str_eq(after, fx.dump_before);
     free(after);
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
 }
 END_TEST
 
@@ -447,7 +370,7 @@ START_TEST(test_guest_vm_node_owner)
     struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
     stubdm_spawn_config *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
-    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char *before, *after;
 
     ck_assert_ptr_nonnull(h);
@@ -455,18 +378,18 @@ START_TEST(test_guest_vm_node_owner)
     ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own,
                                  1));
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/vm", "/vm/other", 9));
-    before = dump();
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), STUBDM_EPERM);
-    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "owned by domain 7"), "%s",
-                  stubdm_ctx_errmsg(ctx));
+    before = spawnfix_dump(&fx);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), STUBDM_EPERM);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 7"), "%s",
+                  stubdm_ctx_errmsg(fx.ctx));
     stubdm_spawn_config_free(c);
-    after = dump();
+    after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, before);
     free(after);
     free(before);
     ck_assert(xs_rm(h, XBT_NULL, "/local/domain/7"));
     xs_close(h);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -486,40 +409,39 @@ START_TEST(test_find_stubdom_guest_owned)
                                           { GUEST, XS_PERM_READ } };
     stubdm_spawn_config *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
-    struct xs_handle *h = mockxs_open_as(&mock, 0);
+    struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char *before, *after, val[16];
     uint32_t domid, found = 12345;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(stubdm_spawn_sync(ctx, c, NULL, NULL, &s), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     stubdm_spawn_config_free(c);
     domid = stubdm_stubdom_domid(s);
     snprintf(val, sizeof(val), "%u", domid);
     ck_assert(xs_write(h, XBT_NULL, node, val, (unsigned)strlen(val)));
     ck_assert(xs_set_permissions(h, XBT_NULL, node, guest_own, 1));
-    before = dump();
+    before = spawnfix_dump(&fx);
 
-    ck_assert_int_eq(stubdm_find_stubdom(ctx, GUEST, &found), STUBDM_EPERM);
-    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "owned by domain 7"), "%s",
-                  stubdm_ctx_errmsg(ctx));
+    ck_assert_int_eq(stubdm_find_stubdom(fx.ctx, GUEST, &found), STUBDM_EPERM);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 7"), "%s",
+                  stubdm_ctx_errmsg(fx.ctx));
     ck_assert_uint_eq(found, 12345);
-    after = dump();
+    after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, before);
     free(after);
     free(before);
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
-    ck_assert_int_eq(proc_count_sim(mock.dir, mock.pid), 1);
+    ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid), 1);
 
     ck_assert(xs_set_permissions(h, XBT_NULL, node, dom0_own, 2));
-    ck_assert_int_eq(stubdm_find_stubdom(ctx, GUEST, &found), 0);
+    ck_assert_int_eq(stubdm_find_stubdom(fx.ctx, GUEST, &found), 0);
     ck_assert_uint_eq(found, domid);
 
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     stubdm_stubdom_free(s);
     xs_close(h);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -554,14 +476,13 @@ START_TEST(test_die_at_each_step)
     const char *msg;
     int rc;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     c = config(dc->args, nargs, true);
     if (dc->rc == STUBDM_ETIMEDOUT)
         stubdm_spawn_config_set_timeout(c, 1000);
-    rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
+    rc = stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s);
     stubdm_spawn_config_free(c);
-    msg = stubdm_ctx_errmsg(ctx);
+    msg = stubdm_ctx_errmsg(fx.ctx);
     if (rc == 0 && !dc->rc) {
         /* Dying right after "running" races with the QMP handshake: QEMU
          * may answer before the simulated hypervisor kills it.  Then the
@@ -569,7 +490,7 @@ START_TEST(test_die_at_each_step)
         ck_assert_ptr_nonnull(s);
         ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
         stubdm_stubdom_free(s);
-        assert_clean();
+        spawnfix_assert_clean(&fx, false);
         return;
     }
     ck_assert_ptr_null(s);
@@ -581,7 +502,7 @@ START_TEST(test_die_at_each_step)
         ck_abort_msg("'%s' does not name the step '%s'", msg, dc->step);
     if (!strstr(msg, dc->cause))
         ck_abort_msg("'%s' does not give the cause '%s'", msg, dc->cause);
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -593,11 +514,11 @@ START_TEST(test_unpause_fails)
     int rc;
 
     stubdm_spawn_config_set_sim_program(c, "/nonexistent/stubdom", NULL, 0);
-    rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
+    rc = stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s);
     stubdm_spawn_config_free(c);
     ck_assert_int_ne(rc, 0);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "spawn: unpausing: "));
-    assert_clean();
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "spawn: unpausing: "));
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -611,18 +532,17 @@ START_TEST(test_cancel_at_each_step)
     stubdm_op *op = NULL;
     int step = _i / 2;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     if (_i % 2)
         p.free_at = step;
     else
         p.cancel_at = step;
     c = config(noqemu, 1, true);
-    ck_assert_int_eq(stubdm_spawn(ctx, c, on_progress, NULL, &p, &s, &op), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, on_progress, NULL, &p, &s, &op), 0);
     stubdm_spawn_config_free(c);
     p.op = op;
     while (!stubdm_op_done(op))
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5000), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5000), 0);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
     ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op), "cancelled"));
     stubdm_op_free(op);
@@ -630,7 +550,7 @@ START_TEST(test_cancel_at_each_step)
         ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_FAILED);
         stubdm_stubdom_free(s);
     }
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -642,22 +562,21 @@ START_TEST(test_ctx_free_while_pending)
     stubdm_stubdom *s = NULL;
     char *after;
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     c = config(noqemu, 2, true);
-    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, NULL), 0);
     stubdm_spawn_config_free(c);
     while (stubdm_stubdom_step(s) != STUBDM_SPAWN_WAIT)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_uint_ne(stubdm_stubdom_domid(s), 0);
-    stubdm_ctx_free(ctx);
-    ctx = NULL;
+    stubdm_ctx_free(fx.ctx);
+    fx.ctx = NULL;
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_FAILED);
     stubdm_stubdom_free(s); /* after the ctx: documented as allowed here */
-    after = dump();
-    ck_assert_str_eq(after, dump_before);
+    after = spawnfix_dump(&fx);
+    ck_assert_str_eq(after, fx.dump_before);
     free(after);
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
 }
 END_TEST
 
@@ -687,22 +606,21 @@ START_TEST(test_fifty_concurrent)
     stubdm_stubdom_list *l = NULL;
     int64_t t0 = stubdm_now_ms();
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     for (int i = 0; i < MANY; i++) {
         stubdm_spawn_config *c = config(noqemu, 1, true);
         stubdm_spawn_config_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
-        ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, on_many_done, &m, &s[i],
+        ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, on_many_done, &m, &s[i],
                                       NULL),
                          0);
         stubdm_spawn_config_free(c);
     }
     while (m.done < MANY)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5000), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5000), 0);
     ck_assert_int_eq(m.failed, 0);
     fprintf(stderr, "test_spawn: %d stubdomains running with QMP in %lld ms\n",
             MANY, (long long)(stubdm_now_ms() - t0));
-    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    ck_assert_int_eq(stubdm_list(fx.ctx, &l), 0);
     ck_assert_uint_eq(stubdm_stubdom_list_count(l), MANY);
     for (size_t i = 0; i < MANY; i++)
         ck_assert_str_eq(stubdm_stubdom_list_state(l, i), "running");
@@ -719,7 +637,7 @@ START_TEST(test_fifty_concurrent)
         ck_assert_int_eq(stubdm_stubdom_destroy(s[i]), 0);
         stubdm_stubdom_free(s[i]);
     }
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -733,19 +651,19 @@ START_TEST(test_fifty_real_qemu)
     struct many m = { 0, 0 };
     int64_t t0 = stubdm_now_ms();
 
-    have_sim_stubdom();
+    spawnfix_need_sim_stubdom(&fx);
     for (int i = 0; i < MANY; i++) {
         stubdm_spawn_config *c = config(NULL, 0, true);
         stubdm_spawn_config_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
         stubdm_spawn_config_set_args(c, none_args, 7);
         stubdm_spawn_config_set_timeout(c, 120000);
-        ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, on_many_done, &m, &s[i],
+        ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, on_many_done, &m, &s[i],
                                       NULL),
                          0);
         stubdm_spawn_config_free(c);
     }
     while (m.done < MANY)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 5000), 0);
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5000), 0);
     ck_assert_int_eq(m.failed, 0);
     fprintf(stderr, "test_spawn: %d real QEMUs running with QMP in %lld ms\n",
             MANY, (long long)(stubdm_now_ms() - t0));
@@ -753,17 +671,11 @@ START_TEST(test_fifty_real_qemu)
         ck_assert_int_eq(stubdm_stubdom_destroy(s[i]), 0);
         stubdm_stubdom_free(s[i]);
     }
-    assert_clean();
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
 /* ---- deaths of several spawns sharing the death monitor -------------------- */
-
-static int time_scale(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload") ? 10 : 1;
-}
 
 struct ended {
     int calls, rc;
@@ -791,23 +703,22 @@ START_TEST(test_three_spawns_deaths_in_every_order)
 {
     static const char *const args[] = { "--no-qemu", "--no-running" };
     const int *order = perm3[_i];
-    const int bound = 2000 * time_scale();
+    const int bound = 2000 * ts_time_scale();
     stubdm_stubdom *s[3] = { 0 };
     struct ended e[3];
 
-    if (!have_sim_stubdom())
-        return;
+    spawnfix_need_sim_stubdom(&fx);
     memset(e, 0, sizeof(e));
     for (int i = 0; i < 3; i++) {
         stubdm_spawn_config *c = config(args, 2, false);
         stubdm_spawn_config_set_guest(c, 100 + (uint32_t)i, NULL, NULL);
-        ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, on_ended, &e[i], &s[i],
+        ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, on_ended, &e[i], &s[i],
                                       NULL), 0);
         stubdm_spawn_config_free(c);
     }
     for (int i = 0; i < 3; i++) {
         while (stubdm_stubdom_step(s[i]) != STUBDM_SPAWN_WAIT && !e[i].calls)
-            ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+            ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
         ck_assert_msg(!e[i].calls, "spawn %d: %s", i, e[i].msg);
     }
     for (int d = 0; d < 3; d++) {
@@ -815,7 +726,7 @@ START_TEST(test_three_spawns_deaths_in_every_order)
         char args2[32];
         int len = snprintf(args2, sizeof(args2), "%u%ccrashed",
                            stubdm_stubdom_domid(s[k]), '\0');
-        struct xs_handle *xs = mockxs_open_as(&mock, 0);
+        struct xs_handle *xs = mockxs_open_as(&fx.mock, 0);
         ck_assert_ptr_nonnull(xs);
         int64_t killed = stubdm_now_ms();
         char *reply = xs_control_command(xs, "sim-release", args2,
@@ -824,7 +735,7 @@ START_TEST(test_three_spawns_deaths_in_every_order)
         free(reply);
         xs_close(xs);
         while (!e[k].calls && stubdm_now_ms() - killed < bound)
-            ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
+            ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 10), 0);
         ck_assert_msg(e[k].calls == 1,
                       "death %d (spawn %d): not seen within %d ms", d + 1, k,
                       bound);
@@ -841,8 +752,8 @@ START_TEST(test_three_spawns_deaths_in_every_order)
     }
     for (int i = 0; i < 3; i++)
         stubdm_stubdom_free(s[i]);
-    ck_assert_uint_eq(ctx->n_domwatches, 0);
-    assert_clean();
+    ck_assert_uint_eq(fx.ctx->n_domwatches, 0);
+    spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
@@ -878,11 +789,5 @@ static Suite *spawn_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(spawn_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(spawn_suite());
 }

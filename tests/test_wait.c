@@ -10,6 +10,7 @@
 
 #include "../examples/adapters/stubdm-epoll.h"
 #include "../examples/adapters/stubdm-glib.h"
+#include "run.h"
 
 #include <check.h>
 #include <errno.h>
@@ -63,85 +64,54 @@ static void stub_writes(const char *value, size_t len)
                        (unsigned)len));
 }
 
-struct result {
-    int calls;
-    int rc;
-    char msg[STUBDM_ERRMSG_MAX];
-    int64_t at_ms;
-};
-
-static void on_done(stubdm_op *op, int rc, void *user)
-{
-    struct result *r = user;
-    r->calls++;
-    r->rc = rc;
-    r->at_ms = stubdm_now_ms();
-    snprintf(r->msg, sizeof(r->msg), "%s", stubdm_op_errmsg(op));
-}
-
-static void spin(int ms)
-{
-    int64_t end = stubdm_now_ms() + ms;
-    while (stubdm_now_ms() < end)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
-}
-
-static void run_until_done(struct result *r, int max_ms)
-{
-    int64_t end = stubdm_now_ms() + max_ms;
-    while (!r->calls && stubdm_now_ms() < end)
-        ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
-    ck_assert_int_eq(r->calls, 1);
-}
-
 START_TEST(running_written_late)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
                                          &r, NULL),
                      0);
-    spin(100);
+    ts_spin(ctx, 100);
     ck_assert_int_eq(r.calls, 0);
     stub_writes("running", 7);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, 0);
-    spin(50);
+    ts_spin(ctx, 50);
     ck_assert_int_eq(r.calls, 1);
 }
 END_TEST
 
 START_TEST(running_written_before_the_wait)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
     stub_writes("running", 7);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
                                          &r, NULL),
                      0);
     ck_assert_int_eq(r.calls, 0); /* never inside the starting call */
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, 0);
 }
 END_TEST
 
 START_TEST(running_written_twice_and_other_values)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
                                          &r, NULL),
                      0);
     stub_writes("starting", 8);
-    spin(50);
+    ts_spin(ctx, 50);
     stub_writes("Running", 7); /* case matters */
     stub_writes("running\n", 8);
-    spin(50);
+    ts_spin(ctx, 50);
     ck_assert_int_eq(r.calls, 0);
     stub_writes("running", 7);
     stub_writes("running", 7);
-    run_until_done(&r, 5000);
-    spin(100);
+    ts_run_until_done(ctx, &r, 5000);
+    ts_spin(ctx, 100);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.rc, 0);
 }
@@ -149,14 +119,14 @@ END_TEST
 
 START_TEST(never_running_times_out_with_last_state)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     int64_t start = stubdm_now_ms();
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 300, on_done, &r,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 300, ts_on_done, &r,
                                          NULL),
                      0);
     stub_writes("starting", 8);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
     ck_assert(r.at_ms - start >= 300);
     ck_assert_ptr_nonnull(strstr(r.msg, "last state: starting"));
@@ -166,13 +136,13 @@ END_TEST
 
 START_TEST(empty_value_is_named_in_the_timeout)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 200, on_done, &r,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 200, ts_on_done, &r,
                                          NULL),
                      0);
     stub_writes("", 0);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
     ck_assert_ptr_nonnull(strstr(r.msg, "last state: (empty value)"));
 }
@@ -180,17 +150,17 @@ END_TEST
 
 START_TEST(garbage_and_oversized_values_are_ignored)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     char big[2000];
 
     memset(big, 'A', sizeof(big));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 400, on_done, &r,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 400, ts_on_done, &r,
                                          NULL),
                      0);
     stub_writes("\x01\xff\x00junk", 7);
-    spin(50);
+    ts_spin(ctx, 50);
     stub_writes(big, sizeof(big));
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
     ck_assert_ptr_nonnull(strstr(r.msg, "last state: (oversized value)"));
 }
@@ -198,15 +168,15 @@ END_TEST
 
 START_TEST(node_created_and_removed)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 400, on_done, &r,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 400, ts_on_done, &r,
                                          NULL),
                      0);
     stub_writes("starting", 8);
-    spin(30);
+    ts_spin(ctx, 30);
     ck_assert(xs_rm(stub, XBT_NULL, "device-model/4/state"));
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
     ck_assert_ptr_nonnull(strstr(r.msg, "last state: starting"));
 }
@@ -214,14 +184,14 @@ END_TEST
 
 START_TEST(domain_released_before)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
     ck_assert(xs_release_domain(dom0, STUB));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, NULL),
                      0);
     ck_assert_int_eq(r.calls, 0);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
     ck_assert_ptr_nonnull(strstr(r.msg, "stubdomain 5 destroyed"));
 }
@@ -229,22 +199,22 @@ END_TEST
 
 START_TEST(domain_dies_during_wait_fails_fast)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     static const char args[] = "5\0crashed (signal 11)";
     int64_t died;
     char *reply;
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, NULL),
                      0);
     stub_writes("starting", 8);
-    spin(100);
+    ts_spin(ctx, 100);
     died = stubdm_now_ms();
     reply = xs_control_command(dom0, "sim-release", (void *)args,
                                sizeof(args));
     ck_assert_ptr_nonnull(reply);
     free(reply);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
     /* Seen long before the 30 s timeout (the exact latency is measured by
      * bench/bench_wait, not asserted here). */
@@ -256,15 +226,15 @@ END_TEST
 
 START_TEST(domain_released_after_running)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
     stub_writes("running", 7);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, NULL),
                      0);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert(xs_release_domain(dom0, STUB));
-    spin(100);
+    ts_spin(ctx, 100);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.rc, 0);
 }
@@ -272,18 +242,18 @@ END_TEST
 
 START_TEST(other_domain_released_is_ignored)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
     ck_assert(xs_introduce_domain(dom0, 7, 1, 1));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, NULL),
                      0);
-    spin(50);
+    ts_spin(ctx, 50);
     ck_assert(xs_release_domain(dom0, 7));
-    spin(100);
+    ts_spin(ctx, 100);
     ck_assert_int_eq(r.calls, 0);
     stub_writes("running", 7);
-    run_until_done(&r, 5000);
+    ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, 0);
 }
 END_TEST
@@ -311,10 +281,10 @@ static void on_done_cancel_other(stubdm_op *op, int rc, void *user)
 START_TEST(cancel_and_free_from_callbacks)
 {
     struct chain c = {0};
-    struct result r2 = {0};
+    struct ts_result r2 = {0};
     stubdm_op *first = NULL;
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r2, &c.other),
                      0);
     ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000,
@@ -323,8 +293,8 @@ START_TEST(cancel_and_free_from_callbacks)
     stub_writes("running", 7);
     /* Both see "running" in the same dispatch; whichever runs first, each
      * completes exactly once. */
-    run_until_done(&r2, 5000);
-    spin(50);
+    ts_run_until_done(ctx, &r2, 5000);
+    ts_spin(ctx, 50);
     ck_assert_int_eq(c.calls, 1);
     ck_assert_int_eq(r2.calls, 1);
     stubdm_op_free(c.other);
@@ -334,13 +304,13 @@ END_TEST
 START_TEST(free_ctx_from_callback)
 {
     struct chain c = {0};
-    struct result r2 = {0};
+    struct ts_result r2 = {0};
 
     c.free_ctx = true;
     ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 100,
                                          on_done_cancel_other, &c, NULL),
                      0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 100, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 100, ts_on_done,
                                          &r2, &c.other),
                      0);
     /* The first to time out frees the ctx: no further callback. */
@@ -357,21 +327,21 @@ END_TEST
 
 START_TEST(cancel_pending_wait)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     stubdm_op *op = NULL;
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, &op),
                      0);
-    spin(20);
+    ts_spin(ctx, 20);
     stubdm_op_cancel(op);
     stubdm_op_cancel(op);
-    run_until_done(&r, 1000);
+    ts_run_until_done(ctx, &r, 1000);
     ck_assert_int_eq(r.rc, STUBDM_ECANCELED);
     /* The cancelled wait left no watch behind: running now changes
      * nothing and nothing fires. */
     stub_writes("running", 7);
-    spin(50);
+    ts_spin(ctx, 50);
     ck_assert_int_eq(r.calls, 1);
     stubdm_op_free(op);
 }
@@ -379,19 +349,19 @@ END_TEST
 
 START_TEST(invalid_arguments)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 0, on_done, &r,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 0, ts_on_done, &r,
                                          NULL),
                      STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "timeout"));
-    ck_assert_int_eq(stubdm_wait_running(ctx, 0x8000, GUEST, 10, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, 0x8000, GUEST, 10, ts_on_done,
                                          &r, NULL),
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10, NULL, &r,
                                          NULL),
                      STUBDM_EINVAL);
-    spin(50);
+    ts_spin(ctx, 50);
     ck_assert_int_eq(r.calls, 0);
 }
 END_TEST
@@ -409,11 +379,11 @@ END_TEST
 START_TEST(driven_by_epoll_hooks)
 {
     struct stubdm_epoll ep;
-    struct result r = {0};
+    struct ts_result r = {0};
     int64_t end;
 
     ck_assert_int_eq(stubdm_epoll_attach(&ep, ctx), 0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
                                          &r, NULL),
                      0);
     ck_assert_int_eq(stubdm_epoll_run_once(&ep, 50), 0);
@@ -426,7 +396,7 @@ START_TEST(driven_by_epoll_hooks)
     ck_assert(ep.hook_calls >= 2); /* the xenstore fd and the timer */
     /* A timeout through the timerfd path. */
     r.calls = 0;
-    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 100, on_done, &r,
+    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 100, ts_on_done, &r,
                                          NULL),
                      0);
     end = stubdm_now_ms() + 5000;
@@ -443,7 +413,7 @@ static GMainLoop *gloop;
 
 static void on_done_quit(stubdm_op *op, int rc, void *user)
 {
-    on_done(op, rc, user);
+    ts_on_done(op, rc, user);
     g_main_loop_quit(gloop);
 }
 
@@ -456,7 +426,7 @@ static gboolean write_running_later(gpointer user)
 
 START_TEST(driven_by_glib)
 {
-    struct result r = {0};
+    struct ts_result r = {0};
     struct stubdm_glib *a;
 
     gloop = g_main_loop_new(NULL, FALSE);
@@ -485,13 +455,13 @@ END_TEST
 START_TEST(many_waits_share_one_release_watch)
 {
     enum { N = 200 };
-    static struct result r[N];
+    static struct ts_result r[N];
     int done = 0;
 
     memset(r, 0, sizeof(r));
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000,
-                                             on_done, &r[i], NULL),
+                                             ts_on_done, &r[i], NULL),
                          0);
     /* N state watches plus one shared @releaseDomain watch. */
     ck_assert_uint_eq(ctx->xs.nwatches, N + 1);
@@ -512,14 +482,6 @@ START_TEST(many_waits_share_one_release_watch)
 END_TEST
 
 /* ---- several stubdomains, one shared @releaseDomain watch ---------------- */
-
-/* Wall-clock bounds are sized for native speed; valgrind runs the library
- * ~50x slower, so they stretch under it (the assertions don't). */
-static int time_scale(void)
-{
-    const char *pre = getenv("LD_PRELOAD");
-    return pre && strstr(pre, "vgpreload") ? 10 : 1;
-}
 
 /* The shared watch is gone from the mock too, not just from the library's
  * table: unwatching its token again is refused. */
@@ -544,18 +506,18 @@ static void assert_release_watch_gone(void)
 static void deaths_in_order(const unsigned *subs, const unsigned *deaths,
                             size_t n)
 {
-    struct result r[4];
-    const int bound = 1000 * time_scale();
+    struct ts_result r[4];
+    const int bound = 1000 * ts_time_scale();
 
     memset(r, 0, sizeof(r));
     for (size_t i = 0; i < n; i++) {
         if (subs[i] != STUB)
             ck_assert(xs_introduce_domain(dom0, subs[i], 1, 1));
         ck_assert_int_eq(stubdm_wait_running(ctx, subs[i], GUEST, 20000,
-                                             on_done, &r[i], NULL),
+                                             ts_on_done, &r[i], NULL),
                          0);
     }
-    spin(20);
+    ts_spin(ctx, 20);
     for (size_t d = 0; d < n; d++) {
         size_t k = 0;
         while (subs[k] != deaths[d])
@@ -578,7 +540,7 @@ static void deaths_in_order(const unsigned *subs, const unsigned *deaths,
             ck_assert_int_eq(r[o].calls, 0);
         }
     }
-    spin(20);
+    ts_spin(ctx, 20);
     for (size_t i = 0; i < n; i++)
         ck_assert_int_eq(r[i].calls, 1);
     assert_release_watch_gone();
@@ -607,29 +569,29 @@ END_TEST
  * leaves the shared watch to them; the last one removes it. */
 START_TEST(release_watch_outlives_finished_waits)
 {
-    struct result r[3];
+    struct ts_result r[3];
     stubdm_op *cancelled = NULL;
 
     memset(r, 0, sizeof(r));
     ck_assert(xs_introduce_domain(dom0, 7, 1, 1));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, ts_on_done,
                                          &r[0], NULL), 0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
                                          &r[1], &cancelled), 0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, 9, 20000, on_done, &r[2],
+    ck_assert_int_eq(stubdm_wait_running(ctx, 7, 9, 20000, ts_on_done, &r[2],
                                          NULL), 0);
     stub_writes("running", 7);
-    run_until_done(&r[0], 5000);
+    ts_run_until_done(ctx, &r[0], 5000);
     ck_assert_int_eq(r[0].rc, 0);
     stubdm_op_cancel(cancelled);
-    run_until_done(&r[1], 5000);
+    ts_run_until_done(ctx, &r[1], 5000);
     ck_assert_int_eq(r[1].rc, STUBDM_ECANCELED);
     ck_assert_ptr_nonnull(ctx->release_watch.path);
     int64_t released = stubdm_now_ms();
     ck_assert(xs_release_domain(dom0, 7));
-    run_until_done(&r[2], 1000 * time_scale());
+    ts_run_until_done(ctx, &r[2], 1000 * ts_time_scale());
     ck_assert_int_eq(r[2].rc, STUBDM_EDOMAIN_GONE);
-    ck_assert_int_lt(r[2].at_ms - released, 1000 * time_scale());
+    ck_assert_int_lt(r[2].at_ms - released, 1000 * ts_time_scale());
     stubdm_op_free(cancelled);
     assert_release_watch_gone();
 }
@@ -645,13 +607,13 @@ END_TEST
 START_TEST(burst_of_events_is_bounded_and_coalesced)
 {
     enum { BURST = 3000 };
-    struct result r5 = {0}, r6 = {0};
+    struct ts_result r5 = {0}, r6 = {0};
     char v[32];
 
     ck_assert(xs_introduce_domain(dom0, 6, 1, 1));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, on_done,
+    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, ts_on_done,
                                          &r5, NULL), 0);
-    spin(50);
+    ts_spin(ctx, 50);
     for (int i = 0; i < BURST; i++) {
         int n = snprintf(v, sizeof(v), "starting %d", i);
         ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", v,
@@ -660,7 +622,7 @@ START_TEST(burst_of_events_is_bounded_and_coalesced)
     /* A sync request on the ctx's connection: every event was sent before
      * its reply, so all of them are in libxenstore's queue now. */
     int64_t t0 = stubdm_now_ms();
-    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 200, on_done, &r6,
+    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 200, ts_on_done, &r6,
                                          NULL), 0);
     int dispatches = 0;
     uint64_t most = 0;
@@ -677,12 +639,12 @@ START_TEST(burst_of_events_is_bounded_and_coalesced)
                   (unsigned long long)most);
     ck_assert_int_ge(dispatches, 3);
     ck_assert_int_eq(r6.rc, STUBDM_ETIMEDOUT);
-    ck_assert_msg(r6.at_ms - t0 < 250 * time_scale(),
+    ck_assert_msg(r6.at_ms - t0 < 250 * ts_time_scale(),
                   "the 200 ms timeout fired after %lld ms",
                   (long long)(r6.at_ms - t0));
     ck_assert_int_eq(r5.calls, 0);
     stub_writes("running", 7);
-    run_until_done(&r5, 5000);
+    ts_run_until_done(ctx, &r5, 5000);
     ck_assert_int_eq(r5.rc, 0);
 }
 END_TEST
@@ -724,11 +686,5 @@ static Suite *wait_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(wait_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return ts_run_suite(wait_suite());
 }

@@ -9,6 +9,8 @@
 #include "core/base.h"
 #include "mockxs.h"
 #include "proccheck.h"
+#include "run.h"
+#include "spawnfix.h"
 
 #include <check.h>
 #include <limits.h>
@@ -20,57 +22,23 @@
 
 #define GUEST 7
 
-static struct mockxs mock;
-static stubdm_ctx *ctx;
-static char sim_program[PATH_MAX];
-static char *dump_before;
-
-static char *dump(void)
-{
-    char *s = NULL;
-    ck_assert_int_eq(mockxs_dump(&mock, &s), 0);
-    return s;
-}
-
-static void log_stderr(void *user, stubdm_log_level level, int os_errno,
-                       const char *context, const char *msg)
-{
-    (void)user;
-    (void)os_errno;
-    fprintf(stderr, "[%s %d] %s\n", context, (int)level, msg);
-}
+static struct spawnfix fx;
 
 static void setup(void)
 {
-    char self[PATH_MAX - 64];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-    ck_assert_int_gt(n, 0);
-    self[n] = '\0';
-    *strrchr(self, '/') = '\0';
-    snprintf(sim_program, sizeof(sim_program),
-             "%s/mock-xenstored/stubdm-sim-stubdom", self);
-    ck_assert_int_eq(mockxs_start(&mock, NULL), 0);
-    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
-    unsetenv("STUBDM_SIM_DIR");
-    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
-    ck_assert_int_eq(stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM), 0);
-    if (getenv("TEST_SPAWN_VERBOSE"))
-        stubdm_ctx_set_log(ctx, log_stderr, NULL, STUBDM_LOG_DEBUG);
-    dump_before = dump();
+    static const struct spawnfix_opts o = {.verbose_env = "TEST_SPAWN_VERBOSE"};
+    spawnfix_setup(&fx, &o);
 }
 
 static void teardown(void)
 {
-    stubdm_ctx_free(ctx);
-    free(dump_before);
-    ck_assert_int_eq(mockxs_stop(&mock), 0);
+    spawnfix_teardown(&fx);
 }
 
 /* An XS_CONTROL command to the mock, on a connection of its own. */
 static void control(const char *cmd, const char *arg)
 {
-    struct xs_handle *xsh = mockxs_open_as(&mock, 0);
+    struct xs_handle *xsh = mockxs_open_as(&fx.mock, 0);
     char *r;
 
     ck_assert_ptr_nonnull(xsh);
@@ -103,7 +71,7 @@ START_TEST(test_xenstored_lost_mid_spawn)
     static const char *const args[] = { "-machine", "none" };
     static const char *const sim_args[] = { "--no-qemu", "--no-running" };
     const struct lost_case *lc = &lost_cases[_i];
-    stubdm_spawn_config *c = NULL;
+    stubdm_spawn_config *c;
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     stubdm_ctx *other = NULL;
@@ -112,36 +80,30 @@ START_TEST(test_xenstored_lost_mid_spawn)
     char *after;
     const char *msg;
 
-    if (access(sim_program, X_OK) != 0)
-        ck_abort_msg("%s is not built", sim_program);
-    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, "test"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_args(c, args, 2), 0);
-    ck_assert_int_eq(
-        stubdm_spawn_config_set_sim_program(c, sim_program, sim_args, 2), 0);
+    spawnfix_need_sim_stubdom(&fx);
+    c = spawnfix_config(&fx, GUEST, args, 2, sim_args, 2, 20000);
     ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, NULL), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_timeout(c, 20000), 0);
-    stubdm_ctx_set_hotplug(ctx, 0); /* no vif-bridge here */
+    stubdm_ctx_set_hotplug(fx.ctx, 0); /* no vif-bridge here */
 
     if (lc->drop_on)
         control("drop-on", lc->drop_on);
-    ck_assert_int_eq(stubdm_spawn(ctx, c, NULL, NULL, NULL, &s, &op), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), 0);
     stubdm_spawn_config_free(c);
     t0 = stubdm_now_ms();
     if (!lc->drop_on) {
         while (stubdm_stubdom_step(s) != STUBDM_SPAWN_WAIT &&
                !stubdm_op_done(op))
-            ck_assert_int_eq(stubdm_ctx_run_once(ctx, 1000), 0);
+            ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
         ck_assert(!stubdm_op_done(op));
         /* Let the wait's watch be registered. */
         for (int i = 0; i < 5; i++)
-            stubdm_ctx_run_once(ctx, 10);
+            stubdm_ctx_run_once(fx.ctx, 10);
         control("drop-now", NULL);
     }
     /* Well before the spawn's own 20 s timeout. */
     deadline = t0 + 5000;
     while (!stubdm_op_done(op) && stubdm_now_ms() < deadline)
-        stubdm_ctx_run_once(ctx, 100);
+        stubdm_ctx_run_once(fx.ctx, 100);
     ck_assert_msg(stubdm_op_done(op),
                   "the spawn still runs %lld ms after the connection went",
                   (long long)(stubdm_now_ms() - t0));
@@ -161,10 +123,10 @@ START_TEST(test_xenstored_lost_mid_spawn)
     ck_assert_int_eq(stubdm_ctx_set_host(other, STUBDM_HOST_SIM), 0);
     ck_assert_int_eq(stubdm_destroy(other, domid), 0);
     stubdm_ctx_free(other);
-    after = dump();
-    ck_assert_str_eq(after, dump_before);
+    after = spawnfix_dump(&fx);
+    ck_assert_str_eq(after, fx.dump_before);
     free(after);
-    ck_assert_int_eq(proc_sim_settled(mock.dir, mock.pid), 0);
+    ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
 }
 END_TEST
 
@@ -183,11 +145,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_run_suite(suite());
 }

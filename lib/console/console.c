@@ -467,7 +467,7 @@ static void budget_spend(stubdm_console *c, size_t n)
 static int rotate(stubdm_console *c)
 {
     size_t len = strlen(c->path) + 8;
-    char *from = malloc(len), *to = malloc(len);
+    char *from = stubdm__malloc(len), *to = stubdm__malloc(len);
     int rc = -1;
 
     if (!from || !to)

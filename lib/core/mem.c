@@ -15,6 +15,11 @@ void *stubdm__calloc(size_t n, size_t size)
     return calloc(n ? n : 1, size ? size : 1);
 }
 
+void *stubdm__malloc(size_t size)
+{
+    return malloc(size ? size : 1);
+}
+
 void *stubdm__reallocarray(void *p, size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size) {
@@ -30,14 +35,27 @@ char *stubdm__strdup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+char *stubdm__strndup(const char *s, size_t n)
+{
+    return s ? strndup(s, n) : NULL;
+}
+
+char *stubdm__vsprintf(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    return s;
+}
+
 char *stubdm__sprintf(const char *fmt, ...)
 {
     va_list ap;
-    char *s = NULL;
+    char *s;
 
     va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
+    s = stubdm__vsprintf(fmt, ap);
     va_end(ap);
     return s;
 }

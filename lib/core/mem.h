@@ -8,9 +8,13 @@
 #include "core/base.h"
 
 void *stubdm__calloc(size_t n, size_t size);
+/* Uninitialised, for buffers filled at once (I/O, arena chunks). */
+void *stubdm__malloc(size_t size);
 void *stubdm__reallocarray(void *p, size_t n, size_t size);
 char *stubdm__strdup(const char *s);
+char *stubdm__strndup(const char *s, size_t n);
 char *stubdm__sprintf(const char *fmt, ...) STUBDM_PRINTF(1, 2);
+char *stubdm__vsprintf(const char *fmt, va_list ap) STUBDM_PRINTF(1, 0);
 
 /* A growable byte buffer, bounded by 'limit' (0: SIZE_MAX). */
 struct stubdm__buf {

@@ -355,7 +355,7 @@ static int split_fields(stubdm_ctx *ctx, const char *s, size_t len,
             if (!nv)
                 goto nomem;
             v = nv;
-            v[n] = strndup(s + start, i - start);
+            v[n] = stubdm__strndup(s + start, i - start);
             if (!v[n])
                 goto nomem;
             v[++n] = NULL;

@@ -81,7 +81,7 @@ static __attribute__((noinline)) void *arena_alloc_slow(struct arena *a,
         size = n;
     if (size > SIZE_MAX - sizeof(struct arena_chunk))
         return NULL;
-    struct arena_chunk *c = malloc(sizeof(*c) + size);
+    struct arena_chunk *c = stubdm__malloc(sizeof(*c) + size);
     if (!c)
         return NULL;
     char *p = (char *)c->data;
@@ -961,7 +961,7 @@ static struct stubdm__json_doc *doc_fresh(struct stubdm__json_parser *p)
         p->spare = NULL;
         STUBDM__MEM_SHOW(doc, sizeof(*doc));
     } else {
-        doc = malloc(sizeof(*doc));
+        doc = stubdm__malloc(sizeof(*doc));
         if (!doc)
             return NULL;
     }

@@ -1250,7 +1250,7 @@ static void conn_read(struct qmp_conn *c)
     const unsigned gen = c->wire_gen;
 
     c->read_more = false;
-    if (!buf && !(buf = c->rbuf = malloc(READ_CHUNK))) {
+    if (!buf && !(buf = c->rbuf = stubdm__malloc(READ_CHUNK))) {
         conn_fail(c, STUBDM_ENOMEM, "out of memory reading from QEMU");
         return;
     }

@@ -1170,8 +1170,13 @@ static int teardown_domain(stubdm_ctx *ctx,
         a.guest_vm = made_vm ? guest_vm : NULL;
     }
 
+    /* A domain that could not be destroyed keeps its nodes: they are what
+     * makes it a stubdomain to a later destroy by domid (its target, the
+     * guest's device-model-domid), which can then finish the job. */
     rc = host->destroy(ctx, S);
     keep_first(ctx, rc, "destroying the domain", &first, msg, sizeof(msg));
+    if (first)
+        return stubdm__fail(ctx, first, 0, "%s", msg);
 
     if (have_guest) {
         stubdm_contract *k = NULL;
@@ -1186,6 +1191,10 @@ static int teardown_domain(stubdm_ctx *ctx,
             stubdm__fail(ctx, rc, 0, "contract");
         stubdm_contract_free(k);
         keep_first(ctx, rc, "removing the contract", &first, msg, sizeof(msg));
+        /* The stubdomain's nodes lead a later destroy by domid to the
+         * guest's contract: they stay while it does. */
+        if (rc)
+            return stubdm__fail(ctx, first, 0, "%s", msg);
     }
     /* The scripts read the backend nodes: before those go.  After the
      * domain is gone, as libxl runs them (nothing uses the device then). */

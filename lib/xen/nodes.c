@@ -93,10 +93,10 @@ static int vadd(stubdm_nodes *nodes, const char *perms, const char *value,
                 size_t len, const char *path_fmt, va_list ap)
 {
     struct stubdm__node nd = {0};
-    char *path = NULL;
+    char *path;
     void *arr = nodes->v;
 
-    if (vasprintf(&path, path_fmt, ap) < 0)
+    if (!(path = stubdm__vsprintf(path_fmt, ap)))
         return STUBDM_ENOMEM;
     if (grow(&arr, &nodes->cap, nodes->n + 1, sizeof(*nodes->v))) {
         free(path);
@@ -105,7 +105,7 @@ static int vadd(stubdm_nodes *nodes, const char *perms, const char *value,
     nodes->v = arr;
     nd.path = path;
     nd.len = value ? len : 0;
-    nd.value = malloc(nd.len + 1);
+    nd.value = stubdm__malloc(nd.len + 1);
     nd.perms = perms ? stubdm__strdup(perms) : NULL;
     if (!nd.value || (perms && !nd.perms)) {
         free(nd.path);
@@ -148,14 +148,13 @@ int stubdm__nodes_add_str(stubdm_nodes *nodes, const char *perms,
 int stubdm__nodes_add_rm(stubdm_nodes *nodes, const char *path_fmt, ...)
 {
     va_list ap;
-    char *path = NULL;
+    char *path;
     void *arr = nodes->rm;
-    int n;
 
     va_start(ap, path_fmt);
-    n = vasprintf(&path, path_fmt, ap);
+    path = stubdm__vsprintf(path_fmt, ap);
     va_end(ap);
-    if (n < 0)
+    if (!path)
         return STUBDM_ENOMEM;
     if (grow(&arr, &nodes->rmcap, nodes->nrm + 1, sizeof(*nodes->rm))) {
         free(path);

@@ -24,8 +24,8 @@
  * Invariants: no memory error (ASan), no leak, the model's answer, every
  * returned argument non-empty and free of the encoding's separators.
  */
-#include "protocol/dmargs.h"
 #include "core/base.h"
+#include "protocol/dmargs.h"
 #include "xen/nodes.h"
 
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* See qmp_peer.h.  Included directly by the tests that use it. */
+/* See qmp_peer.h. */
 #include "qmp_peer.h"
 #include "proccheck.h"
 

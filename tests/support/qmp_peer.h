@@ -9,8 +9,7 @@
  *    vchan socket, run in a child process: send bytes, read a command,
  *    reply with its id, delay, send slowly, flood, close.
  *
- * Single-file module: a test includes qmp_peer.c directly, so
- * tests/CMakeLists.txt needs no per-test rules.
+ * Part of stubdm_testsupport (tests/support/CMakeLists.txt).
  */
 #ifndef STUBDM_TESTS_QMP_PEER_H
 #define STUBDM_TESTS_QMP_PEER_H

@@ -17,7 +17,8 @@
  * the domain builder writes, so pass a dom0 handle), then simcons_write /
  * simcons_read move bytes (non-blocking: they return what fitted) and
  * simcons_wait sleeps until the backend notifies.  Needs lib/console/ring.c
- * (compile it in, or link libstubdm's static archive).
+ * (stubdm_testsupport links libstubdm's static archive; a program outside
+ * the tests compiles lib/console/ring.c in).
  */
 #ifndef STUBDM_TESTS_SIMCONS_H
 #define STUBDM_TESTS_SIMCONS_H
