@@ -382,6 +382,21 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+
+/* Read dir/key, a value the stubdomain's side may have written: bounded. */
+static int read_key(stubdm_ctx *ctx, const char *dir, const char *key,
+                    char **val, size_t *len)
+{
+    char *path = stubdm__sprintf("%s/%s", dir, key);
+    int rc;
+
+    if (!path)
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "reading the argv");
+    rc = stubdm__xs_read(ctx, XBT_NULL, path, STUBDM__XS_PAYLOAD_MAX, val,
+                         len);
+    free(path);
+    return rc;
+}
 static int read_directory(stubdm_ctx *ctx, const char *vm_path,
                           struct stubdm__buf *out)
 {
@@ -420,17 +435,10 @@ static int read_directory(stubdm_ctx *ctx, const char *vm_path,
      * the names as bytes gives the same order. */
     qsort(keys, nkeys, sizeof(*keys), cmp_str);
     for (unsigned i = 0; i < nkeys && !rc; i++) {
-        char *path = stubdm__sprintf("%s/%s", dir, keys[i]);
         char *val = NULL;
         size_t len = 0;
 
-        if (!path) {
-            rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "reading the argv");
-            break;
-        }
-        rc = stubdm__xs_read(ctx, XBT_NULL, path, STUBDM__XS_PAYLOAD_MAX,
-                             &val, &len);
-        free(path);
+        rc = read_key(ctx, dir, keys[i], &val, &len);
         if (rc)
             break;
         /* xenstore-read prints each value escaped, one per line. */
@@ -477,17 +485,10 @@ int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
         break;
     case STUBDM_ARGV_MINIOS_DMARGS:
     case STUBDM_ARGV_ESC_STRING: {
-        char *path = stubdm__sprintf("%s/" STUBDM__DMARGS_KEY, vm_path);
         char *val = NULL;
         size_t len = 0;
 
-        if (!path) {
-            rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "reading the argv");
-            break;
-        }
-        rc = stubdm__xs_read(ctx, XBT_NULL, path, STUBDM__XS_PAYLOAD_MAX,
-                             &val, &len);
-        free(path);
+        rc = read_key(ctx, vm_path, STUBDM__DMARGS_KEY, &val, &len);
         if (!rc) {
             /* The stubdomain reads the value as a C string: a NUL ends it
              * (split_fields would otherwise cut fields at it, even to
