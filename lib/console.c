@@ -1131,18 +1131,11 @@ static bool role_fits(enum role r, unsigned n)
     }
 }
 
-int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
-                         const stubdm_console_opts *opts, stubdm_done_fn *done,
-                         void *user, stubdm_console **out)
+/* The arguments of stubdm_console_serve, before anything is allocated. */
+static int serve_check_args(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                            unsigned n, const stubdm_console_opts *opts,
+                            stubdm_console **out)
 {
-    stubdm_console *c;
-    enum stubdm__dom_state st;
-    char detail[160];
-    bool xen;
-    int rc;
-
-    if (!ctx)
-        return STUBDM_EINVAL;
     if (!out || !opts)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "console: NULL %s", out ? "options" : "handle");
@@ -1157,22 +1150,32 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
                             "console %u: role %s does not fit (0 log, 1 "
                             "save, 2 restore, 3.. serial)",
                             n, role_name(opts->role));
+    return 0;
+}
+
+static bool serve_over_xen(stubdm_ctx *ctx, const stubdm_console_opts *opts)
+{
     switch (opts->transport) {
     case STUBDM_CONSOLE_TRANSPORT_XEN:
-        xen = true;
-        break;
+        return true;
     case STUBDM_CONSOLE_TRANSPORT_SIMULATED:
-        xen = false;
-        break;
+        return false;
     default:
-        xen = stubdm__xc_present(ctx);
-        break;
+        return stubdm__xc_present(ctx);
     }
+}
 
-    c = (stubdm_console *)stubdm__op_new(ctx, &console_type, sizeof(*c), done,
-                                         user);
+/* A console op with nothing opened or started yet: its fields, watches,
+ * timers and xenstore paths set up. */
+static stubdm_console *console_alloc(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                     unsigned n,
+                                     const stubdm_console_opts *opts, bool xen,
+                                     stubdm_done_fn *done, void *user)
+{
+    stubdm_console *c = (stubdm_console *)stubdm__op_new(
+        ctx, &console_type, sizeof(*c), done, user);
     if (!c)
-        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "console");
+        return NULL;
     c->stubdom = stubdom_domid;
     c->toolstack = opts->toolstack;
     c->n = n;
@@ -1203,7 +1206,121 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
     snprintf(c->be_path, sizeof(c->be_path),
              "/local/domain/%u/backend/console/%u/%u", opts->toolstack,
              stubdom_domid, n);
+    return c;
+}
 
+/* ROLE_LOG, ROLE_SERIAL_FILE: the capped, rotated file. */
+static int serve_open_file(stubdm_ctx *ctx, stubdm_console *c,
+                           const stubdm_console_opts *opts)
+{
+    c->cap = opts->cap;
+    c->rotations = opts->rotations;
+    c->path = stubdm__strdup(opts->path);
+    if (!c->path)
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "console path");
+    if (open_sink_file(c) < 0) {
+        int err = errno;
+        return stubdm__fail(ctx,
+                            err == ENOENT   ? STUBDM_ENOENT
+                            : err == EACCES ? STUBDM_EPERM
+                                            : STUBDM_EFAIL,
+                            err, "console %u: opening %s: %s", c->n, c->path,
+                            strerror(err));
+    }
+    return 0;
+}
+
+/* ROLE_SAVE, ROLE_RESTORE: the caller's fd, if any. */
+static int serve_adopt_fd(stubdm_ctx *ctx, stubdm_console *c,
+                          const stubdm_console_opts *opts)
+{
+    if (opts->fd < 0)
+        return 0; /* save: held (stubdm__console_opts_set_save_held);
+                   * restore: the serials' placeholder
+                   * (stubdm__console_opts_set_placeholder) */
+    if (set_nonblock(opts->fd) < 0) {
+        int err = errno;
+        return stubdm__fail(ctx, STUBDM_EINVAL, err, "console %u: fd %d: %s",
+                            c->n, opts->fd, strerror(err));
+    }
+    if (c->role == ROLE_SAVE) {
+        c->dst_fd = opts->fd;
+        c->dst_kind = fd_kind(opts->fd);
+    } else {
+        c->src_fd = opts->fd;
+    }
+    return 0;
+}
+
+/* ROLE_SERIAL_PTY: the pty, its slave's name published as the frontend's
+ * "tty". */
+static int serve_open_pty(stubdm_ctx *ctx, stubdm_console *c)
+{
+    char path[96];
+    int rc = open_pty(ctx, c);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/tty", c->fe_path);
+    return xs_write_str(ctx, path, c->tty);
+}
+
+/* What the console's role reads from or writes to. */
+static int serve_open_endpoint(stubdm_ctx *ctx, stubdm_console *c,
+                               const stubdm_console_opts *opts)
+{
+    switch (c->role) {
+    case ROLE_LOG:
+    case ROLE_SERIAL_FILE:
+        return serve_open_file(ctx, c, opts);
+    case ROLE_SAVE:
+    case ROLE_RESTORE:
+        return serve_adopt_fd(ctx, c, opts);
+    case ROLE_SERIAL_PTY:
+        return serve_open_pty(ctx, c);
+    default:
+        return STUBDM_EINVAL;
+    }
+}
+
+/* The backend announced, then the watches on the frontend and on the
+ * stubdomain's death; the op runs from here on. */
+static int serve_start(stubdm_ctx *ctx, stubdm_console *c,
+                       stubdm_console **out)
+{
+    enum stubdm__dom_state st;
+    char detail[160];
+    int rc;
+
+    if ((rc = set_be_state(c, XenbusStateInitWait)))
+        return rc;
+    /* The watch's first firing looks at what was published before. */
+    if ((rc = stubdm__xswatch_start(ctx, &c->fe_watch, c->fe_path)))
+        return rc;
+    if ((rc = stubdm__domwatch_start(ctx, &c->death, c->stubdom, &st, detail,
+                                     sizeof(detail))))
+        return rc;
+    stubdm__op_started(&c->op, (stubdm_op **)out);
+    if (st != STUBDM__DOM_RUNNING)
+        on_death(ctx, &c->death, st, detail); /* queued, not called back */
+    return 0;
+}
+
+int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
+                         const stubdm_console_opts *opts, stubdm_done_fn *done,
+                         void *user, stubdm_console **out)
+{
+    stubdm_console *c;
+    bool xen;
+    int rc;
+
+    if (!ctx)
+        return STUBDM_EINVAL;
+    if ((rc = serve_check_args(ctx, stubdom_domid, n, opts, out)))
+        return rc;
+    xen = serve_over_xen(ctx, opts);
+    c = console_alloc(ctx, stubdom_domid, n, opts, xen, done, user);
+    if (!c)
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "console");
     if (!xen) {
         c->simdir = opts->sim_dir ? stubdm__strdup(opts->sim_dir)
                                   : stubdm__qmpt_default_simdir();
@@ -1216,73 +1333,10 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
             goto fail;
         }
     }
-
-    switch (c->role) {
-    case ROLE_LOG:
-    case ROLE_SERIAL_FILE:
-        c->cap = opts->cap;
-        c->rotations = opts->rotations;
-        c->path = stubdm__strdup(opts->path);
-        if (!c->path) {
-            rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "console path");
-            goto fail;
-        }
-        if (open_sink_file(c) < 0) {
-            int err = errno;
-            rc = stubdm__fail(ctx,
-                              err == ENOENT   ? STUBDM_ENOENT
-                              : err == EACCES ? STUBDM_EPERM
-                                              : STUBDM_EFAIL,
-                              err, "console %u: opening %s: %s", n, c->path,
-                              strerror(err));
-            goto fail;
-        }
-        break;
-    case ROLE_SAVE:
-    case ROLE_RESTORE:
-        if (opts->fd < 0)
-            break; /* save: held (stubdm__console_opts_set_save_held);
-                    * restore: the serials' placeholder
-                    * (stubdm__console_opts_set_placeholder) */
-        if (set_nonblock(opts->fd) < 0) {
-            int err = errno;
-            rc = stubdm__fail(ctx, STUBDM_EINVAL, err,
-                              "console %u: fd %d: %s", n, opts->fd,
-                              strerror(err));
-            goto fail;
-        }
-        if (c->role == ROLE_SAVE) {
-            c->dst_fd = opts->fd;
-            c->dst_kind = fd_kind(opts->fd);
-        } else {
-            c->src_fd = opts->fd;
-        }
-        break;
-    case ROLE_SERIAL_PTY: {
-        char path[96];
-        if ((rc = open_pty(ctx, c)))
-            goto fail;
-        snprintf(path, sizeof(path), "%s/tty", c->fe_path);
-        if ((rc = xs_write_str(ctx, path, c->tty)))
-            goto fail;
-        break;
-    }
-    default:
-        rc = STUBDM_EINVAL;
+    if ((rc = serve_open_endpoint(ctx, c, opts)))
         goto fail;
-    }
-
-    if ((rc = set_be_state(c, XenbusStateInitWait)))
+    if ((rc = serve_start(ctx, c, out)))
         goto fail;
-    /* The watch's first firing looks at what was published before. */
-    if ((rc = stubdm__xswatch_start(ctx, &c->fe_watch, c->fe_path)))
-        goto fail;
-    if ((rc = stubdm__domwatch_start(ctx, &c->death, stubdom_domid, &st,
-                                     detail, sizeof(detail))))
-        goto fail;
-    stubdm__op_started(&c->op, (stubdm_op **)out);
-    if (st != STUBDM__DOM_RUNNING)
-        on_death(ctx, &c->death, st, detail); /* queued, not called back */
     LOG_DEBUG(ctx, MOD, "serving console %u of stubdomain %u (%s, %s)", n,
               stubdom_domid, role_name(c->role),
               xen ? "xen" : "simulated");

@@ -1283,26 +1283,28 @@ static inline size_t quick_string_end(const unsigned char *s, size_t i,
     return i < n && s[i] == '"' ? i : 0;
 }
 
-struct stubdm__json_doc *stubdm__json_parser_quick(
-    struct stubdm__json_parser *p, const struct stubdm__json_limits *lim,
-    const void *data, size_t len, size_t *consumed)
-{
-    const unsigned char *s = data;
-    size_t n = len < p->lim.max_bytes ? len : p->lim.max_bytes;
-    size_t i = 0;
-    /* After a value (or a key's colon): what may come next. */
-    enum { Q_VALUE, Q_KEY, Q_KEY_OR_CLOSE, Q_VALUE_OR_CLOSE, Q_AFTER } want;
+/* What the quick path may meet next: after a value (or a key's colon). */
+enum quick_want { Q_VALUE, Q_KEY, Q_KEY_OR_CLOSE, Q_VALUE_OR_CLOSE, Q_AFTER };
 
-    *consumed = 0;
-    if (lim) {
+/* A token's outcome: stop and let the incremental parser decide, go on,
+ * or the root object has closed. */
+enum quick_step { Q_DECLINE, Q_MORE, Q_ROOT_CLOSED };
+
+/* Sets p up for a quick parse; false when the quick path does not apply
+ * (no object at the very start, or a fresh doc cannot be had).  *n is the
+ * part of len within the byte limit. */
+JSON_INLINE bool quick_begin(struct stubdm__json_parser *p,
+                             const struct stubdm__json_limits *lim,
+                             const unsigned char *s, size_t len, size_t *n)
+{
+    if (lim)
         limits_fill(&p->lim, lim);
-        n = len < p->lim.max_bytes ? len : p->lim.max_bytes;
-    }
-    if (n == 0 || s[0] != '{' || !p->require_object)
-        return NULL;
+    *n = len < p->lim.max_bytes ? len : p->lim.max_bytes;
+    if (*n == 0 || s[0] != '{' || !p->require_object)
+        return false;
     p->doc = doc_fresh(p);
     if (!p->doc)
-        return NULL;
+        return false;
     p->state = PARSER_RUNNING;
     p->depth = 0;
     p->in_obj = false;
@@ -1310,127 +1312,159 @@ struct stubdm__json_doc *stubdm__json_parser_quick(
     p->stack_len = 0;
     p->bytes = 0;
     p->started = true;
-    want = Q_VALUE;
-    for (;;) {
-        while (i < n && quick_space(s[i]))
-            i++;
-        if (i >= n)
-            goto decline;
-        unsigned char c = s[i];
-        if (want == Q_AFTER) {
-            /* Inside a container (the root's end returned below). */
-            if (c == ',') {
-                want = p->in_obj ? Q_KEY : Q_VALUE;
-                i++;
-                continue;
-            }
-            if (c == (p->in_obj ? '}' : ']')) {
-                if (!(p->in_obj ? cb_end_map(p) : cb_end_array(p)))
-                    goto decline;
-                i++;
-                if (p->depth == 0)
-                    break;
-                continue;
-            }
-            goto decline;
-        }
-        if (want == Q_KEY || want == Q_KEY_OR_CLOSE) {
-            if (c == '}' && want == Q_KEY_OR_CLOSE) {
-                if (!cb_end_map(p))
-                    goto decline;
-                i++;
-                if (p->depth == 0)
-                    break;
-                want = Q_AFTER;
-                continue;
-            }
-            if (c != '"')
-                goto decline;
-            size_t end = quick_string_end(s, i + 1, n);
-            if (!end || !cb_map_key(p, s + i + 1, end - i - 1))
-                goto decline;
-            i = end + 1;
-            while (i < n && quick_space(s[i]))
-                i++;
-            if (i >= n || s[i] != ':')
-                goto decline;
-            i++;
-            want = Q_VALUE;
-            continue;
-        }
-        /* A value (Q_VALUE), or the end of an empty array. */
-        if (c == ']' && want == Q_VALUE_OR_CLOSE) {
-            if (!cb_end_array(p))
-                goto decline;
-            i++;
-            want = Q_AFTER;
-            continue;
-        }
-        int ok;
-        switch (c) {
-        case '{':
-            ok = cb_start_map(p);
-            i++;
-            want = Q_KEY_OR_CLOSE;
-            break;
-        case '[':
-            ok = cb_start_array(p);
-            i++;
-            want = Q_VALUE_OR_CLOSE;
-            break;
-        case '"': {
-            size_t end = quick_string_end(s, i + 1, n);
-            ok = end && cb_string(p, s + i + 1, end - i - 1);
-            i = end + 1;
-            want = Q_AFTER;
-            break;
-        }
-        case 't':
-            ok = n - i >= 4 && memcmp(s + i, "true", 4) == 0 &&
-                 cb_boolean(p, 1);
-            i += 4;
-            want = Q_AFTER;
-            break;
-        case 'f':
-            ok = n - i >= 5 && memcmp(s + i, "false", 5) == 0 &&
-                 cb_boolean(p, 0);
-            i += 5;
-            want = Q_AFTER;
-            break;
-        case 'n':
-            ok = n - i >= 4 && memcmp(s + i, "null", 4) == 0 && cb_null(p);
-            i += 4;
-            want = Q_AFTER;
-            break;
-        default: {
-            /* -?(0|[1-9][0-9]*), then a byte that cannot continue a
-             * number (yajl lexes "01" as two numbers, "1." and "1e" on). */
-            size_t k = i + (c == '-');
-            if (k >= n || s[k] < '0' || s[k] > '9')
-                goto decline;
-            if (s[k] == '0')
-                k++;
-            else
-                while (k < n && s[k] >= '0' && s[k] <= '9')
-                    k++;
-            if (k >= n || (s[k] >= '0' && s[k] <= '9') || s[k] == '.' ||
-                s[k] == 'e' || s[k] == 'E')
-                goto decline;
-            ok = cb_number(p, (const char *)s + i, k - i);
-            i = k;
-            want = Q_AFTER;
-            break;
-        }
-        }
-        if (!ok)
-            goto decline;
+    return true;
+}
+
+/* Q_AFTER: inside a container (the root's end is Q_ROOT_CLOSED), a comma
+ * or the container's closing bracket at s[*i]. */
+JSON_INLINE enum quick_step quick_after(struct stubdm__json_parser *p,
+                                        unsigned char c, size_t *i,
+                                        enum quick_want *want)
+{
+    if (c == ',') {
+        *want = p->in_obj ? Q_KEY : Q_VALUE;
+        (*i)++;
+        return Q_MORE;
     }
-    /* The root object closed at s[i - 1].  Its text goes with the tree. */
+    if (c != (p->in_obj ? '}' : ']'))
+        return Q_DECLINE;
+    if (!(p->in_obj ? cb_end_map(p) : cb_end_array(p)))
+        return Q_DECLINE;
+    (*i)++;
+    return p->depth == 0 ? Q_ROOT_CLOSED : Q_MORE;
+}
+
+/* Q_KEY or Q_KEY_OR_CLOSE: a plain key and its colon, or the end of an
+ * empty object. */
+JSON_INLINE enum quick_step quick_key(struct stubdm__json_parser *p,
+                                      const unsigned char *s, size_t *i,
+                                      size_t n, enum quick_want *want)
+{
+    size_t k = *i;
+    if (s[k] == '}' && *want == Q_KEY_OR_CLOSE) {
+        if (!cb_end_map(p))
+            return Q_DECLINE;
+        *i = k + 1;
+        if (p->depth == 0)
+            return Q_ROOT_CLOSED;
+        *want = Q_AFTER;
+        return Q_MORE;
+    }
+    if (s[k] != '"')
+        return Q_DECLINE;
+    size_t end = quick_string_end(s, k + 1, n);
+    if (!end || !cb_map_key(p, s + k + 1, end - k - 1))
+        return Q_DECLINE;
+    k = end + 1;
+    while (k < n && quick_space(s[k]))
+        k++;
+    if (k >= n || s[k] != ':')
+        return Q_DECLINE;
+    *i = k + 1;
+    *want = Q_VALUE;
+    return Q_MORE;
+}
+
+/* A number at s[i]: -?(0|[1-9][0-9]*), then a byte that cannot continue a
+ * number (yajl lexes "01" as two numbers, "1." and "1e" on).  Returns the
+ * index after it, or 0 to decline. */
+JSON_INLINE size_t quick_number(struct stubdm__json_parser *p,
+                                const unsigned char *s, size_t i, size_t n)
+{
+    size_t k = i + (s[i] == '-');
+    if (k >= n || s[k] < '0' || s[k] > '9')
+        return 0;
+    if (s[k] == '0')
+        k++;
+    else
+        while (k < n && s[k] >= '0' && s[k] <= '9')
+            k++;
+    if (k >= n || (s[k] >= '0' && s[k] <= '9') || s[k] == '.' ||
+        s[k] == 'e' || s[k] == 'E')
+        return 0;
+    return cb_number(p, (const char *)s + i, k - i) ? k : 0;
+}
+
+/* The literal word (true, false, null) at s[i]: whether it is there in
+ * full and its callback accepted it. */
+JSON_INLINE bool quick_literal(struct stubdm__json_parser *p,
+                               const unsigned char *s, size_t i, size_t n,
+                               const char *word, size_t wlen)
+{
+    if (n - i < wlen || memcmp(s + i, word, wlen) != 0)
+        return false;
+    if (word[0] == 'n')
+        return cb_null(p);
+    return cb_boolean(p, word[0] == 't');
+}
+
+/* Q_VALUE or Q_VALUE_OR_CLOSE: a value at s[*i], or the end of an empty
+ * array. */
+JSON_INLINE bool quick_value(struct stubdm__json_parser *p,
+                             const unsigned char *s, size_t *i, size_t n,
+                             enum quick_want *want)
+{
+    size_t k = *i;
+    bool ok;
+    switch (s[k]) {
+    case ']':
+        ok = *want == Q_VALUE_OR_CLOSE && cb_end_array(p);
+        k++;
+        *want = Q_AFTER;
+        break;
+    case '{':
+        ok = cb_start_map(p);
+        k++;
+        *want = Q_KEY_OR_CLOSE;
+        break;
+    case '[':
+        ok = cb_start_array(p);
+        k++;
+        *want = Q_VALUE_OR_CLOSE;
+        break;
+    case '"': {
+        size_t end = quick_string_end(s, k + 1, n);
+        ok = end && cb_string(p, s + k + 1, end - k - 1);
+        k = end + 1;
+        *want = Q_AFTER;
+        break;
+    }
+    case 't':
+        ok = quick_literal(p, s, k, n, "true", 4);
+        k += 4;
+        *want = Q_AFTER;
+        break;
+    case 'f':
+        ok = quick_literal(p, s, k, n, "false", 5);
+        k += 5;
+        *want = Q_AFTER;
+        break;
+    case 'n':
+        ok = quick_literal(p, s, k, n, "null", 4);
+        k += 4;
+        *want = Q_AFTER;
+        break;
+    default:
+        k = quick_number(p, s, k, n);
+        ok = k != 0;
+        *want = Q_AFTER;
+        break;
+    }
+    *i = k;
+    return ok;
+}
+
+/* The root object closed at s[i - 1]: its text goes with the tree, which
+ * is handed out; NULL to decline. */
+JSON_INLINE struct stubdm__json_doc *
+quick_finish(struct stubdm__json_parser *p, const unsigned char *s, size_t i,
+             size_t *consumed)
+{
     if (p->state != PARSER_DONE)
-        goto decline;
+        return NULL;
     char *t = arena_alloc(&p->doc->arena, i + 1);
     if (!t)
-        goto decline;
+        return NULL;
     memcpy(t, s, i);
     t[i] = '\0';
     struct stubdm__json_doc *doc = p->doc;
@@ -1441,9 +1475,43 @@ struct stubdm__json_doc *stubdm__json_parser_quick(
     p->bytes = i;
     *consumed = i;
     return doc;
+}
 
-decline:
-    /* Whatever was built stays in p->doc, which the next reset empties. */
+struct stubdm__json_doc *stubdm__json_parser_quick(
+    struct stubdm__json_parser *p, const struct stubdm__json_limits *lim,
+    const void *data, size_t len, size_t *consumed)
+{
+    const unsigned char *s = data;
+    size_t n;
+    size_t i = 0;
+    enum quick_want want = Q_VALUE;
+
+    *consumed = 0;
+    if (!quick_begin(p, lim, s, len, &n))
+        return NULL;
+    for (;;) {
+        while (i < n && quick_space(s[i]))
+            i++;
+        if (i >= n)
+            break;
+        enum quick_step step;
+        if (want == Q_AFTER)
+            step = quick_after(p, s[i], &i, &want);
+        else if (want == Q_KEY || want == Q_KEY_OR_CLOSE)
+            step = quick_key(p, s, &i, n, &want);
+        else
+            step = quick_value(p, s, &i, n, &want) ? Q_MORE : Q_DECLINE;
+        if (step == Q_DECLINE)
+            break;
+        if (step == Q_ROOT_CLOSED) {
+            struct stubdm__json_doc *doc = quick_finish(p, s, i, consumed);
+            if (doc)
+                return doc;
+            break;
+        }
+    }
+    /* Declined: whatever was built stays in p->doc, which the next reset
+     * empties. */
     p->state = PARSER_FAILED;
     return NULL;
 }

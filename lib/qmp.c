@@ -1066,133 +1066,130 @@ out:
     free(ev.data_json);
 }
 
-/* Handle one message; false: stop processing (connection failed). */
-static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+/* The greeting: negotiation starts (qmp_capabilities, with oob if both
+ * sides want it).  False: the connection failed. */
+static bool conn_greeting(struct qmp_conn *c, struct stubdm__qmp_msg *m)
 {
     stubdm_ctx *ctx = c->ctx;
-    struct cmd_op *cmd;
 
-    switch (m->type) {
-    case STUBDM__QMP_GREETING:
-        if (c->state != C_GREETING) {
-            conn_msg_free(c, m);
-            conn_fail(c, STUBDM_EPROTO,
-                      "QEMU in stubdomain %u sent a second greeting",
-                      c->stubdom);
-            return false;
-        }
-        c->greeting = m;
-        c->oob_enabled = c->want_oob && m->oob;
-        c->caps_id = ++c->next_id;
-        c->stats[STUBDM_QMP_STAT_BYTES_DISCARDED] +=
-            stubdm__qmp_wire_discarded(&c->wire);
-        if (stubdm__qmp_wire_discarded(&c->wire))
-            LOG_INFO(ctx, MOD, "stubdomain %u: discarded %" PRIu64
-                     " stale bytes before QEMU's greeting",
-                     c->stubdom, stubdm__qmp_wire_discarded(&c->wire));
-        LOG_DEBUG(ctx, MOD, "stubdomain %u: QEMU %u.%u.%u%s", c->stubdom,
-                  m->qemu_major, m->qemu_minor, m->qemu_micro,
-                  c->oob_enabled ? ", enabling oob" : "");
-        if (stubdm__qmp_encode_capabilities(&c->out, c->caps_id,
-                                            c->oob_enabled)) {
-            conn_fail(c, STUBDM_ENOMEM, "out of memory");
-            return false;
-        }
-        c->state = C_NEGOTIATING;
-        return true;
-    case STUBDM__QMP_EVENT: {
-        const unsigned gen = c->wire_gen;
-        if (c->state != C_READY) {
-            char name[64];
-            LOG_DEBUG(ctx, MOD, "stubdomain %u: event %s before negotiation "
-                      "ignored", c->stubdom,
-                      stubdm__printable_str(name, sizeof(name), m->event));
-        } else {
-            deliver_event(c, m);
-        }
-        /* A callback may have replaced the wire: its parser did not make
-         * this message. */
-        conn_msg_free(c->wire_gen == gen ? c : NULL, m);
-        return true;
-    }
-    case STUBDM__QMP_RETURN:
-    case STUBDM__QMP_ERROR:
-        break;
-    }
-
-    if (c->state == C_NEGOTIATING) {
-        if (m->id_kind == STUBDM__QMP_ID_NUMBER && m->id == c->caps_id) {
-            if (m->type == STUBDM__QMP_ERROR) {
-                struct peer_error e;
-                peer_error(&e, m);
-                conn_fail(c, STUBDM_EQMP,
-                          "QEMU in stubdomain %u refused qmp_capabilities: "
-                          "%s: %s",
-                          c->stubdom, e.cls, e.desc);
-                conn_msg_free(c, m);
-                return false;
-            }
-            conn_msg_free(c, m);
-            c->state = C_READY;
-            c->stats[STUBDM_QMP_STAT_CONNECTS]++;
-            LOG_DEBUG(ctx, MOD, "stubdomain %u: QMP ready", c->stubdom);
-            opens_complete(c, 0, "");
-            conn_pump(c);
-            return true;
-        }
-        /* Fall through: an id-less error here is QEMU refusing our
-         * negotiation outright. */
-        if (m->id_kind == STUBDM__QMP_ID_NONE && m->type == STUBDM__QMP_ERROR) {
-            struct peer_error e;
-            peer_error(&e, m);
-            conn_fail(c, STUBDM_EQMP,
-                      "QEMU in stubdomain %u refused qmp_capabilities: %s: %s",
-                      c->stubdom, e.cls, e.desc);
-            conn_msg_free(c, m);
-            return false;
-        }
-    }
-
-    if (m->id_kind == STUBDM__QMP_ID_NUMBER) {
-        if ((cmd = inflight_find(c, m->id)) != NULL) {
-            cmd_answer(c, cmd, m);
-            conn_pump(c);
-            return true;
-        }
-        if (tomb_take(c, m->id)) {
-            LOG_DEBUG(ctx, MOD, "stubdomain %u: late reply to abandoned id %"
-                      PRIu64 " dropped", c->stubdom, m->id);
-            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
-            conn_msg_free(c, m);
-            conn_pump(c);
-            return true;
-        }
-    } else if (m->id_kind == STUBDM__QMP_ID_NONE &&
-               m->type == STUBDM__QMP_ERROR && c->state == C_READY) {
-        /* QEMU could not parse or dispatch one of our commands and could
-         * not tell which.  Unambiguous only with one command on the wire. */
-        if (c->n_live + c->n_tomb == 1) {
-            if (c->n_live == 1) {
-                cmd = STUBDM_CONTAINER_OF(c->inflight.next, struct cmd_op,
-                                          clink);
-                cmd_answer(c, cmd, m);
-            } else {
-                c->n_tomb = 0;
-                c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
-                conn_msg_free(c, m);
-            }
-            conn_pump(c);
-            return true;
-        }
-        struct peer_error e;
-        peer_error(&e, m);
-        conn_fail(c, STUBDM_EPROTO,
-                  "QEMU in stubdomain %u sent an error without id with %zu "
-                  "commands in flight (%s: %s); cannot tell which failed",
-                  c->stubdom, c->n_live + c->n_tomb, e.cls, e.desc);
+    if (c->state != C_GREETING) {
         conn_msg_free(c, m);
+        conn_fail(c, STUBDM_EPROTO,
+                  "QEMU in stubdomain %u sent a second greeting", c->stubdom);
         return false;
     }
+    c->greeting = m;
+    c->oob_enabled = c->want_oob && m->oob;
+    c->caps_id = ++c->next_id;
+    c->stats[STUBDM_QMP_STAT_BYTES_DISCARDED] +=
+        stubdm__qmp_wire_discarded(&c->wire);
+    if (stubdm__qmp_wire_discarded(&c->wire))
+        LOG_INFO(ctx, MOD, "stubdomain %u: discarded %" PRIu64
+                 " stale bytes before QEMU's greeting",
+                 c->stubdom, stubdm__qmp_wire_discarded(&c->wire));
+    LOG_DEBUG(ctx, MOD, "stubdomain %u: QEMU %u.%u.%u%s", c->stubdom,
+              m->qemu_major, m->qemu_minor, m->qemu_micro,
+              c->oob_enabled ? ", enabling oob" : "");
+    if (stubdm__qmp_encode_capabilities(&c->out, c->caps_id,
+                                        c->oob_enabled)) {
+        conn_fail(c, STUBDM_ENOMEM, "out of memory");
+        return false;
+    }
+    c->state = C_NEGOTIATING;
+    return true;
+}
+
+static bool conn_event(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    const unsigned gen = c->wire_gen;
+
+    if (c->state != C_READY) {
+        char name[64];
+        LOG_DEBUG(c->ctx, MOD, "stubdomain %u: event %s before negotiation "
+                  "ignored", c->stubdom,
+                  stubdm__printable_str(name, sizeof(name), m->event));
+    } else {
+        deliver_event(c, m);
+    }
+    /* A callback may have replaced the wire: its parser did not make
+     * this message. */
+    conn_msg_free(c->wire_gen == gen ? c : NULL, m);
+    return true;
+}
+
+/* QEMU's error to qmp_capabilities: the connection fails (returns false). */
+static bool conn_caps_refused(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    struct peer_error e;
+
+    peer_error(&e, m);
+    conn_fail(c, STUBDM_EQMP,
+              "QEMU in stubdomain %u refused qmp_capabilities: %s: %s",
+              c->stubdom, e.cls, e.desc);
+    conn_msg_free(c, m);
+    return false;
+}
+
+/* While negotiating: whether m answers qmp_capabilities (then *ok says
+ * whether to go on processing). */
+static bool conn_negotiation_reply(struct qmp_conn *c,
+                                   struct stubdm__qmp_msg *m, bool *ok)
+{
+    if (m->id_kind == STUBDM__QMP_ID_NUMBER && m->id == c->caps_id) {
+        if (m->type == STUBDM__QMP_ERROR) {
+            *ok = conn_caps_refused(c, m);
+            return true;
+        }
+        conn_msg_free(c, m);
+        c->state = C_READY;
+        c->stats[STUBDM_QMP_STAT_CONNECTS]++;
+        LOG_DEBUG(c->ctx, MOD, "stubdomain %u: QMP ready", c->stubdom);
+        opens_complete(c, 0, "");
+        conn_pump(c);
+        *ok = true;
+        return true;
+    }
+    /* An id-less error here is QEMU refusing our negotiation outright. */
+    if (m->id_kind == STUBDM__QMP_ID_NONE && m->type == STUBDM__QMP_ERROR) {
+        *ok = conn_caps_refused(c, m);
+        return true;
+    }
+    return false;
+}
+
+/* An error without id once ready: QEMU could not parse or dispatch one of
+ * our commands and could not tell which.  Unambiguous only with one
+ * command on the wire; otherwise the connection fails (returns false). */
+static bool conn_idless_error(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    if (c->n_live + c->n_tomb == 1) {
+        if (c->n_live == 1) {
+            struct cmd_op *cmd =
+                STUBDM_CONTAINER_OF(c->inflight.next, struct cmd_op, clink);
+            cmd_answer(c, cmd, m);
+        } else {
+            c->n_tomb = 0;
+            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+            conn_msg_free(c, m);
+        }
+        conn_pump(c);
+        return true;
+    }
+    struct peer_error e;
+    peer_error(&e, m);
+    conn_fail(c, STUBDM_EPROTO,
+              "QEMU in stubdomain %u sent an error without id with %zu "
+              "commands in flight (%s: %s); cannot tell which failed",
+              c->stubdom, c->n_live + c->n_tomb, e.cls, e.desc);
+    conn_msg_free(c, m);
+    return false;
+}
+
+/* A reply nobody waits for: counted, logged, freed. */
+static void conn_drop_unmatched(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    stubdm_ctx *ctx = c->ctx;
+
     c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
     if (m->id_kind == STUBDM__QMP_ID_NUMBER)
         LOG_WARN(ctx, MOD, "stubdomain %u: dropped a reply with unknown id %"
@@ -1207,7 +1204,52 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
                     stubdm__printable_str(raw, sizeof(raw), m->raw));
     }
     conn_msg_free(c, m);
+}
+
+/* A return or an error: matched to its command by id, to qmp_capabilities
+ * while negotiating, or dropped.  False: the connection failed. */
+static inline bool conn_reply(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    struct cmd_op *cmd;
+    bool ok;
+
+    if (c->state == C_NEGOTIATING && conn_negotiation_reply(c, m, &ok))
+        return ok;
+    if (m->id_kind == STUBDM__QMP_ID_NUMBER) {
+        if ((cmd = inflight_find(c, m->id)) != NULL) {
+            cmd_answer(c, cmd, m);
+            conn_pump(c);
+            return true;
+        }
+        if (tomb_take(c, m->id)) {
+            LOG_DEBUG(c->ctx, MOD, "stubdomain %u: late reply to abandoned "
+                      "id %" PRIu64 " dropped", c->stubdom, m->id);
+            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+            conn_msg_free(c, m);
+            conn_pump(c);
+            return true;
+        }
+    } else if (m->id_kind == STUBDM__QMP_ID_NONE &&
+               m->type == STUBDM__QMP_ERROR && c->state == C_READY) {
+        return conn_idless_error(c, m);
+    }
+    conn_drop_unmatched(c, m);
     return true;
+}
+
+/* Handle one message; false: stop processing (connection failed). */
+static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    switch (m->type) {
+    case STUBDM__QMP_GREETING:
+        return conn_greeting(c, m);
+    case STUBDM__QMP_EVENT:
+        return conn_event(c, m);
+    case STUBDM__QMP_RETURN:
+    case STUBDM__QMP_ERROR:
+        break;
+    }
+    return conn_reply(c, m);
 }
 
 /* Take every queued message of wire generation gen; false when the
