@@ -673,6 +673,91 @@ static void update_watches(stubdm_console *c)
             c->stubdom, ctx->errmsg);
 }
 
+/* The frontend's out_prod is not within the ring of out_cons: the console
+ * ends. */
+static __attribute__((cold)) void out_ring_violation(stubdm_console *c)
+{
+    END(c, STUBDM_EPROTO,
+        "console %u of stubdomain %u: the frontend's out_prod %" PRIu32
+        " is not within %u bytes of out_cons %" PRIu32
+        ": ring protocol violation, console disconnected",
+        c->n, c->stubdom, c->ring.seen_rx_prod, STUBDM__CRING_OUT_SIZE,
+        c->ring.rx_cons);
+}
+
+/* Cut the nseg segments of iov down to allow bytes in all. */
+static inline void iov_trim(struct iovec *iov, unsigned *nseg, size_t allow)
+{
+    size_t keep = allow;
+    for (unsigned i = 0; i < *nseg; i++) {
+        if (iov[i].iov_len > keep)
+            iov[i].iov_len = keep;
+        keep -= iov[i].iov_len;
+    }
+    if (iov[*nseg - 1].iov_len == 0)
+        (*nseg)--;
+}
+
+/* What writing the ring's bytes to the destination came to. */
+enum out_write { OUT_WROTE, OUT_RETRY, OUT_HELD, OUT_ENDED };
+
+/* Offer the allowed bytes in iov to the console's destination; with
+ * OUT_WROTE, *r is how many it took (avail when they are dropped: nobody
+ * wants them). */
+static inline enum out_write out_write(stubdm_console *c, struct iovec *iov,
+                                       unsigned nseg, size_t allow,
+                                       long avail, ssize_t *r)
+{
+    if (c->dst_fd < 0 && c->role == ROLE_SAVE) {
+        /* A held save console (spawn): no destination yet, so the
+         * bytes stay in the ring until a save attaches one. */
+        return OUT_HELD;
+    }
+    if (c->dst_fd < 0 && c->path == NULL) {
+        /* Restore console: nobody wants the frontend's output. */
+        c->dropped += (uint64_t)avail;
+        *r = avail;
+        return OUT_WROTE;
+    }
+    if (c->role == ROLE_LOG || c->role == ROLE_SERIAL_FILE) {
+        *r = sink_file(c, iov, (int)nseg, allow);
+        return OUT_WROTE;
+    }
+    *r = write_nosig(c->dst_fd, c->dst_kind, iov, (int)nseg);
+    if (*r >= 0)
+        return OUT_WROTE;
+    int err = errno;
+    if (err == EINTR)
+        return OUT_RETRY;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        *r = 0;
+        return OUT_WROTE;
+    }
+    END(c, STUBDM_EFAIL, "console %u of stubdomain %u (%s): writing fd %d: %s",
+        c->n, c->stubdom, role_name(c->role), c->dst_fd, strerror(err));
+    return OUT_ENDED;
+}
+
+/* Take r bytes off the ring (all avail when the budget cut the rest and
+ * the destination took what it allowed, the rest dropped).  True when the
+ * destination took less than it was offered. */
+static inline bool out_consume(stubdm_console *c, ssize_t r, size_t allow,
+                               long avail, bool *notify)
+{
+    if (r > 0)
+        budget_spend(c, (size_t)r);
+    if (r == (ssize_t)allow && allow < (size_t)avail) {
+        count_drop(c, (uint64_t)avail - allow, "over the output budget");
+        r = avail;
+    }
+    if (r > 0) {
+        stubdm__cring_rx_consume(&c->ring, (uint32_t)r);
+        c->bytes_out += (uint64_t)r;
+        *notify = true;
+    }
+    return r < avail;
+}
+
 /* Ring -> destination.  Returns -1 when the console ended. */
 static int pump_out(stubdm_console *c, bool *notify, bool *more)
 {
@@ -686,12 +771,7 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
         ssize_t r;
 
         if (avail < 0) {
-            END(c, STUBDM_EPROTO,
-                "console %u of stubdomain %u: the frontend's out_prod %" PRIu32
-                " is not within %u bytes of out_cons %" PRIu32
-                ": ring protocol violation, console disconnected",
-                c->n, c->stubdom, c->ring.seen_rx_prod,
-                STUBDM__CRING_OUT_SIZE, c->ring.rx_cons);
+            out_ring_violation(c);
             return -1;
         }
         c->out_blocked = false;
@@ -711,55 +791,19 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
             *notify = true;
             continue;
         }
-        if (allow < (size_t)avail) {
-            size_t keep = allow;
-            for (unsigned i = 0; i < nseg; i++) {
-                if (iov[i].iov_len > keep)
-                    iov[i].iov_len = keep;
-                keep -= iov[i].iov_len;
-            }
-            if (iov[nseg - 1].iov_len == 0)
-                nseg--;
-        }
-        if (c->dst_fd < 0 && c->role == ROLE_SAVE) {
-            /* A held save console (spawn): no destination yet, so the
-             * bytes stay in the ring until a save attaches one. */
+        if (allow < (size_t)avail)
+            iov_trim(iov, &nseg, allow);
+        switch (out_write(c, iov, nseg, allow, avail, &r)) {
+        case OUT_RETRY:
+            continue;
+        case OUT_HELD:
             return 0;
-        } else if (c->dst_fd < 0 && c->path == NULL) {
-            /* Restore console: nobody wants the frontend's output. */
-            c->dropped += (uint64_t)avail;
-            r = avail;
-        } else if (c->role == ROLE_LOG || c->role == ROLE_SERIAL_FILE) {
-            r = sink_file(c, iov, (int)nseg, allow);
-        } else {
-            r = write_nosig(c->dst_fd, c->dst_kind, iov, (int)nseg);
-            if (r < 0) {
-                int err = errno;
-                if (err == EINTR)
-                    continue;
-                if (err == EAGAIN || err == EWOULDBLOCK)
-                    r = 0;
-                else {
-                    END(c, STUBDM_EFAIL,
-                        "console %u of stubdomain %u (%s): writing fd %d: %s",
-                        c->n, c->stubdom, role_name(c->role), c->dst_fd,
-                        strerror(err));
-                    return -1;
-                }
-            }
+        case OUT_ENDED:
+            return -1;
+        case OUT_WROTE:
+            break;
         }
-        if (r > 0)
-            budget_spend(c, (size_t)r);
-        if (r == (ssize_t)allow && allow < (size_t)avail) {
-            count_drop(c, (uint64_t)avail - allow, "over the output budget");
-            r = avail;
-        }
-        if (r > 0) {
-            stubdm__cring_rx_consume(&c->ring, (uint32_t)r);
-            c->bytes_out += (uint64_t)r;
-            *notify = true;
-        }
-        if (r < avail) {
+        if (out_consume(c, r, allow, avail, notify)) {
             c->out_blocked = true;
             return 0;
         }
@@ -922,42 +966,55 @@ static void on_kick(stubdm_ctx *ctx, struct stubdm__timer *t)
  * Connecting
  * ------------------------------------------------------------------------ */
 
-static void try_connect(stubdm_console *c)
+/* The frontend's ring-ref and port, once it has published them (for
+ * consoles past 0, in state Initialised or Connected).  STUBDM_ENOENT: not
+ * yet; another error: a value is not valid. */
+static int read_fe_ring(stubdm_console *c, uint64_t *ring_ref,
+                        uint64_t *port)
 {
-    stubdm_ctx *ctx = c->op.ctx;
-    uint64_t fe_state = 0, ring_ref = 0, port = 0;
+    uint64_t fe_state = 0;
     int rc;
 
-    if (c->connected || c->op.state != STUBDM__OP_PENDING)
-        return;
     if (c->n > 0) {
         rc = read_fe_num(c, "state", 255, &fe_state);
-        if (rc == STUBDM_ENOENT)
-            return;
         if (rc)
-            goto bad_value;
-        if (fe_state == XenbusStateClosing || fe_state == XenbusStateClosed) {
-            if (c->be_state == XenbusStateInitWait)
-                return; /* not started yet, or a leftover: wait */
-        }
+            return rc;
+        /* Any other state (Closing or Closed: not started yet, or a
+         * leftover): wait. */
         if (fe_state != XenbusStateInitialised &&
             fe_state != XenbusStateConnected)
-            return;
+            return STUBDM_ENOENT;
     }
     rc = read_fe_num(c, "ring-ref", c->n == 0 ? UINT64_MAX : UINT32_MAX,
-                     &ring_ref);
-    if (rc == STUBDM_ENOENT)
-        return;
+                     ring_ref);
     if (rc)
-        goto bad_value;
+        return rc;
     /* "port" for every console: the domain builder's for console 0, and
      * the key Linux's hvc_xen frontend writes for the others (as QEMU's
      * xen_console backend and xenconsoled read it). */
-    rc = read_fe_num(c, "port", UINT32_MAX, &port);
-    if (rc == STUBDM_ENOENT)
-        return;
-    if (rc)
-        goto bad_value;
+    return read_fe_num(c, "port", UINT32_MAX, port);
+}
+
+static void fe_bad_value(stubdm_console *c, int rc)
+{
+    if (rc == STUBDM_EPROTO)
+        END(c, rc,
+            "console %u of stubdomain %u: a frontend value under %s is not a "
+            "valid number: console disconnected",
+            c->n, c->stubdom, c->fe_path);
+    else
+        END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
+            c->op.ctx->errmsg);
+}
+
+/* Map the ring, bind the event channel (or their simulations), check the
+ * ring's indexes and announce the backend Connected.  False: not
+ * connected, the console ended or a retry is armed. */
+static bool attach_transport(stubdm_console *c, uint64_t ring_ref,
+                             uint64_t port)
+{
+    stubdm_ctx *ctx = c->op.ctx;
+    int rc;
 
     if (c->xen)
         rc = stubdm__ctrans_connect_xen(ctx, &c->tr, c->stubdom, c->n,
@@ -968,12 +1025,12 @@ static void try_connect(stubdm_console *c)
     if (rc == STUBDM_ENOENT && !c->xen) {
         /* Published in xenstore before the files exist: look again soon. */
         stubdm__timer_arm(ctx, &c->retry, stubdm_now_ms() + SIM_RETRY_MS);
-        return;
+        return false;
     }
     if (rc) {
         END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
             ctx->errmsg);
-        return;
+        return false;
     }
     if (!stubdm__cring_attach(&c->ring, c->tr.intf, STUBDM__CRING_BACKEND)) {
         END(c, STUBDM_EPROTO,
@@ -982,7 +1039,7 @@ static void try_connect(stubdm_console *c)
             "/%" PRIu32 "): console disconnected",
             c->n, c->stubdom, c->ring.seen_tx_cons, c->ring.tx_prod,
             c->ring.rx_cons, c->ring.seen_rx_prod);
-        return;
+        return false;
     }
     rc = stubdm__fd_watch(ctx, &c->evw, c->tr.fd, POLLIN);
     if (!rc)
@@ -990,26 +1047,35 @@ static void try_connect(stubdm_console *c)
     if (rc) {
         END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
             ctx->errmsg);
+        return false;
+    }
+    return true;
+}
+
+static void try_connect(stubdm_console *c)
+{
+    uint64_t ring_ref = 0, port = 0;
+    int rc;
+
+    if (c->connected || c->op.state != STUBDM__OP_PENDING)
+        return;
+    rc = read_fe_ring(c, &ring_ref, &port);
+    if (rc == STUBDM_ENOENT)
+        return;
+    if (rc) {
+        fe_bad_value(c, rc);
         return;
     }
+    if (!attach_transport(c, ring_ref, port))
+        return;
     c->connected = true;
-    LOG_DEBUG(ctx, MOD, "console %u of %u connected (%s transport, %s)", c->n,
-              c->stubdom, stubdm__ctrans_name(&c->tr), role_name(c->role));
+    LOG_DEBUG(c->op.ctx, MOD, "console %u of %u connected (%s transport, %s)",
+              c->n, c->stubdom, stubdm__ctrans_name(&c->tr),
+              role_name(c->role));
     /* The frontend may have written before we came, or wait for room. */
     stubdm__ctrans_notify(&c->tr);
     pump(c);
     check_input_ready(c);
-    return;
-
-bad_value:
-    if (rc == STUBDM_EPROTO)
-        END(c, rc,
-            "console %u of stubdomain %u: a frontend value under %s is not a "
-            "valid number: console disconnected",
-            c->n, c->stubdom, c->fe_path);
-    else
-        END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
-            ctx->errmsg);
 }
 
 /* Restore: has the frontend written input-ready = 1 (its reader is

@@ -536,24 +536,16 @@ static void cmd_on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
                             : " (never sent: queued behind others)");
 }
 
-static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
-                     int timeout_ms, stubdm_qmp_reply_fn *cb, void *user,
-                     stubdm_op **op_out)
+/* Whether the command can be taken now: a valid name (its length in
+ * *name_len), a positive timeout, a ready connection with room. */
+static inline int cmd_check(stubdm_qmp *q, const char *command,
+                            int timeout_ms, size_t *name_len)
 {
-    stubdm_ctx *ctx;
-    struct qmp_conn *c;
-    struct cmd_op *cmd;
-    char why[160];
-    int rc;
+    stubdm_ctx *ctx = q->ctx;
+    struct qmp_conn *c = q->conn;
 
-    if (op_out)
-        *op_out = NULL;
-    if (!q || q->closed)
-        return STUBDM_EINVAL;
-    ctx = q->ctx;
-    c = q->conn;
-    size_t name_len = stubdm__qmp_command_name_len(command);
-    if (!name_len)
+    *name_len = stubdm__qmp_command_name_len(command);
+    if (!*name_len)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "QMP: invalid command name \"%.64s\"",
                             command ? command : "(null)");
@@ -574,12 +566,21 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
                             "QMP %s: %zu commands already wait for stubdomain "
                             "%u (limit %zu)",
                             command, c->n_queued, c->stubdom, c->max_queued);
-    cmd = (struct cmd_op *)stubdm__op_new(ctx, &cmd_type, sizeof(*cmd),
-                                          cmd_trampoline, user);
+    return 0;
+}
+
+/* A new command op of q (not started), with the next id of the
+ * connection. */
+static inline struct cmd_op *cmd_alloc(stubdm_qmp *q, const char *command,
+                                       size_t name_len, int timeout_ms,
+                                       stubdm_qmp_reply_fn *cb, void *user)
+{
+    struct cmd_op *cmd = (struct cmd_op *)stubdm__op_new(
+        q->ctx, &cmd_type, sizeof(*cmd), cmd_trampoline, user);
     if (!cmd)
-        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP command");
+        return NULL;
     cmd->q = q;
-    cmd->conn = c;
+    cmd->conn = q->conn;
     cmd->cb = cb;
     cmd->cb_user = user;
     cmd->timeout_ms = timeout_ms;
@@ -589,30 +590,15 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
     stubdm__list_init(&cmd->clink);
     stubdm__timer_init(&cmd->deadline, cmd_on_deadline);
     stubdm__buf_init(&cmd->bytes, 0);
-    cmd->id = ++c->next_id;
-    /* With nothing queued ahead and a slot free, the command goes straight
-     * into the output buffer (no copy of its own) and is written below,
-     * inside this call when the channel has room: that saves a poll round.
-     * Only the callback is deferred, as for every op. */
-    bool direct = stubdm__list_empty(&c->queued) &&
-                  c->n_live + c->n_tomb < STUBDM_QMP_MAX_IN_FLIGHT;
-    /* The deadline first: abandoning the op stops it, whereas encoded bytes
-     * could not be taken back out of c->out as simply. */
-    rc = stubdm__timer_arm(ctx, &cmd->deadline, stubdm_now_ms() + timeout_ms);
-    if (rc) {
-        stubdm__op_abandon(&cmd->op);
-        return rc;
-    }
-    rc = stubdm__qmp_encode_command_n(direct ? &c->out : &cmd->bytes, command,
-                                      name_len, args, args ? strlen(args) : 0,
-                                      cmd->id, false, why, sizeof(why));
-    if (rc) {
-        stubdm__op_abandon(&cmd->op);
-        return stubdm__fail(ctx, rc, 0, "QMP %s: %s", command,
-                            why[0] ? why : stubdm_strerror(rc));
-    }
-    stubdm__list_add_tail(&q->cmds, &cmd->hlink);
-    stubdm__op_started(&cmd->op, op_out);
+    cmd->id = ++q->conn->next_id;
+    return cmd;
+}
+
+/* The started command on the wire (direct: its bytes are in c->out
+ * already) or queued behind others. */
+static inline void cmd_enqueue(struct qmp_conn *c, struct cmd_op *cmd,
+                               bool direct)
+{
     if (direct) {
         stubdm__list_add_tail(&c->inflight, &cmd->clink);
         cmd->where = CMD_INFLIGHT;
@@ -625,6 +611,53 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
         conn_pump(c);
     }
     conn_flush(c);
+}
+
+static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
+                     int timeout_ms, stubdm_qmp_reply_fn *cb, void *user,
+                     stubdm_op **op_out)
+{
+    struct qmp_conn *c;
+    struct cmd_op *cmd;
+    size_t name_len;
+    char why[160];
+    int rc;
+
+    if (op_out)
+        *op_out = NULL;
+    if (!q || q->closed)
+        return STUBDM_EINVAL;
+    c = q->conn;
+    if ((rc = cmd_check(q, command, timeout_ms, &name_len)))
+        return rc;
+    cmd = cmd_alloc(q, command, name_len, timeout_ms, cb, user);
+    if (!cmd)
+        return stubdm__fail(q->ctx, STUBDM_ENOMEM, ENOMEM, "QMP command");
+    /* With nothing queued ahead and a slot free, the command goes straight
+     * into the output buffer (no copy of its own) and is written below,
+     * inside this call when the channel has room: that saves a poll round.
+     * Only the callback is deferred, as for every op. */
+    bool direct = stubdm__list_empty(&c->queued) &&
+                  c->n_live + c->n_tomb < STUBDM_QMP_MAX_IN_FLIGHT;
+    /* The deadline first: abandoning the op stops it, whereas encoded bytes
+     * could not be taken back out of c->out as simply. */
+    rc = stubdm__timer_arm(q->ctx, &cmd->deadline,
+                           stubdm_now_ms() + timeout_ms);
+    if (rc) {
+        stubdm__op_abandon(&cmd->op);
+        return rc;
+    }
+    rc = stubdm__qmp_encode_command_n(direct ? &c->out : &cmd->bytes, command,
+                                      name_len, args, args ? strlen(args) : 0,
+                                      cmd->id, false, why, sizeof(why));
+    if (rc) {
+        stubdm__op_abandon(&cmd->op);
+        return stubdm__fail(q->ctx, rc, 0, "QMP %s: %s", command,
+                            why[0] ? why : stubdm_strerror(rc));
+    }
+    stubdm__list_add_tail(&q->cmds, &cmd->hlink);
+    stubdm__op_started(&cmd->op, op_out);
+    cmd_enqueue(c, cmd, direct);
     return 0;
 }
 
