@@ -125,9 +125,7 @@ struct flush_op {
     struct stubdm__timer deadline;
 };
 
-/* ------------------------------------------------------------------------
- * Options
- * ------------------------------------------------------------------------ */
+/* ---- Options ------------------------------------------------------------ */
 
 int stubdm_console_opts_new(stubdm_console_opts **out)
 {
@@ -245,9 +243,7 @@ int stubdm_console_opts_set_toolstack_domid(stubdm_console_opts *o,
     return 0;
 }
 
-/* ------------------------------------------------------------------------
- * Small helpers
- * ------------------------------------------------------------------------ */
+/* ---- Small helpers ------------------------------------------------------ */
 
 static const char *role_name(enum role r)
 {
@@ -383,9 +379,7 @@ static ssize_t write_nosig(int fd, enum fdkind kind, const struct iovec *iov,
     return writev(fd, iov, iovcnt);
 }
 
-/* ------------------------------------------------------------------------
- * File sinks: log and serial file, capped, rotated
- * ------------------------------------------------------------------------ */
+/* ---- File sinks: log and serial file, capped, rotated ------------------- */
 
 static int open_sink_file(stubdm_console *c)
 {
@@ -563,9 +557,7 @@ static ssize_t sink_file(stubdm_console *c, struct iovec *iov, int cnt,
     return (ssize_t)done;
 }
 
-/* ------------------------------------------------------------------------
- * The end of a console
- * ------------------------------------------------------------------------ */
+/* ---- The end of a console ----------------------------------------------- */
 
 static void flush_check_all(stubdm_console *c, int final_rc);
 static void check_input_ready(stubdm_console *c);
@@ -642,9 +634,7 @@ static const struct stubdm__op_type console_type = {
     .destroy = console_destroy,
 };
 
-/* ------------------------------------------------------------------------
- * The pump
- * ------------------------------------------------------------------------ */
+/* ---- The pump ----------------------------------------------------------- */
 
 static void update_watches(stubdm_console *c)
 {
@@ -962,9 +952,7 @@ static void on_kick(stubdm_ctx *ctx, struct stubdm__timer *t)
     pump(STUBDM_CONTAINER_OF(t, stubdm_console, kick));
 }
 
-/* ------------------------------------------------------------------------
- * Connecting
- * ------------------------------------------------------------------------ */
+/* ---- Connecting --------------------------------------------------------- */
 
 /* The frontend's ring-ref and port, once it has published them (for
  * consoles past 0, in state Initialised or Connected).  STUBDM_ENOENT: not
@@ -1143,9 +1131,7 @@ static void on_death(stubdm_ctx *ctx, struct stubdm__domwatch *dw,
         c->n, c->stubdom, detail, c->bytes_out, c->bytes_in);
 }
 
-/* ------------------------------------------------------------------------
- * Serving
- * ------------------------------------------------------------------------ */
+/* ---- Serving ------------------------------------------------------------ */
 
 static int open_pty(stubdm_ctx *ctx, stubdm_console *c)
 {
@@ -1469,9 +1455,7 @@ int stubdm_ctx_set_console_limits(stubdm_ctx *ctx, uint64_t bytes_per_second,
     return 0;
 }
 
-/* ------------------------------------------------------------------------
- * Flush
- * ------------------------------------------------------------------------ */
+/* ---- Flush -------------------------------------------------------------- */
 
 static void flush_stop(stubdm_op *op)
 {
@@ -1559,9 +1543,7 @@ int stubdm_console_flush(stubdm_console *c, int timeout_ms,
     return 0;
 }
 
-/* ------------------------------------------------------------------------
- * Held save consoles (internal: spawn.c and dm_state.c)
- * ------------------------------------------------------------------------ */
+/* ---- Held save consoles (internal: spawn.c and dm_state.c) -------------- */
 
 void stubdm__console_opts_set_save_held(stubdm_console_opts *o)
 {

@@ -53,7 +53,7 @@
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define TOOLSTACK_DOMID 0u
 
-/* ---- one script run --------------------------------------------------------- */
+/* ---- one script run ----------------------------------------------------- */
 
 struct child {
     pid_t pid;      /* 0: never started */
@@ -442,7 +442,7 @@ static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
     stubdm__clear_error(ctx);
 }
 
-/* ---- the add op: every device of a spawn -------------------------------------- */
+/* ---- the add op: every device of a spawn -------------------------------- */
 
 struct hp_op;
 
@@ -835,7 +835,7 @@ int stubdm__hotplug_add(stubdm_ctx *ctx, uint32_t domid,
     return 0;
 }
 
-/* ---- teardown: remove / offline ------------------------------------------------ */
+/* ---- teardown: remove / offline ----------------------------------------- */
 
 /* Run one script to its end, blocking, bounded by timeout_ms (then its
  * process group is killed).  0 if it exited 0. */
@@ -1035,8 +1035,9 @@ static size_t find_runners(const char *want, size_t wlen, pid_t *out,
  * HOTPLUG), and the script, in a process group of its own, lives on.  It
  * is let finish first (a block script killed half way has made a loop
  * device that nothing records, so its remove could not undo it), at most
- * ORPHAN_WAIT_MS (a block add took over 10 s in a loaded nested Xen),
- * then it is killed with what it started; only then the remove runs.
+ * ORPHAN_WAIT_MS (a block add on a loaded host can take over 10 s,
+ * docs/real-xen.md), then it is killed with what it started; only then
+ * the remove runs.
  * Found by the XENBUS_PATH the library gave it, among this user's
  * processes: no pid is kept anywhere.
  */

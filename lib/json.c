@@ -26,9 +26,7 @@
 #define JSON_INLINE static inline __attribute__((always_inline))
 #define JSON_COLD __attribute__((cold, noinline))
 
-/* ------------------------------------------------------------------------
- * Arena
- * ------------------------------------------------------------------------ */
+/* ---- Arena -------------------------------------------------------------- */
 
 struct arena_chunk {
     struct arena_chunk *next;
@@ -113,9 +111,7 @@ static inline void *arena_alloc(struct arena *a, size_t n)
     return p;
 }
 
-/* ------------------------------------------------------------------------
- * Values
- * ------------------------------------------------------------------------ */
+/* ---- Values ------------------------------------------------------------- */
 
 struct member;
 
@@ -405,9 +401,8 @@ static void limits_fill(struct stubdm__json_limits *dst,
     dst->max_string = src->max_string ? src->max_string : dst->max_bytes;
 }
 
-/* ------------------------------------------------------------------------
- * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF.
- * ------------------------------------------------------------------------ */
+/* ---- Strict UTF-8 ------------------------------------------------------- */
+/* RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF. */
 
 static __attribute__((noinline)) bool utf8_valid(const unsigned char *s,
                                                  size_t n)
@@ -460,9 +455,7 @@ static __attribute__((noinline)) bool utf8_valid(const unsigned char *s,
     return true;
 }
 
-/* ------------------------------------------------------------------------
- * Parser
- * ------------------------------------------------------------------------ */
+/* ---- Parser ------------------------------------------------------------- */
 
 enum parser_state {
     PARSER_RUNNING,
@@ -1580,9 +1573,7 @@ int stubdm__json_parse(const void *text, size_t len,
     return rc;
 }
 
-/* ------------------------------------------------------------------------
- * Writer
- * ------------------------------------------------------------------------ */
+/* ---- Writer ------------------------------------------------------------- */
 
 struct stubdm__json_writer {
     yajl_gen gen;

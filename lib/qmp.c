@@ -53,9 +53,7 @@
  * timer continues), so a flooding peer cannot starve the loop. */
 #define READ_BUDGET (1u << 20)
 
-/* ------------------------------------------------------------------------
- * Types
- * ------------------------------------------------------------------------ */
+/* ---- Types -------------------------------------------------------------- */
 
 struct stubdm_qmp_opts {
     stubdm_qmp_transport transport;
@@ -79,11 +77,13 @@ enum conn_state {
     C_READY,
 };
 
+/* One connection to a stubdomain's QEMU, shared by its handles.  The
+ * fields every command and reply touches come first, together, so a round
+ * trip touches fewer cache lines; configuration and the big buffers of the
+ * rare paths follow. */
 struct qmp_conn {
     stubdm_ctx *ctx;
-    /* What every command and reply touches comes first, together (fewer
-     * cache lines per round trip); configuration and the big buffers of
-     * the rare paths follow. */
+    /* the round trip's */
     enum conn_state state;
     struct stubdm__qmpt t;
     struct stubdm__fd fdw;
@@ -99,9 +99,7 @@ struct qmp_conn {
     bool read_more;
     unsigned busy;
     struct stubdm__buf out;
-    char *rbuf; /* READ_CHUNK bytes, made on the first read (not on the
-                 * stack: callees' frames would sit 64 KiB below their
-                 * callers', one more page touched per dispatch) */
+    char *rbuf; /* READ_CHUNK bytes, made on the first read */
     uint64_t next_id, caps_id;
     /* commands */
     struct stubdm__list queued, inflight;
@@ -227,9 +225,7 @@ static const char *state_doing(enum conn_state s)
     return "?";
 }
 
-/* ------------------------------------------------------------------------
- * Options
- * ------------------------------------------------------------------------ */
+/* ---- Options ------------------------------------------------------------ */
 
 int stubdm_qmp_opts_new(stubdm_qmp_opts **out)
 {
@@ -333,9 +329,7 @@ int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *o, const char *path,
     return set_str(&o->lock_path, path);
 }
 
-/* ------------------------------------------------------------------------
- * The per-ctx list of connections (ctx->qmp_conns)
- * ------------------------------------------------------------------------ */
+/* ---- The per-ctx list of connections (ctx->qmp_conns) ------------------- */
 
 static void conn_destroy(struct qmp_conn *c);
 
@@ -361,9 +355,7 @@ static struct qmp_conn *conn_find(stubdm_ctx *ctx, uint32_t stubdom,
     return NULL;
 }
 
-/* ------------------------------------------------------------------------
- * Replies and events: views handed to callbacks
- * ------------------------------------------------------------------------ */
+/* ---- Replies and events: views handed to callbacks ---------------------- */
 
 static char *render(const struct stubdm__json *v)
 {
@@ -442,9 +434,7 @@ void stubdm_qmp_event_timestamp(const stubdm_qmp_event *ev, int64_t *seconds,
         *microseconds = ev ? ev->msg->ts_microseconds : -1;
 }
 
-/* ------------------------------------------------------------------------
- * Commands
- * ------------------------------------------------------------------------ */
+/* ---- Commands ----------------------------------------------------------- */
 
 static void cmd_unlink_conn(struct cmd_op *cmd)
 {
@@ -731,9 +721,7 @@ static void conn_pump(struct qmp_conn *c)
     }
 }
 
-/* ------------------------------------------------------------------------
- * Opening
- * ------------------------------------------------------------------------ */
+/* ---- Opening ------------------------------------------------------------ */
 
 static void open_stop(stubdm_op *op)
 {
@@ -814,7 +802,7 @@ static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user)
     return 0;
 }
 
-/* ---- connection attempt, chronologically ---------------------------------- */
+/* ---- connection attempt, chronologically -------------------------------- */
 
 static void conn_try_lock(struct qmp_conn *c);
 static void conn_wait_server(struct qmp_conn *c);
@@ -986,9 +974,7 @@ static void on_retry(stubdm_ctx *ctx, struct stubdm__timer *t)
         conn_try_connect(c);
 }
 
-/* ------------------------------------------------------------------------
- * I/O
- * ------------------------------------------------------------------------ */
+/* ---- I/O ---------------------------------------------------------------- */
 
 static void conn_update_events(struct qmp_conn *c)
 {
@@ -1314,6 +1300,8 @@ static void conn_read(struct qmp_conn *c)
     const unsigned gen = c->wire_gen;
 
     c->read_more = false;
+    /* On the heap, not on the stack: callees' frames would sit 64 KiB
+     * below their callers', one more page touched per dispatch. */
     if (!buf && !(buf = c->rbuf = malloc(READ_CHUNK))) {
         conn_fail(c, STUBDM_ENOMEM, "out of memory reading from QEMU");
         return;
@@ -1422,9 +1410,7 @@ static void on_kick(stubdm_ctx *ctx, struct stubdm__timer *t)
         conn_flush(c);
 }
 
-/* ------------------------------------------------------------------------
- * Failure and teardown
- * ------------------------------------------------------------------------ */
+/* ---- Failure and teardown ----------------------------------------------- */
 
 /* Release the transport, watches and timers of a connection attempt. */
 static void conn_release_io(struct qmp_conn *c)
@@ -1575,9 +1561,7 @@ static void reap(struct qmp_conn *c)
     conn_maybe_free(c);
 }
 
-/* ------------------------------------------------------------------------
- * Handles
- * ------------------------------------------------------------------------ */
+/* ---- Handles ------------------------------------------------------------ */
 
 static int conn_new(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
                     const stubdm_qmp_opts *o, struct qmp_conn **out)
@@ -1899,9 +1883,7 @@ void stubdm_qmp_unsubscribe(stubdm_qmp_sub *s)
     sub_free(s);
 }
 
-/* ------------------------------------------------------------------------
- * For the proxy (qmp_proxy.c)
- * ------------------------------------------------------------------------ */
+/* ---- For the proxy (qmp_proxy.c) ---------------------------------------- */
 
 stubdm_ctx *stubdm__qmp_ctx(const stubdm_qmp *q)
 {

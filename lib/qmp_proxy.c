@@ -73,7 +73,7 @@ struct stubdm_qmp_proxy {
     uint32_t group; /* stubdm_qmp_proxy_allow_group */
 };
 
-/* ---- client output ---------------------------------------------------- */
+/* ---- client output ------------------------------------------------------ */
 
 static void client_drop(struct pclient *cl, const char *why);
 
@@ -152,7 +152,7 @@ static void send_return(struct pclient *cl, const char *id_json,
     stubdm__buf_dispose(&b);
 }
 
-/* ---- commands ------------------------------------------------------------ */
+/* ---- commands ----------------------------------------------------------- */
 
 static void pcmd_free(struct pcmd *pc)
 {
