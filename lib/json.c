@@ -1279,9 +1279,9 @@ static inline size_t quick_string_end(const unsigned char *s, size_t i,
 /* What the quick path may meet next: after a value (or a key's colon). */
 enum quick_want { Q_VALUE, Q_KEY, Q_KEY_OR_CLOSE, Q_VALUE_OR_CLOSE, Q_AFTER };
 
-/* A token's outcome: stop and let the incremental parser decide, go on,
+/* A token's outcome: go on, stop and let the incremental parser decide,
  * or the root object has closed. */
-enum quick_step { Q_DECLINE, Q_MORE, Q_ROOT_CLOSED };
+enum quick_step { Q_MORE, Q_DECLINE, Q_ROOT_CLOSED };
 
 /* Sets p up for a quick parse; false when the quick path does not apply
  * (no object at the very start, or a fresh doc cannot be had).  *n is the
@@ -1482,29 +1482,32 @@ struct stubdm__json_doc *stubdm__json_parser_quick(
     *consumed = 0;
     if (!quick_begin(p, lim, s, len, &n))
         return NULL;
+    /* Each helper is inlined and its verdict tested right where it is
+     * returned, so the compiler turns them into plain jumps. */
     for (;;) {
+        enum quick_step step;
         while (i < n && quick_space(s[i]))
             i++;
         if (i >= n)
-            break;
-        enum quick_step step;
+            goto decline;
         if (want == Q_AFTER)
             step = quick_after(p, s[i], &i, &want);
         else if (want == Q_KEY || want == Q_KEY_OR_CLOSE)
             step = quick_key(p, s, &i, n, &want);
+        else if (quick_value(p, s, &i, n, &want))
+            continue;
         else
-            step = quick_value(p, s, &i, n, &want) ? Q_MORE : Q_DECLINE;
-        if (step == Q_DECLINE)
+            goto decline;
+        if (step == Q_ROOT_CLOSED)
             break;
-        if (step == Q_ROOT_CLOSED) {
-            struct stubdm__json_doc *doc = quick_finish(p, s, i, consumed);
-            if (doc)
-                return doc;
-            break;
-        }
+        if (step != Q_MORE)
+            goto decline;
     }
-    /* Declined: whatever was built stays in p->doc, which the next reset
-     * empties. */
+    struct stubdm__json_doc *doc = quick_finish(p, s, i, consumed);
+    if (doc)
+        return doc;
+decline:
+    /* Whatever was built stays in p->doc, which the next reset empties. */
     p->state = PARSER_FAILED;
     return NULL;
 }
