@@ -1279,10 +1279,6 @@ static inline size_t quick_string_end(const unsigned char *s, size_t i,
 /* What the quick path may meet next: after a value (or a key's colon). */
 enum quick_want { Q_VALUE, Q_KEY, Q_KEY_OR_CLOSE, Q_VALUE_OR_CLOSE, Q_AFTER };
 
-/* A token's outcome: go on, stop and let the incremental parser decide,
- * or the root object has closed. */
-enum quick_step { Q_MORE, Q_DECLINE, Q_ROOT_CLOSED };
-
 /* Sets p up for a quick parse; false when the quick path does not apply
  * (no object at the very start, or a fresh doc cannot be had).  *n is the
  * part of len within the byte limit. */
@@ -1308,54 +1304,31 @@ JSON_INLINE bool quick_begin(struct stubdm__json_parser *p,
     return true;
 }
 
-/* Q_AFTER: inside a container (the root's end is Q_ROOT_CLOSED), a comma
- * or the container's closing bracket at s[*i]. */
-JSON_INLINE enum quick_step quick_after(struct stubdm__json_parser *p,
-                                        unsigned char c, size_t *i,
-                                        enum quick_want *want)
+/* Q_AFTER, at a container's closing bracket c: whether it closes the
+ * innermost container. */
+JSON_INLINE bool quick_close(struct stubdm__json_parser *p, unsigned char c)
 {
-    if (c == ',') {
-        *want = p->in_obj ? Q_KEY : Q_VALUE;
-        (*i)++;
-        return Q_MORE;
-    }
-    if (c != (p->in_obj ? '}' : ']'))
-        return Q_DECLINE;
-    if (!(p->in_obj ? cb_end_map(p) : cb_end_array(p)))
-        return Q_DECLINE;
-    (*i)++;
-    return p->depth == 0 ? Q_ROOT_CLOSED : Q_MORE;
+    if (p->in_obj)
+        return c == '}' && cb_end_map(p);
+    return c == ']' && cb_end_array(p);
 }
 
-/* Q_KEY or Q_KEY_OR_CLOSE: a plain key and its colon, or the end of an
- * empty object. */
-JSON_INLINE enum quick_step quick_key(struct stubdm__json_parser *p,
-                                      const unsigned char *s, size_t *i,
-                                      size_t n, enum quick_want *want)
+/* Q_KEY or Q_KEY_OR_CLOSE, at the '"' of s[i]: a plain key and its colon.
+ * Returns the index after the colon, or 0 to decline. */
+JSON_INLINE size_t quick_key(struct stubdm__json_parser *p,
+                             const unsigned char *s, size_t i, size_t n)
 {
-    size_t k = *i;
-    if (s[k] == '}' && *want == Q_KEY_OR_CLOSE) {
-        if (!cb_end_map(p))
-            return Q_DECLINE;
-        *i = k + 1;
-        if (p->depth == 0)
-            return Q_ROOT_CLOSED;
-        *want = Q_AFTER;
-        return Q_MORE;
-    }
-    if (s[k] != '"')
-        return Q_DECLINE;
-    size_t end = quick_string_end(s, k + 1, n);
-    if (!end || !cb_map_key(p, s + k + 1, end - k - 1))
-        return Q_DECLINE;
-    k = end + 1;
-    while (k < n && quick_space(s[k]))
-        k++;
-    if (k >= n || s[k] != ':')
-        return Q_DECLINE;
-    *i = k + 1;
-    *want = Q_VALUE;
-    return Q_MORE;
+    if (s[i] != '"')
+        return 0;
+    size_t end = quick_string_end(s, i + 1, n);
+    if (!end || !cb_map_key(p, s + i + 1, end - i - 1))
+        return 0;
+    i = end + 1;
+    while (i < n && quick_space(s[i]))
+        i++;
+    if (i >= n || s[i] != ':')
+        return 0;
+    return i + 1;
 }
 
 /* A number at s[i]: -?(0|[1-9][0-9]*), then a byte that cannot continue a
@@ -1391,60 +1364,55 @@ JSON_INLINE bool quick_literal(struct stubdm__json_parser *p,
     return cb_boolean(p, word[0] == 't');
 }
 
-/* Q_VALUE or Q_VALUE_OR_CLOSE: a value at s[*i], or the end of an empty
- * array. */
-JSON_INLINE bool quick_value(struct stubdm__json_parser *p,
-                             const unsigned char *s, size_t *i, size_t n,
-                             enum quick_want *want)
+/* Q_VALUE or Q_VALUE_OR_CLOSE: a value at s[i], or the end of an empty
+ * array.  Returns the index after it (and sets *want for what follows),
+ * or 0 to decline.  Indexes go by value: the loop's locals stay out of
+ * memory even in an unoptimised build. */
+JSON_INLINE size_t quick_value(struct stubdm__json_parser *p,
+                               const unsigned char *s, size_t i, size_t n,
+                               enum quick_want *want)
 {
-    size_t k = *i;
+    enum quick_want after = Q_AFTER;
+    size_t next = i + 1;
     bool ok;
-    switch (s[k]) {
+
+    switch (s[i]) {
     case ']':
         ok = *want == Q_VALUE_OR_CLOSE && cb_end_array(p);
-        k++;
-        *want = Q_AFTER;
         break;
     case '{':
         ok = cb_start_map(p);
-        k++;
-        *want = Q_KEY_OR_CLOSE;
+        after = Q_KEY_OR_CLOSE;
         break;
     case '[':
         ok = cb_start_array(p);
-        k++;
-        *want = Q_VALUE_OR_CLOSE;
+        after = Q_VALUE_OR_CLOSE;
         break;
     case '"': {
-        size_t end = quick_string_end(s, k + 1, n);
-        ok = end && cb_string(p, s + k + 1, end - k - 1);
-        k = end + 1;
-        *want = Q_AFTER;
+        size_t end = quick_string_end(s, i + 1, n);
+        ok = end && cb_string(p, s + i + 1, end - i - 1);
+        next = end + 1;
         break;
     }
     case 't':
-        ok = quick_literal(p, s, k, n, "true", 4);
-        k += 4;
-        *want = Q_AFTER;
+        ok = quick_literal(p, s, i, n, "true", 4);
+        next = i + 4;
         break;
     case 'f':
-        ok = quick_literal(p, s, k, n, "false", 5);
-        k += 5;
-        *want = Q_AFTER;
+        ok = quick_literal(p, s, i, n, "false", 5);
+        next = i + 5;
         break;
     case 'n':
-        ok = quick_literal(p, s, k, n, "null", 4);
-        k += 4;
-        *want = Q_AFTER;
+        ok = quick_literal(p, s, i, n, "null", 4);
+        next = i + 4;
         break;
     default:
-        k = quick_number(p, s, k, n);
-        ok = k != 0;
-        *want = Q_AFTER;
+        next = quick_number(p, s, i, n);
+        ok = next != 0;
         break;
     }
-    *i = k;
-    return ok;
+    *want = after;
+    return ok ? next : 0;
 }
 
 /* The root object closed at s[i - 1]: its text goes with the tree, which
@@ -1482,26 +1450,39 @@ struct stubdm__json_doc *stubdm__json_parser_quick(
     *consumed = 0;
     if (!quick_begin(p, lim, s, len, &n))
         return NULL;
-    /* Each helper is inlined and its verdict tested right where it is
-     * returned, so the compiler turns them into plain jumps. */
     for (;;) {
-        enum quick_step step;
         while (i < n && quick_space(s[i]))
             i++;
         if (i >= n)
             goto decline;
-        if (want == Q_AFTER)
-            step = quick_after(p, s[i], &i, &want);
-        else if (want == Q_KEY || want == Q_KEY_OR_CLOSE)
-            step = quick_key(p, s, &i, n, &want);
-        else if (quick_value(p, s, &i, n, &want))
-            continue;
-        else
+        if (want == Q_AFTER) {
+            /* Inside a container: a comma, or its end. */
+            if (s[i] == ',') {
+                want = p->in_obj ? Q_KEY : Q_VALUE;
+                i++;
+                continue;
+            }
+            if (!quick_close(p, s[i]))
+                goto decline;
+            i++;
+            if (p->depth == 0)
+                break;
+        } else if (want == Q_KEY || want == Q_KEY_OR_CLOSE) {
+            if (s[i] == '}' && want == Q_KEY_OR_CLOSE) {
+                if (!cb_end_map(p))
+                    goto decline;
+                i++;
+                if (p->depth == 0)
+                    break;
+                want = Q_AFTER;
+                continue;
+            }
+            if (!(i = quick_key(p, s, i, n)))
+                goto decline;
+            want = Q_VALUE;
+        } else if (!(i = quick_value(p, s, i, n, &want))) {
             goto decline;
-        if (step == Q_ROOT_CLOSED)
-            break;
-        if (step != Q_MORE)
-            goto decline;
+        }
     }
     struct stubdm__json_doc *doc = quick_finish(p, s, i, consumed);
     if (doc)
