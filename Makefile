@@ -6,6 +6,7 @@
 #                 "N passed, N failed"
 #   make demo     deps + build + examples/demo.sh
 #   make bench    build + run every bench/bench_* binary
+#   make format   reformat every tracked .c/.h file (.clang-format, clang-format 14)
 #   make install  install build/ (PREFIX=/usr/local, DESTDIR honoured)
 #   make clean    remove the build directories
 
@@ -18,10 +19,10 @@ CMAKE_ARGS ?=
 # Everything needed to build, test, fuzz and run the demo on Debian 12.
 DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils xen-utils-4.17 \
 	libyajl-dev check libglib2.0-dev qemu-system-x86 valgrind clang libclang-rt-14-dev \
-	binutils coreutils procps
+	binutils coreutils procps clang-format
 DEPS += $(EXTRA_DEPS)
 
-.PHONY: all deps build test demo bench install clean test-xen
+.PHONY: all deps build test demo bench format install clean test-xen
 
 all: build
 
@@ -56,6 +57,10 @@ demo: deps build
 
 bench: build
 	sh bench/run-all.sh $(BUILD_DIR)
+
+# The check is CI's format stage (.ci/format.sh --check).
+format:
+	./.ci/format.sh
 
 install: build
 	cmake --install $(BUILD_DIR)

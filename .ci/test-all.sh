@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The whole test run behind `make test` (and so CI's .ci/run):
 #
+#   0. format        .ci/format.sh --check: every tracked .c/.h file as
+#                    clang-format 14 and .clang-format leave it (seconds;
+#                    `make format` fixes it); a file that is not counts as
+#                    one failure
 #   1. build/        default build, ctest (unit suites, mock-xenstored
 #                    conformance, headertest, ABI, install-check)
 #   2. build-asan/   -DSTUBDM_SANITIZE=ON (ASan + UBSan), ctest without
@@ -33,7 +37,7 @@
 #
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default
 # 1: some suites measure timeouts), FUZZ_SECONDS, STAGES (default
-# "build asan valgrind fuzz bench xen"), XEN_TESTS, XEN_TIMEOUT (default 1800 s),
+# "format build asan valgrind fuzz bench xen"), XEN_TESTS, XEN_TIMEOUT (default 1800 s),
 # CMAKE_ARGS (extra configure arguments).
 set -uo pipefail
 
@@ -41,7 +45,7 @@ cd "$(dirname "$0")/.." || exit 2
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ctest_jobs=${CTEST_JOBS:-1}
 fuzz_seconds=${FUZZ_SECONDS:-30}
-stages=${STAGES:-build asan valgrind fuzz bench xen}
+stages=${STAGES:-format build asan valgrind fuzz bench xen}
 xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk}
 xen_timeout=${XEN_TIMEOUT:-1800}
 # shellcheck disable=SC2206
@@ -192,6 +196,20 @@ run_ctest() {
 for stage in $stages; do
     t0=$SECONDS
     case $stage in
+    format)
+        banner "stage format: clang-format --dry-run over the tracked C files (.ci/format.sh --check)"
+        flog=$(mktemp)
+        ./.ci/format.sh --check 2>&1 | tee "$flog"
+        line=$(grep -E '^format: [0-9]+ files formatted, [0-9]+ not$' "$flog" | tail -n 1)
+        rm -f "$flog"
+        if [ -n "$line" ]; then
+            read -r _ fok _ _ fbad _ <<<"$line"
+            record format "$fok" "$fbad" $((SECONDS - t0))
+        else
+            echo "format: .ci/format.sh printed no summary (clang-format missing?)" >&2
+            record format 0 1 $((SECONDS - t0))
+        fi
+        ;;
     build)
         banner "stage build: default build + ctest (build/)"
         build_and_test build build -- -DSTUBDM_BUILD_TESTS=ON

@@ -1138,8 +1138,7 @@ STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
  * "spawn: waiting for running: stubdomain 7 crashed (signal 11) ...".
  *
  * Hosts.  On a Xen host the domain is built with libxenctrl/libxenguest
- * (unproven until the nested-Xen end-to-end tests; see
- * docs/simulated-host.md).  Without Xen, the simulated host is used: the
+ * (docs/real-xen.md).  Without Xen, the simulated host is used: the
  * mock xenstored (stubdm-ctl sim start) plays the hypervisor and runs
  * stubdm-sim-stubdom as the stubdomain, which runs a real QEMU.
  */
@@ -1287,8 +1286,7 @@ STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
 /**
  * Who serves consoles.  Default: STUBDM_CONSOLE_LIBSTUBDM on the simulated
  * host, STUBDM_CONSOLE_IOEMU (libxl's dom0 QEMU, unchanged) on Xen: a Xen
- * caller opts in by choosing LIBSTUBDM (proven on the nested Xen 4.17,
- * docs/real-xen.md).
+ * caller opts in by choosing LIBSTUBDM (docs/real-xen.md).
  *
  * With XENCONSOLED the stubdomain gets console 0 only (no save console:
  * stubdm_dm_save fails at once); a console 1, 2 or serial output, or a

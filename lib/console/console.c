@@ -136,9 +136,7 @@ struct flush_op {
     struct stubdm__timer deadline;
 };
 
-/* ------------------------------------------------------------------------
- * Options
- * ------------------------------------------------------------------------ */
+/* ---- Options ------------------------------------------------------------ */
 
 int stubdm_console_opts_new(stubdm_console_opts **out)
 {
@@ -256,9 +254,7 @@ int stubdm_console_opts_set_toolstack_domid(stubdm_console_opts *o,
     return 0;
 }
 
-/* ------------------------------------------------------------------------
- * Small helpers
- * ------------------------------------------------------------------------ */
+/* ---- Small helpers ------------------------------------------------------ */
 
 static const char *role_name(enum role r)
 {
@@ -394,9 +390,7 @@ static ssize_t write_nosig(int fd, enum fdkind kind, const struct iovec *iov,
     return writev(fd, iov, iovcnt);
 }
 
-/* ------------------------------------------------------------------------
- * File sinks: log and serial file, capped, rotated
- * ------------------------------------------------------------------------ */
+/* ---- File sinks: log and serial file, capped, rotated ------------------- */
 
 static int open_sink_file(stubdm_console *c)
 {
@@ -574,9 +568,7 @@ static ssize_t sink_file(stubdm_console *c, struct iovec *iov, int cnt,
     return (ssize_t)done;
 }
 
-/* ------------------------------------------------------------------------
- * The end of a console
- * ------------------------------------------------------------------------ */
+/* ---- The end of a console ----------------------------------------------- */
 
 static void flush_check_all(stubdm_console *c, int final_rc);
 static void check_input_ready(stubdm_console *c);
@@ -653,9 +645,7 @@ static const struct stubdm__op_type console_type = {
     .destroy = console_destroy,
 };
 
-/* ------------------------------------------------------------------------
- * The pump
- * ------------------------------------------------------------------------ */
+/* ---- The pump ----------------------------------------------------------- */
 
 static void update_watches(stubdm_console *c)
 {
@@ -684,6 +674,91 @@ static void update_watches(stubdm_console *c)
             c->stubdom, ctx->errmsg);
 }
 
+/* The frontend's out_prod is not within the ring of out_cons: the console
+ * ends. */
+static __attribute__((cold)) void out_ring_violation(stubdm_console *c)
+{
+    END(c, STUBDM_EPROTO,
+        "console %u of stubdomain %u: the frontend's out_prod %" PRIu32
+        " is not within %u bytes of out_cons %" PRIu32
+        ": ring protocol violation, console disconnected",
+        c->n, c->stubdom, c->ring.seen_rx_prod, STUBDM__CRING_OUT_SIZE,
+        c->ring.rx_cons);
+}
+
+/* Cut the nseg segments of iov down to allow bytes in all. */
+static inline void iov_trim(struct iovec *iov, unsigned *nseg, size_t allow)
+{
+    size_t keep = allow;
+    for (unsigned i = 0; i < *nseg; i++) {
+        if (iov[i].iov_len > keep)
+            iov[i].iov_len = keep;
+        keep -= iov[i].iov_len;
+    }
+    if (iov[*nseg - 1].iov_len == 0)
+        (*nseg)--;
+}
+
+/* What writing the ring's bytes to the destination came to. */
+enum out_write { OUT_WROTE, OUT_RETRY, OUT_HELD, OUT_ENDED };
+
+/* Offer the allowed bytes in iov to the console's destination; with
+ * OUT_WROTE, *r is how many it took (avail when they are dropped: nobody
+ * wants them). */
+static inline enum out_write out_write(stubdm_console *c, struct iovec *iov,
+                                       unsigned nseg, size_t allow,
+                                       long avail, ssize_t *r)
+{
+    if (c->dst_fd < 0 && c->role == ROLE_SAVE) {
+        /* A held save console (spawn): no destination yet, so the
+         * bytes stay in the ring until a save attaches one. */
+        return OUT_HELD;
+    }
+    if (c->dst_fd < 0 && c->path == NULL) {
+        /* Restore console: nobody wants the frontend's output. */
+        c->dropped += (uint64_t)avail;
+        *r = avail;
+        return OUT_WROTE;
+    }
+    if (c->role == ROLE_LOG || c->role == ROLE_SERIAL_FILE) {
+        *r = sink_file(c, iov, (int)nseg, allow);
+        return OUT_WROTE;
+    }
+    *r = write_nosig(c->dst_fd, c->dst_kind, iov, (int)nseg);
+    if (*r >= 0)
+        return OUT_WROTE;
+    int err = errno;
+    if (err == EINTR)
+        return OUT_RETRY;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        *r = 0;
+        return OUT_WROTE;
+    }
+    END(c, STUBDM_EFAIL, "console %u of stubdomain %u (%s): writing fd %d: %s",
+        c->n, c->stubdom, role_name(c->role), c->dst_fd, strerror(err));
+    return OUT_ENDED;
+}
+
+/* Take r bytes off the ring (all avail when the budget cut the rest and
+ * the destination took what it allowed, the rest dropped).  True when the
+ * destination took less than it was offered. */
+static inline bool out_consume(stubdm_console *c, ssize_t r, size_t allow,
+                               long avail, bool *notify)
+{
+    if (r > 0)
+        budget_spend(c, (size_t)r);
+    if (r == (ssize_t)allow && allow < (size_t)avail) {
+        count_drop(c, (uint64_t)avail - allow, "over the output budget");
+        r = avail;
+    }
+    if (r > 0) {
+        stubdm__cring_rx_consume(&c->ring, (uint32_t)r);
+        c->bytes_out += (uint64_t)r;
+        *notify = true;
+    }
+    return r < avail;
+}
+
 /* Ring -> destination.  Returns -1 when the console ended. */
 static int pump_out(stubdm_console *c, bool *notify, bool *more)
 {
@@ -697,12 +772,7 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
         ssize_t r;
 
         if (avail < 0) {
-            END(c, STUBDM_EPROTO,
-                "console %u of stubdomain %u: the frontend's out_prod %" PRIu32
-                " is not within %u bytes of out_cons %" PRIu32
-                ": ring protocol violation, console disconnected",
-                c->n, c->stubdom, c->ring.seen_rx_prod,
-                STUBDM__CRING_OUT_SIZE, c->ring.rx_cons);
+            out_ring_violation(c);
             return -1;
         }
         c->out_blocked = false;
@@ -722,55 +792,19 @@ static int pump_out(stubdm_console *c, bool *notify, bool *more)
             *notify = true;
             continue;
         }
-        if (allow < (size_t)avail) {
-            size_t keep = allow;
-            for (unsigned i = 0; i < nseg; i++) {
-                if (iov[i].iov_len > keep)
-                    iov[i].iov_len = keep;
-                keep -= iov[i].iov_len;
-            }
-            if (iov[nseg - 1].iov_len == 0)
-                nseg--;
-        }
-        if (c->dst_fd < 0 && c->role == ROLE_SAVE) {
-            /* A held save console (spawn): no destination yet, so the
-             * bytes stay in the ring until a save attaches one. */
+        if (allow < (size_t)avail)
+            iov_trim(iov, &nseg, allow);
+        switch (out_write(c, iov, nseg, allow, avail, &r)) {
+        case OUT_RETRY:
+            continue;
+        case OUT_HELD:
             return 0;
-        } else if (c->dst_fd < 0 && c->path == NULL) {
-            /* Restore console: nobody wants the frontend's output. */
-            c->dropped += (uint64_t)avail;
-            r = avail;
-        } else if (c->role == ROLE_LOG || c->role == ROLE_SERIAL_FILE) {
-            r = sink_file(c, iov, (int)nseg, allow);
-        } else {
-            r = write_nosig(c->dst_fd, c->dst_kind, iov, (int)nseg);
-            if (r < 0) {
-                int err = errno;
-                if (err == EINTR)
-                    continue;
-                if (err == EAGAIN || err == EWOULDBLOCK)
-                    r = 0;
-                else {
-                    END(c, STUBDM_EFAIL,
-                        "console %u of stubdomain %u (%s): writing fd %d: %s",
-                        c->n, c->stubdom, role_name(c->role), c->dst_fd,
-                        strerror(err));
-                    return -1;
-                }
-            }
+        case OUT_ENDED:
+            return -1;
+        case OUT_WROTE:
+            break;
         }
-        if (r > 0)
-            budget_spend(c, (size_t)r);
-        if (r == (ssize_t)allow && allow < (size_t)avail) {
-            count_drop(c, (uint64_t)avail - allow, "over the output budget");
-            r = avail;
-        }
-        if (r > 0) {
-            stubdm__cring_rx_consume(&c->ring, (uint32_t)r);
-            c->bytes_out += (uint64_t)r;
-            *notify = true;
-        }
-        if (r < avail) {
+        if (out_consume(c, r, allow, avail, notify)) {
             c->out_blocked = true;
             return 0;
         }
@@ -929,46 +963,57 @@ static void on_kick(stubdm_ctx *ctx, struct stubdm__timer *t)
     pump(STUBDM_CONTAINER_OF(t, stubdm_console, kick));
 }
 
-/* ------------------------------------------------------------------------
- * Connecting
- * ------------------------------------------------------------------------ */
+/* ---- Connecting --------------------------------------------------------- */
 
-static void try_connect(stubdm_console *c)
+/* The frontend's ring-ref and port, once it has published them (for
+ * consoles past 0, in state Initialised or Connected).  STUBDM_ENOENT: not
+ * yet; another error: a value is not valid. */
+static int read_fe_ring(stubdm_console *c, uint64_t *ring_ref,
+                        uint64_t *port)
 {
-    stubdm_ctx *ctx = c->op.ctx;
-    uint64_t fe_state = 0, ring_ref = 0, port = 0;
+    uint64_t fe_state = 0;
     int rc;
 
-    if (c->connected || c->op.state != STUBDM__OP_PENDING)
-        return;
     if (c->n > 0) {
         rc = read_fe_num(c, "state", 255, &fe_state);
-        if (rc == STUBDM_ENOENT)
-            return;
         if (rc)
-            goto bad_value;
-        if (fe_state == XenbusStateClosing || fe_state == XenbusStateClosed) {
-            if (c->be_state == XenbusStateInitWait)
-                return; /* not started yet, or a leftover: wait */
-        }
+            return rc;
+        /* Any other state (Closing or Closed: not started yet, or a
+         * leftover): wait. */
         if (fe_state != XenbusStateInitialised &&
             fe_state != XenbusStateConnected)
-            return;
+            return STUBDM_ENOENT;
     }
     rc = read_fe_num(c, "ring-ref", c->n == 0 ? UINT64_MAX : UINT32_MAX,
-                     &ring_ref);
-    if (rc == STUBDM_ENOENT)
-        return;
+                     ring_ref);
     if (rc)
-        goto bad_value;
+        return rc;
     /* "port" for every console: the domain builder's for console 0, and
      * the key Linux's hvc_xen frontend writes for the others (as QEMU's
      * xen_console backend and xenconsoled read it). */
-    rc = read_fe_num(c, "port", UINT32_MAX, &port);
-    if (rc == STUBDM_ENOENT)
-        return;
-    if (rc)
-        goto bad_value;
+    return read_fe_num(c, "port", UINT32_MAX, port);
+}
+
+static void fe_bad_value(stubdm_console *c, int rc)
+{
+    if (rc == STUBDM_EPROTO)
+        END(c, rc,
+            "console %u of stubdomain %u: a frontend value under %s is not a "
+            "valid number: console disconnected",
+            c->n, c->stubdom, c->fe_path);
+    else
+        END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
+            c->op.ctx->errmsg);
+}
+
+/* Map the ring, bind the event channel (or their simulations), check the
+ * ring's indexes and announce the backend Connected.  False: not
+ * connected, the console ended or a retry is armed. */
+static bool attach_transport(stubdm_console *c, uint64_t ring_ref,
+                             uint64_t port)
+{
+    stubdm_ctx *ctx = c->op.ctx;
+    int rc;
 
     if (c->xen)
         rc = stubdm__ctrans_connect_xen(ctx, &c->tr, c->stubdom, c->n,
@@ -979,12 +1024,12 @@ static void try_connect(stubdm_console *c)
     if (rc == STUBDM_ENOENT && !c->xen) {
         /* Published in xenstore before the files exist: look again soon. */
         stubdm__timer_arm(ctx, &c->retry, stubdm_now_ms() + SIM_RETRY_MS);
-        return;
+        return false;
     }
     if (rc) {
         END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
             ctx->errmsg);
-        return;
+        return false;
     }
     if (!stubdm__cring_attach(&c->ring, c->tr.intf, STUBDM__CRING_BACKEND)) {
         END(c, STUBDM_EPROTO,
@@ -993,7 +1038,7 @@ static void try_connect(stubdm_console *c)
             "/%" PRIu32 "): console disconnected",
             c->n, c->stubdom, c->ring.seen_tx_cons, c->ring.tx_prod,
             c->ring.rx_cons, c->ring.seen_rx_prod);
-        return;
+        return false;
     }
     rc = stubdm__fd_watch(ctx, &c->evw, c->tr.fd, POLLIN);
     if (!rc)
@@ -1001,26 +1046,35 @@ static void try_connect(stubdm_console *c)
     if (rc) {
         END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
             ctx->errmsg);
+        return false;
+    }
+    return true;
+}
+
+static void try_connect(stubdm_console *c)
+{
+    uint64_t ring_ref = 0, port = 0;
+    int rc;
+
+    if (c->connected || c->op.state != STUBDM__OP_PENDING)
+        return;
+    rc = read_fe_ring(c, &ring_ref, &port);
+    if (rc == STUBDM_ENOENT)
+        return;
+    if (rc) {
+        fe_bad_value(c, rc);
         return;
     }
+    if (!attach_transport(c, ring_ref, port))
+        return;
     c->connected = true;
-    LOG_DEBUG(ctx, MOD, "console %u of %u connected (%s transport, %s)", c->n,
-              c->stubdom, stubdm__ctrans_name(&c->tr), role_name(c->role));
+    LOG_DEBUG(c->op.ctx, MOD, "console %u of %u connected (%s transport, %s)",
+              c->n, c->stubdom, stubdm__ctrans_name(&c->tr),
+              role_name(c->role));
     /* The frontend may have written before we came, or wait for room. */
     stubdm__ctrans_notify(&c->tr);
     pump(c);
     check_input_ready(c);
-    return;
-
-bad_value:
-    if (rc == STUBDM_EPROTO)
-        END(c, rc,
-            "console %u of stubdomain %u: a frontend value under %s is not a "
-            "valid number: console disconnected",
-            c->n, c->stubdom, c->fe_path);
-    else
-        END(c, rc, "console %u of stubdomain %u: %s", c->n, c->stubdom,
-            ctx->errmsg);
 }
 
 /* Restore: has the frontend written input-ready = 1 (its reader is
@@ -1088,9 +1142,7 @@ static void on_death(stubdm_ctx *ctx, struct stubdm__domwatch *dw,
         c->n, c->stubdom, detail, c->bytes_out, c->bytes_in);
 }
 
-/* ------------------------------------------------------------------------
- * Serving
- * ------------------------------------------------------------------------ */
+/* ---- Serving ------------------------------------------------------------ */
 
 static int open_pty(stubdm_ctx *ctx, stubdm_console *c)
 {
@@ -1142,18 +1194,11 @@ static bool role_fits(enum role r, unsigned n)
     }
 }
 
-int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
-                         const stubdm_console_opts *opts, stubdm_done_fn *done,
-                         void *user, stubdm_console **out)
+/* The arguments of stubdm_console_serve, before anything is allocated. */
+static int serve_check_args(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                            unsigned n, const stubdm_console_opts *opts,
+                            stubdm_console **out)
 {
-    stubdm_console *c;
-    enum stubdm__dom_state st;
-    char detail[160];
-    bool xen;
-    int rc;
-
-    if (!ctx)
-        return STUBDM_EINVAL;
     if (!out || !opts)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "console: NULL %s", out ? "options" : "handle");
@@ -1168,22 +1213,32 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
                             "console %u: role %s does not fit (0 log, 1 "
                             "save, 2 restore, 3.. serial)",
                             n, role_name(opts->role));
+    return 0;
+}
+
+static bool serve_over_xen(stubdm_ctx *ctx, const stubdm_console_opts *opts)
+{
     switch (opts->transport) {
     case STUBDM_CONSOLE_TRANSPORT_XEN:
-        xen = true;
-        break;
+        return true;
     case STUBDM_CONSOLE_TRANSPORT_SIMULATED:
-        xen = false;
-        break;
+        return false;
     default:
-        xen = stubdm__xc_present(ctx);
-        break;
+        return stubdm__xc_present(ctx);
     }
+}
 
-    c = (stubdm_console *)stubdm__op_new(ctx, &console_type, sizeof(*c), done,
-                                         user);
+/* A console op with nothing opened or started yet: its fields, watches,
+ * timers and xenstore paths set up. */
+static stubdm_console *console_alloc(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                     unsigned n,
+                                     const stubdm_console_opts *opts, bool xen,
+                                     stubdm_done_fn *done, void *user)
+{
+    stubdm_console *c = (stubdm_console *)stubdm__op_new(
+        ctx, &console_type, sizeof(*c), done, user);
     if (!c)
-        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "console");
+        return NULL;
     c->stubdom = stubdom_domid;
     c->toolstack = opts->toolstack;
     c->n = n;
@@ -1214,7 +1269,121 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
     snprintf(c->be_path, sizeof(c->be_path),
              "/local/domain/%u/backend/console/%u/%u", opts->toolstack,
              stubdom_domid, n);
+    return c;
+}
 
+/* ROLE_LOG, ROLE_SERIAL_FILE: the capped, rotated file. */
+static int serve_open_file(stubdm_ctx *ctx, stubdm_console *c,
+                           const stubdm_console_opts *opts)
+{
+    c->cap = opts->cap;
+    c->rotations = opts->rotations;
+    c->path = stubdm__strdup(opts->path);
+    if (!c->path)
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "console path");
+    if (open_sink_file(c) < 0) {
+        int err = errno;
+        return stubdm__fail(ctx,
+                            err == ENOENT   ? STUBDM_ENOENT
+                            : err == EACCES ? STUBDM_EPERM
+                                            : STUBDM_EFAIL,
+                            err, "console %u: opening %s: %s", c->n, c->path,
+                            strerror(err));
+    }
+    return 0;
+}
+
+/* ROLE_SAVE, ROLE_RESTORE: the caller's fd, if any. */
+static int serve_adopt_fd(stubdm_ctx *ctx, stubdm_console *c,
+                          const stubdm_console_opts *opts)
+{
+    if (opts->fd < 0)
+        return 0; /* save: held (stubdm__console_opts_set_save_held);
+                   * restore: the serials' placeholder
+                   * (stubdm__console_opts_set_placeholder) */
+    if (set_nonblock(opts->fd) < 0) {
+        int err = errno;
+        return stubdm__fail(ctx, STUBDM_EINVAL, err, "console %u: fd %d: %s",
+                            c->n, opts->fd, strerror(err));
+    }
+    if (c->role == ROLE_SAVE) {
+        c->dst_fd = opts->fd;
+        c->dst_kind = fd_kind(opts->fd);
+    } else {
+        c->src_fd = opts->fd;
+    }
+    return 0;
+}
+
+/* ROLE_SERIAL_PTY: the pty, its slave's name published as the frontend's
+ * "tty". */
+static int serve_open_pty(stubdm_ctx *ctx, stubdm_console *c)
+{
+    char path[96];
+    int rc = open_pty(ctx, c);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/tty", c->fe_path);
+    return xs_write_str(ctx, path, c->tty);
+}
+
+/* What the console's role reads from or writes to. */
+static int serve_open_endpoint(stubdm_ctx *ctx, stubdm_console *c,
+                               const stubdm_console_opts *opts)
+{
+    switch (c->role) {
+    case ROLE_LOG:
+    case ROLE_SERIAL_FILE:
+        return serve_open_file(ctx, c, opts);
+    case ROLE_SAVE:
+    case ROLE_RESTORE:
+        return serve_adopt_fd(ctx, c, opts);
+    case ROLE_SERIAL_PTY:
+        return serve_open_pty(ctx, c);
+    default:
+        return STUBDM_EINVAL;
+    }
+}
+
+/* The backend announced, then the watches on the frontend and on the
+ * stubdomain's death; the op runs from here on. */
+static int serve_start(stubdm_ctx *ctx, stubdm_console *c,
+                       stubdm_console **out)
+{
+    enum stubdm__dom_state st;
+    char detail[160];
+    int rc;
+
+    if ((rc = set_be_state(c, XenbusStateInitWait)))
+        return rc;
+    /* The watch's first firing looks at what was published before. */
+    if ((rc = stubdm__xswatch_start(ctx, &c->fe_watch, c->fe_path)))
+        return rc;
+    if ((rc = stubdm__domwatch_start(ctx, &c->death, c->stubdom, &st, detail,
+                                     sizeof(detail))))
+        return rc;
+    stubdm__op_started(&c->op, (stubdm_op **)out);
+    if (st != STUBDM__DOM_RUNNING)
+        on_death(ctx, &c->death, st, detail); /* queued, not called back */
+    return 0;
+}
+
+int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
+                         const stubdm_console_opts *opts, stubdm_done_fn *done,
+                         void *user, stubdm_console **out)
+{
+    stubdm_console *c;
+    bool xen;
+    int rc;
+
+    if (!ctx)
+        return STUBDM_EINVAL;
+    if ((rc = serve_check_args(ctx, stubdom_domid, n, opts, out)))
+        return rc;
+    xen = serve_over_xen(ctx, opts);
+    c = console_alloc(ctx, stubdom_domid, n, opts, xen, done, user);
+    if (!c)
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "console");
     if (!xen) {
         c->simdir = opts->sim_dir ? stubdm__strdup(opts->sim_dir)
                                   : stubdm__qmpt_default_simdir();
@@ -1227,73 +1396,10 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
             goto fail;
         }
     }
-
-    switch (c->role) {
-    case ROLE_LOG:
-    case ROLE_SERIAL_FILE:
-        c->cap = opts->cap;
-        c->rotations = opts->rotations;
-        c->path = stubdm__strdup(opts->path);
-        if (!c->path) {
-            rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "console path");
-            goto fail;
-        }
-        if (open_sink_file(c) < 0) {
-            int err = errno;
-            rc = stubdm__fail(ctx,
-                              err == ENOENT   ? STUBDM_ENOENT
-                              : err == EACCES ? STUBDM_EPERM
-                                              : STUBDM_EFAIL,
-                              err, "console %u: opening %s: %s", n, c->path,
-                              strerror(err));
-            goto fail;
-        }
-        break;
-    case ROLE_SAVE:
-    case ROLE_RESTORE:
-        if (opts->fd < 0)
-            break; /* save: held (stubdm__console_opts_set_save_held);
-                    * restore: the serials' placeholder
-                    * (stubdm__console_opts_set_placeholder) */
-        if (set_nonblock(opts->fd) < 0) {
-            int err = errno;
-            rc = stubdm__fail(ctx, STUBDM_EINVAL, err,
-                              "console %u: fd %d: %s", n, opts->fd,
-                              strerror(err));
-            goto fail;
-        }
-        if (c->role == ROLE_SAVE) {
-            c->dst_fd = opts->fd;
-            c->dst_kind = fd_kind(opts->fd);
-        } else {
-            c->src_fd = opts->fd;
-        }
-        break;
-    case ROLE_SERIAL_PTY: {
-        char path[96];
-        if ((rc = open_pty(ctx, c)))
-            goto fail;
-        snprintf(path, sizeof(path), "%s/tty", c->fe_path);
-        if ((rc = xs_write_str(ctx, path, c->tty)))
-            goto fail;
-        break;
-    }
-    default:
-        rc = STUBDM_EINVAL;
+    if ((rc = serve_open_endpoint(ctx, c, opts)))
         goto fail;
-    }
-
-    if ((rc = set_be_state(c, XenbusStateInitWait)))
+    if ((rc = serve_start(ctx, c, out)))
         goto fail;
-    /* The watch's first firing looks at what was published before. */
-    if ((rc = stubdm__xswatch_start(ctx, &c->fe_watch, c->fe_path)))
-        goto fail;
-    if ((rc = stubdm__domwatch_start(ctx, &c->death, stubdom_domid, &st,
-                                     detail, sizeof(detail))))
-        goto fail;
-    stubdm__op_started(&c->op, (stubdm_op **)out);
-    if (st != STUBDM__DOM_RUNNING)
-        on_death(ctx, &c->death, st, detail); /* queued, not called back */
     LOG_DEBUG(ctx, MOD, "serving console %u of stubdomain %u (%s, %s)", n,
               stubdom_domid, role_name(c->role),
               xen ? "xen" : "simulated");
@@ -1360,9 +1466,7 @@ int stubdm_ctx_set_console_limits(stubdm_ctx *ctx, uint64_t bytes_per_second,
     return 0;
 }
 
-/* ------------------------------------------------------------------------
- * Flush
- * ------------------------------------------------------------------------ */
+/* ---- Flush -------------------------------------------------------------- */
 
 static void flush_stop(stubdm_op *op)
 {
@@ -1450,9 +1554,7 @@ int stubdm_console_flush(stubdm_console *c, int timeout_ms,
     return 0;
 }
 
-/* ------------------------------------------------------------------------
- * Held save consoles (internal: spawn.c and dm_state.c)
- * ------------------------------------------------------------------------ */
+/* ---- Held save consoles (internal: spawn.c and dm_state.c) -------------- */
 
 void stubdm__console_opts_set_save_held(stubdm_console_opts *o)
 {

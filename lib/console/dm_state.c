@@ -137,7 +137,7 @@ void stubdm__dm_state_cancel(stubdm_op *op, const char *why)
     stubdm__op_complete(op, STUBDM_ECANCELED, "save: cancelled: %s", why);
 }
 
-/* ---- drain ------------------------------------------------------------- */
+/* ---- drain -------------------------------------------------------------- */
 
 static void finish(struct save_op *so)
 {
@@ -244,14 +244,14 @@ static void start_drain(struct save_op *so)
         save_fail(so, STUBDM_ENOMEM, "draining", ctx->errmsg);
 }
 
-/* ---- the size bound ------------------------------------------------------ */
+/* ---- the size bound ----------------------------------------------------- */
 
 /*
- * A device state is kilobytes (191 bytes to 13 KB measured, docs/consoles.md);
- * without a bound a stubdomain that streams on would fill dom0's disk until
- * the timeout.  Checked every POLL_MS in every phase (the stream flows
- * during the QMP commands too): out_fd may get at most what console 1 moves
- * in POLL_MS past the limit before the save ends.
+ * A device state is kilobytes (docs/consoles.md); without a bound a
+ * stubdomain that streams on would fill dom0's disk until the timeout.
+ * Checked every POLL_MS in every phase (the stream flows during the QMP
+ * commands too): out_fd may get at most what console 1 moves in POLL_MS
+ * past the limit before the save ends.
  */
 static void on_guard(stubdm_ctx *ctx, struct stubdm__timer *t)
 {
@@ -304,7 +304,7 @@ int stubdm_ctx_set_save_limit(stubdm_ctx *ctx, uint64_t max_bytes)
     return 0;
 }
 
-/* ---- QMP steps ----------------------------------------------------------- */
+/* ---- QMP steps ---------------------------------------------------------- */
 
 static void on_cmd(stubdm_qmp *q, stubdm_op *op, int rc,
                    const stubdm_qmp_reply *reply, void *user)
@@ -394,7 +394,7 @@ static void on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
                         so->con ? out_bytes(so) - so->base : 0);
 }
 
-/* ---- starting ------------------------------------------------------------ */
+/* ---- starting ----------------------------------------------------------- */
 
 static struct save_op *save_new(stubdm_ctx *ctx, uint32_t stubdom,
                                 uint32_t guest, int fd, int timeout_ms,

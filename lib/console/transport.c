@@ -231,61 +231,70 @@ int stubdm__ctrans_connect_sim(stubdm_ctx *ctx, struct stubdm__ctrans *t,
 
 /* ---- Xen ---------------------------------------------------------------- */
 
-int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
-                               uint32_t stubdom, unsigned n, uint64_t ring_ref,
-                               uint32_t port)
+/* Console 0's page by frame number (builders that grant no reserved
+ * reference): the page, or NULL with errno set.  When the foreign memory
+ * interface cannot even be opened, t is closed and *rc says why. */
+static void *map_by_frame(stubdm_ctx *ctx, struct stubdm__ctrans *t,
+                          uint32_t stubdom, uint64_t ring_ref, int *rc)
 {
-    xengnttab_handle *xgt;
-    xenevtchn_handle *xce;
-    xenevtchn_port_or_error_t lp;
-    void *page = NULL;
-    int err;
+    xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+    xen_pfn_t mfn = (xen_pfn_t)ring_ref;
+    void *page;
+    int merr = 0;
 
-    t->kind = STUBDM__CTRANS_XEN;
-    xgt = xengnttab_open(NULL, 0);
-    if (!xgt) {
-        err = errno;
-        return stubdm__fail(ctx, STUBDM_ENOTSUP, err,
-                            "console %u: xengnttab_open: %s", n,
-                            strerror(err));
+    if (!fm) {
+        int err = errno;
+        stubdm__ctrans_close(t);
+        *rc = stubdm__fail(ctx, STUBDM_EXEN, err,
+                           "console 0: xenforeignmemory_open: %s",
+                           strerror(err));
+        return NULL;
     }
-    t->xgt = xgt;
-    if (n == 0) {
-        /* The domain builder grants the console page with the reserved
-         * reference; old builders did not, then ring-ref is an mfn. */
-        page = xengnttab_map_grant_ref(xgt, stubdom, GNTTAB_RESERVED_CONSOLE,
-                          PROT_READ | PROT_WRITE);
-        if (!page) {
-            xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
-            xen_pfn_t mfn = (xen_pfn_t)ring_ref;
-            int merr = 0;
+    t->fmem = fm;
+    page = xenforeignmemory_map(fm, stubdom, PROT_READ | PROT_WRITE, 1, &mfn,
+                                &merr);
+    if (page && merr) {
+        xenforeignmemory_unmap(fm, page, 1);
+        page = NULL;
+        errno = -merr > 0 ? -merr : merr;
+    }
+    if (page)
+        LOG_DEBUG(ctx, "console",
+                  "console 0 of domain %u: no reserved grant, mapped "
+                  "its page by frame %llu",
+                  stubdom, (unsigned long long)ring_ref);
+    return page;
+}
 
-            if (!fm) {
-                err = errno;
-                stubdm__ctrans_close(t);
-                return stubdm__fail(ctx, STUBDM_EXEN, err,
-                                    "console 0: xenforeignmemory_open: %s",
-                                    strerror(err));
-            }
-            t->fmem = fm;
-            page = xenforeignmemory_map(fm, stubdom, PROT_READ | PROT_WRITE,
-                                        1, &mfn, &merr);
-            if (page && merr) {
-                xenforeignmemory_unmap(fm, page, 1);
-                page = NULL;
-                errno = -merr > 0 ? -merr : merr;
-            }
-            if (page)
-                LOG_DEBUG(ctx, "console",
-                          "console 0 of domain %u: no reserved grant, mapped "
-                          "its page by frame %llu",
-                          stubdom, (unsigned long long)ring_ref);
-        } else {
-            LOG_DEBUG(ctx, "console",
-                      "console 0 of domain %u: mapped through the reserved "
-                      "grant reference %u",
-                      stubdom, (unsigned)GNTTAB_RESERVED_CONSOLE);
-        }
+/* Console 0's page: the domain builder grants it with the reserved
+ * reference; old builders did not, then ring-ref is an mfn.  As
+ * map_by_frame. */
+static void *map_console0(stubdm_ctx *ctx, struct stubdm__ctrans *t,
+                          uint32_t stubdom, uint64_t ring_ref, int *rc)
+{
+    void *page = xengnttab_map_grant_ref(t->xgt, stubdom,
+                                         GNTTAB_RESERVED_CONSOLE,
+                                         PROT_READ | PROT_WRITE);
+    if (!page)
+        return map_by_frame(ctx, t, stubdom, ring_ref, rc);
+    LOG_DEBUG(ctx, "console",
+              "console 0 of domain %u: mapped through the reserved "
+              "grant reference %u",
+              stubdom, (unsigned)GNTTAB_RESERVED_CONSOLE);
+    return page;
+}
+
+/* The ring page of console n into t->intf; on failure t is closed. */
+static int map_ring(stubdm_ctx *ctx, struct stubdm__ctrans *t,
+                    uint32_t stubdom, unsigned n, uint64_t ring_ref)
+{
+    void *page;
+    int rc = 0, err;
+
+    if (n == 0) {
+        page = map_console0(ctx, t, stubdom, ring_ref, &rc);
+        if (rc)
+            return rc;
     } else {
         if (ring_ref > UINT32_MAX) {
             stubdm__ctrans_close(t);
@@ -294,8 +303,8 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                                 "reference",
                                 n, (unsigned long long)ring_ref);
         }
-        page = xengnttab_map_grant_ref(xgt, stubdom, (uint32_t)ring_ref,
-                          PROT_READ | PROT_WRITE);
+        page = xengnttab_map_grant_ref(t->xgt, stubdom, (uint32_t)ring_ref,
+                                       PROT_READ | PROT_WRITE);
     }
     if (!page) {
         err = errno;
@@ -307,8 +316,17 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
                             strerror(err));
     }
     t->intf = page;
+    return 0;
+}
 
-    xce = xenevtchn_open(NULL, 0);
+/* The stubdomain's event channel port, bound; on failure t is closed. */
+static int bind_evtchn(stubdm_ctx *ctx, struct stubdm__ctrans *t,
+                       uint32_t stubdom, unsigned n, uint32_t port)
+{
+    xenevtchn_handle *xce = xenevtchn_open(NULL, 0);
+    xenevtchn_port_or_error_t lp;
+    int err;
+
     if (!xce) {
         err = errno;
         stubdm__ctrans_close(t);
@@ -330,6 +348,25 @@ int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
     t->port_bound = true;
     t->fd = xenevtchn_fd(xce);
     return 0;
+}
+
+int stubdm__ctrans_connect_xen(stubdm_ctx *ctx, struct stubdm__ctrans *t,
+                               uint32_t stubdom, unsigned n, uint64_t ring_ref,
+                               uint32_t port)
+{
+    int rc;
+
+    t->kind = STUBDM__CTRANS_XEN;
+    t->xgt = xengnttab_open(NULL, 0);
+    if (!t->xgt) {
+        int err = errno;
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, err,
+                            "console %u: xengnttab_open: %s", n,
+                            strerror(err));
+    }
+    if ((rc = map_ring(ctx, t, stubdom, n, ring_ref)))
+        return rc;
+    return bind_evtchn(ctx, t, stubdom, n, port);
 }
 
 /* ---- both --------------------------------------------------------------- */

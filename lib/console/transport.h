@@ -9,8 +9,7 @@
  *    mfn); the event channel is bound with libxenevtchn.  libxengnttab and
  *    libxenevtchn are loaded with dlopen() on first use, so the library
  *    keeps no link-time dependency on them (they are only needed on a Xen
- *    host).  Proven on the nested Xen 4.17 against Linux's hvc_xen
- *    (tests/xen, section spawncon; docs/consoles.md).
+ *    host).  The frontend it meets is Linux's hvc_xen (docs/real-xen.md).
  *
  *  - SIM: the simulated host, where there are no grants or event
  *    channels.  The frontend's page (a struct xencons_interface, mapped

@@ -36,8 +36,8 @@ void stubdm__log(stubdm_ctx *ctx, stubdm_log_level level, int os_errno,
     ctx->log_fn(ctx->log_user, level, os_errno, module, msg);
 }
 
-/* ---- the xentoollog bridge ----------------------------------------------
- * libxenctrl and libxenvchan log through a xentoollog logger.  Ours
+/* ---- the xentoollog bridge ---------------------------------------------- */
+/* libxenctrl and libxenvchan log through a xentoollog logger.  Ours
  * forwards to the ctx's hook at debug level (their "errors" include
  * expected outcomes, such as a domain that is gone, which the library
  * reports itself) instead of letting them print on stderr. */

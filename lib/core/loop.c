@@ -50,7 +50,7 @@ void stubdm__loop_init(struct stubdm__loop *l)
     l->tfd_armed = -1;
 }
 
-/* ---- run_once's epoll set ------------------------------------------------ */
+/* ---- run_once's epoll set ----------------------------------------------- */
 
 /* epoll data of the timerfd; watches carry their fd number. */
 #define TFD_TAG UINT64_MAX
@@ -180,7 +180,7 @@ static int tfd_arm(struct stubdm__loop *l, int64_t deadline_ms)
     return 0;
 }
 
-/* ---- fd watches -------------------------------------------------------- */
+/* ---- fd watches --------------------------------------------------------- */
 
 void stubdm__fd_init(struct stubdm__fd *w, stubdm__fd_cb *cb)
 {
@@ -264,7 +264,7 @@ void stubdm__fd_stop(stubdm_ctx *ctx, struct stubdm__fd *w)
     w->events = 0;
 }
 
-/* ---- timers ------------------------------------------------------------ */
+/* ---- timers ------------------------------------------------------------- */
 
 #define NOT_ARMED ((size_t)-1)
 
@@ -447,7 +447,7 @@ static void run_expired_timers(stubdm_ctx *ctx)
     }
 }
 
-/* ---- dispatch ---------------------------------------------------------- */
+/* ---- dispatch ----------------------------------------------------------- */
 
 int stubdm__dispatch_enter(stubdm_ctx *ctx)
 {

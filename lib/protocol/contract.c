@@ -232,7 +232,7 @@ int stubdm_contract_set_toolstack_domid(stubdm_contract *c, uint32_t domid)
     return 0;
 }
 
-/* ---- layout ------------------------------------------------------------ */
+/* ---- layout ------------------------------------------------------------- */
 
 static const char *backend_type(stubdm_console_backend b)
 {
@@ -467,7 +467,7 @@ int stubdm_contract_layout(stubdm_ctx *ctx, const stubdm_contract *c,
     return rc;
 }
 
-/* ---- I/O --------------------------------------------------------------- */
+/* ---- I/O ---------------------------------------------------------------- */
 
 /* The vm path: the contract's, or /local/domain/<guest>/vm as libxl. */
 static int get_vm_path(stubdm_ctx *ctx, const stubdm_contract *c,

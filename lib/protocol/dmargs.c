@@ -294,7 +294,7 @@ int stubdm_dm_argv_write(stubdm_ctx *ctx, const char *vm_path,
     return rc;
 }
 
-/* ---- reading, as the stubdomain does ---------------------------------- */
+/* ---- reading, as the stubdomain does ------------------------------------ */
 
 /* Append what xenstore-read (without -R) prints for a value. */
 static int put_as_xenstore_read(struct stubdm__buf *b, const char *v,

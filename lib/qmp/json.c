@@ -27,9 +27,7 @@
 #define JSON_INLINE static inline __attribute__((always_inline))
 #define JSON_COLD __attribute__((cold, noinline))
 
-/* ------------------------------------------------------------------------
- * Arena
- * ------------------------------------------------------------------------ */
+/* ---- Arena -------------------------------------------------------------- */
 
 struct arena_chunk {
     struct arena_chunk *next;
@@ -114,9 +112,7 @@ static inline void *arena_alloc(struct arena *a, size_t n)
     return p;
 }
 
-/* ------------------------------------------------------------------------
- * Values
- * ------------------------------------------------------------------------ */
+/* ---- Values ------------------------------------------------------------- */
 
 struct member;
 
@@ -406,9 +402,8 @@ static void limits_fill(struct stubdm__json_limits *dst,
     dst->max_string = src->max_string ? src->max_string : dst->max_bytes;
 }
 
-/* ------------------------------------------------------------------------
- * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF.
- * ------------------------------------------------------------------------ */
+/* ---- Strict UTF-8 ------------------------------------------------------- */
+/* RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF. */
 
 static __attribute__((noinline)) bool utf8_valid(const unsigned char *s,
                                                  size_t n)
@@ -461,9 +456,7 @@ static __attribute__((noinline)) bool utf8_valid(const unsigned char *s,
     return true;
 }
 
-/* ------------------------------------------------------------------------
- * Parser
- * ------------------------------------------------------------------------ */
+/* ---- Parser ------------------------------------------------------------- */
 
 enum parser_state {
     PARSER_RUNNING,
@@ -1284,26 +1277,24 @@ static inline size_t quick_string_end(const unsigned char *s, size_t i,
     return i < n && s[i] == '"' ? i : 0;
 }
 
-struct stubdm__json_doc *stubdm__json_parser_quick(
-    struct stubdm__json_parser *p, const struct stubdm__json_limits *lim,
-    const void *data, size_t len, size_t *consumed)
-{
-    const unsigned char *s = data;
-    size_t n = len < p->lim.max_bytes ? len : p->lim.max_bytes;
-    size_t i = 0;
-    /* After a value (or a key's colon): what may come next. */
-    enum { Q_VALUE, Q_KEY, Q_KEY_OR_CLOSE, Q_VALUE_OR_CLOSE, Q_AFTER } want;
+/* What the quick path may meet next: after a value (or a key's colon). */
+enum quick_want { Q_VALUE, Q_KEY, Q_KEY_OR_CLOSE, Q_VALUE_OR_CLOSE, Q_AFTER };
 
-    *consumed = 0;
-    if (lim) {
+/* Sets p up for a quick parse; false when the quick path does not apply
+ * (no object at the very start, or a fresh doc cannot be had).  *n is the
+ * part of len within the byte limit. */
+JSON_INLINE bool quick_begin(struct stubdm__json_parser *p,
+                             const struct stubdm__json_limits *lim,
+                             const unsigned char *s, size_t len, size_t *n)
+{
+    if (lim)
         limits_fill(&p->lim, lim);
-        n = len < p->lim.max_bytes ? len : p->lim.max_bytes;
-    }
-    if (n == 0 || s[0] != '{' || !p->require_object)
-        return NULL;
+    *n = len < p->lim.max_bytes ? len : p->lim.max_bytes;
+    if (*n == 0 || s[0] != '{' || !p->require_object)
+        return false;
     p->doc = doc_fresh(p);
     if (!p->doc)
-        return NULL;
+        return false;
     p->state = PARSER_RUNNING;
     p->depth = 0;
     p->in_obj = false;
@@ -1311,127 +1302,131 @@ struct stubdm__json_doc *stubdm__json_parser_quick(
     p->stack_len = 0;
     p->bytes = 0;
     p->started = true;
-    want = Q_VALUE;
-    for (;;) {
-        while (i < n && quick_space(s[i]))
-            i++;
-        if (i >= n)
-            goto decline;
-        unsigned char c = s[i];
-        if (want == Q_AFTER) {
-            /* Inside a container (the root's end returned below). */
-            if (c == ',') {
-                want = p->in_obj ? Q_KEY : Q_VALUE;
-                i++;
-                continue;
-            }
-            if (c == (p->in_obj ? '}' : ']')) {
-                if (!(p->in_obj ? cb_end_map(p) : cb_end_array(p)))
-                    goto decline;
-                i++;
-                if (p->depth == 0)
-                    break;
-                continue;
-            }
-            goto decline;
-        }
-        if (want == Q_KEY || want == Q_KEY_OR_CLOSE) {
-            if (c == '}' && want == Q_KEY_OR_CLOSE) {
-                if (!cb_end_map(p))
-                    goto decline;
-                i++;
-                if (p->depth == 0)
-                    break;
-                want = Q_AFTER;
-                continue;
-            }
-            if (c != '"')
-                goto decline;
-            size_t end = quick_string_end(s, i + 1, n);
-            if (!end || !cb_map_key(p, s + i + 1, end - i - 1))
-                goto decline;
-            i = end + 1;
-            while (i < n && quick_space(s[i]))
-                i++;
-            if (i >= n || s[i] != ':')
-                goto decline;
-            i++;
-            want = Q_VALUE;
-            continue;
-        }
-        /* A value (Q_VALUE), or the end of an empty array. */
-        if (c == ']' && want == Q_VALUE_OR_CLOSE) {
-            if (!cb_end_array(p))
-                goto decline;
-            i++;
-            want = Q_AFTER;
-            continue;
-        }
-        int ok;
-        switch (c) {
-        case '{':
-            ok = cb_start_map(p);
-            i++;
-            want = Q_KEY_OR_CLOSE;
-            break;
-        case '[':
-            ok = cb_start_array(p);
-            i++;
-            want = Q_VALUE_OR_CLOSE;
-            break;
-        case '"': {
-            size_t end = quick_string_end(s, i + 1, n);
-            ok = end && cb_string(p, s + i + 1, end - i - 1);
-            i = end + 1;
-            want = Q_AFTER;
-            break;
-        }
-        case 't':
-            ok = n - i >= 4 && memcmp(s + i, "true", 4) == 0 &&
-                 cb_boolean(p, 1);
-            i += 4;
-            want = Q_AFTER;
-            break;
-        case 'f':
-            ok = n - i >= 5 && memcmp(s + i, "false", 5) == 0 &&
-                 cb_boolean(p, 0);
-            i += 5;
-            want = Q_AFTER;
-            break;
-        case 'n':
-            ok = n - i >= 4 && memcmp(s + i, "null", 4) == 0 && cb_null(p);
-            i += 4;
-            want = Q_AFTER;
-            break;
-        default: {
-            /* -?(0|[1-9][0-9]*), then a byte that cannot continue a
-             * number (yajl lexes "01" as two numbers, "1." and "1e" on). */
-            size_t k = i + (c == '-');
-            if (k >= n || s[k] < '0' || s[k] > '9')
-                goto decline;
-            if (s[k] == '0')
-                k++;
-            else
-                while (k < n && s[k] >= '0' && s[k] <= '9')
-                    k++;
-            if (k >= n || (s[k] >= '0' && s[k] <= '9') || s[k] == '.' ||
-                s[k] == 'e' || s[k] == 'E')
-                goto decline;
-            ok = cb_number(p, (const char *)s + i, k - i);
-            i = k;
-            want = Q_AFTER;
-            break;
-        }
-        }
-        if (!ok)
-            goto decline;
+    return true;
+}
+
+/* Q_AFTER, at a container's closing bracket c: whether it closes the
+ * innermost container. */
+JSON_INLINE bool quick_close(struct stubdm__json_parser *p, unsigned char c)
+{
+    if (p->in_obj)
+        return c == '}' && cb_end_map(p);
+    return c == ']' && cb_end_array(p);
+}
+
+/* Q_KEY or Q_KEY_OR_CLOSE, at the '"' of s[i]: a plain key and its colon.
+ * Returns the index after the colon, or 0 to decline. */
+JSON_INLINE size_t quick_key(struct stubdm__json_parser *p,
+                             const unsigned char *s, size_t i, size_t n)
+{
+    if (s[i] != '"')
+        return 0;
+    size_t end = quick_string_end(s, i + 1, n);
+    if (!end || !cb_map_key(p, s + i + 1, end - i - 1))
+        return 0;
+    i = end + 1;
+    while (i < n && quick_space(s[i]))
+        i++;
+    if (i >= n || s[i] != ':')
+        return 0;
+    return i + 1;
+}
+
+/* A number at s[i]: -?(0|[1-9][0-9]*), then a byte that cannot continue a
+ * number (yajl lexes "01" as two numbers, "1." and "1e" on).  Returns the
+ * index after it, or 0 to decline. */
+JSON_INLINE size_t quick_number(struct stubdm__json_parser *p,
+                                const unsigned char *s, size_t i, size_t n)
+{
+    size_t k = i + (s[i] == '-');
+    if (k >= n || s[k] < '0' || s[k] > '9')
+        return 0;
+    if (s[k] == '0')
+        k++;
+    else
+        while (k < n && s[k] >= '0' && s[k] <= '9')
+            k++;
+    if (k >= n || (s[k] >= '0' && s[k] <= '9') || s[k] == '.' ||
+        s[k] == 'e' || s[k] == 'E')
+        return 0;
+    return cb_number(p, (const char *)s + i, k - i) ? k : 0;
+}
+
+/* The literal word (true, false, null) at s[i]: whether it is there in
+ * full and its callback accepted it. */
+JSON_INLINE bool quick_literal(struct stubdm__json_parser *p,
+                               const unsigned char *s, size_t i, size_t n,
+                               const char *word, size_t wlen)
+{
+    if (n - i < wlen || memcmp(s + i, word, wlen) != 0)
+        return false;
+    if (word[0] == 'n')
+        return cb_null(p);
+    return cb_boolean(p, word[0] == 't');
+}
+
+/* Q_VALUE or Q_VALUE_OR_CLOSE: a value at s[i], or the end of an empty
+ * array.  Returns the index after it (and sets *want for what follows),
+ * or 0 to decline.  Indexes go by value: the loop's locals stay out of
+ * memory even in an unoptimised build. */
+JSON_INLINE size_t quick_value(struct stubdm__json_parser *p,
+                               const unsigned char *s, size_t i, size_t n,
+                               enum quick_want *want)
+{
+    enum quick_want after = Q_AFTER;
+    size_t next = i + 1;
+    bool ok;
+
+    switch (s[i]) {
+    case ']':
+        ok = *want == Q_VALUE_OR_CLOSE && cb_end_array(p);
+        break;
+    case '{':
+        ok = cb_start_map(p);
+        after = Q_KEY_OR_CLOSE;
+        break;
+    case '[':
+        ok = cb_start_array(p);
+        after = Q_VALUE_OR_CLOSE;
+        break;
+    case '"': {
+        size_t end = quick_string_end(s, i + 1, n);
+        ok = end && cb_string(p, s + i + 1, end - i - 1);
+        next = end + 1;
+        break;
     }
-    /* The root object closed at s[i - 1].  Its text goes with the tree. */
+    case 't':
+        ok = quick_literal(p, s, i, n, "true", 4);
+        next = i + 4;
+        break;
+    case 'f':
+        ok = quick_literal(p, s, i, n, "false", 5);
+        next = i + 5;
+        break;
+    case 'n':
+        ok = quick_literal(p, s, i, n, "null", 4);
+        next = i + 4;
+        break;
+    default:
+        next = quick_number(p, s, i, n);
+        ok = next != 0;
+        break;
+    }
+    *want = after;
+    return ok ? next : 0;
+}
+
+/* The root object closed at s[i - 1]: its text goes with the tree, which
+ * is handed out; NULL to decline. */
+JSON_INLINE struct stubdm__json_doc *
+quick_finish(struct stubdm__json_parser *p, const unsigned char *s, size_t i,
+             size_t *consumed)
+{
     if (p->state != PARSER_DONE)
-        goto decline;
+        return NULL;
     char *t = arena_alloc(&p->doc->arena, i + 1);
     if (!t)
-        goto decline;
+        return NULL;
     memcpy(t, s, i);
     t[i] = '\0';
     struct stubdm__json_doc *doc = p->doc;
@@ -1442,7 +1437,57 @@ struct stubdm__json_doc *stubdm__json_parser_quick(
     p->bytes = i;
     *consumed = i;
     return doc;
+}
 
+struct stubdm__json_doc *stubdm__json_parser_quick(
+    struct stubdm__json_parser *p, const struct stubdm__json_limits *lim,
+    const void *data, size_t len, size_t *consumed)
+{
+    const unsigned char *s = data;
+    size_t n;
+    size_t i = 0;
+    enum quick_want want = Q_VALUE;
+
+    *consumed = 0;
+    if (!quick_begin(p, lim, s, len, &n))
+        return NULL;
+    for (;;) {
+        while (i < n && quick_space(s[i]))
+            i++;
+        if (i >= n)
+            goto decline;
+        if (want == Q_AFTER) {
+            /* Inside a container: a comma, or its end. */
+            if (s[i] == ',') {
+                want = p->in_obj ? Q_KEY : Q_VALUE;
+                i++;
+                continue;
+            }
+            if (!quick_close(p, s[i]))
+                goto decline;
+            i++;
+            if (p->depth == 0)
+                break;
+        } else if (want == Q_KEY || want == Q_KEY_OR_CLOSE) {
+            if (s[i] == '}' && want == Q_KEY_OR_CLOSE) {
+                if (!cb_end_map(p))
+                    goto decline;
+                i++;
+                if (p->depth == 0)
+                    break;
+                want = Q_AFTER;
+                continue;
+            }
+            if (!(i = quick_key(p, s, i, n)))
+                goto decline;
+            want = Q_VALUE;
+        } else if (!(i = quick_value(p, s, i, n, &want))) {
+            goto decline;
+        }
+    }
+    struct stubdm__json_doc *doc = quick_finish(p, s, i, consumed);
+    if (doc)
+        return doc;
 decline:
     /* Whatever was built stays in p->doc, which the next reset empties. */
     p->state = PARSER_FAILED;
@@ -1513,9 +1558,7 @@ int stubdm__json_parse(const void *text, size_t len,
     return rc;
 }
 
-/* ------------------------------------------------------------------------
- * Writer
- * ------------------------------------------------------------------------ */
+/* ---- Writer ------------------------------------------------------------- */
 
 struct stubdm__json_writer {
     yajl_gen gen;

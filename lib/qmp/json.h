@@ -29,9 +29,7 @@
 
 struct stubdm__buf;
 
-/* ------------------------------------------------------------------------
- * Values
- * ------------------------------------------------------------------------ */
+/* ---- Values ------------------------------------------------------------- */
 
 enum stubdm__json_type {
     STUBDM__JSON_NULL,
@@ -97,9 +95,7 @@ bool stubdm__json_as_bool(const struct stubdm__json *v, bool *out);
 bool stubdm__json_equal(const struct stubdm__json *a,
                         const struct stubdm__json *b);
 
-/* ------------------------------------------------------------------------
- * Documents and parsing
- * ------------------------------------------------------------------------ */
+/* ---- Documents and parsing ---------------------------------------------- */
 
 /* Zero fields mean "the default". */
 struct stubdm__json_limits {
@@ -243,9 +239,7 @@ int stubdm__json_parse(const void *text, size_t len,
                        struct stubdm__json_doc **doc_out,
                        struct stubdm__json_error *err);
 
-/* ------------------------------------------------------------------------
- * Writing
- * ------------------------------------------------------------------------ */
+/* ---- Writing ------------------------------------------------------------ */
 
 /*
  * A writer appends compact JSON to a caller-owned stubdm__buf (whose limit

@@ -78,7 +78,7 @@ struct stubdm_qmp_proxy {
     uint32_t group; /* stubdm_qmp_proxy_allow_group */
 };
 
-/* ---- client output ---------------------------------------------------- */
+/* ---- client output ------------------------------------------------------ */
 
 static void client_drop(struct pclient *cl, const char *why);
 
@@ -157,7 +157,7 @@ static void send_return(struct pclient *cl, const char *id_json,
     stubdm__buf_dispose(&b);
 }
 
-/* ---- commands ------------------------------------------------------------ */
+/* ---- commands ----------------------------------------------------------- */
 
 static void pcmd_free(struct pcmd *pc)
 {
@@ -199,82 +199,59 @@ static void on_forwarded(stubdm_qmp *q, stubdm_op *op, int rc,
         proxy_drop_all(p, "QMP connection to the stubdomain lost");
 }
 
-static void handle_command(struct pclient *cl, const struct stubdm__json *root)
+/* v as JSON text in a NUL-terminated string of its own (*out); false when
+ * out of memory. */
+static bool json_text(const struct stubdm__json *v, char **out)
+{
+    struct stubdm__json_writer *w;
+    struct stubdm__buf b;
+
+    stubdm__buf_init(&b, 0);
+    w = stubdm__json_writer_new(&b);
+    stubdm__json_w_value(w, v);
+    if (stubdm__json_writer_end(w) || stubdm__buf_append(&b, "", 0)) {
+        stubdm__buf_dispose(&b);
+        return false;
+    }
+    *out = b.data;
+    return true;
+}
+
+/* qmp_capabilities, answered here: the proxy negotiates each client on
+ * its own and offers no capabilities. */
+static void handle_capabilities(struct pclient *cl,
+                                const struct stubdm__json *args,
+                                const char *id_json)
+{
+    if (cl->negotiated)
+        send_error(cl, id_json, "CommandNotFound",
+                   "Capabilities negotiation is already complete, command "
+                   "ignored");
+    else if (stubdm__json_len(stubdm__json_get(args, "enable")))
+        send_error(cl, id_json, "GenericError",
+                   "this proxy offers no QMP capabilities");
+    else {
+        cl->negotiated = true;
+        send_return(cl, id_json, "{}");
+    }
+}
+
+/* Forward the client's command to QEMU; on_forwarded answers it.  Takes
+ * id_json. */
+static void forward_command(struct pclient *cl, const char *name,
+                            char *id_json, const char *args_json)
 {
     stubdm_qmp_proxy *p = cl->p;
-    const struct stubdm__json *idv = stubdm__json_get(root, "id");
-    const struct stubdm__json *args = stubdm__json_get(root, "arguments");
-    const char *name = stubdm__json_as_string(
-        stubdm__json_get(root, "execute"), NULL);
-    char *id_json = NULL, *args_json = NULL;
-    struct stubdm__buf b;
-    struct pcmd *pc;
+    struct pcmd *pc = stubdm__calloc(1, sizeof(*pc));
     int rc;
 
-    if (idv) {
-        struct stubdm__json_writer *w;
-        stubdm__buf_init(&b, 0);
-        w = stubdm__json_writer_new(&b);
-        stubdm__json_w_value(w, idv);
-        if (stubdm__json_writer_end(w) || stubdm__buf_append(&b, "", 0)) {
-            stubdm__buf_dispose(&b);
-            client_drop(cl, "out of memory");
-            return;
-        }
-        id_json = b.data;
-    }
-    if (!name) {
-        send_error(cl, id_json, "GenericError",
-                   stubdm__json_get(root, "exec-oob")
-                       ? "out-of-band execution is not offered by this proxy"
-                       : "QMP input lacks member 'execute'");
-        goto out;
-    }
-    if (args && !stubdm__json_is(args, STUBDM__JSON_OBJECT)) {
-        send_error(cl, id_json, "GenericError",
-                   "QMP input member 'arguments' must be an object");
-        goto out;
-    }
-    if (!strcmp(name, "qmp_capabilities")) {
-        if (cl->negotiated)
-            send_error(cl, id_json, "CommandNotFound",
-                       "Capabilities negotiation is already complete, command "
-                       "ignored");
-        else if (stubdm__json_len(stubdm__json_get(args, "enable")))
-            send_error(cl, id_json, "GenericError",
-                       "this proxy offers no QMP capabilities");
-        else {
-            cl->negotiated = true;
-            send_return(cl, id_json, "{}");
-        }
-        goto out;
-    }
-    if (!cl->negotiated) {
-        send_error(cl, id_json, "CommandNotFound",
-                   "Expecting capabilities negotiation with "
-                   "'qmp_capabilities'");
-        goto out;
-    }
-    if (args) {
-        struct stubdm__json_writer *w;
-        stubdm__buf_init(&b, 0);
-        w = stubdm__json_writer_new(&b);
-        stubdm__json_w_value(w, args);
-        if (stubdm__json_writer_end(w) || stubdm__buf_append(&b, "", 0)) {
-            stubdm__buf_dispose(&b);
-            client_drop(cl, "out of memory");
-            goto out;
-        }
-        args_json = b.data;
-    }
-    pc = stubdm__calloc(1, sizeof(*pc));
     if (!pc) {
+        free(id_json);
         client_drop(cl, "out of memory");
-        goto out;
+        return;
     }
     pc->cl = cl;
     pc->id_json = id_json;
-    id_json = NULL;
     stubdm__list_add_tail(&cl->cmds, &pc->link);
     rc = stubdm_qmp_execute(p->q, name, args_json, p->cmd_timeout_ms,
                             on_forwarded, pc, &pc->op);
@@ -286,7 +263,40 @@ static void handle_command(struct pclient *cl, const struct stubdm__json *root)
         send_error(cl, pc->id_json, "GenericError", desc);
         pcmd_free(pc);
     }
-out:
+}
+
+static void handle_command(struct pclient *cl, const struct stubdm__json *root)
+{
+    const struct stubdm__json *idv = stubdm__json_get(root, "id");
+    const struct stubdm__json *args = stubdm__json_get(root, "arguments");
+    const char *name = stubdm__json_as_string(
+        stubdm__json_get(root, "execute"), NULL);
+    char *id_json = NULL, *args_json = NULL;
+
+    if (idv && !json_text(idv, &id_json)) {
+        client_drop(cl, "out of memory");
+        return;
+    }
+    if (!name) {
+        send_error(cl, id_json, "GenericError",
+                   stubdm__json_get(root, "exec-oob")
+                       ? "out-of-band execution is not offered by this proxy"
+                       : "QMP input lacks member 'execute'");
+    } else if (args && !stubdm__json_is(args, STUBDM__JSON_OBJECT)) {
+        send_error(cl, id_json, "GenericError",
+                   "QMP input member 'arguments' must be an object");
+    } else if (!strcmp(name, "qmp_capabilities")) {
+        handle_capabilities(cl, args, id_json);
+    } else if (!cl->negotiated) {
+        send_error(cl, id_json, "CommandNotFound",
+                   "Expecting capabilities negotiation with "
+                   "'qmp_capabilities'");
+    } else if (args && !json_text(args, &args_json)) {
+        client_drop(cl, "out of memory");
+    } else {
+        forward_command(cl, name, id_json, args_json);
+        id_json = NULL;
+    }
     free(id_json);
     free(args_json);
 }
@@ -544,6 +554,61 @@ static char *make_greeting(const char *real)
     return b.data;
 }
 
+/* The proxy object, not listening yet; NULL when out of memory. */
+static stubdm_qmp_proxy *proxy_alloc(stubdm_qmp *q, const char *listen_path,
+                                     int command_timeout_ms)
+{
+    stubdm_qmp_proxy *p = stubdm__calloc(1, sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->ctx = stubdm__qmp_ctx(q);
+    p->q = q;
+    p->lfd = -1;
+    p->max_clients = STUBDM_QMP_PROXY_DEFAULT_MAX_CLIENTS;
+    p->client_buffer = STUBDM_QMP_PROXY_DEFAULT_CLIENT_BUFFER;
+    p->cmd_timeout_ms = command_timeout_ms;
+    stubdm__list_init(&p->clients);
+    stubdm__fd_init(&p->lw, on_accept);
+    p->path = stubdm__strdup(listen_path);
+    p->greeting = make_greeting(stubdm_qmp_greeting_json(q));
+    if (!p->path || !p->greeting) {
+        free(p->path);
+        free(p->greeting);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* The listening socket at sa, mode 0600, in p->lfd. */
+static int proxy_listen(stubdm_qmp_proxy *p, const struct sockaddr_un *sa)
+{
+    stubdm_ctx *ctx = p->ctx;
+    struct stat st;
+
+    p->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->lfd < 0)
+        return stubdm__fail(ctx, STUBDM_EFAIL, errno,
+                            "QMP proxy: socket: %s", strerror(errno));
+    /* Only a stale socket is replaced, never another kind of file. */
+    if (lstat(sa->sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(sa->sun_path);
+    /* Linux creates the socket file with the socket inode's mode less the
+     * umask, so the mode is set here, before bind, and never wider than
+     * 0600, without touching the process-wide umask (other threads). */
+    if (fchmod(p->lfd, 0600))
+        return stubdm__fail(ctx, STUBDM_EFAIL, errno,
+                            "QMP proxy: setting the socket's mode: %s",
+                            strerror(errno));
+    if (bind(p->lfd, (const struct sockaddr *)sa, sizeof(*sa)) ||
+        listen(p->lfd, 16))
+        return stubdm__fail(ctx, STUBDM_EFAIL, errno,
+                            "QMP proxy: cannot listen on %s: %s", sa->sun_path,
+                            strerror(errno));
+    return 0;
+}
+
 int stubdm_qmp_proxy_new(stubdm_qmp *q, const char *listen_path,
                          int command_timeout_ms, stubdm_qmp_proxy **out)
 {
@@ -570,60 +635,21 @@ int stubdm_qmp_proxy_new(stubdm_qmp *q, const char *listen_path,
         return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
                             "QMP proxy: socket path too long: %s", listen_path);
     memcpy(sa.sun_path, listen_path, strlen(listen_path) + 1);
-    p = stubdm__calloc(1, sizeof(*p));
+    p = proxy_alloc(q, listen_path, command_timeout_ms);
     if (!p)
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP proxy");
-    p->ctx = ctx;
-    p->q = q;
-    p->lfd = -1;
-    p->max_clients = STUBDM_QMP_PROXY_DEFAULT_MAX_CLIENTS;
-    p->client_buffer = STUBDM_QMP_PROXY_DEFAULT_CLIENT_BUFFER;
-    p->cmd_timeout_ms = command_timeout_ms;
-    stubdm__list_init(&p->clients);
-    stubdm__fd_init(&p->lw, on_accept);
-    p->path = stubdm__strdup(listen_path);
-    p->greeting = make_greeting(stubdm_qmp_greeting_json(q));
-    if (!p->path || !p->greeting) {
-        rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP proxy");
+    if ((rc = proxy_listen(p, &sa)))
         goto fail;
-    }
-    p->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (p->lfd < 0) {
-        rc = stubdm__fail(ctx, STUBDM_EFAIL, errno, "QMP proxy: socket: %s",
-                          strerror(errno));
-        goto fail;
-    }
-    /* Only a stale socket is replaced, never another kind of file. */
-    struct stat st;
-    if (lstat(listen_path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(listen_path);
-    /* Linux creates the socket file with the socket inode's mode less the
-     * umask, so the mode is set here, before bind, and never wider than
-     * 0600, without touching the process-wide umask (other threads). */
-    if (fchmod(p->lfd, 0600)) {
-        rc = stubdm__fail(ctx, STUBDM_EFAIL, errno,
-                          "QMP proxy: setting the socket's mode: %s",
-                          strerror(errno));
-        goto fail;
-    }
-    rc = bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa));
-    if (rc || listen(p->lfd, 16)) {
-        rc = stubdm__fail(ctx, STUBDM_EFAIL, errno,
-                          "QMP proxy: cannot listen on %s: %s", listen_path,
-                          strerror(errno));
-        goto fail;
-    }
     rc = stubdm__fd_watch(ctx, &p->lw, p->lfd, POLLIN);
-    if (rc)
-        goto fail_unlink;
-    rc = stubdm_qmp_subscribe(q, NULL, on_event, p, &p->sub);
-    if (rc)
-        goto fail_unlink;
+    if (!rc)
+        rc = stubdm_qmp_subscribe(q, NULL, on_event, p, &p->sub);
+    if (rc) {
+        unlink(listen_path);
+        goto fail;
+    }
     *out = p;
     return 0;
 
-fail_unlink:
-    unlink(listen_path);
 fail:
     stubdm__fd_stop(ctx, &p->lw);
     if (p->lfd >= 0)

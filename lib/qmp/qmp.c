@@ -64,9 +64,7 @@
  * timer continues), so a flooding peer cannot starve the loop. */
 #define READ_BUDGET (1u << 20)
 
-/* ------------------------------------------------------------------------
- * Types
- * ------------------------------------------------------------------------ */
+/* ---- Types -------------------------------------------------------------- */
 
 struct stubdm_qmp_opts {
     stubdm_qmp_transport transport;
@@ -90,11 +88,13 @@ enum conn_state {
     C_READY,
 };
 
+/* One connection to a stubdomain's QEMU, shared by its handles.  The
+ * fields every command and reply touches come first, together, so a round
+ * trip touches fewer cache lines; configuration and the big buffers of the
+ * rare paths follow. */
 struct qmp_conn {
     stubdm_ctx *ctx;
-    /* What every command and reply touches comes first, together (fewer
-     * cache lines per round trip); configuration and the big buffers of
-     * the rare paths follow. */
+    /* the round trip's */
     enum conn_state state;
     struct stubdm__qmpt t;
     struct stubdm__fd fdw;
@@ -110,9 +110,7 @@ struct qmp_conn {
     bool read_more;
     unsigned busy;
     struct stubdm__buf out;
-    char *rbuf; /* READ_CHUNK bytes, made on the first read (not on the
-                 * stack: callees' frames would sit 64 KiB below their
-                 * callers', one more page touched per dispatch) */
+    char *rbuf; /* READ_CHUNK bytes, made on the first read */
     uint64_t next_id, caps_id;
     /* commands */
     struct stubdm__list queued, inflight;
@@ -238,9 +236,7 @@ static const char *state_doing(enum conn_state s)
     return "?";
 }
 
-/* ------------------------------------------------------------------------
- * Options
- * ------------------------------------------------------------------------ */
+/* ---- Options ------------------------------------------------------------ */
 
 int stubdm_qmp_opts_new(stubdm_qmp_opts **out)
 {
@@ -344,9 +340,7 @@ int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *o, const char *path,
     return set_str(&o->lock_path, path);
 }
 
-/* ------------------------------------------------------------------------
- * The per-ctx list of connections (ctx->qmp_conns)
- * ------------------------------------------------------------------------ */
+/* ---- The per-ctx list of connections (ctx->qmp_conns) ------------------- */
 
 static void conn_destroy(struct qmp_conn *c);
 
@@ -372,9 +366,7 @@ static struct qmp_conn *conn_find(stubdm_ctx *ctx, uint32_t stubdom,
     return NULL;
 }
 
-/* ------------------------------------------------------------------------
- * Replies and events: views handed to callbacks
- * ------------------------------------------------------------------------ */
+/* ---- Replies and events: views handed to callbacks ---------------------- */
 
 static char *render(const struct stubdm__json *v)
 {
@@ -453,9 +445,7 @@ void stubdm_qmp_event_timestamp(const stubdm_qmp_event *ev, int64_t *seconds,
         *microseconds = ev ? ev->msg->ts_microseconds : -1;
 }
 
-/* ------------------------------------------------------------------------
- * Commands
- * ------------------------------------------------------------------------ */
+/* ---- Commands ----------------------------------------------------------- */
 
 static void cmd_unlink_conn(struct cmd_op *cmd)
 {
@@ -547,24 +537,16 @@ static void cmd_on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
                             : " (never sent: queued behind others)");
 }
 
-static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
-                     int timeout_ms, stubdm_qmp_reply_fn *cb, void *user,
-                     stubdm_op **op_out)
+/* Whether the command can be taken now: a valid name (its length in
+ * *name_len), a positive timeout, a ready connection with room. */
+static inline int cmd_check(stubdm_qmp *q, const char *command,
+                            int timeout_ms, size_t *name_len)
 {
-    stubdm_ctx *ctx;
-    struct qmp_conn *c;
-    struct cmd_op *cmd;
-    char why[160];
-    int rc;
+    stubdm_ctx *ctx = q->ctx;
+    struct qmp_conn *c = q->conn;
 
-    if (op_out)
-        *op_out = NULL;
-    if (!q || q->closed)
-        return STUBDM_EINVAL;
-    ctx = q->ctx;
-    c = q->conn;
-    size_t name_len = stubdm__qmp_command_name_len(command);
-    if (!name_len)
+    *name_len = stubdm__qmp_command_name_len(command);
+    if (!*name_len)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "QMP: invalid command name \"%.64s\"",
                             command ? command : "(null)");
@@ -585,12 +567,21 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
                             "QMP %s: %zu commands already wait for stubdomain "
                             "%u (limit %zu)",
                             command, c->n_queued, c->stubdom, c->max_queued);
-    cmd = (struct cmd_op *)stubdm__op_new(ctx, &cmd_type, sizeof(*cmd),
-                                          cmd_trampoline, user);
+    return 0;
+}
+
+/* A new command op of q (not started), with the next id of the
+ * connection. */
+static inline struct cmd_op *cmd_alloc(stubdm_qmp *q, const char *command,
+                                       size_t name_len, int timeout_ms,
+                                       stubdm_qmp_reply_fn *cb, void *user)
+{
+    struct cmd_op *cmd = (struct cmd_op *)stubdm__op_new(
+        q->ctx, &cmd_type, sizeof(*cmd), cmd_trampoline, user);
     if (!cmd)
-        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP command");
+        return NULL;
     cmd->q = q;
-    cmd->conn = c;
+    cmd->conn = q->conn;
     cmd->cb = cb;
     cmd->cb_user = user;
     cmd->timeout_ms = timeout_ms;
@@ -600,30 +591,15 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
     stubdm__list_init(&cmd->clink);
     stubdm__timer_init(&cmd->deadline, cmd_on_deadline);
     stubdm__buf_init(&cmd->bytes, 0);
-    cmd->id = ++c->next_id;
-    /* With nothing queued ahead and a slot free, the command goes straight
-     * into the output buffer (no copy of its own) and is written below,
-     * inside this call when the channel has room: that saves a poll round.
-     * Only the callback is deferred, as for every op. */
-    bool direct = stubdm__list_empty(&c->queued) &&
-                  c->n_live + c->n_tomb < STUBDM_QMP_MAX_IN_FLIGHT;
-    /* The deadline first: abandoning the op stops it, whereas encoded bytes
-     * could not be taken back out of c->out as simply. */
-    rc = stubdm__timer_arm(ctx, &cmd->deadline, stubdm_now_ms() + timeout_ms);
-    if (rc) {
-        stubdm__op_abandon(&cmd->op);
-        return rc;
-    }
-    rc = stubdm__qmp_encode_command_n(direct ? &c->out : &cmd->bytes, command,
-                                      name_len, args, args ? strlen(args) : 0,
-                                      cmd->id, false, why, sizeof(why));
-    if (rc) {
-        stubdm__op_abandon(&cmd->op);
-        return stubdm__fail(ctx, rc, 0, "QMP %s: %s", command,
-                            why[0] ? why : stubdm_strerror(rc));
-    }
-    stubdm__list_add_tail(&q->cmds, &cmd->hlink);
-    stubdm__op_started(&cmd->op, op_out);
+    cmd->id = ++q->conn->next_id;
+    return cmd;
+}
+
+/* The started command on the wire (direct: its bytes are in c->out
+ * already) or queued behind others. */
+static inline void cmd_enqueue(struct qmp_conn *c, struct cmd_op *cmd,
+                               bool direct)
+{
     if (direct) {
         stubdm__list_add_tail(&c->inflight, &cmd->clink);
         cmd->where = CMD_INFLIGHT;
@@ -636,6 +612,53 @@ static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
         conn_pump(c);
     }
     conn_flush(c);
+}
+
+static int cmd_start(stubdm_qmp *q, const char *command, const char *args,
+                     int timeout_ms, stubdm_qmp_reply_fn *cb, void *user,
+                     stubdm_op **op_out)
+{
+    struct qmp_conn *c;
+    struct cmd_op *cmd;
+    size_t name_len;
+    char why[160];
+    int rc;
+
+    if (op_out)
+        *op_out = NULL;
+    if (!q || q->closed)
+        return STUBDM_EINVAL;
+    c = q->conn;
+    if ((rc = cmd_check(q, command, timeout_ms, &name_len)))
+        return rc;
+    cmd = cmd_alloc(q, command, name_len, timeout_ms, cb, user);
+    if (!cmd)
+        return stubdm__fail(q->ctx, STUBDM_ENOMEM, ENOMEM, "QMP command");
+    /* With nothing queued ahead and a slot free, the command goes straight
+     * into the output buffer (no copy of its own) and is written below,
+     * inside this call when the channel has room: that saves a poll round.
+     * Only the callback is deferred, as for every op. */
+    bool direct = stubdm__list_empty(&c->queued) &&
+                  c->n_live + c->n_tomb < STUBDM_QMP_MAX_IN_FLIGHT;
+    /* The deadline first: abandoning the op stops it, whereas encoded bytes
+     * could not be taken back out of c->out as simply. */
+    rc = stubdm__timer_arm(q->ctx, &cmd->deadline,
+                           stubdm_now_ms() + timeout_ms);
+    if (rc) {
+        stubdm__op_abandon(&cmd->op);
+        return rc;
+    }
+    rc = stubdm__qmp_encode_command_n(direct ? &c->out : &cmd->bytes, command,
+                                      name_len, args, args ? strlen(args) : 0,
+                                      cmd->id, false, why, sizeof(why));
+    if (rc) {
+        stubdm__op_abandon(&cmd->op);
+        return stubdm__fail(q->ctx, rc, 0, "QMP %s: %s", command,
+                            why[0] ? why : stubdm_strerror(rc));
+    }
+    stubdm__list_add_tail(&q->cmds, &cmd->hlink);
+    stubdm__op_started(&cmd->op, op_out);
+    cmd_enqueue(c, cmd, direct);
     return 0;
 }
 
@@ -709,9 +732,7 @@ static void conn_pump(struct qmp_conn *c)
     }
 }
 
-/* ------------------------------------------------------------------------
- * Opening
- * ------------------------------------------------------------------------ */
+/* ---- Opening ------------------------------------------------------------ */
 
 static void open_stop(stubdm_op *op)
 {
@@ -792,7 +813,7 @@ static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user)
     return 0;
 }
 
-/* ---- connection attempt, chronologically ---------------------------------- */
+/* ---- connection attempt, chronologically -------------------------------- */
 
 static void conn_try_lock(struct qmp_conn *c);
 static void conn_wait_server(struct qmp_conn *c);
@@ -964,9 +985,7 @@ static void on_retry(stubdm_ctx *ctx, struct stubdm__timer *t)
         conn_try_connect(c);
 }
 
-/* ------------------------------------------------------------------------
- * I/O
- * ------------------------------------------------------------------------ */
+/* ---- I/O ---------------------------------------------------------------- */
 
 static void conn_update_events(struct qmp_conn *c)
 {
@@ -1077,133 +1096,130 @@ out:
     free(ev.data_json);
 }
 
-/* Handle one message; false: stop processing (connection failed). */
-static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+/* The greeting: negotiation starts (qmp_capabilities, with oob if both
+ * sides want it).  False: the connection failed. */
+static bool conn_greeting(struct qmp_conn *c, struct stubdm__qmp_msg *m)
 {
     stubdm_ctx *ctx = c->ctx;
-    struct cmd_op *cmd;
 
-    switch (m->type) {
-    case STUBDM__QMP_GREETING:
-        if (c->state != C_GREETING) {
-            conn_msg_free(c, m);
-            conn_fail(c, STUBDM_EPROTO,
-                      "QEMU in stubdomain %u sent a second greeting",
-                      c->stubdom);
-            return false;
-        }
-        c->greeting = m;
-        c->oob_enabled = c->want_oob && m->oob;
-        c->caps_id = ++c->next_id;
-        c->stats[STUBDM_QMP_STAT_BYTES_DISCARDED] +=
-            stubdm__qmp_wire_discarded(&c->wire);
-        if (stubdm__qmp_wire_discarded(&c->wire))
-            LOG_INFO(ctx, MOD, "stubdomain %u: discarded %" PRIu64
-                     " stale bytes before QEMU's greeting",
-                     c->stubdom, stubdm__qmp_wire_discarded(&c->wire));
-        LOG_DEBUG(ctx, MOD, "stubdomain %u: QEMU %u.%u.%u%s", c->stubdom,
-                  m->qemu_major, m->qemu_minor, m->qemu_micro,
-                  c->oob_enabled ? ", enabling oob" : "");
-        if (stubdm__qmp_encode_capabilities(&c->out, c->caps_id,
-                                            c->oob_enabled)) {
-            conn_fail(c, STUBDM_ENOMEM, "out of memory");
-            return false;
-        }
-        c->state = C_NEGOTIATING;
-        return true;
-    case STUBDM__QMP_EVENT: {
-        const unsigned gen = c->wire_gen;
-        if (c->state != C_READY) {
-            char name[64];
-            LOG_DEBUG(ctx, MOD, "stubdomain %u: event %s before negotiation "
-                      "ignored", c->stubdom,
-                      stubdm__printable_str(name, sizeof(name), m->event));
-        } else {
-            deliver_event(c, m);
-        }
-        /* A callback may have replaced the wire: its parser did not make
-         * this message. */
-        conn_msg_free(c->wire_gen == gen ? c : NULL, m);
-        return true;
-    }
-    case STUBDM__QMP_RETURN:
-    case STUBDM__QMP_ERROR:
-        break;
-    }
-
-    if (c->state == C_NEGOTIATING) {
-        if (m->id_kind == STUBDM__QMP_ID_NUMBER && m->id == c->caps_id) {
-            if (m->type == STUBDM__QMP_ERROR) {
-                struct peer_error e;
-                peer_error(&e, m);
-                conn_fail(c, STUBDM_EQMP,
-                          "QEMU in stubdomain %u refused qmp_capabilities: "
-                          "%s: %s",
-                          c->stubdom, e.cls, e.desc);
-                conn_msg_free(c, m);
-                return false;
-            }
-            conn_msg_free(c, m);
-            c->state = C_READY;
-            c->stats[STUBDM_QMP_STAT_CONNECTS]++;
-            LOG_DEBUG(ctx, MOD, "stubdomain %u: QMP ready", c->stubdom);
-            opens_complete(c, 0, "");
-            conn_pump(c);
-            return true;
-        }
-        /* Fall through: an id-less error here is QEMU refusing our
-         * negotiation outright. */
-        if (m->id_kind == STUBDM__QMP_ID_NONE && m->type == STUBDM__QMP_ERROR) {
-            struct peer_error e;
-            peer_error(&e, m);
-            conn_fail(c, STUBDM_EQMP,
-                      "QEMU in stubdomain %u refused qmp_capabilities: %s: %s",
-                      c->stubdom, e.cls, e.desc);
-            conn_msg_free(c, m);
-            return false;
-        }
-    }
-
-    if (m->id_kind == STUBDM__QMP_ID_NUMBER) {
-        if ((cmd = inflight_find(c, m->id)) != NULL) {
-            cmd_answer(c, cmd, m);
-            conn_pump(c);
-            return true;
-        }
-        if (tomb_take(c, m->id)) {
-            LOG_DEBUG(ctx, MOD, "stubdomain %u: late reply to abandoned id %"
-                      PRIu64 " dropped", c->stubdom, m->id);
-            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
-            conn_msg_free(c, m);
-            conn_pump(c);
-            return true;
-        }
-    } else if (m->id_kind == STUBDM__QMP_ID_NONE &&
-               m->type == STUBDM__QMP_ERROR && c->state == C_READY) {
-        /* QEMU could not parse or dispatch one of our commands and could
-         * not tell which.  Unambiguous only with one command on the wire. */
-        if (c->n_live + c->n_tomb == 1) {
-            if (c->n_live == 1) {
-                cmd = STUBDM_CONTAINER_OF(c->inflight.next, struct cmd_op,
-                                          clink);
-                cmd_answer(c, cmd, m);
-            } else {
-                c->n_tomb = 0;
-                c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
-                conn_msg_free(c, m);
-            }
-            conn_pump(c);
-            return true;
-        }
-        struct peer_error e;
-        peer_error(&e, m);
-        conn_fail(c, STUBDM_EPROTO,
-                  "QEMU in stubdomain %u sent an error without id with %zu "
-                  "commands in flight (%s: %s); cannot tell which failed",
-                  c->stubdom, c->n_live + c->n_tomb, e.cls, e.desc);
+    if (c->state != C_GREETING) {
         conn_msg_free(c, m);
+        conn_fail(c, STUBDM_EPROTO,
+                  "QEMU in stubdomain %u sent a second greeting", c->stubdom);
         return false;
     }
+    c->greeting = m;
+    c->oob_enabled = c->want_oob && m->oob;
+    c->caps_id = ++c->next_id;
+    c->stats[STUBDM_QMP_STAT_BYTES_DISCARDED] +=
+        stubdm__qmp_wire_discarded(&c->wire);
+    if (stubdm__qmp_wire_discarded(&c->wire))
+        LOG_INFO(ctx, MOD, "stubdomain %u: discarded %" PRIu64
+                 " stale bytes before QEMU's greeting",
+                 c->stubdom, stubdm__qmp_wire_discarded(&c->wire));
+    LOG_DEBUG(ctx, MOD, "stubdomain %u: QEMU %u.%u.%u%s", c->stubdom,
+              m->qemu_major, m->qemu_minor, m->qemu_micro,
+              c->oob_enabled ? ", enabling oob" : "");
+    if (stubdm__qmp_encode_capabilities(&c->out, c->caps_id,
+                                        c->oob_enabled)) {
+        conn_fail(c, STUBDM_ENOMEM, "out of memory");
+        return false;
+    }
+    c->state = C_NEGOTIATING;
+    return true;
+}
+
+static bool conn_event(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    const unsigned gen = c->wire_gen;
+
+    if (c->state != C_READY) {
+        char name[64];
+        LOG_DEBUG(c->ctx, MOD, "stubdomain %u: event %s before negotiation "
+                  "ignored", c->stubdom,
+                  stubdm__printable_str(name, sizeof(name), m->event));
+    } else {
+        deliver_event(c, m);
+    }
+    /* A callback may have replaced the wire: its parser did not make
+     * this message. */
+    conn_msg_free(c->wire_gen == gen ? c : NULL, m);
+    return true;
+}
+
+/* QEMU's error to qmp_capabilities: the connection fails (returns false). */
+static bool conn_caps_refused(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    struct peer_error e;
+
+    peer_error(&e, m);
+    conn_fail(c, STUBDM_EQMP,
+              "QEMU in stubdomain %u refused qmp_capabilities: %s: %s",
+              c->stubdom, e.cls, e.desc);
+    conn_msg_free(c, m);
+    return false;
+}
+
+/* While negotiating: whether m answers qmp_capabilities (then *ok says
+ * whether to go on processing). */
+static bool conn_negotiation_reply(struct qmp_conn *c,
+                                   struct stubdm__qmp_msg *m, bool *ok)
+{
+    if (m->id_kind == STUBDM__QMP_ID_NUMBER && m->id == c->caps_id) {
+        if (m->type == STUBDM__QMP_ERROR) {
+            *ok = conn_caps_refused(c, m);
+            return true;
+        }
+        conn_msg_free(c, m);
+        c->state = C_READY;
+        c->stats[STUBDM_QMP_STAT_CONNECTS]++;
+        LOG_DEBUG(c->ctx, MOD, "stubdomain %u: QMP ready", c->stubdom);
+        opens_complete(c, 0, "");
+        conn_pump(c);
+        *ok = true;
+        return true;
+    }
+    /* An id-less error here is QEMU refusing our negotiation outright. */
+    if (m->id_kind == STUBDM__QMP_ID_NONE && m->type == STUBDM__QMP_ERROR) {
+        *ok = conn_caps_refused(c, m);
+        return true;
+    }
+    return false;
+}
+
+/* An error without id once ready: QEMU could not parse or dispatch one of
+ * our commands and could not tell which.  Unambiguous only with one
+ * command on the wire; otherwise the connection fails (returns false). */
+static bool conn_idless_error(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    if (c->n_live + c->n_tomb == 1) {
+        if (c->n_live == 1) {
+            struct cmd_op *cmd =
+                STUBDM_CONTAINER_OF(c->inflight.next, struct cmd_op, clink);
+            cmd_answer(c, cmd, m);
+        } else {
+            c->n_tomb = 0;
+            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+            conn_msg_free(c, m);
+        }
+        conn_pump(c);
+        return true;
+    }
+    struct peer_error e;
+    peer_error(&e, m);
+    conn_fail(c, STUBDM_EPROTO,
+              "QEMU in stubdomain %u sent an error without id with %zu "
+              "commands in flight (%s: %s); cannot tell which failed",
+              c->stubdom, c->n_live + c->n_tomb, e.cls, e.desc);
+    conn_msg_free(c, m);
+    return false;
+}
+
+/* A reply nobody waits for: counted, logged, freed. */
+static void conn_drop_unmatched(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    stubdm_ctx *ctx = c->ctx;
+
     c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
     if (m->id_kind == STUBDM__QMP_ID_NUMBER)
         LOG_WARN(ctx, MOD, "stubdomain %u: dropped a reply with unknown id %"
@@ -1218,7 +1234,52 @@ static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
                     stubdm__printable_str(raw, sizeof(raw), m->raw));
     }
     conn_msg_free(c, m);
+}
+
+/* A return or an error: matched to its command by id, to qmp_capabilities
+ * while negotiating, or dropped.  False: the connection failed. */
+static inline bool conn_reply(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    struct cmd_op *cmd;
+    bool ok;
+
+    if (c->state == C_NEGOTIATING && conn_negotiation_reply(c, m, &ok))
+        return ok;
+    if (m->id_kind == STUBDM__QMP_ID_NUMBER) {
+        if ((cmd = inflight_find(c, m->id)) != NULL) {
+            cmd_answer(c, cmd, m);
+            conn_pump(c);
+            return true;
+        }
+        if (tomb_take(c, m->id)) {
+            LOG_DEBUG(c->ctx, MOD, "stubdomain %u: late reply to abandoned "
+                      "id %" PRIu64 " dropped", c->stubdom, m->id);
+            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+            conn_msg_free(c, m);
+            conn_pump(c);
+            return true;
+        }
+    } else if (m->id_kind == STUBDM__QMP_ID_NONE &&
+               m->type == STUBDM__QMP_ERROR && c->state == C_READY) {
+        return conn_idless_error(c, m);
+    }
+    conn_drop_unmatched(c, m);
     return true;
+}
+
+/* Handle one message; false: stop processing (connection failed). */
+static bool conn_handle(struct qmp_conn *c, struct stubdm__qmp_msg *m)
+{
+    switch (m->type) {
+    case STUBDM__QMP_GREETING:
+        return conn_greeting(c, m);
+    case STUBDM__QMP_EVENT:
+        return conn_event(c, m);
+    case STUBDM__QMP_RETURN:
+    case STUBDM__QMP_ERROR:
+        break;
+    }
+    return conn_reply(c, m);
 }
 
 /* Take every queued message of wire generation gen; false when the
@@ -1250,6 +1311,8 @@ static void conn_read(struct qmp_conn *c)
     const unsigned gen = c->wire_gen;
 
     c->read_more = false;
+    /* On the heap, not on the stack: callees' frames would sit 64 KiB
+     * below their callers', one more page touched per dispatch. */
     if (!buf && !(buf = c->rbuf = stubdm__malloc(READ_CHUNK))) {
         conn_fail(c, STUBDM_ENOMEM, "out of memory reading from QEMU");
         return;
@@ -1358,9 +1421,7 @@ static void on_kick(stubdm_ctx *ctx, struct stubdm__timer *t)
         conn_flush(c);
 }
 
-/* ------------------------------------------------------------------------
- * Failure and teardown
- * ------------------------------------------------------------------------ */
+/* ---- Failure and teardown ----------------------------------------------- */
 
 /* Release the transport, watches and timers of a connection attempt. */
 static void conn_release_io(struct qmp_conn *c)
@@ -1511,9 +1572,7 @@ static void reap(struct qmp_conn *c)
     conn_maybe_free(c);
 }
 
-/* ------------------------------------------------------------------------
- * Handles
- * ------------------------------------------------------------------------ */
+/* ---- Handles ------------------------------------------------------------ */
 
 static int conn_new(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
                     const stubdm_qmp_opts *o, struct qmp_conn **out)
@@ -1835,9 +1894,7 @@ void stubdm_qmp_unsubscribe(stubdm_qmp_sub *s)
     sub_free(s);
 }
 
-/* ------------------------------------------------------------------------
- * For the proxy (qmp/proxy.c)
- * ------------------------------------------------------------------------ */
+/* ---- For the proxy (qmp/proxy.c) ---------------------------------------- */
 
 stubdm_ctx *stubdm__qmp_ctx(const stubdm_qmp *q)
 {

@@ -109,7 +109,7 @@ int stubdm__qmpt_connect_unix(stubdm_ctx *ctx, struct stubdm__qmpt *t,
     return 0;
 }
 
-/* ---- libxenvchan --------------------------------------------------------- */
+/* ---- libxenvchan -------------------------------------------------------- */
 
 int stubdm__qmpt_connect_vchan(stubdm_ctx *ctx, struct stubdm__qmpt *t,
                                uint32_t stubdom, const char *xs_path)
@@ -148,7 +148,7 @@ int stubdm__qmpt_connect_vchan(stubdm_ctx *ctx, struct stubdm__qmpt *t,
     return 0;
 }
 
-/* ---- I/O ------------------------------------------------------------------ */
+/* ---- I/O ---------------------------------------------------------------- */
 
 void stubdm__qmpt_ack(struct stubdm__qmpt *t)
 {

@@ -103,15 +103,14 @@ void stubdm__qmpt_close(struct stubdm__qmpt *t);
 /* A human name for messages ("vchan", "unix socket"). */
 const char *stubdm__qmpt_name(const struct stubdm__qmpt *t);
 
-/* ------------------------------------------------------------------------
- * The cross-process lock (qmp/lock.c)
- *
+/* ---- The cross-process lock (qmp/lock.c) -------------------------------- */
+/*
  * A vchan server accepts one client and does no locking of its own, so two
  * processes connecting at once would corrupt each other's stream.  Like
  * libxl's "qmp-socket-lock", a file is flock()ed for as long as a process
  * holds the connection.  Never blocking: LOCK_EX | LOCK_NB, the "wait" mode
  * retries on a timer in qmp.c.
- * ------------------------------------------------------------------------ */
+ */
 
 struct stubdm__qmplock {
     int fd; /* -1 while not held */

@@ -62,9 +62,7 @@ static struct stubdm__json_limits json_limits(const struct stubdm__qmp_limits *l
     return j;
 }
 
-/* ------------------------------------------------------------------------
- * Messages
- * ------------------------------------------------------------------------ */
+/* ---- Messages ----------------------------------------------------------- */
 
 void stubdm__qmp_msg_free(struct stubdm__qmp_msg *msg)
 {
@@ -299,9 +297,7 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
     return 0;
 }
 
-/* ------------------------------------------------------------------------
- * Receiving
- * ------------------------------------------------------------------------ */
+/* ---- Receiving ---------------------------------------------------------- */
 
 static int wire_fail(struct stubdm__qmp_wire *w, int rc, const char *fmt, ...)
     STUBDM_PRINTF(3, 4) STUBDM_COLD;
@@ -678,9 +674,7 @@ bool stubdm__qmp_wire_discarding(const struct stubdm__qmp_wire *w)
     return w->discarding;
 }
 
-/* ------------------------------------------------------------------------
- * Sending
- * ------------------------------------------------------------------------ */
+/* ---- Sending ------------------------------------------------------------ */
 
 /* [A-Za-z0-9_-] */
 static const unsigned char name_char[256] = {

@@ -25,9 +25,7 @@
 #include "core/mem.h"
 #include "qmp/json.h"
 
-/* ------------------------------------------------------------------------
- * Limits
- * ------------------------------------------------------------------------ */
+/* ---- Limits ------------------------------------------------------------- */
 
 /* Zero fields mean "the default". */
 struct stubdm__qmp_limits {
@@ -59,9 +57,7 @@ struct stubdm__qmp_limits {
 
 void stubdm__qmp_limits_default(struct stubdm__qmp_limits *lim);
 
-/* ------------------------------------------------------------------------
- * Messages
- * ------------------------------------------------------------------------ */
+/* ---- Messages ----------------------------------------------------------- */
 
 enum stubdm__qmp_msg_type {
     STUBDM__QMP_GREETING, /* {"QMP": {"version": ..., "capabilities": [...]}} */
@@ -149,9 +145,7 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
                          struct stubdm__qmp_msg *msg, char *why,
                          size_t why_len);
 
-/* ------------------------------------------------------------------------
- * Receiving
- * ------------------------------------------------------------------------ */
+/* ---- Receiving ---------------------------------------------------------- */
 
 struct stubdm__qmp_wire {
     struct stubdm__qmp_limits lim;
@@ -235,9 +229,7 @@ uint64_t stubdm__qmp_wire_discarded(const struct stubdm__qmp_wire *w);
 /* True while still discarding (no greeting yet). */
 bool stubdm__qmp_wire_discarding(const struct stubdm__qmp_wire *w);
 
-/* ------------------------------------------------------------------------
- * Sending
- * ------------------------------------------------------------------------ */
+/* ---- Sending ------------------------------------------------------------ */
 
 /* Command names: 1..STUBDM__QMP_MAX_COMMAND_NAME of [A-Za-z0-9_-]. */
 #define STUBDM__QMP_MAX_COMMAND_NAME 128

@@ -62,7 +62,7 @@
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define TOOLSTACK_DOMID 0u
 
-/* ---- one script run --------------------------------------------------------- */
+/* ---- one script run ----------------------------------------------------- */
 
 struct child {
     pid_t pid;      /* 0: never started */
@@ -103,33 +103,23 @@ static bool child_ok(const struct child *c)
            WEXITSTATUS(c->wstatus) == 0;
 }
 
-/*
- * Start script for backend kind/domid/devid with action.  The environment
- * is built here, not inherited: what libxl gives a hotplug script, plus the
- * caller's PATH and XENSTORED_PATH (the xenstore-* tools the scripts run
- * must reach the same xenstored as the library).
- */
-static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
-                       const char *kind, uint32_t domid, unsigned devid,
-                       const char *action)
+/* The script's environment (at most 9 entries), built here, not
+ * inherited: what libxl gives a hotplug script, plus the caller's PATH and
+ * XENSTORED_PATH (the xenstore-* tools the scripts run must reach the same
+ * xenstored as the library).  Returns the number of entries; one that
+ * could not be allocated is NULL. */
+static size_t child_env(char **env, const char *script, const char *kind,
+                        uint32_t domid, unsigned devid)
 {
     const char *path = getenv("PATH"), *xsp = getenv("XENSTORED_PATH");
-    bool vif = !strcmp(kind, "vif");
-    char *env[10] = { NULL }, *argv[4];
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, all;
     size_t ne = 0;
-    int p[2] = { -1, -1 }, rc = 0, err;
-    pid_t pid = 0;
 
-    child_init(c);
     env[ne++] = stubdm__sprintf("script=%s", script);
     env[ne++] = stubdm__sprintf("XENBUS_TYPE=%s", kind);
     env[ne++] = stubdm__sprintf("XENBUS_PATH=backend/%s/%u/%u", kind, domid,
                                 devid);
     env[ne++] = stubdm__sprintf("XENBUS_BASE_PATH=backend");
-    if (vif) {
+    if (!strcmp(kind, "vif")) {
         /* libxl: the backend's "gatewaydev", which this library never
          * writes; vif-common.sh reads it for the nat/route scripts. */
         env[ne++] = stubdm__sprintf("netdev=");
@@ -138,22 +128,19 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
     env[ne++] = stubdm__sprintf("PATH=%s", path && *path ? path : DEFAULT_PATH);
     if (xsp)
         env[ne++] = stubdm__sprintf("XENSTORED_PATH=%s", xsp);
-    for (size_t i = 0; i < ne; i++)
-        if (!env[i])
-            rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "hotplug: env");
-    argv[0] = (char *)script;
-    argv[1] = (char *)action;
-    argv[2] = vif ? (char *)"type_if=vif" : NULL;
-    argv[3] = NULL;
+    return ne;
+}
 
-    /* Only the read end is non-blocking: the script's stdout stays a
-     * normal blocking pipe. */
-    if (!rc && (pipe2(p, O_CLOEXEC) < 0 ||
-                fcntl(p[0], F_SETFL, O_NONBLOCK) < 0))
-        rc = stubdm__fail(ctx, STUBDM_EFAIL, errno, "hotplug: pipe: %s",
-                          strerror(errno));
-    if (rc)
-        goto out;
+/* posix_spawn the script with stdin /dev/null, stdout and stderr on out,
+ * nothing else open; 0 or an errno value. */
+static int child_spawn(const char *script, char **argv, char **env, int out,
+                       pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, all;
+    int err;
+
     posix_spawn_file_actions_init(&fa);
     posix_spawnattr_init(&at);
     sigemptyset(&none);
@@ -163,9 +150,9 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
      * stay out of the script, CLOEXEC or not. */
     err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+        err = posix_spawn_file_actions_adddup2(&fa, out, 1);
     if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+        err = posix_spawn_file_actions_adddup2(&fa, out, 2);
     if (!err)
         err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     if (!err)
@@ -184,11 +171,57 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
                                                 POSIX_SPAWN_SETSIGDEF |
                                                 POSIX_SPAWN_SETPGROUP);
     if (!err)
-        err = posix_spawn(&pid, script, &fa, &at, argv, env);
+        err = posix_spawn(pid, script, &fa, &at, argv, env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
+    return err;
+}
+
+/* A pidfd to reap the script by, unless the kernel has none (then the
+ * ctx reaps every script by polling from here on). */
+static void child_open_pidfd(stubdm_ctx *ctx, struct child *c)
+{
+    if (ctx->no_pidfd)
+        return;
+    c->pidfd = pidfd_open(c->pid, 0); /* always close-on-exec */
+    if (c->pidfd < 0 && errno == ENOSYS) {
+        ctx->no_pidfd = true;
+        LOG_DEBUG(ctx, MOD, "pidfd_open: %s: reaping scripts by polling",
+                  strerror(ENOSYS));
+    }
+}
+
+/* Start script for backend kind/domid/devid with action. */
+static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
+                       const char *kind, uint32_t domid, unsigned devid,
+                       const char *action)
+{
+    bool vif = !strcmp(kind, "vif");
+    char *env[10] = { NULL }, *argv[4];
+    size_t ne;
+    int p[2] = { -1, -1 }, rc = 0, err;
+    pid_t pid = 0;
+
+    child_init(c);
+    ne = child_env(env, script, kind, domid, devid);
+    for (size_t i = 0; i < ne; i++)
+        if (!env[i])
+            rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "hotplug: env");
+    argv[0] = (char *)script;
+    argv[1] = (char *)action;
+    argv[2] = vif ? (char *)"type_if=vif" : NULL;
+    argv[3] = NULL;
+
+    /* Only the read end is non-blocking: the script's stdout stays a
+     * normal blocking pipe. */
+    if (!rc && (pipe2(p, O_CLOEXEC) < 0 ||
+                fcntl(p[0], F_SETFL, O_NONBLOCK) < 0))
+        rc = stubdm__fail(ctx, STUBDM_EFAIL, errno, "hotplug: pipe: %s",
+                          strerror(errno));
+    if (rc)
+        goto out;
+    err = child_spawn(script, argv, env, p[1], &pid);
     close(p[1]);
-    p[1] = -1;
     if (err) {
         close(p[0]);
         rc = stubdm__fail(ctx, err == ENOENT ? STUBDM_ENOENT : STUBDM_EFAIL,
@@ -198,14 +231,7 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
     }
     c->pid = pid;
     c->outfd = p[0];
-    if (!ctx->no_pidfd) {
-        c->pidfd = pidfd_open(pid, 0); /* always close-on-exec */
-        if (c->pidfd < 0 && errno == ENOSYS) {
-            ctx->no_pidfd = true;
-            LOG_DEBUG(ctx, MOD, "pidfd_open: %s: reaping scripts by polling",
-                      strerror(ENOSYS));
-        }
-    }
+    child_open_pidfd(ctx, c);
     LOG_DEBUG(ctx, MOD, "%s %u/%u: started %s %s (pid %ld)", kind, domid,
               devid, script, action, (long)pid);
 out:
@@ -425,7 +451,7 @@ static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
     stubdm__clear_error(ctx);
 }
 
-/* ---- the add op: every device of a spawn -------------------------------------- */
+/* ---- the add op: every device of a spawn -------------------------------- */
 
 struct hp_op;
 
@@ -818,7 +844,7 @@ int stubdm__hotplug_add(stubdm_ctx *ctx, uint32_t domid,
     return 0;
 }
 
-/* ---- teardown: remove / offline ------------------------------------------------ */
+/* ---- teardown: remove / offline ----------------------------------------- */
 
 /* Run one script to its end, blocking, bounded by timeout_ms (then its
  * process group is killed).  0 if it exited 0. */
@@ -1018,8 +1044,9 @@ static size_t find_runners(const char *want, size_t wlen, pid_t *out,
  * HOTPLUG), and the script, in a process group of its own, lives on.  It
  * is let finish first (a block script killed half way has made a loop
  * device that nothing records, so its remove could not undo it), at most
- * ORPHAN_WAIT_MS (a block add took over 10 s in a loaded nested Xen),
- * then it is killed with what it started; only then the remove runs.
+ * ORPHAN_WAIT_MS (a block add on a loaded host can take over 10 s,
+ * docs/real-xen.md), then it is killed with what it started; only then
+ * the remove runs.
  * Found by the XENBUS_PATH the library gave it, among this user's
  * processes: no pid is kept anywhere.
  */

@@ -81,14 +81,14 @@ void stubdm__xc_dispose(stubdm_ctx *ctx)
     memset(hv, 0, sizeof(*hv));
 }
 
-/* ========================================================================
+/* ---- the PV domain builder ---------------------------------------------- */
+/*
  * The PV domain builder for stubdomains (the Xen host backend of spawn.c).
  *
- * UNPROVEN: this cannot run without a hypervisor; it compiles against the
- * installed Xen 4.17 headers and follows the order of libxl's
- * libxl__domain_make / libxl__build_pre / libxl__build_pv (read, not
- * copied).  It is exercised only by the nested-Xen end-to-end tests.
- * ======================================================================== */
+ * It follows the order of libxl's libxl__domain_make / libxl__build_pre /
+ * libxl__build_pv (read, not copied), so that the domain it makes is
+ * the one libxl would make.  Only a hypervisor runs it (docs/real-xen.md).
+ */
 
 #include <xenguest.h>
 
@@ -214,7 +214,7 @@ static int xen_create(stubdm_ctx *ctx, struct stubdm__build *b)
     /* Xen 4.17 still allocates the vCPUs themselves in XEN_DOMCTL_max_vcpus
      * (public/domctl.h; libxl__build_pre calls it too).  Without it vCPU 0
      * does not exist and xc_dom_boot_image fails in vcpu_x86_64:
-     * "SETVCPUCONTEXT failed (rc=-1)", EINVAL (seen on the nested Xen). */
+     * "SETVCPUCONTEXT failed (rc=-1)", EINVAL (docs/real-xen.md). */
     if (xc_domain_max_vcpus(xch, domid, b->vcpus)) {
         rc = xc_failf(ctx, errno, "allocating the vCPUs (xc_domain_max_vcpus)",
                       domid);
@@ -290,8 +290,8 @@ static int xen_destroy(stubdm_ctx *ctx, uint32_t domid)
     return 0;
 }
 
-/* ---- pausing a running domain (stubdm_stubdom_pause/unpause) ------------
- * Separate from the start-up unpause above: this is for a stubdomain that
+/* ---- pausing a running domain (stubdm_stubdom_pause/unpause) ------------ */
+/* Separate from the start-up unpause above: this is for a stubdomain that
  * already runs, paused and resumed together with its guest. */
 static int xen_pause(stubdm_ctx *ctx, uint32_t domid, bool pause)
 {

@@ -67,7 +67,7 @@ int stubdm__xs_handle(stubdm_ctx *ctx, struct xs_handle **out)
     return 0;
 }
 
-/* ---- watches ----------------------------------------------------------- */
+/* ---- watches ------------------------------------------------------------ */
 
 static size_t bucket_of(const struct stubdm__xs_state *xs, uint64_t id)
 {
@@ -279,7 +279,7 @@ void stubdm__xswatch_stop(stubdm_ctx *ctx, struct stubdm__xswatch *w)
     w->path = NULL;
 }
 
-/* ---- reads and transactions -------------------------------------------- */
+/* ---- reads and transactions --------------------------------------------- */
 
 int stubdm__xs_read(stubdm_ctx *ctx, uint32_t t, const char *path,
                     size_t max_len, char **val_out, size_t *len_out)
