@@ -220,7 +220,8 @@ int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
     if (have_guest)
         gvm = read_vm_path(ctx, guest);
     rc = stubdm__spawn_teardown_domain(ctx, stubdm__host(ctx), stubdom,
-                                       have_guest, guest, gvm, svm, NULL);
+                                       have_guest, guest, gvm, svm, NULL,
+                                       NULL);
     free(gvm);
     free(svm);
     if (rc) {

@@ -343,12 +343,53 @@ static const struct stubdm__op_type spawn_type = {
     .destroy = NULL,
 };
 
+/* The handle's memory (the caller's stubdm_stubdom_free, or a start that
+ * failed). */
+static void stubdom_release(stubdm_stubdom *s)
+{
+    stubdm_contract_free(s->contract);
+    stubdm_spawn_config_free(s->cfg);
+    free(s);
+}
+
+/* A handle for a spawn of cfg: validated, its own copy, its contract. */
+static int stubdom_new(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+                       stubdm_stubdom **out)
+{
+    const struct stubdm__host_ops *host = stubdm__host(ctx);
+    stubdm_contract *k = NULL;
+    stubdm_stubdom *s;
+    int rc;
+
+    rc = stubdm__spawn_validate(ctx, cfg, host->simulated, &k);
+    if (rc)
+        return rc;
+    s = stubdm__calloc(1, sizeof(*s));
+    if (!s) {
+        stubdm_contract_free(k);
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "spawn");
+    }
+    s->contract = k;
+    s->contract_rc = STUBDM_ESTATE; /* not placed yet */
+    s->cfg = stubdm__spawn_config_dup(cfg);
+    if (!s->cfg) {
+        stubdom_release(s);
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "spawn: config");
+    }
+    s->ctx = ctx;
+    s->host = host;
+    s->guest = cfg->guest;
+    s->backend = stubdm__spawn_backend(cfg, host->simulated);
+    s->step = STUBDM_SPAWN_CREATE;
+    *out = s;
+    return 0;
+}
+
 int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
                  stubdm_spawn_progress_fn *progress, stubdm_done_fn *done,
                  void *user, stubdm_stubdom **s_out, stubdm_op **op_out)
 {
-    const struct stubdm__host_ops *host;
-    stubdm_stubdom *s;
+    stubdm_stubdom *s = NULL;
     struct spawn_op *so;
     int rc;
 
@@ -361,30 +402,14 @@ int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     if (!cfg || !s_out)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: configuration and handle are required");
-    host = stubdm__host(ctx);
-    rc = stubdm__spawn_validate(ctx, cfg, host->simulated);
-    if (rc)
+    if ((rc = stubdom_new(ctx, cfg, &s)))
         return rc;
-    s = stubdm__calloc(1, sizeof(*s));
-    if (!s)
-        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "spawn");
-    s->cfg = stubdm__spawn_config_dup(cfg);
-    if (!s->cfg) {
-        free(s);
-        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "spawn: config");
-    }
-    s->ctx = ctx;
-    s->host = host;
-    s->guest = cfg->guest;
-    s->backend = stubdm__spawn_backend(cfg, host->simulated);
-    s->step = STUBDM_SPAWN_CREATE;
     s->progress = progress;
     s->progress_user = user;
     so = (struct spawn_op *)stubdm__op_new(ctx, &spawn_type, sizeof(*so), done,
                                            user);
     if (!so) {
-        stubdm_spawn_config_free(s->cfg);
-        free(s);
+        stubdom_release(s);
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "spawn op");
     }
     so->s = s;
@@ -397,12 +422,11 @@ int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     if (rc) {
         so->s = NULL;
         stubdm__op_abandon(&so->op);
-        stubdm_spawn_config_free(s->cfg);
-        free(s);
+        stubdom_release(s);
         return rc;
     }
     LOG_DEBUG(ctx, MOD, "guest %u: spawning on the %s host", s->guest,
-              host->name);
+              s->host->name);
     stubdm__op_started(&so->op, op_out);
     *s_out = s;
     return 0;
@@ -497,8 +521,7 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
     stubdm__spawn_close_consoles(s, s->domain_made);
     if (s->qmp)
         stubdm_qmp_close(s->qmp);
-    stubdm_spawn_config_free(s->cfg);
-    free(s);
+    stubdom_release(s);
 }
 
 stubdm_console *stubdm_stubdom_console(const stubdm_stubdom *s, unsigned n)

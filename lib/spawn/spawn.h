@@ -79,16 +79,18 @@ stubdm_spawn_config *stubdm__spawn_config_dup(const stubdm_spawn_config *c);
 
 /* ---- validation (validate.c) --------------------------------------------- */
 
-/* The whole configuration for this host; 0 or the error, naming the
- * field, on the ctx. */
+/*
+ * The whole configuration for this host; 0 or the error, naming the
+ * field, on the ctx.  The contract is built on the way (the check of the
+ * argv and consoles is its layout): *contract gets it (may be NULL: not
+ * kept), its domains and vm path placeholders until the domain exists.
+ */
 int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
-                           bool simulated);
+                           bool simulated, stubdm_contract **contract);
 /* The backend a spawn uses: the caller's choice, else LIBSTUBDM on the
  * simulated host and IOEMU (libxl's) on Xen. */
 stubdm_console_backend stubdm__spawn_backend(const stubdm_spawn_config *c,
                                              bool simulated);
-int stubdm__spawn_args(const stubdm_spawn_config *c, const char ***out,
-                       size_t *n);
 /* Printable ASCII, 1..max bytes: names and labels end up in xenstore
  * values and log lines. */
 bool stubdm__spawn_printable(const char *s, size_t max);
@@ -117,6 +119,10 @@ struct stubdm_stubdom {
     char stub_name[NAME_MAX_LEN + 8];
     struct stubdm__build build;
     bool domain_made;
+    /* Built once, by the validation; placed (its domains and vm path
+     * set: contract_rc 0) when the domain exists. */
+    stubdm_contract *contract;
+    int contract_rc;
     stubdm_qmp *qmp;
     struct spawn_op *op;
     stubdm_spawn_progress_fn *progress;
@@ -159,14 +165,16 @@ unsigned stubdm__spawn_vbd_devid(size_t idx);
 
 /*
  * Destroy stubdomain S and remove everything a spawn made.  guest_vm is
- * the guest's vm path when known (else the contract reads it); cfg the
- * spawn's configuration, NULL for a domain known by domid only.
+ * the guest's vm path when known (else the contract reads it); cfg and
+ * contract the spawn's (its kept contract, placed), NULL for a domain
+ * known by domid only (the contract is then made from G, S, guest_vm).
  */
 int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
                                   const struct stubdm__host_ops *host,
                                   uint32_t S, bool have_guest, uint32_t G,
                                   const char *guest_vm, const char *stub_vm,
-                                  const stubdm_spawn_config *cfg);
+                                  const stubdm_spawn_config *cfg,
+                                  const stubdm_contract *contract);
 /* Stop serving every console; release: hand them over instead (the
  * stubdomain runs on). */
 void stubdm__spawn_close_consoles(stubdm_stubdom *s, bool release);

@@ -316,6 +316,20 @@ static int create_domain(stubdm_stubdom *s)
     return 0;
 }
 
+/* The kept contract gets what only the domain's creation tells; a
+ * failure is the contract step's (contract_rc). */
+static void place_contract(stubdm_stubdom *s)
+{
+    int rc = stubdm_contract_set_domains(s->contract, s->guest, s->domid);
+
+    if (!rc)
+        rc = stubdm_contract_set_vm_path(s->contract, s->vm_path);
+    if (!rc && !s->host->simulated)
+        rc = stubdm_contract_set_console0_ring(
+            s->contract, s->build.console_mfn, s->build.console_port);
+    s->contract_rc = rc;
+}
+
 int stubdm__spawn_step_create(stubdm_stubdom *s)
 {
     stubdm_ctx *ctx = s->ctx;
@@ -327,6 +341,7 @@ int stubdm__spawn_step_create(stubdm_stubdom *s)
     if ((rc = resolve_names(s)) || (rc = need_placeholder(s, &ba)) ||
         (rc = create_domain(s)))
         return rc;
+    place_contract(s);
     rc = stubdm__xs_transaction(ctx, "writing the domain's nodes", basics_txn,
                                 &ba, NULL);
     if (rc)
@@ -345,48 +360,11 @@ int stubdm__spawn_step_create(stubdm_stubdom *s)
 
 int stubdm__spawn_step_contract(stubdm_stubdom *s)
 {
-    stubdm_contract *k = NULL;
-    const stubdm_spawn_config *c = s->cfg;
-    int rc = stubdm_contract_new(&k);
-
-    if (!rc)
-        rc = stubdm_contract_set_domains(k, s->guest, s->domid);
-    if (!rc)
-        rc = stubdm_contract_set_vm_path(k, s->vm_path);
-    if (!rc) {
-        const char **av = NULL;
-        size_t an = 0;
-        rc = stubdm__spawn_args(c, &av, &an);
-        if (!rc)
-            rc = stubdm_contract_set_args(k, av, an);
-        free(av);
-    }
-    if (!rc)
-        rc = stubdm_contract_set_console_backend(k, s->backend);
-    if (!rc)
-        rc = stubdm_contract_set_toolstack_domid(k, TOOLSTACK_DOMID);
-    for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++)
-        if (c->console[n])
-            rc = stubdm_contract_set_console_output(k, n, c->console[n]);
-    if (!rc && c->restore_fd >= 0 && !c->console[STUBDM_CONSOLE_RESTORE])
-        rc = stubdm_contract_set_console_output(k, STUBDM_CONSOLE_RESTORE,
-                                                RESTORE_OUTPUT);
-    if (!rc && !s->host->simulated)
-        rc = stubdm_contract_set_console0_ring(k, s->build.console_mfn,
-                                               s->build.console_port);
-    else if (!rc && s->backend == STUBDM_CONSOLE_LIBSTUBDM)
-        /* The simulated builder makes no ring: these placeholders are
-         * console 0's "published" signal (docs/consoles.md); the page and
-         * socket are the stubdomain's files. */
-        rc = stubdm_contract_set_console0_ring(k, 1, 1);
-    if (rc) {
-        stubdm_contract_free(k);
-        return stubdm__fail(s->ctx, rc, 0, "configuring the contract: %s",
-                            stubdm_strerror(rc));
-    }
-    rc = stubdm_contract_write(s->ctx, k);
-    stubdm_contract_free(k);
-    return rc;
+    if (s->contract_rc)
+        return stubdm__fail(s->ctx, s->contract_rc, 0,
+                            "configuring the contract: %s",
+                            stubdm_strerror(s->contract_rc));
+    return stubdm_contract_write(s->ctx, s->contract);
 }
 
 static int devices_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,

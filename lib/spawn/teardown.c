@@ -198,10 +198,34 @@ static bool placeholder_of(stubdm_ctx *ctx, uint32_t G, uint32_t S,
     return ok;
 }
 
+/* The kept contract, or one made from what a domid tells. */
+static int remove_contract(stubdm_ctx *ctx, const stubdm_contract *kept,
+                           uint32_t G, uint32_t S, const char *guest_vm)
+{
+    stubdm_contract *k = NULL;
+    int rc;
+
+    if (kept)
+        return stubdm_contract_remove(ctx, kept);
+    rc = stubdm_contract_new(&k);
+    if (!rc)
+        rc = stubdm_contract_set_domains(k, G, S);
+    if (!rc && guest_vm)
+        rc = stubdm_contract_set_vm_path(k, guest_vm);
+    if (!rc)
+        rc = stubdm_contract_remove(ctx, k);
+    else
+        stubdm__fail(ctx, rc, 0, "contract");
+    stubdm_contract_free(k);
+    return rc;
+}
+
 int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
-                           const struct stubdm__host_ops *host, uint32_t S,
-                           bool have_guest, uint32_t G, const char *guest_vm,
-                           const char *stub_vm, const stubdm_spawn_config *cfg)
+                                  const struct stubdm__host_ops *host,
+                                  uint32_t S, bool have_guest, uint32_t G,
+                                  const char *guest_vm, const char *stub_vm,
+                                  const stubdm_spawn_config *cfg,
+                                  const stubdm_contract *contract)
 {
     char msg[STUBDM_ERRMSG_MAX] = "";
     int first = 0, rc;
@@ -222,17 +246,7 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
         return stubdm__fail(ctx, first, 0, "%s", msg);
 
     if (have_guest) {
-        stubdm_contract *k = NULL;
-        rc = stubdm_contract_new(&k);
-        if (!rc)
-            rc = stubdm_contract_set_domains(k, G, S);
-        if (!rc && guest_vm)
-            rc = stubdm_contract_set_vm_path(k, guest_vm);
-        if (!rc)
-            rc = stubdm_contract_remove(ctx, k);
-        else
-            stubdm__fail(ctx, rc, 0, "contract");
-        stubdm_contract_free(k);
+        rc = remove_contract(ctx, contract, G, S, guest_vm);
         keep_first(ctx, rc, "removing the contract", &first, msg, sizeof(msg));
         /* The stubdomain's nodes lead a later destroy by domid to the
          * guest's contract: they stay while it does. */
@@ -291,7 +305,8 @@ int stubdm__spawn_teardown(stubdm_stubdom *s)
         rc = stubdm__spawn_teardown_domain(
             s->ctx, s->host, s->domid, true, s->guest,
             s->vm_path[0] ? s->vm_path : NULL,
-            s->stub_vm[0] ? s->stub_vm : NULL, s->cfg);
+            s->stub_vm[0] ? s->stub_vm : NULL, s->cfg,
+            s->contract_rc ? NULL : s->contract);
         s->domain_made = false;
         LOG_DEBUG(s->ctx, MOD, "stubdomain %u torn down%s", s->domid,
                   rc ? " (with errors)" : "");

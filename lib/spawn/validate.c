@@ -50,7 +50,7 @@ static bool has_arg(const stubdm_spawn_config *c, const char *a)
 /* The QEMU args as written to dm-argv: a restoring spawn gets libxl's
  * "-incoming $STUBDOM_RESTORE_INCOMING_ARG" unless the caller gave an
  * -incoming.  *out is an array of borrowed pointers: free() it only. */
-int stubdm__spawn_args(const stubdm_spawn_config *c, const char ***out,
+static int spawn_args(const stubdm_spawn_config *c, const char ***out,
                       size_t *n)
 {
     bool add = c->restore_fd >= 0 && !has_arg(c, "-incoming");
@@ -301,13 +301,62 @@ static int validate_devices(stubdm_ctx *ctx, const stubdm_spawn_config *c)
     return 0;
 }
 
+/*
+ * The contract of a spawn of c, built once: the domains and the vm path
+ * are placeholders until the domain exists (steps.c sets them).
+ */
+static int build_contract(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+                          bool simulated, stubdm_contract **out)
+{
+    stubdm_console_backend backend = stubdm__spawn_backend(c, simulated);
+    stubdm_contract *k = NULL;
+    char vm[VM_PATH_MAX];
+    const char **av = NULL;
+    size_t an = 0;
+    int rc;
+
+    snprintf(vm, sizeof(vm), "/vm/%s",
+             c->uuid ? c->uuid : "00000000-0000-0000-0000-000000000000");
+    rc = stubdm_contract_new(&k);
+    if (rc)
+        return stubdm__fail(ctx, rc, 0, "spawn: contract");
+    rc = stubdm_contract_set_domains(k, c->guest,
+                                     c->guest == 1 ? 2 : 1 /* placeholder */);
+    if (!rc)
+        rc = stubdm_contract_set_vm_path(k, vm);
+    if (!rc && !(rc = spawn_args(c, &av, &an)))
+        rc = stubdm_contract_set_args(k, av, an);
+    free(av);
+    if (!rc)
+        rc = stubdm_contract_set_console_backend(k, backend);
+    if (!rc)
+        rc = stubdm_contract_set_toolstack_domid(k, TOOLSTACK_DOMID);
+    for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++)
+        if (c->console[n])
+            rc = stubdm_contract_set_console_output(k, n, c->console[n]);
+    if (!rc && c->restore_fd >= 0 && !c->console[STUBDM_CONSOLE_RESTORE])
+        rc = stubdm_contract_set_console_output(k, STUBDM_CONSOLE_RESTORE,
+                                                RESTORE_OUTPUT);
+    if (!rc && simulated && backend == STUBDM_CONSOLE_LIBSTUBDM)
+        /* The simulated builder makes no ring: these placeholders are
+         * console 0's "published" signal (docs/consoles.md); the page and
+         * socket are the stubdomain's files. */
+        rc = stubdm_contract_set_console0_ring(k, 1, 1);
+    if (rc) {
+        stubdm_contract_free(k);
+        return stubdm__fail(ctx, rc, 0, "spawn: consoles: refused (%s)",
+                            stubdm_strerror(rc));
+    }
+    *out = k;
+    return 0;
+}
+
 /* The argv and consoles, exactly as the contract will refuse them. */
 static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_config *c,
-                             bool simulated)
+                             bool simulated, stubdm_contract **out)
 {
     stubdm_contract *k = NULL;
     stubdm_nodes *nodes = NULL;
-    char vm[VM_PATH_MAX];
     int rc;
 
     if (!c->nargs)
@@ -319,61 +368,36 @@ static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                                 "spawn: console %u: serials must be set in "
                                 "order, console %u is not set",
                                 n, n - 1);
-
-    if ((rc = validate_consoles(ctx, c, stubdm__spawn_backend(c, simulated))))
+    if ((rc = validate_consoles(ctx, c, stubdm__spawn_backend(c, simulated))) ||
+        (rc = build_contract(ctx, c, simulated, &k)))
         return rc;
-    snprintf(vm, sizeof(vm), "/vm/%s",
-             c->uuid ? c->uuid : "00000000-0000-0000-0000-000000000000");
-    rc = stubdm_contract_new(&k);
-    if (rc)
-        return stubdm__fail(ctx, rc, 0, "spawn: contract");
-    rc = stubdm_contract_set_domains(k, c->guest,
-                                     c->guest == 1 ? 2 : 1 /* placeholder */);
-    if (!rc)
-        rc = stubdm_contract_set_vm_path(k, vm);
-    if (!rc) {
-        const char **av = NULL;
-        size_t an = 0;
-        rc = stubdm__spawn_args(c, &av, &an);
-        if (!rc)
-            rc = stubdm_contract_set_args(k, av, an);
-        free(av);
-    }
-    if (!rc)
-        rc = stubdm_contract_set_console_backend(
-            k, stubdm__spawn_backend(c, simulated));
-    for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++)
-        if (c->console[n])
-            rc = stubdm_contract_set_console_output(k, n, c->console[n]);
-    if (!rc && c->restore_fd >= 0 && !c->console[STUBDM_CONSOLE_RESTORE])
-        rc = stubdm_contract_set_console_output(k, STUBDM_CONSOLE_RESTORE,
-                                                RESTORE_OUTPUT);
-    if (rc) {
-        stubdm_contract_free(k);
-        return stubdm__fail(ctx, rc, 0, "spawn: consoles: refused (%s)",
-                            stubdm_strerror(rc));
-    }
     rc = stubdm_contract_layout(ctx, k, &nodes);
-    stubdm_contract_free(k);
     stubdm_nodes_free(nodes);
     if (rc) {
         char msg[STUBDM_ERRMSG_MAX];
         snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
+        stubdm_contract_free(k);
         return stubdm__fail(ctx, rc, ctx->os_errno, "spawn: args: %s", msg);
     }
+    if (out)
+        *out = k;
+    else
+        stubdm_contract_free(k);
     return 0;
 }
 
 int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
-                           bool simulated)
+                           bool simulated, stubdm_contract **contract)
 {
     int rc;
 
+    if (contract)
+        *contract = NULL;
     if ((rc = validate_identity(ctx, c, simulated)) ||
         (rc = validate_resources(ctx, c)) ||
         (rc = validate_devices(ctx, c)))
         return rc;
-    return validate_contract(ctx, c, simulated);
+    return validate_contract(ctx, c, simulated, contract);
 }
 
 int stubdm_spawn_config_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c)
@@ -382,5 +406,6 @@ int stubdm_spawn_config_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c)
         return STUBDM_EINVAL;
     if (!c)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0, "spawn: no configuration");
-    return stubdm__spawn_validate(ctx, c, stubdm__host(ctx)->simulated);
+    return stubdm__spawn_validate(ctx, c, stubdm__host(ctx)->simulated,
+                                  NULL);
 }
