@@ -126,42 +126,84 @@ static void wait_probe(struct spawn_op *so)
         spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
 }
 
-/* Report progress; false if the spawn must not continue (cancelled,
- * freed, or the ctx is being freed). */
-static bool report(struct spawn_op *so, stubdm_spawn_step step)
+/* The step after each that succeeded: the order of a spawn. */
+static const stubdm_spawn_step next_step[] = {
+    [STUBDM_SPAWN_CREATE] = STUBDM_SPAWN_CONTRACT,
+    [STUBDM_SPAWN_CONTRACT] = STUBDM_SPAWN_DEVICES,
+    [STUBDM_SPAWN_DEVICES] = STUBDM_SPAWN_HOTPLUG,
+    [STUBDM_SPAWN_HOTPLUG] = STUBDM_SPAWN_UNPAUSE,
+    [STUBDM_SPAWN_UNPAUSE] = STUBDM_SPAWN_WAIT,
+    [STUBDM_SPAWN_WAIT] = STUBDM_SPAWN_QMP,
+    [STUBDM_SPAWN_QMP] = STUBDM_SPAWN_RUNNING,
+};
+
+static stubdm_spawn_step after(const stubdm_stubdom *s, stubdm_spawn_step step)
+{
+    if (step == STUBDM_SPAWN_WAIT && !s->cfg->qmp)
+        return STUBDM_SPAWN_RUNNING;
+    return next_step[step];
+}
+
+static void call_progress(stubdm_op *op, void *arg)
+{
+    stubdm_stubdom *s = arg;
+
+    (void)op;
+    s->progress(s, s->step, s->progress_user);
+}
+
+/* Report the step to the caller; false if the spawn must not continue
+ * (cancelled, freed, or the ctx is being freed). */
+static bool report(struct spawn_op *so)
 {
     stubdm_stubdom *s = so->s;
-    stubdm_ctx *ctx = so->op.ctx;
-    stubdm_op *op = &so->op;
-    bool alive;
+    enum stubdm__op_notified r;
 
-    s->step = step;
-    LOG_DEBUG(ctx, MOD, "guest %u: %s (%.3f s)", s->guest,
-              stubdm_spawn_step_name(step),
-              (double)(stubdm_now_ms() - so->started_ms) / 1000.0);
     if (!s->progress)
         return true;
+    /* The handle's own deferred free; the op's is op.c's. */
     s->in_progress = true;
-    op->in_callback = true; /* so stubdm_op_free only marks the handle */
-    stubdm__callback_enter(ctx);
-    s->progress(s, step, s->progress_user);
-    alive = stubdm__callback_leave(ctx);
-    op->in_callback = false;
+    r = stubdm__op_notify(&so->op, call_progress, s);
+    if (r == STUBDM__OP_NOTIFY_CTX_FREED)
+        return false;
     s->in_progress = false;
-    if (!alive)
-        return false;
-    if (op->handle_freed) {
-        op->handle_freed = false;
-        stubdm_op_free(op); /* pending: stop (teardown) and release */
-        if (s->free_pending)
-            stubdm_stubdom_free(s);
-        return false;
-    }
     if (s->free_pending) {
         stubdm_stubdom_free(s); /* cancels the op, tears down */
         return false;
     }
-    return op->state == STUBDM__OP_PENDING;
+    return r == STUBDM__OP_NOTIFY_PENDING;
+}
+
+/*
+ * Every change of a spawn's step goes through here (curl's mstate()): it
+ * is logged; a step of the spawn's course is reported to the caller and
+ * run from the next tick, RUNNING completes the op.
+ */
+static void step_to(stubdm_stubdom *s, stubdm_spawn_step step)
+{
+    struct spawn_op *so = s->op;
+    int rc;
+
+    s->step = step;
+    if (!so) {
+        LOG_DEBUG(s->ctx, MOD, "guest %u: %s", s->guest,
+                  stubdm_spawn_step_name(step));
+        return;
+    }
+    LOG_DEBUG(s->ctx, MOD, "guest %u: %s (%.3f s)", s->guest,
+              stubdm_spawn_step_name(step),
+              (double)(stubdm_now_ms() - so->started_ms) / 1000.0);
+    if (step == STUBDM_SPAWN_FAILED || step == STUBDM_SPAWN_DESTROYED)
+        return;
+    if (step == STUBDM_SPAWN_RUNNING) {
+        stubdm__op_complete(&so->op, 0, NULL);
+        return;
+    }
+    if (!report(so))
+        return;
+    rc = stubdm__timer_arm(s->ctx, &so->tick, stubdm_now_ms());
+    if (rc)
+        spawn_fail(so, rc, step, s->ctx->errmsg);
 }
 
 static void on_qmp_open(stubdm_op *op, int rc, void *user)
@@ -175,11 +217,10 @@ static void on_qmp_open(stubdm_op *op, int rc, void *user)
         spawn_fail(so, rc, STUBDM_SPAWN_QMP, stubdm_op_errmsg(op));
         return;
     }
-    so->s->step = STUBDM_SPAWN_RUNNING;
-    stubdm__op_complete(&so->op, 0, NULL);
+    step_to(so->s, after(so->s, STUBDM_SPAWN_QMP));
 }
 
-static void start_qmp(struct spawn_op *so)
+static int start_qmp(struct spawn_op *so)
 {
     stubdm_stubdom *s = so->s;
     stubdm_qmp_opts *o = NULL;
@@ -195,8 +236,7 @@ static void start_qmp(struct spawn_op *so)
         rc = stubdm_qmp_open(so->op.ctx, s->domid, s->guest, o, on_qmp_open,
                              so, &s->qmp);
     stubdm_qmp_opts_free(o);
-    if (rc)
-        spawn_fail(so, rc, STUBDM_SPAWN_QMP, so->op.ctx->errmsg);
+    return rc;
 }
 
 static void on_wait_done(stubdm_op *op, int rc, void *user)
@@ -217,14 +257,7 @@ static void on_wait_done(stubdm_op *op, int rc, void *user)
         spawn_fail(so, rc, STUBDM_SPAWN_WAIT, stubdm_op_errmsg(op));
         return;
     }
-    if (!so->s->cfg->qmp) {
-        so->s->step = STUBDM_SPAWN_RUNNING;
-        stubdm__op_complete(&so->op, 0, NULL);
-        return;
-    }
-    if (!report(so, STUBDM_SPAWN_QMP))
-        return;
-    start_qmp(so);
+    step_to(so->s, after(so->s, STUBDM_SPAWN_WAIT));
 }
 
 static void on_hotplug_done(stubdm_op *op, int rc, void *user)
@@ -239,71 +272,83 @@ static void on_hotplug_done(stubdm_op *op, int rc, void *user)
     }
     if (so->op.state != STUBDM__OP_PENDING || rc)
         return;
-    so->s->step = STUBDM_SPAWN_UNPAUSE;
-    rc = stubdm__timer_arm(so->op.ctx, &so->tick, stubdm_now_ms());
-    if (rc)
-        spawn_fail(so, rc, so->s->step, so->op.ctx->errmsg);
+    step_to(so->s, after(so->s, STUBDM_SPAWN_HOTPLUG));
+}
+
+/* Start the WAIT step: the wait op, and the connection probe beside it. */
+static int start_wait(struct spawn_op *so)
+{
+    stubdm_stubdom *s = so->s;
+    int rc = stubdm_wait_running(s->ctx, s->domid, s->guest,
+                                 s->cfg->timeout_ms, on_wait_done, so,
+                                 &so->wait);
+
+    /* on_wait_done continues (maybe already from inside the call) */
+    if (!rc && so->op.state == STUBDM__OP_PENDING && so->wait) {
+        so->probing = true;
+        rc = stubdm__timer_arm(s->ctx, &so->tick,
+                               stubdm_now_ms() + WAIT_PROBE_MS);
+    }
+    return rc;
+}
+
+/*
+ * Run step; *more: a callback (hotplug, wait, QMP) continues the spawn,
+ * else the next step follows now.
+ */
+static int run_step(struct spawn_op *so, stubdm_spawn_step step, bool *more)
+{
+    stubdm_stubdom *s = so->s;
+    int rc;
+
+    *more = false;
+    switch (step) {
+    case STUBDM_SPAWN_CREATE:
+        return stubdm__spawn_step_create(s);
+    case STUBDM_SPAWN_CONTRACT:
+        return stubdm__spawn_step_contract(s);
+    case STUBDM_SPAWN_DEVICES:
+        return stubdm__spawn_step_devices(s);
+    case STUBDM_SPAWN_HOTPLUG:
+        rc = stubdm__spawn_step_hotplug(s, on_hotplug_done, so, &so->hotplug);
+        *more = !rc && so->hotplug;
+        return rc;
+    case STUBDM_SPAWN_UNPAUSE:
+        return s->host->unpause(s->ctx, &s->build);
+    case STUBDM_SPAWN_WAIT:
+        *more = true;
+        return start_wait(so);
+    case STUBDM_SPAWN_QMP:
+        *more = true;
+        return start_qmp(so);
+    default:
+        return stubdm__fail(s->ctx, STUBDM_ESTATE, 0,
+                            "internal: unexpected step");
+    }
 }
 
 static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
 {
     struct spawn_op *so = STUBDM_CONTAINER_OF(t, struct spawn_op, tick);
-    stubdm_stubdom *s = so->s;
-    stubdm_spawn_step step = s->step;
+    stubdm_spawn_step step = so->s->step;
+    bool more = false;
     int rc;
 
     if (so->probing) {
         wait_probe(so);
         return;
     }
-    if (!report(so, step))
-        return;
-    switch (step) {
-    case STUBDM_SPAWN_CREATE:
-        rc = stubdm__spawn_step_create(s);
-        break;
-    case STUBDM_SPAWN_CONTRACT:
-        rc = stubdm__spawn_step_contract(s);
-        break;
-    case STUBDM_SPAWN_DEVICES:
-        rc = stubdm__spawn_step_devices(s);
-        break;
-    case STUBDM_SPAWN_HOTPLUG:
-        rc = stubdm__spawn_step_hotplug(s, on_hotplug_done, so, &so->hotplug);
-        if (!rc && so->hotplug)
-            return; /* on_hotplug_done continues */
-        break;
-    case STUBDM_SPAWN_UNPAUSE:
-        rc = s->host->unpause(ctx, &s->build);
-        break;
-    case STUBDM_SPAWN_WAIT:
-        rc = stubdm_wait_running(ctx, s->domid, s->guest, s->cfg->timeout_ms,
-                                 on_wait_done, so, &so->wait);
-        break;
-    default:
-        rc = STUBDM_ESTATE;
-        stubdm__fail(ctx, rc, 0, "internal: unexpected step");
-        break;
-    }
-    if (rc) {
-        spawn_fail(so, rc, step, ctx->errmsg);
+    if (!so->begun) {
+        /* The first step is reported here, never inside stubdm_spawn. */
+        so->begun = true;
+        step_to(so->s, step);
         return;
     }
-    if (step == STUBDM_SPAWN_WAIT) {
-        /* on_wait_done continues (maybe already from inside the call) */
-        if (so->op.state == STUBDM__OP_PENDING && so->wait) {
-            so->probing = true;
-            rc = stubdm__timer_arm(ctx, &so->tick,
-                                   stubdm_now_ms() + WAIT_PROBE_MS);
-            if (rc)
-                spawn_fail(so, rc, step, ctx->errmsg);
-        }
-        return;
-    }
-    s->step = (stubdm_spawn_step)(step + 1);
-    rc = stubdm__timer_arm(ctx, &so->tick, stubdm_now_ms());
+    rc = run_step(so, step, &more);
     if (rc)
-        spawn_fail(so, rc, s->step, ctx->errmsg);
+        spawn_fail(so, rc, step, ctx->errmsg);
+    else if (!more)
+        step_to(so->s, after(so->s, step));
 }
 
 static void spawn_stop(stubdm_op *op)
@@ -326,7 +371,7 @@ static void spawn_stop(stubdm_op *op)
     /* Pending here means freed while pending: that is a cancellation. */
     if (op->state == STUBDM__OP_PENDING || op->rc) {
         int rc = stubdm__spawn_teardown(s);
-        s->step = STUBDM_SPAWN_FAILED;
+        step_to(s, STUBDM_SPAWN_FAILED);
         if (rc && op->state != STUBDM__OP_PENDING) {
             size_t len = strlen(op->errmsg);
             snprintf(op->errmsg + len, sizeof(op->errmsg) - len,
@@ -494,11 +539,11 @@ int stubdm_stubdom_destroy(stubdm_stubdom *s)
                             "spawn: %s: cancelled: the stubdomain was "
                             "destroyed",
                             stubdm_spawn_step_name(s->step));
-        s->step = STUBDM_SPAWN_DESTROYED;
+        step_to(s, STUBDM_SPAWN_DESTROYED);
         return 0;
     }
     rc = stubdm__spawn_teardown(s);
-    s->step = STUBDM_SPAWN_DESTROYED;
+    step_to(s, STUBDM_SPAWN_DESTROYED);
     return rc;
 }
 

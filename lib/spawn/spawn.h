@@ -146,6 +146,7 @@ struct spawn_op {
     stubdm_op *wait;
     int64_t started_ms;
     bool probing;       /* tick: the WAIT step's connection probe */
+    bool begun;         /* the first step was entered (and reported) */
 };
 
 /* ---- steps (steps.c) ----------------------------------------------------- */
