@@ -154,21 +154,27 @@ int stubdm_spawn_config_set_vcpus(stubdm_spawn_config *c, unsigned vcpus)
     return 0;
 }
 
-int stubdm_spawn_config_set_args(stubdm_spawn_config *c,
-                                 const char *const *args, size_t nargs)
+/* Replace the vector at *slot (n entries) with a copy of args. */
+static int set_strv(char ***slot, size_t *n, const char *const *args,
+                    size_t nargs)
 {
     char **v = NULL;
     int rc;
 
-    if (!c || (nargs && !args))
+    if (nargs && !args)
         return STUBDM_EINVAL;
-    rc = strv_copy(args, nargs, &v);
-    if (rc)
+    if ((rc = strv_copy(args, nargs, &v)))
         return rc;
-    strv_free(c->args, c->nargs);
-    c->args = v;
-    c->nargs = nargs;
+    strv_free(*slot, *n);
+    *slot = v;
+    *n = nargs;
     return 0;
+}
+
+int stubdm_spawn_config_set_args(stubdm_spawn_config *c,
+                                 const char *const *args, size_t nargs)
+{
+    return c ? set_strv(&c->args, &c->nargs, args, nargs) : STUBDM_EINVAL;
 }
 
 int stubdm_spawn_config_set_console_output(stubdm_spawn_config *c, unsigned n,
@@ -217,14 +223,11 @@ int stubdm_spawn_config_add_disk(stubdm_spawn_config *c, const char *target,
         return STUBDM_EINVAL;
     if (format && strcmp(format, "raw") && strcmp(format, "qcow2"))
         return STUBDM_EINVAL;
-    d = stubdm__reallocarray(c->disks, c->ndisks + 1, sizeof(*d));
-    if (!d)
+    if (!(d = stubdm__reallocarray(c->disks, c->ndisks + 1, sizeof(*d))))
         return STUBDM_ENOMEM;
     c->disks = d;
-    d = &c->disks[c->ndisks];
-    memset(d, 0, sizeof(*d));
-    d->target = stubdm__strdup(target);
-    if (!d->target)
+    d = memset(&c->disks[c->ndisks], 0, sizeof(*d));
+    if (!(d->target = stubdm__strdup(target)))
         return STUBDM_ENOMEM;
     d->qcow2 = format && !strcmp(format, "qcow2");
     d->readonly = readonly != 0;
@@ -303,22 +306,20 @@ int stubdm_spawn_config_set_sim_program(stubdm_spawn_config *c,
                                         const char *program,
                                         const char *const *args, size_t nargs)
 {
-    char **v = NULL;
+    char *prog = NULL;
     int rc;
 
-    if (!c || (nargs && !args))
+    if (!c)
         return STUBDM_EINVAL;
-    rc = strv_copy(args, nargs, &v);
-    if (rc)
+    /* Both or neither: the program first, kept only if the args copy. */
+    if ((rc = set_str(&prog, program)))
         return rc;
-    rc = set_str(&c->sim_program, program);
-    if (rc) {
-        strv_free(v, nargs);
+    if ((rc = set_strv(&c->sim_args, &c->sim_nargs, args, nargs))) {
+        free(prog);
         return rc;
     }
-    strv_free(c->sim_args, c->sim_nargs);
-    c->sim_args = v;
-    c->sim_nargs = nargs;
+    free(c->sim_program);
+    c->sim_program = prog;
     return 0;
 }
 

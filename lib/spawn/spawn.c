@@ -206,18 +206,22 @@ static void step_to(stubdm_stubdom *s, stubdm_spawn_step step)
         spawn_fail(so, rc, step, s->ctx->errmsg);
 }
 
-static void on_qmp_open(stubdm_op *op, int rc, void *user)
+/* A step's op (hotplug, wait, QMP) completed with rc: the spawn fails,
+ * or goes on with the next step, unless it ended meanwhile. */
+static void step_done(struct spawn_op *so, stubdm_spawn_step step, int rc,
+                      stubdm_op *op)
 {
-    struct spawn_op *so = user;
-
-    (void)op;
     if (so->op.state != STUBDM__OP_PENDING)
         return;
-    if (rc) {
-        spawn_fail(so, rc, STUBDM_SPAWN_QMP, stubdm_op_errmsg(op));
-        return;
-    }
-    step_to(so->s, after(so->s, STUBDM_SPAWN_QMP));
+    if (rc)
+        spawn_fail(so, rc, step, stubdm_op_errmsg(op));
+    else
+        step_to(so->s, after(so->s, step));
+}
+
+static void on_qmp_open(stubdm_op *op, int rc, void *user)
+{
+    step_done(user, STUBDM_SPAWN_QMP, rc, op);
 }
 
 static int start_qmp(struct spawn_op *so)
@@ -251,13 +255,7 @@ static void on_wait_done(stubdm_op *op, int rc, void *user)
         so->wait = NULL;
         stubdm_op_free(op);
     }
-    if (so->op.state != STUBDM__OP_PENDING)
-        return;
-    if (rc) {
-        spawn_fail(so, rc, STUBDM_SPAWN_WAIT, stubdm_op_errmsg(op));
-        return;
-    }
-    step_to(so->s, after(so->s, STUBDM_SPAWN_WAIT));
+    step_done(so, STUBDM_SPAWN_WAIT, rc, op);
 }
 
 static void on_hotplug_done(stubdm_op *op, int rc, void *user)
@@ -489,22 +487,17 @@ int stubdm_spawn_sync(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
         *s_out = NULL;
     if (!ctx || !s_out)
         return STUBDM_EINVAL;
-    rc = stubdm__sync_check(ctx, "spawn_sync");
-    if (rc)
-        return rc;
-    rc = stubdm_spawn(ctx, cfg, progress, NULL, user, &s, &op);
-    if (rc)
+    if ((rc = stubdm__sync_check(ctx, "spawn_sync")) ||
+        (rc = stubdm_spawn(ctx, cfg, progress, NULL, user, &s, &op)))
         return rc;
     rc = stubdm__op_wait(op);
-    if (rc) {
-        /* Freeing a pending op cancels it and cleans up. */
-        stubdm_op_free(op);
-        stubdm_stubdom_free(s);
-        return rc;
-    }
+    /* Freeing a pending op (the wait failed) cancels it and cleans up. */
     stubdm_op_free(op);
-    *s_out = s;
-    return 0;
+    if (rc)
+        stubdm_stubdom_free(s);
+    else
+        *s_out = s;
+    return rc;
 }
 
 uint32_t stubdm_stubdom_domid(const stubdm_stubdom *s)

@@ -20,6 +20,7 @@
 #define MAX_MEMORY_KIB (64ull << 20) /* 64 GiB: far beyond any stubdomain */
 #define MAX_NICS 16
 #define TOOLSTACK_DOMID 0u
+#define MAC_LEN 18 /* "xx:xx:xx:xx:xx:xx" */
 #define PLACEHOLDER_KEY "libstubdm-sim-placeholder"
 #define SCRIPT_MAX 1024
 #define SCRIPT_DIR "/etc/xen/scripts" /* where libxl finds a bare name */
@@ -98,6 +99,50 @@ bool stubdm__spawn_printable(const char *s, size_t max);
 void stubdm__spawn_script_path(const char *s, const char *def, char *out,
                                size_t len);
 
+/* ---- the spawn's own nodes (layout.c) ----------------------------------- */
+
+/*
+ * What a spawn's own nodes are made of besides its configuration: what
+ * the host and xenstore told, the clock and the random choices (fixed
+ * values in the golden tests).
+ */
+struct stubdm__spawn_facts {
+    uint32_t domid, guest;
+    const char *stub_name, *stub_vm; /* the stubdomain's /vm/<uuid> */
+    const char *guest_name, *vm_path; /* the guest's */
+    bool simulated;                   /* no store ring to publish */
+    uint64_t store_mfn, console_mfn; /* the builder's (Xen only) */
+    uint32_t store_port, console_port;
+    long long start_time;
+    bool placeholder, placeholder_vm; /* the simulated host's stand-in */
+    const char (*macs)[MAC_LEN];      /* one per nic */
+};
+
+/* Append the domain's basics (/local/domain/<S>, /vm/<stub uuid>, the
+ * stand-in guest) to l.  0 or STUBDM_ENOMEM. */
+int stubdm__spawn_domain_nodes(const stubdm_spawn_config *c,
+                               const struct stubdm__spawn_facts *f,
+                               stubdm_nodes *l);
+/* Append the vbd and vif frontends and backends to l. */
+int stubdm__spawn_device_nodes(const stubdm_spawn_config *c,
+                               const struct stubdm__spawn_facts *f,
+                               stubdm_nodes *l);
+/* A random version-4 uuid: its bytes and its text. */
+void stubdm__spawn_random_uuid(uint8_t u[16], char *out, size_t outlen);
+/* Each nic's mac: the configured one, else a random one in Xen's range. */
+void stubdm__spawn_pick_macs(const stubdm_spawn_config *c, uint32_t domid,
+                             char (*macs)[MAC_LEN]);
+/* Set what only the domain's creation tells in the kept contract k: the
+ * domains, the guest's vm path, console 0's ring (Xen). */
+int stubdm__spawn_place_contract(stubdm_contract *k,
+                                 const struct stubdm__spawn_facts *f);
+/* The whole spawn's nodes in write order (basics, the placed contract
+ * k's, devices) into *out. */
+int stubdm__spawn_nodes(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+                        const stubdm_contract *k,
+                        const struct stubdm__spawn_facts *f,
+                        stubdm_nodes **out);
+
 /* ---- the handle and the op ----------------------------------------------- */
 
 struct spawn_op;
@@ -118,6 +163,9 @@ struct stubdm_stubdom {
     char guest_name[NAME_MAX_LEN + 1];
     char stub_name[NAME_MAX_LEN + 8];
     struct stubdm__build build;
+    bool placeholder, placeholder_vm; /* the simulated host's stand-in */
+    long long start_time;
+    char macs[MAX_NICS][MAC_LEN];
     bool domain_made;
     /* Built once, by the validation; placed (its domains and vm path
      * set: contract_rc 0) when the domain exists. */

@@ -26,178 +26,58 @@
 #include <unistd.h>
 #include <xenstore.h>
 
-/* Write path = value in t, with perms (owner first) if n > 0. */
-static int txn_write(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
-                     const char *path, const char *value,
-                     const struct xs_permissions *perms, unsigned n)
-{
-    stubdm__xs_count(ctx, 1);
-    if (!xs_write(xsh, t, path, value, (unsigned)strlen(value)))
-        return stubdm__fail(ctx, stubdm__xs_errno_to_rc(errno), errno,
-                            "writing %s: %s", path, strerror(errno));
-    if (n) {
-        stubdm__xs_count(ctx, 1);
-        if (!xs_set_permissions(xsh, t, path, (struct xs_permissions *)perms,
-                                n))
-            return stubdm__fail(ctx, stubdm__xs_errno_to_rc(errno), errno,
-                                "setting permissions of %s: %s", path,
-                                strerror(errno));
-    }
-    return 0;
-}
-
-static int txn_writef(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
-                      const char *dir, const char *key, const char *fmt, ...)
-    STUBDM_PRINTF(6, 7);
-static int txn_writef(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
-                      const char *dir, const char *key, const char *fmt, ...)
-{
-    char path[256], val[1100];
-    va_list ap;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, key);
-    va_start(ap, fmt);
-    vsnprintf(val, sizeof(val), fmt, ap);
-    va_end(ap);
-    return txn_write(ctx, xsh, t, path, val, NULL, 0);
-}
-
-/* A missing node is not an error. */
-static int txn_rm(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
-                  const char *path)
-{
-    stubdm__xs_count(ctx, 1);
-    if (!xs_rm(xsh, t, path) && errno != ENOENT)
-        return stubdm__fail(ctx, stubdm__xs_errno_to_rc(errno), errno,
-                            "removing %s: %s", path, strerror(errno));
-    return 0;
-}
-
-static void random_uuid(uint8_t u[16], char *out, size_t outlen)
-{
-    size_t got = 0;
-
-    while (got < 16) {
-        ssize_t n = getrandom(u + got, 16 - got, 0);
-        if (n <= 0) { /* no entropy source: time and pid, still unique-ish */
-            uint64_t x = (uint64_t)stubdm_now_ms() ^ ((uint64_t)getpid() << 32);
-            for (; got < 16; got++, x = x * 6364136223846793005ull + 1)
-                u[got] = (uint8_t)(x >> 56);
-            break;
-        }
-        got += (size_t)n;
-    }
-    u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* version 4 */
-    u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
-    snprintf(out, outlen,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-             u[10], u[11], u[12], u[13], u[14], u[15]);
-}
-
 unsigned stubdm__spawn_vbd_devid(size_t idx)
 {
     return idx < 16 ? (202u << 8) | ((unsigned)idx << 4)
                     : (1u << 28) | ((unsigned)idx << 8);
 }
-struct basics_args {
-    stubdm_stubdom *s;
-    bool placeholder, placeholder_vm;
-};
-
-static int basics_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
-                      void *arg)
+static void facts_of(const stubdm_stubdom *s, struct stubdm__spawn_facts *f)
 {
-    struct basics_args *a = arg;
-    stubdm_stubdom *s = a->s;
-    const struct stubdm__build *b = &s->build;
-    struct xs_permissions ro[2] = { { TOOLSTACK_DOMID, XS_PERM_NONE },
-                                    { s->domid, XS_PERM_READ } };
-    struct xs_permissions rw[1] = { { s->domid, XS_PERM_NONE } };
-    char dom[48], p[128];
+    *f = (struct stubdm__spawn_facts){
+        .domid = s->domid,
+        .guest = s->guest,
+        .stub_name = s->stub_name,
+        .stub_vm = s->stub_vm,
+        .guest_name = s->guest_name,
+        .vm_path = s->vm_path,
+        .simulated = s->host->simulated,
+        .store_mfn = s->build.store_mfn,
+        .store_port = s->build.store_port,
+        .console_mfn = s->build.console_mfn,
+        .console_port = s->build.console_port,
+        .start_time = s->start_time,
+        .placeholder = s->placeholder,
+        .placeholder_vm = s->placeholder_vm,
+        .macs = (const char(*)[MAC_LEN])s->macs,
+    };
+}
+
+static int write_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
+                     void *arg)
+{
+    return stubdm__nodes_write_txn(ctx, xsh, t, arg);
+}
+
+/* Replay one of the spawn's layouts (layout.c) in one transaction. */
+static int write_layout(stubdm_stubdom *s, const char *what,
+                        int (*layout)(const stubdm_spawn_config *c,
+                                      const struct stubdm__spawn_facts *f,
+                                      stubdm_nodes *l))
+{
+    struct stubdm__spawn_facts f;
+    stubdm_nodes *l = stubdm__nodes_new();
     int rc;
 
-    snprintf(dom, sizeof(dom), "/local/domain/%u", s->domid);
-    /* Whatever a dead domain of the same id left is not ours to keep. */
-    if ((rc = txn_rm(ctx, xsh, t, dom)) ||
-        (rc = txn_write(ctx, xsh, t, dom, "", ro, 2)) ||
-        (rc = txn_writef(ctx, xsh, t, dom, "name", "%s", s->stub_name)) ||
-        (rc = txn_writef(ctx, xsh, t, dom, "domid", "%u", s->domid)) ||
-        (rc = txn_writef(ctx, xsh, t, dom, "vm", "%s", s->stub_vm)) ||
-        /* Written again by the contract; here already so that a spawn
-         * killed before the contract leaves a domain stubdm_destroy knows
-         * (dom0's node) for a stubdomain. */
-        (rc = txn_writef(ctx, xsh, t, dom, "target", "%u", s->guest)) ||
-        (rc = txn_writef(ctx, xsh, t, dom, "memory/static-max", "%" PRIu64,
-                         s->cfg->memory_kib)) ||
-        (rc = txn_writef(ctx, xsh, t, dom, "memory/target", "%" PRIu64,
-                         s->cfg->memory_kib)))
-        return rc;
-    for (unsigned i = 0; i < s->cfg->vcpus; i++) {
-        char key[32];
-        snprintf(key, sizeof(key), "cpu/%u/availability", i);
-        if ((rc = txn_writef(ctx, xsh, t, dom, key, "online")))
-            return rc;
-    }
-    if (!s->host->simulated &&
-        ((rc = txn_writef(ctx, xsh, t, dom, "store/ring-ref", "%" PRIu64,
-                          b->store_mfn)) ||
-         (rc = txn_writef(ctx, xsh, t, dom, "store/port", "%u",
-                          b->store_port))))
-        return rc;
-    /* The directories the domain itself writes into (libxl's rw paths). */
-    static const char *const own[] = { "device", "control", "data", "error",
-                                       "drivers", "attr", "feature", NULL };
-    for (size_t i = 0; own[i]; i++) {
-        snprintf(p, sizeof(p), "%s/%s", dom, own[i]);
-        if ((rc = txn_write(ctx, xsh, t, p, "", rw, 1)))
-            return rc;
-    }
-    /* /vm/<stub uuid>, readable by the stubdomain. */
-    if ((rc = txn_rm(ctx, xsh, t, s->stub_vm)) ||
-        (rc = txn_write(ctx, xsh, t, s->stub_vm, "", ro, 2)) ||
-        (rc = txn_writef(ctx, xsh, t, s->stub_vm, "uuid", "%s",
-                         s->stub_vm + 4)) ||
-        (rc = txn_writef(ctx, xsh, t, s->stub_vm, "name", "%s",
-                         s->stub_name)) ||
-        (rc = txn_writef(ctx, xsh, t, s->stub_vm, "start_time", "%lld",
-                         (long long)time(NULL))) ||
-        (rc = txn_writef(ctx, xsh, t, s->stub_vm, "image/ostype", "linux")))
-        return rc;
-    if (s->cfg->kernel &&
-        (rc = txn_writef(ctx, xsh, t, s->stub_vm, "image/kernel", "%s",
-                         s->cfg->kernel)))
-        return rc;
-    if (s->cfg->cmdline &&
-        (rc = txn_writef(ctx, xsh, t, s->stub_vm, "image/cmdline", "%s",
-                         s->cfg->cmdline)))
-        return rc;
-
-    if (a->placeholder) {
-        /* The simulated host has no guest: stand one in, readable by the
-         * guest (and so by its stubdomain through the target relation). */
-        struct xs_permissions gro[2] = { { TOOLSTACK_DOMID, XS_PERM_NONE },
-                                         { s->guest, XS_PERM_READ } };
-        char gdom[48];
-        snprintf(gdom, sizeof(gdom), "/local/domain/%u", s->guest);
-        if ((rc = txn_write(ctx, xsh, t, gdom, "", gro, 2)) ||
-            (rc = txn_writef(ctx, xsh, t, gdom, "domid", "%u", s->guest)) ||
-            (rc = txn_writef(ctx, xsh, t, gdom, "name", "%s",
-                             s->guest_name)) ||
-            (rc = txn_writef(ctx, xsh, t, gdom, "vm", "%s", s->vm_path)) ||
-            (rc = txn_writef(ctx, xsh, t, gdom, PLACEHOLDER_KEY, "%u %d",
-                             s->domid, a->placeholder_vm ? 1 : 0)))
-            return rc;
-        if (a->placeholder_vm &&
-            ((rc = txn_write(ctx, xsh, t, s->vm_path, "", gro, 2)) ||
-             (rc = txn_writef(ctx, xsh, t, s->vm_path, "uuid", "%s",
-                              s->vm_path + 4)) ||
-             (rc = txn_writef(ctx, xsh, t, s->vm_path, "name", "%s",
-                              s->guest_name))))
-            return rc;
-    }
-    return 0;
+    if (!l)
+        return stubdm__fail(s->ctx, STUBDM_ENOMEM, ENOMEM, "%s", what);
+    facts_of(s, &f);
+    rc = layout(s->cfg, &f, l);
+    if (rc)
+        rc = stubdm__fail(s->ctx, rc, ENOMEM, "%s", what);
+    else
+        rc = stubdm__xs_transaction(s->ctx, what, write_txn, l, NULL);
+    stubdm_nodes_free(l);
+    return rc;
 }
 
 /* The guest's vm path and name, and the stubdomain's name. */
@@ -249,7 +129,7 @@ static int resolve_names(stubdm_stubdom *s)
 }
 
 /* On the simulated host, stand in a guest if there is none. */
-static int need_placeholder(stubdm_stubdom *s, struct basics_args *ba)
+static int need_placeholder(stubdm_stubdom *s)
 {
     stubdm_ctx *ctx = s->ctx;
     char p[96], *v = NULL, uuid[40];
@@ -263,14 +143,14 @@ static int need_placeholder(stubdm_stubdom *s, struct basics_args *ba)
     free(v);
     v = NULL;
     if (rc == STUBDM_ENOENT) {
-        ba->placeholder = true;
+        s->placeholder = true;
         if (!s->vm_path[0]) {
-            random_uuid(raw, uuid, sizeof(uuid));
+            stubdm__spawn_random_uuid(raw, uuid, sizeof(uuid));
             snprintf(s->vm_path, sizeof(s->vm_path), "/vm/%s", uuid);
         }
         rc = stubdm__xs_read(ctx, 0, s->vm_path, 4096, &v, NULL);
         free(v);
-        ba->placeholder_vm = rc == STUBDM_ENOENT;
+        s->placeholder_vm = rc == STUBDM_ENOENT;
         if (rc && rc != STUBDM_ENOENT)
             return rc;
     } else if (rc) {
@@ -298,7 +178,7 @@ static int create_domain(stubdm_stubdom *s)
     b->memory_kib = c->memory_kib;
     b->vcpus = c->vcpus;
     b->xsm_label = c->xsm_label;
-    random_uuid(b->uuid, uuid, sizeof(uuid));
+    stubdm__spawn_random_uuid(b->uuid, uuid, sizeof(uuid));
     snprintf(s->stub_vm, sizeof(s->stub_vm), "/vm/%s", uuid);
     b->sim_program = c->sim_program;
     b->sim_args = (const char *const *)c->sim_args;
@@ -320,30 +200,26 @@ static int create_domain(stubdm_stubdom *s)
  * failure is the contract step's (contract_rc). */
 static void place_contract(stubdm_stubdom *s)
 {
-    int rc = stubdm_contract_set_domains(s->contract, s->guest, s->domid);
+    struct stubdm__spawn_facts f;
 
-    if (!rc)
-        rc = stubdm_contract_set_vm_path(s->contract, s->vm_path);
-    if (!rc && !s->host->simulated)
-        rc = stubdm_contract_set_console0_ring(
-            s->contract, s->build.console_mfn, s->build.console_port);
-    s->contract_rc = rc;
+    facts_of(s, &f);
+    s->contract_rc = stubdm__spawn_place_contract(s->contract, &f);
 }
 
 int stubdm__spawn_step_create(stubdm_stubdom *s)
 {
     stubdm_ctx *ctx = s->ctx;
     const struct stubdm__build *b = &s->build;
-    struct basics_args ba = { s, false, false };
     struct xs_handle *xsh = NULL;
     int rc;
 
-    if ((rc = resolve_names(s)) || (rc = need_placeholder(s, &ba)) ||
+    if ((rc = resolve_names(s)) || (rc = need_placeholder(s)) ||
         (rc = create_domain(s)))
         return rc;
     place_contract(s);
-    rc = stubdm__xs_transaction(ctx, "writing the domain's nodes", basics_txn,
-                                &ba, NULL);
+    s->start_time = (long long)time(NULL);
+    rc = write_layout(s, "writing the domain's nodes",
+                      stubdm__spawn_domain_nodes);
     if (rc)
         return rc;
     rc = stubdm__xs_handle(ctx, &xsh);
@@ -365,99 +241,6 @@ int stubdm__spawn_step_contract(stubdm_stubdom *s)
                             "configuring the contract: %s",
                             stubdm_strerror(s->contract_rc));
     return stubdm_contract_write(s->ctx, s->contract);
-}
-
-static int devices_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
-                       void *arg)
-{
-    stubdm_stubdom *s = arg;
-    const stubdm_spawn_config *c = s->cfg;
-    struct xs_permissions fe[2] = { { s->domid, XS_PERM_NONE },
-                                    { TOOLSTACK_DOMID, XS_PERM_READ } };
-    struct xs_permissions be[2] = { { TOOLSTACK_DOMID, XS_PERM_NONE },
-                                    { s->domid, XS_PERM_READ } };
-    char f[128], bk[128];
-    int rc = 0;
-
-    for (size_t i = 0; i < c->ndisks && !rc; i++) {
-        const struct disk *d = &c->disks[i];
-        unsigned id = stubdm__spawn_vbd_devid(i);
-        snprintf(f, sizeof(f), "/local/domain/%u/device/vbd/%u", s->domid, id);
-        snprintf(bk, sizeof(bk), "/local/domain/%u/backend/vbd/%u/%u",
-                 TOOLSTACK_DOMID, s->domid, id);
-        if ((rc = txn_write(ctx, xsh, t, bk, "", be, 2)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "frontend", "%s", f)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "frontend-id", "%u",
-                             s->domid)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "online", "1")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "removable", "0")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "bootable", "1")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "state", "1")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "dev", "xvd%c",
-                             (char)('a' + i))) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "type", "%s",
-                             d->qcow2 ? "qdisk" : "phy")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "mode", "%s",
-                             d->readonly ? "r" : "w")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "device-type", "disk")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "params", "%s%s",
-                             d->qcow2 ? "qcow2:" : "", d->target)))
-            break;
-        if (!d->qcow2) {
-            char sp[SCRIPT_MAX];
-            stubdm__spawn_script_path(d->script, DEFAULT_BLOCK_SCRIPT, sp,
-                                      sizeof(sp));
-            if ((rc = txn_writef(ctx, xsh, t, bk, "script", "%s", sp)))
-                break;
-        }
-        if ((rc = txn_write(ctx, xsh, t, f, "", fe, 2)) ||
-            (rc = txn_writef(ctx, xsh, t, f, "backend", "%s", bk)) ||
-            (rc = txn_writef(ctx, xsh, t, f, "backend-id", "%u",
-                             TOOLSTACK_DOMID)) ||
-            (rc = txn_writef(ctx, xsh, t, f, "state", "1")) ||
-            (rc = txn_writef(ctx, xsh, t, f, "virtual-device", "%u", id)) ||
-            (rc = txn_writef(ctx, xsh, t, f, "device-type", "disk")))
-            break;
-    }
-    for (size_t i = 0; i < c->nnics && !rc; i++) {
-        const struct nic *n = &c->nics[i];
-        char mac[18], sp[SCRIPT_MAX];
-        if (n->mac) {
-            snprintf(mac, sizeof(mac), "%s", n->mac);
-        } else {
-            uint8_t r[3] = { 0, 0, 0 };
-            if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-                r[2] = (uint8_t)(s->domid + i);
-            snprintf(mac, sizeof(mac), "00:16:3e:%02x:%02x:%02x", r[0] & 0x7f,
-                     r[1], r[2]);
-        }
-        stubdm__spawn_script_path(n->script, DEFAULT_VIF_SCRIPT, sp,
-                                  sizeof(sp));
-        snprintf(f, sizeof(f), "/local/domain/%u/device/vif/%zu", s->domid, i);
-        snprintf(bk, sizeof(bk), "/local/domain/%u/backend/vif/%u/%zu",
-                 TOOLSTACK_DOMID, s->domid, i);
-        if ((rc = txn_write(ctx, xsh, t, bk, "", be, 2)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "frontend", "%s", f)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "frontend-id", "%u",
-                             s->domid)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "online", "1")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "state", "1")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "handle", "%zu", i)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "mac", "%s", mac)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "bridge", "%s",
-                             n->bridge ? n->bridge : "xenbr0")) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "script", "%s", sp)) ||
-            (rc = txn_writef(ctx, xsh, t, bk, "type", "vif")) ||
-            (rc = txn_write(ctx, xsh, t, f, "", fe, 2)) ||
-            (rc = txn_writef(ctx, xsh, t, f, "backend", "%s", bk)) ||
-            (rc = txn_writef(ctx, xsh, t, f, "backend-id", "%u",
-                             TOOLSTACK_DOMID)) ||
-            (rc = txn_writef(ctx, xsh, t, f, "state", "1")) ||
-            (rc = txn_writef(ctx, xsh, t, f, "handle", "%zu", i)) ||
-            (rc = txn_writef(ctx, xsh, t, f, "mac", "%s", mac)))
-            break;
-    }
-    return rc;
 }
 
 static void on_console_done(stubdm_op *op, int rc, void *user)
@@ -555,9 +338,10 @@ int stubdm__spawn_step_devices(stubdm_stubdom *s)
 {
     int rc = 0;
 
+    stubdm__spawn_pick_macs(s->cfg, s->domid, s->macs);
     if (s->cfg->ndisks || s->cfg->nnics)
-        rc = stubdm__xs_transaction(s->ctx, "attaching disks and nics",
-                                    devices_txn, s, NULL);
+        rc = write_layout(s, "attaching disks and nics",
+                          stubdm__spawn_device_nodes);
     if (!rc && s->backend == STUBDM_CONSOLE_LIBSTUBDM)
         rc = serve_consoles(s);
     return rc;

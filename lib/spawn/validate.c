@@ -77,23 +77,29 @@ static bool served_output_ok(const char *o, bool serial)
            (serial && !strcmp(o, "pty"));
 }
 
+/* The first console from n on with an output set, or STUBDM__NCONSOLES. */
+static unsigned first_set(const stubdm_spawn_config *c, unsigned n)
+{
+    while (n < STUBDM__NCONSOLES && !c->console[n])
+        n++;
+    return n;
+}
+
 static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                              stubdm_console_backend backend)
 {
-    if (backend == STUBDM_CONSOLE_XENCONSOLED) {
-        /* xenconsoled serves console 0 only, so the contract makes no
-         * other console (a Linux stubdomain would wait 25 s at boot for
-         * each): anything asked of consoles >= 1 cannot be honoured. */
-        for (unsigned n = STUBDM_CONSOLE_SAVE; n < STUBDM__NCONSOLES; n++)
-            if (c->console[n])
-                return stubdm__fail(
-                    ctx, STUBDM_EINVAL, 0,
-                    "spawn: console %u (%s): the xenconsoled backend serves "
-                    "console 0 only; use the libstubdm (or ioemu) console "
-                    "backend for save, restore and serials",
-                    n,
-                    stubdm__console_role(n));
-    }
+    unsigned n = first_set(c, STUBDM_CONSOLE_SAVE);
+
+    /* xenconsoled serves console 0 only, so the contract makes no other
+     * console (a Linux stubdomain would wait 25 s at boot for each):
+     * anything asked of consoles >= 1 cannot be honoured. */
+    if (backend == STUBDM_CONSOLE_XENCONSOLED && n < STUBDM__NCONSOLES)
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: console %u (%s): the xenconsoled backend "
+                            "serves console 0 only; use the libstubdm (or "
+                            "ioemu) console backend for save, restore and "
+                            "serials",
+                            n, stubdm__console_role(n));
     if (backend != STUBDM_CONSOLE_LIBSTUBDM) {
         if (c->restore_fd >= 0)
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
@@ -107,7 +113,7 @@ static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                             "the log to \"file:/absolute/path\", not "
                             "'%.60s'",
                             c->console[0]);
-    for (unsigned n = STUBDM_CONSOLE_SERIAL0; n < STUBDM__NCONSOLES; n++)
+    for (n = STUBDM_CONSOLE_SERIAL0; n < STUBDM__NCONSOLES; n++)
         if (c->console[n] && !served_output_ok(c->console[n], true))
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                                 "spawn: console %u: the libstubdm backend "
