@@ -176,34 +176,43 @@ static bool report(struct spawn_op *so)
 
 /*
  * Every change of a spawn's step goes through here (curl's mstate()): it
- * is logged; a step of the spawn's course is reported to the caller and
- * run from the next tick, RUNNING completes the op.
+ * is logged; RUNNING completes the op; a step of the spawn's course is
+ * reported to the caller.  Whether that step is to run now (the spawn
+ * goes on).
  */
-static void step_to(stubdm_stubdom *s, stubdm_spawn_step step)
+static bool step_to(stubdm_stubdom *s, stubdm_spawn_step step)
 {
     struct spawn_op *so = s->op;
-    int rc;
 
     s->step = step;
     if (!so) {
         LOG_DEBUG(s->ctx, MOD, "guest %u: %s", s->guest,
                   stubdm_spawn_step_name(step));
-        return;
+        return false;
     }
     LOG_DEBUG(s->ctx, MOD, "guest %u: %s (%.3f s)", s->guest,
               stubdm_spawn_step_name(step),
               (double)(stubdm_now_ms() - so->started_ms) / 1000.0);
     if (step == STUBDM_SPAWN_FAILED || step == STUBDM_SPAWN_DESTROYED)
-        return;
+        return false;
     if (step == STUBDM_SPAWN_RUNNING) {
         stubdm__op_complete(&so->op, 0, NULL);
-        return;
+        return false;
     }
-    if (!report(so))
+    return report(so);
+}
+
+/* Into the step after 'step', run from the next tick. */
+static void step_next(struct spawn_op *so, stubdm_spawn_step step)
+{
+    stubdm_spawn_step next = after(so->s, step);
+    int rc;
+
+    if (!step_to(so->s, next))
         return;
-    rc = stubdm__timer_arm(s->ctx, &so->tick, stubdm_now_ms());
+    rc = stubdm__timer_arm(so->op.ctx, &so->tick, stubdm_now_ms());
     if (rc)
-        spawn_fail(so, rc, step, s->ctx->errmsg);
+        spawn_fail(so, rc, next, so->op.ctx->errmsg);
 }
 
 /* A step's op (hotplug, wait, QMP) completed with rc: the spawn fails,
@@ -216,7 +225,7 @@ static void step_done(struct spawn_op *so, stubdm_spawn_step step, int rc,
     if (rc)
         spawn_fail(so, rc, step, stubdm_op_errmsg(op));
     else
-        step_to(so->s, after(so->s, step));
+        step_next(so, step);
 }
 
 static void on_qmp_open(stubdm_op *op, int rc, void *user)
@@ -270,7 +279,7 @@ static void on_hotplug_done(stubdm_op *op, int rc, void *user)
     }
     if (so->op.state != STUBDM__OP_PENDING || rc)
         return;
-    step_to(so->s, after(so->s, STUBDM_SPAWN_HOTPLUG));
+    step_next(so, STUBDM_SPAWN_HOTPLUG);
 }
 
 /* Start the WAIT step: the wait op, and the connection probe beside it. */
@@ -339,14 +348,14 @@ static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
     if (!so->begun) {
         /* The first step is reported here, never inside stubdm_spawn. */
         so->begun = true;
-        step_to(so->s, step);
-        return;
+        if (!step_to(so->s, step))
+            return;
     }
     rc = run_step(so, step, &more);
     if (rc)
         spawn_fail(so, rc, step, ctx->errmsg);
     else if (!more)
-        step_to(so->s, after(so->s, step));
+        step_next(so, step);
 }
 
 static void spawn_stop(stubdm_op *op)
