@@ -72,14 +72,6 @@ const char *stubdm_spawn_step_name(stubdm_spawn_step step)
 
 /* ---- the op -------------------------------------------------------------- */
 
-/* What libxenstore's requests fail with once xenstored closed the
- * connection (its reader thread then closes the socket: EBADF). */
-static bool xs_conn_errno(int e)
-{
-    return e == EBADF || e == ECONNRESET || e == EPIPE || e == ENOTCONN ||
-           e == ESHUTDOWN;
-}
-
 static void spawn_fail(struct spawn_op *so, int rc, stubdm_spawn_step step,
                        const char *msg)
 {
@@ -88,7 +80,7 @@ static void spawn_fail(struct spawn_op *so, int rc, stubdm_spawn_step step,
     /* Say so when the cause is the lost connection itself: "Bad file
      * descriptor" alone names no culprit, and the teardown on the same
      * connection fails too (a destroy on a new one cleans up). */
-    if (rc == STUBDM_EXENSTORE && xs_conn_errno(ctx->os_errno))
+    if (rc == STUBDM_EXENSTORE && stubdm__xs_conn_lost(ctx))
         stubdm__op_complete(&so->op, rc,
                             "spawn: %s: the connection to xenstored was "
                             "lost (%s)",
@@ -98,32 +90,13 @@ static void spawn_fail(struct spawn_op *so, int rc, stubdm_spawn_step step,
                             stubdm_spawn_step_name(step), msg);
 }
 
-/*
- * While the spawn waits for running no request is in flight, and
- * libxenstore's reader thread ends without a word when xenstored closes
- * the connection: the watch would then never fire and the spawn would
- * end only at its deadline, as "not running".  A cheap read every
- * WAIT_PROBE_MS (from the first one on, so a quick spawn sends none)
- * finds the lost connection.
- */
-#define WAIT_PROBE_MS 1000
-static void wait_probe(struct spawn_op *so)
+/* The connection to xenstored went while the spawn waits (xs.c's probe:
+ * no request is in flight then, and the watch would never fire). */
+static void on_conn_lost(stubdm_ctx *ctx, struct stubdm__xsprobe *p, int rc)
 {
-    stubdm_ctx *ctx = so->op.ctx;
-    char p[48], *v = NULL;
-    int rc;
+    struct spawn_op *so = STUBDM_CONTAINER_OF(p, struct spawn_op, probe);
 
-    snprintf(p, sizeof(p), "/local/domain/%u/domid", so->s->domid);
-    rc = stubdm__xs_read(ctx, 0, p, 16, &v, NULL);
-    free(v);
-    if (rc == STUBDM_EXENSTORE && xs_conn_errno(ctx->os_errno)) {
-        spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
-        return;
-    }
-    stubdm__clear_error(ctx);
-    rc = stubdm__timer_arm(ctx, &so->tick, stubdm_now_ms() + WAIT_PROBE_MS);
-    if (rc)
-        spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
+    spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
 }
 
 /* The step after each that succeeded: the order of a spawn. */
@@ -256,10 +229,7 @@ static void on_wait_done(stubdm_op *op, int rc, void *user)
 {
     struct spawn_op *so = user;
 
-    if (so->probing) {
-        so->probing = false;
-        stubdm__timer_stop(so->op.ctx, &so->tick);
-    }
+    stubdm__xsprobe_stop(so->op.ctx, &so->probe);
     if (so->wait == op) {
         so->wait = NULL;
         stubdm_op_free(op);
@@ -291,11 +261,8 @@ static int start_wait(struct spawn_op *so)
                                  &so->wait);
 
     /* on_wait_done continues (maybe already from inside the call) */
-    if (!rc && so->op.state == STUBDM__OP_PENDING && so->wait) {
-        so->probing = true;
-        rc = stubdm__timer_arm(s->ctx, &so->tick,
-                               stubdm_now_ms() + WAIT_PROBE_MS);
-    }
+    if (!rc && so->op.state == STUBDM__OP_PENDING && so->wait)
+        rc = stubdm__xsprobe_start(s->ctx, &so->probe);
     return rc;
 }
 
@@ -341,10 +308,6 @@ static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
     bool more = false;
     int rc;
 
-    if (so->probing) {
-        wait_probe(so);
-        return;
-    }
     if (!so->begun) {
         /* The first step is reported here, never inside stubdm_spawn. */
         so->begun = true;
@@ -364,6 +327,7 @@ static void spawn_stop(stubdm_op *op)
     stubdm_stubdom *s = so->s;
 
     stubdm__timer_stop(op->ctx, &so->tick);
+    stubdm__xsprobe_stop(op->ctx, &so->probe);
     /* Its scripts are killed before the teardown runs their removes. */
     if (so->hotplug) {
         stubdm_op_free(so->hotplug);
@@ -468,6 +432,7 @@ int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     so->started_ms = stubdm_now_ms();
     s->op = so;
     stubdm__timer_init(&so->tick, on_tick);
+    stubdm__xsprobe_init(&so->probe, on_conn_lost);
     /* Nothing is done inside this call: the first step runs from the next
      * dispatch, like every callback. */
     rc = stubdm__timer_arm(ctx, &so->tick, so->started_ms);

@@ -11,6 +11,7 @@
 #include "core/loop.h"
 #include "core/op.h"
 #include "xen/host.h"
+#include "xen/xs.h"
 
 #define MOD "spawn"
 #define VM_PATH_MAX 128
@@ -193,7 +194,7 @@ struct spawn_op {
     stubdm_op *hotplug;
     stubdm_op *wait;
     int64_t started_ms;
-    bool probing;       /* tick: the WAIT step's connection probe */
+    struct stubdm__xsprobe probe; /* WAIT: the lost connection */
     bool begun;         /* the first step was entered (and reported) */
 };
 
