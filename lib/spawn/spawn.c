@@ -1,9 +1,10 @@
 /*
- * Spawning a stubdomain, and tearing it down.
+ * The spawn op: start, the step machine, the stubdomain handle.
  *
  * Chronologically (one step per timer tick of the ctx's loop, so many
  * spawns in one ctx interleave; each step is a handful of blocking
- * xenstore requests or hypercalls):
+ * xenstore requests or hypercalls, in steps.c; every step change goes
+ * through step_to, the order is next_step):
  *
  *   CREATE    resolve the guest's vm path and name; the host backend
  *             creates and builds the domain paused; write the
@@ -11,7 +12,7 @@
  *             the domain to xenstore; the hypervisor target relation.
  *   CONTRACT  stubdm_contract_write (dm-argv, target, device-model dir,
  *             consoles, xs_set_target).
- *   DEVICES   vbd and vif frontend/backend nodes.
+ *   DEVICES   vbd and vif frontend/backend nodes; the library's consoles.
  *   HOTPLUG   the backends' hotplug scripts (hotplug.c), unless the ctx
  *             leaves them to the caller: the domain stays paused until
  *             every one reports "connected", as libxl does.
@@ -20,8 +21,9 @@
  *   QMP       stubdm_qmp_open, if asked.
  *
  * Failure anywhere, cancellation, or freeing the op or the handle while
- * pending runs teardown() from the op's stop hook, i.e. before the
- * completion callback: the domain is destroyed and every node removed.
+ * pending runs the teardown (teardown.c) from the op's stop hook, i.e.
+ * before the completion callback: the domain is destroyed and every node
+ * removed.
  */
 #include "console/console.h"
 #include "console/dm_state.h"
