@@ -109,6 +109,52 @@ static bool child_ok(const struct child *c)
  * caller's PATH and XENSTORED_PATH (the xenstore-* tools the scripts run
  * must reach the same xenstored as the library).
  */
+/* posix_spawn the script with stdin /dev/null, stdout and stderr to out,
+ * nothing else open; 0 or the errno. */
+static int spawn_script(const char *script, char **argv, char **env, int out,
+                        pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, all;
+    int err;
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    sigemptyset(&none);
+    sigfillset(&all);
+    /* closefrom(3): every library fd (libxenstore's socket and watch
+     * pipe, libxenctrl's, the loop's epoll set...) and the application's
+     * stay out of the script, CLOEXEC or not. */
+    err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (!err)
+        err = posix_spawn_file_actions_adddup2(&fa, out, 1);
+    if (!err)
+        err = posix_spawn_file_actions_adddup2(&fa, out, 2);
+    if (!err)
+        err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    if (!err)
+        err = posix_spawn_file_actions_addchdir_np(&fa, "/");
+    /* A clean signal state (the application may block or ignore some),
+     * and a process group of its own, so a timeout kills what the script
+     * started too. */
+    if (!err)
+        err = posix_spawnattr_setsigmask(&at, &none);
+    if (!err)
+        err = posix_spawnattr_setsigdefault(&at, &all);
+    if (!err)
+        err = posix_spawnattr_setpgroup(&at, 0);
+    if (!err)
+        err = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
+                                                POSIX_SPAWN_SETSIGDEF |
+                                                POSIX_SPAWN_SETPGROUP);
+    if (!err)
+        err = posix_spawn(pid, script, &fa, &at, argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return err;
+}
+
 static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
                        const char *kind, uint32_t domid, unsigned devid,
                        const char *action)
@@ -116,9 +162,6 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
     const char *path = getenv("PATH"), *xsp = getenv("XENSTORED_PATH");
     bool vif = !strcmp(kind, "vif");
     char *env[10] = { NULL }, *argv[4];
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, all;
     size_t ne = 0;
     int p[2] = { -1, -1 }, rc = 0, err;
     pid_t pid = 0;
@@ -154,39 +197,7 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
                           strerror(errno));
     if (rc)
         goto out;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
-    sigemptyset(&none);
-    sigfillset(&all);
-    /* closefrom(3): every library fd (libxenstore's socket and watch
-     * pipe, libxenctrl's, the loop's epoll set...) and the application's
-     * stay out of the script, CLOEXEC or not. */
-    err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-    if (!err)
-        err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    if (!err)
-        err = posix_spawn_file_actions_addchdir_np(&fa, "/");
-    /* A clean signal state (the application may block or ignore some),
-     * and a process group of its own, so a timeout kills what the script
-     * started too. */
-    if (!err)
-        err = posix_spawnattr_setsigmask(&at, &none);
-    if (!err)
-        err = posix_spawnattr_setsigdefault(&at, &all);
-    if (!err)
-        err = posix_spawnattr_setpgroup(&at, 0);
-    if (!err)
-        err = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF |
-                                                POSIX_SPAWN_SETPGROUP);
-    if (!err)
-        err = posix_spawn(&pid, script, &fa, &at, argv, env);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    err = spawn_script(script, argv, env, p[1], &pid);
     close(p[1]);
     p[1] = -1;
     if (err) {
