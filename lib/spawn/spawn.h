@@ -1,7 +1,7 @@
 /*
  * What lib/spawn/'s files share: the configuration and the stubdomain
  * handle, the spawn op, and each file's offer to the others (config.c,
- * validate.c, steps.c, teardown.c, query.c, spawn.c).
+ * validate.c, layout.c, steps.c, teardown.c, query.c, spawn.c).
  */
 #ifndef STUBDM_SPAWN_SPAWN_H
 #define STUBDM_SPAWN_SPAWN_H
@@ -45,7 +45,6 @@ struct disk {
 struct nic {
     char *mac, *bridge, *script;
 };
-
 
 struct stubdm_spawn_config {
     bool guest_set;
@@ -176,8 +175,10 @@ struct stubdm_stubdom {
     struct spawn_op *op;
     stubdm_spawn_progress_fn *progress;
     void *progress_user;
-    bool in_progress;   /* the progress callback runs */
-    bool free_pending;  /* stubdm_stubdom_free called from progress */
+    /* The handle's own deferred free (the op's is op.c's): the progress
+     * callback runs; stubdm_stubdom_free was called from it. */
+    bool in_progress;
+    bool free_pending;
     /* consoles served by the library (backend LIBSTUBDM) */
     stubdm_console_backend backend;
     stubdm_console *cons[STUBDM__NCONSOLES];
