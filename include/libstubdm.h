@@ -1400,6 +1400,25 @@ STUBDM_EXPORT int stubdm_spawn_config_set_sim_program(
 STUBDM_EXPORT int stubdm_spawn_config_validate(stubdm_ctx *ctx,
                                                const stubdm_spawn_config *cfg);
 
+/**
+ * Compute every xenstore node a spawn of cfg writes, in write order,
+ * without I/O (a dry run, as stubdm_contract_layout for the contract):
+ * the domain's own nodes (/local/domain/<stubdom>, /vm/<its uuid>), the
+ * contract and the disks' and nics' frontends and backends.  stubdom is
+ * the stubdomain domid to show; cfg must name the guest's uuid (its vm
+ * path is /vm/<uuid>).  What only the spawn itself learns is shown as it
+ * would be chosen: a new uuid for the stubdomain's /vm entry, the current
+ * time, random macs for nics without one, the guest's name "guest<N>"
+ * unless set; on Xen the builder's store and console rings as 0.  The
+ * simulated host's stand-in guest is not shown.
+ * @param out  receives the list (free with stubdm_nodes_free).
+ * @return 0, the refusals of stubdm_spawn_config_validate, STUBDM_EINVAL
+ *         (no guest uuid, or stubdom is not another domid), STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_spawn_layout(stubdm_ctx *ctx,
+                                      const stubdm_spawn_config *cfg,
+                                      uint32_t stubdom, stubdm_nodes **out);
+
 /** The steps of a spawn, in order.  HOTPLUG is reported on every spawn;
  *  it runs scripts only for disks and nics, and only when
  *  stubdm_ctx_set_hotplug() has not turned them off. */

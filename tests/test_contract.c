@@ -4,6 +4,7 @@
  * store, refusals and failures leaving the store unchanged.
  */
 #include "core/mem.h"
+#include "spawn/spawn.h"
 #include "xen/nodes.h"
 #include "mockxs.h"
 #include "run.h"
@@ -69,13 +70,14 @@ static stubdm_contract *basic(void)
 
 /* ---- golden layouts ------------------------------------------------------ */
 
-static void golden(const char *name, const stubdm_contract *c)
+/* Compare a layout (or its refusal) with data/<dir>/<name>.gold;
+ * STUBDM_REGEN_GOLDEN=1 rewrites the file instead. */
+static void golden_nodes(const char *dir, const char *name, int rc,
+                         stubdm_nodes *nodes)
 {
     char path[512];
-    stubdm_nodes *nodes = NULL;
     const char *regen = getenv("STUBDM_REGEN_GOLDEN");
     char *got, *want;
-    int rc = stubdm_contract_layout(ctx, c, &nodes);
 
     if (rc) {
         got = stubdm__sprintf("error %s: %s\n", stubdm_errname(rc),
@@ -84,7 +86,7 @@ static void golden(const char *name, const stubdm_contract *c)
         got = stubdm__nodes_render(nodes);
         stubdm_nodes_free(nodes);
     }
-    snprintf(path, sizeof(path), "%s/contract/%s.gold", STUBDM_TEST_DATA, name);
+    snprintf(path, sizeof(path), "%s/%s/%s.gold", STUBDM_TEST_DATA, dir, name);
     if (regen && *regen == '1') {
         FILE *fp = fopen(path, "w");
         ck_assert_ptr_nonnull(fp);
@@ -96,6 +98,14 @@ static void golden(const char *name, const stubdm_contract *c)
     ck_assert_msg(!strcmp(got, want), "%s differs:\n%s", path, got);
     free(got);
     free(want);
+}
+
+static void golden(const char *name, const stubdm_contract *c)
+{
+    stubdm_nodes *nodes = NULL;
+    int rc = stubdm_contract_layout(ctx, c, &nodes);
+
+    golden_nodes("contract", name, rc, nodes);
 }
 
 START_TEST(test_layout_golden)
@@ -131,6 +141,135 @@ START_TEST(test_layout_golden)
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 3, NULL), 0);
     golden("toolstack7-xenconsoled-minios", c);
     stubdm_contract_free(c);
+}
+END_TEST
+
+/* ---- the spawn's own layouts ---------------------------------------------- */
+
+static const char spawn_macs[][MAC_LEN] = { "00:16:3e:00:00:01",
+                                            "00:16:3e:12:34:56" };
+
+/* A spawn of c as its steps write it, from fixed facts. */
+static void spawn_golden(const char *name, const stubdm_spawn_config *c,
+                         bool simulated, bool placeholder, bool placeholder_vm)
+{
+    struct stubdm__spawn_facts f = {
+        .domid = STUB,
+        .guest = GUEST,
+        .stub_name = "guest4-dm",
+        .stub_vm = "/vm/00000000-0000-0000-0000-000000000005",
+        .guest_name = "guest4",
+        .vm_path = VM,
+        .simulated = simulated,
+        .store_mfn = 0x1234,
+        .store_port = 3,
+        .console_mfn = 0x1235,
+        .console_port = 4,
+        .start_time = 1700000000,
+        .placeholder = placeholder,
+        .placeholder_vm = placeholder_vm,
+        .macs = spawn_macs,
+    };
+    stubdm_contract *k = NULL;
+    stubdm_nodes *nodes = NULL;
+    int rc = stubdm__spawn_validate(ctx, c, simulated, &k);
+
+    if (!rc)
+        rc = stubdm__spawn_place_contract(k, &f);
+    if (!rc)
+        rc = stubdm__spawn_nodes(ctx, c, k, &f, &nodes);
+    stubdm_contract_free(k);
+    golden_nodes("spawn", name, rc, nodes);
+}
+
+static stubdm_spawn_config *spawn_config(void)
+{
+    stubdm_spawn_config *c = NULL;
+
+    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, UUID, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_config_set_kernel(c, "/dev/null", NULL,
+                                                    "console=hvc0"),
+                     0);
+    ck_assert_int_eq(stubdm_spawn_config_set_args(c, args, 5), 0);
+    return c;
+}
+
+START_TEST(test_spawn_layout_golden)
+{
+    stubdm_spawn_config *c = spawn_config();
+
+    /* Xen: the store ring published; a raw and a qcow2 disk, two nics. */
+    ck_assert_int_eq(stubdm_spawn_config_set_vcpus(c, 2), 0);
+    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/dev/vg/guest4", "raw",
+                                                  0),
+                     0);
+    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 0, "block-lvm"),
+                     0);
+    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/srv/guest4.qcow2",
+                                                  "qcow2", 1),
+                     0);
+    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, "00:16:3e:12:34:56",
+                                                 "br1", "/opt/vif-custom"),
+                     0);
+    spawn_golden("xen-disks-nics", c, false, false, false);
+    stubdm_spawn_config_free(c);
+
+    /* The simulated host: the stand-in guest (and its vm directory), the
+     * library serving console 0's log and a serial. */
+    c = spawn_config();
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(
+                         c, 0, "file:/var/log/xen/guest4-dm.log"),
+                     0);
+    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, "pty"), 0);
+    spawn_golden("sim-placeholder-consoles", c, true, true, true);
+    spawn_golden("sim-placeholder-guest-only", c, true, true, false);
+    stubdm_spawn_config_free(c);
+}
+END_TEST
+
+static const char *node_value(const stubdm_nodes *nodes, const char *path)
+{
+    for (size_t i = 0; i < stubdm_nodes_count(nodes); i++)
+        if (!strcmp(stubdm_nodes_path(nodes, i), path))
+            return stubdm_nodes_value(nodes, i, NULL);
+    return NULL;
+}
+
+/* The public dry run: the domain's, the contract's and the devices' nodes
+ * from the configuration alone. */
+START_TEST(test_spawn_layout_api)
+{
+    stubdm_spawn_config *c = spawn_config();
+    stubdm_nodes *nodes = NULL;
+    const char *v;
+
+    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes), 0);
+    ck_assert_str_eq(stubdm_nodes_path(nodes, 0), "/local/domain/5");
+    ck_assert_str_eq(node_value(nodes, "/local/domain/5/name"), "guest4-dm");
+    ck_assert_str_eq(node_value(nodes, "/local/domain/5/target"), "4");
+    ck_assert_str_eq(
+        node_value(nodes, "/local/domain/4/image/device-model-domid"), "5");
+    ck_assert_str_eq(node_value(nodes, VM "/image/dm-argv/003"),
+                     "-no-shutdown");
+    v = node_value(nodes, "/local/domain/5/device/vif/0/mac");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(strncmp(v, "00:16:3e:", 9), 0);
+    stubdm_nodes_free(nodes);
+
+    ck_assert_int_eq(stubdm_spawn_layout(ctx, c, GUEST, &nodes),
+                     STUBDM_EINVAL);
+    ck_assert_ptr_null(nodes);
+    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_spawn_config_set_args(c, NULL, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes),
+                     STUBDM_EINVAL);
+    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "args"));
+    stubdm_spawn_config_free(c);
 }
 END_TEST
 
@@ -423,6 +562,8 @@ static Suite *suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 60);
     tcase_add_test(t, test_layout_golden);
+    tcase_add_test(t, test_spawn_layout_golden);
+    tcase_add_test(t, test_spawn_layout_api);
     tcase_add_test(t, test_setters);
     tcase_add_test(t, test_write_permissions_remove);
     tcase_add_test(t, test_qemu_backends_nodes);

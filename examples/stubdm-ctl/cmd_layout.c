@@ -5,9 +5,12 @@
  */
 #include "ctl.h"
 
+#include <string.h>
+
 struct layout_opts {
     uint32_t guest, stubdom, toolstack;
-    const char *vm, *hvmloader;
+    const char *vm, *hvmloader, *kernel;
+    bool spawn; /* the whole spawn, not the contract alone */
     int encoding, backend; /* CTL_UNSET_CHOICE: the contract's default */
     const char *log, *save, *restore;
     struct ctl_strv serials;
@@ -29,6 +32,8 @@ const struct ctl_option ctl_layout_options[] = {
     {"serial", 0, CTL_ARG_STRINGS, O(serials), "OUT", 0, 0, NULL, NULL},
     {"hvmloader", 0, CTL_ARG_STRING, O(hvmloader), "seabios|ovmf", 0, 0, NULL,
      NULL},
+    {"spawn", 0, CTL_ARG_FLAG, O(spawn), NULL, 0, 0, NULL, NULL},
+    {"kernel", 0, CTL_ARG_STRING, O(kernel), "PATH", 0, 0, NULL, NULL},
     {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
 };
 #undef O
@@ -70,6 +75,49 @@ static int contract_from_opts(const struct layout_opts *o,
     return 0;
 }
 
+/* The spawn the options describe (--spawn): the guest's uuid is the vm
+ * path's; what they leave out is the library's default. */
+static int spawn_from_opts(const struct layout_opts *o,
+                           const struct ctl_args *a, stubdm_spawn_config *cfg)
+{
+    const char *outputs[3] = {o->log, o->save, o->restore};
+    int rc;
+
+    if ((rc = stubdm_spawn_config_set_guest(cfg, o->guest, o->vm + 4,
+                                            NULL)) ||
+        (rc = stubdm_spawn_config_set_kernel(cfg, o->kernel, NULL, NULL)) ||
+        (rc = stubdm_spawn_config_set_args(cfg, a->rest, a->nrest)))
+        return rc;
+    if (o->backend != CTL_UNSET_CHOICE &&
+        (rc = stubdm_spawn_config_set_console_backend(
+             cfg, (stubdm_console_backend)o->backend)))
+        return rc;
+    for (unsigned n = 0; n < 3; n++)
+        if (outputs[n] && (rc = stubdm_spawn_config_set_console_output(
+                               cfg, n, outputs[n])))
+            return rc;
+    for (size_t i = 0; i < o->serials.n; i++)
+        if ((rc = stubdm_spawn_config_set_console_output(
+                 cfg, STUBDM_CONSOLE_SERIAL0 + (unsigned)i, o->serials.v[i])))
+            return rc;
+    return 0;
+}
+
+/* The nodes --spawn prints. */
+static int spawn_layout(stubdm_ctx *ctx, const struct layout_opts *o,
+                        const struct ctl_args *a, stubdm_nodes **nodes)
+{
+    stubdm_spawn_config *cfg = NULL;
+    int rc = stubdm_spawn_config_new(&cfg);
+
+    if (!rc)
+        rc = spawn_from_opts(o, a, cfg);
+    if (!rc)
+        rc = stubdm_spawn_layout(ctx, cfg, o->stubdom, nodes);
+    stubdm_spawn_config_free(cfg);
+    return rc;
+}
+
 static int check_args(const struct ctl_command *cmd,
                       const struct layout_opts *o, const struct ctl_args *a)
 {
@@ -81,6 +129,15 @@ static int check_args(const struct ctl_command *cmd,
         !o->vm)
         return ctl_usage_error(cmd,
                                "--guest, --stubdom and --vm are required");
+    if (o->kernel && !o->spawn)
+        return ctl_usage_error(cmd, "--kernel needs --spawn");
+    if (o->spawn && (o->toolstack != CTL_UNSET_DOMID ||
+                     o->encoding != CTL_UNSET_CHOICE || o->hvmloader))
+        return ctl_usage_error(cmd, "--toolstack, --encoding and "
+                                    "--hvmloader describe a contract, not "
+                                    "a spawn");
+    if (o->spawn && strncmp(o->vm, "/vm/", 4))
+        return ctl_usage_error(cmd, "--spawn needs --vm /vm/UUID");
     return 0;
 }
 
@@ -100,7 +157,12 @@ int ctl_layout_run(stubdm_ctx *ctx, const struct ctl_global *g,
     code = ctl_parse(cmd, cmd->options, argc, argv, false, &o, &a);
     if (!code)
         code = check_args(cmd, &o, &a);
-    if (!code) {
+    if (!code && o.spawn) {
+        rc = spawn_layout(ctx, &o, &a, &nodes);
+        if (!rc)
+            ctl_print_nodes(g, "layout", nodes);
+        code = rc ? ctl_report_error(ctx, g, "layout", rc, NULL) : 0;
+    } else if (!code) {
         rc = stubdm_contract_new(&c);
         if (!rc)
             rc = contract_from_opts(&o, &a, c);
@@ -117,10 +179,15 @@ int ctl_layout_run(stubdm_ctx *ctx, const struct ctl_global *g,
 }
 
 const char ctl_layout_help[] =
-    "Computes the xenstore contract and prints each node with its\n"
-    "value and permissions (owner first, xenstore-chmod syntax), in\n"
-    "write order.  Nothing is written; no xenstore is needed.\n"
-    "  --toolstack DOMID        console backend / vchan peer (0)\n"
+    "Computes the xenstore contract (--spawn: every node a spawn writes,\n"
+    "the domain's own, the contract and the devices') and prints each\n"
+    "node with its value and permissions (owner first, xenstore-chmod\n"
+    "syntax), in write order.  Nothing is written; no xenstore is needed.\n"
+    "  --spawn                  the whole spawn (the stubdomain's uuid,\n"
+    "                           start time and rings as chosen now)\n"
+    "  --kernel PATH            with --spawn: the stubdomain kernel (Xen)\n"
+    "  --toolstack DOMID        console backend / vchan peer (0); not\n"
+    "                           with --spawn, nor --encoding, --hvmloader\n"
     "  --encoding E             directory (default), minios, esc\n"
     "  --console-backend B      ioemu (default), xenconsoled, libstubdm\n"
     "  --log OUT, --save OUT    outputs of consoles 0 and 1\n"

@@ -162,6 +162,30 @@ void stubdm__ops_run_queued(stubdm_ctx *ctx)
     }
 }
 
+enum stubdm__op_notified stubdm__op_notify(stubdm_op *op,
+                                           void (*fn)(stubdm_op *op,
+                                                      void *arg),
+                                           void *arg)
+{
+    stubdm_ctx *ctx = op->ctx;
+    bool alive;
+
+    op->in_callback = true;
+    stubdm__callback_enter(ctx);
+    fn(op, arg);
+    alive = stubdm__callback_leave(ctx);
+    op->in_callback = false;
+    if (!alive)
+        return STUBDM__OP_NOTIFY_CTX_FREED;
+    if (op->handle_freed) {
+        op->handle_freed = false;
+        stubdm_op_free(op);
+        return STUBDM__OP_NOTIFY_FREED;
+    }
+    return op->state == STUBDM__OP_PENDING ? STUBDM__OP_NOTIFY_PENDING
+                                           : STUBDM__OP_NOTIFY_DONE;
+}
+
 void stubdm__ops_dispose(stubdm_ctx *ctx)
 {
     while (!stubdm__list_empty(&ctx->ops_pending)) {

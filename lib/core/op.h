@@ -64,6 +64,23 @@ void stubdm__op_abandon(stubdm_op *op);
 void stubdm__op_complete(stubdm_op *op, int rc, const char *fmt, ...)
     STUBDM_PRINTF(3, 4);
 /*
+ * Run a callback of a pending op that does not complete it (a progress
+ * report): fn(op, arg) inside the callback bracket, with the op marked
+ * in_callback as for its completion, so that stubdm_op_free from inside
+ * only marks the handle; a handle so freed is freed once fn returns (a
+ * pending op is stopped: cancelled).  What the caller may touch next:
+ */
+enum stubdm__op_notified {
+    STUBDM__OP_NOTIFY_PENDING,   /* the op goes on */
+    STUBDM__OP_NOTIFY_DONE,      /* completed from inside fn, not freed */
+    STUBDM__OP_NOTIFY_FREED,     /* the op is gone */
+    STUBDM__OP_NOTIFY_CTX_FREED, /* the ctx is being freed: touch nothing */
+};
+enum stubdm__op_notified stubdm__op_notify(stubdm_op *op,
+                                           void (*fn)(stubdm_op *op,
+                                                      void *arg),
+                                           void *arg);
+/*
  * For blocking wrappers.  sync_check refuses (STUBDM_ERECURSIVE, with a
  * message naming 'what') when called from a callback, since running the
  * loop there would dispatch recursively.  op_wait runs the ctx's poll loop

@@ -199,11 +199,87 @@ static void on_xs_more(stubdm_ctx *ctx, struct stubdm__timer *t)
     dispatch_events(ctx);
 }
 
+/* ---- lost connections --------------------------------------------------- */
+
+bool stubdm__xs_conn_lost(const stubdm_ctx *ctx)
+{
+    int e = ctx->os_errno;
+
+    return e == EBADF || e == ECONNRESET || e == EPIPE || e == ENOTCONN ||
+           e == ESHUTDOWN;
+}
+
+static void on_probe(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    struct stubdm__xs_state *xs = &ctx->xs;
+    char msg[STUBDM_ERRMSG_MAX], *v = NULL;
+    int rc, err;
+
+    (void)t;
+    rc = stubdm__xs_read(ctx, 0, "/", 16, &v, NULL);
+    free(v);
+    if (rc != STUBDM_EXENSTORE || !stubdm__xs_conn_lost(ctx)) {
+        stubdm__clear_error(ctx);
+        rc = stubdm__timer_arm(ctx, &xs->probe,
+                               stubdm_now_ms() + STUBDM__XS_PROBE_MS);
+        if (!rc)
+            return;
+        /* No timer: tell the subscribers rather than leave them blind. */
+        stubdm__fail(ctx, rc, 0, "xenstore connection probe: %s",
+                     stubdm_strerror(rc));
+    }
+    snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
+    err = ctx->os_errno;
+    /* Each subscriber's callback may stop others (a spawn's teardown
+     * ends its own waits): take them one at a time. */
+    while (!stubdm__list_empty(&xs->probes)) {
+        struct stubdm__xsprobe *p =
+            STUBDM_CONTAINER_OF(xs->probes.next, struct stubdm__xsprobe, link);
+        stubdm__xsprobe_stop(ctx, p);
+        stubdm__fail(ctx, rc, err, "%s", msg);
+        p->cb(ctx, p, rc);
+    }
+}
+
+void stubdm__xsprobe_init(struct stubdm__xsprobe *p, stubdm__xsprobe_cb *cb)
+{
+    memset(p, 0, sizeof(*p));
+    p->cb = cb;
+    stubdm__list_init(&p->link);
+}
+
+int stubdm__xsprobe_start(stubdm_ctx *ctx, struct stubdm__xsprobe *p)
+{
+    struct stubdm__xs_state *xs = &ctx->xs;
+    int rc;
+
+    stubdm__xsprobe_stop(ctx, p);
+    if (stubdm__list_empty(&xs->probes) &&
+        (rc = stubdm__timer_arm(ctx, &xs->probe,
+                                stubdm_now_ms() + STUBDM__XS_PROBE_MS)))
+        return rc;
+    stubdm__list_add_tail(&xs->probes, &p->link);
+    p->on = true;
+    return 0;
+}
+
+void stubdm__xsprobe_stop(stubdm_ctx *ctx, struct stubdm__xsprobe *p)
+{
+    if (!p->on)
+        return;
+    p->on = false;
+    stubdm__list_del(&p->link);
+    if (stubdm__list_empty(&ctx->xs.probes))
+        stubdm__timer_stop(ctx, &ctx->xs.probe);
+}
+
 void stubdm__xs_init(stubdm_ctx *ctx)
 {
     stubdm__fd_init(&ctx->xs.fdw, NULL);
     stubdm__list_init(&ctx->xs.pending);
     stubdm__timer_init(&ctx->xs.more, on_xs_more);
+    stubdm__list_init(&ctx->xs.probes);
+    stubdm__timer_init(&ctx->xs.probe, on_probe);
 }
 
 void stubdm__xswatch_init(struct stubdm__xswatch *w, stubdm__xswatch_cb *cb)
@@ -367,6 +443,9 @@ void stubdm__xs_dispose(stubdm_ctx *ctx)
      * connection removes the watches in xenstored. */
     stubdm__fd_stop(ctx, &xs->fdw);
     stubdm__timer_stop(ctx, &xs->more);
+    stubdm__timer_stop(ctx, &xs->probe);
+    while (!stubdm__list_empty(&xs->probes))
+        stubdm__list_del(xs->probes.next);
     while (!stubdm__list_empty(&xs->pending))
         stubdm__list_del(xs->pending.next);
     if (xs->xsh)

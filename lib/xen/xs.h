@@ -54,6 +54,33 @@ int stubdm__xs_transaction(stubdm_ctx *ctx, const char *what,
                            stubdm__xs_txn_fn *fn, void *arg,
                            unsigned *attempts_out);
 
+/*
+ * A lost connection.  libxenstore's reader thread ends without a word
+ * when xenstored closes the connection, so while no request is in flight
+ * (a wait for a watch) nothing would tell.  A probe subscriber is told
+ * when a cheap read, one per ctx every STUBDM__XS_PROBE_MS while anyone
+ * subscribes (the first one a period after the first subscriber, so a
+ * quick wait sends none), finds the connection lost; the read's failure
+ * is then the ctx's error.  The callback runs once: the subscription has
+ * ended.
+ */
+#define STUBDM__XS_PROBE_MS 1000
+struct stubdm__xsprobe;
+typedef void stubdm__xsprobe_cb(stubdm_ctx *ctx, struct stubdm__xsprobe *p,
+                                int rc);
+struct stubdm__xsprobe {
+    stubdm__xsprobe_cb *cb;
+    struct stubdm__list link; /* in the ctx's probes while subscribed */
+    bool on;
+};
+void stubdm__xsprobe_init(struct stubdm__xsprobe *p, stubdm__xsprobe_cb *cb);
+int stubdm__xsprobe_start(stubdm_ctx *ctx, struct stubdm__xsprobe *p);
+/* Idempotent. */
+void stubdm__xsprobe_stop(stubdm_ctx *ctx, struct stubdm__xsprobe *p);
+/* Whether the ctx's last error is a request on a connection xenstored
+ * closed (EBADF once libxenstore's reader thread closed the socket). */
+bool stubdm__xs_conn_lost(const stubdm_ctx *ctx);
+
 /* Count of xenstore requests made on this ctx (for benchmarks). */
 uint64_t stubdm__xs_requests(const stubdm_ctx *ctx);
 void stubdm__xs_count(stubdm_ctx *ctx, unsigned n);
@@ -69,6 +96,8 @@ struct stubdm__xs_state {
     size_t nbuckets, nwatches;
     uint64_t next_id;
     uint64_t requests;
+    struct stubdm__list probes; /* struct stubdm__xsprobe */
+    struct stubdm__timer probe;
 };
 void stubdm__xs_init(stubdm_ctx *ctx);
 void stubdm__xs_dispose(stubdm_ctx *ctx);
