@@ -135,7 +135,7 @@ static void bench_save(size_t total, int use_pipe)
     printf("save stream -> %-9s %4zu MiB  %8.1f MB/s\n",
            use_pipe ? "pipe" : "/dev/null", total / MIB,
            (double)total / 1e6 / ((double)(t1 - t0 ? t1 - t0 : 1) / 1000.0));
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
     if (use_pipe) {
@@ -180,7 +180,7 @@ static void bench_restore(size_t total)
         die(stubdm_console_errmsg(c));
     printf("restore stream <- file     %4zu MiB  %8.1f MB/s\n", total / MIB,
            (double)total / 1e6 / ((double)(t1 - t0 ? t1 - t0 : 1) / 1000.0));
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     waitpid(pid, NULL, 0);
     close(fd);
     unlink(path);
@@ -208,7 +208,7 @@ static void bench_memory(void)
            "one mapped 4 KiB page each once connected; no data buffers)\n",
            (size_t)(b.uordblks - a.uordblks) / N, N);
     for (int i = 0; i < N; i++)
-        stubdm_console_close(c[i]);
+        stubdm_console_free(c[i]);
     close(nullfd);
 }
 

@@ -75,7 +75,7 @@ extern "C" {
 #define STUBDM_HAVE_POLL 1         /* stubdm_ctx_poll_prepare/dispatch    */
 #define STUBDM_HAVE_DM_ARGV 1      /* dm-argv encoding, writing, reading  */
 #define STUBDM_HAVE_CONTRACT 1     /* stubdm_contract_* xenstore layout   */
-#define STUBDM_HAVE_WAIT_RUNNING 1 /* stubdm_wait_running                 */
+#define STUBDM_HAVE_DM_WAIT_RUNNING 1 /* stubdm_dm_wait_running                 */
 #define STUBDM_HAVE_QMP 1          /* stubdm_qmp_*                        */
 
 /**
@@ -390,7 +390,7 @@ STUBDM_EXPORT void stubdm_op_free(stubdm_op *op);
  * Whether the operation has completed (its callback has been called or is
  * about to be, in the current dispatch).
  */
-STUBDM_EXPORT int stubdm_op_done(const stubdm_op *op);
+STUBDM_EXPORT int stubdm_op_is_done(const stubdm_op *op);
 
 /**
  * The operation's result: 0 or a negative code once done; STUBDM_ESTATE
@@ -462,20 +462,20 @@ STUBDM_EXPORT void stubdm_nodes_free(stubdm_nodes *nodes);
  */
 
 /** How the argv is stored. */
-typedef enum stubdm_argv_encoding {
+typedef enum stubdm_dm_argv_encoding {
     /** /vm/<uuid>/image/dm-argv/NNN, one key per argument (Xen >= 4.14). */
-    STUBDM_ARGV_DIRECTORY = 0,
+    STUBDM_DM_ARGV_DIRECTORY = 0,
     /** /vm/<uuid>/image/dmargs, one space-joined string (MiniOS stubdom). */
-    STUBDM_ARGV_MINIOS_DMARGS = 1,
+    STUBDM_DM_ARGV_MINIOS_DMARGS = 1,
     /** /vm/<uuid>/image/dmargs, one string with ESC (0x1b) separators (Qubes
      *  2017-2019, read with xenstore-read -R). */
-    STUBDM_ARGV_ESC_STRING = 2,
-} stubdm_argv_encoding;
+    STUBDM_DM_ARGV_ESC_STRING = 2,
+} stubdm_dm_argv_encoding;
 
 /** Default bound on one xenstore value: xenstored's entry-size quota. */
-#define STUBDM_DEFAULT_MAX_VALUE_LEN 2048
+#define STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN 2048
 /** At most this many arguments in the directory encoding. */
-#define STUBDM_MAX_DM_ARGS 999
+#define STUBDM_DM_ARGV_MAX_ARGS 999
 
 /**
  * Encode args into the nodes that dm-argv writing would create, without
@@ -484,9 +484,9 @@ typedef enum stubdm_argv_encoding {
  * @param ctx            for the error message (may not be NULL).
  * @param vm_path        the guest's vm path, "/vm/<uuid>".
  * @param stubdom_domid  the stubdomain, which gets read access.
- * @param encoding       a stubdm_argv_encoding.
+ * @param encoding       a stubdm_dm_argv_encoding.
  * @param max_value_len  bound on each value in bytes; 0 means
- *                       STUBDM_DEFAULT_MAX_VALUE_LEN.
+ *                       STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN.
  * @param args           the arguments (not argv[0]).
  * @param nargs          how many there are.
  * @param[out] out       receives the node list (free with
@@ -495,12 +495,12 @@ typedef enum stubdm_argv_encoding {
  *         an argument the encoding cannot carry (a newline, a NUL-free
  *         argument containing the separator, ...); STUBDM_ELIMIT for an
  *         argument longer than max_value_len or more than
- *         STUBDM_MAX_DM_ARGS arguments; STUBDM_ENOMEM.  The message names
+ *         STUBDM_DM_ARGV_MAX_ARGS arguments; STUBDM_ENOMEM.  The message names
  *         the offending argument by its index.
  */
 STUBDM_EXPORT int stubdm_dm_argv_encode(stubdm_ctx *ctx, const char *vm_path,
                                         uint32_t stubdom_domid,
-                                        stubdm_argv_encoding encoding,
+                                        stubdm_dm_argv_encoding encoding,
                                         size_t max_value_len,
                                         const char *const *args, size_t nargs,
                                         stubdm_nodes **out);
@@ -515,7 +515,7 @@ STUBDM_EXPORT int stubdm_dm_argv_encode(stubdm_ctx *ctx, const char *vm_path,
  */
 STUBDM_EXPORT int stubdm_dm_argv_write(stubdm_ctx *ctx, const char *vm_path,
                                        uint32_t stubdom_domid,
-                                       stubdm_argv_encoding encoding,
+                                       stubdm_dm_argv_encoding encoding,
                                        size_t max_value_len,
                                        const char *const *args, size_t nargs);
 
@@ -524,17 +524,17 @@ STUBDM_EXPORT int stubdm_dm_argv_write(stubdm_ctx *ctx, const char *vm_path,
  * them as text, read the values), with bounded sizes.  For the legacy
  * encodings, split the single string as the stubdomain would.
  * @param[out] args_out   a NULL-terminated array of strings; free it with
- *                        stubdm_argv_free().
+ *                        stubdm_dm_argv_free().
  * @param[out] nargs_out  number of arguments (may be NULL).
  * @return 0, STUBDM_ENOENT (no argv stored), STUBDM_EXENSTORE, STUBDM_EPERM,
  *         STUBDM_ELIMIT, STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
-                                      stubdm_argv_encoding encoding,
+                                      stubdm_dm_argv_encoding encoding,
                                       char ***args_out, size_t *nargs_out);
 
 /** Free an array from stubdm_dm_argv_read().  NULL is ignored. */
-STUBDM_EXPORT void stubdm_argv_free(char **args);
+STUBDM_EXPORT void stubdm_dm_argv_free(char **args);
 
 /* ------------------------------------------------------------------------
  * The xenstore contract of a stubdomain start
@@ -552,9 +552,9 @@ typedef struct stubdm_contract stubdm_contract;
 
 /** Who serves the stubdomain's consoles (the frontend "type" key). */
 typedef enum stubdm_console_backend {
-    STUBDM_CONSOLE_IOEMU = 0,      /**< a QEMU in dom0 ("ioemu"), as libxl */
-    STUBDM_CONSOLE_XENCONSOLED = 1, /**< xenconsoled ("xenconsoled")       */
-    STUBDM_CONSOLE_LIBSTUBDM = 2,  /**< this library's own backend
+    STUBDM_CONSOLE_BACKEND_IOEMU = 0,      /**< a QEMU in dom0 ("ioemu"), as libxl */
+    STUBDM_CONSOLE_BACKEND_XENCONSOLED = 1, /**< xenconsoled ("xenconsoled")       */
+    STUBDM_CONSOLE_BACKEND_LIBSTUBDM = 2,  /**< this library's own backend
                                         ("libstubdm")                      */
 } stubdm_console_backend;
 
@@ -564,7 +564,7 @@ typedef enum stubdm_console_backend {
 #define STUBDM_CONSOLE_RESTORE 2  /**< QEMU device state, in (restore)    */
 #define STUBDM_CONSOLE_SERIAL0 3  /**< first guest serial                 */
 /** At most this many guest serials. */
-#define STUBDM_MAX_SERIALS 16
+#define STUBDM_CONSOLE_MAX_SERIALS 16
 
 /**
  * Create an empty contract.  Defaults: toolstack domid 0, console backend
@@ -596,11 +596,11 @@ STUBDM_EXPORT int stubdm_contract_set_args(stubdm_contract *c,
 
 /** Choose the argv encoding and the per-value bound (0: default). */
 STUBDM_EXPORT int stubdm_contract_set_argv_encoding(
-    stubdm_contract *c, stubdm_argv_encoding encoding, size_t max_value_len);
+    stubdm_contract *c, stubdm_dm_argv_encoding encoding, size_t max_value_len);
 
 /**
  * Choose who serves the consoles (the frontend "type" of each).  With
- * STUBDM_CONSOLE_XENCONSOLED the layout has console 0 only: xenconsoled
+ * STUBDM_CONSOLE_BACKEND_XENCONSOLED the layout has console 0 only: xenconsoled
  * serves nothing else, and a Linux stubdomain would wait 25 s at boot for
  * each console nobody serves; an output set for console 1, 2 or a serial
  * then makes layout/write fail with STUBDM_EINVAL (docs/protocol.md
@@ -695,17 +695,17 @@ STUBDM_EXPORT int stubdm_contract_remove(stubdm_ctx *ctx,
  * @return 0 if started (done will be called), or STUBDM_EINVAL/ENOMEM
  *         (nothing started, done will not be called).
  */
-STUBDM_EXPORT int stubdm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
+STUBDM_EXPORT int stubdm_dm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                       uint32_t guest_domid, int timeout_ms,
                                       stubdm_done_fn *done, void *user,
                                       stubdm_op **op_out);
 
 /**
- * Blocking form of stubdm_wait_running, running the ctx's poll loop until
+ * Blocking form of stubdm_dm_wait_running, running the ctx's poll loop until
  * the wait completes.  Other operations on the ctx progress meanwhile.
  * @return the completion code; the message is in stubdm_ctx_errmsg().
  */
-STUBDM_EXPORT int stubdm_wait_running_sync(stubdm_ctx *ctx,
+STUBDM_EXPORT int stubdm_dm_wait_running_sync(stubdm_ctx *ctx,
                                            uint32_t stubdom_domid,
                                            uint32_t guest_domid,
                                            int timeout_ms);
@@ -740,7 +740,7 @@ STUBDM_EXPORT int stubdm_wait_running_sync(stubdm_ctx *ctx,
  *              +--> failed <-----+  stubdm_qmp_reconnect() --> connecting
  *                  (done: rc)
  *
- * stubdm_qmp_close() is valid in every state.
+ * stubdm_qmp_free() is valid in every state.
  */
 
 typedef struct stubdm_qmp stubdm_qmp;
@@ -857,7 +857,7 @@ STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
  *
  * @param opts     NULL for the defaults; copied, may be freed at once.
  * @param[out] q_out  the handle, set before return (also on failure to
- *                 NULL).  Free it with stubdm_qmp_close().
+ *                 NULL).  Free it with stubdm_qmp_free().
  * @return 0 if started, or STUBDM_EINVAL / STUBDM_ENOMEM (nothing started,
  *         done not called).
  */
@@ -899,7 +899,7 @@ STUBDM_EXPORT int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done,
  * callback.  NULL is ignored.  Freeing the ctx closes every handle of it;
  * handles must not be used afterwards.
  */
-STUBDM_EXPORT void stubdm_qmp_close(stubdm_qmp *q);
+STUBDM_EXPORT void stubdm_qmp_free(stubdm_qmp *q);
 
 /** 1 if the handle's connection is ready for commands, else 0. */
 STUBDM_EXPORT int stubdm_qmp_is_ready(const stubdm_qmp *q);
@@ -912,7 +912,7 @@ STUBDM_EXPORT int stubdm_qmp_qemu_version(const stubdm_qmp *q, int *major,
                                           int *minor, int *micro);
 
 /** 1 if out-of-band execution was negotiated, else 0. */
-STUBDM_EXPORT int stubdm_qmp_oob_enabled(const stubdm_qmp *q);
+STUBDM_EXPORT int stubdm_qmp_is_oob_enabled(const stubdm_qmp *q);
 
 /**
  * The greeting as QEMU sent it (JSON text), or NULL before it arrived.
@@ -1010,7 +1010,7 @@ STUBDM_EXPORT void stubdm_qmp_event_timestamp(const stubdm_qmp_event *ev,
 /**
  * Subscribe the handle to events named name (NULL: all events).
  * @param[out] sub_out  the subscription (may be NULL if never removed
- *                      before close); stubdm_qmp_unsubscribe() or closing
+ *                      before close); stubdm_qmp_sub_free() or closing
  *                      the handle frees it.
  * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
  */
@@ -1018,7 +1018,7 @@ STUBDM_EXPORT int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
                                        stubdm_qmp_event_fn *fn, void *user,
                                        stubdm_qmp_sub **sub_out);
 /** Remove a subscription; safe from any callback.  NULL is ignored. */
-STUBDM_EXPORT void stubdm_qmp_unsubscribe(stubdm_qmp_sub *sub);
+STUBDM_EXPORT void stubdm_qmp_sub_free(stubdm_qmp_sub *sub);
 
 /** Counters of a handle's connection (since it was opened). */
 typedef enum stubdm_qmp_stat {
@@ -1130,7 +1130,7 @@ STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
  *   -> stubdm_contract_write (dm-argv, target, device-model dir, consoles)
  *   -> disks (xvda, xvdb, ... in guest order) and nics as PV devices
  *   -> their hotplug scripts (stubdm_ctx_set_hotplug)
- *   -> unpause -> wait for "running" (as stubdm_wait_running)
+ *   -> unpause -> wait for "running" (as stubdm_dm_wait_running)
  *   -> optionally open QMP (as stubdm_qmp_open).
  *
  * Any failure at any step destroys what was made (domain, xenstore nodes,
@@ -1184,11 +1184,11 @@ STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
  * then is the stubdomain unpaused.  A script exiting non-zero or killed,
  * a hotplug-status "error" or "busy" (with the backend's hotplug-error in
  * the message), no "connected" within the spawn's timeout
- * (stubdm_spawn_config_set_timeout; the script's process group is then
+ * (stubdm_spawn_opts_set_timeout; the script's process group is then
  * killed) or the stubdomain dying fail the spawn, which then tears down
  * as any failure does.
  *
- * Teardown (stubdm_stubdom_destroy, stubdm_destroy, a failed spawn), after
+ * Teardown (stubdm_stubdom_destroy, stubdm_stubdom_destroy_by_domid, a failed spawn), after
  * the domain is destroyed: "<script> remove" (vbd) or "<script> offline
  * type_if=vif" (vif), same environment, for every backend whose add ran
  * (marked "libstubdm-hotplug" in the backend), each bounded by 20 s; then
@@ -1212,14 +1212,14 @@ STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
 
 /**
  * The directory of hotplug scripts a teardown may run when it reads a
- * script back from a backend's "script" node (stubdm_destroy of a domain
+ * script back from a backend's "script" node (stubdm_stubdom_destroy_by_domid of a domain
  * another process spawned; default and NULL: /etc/xen/scripts).  That node
  * is read only when dom0 owns it, and its path is run only when it names
  * an entry of this directory (no "..", "." or "//" in it) or is one of the
  * scripts the tearing-down spawn's own configuration names; any other is
  * not run, logged, and reported as the teardown's failure (STUBDM_EPERM;
  * the rest of the teardown still runs).  Applies to every teardown started
- * afterwards (stubdm_destroy, stubdm_destroy_ext, stubdm_stubdom_destroy,
+ * afterwards (stubdm_stubdom_destroy_by_domid, stubdm_stubdom_destroy_by_domid_ext, stubdm_stubdom_destroy,
  * a failed or cancelled spawn).  dir is copied (the caller keeps its
  * string); only the path is checked here, not that it exists.
  * @param dir  an absolute path without a trailing '/' and without a "."
@@ -1230,7 +1230,7 @@ STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
  */
 STUBDM_EXPORT int stubdm_ctx_set_hotplug_dir(stubdm_ctx *ctx, const char *dir);
 
-typedef struct stubdm_spawn_config stubdm_spawn_config;
+typedef struct stubdm_spawn_opts stubdm_spawn_opts;
 
 /** libxl's default stubdomain memory: 128 MiB. */
 #define STUBDM_SPAWN_DEFAULT_MEMORY_KIB (128u * 1024u)
@@ -1248,44 +1248,44 @@ typedef struct stubdm_spawn_config stubdm_spawn_config;
  * Required: the guest and the QEMU args; on Xen also the kernel.
  * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_spawn_config_new(stubdm_spawn_config **out);
+STUBDM_EXPORT int stubdm_spawn_opts_new(stubdm_spawn_opts **out);
 /** Free a configuration.  NULL is ignored. */
-STUBDM_EXPORT void stubdm_spawn_config_free(stubdm_spawn_config *cfg);
+STUBDM_EXPORT void stubdm_spawn_opts_free(stubdm_spawn_opts *cfg);
 
 /**
  * The guest: its domid, uuid (vm path "/vm/<uuid>"; NULL: read
  * /local/domain/<guest>/vm) and name (NULL: read it, else "guest<domid>";
  * the stubdomain is named "<name>-dm").
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_guest(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_guest(stubdm_spawn_opts *cfg,
                                                 uint32_t guest_domid,
                                                 const char *uuid,
                                                 const char *name);
 /** The stubdomain's name (default "<guest name>-dm"); NULL: default. */
-STUBDM_EXPORT int stubdm_spawn_config_set_name(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_name(stubdm_spawn_opts *cfg,
                                                const char *name);
 /** Kernel (required on Xen), ramdisk and command line (each may be NULL). */
-STUBDM_EXPORT int stubdm_spawn_config_set_kernel(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_kernel(stubdm_spawn_opts *cfg,
                                                  const char *kernel,
                                                  const char *ramdisk,
                                                  const char *cmdline);
 /** Memory in KiB (default STUBDM_SPAWN_DEFAULT_MEMORY_KIB). */
-STUBDM_EXPORT int stubdm_spawn_config_set_memory_kib(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_memory_kib(stubdm_spawn_opts *cfg,
                                                      uint64_t kib);
 /** vCPUs, 1..128 (default 1). */
-STUBDM_EXPORT int stubdm_spawn_config_set_vcpus(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_vcpus(stubdm_spawn_opts *cfg,
                                                 unsigned vcpus);
 /** The QEMU arguments (not argv[0]); copied. */
-STUBDM_EXPORT int stubdm_spawn_config_set_args(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_args(stubdm_spawn_opts *cfg,
                                                const char *const *args,
                                                size_t nargs);
 /** Console n's output, as stubdm_contract_set_console_output: 0 log,
  *  1 save, 2 restore, 3.. serials (in order). */
-STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
-    stubdm_spawn_config *cfg, unsigned n, const char *output);
+STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(
+    stubdm_spawn_opts *cfg, unsigned n, const char *output);
 /**
- * Who serves consoles.  Default: STUBDM_CONSOLE_LIBSTUBDM on the simulated
- * host, STUBDM_CONSOLE_IOEMU (libxl's dom0 QEMU, unchanged) on Xen: a Xen
+ * Who serves consoles.  Default: STUBDM_CONSOLE_BACKEND_LIBSTUBDM on the simulated
+ * host, STUBDM_CONSOLE_BACKEND_IOEMU (libxl's dom0 QEMU, unchanged) on Xen: a Xen
  * caller opts in by choosing LIBSTUBDM (docs/real-xen.md).
  *
  * With XENCONSOLED the stubdomain gets console 0 only (no save console:
@@ -1295,9 +1295,9 @@ STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
  * With LIBSTUBDM the spawn serves the consoles itself (stubdm_console_serve,
  * from the DEVICES step, before the domain runs; docs/consoles.md):
  *   0  the log, when console 0's output is "file:/PATH" (capped and
- *      rotated, stubdm_spawn_config_set_log_limits); no output: not served;
+ *      rotated, stubdm_spawn_opts_set_log_limits); no output: not served;
  *   1  save: held (nothing consumed) until stubdm_stubdom_save();
- *   2  restore: fed from stubdm_spawn_config_set_restore_fd();
+ *   2  restore: fed from stubdm_spawn_opts_set_restore_fd();
  *   3+ serials: output "pty" (path published in "tty",
  *      stubdm_console_tty()) or "file:/PATH" (capped as the log).
  *   2  without a restore but with serials: the numbering placeholder,
@@ -1311,14 +1311,14 @@ STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
  * connected), so another process can serve them: a Linux frontend
  * removes its tty for good when the backend closes.
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_console_backend(
-    stubdm_spawn_config *cfg, stubdm_console_backend backend);
+STUBDM_EXPORT int stubdm_spawn_opts_set_console_backend(
+    stubdm_spawn_opts *cfg, stubdm_console_backend backend);
 /**
  * Size cap and rotations of the log (console 0) and of serial files when
  * the library serves them (default: STUBDM_CONSOLE_DEFAULT_FILE_CAP, 10
  * rotations as libxl).  @return 0 or STUBDM_EINVAL.
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *cfg,
                                                      uint64_t max_bytes,
                                                      unsigned rotations);
 /**
@@ -1329,7 +1329,7 @@ STUBDM_EXPORT int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *cfg,
  * reports running.  Needs the LIBSTUBDM console backend.  -1: not
  * restoring (default).
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *cfg,
                                                      int fd);
 /**
  * Append a disk: the next one is xvda, then xvdb, ... (the guest's order).
@@ -1339,7 +1339,7 @@ STUBDM_EXPORT int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *cfg,
  *                  script); NULL: raw.
  * @param readonly  non-zero: mode "r".
  */
-STUBDM_EXPORT int stubdm_spawn_config_add_disk(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *cfg,
                                                const char *target,
                                                const char *format,
                                                int readonly);
@@ -1351,7 +1351,7 @@ STUBDM_EXPORT int stubdm_spawn_config_add_disk(stubdm_spawn_config *cfg,
  * @return 0, STUBDM_EINVAL (no disk n, or a qcow2 disk, or a script that
  *         is empty or not printable ASCII), STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *cfg,
                                                       size_t n,
                                                       const char *script);
 /**
@@ -1363,22 +1363,22 @@ STUBDM_EXPORT int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *cfg,
  *                "/etc/xen/scripts/vif-bridge".  Run as
  *                stubdm_ctx_set_hotplug() says.
  */
-STUBDM_EXPORT int stubdm_spawn_config_add_nic(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *cfg,
                                               const char *mac,
                                               const char *bridge,
                                               const char *script);
 /** The XSM (FLASK) label of the stubdomain; NULL: the default. */
-STUBDM_EXPORT int stubdm_spawn_config_set_xsm_label(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *cfg,
                                                     const char *label);
 /** Ask for this stubdomain domid (0, the default: the host chooses). */
-STUBDM_EXPORT int stubdm_spawn_config_set_stubdom_domid(
-    stubdm_spawn_config *cfg, uint32_t domid);
+STUBDM_EXPORT int stubdm_spawn_opts_set_stubdom_domid(
+    stubdm_spawn_opts *cfg, uint32_t domid);
 /** Bound on waiting for "running", > 0 ms. */
-STUBDM_EXPORT int stubdm_spawn_config_set_timeout(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *cfg,
                                                   int timeout_ms);
 /** Open QMP once running (open != 0), with this open timeout (0: the
  *  default).  The handle is then stubdm_stubdom_qmp(). */
-STUBDM_EXPORT int stubdm_spawn_config_set_qmp(stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *cfg,
                                               int open, int open_timeout_ms);
 /**
  * The simulated host only: the program the simulated hypervisor runs as
@@ -1386,8 +1386,8 @@ STUBDM_EXPORT int stubdm_spawn_config_set_qmp(stubdm_spawn_config *cfg,
  * xenstored) and its arguments (e.g. "--die-at=after-argv", "--no-qemu").
  * A stubdomain author points this at a stand-in of their own.
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_sim_program(
-    stubdm_spawn_config *cfg, const char *program, const char *const *args,
+STUBDM_EXPORT int stubdm_spawn_opts_set_sim_program(
+    stubdm_spawn_opts *cfg, const char *program, const char *const *args,
     size_t nargs);
 
 /**
@@ -1397,23 +1397,23 @@ STUBDM_EXPORT int stubdm_spawn_config_set_sim_program(
  *         message naming the field ("spawn: memory: 8192 KiB is less than
  *         the minimum 16384 KiB").
  */
-STUBDM_EXPORT int stubdm_spawn_config_validate(stubdm_ctx *ctx,
-                                               const stubdm_spawn_config *cfg);
+STUBDM_EXPORT int stubdm_spawn_opts_validate(stubdm_ctx *ctx,
+                                               const stubdm_spawn_opts *cfg);
 
 /** The steps of a spawn, in order.  HOTPLUG is reported on every spawn;
  *  it runs scripts only for disks and nics, and only when
  *  stubdm_ctx_set_hotplug() has not turned them off. */
 typedef enum stubdm_spawn_step {
-    STUBDM_SPAWN_CREATE = 0,   /**< "creating the domain"               */
-    STUBDM_SPAWN_CONTRACT = 1, /**< "writing the xenstore contract"     */
-    STUBDM_SPAWN_DEVICES = 2,  /**< "attaching devices"                 */
-    STUBDM_SPAWN_HOTPLUG = 3,  /**< "running hotplug scripts"           */
-    STUBDM_SPAWN_UNPAUSE = 4,  /**< "unpausing"                         */
-    STUBDM_SPAWN_WAIT = 5,     /**< "waiting for running"               */
-    STUBDM_SPAWN_QMP = 6,      /**< "opening QMP"                       */
-    STUBDM_SPAWN_RUNNING = 7,  /**< done: the device model runs         */
-    STUBDM_SPAWN_FAILED = 8,   /**< failed and cleaned up               */
-    STUBDM_SPAWN_DESTROYED = 9, /**< torn down                          */
+    STUBDM_SPAWN_STEP_CREATE = 0,   /**< "creating the domain"               */
+    STUBDM_SPAWN_STEP_CONTRACT = 1, /**< "writing the xenstore contract"     */
+    STUBDM_SPAWN_STEP_DEVICES = 2,  /**< "attaching devices"                 */
+    STUBDM_SPAWN_STEP_HOTPLUG = 3,  /**< "running hotplug scripts"           */
+    STUBDM_SPAWN_STEP_UNPAUSE = 4,  /**< "unpausing"                         */
+    STUBDM_SPAWN_STEP_WAIT = 5,     /**< "waiting for running"               */
+    STUBDM_SPAWN_STEP_QMP = 6,      /**< "opening QMP"                       */
+    STUBDM_SPAWN_STEP_RUNNING = 7,  /**< done: the device model runs         */
+    STUBDM_SPAWN_STEP_FAILED = 8,   /**< failed and cleaned up               */
+    STUBDM_SPAWN_STEP_DESTROYED = 9, /**< torn down                          */
 } stubdm_spawn_step;
 
 /** The step's text as used in messages ("waiting for running"). */
@@ -1452,7 +1452,7 @@ typedef void stubdm_spawn_progress_fn(stubdm_stubdom *s,
  * @return 0 if started; STUBDM_EINVAL/ELIMIT/ENOENT (validation),
  *         STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                                stubdm_spawn_progress_fn *progress,
                                stubdm_done_fn *done, void *user,
                                stubdm_stubdom **s_out, stubdm_op **op_out);
@@ -1462,7 +1462,7 @@ STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
  * failure *s_out is NULL and the message is in stubdm_ctx_errmsg().
  */
 STUBDM_EXPORT int stubdm_spawn_sync(stubdm_ctx *ctx,
-                                    const stubdm_spawn_config *cfg,
+                                    const stubdm_spawn_opts *cfg,
                                     stubdm_spawn_progress_fn *progress,
                                     void *user, stubdm_stubdom **s_out);
 
@@ -1568,17 +1568,17 @@ STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
 
 /**
  * Tear down a stubdomain by domid, e.g. one spawned by another process:
- * as stubdm_destroy_ext(ctx, stubdom_domid, 0).
+ * as stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom_domid, 0).
  */
-STUBDM_EXPORT int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom_domid);
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx, uint32_t stubdom_domid);
 
-/** stubdm_destroy_ext flags. */
+/** stubdm_stubdom_destroy_by_domid_ext flags. */
 enum {
     /** Destroy the domain even when it is not a stubdomain (see below):
      *  the domain, /local/domain/<domid>, its /vm entry and what dom0 holds
      *  for it (console, vbd, vif backends) go; no guest's contract is
      *  touched unless dom0's nodes name the guest. */
-    STUBDM_DESTROY_FORCE = 1u << 0,
+    STUBDM_STUBDOM_DESTROY_FORCE = 1u << 0,
 };
 
 /**
@@ -1592,7 +1592,7 @@ enum {
  * image/device-model-domid, owned by dom0, names the stubdomain.  Any
  * other domain that exists (a guest, dom0's other domains, a domain some
  * other toolstack made) is refused with STUBDM_ENOTSTUBDOM and left
- * untouched, unless flags has STUBDM_DESTROY_FORCE.  A vm path is taken
+ * untouched, unless flags has STUBDM_STUBDOM_DESTROY_FORCE.  A vm path is taken
  * only from a dom0-owned "vm" node.
  *
  * A stubdomain another toolstack destroyed already (xl destroying its
@@ -1616,16 +1616,16 @@ enum {
  * bounded by its timeout); runs no callback of the ctx.  The domain is
  * judged at the call: a domain that becomes a stubdomain later is not
  * covered by an earlier refusal.  A refusal changes nothing.
- * @param flags  0 or STUBDM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
+ * @param flags  0 or STUBDM_STUBDOM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
  * @return 0, STUBDM_ENOENT (no such stubdomain: no domain, no backend of
  *         it in dom0), STUBDM_ENOTSTUBDOM (a domain that exists and is not
- *         a stubdomain, without STUBDM_DESTROY_FORCE: nothing done, the
+ *         a stubdomain, without STUBDM_STUBDOM_DESTROY_FORCE: nothing done, the
  *         message says why), STUBDM_EPERM (a hotplug script not trusted,
  *         see above), STUBDM_EINVAL (NULL ctx, domid 0 or reserved, unknown
  *         flags), or the teardown's first failure (every step is still
  *         attempted).
  */
-STUBDM_EXPORT int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom_domid,
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                      unsigned flags);
 
 /**
@@ -1634,7 +1634,7 @@ STUBDM_EXPORT int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom_domid,
  * STUBDM_ENOENT, STUBDM_EPERM (the node is not dom0's), STUBDM_EPROTO (not
  * a domid), STUBDM_EXENSTORE.
  */
-STUBDM_EXPORT int stubdm_find_stubdom(stubdm_ctx *ctx, uint32_t guest_domid,
+STUBDM_EXPORT int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx, uint32_t guest_domid,
                                       uint32_t *stubdom_out);
 
 /** A snapshot of the stubdomains known to xenstore. */
@@ -1644,7 +1644,7 @@ typedef struct stubdm_stubdom_list stubdm_stubdom_list;
  * List stubdomains: every /local/domain/<id> with a "target".  A few
  * xenstore reads per domain; blocking.
  */
-STUBDM_EXPORT int stubdm_list(stubdm_ctx *ctx, stubdm_stubdom_list **out);
+STUBDM_EXPORT int stubdm_stubdom_list_new(stubdm_ctx *ctx, stubdm_stubdom_list **out);
 STUBDM_EXPORT size_t stubdm_stubdom_list_count(const stubdm_stubdom_list *l);
 STUBDM_EXPORT uint32_t stubdm_stubdom_list_domid(const stubdm_stubdom_list *l,
                                                  size_t i);
@@ -1665,7 +1665,7 @@ STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
  * ------------------------------------------------------------------------
  *
  * The library can serve a stubdomain's PV consoles itself, so no QEMU is
- * needed in dom0 (contract backend kind STUBDM_CONSOLE_LIBSTUBDM, frontend
+ * needed in dom0 (contract backend kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM, frontend
  * "type" = "libstubdm").  Each served console follows the xenbus state
  * machine with the frontend, maps its ring, binds its event channel and
  * moves bytes between the ring and an fd, from the ctx's event loop.
@@ -1698,7 +1698,7 @@ STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
  *   STUBDM_EFAIL         writing or reading the caller's fd failed (EPIPE,
  *                        EIO, ...; os errno in the message);
  *   STUBDM_EXEN, STUBDM_EXENSTORE, STUBDM_ENOTSUP (no usable transport).
- * stubdm_console_close() ends it without a callback.  Either way the
+ * stubdm_console_free() ends it without a callback.  Either way the
  * handle stays valid (stats readable) until closed.
  */
 #define STUBDM_HAVE_CONSOLE_SERVE 1
@@ -1779,18 +1779,18 @@ STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
 
 /**
  * Serve console n of a stubdomain whose contract was written with backend
- * kind STUBDM_CONSOLE_LIBSTUBDM.  Opens the destination (log file, pty)
+ * kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM.  Opens the destination (log file, pty)
  * now, writes backend state InitWait (2), then from the loop: waits for
  * the frontend's ring-ref and port (the keys Linux's hvc_xen writes;
  * console 0: ring-ref and port from the domain builder), maps and binds
  * them, writes Connected (4) and
  * moves bytes.  On the end, Closing (5) then Closed (6).
- * @param n     0 .. 2 + STUBDM_MAX_SERIALS; the role must fit n (log: 0,
+ * @param n     0 .. 2 + STUBDM_CONSOLE_MAX_SERIALS; the role must fit n (log: 0,
  *              save: 1, restore: 2, serial: >= 3).
  * @param opts  copied.
  * @param done  may be NULL (then poll stubdm_console_result()).
  * @param[out] out  the handle (required); release it with
- *                  stubdm_console_close().
+ *                  stubdm_console_free().
  * @return 0 if started; STUBDM_EINVAL, STUBDM_ENOENT / STUBDM_EPERM /
  *         STUBDM_EFAIL (opening the log file or pty), STUBDM_EXENSTORE,
  *         STUBDM_ENOMEM: nothing started, done will not be called.
@@ -1808,7 +1808,7 @@ STUBDM_EXPORT int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid,
  * including the console's own.  NULL is ignored.  The caller's
  * save/restore fd is not closed.
  */
-STUBDM_EXPORT void stubdm_console_close(stubdm_console *c);
+STUBDM_EXPORT void stubdm_console_free(stubdm_console *c);
 
 /** STUBDM_ESTATE while serving, else the completion code. */
 STUBDM_EXPORT int stubdm_console_result(const stubdm_console *c);

@@ -115,13 +115,13 @@ START_TEST(test_layout_golden)
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 2, NULL), 0);
     ck_assert_int_eq(stubdm_contract_set_toolstack_domid(c, TOOL7), 0);
     ck_assert_int_eq(stubdm_contract_set_argv_encoding(
-                         c, STUBDM_ARGV_MINIOS_DMARGS, 0), 0);
+                         c, STUBDM_DM_ARGV_MINIOS_DMARGS, 0), 0);
     golden("toolstack7-serials-placeholder-minios", c);
     /* xenconsoled serves console 0 only: a save output and serials are
      * refused (the stubdomain would wait 25 s at boot for each console
      * nobody serves), naming the first console asked for. */
     ck_assert_int_eq(stubdm_contract_set_console_backend(
-                         c, STUBDM_CONSOLE_XENCONSOLED), 0);
+                         c, STUBDM_CONSOLE_BACKEND_XENCONSOLED), 0);
     golden("toolstack7-xenconsoled-refused", c);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 1, NULL), 0);
     golden("toolstack7-xenconsoled-serial-refused", c);
@@ -146,10 +146,10 @@ START_TEST(test_setters)
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 4, "pty"),
                      STUBDM_EINVAL); /* gap: console 3 not set */
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, ""), STUBDM_EINVAL);
-    for (unsigned i = 0; i < STUBDM_MAX_SERIALS; i++)
+    for (unsigned i = 0; i < STUBDM_CONSOLE_MAX_SERIALS; i++)
         ck_assert_int_eq(stubdm_contract_set_console_output(c, 3 + i, "pty"), 0);
     ck_assert_int_eq(stubdm_contract_set_console_output(
-                         c, 3 + STUBDM_MAX_SERIALS, "pty"), STUBDM_ELIMIT);
+                         c, 3 + STUBDM_CONSOLE_MAX_SERIALS, "pty"), STUBDM_ELIMIT);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 5, NULL),
                      STUBDM_EINVAL); /* not the last one */
     ck_assert_int_eq(stubdm_contract_set_hvmloader(c, "rombios", 0), STUBDM_EINVAL);

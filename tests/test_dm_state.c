@@ -141,10 +141,10 @@ static const char *const qemu_args[] = {
     "-display", "none", "-no-shutdown",
 };
 
-static stubdm_spawn_config *config(const char *const *extra, size_t nextra,
+static stubdm_spawn_opts *config(const char *const *extra, size_t nextra,
                                    const char *const *sim_args, size_t nsim)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     const char *args[32];
     size_t n = 0;
 
@@ -153,7 +153,7 @@ static stubdm_spawn_config *config(const char *const *extra, size_t nextra,
     for (size_t i = 0; i < nextra; i++)
         args[n++] = extra[i];
     c = spawnfix_config(&fx, GUEST, args, n, sim_args, nsim, 20000);
-    ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, 1, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 1, 0), 0);
     return c;
 }
 
@@ -174,7 +174,7 @@ START_TEST(test_log_and_serial)
     static const char *const extra[] = { "-serial", "/dev/hvc3", "-device",
                                          "sga" };
     char log_path[300], ser_path[300], out[320];
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *log, *ser;
     struct mention m;
@@ -184,14 +184,14 @@ START_TEST(test_log_and_serial)
     snprintf(ser_path, sizeof(ser_path), "%s/serial0.txt", fx.mock.dir);
     c = config(extra, STUBDM_ARRAY_SIZE(extra), NULL, 0);
     snprintf(out, sizeof(out), "file:%s", log_path);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, out), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0, out), 0);
     snprintf(out, sizeof(out), "file:%s", ser_path);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, out), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, out), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     /* The default on the simulated host. */
     ck_assert_int_eq(stubdm_stubdom_console_backend(s),
-                     STUBDM_CONSOLE_LIBSTUBDM);
+                     STUBDM_CONSOLE_BACKEND_LIBSTUBDM);
     log = stubdm_stubdom_console(s, 0);
     ser = stubdm_stubdom_console(s, 3);
     ck_assert_ptr_nonnull(log);
@@ -236,7 +236,7 @@ START_TEST(test_serial_pty)
 {
     static const char *const extra[] = { "-serial", "/dev/hvc3", "-device",
                                          "sga" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     const char *tty;
     char buf[4096];
@@ -246,9 +246,9 @@ START_TEST(test_serial_pty)
 
     spawnfix_need_sim_stubdom(&fx);
     c = config(extra, STUBDM_ARRAY_SIZE(extra), NULL, 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, "pty"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, "pty"), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     tty = stubdm_console_tty(stubdm_stubdom_console(s, 3));
     ck_assert_ptr_nonnull(tty);
     fd = open(tty, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
@@ -309,7 +309,7 @@ static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
 
 static void restore_from(const struct saved *sv, double *ms_out)
 {
-    stubdm_spawn_config *c = config(NULL, 0, NULL, 0);
+    stubdm_spawn_opts *c = config(NULL, 0, NULL, 0);
     stubdm_stubdom *s = NULL;
     stubdm_console *c2;
     char *reply = NULL;
@@ -317,11 +317,11 @@ static void restore_from(const struct saved *sv, double *ms_out)
     int fd = open(sv->path, O_RDONLY | O_CLOEXEC);
 
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, fd), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, fd), 0);
     t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     *ms_out = (double)(stubdm_now_ms() - t0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     c2 = stubdm_stubdom_console(s, 2);
     ck_assert_ptr_nonnull(c2);
     /* Running means QEMU loaded the stream: console 2 delivered it all. */
@@ -347,7 +347,7 @@ static void restore_from(const struct saved *sv, double *ms_out)
 
 START_TEST(test_save_restore_roundtrip)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     struct saved a, b;
     double spawn_ms, restore_ms;
@@ -361,7 +361,7 @@ START_TEST(test_save_restore_roundtrip)
     t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     spawn_ms = (double)(stubdm_now_ms() - t0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     save_with_handle(s, &a);
     /* Left stopped, as libxl expects; a second save works too. */
     ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
@@ -408,7 +408,7 @@ static const char *be_state(uint32_t domid, unsigned n)
  * console 1. */
 START_TEST(test_save_by_domid)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     uint32_t domid;
     uint64_t bytes = 0;
@@ -419,9 +419,9 @@ START_TEST(test_save_by_domid)
     spawnfix_need_sim_stubdom(&fx);
     snprintf(path, sizeof(path), "%s/dm-state.byid", fx.mock.dir);
     c = config(NULL, 0, NULL, 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, 0, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 0, 0), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* it keeps running; its consoles are let go */
     /* Let go, not closed: back to InitWait, the frontend stays connected
@@ -449,7 +449,7 @@ START_TEST(test_save_by_domid)
     close(fd);
     ck_assert_uint_gt(bytes, 0);
     ck_assert_uint_eq(bytes, file_size(path));
-    ck_assert_int_eq(stubdm_destroy(fx.ctx, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid), 0);
     unlink(path);
     spawnfix_assert_clean(&fx, false);
 }
@@ -465,7 +465,7 @@ static bool console_ended(void *arg)
 START_TEST(test_hostile_ring_ends_one_console)
 {
     static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *c1;
     char ring[300];
@@ -476,7 +476,7 @@ START_TEST(test_hostile_ring_ends_one_console)
     spawnfix_need_sim_stubdom(&fx);
     c = config(NULL, 0, noqemu, 1);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     c1 = stubdm_stubdom_console(s, 1);
     ck_assert_ptr_nonnull(c1);
     /* Wait for console 1 to connect, then forge its out_prod. */
@@ -503,7 +503,7 @@ START_TEST(test_hostile_ring_ends_one_console)
     /* Logged, and only that console ended: the stubdomain runs on. */
     ck_assert_int_eq(logged.warnings, 1);
     ck_assert_ptr_nonnull(strstr(logged.last, "console 1 ended"));
-    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_RUNNING);
     ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
                                              "query-status", NULL, 5000,
                                              &reply),
@@ -545,14 +545,14 @@ static char proc_state_of_domain(uint32_t domid)
 START_TEST(test_pause_unpause)
 {
     static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     char st = '?';
 
     spawnfix_need_sim_stubdom(&fx);
     c = config(NULL, 0, noqemu, 1);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0); /* idempotent */
     for (int i = 0; i < 100 && (st = proc_state_of_domain(
@@ -578,27 +578,27 @@ END_TEST
 /* Validation of the new configuration. */
 START_TEST(test_validate_consoles)
 {
-    stubdm_spawn_config *c = config(NULL, 0, NULL, 0);
+    stubdm_spawn_opts *c = config(NULL, 0, NULL, 0);
     stubdm_stubdom *s = NULL;
 
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, "pty"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0, "pty"), 0);
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, NULL),
                      STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "console 0"));
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0, NULL), 0);
     ck_assert_int_eq(
-        stubdm_spawn_config_set_console_output(c, 3, "udp:1.2.3.4:5"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
+        stubdm_spawn_opts_set_console_output(c, 3, "udp:1.2.3.4:5"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "console 3"));
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, NULL), 0);
     ck_assert_int_eq(
-        stubdm_spawn_config_set_console_backend(c, STUBDM_CONSOLE_IOEMU), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
+        stubdm_spawn_opts_set_console_backend(c, STUBDM_CONSOLE_BACKEND_IOEMU), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "restore"));
-    ck_assert_int_eq(stubdm_spawn_config_set_log_limits(c, 0, 100),
+    ck_assert_int_eq(stubdm_spawn_opts_set_log_limits(c, 0, 100),
                      STUBDM_EINVAL);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     spawnfix_assert_clean(&fx, false);
 }
 END_TEST
@@ -676,7 +676,7 @@ static pid_t sim_domain_pid(void)
 START_TEST(test_save_stream_bounded)
 {
     static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *c1;
     stubdm_op *op = NULL;
@@ -696,7 +696,7 @@ START_TEST(test_save_stream_bounded)
     close(nfd);
     c = config(NULL, 0, noqemu, 1);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     c1 = stubdm_stubdom_console(s, 1);
     ck_assert_ptr_nonnull(c1);
     for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
@@ -730,7 +730,7 @@ START_TEST(test_save_stream_bounded)
     ck_assert_msg(nfd >= 0, "no frontend socket %s in pid %ld: %s", fe,
                   (long)sim_domain_pid(), strerror(errno));
     t0 = stubdm_now_ms();
-    while (!stubdm_op_done(op) && stubdm_now_ms() - t0 < 15000) {
+    while (!stubdm_op_is_done(op) && stubdm_now_ms() - t0 < 15000) {
         uint32_t prod = page->out_prod, cons = page->out_cons;
         uint32_t room = 2048 - (prod - cons), off = prod & 2047;
         uint32_t first = room < 2048 - off ? room : 2048 - off;
@@ -741,7 +741,7 @@ START_TEST(test_save_stream_bounded)
         sendto(nfd, "!", 1, MSG_DONTWAIT, (struct sockaddr *)&be, sizeof(be));
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 2), 0);
     }
-    ck_assert(stubdm_op_done(op));
+    ck_assert(stubdm_op_is_done(op));
     ck_assert_msg(stubdm_op_result(op) == STUBDM_ELIMIT, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
     ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op),
@@ -796,7 +796,7 @@ static char *await_request(struct xs_handle *h, const char *path,
     int64_t end = stubdm_now_ms() + ms;
     char *v = NULL;
 
-    while (stubdm_now_ms() < end && !stubdm_op_done(op)) {
+    while (stubdm_now_ms() < end && !stubdm_op_is_done(op)) {
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
         free(v);
         v = xs_read(h, XBT_NULL, path, NULL);
@@ -804,7 +804,7 @@ static char *await_request(struct xs_handle *h, const char *path,
             return v;
     }
     ck_assert_msg(0, "no stream-end-request (save: %s)",
-                  stubdm_op_done(op) ? stubdm_op_errmsg(op) : "pending");
+                  stubdm_op_is_done(op) ? stubdm_op_errmsg(op) : "pending");
     return NULL;
 }
 
@@ -825,7 +825,7 @@ START_TEST(test_save_forged_stream_end)
     int timeout = pre && strstr(pre, "vgpreload") ? 20000 : 3000;
     struct xs_permissions dom0_own[2] = { { 0, XS_PERM_NONE },
                                           { 0, XS_PERM_READ } };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     char path[300], req[96], node[96], val[128], *seq, *seq2;
@@ -839,7 +839,7 @@ START_TEST(test_save_forged_stream_end)
     snprintf(path, sizeof(path), "%s/dm-state.forged", fx.mock.dir);
     c = config(NULL, 0, NULL, 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     snprintf(req, sizeof(req),
              "/local/domain/%u/device/console/1/stream-end-request", domid);
@@ -868,11 +868,11 @@ START_TEST(test_save_forged_stream_end)
                                (unsigned)strlen(forged[i])));
             while (stubdm_now_ms() < end)
                 ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
-            ck_assert_msg(!stubdm_op_done(op), "\"%s\" ended the save: %s",
+            ck_assert_msg(!stubdm_op_is_done(op), "\"%s\" ended the save: %s",
                           forged[i], stubdm_op_errmsg(op));
         }
     }
-    while (!stubdm_op_done(op))
+    while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 50), 0);
     ck_assert_msg(stubdm_op_result(op) == STUBDM_ETIMEDOUT, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
@@ -893,7 +893,7 @@ START_TEST(test_save_forged_stream_end)
     seq2 = await_request(h, req, seq, op, timeout);
     snprintf(val, sizeof(val), "%s 1", seq2);
     ck_assert(xs_write(h, XBT_NULL, node, val, (unsigned)strlen(val)));
-    while (!stubdm_op_done(op))
+    while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
     ck_assert_msg(stubdm_op_result(op) == 0, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));

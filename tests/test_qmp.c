@@ -144,7 +144,7 @@ START_TEST(test_open_execute)
     ck_assert_int_eq(maj, 7);
     ck_assert_int_eq(min, 2);
     ck_assert_int_eq(mic, 0);
-    ck_assert_int_eq(stubdm_qmp_oob_enabled(q), 0); /* not asked for */
+    ck_assert_int_eq(stubdm_qmp_is_oob_enabled(q), 0); /* not asked for */
     ck_assert_ptr_nonnull(strstr(stubdm_qmp_greeting_json(q), "\"QMP\""));
 
     ck_assert_int_eq(stubdm_qmp_execute(q, "query-status", NULL, 2000,
@@ -164,7 +164,7 @@ START_TEST(test_open_execute)
     ck_assert_ptr_nonnull(strstr(r2.msg, "CommandNotFound"));
     ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_COMMANDS_SENT), 2);
     ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES), 2);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -271,7 +271,7 @@ START_TEST(test_queue_limit)
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_reply, &r[10],
                                         NULL), STUBDM_ELIMIT);
     /* Closing the handle cancels all ten, once each, with q == NULL. */
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     ts_run_until_flag(ctx, &r[9].done, 1000);
     for (int i = 0; i < 10; i++) {
         ck_assert(r[i].done);
@@ -345,11 +345,11 @@ START_TEST(test_shared_handles)
     ck_assert_int_eq(stop2.n, 1);
     ck_assert_str_eq(stop2.last, "STOP");
     ck_assert(!ra.done);
-    stubdm_qmp_close(q1); /* cancels cmd-a only */
+    stubdm_qmp_free(q1); /* cancels cmd-a only */
     ts_run_until_flag(ctx, &ra.done, 1000);
     ck_assert_int_eq(ra.rc, STUBDM_ECANCELED);
     ck_assert_int_eq(stubdm_qmp_is_ready(q2), 1);
-    stubdm_qmp_close(q2);
+    stubdm_qmp_free(q2);
 }
 END_TEST
 
@@ -368,8 +368,8 @@ static void on_event_unsub(stubdm_qmp *q, const stubdm_qmp_event *ev,
     snprintf(data_json, sizeof(data_json), "%s",
              stubdm_qmp_event_data_json(ev) ? stubdm_qmp_event_data_json(ev)
                                             : "(none)");
-    stubdm_qmp_unsubscribe(self_sub);
-    stubdm_qmp_close(q); /* the last handle: the connection goes too */
+    stubdm_qmp_sub_free(self_sub);
+    stubdm_qmp_free(q); /* the last handle: the connection goes too */
 }
 
 START_TEST(test_close_from_event)
@@ -480,8 +480,8 @@ START_TEST(test_marker_and_oob)
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
     q = open_ready(o);
     stubdm_qmp_opts_free(o);
-    ck_assert_int_eq(stubdm_qmp_oob_enabled(q), 1);
-    stubdm_qmp_close(q);
+    ck_assert_int_eq(stubdm_qmp_is_oob_enabled(q), 1);
+    stubdm_qmp_free(q);
     ck_assert_int_eq(qmp_peer_wait(&peer, 3000), 0);
 }
 END_TEST
@@ -546,7 +546,7 @@ START_TEST(test_lock_across_processes)
     ck_assert_msg(op.rc == 0, "%s", op.msg);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
     stubdm_qmp_opts_free(o);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     for (int i = 0; i < 2; i++) {
         close(to_child[i]);
         close(from_child[i]);
@@ -721,7 +721,7 @@ START_TEST(test_proxy_mode_and_credentials)
                      STUBDM_EINVAL);
 
     stubdm_qmp_proxy_free(p);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
@@ -837,7 +837,7 @@ START_TEST(test_proxy_client_flood_yields)
                   "one dispatch took %" PRId64 " ms of CPU serving one client "
                   "(%lu bytes sent)", worst, atomic_load(&f.sent));
     stubdm_qmp_proxy_free(p);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -871,7 +871,7 @@ START_TEST(test_opens_and_wait_deaths_in_every_order)
         ck_assert_int_eq(stubdm_qmp_open(ctx, 5 + i, GUEST, o, ts_on_done,
                                          &w[i], &q[i]), 0);
     stubdm_qmp_opts_free(o);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
                                          &w[2], NULL), 0);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
@@ -891,7 +891,7 @@ START_TEST(test_opens_and_wait_deaths_in_every_order)
     }
     for (unsigned i = 0; i < 2; i++) {
         ck_assert_int_eq(stubdm_qmp_is_ready(q[i]), 0);
-        stubdm_qmp_close(q[i]);
+        stubdm_qmp_free(q[i]);
     }
     ck_assert_uint_eq(ctx->n_domwatches, 0);
     ck_assert_ptr_null(ctx->release_watch.path);
@@ -963,7 +963,7 @@ static void re_act(int h)
         re.act_rc = stubdm_qmp_reconnect(q, on_re_reopen, NULL);
         break;
     case A_CLOSE:
-        stubdm_qmp_close(q);
+        stubdm_qmp_free(q);
         re.q[h] = NULL;
         break;
     case A_FREE:
@@ -1139,7 +1139,7 @@ START_TEST(test_reentry_from_callbacks)
             ck_assert_int_eq(stubdm_qmp_is_ready(re.q[i]), 1);
     if (re.action == A_CLOSE) {
         for (int i = 0; i < nq; i++)
-            stubdm_qmp_close(re.q[i]);
+            stubdm_qmp_free(re.q[i]);
         return;
     }
     /* Reconnected: the peer's second connection serves a command. */
@@ -1158,7 +1158,7 @@ START_TEST(test_reentry_from_callbacks)
     ck_assert_uint_eq(stubdm_qmp_stat_get(re.q[h], STUBDM_QMP_STAT_CONNECTS),
                       2);
     for (int i = 0; i < nq; i++)
-        stubdm_qmp_close(re.q[i]);
+        stubdm_qmp_free(re.q[i]);
 }
 END_TEST
 

@@ -469,7 +469,7 @@ START_TEST(test_death_while_waiting_for_ring_ref)
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
     int64_t t0 = stubdm_now_ms();
     ck_assert_int_eq(qmp_sim_kill_stubdom(&sim), 0);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     /* Same through the sync form: fails at once, not at the timeout. */
     o = opts(5000);
     ck_assert_int_eq(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q),
@@ -504,7 +504,7 @@ START_TEST(test_death_async)
         stubdm_ctx_run_once(ctx, 50);
     ck_assert_int_eq(death_rc, STUBDM_EDOMAIN_GONE);
     ck_assert_int_lt(stubdm_now_ms() - t0, fast_bound(1000));
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -718,7 +718,7 @@ START_TEST(test_malformed_ring_ref_and_event_channel)
                   "%s", vchan_open_msg);
     ck_assert_int_ge(stubdm_now_ms() - t0, timeout - 10);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 
     /* The peer was there all along: honest values connect at once. */
     o = opts(timeout);
@@ -806,8 +806,8 @@ START_TEST(test_flood_does_not_starve_other_stubdomain)
     ck_assert_msg(worst < bound, "query-status of stubdomain %u took %lld ms "
                   "of CPU during the flood (bound %lld ms)", OTHER_STUBDOM,
                   (long long)worst, (long long)bound);
-    stubdm_qmp_close(qa);
-    stubdm_qmp_close(qb);
+    stubdm_qmp_free(qa);
+    stubdm_qmp_free(qb);
     qmp_peer_stop(&other);
 }
 END_TEST

@@ -115,7 +115,7 @@ START_TEST(test_query_version_status)
                                              &reply), 0);
     ck_assert_ptr_nonnull(strstr(reply, "\"running\": true"));
     free(reply);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -136,7 +136,7 @@ START_TEST(test_unknown_command)
                      STUBDM_EQMP);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL, 5000,
                                              NULL), 0);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -177,10 +177,10 @@ START_TEST(test_stop_cont_events_two_handles)
     ck_assert_int_eq(l1.resume, 1);
     ck_assert_int_eq(l2.stop, 0);
     ck_assert_int_eq(l2.resume, 1);
-    stubdm_qmp_close(q1);
+    stubdm_qmp_free(q1);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q2, "query-status", NULL, 5000,
                                              NULL), 0);
-    stubdm_qmp_close(q2);
+    stubdm_qmp_free(q2);
 }
 END_TEST
 
@@ -195,7 +195,7 @@ START_TEST(test_schema_large_reply)
     ck_assert_uint_gt(strlen(reply), 100000);
     ck_assert_ptr_nonnull(strstr(reply, "\"query-status\""));
     free(reply);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -229,7 +229,7 @@ START_TEST(test_twenty_at_once)
     ck_assert_int_eq(twenty_ok, 20);
     ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
                       0);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -253,7 +253,7 @@ START_TEST(test_lock_other_process)
             _exit(1);
         if (write(ready[1], "R", 1) != 1 || read(go[0], &c, 1) != 1)
             _exit(1);
-        stubdm_qmp_close(q2);
+        stubdm_qmp_free(q2);
         stubdm_ctx_free(c2);
         _exit(0);
     }
@@ -281,7 +281,7 @@ START_TEST(test_lock_other_process)
     /* QEMU greeted us afresh on the new connection. */
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL, 5000,
                                              NULL), 0);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     close(go[0]), close(go[1]), close(ready[0]), close(ready[1]);
 }
 END_TEST
@@ -430,7 +430,7 @@ START_TEST(test_proxy_three_clients)
     ck_assert_int_ne(access(path, F_OK), 0);
     close(cl[1].fd);
     close(cl[2].fd);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -462,7 +462,7 @@ START_TEST(test_proxy_slow_reader_dropped)
                                              5000 * ts_time_scale(), NULL), 0);
     stubdm_qmp_proxy_free(p);
     close(cl[0].fd);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 

@@ -49,7 +49,7 @@ static int contract_from_opts(const struct layout_opts *o,
         return rc;
     if (o->encoding != CTL_UNSET_CHOICE &&
         (rc = stubdm_contract_set_argv_encoding(
-             c, (stubdm_argv_encoding)o->encoding, 0)))
+             c, (stubdm_dm_argv_encoding)o->encoding, 0)))
         return rc;
     if (o->backend != CTL_UNSET_CHOICE &&
         (rc = stubdm_contract_set_console_backend(
@@ -75,8 +75,8 @@ static int check_args(const struct ctl_command *cmd,
 {
     if (a->npos)
         return ctl_usage_error(cmd, "unexpected argument '%s'", a->pos[0]);
-    if (o->serials.n > STUBDM_MAX_SERIALS)
-        return ctl_usage_error(cmd, "at most %d serials", STUBDM_MAX_SERIALS);
+    if (o->serials.n > STUBDM_CONSOLE_MAX_SERIALS)
+        return ctl_usage_error(cmd, "at most %d serials", STUBDM_CONSOLE_MAX_SERIALS);
     if (o->guest == CTL_UNSET_DOMID || o->stubdom == CTL_UNSET_DOMID ||
         !o->vm)
         return ctl_usage_error(cmd,

@@ -38,7 +38,7 @@ static int target_of(stubdm_ctx *ctx, const struct ctl_global *g,
     stubdm_stubdom_list *l = NULL;
     bool found = false;
     char msg[64];
-    int rc = stubdm_list(ctx, &l);
+    int rc = stubdm_stubdom_list_new(ctx, &l);
 
     if (rc)
         return ctl_report_error(ctx, g, "save", rc, NULL);

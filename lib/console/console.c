@@ -1204,7 +1204,7 @@ static int serve_check_args(stubdm_ctx *ctx, uint32_t stubdom_domid,
                             "console: NULL %s", out ? "options" : "handle");
     *out = NULL;
     if (!stubdm__domid_ok(stubdom_domid) || stubdom_domid == 0 ||
-        n > STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS - 1)
+        n > STUBDM_CONSOLE_SERIAL0 + STUBDM_CONSOLE_MAX_SERIALS - 1)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "console: invalid stubdomain %u or console %u",
                             stubdom_domid, n);
@@ -1410,7 +1410,7 @@ fail:
     return rc;
 }
 
-void stubdm_console_close(stubdm_console *c)
+void stubdm_console_free(stubdm_console *c)
 {
     if (c)
         stubdm_op_free(&c->op);
@@ -1573,7 +1573,7 @@ void stubdm__console_release(stubdm_console *c)
     if (!c)
         return;
     c->release = true;
-    stubdm_console_close(c);
+    stubdm_console_free(c);
 }
 
 int stubdm__console_save_attach(stubdm_console *c, int fd)

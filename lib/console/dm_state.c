@@ -18,7 +18,7 @@
  *     QUIET_MS (a heuristic: a frontend may still hold bytes).
  *   Detach (or close) console 1; completion with the stream's size.
  *
- * Restoring is a spawn with stubdm_spawn_config_set_restore_fd(): console
+ * Restoring is a spawn with stubdm_spawn_opts_set_restore_fd(): console
  * 2 carries the stream into QEMU's -incoming; spawn.c does it.
  */
 #include "console/console.h"
@@ -114,7 +114,7 @@ static void save_stop(stubdm_op *op)
     }
     so->con = NULL;
     if (so->own_q) {
-        stubdm_qmp_close(so->q);
+        stubdm_qmp_free(so->q);
         so->own_q = false;
     }
     so->q = NULL;
@@ -439,14 +439,14 @@ int stubdm_stubdom_save(stubdm_stubdom *s, int out_fd, int timeout_ms,
     if (out_fd < 0 || timeout_ms <= 0)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "save: an fd and a positive timeout are needed");
-    if (stubdm_stubdom_step(s) != STUBDM_SPAWN_RUNNING)
+    if (stubdm_stubdom_step(s) != STUBDM_SPAWN_STEP_RUNNING)
         return stubdm__fail(ctx, STUBDM_ESTATE, 0,
                             "save: the stubdomain is %s, not running",
                             stubdm_spawn_step_name(stubdm_stubdom_step(s)));
     if (!stubdm_qmp_is_ready(stubdm_stubdom_qmp(s)))
         return stubdm__fail(ctx, STUBDM_ESTATE, 0,
                             "save: the spawn has no ready QMP connection "
-                            "(stubdm_spawn_config_set_qmp)");
+                            "(stubdm_spawn_opts_set_qmp)");
     con = stubdm_stubdom_console(s, STUBDM_CONSOLE_SAVE);
     if (!con || !stubdm__console_pending(con))
         return stubdm__fail(ctx, STUBDM_ESTATE, 0,

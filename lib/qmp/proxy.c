@@ -735,7 +735,7 @@ void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p)
     if (!p)
         return;
     proxy_drop_all(p, "proxy closing");
-    stubdm_qmp_unsubscribe(p->sub);
+    stubdm_qmp_sub_free(p->sub);
     stubdm__fd_stop(p->ctx, &p->lw);
     close(p->lfd);
     unlink(p->path);

@@ -692,7 +692,7 @@ int stubdm_qmp_execute_sync(stubdm_qmp *q, const char *command,
     if (rc)
         return rc;
     rc = stubdm__op_wait(op);
-    if (!stubdm_op_done(op)) {
+    if (!stubdm_op_is_done(op)) {
         stubdm_op_free(op);
         return rc;
     }
@@ -1745,7 +1745,7 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     while (q->open) {
         rc = stubdm_ctx_run_once(ctx, -1);
         if (rc) {
-            stubdm_qmp_close(q);
+            stubdm_qmp_free(q);
             return rc;
         }
     }
@@ -1756,7 +1756,7 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     result = q->open_rc;
     if (result) {
         snprintf(msg, sizeof(msg), "%s", q->open_msg);
-        stubdm_qmp_close(q);
+        stubdm_qmp_free(q);
         return stubdm__fail(ctx, result, 0, "%s", msg);
     }
     stubdm__clear_error(ctx);
@@ -1785,7 +1785,7 @@ int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user)
     return 0;
 }
 
-void stubdm_qmp_close(stubdm_qmp *q)
+void stubdm_qmp_free(stubdm_qmp *q)
 {
     struct qmp_conn *c;
 
@@ -1839,7 +1839,7 @@ int stubdm_qmp_qemu_version(const stubdm_qmp *q, int *major, int *minor,
     return 0;
 }
 
-int stubdm_qmp_oob_enabled(const stubdm_qmp *q)
+int stubdm_qmp_is_oob_enabled(const stubdm_qmp *q)
 {
     return q && q->conn->oob_enabled;
 }
@@ -1882,7 +1882,7 @@ int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
     return 0;
 }
 
-void stubdm_qmp_unsubscribe(stubdm_qmp_sub *s)
+void stubdm_qmp_sub_free(stubdm_qmp_sub *s)
 {
     if (!s || s->dead)
         return;

@@ -16,7 +16,7 @@
  *             leaves them to the caller: the domain stays paused until
  *             every one reports "connected", as libxl does.
  *   UNPAUSE   the host backend starts the domain.
- *   WAIT      stubdm_wait_running (watch + death monitor + deadline).
+ *   WAIT      stubdm_dm_wait_running (watch + death monitor + deadline).
  *   QMP       stubdm_qmp_open, if asked.
  *
  * Failure anywhere, cancellation, or freeing the op or the handle while
@@ -80,7 +80,7 @@ struct nic {
 };
 
 
-struct stubdm_spawn_config {
+struct stubdm_spawn_opts {
     bool guest_set;
     uint32_t guest;
     char *uuid, *guest_name, *name;
@@ -152,9 +152,9 @@ static int set_str(char **slot, const char *s)
     return 0;
 }
 
-int stubdm_spawn_config_new(stubdm_spawn_config **out)
+int stubdm_spawn_opts_new(stubdm_spawn_opts **out)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
 
     if (!out)
         return STUBDM_EINVAL;
@@ -164,7 +164,7 @@ int stubdm_spawn_config_new(stubdm_spawn_config **out)
         return STUBDM_ENOMEM;
     c->memory_kib = STUBDM_SPAWN_DEFAULT_MEMORY_KIB;
     c->vcpus = 1;
-    c->backend = STUBDM_CONSOLE_IOEMU;
+    c->backend = STUBDM_CONSOLE_BACKEND_IOEMU;
     c->log_rotations = 10; /* libxl rotates qemu-dm-<name>.log .1 .. .10 */
     c->restore_fd = -1;
     c->timeout_ms = STUBDM_SPAWN_DEFAULT_TIMEOUT_MS;
@@ -172,7 +172,7 @@ int stubdm_spawn_config_new(stubdm_spawn_config **out)
     return 0;
 }
 
-void stubdm_spawn_config_free(stubdm_spawn_config *c)
+void stubdm_spawn_opts_free(stubdm_spawn_opts *c)
 {
     if (!c)
         return;
@@ -202,7 +202,7 @@ void stubdm_spawn_config_free(stubdm_spawn_config *c)
     free(c);
 }
 
-int stubdm_spawn_config_set_guest(stubdm_spawn_config *c, uint32_t guest,
+int stubdm_spawn_opts_set_guest(stubdm_spawn_opts *c, uint32_t guest,
                                   const char *uuid, const char *name)
 {
     int rc;
@@ -216,12 +216,12 @@ int stubdm_spawn_config_set_guest(stubdm_spawn_config *c, uint32_t guest,
     return 0;
 }
 
-int stubdm_spawn_config_set_name(stubdm_spawn_config *c, const char *name)
+int stubdm_spawn_opts_set_name(stubdm_spawn_opts *c, const char *name)
 {
     return c ? set_str(&c->name, name) : STUBDM_EINVAL;
 }
 
-int stubdm_spawn_config_set_kernel(stubdm_spawn_config *c, const char *kernel,
+int stubdm_spawn_opts_set_kernel(stubdm_spawn_opts *c, const char *kernel,
                                    const char *ramdisk, const char *cmdline)
 {
     int rc;
@@ -235,7 +235,7 @@ int stubdm_spawn_config_set_kernel(stubdm_spawn_config *c, const char *kernel,
     return 0;
 }
 
-int stubdm_spawn_config_set_memory_kib(stubdm_spawn_config *c, uint64_t kib)
+int stubdm_spawn_opts_set_memory_kib(stubdm_spawn_opts *c, uint64_t kib)
 {
     if (!c)
         return STUBDM_EINVAL;
@@ -243,7 +243,7 @@ int stubdm_spawn_config_set_memory_kib(stubdm_spawn_config *c, uint64_t kib)
     return 0;
 }
 
-int stubdm_spawn_config_set_vcpus(stubdm_spawn_config *c, unsigned vcpus)
+int stubdm_spawn_opts_set_vcpus(stubdm_spawn_opts *c, unsigned vcpus)
 {
     if (!c)
         return STUBDM_EINVAL;
@@ -251,7 +251,7 @@ int stubdm_spawn_config_set_vcpus(stubdm_spawn_config *c, unsigned vcpus)
     return 0;
 }
 
-int stubdm_spawn_config_set_args(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_args(stubdm_spawn_opts *c,
                                  const char *const *args, size_t nargs)
 {
     char **v = NULL;
@@ -268,7 +268,7 @@ int stubdm_spawn_config_set_args(stubdm_spawn_config *c,
     return 0;
 }
 
-int stubdm_spawn_config_set_console_output(stubdm_spawn_config *c, unsigned n,
+int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *c, unsigned n,
                                            const char *output)
 {
     if (!c || n >= STUBDM__NCONSOLES)
@@ -276,18 +276,18 @@ int stubdm_spawn_config_set_console_output(stubdm_spawn_config *c, unsigned n,
     return set_str(&c->console[n], output);
 }
 
-int stubdm_spawn_config_set_console_backend(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_console_backend(stubdm_spawn_opts *c,
                                             stubdm_console_backend b)
 {
-    if (!c || (b != STUBDM_CONSOLE_IOEMU && b != STUBDM_CONSOLE_XENCONSOLED &&
-               b != STUBDM_CONSOLE_LIBSTUBDM))
+    if (!c || (b != STUBDM_CONSOLE_BACKEND_IOEMU && b != STUBDM_CONSOLE_BACKEND_XENCONSOLED &&
+               b != STUBDM_CONSOLE_BACKEND_LIBSTUBDM))
         return STUBDM_EINVAL;
     c->backend = b;
     c->backend_set = true;
     return 0;
 }
 
-int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *c,
                                        uint64_t max_bytes, unsigned rotations)
 {
     if (!c || rotations > STUBDM_CONSOLE_MAX_ROTATIONS)
@@ -297,7 +297,7 @@ int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *c,
     return 0;
 }
 
-int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *c, int fd)
+int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *c, int fd)
 {
     if (!c || fd < -1)
         return STUBDM_EINVAL;
@@ -305,7 +305,7 @@ int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *c, int fd)
     return 0;
 }
 
-int stubdm_spawn_config_add_disk(stubdm_spawn_config *c, const char *target,
+int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *c, const char *target,
                                  const char *format, int readonly)
 {
     struct disk *d;
@@ -329,7 +329,7 @@ int stubdm_spawn_config_add_disk(stubdm_spawn_config *c, const char *target,
     return 0;
 }
 
-int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *c, size_t n,
+int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *c, size_t n,
                                         const char *script)
 {
     if (!c || n >= c->ndisks || c->disks[n].qcow2)
@@ -339,7 +339,7 @@ int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *c, size_t n,
     return set_str(&c->disks[n].script, script);
 }
 
-int stubdm_spawn_config_add_nic(stubdm_spawn_config *c, const char *mac,
+int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *c, const char *mac,
                                 const char *bridge, const char *script)
 {
     struct nic *n;
@@ -363,13 +363,13 @@ int stubdm_spawn_config_add_nic(stubdm_spawn_config *c, const char *mac,
     return 0;
 }
 
-int stubdm_spawn_config_set_xsm_label(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *c,
                                       const char *label)
 {
     return c ? set_str(&c->xsm_label, label) : STUBDM_EINVAL;
 }
 
-int stubdm_spawn_config_set_stubdom_domid(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_stubdom_domid(stubdm_spawn_opts *c,
                                           uint32_t domid)
 {
     if (!c || (domid && (!stubdm__domid_ok(domid))))
@@ -378,7 +378,7 @@ int stubdm_spawn_config_set_stubdom_domid(stubdm_spawn_config *c,
     return 0;
 }
 
-int stubdm_spawn_config_set_timeout(stubdm_spawn_config *c, int timeout_ms)
+int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *c, int timeout_ms)
 {
     if (!c || timeout_ms <= 0)
         return STUBDM_EINVAL;
@@ -386,7 +386,7 @@ int stubdm_spawn_config_set_timeout(stubdm_spawn_config *c, int timeout_ms)
     return 0;
 }
 
-int stubdm_spawn_config_set_qmp(stubdm_spawn_config *c, int open,
+int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *c, int open,
                                 int open_timeout_ms)
 {
     if (!c || open_timeout_ms < 0)
@@ -396,7 +396,7 @@ int stubdm_spawn_config_set_qmp(stubdm_spawn_config *c, int open,
     return 0;
 }
 
-int stubdm_spawn_config_set_sim_program(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_sim_program(stubdm_spawn_opts *c,
                                         const char *program,
                                         const char *const *args, size_t nargs)
 {
@@ -419,34 +419,34 @@ int stubdm_spawn_config_set_sim_program(stubdm_spawn_config *c,
     return 0;
 }
 
-static stubdm_spawn_config *config_dup(const stubdm_spawn_config *c)
+static stubdm_spawn_opts *config_dup(const stubdm_spawn_opts *c)
 {
-    stubdm_spawn_config *d;
+    stubdm_spawn_opts *d;
     bool ok = true;
 
-    if (stubdm_spawn_config_new(&d))
+    if (stubdm_spawn_opts_new(&d))
         return NULL;
-    ok = !stubdm_spawn_config_set_guest(d, c->guest, c->uuid, c->guest_name) &&
-         !stubdm_spawn_config_set_name(d, c->name) &&
-         !stubdm_spawn_config_set_kernel(d, c->kernel, c->ramdisk, c->cmdline) &&
-         !stubdm_spawn_config_set_args(d, (const char *const *)c->args,
+    ok = !stubdm_spawn_opts_set_guest(d, c->guest, c->uuid, c->guest_name) &&
+         !stubdm_spawn_opts_set_name(d, c->name) &&
+         !stubdm_spawn_opts_set_kernel(d, c->kernel, c->ramdisk, c->cmdline) &&
+         !stubdm_spawn_opts_set_args(d, (const char *const *)c->args,
                                        c->nargs) &&
-         !stubdm_spawn_config_set_xsm_label(d, c->xsm_label) &&
-         !stubdm_spawn_config_set_sim_program(
+         !stubdm_spawn_opts_set_xsm_label(d, c->xsm_label) &&
+         !stubdm_spawn_opts_set_sim_program(
              d, c->sim_program, (const char *const *)c->sim_args,
              c->sim_nargs);
     for (size_t i = 0; ok && i < STUBDM__NCONSOLES; i++)
         ok = !set_str(&d->console[i], c->console[i]);
     for (size_t i = 0; ok && i < c->ndisks; i++)
-        ok = !stubdm_spawn_config_add_disk(d, c->disks[i].target,
+        ok = !stubdm_spawn_opts_add_disk(d, c->disks[i].target,
                                            c->disks[i].qcow2 ? "qcow2" : "raw",
                                            c->disks[i].readonly) &&
              !set_str(&d->disks[i].script, c->disks[i].script);
     for (size_t i = 0; ok && i < c->nnics; i++)
-        ok = !stubdm_spawn_config_add_nic(d, c->nics[i].mac, c->nics[i].bridge,
+        ok = !stubdm_spawn_opts_add_nic(d, c->nics[i].mac, c->nics[i].bridge,
                                           c->nics[i].script);
     if (!ok) {
-        stubdm_spawn_config_free(d);
+        stubdm_spawn_opts_free(d);
         return NULL;
     }
     d->guest_set = c->guest_set;
@@ -474,15 +474,15 @@ static stubdm_spawn_config *config_dup(const stubdm_spawn_config *c)
 
 /* The backend a spawn uses: the caller's choice, else LIBSTUBDM on the
  * simulated host and IOEMU (libxl's) on Xen. */
-static stubdm_console_backend eff_backend(const stubdm_spawn_config *c,
+static stubdm_console_backend eff_backend(const stubdm_spawn_opts *c,
                                           bool simulated)
 {
     if (c->backend_set)
         return c->backend;
-    return simulated ? STUBDM_CONSOLE_LIBSTUBDM : STUBDM_CONSOLE_IOEMU;
+    return simulated ? STUBDM_CONSOLE_BACKEND_LIBSTUBDM : STUBDM_CONSOLE_BACKEND_IOEMU;
 }
 
-static bool has_arg(const stubdm_spawn_config *c, const char *a)
+static bool has_arg(const stubdm_spawn_opts *c, const char *a)
 {
     for (size_t i = 0; i < c->nargs; i++)
         if (!strcmp(c->args[i], a))
@@ -493,7 +493,7 @@ static bool has_arg(const stubdm_spawn_config *c, const char *a)
 /* The QEMU args as written to dm-argv: a restoring spawn gets libxl's
  * "-incoming $STUBDOM_RESTORE_INCOMING_ARG" unless the caller gave an
  * -incoming.  *out is an array of borrowed pointers: free() it only. */
-static int spawn_args(const stubdm_spawn_config *c, const char ***out,
+static int spawn_args(const stubdm_spawn_opts *c, const char ***out,
                       size_t *n)
 {
     bool add = c->restore_fd >= 0 && !has_arg(c, "-incoming");
@@ -520,10 +520,10 @@ static bool served_output_ok(const char *o, bool serial)
            (serial && !strcmp(o, "pty"));
 }
 
-static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                              stubdm_console_backend backend)
 {
-    if (backend == STUBDM_CONSOLE_XENCONSOLED) {
+    if (backend == STUBDM_CONSOLE_BACKEND_XENCONSOLED) {
         /* xenconsoled serves console 0 only, so the contract makes no
          * other console (a Linux stubdomain would wait 25 s at boot for
          * each): anything asked of consoles >= 1 cannot be honoured. */
@@ -537,7 +537,7 @@ static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
                     n,
                     stubdm__console_role(n));
     }
-    if (backend != STUBDM_CONSOLE_LIBSTUBDM) {
+    if (backend != STUBDM_CONSOLE_BACKEND_LIBSTUBDM) {
         if (c->restore_fd >= 0)
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                                 "spawn: restore fd: restoring needs the "
@@ -636,7 +636,7 @@ static int check_readable(stubdm_ctx *ctx, const char *field,
     return 0;
 }
 
-static int validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+static int validate(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                     bool simulated)
 {
     stubdm_contract *k = NULL;
@@ -814,7 +814,7 @@ const struct stubdm__host_ops *stubdm__host(stubdm_ctx *ctx)
                                                    : &stubdm__host_sim;
 }
 
-int stubdm_spawn_config_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c)
+int stubdm_spawn_opts_validate(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
 {
     if (!ctx)
         return STUBDM_EINVAL;
@@ -938,7 +938,7 @@ struct spawn_con {
 
 struct stubdm_stubdom {
     stubdm_ctx *ctx;
-    stubdm_spawn_config *cfg;
+    stubdm_spawn_opts *cfg;
     const struct stubdm__host_ops *host;
     stubdm_spawn_step step;
     uint32_t domid, guest;
@@ -976,25 +976,25 @@ struct spawn_op {
 const char *stubdm_spawn_step_name(stubdm_spawn_step step)
 {
     switch (step) {
-    case STUBDM_SPAWN_CREATE:
+    case STUBDM_SPAWN_STEP_CREATE:
         return "creating the domain";
-    case STUBDM_SPAWN_CONTRACT:
+    case STUBDM_SPAWN_STEP_CONTRACT:
         return "writing the xenstore contract";
-    case STUBDM_SPAWN_DEVICES:
+    case STUBDM_SPAWN_STEP_DEVICES:
         return "attaching devices";
-    case STUBDM_SPAWN_HOTPLUG:
+    case STUBDM_SPAWN_STEP_HOTPLUG:
         return "running hotplug scripts";
-    case STUBDM_SPAWN_UNPAUSE:
+    case STUBDM_SPAWN_STEP_UNPAUSE:
         return "unpausing";
-    case STUBDM_SPAWN_WAIT:
+    case STUBDM_SPAWN_STEP_WAIT:
         return "waiting for running";
-    case STUBDM_SPAWN_QMP:
+    case STUBDM_SPAWN_STEP_QMP:
         return "opening QMP";
-    case STUBDM_SPAWN_RUNNING:
+    case STUBDM_SPAWN_STEP_RUNNING:
         return "running";
-    case STUBDM_SPAWN_FAILED:
+    case STUBDM_SPAWN_STEP_FAILED:
         return "failed";
-    case STUBDM_SPAWN_DESTROYED:
+    case STUBDM_SPAWN_STEP_DESTROYED:
         return "destroyed";
     }
     return "?";
@@ -1071,7 +1071,7 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
  * configuration, NULL for a domain known by domid only) are trusted as
  * they are, any other only in the ctx's hotplug directory. */
 static int remove_scripts(stubdm_ctx *ctx, uint32_t S,
-                          const stubdm_spawn_config *cfg)
+                          const stubdm_spawn_opts *cfg)
 {
     size_t max = cfg ? cfg->ndisks + cfg->nnics : 0, n = 0;
     char (*paths)[SCRIPT_MAX] = NULL;
@@ -1158,7 +1158,7 @@ static bool placeholder_of(stubdm_ctx *ctx, uint32_t G, uint32_t S,
 static int teardown_domain(stubdm_ctx *ctx,
                            const struct stubdm__host_ops *host, uint32_t S,
                            bool have_guest, uint32_t G, const char *guest_vm,
-                           const char *stub_vm, const stubdm_spawn_config *cfg)
+                           const char *stub_vm, const stubdm_spawn_opts *cfg)
 {
     char msg[STUBDM_ERRMSG_MAX] = "";
     int first = 0, rc;
@@ -1229,7 +1229,7 @@ static void close_consoles(stubdm_stubdom *s, bool release)
             if (release)
                 stubdm__console_release(s->cons[n]);
             else
-                stubdm_console_close(s->cons[n]);
+                stubdm_console_free(s->cons[n]);
             s->cons[n] = NULL;
         }
     }
@@ -1241,7 +1241,7 @@ static int teardown(stubdm_stubdom *s)
 
     close_consoles(s, false);
     if (s->qmp) {
-        stubdm_qmp_close(s->qmp);
+        stubdm_qmp_free(s->qmp);
         s->qmp = NULL;
     }
     if (s->domain_made) {
@@ -1282,7 +1282,7 @@ static int basics_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
         (rc = txn_writef(ctx, xsh, t, dom, "domid", "%u", s->domid)) ||
         (rc = txn_writef(ctx, xsh, t, dom, "vm", "%s", s->stub_vm)) ||
         /* Written again by the contract; here already so that a spawn
-         * killed before the contract leaves a domain stubdm_destroy knows
+         * killed before the contract leaves a domain stubdm_stubdom_destroy_by_domid knows
          * (dom0's node) for a stubdomain. */
         (rc = txn_writef(ctx, xsh, t, dom, "target", "%u", s->guest)) ||
         (rc = txn_writef(ctx, xsh, t, dom, "memory/static-max", "%" PRIu64,
@@ -1359,7 +1359,7 @@ static int basics_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 static int step_create(stubdm_stubdom *s)
 {
     stubdm_ctx *ctx = s->ctx;
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     struct stubdm__build *b = &s->build;
     struct basics_args ba = { s, false, false };
     struct xs_handle *xsh = NULL;
@@ -1477,7 +1477,7 @@ static int step_create(stubdm_stubdom *s)
 static int step_contract(stubdm_stubdom *s)
 {
     stubdm_contract *k = NULL;
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     int rc = stubdm_contract_new(&k);
 
     if (!rc)
@@ -1505,7 +1505,7 @@ static int step_contract(stubdm_stubdom *s)
     if (!rc && !s->host->simulated)
         rc = stubdm_contract_set_console0_ring(k, s->build.console_mfn,
                                                s->build.console_port);
-    else if (!rc && s->backend == STUBDM_CONSOLE_LIBSTUBDM)
+    else if (!rc && s->backend == STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
         /* The simulated builder makes no ring: these placeholders are
          * console 0's "published" signal (docs/consoles.md); the page and
          * socket are the stubdomain's files. */
@@ -1524,7 +1524,7 @@ static int devices_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
                        void *arg)
 {
     stubdm_stubdom *s = arg;
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     struct xs_permissions fe[2] = { { s->domid, XS_PERM_NONE },
                                     { TOOLSTACK_DOMID, XS_PERM_READ } };
     struct xs_permissions be[2] = { { TOOLSTACK_DOMID, XS_PERM_NONE },
@@ -1654,7 +1654,7 @@ static int serve_one(stubdm_stubdom *s, unsigned n, stubdm_console_opts *o)
 /* Consoles 0..N served by the library, before the domain runs. */
 static int serve_consoles(stubdm_stubdom *s)
 {
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     stubdm_console_opts *o = NULL;
     int rc = 0;
 
@@ -1709,7 +1709,7 @@ static int step_devices(stubdm_stubdom *s)
     if (s->cfg->ndisks || s->cfg->nnics)
         rc = stubdm__xs_transaction(s->ctx, "attaching disks and nics",
                                     devices_txn, s, NULL);
-    if (!rc && s->backend == STUBDM_CONSOLE_LIBSTUBDM)
+    if (!rc && s->backend == STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
         rc = serve_consoles(s);
     return rc;
 }
@@ -1761,13 +1761,13 @@ static void wait_probe(struct spawn_op *so)
     rc = stubdm__xs_read(ctx, 0, p, 16, &v, NULL);
     free(v);
     if (rc == STUBDM_EXENSTORE && xs_conn_errno(ctx->os_errno)) {
-        spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
+        spawn_fail(so, rc, STUBDM_SPAWN_STEP_WAIT, ctx->errmsg);
         return;
     }
     stubdm__clear_error(ctx);
     rc = stubdm__timer_arm(ctx, &so->tick, stubdm_now_ms() + WAIT_PROBE_MS);
     if (rc)
-        spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
+        spawn_fail(so, rc, STUBDM_SPAWN_STEP_WAIT, ctx->errmsg);
 }
 
 /* Report progress; false if the spawn must not continue (cancelled,
@@ -1816,10 +1816,10 @@ static void on_qmp_open(stubdm_op *op, int rc, void *user)
     if (so->op.state != STUBDM__OP_PENDING)
         return;
     if (rc) {
-        spawn_fail(so, rc, STUBDM_SPAWN_QMP, stubdm_op_errmsg(op));
+        spawn_fail(so, rc, STUBDM_SPAWN_STEP_QMP, stubdm_op_errmsg(op));
         return;
     }
-    so->s->step = STUBDM_SPAWN_RUNNING;
+    so->s->step = STUBDM_SPAWN_STEP_RUNNING;
     stubdm__op_complete(&so->op, 0, NULL);
 }
 
@@ -1840,7 +1840,7 @@ static void start_qmp(struct spawn_op *so)
                              so, &s->qmp);
     stubdm_qmp_opts_free(o);
     if (rc)
-        spawn_fail(so, rc, STUBDM_SPAWN_QMP, so->op.ctx->errmsg);
+        spawn_fail(so, rc, STUBDM_SPAWN_STEP_QMP, so->op.ctx->errmsg);
 }
 
 static void on_wait_done(stubdm_op *op, int rc, void *user)
@@ -1858,15 +1858,15 @@ static void on_wait_done(stubdm_op *op, int rc, void *user)
     if (so->op.state != STUBDM__OP_PENDING)
         return;
     if (rc) {
-        spawn_fail(so, rc, STUBDM_SPAWN_WAIT, stubdm_op_errmsg(op));
+        spawn_fail(so, rc, STUBDM_SPAWN_STEP_WAIT, stubdm_op_errmsg(op));
         return;
     }
     if (!so->s->cfg->qmp) {
-        so->s->step = STUBDM_SPAWN_RUNNING;
+        so->s->step = STUBDM_SPAWN_STEP_RUNNING;
         stubdm__op_complete(&so->op, 0, NULL);
         return;
     }
-    if (!report(so, STUBDM_SPAWN_QMP))
+    if (!report(so, STUBDM_SPAWN_STEP_QMP))
         return;
     start_qmp(so);
 }
@@ -1878,12 +1878,12 @@ static void on_hotplug_done(stubdm_op *op, int rc, void *user)
     if (so->hotplug == op) {
         so->hotplug = NULL;
         if (so->op.state == STUBDM__OP_PENDING && rc)
-            spawn_fail(so, rc, STUBDM_SPAWN_HOTPLUG, stubdm_op_errmsg(op));
+            spawn_fail(so, rc, STUBDM_SPAWN_STEP_HOTPLUG, stubdm_op_errmsg(op));
         stubdm_op_free(op);
     }
     if (so->op.state != STUBDM__OP_PENDING || rc)
         return;
-    so->s->step = STUBDM_SPAWN_UNPAUSE;
+    so->s->step = STUBDM_SPAWN_STEP_UNPAUSE;
     rc = stubdm__timer_arm(so->op.ctx, &so->tick, stubdm_now_ms());
     if (rc)
         spawn_fail(so, rc, so->s->step, so->op.ctx->errmsg);
@@ -1894,7 +1894,7 @@ static void on_hotplug_done(stubdm_op *op, int rc, void *user)
 static int step_hotplug(struct spawn_op *so)
 {
     stubdm_stubdom *s = so->s;
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     struct stubdm__hotplug_dev *devs;
     char (*paths)[SCRIPT_MAX];
     size_t n = 0;
@@ -1947,25 +1947,25 @@ static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
     if (!report(so, step))
         return;
     switch (step) {
-    case STUBDM_SPAWN_CREATE:
+    case STUBDM_SPAWN_STEP_CREATE:
         rc = step_create(s);
         break;
-    case STUBDM_SPAWN_CONTRACT:
+    case STUBDM_SPAWN_STEP_CONTRACT:
         rc = step_contract(s);
         break;
-    case STUBDM_SPAWN_DEVICES:
+    case STUBDM_SPAWN_STEP_DEVICES:
         rc = step_devices(s);
         break;
-    case STUBDM_SPAWN_HOTPLUG:
+    case STUBDM_SPAWN_STEP_HOTPLUG:
         rc = step_hotplug(so);
         if (!rc && so->hotplug)
             return; /* on_hotplug_done continues */
         break;
-    case STUBDM_SPAWN_UNPAUSE:
+    case STUBDM_SPAWN_STEP_UNPAUSE:
         rc = s->host->unpause(ctx, &s->build);
         break;
-    case STUBDM_SPAWN_WAIT:
-        rc = stubdm_wait_running(ctx, s->domid, s->guest, s->cfg->timeout_ms,
+    case STUBDM_SPAWN_STEP_WAIT:
+        rc = stubdm_dm_wait_running(ctx, s->domid, s->guest, s->cfg->timeout_ms,
                                  on_wait_done, so, &so->wait);
         break;
     default:
@@ -1977,7 +1977,7 @@ static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
         spawn_fail(so, rc, step, ctx->errmsg);
         return;
     }
-    if (step == STUBDM_SPAWN_WAIT) {
+    if (step == STUBDM_SPAWN_STEP_WAIT) {
         /* on_wait_done continues (maybe already from inside the call) */
         if (so->op.state == STUBDM__OP_PENDING && so->wait) {
             so->probing = true;
@@ -2014,7 +2014,7 @@ static void spawn_stop(stubdm_op *op)
     /* Pending here means freed while pending: that is a cancellation. */
     if (op->state == STUBDM__OP_PENDING || op->rc) {
         int rc = teardown(s);
-        s->step = STUBDM_SPAWN_FAILED;
+        s->step = STUBDM_SPAWN_STEP_FAILED;
         if (rc && op->state != STUBDM__OP_PENDING) {
             size_t len = strlen(op->errmsg);
             snprintf(op->errmsg + len, sizeof(op->errmsg) - len,
@@ -2031,7 +2031,7 @@ static const struct stubdm__op_type spawn_type = {
     .destroy = NULL,
 };
 
-int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                  stubdm_spawn_progress_fn *progress, stubdm_done_fn *done,
                  void *user, stubdm_stubdom **s_out, stubdm_op **op_out)
 {
@@ -2065,13 +2065,13 @@ int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     s->host = host;
     s->guest = cfg->guest;
     s->backend = eff_backend(cfg, host->simulated);
-    s->step = STUBDM_SPAWN_CREATE;
+    s->step = STUBDM_SPAWN_STEP_CREATE;
     s->progress = progress;
     s->progress_user = user;
     so = (struct spawn_op *)stubdm__op_new(ctx, &spawn_type, sizeof(*so), done,
                                            user);
     if (!so) {
-        stubdm_spawn_config_free(s->cfg);
+        stubdm_spawn_opts_free(s->cfg);
         free(s);
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "spawn op");
     }
@@ -2085,7 +2085,7 @@ int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     if (rc) {
         so->s = NULL;
         stubdm__op_abandon(&so->op);
-        stubdm_spawn_config_free(s->cfg);
+        stubdm_spawn_opts_free(s->cfg);
         free(s);
         return rc;
     }
@@ -2096,7 +2096,7 @@ int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     return 0;
 }
 
-int stubdm_spawn_sync(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+int stubdm_spawn_sync(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                       stubdm_spawn_progress_fn *progress, void *user,
                       stubdm_stubdom **s_out)
 {
@@ -2138,7 +2138,7 @@ uint32_t stubdm_stubdom_guest(const stubdm_stubdom *s)
 
 stubdm_spawn_step stubdm_stubdom_step(const stubdm_stubdom *s)
 {
-    return s ? s->step : STUBDM_SPAWN_FAILED;
+    return s ? s->step : STUBDM_SPAWN_STEP_FAILED;
 }
 
 stubdm_qmp *stubdm_stubdom_qmp(const stubdm_stubdom *s)
@@ -2158,11 +2158,11 @@ int stubdm_stubdom_destroy(stubdm_stubdom *s)
                             "spawn: %s: cancelled: the stubdomain was "
                             "destroyed",
                             stubdm_spawn_step_name(s->step));
-        s->step = STUBDM_SPAWN_DESTROYED;
+        s->step = STUBDM_SPAWN_STEP_DESTROYED;
         return 0;
     }
     rc = teardown(s);
-    s->step = STUBDM_SPAWN_DESTROYED;
+    s->step = STUBDM_SPAWN_STEP_DESTROYED;
     return rc;
 }
 
@@ -2184,8 +2184,8 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
     }
     close_consoles(s, s->domain_made);
     if (s->qmp)
-        stubdm_qmp_close(s->qmp);
-    stubdm_spawn_config_free(s->cfg);
+        stubdm_qmp_free(s->qmp);
+    stubdm_spawn_opts_free(s->cfg);
     free(s);
 }
 
@@ -2196,7 +2196,7 @@ stubdm_console *stubdm_stubdom_console(const stubdm_stubdom *s, unsigned n)
 
 stubdm_console_backend stubdm_stubdom_console_backend(const stubdm_stubdom *s)
 {
-    return s ? s->backend : STUBDM_CONSOLE_IOEMU;
+    return s ? s->backend : STUBDM_CONSOLE_BACKEND_IOEMU;
 }
 
 static int pause_common(stubdm_stubdom *s, bool pause)
@@ -2391,12 +2391,12 @@ static int domain_exists(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t d,
     return 0;
 }
 
-int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
+int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx, uint32_t stubdom)
 {
-    return stubdm_destroy_ext(ctx, stubdom, 0);
+    return stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom, 0);
 }
 
-int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
+int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
 {
     char *gvm = NULL, *svm = NULL;
     uint32_t guest = 0;
@@ -2409,7 +2409,7 @@ int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
     if (stubdom == 0 || !stubdm__domid_ok(stubdom))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "destroy: %u is not a stubdomain domid", stubdom);
-    if (flags & ~(unsigned)STUBDM_DESTROY_FORCE)
+    if (flags & ~(unsigned)STUBDM_STUBDOM_DESTROY_FORCE)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "destroy: unknown flags 0x%x", flags);
     rc = stubdm__xs_handle(ctx, &xsh);
@@ -2423,7 +2423,7 @@ int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
         return rc;
     if (!have_guest)
         have_guest = guest_naming(ctx, xsh, stubdom, &guest);
-    if (!have_guest && exists && !(flags & STUBDM_DESTROY_FORCE))
+    if (!have_guest && exists && !(flags & STUBDM_STUBDOM_DESTROY_FORCE))
         return stubdm__fail(ctx, STUBDM_ENOTSTUBDOM, 0,
                             "destroy: domain %u is not a stubdomain (no "
                             "dom0-owned target naming its guest, no guest's "
@@ -2459,7 +2459,7 @@ int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
     return 0;
 }
 
-int stubdm_find_stubdom(stubdm_ctx *ctx, uint32_t guest, uint32_t *out)
+int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx, uint32_t guest, uint32_t *out)
 {
     char p[96], *v = NULL;
     int rc;
@@ -2514,7 +2514,7 @@ static void list_entry_state(stubdm_ctx *ctx, struct list_entry *e)
     stubdm__clear_error(ctx);
 }
 
-int stubdm_list(stubdm_ctx *ctx, stubdm_stubdom_list **out)
+int stubdm_stubdom_list_new(stubdm_ctx *ctx, stubdm_stubdom_list **out)
 {
     struct xs_handle *xsh = NULL;
     stubdm_stubdom_list *l;

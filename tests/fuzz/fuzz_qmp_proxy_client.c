@@ -93,7 +93,7 @@ static void kill_children(void)
 static void cleanup(void)
 {
     stubdm_qmp_proxy_free(proxy);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     stubdm_ctx_free(ctx);
     qmp_peer_stop(&peer);
     qmp_sim_stop(&sim);
