@@ -71,7 +71,7 @@ static int one_case(stubdm_ctx *ctx, const char *mem, int rounds,
         stubdm_spawn_opts_free(c);
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         t0 = stubdm_now_ms();
-        rc = stubdm_dm_save_sync(NULL, s, 0, 0, fd, 30000, &bytes);
+        rc = stubdm_stubdom_save_sync(s, fd, 30000, &bytes);
         save_ms[r] = (double)(stubdm_now_ms() - t0);
         close(fd);
         stubdm_stubdom_destroy(s);

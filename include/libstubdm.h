@@ -1526,13 +1526,24 @@ STUBDM_EXPORT int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                  uint32_t guest_domid, int out_fd,
                                  int timeout_ms, stubdm_done_fn *done,
                                  void *user, stubdm_op **op_out);
-/** Blocking form of either (s != NULL: the handle form).  *bytes_out (may
- *  be NULL) receives the stream's size. */
-STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, stubdm_stubdom *s,
-                                      uint32_t stubdom_domid,
+/**
+ * Blocking form of stubdm_stubdom_save: runs the ctx's poll loop until the
+ * save completes.
+ * @param[out] bytes_out  (may be NULL) the stream's size on success, else 0.
+ * @return the completion code (as stubdm_stubdom_save's done gets it, or
+ *         its refusal); the message is in stubdm_ctx_errmsg();
+ *         STUBDM_ERECURSIVE from inside a callback; STUBDM_EINVAL (NULL s).
+ */
+STUBDM_EXPORT int stubdm_stubdom_save_sync(stubdm_stubdom *s, int out_fd,
+                                           int timeout_ms,
+                                           uint64_t *bytes_out);
+/**
+ * Blocking form of stubdm_dm_save, as stubdm_stubdom_save_sync.
+ * @return as stubdm_stubdom_save_sync; STUBDM_EINVAL (NULL ctx).
+ */
+STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                       uint32_t guest_domid, int out_fd,
-                                      int timeout_ms, uint64_t *bytes_out);
-/** Bytes a completed save wrote to out_fd (0 for other ops). */
+                                      int timeout_ms, uint64_t *bytes_out);/** Bytes a completed save wrote to out_fd (0 for other ops). */
 STUBDM_EXPORT uint64_t stubdm_dm_save_bytes(const stubdm_op *op);
 
 /** Default bound on a save's stream: a device state is kilobytes. */

@@ -296,7 +296,7 @@ static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
     ck_assert_int_ge(fd, 0);
     t0 = stubdm_now_ms();
     ck_assert_int_eq(
-        stubdm_dm_save_sync(NULL, s, 0, 0, fd, 20000, &sv->bytes), 0);
+        stubdm_stubdom_save_sync(s, fd, 20000, &sv->bytes), 0);
     sv->ms = (double)(stubdm_now_ms() - t0);
     close(fd);
     /* Complete only once everything is out: the size reported, the
@@ -431,7 +431,7 @@ START_TEST(test_save_by_domid)
     ck_assert_int_ge(fd, 0);
     int64_t t0 = stubdm_now_ms();
     ck_assert_int_eq(
-        stubdm_dm_save_sync(fx.ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
+        stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000, &bytes), 0);
     ms = (double)(stubdm_now_ms() - t0);
     close(fd);
     ck_assert_uint_gt(bytes, 0);
@@ -445,7 +445,7 @@ START_TEST(test_save_by_domid)
     ck_assert_int_ge(fd, 0);
     bytes = 0;
     ck_assert_int_eq(
-        stubdm_dm_save_sync(fx.ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
+        stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000, &bytes), 0);
     close(fd);
     ck_assert_uint_gt(bytes, 0);
     ck_assert_uint_eq(bytes, file_size(path));
@@ -495,7 +495,7 @@ START_TEST(test_hostile_ring_ends_one_console)
     /* A save looks at the ring at once: the forged index ends console 1
      * with EPROTO, and the save with it. */
     out = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    ck_assert_int_eq(stubdm_dm_save_sync(NULL, s, 0, 0, out, 5000, NULL),
+    ck_assert_int_eq(stubdm_stubdom_save_sync(s, out, 5000, NULL),
                      STUBDM_EPROTO);
     close(out);
     ck_assert(ts_run_until(fx.ctx, console_ended, c1, 5000));
@@ -512,6 +512,12 @@ START_TEST(test_hostile_ring_ends_one_console)
     /* A save needs console 1: now refused, nothing started. */
     ck_assert_int_eq(stubdm_stubdom_save(s, 1, 1000, NULL, NULL, NULL),
                      STUBDM_ESTATE);
+    /* Each blocking form takes its own subject: no NULL picks a mode. */
+    ck_assert_int_eq(stubdm_stubdom_save_sync(NULL, 1, 1000, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_dm_save_sync(NULL, stubdm_stubdom_domid(s),
+                                         GUEST, 1, 1000, NULL),
+                     STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     stubdm_stubdom_free(s);
     spawnfix_assert_clean(&fx, false);
@@ -777,7 +783,7 @@ START_TEST(test_save_console_type_owner)
     ck_assert(xs_write(xsh, XBT_NULL, type, "libstubdm", 9));
     ck_assert(xs_set_permissions(xsh, XBT_NULL, type,
                                  (struct xs_permissions *)stub_own, 2));
-    ck_assert_int_eq(stubdm_dm_save_sync(fx.ctx, NULL, 9, GUEST, fd, 2000, &bytes),
+    ck_assert_int_eq(stubdm_dm_save_sync(fx.ctx, 9, GUEST, fd, 2000, &bytes),
                      STUBDM_EPROTO);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 9"), "%s",
                   stubdm_ctx_errmsg(fx.ctx));

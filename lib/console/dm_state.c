@@ -604,29 +604,50 @@ uint64_t stubdm_dm_save_bytes(const stubdm_op *op)
     return ((const struct save_op *)op)->bytes;
 }
 
-int stubdm_dm_save_sync(stubdm_ctx *ctx, stubdm_stubdom *s,
-                        uint32_t stubdom_domid, uint32_t guest_domid,
-                        int out_fd, int timeout_ms, uint64_t *bytes_out)
+/* The blocking tail of both save forms: wait for the started op. */
+static int save_wait(stubdm_op *op, int rc, uint64_t *bytes_out)
 {
-    stubdm_op *op = NULL;
-    int rc;
-
-    if (bytes_out)
-        *bytes_out = 0;
-    if (s)
-        ctx = stubdm__stubdom_ctx(s);
-    if (!ctx)
-        return STUBDM_EINVAL;
-    rc = stubdm__sync_check(ctx, "save_sync");
-    if (rc)
-        return rc;
-    rc = s ? stubdm_stubdom_save(s, out_fd, timeout_ms, NULL, NULL, &op)
-           : stubdm_dm_save(ctx, stubdom_domid, guest_domid, out_fd,
-                            timeout_ms, NULL, NULL, &op);
     if (!rc)
         rc = stubdm__op_wait(op);
     if (!rc && bytes_out)
         *bytes_out = stubdm_dm_save_bytes(op);
     stubdm_op_free(op);
     return rc;
+}
+
+int stubdm_stubdom_save_sync(stubdm_stubdom *s, int out_fd, int timeout_ms,
+                             uint64_t *bytes_out)
+{
+    stubdm_op *op = NULL;
+    int rc;
+
+    if (bytes_out)
+        *bytes_out = 0;
+    if (!s)
+        return STUBDM_EINVAL;
+    rc = stubdm__sync_check(stubdm__stubdom_ctx(s),
+                            "stubdm_stubdom_save_sync");
+    if (rc)
+        return rc;
+    rc = stubdm_stubdom_save(s, out_fd, timeout_ms, NULL, NULL, &op);
+    return save_wait(op, rc, bytes_out);
+}
+
+int stubdm_dm_save_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                        uint32_t guest_domid, int out_fd, int timeout_ms,
+                        uint64_t *bytes_out)
+{
+    stubdm_op *op = NULL;
+    int rc;
+
+    if (bytes_out)
+        *bytes_out = 0;
+    if (!ctx)
+        return STUBDM_EINVAL;
+    rc = stubdm__sync_check(ctx, "stubdm_dm_save_sync");
+    if (rc)
+        return rc;
+    rc = stubdm_dm_save(ctx, stubdom_domid, guest_domid, out_fd, timeout_ms,
+                        NULL, NULL, &op);
+    return save_wait(op, rc, bytes_out);
 }
