@@ -88,6 +88,14 @@ static pid_t frontend(unsigned n, int dir, size_t total)
     _exit(0);
 }
 
+static uint64_t console_bytes_out(const stubdm_console *c)
+{
+    stubdm_console_stats st;
+
+    stubdm_console_get_stats(c, &st, sizeof(st));
+    return st.bytes_out;
+}
+
 static void serve_or_die(unsigned n, stubdm_console_opts *o,
                          stubdm_console **c)
 {
@@ -120,8 +128,8 @@ static void bench_save(size_t total, int use_pipe)
     stubdm_console_opts_set_save_fd(o, fd);
     serve_or_die(1, o, &c);
     pid = frontend(1, 0, total);
-    while (stubdm_console_bytes_out(c) < total) {
-        if (!t0 && stubdm_console_bytes_out(c))
+    while (console_bytes_out(c) < total) {
+        if (!t0 && console_bytes_out(c))
             t0 = stubdm_now_ms();
         if (stubdm_ctx_run_once(ctx, use_pipe ? 0 : 100))
             die("run");

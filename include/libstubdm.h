@@ -32,6 +32,14 @@
  * otherwise.  Strings returned are borrowed ("valid until ...") unless the
  * documentation says "free with free()".
  *
+ * Statistics.  Counters are read one way: a struct per object
+ * (stubdm_qmp_stats, stubdm_console_stats, stubdm_qmp_proxy_stats) filled
+ * by one call, stubdm_OBJECT_get_stats(obj, &stats, sizeof(stats)).  The
+ * size is the struct's size as the caller was compiled: later versions only
+ * append fields, the library fills what both sides know and zeroes the rest
+ * of the caller's struct, so old callers and new libraries (and the
+ * reverse) agree.  A NULL object gives STUBDM_EINVAL and a zeroed struct.
+ *
  * Threads.  A ctx and everything created from it belong to one thread at a
  * time; the library creates no threads of its own (libxenstore may create a
  * reader thread for watches, which the library never calls back from).
@@ -1020,21 +1028,29 @@ STUBDM_EXPORT int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
 /** Remove a subscription; safe from any callback.  NULL is ignored. */
 STUBDM_EXPORT void stubdm_qmp_sub_free(stubdm_qmp_sub *sub);
 
-/** Counters of a handle's connection (since it was opened). */
-typedef enum stubdm_qmp_stat {
-    STUBDM_QMP_STAT_COMMANDS_SENT = 0,
-    STUBDM_QMP_STAT_REPLIES = 1,          /**< matched to a command       */
-    STUBDM_QMP_STAT_REPLIES_DROPPED = 2,  /**< unknown, late or bad id    */
-    STUBDM_QMP_STAT_EVENTS = 3,           /**< events received            */
-    STUBDM_QMP_STAT_BYTES_DISCARDED = 4,  /**< stale bytes before greeting */
-    STUBDM_QMP_STAT_BYTES_IN = 5,
-    STUBDM_QMP_STAT_BYTES_OUT = 6,
-    STUBDM_QMP_STAT_CONNECTS = 7,         /**< successful negotiations    */
-} stubdm_qmp_stat;
+/**
+ * Counters of a handle's connection, since the connection was made (shared
+ * handles see the same counters).  Read with stubdm_qmp_get_stats(); see
+ * "Statistics" for the size argument.
+ */
+typedef struct stubdm_qmp_stats {
+    uint64_t commands_sent;
+    uint64_t replies;         /**< matched to a command                  */
+    uint64_t replies_dropped; /**< unknown, late or bad id               */
+    uint64_t events;          /**< events received                       */
+    uint64_t bytes_discarded; /**< stale bytes before a greeting         */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t connects;        /**< successful negotiations               */
+} stubdm_qmp_stats;
 
-/** A counter's value; 0 for an unknown counter or a NULL handle. */
-STUBDM_EXPORT uint64_t stubdm_qmp_stat_get(const stubdm_qmp *q,
-                                           stubdm_qmp_stat which);
+/**
+ * Read the counters of q's connection into *stats.
+ * @param size  sizeof(*stats) as the caller was compiled (see "Statistics").
+ * @return 0, or STUBDM_EINVAL (NULL q or stats, size 0).
+ */
+STUBDM_EXPORT int stubdm_qmp_get_stats(const stubdm_qmp *q,
+                                       stubdm_qmp_stats *stats, size_t size);
 
 /* ------------------------------------------------------------------------
  * QMP multiplexing proxy
@@ -1084,15 +1100,21 @@ STUBDM_EXPORT int stubdm_qmp_proxy_new(stubdm_qmp *q, const char *listen_path,
 STUBDM_EXPORT int stubdm_qmp_proxy_set_limits(stubdm_qmp_proxy *p,
                                               size_t max_clients,
                                               size_t client_buffer);
-/** Number of connected clients. */
-STUBDM_EXPORT size_t stubdm_qmp_proxy_clients(const stubdm_qmp_proxy *p);
-/** Clients disconnected for exceeding a bound, since creation. */
-STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_dropped(
-    const stubdm_qmp_proxy *p);
-/** Clients refused for their credentials (see stubdm_qmp_proxy_new), since
- *  creation; 0 for NULL.  Each refusal is also logged (STUBDM_LOG_WARN). */
-STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_refused(
-    const stubdm_qmp_proxy *p);
+/** The counters of a proxy, since it was created. */
+typedef struct stubdm_qmp_proxy_stats {
+    uint64_t clients;         /**< connected now                         */
+    uint64_t clients_dropped; /**< disconnected for exceeding a bound    */
+    uint64_t clients_refused; /**< refused for their credentials (see
+                                   stubdm_qmp_proxy_new); each refusal is
+                                   also logged (STUBDM_LOG_WARN)         */
+} stubdm_qmp_proxy_stats;
+/**
+ * Read the proxy's counters into *stats (see "Statistics").
+ * @return 0, or STUBDM_EINVAL (NULL p or stats, size 0).
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_get_stats(const stubdm_qmp_proxy *p,
+                                             stubdm_qmp_proxy_stats *stats,
+                                             size_t size);
 /**
  * Also serve the members of group gid: a client whose gid at connect is
  * gid, or whose supplementary groups include it (SO_PEERGROUPS, Linux
@@ -1748,7 +1770,7 @@ STUBDM_EXPORT void stubdm_console_opts_free(stubdm_console_opts *o);
  * with rotations > 0, path.N-1 -> path.N, ..., path -> path.1 and a new
  * path is started (at most 1 + rotations files, each at most max_bytes);
  * with rotations == 0, further bytes are consumed and counted as dropped
- * (stubdm_console_bytes_dropped), never written.
+ * (stubdm_console_stats.bytes_dropped), never written.
  * @return 0 or STUBDM_EINVAL (rotations > STUBDM_CONSOLE_MAX_ROTATIONS).
  */
 STUBDM_EXPORT int stubdm_console_opts_set_log(stubdm_console_opts *o,
@@ -1829,16 +1851,29 @@ STUBDM_EXPORT const char *stubdm_console_errmsg(const stubdm_console *c);
 STUBDM_EXPORT int stubdm_console_state(const stubdm_console *c);
 /** The pty path of a serial pty console, else NULL.  Valid until close. */
 STUBDM_EXPORT const char *stubdm_console_tty(const stubdm_console *c);
-/** Bytes taken from the frontend's output ring (written or dropped). */
-STUBDM_EXPORT uint64_t stubdm_console_bytes_out(const stubdm_console *c);
-/** Bytes given to the frontend's input ring. */
-STUBDM_EXPORT uint64_t stubdm_console_bytes_in(const stubdm_console *c);
-/** Bytes consumed but not written (log or serial file at its cap without
- *  rotation or before the rotation interval has passed, over the output
- *  budget of stubdm_ctx_set_console_limits(), or a failing log write). */
-STUBDM_EXPORT uint64_t stubdm_console_bytes_dropped(const stubdm_console *c);
-/** Log rotations done so far. */
-STUBDM_EXPORT uint64_t stubdm_console_rotations(const stubdm_console *c);
+/** The counters of a console, since it was opened. */
+typedef struct stubdm_console_stats {
+    /** Bytes taken from the frontend's output ring (written or dropped). */
+    uint64_t bytes_out;
+    /** Bytes given to the frontend's input ring. */
+    uint64_t bytes_in;
+    /** Bytes consumed but not written: a log or serial file at its cap
+     *  without rotation or before the rotation interval has passed, output
+     *  over the budget of stubdm_ctx_set_console_limits(), or a failing
+     *  log write. */
+    uint64_t bytes_dropped;
+    /** Log rotations done so far. */
+    uint64_t rotations;
+} stubdm_console_stats;
+
+/**
+ * Read the console's counters into *stats (see "Statistics").  Valid in
+ * every state until the console is freed.
+ * @return 0, or STUBDM_EINVAL (NULL c or stats, size 0).
+ */
+STUBDM_EXPORT int stubdm_console_get_stats(const stubdm_console *c,
+                                           stubdm_console_stats *stats,
+                                           size_t size);
 
 /** Default output budget of a console: 1 MiB per second. */
 #define STUBDM_CONSOLE_DEFAULT_RATE (1u << 20)
@@ -1860,7 +1895,7 @@ STUBDM_EXPORT uint64_t stubdm_console_rotations(const stubdm_console *c);
  *        STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS.
  * The save console (1) is not limited (its stream must arrive whole; a
  * save is bounded by stubdm_ctx_set_save_limit instead).
- * Dropped bytes count in stubdm_console_bytes_dropped() and are logged at
+ * Dropped bytes count in stubdm_console_stats.bytes_dropped and are logged at
  * warning level at most once per second per console.  The limits are
  * taken when a console is opened: consoles already served keep theirs.
  * May be called at any time, also from a callback.

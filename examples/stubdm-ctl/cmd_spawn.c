@@ -366,11 +366,16 @@ static void report_running(const struct spawn_run *r)
             domid, guest, secs);
     if (r->qmp_reply)
         fprintf(stderr, "query-status: %s\n", r->qmp_reply);
-    if (r->restore_fd >= 0)
+    if (r->restore_fd >= 0) {
+        stubdm_console_stats cs;
+
+        stubdm_console_get_stats(
+            stubdm_stubdom_console(r->s, STUBDM_CONSOLE_RESTORE), &cs,
+            sizeof(cs));
         fprintf(stderr, "restored: %llu bytes of device state through "
                         "console 2\n",
-                (unsigned long long)stubdm_console_bytes_in(
-                    stubdm_stubdom_console(r->s, STUBDM_CONSOLE_RESTORE)));
+                (unsigned long long)cs.bytes_in);
+    }
 }
 
 /* ---- serving ------------------------------------------------------------ */
@@ -393,10 +398,13 @@ static void serve_consoles(const struct spawn_run *r)
     for (unsigned n = 0; n < STUBDM_CONSOLE_SERIAL0 + STUBDM_CONSOLE_MAX_SERIALS;
          n++) {
         stubdm_console *c = stubdm_stubdom_console(r->s, n);
+        stubdm_console_stats cs;
+
+        stubdm_console_get_stats(c, &cs, sizeof(cs));
         if (c && !g->json)
             fprintf(stderr, "console %u: %llu bytes out, %llu in%s%s\n", n,
-                    (unsigned long long)stubdm_console_bytes_out(c),
-                    (unsigned long long)stubdm_console_bytes_in(c),
+                    (unsigned long long)cs.bytes_out,
+                    (unsigned long long)cs.bytes_in,
                     *stubdm_console_errmsg(c) ? ": " : "",
                     stubdm_console_errmsg(c));
     }

@@ -1436,24 +1436,18 @@ const char *stubdm_console_tty(const stubdm_console *c)
     return c && c->tty[0] ? c->tty : NULL;
 }
 
-uint64_t stubdm_console_bytes_out(const stubdm_console *c)
+int stubdm_console_get_stats(const stubdm_console *c,
+                             stubdm_console_stats *stats, size_t size)
 {
-    return c ? c->bytes_out : 0;
-}
+    stubdm_console_stats st;
 
-uint64_t stubdm_console_bytes_in(const stubdm_console *c)
-{
-    return c ? c->bytes_in : 0;
-}
-
-uint64_t stubdm_console_bytes_dropped(const stubdm_console *c)
-{
-    return c ? c->dropped : 0;
-}
-
-uint64_t stubdm_console_rotations(const stubdm_console *c)
-{
-    return c ? c->nrot : 0;
+    if (!c)
+        return stubdm__stats_copy(stats, size, NULL, 0);
+    st.bytes_out = c->bytes_out;
+    st.bytes_in = c->bytes_in;
+    st.bytes_dropped = c->dropped;
+    st.rotations = c->nrot;
+    return stubdm__stats_copy(stats, size, &st, sizeof(st));
 }
 
 int stubdm_ctx_set_console_limits(stubdm_ctx *ctx, uint64_t bytes_per_second,

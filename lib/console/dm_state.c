@@ -87,7 +87,11 @@ static void save_fail(struct save_op *so, int rc, const char *what,
 
 static uint64_t out_bytes(const struct save_op *so)
 {
-    return stubdm_console_bytes_out(so->con);
+    stubdm_console_stats st;
+
+    if (stubdm_console_get_stats(so->con, &st, sizeof(st)))
+        return 0;
+    return st.bytes_out;
 }
 
 static void save_stop(stubdm_op *op)

@@ -117,7 +117,7 @@ struct qmp_conn {
     size_t n_queued, n_live; /* n_live: live commands on the wire */
     size_t n_tomb;
     size_t max_queued;
-    uint64_t stats[8];
+    stubdm_qmp_stats stats;
     struct stubdm__timer kick;   /* deferred work: pump, read more */
     struct stubdm__list handles;
     struct stubdm__qmp_wire wire;
@@ -604,7 +604,7 @@ static inline void cmd_enqueue(struct qmp_conn *c, struct cmd_op *cmd,
         stubdm__list_add_tail(&c->inflight, &cmd->clink);
         cmd->where = CMD_INFLIGHT;
         c->n_live++;
-        c->stats[STUBDM_QMP_STAT_COMMANDS_SENT]++;
+        c->stats.commands_sent++;
     } else {
         stubdm__list_add_tail(&c->queued, &cmd->clink);
         cmd->where = CMD_QUEUED;
@@ -727,7 +727,7 @@ static void conn_pump(struct qmp_conn *c)
         cmd->where = CMD_INFLIGHT;
         c->n_queued--;
         c->n_live++;
-        c->stats[STUBDM_QMP_STAT_COMMANDS_SENT]++;
+        c->stats.commands_sent++;
         stubdm__buf_dispose(&cmd->bytes);
     }
 }
@@ -1007,7 +1007,7 @@ static void conn_flush(struct qmp_conn *c)
         }
         if (n == 0)
             break;
-        c->stats[STUBDM_QMP_STAT_BYTES_OUT] += (uint64_t)n;
+        c->stats.bytes_out += (uint64_t)n;
         stubdm__buf_consume(&c->out, (size_t)n);
     }
     conn_update_events(c);
@@ -1057,7 +1057,7 @@ static void cmd_answer(struct qmp_conn *c, struct cmd_op *cmd,
     stubdm__list_del(&cmd->clink);
     cmd->where = CMD_GONE;
     c->n_live--;
-    c->stats[STUBDM_QMP_STAT_REPLIES]++;
+    c->stats.replies++;
     cmd->reply.msg = m;
     cmd->have_reply = true;
     if (m->type == STUBDM__QMP_RETURN) {
@@ -1074,7 +1074,7 @@ static void deliver_event(struct qmp_conn *c, const struct stubdm__qmp_msg *m)
 {
     struct stubdm_qmp_event ev = {.msg = m, .data_json = NULL};
 
-    c->stats[STUBDM_QMP_STAT_EVENTS]++;
+    c->stats.events++;
     /* Nothing is unlinked while busy (only marked), so the lists are
      * stable; subscriptions added meanwhile go to the tail. */
     for (struct stubdm__list *hn = c->handles.next; hn != &c->handles;
@@ -1111,7 +1111,7 @@ static bool conn_greeting(struct qmp_conn *c, struct stubdm__qmp_msg *m)
     c->greeting = m;
     c->oob_enabled = c->want_oob && m->oob;
     c->caps_id = ++c->next_id;
-    c->stats[STUBDM_QMP_STAT_BYTES_DISCARDED] +=
+    c->stats.bytes_discarded +=
         stubdm__qmp_wire_discarded(&c->wire);
     if (stubdm__qmp_wire_discarded(&c->wire))
         LOG_INFO(ctx, MOD, "stubdomain %u: discarded %" PRIu64
@@ -1172,7 +1172,7 @@ static bool conn_negotiation_reply(struct qmp_conn *c,
         }
         conn_msg_free(c, m);
         c->state = C_READY;
-        c->stats[STUBDM_QMP_STAT_CONNECTS]++;
+        c->stats.connects++;
         LOG_DEBUG(c->ctx, MOD, "stubdomain %u: QMP ready", c->stubdom);
         opens_complete(c, 0, "");
         conn_pump(c);
@@ -1199,7 +1199,7 @@ static bool conn_idless_error(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             cmd_answer(c, cmd, m);
         } else {
             c->n_tomb = 0;
-            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+            c->stats.replies_dropped++;
             conn_msg_free(c, m);
         }
         conn_pump(c);
@@ -1220,7 +1220,7 @@ static void conn_drop_unmatched(struct qmp_conn *c, struct stubdm__qmp_msg *m)
 {
     stubdm_ctx *ctx = c->ctx;
 
-    c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+    c->stats.replies_dropped++;
     if (m->id_kind == STUBDM__QMP_ID_NUMBER)
         LOG_WARN(ctx, MOD, "stubdomain %u: dropped a reply with unknown id %"
                  PRIu64, c->stubdom, m->id);
@@ -1254,7 +1254,7 @@ static inline bool conn_reply(struct qmp_conn *c, struct stubdm__qmp_msg *m)
         if (tomb_take(c, m->id)) {
             LOG_DEBUG(c->ctx, MOD, "stubdomain %u: late reply to abandoned "
                       "id %" PRIu64 " dropped", c->stubdom, m->id);
-            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+            c->stats.replies_dropped++;
             conn_msg_free(c, m);
             conn_pump(c);
             return true;
@@ -1347,7 +1347,7 @@ static void conn_read(struct qmp_conn *c)
             return;
         }
         budget -= (size_t)n;
-        c->stats[STUBDM_QMP_STAT_BYTES_IN] += (uint64_t)n;
+        c->stats.bytes_in += (uint64_t)n;
         /* A short read drained the socket: poll (level-triggered) reports
          * the next bytes, so spare the recv that would say EAGAIN.  A
          * vchan is drained to the end (reads there are no syscalls). */
@@ -1849,11 +1849,11 @@ const char *stubdm_qmp_greeting_json(const stubdm_qmp *q)
     return q && q->conn->greeting ? q->conn->greeting->raw : NULL;
 }
 
-uint64_t stubdm_qmp_stat_get(const stubdm_qmp *q, stubdm_qmp_stat which)
+int stubdm_qmp_get_stats(const stubdm_qmp *q, stubdm_qmp_stats *stats,
+                         size_t size)
 {
-    if (!q || (unsigned)which >= STUBDM_ARRAY_SIZE(q->conn->stats))
-        return 0;
-    return q->conn->stats[which];
+    return stubdm__stats_copy(stats, size, q ? &q->conn->stats : NULL,
+                              sizeof(q->conn->stats));
 }
 
 int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
