@@ -847,8 +847,7 @@ STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
  * qmp_capabilities (with "oob" if offered and asked for); wait for its
  * answer.  The stubdomain dying meanwhile ends it at once.
  *
- * done is called once (see "Asynchronous operations"; its op is floating
- * and internal) with:
+ * done is called once (see "Asynchronous operations") with:
  *   0                    ready: commands may be executed;
  *   STUBDM_ETIMEDOUT     the open timeout passed (the message says in
  *                        which step: lock, ring-ref, greeting, negotiation);
@@ -864,8 +863,14 @@ STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
  * A failed handle stays valid: close it or stubdm_qmp_reconnect() it.
  *
  * @param opts     NULL for the defaults; copied, may be freed at once.
- * @param[out] q_out  the handle, set before return (also on failure to
- *                 NULL).  Free it with stubdm_qmp_free().
+ * @param done     may be NULL (then watch the op or stubdm_qmp_is_ready()).
+ * @param[out] q_out   the handle (required), set before return (also on
+ *                     failure, to NULL).  Free it with stubdm_qmp_free().
+ * @param[out] op_out  the open's operation, or NULL for a floating op.
+ *                     Cancelling or freeing it ends the open with
+ *                     STUBDM_ECANCELED and leaves q as a failed handle
+ *                     (reconnect it or free it); freeing q first completes
+ *                     it with STUBDM_ECANCELED.
  * @return 0 if started, or STUBDM_EINVAL / STUBDM_ENOMEM (nothing started,
  *         done not called).
  */
@@ -873,7 +878,7 @@ STUBDM_EXPORT int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                   uint32_t guest_domid,
                                   const stubdm_qmp_opts *opts,
                                   stubdm_done_fn *done, void *user,
-                                  stubdm_qmp **q_out);
+                                  stubdm_qmp **q_out, stubdm_op **op_out);
 
 /**
  * Blocking form of stubdm_qmp_open: runs the ctx's poll loop until the
@@ -888,7 +893,8 @@ STUBDM_EXPORT int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
 
 /**
  * Reconnect after the connection was lost or the open failed: shared
- * handles of the same connection all see it come back.  done as for open.
+ * handles of the same connection all see it come back.  done and op_out
+ * as for stubdm_qmp_open.
  * Safe from any callback, including one of this connection called in the
  * middle of a read (an event callback that sees a write fail, say): the
  * read stops at once and the rest of what was read is dropped with the
@@ -897,7 +903,7 @@ STUBDM_EXPORT int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
  *         ready (nothing to do); STUBDM_EINVAL.
  */
 STUBDM_EXPORT int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done,
-                                       void *user);
+                                       void *user, stubdm_op **op_out);
 
 /**
  * Close a handle.  Its pending commands complete with STUBDM_ECANCELED

@@ -174,7 +174,7 @@ START_TEST(test_open_execute)
     int maj = 0, min = 0, mic = 0;
 
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q, NULL),
                      0);
     stubdm_qmp_opts_free(o);
     ck_assert_ptr_nonnull(q);
@@ -238,7 +238,7 @@ START_TEST(test_bad_arguments)
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 100, NULL, NULL, NULL),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, ts_on_done, NULL, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, ts_on_done, NULL, &q, NULL),
                      STUBDM_EINVAL);
     ck_assert_ptr_null(q);
 }
@@ -372,7 +372,7 @@ START_TEST(test_shared_handles)
     /* The second open shares the connection: ready without a handshake
      * (the peer would fail a second qmp_capabilities). */
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op2,
-                                     &q2), 0);
+                                     &q2, NULL), 0);
     stubdm_qmp_opts_free(o);
     ck_assert(!op2.done);
     ts_run_until_flag(ctx, &op2.done, 1000);
@@ -490,8 +490,8 @@ START_TEST(test_loss_and_reconnect)
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
                                         NULL), STUBDM_ESTATE);
-    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op), 0);
-    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op), STUBDM_ESTATE);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op, NULL), STUBDM_ESTATE);
     ts_run_until_flag(ctx, &op.done, 3000);
     ck_assert_msg(op.rc == 0, "%s", op.msg);
     ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
@@ -500,6 +500,60 @@ START_TEST(test_loss_and_reconnect)
     ck_assert_int_eq(r3.rc, 0);
     ck_assert_str_eq(r3.ret, "42");
     ck_assert_uint_eq(qmp_stats(q).connects, 2);
+}
+END_TEST
+
+/* The open's op, when the caller takes it: cancelling it ends the open
+ * with STUBDM_ECANCELED and leaves the handle to reconnect; freeing it
+ * pending cancels silently. */
+START_TEST(test_open_op_owned)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_H(2000),
+        QP_E(),
+    };
+    stubdm_qmp_opts *o = sim_opts();
+    struct ts_result op1 = {0}, op2 = {0}, op3 = {0};
+    stubdm_qmp *q = NULL, *q2 = NULL;
+    stubdm_op *open_op = NULL;
+
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op1,
+                                     &q, &open_op),
+                     0);
+    ck_assert_ptr_nonnull(open_op);
+    ck_assert(!stubdm_op_is_done(open_op));
+    stubdm_op_cancel(open_op);
+    ts_run_until_flag(ctx, &op1.done, 3000);
+    ck_assert_int_eq(op1.rc, STUBDM_ECANCELED);
+    ck_assert_int_eq(stubdm_op_result(open_op), STUBDM_ECANCELED);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
+    stubdm_op_free(open_op);
+
+    /* Freed while pending: no callback, the handle stays usable. */
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op2,
+                                     &q2, &open_op),
+                     0);
+    stubdm_op_free(open_op);
+    for (int i = 0; i < 5; i++)
+        stubdm_ctx_run_once(ctx, 10);
+    ck_assert(!op2.done);
+    stubdm_qmp_free(q2);
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    for (int i = 0; i < 100 && stubdm_qmp_reconnect(q, ts_on_done, &op3,
+                                                     &open_op) == STUBDM_ESTATE;
+         i++)
+        stubdm_ctx_run_once(ctx, 10);
+    ck_assert_ptr_nonnull(open_op);
+    ts_run_until_flag(ctx, &op3.done, 3000);
+    ck_assert_msg(op3.rc == 0, "%s", op3.msg);
+    ck_assert_int_eq(stubdm_op_result(open_op), 0);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
+    stubdm_op_free(open_op);
+    stubdm_qmp_opts_free(o);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -584,7 +638,7 @@ START_TEST(test_lock_across_processes)
     /* Wait mode: acquires after the child lets go. */
     ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000 * ts_time_scale()),
                      0);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q, NULL),
                      0);
     for (int i = 0; i < 5; i++)
         stubdm_ctx_run_once(ctx, 30);
@@ -624,7 +678,7 @@ START_TEST(test_ctx_free_with_pending)
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
     q = open_ready(o);
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, NULL,
-                                     &q2), 0);
+                                     &q2, NULL), 0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 12; i++)
         ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_never, NULL,
@@ -918,7 +972,7 @@ START_TEST(test_opens_and_wait_deaths_in_every_order)
     }
     for (unsigned i = 0; i < 2; i++)
         ck_assert_int_eq(stubdm_qmp_open(ctx, 5 + i, GUEST, o, ts_on_done,
-                                         &w[i], &q[i]), 0);
+                                         &w[i], &q[i], NULL), 0);
     stubdm_qmp_opts_free(o);
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
                                          &w[2], NULL), 0);
@@ -1009,7 +1063,7 @@ static void re_act(int h)
         if (stubdm_qmp_is_ready(q))
             stubdm_qmp_execute(q, "breaker", NULL, 5000, on_re_breaker, NULL,
                                NULL);
-        re.act_rc = stubdm_qmp_reconnect(q, on_re_reopen, NULL);
+        re.act_rc = stubdm_qmp_reconnect(q, on_re_reopen, NULL, NULL);
         break;
     case A_CLOSE:
         stubdm_qmp_free(q);
@@ -1133,7 +1187,7 @@ START_TEST(test_reentry_from_callbacks)
         for (int i = 0; i < 3; i++)
             ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o,
                                              on_re_open, (void *)(intptr_t)i,
-                                             &re.q[i]), 0);
+                                             &re.q[i], NULL), 0);
     } else {
         re.q[0] = open_ready(o);
     }
@@ -1224,6 +1278,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_shared_handles);
     tcase_add_test(tc, test_close_from_event);
     tcase_add_test(tc, test_loss_and_reconnect);
+    tcase_add_test(tc, test_open_op_owned);
     tcase_add_test(tc, test_marker_and_oob);
     tcase_add_test(tc, test_lock_across_processes);
     tcase_add_test(tc, test_ctx_free_with_pending);

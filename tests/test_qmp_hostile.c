@@ -470,7 +470,7 @@ START_TEST(test_death_while_waiting_for_ring_ref)
     void on_open(stubdm_op * op, int rc, void *user);
 
     (void)st;
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q, NULL),
                      0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 3; i++)
@@ -503,7 +503,7 @@ START_TEST(test_death_async)
     stubdm_qmp *q = NULL;
 
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_death_open,
-                                     NULL, &q), 0);
+                                     NULL, &q, NULL), 0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 3; i++)
         stubdm_ctx_run_once(ctx, 20);
@@ -701,7 +701,7 @@ START_TEST(test_malformed_ring_ref_and_event_channel)
     vchan_open_done = false;
     t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_vchan_open,
-                                     NULL, &q), 0);
+                                     NULL, &q, NULL), 0);
     stubdm_qmp_opts_free(o);
     for (size_t i = 0; i < STUBDM_ARRAY_SIZE(bad); i++) {
         /* Written in an order that never shows two good values at once. */

@@ -283,7 +283,7 @@ START_TEST(test_lock_other_process)
     ck_assert_int_eq(stubdm_qmp_opts_set_lock(o, NULL, STUBDM_QMP_LOCK_WAIT),
                      0);
     stubdm_qmp_opts_set_open_timeout(o, 10000);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q, NULL),
                      0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 5; i++)

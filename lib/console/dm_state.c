@@ -586,7 +586,7 @@ int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                     : STUBDM_QMP_TRANSPORT_VCHAN);
     if (!rc)
         rc = stubdm_qmp_open(ctx, stubdom_domid, guest_domid, qo, on_qmp_open,
-                             so, &so->q);
+                             so, &so->q, NULL);
     stubdm_qmp_opts_free(qo);
     if (rc)
         goto fail;

@@ -744,9 +744,17 @@ static void open_stop(stubdm_op *op)
     stubdm__list_del(&o->link);
     if (o->q && o->q->open == o) {
         o->q->open = NULL;
-        o->q->open_rc = op->rc; /* set before stop by op_complete */
-        snprintf(o->q->open_msg, sizeof(o->q->open_msg), "%s",
-                 op->rc ? op->errmsg : "");
+        /* op_complete sets rc before stop; an owned op freed while
+         * pending stops without completing: that is a cancel. */
+        if (op->state == STUBDM__OP_PENDING) {
+            o->q->open_rc = STUBDM_ECANCELED;
+            snprintf(o->q->open_msg, sizeof(o->q->open_msg),
+                     "QMP open cancelled");
+        } else {
+            o->q->open_rc = op->rc;
+            snprintf(o->q->open_msg, sizeof(o->q->open_msg), "%s",
+                     op->rc ? op->errmsg : "");
+        }
     }
     o->q = NULL;
     o->conn = NULL;
@@ -786,7 +794,8 @@ static void opens_complete(struct qmp_conn *c, int rc, const char *msg)
     }
 }
 
-static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user)
+static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user,
+                       stubdm_op **op_out)
 {
     struct open_op *o;
     int rc;
@@ -809,7 +818,7 @@ static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user)
     }
     stubdm__list_add_tail(&q->conn->opening, &o->link);
     q->open = o;
-    stubdm__op_started(&o->op, NULL);
+    stubdm__op_started(&o->op, op_out);
     return 0;
 }
 
@@ -1658,7 +1667,7 @@ fail:
 
 int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
                     const stubdm_qmp_opts *opts, stubdm_done_fn *done,
-                    void *user, stubdm_qmp **q_out)
+                    void *user, stubdm_qmp **q_out, stubdm_op **op_out)
 {
     stubdm_qmp_opts *defaults = NULL;
     struct qmp_conn *c;
@@ -1668,6 +1677,8 @@ int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
 
     if (q_out)
         *q_out = NULL;
+    if (op_out)
+        *op_out = NULL;
     if (!ctx)
         return STUBDM_EINVAL;
     if (!q_out)
@@ -1703,7 +1714,7 @@ int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     stubdm__list_init(&q->cmds);
     stubdm__list_init(&q->subs);
     stubdm__list_add_tail(&c->handles, &q->link);
-    rc = open_op_new(q, done, user);
+    rc = open_op_new(q, done, user, op_out);
     if (rc) {
         stubdm__list_del(&q->link);
         free(q);
@@ -1738,7 +1749,7 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     rc = stubdm__sync_check(ctx, "stubdm_qmp_open_sync");
     if (rc)
         return rc;
-    rc = stubdm_qmp_open(ctx, stubdom, guest, opts, NULL, NULL, &q);
+    rc = stubdm_qmp_open(ctx, stubdom, guest, opts, NULL, NULL, &q, NULL);
     if (rc)
         return rc;
     /* The open op is floating; watch its handle instead. */
@@ -1764,10 +1775,13 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     return 0;
 }
 
-int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user)
+int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user,
+                         stubdm_op **op_out)
 {
     int rc;
 
+    if (op_out)
+        *op_out = NULL;
     if (!q || q->closed)
         return STUBDM_EINVAL;
     if (q->conn->state != C_DOWN)
@@ -1778,7 +1792,7 @@ int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user)
                             q->conn->state == C_READY ? "ready" : "connecting");
     if (q->open)
         stubdm__op_complete(&q->open->op, STUBDM_ECANCELED, "superseded");
-    rc = open_op_new(q, done, user);
+    rc = open_op_new(q, done, user, op_out);
     if (rc)
         return rc;
     conn_begin(q->conn);

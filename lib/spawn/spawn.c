@@ -1837,7 +1837,7 @@ static void start_qmp(struct spawn_op *so)
         rc = stubdm_qmp_opts_set_open_timeout(o, s->cfg->qmp_timeout_ms);
     if (!rc)
         rc = stubdm_qmp_open(so->op.ctx, s->domid, s->guest, o, on_qmp_open,
-                             so, &s->qmp);
+                             so, &s->qmp, NULL);
     stubdm_qmp_opts_free(o);
     if (rc)
         spawn_fail(so, rc, STUBDM_SPAWN_STEP_QMP, so->op.ctx->errmsg);
