@@ -20,17 +20,27 @@
  * ------------------------------------------------------------------------
  *
  * Errors.  Every function that can fail returns int: 0 (STUBDM_OK) on
- * success or one of the negative STUBDM_E* codes below.  When a function
- * that takes a ctx fails, stubdm_ctx_errmsg() holds a sentence that says
- * what failed and why (naming the argument, path or domain involved), and
- * stubdm_ctx_os_errno() the errno of the failing system or Xen library call
- * (0 when there was none).  Both stay valid until the next call on that ctx.
+ * success or one of the negative STUBDM_E* codes below.  Where a function's
+ * documentation lists no codes (the option setters, mostly), it returns 0,
+ * STUBDM_EINVAL (a NULL object or a value out of range) or STUBDM_ENOMEM
+ * (copying a string).  Getters on a NULL handle return 0 or NULL.  When a
+ * function that takes a ctx fails, stubdm_ctx_errmsg() holds a sentence
+ * that says what failed and why (naming the argument, path or domain
+ * involved), and stubdm_ctx_os_errno() the errno of the failing system or
+ * Xen library call (0 when there was none).  Both stay valid until the next
+ * call on that ctx.
+ *
+ * Names (docs/api-naming.md).  stubdm_OBJECT_VERB: the object first
+ * (ctx, op, nodes, dm_argv, contract, dm, qmp, qmp_proxy, spawn_opts,
+ * stubdom, stubdom_list, console, ...), then what is done to it.  Options
+ * objects are stubdm_OBJECT_opts (_new, _set_*, _free).  Outputs come
+ * last.  Predicates are _is_*.
  *
  * Ownership.  Handles (stubdm_ctx, stubdm_op, stubdm_qmp, ...) are opaque,
- * created by the library and released by the matching *_free function, which
- * accepts NULL.  Strings passed in are copied unless the documentation says
- * otherwise.  Strings returned are borrowed ("valid until ...") unless the
- * documentation says "free with free()".
+ * created by the library and released by the matching *_free function (the
+ * one release verb), which accepts NULL.  Strings passed in are copied
+ * unless the documentation says otherwise.  Strings returned are borrowed
+ * ("valid until ...") unless the documentation says "free with free()".
  *
  * Statistics.  Counters are read one way: a struct per object
  * (stubdm_qmp_stats, stubdm_console_stats, stubdm_qmp_proxy_stats) filled
@@ -39,6 +49,10 @@
  * append fields, the library fills what both sides know and zeroes the rest
  * of the caller's struct, so old callers and new libraries (and the
  * reverse) agree.  A NULL object gives STUBDM_EINVAL and a zeroed struct.
+ *
+ * Callbacks run only from the dispatch entry points and the *_sync
+ * wrappers, never from the call that starts an operation (see "Event-loop
+ * integration" and "Asynchronous operations").
  *
  * Threads.  A ctx and everything created from it belong to one thread at a
  * time; the library creates no threads of its own (libxenstore may create a
@@ -78,13 +92,20 @@ extern "C" {
 /*
  * Feature macros: defined when the feature exists in this header, so a
  * toolstack can build against several versions (the LIBXL_HAVE_* pattern).
+ * All of them are here, in this one block; a later version adds its own
+ * at the end.
  */
-#define STUBDM_HAVE_LOOP_HOOKS 1   /* stubdm_ctx_set_loop and friends     */
-#define STUBDM_HAVE_POLL 1         /* stubdm_ctx_poll_prepare/dispatch    */
-#define STUBDM_HAVE_DM_ARGV 1      /* dm-argv encoding, writing, reading  */
-#define STUBDM_HAVE_CONTRACT 1     /* stubdm_contract_* xenstore layout   */
-#define STUBDM_HAVE_DM_WAIT_RUNNING 1 /* stubdm_dm_wait_running                 */
-#define STUBDM_HAVE_QMP 1          /* stubdm_qmp_*                        */
+#define STUBDM_HAVE_LOOP_HOOKS 1      /* stubdm_ctx_set_loop and friends  */
+#define STUBDM_HAVE_POLL 1            /* stubdm_ctx_poll_prepare/dispatch */
+#define STUBDM_HAVE_DM_ARGV 1         /* stubdm_dm_argv_*                 */
+#define STUBDM_HAVE_CONTRACT 1        /* stubdm_contract_*                */
+#define STUBDM_HAVE_DM_WAIT_RUNNING 1 /* stubdm_dm_wait_running           */
+#define STUBDM_HAVE_QMP 1             /* stubdm_qmp_*, the QMP proxy      */
+#define STUBDM_HAVE_SPAWN 1           /* stubdm_spawn, stubdm_stubdom_*   */
+/* Spawn-served consoles, stubdm_stubdom_save, stubdm_dm_save, restore fd,
+ * pause. */
+#define STUBDM_HAVE_DM_STATE 1
+#define STUBDM_HAVE_CONSOLE_SERVE 1   /* stubdm_console_serve             */
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -379,6 +400,19 @@ STUBDM_EXPORT int64_t stubdm_now_ms(void);
  *    (no callback).
  *  - Freeing an operation, a QMP connection or the ctx from inside any
  *    callback is safe, including the callback of that very object.
+ *
+ * One shape for every start:
+ *
+ *   int stubdm_OBJECT_VERB(subject, inputs..., [progress,]
+ *                          stubdm_done_fn *done, void *user,
+ *                          [OBJECT **obj_out,] stubdm_op **op_out);
+ *
+ * done and user come right before the outputs; the object the start
+ * creates (a QMP handle, a stubdomain) is required and comes first; the op
+ * is always last and optional.  The blocking form is the same name with
+ * _sync, without done, user and op_out.  Services that run until stopped
+ * (stubdm_console_serve, stubdm_qmp_proxy_new) are objects, not
+ * operations: their handle carries their state and freeing it stops them.
  */
 
 typedef struct stubdm_op stubdm_op;
@@ -560,10 +594,12 @@ typedef struct stubdm_contract stubdm_contract;
 
 /** Who serves the stubdomain's consoles (the frontend "type" key). */
 typedef enum stubdm_console_backend {
-    STUBDM_CONSOLE_BACKEND_IOEMU = 0,      /**< a QEMU in dom0 ("ioemu"), as libxl */
-    STUBDM_CONSOLE_BACKEND_XENCONSOLED = 1, /**< xenconsoled ("xenconsoled")       */
-    STUBDM_CONSOLE_BACKEND_LIBSTUBDM = 2,  /**< this library's own backend
-                                        ("libstubdm")                      */
+    /** a QEMU in dom0 ("ioemu"), as libxl */
+    STUBDM_CONSOLE_BACKEND_IOEMU = 0,
+    /** xenconsoled ("xenconsoled") */
+    STUBDM_CONSOLE_BACKEND_XENCONSOLED = 1,
+    /** this library's own backend ("libstubdm") */
+    STUBDM_CONSOLE_BACKEND_LIBSTUBDM = 2,
 } stubdm_console_backend;
 
 /** Console roles, by console number. */
@@ -703,10 +739,11 @@ STUBDM_EXPORT int stubdm_contract_remove(stubdm_ctx *ctx,
  * @return 0 if started (done will be called), or STUBDM_EINVAL/ENOMEM
  *         (nothing started, done will not be called).
  */
-STUBDM_EXPORT int stubdm_dm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
-                                      uint32_t guest_domid, int timeout_ms,
-                                      stubdm_done_fn *done, void *user,
-                                      stubdm_op **op_out);
+STUBDM_EXPORT int stubdm_dm_wait_running(stubdm_ctx *ctx,
+                                         uint32_t stubdom_domid,
+                                         uint32_t guest_domid, int timeout_ms,
+                                         stubdm_done_fn *done, void *user,
+                                         stubdm_op **op_out);
 
 /**
  * Blocking form of stubdm_dm_wait_running, running the ctx's poll loop until
@@ -714,9 +751,9 @@ STUBDM_EXPORT int stubdm_dm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid
  * @return the completion code; the message is in stubdm_ctx_errmsg().
  */
 STUBDM_EXPORT int stubdm_dm_wait_running_sync(stubdm_ctx *ctx,
-                                           uint32_t stubdom_domid,
-                                           uint32_t guest_domid,
-                                           int timeout_ms);
+                                              uint32_t stubdom_domid,
+                                              uint32_t guest_domid,
+                                              int timeout_ms);
 
 /* ------------------------------------------------------------------------
  * QMP: the connection to the QEMU in a stubdomain
@@ -1170,9 +1207,6 @@ STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
  * mock xenstored (stubdm-ctl sim start) plays the hypervisor and runs
  * stubdm-sim-stubdom as the stubdomain, which runs a real QEMU.
  */
-#define STUBDM_HAVE_SPAWN 1
-/* Spawn-served consoles, stubdm_stubdom_save, restore fd, pause. */
-#define STUBDM_HAVE_DM_STATE 1
 typedef struct stubdm_console stubdm_console;
 
 /** Which host a ctx spawns on. */
@@ -1216,12 +1250,12 @@ STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
  * killed) or the stubdomain dying fail the spawn, which then tears down
  * as any failure does.
  *
- * Teardown (stubdm_stubdom_destroy, stubdm_stubdom_destroy_by_domid, a failed spawn), after
- * the domain is destroyed: "<script> remove" (vbd) or "<script> offline
- * type_if=vif" (vif), same environment, for every backend whose add ran
- * (marked "libstubdm-hotplug" in the backend), each bounded by 20 s; then
- * the backend nodes are removed.  A failure there is logged and returned
- * as the teardown's first error; the rest still runs.
+ * Teardown (stubdm_stubdom_destroy, stubdm_stubdom_destroy_by_domid, a
+ * failed spawn), after the domain is destroyed: "<script> remove" (vbd) or
+ * "<script> offline type_if=vif" (vif), same environment, for every backend
+ * whose add ran (marked "libstubdm-hotplug" in the backend), each bounded
+ * by 20 s; then the backend nodes are removed.  A failure there is logged
+ * and returned as the teardown's first error; the rest still runs.
  *
  * Off (run_scripts 0): the library still writes the backends' "script"
  * keys but runs nothing and waits for nothing; the caller's toolstack (or
@@ -1240,16 +1274,18 @@ STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
 
 /**
  * The directory of hotplug scripts a teardown may run when it reads a
- * script back from a backend's "script" node (stubdm_stubdom_destroy_by_domid of a domain
- * another process spawned; default and NULL: /etc/xen/scripts).  That node
- * is read only when dom0 owns it, and its path is run only when it names
- * an entry of this directory (no "..", "." or "//" in it) or is one of the
- * scripts the tearing-down spawn's own configuration names; any other is
- * not run, logged, and reported as the teardown's failure (STUBDM_EPERM;
- * the rest of the teardown still runs).  Applies to every teardown started
- * afterwards (stubdm_stubdom_destroy_by_domid, stubdm_stubdom_destroy_by_domid_ext, stubdm_stubdom_destroy,
- * a failed or cancelled spawn).  dir is copied (the caller keeps its
- * string); only the path is checked here, not that it exists.
+ * script back from a backend's "script" node
+ * (stubdm_stubdom_destroy_by_domid of a domain another process spawned;
+ * default and NULL: /etc/xen/scripts).  That node is read only when dom0
+ * owns it, and its path is run only when it names an entry of this
+ * directory (no "..", "." or "//" in it) or is one of the scripts the
+ * tearing-down spawn's own configuration names; any other is not run,
+ * logged, and reported as the teardown's failure (STUBDM_EPERM; the rest of
+ * the teardown still runs).  Applies to every teardown started afterwards
+ * (stubdm_stubdom_destroy_by_domid and its _ext form,
+ * stubdm_stubdom_destroy, a failed or cancelled spawn).  dir is copied (the
+ * caller keeps its string); only the path is checked here, not that it
+ * exists.
  * @param dir  an absolute path without a trailing '/' and without a "."
  *             or ".." component or "//", printable, at most 253 bytes;
  *             NULL restores the default.
@@ -1286,35 +1322,36 @@ STUBDM_EXPORT void stubdm_spawn_opts_free(stubdm_spawn_opts *cfg);
  * the stubdomain is named "<name>-dm").
  */
 STUBDM_EXPORT int stubdm_spawn_opts_set_guest(stubdm_spawn_opts *cfg,
-                                                uint32_t guest_domid,
-                                                const char *uuid,
-                                                const char *name);
+                                              uint32_t guest_domid,
+                                              const char *uuid,
+                                              const char *name);
 /** The stubdomain's name (default "<guest name>-dm"); NULL: default. */
 STUBDM_EXPORT int stubdm_spawn_opts_set_name(stubdm_spawn_opts *cfg,
-                                               const char *name);
+                                             const char *name);
 /** Kernel (required on Xen), ramdisk and command line (each may be NULL). */
 STUBDM_EXPORT int stubdm_spawn_opts_set_kernel(stubdm_spawn_opts *cfg,
-                                                 const char *kernel,
-                                                 const char *ramdisk,
-                                                 const char *cmdline);
+                                               const char *kernel,
+                                               const char *ramdisk,
+                                               const char *cmdline);
 /** Memory in KiB (default STUBDM_SPAWN_DEFAULT_MEMORY_KIB). */
 STUBDM_EXPORT int stubdm_spawn_opts_set_memory_kib(stubdm_spawn_opts *cfg,
-                                                     uint64_t kib);
+                                                   uint64_t kib);
 /** vCPUs, 1..128 (default 1). */
 STUBDM_EXPORT int stubdm_spawn_opts_set_vcpus(stubdm_spawn_opts *cfg,
-                                                unsigned vcpus);
+                                              unsigned vcpus);
 /** The QEMU arguments (not argv[0]); copied. */
 STUBDM_EXPORT int stubdm_spawn_opts_set_args(stubdm_spawn_opts *cfg,
-                                               const char *const *args,
-                                               size_t nargs);
+                                             const char *const *args,
+                                             size_t nargs);
 /** Console n's output, as stubdm_contract_set_console_output: 0 log,
  *  1 save, 2 restore, 3.. serials (in order). */
 STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(
     stubdm_spawn_opts *cfg, unsigned n, const char *output);
 /**
- * Who serves consoles.  Default: STUBDM_CONSOLE_BACKEND_LIBSTUBDM on the simulated
- * host, STUBDM_CONSOLE_BACKEND_IOEMU (libxl's dom0 QEMU, unchanged) on Xen: a Xen
- * caller opts in by choosing LIBSTUBDM (docs/real-xen.md).
+ * Who serves consoles.  Default: STUBDM_CONSOLE_BACKEND_LIBSTUBDM on the
+ * simulated host, STUBDM_CONSOLE_BACKEND_IOEMU (libxl's dom0 QEMU,
+ * unchanged) on Xen: a Xen caller opts in by choosing LIBSTUBDM
+ * (docs/real-xen.md).
  *
  * With XENCONSOLED the stubdomain gets console 0 only (no save console:
  * stubdm_dm_save fails at once); a console 1, 2 or serial output, or a
@@ -1347,8 +1384,8 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_console_backend(
  * rotations as libxl).  @return 0 or STUBDM_EINVAL.
  */
 STUBDM_EXPORT int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *cfg,
-                                                     uint64_t max_bytes,
-                                                     unsigned rotations);
+                                                   uint64_t max_bytes,
+                                                   unsigned rotations);
 /**
  * Restore: the device model's saved state is read from fd (stays the
  * caller's, made non-blocking) and given to QEMU through console 2; the
@@ -1358,7 +1395,7 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *cfg,
  * restoring (default).
  */
 STUBDM_EXPORT int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *cfg,
-                                                     int fd);
+                                                   int fd);
 /**
  * Append a disk: the next one is xvda, then xvdb, ... (the guest's order).
  * @param target    the backend's "params": a block device or image file.
@@ -1368,9 +1405,8 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *cfg,
  * @param readonly  non-zero: mode "r".
  */
 STUBDM_EXPORT int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *cfg,
-                                               const char *target,
-                                               const char *format,
-                                               int readonly);
+                                             const char *target,
+                                             const char *format, int readonly);
 /**
  * The hotplug script of disk n (0: xvda; raw disks only), written to the
  * backend's "script" and run as stubdm_ctx_set_hotplug() says.  A name
@@ -1380,8 +1416,8 @@ STUBDM_EXPORT int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *cfg,
  *         is empty or not printable ASCII), STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *cfg,
-                                                      size_t n,
-                                                      const char *script);
+                                                    size_t n,
+                                                    const char *script);
 /**
  * Append a nic (vif devid 0, 1, ...).
  * @param mac     "xx:xx:xx:xx:xx:xx", or NULL for a random 00:16:3e one.
@@ -1392,22 +1428,21 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *cfg,
  *                stubdm_ctx_set_hotplug() says.
  */
 STUBDM_EXPORT int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *cfg,
-                                              const char *mac,
-                                              const char *bridge,
-                                              const char *script);
+                                            const char *mac, const char *bridge,
+                                            const char *script);
 /** The XSM (FLASK) label of the stubdomain; NULL: the default. */
 STUBDM_EXPORT int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *cfg,
-                                                    const char *label);
+                                                  const char *label);
 /** Ask for this stubdomain domid (0, the default: the host chooses). */
 STUBDM_EXPORT int stubdm_spawn_opts_set_stubdom_domid(
     stubdm_spawn_opts *cfg, uint32_t domid);
 /** Bound on waiting for "running", > 0 ms. */
 STUBDM_EXPORT int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *cfg,
-                                                  int timeout_ms);
+                                                int timeout_ms);
 /** Open QMP once running (open != 0), with this open timeout (0: the
  *  default).  The handle is then stubdm_stubdom_qmp(). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *cfg,
-                                              int open, int open_timeout_ms);
+STUBDM_EXPORT int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *cfg, int open,
+                                            int open_timeout_ms);
 /**
  * The simulated host only: the program the simulated hypervisor runs as
  * the stubdomain (NULL: "stubdm-sim-stubdom", found next to the mock
@@ -1426,7 +1461,7 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_sim_program(
  *         the minimum 16384 KiB").
  */
 STUBDM_EXPORT int stubdm_spawn_opts_validate(stubdm_ctx *ctx,
-                                               const stubdm_spawn_opts *cfg);
+                                             const stubdm_spawn_opts *cfg);
 
 /** The steps of a spawn, in order.  HOTPLUG is reported on every spawn;
  *  it runs scripts only for disks and nics, and only when
@@ -1519,6 +1554,7 @@ STUBDM_EXPORT stubdm_console_backend stubdm_stubdom_console_backend(
  * @return 0, STUBDM_ESTATE (not running), STUBDM_EXEN, STUBDM_ENOTSUP.
  */
 STUBDM_EXPORT int stubdm_stubdom_pause(stubdm_stubdom *s);
+/** Undo stubdm_stubdom_pause; returns as it does. */
 STUBDM_EXPORT int stubdm_stubdom_unpause(stubdm_stubdom *s);
 
 /**
@@ -1571,7 +1607,8 @@ STUBDM_EXPORT int stubdm_stubdom_save_sync(stubdm_stubdom *s, int out_fd,
  */
 STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                       uint32_t guest_domid, int out_fd,
-                                      int timeout_ms, uint64_t *bytes_out);/** Bytes a completed save wrote to out_fd (0 for other ops). */
+                                      int timeout_ms, uint64_t *bytes_out);
+/** Bytes a completed save wrote to out_fd (0 for other ops). */
 STUBDM_EXPORT uint64_t stubdm_dm_save_bytes(const stubdm_op *op);
 
 /** Default bound on a save's stream: a device state is kilobytes. */
@@ -1609,7 +1646,8 @@ STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
  * Tear down a stubdomain by domid, e.g. one spawned by another process:
  * as stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom_domid, 0).
  */
-STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx, uint32_t stubdom_domid);
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx,
+                                                  uint32_t stubdom_domid);
 
 /** stubdm_stubdom_destroy_by_domid_ext flags. */
 enum {
@@ -1664,8 +1702,9 @@ enum {
  *         flags), or the teardown's first failure (every step is still
  *         attempted).
  */
-STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom_domid,
-                                     unsigned flags);
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx,
+                                                      uint32_t stubdom_domid,
+                                                      unsigned flags);
 
 /**
  * The stubdomain serving a guest (/local/domain/<guest>/image/
@@ -1673,20 +1712,29 @@ STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t 
  * STUBDM_ENOENT, STUBDM_EPERM (the node is not dom0's), STUBDM_EPROTO (not
  * a domid), STUBDM_EXENSTORE.
  */
-STUBDM_EXPORT int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx, uint32_t guest_domid,
-                                      uint32_t *stubdom_out);
+STUBDM_EXPORT int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx,
+                                               uint32_t guest_domid,
+                                               uint32_t *stubdom_out);
 
 /** A snapshot of the stubdomains known to xenstore. */
 typedef struct stubdm_stubdom_list stubdm_stubdom_list;
 
 /**
- * List stubdomains: every /local/domain/<id> with a "target".  A few
- * xenstore reads per domain; blocking.
+ * Take a snapshot of the stubdomains: every /local/domain/<id> with a
+ * "target".  A few xenstore reads per domain; blocking; no callback.
+ * @param[out] out  the list (free with stubdm_stubdom_list_free); NULL on
+ *                  failure.
+ * @return 0, STUBDM_EINVAL, STUBDM_EXENSTORE, STUBDM_EPERM, STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_stubdom_list_new(stubdm_ctx *ctx, stubdm_stubdom_list **out);
+STUBDM_EXPORT int stubdm_stubdom_list_new(stubdm_ctx *ctx,
+                                          stubdm_stubdom_list **out);
+/** Number of stubdomains in the list (0 for NULL).  Entries are indexed
+ *  0 .. count - 1 below; an index out of range gives 0 or "". */
 STUBDM_EXPORT size_t stubdm_stubdom_list_count(const stubdm_stubdom_list *l);
+/** The stubdomain's domid. */
 STUBDM_EXPORT uint32_t stubdm_stubdom_list_domid(const stubdm_stubdom_list *l,
                                                  size_t i);
+/** The guest it serves (its "target"). */
 STUBDM_EXPORT uint32_t stubdm_stubdom_list_guest(const stubdm_stubdom_list *l,
                                                  size_t i);
 /** The stubdomain's name ("" if none). */
@@ -1704,10 +1752,10 @@ STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
  * ------------------------------------------------------------------------
  *
  * The library can serve a stubdomain's PV consoles itself, so no QEMU is
- * needed in dom0 (contract backend kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM, frontend
- * "type" = "libstubdm").  Each served console follows the xenbus state
- * machine with the frontend, maps its ring, binds its event channel and
- * moves bytes between the ring and an fd, from the ctx's event loop.
+ * needed in dom0 (contract backend kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM,
+ * frontend "type" = "libstubdm").  Each served console follows the xenbus
+ * state machine with the frontend, maps its ring, binds its event channel
+ * and moves bytes between the ring and an fd, from the ctx's event loop.
  * Roles, by console number (docs/consoles.md):
  *
  *   0 log      frontend -> a file with a size cap and rotation (or drops,
@@ -1740,8 +1788,6 @@ STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
  * stubdm_console_free() ends it without a callback.  Either way the
  * handle stays valid (stats readable) until closed.
  */
-#define STUBDM_HAVE_CONSOLE_SERVE 1
-
 /* typedef struct stubdm_console stubdm_console: above, with the spawn API */
 typedef struct stubdm_console_opts stubdm_console_opts;
 
@@ -1824,8 +1870,8 @@ STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
  * console 0: ring-ref and port from the domain builder), maps and binds
  * them, writes Connected (4) and
  * moves bytes.  On the end, Closing (5) then Closed (6).
- * @param n     0 .. 2 + STUBDM_CONSOLE_MAX_SERIALS; the role must fit n (log: 0,
- *              save: 1, restore: 2, serial: >= 3).
+ * @param n     0 .. 2 + STUBDM_CONSOLE_MAX_SERIALS; the role must fit n
+ *              (log: 0, save: 1, restore: 2, serial: >= 3).
  * @param opts  copied.
  * @param done  may be NULL (then poll stubdm_console_result()).
  * @param[out] out  the handle (required); release it with
