@@ -893,11 +893,11 @@ STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
  *   STUBDM_EPROTO        QEMU sent something malformed or over a limit;
  *   STUBDM_EQMP          QEMU refused qmp_capabilities;
  *   STUBDM_EVCHAN        the channel failed or was closed;
- *   STUBDM_ECANCELED     the handle was closed first (done is then called
+ *   STUBDM_ECANCELED     the handle was freed first (done is then called
  *                        from a later dispatch with q already invalid:
  *                        don't use q in it);
  *   STUBDM_EXENSTORE, STUBDM_EPERM, STUBDM_ENOMEM.
- * A failed handle stays valid: close it or stubdm_qmp_reconnect() it.
+ * A failed handle stays valid: free it or stubdm_qmp_reconnect() it.
  *
  * @param opts     NULL for the defaults; copied, may be freed at once.
  * @param done     may be NULL (then watch the op or stubdm_qmp_is_ready()).
@@ -943,7 +943,7 @@ STUBDM_EXPORT int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done,
                                        void *user, stubdm_op **op_out);
 
 /**
- * Close a handle.  Its pending commands complete with STUBDM_ECANCELED
+ * Free a handle.  Its pending commands complete with STUBDM_ECANCELED
  * (their callbacks receive q == NULL), a pending open with
  * STUBDM_ECANCELED, its subscriptions are dropped.  The connection closes
  * (and the lock is released) with its last handle.  Safe from any
@@ -973,7 +973,7 @@ STUBDM_EXPORT const char *stubdm_qmp_greeting_json(const stubdm_qmp *q);
 
 /**
  * A command's completion.
- * @param q      the handle, or NULL if it was closed (rc ECANCELED).
+ * @param q      the handle, or NULL if it was freed (rc ECANCELED).
  * @param op     the command's operation (valid during the call).
  * @param rc     0: QEMU returned success; STUBDM_EQMP: QEMU returned an
  *               error (class and description in reply); STUBDM_ETIMEDOUT:
@@ -1061,8 +1061,8 @@ STUBDM_EXPORT void stubdm_qmp_event_timestamp(const stubdm_qmp_event *ev,
 /**
  * Subscribe the handle to events named name (NULL: all events).
  * @param[out] sub_out  the subscription (may be NULL if never removed
- *                      before close); stubdm_qmp_sub_free() or closing
- *                      the handle frees it.
+ *                      before the handle is freed); stubdm_qmp_sub_free()
+ *                      or freeing the handle frees it.
  * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
@@ -1125,7 +1125,7 @@ typedef struct stubdm_qmp_proxy stubdm_qmp_proxy;
  * uid, gid; STUBDM_LOG_INFO); only root and the proxy's own effective uid
  * are served, plus a group given to stubdm_qmp_proxy_allow_group(); any
  * other client is closed at once and logged (STUBDM_LOG_WARN).  The proxy
- * borrows q: close the proxy before q.  If q's connection is lost, every
+ * borrows q: free the proxy before q.  If q's connection is lost, every
  * client is disconnected and new ones are refused until q is ready again.
  * @param command_timeout_ms  bound on each forwarded command (> 0).
  * @return 0, STUBDM_EINVAL, STUBDM_ESTATE (q not ready), STUBDM_ELIMIT
@@ -1786,7 +1786,7 @@ STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
  *                        EIO, ...; os errno in the message);
  *   STUBDM_EXEN, STUBDM_EXENSTORE, STUBDM_ENOTSUP (no usable transport).
  * stubdm_console_free() ends it without a callback.  Either way the
- * handle stays valid (stats readable) until closed.
+ * handle stays valid (stats readable) until freed.
  */
 /* typedef struct stubdm_console stubdm_console: above, with the spawn API */
 typedef struct stubdm_console_opts stubdm_console_opts;
@@ -1901,7 +1901,7 @@ STUBDM_EXPORT int stubdm_console_result(const stubdm_console *c);
 STUBDM_EXPORT const char *stubdm_console_errmsg(const stubdm_console *c);
 /** The backend's xenbus state as last written (1..6, XenbusState). */
 STUBDM_EXPORT int stubdm_console_state(const stubdm_console *c);
-/** The pty path of a serial pty console, else NULL.  Valid until close. */
+/** The pty path of a serial pty console, else NULL.  Valid until freed. */
 STUBDM_EXPORT const char *stubdm_console_tty(const stubdm_console *c);
 /** The counters of a console, since it was opened. */
 typedef struct stubdm_console_stats {
@@ -1962,7 +1962,7 @@ STUBDM_EXPORT int stubdm_ctx_set_console_limits(stubdm_ctx *ctx,
  * has been written to the destination (e.g. the end of a save stream, see
  * docs/consoles.md: libxl never waited for it).  Completes with 0, with
  * STUBDM_ETIMEDOUT after timeout_ms (> 0), or with the console's own code
- * if it ends first (STUBDM_ECANCELED if it was closed).
+ * if it ends first (STUBDM_ECANCELED if it was freed).
  * @return 0 if started; STUBDM_EINVAL; STUBDM_ESTATE (console ended).
  */
 STUBDM_EXPORT int stubdm_console_flush(stubdm_console *c, int timeout_ms,
