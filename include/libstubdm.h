@@ -1072,9 +1072,10 @@ STUBDM_EXPORT int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
 STUBDM_EXPORT void stubdm_qmp_sub_free(stubdm_qmp_sub *sub);
 
 /**
- * Counters of a handle's connection, since the connection was made (shared
- * handles see the same counters).  Read with stubdm_qmp_get_stats(); see
- * "Statistics" for the size argument.
+ * Counters of a handle's connection, since the open that made it
+ * (reconnects included, until its last handle is freed; shared handles see
+ * the same counters).  Read with stubdm_qmp_get_stats(); see "Statistics"
+ * for the size argument.
  */
 typedef struct stubdm_qmp_stats {
     uint64_t commands_sent;
