@@ -88,6 +88,14 @@ static pid_t frontend(unsigned n, int dir, size_t total)
     _exit(0);
 }
 
+static uint64_t console_bytes_out(const stubdm_console *c)
+{
+    stubdm_console_stats st;
+
+    stubdm_console_get_stats(c, &st, sizeof(st));
+    return st.bytes_out;
+}
+
 static void serve_or_die(unsigned n, stubdm_console_opts *o,
                          stubdm_console **c)
 {
@@ -120,8 +128,8 @@ static void bench_save(size_t total, int use_pipe)
     stubdm_console_opts_set_save_fd(o, fd);
     serve_or_die(1, o, &c);
     pid = frontend(1, 0, total);
-    while (stubdm_console_bytes_out(c) < total) {
-        if (!t0 && stubdm_console_bytes_out(c))
+    while (console_bytes_out(c) < total) {
+        if (!t0 && console_bytes_out(c))
             t0 = stubdm_now_ms();
         if (stubdm_ctx_run_once(ctx, use_pipe ? 0 : 100))
             die("run");
@@ -135,7 +143,7 @@ static void bench_save(size_t total, int use_pipe)
     printf("save stream -> %-9s %4zu MiB  %8.1f MB/s\n",
            use_pipe ? "pipe" : "/dev/null", total / MIB,
            (double)total / 1e6 / ((double)(t1 - t0 ? t1 - t0 : 1) / 1000.0));
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
     if (use_pipe) {
@@ -180,7 +188,7 @@ static void bench_restore(size_t total)
         die(stubdm_console_errmsg(c));
     printf("restore stream <- file     %4zu MiB  %8.1f MB/s\n", total / MIB,
            (double)total / 1e6 / ((double)(t1 - t0 ? t1 - t0 : 1) / 1000.0));
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     waitpid(pid, NULL, 0);
     close(fd);
     unlink(path);
@@ -208,7 +216,7 @@ static void bench_memory(void)
            "one mapped 4 KiB page each once connected; no data buffers)\n",
            (size_t)(b.uordblks - a.uordblks) / N, N);
     for (int i = 0; i < N; i++)
-        stubdm_console_close(c[i]);
+        stubdm_console_free(c[i]);
     close(nullfd);
 }
 

@@ -31,21 +31,21 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static stubdm_spawn_config *config(const char *mem, int restore_fd)
+static stubdm_spawn_opts *config(const char *mem, int restore_fd)
 {
     const char *args[] = { "-xen-domid", "1000", "-machine", "xenfv", "-m", mem,
                            "-nodefaults", "-display", "none", "-no-shutdown" };
-    stubdm_spawn_config *c = NULL;
+    stubdm_spawn_opts *c = NULL;
 
-    if (stubdm_spawn_config_new(&c))
+    if (stubdm_spawn_opts_new(&c))
         return NULL;
-    stubdm_spawn_config_set_guest(c, 1000, NULL, "bench");
-    stubdm_spawn_config_set_args(c, args, sizeof(args) / sizeof(args[0]));
-    stubdm_spawn_config_set_sim_program(c, sim_program, NULL, 0);
-    stubdm_spawn_config_set_qmp(c, 1, 0);
-    stubdm_spawn_config_set_timeout(c, 30000);
+    stubdm_spawn_opts_set_guest(c, 1000, NULL, "bench");
+    stubdm_spawn_opts_set_args(c, args, sizeof(args) / sizeof(args[0]));
+    stubdm_spawn_opts_set_sim_program(c, sim_program, NULL, 0);
+    stubdm_spawn_opts_set_qmp(c, 1, 0);
+    stubdm_spawn_opts_set_timeout(c, 30000);
     if (restore_fd >= 0)
-        stubdm_spawn_config_set_restore_fd(c, restore_fd);
+        stubdm_spawn_opts_set_restore_fd(c, restore_fd);
     return c;
 }
 
@@ -58,7 +58,7 @@ static int one_case(stubdm_ctx *ctx, const char *mem, int rounds,
 
     snprintf(path, sizeof(path), "%s/bench.dm-state", dir);
     for (int r = 0; r < rounds; r++) {
-        stubdm_spawn_config *c = config(mem, -1);
+        stubdm_spawn_opts *c = config(mem, -1);
         stubdm_stubdom *s = NULL;
         int64_t t0;
         int fd, rc;
@@ -68,10 +68,10 @@ static int one_case(stubdm_ctx *ctx, const char *mem, int rounds,
                     stubdm_ctx_errmsg(ctx));
             return 1;
         }
-        stubdm_spawn_config_free(c);
+        stubdm_spawn_opts_free(c);
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         t0 = stubdm_now_ms();
-        rc = stubdm_dm_save_sync(NULL, s, 0, 0, fd, 30000, &bytes);
+        rc = stubdm_stubdom_save_sync(s, fd, 30000, &bytes);
         save_ms[r] = (double)(stubdm_now_ms() - t0);
         close(fd);
         stubdm_stubdom_destroy(s);
@@ -86,7 +86,7 @@ static int one_case(stubdm_ctx *ctx, const char *mem, int rounds,
         t0 = stubdm_now_ms();
         rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
         restore_ms[r] = (double)(stubdm_now_ms() - t0);
-        stubdm_spawn_config_free(c);
+        stubdm_spawn_opts_free(c);
         close(fd);
         if (rc) {
             fprintf(stderr, "bench_dm_state: restore: %s\n",

@@ -35,7 +35,7 @@ int main(void)
     struct mockxs_opts o = {.domids = doms, .n_domids = 1};
     struct mockxs m;
     stubdm_ctx *ctx;
-    char **args = calloc(STUBDM_MAX_DM_ARGS, sizeof(*args));
+    char **args = calloc(STUBDM_DM_ARGV_MAX_ARGS, sizeof(*args));
     int status = 0;
 
     if (!args || mockxs_start(&m, &o)) {
@@ -45,7 +45,7 @@ int main(void)
     setenv("XENSTORED_PATH", mockxs_socket(&m), 1);
     if (stubdm_ctx_new(&ctx))
         return 1;
-    for (size_t i = 0; i < STUBDM_MAX_DM_ARGS; i++)
+    for (size_t i = 0; i < STUBDM_DM_ARGV_MAX_ARGS; i++)
         args[i] = stubdm__sprintf("-device-option-%zu=some,value", i);
     printf("%6s %10s %8s %12s\n", "args", "requests", "N+k", "median ms");
     for (size_t s = 0; s < 3; s++) {
@@ -54,7 +54,7 @@ int main(void)
         for (int r = 0; r < RUNS; r++) {
             uint64_t before = stubdm__xs_requests(ctx);
             double t0 = now_ms();
-            int rc = stubdm_dm_argv_write(ctx, VM, 5, STUBDM_ARGV_DIRECTORY,
+            int rc = stubdm_dm_argv_write(ctx, VM, 5, STUBDM_DM_ARGV_DIRECTORY,
                                           0, (const char *const *)args,
                                           sizes[s]);
             t[r] = now_ms() - t0;
@@ -70,7 +70,7 @@ int main(void)
                (unsigned long long)req, sizes[s],
                (unsigned long long)(req - sizes[s]), t[RUNS / 2]);
     }
-    for (size_t i = 0; i < STUBDM_MAX_DM_ARGS; i++)
+    for (size_t i = 0; i < STUBDM_DM_ARGV_MAX_ARGS; i++)
         free(args[i]);
     free(args);
     stubdm_ctx_free(ctx);

@@ -369,7 +369,7 @@ int main(int argc, char **argv)
                (double)(ru1.ru_nvcsw - ru0.ru_nvcsw) / n,
                (double)(ru1.ru_nivcsw - ru0.ru_nivcsw) / n);
         if (q)
-            stubdm_qmp_close(q);
+            stubdm_qmp_free(q);
         stubdm_ctx_free(ctx);
         if (do_lib)
             qmp_peer_stop(&peer);
@@ -401,7 +401,7 @@ int main(int argc, char **argv)
     double secs = (now_ns() - t0) / 1e9;
     printf("%-34s n=%-6d %8.0f ops/s\n", "libstubdm, all queued at once", n,
            n / secs);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     stubdm_ctx_free(ctx);
     qmp_peer_stop(&peer);
 
@@ -420,7 +420,7 @@ int main(int argc, char **argv)
         if (lib_round_trips(ctx, q, "query-status", 200, &qs) == 0)
             report(&qs);
         free(qs.lat);
-        stubdm_qmp_close(q);
+        stubdm_qmp_free(q);
     } else {
         printf("QEMU: not available (%s)\n", stubdm_ctx_errmsg(ctx));
     }

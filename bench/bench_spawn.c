@@ -87,19 +87,19 @@ static double round_once(stubdm_ctx *ctx, int n, bool qemu, double *cpu)
 
     pending_ptr = &pending;
     for (int i = 0; i < n; i++) {
-        stubdm_spawn_config *c = NULL;
-        stubdm_spawn_config_new(&c);
-        stubdm_spawn_config_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
-        stubdm_spawn_config_set_args(c, args_none, 7);
-        stubdm_spawn_config_set_sim_program(c, sim_program, qemu ? NULL : noqemu,
+        stubdm_spawn_opts *c = NULL;
+        stubdm_spawn_opts_new(&c);
+        stubdm_spawn_opts_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
+        stubdm_spawn_opts_set_args(c, args_none, 7);
+        stubdm_spawn_opts_set_sim_program(c, sim_program, qemu ? NULL : noqemu,
                                             qemu ? 0 : 1);
-        stubdm_spawn_config_set_qmp(c, 1, 0);
-        stubdm_spawn_config_set_timeout(c, 120000);
+        stubdm_spawn_opts_set_qmp(c, 1, 0);
+        stubdm_spawn_opts_set_timeout(c, 120000);
         if (stubdm_spawn(ctx, c, NULL, on_spawned, &o[i], &o[i].s, NULL)) {
             fprintf(stderr, "bench_spawn: %s\n", stubdm_ctx_errmsg(ctx));
             exit(1);
         }
-        stubdm_spawn_config_free(c);
+        stubdm_spawn_opts_free(c);
     }
     while (pending > 0)
         if (stubdm_ctx_run_once(ctx, 1000))

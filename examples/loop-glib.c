@@ -35,7 +35,7 @@ int main(int argc, char **argv)
         return 1;
     s.loop = g_main_loop_new(NULL, FALSE);
     a = stubdm_glib_attach(ctx, NULL);
-    if (!a || stubdm_wait_running(ctx, (uint32_t)atoi(argv[1]),
+    if (!a || stubdm_dm_wait_running(ctx, (uint32_t)atoi(argv[1]),
                                   (uint32_t)atoi(argv[2]), atoi(argv[3]),
                                   on_running, &s, NULL)) {
         fprintf(stderr, "%s\n", stubdm_ctx_errmsg(ctx));

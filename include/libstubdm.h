@@ -20,17 +20,39 @@
  * ------------------------------------------------------------------------
  *
  * Errors.  Every function that can fail returns int: 0 (STUBDM_OK) on
- * success or one of the negative STUBDM_E* codes below.  When a function
- * that takes a ctx fails, stubdm_ctx_errmsg() holds a sentence that says
- * what failed and why (naming the argument, path or domain involved), and
- * stubdm_ctx_os_errno() the errno of the failing system or Xen library call
- * (0 when there was none).  Both stay valid until the next call on that ctx.
+ * success or one of the negative STUBDM_E* codes below.  Where a function's
+ * documentation lists no codes (the option setters, mostly), it returns 0,
+ * STUBDM_EINVAL (a NULL object or a value out of range) or STUBDM_ENOMEM
+ * (copying a string).  Getters on a NULL handle return 0 or NULL.  When a
+ * function that takes a ctx fails, stubdm_ctx_errmsg() holds a sentence
+ * that says what failed and why (naming the argument, path or domain
+ * involved), and stubdm_ctx_os_errno() the errno of the failing system or
+ * Xen library call (0 when there was none).  Both stay valid until the next
+ * call on that ctx.
+ *
+ * Names (docs/api-naming.md).  stubdm_OBJECT_VERB: the object first
+ * (ctx, op, nodes, dm_argv, contract, dm, qmp, qmp_proxy, spawn_opts,
+ * stubdom, stubdom_list, console, ...), then what is done to it.  Options
+ * objects are stubdm_OBJECT_opts (_new, _set_*, _free).  Outputs come
+ * last.  Predicates are _is_*.
  *
  * Ownership.  Handles (stubdm_ctx, stubdm_op, stubdm_qmp, ...) are opaque,
- * created by the library and released by the matching *_free function, which
- * accepts NULL.  Strings passed in are copied unless the documentation says
- * otherwise.  Strings returned are borrowed ("valid until ...") unless the
- * documentation says "free with free()".
+ * created by the library and released by the matching *_free function (the
+ * one release verb), which accepts NULL.  Strings passed in are copied
+ * unless the documentation says otherwise.  Strings returned are borrowed
+ * ("valid until ...") unless the documentation says "free with free()".
+ *
+ * Statistics.  Counters are read one way: a struct per object
+ * (stubdm_qmp_stats, stubdm_console_stats, stubdm_qmp_proxy_stats) filled
+ * by one call, stubdm_OBJECT_get_stats(obj, &stats, sizeof(stats)).  The
+ * size is the struct's size as the caller was compiled: later versions only
+ * append fields, the library fills what both sides know and zeroes the rest
+ * of the caller's struct, so old callers and new libraries (and the
+ * reverse) agree.  A NULL object gives STUBDM_EINVAL and a zeroed struct.
+ *
+ * Callbacks run only from the dispatch entry points and the *_sync
+ * wrappers, never from the call that starts an operation (see "Event-loop
+ * integration" and "Asynchronous operations").
  *
  * Threads.  A ctx and everything created from it belong to one thread at a
  * time; the library creates no threads of its own (libxenstore may create a
@@ -70,13 +92,20 @@ extern "C" {
 /*
  * Feature macros: defined when the feature exists in this header, so a
  * toolstack can build against several versions (the LIBXL_HAVE_* pattern).
+ * All of them are here, in this one block; a later version adds its own
+ * at the end.
  */
-#define STUBDM_HAVE_LOOP_HOOKS 1   /* stubdm_ctx_set_loop and friends     */
-#define STUBDM_HAVE_POLL 1         /* stubdm_ctx_poll_prepare/dispatch    */
-#define STUBDM_HAVE_DM_ARGV 1      /* dm-argv encoding, writing, reading  */
-#define STUBDM_HAVE_CONTRACT 1     /* stubdm_contract_* xenstore layout   */
-#define STUBDM_HAVE_WAIT_RUNNING 1 /* stubdm_wait_running                 */
-#define STUBDM_HAVE_QMP 1          /* stubdm_qmp_*                        */
+#define STUBDM_HAVE_LOOP_HOOKS 1      /* stubdm_ctx_set_loop and friends  */
+#define STUBDM_HAVE_POLL 1            /* stubdm_ctx_poll_prepare/dispatch */
+#define STUBDM_HAVE_DM_ARGV 1         /* stubdm_dm_argv_*                 */
+#define STUBDM_HAVE_CONTRACT 1        /* stubdm_contract_*                */
+#define STUBDM_HAVE_DM_WAIT_RUNNING 1 /* stubdm_dm_wait_running           */
+#define STUBDM_HAVE_QMP 1             /* stubdm_qmp_*, the QMP proxy      */
+#define STUBDM_HAVE_SPAWN 1           /* stubdm_spawn, stubdm_stubdom_*   */
+/* Spawn-served consoles, stubdm_stubdom_save, stubdm_dm_save, restore fd,
+ * pause. */
+#define STUBDM_HAVE_DM_STATE 1
+#define STUBDM_HAVE_CONSOLE_SERVE 1   /* stubdm_console_serve             */
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -371,6 +400,19 @@ STUBDM_EXPORT int64_t stubdm_now_ms(void);
  *    (no callback).
  *  - Freeing an operation, a QMP connection or the ctx from inside any
  *    callback is safe, including the callback of that very object.
+ *
+ * One shape for every start:
+ *
+ *   int stubdm_OBJECT_VERB(subject, inputs..., [progress,]
+ *                          stubdm_done_fn *done, void *user,
+ *                          [OBJECT **obj_out,] stubdm_op **op_out);
+ *
+ * done and user come right before the outputs; the object the start
+ * creates (a QMP handle, a stubdomain) is required and comes first; the op
+ * is always last and optional.  The blocking form is the same name with
+ * _sync, without done, user and op_out.  Services that run until stopped
+ * (stubdm_console_serve, stubdm_qmp_proxy_new) are objects, not
+ * operations: their handle carries their state and freeing it stops them.
  */
 
 typedef struct stubdm_op stubdm_op;
@@ -390,7 +432,7 @@ STUBDM_EXPORT void stubdm_op_free(stubdm_op *op);
  * Whether the operation has completed (its callback has been called or is
  * about to be, in the current dispatch).
  */
-STUBDM_EXPORT int stubdm_op_done(const stubdm_op *op);
+STUBDM_EXPORT int stubdm_op_is_done(const stubdm_op *op);
 
 /**
  * The operation's result: 0 or a negative code once done; STUBDM_ESTATE
@@ -462,20 +504,20 @@ STUBDM_EXPORT void stubdm_nodes_free(stubdm_nodes *nodes);
  */
 
 /** How the argv is stored. */
-typedef enum stubdm_argv_encoding {
+typedef enum stubdm_dm_argv_encoding {
     /** /vm/<uuid>/image/dm-argv/NNN, one key per argument (Xen >= 4.14). */
-    STUBDM_ARGV_DIRECTORY = 0,
+    STUBDM_DM_ARGV_DIRECTORY = 0,
     /** /vm/<uuid>/image/dmargs, one space-joined string (MiniOS stubdom). */
-    STUBDM_ARGV_MINIOS_DMARGS = 1,
+    STUBDM_DM_ARGV_MINIOS_DMARGS = 1,
     /** /vm/<uuid>/image/dmargs, one string with ESC (0x1b) separators (Qubes
      *  2017-2019, read with xenstore-read -R). */
-    STUBDM_ARGV_ESC_STRING = 2,
-} stubdm_argv_encoding;
+    STUBDM_DM_ARGV_ESC_STRING = 2,
+} stubdm_dm_argv_encoding;
 
 /** Default bound on one xenstore value: xenstored's entry-size quota. */
-#define STUBDM_DEFAULT_MAX_VALUE_LEN 2048
+#define STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN 2048
 /** At most this many arguments in the directory encoding. */
-#define STUBDM_MAX_DM_ARGS 999
+#define STUBDM_DM_ARGV_MAX_ARGS 999
 
 /**
  * Encode args into the nodes that dm-argv writing would create, without
@@ -484,9 +526,9 @@ typedef enum stubdm_argv_encoding {
  * @param ctx            for the error message (may not be NULL).
  * @param vm_path        the guest's vm path, "/vm/<uuid>".
  * @param stubdom_domid  the stubdomain, which gets read access.
- * @param encoding       a stubdm_argv_encoding.
+ * @param encoding       a stubdm_dm_argv_encoding.
  * @param max_value_len  bound on each value in bytes; 0 means
- *                       STUBDM_DEFAULT_MAX_VALUE_LEN.
+ *                       STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN.
  * @param args           the arguments (not argv[0]).
  * @param nargs          how many there are.
  * @param[out] out       receives the node list (free with
@@ -495,12 +537,12 @@ typedef enum stubdm_argv_encoding {
  *         an argument the encoding cannot carry (a newline, a NUL-free
  *         argument containing the separator, ...); STUBDM_ELIMIT for an
  *         argument longer than max_value_len or more than
- *         STUBDM_MAX_DM_ARGS arguments; STUBDM_ENOMEM.  The message names
+ *         STUBDM_DM_ARGV_MAX_ARGS arguments; STUBDM_ENOMEM.  The message names
  *         the offending argument by its index.
  */
 STUBDM_EXPORT int stubdm_dm_argv_encode(stubdm_ctx *ctx, const char *vm_path,
                                         uint32_t stubdom_domid,
-                                        stubdm_argv_encoding encoding,
+                                        stubdm_dm_argv_encoding encoding,
                                         size_t max_value_len,
                                         const char *const *args, size_t nargs,
                                         stubdm_nodes **out);
@@ -515,7 +557,7 @@ STUBDM_EXPORT int stubdm_dm_argv_encode(stubdm_ctx *ctx, const char *vm_path,
  */
 STUBDM_EXPORT int stubdm_dm_argv_write(stubdm_ctx *ctx, const char *vm_path,
                                        uint32_t stubdom_domid,
-                                       stubdm_argv_encoding encoding,
+                                       stubdm_dm_argv_encoding encoding,
                                        size_t max_value_len,
                                        const char *const *args, size_t nargs);
 
@@ -524,17 +566,17 @@ STUBDM_EXPORT int stubdm_dm_argv_write(stubdm_ctx *ctx, const char *vm_path,
  * them as text, read the values), with bounded sizes.  For the legacy
  * encodings, split the single string as the stubdomain would.
  * @param[out] args_out   a NULL-terminated array of strings; free it with
- *                        stubdm_argv_free().
+ *                        stubdm_dm_argv_free().
  * @param[out] nargs_out  number of arguments (may be NULL).
  * @return 0, STUBDM_ENOENT (no argv stored), STUBDM_EXENSTORE, STUBDM_EPERM,
  *         STUBDM_ELIMIT, STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
-                                      stubdm_argv_encoding encoding,
+                                      stubdm_dm_argv_encoding encoding,
                                       char ***args_out, size_t *nargs_out);
 
 /** Free an array from stubdm_dm_argv_read().  NULL is ignored. */
-STUBDM_EXPORT void stubdm_argv_free(char **args);
+STUBDM_EXPORT void stubdm_dm_argv_free(char **args);
 
 /* ------------------------------------------------------------------------
  * The xenstore contract of a stubdomain start
@@ -552,10 +594,12 @@ typedef struct stubdm_contract stubdm_contract;
 
 /** Who serves the stubdomain's consoles (the frontend "type" key). */
 typedef enum stubdm_console_backend {
-    STUBDM_CONSOLE_IOEMU = 0,      /**< a QEMU in dom0 ("ioemu"), as libxl */
-    STUBDM_CONSOLE_XENCONSOLED = 1, /**< xenconsoled ("xenconsoled")       */
-    STUBDM_CONSOLE_LIBSTUBDM = 2,  /**< this library's own backend
-                                        ("libstubdm")                      */
+    /** a QEMU in dom0 ("ioemu"), as libxl */
+    STUBDM_CONSOLE_BACKEND_IOEMU = 0,
+    /** xenconsoled ("xenconsoled") */
+    STUBDM_CONSOLE_BACKEND_XENCONSOLED = 1,
+    /** this library's own backend ("libstubdm") */
+    STUBDM_CONSOLE_BACKEND_LIBSTUBDM = 2,
 } stubdm_console_backend;
 
 /** Console roles, by console number. */
@@ -564,7 +608,7 @@ typedef enum stubdm_console_backend {
 #define STUBDM_CONSOLE_RESTORE 2  /**< QEMU device state, in (restore)    */
 #define STUBDM_CONSOLE_SERIAL0 3  /**< first guest serial                 */
 /** At most this many guest serials. */
-#define STUBDM_MAX_SERIALS 16
+#define STUBDM_CONSOLE_MAX_SERIALS 16
 
 /**
  * Create an empty contract.  Defaults: toolstack domid 0, console backend
@@ -596,11 +640,11 @@ STUBDM_EXPORT int stubdm_contract_set_args(stubdm_contract *c,
 
 /** Choose the argv encoding and the per-value bound (0: default). */
 STUBDM_EXPORT int stubdm_contract_set_argv_encoding(
-    stubdm_contract *c, stubdm_argv_encoding encoding, size_t max_value_len);
+    stubdm_contract *c, stubdm_dm_argv_encoding encoding, size_t max_value_len);
 
 /**
  * Choose who serves the consoles (the frontend "type" of each).  With
- * STUBDM_CONSOLE_XENCONSOLED the layout has console 0 only: xenconsoled
+ * STUBDM_CONSOLE_BACKEND_XENCONSOLED the layout has console 0 only: xenconsoled
  * serves nothing else, and a Linux stubdomain would wait 25 s at boot for
  * each console nobody serves; an output set for console 1, 2 or a serial
  * then makes layout/write fail with STUBDM_EINVAL (docs/protocol.md
@@ -695,20 +739,21 @@ STUBDM_EXPORT int stubdm_contract_remove(stubdm_ctx *ctx,
  * @return 0 if started (done will be called), or STUBDM_EINVAL/ENOMEM
  *         (nothing started, done will not be called).
  */
-STUBDM_EXPORT int stubdm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
-                                      uint32_t guest_domid, int timeout_ms,
-                                      stubdm_done_fn *done, void *user,
-                                      stubdm_op **op_out);
+STUBDM_EXPORT int stubdm_dm_wait_running(stubdm_ctx *ctx,
+                                         uint32_t stubdom_domid,
+                                         uint32_t guest_domid, int timeout_ms,
+                                         stubdm_done_fn *done, void *user,
+                                         stubdm_op **op_out);
 
 /**
- * Blocking form of stubdm_wait_running, running the ctx's poll loop until
+ * Blocking form of stubdm_dm_wait_running, running the ctx's poll loop until
  * the wait completes.  Other operations on the ctx progress meanwhile.
  * @return the completion code; the message is in stubdm_ctx_errmsg().
  */
-STUBDM_EXPORT int stubdm_wait_running_sync(stubdm_ctx *ctx,
-                                           uint32_t stubdom_domid,
-                                           uint32_t guest_domid,
-                                           int timeout_ms);
+STUBDM_EXPORT int stubdm_dm_wait_running_sync(stubdm_ctx *ctx,
+                                              uint32_t stubdom_domid,
+                                              uint32_t guest_domid,
+                                              int timeout_ms);
 
 /* ------------------------------------------------------------------------
  * QMP: the connection to the QEMU in a stubdomain
@@ -740,7 +785,7 @@ STUBDM_EXPORT int stubdm_wait_running_sync(stubdm_ctx *ctx,
  *              +--> failed <-----+  stubdm_qmp_reconnect() --> connecting
  *                  (done: rc)
  *
- * stubdm_qmp_close() is valid in every state.
+ * stubdm_qmp_free() is valid in every state.
  */
 
 typedef struct stubdm_qmp stubdm_qmp;
@@ -839,8 +884,7 @@ STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
  * qmp_capabilities (with "oob" if offered and asked for); wait for its
  * answer.  The stubdomain dying meanwhile ends it at once.
  *
- * done is called once (see "Asynchronous operations"; its op is floating
- * and internal) with:
+ * done is called once (see "Asynchronous operations") with:
  *   0                    ready: commands may be executed;
  *   STUBDM_ETIMEDOUT     the open timeout passed (the message says in
  *                        which step: lock, ring-ref, greeting, negotiation);
@@ -849,15 +893,21 @@ STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
  *   STUBDM_EPROTO        QEMU sent something malformed or over a limit;
  *   STUBDM_EQMP          QEMU refused qmp_capabilities;
  *   STUBDM_EVCHAN        the channel failed or was closed;
- *   STUBDM_ECANCELED     the handle was closed first (done is then called
+ *   STUBDM_ECANCELED     the handle was freed first (done is then called
  *                        from a later dispatch with q already invalid:
  *                        don't use q in it);
  *   STUBDM_EXENSTORE, STUBDM_EPERM, STUBDM_ENOMEM.
- * A failed handle stays valid: close it or stubdm_qmp_reconnect() it.
+ * A failed handle stays valid: free it or stubdm_qmp_reconnect() it.
  *
  * @param opts     NULL for the defaults; copied, may be freed at once.
- * @param[out] q_out  the handle, set before return (also on failure to
- *                 NULL).  Free it with stubdm_qmp_close().
+ * @param done     may be NULL (then watch the op or stubdm_qmp_is_ready()).
+ * @param[out] q_out   the handle (required), set before return (also on
+ *                     failure, to NULL).  Free it with stubdm_qmp_free().
+ * @param[out] op_out  the open's operation, or NULL for a floating op.
+ *                     Cancelling or freeing it ends the open with
+ *                     STUBDM_ECANCELED and leaves q as a failed handle
+ *                     (reconnect it or free it); freeing q first completes
+ *                     it with STUBDM_ECANCELED.
  * @return 0 if started, or STUBDM_EINVAL / STUBDM_ENOMEM (nothing started,
  *         done not called).
  */
@@ -865,7 +915,7 @@ STUBDM_EXPORT int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                   uint32_t guest_domid,
                                   const stubdm_qmp_opts *opts,
                                   stubdm_done_fn *done, void *user,
-                                  stubdm_qmp **q_out);
+                                  stubdm_qmp **q_out, stubdm_op **op_out);
 
 /**
  * Blocking form of stubdm_qmp_open: runs the ctx's poll loop until the
@@ -880,7 +930,8 @@ STUBDM_EXPORT int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
 
 /**
  * Reconnect after the connection was lost or the open failed: shared
- * handles of the same connection all see it come back.  done as for open.
+ * handles of the same connection all see it come back.  done and op_out
+ * as for stubdm_qmp_open.
  * Safe from any callback, including one of this connection called in the
  * middle of a read (an event callback that sees a write fail, say): the
  * read stops at once and the rest of what was read is dropped with the
@@ -889,17 +940,17 @@ STUBDM_EXPORT int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
  *         ready (nothing to do); STUBDM_EINVAL.
  */
 STUBDM_EXPORT int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done,
-                                       void *user);
+                                       void *user, stubdm_op **op_out);
 
 /**
- * Close a handle.  Its pending commands complete with STUBDM_ECANCELED
+ * Free a handle.  Its pending commands complete with STUBDM_ECANCELED
  * (their callbacks receive q == NULL), a pending open with
  * STUBDM_ECANCELED, its subscriptions are dropped.  The connection closes
  * (and the lock is released) with its last handle.  Safe from any
  * callback.  NULL is ignored.  Freeing the ctx closes every handle of it;
  * handles must not be used afterwards.
  */
-STUBDM_EXPORT void stubdm_qmp_close(stubdm_qmp *q);
+STUBDM_EXPORT void stubdm_qmp_free(stubdm_qmp *q);
 
 /** 1 if the handle's connection is ready for commands, else 0. */
 STUBDM_EXPORT int stubdm_qmp_is_ready(const stubdm_qmp *q);
@@ -912,7 +963,7 @@ STUBDM_EXPORT int stubdm_qmp_qemu_version(const stubdm_qmp *q, int *major,
                                           int *minor, int *micro);
 
 /** 1 if out-of-band execution was negotiated, else 0. */
-STUBDM_EXPORT int stubdm_qmp_oob_enabled(const stubdm_qmp *q);
+STUBDM_EXPORT int stubdm_qmp_is_oob_enabled(const stubdm_qmp *q);
 
 /**
  * The greeting as QEMU sent it (JSON text), or NULL before it arrived.
@@ -922,7 +973,7 @@ STUBDM_EXPORT const char *stubdm_qmp_greeting_json(const stubdm_qmp *q);
 
 /**
  * A command's completion.
- * @param q      the handle, or NULL if it was closed (rc ECANCELED).
+ * @param q      the handle, or NULL if it was freed (rc ECANCELED).
  * @param op     the command's operation (valid during the call).
  * @param rc     0: QEMU returned success; STUBDM_EQMP: QEMU returned an
  *               error (class and description in reply); STUBDM_ETIMEDOUT:
@@ -1010,31 +1061,40 @@ STUBDM_EXPORT void stubdm_qmp_event_timestamp(const stubdm_qmp_event *ev,
 /**
  * Subscribe the handle to events named name (NULL: all events).
  * @param[out] sub_out  the subscription (may be NULL if never removed
- *                      before close); stubdm_qmp_unsubscribe() or closing
- *                      the handle frees it.
+ *                      before the handle is freed); stubdm_qmp_sub_free()
+ *                      or freeing the handle frees it.
  * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
                                        stubdm_qmp_event_fn *fn, void *user,
                                        stubdm_qmp_sub **sub_out);
 /** Remove a subscription; safe from any callback.  NULL is ignored. */
-STUBDM_EXPORT void stubdm_qmp_unsubscribe(stubdm_qmp_sub *sub);
+STUBDM_EXPORT void stubdm_qmp_sub_free(stubdm_qmp_sub *sub);
 
-/** Counters of a handle's connection (since it was opened). */
-typedef enum stubdm_qmp_stat {
-    STUBDM_QMP_STAT_COMMANDS_SENT = 0,
-    STUBDM_QMP_STAT_REPLIES = 1,          /**< matched to a command       */
-    STUBDM_QMP_STAT_REPLIES_DROPPED = 2,  /**< unknown, late or bad id    */
-    STUBDM_QMP_STAT_EVENTS = 3,           /**< events received            */
-    STUBDM_QMP_STAT_BYTES_DISCARDED = 4,  /**< stale bytes before greeting */
-    STUBDM_QMP_STAT_BYTES_IN = 5,
-    STUBDM_QMP_STAT_BYTES_OUT = 6,
-    STUBDM_QMP_STAT_CONNECTS = 7,         /**< successful negotiations    */
-} stubdm_qmp_stat;
+/**
+ * Counters of a handle's connection, since the open that made it
+ * (reconnects included, until its last handle is freed; shared handles see
+ * the same counters).  Read with stubdm_qmp_get_stats(); see "Statistics"
+ * for the size argument.
+ */
+typedef struct stubdm_qmp_stats {
+    uint64_t commands_sent;
+    uint64_t replies;         /**< matched to a command                  */
+    uint64_t replies_dropped; /**< unknown, late or bad id               */
+    uint64_t events;          /**< events received                       */
+    uint64_t bytes_discarded; /**< stale bytes before a greeting         */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t connects;        /**< successful negotiations               */
+} stubdm_qmp_stats;
 
-/** A counter's value; 0 for an unknown counter or a NULL handle. */
-STUBDM_EXPORT uint64_t stubdm_qmp_stat_get(const stubdm_qmp *q,
-                                           stubdm_qmp_stat which);
+/**
+ * Read the counters of q's connection into *stats.
+ * @param size  sizeof(*stats) as the caller was compiled (see "Statistics").
+ * @return 0, or STUBDM_EINVAL (NULL q or stats, size 0).
+ */
+STUBDM_EXPORT int stubdm_qmp_get_stats(const stubdm_qmp *q,
+                                       stubdm_qmp_stats *stats, size_t size);
 
 /* ------------------------------------------------------------------------
  * QMP multiplexing proxy
@@ -1066,7 +1126,7 @@ typedef struct stubdm_qmp_proxy stubdm_qmp_proxy;
  * uid, gid; STUBDM_LOG_INFO); only root and the proxy's own effective uid
  * are served, plus a group given to stubdm_qmp_proxy_allow_group(); any
  * other client is closed at once and logged (STUBDM_LOG_WARN).  The proxy
- * borrows q: close the proxy before q.  If q's connection is lost, every
+ * borrows q: free the proxy before q.  If q's connection is lost, every
  * client is disconnected and new ones are refused until q is ready again.
  * @param command_timeout_ms  bound on each forwarded command (> 0).
  * @return 0, STUBDM_EINVAL, STUBDM_ESTATE (q not ready), STUBDM_ELIMIT
@@ -1084,15 +1144,21 @@ STUBDM_EXPORT int stubdm_qmp_proxy_new(stubdm_qmp *q, const char *listen_path,
 STUBDM_EXPORT int stubdm_qmp_proxy_set_limits(stubdm_qmp_proxy *p,
                                               size_t max_clients,
                                               size_t client_buffer);
-/** Number of connected clients. */
-STUBDM_EXPORT size_t stubdm_qmp_proxy_clients(const stubdm_qmp_proxy *p);
-/** Clients disconnected for exceeding a bound, since creation. */
-STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_dropped(
-    const stubdm_qmp_proxy *p);
-/** Clients refused for their credentials (see stubdm_qmp_proxy_new), since
- *  creation; 0 for NULL.  Each refusal is also logged (STUBDM_LOG_WARN). */
-STUBDM_EXPORT uint64_t stubdm_qmp_proxy_clients_refused(
-    const stubdm_qmp_proxy *p);
+/** The counters of a proxy, since it was created. */
+typedef struct stubdm_qmp_proxy_stats {
+    uint64_t clients;         /**< connected now                         */
+    uint64_t clients_dropped; /**< disconnected for exceeding a bound    */
+    uint64_t clients_refused; /**< refused for their credentials (see
+                                   stubdm_qmp_proxy_new); each refusal is
+                                   also logged (STUBDM_LOG_WARN)         */
+} stubdm_qmp_proxy_stats;
+/**
+ * Read the proxy's counters into *stats (see "Statistics").
+ * @return 0, or STUBDM_EINVAL (NULL p or stats, size 0).
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_get_stats(const stubdm_qmp_proxy *p,
+                                             stubdm_qmp_proxy_stats *stats,
+                                             size_t size);
 /**
  * Also serve the members of group gid: a client whose gid at connect is
  * gid, or whose supplementary groups include it (SO_PEERGROUPS, Linux
@@ -1130,7 +1196,7 @@ STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
  *   -> stubdm_contract_write (dm-argv, target, device-model dir, consoles)
  *   -> disks (xvda, xvdb, ... in guest order) and nics as PV devices
  *   -> their hotplug scripts (stubdm_ctx_set_hotplug)
- *   -> unpause -> wait for "running" (as stubdm_wait_running)
+ *   -> unpause -> wait for "running" (as stubdm_dm_wait_running)
  *   -> optionally open QMP (as stubdm_qmp_open).
  *
  * Any failure at any step destroys what was made (domain, xenstore nodes,
@@ -1142,9 +1208,6 @@ STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
  * mock xenstored (stubdm-ctl sim start) plays the hypervisor and runs
  * stubdm-sim-stubdom as the stubdomain, which runs a real QEMU.
  */
-#define STUBDM_HAVE_SPAWN 1
-/* Spawn-served consoles, stubdm_stubdom_save, restore fd, pause. */
-#define STUBDM_HAVE_DM_STATE 1
 typedef struct stubdm_console stubdm_console;
 
 /** Which host a ctx spawns on. */
@@ -1184,16 +1247,16 @@ STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
  * then is the stubdomain unpaused.  A script exiting non-zero or killed,
  * a hotplug-status "error" or "busy" (with the backend's hotplug-error in
  * the message), no "connected" within the spawn's timeout
- * (stubdm_spawn_config_set_timeout; the script's process group is then
+ * (stubdm_spawn_opts_set_timeout; the script's process group is then
  * killed) or the stubdomain dying fail the spawn, which then tears down
  * as any failure does.
  *
- * Teardown (stubdm_stubdom_destroy, stubdm_destroy, a failed spawn), after
- * the domain is destroyed: "<script> remove" (vbd) or "<script> offline
- * type_if=vif" (vif), same environment, for every backend whose add ran
- * (marked "libstubdm-hotplug" in the backend), each bounded by 20 s; then
- * the backend nodes are removed.  A failure there is logged and returned
- * as the teardown's first error; the rest still runs.
+ * Teardown (stubdm_stubdom_destroy, stubdm_stubdom_destroy_by_domid, a
+ * failed spawn), after the domain is destroyed: "<script> remove" (vbd) or
+ * "<script> offline type_if=vif" (vif), same environment, for every backend
+ * whose add ran (marked "libstubdm-hotplug" in the backend), each bounded
+ * by 20 s; then the backend nodes are removed.  A failure there is logged
+ * and returned as the teardown's first error; the rest still runs.
  *
  * Off (run_scripts 0): the library still writes the backends' "script"
  * keys but runs nothing and waits for nothing; the caller's toolstack (or
@@ -1212,16 +1275,18 @@ STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
 
 /**
  * The directory of hotplug scripts a teardown may run when it reads a
- * script back from a backend's "script" node (stubdm_destroy of a domain
- * another process spawned; default and NULL: /etc/xen/scripts).  That node
- * is read only when dom0 owns it, and its path is run only when it names
- * an entry of this directory (no "..", "." or "//" in it) or is one of the
- * scripts the tearing-down spawn's own configuration names; any other is
- * not run, logged, and reported as the teardown's failure (STUBDM_EPERM;
- * the rest of the teardown still runs).  Applies to every teardown started
- * afterwards (stubdm_destroy, stubdm_destroy_ext, stubdm_stubdom_destroy,
- * a failed or cancelled spawn).  dir is copied (the caller keeps its
- * string); only the path is checked here, not that it exists.
+ * script back from a backend's "script" node
+ * (stubdm_stubdom_destroy_by_domid of a domain another process spawned;
+ * default and NULL: /etc/xen/scripts).  That node is read only when dom0
+ * owns it, and its path is run only when it names an entry of this
+ * directory (no "..", "." or "//" in it) or is one of the scripts the
+ * tearing-down spawn's own configuration names; any other is not run,
+ * logged, and reported as the teardown's failure (STUBDM_EPERM; the rest of
+ * the teardown still runs).  Applies to every teardown started afterwards
+ * (stubdm_stubdom_destroy_by_domid and its _ext form,
+ * stubdm_stubdom_destroy, a failed or cancelled spawn).  dir is copied (the
+ * caller keeps its string); only the path is checked here, not that it
+ * exists.
  * @param dir  an absolute path without a trailing '/' and without a "."
  *             or ".." component or "//", printable, at most 253 bytes;
  *             NULL restores the default.
@@ -1230,7 +1295,7 @@ STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
  */
 STUBDM_EXPORT int stubdm_ctx_set_hotplug_dir(stubdm_ctx *ctx, const char *dir);
 
-typedef struct stubdm_spawn_config stubdm_spawn_config;
+typedef struct stubdm_spawn_opts stubdm_spawn_opts;
 
 /** libxl's default stubdomain memory: 128 MiB. */
 #define STUBDM_SPAWN_DEFAULT_MEMORY_KIB (128u * 1024u)
@@ -1248,45 +1313,46 @@ typedef struct stubdm_spawn_config stubdm_spawn_config;
  * Required: the guest and the QEMU args; on Xen also the kernel.
  * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_spawn_config_new(stubdm_spawn_config **out);
+STUBDM_EXPORT int stubdm_spawn_opts_new(stubdm_spawn_opts **out);
 /** Free a configuration.  NULL is ignored. */
-STUBDM_EXPORT void stubdm_spawn_config_free(stubdm_spawn_config *cfg);
+STUBDM_EXPORT void stubdm_spawn_opts_free(stubdm_spawn_opts *cfg);
 
 /**
  * The guest: its domid, uuid (vm path "/vm/<uuid>"; NULL: read
  * /local/domain/<guest>/vm) and name (NULL: read it, else "guest<domid>";
  * the stubdomain is named "<name>-dm").
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_guest(stubdm_spawn_config *cfg,
-                                                uint32_t guest_domid,
-                                                const char *uuid,
-                                                const char *name);
+STUBDM_EXPORT int stubdm_spawn_opts_set_guest(stubdm_spawn_opts *cfg,
+                                              uint32_t guest_domid,
+                                              const char *uuid,
+                                              const char *name);
 /** The stubdomain's name (default "<guest name>-dm"); NULL: default. */
-STUBDM_EXPORT int stubdm_spawn_config_set_name(stubdm_spawn_config *cfg,
-                                               const char *name);
+STUBDM_EXPORT int stubdm_spawn_opts_set_name(stubdm_spawn_opts *cfg,
+                                             const char *name);
 /** Kernel (required on Xen), ramdisk and command line (each may be NULL). */
-STUBDM_EXPORT int stubdm_spawn_config_set_kernel(stubdm_spawn_config *cfg,
-                                                 const char *kernel,
-                                                 const char *ramdisk,
-                                                 const char *cmdline);
+STUBDM_EXPORT int stubdm_spawn_opts_set_kernel(stubdm_spawn_opts *cfg,
+                                               const char *kernel,
+                                               const char *ramdisk,
+                                               const char *cmdline);
 /** Memory in KiB (default STUBDM_SPAWN_DEFAULT_MEMORY_KIB). */
-STUBDM_EXPORT int stubdm_spawn_config_set_memory_kib(stubdm_spawn_config *cfg,
-                                                     uint64_t kib);
+STUBDM_EXPORT int stubdm_spawn_opts_set_memory_kib(stubdm_spawn_opts *cfg,
+                                                   uint64_t kib);
 /** vCPUs, 1..128 (default 1). */
-STUBDM_EXPORT int stubdm_spawn_config_set_vcpus(stubdm_spawn_config *cfg,
-                                                unsigned vcpus);
+STUBDM_EXPORT int stubdm_spawn_opts_set_vcpus(stubdm_spawn_opts *cfg,
+                                              unsigned vcpus);
 /** The QEMU arguments (not argv[0]); copied. */
-STUBDM_EXPORT int stubdm_spawn_config_set_args(stubdm_spawn_config *cfg,
-                                               const char *const *args,
-                                               size_t nargs);
+STUBDM_EXPORT int stubdm_spawn_opts_set_args(stubdm_spawn_opts *cfg,
+                                             const char *const *args,
+                                             size_t nargs);
 /** Console n's output, as stubdm_contract_set_console_output: 0 log,
  *  1 save, 2 restore, 3.. serials (in order). */
-STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
-    stubdm_spawn_config *cfg, unsigned n, const char *output);
+STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(
+    stubdm_spawn_opts *cfg, unsigned n, const char *output);
 /**
- * Who serves consoles.  Default: STUBDM_CONSOLE_LIBSTUBDM on the simulated
- * host, STUBDM_CONSOLE_IOEMU (libxl's dom0 QEMU, unchanged) on Xen: a Xen
- * caller opts in by choosing LIBSTUBDM (docs/real-xen.md).
+ * Who serves consoles.  Default: STUBDM_CONSOLE_BACKEND_LIBSTUBDM on the
+ * simulated host, STUBDM_CONSOLE_BACKEND_IOEMU (libxl's dom0 QEMU,
+ * unchanged) on Xen: a Xen caller opts in by choosing LIBSTUBDM
+ * (docs/real-xen.md).
  *
  * With XENCONSOLED the stubdomain gets console 0 only (no save console:
  * stubdm_dm_save fails at once); a console 1, 2 or serial output, or a
@@ -1295,9 +1361,9 @@ STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
  * With LIBSTUBDM the spawn serves the consoles itself (stubdm_console_serve,
  * from the DEVICES step, before the domain runs; docs/consoles.md):
  *   0  the log, when console 0's output is "file:/PATH" (capped and
- *      rotated, stubdm_spawn_config_set_log_limits); no output: not served;
+ *      rotated, stubdm_spawn_opts_set_log_limits); no output: not served;
  *   1  save: held (nothing consumed) until stubdm_stubdom_save();
- *   2  restore: fed from stubdm_spawn_config_set_restore_fd();
+ *   2  restore: fed from stubdm_spawn_opts_set_restore_fd();
  *   3+ serials: output "pty" (path published in "tty",
  *      stubdm_console_tty()) or "file:/PATH" (capped as the log).
  *   2  without a restore but with serials: the numbering placeholder,
@@ -1311,16 +1377,16 @@ STUBDM_EXPORT int stubdm_spawn_config_set_console_output(
  * connected), so another process can serve them: a Linux frontend
  * removes its tty for good when the backend closes.
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_console_backend(
-    stubdm_spawn_config *cfg, stubdm_console_backend backend);
+STUBDM_EXPORT int stubdm_spawn_opts_set_console_backend(
+    stubdm_spawn_opts *cfg, stubdm_console_backend backend);
 /**
  * Size cap and rotations of the log (console 0) and of serial files when
  * the library serves them (default: STUBDM_CONSOLE_DEFAULT_FILE_CAP, 10
  * rotations as libxl).  @return 0 or STUBDM_EINVAL.
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *cfg,
-                                                     uint64_t max_bytes,
-                                                     unsigned rotations);
+STUBDM_EXPORT int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *cfg,
+                                                   uint64_t max_bytes,
+                                                   unsigned rotations);
 /**
  * Restore: the device model's saved state is read from fd (stays the
  * caller's, made non-blocking) and given to QEMU through console 2; the
@@ -1329,8 +1395,8 @@ STUBDM_EXPORT int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *cfg,
  * reports running.  Needs the LIBSTUBDM console backend.  -1: not
  * restoring (default).
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *cfg,
-                                                     int fd);
+STUBDM_EXPORT int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *cfg,
+                                                   int fd);
 /**
  * Append a disk: the next one is xvda, then xvdb, ... (the guest's order).
  * @param target    the backend's "params": a block device or image file.
@@ -1339,10 +1405,9 @@ STUBDM_EXPORT int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *cfg,
  *                  script); NULL: raw.
  * @param readonly  non-zero: mode "r".
  */
-STUBDM_EXPORT int stubdm_spawn_config_add_disk(stubdm_spawn_config *cfg,
-                                               const char *target,
-                                               const char *format,
-                                               int readonly);
+STUBDM_EXPORT int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *cfg,
+                                             const char *target,
+                                             const char *format, int readonly);
 /**
  * The hotplug script of disk n (0: xvda; raw disks only), written to the
  * backend's "script" and run as stubdm_ctx_set_hotplug() says.  A name
@@ -1351,9 +1416,9 @@ STUBDM_EXPORT int stubdm_spawn_config_add_disk(stubdm_spawn_config *cfg,
  * @return 0, STUBDM_EINVAL (no disk n, or a qcow2 disk, or a script that
  *         is empty or not printable ASCII), STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *cfg,
-                                                      size_t n,
-                                                      const char *script);
+STUBDM_EXPORT int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *cfg,
+                                                    size_t n,
+                                                    const char *script);
 /**
  * Append a nic (vif devid 0, 1, ...).
  * @param mac     "xx:xx:xx:xx:xx:xx", or NULL for a random 00:16:3e one.
@@ -1363,31 +1428,30 @@ STUBDM_EXPORT int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *cfg,
  *                "/etc/xen/scripts/vif-bridge".  Run as
  *                stubdm_ctx_set_hotplug() says.
  */
-STUBDM_EXPORT int stubdm_spawn_config_add_nic(stubdm_spawn_config *cfg,
-                                              const char *mac,
-                                              const char *bridge,
-                                              const char *script);
+STUBDM_EXPORT int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *cfg,
+                                            const char *mac, const char *bridge,
+                                            const char *script);
 /** The XSM (FLASK) label of the stubdomain; NULL: the default. */
-STUBDM_EXPORT int stubdm_spawn_config_set_xsm_label(stubdm_spawn_config *cfg,
-                                                    const char *label);
+STUBDM_EXPORT int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *cfg,
+                                                  const char *label);
 /** Ask for this stubdomain domid (0, the default: the host chooses). */
-STUBDM_EXPORT int stubdm_spawn_config_set_stubdom_domid(
-    stubdm_spawn_config *cfg, uint32_t domid);
+STUBDM_EXPORT int stubdm_spawn_opts_set_stubdom_domid(
+    stubdm_spawn_opts *cfg, uint32_t domid);
 /** Bound on waiting for "running", > 0 ms. */
-STUBDM_EXPORT int stubdm_spawn_config_set_timeout(stubdm_spawn_config *cfg,
-                                                  int timeout_ms);
+STUBDM_EXPORT int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *cfg,
+                                                int timeout_ms);
 /** Open QMP once running (open != 0), with this open timeout (0: the
  *  default).  The handle is then stubdm_stubdom_qmp(). */
-STUBDM_EXPORT int stubdm_spawn_config_set_qmp(stubdm_spawn_config *cfg,
-                                              int open, int open_timeout_ms);
+STUBDM_EXPORT int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *cfg, int open,
+                                            int open_timeout_ms);
 /**
  * The simulated host only: the program the simulated hypervisor runs as
  * the stubdomain (NULL: "stubdm-sim-stubdom", found next to the mock
  * xenstored) and its arguments (e.g. "--die-at=after-argv", "--no-qemu").
  * A stubdomain author points this at a stand-in of their own.
  */
-STUBDM_EXPORT int stubdm_spawn_config_set_sim_program(
-    stubdm_spawn_config *cfg, const char *program, const char *const *args,
+STUBDM_EXPORT int stubdm_spawn_opts_set_sim_program(
+    stubdm_spawn_opts *cfg, const char *program, const char *const *args,
     size_t nargs);
 
 /**
@@ -1397,42 +1461,42 @@ STUBDM_EXPORT int stubdm_spawn_config_set_sim_program(
  *         message naming the field ("spawn: memory: 8192 KiB is less than
  *         the minimum 16384 KiB").
  */
-STUBDM_EXPORT int stubdm_spawn_config_validate(stubdm_ctx *ctx,
-                                               const stubdm_spawn_config *cfg);
+STUBDM_EXPORT int stubdm_spawn_opts_validate(stubdm_ctx *ctx,
+                                             const stubdm_spawn_opts *opts);
 
 /**
- * Compute every xenstore node a spawn of cfg writes, in write order,
+ * Compute every xenstore node a spawn of opts writes, in write order,
  * without I/O (a dry run, as stubdm_contract_layout for the contract):
  * the domain's own nodes (/local/domain/<stubdom>, /vm/<its uuid>), the
  * contract and the disks' and nics' frontends and backends.  stubdom is
- * the stubdomain domid to show; cfg must name the guest's uuid (its vm
+ * the stubdomain domid to show; opts must name the guest's uuid (its vm
  * path is /vm/<uuid>).  What only the spawn itself learns is shown as it
  * would be chosen: a new uuid for the stubdomain's /vm entry, the current
  * time, random macs for nics without one, the guest's name "guest<N>"
  * unless set; on Xen the builder's store and console rings as 0.  The
  * simulated host's stand-in guest is not shown.
  * @param out  receives the list (free with stubdm_nodes_free).
- * @return 0, the refusals of stubdm_spawn_config_validate, STUBDM_EINVAL
+ * @return 0, the refusals of stubdm_spawn_opts_validate, STUBDM_EINVAL
  *         (no guest uuid, or stubdom is not another domid), STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_spawn_layout(stubdm_ctx *ctx,
-                                      const stubdm_spawn_config *cfg,
+                                      const stubdm_spawn_opts *opts,
                                       uint32_t stubdom, stubdm_nodes **out);
 
 /** The steps of a spawn, in order.  HOTPLUG is reported on every spawn;
  *  it runs scripts only for disks and nics, and only when
  *  stubdm_ctx_set_hotplug() has not turned them off. */
 typedef enum stubdm_spawn_step {
-    STUBDM_SPAWN_CREATE = 0,   /**< "creating the domain"               */
-    STUBDM_SPAWN_CONTRACT = 1, /**< "writing the xenstore contract"     */
-    STUBDM_SPAWN_DEVICES = 2,  /**< "attaching devices"                 */
-    STUBDM_SPAWN_HOTPLUG = 3,  /**< "running hotplug scripts"           */
-    STUBDM_SPAWN_UNPAUSE = 4,  /**< "unpausing"                         */
-    STUBDM_SPAWN_WAIT = 5,     /**< "waiting for running"               */
-    STUBDM_SPAWN_QMP = 6,      /**< "opening QMP"                       */
-    STUBDM_SPAWN_RUNNING = 7,  /**< done: the device model runs         */
-    STUBDM_SPAWN_FAILED = 8,   /**< failed and cleaned up               */
-    STUBDM_SPAWN_DESTROYED = 9, /**< torn down                          */
+    STUBDM_SPAWN_STEP_CREATE = 0,   /**< "creating the domain"               */
+    STUBDM_SPAWN_STEP_CONTRACT = 1, /**< "writing the xenstore contract"     */
+    STUBDM_SPAWN_STEP_DEVICES = 2,  /**< "attaching devices"                 */
+    STUBDM_SPAWN_STEP_HOTPLUG = 3,  /**< "running hotplug scripts"           */
+    STUBDM_SPAWN_STEP_UNPAUSE = 4,  /**< "unpausing"                         */
+    STUBDM_SPAWN_STEP_WAIT = 5,     /**< "waiting for running"               */
+    STUBDM_SPAWN_STEP_QMP = 6,      /**< "opening QMP"                       */
+    STUBDM_SPAWN_STEP_RUNNING = 7,  /**< done: the device model runs         */
+    STUBDM_SPAWN_STEP_FAILED = 8,   /**< failed and cleaned up               */
+    STUBDM_SPAWN_STEP_DESTROYED = 9, /**< torn down                          */
 } stubdm_spawn_step;
 
 /** The step's text as used in messages ("waiting for running"). */
@@ -1471,7 +1535,7 @@ typedef void stubdm_spawn_progress_fn(stubdm_stubdom *s,
  * @return 0 if started; STUBDM_EINVAL/ELIMIT/ENOENT (validation),
  *         STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                                stubdm_spawn_progress_fn *progress,
                                stubdm_done_fn *done, void *user,
                                stubdm_stubdom **s_out, stubdm_op **op_out);
@@ -1481,7 +1545,7 @@ STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
  * failure *s_out is NULL and the message is in stubdm_ctx_errmsg().
  */
 STUBDM_EXPORT int stubdm_spawn_sync(stubdm_ctx *ctx,
-                                    const stubdm_spawn_config *cfg,
+                                    const stubdm_spawn_opts *cfg,
                                     stubdm_spawn_progress_fn *progress,
                                     void *user, stubdm_stubdom **s_out);
 
@@ -1510,6 +1574,7 @@ STUBDM_EXPORT stubdm_console_backend stubdm_stubdom_console_backend(
  * @return 0, STUBDM_ESTATE (not running), STUBDM_EXEN, STUBDM_ENOTSUP.
  */
 STUBDM_EXPORT int stubdm_stubdom_pause(stubdm_stubdom *s);
+/** Undo stubdm_stubdom_pause; returns as it does. */
 STUBDM_EXPORT int stubdm_stubdom_unpause(stubdm_stubdom *s);
 
 /**
@@ -1545,10 +1610,22 @@ STUBDM_EXPORT int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                  uint32_t guest_domid, int out_fd,
                                  int timeout_ms, stubdm_done_fn *done,
                                  void *user, stubdm_op **op_out);
-/** Blocking form of either (s != NULL: the handle form).  *bytes_out (may
- *  be NULL) receives the stream's size. */
-STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, stubdm_stubdom *s,
-                                      uint32_t stubdom_domid,
+/**
+ * Blocking form of stubdm_stubdom_save: runs the ctx's poll loop until the
+ * save completes.
+ * @param[out] bytes_out  (may be NULL) the stream's size on success, else 0.
+ * @return the completion code (as stubdm_stubdom_save's done gets it, or
+ *         its refusal); the message is in stubdm_ctx_errmsg();
+ *         STUBDM_ERECURSIVE from inside a callback; STUBDM_EINVAL (NULL s).
+ */
+STUBDM_EXPORT int stubdm_stubdom_save_sync(stubdm_stubdom *s, int out_fd,
+                                           int timeout_ms,
+                                           uint64_t *bytes_out);
+/**
+ * Blocking form of stubdm_dm_save, as stubdm_stubdom_save_sync.
+ * @return as stubdm_stubdom_save_sync; STUBDM_EINVAL (NULL ctx).
+ */
+STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                       uint32_t guest_domid, int out_fd,
                                       int timeout_ms, uint64_t *bytes_out);
 /** Bytes a completed save wrote to out_fd (0 for other ops). */
@@ -1587,17 +1664,18 @@ STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
 
 /**
  * Tear down a stubdomain by domid, e.g. one spawned by another process:
- * as stubdm_destroy_ext(ctx, stubdom_domid, 0).
+ * as stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom_domid, 0).
  */
-STUBDM_EXPORT int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom_domid);
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx,
+                                                  uint32_t stubdom_domid);
 
-/** stubdm_destroy_ext flags. */
+/** stubdm_stubdom_destroy_by_domid_ext flags. */
 enum {
     /** Destroy the domain even when it is not a stubdomain (see below):
      *  the domain, /local/domain/<domid>, its /vm entry and what dom0 holds
      *  for it (console, vbd, vif backends) go; no guest's contract is
      *  touched unless dom0's nodes name the guest. */
-    STUBDM_DESTROY_FORCE = 1u << 0,
+    STUBDM_STUBDOM_DESTROY_FORCE = 1u << 0,
 };
 
 /**
@@ -1611,7 +1689,7 @@ enum {
  * image/device-model-domid, owned by dom0, names the stubdomain.  Any
  * other domain that exists (a guest, dom0's other domains, a domain some
  * other toolstack made) is refused with STUBDM_ENOTSTUBDOM and left
- * untouched, unless flags has STUBDM_DESTROY_FORCE.  A vm path is taken
+ * untouched, unless flags has STUBDM_STUBDOM_DESTROY_FORCE.  A vm path is taken
  * only from a dom0-owned "vm" node.
  *
  * A stubdomain another toolstack destroyed already (xl destroying its
@@ -1635,17 +1713,18 @@ enum {
  * bounded by its timeout); runs no callback of the ctx.  The domain is
  * judged at the call: a domain that becomes a stubdomain later is not
  * covered by an earlier refusal.  A refusal changes nothing.
- * @param flags  0 or STUBDM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
+ * @param flags  0 or STUBDM_STUBDOM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
  * @return 0, STUBDM_ENOENT (no such stubdomain: no domain, no backend of
  *         it in dom0), STUBDM_ENOTSTUBDOM (a domain that exists and is not
- *         a stubdomain, without STUBDM_DESTROY_FORCE: nothing done, the
+ *         a stubdomain, without STUBDM_STUBDOM_DESTROY_FORCE: nothing done, the
  *         message says why), STUBDM_EPERM (a hotplug script not trusted,
  *         see above), STUBDM_EINVAL (NULL ctx, domid 0 or reserved, unknown
  *         flags), or the teardown's first failure (every step is still
  *         attempted).
  */
-STUBDM_EXPORT int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom_domid,
-                                     unsigned flags);
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx,
+                                                      uint32_t stubdom_domid,
+                                                      unsigned flags);
 
 /**
  * The stubdomain serving a guest (/local/domain/<guest>/image/
@@ -1653,20 +1732,29 @@ STUBDM_EXPORT int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom_domid,
  * STUBDM_ENOENT, STUBDM_EPERM (the node is not dom0's), STUBDM_EPROTO (not
  * a domid), STUBDM_EXENSTORE.
  */
-STUBDM_EXPORT int stubdm_find_stubdom(stubdm_ctx *ctx, uint32_t guest_domid,
-                                      uint32_t *stubdom_out);
+STUBDM_EXPORT int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx,
+                                               uint32_t guest_domid,
+                                               uint32_t *stubdom_out);
 
 /** A snapshot of the stubdomains known to xenstore. */
 typedef struct stubdm_stubdom_list stubdm_stubdom_list;
 
 /**
- * List stubdomains: every /local/domain/<id> with a "target".  A few
- * xenstore reads per domain; blocking.
+ * Take a snapshot of the stubdomains: every /local/domain/<id> with a
+ * "target".  A few xenstore reads per domain; blocking; no callback.
+ * @param[out] out  the list (free with stubdm_stubdom_list_free); NULL on
+ *                  failure.
+ * @return 0, STUBDM_EINVAL, STUBDM_EXENSTORE, STUBDM_EPERM, STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_list(stubdm_ctx *ctx, stubdm_stubdom_list **out);
+STUBDM_EXPORT int stubdm_stubdom_list_new(stubdm_ctx *ctx,
+                                          stubdm_stubdom_list **out);
+/** Number of stubdomains in the list (0 for NULL).  Entries are indexed
+ *  0 .. count - 1 below; an index out of range gives 0 or "". */
 STUBDM_EXPORT size_t stubdm_stubdom_list_count(const stubdm_stubdom_list *l);
+/** The stubdomain's domid. */
 STUBDM_EXPORT uint32_t stubdm_stubdom_list_domid(const stubdm_stubdom_list *l,
                                                  size_t i);
+/** The guest it serves (its "target"). */
 STUBDM_EXPORT uint32_t stubdm_stubdom_list_guest(const stubdm_stubdom_list *l,
                                                  size_t i);
 /** The stubdomain's name ("" if none). */
@@ -1684,10 +1772,10 @@ STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
  * ------------------------------------------------------------------------
  *
  * The library can serve a stubdomain's PV consoles itself, so no QEMU is
- * needed in dom0 (contract backend kind STUBDM_CONSOLE_LIBSTUBDM, frontend
- * "type" = "libstubdm").  Each served console follows the xenbus state
- * machine with the frontend, maps its ring, binds its event channel and
- * moves bytes between the ring and an fd, from the ctx's event loop.
+ * needed in dom0 (contract backend kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM,
+ * frontend "type" = "libstubdm").  Each served console follows the xenbus
+ * state machine with the frontend, maps its ring, binds its event channel
+ * and moves bytes between the ring and an fd, from the ctx's event loop.
  * Roles, by console number (docs/consoles.md):
  *
  *   0 log      frontend -> a file with a size cap and rotation (or drops,
@@ -1717,11 +1805,9 @@ STUBDM_EXPORT void stubdm_stubdom_list_free(stubdm_stubdom_list *l);
  *   STUBDM_EFAIL         writing or reading the caller's fd failed (EPIPE,
  *                        EIO, ...; os errno in the message);
  *   STUBDM_EXEN, STUBDM_EXENSTORE, STUBDM_ENOTSUP (no usable transport).
- * stubdm_console_close() ends it without a callback.  Either way the
- * handle stays valid (stats readable) until closed.
+ * stubdm_console_free() ends it without a callback.  Either way the
+ * handle stays valid (stats readable) until freed.
  */
-#define STUBDM_HAVE_CONSOLE_SERVE 1
-
 /* typedef struct stubdm_console stubdm_console: above, with the spawn API */
 typedef struct stubdm_console_opts stubdm_console_opts;
 
@@ -1756,7 +1842,7 @@ STUBDM_EXPORT void stubdm_console_opts_free(stubdm_console_opts *o);
  * with rotations > 0, path.N-1 -> path.N, ..., path -> path.1 and a new
  * path is started (at most 1 + rotations files, each at most max_bytes);
  * with rotations == 0, further bytes are consumed and counted as dropped
- * (stubdm_console_bytes_dropped), never written.
+ * (stubdm_console_stats.bytes_dropped), never written.
  * @return 0 or STUBDM_EINVAL (rotations > STUBDM_CONSOLE_MAX_ROTATIONS).
  */
 STUBDM_EXPORT int stubdm_console_opts_set_log(stubdm_console_opts *o,
@@ -1798,18 +1884,18 @@ STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
 
 /**
  * Serve console n of a stubdomain whose contract was written with backend
- * kind STUBDM_CONSOLE_LIBSTUBDM.  Opens the destination (log file, pty)
+ * kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM.  Opens the destination (log file, pty)
  * now, writes backend state InitWait (2), then from the loop: waits for
  * the frontend's ring-ref and port (the keys Linux's hvc_xen writes;
  * console 0: ring-ref and port from the domain builder), maps and binds
  * them, writes Connected (4) and
  * moves bytes.  On the end, Closing (5) then Closed (6).
- * @param n     0 .. 2 + STUBDM_MAX_SERIALS; the role must fit n (log: 0,
- *              save: 1, restore: 2, serial: >= 3).
+ * @param n     0 .. 2 + STUBDM_CONSOLE_MAX_SERIALS; the role must fit n
+ *              (log: 0, save: 1, restore: 2, serial: >= 3).
  * @param opts  copied.
  * @param done  may be NULL (then poll stubdm_console_result()).
  * @param[out] out  the handle (required); release it with
- *                  stubdm_console_close().
+ *                  stubdm_console_free().
  * @return 0 if started; STUBDM_EINVAL, STUBDM_ENOENT / STUBDM_EPERM /
  *         STUBDM_EFAIL (opening the log file or pty), STUBDM_EXENSTORE,
  *         STUBDM_ENOMEM: nothing started, done will not be called.
@@ -1827,7 +1913,7 @@ STUBDM_EXPORT int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid,
  * including the console's own.  NULL is ignored.  The caller's
  * save/restore fd is not closed.
  */
-STUBDM_EXPORT void stubdm_console_close(stubdm_console *c);
+STUBDM_EXPORT void stubdm_console_free(stubdm_console *c);
 
 /** STUBDM_ESTATE while serving, else the completion code. */
 STUBDM_EXPORT int stubdm_console_result(const stubdm_console *c);
@@ -1835,18 +1921,31 @@ STUBDM_EXPORT int stubdm_console_result(const stubdm_console *c);
 STUBDM_EXPORT const char *stubdm_console_errmsg(const stubdm_console *c);
 /** The backend's xenbus state as last written (1..6, XenbusState). */
 STUBDM_EXPORT int stubdm_console_state(const stubdm_console *c);
-/** The pty path of a serial pty console, else NULL.  Valid until close. */
+/** The pty path of a serial pty console, else NULL.  Valid until freed. */
 STUBDM_EXPORT const char *stubdm_console_tty(const stubdm_console *c);
-/** Bytes taken from the frontend's output ring (written or dropped). */
-STUBDM_EXPORT uint64_t stubdm_console_bytes_out(const stubdm_console *c);
-/** Bytes given to the frontend's input ring. */
-STUBDM_EXPORT uint64_t stubdm_console_bytes_in(const stubdm_console *c);
-/** Bytes consumed but not written (log or serial file at its cap without
- *  rotation or before the rotation interval has passed, over the output
- *  budget of stubdm_ctx_set_console_limits(), or a failing log write). */
-STUBDM_EXPORT uint64_t stubdm_console_bytes_dropped(const stubdm_console *c);
-/** Log rotations done so far. */
-STUBDM_EXPORT uint64_t stubdm_console_rotations(const stubdm_console *c);
+/** The counters of a console, since it was opened. */
+typedef struct stubdm_console_stats {
+    /** Bytes taken from the frontend's output ring (written or dropped). */
+    uint64_t bytes_out;
+    /** Bytes given to the frontend's input ring. */
+    uint64_t bytes_in;
+    /** Bytes consumed but not written: a log or serial file at its cap
+     *  without rotation or before the rotation interval has passed, output
+     *  over the budget of stubdm_ctx_set_console_limits(), or a failing
+     *  log write. */
+    uint64_t bytes_dropped;
+    /** Log rotations done so far. */
+    uint64_t rotations;
+} stubdm_console_stats;
+
+/**
+ * Read the console's counters into *stats (see "Statistics").  Valid in
+ * every state until the console is freed.
+ * @return 0, or STUBDM_EINVAL (NULL c or stats, size 0).
+ */
+STUBDM_EXPORT int stubdm_console_get_stats(const stubdm_console *c,
+                                           stubdm_console_stats *stats,
+                                           size_t size);
 
 /** Default output budget of a console: 1 MiB per second. */
 #define STUBDM_CONSOLE_DEFAULT_RATE (1u << 20)
@@ -1868,7 +1967,7 @@ STUBDM_EXPORT uint64_t stubdm_console_rotations(const stubdm_console *c);
  *        STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS.
  * The save console (1) is not limited (its stream must arrive whole; a
  * save is bounded by stubdm_ctx_set_save_limit instead).
- * Dropped bytes count in stubdm_console_bytes_dropped() and are logged at
+ * Dropped bytes count in stubdm_console_stats.bytes_dropped and are logged at
  * warning level at most once per second per console.  The limits are
  * taken when a console is opened: consoles already served keep theirs.
  * May be called at any time, also from a callback.
@@ -1883,7 +1982,7 @@ STUBDM_EXPORT int stubdm_ctx_set_console_limits(stubdm_ctx *ctx,
  * has been written to the destination (e.g. the end of a save stream, see
  * docs/consoles.md: libxl never waited for it).  Completes with 0, with
  * STUBDM_ETIMEDOUT after timeout_ms (> 0), or with the console's own code
- * if it ends first (STUBDM_ECANCELED if it was closed).
+ * if it ends first (STUBDM_ECANCELED if it was freed).
  * @return 0 if started; STUBDM_EINVAL; STUBDM_ESTATE (console ended).
  */
 STUBDM_EXPORT int stubdm_console_flush(stubdm_console *c, int timeout_ms,

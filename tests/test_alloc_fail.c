@@ -334,7 +334,7 @@ static int path_dmargs(void *arg)
 
     (void)arg;
     if (!rc)
-        rc = stubdm_dm_argv_encode(ctx, VM, STUB, STUBDM_ARGV_DIRECTORY, 0, dm_args,
+        rc = stubdm_dm_argv_encode(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY, 0, dm_args,
                                STUBDM_ARRAY_SIZE(dm_args), &nodes);
     stubdm_nodes_free(nodes);
     stubdm_ctx_free(ctx);
@@ -400,7 +400,7 @@ static int build_contract(stubdm_contract **out, int backend)
     if (!rc)
         rc = stubdm_contract_set_args(c, dm_args, STUBDM_ARRAY_SIZE(dm_args));
     if (!rc && backend)
-        rc = stubdm_contract_set_console_backend(c, STUBDM_CONSOLE_LIBSTUBDM);
+        rc = stubdm_contract_set_console_backend(c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM);
     if (!rc)
         rc = stubdm_contract_set_console_output(c, 0, "file:log");
     if (!rc)
@@ -492,7 +492,7 @@ static int path_console_in(struct console_arg *a)
         rc = stubdm_console_result(c);
     if (!rc && stubdm_console_state(c) != 4)
         rc = STUBDM_ETIMEDOUT;
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     return rc;
 }
 
@@ -550,7 +550,7 @@ static int path_qmp(void *arg)
     if (!rc)
         rc = stubdm_qmp_execute_sync(q, "query-status", NULL, 3000, &reply);
     free(reply);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     stubdm_ctx_free(a->ctx);
     a->ctx = NULL;
     return rc;
@@ -598,31 +598,31 @@ static int path_spawn(void *arg)
 {
     static const char *const args[] = {"-machine", "none"};
     static const char *const sim_args[] = {"--no-qemu"};
-    stubdm_spawn_config *c = NULL;
+    stubdm_spawn_opts *c = NULL;
     stubdm_stubdom *s = NULL;
     stubdm_ctx *ctx = NULL;
     int rc = sim_ctx(&ctx);
 
     (void)arg;
     if (!rc)
-        rc = stubdm_spawn_config_new(&c);
+        rc = stubdm_spawn_opts_new(&c);
     if (!rc)
-        rc = stubdm_spawn_config_set_guest(c, 7, NULL, "test");
+        rc = stubdm_spawn_opts_set_guest(c, 7, NULL, "test");
     if (!rc)
-        rc = stubdm_spawn_config_set_args(c, args, 2);
+        rc = stubdm_spawn_opts_set_args(c, args, 2);
     if (!rc)
-        rc = stubdm_spawn_config_set_sim_program(c, fx.sim_program, sim_args,
+        rc = stubdm_spawn_opts_set_sim_program(c, fx.sim_program, sim_args,
                                                  1);
     if (!rc)
-        rc = stubdm_spawn_config_set_timeout(c, 10000);
+        rc = stubdm_spawn_opts_set_timeout(c, 10000);
     if (!rc)
         rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     if (!rc && (rc = stubdm_stubdom_destroy(s))) {
         /* A failed destroy is reported, and a destroy by domid (what a
          * toolstack does next) then removes everything: run unarmed. */
         long left = atomic_exchange(&countdown, 0);
-        destroy_retry_rc = stubdm_destroy(ctx, stubdm_stubdom_domid(s));
+        destroy_retry_rc = stubdm_stubdom_destroy_by_domid(ctx, stubdm_stubdom_domid(s));
         destroy_retries++;
         atomic_store(&countdown, left);
     }

@@ -54,7 +54,7 @@ static void write_contract(void)
     ck_assert_int_eq(stubdm_contract_set_vm_path(c, VM), 0);
     ck_assert_int_eq(stubdm_contract_set_args(c, args, 2), 0);
     ck_assert_int_eq(
-        stubdm_contract_set_console_backend(c, STUBDM_CONSOLE_LIBSTUBDM), 0);
+        stubdm_contract_set_console_backend(c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM), 0);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, "file:log"), 0);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 1, "file:save"), 0);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 2, "pipe:rest"), 0);
@@ -183,6 +183,15 @@ static size_t file_size(const char *path)
 
 #define STREAM_BYTES ((size_t)6 << 20)
 
+/* The console's counters, read the one public way. */
+static stubdm_console_stats console_stats(const stubdm_console *c)
+{
+    stubdm_console_stats st;
+
+    ck_assert_int_eq(stubdm_console_get_stats(c, &st, sizeof(st)), 0);
+    return st;
+}
+
 START_TEST(save_stream_byte_exact)
 {
     struct ts_result r = {0};
@@ -226,9 +235,9 @@ START_TEST(save_stream_byte_exact)
     ck_assert_uint_eq(h_sent, h_got);
     for (int i = 0; i < 256; i++)
         ck_assert_uint_gt(seen[i], 0);
-    ck_assert_uint_eq(stubdm_console_bytes_out(c), STREAM_BYTES);
-    ck_assert_uint_eq(stubdm_console_bytes_dropped(c), 0);
-    stubdm_console_close(c);
+    ck_assert_uint_eq(console_stats(c).bytes_out, STREAM_BYTES);
+    ck_assert_uint_eq(console_stats(c).bytes_dropped, 0);
+    stubdm_console_free(c);
     assert_be_state(1, "6");
     simcons_close(sc);
     close(p[0]);
@@ -280,9 +289,9 @@ START_TEST(restore_stream_byte_exact_and_eof)
     /* EOF and everything read by the frontend: the restore is complete. */
     ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, 0);
-    ck_assert_uint_eq(stubdm_console_bytes_in(c), STREAM_BYTES);
+    ck_assert_uint_eq(console_stats(c).bytes_in, STREAM_BYTES);
     assert_be_state(2, "6");
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
 }
@@ -315,12 +324,12 @@ START_TEST(restore_waits_for_input_ready)
     wait_connected(c);
     run(100);
     ck_assert_int_eq(simcons_read(sc, got, sizeof(got)), 0);
-    ck_assert_uint_eq(stubdm_console_bytes_in(c), 0);
+    ck_assert_uint_eq(console_stats(c).bytes_in, 0);
     /* Not "1": still nothing. */
     snprintf(path, sizeof(path), "%s/input-ready", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "yes", 3));
     run(100);
-    ck_assert_uint_eq(stubdm_console_bytes_in(c), 0);
+    ck_assert_uint_eq(console_stats(c).bytes_in, 0);
     ck_assert(xs_write(xs5, XBT_NULL, path, "1", 1));
     for (int i = 0; i < 100 && n < 8; i++) {
         run(10);
@@ -330,7 +339,7 @@ START_TEST(restore_waits_for_input_ready)
     }
     ck_assert_int_eq(n, 8);
     ck_assert(!memcmp(got, "\x03stream\r", 8));
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -375,7 +384,7 @@ START_TEST(stalled_save_reader_bounded)
     fprintf(stderr, "stalled reader: %zu bytes accepted, heap growth %zd\n",
             sent, (ssize_t)(peak - base));
     ck_assert_int_lt((ssize_t)(peak - base), 256 * 1024);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -399,7 +408,7 @@ START_TEST(log_flood_capped_with_drops)
     sc = frontend(0);
     wait_connected(c);
     base = heap_used();
-    while (stubdm_console_bytes_out(c) < total) {
+    while (console_stats(c).bytes_out < total) {
         if (sent < total) {
             long n = simcons_write(sc, chunk, sizeof(chunk) < total - sent
                                                   ? sizeof(chunk)
@@ -413,13 +422,13 @@ START_TEST(log_flood_capped_with_drops)
             peak = h;
     }
     ck_assert_uint_eq(file_size(path), 65536);
-    ck_assert_uint_eq(stubdm_console_bytes_dropped(c), total - 65536);
-    ck_assert_uint_eq(stubdm_console_rotations(c), 0);
+    ck_assert_uint_eq(console_stats(c).bytes_dropped, total - 65536);
+    ck_assert_uint_eq(console_stats(c).rotations, 0);
     fprintf(stderr, "log flood: %zu bytes, heap growth %zd\n", total,
             (ssize_t)(peak - base));
     ck_assert_int_lt((ssize_t)(peak - base), 256 * 1024);
     ck_assert_int_eq(r.calls, 0);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
 }
 END_TEST
@@ -461,16 +470,16 @@ START_TEST(log_rotation_files_and_sizes)
         sent += (size_t)n;
         CHECK(stubdm_ctx_run_once(ctx, 0) == 0);
     }
-    while (stubdm_console_bytes_out(c) < 45000)
+    while (console_stats(c).bytes_out < 45000)
         CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
     /* 10 + 45000 bytes: four rotations at 10000, 5010 in the live file. */
     ck_assert_uint_eq(file_size(path), 5010);
     ck_assert_uint_eq(file_size(p1), 10000);
     ck_assert_uint_eq(file_size(p2), 10000);
     ck_assert_uint_eq(file_size(p3), (size_t)-1);
-    ck_assert_uint_eq(stubdm_console_rotations(c), 4);
-    ck_assert_uint_eq(stubdm_console_bytes_dropped(c), 0);
-    stubdm_console_close(c);
+    ck_assert_uint_eq(console_stats(c).rotations, 4);
+    ck_assert_uint_eq(console_stats(c).bytes_dropped, 0);
+    stubdm_console_free(c);
     simcons_close(sc);
 }
 END_TEST
@@ -517,18 +526,18 @@ START_TEST(hostile_out_prod_rate_limited)
     int64_t t0 = stubdm_now_ms();
     spin_out_prod(sc, 2200);
     double secs = (double)(stubdm_now_ms() - t0) / 1000.0;
-    uint64_t out = stubdm_console_bytes_out(c);
-    uint64_t dropped = stubdm_console_bytes_dropped(c);
+    uint64_t out = console_stats(c).bytes_out;
+    uint64_t dropped = console_stats(c).bytes_dropped;
     uint64_t written = out - dropped;
     fprintf(stderr, "out_prod spin: %.1f s, %" PRIu64 " bytes taken, %"
             PRIu64 " written, %" PRIu64 " rotations\n",
-            secs, out, written, stubdm_console_rotations(c));
+            secs, out, written, console_stats(c).rotations);
     ck_assert_uint_gt(out, 4 * rate); /* the ring was kept moving */
     ck_assert_uint_le(written, (uint64_t)((secs + 1.0) * (double)rate));
-    ck_assert_uint_le(stubdm_console_rotations(c), (uint64_t)secs + 1);
-    ck_assert_uint_ge(stubdm_console_rotations(c), 1);
+    ck_assert_uint_le(console_stats(c).rotations, (uint64_t)secs + 1);
+    ck_assert_uint_ge(console_stats(c).rotations, 1);
     ck_assert_int_eq(r.calls, 0);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
 }
 END_TEST
@@ -577,7 +586,7 @@ START_TEST(hostile_stubdomain_does_not_starve_another)
     ck_assert_int_eq(simcons_publish(sc7, xs0), 0);
     wait_connected(c5);
     wait_connected(c7);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, ts_on_done, &rw,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done, &rw,
                                          NULL), 0);
 
     spin_watched_node(2000); /* a backlog of watch events */
@@ -608,11 +617,11 @@ START_TEST(hostile_stubdomain_does_not_starve_another)
     ck_assert_int_eq(rw.calls, 1);
     ck_assert_int_eq(rw.rc, 0);
     ck_assert_int_lt(rw.at_ms - t0, 250 * ts_time_scale());
-    ck_assert_uint_gt(stubdm_console_bytes_dropped(c5), 0);
+    ck_assert_uint_gt(console_stats(c5).bytes_dropped, 0);
     ck_assert_int_eq(r5.calls + r7.calls + rs.calls, 0);
-    stubdm_console_close(c3);
-    stubdm_console_close(c5);
-    stubdm_console_close(c7);
+    stubdm_console_free(c3);
+    stubdm_console_free(c5);
+    stubdm_console_free(c7);
     simcons_close(sc5);
     simcons_close(sc7);
 }
@@ -641,9 +650,9 @@ START_TEST(hostile_prod_far_beyond_cons)
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     ck_assert_ptr_nonnull(strstr(r.msg, "out_prod"));
     ck_assert_int_eq(stubdm_console_result(c), STUBDM_EPROTO);
-    ck_assert_uint_eq(stubdm_console_bytes_out(c), 2);
+    ck_assert_uint_eq(console_stats(c).bytes_out, 2);
     assert_be_state(1, "6");
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -669,7 +678,7 @@ START_TEST(hostile_cons_beyond_prod)
     ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     ck_assert_ptr_nonnull(strstr(r.msg, "in_cons"));
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -711,7 +720,7 @@ START_TEST(frontend_truncating_its_page)
     ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     ck_assert_msg(strstr(r.msg, "sealed against shrinking"), "%s", r.msg);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
 
     /* The protocol's page: the frontend cannot shrink it, the console
@@ -733,7 +742,7 @@ START_TEST(frontend_truncating_its_page)
         CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
     ck_assert_str_eq(buf, "alive");
     ck_assert_int_eq(r.calls, 0);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -756,7 +765,7 @@ START_TEST(hostile_indexes_at_connection)
     ck_assert_int_eq(simcons_publish(sc, xs5), 0);
     ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -783,7 +792,7 @@ START_TEST(hostile_xenstore_values)
     ck_assert(xs_write(xs5, XBT_NULL, path, "3", 1));
     ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     close(p[0]);
     close(p[1]);
 }
@@ -806,7 +815,7 @@ START_TEST(domain_released_gone)
     ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
     ck_assert_ptr_nonnull(strstr(r.msg, "stubdomain 5"));
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -854,7 +863,7 @@ START_TEST(xenbus_states)
     ck_assert_int_eq(r.rc, 0);
     assert_be_state(1, "6");
     ck_assert_int_eq(stubdm_console_state(c), 6);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -883,7 +892,7 @@ START_TEST(published_before_files_retries)
     assert_be_state(1, "2");
     ck_assert_int_eq(simcons_open(&sc, simdir, STUB, 1), 0);
     wait_connected(c);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -941,9 +950,9 @@ START_TEST(pty_serial_both_ways)
     }
     ck_assert_uint_eq(got, 7);
     ck_assert_mem_eq(buf, "\r\n\x03\x00\xffhi", 7);
-    ck_assert_uint_eq(stubdm_console_bytes_in(c), 7);
+    ck_assert_uint_eq(console_stats(c).bytes_in, 7);
     close(t);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
 }
 END_TEST
@@ -973,8 +982,8 @@ START_TEST(flush_waits_for_the_ring)
     ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 1500);
     /* A flush pending when the console is closed: cancelled. */
     fr.calls = 0;
-    stubdm_console_close(c);
-    stubdm_console_close(NULL);
+    stubdm_console_free(c);
+    stubdm_console_free(NULL);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -1023,7 +1032,7 @@ static void close_in_callback(stubdm_op *op, int rc, void *user)
     stubdm_console **cp = user;
     (void)op;
     (void)rc;
-    stubdm_console_close(*cp);
+    stubdm_console_free(*cp);
     *cp = NULL;
 }
 
@@ -1058,7 +1067,7 @@ START_TEST(close_from_callback_and_ctx_free_with_open_console)
     stubdm_ctx_free(ctx);
     ctx = NULL;
     ck_assert_int_eq(r2.calls, 0);
-    stubdm_console_close(c2);
+    stubdm_console_free(c2);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);
@@ -1080,7 +1089,7 @@ START_TEST(default_sim_dir_from_xenstored_path)
     c = serve(1, o, &r);
     sc = frontend(1);
     wait_connected(c);
-    stubdm_console_close(c);
+    stubdm_console_free(c);
     simcons_close(sc);
     close(p[0]);
     close(p[1]);

@@ -125,13 +125,13 @@ START_TEST(test_layout_golden)
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 2, NULL), 0);
     ck_assert_int_eq(stubdm_contract_set_toolstack_domid(c, TOOL7), 0);
     ck_assert_int_eq(stubdm_contract_set_argv_encoding(
-                         c, STUBDM_ARGV_MINIOS_DMARGS, 0), 0);
+                         c, STUBDM_DM_ARGV_MINIOS_DMARGS, 0), 0);
     golden("toolstack7-serials-placeholder-minios", c);
     /* xenconsoled serves console 0 only: a save output and serials are
      * refused (the stubdomain would wait 25 s at boot for each console
      * nobody serves), naming the first console asked for. */
     ck_assert_int_eq(stubdm_contract_set_console_backend(
-                         c, STUBDM_CONSOLE_XENCONSOLED), 0);
+                         c, STUBDM_CONSOLE_BACKEND_XENCONSOLED), 0);
     golden("toolstack7-xenconsoled-refused", c);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 1, NULL), 0);
     golden("toolstack7-xenconsoled-serial-refused", c);
@@ -150,7 +150,7 @@ static const char spawn_macs[][MAC_LEN] = { "00:16:3e:00:00:01",
                                             "00:16:3e:12:34:56" };
 
 /* A spawn of c as its steps write it, from fixed facts. */
-static void spawn_golden(const char *name, const stubdm_spawn_config *c,
+static void spawn_golden(const char *name, const stubdm_spawn_opts *c,
                          bool simulated, bool placeholder, bool placeholder_vm)
 {
     struct stubdm__spawn_facts f = {
@@ -182,50 +182,50 @@ static void spawn_golden(const char *name, const stubdm_spawn_config *c,
     golden_nodes("spawn", name, rc, nodes);
 }
 
-static stubdm_spawn_config *spawn_config(void)
+static stubdm_spawn_opts *spawn_config(void)
 {
-    stubdm_spawn_config *c = NULL;
+    stubdm_spawn_opts *c = NULL;
 
-    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, UUID, NULL), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_kernel(c, "/dev/null", NULL,
+    ck_assert_int_eq(stubdm_spawn_opts_new(&c), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_guest(c, GUEST, UUID, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_kernel(c, "/dev/null", NULL,
                                                     "console=hvc0"),
                      0);
-    ck_assert_int_eq(stubdm_spawn_config_set_args(c, args, 5), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_args(c, args, 5), 0);
     return c;
 }
 
 START_TEST(test_spawn_layout_golden)
 {
-    stubdm_spawn_config *c = spawn_config();
+    stubdm_spawn_opts *c = spawn_config();
 
     /* Xen: the store ring published; a raw and a qcow2 disk, two nics. */
-    ck_assert_int_eq(stubdm_spawn_config_set_vcpus(c, 2), 0);
-    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/dev/vg/guest4", "raw",
+    ck_assert_int_eq(stubdm_spawn_opts_set_vcpus(c, 2), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/vg/guest4", "raw",
                                                   0),
                      0);
-    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 0, "block-lvm"),
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, "block-lvm"),
                      0);
-    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/srv/guest4.qcow2",
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/srv/guest4.qcow2",
                                                   "qcow2", 1),
                      0);
-    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, NULL), 0);
-    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, "00:16:3e:12:34:56",
+    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, "00:16:3e:12:34:56",
                                                  "br1", "/opt/vif-custom"),
                      0);
     spawn_golden("xen-disks-nics", c, false, false, false);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
 
     /* The simulated host: the stand-in guest (and its vm directory), the
      * library serving console 0's log and a serial. */
     c = spawn_config();
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(
                          c, 0, "file:/var/log/xen/guest4-dm.log"),
                      0);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, "pty"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, "pty"), 0);
     spawn_golden("sim-placeholder-consoles", c, true, true, true);
     spawn_golden("sim-placeholder-guest-only", c, true, true, false);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
 }
 END_TEST
 
@@ -241,11 +241,11 @@ static const char *node_value(const stubdm_nodes *nodes, const char *path)
  * from the configuration alone. */
 START_TEST(test_spawn_layout_api)
 {
-    stubdm_spawn_config *c = spawn_config();
+    stubdm_spawn_opts *c = spawn_config();
     stubdm_nodes *nodes = NULL;
     const char *v;
 
-    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, NULL, NULL, NULL), 0);
     ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes), 0);
     ck_assert_str_eq(stubdm_nodes_path(nodes, 0), "/local/domain/5");
     ck_assert_str_eq(node_value(nodes, "/local/domain/5/name"), "guest4-dm");
@@ -262,14 +262,14 @@ START_TEST(test_spawn_layout_api)
     ck_assert_int_eq(stubdm_spawn_layout(ctx, c, GUEST, &nodes),
                      STUBDM_EINVAL);
     ck_assert_ptr_null(nodes);
-    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, GUEST, NULL, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_guest(c, GUEST, NULL, NULL), 0);
     ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_spawn_config_set_args(c, NULL, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_args(c, NULL, 0), 0);
     ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes),
                      STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "args"));
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
 }
 END_TEST
 
@@ -285,10 +285,10 @@ START_TEST(test_setters)
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 4, "pty"),
                      STUBDM_EINVAL); /* gap: console 3 not set */
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, ""), STUBDM_EINVAL);
-    for (unsigned i = 0; i < STUBDM_MAX_SERIALS; i++)
+    for (unsigned i = 0; i < STUBDM_CONSOLE_MAX_SERIALS; i++)
         ck_assert_int_eq(stubdm_contract_set_console_output(c, 3 + i, "pty"), 0);
     ck_assert_int_eq(stubdm_contract_set_console_output(
-                         c, 3 + STUBDM_MAX_SERIALS, "pty"), STUBDM_ELIMIT);
+                         c, 3 + STUBDM_CONSOLE_MAX_SERIALS, "pty"), STUBDM_ELIMIT);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 5, NULL),
                      STUBDM_EINVAL); /* not the last one */
     ck_assert_int_eq(stubdm_contract_set_hvmloader(c, "rombios", 0), STUBDM_EINVAL);

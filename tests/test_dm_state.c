@@ -141,10 +141,10 @@ static const char *const qemu_args[] = {
     "-display", "none", "-no-shutdown",
 };
 
-static stubdm_spawn_config *config(const char *const *extra, size_t nextra,
+static stubdm_spawn_opts *config(const char *const *extra, size_t nextra,
                                    const char *const *sim_args, size_t nsim)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     const char *args[32];
     size_t n = 0;
 
@@ -153,7 +153,7 @@ static stubdm_spawn_config *config(const char *const *extra, size_t nextra,
     for (size_t i = 0; i < nextra; i++)
         args[n++] = extra[i];
     c = spawnfix_config(&fx, GUEST, args, n, sim_args, nsim, 20000);
-    ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, 1, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 1, 0), 0);
     return c;
 }
 
@@ -169,12 +169,21 @@ static bool mentions(void *arg)
 
 /* ---- consoles served by the spawn --------------------------------------- */
 
+/* The console's counters, read the one public way. */
+static stubdm_console_stats console_stats(const stubdm_console *c)
+{
+    stubdm_console_stats st;
+
+    ck_assert_int_eq(stubdm_console_get_stats(c, &st, sizeof(st)), 0);
+    return st;
+}
+
 START_TEST(test_log_and_serial)
 {
     static const char *const extra[] = { "-serial", "/dev/hvc3", "-device",
                                          "sga" };
     char log_path[300], ser_path[300], out[320];
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *log, *ser;
     struct mention m;
@@ -184,14 +193,14 @@ START_TEST(test_log_and_serial)
     snprintf(ser_path, sizeof(ser_path), "%s/serial0.txt", fx.mock.dir);
     c = config(extra, STUBDM_ARRAY_SIZE(extra), NULL, 0);
     snprintf(out, sizeof(out), "file:%s", log_path);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, out), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0, out), 0);
     snprintf(out, sizeof(out), "file:%s", ser_path);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, out), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, out), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     /* The default on the simulated host. */
     ck_assert_int_eq(stubdm_stubdom_console_backend(s),
-                     STUBDM_CONSOLE_LIBSTUBDM);
+                     STUBDM_CONSOLE_BACKEND_LIBSTUBDM);
     log = stubdm_stubdom_console(s, 0);
     ser = stubdm_stubdom_console(s, 3);
     ck_assert_ptr_nonnull(log);
@@ -212,14 +221,14 @@ START_TEST(test_log_and_serial)
     ck_assert(ts_run_until(fx.ctx, mentions, &m, 10000));
     ck_assert(proc_file_mentions(log_path, "console 1 given to QEMU as fdset 1"));
     ck_assert_int_eq(stubdm_console_state(log), 4);
-    ck_assert_uint_eq(stubdm_console_bytes_out(log), file_size(log_path));
-    ck_assert_uint_eq(stubdm_console_bytes_dropped(log), 0);
+    ck_assert_uint_eq(console_stats(log).bytes_out, file_size(log_path));
+    ck_assert_uint_eq(console_stats(log).bytes_dropped, 0);
 
     /* Console 3: the guest's serial (SeaBIOS through sgabios). */
     m.path = ser_path;
     m.needle = "SeaBIOS";
     ck_assert(ts_run_until(fx.ctx, mentions, &m, 15000));
-    ck_assert_uint_eq(stubdm_console_bytes_out(ser), file_size(ser_path));
+    ck_assert_uint_eq(console_stats(ser).bytes_out, file_size(ser_path));
 
     ck_assert_int_eq(assert_no_dom0_qemu(), 1);
     ck_assert_int_eq(logged.warnings, 0);
@@ -236,7 +245,7 @@ START_TEST(test_serial_pty)
 {
     static const char *const extra[] = { "-serial", "/dev/hvc3", "-device",
                                          "sga" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     const char *tty;
     char buf[4096];
@@ -246,9 +255,9 @@ START_TEST(test_serial_pty)
 
     spawnfix_need_sim_stubdom(&fx);
     c = config(extra, STUBDM_ARRAY_SIZE(extra), NULL, 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, "pty"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, "pty"), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     tty = stubdm_console_tty(stubdm_stubdom_console(s, 3));
     ck_assert_ptr_nonnull(tty);
     fd = open(tty, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
@@ -288,7 +297,7 @@ struct saved {
 static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
 {
     stubdm_console *c1 = stubdm_stubdom_console(s, 1);
-    uint64_t before = stubdm_console_bytes_out(c1);
+    uint64_t before = console_stats(c1).bytes_out;
     int64_t t0;
     int fd;
 
@@ -296,20 +305,20 @@ static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
     ck_assert_int_ge(fd, 0);
     t0 = stubdm_now_ms();
     ck_assert_int_eq(
-        stubdm_dm_save_sync(NULL, s, 0, 0, fd, 20000, &sv->bytes), 0);
+        stubdm_stubdom_save_sync(s, fd, 20000, &sv->bytes), 0);
     sv->ms = (double)(stubdm_now_ms() - t0);
     close(fd);
     /* Complete only once everything is out: the size reported, the
      * console's count and the file agree exactly. */
     ck_assert_uint_gt(sv->bytes, 0);
     ck_assert_uint_eq(sv->bytes, file_size(sv->path));
-    ck_assert_uint_eq(stubdm_console_bytes_out(c1) - before, sv->bytes);
+    ck_assert_uint_eq(console_stats(c1).bytes_out - before, sv->bytes);
     ck_assert(proc_file_mentions(sv->path, "QEVM"));
 }
 
 static void restore_from(const struct saved *sv, double *ms_out)
 {
-    stubdm_spawn_config *c = config(NULL, 0, NULL, 0);
+    stubdm_spawn_opts *c = config(NULL, 0, NULL, 0);
     stubdm_stubdom *s = NULL;
     stubdm_console *c2;
     char *reply = NULL;
@@ -317,16 +326,16 @@ static void restore_from(const struct saved *sv, double *ms_out)
     int fd = open(sv->path, O_RDONLY | O_CLOEXEC);
 
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, fd), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, fd), 0);
     t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     *ms_out = (double)(stubdm_now_ms() - t0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     c2 = stubdm_stubdom_console(s, 2);
     ck_assert_ptr_nonnull(c2);
     /* Running means QEMU loaded the stream: console 2 delivered it all. */
     ck_assert_int_eq(stubdm_console_result(c2), 0);
-    ck_assert_uint_eq(stubdm_console_bytes_in(c2), sv->bytes);
+    ck_assert_uint_eq(console_stats(c2).bytes_in, sv->bytes);
     ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
                                              "query-migrate", NULL, 10000,
                                              &reply),
@@ -347,7 +356,7 @@ static void restore_from(const struct saved *sv, double *ms_out)
 
 START_TEST(test_save_restore_roundtrip)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     struct saved a, b;
     double spawn_ms, restore_ms;
@@ -361,7 +370,7 @@ START_TEST(test_save_restore_roundtrip)
     t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
     spawn_ms = (double)(stubdm_now_ms() - t0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     save_with_handle(s, &a);
     /* Left stopped, as libxl expects; a second save works too. */
     ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
@@ -408,7 +417,7 @@ static const char *be_state(uint32_t domid, unsigned n)
  * console 1. */
 START_TEST(test_save_by_domid)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     uint32_t domid;
     uint64_t bytes = 0;
@@ -419,9 +428,9 @@ START_TEST(test_save_by_domid)
     spawnfix_need_sim_stubdom(&fx);
     snprintf(path, sizeof(path), "%s/dm-state.byid", fx.mock.dir);
     c = config(NULL, 0, NULL, 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, 0, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 0, 0), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* it keeps running; its consoles are let go */
     /* Let go, not closed: back to InitWait, the frontend stays connected
@@ -431,7 +440,7 @@ START_TEST(test_save_by_domid)
     ck_assert_int_ge(fd, 0);
     int64_t t0 = stubdm_now_ms();
     ck_assert_int_eq(
-        stubdm_dm_save_sync(fx.ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
+        stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000, &bytes), 0);
     ms = (double)(stubdm_now_ms() - t0);
     close(fd);
     ck_assert_uint_gt(bytes, 0);
@@ -445,11 +454,11 @@ START_TEST(test_save_by_domid)
     ck_assert_int_ge(fd, 0);
     bytes = 0;
     ck_assert_int_eq(
-        stubdm_dm_save_sync(fx.ctx, NULL, domid, GUEST, fd, 20000, &bytes), 0);
+        stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000, &bytes), 0);
     close(fd);
     ck_assert_uint_gt(bytes, 0);
     ck_assert_uint_eq(bytes, file_size(path));
-    ck_assert_int_eq(stubdm_destroy(fx.ctx, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid), 0);
     unlink(path);
     spawnfix_assert_clean(&fx, false);
 }
@@ -465,7 +474,7 @@ static bool console_ended(void *arg)
 START_TEST(test_hostile_ring_ends_one_console)
 {
     static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *c1;
     char ring[300];
@@ -476,7 +485,7 @@ START_TEST(test_hostile_ring_ends_one_console)
     spawnfix_need_sim_stubdom(&fx);
     c = config(NULL, 0, noqemu, 1);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     c1 = stubdm_stubdom_console(s, 1);
     ck_assert_ptr_nonnull(c1);
     /* Wait for console 1 to connect, then forge its out_prod. */
@@ -495,7 +504,7 @@ START_TEST(test_hostile_ring_ends_one_console)
     /* A save looks at the ring at once: the forged index ends console 1
      * with EPROTO, and the save with it. */
     out = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    ck_assert_int_eq(stubdm_dm_save_sync(NULL, s, 0, 0, out, 5000, NULL),
+    ck_assert_int_eq(stubdm_stubdom_save_sync(s, out, 5000, NULL),
                      STUBDM_EPROTO);
     close(out);
     ck_assert(ts_run_until(fx.ctx, console_ended, c1, 5000));
@@ -503,7 +512,7 @@ START_TEST(test_hostile_ring_ends_one_console)
     /* Logged, and only that console ended: the stubdomain runs on. */
     ck_assert_int_eq(logged.warnings, 1);
     ck_assert_ptr_nonnull(strstr(logged.last, "console 1 ended"));
-    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_RUNNING);
     ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
                                              "query-status", NULL, 5000,
                                              &reply),
@@ -512,6 +521,12 @@ START_TEST(test_hostile_ring_ends_one_console)
     /* A save needs console 1: now refused, nothing started. */
     ck_assert_int_eq(stubdm_stubdom_save(s, 1, 1000, NULL, NULL, NULL),
                      STUBDM_ESTATE);
+    /* Each blocking form takes its own subject: no NULL picks a mode. */
+    ck_assert_int_eq(stubdm_stubdom_save_sync(NULL, 1, 1000, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_dm_save_sync(NULL, stubdm_stubdom_domid(s),
+                                         GUEST, 1, 1000, NULL),
+                     STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     stubdm_stubdom_free(s);
     spawnfix_assert_clean(&fx, false);
@@ -545,14 +560,14 @@ static char proc_state_of_domain(uint32_t domid)
 START_TEST(test_pause_unpause)
 {
     static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     char st = '?';
 
     spawnfix_need_sim_stubdom(&fx);
     c = config(NULL, 0, noqemu, 1);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0); /* idempotent */
     for (int i = 0; i < 100 && (st = proc_state_of_domain(
@@ -578,27 +593,27 @@ END_TEST
 /* Validation of the new configuration. */
 START_TEST(test_validate_consoles)
 {
-    stubdm_spawn_config *c = config(NULL, 0, NULL, 0);
+    stubdm_spawn_opts *c = config(NULL, 0, NULL, 0);
     stubdm_stubdom *s = NULL;
 
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, "pty"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0, "pty"), 0);
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, NULL),
                      STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "console 0"));
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0, NULL), 0);
     ck_assert_int_eq(
-        stubdm_spawn_config_set_console_output(c, 3, "udp:1.2.3.4:5"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
+        stubdm_spawn_opts_set_console_output(c, 3, "udp:1.2.3.4:5"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "console 3"));
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, NULL), 0);
     ck_assert_int_eq(
-        stubdm_spawn_config_set_console_backend(c, STUBDM_CONSOLE_IOEMU), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
+        stubdm_spawn_opts_set_console_backend(c, STUBDM_CONSOLE_BACKEND_IOEMU), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "restore"));
-    ck_assert_int_eq(stubdm_spawn_config_set_log_limits(c, 0, 100),
+    ck_assert_int_eq(stubdm_spawn_opts_set_log_limits(c, 0, 100),
                      STUBDM_EINVAL);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     spawnfix_assert_clean(&fx, false);
 }
 END_TEST
@@ -676,7 +691,7 @@ static pid_t sim_domain_pid(void)
 START_TEST(test_save_stream_bounded)
 {
     static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *c1;
     stubdm_op *op = NULL;
@@ -696,7 +711,7 @@ START_TEST(test_save_stream_bounded)
     close(nfd);
     c = config(NULL, 0, noqemu, 1);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     c1 = stubdm_stubdom_console(s, 1);
     ck_assert_ptr_nonnull(c1);
     for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
@@ -730,7 +745,7 @@ START_TEST(test_save_stream_bounded)
     ck_assert_msg(nfd >= 0, "no frontend socket %s in pid %ld: %s", fe,
                   (long)sim_domain_pid(), strerror(errno));
     t0 = stubdm_now_ms();
-    while (!stubdm_op_done(op) && stubdm_now_ms() - t0 < 15000) {
+    while (!stubdm_op_is_done(op) && stubdm_now_ms() - t0 < 15000) {
         uint32_t prod = page->out_prod, cons = page->out_cons;
         uint32_t room = 2048 - (prod - cons), off = prod & 2047;
         uint32_t first = room < 2048 - off ? room : 2048 - off;
@@ -741,7 +756,7 @@ START_TEST(test_save_stream_bounded)
         sendto(nfd, "!", 1, MSG_DONTWAIT, (struct sockaddr *)&be, sizeof(be));
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 2), 0);
     }
-    ck_assert(stubdm_op_done(op));
+    ck_assert(stubdm_op_is_done(op));
     ck_assert_msg(stubdm_op_result(op) == STUBDM_ELIMIT, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
     ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op),
@@ -777,7 +792,7 @@ START_TEST(test_save_console_type_owner)
     ck_assert(xs_write(xsh, XBT_NULL, type, "libstubdm", 9));
     ck_assert(xs_set_permissions(xsh, XBT_NULL, type,
                                  (struct xs_permissions *)stub_own, 2));
-    ck_assert_int_eq(stubdm_dm_save_sync(fx.ctx, NULL, 9, GUEST, fd, 2000, &bytes),
+    ck_assert_int_eq(stubdm_dm_save_sync(fx.ctx, 9, GUEST, fd, 2000, &bytes),
                      STUBDM_EPROTO);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 9"), "%s",
                   stubdm_ctx_errmsg(fx.ctx));
@@ -796,7 +811,7 @@ static char *await_request(struct xs_handle *h, const char *path,
     int64_t end = stubdm_now_ms() + ms;
     char *v = NULL;
 
-    while (stubdm_now_ms() < end && !stubdm_op_done(op)) {
+    while (stubdm_now_ms() < end && !stubdm_op_is_done(op)) {
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
         free(v);
         v = xs_read(h, XBT_NULL, path, NULL);
@@ -804,7 +819,7 @@ static char *await_request(struct xs_handle *h, const char *path,
             return v;
     }
     ck_assert_msg(0, "no stream-end-request (save: %s)",
-                  stubdm_op_done(op) ? stubdm_op_errmsg(op) : "pending");
+                  stubdm_op_is_done(op) ? stubdm_op_errmsg(op) : "pending");
     return NULL;
 }
 
@@ -825,7 +840,7 @@ START_TEST(test_save_forged_stream_end)
     int timeout = pre && strstr(pre, "vgpreload") ? 20000 : 3000;
     struct xs_permissions dom0_own[2] = { { 0, XS_PERM_NONE },
                                           { 0, XS_PERM_READ } };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     char path[300], req[96], node[96], val[128], *seq, *seq2;
@@ -839,7 +854,7 @@ START_TEST(test_save_forged_stream_end)
     snprintf(path, sizeof(path), "%s/dm-state.forged", fx.mock.dir);
     c = config(NULL, 0, NULL, 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     snprintf(req, sizeof(req),
              "/local/domain/%u/device/console/1/stream-end-request", domid);
@@ -868,11 +883,11 @@ START_TEST(test_save_forged_stream_end)
                                (unsigned)strlen(forged[i])));
             while (stubdm_now_ms() < end)
                 ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
-            ck_assert_msg(!stubdm_op_done(op), "\"%s\" ended the save: %s",
+            ck_assert_msg(!stubdm_op_is_done(op), "\"%s\" ended the save: %s",
                           forged[i], stubdm_op_errmsg(op));
         }
     }
-    while (!stubdm_op_done(op))
+    while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 50), 0);
     ck_assert_msg(stubdm_op_result(op) == STUBDM_ETIMEDOUT, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
@@ -893,7 +908,7 @@ START_TEST(test_save_forged_stream_end)
     seq2 = await_request(h, req, seq, op, timeout);
     snprintf(val, sizeof(val), "%s 1", seq2);
     ck_assert(xs_write(h, XBT_NULL, node, val, (unsigned)strlen(val)));
-    while (!stubdm_op_done(op))
+    while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5), 0);
     ck_assert_msg(stubdm_op_result(op) == 0, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));

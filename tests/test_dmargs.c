@@ -58,7 +58,7 @@ static void teardown(void)
 struct argfile {
     char **args;
     size_t n, cap;
-    stubdm_argv_encoding enc;
+    stubdm_dm_argv_encoding enc;
     size_t max;
     char vm[128];
     unsigned stub;
@@ -115,9 +115,9 @@ static void load(const char *path, struct argfile *f)
             continue;
         if (!strncmp(line, "@encoding ", 10)) {
             const char *e = line + 10;
-            f->enc = !strcmp(e, "minios") ? STUBDM_ARGV_MINIOS_DMARGS
-                     : !strcmp(e, "esc")  ? STUBDM_ARGV_ESC_STRING
-                                          : STUBDM_ARGV_DIRECTORY;
+            f->enc = !strcmp(e, "minios") ? STUBDM_DM_ARGV_MINIOS_DMARGS
+                     : !strcmp(e, "esc")  ? STUBDM_DM_ARGV_ESC_STRING
+                                          : STUBDM_DM_ARGV_DIRECTORY;
         } else if (!strncmp(line, "@max ", 5)) {
             f->max = strtoul(line + 5, NULL, 10);
         } else if (!strncmp(line, "@vm ", 4)) {
@@ -242,7 +242,7 @@ static void assert_tools_give(const char *const *args, size_t nargs)
     free(out);
 }
 
-static void assert_library_gives(stubdm_argv_encoding enc,
+static void assert_library_gives(stubdm_dm_argv_encoding enc,
                                  const char *const *args, size_t nargs)
 {
     char **got = NULL;
@@ -253,43 +253,43 @@ static void assert_library_gives(stubdm_argv_encoding enc,
     for (size_t i = 0; i < n; i++)
         ck_assert_str_eq(got[i], args[i]);
     ck_assert_ptr_null(got[n]);
-    stubdm_argv_free(got);
+    stubdm_dm_argv_free(got);
 }
 
 START_TEST(test_roundtrip_tools)
 {
     const char *meta[] = {"-name", "my guest \"q\" 'x' $HOME `id` *.img ;|&<>",
                           "a  b", " leading", "trailing ", "=,:%", "-m", "1"};
-    char *big = malloc(STUBDM_DEFAULT_MAX_VALUE_LEN + 1);
+    char *big = malloc(STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN + 1);
     const char *one[2];
-    char **many = calloc(STUBDM_MAX_DM_ARGS, sizeof(*many));
+    char **many = calloc(STUBDM_DM_ARGV_MAX_ARGS, sizeof(*many));
 
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_ARGV_DIRECTORY,
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
                                           0, meta, 8), 0);
     assert_tools_give(meta, 8);
-    assert_library_gives(STUBDM_ARGV_DIRECTORY, meta, 8);
+    assert_library_gives(STUBDM_DM_ARGV_DIRECTORY, meta, 8);
 
     /* A maximal argument: 2048 bytes, the default entry-size quota. */
-    for (int i = 0; i < STUBDM_DEFAULT_MAX_VALUE_LEN; i++)
+    for (int i = 0; i < STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN; i++)
         big[i] = (char)('a' + i % 26);
-    big[STUBDM_DEFAULT_MAX_VALUE_LEN] = 0;
+    big[STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN] = 0;
     one[0] = "-append";
     one[1] = big;
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_ARGV_DIRECTORY,
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
                                           0, one, 2), 0);
     assert_tools_give(one, 2);
-    assert_library_gives(STUBDM_ARGV_DIRECTORY, one, 2);
+    assert_library_gives(STUBDM_DM_ARGV_DIRECTORY, one, 2);
 
     /* 999 arguments: the keys still sort as text in numeric order. */
-    for (int i = 0; i < STUBDM_MAX_DM_ARGS; i++)
+    for (int i = 0; i < STUBDM_DM_ARGV_MAX_ARGS; i++)
         many[i] = stubdm__sprintf("arg-%d", i + 1);
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_ARGV_DIRECTORY,
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
                                           0, (const char *const *)many,
-                                          STUBDM_MAX_DM_ARGS), 0);
-    assert_tools_give((const char *const *)many, STUBDM_MAX_DM_ARGS);
-    assert_library_gives(STUBDM_ARGV_DIRECTORY, (const char *const *)many,
-                         STUBDM_MAX_DM_ARGS);
-    for (int i = 0; i < STUBDM_MAX_DM_ARGS; i++)
+                                          STUBDM_DM_ARGV_MAX_ARGS), 0);
+    assert_tools_give((const char *const *)many, STUBDM_DM_ARGV_MAX_ARGS);
+    assert_library_gives(STUBDM_DM_ARGV_DIRECTORY, (const char *const *)many,
+                         STUBDM_DM_ARGV_MAX_ARGS);
+    for (int i = 0; i < STUBDM_DM_ARGV_MAX_ARGS; i++)
         free(many[i]);
     free(many);
     free(big);
@@ -323,7 +323,7 @@ START_TEST(test_real_stubdomain_mangles)
     {
         const char *want[] = {"a", "caf\\xc3\\xa9", "x\\x1by", "b\\\\s",
                               "t\\tu"};
-        assert_library_gives(STUBDM_ARGV_DIRECTORY, want, 5);
+        assert_library_gives(STUBDM_DM_ARGV_DIRECTORY, want, 5);
     }
 }
 END_TEST
@@ -331,7 +331,7 @@ END_TEST
 /* ---- refusals ------------------------------------------------------------ */
 
 struct refusal {
-    stubdm_argv_encoding enc;
+    stubdm_dm_argv_encoding enc;
     size_t max;
     const char *vm;
     unsigned stub;
@@ -362,40 +362,40 @@ static void check_refusal(const struct refusal *r, const char *const *args,
     free(after);
 }
 
-static char longarg[STUBDM_DEFAULT_MAX_VALUE_LEN + 2];
+static char longarg[STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN + 2];
 
 static const struct refusal refusals[] = {
-    {STUBDM_ARGV_DIRECTORY, 0, NULL, 0, {0}, 0, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {0}, 0, STUBDM_EINVAL,
      "dm-argv: the argument list is empty"},
-    {STUBDM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", "-b", "x\ny"}, 3, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", "-b", "x\ny"}, 3, STUBDM_EINVAL,
      "dm-argv: args[2] (key 003) contains a newline at byte 1"},
-    {STUBDM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", ""}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", ""}, 2, STUBDM_EINVAL,
      "dm-argv: args[1] (key 002) is empty"},
-    {STUBDM_ARGV_DIRECTORY, 0, NULL, 0, {"caf\xc3\xa9"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"caf\xc3\xa9"}, 1, STUBDM_EINVAL,
      "dm-argv: args[0] (key 001) contains byte 0xc3 at byte 3"},
-    {STUBDM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", "x\x1b"}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", "x\x1b"}, 2, STUBDM_EINVAL,
      "args[1] (key 002) contains byte 0x1b"},
-    {STUBDM_ARGV_DIRECTORY, 0, NULL, 0, {"a\\b"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"a\\b"}, 1, STUBDM_EINVAL,
      "args[0] (key 001) contains byte 0x5c"},
-    {STUBDM_ARGV_DIRECTORY, 0, NULL, 0, {"a", "b", "c", "d\te"}, 4,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"a", "b", "c", "d\te"}, 4,
      STUBDM_EINVAL, "args[3] (key 004) contains byte 0x09"},
-    {STUBDM_ARGV_DIRECTORY, 4, NULL, 0, {"-m", "12345"}, 2, STUBDM_ELIMIT,
+    {STUBDM_DM_ARGV_DIRECTORY, 4, NULL, 0, {"-m", "12345"}, 2, STUBDM_ELIMIT,
      "dm-argv: args[1] (key 002) is 5 bytes, more than the 4"},
-    {STUBDM_ARGV_DIRECTORY, 0, "/local/domain/4", 0, {"-m"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, "/local/domain/4", 0, {"-m"}, 1, STUBDM_EINVAL,
      "does not start with /vm/"},
-    {STUBDM_ARGV_DIRECTORY, 0, "/vm/a.b", 0, {"-m"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, "/vm/a.b", 0, {"-m"}, 1, STUBDM_EINVAL,
      "not a valid xenstore path"},
-    {STUBDM_ARGV_DIRECTORY, 0, NULL, 0x7FF0, {"-m"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0x7FF0, {"-m"}, 1, STUBDM_EINVAL,
      "invalid stubdomain domid"},
-    {STUBDM_ARGV_MINIOS_DMARGS, 0, NULL, 0, {"-name", "a b"}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_MINIOS_DMARGS, 0, NULL, 0, {"-name", "a b"}, 2, STUBDM_EINVAL,
      "dmargs (MiniOS): args[1] contains a space at byte 1"},
-    {STUBDM_ARGV_MINIOS_DMARGS, 0, NULL, 0, {"-name", ""}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_MINIOS_DMARGS, 0, NULL, 0, {"-name", ""}, 2, STUBDM_EINVAL,
      "dmargs (MiniOS): args[1] is empty"},
-    {STUBDM_ARGV_MINIOS_DMARGS, 8, NULL, 0, {"-m", "1024", "-x"}, 3,
+    {STUBDM_DM_ARGV_MINIOS_DMARGS, 8, NULL, 0, {"-m", "1024", "-x"}, 3,
      STUBDM_ELIMIT, "the joined string reaches 10 bytes at args[2]"},
-    {STUBDM_ARGV_ESC_STRING, 0, NULL, 0, {"a", "b\x1b"}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_ESC_STRING, 0, NULL, 0, {"a", "b\x1b"}, 2, STUBDM_EINVAL,
      "args[1] contains the separator byte 0x1b at byte 1"},
-    {STUBDM_ARGV_ESC_STRING, 0, NULL, 0, {"a\n"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_ESC_STRING, 0, NULL, 0, {"a\n"}, 1, STUBDM_EINVAL,
      "args[0] contains a newline at byte 1"},
 };
 
@@ -403,7 +403,7 @@ START_TEST(test_refusals)
 {
     /* Something to keep: an earlier argv must survive refused writes. */
     const char *prev[] = {"-m", "512"};
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_ARGV_DIRECTORY,
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
                                           0, prev, 2), 0);
     for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
         check_refusal(&refusals[i], refusals[i].args, refusals[i].nargs);
@@ -412,14 +412,14 @@ END_TEST
 
 START_TEST(test_refusal_limits)
 {
-    struct refusal r = {STUBDM_ARGV_DIRECTORY, 0, NULL, 0, {0}, 0,
+    struct refusal r = {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {0}, 0,
                         STUBDM_ELIMIT, "dm-argv: args[1] (key 002) is 2049 "
                                        "bytes, more than the 2048"};
     const char *args[2] = {"-append", longarg};
     const char **many = calloc(1000, sizeof(*many));
     const char *withnull[] = {"-a", NULL};
 
-    memset(longarg, 'x', STUBDM_DEFAULT_MAX_VALUE_LEN + 1);
+    memset(longarg, 'x', STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN + 1);
     check_refusal(&r, args, 2);
     for (int i = 0; i < 1000; i++)
         many[i] = "-x";
@@ -452,11 +452,11 @@ START_TEST(test_stale_keys_removed)
     char **k;
 
     ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
-                                          STUBDM_ARGV_MINIOS_DMARGS, 0, five, 5),
+                                          STUBDM_DM_ARGV_MINIOS_DMARGS, 0, five, 5),
                      0);
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_ARGV_DIRECTORY,
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
                                           0, five, 5), 0);
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_ARGV_DIRECTORY,
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
                                           0, two, 2), 0);
     k = xs_directory(xs0, XBT_NULL, DIRP, &n);
     ck_assert_uint_eq(n, 2);
@@ -475,16 +475,16 @@ START_TEST(test_legacy_roundtrip)
     char *v;
 
     ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
-                                          STUBDM_ARGV_MINIOS_DMARGS, 0, a, 5),
+                                          STUBDM_DM_ARGV_MINIOS_DMARGS, 0, a, 5),
                      0);
     v = xs_read(xs0, XBT_NULL, VM "/image/dmargs", &len);
     ck_assert_str_eq(v, "-M xenfv -m 1024 caf\xc3\xa9");
     free(v);
-    assert_library_gives(STUBDM_ARGV_MINIOS_DMARGS, a, 5);
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_ARGV_ESC_STRING,
+    assert_library_gives(STUBDM_DM_ARGV_MINIOS_DMARGS, a, 5);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_ESC_STRING,
                                           0, e, 5), 0);
-    assert_library_gives(STUBDM_ARGV_ESC_STRING, e, 5);
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_DIRECTORY, NULL,
+    assert_library_gives(STUBDM_DM_ARGV_ESC_STRING, e, 5);
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY, NULL,
                                          NULL), STUBDM_EINVAL);
 }
 END_TEST
@@ -498,7 +498,7 @@ START_TEST(test_permissions)
     unsigned n;
     char *v, **k;
 
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_ARGV_DIRECTORY,
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
                                           0, a, 2), 0);
     /* The stubdomain reads and lists, but cannot change, its argv. */
     v = xs_read(stub, XBT_NULL, DIRP "/002", NULL);
@@ -537,7 +537,7 @@ START_TEST(test_request_count)
     for (size_t s = 0; s < 3; s++) {
         uint64_t before = stubdm__xs_requests(ctx);
         ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
-                                              STUBDM_ARGV_DIRECTORY, 0,
+                                              STUBDM_DM_ARGV_DIRECTORY, 0,
                                               (const char *const *)args,
                                               sizes[s]), 0);
         /* start + rm dm-argv + rm dmargs + write dir + set perms + N
@@ -565,7 +565,7 @@ START_TEST(test_failure_midway)
     setenv("XENSTORED_PATH", mockxs_socket(&small), 1);
     ck_assert_int_eq(stubdm_ctx_new(&c2), 0);
     ck_assert_int_eq(mockxs_dump(&small, &before), 0);
-    ck_assert_int_eq(stubdm_dm_argv_write(c2, VM, STUB, STUBDM_ARGV_DIRECTORY,
+    ck_assert_int_eq(stubdm_dm_argv_write(c2, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
                                           0, a, 4), STUBDM_ELIMIT);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(c2), DIRP "/003"));
     ck_assert_int_eq(stubdm_ctx_os_errno(c2), E2BIG);
@@ -583,13 +583,13 @@ START_TEST(test_reader_bounds)
     char p[128];
     char **got = NULL;
 
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_DIRECTORY, &got,
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY, &got,
                                          NULL), STUBDM_ENOENT);
     for (int i = 1; i <= 1000; i++) {
         snprintf(p, sizeof(p), DIRP "/%03d", i);
         ck_assert(xs_write(xs0, XBT_NULL, p, "x", 1));
     }
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_DIRECTORY, &got,
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY, &got,
                                          NULL), STUBDM_ELIMIT);
     ck_assert_ptr_null(got);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "1000 keys"));
@@ -606,20 +606,20 @@ START_TEST(test_legacy_value_with_nul)
     size_t n = 0;
 
     ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", "a \0c", 4));
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_MINIOS_DMARGS,
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_MINIOS_DMARGS,
                                          &got, &n), 0);
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(got[0], "a");
     ck_assert_ptr_null(got[1]);
-    stubdm_argv_free(got);
+    stubdm_dm_argv_free(got);
     ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", v, sizeof(v) - 1));
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_ESC_STRING,
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_ESC_STRING,
                                          &got, &n), 0);
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(got[0], "-m 512 ");
-    stubdm_argv_free(got);
+    stubdm_dm_argv_free(got);
     ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", "\0x", 2));
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_ARGV_MINIOS_DMARGS,
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_MINIOS_DMARGS,
                                          &got, &n), STUBDM_ENOENT);
     ck_assert_ptr_null(got);
 }

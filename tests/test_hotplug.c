@@ -157,7 +157,7 @@ static void assert_no_record(const char *what)
     ck_assert_msg(r == NULL, "unexpected record %s:\n%.2000s", what, r);
 }
 
-static stubdm_spawn_config *config(void)
+static stubdm_spawn_opts *config(void)
 {
     static const char *const qemu_args[] = { "-machine", "none" };
     static const char *const noqemu[] = { "--no-qemu" };
@@ -167,18 +167,18 @@ static stubdm_spawn_config *config(void)
 
 /* A config with one disk (xvda) and one nic, both with the script of
  * this mode. */
-static stubdm_spawn_config *config_with(const char *disk_mode,
+static stubdm_spawn_opts *config_with(const char *disk_mode,
                                         const char *nic_mode)
 {
-    stubdm_spawn_config *c = config();
+    stubdm_spawn_opts *c = config();
     char ds[PATH_MAX], ns[PATH_MAX];
 
     make_script(disk_mode, ds, sizeof(ds));
     make_script(nic_mode, ns, sizeof(ns));
-    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/dev/null", "raw", 1), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 0, ds), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
     ck_assert_int_eq(
-        stubdm_spawn_config_add_nic(c, "00:16:3e:00:00:01", "xenbr7", ns), 0);
+        stubdm_spawn_opts_add_nic(c, "00:16:3e:00:00:01", "xenbr7", ns), 0);
     return c;
 }
 
@@ -208,7 +208,7 @@ static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
     char path[128], *v;
 
     p->seen |= 1u << step;
-    if (step != STUBDM_SPAWN_UNPAUSE)
+    if (step != STUBDM_SPAWN_STEP_UNPAUSE)
         return;
     /* The stubdomain is unpaused only after every hotplug connected. */
     p->domid = stubdm_stubdom_domid(s);
@@ -229,7 +229,7 @@ static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
 
 START_TEST(test_args_env_and_order)
 {
-    stubdm_spawn_config *c = config_with("ok", "late");
+    stubdm_spawn_opts *c = config_with("ok", "late");
     struct progress p = { 0, 0, false, 0 };
     stubdm_stubdom *s = NULL;
     char want[4 * PATH_MAX], ds[PATH_MAX], ns[PATH_MAX], key[64], *r, *v;
@@ -240,7 +240,7 @@ START_TEST(test_args_env_and_order)
     snprintf(ds, sizeof(ds), "%s/hp-ok", fx.mock.dir);
     snprintf(ns, sizeof(ns), "%s/hp-late", fx.mock.dir);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, on_progress, &p, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     S = stubdm_stubdom_domid(s);
     ck_assert_uint_eq(p.seen, 0x3fu); /* CREATE..WAIT, HOTPLUG included */
     ck_assert(p.checked_at_unpause);
@@ -311,7 +311,7 @@ END_TEST
 /* Another ctx (process) destroys it by domid: the removes still run. */
 START_TEST(test_remove_by_domid)
 {
-    stubdm_spawn_config *c = config_with("ok", "ok");
+    stubdm_spawn_opts *c = config_with("ok", "ok");
     stubdm_stubdom *s = NULL;
     stubdm_ctx *other = NULL;
     char *r;
@@ -319,7 +319,7 @@ START_TEST(test_remove_by_domid)
     uint32_t domid;
 
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* the stubdomain runs on */
     stubdm_ctx_free(fx.ctx);
@@ -330,7 +330,7 @@ START_TEST(test_remove_by_domid)
     /* The fake scripts are in the mock's directory, not /etc/xen/scripts:
      * another process runs them only when configured to. */
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, fx.mock.dir), 0);
-    ck_assert_int_eq(stubdm_destroy(other, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), 0);
     stubdm_ctx_free(other);
     r = record("vif-0-offline");
     ck_assert_ptr_nonnull(r);
@@ -353,12 +353,12 @@ END_TEST
  * domain is gone and so are /local/domain/<stub> and its /vm entry,
  * removed as libxl removes them, but dom0 still holds the library's
  * backends (consoles, vbd, vif) and what the scripts made, and the guest
- * lives on with the contract.  stubdm_destroy by domid removes them all,
+ * lives on with the contract.  stubdm_stubdom_destroy_by_domid by domid removes them all,
  * running remove/offline; a second call finds nothing.
  */
 START_TEST(test_destroyed_elsewhere)
 {
-    stubdm_spawn_config *c = config_with("ok", "ok");
+    stubdm_spawn_opts *c = config_with("ok", "ok");
     stubdm_stubdom *s = NULL;
     struct xs_handle *h;
     char p[128], d[16], *svm, *r;
@@ -366,7 +366,7 @@ START_TEST(test_destroyed_elsewhere)
     unsigned len = 0;
 
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* the stubdomain runs on */
 
@@ -401,7 +401,7 @@ START_TEST(test_destroyed_elsewhere)
     }
 
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, fx.mock.dir), 0);
-    ck_assert_int_eq(stubdm_destroy(fx.ctx, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid), 0);
     r = xs_read(h, XBT_NULL, "/local/domain/77/image/device-model-domid",
                 &len);
     ck_assert_msg(r != NULL, "the claimant's node was removed");
@@ -429,7 +429,7 @@ START_TEST(test_destroyed_elsewhere)
         ck_assert_str_eq(after, fx.dump_before);
         free(after);
     }
-    ck_assert_int_eq(stubdm_destroy(fx.ctx, domid), STUBDM_ENOENT);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid), STUBDM_ENOENT);
     ck_assert_int_eq(proc_children_settled(fx.mock.pid), 0);
     xs_close(h);
 }
@@ -445,7 +445,7 @@ END_TEST
  */
 START_TEST(test_untrusted_scripts_not_run)
 {
-    stubdm_spawn_config *c = config_with("ok", "ok");
+    stubdm_spawn_opts *c = config_with("ok", "ok");
     stubdm_stubdom *s = NULL;
     stubdm_ctx *other = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
@@ -454,7 +454,7 @@ START_TEST(test_untrusted_scripts_not_run)
 
     ck_assert_ptr_nonnull(h);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* the stubdomain runs on */
 
@@ -474,7 +474,7 @@ START_TEST(test_untrusted_scripts_not_run)
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, fx.mock.dir), 0);
-    ck_assert_int_eq(stubdm_destroy(other, domid), STUBDM_EPERM);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), STUBDM_EPERM);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(other), "not run"), "%s",
                   stubdm_ctx_errmsg(other));
     stubdm_ctx_free(other);
@@ -508,14 +508,14 @@ END_TEST
 /* Turned off: nothing runs, nothing is waited for, nothing removed. */
 START_TEST(test_disabled)
 {
-    stubdm_spawn_config *c = config_with("hang", "hang");
+    stubdm_spawn_opts *c = config_with("hang", "hang");
     struct progress p = { 0, 0, false, 0 };
     stubdm_stubdom *s = NULL;
     char path[160], *v;
 
     ck_assert_int_eq(stubdm_ctx_set_hotplug(fx.ctx, 0), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, on_progress, &p, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     ck_assert_uint_eq(p.seen, 0x3fu); /* HOTPLUG reported too */
     ck_assert_int_eq(p.status_connected, 0);
     /* The scripts are still named for the caller's toolstack. */
@@ -543,21 +543,21 @@ END_TEST
 /* A bare name is taken in /etc/xen/scripts, as libxl does. */
 START_TEST(test_script_names)
 {
-    stubdm_spawn_config *c = config();
+    stubdm_spawn_opts *c = config();
     stubdm_stubdom *s = NULL;
     char path[160], *v;
 
-    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/dev/null", NULL, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_config_add_disk(c, "/x.qcow2", "qcow2", 0), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 0, "block-x"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 1, "block"),
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", NULL, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/x.qcow2", "qcow2", 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, "block-x"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 1, "block"),
                      STUBDM_EINVAL); /* qdisk: no script */
-    ck_assert_int_eq(stubdm_spawn_config_set_disk_script(c, 2, "block"),
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 2, "block"),
                      STUBDM_EINVAL); /* no such disk */
-    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, "vif-route"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, NULL, NULL, "vif-route"), 0);
     ck_assert_int_eq(stubdm_ctx_set_hotplug(fx.ctx, 0), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/script",
              stubdm_stubdom_domid(s), VBD_XVDA);
     v = xs_get(path);
@@ -573,9 +573,9 @@ START_TEST(test_script_names)
 
     /* A relative path with a '/' depends on a cwd: refused. */
     c = config();
-    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, "x/vif"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
-    stubdm_spawn_config_free(c);
+    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, NULL, NULL, "x/vif"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), STUBDM_EINVAL);
+    stubdm_spawn_opts_free(c);
     spawnfix_assert_clean(&fx, true);
 }
 END_TEST
@@ -615,15 +615,15 @@ static const struct fail_case {
 START_TEST(test_failures)
 {
     const struct fail_case *fc = &fail_cases[_i];
-    stubdm_spawn_config *c = config_with(fc->disk, fc->nic);
+    stubdm_spawn_opts *c = config_with(fc->disk, fc->nic);
     stubdm_stubdom *s = (stubdm_stubdom *)&s;
     const char *msg;
     char *r;
     int rc;
 
-    stubdm_spawn_config_set_timeout(c, fc->timeout_ms);
+    stubdm_spawn_opts_set_timeout(c, fc->timeout_ms);
     rc = stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     msg = stubdm_ctx_errmsg(fx.ctx);
     ck_assert_ptr_null(s);
     ck_assert_msg(rc == fc->rc, "rc %s, not %s: %s", stubdm_errname(rc),
@@ -651,22 +651,22 @@ END_TEST
 /* The stubdomain dies while a script runs: fail at once, kill it. */
 START_TEST(test_death_during_hotplug)
 {
-    stubdm_spawn_config *c = config_with("hang", "ok");
+    stubdm_spawn_opts *c = config_with("hang", "ok");
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     stubdm_ctx *other = NULL;
     int64_t t1;
 
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     await_record("vbd-51712-add");
-    ck_assert(!stubdm_op_done(op));
+    ck_assert(!stubdm_op_is_done(op));
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
     ck_assert_int_eq(stubdm__host_sim.destroy(other, stubdm_stubdom_domid(s)), 0);
     stubdm_ctx_free(other);
     t1 = stubdm_now_ms();
-    while (!stubdm_op_done(op))
+    while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_int_lt(stubdm_now_ms() - t1, 3000);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_EDOMAIN_GONE);
@@ -681,16 +681,16 @@ END_TEST
 /* Cancelled while scripts run: they are killed, removes run. */
 START_TEST(test_cancel_during_hotplug)
 {
-    stubdm_spawn_config *c = config_with("ok", "hang");
+    stubdm_spawn_opts *c = config_with("ok", "hang");
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     char *r = NULL;
 
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     await_record("vif-0-online");
     stubdm_op_cancel(op);
-    while (!stubdm_op_done(op))
+    while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
     stubdm_op_free(op);
@@ -763,7 +763,7 @@ static pid_t impostor_at(pid_t pid)
  * not signal that process, nor wait for it. */
 START_TEST(test_kill_after_host_reaped)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     pid_t script, impostor;
@@ -777,7 +777,7 @@ START_TEST(test_kill_after_host_reaped)
     close(pfd);
     c = config_with("ok", "hang");
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     await_record("vif-0-online");
     script = find_child("hp-hang");
     ck_assert_int_gt(script, 0);
@@ -789,7 +789,7 @@ START_TEST(test_kill_after_host_reaped)
                   (long)script, strerror(errno));
 
     stubdm_op_cancel(op);
-    while (!stubdm_op_done(op))
+    while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
     ck_assert_msg(waitpid(impostor, &st, WNOHANG) == 0,

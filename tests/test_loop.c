@@ -161,13 +161,13 @@ START_TEST(exactly_once_and_errmsg)
     ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
     struct test_op *t = start_op(ctx, 10, on_done, &r, &op);
     t->destroys = &destroys;
-    ck_assert_int_eq(stubdm_op_done(op), 0);
+    ck_assert_int_eq(stubdm_op_is_done(op), 0);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ESTATE);
     ck_assert_str_eq(stubdm_op_errmsg(op), "");
     ts_run_until_count(ctx, &r.calls, 1, 5000);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.last_rc, 0);
-    ck_assert_int_eq(stubdm_op_done(op), 1);
+    ck_assert_int_eq(stubdm_op_is_done(op), 1);
     ck_assert_int_eq(stubdm_op_result(op), 0);
     /* Completing or cancelling a done op changes nothing. */
     stubdm_op_cancel(op);
@@ -301,7 +301,7 @@ START_TEST(free_ctx_inside_callback)
     /* The ctx is gone: the second queued op was dropped silently. */
     ck_assert_int_eq(r2.calls, 0);
     /* A handle the caller still holds survives its ctx. */
-    ck_assert_int_eq(stubdm_op_done(held), 1);
+    ck_assert_int_eq(stubdm_op_is_done(held), 1);
     stubdm_op_free(held);
 }
 END_TEST

@@ -244,11 +244,11 @@ START_TEST(test_find_stubdom_wrap)
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         put("/local/domain/4/image/device-model-domid", bad[i]);
-        ck_assert_msg(stubdm_find_stubdom(ctx, GUEST, &out) == STUBDM_EPROTO,
+        ck_assert_msg(stubdm_stubdom_find_by_guest(ctx, GUEST, &out) == STUBDM_EPROTO,
                       "\"%s\" taken (stubdomain %u)", bad[i], out);
     }
     put("/local/domain/4/image/device-model-domid", "5");
-    ck_assert_int_eq(stubdm_find_stubdom(ctx, GUEST, &out), 0);
+    ck_assert_int_eq(stubdm_stubdom_find_by_guest(ctx, GUEST, &out), 0);
     ck_assert_uint_eq(out, STUB);
 }
 END_TEST
@@ -260,7 +260,7 @@ START_TEST(test_list_wrap)
 
     put("/local/domain/5/target", "4294967301");
     put("/local/domain/6/target", "4");
-    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    ck_assert_int_eq(stubdm_stubdom_list_new(ctx, &l), 0);
     ck_assert_uint_eq(stubdm_stubdom_list_count(l), 1);
     ck_assert_uint_eq(stubdm_stubdom_list_domid(l, 0), 6);
     ck_assert_uint_eq(stubdm_stubdom_list_guest(l, 0), 4);

@@ -105,6 +105,54 @@ static stubdm_qmp *open_ready(stubdm_qmp_opts *o)
     return q;
 }
 
+/* The connection's counters, read the one public way. */
+static stubdm_qmp_stats qmp_stats(const stubdm_qmp *q)
+{
+    stubdm_qmp_stats st;
+
+    ck_assert_int_eq(stubdm_qmp_get_stats(q, &st, sizeof(st)), 0);
+    return st;
+}
+
+/* The proxy's counters, read the one public way. */
+static stubdm_qmp_proxy_stats proxy_stats(const stubdm_qmp_proxy *p)
+{
+    stubdm_qmp_proxy_stats st;
+
+    ck_assert_int_eq(stubdm_qmp_proxy_get_stats(p, &st, sizeof(st)), 0);
+    return st;
+}
+
+/* The stats size contract: a caller built against a shorter struct gets
+ * its prefix, one built against a longer one gets the rest zeroed, a NULL
+ * object gives STUBDM_EINVAL and zeros. */
+static void stats_sizes(const stubdm_qmp *q)
+{
+    struct {
+        stubdm_qmp_stats st;
+        uint64_t future[2];
+    } big;
+    uint64_t first[2] = { 0, 77 };
+
+    memset(&big, 0xff, sizeof(big));
+    ck_assert_int_eq(stubdm_qmp_get_stats(q, &big.st, sizeof(big)), 0);
+    ck_assert_uint_eq(big.st.commands_sent, 2);
+    ck_assert_uint_eq(big.future[0], 0);
+    ck_assert_uint_eq(big.future[1], 0);
+    ck_assert_int_eq(stubdm_qmp_get_stats(q, (stubdm_qmp_stats *)first,
+                                          sizeof(first[0])),
+                     0);
+    ck_assert_uint_eq(first[0], 2);
+    ck_assert_uint_eq(first[1], 77);
+    ck_assert_int_eq(stubdm_qmp_get_stats(q, &big.st, 0), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_get_stats(q, NULL, sizeof(big.st)),
+                     STUBDM_EINVAL);
+    memset(&big, 0xff, sizeof(big));
+    ck_assert_int_eq(stubdm_qmp_get_stats(NULL, &big.st, sizeof(big.st)),
+                     STUBDM_EINVAL);
+    ck_assert_uint_eq(big.st.connects, 0);
+}
+
 START_TEST(test_open_execute)
 {
     static const struct qmp_peer_step script[] = {
@@ -126,7 +174,7 @@ START_TEST(test_open_execute)
     int maj = 0, min = 0, mic = 0;
 
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q, NULL),
                      0);
     stubdm_qmp_opts_free(o);
     ck_assert_ptr_nonnull(q);
@@ -144,7 +192,7 @@ START_TEST(test_open_execute)
     ck_assert_int_eq(maj, 7);
     ck_assert_int_eq(min, 2);
     ck_assert_int_eq(mic, 0);
-    ck_assert_int_eq(stubdm_qmp_oob_enabled(q), 0); /* not asked for */
+    ck_assert_int_eq(stubdm_qmp_is_oob_enabled(q), 0); /* not asked for */
     ck_assert_ptr_nonnull(strstr(stubdm_qmp_greeting_json(q), "\"QMP\""));
 
     ck_assert_int_eq(stubdm_qmp_execute(q, "query-status", NULL, 2000,
@@ -162,9 +210,10 @@ START_TEST(test_open_execute)
     ck_assert_str_eq(r2.cls, "CommandNotFound");
     ck_assert_str_eq(r2.desc, "The command query-nothing has not been found");
     ck_assert_ptr_nonnull(strstr(r2.msg, "CommandNotFound"));
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_COMMANDS_SENT), 2);
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES), 2);
-    stubdm_qmp_close(q);
+    ck_assert_uint_eq(qmp_stats(q).commands_sent, 2);
+    ck_assert_uint_eq(qmp_stats(q).replies, 2);
+    stats_sizes(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -189,7 +238,7 @@ START_TEST(test_bad_arguments)
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 100, NULL, NULL, NULL),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, ts_on_done, NULL, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, ts_on_done, NULL, &q, NULL),
                      STUBDM_EINVAL);
     ck_assert_ptr_null(q);
 }
@@ -243,7 +292,7 @@ START_TEST(test_twenty_in_flight)
                                             (void *)(intptr_t)(i + 2), NULL),
                          0);
     }
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_COMMANDS_SENT),
+    ck_assert_uint_eq(qmp_stats(q).commands_sent,
                       STUBDM_QMP_MAX_IN_FLIGHT);
     ts_run_until_count(ctx, &many.done, 20, 3000);
     ck_assert_int_eq(many.done, 20);
@@ -271,7 +320,7 @@ START_TEST(test_queue_limit)
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_reply, &r[10],
                                         NULL), STUBDM_ELIMIT);
     /* Closing the handle cancels all ten, once each, with q == NULL. */
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     ts_run_until_flag(ctx, &r[9].done, 1000);
     for (int i = 0; i < 10; i++) {
         ck_assert(r[i].done);
@@ -323,7 +372,7 @@ START_TEST(test_shared_handles)
     /* The second open shares the connection: ready without a handshake
      * (the peer would fail a second qmp_capabilities). */
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op2,
-                                     &q2), 0);
+                                     &q2, NULL), 0);
     stubdm_qmp_opts_free(o);
     ck_assert(!op2.done);
     ts_run_until_flag(ctx, &op2.done, 1000);
@@ -345,11 +394,11 @@ START_TEST(test_shared_handles)
     ck_assert_int_eq(stop2.n, 1);
     ck_assert_str_eq(stop2.last, "STOP");
     ck_assert(!ra.done);
-    stubdm_qmp_close(q1); /* cancels cmd-a only */
+    stubdm_qmp_free(q1); /* cancels cmd-a only */
     ts_run_until_flag(ctx, &ra.done, 1000);
     ck_assert_int_eq(ra.rc, STUBDM_ECANCELED);
     ck_assert_int_eq(stubdm_qmp_is_ready(q2), 1);
-    stubdm_qmp_close(q2);
+    stubdm_qmp_free(q2);
 }
 END_TEST
 
@@ -368,8 +417,8 @@ static void on_event_unsub(stubdm_qmp *q, const stubdm_qmp_event *ev,
     snprintf(data_json, sizeof(data_json), "%s",
              stubdm_qmp_event_data_json(ev) ? stubdm_qmp_event_data_json(ev)
                                             : "(none)");
-    stubdm_qmp_unsubscribe(self_sub);
-    stubdm_qmp_close(q); /* the last handle: the connection goes too */
+    stubdm_qmp_sub_free(self_sub);
+    stubdm_qmp_free(q); /* the last handle: the connection goes too */
 }
 
 START_TEST(test_close_from_event)
@@ -441,8 +490,8 @@ START_TEST(test_loss_and_reconnect)
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
                                         NULL), STUBDM_ESTATE);
-    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op), 0);
-    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op), STUBDM_ESTATE);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op, NULL), STUBDM_ESTATE);
     ts_run_until_flag(ctx, &op.done, 3000);
     ck_assert_msg(op.rc == 0, "%s", op.msg);
     ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
@@ -450,7 +499,61 @@ START_TEST(test_loss_and_reconnect)
     ts_run_until_flag(ctx, &r3.done, 3000);
     ck_assert_int_eq(r3.rc, 0);
     ck_assert_str_eq(r3.ret, "42");
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_CONNECTS), 2);
+    ck_assert_uint_eq(qmp_stats(q).connects, 2);
+}
+END_TEST
+
+/* The open's op, when the caller takes it: cancelling it ends the open
+ * with STUBDM_ECANCELED and leaves the handle to reconnect; freeing it
+ * pending cancels silently. */
+START_TEST(test_open_op_owned)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_H(2000),
+        QP_E(),
+    };
+    stubdm_qmp_opts *o = sim_opts();
+    struct ts_result op1 = {0}, op2 = {0}, op3 = {0};
+    stubdm_qmp *q = NULL, *q2 = NULL;
+    stubdm_op *open_op = NULL;
+
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op1,
+                                     &q, &open_op),
+                     0);
+    ck_assert_ptr_nonnull(open_op);
+    ck_assert(!stubdm_op_is_done(open_op));
+    stubdm_op_cancel(open_op);
+    ts_run_until_flag(ctx, &op1.done, 3000);
+    ck_assert_int_eq(op1.rc, STUBDM_ECANCELED);
+    ck_assert_int_eq(stubdm_op_result(open_op), STUBDM_ECANCELED);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
+    stubdm_op_free(open_op);
+
+    /* Freed while pending: no callback, the handle stays usable. */
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op2,
+                                     &q2, &open_op),
+                     0);
+    stubdm_op_free(open_op);
+    for (int i = 0; i < 5; i++)
+        stubdm_ctx_run_once(ctx, 10);
+    ck_assert(!op2.done);
+    stubdm_qmp_free(q2);
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    for (int i = 0; i < 100 && stubdm_qmp_reconnect(q, ts_on_done, &op3,
+                                                     &open_op) == STUBDM_ESTATE;
+         i++)
+        stubdm_ctx_run_once(ctx, 10);
+    ck_assert_ptr_nonnull(open_op);
+    ts_run_until_flag(ctx, &op3.done, 3000);
+    ck_assert_msg(op3.rc == 0, "%s", op3.msg);
+    ck_assert_int_eq(stubdm_op_result(open_op), 0);
+    ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
+    stubdm_op_free(open_op);
+    stubdm_qmp_opts_free(o);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -480,8 +583,8 @@ START_TEST(test_marker_and_oob)
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
     q = open_ready(o);
     stubdm_qmp_opts_free(o);
-    ck_assert_int_eq(stubdm_qmp_oob_enabled(q), 1);
-    stubdm_qmp_close(q);
+    ck_assert_int_eq(stubdm_qmp_is_oob_enabled(q), 1);
+    stubdm_qmp_free(q);
     ck_assert_int_eq(qmp_peer_wait(&peer, 3000), 0);
 }
 END_TEST
@@ -535,7 +638,7 @@ START_TEST(test_lock_across_processes)
     /* Wait mode: acquires after the child lets go. */
     ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000 * ts_time_scale()),
                      0);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q, NULL),
                      0);
     for (int i = 0; i < 5; i++)
         stubdm_ctx_run_once(ctx, 30);
@@ -546,7 +649,7 @@ START_TEST(test_lock_across_processes)
     ck_assert_msg(op.rc == 0, "%s", op.msg);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
     stubdm_qmp_opts_free(o);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     for (int i = 0; i < 2; i++) {
         close(to_child[i]);
         close(from_child[i]);
@@ -575,7 +678,7 @@ START_TEST(test_ctx_free_with_pending)
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
     q = open_ready(o);
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, NULL,
-                                     &q2), 0);
+                                     &q2, NULL), 0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 12; i++)
         ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_never, NULL,
@@ -701,8 +804,8 @@ START_TEST(test_proxy_mode_and_credentials)
      * keep uid nobody out, and the refusal names it. */
     ck_assert_int_eq(chmod(path, 0666), 0);
     ck_assert_int_eq(wait_child(connect_as_nobody(path)), 3);
-    ck_assert_uint_eq(stubdm_qmp_proxy_clients_refused(p), 1);
-    ck_assert_uint_eq(stubdm_qmp_proxy_clients(p), 0);
+    ck_assert_uint_eq(proxy_stats(p).clients_refused, 1);
+    ck_assert_uint_eq(proxy_stats(p).clients, 0);
     ck_assert_msg(strstr(proxy_log, "refusing a client") &&
                       strstr(proxy_log, "uid 65534 gid 65534"),
                   "log: %s", proxy_log);
@@ -713,7 +816,7 @@ START_TEST(test_proxy_mode_and_credentials)
     ck_assert_uint_eq(st.st_mode & 0777, 0660);
     ck_assert_uint_eq(st.st_gid, 65534);
     ck_assert_int_eq(wait_child(connect_as_nobody(path)), 0);
-    ck_assert_uint_eq(stubdm_qmp_proxy_clients_refused(p), 1);
+    ck_assert_uint_eq(proxy_stats(p).clients_refused, 1);
     ck_assert_msg(strstr(proxy_log, "client connected") &&
                       strstr(proxy_log, "uid 65534"),
                   "log: %s", proxy_log);
@@ -721,7 +824,7 @@ START_TEST(test_proxy_mode_and_credentials)
                      STUBDM_EINVAL);
 
     stubdm_qmp_proxy_free(p);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
@@ -837,7 +940,7 @@ START_TEST(test_proxy_client_flood_yields)
                   "one dispatch took %" PRId64 " ms of CPU serving one client "
                   "(%lu bytes sent)", worst, atomic_load(&f.sent));
     stubdm_qmp_proxy_free(p);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -869,9 +972,9 @@ START_TEST(test_opens_and_wait_deaths_in_every_order)
     }
     for (unsigned i = 0; i < 2; i++)
         ck_assert_int_eq(stubdm_qmp_open(ctx, 5 + i, GUEST, o, ts_on_done,
-                                         &w[i], &q[i]), 0);
+                                         &w[i], &q[i], NULL), 0);
     stubdm_qmp_opts_free(o);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
                                          &w[2], NULL), 0);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
@@ -891,7 +994,7 @@ START_TEST(test_opens_and_wait_deaths_in_every_order)
     }
     for (unsigned i = 0; i < 2; i++) {
         ck_assert_int_eq(stubdm_qmp_is_ready(q[i]), 0);
-        stubdm_qmp_close(q[i]);
+        stubdm_qmp_free(q[i]);
     }
     ck_assert_uint_eq(ctx->n_domwatches, 0);
     ck_assert_ptr_null(ctx->release_watch.path);
@@ -960,10 +1063,10 @@ static void re_act(int h)
         if (stubdm_qmp_is_ready(q))
             stubdm_qmp_execute(q, "breaker", NULL, 5000, on_re_breaker, NULL,
                                NULL);
-        re.act_rc = stubdm_qmp_reconnect(q, on_re_reopen, NULL);
+        re.act_rc = stubdm_qmp_reconnect(q, on_re_reopen, NULL, NULL);
         break;
     case A_CLOSE:
-        stubdm_qmp_close(q);
+        stubdm_qmp_free(q);
         re.q[h] = NULL;
         break;
     case A_FREE:
@@ -1084,7 +1187,7 @@ START_TEST(test_reentry_from_callbacks)
         for (int i = 0; i < 3; i++)
             ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o,
                                              on_re_open, (void *)(intptr_t)i,
-                                             &re.q[i]), 0);
+                                             &re.q[i], NULL), 0);
     } else {
         re.q[0] = open_ready(o);
     }
@@ -1139,7 +1242,7 @@ START_TEST(test_reentry_from_callbacks)
             ck_assert_int_eq(stubdm_qmp_is_ready(re.q[i]), 1);
     if (re.action == A_CLOSE) {
         for (int i = 0; i < nq; i++)
-            stubdm_qmp_close(re.q[i]);
+            stubdm_qmp_free(re.q[i]);
         return;
     }
     /* Reconnected: the peer's second connection serves a command. */
@@ -1155,10 +1258,10 @@ START_TEST(test_reentry_from_callbacks)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
     ck_assert_int_eq(re.after.calls, 1);
     ck_assert_int_eq(re.after.rc, 0);
-    ck_assert_uint_eq(stubdm_qmp_stat_get(re.q[h], STUBDM_QMP_STAT_CONNECTS),
+    ck_assert_uint_eq(qmp_stats(re.q[h]).connects,
                       2);
     for (int i = 0; i < nq; i++)
-        stubdm_qmp_close(re.q[i]);
+        stubdm_qmp_free(re.q[i]);
 }
 END_TEST
 
@@ -1175,6 +1278,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_shared_handles);
     tcase_add_test(tc, test_close_from_event);
     tcase_add_test(tc, test_loss_and_reconnect);
+    tcase_add_test(tc, test_open_op_owned);
     tcase_add_test(tc, test_marker_and_oob);
     tcase_add_test(tc, test_lock_across_processes);
     tcase_add_test(tc, test_ctx_free_with_pending);

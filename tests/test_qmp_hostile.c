@@ -107,6 +107,15 @@ static int64_t fast_bound(int64_t ms)
     return pre && strstr(pre, "vgpreload") ? ms * 10 : ms;
 }
 
+/* The connection's counters, read the one public way. */
+static stubdm_qmp_stats qmp_stats(const stubdm_qmp *q)
+{
+    stubdm_qmp_stats st;
+
+    ck_assert_int_eq(stubdm_qmp_get_stats(q, &st, sizeof(st)), 0);
+    return st;
+}
+
 START_TEST(test_no_greeting)
 {
     static const struct qmp_peer_step s[] = {QP_H(3000), QP_E()};
@@ -240,10 +249,10 @@ START_TEST(test_wrong_and_missing_ids)
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "6");
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
                       6);
     ck_assert_int_eq(exec_one(q, "y", 300, &r), STUBDM_ETIMEDOUT);
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
                       7);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
 }
@@ -263,7 +272,7 @@ START_TEST(test_unsolicited_before_commands)
     /* Let the unsolicited replies arrive first. */
     for (int i = 0; i < 5; i++)
         stubdm_ctx_run_once(ctx, 20);
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
                       2);
     /* Ids already seen as garbage are never reused by the library. */
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
@@ -397,7 +406,7 @@ START_TEST(test_event_flood)
     while (flood_seen < 100000 && stubdm_now_ms() < end)
         stubdm_ctx_run_once(ctx, 50);
     ck_assert_int_eq(flood_seen, 100000);
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_EVENTS), 100000);
+    ck_assert_uint_eq(qmp_stats(q).events, 100000);
     /* ~10 MB of events went through; nothing of it is kept.  (Not
      * measurable under ASan or valgrind, which hold freed memory back.) */
     if (!under_instrumentation())
@@ -423,7 +432,7 @@ START_TEST(test_reply_never_comes)
     /* The late reply is dropped quietly; the connection stays in sync. */
     ck_assert_int_eq(exec_one(q, "next", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "\"next\"");
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
                       1);
 }
 END_TEST
@@ -461,7 +470,7 @@ START_TEST(test_death_while_waiting_for_ring_ref)
     void on_open(stubdm_op * op, int rc, void *user);
 
     (void)st;
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q, NULL),
                      0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 3; i++)
@@ -469,7 +478,7 @@ START_TEST(test_death_while_waiting_for_ring_ref)
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
     int64_t t0 = stubdm_now_ms();
     ck_assert_int_eq(qmp_sim_kill_stubdom(&sim), 0);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     /* Same through the sync form: fails at once, not at the timeout. */
     o = opts(5000);
     ck_assert_int_eq(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q),
@@ -494,7 +503,7 @@ START_TEST(test_death_async)
     stubdm_qmp *q = NULL;
 
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_death_open,
-                                     NULL, &q), 0);
+                                     NULL, &q, NULL), 0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 3; i++)
         stubdm_ctx_run_once(ctx, 20);
@@ -504,7 +513,7 @@ START_TEST(test_death_async)
         stubdm_ctx_run_once(ctx, 50);
     ck_assert_int_eq(death_rc, STUBDM_EDOMAIN_GONE);
     ck_assert_int_lt(stubdm_now_ms() - t0, fast_bound(1000));
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 }
 END_TEST
 
@@ -520,7 +529,7 @@ START_TEST(test_stale_bytes_before_greeting)
     struct result r;
 
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
-    ck_assert_uint_gt(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_BYTES_DISCARDED),
+    ck_assert_uint_gt(qmp_stats(q).bytes_discarded,
                       100);
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "1");
@@ -627,10 +636,10 @@ START_TEST(test_peer_text_sanitized)
     ck_assert_ptr_nonnull(strstr(r.msg, "..."));
     /* The raw reply after it is dropped and logged. */
     for (int i = 0; i < 20 &&
-                    stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED) < 1;
+                    qmp_stats(q).replies_dropped < 1;
          i++)
         stubdm_ctx_run_once(ctx, 20);
-    ck_assert_uint_eq(stubdm_qmp_stat_get(q, STUBDM_QMP_STAT_REPLIES_DROPPED),
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
                       1);
     ck_assert_uint_gt(lc.lines, 3);
     ck_assert_msg(lc.bad == 0, "%u log lines not printable, first: %s",
@@ -692,7 +701,7 @@ START_TEST(test_malformed_ring_ref_and_event_channel)
     vchan_open_done = false;
     t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_vchan_open,
-                                     NULL, &q), 0);
+                                     NULL, &q, NULL), 0);
     stubdm_qmp_opts_free(o);
     for (size_t i = 0; i < STUBDM_ARRAY_SIZE(bad); i++) {
         /* Written in an order that never shows two good values at once. */
@@ -718,7 +727,7 @@ START_TEST(test_malformed_ring_ref_and_event_channel)
                   "%s", vchan_open_msg);
     ck_assert_int_ge(stubdm_now_ms() - t0, timeout - 10);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
 
     /* The peer was there all along: honest values connect at once. */
     o = opts(timeout);
@@ -806,8 +815,8 @@ START_TEST(test_flood_does_not_starve_other_stubdomain)
     ck_assert_msg(worst < bound, "query-status of stubdomain %u took %lld ms "
                   "of CPU during the flood (bound %lld ms)", OTHER_STUBDOM,
                   (long long)worst, (long long)bound);
-    stubdm_qmp_close(qa);
-    stubdm_qmp_close(qb);
+    stubdm_qmp_free(qa);
+    stubdm_qmp_free(qb);
     qmp_peer_stop(&other);
 }
 END_TEST

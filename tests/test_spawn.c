@@ -46,20 +46,20 @@ static const char *const qemu_args[] = {
     "-display", "none", "-no-shutdown",
 };
 
-static stubdm_spawn_config *config(const char *const *sim_args, size_t nsim,
+static stubdm_spawn_opts *config(const char *const *sim_args, size_t nsim,
                                    bool qmp)
 {
-    stubdm_spawn_config *c =
+    stubdm_spawn_opts *c =
         spawnfix_config(&fx, GUEST, qemu_args, STUBDM_ARRAY_SIZE(qemu_args),
                         sim_args, nsim, 20000);
 
-    ck_assert_int_eq(stubdm_spawn_config_set_qmp(c, qmp, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, qmp, 0), 0);
     return c;
 }
 
 /* ---- validation ---------------------------------------------------------- */
 
-static void expect_refused(stubdm_spawn_config *c, int rc, const char *field)
+static void expect_refused(stubdm_spawn_opts *c, int rc, const char *field)
 {
     stubdm_stubdom *s = (stubdm_stubdom *)&s;
     stubdm_op *op = (stubdm_op *)&op;
@@ -74,67 +74,67 @@ static void expect_refused(stubdm_spawn_config *c, int rc, const char *field)
 
 START_TEST(test_validate)
 {
-    stubdm_spawn_config *c = NULL;
+    stubdm_spawn_opts *c = NULL;
     static const char *const nl[] = { "-name", "a\nb" };
 
-    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_args(c, qemu_args, 2), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_new(&c), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_args(c, qemu_args, 2), 0);
     expect_refused(c, STUBDM_EINVAL, "guest");
-    stubdm_spawn_config_set_guest(c, GUEST, "not-a-uuid", NULL);
+    stubdm_spawn_opts_set_guest(c, GUEST, "not-a-uuid", NULL);
     expect_refused(c, STUBDM_EINVAL, "uuid");
-    stubdm_spawn_config_set_guest(c, GUEST, NULL, NULL);
-    stubdm_spawn_config_set_memory_kib(c, 8192);
+    stubdm_spawn_opts_set_guest(c, GUEST, NULL, NULL);
+    stubdm_spawn_opts_set_memory_kib(c, 8192);
     expect_refused(c, STUBDM_EINVAL, "memory");
-    stubdm_spawn_config_set_memory_kib(c, STUBDM_SPAWN_DEFAULT_MEMORY_KIB);
-    stubdm_spawn_config_set_kernel(c, "/nonexistent/bzImage", NULL, NULL);
+    stubdm_spawn_opts_set_memory_kib(c, STUBDM_SPAWN_DEFAULT_MEMORY_KIB);
+    stubdm_spawn_opts_set_kernel(c, "/nonexistent/bzImage", NULL, NULL);
     expect_refused(c, STUBDM_ENOENT, "kernel");
-    stubdm_spawn_config_set_kernel(c, NULL, NULL, NULL);
-    stubdm_spawn_config_set_vcpus(c, 0);
+    stubdm_spawn_opts_set_kernel(c, NULL, NULL, NULL);
+    stubdm_spawn_opts_set_vcpus(c, 0);
     expect_refused(c, STUBDM_EINVAL, "vcpus");
-    stubdm_spawn_config_set_vcpus(c, 1);
+    stubdm_spawn_opts_set_vcpus(c, 1);
     for (int i = 0; i < 27; i++)
-        stubdm_spawn_config_add_disk(c, "/dev/null", NULL, 0);
+        stubdm_spawn_opts_add_disk(c, "/dev/null", NULL, 0);
     expect_refused(c, STUBDM_ELIMIT, "26");
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
 
     c = config(NULL, 0, false);
-    stubdm_spawn_config_add_nic(c, "zz:00", NULL, NULL);
+    stubdm_spawn_opts_add_nic(c, "zz:00", NULL, NULL);
     expect_refused(c, STUBDM_EINVAL, "mac");
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
 
     c = config(NULL, 0, false);
-    stubdm_spawn_config_set_args(c, nl, 2);
+    stubdm_spawn_opts_set_args(c, nl, 2);
     expect_refused(c, STUBDM_EINVAL, "args");
-    stubdm_spawn_config_set_args(c, NULL, 0);
+    stubdm_spawn_opts_set_args(c, NULL, 0);
     expect_refused(c, STUBDM_EINVAL, "args");
-    stubdm_spawn_config_set_console_output(c, 4, "pty");
-    stubdm_spawn_config_set_args(c, qemu_args, 2);
+    stubdm_spawn_opts_set_console_output(c, 4, "pty");
+    stubdm_spawn_opts_set_args(c, qemu_args, 2);
     expect_refused(c, STUBDM_EINVAL, "console 4");
     /* The same through validate(). */
-    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), STUBDM_EINVAL);
-    stubdm_spawn_config_free(c);
+    ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), STUBDM_EINVAL);
+    stubdm_spawn_opts_free(c);
 
     /* xenconsoled serves console 0 only: a serial or a save output with
      * it is refused before anything is made, naming the console (a
      * stubdomain would wait 25 s at boot for a console nobody serves);
      * console 0 alone is fine. */
     c = config(NULL, 0, false);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_backend(
-                         c, STUBDM_CONSOLE_XENCONSOLED), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, "pty"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_backend(
+                         c, STUBDM_CONSOLE_BACKEND_XENCONSOLED), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, "pty"), 0);
     expect_refused(c, STUBDM_EINVAL, "console 3 (serial): the xenconsoled");
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 3, NULL), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(
                          c, 1, "file:/tmp/save"), 0);
     expect_refused(c, STUBDM_EINVAL, "console 1 (save)");
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 1, NULL), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 1, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, 0), 0);
     expect_refused(c, STUBDM_EINVAL, "restoring needs the libstubdm");
-    ck_assert_int_eq(stubdm_spawn_config_set_restore_fd(c, -1), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(
+    ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, -1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(
                          c, 0, "file:/tmp/log"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_validate(fx.ctx, c), 0);
-    stubdm_spawn_config_free(c);
+    ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), 0);
+    stubdm_spawn_opts_free(c);
     spawnfix_assert_clean(&fx, false);
 }
 END_TEST
@@ -163,7 +163,7 @@ static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
 
 START_TEST(test_end_to_end)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     struct progress p = { 0, -1, -1, NULL, NULL };
     char *reply = NULL, *log_path, out[300];
@@ -174,17 +174,17 @@ START_TEST(test_end_to_end)
     c = config(NULL, 0, true);
     ck_assert_int_ge(asprintf(&log_path, "%s/console0.log", fx.mock.dir), 0);
     snprintf(out, sizeof(out), "file:%s", log_path);
-    ck_assert_int_eq(stubdm_spawn_config_set_console_output(c, 0, out), 0);
-    stubdm_spawn_config_add_disk(c, "/dev/null", "raw", 1);
-    stubdm_spawn_config_add_nic(c, NULL, NULL, NULL);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0, out), 0);
+    stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1);
+    stubdm_spawn_opts_add_nic(c, NULL, NULL, NULL);
     /* Their hotplug scripts (here the host's real ones) are test_hotplug's:
      * left to the caller here, as a toolstack with its own would. */
     ck_assert_int_eq(stubdm_ctx_set_hotplug(fx.ctx, 0), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, on_progress, &p, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     ck_assert_ptr_nonnull(s);
     ck_assert_uint_eq(p.seen, 0x7fu); /* CREATE..QMP */
-    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_RUNNING);
     ck_assert_uint_ne(stubdm_stubdom_domid(s), 0);
     ck_assert_uint_ne(stubdm_stubdom_domid(s), GUEST);
 
@@ -195,21 +195,21 @@ START_TEST(test_end_to_end)
     ck_assert_ptr_nonnull(strstr(reply, "\"running\": true"));
     free(reply);
 
-    ck_assert_int_eq(stubdm_list(fx.ctx, &l), 0);
+    ck_assert_int_eq(stubdm_stubdom_list_new(fx.ctx, &l), 0);
     ck_assert_uint_eq(stubdm_stubdom_list_count(l), 1);
     ck_assert_uint_eq(stubdm_stubdom_list_domid(l, 0), stubdm_stubdom_domid(s));
     ck_assert_uint_eq(stubdm_stubdom_list_guest(l, 0), GUEST);
     ck_assert_str_eq(stubdm_stubdom_list_state(l, 0), "running");
     ck_assert_str_eq(stubdm_stubdom_list_name(l, 0), "test-dm");
     stubdm_stubdom_list_free(l);
-    ck_assert_int_eq(stubdm_find_stubdom(fx.ctx, GUEST, &found), 0);
+    ck_assert_int_eq(stubdm_stubdom_find_by_guest(fx.ctx, GUEST, &found), 0);
     ck_assert_uint_eq(found, stubdm_stubdom_domid(s));
     /* The simulated consoles: the stubdomain logs to console 0's file. */
     ck_assert(proc_file_mentions(log_path, "device model running"));
     ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid), 2); /* sim-stubdom and its QEMU */
 
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
-    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_DESTROYED);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_DESTROYED);
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0); /* idempotent */
     stubdm_stubdom_free(s);
     unlink(log_path);
@@ -221,7 +221,7 @@ END_TEST
 /* Another process destroys it by domid, as stubdm-ctl destroy does. */
 START_TEST(test_destroy_by_domid)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_ctx *other = NULL;
     uint32_t domid;
@@ -230,32 +230,32 @@ START_TEST(test_destroy_by_domid)
     spawnfix_need_sim_stubdom(&fx);
     c = config(noqemu, 1, false);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     stubdm_stubdom_free(s); /* keeps running */
     ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid), 1);
 
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
-    ck_assert_int_eq(stubdm_destroy(other, domid), 0);
-    ck_assert_int_eq(stubdm_destroy(other, domid), STUBDM_ENOENT);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), STUBDM_ENOENT);
     stubdm_ctx_free(other);
     spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
 /*
- * stubdm_destroy destroys only a stubdomain, judged on dom0-owned nodes: a
+ * stubdm_stubdom_destroy_by_domid destroys only a stubdomain, judged on dom0-owned nodes: a
  * guest (here the simulated host's placeholder, dom0's nodes but no
  * target) and a domain whose "target" is its own claim are refused with
- * STUBDM_ENOTSTUBDOM and left untouched; STUBDM_DESTROY_FORCE destroys
+ * STUBDM_ENOTSTUBDOM and left untouched; STUBDM_STUBDOM_DESTROY_FORCE destroys
  * the latter anyway.
  */
 START_TEST(test_destroy_refuses_non_stubdomain)
 {
     static const char *const noqemu[] = { "--no-qemu" };
     struct xs_permissions own30[1] = { { 30, XS_PERM_NONE } };
-    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_spawn_opts *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char *before, *after, *v;
@@ -264,7 +264,7 @@ START_TEST(test_destroy_refuses_non_stubdomain)
     spawnfix_need_sim_stubdom(&fx);
     ck_assert_ptr_nonnull(h);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     /* Domain 30 claims to be guest 7's stubdomain in a node of its own. */
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/30/name", "other", 5));
@@ -273,18 +273,18 @@ START_TEST(test_destroy_refuses_non_stubdomain)
                                  own30, 1));
     before = spawnfix_dump(&fx);
 
-    ck_assert_int_eq(stubdm_destroy(fx.ctx, GUEST), STUBDM_ENOTSTUBDOM);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, GUEST), STUBDM_ENOTSTUBDOM);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "not a stubdomain"));
-    ck_assert_int_eq(stubdm_destroy(fx.ctx, 30), STUBDM_ENOTSTUBDOM);
-    ck_assert_int_eq(stubdm_destroy_ext(fx.ctx, domid, 0x80), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, 30), STUBDM_ENOTSTUBDOM);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_ext(fx.ctx, domid, 0x80), STUBDM_EINVAL);
     after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, before);
     free(after);
     free(before);
-    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_RUNNING);
 
     /* Forced: domain 30 goes (its nodes), guest 7's contract stays. */
-    stubdm_destroy_ext(fx.ctx, 30, STUBDM_DESTROY_FORCE);
+    stubdm_stubdom_destroy_by_domid_ext(fx.ctx, 30, STUBDM_STUBDOM_DESTROY_FORCE);
     v = xs_read(h, XBT_NULL, "/local/domain/30", NULL);
     ck_assert_msg(v == NULL, "/local/domain/30 is left");
     v = xs_read(h, XBT_NULL, "/local/domain/7/image/device-model-domid", NULL);
@@ -312,7 +312,7 @@ START_TEST(test_placeholder_mark_owner)
     struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
     struct xs_permissions vm_perms[2] = { { 0, XS_PERM_NONE },
                                           { GUEST, XS_PERM_READ } };
-    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_spawn_opts *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char mark[32], *v, *after;
@@ -333,7 +333,7 @@ START_TEST(test_placeholder_mark_owner)
     ck_assert(xs_set_permissions(h, XBT_NULL, vm, vm_perms, 2));
     ck_assert_msg(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s) == 0, "%s",
                   stubdm_ctx_errmsg(fx.ctx));
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     snprintf(mark, sizeof(mark), "%u 1", stubdm_stubdom_domid(s));
     ck_assert(xs_write(h, XBT_NULL,
                        "/local/domain/7/libstubdm-sim-placeholder", mark,
@@ -368,7 +368,7 @@ START_TEST(test_guest_vm_node_owner)
 {
     static const char *const noqemu[] = { "--no-qemu" };
     struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
-    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_spawn_opts *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char *before, *after;
@@ -382,7 +382,7 @@ START_TEST(test_guest_vm_node_owner)
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), STUBDM_EPERM);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 7"), "%s",
                   stubdm_ctx_errmsg(fx.ctx));
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, before);
     free(after);
@@ -396,7 +396,7 @@ END_TEST
 /*
  * image/device-model-domid is dom0's ([n0, rG]); a guest that owns it (a
  * toolstack let it, or it re-created it) must not choose what
- * stubdm_find_stubdom (stubdm-ctl destroy --guest) takes for its
+ * stubdm_stubdom_find_by_guest (stubdm-ctl destroy --guest) takes for its
  * stubdomain: STUBDM_EPERM, *out untouched, nothing changed or destroyed.
  * The same value owned by dom0 is taken.
  */
@@ -407,7 +407,7 @@ START_TEST(test_find_stubdom_guest_owned)
     struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
     struct xs_permissions dom0_own[2] = { { 0, XS_PERM_NONE },
                                           { GUEST, XS_PERM_READ } };
-    stubdm_spawn_config *c = config(noqemu, 1, false);
+    stubdm_spawn_opts *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     char *before, *after, val[16];
@@ -416,14 +416,14 @@ START_TEST(test_find_stubdom_guest_owned)
     spawnfix_need_sim_stubdom(&fx);
     ck_assert_ptr_nonnull(h);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     domid = stubdm_stubdom_domid(s);
     snprintf(val, sizeof(val), "%u", domid);
     ck_assert(xs_write(h, XBT_NULL, node, val, (unsigned)strlen(val)));
     ck_assert(xs_set_permissions(h, XBT_NULL, node, guest_own, 1));
     before = spawnfix_dump(&fx);
 
-    ck_assert_int_eq(stubdm_find_stubdom(fx.ctx, GUEST, &found), STUBDM_EPERM);
+    ck_assert_int_eq(stubdm_stubdom_find_by_guest(fx.ctx, GUEST, &found), STUBDM_EPERM);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 7"), "%s",
                   stubdm_ctx_errmsg(fx.ctx));
     ck_assert_uint_eq(found, 12345);
@@ -431,11 +431,11 @@ START_TEST(test_find_stubdom_guest_owned)
     ck_assert_str_eq(after, before);
     free(after);
     free(before);
-    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_RUNNING);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_RUNNING);
     ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid), 1);
 
     ck_assert(xs_set_permissions(h, XBT_NULL, node, dom0_own, 2));
-    ck_assert_int_eq(stubdm_find_stubdom(fx.ctx, GUEST, &found), 0);
+    ck_assert_int_eq(stubdm_stubdom_find_by_guest(fx.ctx, GUEST, &found), 0);
     ck_assert_uint_eq(found, domid);
 
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
@@ -471,7 +471,7 @@ START_TEST(test_die_at_each_step)
 {
     const struct die_case *dc = &die_cases[_i];
     size_t nargs = dc->args[1] ? 2 : 1;
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = (stubdm_stubdom *)&s;
     const char *msg;
     int rc;
@@ -479,9 +479,9 @@ START_TEST(test_die_at_each_step)
     spawnfix_need_sim_stubdom(&fx);
     c = config(dc->args, nargs, true);
     if (dc->rc == STUBDM_ETIMEDOUT)
-        stubdm_spawn_config_set_timeout(c, 1000);
+        stubdm_spawn_opts_set_timeout(c, 1000);
     rc = stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     msg = stubdm_ctx_errmsg(fx.ctx);
     if (rc == 0 && !dc->rc) {
         /* Dying right after "running" races with the QMP handshake: QEMU
@@ -509,13 +509,13 @@ END_TEST
 /* The stand-in cannot even be started: the unpause step fails. */
 START_TEST(test_unpause_fails)
 {
-    stubdm_spawn_config *c = config(NULL, 0, false);
+    stubdm_spawn_opts *c = config(NULL, 0, false);
     stubdm_stubdom *s = NULL;
     int rc;
 
-    stubdm_spawn_config_set_sim_program(c, "/nonexistent/stubdom", NULL, 0);
+    stubdm_spawn_opts_set_sim_program(c, "/nonexistent/stubdom", NULL, 0);
     rc = stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     ck_assert_int_ne(rc, 0);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "spawn: unpausing: "));
     spawnfix_assert_clean(&fx, false);
@@ -526,7 +526,7 @@ END_TEST
 START_TEST(test_cancel_at_each_step)
 {
     static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     struct progress p = { 0, -1, -1, NULL, &s };
     stubdm_op *op = NULL;
@@ -539,15 +539,15 @@ START_TEST(test_cancel_at_each_step)
         p.cancel_at = step;
     c = config(noqemu, 1, true);
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, on_progress, NULL, &p, &s, &op), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     p.op = op;
-    while (!stubdm_op_done(op))
+    while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5000), 0);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
     ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op), "cancelled"));
     stubdm_op_free(op);
     if (s) {
-        ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_FAILED);
+        ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_FAILED);
         stubdm_stubdom_free(s);
     }
     spawnfix_assert_clean(&fx, false);
@@ -558,20 +558,20 @@ END_TEST
 START_TEST(test_ctx_free_while_pending)
 {
     static const char *const noqemu[] = { "--no-qemu", "--no-running" };
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     char *after;
 
     spawnfix_need_sim_stubdom(&fx);
     c = config(noqemu, 2, true);
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, NULL), 0);
-    stubdm_spawn_config_free(c);
-    while (stubdm_stubdom_step(s) != STUBDM_SPAWN_WAIT)
+    stubdm_spawn_opts_free(c);
+    while (stubdm_stubdom_step(s) != STUBDM_SPAWN_STEP_WAIT)
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_uint_ne(stubdm_stubdom_domid(s), 0);
     stubdm_ctx_free(fx.ctx);
     fx.ctx = NULL;
-    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_FAILED);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_FAILED);
     stubdm_stubdom_free(s); /* after the ctx: documented as allowed here */
     after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, fx.dump_before);
@@ -608,19 +608,19 @@ START_TEST(test_fifty_concurrent)
 
     spawnfix_need_sim_stubdom(&fx);
     for (int i = 0; i < MANY; i++) {
-        stubdm_spawn_config *c = config(noqemu, 1, true);
-        stubdm_spawn_config_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
+        stubdm_spawn_opts *c = config(noqemu, 1, true);
+        stubdm_spawn_opts_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
         ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, on_many_done, &m, &s[i],
                                       NULL),
                          0);
-        stubdm_spawn_config_free(c);
+        stubdm_spawn_opts_free(c);
     }
     while (m.done < MANY)
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5000), 0);
     ck_assert_int_eq(m.failed, 0);
     fprintf(stderr, "test_spawn: %d stubdomains running with QMP in %lld ms\n",
             MANY, (long long)(stubdm_now_ms() - t0));
-    ck_assert_int_eq(stubdm_list(fx.ctx, &l), 0);
+    ck_assert_int_eq(stubdm_stubdom_list_new(fx.ctx, &l), 0);
     ck_assert_uint_eq(stubdm_stubdom_list_count(l), MANY);
     for (size_t i = 0; i < MANY; i++)
         ck_assert_str_eq(stubdm_stubdom_list_state(l, i), "running");
@@ -653,14 +653,14 @@ START_TEST(test_fifty_real_qemu)
 
     spawnfix_need_sim_stubdom(&fx);
     for (int i = 0; i < MANY; i++) {
-        stubdm_spawn_config *c = config(NULL, 0, true);
-        stubdm_spawn_config_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
-        stubdm_spawn_config_set_args(c, none_args, 7);
-        stubdm_spawn_config_set_timeout(c, 120000);
+        stubdm_spawn_opts *c = config(NULL, 0, true);
+        stubdm_spawn_opts_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
+        stubdm_spawn_opts_set_args(c, none_args, 7);
+        stubdm_spawn_opts_set_timeout(c, 120000);
         ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, on_many_done, &m, &s[i],
                                       NULL),
                          0);
-        stubdm_spawn_config_free(c);
+        stubdm_spawn_opts_free(c);
     }
     while (m.done < MANY)
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 5000), 0);
@@ -710,14 +710,14 @@ START_TEST(test_three_spawns_deaths_in_every_order)
     spawnfix_need_sim_stubdom(&fx);
     memset(e, 0, sizeof(e));
     for (int i = 0; i < 3; i++) {
-        stubdm_spawn_config *c = config(args, 2, false);
-        stubdm_spawn_config_set_guest(c, 100 + (uint32_t)i, NULL, NULL);
+        stubdm_spawn_opts *c = config(args, 2, false);
+        stubdm_spawn_opts_set_guest(c, 100 + (uint32_t)i, NULL, NULL);
         ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, on_ended, &e[i], &s[i],
                                       NULL), 0);
-        stubdm_spawn_config_free(c);
+        stubdm_spawn_opts_free(c);
     }
     for (int i = 0; i < 3; i++) {
-        while (stubdm_stubdom_step(s[i]) != STUBDM_SPAWN_WAIT && !e[i].calls)
+        while (stubdm_stubdom_step(s[i]) != STUBDM_SPAWN_STEP_WAIT && !e[i].calls)
             ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
         ck_assert_msg(!e[i].calls, "spawn %d: %s", i, e[i].msg);
     }

@@ -68,7 +68,7 @@ START_TEST(running_written_late)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
                                          &r, NULL),
                      0);
     ts_spin(ctx, 100);
@@ -86,7 +86,7 @@ START_TEST(running_written_before_the_wait)
     struct ts_result r = {0};
 
     stub_writes("running", 7);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
                                          &r, NULL),
                      0);
     ck_assert_int_eq(r.calls, 0); /* never inside the starting call */
@@ -99,7 +99,7 @@ START_TEST(running_written_twice_and_other_values)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
                                          &r, NULL),
                      0);
     stub_writes("starting", 8);
@@ -122,7 +122,7 @@ START_TEST(never_running_times_out_with_last_state)
     struct ts_result r = {0};
     int64_t start = stubdm_now_ms();
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 300, ts_on_done, &r,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 300, ts_on_done, &r,
                                          NULL),
                      0);
     stub_writes("starting", 8);
@@ -138,7 +138,7 @@ START_TEST(empty_value_is_named_in_the_timeout)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 200, ts_on_done, &r,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 200, ts_on_done, &r,
                                          NULL),
                      0);
     stub_writes("", 0);
@@ -154,7 +154,7 @@ START_TEST(garbage_and_oversized_values_are_ignored)
     char big[2000];
 
     memset(big, 'A', sizeof(big));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 400, ts_on_done, &r,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 400, ts_on_done, &r,
                                          NULL),
                      0);
     stub_writes("\x01\xff\x00junk", 7);
@@ -170,7 +170,7 @@ START_TEST(node_created_and_removed)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 400, ts_on_done, &r,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 400, ts_on_done, &r,
                                          NULL),
                      0);
     stub_writes("starting", 8);
@@ -187,7 +187,7 @@ START_TEST(domain_released_before)
     struct ts_result r = {0};
 
     ck_assert(xs_release_domain(dom0, STUB));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, NULL),
                      0);
     ck_assert_int_eq(r.calls, 0);
@@ -204,7 +204,7 @@ START_TEST(domain_dies_during_wait_fails_fast)
     int64_t died;
     char *reply;
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, NULL),
                      0);
     stub_writes("starting", 8);
@@ -229,7 +229,7 @@ START_TEST(domain_released_after_running)
     struct ts_result r = {0};
 
     stub_writes("running", 7);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, NULL),
                      0);
     ts_run_until_done(ctx, &r, 5000);
@@ -245,7 +245,7 @@ START_TEST(other_domain_released_is_ignored)
     struct ts_result r = {0};
 
     ck_assert(xs_introduce_domain(dom0, 7, 1, 1));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, NULL),
                      0);
     ts_spin(ctx, 50);
@@ -284,10 +284,10 @@ START_TEST(cancel_and_free_from_callbacks)
     struct ts_result r2 = {0};
     stubdm_op *first = NULL;
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r2, &c.other),
                      0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
                                          on_done_cancel_other, &c, &first),
                      0);
     stub_writes("running", 7);
@@ -307,10 +307,10 @@ START_TEST(free_ctx_from_callback)
     struct ts_result r2 = {0};
 
     c.free_ctx = true;
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 100,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 100,
                                          on_done_cancel_other, &c, NULL),
                      0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 100, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 100, ts_on_done,
                                          &r2, &c.other),
                      0);
     /* The first to time out frees the ctx: no further callback. */
@@ -320,7 +320,7 @@ START_TEST(free_ctx_from_callback)
     ck_assert_int_eq(c.calls, 1);
     ck_assert_int_eq(r2.calls, 0);
     /* A handle held by the caller outlives its ctx and is freed normally. */
-    ck_assert_int_eq(stubdm_op_done(c.other), 1);
+    ck_assert_int_eq(stubdm_op_is_done(c.other), 1);
     stubdm_op_free(c.other);
 }
 END_TEST
@@ -330,7 +330,7 @@ START_TEST(cancel_pending_wait)
     struct ts_result r = {0};
     stubdm_op *op = NULL;
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
                                          &r, &op),
                      0);
     ts_spin(ctx, 20);
@@ -351,14 +351,14 @@ START_TEST(invalid_arguments)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 0, ts_on_done, &r,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 0, ts_on_done, &r,
                                          NULL),
                      STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "timeout"));
-    ck_assert_int_eq(stubdm_wait_running(ctx, 0x8000, GUEST, 10, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 0x8000, GUEST, 10, ts_on_done,
                                          &r, NULL),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10, NULL, &r,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10, NULL, &r,
                                          NULL),
                      STUBDM_EINVAL);
     ts_spin(ctx, 50);
@@ -368,11 +368,11 @@ END_TEST
 
 START_TEST(blocking_form)
 {
-    ck_assert_int_eq(stubdm_wait_running_sync(ctx, STUB, GUEST, 200),
+    ck_assert_int_eq(stubdm_dm_wait_running_sync(ctx, STUB, GUEST, 200),
                      STUBDM_ETIMEDOUT);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "not running"));
     stub_writes("running", 7);
-    ck_assert_int_eq(stubdm_wait_running_sync(ctx, STUB, GUEST, 5000), 0);
+    ck_assert_int_eq(stubdm_dm_wait_running_sync(ctx, STUB, GUEST, 5000), 0);
 }
 END_TEST
 
@@ -383,7 +383,7 @@ START_TEST(driven_by_epoll_hooks)
     int64_t end;
 
     ck_assert_int_eq(stubdm_epoll_attach(&ep, ctx), 0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
                                          &r, NULL),
                      0);
     ck_assert_int_eq(stubdm_epoll_run_once(&ep, 50), 0);
@@ -396,7 +396,7 @@ START_TEST(driven_by_epoll_hooks)
     ck_assert(ep.hook_calls >= 2); /* the xenstore fd and the timer */
     /* A timeout through the timerfd path. */
     r.calls = 0;
-    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 100, ts_on_done, &r,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 6, GUEST, 100, ts_on_done, &r,
                                          NULL),
                      0);
     end = stubdm_now_ms() + 5000;
@@ -432,7 +432,7 @@ START_TEST(driven_by_glib)
     gloop = g_main_loop_new(NULL, FALSE);
     a = stubdm_glib_attach(ctx, NULL);
     ck_assert_ptr_nonnull(a);
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 10000,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000,
                                          on_done_quit, &r, NULL),
                      0);
     g_timeout_add(50, write_running_later, NULL);
@@ -441,7 +441,7 @@ START_TEST(driven_by_glib)
     ck_assert_int_eq(r.rc, 0);
     /* And a timeout through the glib timer source. */
     r.calls = 0;
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, 9, 100, on_done_quit, &r,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, 9, 100, on_done_quit, &r,
                                          NULL),
                      0);
     g_main_loop_run(gloop);
@@ -460,7 +460,7 @@ START_TEST(many_waits_share_one_release_watch)
 
     memset(r, 0, sizeof(r));
     for (int i = 0; i < N; i++)
-        ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 30000,
+        ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
                                              ts_on_done, &r[i], NULL),
                          0);
     /* N state watches plus one shared @releaseDomain watch. */
@@ -513,7 +513,7 @@ static void deaths_in_order(const unsigned *subs, const unsigned *deaths,
     for (size_t i = 0; i < n; i++) {
         if (subs[i] != STUB)
             ck_assert(xs_introduce_domain(dom0, subs[i], 1, 1));
-        ck_assert_int_eq(stubdm_wait_running(ctx, subs[i], GUEST, 20000,
+        ck_assert_int_eq(stubdm_dm_wait_running(ctx, subs[i], GUEST, 20000,
                                              ts_on_done, &r[i], NULL),
                          0);
     }
@@ -574,11 +574,11 @@ START_TEST(release_watch_outlives_finished_waits)
 
     memset(r, 0, sizeof(r));
     ck_assert(xs_introduce_domain(dom0, 7, 1, 1));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 20000, ts_on_done,
                                          &r[0], NULL), 0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
                                          &r[1], &cancelled), 0);
-    ck_assert_int_eq(stubdm_wait_running(ctx, 7, 9, 20000, ts_on_done, &r[2],
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, 9, 20000, ts_on_done, &r[2],
                                          NULL), 0);
     stub_writes("running", 7);
     ts_run_until_done(ctx, &r[0], 5000);
@@ -611,7 +611,7 @@ START_TEST(burst_of_events_is_bounded_and_coalesced)
     char v[32];
 
     ck_assert(xs_introduce_domain(dom0, 6, 1, 1));
-    ck_assert_int_eq(stubdm_wait_running(ctx, STUB, GUEST, 20000, ts_on_done,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 20000, ts_on_done,
                                          &r5, NULL), 0);
     ts_spin(ctx, 50);
     for (int i = 0; i < BURST; i++) {
@@ -622,7 +622,7 @@ START_TEST(burst_of_events_is_bounded_and_coalesced)
     /* A sync request on the ctx's connection: every event was sent before
      * its reply, so all of them are in libxenstore's queue now. */
     int64_t t0 = stubdm_now_ms();
-    ck_assert_int_eq(stubdm_wait_running(ctx, 6, GUEST, 200, ts_on_done, &r6,
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 6, GUEST, 200, ts_on_done, &r6,
                                          NULL), 0);
     int dispatches = 0;
     uint64_t most = 0;

@@ -71,7 +71,7 @@ START_TEST(test_xenstored_lost_mid_spawn)
     static const char *const args[] = { "-machine", "none" };
     static const char *const sim_args[] = { "--no-qemu", "--no-running" };
     const struct lost_case *lc = &lost_cases[_i];
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
     stubdm_ctx *other = NULL;
@@ -82,19 +82,19 @@ START_TEST(test_xenstored_lost_mid_spawn)
 
     spawnfix_need_sim_stubdom(&fx);
     c = spawnfix_config(&fx, GUEST, args, 2, sim_args, 2, 20000);
-    ck_assert_int_eq(stubdm_spawn_config_add_nic(c, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, NULL, NULL, NULL), 0);
     stubdm_ctx_set_hotplug(fx.ctx, 0); /* no vif-bridge here */
 
     if (lc->drop_on)
         control("drop-on", lc->drop_on);
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, NULL, NULL, &s, &op), 0);
-    stubdm_spawn_config_free(c);
+    stubdm_spawn_opts_free(c);
     t0 = stubdm_now_ms();
     if (!lc->drop_on) {
-        while (stubdm_stubdom_step(s) != STUBDM_SPAWN_WAIT &&
-               !stubdm_op_done(op))
+        while (stubdm_stubdom_step(s) != STUBDM_SPAWN_STEP_WAIT &&
+               !stubdm_op_is_done(op))
             ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
-        ck_assert(!stubdm_op_done(op));
+        ck_assert(!stubdm_op_is_done(op));
         /* Let the wait's watch be registered. */
         for (int i = 0; i < 5; i++)
             stubdm_ctx_run_once(fx.ctx, 10);
@@ -102,9 +102,9 @@ START_TEST(test_xenstored_lost_mid_spawn)
     }
     /* Well before the spawn's own 20 s timeout. */
     deadline = t0 + 5000;
-    while (!stubdm_op_done(op) && stubdm_now_ms() < deadline)
+    while (!stubdm_op_is_done(op) && stubdm_now_ms() < deadline)
         stubdm_ctx_run_once(fx.ctx, 100);
-    ck_assert_msg(stubdm_op_done(op),
+    ck_assert_msg(stubdm_op_is_done(op),
                   "the spawn still runs %lld ms after the connection went",
                   (long long)(stubdm_now_ms() - t0));
     msg = stubdm_op_errmsg(op);
@@ -121,7 +121,7 @@ START_TEST(test_xenstored_lost_mid_spawn)
     /* The lost connection could not clean up: a new one does. */
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     ck_assert_int_eq(stubdm_ctx_set_host(other, STUBDM_HOST_SIM), 0);
-    ck_assert_int_eq(stubdm_destroy(other, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), 0);
     stubdm_ctx_free(other);
     after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, fx.dump_before);

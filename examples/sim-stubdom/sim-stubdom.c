@@ -1147,9 +1147,9 @@ int main(int argc, char **argv)
     /* 3: the argv, read as a real stubdomain reads it. */
     if (stubdm_ctx_new(&ctx))
         return 1;
-    rc = stubdm_dm_argv_read(ctx, vm, STUBDM_ARGV_DIRECTORY, &args, &nargs);
+    rc = stubdm_dm_argv_read(ctx, vm, STUBDM_DM_ARGV_DIRECTORY, &args, &nargs);
     if (rc == STUBDM_ENOENT)
-        rc = stubdm_dm_argv_read(ctx, vm, STUBDM_ARGV_MINIOS_DMARGS, &args, &nargs);
+        rc = stubdm_dm_argv_read(ctx, vm, STUBDM_DM_ARGV_MINIOS_DMARGS, &args, &nargs);
     if (rc) {
         say("reading the argv under %s: %s", vm, stubdm_ctx_errmsg(ctx));
         return 1;
@@ -1221,7 +1221,7 @@ int main(int argc, char **argv)
             restore_pipe[0] = -1;
         }
     }
-    stubdm_argv_free(args);
+    stubdm_dm_argv_free(args);
     stubdm_ctx_free(ctx);
 
     maybe_die(STEP_BEFORE_RUNNING, "before-running");

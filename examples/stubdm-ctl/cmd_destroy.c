@@ -1,7 +1,7 @@
 /*
  * stubdm-ctl destroy STUBDOM | --guest G
  *
- * Tear a stubdomain down by domid, from any process (stubdm_destroy_ext).
+ * Tear a stubdomain down by domid, from any process (stubdm_stubdom_destroy_by_domid_ext).
  */
 #include "ctl.h"
 
@@ -43,11 +43,11 @@ int ctl_destroy_run(stubdm_ctx *ctx, const struct ctl_global *g,
         return ctl_usage_error(cmd, "--script-dir needs an absolute "
                                     "directory");
     if (o.guest != CTL_UNSET_DOMID) {
-        rc = stubdm_find_stubdom(ctx, o.guest, &stubdom);
+        rc = stubdm_stubdom_find_by_guest(ctx, o.guest, &stubdom);
         if (rc)
             return ctl_report_error(ctx, g, "destroy", rc, NULL);
     }
-    rc = stubdm_destroy_ext(ctx, stubdom, o.force ? STUBDM_DESTROY_FORCE : 0);
+    rc = stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom, o.force ? STUBDM_STUBDOM_DESTROY_FORCE : 0);
     if (rc)
         return ctl_report_error(ctx, g, "destroy", rc, NULL);
     if (g->json)

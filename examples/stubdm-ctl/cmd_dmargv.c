@@ -32,7 +32,7 @@ static int do_read(stubdm_ctx *ctx, const struct ctl_global *g,
     char **args = NULL;
     size_t n = 0;
     int rc = stubdm_dm_argv_read(ctx, o->vm_path,
-                                 (stubdm_argv_encoding)o->encoding, &args, &n);
+                                 (stubdm_dm_argv_encoding)o->encoding, &args, &n);
 
     if (rc)
         return ctl_report_error(ctx, g, "dm-argv read", rc, NULL);
@@ -58,7 +58,7 @@ static int do_read(stubdm_ctx *ctx, const struct ctl_global *g,
             putchar('\n');
         }
     }
-    stubdm_argv_free(args);
+    stubdm_dm_argv_free(args);
     return CTL_EXIT_OK;
 }
 
@@ -67,7 +67,7 @@ static int do_encode(stubdm_ctx *ctx, const struct ctl_global *g,
 {
     stubdm_nodes *nodes = NULL;
     int rc = stubdm_dm_argv_encode(ctx, o->vm_path, o->stubdom,
-                                   (stubdm_argv_encoding)o->encoding,
+                                   (stubdm_dm_argv_encoding)o->encoding,
                                    (size_t)o->max_value, a->rest, a->nrest,
                                    &nodes);
 
@@ -82,7 +82,7 @@ static int do_write(stubdm_ctx *ctx, const struct ctl_global *g,
                     const struct dmargv_opts *o, const struct ctl_args *a)
 {
     int rc = stubdm_dm_argv_write(ctx, o->vm_path, o->stubdom,
-                                  (stubdm_argv_encoding)o->encoding,
+                                  (stubdm_dm_argv_encoding)o->encoding,
                                   (size_t)o->max_value, a->rest, a->nrest);
 
     if (rc)
@@ -99,7 +99,7 @@ int ctl_dmargv_run(stubdm_ctx *ctx, const struct ctl_global *g,
                    const struct ctl_command *cmd, int argc, char **argv)
 {
     struct dmargv_opts o = {.stubdom = CTL_UNSET_DOMID,
-                            .encoding = STUBDM_ARGV_DIRECTORY};
+                            .encoding = STUBDM_DM_ARGV_DIRECTORY};
     struct ctl_args a;
     const char *action;
     int rc;

@@ -54,7 +54,7 @@ static int contract_from_opts(const struct layout_opts *o,
         return rc;
     if (o->encoding != CTL_UNSET_CHOICE &&
         (rc = stubdm_contract_set_argv_encoding(
-             c, (stubdm_argv_encoding)o->encoding, 0)))
+             c, (stubdm_dm_argv_encoding)o->encoding, 0)))
         return rc;
     if (o->backend != CTL_UNSET_CHOICE &&
         (rc = stubdm_contract_set_console_backend(
@@ -78,26 +78,26 @@ static int contract_from_opts(const struct layout_opts *o,
 /* The spawn the options describe (--spawn): the guest's uuid is the vm
  * path's; what they leave out is the library's default. */
 static int spawn_from_opts(const struct layout_opts *o,
-                           const struct ctl_args *a, stubdm_spawn_config *cfg)
+                           const struct ctl_args *a, stubdm_spawn_opts *cfg)
 {
     const char *outputs[3] = {o->log, o->save, o->restore};
     int rc;
 
-    if ((rc = stubdm_spawn_config_set_guest(cfg, o->guest, o->vm + 4,
+    if ((rc = stubdm_spawn_opts_set_guest(cfg, o->guest, o->vm + 4,
                                             NULL)) ||
-        (rc = stubdm_spawn_config_set_kernel(cfg, o->kernel, NULL, NULL)) ||
-        (rc = stubdm_spawn_config_set_args(cfg, a->rest, a->nrest)))
+        (rc = stubdm_spawn_opts_set_kernel(cfg, o->kernel, NULL, NULL)) ||
+        (rc = stubdm_spawn_opts_set_args(cfg, a->rest, a->nrest)))
         return rc;
     if (o->backend != CTL_UNSET_CHOICE &&
-        (rc = stubdm_spawn_config_set_console_backend(
+        (rc = stubdm_spawn_opts_set_console_backend(
              cfg, (stubdm_console_backend)o->backend)))
         return rc;
     for (unsigned n = 0; n < 3; n++)
-        if (outputs[n] && (rc = stubdm_spawn_config_set_console_output(
+        if (outputs[n] && (rc = stubdm_spawn_opts_set_console_output(
                                cfg, n, outputs[n])))
             return rc;
     for (size_t i = 0; i < o->serials.n; i++)
-        if ((rc = stubdm_spawn_config_set_console_output(
+        if ((rc = stubdm_spawn_opts_set_console_output(
                  cfg, STUBDM_CONSOLE_SERIAL0 + (unsigned)i, o->serials.v[i])))
             return rc;
     return 0;
@@ -107,14 +107,14 @@ static int spawn_from_opts(const struct layout_opts *o,
 static int spawn_layout(stubdm_ctx *ctx, const struct layout_opts *o,
                         const struct ctl_args *a, stubdm_nodes **nodes)
 {
-    stubdm_spawn_config *cfg = NULL;
-    int rc = stubdm_spawn_config_new(&cfg);
+    stubdm_spawn_opts *cfg = NULL;
+    int rc = stubdm_spawn_opts_new(&cfg);
 
     if (!rc)
         rc = spawn_from_opts(o, a, cfg);
     if (!rc)
         rc = stubdm_spawn_layout(ctx, cfg, o->stubdom, nodes);
-    stubdm_spawn_config_free(cfg);
+    stubdm_spawn_opts_free(cfg);
     return rc;
 }
 
@@ -123,8 +123,8 @@ static int check_args(const struct ctl_command *cmd,
 {
     if (a->npos)
         return ctl_usage_error(cmd, "unexpected argument '%s'", a->pos[0]);
-    if (o->serials.n > STUBDM_MAX_SERIALS)
-        return ctl_usage_error(cmd, "at most %d serials", STUBDM_MAX_SERIALS);
+    if (o->serials.n > STUBDM_CONSOLE_MAX_SERIALS)
+        return ctl_usage_error(cmd, "at most %d serials", STUBDM_CONSOLE_MAX_SERIALS);
     if (o->guest == CTL_UNSET_DOMID || o->stubdom == CTL_UNSET_DOMID ||
         !o->vm)
         return ctl_usage_error(cmd,

@@ -35,7 +35,7 @@ int ctl_list_run(stubdm_ctx *ctx, const struct ctl_global *g,
     if (a.npos || a.nrest)
         return ctl_usage_error(cmd, "unexpected argument '%s'",
                                a.npos ? a.pos[0] : a.rest[0]);
-    rc = stubdm_list(ctx, &l);
+    rc = stubdm_stubdom_list_new(ctx, &l);
     if (rc)
         return ctl_report_error(ctx, g, "list", rc, NULL);
     n = stubdm_stubdom_list_count(l);

@@ -177,7 +177,7 @@ int ctl_qmp_run(stubdm_ctx *ctx, const struct ctl_global *g,
         if (lost)
             code = lost;
     }
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     return code;
 }
 

@@ -79,7 +79,7 @@ int ctl_qmp_proxy_run(stubdm_ctx *ctx, const struct ctl_global *g,
         code = ctl_qmp_follow(ctx, g, q, "qmp-proxy");
     }
     stubdm_qmp_proxy_free(p);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     return code;
 }
 

@@ -38,7 +38,7 @@ static int target_of(stubdm_ctx *ctx, const struct ctl_global *g,
     stubdm_stubdom_list *l = NULL;
     bool found = false;
     char msg[64];
-    int rc = stubdm_list(ctx, &l);
+    int rc = stubdm_stubdom_list_new(ctx, &l);
 
     if (rc)
         return ctl_report_error(ctx, g, "save", rc, NULL);
@@ -83,7 +83,7 @@ int ctl_save_run(stubdm_ctx *ctx, const struct ctl_global *g,
         return CTL_EXIT_FAIL;
     }
     t0 = stubdm_now_ms();
-    rc = stubdm_dm_save_sync(ctx, NULL, stubdom, guest, fd, o.timeout_ms,
+    rc = stubdm_dm_save_sync(ctx, stubdom, guest, fd, o.timeout_ms,
                              &bytes);
     close(fd);
     if (rc) {

@@ -338,7 +338,7 @@ static int sim_status(stubdm_ctx *ctx, const struct ctl_global *g,
     }
     snprintf(sock, sizeof(sock), "%s/socket", dir);
     setenv("XENSTORED_PATH", sock, 1);
-    rc = stubdm_list(ctx, &l);
+    rc = stubdm_stubdom_list_new(ctx, &l);
     if (rc)
         return ctl_report_error(ctx, g, "sim status", rc, NULL);
     if (g->json) {

@@ -3,7 +3,7 @@
  *
  * Start a stubdomain and print its domid.  Everything goes through the
  * public spawn API (stubdm_spawn and friends): the options fill a
- * stubdm_spawn_config, and what the options leave out is the library's
+ * stubdm_spawn_opts, and what the options leave out is the library's
  * default (on the simulated host, the console backend is libstubdm).
  */
 #include "ctl.h"
@@ -67,7 +67,7 @@ const struct ctl_option ctl_spawn_options[] = {
 struct spawn_run {
     const struct ctl_global *g;
     stubdm_ctx *ctx;
-    stubdm_spawn_config *cfg;
+    stubdm_spawn_opts *cfg;
     stubdm_stubdom *s;
     stubdm_op *op;
     int restore_fd;
@@ -81,7 +81,7 @@ struct spawn_run {
 /* ---- config from options ------------------------------------------------ */
 
 /* --disk PATH[,qcow2|,raw][,ro][,script=S] */
-static int add_disk(stubdm_spawn_config *cfg, size_t n, const char *spec)
+static int add_disk(stubdm_spawn_opts *cfg, size_t n, const char *spec)
 {
     char *copy = strdup(spec), *opt, *save = NULL;
     const char *format = "raw", *script = NULL;
@@ -104,16 +104,16 @@ static int add_disk(stubdm_spawn_config *cfg, size_t n, const char *spec)
             return STUBDM_EINVAL;
         }
     }
-    rc = path ? stubdm_spawn_config_add_disk(cfg, path, format, ro)
+    rc = path ? stubdm_spawn_opts_add_disk(cfg, path, format, ro)
               : STUBDM_EINVAL;
     if (!rc && script)
-        rc = stubdm_spawn_config_set_disk_script(cfg, n, script);
+        rc = stubdm_spawn_opts_set_disk_script(cfg, n, script);
     free(copy);
     return rc;
 }
 
 /* --nic [mac=M][,bridge=B][,script=S] */
-static int add_nic(stubdm_spawn_config *cfg, const char *spec)
+static int add_nic(stubdm_spawn_opts *cfg, const char *spec)
 {
     char *copy = strdup(spec), *opt, *save = NULL;
     const char *mac = NULL, *bridge = NULL, *script = NULL;
@@ -134,7 +134,7 @@ static int add_nic(stubdm_spawn_config *cfg, const char *spec)
             return STUBDM_EINVAL;
         }
     }
-    rc = stubdm_spawn_config_add_nic(cfg, mac, bridge, script);
+    rc = stubdm_spawn_opts_add_nic(cfg, mac, bridge, script);
     free(copy);
     return rc;
 }
@@ -147,7 +147,7 @@ static int add_nic(stubdm_spawn_config *cfg, const char *spec)
     } while (0)
 
 static int set_devices(const struct ctl_command *cmd,
-                       const struct spawn_opts *o, stubdm_spawn_config *cfg)
+                       const struct spawn_opts *o, stubdm_spawn_opts *cfg)
 {
     for (size_t i = 0; i < o->disks.n; i++)
         REFUSED(add_disk(cfg, i, o->disks.v[i]), "bad disk '%s'",
@@ -155,7 +155,7 @@ static int set_devices(const struct ctl_command *cmd,
     for (size_t i = 0; i < o->nics.n; i++)
         REFUSED(add_nic(cfg, o->nics.v[i]), "bad nic '%s'", o->nics.v[i]);
     for (size_t i = 0; i < o->serials.n; i++)
-        REFUSED(stubdm_spawn_config_set_console_output(
+        REFUSED(stubdm_spawn_opts_set_console_output(
                     cfg, STUBDM_CONSOLE_SERIAL0 + (unsigned)i,
                     o->serials.v[i]),
                 "too many serials at '%s'", o->serials.v[i]);
@@ -164,7 +164,7 @@ static int set_devices(const struct ctl_command *cmd,
         int rc = out ? 0 : STUBDM_ENOMEM;
         if (out) {
             sprintf(out, "file:%s", o->log);
-            rc = stubdm_spawn_config_set_console_output(cfg,
+            rc = stubdm_spawn_opts_set_console_output(cfg,
                                                         STUBDM_CONSOLE_LOG,
                                                         out);
         }
@@ -172,7 +172,7 @@ static int set_devices(const struct ctl_command *cmd,
         REFUSED(rc, "bad log '%s'", o->log);
     }
     if (o->save)
-        REFUSED(stubdm_spawn_config_set_console_output(
+        REFUSED(stubdm_spawn_opts_set_console_output(
                     cfg, STUBDM_CONSOLE_SAVE, o->save),
                 "bad save chardev '%s'", o->save);
     return 0;
@@ -187,8 +187,8 @@ static int set_restore(const struct ctl_command *cmd,
     if (!o->restore)
         return 0;
     if (o->backend != CTL_UNSET_CHOICE &&
-        o->backend != STUBDM_CONSOLE_LIBSTUBDM) {
-        REFUSED(stubdm_spawn_config_set_console_output(
+        o->backend != STUBDM_CONSOLE_BACKEND_LIBSTUBDM) {
+        REFUSED(stubdm_spawn_opts_set_console_output(
                     r->cfg, STUBDM_CONSOLE_RESTORE, o->restore),
                 "bad restore chardev '%s'", o->restore);
         return 0;
@@ -197,54 +197,54 @@ static int set_restore(const struct ctl_command *cmd,
     if (r->restore_fd < 0)
         return ctl_usage_error(cmd, "--restore: cannot open '%s'",
                                o->restore);
-    return stubdm_spawn_config_set_restore_fd(r->cfg, r->restore_fd)
+    return stubdm_spawn_opts_set_restore_fd(r->cfg, r->restore_fd)
                ? ctl_usage_error(cmd, "--restore: refused")
                : 0;
 }
 
 static int set_domain(const struct ctl_command *cmd,
                       const struct spawn_opts *o, const struct ctl_args *a,
-                      stubdm_spawn_config *cfg)
+                      stubdm_spawn_opts *cfg)
 {
-    REFUSED(stubdm_spawn_config_set_guest(cfg, o->guest, o->uuid,
+    REFUSED(stubdm_spawn_opts_set_guest(cfg, o->guest, o->uuid,
                                           o->guest_name),
             "bad guest uuid or name");
-    REFUSED(stubdm_spawn_config_set_kernel(cfg, o->kernel, o->ramdisk,
+    REFUSED(stubdm_spawn_opts_set_kernel(cfg, o->kernel, o->ramdisk,
                                            o->cmdline),
             "bad kernel, ramdisk or cmdline");
-    REFUSED(stubdm_spawn_config_set_args(cfg, a->rest, a->nrest),
+    REFUSED(stubdm_spawn_opts_set_args(cfg, a->rest, a->nrest),
             "bad QEMU args");
     if (o->name)
-        REFUSED(stubdm_spawn_config_set_name(cfg, o->name), "bad name '%s'",
+        REFUSED(stubdm_spawn_opts_set_name(cfg, o->name), "bad name '%s'",
                 o->name);
     if (o->memory_mib != CTL_UNSET_UINT)
-        stubdm_spawn_config_set_memory_kib(cfg, o->memory_mib * 1024);
+        stubdm_spawn_opts_set_memory_kib(cfg, o->memory_mib * 1024);
     if (o->vcpus != CTL_UNSET_UINT)
-        stubdm_spawn_config_set_vcpus(cfg, (unsigned)o->vcpus);
+        stubdm_spawn_opts_set_vcpus(cfg, (unsigned)o->vcpus);
     if (o->xsm_label)
-        REFUSED(stubdm_spawn_config_set_xsm_label(cfg, o->xsm_label),
+        REFUSED(stubdm_spawn_opts_set_xsm_label(cfg, o->xsm_label),
                 "bad xsm label '%s'", o->xsm_label);
     if (o->stubdom_domid != CTL_UNSET_DOMID)
-        REFUSED(stubdm_spawn_config_set_stubdom_domid(cfg, o->stubdom_domid),
+        REFUSED(stubdm_spawn_opts_set_stubdom_domid(cfg, o->stubdom_domid),
                 "bad domid %u", o->stubdom_domid);
     return 0;
 }
 
 static int set_runtime(const struct ctl_command *cmd,
-                       const struct spawn_opts *o, stubdm_spawn_config *cfg)
+                       const struct spawn_opts *o, stubdm_spawn_opts *cfg)
 {
     if (o->backend != CTL_UNSET_CHOICE)
-        REFUSED(stubdm_spawn_config_set_console_backend(
+        REFUSED(stubdm_spawn_opts_set_console_backend(
                     cfg, (stubdm_console_backend)o->backend),
                 "bad console backend");
     if (o->timeout_ms)
-        REFUSED(stubdm_spawn_config_set_timeout(cfg, o->timeout_ms),
+        REFUSED(stubdm_spawn_opts_set_timeout(cfg, o->timeout_ms),
                 "bad timeout");
-    REFUSED(stubdm_spawn_config_set_qmp(cfg, o->qmp || o->qmp_status,
+    REFUSED(stubdm_spawn_opts_set_qmp(cfg, o->qmp || o->qmp_status,
                                         o->qmp_timeout_ms),
             "bad QMP open timeout");
     if (o->sim_program || o->sim_args.n)
-        REFUSED(stubdm_spawn_config_set_sim_program(cfg, o->sim_program,
+        REFUSED(stubdm_spawn_opts_set_sim_program(cfg, o->sim_program,
                                                     o->sim_args.v,
                                                     o->sim_args.n),
                 "bad sim program or arguments");
@@ -266,7 +266,7 @@ static int config_from_opts(const struct ctl_command *cmd,
                                a->pos[0]);
     if (!a->nrest)
         return ctl_usage_error(cmd, "no QEMU arguments after --");
-    if ((code = stubdm_spawn_config_new(&r->cfg)))
+    if ((code = stubdm_spawn_opts_new(&r->cfg)))
         return ctl_report_error(r->ctx, r->g, "spawn", code, NULL);
     if ((code = set_domain(cmd, o, a, r->cfg)) ||
         (code = set_devices(cmd, o, r->cfg)) ||
@@ -366,11 +366,16 @@ static void report_running(const struct spawn_run *r)
             domid, guest, secs);
     if (r->qmp_reply)
         fprintf(stderr, "query-status: %s\n", r->qmp_reply);
-    if (r->restore_fd >= 0)
+    if (r->restore_fd >= 0) {
+        stubdm_console_stats cs;
+
+        stubdm_console_get_stats(
+            stubdm_stubdom_console(r->s, STUBDM_CONSOLE_RESTORE), &cs,
+            sizeof(cs));
         fprintf(stderr, "restored: %llu bytes of device state through "
                         "console 2\n",
-                (unsigned long long)stubdm_console_bytes_in(
-                    stubdm_stubdom_console(r->s, STUBDM_CONSOLE_RESTORE)));
+                (unsigned long long)cs.bytes_in);
+    }
 }
 
 /* ---- serving ------------------------------------------------------------ */
@@ -390,13 +395,16 @@ static void serve_consoles(const struct spawn_run *r)
            stubdm_console_result(held) == STUBDM_ESTATE)
         if (stubdm_ctx_run_once(r->ctx, 200))
             break;
-    for (unsigned n = 0; n < STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS;
+    for (unsigned n = 0; n < STUBDM_CONSOLE_SERIAL0 + STUBDM_CONSOLE_MAX_SERIALS;
          n++) {
         stubdm_console *c = stubdm_stubdom_console(r->s, n);
+        stubdm_console_stats cs;
+
+        stubdm_console_get_stats(c, &cs, sizeof(cs));
         if (c && !g->json)
             fprintf(stderr, "console %u: %llu bytes out, %llu in%s%s\n", n,
-                    (unsigned long long)stubdm_console_bytes_out(c),
-                    (unsigned long long)stubdm_console_bytes_in(c),
+                    (unsigned long long)cs.bytes_out,
+                    (unsigned long long)cs.bytes_in,
                     *stubdm_console_errmsg(c) ? ": " : "",
                     stubdm_console_errmsg(c));
     }
@@ -405,7 +413,7 @@ static void serve_consoles(const struct spawn_run *r)
 static void after_running(const struct spawn_run *r, bool serve)
 {
     /* The backend the spawn used: the caller's, or the library's default. */
-    if (stubdm_stubdom_console_backend(r->s) != STUBDM_CONSOLE_LIBSTUBDM)
+    if (stubdm_stubdom_console_backend(r->s) != STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
         return;
     if (serve)
         serve_consoles(r);
@@ -422,7 +430,7 @@ static void spawn_teardown(struct spawn_run *r, struct spawn_opts *o)
     free(r->qmp_reply);
     stubdm_op_free(r->op);
     stubdm_stubdom_free(r->s); /* the stubdomain keeps running */
-    stubdm_spawn_config_free(r->cfg);
+    stubdm_spawn_opts_free(r->cfg);
     if (r->restore_fd >= 0)
         close(r->restore_fd);
     ctl_opts_free(ctl_spawn_options, o);

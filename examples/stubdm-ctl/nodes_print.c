@@ -58,18 +58,18 @@ void ctl_print_nodes(const struct ctl_global *g, const char *command,
 }
 
 const struct ctl_choice ctl_encodings[] = {
-    {"directory", STUBDM_ARGV_DIRECTORY},
-    {"dm-argv", STUBDM_ARGV_DIRECTORY},
-    {"minios", STUBDM_ARGV_MINIOS_DMARGS},
-    {"dmargs", STUBDM_ARGV_MINIOS_DMARGS},
-    {"esc", STUBDM_ARGV_ESC_STRING},
-    {"qubes-esc", STUBDM_ARGV_ESC_STRING},
+    {"directory", STUBDM_DM_ARGV_DIRECTORY},
+    {"dm-argv", STUBDM_DM_ARGV_DIRECTORY},
+    {"minios", STUBDM_DM_ARGV_MINIOS_DMARGS},
+    {"dmargs", STUBDM_DM_ARGV_MINIOS_DMARGS},
+    {"esc", STUBDM_DM_ARGV_ESC_STRING},
+    {"qubes-esc", STUBDM_DM_ARGV_ESC_STRING},
     {NULL, 0},
 };
 
 const struct ctl_choice ctl_console_backends[] = {
-    {"ioemu", STUBDM_CONSOLE_IOEMU},
-    {"xenconsoled", STUBDM_CONSOLE_XENCONSOLED},
-    {"libstubdm", STUBDM_CONSOLE_LIBSTUBDM},
+    {"ioemu", STUBDM_CONSOLE_BACKEND_IOEMU},
+    {"xenconsoled", STUBDM_CONSOLE_BACKEND_XENCONSOLED},
+    {"libstubdm", STUBDM_CONSOLE_BACKEND_LIBSTUBDM},
     {NULL, 0},
 };

@@ -1204,7 +1204,7 @@ static int serve_check_args(stubdm_ctx *ctx, uint32_t stubdom_domid,
                             "console: NULL %s", out ? "options" : "handle");
     *out = NULL;
     if (!stubdm__domid_ok(stubdom_domid) || stubdom_domid == 0 ||
-        n > STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS - 1)
+        n > STUBDM_CONSOLE_SERIAL0 + STUBDM_CONSOLE_MAX_SERIALS - 1)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "console: invalid stubdomain %u or console %u",
                             stubdom_domid, n);
@@ -1410,7 +1410,7 @@ fail:
     return rc;
 }
 
-void stubdm_console_close(stubdm_console *c)
+void stubdm_console_free(stubdm_console *c)
 {
     if (c)
         stubdm_op_free(&c->op);
@@ -1436,24 +1436,18 @@ const char *stubdm_console_tty(const stubdm_console *c)
     return c && c->tty[0] ? c->tty : NULL;
 }
 
-uint64_t stubdm_console_bytes_out(const stubdm_console *c)
+int stubdm_console_get_stats(const stubdm_console *c,
+                             stubdm_console_stats *stats, size_t size)
 {
-    return c ? c->bytes_out : 0;
-}
+    stubdm_console_stats st;
 
-uint64_t stubdm_console_bytes_in(const stubdm_console *c)
-{
-    return c ? c->bytes_in : 0;
-}
-
-uint64_t stubdm_console_bytes_dropped(const stubdm_console *c)
-{
-    return c ? c->dropped : 0;
-}
-
-uint64_t stubdm_console_rotations(const stubdm_console *c)
-{
-    return c ? c->nrot : 0;
+    if (!c)
+        return stubdm__stats_copy(stats, size, NULL, 0);
+    st.bytes_out = c->bytes_out;
+    st.bytes_in = c->bytes_in;
+    st.bytes_dropped = c->dropped;
+    st.rotations = c->nrot;
+    return stubdm__stats_copy(stats, size, &st, sizeof(st));
 }
 
 int stubdm_ctx_set_console_limits(stubdm_ctx *ctx, uint64_t bytes_per_second,
@@ -1573,7 +1567,7 @@ void stubdm__console_release(stubdm_console *c)
     if (!c)
         return;
     c->release = true;
-    stubdm_console_close(c);
+    stubdm_console_free(c);
 }
 
 int stubdm__console_save_attach(stubdm_console *c, int fd)

@@ -8,7 +8,7 @@
 #include "core/base.h"
 
 /* How many a stubdomain can have: log, save, restore, then the serials. */
-#define STUBDM__NCONSOLES (STUBDM_CONSOLE_SERIAL0 + STUBDM_MAX_SERIALS)
+#define STUBDM__NCONSOLES (STUBDM_CONSOLE_SERIAL0 + STUBDM_CONSOLE_MAX_SERIALS)
 
 /* The role of console n in the stubdomain protocol, for messages. */
 static inline const char *stubdm__console_role(unsigned n)
@@ -29,7 +29,7 @@ void stubdm__console_opts_set_save_held(stubdm_console_opts *o);
 void stubdm__console_opts_set_placeholder(stubdm_console_opts *o);
 /* Stop serving without telling the frontend to close: the backend state
  * goes back to InitWait and the frontend stays connected, so another
- * backend (process) can take the console over.  As stubdm_console_close
+ * backend (process) can take the console over.  As stubdm_console_free
  * otherwise (no callback; a console that already ended is just freed). */
 void stubdm__console_release(stubdm_console *c);
 /* Give a held save console its destination (made non-blocking, not

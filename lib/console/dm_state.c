@@ -18,7 +18,7 @@
  *     QUIET_MS (a heuristic: a frontend may still hold bytes).
  *   Detach (or close) console 1; completion with the stream's size.
  *
- * Restoring is a spawn with stubdm_spawn_config_set_restore_fd(): console
+ * Restoring is a spawn with stubdm_spawn_opts_set_restore_fd(): console
  * 2 carries the stream into QEMU's -incoming; spawn.c does it.
  */
 #include "console/console.h"
@@ -87,7 +87,11 @@ static void save_fail(struct save_op *so, int rc, const char *what,
 
 static uint64_t out_bytes(const struct save_op *so)
 {
-    return stubdm_console_bytes_out(so->con);
+    stubdm_console_stats st;
+
+    if (stubdm_console_get_stats(so->con, &st, sizeof(st)))
+        return 0;
+    return st.bytes_out;
 }
 
 static void save_stop(stubdm_op *op)
@@ -114,7 +118,7 @@ static void save_stop(stubdm_op *op)
     }
     so->con = NULL;
     if (so->own_q) {
-        stubdm_qmp_close(so->q);
+        stubdm_qmp_free(so->q);
         so->own_q = false;
     }
     so->q = NULL;
@@ -439,14 +443,14 @@ int stubdm_stubdom_save(stubdm_stubdom *s, int out_fd, int timeout_ms,
     if (out_fd < 0 || timeout_ms <= 0)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "save: an fd and a positive timeout are needed");
-    if (stubdm_stubdom_step(s) != STUBDM_SPAWN_RUNNING)
+    if (stubdm_stubdom_step(s) != STUBDM_SPAWN_STEP_RUNNING)
         return stubdm__fail(ctx, STUBDM_ESTATE, 0,
                             "save: the stubdomain is %s, not running",
                             stubdm_spawn_step_name(stubdm_stubdom_step(s)));
     if (!stubdm_qmp_is_ready(stubdm_stubdom_qmp(s)))
         return stubdm__fail(ctx, STUBDM_ESTATE, 0,
                             "save: the spawn has no ready QMP connection "
-                            "(stubdm_spawn_config_set_qmp)");
+                            "(stubdm_spawn_opts_set_qmp)");
     con = stubdm_stubdom_console(s, STUBDM_CONSOLE_SAVE);
     if (!con || !stubdm__console_pending(con))
         return stubdm__fail(ctx, STUBDM_ESTATE, 0,
@@ -582,7 +586,7 @@ int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                     : STUBDM_QMP_TRANSPORT_VCHAN);
     if (!rc)
         rc = stubdm_qmp_open(ctx, stubdom_domid, guest_domid, qo, on_qmp_open,
-                             so, &so->q);
+                             so, &so->q, NULL);
     stubdm_qmp_opts_free(qo);
     if (rc)
         goto fail;
@@ -604,29 +608,50 @@ uint64_t stubdm_dm_save_bytes(const stubdm_op *op)
     return ((const struct save_op *)op)->bytes;
 }
 
-int stubdm_dm_save_sync(stubdm_ctx *ctx, stubdm_stubdom *s,
-                        uint32_t stubdom_domid, uint32_t guest_domid,
-                        int out_fd, int timeout_ms, uint64_t *bytes_out)
+/* The blocking tail of both save forms: wait for the started op. */
+static int save_wait(stubdm_op *op, int rc, uint64_t *bytes_out)
 {
-    stubdm_op *op = NULL;
-    int rc;
-
-    if (bytes_out)
-        *bytes_out = 0;
-    if (s)
-        ctx = stubdm__stubdom_ctx(s);
-    if (!ctx)
-        return STUBDM_EINVAL;
-    rc = stubdm__sync_check(ctx, "save_sync");
-    if (rc)
-        return rc;
-    rc = s ? stubdm_stubdom_save(s, out_fd, timeout_ms, NULL, NULL, &op)
-           : stubdm_dm_save(ctx, stubdom_domid, guest_domid, out_fd,
-                            timeout_ms, NULL, NULL, &op);
     if (!rc)
         rc = stubdm__op_wait(op);
     if (!rc && bytes_out)
         *bytes_out = stubdm_dm_save_bytes(op);
     stubdm_op_free(op);
     return rc;
+}
+
+int stubdm_stubdom_save_sync(stubdm_stubdom *s, int out_fd, int timeout_ms,
+                             uint64_t *bytes_out)
+{
+    stubdm_op *op = NULL;
+    int rc;
+
+    if (bytes_out)
+        *bytes_out = 0;
+    if (!s)
+        return STUBDM_EINVAL;
+    rc = stubdm__sync_check(stubdm__stubdom_ctx(s),
+                            "stubdm_stubdom_save_sync");
+    if (rc)
+        return rc;
+    rc = stubdm_stubdom_save(s, out_fd, timeout_ms, NULL, NULL, &op);
+    return save_wait(op, rc, bytes_out);
+}
+
+int stubdm_dm_save_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                        uint32_t guest_domid, int out_fd, int timeout_ms,
+                        uint64_t *bytes_out)
+{
+    stubdm_op *op = NULL;
+    int rc;
+
+    if (bytes_out)
+        *bytes_out = 0;
+    if (!ctx)
+        return STUBDM_EINVAL;
+    rc = stubdm__sync_check(ctx, "stubdm_dm_save_sync");
+    if (rc)
+        return rc;
+    rc = stubdm_dm_save(ctx, stubdom_domid, guest_domid, out_fd, timeout_ms,
+                        NULL, NULL, &op);
+    return save_wait(op, rc, bytes_out);
 }

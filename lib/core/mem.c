@@ -115,3 +115,15 @@ void stubdm__buf_consume(struct stubdm__buf *b, size_t n)
     if (b->data)
         b->data[b->len] = '\0';
 }
+
+int stubdm__stats_copy(void *dst, size_t dst_size, const void *src,
+                       size_t src_size)
+{
+    if (!dst || dst_size == 0)
+        return STUBDM_EINVAL;
+    memset(dst, 0, dst_size);
+    if (!src)
+        return STUBDM_EINVAL;
+    memcpy(dst, src, dst_size < src_size ? dst_size : src_size);
+    return 0;
+}

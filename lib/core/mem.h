@@ -13,6 +13,11 @@ void *stubdm__malloc(size_t size);
 void *stubdm__reallocarray(void *p, size_t n, size_t size);
 char *stubdm__strdup(const char *s);
 char *stubdm__strndup(const char *s, size_t n);
+/* Copy a stats struct of src_size bytes into the caller's of dst_size
+ * (stubdm_*_get_stats): the common prefix, the rest of dst zeroed.  src
+ * NULL (no object): dst all zero, STUBDM_EINVAL. */
+int stubdm__stats_copy(void *dst, size_t dst_size, const void *src,
+                       size_t src_size);
 char *stubdm__sprintf(const char *fmt, ...) STUBDM_PRINTF(1, 2);
 char *stubdm__vsprintf(const char *fmt, va_list ap) STUBDM_PRINTF(1, 0);
 

@@ -234,7 +234,7 @@ void stubdm_op_free(stubdm_op *op)
     op_release(op);
 }
 
-int stubdm_op_done(const stubdm_op *op)
+int stubdm_op_is_done(const stubdm_op *op)
 {
     return op && op->state != STUBDM__OP_PENDING;
 }
@@ -263,7 +263,7 @@ int stubdm__op_wait(stubdm_op *op)
 {
     stubdm_ctx *ctx = op->ctx;
 
-    while (!stubdm_op_done(op)) {
+    while (!stubdm_op_is_done(op)) {
         int rc = stubdm_ctx_run_once(ctx, -1);
         if (rc)
             return rc;

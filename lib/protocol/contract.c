@@ -29,7 +29,7 @@ struct stubdm_contract {
     char *vm_path;
     char **args;
     size_t nargs;
-    stubdm_argv_encoding encoding;
+    stubdm_dm_argv_encoding encoding;
     size_t max_value_len;
     stubdm_console_backend backend;
     char *output[STUBDM__NCONSOLES];
@@ -51,9 +51,9 @@ int stubdm_contract_new(stubdm_contract **out)
     c = stubdm__calloc(1, sizeof(*c));
     if (!c)
         return STUBDM_ENOMEM;
-    c->encoding = STUBDM_ARGV_DIRECTORY;
-    c->max_value_len = STUBDM_DEFAULT_MAX_VALUE_LEN;
-    c->backend = STUBDM_CONSOLE_IOEMU;
+    c->encoding = STUBDM_DM_ARGV_DIRECTORY;
+    c->max_value_len = STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN;
+    c->backend = STUBDM_CONSOLE_BACKEND_IOEMU;
     *out = c;
     return 0;
 }
@@ -137,25 +137,25 @@ int stubdm_contract_set_args(stubdm_contract *c, const char *const *args,
 }
 
 int stubdm_contract_set_argv_encoding(stubdm_contract *c,
-                                      stubdm_argv_encoding encoding,
+                                      stubdm_dm_argv_encoding encoding,
                                       size_t max_value_len)
 {
-    if (!c || (encoding != STUBDM_ARGV_DIRECTORY &&
-               encoding != STUBDM_ARGV_MINIOS_DMARGS &&
-               encoding != STUBDM_ARGV_ESC_STRING))
+    if (!c || (encoding != STUBDM_DM_ARGV_DIRECTORY &&
+               encoding != STUBDM_DM_ARGV_MINIOS_DMARGS &&
+               encoding != STUBDM_DM_ARGV_ESC_STRING))
         return STUBDM_EINVAL;
     c->encoding = encoding;
     c->max_value_len =
-        max_value_len ? max_value_len : STUBDM_DEFAULT_MAX_VALUE_LEN;
+        max_value_len ? max_value_len : STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN;
     return 0;
 }
 
 int stubdm_contract_set_console_backend(stubdm_contract *c,
                                         stubdm_console_backend backend)
 {
-    if (!c || (backend != STUBDM_CONSOLE_IOEMU &&
-               backend != STUBDM_CONSOLE_XENCONSOLED &&
-               backend != STUBDM_CONSOLE_LIBSTUBDM))
+    if (!c || (backend != STUBDM_CONSOLE_BACKEND_IOEMU &&
+               backend != STUBDM_CONSOLE_BACKEND_XENCONSOLED &&
+               backend != STUBDM_CONSOLE_BACKEND_LIBSTUBDM))
         return STUBDM_EINVAL;
     c->backend = backend;
     return 0;
@@ -180,7 +180,7 @@ int stubdm_contract_set_console_output(stubdm_contract *c, unsigned n,
             c->nserials--;
             return 0;
         }
-        if (idx >= STUBDM_MAX_SERIALS)
+        if (idx >= STUBDM_CONSOLE_MAX_SERIALS)
             return STUBDM_ELIMIT;
         if (idx > c->nserials)
             return STUBDM_EINVAL; /* serials in order, without gaps */
@@ -237,9 +237,9 @@ int stubdm_contract_set_toolstack_domid(stubdm_contract *c, uint32_t domid)
 static const char *backend_type(stubdm_console_backend b)
 {
     switch (b) {
-    case STUBDM_CONSOLE_XENCONSOLED: return "xenconsoled";
-    case STUBDM_CONSOLE_LIBSTUBDM: return "libstubdm";
-    case STUBDM_CONSOLE_IOEMU: break;
+    case STUBDM_CONSOLE_BACKEND_XENCONSOLED: return "xenconsoled";
+    case STUBDM_CONSOLE_BACKEND_LIBSTUBDM: return "libstubdm";
+    case STUBDM_CONSOLE_BACKEND_IOEMU: break;
     }
     return "ioemu";
 }
@@ -262,7 +262,7 @@ static bool console_exists(const stubdm_contract *c, unsigned n,
                            const char **output)
 {
     *output = n < STUBDM__NCONSOLES ? c->output[n] : NULL;
-    if (c->backend == STUBDM_CONSOLE_XENCONSOLED)
+    if (c->backend == STUBDM_CONSOLE_BACKEND_XENCONSOLED)
         return n == STUBDM_CONSOLE_LOG;
     if (n <= STUBDM_CONSOLE_SAVE)
         return true;
@@ -301,7 +301,7 @@ static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
                             "contract: toolstack domid %u is the guest or the "
                             "stubdomain",
                             c->toolstack);
-    if (c->backend == STUBDM_CONSOLE_XENCONSOLED) {
+    if (c->backend == STUBDM_CONSOLE_BACKEND_XENCONSOLED) {
         /* Refused rather than dropped: the stubdomain would wait for a
          * save, restore or serial console nobody serves. */
         for (unsigned n = STUBDM_CONSOLE_SAVE; n < STUBDM__NCONSOLES; n++)

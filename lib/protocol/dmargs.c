@@ -27,12 +27,12 @@
 
 #define MAX_VM_PATH 256 /* "/vm/<uuid>" is 40 bytes; leave room */
 
-static const char *enc_name(stubdm_argv_encoding e)
+static const char *enc_name(stubdm_dm_argv_encoding e)
 {
     switch (e) {
-    case STUBDM_ARGV_DIRECTORY: return "dm-argv";
-    case STUBDM_ARGV_MINIOS_DMARGS: return "dmargs (MiniOS)";
-    case STUBDM_ARGV_ESC_STRING: return "dmargs (\\x1b-separated)";
+    case STUBDM_DM_ARGV_DIRECTORY: return "dm-argv";
+    case STUBDM_DM_ARGV_MINIOS_DMARGS: return "dmargs (MiniOS)";
+    case STUBDM_DM_ARGV_ESC_STRING: return "dmargs (\\x1b-separated)";
     }
     return "?";
 }
@@ -58,14 +58,14 @@ int stubdm__vm_path_check(stubdm_ctx *ctx, const char *vm_path)
 }
 
 /* Check one argument against what the encoding's reader can carry. */
-static int check_arg(stubdm_ctx *ctx, stubdm_argv_encoding enc, size_t i,
+static int check_arg(stubdm_ctx *ctx, stubdm_dm_argv_encoding enc, size_t i,
                      const char *a, size_t max_value_len, size_t path_len)
 {
     const char *what = enc_name(enc);
     char key[32] = "";
     size_t len;
 
-    if (enc == STUBDM_ARGV_DIRECTORY)
+    if (enc == STUBDM_DM_ARGV_DIRECTORY)
         snprintf(key, sizeof(key), " (key %03zu)", i + 1);
     if (!a)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0, "%s: args[%zu] is NULL",
@@ -89,7 +89,7 @@ static int check_arg(stubdm_ctx *ctx, stubdm_argv_encoding enc, size_t i,
                 "arguments",
                 what, i, key, k);
         switch (enc) {
-        case STUBDM_ARGV_DIRECTORY:
+        case STUBDM_DM_ARGV_DIRECTORY:
             if (!stubdm__xs_read_keeps(c))
                 return stubdm__fail(
                     ctx, STUBDM_EINVAL, 0,
@@ -99,7 +99,7 @@ static int check_arg(stubdm_ctx *ctx, stubdm_argv_encoding enc, size_t i,
                     "would receive a different argument",
                     what, i, key, c, k);
             break;
-        case STUBDM_ARGV_MINIOS_DMARGS:
+        case STUBDM_DM_ARGV_MINIOS_DMARGS:
             if (c == ' ')
                 return stubdm__fail(
                     ctx, STUBDM_EINVAL, 0,
@@ -107,7 +107,7 @@ static int check_arg(stubdm_ctx *ctx, stubdm_argv_encoding enc, size_t i,
                     "single string is split on spaces",
                     what, i, k);
             break;
-        case STUBDM_ARGV_ESC_STRING:
+        case STUBDM_DM_ARGV_ESC_STRING:
             if (c == 0x1b)
                 return stubdm__fail(
                     ctx, STUBDM_EINVAL, 0,
@@ -117,7 +117,7 @@ static int check_arg(stubdm_ctx *ctx, stubdm_argv_encoding enc, size_t i,
             break;
         }
     }
-    if (enc == STUBDM_ARGV_DIRECTORY) {
+    if (enc == STUBDM_DM_ARGV_DIRECTORY) {
         if (len > max_value_len)
             return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
                                 "%s: args[%zu]%s is %zu bytes, more than the "
@@ -135,7 +135,7 @@ static int check_arg(stubdm_ctx *ctx, stubdm_argv_encoding enc, size_t i,
 }
 
 static int check_args(stubdm_ctx *ctx, const char *vm_path,
-                      stubdm_argv_encoding enc, size_t max_value_len,
+                      stubdm_dm_argv_encoding enc, size_t max_value_len,
                       const char *const *args, size_t nargs)
 {
     size_t path_len =
@@ -143,8 +143,8 @@ static int check_args(stubdm_ctx *ctx, const char *vm_path,
     size_t total = 0;
     int rc;
 
-    if (enc != STUBDM_ARGV_DIRECTORY && enc != STUBDM_ARGV_MINIOS_DMARGS &&
-        enc != STUBDM_ARGV_ESC_STRING)
+    if (enc != STUBDM_DM_ARGV_DIRECTORY && enc != STUBDM_DM_ARGV_MINIOS_DMARGS &&
+        enc != STUBDM_DM_ARGV_ESC_STRING)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "unknown argv encoding %d", (int)enc);
     if (!nargs || !args)
@@ -152,17 +152,17 @@ static int check_args(stubdm_ctx *ctx, const char *vm_path,
                             "%s: the argument list is empty: QEMU needs at "
                             "least one argument",
                             enc_name(enc));
-    if (enc == STUBDM_ARGV_DIRECTORY && nargs > STUBDM_MAX_DM_ARGS)
+    if (enc == STUBDM_DM_ARGV_DIRECTORY && nargs > STUBDM_DM_ARGV_MAX_ARGS)
         return stubdm__fail(
             ctx, STUBDM_ELIMIT, 0,
             "%s: %zu arguments, more than the %d a stubdomain orders "
             "correctly (it sorts the keys as text, so key 1000 would come "
             "before key 101)",
-            enc_name(enc), nargs, STUBDM_MAX_DM_ARGS);
+            enc_name(enc), nargs, STUBDM_DM_ARGV_MAX_ARGS);
     for (size_t i = 0; i < nargs; i++) {
         if ((rc = check_arg(ctx, enc, i, args[i], max_value_len, path_len)))
             return rc;
-        if (enc != STUBDM_ARGV_DIRECTORY) {
+        if (enc != STUBDM_DM_ARGV_DIRECTORY) {
             total += strlen(args[i]) + (i ? 1 : 0);
             if (total > max_value_len)
                 return stubdm__fail(
@@ -172,7 +172,7 @@ static int check_args(stubdm_ctx *ctx, const char *vm_path,
                     enc_name(enc), total, i, max_value_len);
         }
     }
-    if (enc != STUBDM_ARGV_DIRECTORY &&
+    if (enc != STUBDM_DM_ARGV_DIRECTORY &&
         strlen(vm_path) + sizeof("/" STUBDM__DMARGS_KEY) + total >
             STUBDM__XS_PAYLOAD_MAX)
         return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
@@ -184,7 +184,7 @@ static int check_args(stubdm_ctx *ctx, const char *vm_path,
 
 int stubdm__dm_argv_nodes(stubdm_ctx *ctx, const char *vm_path,
                           uint32_t owner_domid, uint32_t stubdom_domid,
-                          stubdm_argv_encoding encoding, size_t max_value_len,
+                          stubdm_dm_argv_encoding encoding, size_t max_value_len,
                           const char *const *args, size_t nargs,
                           stubdm_nodes *into)
 {
@@ -193,7 +193,7 @@ int stubdm__dm_argv_nodes(stubdm_ctx *ctx, const char *vm_path,
     int rc;
 
     if (!max_value_len)
-        max_value_len = STUBDM_DEFAULT_MAX_VALUE_LEN;
+        max_value_len = STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN;
     if ((rc = stubdm__vm_path_check(ctx, vm_path)))
         return rc;
     if (!stubdm__domid_ok(stubdom_domid) || stubdom_domid == 0 ||
@@ -210,7 +210,7 @@ int stubdm__dm_argv_nodes(stubdm_ctx *ctx, const char *vm_path,
     rc = stubdm__nodes_add_rm(tmp, "%s/" STUBDM__DM_ARGV_DIR, vm_path);
     if (!rc)
         rc = stubdm__nodes_add_rm(tmp, "%s/" STUBDM__DMARGS_KEY, vm_path);
-    if (!rc && encoding == STUBDM_ARGV_DIRECTORY) {
+    if (!rc && encoding == STUBDM_DM_ARGV_DIRECTORY) {
         rc = stubdm__nodes_add(tmp, perms, "", 0, "%s/" STUBDM__DM_ARGV_DIR,
                                vm_path);
         for (size_t i = 0; i < nargs && !rc; i++)
@@ -219,7 +219,7 @@ int stubdm__dm_argv_nodes(stubdm_ctx *ctx, const char *vm_path,
                                        vm_path, i + 1);
     } else if (!rc) {
         struct stubdm__buf b;
-        char sep = encoding == STUBDM_ARGV_ESC_STRING ? 0x1b : ' ';
+        char sep = encoding == STUBDM_DM_ARGV_ESC_STRING ? 0x1b : ' ';
 
         stubdm__buf_init(&b, 0);
         for (size_t i = 0; i < nargs && !rc; i++) {
@@ -243,7 +243,7 @@ int stubdm__dm_argv_nodes(stubdm_ctx *ctx, const char *vm_path,
 
 int stubdm_dm_argv_encode(stubdm_ctx *ctx, const char *vm_path,
                           uint32_t stubdom_domid,
-                          stubdm_argv_encoding encoding, size_t max_value_len,
+                          stubdm_dm_argv_encoding encoding, size_t max_value_len,
                           const char *const *args, size_t nargs,
                           stubdm_nodes **out)
 {
@@ -277,7 +277,7 @@ static int write_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 
 int stubdm_dm_argv_write(stubdm_ctx *ctx, const char *vm_path,
                          uint32_t stubdom_domid,
-                         stubdm_argv_encoding encoding, size_t max_value_len,
+                         stubdm_dm_argv_encoding encoding, size_t max_value_len,
                          const char *const *args, size_t nargs)
 {
     stubdm_nodes *nodes = NULL;
@@ -372,7 +372,7 @@ static int split_fields(stubdm_ctx *ctx, const char *s, size_t len,
 nomem:
     if (v) {
         v[n] = NULL;
-        stubdm_argv_free(v);
+        stubdm_dm_argv_free(v);
     }
     return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "reading the argv");
 }
@@ -420,11 +420,11 @@ static int read_directory(stubdm_ctx *ctx, const char *vm_path,
         free(dir);
         return rc;
     }
-    if (nkeys > STUBDM_MAX_DM_ARGS) {
+    if (nkeys > STUBDM_DM_ARGV_MAX_ARGS) {
         rc = stubdm__fail(ctx, STUBDM_ELIMIT, 0,
                           "%s has %u keys, more than the %d a stubdomain "
                           "orders correctly",
-                          dir, nkeys, STUBDM_MAX_DM_ARGS);
+                          dir, nkeys, STUBDM_DM_ARGV_MAX_ARGS);
         goto out;
     }
     if (!nkeys) {
@@ -456,7 +456,7 @@ out:
 }
 
 int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
-                        stubdm_argv_encoding encoding, char ***args_out,
+                        stubdm_dm_argv_encoding encoding, char ***args_out,
                         size_t *nargs_out)
 {
     struct stubdm__buf b;
@@ -474,17 +474,17 @@ int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
         return rc;
     /* Bound: 999 values, each at most a message, each byte escaped to at
      * most 4; this limit only guards the buffer. */
-    stubdm__buf_init(&b, (size_t)STUBDM_MAX_DM_ARGS *
+    stubdm__buf_init(&b, (size_t)STUBDM_DM_ARGV_MAX_ARGS *
                              (4 * STUBDM__XS_PAYLOAD_MAX + 1));
     switch (encoding) {
-    case STUBDM_ARGV_DIRECTORY:
+    case STUBDM_DM_ARGV_DIRECTORY:
         rc = read_directory(ctx, vm_path, &b);
         if (!rc)
             rc = split_fields(ctx, b.data, b.len, "\n", 1, args_out,
                               nargs_out);
         break;
-    case STUBDM_ARGV_MINIOS_DMARGS:
-    case STUBDM_ARGV_ESC_STRING: {
+    case STUBDM_DM_ARGV_MINIOS_DMARGS:
+    case STUBDM_DM_ARGV_ESC_STRING: {
         char *val = NULL;
         size_t len = 0;
 
@@ -494,7 +494,7 @@ int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
              * (split_fields would otherwise cut fields at it, even to
              * empty ones). */
             len = strnlen(val, len);
-            if (encoding == STUBDM_ARGV_MINIOS_DMARGS)
+            if (encoding == STUBDM_DM_ARGV_MINIOS_DMARGS)
                 rc = split_fields(ctx, val, len, " ", 1, args_out, nargs_out);
             else
                 rc = split_fields(ctx, val, len, "\x1b\n", 2, args_out,
@@ -513,7 +513,7 @@ int stubdm_dm_argv_read(stubdm_ctx *ctx, const char *vm_path,
     return rc;
 }
 
-void stubdm_argv_free(char **args)
+void stubdm_dm_argv_free(char **args)
 {
     if (!args)
         return;

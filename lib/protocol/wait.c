@@ -204,7 +204,7 @@ fail:
     return rc;
 }
 
-int stubdm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
+int stubdm_dm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
                         uint32_t guest_domid, int timeout_ms,
                         stubdm_done_fn *done, void *user, stubdm_op **op_out)
 {
@@ -214,7 +214,7 @@ int stubdm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
                       op_out);
 }
 
-int stubdm_wait_running_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
+int stubdm_dm_wait_running_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
                              uint32_t guest_domid, int timeout_ms)
 {
     stubdm_op *op = NULL;

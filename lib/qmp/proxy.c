@@ -672,19 +672,17 @@ int stubdm_qmp_proxy_set_limits(stubdm_qmp_proxy *p, size_t max_clients,
     return 0;
 }
 
-size_t stubdm_qmp_proxy_clients(const stubdm_qmp_proxy *p)
+int stubdm_qmp_proxy_get_stats(const stubdm_qmp_proxy *p,
+                               stubdm_qmp_proxy_stats *stats, size_t size)
 {
-    return p ? p->nclients : 0;
-}
+    stubdm_qmp_proxy_stats st;
 
-uint64_t stubdm_qmp_proxy_clients_dropped(const stubdm_qmp_proxy *p)
-{
-    return p ? p->dropped : 0;
-}
-
-uint64_t stubdm_qmp_proxy_clients_refused(const stubdm_qmp_proxy *p)
-{
-    return p ? p->refused : 0;
+    if (!p)
+        return stubdm__stats_copy(stats, size, NULL, 0);
+    st.clients = p->nclients;
+    st.clients_dropped = p->dropped;
+    st.clients_refused = p->refused;
+    return stubdm__stats_copy(stats, size, &st, sizeof(st));
 }
 
 int stubdm_qmp_proxy_allow_group(stubdm_qmp_proxy *p, uint32_t gid)
@@ -735,7 +733,7 @@ void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p)
     if (!p)
         return;
     proxy_drop_all(p, "proxy closing");
-    stubdm_qmp_unsubscribe(p->sub);
+    stubdm_qmp_sub_free(p->sub);
     stubdm__fd_stop(p->ctx, &p->lw);
     close(p->lfd);
     unlink(p->path);

@@ -117,7 +117,7 @@ struct qmp_conn {
     size_t n_queued, n_live; /* n_live: live commands on the wire */
     size_t n_tomb;
     size_t max_queued;
-    uint64_t stats[8];
+    stubdm_qmp_stats stats;
     struct stubdm__timer kick;   /* deferred work: pump, read more */
     struct stubdm__list handles;
     struct stubdm__qmp_wire wire;
@@ -604,7 +604,7 @@ static inline void cmd_enqueue(struct qmp_conn *c, struct cmd_op *cmd,
         stubdm__list_add_tail(&c->inflight, &cmd->clink);
         cmd->where = CMD_INFLIGHT;
         c->n_live++;
-        c->stats[STUBDM_QMP_STAT_COMMANDS_SENT]++;
+        c->stats.commands_sent++;
     } else {
         stubdm__list_add_tail(&c->queued, &cmd->clink);
         cmd->where = CMD_QUEUED;
@@ -692,7 +692,7 @@ int stubdm_qmp_execute_sync(stubdm_qmp *q, const char *command,
     if (rc)
         return rc;
     rc = stubdm__op_wait(op);
-    if (!stubdm_op_done(op)) {
+    if (!stubdm_op_is_done(op)) {
         stubdm_op_free(op);
         return rc;
     }
@@ -727,7 +727,7 @@ static void conn_pump(struct qmp_conn *c)
         cmd->where = CMD_INFLIGHT;
         c->n_queued--;
         c->n_live++;
-        c->stats[STUBDM_QMP_STAT_COMMANDS_SENT]++;
+        c->stats.commands_sent++;
         stubdm__buf_dispose(&cmd->bytes);
     }
 }
@@ -744,9 +744,17 @@ static void open_stop(stubdm_op *op)
     stubdm__list_del(&o->link);
     if (o->q && o->q->open == o) {
         o->q->open = NULL;
-        o->q->open_rc = op->rc; /* set before stop by op_complete */
-        snprintf(o->q->open_msg, sizeof(o->q->open_msg), "%s",
-                 op->rc ? op->errmsg : "");
+        /* op_complete sets rc before stop; an owned op freed while
+         * pending stops without completing: that is a cancel. */
+        if (op->state == STUBDM__OP_PENDING) {
+            o->q->open_rc = STUBDM_ECANCELED;
+            snprintf(o->q->open_msg, sizeof(o->q->open_msg),
+                     "QMP open cancelled");
+        } else {
+            o->q->open_rc = op->rc;
+            snprintf(o->q->open_msg, sizeof(o->q->open_msg), "%s",
+                     op->rc ? op->errmsg : "");
+        }
     }
     o->q = NULL;
     o->conn = NULL;
@@ -786,7 +794,8 @@ static void opens_complete(struct qmp_conn *c, int rc, const char *msg)
     }
 }
 
-static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user)
+static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user,
+                       stubdm_op **op_out)
 {
     struct open_op *o;
     int rc;
@@ -809,7 +818,7 @@ static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user)
     }
     stubdm__list_add_tail(&q->conn->opening, &o->link);
     q->open = o;
-    stubdm__op_started(&o->op, NULL);
+    stubdm__op_started(&o->op, op_out);
     return 0;
 }
 
@@ -1007,7 +1016,7 @@ static void conn_flush(struct qmp_conn *c)
         }
         if (n == 0)
             break;
-        c->stats[STUBDM_QMP_STAT_BYTES_OUT] += (uint64_t)n;
+        c->stats.bytes_out += (uint64_t)n;
         stubdm__buf_consume(&c->out, (size_t)n);
     }
     conn_update_events(c);
@@ -1057,7 +1066,7 @@ static void cmd_answer(struct qmp_conn *c, struct cmd_op *cmd,
     stubdm__list_del(&cmd->clink);
     cmd->where = CMD_GONE;
     c->n_live--;
-    c->stats[STUBDM_QMP_STAT_REPLIES]++;
+    c->stats.replies++;
     cmd->reply.msg = m;
     cmd->have_reply = true;
     if (m->type == STUBDM__QMP_RETURN) {
@@ -1074,7 +1083,7 @@ static void deliver_event(struct qmp_conn *c, const struct stubdm__qmp_msg *m)
 {
     struct stubdm_qmp_event ev = {.msg = m, .data_json = NULL};
 
-    c->stats[STUBDM_QMP_STAT_EVENTS]++;
+    c->stats.events++;
     /* Nothing is unlinked while busy (only marked), so the lists are
      * stable; subscriptions added meanwhile go to the tail. */
     for (struct stubdm__list *hn = c->handles.next; hn != &c->handles;
@@ -1111,7 +1120,7 @@ static bool conn_greeting(struct qmp_conn *c, struct stubdm__qmp_msg *m)
     c->greeting = m;
     c->oob_enabled = c->want_oob && m->oob;
     c->caps_id = ++c->next_id;
-    c->stats[STUBDM_QMP_STAT_BYTES_DISCARDED] +=
+    c->stats.bytes_discarded +=
         stubdm__qmp_wire_discarded(&c->wire);
     if (stubdm__qmp_wire_discarded(&c->wire))
         LOG_INFO(ctx, MOD, "stubdomain %u: discarded %" PRIu64
@@ -1172,7 +1181,7 @@ static bool conn_negotiation_reply(struct qmp_conn *c,
         }
         conn_msg_free(c, m);
         c->state = C_READY;
-        c->stats[STUBDM_QMP_STAT_CONNECTS]++;
+        c->stats.connects++;
         LOG_DEBUG(c->ctx, MOD, "stubdomain %u: QMP ready", c->stubdom);
         opens_complete(c, 0, "");
         conn_pump(c);
@@ -1199,7 +1208,7 @@ static bool conn_idless_error(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             cmd_answer(c, cmd, m);
         } else {
             c->n_tomb = 0;
-            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+            c->stats.replies_dropped++;
             conn_msg_free(c, m);
         }
         conn_pump(c);
@@ -1220,7 +1229,7 @@ static void conn_drop_unmatched(struct qmp_conn *c, struct stubdm__qmp_msg *m)
 {
     stubdm_ctx *ctx = c->ctx;
 
-    c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+    c->stats.replies_dropped++;
     if (m->id_kind == STUBDM__QMP_ID_NUMBER)
         LOG_WARN(ctx, MOD, "stubdomain %u: dropped a reply with unknown id %"
                  PRIu64, c->stubdom, m->id);
@@ -1254,7 +1263,7 @@ static inline bool conn_reply(struct qmp_conn *c, struct stubdm__qmp_msg *m)
         if (tomb_take(c, m->id)) {
             LOG_DEBUG(c->ctx, MOD, "stubdomain %u: late reply to abandoned "
                       "id %" PRIu64 " dropped", c->stubdom, m->id);
-            c->stats[STUBDM_QMP_STAT_REPLIES_DROPPED]++;
+            c->stats.replies_dropped++;
             conn_msg_free(c, m);
             conn_pump(c);
             return true;
@@ -1347,7 +1356,7 @@ static void conn_read(struct qmp_conn *c)
             return;
         }
         budget -= (size_t)n;
-        c->stats[STUBDM_QMP_STAT_BYTES_IN] += (uint64_t)n;
+        c->stats.bytes_in += (uint64_t)n;
         /* A short read drained the socket: poll (level-triggered) reports
          * the next bytes, so spare the recv that would say EAGAIN.  A
          * vchan is drained to the end (reads there are no syscalls). */
@@ -1658,7 +1667,7 @@ fail:
 
 int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
                     const stubdm_qmp_opts *opts, stubdm_done_fn *done,
-                    void *user, stubdm_qmp **q_out)
+                    void *user, stubdm_qmp **q_out, stubdm_op **op_out)
 {
     stubdm_qmp_opts *defaults = NULL;
     struct qmp_conn *c;
@@ -1668,6 +1677,8 @@ int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
 
     if (q_out)
         *q_out = NULL;
+    if (op_out)
+        *op_out = NULL;
     if (!ctx)
         return STUBDM_EINVAL;
     if (!q_out)
@@ -1703,7 +1714,7 @@ int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     stubdm__list_init(&q->cmds);
     stubdm__list_init(&q->subs);
     stubdm__list_add_tail(&c->handles, &q->link);
-    rc = open_op_new(q, done, user);
+    rc = open_op_new(q, done, user, op_out);
     if (rc) {
         stubdm__list_del(&q->link);
         free(q);
@@ -1738,14 +1749,14 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     rc = stubdm__sync_check(ctx, "stubdm_qmp_open_sync");
     if (rc)
         return rc;
-    rc = stubdm_qmp_open(ctx, stubdom, guest, opts, NULL, NULL, &q);
+    rc = stubdm_qmp_open(ctx, stubdom, guest, opts, NULL, NULL, &q, NULL);
     if (rc)
         return rc;
     /* The open op is floating; watch its handle instead. */
     while (q->open) {
         rc = stubdm_ctx_run_once(ctx, -1);
         if (rc) {
-            stubdm_qmp_close(q);
+            stubdm_qmp_free(q);
             return rc;
         }
     }
@@ -1756,7 +1767,7 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     result = q->open_rc;
     if (result) {
         snprintf(msg, sizeof(msg), "%s", q->open_msg);
-        stubdm_qmp_close(q);
+        stubdm_qmp_free(q);
         return stubdm__fail(ctx, result, 0, "%s", msg);
     }
     stubdm__clear_error(ctx);
@@ -1764,10 +1775,13 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     return 0;
 }
 
-int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user)
+int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user,
+                         stubdm_op **op_out)
 {
     int rc;
 
+    if (op_out)
+        *op_out = NULL;
     if (!q || q->closed)
         return STUBDM_EINVAL;
     if (q->conn->state != C_DOWN)
@@ -1778,14 +1792,14 @@ int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user)
                             q->conn->state == C_READY ? "ready" : "connecting");
     if (q->open)
         stubdm__op_complete(&q->open->op, STUBDM_ECANCELED, "superseded");
-    rc = open_op_new(q, done, user);
+    rc = open_op_new(q, done, user, op_out);
     if (rc)
         return rc;
     conn_begin(q->conn);
     return 0;
 }
 
-void stubdm_qmp_close(stubdm_qmp *q)
+void stubdm_qmp_free(stubdm_qmp *q)
 {
     struct qmp_conn *c;
 
@@ -1839,7 +1853,7 @@ int stubdm_qmp_qemu_version(const stubdm_qmp *q, int *major, int *minor,
     return 0;
 }
 
-int stubdm_qmp_oob_enabled(const stubdm_qmp *q)
+int stubdm_qmp_is_oob_enabled(const stubdm_qmp *q)
 {
     return q && q->conn->oob_enabled;
 }
@@ -1849,11 +1863,11 @@ const char *stubdm_qmp_greeting_json(const stubdm_qmp *q)
     return q && q->conn->greeting ? q->conn->greeting->raw : NULL;
 }
 
-uint64_t stubdm_qmp_stat_get(const stubdm_qmp *q, stubdm_qmp_stat which)
+int stubdm_qmp_get_stats(const stubdm_qmp *q, stubdm_qmp_stats *stats,
+                         size_t size)
 {
-    if (!q || (unsigned)which >= STUBDM_ARRAY_SIZE(q->conn->stats))
-        return 0;
-    return q->conn->stats[which];
+    return stubdm__stats_copy(stats, size, q ? &q->conn->stats : NULL,
+                              sizeof(q->conn->stats));
 }
 
 int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
@@ -1882,7 +1896,7 @@ int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
     return 0;
 }
 
-void stubdm_qmp_unsubscribe(stubdm_qmp_sub *s)
+void stubdm_qmp_sub_free(stubdm_qmp_sub *s)
 {
     if (!s || s->dead)
         return;

@@ -56,9 +56,9 @@ static int set_str(char **slot, const char *s)
     return 0;
 }
 
-int stubdm_spawn_config_new(stubdm_spawn_config **out)
+int stubdm_spawn_opts_new(stubdm_spawn_opts **out)
 {
-    stubdm_spawn_config *c;
+    stubdm_spawn_opts *c;
 
     if (!out)
         return STUBDM_EINVAL;
@@ -68,7 +68,7 @@ int stubdm_spawn_config_new(stubdm_spawn_config **out)
         return STUBDM_ENOMEM;
     c->memory_kib = STUBDM_SPAWN_DEFAULT_MEMORY_KIB;
     c->vcpus = 1;
-    c->backend = STUBDM_CONSOLE_IOEMU;
+    c->backend = STUBDM_CONSOLE_BACKEND_IOEMU;
     c->log_rotations = 10; /* libxl rotates qemu-dm-<name>.log .1 .. .10 */
     c->restore_fd = -1;
     c->timeout_ms = STUBDM_SPAWN_DEFAULT_TIMEOUT_MS;
@@ -76,7 +76,7 @@ int stubdm_spawn_config_new(stubdm_spawn_config **out)
     return 0;
 }
 
-void stubdm_spawn_config_free(stubdm_spawn_config *c)
+void stubdm_spawn_opts_free(stubdm_spawn_opts *c)
 {
     if (!c)
         return;
@@ -106,7 +106,7 @@ void stubdm_spawn_config_free(stubdm_spawn_config *c)
     free(c);
 }
 
-int stubdm_spawn_config_set_guest(stubdm_spawn_config *c, uint32_t guest,
+int stubdm_spawn_opts_set_guest(stubdm_spawn_opts *c, uint32_t guest,
                                   const char *uuid, const char *name)
 {
     int rc;
@@ -120,12 +120,12 @@ int stubdm_spawn_config_set_guest(stubdm_spawn_config *c, uint32_t guest,
     return 0;
 }
 
-int stubdm_spawn_config_set_name(stubdm_spawn_config *c, const char *name)
+int stubdm_spawn_opts_set_name(stubdm_spawn_opts *c, const char *name)
 {
     return c ? set_str(&c->name, name) : STUBDM_EINVAL;
 }
 
-int stubdm_spawn_config_set_kernel(stubdm_spawn_config *c, const char *kernel,
+int stubdm_spawn_opts_set_kernel(stubdm_spawn_opts *c, const char *kernel,
                                    const char *ramdisk, const char *cmdline)
 {
     int rc;
@@ -139,7 +139,7 @@ int stubdm_spawn_config_set_kernel(stubdm_spawn_config *c, const char *kernel,
     return 0;
 }
 
-int stubdm_spawn_config_set_memory_kib(stubdm_spawn_config *c, uint64_t kib)
+int stubdm_spawn_opts_set_memory_kib(stubdm_spawn_opts *c, uint64_t kib)
 {
     if (!c)
         return STUBDM_EINVAL;
@@ -147,7 +147,7 @@ int stubdm_spawn_config_set_memory_kib(stubdm_spawn_config *c, uint64_t kib)
     return 0;
 }
 
-int stubdm_spawn_config_set_vcpus(stubdm_spawn_config *c, unsigned vcpus)
+int stubdm_spawn_opts_set_vcpus(stubdm_spawn_opts *c, unsigned vcpus)
 {
     if (!c)
         return STUBDM_EINVAL;
@@ -172,13 +172,13 @@ static int set_strv(char ***slot, size_t *n, const char *const *args,
     return 0;
 }
 
-int stubdm_spawn_config_set_args(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_args(stubdm_spawn_opts *c,
                                  const char *const *args, size_t nargs)
 {
     return c ? set_strv(&c->args, &c->nargs, args, nargs) : STUBDM_EINVAL;
 }
 
-int stubdm_spawn_config_set_console_output(stubdm_spawn_config *c, unsigned n,
+int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *c, unsigned n,
                                            const char *output)
 {
     if (!c || n >= STUBDM__NCONSOLES)
@@ -186,18 +186,18 @@ int stubdm_spawn_config_set_console_output(stubdm_spawn_config *c, unsigned n,
     return set_str(&c->console[n], output);
 }
 
-int stubdm_spawn_config_set_console_backend(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_console_backend(stubdm_spawn_opts *c,
                                             stubdm_console_backend b)
 {
-    if (!c || (b != STUBDM_CONSOLE_IOEMU && b != STUBDM_CONSOLE_XENCONSOLED &&
-               b != STUBDM_CONSOLE_LIBSTUBDM))
+    if (!c || (b != STUBDM_CONSOLE_BACKEND_IOEMU && b != STUBDM_CONSOLE_BACKEND_XENCONSOLED &&
+               b != STUBDM_CONSOLE_BACKEND_LIBSTUBDM))
         return STUBDM_EINVAL;
     c->backend = b;
     c->backend_set = true;
     return 0;
 }
 
-int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *c,
                                        uint64_t max_bytes, unsigned rotations)
 {
     if (!c || rotations > STUBDM_CONSOLE_MAX_ROTATIONS)
@@ -207,7 +207,7 @@ int stubdm_spawn_config_set_log_limits(stubdm_spawn_config *c,
     return 0;
 }
 
-int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *c, int fd)
+int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *c, int fd)
 {
     if (!c || fd < -1)
         return STUBDM_EINVAL;
@@ -215,7 +215,7 @@ int stubdm_spawn_config_set_restore_fd(stubdm_spawn_config *c, int fd)
     return 0;
 }
 
-int stubdm_spawn_config_add_disk(stubdm_spawn_config *c, const char *target,
+int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *c, const char *target,
                                  const char *format, int readonly)
 {
     struct disk *d;
@@ -236,7 +236,7 @@ int stubdm_spawn_config_add_disk(stubdm_spawn_config *c, const char *target,
     return 0;
 }
 
-int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *c, size_t n,
+int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *c, size_t n,
                                         const char *script)
 {
     if (!c || n >= c->ndisks || c->disks[n].qcow2)
@@ -246,7 +246,7 @@ int stubdm_spawn_config_set_disk_script(stubdm_spawn_config *c, size_t n,
     return set_str(&c->disks[n].script, script);
 }
 
-int stubdm_spawn_config_add_nic(stubdm_spawn_config *c, const char *mac,
+int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *c, const char *mac,
                                 const char *bridge, const char *script)
 {
     struct nic *n;
@@ -270,13 +270,13 @@ int stubdm_spawn_config_add_nic(stubdm_spawn_config *c, const char *mac,
     return 0;
 }
 
-int stubdm_spawn_config_set_xsm_label(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *c,
                                       const char *label)
 {
     return c ? set_str(&c->xsm_label, label) : STUBDM_EINVAL;
 }
 
-int stubdm_spawn_config_set_stubdom_domid(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_stubdom_domid(stubdm_spawn_opts *c,
                                           uint32_t domid)
 {
     if (!c || (domid && (!stubdm__domid_ok(domid))))
@@ -285,7 +285,7 @@ int stubdm_spawn_config_set_stubdom_domid(stubdm_spawn_config *c,
     return 0;
 }
 
-int stubdm_spawn_config_set_timeout(stubdm_spawn_config *c, int timeout_ms)
+int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *c, int timeout_ms)
 {
     if (!c || timeout_ms <= 0)
         return STUBDM_EINVAL;
@@ -293,7 +293,7 @@ int stubdm_spawn_config_set_timeout(stubdm_spawn_config *c, int timeout_ms)
     return 0;
 }
 
-int stubdm_spawn_config_set_qmp(stubdm_spawn_config *c, int open,
+int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *c, int open,
                                 int open_timeout_ms)
 {
     if (!c || open_timeout_ms < 0)
@@ -303,7 +303,7 @@ int stubdm_spawn_config_set_qmp(stubdm_spawn_config *c, int open,
     return 0;
 }
 
-int stubdm_spawn_config_set_sim_program(stubdm_spawn_config *c,
+int stubdm_spawn_opts_set_sim_program(stubdm_spawn_opts *c,
                                         const char *program,
                                         const char *const *args, size_t nargs)
 {
@@ -324,34 +324,34 @@ int stubdm_spawn_config_set_sim_program(stubdm_spawn_config *c,
     return 0;
 }
 
-stubdm_spawn_config *stubdm__spawn_config_dup(const stubdm_spawn_config *c)
+stubdm_spawn_opts *stubdm__spawn_config_dup(const stubdm_spawn_opts *c)
 {
-    stubdm_spawn_config *d;
+    stubdm_spawn_opts *d;
     bool ok = true;
 
-    if (stubdm_spawn_config_new(&d))
+    if (stubdm_spawn_opts_new(&d))
         return NULL;
     ok =
-        !stubdm_spawn_config_set_guest(d, c->guest, c->uuid, c->guest_name) &&
-        !stubdm_spawn_config_set_name(d, c->name) &&
-        !stubdm_spawn_config_set_kernel(d, c->kernel, c->ramdisk, c->cmdline) &&
-        !stubdm_spawn_config_set_args(d, (const char *const *)c->args,
+        !stubdm_spawn_opts_set_guest(d, c->guest, c->uuid, c->guest_name) &&
+        !stubdm_spawn_opts_set_name(d, c->name) &&
+        !stubdm_spawn_opts_set_kernel(d, c->kernel, c->ramdisk, c->cmdline) &&
+        !stubdm_spawn_opts_set_args(d, (const char *const *)c->args,
                                       c->nargs) &&
-        !stubdm_spawn_config_set_xsm_label(d, c->xsm_label) &&
-        !stubdm_spawn_config_set_sim_program(
+        !stubdm_spawn_opts_set_xsm_label(d, c->xsm_label) &&
+        !stubdm_spawn_opts_set_sim_program(
             d, c->sim_program, (const char *const *)c->sim_args, c->sim_nargs);
     for (size_t i = 0; ok && i < STUBDM__NCONSOLES; i++)
         ok = !set_str(&d->console[i], c->console[i]);
     for (size_t i = 0; ok && i < c->ndisks; i++)
-        ok = !stubdm_spawn_config_add_disk(d, c->disks[i].target,
+        ok = !stubdm_spawn_opts_add_disk(d, c->disks[i].target,
                                            c->disks[i].qcow2 ? "qcow2" : "raw",
                                            c->disks[i].readonly) &&
              !set_str(&d->disks[i].script, c->disks[i].script);
     for (size_t i = 0; ok && i < c->nnics; i++)
-        ok = !stubdm_spawn_config_add_nic(d, c->nics[i].mac, c->nics[i].bridge,
+        ok = !stubdm_spawn_opts_add_nic(d, c->nics[i].mac, c->nics[i].bridge,
                                           c->nics[i].script);
     if (!ok) {
-        stubdm_spawn_config_free(d);
+        stubdm_spawn_opts_free(d);
         return NULL;
     }
     d->guest_set = c->guest_set;

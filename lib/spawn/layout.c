@@ -36,7 +36,7 @@ static void perms(char *out, size_t len, uint32_t owner, uint32_t reader)
 
 /* /local/domain/<S>: dom0's, readable by the stubdomain; the directories
  * the domain itself writes into (libxl's rw paths) are its own. */
-static int domain_dir(stubdm_nodes *l, const stubdm_spawn_config *c,
+static int domain_dir(stubdm_nodes *l, const stubdm_spawn_opts *c,
                       const struct stubdm__spawn_facts *f)
 {
     static const char *const own[] = { "device", "control", "data", "error",
@@ -57,7 +57,7 @@ static int domain_dir(stubdm_nodes *l, const stubdm_spawn_config *c,
         return rc;
     snprintf(num, sizeof(num), "%u", f->guest);
     /* Written again by the contract; here already so that a spawn killed
-     * before the contract leaves a domain stubdm_destroy knows (dom0's
+     * before the contract leaves a domain stubdm_stubdom_destroy_by_domid knows (dom0's
      * node) for a stubdomain. */
     if (KEY(l, dom, "target", num) || KEY(l, dom, "memory/static-max", mem) ||
         KEY(l, dom, "memory/target", mem))
@@ -80,7 +80,7 @@ static int domain_dir(stubdm_nodes *l, const stubdm_spawn_config *c,
 }
 
 /* /vm/<stub uuid>, readable by the stubdomain. */
-static int stub_vm_dir(stubdm_nodes *l, const stubdm_spawn_config *c,
+static int stub_vm_dir(stubdm_nodes *l, const stubdm_spawn_opts *c,
                        const struct stubdm__spawn_facts *f)
 {
     const char *vm = f->stub_vm;
@@ -124,7 +124,7 @@ static int placeholder(stubdm_nodes *l, const struct stubdm__spawn_facts *f)
     return 0;
 }
 
-int stubdm__spawn_domain_nodes(const stubdm_spawn_config *c,
+int stubdm__spawn_domain_nodes(const stubdm_spawn_opts *c,
                                const struct stubdm__spawn_facts *f,
                                stubdm_nodes *l)
 {
@@ -188,7 +188,7 @@ static int vbd(stubdm_nodes *l, const struct stubdm__spawn_facts *f,
     return 0;
 }
 
-static int vif(stubdm_nodes *l, const stubdm_spawn_config *c,
+static int vif(stubdm_nodes *l, const stubdm_spawn_opts *c,
                const struct stubdm__spawn_facts *f, size_t i)
 {
     const struct nic *n = &c->nics[i];
@@ -216,7 +216,7 @@ static int vif(stubdm_nodes *l, const stubdm_spawn_config *c,
     return 0;
 }
 
-int stubdm__spawn_device_nodes(const stubdm_spawn_config *c,
+int stubdm__spawn_device_nodes(const stubdm_spawn_opts *c,
                                const struct stubdm__spawn_facts *f,
                                stubdm_nodes *l)
 {
@@ -242,7 +242,7 @@ int stubdm__spawn_place_contract(stubdm_contract *k,
     return rc;
 }
 
-int stubdm__spawn_nodes(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+int stubdm__spawn_nodes(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                         const stubdm_contract *k,
                         const struct stubdm__spawn_facts *f,
                         stubdm_nodes **out)
@@ -292,7 +292,7 @@ void stubdm__spawn_random_uuid(uint8_t u[16], char *out, size_t outlen)
              u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
-void stubdm__spawn_pick_macs(const stubdm_spawn_config *c, uint32_t domid,
+void stubdm__spawn_pick_macs(const stubdm_spawn_opts *c, uint32_t domid,
                              char (*macs)[MAC_LEN])
 {
     for (size_t i = 0; i < c->nnics; i++) {
@@ -311,7 +311,7 @@ void stubdm__spawn_pick_macs(const stubdm_spawn_config *c, uint32_t domid,
 
 /* The dry run's facts: the configuration's, the rest as a spawn would
  * choose them (no xenstore, no hypervisor). */
-static void dry_facts(const stubdm_spawn_config *c, uint32_t stubdom,
+static void dry_facts(const stubdm_spawn_opts *c, uint32_t stubdom,
                       bool simulated, char *vm, char *stub_vm, char *gname,
                       char *sname, char (*macs)[MAC_LEN],
                       struct stubdm__spawn_facts *f)
@@ -340,7 +340,7 @@ static void dry_facts(const stubdm_spawn_config *c, uint32_t stubdom,
     };
 }
 
-int stubdm_spawn_layout(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+int stubdm_spawn_layout(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                         uint32_t stubdom, stubdm_nodes **out)
 {
     char vm[VM_PATH_MAX], stub_vm[VM_PATH_MAX], gname[NAME_MAX_LEN + 1];

@@ -164,12 +164,12 @@ static int domain_exists(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t d,
     return 0;
 }
 
-int stubdm_destroy(stubdm_ctx *ctx, uint32_t stubdom)
+int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx, uint32_t stubdom)
 {
-    return stubdm_destroy_ext(ctx, stubdom, 0);
+    return stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom, 0);
 }
 
-int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
+int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
 {
     char *gvm = NULL, *svm = NULL;
     uint32_t guest = 0;
@@ -182,7 +182,7 @@ int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
     if (stubdom == 0 || !stubdm__domid_ok(stubdom))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "destroy: %u is not a stubdomain domid", stubdom);
-    if (flags & ~(unsigned)STUBDM_DESTROY_FORCE)
+    if (flags & ~(unsigned)STUBDM_STUBDOM_DESTROY_FORCE)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "destroy: unknown flags 0x%x", flags);
     rc = stubdm__xs_handle(ctx, &xsh);
@@ -196,7 +196,7 @@ int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
         return rc;
     if (!have_guest)
         have_guest = guest_naming(ctx, xsh, stubdom, &guest);
-    if (!have_guest && exists && !(flags & STUBDM_DESTROY_FORCE))
+    if (!have_guest && exists && !(flags & STUBDM_STUBDOM_DESTROY_FORCE))
         return stubdm__fail(ctx, STUBDM_ENOTSTUBDOM, 0,
                             "destroy: domain %u is not a stubdomain (no "
                             "dom0-owned target naming its guest, no guest's "
@@ -233,7 +233,7 @@ int stubdm_destroy_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
     return 0;
 }
 
-int stubdm_find_stubdom(stubdm_ctx *ctx, uint32_t guest, uint32_t *out)
+int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx, uint32_t guest, uint32_t *out)
 {
     char p[96], *v = NULL;
     int rc;
@@ -288,7 +288,7 @@ static void list_entry_state(stubdm_ctx *ctx, struct list_entry *e)
     stubdm__clear_error(ctx);
 }
 
-int stubdm_list(stubdm_ctx *ctx, stubdm_stubdom_list **out)
+int stubdm_stubdom_list_new(stubdm_ctx *ctx, stubdm_stubdom_list **out)
 {
     struct xs_handle *xsh = NULL;
     stubdm_stubdom_list *l;

@@ -17,7 +17,7 @@
  *             leaves them to the caller: the domain stays paused until
  *             every one reports "connected", as libxl does.
  *   UNPAUSE   the host backend starts the domain.
- *   WAIT      stubdm_wait_running (watch + death monitor + deadline).
+ *   WAIT      stubdm_dm_wait_running (watch + death monitor + deadline).
  *   QMP       stubdm_qmp_open, if asked.
  *
  * Failure anywhere, cancellation, or freeing the op or the handle while
@@ -48,25 +48,25 @@
 const char *stubdm_spawn_step_name(stubdm_spawn_step step)
 {
     switch (step) {
-    case STUBDM_SPAWN_CREATE:
+    case STUBDM_SPAWN_STEP_CREATE:
         return "creating the domain";
-    case STUBDM_SPAWN_CONTRACT:
+    case STUBDM_SPAWN_STEP_CONTRACT:
         return "writing the xenstore contract";
-    case STUBDM_SPAWN_DEVICES:
+    case STUBDM_SPAWN_STEP_DEVICES:
         return "attaching devices";
-    case STUBDM_SPAWN_HOTPLUG:
+    case STUBDM_SPAWN_STEP_HOTPLUG:
         return "running hotplug scripts";
-    case STUBDM_SPAWN_UNPAUSE:
+    case STUBDM_SPAWN_STEP_UNPAUSE:
         return "unpausing";
-    case STUBDM_SPAWN_WAIT:
+    case STUBDM_SPAWN_STEP_WAIT:
         return "waiting for running";
-    case STUBDM_SPAWN_QMP:
+    case STUBDM_SPAWN_STEP_QMP:
         return "opening QMP";
-    case STUBDM_SPAWN_RUNNING:
+    case STUBDM_SPAWN_STEP_RUNNING:
         return "running";
-    case STUBDM_SPAWN_FAILED:
+    case STUBDM_SPAWN_STEP_FAILED:
         return "failed";
-    case STUBDM_SPAWN_DESTROYED:
+    case STUBDM_SPAWN_STEP_DESTROYED:
         return "destroyed";
     }
     return "?";
@@ -98,24 +98,24 @@ static void on_conn_lost(stubdm_ctx *ctx, struct stubdm__xsprobe *p, int rc)
 {
     struct spawn_op *so = STUBDM_CONTAINER_OF(p, struct spawn_op, probe);
 
-    spawn_fail(so, rc, STUBDM_SPAWN_WAIT, ctx->errmsg);
+    spawn_fail(so, rc, STUBDM_SPAWN_STEP_WAIT, ctx->errmsg);
 }
 
 /* The step after each that succeeded: the order of a spawn. */
 static const stubdm_spawn_step next_step[] = {
-    [STUBDM_SPAWN_CREATE] = STUBDM_SPAWN_CONTRACT,
-    [STUBDM_SPAWN_CONTRACT] = STUBDM_SPAWN_DEVICES,
-    [STUBDM_SPAWN_DEVICES] = STUBDM_SPAWN_HOTPLUG,
-    [STUBDM_SPAWN_HOTPLUG] = STUBDM_SPAWN_UNPAUSE,
-    [STUBDM_SPAWN_UNPAUSE] = STUBDM_SPAWN_WAIT,
-    [STUBDM_SPAWN_WAIT] = STUBDM_SPAWN_QMP,
-    [STUBDM_SPAWN_QMP] = STUBDM_SPAWN_RUNNING,
+    [STUBDM_SPAWN_STEP_CREATE] = STUBDM_SPAWN_STEP_CONTRACT,
+    [STUBDM_SPAWN_STEP_CONTRACT] = STUBDM_SPAWN_STEP_DEVICES,
+    [STUBDM_SPAWN_STEP_DEVICES] = STUBDM_SPAWN_STEP_HOTPLUG,
+    [STUBDM_SPAWN_STEP_HOTPLUG] = STUBDM_SPAWN_STEP_UNPAUSE,
+    [STUBDM_SPAWN_STEP_UNPAUSE] = STUBDM_SPAWN_STEP_WAIT,
+    [STUBDM_SPAWN_STEP_WAIT] = STUBDM_SPAWN_STEP_QMP,
+    [STUBDM_SPAWN_STEP_QMP] = STUBDM_SPAWN_STEP_RUNNING,
 };
 
 static stubdm_spawn_step after(const stubdm_stubdom *s, stubdm_spawn_step step)
 {
-    if (step == STUBDM_SPAWN_WAIT && !s->cfg->qmp)
-        return STUBDM_SPAWN_RUNNING;
+    if (step == STUBDM_SPAWN_STEP_WAIT && !s->cfg->qmp)
+        return STUBDM_SPAWN_STEP_RUNNING;
     return next_step[step];
 }
 
@@ -168,9 +168,9 @@ static bool step_to(stubdm_stubdom *s, stubdm_spawn_step step)
     LOG_DEBUG(s->ctx, MOD, "guest %u: %s (%.3f s)", s->guest,
               stubdm_spawn_step_name(step),
               (double)(stubdm_now_ms() - so->started_ms) / 1000.0);
-    if (step == STUBDM_SPAWN_FAILED || step == STUBDM_SPAWN_DESTROYED)
+    if (step == STUBDM_SPAWN_STEP_FAILED || step == STUBDM_SPAWN_STEP_DESTROYED)
         return false;
-    if (step == STUBDM_SPAWN_RUNNING) {
+    if (step == STUBDM_SPAWN_STEP_RUNNING) {
         stubdm__op_complete(&so->op, 0, NULL);
         return false;
     }
@@ -205,7 +205,7 @@ static void step_done(struct spawn_op *so, stubdm_spawn_step step, int rc,
 
 static void on_qmp_open(stubdm_op *op, int rc, void *user)
 {
-    step_done(user, STUBDM_SPAWN_QMP, rc, op);
+    step_done(user, STUBDM_SPAWN_STEP_QMP, rc, op);
 }
 
 static int start_qmp(struct spawn_op *so)
@@ -222,7 +222,7 @@ static int start_qmp(struct spawn_op *so)
         rc = stubdm_qmp_opts_set_open_timeout(o, s->cfg->qmp_timeout_ms);
     if (!rc)
         rc = stubdm_qmp_open(so->op.ctx, s->domid, s->guest, o, on_qmp_open,
-                             so, &s->qmp);
+                             so, &s->qmp, NULL);
     stubdm_qmp_opts_free(o);
     return rc;
 }
@@ -236,7 +236,7 @@ static void on_wait_done(stubdm_op *op, int rc, void *user)
         so->wait = NULL;
         stubdm_op_free(op);
     }
-    step_done(so, STUBDM_SPAWN_WAIT, rc, op);
+    step_done(so, STUBDM_SPAWN_STEP_WAIT, rc, op);
 }
 
 static void on_hotplug_done(stubdm_op *op, int rc, void *user)
@@ -246,19 +246,19 @@ static void on_hotplug_done(stubdm_op *op, int rc, void *user)
     if (so->hotplug == op) {
         so->hotplug = NULL;
         if (so->op.state == STUBDM__OP_PENDING && rc)
-            spawn_fail(so, rc, STUBDM_SPAWN_HOTPLUG, stubdm_op_errmsg(op));
+            spawn_fail(so, rc, STUBDM_SPAWN_STEP_HOTPLUG, stubdm_op_errmsg(op));
         stubdm_op_free(op);
     }
     if (so->op.state != STUBDM__OP_PENDING || rc)
         return;
-    step_next(so, STUBDM_SPAWN_HOTPLUG);
+    step_next(so, STUBDM_SPAWN_STEP_HOTPLUG);
 }
 
 /* Start the WAIT step: the wait op, and the connection probe beside it. */
 static int start_wait(struct spawn_op *so)
 {
     stubdm_stubdom *s = so->s;
-    int rc = stubdm_wait_running(s->ctx, s->domid, s->guest,
+    int rc = stubdm_dm_wait_running(s->ctx, s->domid, s->guest,
                                  s->cfg->timeout_ms, on_wait_done, so,
                                  &so->wait);
 
@@ -279,22 +279,22 @@ static int run_step(struct spawn_op *so, stubdm_spawn_step step, bool *more)
 
     *more = false;
     switch (step) {
-    case STUBDM_SPAWN_CREATE:
+    case STUBDM_SPAWN_STEP_CREATE:
         return stubdm__spawn_step_create(s);
-    case STUBDM_SPAWN_CONTRACT:
+    case STUBDM_SPAWN_STEP_CONTRACT:
         return stubdm__spawn_step_contract(s);
-    case STUBDM_SPAWN_DEVICES:
+    case STUBDM_SPAWN_STEP_DEVICES:
         return stubdm__spawn_step_devices(s);
-    case STUBDM_SPAWN_HOTPLUG:
+    case STUBDM_SPAWN_STEP_HOTPLUG:
         rc = stubdm__spawn_step_hotplug(s, on_hotplug_done, so, &so->hotplug);
         *more = !rc && so->hotplug;
         return rc;
-    case STUBDM_SPAWN_UNPAUSE:
+    case STUBDM_SPAWN_STEP_UNPAUSE:
         return s->host->unpause(s->ctx, &s->build);
-    case STUBDM_SPAWN_WAIT:
+    case STUBDM_SPAWN_STEP_WAIT:
         *more = true;
         return start_wait(so);
-    case STUBDM_SPAWN_QMP:
+    case STUBDM_SPAWN_STEP_QMP:
         *more = true;
         return start_qmp(so);
     default:
@@ -344,7 +344,7 @@ static void spawn_stop(stubdm_op *op)
     /* Pending here means freed while pending: that is a cancellation. */
     if (op->state == STUBDM__OP_PENDING || op->rc) {
         int rc = stubdm__spawn_teardown(s);
-        step_to(s, STUBDM_SPAWN_FAILED);
+        step_to(s, STUBDM_SPAWN_STEP_FAILED);
         if (rc && op->state != STUBDM__OP_PENDING) {
             size_t len = strlen(op->errmsg);
             snprintf(op->errmsg + len, sizeof(op->errmsg) - len,
@@ -366,12 +366,12 @@ static const struct stubdm__op_type spawn_type = {
 static void stubdom_release(stubdm_stubdom *s)
 {
     stubdm_contract_free(s->contract);
-    stubdm_spawn_config_free(s->cfg);
+    stubdm_spawn_opts_free(s->cfg);
     free(s);
 }
 
 /* A handle for a spawn of cfg: validated, its own copy, its contract. */
-static int stubdom_new(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+static int stubdom_new(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                        stubdm_stubdom **out)
 {
     const struct stubdm__host_ops *host = stubdm__host(ctx);
@@ -398,12 +398,12 @@ static int stubdom_new(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     s->host = host;
     s->guest = cfg->guest;
     s->backend = stubdm__spawn_backend(cfg, host->simulated);
-    s->step = STUBDM_SPAWN_CREATE;
+    s->step = STUBDM_SPAWN_STEP_CREATE;
     *out = s;
     return 0;
 }
 
-int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                  stubdm_spawn_progress_fn *progress, stubdm_done_fn *done,
                  void *user, stubdm_stubdom **s_out, stubdm_op **op_out)
 {
@@ -451,7 +451,7 @@ int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
     return 0;
 }
 
-int stubdm_spawn_sync(stubdm_ctx *ctx, const stubdm_spawn_config *cfg,
+int stubdm_spawn_sync(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                       stubdm_spawn_progress_fn *progress, void *user,
                       stubdm_stubdom **s_out)
 {
@@ -488,7 +488,7 @@ uint32_t stubdm_stubdom_guest(const stubdm_stubdom *s)
 
 stubdm_spawn_step stubdm_stubdom_step(const stubdm_stubdom *s)
 {
-    return s ? s->step : STUBDM_SPAWN_FAILED;
+    return s ? s->step : STUBDM_SPAWN_STEP_FAILED;
 }
 
 stubdm_qmp *stubdm_stubdom_qmp(const stubdm_stubdom *s)
@@ -508,11 +508,11 @@ int stubdm_stubdom_destroy(stubdm_stubdom *s)
                             "spawn: %s: cancelled: the stubdomain was "
                             "destroyed",
                             stubdm_spawn_step_name(s->step));
-        step_to(s, STUBDM_SPAWN_DESTROYED);
+        step_to(s, STUBDM_SPAWN_STEP_DESTROYED);
         return 0;
     }
     rc = stubdm__spawn_teardown(s);
-    step_to(s, STUBDM_SPAWN_DESTROYED);
+    step_to(s, STUBDM_SPAWN_STEP_DESTROYED);
     return rc;
 }
 
@@ -534,7 +534,7 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
     }
     stubdm__spawn_close_consoles(s, s->domain_made);
     if (s->qmp)
-        stubdm_qmp_close(s->qmp);
+        stubdm_qmp_free(s->qmp);
     stubdom_release(s);
 }
 
@@ -545,7 +545,7 @@ stubdm_console *stubdm_stubdom_console(const stubdm_stubdom *s, unsigned n)
 
 stubdm_console_backend stubdm_stubdom_console_backend(const stubdm_stubdom *s)
 {
-    return s ? s->backend : STUBDM_CONSOLE_IOEMU;
+    return s ? s->backend : STUBDM_CONSOLE_BACKEND_IOEMU;
 }
 
 static int pause_common(stubdm_stubdom *s, bool pause)

@@ -46,7 +46,7 @@ struct nic {
     char *mac, *bridge, *script;
 };
 
-struct stubdm_spawn_config {
+struct stubdm_spawn_opts {
     bool guest_set;
     uint32_t guest;
     char *uuid, *guest_name, *name;
@@ -76,7 +76,7 @@ struct stubdm_spawn_config {
 };
 
 /* A deep copy, or NULL (out of memory). */
-stubdm_spawn_config *stubdm__spawn_config_dup(const stubdm_spawn_config *c);
+stubdm_spawn_opts *stubdm__spawn_config_dup(const stubdm_spawn_opts *c);
 
 /* ---- validation (validate.c) --------------------------------------------- */
 
@@ -86,11 +86,11 @@ stubdm_spawn_config *stubdm__spawn_config_dup(const stubdm_spawn_config *c);
  * argv and consoles is its layout): *contract gets it (may be NULL: not
  * kept), its domains and vm path placeholders until the domain exists.
  */
-int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                            bool simulated, stubdm_contract **contract);
 /* The backend a spawn uses: the caller's choice, else LIBSTUBDM on the
  * simulated host and IOEMU (libxl's) on Xen. */
-stubdm_console_backend stubdm__spawn_backend(const stubdm_spawn_config *c,
+stubdm_console_backend stubdm__spawn_backend(const stubdm_spawn_opts *c,
                                              bool simulated);
 /* Printable ASCII, 1..max bytes: names and labels end up in xenstore
  * values and log lines. */
@@ -120,17 +120,17 @@ struct stubdm__spawn_facts {
 
 /* Append the domain's basics (/local/domain/<S>, /vm/<stub uuid>, the
  * stand-in guest) to l.  0 or STUBDM_ENOMEM. */
-int stubdm__spawn_domain_nodes(const stubdm_spawn_config *c,
+int stubdm__spawn_domain_nodes(const stubdm_spawn_opts *c,
                                const struct stubdm__spawn_facts *f,
                                stubdm_nodes *l);
 /* Append the vbd and vif frontends and backends to l. */
-int stubdm__spawn_device_nodes(const stubdm_spawn_config *c,
+int stubdm__spawn_device_nodes(const stubdm_spawn_opts *c,
                                const struct stubdm__spawn_facts *f,
                                stubdm_nodes *l);
 /* A random version-4 uuid: its bytes and its text. */
 void stubdm__spawn_random_uuid(uint8_t u[16], char *out, size_t outlen);
 /* Each nic's mac: the configured one, else a random one in Xen's range. */
-void stubdm__spawn_pick_macs(const stubdm_spawn_config *c, uint32_t domid,
+void stubdm__spawn_pick_macs(const stubdm_spawn_opts *c, uint32_t domid,
                              char (*macs)[MAC_LEN]);
 /* Set what only the domain's creation tells in the kept contract k: the
  * domains, the guest's vm path, console 0's ring (Xen). */
@@ -138,7 +138,7 @@ int stubdm__spawn_place_contract(stubdm_contract *k,
                                  const struct stubdm__spawn_facts *f);
 /* The whole spawn's nodes in write order (basics, the placed contract
  * k's, devices) into *out. */
-int stubdm__spawn_nodes(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+int stubdm__spawn_nodes(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                         const stubdm_contract *k,
                         const struct stubdm__spawn_facts *f,
                         stubdm_nodes **out);
@@ -154,7 +154,7 @@ struct spawn_con {
 
 struct stubdm_stubdom {
     stubdm_ctx *ctx;
-    stubdm_spawn_config *cfg;
+    stubdm_spawn_opts *cfg;
     const struct stubdm__host_ops *host;
     stubdm_spawn_step step;
     uint32_t domid, guest;
@@ -224,7 +224,7 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
                                   const struct stubdm__host_ops *host,
                                   uint32_t S, bool have_guest, uint32_t G,
                                   const char *guest_vm, const char *stub_vm,
-                                  const stubdm_spawn_config *cfg,
+                                  const stubdm_spawn_opts *cfg,
                                   const stubdm_contract *contract);
 /* Stop serving every console; release: hand them over instead (the
  * stubdomain runs on). */

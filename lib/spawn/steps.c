@@ -60,7 +60,7 @@ static int write_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 
 /* Replay one of the spawn's layouts (layout.c) in one transaction. */
 static int write_layout(stubdm_stubdom *s, const char *what,
-                        int (*layout)(const stubdm_spawn_config *c,
+                        int (*layout)(const stubdm_spawn_opts *c,
                                       const struct stubdm__spawn_facts *f,
                                       stubdm_nodes *l))
 {
@@ -84,7 +84,7 @@ static int write_layout(stubdm_stubdom *s, const char *what,
 static int resolve_names(stubdm_stubdom *s)
 {
     stubdm_ctx *ctx = s->ctx;
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     char p[96], *v = NULL;
     int rc;
 
@@ -163,7 +163,7 @@ static int need_placeholder(stubdm_stubdom *s)
 /* The host backend creates and builds the domain, paused. */
 static int create_domain(stubdm_stubdom *s)
 {
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     struct stubdm__build *b = &s->build;
     char uuid[40];
     int rc;
@@ -286,7 +286,7 @@ static int serve_one(stubdm_stubdom *s, unsigned n, stubdm_console_opts *o)
 /* Consoles 0..N served by the library, before the domain runs. */
 static int serve_consoles(stubdm_stubdom *s)
 {
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     stubdm_console_opts *o = NULL;
     int rc = 0;
 
@@ -342,7 +342,7 @@ int stubdm__spawn_step_devices(stubdm_stubdom *s)
     if (s->cfg->ndisks || s->cfg->nnics)
         rc = write_layout(s, "attaching disks and nics",
                           stubdm__spawn_device_nodes);
-    if (!rc && s->backend == STUBDM_CONSOLE_LIBSTUBDM)
+    if (!rc && s->backend == STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
         rc = serve_consoles(s);
     return rc;
 }
@@ -350,7 +350,7 @@ int stubdm__spawn_step_devices(stubdm_stubdom *s)
 int stubdm__spawn_step_hotplug(stubdm_stubdom *s, stubdm_done_fn *done,
                                void *user, stubdm_op **op_out)
 {
-    const stubdm_spawn_config *c = s->cfg;
+    const stubdm_spawn_opts *c = s->cfg;
     struct stubdm__hotplug_dev *devs;
     char (*paths)[SCRIPT_MAX];
     size_t n = 0;

@@ -117,7 +117,7 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
  * configuration, NULL for a domain known by domid only) are trusted as
  * they are, any other only in the ctx's hotplug directory. */
 static int remove_scripts(stubdm_ctx *ctx, uint32_t S,
-                          const stubdm_spawn_config *cfg)
+                          const stubdm_spawn_opts *cfg)
 {
     size_t max = cfg ? cfg->ndisks + cfg->nnics : 0, n = 0;
     char (*paths)[SCRIPT_MAX] = NULL;
@@ -224,7 +224,7 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
                                   const struct stubdm__host_ops *host,
                                   uint32_t S, bool have_guest, uint32_t G,
                                   const char *guest_vm, const char *stub_vm,
-                                  const stubdm_spawn_config *cfg,
+                                  const stubdm_spawn_opts *cfg,
                                   const stubdm_contract *contract)
 {
     char msg[STUBDM_ERRMSG_MAX] = "";
@@ -286,7 +286,7 @@ void stubdm__spawn_close_consoles(stubdm_stubdom *s, bool release)
             if (release)
                 stubdm__console_release(s->cons[n]);
             else
-                stubdm_console_close(s->cons[n]);
+                stubdm_console_free(s->cons[n]);
             s->cons[n] = NULL;
         }
     }
@@ -298,7 +298,7 @@ int stubdm__spawn_teardown(stubdm_stubdom *s)
 
     stubdm__spawn_close_consoles(s, false);
     if (s->qmp) {
-        stubdm_qmp_close(s->qmp);
+        stubdm_qmp_free(s->qmp);
         s->qmp = NULL;
     }
     if (s->domain_made) {

@@ -31,15 +31,15 @@
 
 /* The backend a spawn uses: the caller's choice, else LIBSTUBDM on the
  * simulated host and IOEMU (libxl's) on Xen. */
-stubdm_console_backend stubdm__spawn_backend(const stubdm_spawn_config *c,
+stubdm_console_backend stubdm__spawn_backend(const stubdm_spawn_opts *c,
                                           bool simulated)
 {
     if (c->backend_set)
         return c->backend;
-    return simulated ? STUBDM_CONSOLE_LIBSTUBDM : STUBDM_CONSOLE_IOEMU;
+    return simulated ? STUBDM_CONSOLE_BACKEND_LIBSTUBDM : STUBDM_CONSOLE_BACKEND_IOEMU;
 }
 
-static bool has_arg(const stubdm_spawn_config *c, const char *a)
+static bool has_arg(const stubdm_spawn_opts *c, const char *a)
 {
     for (size_t i = 0; i < c->nargs; i++)
         if (!strcmp(c->args[i], a))
@@ -50,7 +50,7 @@ static bool has_arg(const stubdm_spawn_config *c, const char *a)
 /* The QEMU args as written to dm-argv: a restoring spawn gets libxl's
  * "-incoming $STUBDOM_RESTORE_INCOMING_ARG" unless the caller gave an
  * -incoming.  *out is an array of borrowed pointers: free() it only. */
-static int spawn_args(const stubdm_spawn_config *c, const char ***out,
+static int spawn_args(const stubdm_spawn_opts *c, const char ***out,
                       size_t *n)
 {
     bool add = c->restore_fd >= 0 && !has_arg(c, "-incoming");
@@ -78,14 +78,14 @@ static bool served_output_ok(const char *o, bool serial)
 }
 
 /* The first console from n on with an output set, or STUBDM__NCONSOLES. */
-static unsigned first_set(const stubdm_spawn_config *c, unsigned n)
+static unsigned first_set(const stubdm_spawn_opts *c, unsigned n)
 {
     while (n < STUBDM__NCONSOLES && !c->console[n])
         n++;
     return n;
 }
 
-static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                              stubdm_console_backend backend)
 {
     unsigned n = first_set(c, STUBDM_CONSOLE_SAVE);
@@ -93,14 +93,14 @@ static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_config *c,
     /* xenconsoled serves console 0 only, so the contract makes no other
      * console (a Linux stubdomain would wait 25 s at boot for each):
      * anything asked of consoles >= 1 cannot be honoured. */
-    if (backend == STUBDM_CONSOLE_XENCONSOLED && n < STUBDM__NCONSOLES)
+    if (backend == STUBDM_CONSOLE_BACKEND_XENCONSOLED && n < STUBDM__NCONSOLES)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: console %u (%s): the xenconsoled backend "
                             "serves console 0 only; use the libstubdm (or "
                             "ioemu) console backend for save, restore and "
                             "serials",
                             n, stubdm__console_role(n));
-    if (backend != STUBDM_CONSOLE_LIBSTUBDM) {
+    if (backend != STUBDM_CONSOLE_BACKEND_LIBSTUBDM) {
         if (c->restore_fd >= 0)
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                                 "spawn: restore fd: restoring needs the "
@@ -201,7 +201,7 @@ static int check_readable(stubdm_ctx *ctx, const char *field,
 }
 
 /* The domains, names and the kernel. */
-static int validate_identity(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+static int validate_identity(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                              bool simulated)
 {
     int rc;
@@ -240,7 +240,7 @@ static int validate_identity(stubdm_ctx *ctx, const stubdm_spawn_config *c,
 }
 
 /* The domain's size. */
-static int validate_resources(stubdm_ctx *ctx, const stubdm_spawn_config *c)
+static int validate_resources(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
 {
     if (c->cmdline && strlen(c->cmdline) >= CMDLINE_MAX)
         return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
@@ -266,7 +266,7 @@ static int validate_resources(stubdm_ctx *ctx, const stubdm_spawn_config *c)
     return 0;
 }
 
-static int validate_devices(stubdm_ctx *ctx, const stubdm_spawn_config *c)
+static int validate_devices(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
 {
     if (c->ndisks > STUBDM_SPAWN_MAX_DISKS)
         return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
@@ -311,7 +311,7 @@ static int validate_devices(stubdm_ctx *ctx, const stubdm_spawn_config *c)
  * The contract of a spawn of c, built once: the domains and the vm path
  * are placeholders until the domain exists (steps.c sets them).
  */
-static int build_contract(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+static int build_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                           bool simulated, stubdm_contract **out)
 {
     stubdm_console_backend backend = stubdm__spawn_backend(c, simulated);
@@ -343,7 +343,7 @@ static int build_contract(stubdm_ctx *ctx, const stubdm_spawn_config *c,
     if (!rc && c->restore_fd >= 0 && !c->console[STUBDM_CONSOLE_RESTORE])
         rc = stubdm_contract_set_console_output(k, STUBDM_CONSOLE_RESTORE,
                                                 RESTORE_OUTPUT);
-    if (!rc && simulated && backend == STUBDM_CONSOLE_LIBSTUBDM)
+    if (!rc && simulated && backend == STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
         /* The simulated builder makes no ring: these placeholders are
          * console 0's "published" signal (docs/consoles.md); the page and
          * socket are the stubdomain's files. */
@@ -358,7 +358,7 @@ static int build_contract(stubdm_ctx *ctx, const stubdm_spawn_config *c,
 }
 
 /* The argv and consoles, exactly as the contract will refuse them. */
-static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                              bool simulated, stubdm_contract **out)
 {
     stubdm_contract *k = NULL;
@@ -392,7 +392,7 @@ static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_config *c,
     return 0;
 }
 
-int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
+int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                            bool simulated, stubdm_contract **contract)
 {
     int rc;
@@ -406,7 +406,7 @@ int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c,
     return validate_contract(ctx, c, simulated, contract);
 }
 
-int stubdm_spawn_config_validate(stubdm_ctx *ctx, const stubdm_spawn_config *c)
+int stubdm_spawn_opts_validate(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
 {
     if (!ctx)
         return STUBDM_EINVAL;

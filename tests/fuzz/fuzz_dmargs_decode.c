@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 #define VM "/vm/fuzz"
-#define MAX_ENTRIES 1100 /* past STUBDM_MAX_DM_ARGS, so its refusal is hit */
+#define MAX_ENTRIES 1100 /* past STUBDM_DM_ARGV_MAX_ARGS, so its refusal is hit */
 
 /* ---- the in-memory store behind the replaced libxenstore calls --------- */
 
@@ -274,7 +274,7 @@ static int model_directory(struct sbuf *out)
             n++;
     if (n == 0)
         return STUBDM_ENOENT;
-    if (n > STUBDM_MAX_DM_ARGS)
+    if (n > STUBDM_DM_ARGV_MAX_ARGS)
         return STUBDM_ELIMIT;
     /* The store is sorted by path, so by key name below one directory. */
     for (size_t i = 0; i < nstore; i++) {
@@ -298,18 +298,18 @@ static size_t count_args(char **args)
 
 /* ---- the two modes ------------------------------------------------------ */
 
-static const stubdm_argv_encoding encodings[] = {
-    STUBDM_ARGV_DIRECTORY, STUBDM_ARGV_MINIOS_DMARGS, STUBDM_ARGV_ESC_STRING,
-    STUBDM_ARGV_DIRECTORY};
+static const stubdm_dm_argv_encoding encodings[] = {
+    STUBDM_DM_ARGV_DIRECTORY, STUBDM_DM_ARGV_MINIOS_DMARGS, STUBDM_DM_ARGV_ESC_STRING,
+    STUBDM_DM_ARGV_DIRECTORY};
 
-static const char *seps_of(stubdm_argv_encoding enc)
+static const char *seps_of(stubdm_dm_argv_encoding enc)
 {
-    return enc == STUBDM_ARGV_DIRECTORY       ? "\n"
-           : enc == STUBDM_ARGV_MINIOS_DMARGS ? " "
+    return enc == STUBDM_DM_ARGV_DIRECTORY       ? "\n"
+           : enc == STUBDM_DM_ARGV_MINIOS_DMARGS ? " "
                                               : "\x1b\n";
 }
 
-static void hostile_store(stubdm_ctx *ctx, stubdm_argv_encoding enc,
+static void hostile_store(stubdm_ctx *ctx, stubdm_dm_argv_encoding enc,
                           const uint8_t *data, size_t size)
 {
     const char *dir = VM "/" STUBDM__DM_ARGV_DIR;
@@ -318,7 +318,7 @@ static void hostile_store(stubdm_ctx *ctx, stubdm_argv_encoding enc,
     struct sbuf want = {0};
     int rc, want_rc;
 
-    if (enc == STUBDM_ARGV_DIRECTORY) {
+    if (enc == STUBDM_DM_ARGV_DIRECTORY) {
         /* key \0 value \0 key \0 value ... */
         while (off < size && nstore < MAX_ENTRIES) {
             const uint8_t *k = data + off, *z = memchr(k, 0, size - off);
@@ -367,11 +367,11 @@ static void hostile_store(stubdm_ctx *ctx, stubdm_argv_encoding enc,
                   memchr(seps_of(enc), want.d[i], strlen(seps_of(enc))));
     }
     CHECK(rc != 0 || stubdm_ctx_errmsg(ctx)[0] == '\0');
-    stubdm_argv_free(args);
+    stubdm_dm_argv_free(args);
     free(want.d);
 }
 
-static void round_trip(stubdm_ctx *ctx, stubdm_argv_encoding enc,
+static void round_trip(stubdm_ctx *ctx, stubdm_dm_argv_encoding enc,
                        const uint8_t *data, size_t size)
 {
     char *argv[64] = {NULL};
@@ -399,7 +399,7 @@ static void round_trip(stubdm_ctx *ctx, stubdm_argv_encoding enc,
         for (size_t i = 0; i < n; i++)
             CHECK(!strcmp(back[i], argv[i]));
     }
-    stubdm_argv_free(back);
+    stubdm_dm_argv_free(back);
     stubdm_nodes_free(nodes);
     for (size_t i = 0; i < n; i++)
         free(argv[i]);

@@ -93,7 +93,7 @@ static void kill_children(void)
 static void cleanup(void)
 {
     stubdm_qmp_proxy_free(proxy);
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     stubdm_ctx_free(ctx);
     qmp_peer_stop(&peer);
     qmp_sim_stop(&sim);
@@ -407,7 +407,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < nclients; i++)
         close(clients[i].fd);
     end = stubdm_now_ms() + MAX_WAIT_MS;
-    while (stubdm_qmp_proxy_clients(proxy) != 0) {
+    for (;;) {
+        stubdm_qmp_proxy_stats st;
+
+        stubdm_qmp_proxy_get_stats(proxy, &st, sizeof(st));
+        if (st.clients == 0)
+            break;
         stubdm_ctx_run_once(ctx, 10);
         CHECK(stubdm_now_ms() < end);
     }

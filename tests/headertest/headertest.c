@@ -19,7 +19,7 @@ int main(void)
     stubdm_loop_hooks hooks = {STUBDM_LOOP_HOOKS_VERSION, NULL, NULL};
     stubdm_err rc = STUBDM_OK;
     stubdm_log_level level = STUBDM_LOG_ERROR;
-    stubdm_argv_encoding encoding = STUBDM_ARGV_DIRECTORY;
+    stubdm_dm_argv_encoding encoding = STUBDM_DM_ARGV_DIRECTORY;
 
     (void)hooks;
     (void)level;

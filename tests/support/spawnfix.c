@@ -33,7 +33,7 @@ static void open_kept_fds(stubdm_ctx *ctx)
     stubdm_stubdom_list *l = NULL;
     struct xs_handle *xsh = NULL;
 
-    ck_assert_int_eq(stubdm_list(ctx, &l), 0);
+    ck_assert_int_eq(stubdm_stubdom_list_new(ctx, &l), 0);
     ck_assert_uint_eq(stubdm_stubdom_list_count(l), 0);
     stubdm_stubdom_list_free(l);
     ck_assert_int_eq(stubdm__xs_handle(ctx, &xsh), 0);
@@ -92,19 +92,19 @@ void spawnfix_need_sim_stubdom(const struct spawnfix *f)
                   "%s is not built: the spawn tests need it", f->sim_program);
 }
 
-stubdm_spawn_config *spawnfix_config(const struct spawnfix *f, unsigned guest,
+stubdm_spawn_opts *spawnfix_config(const struct spawnfix *f, unsigned guest,
                                      const char *const *args, size_t nargs,
                                      const char *const *sim_args, size_t nsim,
                                      int timeout_ms)
 {
-    stubdm_spawn_config *c = NULL;
+    stubdm_spawn_opts *c = NULL;
 
-    ck_assert_int_eq(stubdm_spawn_config_new(&c), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_guest(c, guest, NULL, "test"), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_args(c, args, nargs), 0);
-    ck_assert_int_eq(stubdm_spawn_config_set_sim_program(c, f->sim_program,
+    ck_assert_int_eq(stubdm_spawn_opts_new(&c), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_guest(c, guest, NULL, "test"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_args(c, args, nargs), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_sim_program(c, f->sim_program,
                                                          sim_args, nsim),
                      0);
-    ck_assert_int_eq(stubdm_spawn_config_set_timeout(c, timeout_ms), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_timeout(c, timeout_ms), 0);
     return c;
 }

@@ -55,7 +55,7 @@ void spawnfix_need_sim_stubdom(const struct spawnfix *f);
 
 /* A spawn config for guest with these device-model args, run by the
  * simulated stubdomain with sim_args, timing out after timeout_ms. */
-stubdm_spawn_config *spawnfix_config(const struct spawnfix *f, unsigned guest,
+stubdm_spawn_opts *spawnfix_config(const struct spawnfix *f, unsigned guest,
                                      const char *const *args, size_t nargs,
                                      const char *const *sim_args, size_t nsim,
                                      int timeout_ms);

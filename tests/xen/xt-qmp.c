@@ -72,7 +72,7 @@ int main(int argc, char **argv)
                n, (long long)t[n / 2], (long long)t[0], (long long)t[n - 1]);
         free(t);
     }
-    stubdm_qmp_close(q);
+    stubdm_qmp_free(q);
     stubdm_qmp_opts_free(opts);
     stubdm_ctx_free(ctx);
     return 0;
