@@ -64,17 +64,16 @@ static pid_t frontend(unsigned n, int dir, size_t total)
     if (pid)
         return pid;
     xs = mockxs_open_as(&mock, STUB);
-    if (!xs || simcons_open(&sc, mock.dir, STUB, n) ||
-        simcons_publish(sc, xs))
+    if (!xs || simcons_open(&sc, mock.dir, STUB, n) || simcons_publish(sc, xs))
         _exit(2);
     for (size_t i = 0; i < sizeof(buf); i++)
         buf[i] = (unsigned char)(i * 7);
     while (done < total) {
-        long r = dir == 0 ? simcons_write(sc, buf,
-                                          total - done < sizeof(buf)
-                                              ? total - done
-                                              : sizeof(buf))
-                          : simcons_read(sc, buf, sizeof(buf));
+        long r = dir == 0
+                     ? simcons_write(sc, buf,
+                                     total - done < sizeof(buf) ? total - done
+                                                                : sizeof(buf))
+                     : simcons_read(sc, buf, sizeof(buf));
         if (r < 0)
             _exit(3);
         if (r == 0)
@@ -99,8 +98,8 @@ static uint64_t console_bytes_out(const stubdm_console *c)
 static void serve_or_die(unsigned n, stubdm_console_opts *o,
                          stubdm_console **c)
 {
-    if (stubdm_console_opts_set_transport(o,
-                                          STUBDM_CONSOLE_TRANSPORT_SIMULATED) ||
+    if (stubdm_console_opts_set_transport(
+            o, STUBDM_CONSOLE_TRANSPORT_SIMULATED) ||
         stubdm_console_opts_set_sim_dir(o, mock.dir) ||
         stubdm_console_serve(ctx, STUB, n, o, NULL, NULL, c))
         die("serve");

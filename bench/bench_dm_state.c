@@ -33,8 +33,10 @@ static int cmp_double(const void *a, const void *b)
 
 static stubdm_spawn_opts *config(const char *mem, int restore_fd)
 {
-    const char *args[] = { "-xen-domid", "1000", "-machine", "xenfv", "-m", mem,
-                           "-nodefaults", "-display", "none", "-no-shutdown" };
+    const char *args[] = {"-xen-domid",  "1000",     "-machine",
+                          "xenfv",       "-m",       mem,
+                          "-nodefaults", "-display", "none",
+                          "-no-shutdown"};
     stubdm_spawn_opts *c = NULL;
 
     if (stubdm_spawn_opts_new(&c))
@@ -99,9 +101,8 @@ static int one_case(stubdm_ctx *ctx, const char *mem, int rounds,
     qsort(save_ms, (size_t)rounds, sizeof(double), cmp_double);
     qsort(restore_ms, (size_t)rounds, sizeof(double), cmp_double);
     printf("%-10s %12llu %12.1f %12.1f %14.1f %14.1f\n", mem,
-           (unsigned long long)bytes, save_ms[rounds / 2],
-           save_ms[rounds - 1], restore_ms[rounds / 2],
-           restore_ms[rounds - 1]);
+           (unsigned long long)bytes, save_ms[rounds / 2], save_ms[rounds - 1],
+           restore_ms[rounds / 2], restore_ms[rounds - 1]);
     unlink(path);
     return 0;
 }
@@ -109,7 +110,7 @@ static int one_case(stubdm_ctx *ctx, const char *mem, int rounds,
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 5, rc = 0;
-    static const char *const mems[] = { "16", "64", "256" };
+    static const char *const mems[] = {"16", "64", "256"};
     struct mockxs m;
     stubdm_ctx *ctx;
 

@@ -169,7 +169,8 @@ __attribute__((noinline)) static int lib_round_trips(stubdm_ctx *ctx,
 
 /* What the library sends for query-status (its ids have 1 to 5 digits here;
  * the raw client's fixed id has 6), and what the peers answer. */
-static const char raw_req[] = "{\"execute\":\"query-status\",\"id\":123456}\r\n";
+static const char raw_req[] =
+    "{\"execute\":\"query-status\",\"id\":123456}\r\n";
 
 static int connect_unix(const char *path)
 {
@@ -293,7 +294,8 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("QMP round trips over the simulated transport (unix socket), "
-           "interleaved in blocks of %d\n", BLOCK);
+           "interleaved in blocks of %d\n",
+           BLOCK);
     raw.lat = calloc((size_t)n, sizeof(int64_t));
     echo.lat = calloc((size_t)n, sizeof(int64_t));
     lib.lat = calloc((size_t)n, sizeof(int64_t));
@@ -305,9 +307,9 @@ int main(int argc, char **argv)
     /* One peer per client, each its own process and socket. */
     snprintf(raw_path, sizeof(raw_path), "%s/raw.sock", sim.simdir);
     snprintf(echo_path, sizeof(echo_path), "%s/echo.sock", sim.simdir);
-    if (do_raw && (qmp_peer_start(&raw_peer, raw_path, answer) ||
-                   (raw_fd = connect_unix(raw_path)) < 0 ||
-                   raw_handshake(raw_fd))) {
+    if (do_raw &&
+        (qmp_peer_start(&raw_peer, raw_path, answer) ||
+         (raw_fd = connect_unix(raw_path)) < 0 || raw_handshake(raw_fd))) {
         fprintf(stderr, "raw client: cannot connect\n");
         return 1;
     }
@@ -321,7 +323,8 @@ int main(int argc, char **argv)
         stubdm_ctx_new(&ctx);
         stubdm_qmp_opts *o;
         stubdm_qmp_opts_new(&o);
-        stubdm_qmp_opts_set_limits(o, 0, 0, (size_t)n); /* all queued at once */
+        stubdm_qmp_opts_set_limits(o, 0, 0,
+                                   (size_t)n); /* all queued at once */
         int orc = stubdm_qmp_open_sync(ctx, 5, 1, o, &q);
         stubdm_qmp_opts_free(o);
         if (orc) {
@@ -415,8 +418,7 @@ int main(int argc, char **argv)
         char label[64];
         snprintf(label, sizeof(label), "QEMU %d.%d.%d query-status", maj, min,
                  mic);
-        struct side qs = {.label = label,
-                          .lat = calloc(200, sizeof(int64_t))};
+        struct side qs = {.label = label, .lat = calloc(200, sizeof(int64_t))};
         if (lib_round_trips(ctx, q, "query-status", 200, &qs) == 0)
             report(&qs);
         free(qs.lat);

@@ -29,8 +29,8 @@ static void add(struct stubdm__buf *b, const char *s)
  * objects with members, enums, arrays and builtins. */
 static void make_schema(struct stubdm__buf *b, size_t target)
 {
-    static const char *const types[] = {"str", "int", "bool", "any",
-                                        "number", "null"};
+    static const char *const types[] = {"str", "int",    "bool",
+                                        "any", "number", "null"};
     char item[1024];
     add(b, "{\"return\": [");
     for (unsigned i = 0; b->len < target; i++) {
@@ -143,8 +143,8 @@ int main(int argc, char **argv)
 
     parse_n(&text, 20, text.len); /* warm up */
     static const size_t chunks[] = {(size_t)-1, 65536, 2048};
-    static const char *const names[] = {"whole reply per feed",
-                                        "64 KiB reads", "2 KiB reads (vchan ring)"};
+    static const char *const names[] = {"whole reply per feed", "64 KiB reads",
+                                        "2 KiB reads (vchan ring)"};
     printf("query-qmp-schema-like reply: %zu bytes, %d rounds of %d parses\n",
            text.len, rounds, n);
     for (size_t i = 0; i < 3; i++) {

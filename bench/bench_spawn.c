@@ -76,10 +76,11 @@ static void on_spawned(stubdm_op *op, int rc, void *user)
 /* Returns wall ms; adds the library's CPU ms to *cpu. */
 static double round_once(stubdm_ctx *ctx, int n, bool qemu, double *cpu)
 {
-    static const char *const args_none[] = { "-machine", "none", "-m", "16",
-                                             "-nodefaults", "-display",
-                                             "none" };
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const args_none[] = {"-machine",    "none",
+                                            "-m",          "16",
+                                            "-nodefaults", "-display",
+                                            "none"};
+    static const char *const noqemu[] = {"--no-qemu"};
     struct one *o = calloc((size_t)n, sizeof(*o));
     int pending = n;
     double c0 = cpu_ms(), wall;
@@ -92,7 +93,7 @@ static double round_once(stubdm_ctx *ctx, int n, bool qemu, double *cpu)
         stubdm_spawn_opts_set_guest(c, 1000 + (uint32_t)i, NULL, NULL);
         stubdm_spawn_opts_set_args(c, args_none, 7);
         stubdm_spawn_opts_set_sim_program(c, sim_program, qemu ? NULL : noqemu,
-                                            qemu ? 0 : 1);
+                                          qemu ? 0 : 1);
         stubdm_spawn_opts_set_qmp(c, 1, 0);
         stubdm_spawn_opts_set_timeout(c, 120000);
         if (stubdm_spawn(ctx, c, NULL, on_spawned, &o[i], &o[i].s, NULL)) {
@@ -148,7 +149,8 @@ int main(int argc, char **argv)
     stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM);
 
     printf("bench_spawn: spawn -> running -> first QMP reply, simulated host, "
-           "%d rounds\n", rounds);
+           "%d rounds\n",
+           rounds);
     printf("%-28s %12s %12s %16s\n", "case", "wall p50 ms", "wall max ms",
            "lib CPU ms/stub");
     for (int q = 1; q >= 0; q--) {

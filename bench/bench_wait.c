@@ -152,8 +152,8 @@ static void run(int n, int gap_us)
     before = mallinfo2();
     cpu0 = cpu_s();
     for (int i = 0; i < n; i++)
-        if (stubdm_dm_wait_running(ctx, (uint32_t)(STUB_BASE + i), GUEST, 120000,
-                                on_done, &slots[i], NULL)) {
+        if (stubdm_dm_wait_running(ctx, (uint32_t)(STUB_BASE + i), GUEST,
+                                   120000, on_done, &slots[i], NULL)) {
             fprintf(stderr, "start: %s\n", stubdm_ctx_errmsg(ctx));
             exit(1);
         }

@@ -28,8 +28,8 @@ int main(int argc, char **argv)
     if (stubdm_ctx_new(&ctx) || stubdm_epoll_attach(&ep, ctx))
         return 1;
     if (stubdm_dm_wait_running(ctx, (uint32_t)atoi(argv[1]),
-                            (uint32_t)atoi(argv[2]), atoi(argv[3]),
-                            on_running, &result, NULL)) {
+                               (uint32_t)atoi(argv[2]), atoi(argv[3]),
+                               on_running, &result, NULL)) {
         fprintf(stderr, "%s\n", stubdm_ctx_errmsg(ctx));
         return 1;
     }

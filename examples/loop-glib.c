@@ -36,8 +36,8 @@ int main(int argc, char **argv)
     s.loop = g_main_loop_new(NULL, FALSE);
     a = stubdm_glib_attach(ctx, NULL);
     if (!a || stubdm_dm_wait_running(ctx, (uint32_t)atoi(argv[1]),
-                                  (uint32_t)atoi(argv[2]), atoi(argv[3]),
-                                  on_running, &s, NULL)) {
+                                     (uint32_t)atoi(argv[2]), atoi(argv[3]),
+                                     on_running, &s, NULL)) {
         fprintf(stderr, "%s\n", stubdm_ctx_errmsg(ctx));
         return 1;
     }

@@ -59,7 +59,8 @@
  * reader thread for watches, which the library never calls back from).
  * Separate ctxs are fully independent: the library has no global state.
  *
- * Domain ids are uint32_t; a valid domid is below 0x7FF0 (DOMID_FIRST_RESERVED).
+ * Domain ids are uint32_t; a valid domid is below 0x7FF0
+ * (DOMID_FIRST_RESERVED).
  */
 #ifndef LIBSTUBDM_H
 #define LIBSTUBDM_H
@@ -86,7 +87,7 @@ extern "C" {
 #define STUBDM_VERSION_PATCH 0
 /** The version as one comparable number: 0xMMmmpp. */
 #define STUBDM_VERSION_HEX                                                    \
-    ((STUBDM_VERSION_MAJOR << 16) | (STUBDM_VERSION_MINOR << 8) |            \
+    ((STUBDM_VERSION_MAJOR << 16) | (STUBDM_VERSION_MINOR << 8) |             \
      STUBDM_VERSION_PATCH)
 
 /*
@@ -105,7 +106,7 @@ extern "C" {
 /* Spawn-served consoles, stubdm_stubdom_save, stubdm_dm_save, restore fd,
  * pause. */
 #define STUBDM_HAVE_DM_STATE 1
-#define STUBDM_HAVE_CONSOLE_SERVE 1   /* stubdm_console_serve             */
+#define STUBDM_HAVE_CONSOLE_SERVE 1 /* stubdm_console_serve             */
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -146,9 +147,9 @@ typedef enum stubdm_err {
     STUBDM_ENOENT = -14,      /**< a node, domain or file does not exist    */
     STUBDM_EPERM = -15,       /**< permission denied (xenstore EACCES, ...) */
     STUBDM_EBUSY = -16,       /**< another client holds the QMP connection  */
-    STUBDM_ELIMIT = -17,      /**< input exceeds a protocol or configured limit */
-    STUBDM_ENOTSUP = -18,     /**< not supported here (e.g. no Xen present)  */
-    STUBDM_EXEN = -19,        /**< a hypervisor call failed; see os_errno   */
+    STUBDM_ELIMIT = -17,  /**< input exceeds a protocol or configured limit */
+    STUBDM_ENOTSUP = -18, /**< not supported here (e.g. no Xen present)  */
+    STUBDM_EXEN = -19,    /**< a hypervisor call failed; see os_errno   */
     STUBDM_ENOTSTUBDOM = -20, /**< the domain is not a stubdomain (destroy) */
 } stubdm_err;
 
@@ -603,10 +604,10 @@ typedef enum stubdm_console_backend {
 } stubdm_console_backend;
 
 /** Console roles, by console number. */
-#define STUBDM_CONSOLE_LOG 0      /**< QEMU and stubdomain log            */
-#define STUBDM_CONSOLE_SAVE 1     /**< QEMU device state, out             */
-#define STUBDM_CONSOLE_RESTORE 2  /**< QEMU device state, in (restore)    */
-#define STUBDM_CONSOLE_SERIAL0 3  /**< first guest serial                 */
+#define STUBDM_CONSOLE_LOG 0     /**< QEMU and stubdomain log            */
+#define STUBDM_CONSOLE_SAVE 1    /**< QEMU device state, out             */
+#define STUBDM_CONSOLE_RESTORE 2 /**< QEMU device state, in (restore)    */
+#define STUBDM_CONSOLE_SERIAL0 3 /**< first guest serial                 */
 /** At most this many guest serials. */
 #define STUBDM_CONSOLE_MAX_SERIALS 16
 
@@ -640,14 +641,15 @@ STUBDM_EXPORT int stubdm_contract_set_args(stubdm_contract *c,
 
 /** Choose the argv encoding and the per-value bound (0: default). */
 STUBDM_EXPORT int stubdm_contract_set_argv_encoding(
-    stubdm_contract *c, stubdm_dm_argv_encoding encoding, size_t max_value_len);
+    stubdm_contract *c, stubdm_dm_argv_encoding encoding,
+    size_t max_value_len);
 
 /**
  * Choose who serves the consoles (the frontend "type" of each).  With
- * STUBDM_CONSOLE_BACKEND_XENCONSOLED the layout has console 0 only: xenconsoled
- * serves nothing else, and a Linux stubdomain would wait 25 s at boot for
- * each console nobody serves; an output set for console 1, 2 or a serial
- * then makes layout/write fail with STUBDM_EINVAL (docs/protocol.md
+ * STUBDM_CONSOLE_BACKEND_XENCONSOLED the layout has console 0 only:
+ * xenconsoled serves nothing else, and a Linux stubdomain would wait 25 s at
+ * boot for each console nobody serves; an output set for console 1, 2 or a
+ * serial then makes layout/write fail with STUBDM_EINVAL (docs/protocol.md
  * section 4).
  */
 STUBDM_EXPORT int stubdm_contract_set_console_backend(
@@ -1085,7 +1087,7 @@ typedef struct stubdm_qmp_stats {
     uint64_t bytes_discarded; /**< stale bytes before a greeting         */
     uint64_t bytes_in;
     uint64_t bytes_out;
-    uint64_t connects;        /**< successful negotiations               */
+    uint64_t connects; /**< successful negotiations               */
 } stubdm_qmp_stats;
 
 /**
@@ -1346,8 +1348,9 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_args(stubdm_spawn_opts *cfg,
                                              size_t nargs);
 /** Console n's output, as stubdm_contract_set_console_output: 0 log,
  *  1 save, 2 restore, 3.. serials (in order). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(
-    stubdm_spawn_opts *cfg, unsigned n, const char *output);
+STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *cfg,
+                                                       unsigned n,
+                                                       const char *output);
 /**
  * Who serves consoles.  Default: STUBDM_CONSOLE_BACKEND_LIBSTUBDM on the
  * simulated host, STUBDM_CONSOLE_BACKEND_IOEMU (libxl's dom0 QEMU,
@@ -1429,14 +1432,15 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *cfg,
  *                stubdm_ctx_set_hotplug() says.
  */
 STUBDM_EXPORT int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *cfg,
-                                            const char *mac, const char *bridge,
+                                            const char *mac,
+                                            const char *bridge,
                                             const char *script);
 /** The XSM (FLASK) label of the stubdomain; NULL: the default. */
 STUBDM_EXPORT int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *cfg,
                                                   const char *label);
 /** Ask for this stubdomain domid (0, the default: the host chooses). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_stubdom_domid(
-    stubdm_spawn_opts *cfg, uint32_t domid);
+STUBDM_EXPORT int stubdm_spawn_opts_set_stubdom_domid(stubdm_spawn_opts *cfg,
+                                                      uint32_t domid);
 /** Bound on waiting for "running", > 0 ms. */
 STUBDM_EXPORT int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *cfg,
                                                 int timeout_ms);
@@ -1450,9 +1454,10 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *cfg, int open,
  * xenstored) and its arguments (e.g. "--die-at=after-argv", "--no-qemu").
  * A stubdomain author points this at a stand-in of their own.
  */
-STUBDM_EXPORT int stubdm_spawn_opts_set_sim_program(
-    stubdm_spawn_opts *cfg, const char *program, const char *const *args,
-    size_t nargs);
+STUBDM_EXPORT int stubdm_spawn_opts_set_sim_program(stubdm_spawn_opts *cfg,
+                                                    const char *program,
+                                                    const char *const *args,
+                                                    size_t nargs);
 
 /**
  * Validate without creating anything: every field, the files (kernel and
@@ -1564,8 +1569,8 @@ STUBDM_EXPORT stubdm_qmp *stubdm_stubdom_qmp(const stubdm_stubdom *s);
 STUBDM_EXPORT stubdm_console *stubdm_stubdom_console(const stubdm_stubdom *s,
                                                      unsigned n);
 /** The console backend the spawn used (the default resolved). */
-STUBDM_EXPORT stubdm_console_backend stubdm_stubdom_console_backend(
-    const stubdm_stubdom *s);
+STUBDM_EXPORT stubdm_console_backend
+stubdm_stubdom_console_backend(const stubdm_stubdom *s);
 
 /**
  * Pause / unpause a running stubdomain, e.g. together with its guest
@@ -1689,8 +1694,8 @@ enum {
  * image/device-model-domid, owned by dom0, names the stubdomain.  Any
  * other domain that exists (a guest, dom0's other domains, a domain some
  * other toolstack made) is refused with STUBDM_ENOTSTUBDOM and left
- * untouched, unless flags has STUBDM_STUBDOM_DESTROY_FORCE.  A vm path is taken
- * only from a dom0-owned "vm" node.
+ * untouched, unless flags has STUBDM_STUBDOM_DESTROY_FORCE.  A vm path is
+ * taken only from a dom0-owned "vm" node.
  *
  * A stubdomain another toolstack destroyed already (xl destroying its
  * guest, say, which removes /local/domain/<stubdom> but knows nothing of
@@ -1716,11 +1721,10 @@ enum {
  * @param flags  0 or STUBDM_STUBDOM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
  * @return 0, STUBDM_ENOENT (no such stubdomain: no domain, no backend of
  *         it in dom0), STUBDM_ENOTSTUBDOM (a domain that exists and is not
- *         a stubdomain, without STUBDM_STUBDOM_DESTROY_FORCE: nothing done, the
- *         message says why), STUBDM_EPERM (a hotplug script not trusted,
- *         see above), STUBDM_EINVAL (NULL ctx, domid 0 or reserved, unknown
- *         flags), or the teardown's first failure (every step is still
- *         attempted).
+ *         a stubdomain, without STUBDM_STUBDOM_DESTROY_FORCE: nothing done,
+ * the message says why), STUBDM_EPERM (a hotplug script not trusted, see
+ * above), STUBDM_EINVAL (NULL ctx, domid 0 or reserved, unknown flags), or the
+ * teardown's first failure (every step is still attempted).
  */
 STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx,
                                                       uint32_t stubdom_domid,
@@ -1884,8 +1888,8 @@ STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
 
 /**
  * Serve console n of a stubdomain whose contract was written with backend
- * kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM.  Opens the destination (log file, pty)
- * now, writes backend state InitWait (2), then from the loop: waits for
+ * kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM.  Opens the destination (log file,
+ * pty) now, writes backend state InitWait (2), then from the loop: waits for
  * the frontend's ring-ref and port (the keys Linux's hvc_xen writes;
  * console 0: ring-ref and port from the domain builder), maps and binds
  * them, writes Connected (4) and
@@ -1973,9 +1977,9 @@ STUBDM_EXPORT int stubdm_console_get_stats(const stubdm_console *c,
  * May be called at any time, also from a callback.
  * @return 0 or STUBDM_EINVAL (NULL ctx).
  */
-STUBDM_EXPORT int stubdm_ctx_set_console_limits(stubdm_ctx *ctx,
-                                                uint64_t bytes_per_second,
-                                                unsigned min_rotate_interval_ms);
+STUBDM_EXPORT int stubdm_ctx_set_console_limits(
+    stubdm_ctx *ctx, uint64_t bytes_per_second,
+    unsigned min_rotate_interval_ms);
 
 /**
  * Wait until everything the frontend has put in its output ring so far

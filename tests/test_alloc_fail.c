@@ -67,11 +67,12 @@ char *__wrap_strndup(const char *s, size_t n);
 int __wrap_vasprintf(char **out, const char *fmt, va_list ap);
 void __wrap_free(void *p);
 
-static atomic_long countdown; /* > 0: armed; the allocation taking it to 0 fails */
-static atomic_long counted;   /* allocations seen while armed */
-static atomic_bool hit;       /* the Nth allocation was failed */
-static pthread_t armed_by;    /* the test's thread */
-static void *hit_stack[16];   /* where it was failed */
+static atomic_long
+    countdown; /* > 0: armed; the allocation taking it to 0 fails */
+static atomic_long counted; /* allocations seen while armed */
+static atomic_bool hit;     /* the Nth allocation was failed */
+static pthread_t armed_by;  /* the test's thread */
+static void *hit_stack[16]; /* where it was failed */
 static int hit_depth;
 
 /* Allocations made while armed and not freed yet: left at the end of a
@@ -224,7 +225,6 @@ static bool disarm(void)
  * Check assertion (Check allocates), leaves everything as it found it. */
 typedef int path_fn(void *arg);
 
-
 static long sweep_n; /* the allocation failed in the current run */
 
 struct sweep_stats {
@@ -258,8 +258,10 @@ static struct sweep_stats sweep(const char *name, path_fn *fn, void *arg,
         arm(n);
         rc = fn(arg);
         if (!disarm()) {
-            ck_assert_msg(rc == 0, "%s: run %ld reached no failure but "
-                          "returned %d", name, n, rc);
+            ck_assert_msg(rc == 0,
+                          "%s: run %ld reached no failure but "
+                          "returned %d",
+                          name, n, rc);
             break;
         }
         st.runs++;
@@ -272,17 +274,20 @@ static struct sweep_stats sweep(const char *name, path_fn *fn, void *arg,
                     rc);
             backtrace_symbols_fd(hit_stack, hit_depth, 2);
         }
-        ck_assert_msg(rc <= 0, "%s: allocation %ld failed: returned %d",
-                      name, n, rc);
+        ck_assert_msg(rc <= 0, "%s: allocation %ld failed: returned %d", name,
+                      n, rc);
         if (check)
             check(arg);
         ck_assert_msg(!live_full, "%s: too many allocations to track", name);
-        ck_assert_msg(n_live == 0, "%s: allocation %ld failed: %zu "
-                      "allocations of the run not freed", name, n, n_live);
+        ck_assert_msg(n_live == 0,
+                      "%s: allocation %ld failed: %zu "
+                      "allocations of the run not freed",
+                      name, n, n_live);
     }
-    fprintf(stderr, "alloc-fail %-12s %ld allocations, %ld failing runs: "
-            "%ld errors, %ld absorbed\n", name, total, st.runs, st.errors,
-            st.absorbed);
+    fprintf(stderr,
+            "alloc-fail %-12s %ld allocations, %ld failing runs: "
+            "%ld errors, %ld absorbed\n",
+            name, total, st.runs, st.errors, st.absorbed);
     ck_assert_int_gt(st.runs, 0);
     return st;
 }
@@ -323,8 +328,8 @@ END_TEST
 #define STUB 5
 #define VM "/vm/00000000-0000-0000-0000-000000000004"
 
-static const char *const dm_args[] = {"-xen-domid", "4", "-machine", "xenfv",
-                                      "-m", "256"};
+static const char *const dm_args[] = {"-xen-domid", "4",  "-machine",
+                                      "xenfv",      "-m", "256"};
 
 static int path_dmargs(void *arg)
 {
@@ -334,8 +339,9 @@ static int path_dmargs(void *arg)
 
     (void)arg;
     if (!rc)
-        rc = stubdm_dm_argv_encode(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY, 0, dm_args,
-                               STUBDM_ARRAY_SIZE(dm_args), &nodes);
+        rc = stubdm_dm_argv_encode(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY, 0,
+                                   dm_args, STUBDM_ARRAY_SIZE(dm_args),
+                                   &nodes);
     stubdm_nodes_free(nodes);
     stubdm_ctx_free(ctx);
     return rc;
@@ -400,7 +406,8 @@ static int build_contract(stubdm_contract **out, int backend)
     if (!rc)
         rc = stubdm_contract_set_args(c, dm_args, STUBDM_ARRAY_SIZE(dm_args));
     if (!rc && backend)
-        rc = stubdm_contract_set_console_backend(c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM);
+        rc = stubdm_contract_set_console_backend(
+            c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM);
     if (!rc)
         rc = stubdm_contract_set_console_output(c, 0, "file:log");
     if (!rc)
@@ -611,8 +618,7 @@ static int path_spawn(void *arg)
     if (!rc)
         rc = stubdm_spawn_opts_set_args(c, args, 2);
     if (!rc)
-        rc = stubdm_spawn_opts_set_sim_program(c, fx.sim_program, sim_args,
-                                                 1);
+        rc = stubdm_spawn_opts_set_sim_program(c, fx.sim_program, sim_args, 1);
     if (!rc)
         rc = stubdm_spawn_opts_set_timeout(c, 10000);
     if (!rc)
@@ -622,7 +628,8 @@ static int path_spawn(void *arg)
         /* A failed destroy is reported, and a destroy by domid (what a
          * toolstack does next) then removes everything: run unarmed. */
         long left = atomic_exchange(&countdown, 0);
-        destroy_retry_rc = stubdm_stubdom_destroy_by_domid(ctx, stubdm_stubdom_domid(s));
+        destroy_retry_rc =
+            stubdm_stubdom_destroy_by_domid(ctx, stubdm_stubdom_domid(s));
         destroy_retries++;
         atomic_store(&countdown, left);
     }
@@ -636,7 +643,8 @@ static int path_spawn(void *arg)
 static void spawn_clean(void *arg)
 {
     (void)arg;
-    ck_assert_msg(destroy_retry_rc == 0, "allocation %ld failed: the "
+    ck_assert_msg(destroy_retry_rc == 0,
+                  "allocation %ld failed: the "
                   "destroy by domid after a failed destroy returned %d",
                   sweep_n, destroy_retry_rc);
     spawnfix_assert_clean(&fx, true);
@@ -644,7 +652,8 @@ static void spawn_clean(void *arg)
 
 START_TEST(alloc_spawn)
 {
-    static const struct spawnfix_opts o = {.verbose_env = "TEST_SPAWN_VERBOSE"};
+    static const struct spawnfix_opts o = {
+        .verbose_env = "TEST_SPAWN_VERBOSE"};
 
     struct xs_handle *xsh;
     char *r;
@@ -663,8 +672,10 @@ START_TEST(alloc_spawn)
     free(fx.dump_before);
     fx.dump_before = spawnfix_dump(&fx);
     sweep("spawn", path_spawn, NULL, spawn_clean);
-    fprintf(stderr, "alloc-fail spawn: %d failed destroys completed by a "
-            "destroy by domid\n", destroy_retries);
+    fprintf(stderr,
+            "alloc-fail spawn: %d failed destroys completed by a "
+            "destroy by domid\n",
+            destroy_retries);
     spawnfix_teardown(&fx);
 }
 END_TEST

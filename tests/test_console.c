@@ -53,8 +53,9 @@ static void write_contract(void)
     ck_assert_int_eq(stubdm_contract_set_domains(c, GUEST, STUB), 0);
     ck_assert_int_eq(stubdm_contract_set_vm_path(c, VM), 0);
     ck_assert_int_eq(stubdm_contract_set_args(c, args, 2), 0);
-    ck_assert_int_eq(
-        stubdm_contract_set_console_backend(c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_backend(
+                         c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM),
+                     0);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, "file:log"), 0);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 1, "file:save"), 0);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 2, "pipe:rest"), 0);
@@ -103,7 +104,8 @@ static stubdm_console *serve(unsigned n, stubdm_console_opts *o,
 {
     stubdm_console *c = NULL;
 
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, n, o, ts_on_done, r, &c), 0);
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, n, o, ts_on_done, r, &c),
+                     0);
     ck_assert_ptr_nonnull(c);
     stubdm_console_opts_free(o);
     return c;
@@ -114,7 +116,8 @@ static stubdm_console_opts *opts_new(void)
     stubdm_console_opts *o;
     ck_assert_int_eq(stubdm_console_opts_new(&o), 0);
     ck_assert_int_eq(stubdm_console_opts_set_transport(
-                         o, STUBDM_CONSOLE_TRANSPORT_SIMULATED), 0);
+                         o, STUBDM_CONSOLE_TRANSPORT_SIMULATED),
+                     0);
     return o;
 }
 
@@ -211,8 +214,9 @@ START_TEST(save_stream_byte_exact)
     wait_connected(c);
     while (recvd < STREAM_BYTES) {
         if (sent < STREAM_BYTES) {
-            size_t k = STREAM_BYTES - sent < sizeof(chunk) ? STREAM_BYTES - sent
-                                                           : sizeof(chunk);
+            size_t k = STREAM_BYTES - sent < sizeof(chunk)
+                           ? STREAM_BYTES - sent
+                           : sizeof(chunk);
             for (size_t i = 0; i < k; i++)
                 chunk[i] = stream_byte(sent + i, 1);
             long n = simcons_write(sc, chunk, k);
@@ -263,8 +267,9 @@ START_TEST(restore_stream_byte_exact_and_eof)
     wait_connected(c);
     while (recvd < STREAM_BYTES) {
         if (sent < STREAM_BYTES) {
-            size_t k = STREAM_BYTES - sent < sizeof(chunk) ? STREAM_BYTES - sent
-                                                           : sizeof(chunk);
+            size_t k = STREAM_BYTES - sent < sizeof(chunk)
+                           ? STREAM_BYTES - sent
+                           : sizeof(chunk);
             for (size_t i = 0; i < k; i++)
                 chunk[i] = stream_byte(sent + i, 2);
             ssize_t n = write(p[1], chunk, k);
@@ -410,9 +415,10 @@ START_TEST(log_flood_capped_with_drops)
     base = heap_used();
     while (console_stats(c).bytes_out < total) {
         if (sent < total) {
-            long n = simcons_write(sc, chunk, sizeof(chunk) < total - sent
-                                                  ? sizeof(chunk)
-                                                  : total - sent);
+            long n = simcons_write(sc, chunk,
+                                   sizeof(chunk) < total - sent
+                                       ? sizeof(chunk)
+                                       : total - sent);
             CHECK(n >= 0);
             sent += (size_t)n;
         }
@@ -463,9 +469,9 @@ START_TEST(log_rotation_files_and_sizes)
     while (sent < 45000) {
         for (size_t i = 0; i < sizeof(chunk); i++)
             chunk[i] = (unsigned char)('a' + (sent + i) / 10000);
-        long n = simcons_write(sc, chunk, sizeof(chunk) < 45000 - sent
-                                              ? sizeof(chunk)
-                                              : 45000 - sent);
+        long n = simcons_write(sc, chunk,
+                               sizeof(chunk) < 45000 - sent ? sizeof(chunk)
+                                                            : 45000 - sent);
         CHECK(n >= 0);
         sent += (size_t)n;
         CHECK(stubdm_ctx_run_once(ctx, 0) == 0);
@@ -515,8 +521,7 @@ START_TEST(hostile_out_prod_rate_limited)
     struct simcons *sc;
     stubdm_console *c;
 
-    ck_assert_int_eq(stubdm_ctx_set_console_limits(NULL, 1, 1),
-                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_ctx_set_console_limits(NULL, 1, 1), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_ctx_set_console_limits(ctx, rate, 1000), 0);
     snprintf(path, sizeof(path), "%s/qemu-dm.log", simdir);
     ck_assert_int_eq(stubdm_console_opts_set_log(o, path, 16384, 10), 0);
@@ -529,8 +534,9 @@ START_TEST(hostile_out_prod_rate_limited)
     uint64_t out = console_stats(c).bytes_out;
     uint64_t dropped = console_stats(c).bytes_dropped;
     uint64_t written = out - dropped;
-    fprintf(stderr, "out_prod spin: %.1f s, %" PRIu64 " bytes taken, %"
-            PRIu64 " written, %" PRIu64 " rotations\n",
+    fprintf(stderr,
+            "out_prod spin: %.1f s, %" PRIu64 " bytes taken, %" PRIu64
+            " written, %" PRIu64 " rotations\n",
             secs, out, written, console_stats(c).rotations);
     ck_assert_uint_gt(out, 4 * rate); /* the ring was kept moving */
     ck_assert_uint_le(written, (uint64_t)((secs + 1.0) * (double)rate));
@@ -586,8 +592,9 @@ START_TEST(hostile_stubdomain_does_not_starve_another)
     ck_assert_int_eq(simcons_publish(sc7, xs0), 0);
     wait_connected(c5);
     wait_connected(c7);
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done, &rw,
-                                         NULL), 0);
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
+                                            &rw, NULL),
+                     0);
 
     spin_watched_node(2000); /* a backlog of watch events */
     spin_out_prod(sc5, 300);
@@ -609,7 +616,8 @@ START_TEST(hostile_stubdomain_does_not_starve_another)
         if (logged < 0 && file_size(p7) == sizeof(line) - 1)
             logged = stubdm_now_ms();
     }
-    fprintf(stderr, "hostile neighbour: 7's log line after %lld ms, its "
+    fprintf(stderr,
+            "hostile neighbour: 7's log line after %lld ms, its "
             "running after %lld ms\n",
             (long long)(logged - t0), (long long)(rw.at_ms - t0));
     ck_assert_int_ge(logged, 0);
@@ -843,11 +851,10 @@ START_TEST(xenbus_states)
     ck_assert_int_eq(simcons_open(&sc, simdir, STUB, 1), 0);
     run(50);
     assert_be_state(1, "2");
-    ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/ring-ref",
-                       "8", 1));
     ck_assert(xs_write(xs5, XBT_NULL,
-                       "/local/domain/5/device/console/1/port", "3",
-                       1));
+                       "/local/domain/5/device/console/1/ring-ref", "8", 1));
+    ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/port",
+                       "3", 1));
     run(50);
     assert_be_state(1, "2");
     ck_assert_int_eq(simcons_set_state(sc, xs5, 3), 0); /* Initialised */
@@ -881,11 +888,10 @@ START_TEST(published_before_files_retries)
     ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
     ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
     c = serve(1, o, &r);
-    ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/ring-ref",
-                       "8", 1));
     ck_assert(xs_write(xs5, XBT_NULL,
-                       "/local/domain/5/device/console/1/port", "3",
-                       1));
+                       "/local/domain/5/device/console/1/ring-ref", "8", 1));
+    ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/port",
+                       "3", 1));
     ck_assert(xs_write(xs5, XBT_NULL, "/local/domain/5/device/console/1/state",
                        "3", 1));
     run(60);
@@ -1006,9 +1012,11 @@ START_TEST(invalid_arguments)
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "role"));
     ck_assert_int_eq(stubdm_console_serve(ctx, 0, 1, o, ts_on_done, &r, &c),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 19, o, ts_on_done, &r, &c),
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 19, o, ts_on_done, &r,
+                                          &c),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, ts_on_done, &r, NULL),
+    ck_assert_int_eq(stubdm_console_serve(ctx, STUB, 1, o, ts_on_done, &r,
+                                          NULL),
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, -1), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_console_opts_set_log(o, "/x", 0, 100),

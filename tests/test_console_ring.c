@@ -264,13 +264,17 @@ START_TEST(random_both_ways)
         long n;
         if (sent < sizeof(src)) {
             n = stubdm__cring_write(&fe, src + sent,
-                                    k < sizeof(src) - sent ? k : sizeof(src) - sent);
+                                    k < sizeof(src) - sent
+                                        ? k
+                                        : sizeof(src) - sent);
             ck_assert_int_ge(n, 0);
             sent += (size_t)n;
         }
         if (bsent < sizeof(src)) {
             n = stubdm__cring_write(&be, src + bsent,
-                                    k < sizeof(src) - bsent ? k : sizeof(src) - bsent);
+                                    k < sizeof(src) - bsent
+                                        ? k
+                                        : sizeof(src) - bsent);
             ck_assert_int_ge(n, 0);
             bsent += (size_t)n;
         }

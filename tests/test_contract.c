@@ -62,9 +62,11 @@ static stubdm_contract *basic(void)
     ck_assert_int_eq(stubdm_contract_set_vm_path(c, VM), 0);
     ck_assert_int_eq(stubdm_contract_set_args(c, args, 5), 0);
     ck_assert_int_eq(stubdm_contract_set_console_output(
-                         c, 0, "file:/var/log/xen/qemu-dm-guest.log"), 0);
+                         c, 0, "file:/var/log/xen/qemu-dm-guest.log"),
+                     0);
     ck_assert_int_eq(stubdm_contract_set_console_output(
-                         c, 1, "file:/var/lib/xen/qemu-save.4"), 0);
+                         c, 1, "file:/var/lib/xen/qemu-save.4"),
+                     0);
     return c;
 }
 
@@ -115,23 +117,27 @@ START_TEST(test_layout_golden)
     golden("basic", c);
     /* Restoring, two serials, console 0 ring, hvmloader keys. */
     ck_assert_int_eq(stubdm_contract_set_console_output(
-                         c, 2, "pipe:/var/lib/xen/qemu-resume.4"), 0);
+                         c, 2, "pipe:/var/lib/xen/qemu-resume.4"),
+                     0);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 3, "pty"), 0);
-    ck_assert_int_eq(stubdm_contract_set_console_output(c, 4, "file:/tmp/s1"), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 4, "file:/tmp/s1"),
+                     0);
     ck_assert_int_eq(stubdm_contract_set_console0_ring(c, 123456, 3), 0);
     ck_assert_int_eq(stubdm_contract_set_hvmloader(c, "seabios", 0), 0);
     golden("restore-serials-hvmloader", c);
     /* Serials without restoring: console 2 is a placeholder. */
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 2, NULL), 0);
     ck_assert_int_eq(stubdm_contract_set_toolstack_domid(c, TOOL7), 0);
-    ck_assert_int_eq(stubdm_contract_set_argv_encoding(
-                         c, STUBDM_DM_ARGV_MINIOS_DMARGS, 0), 0);
+    ck_assert_int_eq(
+        stubdm_contract_set_argv_encoding(c, STUBDM_DM_ARGV_MINIOS_DMARGS, 0),
+        0);
     golden("toolstack7-serials-placeholder-minios", c);
     /* xenconsoled serves console 0 only: a save output and serials are
      * refused (the stubdomain would wait 25 s at boot for each console
      * nobody serves), naming the first console asked for. */
     ck_assert_int_eq(stubdm_contract_set_console_backend(
-                         c, STUBDM_CONSOLE_BACKEND_XENCONSOLED), 0);
+                         c, STUBDM_CONSOLE_BACKEND_XENCONSOLED),
+                     0);
     golden("toolstack7-xenconsoled-refused", c);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 1, NULL), 0);
     golden("toolstack7-xenconsoled-serial-refused", c);
@@ -146,8 +152,8 @@ END_TEST
 
 /* ---- the spawn's own layouts ---------------------------------------------- */
 
-static const char spawn_macs[][MAC_LEN] = { "00:16:3e:00:00:01",
-                                            "00:16:3e:12:34:56" };
+static const char spawn_macs[][MAC_LEN] = {"00:16:3e:00:00:01",
+                                           "00:16:3e:12:34:56"};
 
 /* A spawn of c as its steps write it, from fixed facts. */
 static void spawn_golden(const char *name, const stubdm_spawn_opts *c,
@@ -189,7 +195,7 @@ static stubdm_spawn_opts *spawn_config(void)
     ck_assert_int_eq(stubdm_spawn_opts_new(&c), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_guest(c, GUEST, UUID, NULL), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_kernel(c, "/dev/null", NULL,
-                                                    "console=hvc0"),
+                                                  "console=hvc0"),
                      0);
     ck_assert_int_eq(stubdm_spawn_opts_set_args(c, args, 5), 0);
     return c;
@@ -201,17 +207,15 @@ START_TEST(test_spawn_layout_golden)
 
     /* Xen: the store ring published; a raw and a qcow2 disk, two nics. */
     ck_assert_int_eq(stubdm_spawn_opts_set_vcpus(c, 2), 0);
-    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/vg/guest4", "raw",
-                                                  0),
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/vg/guest4", "raw", 0),
                      0);
-    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, "block-lvm"),
-                     0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, "block-lvm"), 0);
     ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/srv/guest4.qcow2",
-                                                  "qcow2", 1),
+                                                "qcow2", 1),
                      0);
     ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, NULL, NULL, NULL), 0);
-    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, "00:16:3e:12:34:56",
-                                                 "br1", "/opt/vif-custom"),
+    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, "00:16:3e:12:34:56", "br1",
+                                               "/opt/vif-custom"),
                      0);
     spawn_golden("xen-disks-nics", c, false, false, false);
     stubdm_spawn_opts_free(c);
@@ -250,8 +254,9 @@ START_TEST(test_spawn_layout_api)
     ck_assert_str_eq(stubdm_nodes_path(nodes, 0), "/local/domain/5");
     ck_assert_str_eq(node_value(nodes, "/local/domain/5/name"), "guest4-dm");
     ck_assert_str_eq(node_value(nodes, "/local/domain/5/target"), "4");
-    ck_assert_str_eq(
-        node_value(nodes, "/local/domain/4/image/device-model-domid"), "5");
+    ck_assert_str_eq(node_value(nodes,
+                                "/local/domain/4/image/device-model-domid"),
+                     "5");
     ck_assert_str_eq(node_value(nodes, VM "/image/dm-argv/003"),
                      "-no-shutdown");
     v = node_value(nodes, "/local/domain/5/device/vif/0/mac");
@@ -263,11 +268,9 @@ START_TEST(test_spawn_layout_api)
                      STUBDM_EINVAL);
     ck_assert_ptr_null(nodes);
     ck_assert_int_eq(stubdm_spawn_opts_set_guest(c, GUEST, NULL, NULL), 0);
-    ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes),
-                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_spawn_opts_set_args(c, NULL, 0), 0);
-    ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes),
-                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_spawn_layout(ctx, c, STUB, &nodes), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "args"));
     stubdm_spawn_opts_free(c);
 }
@@ -284,27 +287,35 @@ START_TEST(test_setters)
     ck_assert_int_eq(stubdm_contract_set_vm_path(c, "/vm/x y"), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 4, "pty"),
                      STUBDM_EINVAL); /* gap: console 3 not set */
-    ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, ""), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, ""),
+                     STUBDM_EINVAL);
     for (unsigned i = 0; i < STUBDM_CONSOLE_MAX_SERIALS; i++)
-        ck_assert_int_eq(stubdm_contract_set_console_output(c, 3 + i, "pty"), 0);
+        ck_assert_int_eq(stubdm_contract_set_console_output(c, 3 + i, "pty"),
+                         0);
     ck_assert_int_eq(stubdm_contract_set_console_output(
-                         c, 3 + STUBDM_CONSOLE_MAX_SERIALS, "pty"), STUBDM_ELIMIT);
+                         c, 3 + STUBDM_CONSOLE_MAX_SERIALS, "pty"),
+                     STUBDM_ELIMIT);
     ck_assert_int_eq(stubdm_contract_set_console_output(c, 5, NULL),
                      STUBDM_EINVAL); /* not the last one */
-    ck_assert_int_eq(stubdm_contract_set_hvmloader(c, "rombios", 0), STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_contract_set_argv_encoding(c, 7, 0), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_hvmloader(c, "rombios", 0),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_argv_encoding(c, 7, 0),
+                     STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_contract_set_console_backend(c, 9), STUBDM_EINVAL);
     stubdm_contract_free(c);
 
     ck_assert_int_eq(stubdm_contract_new(&c), 0);
     ck_assert_int_eq(stubdm_contract_layout(ctx, c, &n), STUBDM_EINVAL);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "domids are not set"));
+    ck_assert_ptr_nonnull(
+        strstr(stubdm_ctx_errmsg(ctx), "domids are not set"));
     ck_assert_int_eq(stubdm_contract_set_domains(c, GUEST, STUB), 0);
     ck_assert_int_eq(stubdm_contract_layout(ctx, c, &n), STUBDM_EINVAL);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "vm path is not set"));
+    ck_assert_ptr_nonnull(
+        strstr(stubdm_ctx_errmsg(ctx), "vm path is not set"));
     ck_assert_int_eq(stubdm_contract_set_vm_path(c, VM), 0);
     ck_assert_int_eq(stubdm_contract_layout(ctx, c, &n), STUBDM_EINVAL);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "argument list is empty"));
+    ck_assert_ptr_nonnull(
+        strstr(stubdm_ctx_errmsg(ctx), "argument list is empty"));
     ck_assert_ptr_null(n);
     stubdm_contract_free(c);
     stubdm_contract_free(NULL);
@@ -343,7 +354,8 @@ START_TEST(test_write_permissions_remove)
     v = xs_read(xs0, XBT_NULL, "/local/domain/5/target", NULL);
     ck_assert_str_eq(v, "4");
     free(v);
-    v = xs_read(xs0, XBT_NULL, "/local/domain/4/image/device-model-domid", NULL);
+    v = xs_read(xs0, XBT_NULL, "/local/domain/4/image/device-model-domid",
+                NULL);
     ck_assert_str_eq(v, "5");
     free(v);
     v = xs_read(xs0, XBT_NULL, "/libxl/4/dm-version", NULL);
@@ -355,7 +367,8 @@ START_TEST(test_write_permissions_remove)
     ck_assert(can_read(stub, VM "/image/dm-argv/001"));
     ck_assert(!can_write(stub, VM "/image/dm-argv/001"));
     ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", "running", 7));
-    ck_assert(can_write(stub, "/local/domain/5/device-model/4/qmp-vchan/ring-ref"));
+    ck_assert(
+        can_write(stub, "/local/domain/5/device-model/4/qmp-vchan/ring-ref"));
     ck_assert(can_read(stub, "target"));
     ck_assert(!can_write(stub, "/local/domain/5/target") || 1);
     ck_assert(can_read(stub, "/local/domain/4/vm"));
@@ -377,7 +390,8 @@ START_TEST(test_write_permissions_remove)
     ck_assert(!can_read(other, "/local/domain/5/device-model/4/state"));
     ck_assert(!can_write(other, "/local/domain/5/device-model/4/state"));
     ck_assert(!can_read(other, "/local/domain/5/target"));
-    ck_assert(!can_read(other, "/local/domain/0/backend/console/5/0/frontend"));
+    ck_assert(
+        !can_read(other, "/local/domain/0/backend/console/5/0/frontend"));
     ck_assert(!can_write(other, "/local/domain/0/backend/console/5/0/state"));
 
     /* Teardown leaves exactly the store found before, including what the
@@ -487,15 +501,17 @@ START_TEST(test_refused_and_failed_leave_nothing)
     /* A toolstack without the rights to finish: the transaction fails
      * midway (EACCES) and is aborted as a whole. */
     ck_assert_int_eq(stubdm_contract_set_args(c, args, 5), 0);
-    xsfix_dir(xs0, VM "/image", TOOL7, 0); /* it may write the argv, not the rest */
+    xsfix_dir(xs0, VM "/image", TOOL7,
+              0); /* it may write the argv, not the rest */
     free(before);
     before = xsfix_dump(&mock);
     setenv("XENSTORED_PATH", mockxs_domain_socket(&mock, TOOL7), 1);
     ck_assert_int_eq(stubdm_ctx_new(&c7), 0);
     ck_assert_int_eq(stubdm_contract_write(c7, c), STUBDM_EPERM);
     ck_assert_int_eq(stubdm_ctx_os_errno(c7), EACCES);
-    ck_assert_msg(strstr(stubdm_ctx_errmsg(c7), "removing /local/domain/5/device-model/4"), "%s",
-                  stubdm_ctx_errmsg(c7));
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c7),
+                         "removing /local/domain/5/device-model/4"),
+                  "%s", stubdm_ctx_errmsg(c7));
     stubdm_ctx_free(c7);
     after = xsfix_dump(&mock);
     ck_assert_str_eq(before, after);
@@ -520,7 +536,8 @@ START_TEST(test_value_quota_midway)
     ck_assert_int_eq(stubdm_ctx_new(&c2), 0);
     ck_assert_int_eq(mockxs_dump(&small, &before), 0);
     ck_assert_int_eq(stubdm_contract_write(c2, c), STUBDM_ELIMIT);
-    ck_assert_msg(strstr(stubdm_ctx_errmsg(c2), "writing /local/domain/5/console/backend"),
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c2),
+                         "writing /local/domain/5/console/backend"),
                   "%s", stubdm_ctx_errmsg(c2));
     ck_assert_int_eq(mockxs_dump(&small, &after), 0);
     ck_assert_str_eq(before, after);
@@ -541,7 +558,8 @@ START_TEST(test_missing_vm_node)
     ck_assert(xs_rm(xs0, XBT_NULL, "/local/domain/4/vm"));
     before = xsfix_dump(&mock);
     ck_assert_int_eq(stubdm_contract_write(ctx, c), STUBDM_ENOENT);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "/local/domain/4/vm"));
+    ck_assert_ptr_nonnull(
+        strstr(stubdm_ctx_errmsg(ctx), "/local/domain/4/vm"));
     {
         char *after = xsfix_dump(&mock);
         ck_assert_str_eq(before, after);

@@ -88,12 +88,13 @@ static int assert_no_dom0_qemu(void)
          * argv), or any with Xen device-model options.  Other QEMUs on a
          * shared machine (a nested-Xen test VM) are not device models. */
         snprintf(cl, sizeof(cl), "/proc/%ld/cmdline", pid);
-        if (!proc_file_mentions(cl, fx.mock.dir) && !proc_file_mentions(cl, "-xen-domid"))
+        if (!proc_file_mentions(cl, fx.mock.dir) &&
+            !proc_file_mentions(cl, "-xen-domid"))
             continue;
         ck_assert(proc_stat(ppid, pcomm, sizeof(pcomm), &ppid, &st));
         if (strcmp(pcomm, "stubdm-sim-stub"))
-            ck_abort_msg("QEMU %ld runs outside a stubdomain (parent %s)",
-                         pid, pcomm);
+            ck_abort_msg("QEMU %ld runs outside a stubdomain (parent %s)", pid,
+                         pcomm);
         n++;
     }
     closedir(d);
@@ -121,11 +122,11 @@ static void log_count(void *user, stubdm_log_level level, int os_errno,
 
 static void setup(void)
 {
-    struct spawnfix_opts o = {
-        .log = log_count,
-        .log_level = getenv("TEST_DM_STATE_VERBOSE") ? STUBDM_LOG_DEBUG
-                                                     : STUBDM_LOG_WARN,
-        .baseline = true};
+    struct spawnfix_opts o = {.log = log_count,
+                              .log_level = getenv("TEST_DM_STATE_VERBOSE")
+                                               ? STUBDM_LOG_DEBUG
+                                               : STUBDM_LOG_WARN,
+                              .baseline = true};
 
     memset(&logged, 0, sizeof(logged));
     spawnfix_setup(&fx, &o);
@@ -137,12 +138,12 @@ static void teardown(void)
 }
 
 static const char *const qemu_args[] = {
-    "-xen-domid", "7", "-machine", "xenfv", "-m", "16", "-nodefaults",
-    "-display", "none", "-no-shutdown",
+    "-xen-domid", "7",           "-machine", "xenfv", "-m",
+    "16",         "-nodefaults", "-display", "none",  "-no-shutdown",
 };
 
 static stubdm_spawn_opts *config(const char *const *extra, size_t nextra,
-                                   const char *const *sim_args, size_t nsim)
+                                 const char *const *sim_args, size_t nsim)
 {
     stubdm_spawn_opts *c;
     const char *args[32];
@@ -180,8 +181,8 @@ static stubdm_console_stats console_stats(const stubdm_console *c)
 
 START_TEST(test_log_and_serial)
 {
-    static const char *const extra[] = { "-serial", "/dev/hvc3", "-device",
-                                         "sga" };
+    static const char *const extra[] = {"-serial", "/dev/hvc3", "-device",
+                                        "sga"};
     char log_path[300], ser_path[300], out[320];
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
@@ -219,7 +220,8 @@ START_TEST(test_log_and_serial)
     m.path = log_path;
     m.needle = "device model running";
     ck_assert(ts_run_until(fx.ctx, mentions, &m, 10000));
-    ck_assert(proc_file_mentions(log_path, "console 1 given to QEMU as fdset 1"));
+    ck_assert(
+        proc_file_mentions(log_path, "console 1 given to QEMU as fdset 1"));
     ck_assert_int_eq(stubdm_console_state(log), 4);
     ck_assert_uint_eq(console_stats(log).bytes_out, file_size(log_path));
     ck_assert_uint_eq(console_stats(log).bytes_dropped, 0);
@@ -243,8 +245,8 @@ END_TEST
 /* A serial as a pty: its path is published and output arrives on it. */
 START_TEST(test_serial_pty)
 {
-    static const char *const extra[] = { "-serial", "/dev/hvc3", "-device",
-                                         "sga" };
+    static const char *const extra[] = {"-serial", "/dev/hvc3", "-device",
+                                        "sga"};
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     const char *tty;
@@ -286,7 +288,8 @@ START_TEST(test_serial_pty)
 }
 END_TEST
 
-/* ---- save and restore ------------------------------------------------------ */
+/* ---- save and restore ------------------------------------------------------
+ */
 
 struct saved {
     char path[300];
@@ -304,8 +307,7 @@ static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
     fd = open(sv->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert_int_ge(fd, 0);
     t0 = stubdm_now_ms();
-    ck_assert_int_eq(
-        stubdm_stubdom_save_sync(s, fd, 20000, &sv->bytes), 0);
+    ck_assert_int_eq(stubdm_stubdom_save_sync(s, fd, 20000, &sv->bytes), 0);
     sv->ms = (double)(stubdm_now_ms() - t0);
     close(fd);
     /* Complete only once everything is out: the size reported, the
@@ -439,8 +441,9 @@ START_TEST(test_save_by_domid)
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert_int_ge(fd, 0);
     int64_t t0 = stubdm_now_ms();
-    ck_assert_int_eq(
-        stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000, &bytes), 0);
+    ck_assert_int_eq(stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000,
+                                         &bytes),
+                     0);
     ms = (double)(stubdm_now_ms() - t0);
     close(fd);
     ck_assert_uint_gt(bytes, 0);
@@ -453,8 +456,9 @@ START_TEST(test_save_by_domid)
     fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
     ck_assert_int_ge(fd, 0);
     bytes = 0;
-    ck_assert_int_eq(
-        stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000, &bytes), 0);
+    ck_assert_int_eq(stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000,
+                                         &bytes),
+                     0);
     close(fd);
     ck_assert_uint_gt(bytes, 0);
     ck_assert_uint_eq(bytes, file_size(path));
@@ -473,7 +477,7 @@ static bool console_ended(void *arg)
 
 START_TEST(test_hostile_ring_ends_one_console)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const noqemu[] = {"--no-qemu"};
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *c1;
@@ -524,8 +528,8 @@ START_TEST(test_hostile_ring_ends_one_console)
     /* Each blocking form takes its own subject: no NULL picks a mode. */
     ck_assert_int_eq(stubdm_stubdom_save_sync(NULL, 1, 1000, NULL),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_dm_save_sync(NULL, stubdm_stubdom_domid(s),
-                                         GUEST, 1, 1000, NULL),
+    ck_assert_int_eq(stubdm_dm_save_sync(NULL, stubdm_stubdom_domid(s), GUEST,
+                                         1, 1000, NULL),
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     stubdm_stubdom_free(s);
@@ -559,7 +563,7 @@ static char proc_state_of_domain(uint32_t domid)
 
 START_TEST(test_pause_unpause)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const noqemu[] = {"--no-qemu"};
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     char st = '?';
@@ -570,16 +574,18 @@ START_TEST(test_pause_unpause)
     stubdm_spawn_opts_free(c);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0); /* idempotent */
-    for (int i = 0; i < 100 && (st = proc_state_of_domain(
-                                    stubdm_stubdom_domid(s))) != 'T';
+    for (int i = 0;
+         i < 100 &&
+         (st = proc_state_of_domain(stubdm_stubdom_domid(s))) != 'T';
          i++)
         usleep(10000);
     ck_assert_int_eq(st, 'T');
     ck_assert_int_eq(stubdm_stubdom_save(s, 1, 1000, NULL, NULL, NULL),
                      STUBDM_ESTATE);
     ck_assert_int_eq(stubdm_stubdom_unpause(s), 0);
-    for (int i = 0; i < 100 && (st = proc_state_of_domain(
-                                    stubdm_stubdom_domid(s))) == 'T';
+    for (int i = 0;
+         i < 100 &&
+         (st = proc_state_of_domain(stubdm_stubdom_domid(s))) == 'T';
          i++)
         usleep(10000);
     ck_assert_int_ne(st, 'T');
@@ -601,13 +607,15 @@ START_TEST(test_validate_consoles)
                      STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "console 0"));
     ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0, NULL), 0);
-    ck_assert_int_eq(
-        stubdm_spawn_opts_set_console_output(c, 3, "udp:1.2.3.4:5"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3,
+                                                          "udp:1.2.3.4:5"),
+                     0);
     ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "console 3"));
     ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, NULL), 0);
     ck_assert_int_eq(
-        stubdm_spawn_opts_set_console_backend(c, STUBDM_CONSOLE_BACKEND_IOEMU), 0);
+        stubdm_spawn_opts_set_console_backend(c, STUBDM_CONSOLE_BACKEND_IOEMU),
+        0);
     ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, 0), 0);
     ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "restore"));
@@ -690,7 +698,7 @@ static pid_t sim_domain_pid(void)
  * and this test produces on console 1's page in its place. */
 START_TEST(test_save_stream_bounded)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const noqemu[] = {"--no-qemu"};
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *c1;
@@ -736,8 +744,7 @@ START_TEST(test_save_stream_bounded)
     snprintf(out, sizeof(out), "%s/endless.state", fx.mock.dir);
     outfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert_int_ge(outfd, 0);
-    ck_assert_int_eq(stubdm_stubdom_save(s, outfd, 20000, NULL, NULL, &op),
-                     0);
+    ck_assert_int_eq(stubdm_stubdom_save(s, outfd, 20000, NULL, NULL, &op), 0);
     ck_assert_int_eq(stubdm_stubdom_pause(s), 0);
     /* Notifications must come from the frontend's own socket (the
      * backend's is connected to it): borrowed from the paused stand-in. */
@@ -759,8 +766,8 @@ START_TEST(test_save_stream_bounded)
     ck_assert(stubdm_op_is_done(op));
     ck_assert_msg(stubdm_op_result(op) == STUBDM_ELIMIT, "%s: %s",
                   stubdm_errname(stubdm_op_result(op)), stubdm_op_errmsg(op));
-    ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op),
-                                 "exceeds the limit of 1048576 bytes"));
+    ck_assert_ptr_nonnull(
+        strstr(stubdm_op_errmsg(op), "exceeds the limit of 1048576 bytes"));
     ck_assert_int_lt(stubdm_now_ms() - t0, 10000); /* not the timeout */
     stubdm_op_free(op);
     ck_assert_int_eq(fstat(outfd, &st), 0);
@@ -780,8 +787,8 @@ END_TEST
  * node: here one the stubdomain re-created (owner 9) saying "libstubdm". */
 START_TEST(test_save_console_type_owner)
 {
-    static const struct xs_permissions stub_own[] = { { 9, XS_PERM_NONE },
-                                                      { 0, XS_PERM_READ } };
+    static const struct xs_permissions stub_own[] = {{9, XS_PERM_NONE},
+                                                     {0, XS_PERM_READ}};
     struct xs_handle *xsh = mockxs_open_as(&fx.mock, 0);
     const char *type = "/local/domain/9/device/console/1/type";
     uint64_t bytes = 0;
@@ -838,8 +845,7 @@ START_TEST(test_save_forged_stream_end)
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
     const char *pre = getenv("LD_PRELOAD");
     int timeout = pre && strstr(pre, "vgpreload") ? 20000 : 3000;
-    struct xs_permissions dom0_own[2] = { { 0, XS_PERM_NONE },
-                                          { 0, XS_PERM_READ } };
+    struct xs_permissions dom0_own[2] = {{0, XS_PERM_NONE}, {0, XS_PERM_READ}};
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
@@ -858,8 +864,8 @@ START_TEST(test_save_forged_stream_end)
     domid = stubdm_stubdom_domid(s);
     snprintf(req, sizeof(req),
              "/local/domain/%u/device/console/1/stream-end-request", domid);
-    snprintf(node, sizeof(node), "/local/domain/%u/device/console/1/stream-end",
-             domid);
+    snprintf(node, sizeof(node),
+             "/local/domain/%u/device/console/1/stream-end", domid);
     ck_assert(xs_write(h, XBT_NULL, node, "", 0));
     dom0_own[1].id = domid;
     ck_assert(xs_set_permissions(h, XBT_NULL, node, dom0_own, 2));

@@ -84,16 +84,23 @@ static char *unescape(const char *s)
         }
         s++;
         switch (*s) {
-        case 'n': *o++ = '\n'; break;
-        case 't': *o++ = '\t'; break;
-        case '\\': *o++ = '\\'; break;
+        case 'n':
+            *o++ = '\n';
+            break;
+        case 't':
+            *o++ = '\t';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
         case 'x': {
             char h[3] = {s[1], s[2], 0};
             *o++ = (char)strtoul(h, NULL, 16);
             s += 2;
             break;
         }
-        default: ck_abort_msg("bad escape \\%c", *s);
+        default:
+            ck_abort_msg("bad escape \\%c", *s);
         }
     }
     *o = 0;
@@ -190,7 +197,8 @@ START_TEST(test_golden)
             fclose(fp);
         }
         want = ts_slurp(gold);
-        ck_assert_msg(want != NULL, "missing %s (STUBDM_REGEN_GOLDEN=1)", gold);
+        ck_assert_msg(want != NULL, "missing %s (STUBDM_REGEN_GOLDEN=1)",
+                      gold);
         ck_assert_msg(!strcmp(got, want), "%s differs from %s:\n%s", path,
                       gold, got);
         free(got);
@@ -214,7 +222,8 @@ static char *tools_readback(unsigned domid, const char *dir, size_t *len)
     size_t n;
     FILE *p;
 
-    snprintf(cmd, sizeof(cmd), "XENSTORED_PATH='%s' bash '%s/dmargs/readback.sh' '%s'",
+    snprintf(cmd, sizeof(cmd),
+             "XENSTORED_PATH='%s' bash '%s/dmargs/readback.sh' '%s'",
              mockxs_domain_socket(&mock, domid), STUBDM_TEST_DATA, dir);
     p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
@@ -234,8 +243,8 @@ static void assert_tools_give(const char *const *args, size_t nargs)
 
     for (; off < len; i++) {
         ck_assert_uint_lt(i, nargs);
-        ck_assert_msg(!strcmp(out + off, args[i]), "argument %zu: got \"%.80s\"",
-                      i, out + off);
+        ck_assert_msg(!strcmp(out + off, args[i]),
+                      "argument %zu: got \"%.80s\"", i, out + off);
         off += strlen(out + off) + 1;
     }
     ck_assert_uint_eq(i, nargs);
@@ -258,14 +267,19 @@ static void assert_library_gives(stubdm_dm_argv_encoding enc,
 
 START_TEST(test_roundtrip_tools)
 {
-    const char *meta[] = {"-name", "my guest \"q\" 'x' $HOME `id` *.img ;|&<>",
-                          "a  b", " leading", "trailing ", "=,:%", "-m", "1"};
+    const char *meta[] = {
+        "-name",     "my guest \"q\" 'x' $HOME `id` *.img ;|&<>",
+        "a  b",      " leading",
+        "trailing ", "=,:%",
+        "-m",        "1"};
     char *big = malloc(STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN + 1);
     const char *one[2];
     char **many = calloc(STUBDM_DM_ARGV_MAX_ARGS, sizeof(*many));
 
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
-                                          0, meta, 8), 0);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
+                                          STUBDM_DM_ARGV_DIRECTORY, 0, meta,
+                                          8),
+                     0);
     assert_tools_give(meta, 8);
     assert_library_gives(STUBDM_DM_ARGV_DIRECTORY, meta, 8);
 
@@ -275,17 +289,20 @@ START_TEST(test_roundtrip_tools)
     big[STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN] = 0;
     one[0] = "-append";
     one[1] = big;
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
-                                          0, one, 2), 0);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
+                                          STUBDM_DM_ARGV_DIRECTORY, 0, one, 2),
+                     0);
     assert_tools_give(one, 2);
     assert_library_gives(STUBDM_DM_ARGV_DIRECTORY, one, 2);
 
     /* 999 arguments: the keys still sort as text in numeric order. */
     for (int i = 0; i < STUBDM_DM_ARGV_MAX_ARGS; i++)
         many[i] = stubdm__sprintf("arg-%d", i + 1);
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
-                                          0, (const char *const *)many,
-                                          STUBDM_DM_ARGV_MAX_ARGS), 0);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
+                                          STUBDM_DM_ARGV_DIRECTORY, 0,
+                                          (const char *const *)many,
+                                          STUBDM_DM_ARGV_MAX_ARGS),
+                     0);
     assert_tools_give((const char *const *)many, STUBDM_DM_ARGV_MAX_ARGS);
     assert_library_gives(STUBDM_DM_ARGV_DIRECTORY, (const char *const *)many,
                          STUBDM_DM_ARGV_MAX_ARGS);
@@ -316,7 +333,8 @@ START_TEST(test_real_stubdomain_mangles)
     out = tools_readback(STUB, DIRP, &len);
     /* The empty value is dropped; the others come back escaped. */
     ck_assert_uint_eq(len, sizeof("a\0caf\\xc3\\xa9\0x\\x1by\0b\\\\s\0t\\tu"));
-    ck_assert_int_eq(memcmp(out, "a\0caf\\xc3\\xa9\0x\\x1by\0b\\\\s\0t\\tu", len),
+    ck_assert_int_eq(memcmp(out, "a\0caf\\xc3\\xa9\0x\\x1by\0b\\\\s\0t\\tu",
+                            len),
                      0);
     free(out);
     /* The library's reader reads the same way. */
@@ -350,10 +368,12 @@ static void check_refusal(const struct refusal *r, const char *const *args,
                                   r->stub ? r->stub : STUB, r->enc, r->max,
                                   args, nargs);
 
-    ck_assert_msg(rc == r->rc, "expected %s, got %s (%s)", stubdm_errname(r->rc),
-                  stubdm_errname(rc), stubdm_ctx_errmsg(ctx));
-    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), r->msg), "message \"%s\" lacks \"%s\"",
-                  stubdm_ctx_errmsg(ctx), r->msg);
+    ck_assert_msg(rc == r->rc, "expected %s, got %s (%s)",
+                  stubdm_errname(r->rc), stubdm_errname(rc),
+                  stubdm_ctx_errmsg(ctx));
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), r->msg),
+                  "message \"%s\" lacks \"%s\"", stubdm_ctx_errmsg(ctx),
+                  r->msg);
     /* Refused before any request, and the store is untouched. */
     ck_assert_uint_eq(stubdm__xs_requests(ctx), req);
     after = xsfix_dump(&mock);
@@ -365,37 +385,133 @@ static void check_refusal(const struct refusal *r, const char *const *args,
 static char longarg[STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN + 2];
 
 static const struct refusal refusals[] = {
-    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {0}, 0, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     NULL,
+     0,
+     {0},
+     0,
+     STUBDM_EINVAL,
      "dm-argv: the argument list is empty"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", "-b", "x\ny"}, 3, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     NULL,
+     0,
+     {"-a", "-b", "x\ny"},
+     3,
+     STUBDM_EINVAL,
      "dm-argv: args[2] (key 003) contains a newline at byte 1"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", ""}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     NULL,
+     0,
+     {"-a", ""},
+     2,
+     STUBDM_EINVAL,
      "dm-argv: args[1] (key 002) is empty"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"caf\xc3\xa9"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     NULL,
+     0,
+     {"caf\xc3\xa9"},
+     1,
+     STUBDM_EINVAL,
      "dm-argv: args[0] (key 001) contains byte 0xc3 at byte 3"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"-a", "x\x1b"}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     NULL,
+     0,
+     {"-a", "x\x1b"},
+     2,
+     STUBDM_EINVAL,
      "args[1] (key 002) contains byte 0x1b"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"a\\b"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     NULL,
+     0,
+     {"a\\b"},
+     1,
+     STUBDM_EINVAL,
      "args[0] (key 001) contains byte 0x5c"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {"a", "b", "c", "d\te"}, 4,
-     STUBDM_EINVAL, "args[3] (key 004) contains byte 0x09"},
-    {STUBDM_DM_ARGV_DIRECTORY, 4, NULL, 0, {"-m", "12345"}, 2, STUBDM_ELIMIT,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     NULL,
+     0,
+     {"a", "b", "c", "d\te"},
+     4,
+     STUBDM_EINVAL,
+     "args[3] (key 004) contains byte 0x09"},
+    {STUBDM_DM_ARGV_DIRECTORY,
+     4,
+     NULL,
+     0,
+     {"-m", "12345"},
+     2,
+     STUBDM_ELIMIT,
      "dm-argv: args[1] (key 002) is 5 bytes, more than the 4"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, "/local/domain/4", 0, {"-m"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     "/local/domain/4",
+     0,
+     {"-m"},
+     1,
+     STUBDM_EINVAL,
      "does not start with /vm/"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, "/vm/a.b", 0, {"-m"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     "/vm/a.b",
+     0,
+     {"-m"},
+     1,
+     STUBDM_EINVAL,
      "not a valid xenstore path"},
-    {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0x7FF0, {"-m"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_DIRECTORY,
+     0,
+     NULL,
+     0x7FF0,
+     {"-m"},
+     1,
+     STUBDM_EINVAL,
      "invalid stubdomain domid"},
-    {STUBDM_DM_ARGV_MINIOS_DMARGS, 0, NULL, 0, {"-name", "a b"}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_MINIOS_DMARGS,
+     0,
+     NULL,
+     0,
+     {"-name", "a b"},
+     2,
+     STUBDM_EINVAL,
      "dmargs (MiniOS): args[1] contains a space at byte 1"},
-    {STUBDM_DM_ARGV_MINIOS_DMARGS, 0, NULL, 0, {"-name", ""}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_MINIOS_DMARGS,
+     0,
+     NULL,
+     0,
+     {"-name", ""},
+     2,
+     STUBDM_EINVAL,
      "dmargs (MiniOS): args[1] is empty"},
-    {STUBDM_DM_ARGV_MINIOS_DMARGS, 8, NULL, 0, {"-m", "1024", "-x"}, 3,
-     STUBDM_ELIMIT, "the joined string reaches 10 bytes at args[2]"},
-    {STUBDM_DM_ARGV_ESC_STRING, 0, NULL, 0, {"a", "b\x1b"}, 2, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_MINIOS_DMARGS,
+     8,
+     NULL,
+     0,
+     {"-m", "1024", "-x"},
+     3,
+     STUBDM_ELIMIT,
+     "the joined string reaches 10 bytes at args[2]"},
+    {STUBDM_DM_ARGV_ESC_STRING,
+     0,
+     NULL,
+     0,
+     {"a", "b\x1b"},
+     2,
+     STUBDM_EINVAL,
      "args[1] contains the separator byte 0x1b at byte 1"},
-    {STUBDM_DM_ARGV_ESC_STRING, 0, NULL, 0, {"a\n"}, 1, STUBDM_EINVAL,
+    {STUBDM_DM_ARGV_ESC_STRING,
+     0,
+     NULL,
+     0,
+     {"a\n"},
+     1,
+     STUBDM_EINVAL,
      "args[0] contains a newline at byte 1"},
 };
 
@@ -403,8 +519,10 @@ START_TEST(test_refusals)
 {
     /* Something to keep: an earlier argv must survive refused writes. */
     const char *prev[] = {"-m", "512"};
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
-                                          0, prev, 2), 0);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
+                                          STUBDM_DM_ARGV_DIRECTORY, 0, prev,
+                                          2),
+                     0);
     for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
         check_refusal(&refusals[i], refusals[i].args, refusals[i].nargs);
 }
@@ -412,9 +530,15 @@ END_TEST
 
 START_TEST(test_refusal_limits)
 {
-    struct refusal r = {STUBDM_DM_ARGV_DIRECTORY, 0, NULL, 0, {0}, 0,
-                        STUBDM_ELIMIT, "dm-argv: args[1] (key 002) is 2049 "
-                                       "bytes, more than the 2048"};
+    struct refusal r = {STUBDM_DM_ARGV_DIRECTORY,
+                        0,
+                        NULL,
+                        0,
+                        {0},
+                        0,
+                        STUBDM_ELIMIT,
+                        "dm-argv: args[1] (key 002) is 2049 "
+                        "bytes, more than the 2048"};
     const char *args[2] = {"-append", longarg};
     const char **many = calloc(1000, sizeof(*many));
     const char *withnull[] = {"-a", NULL};
@@ -452,12 +576,16 @@ START_TEST(test_stale_keys_removed)
     char **k;
 
     ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
-                                          STUBDM_DM_ARGV_MINIOS_DMARGS, 0, five, 5),
+                                          STUBDM_DM_ARGV_MINIOS_DMARGS, 0,
+                                          five, 5),
                      0);
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
-                                          0, five, 5), 0);
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
-                                          0, two, 2), 0);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
+                                          STUBDM_DM_ARGV_DIRECTORY, 0, five,
+                                          5),
+                     0);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
+                                          STUBDM_DM_ARGV_DIRECTORY, 0, two, 2),
+                     0);
     k = xs_directory(xs0, XBT_NULL, DIRP, &n);
     ck_assert_uint_eq(n, 2);
     free(k);
@@ -475,17 +603,20 @@ START_TEST(test_legacy_roundtrip)
     char *v;
 
     ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
-                                          STUBDM_DM_ARGV_MINIOS_DMARGS, 0, a, 5),
+                                          STUBDM_DM_ARGV_MINIOS_DMARGS, 0, a,
+                                          5),
                      0);
     v = xs_read(xs0, XBT_NULL, VM "/image/dmargs", &len);
     ck_assert_str_eq(v, "-M xenfv -m 1024 caf\xc3\xa9");
     free(v);
     assert_library_gives(STUBDM_DM_ARGV_MINIOS_DMARGS, a, 5);
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_ESC_STRING,
-                                          0, e, 5), 0);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
+                                          STUBDM_DM_ARGV_ESC_STRING, 0, e, 5),
+                     0);
     assert_library_gives(STUBDM_DM_ARGV_ESC_STRING, e, 5);
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY, NULL,
-                                         NULL), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY,
+                                         NULL, NULL),
+                     STUBDM_EINVAL);
 }
 END_TEST
 
@@ -498,8 +629,9 @@ START_TEST(test_permissions)
     unsigned n;
     char *v, **k;
 
-    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
-                                          0, a, 2), 0);
+    ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
+                                          STUBDM_DM_ARGV_DIRECTORY, 0, a, 2),
+                     0);
     /* The stubdomain reads and lists, but cannot change, its argv. */
     v = xs_read(stub, XBT_NULL, DIRP "/002", NULL);
     ck_assert_str_eq(v, "512");
@@ -539,7 +671,8 @@ START_TEST(test_request_count)
         ck_assert_int_eq(stubdm_dm_argv_write(ctx, VM, STUB,
                                               STUBDM_DM_ARGV_DIRECTORY, 0,
                                               (const char *const *)args,
-                                              sizes[s]), 0);
+                                              sizes[s]),
+                         0);
         /* start + rm dm-argv + rm dmargs + write dir + set perms + N
          * writes + commit, in one transaction. */
         ck_assert_uint_eq(stubdm__xs_requests(ctx) - before, sizes[s] + 6);
@@ -565,8 +698,9 @@ START_TEST(test_failure_midway)
     setenv("XENSTORED_PATH", mockxs_socket(&small), 1);
     ck_assert_int_eq(stubdm_ctx_new(&c2), 0);
     ck_assert_int_eq(mockxs_dump(&small, &before), 0);
-    ck_assert_int_eq(stubdm_dm_argv_write(c2, VM, STUB, STUBDM_DM_ARGV_DIRECTORY,
-                                          0, a, 4), STUBDM_ELIMIT);
+    ck_assert_int_eq(stubdm_dm_argv_write(c2, VM, STUB,
+                                          STUBDM_DM_ARGV_DIRECTORY, 0, a, 4),
+                     STUBDM_ELIMIT);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(c2), DIRP "/003"));
     ck_assert_int_eq(stubdm_ctx_os_errno(c2), E2BIG);
     ck_assert_int_eq(mockxs_dump(&small, &after), 0);
@@ -583,14 +717,16 @@ START_TEST(test_reader_bounds)
     char p[128];
     char **got = NULL;
 
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY, &got,
-                                         NULL), STUBDM_ENOENT);
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY,
+                                         &got, NULL),
+                     STUBDM_ENOENT);
     for (int i = 1; i <= 1000; i++) {
         snprintf(p, sizeof(p), DIRP "/%03d", i);
         ck_assert(xs_write(xs0, XBT_NULL, p, "x", 1));
     }
-    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY, &got,
-                                         NULL), STUBDM_ELIMIT);
+    ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_DIRECTORY,
+                                         &got, NULL),
+                     STUBDM_ELIMIT);
     ck_assert_ptr_null(got);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "1000 keys"));
 }
@@ -607,20 +743,23 @@ START_TEST(test_legacy_value_with_nul)
 
     ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", "a \0c", 4));
     ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_MINIOS_DMARGS,
-                                         &got, &n), 0);
+                                         &got, &n),
+                     0);
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(got[0], "a");
     ck_assert_ptr_null(got[1]);
     stubdm_dm_argv_free(got);
     ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", v, sizeof(v) - 1));
     ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_ESC_STRING,
-                                         &got, &n), 0);
+                                         &got, &n),
+                     0);
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(got[0], "-m 512 ");
     stubdm_dm_argv_free(got);
     ck_assert(xs_write(xs0, XBT_NULL, VM "/image/dmargs", "\0x", 2));
     ck_assert_int_eq(stubdm_dm_argv_read(ctx, VM, STUBDM_DM_ARGV_MINIOS_DMARGS,
-                                         &got, &n), STUBDM_ENOENT);
+                                         &got, &n),
+                     STUBDM_ENOENT);
     ck_assert_ptr_null(got);
 }
 END_TEST

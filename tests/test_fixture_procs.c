@@ -79,9 +79,10 @@ END_TEST
 /* ---- fixtures of a killed test ------------------------------------------ */
 
 enum { TEST, MOCK, SIMDOM, QEMU, PEER, NPIDS };
-static const char *const names[NPIDS] = {
-    "the test process", "the mock xenstored", "the simulated stubdomain",
-    "QEMU", "the scripted QMP peer"};
+static const char *const names[NPIDS] = {"the test process",
+                                         "the mock xenstored",
+                                         "the simulated stubdomain", "QEMU",
+                                         "the scripted QMP peer"};
 
 struct report {
     pid_t pid[NPIDS];

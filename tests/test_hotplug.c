@@ -58,8 +58,9 @@ static void log_hook(void *user, stubdm_log_level level, int os_errno,
 
 static void setup(void)
 {
-    static const struct spawnfix_opts o = {
-        .log = log_hook, .log_level = STUBDM_LOG_DEBUG, .baseline = true};
+    static const struct spawnfix_opts o = {.log = log_hook,
+                                           .log_level = STUBDM_LOG_DEBUG,
+                                           .baseline = true};
 
     logbuf[0] = '\0';
     spawnfix_setup(&fx, &o);
@@ -94,7 +95,8 @@ static void make_script(const char *mode, char *out, size_t len)
         "#!/bin/sh\n"
         "dir=$(dirname \"$XENSTORED_PATH\")\n"
         "rec=\"$dir/rec-$XENBUS_TYPE-${XENBUS_PATH##*/}-$1\"\n"
-        "{ printf 'ARGS'; for a in \"$0\" \"$@\"; do printf ' %%s' \"$a\"; done;"
+        "{ printf 'ARGS'; for a in \"$0\" \"$@\"; do printf ' %%s' \"$a\"; "
+        "done;"
         " echo; tr '\\0' '\\n' < /proc/$$/environ | sort | sed 's/^/ENV /'; } "
         "> \"$rec.tmp\"\n"
         "case \"$1\" in\n"
@@ -159,8 +161,8 @@ static void assert_no_record(const char *what)
 
 static stubdm_spawn_opts *config(void)
 {
-    static const char *const qemu_args[] = { "-machine", "none" };
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const qemu_args[] = {"-machine", "none"};
+    static const char *const noqemu[] = {"--no-qemu"};
 
     return spawnfix_config(&fx, GUEST, qemu_args, 2, noqemu, 1, 10000);
 }
@@ -168,7 +170,7 @@ static stubdm_spawn_opts *config(void)
 /* A config with one disk (xvda) and one nic, both with the script of
  * this mode. */
 static stubdm_spawn_opts *config_with(const char *disk_mode,
-                                        const char *nic_mode)
+                                      const char *nic_mode)
 {
     stubdm_spawn_opts *c = config();
     char ds[PATH_MAX], ns[PATH_MAX];
@@ -177,8 +179,9 @@ static stubdm_spawn_opts *config_with(const char *disk_mode,
     make_script(nic_mode, ns, sizeof(ns));
     ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
-    ck_assert_int_eq(
-        stubdm_spawn_opts_add_nic(c, "00:16:3e:00:00:01", "xenbr7", ns), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_nic(c, "00:16:3e:00:00:01",
+                                               "xenbr7", ns),
+                     0);
     return c;
 }
 
@@ -213,13 +216,14 @@ static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
     /* The stubdomain is unpaused only after every hotplug connected. */
     p->domid = stubdm_stubdom_domid(s);
     p->checked_at_unpause = true;
-    snprintf(path, sizeof(path), "/local/domain/0/backend/vbd/%u/%u/hotplug-status",
-             p->domid, VBD_XVDA);
+    snprintf(path, sizeof(path),
+             "/local/domain/0/backend/vbd/%u/%u/hotplug-status", p->domid,
+             VBD_XVDA);
     v = xs_get(path);
     p->status_connected += v && !strcmp(v, "connected");
     free(v);
-    snprintf(path, sizeof(path), "/local/domain/0/backend/vif/%u/0/hotplug-status",
-             p->domid);
+    snprintf(path, sizeof(path),
+             "/local/domain/0/backend/vif/%u/0/hotplug-status", p->domid);
     v = xs_get(path);
     p->status_connected += v && !strcmp(v, "connected");
     free(v);
@@ -230,7 +234,7 @@ static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
 START_TEST(test_args_env_and_order)
 {
     stubdm_spawn_opts *c = config_with("ok", "late");
-    struct progress p = { 0, 0, false, 0 };
+    struct progress p = {0, 0, false, 0};
     stubdm_stubdom *s = NULL;
     char want[4 * PATH_MAX], ds[PATH_MAX], ns[PATH_MAX], key[64], *r, *v;
     char path[160];
@@ -353,8 +357,8 @@ END_TEST
  * domain is gone and so are /local/domain/<stub> and its /vm entry,
  * removed as libxl removes them, but dom0 still holds the library's
  * backends (consoles, vbd, vif) and what the scripts made, and the guest
- * lives on with the contract.  stubdm_stubdom_destroy_by_domid by domid removes them all,
- * running remove/offline; a second call finds nothing.
+ * lives on with the contract.  stubdm_stubdom_destroy_by_domid by domid
+ * removes them all, running remove/offline; a second call finds nothing.
  */
 START_TEST(test_destroyed_elsewhere)
 {
@@ -384,7 +388,8 @@ START_TEST(test_destroyed_elsewhere)
     ck_assert(xs_rm(h, XBT_NULL, p));
     free(svm);
     ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
-    snprintf(p, sizeof(p), "/local/domain/0/backend/console/%u/0/state", domid);
+    snprintf(p, sizeof(p), "/local/domain/0/backend/console/%u/0/state",
+             domid);
     r = xs_read(h, XBT_NULL, p, &len);
     ck_assert_msg(r != NULL, "%s is gone before the destroy", p);
     free(r);
@@ -392,7 +397,7 @@ START_TEST(test_destroyed_elsewhere)
     /* A domain claiming the dead stubdomain in a node of its own is not
      * taken for its guest (the contract's node is dom0's). */
     {
-        struct xs_permissions own[1] = { { 77, XS_PERM_NONE } };
+        struct xs_permissions own[1] = {{77, XS_PERM_NONE}};
         ck_assert(xs_write(h, XBT_NULL,
                            "/local/domain/77/image/device-model-domid", d,
                            (unsigned)strlen(d)));
@@ -413,7 +418,7 @@ START_TEST(test_destroyed_elsewhere)
     r = record("vif-0-offline");
     ck_assert_ptr_nonnull(r);
     free(r);
-    static const char *const kinds[] = { "console", "vbd", "vif" };
+    static const char *const kinds[] = {"console", "vbd", "vif"};
     for (size_t i = 0; i < 3; i++) {
         char *v;
         snprintf(p, sizeof(p), "/local/domain/0/backend/%s/%u", kinds[i],
@@ -429,7 +434,8 @@ START_TEST(test_destroyed_elsewhere)
         ck_assert_str_eq(after, fx.dump_before);
         free(after);
     }
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid), STUBDM_ENOENT);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid),
+                     STUBDM_ENOENT);
     ck_assert_int_eq(proc_children_settled(fx.mock.pid), 0);
     xs_close(h);
 }
@@ -466,15 +472,16 @@ START_TEST(test_untrusted_scripts_not_run)
     ck_assert(xs_write(h, XBT_NULL, p, outside, (unsigned)strlen(outside)));
     snprintf(p, sizeof(p), "/local/domain/0/backend/vif/%u/0/script", domid);
     {
-        struct xs_permissions stub_own[2] = { { domid, XS_PERM_NONE },
-                                              { 0, XS_PERM_READ } };
+        struct xs_permissions stub_own[2] = {{domid, XS_PERM_NONE},
+                                             {0, XS_PERM_READ}};
         ck_assert(xs_set_permissions(h, XBT_NULL, p, stub_own, 2));
     }
 
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, fx.mock.dir), 0);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), STUBDM_EPERM);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid),
+                     STUBDM_EPERM);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(other), "not run"), "%s",
                   stubdm_ctx_errmsg(other));
     stubdm_ctx_free(other);
@@ -493,13 +500,15 @@ END_TEST
 
 START_TEST(test_hotplug_dir_refusals)
 {
-    static const char *const bad[] = { "", "etc", "/", "/etc/", "/etc//xen",
-                                       "/etc/../tmp", "/etc/./x", "/etc/..",
-                                       "/etc/\n" };
+    static const char *const bad[] = {"",         "etc",       "/",
+                                      "/etc/",    "/etc//xen", "/etc/../tmp",
+                                      "/etc/./x", "/etc/..",   "/etc/\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        ck_assert_msg(stubdm_ctx_set_hotplug_dir(fx.ctx, bad[i]) == STUBDM_EINVAL,
+        ck_assert_msg(stubdm_ctx_set_hotplug_dir(fx.ctx, bad[i]) ==
+                          STUBDM_EINVAL,
                       "accepted \"%s\"", bad[i]);
-    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, "/etc/xen/scripts"), 0);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, "/etc/xen/scripts"),
+                     0);
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, NULL), 0);
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(NULL, "/x"), STUBDM_EINVAL);
 }
@@ -509,7 +518,7 @@ END_TEST
 START_TEST(test_disabled)
 {
     stubdm_spawn_opts *c = config_with("hang", "hang");
-    struct progress p = { 0, 0, false, 0 };
+    struct progress p = {0, 0, false, 0};
     stubdm_stubdom *s = NULL;
     char path[160], *v;
 
@@ -586,30 +595,62 @@ static const struct fail_case {
     const char *disk, *nic;
     int timeout_ms;
     int rc;
-    const char *in_msg[3]; /* each must be in the message */
-    const char *in_log;    /* and this in a warning, if set */
+    const char *in_msg[3];  /* each must be in the message */
+    const char *in_log;     /* and this in a warning, if set */
     const char *not_in_log; /* but not this */
 } fail_cases[] = {
-    { "error", "ok", 10000, STUBDM_EFAIL,
-      { "spawn: running hotplug scripts: vbd 51712 (", "/hp-error add)",
-        "fake failure: backend/vbd/" }, NULL, NULL },
-    { "ok", "error", 10000, STUBDM_EFAIL,
-      { "vif 0 (", "/hp-error online)", "has no such device" }, NULL, NULL },
-    { "errexit0", "ok", 10000, STUBDM_EFAIL,
-      { "vbd 51712 (", "/hp-errexit0 add)", "hotplug-status \"error\"" },
-      NULL, NULL },
-    { "ok", "exit1", 10000, STUBDM_EFAIL,
-      { "vif 0 (", "/hp-exit1 online)", "exited with status 1" },
-      "fake script on stdout | fake script on stderr", NULL },
-    { "hang", "ok", 1500, STUBDM_ETIMEDOUT,
-      { "vbd 51712 (", "/hp-hang add)", "still running after" }, NULL, NULL },
-    { "ok", "noconnect", 1500, STUBDM_ETIMEDOUT,
-      { "vif 0 (", "/hp-noconnect online)",
-        "exited 0, but no hotplug-status \"connected\"" }, NULL, NULL },
+    {"error",
+     "ok",
+     10000,
+     STUBDM_EFAIL,
+     {"spawn: running hotplug scripts: vbd 51712 (", "/hp-error add)",
+      "fake failure: backend/vbd/"},
+     NULL,
+     NULL},
+    {"ok",
+     "error",
+     10000,
+     STUBDM_EFAIL,
+     {"vif 0 (", "/hp-error online)", "has no such device"},
+     NULL,
+     NULL},
+    {"errexit0",
+     "ok",
+     10000,
+     STUBDM_EFAIL,
+     {"vbd 51712 (", "/hp-errexit0 add)", "hotplug-status \"error\""},
+     NULL,
+     NULL},
+    {"ok",
+     "exit1",
+     10000,
+     STUBDM_EFAIL,
+     {"vif 0 (", "/hp-exit1 online)", "exited with status 1"},
+     "fake script on stdout | fake script on stderr",
+     NULL},
+    {"hang",
+     "ok",
+     1500,
+     STUBDM_ETIMEDOUT,
+     {"vbd 51712 (", "/hp-hang add)", "still running after"},
+     NULL,
+     NULL},
+    {"ok",
+     "noconnect",
+     1500,
+     STUBDM_ETIMEDOUT,
+     {"vif 0 (", "/hp-noconnect online)",
+      "exited 0, but no hotplug-status \"connected\""},
+     NULL,
+     NULL},
     /* The output kept is bounded: its end, not its start. */
-    { "chatty", "ok", 10000, STUBDM_EFAIL,
-      { "vbd 51712 (", "/hp-chatty add)", "exited with status 3" },
-      "(its last 4 KiB), part 1: ", "line 1 | line 2 |" },
+    {"chatty",
+     "ok",
+     10000,
+     STUBDM_EFAIL,
+     {"vbd 51712 (", "/hp-chatty add)", "exited with status 3"},
+     "(its last 4 KiB), part 1: ",
+     "line 1 | line 2 |"},
 };
 
 START_TEST(test_failures)
@@ -663,15 +704,17 @@ START_TEST(test_death_during_hotplug)
     ck_assert(!stubdm_op_is_done(op));
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
-    ck_assert_int_eq(stubdm__host_sim.destroy(other, stubdm_stubdom_domid(s)), 0);
+    ck_assert_int_eq(stubdm__host_sim.destroy(other, stubdm_stubdom_domid(s)),
+                     0);
     stubdm_ctx_free(other);
     t1 = stubdm_now_ms();
     while (!stubdm_op_is_done(op))
         ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
     ck_assert_int_lt(stubdm_now_ms() - t1, 3000);
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_EDOMAIN_GONE);
-    ck_assert_ptr_nonnull(strstr(stubdm_op_errmsg(op),
-                                 "spawn: running hotplug scripts: stubdomain"));
+    ck_assert_ptr_nonnull(
+        strstr(stubdm_op_errmsg(op),
+               "spawn: running hotplug scripts: stubdomain"));
     stubdm_op_free(op);
     stubdm_stubdom_free(s);
     spawnfix_assert_clean(&fx, true);
@@ -785,8 +828,8 @@ START_TEST(test_kill_after_host_reaped)
     ck_assert_int_eq(kill(-script, SIGKILL), 0);
     ck_assert_int_eq(waitpid(script, &st, 0), script);
     impostor = impostor_at(script);
-    ck_assert_msg(impostor == script, "cannot reuse pid %ld: %s",
-                  (long)script, strerror(errno));
+    ck_assert_msg(impostor == script, "cannot reuse pid %ld: %s", (long)script,
+                  strerror(errno));
 
     stubdm_op_cancel(op);
     while (!stubdm_op_is_done(op))
@@ -794,7 +837,8 @@ START_TEST(test_kill_after_host_reaped)
     ck_assert_int_eq(stubdm_op_result(op), STUBDM_ECANCELED);
     ck_assert_msg(waitpid(impostor, &st, WNOHANG) == 0,
                   "the library signalled or reaped pid %ld, no longer its "
-                  "script", (long)impostor);
+                  "script",
+                  (long)impostor);
     ck_assert_int_eq(kill(impostor, SIGKILL), 0);
     ck_assert_int_eq(waitpid(impostor, &st, 0), impostor);
     stubdm_op_free(op);

@@ -128,9 +128,10 @@ END_TEST
 START_TEST(test_invalid_json)
 {
     static const char *const bad[] = {
-        "", "   ", "{", "{\"a\"}", "{\"a\":}", "[1,]", "{'a':1}", "nul",
-        "{\"a\":1} x", "01", "\"\x01\"", "[1] [2]", "{\"a\":1,}", "/**/1",
-        "{\"a\":\"\\x\"}", "1.", "-", "[\"a\x00\"]",
+        "",         "   ",     "{",           "{\"a\"}",     "{\"a\":}",
+        "[1,]",     "{'a':1}", "nul",         "{\"a\":1} x", "01",
+        "\"\x01\"", "[1] [2]", "{\"a\":1,}",  "/**/1",       "{\"a\":\"\\x\"}",
+        "1.",       "-",       "[\"a\x00\"]",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct stubdm__json_error e;
@@ -164,7 +165,7 @@ START_TEST(test_utf8_strict)
         "[\"\xed\xa0\x80\"]",     /* surrogate */
         "[\"\xf4\x90\x80\x80\"]", /* above U+10FFFF */
         "[\"\xf8\x88\x80\x80\x80\"]",
-        "[\"\xe2\x82\"]", /* truncated */
+        "[\"\xe2\x82\"]",   /* truncated */
         "{\"\xc0\xaf\":1}", /* in a key */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -175,8 +176,8 @@ START_TEST(test_utf8_strict)
     struct stubdm__json_error e;
     parse_err("[\"\xed\xa0\x80\"]", 7, NULL, &e);
     ck_assert_str_eq(e.msg, "has a string that is not valid UTF-8");
-    struct stubdm__json_doc *doc =
-        parse_ok("[\"\xf0\x9f\x98\x80 \xe2\x82\xac \xc3\xa9 \xef\xbf\xbf\"]");
+    struct stubdm__json_doc *doc = parse_ok(
+        "[\"\xf0\x9f\x98\x80 \xe2\x82\xac \xc3\xa9 \xef\xbf\xbf\"]");
     stubdm__json_doc_free(doc);
 }
 END_TEST
@@ -312,7 +313,8 @@ START_TEST(test_incremental_every_split)
     stubdm__json_parser_require_object(p, true);
     ck_assert_int_eq(stubdm__json_parser_feed(p, "[1]", 3, &used),
                      STUBDM_EPROTO);
-    ck_assert_str_eq(stubdm__json_parser_error(p)->msg, "is not a JSON object");
+    ck_assert_str_eq(stubdm__json_parser_error(p)->msg,
+                     "is not a JSON object");
     stubdm__json_parser_free(p);
     free(expect);
     stubdm__json_doc_free(whole);
@@ -344,10 +346,8 @@ START_TEST(test_writer)
     /* Round trip through the parser. */
     struct stubdm__json_doc *doc = parse_ok(b.data);
     size_t len;
-    const char *s =
-        stubdm__json_as_string(stubdm__json_get(stubdm__json_doc_root(doc),
-                                                "s"),
-                               &len);
+    const char *s = stubdm__json_as_string(
+        stubdm__json_get(stubdm__json_doc_root(doc), "s"), &len);
     ck_assert_uint_eq(len, 8);
     ck_assert_mem_eq(s, "q\"\\\n\x01\0\xc3\xa9", 8);
     stubdm__json_doc_free(doc);
@@ -387,8 +387,7 @@ struct outcome {
 /* The wire's way: quick, and on a decline reset + feed on the same parser. */
 static bool parse_wire_way(struct stubdm__json_parser *p,
                            const struct stubdm__json_limits *lim,
-                           const unsigned char *t, size_t n,
-                           struct outcome *o)
+                           const unsigned char *t, size_t n, struct outcome *o)
 {
     memset(o, 0, sizeof(*o));
     o->doc = stubdm__json_parser_quick(p, lim, t, n, &o->used);
@@ -427,8 +426,8 @@ static bool check_same(struct stubdm__json_parser *wp,
     bool quick = parse_wire_way(wp, lim, t, n, &a);
     parse_full_way(fp, lim, t, n, &b);
     ck_assert_msg(a.rc == b.rc, "rc %d vs %d on %.*s", a.rc, b.rc, (int)n, t);
-    ck_assert_msg(a.used == b.used, "used %zu vs %zu on %.*s", a.used,
-                  b.used, (int)n, t);
+    ck_assert_msg(a.used == b.used, "used %zu vs %zu on %.*s", a.used, b.used,
+                  (int)n, t);
     if (b.rc == 0) {
         size_t la, lb;
         const char *ta = stubdm__json_doc_text(a.doc, &la);
@@ -476,15 +475,37 @@ START_TEST(test_quick_path_cases)
     };
     /* Declined (then the incremental parse decides, identically). */
     static const char *const other[] = {
-        "{\"a\":\"x\\\"y\"}", "{\"a\":\"\xc3\xa9\"}", "{\"a\":\"\x01\"}",
-        "{\"a\":\"\xff\"}", "{\"a\":1.5}", "{\"a\":1e5}", "{\"a\":01}",
-        "{\"a\":-}", "{\"a\":-x}", "{\"a\":tru}", "{\"a\":truex}",
-        "{\"a\":nul}", "{\"a\":true,\"a\":false}", "{\"a\" \"b\"}",
-        "{\"a\":1,}", "{\"a\":[1,]}", "{,}", "[1]", " {\"a\":1}",
-        "{\"a\":1", "{\"a\":\v1}", "{\"a\":1]", "{\"a\":[1}", "{\"a\"}",
-        "{\"a\":}", "{1:2}", "{\"a\":\"b", "{\"a\":\"b\"", "{\"a\":[",
+        "{\"a\":\"x\\\"y\"}",
+        "{\"a\":\"\xc3\xa9\"}",
+        "{\"a\":\"\x01\"}",
+        "{\"a\":\"\xff\"}",
+        "{\"a\":1.5}",
+        "{\"a\":1e5}",
+        "{\"a\":01}",
+        "{\"a\":-}",
+        "{\"a\":-x}",
+        "{\"a\":tru}",
+        "{\"a\":truex}",
+        "{\"a\":nul}",
+        "{\"a\":true,\"a\":false}",
+        "{\"a\" \"b\"}",
+        "{\"a\":1,}",
+        "{\"a\":[1,]}",
+        "{,}",
+        "[1]",
+        " {\"a\":1}",
+        "{\"a\":1",
+        "{\"a\":\v1}",
+        "{\"a\":1]",
+        "{\"a\":[1}",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{1:2}",
+        "{\"a\":\"b",
+        "{\"a\":\"b\"",
+        "{\"a\":[",
         "{\"a\":{\"b\":{\"c\":{\"d\":{}}}}}", /* deeper than the limit below */
-        "{\"long string here\":1}",          /* longer than max_string */
+        "{\"long string here\":1}",           /* longer than max_string */
     };
     struct stubdm__json_limits lim = {0, 4, 0, 12};
     struct stubdm__json_parser *wp = object_parser(), *fp = object_parser();
@@ -517,7 +538,8 @@ START_TEST(test_parser_recycle)
     ck_assert_int_eq(stubdm__buf_append(&big, "{\"a\":[", 6), 0);
     for (int i = 0; i < 2000; i++)
         ck_assert_int_eq(stubdm__buf_append(&big, i ? ",\"xyzzy\"" : "1",
-                                            i ? 8 : 1), 0);
+                                            i ? 8 : 1),
+                         0);
     ck_assert_int_eq(stubdm__buf_append(&big, "]}", 2), 0);
 
     for (int round = 0; round < 6; round++) {
@@ -570,8 +592,8 @@ static void put(struct gen *g, const char *s)
 
 static void put_ws(struct gen *g)
 {
-    static const char *const ws[] = {"", "", "", " ", "\t", "\r\n", "  ",
-                                     "\v", "\f", "\n"};
+    static const char *const ws[] = {"",     "",   "",   " ",  "\t",
+                                     "\r\n", "  ", "\v", "\f", "\n"};
     unsigned k = rnd(40);
     if (k < 10)
         put(g, ws[k]);
@@ -579,10 +601,30 @@ static void put_ws(struct gen *g)
 
 static void gen_string(struct gen *g)
 {
-    static const char *const bits[] = {
-        "a", "id", "return", "event", "b", "x y", "-", "0", "", "QMP",
-        "\\n", "\\\"", "\\u00e9", "\\ud83d\\ude00", "\\ud800", "\xc3\xa9",
-        "\xff", "\x01", "\xe0\x80\x80", "\\u0000", "~", "{", "}", ":"};
+    static const char *const bits[] = {"a",
+                                       "id",
+                                       "return",
+                                       "event",
+                                       "b",
+                                       "x y",
+                                       "-",
+                                       "0",
+                                       "",
+                                       "QMP",
+                                       "\\n",
+                                       "\\\"",
+                                       "\\u00e9",
+                                       "\\ud83d\\ude00",
+                                       "\\ud800",
+                                       "\xc3\xa9",
+                                       "\xff",
+                                       "\x01",
+                                       "\xe0\x80\x80",
+                                       "\\u0000",
+                                       "~",
+                                       "{",
+                                       "}",
+                                       ":"};
     put(g, "\"");
     unsigned parts = rnd(4);
     for (unsigned i = 0; i < parts; i++) {
@@ -594,12 +636,32 @@ static void gen_string(struct gen *g)
 
 static void gen_value(struct gen *g, int depth)
 {
-    static const char *const scalars[] = {
-        "0", "1", "-1", "42", "-0", "01", "-", "1.5", "2e3", "-0.0e-1",
-        "9223372036854775807", "9223372036854775808", "-9223372036854775808",
-        "-9223372036854775809", "18446744073709551615",
-        "18446744073709551616", "true", "false", "null", "tru", "nul",
-        "falsey", "1.", ".5", "1e", "+1"};
+    static const char *const scalars[] = {"0",
+                                          "1",
+                                          "-1",
+                                          "42",
+                                          "-0",
+                                          "01",
+                                          "-",
+                                          "1.5",
+                                          "2e3",
+                                          "-0.0e-1",
+                                          "9223372036854775807",
+                                          "9223372036854775808",
+                                          "-9223372036854775808",
+                                          "-9223372036854775809",
+                                          "18446744073709551615",
+                                          "18446744073709551616",
+                                          "true",
+                                          "false",
+                                          "null",
+                                          "tru",
+                                          "nul",
+                                          "falsey",
+                                          "1.",
+                                          ".5",
+                                          "1e",
+                                          "+1"};
     unsigned k = depth > 5 || g->n > sizeof(g->buf) - 64 ? 6 + rnd(8)
                                                          : rnd(14);
     put_ws(g);
@@ -679,9 +741,10 @@ START_TEST(test_quick_path_random)
             put(&g, rnd(2) ? "{\"return\":{}}" : "x");
         }
         /* Limits: default, or small enough to be reached. */
-        struct stubdm__json_limits small = {
-            .max_bytes = 16 + rnd(200), .max_depth = 1 + rnd(5),
-            .max_values = 1 + rnd(30), .max_string = rnd(12)};
+        struct stubdm__json_limits small = {.max_bytes = 16 + rnd(200),
+                                            .max_depth = 1 + rnd(5),
+                                            .max_values = 1 + rnd(30),
+                                            .max_string = rnd(12)};
         const struct stubdm__json_limits *lim = rnd(3) ? NULL : &small;
         total++;
         quick += check_same(wp, fp, lim, g.buf, g.n);

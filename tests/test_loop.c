@@ -58,8 +58,9 @@ static struct test_op *start_op(stubdm_ctx *ctx, int delay_ms,
                                 stubdm_done_fn *done, void *user,
                                 stubdm_op **out)
 {
-    struct test_op *t = (struct test_op *)stubdm__op_new(
-        ctx, &test_type, sizeof(*t), done, user);
+    struct test_op *t = (struct test_op *)stubdm__op_new(ctx, &test_type,
+                                                         sizeof(*t), done,
+                                                         user);
     ck_assert_ptr_nonnull(t);
     stubdm__timer_init(&t->timer, on_timer_complete);
     stubdm__op_started(&t->op, out);
@@ -203,7 +204,8 @@ START_TEST(reused_op_block_is_clean)
         t->stops = &stops;
         ts_run_until_count(ctx, &r.calls, round + 1, 5000);
         ck_assert_int_eq(stubdm_op_result(op), round % 2 ? 0 : STUBDM_EINVAL);
-        ck_assert_str_eq(stubdm_op_errmsg(op), round % 2 ? "" : "failed at once");
+        ck_assert_str_eq(stubdm_op_errmsg(op),
+                         round % 2 ? "" : "failed at once");
         ck_assert_int_eq(stops, round % 2 ? 1 : 0); /* stopped before */
         stubdm_op_free(op);
         /* Floating ones too (released after their callback). */

@@ -44,12 +44,37 @@ END_TEST
 
 /* Each refused with STUBDM_EINVAL and *out left as it was. */
 static const char *const refused[] = {
-    "", "-", "+", "-0", "-1", "+1", " 1", "1 ", "\t1", "1\n", "\n",
-    "0x10", "0X10", "x10", "1e3", "1.0", "1,0", "١", /* Arabic-Indic 1 */
-    "00", "01", "007", "0000000000000000000001",
-    "1a", "a1", "12 34", "1-2", "18446744073709551616",
-    "18446744073709551617", "99999999999999999999",
-    "184467440737095516150", "100000000000000000000",
+    "",
+    "-",
+    "+",
+    "-0",
+    "-1",
+    "+1",
+    " 1",
+    "1 ",
+    "\t1",
+    "1\n",
+    "\n",
+    "0x10",
+    "0X10",
+    "x10",
+    "1e3",
+    "1.0",
+    "1,0",
+    "١", /* Arabic-Indic 1 */
+    "00",
+    "01",
+    "007",
+    "0000000000000000000001",
+    "1a",
+    "a1",
+    "12 34",
+    "1-2",
+    "18446744073709551616",
+    "18446744073709551617",
+    "99999999999999999999",
+    "184467440737095516150",
+    "100000000000000000000",
     "123456789012345678901234567890",
 };
 
@@ -73,12 +98,12 @@ START_TEST(test_max_every_width)
         const char *ok, *over;
         uint64_t max;
     } w[] = {
-        { "255", "256", UINT8_MAX },
-        { "65535", "65536", UINT16_MAX },
-        { "32751", "32752", 0x7FEF },
-        { "4294967295", "4294967296", UINT32_MAX },
-        { "9223372036854775807", "9223372036854775808", INT64_MAX },
-        { "18446744073709551615", "18446744073709551616", UINT64_MAX },
+        {"255", "256", UINT8_MAX},
+        {"65535", "65536", UINT16_MAX},
+        {"32751", "32752", 0x7FEF},
+        {"4294967295", "4294967296", UINT32_MAX},
+        {"9223372036854775807", "9223372036854775808", INT64_MAX},
+        {"18446744073709551615", "18446744073709551616", UINT64_MAX},
     };
     for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
         uint64_t v;
@@ -89,7 +114,8 @@ START_TEST(test_max_every_width)
         ck_assert(v == SENTINEL);
         if (w[i].max <= UINT32_MAX) {
             ck_assert_int_eq(stubdm__num_parse_u32(w[i].ok, (uint32_t)w[i].max,
-                                                   &v32), 0);
+                                                   &v32),
+                             0);
             ck_assert_uint_eq(v32, (uint32_t)w[i].max);
             v32 = 0xdeadbeef;
             ck_assert_int_eq(stubdm__num_parse_u32(w[i].over,
@@ -136,8 +162,7 @@ START_TEST(test_domid)
     ck_assert_int_eq(stubdm__num_parse_domid("32752", &d), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm__num_parse_domid("32753", &d), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm__num_parse_domid("65535", &d), STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm__num_parse_domid("4294967301", &d),
-                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm__num_parse_domid("4294967301", &d), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm__num_parse_domid("05", &d), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm__num_parse_domid("-5", &d), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm__num_parse_domid(NULL, &d), STUBDM_EINVAL);
@@ -150,7 +175,7 @@ END_TEST
 START_TEST(test_counted)
 {
     uint64_t v = SENTINEL;
-    static const char buf[] = { '4', '2', '\0', '7' };
+    static const char buf[] = {'4', '2', '\0', '7'};
 
     ck_assert_int_eq(stubdm__num_parse_u64_n("42 99", 2, UINT64_MAX, &v), 0);
     ck_assert_uint_eq(v, 42);
@@ -182,9 +207,9 @@ END_TEST
 /* The permission strings' ids go through the same parser. */
 START_TEST(test_perms_ids)
 {
-    static const char *const bad[] = { "n0 r05", "n0 r65536", "n0 r-1",
-                                       "n0 r+1", "n0 r0x1", "n4294967296",
-                                       "n0 r", "n 0" };
+    static const char *const bad[] = {"n0 r05", "n0 r65536", "n0 r-1",
+                                      "n0 r+1", "n0 r0x1",   "n4294967296",
+                                      "n0 r",   "n 0"};
     struct xs_permissions *p = NULL;
     unsigned n = 0;
 
@@ -212,8 +237,8 @@ static struct xs_handle *xs0;
 
 static void lib_setup(void)
 {
-    static const unsigned doms[] = { GUEST, STUB };
-    struct mockxs_opts o = { .domids = doms, .n_domids = 2 };
+    static const unsigned doms[] = {GUEST, STUB};
+    struct mockxs_opts o = {.domids = doms, .n_domids = 2};
 
     ck_assert_int_eq(mockxs_start(&mock, &o), 0);
     setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
@@ -238,13 +263,14 @@ static void put(const char *path, const char *v)
 /* image/device-model-domid "4294967301" named stubdomain 5. */
 START_TEST(test_find_stubdom_wrap)
 {
-    static const char *const bad[] = { "4294967301", "05", "+5", "5 ",
-                                       "0x5", "-4294967291" };
+    static const char *const bad[] = {"4294967301", "05",  "+5",
+                                      "5 ",         "0x5", "-4294967291"};
     uint32_t out = 1234;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         put("/local/domain/4/image/device-model-domid", bad[i]);
-        ck_assert_msg(stubdm_stubdom_find_by_guest(ctx, GUEST, &out) == STUBDM_EPROTO,
+        ck_assert_msg(stubdm_stubdom_find_by_guest(ctx, GUEST, &out) ==
+                          STUBDM_EPROTO,
                       "\"%s\" taken (stubdomain %u)", bad[i], out);
     }
     put("/local/domain/4/image/device-model-domid", "5");
@@ -285,9 +311,8 @@ static void on_hp_done(stubdm_op *op, int rc, void *user)
 /* A backend state "2junk" was InitWait to atoi, and the script ran. */
 START_TEST(test_hotplug_state_junk)
 {
-    static const struct stubdm__hotplug_dev dev = { "vbd", 51712,
-                                                    "/bin/true" };
-    struct hp_result r = { 0 };
+    static const struct stubdm__hotplug_dev dev = {"vbd", 51712, "/bin/true"};
+    struct hp_result r = {0};
     stubdm_op *op = NULL;
     int64_t t0;
 

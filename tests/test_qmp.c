@@ -88,8 +88,8 @@ static stubdm_qmp_opts *sim_opts(void)
 {
     stubdm_qmp_opts *o = NULL;
     ck_assert_int_eq(stubdm_qmp_opts_new(&o), 0);
-    ck_assert_int_eq(stubdm_qmp_opts_set_transport(o,
-                         STUBDM_QMP_TRANSPORT_SIMULATED), 0);
+    ck_assert_int_eq(
+        stubdm_qmp_opts_set_transport(o, STUBDM_QMP_TRANSPORT_SIMULATED), 0);
     ck_assert_int_eq(stubdm_qmp_opts_set_sim_dir(o, sim.simdir), 0);
     ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000), 0);
     return o;
@@ -132,7 +132,7 @@ static void stats_sizes(const stubdm_qmp *q)
         stubdm_qmp_stats st;
         uint64_t future[2];
     } big;
-    uint64_t first[2] = { 0, 77 };
+    uint64_t first[2] = {0, 77};
 
     memset(&big, 0xff, sizeof(big));
     ck_assert_int_eq(stubdm_qmp_get_stats(q, &big.st, sizeof(big)), 0);
@@ -174,7 +174,8 @@ START_TEST(test_open_execute)
     int maj = 0, min = 0, mic = 0;
 
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q, NULL),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op,
+                                     &q, NULL),
                      0);
     stubdm_qmp_opts_free(o);
     ck_assert_ptr_nonnull(q);
@@ -196,9 +197,11 @@ START_TEST(test_open_execute)
     ck_assert_ptr_nonnull(strstr(stubdm_qmp_greeting_json(q), "\"QMP\""));
 
     ck_assert_int_eq(stubdm_qmp_execute(q, "query-status", NULL, 2000,
-                                        on_reply, &r1, NULL), 0);
+                                        on_reply, &r1, NULL),
+                     0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "query-nothing", "{}", 2000,
-                                        on_reply, &r2, NULL), 0);
+                                        on_reply, &r2, NULL),
+                     0);
     ck_assert(!r1.done);
     ts_run_until_flag(ctx, &r2.done, 3000);
     ck_assert(r1.done);
@@ -229,16 +232,20 @@ START_TEST(test_bad_arguments)
     q = open_ready(o);
     stubdm_qmp_opts_free(o);
     ck_assert_int_eq(stubdm_qmp_execute(q, "bad name", NULL, 100, on_reply, &r,
-                                        NULL), STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_qmp_execute(q, "x", "[1]", 100, on_reply, &r, NULL),
+                                        NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_execute(q, "x", "[1]", 100, on_reply, &r,
+                                        NULL),
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", "{\"a\":", 100, on_reply, &r,
-                                        NULL), STUBDM_EINVAL);
+                                        NULL),
+                     STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 0, on_reply, &r, NULL),
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 100, NULL, NULL, NULL),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, ts_on_done, NULL, &q, NULL),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, 0, 1, NULL, ts_on_done, NULL, &q,
+                                     NULL),
                      STUBDM_EINVAL);
     ck_assert_ptr_null(q);
 }
@@ -292,8 +299,7 @@ START_TEST(test_twenty_in_flight)
                                             (void *)(intptr_t)(i + 2), NULL),
                          0);
     }
-    ck_assert_uint_eq(qmp_stats(q).commands_sent,
-                      STUBDM_QMP_MAX_IN_FLIGHT);
+    ck_assert_uint_eq(qmp_stats(q).commands_sent, STUBDM_QMP_MAX_IN_FLIGHT);
     ts_run_until_count(ctx, &many.done, 20, 3000);
     ck_assert_int_eq(many.done, 20);
     ck_assert_int_eq(many.bad, 0);
@@ -315,10 +321,12 @@ START_TEST(test_queue_limit)
     q = open_ready(o);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_reply, &r[i],
-                                            NULL), 0);
+        ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_reply,
+                                            &r[i], NULL),
+                         0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_reply, &r[10],
-                                        NULL), STUBDM_ELIMIT);
+                                        NULL),
+                     STUBDM_ELIMIT);
     /* Closing the handle cancels all ten, once each, with q == NULL. */
     stubdm_qmp_free(q);
     ts_run_until_flag(ctx, &r[9].done, 1000);
@@ -372,7 +380,8 @@ START_TEST(test_shared_handles)
     /* The second open shares the connection: ready without a handshake
      * (the peer would fail a second qmp_capabilities). */
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op2,
-                                     &q2, NULL), 0);
+                                     &q2, NULL),
+                     0);
     stubdm_qmp_opts_free(o);
     ck_assert(!op2.done);
     ts_run_until_flag(ctx, &op2.done, 1000);
@@ -381,9 +390,11 @@ START_TEST(test_shared_handles)
     ck_assert_int_eq(stubdm_qmp_subscribe(q2, "STOP", on_event, &stop2, NULL),
                      0);
     ck_assert_int_eq(stubdm_qmp_execute(q1, "cmd-a", NULL, 3000, on_reply, &ra,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     ck_assert_int_eq(stubdm_qmp_execute(q2, "cmd-b", NULL, 3000, on_reply, &rb,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     ts_run_until_flag(ctx, &rb.done, 3000);
     ck_assert_int_eq(rb.rc, 0);
     ck_assert_ptr_eq(rb.q, q2);
@@ -441,7 +452,8 @@ START_TEST(test_close_from_event)
     q = open_ready(o);
     stubdm_qmp_opts_free(o);
     ck_assert_int_eq(stubdm_qmp_subscribe(q, "A", on_event_unsub, NULL,
-                                          &self_sub), 0);
+                                          &self_sub),
+                     0);
     for (int i = 0; i < 40 && !self_calls; i++)
         stubdm_ctx_run_once(ctx, 50);
     for (int i = 0; i < 4; i++)
@@ -478,24 +490,30 @@ START_TEST(test_loss_and_reconnect)
     q = open_ready(o);
     stubdm_qmp_opts_free(o);
     ck_assert_int_eq(stubdm_qmp_execute(q, "will-die", NULL, 3000, on_reply,
-                                        &r1, NULL), 0);
+                                        &r1, NULL),
+                     0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "queued", NULL, 3000, on_reply, &r2,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     ts_run_until_flag(ctx, &r2.done, 3000);
     ck_assert(r1.done);
     ck_assert_int_eq(r1.rc, STUBDM_EVCHAN);
     ck_assert_int_eq(r2.rc, STUBDM_EVCHAN);
-    ck_assert_msg(strstr(r1.msg, "QMP connection to stubdomain 5 lost") != NULL,
+    ck_assert_msg(strstr(r1.msg, "QMP connection to stubdomain 5 lost") !=
+                      NULL,
                   "%s", r1.msg);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
-                                        NULL), STUBDM_ESTATE);
+                                        NULL),
+                     STUBDM_ESTATE);
     ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op, NULL), 0);
-    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op, NULL), STUBDM_ESTATE);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &op, NULL),
+                     STUBDM_ESTATE);
     ts_run_until_flag(ctx, &op.done, 3000);
     ck_assert_msg(op.rc == 0, "%s", op.msg);
     ck_assert_int_eq(stubdm_qmp_execute(q, "again", NULL, 3000, on_reply, &r3,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     ts_run_until_flag(ctx, &r3.done, 3000);
     ck_assert_int_eq(r3.rc, 0);
     ck_assert_str_eq(r3.ret, "42");
@@ -543,7 +561,7 @@ START_TEST(test_open_op_owned)
     ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
     for (int i = 0; i < 100 && stubdm_qmp_reconnect(q, ts_on_done, &op3,
-                                                     &open_op) == STUBDM_ESTATE;
+                                                    &open_op) == STUBDM_ESTATE;
          i++)
         stubdm_ctx_run_once(ctx, 10);
     ck_assert_ptr_nonnull(open_op);
@@ -636,9 +654,11 @@ START_TEST(test_lock_across_processes)
                   stubdm_ctx_errmsg(ctx));
 
     /* Wait mode: acquires after the child lets go. */
-    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000 * ts_time_scale()),
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o,
+                                                      3000 * ts_time_scale()),
                      0);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op, &q, NULL),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, &op,
+                                     &q, NULL),
                      0);
     for (int i = 0; i < 5; i++)
         stubdm_ctx_run_once(ctx, 30);
@@ -678,11 +698,13 @@ START_TEST(test_ctx_free_with_pending)
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
     q = open_ready(o);
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, ts_on_done, NULL,
-                                     &q2, NULL), 0);
+                                     &q2, NULL),
+                     0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 12; i++)
         ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 5000, on_never, NULL,
-                                            i == 0 ? &held : NULL), 0);
+                                            i == 0 ? &held : NULL),
+                         0);
     ck_assert_int_eq(stubdm_qmp_subscribe(q, NULL, on_event, NULL, NULL), 0);
     stubdm_ctx_free(ctx);
     ctx = NULL;
@@ -772,7 +794,9 @@ static int wait_child(pid_t pid)
 START_TEST(test_proxy_mode_and_credentials)
 {
     static const struct qmp_peer_step script[] = {
-        QP_HS(), QP_H(5000), QP_E(),
+        QP_HS(),
+        QP_H(5000),
+        QP_E(),
     };
     char dir[] = "/tmp/stubdm-proxy.XXXXXX", path[128];
     stubdm_qmp_proxy *p = NULL;
@@ -938,7 +962,8 @@ START_TEST(test_proxy_client_flood_yields)
     ck_assert_msg(atomic_load(&f.got) > 0, "the proxy answered nothing");
     ck_assert_msg(worst < limit,
                   "one dispatch took %" PRId64 " ms of CPU serving one client "
-                  "(%lu bytes sent)", worst, atomic_load(&f.sent));
+                  "(%lu bytes sent)",
+                  worst, atomic_load(&f.sent));
     stubdm_qmp_proxy_free(p);
     stubdm_qmp_free(q);
 }
@@ -972,10 +997,12 @@ START_TEST(test_opens_and_wait_deaths_in_every_order)
     }
     for (unsigned i = 0; i < 2; i++)
         ck_assert_int_eq(stubdm_qmp_open(ctx, 5 + i, GUEST, o, ts_on_done,
-                                         &w[i], &q[i], NULL), 0);
+                                         &w[i], &q[i], NULL),
+                         0);
     stubdm_qmp_opts_free(o);
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
-                                         &w[2], NULL), 0);
+                                            &w[2], NULL),
+                     0);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 10), 0);
     for (int d = 0; d < 3; d++) {
@@ -1113,7 +1140,7 @@ static void on_re_open(stubdm_op *op, int rc, void *user)
 }
 
 #define RE_EV(i)                                                              \
-    "{\"event\": \"E\", \"data\": {\"i\": " #i "}, \"timestamp\": "          \
+    "{\"event\": \"E\", \"data\": {\"i\": " #i "}, \"timestamp\": "           \
     "{\"seconds\": 1, \"microseconds\": 2}}\r\n"
 #define RE_RET(v, id) "{\"return\": " #v ", \"id\": " #id "}\r\n"
 /* The smallest event QEMU could send: 58 bytes. */
@@ -1157,13 +1184,15 @@ START_TEST(test_reentry_from_callbacks)
     /* Events and replies interleaved (reply j precedes event j), the
      * third pair after the fillers, so past the first 1024 messages. */
     struct qmp_peer_step after_cmds[] = {
-        QP_HS(), QP_R("cmd"), QP_R("cmd"), QP_R("cmd"), QP_SHR(),
-        QP_S(NULL), QP_ACC(), QP_HS(), QP_ANS(), QP_E(),
+        QP_HS(),    QP_R("cmd"), QP_R("cmd"), QP_R("cmd"), QP_SHR(),
+        QP_S(NULL), QP_ACC(),    QP_HS(),     QP_ANS(),    QP_E(),
     };
     /* The answer to qmp_capabilities and the events in one write. */
     struct qmp_peer_step at_open[] = {
-        QP_G(), QP_R("qmp_capabilities"), QP_SHR(), QP_S(NULL),
-        QP_ACC(), QP_HS(), QP_ANS(), QP_E(),
+        QP_G(),   QP_R("qmp_capabilities"),
+        QP_SHR(), QP_S(NULL),
+        QP_ACC(), QP_HS(),
+        QP_ANS(), QP_E(),
     };
     stubdm_qmp_opts *o = sim_opts();
     int k, nq;
@@ -1187,13 +1216,15 @@ START_TEST(test_reentry_from_callbacks)
         for (int i = 0; i < 3; i++)
             ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o,
                                              on_re_open, (void *)(intptr_t)i,
-                                             &re.q[i], NULL), 0);
+                                             &re.q[i], NULL),
+                             0);
     } else {
         re.q[0] = open_ready(o);
     }
     stubdm_qmp_opts_free(o);
     ck_assert_int_eq(stubdm_qmp_subscribe(re.q[0], "E", on_re_event, NULL,
-                                          NULL), 0);
+                                          NULL),
+                     0);
     if (re.kind != K_OPEN)
         for (int i = 0; i < 3; i++)
             ck_assert_int_eq(stubdm_qmp_execute(re.q[0], "cmd", NULL, 5000,
@@ -1203,8 +1234,10 @@ START_TEST(test_reentry_from_callbacks)
     int64_t end = stubdm_now_ms() + 5000 * ts_time_scale();
     while (!re_finished() && stubdm_now_ms() < end)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
-    ck_assert_msg(re_finished(), "kind %d action %d position %d: callbacks "
-                  "missing", re.kind, re.action, k);
+    ck_assert_msg(re_finished(),
+                  "kind %d action %d position %d: callbacks "
+                  "missing",
+                  re.kind, re.action, k);
     ck_assert(re.acted);
 
     /* Events: those before the action's point, each exactly once. */
@@ -1252,14 +1285,14 @@ START_TEST(test_reentry_from_callbacks)
     ck_assert_int_eq(re.reopen.rc, 0);
     ck_assert_int_eq(stubdm_qmp_is_ready(re.q[h]), 1);
     ck_assert_int_eq(stubdm_qmp_execute(re.q[h], "after", NULL, 5000,
-                                        on_re_after, NULL, NULL), 0);
+                                        on_re_after, NULL, NULL),
+                     0);
     end = stubdm_now_ms() + 5000 * ts_time_scale();
     while (!re.after.calls && stubdm_now_ms() < end)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
     ck_assert_int_eq(re.after.calls, 1);
     ck_assert_int_eq(re.after.rc, 0);
-    ck_assert_uint_eq(qmp_stats(re.q[h]).connects,
-                      2);
+    ck_assert_uint_eq(qmp_stats(re.q[h]).connects, 2);
     for (int i = 0; i < nq; i++)
         stubdm_qmp_free(re.q[i]);
 }

@@ -43,8 +43,8 @@ static stubdm_qmp_opts *opts(int open_timeout_ms)
 {
     stubdm_qmp_opts *o = NULL;
     ck_assert_int_eq(stubdm_qmp_opts_new(&o), 0);
-    ck_assert_int_eq(stubdm_qmp_opts_set_transport(o,
-                         STUBDM_QMP_TRANSPORT_SIMULATED), 0);
+    ck_assert_int_eq(
+        stubdm_qmp_opts_set_transport(o, STUBDM_QMP_TRANSPORT_SIMULATED), 0);
     ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, open_timeout_ms), 0);
     return o;
 }
@@ -93,7 +93,8 @@ static int exec_one(stubdm_qmp *q, const char *cmd, int timeout_ms,
 {
     memset(r, 0, sizeof(*r));
     ck_assert_int_eq(stubdm_qmp_execute(q, cmd, NULL, timeout_ms, on_reply, r,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     ts_run_until_flag(ctx, &r->done, timeout_ms + 2000);
     ck_assert(r->done);
     return r->rc;
@@ -135,7 +136,8 @@ START_TEST(test_slowloris_greeting)
     static const struct qmp_peer_step s[] = {
         QP_SLOWLY("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, "
                   "\"minor\": 2, \"major\": 7}, \"package\": \"\"}, "
-                  "\"capabilities\": []}}\r\n", 100),
+                  "\"capabilities\": []}}\r\n",
+                  100),
         QP_E()};
     stubdm_qmp *q;
     int64_t ms;
@@ -149,8 +151,9 @@ START_TEST(test_slowloris_reply)
 {
     static const struct qmp_peer_step s[] = {
         QP_HS(), QP_R("slow"),
-        QP_SLOWLY("{\"return\": {\"aaaaaaaaaaaaaaaaaaaaaaa\": 1}, \"id\": 2}\r\n",
-                  100),
+        QP_SLOWLY(
+            "{\"return\": {\"aaaaaaaaaaaaaaaaaaaaaaa\": 1}, \"id\": 2}\r\n",
+            100),
         QP_E()};
     stubdm_qmp *q;
     struct result r;
@@ -166,8 +169,8 @@ END_TEST
 START_TEST(test_oversized_message)
 {
     static char big[20000];
-    static struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("big"), QP_S(big), QP_H(2000), QP_E()};
+    static struct qmp_peer_step s[] = {QP_HS(), QP_R("big"), QP_S(big),
+                                       QP_H(2000), QP_E()};
     stubdm_qmp_opts *o = opts(2000);
     stubdm_qmp *q;
     struct result r;
@@ -186,8 +189,8 @@ END_TEST
 START_TEST(test_nesting_bomb)
 {
     static char bomb[300000];
-    static struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("deep"), QP_S(bomb), QP_H(2000), QP_E()};
+    static struct qmp_peer_step s[] = {QP_HS(), QP_R("deep"), QP_S(bomb),
+                                       QP_H(2000), QP_E()};
     stubdm_qmp *q;
     struct result r;
 
@@ -202,8 +205,9 @@ END_TEST
 
 START_TEST(test_invalid_json)
 {
-    static const struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("x"), QP_S("{\"return\": tru }\r\n"), QP_H(2000), QP_E()};
+    static const struct qmp_peer_step s[] = {QP_HS(), QP_R("x"),
+                                             QP_S("{\"return\": tru }\r\n"),
+                                             QP_H(2000), QP_E()};
     stubdm_qmp *q;
     struct result r;
 
@@ -232,28 +236,29 @@ END_TEST
 START_TEST(test_wrong_and_missing_ids)
 {
     static const struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("x"),
+        QP_HS(),
+        QP_R("x"),
         QP_S("{\"return\": 1, \"id\": 999}\r\n"
              "{\"return\": 2}\r\n"
              "{\"return\": 3, \"id\": \"2\"}\r\n"
              "{\"return\": 4, \"id\": -2}\r\n"
              "{\"return\": 5, \"id\": 2.0}\r\n"
-             "{\"error\": {\"class\": \"X\", \"desc\": \"y\"}, \"id\": 77}\r\n"),
+             "{\"error\": {\"class\": \"X\", \"desc\": \"y\"}, \"id\": "
+             "77}\r\n"),
         QP_REP("{\"return\": 6, \"id\": %s}"),
         QP_R("y"),
         QP_REP("{\"return\": 7, \"id\": 12345}"),
-        QP_H(2000), QP_E()};
+        QP_H(2000),
+        QP_E()};
     stubdm_qmp *q;
     struct result r;
 
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "6");
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
-                      6);
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 6);
     ck_assert_int_eq(exec_one(q, "y", 300, &r), STUBDM_ETIMEDOUT);
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
-                      7);
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 7);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
 }
 END_TEST
@@ -263,8 +268,10 @@ START_TEST(test_unsolicited_before_commands)
     static const struct qmp_peer_step s[] = {
         QP_HS(),
         QP_S("{\"return\": {}, \"id\": 2}\r\n{\"return\": {}, \"id\": 3}\r\n"),
-        QP_R("x"), QP_REP("{\"return\": \"ok\", \"id\": %s}"),
-        QP_H(2000), QP_E()};
+        QP_R("x"),
+        QP_REP("{\"return\": \"ok\", \"id\": %s}"),
+        QP_H(2000),
+        QP_E()};
     stubdm_qmp *q;
     struct result r;
 
@@ -272,8 +279,7 @@ START_TEST(test_unsolicited_before_commands)
     /* Let the unsolicited replies arrive first. */
     for (int i = 0; i < 5; i++)
         stubdm_ctx_run_once(ctx, 20);
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
-                      2);
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 2);
     /* Ids already seen as garbage are never reused by the library. */
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "\"ok\"");
@@ -283,13 +289,18 @@ END_TEST
 START_TEST(test_idless_error)
 {
     static const struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("one"),
-        QP_S("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse "
-             "error\"}}\r\n"),
-        QP_R("two"), QP_R("three"),
-        QP_S("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse "
-             "error\"}}\r\n"),
-        QP_H(2000), QP_E()};
+        QP_HS(),
+        QP_R("one"),
+        QP_S(
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse "
+            "error\"}}\r\n"),
+        QP_R("two"),
+        QP_R("three"),
+        QP_S(
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse "
+            "error\"}}\r\n"),
+        QP_H(2000),
+        QP_E()};
     stubdm_qmp *q;
     struct result r, r2, r3;
 
@@ -300,9 +311,11 @@ START_TEST(test_idless_error)
     memset(&r2, 0, sizeof(r2));
     memset(&r3, 0, sizeof(r3));
     ck_assert_int_eq(stubdm_qmp_execute(q, "two", NULL, 2000, on_reply, &r2,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     ck_assert_int_eq(stubdm_qmp_execute(q, "three", NULL, 2000, on_reply, &r3,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     ts_run_until_flag(ctx, &r3.done, 3000);
     ck_assert_int_eq(r2.rc, STUBDM_EPROTO);
     ck_assert_int_eq(r3.rc, STUBDM_EPROTO);
@@ -312,8 +325,8 @@ END_TEST
 
 START_TEST(test_two_greetings)
 {
-    static const struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("x"), QP_G(), QP_H(2000), QP_E()};
+    static const struct qmp_peer_step s[] = {QP_HS(), QP_R("x"), QP_G(),
+                                             QP_H(2000), QP_E()};
     stubdm_qmp *q;
     struct result r;
 
@@ -325,7 +338,8 @@ END_TEST
 
 START_TEST(test_greeting_twice_before_negotiation)
 {
-    static const struct qmp_peer_step s[] = {QP_G(), QP_G(), QP_H(2000), QP_E()};
+    static const struct qmp_peer_step s[] = {QP_G(), QP_G(), QP_H(2000),
+                                             QP_E()};
     stubdm_qmp *q;
 
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), STUBDM_EPROTO);
@@ -335,8 +349,8 @@ END_TEST
 START_TEST(test_close_mid_message)
 {
     static const struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("x"), QP_S("{\"return\": {\"half"), QP_D(50), QP_C(),
-        QP_E()};
+        QP_HS(),  QP_R("x"), QP_S("{\"return\": {\"half"),
+        QP_D(50), QP_C(),    QP_E()};
     stubdm_qmp *q;
     struct result r;
 
@@ -388,8 +402,9 @@ static long maxrss_kb(void)
 START_TEST(test_event_flood)
 {
     static const struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("go"), QP_FL(100000),
-        QP_REP("{\"return\": \"alive\", \"id\": %s}"), QP_H(2000), QP_E()};
+        QP_HS(),       QP_R("go"),
+        QP_FL(100000), QP_REP("{\"return\": \"alive\", \"id\": %s}"),
+        QP_H(2000),    QP_E()};
     stubdm_qmp *q;
     struct result r = {0};
     /* valgrind runs this ~50x slower; on a loaded CI machine 100k events
@@ -397,11 +412,13 @@ START_TEST(test_event_flood)
     int allow_ms = under_instrumentation() ? 180000 : 20000;
 
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
-    ck_assert_int_eq(stubdm_qmp_subscribe(q, "FLOOD", on_flood, NULL, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_subscribe(q, "FLOOD", on_flood, NULL, NULL),
+                     0);
     long rss0 = maxrss_kb();
     /* The flood starts once we ask for it; the reply comes after it. */
     ck_assert_int_eq(stubdm_qmp_execute(q, "go", NULL, allow_ms, on_reply, &r,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     int64_t end = stubdm_now_ms() + allow_ms;
     while (flood_seen < 100000 && stubdm_now_ms() < end)
         stubdm_ctx_run_once(ctx, 50);
@@ -420,9 +437,10 @@ END_TEST
 START_TEST(test_reply_never_comes)
 {
     static const struct qmp_peer_step s[] = {
-        QP_HS(), QP_R("lost"), QP_D(500),
-        QP_REP("{\"return\": \"late\", \"id\": %s}"), QP_R("next"),
-        QP_REP("{\"return\": \"next\", \"id\": %s}"), QP_H(2000), QP_E()};
+        QP_HS(),      QP_R("lost"),
+        QP_D(500),    QP_REP("{\"return\": \"late\", \"id\": %s}"),
+        QP_R("next"), QP_REP("{\"return\": \"next\", \"id\": %s}"),
+        QP_H(2000),   QP_E()};
     stubdm_qmp *q;
     struct result r;
 
@@ -432,8 +450,7 @@ START_TEST(test_reply_never_comes)
     /* The late reply is dropped quietly; the connection stays in sync. */
     ck_assert_int_eq(exec_one(q, "next", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "\"next\"");
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
-                      1);
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 1);
 }
 END_TEST
 
@@ -447,7 +464,8 @@ START_TEST(test_wedged_after_eight_timeouts)
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
     for (int i = 0; i < 9; i++)
         ck_assert_int_eq(stubdm_qmp_execute(q, "x", NULL, 200, on_reply, &r[i],
-                                            NULL), 0);
+                                            NULL),
+                         0);
     ts_run_until_flag(ctx, &r[8].done, 3000);
     for (int i = 0; i < 8; i++)
         ck_assert_int_eq(r[i].rc, STUBDM_ETIMEDOUT);
@@ -470,7 +488,8 @@ START_TEST(test_death_while_waiting_for_ring_ref)
     void on_open(stubdm_op * op, int rc, void *user);
 
     (void)st;
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q, NULL),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q,
+                                     NULL),
                      0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 3; i++)
@@ -503,7 +522,8 @@ START_TEST(test_death_async)
     stubdm_qmp *q = NULL;
 
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_death_open,
-                                     NULL, &q, NULL), 0);
+                                     NULL, &q, NULL),
+                     0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 3; i++)
         stubdm_ctx_run_once(ctx, 20);
@@ -523,14 +543,16 @@ START_TEST(test_stale_bytes_before_greeting)
         QP_S("\"}]}, \"id\": 12}\r\n{\"return\": {}, \"id\": 13}\r\n"
              "{\"event\": \"OLD\", \"timestamp\": {\"seconds\": 1, "
              "\"microseconds\": 1}}\r\ngarbage{{{\r\n{\"QMP\": {\"vers"),
-        QP_HS(), QP_R("x"), QP_REP("{\"return\": 1, \"id\": %s}"), QP_H(2000),
+        QP_HS(),
+        QP_R("x"),
+        QP_REP("{\"return\": 1, \"id\": %s}"),
+        QP_H(2000),
         QP_E()};
     stubdm_qmp *q;
     struct result r;
 
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
-    ck_assert_uint_gt(qmp_stats(q).bytes_discarded,
-                      100);
+    ck_assert_uint_gt(qmp_stats(q).bytes_discarded, 100);
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "1");
 }
@@ -597,7 +619,7 @@ START_TEST(test_peer_text_sanitized)
         "{\"error\": {\"class\": \"Generic\\nError\", \"desc\": \"";
     static const char *const post = "\"}, \"id\": 3}\r\n";
     char *big = malloc(BIG_DESC + 128);
-    struct log_check lc = { 0 };
+    struct log_check lc = {0};
     stubdm_qmp_opts *o = opts(2000);
     stubdm_qmp *q;
     struct result r;
@@ -620,8 +642,7 @@ START_TEST(test_peer_text_sanitized)
         QP_R("two"), QP_S(big),
         /* A reply with a foreign id, raw newline between its tokens:
          * dropped, logged with its raw text. */
-        QP_S("{\"return\": 1,\n\"id\": \"forged\"}\r\n"),
-        QP_H(2000), QP_E()};
+        QP_S("{\"return\": 1,\n\"id\": \"forged\"}\r\n"), QP_H(2000), QP_E()};
 
     stubdm_ctx_set_log(ctx, check_log, &lc, STUBDM_LOG_DEBUG);
     ck_assert_int_eq(stubdm_qmp_opts_set_limits(o, 4 * BIG_DESC, 0, 0), 0);
@@ -635,15 +656,12 @@ START_TEST(test_peer_text_sanitized)
     ck_assert_uint_lt(strlen(r.msg), 512);
     ck_assert_ptr_nonnull(strstr(r.msg, "..."));
     /* The raw reply after it is dropped and logged. */
-    for (int i = 0; i < 20 &&
-                    qmp_stats(q).replies_dropped < 1;
-         i++)
+    for (int i = 0; i < 20 && qmp_stats(q).replies_dropped < 1; i++)
         stubdm_ctx_run_once(ctx, 20);
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
-                      1);
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 1);
     ck_assert_uint_gt(lc.lines, 3);
-    ck_assert_msg(lc.bad == 0, "%u log lines not printable, first: %s",
-                  lc.bad, lc.first_bad);
+    ck_assert_msg(lc.bad == 0, "%u log lines not printable, first: %s", lc.bad,
+                  lc.first_bad);
     ck_assert_uint_lt(lc.longest, 1024);
     stubdm_ctx_set_log(ctx, NULL, NULL, STUBDM_LOG_DEBUG);
     free(big);
@@ -689,8 +707,14 @@ static void run_for(int ms)
 START_TEST(test_malformed_ring_ref_and_event_channel)
 {
     static const char *const bad[] = {
-        "05", "4294967297", "0", "-1", " 5", "5x",
-        "1234567890123456789012345678901234567890", ""};
+        "05",
+        "4294967297",
+        "0",
+        "-1",
+        " 5",
+        "5x",
+        "1234567890123456789012345678901234567890",
+        ""};
     static const struct qmp_peer_step s[] = {QP_HS(), QP_H(30000), QP_E()};
     int timeout = under_instrumentation() ? 8000 : 2000;
     stubdm_qmp_opts *o = opts(timeout);
@@ -701,7 +725,8 @@ START_TEST(test_malformed_ring_ref_and_event_channel)
     vchan_open_done = false;
     t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, on_vchan_open,
-                                     NULL, &q, NULL), 0);
+                                     NULL, &q, NULL),
+                     0);
     stubdm_qmp_opts_free(o);
     for (size_t i = 0; i < STUBDM_ARRAY_SIZE(bad); i++) {
         /* Written in an order that never shows two good values at once. */
@@ -713,8 +738,9 @@ START_TEST(test_malformed_ring_ref_and_event_channel)
         write_vchan_node(STUBDOM, GUEST, "event-channel", bad[i]);
         write_vchan_node(STUBDOM, GUEST, "ring-ref", "8");
         run_for(40);
-        ck_assert_msg(!vchan_open_done, "event-channel \"%s\": open ended (%s)",
-                      bad[i], stubdm_errname(vchan_open_rc));
+        ck_assert_msg(!vchan_open_done,
+                      "event-channel \"%s\": open ended (%s)", bad[i],
+                      stubdm_errname(vchan_open_rc));
         ck_assert_int_eq(stubdm_qmp_is_ready(q), 0);
     }
     while (!vchan_open_done && stubdm_now_ms() - t0 < timeout + 3000)
@@ -762,8 +788,9 @@ static int64_t thread_cpu_ms(void)
 START_TEST(test_flood_does_not_starve_other_stubdomain)
 {
     static const struct qmp_peer_step flood[] = {
-        QP_HS(), QP_R("go"), QP_FL(FLOOD_N),
-        QP_REP("{\"return\": \"alive\", \"id\": %s}"), QP_H(30000), QP_E()};
+        QP_HS(),        QP_R("go"),
+        QP_FL(FLOOD_N), QP_REP("{\"return\": \"alive\", \"id\": %s}"),
+        QP_H(30000),    QP_E()};
     static const struct qmp_peer_step calm[] = {QP_HS(), QP_ANS(), QP_E()};
     struct qmp_peer other = {.pid = -1};
     char path[160], sock[320];
@@ -788,7 +815,8 @@ START_TEST(test_flood_does_not_starve_other_stubdomain)
     ck_assert_int_eq(qmp_peer_start(&other, sock, calm), 0);
     o = opts(5000);
     ck_assert_int_eq(stubdm_qmp_open_sync(ctx, OTHER_STUBDOM, OTHER_GUEST, o,
-                                          &qb), 0);
+                                          &qb),
+                     0);
     stubdm_qmp_opts_free(o);
     ck_assert_int_eq(open_against(flood, opts(5000), &qa, NULL), 0);
     ck_assert_int_eq(exec_one(qb, "query-status", 5000, &r), 0);
@@ -797,7 +825,8 @@ START_TEST(test_flood_does_not_starve_other_stubdomain)
     ck_assert_int_eq(stubdm_qmp_subscribe(qa, "FLOOD", on_flood, NULL, NULL),
                      0);
     ck_assert_int_eq(stubdm_qmp_execute(qa, "go", NULL, 600000, on_reply, &go,
-                                        NULL), 0);
+                                        NULL),
+                     0);
     while (flood_seen < 1000)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
     /* Round trips of 9 begun during 7's flood, all timed; at least two
@@ -812,9 +841,10 @@ START_TEST(test_flood_does_not_starve_other_stubdomain)
             inside++;
     }
     ck_assert_msg(inside >= 2, "only %d round trips inside the flood", inside);
-    ck_assert_msg(worst < bound, "query-status of stubdomain %u took %lld ms "
-                  "of CPU during the flood (bound %lld ms)", OTHER_STUBDOM,
-                  (long long)worst, (long long)bound);
+    ck_assert_msg(worst < bound,
+                  "query-status of stubdomain %u took %lld ms "
+                  "of CPU during the flood (bound %lld ms)",
+                  OTHER_STUBDOM, (long long)worst, (long long)bound);
     stubdm_qmp_free(qa);
     stubdm_qmp_free(qb);
     qmp_peer_stop(&other);

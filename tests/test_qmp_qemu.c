@@ -124,13 +124,15 @@ START_TEST(test_query_version_status)
     ck_assert_int_eq(stubdm_qmp_qemu_version(q, &maj, &min, &mic), 0);
     ck_assert_int_ge(maj, 2);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-version", NULL, 5000,
-                                             &reply), 0);
+                                             &reply),
+                     0);
     char want[64];
     snprintf(want, sizeof(want), "\"major\": %d", maj);
     ck_assert_msg(strstr(reply, want) != NULL, "%s", reply);
     free(reply);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL, 5000,
-                                             &reply), 0);
+                                             &reply),
+                     0);
     ck_assert_ptr_nonnull(strstr(reply, "\"running\": true"));
     free(reply);
     stubdm_qmp_free(q);
@@ -144,7 +146,8 @@ START_TEST(test_unknown_command)
     char *reply = NULL;
 
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "no-such-command", "{}", 5000,
-                                             &reply), STUBDM_EQMP);
+                                             &reply),
+                     STUBDM_EQMP);
     ck_assert_ptr_nonnull(strstr(reply, "CommandNotFound"));
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "CommandNotFound"));
     free(reply);
@@ -153,7 +156,8 @@ START_TEST(test_unknown_command)
                                              "{\"bogus\": 1}", 5000, NULL),
                      STUBDM_EQMP);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL, 5000,
-                                             NULL), 0);
+                                             NULL),
+                     0);
     stubdm_qmp_free(q);
 }
 END_TEST
@@ -185,7 +189,8 @@ START_TEST(test_stop_cont_events_two_handles)
     ck_assert_int_eq(stubdm_qmp_subscribe(q2, "RESUME", on_ev, &l2, NULL), 0);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q1, "stop", NULL, 5000, NULL), 0);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q2, "query-status", NULL, 5000,
-                                             &reply), 0);
+                                             &reply),
+                     0);
     ck_assert_ptr_nonnull(strstr(reply, "\"status\": \"paused\""));
     free(reply);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q2, "cont", NULL, 5000, NULL), 0);
@@ -197,7 +202,8 @@ START_TEST(test_stop_cont_events_two_handles)
     ck_assert_int_eq(l2.resume, 1);
     stubdm_qmp_free(q1);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q2, "query-status", NULL, 5000,
-                                             NULL), 0);
+                                             NULL),
+                     0);
     stubdm_qmp_free(q2);
 }
 END_TEST
@@ -209,7 +215,8 @@ START_TEST(test_schema_large_reply)
     char *reply = NULL;
 
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-qmp-schema", NULL,
-                                             10000, &reply), 0);
+                                             10000, &reply),
+                     0);
     ck_assert_uint_gt(strlen(reply), 100000);
     ck_assert_ptr_nonnull(strstr(reply, "\"query-status\""));
     free(reply);
@@ -240,13 +247,13 @@ START_TEST(test_twenty_at_once)
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(stubdm_qmp_execute(q, cmds[i % 4], NULL, 5000,
                                             on_twenty, (void *)want[i % 4],
-                                            NULL), 0);
+                                            NULL),
+                         0);
     for (int i = 0; i < 200 && twenty_done < 20; i++)
         stubdm_ctx_run_once(ctx, 20);
     ck_assert_int_eq(twenty_done, 20);
     ck_assert_int_eq(twenty_ok, 20);
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped,
-                      0);
+    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 0);
     stubdm_qmp_free(q);
 }
 END_TEST
@@ -283,7 +290,8 @@ START_TEST(test_lock_other_process)
     ck_assert_int_eq(stubdm_qmp_opts_set_lock(o, NULL, STUBDM_QMP_LOCK_WAIT),
                      0);
     stubdm_qmp_opts_set_open_timeout(o, 10000);
-    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q, NULL),
+    ck_assert_int_eq(stubdm_qmp_open(ctx, STUBDOM, GUEST, o, NULL, NULL, &q,
+                                     NULL),
                      0);
     stubdm_qmp_opts_free(o);
     for (int i = 0; i < 5; i++)
@@ -298,7 +306,8 @@ START_TEST(test_lock_other_process)
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
     /* QEMU greeted us afresh on the new connection. */
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL, 5000,
-                                             NULL), 0);
+                                             NULL),
+                     0);
     stubdm_qmp_free(q);
     close(go[0]), close(go[1]), close(ready[0]), close(ready[1]);
 }
@@ -379,7 +388,8 @@ START_TEST(test_proxy_three_clients)
     for (int i = 0; i < 3; i++) {
         char cmd[200];
         snprintf(cmd, sizeof(cmd),
-                 "{\"execute\": \"qmp_capabilities\", \"id\": %s}\r\n", ids[i]);
+                 "{\"execute\": \"qmp_capabilities\", \"id\": %s}\r\n",
+                 ids[i]);
         rawc_send(&cl[i], cmd);
     }
     for (int i = 0; i < 3; i++) {
@@ -477,7 +487,8 @@ START_TEST(test_proxy_slow_reader_dropped)
     /* The connection itself is fine, once the schemas asked for are in:
      * ~7 MB of replies to parse, seconds under valgrind on a busy host. */
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL,
-                                             5000 * ts_time_scale(), NULL), 0);
+                                             5000 * ts_time_scale(), NULL),
+                     0);
     stubdm_qmp_proxy_free(p);
     close(cl[0].fd);
     stubdm_qmp_free(q);

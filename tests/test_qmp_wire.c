@@ -33,7 +33,8 @@ struct outcome {
 static void describe(struct outcome *o, const struct stubdm__qmp_msg *m)
 {
     char line[1024];
-    int n = snprintf(line, sizeof(line), "%s id=%d/%llu class=%s ev=%s raw=%.*s\n",
+    int n = snprintf(line, sizeof(line),
+                     "%s id=%d/%llu class=%s ev=%s raw=%.*s\n",
                      stubdm__qmp_msg_type_name(m->type), (int)m->id_kind,
                      (unsigned long long)m->id,
                      m->error_class ? m->error_class : "-",
@@ -116,8 +117,7 @@ static void run_all_splits(const void *text, size_t len, bool discard,
 
 START_TEST(test_session_every_split)
 {
-    const char *text =
-        GREETING
+    const char *text = GREETING
         "{\"return\": {}, \"id\": 1}\r\n"
         "{\"return\": {\"status\": \"running\", \"running\": true}, "
         "\"id\": 2}\r\n" EVENT
@@ -263,9 +263,9 @@ END_TEST
 
 START_TEST(test_error_and_event_fields)
 {
-    struct stubdm__qmp_msg *m =
-        one("{\"error\":{\"class\":\"DeviceNotFound\",\"desc\":\"Device "
-            "'x' not found\"},\"id\":9}");
+    struct stubdm__qmp_msg *m = one(
+        "{\"error\":{\"class\":\"DeviceNotFound\",\"desc\":\"Device "
+        "'x' not found\"},\"id\":9}");
     ck_assert_int_eq(m->type, STUBDM__QMP_ERROR);
     ck_assert_str_eq(m->error_class, "DeviceNotFound");
     ck_assert_str_eq(m->error_desc, "Device 'x' not found");
@@ -276,8 +276,8 @@ START_TEST(test_error_and_event_fields)
             "\"timestamp\":{\"seconds\":-1,\"microseconds\":0}}");
     ck_assert_int_eq(m->type, STUBDM__QMP_EVENT);
     ck_assert_str_eq(m->event, "DEVICE_DELETED");
-    ck_assert(stubdm__json_string_is(stubdm__json_get(m->value, "device"),
-                                     "nic0"));
+    ck_assert(
+        stubdm__json_string_is(stubdm__json_get(m->value, "device"), "nic0"));
     ck_assert_int_eq(m->ts_seconds, -1);
     stubdm__qmp_msg_free(m);
 
@@ -333,15 +333,13 @@ START_TEST(test_malformed_input)
                         "(stream byte 14)");
     ck_assert_int_eq(bad("{\"return\":\"a\0b\"}", 16, e, sizeof(e)),
                      STUBDM_EPROTO);
-    ck_assert_int_eq(bad("{\"return\":1}\0", 13, e, sizeof(e)),
-                     STUBDM_EPROTO);
+    ck_assert_int_eq(bad("{\"return\":1}\0", 13, e, sizeof(e)), STUBDM_EPROTO);
     ck_assert_int_eq(bad("{\"return\":1,\"return\":2}", 23, e, sizeof(e)),
                      STUBDM_EPROTO);
     ck_assert_str_eq(e, "QMP message has a duplicate key \"return\" "
                         "(stream byte 23)");
     /* yajl skips \f and \v as whitespace; JSON does not (fuzzer find). */
-    ck_assert_int_eq(bad("\f{\"return\":1}", 13, e, sizeof(e)),
-                     STUBDM_EPROTO);
+    ck_assert_int_eq(bad("\f{\"return\":1}", 13, e, sizeof(e)), STUBDM_EPROTO);
     ck_assert_str_eq(e, "QMP message is not valid JSON: invalid whitespace "
                         "(stream byte 0)");
     /* A NUL decoded from \u0000 is fine inside a string. */
@@ -535,10 +533,10 @@ END_TEST
 START_TEST(test_discard_stale_messages)
 {
     /* Half a reply, a stale whole reply and an event, then the greeting. */
-    const char *text = "\"desc\": \"x\"}, \"id\": 3}\r\n"
-                       "{\"return\": {\"a\": [1, {\"b\": 2}]}, \"id\": 7}\r\n"
-                       EVENT "{\"return\": {\"QMP\" " GREETING
-                       "{\"return\": {}, \"id\": 1}\r\n";
+    const char *text =
+        "\"desc\": \"x\"}, \"id\": 3}\r\n"
+        "{\"return\": {\"a\": [1, {\"b\": 2}]}, \"id\": 7}\r\n" EVENT
+        "{\"return\": {\"QMP\" " GREETING "{\"return\": {}, \"id\": 1}\r\n";
     size_t greet_at = strstr(text, GREETING) - text;
     check_greeting_first(text, strlen(text), greet_at);
     struct outcome o;
@@ -559,8 +557,9 @@ START_TEST(test_discard_budget)
     struct outcome o;
     run(text, n, 0, true, &lim, &o);
     ck_assert_int_eq(o.rc, STUBDM_ELIMIT);
-    ck_assert_msg(strncmp(o.errmsg, "no QMP greeting found in the first "
-                                    "1000 bytes examined",
+    ck_assert_msg(strncmp(o.errmsg,
+                          "no QMP greeting found in the first "
+                          "1000 bytes examined",
                           54) == 0,
                   "%s", o.errmsg);
     /* Pure garbage with the default budget. */
@@ -599,10 +598,11 @@ START_TEST(test_encode_command)
                                                 strlen(args), UINT64_MAX, true,
                                                 why, sizeof(why)),
                      0);
-    ck_assert_str_eq(b.data, "{\"exec-oob\":\"device_del\",\"arguments\":"
-                             "{\"id\":\"caf\xc3\xa9\xe2\x98\x83\\n\",\"n\":1.50,"
-                             "\"big\":18446744073709551615},"
-                             "\"id\":18446744073709551615}\r\n");
+    ck_assert_str_eq(b.data,
+                     "{\"exec-oob\":\"device_del\",\"arguments\":"
+                     "{\"id\":\"caf\xc3\xa9\xe2\x98\x83\\n\",\"n\":1.50,"
+                     "\"big\":18446744073709551615},"
+                     "\"id\":18446744073709551615}\r\n");
     size_t before = b.len;
     static const char *const bad_names[] = {
         "", "a\"b", "x y", "a\\", "\xc3\xa9", "q\n",
@@ -626,8 +626,14 @@ START_TEST(test_encode_command)
                                                 why, sizeof(why)),
                      STUBDM_EINVAL);
     static const char *const bad_args[] = {
-        "[1]", "1", "\"x\"", "{", "{\"a\":1} {}", "{\"a\":\"\xc0\x80\"}",
-        "{\"a\":1,\"a\":2}", "",
+        "[1]",
+        "1",
+        "\"x\"",
+        "{",
+        "{\"a\":1} {}",
+        "{\"a\":\"\xc0\x80\"}",
+        "{\"a\":1,\"a\":2}",
+        "",
     };
     for (size_t i = 0; i < sizeof(bad_args) / sizeof(bad_args[0]); i++) {
         ck_assert_int_eq(stubdm__qmp_encode_command(&b, "x", bad_args[i],
@@ -658,16 +664,17 @@ START_TEST(test_encode_capabilities)
     stubdm__buf_init(&b, 0);
     ck_assert_int_eq(stubdm__qmp_encode_capabilities(&b, 1, false), 0);
     ck_assert_int_eq(stubdm__qmp_encode_capabilities(&b, 2, true), 0);
-    ck_assert_str_eq(b.data,
-                     "{\"execute\":\"qmp_capabilities\",\"id\":1}\r\n"
-                     "{\"execute\":\"qmp_capabilities\",\"arguments\":"
-                     "{\"enable\":[\"oob\"]},\"id\":2}\r\n");
+    ck_assert_str_eq(b.data, "{\"execute\":\"qmp_capabilities\",\"id\":1}\r\n"
+                             "{\"execute\":\"qmp_capabilities\",\"arguments\":"
+                             "{\"enable\":[\"oob\"]},\"id\":2}\r\n");
     /* What we send parses back as an object. */
     struct stubdm__json_doc *doc;
-    ck_assert_int_eq(stubdm__json_parse(b.data, strstr(b.data, "\r\n") - b.data,
-                                        NULL, &doc, NULL),
+    ck_assert_int_eq(stubdm__json_parse(b.data,
+                                        strstr(b.data, "\r\n") - b.data, NULL,
+                                        &doc, NULL),
                      0);
-    ck_assert(stubdm__json_is(stubdm__json_doc_root(doc), STUBDM__JSON_OBJECT));
+    ck_assert(
+        stubdm__json_is(stubdm__json_doc_root(doc), STUBDM__JSON_OBJECT));
     stubdm__json_doc_free(doc);
     stubdm__buf_dispose(&b);
 }

@@ -31,8 +31,8 @@ static struct spawnfix fx;
 
 static void setup(void)
 {
-    static const struct spawnfix_opts o = {
-        .verbose_env = "TEST_SPAWN_VERBOSE", .baseline = true};
+    static const struct spawnfix_opts o = {.verbose_env = "TEST_SPAWN_VERBOSE",
+                                           .baseline = true};
     spawnfix_setup(&fx, &o);
 }
 
@@ -42,16 +42,16 @@ static void teardown(void)
 }
 
 static const char *const qemu_args[] = {
-    "-xen-domid", "7", "-machine", "xenfv", "-m", "16", "-nodefaults",
-    "-display", "none", "-no-shutdown",
+    "-xen-domid", "7",           "-machine", "xenfv", "-m",
+    "16",         "-nodefaults", "-display", "none",  "-no-shutdown",
 };
 
 static stubdm_spawn_opts *config(const char *const *sim_args, size_t nsim,
-                                   bool qmp)
+                                 bool qmp)
 {
-    stubdm_spawn_opts *c =
-        spawnfix_config(&fx, GUEST, qemu_args, STUBDM_ARRAY_SIZE(qemu_args),
-                        sim_args, nsim, 20000);
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args,
+                                           STUBDM_ARRAY_SIZE(qemu_args),
+                                           sim_args, nsim, 20000);
 
     ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, qmp, 0), 0);
     return c;
@@ -68,14 +68,14 @@ static void expect_refused(stubdm_spawn_opts *c, int rc, const char *field)
     ck_assert_ptr_null(s);
     ck_assert_ptr_null(op);
     if (!strstr(stubdm_ctx_errmsg(fx.ctx), field))
-        ck_abort_msg("message '%s' does not name '%s'", stubdm_ctx_errmsg(fx.ctx),
-                     field);
+        ck_abort_msg("message '%s' does not name '%s'",
+                     stubdm_ctx_errmsg(fx.ctx), field);
 }
 
 START_TEST(test_validate)
 {
     stubdm_spawn_opts *c = NULL;
-    static const char *const nl[] = { "-name", "a\nb" };
+    static const char *const nl[] = {"-name", "a\nb"};
 
     ck_assert_int_eq(stubdm_spawn_opts_new(&c), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_args(c, qemu_args, 2), 0);
@@ -120,19 +120,22 @@ START_TEST(test_validate)
      * console 0 alone is fine. */
     c = config(NULL, 0, false);
     ck_assert_int_eq(stubdm_spawn_opts_set_console_backend(
-                         c, STUBDM_CONSOLE_BACKEND_XENCONSOLED), 0);
+                         c, STUBDM_CONSOLE_BACKEND_XENCONSOLED),
+                     0);
     ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, "pty"), 0);
     expect_refused(c, STUBDM_EINVAL, "console 3 (serial): the xenconsoled");
     ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 3, NULL), 0);
-    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(
-                         c, 1, "file:/tmp/save"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 1,
+                                                          "file:/tmp/save"),
+                     0);
     expect_refused(c, STUBDM_EINVAL, "console 1 (save)");
     ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 1, NULL), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, 0), 0);
     expect_refused(c, STUBDM_EINVAL, "restoring needs the libstubdm");
     ck_assert_int_eq(stubdm_spawn_opts_set_restore_fd(c, -1), 0);
-    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(
-                         c, 0, "file:/tmp/log"), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_console_output(c, 0,
+                                                          "file:/tmp/log"),
+                     0);
     ck_assert_int_eq(stubdm_spawn_opts_validate(fx.ctx, c), 0);
     stubdm_spawn_opts_free(c);
     spawnfix_assert_clean(&fx, false);
@@ -165,7 +168,7 @@ START_TEST(test_end_to_end)
 {
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
-    struct progress p = { 0, -1, -1, NULL, NULL };
+    struct progress p = {0, -1, -1, NULL, NULL};
     char *reply = NULL, *log_path, out[300];
     stubdm_stubdom_list *l = NULL;
     uint32_t found = 0;
@@ -197,7 +200,8 @@ START_TEST(test_end_to_end)
 
     ck_assert_int_eq(stubdm_stubdom_list_new(fx.ctx, &l), 0);
     ck_assert_uint_eq(stubdm_stubdom_list_count(l), 1);
-    ck_assert_uint_eq(stubdm_stubdom_list_domid(l, 0), stubdm_stubdom_domid(s));
+    ck_assert_uint_eq(stubdm_stubdom_list_domid(l, 0),
+                      stubdm_stubdom_domid(s));
     ck_assert_uint_eq(stubdm_stubdom_list_guest(l, 0), GUEST);
     ck_assert_str_eq(stubdm_stubdom_list_state(l, 0), "running");
     ck_assert_str_eq(stubdm_stubdom_list_name(l, 0), "test-dm");
@@ -206,7 +210,8 @@ START_TEST(test_end_to_end)
     ck_assert_uint_eq(found, stubdm_stubdom_domid(s));
     /* The simulated consoles: the stubdomain logs to console 0's file. */
     ck_assert(proc_file_mentions(log_path, "device model running"));
-    ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid), 2); /* sim-stubdom and its QEMU */
+    ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid),
+                     2); /* sim-stubdom and its QEMU */
 
     ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_DESTROYED);
@@ -225,7 +230,7 @@ START_TEST(test_destroy_by_domid)
     stubdm_stubdom *s = NULL;
     stubdm_ctx *other = NULL;
     uint32_t domid;
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const noqemu[] = {"--no-qemu"};
 
     spawnfix_need_sim_stubdom(&fx);
     c = config(noqemu, 1, false);
@@ -238,23 +243,24 @@ START_TEST(test_destroy_by_domid)
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
     ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), 0);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), STUBDM_ENOENT);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid),
+                     STUBDM_ENOENT);
     stubdm_ctx_free(other);
     spawnfix_assert_clean(&fx, false);
 }
 END_TEST
 
 /*
- * stubdm_stubdom_destroy_by_domid destroys only a stubdomain, judged on dom0-owned nodes: a
- * guest (here the simulated host's placeholder, dom0's nodes but no
- * target) and a domain whose "target" is its own claim are refused with
- * STUBDM_ENOTSTUBDOM and left untouched; STUBDM_STUBDOM_DESTROY_FORCE destroys
- * the latter anyway.
+ * stubdm_stubdom_destroy_by_domid destroys only a stubdomain, judged on
+ * dom0-owned nodes: a guest (here the simulated host's placeholder, dom0's
+ * nodes but no target) and a domain whose "target" is its own claim are
+ * refused with STUBDM_ENOTSTUBDOM and left untouched;
+ * STUBDM_STUBDOM_DESTROY_FORCE destroys the latter anyway.
  */
 START_TEST(test_destroy_refuses_non_stubdomain)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
-    struct xs_permissions own30[1] = { { 30, XS_PERM_NONE } };
+    static const char *const noqemu[] = {"--no-qemu"};
+    struct xs_permissions own30[1] = {{30, XS_PERM_NONE}};
     stubdm_spawn_opts *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
@@ -269,14 +275,18 @@ START_TEST(test_destroy_refuses_non_stubdomain)
     /* Domain 30 claims to be guest 7's stubdomain in a node of its own. */
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/30/name", "other", 5));
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/30/target", "7", 1));
-    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/30/target",
-                                 own30, 1));
+    ck_assert(
+        xs_set_permissions(h, XBT_NULL, "/local/domain/30/target", own30, 1));
     before = spawnfix_dump(&fx);
 
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, GUEST), STUBDM_ENOTSTUBDOM);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "not a stubdomain"));
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, 30), STUBDM_ENOTSTUBDOM);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_ext(fx.ctx, domid, 0x80), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, GUEST),
+                     STUBDM_ENOTSTUBDOM);
+    ck_assert_ptr_nonnull(
+        strstr(stubdm_ctx_errmsg(fx.ctx), "not a stubdomain"));
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, 30),
+                     STUBDM_ENOTSTUBDOM);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_ext(fx.ctx, domid, 0x80),
+                     STUBDM_EINVAL);
     after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, before);
     free(after);
@@ -284,7 +294,8 @@ START_TEST(test_destroy_refuses_non_stubdomain)
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_RUNNING);
 
     /* Forced: domain 30 goes (its nodes), guest 7's contract stays. */
-    stubdm_stubdom_destroy_by_domid_ext(fx.ctx, 30, STUBDM_STUBDOM_DESTROY_FORCE);
+    stubdm_stubdom_destroy_by_domid_ext(fx.ctx, 30,
+                                        STUBDM_STUBDOM_DESTROY_FORCE);
     v = xs_read(h, XBT_NULL, "/local/domain/30", NULL);
     ck_assert_msg(v == NULL, "/local/domain/30 is left");
     v = xs_read(h, XBT_NULL, "/local/domain/7/image/device-model-domid", NULL);
@@ -306,12 +317,12 @@ END_TEST
  */
 START_TEST(test_placeholder_mark_owner)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const noqemu[] = {"--no-qemu"};
     static const char vm[] = "/vm/00000000-0000-0000-0000-0000000000aa";
     /* Owned by the guest, readable by all (its stubdomain reads it). */
-    struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
-    struct xs_permissions vm_perms[2] = { { 0, XS_PERM_NONE },
-                                          { GUEST, XS_PERM_READ } };
+    struct xs_permissions guest_own[1] = {{GUEST, XS_PERM_READ}};
+    struct xs_permissions vm_perms[2] = {{0, XS_PERM_NONE},
+                                         {GUEST, XS_PERM_READ}};
     stubdm_spawn_opts *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
@@ -323,8 +334,8 @@ START_TEST(test_placeholder_mark_owner)
     ck_assert_ptr_nonnull(h);
     /* A guest of its own (not a placeholder): its tree is its. */
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7", "", 0));
-    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own,
-                                 1));
+    ck_assert(
+        xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own, 1));
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/vm", vm, sizeof(vm) - 1));
     ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7/vm", vm_perms,
                                  2)); /* dom0's, as libxl writes it */
@@ -366,8 +377,8 @@ END_TEST
  * the argv: a vm node the guest owns is refused, nothing is made. */
 START_TEST(test_guest_vm_node_owner)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
-    struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
+    static const char *const noqemu[] = {"--no-qemu"};
+    struct xs_permissions guest_own[1] = {{GUEST, XS_PERM_READ}};
     stubdm_spawn_opts *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
@@ -375,11 +386,12 @@ START_TEST(test_guest_vm_node_owner)
 
     ck_assert_ptr_nonnull(h);
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7", "", 0));
-    ck_assert(xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own,
-                                 1));
+    ck_assert(
+        xs_set_permissions(h, XBT_NULL, "/local/domain/7", guest_own, 1));
     ck_assert(xs_write(h, XBT_NULL, "/local/domain/7/vm", "/vm/other", 9));
     before = spawnfix_dump(&fx);
-    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), STUBDM_EPERM);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s),
+                     STUBDM_EPERM);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 7"), "%s",
                   stubdm_ctx_errmsg(fx.ctx));
     stubdm_spawn_opts_free(c);
@@ -402,11 +414,11 @@ END_TEST
  */
 START_TEST(test_find_stubdom_guest_owned)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const noqemu[] = {"--no-qemu"};
     static const char *const node = "/local/domain/7/image/device-model-domid";
-    struct xs_permissions guest_own[1] = { { GUEST, XS_PERM_READ } };
-    struct xs_permissions dom0_own[2] = { { 0, XS_PERM_NONE },
-                                          { GUEST, XS_PERM_READ } };
+    struct xs_permissions guest_own[1] = {{GUEST, XS_PERM_READ}};
+    struct xs_permissions dom0_own[2] = {{0, XS_PERM_NONE},
+                                         {GUEST, XS_PERM_READ}};
     stubdm_spawn_opts *c = config(noqemu, 1, false);
     stubdm_stubdom *s = NULL;
     struct xs_handle *h = mockxs_open_as(&fx.mock, 0);
@@ -423,7 +435,8 @@ START_TEST(test_find_stubdom_guest_owned)
     ck_assert(xs_set_permissions(h, XBT_NULL, node, guest_own, 1));
     before = spawnfix_dump(&fx);
 
-    ck_assert_int_eq(stubdm_stubdom_find_by_guest(fx.ctx, GUEST, &found), STUBDM_EPERM);
+    ck_assert_int_eq(stubdm_stubdom_find_by_guest(fx.ctx, GUEST, &found),
+                     STUBDM_EPERM);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(fx.ctx), "owned by domain 7"), "%s",
                   stubdm_ctx_errmsg(fx.ctx));
     ck_assert_uint_eq(found, 12345);
@@ -453,18 +466,36 @@ static const struct die_case {
     const char *step, *cause; /* both must be in the message */
     const char *alt_step;     /* or this step (races) */
 } die_cases[] = {
-    { { "--die-at=before-argv" }, STUBDM_EDOMAIN_GONE,
-      "spawn: waiting for running: ", "crashed (signal 11)", NULL },
-    { { "--die-at=after-argv" }, STUBDM_EDOMAIN_GONE,
-      "spawn: waiting for running: ", "crashed (signal 11)", NULL },
-    { { "--die-at=before-running", "--die-exit=3" }, STUBDM_EDOMAIN_GONE,
-      "spawn: waiting for running: ", "exited with status 3", NULL },
-    { { "--die-at=after-running", "--die-signal=6" }, 0 /* see below */,
-      "spawn: opening QMP: ", "", "spawn: waiting for running: " },
-    { { "--no-running" }, STUBDM_ETIMEDOUT, "spawn: waiting for running: ",
-      "not running after", NULL },
-    { { "--die-at=before-argv", "--die-exit=0" }, STUBDM_EDOMAIN_GONE,
-      "spawn: waiting for running: ", "shut down (exit 0)", NULL },
+    {{"--die-at=before-argv"},
+     STUBDM_EDOMAIN_GONE,
+     "spawn: waiting for running: ",
+     "crashed (signal 11)",
+     NULL},
+    {{"--die-at=after-argv"},
+     STUBDM_EDOMAIN_GONE,
+     "spawn: waiting for running: ",
+     "crashed (signal 11)",
+     NULL},
+    {{"--die-at=before-running", "--die-exit=3"},
+     STUBDM_EDOMAIN_GONE,
+     "spawn: waiting for running: ",
+     "exited with status 3",
+     NULL},
+    {{"--die-at=after-running", "--die-signal=6"},
+     0 /* see below */,
+     "spawn: opening QMP: ",
+     "",
+     "spawn: waiting for running: "},
+    {{"--no-running"},
+     STUBDM_ETIMEDOUT,
+     "spawn: waiting for running: ",
+     "not running after",
+     NULL},
+    {{"--die-at=before-argv", "--die-exit=0"},
+     STUBDM_EDOMAIN_GONE,
+     "spawn: waiting for running: ",
+     "shut down (exit 0)",
+     NULL},
 };
 
 START_TEST(test_die_at_each_step)
@@ -517,7 +548,8 @@ START_TEST(test_unpause_fails)
     rc = stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s);
     stubdm_spawn_opts_free(c);
     ck_assert_int_ne(rc, 0);
-    ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(fx.ctx), "spawn: unpausing: "));
+    ck_assert_ptr_nonnull(
+        strstr(stubdm_ctx_errmsg(fx.ctx), "spawn: unpausing: "));
     spawnfix_assert_clean(&fx, false);
 }
 END_TEST
@@ -525,10 +557,10 @@ END_TEST
 /* Cancelling (or freeing the handle) at each step leaves nothing. */
 START_TEST(test_cancel_at_each_step)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
+    static const char *const noqemu[] = {"--no-qemu"};
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
-    struct progress p = { 0, -1, -1, NULL, &s };
+    struct progress p = {0, -1, -1, NULL, &s};
     stubdm_op *op = NULL;
     int step = _i / 2;
 
@@ -538,7 +570,8 @@ START_TEST(test_cancel_at_each_step)
     else
         p.cancel_at = step;
     c = config(noqemu, 1, true);
-    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, on_progress, NULL, &p, &s, &op), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, on_progress, NULL, &p, &s, &op),
+                     0);
     stubdm_spawn_opts_free(c);
     p.op = op;
     while (!stubdm_op_is_done(op))
@@ -557,7 +590,7 @@ END_TEST
 /* Freeing the ctx with a spawn half done tears the spawn down too. */
 START_TEST(test_ctx_free_while_pending)
 {
-    static const char *const noqemu[] = { "--no-qemu", "--no-running" };
+    static const char *const noqemu[] = {"--no-qemu", "--no-running"};
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     char *after;
@@ -580,7 +613,8 @@ START_TEST(test_ctx_free_while_pending)
 }
 END_TEST
 
-/* ---- many at once ---------------------------------------------------------- */
+/* ---- many at once ----------------------------------------------------------
+ */
 
 #define MANY 50
 
@@ -600,9 +634,9 @@ static void on_many_done(stubdm_op *op, int rc, void *user)
 
 START_TEST(test_fifty_concurrent)
 {
-    static const char *const noqemu[] = { "--no-qemu" };
-    stubdm_stubdom *s[MANY] = { 0 };
-    struct many m = { 0, 0 };
+    static const char *const noqemu[] = {"--no-qemu"};
+    stubdm_stubdom *s[MANY] = {0};
+    struct many m = {0, 0};
     stubdm_stubdom_list *l = NULL;
     int64_t t0 = stubdm_now_ms();
 
@@ -644,11 +678,12 @@ END_TEST
 /* The same 50 with a real QEMU each (-machine none), when asked: heavy. */
 START_TEST(test_fifty_real_qemu)
 {
-    static const char *const none_args[] = { "-machine", "none", "-m", "16",
-                                              "-nodefaults", "-display",
-                                              "none" };
-    stubdm_stubdom *s[MANY] = { 0 };
-    struct many m = { 0, 0 };
+    static const char *const none_args[] = {"-machine",    "none",
+                                            "-m",          "16",
+                                            "-nodefaults", "-display",
+                                            "none"};
+    stubdm_stubdom *s[MANY] = {0};
+    struct many m = {0, 0};
     int64_t t0 = stubdm_now_ms();
 
     spawnfix_need_sim_stubdom(&fx);
@@ -675,7 +710,8 @@ START_TEST(test_fifty_real_qemu)
 }
 END_TEST
 
-/* ---- deaths of several spawns sharing the death monitor -------------------- */
+/* ---- deaths of several spawns sharing the death monitor --------------------
+ */
 
 struct ended {
     int calls, rc;
@@ -701,10 +737,10 @@ static const int perm3[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
  * death, and nothing is left. */
 START_TEST(test_three_spawns_deaths_in_every_order)
 {
-    static const char *const args[] = { "--no-qemu", "--no-running" };
+    static const char *const args[] = {"--no-qemu", "--no-running"};
     const int *order = perm3[_i];
     const int bound = 2000 * ts_time_scale();
-    stubdm_stubdom *s[3] = { 0 };
+    stubdm_stubdom *s[3] = {0};
     struct ended e[3];
 
     spawnfix_need_sim_stubdom(&fx);
@@ -713,11 +749,13 @@ START_TEST(test_three_spawns_deaths_in_every_order)
         stubdm_spawn_opts *c = config(args, 2, false);
         stubdm_spawn_opts_set_guest(c, 100 + (uint32_t)i, NULL, NULL);
         ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, on_ended, &e[i], &s[i],
-                                      NULL), 0);
+                                      NULL),
+                         0);
         stubdm_spawn_opts_free(c);
     }
     for (int i = 0; i < 3; i++) {
-        while (stubdm_stubdom_step(s[i]) != STUBDM_SPAWN_STEP_WAIT && !e[i].calls)
+        while (stubdm_stubdom_step(s[i]) != STUBDM_SPAWN_STEP_WAIT &&
+               !e[i].calls)
             ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 1000), 0);
         ck_assert_msg(!e[i].calls, "spawn %d: %s", i, e[i].msg);
     }

@@ -68,8 +68,8 @@ START_TEST(running_written_late)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
-                                         &r, NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000,
+                                            ts_on_done, &r, NULL),
                      0);
     ts_spin(ctx, 100);
     ck_assert_int_eq(r.calls, 0);
@@ -86,8 +86,8 @@ START_TEST(running_written_before_the_wait)
     struct ts_result r = {0};
 
     stub_writes("running", 7);
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
-                                         &r, NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000,
+                                            ts_on_done, &r, NULL),
                      0);
     ck_assert_int_eq(r.calls, 0); /* never inside the starting call */
     ts_run_until_done(ctx, &r, 5000);
@@ -99,8 +99,8 @@ START_TEST(running_written_twice_and_other_values)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
-                                         &r, NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000,
+                                            ts_on_done, &r, NULL),
                      0);
     stub_writes("starting", 8);
     ts_spin(ctx, 50);
@@ -122,8 +122,8 @@ START_TEST(never_running_times_out_with_last_state)
     struct ts_result r = {0};
     int64_t start = stubdm_now_ms();
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 300, ts_on_done, &r,
-                                         NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 300, ts_on_done,
+                                            &r, NULL),
                      0);
     stub_writes("starting", 8);
     ts_run_until_done(ctx, &r, 5000);
@@ -138,8 +138,8 @@ START_TEST(empty_value_is_named_in_the_timeout)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 200, ts_on_done, &r,
-                                         NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 200, ts_on_done,
+                                            &r, NULL),
                      0);
     stub_writes("", 0);
     ts_run_until_done(ctx, &r, 5000);
@@ -154,8 +154,8 @@ START_TEST(garbage_and_oversized_values_are_ignored)
     char big[2000];
 
     memset(big, 'A', sizeof(big));
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 400, ts_on_done, &r,
-                                         NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 400, ts_on_done,
+                                            &r, NULL),
                      0);
     stub_writes("\x01\xff\x00junk", 7);
     ts_spin(ctx, 50);
@@ -170,8 +170,8 @@ START_TEST(node_created_and_removed)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 400, ts_on_done, &r,
-                                         NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 400, ts_on_done,
+                                            &r, NULL),
                      0);
     stub_writes("starting", 8);
     ts_spin(ctx, 30);
@@ -187,8 +187,8 @@ START_TEST(domain_released_before)
     struct ts_result r = {0};
 
     ck_assert(xs_release_domain(dom0, STUB));
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
-                                         &r, NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
+                                            ts_on_done, &r, NULL),
                      0);
     ck_assert_int_eq(r.calls, 0);
     ts_run_until_done(ctx, &r, 5000);
@@ -204,8 +204,8 @@ START_TEST(domain_dies_during_wait_fails_fast)
     int64_t died;
     char *reply;
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
-                                         &r, NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
+                                            ts_on_done, &r, NULL),
                      0);
     stub_writes("starting", 8);
     ts_spin(ctx, 100);
@@ -229,8 +229,8 @@ START_TEST(domain_released_after_running)
     struct ts_result r = {0};
 
     stub_writes("running", 7);
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
-                                         &r, NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
+                                            ts_on_done, &r, NULL),
                      0);
     ts_run_until_done(ctx, &r, 5000);
     ck_assert(xs_release_domain(dom0, STUB));
@@ -245,8 +245,8 @@ START_TEST(other_domain_released_is_ignored)
     struct ts_result r = {0};
 
     ck_assert(xs_introduce_domain(dom0, 7, 1, 1));
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
-                                         &r, NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
+                                            ts_on_done, &r, NULL),
                      0);
     ts_spin(ctx, 50);
     ck_assert(xs_release_domain(dom0, 7));
@@ -284,11 +284,11 @@ START_TEST(cancel_and_free_from_callbacks)
     struct ts_result r2 = {0};
     stubdm_op *first = NULL;
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
-                                         &r2, &c.other),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
+                                            ts_on_done, &r2, &c.other),
                      0);
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
-                                         on_done_cancel_other, &c, &first),
+                                            on_done_cancel_other, &c, &first),
                      0);
     stub_writes("running", 7);
     /* Both see "running" in the same dispatch; whichever runs first, each
@@ -308,10 +308,10 @@ START_TEST(free_ctx_from_callback)
 
     c.free_ctx = true;
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 100,
-                                         on_done_cancel_other, &c, NULL),
+                                            on_done_cancel_other, &c, NULL),
                      0);
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 100, ts_on_done,
-                                         &r2, &c.other),
+                                            &r2, &c.other),
                      0);
     /* The first to time out frees the ctx: no further callback. */
     while (ctx && c.calls == 0)
@@ -330,8 +330,8 @@ START_TEST(cancel_pending_wait)
     struct ts_result r = {0};
     stubdm_op *op = NULL;
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000, ts_on_done,
-                                         &r, &op),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
+                                            ts_on_done, &r, &op),
                      0);
     ts_spin(ctx, 20);
     stubdm_op_cancel(op);
@@ -351,15 +351,15 @@ START_TEST(invalid_arguments)
 {
     struct ts_result r = {0};
 
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 0, ts_on_done, &r,
-                                         NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 0, ts_on_done,
+                                            &r, NULL),
                      STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "timeout"));
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, 0x8000, GUEST, 10, ts_on_done,
-                                         &r, NULL),
+                                            &r, NULL),
                      STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10, NULL, &r,
-                                         NULL),
+                                            NULL),
                      STUBDM_EINVAL);
     ts_spin(ctx, 50);
     ck_assert_int_eq(r.calls, 0);
@@ -383,8 +383,8 @@ START_TEST(driven_by_epoll_hooks)
     int64_t end;
 
     ck_assert_int_eq(stubdm_epoll_attach(&ep, ctx), 0);
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000, ts_on_done,
-                                         &r, NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000,
+                                            ts_on_done, &r, NULL),
                      0);
     ck_assert_int_eq(stubdm_epoll_run_once(&ep, 50), 0);
     stub_writes("running", 7);
@@ -397,7 +397,7 @@ START_TEST(driven_by_epoll_hooks)
     /* A timeout through the timerfd path. */
     r.calls = 0;
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, 6, GUEST, 100, ts_on_done, &r,
-                                         NULL),
+                                            NULL),
                      0);
     end = stubdm_now_ms() + 5000;
     while (!r.calls && stubdm_now_ms() < end)
@@ -433,7 +433,7 @@ START_TEST(driven_by_glib)
     a = stubdm_glib_attach(ctx, NULL);
     ck_assert_ptr_nonnull(a);
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 10000,
-                                         on_done_quit, &r, NULL),
+                                            on_done_quit, &r, NULL),
                      0);
     g_timeout_add(50, write_running_later, NULL);
     g_main_loop_run(gloop);
@@ -441,8 +441,8 @@ START_TEST(driven_by_glib)
     ck_assert_int_eq(r.rc, 0);
     /* And a timeout through the glib timer source. */
     r.calls = 0;
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, 9, 100, on_done_quit, &r,
-                                         NULL),
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, 9, 100, on_done_quit,
+                                            &r, NULL),
                      0);
     g_main_loop_run(gloop);
     ck_assert_int_eq(r.calls, 1);
@@ -461,7 +461,7 @@ START_TEST(many_waits_share_one_release_watch)
     memset(r, 0, sizeof(r));
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 30000,
-                                             ts_on_done, &r[i], NULL),
+                                                ts_on_done, &r[i], NULL),
                          0);
     /* N state watches plus one shared @releaseDomain watch. */
     ck_assert_uint_eq(ctx->xs.nwatches, N + 1);
@@ -514,7 +514,7 @@ static void deaths_in_order(const unsigned *subs, const unsigned *deaths,
         if (subs[i] != STUB)
             ck_assert(xs_introduce_domain(dom0, subs[i], 1, 1));
         ck_assert_int_eq(stubdm_dm_wait_running(ctx, subs[i], GUEST, 20000,
-                                             ts_on_done, &r[i], NULL),
+                                                ts_on_done, &r[i], NULL),
                          0);
     }
     ts_spin(ctx, 20);
@@ -574,12 +574,15 @@ START_TEST(release_watch_outlives_finished_waits)
 
     memset(r, 0, sizeof(r));
     ck_assert(xs_introduce_domain(dom0, 7, 1, 1));
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 20000, ts_on_done,
-                                         &r[0], NULL), 0);
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 20000,
+                                            ts_on_done, &r[0], NULL),
+                     0);
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, GUEST, 20000, ts_on_done,
-                                         &r[1], &cancelled), 0);
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, 9, 20000, ts_on_done, &r[2],
-                                         NULL), 0);
+                                            &r[1], &cancelled),
+                     0);
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 7, 9, 20000, ts_on_done,
+                                            &r[2], NULL),
+                     0);
     stub_writes("running", 7);
     ts_run_until_done(ctx, &r[0], 5000);
     ck_assert_int_eq(r[0].rc, 0);
@@ -611,19 +614,21 @@ START_TEST(burst_of_events_is_bounded_and_coalesced)
     char v[32];
 
     ck_assert(xs_introduce_domain(dom0, 6, 1, 1));
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 20000, ts_on_done,
-                                         &r5, NULL), 0);
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUB, GUEST, 20000,
+                                            ts_on_done, &r5, NULL),
+                     0);
     ts_spin(ctx, 50);
     for (int i = 0; i < BURST; i++) {
         int n = snprintf(v, sizeof(v), "starting %d", i);
-        ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", v,
-                           (unsigned)n));
+        ck_assert(
+            xs_write(stub, XBT_NULL, "device-model/4/state", v, (unsigned)n));
     }
     /* A sync request on the ctx's connection: every event was sent before
      * its reply, so all of them are in libxenstore's queue now. */
     int64_t t0 = stubdm_now_ms();
-    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 6, GUEST, 200, ts_on_done, &r6,
-                                         NULL), 0);
+    ck_assert_int_eq(stubdm_dm_wait_running(ctx, 6, GUEST, 200, ts_on_done,
+                                            &r6, NULL),
+                     0);
     int dispatches = 0;
     uint64_t most = 0;
     while (!r6.calls && stubdm_now_ms() - t0 < 2000) {

@@ -26,7 +26,8 @@ static struct spawnfix fx;
 
 static void setup(void)
 {
-    static const struct spawnfix_opts o = {.verbose_env = "TEST_SPAWN_VERBOSE"};
+    static const struct spawnfix_opts o = {
+        .verbose_env = "TEST_SPAWN_VERBOSE"};
     spawnfix_setup(&fx, &o);
 }
 
@@ -58,18 +59,18 @@ static void control(const char *cmd, const char *arg)
  *      library finds out from its watch connection).
  */
 static const struct lost_case {
-    const char *drop_on;  /* NULL: drop-now once in WAIT */
-    const char *step;     /* the step named in the message */
+    const char *drop_on; /* NULL: drop-now once in WAIT */
+    const char *step;    /* the step named in the message */
 } lost_cases[] = {
-    { "/local/domain/7/image", "writing the xenstore contract" },
-    { "/local/domain/0/backend/vif", "attaching devices" },
-    { NULL, "waiting for running" },
+    {"/local/domain/7/image", "writing the xenstore contract"},
+    {"/local/domain/0/backend/vif", "attaching devices"},
+    {NULL, "waiting for running"},
 };
 
 START_TEST(test_xenstored_lost_mid_spawn)
 {
-    static const char *const args[] = { "-machine", "none" };
-    static const char *const sim_args[] = { "--no-qemu", "--no-running" };
+    static const char *const args[] = {"-machine", "none"};
+    static const char *const sim_args[] = {"--no-qemu", "--no-running"};
     const struct lost_case *lc = &lost_cases[_i];
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;

@@ -75,9 +75,9 @@ static inline int stubdm_epoll__set_timer(void *user, int64_t deadline_ms)
 
 static inline int stubdm_epoll_attach(struct stubdm_epoll *ep, stubdm_ctx *ctx)
 {
-    static const stubdm_loop_hooks hooks = {
-        STUBDM_LOOP_HOOKS_VERSION, stubdm_epoll__watch_fd,
-        stubdm_epoll__set_timer};
+    static const stubdm_loop_hooks hooks = {STUBDM_LOOP_HOOKS_VERSION,
+                                            stubdm_epoll__watch_fd,
+                                            stubdm_epoll__set_timer};
     struct epoll_event e;
     int rc;
 

@@ -46,10 +46,12 @@ static int stubdm_glib__watch_fd(void *user, int fd, short events)
     }
     if (!events)
         return 0;
-    s = g_unix_fd_source_new(fd, (GIOCondition)((events & POLLIN ? G_IO_IN : 0) |
-                                                (events & POLLOUT ? G_IO_OUT : 0)));
-    g_source_set_callback(s, (GSourceFunc)(void (*)(void))stubdm_glib__on_fd, a,
-                          NULL);
+    s = g_unix_fd_source_new(fd,
+                             (GIOCondition)((events & POLLIN ? G_IO_IN : 0) |
+                                            (events & POLLOUT ? G_IO_OUT
+                                                              : 0)));
+    g_source_set_callback(s, (GSourceFunc)(void (*)(void))stubdm_glib__on_fd,
+                          a, NULL);
     g_source_attach(s, a->gctx);
     g_hash_table_insert(a->fds, GINT_TO_POINTER(fd), s);
     return 0;
@@ -95,13 +97,14 @@ static void stubdm_glib__unref_source(gpointer p)
 static inline struct stubdm_glib *stubdm_glib_attach(stubdm_ctx *ctx,
                                                      GMainContext *gctx)
 {
-    static const stubdm_loop_hooks hooks = {
-        STUBDM_LOOP_HOOKS_VERSION, stubdm_glib__watch_fd,
-        stubdm_glib__set_timer};
+    static const stubdm_loop_hooks hooks = {STUBDM_LOOP_HOOKS_VERSION,
+                                            stubdm_glib__watch_fd,
+                                            stubdm_glib__set_timer};
     struct stubdm_glib *a = g_new0(struct stubdm_glib, 1);
 
     a->ctx = ctx;
-    a->gctx = gctx ? g_main_context_ref(gctx) : g_main_context_ref_thread_default();
+    a->gctx = gctx ? g_main_context_ref(gctx)
+                   : g_main_context_ref_thread_default();
     a->fds = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                    stubdm_glib__unref_source);
     if (stubdm_ctx_set_loop(ctx, &hooks, a) != 0) {

@@ -79,18 +79,23 @@
 #include <unistd.h>
 #include <xenstore.h>
 
-enum step { STEP_NONE, STEP_BEFORE_ARGV, STEP_AFTER_ARGV, STEP_BEFORE_RUNNING,
-            STEP_AFTER_RUNNING };
+enum step {
+    STEP_NONE,
+    STEP_BEFORE_ARGV,
+    STEP_AFTER_ARGV,
+    STEP_BEFORE_RUNNING,
+    STEP_AFTER_RUNNING
+};
 
 static struct {
     enum step die_at;
     int die_signal, die_exit;
     bool no_running, no_qemu;
     const char *qemu;
-} opt = { STEP_NONE, SIGSEGV, -1, false, false, "qemu-system-x86_64" };
+} opt = {STEP_NONE, SIGSEGV, -1, false, false, "qemu-system-x86_64"};
 
 static unsigned self_domid, guest_domid;
-static FILE *conlog;  /* console 0, or NULL */
+static FILE *conlog; /* console 0, or NULL */
 static volatile sig_atomic_t got_term;
 static pid_t qemu_pid;
 static int qemu_status;
@@ -102,23 +107,23 @@ static int qemu_status;
 
 struct con {
     struct simcons *sc;
-    int src;          /* fd pumped into the ring (-1: none) */
-    int dst;          /* fd the ring is pumped into (-1: none) */
-    char obuf[4096];  /* read from src, not yet in the ring */
+    int src;         /* fd pumped into the ring (-1: none) */
+    int dst;         /* fd the ring is pumped into (-1: none) */
+    char obuf[4096]; /* read from src, not yet in the ring */
     size_t olen, ooff;
-    char ibuf[1024];  /* read from the ring, not yet written to dst */
+    char ibuf[1024]; /* read from the ring, not yet written to dst */
     size_t ilen, ioff;
     uint64_t total_out; /* bytes put into the ring */
     bool src_eof;
 };
 
-static bool served;             /* console/type is "libstubdm" */
+static bool served; /* console/type is "libstubdm" */
 static struct con cons[NCONS];
 static struct xs_handle *xsh;
 static const char *sim_dir;
-static int qemu_out[2] = { -1, -1 };  /* QEMU stdout/stderr -> console 0 */
-static int save_pipe[2] = { -1, -1 }; /* QEMU (fdset 1) -> console 1 */
-static int restore_pipe[2] = { -1, -1 }; /* console 2 -> QEMU -incoming */
+static int qemu_out[2] = {-1, -1};     /* QEMU stdout/stderr -> console 0 */
+static int save_pipe[2] = {-1, -1};    /* QEMU (fdset 1) -> console 1 */
+static int restore_pipe[2] = {-1, -1}; /* console 2 -> QEMU -incoming */
 static char last_request[32];
 static int kept_monitor = -1; /* the private monitor that did add-fd */
 
@@ -194,8 +199,8 @@ static int backend_state(unsigned n)
     return st;
 }
 
-static uint64_t save_off;   /* read offset in the console 1 file */
-static bool save_rewind;    /* rewind once everything is in the ring */
+static uint64_t save_off; /* read offset in the console 1 file */
+static bool save_rewind;  /* rewind once everything is in the ring */
 
 static uint64_t save_size(void)
 {
@@ -316,11 +321,11 @@ static void pump_for(int ms)
         struct con *c = &cons[i];
         if (!c->sc)
             continue;
-        p[n++] = (struct pollfd){ simcons_fd(c->sc), POLLIN, 0 };
+        p[n++] = (struct pollfd){simcons_fd(c->sc), POLLIN, 0};
         if (c->src >= 0 && !c->src_eof && c->olen == 0)
-            p[n++] = (struct pollfd){ c->src, POLLIN, 0 };
+            p[n++] = (struct pollfd){c->src, POLLIN, 0};
         if (c->dst >= 0 && c->ioff < c->ilen)
-            p[n++] = (struct pollfd){ c->dst, POLLOUT, 0 };
+            p[n++] = (struct pollfd){c->dst, POLLOUT, 0};
     }
     /* Requests and backend states come through xenstore: look often. */
     if (poll(p, (nfds_t)n, ms < 20 ? ms : 20) > 0) {
@@ -465,11 +470,11 @@ static void log_to_ring(const char *line)
 /* Give the save pipe's write end to QEMU: add-fd, fdset 1 (SCM_RIGHTS). */
 static int add_fd(int mon)
 {
-    static const char cmd[] =
-        "{\"execute\":\"add-fd\",\"arguments\":{\"fdset-id\":1},\"id\":42}\r\n";
+    static const char cmd[] = "{\"execute\":\"add-fd\",\"arguments\":{\"fdset-"
+                              "id\":1},\"id\":42}\r\n";
     char cbuf[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = { (void *)cmd, sizeof(cmd) - 1 };
-    struct msghdr m = { 0 };
+    struct iovec iov = {(void *)cmd, sizeof(cmd) - 1};
+    struct msghdr m = {0};
     struct cmsghdr *cm;
 
     memset(cbuf, 0, sizeof(cbuf));
@@ -575,7 +580,8 @@ static char *disk_image(struct xs_handle *xs, const char *dev)
 
     if (strncmp(dev, "/dev/xvd", 8) || dev[8] < 'a' || dev[8] > 'z' || dev[9])
         return NULL;
-    snprintf(p, sizeof(p), "device/vbd/%u/backend", vbd_devid((unsigned)(dev[8] - 'a')));
+    snprintf(p, sizeof(p), "device/vbd/%u/backend",
+             vbd_devid((unsigned)(dev[8] - 'a')));
     be = xs_get(xs, p);
     if (!be)
         return NULL;
@@ -632,8 +638,9 @@ static bool map_drive(struct xs_handle *xs, struct argv *out, const char *spec)
     return true;
 }
 
-static void map_args(struct xs_handle *xs, char **in, size_t n, struct argv *out,
-                     const char *qmp_sock, const char *priv_sock)
+static void map_args(struct xs_handle *xs, char **in, size_t n,
+                     struct argv *out, const char *qmp_sock,
+                     const char *priv_sock)
 {
     bool have_machine = false, pc = false;
 
@@ -758,7 +765,7 @@ static void map_args(struct xs_handle *xs, char **in, size_t n, struct argv *out
 
 static int connect_unix(const char *path)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
@@ -781,10 +788,11 @@ static int connect_unix(const char *path)
  * dead QEMU closes it): see qemu_running. */
 #define QEMU_WAIT_MS (-1)
 
-static int read_until(int fd, char *buf, size_t cap, const char *needle, int ms)
+static int read_until(int fd, char *buf, size_t cap, const char *needle,
+                      int ms)
 {
     size_t len = 0;
-    struct pollfd p = { fd, POLLIN, 0 };
+    struct pollfd p = {fd, POLLIN, 0};
 
     buf[0] = '\0';
     while (len + 1 < cap) {
@@ -851,7 +859,8 @@ static int qemu_running(const char *priv_sock)
         if (write(fd, qs, sizeof(qs) - 1) < 0 ||
             read_until(fd, buf, sizeof(buf), "\"return\"", QEMU_WAIT_MS))
             goto out;
-        if (strstr(buf, "\"running\": true") || strstr(buf, "\"running\":true")) {
+        if (strstr(buf, "\"running\": true") ||
+            strstr(buf, "\"running\":true")) {
             rc = 0;
             goto out;
         }
@@ -867,7 +876,7 @@ out:
 
 static int listen_unix(const char *path)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
@@ -926,13 +935,14 @@ static void answer(int fd, const char *msg)
         body = "\"return\": {\"status\": \"running\", \"singlestep\": false, "
                "\"running\": true}";
     else if (strstr(msg, "\"query-version\""))
-        body = "\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
+        body = "\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, "
+               "\"major\": 7}, "
                "\"package\": \"sim-stubdom --no-qemu\"}";
     else
         body = "\"error\": {\"class\": \"CommandNotFound\", \"desc\": "
                "\"sim-stubdom --no-qemu knows few commands\"}";
-    int n = snprintf(reply, sizeof(reply), "{%s%s%s}\r\n", body, id[0] ? ", \"id\": " : "",
-                     id);
+    int n = snprintf(reply, sizeof(reply), "{%s%s%s}\r\n", body,
+                     id[0] ? ", \"id\": " : "", id);
     if (write(fd, reply, (size_t)n) < 0)
         return;
 }
@@ -948,7 +958,7 @@ static void serve_qmp(int lfd)
     int cfd = -1;
 
     while (!got_term) {
-        struct pollfd p = { cfd >= 0 ? cfd : lfd, POLLIN, 0 };
+        struct pollfd p = {cfd >= 0 ? cfd : lfd, POLLIN, 0};
         if (poll(&p, 1, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -1035,12 +1045,14 @@ static enum step parse_step(const char *s)
 
 static void usage(FILE *f)
 {
-    fputs("usage: stubdm-sim-stubdom [--die-at=before-argv|after-argv|"
-          "before-running|after-running]\n"
-          "         [--die-signal=N | --die-exit=N] [--no-running] [--no-qemu]\n"
-          "         [--qemu=PATH]\n"
-          "Run by the simulated host (sim-start) as a stubdomain; see\n"
-          "docs/simulated-host.md.\n", f);
+    fputs(
+        "usage: stubdm-sim-stubdom [--die-at=before-argv|after-argv|"
+        "before-running|after-running]\n"
+        "         [--die-signal=N | --die-exit=N] [--no-running] [--no-qemu]\n"
+        "         [--qemu=PATH]\n"
+        "Run by the simulated host (sim-start) as a stubdomain; see\n"
+        "docs/simulated-host.md.\n",
+        f);
 }
 
 static void open_console_log(struct xs_handle *xs)
@@ -1080,14 +1092,14 @@ static void exit_like(int status)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "die-at", required_argument, NULL, 'd' },
-        { "die-signal", required_argument, NULL, 's' },
-        { "die-exit", required_argument, NULL, 'e' },
-        { "no-running", no_argument, NULL, 'n' },
-        { "no-qemu", no_argument, NULL, 'Q' },
-        { "qemu", required_argument, NULL, 'q' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"die-at", required_argument, NULL, 'd'},
+        {"die-signal", required_argument, NULL, 's'},
+        {"die-exit", required_argument, NULL, 'e'},
+        {"no-running", no_argument, NULL, 'n'},
+        {"no-qemu", no_argument, NULL, 'Q'},
+        {"qemu", required_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *env = getenv("STUBDM_SIM_DOMID");
     const char *simdir = getenv("STUBDM_SIM_DIR");
@@ -1099,14 +1111,30 @@ int main(int argc, char **argv)
 
     while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (o) {
-        case 'd': opt.die_at = parse_step(optarg); break;
-        case 's': opt.die_signal = atoi(optarg); break;
-        case 'e': opt.die_exit = atoi(optarg); break;
-        case 'n': opt.no_running = true; break;
-        case 'Q': opt.no_qemu = true; break;
-        case 'q': opt.qemu = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'd':
+            opt.die_at = parse_step(optarg);
+            break;
+        case 's':
+            opt.die_signal = atoi(optarg);
+            break;
+        case 'e':
+            opt.die_exit = atoi(optarg);
+            break;
+        case 'n':
+            opt.no_running = true;
+            break;
+        case 'Q':
+            opt.no_qemu = true;
+            break;
+        case 'q':
+            opt.qemu = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!env || !simdir) {
@@ -1149,7 +1177,8 @@ int main(int argc, char **argv)
         return 1;
     rc = stubdm_dm_argv_read(ctx, vm, STUBDM_DM_ARGV_DIRECTORY, &args, &nargs);
     if (rc == STUBDM_ENOENT)
-        rc = stubdm_dm_argv_read(ctx, vm, STUBDM_DM_ARGV_MINIOS_DMARGS, &args, &nargs);
+        rc = stubdm_dm_argv_read(ctx, vm, STUBDM_DM_ARGV_MINIOS_DMARGS, &args,
+                                 &nargs);
     if (rc) {
         say("reading the argv under %s: %s", vm, stubdm_ctx_errmsg(ctx));
         return 1;
@@ -1160,10 +1189,10 @@ int main(int argc, char **argv)
 
     snprintf(path, sizeof(path), "%s/qmp-vchan", simdir);
     mkdir(path, 0700);
-    snprintf(qmp_sock, sizeof(qmp_sock), "%s/qmp-vchan/%u.%u.sock", simdir, self_domid,
-             guest_domid);
-    snprintf(priv_sock, sizeof(priv_sock), "%s/qmp-vchan/%u.%u.internal.sock", simdir,
+    snprintf(qmp_sock, sizeof(qmp_sock), "%s/qmp-vchan/%u.%u.sock", simdir,
              self_domid, guest_domid);
+    snprintf(priv_sock, sizeof(priv_sock), "%s/qmp-vchan/%u.%u.internal.sock",
+             simdir, self_domid, guest_domid);
     unlink(qmp_sock);
     unlink(priv_sock);
 
@@ -1175,7 +1204,7 @@ int main(int argc, char **argv)
             return 1;
         }
     } else {
-        struct argv q = { 0 };
+        struct argv q = {0};
         map_args(xs, args, nargs, &q, qmp_sock, priv_sock);
         {
             char line[4096] = "";
@@ -1206,7 +1235,8 @@ int main(int argc, char **argv)
             signal(SIGINT, SIG_DFL);
             signal(SIGPIPE, SIG_DFL);
             execvp(q.v[0], q.v);
-            fprintf(stderr, "sim-stubdom: cannot run %s: %s\n", q.v[0], strerror(errno));
+            fprintf(stderr, "sim-stubdom: cannot run %s: %s\n", q.v[0],
+                    strerror(errno));
             _exit(127);
         }
         for (size_t i = 0; i < q.n; i++)
@@ -1244,10 +1274,12 @@ int main(int argc, char **argv)
     } else {
         say("not writing running (--no-running)");
     }
-    snprintf(path, sizeof(path), "device-model/%u/qmp-vchan/ring-ref", guest_domid);
+    snprintf(path, sizeof(path), "device-model/%u/qmp-vchan/ring-ref",
+             guest_domid);
     if (write_node(xs, path, "8"))
         goto fail;
-    snprintf(path, sizeof(path), "device-model/%u/qmp-vchan/event-channel", guest_domid);
+    snprintf(path, sizeof(path), "device-model/%u/qmp-vchan/event-channel",
+             guest_domid);
     if (write_node(xs, path, "5"))
         goto fail;
     maybe_die(STEP_AFTER_RUNNING, "after-running");

@@ -1,7 +1,8 @@
 /*
  * stubdm-ctl destroy STUBDOM | --guest G
  *
- * Tear a stubdomain down by domid, from any process (stubdm_stubdom_destroy_by_domid_ext).
+ * Tear a stubdomain down by domid, from any process
+ * (stubdm_stubdom_destroy_by_domid_ext).
  */
 #include "ctl.h"
 
@@ -47,7 +48,8 @@ int ctl_destroy_run(stubdm_ctx *ctx, const struct ctl_global *g,
         if (rc)
             return ctl_report_error(ctx, g, "destroy", rc, NULL);
     }
-    rc = stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom, o.force ? STUBDM_STUBDOM_DESTROY_FORCE : 0);
+    rc = stubdm_stubdom_destroy_by_domid_ext(
+        ctx, stubdom, o.force ? STUBDM_STUBDOM_DESTROY_FORCE : 0);
     if (rc)
         return ctl_report_error(ctx, g, "destroy", rc, NULL);
     if (g->json)

@@ -32,7 +32,8 @@ static int do_read(stubdm_ctx *ctx, const struct ctl_global *g,
     char **args = NULL;
     size_t n = 0;
     int rc = stubdm_dm_argv_read(ctx, o->vm_path,
-                                 (stubdm_dm_argv_encoding)o->encoding, &args, &n);
+                                 (stubdm_dm_argv_encoding)o->encoding, &args,
+                                 &n);
 
     if (rc)
         return ctl_report_error(ctx, g, "dm-argv read", rc, NULL);

@@ -10,7 +10,7 @@
 struct layout_opts {
     uint32_t guest, stubdom, toolstack;
     const char *vm, *hvmloader, *kernel;
-    bool spawn; /* the whole spawn, not the contract alone */
+    bool spawn;            /* the whole spawn, not the contract alone */
     int encoding, backend; /* CTL_UNSET_CHOICE: the contract's default */
     const char *log, *save, *restore;
     struct ctl_strv serials;
@@ -57,8 +57,8 @@ static int contract_from_opts(const struct layout_opts *o,
              c, (stubdm_dm_argv_encoding)o->encoding, 0)))
         return rc;
     if (o->backend != CTL_UNSET_CHOICE &&
-        (rc = stubdm_contract_set_console_backend(
-             c, (stubdm_console_backend)o->backend)))
+        (rc = stubdm_contract_set_console_backend(c, (stubdm_console_backend)
+                                                         o->backend)))
         return rc;
     if ((a->nrest && (rc = stubdm_contract_set_args(c, a->rest, a->nrest))) ||
         (o->hvmloader &&
@@ -83,8 +83,7 @@ static int spawn_from_opts(const struct layout_opts *o,
     const char *outputs[3] = {o->log, o->save, o->restore};
     int rc;
 
-    if ((rc = stubdm_spawn_opts_set_guest(cfg, o->guest, o->vm + 4,
-                                            NULL)) ||
+    if ((rc = stubdm_spawn_opts_set_guest(cfg, o->guest, o->vm + 4, NULL)) ||
         (rc = stubdm_spawn_opts_set_kernel(cfg, o->kernel, NULL, NULL)) ||
         (rc = stubdm_spawn_opts_set_args(cfg, a->rest, a->nrest)))
         return rc;
@@ -93,8 +92,8 @@ static int spawn_from_opts(const struct layout_opts *o,
              cfg, (stubdm_console_backend)o->backend)))
         return rc;
     for (unsigned n = 0; n < 3; n++)
-        if (outputs[n] && (rc = stubdm_spawn_opts_set_console_output(
-                               cfg, n, outputs[n])))
+        if (outputs[n] &&
+            (rc = stubdm_spawn_opts_set_console_output(cfg, n, outputs[n])))
             return rc;
     for (size_t i = 0; i < o->serials.n; i++)
         if ((rc = stubdm_spawn_opts_set_console_output(
@@ -124,9 +123,9 @@ static int check_args(const struct ctl_command *cmd,
     if (a->npos)
         return ctl_usage_error(cmd, "unexpected argument '%s'", a->pos[0]);
     if (o->serials.n > STUBDM_CONSOLE_MAX_SERIALS)
-        return ctl_usage_error(cmd, "at most %d serials", STUBDM_CONSOLE_MAX_SERIALS);
-    if (o->guest == CTL_UNSET_DOMID || o->stubdom == CTL_UNSET_DOMID ||
-        !o->vm)
+        return ctl_usage_error(cmd, "at most %d serials",
+                               STUBDM_CONSOLE_MAX_SERIALS);
+    if (o->guest == CTL_UNSET_DOMID || o->stubdom == CTL_UNSET_DOMID || !o->vm)
         return ctl_usage_error(cmd,
                                "--guest, --stubdom and --vm are required");
     if (o->kernel && !o->spawn)

@@ -186,8 +186,8 @@ const char ctl_qmp_help[] =
     "value as JSON, or the error class and description on stderr\n"
     "(exit 7).\n"
     "  --interactive        read 'COMMAND [JSON-ARGS]' lines from stdin\n"
-    "  --events             print events as JSON lines until SIGINT\n"
-    CTL_QMP_CONN_HELP
+    "  --events             print events as JSON lines until "
+    "SIGINT\n" CTL_QMP_CONN_HELP
     "Exit: 0 ok, 3 timeout, 4 stubdomain gone, 7 QMP error, 8 channel\n"
     "or protocol failure (the QMP connection lost), 9 invalid input,\n"
     "10 QMP busy.\n";

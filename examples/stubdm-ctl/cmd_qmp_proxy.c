@@ -33,9 +33,8 @@ static bool group_id(const char *name, uint32_t *gid)
 }
 
 static int start_proxy(stubdm_ctx *ctx, const struct ctl_global *g,
-                       const struct ctl_command *cmd,
-                       const struct qmp_args *a, stubdm_qmp *q,
-                       stubdm_qmp_proxy **p)
+                       const struct ctl_command *cmd, const struct qmp_args *a,
+                       stubdm_qmp *q, stubdm_qmp_proxy **p)
 {
     uint32_t gid = 0;
     int rc;
@@ -91,5 +90,5 @@ const char ctl_qmp_proxy_help[] =
     "identified by their credentials, and only root and this user\n"
     "are served (others are refused and logged).\n"
     "  --group GROUP        also serve GROUP's members (name or gid;\n"
-    "                       the socket becomes 0660, group GROUP)\n"
-    CTL_QMP_CONN_HELP;
+    "                       the socket becomes 0660, group "
+    "GROUP)\n" CTL_QMP_CONN_HELP;

@@ -83,8 +83,7 @@ int ctl_save_run(stubdm_ctx *ctx, const struct ctl_global *g,
         return CTL_EXIT_FAIL;
     }
     t0 = stubdm_now_ms();
-    rc = stubdm_dm_save_sync(ctx, stubdom, guest, fd, o.timeout_ms,
-                             &bytes);
+    rc = stubdm_dm_save_sync(ctx, stubdom, guest, fd, o.timeout_ms, &bytes);
     close(fd);
     if (rc) {
         unlink(o.out);

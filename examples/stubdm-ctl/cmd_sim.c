@@ -71,8 +71,10 @@ static int open_dir(const char *dir, bool create)
         if (err == ENOENT)
             return -1;
         if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
-            fprintf(stderr, "stubdm-ctl sim: refusing %s: it is a symbolic "
-                            "link, not a directory\n", dir);
+            fprintf(stderr,
+                    "stubdm-ctl sim: refusing %s: it is a symbolic "
+                    "link, not a directory\n",
+                    dir);
         else if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode))
             goto refuse; /* not ours: say whose */
         else
@@ -92,9 +94,10 @@ static int open_dir(const char *dir, bool create)
         return fd;
     close(fd);
 refuse:
-    fprintf(stderr, "stubdm-ctl sim: refusing %s: owned by uid %ld with mode "
-                    "%04o; it must belong to uid %ld with no group or other "
-                    "access (mode 0700)\n",
+    fprintf(stderr,
+            "stubdm-ctl sim: refusing %s: owned by uid %ld with mode "
+            "%04o; it must belong to uid %ld with no group or other "
+            "access (mode 0700)\n",
             dir, (long)st.st_uid, (unsigned)(st.st_mode & 07777),
             (long)geteuid());
     errno = EPERM;
@@ -236,8 +239,8 @@ static bool run_daemon(const char *dir, bool verbose)
     return true;
 }
 
-static int sim_start(const struct ctl_global *g, const char *dir,
-                     int dfd, bool verbose)
+static int sim_start(const struct ctl_global *g, const char *dir, int dfd,
+                     bool verbose)
 {
     pid_t pid = running_pid(dfd);
 
@@ -254,12 +257,14 @@ static int sim_start(const struct ctl_global *g, const char *dir,
         return CTL_EXIT_FAIL;
     /* The daemon forks after its sockets listen; the pidfile follows. */
     for (int i = 0; i < 500 && !(pid = running_pid(dfd)); i++) {
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     if (!pid) {
-        fprintf(stderr, "stubdm-ctl sim: the simulated host did not come up "
-                        "in %s\n", dir);
+        fprintf(stderr,
+                "stubdm-ctl sim: the simulated host did not come up "
+                "in %s\n",
+                dir);
         return CTL_EXIT_FAIL;
     }
     if (!g->json)
@@ -284,7 +289,7 @@ static int sim_stop(const struct ctl_global *g, const char *dir, int dfd)
     kill(pid, SIGTERM);
     /* It kills and reaps its simulated domains, then exits. */
     for (int i = 0; i < 500 && kill(pid, 0) == 0; i++) {
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     if (kill(pid, 0) == 0) {

@@ -33,13 +33,12 @@ const struct ctl_option ctl_spawn_options[] = {
     {"kernel", 0, CTL_ARG_STRING, O(kernel), "PATH", 0, 0, NULL, NULL},
     {"ramdisk", 0, CTL_ARG_STRING, O(ramdisk), "PATH", 0, 0, NULL, NULL},
     {"cmdline", 0, CTL_ARG_STRING, O(cmdline), "STRING", 0, 0, NULL, NULL},
-    {"memory", 0, CTL_ARG_UINT, O(memory_mib), "MIB", 0, 1u << 26, NULL,
-     NULL},
+    {"memory", 0, CTL_ARG_UINT, O(memory_mib), "MIB", 0, 1u << 26, NULL, NULL},
     {"vcpus", 0, CTL_ARG_UINT, O(vcpus), "N", 0, 4096, NULL, NULL},
-    {"disk", 0, CTL_ARG_STRINGS, O(disks), "PATH[,qcow2][,ro][,script=S]",
-     0, 0, NULL, NULL},
-    {"nic", 0, CTL_ARG_STRINGS, O(nics), "[mac=M][,bridge=B][,script=S]", 0,
+    {"disk", 0, CTL_ARG_STRINGS, O(disks), "PATH[,qcow2][,ro][,script=S]", 0,
      0, NULL, NULL},
+    {"nic", 0, CTL_ARG_STRINGS, O(nics), "[mac=M][,bridge=B][,script=S]", 0, 0,
+     NULL, NULL},
     {"log", 0, CTL_ARG_STRING, O(log), "FILE", 0, 0, NULL, NULL},
     {"save", 0, CTL_ARG_STRING, O(save), "CHARDEV", 0, 0, NULL, NULL},
     {"restore", 0, CTL_ARG_STRING, O(restore), "FILE", 0, 0, NULL, NULL},
@@ -155,25 +154,25 @@ static int set_devices(const struct ctl_command *cmd,
     for (size_t i = 0; i < o->nics.n; i++)
         REFUSED(add_nic(cfg, o->nics.v[i]), "bad nic '%s'", o->nics.v[i]);
     for (size_t i = 0; i < o->serials.n; i++)
-        REFUSED(stubdm_spawn_opts_set_console_output(
-                    cfg, STUBDM_CONSOLE_SERIAL0 + (unsigned)i,
-                    o->serials.v[i]),
+        REFUSED(stubdm_spawn_opts_set_console_output(cfg,
+                                                     STUBDM_CONSOLE_SERIAL0 +
+                                                         (unsigned)i,
+                                                     o->serials.v[i]),
                 "too many serials at '%s'", o->serials.v[i]);
     if (o->log) {
         char *out = malloc(strlen(o->log) + sizeof("file:"));
         int rc = out ? 0 : STUBDM_ENOMEM;
         if (out) {
             sprintf(out, "file:%s", o->log);
-            rc = stubdm_spawn_opts_set_console_output(cfg,
-                                                        STUBDM_CONSOLE_LOG,
-                                                        out);
+            rc = stubdm_spawn_opts_set_console_output(cfg, STUBDM_CONSOLE_LOG,
+                                                      out);
         }
         free(out);
         REFUSED(rc, "bad log '%s'", o->log);
     }
     if (o->save)
-        REFUSED(stubdm_spawn_opts_set_console_output(
-                    cfg, STUBDM_CONSOLE_SAVE, o->save),
+        REFUSED(stubdm_spawn_opts_set_console_output(cfg, STUBDM_CONSOLE_SAVE,
+                                                     o->save),
                 "bad save chardev '%s'", o->save);
     return 0;
 }
@@ -188,15 +187,15 @@ static int set_restore(const struct ctl_command *cmd,
         return 0;
     if (o->backend != CTL_UNSET_CHOICE &&
         o->backend != STUBDM_CONSOLE_BACKEND_LIBSTUBDM) {
-        REFUSED(stubdm_spawn_opts_set_console_output(
-                    r->cfg, STUBDM_CONSOLE_RESTORE, o->restore),
+        REFUSED(stubdm_spawn_opts_set_console_output(r->cfg,
+                                                     STUBDM_CONSOLE_RESTORE,
+                                                     o->restore),
                 "bad restore chardev '%s'", o->restore);
         return 0;
     }
     r->restore_fd = open(o->restore, O_RDONLY | O_CLOEXEC);
     if (r->restore_fd < 0)
-        return ctl_usage_error(cmd, "--restore: cannot open '%s'",
-                               o->restore);
+        return ctl_usage_error(cmd, "--restore: cannot open '%s'", o->restore);
     return stubdm_spawn_opts_set_restore_fd(r->cfg, r->restore_fd)
                ? ctl_usage_error(cmd, "--restore: refused")
                : 0;
@@ -206,11 +205,10 @@ static int set_domain(const struct ctl_command *cmd,
                       const struct spawn_opts *o, const struct ctl_args *a,
                       stubdm_spawn_opts *cfg)
 {
-    REFUSED(stubdm_spawn_opts_set_guest(cfg, o->guest, o->uuid,
-                                          o->guest_name),
+    REFUSED(stubdm_spawn_opts_set_guest(cfg, o->guest, o->uuid, o->guest_name),
             "bad guest uuid or name");
     REFUSED(stubdm_spawn_opts_set_kernel(cfg, o->kernel, o->ramdisk,
-                                           o->cmdline),
+                                         o->cmdline),
             "bad kernel, ramdisk or cmdline");
     REFUSED(stubdm_spawn_opts_set_args(cfg, a->rest, a->nrest),
             "bad QEMU args");
@@ -241,12 +239,12 @@ static int set_runtime(const struct ctl_command *cmd,
         REFUSED(stubdm_spawn_opts_set_timeout(cfg, o->timeout_ms),
                 "bad timeout");
     REFUSED(stubdm_spawn_opts_set_qmp(cfg, o->qmp || o->qmp_status,
-                                        o->qmp_timeout_ms),
+                                      o->qmp_timeout_ms),
             "bad QMP open timeout");
     if (o->sim_program || o->sim_args.n)
         REFUSED(stubdm_spawn_opts_set_sim_program(cfg, o->sim_program,
-                                                    o->sim_args.v,
-                                                    o->sim_args.n),
+                                                  o->sim_args.v,
+                                                  o->sim_args.n),
                 "bad sim program or arguments");
     return 0;
 }
@@ -261,8 +259,9 @@ static int config_from_opts(const struct ctl_command *cmd,
     if (o->guest == CTL_UNSET_DOMID)
         return ctl_usage_error(cmd, "--guest is required");
     if (a->npos)
-        return ctl_usage_error(cmd, "unexpected argument '%s' (QEMU "
-                                    "arguments go after --)",
+        return ctl_usage_error(cmd,
+                               "unexpected argument '%s' (QEMU "
+                               "arguments go after --)",
                                a->pos[0]);
     if (!a->nrest)
         return ctl_usage_error(cmd, "no QEMU arguments after --");
@@ -362,8 +361,8 @@ static void report_running(const struct spawn_run *r)
     }
     printf("%u\n", domid);
     fflush(stdout);
-    fprintf(stderr, "stubdomain %u running for guest %u after %.2f s\n",
-            domid, guest, secs);
+    fprintf(stderr, "stubdomain %u running for guest %u after %.2f s\n", domid,
+            guest, secs);
     if (r->qmp_reply)
         fprintf(stderr, "query-status: %s\n", r->qmp_reply);
     if (r->restore_fd >= 0) {
@@ -372,8 +371,9 @@ static void report_running(const struct spawn_run *r)
         stubdm_console_get_stats(
             stubdm_stubdom_console(r->s, STUBDM_CONSOLE_RESTORE), &cs,
             sizeof(cs));
-        fprintf(stderr, "restored: %llu bytes of device state through "
-                        "console 2\n",
+        fprintf(stderr,
+                "restored: %llu bytes of device state through "
+                "console 2\n",
                 (unsigned long long)cs.bytes_in);
     }
 }
@@ -388,15 +388,16 @@ static void serve_consoles(const struct spawn_run *r)
     stubdm_console *held = stubdm_stubdom_console(r->s, STUBDM_CONSOLE_SAVE);
 
     if (!g->json)
-        fprintf(stderr, "serving the consoles of stubdomain %u "
-                        "(Ctrl-C to stop; the stubdomain keeps running)\n",
+        fprintf(stderr,
+                "serving the consoles of stubdomain %u "
+                "(Ctrl-C to stop; the stubdomain keeps running)\n",
                 stubdm_stubdom_domid(r->s));
     while (!ctl_interrupted() && held &&
            stubdm_console_result(held) == STUBDM_ESTATE)
         if (stubdm_ctx_run_once(r->ctx, 200))
             break;
-    for (unsigned n = 0; n < STUBDM_CONSOLE_SERIAL0 + STUBDM_CONSOLE_MAX_SERIALS;
-         n++) {
+    for (unsigned n = 0;
+         n < STUBDM_CONSOLE_SERIAL0 + STUBDM_CONSOLE_MAX_SERIALS; n++) {
         stubdm_console *c = stubdm_stubdom_console(r->s, n);
         stubdm_console_stats cs;
 
@@ -413,7 +414,8 @@ static void serve_consoles(const struct spawn_run *r)
 static void after_running(const struct spawn_run *r, bool serve)
 {
     /* The backend the spawn used: the caller's, or the library's default. */
-    if (stubdm_stubdom_console_backend(r->s) != STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
+    if (stubdm_stubdom_console_backend(r->s) !=
+        STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
         return;
     if (serve)
         serve_consoles(r);

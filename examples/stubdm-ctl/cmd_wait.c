@@ -48,8 +48,8 @@ static int wait_running(stubdm_ctx *ctx, struct wait_state *st)
 {
     stubdm_op *op = NULL;
     int code;
-    int rc = stubdm_dm_wait_running(ctx, st->stubdom, st->guest, st->timeout_ms,
-                                 on_done, st, &op);
+    int rc = stubdm_dm_wait_running(ctx, st->stubdom, st->guest,
+                                    st->timeout_ms, on_done, st, &op);
 
     if (rc)
         return ctl_report_error(ctx, st->g, "wait", rc, NULL);

@@ -34,13 +34,13 @@ enum ctl_exit {
 
 /* The options before COMMAND (main.c's global table). */
 struct ctl_global {
-    bool json;       /* --json: machine-readable output on stdout */
-    bool verbose;    /* -v: library debug log on stderr */
-    bool sim;        /* --sim: the simulated host */
-    bool no_hotplug; /* --no-hotplug: run no hotplug scripts */
-    bool version;    /* --version */
-    bool help;       /* -h, --help */
-    bool tty;        /* stderr is a terminal: show progress */
+    bool json;            /* --json: machine-readable output on stdout */
+    bool verbose;         /* -v: library debug log on stderr */
+    bool sim;             /* --sim: the simulated host */
+    bool no_hotplug;      /* --no-hotplug: run no hotplug scripts */
+    bool version;         /* --version */
+    bool help;            /* -h, --help */
+    bool tty;             /* stderr is a terminal: show progress */
     const char *crash_at; /* test hook: see ctl_crash_point */
 };
 
@@ -67,12 +67,12 @@ struct ctl_choice {
 };
 
 struct ctl_option {
-    const char *name;       /* long name without "--"; NULL ends a table */
-    char letter;            /* short form ("-v"), or 0 */
+    const char *name; /* long name without "--"; NULL ends a table */
+    char letter;      /* short form ("-v"), or 0 */
     enum ctl_arg_kind kind;
-    size_t offset;          /* where the value goes in the options struct */
-    const char *arg;        /* the argument in messages ("DOMID") */
-    uint64_t min, max;      /* CTL_ARG_UINT bounds */
+    size_t offset;     /* where the value goes in the options struct */
+    const char *arg;   /* the argument in messages ("DOMID") */
+    uint64_t min, max; /* CTL_ARG_UINT bounds */
     const struct ctl_choice *choices; /* CTL_ARG_CHOICE; ends with NULL */
     const struct ctl_option *more;    /* in the end row: a table shared
                                          with other commands, searched next */
@@ -136,7 +136,7 @@ typedef int ctl_run_fn(stubdm_ctx *ctx, const struct ctl_global *g,
 /* A row of main.c's command table. */
 struct ctl_command {
     const char *name;
-    ctl_run_fn *run;   /* argv[0] is the command name */
+    ctl_run_fn *run;                  /* argv[0] is the command name */
     const char *summary;              /* one line, for `stubdm-ctl --help` */
     const struct ctl_option *options; /* for ctl_parse */
     const char *usage;                /* the arguments, after the name */

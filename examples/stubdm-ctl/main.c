@@ -15,10 +15,8 @@
 /* Sorted by name: `stubdm-ctl --help` lists them in this order. */
 static const struct ctl_command commands[] = {
     {"destroy", ctl_destroy_run,
-     "destroy a stubdomain and remove its xenstore nodes",
-     ctl_destroy_options,
-     "[--force] [--script-dir DIR] STUBDOM | --guest DOMID",
-     ctl_destroy_help},
+     "destroy a stubdomain and remove its xenstore nodes", ctl_destroy_options,
+     "[--force] [--script-dir DIR] STUBDOM | --guest DOMID", ctl_destroy_help},
     {"dm-argv", ctl_dmargv_run,
      "encode, write or read back the QEMU command line in xenstore",
      ctl_dmargv_options,

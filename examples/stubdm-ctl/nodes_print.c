@@ -5,7 +5,6 @@
  */
 #include "ctl.h"
 
-
 /* Values may hold any byte: print them the way xenstore-ls does. */
 static void print_escaped(FILE *f, const char *v, size_t len)
 {

@@ -98,8 +98,8 @@ static int bad_number(const struct ctl_command *cmd,
     if (!*v)
         return ctl_usage_error(cmd, "--%s: empty %s", o->name, o->arg);
     if (why == CTL_NUM_RANGE)
-        return ctl_usage_error(cmd, "--%s: '%s' is out of range (%s)",
-                               o->name, v, range);
+        return ctl_usage_error(cmd, "--%s: '%s' is out of range (%s)", o->name,
+                               v, range);
     return ctl_usage_error(cmd, "--%s: '%s' is not %s (%s)", o->name, v,
                            o->kind == CTL_ARG_SECONDS
                                ? "a number of seconds"
@@ -129,10 +129,10 @@ static int store_choice(const struct ctl_command *cmd,
             return 0;
         }
     for (const struct ctl_choice *c = o->choices; c->name; c++)
-        snprintf(names + strlen(names), sizeof(names) - strlen(names),
-                 "%s%s", c == o->choices ? "" : ", ", c->name);
-    return ctl_usage_error(cmd, "--%s: unknown %s '%s' (one of: %s)",
-                           o->name, o->arg, v, names);
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+                 c == o->choices ? "" : ", ", c->name);
+    return ctl_usage_error(cmd, "--%s: unknown %s '%s' (one of: %s)", o->name,
+                           o->arg, v, names);
 }
 
 /* Store option o's argument v (NULL for a flag) into opts. */
@@ -252,8 +252,8 @@ void ctl_opts_free(const struct ctl_option *t, void *opts)
     for (; t; t = t->more) {
         for (; t->name; t++)
             if (t->kind == CTL_ARG_STRINGS) {
-                struct ctl_strv *l =
-                    (struct ctl_strv *)((char *)opts + t->offset);
+                struct ctl_strv *l = (struct ctl_strv *)((char *)opts +
+                                                         t->offset);
                 free(l->v);
                 l->v = NULL;
                 l->n = 0;

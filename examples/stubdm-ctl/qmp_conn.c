@@ -47,8 +47,8 @@ int ctl_qmp_open(stubdm_ctx *ctx, const struct ctl_global *g,
 
     /* Only what was asked for: the rest is the library's default. */
     if (!rc && a->transport != CTL_UNSET_CHOICE)
-        rc = stubdm_qmp_opts_set_transport(
-            o, (stubdm_qmp_transport)a->transport);
+        rc = stubdm_qmp_opts_set_transport(o,
+                                           (stubdm_qmp_transport)a->transport);
     if (!rc && a->sim_dir)
         rc = stubdm_qmp_opts_set_sim_dir(o, a->sim_dir);
     if (!rc && a->open_timeout_ms)
@@ -90,14 +90,13 @@ int ctl_qmp_loop_once(stubdm_ctx *ctx, bool with_stdin, bool *stdin_ready,
     return stubdm_ctx_poll_dispatch(ctx, fds, n);
 }
 
-int ctl_qmp_follow(stubdm_ctx *ctx, const struct ctl_global *g,
-                   stubdm_qmp *q, const char *what)
+int ctl_qmp_follow(stubdm_ctx *ctx, const struct ctl_global *g, stubdm_qmp *q,
+                   const char *what)
 {
     while (!ctl_interrupted() && stubdm_qmp_is_ready(q)) {
         int rc = stubdm_ctx_run_once(ctx, 200);
         if (rc)
             return ctl_report_error(ctx, g, what, rc, NULL);
     }
-    return ctl_interrupted() ? CTL_EXIT_OK
-                             : ctl_report_qmp_lost(ctx, g, what);
+    return ctl_interrupted() ? CTL_EXIT_OK : ctl_report_qmp_lost(ctx, g, what);
 }

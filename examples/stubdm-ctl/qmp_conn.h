@@ -14,23 +14,26 @@ struct qmp_args {
     int transport;       /* CTL_UNSET_CHOICE: the library's default */
     const char *sim_dir;
     bool lock_wait, marker, oob;
-    bool interactive, events; /* qmp */
+    bool interactive, events;   /* qmp */
     const char *listen, *group; /* qmp-proxy */
 };
 
-#define QMP_ARGS_DEFAULTS {.timeout_ms = 10000, .transport = CTL_UNSET_CHOICE}
+#define QMP_ARGS_DEFAULTS                                                     \
+    {                                                                         \
+        .timeout_ms = 10000, .transport = CTL_UNSET_CHOICE                    \
+    }
 
 extern const struct ctl_option ctl_qmp_conn_options[];
 
 /* "  --timeout S ..." lines of both commands' help. */
 #define CTL_QMP_CONN_HELP                                                     \
-    "  --timeout S          per-command timeout (default 10)\n"              \
-    "  --open-timeout S     connect + greeting + negotiation (default 10)\n" \
-    "  --transport T        auto (default), vchan or sim\n"                  \
-    "  --sim-dir DIR        simulated host runtime directory\n"              \
-    "  --lock-wait          wait for another client's lock instead of\n"     \
-    "                       failing with exit 10\n"                          \
-    "  --reconnect-marker   send Qubes' 0x01 marker first\n"                 \
+    "  --timeout S          per-command timeout (default 10)\n"               \
+    "  --open-timeout S     connect + greeting + negotiation (default 10)\n"  \
+    "  --transport T        auto (default), vchan or sim\n"                   \
+    "  --sim-dir DIR        simulated host runtime directory\n"               \
+    "  --lock-wait          wait for another client's lock instead of\n"      \
+    "                       failing with exit 10\n"                           \
+    "  --reconnect-marker   send Qubes' 0x01 marker first\n"                  \
     "  --oob                enable out-of-band execution if offered\n"
 
 /* The STUBDOM and GUEST positional domids.  0 or CTL_EXIT_USAGE. */
@@ -43,8 +46,8 @@ int ctl_qmp_open(stubdm_ctx *ctx, const struct ctl_global *g,
 
 /* Drive the ctx until interrupted or the connection is lost; 0 if
  * interrupted, else the "QMP connection lost" exit code. */
-int ctl_qmp_follow(stubdm_ctx *ctx, const struct ctl_global *g,
-                   stubdm_qmp *q, const char *what);
+int ctl_qmp_follow(stubdm_ctx *ctx, const struct ctl_global *g, stubdm_qmp *q,
+                   const char *what);
 
 /* One loop iteration over the library's fds plus, optionally, stdin. */
 int ctl_qmp_loop_once(stubdm_ctx *ctx, bool with_stdin, bool *stdin_ready,

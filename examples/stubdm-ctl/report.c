@@ -87,9 +87,9 @@ void ctl_json_string(FILE *f, const char *s)
 int ctl_report_error(stubdm_ctx *ctx, const struct ctl_global *g,
                      const char *what, int rc, const char *detail)
 {
-    const char *msg = detail && *detail ? detail
+    const char *msg = detail && *detail                ? detail
                       : ctx && *stubdm_ctx_errmsg(ctx) ? stubdm_ctx_errmsg(ctx)
-                                                        : stubdm_strerror(rc);
+                                                       : stubdm_strerror(rc);
     int os = ctx ? stubdm_ctx_os_errno(ctx) : 0;
 
     if (g->json) {

@@ -95,7 +95,7 @@ struct stubdm_console {
     /* destination (ring -> fd) and source (fd -> ring); may be one fd */
     int dst_fd, src_fd;
     enum fdkind dst_kind;
-    bool own_dst; /* log/serial file or pty: ours to close */
+    bool own_dst;  /* log/serial file or pty: ours to close */
     int pty_slave; /* held open so the master never sees a hangup */
     char tty[64];
     /* file sinks */
@@ -106,7 +106,7 @@ struct stubdm_console {
 
     /* state */
     bool connected, out_blocked, in_wanted, src_eof;
-    bool release; /* closing hands the console over (no Closing/Closed) */
+    bool release;     /* closing hands the console over (no Closing/Closed) */
     bool input_ready; /* restore: the frontend wrote input-ready = 1 */
     struct stubdm__ctrans tr;
     struct stubdm__cring ring;
@@ -508,10 +508,10 @@ static ssize_t sink_file(stubdm_console *c, struct iovec *iov, int cnt,
         bool too_soon = c->rotate_ms && c->last_rotation != INT64_MIN &&
                         stubdm_now_ms() - c->last_rotation <
                             (int64_t)c->rotate_ms;
-        if (c->dst_fd >= 0 && c->size >= c->cap && c->rotations &&
-            too_soon) {
-            count_drop(c, want, "the file is full and was rotated less "
-                                "than the minimum interval ago");
+        if (c->dst_fd >= 0 && c->size >= c->cap && c->rotations && too_soon) {
+            count_drop(c, want,
+                       "the file is full and was rotated less "
+                       "than the minimum interval ago");
             return (ssize_t)n;
         }
         if (c->dst_fd >= 0 && c->size >= c->cap && c->rotations) {
@@ -614,8 +614,7 @@ static void console_stop(stubdm_op *op)
      * hangup of every open file, QEMU's fdset included) and never come
      * back, so no later backend (another process: stubdm-ctl save, a new
      * --serve) could use the console again. */
-    if (c->release && be_dir_exists(c) &&
-        c->op.state == STUBDM__OP_PENDING) {
+    if (c->release && be_dir_exists(c) && c->op.state == STUBDM__OP_PENDING) {
         set_be_state(c, XenbusStateInitWait);
     } else if (be_dir_exists(c)) {
         set_be_state(c, XenbusStateClosing);
@@ -706,8 +705,8 @@ enum out_write { OUT_WROTE, OUT_RETRY, OUT_HELD, OUT_ENDED };
  * OUT_WROTE, *r is how many it took (avail when they are dropped: nobody
  * wants them). */
 static inline enum out_write out_write(stubdm_console *c, struct iovec *iov,
-                                       unsigned nseg, size_t allow,
-                                       long avail, ssize_t *r)
+                                       unsigned nseg, size_t allow, long avail,
+                                       ssize_t *r)
 {
     if (c->dst_fd < 0 && c->role == ROLE_SAVE) {
         /* A held save console (spawn): no destination yet, so the
@@ -841,8 +840,8 @@ static int pump_in(stubdm_console *c, bool *notify, bool *more)
                 "console %u of stubdomain %u: the frontend's in_cons %" PRIu32
                 " is not within %u bytes of in_prod %" PRIu32
                 ": ring protocol violation, console disconnected",
-                c->n, c->stubdom, c->ring.seen_tx_cons,
-                STUBDM__CRING_IN_SIZE, c->ring.tx_prod);
+                c->n, c->stubdom, c->ring.seen_tx_cons, STUBDM__CRING_IN_SIZE,
+                c->ring.tx_prod);
             return -1;
         }
         if (room == 0)
@@ -896,8 +895,8 @@ static void pump(stubdm_console *c)
         return;
     if (notify && stubdm__ctrans_notify(&c->tr) < 0) {
         int err = errno;
-        END(c, STUBDM_EXEN, "console %u of stubdomain %u: notifying: %s",
-            c->n, c->stubdom, strerror(err));
+        END(c, STUBDM_EXEN, "console %u of stubdomain %u: notifying: %s", c->n,
+            c->stubdom, strerror(err));
         return;
     }
     if (c->src_eof) {
@@ -968,8 +967,7 @@ static void on_kick(stubdm_ctx *ctx, struct stubdm__timer *t)
 /* The frontend's ring-ref and port, once it has published them (for
  * consoles past 0, in state Initialised or Connected).  STUBDM_ENOENT: not
  * yet; another error: a value is not valid. */
-static int read_fe_ring(stubdm_console *c, uint64_t *ring_ref,
-                        uint64_t *port)
+static int read_fe_ring(stubdm_console *c, uint64_t *ring_ref, uint64_t *port)
 {
     uint64_t fe_state = 0;
     int rc;
@@ -1087,8 +1085,10 @@ static void check_input_ready(stubdm_console *c)
         return;
     if (read_fe_num(c, "input-ready", 1, &v) == 0 && v == 1) {
         c->input_ready = true;
-        LOG_DEBUG(c->op.ctx, MOD, "console %u of %u: the frontend is ready "
-                  "for input", c->n, c->stubdom);
+        LOG_DEBUG(c->op.ctx, MOD,
+                  "console %u of %u: the frontend is ready "
+                  "for input",
+                  c->n, c->stubdom);
         pump(c);
     }
     stubdm__clear_error(c->op.ctx);
@@ -1113,8 +1113,8 @@ static void on_fe_change(stubdm_ctx *ctx, struct stubdm__xswatch *w,
     if (c->n == 0)
         return; /* console 0 has no frontend state */
     rc = read_fe_num(c, "state", 255, &st);
-    if (rc == STUBDM_ENOENT || (rc == 0 && (st == XenbusStateClosing ||
-                                            st == XenbusStateClosed))) {
+    if (rc == STUBDM_ENOENT ||
+        (rc == 0 && (st == XenbusStateClosing || st == XenbusStateClosed))) {
         LOG_DEBUG(c->op.ctx, MOD, "console %u of %u: the frontend closed",
                   c->n, c->stubdom);
         /* Deliver what is already in the ring first. */
@@ -1150,8 +1150,8 @@ static int open_pty(stubdm_ctx *ctx, stubdm_console *c)
     const char *name;
     int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK), err;
 
-    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 ||
-        !(name = ptsname(m)) || strlen(name) >= sizeof(c->tty))
+    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 || !(name = ptsname(m)) ||
+        strlen(name) >= sizeof(c->tty))
         goto fail;
     snprintf(c->tty, sizeof(c->tty), "%s", name);
     /* Hold the slave open: without it the master reads EIO / polls HUP
@@ -1200,8 +1200,8 @@ static int serve_check_args(stubdm_ctx *ctx, uint32_t stubdom_domid,
                             stubdm_console **out)
 {
     if (!out || !opts)
-        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
-                            "console: NULL %s", out ? "options" : "handle");
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0, "console: NULL %s",
+                            out ? "options" : "handle");
     *out = NULL;
     if (!stubdm__domid_ok(stubdom_domid) || stubdom_domid == 0 ||
         n > STUBDM_CONSOLE_SERIAL0 + STUBDM_CONSOLE_MAX_SERIALS - 1)
@@ -1235,8 +1235,9 @@ static stubdm_console *console_alloc(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                      const stubdm_console_opts *opts, bool xen,
                                      stubdm_done_fn *done, void *user)
 {
-    stubdm_console *c = (stubdm_console *)stubdm__op_new(
-        ctx, &console_type, sizeof(*c), done, user);
+    stubdm_console *c = (stubdm_console *)stubdm__op_new(ctx, &console_type,
+                                                         sizeof(*c), done,
+                                                         user);
     if (!c)
         return NULL;
     c->stubdom = stubdom_domid;
@@ -1401,8 +1402,7 @@ int stubdm_console_serve(stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned n,
     if ((rc = serve_start(ctx, c, out)))
         goto fail;
     LOG_DEBUG(ctx, MOD, "serving console %u of stubdomain %u (%s, %s)", n,
-              stubdom_domid, role_name(c->role),
-              xen ? "xen" : "simulated");
+              stubdom_domid, role_name(c->role), xen ? "xen" : "simulated");
     return 0;
 
 fail:
@@ -1489,14 +1489,13 @@ static void flush_check_all(stubdm_console *c, int final_rc)
     if (!final_rc && !empty)
         return;
     while (!stubdm__list_empty(&c->flushes)) {
-        struct flush_op *f =
-            STUBDM_CONTAINER_OF(c->flushes.next, struct flush_op, link);
+        struct flush_op *f = STUBDM_CONTAINER_OF(c->flushes.next,
+                                                 struct flush_op, link);
         /* complete() unlinks it through flush_stop */
         if (final_rc)
-            stubdm__op_complete(&f->op, final_rc, "console %u ended: %s",
-                                c->n, final_rc == STUBDM_ECANCELED
-                                          ? "closed"
-                                          : c->op.errmsg);
+            stubdm__op_complete(&f->op, final_rc, "console %u ended: %s", c->n,
+                                final_rc == STUBDM_ECANCELED ? "closed"
+                                                             : c->op.errmsg);
         else
             stubdm__op_complete(&f->op, 0, NULL);
     }

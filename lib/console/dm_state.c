@@ -54,9 +54,9 @@ enum phase { PH_OPEN, PH_STOP, PH_SAVE, PH_DRAIN };
 
 struct save_op {
     stubdm_op op;
-    stubdm_stubdom *s;     /* handle form, NULL for the domids form */
+    stubdm_stubdom *s; /* handle form, NULL for the domids form */
     uint32_t stubdom, guest;
-    stubdm_console *con;   /* console 1 */
+    stubdm_console *con; /* console 1 */
     bool own_con, attached;
     stubdm_qmp *q;
     bool own_q;
@@ -66,13 +66,13 @@ struct save_op {
     struct stubdm__timer deadline, poll, guard;
     uint64_t base, last, seq;
     int64_t quiet_since, t0;
-    bool exact;            /* the frontend reports the stream's end */
-    uint64_t target;       /* with exact: backend bytes_out to reach */
+    bool exact;      /* the frontend reports the stream's end */
+    uint64_t target; /* with exact: backend bytes_out to reach */
     bool have_target;
     uint64_t bytes;
-    uint64_t limit;        /* out_fd's bound (stubdm_ctx_set_save_limit) */
-    uint64_t limit_base;   /* console 1's bytes_out when out_fd was attached */
-    off_t fd_start;        /* out_fd's offset then, if a regular file; or -1 */
+    uint64_t limit;      /* out_fd's bound (stubdm_ctx_set_save_limit) */
+    uint64_t limit_base; /* console 1's bytes_out when out_fd was attached */
+    off_t fd_start;      /* out_fd's offset then, if a regular file; or -1 */
     char fe_dir[64];
 };
 
@@ -187,9 +187,10 @@ static void on_poll(stubdm_ctx *ctx, struct stubdm__timer *t)
     int64_t now = stubdm_now_ms();
 
     if (!stubdm__console_pending(so->con)) {
-        save_fail(so, stubdm_console_result(so->con) == 0
-                          ? STUBDM_EFAIL
-                          : stubdm_console_result(so->con),
+        save_fail(so,
+                  stubdm_console_result(so->con) == 0
+                      ? STUBDM_EFAIL
+                      : stubdm_console_result(so->con),
                   "console 1 ended", stubdm_console_errmsg(so->con));
         return;
     }
@@ -277,8 +278,10 @@ static void on_guard(stubdm_ctx *ctx, struct stubdm__timer *t)
          * The partial stream is no state anyone can restore; give the
          * disk space back at once. */
         if (start >= 0 && ftruncate(fd, start) != 0)
-            LOG_WARN(ctx, MOD, "stubdomain %u: truncating the partial save "
-                     "stream: %s", so->stubdom, strerror(errno));
+            LOG_WARN(ctx, MOD,
+                     "stubdomain %u: truncating the partial save "
+                     "stream: %s",
+                     so->stubdom, strerror(errno));
         return;
     }
     if (stubdm__timer_arm(ctx, &so->guard, stubdm_now_ms() + POLL_MS))
@@ -314,7 +317,8 @@ static void on_cmd(stubdm_qmp *q, stubdm_op *op, int rc,
                    const stubdm_qmp_reply *reply, void *user)
 {
     struct save_op *so = user;
-    const char *what = so->phase == PH_STOP ? "stop" : "xen-save-devices-state";
+    const char *what = so->phase == PH_STOP ? "stop"
+                                            : "xen-save-devices-state";
     char msg[STUBDM_ERRMSG_MAX];
 
     (void)q;
@@ -336,11 +340,12 @@ static void on_cmd(stubdm_qmp *q, stubdm_op *op, int rc,
         if (rc == STUBDM_EQMP && reply) {
             /* QEMU's text: printable and bounded before it is a message. */
             char cls[64], desc[256];
-            snprintf(msg, sizeof(msg), "%s: %s",
-                     stubdm__printable_str(cls, sizeof(cls),
-                                           stubdm_qmp_reply_error_class(reply)),
-                     stubdm__printable_str(desc, sizeof(desc),
-                                           stubdm_qmp_reply_error_desc(reply)));
+            snprintf(
+                msg, sizeof(msg), "%s: %s",
+                stubdm__printable_str(cls, sizeof(cls),
+                                      stubdm_qmp_reply_error_class(reply)),
+                stubdm__printable_str(desc, sizeof(desc),
+                                      stubdm_qmp_reply_error_desc(reply)));
         } else
             snprintf(msg, sizeof(msg), "%s", stubdm_strerror(rc));
         save_fail(so, rc, what, msg);
@@ -386,9 +391,9 @@ static void on_qmp_open(stubdm_op *op, int rc, void *user)
 static void on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
 {
     struct save_op *so = STUBDM_CONTAINER_OF(t, struct save_op, deadline);
-    static const char *const names[] = { "opening QMP", "stop",
-                                         "xen-save-devices-state",
-                                         "waiting for the end of the stream" };
+    static const char *const names[] = {"opening QMP", "stop",
+                                        "xen-save-devices-state",
+                                        "waiting for the end of the stream"};
 
     (void)ctx;
     stubdm__op_complete(&so->op, STUBDM_ETIMEDOUT,
@@ -404,8 +409,9 @@ static struct save_op *save_new(stubdm_ctx *ctx, uint32_t stubdom,
                                 uint32_t guest, int fd, int timeout_ms,
                                 stubdm_done_fn *done, void *user)
 {
-    struct save_op *so = (struct save_op *)stubdm__op_new(
-        ctx, &save_type, sizeof(*so), done, user);
+    struct save_op *so = (struct save_op *)stubdm__op_new(ctx, &save_type,
+                                                          sizeof(*so), done,
+                                                          user);
 
     if (!so)
         return NULL;
@@ -461,8 +467,9 @@ int stubdm_stubdom_save(stubdm_stubdom *s, int out_fd, int timeout_ms,
         return stubdm__fail(ctx, STUBDM_EBUSY, 0,
                             "save: one is already in progress");
     if (stubdm__stubdom_paused(s))
-        return stubdm__fail(ctx, STUBDM_ESTATE, 0,
-                            "save: the stubdomain is paused; unpause it first");
+        return stubdm__fail(
+            ctx, STUBDM_ESTATE, 0,
+            "save: the stubdomain is paused; unpause it first");
     so = save_new(ctx, stubdm_stubdom_domid(s), stubdm_stubdom_guest(s),
                   out_fd, timeout_ms, done, user);
     if (!so)
@@ -581,9 +588,9 @@ int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
     }
     rc = stubdm_qmp_opts_new(&qo);
     if (!rc)
-        rc = stubdm_qmp_opts_set_transport(
-            qo, sim ? STUBDM_QMP_TRANSPORT_SIMULATED
-                    : STUBDM_QMP_TRANSPORT_VCHAN);
+        rc = stubdm_qmp_opts_set_transport(qo,
+                                           sim ? STUBDM_QMP_TRANSPORT_SIMULATED
+                                               : STUBDM_QMP_TRANSPORT_VCHAN);
     if (!rc)
         rc = stubdm_qmp_open(ctx, stubdom_domid, guest_domid, qo, on_qmp_open,
                              so, &so->q, NULL);

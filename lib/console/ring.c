@@ -118,8 +118,7 @@ bool stubdm__cring_attach(struct stubdm__cring *r,
 }
 
 long stubdm__cring_rx_peek(struct stubdm__cring *r, size_t max,
-                           const char *ptr[2], uint32_t len[2],
-                           unsigned *nseg)
+                           const char *ptr[2], uint32_t len[2], unsigned *nseg)
 {
     uint32_t size = stubdm__cring_rx_size(r);
     uint32_t prod = load_idx(rx_prod_p(r)), used;

@@ -26,8 +26,10 @@
 #include <stdint.h>
 #include <xen/io/console.h>
 
-#define STUBDM__CRING_IN_SIZE ((uint32_t)sizeof(((struct xencons_interface *)0)->in))
-#define STUBDM__CRING_OUT_SIZE ((uint32_t)sizeof(((struct xencons_interface *)0)->out))
+#define STUBDM__CRING_IN_SIZE                                                 \
+    ((uint32_t)sizeof(((struct xencons_interface *)0)->in))
+#define STUBDM__CRING_OUT_SIZE                                                \
+    ((uint32_t)sizeof(((struct xencons_interface *)0)->out))
 
 /* A contiguous piece of a ring: offset into the data array and length. */
 struct stubdm__cring_seg {
@@ -111,8 +113,7 @@ void stubdm__cring_tx_produce(struct stubdm__cring *r, uint32_t n);
 /* Copying helpers built on the above (frontends, tests, the fuzzer).
  * Return the bytes moved, or -1 on a protocol violation. */
 long stubdm__cring_read(struct stubdm__cring *r, void *buf, size_t len);
-long stubdm__cring_write(struct stubdm__cring *r, const void *buf,
-                         size_t len);
+long stubdm__cring_write(struct stubdm__cring *r, const void *buf, size_t len);
 
 /* True when everything we produced on tx was consumed by the peer (or -1
  * on a bad peer index). */

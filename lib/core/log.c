@@ -21,7 +21,6 @@ void stubdm_ctx_set_log(stubdm_ctx *ctx, stubdm_log_fn *fn, void *user,
     ctx->log_min = min_level;
 }
 
-
 void stubdm__log(stubdm_ctx *ctx, stubdm_log_level level, int os_errno,
                  const char *module, const char *fmt, ...)
 {
@@ -49,8 +48,8 @@ struct xtl_bridge {
 };
 
 static void bridge_vmessage(xentoollog_logger *logger, xentoollog_level level,
-                         int errnoval, const char *context, const char *format,
-                         va_list al)
+                            int errnoval, const char *context,
+                            const char *format, va_list al)
 {
     struct xtl_bridge *b = (struct xtl_bridge *)logger;
     char msg[512];
@@ -64,8 +63,8 @@ static void bridge_vmessage(xentoollog_logger *logger, xentoollog_level level,
 }
 
 static void bridge_progress(xentoollog_logger *logger, const char *context,
-                         const char *doing_what, int percent,
-                         unsigned long done, unsigned long total)
+                            const char *doing_what, int percent,
+                            unsigned long done, unsigned long total)
 {
     (void)logger, (void)context, (void)doing_what, (void)percent;
     (void)done, (void)total;

@@ -20,13 +20,17 @@ static inline bool stubdm__log_enabled(const stubdm_ctx *ctx,
 
 #define STUBDM_LOG(ctx, lvl, mod, ...)                                        \
     do {                                                                      \
-        if (__builtin_expect(stubdm__log_enabled((ctx), (lvl)), 0))          \
+        if (__builtin_expect(stubdm__log_enabled((ctx), (lvl)), 0))           \
             stubdm__log((ctx), (lvl), 0, (mod), __VA_ARGS__);                 \
     } while (0)
-#define LOG_DEBUG(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_DEBUG, mod, __VA_ARGS__)
-#define LOG_INFO(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_INFO, mod, __VA_ARGS__)
-#define LOG_WARN(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_WARN, mod, __VA_ARGS__)
-#define LOG_ERROR(ctx, mod, ...) STUBDM_LOG(ctx, STUBDM_LOG_ERROR, mod, __VA_ARGS__)
+#define LOG_DEBUG(ctx, mod, ...)                                              \
+    STUBDM_LOG(ctx, STUBDM_LOG_DEBUG, mod, __VA_ARGS__)
+#define LOG_INFO(ctx, mod, ...)                                               \
+    STUBDM_LOG(ctx, STUBDM_LOG_INFO, mod, __VA_ARGS__)
+#define LOG_WARN(ctx, mod, ...)                                               \
+    STUBDM_LOG(ctx, STUBDM_LOG_WARN, mod, __VA_ARGS__)
+#define LOG_ERROR(ctx, mod, ...)                                              \
+    STUBDM_LOG(ctx, STUBDM_LOG_ERROR, mod, __VA_ARGS__)
 
 /*
  * A xentoollog logger (for libxenctrl, libxenvchan) forwarding to the ctx's

@@ -227,7 +227,8 @@ int stubdm__fd_watch(stubdm_ctx *ctx, struct stubdm__fd *w, int fd,
         size_t cap = l->by_fd_cap ? l->by_fd_cap : 64;
         while (cap <= (size_t)fd)
             cap *= 2;
-        struct stubdm__fd **n = stubdm__reallocarray(l->by_fd, cap, sizeof(*n));
+        struct stubdm__fd **n = stubdm__reallocarray(l->by_fd, cap,
+                                                     sizeof(*n));
         if (!n)
             return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "fd table");
         memset(n + l->by_fd_cap, 0, (cap - l->by_fd_cap) * sizeof(*n));
@@ -683,8 +684,8 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
 
     if (!stubdm__list_empty(&ctx->ops_queued)) {
         timeout = 0;
-    } else if (l->heap_len && (l->tfd_armed < 0 ||
-                               l->heap[0]->deadline_ms < l->tfd_armed)) {
+    } else if (l->heap_len &&
+               (l->tfd_armed < 0 || l->heap[0]->deadline_ms < l->tfd_armed)) {
         int64_t d = l->heap[0]->deadline_ms, now = stubdm_now_ms();
         if (d <= now) {
             timeout = 0;

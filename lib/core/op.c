@@ -60,7 +60,7 @@ void stubdm__op_cache_dispose(stubdm_ctx *ctx)
     while (ctx->n_op_cache) {
         ctx->n_op_cache--;
         STUBDM__MEM_SHOW(ctx->op_cache[ctx->n_op_cache].block,
-                ctx->op_cache[ctx->n_op_cache].size);
+                         ctx->op_cache[ctx->n_op_cache].size);
         free(ctx->op_cache[ctx->n_op_cache].block);
     }
 }
@@ -128,8 +128,8 @@ void stubdm__op_complete(stubdm_op *op, int rc, const char *fmt, ...)
     op_stop(op);
     stubdm__list_del(&op->link);
     stubdm__list_add_tail(&ctx->ops_queued, &op->link);
-    LOG_DEBUG(ctx, "op", "%s %p completed: %s%s%s", op->type->name,
-              (void *)op, stubdm_errname(rc), rc ? ": " : "", op->errmsg);
+    LOG_DEBUG(ctx, "op", "%s %p completed: %s%s%s", op->type->name, (void *)op,
+              stubdm_errname(rc), rc ? ": " : "", op->errmsg);
     if (!ctx->dispatch_depth)
         stubdm__loop_sync_timer(ctx);
 }
@@ -137,8 +137,8 @@ void stubdm__op_complete(stubdm_op *op, int rc, const char *fmt, ...)
 void stubdm__ops_run_queued(stubdm_ctx *ctx)
 {
     while (!stubdm__list_empty(&ctx->ops_queued) && !ctx->free_requested) {
-        stubdm_op *op =
-            STUBDM_CONTAINER_OF(ctx->ops_queued.next, stubdm_op, link);
+        stubdm_op *op = STUBDM_CONTAINER_OF(ctx->ops_queued.next, stubdm_op,
+                                            link);
         bool alive;
 
         op->state = STUBDM__OP_DONE;
@@ -162,10 +162,8 @@ void stubdm__ops_run_queued(stubdm_ctx *ctx)
     }
 }
 
-enum stubdm__op_notified stubdm__op_notify(stubdm_op *op,
-                                           void (*fn)(stubdm_op *op,
-                                                      void *arg),
-                                           void *arg)
+enum stubdm__op_notified stubdm__op_notify(
+    stubdm_op *op, void (*fn)(stubdm_op *op, void *arg), void *arg)
 {
     stubdm_ctx *ctx = op->ctx;
     bool alive;
@@ -189,8 +187,8 @@ enum stubdm__op_notified stubdm__op_notify(stubdm_op *op,
 void stubdm__ops_dispose(stubdm_ctx *ctx)
 {
     while (!stubdm__list_empty(&ctx->ops_pending)) {
-        stubdm_op *op =
-            STUBDM_CONTAINER_OF(ctx->ops_pending.next, stubdm_op, link);
+        stubdm_op *op = STUBDM_CONTAINER_OF(ctx->ops_pending.next, stubdm_op,
+                                            link);
         op_stop(op);
         op->state = STUBDM__OP_DONE;
         stubdm__list_del(&op->link);
@@ -203,8 +201,8 @@ void stubdm__ops_dispose(stubdm_ctx *ctx)
         }
     }
     while (!stubdm__list_empty(&ctx->ops_queued)) {
-        stubdm_op *op =
-            STUBDM_CONTAINER_OF(ctx->ops_queued.next, stubdm_op, link);
+        stubdm_op *op = STUBDM_CONTAINER_OF(ctx->ops_queued.next, stubdm_op,
+                                            link);
         op->state = STUBDM__OP_DONE;
         stubdm__list_del(&op->link);
         if (op->floating)

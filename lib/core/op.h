@@ -29,8 +29,8 @@ struct stubdm_op {
     const struct stubdm__op_type *type;
     enum stubdm__op_state state;
     int rc;
-    bool floating;      /* no caller handle: free after the callback */
-    bool handle_freed;  /* the caller freed its handle during the callback */
+    bool floating;     /* no caller handle: free after the callback */
+    bool handle_freed; /* the caller freed its handle during the callback */
     bool in_callback;
     stubdm_done_fn *done;
     void *user;
@@ -76,10 +76,8 @@ enum stubdm__op_notified {
     STUBDM__OP_NOTIFY_FREED,     /* the op is gone */
     STUBDM__OP_NOTIFY_CTX_FREED, /* the ctx is being freed: touch nothing */
 };
-enum stubdm__op_notified stubdm__op_notify(stubdm_op *op,
-                                           void (*fn)(stubdm_op *op,
-                                                      void *arg),
-                                           void *arg);
+enum stubdm__op_notified stubdm__op_notify(
+    stubdm_op *op, void (*fn)(stubdm_op *op, void *arg), void *arg);
 /*
  * For blocking wrappers.  sync_check refuses (STUBDM_ERECURSIVE, with a
  * message naming 'what') when called from a callback, since running the

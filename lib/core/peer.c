@@ -32,7 +32,8 @@ char *stubdm__printable(char *out, size_t out_size, const char *in,
 
 char *stubdm__printable_str(char *out, size_t out_size, const char *in)
 {
-    return stubdm__printable(out, out_size, in, in ? strnlen(in, out_size) : 0);
+    return stubdm__printable(out, out_size, in,
+                             in ? strnlen(in, out_size) : 0);
 }
 
 struct owned_read {
@@ -76,7 +77,7 @@ static int owned_read_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 int stubdm__xs_read_owned(stubdm_ctx *ctx, const char *path, size_t max_len,
                           uint32_t owner, char **val_out, size_t *len_out)
 {
-    struct owned_read a = { path, max_len, owner, NULL, 0 };
+    struct owned_read a = {path, max_len, owner, NULL, 0};
     int rc;
 
     *val_out = NULL;

@@ -145,8 +145,8 @@ int stubdm_contract_set_argv_encoding(stubdm_contract *c,
                encoding != STUBDM_DM_ARGV_ESC_STRING))
         return STUBDM_EINVAL;
     c->encoding = encoding;
-    c->max_value_len =
-        max_value_len ? max_value_len : STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN;
+    c->max_value_len = max_value_len ? max_value_len
+                                     : STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN;
     return 0;
 }
 
@@ -189,7 +189,8 @@ int stubdm_contract_set_console_output(stubdm_contract *c, unsigned n,
         return STUBDM_ENOMEM;
     free(c->output[n]);
     c->output[n] = dup;
-    if (n >= STUBDM_CONSOLE_SERIAL0 && n - STUBDM_CONSOLE_SERIAL0 == c->nserials)
+    if (n >= STUBDM_CONSOLE_SERIAL0 &&
+        n - STUBDM_CONSOLE_SERIAL0 == c->nserials)
         c->nserials++;
     return 0;
 }
@@ -237,9 +238,12 @@ int stubdm_contract_set_toolstack_domid(stubdm_contract *c, uint32_t domid)
 static const char *backend_type(stubdm_console_backend b)
 {
     switch (b) {
-    case STUBDM_CONSOLE_BACKEND_XENCONSOLED: return "xenconsoled";
-    case STUBDM_CONSOLE_BACKEND_LIBSTUBDM: return "libstubdm";
-    case STUBDM_CONSOLE_BACKEND_IOEMU: break;
+    case STUBDM_CONSOLE_BACKEND_XENCONSOLED:
+        return "xenconsoled";
+    case STUBDM_CONSOLE_BACKEND_LIBSTUBDM:
+        return "libstubdm";
+    case STUBDM_CONSOLE_BACKEND_IOEMU:
+        break;
     }
     return "ioemu";
 }
@@ -284,8 +288,8 @@ static void console_paths(const stubdm_contract *c, unsigned n, char *fe,
     else
         snprintf(fe, fesz, "/local/domain/%u/device/console/%u", c->stubdom,
                  n);
-    snprintf(be, besz, "/local/domain/%u/backend/console/%u/%u",
-             c->toolstack, c->stubdom, n);
+    snprintf(be, besz, "/local/domain/%u/backend/console/%u/%u", c->toolstack,
+             c->stubdom, n);
 }
 
 static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
@@ -312,9 +316,7 @@ static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
                     "xenconsoled backend serves console 0 only; use the "
                     "libstubdm or ioemu backend for save, restore and "
                     "serials",
-                    n,
-                    stubdm__console_role(n),
-                    c->output[n]);
+                    n, stubdm__console_role(n), c->output[n]);
     }
     for (unsigned n = 0; n < STUBDM__NCONSOLES; n++) {
         const char *o = c->output[n];
@@ -362,11 +364,10 @@ static int add_console(stubdm_nodes *l, const stubdm_contract *c, unsigned n,
          (rc = stubdm__nodes_add_str(l, rw, "vt100", "%s/protocol", fe))))
         return rc;
     if ((rc = stubdm__nodes_add_str(l, ro, CONSOLE_LIMIT, "%s/limit", fe)) ||
-        (rc = stubdm__nodes_add_str(l, ro, backend_type(c->backend),
-                                    "%s/type", fe)))
+        (rc = stubdm__nodes_add_str(l, ro, backend_type(c->backend), "%s/type",
+                                    fe)))
         return rc;
-    if (output &&
-        (rc = stubdm__nodes_add_str(l, ro, output, "%s/output", fe)))
+    if (output && (rc = stubdm__nodes_add_str(l, ro, output, "%s/output", fe)))
         return rc;
     if ((rc = stubdm__nodes_add_str(l, ro, "", "%s/tty", fe)))
         return rc;
@@ -404,8 +405,8 @@ static int build_layout(stubdm_ctx *ctx, const stubdm_contract *c,
     if (!(l = stubdm__nodes_new()))
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "contract layout");
     rc = stubdm__dm_argv_nodes(ctx, vm_path, c->toolstack, S, c->encoding,
-                               c->max_value_len,
-                               (const char *const *)c->args, c->nargs, l);
+                               c->max_value_len, (const char *const *)c->args,
+                               c->nargs, l);
     if (rc) {
         stubdm_nodes_free(l);
         return rc;
@@ -413,8 +414,9 @@ static int build_layout(stubdm_ctx *ctx, const stubdm_contract *c,
     snprintf(num, sizeof(num), "%u", S);
     rc = stubdm__nodes_add_str(l, NULL, "qemu_xen", "/libxl/%u/dm-version", G);
     if (!rc)
-        rc = stubdm__nodes_add_str(
-            l, NULL, num, "/local/domain/%u/image/device-model-domid", G);
+        rc = stubdm__nodes_add_str(l, NULL, num,
+                                   "/local/domain/%u/image/device-model-domid",
+                                   G);
     snprintf(num, sizeof(num), "%u", G);
     if (!rc)
         rc = stubdm__nodes_add_str(l, NULL, num, "/local/domain/%u/target", S);
@@ -470,8 +472,7 @@ int stubdm_contract_layout(stubdm_ctx *ctx, const stubdm_contract *c,
 /* ---- I/O ---------------------------------------------------------------- */
 
 /* The vm path: the contract's, or /local/domain/<guest>/vm as libxl. */
-static int get_vm_path(stubdm_ctx *ctx, const stubdm_contract *c,
-                       char **out)
+static int get_vm_path(stubdm_ctx *ctx, const stubdm_contract *c, char **out)
 {
     char path[64];
     size_t len;
@@ -489,8 +490,8 @@ static int get_vm_path(stubdm_ctx *ctx, const stubdm_contract *c,
     if (rc)
         return rc;
     if (strlen(*out) != len || stubdm__vm_path_check(ctx, *out)) {
-        rc = stubdm__fail(ctx, STUBDM_EPROTO, 0,
-                          "%s holds an invalid vm path", path);
+        rc = stubdm__fail(ctx, STUBDM_EPROTO, 0, "%s holds an invalid vm path",
+                          path);
         free(*out);
         *out = NULL;
     }

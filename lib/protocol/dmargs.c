@@ -30,9 +30,12 @@
 static const char *enc_name(stubdm_dm_argv_encoding e)
 {
     switch (e) {
-    case STUBDM_DM_ARGV_DIRECTORY: return "dm-argv";
-    case STUBDM_DM_ARGV_MINIOS_DMARGS: return "dmargs (MiniOS)";
-    case STUBDM_DM_ARGV_ESC_STRING: return "dmargs (\\x1b-separated)";
+    case STUBDM_DM_ARGV_DIRECTORY:
+        return "dm-argv";
+    case STUBDM_DM_ARGV_MINIOS_DMARGS:
+        return "dmargs (MiniOS)";
+    case STUBDM_DM_ARGV_ESC_STRING:
+        return "dmargs (\\x1b-separated)";
     }
     return "?";
 }
@@ -138,15 +141,16 @@ static int check_args(stubdm_ctx *ctx, const char *vm_path,
                       stubdm_dm_argv_encoding enc, size_t max_value_len,
                       const char *const *args, size_t nargs)
 {
-    size_t path_len =
-        strlen(vm_path) + sizeof("/" STUBDM__DM_ARGV_DIR "/999") - 1;
+    size_t path_len = strlen(vm_path) +
+                      sizeof("/" STUBDM__DM_ARGV_DIR "/999") - 1;
     size_t total = 0;
     int rc;
 
-    if (enc != STUBDM_DM_ARGV_DIRECTORY && enc != STUBDM_DM_ARGV_MINIOS_DMARGS &&
+    if (enc != STUBDM_DM_ARGV_DIRECTORY &&
+        enc != STUBDM_DM_ARGV_MINIOS_DMARGS &&
         enc != STUBDM_DM_ARGV_ESC_STRING)
-        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
-                            "unknown argv encoding %d", (int)enc);
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0, "unknown argv encoding %d",
+                            (int)enc);
     if (!nargs || !args)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "%s: the argument list is empty: QEMU needs at "
@@ -184,9 +188,9 @@ static int check_args(stubdm_ctx *ctx, const char *vm_path,
 
 int stubdm__dm_argv_nodes(stubdm_ctx *ctx, const char *vm_path,
                           uint32_t owner_domid, uint32_t stubdom_domid,
-                          stubdm_dm_argv_encoding encoding, size_t max_value_len,
-                          const char *const *args, size_t nargs,
-                          stubdm_nodes *into)
+                          stubdm_dm_argv_encoding encoding,
+                          size_t max_value_len, const char *const *args,
+                          size_t nargs, stubdm_nodes *into)
 {
     stubdm_nodes *tmp;
     char perms[32];
@@ -243,9 +247,9 @@ int stubdm__dm_argv_nodes(stubdm_ctx *ctx, const char *vm_path,
 
 int stubdm_dm_argv_encode(stubdm_ctx *ctx, const char *vm_path,
                           uint32_t stubdom_domid,
-                          stubdm_dm_argv_encoding encoding, size_t max_value_len,
-                          const char *const *args, size_t nargs,
-                          stubdm_nodes **out)
+                          stubdm_dm_argv_encoding encoding,
+                          size_t max_value_len, const char *const *args,
+                          size_t nargs, stubdm_nodes **out)
 {
     stubdm_nodes *nodes;
     int rc;
@@ -277,8 +281,9 @@ static int write_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 
 int stubdm_dm_argv_write(stubdm_ctx *ctx, const char *vm_path,
                          uint32_t stubdom_domid,
-                         stubdm_dm_argv_encoding encoding, size_t max_value_len,
-                         const char *const *args, size_t nargs)
+                         stubdm_dm_argv_encoding encoding,
+                         size_t max_value_len, const char *const *args,
+                         size_t nargs)
 {
     stubdm_nodes *nodes = NULL;
     int rc = stubdm_dm_argv_encode(ctx, vm_path, stubdom_domid, encoding,
@@ -314,11 +319,21 @@ static int put_as_xenstore_read(struct stubdm__buf *b, const char *v,
         tmp[0] = '\\';
         n = 2;
         switch (c) {
-        case '\t': tmp[1] = 't'; break;
-        case '\n': tmp[1] = 'n'; break;
-        case '\r': tmp[1] = 'r'; break;
-        case '\f': tmp[1] = 'f'; break;
-        case '\\': tmp[1] = '\\'; break;
+        case '\t':
+            tmp[1] = 't';
+            break;
+        case '\n':
+            tmp[1] = 'n';
+            break;
+        case '\r':
+            tmp[1] = 'r';
+            break;
+        case '\f':
+            tmp[1] = 'f';
+            break;
+        case '\\':
+            tmp[1] = '\\';
+            break;
         default:
             /* Xen 4.17's sanitise_value: octal below 8, hex otherwise. */
             if (c < 010) {
@@ -381,7 +396,6 @@ static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
-
 
 /* Read dir/key, a value the stubdomain's side may have written: bounded. */
 static int read_key(stubdm_ctx *ctx, const char *dir, const char *key,

@@ -18,9 +18,9 @@ int stubdm__vm_path_check(stubdm_ctx *ctx, const char *vm_path);
  */
 int stubdm__dm_argv_nodes(stubdm_ctx *ctx, const char *vm_path,
                           uint32_t owner_domid, uint32_t stubdom_domid,
-                          stubdm_dm_argv_encoding encoding, size_t max_value_len,
-                          const char *const *args, size_t nargs,
-                          stubdm_nodes *into);
+                          stubdm_dm_argv_encoding encoding,
+                          size_t max_value_len, const char *const *args,
+                          size_t nargs, stubdm_nodes *into);
 
 /* The subtrees holding an argv below vm_path, for teardown. */
 #define STUBDM__DM_ARGV_DIR "image/dm-argv"

@@ -92,8 +92,10 @@ static void on_state(stubdm_ctx *ctx, struct stubdm__xswatch *xw,
         return;
     }
     if (len == 7 && memcmp(v, "running", 7) == 0) {
-        LOG_DEBUG(ctx, "wait", "stubdomain %u: device model running after "
-                  "%.3f s", w->stubdom, waited_s(w));
+        LOG_DEBUG(ctx, "wait",
+                  "stubdomain %u: device model running after "
+                  "%.3f s",
+                  w->stubdom, waited_s(w));
         free(v);
         stubdm__op_complete(&w->op, 0, NULL);
         return;
@@ -205,8 +207,9 @@ fail:
 }
 
 int stubdm_dm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
-                        uint32_t guest_domid, int timeout_ms,
-                        stubdm_done_fn *done, void *user, stubdm_op **op_out)
+                           uint32_t guest_domid, int timeout_ms,
+                           stubdm_done_fn *done, void *user,
+                           stubdm_op **op_out)
 {
     if (ctx && !done)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0, "wait: no callback");
@@ -215,7 +218,7 @@ int stubdm_dm_wait_running(stubdm_ctx *ctx, uint32_t stubdom_domid,
 }
 
 int stubdm_dm_wait_running_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
-                             uint32_t guest_domid, int timeout_ms)
+                                uint32_t guest_domid, int timeout_ms)
 {
     stubdm_op *op = NULL;
     int rc;

@@ -37,7 +37,7 @@ struct arena_chunk {
 /* Allocation bumps 'cur' within the current chunk; the chunk headers are
  * only touched to get a new chunk and to free them all. */
 struct arena {
-    char *cur;  /* free space of the current chunk */
+    char *cur; /* free space of the current chunk */
     size_t left;
     struct arena_chunk *head;
     size_t next_size;
@@ -69,7 +69,7 @@ static void arena_dispose(struct arena *a)
 
 /* n is a multiple of 8 that does not fit in the current chunk. */
 static __attribute__((noinline)) void *arena_alloc_slow(struct arena *a,
-                                                       size_t n)
+                                                        size_t n)
 {
     /* Chunks double up to 1 MiB so small messages stay small and big ones
      * do not make thousands of chunks; oversized requests get a chunk of
@@ -305,7 +305,7 @@ bool stubdm__json_as_bool(const struct stubdm__json *v, bool *out)
 }
 
 bool stubdm__json_equal(const struct stubdm__json *a,
-                       const struct stubdm__json *b)
+                        const struct stubdm__json *b)
 {
     if (!a || !b)
         return a == b;
@@ -469,8 +469,8 @@ struct stubdm__json_parser {
     bool require_object;
     yajl_handle yh;
     enum parser_state state;
-    size_t bytes;      /* consumed for this value, leading whitespace too */
-    bool started;      /* the first byte of the value has been seen */
+    size_t bytes; /* consumed for this value, leading whitespace too */
+    bool started; /* the first byte of the value has been seen */
     struct stubdm__buf text;
     unsigned depth;
     size_t values;
@@ -482,15 +482,15 @@ struct stubdm__json_parser {
     struct frame {
         size_t first; /* where its children start on the stack */
         bool object;
-    } *frames;
+    } * frames;
     size_t frames_cap;
-    bool in_obj;       /* the innermost open container is an object */
-    bool in_yajl;      /* inside yajl_parse: callbacks may be running */
+    bool in_obj;  /* the innermost open container is an object */
+    bool in_yajl; /* inside yajl_parse: callbacks may be running */
     /* The yajl handle can parse the next value: it is fresh, or its last
      * value ended cleanly (see parser_feed).  Otherwise reset replaces it. */
     bool yh_reusable;
-    size_t done_at;    /* bytes of the current yajl_parse call up to the
-                        * root value's last byte */
+    size_t done_at; /* bytes of the current yajl_parse call up to the
+                     * root value's last byte */
     /* An emptied doc handed back by its consumer (parser_recycle), for the
      * next value: saves a malloc and a free per message. */
     struct stubdm__json_doc *spare;
@@ -679,7 +679,8 @@ static int cb_boolean(void *ctx, int b)
 
 /* yajl has checked the JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?
  * ([eE][+-]?[0-9]+)?.  Integers are converted here, exactly. */
-JSON_INLINE bool parse_integer(const char *s, size_t len, struct stubdm__json *v)
+JSON_INLINE bool parse_integer(const char *s, size_t len,
+                               struct stubdm__json *v)
 {
     bool neg = len > 0 && s[0] == '-';
     uint64_t mag = 0;
@@ -725,7 +726,8 @@ JSON_INLINE int cb_number(void *ctx, const char *s, size_t len)
         }
         char *text = arena_alloc(&p->doc->arena, len + 1);
         if (!text)
-            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+            return fail(p, STUBDM_ENOMEM,
+                        "could not be parsed: out of memory");
         memcpy(text, s, len);
         text[len] = '\0';
         v->type = STUBDM__JSON_DOUBLE;
@@ -777,7 +779,8 @@ JSON_INLINE int begin_container(struct stubdm__json_parser *p, bool object)
         size_t cap = p->frames_cap ? p->frames_cap * 2 : 16;
         struct frame *f = stubdm__reallocarray(p->frames, cap, sizeof(*f));
         if (!f)
-            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+            return fail(p, STUBDM_ENOMEM,
+                        "could not be parsed: out of memory");
         p->frames = f;
         p->frames_cap = cap;
     }
@@ -818,7 +821,8 @@ static int check_duplicates(struct stubdm__json_parser *p,
         const struct member **sorted = stubdm__reallocarray(NULL, n,
                                                             sizeof(*sorted));
         if (!sorted)
-            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+            return fail(p, STUBDM_ENOMEM,
+                        "could not be parsed: out of memory");
         for (size_t i = 0; i < n; i++)
             sorted[i] = &m[i];
         qsort(sorted, n, sizeof(*sorted), key_cmp);
@@ -856,7 +860,8 @@ JSON_INLINE int end_container(struct stubdm__json_parser *p, bool object)
                              : sizeof(struct stubdm__json);
         dst = arena_alloc(&p->doc->arena, n * each);
         if (!dst)
-            return fail(p, STUBDM_ENOMEM, "could not be parsed: out of memory");
+            return fail(p, STUBDM_ENOMEM,
+                        "could not be parsed: out of memory");
         if (object) {
             memcpy(dst, children, n * each);
         } else {
@@ -868,8 +873,8 @@ JSON_INLINE int end_container(struct stubdm__json_parser *p, bool object)
     p->stack_len = first;
     p->in_obj = p->depth > 0 && p->frames[p->depth - 1].object;
     /* The container's slot: the root, or the entry below its children. */
-    struct stubdm__json *v =
-        p->depth == 0 ? &p->doc->root : &p->stack[first - 1].value;
+    struct stubdm__json *v = p->depth == 0 ? &p->doc->root
+                                           : &p->stack[first - 1].value;
     v->big = false;
     if (object) {
         v->type = STUBDM__JSON_OBJECT;
@@ -1070,8 +1075,8 @@ static void fail_from_yajl(struct stubdm__json_parser *p)
     unsigned char *e = yajl_get_error(p->yh, 0, NULL, 0);
     const char *text = e ? (const char *)e : "parse error";
     size_t n = strlen(text);
-    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '.' ||
-                     text[n - 1] == ' '))
+    while (n > 0 &&
+           (text[n - 1] == '\n' || text[n - 1] == '.' || text[n - 1] == ' '))
         n--;
     fail(p, STUBDM_EPROTO, "is not valid JSON: %.*s", (int)n, text);
     if (e)
@@ -1242,14 +1247,15 @@ struct stubdm__json_doc *stubdm__json_parser_take(struct stubdm__json_parser *p)
  * there (printable ASCII but '"' and '\\'); Q_SPACE is skipped between
  * tokens (space, tab, CR, LF). */
 enum { Q_PLAIN = 1, Q_SPACE = 2 };
-#define Q_PLAIN_RANGE(c) ((c) >= 0x20 && (c) < 0x7f && (c) != '"' && (c) != '\\')
+#define Q_PLAIN_RANGE(c)                                                      \
+    ((c) >= 0x20 && (c) < 0x7f && (c) != '"' && (c) != '\\')
 #define Q_CLASS(c)                                                            \
     ((Q_PLAIN_RANGE(c) ? Q_PLAIN : 0) |                                       \
      ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n' ? Q_SPACE : 0))
 #define Q_ROW(b)                                                              \
-    Q_CLASS(b + 0), Q_CLASS(b + 1), Q_CLASS(b + 2), Q_CLASS(b + 3),            \
-        Q_CLASS(b + 4), Q_CLASS(b + 5), Q_CLASS(b + 6), Q_CLASS(b + 7),        \
-        Q_CLASS(b + 8), Q_CLASS(b + 9), Q_CLASS(b + 10), Q_CLASS(b + 11),      \
+    Q_CLASS(b + 0), Q_CLASS(b + 1), Q_CLASS(b + 2), Q_CLASS(b + 3),           \
+        Q_CLASS(b + 4), Q_CLASS(b + 5), Q_CLASS(b + 6), Q_CLASS(b + 7),       \
+        Q_CLASS(b + 8), Q_CLASS(b + 9), Q_CLASS(b + 10), Q_CLASS(b + 11),     \
         Q_CLASS(b + 12), Q_CLASS(b + 13), Q_CLASS(b + 14), Q_CLASS(b + 15)
 static const unsigned char quick_class[256] = {
     Q_ROW(0x00), Q_ROW(0x10), Q_ROW(0x20), Q_ROW(0x30),
@@ -1346,8 +1352,8 @@ JSON_INLINE size_t quick_number(struct stubdm__json_parser *p,
     else
         while (k < n && s[k] >= '0' && s[k] <= '9')
             k++;
-    if (k >= n || (s[k] >= '0' && s[k] <= '9') || s[k] == '.' ||
-        s[k] == 'e' || s[k] == 'E')
+    if (k >= n || (s[k] >= '0' && s[k] <= '9') || s[k] == '.' || s[k] == 'e' ||
+        s[k] == 'E')
         return 0;
     return cb_number(p, (const char *)s + i, k - i) ? k : 0;
 }
@@ -1418,9 +1424,9 @@ JSON_INLINE size_t quick_value(struct stubdm__json_parser *p,
 
 /* The root object closed at s[i - 1]: its text goes with the tree, which
  * is handed out; NULL to decline. */
-JSON_INLINE struct stubdm__json_doc *
-quick_finish(struct stubdm__json_parser *p, const unsigned char *s, size_t i,
-             size_t *consumed)
+JSON_INLINE struct stubdm__json_doc *quick_finish(struct stubdm__json_parser *p,
+                                                  const unsigned char *s,
+                                                  size_t i, size_t *consumed)
 {
     if (p->state != PARSER_DONE)
         return NULL;
@@ -1563,8 +1569,8 @@ int stubdm__json_parse(const void *text, size_t len,
 struct stubdm__json_writer {
     yajl_gen gen;
     struct stubdm__buf *out;
-    int rc;          /* first failure */
-    unsigned depth;  /* open containers */
+    int rc;         /* first failure */
+    unsigned depth; /* open containers */
 };
 
 /* yajl_gen prints straight into the caller's buffer. */

@@ -196,7 +196,8 @@ int stubdm__json_parser_finish(struct stubdm__json_parser *p);
 
 /* After a 0 return: hand the doc over (the caller frees it).  NULL if the
  * value is not complete. */
-struct stubdm__json_doc *stubdm__json_parser_take(struct stubdm__json_parser *p);
+struct stubdm__json_doc *stubdm__json_parser_take(
+    struct stubdm__json_parser *p);
 
 /*
  * The quick path for a value that is whole in one buffer: data must start

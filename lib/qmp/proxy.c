@@ -56,7 +56,7 @@ struct pclient {
     bool negotiated;
     struct stubdm__list cmds;
     unsigned serial;
-    bool in_io;  /* on_client is running: drop only marks */
+    bool in_io; /* on_client is running: drop only marks */
     bool dead;
 };
 
@@ -72,7 +72,7 @@ struct stubdm_qmp_proxy {
     stubdm_qmp_sub *sub;
     uint64_t dropped;
     uint64_t refused; /* by credentials */
-    char *greeting; /* synthesised, with "\r\n" */
+    char *greeting;   /* synthesised, with "\r\n" */
     unsigned serial;
     bool has_group;
     uint32_t group; /* stubdm_qmp_proxy_allow_group */
@@ -87,8 +87,8 @@ static void client_flush(struct pclient *cl)
     while (cl->out.len) {
         ssize_t n = send(cl->fd, cl->out.data, cl->out.len,
                          MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-                      errno == EINTR))
+        if (n < 0 &&
+            (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             break;
         if (n <= 0) {
             client_drop(cl, "write failed");
@@ -269,8 +269,9 @@ static void handle_command(struct pclient *cl, const struct stubdm__json *root)
 {
     const struct stubdm__json *idv = stubdm__json_get(root, "id");
     const struct stubdm__json *args = stubdm__json_get(root, "arguments");
-    const char *name = stubdm__json_as_string(
-        stubdm__json_get(root, "execute"), NULL);
+    const char *name = stubdm__json_as_string(stubdm__json_get(root,
+                                                               "execute"),
+                                              NULL);
     char *id_json = NULL, *args_json = NULL;
 
     if (idv && !json_text(idv, &id_json)) {
@@ -331,7 +332,8 @@ static void client_input(struct pclient *cl, short revents)
     for (int round = 0; round < CLIENT_READS_PER_DISPATCH; round++) {
         ssize_t n = recv(cl->fd, buf, sizeof(buf), MSG_DONTWAIT);
         size_t off = 0;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        if (n < 0 &&
+            (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return;
         if (n <= 0) {
             client_drop(cl, n == 0 ? "client closed" : "read error");
@@ -351,7 +353,8 @@ static void client_input(struct pclient *cl, short revents)
                     client_drop(cl, "malformed or oversized input");
                 return;
             }
-            struct stubdm__json_doc *doc = stubdm__json_parser_take(cl->parser);
+            struct stubdm__json_doc *doc = stubdm__json_parser_take(
+                cl->parser);
             stubdm__json_parser_reset(cl->parser, NULL);
             if (doc) {
                 handle_command(cl, stubdm__json_doc_root(doc));
@@ -370,8 +373,8 @@ static void client_drop(struct pclient *cl, const char *why)
 
     LOG_DEBUG(p->ctx, MOD, "client %d disconnected: %s", cl->fd, why);
     while (!stubdm__list_empty(&cl->cmds)) {
-        struct pcmd *pc =
-            STUBDM_CONTAINER_OF(cl->cmds.next, struct pcmd, link);
+        struct pcmd *pc = STUBDM_CONTAINER_OF(cl->cmds.next, struct pcmd,
+                                              link);
         stubdm_op *op = pc->op;
         pc->cl = NULL;
         stubdm__list_del(&pc->link);
@@ -435,20 +438,23 @@ static bool client_allowed(stubdm_qmp_proxy *p, int fd)
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) ||
         len != sizeof(cr)) {
-        LOG_WARN(p->ctx, MOD, "refusing a client on %s: no peer credentials "
-                              "(%s)", p->path, strerror(errno));
+        LOG_WARN(p->ctx, MOD,
+                 "refusing a client on %s: no peer credentials "
+                 "(%s)",
+                 p->path, strerror(errno));
         return false;
     }
     if (cr.uid == 0 || cr.uid == geteuid() ||
-        (p->has_group && (cr.gid == (gid_t)p->group ||
-                          peer_in_group(fd, p->group)))) {
-        LOG_INFO(p->ctx, MOD, "client connected on %s: pid %ld uid %lu gid %lu",
-                 p->path, (long)cr.pid, (unsigned long)cr.uid,
-                 (unsigned long)cr.gid);
+        (p->has_group &&
+         (cr.gid == (gid_t)p->group || peer_in_group(fd, p->group)))) {
+        LOG_INFO(p->ctx, MOD,
+                 "client connected on %s: pid %ld uid %lu gid %lu", p->path,
+                 (long)cr.pid, (unsigned long)cr.uid, (unsigned long)cr.gid);
         return true;
     }
-    LOG_WARN(p->ctx, MOD, "refusing a client on %s: pid %ld uid %lu gid %lu "
-                          "is not root, not uid %lu%s",
+    LOG_WARN(p->ctx, MOD,
+             "refusing a client on %s: pid %ld uid %lu gid %lu "
+             "is not root, not uid %lu%s",
              p->path, (long)cr.pid, (unsigned long)cr.uid,
              (unsigned long)cr.gid, (unsigned long)geteuid(),
              p->has_group ? " and not in the allowed group" : "");
@@ -539,8 +545,10 @@ static char *make_greeting(const char *real)
     stubdm__json_w_key(w, "QMP");
     stubdm__json_w_object_begin(w);
     stubdm__json_w_key(w, "version");
-    stubdm__json_w_value(w, stubdm__json_get(stubdm__json_get(
-                                stubdm__json_doc_root(doc), "QMP"), "version"));
+    stubdm__json_w_value(
+        w,
+        stubdm__json_get(stubdm__json_get(stubdm__json_doc_root(doc), "QMP"),
+                         "version"));
     stubdm__json_w_key(w, "capabilities");
     stubdm__json_w_array_begin(w);
     stubdm__json_w_array_end(w);
@@ -589,8 +597,8 @@ static int proxy_listen(stubdm_qmp_proxy *p, const struct sockaddr_un *sa)
 
     p->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->lfd < 0)
-        return stubdm__fail(ctx, STUBDM_EFAIL, errno,
-                            "QMP proxy: socket: %s", strerror(errno));
+        return stubdm__fail(ctx, STUBDM_EFAIL, errno, "QMP proxy: socket: %s",
+                            strerror(errno));
     /* Only a stale socket is replaced, never another kind of file. */
     if (lstat(sa->sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(sa->sun_path);
@@ -633,7 +641,8 @@ int stubdm_qmp_proxy_new(stubdm_qmp *q, const char *listen_path,
     sa.sun_family = AF_UNIX;
     if (strlen(listen_path) >= sizeof(sa.sun_path))
         return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
-                            "QMP proxy: socket path too long: %s", listen_path);
+                            "QMP proxy: socket path too long: %s",
+                            listen_path);
     memcpy(sa.sun_path, listen_path, strlen(listen_path) + 1);
     p = proxy_alloc(q, listen_path, command_timeout_ms);
     if (!p)

@@ -118,7 +118,7 @@ struct qmp_conn {
     size_t n_tomb;
     size_t max_queued;
     stubdm_qmp_stats stats;
-    struct stubdm__timer kick;   /* deferred work: pump, read more */
+    struct stubdm__timer kick; /* deferred work: pump, read more */
     struct stubdm__list handles;
     struct stubdm__qmp_wire wire;
     uint64_t tomb[STUBDM_QMP_MAX_IN_FLIGHT];
@@ -138,7 +138,7 @@ struct qmp_conn {
     char down_msg[STUBDM_ERRMSG_MAX];
     struct stubdm__list opening; /* open_ops waiting */
     struct stubdm__qmplock lock;
-    struct stubdm__timer retry;  /* lock wait, connect retry */
+    struct stubdm__timer retry; /* lock wait, connect retry */
     struct stubdm__xswatch server_watch;
     struct stubdm__domwatch death;
     struct stubdm__qmp_msg *greeting;
@@ -269,9 +269,9 @@ void stubdm_qmp_opts_free(stubdm_qmp_opts *o)
 
 int stubdm_qmp_opts_set_transport(stubdm_qmp_opts *o, stubdm_qmp_transport t)
 {
-    if (!o || (t != STUBDM_QMP_TRANSPORT_AUTO &&
-               t != STUBDM_QMP_TRANSPORT_VCHAN &&
-               t != STUBDM_QMP_TRANSPORT_SIMULATED))
+    if (!o ||
+        (t != STUBDM_QMP_TRANSPORT_AUTO && t != STUBDM_QMP_TRANSPORT_VCHAN &&
+         t != STUBDM_QMP_TRANSPORT_SIMULATED))
         return STUBDM_EINVAL;
     o->transport = t;
     return 0;
@@ -324,7 +324,8 @@ int stubdm_qmp_opts_set_limits(stubdm_qmp_opts *o, size_t max_message,
 {
     if (!o || (max_message && max_message < 4096) || max_depth > 1024)
         return STUBDM_EINVAL;
-    o->max_message = max_message ? max_message : STUBDM_QMP_DEFAULT_MAX_MESSAGE;
+    o->max_message = max_message ? max_message
+                                 : STUBDM_QMP_DEFAULT_MAX_MESSAGE;
     o->max_depth = max_depth ? max_depth : STUBDM_QMP_DEFAULT_MAX_DEPTH;
     o->max_queued = max_queued ? max_queued : STUBDM_QMP_DEFAULT_MAX_QUEUED;
     return 0;
@@ -350,8 +351,8 @@ static void conn_destroy(struct qmp_conn *c);
 void stubdm__qmp_dispose(stubdm_ctx *ctx)
 {
     while (!stubdm__list_empty(&ctx->qmp_conns))
-        conn_destroy(STUBDM_CONTAINER_OF(ctx->qmp_conns.next,
-                                         struct qmp_conn, link));
+        conn_destroy(
+            STUBDM_CONTAINER_OF(ctx->qmp_conns.next, struct qmp_conn, link));
 }
 
 static struct qmp_conn *conn_find(stubdm_ctx *ctx, uint32_t stubdom,
@@ -463,7 +464,8 @@ static void cmd_unlink_conn(struct cmd_op *cmd)
              * stuck, a cancellation says nothing about QEMU. */
             c->tomb_timedout[c->n_tomb] = cmd->op.rc == STUBDM_ETIMEDOUT;
             c->tomb[c->n_tomb++] = cmd->id;
-            LOG_DEBUG(c->ctx, MOD, "stubdomain %u: command %s (id %" PRIu64
+            LOG_DEBUG(c->ctx, MOD,
+                      "stubdomain %u: command %s (id %" PRIu64
                       ") abandoned on the wire",
                       c->stubdom, cmd->name, cmd->id);
         }
@@ -539,8 +541,8 @@ static void cmd_on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
 
 /* Whether the command can be taken now: a valid name (its length in
  * *name_len), a positive timeout, a ready connection with room. */
-static inline int cmd_check(stubdm_qmp *q, const char *command,
-                            int timeout_ms, size_t *name_len)
+static inline int cmd_check(stubdm_qmp *q, const char *command, int timeout_ms,
+                            size_t *name_len)
 {
     stubdm_ctx *ctx = q->ctx;
     struct qmp_conn *c = q->conn;
@@ -576,8 +578,9 @@ static inline struct cmd_op *cmd_alloc(stubdm_qmp *q, const char *command,
                                        size_t name_len, int timeout_ms,
                                        stubdm_qmp_reply_fn *cb, void *user)
 {
-    struct cmd_op *cmd = (struct cmd_op *)stubdm__op_new(
-        q->ctx, &cmd_type, sizeof(*cmd), cmd_trampoline, user);
+    struct cmd_op *cmd = (struct cmd_op *)stubdm__op_new(q->ctx, &cmd_type,
+                                                         sizeof(*cmd),
+                                                         cmd_trampoline, user);
     if (!cmd)
         return NULL;
     cmd->q = q;
@@ -715,8 +718,8 @@ static void conn_pump(struct qmp_conn *c)
 {
     while (c->state == C_READY && !stubdm__list_empty(&c->queued) &&
            c->n_live + c->n_tomb < STUBDM_QMP_MAX_IN_FLIGHT) {
-        struct cmd_op *cmd =
-            STUBDM_CONTAINER_OF(c->queued.next, struct cmd_op, clink);
+        struct cmd_op *cmd = STUBDM_CONTAINER_OF(c->queued.next, struct cmd_op,
+                                                 clink);
         if (stubdm__buf_append(&c->out, cmd->bytes.data, cmd->bytes.len)) {
             conn_fail(c, STUBDM_ENOMEM, "out of memory queueing %s",
                       cmd->name);
@@ -780,16 +783,15 @@ static void open_on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
                         "QMP connection to stubdomain %u (guest %u): %s after "
                         "%d ms%s%s",
                         c->stubdom, c->guest, state_doing(c->state),
-                        o->timeout_ms,
-                        c->state == C_LOCKING ? " at " : "",
+                        o->timeout_ms, c->state == C_LOCKING ? " at " : "",
                         c->state == C_LOCKING ? c->lock_path : "");
 }
 
 static void opens_complete(struct qmp_conn *c, int rc, const char *msg)
 {
     while (!stubdm__list_empty(&c->opening)) {
-        struct open_op *o =
-            STUBDM_CONTAINER_OF(c->opening.next, struct open_op, link);
+        struct open_op *o = STUBDM_CONTAINER_OF(c->opening.next,
+                                                struct open_op, link);
         stubdm__op_complete(&o->op, rc, "%s", msg);
     }
 }
@@ -810,7 +812,8 @@ static int open_op_new(stubdm_qmp *q, stubdm_done_fn *done, void *user,
     o->started_ms = stubdm_now_ms();
     stubdm__timer_init(&o->deadline, open_on_deadline);
     stubdm__list_init(&o->link);
-    rc = stubdm__timer_arm(q->ctx, &o->deadline, o->started_ms + o->timeout_ms);
+    rc = stubdm__timer_arm(q->ctx, &o->deadline,
+                           o->started_ms + o->timeout_ms);
     if (rc) {
         o->conn = NULL;
         stubdm__op_abandon(&o->op);
@@ -895,7 +898,8 @@ static void on_server_node(stubdm_ctx *ctx, struct stubdm__xswatch *w,
     rc2 = stubdm__xs_read(ctx, 0, p, XS_VALUE_MAX, &evtchn, NULL);
     stubdm__clear_error(ctx);
     if (rc1 == 0 && rc2 == 0 && sane_number(ring) && sane_number(evtchn)) {
-        LOG_DEBUG(ctx, MOD, "stubdomain %u: QMP server ready (ring-ref %s, "
+        LOG_DEBUG(ctx, MOD,
+                  "stubdomain %u: QMP server ready (ring-ref %s, "
                   "event-channel %s)",
                   c->stubdom, ring, evtchn);
         free(ring);
@@ -1074,8 +1078,8 @@ static void cmd_answer(struct qmp_conn *c, struct cmd_op *cmd,
     } else {
         struct peer_error e;
         peer_error(&e, m);
-        stubdm__op_complete(&cmd->op, STUBDM_EQMP, "QMP %s: %s: %s",
-                            cmd->name, e.cls, e.desc);
+        stubdm__op_complete(&cmd->op, STUBDM_EQMP, "QMP %s: %s: %s", cmd->name,
+                            e.cls, e.desc);
     }
 }
 
@@ -1120,17 +1124,16 @@ static bool conn_greeting(struct qmp_conn *c, struct stubdm__qmp_msg *m)
     c->greeting = m;
     c->oob_enabled = c->want_oob && m->oob;
     c->caps_id = ++c->next_id;
-    c->stats.bytes_discarded +=
-        stubdm__qmp_wire_discarded(&c->wire);
+    c->stats.bytes_discarded += stubdm__qmp_wire_discarded(&c->wire);
     if (stubdm__qmp_wire_discarded(&c->wire))
-        LOG_INFO(ctx, MOD, "stubdomain %u: discarded %" PRIu64
+        LOG_INFO(ctx, MOD,
+                 "stubdomain %u: discarded %" PRIu64
                  " stale bytes before QEMU's greeting",
                  c->stubdom, stubdm__qmp_wire_discarded(&c->wire));
     LOG_DEBUG(ctx, MOD, "stubdomain %u: QEMU %u.%u.%u%s", c->stubdom,
               m->qemu_major, m->qemu_minor, m->qemu_micro,
               c->oob_enabled ? ", enabling oob" : "");
-    if (stubdm__qmp_encode_capabilities(&c->out, c->caps_id,
-                                        c->oob_enabled)) {
+    if (stubdm__qmp_encode_capabilities(&c->out, c->caps_id, c->oob_enabled)) {
         conn_fail(c, STUBDM_ENOMEM, "out of memory");
         return false;
     }
@@ -1144,8 +1147,10 @@ static bool conn_event(struct qmp_conn *c, struct stubdm__qmp_msg *m)
 
     if (c->state != C_READY) {
         char name[64];
-        LOG_DEBUG(c->ctx, MOD, "stubdomain %u: event %s before negotiation "
-                  "ignored", c->stubdom,
+        LOG_DEBUG(c->ctx, MOD,
+                  "stubdomain %u: event %s before negotiation "
+                  "ignored",
+                  c->stubdom,
                   stubdm__printable_str(name, sizeof(name), m->event));
     } else {
         deliver_event(c, m);
@@ -1203,8 +1208,8 @@ static bool conn_idless_error(struct qmp_conn *c, struct stubdm__qmp_msg *m)
 {
     if (c->n_live + c->n_tomb == 1) {
         if (c->n_live == 1) {
-            struct cmd_op *cmd =
-                STUBDM_CONTAINER_OF(c->inflight.next, struct cmd_op, clink);
+            struct cmd_op *cmd = STUBDM_CONTAINER_OF(c->inflight.next,
+                                                     struct cmd_op, clink);
             cmd_answer(c, cmd, m);
         } else {
             c->n_tomb = 0;
@@ -1231,8 +1236,9 @@ static void conn_drop_unmatched(struct qmp_conn *c, struct stubdm__qmp_msg *m)
 
     c->stats.replies_dropped++;
     if (m->id_kind == STUBDM__QMP_ID_NUMBER)
-        LOG_WARN(ctx, MOD, "stubdomain %u: dropped a reply with unknown id %"
-                 PRIu64, c->stubdom, m->id);
+        LOG_WARN(ctx, MOD,
+                 "stubdomain %u: dropped a reply with unknown id %" PRIu64,
+                 c->stubdom, m->id);
     else if (stubdm__log_enabled(ctx, STUBDM_LOG_WARN)) {
         char raw[121];
         stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD,
@@ -1261,8 +1267,10 @@ static inline bool conn_reply(struct qmp_conn *c, struct stubdm__qmp_msg *m)
             return true;
         }
         if (tomb_take(c, m->id)) {
-            LOG_DEBUG(c->ctx, MOD, "stubdomain %u: late reply to abandoned "
-                      "id %" PRIu64 " dropped", c->stubdom, m->id);
+            LOG_DEBUG(c->ctx, MOD,
+                      "stubdomain %u: late reply to abandoned "
+                      "id %" PRIu64 " dropped",
+                      c->stubdom, m->id);
             c->stats.replies_dropped++;
             conn_msg_free(c, m);
             conn_pump(c);
@@ -1337,8 +1345,8 @@ static void conn_read(struct qmp_conn *c)
             stubdm__timer_arm(c->ctx, &c->kick, stubdm_now_ms());
             return;
         }
-        n = stubdm__qmpt_read(&c->t, buf, READ_CHUNK < budget ? READ_CHUNK
-                                                              : budget);
+        n = stubdm__qmpt_read(&c->t, buf,
+                              READ_CHUNK < budget ? READ_CHUNK : budget);
         if (n == STUBDM__QMPT_AGAIN)
             return;
         if (n == STUBDM__QMPT_EOF || n == STUBDM__QMPT_ERR) {
@@ -1360,11 +1368,12 @@ static void conn_read(struct qmp_conn *c)
         /* A short read drained the socket: poll (level-triggered) reports
          * the next bytes, so spare the recv that would say EAGAIN.  A
          * vchan is drained to the end (reads there are no syscalls). */
-        bool drained = c->t.kind == STUBDM__QMPT_UNIX && (size_t)n < READ_CHUNK;
+        bool drained = c->t.kind == STUBDM__QMPT_UNIX &&
+                       (size_t)n < READ_CHUNK;
         while (off < (size_t)n) {
             size_t used = 0;
-            int rc = stubdm__qmp_wire_feed(&c->wire, buf + off, (size_t)n - off,
-                                           &used);
+            int rc = stubdm__qmp_wire_feed(&c->wire, buf + off,
+                                           (size_t)n - off, &used);
             off += used;
             if (!conn_drain_wire(c, gen))
                 return;
@@ -1483,8 +1492,8 @@ static void conn_fail(struct qmp_conn *c, int rc, const char *fmt, ...)
     if (rc != STUBDM_EPROTO && rc != STUBDM_EDOMAIN_GONE)
         rc = STUBDM_EVCHAN;
     while (!stubdm__list_empty(&c->inflight)) {
-        struct cmd_op *cmd =
-            STUBDM_CONTAINER_OF(c->inflight.next, struct cmd_op, clink);
+        struct cmd_op *cmd = STUBDM_CONTAINER_OF(c->inflight.next,
+                                                 struct cmd_op, clink);
         stubdm__list_del(&cmd->clink);
         cmd->where = CMD_GONE;
         c->n_live--;
@@ -1492,8 +1501,8 @@ static void conn_fail(struct qmp_conn *c, int rc, const char *fmt, ...)
                             c->down_msg);
     }
     while (!stubdm__list_empty(&c->queued)) {
-        struct cmd_op *cmd =
-            STUBDM_CONTAINER_OF(c->queued.next, struct cmd_op, clink);
+        struct cmd_op *cmd = STUBDM_CONTAINER_OF(c->queued.next, struct cmd_op,
+                                                 clink);
         stubdm__list_del(&cmd->clink);
         cmd->where = CMD_GONE;
         c->n_queued--;
@@ -1522,8 +1531,8 @@ static void handle_free(stubdm_qmp *q)
 static void conn_destroy(struct qmp_conn *c)
 {
     while (!stubdm__list_empty(&c->opening)) {
-        struct open_op *o =
-            STUBDM_CONTAINER_OF(c->opening.next, struct open_op, link);
+        struct open_op *o = STUBDM_CONTAINER_OF(c->opening.next,
+                                                struct open_op, link);
         stubdm__timer_stop(c->ctx, &o->deadline);
         stubdm__list_del(&o->link);
         o->conn = NULL;
@@ -1532,8 +1541,8 @@ static void conn_destroy(struct qmp_conn *c)
     while (!stubdm__list_empty(&c->handles)) {
         stubdm_qmp *q = STUBDM_CONTAINER_OF(c->handles.next, stubdm_qmp, link);
         while (!stubdm__list_empty(&q->cmds)) {
-            struct cmd_op *cmd =
-                STUBDM_CONTAINER_OF(q->cmds.next, struct cmd_op, hlink);
+            struct cmd_op *cmd = STUBDM_CONTAINER_OF(q->cmds.next,
+                                                     struct cmd_op, hlink);
             stubdm__timer_stop(c->ctx, &cmd->deadline);
             stubdm__list_del(&cmd->hlink);
             stubdm__list_del(&cmd->clink);
@@ -1617,8 +1626,8 @@ static int conn_new(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     c->lim.max_message = o->max_message;
     c->lim.max_depth = o->max_depth;
     c->lim.max_string = o->max_message;
-    snprintf(c->dm_path, sizeof(c->dm_path), "/local/domain/%u/device-model/%u",
-             stubdom, guest);
+    snprintf(c->dm_path, sizeof(c->dm_path),
+             "/local/domain/%u/device-model/%u", stubdom, guest);
     snprintf(c->vchan_path, sizeof(c->vchan_path), "%s/qmp-vchan", c->dm_path);
 
     if (tr == STUBDM_QMP_TRANSPORT_AUTO)
@@ -1631,23 +1640,26 @@ static int conn_new(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
         simdir = o->sim_dir ? stubdm__strdup(o->sim_dir)
                             : stubdm__qmpt_default_simdir();
         if (!simdir) {
-            rc = stubdm__fail(ctx, STUBDM_EINVAL, 0,
-                              "QMP on the simulated host needs a simulation "
-                              "directory: set STUBDM_SIM_DIR or XENSTORED_PATH, "
-                              "or stubdm_qmp_opts_set_sim_dir()");
+            rc = stubdm__fail(
+                ctx, STUBDM_EINVAL, 0,
+                "QMP on the simulated host needs a simulation "
+                "directory: set STUBDM_SIM_DIR or XENSTORED_PATH, "
+                "or stubdm_qmp_opts_set_sim_dir()");
             goto fail;
         }
-        if (stubdm__qmpt_sim_path(simdir, stubdom, guest, path, sizeof(path))) {
+        if (stubdm__qmpt_sim_path(simdir, stubdom, guest, path,
+                                  sizeof(path))) {
             rc = stubdm__fail(ctx, STUBDM_ELIMIT, 0,
                               "QMP socket path under %s is too long", simdir);
             goto fail;
         }
         c->sim_path = stubdm__strdup(path);
     }
-    c->lock_path = o->lock_path ? stubdm__strdup(o->lock_path)
-                                : stubdm__qmplock_default_path(
-                                      c->kind == STUBDM__QMPT_UNIX, simdir,
-                                      stubdom, guest);
+    c->lock_path = o->lock_path
+                       ? stubdm__strdup(o->lock_path)
+                       : stubdm__qmplock_default_path(c->kind ==
+                                                          STUBDM__QMPT_UNIX,
+                                                      simdir, stubdom, guest);
     if (!c->lock_path || (c->kind == STUBDM__QMPT_UNIX && !c->sim_path)) {
         rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP connection");
         goto fail;
@@ -1789,7 +1801,8 @@ int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user,
                             "QMP reconnect: the connection to stubdomain %u "
                             "is %s",
                             q->conn->stubdom,
-                            q->conn->state == C_READY ? "ready" : "connecting");
+                            q->conn->state == C_READY ? "ready"
+                                                      : "connecting");
     if (q->open)
         stubdm__op_complete(&q->open->op, STUBDM_ECANCELED, "superseded");
     rc = open_op_new(q, done, user, op_out);
@@ -1810,8 +1823,8 @@ void stubdm_qmp_free(stubdm_qmp *q)
         stubdm__op_complete(&q->open->op, STUBDM_ECANCELED,
                             "QMP handle closed while opening");
     while (!stubdm__list_empty(&q->cmds)) {
-        struct cmd_op *cmd =
-            STUBDM_CONTAINER_OF(q->cmds.next, struct cmd_op, hlink);
+        struct cmd_op *cmd = STUBDM_CONTAINER_OF(q->cmds.next, struct cmd_op,
+                                                 hlink);
         cmd->q = NULL; /* also for completed ones whose callback is due */
         stubdm__op_complete(&cmd->op, STUBDM_ECANCELED,
                             "QMP %s cancelled: handle closed", cmd->name);

@@ -128,8 +128,9 @@ int stubdm__qmpt_connect_vchan(stubdm_ctx *ctx, struct stubdm__qmpt *t,
         return stubdm__fail(ctx, STUBDM_EVCHAN, err,
                             "connecting the vchan of stubdomain %u at %s: %s",
                             stubdom, xs_path,
-                            err ? strerror(err) : "libxenvchan_client_init "
-                                                  "failed");
+                            err ? strerror(err)
+                                : "libxenvchan_client_init "
+                                  "failed");
     }
     /* Never let a read or write sleep inside the library. */
     v->blocking = 0;
@@ -185,7 +186,8 @@ ssize_t stubdm__qmpt_read(struct stubdm__qmpt *t, void *buf, size_t len)
         struct libxenvchan *v = t->vchan;
         int avail = libxenvchan_data_ready(v);
         if (avail > 0) {
-            int r = libxenvchan_read(v, buf, len > INT32_MAX ? INT32_MAX : len);
+            int r = libxenvchan_read(v, buf,
+                                     len > INT32_MAX ? INT32_MAX : len);
             if (r > 0)
                 return r;
         }
@@ -200,8 +202,7 @@ ssize_t stubdm__qmpt_read(struct stubdm__qmpt *t, void *buf, size_t len)
     return STUBDM__QMPT_ERR;
 }
 
-ssize_t stubdm__qmpt_write(struct stubdm__qmpt *t, const void *buf,
-                           size_t len)
+ssize_t stubdm__qmpt_write(struct stubdm__qmpt *t, const void *buf, size_t len)
 {
     if (t->kind == STUBDM__QMPT_UNIX) {
         ssize_t n = send(t->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -222,7 +223,8 @@ ssize_t stubdm__qmpt_write(struct stubdm__qmpt *t, const void *buf,
         space = libxenvchan_buffer_space(v);
         if (space <= 0)
             return 0;
-        r = libxenvchan_write(v, buf, len < (size_t)space ? len : (size_t)space);
+        r = libxenvchan_write(v, buf,
+                              len < (size_t)space ? len : (size_t)space);
         if (r < 0) {
             errno = EPIPE;
             return STUBDM__QMPT_ERR;

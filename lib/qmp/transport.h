@@ -30,16 +30,16 @@ enum stubdm__qmpt_kind {
 
 struct stubdm__qmpt {
     enum stubdm__qmpt_kind kind;
-    int fd;          /* the fd to poll: socket or event channel; -1 closed */
-    void *vchan;     /* struct libxenvchan *, VCHAN only */
-    void *xtl;       /* the logger handed to libxenvchan, VCHAN only */
-    bool eof;        /* the peer closed */
+    int fd;      /* the fd to poll: socket or event channel; -1 closed */
+    void *vchan; /* struct libxenvchan *, VCHAN only */
+    void *xtl;   /* the logger handed to libxenvchan, VCHAN only */
+    bool eof;    /* the peer closed */
 };
 
 /* Results of read/write besides a byte count (>= 0 means bytes). */
-#define STUBDM__QMPT_AGAIN 0   /* nothing possible now */
-#define STUBDM__QMPT_EOF (-1)  /* the peer closed (read only) */
-#define STUBDM__QMPT_ERR (-2)  /* failure; errno says why */
+#define STUBDM__QMPT_AGAIN 0  /* nothing possible now */
+#define STUBDM__QMPT_EOF (-1) /* the peer closed (read only) */
+#define STUBDM__QMPT_ERR (-2) /* failure; errno says why */
 
 void stubdm__qmpt_init(struct stubdm__qmpt *t);
 

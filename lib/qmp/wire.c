@@ -46,8 +46,8 @@ static void limits_fill(struct stubdm__qmp_limits *dst,
         dst->max_string = dst->max_message;
 }
 
-static struct stubdm__json_limits json_limits(const struct stubdm__qmp_limits *l,
-                                              bool greeting)
+static struct stubdm__json_limits json_limits(
+    const struct stubdm__qmp_limits *l, bool greeting)
 {
     struct stubdm__json_limits j = {
         .max_bytes = l->max_message,
@@ -249,8 +249,9 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
         }
     }
     if (nfound == 0)
-        return refuse(why, why_len, "has none of \"QMP\", \"return\", "
-                                    "\"error\" and \"event\"");
+        return refuse(why, why_len,
+                      "has none of \"QMP\", \"return\", "
+                      "\"error\" and \"event\"");
     msg->root = root;
     msg->id_kind = STUBDM__QMP_ID_NONE;
     if (found[0]) {
@@ -270,8 +271,9 @@ int stubdm__qmp_classify(const struct stubdm__json *root,
         msg->error_class = string_member(found[2], "class");
         msg->error_desc = string_member(found[2], "desc");
         if (!msg->error_class || !msg->error_desc)
-            return refuse(why, why_len,
-                          "error: \"class\" and \"desc\" are not both strings");
+            return refuse(
+                why, why_len,
+                "error: \"class\" and \"desc\" are not both strings");
         msg->value = found[2];
         classify_id(top.id, msg);
         return 0;
@@ -374,8 +376,8 @@ static struct stubdm__qmp_msg *doc_message(struct stubdm__json_doc *doc,
     *rc = 0;
     why[0] = '\0';
     /* In the doc's arena: one free releases the message and its tree. */
-    struct stubdm__qmp_msg *m =
-        doc ? stubdm__json_doc_alloc(doc, sizeof(*m)) : NULL;
+    struct stubdm__qmp_msg *m = doc ? stubdm__json_doc_alloc(doc, sizeof(*m))
+                                    : NULL;
     if (!m) {
         stubdm__json_doc_free(doc);
         *rc = STUBDM_ENOMEM;
@@ -392,8 +394,7 @@ static struct stubdm__qmp_msg *doc_message(struct stubdm__json_doc *doc,
 
 /* The parser has completed a message: take and classify it. */
 static struct stubdm__qmp_msg *take_message(struct stubdm__qmp_wire *w,
-                                            char *why, size_t why_len,
-                                            int *rc)
+                                            char *why, size_t why_len, int *rc)
 {
     return doc_message(stubdm__json_parser_take(w->parser), why, why_len, rc);
 }
@@ -414,8 +415,8 @@ static void message_done(struct stubdm__qmp_wire *w, struct stubdm__qmp_msg *m,
 
 static int start_message(struct stubdm__qmp_wire *w, bool greeting)
 {
-    struct stubdm__json_limits jl =
-        greeting ? json_limits(&w->lim, true) : w->jl_msg;
+    struct stubdm__json_limits jl = greeting ? json_limits(&w->lim, true)
+                                             : w->jl_msg;
     int rc = stubdm__json_parser_reset(w->parser, &jl);
     if (rc)
         return wire_fail(w, rc, "out of memory parsing QMP input");
@@ -456,8 +457,8 @@ static size_t consume(struct stubdm__qmp_wire *w, const unsigned char *data,
                     char why[160];
                     int rc;
                     p += used;
-                    struct stubdm__qmp_msg *m =
-                        doc_message(doc, why, sizeof(why), &rc);
+                    struct stubdm__qmp_msg *m = doc_message(doc, why,
+                                                            sizeof(why), &rc);
                     message_done(w, m, rc, why);
                     continue;
                 }
@@ -466,15 +467,14 @@ static size_t consume(struct stubdm__qmp_wire *w, const unsigned char *data,
                 break;
         }
         size_t used;
-        int rc = stubdm__json_parser_feed(w->parser, data + p, len - p,
-                                          &used);
+        int rc = stubdm__json_parser_feed(w->parser, data + p, len - p, &used);
         p += used;
         if (rc == STUBDM__JSON_MORE)
             continue;
         w->in_message = false;
         if (rc < 0) {
-            const struct stubdm__json_error *e =
-                stubdm__json_parser_error(w->parser);
+            const struct stubdm__json_error *e = stubdm__json_parser_error(
+                w->parser);
             wire_fail(w, rc, "QMP message %s (stream byte %" PRIu64 ")",
                       e->msg, w->msg_start + e->offset);
             break;
@@ -678,19 +678,17 @@ bool stubdm__qmp_wire_discarding(const struct stubdm__qmp_wire *w)
 
 /* [A-Za-z0-9_-] */
 static const unsigned char name_char[256] = {
-    ['-'] = 1, ['_'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
-    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['-'] = 1, ['_'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1,
+    ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
     ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
     ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
     ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
     ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
-    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
-    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
+    ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
+    ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+    ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 size_t stubdm__qmp_command_name_len(const char *name)

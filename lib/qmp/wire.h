@@ -31,10 +31,10 @@
 struct stubdm__qmp_limits {
     /* Bytes of one message's text, from its '{' (whitespace between
      * messages is skipped and costs nothing but the reading). */
-    size_t max_message;   /* default 16 MiB */
-    unsigned max_depth;   /* nesting of one message; default 64 */
-    size_t max_values;    /* values in one message; default 1,000,000 */
-    size_t max_string;    /* one string or key; default max_message */
+    size_t max_message; /* default 16 MiB */
+    unsigned max_depth; /* nesting of one message; default 64 */
+    size_t max_values;  /* values in one message; default 1,000,000 */
+    size_t max_string;  /* one string or key; default max_message */
     /* Parsed messages waiting for stubdm__qmp_wire_next(): feed() stops
      * consuming input when either bound is reached. */
     size_t max_queued;       /* default 1024 messages */
@@ -151,17 +151,17 @@ struct stubdm__qmp_wire {
     struct stubdm__qmp_limits lim;
     struct stubdm__json_limits jl_msg; /* lim, for a message's parse */
     struct stubdm__json_parser *parser;
-    bool in_message;  /* the parser holds part of a message */
-    uint64_t fed;        /* bytes accepted by feed() so far */
-    uint64_t msg_start;  /* stream offset of the current message's '{' */
+    bool in_message;    /* the parser holds part of a message */
+    uint64_t fed;       /* bytes accepted by feed() so far */
+    uint64_t msg_start; /* stream offset of the current message's '{' */
     /* Parsed messages, oldest first. */
     struct stubdm__qmp_msg *head, *tail;
     size_t queued, queued_bytes;
     /* Discard-until-greeting. */
     bool discarding;
-    struct stubdm__buf resync;  /* bytes under examination / left over */
-    size_t resync_pos;          /* next byte of resync to look at */
-    size_t attempt_start;       /* resync offset of the candidate's '{' */
+    struct stubdm__buf resync; /* bytes under examination / left over */
+    size_t resync_pos;         /* next byte of resync to look at */
+    size_t attempt_start;      /* resync offset of the candidate's '{' */
     uint64_t discarded, discard_work;
     /* Sticky failure. */
     int error;

@@ -107,7 +107,7 @@ void stubdm_spawn_opts_free(stubdm_spawn_opts *c)
 }
 
 int stubdm_spawn_opts_set_guest(stubdm_spawn_opts *c, uint32_t guest,
-                                  const char *uuid, const char *name)
+                                const char *uuid, const char *name)
 {
     int rc;
 
@@ -126,7 +126,7 @@ int stubdm_spawn_opts_set_name(stubdm_spawn_opts *c, const char *name)
 }
 
 int stubdm_spawn_opts_set_kernel(stubdm_spawn_opts *c, const char *kernel,
-                                   const char *ramdisk, const char *cmdline)
+                                 const char *ramdisk, const char *cmdline)
 {
     int rc;
 
@@ -172,14 +172,14 @@ static int set_strv(char ***slot, size_t *n, const char *const *args,
     return 0;
 }
 
-int stubdm_spawn_opts_set_args(stubdm_spawn_opts *c,
-                                 const char *const *args, size_t nargs)
+int stubdm_spawn_opts_set_args(stubdm_spawn_opts *c, const char *const *args,
+                               size_t nargs)
 {
     return c ? set_strv(&c->args, &c->nargs, args, nargs) : STUBDM_EINVAL;
 }
 
 int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *c, unsigned n,
-                                           const char *output)
+                                         const char *output)
 {
     if (!c || n >= STUBDM__NCONSOLES)
         return STUBDM_EINVAL;
@@ -187,9 +187,10 @@ int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *c, unsigned n,
 }
 
 int stubdm_spawn_opts_set_console_backend(stubdm_spawn_opts *c,
-                                            stubdm_console_backend b)
+                                          stubdm_console_backend b)
 {
-    if (!c || (b != STUBDM_CONSOLE_BACKEND_IOEMU && b != STUBDM_CONSOLE_BACKEND_XENCONSOLED &&
+    if (!c || (b != STUBDM_CONSOLE_BACKEND_IOEMU &&
+               b != STUBDM_CONSOLE_BACKEND_XENCONSOLED &&
                b != STUBDM_CONSOLE_BACKEND_LIBSTUBDM))
         return STUBDM_EINVAL;
     c->backend = b;
@@ -197,8 +198,8 @@ int stubdm_spawn_opts_set_console_backend(stubdm_spawn_opts *c,
     return 0;
 }
 
-int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *c,
-                                       uint64_t max_bytes, unsigned rotations)
+int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *c, uint64_t max_bytes,
+                                     unsigned rotations)
 {
     if (!c || rotations > STUBDM_CONSOLE_MAX_ROTATIONS)
         return STUBDM_EINVAL;
@@ -216,7 +217,7 @@ int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *c, int fd)
 }
 
 int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *c, const char *target,
-                                 const char *format, int readonly)
+                               const char *format, int readonly)
 {
     struct disk *d;
 
@@ -237,7 +238,7 @@ int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *c, const char *target,
 }
 
 int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *c, size_t n,
-                                        const char *script)
+                                      const char *script)
 {
     if (!c || n >= c->ndisks || c->disks[n].qcow2)
         return STUBDM_EINVAL; /* a qdisk has no hotplug script */
@@ -247,7 +248,7 @@ int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *c, size_t n,
 }
 
 int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *c, const char *mac,
-                                const char *bridge, const char *script)
+                              const char *bridge, const char *script)
 {
     struct nic *n;
 
@@ -270,14 +271,12 @@ int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *c, const char *mac,
     return 0;
 }
 
-int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *c,
-                                      const char *label)
+int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *c, const char *label)
 {
     return c ? set_str(&c->xsm_label, label) : STUBDM_EINVAL;
 }
 
-int stubdm_spawn_opts_set_stubdom_domid(stubdm_spawn_opts *c,
-                                          uint32_t domid)
+int stubdm_spawn_opts_set_stubdom_domid(stubdm_spawn_opts *c, uint32_t domid)
 {
     if (!c || (domid && (!stubdm__domid_ok(domid))))
         return STUBDM_EINVAL;
@@ -294,7 +293,7 @@ int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *c, int timeout_ms)
 }
 
 int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *c, int open,
-                                int open_timeout_ms)
+                              int open_timeout_ms)
 {
     if (!c || open_timeout_ms < 0)
         return STUBDM_EINVAL;
@@ -304,8 +303,8 @@ int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *c, int open,
 }
 
 int stubdm_spawn_opts_set_sim_program(stubdm_spawn_opts *c,
-                                        const char *program,
-                                        const char *const *args, size_t nargs)
+                                      const char *program,
+                                      const char *const *args, size_t nargs)
 {
     char *prog = NULL;
     int rc;
@@ -331,25 +330,25 @@ stubdm_spawn_opts *stubdm__spawn_config_dup(const stubdm_spawn_opts *c)
 
     if (stubdm_spawn_opts_new(&d))
         return NULL;
-    ok =
-        !stubdm_spawn_opts_set_guest(d, c->guest, c->uuid, c->guest_name) &&
-        !stubdm_spawn_opts_set_name(d, c->name) &&
-        !stubdm_spawn_opts_set_kernel(d, c->kernel, c->ramdisk, c->cmdline) &&
-        !stubdm_spawn_opts_set_args(d, (const char *const *)c->args,
-                                      c->nargs) &&
-        !stubdm_spawn_opts_set_xsm_label(d, c->xsm_label) &&
-        !stubdm_spawn_opts_set_sim_program(
-            d, c->sim_program, (const char *const *)c->sim_args, c->sim_nargs);
+    ok = !stubdm_spawn_opts_set_guest(d, c->guest, c->uuid, c->guest_name) &&
+         !stubdm_spawn_opts_set_name(d, c->name) &&
+         !stubdm_spawn_opts_set_kernel(d, c->kernel, c->ramdisk, c->cmdline) &&
+         !stubdm_spawn_opts_set_args(d, (const char *const *)c->args,
+                                     c->nargs) &&
+         !stubdm_spawn_opts_set_xsm_label(d, c->xsm_label) &&
+         !stubdm_spawn_opts_set_sim_program(d, c->sim_program,
+                                            (const char *const *)c->sim_args,
+                                            c->sim_nargs);
     for (size_t i = 0; ok && i < STUBDM__NCONSOLES; i++)
         ok = !set_str(&d->console[i], c->console[i]);
     for (size_t i = 0; ok && i < c->ndisks; i++)
         ok = !stubdm_spawn_opts_add_disk(d, c->disks[i].target,
-                                           c->disks[i].qcow2 ? "qcow2" : "raw",
-                                           c->disks[i].readonly) &&
+                                         c->disks[i].qcow2 ? "qcow2" : "raw",
+                                         c->disks[i].readonly) &&
              !set_str(&d->disks[i].script, c->disks[i].script);
     for (size_t i = 0; ok && i < c->nnics; i++)
         ok = !stubdm_spawn_opts_add_nic(d, c->nics[i].mac, c->nics[i].bridge,
-                                          c->nics[i].script);
+                                        c->nics[i].script);
     if (!ok) {
         stubdm_spawn_opts_free(d);
         return NULL;

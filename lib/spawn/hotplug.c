@@ -20,8 +20,9 @@
  * child is reaped by its pid.  A script dies with its op (timeout, cancel,
  * stubdomain death, ctx_free), not with the process: no PR_SET_PDEATHSIG,
  * which follows the spawning thread and would cut a script off in
- * mid-device (docs/simulated-host.md, "Devices").  The teardown's remove/offline scripts run
- * blocking (stubdm__hotplug_remove_all), as the rest of a teardown does.
+ * mid-device (docs/simulated-host.md, "Devices").  The teardown's
+ * remove/offline scripts run blocking (stubdm__hotplug_remove_all), as the
+ * rest of a teardown does.
  */
 #include "core/base.h"
 #include "core/ctx.h"
@@ -52,26 +53,27 @@
 #include <xenstore.h>
 
 #define MOD "hotplug"
-#define OUT_TAIL 4096       /* bytes of a script's output kept for the log */
-#define STATE_MAX 16        /* backend "state" */
-#define STATUS_MAX 32       /* backend "hotplug-status" */
+#define OUT_TAIL 4096         /* bytes of a script's output kept for the log */
+#define STATE_MAX 16          /* backend "state" */
+#define STATUS_MAX 32         /* backend "hotplug-status" */
 #define HOTPLUG_ERROR_MAX 256 /* backend "hotplug-error" (text) */
-#define SCRIPT_MAX 1024     /* backend "script" (teardown reads it back) */
-#define POLL_FIRST_MS 5     /* reaping without a pidfd: first look ... */
-#define POLL_MAX_MS 50      /* ... then backing off to this */
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define SCRIPT_MAX 1024       /* backend "script" (teardown reads it back) */
+#define POLL_FIRST_MS 5       /* reaping without a pidfd: first look ... */
+#define POLL_MAX_MS 50        /* ... then backing off to this */
+#define DEFAULT_PATH                                                          \
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define TOOLSTACK_DOMID 0u
 
 /* ---- one script run ----------------------------------------------------- */
 
 struct child {
-    pid_t pid;      /* 0: never started */
-    int pidfd;      /* -1: none (reaped by polling waitpid) */
-    int outfd;      /* read end of stdout+stderr, -1 once closed */
+    pid_t pid; /* 0: never started */
+    int pidfd; /* -1: none (reaped by polling waitpid) */
+    int outfd; /* read end of stdout+stderr, -1 once closed */
     bool exited;
-    int wstatus;    /* waitpid's status; -1: unknown (reaped elsewhere) */
-    size_t total;   /* bytes of output seen */
-    size_t len;     /* bytes in tail */
+    int wstatus;  /* waitpid's status; -1: unknown (reaped elsewhere) */
+    size_t total; /* bytes of output seen */
+    size_t len;   /* bytes in tail */
     char tail[OUT_TAIL];
 };
 
@@ -86,9 +88,10 @@ static void child_init(struct child *c)
 static void describe_status(const struct child *c, char *out, size_t len)
 {
     if (c->wstatus < 0)
-        snprintf(out, len, "ended with an unknown status (reaped by "
-                           "someone else: is SIGCHLD ignored, or are all "
-                           "children reaped by the application?)");
+        snprintf(out, len,
+                 "ended with an unknown status (reaped by "
+                 "someone else: is SIGCHLD ignored, or are all "
+                 "children reaped by the application?)");
     else if (WIFEXITED(c->wstatus))
         snprintf(out, len, "exited with status %d", WEXITSTATUS(c->wstatus));
     else if (WIFSIGNALED(c->wstatus))
@@ -125,7 +128,8 @@ static size_t child_env(char **env, const char *script, const char *kind,
         env[ne++] = stubdm__sprintf("netdev=");
         env[ne++] = stubdm__sprintf("vif=vif%u.%u", domid, devid);
     }
-    env[ne++] = stubdm__sprintf("PATH=%s", path && *path ? path : DEFAULT_PATH);
+    env[ne++] = stubdm__sprintf("PATH=%s",
+                                path && *path ? path : DEFAULT_PATH);
     if (xsp)
         env[ne++] = stubdm__sprintf("XENSTORED_PATH=%s", xsp);
     return ne;
@@ -197,9 +201,9 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
                        const char *action)
 {
     bool vif = !strcmp(kind, "vif");
-    char *env[10] = { NULL }, *argv[4];
+    char *env[10] = {NULL}, *argv[4];
     size_t ne;
-    int p[2] = { -1, -1 }, rc = 0, err;
+    int p[2] = {-1, -1}, rc = 0, err;
     pid_t pid = 0;
 
     child_init(c);
@@ -214,8 +218,8 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
 
     /* Only the read end is non-blocking: the script's stdout stays a
      * normal blocking pipe. */
-    if (!rc && (pipe2(p, O_CLOEXEC) < 0 ||
-                fcntl(p[0], F_SETFL, O_NONBLOCK) < 0))
+    if (!rc &&
+        (pipe2(p, O_CLOEXEC) < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0))
         rc = stubdm__fail(ctx, STUBDM_EFAIL, errno, "hotplug: pipe: %s",
                           strerror(errno));
     if (rc)
@@ -390,8 +394,7 @@ static void child_kill(struct child *c)
  * line ends where it can be: printable, newlines as " | ".  The bytes come
  * from a dom0 script, but a script prints what it read (values a domain
  * may have written), so they are data. */
-static void log_output(stubdm_ctx *ctx, const struct child *c,
-                       const char *who)
+static void log_output(stubdm_ctx *ctx, const struct child *c, const char *who)
 {
     char text[LOG_CHUNK + 8];
     size_t i = 0, part = 0;
@@ -424,8 +427,9 @@ static void log_output(stubdm_ctx *ctx, const struct child *c,
         }
         text[o] = '\0';
         part++;
-        stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD, "%s: output%s, part %zu%s: %s",
-                    who, c->total > c->len ? " (its last 4 KiB)" : "", part,
+        stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD,
+                    "%s: output%s, part %zu%s: %s", who,
+                    c->total > c->len ? " (its last 4 KiB)" : "", part,
                     i < c->len ? "" : " (end)", text);
     }
 }
@@ -444,8 +448,9 @@ static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
      * to its start: a long message's start is still the useful part. */
     rc = stubdm__xs_read(ctx, 0, p, STUBDM__XS_PAYLOAD_MAX, &v, &n);
     if (rc == 0)
-        stubdm__printable(out, len < HOTPLUG_ERROR_MAX + 1 ? len
-                                                          : HOTPLUG_ERROR_MAX + 1,
+        stubdm__printable(out,
+                          len < HOTPLUG_ERROR_MAX + 1 ? len
+                                                      : HOTPLUG_ERROR_MAX + 1,
                           v, n);
     free(v);
     stubdm__clear_error(ctx);
@@ -461,8 +466,8 @@ struct hp_dev {
     unsigned devid;
     char be[96];
     char *script;
-    char who[160];       /* "vbd 51712 (/etc/xen/scripts/block add)" */
-    int state;           /* last backend state seen, -1: none */
+    char who[160]; /* "vbd 51712 (/etc/xen/scripts/block add)" */
+    int state;     /* last backend state seen, -1: none */
     bool started, connected, done;
     struct child ch;
     struct stubdm__xswatch w; /* the backend directory */
@@ -655,8 +660,7 @@ static void on_backend(stubdm_ctx *ctx, struct stubdm__xswatch *xw,
             char shown[STATE_MAX + 1];
             stubdm__printable(shown, sizeof(shown), v, n);
             free(v);
-            hp_fail(d, STUBDM_EPROTO, "%s is \"%s\", not a state", p,
-                    shown);
+            hp_fail(d, STUBDM_EPROTO, "%s is \"%s\", not a state", p, shown);
             return;
         }
         d->state = (int)st;
@@ -873,9 +877,9 @@ static int run_sync(stubdm_ctx *ctx, const char *script, const char *kind,
             break;
         }
         if (c.outfd >= 0)
-            p[np++] = (struct pollfd){ c.outfd, POLLIN, 0 };
+            p[np++] = (struct pollfd){c.outfd, POLLIN, 0};
         if (c.pidfd >= 0)
-            p[np++] = (struct pollfd){ c.pidfd, POLLIN, 0 };
+            p[np++] = (struct pollfd){c.pidfd, POLLIN, 0};
         wait_ms = left > INT32_MAX ? INT32_MAX : (int)left;
         if (c.pidfd < 0) { /* no pidfd: look again soon */
             if (wait_ms > poll_ms)
@@ -1052,15 +1056,16 @@ static size_t find_runners(const char *want, size_t wlen, pid_t *out,
  */
 #define ORPHAN_WAIT_MS 30000
 #define ORPHAN_MAX 16
-static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
-                             uint32_t domid, unsigned devid)
+static void end_orphaned_add(stubdm_ctx *ctx, const char *kind, uint32_t domid,
+                             unsigned devid)
 {
     pid_t pids[ORPHAN_MAX];
     int64_t deadline = stubdm_now_ms() + ORPHAN_WAIT_MS;
     char want[96];
     size_t wlen = (size_t)snprintf(want, sizeof(want),
-                                   "XENBUS_PATH=backend/%s/%u/%u", kind,
-                                   domid, devid) + 1;
+                                   "XENBUS_PATH=backend/%s/%u/%u", kind, domid,
+                                   devid) +
+                  1;
     size_t n = find_runners(want, wlen, pids, ORPHAN_MAX);
 
     if (!n)
@@ -1075,8 +1080,9 @@ static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
     }
     if (!n)
         return;
-    LOG_WARN(ctx, MOD, "%s %u/%u: the add of a gone spawn still runs after "
-                       "%d ms: killing it",
+    LOG_WARN(ctx, MOD,
+             "%s %u/%u: the add of a gone spawn still runs after "
+             "%d ms: killing it",
              kind, domid, devid, ORPHAN_WAIT_MS);
     for (int round = 0; n && round < 50; round++) {
         /* Each through a pidfd taken before it is checked again: never
@@ -1101,7 +1107,7 @@ static void end_orphaned_add(stubdm_ctx *ctx, const char *kind,
 int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
                                const char *const *own_scripts, size_t n_own)
 {
-    static const char *const kinds[] = { "vbd", "vif" };
+    static const char *const kinds[] = {"vbd", "vif"};
     char first_msg[STUBDM_ERRMSG_MAX] = "";
     struct xs_handle *xsh = NULL;
     int first = 0, rc;
@@ -1152,8 +1158,7 @@ int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
                             ctx->errmsg);
                 if (!first) {
                     first = rc;
-                    snprintf(first_msg, sizeof(first_msg), "%s",
-                             ctx->errmsg);
+                    snprintf(first_msg, sizeof(first_msg), "%s", ctx->errmsg);
                 }
             }
         }

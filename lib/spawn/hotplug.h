@@ -13,7 +13,7 @@
 #define STUBDM__HOTPLUG_REMOVE_TIMEOUT_MS 20000
 
 struct stubdm__hotplug_dev {
-    const char *kind;   /* "vbd" or "vif" */
+    const char *kind; /* "vbd" or "vif" */
     unsigned devid;
     const char *script; /* absolute path */
 };

@@ -39,8 +39,8 @@ static void perms(char *out, size_t len, uint32_t owner, uint32_t reader)
 static int domain_dir(stubdm_nodes *l, const stubdm_spawn_opts *c,
                       const struct stubdm__spawn_facts *f)
 {
-    static const char *const own[] = { "device", "control", "data", "error",
-                                       "drivers", "attr", "feature", NULL };
+    static const char *const own[] = {"device",  "control", "data",    "error",
+                                      "drivers", "attr",    "feature", NULL};
     char dom[48], ro[32], rw[16], num[24], mem[24];
     int rc;
 
@@ -57,8 +57,8 @@ static int domain_dir(stubdm_nodes *l, const stubdm_spawn_opts *c,
         return rc;
     snprintf(num, sizeof(num), "%u", f->guest);
     /* Written again by the contract; here already so that a spawn killed
-     * before the contract leaves a domain stubdm_stubdom_destroy_by_domid knows (dom0's
-     * node) for a stubdomain. */
+     * before the contract leaves a domain stubdm_stubdom_destroy_by_domid
+     * knows (dom0's node) for a stubdomain. */
     if (KEY(l, dom, "target", num) || KEY(l, dom, "memory/static-max", mem) ||
         KEY(l, dom, "memory/target", mem))
         return rc;
@@ -171,8 +171,7 @@ static int vbd(stubdm_nodes *l, const struct stubdm__spawn_facts *f,
         KEY(l, be, "state", "1") || KEY(l, be, "dev", dev) ||
         KEY(l, be, "type", d->qcow2 ? "qdisk" : "phy") ||
         KEY(l, be, "mode", d->readonly ? "r" : "w") ||
-        KEY(l, be, "device-type", "disk") ||
-        KEY(l, be, "params", params))
+        KEY(l, be, "device-type", "disk") || KEY(l, be, "params", params))
         return rc;
     if (!d->qcow2) { /* qdisk: the dom0 QEMU is the backend, no script */
         stubdm__spawn_script_path(d->script, DEFAULT_BLOCK_SCRIPT, sp,
@@ -276,7 +275,8 @@ void stubdm__spawn_random_uuid(uint8_t u[16], char *out, size_t outlen)
     while (got < 16) {
         ssize_t n = getrandom(u + got, 16 - got, 0);
         if (n <= 0) { /* no entropy source: time and pid, still unique-ish */
-            uint64_t x = (uint64_t)stubdm_now_ms() ^ ((uint64_t)getpid() << 32);
+            uint64_t x = (uint64_t)stubdm_now_ms() ^
+                         ((uint64_t)getpid() << 32);
             for (; got < 16; got++, x = x * 6364136223846793005ull + 1)
                 u[got] = (uint8_t)(x >> 56);
             break;
@@ -288,15 +288,15 @@ void stubdm__spawn_random_uuid(uint8_t u[16], char *out, size_t outlen)
     snprintf(out, outlen,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
              "%02x%02x%02x%02x%02x%02x",
-             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-             u[10], u[11], u[12], u[13], u[14], u[15]);
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
+             u[11], u[12], u[13], u[14], u[15]);
 }
 
 void stubdm__spawn_pick_macs(const stubdm_spawn_opts *c, uint32_t domid,
                              char (*macs)[MAC_LEN])
 {
     for (size_t i = 0; i < c->nnics; i++) {
-        uint8_t r[3] = { 0, 0, 0 };
+        uint8_t r[3] = {0, 0, 0};
 
         if (c->nics[i].mac) {
             snprintf(macs[i], MAC_LEN, "%s", c->nics[i].mac);
@@ -332,10 +332,14 @@ static void dry_facts(const stubdm_spawn_opts *c, uint32_t stubdom,
         snprintf(sname, NAME_MAX_LEN + 8, "%s-dm", gname);
     stubdm__spawn_pick_macs(c, stubdom, macs);
     *f = (struct stubdm__spawn_facts){
-        .domid = stubdom, .guest = c->guest,
-        .stub_name = sname, .stub_vm = stub_vm,
-        .guest_name = gname, .vm_path = vm,
-        .simulated = simulated, .start_time = (long long)time(NULL),
+        .domid = stubdom,
+        .guest = c->guest,
+        .stub_name = sname,
+        .stub_vm = stub_vm,
+        .guest_name = gname,
+        .vm_path = vm,
+        .simulated = simulated,
+        .start_time = (long long)time(NULL),
         .macs = (const char(*)[MAC_LEN])macs,
     };
 }

@@ -49,7 +49,7 @@ static char *read_vm_path(stubdm_ctx *ctx, uint32_t d)
  * say) leaves when that toolstack knew nothing of the library's devices. */
 static bool dom0_leftovers(stubdm_ctx *ctx, uint32_t stubdom)
 {
-    static const char *const kinds[] = { "console", "vbd", "vif" };
+    static const char *const kinds[] = {"console", "vbd", "vif"};
     char p[96], *v = NULL;
 
     for (size_t i = 0; i < STUBDM_ARRAY_SIZE(kinds); i++) {
@@ -91,8 +91,7 @@ static bool guest_naming(stubdm_ctx *ctx, struct xs_handle *xsh,
 
         if (!parse_domid_value(doms[i], &d) || d == 0 || d == stubdom)
             continue;
-        snprintf(p, sizeof(p), "/local/domain/%u/image/device-model-domid",
-                 d);
+        snprintf(p, sizeof(p), "/local/domain/%u/image/device-model-domid", d);
         if (stubdm__xs_read(ctx, 0, p, 16, &v, NULL) == 0 &&
             parse_domid_value(v, &dm) && dm == stubdom) {
             stubdm__xs_count(ctx, 1);
@@ -169,7 +168,8 @@ int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx, uint32_t stubdom)
     return stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom, 0);
 }
 
-int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags)
+int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom,
+                                        unsigned flags)
 {
     char *gvm = NULL, *svm = NULL;
     uint32_t guest = 0;
@@ -213,8 +213,10 @@ int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom, unsig
                  "(backends, hotplug scripts' devices)",
                  stubdom);
     } else if (!have_guest) {
-        LOG_WARN(ctx, MOD, "destroy: domain %u is not a stubdomain: "
-                 "destroyed as forced", stubdom);
+        LOG_WARN(ctx, MOD,
+                 "destroy: domain %u is not a stubdomain: "
+                 "destroyed as forced",
+                 stubdom);
     }
     svm = read_vm_path(ctx, stubdom);
     if (have_guest)
@@ -233,7 +235,8 @@ int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom, unsig
     return 0;
 }
 
-int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx, uint32_t guest, uint32_t *out)
+int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx, uint32_t guest,
+                                 uint32_t *out)
 {
     char p[96], *v = NULL;
     int rc;
@@ -272,7 +275,8 @@ static void list_entry_state(stubdm_ctx *ctx, struct list_entry *e)
     char p[96], *v = NULL, detail[128];
     enum stubdm__dom_state st;
 
-    if (stubdm__domain_state(ctx, e->domid, &st, detail, sizeof(detail)) == 0 &&
+    if (stubdm__domain_state(ctx, e->domid, &st, detail, sizeof(detail)) ==
+            0 &&
         st != STUBDM__DOM_RUNNING) {
         snprintf(e->state, sizeof(e->state), "%s", detail);
         stubdm__clear_error(ctx);

@@ -168,7 +168,8 @@ static bool step_to(stubdm_stubdom *s, stubdm_spawn_step step)
     LOG_DEBUG(s->ctx, MOD, "guest %u: %s (%.3f s)", s->guest,
               stubdm_spawn_step_name(step),
               (double)(stubdm_now_ms() - so->started_ms) / 1000.0);
-    if (step == STUBDM_SPAWN_STEP_FAILED || step == STUBDM_SPAWN_STEP_DESTROYED)
+    if (step == STUBDM_SPAWN_STEP_FAILED ||
+        step == STUBDM_SPAWN_STEP_DESTROYED)
         return false;
     if (step == STUBDM_SPAWN_STEP_RUNNING) {
         stubdm__op_complete(&so->op, 0, NULL);
@@ -215,9 +216,10 @@ static int start_qmp(struct spawn_op *so)
     int rc = stubdm_qmp_opts_new(&o);
 
     if (!rc)
-        rc = stubdm_qmp_opts_set_transport(
-            o, s->host->simulated ? STUBDM_QMP_TRANSPORT_SIMULATED
-                                  : STUBDM_QMP_TRANSPORT_VCHAN);
+        rc = stubdm_qmp_opts_set_transport(o,
+                                           s->host->simulated
+                                               ? STUBDM_QMP_TRANSPORT_SIMULATED
+                                               : STUBDM_QMP_TRANSPORT_VCHAN);
     if (!rc && s->cfg->qmp_timeout_ms)
         rc = stubdm_qmp_opts_set_open_timeout(o, s->cfg->qmp_timeout_ms);
     if (!rc)
@@ -246,7 +248,8 @@ static void on_hotplug_done(stubdm_op *op, int rc, void *user)
     if (so->hotplug == op) {
         so->hotplug = NULL;
         if (so->op.state == STUBDM__OP_PENDING && rc)
-            spawn_fail(so, rc, STUBDM_SPAWN_STEP_HOTPLUG, stubdm_op_errmsg(op));
+            spawn_fail(so, rc, STUBDM_SPAWN_STEP_HOTPLUG,
+                       stubdm_op_errmsg(op));
         stubdm_op_free(op);
     }
     if (so->op.state != STUBDM__OP_PENDING || rc)
@@ -259,8 +262,8 @@ static int start_wait(struct spawn_op *so)
 {
     stubdm_stubdom *s = so->s;
     int rc = stubdm_dm_wait_running(s->ctx, s->domid, s->guest,
-                                 s->cfg->timeout_ms, on_wait_done, so,
-                                 &so->wait);
+                                    s->cfg->timeout_ms, on_wait_done, so,
+                                    &so->wait);
 
     /* on_wait_done continues (maybe already from inside the call) */
     if (!rc && so->op.state == STUBDM__OP_PENDING && so->wait)

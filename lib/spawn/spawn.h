@@ -57,10 +57,10 @@ struct stubdm_spawn_opts {
     size_t nargs;
     char *console[STUBDM__NCONSOLES];
     stubdm_console_backend backend;
-    bool backend_set;       /* else: IOEMU on Xen, LIBSTUBDM simulated */
-    uint64_t log_cap;       /* 0: STUBDM_CONSOLE_DEFAULT_FILE_CAP */
+    bool backend_set; /* else: IOEMU on Xen, LIBSTUBDM simulated */
+    uint64_t log_cap; /* 0: STUBDM_CONSOLE_DEFAULT_FILE_CAP */
     unsigned log_rotations;
-    int restore_fd;         /* -1: not restoring */
+    int restore_fd; /* -1: not restoring */
     struct disk *disks;
     size_t ndisks;
     struct nic *nics;
@@ -108,10 +108,10 @@ void stubdm__spawn_script_path(const char *s, const char *def, char *out,
  */
 struct stubdm__spawn_facts {
     uint32_t domid, guest;
-    const char *stub_name, *stub_vm; /* the stubdomain's /vm/<uuid> */
+    const char *stub_name, *stub_vm;  /* the stubdomain's /vm/<uuid> */
     const char *guest_name, *vm_path; /* the guest's */
     bool simulated;                   /* no store ring to publish */
-    uint64_t store_mfn, console_mfn; /* the builder's (Xen only) */
+    uint64_t store_mfn, console_mfn;  /* the builder's (Xen only) */
     uint32_t store_port, console_port;
     long long start_time;
     bool placeholder, placeholder_vm; /* the simulated host's stand-in */
@@ -158,8 +158,8 @@ struct stubdm_stubdom {
     const struct stubdm__host_ops *host;
     stubdm_spawn_step step;
     uint32_t domid, guest;
-    char vm_path[VM_PATH_MAX];  /* the guest's */
-    char stub_vm[VM_PATH_MAX];  /* the stubdomain's /vm/<uuid> */
+    char vm_path[VM_PATH_MAX]; /* the guest's */
+    char stub_vm[VM_PATH_MAX]; /* the stubdomain's /vm/<uuid> */
     char guest_name[NAME_MAX_LEN + 1];
     char stub_name[NAME_MAX_LEN + 8];
     struct stubdm__build build;
@@ -196,7 +196,7 @@ struct spawn_op {
     stubdm_op *wait;
     int64_t started_ms;
     struct stubdm__xsprobe probe; /* WAIT: the lost connection */
-    bool begun;         /* the first step was entered (and reported) */
+    bool begun; /* the first step was entered (and reported) */
 };
 
 /* ---- steps (steps.c) ----------------------------------------------------- */

@@ -229,8 +229,8 @@ int stubdm__spawn_step_create(stubdm_stubdom *s)
     if (!xs_introduce_domain(xsh, s->domid, (unsigned long)b->store_mfn,
                              b->store_port))
         return stubdm__fail(ctx, stubdm__xs_errno_to_rc(errno), errno,
-                            "introducing domain %u to xenstore: %s",
-                            s->domid, strerror(errno));
+                            "introducing domain %u to xenstore: %s", s->domid,
+                            strerror(errno));
     return s->host->set_target(ctx, s->domid, s->guest);
 }
 
@@ -261,8 +261,7 @@ static void on_console_done(stubdm_op *op, int rc, void *user)
         stubdm__log(s->ctx, STUBDM_LOG_WARN, 0, MOD,
                     "stubdomain %u: console %u ended (%s): %s; the "
                     "stubdomain keeps running",
-                    s->domid, sc->n, stubdm_errname(rc),
-                    stubdm_op_errmsg(op));
+                    s->domid, sc->n, stubdm_errname(rc), stubdm_op_errmsg(op));
     }
 }
 
@@ -352,7 +351,7 @@ int stubdm__spawn_step_hotplug(stubdm_stubdom *s, stubdm_done_fn *done,
 {
     const stubdm_spawn_opts *c = s->cfg;
     struct stubdm__hotplug_dev *devs;
-    char (*paths)[SCRIPT_MAX];
+    char(*paths)[SCRIPT_MAX];
     size_t n = 0;
     int rc;
 
@@ -371,15 +370,15 @@ int stubdm__spawn_step_hotplug(stubdm_stubdom *s, stubdm_done_fn *done,
             continue; /* qdisk: the dom0 QEMU is the backend, no script */
         stubdm__spawn_script_path(c->disks[i].script, DEFAULT_BLOCK_SCRIPT,
                                   paths[n], sizeof(paths[n]));
-        devs[n] = (struct stubdm__hotplug_dev){
-            "vbd", stubdm__spawn_vbd_devid(i), paths[n]};
+        devs[n] = (struct stubdm__hotplug_dev){"vbd",
+                                               stubdm__spawn_vbd_devid(i),
+                                               paths[n]};
         n++;
     }
     for (size_t i = 0; i < c->nnics; i++) {
         stubdm__spawn_script_path(c->nics[i].script, DEFAULT_VIF_SCRIPT,
                                   paths[n], sizeof(paths[n]));
-        devs[n] = (struct stubdm__hotplug_dev){ "vif", (unsigned)i,
-                                                paths[n] };
+        devs[n] = (struct stubdm__hotplug_dev){"vif", (unsigned)i, paths[n]};
         n++;
     }
     rc = n ? stubdm__hotplug_add(s->ctx, s->domid, devs, n, c->timeout_ms,

@@ -51,8 +51,8 @@ static int txn_prune(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 struct rm_args {
     uint32_t stub, guest;
     bool have_guest;
-    const char *stub_vm;      /* may be NULL */
-    const char *guest_vm;     /* placeholder guest's vm to remove, or NULL */
+    const char *stub_vm;  /* may be NULL */
+    const char *guest_vm; /* placeholder guest's vm to remove, or NULL */
     bool placeholder;
 };
 
@@ -95,9 +95,12 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
      * spawn on an empty store created). */
     if (!rc) {
         static const char *const fixed[] = {
-            "/local/domain/0/backend/vbd", "/local/domain/0/backend/vif",
-            "/local/domain/0/backend/console", "/local/domain/0/backend",
-            "/local/domain/0", NULL,
+            "/local/domain/0/backend/vbd",
+            "/local/domain/0/backend/vif",
+            "/local/domain/0/backend/console",
+            "/local/domain/0/backend",
+            "/local/domain/0",
+            NULL,
         };
         for (size_t i = 0; !rc && fixed[i]; i++)
             rc = txn_prune(ctx, xsh, t, fixed[i]);
@@ -120,7 +123,7 @@ static int remove_scripts(stubdm_ctx *ctx, uint32_t S,
                           const stubdm_spawn_opts *cfg)
 {
     size_t max = cfg ? cfg->ndisks + cfg->nnics : 0, n = 0;
-    char (*paths)[SCRIPT_MAX] = NULL;
+    char(*paths)[SCRIPT_MAX] = NULL;
     const char **own = NULL;
     int rc;
 
@@ -229,7 +232,7 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
 {
     char msg[STUBDM_ERRMSG_MAX] = "";
     int first = 0, rc;
-    struct rm_args a = { S, G, have_guest, stub_vm, NULL, false };
+    struct rm_args a = {S, G, have_guest, stub_vm, NULL, false};
     bool made_vm = false;
 
     if (have_guest && placeholder_of(ctx, G, S, &made_vm)) {
@@ -302,11 +305,13 @@ int stubdm__spawn_teardown(stubdm_stubdom *s)
         s->qmp = NULL;
     }
     if (s->domain_made) {
-        rc = stubdm__spawn_teardown_domain(
-            s->ctx, s->host, s->domid, true, s->guest,
-            s->vm_path[0] ? s->vm_path : NULL,
-            s->stub_vm[0] ? s->stub_vm : NULL, s->cfg,
-            s->contract_rc ? NULL : s->contract);
+        rc = stubdm__spawn_teardown_domain(s->ctx, s->host, s->domid, true,
+                                           s->guest,
+                                           s->vm_path[0] ? s->vm_path : NULL,
+                                           s->stub_vm[0] ? s->stub_vm : NULL,
+                                           s->cfg,
+                                           s->contract_rc ? NULL
+                                                          : s->contract);
         s->domain_made = false;
         LOG_DEBUG(s->ctx, MOD, "stubdomain %u torn down%s", s->domid,
                   rc ? " (with errors)" : "");

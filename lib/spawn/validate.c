@@ -32,11 +32,12 @@
 /* The backend a spawn uses: the caller's choice, else LIBSTUBDM on the
  * simulated host and IOEMU (libxl's) on Xen. */
 stubdm_console_backend stubdm__spawn_backend(const stubdm_spawn_opts *c,
-                                          bool simulated)
+                                             bool simulated)
 {
     if (c->backend_set)
         return c->backend;
-    return simulated ? STUBDM_CONSOLE_BACKEND_LIBSTUBDM : STUBDM_CONSOLE_BACKEND_IOEMU;
+    return simulated ? STUBDM_CONSOLE_BACKEND_LIBSTUBDM
+                     : STUBDM_CONSOLE_BACKEND_IOEMU;
 }
 
 static bool has_arg(const stubdm_spawn_opts *c, const char *a)
@@ -50,8 +51,7 @@ static bool has_arg(const stubdm_spawn_opts *c, const char *a)
 /* The QEMU args as written to dm-argv: a restoring spawn gets libxl's
  * "-incoming $STUBDOM_RESTORE_INCOMING_ARG" unless the caller gave an
  * -incoming.  *out is an array of borrowed pointers: free() it only. */
-static int spawn_args(const stubdm_spawn_opts *c, const char ***out,
-                      size_t *n)
+static int spawn_args(const stubdm_spawn_opts *c, const char ***out, size_t *n)
 {
     bool add = c->restore_fd >= 0 && !has_arg(c, "-incoming");
     const char **v = stubdm__calloc(c->nargs + 3, sizeof(*v));
@@ -185,8 +185,7 @@ void stubdm__spawn_script_path(const char *s, const char *def, char *out,
         snprintf(out, len, SCRIPT_DIR "/%s", s);
 }
 
-static int check_readable(stubdm_ctx *ctx, const char *field,
-                          const char *path)
+static int check_readable(stubdm_ctx *ctx, const char *field, const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -207,8 +206,7 @@ static int validate_identity(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
     int rc;
 
     if (!c->guest_set)
-        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
-                            "spawn: guest: not set");
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0, "spawn: guest: not set");
     if (c->guest == 0 || !stubdm__domid_ok(c->guest))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: guest: %u is not a guest domid", c->guest);
@@ -224,11 +222,13 @@ static int validate_identity(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
     if (c->guest_name && !stubdm__spawn_printable(c->guest_name, NAME_MAX_LEN))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: guest name: empty, longer than %d or not "
-                            "printable ASCII", NAME_MAX_LEN);
+                            "printable ASCII",
+                            NAME_MAX_LEN);
     if (c->name && !stubdm__spawn_printable(c->name, NAME_MAX_LEN))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: name: empty, longer than %d or not "
-                            "printable ASCII", NAME_MAX_LEN);
+                            "printable ASCII",
+                            NAME_MAX_LEN);
     if (!c->kernel && !simulated)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: kernel: not set (required on a Xen host)");
@@ -280,11 +280,12 @@ static int validate_devices(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
                                 "not printable ASCII",
                                 i, (char)('a' + i));
         if (c->disks[i].script && !script_ok(c->disks[i].script))
-            return stubdm__fail(ctx, STUBDM_EINVAL, 0,
-                                "spawn: disk %zu (xvd%c): script '%.60s': "
-                                "not an absolute path or a bare name in "
-                                SCRIPT_DIR ", or not printable ASCII",
-                                i, (char)('a' + i), c->disks[i].script);
+            return stubdm__fail(
+                ctx, STUBDM_EINVAL, 0,
+                "spawn: disk %zu (xvd%c): script '%.60s': "
+                "not an absolute path or a bare name in " SCRIPT_DIR
+                ", or not printable ASCII",
+                i, (char)('a' + i), c->disks[i].script);
     }
     if (c->nnics > MAX_NICS)
         return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
@@ -374,7 +375,8 @@ static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                                 "spawn: console %u: serials must be set in "
                                 "order, console %u is not set",
                                 n, n - 1);
-    if ((rc = validate_consoles(ctx, c, stubdm__spawn_backend(c, simulated))) ||
+    if ((rc = validate_consoles(ctx, c,
+                                stubdm__spawn_backend(c, simulated))) ||
         (rc = build_contract(ctx, c, simulated, &k)))
         return rc;
     rc = stubdm_contract_layout(ctx, k, &nodes);
@@ -400,8 +402,7 @@ int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
     if (contract)
         *contract = NULL;
     if ((rc = validate_identity(ctx, c, simulated)) ||
-        (rc = validate_resources(ctx, c)) ||
-        (rc = validate_devices(ctx, c)))
+        (rc = validate_resources(ctx, c)) || (rc = validate_devices(ctx, c)))
         return rc;
     return validate_contract(ctx, c, simulated, contract);
 }
@@ -412,6 +413,5 @@ int stubdm_spawn_opts_validate(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
         return STUBDM_EINVAL;
     if (!c)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0, "spawn: no configuration");
-    return stubdm__spawn_validate(ctx, c, stubdm__host(ctx)->simulated,
-                                  NULL);
+    return stubdm__spawn_validate(ctx, c, stubdm__host(ctx)->simulated, NULL);
 }

@@ -8,11 +8,11 @@
 #include "core/list.h"
 
 enum stubdm__dom_state {
-    STUBDM__DOM_RUNNING,   /* exists and is not shutting down */
-    STUBDM__DOM_SHUTDOWN,  /* shut down cleanly (poweroff, reboot, ...) */
+    STUBDM__DOM_RUNNING,  /* exists and is not shutting down */
+    STUBDM__DOM_SHUTDOWN, /* shut down cleanly (poweroff, reboot, ...) */
     STUBDM__DOM_CRASHED,
     STUBDM__DOM_DYING,
-    STUBDM__DOM_GONE,      /* no longer exists (destroyed / released) */
+    STUBDM__DOM_GONE, /* no longer exists (destroyed / released) */
 };
 
 /* Describe the state; detail receives a human-readable cause. */

@@ -71,7 +71,7 @@ static int sim_control(stubdm_ctx *ctx, const char *what,
 static int sim_create(stubdm_ctx *ctx, struct stubdm__build *b)
 {
     char req[16], *reply = NULL;
-    const char *words[2] = { "sim-create", req };
+    const char *words[2] = {"sim-create", req};
     uint32_t v = 0;
     int rc;
 
@@ -127,7 +127,7 @@ static int sim_unpause(stubdm_ctx *ctx, const struct stubdm__build *b)
 static int sim_destroy(stubdm_ctx *ctx, uint32_t domid)
 {
     char d[16];
-    const char *words[2] = { "sim-destroy", d };
+    const char *words[2] = {"sim-destroy", d};
     int rc;
 
     snprintf(d, sizeof(d), "%u", domid);
@@ -143,11 +143,12 @@ static int sim_destroy(stubdm_ctx *ctx, uint32_t domid)
 static int sim_pause(stubdm_ctx *ctx, uint32_t domid, bool pause)
 {
     char d[16];
-    const char *words[2] = { pause ? "sim-pause" : "sim-unpause", d };
+    const char *words[2] = {pause ? "sim-pause" : "sim-unpause", d};
 
     snprintf(d, sizeof(d), "%u", domid);
-    return sim_control(ctx, pause ? "pausing the simulated domain"
-                                  : "unpausing the simulated domain",
+    return sim_control(ctx,
+                       pause ? "pausing the simulated domain"
+                             : "unpausing the simulated domain",
                        words, 2, NULL);
 }
 

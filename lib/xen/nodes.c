@@ -121,8 +121,7 @@ static int vadd(stubdm_nodes *nodes, const char *perms, const char *value,
 }
 
 int stubdm__nodes_add(stubdm_nodes *nodes, const char *perms,
-                      const char *value, size_t len, const char *path_fmt,
-                      ...)
+                      const char *value, size_t len, const char *path_fmt, ...)
 {
     va_list ap;
     int rc;
@@ -206,10 +205,18 @@ int stubdm__perms_parse(const char *text, struct xs_permissions **out,
         if (!*s)
             break;
         switch (*s) {
-        case 'n': perm = XS_PERM_NONE; break;
-        case 'r': perm = XS_PERM_READ; break;
-        case 'w': perm = XS_PERM_WRITE; break;
-        case 'b': perm = XS_PERM_READ | XS_PERM_WRITE; break;
+        case 'n':
+            perm = XS_PERM_NONE;
+            break;
+        case 'r':
+            perm = XS_PERM_READ;
+            break;
+        case 'w':
+            perm = XS_PERM_WRITE;
+            break;
+        case 'b':
+            perm = XS_PERM_READ | XS_PERM_WRITE;
+            break;
         default:
             free(p);
             return STUBDM_EINVAL;
@@ -272,8 +279,8 @@ int stubdm__xs_rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     return 0;
 }
 
-int stubdm__nodes_write_txn(stubdm_ctx *ctx, struct xs_handle *xsh,
-                            uint32_t t, const stubdm_nodes *nodes)
+int stubdm__nodes_write_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
+                            const stubdm_nodes *nodes)
 {
     int rc;
 
@@ -296,8 +303,8 @@ int stubdm__nodes_write_txn(stubdm_ctx *ctx, struct xs_handle *xsh,
             rc = stubdm__perms_parse(nd->perms, &p, &np);
             if (rc)
                 return stubdm__fail(ctx, rc, 0,
-                                    "bad permissions \"%s\" for %s",
-                                    nd->perms, nd->path);
+                                    "bad permissions \"%s\" for %s", nd->perms,
+                                    nd->path);
             stubdm__xs_count(ctx, 1);
             if (!xs_set_permissions(xsh, t, nd->path, p, np)) {
                 int err = errno;

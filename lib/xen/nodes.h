@@ -42,8 +42,8 @@ stubdm_nodes *stubdm__nodes_new(void);
  * perms in xenstore-chmod syntax or NULL.  0 or STUBDM_ENOMEM.
  */
 int stubdm__nodes_add(stubdm_nodes *nodes, const char *perms,
-                      const char *value, size_t len, const char *path_fmt,
-                      ...) STUBDM_PRINTF(5, 6);
+                      const char *value, size_t len, const char *path_fmt, ...)
+    STUBDM_PRINTF(5, 6);
 /* The same with a NUL-terminated value. */
 int stubdm__nodes_add_str(stubdm_nodes *nodes, const char *perms,
                           const char *value, const char *path_fmt, ...)
@@ -74,8 +74,8 @@ bool stubdm__xs_path_ok(const char *path);
  * (xs_write, then xs_set_permissions when it has perms), counting each
  * request.  The message of a failure names the path.
  */
-int stubdm__nodes_write_txn(stubdm_ctx *ctx, struct xs_handle *xsh,
-                            uint32_t t, const stubdm_nodes *nodes);
+int stubdm__nodes_write_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
+                            const stubdm_nodes *nodes);
 
 /* Inside a transaction: remove path and its subtree; absence is fine. */
 int stubdm__xs_rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,

@@ -65,8 +65,8 @@ int stubdm__xc_domain_info(stubdm_ctx *ctx, uint32_t domid,
     info->exists = true;
     info->dying = (di.flags & XEN_DOMINF_dying) != 0;
     info->shutdown = (di.flags & XEN_DOMINF_shutdown) != 0;
-    info->shutdown_reason =
-        (di.flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
+    info->shutdown_reason = (di.flags >> XEN_DOMINF_shutdownshift) &
+                            XEN_DOMINF_shutdownmask;
     info->crashed = info->shutdown && info->shutdown_reason == SHUTDOWN_crash;
     return 0;
 }
@@ -99,8 +99,7 @@ void stubdm__xc_dispose(stubdm_ctx *ctx)
 #define STUBDM_MAX_MAPTRACK_FRAMES 1024
 #define STUBDM_MAX_EVTCHN_PORT 1023
 
-static int xc_failf(stubdm_ctx *ctx, int err, const char *what,
-                    uint32_t domid)
+static int xc_failf(stubdm_ctx *ctx, int err, const char *what, uint32_t domid)
 {
     return stubdm__fail(ctx, STUBDM_EXEN, err, "%s (domain %u): %s", what,
                         domid, strerror(err));
@@ -126,8 +125,7 @@ static int xen_load_kernel(stubdm_ctx *ctx, struct stubdm__build *b,
 
     dom = xc_dom_allocate(xch, b->cmdline ? b->cmdline : "", NULL);
     if (!dom)
-        return xc_failf(ctx, errno ? errno : ENOMEM, "xc_dom_allocate",
-                        domid);
+        return xc_failf(ctx, errno ? errno : ENOMEM, "xc_dom_allocate", domid);
     dom->container_type = XC_DOM_PV_CONTAINER;
     what = "loading the kernel (xc_dom_kernel_file)";
     if (xc_dom_kernel_file(dom, b->kernel))
@@ -200,9 +198,8 @@ static int xen_create(stubdm_ctx *ctx, struct stubdm__build *b)
         snprintf(label, sizeof(label), "%s", b->xsm_label);
         if (xc_flask_context_to_sid(xch, label, (uint32_t)strlen(label),
                                     &ssid))
-            return stubdm__fail(ctx, STUBDM_EXEN, errno,
-                                "XSM label '%s': %s", b->xsm_label,
-                                strerror(errno));
+            return stubdm__fail(ctx, STUBDM_EXEN, errno, "XSM label '%s': %s",
+                                b->xsm_label, strerror(errno));
         config.ssidref = ssid;
     }
     if (xc_domain_create(xch, &domid, &config))
@@ -225,8 +222,7 @@ static int xen_create(stubdm_ctx *ctx, struct stubdm__build *b)
         rc = xc_failf(ctx, errno, "setting max memory", domid);
         goto fail;
     }
-    if (xc_domain_set_memmap_limit(xch, domid,
-                                   (unsigned long)b->memory_kib)) {
+    if (xc_domain_set_memmap_limit(xch, domid, (unsigned long)b->memory_kib)) {
         rc = xc_failf(ctx, errno, "setting the memory map limit", domid);
         goto fail;
     }
@@ -247,7 +243,8 @@ static int xen_create(stubdm_ctx *ctx, struct stubdm__build *b)
     rc = xen_load_kernel(ctx, b, domid, b->store_port, b->console_port);
     if (rc)
         goto fail;
-    LOG_DEBUG(ctx, "xc", "built PV domain %u (%" PRIu64 " KiB, %u vCPUs, "
+    LOG_DEBUG(ctx, "xc",
+              "built PV domain %u (%" PRIu64 " KiB, %u vCPUs, "
               "store mfn %" PRIu64 " port %u, console mfn %" PRIu64
               " port %u)",
               domid, b->memory_kib, b->vcpus, b->store_mfn, b->store_port,

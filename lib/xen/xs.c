@@ -176,8 +176,9 @@ static void dispatch_events(stubdm_ctx *ctx)
     more = take_events(ctx);
     /* A callback may stop any watch (it leaves the list) or start one. */
     while (!stubdm__list_empty(&xs->pending) && !ctx->free_requested) {
-        struct stubdm__xswatch *w = STUBDM_CONTAINER_OF(
-            xs->pending.next, struct stubdm__xswatch, pending);
+        struct stubdm__xswatch *w = STUBDM_CONTAINER_OF(xs->pending.next,
+                                                        struct stubdm__xswatch,
+                                                        pending);
         stubdm__list_del(&w->pending);
         w->cb(ctx, w, w->path);
     }
@@ -233,8 +234,9 @@ static void on_probe(stubdm_ctx *ctx, struct stubdm__timer *t)
     /* Each subscriber's callback may stop others (a spawn's teardown
      * ends its own waits): take them one at a time. */
     while (!stubdm__list_empty(&xs->probes)) {
-        struct stubdm__xsprobe *p =
-            STUBDM_CONTAINER_OF(xs->probes.next, struct stubdm__xsprobe, link);
+        struct stubdm__xsprobe *p = STUBDM_CONTAINER_OF(xs->probes.next,
+                                                        struct stubdm__xsprobe,
+                                                        link);
         stubdm__xsprobe_stop(ctx, p);
         stubdm__fail(ctx, rc, err, "%s", msg);
         p->cb(ctx, p, rc);

@@ -25,8 +25,8 @@ typedef void stubdm__xswatch_cb(stubdm_ctx *ctx, struct stubdm__xswatch *w,
 
 struct stubdm__xswatch {
     stubdm__xswatch_cb *cb;
-    char *path;       /* NULL while not watching */
-    uint64_t id;      /* the token, "stubdm/<id>" */
+    char *path;  /* NULL while not watching */
+    uint64_t id; /* the token, "stubdm/<id>" */
     struct stubdm__xswatch *hash_next;
     struct stubdm__list pending; /* in the ctx's list while an event waits */
 };

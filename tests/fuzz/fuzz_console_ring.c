@@ -9,8 +9,8 @@
  *   5 backend peeks up to N / consumes part of it
  *   6 re-attach the backend (a reconnect)
  *   7 one dispatch of the backend's pump, ring -> destination, as
- *     lib/console/console.c's pump_out drives the ring: up to PUMP_ROUNDS rounds of
- *     peek, write to the destination, consume; in every round the next
+ *     lib/console/console.c's pump_out drives the ring: up to PUMP_ROUNDS
+ * rounds of peek, write to the destination, consume; in every round the next
  *     input byte says how much the destination takes and what the hostile
  *     frontend does meanwhile (write more and advance out_prod, forge
  *     out_prod, scribble on out_cons), as a peer running on another CPU
@@ -121,7 +121,8 @@ static void pump_out(struct xencons_interface *page, struct stubdm__cring *be,
         }
         case 4:
             peer_set_prod(page,
-                          *last_prod + (uint32_t)(i < size ? data[i++] : 1) * 16,
+                          *last_prod +
+                              (uint32_t)(i < size ? data[i++] : 1) * 16,
                           last_prod, claimed);
             *forged = 1;
             break;
@@ -172,7 +173,8 @@ static void pump_in(struct xencons_interface *page, struct stubdm__cring *be,
         uint32_t l[2];
         unsigned ns = 9;
         uint32_t cons = page->in_cons, prod = be->tx_prod;
-        long room = stubdm__cring_tx_room(be, STUBDM__CRING_IN_SIZE, p, l, &ns);
+        long room = stubdm__cring_tx_room(be, STUBDM__CRING_IN_SIZE, p, l,
+                                          &ns);
         uint8_t c = i < size ? data[i++] : 0;
         uint32_t fill = 0;
 
@@ -193,7 +195,10 @@ static void pump_in(struct xencons_interface *page, struct stubdm__cring *be,
         CHECK(fill == (uint32_t)room);
         *forged = 1; /* as in pump_out */
         switch (c & 7) {
-        case 0: case 1: case 2: case 3:
+        case 0:
+        case 1:
+        case 2:
+        case 3:
             page->in_cons = cons + (prod - cons) * (c & 3) / 4;
             break;
         case 4: {
@@ -258,7 +263,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(r >= -1 && r <= (long)n && r <= 2048);
             CHECK(forged || r >= 0);
             for (long k = 0; k < r && !forged; k++)
-                CHECK(buf[k] == (unsigned char)((be_got + (uint64_t)k) * 131 + 1));
+                CHECK(buf[k] ==
+                      (unsigned char)((be_got + (uint64_t)k) * 131 + 1));
             if (r > 0)
                 be_got += (uint64_t)r;
             break;
@@ -275,7 +281,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             r = stubdm__cring_read(&fe, buf, n);
             CHECK(r >= -1 && r <= (long)n && r <= 1024);
             for (long k = 0; k < r && !forged; k++)
-                CHECK(buf[k] == (unsigned char)((fe_got + (uint64_t)k) * 131 + 2));
+                CHECK(buf[k] ==
+                      (unsigned char)((fe_got + (uint64_t)k) * 131 + 2));
             if (r > 0)
                 fe_got += (uint64_t)r;
             break;

@@ -44,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 #define VM "/vm/fuzz"
-#define MAX_ENTRIES 1100 /* past STUBDM_DM_ARGV_MAX_ARGS, so its refusal is hit */
+#define MAX_ENTRIES                                                           \
+    1100 /* past STUBDM_DM_ARGV_MAX_ARGS, so its refusal is hit */
 
 /* ---- the in-memory store behind the replaced libxenstore calls --------- */
 
@@ -225,11 +226,21 @@ static void sb_put_escaped(struct sbuf *b, const char *v, size_t len)
             continue;
         }
         switch (c) {
-        case '\t': sb_put(b, "\\t", 2); break;
-        case '\n': sb_put(b, "\\n", 2); break;
-        case '\r': sb_put(b, "\\r", 2); break;
-        case '\f': sb_put(b, "\\f", 2); break;
-        case '\\': sb_put(b, "\\\\", 2); break;
+        case '\t':
+            sb_put(b, "\\t", 2);
+            break;
+        case '\n':
+            sb_put(b, "\\n", 2);
+            break;
+        case '\r':
+            sb_put(b, "\\r", 2);
+            break;
+        case '\f':
+            sb_put(b, "\\f", 2);
+            break;
+        case '\\':
+            sb_put(b, "\\\\", 2);
+            break;
         default:
             if (c < 8)
                 snprintf(t, sizeof(t), "\\00%o", c);
@@ -299,14 +310,14 @@ static size_t count_args(char **args)
 /* ---- the two modes ------------------------------------------------------ */
 
 static const stubdm_dm_argv_encoding encodings[] = {
-    STUBDM_DM_ARGV_DIRECTORY, STUBDM_DM_ARGV_MINIOS_DMARGS, STUBDM_DM_ARGV_ESC_STRING,
-    STUBDM_DM_ARGV_DIRECTORY};
+    STUBDM_DM_ARGV_DIRECTORY, STUBDM_DM_ARGV_MINIOS_DMARGS,
+    STUBDM_DM_ARGV_ESC_STRING, STUBDM_DM_ARGV_DIRECTORY};
 
 static const char *seps_of(stubdm_dm_argv_encoding enc)
 {
     return enc == STUBDM_DM_ARGV_DIRECTORY       ? "\n"
            : enc == STUBDM_DM_ARGV_MINIOS_DMARGS ? " "
-                                              : "\x1b\n";
+                                                 : "\x1b\n";
 }
 
 static void hostile_store(stubdm_ctx *ctx, stubdm_dm_argv_encoding enc,
@@ -333,7 +344,8 @@ static void hostile_store(stubdm_ctx *ctx, stubdm_dm_argv_encoding enc,
                           (const char *)k);
             const uint8_t *v = data + (off < size ? off : size);
             const uint8_t *vz = off < size ? memchr(v, 0, size - off) : NULL;
-            size_t vlen = off < size ? (vz ? (size_t)(vz - v) : size - off) : 0;
+            size_t vlen = off < size ? (vz ? (size_t)(vz - v) : size - off)
+                                     : 0;
             off += vlen + 1;
             if (klen)
                 store_put(path, (size_t)pl, (const char *)v, vlen);
@@ -341,14 +353,14 @@ static void hostile_store(stubdm_ctx *ctx, stubdm_dm_argv_encoding enc,
         store_seal();
         want_rc = model_directory(&want);
     } else {
-        store_put(VM "/" STUBDM__DMARGS_KEY,
-                  strlen(VM "/" STUBDM__DMARGS_KEY), (const char *)data,
-                  size);
+        store_put(VM "/" STUBDM__DMARGS_KEY, strlen(VM "/" STUBDM__DMARGS_KEY),
+                  (const char *)data, size);
         store_seal();
         want_rc = size > STUBDM__XS_PAYLOAD_MAX ? STUBDM_ELIMIT : 0;
         /* A C string to the stubdomain: it ends at a NUL. */
         if (!want_rc)
-            sb_put(&want, (const char *)data, strnlen((const char *)data, size));
+            sb_put(&want, (const char *)data,
+                   strnlen((const char *)data, size));
     }
     rc = stubdm_dm_argv_read(ctx, VM, enc, &args, &nargs);
     if (want_rc) {
@@ -388,8 +400,8 @@ static void round_trip(stubdm_ctx *ctx, stubdm_dm_argv_encoding enc,
         n++;
         off += len + 1;
     }
-    if (stubdm_dm_argv_encode(ctx, VM, 5, enc, 0, (const char *const *)argv,
-                              n, &nodes) == 0) {
+    if (stubdm_dm_argv_encode(ctx, VM, 5, enc, 0, (const char *const *)argv, n,
+                              &nodes) == 0) {
         for (size_t i = 0; i < nodes->n; i++)
             store_put(nodes->v[i].path, strlen(nodes->v[i].path),
                       nodes->v[i].value, nodes->v[i].len);

@@ -189,10 +189,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ssize_t w = send(sv[1], data + sent, n, MSG_DONTWAIT);
         CHECK(w > 0);
         sent += (size_t)w;
-        parsed += expect_requests(&x, data + parsed, sent - parsed, &oversized);
+        parsed += expect_requests(&x, data + parsed, sent - parsed,
+                                  &oversized);
         conn_on_readable(&d, c);
         CHECK(c->inlen < HDR_SIZE ||
-              ((const struct xsd_sockmsg *)c->in)->len > XENSTORE_PAYLOAD_MAX ||
+              ((const struct xsd_sockmsg *)c->in)->len >
+                  XENSTORE_PAYLOAD_MAX ||
               c->inlen < HDR_SIZE + ((const struct xsd_sockmsg *)c->in)->len ||
               c->dead);
         drain(&d, c, sv[1], &x);

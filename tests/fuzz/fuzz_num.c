@@ -66,10 +66,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     switch (data[0] % 5) {
-    case 0: max = UINT64_MAX; break;
-    case 1: max = UINT32_MAX; break;
-    case 2: max = 0; break;
-    case 3: max = 255; break;
+    case 0:
+        max = UINT64_MAX;
+        break;
+    case 1:
+        max = UINT32_MAX;
+        break;
+    case 2:
+        max = 0;
+        break;
+    case 3:
+        max = 255;
+        break;
     default:
         max = 0;
         for (int i = 1; i <= 8 && (size_t)i < size; i++)

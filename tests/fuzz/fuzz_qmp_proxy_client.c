@@ -51,8 +51,10 @@ static void kill_children(void);
 #define CHECK(c)                                                              \
     do {                                                                      \
         if (!(c)) {                                                           \
-            fprintf(stderr, "fuzz_qmp_proxy_client: check failed at line "    \
-                            "%d: %s\n", __LINE__, #c);                        \
+            fprintf(stderr,                                                   \
+                    "fuzz_qmp_proxy_client: check failed at line "            \
+                    "%d: %s\n",                                               \
+                    __LINE__, #c);                                            \
             kill_children();                                                  \
             abort();                                                          \
         }                                                                     \
@@ -116,7 +118,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     CHECK(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o, &q) == 0);
     stubdm_qmp_opts_free(o);
     snprintf(proxy_path, sizeof(proxy_path), "%s/proxy.sock", sim.simdir);
-    CHECK(stubdm_qmp_proxy_new(q, proxy_path, COMMAND_TIMEOUT_MS, &proxy) == 0);
+    CHECK(stubdm_qmp_proxy_new(q, proxy_path, COMMAND_TIMEOUT_MS, &proxy) ==
+          0);
     CHECK(stubdm_qmp_proxy_set_limits(proxy, 4, CLIENT_BUFFER) == 0);
     atexit(cleanup);
 #ifdef HAVE_DEATH_CALLBACK
@@ -154,8 +157,8 @@ static void on_line(struct client *c, const char *line, size_t len)
     root = stubdm__json_doc_root(doc);
     CHECK(stubdm__json_is(root, STUBDM__JSON_OBJECT));
     if (!c->greeted) {
-        const struct stubdm__json *caps = stubdm__json_get(
-            stubdm__json_get(root, "QMP"), "capabilities");
+        const struct stubdm__json *caps =
+            stubdm__json_get(stubdm__json_get(root, "QMP"), "capabilities");
         CHECK(caps && stubdm__json_len(caps) == 0);
         c->greeted = true;
         stubdm__json_doc_free(doc);
@@ -251,7 +254,6 @@ static void send_all(struct client *c, const void *p, size_t len)
 }
 
 /* ---- what the proxy must have seen ------------------------------------- */
-
 
 /* What the proxy must have seen from c after these bytes. */
 static void model_feed(struct client *c, const char *data, size_t len)

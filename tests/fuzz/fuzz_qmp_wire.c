@@ -70,8 +70,8 @@ static void use_message(struct stubdm__qmp_msg *m)
     /* Re-encoding a received object as arguments must succeed. */
     struct stubdm__buf out;
     stubdm__buf_init(&out, 0);
-    if (stubdm__qmp_encode_command(&out, "x", m->raw, m->raw_len, m->id,
-                                   false, NULL, 0) == STUBDM_EINVAL)
+    if (stubdm__qmp_encode_command(&out, "x", m->raw, m->raw_len, m->id, false,
+                                   NULL, 0) == STUBDM_EINVAL)
         abort();
     stubdm__buf_dispose(&out);
     stubdm__qmp_msg_free(m);

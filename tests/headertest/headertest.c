@@ -8,8 +8,8 @@
 #include <libstubdm.h> /* the include guard works */
 
 /* The version macros are integer constant expressions. */
-typedef char stubdm_headertest_version_is_constant
-    [(STUBDM_VERSION_HEX >= 0) ? 1 : -1];
+typedef char
+    stubdm_headertest_version_is_constant[(STUBDM_VERSION_HEX >= 0) ? 1 : -1];
 
 /* Public enums keep their documented values. */
 typedef char stubdm_headertest_ok_is_zero[(STUBDM_OK == 0) ? 1 : -1];

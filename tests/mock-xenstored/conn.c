@@ -8,7 +8,7 @@
 
 struct who conn_who(const struct daemon *d, const struct conn *c)
 {
-	struct who w = { c->domid, c->domid == 0, d->doms[c->domid].target };
+	struct who w = {c->domid, c->domid == 0, d->doms[c->domid].target};
 	return w;
 }
 
@@ -32,7 +32,7 @@ void conn_send(struct daemon *d, struct conn *c, uint32_t type, uint32_t req_id,
 	if (c->dead)
 		return;
 	struct outbuf *o = xmalloc(sizeof(*o) + HDR_SIZE + len);
-	struct xsd_sockmsg h = { type, req_id, tx_id, (uint32_t)len };
+	struct xsd_sockmsg h = {type, req_id, tx_id, (uint32_t)len};
 	memcpy(o->data, &h, HDR_SIZE);
 	if (len)
 		memcpy(o->data + HDR_SIZE, data, len);
@@ -100,7 +100,8 @@ void conn_reap(struct daemon *d)
 
 void conn_on_readable(struct daemon *d, struct conn *c)
 {
-	ssize_t r = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, MSG_DONTWAIT);
+	ssize_t r = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen,
+			 MSG_DONTWAIT);
 	if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
 		conn_kill(d, c);
 		return;
@@ -116,8 +117,8 @@ void conn_on_readable(struct daemon *d, struct conn *c)
 		/* Like real xenstored: an oversized payload is a protocol
 		 * violation, not an error reply. */
 		if (h.len > XENSTORE_PAYLOAD_MAX) {
-			vlog(d, "conn %d: payload %u > %d, closing", c->fd, h.len,
-			     XENSTORE_PAYLOAD_MAX);
+			vlog(d, "conn %d: payload %u > %d, closing", c->fd,
+			     h.len, XENSTORE_PAYLOAD_MAX);
 			conn_kill(d, c);
 			return;
 		}

@@ -20,8 +20,8 @@ struct watch {
 	struct watch *next_path; /* same watched path */
 	struct watch *next_conn; /* same connection */
 	struct conn *conn;
-	char *abs;   /* canonical path or "@..." name */
-	char *orig;  /* as registered: events report relative paths relative */
+	char *abs;  /* canonical path or "@..." name */
+	char *orig; /* as registered: events report relative paths relative */
 	char *token;
 };
 
@@ -92,20 +92,22 @@ void conn_on_readable(struct daemon *d, struct conn *c);
 void conn_on_writable(struct daemon *d, struct conn *c);
 
 /* watch.c */
-int watch_add(struct daemon *d, struct conn *c, const char *orig, const char *abs,
+int watch_add(struct daemon *d, struct conn *c, const char *orig,
+	      const char *abs, const char *token);
+int watch_del(struct daemon *d, struct conn *c, const char *abs,
 	      const char *token);
-int watch_del(struct daemon *d, struct conn *c, const char *abs, const char *token);
 void watch_del_all(struct daemon *d, struct conn *c);
 void watch_send_event(struct daemon *d, struct watch *w, const char *abspath);
 void watch_fire(struct daemon *d, const struct event *e);
 void watch_fire_list(struct daemon *d, struct evlist *l);
 
 /* wire.c */
-void wire_dispatch(struct daemon *d, struct conn *c, const struct xsd_sockmsg *hdr,
-		   const char *body);
+void wire_dispatch(struct daemon *d, struct conn *c,
+		   const struct xsd_sockmsg *hdr, const char *body);
 
 /* main.c */
-int listener_add(struct daemon *d, unsigned domid, const char *path, bool introduced);
+int listener_add(struct daemon *d, unsigned domid, const char *path,
+		 bool introduced);
 void listener_del_introduced(struct daemon *d, unsigned domid);
 
 #endif

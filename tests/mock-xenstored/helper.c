@@ -50,7 +50,8 @@ int main(int argc, char **argv)
 			printf("%.*s\n", (int)len, v);
 		free(v);
 	} else if (!strcmp(cmd, "write") && argc == 4) {
-		ok = xs_write(xs, XBT_NULL, argv[2], argv[3], (unsigned)strlen(argv[3]));
+		ok = xs_write(xs, XBT_NULL, argv[2], argv[3],
+			      (unsigned)strlen(argv[3]));
 	} else if (!strcmp(cmd, "control")) {
 		char buf[4000];
 		size_t n = 0;

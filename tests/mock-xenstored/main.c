@@ -53,11 +53,13 @@ void vlog(const struct daemon *d, const char *fmt, ...)
  * batch of events that may name them). */
 #define LISTENER_TAG (UINT64_C(1) << 63)
 
-int listener_add(struct daemon *d, unsigned domid, const char *path, bool introduced)
+int listener_add(struct daemon *d, unsigned domid, const char *path,
+		 bool introduced)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "mock-xenstored: socket path too long: %s\n", path);
+		fprintf(stderr, "mock-xenstored: socket path too long: %s\n",
+			path);
 		return -1;
 	}
 	strcpy(sa.sun_path, path);
@@ -66,8 +68,8 @@ int listener_add(struct daemon *d, unsigned domid, const char *path, bool introd
 		return -1;
 	unlink(path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128)) {
-		fprintf(stderr, "mock-xenstored: cannot listen on %s: %s\n", path,
-			strerror(errno));
+		fprintf(stderr, "mock-xenstored: cannot listen on %s: %s\n",
+			path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -78,8 +80,8 @@ int listener_add(struct daemon *d, unsigned domid, const char *path, bool introd
 	l->introduced = introduced;
 	l->next = d->listeners;
 	d->listeners = l;
-	struct epoll_event ev = { .events = EPOLLIN,
-				  .data.u64 = LISTENER_TAG | (uint64_t)fd };
+	struct epoll_event ev = {.events = EPOLLIN,
+				 .data.u64 = LISTENER_TAG | (uint64_t)fd};
 	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev))
 		perror("mock-xenstored: epoll_ctl listener");
 	vlog(d, "listening on %s as domain %u", path, domid);
@@ -114,7 +116,7 @@ static void accept_all(struct daemon *d, struct listener *l)
 		if (fd < 0)
 			return;
 		struct conn *c = conn_new(d, fd, l->domid);
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
 		if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev))
 			perror("mock-xenstored: epoll_ctl conn");
 	}
@@ -122,10 +124,13 @@ static void accept_all(struct daemon *d, struct listener *l)
 
 static void usage(FILE *f)
 {
-	fputs("usage: stubdm-mock-xenstored --dir DIR [--pidfile F] [--daemon]\n"
-	      "         [--entry-size N] [--quota-nodes N] [--quota-watches N]\n"
+	fputs("usage: stubdm-mock-xenstored --dir DIR [--pidfile F] "
+	      "[--daemon]\n"
+	      "         [--entry-size N] [--quota-nodes N] [--quota-watches "
+	      "N]\n"
 	      "         [--quota-transactions N] [--max-output BYTES]\n"
-	      "         [--domain-socket DOMID:PATH]... [--ready-fd N] [--verbose]\n",
+	      "         [--domain-socket DOMID:PATH]... [--ready-fd N] "
+	      "[--verbose]\n",
 	      f);
 }
 
@@ -179,16 +184,17 @@ static void run(struct daemon *d)
 			bool want = c->oh != NULL;
 			if (c->dead || want == c->ep_out)
 				continue;
-			struct epoll_event ev = {
-				.events = EPOLLIN | (want ? EPOLLOUT : 0u),
-				.data.ptr = c };
+			struct epoll_event ev = {.events = EPOLLIN |
+							   (want ? EPOLLOUT : 0u),
+						 .data.ptr = c};
 			if (epoll_ctl(d->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
 				c->ep_out = want;
 		}
 		/* Signals are blocked except while waiting, so a SIGTERM can
 		 * not slip in between the check and the wait. */
-		int n = epoll_pwait(d->epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])),
-				    -1, &empty);
+		int n = epoll_pwait(d->epfd, evs,
+				    (int)(sizeof(evs) / sizeof(evs[0])), -1,
+				    &empty);
 		int err = errno;
 		if (child_exited) {
 			child_exited = 0;
@@ -205,7 +211,8 @@ static void run(struct daemon *d)
 			if (evs[i].data.u64 & LISTENER_TAG) {
 				int fd = (int)(evs[i].data.u64 & ~LISTENER_TAG);
 				/* Looked up afresh: RELEASE may have closed it. */
-				for (struct listener *l = d->listeners; l; l = l->next)
+				for (struct listener *l = d->listeners; l;
+				     l = l->next)
 					if (l->fd == fd)
 						accept_all(d, l);
 				continue;
@@ -225,19 +232,19 @@ static void run(struct daemon *d)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "pidfile", required_argument, NULL, 'p' },
-		{ "daemon", no_argument, NULL, 'D' },
-		{ "entry-size", required_argument, NULL, 'e' },
-		{ "quota-nodes", required_argument, NULL, 'n' },
-		{ "quota-watches", required_argument, NULL, 'w' },
-		{ "quota-transactions", required_argument, NULL, 't' },
-		{ "max-output", required_argument, NULL, 'o' },
-		{ "domain-socket", required_argument, NULL, 's' },
-		{ "ready-fd", required_argument, NULL, 'r' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"dir", required_argument, NULL, 'd'},
+		{"pidfile", required_argument, NULL, 'p'},
+		{"daemon", no_argument, NULL, 'D'},
+		{"entry-size", required_argument, NULL, 'e'},
+		{"quota-nodes", required_argument, NULL, 'n'},
+		{"quota-watches", required_argument, NULL, 'w'},
+		{"quota-transactions", required_argument, NULL, 't'},
+		{"max-output", required_argument, NULL, 'o'},
+		{"domain-socket", required_argument, NULL, 's'},
+		{"ready-fd", required_argument, NULL, 'r'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	static struct daemon d;
 	const char *pidfile = NULL;
@@ -261,24 +268,51 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'd': d.dir = optarg; break;
-		case 'p': pidfile = optarg; break;
-		case 'D': daemonize = true; break;
-		case 'v': d.cfg.verbose = true; break;
-		case 's': dsock[ndsock++] = optarg; break;
-		case 'h': usage(stdout); free(dsock); return 0;
-		case 'e': case 'n': case 'w': case 't': case 'o': case 'r':
-			if (!parse_num(optarg, opt == 'o' ? ULONG_MAX : INT_MAX, &v)) {
-				fprintf(stderr, "mock-xenstored: bad number '%s'\n", optarg);
+		case 'd':
+			d.dir = optarg;
+			break;
+		case 'p':
+			pidfile = optarg;
+			break;
+		case 'D':
+			daemonize = true;
+			break;
+		case 'v':
+			d.cfg.verbose = true;
+			break;
+		case 's':
+			dsock[ndsock++] = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			free(dsock);
+			return 0;
+		case 'e':
+		case 'n':
+		case 'w':
+		case 't':
+		case 'o':
+		case 'r':
+			if (!parse_num(optarg, opt == 'o' ? ULONG_MAX : INT_MAX,
+				       &v)) {
+				fprintf(stderr,
+					"mock-xenstored: bad number '%s'\n",
+					optarg);
 				free(dsock);
 				return 2;
 			}
-			if (opt == 'e') d.cfg.entry_size = v;
-			if (opt == 'n') d.cfg.quota_nodes = (unsigned)v;
-			if (opt == 'w') d.cfg.quota_watches = (unsigned)v;
-			if (opt == 't') d.cfg.quota_transactions = (unsigned)v;
-			if (opt == 'o') d.cfg.max_output = v;
-			if (opt == 'r') ready_fd = (int)v;
+			if (opt == 'e')
+				d.cfg.entry_size = v;
+			if (opt == 'n')
+				d.cfg.quota_nodes = (unsigned)v;
+			if (opt == 'w')
+				d.cfg.quota_watches = (unsigned)v;
+			if (opt == 't')
+				d.cfg.quota_transactions = (unsigned)v;
+			if (opt == 'o')
+				d.cfg.max_output = v;
+			if (opt == 'r')
+				ready_fd = (int)v;
 			break;
 		default:
 			usage(stderr);
@@ -298,10 +332,11 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, NULL);
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	struct sigaction sc = { .sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP };
+	struct sigaction sc = {.sa_handler = on_sigchld,
+			       .sa_flags = SA_NOCLDSTOP};
 	sigaction(SIGCHLD, &sc, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -327,9 +362,10 @@ int main(int argc, char **argv)
 		char *colon = strchr(dsock[i], ':');
 		if (colon)
 			*colon = '\0';
-		if (!colon || !parse_num(dsock[i], DOMID_LIMIT - 1, &v) || v == 0 ||
-		    !colon[1]) {
-			fprintf(stderr, "mock-xenstored: bad --domain-socket, want DOMID:PATH\n");
+		if (!colon || !parse_num(dsock[i], DOMID_LIMIT - 1, &v) ||
+		    v == 0 || !colon[1]) {
+			fprintf(stderr, "mock-xenstored: bad --domain-socket, "
+					"want DOMID:PATH\n");
 			goto out;
 		}
 		if (listener_add(&d, (unsigned)v, colon + 1, false))

@@ -47,10 +47,14 @@ static unsigned next_domid = 1;
 static const char *state_name(enum simstate s)
 {
 	switch (s) {
-	case SIM_CREATED: return "created";
-	case SIM_RUNNING: return "running";
-	case SIM_EXITED: return "exited";
-	default: return "none";
+	case SIM_CREATED:
+		return "created";
+	case SIM_RUNNING:
+		return "running";
+	case SIM_EXITED:
+		return "exited";
+	default:
+		return "none";
 	}
 }
 
@@ -70,7 +74,7 @@ static bool parse_simdomid(const char *s, unsigned *out)
 static bool domid_in_use(struct daemon *d, unsigned domid)
 {
 	char path[48];
-	struct view v = { &d->store, NULL };
+	struct view v = {&d->store, NULL};
 
 	if (sims[domid].state != SIM_NONE || d->doms[domid].introduced)
 		return true;
@@ -104,7 +108,9 @@ static int sim_create(struct daemon *d, const char *const *argv, unsigned argc,
 		/* Round robin from the last allocation, as Xen does. */
 		for (unsigned i = 0; i < SIM_FIRST_RESERVED - 1; i++) {
 			unsigned cand = next_domid;
-			next_domid = next_domid + 1 >= SIM_FIRST_RESERVED ? 1 : next_domid + 1;
+			next_domid = next_domid + 1 >= SIM_FIRST_RESERVED
+					     ? 1
+					     : next_domid + 1;
 			if (!domid_in_use(d, cand)) {
 				domid = cand;
 				break;
@@ -134,7 +140,7 @@ static char *resolve_program(const char *prog)
 		self[n] = '\0';
 		char *slash = strrchr(self, '/');
 		if (slash) {
-			struct buf b = { 0 };
+			struct buf b = {0};
 			buf_add(&b, self, (size_t)(slash - self) + 1);
 			buf_adds(&b, prog);
 			if (access(b.d, X_OK) == 0)
@@ -227,7 +233,8 @@ static int sim_start(struct daemon *d, const char *const *argv, unsigned argc,
 		/* exec failed: the child is exiting; reap it here. */
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		vlog(d, "sim: domain %u: cannot run %s: %s", domid, prog, strerror(err));
+		vlog(d, "sim: domain %u: cannot run %s: %s", domid, prog,
+		     strerror(err));
 		goto out;
 	}
 	err = 0;
@@ -243,8 +250,8 @@ out:
 
 static void rm_if_empty(struct daemon *d, const char *path, struct evlist *ev)
 {
-	struct view v = { &d->store, NULL };
-	struct who dom0 = { 0, true, NO_TARGET };
+	struct view v = {&d->store, NULL};
+	struct who dom0 = {0, true, NO_TARGET};
 	struct node *n = v_get(&v, path);
 	if (n && n->nkids == 0 && n->vlen == 0)
 		op_rm(&v, &dom0, path, ev);
@@ -283,15 +290,15 @@ static int sim_destroy(struct daemon *d, const char *const *argv, unsigned argc,
 		for (struct conn *c = d->conns; c; c = c->next)
 			if (c->domid == domid)
 				conn_kill(d, c);
-		struct event e = { 0 };
+		struct event e = {0};
 		e.path = (char *)"@releaseDomain";
 		e.exact = true;
 		e.perms = *special_perms(&d->store, "@releaseDomain");
 		watch_fire(d, &e);
 	}
 	/* The death record goes with the domain. */
-	struct view v = { &d->store, NULL };
-	struct who dom0 = { 0, true, NO_TARGET };
+	struct view v = {&d->store, NULL};
+	struct who dom0 = {0, true, NO_TARGET};
 	struct evlist ev;
 	char path[64];
 	evlist_init(&ev);
@@ -330,8 +337,8 @@ static void sim_list(struct buf *out)
 {
 	for (unsigned i = 1; i < SIM_FIRST_RESERVED; i++)
 		if (sims[i].state != SIM_NONE)
-			reply_fmt(out, "%u %s %ld\n", i, state_name(sims[i].state),
-				  (long)sims[i].pid);
+			reply_fmt(out, "%u %s %ld\n", i,
+				  state_name(sims[i].state), (long)sims[i].pid);
 }
 
 int simhost_control(struct daemon *d, const char *const *argv, unsigned argc,
@@ -363,8 +370,8 @@ int simhost_control(struct daemon *d, const char *const *argv, unsigned argc,
 
 void simhost_backends(struct daemon *d, const struct evlist *l)
 {
-	struct view v = { &d->store, NULL };
-	struct who dom0 = { 0, true, NO_TARGET };
+	struct view v = {&d->store, NULL};
+	struct who dom0 = {0, true, NO_TARGET};
 	struct evlist ev;
 
 	evlist_init(&ev);
@@ -372,12 +379,12 @@ void simhost_backends(struct daemon *d, const struct evlist *l)
 		char kind[4];
 		unsigned domid, devid;
 		int end = 0;
-		if (sscanf(e->path, "/local/domain/0/backend/%3[a-z]/%u/%u/state%n",
+		if (sscanf(e->path,
+			   "/local/domain/0/backend/%3[a-z]/%u/%u/state%n",
 			   kind, &domid, &devid, &end) != 3 ||
 		    !end || e->path[end] ||
-		    (strcmp(kind, "vbd") && strcmp(kind, "vif")) ||
-		    domid == 0 || domid >= SIM_FIRST_RESERVED ||
-		    sims[domid].state == SIM_NONE)
+		    (strcmp(kind, "vbd") && strcmp(kind, "vif")) || domid == 0 ||
+		    domid >= SIM_FIRST_RESERVED || sims[domid].state == SIM_NONE)
 			continue;
 		struct node *n = v_get(&v, e->path);
 		if (!n || n->vlen != 1 || n->val[0] != '1')

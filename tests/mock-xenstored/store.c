@@ -8,7 +8,8 @@
 
 #include <xen/io/xs_wire.h>
 
-static const char *const special_names[2] = { "@introduceDomain", "@releaseDomain" };
+static const char *const special_names[2] = {"@introduceDomain",
+					     "@releaseDomain"};
 
 void perms_copy(struct perms *dst, const struct perms *src)
 {
@@ -25,7 +26,7 @@ void perms_free(struct perms *p)
 
 static struct perms perms_dom0_none(void)
 {
-	struct perms p = { 1, xmalloc(sizeof(struct xsperm)) };
+	struct perms p = {1, xmalloc(sizeof(struct xsperm))};
 	p.p[0].domid = 0;
 	p.p[0].perm = 0;
 	return p;
@@ -43,7 +44,8 @@ unsigned perm_for(const struct who *w, const struct perms *p)
 		return all;
 	for (unsigned i = 1; i < p->n; i++)
 		if (p->p[i].domid == w->domid ||
-		    (w->target != NO_TARGET && p->p[i].domid == (unsigned)w->target))
+		    (w->target != NO_TARGET &&
+		     p->p[i].domid == (unsigned)w->target))
 			return p->p[i].perm;
 	return p->p[0].perm;
 }
@@ -51,11 +53,20 @@ unsigned perm_for(const struct who *w, const struct perms *p)
 bool perm_parse(const char *s, struct xsperm *out)
 {
 	switch (s[0]) {
-	case 'n': out->perm = 0; break;
-	case 'r': out->perm = PERM_READ; break;
-	case 'w': out->perm = PERM_WRITE; break;
-	case 'b': out->perm = PERM_READ | PERM_WRITE; break;
-	default: return false;
+	case 'n':
+		out->perm = 0;
+		break;
+	case 'r':
+		out->perm = PERM_READ;
+		break;
+	case 'w':
+		out->perm = PERM_WRITE;
+		break;
+	case 'b':
+		out->perm = PERM_READ | PERM_WRITE;
+		break;
+	default:
+		return false;
 	}
 	if (s[1] < '0' || s[1] > '9')
 		return false;
@@ -70,7 +81,7 @@ bool perm_parse(const char *s, struct xsperm *out)
 
 void perm_format(const struct xsperm *p, char *out, size_t outsz)
 {
-	static const char letters[4] = { 'n', 'r', 'w', 'b' };
+	static const char letters[4] = {'n', 'r', 'w', 'b'};
 	snprintf(out, outsz, "%c%u", letters[p->perm & 3], p->domid);
 }
 
@@ -122,7 +133,8 @@ void node_del_kid(struct node *n, const char *name)
 	for (size_t i = 0; i < n->nkids; i++) {
 		if (!strcmp(n->kids[i], name)) {
 			free(n->kids[i]);
-			memmove(&n->kids[i], &n->kids[i + 1], (n->nkids - i - 1) * sizeof(char *));
+			memmove(&n->kids[i], &n->kids[i + 1],
+				(n->nkids - i - 1) * sizeof(char *));
 			n->nkids--;
 			return;
 		}
@@ -297,12 +309,14 @@ int path_canon(unsigned domid, const char *in, bool allow_special, char **out)
 	}
 	if (len == 0)
 		return EINVAL;
-	if (in[0] == '/' ? len > XENSTORE_ABS_PATH_MAX : len > XENSTORE_REL_PATH_MAX)
+	if (in[0] == '/' ? len > XENSTORE_ABS_PATH_MAX
+			 : len > XENSTORE_REL_PATH_MAX)
 		return EINVAL;
 	for (size_t i = 0; i < len; i++) {
 		char c = in[i];
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '-' || c == '/' || c == '_' || c == '@';
+			  (c >= '0' && c <= '9') || c == '-' || c == '/' ||
+			  c == '_' || c == '@';
 		if (!ok)
 			return EINVAL;
 		if (c == '/' && in[i + 1] == '/')
@@ -365,7 +379,8 @@ static int missing_err(struct view *v, const struct who *w, const char *path)
 	return err;
 }
 
-int op_read(struct view *v, const struct who *w, const char *path, struct node **out)
+int op_read(struct view *v, const struct who *w, const char *path,
+	    struct node **out)
 {
 	struct node *n = v_get(v, path);
 	if (!n)
@@ -442,7 +457,8 @@ int op_write(struct view *v, const struct who *w, const char *path,
 	return 0;
 }
 
-int op_mkdir(struct view *v, const struct who *w, const char *path, struct evlist *ev)
+int op_mkdir(struct view *v, const struct who *w, const char *path,
+	     struct evlist *ev)
 {
 	struct node *n = NULL;
 	int err;
@@ -467,7 +483,8 @@ static void rm_subtree(struct view *v, struct node *n, bool top, struct evlist *
 		const char *kid = n->kids[n->nkids - 1];
 		size_t plen = strlen(n->path);
 		char *cpath = xmalloc(plen + strlen(kid) + 2);
-		sprintf(cpath, "%s%s%s", n->path, strcmp(n->path, "/") ? "/" : "", kid);
+		sprintf(cpath, "%s%s%s", n->path,
+			strcmp(n->path, "/") ? "/" : "", kid);
 		struct node *c = v_get(v, cpath);
 		if (c)
 			rm_subtree(v, c, false, ev);
@@ -517,7 +534,8 @@ int op_rm(struct view *v, const struct who *w, const char *path, struct evlist *
 	return 0;
 }
 
-int op_get_perms(struct view *v, const struct who *w, const char *path, struct perms *out)
+int op_get_perms(struct view *v, const struct who *w, const char *path,
+		 struct perms *out)
 {
 	struct perms *sp = special_perms(v->s, path);
 	if (sp) {

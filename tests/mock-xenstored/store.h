@@ -108,7 +108,8 @@ void node_del_kid(struct node *n, const char *name);
  * transactions in txn.c. */
 struct node *v_get(struct view *v, const char *path);
 void v_dirty(struct view *v, struct node *n);
-struct node *v_create(struct view *v, const char *path, const struct perms *perms);
+struct node *v_create(struct view *v, const char *path,
+		      const struct perms *perms);
 void v_remove(struct view *v, const char *path);
 long v_owned(struct view *v, unsigned domid);
 void v_account(struct view *v, unsigned domid, int delta);
@@ -130,12 +131,16 @@ bool path_is_under(const char *c, const char *p);
 struct perms *special_perms(struct store *s, const char *p);
 
 /* Operations: 0 or an errno value; events appended to ev. */
-int op_read(struct view *v, const struct who *w, const char *path, struct node **out);
+int op_read(struct view *v, const struct who *w, const char *path,
+	    struct node **out);
 int op_write(struct view *v, const struct who *w, const char *path,
 	     const void *val, size_t len, struct evlist *ev);
-int op_mkdir(struct view *v, const struct who *w, const char *path, struct evlist *ev);
-int op_rm(struct view *v, const struct who *w, const char *path, struct evlist *ev);
-int op_get_perms(struct view *v, const struct who *w, const char *path, struct perms *out);
+int op_mkdir(struct view *v, const struct who *w, const char *path,
+	     struct evlist *ev);
+int op_rm(struct view *v, const struct who *w, const char *path,
+	  struct evlist *ev);
+int op_get_perms(struct view *v, const struct who *w, const char *path,
+		 struct perms *out);
 int op_set_perms(struct view *v, const struct who *w, const char *path,
 		 const struct perms *np, struct evlist *ev);
 

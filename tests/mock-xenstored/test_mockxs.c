@@ -33,8 +33,8 @@ static void stop(void)
 	ck_assert_msg(mockxs_stop(&mx) == 0, "daemon did not exit cleanly");
 }
 
-static const unsigned doms[] = { 5, 6, 9 };
-static const struct mockxs_opts dom_opts = { .domids = doms, .n_domids = 3 };
+static const unsigned doms[] = {5, 6, 9};
+static const struct mockxs_opts dom_opts = {.domids = doms, .n_domids = 3};
 
 static void start_doms(void)
 {
@@ -52,7 +52,7 @@ static bool next_event(struct xs_handle *h, int ms, char *path, char *token)
 			free(v);
 			return true;
 		}
-		struct pollfd p = { xs_fileno(h), POLLIN, 0 };
+		struct pollfd p = {xs_fileno(h), POLLIN, 0};
 		if (poll(&p, 1, ms) <= 0)
 			return false;
 	}
@@ -103,15 +103,18 @@ static void set_perms(struct xs_handle *h, const char *path, const char *spec)
 	struct xs_permissions p[8];
 	unsigned n = 0;
 	char *copy = strdup(spec), *save = NULL;
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+	for (char *tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
 		p[n].id = (unsigned)atoi(tok + 1);
-		p[n].perms = tok[0] == 'r' ? XS_PERM_READ : tok[0] == 'w' ? XS_PERM_WRITE :
-			     tok[0] == 'b' ? XS_PERM_READ | XS_PERM_WRITE : XS_PERM_NONE;
+		p[n].perms = tok[0] == 'r'   ? XS_PERM_READ
+			     : tok[0] == 'w' ? XS_PERM_WRITE
+			     : tok[0] == 'b' ? XS_PERM_READ | XS_PERM_WRITE
+					     : XS_PERM_NONE;
 		n++;
 	}
 	free(copy);
-	ck_assert_msg(xs_set_permissions(h, XBT_NULL, path, p, n), "chmod %s: %s", path,
-		      strerror(errno));
+	ck_assert_msg(xs_set_permissions(h, XBT_NULL, path, p, n),
+		      "chmod %s: %s", path, strerror(errno));
 }
 
 static void expect_perms(const char *path, const char *want)
@@ -121,9 +124,10 @@ static void expect_perms(const char *path, const char *want)
 	ck_assert_ptr_nonnull(p);
 	char got[256] = "";
 	for (unsigned i = 0; i < n; i++) {
-		static const char l[4] = { 'n', 'r', 'w', 'b' };
+		static const char l[4] = {'n', 'r', 'w', 'b'};
 		char one[24];
-		snprintf(one, sizeof(one), "%s%c%u", i ? "," : "", l[p[i].perms & 3], p[i].id);
+		snprintf(one, sizeof(one), "%s%c%u", i ? "," : "",
+			 l[p[i].perms & 3], p[i].id);
 		strcat(got, one);
 	}
 	free(p);
@@ -131,11 +135,12 @@ static void expect_perms(const char *path, const char *want)
 }
 
 /* Raw protocol: one request, one reply (skipping watch events). */
-static ssize_t raw_req(int fd, uint32_t type, uint32_t tx, const void *data, size_t len,
-		       uint32_t *rtype, char *out, size_t outsz)
+static ssize_t raw_req(int fd, uint32_t type, uint32_t tx, const void *data,
+		       size_t len, uint32_t *rtype, char *out, size_t outsz)
 {
-	struct xsd_sockmsg h = { type, 42, tx, (uint32_t)len };
-	ck_assert_int_eq(send(fd, &h, sizeof(h), MSG_NOSIGNAL), (ssize_t)sizeof(h));
+	struct xsd_sockmsg h = {type, 42, tx, (uint32_t)len};
+	ck_assert_int_eq(send(fd, &h, sizeof(h), MSG_NOSIGNAL),
+			 (ssize_t)sizeof(h));
 	if (len)
 		ck_assert_int_eq(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
 	for (;;) {
@@ -145,7 +150,8 @@ static ssize_t raw_req(int fd, uint32_t type, uint32_t tx, const void *data, siz
 			return -1;
 		ck_assert_uint_le(r.len, outsz);
 		if (r.len)
-			ck_assert_int_eq(recv(fd, out, r.len, MSG_WAITALL), (ssize_t)r.len);
+			ck_assert_int_eq(recv(fd, out, r.len, MSG_WAITALL),
+					 (ssize_t)r.len);
 		if (r.type == XS_WATCH_EVENT)
 			continue;
 		ck_assert_uint_eq(r.req_id, 42);
@@ -166,7 +172,7 @@ START_TEST(test_initial_tree_and_binary_values)
 			       "/tool/xenstored = \"\" (n0)\n");
 	free(dump);
 
-	static const char bin[] = { 'a', 0, '\n', (char)0xff, 'z' };
+	static const char bin[] = {'a', 0, '\n', (char)0xff, 'z'};
 	ck_assert(xs_write(xs0, XBT_NULL, "/t/bin", bin, sizeof(bin)));
 	unsigned len;
 	char *v = xs_read(xs0, XBT_NULL, "/t/bin", &len);
@@ -174,7 +180,8 @@ START_TEST(test_initial_tree_and_binary_values)
 	ck_assert_int_eq(memcmp(v, bin, sizeof(bin)), 0);
 	free(v);
 	ck_assert_int_eq(mockxs_dump(&mx, &dump), 0);
-	ck_assert_ptr_nonnull(strstr(dump, "/t/bin = \"a\\x00\\x0a\\xffz\" (n0)\n"));
+	ck_assert_ptr_nonnull(
+		strstr(dump, "/t/bin = \"a\\x00\\x0a\\xffz\" (n0)\n"));
 	free(dump);
 
 	/* Empty value, mkdir of existing node, rm of missing child. */
@@ -372,11 +379,15 @@ START_TEST(test_directory_part)
 	int fd = mockxs_connect_raw(&mx, 0);
 	char buf[4200];
 	uint32_t rt;
-	ssize_t len = raw_req(fd, XS_DIRECTORY, 0, "/big", 5, &rt, buf, sizeof(buf));
+	ssize_t len = raw_req(fd, XS_DIRECTORY, 0, "/big", 5, &rt, buf,
+			      sizeof(buf));
 	ck_assert_uint_eq(rt, XS_ERROR);
 	ck_assert_int_eq(len, 6);
 	ck_assert_str_eq(buf, "E2BIG");
-	len = raw_req(fd, XS_DIRECTORY_PART, 0, "/big\0" "7774", 10, &rt, buf, sizeof(buf));
+	len = raw_req(fd, XS_DIRECTORY_PART, 0,
+		      "/big\0"
+		      "7774",
+		      10, &rt, buf, sizeof(buf));
 	ck_assert_uint_eq(rt, XS_DIRECTORY_PART);
 	size_t gl = strlen(buf) + 1;
 	/* Offset 7774 = 299 names of 26 bytes: the last one, then "". */
@@ -441,7 +452,8 @@ START_TEST(test_introduce_release)
 	ck_assert(xs_introduce_domain(xs0, 14, 1, 1));
 	expect_event(w, "@introduceDomain", "in");
 	static const char args[] = "14\0guest crashed";
-	char *r = xs_control_command(xs0, "sim-release", (void *)args, sizeof(args));
+	char *r = xs_control_command(xs0, "sim-release", (void *)args,
+				     sizeof(args));
 	ck_assert_ptr_nonnull(r);
 	ck_assert_str_eq(r, "OK");
 	free(r);
@@ -485,7 +497,7 @@ START_TEST(test_permissions)
 
 	/* Only the owner sets perms; only dom0 gives a node away. */
 	errno = 0;
-	struct xs_permissions p1 = { 6, XS_PERM_NONE };
+	struct xs_permissions p1 = {6, XS_PERM_NONE};
 	ck_assert(!xs_set_permissions(d6, XBT_NULL, "/shared/a", &p1, 1));
 	ck_assert_int_eq(errno, EACCES);
 	errno = 0;
@@ -516,7 +528,8 @@ START_TEST(test_permissions)
 	expect_read(d9, "/local/domain/5/device-model/state", "s");
 	write_s(d9, "/local/domain/5/own", "o9");
 	errno = 0;
-	ck_assert(!xs_write(d9, XBT_NULL, "/local/domain/5/device-model/state", "x", 1));
+	ck_assert(!xs_write(d9, XBT_NULL, "/local/domain/5/device-model/state",
+			    "x", 1));
 	ck_assert_int_eq(errno, EACCES);
 	set_perms(d9, "/local/domain/5/own", "n5,r6");
 	expect_read(d6, "/local/domain/5/own", "o9");
@@ -530,9 +543,12 @@ END_TEST
 
 START_TEST(test_quotas)
 {
-	static const unsigned d[] = { 5 };
-	struct mockxs_opts o = { .domids = d, .n_domids = 1, .quota_nodes = 4,
-				 .quota_watches = 2, .quota_transactions = 2 };
+	static const unsigned d[] = {5};
+	struct mockxs_opts o = {.domids = d,
+				.n_domids = 1,
+				.quota_nodes = 4,
+				.quota_watches = 2,
+				.quota_transactions = 2};
 	start(&o);
 	static char big[4001];
 	memset(big, 'v', 4000);
@@ -577,7 +593,9 @@ START_TEST(test_quotas)
 	int fd = mockxs_connect_raw(&mx, 5);
 	char buf[64];
 	uint32_t rt;
-	ck_assert_int_eq(raw_req(fd, XS_WRITE, 0, "f\0x", 3, &rt, buf, sizeof(buf)), 7);
+	ck_assert_int_eq(raw_req(fd, XS_WRITE, 0, "f\0x", 3, &rt, buf,
+				 sizeof(buf)),
+			 7);
 	ck_assert_uint_eq(rt, XS_ERROR);
 	ck_assert_str_eq(buf, "EQUOTA");
 	close(fd);
@@ -594,27 +612,34 @@ START_TEST(test_wire_robustness)
 
 	/* Unknown type: EINVAL; reply echoes req_id and tx_id. */
 	int fd = mockxs_connect_raw(&mx, 0);
-	struct xsd_sockmsg h = { 999, 77, 0, 0 };
+	struct xsd_sockmsg h = {999, 77, 0, 0};
 	ck_assert_int_eq(send(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
 	struct xsd_sockmsg r;
-	ck_assert_int_eq(recv(fd, &r, sizeof(r), MSG_WAITALL), (ssize_t)sizeof(r));
+	ck_assert_int_eq(recv(fd, &r, sizeof(r), MSG_WAITALL),
+			 (ssize_t)sizeof(r));
 	ck_assert_uint_eq(r.type, XS_ERROR);
 	ck_assert_uint_eq(r.req_id, 77);
 	ck_assert_uint_eq(r.len, 7);
 	ck_assert_int_eq(recv(fd, buf, 7, MSG_WAITALL), 7);
 	ck_assert_str_eq(buf, "EINVAL");
 	/* Transaction start replies with the id as a string. */
-	ck_assert_int_gt(raw_req(fd, XS_TRANSACTION_START, 0, "", 1, &rt, buf, sizeof(buf)), 1);
+	ck_assert_int_gt(raw_req(fd, XS_TRANSACTION_START, 0, "", 1, &rt, buf,
+				 sizeof(buf)),
+			 1);
 	ck_assert_uint_eq(rt, XS_TRANSACTION_START);
 	uint32_t tid = (uint32_t)strtoul(buf, NULL, 10);
 	ck_assert_uint_ne(tid, 0);
-	ck_assert_int_eq(raw_req(fd, XS_TRANSACTION_END, tid, "X", 2, &rt, buf, sizeof(buf)), 7);
+	ck_assert_int_eq(raw_req(fd, XS_TRANSACTION_END, tid, "X", 2, &rt, buf,
+				 sizeof(buf)),
+			 7);
 	ck_assert_str_eq(buf, "EINVAL");
-	ck_assert_int_eq(raw_req(fd, XS_TRANSACTION_END, tid, "F", 2, &rt, buf, sizeof(buf)), 3);
+	ck_assert_int_eq(raw_req(fd, XS_TRANSACTION_END, tid, "F", 2, &rt, buf,
+				 sizeof(buf)),
+			 3);
 	ck_assert_str_eq(buf, "OK");
 
 	/* Payload > 4096 closes the connection, no reply. */
-	h = (struct xsd_sockmsg){ XS_WRITE, 1, 0, 5000 };
+	h = (struct xsd_sockmsg){XS_WRITE, 1, 0, 5000};
 	ck_assert_int_eq(send(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
 	ck_assert_int_eq(recv(fd, &r, sizeof(r), MSG_WAITALL), 0);
 	close(fd);
@@ -642,7 +667,7 @@ static long daemon_rss_kb(pid_t pid)
 
 START_TEST(test_slow_reader_dropped)
 {
-	struct mockxs_opts o = { .max_output = 256 * 1024 };
+	struct mockxs_opts o = {.max_output = 256 * 1024};
 	start(&o);
 	int fd = mockxs_connect_raw(&mx, 0);
 	int sz = 4096;
@@ -651,7 +676,7 @@ START_TEST(test_slow_reader_dropped)
 	int pl = snprintf(payload, sizeof(payload), "/flood");
 	memset(payload + pl + 1, 't', 2000);
 	payload[pl + 1 + 2000] = '\0';
-	struct xsd_sockmsg h = { XS_WATCH, 1, 0, (uint32_t)(pl + 2002) };
+	struct xsd_sockmsg h = {XS_WATCH, 1, 0, (uint32_t)(pl + 2002)};
 	ck_assert_int_eq(send(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
 	ck_assert_int_eq(send(fd, payload, h.len, 0), (ssize_t)h.len);
 	usleep(100000);
@@ -665,8 +690,8 @@ START_TEST(test_slow_reader_dropped)
 	/* Unbounded, the queue would hold 8 MiB.  Under a MOCKXS_BINARY
 	 * wrapper (valgrind keeps freed blocks around) RSS says nothing. */
 	if (!getenv("MOCKXS_BINARY"))
-		ck_assert_msg(after - before < 4 * 1024, "rss grew from %ld to %ld kB", before,
-			      after);
+		ck_assert_msg(after - before < 4 * 1024,
+			      "rss grew from %ld to %ld kB", before, after);
 
 	/* The reader was dropped: draining its socket ends in EOF. */
 	char buf[65536];

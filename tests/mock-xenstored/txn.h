@@ -18,7 +18,7 @@ struct txn {
 	struct txn *next;
 	uint32_t id;
 	struct hmap ents; /* path -> struct txent */
-	struct evlist ev;  /* fired only at commit */
+	struct evlist ev; /* fired only at commit */
 	struct txacc *acc;
 	size_t nacc;
 };

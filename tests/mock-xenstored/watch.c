@@ -6,13 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-int watch_add(struct daemon *d, struct conn *c, const char *orig, const char *abs,
-	      const char *token)
+int watch_add(struct daemon *d, struct conn *c, const char *orig,
+	      const char *abs, const char *token)
 {
 	for (struct watch *w = c->watches; w; w = w->next_conn)
 		if (!strcmp(w->abs, abs) && !strcmp(w->token, token))
 			return EEXIST;
-	if (c->domid != 0 && d->cfg.quota_watches && c->nwatches >= d->cfg.quota_watches)
+	if (c->domid != 0 && d->cfg.quota_watches &&
+	    c->nwatches >= d->cfg.quota_watches)
 		return XS_EQUOTA;
 
 	struct watch *w = xcalloc(1, sizeof(*w));
@@ -86,7 +87,8 @@ void watch_send_event(struct daemon *d, struct watch *w, const char *abspath)
 	/* A relative watch reports paths relative to the domain's home. */
 	if (w->orig[0] != '/' && w->orig[0] != '@') {
 		char prefix[40];
-		int pl = snprintf(prefix, sizeof(prefix), "/local/domain/%u/", w->conn->domid);
+		int pl = snprintf(prefix, sizeof(prefix), "/local/domain/%u/",
+				  w->conn->domid);
 		if (!strncmp(abspath, prefix, (size_t)pl))
 			rep = abspath + pl;
 	}

@@ -134,7 +134,8 @@ static void do_write(struct req *r, struct view *v)
 	}
 	struct evlist ev;
 	evlist_init(&ev);
-	err = op_write(v, &r->who, path, r->body + plen + 1, r->h->len - plen - 1, &ev);
+	err = op_write(v, &r->who, path, r->body + plen + 1,
+		       r->h->len - plen - 1, &ev);
 	free(path);
 	if (err) {
 		evlist_clear(&ev);
@@ -176,7 +177,7 @@ static void do_directory(struct req *r, struct view *v)
 		reply_err(r, err);
 		return;
 	}
-	struct buf b = { 0 };
+	struct buf b = {0};
 	if (r->h->type == XS_DIRECTORY) {
 		for (size_t i = 0; i < n->nkids; i++)
 			buf_adds(&b, n->kids[i]);
@@ -222,7 +223,7 @@ static void do_directory(struct req *r, struct view *v)
 static void do_get_perms(struct req *r, struct view *v)
 {
 	char *path = NULL;
-	struct perms p = { 0, NULL };
+	struct perms p = {0, NULL};
 	int err = canon_arg(r, 0, true, &path);
 	if (!err)
 		err = op_get_perms(v, &r->who, path, &p);
@@ -231,7 +232,7 @@ static void do_get_perms(struct req *r, struct view *v)
 		reply_err(r, err);
 		return;
 	}
-	struct buf b = { 0 };
+	struct buf b = {0};
 	for (unsigned i = 0; i < p.n; i++) {
 		char s[16];
 		perm_format(&p.p[i], s, sizeof(s));
@@ -248,7 +249,7 @@ static void do_set_perms(struct req *r, struct view *v)
 	int err = canon_arg(r, 0, true, &path);
 	if (!err && r->argc < 2)
 		err = EINVAL;
-	struct perms p = { 0, NULL };
+	struct perms p = {0, NULL};
 	if (!err) {
 		p.n = r->argc - 1;
 		p.p = xcalloc(p.n, sizeof(*p.p));
@@ -293,12 +294,15 @@ static void do_watch(struct req *r)
 	if (r->h->type == XS_WATCH) {
 		/* Fires once at once, reporting the path as registered. */
 		for (struct watch *w = r->c->watches; w; w = w->next_conn) {
-			if (!strcmp(w->abs, path) && !strcmp(w->token, r->argv[1])) {
-				size_t pl = strlen(w->orig), tl = strlen(w->token);
+			if (!strcmp(w->abs, path) &&
+			    !strcmp(w->token, r->argv[1])) {
+				size_t pl = strlen(w->orig),
+				       tl = strlen(w->token);
 				char *msg = xmalloc(pl + tl + 2);
 				memcpy(msg, w->orig, pl + 1);
 				memcpy(msg + pl + 1, w->token, tl + 1);
-				conn_send(r->d, r->c, XS_WATCH_EVENT, 0, 0, msg, pl + tl + 2);
+				conn_send(r->d, r->c, XS_WATCH_EVENT, 0, 0, msg,
+					  pl + tl + 2);
 				free(msg);
 				break;
 			}
@@ -358,7 +362,7 @@ static void do_txn_end(struct req *r, struct txn *t)
 
 static void fire_special(struct daemon *d, const char *name)
 {
-	struct event e = { 0 };
+	struct event e = {0};
 	e.path = (char *)name;
 	e.exact = true;
 	e.perms = *special_perms(&d->store, name);
@@ -385,7 +389,8 @@ static void do_introduce(struct req *r)
 		reply_err(r, EACCES);
 		return;
 	}
-	if (!r->terminated || r->argc < 3 || !parse_domid(r->argv[0], &domid) || domid == 0) {
+	if (!r->terminated || r->argc < 3 || !parse_domid(r->argv[0], &domid) ||
+	    domid == 0) {
 		reply_err(r, EINVAL);
 		return;
 	}
@@ -467,22 +472,24 @@ static void do_reset_watches(struct req *r)
 /* The simulated host's domain-death hook: records why the domain died
  * where the simulated toolstack can find it, then releases it.  Also
  * called by simhost.c when a simulated domain's process exits. */
-int wire_sim_release(struct daemon *d, unsigned domid, const char *reason, size_t len)
+int wire_sim_release(struct daemon *d, unsigned domid, const char *reason,
+		     size_t len)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/tool/stubdm-sim/domain/%u/exit", domid);
-	struct view v = { &d->store, NULL };
+	struct view v = {&d->store, NULL};
 	struct evlist ev;
 	evlist_init(&ev);
-	struct who dom0 = { 0, true, NO_TARGET };
+	struct who dom0 = {0, true, NO_TARGET};
 	int err = op_write(&v, &dom0, path, reason, len, &ev);
 	if (err) {
 		evlist_clear(&ev);
 		return err;
 	}
 	struct node *n = v_get(&v, path);
-	if (n->perms.n != 1 || n->perms.p[0].domid != 0 || n->perms.p[0].perm != 0) {
-		struct perms p = { 1, &(struct xsperm){ 0, 0 } };
+	if (n->perms.n != 1 || n->perms.p[0].domid != 0 ||
+	    n->perms.p[0].perm != 0) {
+		struct perms p = {1, &(struct xsperm){0, 0}};
 		op_set_perms(&v, &dom0, path, &p, &ev);
 	}
 	watch_fire_list(d, &ev);
@@ -497,7 +504,7 @@ static void sim_release(struct req *r)
 		reply_err(r, EINVAL);
 		return;
 	}
-	struct buf reason = { 0 };
+	struct buf reason = {0};
 	for (unsigned i = 2; i < r->argc; i++) {
 		if (!r->argv[i][0])
 			continue;
@@ -525,19 +532,22 @@ static void do_control(struct req *r)
 		return;
 	}
 	const char *cmd = r->argv[0];
-	if (!strcmp(cmd, "check") || !strcmp(cmd, "log") || !strcmp(cmd, "logfile")) {
+	if (!strcmp(cmd, "check") || !strcmp(cmd, "log") ||
+	    !strcmp(cmd, "logfile")) {
 		reply_ok(r);
 	} else if (!strcmp(cmd, "help")) {
-		reply_str(r, "check\nlog\nhelp\nquota\ndrop-on <path prefix>\ndrop-now\n"
-			  "sim-release <domid> <reason>\n"
-			  "sim-create [<domid>]\nsim-start <domid> <program> [<arg>...]\n"
-			  "sim-destroy <domid>\nsim-list\n");
+		reply_str(r, "check\nlog\nhelp\nquota\ndrop-on <path "
+			     "prefix>\ndrop-now\n"
+			     "sim-release <domid> <reason>\n"
+			     "sim-create [<domid>]\nsim-start <domid> "
+			     "<program> [<arg>...]\n"
+			     "sim-destroy <domid>\nsim-list\n");
 	} else if (!strcmp(cmd, "quota")) {
 		char s[256];
-		snprintf(s, sizeof(s),
-			 "entry-size %zu\nquota-nodes %u\nquota-watches %u\nquota-transactions %u\n",
-			 r->d->cfg.entry_size, r->d->cfg.quota_nodes, r->d->cfg.quota_watches,
-			 r->d->cfg.quota_transactions);
+		snprintf(s,
+			 sizeof(s), "entry-size %zu\nquota-nodes %u\nquota-watches %u\nquota-transactions %u\n",
+			 r->d->cfg.entry_size, r->d->cfg.quota_nodes,
+			 r->d->cfg.quota_watches, r->d->cfg.quota_transactions);
 		reply_str(r, s);
 	} else if (!strcmp(cmd, "drop-on")) {
 		if (r->argc != 2 || r->argv[1][0] != '/' || !r->terminated) {
@@ -560,7 +570,7 @@ static void do_control(struct req *r)
 	} else if (!strcmp(cmd, "sim-release")) {
 		sim_release(r);
 	} else if (r->terminated) {
-		struct buf out = { 0 };
+		struct buf out = {0};
 		int err = simhost_control(r->d, r->argv, r->argc, &out);
 		if (err < 0)
 			reply_err(r, EINVAL);
@@ -574,13 +584,13 @@ static void do_control(struct req *r)
 	}
 }
 
-void wire_dispatch(struct daemon *d, struct conn *c, const struct xsd_sockmsg *h,
-		   const char *body)
+void wire_dispatch(struct daemon *d, struct conn *c,
+		   const struct xsd_sockmsg *h, const char *body)
 {
-	struct req r = { d, c, h, body, NULL, 0, false, conn_who(d, c) };
+	struct req r = {d, c, h, body, NULL, 0, false, conn_who(d, c)};
 
-	vlog(d, "conn %d: type %u req %u tx %u len %u", c->fd, h->type, h->req_id,
-	     h->tx_id, h->len);
+	vlog(d, "conn %d: type %u req %u tx %u len %u", c->fd, h->type,
+	     h->req_id, h->tx_id, h->len);
 	r.terminated = h->len == 0 || body[h->len - 1] == '\0';
 	r.argv = xcalloc(h->len + 1, sizeof(char *));
 	for (size_t i = 0; i < h->len;) {
@@ -590,17 +600,24 @@ void wire_dispatch(struct daemon *d, struct conn *c, const struct xsd_sockmsg *h
 
 	if (d->drop_on && h->type != XS_CONTROL && h->len && r.argc >= 1 &&
 	    !strncmp(r.argv[0], d->drop_on, strlen(d->drop_on))) {
-		vlog(d, "conn %d: closed unanswered (drop-on %s)", c->fd, d->drop_on);
+		vlog(d, "conn %d: closed unanswered (drop-on %s)", c->fd,
+		     d->drop_on);
 		free(d->drop_on);
 		d->drop_on = NULL;
 		conn_kill(d, c);
 		goto out;
 	}
 
-	struct view v = { &d->store, NULL };
+	struct view v = {&d->store, NULL};
 	switch (h->type) {
-	case XS_READ: case XS_WRITE: case XS_MKDIR: case XS_RM: case XS_DIRECTORY:
-	case XS_DIRECTORY_PART: case XS_GET_PERMS: case XS_SET_PERMS:
+	case XS_READ:
+	case XS_WRITE:
+	case XS_MKDIR:
+	case XS_RM:
+	case XS_DIRECTORY:
+	case XS_DIRECTORY_PART:
+	case XS_GET_PERMS:
+	case XS_SET_PERMS:
 	case XS_TRANSACTION_END:
 		if (h->tx_id) {
 			v.t = find_txn(c, h->tx_id);
@@ -615,22 +632,57 @@ void wire_dispatch(struct daemon *d, struct conn *c, const struct xsd_sockmsg *h
 	}
 
 	switch (h->type) {
-	case XS_READ: do_read(&r, &v); break;
-	case XS_WRITE: do_write(&r, &v); break;
-	case XS_MKDIR: case XS_RM: do_simple_mod(&r, &v); break;
-	case XS_DIRECTORY: case XS_DIRECTORY_PART: do_directory(&r, &v); break;
-	case XS_GET_PERMS: do_get_perms(&r, &v); break;
-	case XS_SET_PERMS: do_set_perms(&r, &v); break;
-	case XS_WATCH: case XS_UNWATCH: do_watch(&r); break;
-	case XS_TRANSACTION_START: do_txn_start(&r); break;
-	case XS_TRANSACTION_END: do_txn_end(&r, v.t); break;
-	case XS_INTRODUCE: do_introduce(&r); break;
-	case XS_RELEASE: case XS_RESUME: case XS_GET_DOMAIN_PATH:
-	case XS_IS_DOMAIN_INTRODUCED: do_domid_cmd(&r); break;
-	case XS_SET_TARGET: do_set_target(&r); break;
-	case XS_RESET_WATCHES: do_reset_watches(&r); break;
-	case XS_CONTROL: do_control(&r); break;
-	default: reply_err(&r, EINVAL); break;
+	case XS_READ:
+		do_read(&r, &v);
+		break;
+	case XS_WRITE:
+		do_write(&r, &v);
+		break;
+	case XS_MKDIR:
+	case XS_RM:
+		do_simple_mod(&r, &v);
+		break;
+	case XS_DIRECTORY:
+	case XS_DIRECTORY_PART:
+		do_directory(&r, &v);
+		break;
+	case XS_GET_PERMS:
+		do_get_perms(&r, &v);
+		break;
+	case XS_SET_PERMS:
+		do_set_perms(&r, &v);
+		break;
+	case XS_WATCH:
+	case XS_UNWATCH:
+		do_watch(&r);
+		break;
+	case XS_TRANSACTION_START:
+		do_txn_start(&r);
+		break;
+	case XS_TRANSACTION_END:
+		do_txn_end(&r, v.t);
+		break;
+	case XS_INTRODUCE:
+		do_introduce(&r);
+		break;
+	case XS_RELEASE:
+	case XS_RESUME:
+	case XS_GET_DOMAIN_PATH:
+	case XS_IS_DOMAIN_INTRODUCED:
+		do_domid_cmd(&r);
+		break;
+	case XS_SET_TARGET:
+		do_set_target(&r);
+		break;
+	case XS_RESET_WATCHES:
+		do_reset_watches(&r);
+		break;
+	case XS_CONTROL:
+		do_control(&r);
+		break;
+	default:
+		reply_err(&r, EINVAL);
+		break;
 	}
 out:
 	free(r.argv);

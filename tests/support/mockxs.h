@@ -13,25 +13,25 @@ struct xs_handle;
 #define MOCKXS_MAX_DOMAINS 16
 
 struct mockxs_opts {
-	/* Domains the tests want to act as (each gets a socket). */
-	const unsigned *domids;
-	size_t n_domids;
-	/* 0 keeps the daemon's default (2048 / 1000 / 128 / 10 / 4 MiB). */
-	unsigned entry_size;
-	unsigned quota_nodes;
-	unsigned quota_watches;
-	unsigned quota_transactions;
-	size_t max_output;
-	bool verbose; /* daemon logs every request to stderr */
+    /* Domains the tests want to act as (each gets a socket). */
+    const unsigned *domids;
+    size_t n_domids;
+    /* 0 keeps the daemon's default (2048 / 1000 / 128 / 10 / 4 MiB). */
+    unsigned entry_size;
+    unsigned quota_nodes;
+    unsigned quota_watches;
+    unsigned quota_transactions;
+    size_t max_output;
+    bool verbose; /* daemon logs every request to stderr */
 };
 
 struct mockxs {
-	pid_t pid;
-	char dir[200];
-	char socket[256];
-	size_t n_domains;
-	unsigned domids[MOCKXS_MAX_DOMAINS];
-	char domain_sockets[MOCKXS_MAX_DOMAINS][256];
+    pid_t pid;
+    char dir[200];
+    char socket[256];
+    size_t n_domains;
+    unsigned domids[MOCKXS_MAX_DOMAINS];
+    char domain_sockets[MOCKXS_MAX_DOMAINS][256];
 };
 
 /* Starts the daemon (binary: $MOCKXS_BINARY or the one built with this

@@ -193,7 +193,8 @@ static int run_step(struct reader *r, int lfd, const struct qmp_peer_step *st)
     case QP_END:
         return 0;
     case QP_SEND:
-        return write_all(r->fd, st->text, st->len ? st->len : strlen(st->text));
+        return write_all(r->fd, st->text,
+                         st->len ? st->len : strlen(st->text));
     case QP_GREET:
         return write_all(r->fd, qmp_peer_greeting, strlen(qmp_peer_greeting));
     case QP_READ_CMD:

@@ -26,8 +26,8 @@
 struct qmp_sim {
     struct mockxs mock;
     char simdir[256];
-    char sock[320];  /* <simdir>/qmp-vchan/<stubdom>.<guest>.sock */
-    char lock[320];  /* <simdir>/qmp-vchan/<stubdom>.<guest>.lock */
+    char sock[320]; /* <simdir>/qmp-vchan/<stubdom>.<guest>.sock */
+    char lock[320]; /* <simdir>/qmp-vchan/<stubdom>.<guest>.lock */
     unsigned stubdom, guest;
     struct xs_handle *xs; /* dom0 */
 };
@@ -46,20 +46,20 @@ void qmp_sim_stop(struct qmp_sim *s);
 
 enum qmp_peer_op {
     QP_END = 0,
-    QP_SEND,       /* text (len, or strlen) */
-    QP_GREET,      /* the standard greeting (QEMU 7.2.0, caps ["oob"]) */
-    QP_READ_CMD,   /* read one line; text (optional) must occur in it */
-    QP_REPLY,      /* printf(text, id-of-last-command) + "\r\n" */
-    QP_HANDSHAKE,  /* GREET + READ_CMD qmp_capabilities + reply {} */
-    QP_DELAY,      /* sleep ms */
-    QP_SLOW,       /* send text one byte every ms */
-    QP_FLOOD,      /* n events "FLOOD" (as fast as the socket takes) */
-    QP_HOLD,       /* keep the connection open for ms (reading, ignoring) */
-    QP_ANSWER,     /* answer every command with {"return":{}} until EOF */
-    QP_ECHO,       /* echo bytes back until EOF (raw baseline) */
-    QP_CLOSE,      /* close the connection (end of script) */
-    QP_ACCEPT,     /* close, then accept the next connection */
-    QP_SHUTRD,     /* shutdown(SHUT_RD): the client's next write fails */
+    QP_SEND,      /* text (len, or strlen) */
+    QP_GREET,     /* the standard greeting (QEMU 7.2.0, caps ["oob"]) */
+    QP_READ_CMD,  /* read one line; text (optional) must occur in it */
+    QP_REPLY,     /* printf(text, id-of-last-command) + "\r\n" */
+    QP_HANDSHAKE, /* GREET + READ_CMD qmp_capabilities + reply {} */
+    QP_DELAY,     /* sleep ms */
+    QP_SLOW,      /* send text one byte every ms */
+    QP_FLOOD,     /* n events "FLOOD" (as fast as the socket takes) */
+    QP_HOLD,      /* keep the connection open for ms (reading, ignoring) */
+    QP_ANSWER,    /* answer every command with {"return":{}} until EOF */
+    QP_ECHO,      /* echo bytes back until EOF (raw baseline) */
+    QP_CLOSE,     /* close the connection (end of script) */
+    QP_ACCEPT,    /* close, then accept the next connection */
+    QP_SHUTRD,    /* shutdown(SHUT_RD): the client's next write fails */
 };
 
 struct qmp_peer_step {
@@ -70,22 +70,70 @@ struct qmp_peer_step {
     long n;
 };
 
-#define QP_S(t) {QP_SEND, (t), 0, 0, 0}
-#define QP_SN(t, l) {QP_SEND, (t), (l), 0, 0}
-#define QP_G() {QP_GREET, NULL, 0, 0, 0}
-#define QP_R(sub) {QP_READ_CMD, (sub), 0, 0, 0}
-#define QP_REP(fmt) {QP_REPLY, (fmt), 0, 0, 0}
-#define QP_HS() {QP_HANDSHAKE, NULL, 0, 0, 0}
-#define QP_D(ms) {QP_DELAY, NULL, 0, (ms), 0}
-#define QP_SLOWLY(t, ms) {QP_SLOW, (t), 0, (ms), 0}
-#define QP_FL(n) {QP_FLOOD, NULL, 0, 0, (n)}
-#define QP_H(ms) {QP_HOLD, NULL, 0, (ms), 0}
-#define QP_ANS() {QP_ANSWER, NULL, 0, 0, 0}
-#define QP_ECHOALL() {QP_ECHO, NULL, 0, 0, 0}
-#define QP_C() {QP_CLOSE, NULL, 0, 0, 0}
-#define QP_ACC() {QP_ACCEPT, NULL, 0, 0, 0}
-#define QP_SHR() {QP_SHUTRD, NULL, 0, 0, 0}
-#define QP_E() {QP_END, NULL, 0, 0, 0}
+#define QP_S(t)                                                               \
+    {                                                                         \
+        QP_SEND, (t), 0, 0, 0                                                 \
+    }
+#define QP_SN(t, l)                                                           \
+    {                                                                         \
+        QP_SEND, (t), (l), 0, 0                                               \
+    }
+#define QP_G()                                                                \
+    {                                                                         \
+        QP_GREET, NULL, 0, 0, 0                                               \
+    }
+#define QP_R(sub)                                                             \
+    {                                                                         \
+        QP_READ_CMD, (sub), 0, 0, 0                                           \
+    }
+#define QP_REP(fmt)                                                           \
+    {                                                                         \
+        QP_REPLY, (fmt), 0, 0, 0                                              \
+    }
+#define QP_HS()                                                               \
+    {                                                                         \
+        QP_HANDSHAKE, NULL, 0, 0, 0                                           \
+    }
+#define QP_D(ms)                                                              \
+    {                                                                         \
+        QP_DELAY, NULL, 0, (ms), 0                                            \
+    }
+#define QP_SLOWLY(t, ms)                                                      \
+    {                                                                         \
+        QP_SLOW, (t), 0, (ms), 0                                              \
+    }
+#define QP_FL(n)                                                              \
+    {                                                                         \
+        QP_FLOOD, NULL, 0, 0, (n)                                             \
+    }
+#define QP_H(ms)                                                              \
+    {                                                                         \
+        QP_HOLD, NULL, 0, (ms), 0                                             \
+    }
+#define QP_ANS()                                                              \
+    {                                                                         \
+        QP_ANSWER, NULL, 0, 0, 0                                              \
+    }
+#define QP_ECHOALL()                                                          \
+    {                                                                         \
+        QP_ECHO, NULL, 0, 0, 0                                                \
+    }
+#define QP_C()                                                                \
+    {                                                                         \
+        QP_CLOSE, NULL, 0, 0, 0                                               \
+    }
+#define QP_ACC()                                                              \
+    {                                                                         \
+        QP_ACCEPT, NULL, 0, 0, 0                                              \
+    }
+#define QP_SHR()                                                              \
+    {                                                                         \
+        QP_SHUTRD, NULL, 0, 0, 0                                              \
+    }
+#define QP_E()                                                                \
+    {                                                                         \
+        QP_END, NULL, 0, 0, 0                                                 \
+    }
 
 struct qmp_peer {
     pid_t pid;

@@ -16,11 +16,11 @@
 
 /* What a done callback recorded (ts_on_done). */
 struct ts_result {
-    int calls;      /* how many times it ran */
-    bool done;      /* it ran */
-    int rc;         /* its rc, the last time */
-    int64_t at_ms;  /* stubdm_now_ms() when it ran, the last time */
-    char msg[512];  /* stubdm_op_errmsg() then (STUBDM_ERRMSG_MAX) */
+    int calls;     /* how many times it ran */
+    bool done;     /* it ran */
+    int rc;        /* its rc, the last time */
+    int64_t at_ms; /* stubdm_now_ms() when it ran, the last time */
+    char msg[512]; /* stubdm_op_errmsg() then (STUBDM_ERRMSG_MAX) */
 };
 
 /* A stubdm_done_fn recording into user, a struct ts_result. */

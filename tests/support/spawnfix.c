@@ -93,9 +93,9 @@ void spawnfix_need_sim_stubdom(const struct spawnfix *f)
 }
 
 stubdm_spawn_opts *spawnfix_config(const struct spawnfix *f, unsigned guest,
-                                     const char *const *args, size_t nargs,
-                                     const char *const *sim_args, size_t nsim,
-                                     int timeout_ms)
+                                   const char *const *args, size_t nargs,
+                                   const char *const *sim_args, size_t nsim,
+                                   int timeout_ms)
 {
     stubdm_spawn_opts *c = NULL;
 
@@ -103,7 +103,7 @@ stubdm_spawn_opts *spawnfix_config(const struct spawnfix *f, unsigned guest,
     ck_assert_int_eq(stubdm_spawn_opts_set_guest(c, guest, NULL, "test"), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_args(c, args, nargs), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_sim_program(c, f->sim_program,
-                                                         sim_args, nsim),
+                                                       sim_args, nsim),
                      0);
     ck_assert_int_eq(stubdm_spawn_opts_set_timeout(c, timeout_ms), 0);
     return c;

@@ -56,9 +56,9 @@ void spawnfix_need_sim_stubdom(const struct spawnfix *f);
 /* A spawn config for guest with these device-model args, run by the
  * simulated stubdomain with sim_args, timing out after timeout_ms. */
 stubdm_spawn_opts *spawnfix_config(const struct spawnfix *f, unsigned guest,
-                                     const char *const *args, size_t nargs,
-                                     const char *const *sim_args, size_t nsim,
-                                     int timeout_ms);
+                                   const char *const *args, size_t nargs,
+                                   const char *const *sim_args, size_t nsim,
+                                   int timeout_ms);
 
 /* A stubdm_log_fn writing "[context level] msg" to stderr. */
 void spawnfix_log_stderr(void *user, stubdm_log_level level, int os_errno,

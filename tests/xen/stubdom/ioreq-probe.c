@@ -26,7 +26,7 @@
  * another domain.  libxendevicemodel's own probe is the DOMID_INVALID one. */
 static void privcmd_restriction(unsigned guest)
 {
-    unsigned doms[] = { DOMID_INVALID, guest, 0 };
+    unsigned doms[] = {DOMID_INVALID, guest, 0};
     int fd = open("/dev/xen/privcmd", O_RDWR | O_CLOEXEC);
 
     if (fd < 0) {
@@ -34,11 +34,13 @@ static void privcmd_restriction(unsigned guest)
         return;
     }
     for (unsigned i = 0; i < sizeof(doms) / sizeof(doms[0]); i++) {
-        privcmd_dm_op_t uop = { .dom = (domid_t)doms[i], .num = 0 };
+        privcmd_dm_op_t uop = {.dom = (domid_t)doms[i], .num = 0};
         int rc = ioctl(fd, IOCTL_PRIVCMD_DM_OP, &uop);
         printf("privcmd DM_OP probe dom=%u%s num=0: rc=%d errno=%d (%s)\n",
-               doms[i], doms[i] == DOMID_INVALID ? " (DOMID_INVALID, "
-                        "libxendevicemodel's probe)" : "",
+               doms[i],
+               doms[i] == DOMID_INVALID ? " (DOMID_INVALID, "
+                                          "libxendevicemodel's probe)"
+                                        : "",
                rc, rc ? errno : 0, rc ? strerror(errno) : "ok");
     }
     close(fd);
@@ -88,17 +90,19 @@ int main(int argc, char **argv)
             continue;
         printf("  ioreq server id %u\n", id);
         errno = 0;
-        rc = xendevicemodel_get_ioreq_server_info(dm, (domid_t)guest, id,
-                                                  NULL, NULL, NULL);
+        rc = xendevicemodel_get_ioreq_server_info(dm, (domid_t)guest, id, NULL,
+                                                  NULL, NULL);
         report("  get_ioreq_server_info", rc, errno);
         if (fm) {
             void *addr = NULL;
             xenforeignmemory_resource_handle *res;
 
             errno = 0;
-            res = xenforeignmemory_map_resource(
-                fm, (domid_t)guest, XENMEM_resource_ioreq_server, id,
-                buf ? 0 : 1, buf ? 2 : 1, &addr, PROT_READ | PROT_WRITE, 0);
+            res = xenforeignmemory_map_resource(fm, (domid_t)guest,
+                                                XENMEM_resource_ioreq_server,
+                                                id, buf ? 0 : 1, buf ? 2 : 1,
+                                                &addr, PROT_READ | PROT_WRITE,
+                                                0);
             report("  map_resource(ioreq_server)", res ? 0 : -1, errno);
             if (res)
                 xenforeignmemory_unmap_resource(fm, res);
@@ -120,8 +124,8 @@ int main(int argc, char **argv)
                                             XENMEM_resource_ioreq_server, 0, 1,
                                             1, &addr, PROT_READ | PROT_WRITE,
                                             0);
-        report("map_resource(ioreq_server id 0: legacy default)",
-               res ? 0 : -1, errno);
+        report("map_resource(ioreq_server id 0: legacy default)", res ? 0 : -1,
+               errno);
         if (res)
             xenforeignmemory_unmap_resource(fm, res);
     }

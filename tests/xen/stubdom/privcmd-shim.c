@@ -43,7 +43,8 @@ struct xt_privcmd_dm_op {
     uint16_t num;
     const void *ubufs;
 };
-#define XT_IOCTL_PRIVCMD_DM_OP _IOC(_IOC_NONE, 'P', 5, sizeof(struct xt_privcmd_dm_op))
+#define XT_IOCTL_PRIVCMD_DM_OP                                                \
+    _IOC(_IOC_NONE, 'P', 5, sizeof(struct xt_privcmd_dm_op))
 #define XT_DOMID_INVALID 0x7FF4U
 
 int ioctl(int fd, unsigned long req, ...)
@@ -67,7 +68,11 @@ int ioctl(int fd, unsigned long req, ...)
 
 /* ---- crash report ------------------------------------------------------ */
 #define XT_MAXMAP 512
-static struct xt_map { uintptr_t lo, hi, off; char exec; char file[96]; } xt_maps[XT_MAXMAP];
+static struct xt_map {
+    uintptr_t lo, hi, off;
+    char exec;
+    char file[96];
+} xt_maps[XT_MAXMAP];
 static int xt_nmaps;
 
 /* Called in the handler: /proc/self/maps with read(2) and hand parsing. */
@@ -80,7 +85,8 @@ static void xt_load_maps(void)
     xt_nmaps = 0;
     if (fd < 0)
         return;
-    while (n < (int)sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+    while (n < (int)sizeof(buf) - 1 &&
+           (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
         n += r;
     close(fd);
     buf[n] = 0;
@@ -97,8 +103,12 @@ static void xt_load_maps(void)
         if (sscanf(p, "%lx-%lx %7s %lx", &lo, &hi, perms, &off) != 4)
             break;
         f = strchr(p, '/');
-        m->lo = lo; m->hi = hi; m->off = off; m->exec = perms[2] == 'x';
-        snprintf(m->file, sizeof(m->file), "%s", f ? f : (strchr(p, '[') ? strchr(p, '[') : "anon"));
+        m->lo = lo;
+        m->hi = hi;
+        m->off = off;
+        m->exec = perms[2] == 'x';
+        snprintf(m->file, sizeof(m->file), "%s",
+                 f ? f : (strchr(p, '[') ? strchr(p, '[') : "anon"));
         xt_nmaps++;
         if (last)
             break;
@@ -117,12 +127,16 @@ static void xt_say(const char *what, uintptr_t a)
 {
     char line[256];
     const struct xt_map *m = xt_find(a);
-    int n = m ? snprintf(line, sizeof(line), "XT-SHIM-CRASH %s 0x%lx = %s+0x%lx%s\n", what,
-                         (unsigned long)a, m->file, (unsigned long)(a - m->lo + m->off),
+    int n = m ? snprintf(line, sizeof(line),
+                         "XT-SHIM-CRASH %s 0x%lx = %s+0x%lx%s\n", what,
+                         (unsigned long)a, m->file,
+                         (unsigned long)(a - m->lo + m->off),
                          m->exec ? "" : " (not exec)")
-              : snprintf(line, sizeof(line), "XT-SHIM-CRASH %s 0x%lx (unmapped)\n", what,
+              : snprintf(line, sizeof(line),
+                         "XT-SHIM-CRASH %s 0x%lx (unmapped)\n", what,
                          (unsigned long)a);
-    if (write(2, line, n) < 0) { /* nothing to do */ }
+    if (write(2, line, n) < 0) { /* nothing to do */
+    }
 }
 
 static void xt_crash(int sig, siginfo_t *si, void *uc_)
@@ -132,9 +146,11 @@ static void xt_crash(int sig, siginfo_t *si, void *uc_)
     int n;
 
     xt_load_maps();
-    n = snprintf(line, sizeof(line), "XT-SHIM-CRASH signal %d code %d addr %p pid %d\n", sig,
+    n = snprintf(line, sizeof(line),
+                 "XT-SHIM-CRASH signal %d code %d addr %p pid %d\n", sig,
                  si->si_code, si->si_addr, (int)getpid());
-    if (write(2, line, n) < 0) { /* nothing to do */ }
+    if (write(2, line, n) < 0) { /* nothing to do */
+    }
 #if defined(__x86_64__)
     {
         greg_t *g = uc->uc_mcontext.gregs;
@@ -142,10 +158,13 @@ static void xt_crash(int sig, siginfo_t *si, void *uc_)
         int found = 0;
         xt_say("rip", g[REG_RIP]);
         xt_say("rsp", g[REG_RSP]);
-        n = snprintf(line, sizeof(line), "XT-SHIM-CRASH rdi 0x%llx rsi 0x%llx rdx 0x%llx rax 0x%llx\n",
-                     (unsigned long long)g[REG_RDI], (unsigned long long)g[REG_RSI],
-                     (unsigned long long)g[REG_RDX], (unsigned long long)g[REG_RAX]);
-        if (write(2, line, n) < 0) { /* nothing to do */ }
+        n = snprintf(
+            line, sizeof(line),
+            "XT-SHIM-CRASH rdi 0x%llx rsi 0x%llx rdx 0x%llx rax 0x%llx\n",
+            (unsigned long long)g[REG_RDI], (unsigned long long)g[REG_RSI],
+            (unsigned long long)g[REG_RDX], (unsigned long long)g[REG_RAX]);
+        if (write(2, line, n) < 0) { /* nothing to do */
+        }
         for (int i = 0; i < 2048 && found < 40; i++) {
             const struct xt_map *m = xt_find((uintptr_t)(sp + i));
             if (!m)
@@ -166,9 +185,9 @@ static void xt_crash(int sig, siginfo_t *si, void *uc_)
 __attribute__((constructor)) static void xt_shim_init(void)
 {
     static char altstack[65536];
-    stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof(altstack)};
     struct sigaction sa;
-    int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+    int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
 
     sigaltstack(&ss, NULL);
     memset(&sa, 0, sizeof(sa));

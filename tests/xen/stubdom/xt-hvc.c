@@ -100,7 +100,8 @@ static int do_restore(const char *tty)
         }
         total += (unsigned long long)r;
     }
-    fprintf(stderr, "XT-STUB xt-hvc restore: %llu bytes from %s\n", total, tty);
+    fprintf(stderr, "XT-STUB xt-hvc restore: %llu bytes from %s\n", total,
+            tty);
     return 0;
 }
 
@@ -258,6 +259,7 @@ int main(int argc, char **argv)
         return do_save(atoi(argv[2]), argv[3], argv[4]);
     if (argc == 3 && !strcmp(argv[1], "restore"))
         return do_restore(argv[2]);
-    fprintf(stderr, "usage: xt-hvc save FD FILE TTY | restore TTY | wait-ready SOCK SECONDS\n");
+    fprintf(stderr, "usage: xt-hvc save FD FILE TTY | restore TTY | "
+                    "wait-ready SOCK SECONDS\n");
     return 2;
 }
