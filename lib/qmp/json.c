@@ -1617,36 +1617,37 @@ static void writer_check(struct stubdm__json_writer *w, yajl_gen_status st)
         w->rc = STUBDM_EINVAL;
 }
 
-void stubdm__json_w_object_begin(struct stubdm__json_writer *w)
+/* Open (delta 1) or close (delta -1) a map or an array. */
+static void writer_nest(struct stubdm__json_writer *w,
+                        yajl_gen_status (*gen)(yajl_gen), int delta)
 {
     if (w->rc)
         return;
-    writer_check(w, yajl_gen_map_open(w->gen));
-    w->depth++;
+    writer_check(w, gen(w->gen));
+    if (delta > 0)
+        w->depth++;
+    else if (delta < 0)
+        w->depth--;
+}
+
+void stubdm__json_w_object_begin(struct stubdm__json_writer *w)
+{
+    writer_nest(w, yajl_gen_map_open, 1);
 }
 
 void stubdm__json_w_object_end(struct stubdm__json_writer *w)
 {
-    if (w->rc)
-        return;
-    writer_check(w, yajl_gen_map_close(w->gen));
-    w->depth--;
+    writer_nest(w, yajl_gen_map_close, -1);
 }
 
 void stubdm__json_w_array_begin(struct stubdm__json_writer *w)
 {
-    if (w->rc)
-        return;
-    writer_check(w, yajl_gen_array_open(w->gen));
-    w->depth++;
+    writer_nest(w, yajl_gen_array_open, 1);
 }
 
 void stubdm__json_w_array_end(struct stubdm__json_writer *w)
 {
-    if (w->rc)
-        return;
-    writer_check(w, yajl_gen_array_close(w->gen));
-    w->depth--;
+    writer_nest(w, yajl_gen_array_close, -1);
 }
 
 void stubdm__json_w_string(struct stubdm__json_writer *w, const char *s,
@@ -1697,9 +1698,7 @@ void stubdm__json_w_bool(struct stubdm__json_writer *w, bool b)
 
 void stubdm__json_w_null(struct stubdm__json_writer *w)
 {
-    if (w->rc)
-        return;
-    writer_check(w, yajl_gen_null(w->gen));
+    writer_nest(w, yajl_gen_null, 0);
 }
 
 void stubdm__json_w_value(struct stubdm__json_writer *w,

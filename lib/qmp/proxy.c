@@ -122,22 +122,34 @@ static int put_string(struct stubdm__buf *b, const char *s)
     return stubdm__json_writer_end(w);
 }
 
+/* End a reply whose start is in b (built if ok): the client's id, if it
+ * gave one, then the closing brace; send it, or drop the client when the
+ * memory ran out. */
+static void send_reply(struct pclient *cl, struct stubdm__buf *b, bool ok,
+                       const char *id_json)
+{
+    if (ok && id_json)
+        ok = !stubdm__buf_append(b, ", \"id\": ", 8) &&
+             !stubdm__buf_append(b, id_json, strlen(id_json));
+    if (ok && !stubdm__buf_append(b, "}", 1))
+        client_send(cl, b->data, b->len);
+    else
+        client_drop(cl, "out of memory");
+    stubdm__buf_dispose(b);
+}
+
 static void send_error(struct pclient *cl, const char *id_json,
                        const char *cls, const char *desc)
 {
     struct stubdm__buf b;
 
     stubdm__buf_init(&b, 0);
-    if (!stubdm__buf_append(&b, "{\"error\": {\"class\": ", 20) &&
-        !put_string(&b, cls) && !stubdm__buf_append(&b, ", \"desc\": ", 10) &&
-        !put_string(&b, desc) && !stubdm__buf_append(&b, "}", 1) &&
-        (!id_json || (!stubdm__buf_append(&b, ", \"id\": ", 8) &&
-                      !stubdm__buf_append(&b, id_json, strlen(id_json)))) &&
-        !stubdm__buf_append(&b, "}", 1))
-        client_send(cl, b.data, b.len);
-    else
-        client_drop(cl, "out of memory");
-    stubdm__buf_dispose(&b);
+    send_reply(cl, &b,
+               !stubdm__buf_append(&b, "{\"error\": {\"class\": ", 20) &&
+                   !put_string(&b, cls) &&
+                   !stubdm__buf_append(&b, ", \"desc\": ", 10) &&
+                   !put_string(&b, desc) && !stubdm__buf_append(&b, "}", 1),
+               id_json);
 }
 
 static void send_return(struct pclient *cl, const char *id_json,
@@ -146,15 +158,10 @@ static void send_return(struct pclient *cl, const char *id_json,
     struct stubdm__buf b;
 
     stubdm__buf_init(&b, 0);
-    if (!stubdm__buf_append(&b, "{\"return\": ", 11) &&
-        !stubdm__buf_append(&b, ret_json, strlen(ret_json)) &&
-        (!id_json || (!stubdm__buf_append(&b, ", \"id\": ", 8) &&
-                      !stubdm__buf_append(&b, id_json, strlen(id_json)))) &&
-        !stubdm__buf_append(&b, "}", 1))
-        client_send(cl, b.data, b.len);
-    else
-        client_drop(cl, "out of memory");
-    stubdm__buf_dispose(&b);
+    send_reply(cl, &b,
+               !stubdm__buf_append(&b, "{\"return\": ", 11) &&
+                   !stubdm__buf_append(&b, ret_json, strlen(ret_json)),
+               id_json);
 }
 
 /* ---- commands ----------------------------------------------------------- */
