@@ -650,31 +650,33 @@ JSON_INLINE const char *copy_string(struct stubdm__json_parser *p,
     return c;
 }
 
-static int cb_null(void *ctx)
+/* The slot of a scalar value, counted against the limits and typed (not
+ * big); NULL when the parse has failed. */
+JSON_INLINE struct stubdm__json *scalar_slot(struct stubdm__json_parser *p,
+                                             int type)
 {
-    struct stubdm__json_parser *p = ctx;
     if (!count_value(p, false))
-        return 0;
+        return NULL;
     struct stubdm__json *v = value_slot(p);
     if (!v)
-        return 0;
-    v->type = STUBDM__JSON_NULL;
+        return NULL;
+    v->type = type;
     v->big = false;
-    return value_done(p);
+    return v;
+}
+
+static int cb_null(void *ctx)
+{
+    return scalar_slot(ctx, STUBDM__JSON_NULL) ? value_done(ctx) : 0;
 }
 
 static int cb_boolean(void *ctx, int b)
 {
-    struct stubdm__json_parser *p = ctx;
-    if (!count_value(p, false))
-        return 0;
-    struct stubdm__json *v = value_slot(p);
+    struct stubdm__json *v = scalar_slot(ctx, STUBDM__JSON_BOOL);
     if (!v)
         return 0;
-    v->type = STUBDM__JSON_BOOL;
-    v->big = false;
     v->v.b = b != 0;
-    return value_done(p);
+    return value_done(ctx);
 }
 
 /* yajl has checked the JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?
@@ -710,9 +712,7 @@ JSON_INLINE bool parse_integer(const char *s, size_t len,
 JSON_INLINE int cb_number(void *ctx, const char *s, size_t len)
 {
     struct stubdm__json_parser *p = ctx;
-    if (!count_value(p, false))
-        return 0;
-    struct stubdm__json *v = value_slot(p);
+    struct stubdm__json *v = scalar_slot(p, STUBDM__JSON_INT);
     if (!v)
         return 0;
     if (!parse_integer(s, len, v)) {
@@ -741,16 +741,12 @@ JSON_INLINE int cb_number(void *ctx, const char *s, size_t len)
 static int cb_string(void *ctx, const unsigned char *s, size_t len)
 {
     struct stubdm__json_parser *p = ctx;
-    if (!count_value(p, false))
+    struct stubdm__json *v = scalar_slot(p, STUBDM__JSON_STRING);
+    if (!v)
         return 0;
     const char *c = copy_string(p, s, len, "string");
     if (!c)
         return 0;
-    struct stubdm__json *v = value_slot(p);
-    if (!v)
-        return 0;
-    v->type = STUBDM__JSON_STRING;
-    v->big = false;
     v->v.str.s = c;
     v->v.str.len = len;
     return value_done(p);
