@@ -784,10 +784,6 @@ static int connect_unix(const char *path)
 }
 
 /* Read until a line contains needle (or a "return"/"error"); 0 if found. */
-/* QEMU's monitor, once connected, is waited for as long as QEMU lives (a
- * dead QEMU closes it): see qemu_running. */
-#define QEMU_WAIT_MS (-1)
-
 static int read_until(int fd, char *buf, size_t cap, const char *needle,
                       int ms)
 {
@@ -814,11 +810,7 @@ static int qemu_running(const char *priv_sock)
     char buf[8192];
     int fd = -1, rc = -1;
 
-    /* No deadline of our own while QEMU lives: the toolstack's spawn
-     * timeout bounds the start (it destroys the stubdomain, which ends
-     * us), and a machine starting fifty QEMUs at once may take longer
-     * than any fixed guess here. */
-    while (fd < 0) {
+    for (int tries = 0; tries < 200 && fd < 0; tries++) {
         fd = connect_unix(priv_sock);
         if (fd < 0) {
             int st;
@@ -836,14 +828,14 @@ static int qemu_running(const char *priv_sock)
         return -1;
     static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
     static const char qs[] = "{\"execute\":\"query-status\"}\n";
-    if (read_until(fd, buf, sizeof(buf), "\"QMP\"", QEMU_WAIT_MS))
+    if (read_until(fd, buf, sizeof(buf), "\"QMP\"", 10000))
         goto out;
     if (write(fd, caps, sizeof(caps) - 1) < 0 ||
-        read_until(fd, buf, sizeof(buf), "\"return\"", QEMU_WAIT_MS))
+        read_until(fd, buf, sizeof(buf), "\"return\"", 10000))
         goto out;
     if (save_pipe[1] >= 0) {
         if (add_fd(fd) < 0 ||
-            read_until(fd, buf, sizeof(buf), "\"id\": 42", QEMU_WAIT_MS) ||
+            read_until(fd, buf, sizeof(buf), "\"id\": 42", 10000) ||
             !strstr(buf, "\"return\"")) {
             say("add-fd (fdset 1, console 1) failed: %s", buf);
             goto out;
@@ -857,7 +849,7 @@ static int qemu_running(const char *priv_sock)
     /* Restoring: incoming can take a while; QEMU runs when it is loaded. */
     for (int tries = 0; tries < (restoring() ? 600 : 100); tries++) {
         if (write(fd, qs, sizeof(qs) - 1) < 0 ||
-            read_until(fd, buf, sizeof(buf), "\"return\"", QEMU_WAIT_MS))
+            read_until(fd, buf, sizeof(buf), "\"return\"", 10000))
             goto out;
         if (strstr(buf, "\"running\": true") ||
             strstr(buf, "\"running\":true")) {
