@@ -186,15 +186,6 @@ static size_t file_size(const char *path)
 
 #define STREAM_BYTES ((size_t)6 << 20)
 
-/* The console's counters, read the one public way. */
-static stubdm_console_stats console_stats(const stubdm_console *c)
-{
-    stubdm_console_stats st;
-
-    ck_assert_int_eq(stubdm_console_get_stats(c, &st, sizeof(st)), 0);
-    return st;
-}
-
 START_TEST(save_stream_byte_exact)
 {
     struct ts_result r = {0};
@@ -239,8 +230,8 @@ START_TEST(save_stream_byte_exact)
     ck_assert_uint_eq(h_sent, h_got);
     for (int i = 0; i < 256; i++)
         ck_assert_uint_gt(seen[i], 0);
-    ck_assert_uint_eq(console_stats(c).bytes_out, STREAM_BYTES);
-    ck_assert_uint_eq(console_stats(c).bytes_dropped, 0);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_out, STREAM_BYTES);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_dropped, 0);
     stubdm_console_free(c);
     assert_be_state(1, "6");
     simcons_close(sc);
@@ -294,7 +285,7 @@ START_TEST(restore_stream_byte_exact_and_eof)
     /* EOF and everything read by the frontend: the restore is complete. */
     ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, 0);
-    ck_assert_uint_eq(console_stats(c).bytes_in, STREAM_BYTES);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_in, STREAM_BYTES);
     assert_be_state(2, "6");
     stubdm_console_free(c);
     simcons_close(sc);
@@ -329,12 +320,12 @@ START_TEST(restore_waits_for_input_ready)
     wait_connected(c);
     run(100);
     ck_assert_int_eq(simcons_read(sc, got, sizeof(got)), 0);
-    ck_assert_uint_eq(console_stats(c).bytes_in, 0);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_in, 0);
     /* Not "1": still nothing. */
     snprintf(path, sizeof(path), "%s/input-ready", fe);
     ck_assert(xs_write(xs5, XBT_NULL, path, "yes", 3));
     run(100);
-    ck_assert_uint_eq(console_stats(c).bytes_in, 0);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_in, 0);
     ck_assert(xs_write(xs5, XBT_NULL, path, "1", 1));
     for (int i = 0; i < 100 && n < 8; i++) {
         run(10);
@@ -413,7 +404,7 @@ START_TEST(log_flood_capped_with_drops)
     sc = frontend(0);
     wait_connected(c);
     base = heap_used();
-    while (console_stats(c).bytes_out < total) {
+    while (ts_console_stats(c).bytes_out < total) {
         if (sent < total) {
             long n = simcons_write(sc, chunk,
                                    sizeof(chunk) < total - sent
@@ -428,8 +419,8 @@ START_TEST(log_flood_capped_with_drops)
             peak = h;
     }
     ck_assert_uint_eq(file_size(path), 65536);
-    ck_assert_uint_eq(console_stats(c).bytes_dropped, total - 65536);
-    ck_assert_uint_eq(console_stats(c).rotations, 0);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_dropped, total - 65536);
+    ck_assert_uint_eq(ts_console_stats(c).rotations, 0);
     fprintf(stderr, "log flood: %zu bytes, heap growth %zd\n", total,
             (ssize_t)(peak - base));
     ck_assert_int_lt((ssize_t)(peak - base), 256 * 1024);
@@ -476,15 +467,15 @@ START_TEST(log_rotation_files_and_sizes)
         sent += (size_t)n;
         CHECK(stubdm_ctx_run_once(ctx, 0) == 0);
     }
-    while (console_stats(c).bytes_out < 45000)
+    while (ts_console_stats(c).bytes_out < 45000)
         CHECK(stubdm_ctx_run_once(ctx, 10) == 0);
     /* 10 + 45000 bytes: four rotations at 10000, 5010 in the live file. */
     ck_assert_uint_eq(file_size(path), 5010);
     ck_assert_uint_eq(file_size(p1), 10000);
     ck_assert_uint_eq(file_size(p2), 10000);
     ck_assert_uint_eq(file_size(p3), (size_t)-1);
-    ck_assert_uint_eq(console_stats(c).rotations, 4);
-    ck_assert_uint_eq(console_stats(c).bytes_dropped, 0);
+    ck_assert_uint_eq(ts_console_stats(c).rotations, 4);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_dropped, 0);
     stubdm_console_free(c);
     simcons_close(sc);
 }
@@ -531,17 +522,17 @@ START_TEST(hostile_out_prod_rate_limited)
     int64_t t0 = stubdm_now_ms();
     spin_out_prod(sc, 2200);
     double secs = (double)(stubdm_now_ms() - t0) / 1000.0;
-    uint64_t out = console_stats(c).bytes_out;
-    uint64_t dropped = console_stats(c).bytes_dropped;
+    uint64_t out = ts_console_stats(c).bytes_out;
+    uint64_t dropped = ts_console_stats(c).bytes_dropped;
     uint64_t written = out - dropped;
     fprintf(stderr,
             "out_prod spin: %.1f s, %" PRIu64 " bytes taken, %" PRIu64
             " written, %" PRIu64 " rotations\n",
-            secs, out, written, console_stats(c).rotations);
+            secs, out, written, ts_console_stats(c).rotations);
     ck_assert_uint_gt(out, 4 * rate); /* the ring was kept moving */
     ck_assert_uint_le(written, (uint64_t)((secs + 1.0) * (double)rate));
-    ck_assert_uint_le(console_stats(c).rotations, (uint64_t)secs + 1);
-    ck_assert_uint_ge(console_stats(c).rotations, 1);
+    ck_assert_uint_le(ts_console_stats(c).rotations, (uint64_t)secs + 1);
+    ck_assert_uint_ge(ts_console_stats(c).rotations, 1);
     ck_assert_int_eq(r.calls, 0);
     stubdm_console_free(c);
     simcons_close(sc);
@@ -625,7 +616,7 @@ START_TEST(hostile_stubdomain_does_not_starve_another)
     ck_assert_int_eq(rw.calls, 1);
     ck_assert_int_eq(rw.rc, 0);
     ck_assert_int_lt(rw.at_ms - t0, 250 * ts_time_scale());
-    ck_assert_uint_gt(console_stats(c5).bytes_dropped, 0);
+    ck_assert_uint_gt(ts_console_stats(c5).bytes_dropped, 0);
     ck_assert_int_eq(r5.calls + r7.calls + rs.calls, 0);
     stubdm_console_free(c3);
     stubdm_console_free(c5);
@@ -658,7 +649,7 @@ START_TEST(hostile_prod_far_beyond_cons)
     ck_assert_int_eq(r.rc, STUBDM_EPROTO);
     ck_assert_ptr_nonnull(strstr(r.msg, "out_prod"));
     ck_assert_int_eq(stubdm_console_result(c), STUBDM_EPROTO);
-    ck_assert_uint_eq(console_stats(c).bytes_out, 2);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_out, 2);
     assert_be_state(1, "6");
     stubdm_console_free(c);
     simcons_close(sc);
@@ -956,7 +947,7 @@ START_TEST(pty_serial_both_ways)
     }
     ck_assert_uint_eq(got, 7);
     ck_assert_mem_eq(buf, "\r\n\x03\x00\xffhi", 7);
-    ck_assert_uint_eq(console_stats(c).bytes_in, 7);
+    ck_assert_uint_eq(ts_console_stats(c).bytes_in, 7);
     close(t);
     stubdm_console_free(c);
     simcons_close(sc);

@@ -170,15 +170,6 @@ static bool mentions(void *arg)
 
 /* ---- consoles served by the spawn --------------------------------------- */
 
-/* The console's counters, read the one public way. */
-static stubdm_console_stats console_stats(const stubdm_console *c)
-{
-    stubdm_console_stats st;
-
-    ck_assert_int_eq(stubdm_console_get_stats(c, &st, sizeof(st)), 0);
-    return st;
-}
-
 START_TEST(test_log_and_serial)
 {
     static const char *const extra[] = {"-serial", "/dev/hvc3", "-device",
@@ -223,14 +214,14 @@ START_TEST(test_log_and_serial)
     ck_assert(
         proc_file_mentions(log_path, "console 1 given to QEMU as fdset 1"));
     ck_assert_int_eq(stubdm_console_state(log), 4);
-    ck_assert_uint_eq(console_stats(log).bytes_out, file_size(log_path));
-    ck_assert_uint_eq(console_stats(log).bytes_dropped, 0);
+    ck_assert_uint_eq(ts_console_stats(log).bytes_out, file_size(log_path));
+    ck_assert_uint_eq(ts_console_stats(log).bytes_dropped, 0);
 
     /* Console 3: the guest's serial (SeaBIOS through sgabios). */
     m.path = ser_path;
     m.needle = "SeaBIOS";
     ck_assert(ts_run_until(fx.ctx, mentions, &m, 15000));
-    ck_assert_uint_eq(console_stats(ser).bytes_out, file_size(ser_path));
+    ck_assert_uint_eq(ts_console_stats(ser).bytes_out, file_size(ser_path));
 
     ck_assert_int_eq(assert_no_dom0_qemu(), 1);
     ck_assert_int_eq(logged.warnings, 0);
@@ -300,7 +291,7 @@ struct saved {
 static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
 {
     stubdm_console *c1 = stubdm_stubdom_console(s, 1);
-    uint64_t before = console_stats(c1).bytes_out;
+    uint64_t before = ts_console_stats(c1).bytes_out;
     int64_t t0;
     int fd;
 
@@ -314,7 +305,7 @@ static void save_with_handle(stubdm_stubdom *s, struct saved *sv)
      * console's count and the file agree exactly. */
     ck_assert_uint_gt(sv->bytes, 0);
     ck_assert_uint_eq(sv->bytes, file_size(sv->path));
-    ck_assert_uint_eq(console_stats(c1).bytes_out - before, sv->bytes);
+    ck_assert_uint_eq(ts_console_stats(c1).bytes_out - before, sv->bytes);
     ck_assert(proc_file_mentions(sv->path, "QEVM"));
 }
 
@@ -337,7 +328,7 @@ static void restore_from(const struct saved *sv, double *ms_out)
     ck_assert_ptr_nonnull(c2);
     /* Running means QEMU loaded the stream: console 2 delivered it all. */
     ck_assert_int_eq(stubdm_console_result(c2), 0);
-    ck_assert_uint_eq(console_stats(c2).bytes_in, sv->bytes);
+    ck_assert_uint_eq(ts_console_stats(c2).bytes_in, sv->bytes);
     ck_assert_int_eq(stubdm_qmp_execute_sync(stubdm_stubdom_qmp(s),
                                              "query-migrate", NULL, 10000,
                                              &reply),

@@ -105,24 +105,6 @@ static stubdm_qmp *open_ready(stubdm_qmp_opts *o)
     return q;
 }
 
-/* The connection's counters, read the one public way. */
-static stubdm_qmp_stats qmp_stats(const stubdm_qmp *q)
-{
-    stubdm_qmp_stats st;
-
-    ck_assert_int_eq(stubdm_qmp_get_stats(q, &st, sizeof(st)), 0);
-    return st;
-}
-
-/* The proxy's counters, read the one public way. */
-static stubdm_qmp_proxy_stats proxy_stats(const stubdm_qmp_proxy *p)
-{
-    stubdm_qmp_proxy_stats st;
-
-    ck_assert_int_eq(stubdm_qmp_proxy_get_stats(p, &st, sizeof(st)), 0);
-    return st;
-}
-
 /* The stats size contract: a caller built against a shorter struct gets
  * its prefix, one built against a longer one gets the rest zeroed, a NULL
  * object gives STUBDM_EINVAL and zeros. */
@@ -213,8 +195,8 @@ START_TEST(test_open_execute)
     ck_assert_str_eq(r2.cls, "CommandNotFound");
     ck_assert_str_eq(r2.desc, "The command query-nothing has not been found");
     ck_assert_ptr_nonnull(strstr(r2.msg, "CommandNotFound"));
-    ck_assert_uint_eq(qmp_stats(q).commands_sent, 2);
-    ck_assert_uint_eq(qmp_stats(q).replies, 2);
+    ck_assert_uint_eq(ts_qmp_stats(q).commands_sent, 2);
+    ck_assert_uint_eq(ts_qmp_stats(q).replies, 2);
     stats_sizes(q);
     stubdm_qmp_free(q);
 }
@@ -299,7 +281,7 @@ START_TEST(test_twenty_in_flight)
                                             (void *)(intptr_t)(i + 2), NULL),
                          0);
     }
-    ck_assert_uint_eq(qmp_stats(q).commands_sent, STUBDM_QMP_MAX_IN_FLIGHT);
+    ck_assert_uint_eq(ts_qmp_stats(q).commands_sent, STUBDM_QMP_MAX_IN_FLIGHT);
     ts_run_until_count(ctx, &many.done, 20, 3000);
     ck_assert_int_eq(many.done, 20);
     ck_assert_int_eq(many.bad, 0);
@@ -517,7 +499,7 @@ START_TEST(test_loss_and_reconnect)
     ts_run_until_flag(ctx, &r3.done, 3000);
     ck_assert_int_eq(r3.rc, 0);
     ck_assert_str_eq(r3.ret, "42");
-    ck_assert_uint_eq(qmp_stats(q).connects, 2);
+    ck_assert_uint_eq(ts_qmp_stats(q).connects, 2);
 }
 END_TEST
 
@@ -828,8 +810,8 @@ START_TEST(test_proxy_mode_and_credentials)
      * keep uid nobody out, and the refusal names it. */
     ck_assert_int_eq(chmod(path, 0666), 0);
     ck_assert_int_eq(wait_child(connect_as_nobody(path)), 3);
-    ck_assert_uint_eq(proxy_stats(p).clients_refused, 1);
-    ck_assert_uint_eq(proxy_stats(p).clients, 0);
+    ck_assert_uint_eq(ts_proxy_stats(p).clients_refused, 1);
+    ck_assert_uint_eq(ts_proxy_stats(p).clients, 0);
     ck_assert_msg(strstr(proxy_log, "refusing a client") &&
                       strstr(proxy_log, "uid 65534 gid 65534"),
                   "log: %s", proxy_log);
@@ -840,7 +822,7 @@ START_TEST(test_proxy_mode_and_credentials)
     ck_assert_uint_eq(st.st_mode & 0777, 0660);
     ck_assert_uint_eq(st.st_gid, 65534);
     ck_assert_int_eq(wait_child(connect_as_nobody(path)), 0);
-    ck_assert_uint_eq(proxy_stats(p).clients_refused, 1);
+    ck_assert_uint_eq(ts_proxy_stats(p).clients_refused, 1);
     ck_assert_msg(strstr(proxy_log, "client connected") &&
                       strstr(proxy_log, "uid 65534"),
                   "log: %s", proxy_log);
@@ -1292,7 +1274,7 @@ START_TEST(test_reentry_from_callbacks)
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 20), 0);
     ck_assert_int_eq(re.after.calls, 1);
     ck_assert_int_eq(re.after.rc, 0);
-    ck_assert_uint_eq(qmp_stats(re.q[h]).connects, 2);
+    ck_assert_uint_eq(ts_qmp_stats(re.q[h]).connects, 2);
     for (int i = 0; i < nq; i++)
         stubdm_qmp_free(re.q[i]);
 }

@@ -108,15 +108,6 @@ static int64_t fast_bound(int64_t ms)
     return pre && strstr(pre, "vgpreload") ? ms * 10 : ms;
 }
 
-/* The connection's counters, read the one public way. */
-static stubdm_qmp_stats qmp_stats(const stubdm_qmp *q)
-{
-    stubdm_qmp_stats st;
-
-    ck_assert_int_eq(stubdm_qmp_get_stats(q, &st, sizeof(st)), 0);
-    return st;
-}
-
 START_TEST(test_no_greeting)
 {
     static const struct qmp_peer_step s[] = {QP_H(3000), QP_E()};
@@ -256,9 +247,9 @@ START_TEST(test_wrong_and_missing_ids)
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "6");
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 6);
+    ck_assert_uint_eq(ts_qmp_stats(q).replies_dropped, 6);
     ck_assert_int_eq(exec_one(q, "y", 300, &r), STUBDM_ETIMEDOUT);
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 7);
+    ck_assert_uint_eq(ts_qmp_stats(q).replies_dropped, 7);
     ck_assert_int_eq(stubdm_qmp_is_ready(q), 1);
 }
 END_TEST
@@ -279,7 +270,7 @@ START_TEST(test_unsolicited_before_commands)
     /* Let the unsolicited replies arrive first. */
     for (int i = 0; i < 5; i++)
         stubdm_ctx_run_once(ctx, 20);
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 2);
+    ck_assert_uint_eq(ts_qmp_stats(q).replies_dropped, 2);
     /* Ids already seen as garbage are never reused by the library. */
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "\"ok\"");
@@ -423,7 +414,7 @@ START_TEST(test_event_flood)
     while (flood_seen < 100000 && stubdm_now_ms() < end)
         stubdm_ctx_run_once(ctx, 50);
     ck_assert_int_eq(flood_seen, 100000);
-    ck_assert_uint_eq(qmp_stats(q).events, 100000);
+    ck_assert_uint_eq(ts_qmp_stats(q).events, 100000);
     /* ~10 MB of events went through; nothing of it is kept.  (Not
      * measurable under ASan or valgrind, which hold freed memory back.) */
     if (!under_instrumentation())
@@ -450,7 +441,7 @@ START_TEST(test_reply_never_comes)
     /* The late reply is dropped quietly; the connection stays in sync. */
     ck_assert_int_eq(exec_one(q, "next", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "\"next\"");
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 1);
+    ck_assert_uint_eq(ts_qmp_stats(q).replies_dropped, 1);
 }
 END_TEST
 
@@ -552,7 +543,7 @@ START_TEST(test_stale_bytes_before_greeting)
     struct result r;
 
     ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
-    ck_assert_uint_gt(qmp_stats(q).bytes_discarded, 100);
+    ck_assert_uint_gt(ts_qmp_stats(q).bytes_discarded, 100);
     ck_assert_int_eq(exec_one(q, "x", 2000, &r), 0);
     ck_assert_str_eq(r.ret, "1");
 }
@@ -656,9 +647,9 @@ START_TEST(test_peer_text_sanitized)
     ck_assert_uint_lt(strlen(r.msg), 512);
     ck_assert_ptr_nonnull(strstr(r.msg, "..."));
     /* The raw reply after it is dropped and logged. */
-    for (int i = 0; i < 20 && qmp_stats(q).replies_dropped < 1; i++)
+    for (int i = 0; i < 20 && ts_qmp_stats(q).replies_dropped < 1; i++)
         stubdm_ctx_run_once(ctx, 20);
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 1);
+    ck_assert_uint_eq(ts_qmp_stats(q).replies_dropped, 1);
     ck_assert_uint_gt(lc.lines, 3);
     ck_assert_msg(lc.bad == 0, "%u log lines not printable, first: %s", lc.bad,
                   lc.first_bad);

@@ -96,24 +96,6 @@ static stubdm_qmp *open_ready(void)
                                       "installs qemu-system-x86)");           \
     } while (0)
 
-/* The connection's counters, read the one public way. */
-static stubdm_qmp_stats qmp_stats(const stubdm_qmp *q)
-{
-    stubdm_qmp_stats st;
-
-    ck_assert_int_eq(stubdm_qmp_get_stats(q, &st, sizeof(st)), 0);
-    return st;
-}
-
-/* The proxy's counters, read the one public way. */
-static stubdm_qmp_proxy_stats proxy_stats(const stubdm_qmp_proxy *p)
-{
-    stubdm_qmp_proxy_stats st;
-
-    ck_assert_int_eq(stubdm_qmp_proxy_get_stats(p, &st, sizeof(st)), 0);
-    return st;
-}
-
 START_TEST(test_query_version_status)
 {
     NEED_QEMU();
@@ -184,7 +166,7 @@ START_TEST(test_stop_cont_events_two_handles)
     char *reply = NULL;
 
     /* One connection: the second handle did not renegotiate. */
-    ck_assert_uint_eq(qmp_stats(q2).connects, 1);
+    ck_assert_uint_eq(ts_qmp_stats(q2).connects, 1);
     ck_assert_int_eq(stubdm_qmp_subscribe(q1, NULL, on_ev, &l1, NULL), 0);
     ck_assert_int_eq(stubdm_qmp_subscribe(q2, "RESUME", on_ev, &l2, NULL), 0);
     ck_assert_int_eq(stubdm_qmp_execute_sync(q1, "stop", NULL, 5000, NULL), 0);
@@ -253,7 +235,7 @@ START_TEST(test_twenty_at_once)
         stubdm_ctx_run_once(ctx, 20);
     ck_assert_int_eq(twenty_done, 20);
     ck_assert_int_eq(twenty_ok, 20);
-    ck_assert_uint_eq(qmp_stats(q).replies_dropped, 0);
+    ck_assert_uint_eq(ts_qmp_stats(q).replies_dropped, 0);
     stubdm_qmp_free(q);
 }
 END_TEST
@@ -379,7 +361,7 @@ START_TEST(test_proxy_three_clients)
                           strstr(line, "\"capabilities\":[]"),
                       "%s", line);
     }
-    ck_assert_uint_eq(proxy_stats(p).clients, 3);
+    ck_assert_uint_eq(ts_proxy_stats(p).clients, 3);
     /* Before negotiation: refused, like QEMU does. */
     rawc_send(&cl[0], "{\"execute\": \"query-status\", \"id\": 5}\r\n");
     rawc_line(&cl[0], line, sizeof(line));
@@ -448,12 +430,12 @@ START_TEST(test_proxy_three_clients)
     rawc_send(&cl[1], "{\"execute\": \"cont\", \"id\": 2}\r\n");
     for (int k = 0; k < 2; k++)
         rawc_line(&cl[1], line, sizeof(line));
-    ck_assert_uint_eq(proxy_stats(p).clients, 2);
+    ck_assert_uint_eq(ts_proxy_stats(p).clients, 2);
     /* Malformed input: that client is dropped. */
     rawc_send(&cl[2], "{\"execute\": ]\r\n");
-    for (int i = 0; i < 20 && proxy_stats(p).clients != 1; i++)
+    for (int i = 0; i < 20 && ts_proxy_stats(p).clients != 1; i++)
         stubdm_ctx_run_once(ctx, 10);
-    ck_assert_uint_eq(proxy_stats(p).clients, 1);
+    ck_assert_uint_eq(ts_proxy_stats(p).clients, 1);
     stubdm_qmp_proxy_free(p);
     ck_assert_int_ne(access(path, F_OK), 0);
     close(cl[1].fd);
@@ -480,10 +462,10 @@ START_TEST(test_proxy_slow_reader_dropped)
      * bound is hit and it is disconnected; memory does not grow. */
     for (int i = 0; i < 40; i++)
         rawc_send(&cl[0], "{\"execute\": \"query-qmp-schema\"}\r\n");
-    for (int i = 0; i < 300 && proxy_stats(p).clients > 0; i++)
+    for (int i = 0; i < 300 && ts_proxy_stats(p).clients > 0; i++)
         stubdm_ctx_run_once(ctx, 10);
-    ck_assert_uint_eq(proxy_stats(p).clients, 0);
-    ck_assert_uint_ge(proxy_stats(p).clients_dropped, 1);
+    ck_assert_uint_eq(ts_proxy_stats(p).clients, 0);
+    ck_assert_uint_ge(ts_proxy_stats(p).clients_dropped, 1);
     /* The connection itself is fine, once the schemas asked for are in:
      * ~7 MB of replies to parse, seconds under valgrind on a busy host. */
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL,

@@ -134,3 +134,27 @@ int ts_exe_relative(char *out, size_t len, const char *rel)
     r = snprintf(out, len, "%s/%s", self, rel);
     return r < 0 || (size_t)r >= len ? -1 : 0;
 }
+
+stubdm_qmp_stats ts_qmp_stats(const stubdm_qmp *q)
+{
+    stubdm_qmp_stats st;
+
+    ck_assert_int_eq(stubdm_qmp_get_stats(q, &st, sizeof(st)), 0);
+    return st;
+}
+
+stubdm_qmp_proxy_stats ts_proxy_stats(const stubdm_qmp_proxy *p)
+{
+    stubdm_qmp_proxy_stats st;
+
+    ck_assert_int_eq(stubdm_qmp_proxy_get_stats(p, &st, sizeof(st)), 0);
+    return st;
+}
+
+stubdm_console_stats ts_console_stats(const stubdm_console *c)
+{
+    stubdm_console_stats st;
+
+    ck_assert_int_eq(stubdm_console_get_stats(c, &st, sizeof(st)), 0);
+    return st;
+}

@@ -41,6 +41,11 @@ void ts_spin(stubdm_ctx *ctx, int ms);
 
 /* Run every test of s (CK_NORMAL output); EXIT_SUCCESS if none failed. */
 int ts_run_suite(Suite *s);
+/* An object's counters, read the one public way (*_get_stats); the
+ * running test fails if the library refuses. */
+stubdm_qmp_stats ts_qmp_stats(const stubdm_qmp *q);
+stubdm_qmp_proxy_stats ts_proxy_stats(const stubdm_qmp_proxy *p);
+stubdm_console_stats ts_console_stats(const stubdm_console *c);
 
 /* How much slower this run is than a native one: 10 under valgrind
  * (LD_PRELOAD names its preload), 1 otherwise.  "Fails fast" bounds are
