@@ -158,6 +158,23 @@ static stubdm_spawn_opts *config(const char *const *extra, size_t nextra,
     return c;
 }
 
+/* A --no-qemu spawn whose console 1 (save) is connected (state 4). */
+static stubdm_console *spawn_save_console_connected(stubdm_stubdom **s)
+{
+    static const char *const noqemu[] = {"--no-qemu"};
+    stubdm_spawn_opts *c = config(NULL, 0, noqemu, 1);
+    stubdm_console *c1;
+
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, s), 0);
+    stubdm_spawn_opts_free(c);
+    c1 = stubdm_stubdom_console(*s, 1);
+    ck_assert_ptr_nonnull(c1);
+    for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 10), 0);
+    ck_assert_int_eq(stubdm_console_state(c1), 4);
+    return c1;
+}
+
 struct mention {
     const char *path, *needle;
 };
@@ -468,8 +485,6 @@ static bool console_ended(void *arg)
 
 START_TEST(test_hostile_ring_ends_one_console)
 {
-    static const char *const noqemu[] = {"--no-qemu"};
-    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
     stubdm_console *c1;
     char ring[300];
@@ -478,15 +493,8 @@ START_TEST(test_hostile_ring_ends_one_console)
     int fd, out;
 
     spawnfix_need_sim_stubdom(&fx);
-    c = config(NULL, 0, noqemu, 1);
-    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_opts_free(c);
-    c1 = stubdm_stubdom_console(s, 1);
-    ck_assert_ptr_nonnull(c1);
     /* Wait for console 1 to connect, then forge its out_prod. */
-    for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
-        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 10), 0);
-    ck_assert_int_eq(stubdm_console_state(c1), 4);
+    c1 = spawn_save_console_connected(&s);
     snprintf(ring, sizeof(ring), "%s/console/%u.1.ring", fx.mock.dir,
              stubdm_stubdom_domid(s));
     fd = open(ring, O_RDWR | O_CLOEXEC);
@@ -689,10 +697,7 @@ static pid_t sim_domain_pid(void)
  * and this test produces on console 1's page in its place. */
 START_TEST(test_save_stream_bounded)
 {
-    static const char *const noqemu[] = {"--no-qemu"};
-    stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
-    stubdm_console *c1;
     stubdm_op *op = NULL;
     struct xencons_interface *page;
     struct sockaddr_un be = {.sun_family = AF_UNIX};
@@ -708,14 +713,7 @@ START_TEST(test_save_stream_bounded)
                   "needs root and pidfd_open (CK_EXCLUDE_TAGS=needs-pidfd "
                   "where the process has none, as under valgrind 3.19)");
     close(nfd);
-    c = config(NULL, 0, noqemu, 1);
-    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
-    stubdm_spawn_opts_free(c);
-    c1 = stubdm_stubdom_console(s, 1);
-    ck_assert_ptr_nonnull(c1);
-    for (int i = 0; i < 500 && stubdm_console_state(c1) != 4; i++)
-        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 10), 0);
-    ck_assert_int_eq(stubdm_console_state(c1), 4);
+    spawn_save_console_connected(&s);
     ck_assert_int_lt(snprintf(ring, sizeof(ring), "%s/console/%u.1.evtchn-be",
                               fx.mock.dir, stubdm_stubdom_domid(s)),
                      (int)sizeof(be.sun_path));
