@@ -106,7 +106,8 @@ extern "C" {
 /* Spawn-served consoles, stubdm_stubdom_save, stubdm_dm_save, restore fd,
  * pause. */
 #define STUBDM_HAVE_DM_STATE 1
-#define STUBDM_HAVE_CONSOLE_SERVE 1 /* stubdm_console_serve             */
+#define STUBDM_HAVE_CONSOLE_SERVE 1  /* stubdm_console_serve             */
+#define STUBDM_HAVE_QMP_LIBXL_LOCK 1 /* STUBDM_QMP_LOCK_LIBXL          */
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -812,7 +813,13 @@ typedef enum stubdm_qmp_lock_mode {
     STUBDM_QMP_LOCK_WAIT = 1, /**< retry (on a timer) until the open
                                    timeout, then STUBDM_ETIMEDOUT         */
     STUBDM_QMP_LOCK_NONE = 2, /**< take no lock (the caller serialises)  */
+    /** libxl's qmp-socket-lock protocol, waiting as WAIT does
+     *  (stubdm_qmp_opts_set_libxl_lock) */
+    STUBDM_QMP_LOCK_LIBXL = 3,
 } stubdm_qmp_lock_mode;
+
+/** XEN_LIB_DIR of a libxl built with the default paths (Debian's too). */
+#define STUBDM_QMP_LIBXL_LIB_DIR "/var/lib/xen"
 
 /** QEMU's in-band queue holds at most 8 commands: never more in flight. */
 #define STUBDM_QMP_MAX_IN_FLIGHT 8
@@ -867,11 +874,47 @@ STUBDM_EXPORT int stubdm_qmp_opts_set_limits(stubdm_qmp_opts *opts,
                                              size_t max_queued);
 /**
  * The cross-process lock: its path (copied; NULL: the default) and mode.
- * @return 0 or STUBDM_EINVAL.
+ * STUBDM_QMP_LOCK_LIBXL needs an absolute path, the one libxl locks (as
+ * stubdm_qmp_opts_set_libxl_lock builds it).
+ * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
                                            const char *path,
                                            stubdm_qmp_lock_mode mode);
+/**
+ * Lock as libxl's own QMP clients (libxl__ev_qmp) do, so that a library
+ * connection and libxl never talk to one QEMU at the same time: mode
+ * STUBDM_QMP_LOCK_LIBXL on <lib_dir>/userdata-l.<guest>.<guest_uuid>.
+ * qmp-socket-lock (libxl__userdata_path of the guest, whose QMP libxl
+ * reaches through its vchan-socket-proxy), following libxl's protocol:
+ * flock(LOCK_EX) the file; then the inode locked must still be the one at
+ * the path (fstat against stat), else start again; release by unlinking
+ * the file, then LOCK_UN, then close.  The library never blocks in flock:
+ * a busy lock is retried every 100 ms until the open timeout
+ * (STUBDM_ETIMEDOUT "waiting for the QMP lock at ...").  Unlike the
+ * library's own lock, the directory is not created.
+ *
+ * Scope: the lock is held for the life of the connection, from before the
+ * connect until it fails or its last handle is freed, which is the scope
+ * libxl gives its own (one libxl__ev_qmp: lock, connect, its commands,
+ * dispose).  libxl waits for the lock without a bound of its own (a
+ * forked child blocked in flock; only an operation's own timer, where it
+ * has one, ends the wait), so every libxl QMP user of that guest (save,
+ * PCI and disk changes, xl qemu-monitor-command, ...) stalls for as long
+ * as a library handle is open.  Next to libxl, hold a connection per
+ * exchange: open, execute, stubdm_qmp_free, and keep no long-lived handle
+ * (no proxy, no event subscription that must outlive the exchange).
+ *
+ * @param guest_uuid  the guest's UUID as libxl prints it (LIBXL_UUID_FMT:
+ *                    36 characters, lower-case hex); copied.
+ * @param lib_dir     libxl's XEN_LIB_DIR (absolute; copied), NULL for
+ *                    STUBDM_QMP_LIBXL_LIB_DIR.
+ * @return 0, STUBDM_EINVAL (NULL opts, a UUID not in libxl's spelling, a
+ *         relative lib_dir) or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_opts_set_libxl_lock(stubdm_qmp_opts *opts,
+                                                 const char *guest_uuid,
+                                                 const char *lib_dir);
 
 /**
  * Open a handle on the QMP connection of (stubdom, guest).

@@ -76,6 +76,8 @@ struct stubdm_qmp_opts {
     size_t max_queued;
     char *lock_path;
     stubdm_qmp_lock_mode lock_mode;
+    /* libxl's lock by guest (set_libxl_lock): the path is made at open */
+    char *libxl_uuid, *libxl_dir;
 };
 
 enum conn_state {
@@ -264,6 +266,8 @@ void stubdm_qmp_opts_free(stubdm_qmp_opts *o)
         return;
     free(o->sim_dir);
     free(o->lock_path);
+    free(o->libxl_uuid);
+    free(o->libxl_dir);
     free(o);
 }
 
@@ -334,11 +338,62 @@ int stubdm_qmp_opts_set_limits(stubdm_qmp_opts *o, size_t max_message,
 int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *o, const char *path,
                              stubdm_qmp_lock_mode mode)
 {
-    if (!o || (mode != STUBDM_QMP_LOCK_FAIL && mode != STUBDM_QMP_LOCK_WAIT &&
-               mode != STUBDM_QMP_LOCK_NONE))
+    int rc;
+
+    if (!o ||
+        (mode != STUBDM_QMP_LOCK_FAIL && mode != STUBDM_QMP_LOCK_WAIT &&
+         mode != STUBDM_QMP_LOCK_NONE && mode != STUBDM_QMP_LOCK_LIBXL) ||
+        (mode == STUBDM_QMP_LOCK_LIBXL && (!path || path[0] != '/')))
         return STUBDM_EINVAL;
+    rc = set_str(&o->lock_path, path);
+    if (rc)
+        return rc;
     o->lock_mode = mode;
-    return set_str(&o->lock_path, path);
+    free(o->libxl_uuid);
+    free(o->libxl_dir);
+    o->libxl_uuid = o->libxl_dir = NULL;
+    return 0;
+}
+
+/* libxl's LIBXL_UUID_FMT: 8-4-4-4-12 lower-case hex digits.  Any other
+ * spelling would name a file libxl never locks. */
+static bool libxl_uuid_ok(const char *u)
+{
+    size_t i;
+
+    for (i = 0; u[i]; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? u[i] != '-'
+                 : !((u[i] >= '0' && u[i] <= '9') ||
+                     (u[i] >= 'a' && u[i] <= 'f')))
+            return false;
+    }
+    return i == 36;
+}
+
+int stubdm_qmp_opts_set_libxl_lock(stubdm_qmp_opts *o, const char *guest_uuid,
+                                   const char *lib_dir)
+{
+    char *u, *d;
+
+    if (!o || !guest_uuid || !libxl_uuid_ok(guest_uuid) ||
+        (lib_dir && lib_dir[0] != '/'))
+        return STUBDM_EINVAL;
+    u = stubdm__strdup(guest_uuid);
+    d = stubdm__strdup(lib_dir ? lib_dir : STUBDM_QMP_LIBXL_LIB_DIR);
+    if (!u || !d) {
+        free(u);
+        free(d);
+        return STUBDM_ENOMEM;
+    }
+    free(o->libxl_uuid);
+    free(o->libxl_dir);
+    o->libxl_uuid = u;
+    o->libxl_dir = d;
+    free(o->lock_path);
+    o->lock_path = NULL;
+    o->lock_mode = STUBDM_QMP_LOCK_LIBXL;
+    return 0;
 }
 
 /* ---- The per-ctx list of connections (ctx->qmp_conns) ------------------- */
@@ -847,12 +902,14 @@ static void conn_try_lock(struct qmp_conn *c)
         conn_wait_server(c);
         return;
     }
-    rc = stubdm__qmplock_try(c->ctx, &c->lock, c->lock_path);
+    rc = stubdm__qmplock_try(c->ctx, &c->lock, c->lock_path,
+                             c->lock_mode == STUBDM_QMP_LOCK_LIBXL);
     if (rc == 0) {
         conn_wait_server(c);
         return;
     }
-    if (rc == STUBDM_EBUSY && c->lock_mode == STUBDM_QMP_LOCK_WAIT) {
+    if (rc == STUBDM_EBUSY && (c->lock_mode == STUBDM_QMP_LOCK_WAIT ||
+                               c->lock_mode == STUBDM_QMP_LOCK_LIBXL)) {
         stubdm__clear_error(c->ctx);
         stubdm__timer_arm(c->ctx, &c->retry, stubdm_now_ms() + LOCK_RETRY_MS);
         return;
@@ -1655,11 +1712,15 @@ static int conn_new(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
         }
         c->sim_path = stubdm__strdup(path);
     }
-    c->lock_path = o->lock_path
-                       ? stubdm__strdup(o->lock_path)
-                       : stubdm__qmplock_default_path(c->kind ==
-                                                          STUBDM__QMPT_UNIX,
-                                                      simdir, stubdom, guest);
+    if (o->lock_path)
+        c->lock_path = stubdm__strdup(o->lock_path);
+    else if (o->libxl_uuid)
+        c->lock_path = stubdm__qmplock_libxl_path(o->libxl_dir, guest,
+                                                  o->libxl_uuid);
+    else
+        c->lock_path = stubdm__qmplock_default_path(c->kind ==
+                                                        STUBDM__QMPT_UNIX,
+                                                    simdir, stubdom, guest);
     if (!c->lock_path || (c->kind == STUBDM__QMPT_UNIX && !c->sim_path)) {
         rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP connection");
         goto fail;
