@@ -106,8 +106,9 @@ extern "C" {
 /* Spawn-served consoles, stubdm_stubdom_save, stubdm_dm_save, restore fd,
  * pause. */
 #define STUBDM_HAVE_DM_STATE 1
-#define STUBDM_HAVE_CONSOLE_SERVE 1  /* stubdm_console_serve             */
-#define STUBDM_HAVE_QMP_LIBXL_LOCK 1 /* STUBDM_QMP_LOCK_LIBXL          */
+#define STUBDM_HAVE_CONSOLE_SERVE 1   /* stubdm_console_serve             */
+#define STUBDM_HAVE_QMP_LIBXL_LOCK 1  /* STUBDM_QMP_LOCK_LIBXL          */
+#define STUBDM_HAVE_QMP_EVENT_QUEUE 1 /* stubdm_qmp_events_enable    */
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -152,6 +153,7 @@ typedef enum stubdm_err {
     STUBDM_ENOTSUP = -18, /**< not supported here (e.g. no Xen present)  */
     STUBDM_EXEN = -19,    /**< a hypervisor call failed; see os_errno   */
     STUBDM_ENOTSTUBDOM = -20, /**< the domain is not a stubdomain (destroy) */
+    STUBDM_EAGAIN = -21,      /**< nothing to take yet (an empty queue)     */
 } stubdm_err;
 
 /**
@@ -1086,7 +1088,8 @@ STUBDM_EXPORT const char *stubdm_qmp_reply_error_desc(
  * An event callback.  Events are delivered from dispatch as they are read,
  * never buffered by the library: a slow subscriber slows reading, and the
  * channel's own flow control holds QEMU back, so a flood cannot grow
- * memory.  ev is valid only during the call.
+ * memory.  ev is valid only during the call.  (Without callbacks: the
+ * event queue, stubdm_qmp_events_enable.)
  */
 typedef void stubdm_qmp_event_fn(stubdm_qmp *q, const stubdm_qmp_event *ev,
                                  void *user);
@@ -1116,6 +1119,74 @@ STUBDM_EXPORT int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
 /** Remove a subscription; safe from any callback.  NULL is ignored. */
 STUBDM_EXPORT void stubdm_qmp_sub_free(stubdm_qmp_sub *sub);
 
+/** What a full event queue drops (stubdm_qmp_events_enable). */
+typedef enum stubdm_qmp_events_overflow {
+    /** Keep the newest: the oldest queued event goes (for state a caller
+     *  tracks, where the last STOP or RESUME is the one that counts). */
+    STUBDM_QMP_EVENTS_DROP_OLDEST = 0,
+    /** Keep what is queued: the new event goes. */
+    STUBDM_QMP_EVENTS_DROP_NEWEST = 1,
+} stubdm_qmp_events_overflow;
+
+/** The largest queue capacity (events). */
+#define STUBDM_QMP_EVENTS_MAX_CAPACITY 65536u
+/** The most event text a queue holds (bytes), whatever its capacity. */
+#define STUBDM_QMP_EVENTS_MAX_BYTES (16u << 20)
+
+/**
+ * Queue the handle's events for stubdm_qmp_event_next, for callers that
+ * cannot take calls from C (language bindings), next to or instead of
+ * callbacks.  Every event the handle receives from now on (all names) is
+ * queued as it is read, after the handle's callbacks for it, in the order
+ * QEMU sent them; the queue outlives connection losses and reconnects, and
+ * stubdm_qmp_free frees what is still in it.
+ *
+ * Bounded: at most capacity events and STUBDM_QMP_EVENTS_MAX_BYTES of
+ * their text.  On overflow the policy drops the oldest or the new event;
+ * each drop counts in stubdm_qmp_stats.events_dropped (summed over the
+ * connection's handles), each event queued in events_queued.  An event
+ * larger than the byte bound is dropped whatever the policy.
+ *
+ * Draining: events arrive only while the ctx dispatches (the host's loop,
+ * stubdm_ctx_run_once, a _sync call).  Either drain after each dispatch
+ * (run_once, then stubdm_qmp_event_next until STUBDM_EAGAIN) or poll
+ * stubdm_qmp_events_fd for readability.  Not thread-safe: the calls take
+ * the ctx's single-thread rule.
+ *
+ * @param capacity  1..STUBDM_QMP_EVENTS_MAX_CAPACITY events.
+ * @return 0; STUBDM_ESTATE (already enabled); STUBDM_EINVAL; STUBDM_ENOMEM;
+ *         STUBDM_EFAIL (no eventfd).
+ */
+STUBDM_EXPORT int stubdm_qmp_events_enable(
+    stubdm_qmp *q, size_t capacity, stubdm_qmp_events_overflow overflow);
+/** Stop queueing and free the queued events (and the fd of
+ *  stubdm_qmp_events_fd).  Safe from any callback.  NULL, or a handle
+ *  without a queue, is ignored. */
+STUBDM_EXPORT void stubdm_qmp_events_disable(stubdm_qmp *q);
+/**
+ * Take the oldest queued event.
+ * @param[out] ev_out  the event, owned by the caller: read it with the
+ *                     stubdm_qmp_event_* getters, free it with
+ *                     stubdm_qmp_event_free (it may outlive q).  NULL on
+ *                     any error.
+ * @return 0; STUBDM_EAGAIN (the queue is empty); STUBDM_ESTATE (no queue
+ *         enabled); STUBDM_EINVAL; STUBDM_ENOMEM (the event stays queued).
+ */
+STUBDM_EXPORT int stubdm_qmp_event_next(stubdm_qmp *q,
+                                        stubdm_qmp_event **ev_out);
+/** Free an event from stubdm_qmp_event_next (never one a callback got).
+ *  NULL is ignored. */
+STUBDM_EXPORT void stubdm_qmp_event_free(stubdm_qmp_event *ev);
+/**
+ * A descriptor readable exactly while the queue holds events (an eventfd
+ * the library reads and writes; O_CLOEXEC, non-blocking), for a caller
+ * that polls it next to the ctx's own fds.  Owned by the queue: do not
+ * read, write or close it; valid until stubdm_qmp_events_disable or
+ * stubdm_qmp_free.
+ * @return the fd, or -1 (NULL q, no queue).
+ */
+STUBDM_EXPORT int stubdm_qmp_events_fd(stubdm_qmp *q);
+
 /**
  * Counters of a handle's connection, since the open that made it
  * (reconnects included, until its last handle is freed; shared handles see
@@ -1130,7 +1201,9 @@ typedef struct stubdm_qmp_stats {
     uint64_t bytes_discarded; /**< stale bytes before a greeting         */
     uint64_t bytes_in;
     uint64_t bytes_out;
-    uint64_t connects; /**< successful negotiations               */
+    uint64_t connects;       /**< successful negotiations               */
+    uint64_t events_queued;  /**< put in handles' event queues          */
+    uint64_t events_dropped; /**< dropped by full event queues          */
 } stubdm_qmp_stats;
 
 /**

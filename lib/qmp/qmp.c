@@ -41,6 +41,7 @@
 #include "core/num.h"
 #include "core/op.h"
 #include "core/peer.h"
+#include "qmp/events.h"
 #include "qmp/qmp.h"
 #include "qmp/transport.h"
 #include "qmp/wire.h"
@@ -159,6 +160,7 @@ struct stubdm_qmp {
      * overwritten by other timers before a blocking caller reads it. */
     char open_msg[STUBDM_ERRMSG_MAX];
     bool closed; /* closed during event delivery: reaped later */
+    struct stubdm__qmp_evq *evq; /* stubdm_qmp_events_enable (events.c) */
 };
 
 struct stubdm_qmp_sub {
@@ -173,11 +175,6 @@ struct stubdm_qmp_sub {
 struct stubdm_qmp_reply {
     struct stubdm__qmp_msg *msg;
     char *return_json; /* rendered on first use */
-};
-
-struct stubdm_qmp_event {
-    const struct stubdm__qmp_msg *msg;
-    char *data_json;
 };
 
 struct open_op {
@@ -1142,7 +1139,7 @@ static void cmd_answer(struct qmp_conn *c, struct cmd_op *cmd,
 
 static void deliver_event(struct qmp_conn *c, const struct stubdm__qmp_msg *m)
 {
-    struct stubdm_qmp_event ev = {.msg = m, .data_json = NULL};
+    struct stubdm_qmp_event ev = {.msg = m, .data_json = NULL, .owned = NULL};
 
     c->stats.events++;
     /* Nothing is unlinked while busy (only marked), so the lists are
@@ -1161,6 +1158,9 @@ static void deliver_event(struct qmp_conn *c, const struct stubdm__qmp_msg *m)
             if (!stubdm__callback_leave(c->ctx))
                 goto out; /* the ctx is being freed */
         }
+        /* After the callbacks, which may have disabled it. */
+        if (q->evq && !q->closed)
+            stubdm__qmp_evq_push(q->evq, m, &c->stats);
     }
 out:
     free(ev.data_json);
@@ -1580,6 +1580,7 @@ static void handle_free(stubdm_qmp *q)
 {
     while (!stubdm__list_empty(&q->subs))
         sub_free(STUBDM_CONTAINER_OF(q->subs.next, stubdm_qmp_sub, link));
+    stubdm__qmp_evq_free(q->evq);
     stubdm__list_del(&q->link);
     free(q);
 }
@@ -1987,4 +1988,11 @@ void stubdm_qmp_sub_free(stubdm_qmp_sub *s)
 stubdm_ctx *stubdm__qmp_ctx(const stubdm_qmp *q)
 {
     return q->ctx;
+}
+
+/* ---- For the event queue (qmp/events.c) --------------------------------- */
+
+struct stubdm__qmp_evq **stubdm__qmp_evq_slot(stubdm_qmp *q)
+{
+    return q->closed ? NULL : &q->evq;
 }
