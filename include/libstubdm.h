@@ -109,6 +109,7 @@ extern "C" {
 #define STUBDM_HAVE_CONSOLE_SERVE 1   /* stubdm_console_serve             */
 #define STUBDM_HAVE_QMP_LIBXL_LOCK 1  /* STUBDM_QMP_LOCK_LIBXL          */
 #define STUBDM_HAVE_QMP_EVENT_QUEUE 1 /* stubdm_qmp_events_enable    */
+#define STUBDM_HAVE_DM_SAVE_QMP 1     /* stubdm_dm_save_qmp */
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -1732,6 +1733,24 @@ STUBDM_EXPORT int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                  int timeout_ms, stubdm_done_fn *done,
                                  void *user, stubdm_op **op_out);
 /**
+ * The same by domids, through a QMP handle the caller already holds (a
+ * long-lived holder: stubdm_dm_save opens its own connection, and gets
+ * STUBDM_EBUSY while another process or ctx holds the lock).  The save runs
+ * on q's ctx, for q's (stubdom, guest), and serves console 1 as
+ * stubdm_dm_save does; it sends "stop" and "xen-save-devices-state" on q
+ * (besides the caller's own commands, which QEMU runs in order), and
+ * leaves q open and the device model stopped.  q must stay valid until
+ * done: freeing it during "stop" or "xen-save-devices-state" ends the save
+ * with STUBDM_ECANCELED.  The handle's lock mode is the caller's choice;
+ * next to libxl (STUBDM_QMP_LOCK_LIBXL) open the handle for the save and
+ * free it after.
+ * @return as stubdm_dm_save; STUBDM_EINVAL (NULL q); STUBDM_ESTATE (q not
+ *         ready).
+ */
+STUBDM_EXPORT int stubdm_dm_save_qmp(stubdm_qmp *q, int out_fd, int timeout_ms,
+                                     stubdm_done_fn *done, void *user,
+                                     stubdm_op **op_out);
+/**
  * Blocking form of stubdm_stubdom_save: runs the ctx's poll loop until the
  * save completes.
  * @param[out] bytes_out  (may be NULL) the stream's size on success, else 0.
@@ -1749,6 +1768,12 @@ STUBDM_EXPORT int stubdm_stubdom_save_sync(stubdm_stubdom *s, int out_fd,
 STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                       uint32_t guest_domid, int out_fd,
                                       int timeout_ms, uint64_t *bytes_out);
+/**
+ * Blocking form of stubdm_dm_save_qmp, as stubdm_stubdom_save_sync.
+ * @return as stubdm_stubdom_save_sync; STUBDM_EINVAL (NULL q).
+ */
+STUBDM_EXPORT int stubdm_dm_save_qmp_sync(stubdm_qmp *q, int out_fd,
+                                          int timeout_ms, uint64_t *bytes_out);
 /** Bytes a completed save wrote to out_fd (0 for other ops). */
 STUBDM_EXPORT uint64_t stubdm_dm_save_bytes(const stubdm_op *op);
 

@@ -1983,6 +1983,13 @@ void stubdm_qmp_sub_free(stubdm_qmp_sub *s)
     sub_free(s);
 }
 
+void stubdm__qmp_domids(const stubdm_qmp *q, uint32_t *stubdom,
+                        uint32_t *guest)
+{
+    *stubdom = q->conn->stubdom;
+    *guest = q->conn->guest;
+}
+
 /* ---- For the proxy (qmp/proxy.c) ---------------------------------------- */
 
 stubdm_ctx *stubdm__qmp_ctx(const stubdm_qmp *q)
