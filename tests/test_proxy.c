@@ -513,6 +513,28 @@ START_TEST(test_proxy_socket_mode_exact)
                   (unsigned)(st.st_mode & 07777));
     stubdm_qmp_proxy_free(p);
 
+    /* A directory whose name leaves no room in sun_path for the staging
+     * directory's: bound through /proc/self/fd, same result. */
+    {
+        char deep[128], at[128];
+        size_t n = strlen(dir);
+        memcpy(deep, dir, n);
+        deep[n++] = '/';
+        memset(deep + n, 'd', 95 - n);
+        deep[95] = '\0';
+        ck_assert_uint_eq(strlen(deep), 95);
+        ck_assert_int_eq(mkdir(deep, 0700), 0);
+        snprintf(at, sizeof(at), "%s/p", deep);
+        old = umask(077);
+        ck_assert_msg(stubdm_qmp_proxy_new(q, at, 5000, &p) == 0, "%s",
+                      stubdm_ctx_errmsg(ctx));
+        umask(old);
+        ck_assert_int_eq(lstat(at, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        stubdm_qmp_proxy_free(p);
+        ck_assert_int_eq(rmdir(deep), 0); /* nothing left in it */
+    }
+
     /* Another kind of file is not replaced. */
     fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
     ck_assert_int_ge(fd, 0);

@@ -904,6 +904,7 @@ static int staging_make(stubdm_qmp_proxy *p, const char *path,
 {
     const char *slash = strrchr(path, '/');
     int dlen = slash ? (int)(slash - path) + 1 : 0; /* < sun_path */
+    size_t n;
 
     s->dfd = -1;
     snprintf(s->dir, sizeof(s->dir), "%.*s.qmp-proxy.XXXXXX", dlen, path);
@@ -921,13 +922,16 @@ static int staging_make(stubdm_qmp_proxy *p, const char *path,
                             s->dir, strerror(errno));
     memset(&s->sa, 0, sizeof(s->sa));
     s->sa.sun_family = AF_UNIX;
+    n = strlen(s->dir);
     /* Its name through /proc when the directory's is too long for
      * sun_path (the final path fits; the directory's may not). */
-    if (strlen(s->dir) + 3 > sizeof(s->sa.sun_path))
+    if (n + 3 > sizeof(s->sa.sun_path)) {
         snprintf(s->sa.sun_path, sizeof(s->sa.sun_path), "/proc/self/fd/%d/s",
                  s->dfd);
-    else
-        snprintf(s->sa.sun_path, sizeof(s->sa.sun_path), "%s/s", s->dir);
+    } else {
+        memcpy(s->sa.sun_path, s->dir, n);
+        memcpy(s->sa.sun_path + n, "/s", 3);
+    }
     return 0;
 }
 
