@@ -516,7 +516,7 @@ START_TEST(test_proxy_socket_mode_exact)
     /* A directory whose name leaves no room in sun_path for the staging
      * directory's: bound through /proc/self/fd, same result. */
     {
-        char deep[128], at[128];
+        char deep[128], at[160];
         size_t n = strlen(dir);
         memcpy(deep, dir, n);
         deep[n++] = '/';
