@@ -107,9 +107,12 @@ extern "C" {
  * pause. */
 #define STUBDM_HAVE_DM_STATE 1
 #define STUBDM_HAVE_CONSOLE_SERVE 1   /* stubdm_console_serve             */
-#define STUBDM_HAVE_QMP_LIBXL_LOCK 1  /* STUBDM_QMP_LOCK_LIBXL          */
-#define STUBDM_HAVE_QMP_EVENT_QUEUE 1 /* stubdm_qmp_events_enable    */
-#define STUBDM_HAVE_DM_SAVE_QMP 1     /* stubdm_dm_save_qmp */
+#define STUBDM_HAVE_QMP_LIBXL_LOCK 1  /* STUBDM_QMP_LOCK_LIBXL            */
+#define STUBDM_HAVE_QMP_EVENT_QUEUE 1 /* stubdm_qmp_events_enable        */
+#define STUBDM_HAVE_DM_SAVE_QMP 1     /* stubdm_dm_save_qmp               */
+/* stubdm_qmp_proxy_opts, stubdm_qmp_proxy_new_ext; a proxy made before its
+ * handle is ready. */
+#define STUBDM_HAVE_QMP_PROXY_OPTS 1
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -1235,26 +1238,124 @@ typedef struct stubdm_qmp_proxy stubdm_qmp_proxy;
 #define STUBDM_QMP_PROXY_DEFAULT_CLIENT_BUFFER (4u << 20)
 /** Default bound on simultaneous clients. */
 #define STUBDM_QMP_PROXY_DEFAULT_MAX_CLIENTS 64u
+/** Default mode of the socket file the proxy makes. */
+#define STUBDM_QMP_PROXY_DEFAULT_MODE 0600
+/** Default bound on each forwarded command (as libxl's QMP commands). */
+#define STUBDM_QMP_PROXY_DEFAULT_COMMAND_TIMEOUT_MS 10000
+/** Default bound on a client's wait for the handle to be ready (as
+ *  libxl's wait for a stubdomain to start). */
+#define STUBDM_QMP_PROXY_DEFAULT_READY_TIMEOUT_MS 30000
 
 /**
- * Listen on a unix socket and serve clients through q, which must be
- * ready.  The socket file is created mode 0600 (less the umask, which is
- * only read: the process umask is never changed), owned by the caller; a
- * stale socket file is replaced, any other file is not.  Every client is
- * identified by its credentials at connect (SO_PEERCRED) and logged (pid,
- * uid, gid; STUBDM_LOG_INFO); only root and the proxy's own effective uid
- * are served, plus a group given to stubdm_qmp_proxy_allow_group(); any
+ * Listen on a unix socket and serve clients through q, in any state (see
+ * "Clients before the handle is ready" below).  The socket file is created
+ * mode 0600 exactly, owned by the caller, whatever the umask (which is
+ * neither read nor changed): it is bound in a private directory next to
+ * listen_path (".qmp-proxy.XXXXXX", removed at once), given its mode there
+ * and renamed into place, so listen_path never names a socket with another
+ * mode, and a stale socket file there is replaced without a moment where
+ * the path names nothing; any other kind of file is not replaced.  Every
+ * client is identified by its credentials at connect (SO_PEERCRED) and
+ * logged (pid, uid, gid; STUBDM_LOG_INFO); only root and the proxy's own
+ * effective uid are served, plus a group given to
+ * stubdm_qmp_proxy_allow_group() or stubdm_qmp_proxy_opts_set_group(); any
  * other client is closed at once and logged (STUBDM_LOG_WARN).  The proxy
- * borrows q: free the proxy before q.  If q's connection is lost, every
- * client is disconnected and new ones are refused until q is ready again.
+ * borrows q: free the proxy before q.
+ *
+ * Clients before the handle is ready.  A client that connects while q is
+ * not ready (still opening, or lost and not reconnected yet) waits: its
+ * greeting is withheld and what it sends meanwhile is kept (within the
+ * client buffer), until q is ready (then it is greeted and served, with a
+ * greeting made from QEMU's of that connection) or its wait bound passes
+ * (STUBDM_QMP_PROXY_DEFAULT_READY_TIMEOUT_MS, or
+ * stubdm_qmp_proxy_opts_set_timeouts): then it receives
+ * {"error": {"class": "GenericError", "desc": "libstubdm proxy: ... not
+ * ready within N ms"}} in place of the greeting and is closed, logged
+ * (STUBDM_LOG_WARN) and counted (clients_timed_out).  Readiness is checked
+ * every 20 ms while a client waits.  When q's connection is lost, the
+ * greeted clients are disconnected (their QEMU session is gone); new ones
+ * wait for it to come back as above.  Reconnecting q is the caller's
+ * (stubdm_qmp_reconnect): the proxy never does.
  * @param command_timeout_ms  bound on each forwarded command (> 0).
- * @return 0, STUBDM_EINVAL, STUBDM_ESTATE (q not ready), STUBDM_ELIMIT
- *         (path too long), STUBDM_EFAIL (socket, bind or listen failed;
- *         see stubdm_ctx_os_errno), STUBDM_ENOMEM.
+ * @return 0, STUBDM_EINVAL, STUBDM_ELIMIT (path too long), STUBDM_EFAIL
+ *         (listen_path is another kind of file, or socket, bind, listen,
+ *         chmod or rename failed; see stubdm_ctx_os_errno), STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_qmp_proxy_new(stubdm_qmp *q, const char *listen_path,
                                        int command_timeout_ms,
                                        stubdm_qmp_proxy **out);
+
+/** What stubdm_qmp_proxy_new_ext is given; copied by it. */
+typedef struct stubdm_qmp_proxy_opts stubdm_qmp_proxy_opts;
+
+/**
+ * Options with the defaults: no path and no fd (one of the two must be
+ * set), mode STUBDM_QMP_PROXY_DEFAULT_MODE, no group, the default
+ * timeouts.  @return 0, STUBDM_EINVAL (out NULL) or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_opts_new(stubdm_qmp_proxy_opts **out);
+/** Free options.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_qmp_proxy_opts_free(stubdm_qmp_proxy_opts *opts);
+/**
+ * Make the socket file at path (copied; NULL: none), as
+ * stubdm_qmp_proxy_new does; the proxy removes it when freed, if it is
+ * still the file it made.  @return 0, STUBDM_EINVAL (empty path) or
+ * STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_opts_set_path(stubdm_qmp_proxy_opts *opts,
+                                                 const char *path);
+/**
+ * Serve a listening socket the caller made (bound where it chose, or
+ * received by socket activation: systemd's fd 3 and LISTEN_FDS are the
+ * caller's to read).  It must be a unix stream socket, listening
+ * (SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN are checked by
+ * stubdm_qmp_proxy_new_ext, STUBDM_EINVAL otherwise).  The fd stays the
+ * caller's: the proxy never closes it and never removes or changes its file
+ * (mode, group, name are the caller's), neither on failure nor when freed;
+ * close it after stubdm_qmp_proxy_free.  The proxy sets O_NONBLOCK on it
+ * (on its open file description, so on every dup of it too).  -1: none.
+ * @return 0 or STUBDM_EINVAL (fd < -1).
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_opts_set_listen_fd(
+    stubdm_qmp_proxy_opts *opts, int fd);
+/**
+ * The socket file's permission bits (0..0777, applied exactly, whatever the
+ * umask), with a path only: for a caller's fd, stubdm_qmp_proxy_new_ext
+ * refuses a mode (STUBDM_EINVAL).  The credential check still applies to
+ * whoever the mode lets connect.  @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_opts_set_mode(stubdm_qmp_proxy_opts *opts,
+                                                 unsigned mode);
+/**
+ * Serve the members of group gid (as stubdm_qmp_proxy_allow_group).  With
+ * a path, the socket file is also given to gid before it appears at the
+ * path (the caller must be allowed to chown to gid); its mode is still the
+ * one set (give 0660 for the group to connect).  With a caller's fd, only
+ * the credential check changes.  @return 0 or STUBDM_EINVAL (gid
+ * (uint32_t)-1).
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_opts_set_group(stubdm_qmp_proxy_opts *opts,
+                                                  uint32_t gid);
+/**
+ * Bounds, in ms (0: the default): on each forwarded command
+ * (STUBDM_QMP_PROXY_DEFAULT_COMMAND_TIMEOUT_MS) and on a client's wait for
+ * the handle to be ready (STUBDM_QMP_PROXY_DEFAULT_READY_TIMEOUT_MS; see
+ * stubdm_qmp_proxy_new).  @return 0 or STUBDM_EINVAL (negative).
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_opts_set_timeouts(
+    stubdm_qmp_proxy_opts *opts, int command_timeout_ms, int ready_timeout_ms);
+/**
+ * stubdm_qmp_proxy_new with options: a path or a caller's listening fd
+ * (exactly one), mode, group, timeouts.  Everything else as
+ * stubdm_qmp_proxy_new.
+ * @return 0, STUBDM_EINVAL (NULL argument; neither or both of path and fd;
+ *         a mode with an fd; the fd is not a listening unix stream socket),
+ *         STUBDM_ELIMIT, STUBDM_EFAIL (as stubdm_qmp_proxy_new, or chown to
+ *         the group failed), STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_proxy_new_ext(stubdm_qmp *q,
+                                           const stubdm_qmp_proxy_opts *opts,
+                                           stubdm_qmp_proxy **out);
 /**
  * Bounds: max_clients (0: default) and the bytes buffered per client in
  * each direction (0: default; at least 64 KiB).  Existing clients keep
@@ -1265,11 +1366,15 @@ STUBDM_EXPORT int stubdm_qmp_proxy_set_limits(stubdm_qmp_proxy *p,
                                               size_t client_buffer);
 /** The counters of a proxy, since it was created. */
 typedef struct stubdm_qmp_proxy_stats {
-    uint64_t clients;         /**< connected now                         */
-    uint64_t clients_dropped; /**< disconnected for exceeding a bound    */
-    uint64_t clients_refused; /**< refused for their credentials (see
-                                   stubdm_qmp_proxy_new); each refusal is
-                                   also logged (STUBDM_LOG_WARN)         */
+    uint64_t clients;           /**< connected now                         */
+    uint64_t clients_dropped;   /**< disconnected for exceeding a bound    */
+    uint64_t clients_refused;   /**< refused for their credentials (see
+                                     stubdm_qmp_proxy_new); each refusal is
+                                     also logged (STUBDM_LOG_WARN)         */
+    uint64_t clients_waiting;   /**< connected now, waiting for the handle
+                                     to be ready (counted in clients too)   */
+    uint64_t clients_timed_out; /**< closed after waiting longer than the
+                                     ready bound (logged, STUBDM_LOG_WARN) */
 } stubdm_qmp_proxy_stats;
 /**
  * Read the proxy's counters into *stats (see "Statistics").
@@ -1281,14 +1386,17 @@ STUBDM_EXPORT int stubdm_qmp_proxy_get_stats(const stubdm_qmp_proxy *p,
 /**
  * Also serve the members of group gid: a client whose gid at connect is
  * gid, or whose supplementary groups include it (SO_PEERGROUPS, Linux
- * 4.13; its first 64 groups).  The socket file is given to that group with
- * mode 0660, through an fd of the socket file itself (opened O_PATH |
- * O_NOFOLLOW: a path replaced by a symlink meanwhile is refused, never
- * followed); the process umask is not touched.  The caller must be allowed
- * to chown to gid (root, or a member of it).  Call again to change the
- * group (the last call's group is the one allowed).  Clients already
- * connected are not re-checked.  Logged at STUBDM_LOG_INFO.  May be called
- * from a callback (the ctx's one-thread rule applies, see "Threads").
+ * 4.13; its first 64 groups).  The socket file the proxy made is given to
+ * that group with mode 0660, through an fd of the socket file itself
+ * (opened O_PATH | O_NOFOLLOW: a path replaced by a symlink meanwhile is
+ * refused, never followed); the process umask is not touched.  The file of
+ * a caller's fd (stubdm_qmp_proxy_opts_set_listen_fd) is not touched: only
+ * the credential check changes.  To have the socket appear with its group
+ * and mode, use stubdm_qmp_proxy_opts_set_group and _set_mode instead.  The
+ * caller must be allowed to chown to gid (root, or a member of it).  Call again
+ * to change the group (the last call's group is the one allowed).  Clients
+ * already connected are not re-checked.  Logged at STUBDM_LOG_INFO.  May be
+ * called from a callback (the ctx's one-thread rule applies, see "Threads").
  * @return 0, STUBDM_EINVAL (NULL p, gid (uint32_t)-1), STUBDM_EFAIL (the
  *         path is not the proxy's socket any more, or the chown or chmod
  *         failed; see stubdm_ctx_os_errno).  On failure the group allowed
@@ -1298,8 +1406,10 @@ STUBDM_EXPORT int stubdm_qmp_proxy_get_stats(const stubdm_qmp_proxy *p,
 STUBDM_EXPORT int stubdm_qmp_proxy_allow_group(stubdm_qmp_proxy *p,
                                                uint32_t gid);
 /**
- * Stop listening (the socket file is removed), disconnect every client and
- * cancel their commands.  Safe from callbacks.  NULL is ignored.
+ * Stop listening (the socket file the proxy made is removed, if it is still
+ * that file; a caller's fd is left open and its file alone), disconnect
+ * every client and cancel their commands.  Safe from callbacks.  NULL is
+ * ignored.
  */
 STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
 

@@ -36,14 +36,25 @@ static int start_proxy(stubdm_ctx *ctx, const struct ctl_global *g,
                        const struct ctl_command *cmd, const struct qmp_args *a,
                        stubdm_qmp *q, stubdm_qmp_proxy **p)
 {
+    stubdm_qmp_proxy_opts *o = NULL;
     uint32_t gid = 0;
     int rc;
 
     if (a->group && !group_id(a->group, &gid))
         return ctl_usage_error(cmd, "--group: no group '%s'", a->group);
-    rc = stubdm_qmp_proxy_new(q, a->listen, a->timeout_ms, p);
+    /* With --group the socket appears already 0660 and the group's. */
+    rc = stubdm_qmp_proxy_opts_new(&o);
+    if (!rc)
+        rc = stubdm_qmp_proxy_opts_set_path(o, a->listen);
+    if (!rc)
+        rc = stubdm_qmp_proxy_opts_set_timeouts(o, a->timeout_ms, 0);
     if (!rc && a->group)
-        rc = stubdm_qmp_proxy_allow_group(*p, gid);
+        rc = stubdm_qmp_proxy_opts_set_group(o, gid);
+    if (!rc && a->group)
+        rc = stubdm_qmp_proxy_opts_set_mode(o, 0660);
+    if (!rc)
+        rc = stubdm_qmp_proxy_new_ext(q, o, p);
+    stubdm_qmp_proxy_opts_free(o);
     return rc ? ctl_report_error(ctx, g, "qmp-proxy", rc, NULL) : 0;
 }
 
