@@ -283,8 +283,8 @@ START_TEST(rewatch_refused_fails_the_command)
     h.refuse_pollout = true;
     ck_assert_int_eq(stubdm_ctx_set_loop(ctx, &hook_table, &h), 0);
     t0 = stubdm_now_ms();
-    ck_assert_int_eq(stubdm_qmp_execute(q, "big", args, 30000, on_reply_rc,
-                                        &r, NULL),
+    ck_assert_int_eq(stubdm_qmp_execute(q, "big", args, 30000, on_reply_rc, &r,
+                                        NULL),
                      0);
     free(args);
     ts_run_until_done(ctx, &r, 5000);

@@ -91,9 +91,15 @@ int stubdm__qmplock_try(stubdm_ctx *ctx, struct stubdm__qmplock *l,
     return 0;
 }
 
-void stubdm__qmplock_release(struct stubdm__qmplock *l)
+void stubdm__qmplock_release(struct stubdm__qmplock *l, bool inherited)
 {
+    /* Unlocked explicitly: a copy of the descriptor in a child that
+     * forked without exec would otherwise keep the lock after our close.
+     * That child itself only closes: the lock belongs to the description
+     * it shares with us. */
+    if (l->fd >= 0 && !inherited)
+        flock(l->fd, LOCK_UN);
     if (l->fd >= 0)
-        close(l->fd); /* closing the only descriptor releases the flock */
+        close(l->fd);
     l->fd = -1;
 }

@@ -98,7 +98,10 @@ static inline short stubdm__qmpt_events(const struct stubdm__qmpt *t,
 }
 
 /* Close and release everything.  Idempotent. */
-void stubdm__qmpt_close(struct stubdm__qmpt *t);
+/* inherited: in a forked child (stubdm_ctx_postfork_child), where a vchan
+ * is left as it is: closing it tells the server and the ring is the
+ * parent's. */
+void stubdm__qmpt_close(struct stubdm__qmpt *t, bool inherited);
 
 /* A human name for messages ("vchan", "unix socket"). */
 const char *stubdm__qmpt_name(const struct stubdm__qmpt *t);
@@ -128,8 +131,9 @@ char *stubdm__qmplock_default_path(bool simulated, const char *simdir,
  */
 int stubdm__qmplock_try(stubdm_ctx *ctx, struct stubdm__qmplock *l,
                         const char *path);
-/* Release (the file stays, so no unlink race).  Idempotent. */
-void stubdm__qmplock_release(struct stubdm__qmplock *l);
+/* Release (the file stays, so no unlink race).  Idempotent.  inherited: in
+ * a forked child, which only closes (the lock is the parent's). */
+void stubdm__qmplock_release(struct stubdm__qmplock *l, bool inherited);
 
 /* The ctx of a handle (for qmp/proxy.c). */
 stubdm_ctx *stubdm__qmp_ctx(const stubdm_qmp *q);
