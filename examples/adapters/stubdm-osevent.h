@@ -57,10 +57,10 @@ struct stubdm_osevent {
     stubdm_ctx *ctx;
     const stubdm_osevent_host *host;
     void *user;
-    int tfd;         /* the ctx's one timer */
-    void *tfd_reg;   /* its registration with the host */
-    void **regs;     /* indexed by fd: the host's token */
-    bool *have;      /* indexed by fd: registered with the host */
+    int tfd;       /* the ctx's one timer */
+    void *tfd_reg; /* its registration with the host */
+    void **regs;   /* indexed by fd: the host's token */
+    bool *have;    /* indexed by fd: registered with the host */
     size_t cap;
     unsigned timers; /* for tests: how often the deadline moved */
 };
