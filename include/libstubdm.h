@@ -409,12 +409,13 @@ STUBDM_EXPORT int stubdm_ctx_poll_dispatch(stubdm_ctx *ctx,
 /**
  * One loop iteration: wait for the ctx's fds for at most max_wait_ms (-1:
  * no bound other than the ctx's own deadline), dispatch.  Equivalent to
- * prepare, poll(2), dispatch; it waits in an epoll set with a timerfd,
- * made on the first call and kept until the ctx is freed (two
- * descriptors, close-on-exec), or with poll(2) while a regular file is
- * watched.
- * @return 0, STUBDM_ERECURSIVE, STUBDM_ENOMEM, or STUBDM_EFAIL if the wait
- *         failed (EINTR is not a failure: it returns 0).
+ * prepare, poll(2), dispatch; it waits in an epoll set with a timerfd and
+ * the eventfd of stubdm_ctx_wake, made on the first call and kept until
+ * the ctx is freed (three descriptors, close-on-exec), or with poll(2)
+ * while a regular file is watched.
+ * @return 0, STUBDM_ERECURSIVE, STUBDM_ENOMEM, STUBDM_ESTATE after
+ *         stubdm_ctx_postfork_child, or STUBDM_EFAIL if the wait failed
+ *         (EINTR is not a failure: it returns 0).
  */
 STUBDM_EXPORT int stubdm_ctx_run_once(stubdm_ctx *ctx, int max_wait_ms);
 

@@ -29,6 +29,12 @@
 #include <unistd.h>
 #include <xenstore.h>
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define VALGRIND_COUNT_ERRORS 0
+#endif
+
 #define STUBDOM 7
 #define GUEST 3
 #define STATE "/local/domain/7/device-model/3/state"
@@ -268,11 +274,11 @@ static void on_reply_rc(stubdm_qmp *q, stubdm_op *op, int rc,
  * once, not at its timeout. */
 START_TEST(rewatch_refused_fails_the_command)
 {
-    static const struct qmp_peer_step s[] = {QP_HS(), QP_D(20000), QP_E()};
+    static const struct qmp_peer_step s[] = {QP_HS(), QP_D(60000), QP_E()};
     struct hooks h = {0};
     struct ts_result r = {0};
     stubdm_qmp *q = open_qmp(s);
-    size_t big = 4u << 20;
+    size_t big = 1u << 20;
     char *args = malloc(big + 16);
     int64_t t0;
 
@@ -292,8 +298,9 @@ START_TEST(rewatch_refused_fails_the_command)
      * message says why. */
     ck_assert_int_eq(r.rc, STUBDM_EVCHAN);
     ck_assert_msg(strstr(r.msg, "watch_fd"), "%s", r.msg);
-    ck_assert_int_lt(stubdm_now_ms() - t0, 5000);
+    ck_assert_int_lt(stubdm_now_ms() - t0, 20000);
     stubdm_qmp_free(q);
+    stubdm_ctx_set_loop(ctx, NULL, NULL); /* h is on this stack */
 }
 END_TEST
 
@@ -506,7 +513,7 @@ START_TEST(postfork_child_leaves_the_parent_alone)
     struct ts_result w = {0};
     unsigned long unwatches;
     char *reply = NULL;
-    int st = -1;
+    int st = -1, p[2], res[2];
     pid_t pid;
 
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, STUBDOM, GUEST, 20000,
@@ -517,17 +524,31 @@ START_TEST(postfork_child_leaves_the_parent_alone)
     ck_assert(!lock_is_free());
     unwatches = unwatch_count();
 
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        int rc = stubdm_ctx_postfork_child(ctx);
-        rc |= stubdm_ctx_postfork_child(ctx); /* harmless twice */
+        /* res: the parent's array, this copy the child's */
+        res[0] = stubdm_ctx_postfork_child(ctx);
+        res[0] |= stubdm_ctx_postfork_child(ctx); /* harmless twice */
         stubdm_ctx_free(ctx);
-        _exit(rc ? 3 : 0);
+        /* Under valgrind: the child's memory errors.  Its leak check is
+         * skipped (SIGKILL): libxenstore's reader thread, which fork did
+         * not copy, had a message buffer in flight that nothing in the
+         * child can reach or free (libxl's postfork has the same caveat). */
+        res[1] = (int)VALGRIND_COUNT_ERRORS;
+        if (write(p[1], res, sizeof(res)) != (ssize_t)sizeof(res))
+            _exit(2);
+        raise(SIGKILL);
     }
+    close(p[1]);
+    ck_assert_int_eq(read(p[0], res, sizeof(res)), (ssize_t)sizeof(res));
+    close(p[0]);
     st = wait_child(pid, 10000);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x",
-                  st);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+                  "child status %#x", st);
+    ck_assert_int_eq(res[0], 0);
+    ck_assert_msg(res[1] == 0, "%d valgrind errors in the child", res[1]);
 
     ck_assert_uint_eq(unwatch_count(), unwatches);
     ck_assert(!lock_is_free());
@@ -563,7 +584,9 @@ START_TEST(qmp_lock_released_while_a_child_holds_a_copy)
     if (pid == 0) {
         /* Holds every inherited descriptor until the parent is done. */
         close(p[1]);
-        _exit(read(p[0], &c, 1) < 0 ? 1 : 0);
+        if (read(p[0], &c, 1) < 0)
+            _exit(1);
+        raise(SIGKILL); /* no valgrind leak check of the inherited heap */
     }
     close(p[0]);
     stubdm_qmp_free(q);
