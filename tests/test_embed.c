@@ -105,9 +105,11 @@ START_TEST(set_timer_refused_fails_the_arm)
 {
     stubdm_ctx *ctx;
     struct hooks h = {0};
+    struct logged lg = {0};
     struct stubdm__timer t;
 
     ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    stubdm_ctx_set_log(ctx, on_log, &lg, STUBDM_LOG_WARN);
     ck_assert_int_eq(stubdm_ctx_set_loop(ctx, &hook_table, &h), 0);
     ck_assert_int_eq(h.timer_calls, 1); /* the first report: -1 */
     h.refuse_timer_at = 2;
@@ -116,6 +118,7 @@ START_TEST(set_timer_refused_fails_the_arm)
                      STUBDM_EFAIL);
     ck_assert(!stubdm__timer_armed(&t));
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "set_timer"));
+    ck_assert_int_eq(lg.warnings, 1); /* also for a caller that drops it */
     /* Accepted the next time. */
     ck_assert_int_eq(stubdm__timer_arm(ctx, &t, stubdm_now_ms() + 1000), 0);
     ck_assert(stubdm__timer_armed(&t));
@@ -706,6 +709,14 @@ static pthread_t poke_later(struct poke *p)
  * 20 s (the wait's or the command's timeout). */
 #define BOUND_MS 4000
 
+/* How long the blocked call took to return (TEST_EMBED_VERBOSE=1). */
+static void report(const char *what, int64_t t0)
+{
+    if (getenv("TEST_EMBED_VERBOSE"))
+        fprintf(stderr, "%s: returned %lld ms after the call (poke at 200)\n",
+                what, (long long)(stubdm_now_ms() - t0));
+}
+
 START_TEST(wake_returns_run_once)
 {
     stubdm_ctx *c;
@@ -724,6 +735,7 @@ START_TEST(wake_returns_run_once)
     t = poke_later(&p);
     t0 = stubdm_now_ms();
     ck_assert_int_eq(stubdm_ctx_run_once(c, 20000), 0);
+    report("run_once woken", t0);
     ck_assert_int_lt(stubdm_now_ms() - t0, BOUND_MS);
     pthread_join(t, NULL);
     stubdm_ctx_free(c);
@@ -738,6 +750,7 @@ START_TEST(interrupt_cancels_wait_running_sync)
 
     ck_assert_int_eq(stubdm_dm_wait_running_sync(ctx, STUBDOM, GUEST, 20000),
                      STUBDM_ECANCELED);
+    report("wait_running_sync interrupted", t0);
     ck_assert_int_lt(stubdm_now_ms() - t0, BOUND_MS);
     pthread_join(t, NULL);
     /* Consumed: the next call waits as usual. */
@@ -759,6 +772,7 @@ START_TEST(interrupt_cancels_qmp_execute_sync)
     ck_assert_int_eq(stubdm_qmp_execute_sync(q, "query-status", NULL, 20000,
                                              &reply),
                      STUBDM_ECANCELED);
+    report("qmp_execute_sync interrupted", t0);
     ck_assert_int_lt(stubdm_now_ms() - t0, BOUND_MS);
     ck_assert_ptr_null(reply);
     pthread_join(t, NULL);

@@ -486,7 +486,7 @@ int stubdm__timer_arm(stubdm_ctx *ctx, struct stubdm__timer *t,
     heap_up(l, t->heap_index);
     /* Refused: the timer would never fire, so the caller that armed it
      * fails instead (and the application keeps the deadline it had). */
-    if (stubdm__loop_sync_timer(ctx, NULL)) {
+    if (stubdm__loop_sync_timer(ctx, "arming a timer")) {
         heap_remove(l, t);
         return STUBDM_EFAIL;
     }
@@ -537,15 +537,9 @@ int stubdm__loop_sync_timer(stubdm_ctx *ctx, const char *why)
         return 0;
     }
     /* The deadline stays unreported, so the next sync (the end of every
-     * dispatch) asks again. */
-    if (why)
-        hook_refused(ctx, "set_timer", "deadline %" PRId64 " (after %s)", d,
-                     why);
-    else
-        stubdm__fail(ctx, STUBDM_EFAIL, 0,
-                     "the application's set_timer hook refused deadline "
-                     "%" PRId64,
-                     d);
+     * dispatch) asks again.  Logged even when a caller gets the failure:
+     * one that cannot hand it on (a re-arm in a stop) would lose it. */
+    hook_refused(ctx, "set_timer", "deadline %" PRId64 " (after %s)", d, why);
     return STUBDM_EFAIL;
 }
 
@@ -633,7 +627,7 @@ int stubdm_ctx_set_loop(stubdm_ctx *ctx, const stubdm_loop_hooks *hooks,
             return STUBDM_EFAIL;
         }
     }
-    if (stubdm__loop_sync_timer(ctx, NULL)) {
+    if (stubdm__loop_sync_timer(ctx, "installing the hooks")) {
         l->have_hooks = false;
         return STUBDM_EFAIL;
     }

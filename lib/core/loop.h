@@ -109,10 +109,9 @@ void stubdm__loop_dispose(stubdm_ctx *ctx);
 /* The deadline the application must honour (-1 none, 0 right away). */
 int64_t stubdm__loop_deadline(stubdm_ctx *ctx);
 /* Push the current deadline to the hooks if it changed.  A refusal is
- * STUBDM_EFAIL with the ctx's error set, and the deadline is offered again
- * on the next sync.  why: what changed the deadline, for the log line of a
- * refusal no caller sees (a dispatch's end, a stop, a completion); NULL
- * when the caller hands the failure on. */
+ * STUBDM_EFAIL with the ctx's error set and a warning logged, and the
+ * deadline is offered again on the next sync.  why: what changed the
+ * deadline, for the message (a dispatch's end, a stop, a completion). */
 int stubdm__loop_sync_timer(stubdm_ctx *ctx, const char *why);
 
 /* Consume a pending stubdm_ctx_interrupt (true: the *_sync call asking
