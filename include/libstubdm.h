@@ -58,6 +58,15 @@
  * time; the library creates no threads of its own (libxenstore may create a
  * reader thread for watches, which the library never calls back from).
  * Separate ctxs are fully independent: the library has no global state.
+ * Exactly two functions may be called on a ctx from any thread (and from a
+ * signal handler) while its owner uses it: stubdm_ctx_wake and
+ * stubdm_ctx_interrupt.  Every other function, on that ctx or an object of
+ * it, is called by the owning thread only.
+ *
+ * Fork.  Every descriptor the library opens is close-on-exec.  A child that
+ * forks without exec and goes on to use the library calls
+ * stubdm_ctx_postfork_child on each ctx it inherited, then only
+ * stubdm_ctx_free on it (see there).
  *
  * Domain ids are uint32_t; a valid domid is below 0x7FF0
  * (DOMID_FIRST_RESERVED).
@@ -113,6 +122,10 @@ extern "C" {
 /* stubdm_qmp_proxy_opts, stubdm_qmp_proxy_new_ext; a proxy made before its
  * handle is ready. */
 #define STUBDM_HAVE_QMP_PROXY_OPTS 1
+/* stubdm_ctx_*_ext and stubdm_ctx_dispatch_data */
+#define STUBDM_HAVE_DISPATCH_DATA 1
+#define STUBDM_HAVE_WAKE 1     /* stubdm_ctx_wake, stubdm_ctx_interrupt */
+#define STUBDM_HAVE_POSTFORK 1 /* stubdm_ctx_postfork_child            */
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -202,6 +215,31 @@ STUBDM_EXPORT int stubdm_ctx_new(stubdm_ctx **out);
  * @param ctx  the ctx, or NULL (no effect).
  */
 STUBDM_EXPORT void stubdm_ctx_free(stubdm_ctx *ctx);
+
+/**
+ * In a child of fork(2) that does not exec: drop the ctx the child
+ * inherited without disturbing the parent, which goes on using its copy.
+ * Nothing is said on anything shared with the parent: no xenstore request
+ * on the inherited connection (its watches stay the parent's), the QMP
+ * lock is closed without LOCK_UN (the lock belongs to the file description
+ * both processes share), no QMP, console or vchan peer is written to or
+ * told anything, no hotplug script is killed, no spawn is rolled back (its
+ * domain is the parent's), no bound socket path is unlinked, and the loop
+ * hooks are not called (they are the parent's loop's).  The child's
+ * descriptors are closed and the memory is freed, except what the parent
+ * shares through Xen: a QMP vchan's mapping and its two descriptors stay
+ * (closing one tells the server, as libxenvchan_close does).
+ *
+ * Afterwards the only valid call on the ctx, and on every object of it, is
+ * stubdm_ctx_free (operation handles the caller holds: stubdm_op_free).
+ * A child that needs the library again makes a new ctx, which opens its own
+ * connections.  Called from inside a callback (the fork happened in one),
+ * the descriptors are closed when stubdm_ctx_free's deferred free runs, at
+ * the end of the dispatch; nothing is said either way.  Calling it twice
+ * is harmless.  Not thread-safe (the child has one thread anyway).
+ * @return 0 or STUBDM_EINVAL (NULL ctx).
+ */
+STUBDM_EXPORT int stubdm_ctx_postfork_child(stubdm_ctx *ctx);
 
 /**
  * The detailed message of the last failure on this ctx ("" if none).
@@ -307,15 +345,23 @@ typedef struct stubdm_loop_hooks {
      * Watch fd for events (POLLIN / POLLOUT bits of <poll.h>), replacing
      * what was asked before for that fd; events == 0 means stop watching
      * it (the fd may be closed right after this call returns).
-     * @return 0, or a negative value to refuse, which fails the operation
-     *         that needed the fd with STUBDM_EFAIL.
+     * @return 0, or a negative value to refuse.  A refused watch fails
+     *         what needed it with STUBDM_EFAIL: the call that started an
+     *         operation, or, during a dispatch, the operation or connection
+     *         (a QMP connection fails its commands, a proxy drops the
+     *         client).  A refused stop (events == 0), which nothing waits
+     *         on, sets the ctx's error and logs a warning.
      */
     int (*watch_fd)(void *user, int fd, short events);
     /**
      * Arm the ctx's single timer for the absolute CLOCK_MONOTONIC time
      * deadline_ms (milliseconds; may be in the past: fire as soon as
      * possible), replacing any earlier deadline; -1 disarms it.
-     * @return 0, or a negative value to refuse (as for watch_fd).
+     * @return 0, or a negative value to refuse.  Outside a dispatch, the
+     *         call that armed the timer fails with STUBDM_EFAIL (the timer
+     *         is not armed).  At the end of a dispatch, with nobody to
+     *         tell, the ctx's error is set, a warning logged, and the
+     *         deadline offered again at the end of the next dispatch.
      */
     int (*set_timer)(void *user, int64_t deadline_ms);
 } stubdm_loop_hooks;
@@ -370,14 +416,70 @@ STUBDM_EXPORT int stubdm_ctx_poll_dispatch(stubdm_ctx *ctx,
 /**
  * One loop iteration: wait for the ctx's fds for at most max_wait_ms (-1:
  * no bound other than the ctx's own deadline), dispatch.  Equivalent to
- * prepare, poll(2), dispatch; it waits in an epoll set with a timerfd,
- * made on the first call and kept until the ctx is freed (two
- * descriptors, close-on-exec), or with poll(2) while a regular file is
- * watched.
- * @return 0, STUBDM_ERECURSIVE, STUBDM_ENOMEM, or STUBDM_EFAIL if the wait
- *         failed (EINTR is not a failure: it returns 0).
+ * prepare, poll(2), dispatch; it waits in an epoll set with a timerfd and
+ * the eventfd of stubdm_ctx_wake, made on the first call and kept until
+ * the ctx is freed (three descriptors, close-on-exec), or with poll(2)
+ * while a regular file is watched.
+ * @return 0, STUBDM_ERECURSIVE, STUBDM_ENOMEM, STUBDM_ESTATE after
+ *         stubdm_ctx_postfork_child, or STUBDM_EFAIL if the wait failed
+ *         (EINTR is not a failure: it returns 0).
  */
 STUBDM_EXPORT int stubdm_ctx_run_once(stubdm_ctx *ctx, int max_wait_ms);
+
+/*
+ * Dispatch data.  A toolstack whose callbacks need its own per-dispatch
+ * context (libxl's "egc", the event-generation context every libxl
+ * callback takes) hands it to the _ext form of the entry point it calls;
+ * every library callback the dispatch runs (operation completions, QMP
+ * replies and events, progress reports, proxy and console callbacks) reads
+ * it with stubdm_ctx_dispatch_data.  Optional: the plain forms pass NULL,
+ * and so do the *_sync wrappers.
+ */
+
+/** stubdm_ctx_fd_ready with dispatch data. */
+STUBDM_EXPORT int stubdm_ctx_fd_ready_ext(stubdm_ctx *ctx, int fd,
+                                          short revents, void *dispatch_data);
+/** stubdm_ctx_timer_fired with dispatch data. */
+STUBDM_EXPORT int stubdm_ctx_timer_fired_ext(stubdm_ctx *ctx,
+                                             void *dispatch_data);
+/** stubdm_ctx_poll_dispatch with dispatch data. */
+STUBDM_EXPORT int stubdm_ctx_poll_dispatch_ext(stubdm_ctx *ctx,
+                                               const struct pollfd *fds,
+                                               size_t nfds,
+                                               void *dispatch_data);
+/** stubdm_ctx_run_once with dispatch data. */
+STUBDM_EXPORT int stubdm_ctx_run_once_ext(stubdm_ctx *ctx, int max_wait_ms,
+                                          void *dispatch_data);
+
+/**
+ * The dispatch data of the dispatch running now: what the _ext entry point
+ * running the calling callback was given; NULL outside a dispatch, and in
+ * one entered through a plain (non-_ext) form.
+ */
+STUBDM_EXPORT void *stubdm_ctx_dispatch_data(const stubdm_ctx *ctx);
+
+/**
+ * Wake the ctx's stubdm_ctx_run_once (and so the loop of a *_sync call)
+ * from any thread, or from a signal handler: a run_once waiting returns 0
+ * after dispatching what is ready; one not waiting yet returns without
+ * sleeping.  Thread-safe and async-signal-safe (lock-free atomics and one
+ * write(2) to an eventfd run_once's first call makes; errno preserved).
+ * The ctx must stay allocated during the call: the caller orders it
+ * before stubdm_ctx_free.  Only run_once is woken; with loop hooks, the
+ * application wakes its own loop.
+ */
+STUBDM_EXPORT void stubdm_ctx_wake(stubdm_ctx *ctx);
+
+/**
+ * Make the *_sync call blocked on the ctx return STUBDM_ECANCELED, from any
+ * thread (thread-safe and async-signal-safe, as stubdm_ctx_wake): its
+ * operation is cancelled as stubdm_op_cancel does (resources released,
+ * rollback as for a cancellation) and the call returns.  One interrupt is
+ * consumed by one *_sync call: the one running now, or, if none is, the
+ * next one started on the ctx (which then returns STUBDM_ECANCELED at
+ * once).  A plain stubdm_ctx_run_once is only woken.
+ */
+STUBDM_EXPORT void stubdm_ctx_interrupt(stubdm_ctx *ctx);
 
 /**
  * The current CLOCK_MONOTONIC time in milliseconds, the clock of every

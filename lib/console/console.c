@@ -606,6 +606,7 @@ static void console_stop(stubdm_op *op)
     stubdm__fd_stop(ctx, &c->io[0]);
     stubdm__fd_stop(ctx, &c->io[1]);
     c->connected = false;
+    c->tr.inherited = ctx->postfork;
     stubdm__ctrans_close(&c->tr);
     /* Tell the frontend, unless the contract is already gone (writing
      * would recreate the backend directory).  A release only hands the

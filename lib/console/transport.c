@@ -424,10 +424,10 @@ void stubdm__ctrans_close(struct stubdm__ctrans *t)
             munmap(t->intf, t->map_len);
         if (t->fd >= 0)
             close(t->fd);
-        if (t->be_path[0])
+        if (t->be_path[0] && !t->inherited)
             unlink(t->be_path);
     } else if (t->kind == STUBDM__CTRANS_XEN) {
-        if (t->port_bound)
+        if (t->port_bound && !t->inherited)
             xenevtchn_unbind(t->xce, t->local_port);
         if (t->xce)
             xenevtchn_close(t->xce); /* closes t->fd */

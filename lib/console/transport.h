@@ -56,6 +56,9 @@ struct stubdm__ctrans {
     void *fmem; /* xenforeignmemory_handle * when mapped by mfn */
     uint32_t local_port;
     bool port_bound;
+    /* in a forked child (stubdm_ctx_postfork_child): close only, since the
+     * bound path and the port binding (per open file) are the parent's */
+    bool inherited;
 };
 
 void stubdm__ctrans_init(struct stubdm__ctrans *t);

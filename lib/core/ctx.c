@@ -44,7 +44,7 @@ int stubdm_ctx_new(stubdm_ctx **out)
  * xenstore watches, fds and timers), then xenstore, the hypervisor handle,
  * and last the loop registry everything above unregisters from.
  */
-void stubdm__ctx_destroy(stubdm_ctx *ctx)
+static void ctx_teardown(stubdm_ctx *ctx)
 {
     stubdm__ops_dispose(ctx);
     stubdm__qmp_dispose(ctx);
@@ -52,7 +52,39 @@ void stubdm__ctx_destroy(stubdm_ctx *ctx)
     stubdm__xs_dispose(ctx);
     stubdm__xc_dispose(ctx);
     stubdm__loop_dispose(ctx);
+}
+
+void stubdm__ctx_destroy(stubdm_ctx *ctx)
+{
+    if (!ctx->torn_down)
+        ctx_teardown(ctx);
     free(ctx);
+}
+
+/*
+ * The ordinary teardown, with the ctx marked first so that none of it
+ * reaches anything the parent shares: the loop hooks are the parent's
+ * loop's, the xenstore socket is dropped unspoken (stubdm__xs_postfork;
+ * xenstore writes are refused from then on), and the QMP lock, vchans,
+ * console transports, hotplug scripts and spawns check ctx->postfork.
+ * What remains is closing this process's descriptors and freeing memory.
+ */
+int stubdm_ctx_postfork_child(stubdm_ctx *ctx)
+{
+    if (!ctx)
+        return STUBDM_EINVAL;
+    if (ctx->postfork)
+        return 0;
+    ctx->postfork = true;
+    ctx->loop.have_hooks = false;
+    stubdm__xs_postfork(ctx);
+    /* Forked inside a callback: the dispatch below must unwind first;
+     * stubdm_ctx_free, deferred to its end, tears down (as marked). */
+    if (ctx->dispatch_depth || ctx->callback_depth)
+        return 0;
+    ctx_teardown(ctx);
+    ctx->torn_down = true;
+    return 0;
 }
 
 void stubdm_ctx_free(stubdm_ctx *ctx)

@@ -24,6 +24,15 @@ struct stubdm_ctx {
     unsigned dispatch_depth; /* >0 while a dispatch entry point runs */
     unsigned callback_depth; /* >0 while a user callback runs */
     bool free_requested;
+    /* what the application handed the running dispatch (the _ext entry
+     * points), NULL outside one */
+    void *dispatch_data;
+    /* stubdm_ctx_postfork_child: this process is a fork of the one that
+     * made the ctx.  Everything it holds is shared with the parent, so
+     * nothing may talk through it (no unwatch, no unlock, no kill, no
+     * write, no hook); torn_down: released already, only the ctx's own
+     * block is left for stubdm_ctx_free. */
+    bool postfork, torn_down;
     /* operations */
     struct stubdm__list ops_pending;
     struct stubdm__list ops_queued;

@@ -13,16 +13,21 @@
 #include "core/ctx.h"
 #include "core/error.h"
 #include "core/list.h"
+#include "core/log.h"
 #include "core/loop.h"
 #include "core/mem.h"
 #include "core/op.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +53,76 @@ void stubdm__loop_init(struct stubdm__loop *l)
     l->epfd = -1;
     l->tfd = -1;
     l->tfd_armed = -1;
+    atomic_init(&l->wfd, -1);
+    atomic_init(&l->wake_pending, false);
+    atomic_init(&l->interrupt, false);
+}
+
+/* ---- waking run_once from another thread -------------------------------- */
+
+/* epoll data of the wake eventfd. */
+#define WAKE_TAG (UINT64_MAX - 1)
+
+/* Async-signal-safe: lock-free atomics and write(2) only. */
+void stubdm_ctx_wake(stubdm_ctx *ctx)
+{
+    int saved = errno, fd;
+    uint64_t one = 1;
+
+    if (!ctx)
+        return;
+    atomic_store(&ctx->loop.wake_pending, true);
+    fd = atomic_load(&ctx->loop.wfd);
+    if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is full, so a wake is pending anyway */
+    }
+    errno = saved;
+}
+
+void stubdm_ctx_interrupt(stubdm_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    atomic_store(&ctx->loop.interrupt, true);
+    stubdm_ctx_wake(ctx);
+}
+
+bool stubdm__interrupt_take(stubdm_ctx *ctx)
+{
+    return atomic_exchange(&ctx->loop.interrupt, false);
+}
+
+/* The eventfd, made on run_once's first call.  It is published before
+ * wake_pending is read (wake_take), so a wake either finds it or leaves
+ * the flag that run_once reads next: none is lost. */
+static int wake_ready(stubdm_ctx *ctx)
+{
+    struct stubdm__loop *l = &ctx->loop;
+    int fd;
+
+    if (atomic_load(&l->wfd) >= 0)
+        return 0;
+    fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return stubdm__fail(ctx, STUBDM_EFAIL, errno, "the wake eventfd: %s",
+                            strerror(errno));
+    atomic_store(&l->wfd, fd);
+    return 0;
+}
+
+/* Whether a wake came since the last look (then run_once does not sleep). */
+static bool wake_take(struct stubdm__loop *l)
+{
+    return atomic_exchange(&l->wake_pending, false);
+}
+
+static void wake_drain(struct stubdm__loop *l)
+{
+    uint64_t n;
+
+    if (read(atomic_load(&l->wfd), &n, sizeof(n)) < 0) {
+        /* EAGAIN: another look drained it */
+    }
 }
 
 /* ---- run_once's epoll set ----------------------------------------------- */
@@ -159,6 +234,13 @@ static bool ep_ready(struct stubdm__loop *l)
         l->ep_off = true;
         return false;
     }
+    struct epoll_event wev = {.events = EPOLLIN, .data.u64 = WAKE_TAG};
+    int wfd = atomic_load(&l->wfd);
+    if (wfd >= 0 && epoll_ctl(l->epfd, EPOLL_CTL_ADD, wfd, &wev)) {
+        ep_teardown(l);
+        l->ep_off = true;
+        return false;
+    }
     l->ep_forkgen = fork_gen;
     for (size_t fd = 0; fd < l->by_fd_cap; fd++)
         if (l->by_fd[fd])
@@ -188,6 +270,24 @@ void stubdm__fd_init(struct stubdm__fd *w, stubdm__fd_cb *cb)
     w->fd = -1;
     w->events = 0;
     w->in_ep = w->ep_refused = false;
+}
+
+/* A hook refused with nobody to hand the failure to: the ctx's error
+ * (which the next public call may replace) and a warning in the log. */
+static void hook_refused(stubdm_ctx *ctx, const char *hook, const char *fmt,
+                         ...) STUBDM_PRINTF(3, 4);
+static void hook_refused(stubdm_ctx *ctx, const char *hook, const char *fmt,
+                         ...)
+{
+    char what[128];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    stubdm__fail(ctx, STUBDM_EFAIL, 0, "the application's %s hook refused %s",
+                 hook, what);
+    stubdm__log(ctx, STUBDM_LOG_WARN, 0, "loop", "%s", ctx->errmsg);
 }
 
 static int hook_watch(stubdm_ctx *ctx, int fd, short events)
@@ -256,8 +356,12 @@ void stubdm__fd_stop(stubdm_ctx *ctx, struct stubdm__fd *w)
 
     if (w->fd < 0)
         return;
-    if (l->have_hooks && w->events)
-        l->hooks.watch_fd(l->hooks_user, w->fd, 0);
+    /* No operation is left to fail (the watch's owner is letting go of
+     * the fd, often to close it): the refusal goes to the ctx and the log,
+     * since the application may go on watching a closed descriptor. */
+    if (l->have_hooks && w->events &&
+        l->hooks.watch_fd(l->hooks_user, w->fd, 0) < 0)
+        hook_refused(ctx, "watch_fd", "unwatching fd %d", w->fd);
     ep_forget(l, w);
     l->by_fd[w->fd] = NULL;
     l->nwatched--;
@@ -380,7 +484,12 @@ int stubdm__timer_arm(stubdm_ctx *ctx, struct stubdm__timer *t,
     }
     heap_set(l, l->heap_len++, t);
     heap_up(l, t->heap_index);
-    stubdm__loop_sync_timer(ctx);
+    /* Refused: the timer would never fire, so the caller that armed it
+     * fails instead (and the application keeps the deadline it had). */
+    if (stubdm__loop_sync_timer(ctx, "arming a timer")) {
+        heap_remove(l, t);
+        return STUBDM_EFAIL;
+    }
     return 0;
 }
 
@@ -390,7 +499,7 @@ void stubdm__timer_stop(stubdm_ctx *ctx, struct stubdm__timer *t)
         return;
     timer_unlink(&ctx->loop, t);
     if (!ctx->dispatch_depth)
-        stubdm__loop_sync_timer(ctx);
+        stubdm__loop_sync_timer(ctx, "a timer's stop");
 }
 
 /* The dispatch ends: the timers it armed join the heap (room reserved). */
@@ -413,20 +522,25 @@ int64_t stubdm__loop_deadline(stubdm_ctx *ctx)
     return -1;
 }
 
-void stubdm__loop_sync_timer(stubdm_ctx *ctx)
+int stubdm__loop_sync_timer(stubdm_ctx *ctx, const char *why)
 {
     struct stubdm__loop *l = &ctx->loop;
     int64_t d;
 
     if (!l->have_hooks)
-        return;
+        return 0;
     d = stubdm__loop_deadline(ctx);
     if (d == l->reported_deadline)
-        return;
-    /* A refusal cannot be reported to anyone here; the poll interface still
-     * works, and the next change retries. */
-    if (l->hooks.set_timer(l->hooks_user, d) == 0)
+        return 0;
+    if (l->hooks.set_timer(l->hooks_user, d) == 0) {
         l->reported_deadline = d;
+        return 0;
+    }
+    /* The deadline stays unreported, so the next sync (the end of every
+     * dispatch) asks again.  Logged even when a caller gets the failure:
+     * one that cannot hand it on (a re-arm in a stop) would lose it. */
+    hook_refused(ctx, "set_timer", "deadline %" PRId64 " (after %s)", d, why);
+    return STUBDM_EFAIL;
 }
 
 /* Timers armed during this dispatch are not in the heap yet (see
@@ -463,12 +577,13 @@ void stubdm__dispatch_leave(stubdm_ctx *ctx)
     if (!ctx->free_requested)
         stubdm__ops_run_queued(ctx);
     ctx->dispatch_depth = 0;
+    ctx->dispatch_data = NULL;
     if (ctx->free_requested) {
         stubdm__ctx_destroy(ctx);
         return;
     }
     merge_fresh(&ctx->loop);
-    stubdm__loop_sync_timer(ctx);
+    stubdm__loop_sync_timer(ctx, "a dispatch");
 }
 
 void stubdm__callback_enter(stubdm_ctx *ctx)
@@ -512,11 +627,25 @@ int stubdm_ctx_set_loop(stubdm_ctx *ctx, const stubdm_loop_hooks *hooks,
             return STUBDM_EFAIL;
         }
     }
-    stubdm__loop_sync_timer(ctx);
+    if (stubdm__loop_sync_timer(ctx, "installing the hooks")) {
+        l->have_hooks = false;
+        return STUBDM_EFAIL;
+    }
     return 0;
 }
 
+void *stubdm_ctx_dispatch_data(const stubdm_ctx *ctx)
+{
+    return ctx ? ctx->dispatch_data : NULL;
+}
+
 int stubdm_ctx_fd_ready(stubdm_ctx *ctx, int fd, short revents)
+{
+    return stubdm_ctx_fd_ready_ext(ctx, fd, revents, NULL);
+}
+
+int stubdm_ctx_fd_ready_ext(stubdm_ctx *ctx, int fd, short revents,
+                            void *dispatch_data)
 {
     int rc;
 
@@ -525,6 +654,7 @@ int stubdm_ctx_fd_ready(stubdm_ctx *ctx, int fd, short revents)
     rc = stubdm__dispatch_enter(ctx);
     if (rc)
         return rc;
+    ctx->dispatch_data = dispatch_data;
     if (fd >= 0 && (size_t)fd < ctx->loop.by_fd_cap && ctx->loop.by_fd[fd]) {
         struct stubdm__fd *w = ctx->loop.by_fd[fd];
         w->cb(ctx, w, revents);
@@ -538,6 +668,11 @@ int stubdm_ctx_fd_ready(stubdm_ctx *ctx, int fd, short revents)
 
 int stubdm_ctx_timer_fired(stubdm_ctx *ctx)
 {
+    return stubdm_ctx_timer_fired_ext(ctx, NULL);
+}
+
+int stubdm_ctx_timer_fired_ext(stubdm_ctx *ctx, void *dispatch_data)
+{
     int rc;
 
     if (!ctx)
@@ -545,6 +680,7 @@ int stubdm_ctx_timer_fired(stubdm_ctx *ctx)
     rc = stubdm__dispatch_enter(ctx);
     if (rc)
         return rc;
+    ctx->dispatch_data = dispatch_data;
     /* The application's timer is spent: make the next sync report again. */
     ctx->loop.reported_deadline = -2;
     run_expired_timers(ctx);
@@ -614,6 +750,12 @@ static void dispatch_fds(stubdm_ctx *ctx, const struct pollfd *fds,
 int stubdm_ctx_poll_dispatch(stubdm_ctx *ctx, const struct pollfd *fds,
                              size_t nfds)
 {
+    return stubdm_ctx_poll_dispatch_ext(ctx, fds, nfds, NULL);
+}
+
+int stubdm_ctx_poll_dispatch_ext(stubdm_ctx *ctx, const struct pollfd *fds,
+                                 size_t nfds, void *dispatch_data)
+{
     int rc;
 
     if (!ctx || (nfds && !fds))
@@ -621,6 +763,7 @@ int stubdm_ctx_poll_dispatch(stubdm_ctx *ctx, const struct pollfd *fds,
     rc = stubdm__dispatch_enter(ctx);
     if (rc)
         return rc;
+    ctx->dispatch_data = dispatch_data;
     dispatch_fds(ctx, fds, nfds, -1);
     stubdm__dispatch_leave(ctx);
     return 0;
@@ -628,24 +771,28 @@ int stubdm_ctx_poll_dispatch(stubdm_ctx *ctx, const struct pollfd *fds,
 
 /* run_once over poll(2): the fallback when epoll cannot serve (a watched
  * regular file, or no epoll at all). */
-static int run_once_poll(stubdm_ctx *ctx, int max_wait_ms)
+static int run_once_poll(stubdm_ctx *ctx, int max_wait_ms, void *dispatch_data)
 {
     struct pollfd stackfds[32], *fds = stackfds;
-    size_t n = STUBDM_ARRAY_SIZE(stackfds);
+    /* The last entry is the wake eventfd's. */
+    size_t n = STUBDM_ARRAY_SIZE(stackfds) - 1;
     int timeout, rc;
 
     rc = stubdm_ctx_poll_prepare(ctx, fds, &n, &timeout);
     if (rc == STUBDM_EBUFFERFULL) {
-        fds = stubdm__reallocarray(NULL, n, sizeof(*fds));
+        fds = stubdm__reallocarray(NULL, n + 1, sizeof(*fds));
         if (!fds)
             return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "poll array");
         rc = stubdm_ctx_poll_prepare(ctx, fds, &n, &timeout);
     }
     if (rc)
         goto out;
+    fds[n] = (struct pollfd){atomic_load(&ctx->loop.wfd), POLLIN, 0};
     if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms))
         timeout = max_wait_ms;
-    if (poll(fds, n, timeout) < 0) {
+    if (wake_take(&ctx->loop))
+        timeout = 0;
+    if (poll(fds, n + 1, timeout) < 0) {
         if (errno == EINTR) {
             rc = 0;
             goto out;
@@ -654,7 +801,9 @@ static int run_once_poll(stubdm_ctx *ctx, int max_wait_ms)
                           strerror(errno));
         goto out;
     }
-    rc = stubdm_ctx_poll_dispatch(ctx, fds, n);
+    if (fds[n].revents)
+        wake_drain(&ctx->loop);
+    rc = stubdm_ctx_poll_dispatch_ext(ctx, fds, n, dispatch_data);
 out:
     if (fds != stackfds)
         free(fds);
@@ -670,7 +819,8 @@ out:
  * with every command).  An expiry with nothing due is a spurious wake-up
  * that re-arms it for the real deadline.
  */
-static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
+static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms,
+                          void *dispatch_data)
 {
     struct stubdm__loop *l = &ctx->loop;
     struct epoll_event evs[32];
@@ -700,6 +850,8 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
     } else {
         not_before = l->tfd_armed; /* -1 when there are no timers */
     }
+    if (wake_take(l))
+        timeout = 0;
     n = epoll_wait(l->epfd, evs, (int)STUBDM_ARRAY_SIZE(evs), timeout);
     if (n < 0) {
         if (errno == EINTR)
@@ -720,6 +872,10 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
             not_before = -1;
             continue;
         }
+        if (evs[i].data.u64 == WAKE_TAG) {
+            wake_drain(l);
+            continue;
+        }
         fds[k].fd = (int)evs[i].data.u64;
         fds[k].events = 0;
         fds[k].revents = (short)evs[i].events;
@@ -728,6 +884,7 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
     int rc = stubdm__dispatch_enter(ctx);
     if (rc)
         return rc;
+    ctx->dispatch_data = dispatch_data;
     dispatch_fds(ctx, fds, k, not_before);
     stubdm__dispatch_leave(ctx);
     return 0;
@@ -735,16 +892,28 @@ static int run_once_epoll(stubdm_ctx *ctx, int max_wait_ms)
 
 int stubdm_ctx_run_once(stubdm_ctx *ctx, int max_wait_ms)
 {
+    return stubdm_ctx_run_once_ext(ctx, max_wait_ms, NULL);
+}
+
+int stubdm_ctx_run_once_ext(stubdm_ctx *ctx, int max_wait_ms,
+                            void *dispatch_data)
+{
     struct stubdm__loop *l;
+    int rc;
 
     if (!ctx)
         return STUBDM_EINVAL;
     if (ctx->dispatch_depth || ctx->callback_depth)
         return STUBDM_ERECURSIVE;
+    if (ctx->postfork)
+        return stubdm__fail(ctx, STUBDM_ESTATE, 0,
+                            "the ctx was inherited across fork");
     l = &ctx->loop;
+    if ((rc = wake_ready(ctx)))
+        return rc;
     if (!ep_ready(l) || l->ep_refused)
-        return run_once_poll(ctx, max_wait_ms);
-    return run_once_epoll(ctx, max_wait_ms);
+        return run_once_poll(ctx, max_wait_ms, dispatch_data);
+    return run_once_epoll(ctx, max_wait_ms, dispatch_data);
 }
 
 void stubdm__loop_dispose(stubdm_ctx *ctx)
@@ -759,9 +928,12 @@ void stubdm__loop_dispose(stubdm_ctx *ctx)
     while (l->fresh_len)
         fresh_remove(l, l->fresh[l->fresh_len - 1]);
     free(l->fresh);
-    if (l->have_hooks && l->reported_deadline != -1)
-        l->hooks.set_timer(l->hooks_user, -1);
+    if (l->have_hooks && l->reported_deadline != -1 &&
+        l->hooks.set_timer(l->hooks_user, -1) < 0)
+        hook_refused(ctx, "set_timer", "disarming the freed ctx's timer");
     ep_teardown(l);
+    if (atomic_load(&l->wfd) >= 0)
+        close(atomic_load(&l->wfd));
     free(l->by_fd);
     free(l->heap);
     stubdm__loop_init(l);

@@ -9,6 +9,8 @@
 
 #include "core/base.h"
 
+#include <stdatomic.h>
+
 struct stubdm__fd;
 typedef void stubdm__fd_cb(stubdm_ctx *ctx, struct stubdm__fd *w,
                            short revents);
@@ -93,14 +95,28 @@ struct stubdm__loop {
     unsigned ep_forkgen; /* fork generation the set was made in */
     size_t ep_refused;   /* watches epoll refused: run_once polls */
     bool ep_off;
+    /* The only fields another thread touches (stubdm_ctx_wake and
+     * stubdm_ctx_interrupt): an eventfd run_once waits on besides the
+     * watches, made by run_once's first call (-1 before: a wake then only
+     * leaves wake_pending, which run_once reads after making it); and the
+     * interrupt a *_sync call consumes. */
+    _Atomic int wfd;
+    atomic_bool wake_pending, interrupt;
 };
 
 void stubdm__loop_init(struct stubdm__loop *l);
 void stubdm__loop_dispose(stubdm_ctx *ctx);
 /* The deadline the application must honour (-1 none, 0 right away). */
 int64_t stubdm__loop_deadline(stubdm_ctx *ctx);
-/* Push the current deadline to the hooks if it changed. */
-void stubdm__loop_sync_timer(stubdm_ctx *ctx);
+/* Push the current deadline to the hooks if it changed.  A refusal is
+ * STUBDM_EFAIL with the ctx's error set and a warning logged, and the
+ * deadline is offered again on the next sync.  why: what changed the
+ * deadline, for the message (a dispatch's end, a stop, a completion). */
+int stubdm__loop_sync_timer(stubdm_ctx *ctx, const char *why);
+
+/* Consume a pending stubdm_ctx_interrupt (true: the *_sync call asking
+ * cancels its op and returns STUBDM_ECANCELED). */
+bool stubdm__interrupt_take(stubdm_ctx *ctx);
 
 /* Dispatch bracket, used by every public entry point that runs callbacks. */
 int stubdm__dispatch_enter(stubdm_ctx *ctx);

@@ -131,7 +131,7 @@ void stubdm__op_complete(stubdm_op *op, int rc, const char *fmt, ...)
     LOG_DEBUG(ctx, "op", "%s %p completed: %s%s%s", op->type->name, (void *)op,
               stubdm_errname(rc), rc ? ": " : "", op->errmsg);
     if (!ctx->dispatch_depth)
-        stubdm__loop_sync_timer(ctx);
+        stubdm__loop_sync_timer(ctx, "a completion");
 }
 
 void stubdm__ops_run_queued(stubdm_ctx *ctx)
@@ -262,7 +262,14 @@ int stubdm__op_wait(stubdm_op *op)
     stubdm_ctx *ctx = op->ctx;
 
     while (!stubdm_op_is_done(op)) {
-        int rc = stubdm_ctx_run_once(ctx, -1);
+        int rc;
+        /* Cancelled as stubdm_op_cancel does: its resources released now,
+         * its result ECANCELED. */
+        if (stubdm__interrupt_take(ctx)) {
+            stubdm_op_cancel(op);
+            break;
+        }
+        rc = stubdm_ctx_run_once(ctx, -1);
         if (rc)
             return rc;
     }

@@ -83,8 +83,9 @@ enum stubdm__op_notified stubdm__op_notify(
  * message naming 'what') when called from a callback, since running the
  * loop there would dispatch recursively.  op_wait runs the ctx's poll loop
  * until op completes and returns the loop's error (op still pending; the
- * caller frees it) or op's result, its message copied to the ctx.  The op
- * is not freed.
+ * caller frees it) or op's result, its message copied to the ctx; a
+ * stubdm_ctx_interrupt cancels op (STUBDM_ECANCELED).  The op is not
+ * freed.
  */
 int stubdm__sync_check(stubdm_ctx *ctx, const char *what);
 int stubdm__op_wait(stubdm_op *op);

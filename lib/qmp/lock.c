@@ -177,15 +177,21 @@ int stubdm__qmplock_try(stubdm_ctx *ctx, struct stubdm__qmplock *l,
                         path, MAX_STALE);
 }
 
-void stubdm__qmplock_release(struct stubdm__qmplock *l)
+void stubdm__qmplock_release(struct stubdm__qmplock *l, bool inherited)
 {
     if (l->fd < 0)
         return;
-    /* Unlink first, as libxl__ev_slowlock_unlock: a waiter that gets the
-     * flock then finds the inode gone and starts again. */
-    if (l->unlink_path)
-        unlink(l->unlink_path);
-    drop(l->fd);
+    if (inherited) {
+        /* A forked child only closes: the lock belongs to the open file
+         * description it shares with the parent, and so does the file. */
+        close(l->fd);
+    } else {
+        /* Unlink first, as libxl__ev_slowlock_unlock: a waiter that gets
+         * the flock then finds the inode gone and starts again. */
+        if (l->unlink_path)
+            unlink(l->unlink_path);
+        drop(l->fd);
+    }
     l->fd = -1;
     l->unlink_path = NULL;
 }

@@ -121,8 +121,9 @@ static void client_flush(struct pclient *cl)
         }
         stubdm__buf_consume(&cl->out, (size_t)n);
     }
-    stubdm__fd_watch(cl->p->ctx, &cl->w, cl->fd,
-                     (short)(POLLIN | (cl->out.len ? POLLOUT : 0)));
+    if (stubdm__fd_watch(cl->p->ctx, &cl->w, cl->fd,
+                         (short)(POLLIN | (cl->out.len ? POLLOUT : 0))))
+        client_drop(cl, "the application's loop refused its watch");
 }
 
 /* Queue text + "\r\n"; false when the client was dropped (over its bound). */
@@ -136,7 +137,7 @@ static bool client_send(struct pclient *cl, const char *text, size_t len)
         return false;
     }
     client_flush(cl);
-    return true;
+    return !cl->dead;
 }
 
 /* Append s as a JSON string to b. */

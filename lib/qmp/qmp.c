@@ -1058,8 +1058,10 @@ static void conn_update_events(struct qmp_conn *c)
 {
     short ev = stubdm__qmpt_events(&c->t, c->out.len > 0);
 
-    if (stubdm__fd_active(&c->fdw) && ev != c->fdw.events)
-        stubdm__fd_watch(c->ctx, &c->fdw, c->t.fd, ev);
+    /* Refused by the application's loop: the output would never drain. */
+    if (stubdm__fd_active(&c->fdw) && ev != c->fdw.events &&
+        stubdm__fd_watch(c->ctx, &c->fdw, c->t.fd, ev))
+        conn_fail(c, STUBDM_EFAIL, "%s", c->ctx->errmsg);
 }
 
 static void conn_flush(struct qmp_conn *c)
@@ -1502,7 +1504,7 @@ static void on_kick(stubdm_ctx *ctx, struct stubdm__timer *t)
 static void conn_release_io(struct qmp_conn *c)
 {
     stubdm__fd_stop(c->ctx, &c->fdw);
-    stubdm__qmpt_close(&c->t);
+    stubdm__qmpt_close(&c->t, c->ctx->postfork);
     if (c->wire_live)
         stubdm__qmp_wire_dispose(&c->wire);
     c->wire_live = false;
@@ -1511,7 +1513,7 @@ static void conn_release_io(struct qmp_conn *c)
     stubdm__domwatch_stop(c->ctx, &c->death);
     stubdm__timer_stop(c->ctx, &c->retry);
     stubdm__timer_stop(c->ctx, &c->kick);
-    stubdm__qmplock_release(&c->lock);
+    stubdm__qmplock_release(&c->lock, c->ctx->postfork);
     stubdm__buf_consume(&c->out, c->out.len);
     stubdm__qmp_msg_free(c->greeting);
     c->greeting = NULL;
@@ -1828,6 +1830,11 @@ int stubdm_qmp_open_sync(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
         return rc;
     /* The open op is floating; watch its handle instead. */
     while (q->open) {
+        if (stubdm__interrupt_take(ctx)) {
+            stubdm_qmp_free(q);
+            return stubdm__fail(ctx, STUBDM_ECANCELED, 0,
+                                "stubdm_qmp_open_sync interrupted");
+        }
         rc = stubdm_ctx_run_once(ctx, -1);
         if (rc) {
             stubdm_qmp_free(q);

@@ -235,11 +235,11 @@ ssize_t stubdm__qmpt_write(struct stubdm__qmpt *t, const void *buf, size_t len)
     return STUBDM__QMPT_ERR;
 }
 
-void stubdm__qmpt_close(struct stubdm__qmpt *t)
+void stubdm__qmpt_close(struct stubdm__qmpt *t, bool inherited)
 {
     if (t->kind == STUBDM__QMPT_UNIX && t->fd >= 0)
         close(t->fd);
-    if (t->kind == STUBDM__QMPT_VCHAN && t->vchan) {
+    if (t->kind == STUBDM__QMPT_VCHAN && t->vchan && !inherited) {
         /* Tells the server (cli_live = 0) so vchan-socket-proxy drops its
          * QEMU socket and is ready for the next client. */
         libxenvchan_close(t->vchan);

@@ -98,7 +98,10 @@ static inline short stubdm__qmpt_events(const struct stubdm__qmpt *t,
 }
 
 /* Close and release everything.  Idempotent. */
-void stubdm__qmpt_close(struct stubdm__qmpt *t);
+/* inherited: in a forked child (stubdm_ctx_postfork_child), where a vchan
+ * is left as it is: closing it tells the server and the ring is the
+ * parent's. */
+void stubdm__qmpt_close(struct stubdm__qmpt *t, bool inherited);
 
 /* A human name for messages ("vchan", "unix socket"). */
 const char *stubdm__qmpt_name(const struct stubdm__qmpt *t);
@@ -136,8 +139,9 @@ char *stubdm__qmplock_libxl_path(const char *lib_dir, uint32_t guest,
 int stubdm__qmplock_try(stubdm_ctx *ctx, struct stubdm__qmplock *l,
                         const char *path, bool libxl);
 /* Release: with libxl unlink the file first; LOCK_UN, then close.
- * Idempotent. */
-void stubdm__qmplock_release(struct stubdm__qmplock *l);
+ * Idempotent.  inherited: in a forked child, which only closes (the lock
+ * and the file are the parent's). */
+void stubdm__qmplock_release(struct stubdm__qmplock *l, bool inherited);
 
 /* The ctx of a handle (for qmp/proxy.c). */
 stubdm_ctx *stubdm__qmp_ctx(const stubdm_qmp *q);

@@ -758,7 +758,9 @@ static void hp_stop(stubdm_op *op)
     for (size_t i = 0; i < h->n; i++) {
         struct hp_dev *d = &h->dev[i];
         stubdm__xswatch_stop(op->ctx, &d->w);
-        child_kill(&d->ch);
+        /* In a forked child the scripts are the parent's children. */
+        if (!op->ctx->postfork)
+            child_kill(&d->ch);
         dev_release_child(op->ctx, d);
     }
 }

@@ -344,8 +344,9 @@ static void spawn_stop(stubdm_op *op)
     }
     if (!s)
         return;
-    /* Pending here means freed while pending: that is a cancellation. */
-    if (op->state == STUBDM__OP_PENDING || op->rc) {
+    /* Pending here means freed while pending: that is a cancellation.  A
+     * forked child leaves the domain to the parent that is making it. */
+    if (!op->ctx->postfork && (op->state == STUBDM__OP_PENDING || op->rc)) {
         int rc = stubdm__spawn_teardown(s);
         step_to(s, STUBDM_SPAWN_STEP_FAILED);
         if (rc && op->state != STUBDM__OP_PENDING) {

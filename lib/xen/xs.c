@@ -47,6 +47,11 @@ void stubdm__xs_count(stubdm_ctx *ctx, unsigned n)
 
 int stubdm__xs_handle(stubdm_ctx *ctx, struct xs_handle **out)
 {
+    /* A forked child's teardown writes nothing (a console's state, a
+     * spawn's removal): the parent may still be using those nodes. */
+    if (!ctx->xs.xsh && ctx->postfork)
+        return stubdm__fail(ctx, STUBDM_ESTATE, 0,
+                            "the ctx was inherited across fork: no xenstore");
     if (!ctx->xs.xsh) {
         const char *where = getenv("XENSTORED_PATH");
         ctx->xs.xsh = xs_open(0);
@@ -202,35 +207,53 @@ static void on_xs_more(stubdm_ctx *ctx, struct stubdm__timer *t)
 
 /* ---- lost connections --------------------------------------------------- */
 
-bool stubdm__xs_conn_lost(const stubdm_ctx *ctx)
+static bool errno_lost(int e)
 {
-    int e = ctx->os_errno;
-
     return e == EBADF || e == ECONNRESET || e == EPIPE || e == ENOTCONN ||
            e == ESHUTDOWN;
+}
+
+bool stubdm__xs_conn_lost(const stubdm_ctx *ctx)
+{
+    return errno_lost(ctx->os_errno);
+}
+
+/* The probe's read: whether the connection is lost, with why in msg and
+ * *err.  The ctx's error is the caller's (its last failure, which a
+ * dispatch must not change): saved around the read, put back. */
+static int probe_read(stubdm_ctx *ctx, char *msg, size_t len, int *err)
+{
+    char saved[STUBDM_ERRMSG_MAX], *v = NULL;
+    int saved_errno = ctx->os_errno, rc;
+
+    snprintf(saved, sizeof(saved), "%s", ctx->errmsg);
+    rc = stubdm__xs_read(ctx, 0, "/", 16, &v, NULL);
+    free(v);
+    snprintf(msg, len, "%s", ctx->errmsg);
+    *err = ctx->os_errno;
+    snprintf(ctx->errmsg, sizeof(ctx->errmsg), "%s", saved);
+    ctx->os_errno = saved_errno;
+    return rc == STUBDM_EXENSTORE && errno_lost(*err) ? rc : 0;
 }
 
 static void on_probe(stubdm_ctx *ctx, struct stubdm__timer *t)
 {
     struct stubdm__xs_state *xs = &ctx->xs;
-    char msg[STUBDM_ERRMSG_MAX], *v = NULL;
+    char msg[STUBDM_ERRMSG_MAX];
     int rc, err;
 
     (void)t;
-    rc = stubdm__xs_read(ctx, 0, "/", 16, &v, NULL);
-    free(v);
-    if (rc != STUBDM_EXENSTORE || !stubdm__xs_conn_lost(ctx)) {
-        stubdm__clear_error(ctx);
+    rc = probe_read(ctx, msg, sizeof(msg), &err);
+    if (!rc) {
         rc = stubdm__timer_arm(ctx, &xs->probe,
                                stubdm_now_ms() + STUBDM__XS_PROBE_MS);
         if (!rc)
             return;
         /* No timer: tell the subscribers rather than leave them blind. */
-        stubdm__fail(ctx, rc, 0, "xenstore connection probe: %s",
-                     stubdm_strerror(rc));
+        snprintf(msg, sizeof(msg), "xenstore connection probe: %s",
+                 stubdm_strerror(rc));
+        err = 0;
     }
-    snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
-    err = ctx->os_errno;
     /* Each subscriber's callback may stop others (a spawn's teardown
      * ends its own waits): take them one at a time. */
     while (!stubdm__list_empty(&xs->probes)) {
@@ -434,6 +457,20 @@ int stubdm__xs_transaction(stubdm_ctx *ctx, const char *what,
     return stubdm__fail(ctx, STUBDM_EXENSTORE, EAGAIN,
                         "%s: the transaction conflicted %d times in a row",
                         what, STUBDM__XS_TXN_RETRIES);
+}
+
+void stubdm__xs_postfork(stubdm_ctx *ctx)
+{
+    struct stubdm__xs_state *xs = &ctx->xs;
+
+    stubdm__fd_stop(ctx, &xs->fdw);
+    /* The socket is shared with the parent: no XS_UNWATCH on it (the
+     * watches stay the parent's), no lock of a mutex a thread that does
+     * not exist here may hold.  The watches' stops then find no handle and
+     * send nothing. */
+    if (xs->xsh)
+        xs_daemon_destroy_postfork(xs->xsh);
+    xs->xsh = NULL;
 }
 
 void stubdm__xs_dispose(stubdm_ctx *ctx)

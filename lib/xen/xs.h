@@ -101,5 +101,7 @@ struct stubdm__xs_state {
 };
 void stubdm__xs_init(stubdm_ctx *ctx);
 void stubdm__xs_dispose(stubdm_ctx *ctx);
+/* In a forked child: drop the connection without a word on it. */
+void stubdm__xs_postfork(stubdm_ctx *ctx);
 
 #endif /* STUBDM_XEN_XS_H */

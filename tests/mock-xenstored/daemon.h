@@ -75,6 +75,9 @@ struct daemon {
 	 * with it closes its connection unanswered (a xenstored lost
 	 * mid-request); one shot. */
 	char *drop_on;
+	/* UNWATCH requests received (XS_CONTROL "unwatch-count"): a forked
+	 * child must send none on the connection it shares. */
+	unsigned long unwatches;
 };
 
 void vlog(const struct daemon *d, const char *fmt, ...)

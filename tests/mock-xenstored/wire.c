@@ -537,7 +537,7 @@ static void do_control(struct req *r)
 		reply_ok(r);
 	} else if (!strcmp(cmd, "help")) {
 		reply_str(r, "check\nlog\nhelp\nquota\ndrop-on <path "
-			     "prefix>\ndrop-now\n"
+			     "prefix>\ndrop-now\nunwatch-count\n"
 			     "sim-release <domid> <reason>\n"
 			     "sim-create [<domid>]\nsim-start <domid> "
 			     "<program> [<arg>...]\n"
@@ -567,6 +567,10 @@ static void do_control(struct req *r)
 				conn_kill(r->d, o);
 			}
 		reply_ok(r);
+	} else if (!strcmp(cmd, "unwatch-count") && r->argc == 1) {
+		char s[32];
+		snprintf(s, sizeof(s), "%lu", r->d->unwatches);
+		reply_str(r, s);
 	} else if (!strcmp(cmd, "sim-release")) {
 		sim_release(r);
 	} else if (r->terminated) {
@@ -652,8 +656,11 @@ void wire_dispatch(struct daemon *d, struct conn *c,
 	case XS_SET_PERMS:
 		do_set_perms(&r, &v);
 		break;
-	case XS_WATCH:
 	case XS_UNWATCH:
+		r.d->unwatches++;
+		do_watch(&r);
+		break;
+	case XS_WATCH:
 		do_watch(&r);
 		break;
 	case XS_TRANSACTION_START:
