@@ -67,6 +67,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -1266,14 +1267,79 @@ STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
  * what they made after a destroy.
  *
  * Child processes: started with posix_spawn, watched through a pidfd in
- * the ctx's loop (or, where pidfd_open is missing, by polling
- * waitpid(pid, WNOHANG) on the ctx's timer), reaped by pid.  The library
- * installs no SIGCHLD handler; an application that reaps every child
- * (waitpid(-1)) or ignores SIGCHLD takes the exit status away: the script
- * then counts as failed ("status unknown").
+ * the ctx's loop (or, where pidfd_open is missing, by polling on the ctx's
+ * timer), signalled only through that pidfd (never kill(pid): the pid may
+ * be another process's once the host reaped it), and reaped as
+ * stubdm_ctx_set_child_reaping says.  The library installs no SIGCHLD
+ * handler.
  * @return 0 or STUBDM_EINVAL.
  */
 STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
+
+/** Who reaps the library's child processes (the hotplug scripts). */
+typedef enum stubdm_child_reaping {
+    /** The library: waitpid(pid) for each of its own children, once its
+     *  pidfd says it ended (default). */
+    STUBDM_CHILD_REAPING_LIBRARY = 0,
+    /** The host: it reaps every child (waitpid(-1)) and hands each status
+     *  over with stubdm_ctx_child_exited; the library never reaps. */
+    STUBDM_CHILD_REAPING_HOST = 1,
+} stubdm_child_reaping;
+
+/**
+ * Choose who reaps the ctx's children (default LIBRARY).  Applies to the
+ * children started afterwards.
+ *
+ * LIBRARY needs a host that leaves the library's children alone: no
+ * waitpid(-1) or wait(), SIGCHLD not ignored (SIG_IGN makes the kernel
+ * reap).  libxl's libxl_sigchld_owner_libxl_always_selective_reap (libxl
+ * reaps only its own children, by pid) is such a host, as is a program
+ * that has no SIGCHLD handler of its own.  A host that takes the status
+ * away anyway makes the script fail with "ended with an unknown status
+ * (reaped by someone else ...)".
+ *
+ * HOST is for a host that reaps every child: libxl's default
+ * libxl_sigchld_owner_libxl (libxl's SIGCHLD self-pipe handler calls
+ * waitpid(-1) and passes each child that is not libxl's to the
+ * application's libxl_childproc_hooks.reaped_callback, which calls
+ * stubdm_ctx_child_exited) and libxl_sigchld_owner_mainloop (the
+ * application reaps every child, and offers each status to
+ * libxl_childproc_reaped and to stubdm_ctx_child_exited, in either
+ * order: each answers for its own pids only); likewise a program with a
+ * SIGCHLD handler calling waitpid(-1).  In this mode the library never
+ * calls waitpid (nor waitid without WNOWAIT) on its children.  It still
+ * holds a pidfd for each: the pidfd becomes readable when the child
+ * exits, whether or not anyone reaped it yet, so the library knows the
+ * child ended and waits for its status: up to 3 s after the exit, then
+ * the script counts as failed ("the host ... did not hand its status
+ * over"); and the pidfd makes every signal the library sends reach that
+ * child only, never a process that got its pid after the host reaped it.
+ * The statuses come from the host's loop, so in HOST mode only the
+ * asynchronous calls get them: a blocking call (stubdm_spawn_sync,
+ * stubdm_stubdom_destroy_sync, ..., and the teardown a failed spawn runs
+ * from its op) reads the status without reaping (waitid WNOWAIT) when the
+ * child is still a zombie, else reports it unknown.
+ * @return 0 or STUBDM_EINVAL (NULL ctx, unknown mode).
+ */
+STUBDM_EXPORT int stubdm_ctx_set_child_reaping(stubdm_ctx *ctx,
+                                               stubdm_child_reaping mode);
+
+/**
+ * Hand the library the status of a child the host reaped (waitpid's pid
+ * and wstatus), as libxl_childproc_reaped.  Call it for every child the
+ * host reaps, from the host's loop or any place no call on this ctx is
+ * running (not from a signal handler; from a library callback is fine):
+ * the library records the status and goes on from its next dispatch (a
+ * timer of "now").  Safe in either reaping mode.  A child the library gave
+ * up on (killed at a cancel) still counts as the library's until its
+ * status is handed over: a host must hand over every status of the
+ * library's children, or use LIBRARY mode.
+ * @return 1 the pid is the library's (the status is taken); 0 it is not
+ *         (the host's own, or another library's: chain on); STUBDM_EINVAL
+ *         (NULL ctx, pid <= 0).
+ */
+STUBDM_EXPORT int stubdm_ctx_child_exited(stubdm_ctx *ctx, pid_t pid,
+                                          int wstatus);
 
 /**
  * The directory of hotplug scripts a teardown may run when it reads a
