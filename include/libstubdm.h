@@ -1257,8 +1257,11 @@ STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
  * Teardown (stubdm_stubdom_destroy, stubdm_stubdom_destroy_by_domid, a
  * failed spawn), after the domain is destroyed: "<script> remove" (vbd) or
  * "<script> offline type_if=vif" (vif), same environment, for every backend
- * whose add ran (marked "libstubdm-hotplug" in the backend), each bounded
- * by 20 s; then the backend nodes are removed.  A failure there is logged
+ * whose add ran (marked "libstubdm-hotplug" in the backend), one after
+ * another, each bounded by 20 s; then the backend nodes are removed.  The
+ * destroys run them from the ctx's loop (no dispatch waits for a script);
+ * a failed spawn's teardown, which runs before its done, still waits for
+ * them inside the dispatch that ends the spawn.  A failure there is logged
  * and returned as the teardown's first error; the rest still runs.
  *
  * Off (run_scripts 0): the library still writes the backends' "script"
@@ -1351,8 +1354,8 @@ STUBDM_EXPORT int stubdm_ctx_child_exited(stubdm_ctx *ctx, pid_t pid,
  * tearing-down spawn's own configuration names; any other is not run,
  * logged, and reported as the teardown's failure (STUBDM_EPERM; the rest of
  * the teardown still runs).  Applies to every teardown started afterwards
- * (stubdm_stubdom_destroy_by_domid and its _ext form,
- * stubdm_stubdom_destroy, a failed or cancelled spawn).  dir is copied (the
+ * (stubdm_stubdom_destroy_by_domid, stubdm_stubdom_destroy and their
+ * _sync forms, a failed or cancelled spawn).  dir is copied (the
  * caller keeps its string); only the path is checked here, not that it
  * exists.
  * @param dir  an absolute path without a trailing '/' and without a "."
@@ -1719,13 +1722,50 @@ STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
                                             uint64_t max_bytes);
 
 /**
- * Tear down: a pending spawn completes with STUBDM_ECANCELED, QMP is
- * closed, the domain destroyed, its nodes removed (contract, devices,
- * /local/domain/<stubdom>, its /vm entry).  Blocking.  Idempotent; the
- * handle stays valid (step DESTROYED) until freed.
- * @return 0, or the first failure (every step is still attempted).
+ * Tear down, asynchronously: a pending spawn completes with
+ * STUBDM_ECANCELED (its scripts killed), QMP is closed, the consoles are
+ * no longer served, and the domain is destroyed, all inside this call;
+ * then, from the ctx's loop, the remove/offline scripts run (each bounded
+ * by 20 s, see stubdm_ctx_set_hotplug; no dispatch waits for one) and the
+ * contract and every node the spawn wrote go (devices,
+ * /local/domain/<stubdom>, its /vm entry).  done gets 0 or the first
+ * failure (every step is still attempted), e.g. STUBDM_EFAIL "destroy 7:
+ * hotplug scripts: vbd 51712 (/etc/xen/scripts/block remove) of
+ * stubdomain 7: exited with status 1".  Each step is logged (debug):
+ * "destroy 7: running hotplug scripts (0.002 s)".
+ *
+ * Cancel (stubdm_op_cancel, or freeing the op while pending): the
+ * domain's destruction is the point of no return and is behind when this
+ * call returns 0, so a cancel never leaves a live domain: it kills the
+ * script that runs, runs no other, removes nothing more, and completes
+ * with STUBDM_ECANCELED and a message (also logged as a warning) saying
+ * what is left; the contract, the backends whose scripts did not run and
+ * the nodes are left as a gone stubdomain (its dom0-owned target still
+ * names the guest) that stubdm_stubdom_destroy_by_domid(ctx, domid, 0,
+ * ...) finishes.
+ *
+ * The handle stays valid (step DESTROYED from this call on) until freed;
+ * freeing it while the destroy runs leaves the op running alone.
+ * Idempotent: once destroyed, a destroy completes with 0 and does
+ * nothing.
+ * @param[out] op_out  the op, or NULL for a floating op.
+ * @return 0 if started; STUBDM_EINVAL (NULL s); STUBDM_EBUSY (a destroy
+ *         of it is running); STUBDM_ENOMEM; the host's failure to destroy
+ *         the domain (STUBDM_EXEN ...: "destroy 7: destroying the domain:
+ *         ..."; the handle then still holds the domain, and nothing else
+ *         was removed).
  */
-STUBDM_EXPORT int stubdm_stubdom_destroy(stubdm_stubdom *s);
+STUBDM_EXPORT int stubdm_stubdom_destroy(stubdm_stubdom *s,
+                                         stubdm_done_fn *done, void *user,
+                                         stubdm_op **op_out);
+
+/**
+ * Blocking form of stubdm_stubdom_destroy: runs the ctx's poll loop until
+ * the destroy completes (up to 20 s per script).
+ * @return as the op completes (the message in stubdm_ctx_errmsg()), its
+ *         refusals, STUBDM_ERECURSIVE from inside a callback.
+ */
+STUBDM_EXPORT int stubdm_stubdom_destroy_sync(stubdm_stubdom *s);
 
 /**
  * Free the handle.  A pending spawn is cancelled (and cleaned up); a
@@ -1733,14 +1773,7 @@ STUBDM_EXPORT int stubdm_stubdom_destroy(stubdm_stubdom *s);
  */
 STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
 
-/**
- * Tear down a stubdomain by domid, e.g. one spawned by another process:
- * as stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom_domid, 0).
- */
-STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx,
-                                                  uint32_t stubdom_domid);
-
-/** stubdm_stubdom_destroy_by_domid_ext flags. */
+/** stubdm_stubdom_destroy_by_domid flags. */
 enum {
     /** Destroy the domain even when it is not a stubdomain (see below):
      *  the domain, /local/domain/<domid>, its /vm entry and what dom0 holds
@@ -1750,8 +1783,12 @@ enum {
 };
 
 /**
- * Tear down a stubdomain by domid: reads its guest and vm path from
- * xenstore, then as stubdm_stubdom_destroy.  Blocking.
+ * Tear down a stubdomain by domid, e.g. one spawned by another process:
+ * reads its guest and vm path from xenstore and judges it (below), then
+ * as stubdm_stubdom_destroy: the domain is destroyed in this call, the
+ * scripts and node removals follow from the ctx's loop, done gets the
+ * result, and a cancel leaves what stubdm_stubdom_destroy's does (a later
+ * call finishes it).
  *
  * Only a stubdomain as docs/protocol.md describes it is destroyed, judged
  * on nodes dom0 owns (a domain's own nodes are its claims, not evidence):
@@ -1780,21 +1817,35 @@ enum {
  * the destroy returns STUBDM_EPERM.  No script runs with
  * stubdm_ctx_set_hotplug(ctx, 0).
  *
- * Blocking (xenstore requests, the hypervisor's destroy, the scripts, each
- * bounded by its timeout); runs no callback of the ctx.  The domain is
- * judged at the call: a domain that becomes a stubdomain later is not
- * covered by an earlier refusal.  A refusal changes nothing.
+ * The call itself makes a few xenstore requests and the hypervisor's
+ * destroy; it runs no callback.  The domain is judged at the call: a
+ * domain that becomes a stubdomain later is not covered by an earlier
+ * refusal.  A refusal changes nothing and calls nothing back.
  * @param flags  0 or STUBDM_STUBDOM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
- * @return 0, STUBDM_ENOENT (no such stubdomain: no domain, no backend of
- *         it in dom0), STUBDM_ENOTSTUBDOM (a domain that exists and is not
- *         a stubdomain, without STUBDM_STUBDOM_DESTROY_FORCE: nothing done,
- * the message says why), STUBDM_EPERM (a hotplug script not trusted, see
- * above), STUBDM_EINVAL (NULL ctx, domid 0 or reserved, unknown flags), or the
- * teardown's first failure (every step is still attempted).
+ * @param[out] op_out  the op, or NULL for a floating op.
+ * @return 0 if started (done then gets 0, STUBDM_EPERM for a hotplug
+ *         script not trusted, see above, or the teardown's first failure:
+ *         every step is still attempted); at once: STUBDM_ENOENT (no such
+ *         stubdomain: no domain, no backend of it in dom0),
+ *         STUBDM_ENOTSTUBDOM (a domain that exists and is not a
+ *         stubdomain, without STUBDM_STUBDOM_DESTROY_FORCE: nothing done,
+ *         the message says why), STUBDM_EINVAL (NULL ctx, domid 0 or
+ *         reserved, unknown flags), STUBDM_ENOMEM, the host's failure to
+ *         destroy the domain.
  */
-STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx,
-                                                      uint32_t stubdom_domid,
-                                                      unsigned flags);
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid(
+    stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned flags,
+    stubdm_done_fn *done, void *user, stubdm_op **op_out);
+
+/**
+ * Blocking form of stubdm_stubdom_destroy_by_domid: runs the ctx's poll
+ * loop until it completes.
+ * @return 0, the refusals and the op's failures as above (the message in
+ *         stubdm_ctx_errmsg()), STUBDM_ERECURSIVE from inside a callback.
+ */
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_sync(stubdm_ctx *ctx,
+                                                       uint32_t stubdom_domid,
+                                                       unsigned flags);
 
 /**
  * The stubdomain serving a guest (/local/domain/<guest>/image/
