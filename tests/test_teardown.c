@@ -32,7 +32,7 @@
 
 #define GUEST 7
 #define VBD_XVDA 51712u
-#define SLOW_S 2 /* the "slow" remove's sleep (make_script's) */
+#define SLOW_S 2 /* the "slow" remove's sleep, times ts_time_scale() */
 
 static struct spawnfix fx;
 static char logbuf[65536]; /* warnings and the destroy's steps */
@@ -66,11 +66,18 @@ static void teardown(void)
     spawnfix_teardown(&fx);
 }
 
+/* Valgrind slows every dispatch tenfold: the script sleeps as much longer,
+ * so that the bound below, half of it, keeps its meaning. */
+static int slow_s(void)
+{
+    return SLOW_S * ts_time_scale();
+}
+
 /*
  * A fake script hp-<mode>; each run records "<type>-<devid>-<action>".
  * add/online: "add3" prints and exits 3; any other mode writes
  * hotplug-status connected and exits 0.  remove/offline: "slow" sleeps
- * SLOW_S s, "rm3" prints and exits 3, "hang1" hangs the first time (until
+ * slow_s() s, "rm3" prints and exits 3, "hang1" hangs the first time (until
  * killed, or its parent, the test, is gone) and exits 0 afterwards; any
  * other exits 0.
  */
@@ -90,7 +97,7 @@ static void make_script(const char *mode, char *out, size_t len)
         "[ -e \"$rec\" ] && again=1\n"
         ": > \"$rec\"\n"
         "case %s in\n"
-        "slow) sleep 2 ;;\n"
+        "slow) sleep %d ;;\n"
         "rm3) echo 'remove failing on purpose'; exit 3 ;;\n"
         "hang1) [ -n \"$again\" ] && exit 0\n"
         "  while read -r _ _ _ ppid _ < /proc/$$/stat && "
@@ -102,7 +109,7 @@ static void make_script(const char *mode, char *out, size_t len)
     snprintf(out, len, "%s/hp-%s", fx.mock.dir, mode);
     f = fopen(out, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, body, mode, mode);
+    fprintf(f, body, mode, mode, slow_s());
     ck_assert_int_eq(fclose(f), 0);
     ck_assert_int_eq(chmod(out, 0755), 0);
 }
@@ -120,8 +127,8 @@ static stubdm_spawn_opts *config_disk(const char *mode, int timeout_ms)
 {
     static const char *const qemu_args[] = {"-machine", "none"};
     static const char *const noqemu[] = {"--no-qemu"};
-    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, noqemu,
-                                           1, timeout_ms);
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, noqemu, 1,
+                                           timeout_ms);
     char ds[PATH_MAX];
 
     make_script(mode, ds, sizeof(ds));
@@ -203,13 +210,13 @@ static void app_loop_until_done(struct app_loop *a, const struct ts_result *r,
 /* ---- destroy from a foreign loop ----------------------------------------- */
 
 /*
- * The remove script sleeps SLOW_S s.  The old blocking destroy held its
- * caller (and so the caller's loop) for the whole sleep (3014 ms with a
- * 3 s sleep); now no dispatch waits for it.  The bound, half the sleep,
- * cannot flake: a dispatch here is a few xenstore requests and a
- * posix_spawn (milliseconds; far below 1 s even on a loaded host), while
- * any dispatch that waited for the script would take the whole sleep,
- * which no load shortens.
+ * The remove script sleeps slow_s() s (2 s; 20 s under valgrind).  The old
+ * blocking destroy held its caller (and so the caller's loop) for the whole
+ * sleep (3014 ms with a 3 s sleep); now no dispatch waits for it.  The bound,
+ * half the sleep, cannot flake: a dispatch here is a few xenstore requests and
+ * a posix_spawn (milliseconds; far below 1 s even on a loaded host), while any
+ * dispatch that waited for the script would take the whole sleep, which no
+ * load shortens.
  */
 START_TEST(test_destroy_never_blocks_a_dispatch)
 {
@@ -230,18 +237,18 @@ START_TEST(test_destroy_never_blocks_a_dispatch)
     app_loop_turn(&a, 100);
     /* The handle may go while its destroy runs: the op goes on. */
     stubdm_stubdom_free(s);
-    app_loop_until_done(&a, &r, 20000);
+    app_loop_until_done(&a, &r, 20000 + slow_s() * 1000);
     took = stubdm_now_ms() - t0;
     ck_assert_msg(r.rc == 0, "%s", r.msg);
     ck_assert(has_record("vbd-51712-remove"));
-    ck_assert_msg(took >= SLOW_S * 1000, "done after %lld ms",
+    ck_assert_msg(took >= slow_s() * 1000, "done after %lld ms",
                   (long long)took);
     fprintf(stderr,
             "destroy with a %d s remove script: done after %lld ms, %u "
             "dispatches, the longest %lld ms\n",
-            SLOW_S, (long long)took, a.dispatches,
+            slow_s(), (long long)took, a.dispatches,
             (long long)a.max_dispatch_ms);
-    ck_assert_int_lt(a.max_dispatch_ms, SLOW_S * 1000 / 2);
+    ck_assert_int_lt(a.max_dispatch_ms, slow_s() * 1000 / 2);
     /* Its steps are logged. */
     snprintf(want, sizeof(want), "destroy %u: running hotplug scripts", S);
     ck_assert_msg(strstr(logbuf, want), "%s", logbuf);
@@ -263,8 +270,9 @@ START_TEST(test_destroy_by_domid_async)
 
     stubdm_stubdom_free(s); /* the stubdomain runs on */
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, fx.mock.dir), 0);
-    ck_assert_int_eq(
-        stubdm_stubdom_destroy_by_domid(fx.ctx, S, 0, ts_on_done, &r, NULL), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, S, 0, ts_on_done,
+                                                     &r, NULL),
+                     0);
     ck_assert(!r.done);
     app_loop_until_done(&a, &r, 20000);
     ck_assert_int_eq(r.rc, STUBDM_EFAIL);
@@ -320,9 +328,9 @@ START_TEST(test_destroy_gone)
     stubdm_ctx *other = NULL;
     uint32_t S;
 
-    ck_assert_int_eq(
-        stubdm_stubdom_destroy_by_domid(fx.ctx, 99, 0, ts_on_done, &r, &op),
-        STUBDM_ENOENT);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, 99, 0, ts_on_done,
+                                                     &r, &op),
+                     STUBDM_ENOENT);
     ck_assert_ptr_null(op);
     ts_spin(fx.ctx, 50);
     ck_assert(!r.done);
@@ -336,8 +344,9 @@ START_TEST(test_destroy_gone)
     stubdm_ctx_free(other);
     ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, fx.mock.dir), 0);
-    ck_assert_int_eq(
-        stubdm_stubdom_destroy_by_domid(fx.ctx, S, 0, ts_on_done, &r, &op), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, S, 0, ts_on_done,
+                                                     &r, &op),
+                     0);
     app_loop_until_done(&a, &r, 20000);
     ck_assert_msg(r.rc == 0, "%s", r.msg);
     ck_assert(has_record("vbd-51712-remove"));
@@ -481,8 +490,7 @@ static stubdm_stubdom *host_spawn(stubdm_spawn_opts *c, struct ts_result *r,
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
 
-    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, ts_on_done, r, &s, &op),
-                     0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, NULL, ts_on_done, r, &s, &op), 0);
     stubdm_spawn_opts_free(c);
     app_loop_until_done(a, r, 30000);
     stubdm_op_free(op);
@@ -504,8 +512,9 @@ START_TEST(test_host_reaps_and_hands_over)
 
     hand_over = true;
     ck_assert_int_eq(stubdm_ctx_set_child_reaping(fx.ctx, 7), STUBDM_EINVAL);
-    ck_assert_int_eq(
-        stubdm_ctx_set_child_reaping(fx.ctx, STUBDM_CHILD_REAPING_HOST), 0);
+    ck_assert_int_eq(stubdm_ctx_set_child_reaping(fx.ctx,
+                                                  STUBDM_CHILD_REAPING_HOST),
+                     0);
     ck_assert_int_eq(stubdm_ctx_child_exited(fx.ctx, 0, 0), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_ctx_child_exited(NULL, 1, 0), STUBDM_EINVAL);
 
@@ -550,8 +559,9 @@ START_TEST(test_host_reaps_silently)
     int64_t t0 = stubdm_now_ms();
 
     hand_over = false;
-    ck_assert_int_eq(
-        stubdm_ctx_set_child_reaping(fx.ctx, STUBDM_CHILD_REAPING_HOST), 0);
+    ck_assert_int_eq(stubdm_ctx_set_child_reaping(fx.ctx,
+                                                  STUBDM_CHILD_REAPING_HOST),
+                     0);
     s = host_spawn(config_disk("ok", 20000), &r, &a);
     ck_assert_int_eq(r.rc, STUBDM_EFAIL);
     ck_assert_msg(strstr(r.msg, "did not hand its status over with "
@@ -596,8 +606,8 @@ START_TEST(test_group_killed_by_pidfds)
 {
     static const char *const qemu_args[] = {"-machine", "none"};
     static const char *const noqemu[] = {"--no-qemu"};
-    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, noqemu,
-                                           1, 1500);
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, noqemu, 1,
+                                           1500);
     char ds[PATH_MAX], sleeper[PATH_MAX + 16], *v;
     stubdm_stubdom *s = NULL;
     FILE *f;
