@@ -113,8 +113,8 @@ int stubdm_ctx_child_exited(stubdm_ctx *ctx, pid_t pid, int wstatus)
     if (!ctx || pid <= 0)
         return STUBDM_EINVAL;
     for (it = ctx->children.next; it != &ctx->children; it = it->next) {
-        struct stubdm__child *c =
-            STUBDM_CONTAINER_OF(it, struct stubdm__child, link);
+        struct stubdm__child *c = STUBDM_CONTAINER_OF(it, struct stubdm__child,
+                                                      link);
         if (c->pid != pid)
             continue;
         child_unlist(c);
@@ -203,8 +203,7 @@ static void open_pidfd(stubdm_ctx *ctx, struct stubdm__child *c)
 }
 
 int stubdm__child_spawn(stubdm_ctx *ctx, struct stubdm__child *c,
-                        const char *path, char *const *argv,
-                        char *const *env)
+                        const char *path, char *const *argv, char *const *env)
 {
     int p[2] = {-1, -1}, err;
     pid_t pid = 0;

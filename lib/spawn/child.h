@@ -62,8 +62,7 @@ void stubdm__child_init(struct stubdm__child *c);
  * knows it (stubdm_ctx_child_exited).  0 or the failure (message on ctx:
  * STUBDM_ENOENT no such file, STUBDM_EFAIL). */
 int stubdm__child_spawn(stubdm_ctx *ctx, struct stubdm__child *c,
-                        const char *path, char *const *argv,
-                        char *const *env);
+                        const char *path, char *const *argv, char *const *env);
 /* Watch the child in the loop: its output, its end (pidfd, or polling),
  * the host's status in host mode; end runs once it ended. */
 int stubdm__child_watch(stubdm_ctx *ctx, struct stubdm__child *c,

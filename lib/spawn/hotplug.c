@@ -1065,24 +1065,25 @@ int stubdm__hotplug_remove(stubdm_ctx *ctx, uint32_t domid,
                            stubdm_done_fn *done, void *user,
                            stubdm_op **op_out)
 {
+    struct rm_list l;
     struct rm_op *r;
     int rc;
 
     *op_out = NULL;
+    rc = rm_collect(ctx, domid, own_scripts, n_own, &l);
+    if (rc || !l.n) /* nothing to run: nothing allocated */
+        return rc;
     r = (struct rm_op *)stubdm__op_new(ctx, &rm_type, sizeof(*r), done, user);
-    if (!r)
+    if (!r) {
+        rm_list_free(&l);
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "hotplug op");
+    }
     r->domid = domid;
+    r->l = l;
     stubdm__child_init(&r->ch);
     stubdm__timer_init(&r->tick, rm_on_tick);
     stubdm__timer_init(&r->deadline, rm_on_deadline);
-    rc = rm_collect(ctx, domid, own_scripts, n_own, &r->l);
-    if (!rc && !r->l.n) {
-        stubdm__op_abandon(&r->op); /* nothing to run */
-        return 0;
-    }
-    if (!rc)
-        rc = stubdm__timer_arm(ctx, &r->tick, stubdm_now_ms());
+    rc = stubdm__timer_arm(ctx, &r->tick, stubdm_now_ms());
     if (rc) {
         stubdm__op_abandon(&r->op);
         return rc;
