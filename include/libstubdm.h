@@ -107,7 +107,10 @@ extern "C" {
 /* Spawn-served consoles, stubdm_stubdom_save, stubdm_dm_save, restore fd,
  * pause. */
 #define STUBDM_HAVE_DM_STATE 1
-#define STUBDM_HAVE_CONSOLE_SERVE 1 /* stubdm_console_serve             */
+#define STUBDM_HAVE_CONSOLE_SERVE 1   /* stubdm_console_serve             */
+#define STUBDM_HAVE_QMP_LIBXL_LOCK 1  /* STUBDM_QMP_LOCK_LIBXL          */
+#define STUBDM_HAVE_QMP_EVENT_QUEUE 1 /* stubdm_qmp_events_enable    */
+#define STUBDM_HAVE_DM_SAVE_QMP 1     /* stubdm_dm_save_qmp */
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -152,6 +155,7 @@ typedef enum stubdm_err {
     STUBDM_ENOTSUP = -18, /**< not supported here (e.g. no Xen present)  */
     STUBDM_EXEN = -19,    /**< a hypervisor call failed; see os_errno   */
     STUBDM_ENOTSTUBDOM = -20, /**< the domain is not a stubdomain (destroy) */
+    STUBDM_EAGAIN = -21,      /**< nothing to take yet (an empty queue)     */
 } stubdm_err;
 
 /**
@@ -813,7 +817,13 @@ typedef enum stubdm_qmp_lock_mode {
     STUBDM_QMP_LOCK_WAIT = 1, /**< retry (on a timer) until the open
                                    timeout, then STUBDM_ETIMEDOUT         */
     STUBDM_QMP_LOCK_NONE = 2, /**< take no lock (the caller serialises)  */
+    /** libxl's qmp-socket-lock protocol, waiting as WAIT does
+     *  (stubdm_qmp_opts_set_libxl_lock) */
+    STUBDM_QMP_LOCK_LIBXL = 3,
 } stubdm_qmp_lock_mode;
+
+/** XEN_LIB_DIR of a libxl built with the default paths (Debian's too). */
+#define STUBDM_QMP_LIBXL_LIB_DIR "/var/lib/xen"
 
 /** QEMU's in-band queue holds at most 8 commands: never more in flight. */
 #define STUBDM_QMP_MAX_IN_FLIGHT 8
@@ -868,11 +878,47 @@ STUBDM_EXPORT int stubdm_qmp_opts_set_limits(stubdm_qmp_opts *opts,
                                              size_t max_queued);
 /**
  * The cross-process lock: its path (copied; NULL: the default) and mode.
- * @return 0 or STUBDM_EINVAL.
+ * STUBDM_QMP_LOCK_LIBXL needs an absolute path, the one libxl locks (as
+ * stubdm_qmp_opts_set_libxl_lock builds it).
+ * @return 0, STUBDM_EINVAL or STUBDM_ENOMEM.
  */
 STUBDM_EXPORT int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *opts,
                                            const char *path,
                                            stubdm_qmp_lock_mode mode);
+/**
+ * Lock as libxl's own QMP clients (libxl__ev_qmp) do, so that a library
+ * connection and libxl never talk to one QEMU at the same time: mode
+ * STUBDM_QMP_LOCK_LIBXL on <lib_dir>/userdata-l.<guest>.<guest_uuid>.
+ * qmp-socket-lock (libxl__userdata_path of the guest, whose QMP libxl
+ * reaches through its vchan-socket-proxy), following libxl's protocol:
+ * flock(LOCK_EX) the file; then the inode locked must still be the one at
+ * the path (fstat against stat), else start again; release by unlinking
+ * the file, then LOCK_UN, then close.  The library never blocks in flock:
+ * a busy lock is retried every 100 ms until the open timeout
+ * (STUBDM_ETIMEDOUT "waiting for the QMP lock at ...").  Unlike the
+ * library's own lock, the directory is not created.
+ *
+ * Scope: the lock is held for the life of the connection, from before the
+ * connect until it fails or its last handle is freed, which is the scope
+ * libxl gives its own (one libxl__ev_qmp: lock, connect, its commands,
+ * dispose).  libxl waits for the lock without a bound of its own (a
+ * forked child blocked in flock; only an operation's own timer, where it
+ * has one, ends the wait), so every libxl QMP user of that guest (save,
+ * PCI and disk changes, xl qemu-monitor-command, ...) stalls for as long
+ * as a library handle is open.  Next to libxl, hold a connection per
+ * exchange: open, execute, stubdm_qmp_free, and keep no long-lived handle
+ * (no proxy, no event subscription that must outlive the exchange).
+ *
+ * @param guest_uuid  the guest's UUID as libxl prints it (LIBXL_UUID_FMT:
+ *                    36 characters, lower-case hex); copied.
+ * @param lib_dir     libxl's XEN_LIB_DIR (absolute; copied), NULL for
+ *                    STUBDM_QMP_LIBXL_LIB_DIR.
+ * @return 0, STUBDM_EINVAL (NULL opts, a UUID not in libxl's spelling, a
+ *         relative lib_dir) or STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_opts_set_libxl_lock(stubdm_qmp_opts *opts,
+                                                 const char *guest_uuid,
+                                                 const char *lib_dir);
 
 /**
  * Open a handle on the QMP connection of (stubdom, guest).
@@ -1044,7 +1090,8 @@ STUBDM_EXPORT const char *stubdm_qmp_reply_error_desc(
  * An event callback.  Events are delivered from dispatch as they are read,
  * never buffered by the library: a slow subscriber slows reading, and the
  * channel's own flow control holds QEMU back, so a flood cannot grow
- * memory.  ev is valid only during the call.
+ * memory.  ev is valid only during the call.  (Without callbacks: the
+ * event queue, stubdm_qmp_events_enable.)
  */
 typedef void stubdm_qmp_event_fn(stubdm_qmp *q, const stubdm_qmp_event *ev,
                                  void *user);
@@ -1074,6 +1121,74 @@ STUBDM_EXPORT int stubdm_qmp_subscribe(stubdm_qmp *q, const char *name,
 /** Remove a subscription; safe from any callback.  NULL is ignored. */
 STUBDM_EXPORT void stubdm_qmp_sub_free(stubdm_qmp_sub *sub);
 
+/** What a full event queue drops (stubdm_qmp_events_enable). */
+typedef enum stubdm_qmp_events_overflow {
+    /** Keep the newest: the oldest queued event goes (for state a caller
+     *  tracks, where the last STOP or RESUME is the one that counts). */
+    STUBDM_QMP_EVENTS_DROP_OLDEST = 0,
+    /** Keep what is queued: the new event goes. */
+    STUBDM_QMP_EVENTS_DROP_NEWEST = 1,
+} stubdm_qmp_events_overflow;
+
+/** The largest queue capacity (events). */
+#define STUBDM_QMP_EVENTS_MAX_CAPACITY 65536u
+/** The most event text a queue holds (bytes), whatever its capacity. */
+#define STUBDM_QMP_EVENTS_MAX_BYTES (16u << 20)
+
+/**
+ * Queue the handle's events for stubdm_qmp_event_next, for callers that
+ * cannot take calls from C (language bindings), next to or instead of
+ * callbacks.  Every event the handle receives from now on (all names) is
+ * queued as it is read, after the handle's callbacks for it, in the order
+ * QEMU sent them; the queue outlives connection losses and reconnects, and
+ * stubdm_qmp_free frees what is still in it.
+ *
+ * Bounded: at most capacity events and STUBDM_QMP_EVENTS_MAX_BYTES of
+ * their text.  On overflow the policy drops the oldest or the new event;
+ * each drop counts in stubdm_qmp_stats.events_dropped (summed over the
+ * connection's handles), each event queued in events_queued.  An event
+ * larger than the byte bound is dropped whatever the policy.
+ *
+ * Draining: events arrive only while the ctx dispatches (the host's loop,
+ * stubdm_ctx_run_once, a _sync call).  Either drain after each dispatch
+ * (run_once, then stubdm_qmp_event_next until STUBDM_EAGAIN) or poll
+ * stubdm_qmp_events_fd for readability.  Not thread-safe: the calls take
+ * the ctx's single-thread rule.
+ *
+ * @param capacity  1..STUBDM_QMP_EVENTS_MAX_CAPACITY events.
+ * @return 0; STUBDM_ESTATE (already enabled); STUBDM_EINVAL; STUBDM_ENOMEM;
+ *         STUBDM_EFAIL (no eventfd).
+ */
+STUBDM_EXPORT int stubdm_qmp_events_enable(
+    stubdm_qmp *q, size_t capacity, stubdm_qmp_events_overflow overflow);
+/** Stop queueing and free the queued events (and the fd of
+ *  stubdm_qmp_events_fd).  Safe from any callback.  NULL, or a handle
+ *  without a queue, is ignored. */
+STUBDM_EXPORT void stubdm_qmp_events_disable(stubdm_qmp *q);
+/**
+ * Take the oldest queued event.
+ * @param[out] ev_out  the event, owned by the caller: read it with the
+ *                     stubdm_qmp_event_* getters, free it with
+ *                     stubdm_qmp_event_free (it may outlive q).  NULL on
+ *                     any error.
+ * @return 0; STUBDM_EAGAIN (the queue is empty); STUBDM_ESTATE (no queue
+ *         enabled); STUBDM_EINVAL; STUBDM_ENOMEM (the event stays queued).
+ */
+STUBDM_EXPORT int stubdm_qmp_event_next(stubdm_qmp *q,
+                                        stubdm_qmp_event **ev_out);
+/** Free an event from stubdm_qmp_event_next (never one a callback got).
+ *  NULL is ignored. */
+STUBDM_EXPORT void stubdm_qmp_event_free(stubdm_qmp_event *ev);
+/**
+ * A descriptor readable exactly while the queue holds events (an eventfd
+ * the library reads and writes; O_CLOEXEC, non-blocking), for a caller
+ * that polls it next to the ctx's own fds.  Owned by the queue: do not
+ * read, write or close it; valid until stubdm_qmp_events_disable or
+ * stubdm_qmp_free.
+ * @return the fd, or -1 (NULL q, no queue).
+ */
+STUBDM_EXPORT int stubdm_qmp_events_fd(stubdm_qmp *q);
+
 /**
  * Counters of a handle's connection, since the open that made it
  * (reconnects included, until its last handle is freed; shared handles see
@@ -1088,7 +1203,9 @@ typedef struct stubdm_qmp_stats {
     uint64_t bytes_discarded; /**< stale bytes before a greeting         */
     uint64_t bytes_in;
     uint64_t bytes_out;
-    uint64_t connects; /**< successful negotiations               */
+    uint64_t connects;       /**< successful negotiations               */
+    uint64_t events_queued;  /**< put in handles' event queues          */
+    uint64_t events_dropped; /**< dropped by full event queues          */
 } stubdm_qmp_stats;
 
 /**
@@ -1685,6 +1802,24 @@ STUBDM_EXPORT int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                  int timeout_ms, stubdm_done_fn *done,
                                  void *user, stubdm_op **op_out);
 /**
+ * The same by domids, through a QMP handle the caller already holds (a
+ * long-lived holder: stubdm_dm_save opens its own connection, and gets
+ * STUBDM_EBUSY while another process or ctx holds the lock).  The save runs
+ * on q's ctx, for q's (stubdom, guest), and serves console 1 as
+ * stubdm_dm_save does; it sends "stop" and "xen-save-devices-state" on q
+ * (besides the caller's own commands, which QEMU runs in order), and
+ * leaves q open and the device model stopped.  q must stay valid until
+ * done: freeing it during "stop" or "xen-save-devices-state" ends the save
+ * with STUBDM_ECANCELED.  The handle's lock mode is the caller's choice;
+ * next to libxl (STUBDM_QMP_LOCK_LIBXL) open the handle for the save and
+ * free it after.
+ * @return as stubdm_dm_save; STUBDM_EINVAL (NULL q); STUBDM_ESTATE (q not
+ *         ready).
+ */
+STUBDM_EXPORT int stubdm_dm_save_qmp(stubdm_qmp *q, int out_fd, int timeout_ms,
+                                     stubdm_done_fn *done, void *user,
+                                     stubdm_op **op_out);
+/**
  * Blocking form of stubdm_stubdom_save: runs the ctx's poll loop until the
  * save completes.
  * @param[out] bytes_out  (may be NULL) the stream's size on success, else 0.
@@ -1702,6 +1837,12 @@ STUBDM_EXPORT int stubdm_stubdom_save_sync(stubdm_stubdom *s, int out_fd,
 STUBDM_EXPORT int stubdm_dm_save_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                       uint32_t guest_domid, int out_fd,
                                       int timeout_ms, uint64_t *bytes_out);
+/**
+ * Blocking form of stubdm_dm_save_qmp, as stubdm_stubdom_save_sync.
+ * @return as stubdm_stubdom_save_sync; STUBDM_EINVAL (NULL q).
+ */
+STUBDM_EXPORT int stubdm_dm_save_qmp_sync(stubdm_qmp *q, int out_fd,
+                                          int timeout_ms, uint64_t *bytes_out);
 /** Bytes a completed save wrote to out_fd (0 for other ops). */
 STUBDM_EXPORT uint64_t stubdm_dm_save_bytes(const stubdm_op *op);
 

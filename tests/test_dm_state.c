@@ -477,6 +477,71 @@ START_TEST(test_save_by_domid)
 }
 END_TEST
 
+/* A long-lived QMP holder (another ctx: to the lock, another client): the
+ * save by domids opens its own connection and gets STUBDM_EBUSY; the save
+ * through the held handle works, the stream is complete, and the handle
+ * stays usable. */
+START_TEST(test_save_through_held_qmp)
+{
+    stubdm_spawn_opts *c;
+    stubdm_stubdom *s = NULL;
+    stubdm_ctx *ctx2 = NULL;
+    stubdm_qmp_opts *qo = NULL;
+    stubdm_qmp *held = NULL;
+    uint32_t domid;
+    uint64_t bytes = 7;
+    char path[300], *reply = NULL;
+    int fd;
+
+    spawnfix_need_sim_stubdom(&fx);
+    snprintf(path, sizeof(path), "%s/dm-state.held", fx.mock.dir);
+    c = config(NULL, 0, NULL, 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 0, 0), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s), 0);
+    stubdm_spawn_opts_free(c);
+    domid = stubdm_stubdom_domid(s);
+    stubdm_stubdom_free(s);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx2), 0);
+    ck_assert_int_eq(stubdm_ctx_set_host(ctx2, STUBDM_HOST_SIM), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_new(&qo), 0);
+    ck_assert_int_eq(
+        stubdm_qmp_opts_set_transport(qo, STUBDM_QMP_TRANSPORT_SIMULATED), 0);
+    ck_assert_int_eq(stubdm_qmp_open_sync(ctx2, domid, GUEST, qo, &held), 0);
+    stubdm_qmp_opts_free(qo);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+
+    ck_assert_int_eq(stubdm_dm_save_sync(fx.ctx, domid, GUEST, fd, 20000,
+                                         &bytes),
+                     STUBDM_EBUSY);
+    ck_assert_uint_eq(bytes, 0);
+    ck_assert_uint_eq(file_size(path), 0);
+    ck_assert_str_eq(be_state(domid, 1), "2"); /* console 1 let go */
+
+    ck_assert_int_eq(stubdm_dm_save_qmp_sync(NULL, fd, 20000, &bytes),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_dm_save_qmp_sync(held, fd, 20000, &bytes), 0);
+    close(fd);
+    ck_assert_uint_gt(bytes, 0);
+    ck_assert_uint_eq(bytes, file_size(path));
+    ck_assert(proc_file_mentions(path, "QEVM"));
+    ck_assert_str_eq(be_state(domid, 1), "2");
+    /* The handle is still the caller's, and the device model stopped. */
+    ck_assert_int_eq(stubdm_qmp_is_ready(held), 1);
+    ck_assert_int_eq(stubdm_qmp_execute_sync(held, "query-status", NULL, 10000,
+                                             &reply),
+                     0);
+    ck_assert_ptr_nonnull(strstr(reply, "\"running\": false"));
+    free(reply);
+    stubdm_qmp_free(held);
+    stubdm_ctx_free(ctx2);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(fx.ctx, domid, 0),
+                     0);
+    unlink(path);
+    spawnfix_assert_clean(&fx, false);
+}
+END_TEST
+
 /* ---- failures that end one console only --------------------------------- */
 
 static bool console_ended(void *arg)
@@ -934,6 +999,7 @@ static Suite *dm_state_suite(void)
     tcase_add_test(tc, test_serial_pty);
     tcase_add_test(tc, test_save_restore_roundtrip);
     tcase_add_test(tc, test_save_by_domid);
+    tcase_add_test(tc, test_save_through_held_qmp);
     tcase_add_test(tc, test_hostile_ring_ends_one_console);
     tcase_add_test(tc, test_pause_unpause);
     tcase_add_test(tc, test_save_console_type_owner);

@@ -425,6 +425,75 @@ START_TEST(test_event_flood)
 }
 END_TEST
 
+/* The "i" of a FLOOD event's data ({"i": N}). */
+static long flood_index(const stubdm_qmp_event *ev)
+{
+    const char *d = stubdm_qmp_event_data_json(ev);
+    const char *colon = d ? strchr(d, ':') : NULL;
+
+    ck_assert_ptr_nonnull(colon);
+    return strtol(colon + 1, NULL, 10);
+}
+
+/* A flood into bounded event queues: each keeps its capacity (one the
+ * newest events, one the oldest), in order, every drop counted; what is
+ * left queued is freed with the handle (stubdm_qmp_free) or with the ctx
+ * (valgrind and ASan check both). */
+START_TEST(test_event_queue_flood)
+{
+    enum { N = 20000, CAP = 1000 };
+    static const struct qmp_peer_step s[] = {
+        QP_HS(),    QP_R("go"),
+        QP_FL(N),   QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_H(2000), QP_E()};
+    stubdm_qmp_opts *o2 = opts(2000);
+    stubdm_qmp *q, *q2 = NULL;
+    stubdm_qmp_event *ev = NULL;
+    struct result r = {0};
+    int allow_ms = under_instrumentation() ? 120000 : 20000;
+    long rss0;
+
+    ck_assert_int_eq(open_against(s, opts(2000), &q, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_open_sync(ctx, STUBDOM, GUEST, o2, &q2), 0);
+    stubdm_qmp_opts_free(o2);
+    ck_assert_int_eq(stubdm_qmp_events_enable(q, CAP,
+                                              STUBDM_QMP_EVENTS_DROP_OLDEST),
+                     0);
+    ck_assert_int_eq(stubdm_qmp_events_enable(q2, CAP,
+                                              STUBDM_QMP_EVENTS_DROP_NEWEST),
+                     0);
+    ck_assert_int_eq(stubdm_qmp_events_enable(q2, CAP, 2), STUBDM_EINVAL);
+    rss0 = maxrss_kb();
+    ck_assert_int_eq(stubdm_qmp_execute(q, "go", NULL, allow_ms, on_reply, &r,
+                                        NULL),
+                     0);
+    ts_run_until_flag(ctx, &r.done, allow_ms);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    ck_assert_uint_eq(ts_qmp_stats(q).events, N);
+    ck_assert_uint_eq(ts_qmp_stats(q).events_queued, N + CAP);
+    ck_assert_uint_eq(ts_qmp_stats(q).events_dropped, 2 * (N - CAP));
+    /* Bounded: ~2 MB of events went through, CAP of ~100 bytes are kept. */
+    if (!under_instrumentation())
+        ck_assert_int_lt(maxrss_kb() - rss0, 8 * 1024);
+    /* Drop-oldest kept the last CAP, in order. */
+    for (long i = N - CAP; i < N - 1; i++) {
+        ck_assert_int_eq(stubdm_qmp_event_next(q, &ev), 0);
+        ck_assert_str_eq(stubdm_qmp_event_name(ev), "FLOOD");
+        ck_assert_int_eq(flood_index(ev), i);
+        stubdm_qmp_event_free(ev);
+    }
+    /* Drop-newest kept the first CAP, in order. */
+    for (long i = 0; i < 10; i++) {
+        ck_assert_int_eq(stubdm_qmp_event_next(q2, &ev), 0);
+        ck_assert_int_eq(flood_index(ev), i);
+        stubdm_qmp_event_free(ev);
+    }
+    stubdm_qmp_free(q2); /* CAP - 10 still queued */
+    /* One left in q: teardown frees it with the ctx. */
+    ck_assert_int_ge(stubdm_qmp_events_fd(q), 0);
+}
+END_TEST
+
 START_TEST(test_reply_never_comes)
 {
     static const struct qmp_peer_step s[] = {
@@ -863,6 +932,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_close_mid_message);
     tcase_add_test(tc, test_close_before_greeting);
     tcase_add_test(tc, test_event_flood);
+    tcase_add_test(tc, test_event_queue_flood);
     tcase_add_test(tc, test_reply_never_comes);
     tcase_add_test(tc, test_wedged_after_eight_timeouts);
     tcase_add_test(tc, test_death_while_waiting_for_ring_ref);

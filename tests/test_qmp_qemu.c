@@ -61,8 +61,7 @@ static void setup(void)
         return;
     qemu_pid = qmp_qemu_start(sim.sock);
     ck_assert_int_gt(qemu_pid, 0);
-    /* The stubdomain's vchan server is "up"; QEMU may still be starting:
-     * the library retries the connect until it listens. */
+    /* The stubdomain's vchan server is "up" (QEMU already answers). */
     ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
 }
 
@@ -187,6 +186,75 @@ START_TEST(test_stop_cont_events_two_handles)
                                              NULL),
                      0);
     stubdm_qmp_free(q2);
+}
+END_TEST
+
+static bool fd_readable(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* Events without callbacks: the queue, drained after run_once, gives the
+ * STOP/RESUME of three stop/cont rounds in QEMU's order, owned by the
+ * caller (they outlive the handle); its fd is readable exactly while
+ * events wait.  A callback on the same handle sees them too. */
+START_TEST(test_event_queue)
+{
+    NEED_QEMU();
+    stubdm_qmp *q = open_ready();
+    stubdm_qmp_event *got[8] = {0};
+    struct evlog l = {0};
+    int n = 0, fd;
+    int64_t s0 = 0, us0 = 0;
+
+    ck_assert_int_eq(stubdm_qmp_event_next(q, &got[0]), STUBDM_ESTATE);
+    ck_assert_int_eq(stubdm_qmp_events_fd(q), -1);
+    ck_assert_int_eq(stubdm_qmp_events_enable(q, 0,
+                                              STUBDM_QMP_EVENTS_DROP_OLDEST),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_events_enable(q, 16,
+                                              STUBDM_QMP_EVENTS_DROP_OLDEST),
+                     0);
+    ck_assert_int_eq(stubdm_qmp_events_enable(q, 16,
+                                              STUBDM_QMP_EVENTS_DROP_OLDEST),
+                     STUBDM_ESTATE);
+    ck_assert_int_eq(stubdm_qmp_subscribe(q, NULL, on_ev, &l, NULL), 0);
+    fd = stubdm_qmp_events_fd(q);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(!fd_readable(fd));
+    ck_assert_int_eq(stubdm_qmp_event_next(q, &got[0]), STUBDM_EAGAIN);
+    ck_assert_ptr_null(got[0]);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(stubdm_qmp_execute_sync(q, "stop", NULL, 5000, NULL),
+                         0);
+        ck_assert_int_eq(stubdm_qmp_execute_sync(q, "cont", NULL, 5000, NULL),
+                         0);
+    }
+    for (int i = 0; i < 100 && l.resume < 3; i++)
+        stubdm_ctx_run_once(ctx, 20);
+    ck_assert_int_eq(l.resume, 3);
+    ck_assert(fd_readable(fd));
+    while (n < 8 && stubdm_qmp_event_next(q, &got[n]) == 0)
+        n++;
+    ck_assert_int_eq(n, 6);
+    ck_assert(!fd_readable(fd));
+    ck_assert_int_eq(stubdm_qmp_event_next(q, &got[n]), STUBDM_EAGAIN);
+    ck_assert_uint_eq(ts_qmp_stats(q).events_queued, 6);
+    ck_assert_uint_eq(ts_qmp_stats(q).events_dropped, 0);
+    stubdm_qmp_free(q);
+    for (int i = 0; i < n; i++) {
+        int64_t s, us;
+        ck_assert_str_eq(stubdm_qmp_event_name(got[i]),
+                         i % 2 ? "RESUME" : "STOP");
+        ck_assert_ptr_nonnull(strstr(stubdm_qmp_event_json(got[i]),
+                                     i % 2 ? "\"RESUME\"" : "\"STOP\""));
+        stubdm_qmp_event_timestamp(got[i], &s, &us);
+        ck_assert(s > s0 || (s == s0 && us >= us0));
+        s0 = s;
+        us0 = us;
+        stubdm_qmp_event_free(got[i]);
+    }
 }
 END_TEST
 
@@ -486,6 +554,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_query_version_status);
     tcase_add_test(tc, test_unknown_command);
     tcase_add_test(tc, test_stop_cont_events_two_handles);
+    tcase_add_test(tc, test_event_queue);
     tcase_add_test(tc, test_schema_large_reply);
     tcase_add_test(tc, test_twenty_at_once);
     tcase_add_test(tc, test_lock_other_process);

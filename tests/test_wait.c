@@ -501,13 +501,17 @@ static void assert_release_watch_gone(void)
 }
 
 /* Waits subscribed in the order of subs[], stubdomains released in the
- * order of deaths[]: each wait ends with EDOMAIN_GONE soon after its own
- * stubdomain's release, not at its timeout, whatever the order. */
+ * order of deaths[]: each wait ends with EDOMAIN_GONE after its own
+ * stubdomain's release, not at its timeout, whatever the order.  The
+ * code, not the time, tells a death seen from a missed one (which would
+ * end at the 20 s timeout with ETIMEDOUT); the time bound is only the
+ * test's patience, half that timeout, so a loaded machine cannot fail it
+ * (bench_wait measures how soon). */
 static void deaths_in_order(const unsigned *subs, const unsigned *deaths,
                             size_t n)
 {
     struct ts_result r[4];
-    const int bound = 1000 * ts_time_scale();
+    const int bound = 10000;
 
     memset(r, 0, sizeof(r));
     for (size_t i = 0; i < n; i++) {
@@ -592,9 +596,10 @@ START_TEST(release_watch_outlives_finished_waits)
     ck_assert_ptr_nonnull(ctx->release_watch.path);
     int64_t released = stubdm_now_ms();
     ck_assert(xs_release_domain(dom0, 7));
-    ts_run_until_done(ctx, &r[2], 1000 * ts_time_scale());
+    /* EDOMAIN_GONE, not the 20 s timeout: see deaths_in_order. */
+    ts_run_until_done(ctx, &r[2], 10000);
     ck_assert_int_eq(r[2].rc, STUBDM_EDOMAIN_GONE);
-    ck_assert_int_lt(r[2].at_ms - released, 1000 * ts_time_scale());
+    ck_assert_int_lt(r[2].at_ms - released, 10000);
     stubdm_op_free(cancelled);
     assert_release_watch_gone();
 }
@@ -607,6 +612,9 @@ END_TEST
  * the wait's callback once (one read, not one per event), and returns; the
  * rest comes on the next dispatches, each as bounded; an unrelated 200 ms
  * timeout meanwhile fires on time, and the wait then sees "running". */
+/* Between a dispatch's timer check and its return (scheduling noise). */
+#define TIMER_SLACK_MS 20
+
 START_TEST(burst_of_events_is_bounded_and_coalesced)
 {
     enum { BURST = 3000 };
@@ -629,14 +637,18 @@ START_TEST(burst_of_events_is_bounded_and_coalesced)
     ck_assert_int_eq(stubdm_dm_wait_running(ctx, 6, GUEST, 200, ts_on_done,
                                             &r6, NULL),
                      0);
-    int dispatches = 0;
+    int dispatches = 0, late_returns = 0;
     uint64_t most = 0;
-    while (!r6.calls && stubdm_now_ms() - t0 < 2000) {
+    while (!r6.calls && stubdm_now_ms() - t0 < 2000 * ts_time_scale()) {
         uint64_t before = stubdm__xs_requests(ctx);
         ck_assert_int_eq(stubdm_ctx_run_once(ctx, 50), 0);
         uint64_t used = stubdm__xs_requests(ctx) - before;
         most = used > most ? used : most;
         dispatches++;
+        /* A dispatch that returns well past the deadline without having
+         * fired it would be a timer starved by the flood. */
+        if (!r6.calls && stubdm_now_ms() - t0 >= 200 + TIMER_SLACK_MS)
+            late_returns++;
     }
     /* One read per dispatch for the flooded watch (plus 6's wait: its
      * watch firing once, a read), never one per event. */
@@ -644,9 +656,13 @@ START_TEST(burst_of_events_is_bounded_and_coalesced)
                   (unsigned long long)most);
     ck_assert_int_ge(dispatches, 3);
     ck_assert_int_eq(r6.rc, STUBDM_ETIMEDOUT);
-    ck_assert_msg(r6.at_ms - t0 < 250 * ts_time_scale(),
-                  "the 200 ms timeout fired after %lld ms",
-                  (long long)(r6.at_ms - t0));
+    /* Counted in dispatches, not milliseconds: a loaded machine delays
+     * every dispatch alike, but the timer must still fire in the first
+     * one that returns after its deadline. */
+    ck_assert_msg(late_returns == 0,
+                  "%d dispatches returned past the 200 ms deadline without "
+                  "firing it (fired at %lld ms)",
+                  late_returns, (long long)(r6.at_ms - t0));
     ck_assert_int_eq(r5.calls, 0);
     stub_writes("running", 7);
     ts_run_until_done(ctx, &r5, 5000);

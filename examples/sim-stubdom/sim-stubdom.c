@@ -12,7 +12,8 @@
  *      or the legacy V/image/dmargs;
  *   4. start QEMU with the arguments that make sense without Xen, plus a
  *      QMP monitor on the simulated vchan socket
- *      <sim dir>/qmp-vchan/<self>.<G>.sock (docs/qmp.md) and a private one;
+ *      <sim dir>/qmp-vchan/<self>.<G>.sock (docs/qmp.md) and a private one
+ *      on a socket connected before QEMU starts (see MONITOR_FD);
  *   5. when QEMU reports (query-status on the private monitor) that it is
  *      running, write device-model/G/state = running, then the vchan
  *      server's device-model/G/qmp-vchan/{ring-ref,event-channel};
@@ -104,6 +105,19 @@ static int qemu_status;
 
 #define NCONS (3 + 16)
 #define RESTORE_FD 3 /* QEMU's -incoming fd:3, as the Qubes init */
+/*
+ * QEMU's private monitor is one end of a socketpair, never a listening
+ * socket: QEMU 7.2 watches a QMP listening socket from both its main
+ * thread and its monitor I/O thread until the I/O thread first runs, and
+ * a client that connects in that window (likely when many QEMUs start at
+ * once) gets the greeting and then no answer, ever (fixed upstream in
+ * QEMU 11.0, "monitor/qmp: cleanup SocketChardev listener sources
+ * early").  A connected socket has no listener.  Its first answer also
+ * proves that the I/O thread has set up the public monitor (created
+ * before it, its setup runs first), so the toolstack, which connects
+ * only after "running", never meets the window either.
+ */
+#define MONITOR_FD 4
 
 struct con {
     struct simcons *sc;
@@ -126,6 +140,7 @@ static int save_pipe[2] = {-1, -1};    /* QEMU (fdset 1) -> console 1 */
 static int restore_pipe[2] = {-1, -1}; /* console 2 -> QEMU -incoming */
 static char last_request[32];
 static int kept_monitor = -1; /* the private monitor that did add-fd */
+static int monitor_pair[2] = {-1, -1}; /* [0] ours, [1] QEMU's MONITOR_FD */
 
 static bool restoring(void)
 {
@@ -639,8 +654,7 @@ static bool map_drive(struct xs_handle *xs, struct argv *out, const char *spec)
 }
 
 static void map_args(struct xs_handle *xs, char **in, size_t n,
-                     struct argv *out, const char *qmp_sock,
-                     const char *priv_sock)
+                     struct argv *out, const char *qmp_sock)
 {
     bool have_machine = false, pc = false;
 
@@ -757,31 +771,18 @@ static void map_args(struct xs_handle *xs, char **in, size_t n,
     }
     addf(out, "-qmp");
     addf(out, "unix:%s,server=on,wait=off", qmp_sock);
-    addf(out, "-qmp");
-    addf(out, "unix:%s,server=on,wait=off", priv_sock);
+    addf(out, "-chardev");
+    addf(out, "socket,id=stubdm-private,fd=%d", MONITOR_FD);
+    addf(out, "-mon");
+    addf(out, "chardev=stubdm-private,mode=control");
 }
 
 /* ---- a tiny QMP client for the private monitor -------------------------- */
 
-static int connect_unix(const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        close(fd);
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+/* How long one exchange on the private monitor may take: bounds only a
+ * QEMU that is alive and stuck (a dead one closes the monitor), so it is
+ * generous for a machine starting fifty QEMUs at once. */
+#define QEMU_STEP_MS 30000
 
 /* Read until a line contains needle (or a "return"/"error"); 0 if found. */
 static int read_until(int fd, char *buf, size_t cap, const char *needle,
@@ -805,37 +806,53 @@ static int read_until(int fd, char *buf, size_t cap, const char *needle,
     return -1;
 }
 
-static int qemu_running(const char *priv_sock)
+/* In QEMU's child: its private monitor and restore stream at their fixed
+ * numbers, whatever numbers they have here (first moved out of the way,
+ * close-on-exec; dup2 clears that flag on the copies QEMU keeps). */
+static void qemu_child_fds(void)
+{
+    int mon = fcntl(monitor_pair[1], F_DUPFD_CLOEXEC, 10);
+    int restore = restore_pipe[0] >= 0
+                      ? fcntl(restore_pipe[0], F_DUPFD_CLOEXEC, 10)
+                      : -1;
+
+    if (restore >= 0)
+        dup2(restore, RESTORE_FD);
+    dup2(mon, MONITOR_FD);
+}
+
+/* Whether QEMU has exited, given a second to be reaped after closing its
+ * monitor; its status is kept for exit_like. */
+static bool qemu_exited(void)
+{
+    for (int waited = 0; qemu_pid > 0 && waited <= 1000; waited += 20) {
+        int st;
+        if (waitpid(qemu_pid, &st, WNOHANG) == qemu_pid) {
+            qemu_status = st;
+            qemu_pid = 0;
+            return true;
+        }
+        pump_for(20);
+    }
+    return false;
+}
+
+static int qemu_running(void)
 {
     char buf[8192];
-    int fd = -1, rc = -1;
+    int fd = monitor_pair[0], rc = -1;
 
-    for (int tries = 0; tries < 200 && fd < 0; tries++) {
-        fd = connect_unix(priv_sock);
-        if (fd < 0) {
-            int st;
-            if (qemu_pid > 0 && waitpid(qemu_pid, &st, WNOHANG) == qemu_pid) {
-                say("QEMU exited before its monitor came up");
-                errno = ECHILD;
-                qemu_status = st;
-                qemu_pid = 0;
-                return -2;
-            }
-            pump_for(50);
-        }
-    }
-    if (fd < 0)
-        return -1;
+    monitor_pair[0] = -1;
     static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
     static const char qs[] = "{\"execute\":\"query-status\"}\n";
-    if (read_until(fd, buf, sizeof(buf), "\"QMP\"", 10000))
+    if (read_until(fd, buf, sizeof(buf), "\"QMP\"", QEMU_STEP_MS))
         goto out;
     if (write(fd, caps, sizeof(caps) - 1) < 0 ||
-        read_until(fd, buf, sizeof(buf), "\"return\"", 10000))
+        read_until(fd, buf, sizeof(buf), "\"return\"", QEMU_STEP_MS))
         goto out;
     if (save_pipe[1] >= 0) {
         if (add_fd(fd) < 0 ||
-            read_until(fd, buf, sizeof(buf), "\"id\": 42", 10000) ||
+            read_until(fd, buf, sizeof(buf), "\"id\": 42", QEMU_STEP_MS) ||
             !strstr(buf, "\"return\"")) {
             say("add-fd (fdset 1, console 1) failed: %s", buf);
             goto out;
@@ -849,7 +866,7 @@ static int qemu_running(const char *priv_sock)
     /* Restoring: incoming can take a while; QEMU runs when it is loaded. */
     for (int tries = 0; tries < (restoring() ? 600 : 100); tries++) {
         if (write(fd, qs, sizeof(qs) - 1) < 0 ||
-            read_until(fd, buf, sizeof(buf), "\"return\"", 10000))
+            read_until(fd, buf, sizeof(buf), "\"return\"", QEMU_STEP_MS))
             goto out;
         if (strstr(buf, "\"running\": true") ||
             strstr(buf, "\"running\":true")) {
@@ -859,8 +876,12 @@ static int qemu_running(const char *priv_sock)
         pump_for(50);
     }
 out:
-    if (fd >= 0 && fd != kept_monitor)
+    if (fd != kept_monitor)
         close(fd);
+    if (rc && qemu_exited()) {
+        say("QEMU exited before it was running");
+        return -2;
+    }
     return rc;
 }
 
@@ -1097,7 +1118,7 @@ int main(int argc, char **argv)
     const char *simdir = getenv("STUBDM_SIM_DIR");
     struct xs_handle *xs;
     stubdm_ctx *ctx = NULL;
-    char **args = NULL, *v, path[256], qmp_sock[200], priv_sock[220];
+    char **args = NULL, *v, path[256], qmp_sock[200];
     size_t nargs = 0;
     int o, rc;
 
@@ -1183,10 +1204,7 @@ int main(int argc, char **argv)
     mkdir(path, 0700);
     snprintf(qmp_sock, sizeof(qmp_sock), "%s/qmp-vchan/%u.%u.sock", simdir,
              self_domid, guest_domid);
-    snprintf(priv_sock, sizeof(priv_sock), "%s/qmp-vchan/%u.%u.internal.sock",
-             simdir, self_domid, guest_domid);
     unlink(qmp_sock);
-    unlink(priv_sock);
 
     int lfd = -1;
     if (opt.no_qemu) {
@@ -1197,7 +1215,11 @@ int main(int argc, char **argv)
         }
     } else {
         struct argv q = {0};
-        map_args(xs, args, nargs, &q, qmp_sock, priv_sock);
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, monitor_pair)) {
+            say("socketpair: %s", strerror(errno));
+            return 1;
+        }
+        map_args(xs, args, nargs, &q, qmp_sock);
         {
             char line[4096] = "";
             for (size_t i = 0; i < q.n; i++) {
@@ -1221,8 +1243,7 @@ int main(int argc, char **argv)
                 dup2(qemu_out[1], 2);
                 dup2(qemu_out[1], 1);
             }
-            if (restore_pipe[0] >= 0) /* dup2 clears close-on-exec */
-                dup2(restore_pipe[0], RESTORE_FD);
+            qemu_child_fds();
             signal(SIGTERM, SIG_DFL);
             signal(SIGINT, SIG_DFL);
             signal(SIGPIPE, SIG_DFL);
@@ -1242,13 +1263,15 @@ int main(int argc, char **argv)
             close(restore_pipe[0]);
             restore_pipe[0] = -1;
         }
+        close(monitor_pair[1]);
+        monitor_pair[1] = -1;
     }
     stubdm_dm_argv_free(args);
     stubdm_ctx_free(ctx);
 
     maybe_die(STEP_BEFORE_RUNNING, "before-running");
     if (!opt.no_qemu) {
-        rc = qemu_running(priv_sock);
+        rc = qemu_running();
         if (rc == -2)
             exit_like(qemu_status);
         if (rc) {
@@ -1294,7 +1317,6 @@ int main(int argc, char **argv)
         if (p == qemu_pid) {
             pump_for(0); /* QEMU's last words */
             unlink(qmp_sock);
-            unlink(priv_sock);
             if (got_term && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM)
                 return 0;
             exit_like(st);

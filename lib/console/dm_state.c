@@ -3,7 +3,8 @@
  * "Save and restore").
  *
  * Chronologically:
- *   [domids form only] open QMP; serve console 1 with the caller's fd.
+ *   [domids forms] serve console 1 with the caller's fd; open QMP, or
+ *     take the caller's ready handle (stubdm_dm_save_qmp).
  *   [handle form] attach the caller's fd to the spawn's held console 1.
  *   QMP "stop" (xenopsd: stop before xen-save-devices-state).
  *   QMP "xen-save-devices-state" {"filename": "/dev/fdset/1"}: QEMU writes
@@ -31,6 +32,8 @@
 #include "core/num.h"
 #include "core/op.h"
 #include "core/peer.h"
+#include "qmp/qmp.h"
+#include "qmp/transport.h"
 #include "spawn/stubdom.h"
 #include "xen/host.h"
 #include "xen/xs.h"
@@ -543,20 +546,41 @@ static int check_save_console(stubdm_ctx *ctx, uint32_t stubdom)
     return 0;
 }
 
-int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
-                   uint32_t guest_domid, int out_fd, int timeout_ms,
-                   stubdm_done_fn *done, void *user, stubdm_op **op_out)
+/* Open QMP for a save by domids (the connection is shared if this ctx
+ * already has it). */
+static int open_qmp(struct save_op *so, bool sim)
+{
+    stubdm_qmp_opts *qo = NULL;
+    int rc;
+
+    rc = stubdm_qmp_opts_new(&qo);
+    if (!rc)
+        rc = stubdm_qmp_opts_set_transport(qo,
+                                           sim ? STUBDM_QMP_TRANSPORT_SIMULATED
+                                               : STUBDM_QMP_TRANSPORT_VCHAN);
+    if (!rc)
+        rc = stubdm_qmp_open(so->op.ctx, so->stubdom, so->guest, qo,
+                             on_qmp_open, so, &so->q, NULL);
+    stubdm_qmp_opts_free(qo);
+    if (rc)
+        return rc;
+    so->own_q = true;
+    so->phase = PH_OPEN;
+    return 0;
+}
+
+/* Both forms by domids: serve console 1 for the save; use held (the
+ * caller's ready handle) or open QMP. */
+static int dm_save_start(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                         uint32_t guest_domid, stubdm_qmp *held, int out_fd,
+                         int timeout_ms, stubdm_done_fn *done, void *user,
+                         stubdm_op **op_out)
 {
     stubdm_console_opts *o = NULL;
-    stubdm_qmp_opts *qo = NULL;
     struct save_op *so;
     bool sim;
     int rc;
 
-    if (op_out)
-        *op_out = NULL;
-    if (!ctx)
-        return STUBDM_EINVAL;
     if (out_fd < 0 || timeout_ms <= 0 || stubdom_domid == 0 ||
         !stubdm__domid_ok(stubdom_domid) || !stubdm__domid_ok(guest_domid))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
@@ -586,26 +610,50 @@ int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
         rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "save");
         goto fail;
     }
-    rc = stubdm_qmp_opts_new(&qo);
-    if (!rc)
-        rc = stubdm_qmp_opts_set_transport(qo,
-                                           sim ? STUBDM_QMP_TRANSPORT_SIMULATED
-                                               : STUBDM_QMP_TRANSPORT_VCHAN);
-    if (!rc)
-        rc = stubdm_qmp_open(ctx, stubdom_domid, guest_domid, qo, on_qmp_open,
-                             so, &so->q, NULL);
-    stubdm_qmp_opts_free(qo);
-    if (rc)
+    if (held) {
+        so->q = held;
+        start_stop(so);
+    } else if ((rc = open_qmp(so, sim))) {
         goto fail;
-    so->own_q = true;
-    so->phase = PH_OPEN;
+    }
     stubdm__op_started(&so->op, op_out);
     return 0;
 fail:
     /* abandon runs the stop hook: it releases what was made here */
-    so->own_q = so->q != NULL;
+    so->own_q = so->q != NULL && !held;
     stubdm__op_abandon(&so->op);
     return rc;
+}
+
+int stubdm_dm_save(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                   uint32_t guest_domid, int out_fd, int timeout_ms,
+                   stubdm_done_fn *done, void *user, stubdm_op **op_out)
+{
+    if (op_out)
+        *op_out = NULL;
+    if (!ctx)
+        return STUBDM_EINVAL;
+    return dm_save_start(ctx, stubdom_domid, guest_domid, NULL, out_fd,
+                         timeout_ms, done, user, op_out);
+}
+
+int stubdm_dm_save_qmp(stubdm_qmp *q, int out_fd, int timeout_ms,
+                       stubdm_done_fn *done, void *user, stubdm_op **op_out)
+{
+    stubdm_ctx *ctx;
+    uint32_t stubdom, guest;
+
+    if (op_out)
+        *op_out = NULL;
+    if (!q)
+        return STUBDM_EINVAL;
+    ctx = stubdm__qmp_ctx(q);
+    if (!stubdm_qmp_is_ready(q))
+        return stubdm__fail(ctx, STUBDM_ESTATE, 0,
+                            "save: the QMP handle is not ready");
+    stubdm__qmp_domids(q, &stubdom, &guest);
+    return dm_save_start(ctx, stubdom, guest, q, out_fd, timeout_ms, done,
+                         user, op_out);
 }
 
 uint64_t stubdm_dm_save_bytes(const stubdm_op *op)
@@ -660,5 +708,22 @@ int stubdm_dm_save_sync(stubdm_ctx *ctx, uint32_t stubdom_domid,
         return rc;
     rc = stubdm_dm_save(ctx, stubdom_domid, guest_domid, out_fd, timeout_ms,
                         NULL, NULL, &op);
+    return save_wait(op, rc, bytes_out);
+}
+
+int stubdm_dm_save_qmp_sync(stubdm_qmp *q, int out_fd, int timeout_ms,
+                            uint64_t *bytes_out)
+{
+    stubdm_op *op = NULL;
+    int rc;
+
+    if (bytes_out)
+        *bytes_out = 0;
+    if (!q)
+        return STUBDM_EINVAL;
+    rc = stubdm__sync_check(stubdm__qmp_ctx(q), "stubdm_dm_save_qmp_sync");
+    if (rc)
+        return rc;
+    rc = stubdm_dm_save_qmp(q, out_fd, timeout_ms, NULL, NULL, &op);
     return save_wait(op, rc, bytes_out);
 }

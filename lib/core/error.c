@@ -30,7 +30,8 @@
     X(STUBDM_ELIMIT, "limit exceeded")                                        \
     X(STUBDM_ENOTSUP, "not supported here")                                   \
     X(STUBDM_EXEN, "hypervisor call failed")                                  \
-    X(STUBDM_ENOTSTUBDOM, "not a stubdomain")
+    X(STUBDM_ENOTSTUBDOM, "not a stubdomain")                                 \
+    X(STUBDM_EAGAIN, "nothing to take yet")
 
 const char *stubdm_strerror(int rc)
 {

@@ -1,11 +1,23 @@
 /*
- * The cross-process QMP lock: one flock()ed file per (stubdom, guest).
+ * The cross-process QMP lock: one flock()ed file per connection.
  *
- * libxl serialises its QMP users with /var/lib/xen/userdata-l.<domid>.
- * <uuid>.qmp-socket-lock (held around each connection, taken in a forked
- * child because its flock blocks).  We hold ours for the life of the shared
- * connection and never block: a busy lock is either an error or retried on
- * a timer by the caller.
+ * Two protocols share the code:
+ *
+ *  - the library's own (/run/xen/libstubdm/qmp-<stubdom>-<guest>.lock):
+ *    the file is never unlinked, so holding the flock is enough;
+ *  - libxl's (XEN_LIB_DIR/userdata-l.<guest>.<uuid>.qmp-socket-lock, see
+ *    libxl__ev_slowlock_lock and libxl__unlock_file in libxl 4.17): the
+ *    holder unlinks the file before it unlocks, so whoever acquires a flock
+ *    must check that the inode it locked is still the one at the path
+ *    (fstat against stat) and start again if not.  A client that skipped
+ *    the check could hold an unlinked inode while libxl, creating a new
+ *    file, holds the real one; one that unlocked before unlinking would let
+ *    a waiter pass the check on an inode about to disappear.
+ *
+ * Never blocking either way: LOCK_EX | LOCK_NB, the waiting modes retry on
+ * a timer in qmp.c.  Release is LOCK_UN then close: the descriptor is
+ * O_CLOEXEC, but a child forked without exec shares the open file
+ * description, and closing only our copy would leave the lock held by it.
  */
 #include "core/error.h"
 #include "core/mem.h"
@@ -21,10 +33,14 @@
 #include <unistd.h>
 
 #define DEFAULT_LOCK_DIR "/run/xen/libstubdm"
+/* Stale inodes in a row before giving up this try (the timer retries): each
+ * one means a holder released between our open and our flock. */
+#define MAX_STALE 16
 
 void stubdm__qmplock_init(struct stubdm__qmplock *l)
 {
     l->fd = -1;
+    l->unlink_path = NULL;
 }
 
 char *stubdm__qmplock_default_path(bool simulated, const char *simdir,
@@ -34,6 +50,14 @@ char *stubdm__qmplock_default_path(bool simulated, const char *simdir,
         return stubdm__sprintf("%s/qmp-vchan/%u.%u.lock", simdir, stubdom,
                                guest);
     return stubdm__sprintf(DEFAULT_LOCK_DIR "/qmp-%u-%u.lock", stubdom, guest);
+}
+
+char *stubdm__qmplock_libxl_path(const char *lib_dir, uint32_t guest,
+                                 const char *uuid)
+{
+    /* libxl__userdata_path(gc, domid, "qmp-socket-lock", "l") */
+    return stubdm__sprintf("%s/userdata-l.%u.%s.qmp-socket-lock", lib_dir,
+                           guest, uuid);
 }
 
 /* mkdir -p of path's parent directories. */
@@ -58,15 +82,13 @@ static int make_parents(const char *path)
     return rc;
 }
 
-int stubdm__qmplock_try(stubdm_ctx *ctx, struct stubdm__qmplock *l,
-                        const char *path)
+static int open_lock(stubdm_ctx *ctx, const char *path, bool libxl)
 {
     int fd, err;
 
-    if (l->fd >= 0)
-        return 0;
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 && errno == ENOENT) {
+    /* libxl's XEN_LIB_DIR exists wherever libxl runs: never create it. */
+    if (fd < 0 && errno == ENOENT && !libxl) {
         err = make_parents(path);
         if (err)
             return stubdm__fail(ctx, STUBDM_EFAIL, err,
@@ -78,22 +100,92 @@ int stubdm__qmplock_try(stubdm_ctx *ctx, struct stubdm__qmplock *l,
         return stubdm__fail(ctx, errno == EACCES ? STUBDM_EPERM : STUBDM_EFAIL,
                             errno, "opening QMP lock %s: %s", path,
                             strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    return fd;
+}
+
+/* Unlock, then close (see the top of the file). */
+static void drop(int fd)
+{
+    flock(fd, LOCK_UN);
+    close(fd);
+}
+
+/* libxl's check after acquiring: is the locked inode still at path?
+ * 1 yes, 0 no (unlinked or replaced: try again), <0 a failure. */
+static int still_linked(stubdm_ctx *ctx, int fd, const char *path)
+{
+    struct stat fst, st;
+
+    if (fstat(fd, &fst) != 0)
+        return stubdm__fail(ctx, STUBDM_EFAIL, errno, "fstat of %s: %s", path,
+                            strerror(errno));
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return stubdm__fail(ctx, STUBDM_EFAIL, errno, "stat of %s: %s", path,
+                            strerror(errno));
+    }
+    return st.st_dev == fst.st_dev && st.st_ino == fst.st_ino;
+}
+
+static int lock_fd(stubdm_ctx *ctx, int fd, const char *path)
+{
+    int err;
+
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         err = errno;
-        close(fd);
+        if (err == EINTR)
+            continue;
         if (err == EWOULDBLOCK)
             return stubdm__fail(ctx, STUBDM_EBUSY, 0,
                                 "QMP lock %s is held by another client", path);
         return stubdm__fail(ctx, STUBDM_EFAIL, err, "locking %s: %s", path,
                             strerror(err));
     }
-    l->fd = fd;
     return 0;
+}
+
+int stubdm__qmplock_try(stubdm_ctx *ctx, struct stubdm__qmplock *l,
+                        const char *path, bool libxl)
+{
+    int fd, rc;
+
+    if (l->fd >= 0)
+        return 0;
+    for (int stale = 0; stale < MAX_STALE; stale++) {
+        fd = open_lock(ctx, path, libxl);
+        if (fd < 0)
+            return fd;
+        rc = lock_fd(ctx, fd, path);
+        if (rc) {
+            close(fd);
+            return rc;
+        }
+        rc = libxl ? still_linked(ctx, fd, path) : 1;
+        if (rc == 1) {
+            l->fd = fd;
+            l->unlink_path = libxl ? path : NULL;
+            return 0;
+        }
+        drop(fd);
+        if (rc < 0)
+            return rc;
+    }
+    return stubdm__fail(ctx, STUBDM_EBUSY, 0,
+                        "QMP lock %s was released and taken again %d times "
+                        "while locking it",
+                        path, MAX_STALE);
 }
 
 void stubdm__qmplock_release(struct stubdm__qmplock *l)
 {
-    if (l->fd >= 0)
-        close(l->fd); /* closing the only descriptor releases the flock */
+    if (l->fd < 0)
+        return;
+    /* Unlink first, as libxl__ev_slowlock_unlock: a waiter that gets the
+     * flock then finds the inode gone and starts again. */
+    if (l->unlink_path)
+        unlink(l->unlink_path);
+    drop(l->fd);
     l->fd = -1;
+    l->unlink_path = NULL;
 }

@@ -41,6 +41,7 @@
 #include "core/num.h"
 #include "core/op.h"
 #include "core/peer.h"
+#include "qmp/events.h"
 #include "qmp/qmp.h"
 #include "qmp/transport.h"
 #include "qmp/wire.h"
@@ -76,6 +77,8 @@ struct stubdm_qmp_opts {
     size_t max_queued;
     char *lock_path;
     stubdm_qmp_lock_mode lock_mode;
+    /* libxl's lock by guest (set_libxl_lock): the path is made at open */
+    char *libxl_uuid, *libxl_dir;
 };
 
 enum conn_state {
@@ -157,6 +160,7 @@ struct stubdm_qmp {
      * overwritten by other timers before a blocking caller reads it. */
     char open_msg[STUBDM_ERRMSG_MAX];
     bool closed; /* closed during event delivery: reaped later */
+    struct stubdm__qmp_evq *evq; /* stubdm_qmp_events_enable (events.c) */
 };
 
 struct stubdm_qmp_sub {
@@ -171,11 +175,6 @@ struct stubdm_qmp_sub {
 struct stubdm_qmp_reply {
     struct stubdm__qmp_msg *msg;
     char *return_json; /* rendered on first use */
-};
-
-struct stubdm_qmp_event {
-    const struct stubdm__qmp_msg *msg;
-    char *data_json;
 };
 
 struct open_op {
@@ -264,6 +263,8 @@ void stubdm_qmp_opts_free(stubdm_qmp_opts *o)
         return;
     free(o->sim_dir);
     free(o->lock_path);
+    free(o->libxl_uuid);
+    free(o->libxl_dir);
     free(o);
 }
 
@@ -334,11 +335,62 @@ int stubdm_qmp_opts_set_limits(stubdm_qmp_opts *o, size_t max_message,
 int stubdm_qmp_opts_set_lock(stubdm_qmp_opts *o, const char *path,
                              stubdm_qmp_lock_mode mode)
 {
-    if (!o || (mode != STUBDM_QMP_LOCK_FAIL && mode != STUBDM_QMP_LOCK_WAIT &&
-               mode != STUBDM_QMP_LOCK_NONE))
+    int rc;
+
+    if (!o ||
+        (mode != STUBDM_QMP_LOCK_FAIL && mode != STUBDM_QMP_LOCK_WAIT &&
+         mode != STUBDM_QMP_LOCK_NONE && mode != STUBDM_QMP_LOCK_LIBXL) ||
+        (mode == STUBDM_QMP_LOCK_LIBXL && (!path || path[0] != '/')))
         return STUBDM_EINVAL;
+    rc = set_str(&o->lock_path, path);
+    if (rc)
+        return rc;
     o->lock_mode = mode;
-    return set_str(&o->lock_path, path);
+    free(o->libxl_uuid);
+    free(o->libxl_dir);
+    o->libxl_uuid = o->libxl_dir = NULL;
+    return 0;
+}
+
+/* libxl's LIBXL_UUID_FMT: 8-4-4-4-12 lower-case hex digits.  Any other
+ * spelling would name a file libxl never locks. */
+static bool libxl_uuid_ok(const char *u)
+{
+    size_t i;
+
+    for (i = 0; u[i]; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? u[i] != '-'
+                 : !((u[i] >= '0' && u[i] <= '9') ||
+                     (u[i] >= 'a' && u[i] <= 'f')))
+            return false;
+    }
+    return i == 36;
+}
+
+int stubdm_qmp_opts_set_libxl_lock(stubdm_qmp_opts *o, const char *guest_uuid,
+                                   const char *lib_dir)
+{
+    char *u, *d;
+
+    if (!o || !guest_uuid || !libxl_uuid_ok(guest_uuid) ||
+        (lib_dir && lib_dir[0] != '/'))
+        return STUBDM_EINVAL;
+    u = stubdm__strdup(guest_uuid);
+    d = stubdm__strdup(lib_dir ? lib_dir : STUBDM_QMP_LIBXL_LIB_DIR);
+    if (!u || !d) {
+        free(u);
+        free(d);
+        return STUBDM_ENOMEM;
+    }
+    free(o->libxl_uuid);
+    free(o->libxl_dir);
+    o->libxl_uuid = u;
+    o->libxl_dir = d;
+    free(o->lock_path);
+    o->lock_path = NULL;
+    o->lock_mode = STUBDM_QMP_LOCK_LIBXL;
+    return 0;
 }
 
 /* ---- The per-ctx list of connections (ctx->qmp_conns) ------------------- */
@@ -847,12 +899,14 @@ static void conn_try_lock(struct qmp_conn *c)
         conn_wait_server(c);
         return;
     }
-    rc = stubdm__qmplock_try(c->ctx, &c->lock, c->lock_path);
+    rc = stubdm__qmplock_try(c->ctx, &c->lock, c->lock_path,
+                             c->lock_mode == STUBDM_QMP_LOCK_LIBXL);
     if (rc == 0) {
         conn_wait_server(c);
         return;
     }
-    if (rc == STUBDM_EBUSY && c->lock_mode == STUBDM_QMP_LOCK_WAIT) {
+    if (rc == STUBDM_EBUSY && (c->lock_mode == STUBDM_QMP_LOCK_WAIT ||
+                               c->lock_mode == STUBDM_QMP_LOCK_LIBXL)) {
         stubdm__clear_error(c->ctx);
         stubdm__timer_arm(c->ctx, &c->retry, stubdm_now_ms() + LOCK_RETRY_MS);
         return;
@@ -1085,7 +1139,7 @@ static void cmd_answer(struct qmp_conn *c, struct cmd_op *cmd,
 
 static void deliver_event(struct qmp_conn *c, const struct stubdm__qmp_msg *m)
 {
-    struct stubdm_qmp_event ev = {.msg = m, .data_json = NULL};
+    struct stubdm_qmp_event ev = {.msg = m, .data_json = NULL, .owned = NULL};
 
     c->stats.events++;
     /* Nothing is unlinked while busy (only marked), so the lists are
@@ -1104,6 +1158,9 @@ static void deliver_event(struct qmp_conn *c, const struct stubdm__qmp_msg *m)
             if (!stubdm__callback_leave(c->ctx))
                 goto out; /* the ctx is being freed */
         }
+        /* After the callbacks, which may have disabled it. */
+        if (q->evq && !q->closed)
+            stubdm__qmp_evq_push(q->evq, m, &c->stats);
     }
 out:
     free(ev.data_json);
@@ -1523,6 +1580,7 @@ static void handle_free(stubdm_qmp *q)
 {
     while (!stubdm__list_empty(&q->subs))
         sub_free(STUBDM_CONTAINER_OF(q->subs.next, stubdm_qmp_sub, link));
+    stubdm__qmp_evq_free(q->evq);
     stubdm__list_del(&q->link);
     free(q);
 }
@@ -1655,11 +1713,15 @@ static int conn_new(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
         }
         c->sim_path = stubdm__strdup(path);
     }
-    c->lock_path = o->lock_path
-                       ? stubdm__strdup(o->lock_path)
-                       : stubdm__qmplock_default_path(c->kind ==
-                                                          STUBDM__QMPT_UNIX,
-                                                      simdir, stubdom, guest);
+    if (o->lock_path)
+        c->lock_path = stubdm__strdup(o->lock_path);
+    else if (o->libxl_uuid)
+        c->lock_path = stubdm__qmplock_libxl_path(o->libxl_dir, guest,
+                                                  o->libxl_uuid);
+    else
+        c->lock_path = stubdm__qmplock_default_path(c->kind ==
+                                                        STUBDM__QMPT_UNIX,
+                                                    simdir, stubdom, guest);
     if (!c->lock_path || (c->kind == STUBDM__QMPT_UNIX && !c->sim_path)) {
         rc = stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "QMP connection");
         goto fail;
@@ -1921,9 +1983,23 @@ void stubdm_qmp_sub_free(stubdm_qmp_sub *s)
     sub_free(s);
 }
 
+void stubdm__qmp_domids(const stubdm_qmp *q, uint32_t *stubdom,
+                        uint32_t *guest)
+{
+    *stubdom = q->conn->stubdom;
+    *guest = q->conn->guest;
+}
+
 /* ---- For the proxy (qmp/proxy.c) ---------------------------------------- */
 
 stubdm_ctx *stubdm__qmp_ctx(const stubdm_qmp *q)
 {
     return q->ctx;
+}
+
+/* ---- For the event queue (qmp/events.c) --------------------------------- */
+
+struct stubdm__qmp_evq **stubdm__qmp_evq_slot(stubdm_qmp *q)
+{
+    return q->closed ? NULL : &q->evq;
 }

@@ -108,27 +108,35 @@ const char *stubdm__qmpt_name(const struct stubdm__qmpt *t);
  * A vchan server accepts one client and does no locking of its own, so two
  * processes connecting at once would corrupt each other's stream.  Like
  * libxl's "qmp-socket-lock", a file is flock()ed for as long as a process
- * holds the connection.  Never blocking: LOCK_EX | LOCK_NB, the "wait" mode
- * retries on a timer in qmp.c.
+ * holds the connection.  Never blocking: LOCK_EX | LOCK_NB, the waiting
+ * modes retry on a timer in qmp.c.
  */
 
 struct stubdm__qmplock {
-    int fd; /* -1 while not held */
+    int fd;                  /* -1 while not held */
+    const char *unlink_path; /* libxl protocol: the path (borrowed) */
 };
 
 void stubdm__qmplock_init(struct stubdm__qmplock *l);
 /* The default lock path for (stubdom, guest), malloc'ed: see docs/qmp.md. */
 char *stubdm__qmplock_default_path(bool simulated, const char *simdir,
                                    uint32_t stubdom, uint32_t guest);
+/* libxl's lock path for guest: <lib_dir>/userdata-l.<guest>.<uuid>.
+ * qmp-socket-lock, malloc'ed. */
+char *stubdm__qmplock_libxl_path(const char *lib_dir, uint32_t guest,
+                                 const char *uuid);
 /*
- * Try once.  Creates the file (0600) and missing parent directories
- * (0700).  Returns 0 (held), STUBDM_EBUSY (another open file description,
- * in this process or another, holds it), or a failure with the ctx message
- * naming the path.
+ * Try once.  Creates the file (0600) and, outside the libxl protocol,
+ * missing parent directories (0700).  With libxl, follows libxl's protocol
+ * (lock.c): after the flock the inode must still be the one at path, else
+ * the attempt starts again.  Returns 0 (held), STUBDM_EBUSY (another open
+ * file description, in this process or another, holds it), or a failure
+ * with the ctx message naming the path.  path must outlive the hold.
  */
 int stubdm__qmplock_try(stubdm_ctx *ctx, struct stubdm__qmplock *l,
-                        const char *path);
-/* Release (the file stays, so no unlink race).  Idempotent. */
+                        const char *path, bool libxl);
+/* Release: with libxl unlink the file first; LOCK_UN, then close.
+ * Idempotent. */
 void stubdm__qmplock_release(struct stubdm__qmplock *l);
 
 /* The ctx of a handle (for qmp/proxy.c). */

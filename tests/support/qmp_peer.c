@@ -18,6 +18,12 @@
 
 #include <xenstore.h>
 
+/* qmp_qemu_start's pre-connected monitor, and how long QEMU may take to
+ * answer on it (a machine starting many QEMUs at once is slow). */
+#define QEMU_READY_FD 3
+#define QEMU_READY_FD_STR "3"
+#define QEMU_READY_MS 60000
+
 const char qmp_peer_greeting[] =
     "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, "
     "\"major\": 7}, \"package\": \"peer\"}, \"capabilities\": [\"oob\"]}}\r\n";
@@ -353,13 +359,52 @@ int qmp_peer_wait(struct qmp_peer *p, int timeout_ms)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Read from fd until needle arrives (0), or EOF, error or ms pass (-1). */
+static int read_until(int fd, const char *needle, int ms)
+{
+    char buf[4096];
+    size_t len = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+
+    while (len + 1 < sizeof(buf)) {
+        ssize_t n;
+        if (poll(&p, 1, ms) <= 0)
+            return -1;
+        n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, needle))
+            return 0;
+    }
+    return -1;
+}
+
+/* QEMU's main loop answers on its pre-connected monitor (fd), so its
+ * listening QMP socket is past QEMU 7.2's start-up race: see
+ * qmp_qemu_start. */
+static int qemu_wait_ready(int fd)
+{
+    static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
+
+    if (read_until(fd, "\"QMP\"", QEMU_READY_MS))
+        return -1;
+    if (write(fd, caps, sizeof(caps) - 1) != (ssize_t)sizeof(caps) - 1)
+        return -1;
+    return read_until(fd, "\"return\"", QEMU_READY_MS);
+}
+
 pid_t qmp_qemu_start(const char *path)
 {
     char qmp[400];
+    int pair[2];
     pid_t pid;
 
     if (snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", path) >=
         (int)sizeof(qmp))
+        return -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair))
         return -1;
     pid = proc_child_fork();
     if (pid == 0) {
@@ -367,11 +412,20 @@ pid_t qmp_qemu_start(const char *path)
         proc_child_cloexec();
         dup2(devnull, 0);
         dup2(devnull, 1);
+        dup2(pair[1], QEMU_READY_FD);
         execlp("qemu-system-x86_64", "qemu-system-x86_64", "-machine", "none",
                "-nodefaults", "-display", "none", "-accel", "tcg", "-qmp", qmp,
-               (char *)NULL);
+               "-chardev", "socket,id=ready,fd=" QEMU_READY_FD_STR, "-mon",
+               "chardev=ready,mode=control", (char *)NULL);
         _exit(127);
     }
+    close(pair[1]);
+    if (pid > 0 && qemu_wait_ready(pair[0])) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        pid = -1;
+    }
+    close(pair[0]);
     return pid;
 }
 

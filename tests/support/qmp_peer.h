@@ -156,8 +156,14 @@ void qmp_peer_stop(struct qmp_peer *p);
 
 /* qemu-system-x86_64 -machine none (TCG), its QMP server listening on
  * path, stdin and stdout on /dev/null; it dies with the calling thread
- * (proc_child_fork).  Returns its pid, or -1.  The caller kills and reaps
- * it (SIGKILL, waitpid). */
+ * (proc_child_fork).  Returns its pid once QEMU's main loop has answered
+ * on a second, pre-connected monitor, or -1 (QEMU killed).  Not sooner:
+ * QEMU 7.2 watches a listening QMP socket from two threads until its
+ * monitor I/O thread first runs, and a client connecting in that window
+ * can be greeted and then never answered (fixed in QEMU 11.0); the
+ * second monitor is created after the listening one, so its answer
+ * proves the window closed.  The caller kills and reaps it (SIGKILL,
+ * waitpid). */
 pid_t qmp_qemu_start(const char *path);
 
 /* The greeting QP_GREET sends. */
