@@ -76,7 +76,7 @@ static int one_case(stubdm_ctx *ctx, const char *mem, int rounds,
         rc = stubdm_stubdom_save_sync(s, fd, 30000, &bytes);
         save_ms[r] = (double)(stubdm_now_ms() - t0);
         close(fd);
-        stubdm_stubdom_destroy(s);
+        stubdm_stubdom_destroy_sync(s);
         stubdm_stubdom_free(s);
         if (rc) {
             fprintf(stderr, "bench_dm_state: save: %s\n",
@@ -95,7 +95,7 @@ static int one_case(stubdm_ctx *ctx, const char *mem, int rounds,
                     stubdm_ctx_errmsg(ctx));
             return 1;
         }
-        stubdm_stubdom_destroy(s);
+        stubdm_stubdom_destroy_sync(s);
         stubdm_stubdom_free(s);
     }
     qsort(save_ms, (size_t)rounds, sizeof(double), cmp_double);

@@ -113,7 +113,7 @@ static double round_once(stubdm_ctx *ctx, int n, bool qemu, double *cpu)
                     stubdm_errname(o[i].rc));
             exit(1);
         }
-        stubdm_stubdom_destroy(o[i].s);
+        stubdm_stubdom_destroy_sync(o[i].s);
         stubdm_stubdom_free(o[i].s);
     }
     free(o);

@@ -76,6 +76,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -1585,8 +1586,11 @@ STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
  * Teardown (stubdm_stubdom_destroy, stubdm_stubdom_destroy_by_domid, a
  * failed spawn), after the domain is destroyed: "<script> remove" (vbd) or
  * "<script> offline type_if=vif" (vif), same environment, for every backend
- * whose add ran (marked "libstubdm-hotplug" in the backend), each bounded
- * by 20 s; then the backend nodes are removed.  A failure there is logged
+ * whose add ran (marked "libstubdm-hotplug" in the backend), one after
+ * another, each bounded by 20 s; then the backend nodes are removed.  The
+ * destroys run them from the ctx's loop (no dispatch waits for a script);
+ * a failed spawn's teardown, which runs before its done, still waits for
+ * them inside the dispatch that ends the spawn.  A failure there is logged
  * and returned as the teardown's first error; the rest still runs.
  *
  * Off (run_scripts 0): the library still writes the backends' "script"
@@ -1595,14 +1599,79 @@ STUBDM_EXPORT stubdm_host stubdm_ctx_host(stubdm_ctx *ctx);
  * what they made after a destroy.
  *
  * Child processes: started with posix_spawn, watched through a pidfd in
- * the ctx's loop (or, where pidfd_open is missing, by polling
- * waitpid(pid, WNOHANG) on the ctx's timer), reaped by pid.  The library
- * installs no SIGCHLD handler; an application that reaps every child
- * (waitpid(-1)) or ignores SIGCHLD takes the exit status away: the script
- * then counts as failed ("status unknown").
+ * the ctx's loop (or, where pidfd_open is missing, by polling on the ctx's
+ * timer), signalled only through that pidfd (never kill(pid): the pid may
+ * be another process's once the host reaped it), and reaped as
+ * stubdm_ctx_set_child_reaping says.  The library installs no SIGCHLD
+ * handler.
  * @return 0 or STUBDM_EINVAL.
  */
 STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
+
+/** Who reaps the library's child processes (the hotplug scripts). */
+typedef enum stubdm_child_reaping {
+    /** The library: waitpid(pid) for each of its own children, once its
+     *  pidfd says it ended (default). */
+    STUBDM_CHILD_REAPING_LIBRARY = 0,
+    /** The host: it reaps every child (waitpid(-1)) and hands each status
+     *  over with stubdm_ctx_child_exited; the library never reaps. */
+    STUBDM_CHILD_REAPING_HOST = 1,
+} stubdm_child_reaping;
+
+/**
+ * Choose who reaps the ctx's children (default LIBRARY).  Applies to the
+ * children started afterwards.
+ *
+ * LIBRARY needs a host that leaves the library's children alone: no
+ * waitpid(-1) or wait(), SIGCHLD not ignored (SIG_IGN makes the kernel
+ * reap).  libxl's libxl_sigchld_owner_libxl_always_selective_reap (libxl
+ * reaps only its own children, by pid) is such a host, as is a program
+ * that has no SIGCHLD handler of its own.  A host that takes the status
+ * away anyway makes the script fail with "ended with an unknown status
+ * (reaped by someone else ...)".
+ *
+ * HOST is for a host that reaps every child: libxl's default
+ * libxl_sigchld_owner_libxl (libxl's SIGCHLD self-pipe handler calls
+ * waitpid(-1) and passes each child that is not libxl's to the
+ * application's libxl_childproc_hooks.reaped_callback, which calls
+ * stubdm_ctx_child_exited) and libxl_sigchld_owner_mainloop (the
+ * application reaps every child, and offers each status to
+ * libxl_childproc_reaped and to stubdm_ctx_child_exited, in either
+ * order: each answers for its own pids only); likewise a program with a
+ * SIGCHLD handler calling waitpid(-1).  In this mode the library never
+ * calls waitpid (nor waitid without WNOWAIT) on its children.  It still
+ * holds a pidfd for each: the pidfd becomes readable when the child
+ * exits, whether or not anyone reaped it yet, so the library knows the
+ * child ended and waits for its status: up to 3 s after the exit, then
+ * the script counts as failed ("the host ... did not hand its status
+ * over"); and the pidfd makes every signal the library sends reach that
+ * child only, never a process that got its pid after the host reaped it.
+ * The statuses come from the host's loop, so in HOST mode only the
+ * asynchronous calls get them: a blocking call (stubdm_spawn_sync,
+ * stubdm_stubdom_destroy_sync, ..., and the teardown a failed spawn runs
+ * from its op) reads the status without reaping (waitid WNOWAIT) when the
+ * child is still a zombie, else reports it unknown.
+ * @return 0 or STUBDM_EINVAL (NULL ctx, unknown mode).
+ */
+STUBDM_EXPORT int stubdm_ctx_set_child_reaping(stubdm_ctx *ctx,
+                                               stubdm_child_reaping mode);
+
+/**
+ * Hand the library the status of a child the host reaped (waitpid's pid
+ * and wstatus), as libxl_childproc_reaped.  Call it for every child the
+ * host reaps, from the host's loop or any place no call on this ctx is
+ * running (not from a signal handler; from a library callback is fine):
+ * the library records the status and goes on from its next dispatch (a
+ * timer of "now").  Safe in either reaping mode.  A child the library gave
+ * up on (killed at a cancel) still counts as the library's until its
+ * status is handed over: a host must hand over every status of the
+ * library's children, or use LIBRARY mode.
+ * @return 1 the pid is the library's (the status is taken); 0 it is not
+ *         (the host's own, or another library's: chain on); STUBDM_EINVAL
+ *         (NULL ctx, pid <= 0).
+ */
+STUBDM_EXPORT int stubdm_ctx_child_exited(stubdm_ctx *ctx, pid_t pid,
+                                          int wstatus);
 
 /**
  * The directory of hotplug scripts a teardown may run when it reads a
@@ -1614,8 +1683,8 @@ STUBDM_EXPORT int stubdm_ctx_set_hotplug(stubdm_ctx *ctx, int run_scripts);
  * tearing-down spawn's own configuration names; any other is not run,
  * logged, and reported as the teardown's failure (STUBDM_EPERM; the rest of
  * the teardown still runs).  Applies to every teardown started afterwards
- * (stubdm_stubdom_destroy_by_domid and its _ext form,
- * stubdm_stubdom_destroy, a failed or cancelled spawn).  dir is copied (the
+ * (stubdm_stubdom_destroy_by_domid, stubdm_stubdom_destroy and their
+ * _sync forms, a failed or cancelled spawn).  dir is copied (the
  * caller keeps its string); only the path is checked here, not that it
  * exists.
  * @param dir  an absolute path without a trailing '/' and without a "."
@@ -2006,13 +2075,50 @@ STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
                                             uint64_t max_bytes);
 
 /**
- * Tear down: a pending spawn completes with STUBDM_ECANCELED, QMP is
- * closed, the domain destroyed, its nodes removed (contract, devices,
- * /local/domain/<stubdom>, its /vm entry).  Blocking.  Idempotent; the
- * handle stays valid (step DESTROYED) until freed.
- * @return 0, or the first failure (every step is still attempted).
+ * Tear down, asynchronously: a pending spawn completes with
+ * STUBDM_ECANCELED (its scripts killed), QMP is closed, the consoles are
+ * no longer served, and the domain is destroyed, all inside this call;
+ * then, from the ctx's loop, the remove/offline scripts run (each bounded
+ * by 20 s, see stubdm_ctx_set_hotplug; no dispatch waits for one) and the
+ * contract and every node the spawn wrote go (devices,
+ * /local/domain/<stubdom>, its /vm entry).  done gets 0 or the first
+ * failure (every step is still attempted), e.g. STUBDM_EFAIL "destroy 7:
+ * hotplug scripts: vbd 51712 (/etc/xen/scripts/block remove) of
+ * stubdomain 7: exited with status 1".  Each step is logged (debug):
+ * "destroy 7: running hotplug scripts (0.002 s)".
+ *
+ * Cancel (stubdm_op_cancel, or freeing the op while pending): the
+ * domain's destruction is the point of no return and is behind when this
+ * call returns 0, so a cancel never leaves a live domain: it kills the
+ * script that runs, runs no other, removes nothing more, and completes
+ * with STUBDM_ECANCELED and a message (also logged as a warning) saying
+ * what is left; the contract, the backends whose scripts did not run and
+ * the nodes are left as a gone stubdomain (its dom0-owned target still
+ * names the guest) that stubdm_stubdom_destroy_by_domid(ctx, domid, 0,
+ * ...) finishes.
+ *
+ * The handle stays valid (step DESTROYED from this call on) until freed;
+ * freeing it while the destroy runs leaves the op running alone.
+ * Idempotent: once destroyed, a destroy completes with 0 and does
+ * nothing.
+ * @param[out] op_out  the op, or NULL for a floating op.
+ * @return 0 if started; STUBDM_EINVAL (NULL s); STUBDM_EBUSY (a destroy
+ *         of it is running); STUBDM_ENOMEM; the host's failure to destroy
+ *         the domain (STUBDM_EXEN ...: "destroy 7: destroying the domain:
+ *         ..."; the handle then still holds the domain, and nothing else
+ *         was removed).
  */
-STUBDM_EXPORT int stubdm_stubdom_destroy(stubdm_stubdom *s);
+STUBDM_EXPORT int stubdm_stubdom_destroy(stubdm_stubdom *s,
+                                         stubdm_done_fn *done, void *user,
+                                         stubdm_op **op_out);
+
+/**
+ * Blocking form of stubdm_stubdom_destroy: runs the ctx's poll loop until
+ * the destroy completes (up to 20 s per script).
+ * @return as the op completes (the message in stubdm_ctx_errmsg()), its
+ *         refusals, STUBDM_ERECURSIVE from inside a callback.
+ */
+STUBDM_EXPORT int stubdm_stubdom_destroy_sync(stubdm_stubdom *s);
 
 /**
  * Free the handle.  A pending spawn is cancelled (and cleaned up); a
@@ -2020,14 +2126,7 @@ STUBDM_EXPORT int stubdm_stubdom_destroy(stubdm_stubdom *s);
  */
 STUBDM_EXPORT void stubdm_stubdom_free(stubdm_stubdom *s);
 
-/**
- * Tear down a stubdomain by domid, e.g. one spawned by another process:
- * as stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom_domid, 0).
- */
-STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx,
-                                                  uint32_t stubdom_domid);
-
-/** stubdm_stubdom_destroy_by_domid_ext flags. */
+/** stubdm_stubdom_destroy_by_domid flags. */
 enum {
     /** Destroy the domain even when it is not a stubdomain (see below):
      *  the domain, /local/domain/<domid>, its /vm entry and what dom0 holds
@@ -2037,8 +2136,12 @@ enum {
 };
 
 /**
- * Tear down a stubdomain by domid: reads its guest and vm path from
- * xenstore, then as stubdm_stubdom_destroy.  Blocking.
+ * Tear down a stubdomain by domid, e.g. one spawned by another process:
+ * reads its guest and vm path from xenstore and judges it (below), then
+ * as stubdm_stubdom_destroy: the domain is destroyed in this call, the
+ * scripts and node removals follow from the ctx's loop, done gets the
+ * result, and a cancel leaves what stubdm_stubdom_destroy's does (a later
+ * call finishes it).
  *
  * Only a stubdomain as docs/protocol.md describes it is destroyed, judged
  * on nodes dom0 owns (a domain's own nodes are its claims, not evidence):
@@ -2067,21 +2170,35 @@ enum {
  * the destroy returns STUBDM_EPERM.  No script runs with
  * stubdm_ctx_set_hotplug(ctx, 0).
  *
- * Blocking (xenstore requests, the hypervisor's destroy, the scripts, each
- * bounded by its timeout); runs no callback of the ctx.  The domain is
- * judged at the call: a domain that becomes a stubdomain later is not
- * covered by an earlier refusal.  A refusal changes nothing.
+ * The call itself makes a few xenstore requests and the hypervisor's
+ * destroy; it runs no callback.  The domain is judged at the call: a
+ * domain that becomes a stubdomain later is not covered by an earlier
+ * refusal.  A refusal changes nothing and calls nothing back.
  * @param flags  0 or STUBDM_STUBDOM_DESTROY_FORCE; other bits: STUBDM_EINVAL.
- * @return 0, STUBDM_ENOENT (no such stubdomain: no domain, no backend of
- *         it in dom0), STUBDM_ENOTSTUBDOM (a domain that exists and is not
- *         a stubdomain, without STUBDM_STUBDOM_DESTROY_FORCE: nothing done,
- * the message says why), STUBDM_EPERM (a hotplug script not trusted, see
- * above), STUBDM_EINVAL (NULL ctx, domid 0 or reserved, unknown flags), or the
- * teardown's first failure (every step is still attempted).
+ * @param[out] op_out  the op, or NULL for a floating op.
+ * @return 0 if started (done then gets 0, STUBDM_EPERM for a hotplug
+ *         script not trusted, see above, or the teardown's first failure:
+ *         every step is still attempted); at once: STUBDM_ENOENT (no such
+ *         stubdomain: no domain, no backend of it in dom0),
+ *         STUBDM_ENOTSTUBDOM (a domain that exists and is not a
+ *         stubdomain, without STUBDM_STUBDOM_DESTROY_FORCE: nothing done,
+ *         the message says why), STUBDM_EINVAL (NULL ctx, domid 0 or
+ *         reserved, unknown flags), STUBDM_ENOMEM, the host's failure to
+ *         destroy the domain.
  */
-STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx,
-                                                      uint32_t stubdom_domid,
-                                                      unsigned flags);
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid(
+    stubdm_ctx *ctx, uint32_t stubdom_domid, unsigned flags,
+    stubdm_done_fn *done, void *user, stubdm_op **op_out);
+
+/**
+ * Blocking form of stubdm_stubdom_destroy_by_domid: runs the ctx's poll
+ * loop until it completes.
+ * @return 0, the refusals and the op's failures as above (the message in
+ *         stubdm_ctx_errmsg()), STUBDM_ERECURSIVE from inside a callback.
+ */
+STUBDM_EXPORT int stubdm_stubdom_destroy_by_domid_sync(stubdm_ctx *ctx,
+                                                       uint32_t stubdom_domid,
+                                                       unsigned flags);
 
 /**
  * The stubdomain serving a guest (/local/domain/<guest>/image/

@@ -624,12 +624,12 @@ static int path_spawn(void *arg)
     if (!rc)
         rc = stubdm_spawn_sync(ctx, c, NULL, NULL, &s);
     stubdm_spawn_opts_free(c);
-    if (!rc && (rc = stubdm_stubdom_destroy(s))) {
+    if (!rc && (rc = stubdm_stubdom_destroy_sync(s))) {
         /* A failed destroy is reported, and a destroy by domid (what a
          * toolstack does next) then removes everything: run unarmed. */
         long left = atomic_exchange(&countdown, 0);
-        destroy_retry_rc =
-            stubdm_stubdom_destroy_by_domid(ctx, stubdm_stubdom_domid(s));
+        destroy_retry_rc = stubdm_stubdom_destroy_by_domid_sync(
+            ctx, stubdm_stubdom_domid(s), 0);
         destroy_retries++;
         atomic_store(&countdown, left);
     }

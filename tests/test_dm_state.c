@@ -242,7 +242,7 @@ START_TEST(test_log_and_serial)
 
     ck_assert_int_eq(assert_no_dom0_qemu(), 1);
     ck_assert_int_eq(logged.warnings, 0);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     unlink(log_path);
     unlink(ser_path);
@@ -290,7 +290,7 @@ START_TEST(test_serial_pty)
     }
     ck_assert_ptr_nonnull(strstr(buf, "SeaBIOS"));
     close(fd);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     spawnfix_assert_clean(&fx, false);
 }
@@ -359,7 +359,7 @@ static void restore_from(const struct saved *sv, double *ms_out)
     ck_assert_ptr_nonnull(strstr(reply, "\"running\": true"));
     free(reply);
     ck_assert_int_eq(assert_no_dom0_qemu(), 1);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     close(fd);
 }
@@ -391,7 +391,7 @@ START_TEST(test_save_restore_roundtrip)
     free(reply);
     save_with_handle(s, &b);
     ck_assert_uint_eq(a.bytes, b.bytes);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
 
     restore_from(&a, &restore_ms);
@@ -470,7 +470,8 @@ START_TEST(test_save_by_domid)
     close(fd);
     ck_assert_uint_gt(bytes, 0);
     ck_assert_uint_eq(bytes, file_size(path));
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(fx.ctx, domid, 0),
+                     0);
     unlink(path);
     spawnfix_assert_clean(&fx, false);
 }
@@ -534,7 +535,8 @@ START_TEST(test_save_through_held_qmp)
     free(reply);
     stubdm_qmp_free(held);
     stubdm_ctx_free(ctx2);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(fx.ctx, domid, 0),
+                     0);
     unlink(path);
     spawnfix_assert_clean(&fx, false);
 }
@@ -594,7 +596,7 @@ START_TEST(test_hostile_ring_ends_one_console)
     ck_assert_int_eq(stubdm_dm_save_sync(NULL, stubdm_stubdom_domid(s), GUEST,
                                          1, 1000, NULL),
                      STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     spawnfix_assert_clean(&fx, false);
 }
@@ -652,7 +654,7 @@ START_TEST(test_pause_unpause)
          i++)
         usleep(10000);
     ck_assert_int_ne(st, 'T');
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     ck_assert_int_eq(stubdm_stubdom_pause(s), STUBDM_ESTATE);
     stubdm_stubdom_free(s);
     spawnfix_assert_clean(&fx, false);
@@ -829,7 +831,7 @@ START_TEST(test_save_stream_bounded)
     unlink(out);
     close(nfd);
     munmap(page, 4096);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     spawnfix_assert_clean(&fx, false);
 }
@@ -977,7 +979,7 @@ START_TEST(test_save_forged_stream_end)
     free(seq);
     free(seq2);
 
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     xs_close(h);
     unlink(path);

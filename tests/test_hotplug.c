@@ -293,7 +293,7 @@ START_TEST(test_args_env_and_order)
 
     /* Destroy: remove / offline, while the backends are still there (the
      * scripts read them), then nothing left. */
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     snprintf(key, sizeof(key), "vbd-%u-remove", VBD_XVDA);
     r = record(key);
@@ -334,7 +334,7 @@ START_TEST(test_remove_by_domid)
     /* The fake scripts are in the mock's directory, not /etc/xen/scripts:
      * another process runs them only when configured to. */
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, fx.mock.dir), 0);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(other, domid, 0), 0);
     stubdm_ctx_free(other);
     r = record("vif-0-offline");
     ck_assert_ptr_nonnull(r);
@@ -406,7 +406,8 @@ START_TEST(test_destroyed_elsewhere)
     }
 
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(fx.ctx, fx.mock.dir), 0);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(fx.ctx, domid, 0),
+                     0);
     r = xs_read(h, XBT_NULL, "/local/domain/77/image/device-model-domid",
                 &len);
     ck_assert_msg(r != NULL, "the claimant's node was removed");
@@ -434,7 +435,7 @@ START_TEST(test_destroyed_elsewhere)
         ck_assert_str_eq(after, fx.dump_before);
         free(after);
     }
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, domid),
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(fx.ctx, domid, 0),
                      STUBDM_ENOENT);
     ck_assert_int_eq(proc_children_settled(fx.mock.pid), 0);
     xs_close(h);
@@ -480,7 +481,7 @@ START_TEST(test_untrusted_scripts_not_run)
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
     ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, fx.mock.dir), 0);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid),
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(other, domid, 0),
                      STUBDM_EPERM);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(other), "not run"), "%s",
                   stubdm_ctx_errmsg(other));
@@ -539,7 +540,7 @@ START_TEST(test_disabled)
     v = xs_get(path);
     ck_assert_str_eq(v, "2"); /* the simulated netback's InitWait */
     free(v);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     assert_no_record("vbd-51712-add");
     assert_no_record("vif-0-online");
@@ -577,7 +578,7 @@ START_TEST(test_script_names)
     v = xs_get(path);
     ck_assert_str_eq(v, "/etc/xen/scripts/vif-route");
     free(v);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
 
     /* A relative path with a '/' depends on a cwd: refused. */

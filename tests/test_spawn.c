@@ -213,9 +213,9 @@ START_TEST(test_end_to_end)
     ck_assert_int_eq(proc_count_sim(fx.mock.dir, fx.mock.pid),
                      2); /* sim-stubdom and its QEMU */
 
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_DESTROYED);
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0); /* idempotent */
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0); /* idempotent */
     stubdm_stubdom_free(s);
     unlink(log_path);
     free(log_path);
@@ -242,8 +242,8 @@ START_TEST(test_destroy_by_domid)
 
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), 0);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid),
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(other, domid, 0), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(other, domid, 0),
                      STUBDM_ENOENT);
     stubdm_ctx_free(other);
     spawnfix_assert_clean(&fx, false);
@@ -279,13 +279,13 @@ START_TEST(test_destroy_refuses_non_stubdomain)
         xs_set_permissions(h, XBT_NULL, "/local/domain/30/target", own30, 1));
     before = spawnfix_dump(&fx);
 
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, GUEST),
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(fx.ctx, GUEST, 0),
                      STUBDM_ENOTSTUBDOM);
     ck_assert_ptr_nonnull(
         strstr(stubdm_ctx_errmsg(fx.ctx), "not a stubdomain"));
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(fx.ctx, 30),
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(fx.ctx, 30, 0),
                      STUBDM_ENOTSTUBDOM);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_ext(fx.ctx, domid, 0x80),
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(fx.ctx, domid, 0x80),
                      STUBDM_EINVAL);
     after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, before);
@@ -294,15 +294,15 @@ START_TEST(test_destroy_refuses_non_stubdomain)
     ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_RUNNING);
 
     /* Forced: domain 30 goes (its nodes), guest 7's contract stays. */
-    stubdm_stubdom_destroy_by_domid_ext(fx.ctx, 30,
-                                        STUBDM_STUBDOM_DESTROY_FORCE);
+    stubdm_stubdom_destroy_by_domid_sync(fx.ctx, 30,
+                                         STUBDM_STUBDOM_DESTROY_FORCE);
     v = xs_read(h, XBT_NULL, "/local/domain/30", NULL);
     ck_assert_msg(v == NULL, "/local/domain/30 is left");
     v = xs_read(h, XBT_NULL, "/local/domain/7/image/device-model-domid", NULL);
     ck_assert_ptr_nonnull(v);
     free(v);
 
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     xs_close(h);
     spawnfix_assert_clean(&fx, false);
@@ -353,7 +353,7 @@ START_TEST(test_placeholder_mark_owner)
                                  "/local/domain/7/libstubdm-sim-placeholder",
                                  guest_own, 1));
 
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     v = xs_read(h, XBT_NULL, "/local/domain/7/name", NULL);
     ck_assert_msg(v != NULL, "the guest's tree was removed");
@@ -451,7 +451,7 @@ START_TEST(test_find_stubdom_guest_owned)
     ck_assert_int_eq(stubdm_stubdom_find_by_guest(fx.ctx, GUEST, &found), 0);
     ck_assert_uint_eq(found, domid);
 
-    ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
     stubdm_stubdom_free(s);
     xs_close(h);
     spawnfix_assert_clean(&fx, false);
@@ -519,7 +519,7 @@ START_TEST(test_die_at_each_step)
          * may answer before the simulated hypervisor kills it.  Then the
          * spawn succeeded and the death is the caller's to see. */
         ck_assert_ptr_nonnull(s);
-        ck_assert_int_eq(stubdm_stubdom_destroy(s), 0);
+        ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
         stubdm_stubdom_free(s);
         spawnfix_assert_clean(&fx, false);
         return;
@@ -668,7 +668,7 @@ START_TEST(test_fifty_concurrent)
         free(reply);
     }
     for (int i = 0; i < MANY; i++) {
-        ck_assert_int_eq(stubdm_stubdom_destroy(s[i]), 0);
+        ck_assert_int_eq(stubdm_stubdom_destroy_sync(s[i]), 0);
         stubdm_stubdom_free(s[i]);
     }
     spawnfix_assert_clean(&fx, false);
@@ -703,7 +703,7 @@ START_TEST(test_fifty_real_qemu)
     fprintf(stderr, "test_spawn: %d real QEMUs running with QMP in %lld ms\n",
             MANY, (long long)(stubdm_now_ms() - t0));
     for (int i = 0; i < MANY; i++) {
-        ck_assert_int_eq(stubdm_stubdom_destroy(s[i]), 0);
+        ck_assert_int_eq(stubdm_stubdom_destroy_sync(s[i]), 0);
         stubdm_stubdom_free(s[i]);
     }
     spawnfix_assert_clean(&fx, false);

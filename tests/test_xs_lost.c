@@ -122,7 +122,7 @@ START_TEST(test_xenstored_lost_mid_spawn)
     /* The lost connection could not clean up: a new one does. */
     ck_assert_int_eq(stubdm_ctx_new(&other), 0);
     ck_assert_int_eq(stubdm_ctx_set_host(other, STUBDM_HOST_SIM), 0);
-    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, domid), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid_sync(other, domid, 0), 0);
     stubdm_ctx_free(other);
     after = spawnfix_dump(&fx);
     ck_assert_str_eq(after, fx.dump_before);

@@ -2,7 +2,7 @@
  * stubdm-ctl destroy STUBDOM | --guest G
  *
  * Tear a stubdomain down by domid, from any process
- * (stubdm_stubdom_destroy_by_domid_ext).
+ * (stubdm_stubdom_destroy_by_domid_sync).
  */
 #include "ctl.h"
 
@@ -48,7 +48,7 @@ int ctl_destroy_run(stubdm_ctx *ctx, const struct ctl_global *g,
         if (rc)
             return ctl_report_error(ctx, g, "destroy", rc, NULL);
     }
-    rc = stubdm_stubdom_destroy_by_domid_ext(
+    rc = stubdm_stubdom_destroy_by_domid_sync(
         ctx, stubdom, o.force ? STUBDM_STUBDOM_DESTROY_FORCE : 0);
     if (rc)
         return ctl_report_error(ctx, g, "destroy", rc, NULL);

@@ -339,7 +339,7 @@ static int spawn_and_wait(struct spawn_run *r, bool qmp_status)
     rc = rc == STUBDM_ESTATE && !stubdm_qmp_is_ready(q)
              ? ctl_report_qmp_lost(r->ctx, r->g, "spawn: query-status")
              : ctl_report_error(r->ctx, r->g, "spawn: query-status", rc, NULL);
-    stubdm_stubdom_destroy(r->s);
+    stubdm_stubdom_destroy_sync(r->s);
     return rc;
 }
 

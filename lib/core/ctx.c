@@ -34,6 +34,7 @@ int stubdm_ctx_new(stubdm_ctx **out)
     stubdm__list_init(&ctx->domwatches);
     stubdm__xswatch_init(&ctx->release_watch, NULL);
     stubdm__list_init(&ctx->qmp_conns);
+    stubdm__list_init(&ctx->children);
     *out = ctx;
     return 0;
 }

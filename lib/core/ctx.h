@@ -5,6 +5,8 @@
 #ifndef STUBDM_CORE_CTX_H
 #define STUBDM_CORE_CTX_H
 
+#include <sys/types.h>
+
 #include "core/base.h"
 #include "core/list.h"
 #include "core/loop.h"
@@ -59,6 +61,15 @@ struct stubdm_ctx {
      * pidfd_open found missing (ENOSYS: Linux < 5.3, or valgrind 3.19),
      * so children are reaped by polling from then on */
     bool no_hotplug, no_pidfd;
+    /* child processes (spawn/child.c): every one started and not yet
+     * reaped or handed over; the host reaps them
+     * (STUBDM_CHILD_REAPING_HOST); pids given up on in that mode whose
+     * status the host still owes; PIDFD_SIGNAL_PROCESS_GROUP refused
+     * (Linux < 6.9: groups are signalled member by member) */
+    struct stubdm__list children;
+    bool child_host, no_pidfd_group;
+    pid_t child_owed[32];
+    size_t n_child_owed;
     /* a device-model save's stream bound (dm_state.c; 0: the default) */
     uint64_t save_limit;
     /* stubdm_ctx_set_hotplug_dir ("": /etc/xen/scripts) */

@@ -11,18 +11,21 @@
  *   -> the add (vbd) / online (vif) script is started: posix_spawn, in
  *      its own process group, stdin /dev/null, stdout+stderr to a pipe,
  *      nothing else inherited;
- *   -> it exits (pidfd readable, or waitpid polled where pidfd_open is
- *      missing) and the backend's hotplug-status says "connected"
- *      (a watch on the backend directory sees both state and status);
+ *   -> it ends (child.c: its status, reaped by the library or handed
+ *      over by the host) and the backend's hotplug-status says
+ *      "connected" (a watch on the backend directory sees both state and
+ *      status);
  *   -> the device is done; all done: the op completes.
  *
- * The library keeps no global state for this (no SIGCHLD handler): each
- * child is reaped by its pid.  A script dies with its op (timeout, cancel,
- * stubdomain death, ctx_free), not with the process: no PR_SET_PDEATHSIG,
- * which follows the spawning thread and would cut a script off in
- * mid-device (docs/simulated-host.md, "Devices").  The teardown's
- * remove/offline scripts run blocking (stubdm__hotplug_remove_all), as the
- * rest of a teardown does.
+ * At teardown, the remove (vbd) / offline (vif) of every backend whose add
+ * ran, one after another: from the loop for the destroys
+ * (stubdm__hotplug_remove), blocking for a failed spawn's teardown, which
+ * runs inside its op's stop (stubdm__hotplug_remove_all).
+ *
+ * A script dies with its op (timeout, cancel, stubdomain death,
+ * ctx_free), not with the process: no PR_SET_PDEATHSIG, which follows the
+ * spawning thread and would cut a script off in mid-device
+ * (docs/simulated-host.md, "Devices").
  */
 #include "core/base.h"
 #include "core/ctx.h"
@@ -33,6 +36,7 @@
 #include "core/num.h"
 #include "core/op.h"
 #include "core/peer.h"
+#include "spawn/child.h"
 #include "spawn/hotplug.h"
 #include "xen/domain.h"
 #include "xen/nodes.h"
@@ -53,58 +57,15 @@
 #include <xenstore.h>
 
 #define MOD "hotplug"
-#define OUT_TAIL 4096         /* bytes of a script's output kept for the log */
 #define STATE_MAX 16          /* backend "state" */
 #define STATUS_MAX 32         /* backend "hotplug-status" */
 #define HOTPLUG_ERROR_MAX 256 /* backend "hotplug-error" (text) */
 #define SCRIPT_MAX 1024       /* backend "script" (teardown reads it back) */
-#define POLL_FIRST_MS 5       /* reaping without a pidfd: first look ... */
-#define POLL_MAX_MS 50        /* ... then backing off to this */
 #define DEFAULT_PATH                                                          \
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define TOOLSTACK_DOMID 0u
 
 /* ---- one script run ----------------------------------------------------- */
-
-struct child {
-    pid_t pid; /* 0: never started */
-    int pidfd; /* -1: none (reaped by polling waitpid) */
-    int outfd; /* read end of stdout+stderr, -1 once closed */
-    bool exited;
-    int wstatus;  /* waitpid's status; -1: unknown (reaped elsewhere) */
-    size_t total; /* bytes of output seen */
-    size_t len;   /* bytes in tail */
-    char tail[OUT_TAIL];
-};
-
-static void child_init(struct child *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->pidfd = -1;
-    c->outfd = -1;
-}
-
-/* "exited with status 1", "killed by signal 9", ... */
-static void describe_status(const struct child *c, char *out, size_t len)
-{
-    if (c->wstatus < 0)
-        snprintf(out, len,
-                 "ended with an unknown status (reaped by "
-                 "someone else: is SIGCHLD ignored, or are all "
-                 "children reaped by the application?)");
-    else if (WIFEXITED(c->wstatus))
-        snprintf(out, len, "exited with status %d", WEXITSTATUS(c->wstatus));
-    else if (WIFSIGNALED(c->wstatus))
-        snprintf(out, len, "killed by signal %d", WTERMSIG(c->wstatus));
-    else
-        snprintf(out, len, "ended (wait status 0x%x)", (unsigned)c->wstatus);
-}
-
-static bool child_ok(const struct child *c)
-{
-    return c->exited && c->wstatus >= 0 && WIFEXITED(c->wstatus) &&
-           WEXITSTATUS(c->wstatus) == 0;
-}
 
 /* The script's environment (at most 9 entries), built here, not
  * inherited: what libxl gives a hotplug script, plus the caller's PATH and
@@ -135,78 +96,17 @@ static size_t child_env(char **env, const char *script, const char *kind,
     return ne;
 }
 
-/* posix_spawn the script with stdin /dev/null, stdout and stderr on out,
- * nothing else open; 0 or an errno value. */
-static int child_spawn(const char *script, char **argv, char **env, int out,
-                       pid_t *pid)
-{
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, all;
-    int err;
-
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
-    sigemptyset(&none);
-    sigfillset(&all);
-    /* closefrom(3): every library fd (libxenstore's socket and watch
-     * pipe, libxenctrl's, the loop's epoll set...) and the application's
-     * stay out of the script, CLOEXEC or not. */
-    err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, out, 1);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, out, 2);
-    if (!err)
-        err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    if (!err)
-        err = posix_spawn_file_actions_addchdir_np(&fa, "/");
-    /* A clean signal state (the application may block or ignore some),
-     * and a process group of its own, so a timeout kills what the script
-     * started too. */
-    if (!err)
-        err = posix_spawnattr_setsigmask(&at, &none);
-    if (!err)
-        err = posix_spawnattr_setsigdefault(&at, &all);
-    if (!err)
-        err = posix_spawnattr_setpgroup(&at, 0);
-    if (!err)
-        err = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF |
-                                                POSIX_SPAWN_SETPGROUP);
-    if (!err)
-        err = posix_spawn(pid, script, &fa, &at, argv, env);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    return err;
-}
-
-/* A pidfd to reap the script by, unless the kernel has none (then the
- * ctx reaps every script by polling from here on). */
-static void child_open_pidfd(stubdm_ctx *ctx, struct child *c)
-{
-    if (ctx->no_pidfd)
-        return;
-    c->pidfd = pidfd_open(c->pid, 0); /* always close-on-exec */
-    if (c->pidfd < 0 && errno == ENOSYS) {
-        ctx->no_pidfd = true;
-        LOG_DEBUG(ctx, MOD, "pidfd_open: %s: reaping scripts by polling",
-                  strerror(ENOSYS));
-    }
-}
-
 /* Start script for backend kind/domid/devid with action. */
-static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
-                       const char *kind, uint32_t domid, unsigned devid,
-                       const char *action)
+static int child_start(stubdm_ctx *ctx, struct stubdm__child *c,
+                       const char *script, const char *kind, uint32_t domid,
+                       unsigned devid, const char *action)
 {
     bool vif = !strcmp(kind, "vif");
     char *env[10] = {NULL}, *argv[4];
     size_t ne;
-    int p[2] = {-1, -1}, rc = 0, err;
-    pid_t pid = 0;
+    int rc = 0;
 
-    child_init(c);
+    stubdm__child_init(c);
     ne = child_env(env, script, kind, domid, devid);
     for (size_t i = 0; i < ne; i++)
         if (!env[i])
@@ -215,226 +115,16 @@ static int child_start(stubdm_ctx *ctx, struct child *c, const char *script,
     argv[1] = (char *)action;
     argv[2] = vif ? (char *)"type_if=vif" : NULL;
     argv[3] = NULL;
-
-    /* Only the read end is non-blocking: the script's stdout stays a
-     * normal blocking pipe. */
-    if (!rc &&
-        (pipe2(p, O_CLOEXEC) < 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) < 0))
-        rc = stubdm__fail(ctx, STUBDM_EFAIL, errno, "hotplug: pipe: %s",
-                          strerror(errno));
-    if (rc)
-        goto out;
-    err = child_spawn(script, argv, env, p[1], &pid);
-    close(p[1]);
-    if (err) {
-        close(p[0]);
-        rc = stubdm__fail(ctx, err == ENOENT ? STUBDM_ENOENT : STUBDM_EFAIL,
-                          err, "starting %s %s: %s", script, action,
-                          strerror(err));
-        goto out;
-    }
-    c->pid = pid;
-    c->outfd = p[0];
-    child_open_pidfd(ctx, c);
-    LOG_DEBUG(ctx, MOD, "%s %u/%u: started %s %s (pid %ld)", kind, domid,
-              devid, script, action, (long)pid);
-out:
+    if (!rc)
+        rc = stubdm__child_spawn(ctx, c, script, argv, env);
+    if (!rc)
+        LOG_DEBUG(ctx, MOD, "%s %u/%u: started %s %s (pid %ld)", kind, domid,
+                  devid, script, action, (long)c->pid);
     for (size_t i = 0; i < ne; i++)
         free(env[i]);
     return rc;
 }
 
-/* Keep the last OUT_TAIL bytes of what the script printed (n is at most
- * one read, smaller than OUT_TAIL). */
-static void tail_add(struct child *c, const char *b, size_t n)
-{
-    c->total += n;
-    if (c->len + n > OUT_TAIL) {
-        size_t drop = c->len + n - OUT_TAIL;
-        memmove(c->tail, c->tail + drop, c->len - drop);
-        c->len -= drop;
-    }
-    memcpy(c->tail + c->len, b, n);
-    c->len += n;
-}
-
-/* Read what is there; true at end of file (or a read error). */
-static bool child_drain(struct child *c)
-{
-    char b[OUT_TAIL / 4];
-
-    for (;;) {
-        ssize_t n = read(c->outfd, b, sizeof(b));
-        if (n > 0) {
-            tail_add(c, b, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
-    }
-}
-
-/* Collect the exit status if the script has ended; true once it has. */
-static bool child_reap(struct child *c)
-{
-    int st = 0;
-    pid_t r;
-
-    if (c->exited || c->pid <= 0)
-        return true;
-    do
-        r = waitpid(c->pid, &st, WNOHANG);
-    while (r < 0 && errno == EINTR);
-    if (r == 0)
-        return false;
-    c->exited = true;
-    c->wstatus = r == c->pid ? st : -1;
-    return true;
-}
-
-#ifndef PIDFD_SIGNAL_PROCESS_GROUP
-#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2) /* Linux 6.9 */
-#endif
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-
-/*
- * SIGKILL for a script still running and its process group, through the
- * pidfd: when the host reaps children itself (a SIGCHLD handler calling
- * waitpid(-1)), the script's pid may be freed and reused by the time we
- * kill, and kill(pid) or kill(-pid) would hit whoever has it now; a pidfd
- * names this process only (ESRCH once it is reaped).  Before Linux 6.9
- * the group cannot be named by pidfd: it is killed by number only after
- * the pidfd shows the leader unreaped, which keeps the number allocated.
- */
-static void child_signal_pidfd(struct child *c)
-{
-    if (pidfd_send_signal(c->pidfd, SIGKILL, NULL,
-                          PIDFD_SIGNAL_PROCESS_GROUP) == 0 ||
-        errno != EINVAL) {
-        pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0); /* left the group? */
-        return;
-    }
-    if (pidfd_send_signal(c->pidfd, 0, NULL, 0) == 0)
-        kill(-c->pid, SIGKILL);
-    pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
-}
-
-/*
- * Without a pidfd (pidfd_open missing: valgrind 3.19, Linux < 5.3): by
- * pid, only while waitid(WNOWAIT) shows it still an unreaped child of
- * ours, whose number the kernel cannot hand out again.  What remains is
- * bounded to the host reaping it and a new child of this process getting
- * the same number (a whole cycle of the pid space) between the two calls.
- */
-static void child_signal_pid(struct child *c)
-{
-    siginfo_t si;
-
-    memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT))
-        return; /* ECHILD: reaped by someone else, nothing of ours left */
-    kill(-c->pid, SIGKILL);
-    kill(c->pid, SIGKILL);
-}
-
-/* Reap a killed script through its pidfd: by pid, a reused number would
- * make us wait for (and reap) a stranger.  Returns waitpid's result. */
-static pid_t child_wait_pidfd(struct child *c, int *st)
-{
-    siginfo_t si;
-    int r;
-
-    memset(&si, 0, sizeof(si));
-    do
-        r = waitid((idtype_t)P_PIDFD, (id_t)c->pidfd, &si, WEXITED);
-    while (r < 0 && errno == EINTR);
-    if (r < 0 && errno == EINVAL) /* Linux 5.3: pidfd_open, no P_PIDFD */
-        return pidfd_send_signal(c->pidfd, 0, NULL, 0) == 0
-                   ? waitpid(c->pid, st, 0)
-                   : -1;
-    if (r < 0)
-        return -1;
-    if (si.si_code == CLD_EXITED)
-        *st = W_EXITCODE(si.si_status, 0);
-    else
-        *st = si.si_status | (si.si_code == CLD_DUMPED ? WCOREFLAG : 0);
-    return c->pid;
-}
-
-/* Kill a script still running, with its process group, and reap it (at
- * once: SIGKILL cannot be caught). */
-static void child_kill(struct child *c)
-{
-    int st = 0;
-    pid_t r;
-
-    if (c->pid <= 0 || c->exited)
-        return;
-    if (c->pidfd >= 0) {
-        child_signal_pidfd(c);
-        r = child_wait_pidfd(c, &st);
-    } else {
-        child_signal_pid(c);
-        do
-            r = waitpid(c->pid, &st, 0);
-        while (r < 0 && errno == EINTR);
-    }
-    c->exited = true;
-    c->wstatus = r == c->pid ? st : -1;
-}
-
-/* Bytes of output per log message: a message is at most 1023 bytes
- * (log.c), and the device's name comes first. */
-#define LOG_CHUNK 768
-
-/* The kept output, as log messages of at most LOG_CHUNK bytes each, cut at
- * line ends where it can be: printable, newlines as " | ".  The bytes come
- * from a dom0 script, but a script prints what it read (values a domain
- * may have written), so they are data. */
-static void log_output(stubdm_ctx *ctx, const struct child *c, const char *who)
-{
-    char text[LOG_CHUNK + 8];
-    size_t i = 0, part = 0;
-
-    if (!c->total) {
-        stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD, "%s: no output", who);
-        return;
-    }
-    if (c->total > c->len) /* the first line kept is only its end: skip */
-        while (i < c->len && c->tail[i++] != '\n')
-            ;
-    while (i < c->len) {
-        size_t o = 0, cut = 0, cut_i = 0;
-        for (; i < c->len && o + 3 < LOG_CHUNK; i++) {
-            unsigned char ch = (unsigned char)c->tail[i];
-            if (ch == '\n') {
-                cut = o;
-                cut_i = i + 1;
-                if (i + 1 < c->len) {
-                    memcpy(text + o, " | ", 3);
-                    o += 3;
-                }
-            } else {
-                text[o++] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
-            }
-        }
-        if (i < c->len && cut) { /* full: end at the last line's end */
-            o = cut;
-            i = cut_i;
-        }
-        text[o] = '\0';
-        part++;
-        stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD,
-                    "%s: output%s, part %zu%s: %s", who,
-                    c->total > c->len ? " (its last 4 KiB)" : "", part,
-                    i < c->len ? "" : " (end)", text);
-    }
-}
-
-/* The backend's hotplug-error, for a message ("" if none). */
 static void read_hotplug_error(stubdm_ctx *ctx, const char *be, char *out,
                                size_t len)
 {
@@ -469,11 +159,8 @@ struct hp_dev {
     char who[160]; /* "vbd 51712 (/etc/xen/scripts/block add)" */
     int state;     /* last backend state seen, -1: none */
     bool started, connected, done;
-    struct child ch;
+    struct stubdm__child ch;
     struct stubdm__xswatch w; /* the backend directory */
-    struct stubdm__fd outw, pidw;
-    struct stubdm__timer poll; /* reaping without a pidfd */
-    int poll_ms;
 };
 
 struct hp_op {
@@ -492,22 +179,6 @@ static double elapsed_s(const struct hp_op *h)
     return (double)(stubdm_now_ms() - h->started_ms) / 1000.0;
 }
 
-/* Stop watching the script's fds and close them. */
-static void dev_release_child(stubdm_ctx *ctx, struct hp_dev *d)
-{
-    stubdm__fd_stop(ctx, &d->outw);
-    stubdm__fd_stop(ctx, &d->pidw);
-    stubdm__timer_stop(ctx, &d->poll);
-    if (d->ch.outfd >= 0) {
-        close(d->ch.outfd);
-        d->ch.outfd = -1;
-    }
-    if (d->ch.pidfd >= 0) {
-        close(d->ch.pidfd);
-        d->ch.pidfd = -1;
-    }
-}
-
 static void hp_fail(struct hp_dev *d, int rc, const char *fmt, ...)
     STUBDM_PRINTF(3, 4);
 static void hp_fail(struct hp_dev *d, int rc, const char *fmt, ...)
@@ -522,9 +193,9 @@ static void hp_fail(struct hp_dev *d, int rc, const char *fmt, ...)
     if (d->started) {
         /* Whatever it printed so far, then kill what still runs. */
         if (d->ch.outfd >= 0)
-            child_drain(&d->ch);
-        child_kill(&d->ch);
-        log_output(h->op.ctx, &d->ch, d->who);
+            stubdm__child_drain(&d->ch);
+        stubdm__child_kill(&d->ch);
+        stubdm__child_log_output(h->op.ctx, &d->ch, d->who);
     }
     stubdm__op_complete(&h->op, rc, "%s of stubdomain %u: %s", d->who,
                         h->domid, msg);
@@ -544,62 +215,21 @@ static void dev_check_done(struct hp_dev *d)
         stubdm__op_complete(&h->op, 0, NULL);
 }
 
-static void on_exit_status(struct hp_dev *d)
+/* The script ended (child.c: its status, or why it is unknown). */
+static void on_script_end(stubdm_ctx *ctx, struct stubdm__child *c)
 {
-    stubdm_ctx *ctx = d->h->op.ctx;
-    char how[200], herr[HOTPLUG_ERROR_MAX + 1];
+    struct hp_dev *d = STUBDM_CONTAINER_OF(c, struct hp_dev, ch);
+    char how[400], herr[HOTPLUG_ERROR_MAX + 1];
 
-    if (d->ch.outfd >= 0)
-        child_drain(&d->ch);
-    dev_release_child(ctx, d);
-    if (child_ok(&d->ch)) {
+    stubdm__child_release(c);
+    if (stubdm__child_ok(c)) {
         dev_check_done(d);
         return;
     }
-    describe_status(&d->ch, how, sizeof(how));
+    stubdm__child_describe(c, how, sizeof(how));
     read_hotplug_error(ctx, d->be, herr, sizeof(herr));
     hp_fail(d, STUBDM_EFAIL, "%s%s%s%s", how,
             herr[0] ? " (hotplug-error: " : "", herr, herr[0] ? ")" : "");
-}
-
-static void on_pidfd(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
-{
-    struct hp_dev *d = STUBDM_CONTAINER_OF(w, struct hp_dev, pidw);
-
-    (void)revents;
-    if (child_reap(&d->ch))
-        on_exit_status(d);
-    else
-        stubdm__fd_stop(ctx, w); /* readable yet not reapable: poll instead */
-    if (!d->ch.exited && !stubdm__timer_armed(&d->poll))
-        stubdm__timer_arm(ctx, &d->poll, stubdm_now_ms() + d->poll_ms);
-}
-
-static void on_poll(stubdm_ctx *ctx, struct stubdm__timer *t)
-{
-    struct hp_dev *d = STUBDM_CONTAINER_OF(t, struct hp_dev, poll);
-
-    if (child_reap(&d->ch)) {
-        on_exit_status(d);
-        return;
-    }
-    if (d->poll_ms < POLL_MAX_MS)
-        d->poll_ms *= 2;
-    if (stubdm__timer_arm(ctx, t, stubdm_now_ms() + d->poll_ms))
-        hp_fail(d, STUBDM_ENOMEM, "arming a timer: %s", ctx->errmsg);
-}
-
-static void on_output(stubdm_ctx *ctx, struct stubdm__fd *w, short revents)
-{
-    struct hp_dev *d = STUBDM_CONTAINER_OF(w, struct hp_dev, outw);
-
-    (void)revents;
-    if (child_drain(&d->ch)) {
-        /* End of output; the exit comes through the pidfd or the poll. */
-        stubdm__fd_stop(ctx, w);
-        close(d->ch.outfd);
-        d->ch.outfd = -1;
-    }
 }
 
 static int dev_start_script(stubdm_ctx *ctx, struct hp_dev *d)
@@ -624,12 +254,7 @@ static int dev_start_script(stubdm_ctx *ctx, struct hp_dev *d)
                      !strcmp(d->kind, "vif") ? "online" : "add");
     if (rc)
         return rc;
-    rc = stubdm__fd_watch(ctx, &d->outw, d->ch.outfd, POLLIN);
-    if (!rc && d->ch.pidfd >= 0)
-        rc = stubdm__fd_watch(ctx, &d->pidw, d->ch.pidfd, POLLIN);
-    else if (!rc)
-        rc = stubdm__timer_arm(ctx, &d->poll, stubdm_now_ms() + d->poll_ms);
-    return rc;
+    return stubdm__child_watch(ctx, &d->ch, on_script_end);
 }
 
 /* The backend directory changed: its state, or the script's status. */
@@ -758,10 +383,8 @@ static void hp_stop(stubdm_op *op)
     for (size_t i = 0; i < h->n; i++) {
         struct hp_dev *d = &h->dev[i];
         stubdm__xswatch_stop(op->ctx, &d->w);
-        /* In a forked child the scripts are the parent's children. */
-        if (!op->ctx->postfork)
-            child_kill(&d->ch);
-        dev_release_child(op->ctx, d);
+        stubdm__child_kill(&d->ch);
+        stubdm__child_release(&d->ch);
     }
 }
 
@@ -816,17 +439,13 @@ int stubdm__hotplug_add(stubdm_ctx *ctx, uint32_t domid,
         snprintf(d->kind, sizeof(d->kind), "%s", devs[i].kind);
         d->devid = devs[i].devid;
         d->state = -1;
-        d->poll_ms = POLL_FIRST_MS;
-        child_init(&d->ch);
+        stubdm__child_init(&d->ch);
         snprintf(d->be, sizeof(d->be), "/local/domain/%u/backend/%s/%u/%u",
                  TOOLSTACK_DOMID, d->kind, domid, d->devid);
         snprintf(d->who, sizeof(d->who), "%s %u (%.100s %s)", d->kind,
                  d->devid, devs[i].script,
                  !strcmp(d->kind, "vif") ? "online" : "add");
         stubdm__xswatch_init(&d->w, on_backend);
-        stubdm__fd_init(&d->outw, on_output);
-        stubdm__fd_init(&d->pidw, on_pidfd);
-        stubdm__timer_init(&d->poll, on_poll);
         d->script = stubdm__strdup(devs[i].script);
         if (!d->script) {
             stubdm__op_abandon(&h->op);
@@ -852,69 +471,51 @@ int stubdm__hotplug_add(stubdm_ctx *ctx, uint32_t domid,
 
 /* ---- teardown: remove / offline ----------------------------------------- */
 
-/* Run one script to its end, blocking, bounded by timeout_ms (then its
- * process group is killed).  0 if it exited 0. */
-static int run_sync(stubdm_ctx *ctx, const char *script, const char *kind,
-                    uint32_t domid, unsigned devid, const char *action,
-                    int timeout_ms)
+/* The end of a remove/offline run: 0, or its failure (message on the
+ * ctx, its output logged). */
+static int remove_result(stubdm_ctx *ctx, const struct stubdm__child *c,
+                         const char *who, uint32_t domid, bool timed_out)
 {
-    int64_t deadline = stubdm_now_ms() + timeout_ms;
-    struct child c;
-    char who[200], how[200];
-    int poll_ms = POLL_FIRST_MS, rc;
+    char how[400];
+
+    if (!timed_out && stubdm__child_ok(c)) {
+        LOG_DEBUG(ctx, MOD, "stubdomain %u: %s: done", domid, who);
+        return 0;
+    }
+    if (timed_out)
+        snprintf(how, sizeof(how), "still running after %d ms: killed",
+                 STUBDM__HOTPLUG_REMOVE_TIMEOUT_MS);
+    else
+        stubdm__child_describe(c, how, sizeof(how));
+    stubdm__child_log_output(ctx, c, who);
+    return stubdm__fail(ctx, STUBDM_EFAIL, 0, "%s of stubdomain %u: %s", who,
+                        domid, how);
+}
+
+/* Run one script to its end, blocking, bounded by
+ * STUBDM__HOTPLUG_REMOVE_TIMEOUT_MS (then its process group is killed).
+ * 0 if it exited 0. */
+static int run_sync(stubdm_ctx *ctx, const char *script, const char *kind,
+                    uint32_t domid, unsigned devid, const char *action)
+{
+    int64_t deadline = stubdm_now_ms() + STUBDM__HOTPLUG_REMOVE_TIMEOUT_MS;
+    struct stubdm__child c;
+    char who[200];
+    bool timed_out;
+    int rc;
 
     rc = child_start(ctx, &c, script, kind, domid, devid, action);
     if (rc)
         return rc;
     snprintf(who, sizeof(who), "%s %u (%.100s %s)", kind, devid, script,
              action);
-    while (!child_reap(&c)) {
-        struct pollfd p[2];
-        nfds_t np = 0;
-        int64_t left = deadline - stubdm_now_ms();
-        int wait_ms;
-
-        if (left <= 0) {
-            child_kill(&c);
-            break;
-        }
-        if (c.outfd >= 0)
-            p[np++] = (struct pollfd){c.outfd, POLLIN, 0};
-        if (c.pidfd >= 0)
-            p[np++] = (struct pollfd){c.pidfd, POLLIN, 0};
-        wait_ms = left > INT32_MAX ? INT32_MAX : (int)left;
-        if (c.pidfd < 0) { /* no pidfd: look again soon */
-            if (wait_ms > poll_ms)
-                wait_ms = poll_ms;
-            if (poll_ms < POLL_MAX_MS)
-                poll_ms *= 2;
-        }
-        if (poll(p, np, wait_ms) < 0 && errno != EINTR)
-            usleep(1000);
-        if (c.outfd >= 0 && child_drain(&c)) {
-            close(c.outfd);
-            c.outfd = -1;
-        }
+    timed_out = !stubdm__child_wait(ctx, &c, deadline);
+    if (timed_out) {
+        stubdm__child_drain(&c);
+        stubdm__child_kill(&c);
     }
-    if (c.outfd >= 0) {
-        child_drain(&c);
-        close(c.outfd);
-    }
-    if (c.pidfd >= 0)
-        close(c.pidfd);
-    if (child_ok(&c)) {
-        LOG_DEBUG(ctx, MOD, "stubdomain %u: %s: done", domid, who);
-        return 0;
-    }
-    if (stubdm_now_ms() >= deadline && c.wstatus >= 0 &&
-        WIFSIGNALED(c.wstatus) && WTERMSIG(c.wstatus) == SIGKILL)
-        snprintf(how, sizeof(how), "still running after %d ms: killed",
-                 timeout_ms);
-    else
-        describe_status(&c, how, sizeof(how));
-    log_output(ctx, &c, who);
-    return stubdm__fail(ctx, STUBDM_EFAIL, 0, "%s of stubdomain %u: %s", who,
-                        domid, how);
+    stubdm__child_release(&c);
+    return remove_result(ctx, &c, who, domid, timed_out);
 }
 
 #define DEFAULT_SCRIPT_DIR "/etc/xen/scripts"
@@ -1058,67 +659,172 @@ static size_t find_runners(const char *want, size_t wlen, pid_t *out,
  */
 #define ORPHAN_WAIT_MS 30000
 #define ORPHAN_MAX 16
-static void end_orphaned_add(stubdm_ctx *ctx, const char *kind, uint32_t domid,
-                             unsigned devid)
-{
-    pid_t pids[ORPHAN_MAX];
-    int64_t deadline = stubdm_now_ms() + ORPHAN_WAIT_MS;
+#define ORPHAN_POLL_MS 20
+#define ORPHAN_KILL_ROUNDS 50
+
+struct orphans {
     char want[96];
-    size_t wlen = (size_t)snprintf(want, sizeof(want),
+    size_t wlen; /* with its '\0' */
+    pid_t pids[ORPHAN_MAX];
+    size_t n;
+};
+
+static size_t orphans_find(struct orphans *o, const char *kind, uint32_t domid,
+                           unsigned devid)
+{
+    if (kind)
+        o->wlen = (size_t)snprintf(o->want, sizeof(o->want),
                                    "XENBUS_PATH=backend/%s/%u/%u", kind, domid,
                                    devid) +
                   1;
-    size_t n = find_runners(want, wlen, pids, ORPHAN_MAX);
+    o->n = find_runners(o->want, o->wlen, o->pids, ORPHAN_MAX);
+    return o->n;
+}
 
-    if (!n)
+/* One round of SIGKILL, each through a pidfd taken before it is checked
+ * again: never a pid reused meanwhile.  What the script started carries
+ * its XENBUS_PATH too, so its whole tree is found and killed. */
+static void orphans_kill(const struct orphans *o)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        int fd = pidfd_open(o->pids[i], 0);
+        if (fd < 0)
+            continue;
+        if (runs_for(o->pids[i], o->want, o->wlen))
+            pidfd_send_signal(fd, SIGKILL, NULL, 0);
+        close(fd);
+    }
+}
+
+static void end_orphaned_add(stubdm_ctx *ctx, const char *kind, uint32_t domid,
+                             unsigned devid)
+{
+    int64_t deadline = stubdm_now_ms() + ORPHAN_WAIT_MS;
+    struct orphans o;
+
+    if (!orphans_find(&o, kind, domid, devid))
         return;
     LOG_INFO(ctx, MOD,
              "%s %u/%u: %zu process(es) of an add whose spawn is gone still "
              "run (pid %ld): waiting up to %d ms for them",
-             kind, domid, devid, n, (long)pids[0], ORPHAN_WAIT_MS);
-    while (n && stubdm_now_ms() < deadline) {
-        usleep(20000);
-        n = find_runners(want, wlen, pids, ORPHAN_MAX);
+             kind, domid, devid, o.n, (long)o.pids[0], ORPHAN_WAIT_MS);
+    while (o.n && stubdm_now_ms() < deadline) {
+        usleep(ORPHAN_POLL_MS * 1000);
+        orphans_find(&o, NULL, 0, 0);
     }
-    if (!n)
+    if (!o.n)
         return;
     LOG_WARN(ctx, MOD,
              "%s %u/%u: the add of a gone spawn still runs after "
              "%d ms: killing it",
              kind, domid, devid, ORPHAN_WAIT_MS);
-    for (int round = 0; n && round < 50; round++) {
-        /* Each through a pidfd taken before it is checked again: never
-         * a pid reused meanwhile.  What the script started carries its
-         * XENBUS_PATH too, so its whole tree is found and killed. */
-        for (size_t i = 0; i < n; i++) {
-            int fd = pidfd_open(pids[i], 0);
-            if (fd < 0)
-                continue;
-            if (runs_for(pids[i], want, wlen))
-                pidfd_send_signal(fd, SIGKILL, NULL, 0);
-            close(fd);
-        }
-        usleep(20000);
-        n = find_runners(want, wlen, pids, ORPHAN_MAX);
+    for (int round = 0; o.n && round < ORPHAN_KILL_ROUNDS; round++) {
+        orphans_kill(&o);
+        usleep(ORPHAN_POLL_MS * 1000);
+        orphans_find(&o, NULL, 0, 0);
     }
-    if (n)
+    if (o.n)
         LOG_WARN(ctx, MOD, "%s %u/%u: pid %ld could not be killed", kind,
-                 domid, devid, (long)pids[0]);
+                 domid, devid, (long)o.pids[0]);
 }
 
-int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
-                               const char *const *own_scripts, size_t n_own)
+/* ---- which removes a teardown runs -------------------------------------- */
+
+struct rm_dev {
+    const char *kind; /* "vbd" or "vif" */
+    unsigned devid;
+    char *script;      /* trusted, to run; NULL: not run (refused) */
+    bool orphan_check; /* no hotplug-status: its add may still run */
+};
+
+struct rm_list {
+    struct rm_dev *dev;
+    size_t n, cap;
+    int first; /* the first refusal, its message in first_msg */
+    char first_msg[STUBDM_ERRMSG_MAX];
+};
+
+static void rm_list_free(struct rm_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->dev[i].script);
+    free(l->dev);
+    l->dev = NULL;
+    l->n = l->cap = 0;
+}
+
+/* Record the first failure (the ctx's message), log every one. */
+static void rm_keep_first(stubdm_ctx *ctx, int rc, int *first, char *msg,
+                          size_t len)
+{
+    if (!rc)
+        return;
+    stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD, "teardown: %s", ctx->errmsg);
+    if (*first)
+        return;
+    *first = rc;
+    snprintf(msg, len, "%s", ctx->errmsg);
+}
+
+/* Backend dir/id of kind: its add ran (marked), so a remove is due. */
+static int rm_add(stubdm_ctx *ctx, struct rm_list *l, const char *kind,
+                  const char *dir, const char *id, uint32_t domid,
+                  const char *const *own, size_t n_own)
+{
+    char p[160], *v = NULL;
+    struct rm_dev *d;
+    uint32_t devid;
+    int rc;
+
+    if (stubdm__num_parse_u32(id, UINT32_MAX, &devid))
+        return 0;
+    snprintf(p, sizeof(p), "%s/%s/" STUBDM__HOTPLUG_MARK, dir, id);
+    rc = stubdm__xs_read(ctx, 0, p, 8, &v, NULL);
+    free(v);
+    v = NULL;
+    if (rc) { /* its add never ran */
+        stubdm__clear_error(ctx);
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        struct rm_dev *nd = stubdm__reallocarray(l->dev, cap, sizeof(*nd));
+        if (!nd)
+            return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "hotplug");
+        l->dev = nd;
+        l->cap = cap;
+    }
+    d = &l->dev[l->n++];
+    memset(d, 0, sizeof(*d));
+    d->kind = kind;
+    d->devid = (unsigned)devid;
+    snprintf(p, sizeof(p), "%s/%s/hotplug-status", dir, id);
+    d->orphan_check = stubdm__xs_read(ctx, 0, p, STATUS_MAX, &v, NULL) ==
+                      STUBDM_ENOENT;
+    free(v);
+    v = NULL;
+    stubdm__clear_error(ctx);
+    snprintf(p, sizeof(p), "%s/%s/script", dir, id);
+    rc = trusted_script(ctx, p, own, n_own, &d->script);
+    rm_keep_first(ctx, rc, &l->first, l->first_msg, sizeof(l->first_msg));
+    (void)domid;
+    return 0;
+}
+
+/* Every marked backend of domid, each with the script to run. */
+static int rm_collect(stubdm_ctx *ctx, uint32_t domid, const char *const *own,
+                      size_t n_own, struct rm_list *l)
 {
     static const char *const kinds[] = {"vbd", "vif"};
-    char first_msg[STUBDM_ERRMSG_MAX] = "";
     struct xs_handle *xsh = NULL;
-    int first = 0, rc;
+    int rc;
 
+    memset(l, 0, sizeof(*l));
     rc = stubdm__xs_handle(ctx, &xsh);
     if (rc)
         return rc;
     for (size_t k = 0; k < STUBDM_ARRAY_SIZE(kinds); k++) {
-        char dir[96], p[160], **ids, *v = NULL;
+        char dir[96], **ids;
         unsigned nids = 0;
 
         snprintf(dir, sizeof(dir), "/local/domain/%u/backend/%s/%u",
@@ -1127,48 +833,262 @@ int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
         ids = xs_directory(xsh, XBT_NULL, dir, &nids);
         if (!ids)
             continue; /* none of this kind */
-        for (unsigned i = 0; i < nids; i++) {
-            uint32_t devid;
-            if (stubdm__num_parse_u32(ids[i], UINT32_MAX, &devid))
-                continue;
-            snprintf(p, sizeof(p), "%s/%s/" STUBDM__HOTPLUG_MARK, dir, ids[i]);
-            rc = stubdm__xs_read(ctx, 0, p, 8, &v, NULL);
-            free(v);
-            v = NULL;
-            if (rc) { /* its add never ran */
-                stubdm__clear_error(ctx);
-                continue;
-            }
-            /* No status: its add may still run, orphaned. */
-            snprintf(p, sizeof(p), "%s/%s/hotplug-status", dir, ids[i]);
-            if (stubdm__xs_read(ctx, 0, p, STATUS_MAX, &v, NULL) ==
-                STUBDM_ENOENT)
-                end_orphaned_add(ctx, kinds[k], domid, (unsigned)devid);
-            free(v);
-            v = NULL;
-            stubdm__clear_error(ctx);
-            snprintf(p, sizeof(p), "%s/%s/script", dir, ids[i]);
-            rc = trusted_script(ctx, p, own_scripts, n_own, &v);
-            if (!rc)
-                rc = run_sync(ctx, v, kinds[k], domid, (unsigned)devid,
-                              k ? "offline" : "remove",
-                              STUBDM__HOTPLUG_REMOVE_TIMEOUT_MS);
-            free(v);
-            v = NULL;
-            if (rc) {
-                stubdm__log(ctx, STUBDM_LOG_WARN, 0, MOD, "teardown: %s",
-                            ctx->errmsg);
-                if (!first) {
-                    first = rc;
-                    snprintf(first_msg, sizeof(first_msg), "%s", ctx->errmsg);
-                }
-            }
-        }
+        for (unsigned i = 0; !rc && i < nids; i++)
+            rc = rm_add(ctx, l, kinds[k], dir, ids[i], domid, own, n_own);
         free(ids);
+        if (rc) {
+            rm_list_free(l);
+            return rc;
+        }
     }
-    if (first)
-        return stubdm__fail(ctx, first, 0, "%s", first_msg);
-    stubdm__clear_error(ctx);
+    return 0;
+}
+
+static const char *rm_action(const struct rm_dev *d)
+{
+    return strcmp(d->kind, "vif") ? "remove" : "offline";
+}
+
+int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
+                               const char *const *own_scripts, size_t n_own)
+{
+    struct rm_list l;
+    int rc;
+
+    rc = rm_collect(ctx, domid, own_scripts, n_own, &l);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < l.n; i++) {
+        struct rm_dev *d = &l.dev[i];
+        if (d->orphan_check)
+            end_orphaned_add(ctx, d->kind, domid, d->devid);
+        if (!d->script)
+            continue;
+        rc = run_sync(ctx, d->script, d->kind, domid, d->devid, rm_action(d));
+        rm_keep_first(ctx, rc, &l.first, l.first_msg, sizeof(l.first_msg));
+    }
+    rc = l.first;
+    if (rc)
+        stubdm__fail(ctx, rc, 0, "%s", l.first_msg);
+    else
+        stubdm__clear_error(ctx);
+    rm_list_free(&l);
+    return rc;
+}
+
+/* ---- teardown, asynchronous: the remove op ------------------------------ */
+
+/*
+ * The same removes, one backend after another, each step from the ctx's
+ * loop: a dispatch never waits for a script (nor for an orphaned add,
+ * looked for every ORPHAN_POLL_MS).
+ */
+enum rm_state {
+    RM_NEXT,        /* the next backend, or the end */
+    RM_ORPHAN_WAIT, /* its orphaned add still runs: let it finish */
+    RM_ORPHAN_KILL, /* ... past ORPHAN_WAIT_MS: kill it, rounds */
+    RM_RUN,         /* its remove/offline runs */
+};
+
+struct rm_op {
+    stubdm_op op;
+    uint32_t domid;
+    struct rm_list l;
+    size_t i; /* the backend at hand */
+    enum rm_state state;
+    struct orphans orph;
+    int64_t orphan_deadline;
+    int rounds;
+    struct stubdm__child ch;
+    bool running;
+    char who[200];
+    struct stubdm__timer tick, deadline;
+};
+
+static void rm_go(struct rm_op *r, enum rm_state st, int64_t at_ms)
+{
+    r->state = st;
+    if (stubdm__timer_arm(r->op.ctx, &r->tick, at_ms))
+        stubdm__op_complete(&r->op, STUBDM_ENOMEM, "hotplug: %s",
+                            r->op.ctx->errmsg);
+}
+
+/* The backend at hand is done: on to the next, from the next dispatch. */
+static void rm_next(struct rm_op *r, int rc)
+{
+    stubdm_ctx *ctx = r->op.ctx;
+
+    rm_keep_first(ctx, rc, &r->l.first, r->l.first_msg,
+                  sizeof(r->l.first_msg));
+    r->running = false;
+    r->i++;
+    rm_go(r, RM_NEXT, stubdm_now_ms());
+}
+
+static void rm_on_end(stubdm_ctx *ctx, struct stubdm__child *c)
+{
+    struct rm_op *r = STUBDM_CONTAINER_OF(c, struct rm_op, ch);
+
+    stubdm__timer_stop(ctx, &r->deadline);
+    stubdm__child_release(c);
+    rm_next(r, remove_result(ctx, c, r->who, r->domid, false));
+}
+
+static void rm_on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    struct rm_op *r = STUBDM_CONTAINER_OF(t, struct rm_op, deadline);
+
+    if (r->ch.outfd >= 0)
+        stubdm__child_drain(&r->ch);
+    stubdm__child_kill(&r->ch);
+    stubdm__child_release(&r->ch);
+    rm_next(r, remove_result(ctx, &r->ch, r->who, r->domid, true));
+}
+
+static void rm_run(struct rm_op *r)
+{
+    stubdm_ctx *ctx = r->op.ctx;
+    struct rm_dev *d = &r->l.dev[r->i];
+    int rc;
+
+    if (!d->script) {
+        rm_next(r, 0); /* refused: recorded when collected */
+        return;
+    }
+    snprintf(r->who, sizeof(r->who), "%s %u (%.100s %s)", d->kind, d->devid,
+             d->script, rm_action(d));
+    LOG_DEBUG(ctx, MOD, "stubdomain %u: %s", r->domid, r->who);
+    rc = child_start(ctx, &r->ch, d->script, d->kind, r->domid, d->devid,
+                     rm_action(d));
+    if (rc) {
+        rm_next(r, rc);
+        return;
+    }
+    r->running = true;
+    r->state = RM_RUN;
+    rc = stubdm__child_watch(ctx, &r->ch, rm_on_end);
+    if (!rc)
+        rc = stubdm__timer_arm(ctx, &r->deadline,
+                               stubdm_now_ms() +
+                                   STUBDM__HOTPLUG_REMOVE_TIMEOUT_MS);
+    if (rc) {
+        stubdm__child_kill(&r->ch);
+        stubdm__child_release(&r->ch);
+        rm_next(r, rc);
+    }
+}
+
+/* RM_NEXT and the orphan states, each from the tick. */
+static void rm_on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    struct rm_op *r = STUBDM_CONTAINER_OF(t, struct rm_op, tick);
+    struct rm_dev *d;
+    int64_t now = stubdm_now_ms();
+
+    if (r->state == RM_NEXT && r->i == r->l.n) {
+        if (r->l.first)
+            stubdm__op_complete(&r->op, r->l.first, "%s", r->l.first_msg);
+        else
+            stubdm__op_complete(&r->op, 0, NULL);
+        return;
+    }
+    d = &r->l.dev[r->i];
+    switch (r->state) {
+    case RM_NEXT:
+        if (!d->orphan_check ||
+            !orphans_find(&r->orph, d->kind, r->domid, d->devid))
+            break;
+        LOG_INFO(ctx, MOD,
+                 "%s %u/%u: %zu process(es) of an add whose spawn is gone "
+                 "still run (pid %ld): waiting up to %d ms for them",
+                 d->kind, r->domid, d->devid, r->orph.n, (long)r->orph.pids[0],
+                 ORPHAN_WAIT_MS);
+        r->orphan_deadline = now + ORPHAN_WAIT_MS;
+        rm_go(r, RM_ORPHAN_WAIT, now + ORPHAN_POLL_MS);
+        return;
+    case RM_ORPHAN_WAIT:
+        if (!orphans_find(&r->orph, NULL, 0, 0))
+            break;
+        if (now < r->orphan_deadline) {
+            rm_go(r, RM_ORPHAN_WAIT, now + ORPHAN_POLL_MS);
+            return;
+        }
+        LOG_WARN(ctx, MOD,
+                 "%s %u/%u: the add of a gone spawn still runs after "
+                 "%d ms: killing it",
+                 d->kind, r->domid, d->devid, ORPHAN_WAIT_MS);
+        r->rounds = 0;
+        /* fall through */
+    case RM_ORPHAN_KILL:
+        if (r->state == RM_ORPHAN_KILL && !orphans_find(&r->orph, NULL, 0, 0))
+            break;
+        if (r->rounds++ < ORPHAN_KILL_ROUNDS) {
+            orphans_kill(&r->orph);
+            rm_go(r, RM_ORPHAN_KILL, now + ORPHAN_POLL_MS);
+            return;
+        }
+        LOG_WARN(ctx, MOD, "%s %u/%u: pid %ld could not be killed", d->kind,
+                 r->domid, d->devid, (long)r->orph.pids[0]);
+        break;
+    case RM_RUN:
+        return;
+    }
+    rm_run(r);
+}
+
+static void rm_stop(stubdm_op *op)
+{
+    struct rm_op *r = (struct rm_op *)op;
+
+    stubdm__timer_stop(op->ctx, &r->tick);
+    stubdm__timer_stop(op->ctx, &r->deadline);
+    if (r->running) {
+        stubdm__child_kill(&r->ch);
+        stubdm__child_release(&r->ch);
+        r->running = false;
+    }
+}
+
+static void rm_destroy(stubdm_op *op)
+{
+    rm_list_free(&((struct rm_op *)op)->l);
+}
+
+static const struct stubdm__op_type rm_type = {
+    .name = "hotplug remove",
+    .stop = rm_stop,
+    .destroy = rm_destroy,
+};
+
+int stubdm__hotplug_remove(stubdm_ctx *ctx, uint32_t domid,
+                           const char *const *own_scripts, size_t n_own,
+                           stubdm_done_fn *done, void *user,
+                           stubdm_op **op_out)
+{
+    struct rm_list l;
+    struct rm_op *r;
+    int rc;
+
+    *op_out = NULL;
+    rc = rm_collect(ctx, domid, own_scripts, n_own, &l);
+    if (rc || !l.n) /* nothing to run: nothing allocated */
+        return rc;
+    r = (struct rm_op *)stubdm__op_new(ctx, &rm_type, sizeof(*r), done, user);
+    if (!r) {
+        rm_list_free(&l);
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "hotplug op");
+    }
+    r->domid = domid;
+    r->l = l;
+    stubdm__child_init(&r->ch);
+    stubdm__timer_init(&r->tick, rm_on_tick);
+    stubdm__timer_init(&r->deadline, rm_on_deadline);
+    rc = stubdm__timer_arm(ctx, &r->tick, stubdm_now_ms());
+    if (rc) {
+        stubdm__op_abandon(&r->op);
+        return rc;
+    }
+    stubdm__op_started(&r->op, op_out);
     return 0;
 }
 

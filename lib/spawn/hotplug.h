@@ -39,5 +39,17 @@ int stubdm__hotplug_add(stubdm_ctx *ctx, uint32_t domid,
  */
 int stubdm__hotplug_remove_all(stubdm_ctx *ctx, uint32_t domid,
                                const char *const *own_scripts, size_t n);
+/*
+ * The same, asynchronous: the scripts run one after another from the
+ * ctx's loop (a dispatch never waits for one).  The backends and their
+ * scripts are read now; *op_out stays NULL when none is marked (nothing
+ * to run, nothing called back).  The op completes with 0 or the first
+ * failure; freeing it while pending kills the running script, and the
+ * backends not done yet keep their mark (a later teardown runs them).
+ */
+int stubdm__hotplug_remove(stubdm_ctx *ctx, uint32_t domid,
+                           const char *const *own_scripts, size_t n,
+                           stubdm_done_fn *done, void *user,
+                           stubdm_op **op_out);
 
 #endif /* STUBDM_SPAWN_HOTPLUG_H */

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/op.h"
 #include "spawn/spawn.h"
 #include "core/peer.h"
 #include "protocol/dmargs.h"
@@ -163,22 +164,17 @@ static int domain_exists(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t d,
     return 0;
 }
 
-int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx, uint32_t stubdom)
+/*
+ * Whether stubdom is a stubdomain to destroy, and its guest: 0 with
+ * *have_guest and *guest, or the refusal (message on the ctx).
+ */
+static int judge(stubdm_ctx *ctx, uint32_t stubdom, unsigned flags,
+                 bool *have_guest, uint32_t *guest)
 {
-    return stubdm_stubdom_destroy_by_domid_ext(ctx, stubdom, 0);
-}
-
-int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom,
-                                        unsigned flags)
-{
-    char *gvm = NULL, *svm = NULL;
-    uint32_t guest = 0;
-    bool have_guest = false, exists = false;
     struct xs_handle *xsh = NULL;
+    bool exists = false;
     int rc;
 
-    if (!ctx)
-        return STUBDM_EINVAL;
     if (stubdom == 0 || !stubdm__domid_ok(stubdom))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "destroy: %u is not a stubdomain domid", stubdom);
@@ -188,15 +184,15 @@ int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom,
     rc = stubdm__xs_handle(ctx, &xsh);
     if (rc)
         return rc;
-    rc = trusted_target(ctx, stubdom, &guest);
+    rc = trusted_target(ctx, stubdom, guest);
     if (rc && rc != STUBDM_ENOENT)
         return rc;
-    have_guest = rc == 0;
+    *have_guest = rc == 0;
     if ((rc = domain_exists(ctx, xsh, stubdom, &exists)))
         return rc;
-    if (!have_guest)
-        have_guest = guest_naming(ctx, xsh, stubdom, &guest);
-    if (!have_guest && exists && !(flags & STUBDM_STUBDOM_DESTROY_FORCE))
+    if (!*have_guest)
+        *have_guest = guest_naming(ctx, xsh, stubdom, guest);
+    if (!*have_guest && exists && !(flags & STUBDM_STUBDOM_DESTROY_FORCE))
         return stubdm__fail(ctx, STUBDM_ENOTSTUBDOM, 0,
                             "destroy: domain %u is not a stubdomain (no "
                             "dom0-owned target naming its guest, no guest's "
@@ -204,7 +200,7 @@ int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom,
                             "left untouched (force destroys it anyway)",
                             stubdom);
     if (!exists) {
-        if (!have_guest && !dom0_leftovers(ctx, stubdom))
+        if (!*have_guest && !dom0_leftovers(ctx, stubdom))
             return stubdm__fail(ctx, STUBDM_ENOENT, 0,
                                 "destroy: no stubdomain %u", stubdom);
         LOG_INFO(ctx, MOD,
@@ -212,27 +208,73 @@ int stubdm_stubdom_destroy_by_domid_ext(stubdm_ctx *ctx, uint32_t stubdom,
                  "another toolstack?); removing what it left in dom0 "
                  "(backends, hotplug scripts' devices)",
                  stubdom);
-    } else if (!have_guest) {
+    } else if (!*have_guest) {
         LOG_WARN(ctx, MOD,
                  "destroy: domain %u is not a stubdomain: "
                  "destroyed as forced",
                  stubdom);
     }
+    return 0;
+}
+
+int stubdm_stubdom_destroy_by_domid(stubdm_ctx *ctx, uint32_t stubdom,
+                                    unsigned flags, stubdm_done_fn *done,
+                                    void *user, stubdm_op **op_out)
+{
+    struct stubdm__teardown t;
+    char *gvm = NULL, *svm = NULL;
+    uint32_t guest = 0;
+    bool have_guest = false;
+    stubdm_op *op = NULL;
+    int rc;
+
+    if (op_out)
+        *op_out = NULL;
+    if (!ctx)
+        return STUBDM_EINVAL;
+    rc = judge(ctx, stubdom, flags, &have_guest, &guest);
+    if (rc)
+        return rc;
     svm = read_vm_path(ctx, stubdom);
     if (have_guest)
         gvm = read_vm_path(ctx, guest);
-    rc = stubdm__spawn_teardown_domain(ctx, stubdm__host(ctx), stubdom,
-                                       have_guest, guest, gvm, svm, NULL,
-                                       NULL);
+    t = (struct stubdm__teardown){
+        .ctx = ctx,
+        .host = stubdm__host(ctx),
+        .S = stubdom,
+        .G = guest,
+        .have_guest = have_guest,
+        .made = true,
+        .guest_vm = gvm,
+        .stub_vm = svm,
+    };
+    rc = stubdm__teardown_start(&t, done, user, &op);
     free(gvm);
     free(svm);
-    if (rc) {
-        char msg[STUBDM_ERRMSG_MAX];
-        snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
-        return stubdm__fail(ctx, rc, ctx->os_errno, "destroy %u: %s", stubdom,
-                            msg);
-    }
+    if (rc)
+        return rc;
+    if (op_out)
+        *op_out = op;
+    else
+        op->floating = true;
     return 0;
+}
+
+int stubdm_stubdom_destroy_by_domid_sync(stubdm_ctx *ctx, uint32_t stubdom,
+                                         unsigned flags)
+{
+    stubdm_op *op = NULL;
+    int rc;
+
+    if (!ctx)
+        return STUBDM_EINVAL;
+    if ((rc = stubdm__sync_check(ctx, "stubdom_destroy_by_domid_sync")) ||
+        (rc = stubdm_stubdom_destroy_by_domid(ctx, stubdom, flags, NULL, NULL,
+                                              &op)))
+        return rc;
+    rc = stubdm__op_wait(op);
+    stubdm_op_free(op);
+    return rc;
 }
 
 int stubdm_stubdom_find_by_guest(stubdm_ctx *ctx, uint32_t guest,

@@ -500,24 +500,12 @@ stubdm_qmp *stubdm_stubdom_qmp(const stubdm_stubdom *s)
     return s ? s->qmp : NULL;
 }
 
-int stubdm_stubdom_destroy(stubdm_stubdom *s)
+void stubdm__spawn_cancel(stubdm_stubdom *s, const char *why)
 {
-    int rc;
-
-    if (!s)
-        return STUBDM_EINVAL;
-    if (s->op) {
-        /* Completing runs the stop hook: teardown, detach. */
+    if (s->op)
         stubdm__op_complete(&s->op->op, STUBDM_ECANCELED,
-                            "spawn: %s: cancelled: the stubdomain was "
-                            "destroyed",
-                            stubdm_spawn_step_name(s->step));
-        step_to(s, STUBDM_SPAWN_STEP_DESTROYED);
-        return 0;
-    }
-    rc = stubdm__spawn_teardown(s);
-    step_to(s, STUBDM_SPAWN_STEP_DESTROYED);
-    return rc;
+                            "spawn: %s: cancelled: %s",
+                            stubdm_spawn_step_name(s->step), why);
 }
 
 void stubdm_stubdom_free(stubdm_stubdom *s)
@@ -528,6 +516,7 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
         s->free_pending = true;
         return;
     }
+    stubdm__spawn_destroy_detach(s);
     if (s->op)
         stubdm__op_complete(&s->op->op, STUBDM_ECANCELED,
                             "spawn: %s: cancelled: the handle was freed",

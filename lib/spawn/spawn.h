@@ -186,6 +186,8 @@ struct stubdm_stubdom {
     /* a save or restore of the device model's state (dm_state.c) */
     stubdm_op *dm_op;
     bool paused;
+    /* a stubdm_stubdom_destroy running (teardown.c) */
+    stubdm_op *destroy_op;
 };
 
 struct spawn_op {
@@ -226,6 +228,30 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
                                   const char *guest_vm, const char *stub_vm,
                                   const stubdm_spawn_opts *cfg,
                                   const stubdm_contract *contract);
+/* What an asynchronous teardown is given (the strings and cfg are copied,
+ * *contract is taken when it starts). */
+struct stubdm__teardown {
+    stubdm_ctx *ctx;
+    const struct stubdm__host_ops *host;
+    uint32_t S, G;
+    bool have_guest;
+    bool made; /* false: nothing to destroy, the op just completes */
+    const char *guest_vm, *stub_vm;
+    const stubdm_spawn_opts *cfg;
+    stubdm_contract **contract;
+};
+/*
+ * Start the asynchronous teardown: the domain is destroyed in this call
+ * (a failure returns, the op never starts, nothing is taken); scripts and
+ * nodes follow from the loop.  *op_out is held (not floating).
+ */
+int stubdm__teardown_start(const struct stubdm__teardown *t,
+                           stubdm_done_fn *done, void *user,
+                           stubdm_op **op_out);
+/* The handle is freed while its destroy runs: the op goes on alone. */
+void stubdm__spawn_destroy_detach(stubdm_stubdom *s);
+/* Complete a pending spawn with STUBDM_ECANCELED (its stop hook runs). */
+void stubdm__spawn_cancel(stubdm_stubdom *s, const char *why);
 /* Stop serving every console; release: hand them over instead (the
  * stubdomain runs on). */
 void stubdm__spawn_close_consoles(stubdm_stubdom *s, bool release);

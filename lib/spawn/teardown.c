@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/op.h"
 #include "core/peer.h"
 #include "spawn/spawn.h"
 #include "core/num.h"
@@ -317,4 +318,368 @@ int stubdm__spawn_teardown(stubdm_stubdom *s)
                   rc ? " (with errors)" : "");
     }
     return rc;
+}
+
+/* ---- the destroy op ------------------------------------------------------ */
+
+/*
+ * An asynchronous teardown (stubdm_stubdom_destroy and
+ * stubdm_stubdom_destroy_by_domid), chronologically:
+ *
+ *   start    (in the starting call) destroy the domain: the point of no
+ *            return, so a cancel never leaves a half-destroyed domain;
+ *   SCRIPTS  the backends' remove/offline scripts, one after another from
+ *            the loop (hotplug.c's remove op): no dispatch waits for one;
+ *   NODES    the contract and every node the spawn wrote, from one tick.
+ *
+ * The contract goes after the scripts, with the nodes: until then the
+ * stubdomain's dom0-owned "target" names its guest, so a destroy cancelled
+ * in between leaves a gone stubdomain a destroy by domid recognises and
+ * finishes.
+ */
+enum td_step {
+    TD_SCRIPTS,
+    TD_NODES,
+    TD_END,
+};
+
+static const char *const td_step_name[] = {
+    [TD_SCRIPTS] = "running hotplug scripts",
+    [TD_NODES] = "removing the contract and the stubdomain's nodes",
+    [TD_END] = "done",
+};
+
+struct td_op {
+    stubdm_op op;
+    stubdm_stubdom *s; /* the handle destroyed, until it is freed */
+    uint32_t S, G;
+    bool have_guest;
+    char gvm[VM_PATH_MAX], svm[VM_PATH_MAX]; /* "": none */
+    stubdm_contract *contract;               /* the spawn's (owned), or NULL */
+    char (*own)[SCRIPT_MAX];                 /* the spawn's scripts */
+    const char **own_ptrs;                   /* ... as hotplug.c takes them */
+    size_t n_own;
+    struct rm_args rm;
+    enum td_step step;
+    struct stubdm__timer tick;
+    stubdm_op *scripts;
+    int first;
+    char msg[STUBDM_ERRMSG_MAX];
+    int64_t started_ms;
+};
+
+static void td_finish(struct td_op *td)
+{
+    LOG_DEBUG(td->op.ctx, MOD, "destroy %u: %s (%.3f s)%s", td->S,
+              td_step_name[TD_END],
+              (double)(stubdm_now_ms() - td->started_ms) / 1000.0,
+              td->first ? " with errors" : "");
+    td->step = TD_END;
+    if (td->first)
+        stubdm__op_complete(&td->op, td->first, "destroy %u: %s", td->S,
+                            td->msg);
+    else
+        stubdm__op_complete(&td->op, 0, NULL);
+}
+
+/* Into step, run from the next dispatch. */
+static void td_go(struct td_op *td, enum td_step step)
+{
+    stubdm_ctx *ctx = td->op.ctx;
+
+    td->step = step;
+    LOG_DEBUG(ctx, MOD, "destroy %u: %s (%.3f s)", td->S, td_step_name[step],
+              (double)(stubdm_now_ms() - td->started_ms) / 1000.0);
+    if (stubdm__timer_arm(ctx, &td->tick, stubdm_now_ms())) {
+        keep_first(ctx, STUBDM_ENOMEM, td_step_name[step], &td->first, td->msg,
+                   sizeof(td->msg));
+        td_finish(td);
+    }
+}
+
+static void td_on_scripts(stubdm_op *op, int rc, void *user)
+{
+    struct td_op *td = user;
+    stubdm_ctx *ctx = td->op.ctx;
+
+    if (td->scripts != op)
+        return;
+    td->scripts = NULL;
+    if (rc && !td->first) {
+        td->first = rc;
+        snprintf(td->msg, sizeof(td->msg), "hotplug scripts: %.440s",
+                 stubdm_op_errmsg(op));
+    }
+    stubdm_op_free(op);
+    (void)ctx;
+    td_go(td, TD_NODES);
+}
+
+static void td_nodes(struct td_op *td)
+{
+    stubdm_ctx *ctx = td->op.ctx;
+    int rc;
+
+    if (td->have_guest) {
+        rc = remove_contract(ctx, td->contract, td->G, td->S,
+                             td->gvm[0] ? td->gvm : NULL);
+        keep_first(ctx, rc, "removing the contract", &td->first, td->msg,
+                   sizeof(td->msg));
+        /* The stubdomain's nodes lead a later destroy by domid to the
+         * guest's contract: they stay while it does. */
+        if (rc) {
+            td_finish(td);
+            return;
+        }
+    }
+    rc = stubdm__xs_transaction(ctx, "removing the stubdomain's nodes", rm_txn,
+                                &td->rm, NULL);
+    keep_first(ctx, rc, "removing the stubdomain's nodes", &td->first, td->msg,
+               sizeof(td->msg));
+    td_finish(td);
+}
+
+static void td_on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
+{
+    struct td_op *td = STUBDM_CONTAINER_OF(t, struct td_op, tick);
+    int rc;
+
+    switch (td->step) {
+    case TD_SCRIPTS:
+        if (ctx->no_hotplug) {
+            td_go(td, TD_NODES);
+            return;
+        }
+        rc = stubdm__hotplug_remove(ctx, td->S, td->own_ptrs, td->n_own,
+                                    td_on_scripts, td, &td->scripts);
+        keep_first(ctx, rc, "hotplug scripts", &td->first, td->msg,
+                   sizeof(td->msg));
+        if (!rc && td->scripts)
+            return; /* td_on_scripts goes on */
+        td_go(td, TD_NODES);
+        return;
+    case TD_NODES:
+        td_nodes(td);
+        return;
+    case TD_END:
+        td_finish(td);
+        return;
+    }
+}
+
+static void td_stop(stubdm_op *op)
+{
+    struct td_op *td = (struct td_op *)op;
+    stubdm_ctx *ctx = op->ctx;
+
+    stubdm__timer_stop(ctx, &td->tick);
+    if (td->scripts) { /* kills the script that runs */
+        stubdm_op_free(td->scripts);
+        td->scripts = NULL;
+    }
+    if (td->s) {
+        td->s->destroy_op = NULL;
+        td->s = NULL;
+    }
+    if (td->step == TD_END)
+        return;
+    /* Cancelled, or freed pending: never silently. */
+    char what[STUBDM_ERRMSG_MAX];
+    snprintf(what, sizeof(what),
+             "destroy %u: cancelled while %s: the domain is destroyed; its "
+             "contract, the backends whose remove/offline did not run and "
+             "its nodes are left, which "
+             "stubdm_stubdom_destroy_by_domid(%u) removes",
+             td->S, td_step_name[td->step], td->S);
+    LOG_WARN(ctx, MOD, "%s", what);
+    if (op->state != STUBDM__OP_PENDING && op->rc == STUBDM_ECANCELED)
+        snprintf(op->errmsg, sizeof(op->errmsg), "%s", what);
+}
+
+static void td_destroy(stubdm_op *op)
+{
+    struct td_op *td = (struct td_op *)op;
+
+    stubdm_contract_free(td->contract);
+    td->contract = NULL;
+    free(td->own);
+    td->own = NULL;
+    free(td->own_ptrs);
+    td->own_ptrs = NULL;
+}
+
+static const struct stubdm__op_type td_type = {
+    .name = "destroy",
+    .stop = td_stop,
+    .destroy = td_destroy,
+};
+
+/* The spawn's own scripts (cfg's), the paths it wrote, into the op. */
+static int td_own_scripts(struct td_op *td, const stubdm_spawn_opts *cfg)
+{
+    size_t max = cfg ? cfg->ndisks + cfg->nnics : 0, n = 0;
+
+    if (!max)
+        return 0;
+    td->own = stubdm__calloc(max, sizeof(*td->own));
+    td->own_ptrs = stubdm__calloc(max, sizeof(*td->own_ptrs));
+    if (!td->own || !td->own_ptrs)
+        return STUBDM_ENOMEM;
+    for (size_t i = 0; i < cfg->ndisks; i++) {
+        if (cfg->disks[i].qcow2)
+            continue;
+        stubdm__spawn_script_path(cfg->disks[i].script, DEFAULT_BLOCK_SCRIPT,
+                                  td->own[n], sizeof(td->own[n]));
+        td->own_ptrs[n] = td->own[n];
+        n++;
+    }
+    for (size_t i = 0; i < cfg->nnics; i++) {
+        stubdm__spawn_script_path(cfg->nics[i].script, DEFAULT_VIF_SCRIPT,
+                                  td->own[n], sizeof(td->own[n]));
+        td->own_ptrs[n] = td->own[n];
+        n++;
+    }
+    td->n_own = n;
+    return 0;
+}
+
+int stubdm__teardown_start(const struct stubdm__teardown *t,
+                           stubdm_done_fn *done, void *user,
+                           stubdm_op **op_out)
+{
+    stubdm_ctx *ctx = t->ctx;
+    struct td_op *td;
+    bool made_vm = false;
+    int rc;
+
+    *op_out = NULL;
+    td = (struct td_op *)stubdm__op_new(ctx, &td_type, sizeof(*td), done,
+                                        user);
+    if (!td)
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "destroy op");
+    td->S = t->S;
+    td->G = t->G;
+    td->have_guest = t->have_guest;
+    td->started_ms = stubdm_now_ms();
+    snprintf(td->gvm, sizeof(td->gvm), "%s", t->guest_vm ? t->guest_vm : "");
+    snprintf(td->svm, sizeof(td->svm), "%s", t->stub_vm ? t->stub_vm : "");
+    stubdm__timer_init(&td->tick, td_on_tick);
+    td->step = t->made ? TD_SCRIPTS : TD_END;
+    if (td_own_scripts(td, t->cfg)) {
+        stubdm__op_abandon(&td->op);
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "destroy op");
+    }
+    rc = stubdm__timer_arm(ctx, &td->tick, td->started_ms);
+    if (rc) {
+        stubdm__op_abandon(&td->op);
+        return rc;
+    }
+    td->rm = (struct rm_args){td->S,          td->G,
+                              td->have_guest, td->svm[0] ? td->svm : NULL,
+                              NULL,           false};
+    if (t->made && td->have_guest &&
+        placeholder_of(ctx, td->G, td->S, &made_vm)) {
+        td->rm.placeholder = true;
+        td->rm.guest_vm = made_vm && td->gvm[0] ? td->gvm : NULL;
+    }
+    if (t->made) {
+        /* A domain that could not be destroyed keeps its nodes: they are
+         * what makes it a stubdomain to a later destroy by domid. */
+        LOG_DEBUG(ctx, MOD, "destroy %u: destroying the domain", td->S);
+        rc = t->host->destroy(ctx, td->S);
+        if (rc) {
+            char msg[STUBDM_ERRMSG_MAX];
+            snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
+            stubdm__op_abandon(&td->op);
+            return stubdm__fail(ctx, rc, ctx->os_errno,
+                                "destroy %u: destroying the domain: %s", t->S,
+                                msg);
+        }
+        LOG_DEBUG(ctx, MOD, "destroy %u: %s (%.3f s)", td->S,
+                  td_step_name[TD_SCRIPTS],
+                  (double)(stubdm_now_ms() - td->started_ms) / 1000.0);
+    }
+    if (t->contract) { /* taken: the op removes exactly what it holds */
+        td->contract = *t->contract;
+        *t->contract = NULL;
+    }
+    stubdm__op_started(&td->op, op_out);
+    return 0;
+}
+
+/* ---- the handle's destroy ------------------------------------------------ */
+
+int stubdm_stubdom_destroy(stubdm_stubdom *s, stubdm_done_fn *done, void *user,
+                           stubdm_op **op_out)
+{
+    struct stubdm__teardown t;
+    stubdm_op *op = NULL;
+    bool made;
+    int rc;
+
+    if (op_out)
+        *op_out = NULL;
+    if (!s)
+        return STUBDM_EINVAL;
+    if (s->destroy_op)
+        return stubdm__fail(s->ctx, STUBDM_EBUSY, 0,
+                            "destroy %u: a destroy of it is running",
+                            s->domid);
+    made = s->domain_made;
+    /* A pending spawn ends first (cancelled: its scripts killed, its
+     * consoles and QMP closed), without the blocking teardown of its
+     * stop hook: this op tears the domain down. */
+    s->domain_made = false;
+    stubdm__spawn_cancel(s, "the stubdomain was destroyed");
+    stubdm__spawn_teardown(s);
+    s->domain_made = made;
+    t = (struct stubdm__teardown){
+        .ctx = s->ctx,
+        .host = s->host,
+        .S = s->domid,
+        .G = s->guest,
+        .have_guest = true,
+        .made = made,
+        .guest_vm = s->vm_path[0] ? s->vm_path : NULL,
+        .stub_vm = s->stub_vm[0] ? s->stub_vm : NULL,
+        .cfg = s->cfg,
+        .contract = s->contract_rc ? NULL : &s->contract,
+    };
+    rc = stubdm__teardown_start(&t, done, user, &op);
+    if (rc)
+        return rc;
+    if (!s->contract)
+        s->contract_rc = STUBDM_ESTATE;
+    s->domain_made = false;
+    s->step = STUBDM_SPAWN_STEP_DESTROYED;
+    s->destroy_op = op;
+    ((struct td_op *)op)->s = s;
+    if (op_out)
+        *op_out = op;
+    else
+        op->floating = true;
+    return 0;
+}
+
+int stubdm_stubdom_destroy_sync(stubdm_stubdom *s)
+{
+    stubdm_op *op = NULL;
+    int rc;
+
+    if (!s)
+        return STUBDM_EINVAL;
+    if ((rc = stubdm__sync_check(s->ctx, "stubdom_destroy_sync")) ||
+        (rc = stubdm_stubdom_destroy(s, NULL, NULL, &op)))
+        return rc;
+    rc = stubdm__op_wait(op);
+    stubdm_op_free(op);
+    return rc;
+}
+
+void stubdm__spawn_destroy_detach(stubdm_stubdom *s)
+{
+    if (s->destroy_op) {
+        ((struct td_op *)s->destroy_op)->s = NULL;
+        s->destroy_op = NULL;
+    }
 }
