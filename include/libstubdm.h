@@ -107,6 +107,8 @@ extern "C" {
  * pause. */
 #define STUBDM_HAVE_DM_STATE 1
 #define STUBDM_HAVE_CONSOLE_SERVE 1 /* stubdm_console_serve             */
+/* stubdm_contract_set_consoles, stubdm_contract_set_dm_version. */
+#define STUBDM_HAVE_CONTRACT_CONSOLES 1
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -685,6 +687,42 @@ STUBDM_EXPORT int stubdm_contract_set_hvmloader(stubdm_contract *c,
 STUBDM_EXPORT int stubdm_contract_set_toolstack_domid(stubdm_contract *c,
                                                       uint32_t domid);
 
+/** Console n (0 .. 2 + STUBDM_CONSOLE_MAX_SERIALS) in a console selection. */
+#define STUBDM_CONTRACT_CONSOLE(n) (1u << (n))
+/** Every console: the default selection. */
+#define STUBDM_CONTRACT_CONSOLES_ALL 0x7ffffu
+/** No console: the toolstack writes (and serves) them all itself. */
+#define STUBDM_CONTRACT_CONSOLES_NONE 0u
+
+/**
+ * Choose the consoles the contract writes, layout() shows and remove()
+ * removes: a mask of STUBDM_CONTRACT_CONSOLE(n) bits (default
+ * STUBDM_CONTRACT_CONSOLES_ALL).  Of the selected consoles, those that
+ * exist for the backend and outputs (docs/protocol.md section 4) are
+ * written as before; an unselected console is the toolstack's: its
+ * frontend (/local/domain/S/console for 0, .../device/console/N) and its
+ * backend (/local/domain/T/backend/console/S/N) are neither written nor
+ * removed.  A toolstack keeping its own console backend (libxl's dom0
+ * QEMU, xenconsoled) selects none, or what it leaves to the library.  A
+ * Linux stubdomain numbers its hvc devices by probe order, so a toolstack
+ * writing some consoles itself keeps the numbering whole (console 2 before
+ * serials).  An output set for an unselected console makes layout() and
+ * write() fail with STUBDM_EINVAL.
+ * @return 0 or STUBDM_EINVAL (NULL c, bits beyond the last console).
+ */
+STUBDM_EXPORT int stubdm_contract_set_consoles(stubdm_contract *c,
+                                               unsigned mask);
+
+/**
+ * Whether the contract writes /libxl/<guest>/dm-version = "qemu_xen"
+ * (default: yes, for libxl's tools, docs/protocol.md).  0: the toolstack
+ * keeps that node itself (libxl writes it before the stubdomain starts and
+ * reads it after the stubdomain is gone, in dm_destroy_cb): the contract
+ * neither writes nor removes it.  @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_contract_set_dm_version(stubdm_contract *c,
+                                                 int write);
+
 /**
  * Compute every node write() would create, in write order, without I/O.
  * @return 0, STUBDM_EINVAL (incomplete or inconsistent contract; the
@@ -705,9 +743,32 @@ STUBDM_EXPORT int stubdm_contract_write(stubdm_ctx *ctx,
                                         const stubdm_contract *c);
 
 /**
- * Remove everything write() created (and what the stubdomain wrote below
- * its device-model directory), in one transaction.  Missing nodes are not
- * an error.  Blocking.
+ * Remove exactly what write() of this contract created, and what the
+ * stubdomain wrote below the directories it owns there, in one
+ * transaction.  Missing nodes are not an error; removing twice is fine.
+ * Blocking.  It removes:
+ *   - V/image/dm-argv and V/image/dmargs (V: the vm path, or the dom0-owned
+ *     /local/domain/G/vm; when that node is gone the argv is left alone
+ *     and a warning logged);
+ *   - /libxl/G/dm-version, unless stubdm_contract_set_dm_version(c, 0);
+ *   - /local/domain/G/image/device-model-domid, /local/domain/S/target;
+ *   - /local/domain/G/hvmloader/{bios,allow-memory-relocate} if this
+ *     contract sets a bios;
+ *   - /local/domain/S/device-model/G, whole (the stubdomain's state and
+ *     qmp-vchan nodes);
+ *   - for each console selected (stubdm_contract_set_consoles, default
+ *     all 19), its frontend and backend directories, whole;
+ *   - then, only when left empty, the containers the write may have
+ *     created: /local/domain/T/backend/console/S,
+ *     /local/domain/T/backend/console, /local/domain/S/device/console,
+ *     /local/domain/S/device-model, /local/domain/G/image and (with a
+ *     bios) /local/domain/G/hvmloader.
+ * Nothing else: not V, V/image, /local/domain/S, /local/domain/G,
+ * /libxl/G or anything in them a toolstack wrote (its dm-version with
+ * set_dm_version(c, 0), the console directories it keeps), so a toolstack
+ * reading its own nodes after the stubdomain is gone still finds them.
+ * The xenstore target relation (xs_set_target) has no undo: it ends when
+ * the stubdomain is released.
  */
 STUBDM_EXPORT int stubdm_contract_remove(stubdm_ctx *ctx,
                                          const stubdm_contract *c);
