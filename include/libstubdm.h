@@ -1657,7 +1657,9 @@ STUBDM_EXPORT int stubdm_spawn_layout(stubdm_ctx *ctx,
 
 /** The steps of a spawn, in order.  HOTPLUG is reported on every spawn;
  *  it runs scripts only for disks and nics, and only when
- *  stubdm_ctx_set_hotplug() has not turned them off. */
+ *  stubdm_ctx_set_hotplug() has not turned them off.  A spawn of the
+ *  caller's domain (stubdm_spawn_opts_set_domain) starts at CONTRACT, and
+ *  with STUBDM_SPAWN_ADOPT_NO_UNPAUSE skips UNPAUSE. */
 typedef enum stubdm_spawn_step {
     STUBDM_SPAWN_STEP_CREATE = 0,   /**< "creating the domain"               */
     STUBDM_SPAWN_STEP_CONTRACT = 1, /**< "writing the xenstore contract"     */
