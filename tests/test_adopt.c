@@ -442,14 +442,16 @@ START_TEST(test_adopt_failure_leaves_domain)
 }
 END_TEST
 
-/* Handed over (STUBDM_SPAWN_ADOPT_DESTROY): a failure destroys the domain
- * and removes its nodes, as for a domain the library created. */
+/* Handed over (STUBDM_SPAWN_ADOPT_DESTROY): a failure (0: no "running")
+ * or a cancellation before anything was written (1: as CONTRACT is
+ * reported) destroys the domain and removes its nodes, as for a domain
+ * the library created. */
 START_TEST(test_adopt_destroy_flag)
 {
     static const char *const norun[] = {"--no-qemu", "--no-running"};
     stubdm_spawn_opts *c;
     stubdm_stubdom *s = NULL;
-    struct progress p = {0, -1, NULL, ""};
+    struct progress p = {0, _i ? STUBDM_SPAWN_STEP_CONTRACT : -1, NULL, ""};
     char msg[STUBDM_ERRMSG_MAX], path[64], st[16], *v;
 
     ts_build();
@@ -458,7 +460,8 @@ START_TEST(test_adopt_destroy_flag)
                                                        norun, 2),
                      0);
     ck_assert_int_eq(stubdm_spawn_opts_set_timeout(c, 1000), 0);
-    ck_assert_int_eq(run_op(c, &p, &s, msg, sizeof(msg)), STUBDM_ETIMEDOUT);
+    ck_assert_int_eq(run_op(c, &p, &s, msg, sizeof(msg)),
+                     _i ? STUBDM_ECANCELED : STUBDM_ETIMEDOUT);
     stubdm_spawn_opts_free(c);
     stubdm_stubdom_free(s);
     ck_assert(!domain_known(S));
@@ -606,7 +609,7 @@ static Suite *adopt_suite(void)
     tcase_add_test(tc, test_adopt_running);
     tcase_add_loop_test(tc, test_adopt_failure_leaves_domain, 0,
                         (int)STUBDM_ARRAY_SIZE(fail_cases));
-    tcase_add_test(tc, test_adopt_destroy_flag);
+    tcase_add_loop_test(tc, test_adopt_destroy_flag, 0, 2);
     tcase_add_test(tc, test_adopt_no_unpause);
     tcase_add_test(tc, test_adopt_refusals);
     suite_add_tcase(s, tc);

@@ -445,6 +445,8 @@ static int stubdom_new(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
         s->adopted = true;
         s->domid = cfg->adopt;
         s->domain_made = (cfg->adopt_flags & STUBDM_SPAWN_ADOPT_DESTROY) != 0;
+        if (s->domain_made) /* a cancel before CONTRACT destroys it too */
+            stubdm__spawn_read_stub_vm(s);
         s->step = STUBDM_SPAWN_STEP_CONTRACT;
     }
     *out = s;

@@ -220,6 +220,9 @@ int stubdm__spawn_step_create(stubdm_stubdom *s);
  * of a domain it makes (names, vm paths, the placed contract), taken from
  * the caller's domain, and the hypervisor's target relation. */
 int stubdm__spawn_step_adopt(stubdm_stubdom *s);
+/* An adopted domain's own /vm/<uuid>, from its dom0-owned "vm" node, for
+ * a teardown that destroys it (STUBDM_SPAWN_ADOPT_DESTROY). */
+void stubdm__spawn_read_stub_vm(stubdm_stubdom *s);
 int stubdm__spawn_step_contract(stubdm_stubdom *s);
 int stubdm__spawn_step_devices(stubdm_stubdom *s);
 /* Start the hotplug scripts of every raw disk and nic, unless the ctx

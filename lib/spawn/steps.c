@@ -237,7 +237,7 @@ int stubdm__spawn_step_create(stubdm_stubdom *s)
 
 /* The stubdomain's own /vm/<uuid> as its builder wrote it (dom0's node
  * only), for a teardown that destroys the domain. */
-static void read_stub_vm(stubdm_stubdom *s)
+void stubdm__spawn_read_stub_vm(stubdm_stubdom *s)
 {
     char p[64], *v = NULL;
 
@@ -268,8 +268,6 @@ int stubdm__spawn_step_adopt(stubdm_stubdom *s)
     b->sim_program = c->sim_program;
     b->sim_args = (const char *const *)c->sim_args;
     b->sim_nargs = c->sim_nargs;
-    if (s->domain_made)
-        read_stub_vm(s);
     place_contract(s);
     s->attached = true; /* from here on, a teardown has something to undo */
     return s->host->set_target(s->ctx, s->domid, s->guest);
