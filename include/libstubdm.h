@@ -127,6 +127,11 @@ extern "C" {
 #define STUBDM_HAVE_DISPATCH_DATA 1
 #define STUBDM_HAVE_WAKE 1     /* stubdm_ctx_wake, stubdm_ctx_interrupt */
 #define STUBDM_HAVE_POSTFORK 1 /* stubdm_ctx_postfork_child            */
+/* stubdm_spawn_opts_set_domain: the spawn of a domain the caller built. */
+#define STUBDM_HAVE_SPAWN_ADOPT 1
+/* stubdm_contract_set_consoles, stubdm_contract_set_dm_version and their
+ * spawn options. */
+#define STUBDM_HAVE_CONTRACT_CONSOLES 1
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -795,6 +800,42 @@ STUBDM_EXPORT int stubdm_contract_set_hvmloader(stubdm_contract *c,
 STUBDM_EXPORT int stubdm_contract_set_toolstack_domid(stubdm_contract *c,
                                                       uint32_t domid);
 
+/** Console n (0 .. 2 + STUBDM_CONSOLE_MAX_SERIALS) in a console selection. */
+#define STUBDM_CONTRACT_CONSOLE(n) (1u << (n))
+/** Every console: the default selection. */
+#define STUBDM_CONTRACT_CONSOLES_ALL 0x7ffffu
+/** No console: the toolstack writes (and serves) them all itself. */
+#define STUBDM_CONTRACT_CONSOLES_NONE 0u
+
+/**
+ * Choose the consoles the contract writes, layout() shows and remove()
+ * removes: a mask of STUBDM_CONTRACT_CONSOLE(n) bits (default
+ * STUBDM_CONTRACT_CONSOLES_ALL).  Of the selected consoles, those that
+ * exist for the backend and outputs (docs/protocol.md section 4) are
+ * written as before; an unselected console is the toolstack's: its
+ * frontend (/local/domain/S/console for 0, .../device/console/N) and its
+ * backend (/local/domain/T/backend/console/S/N) are neither written nor
+ * removed.  A toolstack keeping its own console backend (libxl's dom0
+ * QEMU, xenconsoled) selects none, or what it leaves to the library.  A
+ * Linux stubdomain numbers its hvc devices by probe order, so a toolstack
+ * writing some consoles itself keeps the numbering whole (console 2 before
+ * serials).  An output set for an unselected console makes layout() and
+ * write() fail with STUBDM_EINVAL.
+ * @return 0 or STUBDM_EINVAL (NULL c, bits beyond the last console).
+ */
+STUBDM_EXPORT int stubdm_contract_set_consoles(stubdm_contract *c,
+                                               unsigned mask);
+
+/**
+ * Whether the contract writes /libxl/<guest>/dm-version = "qemu_xen"
+ * (default: yes, for libxl's tools, docs/protocol.md).  0: the toolstack
+ * keeps that node itself (libxl writes it before the stubdomain starts and
+ * reads it after the stubdomain is gone, in dm_destroy_cb): the contract
+ * neither writes nor removes it.  @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_contract_set_dm_version(stubdm_contract *c,
+                                                 int write);
+
 /**
  * Compute every node write() would create, in write order, without I/O.
  * @return 0, STUBDM_EINVAL (incomplete or inconsistent contract; the
@@ -815,9 +856,32 @@ STUBDM_EXPORT int stubdm_contract_write(stubdm_ctx *ctx,
                                         const stubdm_contract *c);
 
 /**
- * Remove everything write() created (and what the stubdomain wrote below
- * its device-model directory), in one transaction.  Missing nodes are not
- * an error.  Blocking.
+ * Remove exactly what write() of this contract created, and what the
+ * stubdomain wrote below the directories it owns there, in one
+ * transaction.  Missing nodes are not an error; removing twice is fine.
+ * Blocking.  It removes:
+ *   - V/image/dm-argv and V/image/dmargs (V: the vm path, or the dom0-owned
+ *     /local/domain/G/vm; when that node is gone the argv is left alone
+ *     and a warning logged);
+ *   - /libxl/G/dm-version, unless stubdm_contract_set_dm_version(c, 0);
+ *   - /local/domain/G/image/device-model-domid, /local/domain/S/target;
+ *   - /local/domain/G/hvmloader/{bios,allow-memory-relocate} if this
+ *     contract sets a bios;
+ *   - /local/domain/S/device-model/G, whole (the stubdomain's state and
+ *     qmp-vchan nodes);
+ *   - for each console selected (stubdm_contract_set_consoles, default
+ *     all 19), its frontend and backend directories, whole;
+ *   - then, only when left empty, the containers the write may have
+ *     created: /local/domain/T/backend/console/S,
+ *     /local/domain/T/backend/console, /local/domain/S/device/console,
+ *     /local/domain/S/device-model, /local/domain/G/image and (with a
+ *     bios) /local/domain/G/hvmloader.
+ * Nothing else: not V, V/image, /local/domain/S, /local/domain/G,
+ * /libxl/G or anything in them a toolstack wrote (its dm-version with
+ * set_dm_version(c, 0), the console directories it keeps), so a toolstack
+ * reading its own nodes after the stubdomain is gone still finds them.
+ * The xenstore target relation (xs_set_target) has no undo: it ends when
+ * the stubdomain is released.
  */
 STUBDM_EXPORT int stubdm_contract_remove(stubdm_ctx *ctx,
                                          const stubdm_contract *c);
@@ -1535,6 +1599,11 @@ STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
  * fds) before the completion callback runs; the message names the step:
  * "spawn: waiting for running: stubdomain 7 crashed (signal 11) ...".
  *
+ * A toolstack with its own domain builder (libxl) builds the domain and
+ * hands it to the spawn with stubdm_spawn_opts_set_domain: everything
+ * from the contract on, and a rollback that never destroys that domain
+ * unless asked (docs/embedding.md).
+ *
  * Hosts.  On a Xen host the domain is built with libxenctrl/libxenguest
  * (docs/real-xen.md).  Without Xen, the simulated host is used: the
  * mock xenstored (stubdm-ctl sim start) plays the hypervisor and runs
@@ -1857,6 +1926,104 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_sim_program(stubdm_spawn_opts *cfg,
                                                     const char *const *args,
                                                     size_t nargs);
 
+/** stubdm_spawn_opts_set_domain flags. */
+enum {
+    /** Do not unpause: the caller does, once the spawn reports
+     *  STUBDM_SPAWN_STEP_WAIT (UNPAUSE is skipped, not reported). */
+    STUBDM_SPAWN_ADOPT_NO_UNPAUSE = 1u << 0,
+    /** Run no hotplug script for this spawn's disks and nics (the caller
+     *  runs them, as with stubdm_ctx_set_hotplug(ctx, 0), for this spawn
+     *  only). */
+    STUBDM_SPAWN_ADOPT_NO_HOTPLUG = 1u << 1,
+    /** Hand the domain over: a failed or cancelled spawn and
+     *  stubdm_stubdom_destroy destroy it as one the library created. */
+    STUBDM_SPAWN_ADOPT_DESTROY = 1u << 2,
+};
+
+/**
+ * Bring your own domain: the spawn does not create a domain but takes
+ * domid, a PV domain the caller built (libxl's libxl__domain_make and
+ * libxl__domain_build: paused, introduced to xenstore, its
+ * /local/domain/<domid> written), and runs the rest of the flow on it as
+ * one asynchronous op, with the same steps, progress, messages and codes
+ * as any spawn, from the step CONTRACT on (CREATE is skipped, never
+ * reported):
+ *
+ *   CONTRACT  the guest's vm path (taken only from a dom0-owned
+ *             /local/domain/<guest>/vm, or the uuid of set_guest: there is
+ *             no stand-in guest, also on the simulated host), the
+ *             hypervisor's target relation (xc_domain_set_target, which
+ *             Xen accepts once per domain: the caller does not set it),
+ *             stubdm_contract_write;
+ *   DEVICES   the disks and nics of the options, if any (the caller's own
+ *             devices use other devids: xvda is 51712, vif 0 is 0), and
+ *             the consoles the library serves (backend LIBSTUBDM);
+ *   HOTPLUG   their scripts, unless STUBDM_SPAWN_ADOPT_NO_HOTPLUG or
+ *             stubdm_ctx_set_hotplug(ctx, 0);
+ *   UNPAUSE   unless STUBDM_SPAWN_ADOPT_NO_UNPAUSE: then the spawn goes
+ *             from HOTPLUG to WAIT, and WAIT's progress report says the
+ *             domain is ready: the caller unpauses it then (or later,
+ *             within the timeout, which runs from there);
+ *   WAIT      "running" in device-model/<guest>/state, the domain's death
+ *             ending the wait at once (as stubdm_dm_wait_running);
+ *   QMP       if asked (stubdm_spawn_opts_set_qmp).
+ *
+ * Used: the guest, args, consoles and console backend, disks, nics,
+ * timeout, QMP, restore fd; on the simulated host the sim program (its
+ * UNPAUSE starts it, as the simulated hypervisor boots a domain).  Not
+ * used: name, kernel, memory, vCPUs, XSM label (the domain is built);
+ * stubdm_spawn_opts_set_stubdom_domid is refused with it.  On Xen a
+ * contract with console 0 (the default) needs its ring:
+ * stubdm_spawn_opts_set_console0_ring, or leave console 0 to the
+ * toolstack (stubdm_spawn_opts_set_consoles).
+ *
+ * stubdm_spawn then checks, blocking on one xenstore request, that the
+ * domain exists (xenstore knows it: introduced) and returns at once,
+ * creating nothing and calling nothing back, STUBDM_ENOENT ("spawn:
+ * domain 12 does not exist ...") if it does not, STUBDM_ESTATE if it is
+ * dying, crashed or shut down.  Progress and done are called as for any
+ * spawn: from dispatch, never inside stubdm_spawn; the caller may unpause
+ * its domain from inside the WAIT progress callback.
+ *
+ * Ownership.  Without STUBDM_SPAWN_ADOPT_DESTROY the domain stays the
+ * caller's: a failure at any step, a cancellation, freeing a pending
+ * handle and stubdm_stubdom_destroy undo exactly what the spawn added --
+ * the domain paused again if the spawn unpaused it (a dead one is left
+ * as it is), QMP closed, the consoles it served closed, its devices'
+ * remove/offline scripts run and their nodes removed, the contract
+ * removed (stubdm_contract_remove) -- and never destroy the domain nor
+ * remove /local/domain/<domid> or anything else the caller wrote: the
+ * store is as before the spawn (the hypervisor and xenstore target
+ * relations stay: neither has an undo).  With it, the domain is destroyed
+ * and its nodes removed as for a spawn that created it: the domain,
+ * /local/domain/<domid>, the /vm entry its dom0-owned "vm" node names,
+ * dom0's console, vbd and vif backends of it.  stubdm_stubdom_free on a
+ * running handle lets it run either way.
+ *
+ * @param domid  the domain, or 0 to create one again (the default).
+ * @param flags  STUBDM_SPAWN_ADOPT_* bits.
+ * @return 0, STUBDM_EINVAL (domid reserved, unknown flags, NULL cfg).
+ */
+STUBDM_EXPORT int stubdm_spawn_opts_set_domain(stubdm_spawn_opts *cfg,
+                                               uint32_t domid, unsigned flags);
+/** The consoles the spawn's contract writes, as
+ *  stubdm_contract_set_consoles (default all); with the LIBSTUBDM backend
+ *  only those are served.  An output or restore fd for an unselected
+ *  console is refused by validation.  @return 0 or STUBDM_EINVAL. */
+STUBDM_EXPORT int stubdm_spawn_opts_set_consoles(stubdm_spawn_opts *cfg,
+                                                 unsigned mask);
+/** Whether the spawn's contract writes /libxl/<guest>/dm-version, as
+ *  stubdm_contract_set_dm_version (default yes). */
+STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *cfg,
+                                                   int write);
+/** Console 0's ring and event channel of an adopted domain on Xen (the
+ *  caller's builder chose them), written as the contract's ring-ref and
+ *  port (stubdm_contract_set_console0_ring).  Ignored when the spawn
+ *  creates the domain.  @return 0 or STUBDM_EINVAL. */
+STUBDM_EXPORT int stubdm_spawn_opts_set_console0_ring(stubdm_spawn_opts *cfg,
+                                                      uint64_t ring_mfn,
+                                                      uint32_t port);
+
 /**
  * Validate without creating anything: every field, the files (kernel and
  * ramdisk readable) and the dm-argv (as stubdm_dm_argv_encode).
@@ -1888,7 +2055,9 @@ STUBDM_EXPORT int stubdm_spawn_layout(stubdm_ctx *ctx,
 
 /** The steps of a spawn, in order.  HOTPLUG is reported on every spawn;
  *  it runs scripts only for disks and nics, and only when
- *  stubdm_ctx_set_hotplug() has not turned them off. */
+ *  stubdm_ctx_set_hotplug() has not turned them off.  A spawn of the
+ *  caller's domain (stubdm_spawn_opts_set_domain) starts at CONTRACT, and
+ *  with STUBDM_SPAWN_ADOPT_NO_UNPAUSE skips UNPAUSE. */
 typedef enum stubdm_spawn_step {
     STUBDM_SPAWN_STEP_CREATE = 0,   /**< "creating the domain"               */
     STUBDM_SPAWN_STEP_CONTRACT = 1, /**< "writing the xenstore contract"     */
@@ -2101,6 +2270,12 @@ STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
  * freeing it while the destroy runs leaves the op running alone.
  * Idempotent: once destroyed, a destroy completes with 0 and does
  * nothing.
+ *
+ * A domain the caller built (stubdm_spawn_opts_set_domain without
+ * STUBDM_SPAWN_ADOPT_DESTROY) is not destroyed: it is paused again if the
+ * spawn unpaused it, and only what the spawn added goes (QMP, its
+ * consoles, its devices and their scripts, the contract), inside this
+ * call; the op then completes at once and the caller destroys the domain.
  * @param[out] op_out  the op, or NULL for a floating op.
  * @return 0 if started; STUBDM_EINVAL (NULL s); STUBDM_EBUSY (a destroy
  *         of it is running); STUBDM_ENOMEM; the host's failure to destroy

@@ -150,6 +150,37 @@ START_TEST(test_layout_golden)
 }
 END_TEST
 
+/* A selection of consoles: only those are written; an output for another
+ * is refused; none leaves every console to the toolstack; without
+ * dm-version the toolstack keeps that node too. */
+START_TEST(test_consoles_golden)
+{
+    stubdm_contract *c = basic();
+
+    /* Console 0 (its output set by basic()) left out: refused. */
+    ck_assert_int_eq(
+        stubdm_contract_set_consoles(c, STUBDM_CONTRACT_CONSOLE(1) |
+                                            STUBDM_CONTRACT_CONSOLE(3)),
+        0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 3, "pty"), 0);
+    golden("consoles-1-3-refused", c);
+    /* Without it: consoles 1 and 3 only, no console 2 placeholder (the
+     * toolstack keeps 0 and 2, and the hvc numbering). */
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, NULL), 0);
+    golden("consoles-1-3", c);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 3, NULL), 0);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 1, NULL), 0);
+    ck_assert_int_eq(
+        stubdm_contract_set_consoles(c, STUBDM_CONTRACT_CONSOLES_NONE), 0);
+    ck_assert_int_eq(stubdm_contract_set_dm_version(c, 0), 0);
+    golden("consoles-none-no-dm-version", c);
+    ck_assert_int_eq(stubdm_contract_set_consoles(c, 1u << 19), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_consoles(NULL, 0), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_dm_version(NULL, 0), STUBDM_EINVAL);
+    stubdm_contract_free(c);
+}
+END_TEST
+
 /* ---- the spawn's own layouts ---------------------------------------------- */
 
 static const char spawn_macs[][MAC_LEN] = {"00:16:3e:00:00:01",
@@ -411,6 +442,53 @@ START_TEST(test_write_permissions_remove)
 END_TEST
 
 /*
+ * What a toolstack keeps for itself survives a write and a remove: its
+ * dm-version (libxl writes it before the stubdomain starts and reads it in
+ * dm_destroy_cb after the stubdomain is gone) and its console 0, frontend
+ * and backend (xenconsoled's), when the contract leaves them to it.  The
+ * contract writes and removes the rest, and the store is the toolstack's
+ * again, /local/domain/<guest>/image (the contract's container) included.
+ */
+START_TEST(test_toolstack_nodes_survive_remove)
+{
+    stubdm_contract *c = basic();
+    char *before, *after, *v;
+
+    ck_assert(xs_write(xs0, XBT_NULL, "/libxl/4/dm-version", "qemu_xen", 8));
+    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/5/console/type",
+                       "xenconsoled", 11));
+    ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/5/console/output",
+                       "file:/var/log/xen/own.log", 25));
+    ck_assert(xs_write(xs0, XBT_NULL,
+                       "/local/domain/0/backend/console/5/0/state", "4", 1));
+    before = xsfix_dump(&mock);
+    ck_assert_int_eq(stubdm_contract_set_console_output(c, 0, NULL), 0);
+    ck_assert_int_eq(
+        stubdm_contract_set_consoles(c, STUBDM_CONTRACT_CONSOLES_ALL &
+                                            ~STUBDM_CONTRACT_CONSOLE(0)),
+        0);
+    ck_assert_int_eq(stubdm_contract_set_dm_version(c, 0), 0);
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    v = xs_read(xs0, XBT_NULL, "/local/domain/5/console/type", NULL);
+    ck_assert_str_eq(v, "xenconsoled");
+    free(v);
+    v = xs_read(xs0, XBT_NULL, "/local/domain/5/device/console/1/type", NULL);
+    ck_assert_str_eq(v, "ioemu");
+    free(v);
+    v = xs_read(xs0, XBT_NULL, "/local/domain/4/image/device-model-domid",
+                NULL);
+    ck_assert_str_eq(v, "5");
+    free(v);
+    ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
+    after = xsfix_dump(&mock);
+    ck_assert_str_eq(after, before);
+    free(after);
+    free(before);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+/*
  * What qemu-xen 7.2 does in a stubdomain, as measured on Xen 4.17
  * (docs/real-xen.md, spawnqemu): its legacy backend core creates
  * device-model/<guest>/backends/<type> (relative, so below the directory
@@ -583,7 +661,9 @@ static Suite *suite(void)
     tcase_add_test(t, test_spawn_layout_golden);
     tcase_add_test(t, test_spawn_layout_api);
     tcase_add_test(t, test_setters);
+    tcase_add_test(t, test_consoles_golden);
     tcase_add_test(t, test_write_permissions_remove);
+    tcase_add_test(t, test_toolstack_nodes_survive_remove);
     tcase_add_test(t, test_qemu_backends_nodes);
     tcase_add_test(t, test_rewrite_replaces);
     tcase_add_test(t, test_refused_and_failed_leave_nothing);

@@ -39,6 +39,8 @@ struct stubdm_contract {
     uint32_t port;
     char *bios;
     int allow_memory_relocate;
+    unsigned consoles;  /* STUBDM_CONTRACT_CONSOLE(n) bits written */
+    bool no_dm_version; /* the toolstack keeps /libxl/G/dm-version */
 };
 
 int stubdm_contract_new(stubdm_contract **out)
@@ -54,6 +56,7 @@ int stubdm_contract_new(stubdm_contract **out)
     c->encoding = STUBDM_DM_ARGV_DIRECTORY;
     c->max_value_len = STUBDM_DM_ARGV_DEFAULT_MAX_VALUE_LEN;
     c->backend = STUBDM_CONSOLE_BACKEND_IOEMU;
+    c->consoles = STUBDM_CONTRACT_CONSOLES_ALL;
     *out = c;
     return 0;
 }
@@ -225,6 +228,22 @@ int stubdm_contract_set_hvmloader(stubdm_contract *c, const char *bios,
     return 0;
 }
 
+int stubdm_contract_set_consoles(stubdm_contract *c, unsigned mask)
+{
+    if (!c || (mask & ~STUBDM_CONTRACT_CONSOLES_ALL))
+        return STUBDM_EINVAL;
+    c->consoles = mask;
+    return 0;
+}
+
+int stubdm_contract_set_dm_version(stubdm_contract *c, int write)
+{
+    if (!c)
+        return STUBDM_EINVAL;
+    c->no_dm_version = !write;
+    return 0;
+}
+
 int stubdm_contract_set_toolstack_domid(stubdm_contract *c, uint32_t domid)
 {
     if (!c || !stubdm__domid_ok(domid))
@@ -266,6 +285,8 @@ static bool console_exists(const stubdm_contract *c, unsigned n,
                            const char **output)
 {
     *output = n < STUBDM__NCONSOLES ? c->output[n] : NULL;
+    if (n >= STUBDM__NCONSOLES || !(c->consoles & STUBDM_CONTRACT_CONSOLE(n)))
+        return false; /* the toolstack's own, if anyone's */
     if (c->backend == STUBDM_CONSOLE_BACKEND_XENCONSOLED)
         return n == STUBDM_CONSOLE_LOG;
     if (n <= STUBDM_CONSOLE_SAVE)
@@ -322,6 +343,15 @@ static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
         const char *o = c->output[n];
         if (!o)
             continue;
+        /* Refused rather than dropped: the caller would expect an output
+         * nothing writes. */
+        if (!(c->consoles & STUBDM_CONTRACT_CONSOLE(n)))
+            return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                                "contract: console %u (%s) has output "
+                                "'%.40s', but it is not among the consoles "
+                                "the contract writes "
+                                "(stubdm_contract_set_consoles)",
+                                n, stubdm__console_role(n), o);
         if (strlen(o) > c->max_value_len)
             return stubdm__fail(ctx, STUBDM_ELIMIT, 0,
                                 "contract: console %u output is %zu bytes, "
@@ -412,7 +442,9 @@ static int build_layout(stubdm_ctx *ctx, const stubdm_contract *c,
         return rc;
     }
     snprintf(num, sizeof(num), "%u", S);
-    rc = stubdm__nodes_add_str(l, NULL, "qemu_xen", "/libxl/%u/dm-version", G);
+    if (!c->no_dm_version)
+        rc = stubdm__nodes_add_str(l, NULL, "qemu_xen", "/libxl/%u/dm-version",
+                                   G);
     if (!rc)
         rc = stubdm__nodes_add_str(l, NULL, num,
                                    "/local/domain/%u/image/device-model-domid",
@@ -541,7 +573,8 @@ static int remove_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
         RM("%s/" STUBDM__DM_ARGV_DIR, a->vm_path);
         RM("%s/" STUBDM__DMARGS_KEY, a->vm_path);
     }
-    RM("/libxl/%u/dm-version", G);
+    if (!c->no_dm_version)
+        RM("/libxl/%u/dm-version", G);
     RM("/local/domain/%u/image/device-model-domid", G);
     RM("/local/domain/%u/target", S);
     if (c->bios) {
@@ -549,10 +582,13 @@ static int remove_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
         RM("/local/domain/%u/hvmloader/allow-memory-relocate", G);
     }
     RM("/local/domain/%u/device-model/%u", S, G);
-    /* Every console a layout may contain, whatever this contract holds
-     * now: console directories are the contract's alone. */
+    /* Every selected console a layout may contain, whatever outputs this
+     * contract holds now: those console directories are the contract's
+     * alone; the others are the toolstack's (stubdm_contract_set_consoles). */
     for (unsigned n = 0; n < STUBDM__NCONSOLES; n++) {
         char fe[96], be[96];
+        if (!(c->consoles & STUBDM_CONTRACT_CONSOLE(n)))
+            continue;
         console_paths(c, n, fe, sizeof(fe), be, sizeof(be));
         RM("%s", fe);
         RM("%s", be);
@@ -569,6 +605,12 @@ static int remove_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     if ((rc = prune_if_empty(ctx, xsh, t, p)))
         return rc;
     snprintf(p, sizeof(p), "/local/domain/%u/device-model", S);
+    if ((rc = prune_if_empty(ctx, xsh, t, p)))
+        return rc;
+    /* device-model-domid's container: no domain builder makes it (libxl's
+     * domain_make does not; its dom0 QEMUs' pid goes there, never with a
+     * stubdomain), so empty it is what the write above created. */
+    snprintf(p, sizeof(p), "/local/domain/%u/image", G);
     if ((rc = prune_if_empty(ctx, xsh, t, p)))
         return rc;
     if (c->bios) {

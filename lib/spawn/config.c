@@ -72,6 +72,7 @@ int stubdm_spawn_opts_new(stubdm_spawn_opts **out)
     c->log_rotations = 10; /* libxl rotates qemu-dm-<name>.log .1 .. .10 */
     c->restore_fd = -1;
     c->timeout_ms = STUBDM_SPAWN_DEFAULT_TIMEOUT_MS;
+    c->consoles = STUBDM_CONTRACT_CONSOLES_ALL;
     *out = c;
     return 0;
 }
@@ -323,6 +324,47 @@ int stubdm_spawn_opts_set_sim_program(stubdm_spawn_opts *c,
     return 0;
 }
 
+int stubdm_spawn_opts_set_domain(stubdm_spawn_opts *c, uint32_t domid,
+                                 unsigned flags)
+{
+    const unsigned known = STUBDM_SPAWN_ADOPT_NO_UNPAUSE |
+                           STUBDM_SPAWN_ADOPT_NO_HOTPLUG |
+                           STUBDM_SPAWN_ADOPT_DESTROY;
+
+    if (!c || (domid && !stubdm__domid_ok(domid)) || (flags & ~known))
+        return STUBDM_EINVAL;
+    c->adopt = domid;
+    c->adopt_flags = domid ? flags : 0;
+    return 0;
+}
+
+int stubdm_spawn_opts_set_consoles(stubdm_spawn_opts *c, unsigned mask)
+{
+    if (!c || (mask & ~STUBDM_CONTRACT_CONSOLES_ALL))
+        return STUBDM_EINVAL;
+    c->consoles = mask;
+    return 0;
+}
+
+int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *c, int write)
+{
+    if (!c)
+        return STUBDM_EINVAL;
+    c->no_dm_version = !write;
+    return 0;
+}
+
+int stubdm_spawn_opts_set_console0_ring(stubdm_spawn_opts *c,
+                                        uint64_t ring_mfn, uint32_t port)
+{
+    if (!c)
+        return STUBDM_EINVAL;
+    c->ring0_set = true;
+    c->ring0_mfn = ring_mfn;
+    c->ring0_port = port;
+    return 0;
+}
+
 stubdm_spawn_opts *stubdm__spawn_config_dup(const stubdm_spawn_opts *c)
 {
     stubdm_spawn_opts *d;
@@ -365,5 +407,12 @@ stubdm_spawn_opts *stubdm__spawn_config_dup(const stubdm_spawn_opts *c)
     d->timeout_ms = c->timeout_ms;
     d->qmp = c->qmp;
     d->qmp_timeout_ms = c->qmp_timeout_ms;
+    d->adopt = c->adopt;
+    d->adopt_flags = c->adopt_flags;
+    d->consoles = c->consoles;
+    d->no_dm_version = c->no_dm_version;
+    d->ring0_set = c->ring0_set;
+    d->ring0_mfn = c->ring0_mfn;
+    d->ring0_port = c->ring0_port;
     return d;
 }

@@ -20,10 +20,16 @@
  *   WAIT      stubdm_dm_wait_running (watch + death monitor + deadline).
  *   QMP       stubdm_qmp_open, if asked.
  *
+ * A domain the caller built (stubdm_spawn_opts_set_domain) starts at
+ * CONTRACT, which first takes what CREATE would have learnt from the
+ * caller's domain (stubdm__spawn_step_adopt); NO_UNPAUSE goes from HOTPLUG
+ * to WAIT.
+ *
  * Failure anywhere, cancellation, or freeing the op or the handle while
  * pending runs the teardown (teardown.c) from the op's stop hook, i.e.
  * before the completion callback: the domain is destroyed and every node
- * removed.
+ * removed; a domain the caller built and kept is not destroyed: only what
+ * the spawn added to it is undone.
  */
 #include "console/console.h"
 #include "console/dm_state.h"
@@ -37,6 +43,7 @@
 #include "core/op.h"
 #include "spawn/hotplug.h"
 #include "spawn/stubdom.h"
+#include "xen/domain.h"
 #include "xen/host.h"
 #include "xen/xs.h"
 
@@ -116,6 +123,10 @@ static stubdm_spawn_step after(const stubdm_stubdom *s, stubdm_spawn_step step)
 {
     if (step == STUBDM_SPAWN_STEP_WAIT && !s->cfg->qmp)
         return STUBDM_SPAWN_STEP_RUNNING;
+    /* The caller unpauses its own domain once WAIT is reported. */
+    if (step == STUBDM_SPAWN_STEP_HOTPLUG &&
+        (s->cfg->adopt_flags & STUBDM_SPAWN_ADOPT_NO_UNPAUSE))
+        return STUBDM_SPAWN_STEP_WAIT;
     return next_step[step];
 }
 
@@ -293,7 +304,9 @@ static int run_step(struct spawn_op *so, stubdm_spawn_step step, bool *more)
         *more = !rc && so->hotplug;
         return rc;
     case STUBDM_SPAWN_STEP_UNPAUSE:
-        return s->host->unpause(s->ctx, &s->build);
+        rc = s->host->unpause(s->ctx, &s->build);
+        s->started = rc == 0;
+        return rc;
     case STUBDM_SPAWN_STEP_WAIT:
         *more = true;
         return start_wait(so);
@@ -374,6 +387,27 @@ static void stubdom_release(stubdm_stubdom *s)
     free(s);
 }
 
+/* The caller's domain to adopt exists (xenstore knows it) and runs. */
+static int check_adopted(stubdm_ctx *ctx, uint32_t domid)
+{
+    enum stubdm__dom_state st;
+    char detail[160];
+    int rc = stubdm__domain_state(ctx, domid, &st, detail, sizeof(detail));
+
+    if (rc)
+        return rc;
+    if (st == STUBDM__DOM_GONE)
+        return stubdm__fail(ctx, STUBDM_ENOENT, 0,
+                            "spawn: domain %u does not exist (xenstore does "
+                            "not know it): build and introduce it first, "
+                            "or let the spawn create one",
+                            domid);
+    if (st != STUBDM__DOM_RUNNING)
+        return stubdm__fail(ctx, STUBDM_ESTATE, 0, "spawn: domain %u is %s",
+                            domid, detail);
+    return 0;
+}
+
 /* A handle for a spawn of cfg: validated, its own copy, its contract. */
 static int stubdom_new(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
                        stubdm_stubdom **out)
@@ -403,6 +437,19 @@ static int stubdom_new(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
     s->guest = cfg->guest;
     s->backend = stubdm__spawn_backend(cfg, host->simulated);
     s->step = STUBDM_SPAWN_STEP_CREATE;
+    if (cfg->adopt) {
+        if ((rc = check_adopted(ctx, cfg->adopt))) {
+            stubdom_release(s);
+            return rc;
+        }
+        /* CREATE is the caller's: the spawn starts at CONTRACT. */
+        s->adopted = true;
+        s->domid = cfg->adopt;
+        s->domain_made = (cfg->adopt_flags & STUBDM_SPAWN_ADOPT_DESTROY) != 0;
+        if (s->domain_made) /* a cancel before CONTRACT destroys it too */
+            stubdm__spawn_read_stub_vm(s);
+        s->step = STUBDM_SPAWN_STEP_CONTRACT;
+    }
     *out = s;
     return 0;
 }
@@ -525,7 +572,7 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
         s->op->s = NULL;
         s->op = NULL;
     }
-    stubdm__spawn_close_consoles(s, s->domain_made);
+    stubdm__spawn_close_consoles(s, s->domain_made || s->attached);
     if (s->qmp)
         stubdm_qmp_free(s->qmp);
     stubdom_release(s);
@@ -547,7 +594,7 @@ static int pause_common(stubdm_stubdom *s, bool pause)
 
     if (!s)
         return STUBDM_EINVAL;
-    if (s->op || !s->domain_made)
+    if (s->op || (!s->domain_made && !s->attached))
         return stubdm__fail(s->ctx, STUBDM_ESTATE, 0,
                             "stubdomain %u is %s, not running", s->domid,
                             stubdm_spawn_step_name(s->step));

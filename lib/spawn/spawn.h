@@ -73,6 +73,14 @@ struct stubdm_spawn_opts {
     char *sim_program;
     char **sim_args;
     size_t sim_nargs;
+    /* Bring your own domain (set_domain): 0, or the caller's domain. */
+    uint32_t adopt;
+    unsigned adopt_flags; /* STUBDM_SPAWN_ADOPT_* */
+    unsigned consoles;    /* STUBDM_CONTRACT_CONSOLE(n) bits */
+    bool no_dm_version;
+    bool ring0_set; /* an adopted domain's console 0 ring (Xen) */
+    uint64_t ring0_mfn;
+    uint32_t ring0_port;
 };
 
 /* A deep copy, or NULL (out of memory). */
@@ -166,7 +174,13 @@ struct stubdm_stubdom {
     bool placeholder, placeholder_vm; /* the simulated host's stand-in */
     long long start_time;
     char macs[MAX_NICS][MAC_LEN];
+    /* The domain exists and the teardown destroys it: the spawn created
+     * it, or adopted it with STUBDM_SPAWN_ADOPT_DESTROY. */
     bool domain_made;
+    /* The caller's domain (set_domain); attached: the spawn has begun
+     * adding to it, so a teardown that does not destroy it undoes that. */
+    bool adopted, attached;
+    bool started; /* the spawn's UNPAUSE ran (a rollback pauses it again) */
     /* Built once, by the validation; placed (its domains and vm path
      * set: contract_rc 0) when the domain exists. */
     stubdm_contract *contract;
@@ -204,6 +218,13 @@ struct spawn_op {
 /* ---- steps (steps.c) ----------------------------------------------------- */
 
 int stubdm__spawn_step_create(stubdm_stubdom *s);
+/* The first part of an adopted domain's CONTRACT step: what CREATE learns
+ * of a domain it makes (names, vm paths, the placed contract), taken from
+ * the caller's domain, and the hypervisor's target relation. */
+int stubdm__spawn_step_adopt(stubdm_stubdom *s);
+/* An adopted domain's own /vm/<uuid>, from its dom0-owned "vm" node, for
+ * a teardown that destroys it (STUBDM_SPAWN_ADOPT_DESTROY). */
+void stubdm__spawn_read_stub_vm(stubdm_stubdom *s);
 int stubdm__spawn_step_contract(stubdm_stubdom *s);
 int stubdm__spawn_step_devices(stubdm_stubdom *s);
 /* Start the hotplug scripts of every raw disk and nic, unless the ctx
@@ -255,7 +276,8 @@ void stubdm__spawn_cancel(stubdm_stubdom *s, const char *why);
 /* Stop serving every console; release: hand them over instead (the
  * stubdomain runs on). */
 void stubdm__spawn_close_consoles(stubdm_stubdom *s, bool release);
-/* Consoles, QMP and, when the spawn made it, the domain. */
+/* Consoles, QMP and, when the spawn made it, the domain; of a domain it
+ * adopted and does not own, what the spawn added to it (detach). */
 int stubdm__spawn_teardown(stubdm_stubdom *s);
 
 #endif /* STUBDM_SPAWN_SPAWN_H */

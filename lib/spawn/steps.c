@@ -99,7 +99,8 @@ static int resolve_names(stubdm_stubdom *s)
         if (rc == 0) {
             snprintf(s->vm_path, sizeof(s->vm_path), "%s", v);
             free(v);
-        } else if (rc != STUBDM_ENOENT || !s->host->simulated) {
+        } else if (rc != STUBDM_ENOENT || !s->host->simulated ||
+                   s->adopted) { /* a stand-in only for a domain we make */
             return rc == STUBDM_ENOENT
                        ? stubdm__fail(ctx, rc, 0,
                                       "guest %u has no vm path (%s): does "
@@ -234,8 +235,50 @@ int stubdm__spawn_step_create(stubdm_stubdom *s)
     return s->host->set_target(ctx, s->domid, s->guest);
 }
 
+/* The stubdomain's own /vm/<uuid> as its builder wrote it (dom0's node
+ * only), for a teardown that destroys the domain. */
+void stubdm__spawn_read_stub_vm(stubdm_stubdom *s)
+{
+    char p[64], *v = NULL;
+
+    snprintf(p, sizeof(p), "/local/domain/%u/vm", s->domid);
+    if (stubdm__xs_read_owned(s->ctx, p, VM_PATH_MAX - 1, TOOLSTACK_DOMID, &v,
+                              NULL) == 0 &&
+        stubdm__vm_path_check(NULL, v) == 0)
+        snprintf(s->stub_vm, sizeof(s->stub_vm), "%s", v);
+    free(v);
+    stubdm__clear_error(s->ctx);
+}
+
+int stubdm__spawn_step_adopt(stubdm_stubdom *s)
+{
+    const stubdm_spawn_opts *c = s->cfg;
+    struct stubdm__build *b = &s->build;
+    int rc;
+
+    if ((rc = resolve_names(s)))
+        return rc;
+    /* What UNPAUSE needs: the domain, and on the simulated host the
+     * program its "boot" runs. */
+    memset(b, 0, sizeof(*b));
+    b->domid = s->domid;
+    b->guest = s->guest;
+    b->console_mfn = c->ring0_mfn;
+    b->console_port = c->ring0_port;
+    b->sim_program = c->sim_program;
+    b->sim_args = (const char *const *)c->sim_args;
+    b->sim_nargs = c->sim_nargs;
+    place_contract(s);
+    s->attached = true; /* from here on, a teardown has something to undo */
+    return s->host->set_target(s->ctx, s->domid, s->guest);
+}
+
 int stubdm__spawn_step_contract(stubdm_stubdom *s)
 {
+    int rc;
+
+    if (s->adopted && !s->attached && (rc = stubdm__spawn_step_adopt(s)))
+        return rc;
     if (s->contract_rc)
         return stubdm__fail(s->ctx, s->contract_rc, 0,
                             "configuring the contract: %s",
@@ -292,6 +335,9 @@ static int serve_consoles(stubdm_stubdom *s)
     for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++) {
         const char *out = c->console[n];
         bool serve = true;
+
+        if (!(c->consoles & STUBDM_CONTRACT_CONSOLE(n)))
+            continue; /* the toolstack's: not in the contract */
 
         stubdm_console_opts_free(o);
         o = NULL;
@@ -356,7 +402,9 @@ int stubdm__spawn_step_hotplug(stubdm_stubdom *s, stubdm_done_fn *done,
     int rc;
 
     *op_out = NULL;
-    if (s->ctx->no_hotplug || (!c->ndisks && !c->nnics))
+    if (s->ctx->no_hotplug ||
+        (c->adopt_flags & STUBDM_SPAWN_ADOPT_NO_HOTPLUG) ||
+        (!c->ndisks && !c->nnics))
         return 0;
     devs = stubdm__calloc(c->ndisks + c->nnics, sizeof(*devs));
     paths = stubdm__calloc(c->ndisks + c->nnics, sizeof(*paths));

@@ -1,6 +1,8 @@
 /*
  * Tearing a stubdomain down: destroy the domain, remove the contract, run
- * the hotplug remove scripts, remove every node a spawn wrote.
+ * the hotplug remove scripts, remove every node a spawn wrote.  Of a
+ * domain the caller built and kept (stubdm_spawn_opts_set_domain without
+ * STUBDM_SPAWN_ADOPT_DESTROY), only what the spawn added goes (detach).
  */
 #include "console/console.h"
 #include "console/dm_state.h"
@@ -296,6 +298,84 @@ void stubdm__spawn_close_consoles(stubdm_stubdom *s, bool release)
     }
 }
 
+/* Remove the vbd and vif nodes a spawn wrote for the domain it adopted,
+ * by devid (the caller's own devices stay), and the containers that were
+ * left empty.  dom0's backend directory itself is never pruned: a host
+ * has one before any domain. */
+static int detach_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
+                      void *arg)
+{
+    const stubdm_stubdom *s = arg;
+    const stubdm_spawn_opts *c = s->cfg;
+    const uint32_t S = s->domid, T = TOOLSTACK_DOMID;
+    char p[128];
+    int rc = 0;
+
+    for (size_t i = 0; !rc && i < c->ndisks + c->nnics; i++) {
+        const char *kind = i < c->ndisks ? "vbd" : "vif";
+        unsigned id = i < c->ndisks ? stubdm__spawn_vbd_devid(i)
+                                    : (unsigned)(i - c->ndisks);
+        snprintf(p, sizeof(p), "/local/domain/%u/backend/%s/%u/%u", T, kind, S,
+                 id);
+        rc = stubdm__xs_rm_txn(ctx, xsh, t, p);
+        snprintf(p, sizeof(p), "/local/domain/%u/device/%s/%u", S, kind, id);
+        if (!rc)
+            rc = stubdm__xs_rm_txn(ctx, xsh, t, p);
+    }
+    for (int k = 0; !rc && k < 2; k++) {
+        const char *kind = k ? "vif" : "vbd";
+        snprintf(p, sizeof(p), "/local/domain/%u/backend/%s/%u", T, kind, S);
+        rc = txn_prune(ctx, xsh, t, p);
+        snprintf(p, sizeof(p), "/local/domain/%u/backend/%s", T, kind);
+        if (!rc)
+            rc = txn_prune(ctx, xsh, t, p);
+        snprintf(p, sizeof(p), "/local/domain/%u/device/%s", S, kind);
+        if (!rc)
+            rc = txn_prune(ctx, xsh, t, p);
+    }
+    return rc;
+}
+
+/*
+ * Undo what a spawn added to a domain it adopted and does not own, in the
+ * order of a teardown (docs/embedding.md): the domain is paused again if
+ * the spawn unpaused it (it stops using what goes next; a dead one cannot
+ * be, which is no failure), the devices' remove/offline scripts run, their
+ * nodes go, then the contract.  The domain and everything its builder
+ * wrote stay.
+ */
+static int detach_domain(stubdm_stubdom *s)
+{
+    stubdm_ctx *ctx = s->ctx;
+    const stubdm_spawn_opts *c = s->cfg;
+    char msg[STUBDM_ERRMSG_MAX] = "";
+    int first = 0, rc;
+
+    if (s->started && s->host->pause(ctx, s->domid, true)) {
+        LOG_INFO(ctx, MOD, "domain %u: not paused again: %s", s->domid,
+                 ctx->errmsg);
+        stubdm__clear_error(ctx);
+    }
+    if (!ctx->no_hotplug && (c->ndisks || c->nnics)) {
+        rc = remove_scripts(ctx, s->domid, c);
+        keep_first(ctx, rc, "hotplug scripts", &first, msg, sizeof(msg));
+    }
+    if (c->ndisks || c->nnics) {
+        rc = stubdm__xs_transaction(ctx, "removing the spawn's devices",
+                                    detach_txn, s, NULL);
+        keep_first(ctx, rc, "removing the spawn's devices", &first, msg,
+                   sizeof(msg));
+    }
+    if (!s->contract_rc) {
+        rc = stubdm_contract_remove(ctx, s->contract);
+        keep_first(ctx, rc, "removing the contract", &first, msg, sizeof(msg));
+    }
+    if (first)
+        return stubdm__fail(ctx, first, 0, "%s", msg);
+    stubdm__clear_error(ctx);
+    return 0;
+}
+
 int stubdm__spawn_teardown(stubdm_stubdom *s)
 {
     int rc = 0;
@@ -305,15 +385,20 @@ int stubdm__spawn_teardown(stubdm_stubdom *s)
         stubdm_qmp_free(s->qmp);
         s->qmp = NULL;
     }
-    if (s->domain_made) {
-        rc = stubdm__spawn_teardown_domain(s->ctx, s->host, s->domid, true,
-                                           s->guest,
-                                           s->vm_path[0] ? s->vm_path : NULL,
-                                           s->stub_vm[0] ? s->stub_vm : NULL,
-                                           s->cfg,
-                                           s->contract_rc ? NULL
-                                                          : s->contract);
+    if (s->adopted && !s->domain_made && s->attached) {
+        rc = detach_domain(s);
+        s->attached = false;
+        LOG_DEBUG(s->ctx, MOD, "domain %u: the spawn's part undone%s",
+                  s->domid, rc ? " (with errors)" : "");
+    } else if (s->domain_made) {
+        /* An adopted domain's contract exists once it was attached. */
+        rc = stubdm__spawn_teardown_domain(
+            s->ctx, s->host, s->domid, !s->adopted || s->attached, s->guest,
+            s->vm_path[0] ? s->vm_path : NULL,
+            s->stub_vm[0] ? s->stub_vm : NULL, s->cfg,
+            s->contract_rc ? NULL : s->contract);
         s->domain_made = false;
+        s->attached = false;
         LOG_DEBUG(s->ctx, MOD, "stubdomain %u torn down%s", s->domid,
                   rc ? " (with errors)" : "");
     }

@@ -85,6 +85,38 @@ static unsigned first_set(const stubdm_spawn_opts *c, unsigned n)
     return n;
 }
 
+/* What is asked of the consoles the contract leaves to the toolstack
+ * (stubdm_spawn_opts_set_consoles) cannot be honoured. */
+static int validate_selection(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
+                              bool simulated)
+{
+    for (unsigned n = 0; n < STUBDM__NCONSOLES; n++)
+        if (c->console[n] && !(c->consoles & STUBDM_CONTRACT_CONSOLE(n)))
+            return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                                "spawn: console %u (%s): an output is set, "
+                                "but the contract leaves this console to "
+                                "the toolstack (stubdm_spawn_opts_set_"
+                                "consoles)",
+                                n, stubdm__console_role(n));
+    if (c->restore_fd >= 0 &&
+        !(c->consoles & STUBDM_CONTRACT_CONSOLE(STUBDM_CONSOLE_RESTORE)))
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: restore fd: console 2 (restore) is left "
+                            "to the toolstack (stubdm_spawn_opts_set_"
+                            "consoles)");
+    /* Console 0's frontend names the builder's ring: a domain the caller
+     * built has one the library cannot learn. */
+    if (c->adopt && !simulated && !c->ring0_set &&
+        (c->consoles & STUBDM_CONTRACT_CONSOLE(STUBDM_CONSOLE_LOG)))
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: console 0: domain %u was built by the "
+                            "caller: give its ring "
+                            "(stubdm_spawn_opts_set_console0_ring) or leave "
+                            "console 0 to the toolstack",
+                            c->adopt);
+    return 0;
+}
+
 static int validate_consoles(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                              stubdm_console_backend backend)
 {
@@ -214,6 +246,14 @@ static int validate_identity(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: stubdomain domid: %u is the guest's",
                             c->stubdom_req);
+    if (c->adopt == c->guest)
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: domain: %u is the guest's", c->adopt);
+    if (c->adopt && c->stubdom_req)
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: stubdomain domid: the spawn takes domain "
+                            "%u, it creates none",
+                            c->adopt);
     if (c->uuid && !uuid_ok(c->uuid))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: uuid: '%.40s' is not a uuid "
@@ -229,7 +269,7 @@ static int validate_identity(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                             "spawn: name: empty, longer than %d or not "
                             "printable ASCII",
                             NAME_MAX_LEN);
-    if (!c->kernel && !simulated)
+    if (!c->kernel && !simulated && !c->adopt)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: kernel: not set (required on a Xen host)");
     if (c->kernel && (rc = check_readable(ctx, "kernel", c->kernel)))
@@ -338,6 +378,10 @@ static int build_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
         rc = stubdm_contract_set_console_backend(k, backend);
     if (!rc)
         rc = stubdm_contract_set_toolstack_domid(k, TOOLSTACK_DOMID);
+    if (!rc)
+        rc = stubdm_contract_set_consoles(k, c->consoles);
+    if (!rc)
+        rc = stubdm_contract_set_dm_version(k, !c->no_dm_version);
     for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++)
         if (c->console[n])
             rc = stubdm_contract_set_console_output(k, n, c->console[n]);
@@ -375,7 +419,8 @@ static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                                 "spawn: console %u: serials must be set in "
                                 "order, console %u is not set",
                                 n, n - 1);
-    if ((rc = validate_consoles(ctx, c,
+    if ((rc = validate_selection(ctx, c, simulated)) ||
+        (rc = validate_consoles(ctx, c,
                                 stubdm__spawn_backend(c, simulated))) ||
         (rc = build_contract(ctx, c, simulated, &k)))
         return rc;

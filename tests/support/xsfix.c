@@ -32,8 +32,6 @@ void xsfix_guest(struct xs_handle *xs, unsigned guest, unsigned stub,
     xsfix_dir(xs, p, 0, guest);
     snprintf(p, sizeof(p), "/local/domain/%u", stub);
     xsfix_dir(xs, p, 0, stub);
-    snprintf(p, sizeof(p), "/local/domain/%u/image", guest);
-    xsfix_dir(xs, p, 0, guest);
     snprintf(p, sizeof(p), "/local/domain/%u/device", stub);
     xsfix_dir(xs, p, stub, 0);
     snprintf(p, sizeof(p), "/local/domain/%u/vm", guest);

@@ -17,10 +17,12 @@ char *xsfix_dump(const struct mockxs *m);
 void xsfix_dir(struct xs_handle *xs, const char *path, unsigned owner,
                unsigned reader);
 
-/* The two domains' home directories, the guest's image directory, the
- * stubdomain's device directory, the guest's "vm" node naming vm and vm
- * itself with its image directory, dom0's backend directory (all dom0's,
- * each domain reading its own; the stubdomain owns its device dir). */
+/* The two domains' home directories, the stubdomain's device directory,
+ * the guest's "vm" node naming vm and vm itself with its image directory,
+ * dom0's backend directory (all dom0's, each domain reading its own; the
+ * stubdomain owns its device dir), as libxl's domain_make leaves them: no
+ * /local/domain/<guest>/image, which the contract's device-model-domid
+ * creates. */
 void xsfix_guest(struct xs_handle *xs, unsigned guest, unsigned stub,
                  const char *vm);
 
