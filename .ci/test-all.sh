@@ -12,7 +12,8 @@
 #   3. valgrind      every test_* Check binary of build/, CK_FORK=no (cases
 #                    tagged needs-pidfd excluded: valgrind 3.19 has no
 #                    pidfd_open), under
-#                    memcheck with --leak-check=full --error-exitcode=1
+#                    memcheck with --leak-check=full --error-exitcode=1;
+#                    test_embed's threads case also under helgrind
 #   4. fuzz          tests/fuzz/run-fuzz.sh FUZZ_SECONDS (30) build-fuzz/,
 #                    if present
 #   5. bench         bench/run-all.sh build: every benchmark runs and prints
@@ -261,6 +262,21 @@ for stage in $stages; do
                 fail=$((fail + 1))
             fi
         done
+        # The thread-safe calls (stubdm_ctx_wake, stubdm_ctx_interrupt)
+        # from another thread, under helgrind: no data race, no lock
+        # order problem (docs/embedding.md, "Threads").
+        printf 'helgrind %-28s ' "test_embed:threads"
+        if (cd build/tests &&
+            CK_RUN_CASE=threads CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
+            valgrind --tool=helgrind --quiet --error-exitcode=1 \
+                ./test_embed) > build/helgrind-test_embed.log 2>&1; then
+            echo "ok"
+            pass=$((pass + 1))
+        else
+            echo "FAILED (log: build/helgrind-test_embed.log)"
+            tail -n 60 build/helgrind-test_embed.log
+            fail=$((fail + 1))
+        fi
         record valgrind "$pass" "$fail" $((SECONDS - t0))
         ;;
     fuzz)
