@@ -925,6 +925,18 @@ START_TEST(test_libxl_lock_options)
 }
 END_TEST
 
+/* A scripted QEMU, and libxl's client on libxl's lock path (into path). */
+static void start_next_to_libxl(const struct qmp_peer_step *script,
+                                struct libxl_client *lc, char *path,
+                                size_t cap)
+{
+    snprintf(path, cap, "%s/userdata-l.%u." LIBXL_UUID ".qmp-socket-lock",
+             sim.simdir, GUEST);
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    libxl_client_start(lc, path);
+}
+
 /* Mutual exclusion with libxl's ev_qmp both ways, on libxl's path. */
 START_TEST(test_libxl_lock_both_ways)
 {
@@ -936,12 +948,7 @@ START_TEST(test_libxl_lock_both_ways)
     stubdm_qmp *q = NULL;
     char path[512];
 
-    snprintf(path, sizeof(path),
-             "%s/userdata-l.%u." LIBXL_UUID ".qmp-socket-lock", sim.simdir,
-             GUEST);
-    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
-    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
-    libxl_client_start(&lc, path);
+    start_next_to_libxl(script, &lc, path, sizeof(path));
 
     /* libxl holds it: the library waits, then gets it. */
     libxl_client_send(&lc, 'L');
@@ -992,12 +999,7 @@ START_TEST(test_libxl_lock_stale_inode)
     stubdm_qmp *q = NULL;
     char path[512];
 
-    snprintf(path, sizeof(path),
-             "%s/userdata-l.%u." LIBXL_UUID ".qmp-socket-lock", sim.simdir,
-             GUEST);
-    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
-    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
-    libxl_client_start(&lc, path);
+    start_next_to_libxl(script, &lc, path, sizeof(path));
     libxl_client_send(&lc, 'L');
     ck_assert(libxl_client_answer(&lc, 3000, &r));
     ck_assert_int_eq(stat(path, &st), 0);
