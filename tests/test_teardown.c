@@ -417,6 +417,48 @@ START_TEST(test_rollback_outlives_freed_op)
 }
 END_TEST
 
+/* The ctx freed while the rollback's remove script runs: stubdm_ctx_free
+ * finishes the rollback there (no loop turns any more), so neither the
+ * domain nor a node is left; the killed remove runs again, whole. */
+START_TEST(test_ctx_free_finishes_rollback)
+{
+    static const char *const qemu_args[] = {"-machine", "none"};
+    static const char *const norun[] = {"--no-qemu", "--no-running"};
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
+                                           1000);
+    struct app_loop a = {.extra = -1};
+    struct rb_run run = {.step = STUBDM_SPAWN_STEP_CREATE};
+    stubdm_stubdom *s = NULL;
+    stubdm_op *op = NULL;
+    char ds[PATH_MAX];
+    int64_t t0 = stubdm_now_ms();
+
+    make_script("slow", ds, sizeof(ds));
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, rb_on_step, ts_on_done, &run, &s,
+                                  &op),
+                     0);
+    stubdm_spawn_opts_free(c);
+    while (!has_record("vbd-51712-remove")) {
+        ck_assert(stubdm_now_ms() - t0 < 20000);
+        app_loop_turn(&a, 100);
+    }
+    ck_assert(!run.r.done);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_FAILED);
+    stubdm_ctx_free(fx.ctx);
+    fx.ctx = NULL;
+    ck_assert(!run.r.done); /* dropped without its callback */
+    ck_assert_msg(strstr(logbuf, "the ctx is freed while running hotplug "
+                                 "scripts: finishing it blocking"),
+                  "%s", logbuf);
+    stubdm_op_free(op);
+    stubdm_stubdom_free(s); /* after the ctx: a failed handle may be */
+    assert_store_clean();
+    ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
+}
+END_TEST
+
 /* The same by domid, floating (no op handle), and its failure: the remove
  * exits 3, which done gets. */
 START_TEST(test_destroy_by_domid_async)
@@ -825,6 +867,7 @@ static Suite *teardown_suite(void)
     tcase_add_test(tc, test_failed_spawn_rollback_never_blocks);
     tcase_add_test(tc, test_cancelled_spawn_rollback_never_blocks);
     tcase_add_test(tc, test_rollback_outlives_freed_op);
+    tcase_add_test(tc, test_ctx_free_finishes_rollback);
     tcase_add_test(tc, test_destroy_by_domid_async);
     tcase_add_test(tc, test_blocking_forms);
     tcase_add_test(tc, test_destroy_gone);
