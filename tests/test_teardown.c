@@ -417,6 +417,36 @@ START_TEST(test_rollback_outlives_freed_op)
 }
 END_TEST
 
+/* A rollback that fails too: the spawn's error, then the rollback's; the
+ * rest of the rollback still went. */
+START_TEST(test_rollback_failure_reported)
+{
+    static const char *const qemu_args[] = {"-machine", "none"};
+    static const char *const norun[] = {"--no-qemu", "--no-running"};
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
+                                           1000);
+    stubdm_stubdom *s = NULL;
+    const char *msg;
+    char ds[PATH_MAX];
+
+    make_script("rm3", ds, sizeof(ds));
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s),
+                     STUBDM_ETIMEDOUT);
+    stubdm_spawn_opts_free(c);
+    msg = stubdm_ctx_errmsg(fx.ctx);
+    ck_assert_msg(!strncmp(msg, "spawn: waiting for running: ", 28) &&
+                      strstr(msg, "; cleaning up failed too: destroy ") &&
+                      strstr(msg, "hotplug scripts: vbd 51712 (") &&
+                      strstr(msg, "exited with status 3"),
+                  "%s", msg);
+    ck_assert(has_record("vbd-51712-remove"));
+    assert_store_clean();
+    spawnfix_assert_clean(&fx, true);
+}
+END_TEST
+
 /* The ctx freed while the rollback's remove script runs: stubdm_ctx_free
  * finishes the rollback there (no loop turns any more), so neither the
  * domain nor a node is left; the killed remove runs again, whole. */
@@ -868,6 +898,7 @@ static Suite *teardown_suite(void)
     tcase_add_test(tc, test_cancelled_spawn_rollback_never_blocks);
     tcase_add_test(tc, test_rollback_outlives_freed_op);
     tcase_add_test(tc, test_ctx_free_finishes_rollback);
+    tcase_add_test(tc, test_rollback_failure_reported);
     tcase_add_test(tc, test_destroy_by_domid_async);
     tcase_add_test(tc, test_blocking_forms);
     tcase_add_test(tc, test_destroy_gone);
