@@ -216,6 +216,10 @@ STUBDM_EXPORT int stubdm_ctx_new(stubdm_ctx **out);
  *
  * Pending operations are dropped without their callbacks being called,
  * fds are unwatched through the loop hooks and the timer is disarmed.
+ * Teardowns are finished first, blocking (no loop turns after this): a
+ * pending spawn's rollback, a failed spawn's rollback or a destroy still
+ * running its hotplug scripts (each bounded by 20 s) complete inside this
+ * call, so no domain and no node they own is left.
  * May be called from inside a library callback: the ctx is then freed when
  * the dispatching call returns, and no further callback is made.
  * @param ctx  the ctx, or NULL (no effect).
@@ -508,7 +512,9 @@ STUBDM_EXPORT int64_t stubdm_now_ms(void);
  *    later dispatch (for the poll interface: the next run_once).
  *  - stubdm_op_cancel() is idempotent: on a pending operation it arranges
  *    completion with STUBDM_ECANCELED (from a later dispatch); on a
- *    completed one it does nothing.
+ *    completed one it does nothing.  An operation that must undo what it
+ *    made (a spawn: its rollback, see stubdm_spawn) stays pending until
+ *    that is done, and completes with STUBDM_ECANCELED then.
  *  - Handles: if the starter is given op_out == NULL, the operation is
  *    "floating" and the library frees it after its callback returns.
  *    Otherwise the caller owns *op_out and must stubdm_op_free() it, before
@@ -2094,10 +2100,31 @@ typedef void stubdm_spawn_progress_fn(stubdm_stubdom *s,
  *   STUBDM_ETIMEDOUT     no "running" within the timeout, or a hotplug
  *                        script not done within it;
  *   STUBDM_EFAIL         a hotplug script failed (stubdm_ctx_set_hotplug);
- *   STUBDM_ECANCELED     cancelled (op or stubdom freed, or destroyed);
+ *   STUBDM_ECANCELED     cancelled (stubdm_op_cancel, the stubdom freed,
+ *                        or destroyed);
  *   STUBDM_EXEN, STUBDM_EXENSTORE, STUBDM_ENOTSUP (no usable host), the
  *   contract's and QMP's codes.
- * On failure everything made was destroyed before done runs.
+ * Rollback.  On failure or cancel everything made is undone before done
+ * runs (a domain the caller built without STUBDM_SPAWN_ADOPT_DESTROY:
+ * only what the spawn added), asynchronously, as stubdm_stubdom_destroy
+ * does: the domain is destroyed in the dispatch that ends the spawn (or
+ * inside stubdm_op_cancel), its remove/offline scripts run from later
+ * dispatches (no dispatch waits for one; up to 20 s each), its nodes go,
+ * then done gets the spawn's code and message, with "; cleaning up failed
+ * too: ..." appended when the rollback failed.  The step is
+ * STUBDM_SPAWN_STEP_FAILED from the end on; stubdm_stubdom_destroy
+ * meanwhile is STUBDM_EBUSY.  Cancel follows libxl's ao abort:
+ * stubdm_op_cancel returns at once and the op completes with
+ * STUBDM_ECANCELED once the rollback ended, so done means nothing is
+ * left (stubdm_op_is_done is 0 until then).  Freeing the stubdom while
+ * the spawn is pending cancels it the same way (done still runs, after
+ * the rollback).  Freeing the op while it is pending or rolling back
+ * leaves the rollback running alone (no callback).  stubdm_stubdom_destroy
+ * of a pending spawn ends it at once with STUBDM_ECANCELED: the destroy's
+ * op tears down.  stubdm_ctx_free runs no loop any more: a rollback (or a
+ * destroy) still running, or a spawn still pending, is finished there,
+ * blocking (the scripts run inside stubdm_ctx_free), so nothing is left
+ * and no domain leaks.
  * @param progress  may be NULL.
  * @param[out] s_out  the stubdomain handle (required); free it with
  *                    stubdm_stubdom_free() before the ctx (freeing the
@@ -2273,12 +2300,18 @@ STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
  *
  * A domain the caller built (stubdm_spawn_opts_set_domain without
  * STUBDM_SPAWN_ADOPT_DESTROY) is not destroyed: it is paused again if the
- * spawn unpaused it, and only what the spawn added goes (QMP, its
- * consoles, its devices and their scripts, the contract), inside this
- * call; the op then completes at once and the caller destroys the domain.
+ * spawn unpaused it (inside this call), and only what the spawn added
+ * goes: QMP and its consoles in this call, its devices' remove/offline
+ * scripts from the loop as above, then their nodes and the contract; the
+ * store is then as the caller left it before stubdm_spawn, and the caller
+ * destroys the domain.  A cancel leaves the devices whose scripts did not
+ * run, their nodes and the contract (the message says so).
+ *
+ * stubdm_ctx_free while the destroy runs finishes it there, blocking.
  * @param[out] op_out  the op, or NULL for a floating op.
  * @return 0 if started; STUBDM_EINVAL (NULL s); STUBDM_EBUSY (a destroy
- *         of it is running); STUBDM_ENOMEM; the host's failure to destroy
+ *         of it, or the rollback of its failed spawn, is running);
+ *         STUBDM_ENOMEM; the host's failure to destroy
  *         the domain (STUBDM_EXEN ...: "destroy 7: destroying the domain:
  *         ..."; the handle then still holds the domain, and nothing else
  *         was removed).

@@ -206,8 +206,16 @@ static void ts_destroy(void)
     spawnfix_assert_clean(&fx, false);
 }
 
+/* The "slow" mode's remove/offline sleep: 2 s (10 s under valgrind, whose
+ * dispatches are slower, so that half of it stays a meaningful bound). */
+static int slow_s(void)
+{
+    return ts_time_scale() > 1 ? 10 : 2;
+}
+
 /* A fake hotplug script: records each run, then as block/vif-bridge
- * ("ok") or failing ("error"). */
+ * ("ok"; "slow": its remove/offline sleeps slow_s()) or failing
+ * ("error"). */
 static void make_script(const char *mode, char *out, size_t len)
 {
     FILE *f;
@@ -219,13 +227,15 @@ static void make_script(const char *mode, char *out, size_t len)
             "#!/bin/sh\n"
             "echo \"$XENBUS_TYPE $1\" >> \"$(dirname \"$XENSTORED_PATH\")"
             "/hp.log\"\n"
-            "case \"$1\" in add|online) ;; *) exit 0 ;; esac\n"
+            "case \"$1\" in add|online) ;; *) [ %s = slow ] && sleep %d; "
+            "exit 0 ;; esac\n"
             "case %s in\n"
-            "ok) xenstore-write \"$XENBUS_PATH/hotplug-status\" connected ;;\n"
+            "ok|slow) xenstore-write \"$XENBUS_PATH/hotplug-status\" "
+            "connected ;;\n"
             "*) xenstore-write \"$XENBUS_PATH/hotplug-status\" error; exit 1 "
             ";;\n"
             "esac\n",
-            mode);
+            mode, slow_s(), mode);
     ck_assert_int_eq(fclose(f), 0);
     ck_assert_int_eq(chmod(out, 0755), 0);
 }
@@ -352,6 +362,62 @@ START_TEST(test_adopt_running)
     ck_assert_ptr_nonnull(strstr(log, "vbd remove\n"));
     ck_assert_ptr_nonnull(strstr(log, "vif offline\n"));
     free(log);
+    ts_destroy();
+}
+END_TEST
+
+/* ---- destroy from the loop ----------------------------------------------- */
+
+/*
+ * Destroying a stubdomain on a domain the toolstack built, whose disk's
+ * and nic's remove/offline sleep slow_s() s each: neither the starting
+ * call nor any dispatch waits for a script (before, the call ran both
+ * removes blocking: 4012 ms), the domain stays (paused again), the store
+ * is as built.
+ */
+START_TEST(test_adopt_destroy_never_blocks)
+{
+    stubdm_spawn_opts *c;
+    stubdm_stubdom *s = NULL;
+    struct ts_result r = {0};
+    int64_t t0, t, longest, start = stubdm_now_ms();
+    unsigned turns = 0;
+    char *log;
+
+    ts_build();
+    c = config(0, "slow", false, false);
+    ck_assert_msg(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s) == 0, "%s",
+                  stubdm_ctx_errmsg(fx.ctx));
+    stubdm_spawn_opts_free(c);
+    t0 = stubdm_now_ms();
+    ck_assert_int_eq(stubdm_stubdom_destroy(s, ts_on_done, &r, NULL), 0);
+    longest = stubdm_now_ms() - t0;
+    start = t0;
+    while (!r.done) {
+        ck_assert_msg(stubdm_now_ms() - start < 60000, "not done");
+        t = stubdm_now_ms();
+        ck_assert_int_eq(stubdm_ctx_run_once(fx.ctx, 100), 0);
+        t = stubdm_now_ms() - t;
+        if (t > longest)
+            longest = t;
+        turns++;
+    }
+    fprintf(stderr,
+            "destroy of an adopted domain with two %d s removes: done after "
+            "%lld ms, %u turns, the longest call %lld ms\n",
+            slow_s(), (long long)(r.at_ms - start), turns, (long long)longest);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    ck_assert_int_lt(longest, slow_s() * 1000 / 2);
+    ck_assert_int_ge(r.at_ms - start, 2 * slow_s() * 1000);
+    log = hp_log();
+    ck_assert_ptr_nonnull(log);
+    ck_assert_ptr_nonnull(strstr(log, "vbd remove\n"));
+    ck_assert_ptr_nonnull(strstr(log, "vif offline\n"));
+    free(log);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_DESTROYED);
+    stubdm_stubdom_free(s);
+    assert_alive(S);
+    assert_store_as_built();
     ts_destroy();
 }
 END_TEST
@@ -607,6 +673,7 @@ static Suite *adopt_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_adopt_running);
+    tcase_add_test(tc, test_adopt_destroy_never_blocks);
     tcase_add_loop_test(tc, test_adopt_failure_leaves_domain, 0,
                         (int)STUBDM_ARRAY_SIZE(fail_cases));
     tcase_add_loop_test(tc, test_adopt_destroy_flag, 0, 2);

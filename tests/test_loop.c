@@ -43,8 +43,9 @@ static void test_op_destroy(stubdm_op *op)
         (*t->destroys)++;
 }
 
-static const struct stubdm__op_type test_type = {"test", test_op_stop,
-                                                 test_op_destroy};
+static const struct stubdm__op_type test_type = {.name = "test",
+                                                 .stop = test_op_stop,
+                                                 .destroy = test_op_destroy};
 
 static void on_timer_complete(stubdm_ctx *ctx, struct stubdm__timer *tm)
 {

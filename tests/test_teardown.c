@@ -260,6 +260,235 @@ START_TEST(test_destroy_never_blocks_a_dispatch)
 }
 END_TEST
 
+/* ---- a failed or cancelled spawn's rollback ----------------------------- */
+
+static bool store_clean(void)
+{
+    char *now = spawnfix_dump(&fx);
+    bool same = !strcmp(now, fx.dump_before);
+
+    free(now);
+    return same;
+}
+
+struct rb_run {
+    struct ts_result r; /* first: ts_on_done's */
+    stubdm_spawn_step step;
+};
+
+static void rb_on_step(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
+{
+    (void)s;
+    ((struct rb_run *)user)->step = step;
+}
+
+/*
+ * A spawn with one raw disk whose remove sleeps slow_s() s, on a
+ * stubdomain that never reports running: it fails at WAIT (timeout 1 s)
+ * after its add ran, or (cancel) is cancelled there.  The rollback runs
+ * the slow remove: no dispatch may wait for it (the blocking rollback of
+ * the op's stop hook held one dispatch for the whole sleep: 2008 ms), and
+ * the op completes only after it, with the spawn's error, nothing left.
+ */
+static void rollback_case(bool cancel)
+{
+    static const char *const qemu_args[] = {"-machine", "none"};
+    static const char *const norun[] = {"--no-qemu", "--no-running"};
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
+                                           cancel ? 20000 : 1000);
+    struct app_loop a = {.extra = -1};
+    struct rb_run run = {.step = STUBDM_SPAWN_STEP_CREATE};
+    stubdm_stubdom *s = NULL;
+    stubdm_op *op = NULL;
+    char ds[PATH_MAX];
+    int64_t t0, took;
+
+    make_script("slow", ds, sizeof(ds));
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, rb_on_step, ts_on_done, &run, &s,
+                                  &op),
+                     0);
+    stubdm_spawn_opts_free(c);
+    while (run.step != STUBDM_SPAWN_STEP_WAIT && !run.r.done)
+        app_loop_turn(&a, 100);
+    ck_assert_msg(!run.r.done, "%s", run.r.msg);
+    ck_assert(has_record("vbd-51712-add"));
+    a.max_dispatch_ms = 0; /* the rollback's dispatches from here */
+    a.dispatches = 0;
+    t0 = stubdm_now_ms();
+    if (cancel) {
+        /* The cancel itself is no wait either (the blocking rollback ran
+         * inside it). */
+        stubdm_op_cancel(op);
+        a.max_dispatch_ms = stubdm_now_ms() - t0;
+        fprintf(stderr, "stubdm_op_cancel took %lld ms\n",
+                (long long)a.max_dispatch_ms);
+        ck_assert_int_lt(a.max_dispatch_ms, slow_s() * 1000 / 2);
+        /* It ends once nothing is left: not yet. */
+        ck_assert(!stubdm_op_is_done(op));
+        ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_FAILED);
+        /* A destroy meanwhile has nothing to add. */
+        ck_assert_int_eq(stubdm_stubdom_destroy(s, NULL, NULL, NULL),
+                         STUBDM_EBUSY);
+    }
+    app_loop_until_done(&a, &run.r, 30000 + slow_s() * 1000);
+    took = run.r.at_ms - t0;
+    fprintf(stderr,
+            "%s spawn with a %d s remove script: done after %lld ms, %u "
+            "dispatches, the longest %lld ms\n",
+            cancel ? "cancelled" : "failed", slow_s(), (long long)took,
+            a.dispatches, (long long)a.max_dispatch_ms);
+    ck_assert_int_lt(a.max_dispatch_ms, slow_s() * 1000 / 2);
+    if (cancel) {
+        ck_assert_int_eq(run.r.rc, STUBDM_ECANCELED);
+        ck_assert_msg(strstr(run.r.msg, "spawn: waiting for running: "
+                                        "cancelled") &&
+                          !strstr(run.r.msg, "cleaning up"),
+                      "%s", run.r.msg);
+    } else {
+        ck_assert_int_eq(run.r.rc, STUBDM_ETIMEDOUT);
+        ck_assert_msg(strstr(run.r.msg, "spawn: waiting for running: ") &&
+                          !strstr(run.r.msg, "cleaning up"),
+                      "%s", run.r.msg);
+    }
+    /* Completed after the rollback: the remove ran, whole. */
+    ck_assert(has_record("vbd-51712-remove"));
+    ck_assert_msg(run.r.at_ms - t0 >= slow_s() * 1000, "done after %lld ms",
+                  (long long)(run.r.at_ms - t0));
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_FAILED);
+    stubdm_op_free(op);
+    stubdm_stubdom_free(s);
+    assert_store_clean();
+    spawnfix_assert_clean(&fx, true);
+}
+
+START_TEST(test_failed_spawn_rollback_never_blocks)
+{
+    rollback_case(false);
+}
+END_TEST
+
+START_TEST(test_cancelled_spawn_rollback_never_blocks)
+{
+    rollback_case(true);
+}
+END_TEST
+
+/* The op freed while its rollback runs: the rollback finishes alone. */
+START_TEST(test_rollback_outlives_freed_op)
+{
+    static const char *const qemu_args[] = {"-machine", "none"};
+    static const char *const norun[] = {"--no-qemu", "--no-running"};
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
+                                           20000);
+    struct app_loop a = {.extra = -1};
+    struct rb_run run = {.step = STUBDM_SPAWN_STEP_CREATE};
+    stubdm_stubdom *s = NULL;
+    stubdm_op *op = NULL;
+    char ds[PATH_MAX];
+    int64_t t0 = 0;
+
+    make_script("slow", ds, sizeof(ds));
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, rb_on_step, ts_on_done, &run, &s,
+                                  &op),
+                     0);
+    stubdm_spawn_opts_free(c);
+    while (run.step != STUBDM_SPAWN_STEP_WAIT)
+        app_loop_turn(&a, 100);
+    stubdm_op_cancel(op);
+    app_loop_turn(&a, 100);
+    /* The op and the handle go while the remove script runs. */
+    t0 = stubdm_now_ms();
+    stubdm_op_free(op);
+    stubdm_stubdom_free(s);
+    a.max_dispatch_ms = stubdm_now_ms() - t0;
+    ck_assert(!run.r.done);
+    while (!has_record("vbd-51712-remove") || !store_clean()) {
+        ck_assert(stubdm_now_ms() - t0 < 30000 + slow_s() * 1000);
+        app_loop_turn(&a, 100);
+    }
+    ck_assert_int_lt(a.max_dispatch_ms, slow_s() * 1000 / 2);
+    ck_assert(!run.r.done); /* nothing called back */
+    assert_store_clean();
+    spawnfix_assert_clean(&fx, true);
+}
+END_TEST
+
+/* A rollback that fails too: the spawn's error, then the rollback's; the
+ * rest of the rollback still went. */
+START_TEST(test_rollback_failure_reported)
+{
+    static const char *const qemu_args[] = {"-machine", "none"};
+    static const char *const norun[] = {"--no-qemu", "--no-running"};
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
+                                           1000);
+    stubdm_stubdom *s = NULL;
+    const char *msg;
+    char ds[PATH_MAX];
+
+    make_script("rm3", ds, sizeof(ds));
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
+    ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s),
+                     STUBDM_ETIMEDOUT);
+    stubdm_spawn_opts_free(c);
+    msg = stubdm_ctx_errmsg(fx.ctx);
+    ck_assert_msg(!strncmp(msg, "spawn: waiting for running: ", 28) &&
+                      strstr(msg, "; cleaning up failed too: destroy ") &&
+                      strstr(msg, "hotplug scripts: vbd 51712 (") &&
+                      strstr(msg, "exited with status 3"),
+                  "%s", msg);
+    ck_assert(has_record("vbd-51712-remove"));
+    assert_store_clean();
+    spawnfix_assert_clean(&fx, true);
+}
+END_TEST
+
+/* The ctx freed while the rollback's remove script runs: stubdm_ctx_free
+ * finishes the rollback there (no loop turns any more), so neither the
+ * domain nor a node is left; the killed remove runs again, whole. */
+START_TEST(test_ctx_free_finishes_rollback)
+{
+    static const char *const qemu_args[] = {"-machine", "none"};
+    static const char *const norun[] = {"--no-qemu", "--no-running"};
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
+                                           1000);
+    struct app_loop a = {.extra = -1};
+    struct rb_run run = {.step = STUBDM_SPAWN_STEP_CREATE};
+    stubdm_stubdom *s = NULL;
+    stubdm_op *op = NULL;
+    char ds[PATH_MAX];
+    int64_t t0 = stubdm_now_ms();
+
+    make_script("slow", ds, sizeof(ds));
+    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
+    ck_assert_int_eq(stubdm_spawn(fx.ctx, c, rb_on_step, ts_on_done, &run, &s,
+                                  &op),
+                     0);
+    stubdm_spawn_opts_free(c);
+    while (!has_record("vbd-51712-remove")) {
+        ck_assert(stubdm_now_ms() - t0 < 20000);
+        app_loop_turn(&a, 100);
+    }
+    ck_assert(!run.r.done);
+    ck_assert_int_eq(stubdm_stubdom_step(s), STUBDM_SPAWN_STEP_FAILED);
+    stubdm_ctx_free(fx.ctx);
+    fx.ctx = NULL;
+    ck_assert(!run.r.done); /* dropped without its callback */
+    ck_assert_msg(strstr(logbuf, "the ctx is freed while running hotplug "
+                                 "scripts: finishing it blocking"),
+                  "%s", logbuf);
+    stubdm_op_free(op);
+    stubdm_stubdom_free(s); /* after the ctx: a failed handle may be */
+    assert_store_clean();
+    ck_assert_int_eq(proc_sim_settled(fx.mock.dir, fx.mock.pid), 0);
+}
+END_TEST
+
 /* The same by domid, floating (no op handle), and its failure: the remove
  * exits 3, which done gets. */
 START_TEST(test_destroy_by_domid_async)
@@ -665,6 +894,11 @@ static Suite *teardown_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_destroy_never_blocks_a_dispatch);
+    tcase_add_test(tc, test_failed_spawn_rollback_never_blocks);
+    tcase_add_test(tc, test_cancelled_spawn_rollback_never_blocks);
+    tcase_add_test(tc, test_rollback_outlives_freed_op);
+    tcase_add_test(tc, test_ctx_free_finishes_rollback);
+    tcase_add_test(tc, test_rollback_failure_reported);
     tcase_add_test(tc, test_destroy_by_domid_async);
     tcase_add_test(tc, test_blocking_forms);
     tcase_add_test(tc, test_destroy_gone);

@@ -47,6 +47,7 @@ int stubdm_ctx_new(stubdm_ctx **out)
  */
 static void ctx_teardown(stubdm_ctx *ctx)
 {
+    ctx->disposing = true;
     stubdm__ops_dispose(ctx);
     stubdm__qmp_dispose(ctx);
     stubdm__op_cache_dispose(ctx);

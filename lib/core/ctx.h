@@ -26,6 +26,9 @@ struct stubdm_ctx {
     unsigned dispatch_depth; /* >0 while a dispatch entry point runs */
     unsigned callback_depth; /* >0 while a user callback runs */
     bool free_requested;
+    /* stubdm_ctx_free is stopping the ops: no loop turns any more, so
+     * what a teardown still has to do is done blocking (teardown.c). */
+    bool disposing;
     /* what the application handed the running dispatch (the _ext entry
      * points), NULL outside one */
     void *dispatch_data;

@@ -216,6 +216,10 @@ void stubdm_op_cancel(stubdm_op *op)
 {
     if (!op || op->state != STUBDM__OP_PENDING || !op->ctx)
         return;
+    if (op->type->cancel) {
+        op->type->cancel(op);
+        return;
+    }
     stubdm__op_complete(op, STUBDM_ECANCELED, "%s cancelled", op->type->name);
 }
 
@@ -267,7 +271,7 @@ int stubdm__op_wait(stubdm_op *op)
          * its result ECANCELED. */
         if (stubdm__interrupt_take(ctx)) {
             stubdm_op_cancel(op);
-            break;
+            continue;
         }
         rc = stubdm_ctx_run_once(ctx, -1);
         if (rc)

@@ -16,6 +16,10 @@ struct stubdm__op_type {
     void (*stop)(stubdm_op *op);
     /* Free what the op type allocated, besides the op itself.  May be NULL. */
     void (*destroy)(stubdm_op *op);
+    /* stubdm_op_cancel of a pending op whose end takes dispatches (a
+     * spawn's rollback): start that end; the op completes later.  NULL:
+     * cancel completes the op at once with STUBDM_ECANCELED. */
+    void (*cancel)(stubdm_op *op);
 };
 
 enum stubdm__op_state {
@@ -84,7 +88,8 @@ enum stubdm__op_notified stubdm__op_notify(
  * loop there would dispatch recursively.  op_wait runs the ctx's poll loop
  * until op completes and returns the loop's error (op still pending; the
  * caller frees it) or op's result, its message copied to the ctx; a
- * stubdm_ctx_interrupt cancels op (STUBDM_ECANCELED).  The op is not
+ * stubdm_ctx_interrupt cancels op (STUBDM_ECANCELED, once the op's cancel
+ * ended: a spawn's rollback runs to its end).  The op is not
  * freed.
  */
 int stubdm__sync_check(stubdm_ctx *ctx, const char *what);

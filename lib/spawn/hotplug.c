@@ -18,9 +18,9 @@
  *   -> the device is done; all done: the op completes.
  *
  * At teardown, the remove (vbd) / offline (vif) of every backend whose add
- * ran, one after another: from the loop for the destroys
- * (stubdm__hotplug_remove), blocking for a failed spawn's teardown, which
- * runs inside its op's stop (stubdm__hotplug_remove_all).
+ * ran, one after another: from the loop for the destroys and a failed
+ * spawn's rollback (stubdm__hotplug_remove), blocking only where no loop
+ * turns any more, stubdm_ctx_free (stubdm__hotplug_remove_all).
  *
  * A script dies with its op (timeout, cancel, stubdomain death,
  * ctx_free), not with the process: no PR_SET_PDEATHSIG, which follows the

@@ -25,11 +25,16 @@
  * caller's domain (stubdm__spawn_step_adopt); NO_UNPAUSE goes from HOTPLUG
  * to WAIT.
  *
- * Failure anywhere, cancellation, or freeing the op or the handle while
- * pending runs the teardown (teardown.c) from the op's stop hook, i.e.
- * before the completion callback: the domain is destroyed and every node
- * removed; a domain the caller built and kept is not destroyed: only what
- * the spawn added to it is undone.
+ * Failure anywhere, stubdm_op_cancel, or freeing the handle while pending
+ * ends the spawn (spawn_end): its step's resources are released and the
+ * rollback starts, the asynchronous teardown (teardown.c): the domain is
+ * destroyed in that call, its scripts run and its nodes go from the loop;
+ * a domain the caller built and kept is not destroyed: only what the
+ * spawn added to it is undone.  The op completes from the rollback's
+ * completion, with the spawn's error (and the rollback's, if it failed
+ * too), so no dispatch waits for a script and done means nothing is left.
+ * Freeing the op while it runs or rolls back leaves the rollback running
+ * alone (floating); stubdm_ctx_free finishes it blocking.
  */
 #include "console/console.h"
 #include "console/dm_state.h"
@@ -81,22 +86,144 @@ const char *stubdm_spawn_step_name(stubdm_spawn_step step)
 
 /* ---- the op -------------------------------------------------------------- */
 
+static bool step_to(stubdm_stubdom *s, stubdm_spawn_step step);
+
+static void step_to_failed(stubdm_stubdom *s)
+{
+    step_to(s, STUBDM_SPAWN_STEP_FAILED);
+}
+
+/* The spawn ended (failure or cancel), or is rolling back. */
+static bool ended(const struct spawn_op *so)
+{
+    return so->op.state != STUBDM__OP_PENDING || so->ending;
+}
+
+/* Release what the running step holds: its timer, probe, scripts (killed
+ * before the rollback runs their removes), wait. */
+static void spawn_release(struct spawn_op *so)
+{
+    stubdm__timer_stop(so->op.ctx, &so->tick);
+    stubdm__xsprobe_stop(so->op.ctx, &so->probe);
+    if (so->hotplug) {
+        stubdm_op_free(so->hotplug);
+        so->hotplug = NULL;
+    }
+    if (so->wait) {
+        stubdm_op_free(so->wait);
+        so->wait = NULL;
+    }
+}
+
+/* Complete with the spawn's error, and the rollback's (NULL: none). */
+static void end_complete(struct spawn_op *so, const char *cleanup)
+{
+    if (cleanup)
+        stubdm__op_complete(&so->op, so->end_rc,
+                            "%s; cleaning up failed too: %s", so->end_msg,
+                            cleanup);
+    else
+        stubdm__op_complete(&so->op, so->end_rc, "%s", so->end_msg);
+}
+
+static void on_rollback_done(stubdm_op *op, int rc, void *user)
+{
+    struct spawn_op *so = user;
+    char why[STUBDM_ERRMSG_MAX];
+
+    if (so->rollback != op)
+        return;
+    so->rollback = NULL;
+    snprintf(why, sizeof(why), "%s", stubdm_op_errmsg(op));
+    stubdm_op_free(op);
+    LOG_DEBUG(so->op.ctx, MOD, "guest %u: rolled back (%.3f s)%s",
+              so->s ? so->s->guest : 0,
+              (double)(stubdm_now_ms() - so->started_ms) / 1000.0,
+              rc ? " with errors" : "");
+    end_complete(so, rc ? why : NULL);
+}
+
+/*
+ * Start the rollback of s with done/user (NULL: floating), into *op_out.
+ * The asynchronous teardown, or, where its start failed for memory, the
+ * blocking one (nothing may leak).  0, or the failure (message on the
+ * ctx).
+ */
+static int rollback_start(stubdm_stubdom *s, stubdm_done_fn *done, void *user,
+                          stubdm_op **op_out)
+{
+    stubdm_op *op = NULL;
+    int rc;
+
+    *op_out = NULL;
+    if (!s->domain_made && !(s->adopted && s->attached)) {
+        stubdm__spawn_close_consoles(s, false);
+        if (s->qmp) {
+            stubdm_qmp_free(s->qmp);
+            s->qmp = NULL;
+        }
+        return 0;
+    }
+    rc = stubdm__spawn_teardown_start(s, done, user, &op);
+    if (rc == STUBDM_ENOMEM)
+        return stubdm__spawn_teardown(s);
+    if (rc)
+        return rc;
+    if (done)
+        *op_out = op;
+    else
+        op->floating = true;
+    return 0;
+}
+
+/*
+ * End the spawn with rc (end_msg set): release its step, start the
+ * rollback; the op completes from its completion, or now when there is
+ * nothing to undo or its start failed.
+ */
+static void spawn_end(struct spawn_op *so, int rc)
+{
+    stubdm_stubdom *s = so->s;
+    int trc;
+
+    if (ended(so))
+        return;
+    so->ending = true;
+    so->end_rc = rc;
+    spawn_release(so);
+    if (!s || so->op.ctx->postfork) {
+        end_complete(so, NULL);
+        return;
+    }
+    step_to_failed(s);
+    trc = rollback_start(s, on_rollback_done, so, &so->rollback);
+    if (trc) {
+        char why[STUBDM_ERRMSG_MAX];
+        snprintf(why, sizeof(why), "%s", so->op.ctx->errmsg);
+        end_complete(so, why);
+    } else if (!so->rollback) {
+        end_complete(so, NULL);
+    }
+}
+
 static void spawn_fail(struct spawn_op *so, int rc, stubdm_spawn_step step,
                        const char *msg)
 {
     stubdm_ctx *ctx = so->op.ctx;
 
+    if (ended(so))
+        return;
     /* Say so when the cause is the lost connection itself: "Bad file
      * descriptor" alone names no culprit, and the teardown on the same
      * connection fails too (a destroy on a new one cleans up). */
     if (rc == STUBDM_EXENSTORE && stubdm__xs_conn_lost(ctx))
-        stubdm__op_complete(&so->op, rc,
-                            "spawn: %s: the connection to xenstored was "
-                            "lost (%s)",
-                            stubdm_spawn_step_name(step), msg);
+        snprintf(so->end_msg, sizeof(so->end_msg),
+                 "spawn: %s: the connection to xenstored was lost (%.400s)",
+                 stubdm_spawn_step_name(step), msg);
     else
-        stubdm__op_complete(&so->op, rc, "spawn: %s: %s",
-                            stubdm_spawn_step_name(step), msg);
+        snprintf(so->end_msg, sizeof(so->end_msg), "spawn: %s: %.440s",
+                 stubdm_spawn_step_name(step), msg);
+    spawn_end(so, rc);
 }
 
 /* The connection to xenstored went while the spawn waits (xs.c's probe:
@@ -154,10 +281,10 @@ static bool report(struct spawn_op *so)
         return false;
     s->in_progress = false;
     if (s->free_pending) {
-        stubdm_stubdom_free(s); /* cancels the op, tears down */
+        stubdm_stubdom_free(s); /* cancels the op, rolls back */
         return false;
     }
-    return r == STUBDM__OP_NOTIFY_PENDING;
+    return r == STUBDM__OP_NOTIFY_PENDING && !so->ending;
 }
 
 /*
@@ -207,7 +334,7 @@ static void step_next(struct spawn_op *so, stubdm_spawn_step step)
 static void step_done(struct spawn_op *so, stubdm_spawn_step step, int rc,
                       stubdm_op *op)
 {
-    if (so->op.state != STUBDM__OP_PENDING)
+    if (ended(so))
         return;
     if (rc)
         spawn_fail(so, rc, step, stubdm_op_errmsg(op));
@@ -258,12 +385,12 @@ static void on_hotplug_done(stubdm_op *op, int rc, void *user)
 
     if (so->hotplug == op) {
         so->hotplug = NULL;
-        if (so->op.state == STUBDM__OP_PENDING && rc)
+        if (!ended(so) && rc)
             spawn_fail(so, rc, STUBDM_SPAWN_STEP_HOTPLUG,
                        stubdm_op_errmsg(op));
         stubdm_op_free(op);
     }
-    if (so->op.state != STUBDM__OP_PENDING || rc)
+    if (ended(so) || rc)
         return;
     step_next(so, STUBDM_SPAWN_STEP_HOTPLUG);
 }
@@ -277,7 +404,7 @@ static int start_wait(struct spawn_op *so)
                                     &so->wait);
 
     /* on_wait_done continues (maybe already from inside the call) */
-    if (!rc && so->op.state == STUBDM__OP_PENDING && so->wait)
+    if (!rc && !ended(so) && so->wait)
         rc = stubdm__xsprobe_start(s->ctx, &so->probe);
     return rc;
 }
@@ -339,43 +466,67 @@ static void on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
         step_next(so, step);
 }
 
+/* The op ends with its rollback running (freed, or the ctx freed): the
+ * rollback goes on alone; one the ctx stopped already is released. */
+static void rollback_orphan(struct spawn_op *so)
+{
+    stubdm_op *r = so->rollback;
+
+    so->rollback = NULL;
+    if (!r)
+        return;
+    if (!r->ctx) {
+        stubdm_op_free(r);
+        return;
+    }
+    r->done = NULL;
+    r->user = NULL;
+    r->floating = true;
+}
+
 static void spawn_stop(stubdm_op *op)
 {
     struct spawn_op *so = (struct spawn_op *)op;
     stubdm_stubdom *s = so->s;
+    stubdm_op *r = NULL;
 
-    stubdm__timer_stop(op->ctx, &so->tick);
-    stubdm__xsprobe_stop(op->ctx, &so->probe);
-    /* Its scripts are killed before the teardown runs their removes. */
-    if (so->hotplug) {
-        stubdm_op_free(so->hotplug);
-        so->hotplug = NULL;
-    }
-    if (so->wait) {
-        stubdm_op_free(so->wait);
-        so->wait = NULL;
-    }
+    spawn_release(so);
+    rollback_orphan(so);
     if (!s)
         return;
-    /* Pending here means freed while pending: that is a cancellation.  A
-     * forked child leaves the domain to the parent that is making it. */
-    if (!op->ctx->postfork && (op->state == STUBDM__OP_PENDING || op->rc)) {
-        int rc = stubdm__spawn_teardown(s);
-        step_to(s, STUBDM_SPAWN_STEP_FAILED);
-        if (rc && op->state != STUBDM__OP_PENDING) {
-            size_t len = strlen(op->errmsg);
-            snprintf(op->errmsg + len, sizeof(op->errmsg) - len,
-                     "; cleaning up failed too: %s", op->ctx->errmsg);
-        }
+    /* Stopped without spawn_end: the op freed while pending (a
+     * cancellation), or the ctx freed.  A forked child leaves the domain
+     * to the parent that is making it; a destroy tears down itself. */
+    if (!so->ending && !so->no_rollback && !op->ctx->postfork &&
+        (op->state == STUBDM__OP_PENDING || op->rc)) {
+        step_to_failed(s);
+        if (op->ctx->disposing)
+            stubdm__spawn_teardown(s); /* no loop turns any more */
+        else if (rollback_start(s, NULL, NULL, &r))
+            LOG_WARN(op->ctx, MOD, "guest %u: rolling back: %s", s->guest,
+                     op->ctx->errmsg);
     }
     s->op = NULL;
     so->s = NULL;
+}
+
+static void spawn_cancel(stubdm_op *op)
+{
+    struct spawn_op *so = (struct spawn_op *)op;
+
+    if (ended(so))
+        return;
+    snprintf(so->end_msg, sizeof(so->end_msg), "spawn: %s: cancelled",
+             stubdm_spawn_step_name(so->s ? so->s->step
+                                          : STUBDM_SPAWN_STEP_FAILED));
+    spawn_end(so, STUBDM_ECANCELED);
 }
 
 static const struct stubdm__op_type spawn_type = {
     .name = "spawn",
     .stop = spawn_stop,
     .destroy = NULL,
+    .cancel = spawn_cancel,
 };
 
 /* The handle's memory (the caller's stubdm_stubdom_free, or a start that
@@ -547,8 +698,15 @@ stubdm_qmp *stubdm_stubdom_qmp(const stubdm_stubdom *s)
     return s ? s->qmp : NULL;
 }
 
+bool stubdm__spawn_rolling_back(const stubdm_stubdom *s)
+{
+    return s->op && s->op->ending;
+}
+
 void stubdm__spawn_cancel(stubdm_stubdom *s, const char *why)
 {
+    if (s->op)
+        s->op->no_rollback = true;
     if (s->op)
         stubdm__op_complete(&s->op->op, STUBDM_ECANCELED,
                             "spawn: %s: cancelled: %s",
@@ -564,11 +722,13 @@ void stubdm_stubdom_free(stubdm_stubdom *s)
         return;
     }
     stubdm__spawn_destroy_detach(s);
-    if (s->op)
-        stubdm__op_complete(&s->op->op, STUBDM_ECANCELED,
-                            "spawn: %s: cancelled: the handle was freed",
-                            stubdm_spawn_step_name(s->step));
-    if (s->op) { /* complete did not run stop (not pending): detach */
+    if (s->op && !ended(s->op)) {
+        snprintf(s->op->end_msg, sizeof(s->op->end_msg),
+                 "spawn: %s: cancelled: the handle was freed",
+                 stubdm_spawn_step_name(s->step));
+        spawn_end(s->op, STUBDM_ECANCELED);
+    }
+    if (s->op) { /* rolling back, or completed: the op goes on alone */
         s->op->s = NULL;
         s->op = NULL;
     }

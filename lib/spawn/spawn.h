@@ -207,6 +207,13 @@ struct stubdm_stubdom {
 struct spawn_op {
     stubdm_op op;
     stubdm_stubdom *s;
+    /* The spawn ended (failed, cancelled): its rollback runs, then the op
+     * completes with end_rc and end_msg. */
+    bool ending;
+    bool no_rollback; /* ended by a destroy, which tears down itself */
+    int end_rc;
+    stubdm_op *rollback; /* the teardown op, while it runs */
+    char end_msg[STUBDM_ERRMSG_MAX];
     struct stubdm__timer tick;
     stubdm_op *hotplug;
     stubdm_op *wait;
@@ -257,6 +264,10 @@ struct stubdm__teardown {
     uint32_t S, G;
     bool have_guest;
     bool made; /* false: nothing to destroy, the op just completes */
+    /* A domain the caller built and kept: undo the spawn's devices (cfg's)
+     * and contract only, never destroy it; repause: pause it again first
+     * (the spawn unpaused it). */
+    bool detach, repause;
     const char *guest_vm, *stub_vm;
     const stubdm_spawn_opts *cfg;
     stubdm_contract **contract;
@@ -271,13 +282,27 @@ int stubdm__teardown_start(const struct stubdm__teardown *t,
                            stubdm_op **op_out);
 /* The handle is freed while its destroy runs: the op goes on alone. */
 void stubdm__spawn_destroy_detach(stubdm_stubdom *s);
-/* Complete a pending spawn with STUBDM_ECANCELED (its stop hook runs). */
+/* Complete a pending spawn with STUBDM_ECANCELED at once, without a
+ * rollback: the caller tears the stubdomain down. */
 void stubdm__spawn_cancel(stubdm_stubdom *s, const char *why);
+/* The spawn failed and its rollback runs (its op completes after it). */
+bool stubdm__spawn_rolling_back(const stubdm_stubdom *s);
+/*
+ * Start the asynchronous teardown of what s holds: consoles and QMP
+ * closed now; the domain destroyed now when the spawn made it (or adopted
+ * it with ADOPT_DESTROY), else, of an adopted domain it attached to, only
+ * the spawn's part undone (detach); scripts and nodes from the loop.
+ * *op_out: the op (also when there is nothing to undo: it just
+ * completes).  A failure leaves s's state as it was.
+ */
+int stubdm__spawn_teardown_start(stubdm_stubdom *s, stubdm_done_fn *done,
+                                 void *user, stubdm_op **op_out);
 /* Stop serving every console; release: hand them over instead (the
  * stubdomain runs on). */
 void stubdm__spawn_close_consoles(stubdm_stubdom *s, bool release);
-/* Consoles, QMP and, when the spawn made it, the domain; of a domain it
- * adopted and does not own, what the spawn added to it (detach). */
+/* The same, blocking (the hotplug scripts run inside the call): only
+ * where no loop turns any more (stubdm_ctx_free) or the asynchronous
+ * start failed for memory. */
 int stubdm__spawn_teardown(stubdm_stubdom *s);
 
 #endif /* STUBDM_SPAWN_SPAWN_H */

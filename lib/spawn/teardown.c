@@ -302,19 +302,23 @@ void stubdm__spawn_close_consoles(stubdm_stubdom *s, bool release)
  * by devid (the caller's own devices stay), and the containers that were
  * left empty.  dom0's backend directory itself is never pruned: a host
  * has one before any domain. */
+struct detach_args {
+    uint32_t S;
+    size_t ndisks, nnics; /* the spawn's devices, by index */
+};
+
 static int detach_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
                       void *arg)
 {
-    const stubdm_stubdom *s = arg;
-    const stubdm_spawn_opts *c = s->cfg;
-    const uint32_t S = s->domid, T = TOOLSTACK_DOMID;
+    const struct detach_args *a = arg;
+    const uint32_t S = a->S, T = TOOLSTACK_DOMID;
     char p[128];
     int rc = 0;
 
-    for (size_t i = 0; !rc && i < c->ndisks + c->nnics; i++) {
-        const char *kind = i < c->ndisks ? "vbd" : "vif";
-        unsigned id = i < c->ndisks ? stubdm__spawn_vbd_devid(i)
-                                    : (unsigned)(i - c->ndisks);
+    for (size_t i = 0; !rc && i < a->ndisks + a->nnics; i++) {
+        const char *kind = i < a->ndisks ? "vbd" : "vif";
+        unsigned id = i < a->ndisks ? stubdm__spawn_vbd_devid(i)
+                                    : (unsigned)(i - a->ndisks);
         snprintf(p, sizeof(p), "/local/domain/%u/backend/%s/%u/%u", T, kind, S,
                  id);
         rc = stubdm__xs_rm_txn(ctx, xsh, t, p);
@@ -361,8 +365,9 @@ static int detach_domain(stubdm_stubdom *s)
         keep_first(ctx, rc, "hotplug scripts", &first, msg, sizeof(msg));
     }
     if (c->ndisks || c->nnics) {
+        struct detach_args da = {s->domid, c->ndisks, c->nnics};
         rc = stubdm__xs_transaction(ctx, "removing the spawn's devices",
-                                    detach_txn, s, NULL);
+                                    detach_txn, &da, NULL);
         keep_first(ctx, rc, "removing the spawn's devices", &first, msg,
                    sizeof(msg));
     }
@@ -417,6 +422,11 @@ int stubdm__spawn_teardown(stubdm_stubdom *s)
  *            the loop (hotplug.c's remove op): no dispatch waits for one;
  *   NODES    the contract and every node the spawn wrote, from one tick.
  *
+ * Of a domain the caller built and kept (detach: a byod spawn's rollback
+ * or destroy), start pauses it again instead (if the spawn unpaused it),
+ * SCRIPTS runs the spawn's devices' scripts, NODES removes those devices'
+ * nodes and the contract: the domain and its builder's nodes stay.
+ *
  * The contract goes after the scripts, with the nodes: until then the
  * stubdomain's dom0-owned "target" names its guest, so a destroy cancelled
  * in between leaves a gone stubdomain a destroy by domid recognises and
@@ -425,12 +435,14 @@ int stubdm__spawn_teardown(stubdm_stubdom *s)
 enum td_step {
     TD_SCRIPTS,
     TD_NODES,
+    TD_NODES_DETACH, /* TD_NODES of a detach */
     TD_END,
 };
 
 static const char *const td_step_name[] = {
     [TD_SCRIPTS] = "running hotplug scripts",
     [TD_NODES] = "removing the contract and the stubdomain's nodes",
+    [TD_NODES_DETACH] = "removing the spawn's devices and the contract",
     [TD_END] = "done",
 };
 
@@ -445,6 +457,8 @@ struct td_op {
     const char **own_ptrs;                   /* ... as hotplug.c takes them */
     size_t n_own;
     struct rm_args rm;
+    bool detach;
+    struct detach_args da;
     enum td_step step;
     struct stubdm__timer tick;
     stubdm_op *scripts;
@@ -482,6 +496,11 @@ static void td_go(struct td_op *td, enum td_step step)
     }
 }
 
+static enum td_step td_nodes_step(const struct td_op *td)
+{
+    return td->detach ? TD_NODES_DETACH : TD_NODES;
+}
+
 static void td_on_scripts(stubdm_op *op, int rc, void *user)
 {
     struct td_op *td = user;
@@ -497,14 +516,38 @@ static void td_on_scripts(stubdm_op *op, int rc, void *user)
     }
     stubdm_op_free(op);
     (void)ctx;
-    td_go(td, TD_NODES);
+    td_go(td, td_nodes_step(td));
 }
 
-static void td_nodes(struct td_op *td)
+/* A detach's nodes: the spawn's devices', then the contract it wrote. */
+static void td_detach_nodes(struct td_op *td)
 {
     stubdm_ctx *ctx = td->op.ctx;
     int rc;
 
+    if (td->da.ndisks || td->da.nnics) {
+        rc = stubdm__xs_transaction(ctx, "removing the spawn's devices",
+                                    detach_txn, &td->da, NULL);
+        keep_first(ctx, rc, "removing the spawn's devices", &td->first,
+                   td->msg, sizeof(td->msg));
+    }
+    if (td->contract) {
+        rc = stubdm_contract_remove(ctx, td->contract);
+        keep_first(ctx, rc, "removing the contract", &td->first, td->msg,
+                   sizeof(td->msg));
+    }
+}
+
+/* The NODES step's removals (no completion). */
+static void td_remove_nodes(struct td_op *td)
+{
+    stubdm_ctx *ctx = td->op.ctx;
+    int rc;
+
+    if (td->detach) {
+        td_detach_nodes(td);
+        return;
+    }
     if (td->have_guest) {
         rc = remove_contract(ctx, td->contract, td->G, td->S,
                              td->gvm[0] ? td->gvm : NULL);
@@ -512,16 +555,13 @@ static void td_nodes(struct td_op *td)
                    sizeof(td->msg));
         /* The stubdomain's nodes lead a later destroy by domid to the
          * guest's contract: they stay while it does. */
-        if (rc) {
-            td_finish(td);
+        if (rc)
             return;
-        }
     }
     rc = stubdm__xs_transaction(ctx, "removing the stubdomain's nodes", rm_txn,
                                 &td->rm, NULL);
     keep_first(ctx, rc, "removing the stubdomain's nodes", &td->first, td->msg,
                sizeof(td->msg));
-    td_finish(td);
 }
 
 static void td_on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
@@ -532,7 +572,7 @@ static void td_on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
     switch (td->step) {
     case TD_SCRIPTS:
         if (ctx->no_hotplug) {
-            td_go(td, TD_NODES);
+            td_go(td, td_nodes_step(td));
             return;
         }
         rc = stubdm__hotplug_remove(ctx, td->S, td->own_ptrs, td->n_own,
@@ -541,15 +581,40 @@ static void td_on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
                    sizeof(td->msg));
         if (!rc && td->scripts)
             return; /* td_on_scripts goes on */
-        td_go(td, TD_NODES);
+        td_go(td, td_nodes_step(td));
         return;
     case TD_NODES:
-        td_nodes(td);
+    case TD_NODES_DETACH:
+        td_remove_nodes(td);
+        td_finish(td);
         return;
     case TD_END:
         td_finish(td);
         return;
     }
+}
+
+/*
+ * The ctx is being freed while the teardown runs: no loop turns any more,
+ * so what is left of it runs here, blocking (stubdm_ctx_free is no
+ * dispatch), and nothing is left behind: the scripts not run yet (the one
+ * killed, again), then the nodes.
+ */
+static void td_finish_blocking(struct td_op *td)
+{
+    stubdm_ctx *ctx = td->op.ctx;
+    int rc;
+
+    LOG_WARN(ctx, MOD,
+             "destroy %u: the ctx is freed while %s: finishing it blocking",
+             td->S, td_step_name[td->step]);
+    if (td->step == TD_SCRIPTS && !ctx->no_hotplug) {
+        rc = stubdm__hotplug_remove_all(ctx, td->S, td->own_ptrs, td->n_own);
+        keep_first(ctx, rc, "hotplug scripts", &td->first, td->msg,
+                   sizeof(td->msg));
+    }
+    td_remove_nodes(td);
+    td->step = TD_END;
 }
 
 static void td_stop(stubdm_op *op)
@@ -568,14 +633,27 @@ static void td_stop(stubdm_op *op)
     }
     if (td->step == TD_END)
         return;
+    if (ctx->disposing && !ctx->postfork) {
+        td_finish_blocking(td);
+        return;
+    }
     /* Cancelled, or freed pending: never silently. */
     char what[STUBDM_ERRMSG_MAX];
-    snprintf(what, sizeof(what),
-             "destroy %u: cancelled while %s: the domain is destroyed; its "
-             "contract, the backends whose remove/offline did not run and "
-             "its nodes are left, which "
-             "stubdm_stubdom_destroy_by_domid(%u) removes",
-             td->S, td_step_name[td->step], td->S);
+    if (td->detach)
+        snprintf(what, sizeof(what),
+                 "destroy %u: cancelled while %s: the domain is not "
+                 "destroyed (it is its builder's); the spawn's devices "
+                 "whose remove/offline did not run, their nodes and the "
+                 "contract are left",
+                 td->S, td_step_name[td->step]);
+    else
+        snprintf(
+            what, sizeof(what),
+            "destroy %u: cancelled while %s: the domain is destroyed; its "
+            "contract, the backends whose remove/offline did not run and "
+            "its nodes are left, which "
+            "stubdm_stubdom_destroy_by_domid(%u) removes",
+            td->S, td_step_name[td->step], td->S);
     LOG_WARN(ctx, MOD, "%s", what);
     if (op->state != STUBDM__OP_PENDING && op->rc == STUBDM_ECANCELED)
         snprintf(op->errmsg, sizeof(op->errmsg), "%s", what);
@@ -649,7 +727,10 @@ int stubdm__teardown_start(const struct stubdm__teardown *t,
     snprintf(td->gvm, sizeof(td->gvm), "%s", t->guest_vm ? t->guest_vm : "");
     snprintf(td->svm, sizeof(td->svm), "%s", t->stub_vm ? t->stub_vm : "");
     stubdm__timer_init(&td->tick, td_on_tick);
-    td->step = t->made ? TD_SCRIPTS : TD_END;
+    td->detach = t->detach;
+    td->da = (struct detach_args){td->S, t->cfg ? t->cfg->ndisks : 0,
+                                  t->cfg ? t->cfg->nnics : 0};
+    td->step = t->made || t->detach ? TD_SCRIPTS : TD_END;
     if (td_own_scripts(td, t->cfg)) {
         stubdm__op_abandon(&td->op);
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "destroy op");
@@ -662,12 +743,24 @@ int stubdm__teardown_start(const struct stubdm__teardown *t,
     td->rm = (struct rm_args){td->S,          td->G,
                               td->have_guest, td->svm[0] ? td->svm : NULL,
                               NULL,           false};
-    if (t->made && td->have_guest &&
-        placeholder_of(ctx, td->G, td->S, &made_vm)) {
+    if (t->detach) {
+        /* The domain stops using what goes next; a dead one cannot be
+         * paused, which is no failure. */
+        if (t->repause && t->host->pause(ctx, td->S, true)) {
+            LOG_INFO(ctx, MOD, "domain %u: not paused again: %s", td->S,
+                     ctx->errmsg);
+            stubdm__clear_error(ctx);
+        }
+        LOG_DEBUG(ctx, MOD,
+                  "destroy %u: the spawn's part of a domain it "
+                  "does not own: %s",
+                  td->S, td_step_name[TD_SCRIPTS]);
+    } else if (t->made && td->have_guest &&
+               placeholder_of(ctx, td->G, td->S, &made_vm)) {
         td->rm.placeholder = true;
         td->rm.guest_vm = made_vm && td->gvm[0] ? td->gvm : NULL;
     }
-    if (t->made) {
+    if (t->made && !t->detach) {
         /* A domain that could not be destroyed keeps its nodes: they are
          * what makes it a stubdomain to a later destroy by domid. */
         LOG_DEBUG(ctx, MOD, "destroy %u: destroying the domain", td->S);
@@ -694,12 +787,45 @@ int stubdm__teardown_start(const struct stubdm__teardown *t,
 
 /* ---- the handle's destroy ------------------------------------------------ */
 
+int stubdm__spawn_teardown_start(stubdm_stubdom *s, stubdm_done_fn *done,
+                                 void *user, stubdm_op **op_out)
+{
+    bool detach = s->adopted && !s->domain_made && s->attached;
+    struct stubdm__teardown t = {
+        .ctx = s->ctx,
+        .host = s->host,
+        .S = s->domid,
+        .G = s->guest,
+        .have_guest = !s->adopted || s->attached,
+        .made = s->domain_made,
+        .detach = detach,
+        .repause = detach && s->started,
+        .guest_vm = s->vm_path[0] ? s->vm_path : NULL,
+        .stub_vm = s->stub_vm[0] ? s->stub_vm : NULL,
+        .cfg = s->cfg,
+        .contract = s->contract_rc ? NULL : &s->contract,
+    };
+    int rc;
+
+    stubdm__spawn_close_consoles(s, false);
+    if (s->qmp) {
+        stubdm_qmp_free(s->qmp);
+        s->qmp = NULL;
+    }
+    rc = stubdm__teardown_start(&t, done, user, op_out);
+    if (rc)
+        return rc;
+    if (!s->contract)
+        s->contract_rc = STUBDM_ESTATE;
+    s->domain_made = false;
+    s->attached = false;
+    return 0;
+}
+
 int stubdm_stubdom_destroy(stubdm_stubdom *s, stubdm_done_fn *done, void *user,
                            stubdm_op **op_out)
 {
-    struct stubdm__teardown t;
     stubdm_op *op = NULL;
-    bool made;
     int rc;
 
     if (op_out)
@@ -710,32 +836,18 @@ int stubdm_stubdom_destroy(stubdm_stubdom *s, stubdm_done_fn *done, void *user,
         return stubdm__fail(s->ctx, STUBDM_EBUSY, 0,
                             "destroy %u: a destroy of it is running",
                             s->domid);
-    made = s->domain_made;
-    /* A pending spawn ends first (cancelled: its scripts killed, its
-     * consoles and QMP closed), without the blocking teardown of its
-     * stop hook: this op tears the domain down. */
-    s->domain_made = false;
+    if (stubdm__spawn_rolling_back(s))
+        return stubdm__fail(s->ctx, STUBDM_EBUSY, 0,
+                            "destroy %u: the rollback of its failed spawn "
+                            "is running (the spawn op completes when it "
+                            "ended)",
+                            s->domid);
+    /* A pending spawn ends first (cancelled: its scripts killed), without
+     * a rollback of its own: this op tears the domain down. */
     stubdm__spawn_cancel(s, "the stubdomain was destroyed");
-    stubdm__spawn_teardown(s);
-    s->domain_made = made;
-    t = (struct stubdm__teardown){
-        .ctx = s->ctx,
-        .host = s->host,
-        .S = s->domid,
-        .G = s->guest,
-        .have_guest = true,
-        .made = made,
-        .guest_vm = s->vm_path[0] ? s->vm_path : NULL,
-        .stub_vm = s->stub_vm[0] ? s->stub_vm : NULL,
-        .cfg = s->cfg,
-        .contract = s->contract_rc ? NULL : &s->contract,
-    };
-    rc = stubdm__teardown_start(&t, done, user, &op);
+    rc = stubdm__spawn_teardown_start(s, done, user, &op);
     if (rc)
         return rc;
-    if (!s->contract)
-        s->contract_rc = STUBDM_ESTATE;
-    s->domain_made = false;
     s->step = STUBDM_SPAWN_STEP_DESTROYED;
     s->destroy_op = op;
     ((struct td_op *)op)->s = s;
