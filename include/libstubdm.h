@@ -2594,6 +2594,18 @@ STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
     stubdm_console_opts *o, uint32_t domid);
 
 /**
+ * Freeing the console hands it over instead of closing it (on = 1):
+ * stubdm_console_free() while the console is served writes the backend
+ * state back to InitWait, not Closing/Closed, and the frontend stays
+ * connected, so another process (a restarted service) can serve it again;
+ * a Linux frontend removes its tty for good when its backend closes.  As
+ * the consoles of a spawn freed while its stubdomain runs.  Default: off
+ * (free closes).  @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_console_opts_set_handover(stubdm_console_opts *o,
+                                                   int on);
+
+/**
  * Serve console n of a stubdomain whose contract was written with backend
  * kind STUBDM_CONSOLE_BACKEND_LIBSTUBDM.  Opens the destination (log file,
  * pty) now, writes backend state InitWait (2), then from the loop: waits for
