@@ -1859,7 +1859,8 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *cfg,
  * With LIBSTUBDM the spawn serves the consoles itself (stubdm_console_serve,
  * from the DEVICES step, before the domain runs; docs/consoles.md):
  *   0  the log, when console 0's output is "file:/PATH" (capped and
- *      rotated, stubdm_spawn_opts_set_log_limits); no output: not served;
+ *      rotated, stubdm_spawn_opts_set_log_limits); no output, or a
+ *      service asked for (stubdm_spawn_opts_set_service): not served;
  *   1  save: held (nothing consumed) until stubdm_stubdom_save();
  *   2  restore: fed from stubdm_spawn_opts_set_restore_fd();
  *   3+ serials: output "pty" (path published in "tty",
@@ -2045,8 +2046,10 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_consoles(stubdm_spawn_opts *cfg,
 STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *cfg,
                                                    int write);
 /** Ask a service (stubdmd) to adopt the stubdomain, as
- *  stubdm_contract_set_service (default no): it serves the consoles and
- *  the QMP proxy once this process has let them go (stubdm_stubdom_free).
+ *  stubdm_contract_set_service (default no): it serves console 0 (the
+ *  spawn then leaves it alone, whatever its output) and holds the QMP
+ *  connection behind its proxy once this process has let it go
+ *  (stubdm_stubdom_free).
  *  Needs the LIBSTUBDM console backend (validation refuses another).
  *  @return 0 or STUBDM_EINVAL. */
 STUBDM_EXPORT int stubdm_spawn_opts_set_service(stubdm_spawn_opts *cfg,
