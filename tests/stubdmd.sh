@@ -141,7 +141,9 @@ n=$(grep -c "device model running" "$dir/log/qemu-dm-guest100-dm.log")
 check "the log has 'device model running' $n times, want 1" test "$n" = 1
 kill -TERM "$dpid"
 wait "$dpid"
+rc=$?
 dpid=
+check "restarted stubdmd after SIGTERM: exit $rc, want 0" test "$rc" = 0
 
 echo "stubdmd: $pass passed, $fail failed"
 [ "$fail" = 0 ] || { echo "--- stubdmd's stderr"; cat "$dir/stubdmd.err"; }

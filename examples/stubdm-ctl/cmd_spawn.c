@@ -504,6 +504,8 @@ const char ctl_spawn_help[] =
     "  --serve                stay in the foreground serving the\n"
     "                         library's consoles until Ctrl-C or the\n"
     "                         stubdomain is gone\n"
+    "  --service              ask stubdmd to serve console 0 and QMP\n"
+    "                         (the contract's adoption node)\n"
     "  --xsm-label LABEL      FLASK label of the stubdomain\n"
     "  --stubdom-domid DOMID  ask for this domid\n"
     "  --timeout SECONDS      wait for running at most this long (30)\n"
