@@ -12,7 +12,9 @@
 #  5. SIGTERM: stubdmd exits 0, every stubdomain runs on (stubdm-ctl list),
 #     console 0 let go (backend InitWait), not closed;
 #  6. a new stubdmd adopts them again: QMP answers, and the log has each
-#     line once (the ring's indexes are in the shared page).
+#     line once (the ring's indexes are in the shared page);
+#  7. the same after kill -9 (the stale socket replaced, console 0
+#     connected again).
 #
 #   tests/stubdmd.sh STUBDM-CTL STUBDMD QMP-CLIENT
 set -u
@@ -144,6 +146,26 @@ wait "$dpid"
 rc=$?
 dpid=
 check "restarted stubdmd after SIGTERM: exit $rc, want 0" test "$rc" = 0
+
+# ---- 7. kill -9 and a new stubdmd ------------------------------------------------
+start_daemon
+check "no QMP before the kill: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 10 qmp_running 100
+kill -KILL "$dpid"
+wait "$dpid" 2> /dev/null
+dpid=
+check "the killed stubdmd's socket file is not left for the next one" test -S "$dir/qmp/qmp-libxl-100"
+start_daemon
+check "no QMP after kill -9 and restart: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 10 qmp_running 100
+check "console 0 of $s100 not served after kill -9: state $(be_state "$s100")" \
+    until_ok 10 test "$(be_state "$s100")" = 4
+n=$(grep -c "device model running" "$dir/log/qemu-dm-guest100-dm.log")
+check "after kill -9 the log has 'device model running' $n times, want 1" \
+    test "$n" = 1
+kill -TERM "$dpid"
+wait "$dpid"
+dpid=
 
 echo "stubdmd: $pass passed, $fail failed"
 [ "$fail" = 0 ] || { echo "--- stubdmd's stderr"; cat "$dir/stubdmd.err"; }
