@@ -109,6 +109,15 @@ check "console 0 of $s101 not in the log" \
 check "query-status through qmp-libxl-101" qmp_running 101
 check "the spawn served console 0 of $s101 itself" \
     test ! -e "$dir/spawn-101.log"
+# A spawn opening QMP itself too is refused before anything is made:
+# stubdmd takes the QMP lock as soon as the contract is written.
+"$ctl" spawn --guest 103 --service --qmp-status --sim-arg --no-qemu -- \
+    -xen-domid 103 -m 16 > /dev/null 2> "$dir/spawn-103.err"
+rc=$?
+check "spawn --service --qmp-status: exit $rc: $(cat "$dir/spawn-103.err")" \
+    grep -q "the service holds the QMP connection" "$dir/spawn-103.err"
+check "spawn --service --qmp-status made a stubdomain: $("$ctl" list)" \
+    eval '! "$ctl" list | grep -qE "^[0-9]+ +103 "'
 sleep 0.5
 check "guest 102 served without --service" \
     test ! -e "$dir/log/qemu-dm-guest102-dm.log" -a \
@@ -168,5 +177,6 @@ wait "$dpid"
 dpid=
 
 echo "stubdmd: $pass passed, $fail failed"
-[ "$fail" = 0 ] || { echo "--- stubdmd's stderr"; cat "$dir/stubdmd.err"; }
+[ "$fail" = 0 ] || { echo "--- stubdmd's stderr"; cat "$dir/stubdmd.err"
+    echo "--- the QMP client's stderr"; cat "$dir/qmp.err"; }
 [ "$fail" = 0 ]

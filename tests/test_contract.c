@@ -268,6 +268,8 @@ START_TEST(test_spawn_layout_golden)
     ck_assert_int_eq(stubdm_spawn_opts_set_service(c, 1), 0);
     spawn_golden("sim-service", c, true, false, false);
     spawn_golden("xen-service-refused", c, false, false, false);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 1, 0), 0);
+    spawn_golden("sim-service-qmp-refused", c, true, false, false);
     stubdm_spawn_opts_free(c);
 }
 END_TEST

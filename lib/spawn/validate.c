@@ -420,6 +420,13 @@ static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: service: a service serves only the "
                             "libstubdm console backend");
+    if (c->service && c->qmp)
+        /* The service adopts the stubdomain when the contract is written
+         * and takes the QMP lock then: the spawn's own open would fail. */
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: service: the service holds the QMP "
+                            "connection (reach QEMU through its proxy); "
+                            "the spawn cannot open QMP too");
     for (unsigned n = STUBDM_CONSOLE_SERIAL0 + 1; n < STUBDM__NCONSOLES; n++)
         if (c->console[n] && !c->console[n - 1])
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
