@@ -1812,38 +1812,38 @@ typedef struct stubdm_spawn_opts stubdm_spawn_opts;
  */
 STUBDM_EXPORT int stubdm_spawn_opts_new(stubdm_spawn_opts **out);
 /** Free a configuration.  NULL is ignored. */
-STUBDM_EXPORT void stubdm_spawn_opts_free(stubdm_spawn_opts *cfg);
+STUBDM_EXPORT void stubdm_spawn_opts_free(stubdm_spawn_opts *opts);
 
 /**
  * The guest: its domid, uuid (vm path "/vm/<uuid>"; NULL: read
  * /local/domain/<guest>/vm) and name (NULL: read it, else "guest<domid>";
  * the stubdomain is named "<name>-dm").
  */
-STUBDM_EXPORT int stubdm_spawn_opts_set_guest(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_guest(stubdm_spawn_opts *opts,
                                               uint32_t guest_domid,
                                               const char *uuid,
                                               const char *name);
 /** The stubdomain's name (default "<guest name>-dm"); NULL: default. */
-STUBDM_EXPORT int stubdm_spawn_opts_set_name(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_name(stubdm_spawn_opts *opts,
                                              const char *name);
 /** Kernel (required on Xen), ramdisk and command line (each may be NULL). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_kernel(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_kernel(stubdm_spawn_opts *opts,
                                                const char *kernel,
                                                const char *ramdisk,
                                                const char *cmdline);
 /** Memory in KiB (default STUBDM_SPAWN_DEFAULT_MEMORY_KIB). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_memory_kib(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_memory_kib(stubdm_spawn_opts *opts,
                                                    uint64_t kib);
 /** vCPUs, 1..128 (default 1). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_vcpus(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_vcpus(stubdm_spawn_opts *opts,
                                               unsigned vcpus);
 /** The QEMU arguments (not argv[0]); copied. */
-STUBDM_EXPORT int stubdm_spawn_opts_set_args(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_args(stubdm_spawn_opts *opts,
                                              const char *const *args,
                                              size_t nargs);
 /** Console n's output, as stubdm_contract_set_console_output: 0 log,
  *  1 save, 2 restore, 3.. serials (in order). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *opts,
                                                        unsigned n,
                                                        const char *output);
 /**
@@ -1877,13 +1877,13 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *cfg,
  * removes its tty for good when the backend closes.
  */
 STUBDM_EXPORT int stubdm_spawn_opts_set_console_backend(
-    stubdm_spawn_opts *cfg, stubdm_console_backend backend);
+    stubdm_spawn_opts *opts, stubdm_console_backend backend);
 /**
  * Size cap and rotations of the log (console 0) and of serial files when
  * the library serves them (default: STUBDM_CONSOLE_DEFAULT_FILE_CAP, 10
  * rotations as libxl).  @return 0 or STUBDM_EINVAL.
  */
-STUBDM_EXPORT int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *opts,
                                                    uint64_t max_bytes,
                                                    unsigned rotations);
 /**
@@ -1894,7 +1894,7 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_log_limits(stubdm_spawn_opts *cfg,
  * reports running.  Needs the LIBSTUBDM console backend.  -1: not
  * restoring (default).
  */
-STUBDM_EXPORT int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *opts,
                                                    int fd);
 /**
  * Append a disk: the next one is xvda, then xvdb, ... (the guest's order).
@@ -1904,7 +1904,7 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_restore_fd(stubdm_spawn_opts *cfg,
  *                  script); NULL: raw.
  * @param readonly  non-zero: mode "r".
  */
-STUBDM_EXPORT int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *opts,
                                              const char *target,
                                              const char *format, int readonly);
 /**
@@ -1915,7 +1915,7 @@ STUBDM_EXPORT int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *cfg,
  * @return 0, STUBDM_EINVAL (no disk n, or a qcow2 disk, or a script that
  *         is empty or not printable ASCII), STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *opts,
                                                     size_t n,
                                                     const char *script);
 /**
@@ -1927,22 +1927,22 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_disk_script(stubdm_spawn_opts *cfg,
  *                "/etc/xen/scripts/vif-bridge".  Run as
  *                stubdm_ctx_set_hotplug() says.
  */
-STUBDM_EXPORT int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *opts,
                                             const char *mac,
                                             const char *bridge,
                                             const char *script);
 /** The XSM (FLASK) label of the stubdomain; NULL: the default. */
-STUBDM_EXPORT int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *opts,
                                                   const char *label);
 /** Ask for this stubdomain domid (0, the default: the host chooses). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_stubdom_domid(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_stubdom_domid(stubdm_spawn_opts *opts,
                                                       uint32_t domid);
 /** Bound on waiting for "running", > 0 ms. */
-STUBDM_EXPORT int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_timeout(stubdm_spawn_opts *opts,
                                                 int timeout_ms);
 /** Open QMP once running (open != 0), with this open timeout (0: the
  *  default).  The handle is then stubdm_stubdom_qmp(). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *cfg, int open,
+STUBDM_EXPORT int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *opts, int open,
                                             int open_timeout_ms);
 /**
  * The simulated host only: the program the simulated hypervisor runs as
@@ -1950,7 +1950,7 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_qmp(stubdm_spawn_opts *cfg, int open,
  * xenstored) and its arguments (e.g. "--die-at=after-argv", "--no-qemu").
  * A stubdomain author points this at a stand-in of their own.
  */
-STUBDM_EXPORT int stubdm_spawn_opts_set_sim_program(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_sim_program(stubdm_spawn_opts *opts,
                                                     const char *program,
                                                     const char *const *args,
                                                     size_t nargs);
@@ -2031,19 +2031,19 @@ enum {
  *
  * @param domid  the domain, or 0 to create one again (the default).
  * @param flags  STUBDM_SPAWN_ADOPT_* bits.
- * @return 0, STUBDM_EINVAL (domid reserved, unknown flags, NULL cfg).
+ * @return 0, STUBDM_EINVAL (domid reserved, unknown flags, NULL opts).
  */
-STUBDM_EXPORT int stubdm_spawn_opts_set_domain(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_domain(stubdm_spawn_opts *opts,
                                                uint32_t domid, unsigned flags);
 /** The consoles the spawn's contract writes, as
  *  stubdm_contract_set_consoles (default all); with the LIBSTUBDM backend
  *  only those are served.  An output or restore fd for an unselected
  *  console is refused by validation.  @return 0 or STUBDM_EINVAL. */
-STUBDM_EXPORT int stubdm_spawn_opts_set_consoles(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_consoles(stubdm_spawn_opts *opts,
                                                  unsigned mask);
 /** Whether the spawn's contract writes /libxl/<guest>/dm-version, as
  *  stubdm_contract_set_dm_version (default yes). */
-STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *opts,
                                                    int write);
 /** Ask a service (stubdmd) to adopt the stubdomain, as
  *  stubdm_contract_set_service (default no): it serves console 0 (the
@@ -2059,7 +2059,7 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_service(stubdm_spawn_opts *cfg,
  *  caller's builder chose them), written as the contract's ring-ref and
  *  port (stubdm_contract_set_console0_ring).  Ignored when the spawn
  *  creates the domain.  @return 0 or STUBDM_EINVAL. */
-STUBDM_EXPORT int stubdm_spawn_opts_set_console0_ring(stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn_opts_set_console0_ring(stubdm_spawn_opts *opts,
                                                       uint64_t ring_mfn,
                                                       uint32_t port);
 
@@ -2167,7 +2167,7 @@ typedef void stubdm_spawn_progress_fn(stubdm_stubdom *s,
  * @return 0 if started; STUBDM_EINVAL/ELIMIT/ENOENT (validation),
  *         STUBDM_ENOMEM.
  */
-STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
+STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_opts *opts,
                                stubdm_spawn_progress_fn *progress,
                                stubdm_done_fn *done, void *user,
                                stubdm_stubdom **s_out, stubdm_op **op_out);
@@ -2177,7 +2177,7 @@ STUBDM_EXPORT int stubdm_spawn(stubdm_ctx *ctx, const stubdm_spawn_opts *cfg,
  * failure *s_out is NULL and the message is in stubdm_ctx_errmsg().
  */
 STUBDM_EXPORT int stubdm_spawn_sync(stubdm_ctx *ctx,
-                                    const stubdm_spawn_opts *cfg,
+                                    const stubdm_spawn_opts *opts,
                                     stubdm_spawn_progress_fn *progress,
                                     void *user, stubdm_stubdom **s_out);
 

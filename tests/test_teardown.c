@@ -123,19 +123,36 @@ static bool has_record(const char *what)
     return access(p, F_OK) == 0;
 }
 
-/* A config with one raw disk (xvda) whose script is hp-<mode>. */
-static stubdm_spawn_opts *config_disk(const char *mode, int timeout_ms)
+/* A config with one raw disk (xvda) whose script is hp-<mode>, for a
+ * simulated stubdomain run with sim_args. */
+static stubdm_spawn_opts *config_disk_sim(const char *mode, int timeout_ms,
+                                          const char *const *sim_args,
+                                          size_t nsim)
 {
     static const char *const qemu_args[] = {"-machine", "none"};
-    static const char *const noqemu[] = {"--no-qemu"};
-    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, noqemu, 1,
-                                           timeout_ms);
+    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, sim_args,
+                                           nsim, timeout_ms);
     char ds[PATH_MAX];
 
     make_script(mode, ds, sizeof(ds));
     ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
     return c;
+}
+
+/* ... whose stubdomain runs (no QEMU). */
+static stubdm_spawn_opts *config_disk(const char *mode, int timeout_ms)
+{
+    static const char *const noqemu[] = {"--no-qemu"};
+    return config_disk_sim(mode, timeout_ms, noqemu, 1);
+}
+
+/* ... whose stubdomain never writes running: the spawn fails at WAIT. */
+static stubdm_spawn_opts *config_disk_never_running(const char *mode,
+                                                    int timeout_ms)
+{
+    static const char *const norun[] = {"--no-qemu", "--no-running"};
+    return config_disk_sim(mode, timeout_ms, norun, 2);
 }
 
 static stubdm_stubdom *spawn_disk(const char *mode)
@@ -292,20 +309,14 @@ static void rb_on_step(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
  */
 static void rollback_case(bool cancel)
 {
-    static const char *const qemu_args[] = {"-machine", "none"};
-    static const char *const norun[] = {"--no-qemu", "--no-running"};
-    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
-                                           cancel ? 20000 : 1000);
+    stubdm_spawn_opts *c = config_disk_never_running("slow",
+                                                     cancel ? 20000 : 1000);
     struct app_loop a = {.extra = -1};
     struct rb_run run = {.step = STUBDM_SPAWN_STEP_CREATE};
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
-    char ds[PATH_MAX];
     int64_t t0, took;
 
-    make_script("slow", ds, sizeof(ds));
-    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
-    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, rb_on_step, ts_on_done, &run, &s,
                                   &op),
                      0);
@@ -378,20 +389,13 @@ END_TEST
 /* The op freed while its rollback runs: the rollback finishes alone. */
 START_TEST(test_rollback_outlives_freed_op)
 {
-    static const char *const qemu_args[] = {"-machine", "none"};
-    static const char *const norun[] = {"--no-qemu", "--no-running"};
-    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
-                                           20000);
+    stubdm_spawn_opts *c = config_disk_never_running("slow", 20000);
     struct app_loop a = {.extra = -1};
     struct rb_run run = {.step = STUBDM_SPAWN_STEP_CREATE};
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
-    char ds[PATH_MAX];
     int64_t t0 = 0;
 
-    make_script("slow", ds, sizeof(ds));
-    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
-    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, rb_on_step, ts_on_done, &run, &s,
                                   &op),
                      0);
@@ -421,17 +425,10 @@ END_TEST
  * rest of the rollback still went. */
 START_TEST(test_rollback_failure_reported)
 {
-    static const char *const qemu_args[] = {"-machine", "none"};
-    static const char *const norun[] = {"--no-qemu", "--no-running"};
-    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
-                                           1000);
+    stubdm_spawn_opts *c = config_disk_never_running("rm3", 1000);
     stubdm_stubdom *s = NULL;
     const char *msg;
-    char ds[PATH_MAX];
 
-    make_script("rm3", ds, sizeof(ds));
-    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
-    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
     ck_assert_int_eq(stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s),
                      STUBDM_ETIMEDOUT);
     stubdm_spawn_opts_free(c);
@@ -452,20 +449,13 @@ END_TEST
  * domain nor a node is left; the killed remove runs again, whole. */
 START_TEST(test_ctx_free_finishes_rollback)
 {
-    static const char *const qemu_args[] = {"-machine", "none"};
-    static const char *const norun[] = {"--no-qemu", "--no-running"};
-    stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args, 2, norun, 2,
-                                           1000);
+    stubdm_spawn_opts *c = config_disk_never_running("slow", 1000);
     struct app_loop a = {.extra = -1};
     struct rb_run run = {.step = STUBDM_SPAWN_STEP_CREATE};
     stubdm_stubdom *s = NULL;
     stubdm_op *op = NULL;
-    char ds[PATH_MAX];
     int64_t t0 = stubdm_now_ms();
 
-    make_script("slow", ds, sizeof(ds));
-    ck_assert_int_eq(stubdm_spawn_opts_add_disk(c, "/dev/null", "raw", 1), 0);
-    ck_assert_int_eq(stubdm_spawn_opts_set_disk_script(c, 0, ds), 0);
     ck_assert_int_eq(stubdm_spawn(fx.ctx, c, rb_on_step, ts_on_done, &run, &s,
                                   &op),
                      0);
