@@ -132,6 +132,8 @@ extern "C" {
 /* stubdm_contract_set_consoles, stubdm_contract_set_dm_version and their
  * spawn options. */
 #define STUBDM_HAVE_CONTRACT_CONSOLES 1
+/* stubdm_contract_set_service, stubdm_spawn_opts_set_service. */
+#define STUBDM_HAVE_SERVICE 1
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -842,6 +844,24 @@ STUBDM_EXPORT int stubdm_contract_set_consoles(stubdm_contract *c,
 STUBDM_EXPORT int stubdm_contract_set_dm_version(stubdm_contract *c,
                                                  int write);
 
+/** The adoption node's key below /local/domain/<guest>/image/. */
+#define STUBDM_SERVICE_KEY "device-model-service"
+/** The adoption node's value: the library's backends are asked for. */
+#define STUBDM_SERVICE_VALUE "libstubdm"
+
+/**
+ * Ask a long-lived service (stubdmd) to adopt the stubdomain: serve its
+ * consoles and hold its QMP connection for the toolstack, which may exit.
+ * The contract then writes /local/domain/<guest>/image/device-model-service
+ * = "libstubdm" (STUBDM_SERVICE_KEY, STUBDM_SERVICE_VALUE), inheriting
+ * [n0, rG]: neither the guest nor the stubdomain can forge it, and a
+ * service adopts only a dom0-owned node (docs/protocol.md section 2a).
+ * Needs the console backend STUBDM_CONSOLE_BACKEND_LIBSTUBDM: layout() and
+ * write() refuse any other with STUBDM_EINVAL.  remove() removes the node
+ * whatever this setting.  Default: no.  @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_contract_set_service(stubdm_contract *c, int adopt);
+
 /**
  * Compute every node write() would create, in write order, without I/O.
  * @return 0, STUBDM_EINVAL (incomplete or inconsistent contract; the
@@ -871,6 +891,8 @@ STUBDM_EXPORT int stubdm_contract_write(stubdm_ctx *ctx,
  *     and a warning logged);
  *   - /libxl/G/dm-version, unless stubdm_contract_set_dm_version(c, 0);
  *   - /local/domain/G/image/device-model-domid, /local/domain/S/target;
+ *   - /local/domain/G/image/device-model-service (whether or not this
+ *     contract asks for a service);
  *   - /local/domain/G/hvmloader/{bios,allow-memory-relocate} if this
  *     contract sets a bios;
  *   - /local/domain/S/device-model/G, whole (the stubdomain's state and
@@ -1837,7 +1859,8 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_console_output(stubdm_spawn_opts *opts,
  * With LIBSTUBDM the spawn serves the consoles itself (stubdm_console_serve,
  * from the DEVICES step, before the domain runs; docs/consoles.md):
  *   0  the log, when console 0's output is "file:/PATH" (capped and
- *      rotated, stubdm_spawn_opts_set_log_limits); no output: not served;
+ *      rotated, stubdm_spawn_opts_set_log_limits); no output, or a
+ *      service asked for (stubdm_spawn_opts_set_service): not served;
  *   1  save: held (nothing consumed) until stubdm_stubdom_save();
  *   2  restore: fed from stubdm_spawn_opts_set_restore_fd();
  *   3+ serials: output "pty" (path published in "tty",
@@ -2022,6 +2045,16 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_consoles(stubdm_spawn_opts *opts,
  *  stubdm_contract_set_dm_version (default yes). */
 STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *opts,
                                                    int write);
+/** Ask a service (stubdmd) to adopt the stubdomain, as
+ *  stubdm_contract_set_service (default no): it serves console 0 (the
+ *  spawn then leaves it alone, whatever its output) and holds the QMP
+ *  connection behind its proxy, from the contract's write on.
+ *  Needs the LIBSTUBDM console backend (validation refuses another) and
+ *  no QMP of the spawn's own (stubdm_spawn_opts_set_qmp: refused, the
+ *  service takes the QMP lock as soon as the contract is written).
+ *  @return 0 or STUBDM_EINVAL. */
+STUBDM_EXPORT int stubdm_spawn_opts_set_service(stubdm_spawn_opts *cfg,
+                                                int adopt);
 /** Console 0's ring and event channel of an adopted domain on Xen (the
  *  caller's builder chose them), written as the contract's ring-ref and
  *  port (stubdm_contract_set_console0_ring).  Ignored when the spawn
@@ -2563,6 +2596,18 @@ STUBDM_EXPORT int stubdm_console_opts_set_sim_dir(stubdm_console_opts *o,
 /** The backend's domid T (/local/domain/T/backend/console/...); default 0. */
 STUBDM_EXPORT int stubdm_console_opts_set_toolstack_domid(
     stubdm_console_opts *o, uint32_t domid);
+
+/**
+ * Freeing the console hands it over instead of closing it (on = 1):
+ * stubdm_console_free() while the console is served writes the backend
+ * state back to InitWait, not Closing/Closed, and the frontend stays
+ * connected, so another process (a restarted service) can serve it again;
+ * a Linux frontend removes its tty for good when its backend closes.  As
+ * the consoles of a spawn freed while its stubdomain runs.  Default: off
+ * (free closes).  @return 0 or STUBDM_EINVAL.
+ */
+STUBDM_EXPORT int stubdm_console_opts_set_handover(stubdm_console_opts *o,
+                                                   int on);
 
 /**
  * Serve console n of a stubdomain whose contract was written with backend

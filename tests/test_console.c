@@ -868,6 +868,40 @@ START_TEST(xenbus_states)
 }
 END_TEST
 
+/* With handover, freeing a connected console lets it go: InitWait, not
+ * Closing/Closed (the frontend stays connected), and a second backend
+ * serves it again; without it, free closes. */
+START_TEST(free_with_handover_lets_go)
+{
+    stubdm_console_opts *o = opts_new();
+    int p[2];
+    struct simcons *sc = frontend(1);
+    stubdm_console *c;
+    char buf[16];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_handover(o, 1), 0);
+    ck_assert_int_eq(stubdm_console_opts_set_handover(NULL, 1), STUBDM_EINVAL);
+    c = serve(1, o, NULL);
+    wait_connected(c);
+    stubdm_console_free(c);
+    assert_be_state(1, "2");
+    o = opts_new();
+    ck_assert_int_eq(stubdm_console_opts_set_save_fd(o, p[1]), 0);
+    c = serve(1, o, NULL);
+    wait_connected(c);
+    ck_assert_int_eq(simcons_write(sc, "again", 5), 5);
+    run(30);
+    ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 5);
+    stubdm_console_free(c);
+    assert_be_state(1, "6");
+    simcons_close(sc);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
 START_TEST(published_before_files_retries)
 {
     struct ts_result r = {0};
@@ -1117,6 +1151,7 @@ static Suite *suite(void)
     tcase_add_test(tc, hostile_xenstore_values);
     tcase_add_test(tc, domain_released_gone);
     tcase_add_test(tc, xenbus_states);
+    tcase_add_test(tc, free_with_handover_lets_go);
     tcase_add_test(tc, published_before_files_retries);
     tcase_add_test(tc, pty_serial_both_ways);
     tcase_add_test(tc, flush_waits_for_the_ring);

@@ -261,6 +261,16 @@ START_TEST(test_spawn_layout_golden)
     spawn_golden("sim-placeholder-consoles", c, true, true, true);
     spawn_golden("sim-placeholder-guest-only", c, true, true, false);
     stubdm_spawn_opts_free(c);
+
+    /* Asking for the service: its node on the simulated host (library
+     * backend by default); refused on Xen's default backend (ioemu). */
+    c = spawn_config();
+    ck_assert_int_eq(stubdm_spawn_opts_set_service(c, 1), 0);
+    spawn_golden("sim-service", c, true, false, false);
+    spawn_golden("xen-service-refused", c, false, false, false);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 1, 0), 0);
+    spawn_golden("sim-service-qmp-refused", c, true, false, false);
+    stubdm_spawn_opts_free(c);
 }
 END_TEST
 
@@ -290,6 +300,8 @@ START_TEST(test_spawn_layout_api)
                      "5");
     ck_assert_str_eq(node_value(nodes, VM "/image/dm-argv/003"),
                      "-no-shutdown");
+    ck_assert_ptr_null(
+        node_value(nodes, "/local/domain/4/image/" STUBDM_SERVICE_KEY));
     v = node_value(nodes, "/local/domain/5/device/vif/0/mac");
     ck_assert_ptr_nonnull(v);
     ck_assert_int_eq(strncmp(v, "00:16:3e:", 9), 0);
@@ -437,6 +449,55 @@ START_TEST(test_write_permissions_remove)
     xs_close(stub);
     xs_close(guest);
     xs_close(other);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+/*
+ * The adoption node (stubdm_contract_set_service): written next to
+ * device-model-domid, dom0's, [n0, rG] inherited, so neither the guest nor
+ * the stubdomain can write it (a service adopts only what dom0 asked for);
+ * refused without the library's console backend; removed by remove(),
+ * which leaves the store as before.
+ */
+START_TEST(test_service_node)
+{
+    stubdm_contract *c = basic();
+    struct xs_handle *stub = mockxs_open_as(&mock, STUB);
+    struct xs_handle *guest = mockxs_open_as(&mock, GUEST);
+    const char *node = "/local/domain/4/image/" STUBDM_SERVICE_KEY;
+    char *before = xsfix_dump(&mock), *after, *v;
+    struct xs_permissions *perms;
+    unsigned nperms = 0;
+
+    ck_assert_int_eq(stubdm_contract_set_service(c, 1), 0);
+    golden("service-ioemu-refused", c);
+    ck_assert_int_eq(stubdm_contract_set_console_backend(
+                         c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM),
+                     0);
+    golden("service", c);
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    v = xs_read(xs0, XBT_NULL, node, NULL);
+    ck_assert_str_eq(v, STUBDM_SERVICE_VALUE);
+    free(v);
+    perms = xs_get_permissions(xs0, XBT_NULL, node, &nperms);
+    ck_assert_ptr_nonnull(perms);
+    ck_assert_uint_ge(nperms, 1);
+    ck_assert_uint_eq(perms[0].id, 0);
+    free(perms);
+    ck_assert(!can_write(stub, node));
+    ck_assert(!can_write(guest, node));
+    ck_assert(!can_write(stub, "/local/domain/4/image/x"));
+    /* remove() takes it whatever the contract says now. */
+    ck_assert_int_eq(stubdm_contract_set_service(c, 0), 0);
+    ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
+    after = xsfix_dump(&mock);
+    ck_assert_str_eq(before, after);
+    ck_assert_int_eq(stubdm_contract_set_service(NULL, 1), STUBDM_EINVAL);
+    free(after);
+    free(before);
+    xs_close(stub);
+    xs_close(guest);
     stubdm_contract_free(c);
 }
 END_TEST
@@ -662,6 +723,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_spawn_layout_api);
     tcase_add_test(t, test_setters);
     tcase_add_test(t, test_consoles_golden);
+    tcase_add_test(t, test_service_node);
     tcase_add_test(t, test_write_permissions_remove);
     tcase_add_test(t, test_toolstack_nodes_survive_remove);
     tcase_add_test(t, test_qemu_backends_nodes);

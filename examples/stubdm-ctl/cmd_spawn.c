@@ -20,7 +20,7 @@ struct spawn_opts {
     struct ctl_strv disks, nics, serials, sim_args;
     const char *log, *save, *restore, *xsm_label, *sim_program;
     int backend; /* CTL_UNSET_CHOICE: the library's default */
-    bool serve, qmp, qmp_status;
+    bool serve, service, qmp, qmp_status;
     int timeout_ms, qmp_timeout_ms; /* 0: the library's default */
 };
 
@@ -46,6 +46,7 @@ const struct ctl_option ctl_spawn_options[] = {
     {"console-backend", 0, CTL_ARG_CHOICE, O(backend), "backend", 0, 0,
      ctl_console_backends, NULL},
     {"serve", 0, CTL_ARG_FLAG, O(serve), NULL, 0, 0, NULL, NULL},
+    {"service", 0, CTL_ARG_FLAG, O(service), NULL, 0, 0, NULL, NULL},
     {"xsm-label", 0, CTL_ARG_STRING, O(xsm_label), "LABEL", 0, 0, NULL, NULL},
     {"stubdom-domid", 0, CTL_ARG_DOMID, O(stubdom_domid), "DOMID", 0, 0, NULL,
      NULL},
@@ -235,6 +236,8 @@ static int set_runtime(const struct ctl_command *cmd,
         REFUSED(stubdm_spawn_opts_set_console_backend(
                     cfg, (stubdm_console_backend)o->backend),
                 "bad console backend");
+    if (o->service)
+        REFUSED(stubdm_spawn_opts_set_service(cfg, 1), "bad --service");
     if (o->timeout_ms)
         REFUSED(stubdm_spawn_opts_set_timeout(cfg, o->timeout_ms),
                 "bad timeout");
@@ -501,6 +504,8 @@ const char ctl_spawn_help[] =
     "  --serve                stay in the foreground serving the\n"
     "                         library's consoles until Ctrl-C or the\n"
     "                         stubdomain is gone\n"
+    "  --service              ask stubdmd to serve console 0 and QMP\n"
+    "                         (the contract's adoption node)\n"
     "  --xsm-label LABEL      FLASK label of the stubdomain\n"
     "  --stubdom-domid DOMID  ask for this domid\n"
     "  --timeout SECONDS      wait for running at most this long (30)\n"

@@ -78,6 +78,7 @@ struct stubdm_console_opts {
     stubdm_console_transport transport;
     char *sim_dir;
     uint32_t toolstack;
+    bool handover; /* stubdm_console_free lets the console go */
 };
 
 enum fdkind { FD_FILE, FD_PIPE, FD_SOCK, FD_OTHER };
@@ -251,6 +252,14 @@ int stubdm_console_opts_set_toolstack_domid(stubdm_console_opts *o,
     if (!o || !stubdm__domid_ok(domid))
         return STUBDM_EINVAL;
     o->toolstack = domid;
+    return 0;
+}
+
+int stubdm_console_opts_set_handover(stubdm_console_opts *o, int on)
+{
+    if (!o)
+        return STUBDM_EINVAL;
+    o->handover = on != 0;
     return 0;
 }
 
@@ -1243,6 +1252,7 @@ static stubdm_console *console_alloc(stubdm_ctx *ctx, uint32_t stubdom_domid,
         return NULL;
     c->stubdom = stubdom_domid;
     c->toolstack = opts->toolstack;
+    c->release = opts->handover;
     c->n = n;
     c->role = opts->role;
     c->xen = xen;

@@ -41,6 +41,7 @@ struct stubdm_contract {
     int allow_memory_relocate;
     unsigned consoles;  /* STUBDM_CONTRACT_CONSOLE(n) bits written */
     bool no_dm_version; /* the toolstack keeps /libxl/G/dm-version */
+    bool service;       /* ask a service (stubdmd) to adopt the stubdomain */
 };
 
 int stubdm_contract_new(stubdm_contract **out)
@@ -244,6 +245,14 @@ int stubdm_contract_set_dm_version(stubdm_contract *c, int write)
     return 0;
 }
 
+int stubdm_contract_set_service(stubdm_contract *c, int adopt)
+{
+    if (!c)
+        return STUBDM_EINVAL;
+    c->service = adopt != 0;
+    return 0;
+}
+
 int stubdm_contract_set_toolstack_domid(stubdm_contract *c, uint32_t domid)
 {
     if (!c || !stubdm__domid_ok(domid))
@@ -326,6 +335,12 @@ static int check_contract(stubdm_ctx *ctx, const stubdm_contract *c)
                             "contract: toolstack domid %u is the guest or the "
                             "stubdomain",
                             c->toolstack);
+    if (c->service && c->backend != STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
+        /* The service serves the consoles with this library's backend: a
+         * frontend of another type would wait for a backend nobody runs. */
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "contract: a service adopts only a stubdomain "
+                            "whose consoles have the libstubdm backend");
     if (c->backend == STUBDM_CONSOLE_BACKEND_XENCONSOLED) {
         /* Refused rather than dropped: the stubdomain would wait for a
          * save, restore or serial console nobody serves. */
@@ -449,6 +464,10 @@ static int build_layout(stubdm_ctx *ctx, const stubdm_contract *c,
         rc = stubdm__nodes_add_str(l, NULL, num,
                                    "/local/domain/%u/image/device-model-domid",
                                    G);
+    if (!rc && c->service)
+        rc = stubdm__nodes_add_str(
+            l, NULL, STUBDM_SERVICE_VALUE,
+            "/local/domain/%u/image/" STUBDM_SERVICE_KEY, G);
     snprintf(num, sizeof(num), "%u", G);
     if (!rc)
         rc = stubdm__nodes_add_str(l, NULL, num, "/local/domain/%u/target", S);
@@ -576,6 +595,9 @@ static int remove_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     if (!c->no_dm_version)
         RM("/libxl/%u/dm-version", G);
     RM("/local/domain/%u/image/device-model-domid", G);
+    /* Whatever this contract says: a service must not adopt a stubdomain
+     * whose contract is gone, and a destroy by domid knows no options. */
+    RM("/local/domain/%u/image/" STUBDM_SERVICE_KEY, G);
     RM("/local/domain/%u/target", S);
     if (c->bios) {
         RM("/local/domain/%u/hvmloader/bios", G);

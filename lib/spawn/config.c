@@ -354,6 +354,14 @@ int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *c, int write)
     return 0;
 }
 
+int stubdm_spawn_opts_set_service(stubdm_spawn_opts *c, int adopt)
+{
+    if (!c)
+        return STUBDM_EINVAL;
+    c->service = adopt != 0;
+    return 0;
+}
+
 int stubdm_spawn_opts_set_console0_ring(stubdm_spawn_opts *c,
                                         uint64_t ring_mfn, uint32_t port)
 {
@@ -411,6 +419,7 @@ stubdm_spawn_opts *stubdm__spawn_config_dup(const stubdm_spawn_opts *c)
     d->adopt_flags = c->adopt_flags;
     d->consoles = c->consoles;
     d->no_dm_version = c->no_dm_version;
+    d->service = c->service;
     d->ring0_set = c->ring0_set;
     d->ring0_mfn = c->ring0_mfn;
     d->ring0_port = c->ring0_port;

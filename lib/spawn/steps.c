@@ -344,7 +344,9 @@ static int serve_consoles(stubdm_stubdom *s)
         if ((rc = stubdm_console_opts_new(&o)))
             break;
         if (n == STUBDM_CONSOLE_LOG) {
-            if (!out) /* no log configured: the frontend's ring fills */
+            if (!out || c->service)
+                /* no log configured: the frontend's ring fills; with a
+                 * service, the service serves the log, once adopted */
                 serve = false;
             else
                 rc = stubdm_console_opts_set_log(o, out + 5, c->log_cap,

@@ -382,6 +382,8 @@ static int build_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
         rc = stubdm_contract_set_consoles(k, c->consoles);
     if (!rc)
         rc = stubdm_contract_set_dm_version(k, !c->no_dm_version);
+    if (!rc)
+        rc = stubdm_contract_set_service(k, c->service);
     for (unsigned n = 0; !rc && n < STUBDM__NCONSOLES; n++)
         if (c->console[n])
             rc = stubdm_contract_set_console_output(k, n, c->console[n]);
@@ -413,6 +415,18 @@ static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
     if (!c->nargs)
         return stubdm__fail(ctx, STUBDM_EINVAL, 0,
                             "spawn: args: no QEMU arguments");
+    if (c->service && stubdm__spawn_backend(c, simulated) !=
+                          STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: service: a service serves only the "
+                            "libstubdm console backend");
+    if (c->service && c->qmp)
+        /* The service adopts the stubdomain when the contract is written
+         * and takes the QMP lock then: the spawn's own open would fail. */
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: service: the service holds the QMP "
+                            "connection (reach QEMU through its proxy); "
+                            "the spawn cannot open QMP too");
     for (unsigned n = STUBDM_CONSOLE_SERIAL0 + 1; n < STUBDM__NCONSOLES; n++)
         if (c->console[n] && !c->console[n - 1])
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,

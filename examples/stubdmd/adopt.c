@@ -1,0 +1,477 @@
+/*
+ * Finding the stubdomains to serve, and serving them.
+ *
+ * A stubdomain is adopted when its guest G has the adoption node
+ * /local/domain/G/image/device-model-service = "libstubdm" owned by dom0,
+ * G's dom0-owned image/device-model-domid names it (S), and S's dom0-owned
+ * target names G (docs/protocol.md section 2a): nothing a guest or a
+ * stubdomain can write decides it.  At start every listed stubdomain is
+ * considered; afterwards each domain's adoption node is watched (one
+ * watch per domain, added on @introduceDomain, dropped on
+ * @releaseDomain), so a contract written later adopts its stubdomain at
+ * once, before it is unpaused: the proxy's socket exists before QEMU is.
+ */
+#include "stubdmd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+#define SVC_FMT "/local/domain/%u/image/" STUBDM_SERVICE_KEY
+#define DOMID_MAX 0x7fefu
+
+/* ---- strict reads --------------------------------------------------------- */
+
+/* A domid as the library writes it: digits, no leading zero, in range. */
+static bool parse_domid(const char *s, uint32_t *out)
+{
+    uint32_t v = 0;
+
+    if (!s || !*s || (s[0] == '0' && s[1]) || strlen(s) > 5)
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (uint32_t)(*p - '0');
+    }
+    if (v > DOMID_MAX)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* The value of path if dom0 owns it (value and owner from one
+ * transaction), at most max bytes, NUL-terminated; else false. */
+static bool read_dom0_owned(struct xs_handle *xs, const char *path, char *buf,
+                            size_t max)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        xs_transaction_t t = xs_transaction_start(xs);
+        struct xs_permissions *perms;
+        unsigned len = 0, nperms = 0;
+        char *v;
+        bool ok;
+
+        if (t == XBT_NULL)
+            return false;
+        v = xs_read(xs, t, path, &len);
+        perms = v ? xs_get_permissions(xs, t, path, &nperms) : NULL;
+        ok = v && perms && nperms >= 1 && perms[0].id == 0 && len < max &&
+             strlen(v) == len;
+        if (ok)
+            memcpy(buf, v, (size_t)len + 1);
+        free(v);
+        free(perms);
+        if (xs_transaction_end(xs, t, false))
+            return ok;
+        if (errno != EAGAIN)
+            return false;
+    }
+    return false;
+}
+
+/* The stubdomain's name for its log file: [A-Za-z0-9._-] only, else
+ * "dom<S>" (a name is the toolstack's, but a file name must not climb). */
+static void stub_name(struct xs_handle *xs, uint32_t S, char *out, size_t sz)
+{
+    char path[64];
+    unsigned len = 0;
+    char *v;
+    bool ok;
+
+    snprintf(path, sizeof(path), "/local/domain/%u/name", S);
+    v = xs_read(xs, XBT_NULL, path, &len);
+    ok = v && len > 0 && len < sz && strlen(v) == len && v[0] != '.';
+    for (unsigned i = 0; ok && i < len; i++)
+        ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+             (v[i] >= '0' && v[i] <= '9') || v[i] == '.' || v[i] == '_' ||
+             v[i] == '-';
+    if (ok)
+        memcpy(out, v, (size_t)len + 1);
+    else
+        snprintf(out, sz, "dom%u", S);
+    free(v);
+}
+
+/* G asks for the service and names S, and S's target is G: S is G's
+ * stubdomain, by dom0's nodes only. */
+static bool wants_service(struct xs_handle *xs, uint32_t G, uint32_t *S)
+{
+    char path[96], v[32];
+    uint32_t target;
+
+    snprintf(path, sizeof(path), SVC_FMT, G);
+    if (!read_dom0_owned(xs, path, v, sizeof(v)) ||
+        strcmp(v, STUBDM_SERVICE_VALUE))
+        return false;
+    snprintf(path, sizeof(path), "/local/domain/%u/image/device-model-domid",
+             G);
+    if (!read_dom0_owned(xs, path, v, sizeof(v)) || !parse_domid(v, S))
+        return false;
+    snprintf(path, sizeof(path), "/local/domain/%u/target", *S);
+    return read_dom0_owned(xs, path, v, sizeof(v)) &&
+           parse_domid(v, &target) && target == G;
+}
+
+/* ---- serving one stubdomain ---------------------------------------------- */
+
+static void lib_log(void *user, stubdm_log_level level, int os_errno,
+                    const char *context, const char *msg)
+{
+    const struct stubdmd_served *s = user;
+
+    if (os_errno)
+        stubdmd_log(level, s, "%s: %s (%s)", context, msg, strerror(os_errno));
+    else
+        stubdmd_log(level, s, "%s: %s", context, msg);
+}
+
+static void on_console_done(stubdm_op *op, int rc, void *user)
+{
+    struct stubdmd_served *s = user;
+
+    (void)op;
+    stubdmd_log(rc ? STUBDM_LOG_WARN : STUBDM_LOG_INFO, s,
+                "console 0 ended: %s%s%s", stubdm_errname(rc), rc ? ": " : "",
+                rc ? stubdm_console_errmsg(s->con0) : "");
+    if (rc == STUBDM_EDOMAIN_GONE)
+        s->gone = true;
+}
+
+static void on_qmp_open(stubdm_op *op, int rc, void *user)
+{
+    struct stubdmd_served *s = user;
+
+    if (rc == STUBDM_ECANCELED)
+        return; /* freed by us; s may be gone */
+    if (!rc)
+        stubdmd_log(STUBDM_LOG_INFO, s, "QMP ready, served at %s",
+                    s->proxy_path);
+    else
+        stubdmd_log(STUBDM_LOG_WARN, s, "QMP open failed: %s",
+                    stubdm_op_errmsg(op));
+    if (rc == STUBDM_EDOMAIN_GONE)
+        s->gone = true;
+}
+
+static int serve_log(struct stubdmd_served *s)
+{
+    const struct stubdmd_conf *c = s->d->conf;
+    stubdm_console_opts *o = NULL;
+    char path[512];
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/qemu-dm-%s.log", c->log_dir, s->name);
+    rc = stubdm_console_opts_new(&o);
+    if (!rc)
+        rc = stubdm_console_opts_set_log(o, path, c->log_cap,
+                                         c->log_rotations);
+    if (!rc) /* a restarted stubdmd serves it again */
+        rc = stubdm_console_opts_set_handover(o, 1);
+    if (!rc)
+        rc = stubdm_console_serve(s->ctx, s->stub, STUBDM_CONSOLE_LOG, o,
+                                  on_console_done, s, &s->con0);
+    stubdm_console_opts_free(o);
+    if (rc)
+        stubdmd_log(STUBDM_LOG_ERROR, s, "console 0 into %s: %s: %s", path,
+                    stubdm_errname(rc), stubdm_ctx_errmsg(s->ctx));
+    else
+        stubdmd_log(STUBDM_LOG_INFO, s, "console 0 into %s", path);
+    return rc;
+}
+
+/* The QMP handle, connecting, then the proxy on it at once: libxl's
+ * clients find the socket before the stubdomain is unpaused and are
+ * greeted when QEMU is ready (docs/embedding.md, the order of a start). */
+static int serve_qmp(struct stubdmd_served *s)
+{
+    const struct stubdmd_conf *c = s->d->conf;
+    stubdm_qmp_opts *qo = NULL;
+    stubdm_qmp_proxy_opts *po = NULL;
+    int rc;
+
+    snprintf(s->proxy_path, sizeof(s->proxy_path), "%s/qmp-libxl-%u",
+             c->qmp_dir, s->guest);
+    rc = stubdm_qmp_opts_new(&qo);
+    if (!rc)
+        rc = stubdm_qmp_opts_set_open_timeout(qo, c->qmp_open_timeout_ms);
+    if (!rc) /* a spawning toolstack may hold it until it exits */
+        rc = stubdm_qmp_opts_set_lock(qo, NULL, STUBDM_QMP_LOCK_WAIT);
+    if (!rc)
+        rc = stubdm_qmp_open(s->ctx, s->stub, s->guest, qo, on_qmp_open, s,
+                             &s->q, NULL);
+    stubdm_qmp_opts_free(qo);
+    if (!rc)
+        rc = stubdm_qmp_proxy_opts_new(&po);
+    if (!rc)
+        rc = stubdm_qmp_proxy_opts_set_path(po, s->proxy_path);
+    if (!rc)
+        rc = stubdm_qmp_proxy_new_ext(s->q, po, &s->proxy);
+    stubdm_qmp_proxy_opts_free(po);
+    if (rc)
+        stubdmd_log(STUBDM_LOG_ERROR, s, "QMP proxy at %s: %s: %s",
+                    s->proxy_path, stubdm_errname(rc),
+                    stubdm_ctx_errmsg(s->ctx));
+    return rc;
+}
+
+static void served_free(struct stubdmd_served *s)
+{
+    stubdm_qmp_proxy_free(s->proxy);
+    stubdm_qmp_free(s->q);
+    stubdm_console_free(s->con0);
+    if (s->ep_attached) {
+        epoll_ctl(s->d->epfd, EPOLL_CTL_DEL, s->ep.epfd, NULL);
+        stubdm_epoll_detach(&s->ep);
+    }
+    stubdm_ctx_free(s->ctx);
+    free(s);
+}
+
+static int served_start(struct stubdmd_served *s)
+{
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->src};
+    int rc = stubdm_ctx_new(&s->ctx);
+
+    if (rc)
+        return rc;
+    stubdm_ctx_set_log(s->ctx, lib_log, s, stubdmd_min_level);
+    if ((rc = stubdm_epoll_attach(&s->ep, s->ctx)))
+        return rc;
+    if (epoll_ctl(s->d->epfd, EPOLL_CTL_ADD, s->ep.epfd, &e) < 0) {
+        stubdm_epoll_detach(&s->ep);
+        return STUBDM_EFAIL;
+    }
+    s->ep_attached = true;
+    /* Each on its own: a log that cannot be opened leaves QMP served. */
+    int log_rc = serve_log(s), qmp_rc = serve_qmp(s);
+    return log_rc && qmp_rc ? qmp_rc : 0;
+}
+
+static struct stubdmd_served *find_guest(struct stubdmd *d, uint32_t G)
+{
+    for (struct stubdmd_served *s = d->served; s; s = s->next)
+        if (s->guest == G)
+            return s;
+    return NULL;
+}
+
+static void adopt(struct stubdmd *d, uint32_t S, uint32_t G)
+{
+    struct stubdmd_served *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        stubdmd_log(STUBDM_LOG_ERROR, NULL, "adopting %u: out of memory", S);
+        return;
+    }
+    s->d = d;
+    s->stub = S;
+    s->guest = G;
+    s->src.kind = SRC_SERVED;
+    s->src.served = s;
+    s->ep.epfd = s->ep.tfd = -1;
+    stub_name(d->xs, S, s->name, sizeof(s->name));
+    stubdmd_log(STUBDM_LOG_INFO, s, "adopting %s", s->name);
+    if (served_start(s)) {
+        stubdmd_log(STUBDM_LOG_ERROR, s, "not served");
+        served_free(s);
+        return;
+    }
+    s->next = d->served;
+    d->served = s;
+}
+
+static void consider_guest(struct stubdmd *d, uint32_t G)
+{
+    uint32_t S;
+
+    if (find_guest(d, G) || !wants_service(d->xs, G, &S))
+        return;
+    adopt(d, S, G);
+}
+
+/* ---- watches ------------------------------------------------------------- */
+
+static bool watched(const struct stubdmd *d, uint32_t D)
+{
+    for (size_t i = 0; i < d->nwatched; i++)
+        if (d->watched[i] == D)
+            return true;
+    return false;
+}
+
+static void watch_domain(struct stubdmd *d, uint32_t D)
+{
+    char path[96];
+
+    if (watched(d, D))
+        return;
+    if (d->nwatched == d->capwatched) {
+        size_t cap = d->capwatched ? 2 * d->capwatched : 16;
+        uint32_t *w = realloc(d->watched, cap * sizeof(*w));
+        if (!w)
+            return;
+        d->watched = w;
+        d->capwatched = cap;
+    }
+    snprintf(path, sizeof(path), SVC_FMT, D);
+    /* xenstored fires a new watch once at once: that event considers D. */
+    if (!xs_watch(d->xs, path, "svc"))
+        stubdmd_log(STUBDM_LOG_WARN, NULL, "watching %s: %s", path,
+                    strerror(errno));
+    else
+        d->watched[d->nwatched++] = D;
+}
+
+static bool domain_exists(struct xs_handle *xs, uint32_t D)
+{
+    char path[32];
+    unsigned len;
+    char *v;
+
+    snprintf(path, sizeof(path), "/local/domain/%u", D);
+    v = xs_read(xs, XBT_NULL, path, &len);
+    free(v);
+    return v != NULL;
+}
+
+static void scan_domains(struct stubdmd *d)
+{
+    unsigned n = 0;
+    char **ents = xs_directory(d->xs, XBT_NULL, "/local/domain", &n);
+
+    for (unsigned i = 0; ents && i < n; i++) {
+        uint32_t D;
+        if (parse_domid(ents[i], &D) && D != 0)
+            watch_domain(d, D);
+    }
+    free(ents);
+}
+
+static void released(struct stubdmd *d)
+{
+    for (size_t i = 0; i < d->nwatched;) {
+        char path[96];
+        if (domain_exists(d->xs, d->watched[i])) {
+            i++;
+            continue;
+        }
+        snprintf(path, sizeof(path), SVC_FMT, d->watched[i]);
+        xs_unwatch(d->xs, path, "svc");
+        d->watched[i] = d->watched[--d->nwatched];
+    }
+    for (struct stubdmd_served *s = d->served; s; s = s->next)
+        if (!domain_exists(d->xs, s->stub))
+            s->gone = true;
+}
+
+void stubdmd_xs_events(struct stubdmd *d)
+{
+    char **ev;
+
+    while ((ev = xs_check_watch(d->xs))) {
+        const char *path = ev[XS_WATCH_PATH], *token = ev[XS_WATCH_TOKEN];
+        unsigned G;
+        char tail[2];
+
+        if (!strcmp(token, "intro"))
+            scan_domains(d);
+        else if (!strcmp(token, "release"))
+            released(d);
+        else if (sscanf(path, "/local/domain/%u/image/%1s", &G, tail) == 2)
+            consider_guest(d, G);
+        free(ev);
+    }
+    /* Those found gone are freed by the loop after its batch of events:
+     * one of theirs may follow in it. */
+}
+
+int stubdmd_xs_start(struct stubdmd *d)
+{
+    d->xs = xs_open(0);
+    if (!d->xs) {
+        stubdmd_log(STUBDM_LOG_ERROR, NULL, "cannot open xenstore: %s",
+                    strerror(errno));
+        return -1;
+    }
+    d->xsfd = xs_fileno(d->xs);
+    if (d->xsfd < 0 || !xs_watch(d->xs, "@introduceDomain", "intro") ||
+        !xs_watch(d->xs, "@releaseDomain", "release")) {
+        stubdmd_log(STUBDM_LOG_ERROR, NULL, "cannot watch xenstore: %s",
+                    strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void stubdmd_xs_stop(struct stubdmd *d)
+{
+    if (d->xs)
+        xs_close(d->xs);
+    d->xs = NULL;
+    free(d->watched);
+    d->watched = NULL;
+    d->nwatched = d->capwatched = 0;
+}
+
+/* The stubdomains running now (stubdm_stubdom_list_new), then a watch on
+ * every domain's adoption node for those to come. */
+int stubdmd_adopt_existing(struct stubdmd *d)
+{
+    stubdm_ctx *ctx = NULL;
+    stubdm_stubdom_list *l = NULL;
+    int rc = stubdm_ctx_new(&ctx);
+
+    if (!rc)
+        rc = stubdm_stubdom_list_new(ctx, &l);
+    if (rc) {
+        stubdmd_log(STUBDM_LOG_ERROR, NULL, "listing the stubdomains: %s: %s",
+                    stubdm_errname(rc), ctx ? stubdm_ctx_errmsg(ctx) : "");
+        stubdm_ctx_free(ctx);
+        return -1;
+    }
+    for (size_t i = 0; i < stubdm_stubdom_list_count(l); i++) {
+        const char *state = stubdm_stubdom_list_state(l, i);
+        uint32_t S, G = stubdm_stubdom_list_guest(l, i);
+        if (strcmp(state, "running") && strcmp(state, "starting"))
+            continue; /* gone: the cleanup of issue 15 is not done yet */
+        if (!find_guest(d, G) && wants_service(d->xs, G, &S) &&
+            S == stubdm_stubdom_list_domid(l, i))
+            adopt(d, S, G);
+    }
+    stubdm_stubdom_list_free(l);
+    stubdm_ctx_free(ctx);
+    scan_domains(d);
+    return 0;
+}
+
+void stubdmd_served_dispatch(struct stubdmd_served *s)
+{
+    int rc = stubdm_epoll_run_once(&s->ep, 0);
+
+    if (rc)
+        stubdmd_log(STUBDM_LOG_WARN, s, "dispatch: %s: %s", stubdm_errname(rc),
+                    stubdm_ctx_errmsg(s->ctx));
+}
+
+/* Drop the stubdomains that died (all: at shutdown), outside any
+ * dispatch of their ctx. */
+void stubdmd_sweep(struct stubdmd *d, bool all)
+{
+    struct stubdmd_served **pp = &d->served;
+
+    while (*pp) {
+        struct stubdmd_served *s = *pp;
+        if (!all && !s->gone) {
+            pp = &s->next;
+            continue;
+        }
+        *pp = s->next;
+        stubdmd_log(STUBDM_LOG_INFO, s, all ? "let go" : "gone: not served");
+        served_free(s);
+    }
+}
