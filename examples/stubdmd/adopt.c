@@ -117,140 +117,7 @@ static bool wants_service(struct xs_handle *xs, uint32_t G, uint32_t *S)
            parse_domid(v, &target) && target == G;
 }
 
-/* ---- serving one stubdomain ---------------------------------------------- */
-
-static void lib_log(void *user, stubdm_log_level level, int os_errno,
-                    const char *context, const char *msg)
-{
-    const struct stubdmd_served *s = user;
-
-    if (os_errno)
-        stubdmd_log(level, s, "%s: %s (%s)", context, msg, strerror(os_errno));
-    else
-        stubdmd_log(level, s, "%s: %s", context, msg);
-}
-
-static void on_console_done(stubdm_op *op, int rc, void *user)
-{
-    struct stubdmd_served *s = user;
-
-    (void)op;
-    stubdmd_log(rc ? STUBDM_LOG_WARN : STUBDM_LOG_INFO, s,
-                "console 0 ended: %s%s%s", stubdm_errname(rc), rc ? ": " : "",
-                rc ? stubdm_console_errmsg(s->con0) : "");
-    if (rc == STUBDM_EDOMAIN_GONE)
-        s->gone = true;
-}
-
-static void on_qmp_open(stubdm_op *op, int rc, void *user)
-{
-    struct stubdmd_served *s = user;
-
-    if (rc == STUBDM_ECANCELED)
-        return; /* freed by us; s may be gone */
-    if (!rc)
-        stubdmd_log(STUBDM_LOG_INFO, s, "QMP ready, served at %s",
-                    s->proxy_path);
-    else
-        stubdmd_log(STUBDM_LOG_WARN, s, "QMP open failed: %s",
-                    stubdm_op_errmsg(op));
-    if (rc == STUBDM_EDOMAIN_GONE)
-        s->gone = true;
-}
-
-static int serve_log(struct stubdmd_served *s)
-{
-    const struct stubdmd_conf *c = s->d->conf;
-    stubdm_console_opts *o = NULL;
-    char path[512];
-    int rc;
-
-    snprintf(path, sizeof(path), "%s/qemu-dm-%s.log", c->log_dir, s->name);
-    rc = stubdm_console_opts_new(&o);
-    if (!rc)
-        rc = stubdm_console_opts_set_log(o, path, c->log_cap,
-                                         c->log_rotations);
-    if (!rc) /* a restarted stubdmd serves it again */
-        rc = stubdm_console_opts_set_handover(o, 1);
-    if (!rc)
-        rc = stubdm_console_serve(s->ctx, s->stub, STUBDM_CONSOLE_LOG, o,
-                                  on_console_done, s, &s->con0);
-    stubdm_console_opts_free(o);
-    if (rc)
-        stubdmd_log(STUBDM_LOG_ERROR, s, "console 0 into %s: %s: %s", path,
-                    stubdm_errname(rc), stubdm_ctx_errmsg(s->ctx));
-    else
-        stubdmd_log(STUBDM_LOG_INFO, s, "console 0 into %s", path);
-    return rc;
-}
-
-/* The QMP handle, connecting, then the proxy on it at once: libxl's
- * clients find the socket before the stubdomain is unpaused and are
- * greeted when QEMU is ready (docs/embedding.md, the order of a start). */
-static int serve_qmp(struct stubdmd_served *s)
-{
-    const struct stubdmd_conf *c = s->d->conf;
-    stubdm_qmp_opts *qo = NULL;
-    stubdm_qmp_proxy_opts *po = NULL;
-    int rc;
-
-    snprintf(s->proxy_path, sizeof(s->proxy_path), "%s/qmp-libxl-%u",
-             c->qmp_dir, s->guest);
-    rc = stubdm_qmp_opts_new(&qo);
-    if (!rc)
-        rc = stubdm_qmp_opts_set_open_timeout(qo, c->qmp_open_timeout_ms);
-    if (!rc) /* a spawning toolstack may hold it until it exits */
-        rc = stubdm_qmp_opts_set_lock(qo, NULL, STUBDM_QMP_LOCK_WAIT);
-    if (!rc)
-        rc = stubdm_qmp_open(s->ctx, s->stub, s->guest, qo, on_qmp_open, s,
-                             &s->q, NULL);
-    stubdm_qmp_opts_free(qo);
-    if (!rc)
-        rc = stubdm_qmp_proxy_opts_new(&po);
-    if (!rc)
-        rc = stubdm_qmp_proxy_opts_set_path(po, s->proxy_path);
-    if (!rc)
-        rc = stubdm_qmp_proxy_new_ext(s->q, po, &s->proxy);
-    stubdm_qmp_proxy_opts_free(po);
-    if (rc)
-        stubdmd_log(STUBDM_LOG_ERROR, s, "QMP proxy at %s: %s: %s",
-                    s->proxy_path, stubdm_errname(rc),
-                    stubdm_ctx_errmsg(s->ctx));
-    return rc;
-}
-
-static void served_free(struct stubdmd_served *s)
-{
-    stubdm_qmp_proxy_free(s->proxy);
-    stubdm_qmp_free(s->q);
-    stubdm_console_free(s->con0);
-    if (s->ep_attached) {
-        epoll_ctl(s->d->epfd, EPOLL_CTL_DEL, s->ep.epfd, NULL);
-        stubdm_epoll_detach(&s->ep);
-    }
-    stubdm_ctx_free(s->ctx);
-    free(s);
-}
-
-static int served_start(struct stubdmd_served *s)
-{
-    struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->src};
-    int rc = stubdm_ctx_new(&s->ctx);
-
-    if (rc)
-        return rc;
-    stubdm_ctx_set_log(s->ctx, lib_log, s, stubdmd_min_level);
-    if ((rc = stubdm_epoll_attach(&s->ep, s->ctx)))
-        return rc;
-    if (epoll_ctl(s->d->epfd, EPOLL_CTL_ADD, s->ep.epfd, &e) < 0) {
-        stubdm_epoll_detach(&s->ep);
-        return STUBDM_EFAIL;
-    }
-    s->ep_attached = true;
-    /* Each on its own: a log that cannot be opened leaves QMP served. */
-    int log_rc = serve_log(s), qmp_rc = serve_qmp(s);
-    return log_rc && qmp_rc ? qmp_rc : 0;
-}
+/* ---- adopting ------------------------------------------------------------ */
 
 static struct stubdmd_served *find_guest(struct stubdmd *d, uint32_t G)
 {
@@ -276,9 +143,9 @@ static void adopt(struct stubdmd *d, uint32_t S, uint32_t G)
     s->ep.epfd = s->ep.tfd = -1;
     stub_name(d->xs, S, s->name, sizeof(s->name));
     stubdmd_log(STUBDM_LOG_INFO, s, "adopting %s", s->name);
-    if (served_start(s)) {
+    if (stubdmd_served_start(s)) {
         stubdmd_log(STUBDM_LOG_ERROR, s, "not served");
-        served_free(s);
+        stubdmd_served_free(s);
         return;
     }
     s->next = d->served;
@@ -447,31 +314,4 @@ int stubdmd_adopt_existing(struct stubdmd *d)
     stubdm_ctx_free(ctx);
     scan_domains(d);
     return 0;
-}
-
-void stubdmd_served_dispatch(struct stubdmd_served *s)
-{
-    int rc = stubdm_epoll_run_once(&s->ep, 0);
-
-    if (rc)
-        stubdmd_log(STUBDM_LOG_WARN, s, "dispatch: %s: %s", stubdm_errname(rc),
-                    stubdm_ctx_errmsg(s->ctx));
-}
-
-/* Drop the stubdomains that died (all: at shutdown), outside any
- * dispatch of their ctx. */
-void stubdmd_sweep(struct stubdmd *d, bool all)
-{
-    struct stubdmd_served **pp = &d->served;
-
-    while (*pp) {
-        struct stubdmd_served *s = *pp;
-        if (!all && !s->gone) {
-            pp = &s->next;
-            continue;
-        }
-        *pp = s->next;
-        stubdmd_log(STUBDM_LOG_INFO, s, all ? "let go" : "gone: not served");
-        served_free(s);
-    }
 }

@@ -70,12 +70,24 @@ void stubdmd_log(stubdm_log_level level, const struct stubdmd_served *s,
                  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 extern stubdm_log_level stubdmd_min_level;
 
-/* adopt.c */
+/* adopt.c: finding the stubdomains to serve */
 int stubdmd_xs_start(struct stubdmd *d);
 void stubdmd_xs_events(struct stubdmd *d);
 int stubdmd_adopt_existing(struct stubdmd *d);
+void stubdmd_xs_stop(struct stubdmd *d);
+
+/* served.c: one served stubdomain */
+int stubdmd_served_start(struct stubdmd_served *s);
+void stubdmd_served_free(struct stubdmd_served *s);
 void stubdmd_served_dispatch(struct stubdmd_served *s);
 void stubdmd_sweep(struct stubdmd *d, bool all);
-void stubdmd_xs_stop(struct stubdmd *d);
+
+/* console.c: its consoles */
+int stubdmd_console_start(struct stubdmd_served *s);
+void stubdmd_console_stop(struct stubdmd_served *s);
+
+/* qmp.c: its QMP connection and proxy */
+int stubdmd_qmp_start(struct stubdmd_served *s);
+void stubdmd_qmp_stop(struct stubdmd_served *s);
 
 #endif
