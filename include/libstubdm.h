@@ -2580,6 +2580,11 @@ STUBDM_EXPORT int stubdm_console_opts_set_restore_fd(stubdm_console_opts *o,
 /**
  * Role serial (consoles 3..): a new pty in raw mode, both ways; its path
  * is written to the frontend's "tty" key and given by stubdm_console_tty().
+ * The key is emptied when the console ends or is freed (the pty closes
+ * with it and its number may go to another pty).  While no reader has the
+ * pty open, output waits in the pty (the kernel's buffer, some KiB), then
+ * in the ring: none is dropped, the first reader gets it; what is in the
+ * pty when the console goes is lost with the pty (docs/consoles.md).
  */
 STUBDM_EXPORT int stubdm_console_opts_set_serial_pty(stubdm_console_opts *o);
 /** Role serial to a file, capped and rotated as for the log. */
