@@ -2047,8 +2047,10 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *opts,
                                                    int write);
 /** Ask a service (stubdmd) to adopt the stubdomain, as
  *  stubdm_contract_set_service (default no): it serves console 0 (the
- *  spawn then leaves it alone, whatever its output) and holds the QMP
- *  connection behind its proxy, from the contract's write on.
+ *  spawn then leaves it alone, whatever its output) and the serials, as
+ *  ptys (the spawn serves none; a serial output other than "pty" is
+ *  refused), and holds the QMP connection behind its proxy, from the
+ *  contract's write on.
  *  Needs the LIBSTUBDM console backend (validation refuses another) and
  *  no QMP of the spawn's own (stubdm_spawn_opts_set_qmp: refused, the
  *  service takes the QMP lock as soon as the contract is written).
