@@ -41,6 +41,19 @@ spawn_serial() { # GUEST [OPTION...]: a stubdomain with one serial (console 3)
         -serial /dev/hvc3 2>> "$dir/spawn.err"
 }
 xsr() { xenstore-read "$1" 2> /dev/null; }
+# sim_pid STUBDOM: the process of a simulated stubdomain of this test's
+# private host (its environment names our sim dir and its domid).
+sim_pid() {
+    local e p
+    for e in /proc/[0-9]*/environ; do
+        tr '\0' '\n' < "$e" 2> /dev/null | grep -qxF "STUBDM_SIM_DIR=$STUBDM_SIM_DIR" &&
+            tr '\0' '\n' < "$e" 2> /dev/null | grep -qx "STUBDM_SIM_DOMID=$1" || continue
+        p=${e#/proc/}
+        echo "${p%/environ}"
+        return 0
+    done
+    return 1
+}
 # say STUBDOM N TEXT: the stubdomain writes TEXT and a newline on console N.
 say() {
     timeout 5 sh -c 'printf "%s %s\n" "$2" "$3" > "$1"' sh \
@@ -188,6 +201,20 @@ check "the serial's output written after SIGTERM never arrived" \
 n=$(count "$dir/serial.out" serial-gap-3)
 check "after SIGTERM and a restart the serial gave serial-gap-3 $n times" \
     test "$n" = 1
+
+# ---- 4b. adopted while running; destroyed ----------------------------------------
+s113=$(spawn_serial 113 --serial pty)
+check "console 3 of $s113 (spawned while stubdmd runs) not served: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 10 eval '[ -c "$(xsr /local/domain/113/serial/0/tty)" ] &&
+        [ "$(be_state_n "$s113" 3)" = 4 ]'
+# The stubdomain crashes, its guest stays: the guest's node must not keep
+# the path of a pty that is gone.
+p113=$(sim_pid "$s113") || bad "no process for stubdomain $s113"
+[ -n "$p113" ] && kill -KILL "$p113"
+check "crashed $s113: /local/domain/113/serial/0/tty still names its pty: '$(xsr /local/domain/113/serial/0/tty)'" \
+    until_ok 10 eval '[ -n "$(xsr /local/domain/113/name)" ] &&
+        [ -z "$(xsr /local/domain/113/serial/0/tty)" ]'
+"$ctl" destroy "$s113" > /dev/null 2>> "$dir/spawn.err" || bad "destroy $s113"
 
 # ---- 5. throughput through the pty ----------------------------------------------------
 # 512 KiB as 64-byte lines in one burst (under the console's default budget
