@@ -168,7 +168,8 @@ check "the serial's output written while no stubdmd ran never arrived" \
 t1=$(date +%s.%N)
 check "the log lines written while no stubdmd ran never arrived" \
     until_ok 10 logged 110 log-gap-3
-echo "serial back after kill -9: $(echo "$t1 - $t0" | bc) s from the new stubdmd's start to the gap's last line read (pty $old_tty -> $(xsr "$g_tty"))"
+t_open=$(awk '/^open/ { t = $3 } END { print t }' "$dir/serial.out.events")
+echo "serial back after kill -9: the reader reopened the pty $(echo "$t_open - $t0" | bc) s after the new stubdmd's start, had the gap's last line after $(echo "$t1 - $t0" | bc) s (pty $old_tty -> $(xsr "$g_tty"))"
 for l in serial-before-daemon serial-line-1 ping-from-dom0 serial-gap-1 \
     serial-gap-2 serial-gap-3; do
     n=$(count "$dir/serial.out" "$l")
