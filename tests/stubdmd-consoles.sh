@@ -72,9 +72,13 @@ be_state_n() { # STUBDOM N
 # The reader: follows a tty node, appends what the pty gives to OUT, notes
 # each open in OUT.events ("open PATH SECONDS").
 cat > "$dir/follow.py" << 'EOF'
-import os, select, subprocess, sys, time
+import os, select, signal, subprocess, sys, time
 node, out = sys.argv[1], sys.argv[2]
 w = subprocess.Popen(["xenstore-watch", node], stdout=subprocess.PIPE)
+def stop(*_):
+    w.kill()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
 ev = open(out + ".events", "a", buffering=1)
 o = open(out, "ab", buffering=0)
 fd = None
