@@ -22,7 +22,7 @@ struct xs_handle;
 struct stubdmd_conf {
     const char *run_dir; /* the lock (pidfile) */
     const char *log_dir; /* qemu-dm-<name>.log */
-    const char *qmp_dir; /* qmp-libxl-<guest> */
+    const char *qmp_dir; /* qmp-libxl-<guest>, qmp-event-<guest> */
     uint64_t log_cap;
     unsigned log_rotations;
     int qmp_open_timeout_ms;
@@ -48,8 +48,9 @@ struct stubdmd_served {
     struct stubdmd_src src;
     stubdm_console *con0;
     stubdm_qmp *q;
-    stubdm_qmp_proxy *proxy;
-    char proxy_path[256];
+    /* the proxies on q: [0] libxl's path, [1] xenopsd's */
+    stubdm_qmp_proxy *proxy[2];
+    char proxy_path[2][256];
     bool gone; /* the stubdomain died: dropped after the dispatch */
     struct stubdmd_served *next;
 };
