@@ -3,7 +3,14 @@
 #  1. both proxy sockets, qmp-libxl-<guest> (libxl's ev_qmp) and
 #     qmp-event-<guest> (xenopsd), exist while the spawn is still at its
 #     hotplug step, before the unpause; a client connecting then is
-#     greeted once QEMU is ready; both answer on the one QMP connection.
+#     greeted once QEMU is ready; both answer on the one QMP connection;
+#  2. a QMP open that fails (the lock held past --qmp-timeout) is retried
+#     with a backoff (1 s, 2 s, ... logged with the cause) until it
+#     succeeds; a client waiting on the socket meanwhile is served;
+#  3. the QMP connection lost while the stubdomain lives (the stand-in
+#     closes it on SIGUSR1): an idle client sees a clean close, stubdmd
+#     reopens at once, both sockets answer again.
+# The times (retry schedule, loss to close, loss to QMP back) are printed.
 #
 #   tests/stubdmd-qmp.sh STUBDM-CTL STUBDMD QMP-CLIENT MOCKXS-HELPER
 set -u
@@ -65,5 +72,75 @@ dpid=
 check "stubdmd after SIGTERM: exit $rc, want 0" test "$rc" = 0
 check "the sockets are left after SIGTERM" \
     test ! -e "$dir/qmp/qmp-libxl-100" -a ! -e "$dir/qmp/qmp-event-100"
+
+# ---- 2. a failed open retried --------------------------------------------------
+ms_now() { echo $(( $(date +%s%N) / 1000000 )); }
+start_daemon_opts() { # OPTION...
+    "$daemon" --run-dir "$dir/run" --log-dir "$dir/log" \
+        --qmp-dir "$dir/qmp" "$@" 2>> "$dir/stubdmd.err" &
+    dpid=$!
+}
+s101=$(spawn 101 --service)
+lock="$STUBDM_SIM_DIR/qmp-vchan/$s101.101.lock"
+# Another client holds the QMP lock for 3.5 s: each 1 s attempt fails.
+flock "$lock" sleep 3.5 &
+fpid=$!
+sleep 0.2
+: > "$dir/stubdmd.err"
+t0=$(ms_now)
+start_daemon_opts --qmp-timeout 1
+check "no qmp-libxl-101: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 10 test -S "$dir/qmp/qmp-libxl-101"
+"$client" "$dir/qmp/qmp-libxl-101" query-status 20 > "$dir/w101.out" \
+    2> "$dir/w101.err" &
+cpid=$!
+check "no QMP after the lock was freed: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 20 grep -q "(guest 101): QMP ready" "$dir/stubdmd.err"
+t1=$(ms_now)
+wait "$fpid"
+wait "$cpid"
+check "the client waiting through the retries: $(cat "$dir/w101.err")" \
+    grep -q '"running"' "$dir/w101.out"
+check "first retry not logged with its cause: $(grep 'guest 101' "$dir/stubdmd.err")" \
+    grep -q "(guest 101): QMP open failed: .*lock.*; retry 1 in 1.000 s" \
+    "$dir/stubdmd.err"
+check "no second retry after 2 s: $(grep 'guest 101' "$dir/stubdmd.err")" \
+    grep -q "(guest 101): QMP open failed: .*; retry 2 in 2.000 s" \
+    "$dir/stubdmd.err"
+echo "retries (lock held 3.5 s, --qmp-timeout 1): $(grep -o 'retry [0-9]* in [0-9.]* s' "$dir/stubdmd.err" | tr '\n' ',') QMP ready $((t1 - t0)) ms after the start"
+check "query-status on qmp-event-101 after the retries" \
+    "$client" "$dir/qmp/qmp-event-101" query-status 10
+
+# ---- 3. a lost connection reopened -----------------------------------------------
+check "no QMP for guest 100: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 10 qmp_running 100
+"$client" "$dir/qmp/qmp-event-100" query-status 20 hold > "$dir/hold.out" \
+    2> "$dir/hold.err" &
+hpid=$!
+check "the holding client got no answer" \
+    until_ok 10 grep -q '"running"' "$dir/hold.out"
+spid=$("$helper" control sim-list | awk -v d="$(cat "$dir/s100")" '$1 == d {print $3}')
+t0=$(ms_now)
+kill -USR1 "$spid"
+wait "$hpid"
+rc=$?
+t1=$(ms_now)
+check "the idle client on qmp-event-100 after the loss: exit $rc: $(cat "$dir/hold.err")" \
+    grep -q '^closed$' "$dir/hold.out"
+check "the loss not logged: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 10 grep -q "(guest 100): QMP connection to stubdomain .* lost: .*; reopening" \
+    "$dir/stubdmd.err"
+check "no QMP on qmp-libxl-100 after the loss: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 10 qmp_running 100
+t2=$(ms_now)
+check "no QMP on qmp-event-100 after the loss" \
+    "$client" "$dir/qmp/qmp-event-100" query-status 10
+echo "QMP lost (SIGUSR1 to the stand-in): idle client closed after $((t1 - t0)) ms, query-status answered again after $((t2 - t0)) ms"
+
+kill -TERM "$dpid"
+wait "$dpid"
+rc=$?
+dpid=
+check "stubdmd after SIGTERM: exit $rc, want 0" test "$rc" = 0
 
 stubdmd_summary stubdmd-qmp

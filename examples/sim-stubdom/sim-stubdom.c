@@ -52,8 +52,9 @@
  * before-running|after-running (crash with --die-signal, default SIGSEGV,
  * or exit with --die-exit=N), --no-running (never write running), and
  * --no-qemu (answer QMP here instead of running QEMU: a light stubdomain
- * for many-domain tests).  It is also a reference for stubdomain authors:
- * docs/simulated-host.md.
+ * for many-domain tests; SIGUSR1 then closes the QMP client's connection,
+ * as a channel that breaks while the stubdomain lives).  It is also a
+ * reference for stubdomain authors: docs/simulated-host.md.
  */
 #include <libstubdm.h>
 
@@ -97,7 +98,7 @@ static struct {
 
 static unsigned self_domid, guest_domid;
 static FILE *conlog; /* console 0, or NULL */
-static volatile sig_atomic_t got_term;
+static volatile sig_atomic_t got_term, got_usr1;
 static pid_t qemu_pid;
 static int qemu_status;
 
@@ -971,6 +972,14 @@ static void serve_qmp(int lfd)
     int cfd = -1;
 
     while (!got_term) {
+        if (got_usr1) {
+            got_usr1 = 0;
+            if (cfd >= 0) {
+                say("QMP: closing the client's connection (SIGUSR1)");
+                close(cfd);
+                cfd = -1;
+            }
+        }
         struct pollfd p = {cfd >= 0 ? cfd : lfd, POLLIN, 0};
         if (poll(&p, 1, -1) < 0) {
             if (errno == EINTR)
@@ -1033,6 +1042,12 @@ static void serve_qmp(int lfd)
 }
 
 /* ---- main --------------------------------------------------------------- */
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    got_usr1 = 1;
+}
 
 static void on_term(int sig)
 {
@@ -1158,6 +1173,10 @@ int main(int argc, char **argv)
     self_domid = (unsigned)strtoul(env, NULL, 10);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
+    if (opt.no_qemu) /* no restart flag: poll() must see EINTR */
+        sigaction(SIGUSR1,
+                  &(struct sigaction){.sa_handler = on_usr1, .sa_flags = 0},
+                  NULL);
     signal(SIGPIPE, SIG_IGN);
 
     maybe_die(STEP_BEFORE_ARGV, "before-argv");

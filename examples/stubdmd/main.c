@@ -248,6 +248,8 @@ static void run(struct stubdmd *d)
                 on_signal(d);
             else if (src->kind == SRC_XENSTORE)
                 stubdmd_xs_events(d);
+            else if (src->kind == SRC_QMP_RETRY)
+                stubdmd_qmp_retry(src->served);
             else if (!src->served->gone)
                 stubdmd_served_dispatch(src->served);
         }

@@ -30,11 +30,15 @@ struct stubdmd_conf {
 };
 
 /* What an outer epoll event belongs to. */
-enum stubdmd_src_kind { SRC_SIGNAL, SRC_XENSTORE, SRC_SERVED };
+enum stubdmd_src_kind { SRC_SIGNAL, SRC_XENSTORE, SRC_SERVED, SRC_QMP_RETRY };
+
+/* A failed QMP open is retried after 1 s, 2 s, 4 s ... at most 30 s. */
+#define STUBDMD_QMP_RETRY_FIRST_MS 1000
+#define STUBDMD_QMP_RETRY_MAX_MS 30000
 
 struct stubdmd_src {
     enum stubdmd_src_kind kind;
-    struct stubdmd_served *served; /* SRC_SERVED */
+    struct stubdmd_served *served; /* SRC_SERVED, SRC_QMP_RETRY */
 };
 
 /* One adopted stubdomain: its own ctx, so every library line names it. */
@@ -51,7 +55,11 @@ struct stubdmd_served {
     /* the proxies on q: [0] libxl's path, [1] xenopsd's */
     stubdm_qmp_proxy *proxy[2];
     char proxy_path[2][256];
-    bool gone; /* the stubdomain died: dropped after the dispatch */
+    stubdm_op *lost; /* stubdm_qmp_watch_lost while ready */
+    int retry_fd;    /* timerfd of the next QMP retry, or -1 */
+    struct stubdmd_src retry_src;
+    unsigned qmp_retries; /* failed attempts since it was last ready */
+    bool gone;            /* the stubdomain died: dropped after the dispatch */
     struct stubdmd_served *next;
 };
 
@@ -90,5 +98,6 @@ void stubdmd_console_stop(struct stubdmd_served *s);
 /* qmp.c: its QMP connection and proxy */
 int stubdmd_qmp_start(struct stubdmd_served *s);
 void stubdmd_qmp_stop(struct stubdmd_served *s);
+void stubdmd_qmp_retry(struct stubdmd_served *s);
 
 #endif
