@@ -17,6 +17,7 @@
 static const char *const proxy_prefix[2] = {"qmp-libxl", "qmp-event"};
 
 static void on_qmp_open(stubdm_op *op, int rc, void *user);
+static void retry_fire(struct stubdmd_served *s);
 
 /* ---- retries ------------------------------------------------------------- */
 
@@ -40,8 +41,9 @@ static int retry_fd(struct stubdmd_served *s)
     s->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (s->retry_fd < 0)
         return -1;
-    s->retry_src.kind = SRC_QMP_RETRY;
+    s->retry_src.kind = SRC_TIMER;
     s->retry_src.served = s;
+    s->retry_src.timer = retry_fire;
     if (epoll_ctl(s->d->epfd, EPOLL_CTL_ADD, s->retry_fd, &e) == 0)
         return 0;
     close(s->retry_fd);
@@ -73,7 +75,7 @@ static void reopen(struct stubdmd_served *s)
 
 /* The retry's timer fired (from the daemon's loop, outside any dispatch
  * of the ctx). */
-void stubdmd_qmp_retry(struct stubdmd_served *s)
+static void retry_fire(struct stubdmd_served *s)
 {
     uint64_t n;
 
