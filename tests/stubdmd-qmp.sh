@@ -6,7 +6,8 @@
 #     greeted once QEMU is ready; both answer on the one QMP connection;
 #  2. a QMP open that fails (the lock held past --qmp-timeout) is retried
 #     with a backoff (1 s, 2 s, ... logged with the cause) until it
-#     succeeds; a client waiting on the socket meanwhile is served;
+#     succeeds once the lock is released; a client waiting on the socket
+#     meanwhile is served;
 #  3. the QMP connection lost while the stubdomain lives (the stand-in
 #     closes it on SIGUSR1): an idle client sees a clean close, stubdmd
 #     reopens at once, both sockets answer again.
@@ -82,8 +83,9 @@ start_daemon_opts() { # OPTION...
 }
 s101=$(spawn 101 --service)
 lock="$STUBDM_SIM_DIR/qmp-vchan/$s101.101.lock"
-# Another client holds the QMP lock for 3.5 s: each 1 s attempt fails.
-flock "$lock" sleep 3.5 &
+# Another client holds the QMP lock until $dir/unlock exists: each 1 s
+# attempt fails, until the second retry is logged.
+flock "$lock" sh -c "while [ ! -e '$dir/unlock' ]; do sleep 0.05; done" &
 fpid=$!
 sleep 0.2
 : > "$dir/stubdmd.err"
@@ -91,23 +93,25 @@ t0=$(ms_now)
 start_daemon_opts --qmp-timeout 1
 check "no qmp-libxl-101: $(tail -3 "$dir/stubdmd.err")" \
     until_ok 10 test -S "$dir/qmp/qmp-libxl-101"
-"$client" "$dir/qmp/qmp-libxl-101" query-status 20 > "$dir/w101.out" \
+"$client" "$dir/qmp/qmp-libxl-101" query-status 30 > "$dir/w101.out" \
     2> "$dir/w101.err" &
 cpid=$!
+check "first retry not logged with its cause: $(grep 'guest 101' "$dir/stubdmd.err")" \
+    until_ok 20 grep -q "(guest 101): QMP open failed: .*lock.*; retry 1 in 1.000 s" \
+    "$dir/stubdmd.err"
+check "no second retry after 2 s: $(grep 'guest 101' "$dir/stubdmd.err")" \
+    until_ok 20 grep -q "(guest 101): QMP open failed: .*; retry 2 in 2.000 s" \
+    "$dir/stubdmd.err"
+t1=$(ms_now)
+touch "$dir/unlock"
+wait "$fpid"
 check "no QMP after the lock was freed: $(tail -3 "$dir/stubdmd.err")" \
     until_ok 20 grep -q "(guest 101): QMP ready" "$dir/stubdmd.err"
-t1=$(ms_now)
-wait "$fpid"
+t2=$(ms_now)
 wait "$cpid"
 check "the client waiting through the retries: $(cat "$dir/w101.err")" \
     grep -q '"running"' "$dir/w101.out"
-check "first retry not logged with its cause: $(grep 'guest 101' "$dir/stubdmd.err")" \
-    grep -q "(guest 101): QMP open failed: .*lock.*; retry 1 in 1.000 s" \
-    "$dir/stubdmd.err"
-check "no second retry after 2 s: $(grep 'guest 101' "$dir/stubdmd.err")" \
-    grep -q "(guest 101): QMP open failed: .*; retry 2 in 2.000 s" \
-    "$dir/stubdmd.err"
-echo "retries (lock held 3.5 s, --qmp-timeout 1): $(grep -o 'retry [0-9]* in [0-9.]* s' "$dir/stubdmd.err" | tr '\n' ',') QMP ready $((t1 - t0)) ms after the start"
+echo "retries (lock held, --qmp-timeout 1): $(grep -o 'retry [0-9]* in [0-9.]* s' "$dir/stubdmd.err" | tr '\n' ',') second retry logged $((t1 - t0)) ms after the start, QMP ready $((t2 - t1)) ms after the lock's release"
 check "query-status on qmp-event-101 after the retries" \
     "$client" "$dir/qmp/qmp-event-101" query-status 10
 
