@@ -50,8 +50,8 @@ static void on_cleaned(stubdm_op *op, int rc, void *user)
 /* The teardown, from the loop (outside any dispatch of s->ctx). */
 static void cleanup_run(struct stubdmd_served *s)
 {
-    int rc = stubdm_stubdom_destroy_by_domid(s->ctx, s->stub, 0, on_cleaned,
-                                             s, &s->cleanup);
+    int rc = stubdm_stubdom_destroy_by_domid(s->ctx, s->stub, 0, on_cleaned, s,
+                                             &s->cleanup);
 
     if (!rc)
         return;
@@ -76,15 +76,16 @@ static void on_grace(struct stubdmd_served *s)
 /* Cleanup_run after the grace, from a timerfd in the daemon's loop. */
 static int cleanup_later(struct stubdmd_served *s)
 {
-    struct itimerspec its = {.it_value = {STUBDMD_CLEANUP_GRACE_MS / 1000,
-                                          (STUBDMD_CLEANUP_GRACE_MS % 1000) *
-                                              1000000L}};
+    struct itimerspec its = {
+        .it_value = {STUBDMD_CLEANUP_GRACE_MS / 1000,
+                     (STUBDMD_CLEANUP_GRACE_MS % 1000) * 1000000L}};
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->cleanup_src};
 
     s->cleanup_src.kind = SRC_TIMER;
     s->cleanup_src.served = s;
     s->cleanup_src.timer = on_grace;
-    s->cleanup_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    s->cleanup_fd = timerfd_create(CLOCK_MONOTONIC,
+                                   TFD_NONBLOCK | TFD_CLOEXEC);
     if (s->cleanup_fd < 0)
         return -1;
     if (epoll_ctl(s->d->epfd, EPOLL_CTL_ADD, s->cleanup_fd, &e) < 0 ||
