@@ -1189,12 +1189,31 @@ STUBDM_EXPORT int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done,
                                        void *user, stubdm_op **op_out);
 
 /**
+ * Be told when q's connection is lost: done is called once (see
+ * "Asynchronous operations") when the connection, having been ready, goes
+ * down, with the cause as a command in flight would see it before its own
+ * mapping (STUBDM_EVCHAN: the channel failed or the peer closed it;
+ * STUBDM_EPROTO; STUBDM_EDOMAIN_GONE; STUBDM_ETIMEDOUT: wedged, commands
+ * unanswered; STUBDM_ENOMEM) and the connection's message; or with
+ * STUBDM_ECANCELED when q is freed first.  An open or reconnect that
+ * fails is reported to its own done, not here.  One watch sees one loss:
+ * watch again (from done, say) for the next.  For a caller that keeps a
+ * connection up (stubdm_qmp_reconnect after a loss) without a command of
+ * its own in flight to learn of it.
+ * @param[out] op_out  the op, or NULL for a floating op; freeing it while
+ *                     pending ends the watch (no callback).
+ * @return 0; STUBDM_EINVAL (NULL or freed q); STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_watch_lost(stubdm_qmp *q, stubdm_done_fn *done,
+                                        void *user, stubdm_op **op_out);
+
+/**
  * Free a handle.  Its pending commands complete with STUBDM_ECANCELED
- * (their callbacks receive q == NULL), a pending open with
- * STUBDM_ECANCELED, its subscriptions are dropped.  The connection closes
- * (and the lock is released) with its last handle.  Safe from any
- * callback.  NULL is ignored.  Freeing the ctx closes every handle of it;
- * handles must not be used afterwards.
+ * (their callbacks receive q == NULL), a pending open and its loss
+ * watches with STUBDM_ECANCELED, its subscriptions are dropped.  The
+ * connection closes (and the lock is released) with its last handle.  Safe
+ * from any callback.  NULL is ignored.  Freeing the ctx closes every handle of
+ * it; handles must not be used afterwards.
  */
 STUBDM_EXPORT void stubdm_qmp_free(stubdm_qmp *q);
 
@@ -1468,7 +1487,8 @@ typedef struct stubdm_qmp_proxy stubdm_qmp_proxy;
  * ready within N ms"}} in place of the greeting and is closed, logged
  * (STUBDM_LOG_WARN) and counted (clients_timed_out).  Readiness is checked
  * every 20 ms while a client waits.  When q's connection is lost, the
- * greeted clients are disconnected (their QEMU session is gone); new ones
+ * greeted clients are disconnected at once, idle ones too (their QEMU
+ * session is gone; the proxy watches q with stubdm_qmp_watch_lost); new ones
  * wait for it to come back as above.  Reconnecting q is the caller's
  * (stubdm_qmp_reconnect): the proxy never does.
  * @param command_timeout_ms  bound on each forwarded command (> 0).

@@ -54,8 +54,9 @@
  * --no-qemu (answer QMP here instead of running QEMU: a light stubdomain
  * for many-domain tests; its serials echo their input, and lines written
  * to the FIFO <sim dir>/console/<domid>.say as "N TEXT" go out on console
- * N: see noqemu_serials).  It is also a reference for stubdomain authors:
- * docs/simulated-host.md.
+ * N: see noqemu_serials; SIGUSR1 closes the QMP client's connection, as a
+ * channel that breaks while the stubdomain lives).  It is also a
+ * reference for stubdomain authors: docs/simulated-host.md.
  */
 #include <libstubdm.h>
 
@@ -99,7 +100,7 @@ static struct {
 
 static unsigned self_domid, guest_domid;
 static FILE *conlog; /* console 0, or NULL */
-static volatile sig_atomic_t got_term;
+static volatile sig_atomic_t got_term, got_usr1;
 static pid_t qemu_pid;
 static int qemu_status;
 
@@ -1077,6 +1078,14 @@ static void serve_qmp(int lfd)
     int cfd = -1;
 
     while (!got_term) {
+        if (got_usr1) {
+            got_usr1 = 0;
+            if (cfd >= 0) {
+                say("QMP: closing the client's connection (SIGUSR1)");
+                close(cfd);
+                cfd = -1;
+            }
+        }
         struct pollfd p[2 * NCONS + 4];
         int np = 0;
 
@@ -1158,6 +1167,12 @@ static void serve_qmp(int lfd)
 }
 
 /* ---- main --------------------------------------------------------------- */
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    got_usr1 = 1;
+}
 
 static void on_term(int sig)
 {
@@ -1283,6 +1298,10 @@ int main(int argc, char **argv)
     self_domid = (unsigned)strtoul(env, NULL, 10);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
+    if (opt.no_qemu) /* no restart flag: poll() must see EINTR */
+        sigaction(SIGUSR1,
+                  &(struct sigaction){.sa_handler = on_usr1, .sa_flags = 0},
+                  NULL);
     signal(SIGPIPE, SIG_IGN);
 
     maybe_die(STEP_BEFORE_ARGV, "before-argv");

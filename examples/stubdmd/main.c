@@ -62,6 +62,8 @@ static void usage(FILE *f)
           "  --log-size BYTES     cap of each log file (1048576)\n"
           "  --log-rotations N    rotated log files kept (10)\n"
           "  --qmp-timeout SECONDS  wait for a stubdomain's QMP (60)\n"
+          "  --hotplug-dir DIR    remove scripts run when cleaning up\n"
+          "                       after a dead stubdomain (/etc/xen/scripts)\n"
           "  -v, --verbose        debug messages\n"
           "  -h, --help\n",
           f);
@@ -92,6 +94,7 @@ static int parse_args(int argc, char **argv, struct stubdmd_conf *c)
         {"log-size", required_argument, NULL, 's'},
         {"log-rotations", required_argument, NULL, 'n'},
         {"qmp-timeout", required_argument, NULL, 't'},
+        {"hotplug-dir", required_argument, NULL, 'H'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -124,6 +127,11 @@ static int parse_args(int argc, char **argv, struct stubdmd_conf *c)
             if (!parse_u64(optarg, 3600, &v) || !v)
                 goto bad;
             c->qmp_open_timeout_ms = (int)v * 1000;
+            break;
+        case 'H':
+            if (optarg[0] != '/')
+                goto bad;
+            c->hotplug_dir = optarg;
             break;
         case 'v':
             c->level = STUBDM_LOG_DEBUG;
@@ -236,6 +244,9 @@ static void run(struct stubdmd *d)
     struct epoll_event evs[32];
 
     while (!d->stop) {
+        /* Ended in the previous batch (or found dead at start): its epoll
+         * fd may have been in evs, so cleaned up and freed only now. */
+        stubdmd_sweep(d, false);
         int n = epoll_wait(d->epfd, evs, 32, -1);
         if (n < 0 && errno != EINTR) {
             stubdmd_log(STUBDM_LOG_ERROR, NULL, "epoll_wait: %s",
@@ -248,12 +259,11 @@ static void run(struct stubdmd *d)
                 on_signal(d);
             else if (src->kind == SRC_XENSTORE)
                 stubdmd_xs_events(d);
-            else if (!src->served->gone)
+            else if (src->kind == SRC_TIMER)
+                src->timer(src->served);
+            else if (!src->served->cleaned)
                 stubdmd_served_dispatch(src->served);
         }
-        /* Ended in the loop above: its epoll fd may still be in evs, so
-         * freed only now. */
-        stubdmd_sweep(d, false);
     }
 }
 
