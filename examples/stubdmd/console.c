@@ -52,3 +52,11 @@ void stubdmd_console_stop(struct stubdmd_served *s)
     stubdm_console_free(s->con0);
     s->con0 = NULL;
 }
+
+const char *stubdmd_console_serial_tty(const struct stubdmd_served *s,
+                                       unsigned n)
+{
+    (void)s;
+    (void)n;
+    return NULL; /* no serial served yet */
+}

@@ -54,7 +54,8 @@ static void usage(FILE *f)
     fputs("usage: stubdmd [options]\n"
           "Serve the stubdomains whose contract asks for a service\n"
           "(/local/domain/<guest>/image/device-model-service).\n"
-          "  --run-dir DIR        lock file DIR/stubdmd.pid (/run/stubdmd)\n"
+          "  --run-dir DIR        lock file DIR/stubdmd.pid, control socket\n"
+          "                       DIR/control (/run/stubdmd)\n"
           "  --log-dir DIR        console 0 into DIR/qemu-dm-<name>.log "
           "(/var/log/xen)\n"
           "  --qmp-dir DIR        QMP proxy at DIR/qmp-libxl-<guest> "
@@ -248,11 +249,16 @@ static void run(struct stubdmd *d)
                 on_signal(d);
             else if (src->kind == SRC_XENSTORE)
                 stubdmd_xs_events(d);
+            else if (src->kind == SRC_CONTROL)
+                stubdmd_control_accept(d);
+            else if (src->kind == SRC_CLIENT)
+                stubdmd_control_event(src->client, evs[i].events);
             else if (!src->served->gone)
                 stubdmd_served_dispatch(src->served);
         }
         /* Ended in the loop above: its epoll fd may still be in evs, so
          * freed only now. */
+        stubdmd_control_sweep(d, false);
         stubdmd_sweep(d, false);
     }
 }
@@ -268,7 +274,8 @@ static int start(struct stubdmd *d)
                     strerror(errno));
         return -1;
     }
-    if (stubdmd_xs_start(d) || add_fd(d, d->xsfd, &d->xs_src) < 0)
+    if (stubdmd_xs_start(d) || add_fd(d, d->xsfd, &d->xs_src) < 0 ||
+        stubdmd_control_start(d))
         return -1;
     return stubdmd_adopt_existing(d);
 }
@@ -284,7 +291,8 @@ int main(int argc, char **argv)
         .qmp_open_timeout_ms = 60000,
         .level = STUBDM_LOG_INFO,
     };
-    struct stubdmd d = {.conf = &conf, .epfd = -1, .sigfd = -1, .xsfd = -1};
+    struct stubdmd d = {
+        .conf = &conf, .epfd = -1, .sigfd = -1, .xsfd = -1, .ctlfd = -1};
     int lock, rc = 1;
 
     if (parse_args(argc, argv, &conf))
@@ -300,6 +308,7 @@ int main(int argc, char **argv)
     }
     /* Let go, never close: every stubdomain runs on, a restarted stubdmd
      * serves its consoles and QMP again. */
+    stubdmd_control_stop(&d);
     stubdmd_sweep(&d, true);
     stubdmd_xs_stop(&d);
     if (d.sigfd >= 0)

@@ -20,7 +20,7 @@
 struct xs_handle;
 
 struct stubdmd_conf {
-    const char *run_dir; /* the lock (pidfile) */
+    const char *run_dir; /* the lock (pidfile), the control socket */
     const char *log_dir; /* qemu-dm-<name>.log */
     const char *qmp_dir; /* qmp-libxl-<guest> */
     uint64_t log_cap;
@@ -30,11 +30,18 @@ struct stubdmd_conf {
 };
 
 /* What an outer epoll event belongs to. */
-enum stubdmd_src_kind { SRC_SIGNAL, SRC_XENSTORE, SRC_SERVED };
+enum stubdmd_src_kind {
+    SRC_SIGNAL,
+    SRC_XENSTORE,
+    SRC_SERVED,
+    SRC_CONTROL,
+    SRC_CLIENT
+};
 
 struct stubdmd_src {
     enum stubdmd_src_kind kind;
     struct stubdmd_served *served; /* SRC_SERVED */
+    struct stubdmd_client *client; /* SRC_CLIENT */
 };
 
 /* One adopted stubdomain: its own ctx, so every library line names it. */
@@ -62,6 +69,10 @@ struct stubdmd {
     struct stubdmd_served *served;
     uint32_t *watched; /* domains whose adoption node is watched */
     size_t nwatched, capwatched;
+    int ctlfd; /* the control socket (control.c) */
+    struct stubdmd_src ctl_src;
+    struct stubdmd_client *clients;
+    unsigned nclients;
     bool stop;
 };
 
@@ -85,9 +96,22 @@ void stubdmd_sweep(struct stubdmd *d, bool all);
 /* console.c: its consoles */
 int stubdmd_console_start(struct stubdmd_served *s);
 void stubdmd_console_stop(struct stubdmd_served *s);
+/* The pty path of serial console n (>= 3), or NULL: not served as one. */
+const char *stubdmd_console_serial_tty(const struct stubdmd_served *s,
+                                       unsigned n);
 
 /* qmp.c: its QMP connection and proxy */
 int stubdmd_qmp_start(struct stubdmd_served *s);
 void stubdmd_qmp_stop(struct stubdmd_served *s);
+
+/* control.c: the control socket (docs/stubdmd.md, "Control socket") */
+int stubdmd_control_start(struct stubdmd *d);
+void stubdmd_control_accept(struct stubdmd *d);
+void stubdmd_control_event(struct stubdmd_client *c, uint32_t events);
+/* Free the clients that ended in this batch of events (all: at exit). */
+void stubdmd_control_sweep(struct stubdmd *d, bool all);
+/* s is about to be freed: end the requests that use it. */
+void stubdmd_control_forget(struct stubdmd_served *s);
+void stubdmd_control_stop(struct stubdmd *d);
 
 #endif
