@@ -206,6 +206,37 @@ check "console of a non-pty: exit $rc, want 5: $(cat "$dir/console.err")" \
 check "console of a non-pty says: $(cat "$dir/console.err")" \
     grep -q "console 3 of dom$s100 is not a serial served as a pty" "$dir/console.err"
 
+# The relay itself, against a stand-in stubdmd (python) that answers
+# "console 5 3" with a pty of its own: what the pty says reaches stdout,
+# stdin reaches the pty.
+python3 - "$dir/fake" "$dir/fake.got" <<'PY' > "$dir/fake.err" 2>&1 &
+import os, socket, sys, time
+l = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+l.bind(sys.argv[1]); l.listen(1)
+c, _ = l.accept()
+req = c.recv(512)
+m, sl = os.openpty()
+os.system("stty raw -echo < " + os.ttyname(sl))
+socket.send_fds(c, [b"ok tty=" + os.ttyname(sl).encode() + b"\n"], [sl])
+os.close(sl)
+os.write(m, b"hello from serial 3\r\n")
+got = b""
+end = time.time() + 5
+while b"typed" not in got and time.time() < end:
+    got += os.read(m, 100)
+open(sys.argv[2], "wb").write(req + b"|" + got)
+PY
+fpid=$!
+until_ok 5 test -S "$dir/fake"
+printf 'typed\n' | "$ctl" --control "$dir/fake" console 5 3 > "$dir/relay.out" 2> "$dir/relay.err"
+rc=$?
+wait "$fpid"
+check "console relay: exit $rc: $(cat "$dir/relay.err" "$dir/fake.err")" test "$rc" = 0
+check "console relay: the pty's output: $(cat "$dir/relay.out")" \
+    grep -q "hello from serial 3" "$dir/relay.out"
+check "console relay: request and stdin: $(cat "$dir/fake.got")" \
+    grep -q "^console 5 3|typed" "$dir/fake.got"
+
 # ---- 6. restore -------------------------------------------------------------------
 "$ctl" spawn --guest 111 --service --restore-by-service --timeout 30 -- \
     -xen-domid 111 -machine xenfv -m 16 -nodefaults -display none \
