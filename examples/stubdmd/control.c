@@ -54,8 +54,8 @@ struct stubdmd_client {
     stubdm_op *op;                 /* save */
     stubdm_console *con;           /* restore */
     int jobfd;                     /* the client's file */
-    bool closing; /* close once the reply is out */
-    bool dead;    /* freed by the sweep */
+    bool closing;                  /* close once the reply is out */
+    bool dead;                     /* freed by the sweep */
     struct stubdmd_client *next;
 };
 
@@ -311,8 +311,8 @@ static struct stubdmd_served *named(struct stubdmd_client *c, const char *w)
 static const char *xenbus_state(const stubdm_console *con)
 {
     static const char *const names[] = {
-        "unknown",     "initialising", "initwait", "initialised",
-        "connected",   "closing",      "closed",
+        "unknown",   "initialising", "initwait", "initialised",
+        "connected", "closing",      "closed",
     };
     int st;
 
@@ -556,8 +556,8 @@ static int split(char *buf, size_t len, char **w)
     return nw;
 }
 
-static void request(struct stubdmd_client *c, char *buf, size_t len,
-                    int *fds, int nfds)
+static void request(struct stubdmd_client *c, char *buf, size_t len, int *fds,
+                    int nfds)
 {
     char *w[WORDS_MAX];
     int nw = split(buf, len, w);
@@ -654,6 +654,32 @@ void stubdmd_control_event(struct stubdmd_client *c, uint32_t events)
 
 /* ---- the listening socket ------------------------------------------------ */
 
+/* Discard what a refused client has sent already: closing a unix socket
+ * with unread messages makes the peer's next read fail with ECONNRESET
+ * before it reads our reply. */
+static void discard(int fd)
+{
+    for (int i = 0; i < FDS_MAX; i++) {
+        char buf[REQ_MAX + 1];
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(sizeof(int) * FDS_MAX)];
+        } cm;
+        struct iovec iov = {buf, sizeof(buf)};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = cm.b,
+                           .msg_controllen = sizeof(cm.b)};
+        int fds[FDS_MAX], n;
+
+        if (recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0)
+            return;
+        n = take_fds(&m, fds);
+        while (n--)
+            close(fds[n]);
+    }
+}
+
 /* One line and close, for a client never served. */
 static void refuse(int fd, int rc, const char *msg)
 {
@@ -664,6 +690,7 @@ static void refuse(int fd, int rc, const char *msg)
     if (send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         /* it is closed either way */
     }
+    discard(fd);
     close(fd);
 }
 
