@@ -143,7 +143,8 @@ int ctl_console_run(stubdm_ctx *ctx, const struct ctl_global *g,
         ctl_stubdmd_reply_free(&r);
         return ctl_report_error(ctx, g, "console", STUBDM_EFAIL, msg);
     }
-    if (r.rc || r.fd < 0 || !ctl_stubdmd_value(r.last, "tty", tty, sizeof(tty))) {
+    if (r.rc || r.fd < 0 ||
+        !ctl_stubdmd_value(r.last, "tty", tty, sizeof(tty))) {
         rc = r.rc ? ctl_stubdmd_report(g, "console", &r)
                   : ctl_report_error(ctx, g, "console", STUBDM_EPROTO,
                                      "stubdmd's reply has no pty");

@@ -233,6 +233,7 @@ struct ctl_stubdmd_reply {
     char *last; /* the last line after "ok " or "error NAME " */
     int rc;     /* 0 (ok) or the STUBDM_E* code NAME names */
     int fd;     /* an fd the reply carried, or -1 */
+    bool reset; /* a read failed with ECONNRESET once */
 };
 /* Send req (with fd if >= 0) and read the whole reply within timeout_ms
  * (<= 0: no bound; SIGINT ends it).  0, or -errno (no reply).  Free r

@@ -85,6 +85,13 @@ static int recv_message(int sock, struct ctl_stubdmd_reply *r)
     ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     char *p;
 
+    /* A refused client's request may be left unread by stubdmd's close:
+     * the first read then fails with ECONNRESET (consumed), the next one
+     * gets the reply. */
+    if (n < 0 && errno == ECONNRESET && !r->reset) {
+        r->reset = true;
+        return 0;
+    }
     if (n < 0)
         return errno == EAGAIN ? 0 : -errno;
     for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
