@@ -10,9 +10,11 @@
 #  4. bad requests (malformed, oversized, unknown, an fd where none is
 #     taken, a bad domid, one not served) each get "error NAME ..." and
 #     change nothing (the same list, QMP answers, no file); a client of
-#     another uid is refused (SO_PEERCRED) and, with the socket's mode,
-#     cannot even connect;
-#  5. console of a serial not served as a pty: the error;
+#     another uid is refused (SO_PEERCRED; its request read, so it gets
+#     the error, not a reset) and, with the socket's mode, cannot even
+#     connect; a 17th client is refused (EBUSY), the 16 still answered;
+#  5. console of a serial not served as a pty: the error; the relay, with
+#     a stand-in stubdmd passing a pty;
 #  6. restore: refused for a running device model; a stubdomain spawned
 #     for restore with console 2 left to stubdmd is restored through it;
 #  7. SIGTERM removes the socket; stubdm-ctl is as without stubdmd.
@@ -166,6 +168,28 @@ bad_request "restore, running" "error STUBDM_ESTATE the device model of dom$s110
     "restore $s110" "<$dir/dm.state"
 check "a refused save left something in its file" \
     test ! -s "$dir/fd.2" -a ! -s "$dir/fd.3" -a ! -s "$dir/fd.4"
+# 16 clients at most: the 17th is refused, the 16 are still answered.
+python3 - "$sock" > "$dir/clients.out" 2>&1 <<'PY'
+import socket, sys, time
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(sys.argv[1])
+    return s
+held = [conn() for _ in range(16)]
+time.sleep(0.5)
+extra = conn()
+print("17th:", extra.recv(4096).decode(), end="")
+held[0].send(b"list")
+print("1st:", held[0].recv(4096).decode().split("\n")[-2])
+PY
+check "a 17th client: $(cat "$dir/clients.out")" \
+    grep -qx "17th: error STUBDM_EBUSY too many control clients" "$dir/clients.out"
+check "the 16 held: $(cat "$dir/clients.out")" \
+    grep -q "^1st: ok pid=$dpid" "$dir/clients.out"
+raw list > "$dir/raw.list"
+check "a client after the 16 closed: $(cat "$dir/raw.list")" \
+    grep -q "^ok pid=$dpid" "$dir/raw.list"
+
 raw list | grep -v '^ok' | sed 's/ logged=[0-9]*//' > "$dir/after"
 check "bad requests changed the list: $(diff "$dir/before" "$dir/after")" \
     cmp -s "$dir/before" "$dir/after"
