@@ -124,6 +124,8 @@ static void flush(struct stubdmd_client *c)
             len = MSG_MAX;
             while (len && c->out[c->outoff + len - 1] != '\n')
                 len--;
+            if (!len) /* no line is that long (LINE_MAX_): never cut */
+                len = MSG_MAX;
         }
         iov.iov_base = c->out + c->outoff;
         iov.iov_len = len;
