@@ -83,7 +83,11 @@ check "console without stubdmd says: $(cat "$dir/console.err")" \
     grep -q "no stubdmd answers on $sock" "$dir/console.err"
 
 # ---- 2. list after adoption -----------------------------------------------------
+# Under umask 0 the control socket is still 0600.
+old_umask=$(umask)
+umask 0
 start_daemon
+umask "$old_umask"
 check "console 0 of $s100 not in the log: $(cat "$dir/stubdmd.err")" \
     until_ok 10 logged 100 "device model running"
 check "no QMP: $(cat "$dir/qmp.err" 2>/dev/null)" until_ok 10 qmp_running 100

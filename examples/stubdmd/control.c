@@ -765,7 +765,6 @@ int stubdmd_control_start(struct stubdmd *d)
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = &d->ctl_src};
     int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control",
                      d->conf->run_dir);
-    mode_t old;
     int rc;
 
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
@@ -778,10 +777,11 @@ int stubdmd_control_start(struct stubdmd *d)
                       0);
     /* Ours under the lock: a socket left by a killed stubdmd goes. */
     unlink(sa.sun_path);
-    old = umask(0177); /* made 0600, with no moment more open */
-    rc = d->ctlfd < 0 ? -1
-                      : bind(d->ctlfd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
+    /* The socket's mode before bind is the file's (less the umask): 0600
+     * from its first moment, and the process's umask untouched. */
+    rc = d->ctlfd < 0 || fchmod(d->ctlfd, 0600) < 0
+             ? -1
+             : bind(d->ctlfd, (struct sockaddr *)&sa, sizeof(sa));
     if (rc < 0 || listen(d->ctlfd, CLIENTS_MAX) < 0 ||
         epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->ctlfd, &e) < 0) {
         stubdmd_log(STUBDM_LOG_ERROR, NULL, "control: %s: %s", sa.sun_path,
