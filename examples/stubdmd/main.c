@@ -54,7 +54,8 @@ static void usage(FILE *f)
     fputs("usage: stubdmd [options]\n"
           "Serve the stubdomains whose contract asks for a service\n"
           "(/local/domain/<guest>/image/device-model-service).\n"
-          "  --run-dir DIR        lock file DIR/stubdmd.pid (/run/stubdmd)\n"
+          "  --run-dir DIR        lock file DIR/stubdmd.pid, control socket\n"
+          "                       DIR/control (/run/stubdmd)\n"
           "  --log-dir DIR        console 0 into DIR/qemu-dm-<name>.log "
           "(/var/log/xen)\n"
           "  --qmp-dir DIR        QMP proxy at DIR/qmp-libxl-<guest> "
@@ -245,8 +246,10 @@ static void run(struct stubdmd *d)
 
     while (!d->stop) {
         /* Ended in the previous batch (or found dead at start): its epoll
-         * fd may have been in evs, so cleaned up and freed only now. */
+         * fd may have been in evs, so cleaned up and freed only now; the
+         * clients of a stubdomain freed are ended by it, so swept after. */
         stubdmd_sweep(d, false);
+        stubdmd_control_sweep(d, false);
         int n = epoll_wait(d->epfd, evs, 32, -1);
         if (n < 0 && errno != EINTR) {
             stubdmd_log(STUBDM_LOG_ERROR, NULL, "epoll_wait: %s",
@@ -261,6 +264,10 @@ static void run(struct stubdmd *d)
                 stubdmd_xs_events(d);
             else if (src->kind == SRC_TIMER)
                 src->timer(src->served);
+            else if (src->kind == SRC_CONTROL)
+                stubdmd_control_accept(d);
+            else if (src->kind == SRC_CLIENT)
+                stubdmd_control_event(src->client, evs[i].events);
             else if (!src->served->cleaned)
                 stubdmd_served_dispatch(src->served);
         }
@@ -278,7 +285,8 @@ static int start(struct stubdmd *d)
                     strerror(errno));
         return -1;
     }
-    if (stubdmd_xs_start(d) || add_fd(d, d->xsfd, &d->xs_src) < 0)
+    if (stubdmd_xs_start(d) || add_fd(d, d->xsfd, &d->xs_src) < 0 ||
+        stubdmd_control_start(d))
         return -1;
     return stubdmd_adopt_existing(d);
 }
@@ -294,7 +302,8 @@ int main(int argc, char **argv)
         .qmp_open_timeout_ms = 60000,
         .level = STUBDM_LOG_INFO,
     };
-    struct stubdmd d = {.conf = &conf, .epfd = -1, .sigfd = -1, .xsfd = -1};
+    struct stubdmd d = {
+        .conf = &conf, .epfd = -1, .sigfd = -1, .xsfd = -1, .ctlfd = -1};
     int lock, rc = 1;
 
     if (parse_args(argc, argv, &conf))
@@ -310,6 +319,7 @@ int main(int argc, char **argv)
     }
     /* Let go, never close: every stubdomain runs on, a restarted stubdmd
      * serves its consoles and QMP again. */
+    stubdmd_control_stop(&d);
     stubdmd_sweep(&d, true);
     stubdmd_xs_stop(&d);
     if (d.sigfd >= 0)

@@ -21,6 +21,7 @@ static void lib_log(void *user, stubdm_log_level level, int os_errno,
 
 void stubdmd_served_free(struct stubdmd_served *s)
 {
+    stubdmd_control_forget(s);
     stubdmd_cleanup_stop(s);
     stubdmd_qmp_stop(s);
     stubdmd_console_stop(s);

@@ -20,7 +20,7 @@
 struct xs_handle;
 
 struct stubdmd_conf {
-    const char *run_dir;     /* the lock (pidfile) */
+    const char *run_dir;     /* the lock (pidfile), the control socket */
     const char *log_dir;     /* qemu-dm-<name>.log */
     const char *qmp_dir;     /* qmp-libxl-<guest>, qmp-event-<guest> */
     const char *hotplug_dir; /* trusted remove scripts; NULL: the default */
@@ -31,7 +31,14 @@ struct stubdmd_conf {
 };
 
 /* What an outer epoll event belongs to. */
-enum stubdmd_src_kind { SRC_SIGNAL, SRC_XENSTORE, SRC_SERVED, SRC_TIMER };
+enum stubdmd_src_kind {
+    SRC_SIGNAL,
+    SRC_XENSTORE,
+    SRC_SERVED,
+    SRC_TIMER,
+    SRC_CONTROL,
+    SRC_CLIENT
+};
 
 /* A failed QMP open is retried after 1 s, 2 s, 4 s ... at most 30 s. */
 #define STUBDMD_QMP_RETRY_FIRST_MS 1000
@@ -43,6 +50,7 @@ struct stubdmd_src {
     enum stubdmd_src_kind kind;
     struct stubdmd_served *served;           /* SRC_SERVED, SRC_TIMER */
     void (*timer)(struct stubdmd_served *s); /* SRC_TIMER: read its fd */
+    struct stubdmd_client *client;           /* SRC_CLIENT */
 };
 
 /* A guest serial: console n (>= 3) of the stubdomain, served as a pty. */
@@ -88,6 +96,10 @@ struct stubdmd {
     struct stubdmd_served *served;
     uint32_t *watched; /* domains whose adoption node is watched */
     size_t nwatched, capwatched;
+    int ctlfd; /* the control socket (control.c) */
+    struct stubdmd_src ctl_src;
+    struct stubdmd_client *clients;
+    unsigned nclients;
     bool stop;
 };
 
@@ -124,5 +136,15 @@ void stubdmd_qmp_stop(struct stubdmd_served *s);
 /* cleanup.c: after a dead stubdomain */
 void stubdmd_cleanup_begin(struct stubdmd_served *s);
 void stubdmd_cleanup_stop(struct stubdmd_served *s);
+
+/* control.c: the control socket (docs/stubdmd.md, "Control socket") */
+int stubdmd_control_start(struct stubdmd *d);
+void stubdmd_control_accept(struct stubdmd *d);
+void stubdmd_control_event(struct stubdmd_client *c, uint32_t events);
+/* Free the clients that ended in this batch of events (all: at exit). */
+void stubdmd_control_sweep(struct stubdmd *d, bool all);
+/* s is about to be freed: end the requests that use it. */
+void stubdmd_control_forget(struct stubdmd_served *s);
+void stubdmd_control_stop(struct stubdmd *d);
 
 #endif
