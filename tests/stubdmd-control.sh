@@ -291,6 +291,20 @@ check "console relay: the pty's output: $(cat "$dir/relay.out")" \
 check "console relay: request and stdin: $(cat "$dir/fake.got")" \
     grep -q "^console 5 3|typed" "$dir/fake.got"
 
+# The relay through stubdmd itself: a stubdomain with a serial, which the
+# --no-qemu stand-in echoes; what is typed comes back through the pty.
+s112=$("$ctl" spawn --guest 112 --service --serial pty --sim-arg --no-qemu \
+    --timeout 20 -- -xen-domid 112 -machine xenfv -m 16 -nodefaults \
+    -serial /dev/hvc3 2>> "$dir/spawn.err")
+serial_served() { raw list | grep -q "guest=112 .*con3=/dev/pts/"; }
+check "console 3 of $s112 not listed as served: $(raw list)" until_ok 10 serial_served
+(printf 'typed through stubdmd\n'; sleep 2) |
+    timeout 20 "$ctl" --control "$sock" console "$s112" 3 > "$dir/relay2.out" 2> "$dir/relay2.err"
+rc=$?
+check "console relay through stubdmd: exit $rc: $(cat "$dir/relay2.err")" test "$rc" = 0
+check "console relay through stubdmd: the echo: $(od -c "$dir/relay2.out" | head -5)" \
+    grep -q "typed through stubdmd" "$dir/relay2.out"
+
 # ---- 6. restore -------------------------------------------------------------------
 "$ctl" spawn --guest 111 --service --restore-by-service --timeout 30 -- \
     -xen-domid 111 -machine xenfv -m 16 -nodefaults -display none \
