@@ -1189,12 +1189,31 @@ STUBDM_EXPORT int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done,
                                        void *user, stubdm_op **op_out);
 
 /**
+ * Be told when q's connection is lost: done is called once (see
+ * "Asynchronous operations") when the connection, having been ready, goes
+ * down, with the cause as a command in flight would see it before its own
+ * mapping (STUBDM_EVCHAN: the channel failed or the peer closed it;
+ * STUBDM_EPROTO; STUBDM_EDOMAIN_GONE; STUBDM_ETIMEDOUT: wedged, commands
+ * unanswered; STUBDM_ENOMEM) and the connection's message; or with
+ * STUBDM_ECANCELED when q is freed first.  An open or reconnect that
+ * fails is reported to its own done, not here.  One watch sees one loss:
+ * watch again (from done, say) for the next.  For a caller that keeps a
+ * connection up (stubdm_qmp_reconnect after a loss) without a command of
+ * its own in flight to learn of it.
+ * @param[out] op_out  the op, or NULL for a floating op; freeing it while
+ *                     pending ends the watch (no callback).
+ * @return 0; STUBDM_EINVAL (NULL or freed q); STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_qmp_watch_lost(stubdm_qmp *q, stubdm_done_fn *done,
+                                        void *user, stubdm_op **op_out);
+
+/**
  * Free a handle.  Its pending commands complete with STUBDM_ECANCELED
- * (their callbacks receive q == NULL), a pending open with
- * STUBDM_ECANCELED, its subscriptions are dropped.  The connection closes
- * (and the lock is released) with its last handle.  Safe from any
- * callback.  NULL is ignored.  Freeing the ctx closes every handle of it;
- * handles must not be used afterwards.
+ * (their callbacks receive q == NULL), a pending open and its loss
+ * watches with STUBDM_ECANCELED, its subscriptions are dropped.  The
+ * connection closes (and the lock is released) with its last handle.  Safe
+ * from any callback.  NULL is ignored.  Freeing the ctx closes every handle of
+ * it; handles must not be used afterwards.
  */
 STUBDM_EXPORT void stubdm_qmp_free(stubdm_qmp *q);
 
@@ -1468,7 +1487,8 @@ typedef struct stubdm_qmp_proxy stubdm_qmp_proxy;
  * ready within N ms"}} in place of the greeting and is closed, logged
  * (STUBDM_LOG_WARN) and counted (clients_timed_out).  Readiness is checked
  * every 20 ms while a client waits.  When q's connection is lost, the
- * greeted clients are disconnected (their QEMU session is gone); new ones
+ * greeted clients are disconnected at once, idle ones too (their QEMU
+ * session is gone; the proxy watches q with stubdm_qmp_watch_lost); new ones
  * wait for it to come back as above.  Reconnecting q is the caller's
  * (stubdm_qmp_reconnect): the proxy never does.
  * @param command_timeout_ms  bound on each forwarded command (> 0).
@@ -2047,8 +2067,10 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *opts,
                                                    int write);
 /** Ask a service (stubdmd) to adopt the stubdomain, as
  *  stubdm_contract_set_service (default no): it serves console 0 (the
- *  spawn then leaves it alone, whatever its output) and holds the QMP
- *  connection behind its proxy, from the contract's write on.
+ *  spawn then leaves it alone, whatever its output) and the serials, as
+ *  ptys (the spawn serves none; a serial output other than "pty" is
+ *  refused), and holds the QMP connection behind its proxy, from the
+ *  contract's write on.
  *  Needs the LIBSTUBDM console backend (validation refuses another) and
  *  no QMP of the spawn's own (stubdm_spawn_opts_set_qmp: refused, the
  *  service takes the QMP lock as soon as the contract is written).
@@ -2580,6 +2602,11 @@ STUBDM_EXPORT int stubdm_console_opts_set_restore_fd(stubdm_console_opts *o,
 /**
  * Role serial (consoles 3..): a new pty in raw mode, both ways; its path
  * is written to the frontend's "tty" key and given by stubdm_console_tty().
+ * The key is emptied when the console ends or is freed (the pty closes
+ * with it and its number may go to another pty).  While no reader has the
+ * pty open, output waits in the pty (the kernel's buffer, some KiB), then
+ * in the ring: none is dropped, the first reader gets it; what is in the
+ * pty when the console goes is lost with the pty (docs/consoles.md).
  */
 STUBDM_EXPORT int stubdm_console_opts_set_serial_pty(stubdm_console_opts *o);
 /** Role serial to a file, capped and rotated as for the log. */

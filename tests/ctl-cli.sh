@@ -142,7 +142,10 @@ expect 9 "" dm-argv encode --vm /vm/x --stubdom 1 --max-value 1 -- ab
 # text and the table are written apart).  Not the command's own: the
 # global options, another command's, the stand-in's (--sim-arg values).
 foreign=" save--restore sim--sim spawn--no-hotplug spawn--die-at spawn--no-qemu "
-for cmd in destroy dm-argv layout list qmp qmp-proxy save sim spawn wait; do
+foreign+="list--control save--control console--control restore--control "
+foreign+="spawn--in restore--service restore--restore-by-service restore--restore "
+for cmd in console destroy dm-argv layout list qmp qmp-proxy restore save sim \
+    spawn wait; do
     for o in $("$ctl" "$cmd" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
         [[ "$foreign" == *" $cmd$o "* ]] && continue
         if "$ctl" "$cmd" "$o" < /dev/null 2>&1 | grep -q "unknown option"; then

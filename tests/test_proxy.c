@@ -315,6 +315,57 @@ START_TEST(test_proxy_waits_for_reconnect)
 }
 END_TEST
 
+/* Two proxies on one handle (libxl's path and xenopsd's, as stubdmd
+ * serves them): the connection lost while their clients are idle, each
+ * client sees a close at once, without a command of its own; after the
+ * reconnect a new client is served. */
+static void client_negotiated(struct client *c)
+{
+    char line[1024];
+
+    ck_assert_msg(client_line(c, line, sizeof(line), 5000), "no greeting");
+    client_send(c, "{\"execute\":\"qmp_capabilities\",\"id\":\"n\"}");
+    ck_assert(client_line(c, line, sizeof(line), 5000));
+    ck_assert_str_eq(line, "{\"return\": {}, \"id\": \"n\"}");
+}
+
+START_TEST(test_proxy_lost_closes_idle)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(), QP_H(500), QP_ACC(), QP_HS(), QP_ANS(), QP_E(),
+    };
+    stubdm_qmp_proxy *p = NULL, *p2 = NULL;
+    struct client c, c2, c3;
+    char line[1024], path2[160];
+    stubdm_qmp *q;
+
+    snprintf(path2, sizeof(path2), "%s/proxy2.sock", dir);
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready();
+    ck_assert_int_eq(stubdm_qmp_proxy_new(q, path, 5000, &p), 0);
+    ck_assert_int_eq(stubdm_qmp_proxy_new(q, path2, 5000, &p2), 0);
+    client_connect(&c, path);
+    client_connect(&c2, path2);
+    client_negotiated(&c);
+    client_negotiated(&c2);
+    ck_assert(!client_line(&c, line, sizeof(line), 3000));
+    ck_assert_msg(c.eof, "the idle client on %s still connected", path);
+    ck_assert(!client_line(&c2, line, sizeof(line), 3000));
+    ck_assert_msg(c2.eof, "the idle client on %s still connected", path2);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, NULL, NULL, NULL), 0);
+    client_connect(&c3, path2);
+    client_served(&c3, false);
+    close(c.fd);
+    close(c2.fd);
+    close(c3.fd);
+    stubdm_qmp_proxy_free(p2);
+    stubdm_qmp_proxy_free(p);
+    stubdm_qmp_free(q);
+    ck_assert_int_eq(access(path2, F_OK), -1);
+}
+END_TEST
+
 /* ---- a listening socket the caller made ---------------------------------- */
 
 /* A unix socket bound at where, listening if listening; blocking, as a
@@ -556,6 +607,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_proxy_before_ready);
     tcase_add_test(tc, test_proxy_wait_bound);
     tcase_add_test(tc, test_proxy_waits_for_reconnect);
+    tcase_add_test(tc, test_proxy_lost_closes_idle);
     tcase_add_test(tc, test_proxy_caller_listen_fd);
     tcase_add_test(tc, test_proxy_socket_mode_exact);
     suite_add_tcase(s, tc);

@@ -505,6 +505,56 @@ START_TEST(test_loss_and_reconnect)
 }
 END_TEST
 
+/* stubdm_qmp_watch_lost: an idle connection's loss is told once, with
+ * its cause, to each handle's watch (no command in flight); a watch made
+ * after, on the reconnected connection, sees the next; one freed pending
+ * is never called; freeing the handle completes its watch ECANCELED. */
+START_TEST(test_watch_lost)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(), QP_H(300), QP_ACC(), QP_HS(), QP_H(3000), QP_E(),
+    };
+    stubdm_qmp_opts *o = sim_opts();
+    stubdm_qmp *q, *q2;
+    struct ts_result w1 = {0}, w2 = {0}, gone = {0}, re = {0}, fin = {0};
+    stubdm_op *freed = NULL;
+
+    ck_assert_int_eq(qmp_peer_start(&peer, sim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&sim), 0);
+    q = open_ready(o);
+    q2 = open_ready(o); /* shares the connection */
+    stubdm_qmp_opts_free(o);
+    ck_assert_int_eq(stubdm_qmp_watch_lost(NULL, ts_on_done, &w1, NULL),
+                     STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_qmp_watch_lost(q, ts_on_done, &w1, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_watch_lost(q2, ts_on_done, &w2, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_watch_lost(q2, ts_on_done, &gone, &freed), 0);
+    stubdm_op_free(freed);
+    ts_run_until_flag(ctx, &w2.done, 3000);
+    ck_assert(w1.done);
+    ck_assert_int_eq(w1.rc, STUBDM_EVCHAN);
+    ck_assert_int_eq(w2.rc, STUBDM_EVCHAN);
+    ck_assert_msg(strstr(w1.msg, "QMP connection to stubdomain 5 lost") !=
+                      NULL,
+                  "%s", w1.msg);
+    ck_assert(!gone.done);
+    memset(&w1, 0, sizeof(w1));
+    ck_assert_int_eq(stubdm_qmp_watch_lost(q, ts_on_done, &w1, NULL), 0);
+    ck_assert_int_eq(stubdm_qmp_reconnect(q, ts_on_done, &re, NULL), 0);
+    ts_run_until_flag(ctx, &re.done, 3000);
+    ck_assert_msg(re.rc == 0, "%s", re.msg);
+    ck_assert_int_eq(stubdm_qmp_watch_lost(q2, ts_on_done, &fin, NULL), 0);
+    stubdm_qmp_free(q2);
+    ts_run_until_flag(ctx, &fin.done, 3000);
+    ck_assert_int_eq(fin.rc, STUBDM_ECANCELED);
+    ck_assert(!w1.done && !gone.done);
+    stubdm_qmp_free(q);
+    ts_run_until_flag(ctx, &w1.done, 3000);
+    ck_assert_int_eq(w1.rc, STUBDM_ECANCELED);
+    ck_assert(!gone.done);
+}
+END_TEST
+
 /* The open's op, when the caller takes it: cancelling it ends the open
  * with STUBDM_ECANCELED and leaves the handle to reconnect; freeing it
  * pending cancels silently. */
@@ -1654,6 +1704,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_shared_handles);
     tcase_add_test(tc, test_close_from_event);
     tcase_add_test(tc, test_loss_and_reconnect);
+    tcase_add_test(tc, test_watch_lost);
     tcase_add_test(tc, test_open_op_owned);
     tcase_add_test(tc, test_marker_and_oob);
     tcase_add_test(tc, test_lock_across_processes);

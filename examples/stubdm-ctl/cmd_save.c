@@ -6,10 +6,17 @@
  * served by this process for the save's duration (stubdm_dm_save); the
  * command returns once the whole stream is in FILE.  The device model is
  * left stopped, as libxl expects during a domain save.
+ *
+ * When stubdmd serves the stubdomain it holds the QMP connection, so the
+ * save goes through it: FILE is opened here and passed as an fd over the
+ * control socket, stubdmd saves through its handle (stubdm_dm_save_qmp).
  */
 #include "ctl.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct save_opts {
@@ -54,6 +61,45 @@ static int target_of(stubdm_ctx *ctx, const struct ctl_global *g,
     return ctl_report_error(ctx, g, "save", STUBDM_ENOENT, msg);
 }
 
+/* The save through stubdmd: 0 (done: *bytes), NOT_SERVED (stubdmd does
+ * not run or does not serve stubdom: save here), or an exit code
+ * (reported). */
+#define NOT_SERVED (-1)
+static int save_by_stubdmd(const struct ctl_global *g,
+                           const struct save_opts *o, uint32_t stubdom, int fd,
+                           uint64_t *bytes)
+{
+    struct ctl_stubdmd_reply r = {.fd = -1};
+    char req[96], v[32], msg[512];
+    int sock, rc = ctl_stubdmd_connect(g, &sock);
+
+    if (rc)
+        return NOT_SERVED;
+    snprintf(req, sizeof(req), "save %u %d %llu", stubdom, o->timeout_ms,
+             o->limit == CTL_UNSET_UINT ? 0ULL : (unsigned long long)o->limit);
+    rc = ctl_stubdmd_call(sock, req, fd, o->timeout_ms + 5000, &r);
+    close(sock);
+    if (rc) {
+        snprintf(msg, sizeof(msg), "stubdmd on %s: %s", ctl_control_path(g),
+                 strerror(-rc));
+        rc = ctl_report_error(NULL, g, "save",
+                              rc == -ETIMEDOUT ? STUBDM_ETIMEDOUT
+                                               : STUBDM_EFAIL,
+                              msg);
+    } else if (r.rc == STUBDM_ENOENT || r.rc == STUBDM_EPERM) {
+        rc = NOT_SERVED; /* not its stubdomain, or not ours to ask: as without
+                            it */
+    } else if (r.rc) {
+        rc = ctl_stubdmd_report(g, "save", &r);
+    } else {
+        *bytes = ctl_stubdmd_value(r.last, "bytes", v, sizeof(v))
+                     ? strtoull(v, NULL, 10)
+                     : 0;
+    }
+    ctl_stubdmd_reply_free(&r);
+    return rc;
+}
+
 int ctl_save_run(stubdm_ctx *ctx, const struct ctl_global *g,
                  const struct ctl_command *cmd, int argc, char **argv)
 {
@@ -83,7 +129,15 @@ int ctl_save_run(stubdm_ctx *ctx, const struct ctl_global *g,
         return CTL_EXIT_FAIL;
     }
     t0 = stubdm_now_ms();
-    rc = stubdm_dm_save_sync(ctx, stubdom, guest, fd, o.timeout_ms, &bytes);
+    rc = save_by_stubdmd(g, &o, stubdom, fd, &bytes);
+    if (rc == NOT_SERVED)
+        rc = stubdm_dm_save_sync(ctx, stubdom, guest, fd, o.timeout_ms,
+                                 &bytes);
+    else if (rc) {
+        close(fd);
+        unlink(o.out);
+        return rc;
+    }
     close(fd);
     if (rc) {
         unlink(o.out);
@@ -109,6 +163,9 @@ const char ctl_save_help[] =
     "1 and returns once the whole stream is in FILE (the stubdomain\n"
     "reports the stream's end when it offers feature-stream-end).\n"
     "Restore with: stubdm-ctl spawn ... --restore FILE.\n"
+    "When stubdmd serves STUBDOM (--control SOCKET), the save goes\n"
+    "through it (it holds the QMP connection): FILE is passed to it as an\n"
+    "fd, never as a path.\n"
     "Needs the libstubdm console backend.  --guest: default the\n"
     "stubdomain's target.  --timeout: default 30 s.  --limit: the\n"
     "stream's bound (default 64 MiB); a stubdomain streaming more ends\n"

@@ -20,7 +20,7 @@ struct spawn_opts {
     struct ctl_strv disks, nics, serials, sim_args;
     const char *log, *save, *restore, *xsm_label, *sim_program;
     int backend; /* CTL_UNSET_CHOICE: the library's default */
-    bool serve, service, qmp, qmp_status;
+    bool serve, service, qmp, qmp_status, restore_by_service;
     int timeout_ms, qmp_timeout_ms; /* 0: the library's default */
 };
 
@@ -47,6 +47,8 @@ const struct ctl_option ctl_spawn_options[] = {
      ctl_console_backends, NULL},
     {"serve", 0, CTL_ARG_FLAG, O(serve), NULL, 0, 0, NULL, NULL},
     {"service", 0, CTL_ARG_FLAG, O(service), NULL, 0, 0, NULL, NULL},
+    {"restore-by-service", 0, CTL_ARG_FLAG, O(restore_by_service), NULL, 0, 0,
+     NULL, NULL},
     {"xsm-label", 0, CTL_ARG_STRING, O(xsm_label), "LABEL", 0, 0, NULL, NULL},
     {"stubdom-domid", 0, CTL_ARG_DOMID, O(stubdom_domid), "DOMID", 0, 0, NULL,
      NULL},
@@ -202,6 +204,41 @@ static int set_restore(const struct ctl_command *cmd,
                : 0;
 }
 
+/* --restore-by-service: console 2 made for a restore (QEMU gets
+ * libxl's -incoming), left to stubdmd, which feeds it when asked
+ * (stubdm-ctl restore); this spawn waits for running meanwhile. */
+static int set_restore_by_service(const struct ctl_command *cmd,
+                                  const struct spawn_opts *o,
+                                  const struct ctl_args *a,
+                                  stubdm_spawn_opts *cfg)
+{
+    const char **v;
+    bool has = false;
+    int rc;
+
+    if (!o->restore_by_service)
+        return 0;
+    if (!o->service || o->restore || o->serials.n)
+        return ctl_usage_error(cmd, "--restore-by-service needs --service, "
+                                    "and excludes --restore and --serial");
+    for (size_t i = 0; i < a->nrest; i++)
+        has = has || !strcmp(a->rest[i], "-incoming");
+    if (!(v = calloc(a->nrest + 2, sizeof(*v)))) {
+        fprintf(stderr, "stubdm-ctl spawn: out of memory\n");
+        return CTL_EXIT_FAIL;
+    }
+    memcpy(v, a->rest, a->nrest * sizeof(*v));
+    v[a->nrest] = "-incoming";
+    v[a->nrest + 1] = "$STUBDOM_RESTORE_INCOMING_ARG";
+    rc = stubdm_spawn_opts_set_args(cfg, v, a->nrest + (has ? 0 : 2));
+    free(v);
+    REFUSED(rc, "bad QEMU args");
+    REFUSED(stubdm_spawn_opts_set_console_output(cfg, STUBDM_CONSOLE_RESTORE,
+                                                 "libstubdm:restore"),
+            "--restore-by-service: refused");
+    return 0;
+}
+
 static int set_domain(const struct ctl_command *cmd,
                       const struct spawn_opts *o, const struct ctl_args *a,
                       stubdm_spawn_opts *cfg)
@@ -272,7 +309,8 @@ static int config_from_opts(const struct ctl_command *cmd,
         return ctl_report_error(r->ctx, r->g, "spawn", code, NULL);
     if ((code = set_domain(cmd, o, a, r->cfg)) ||
         (code = set_devices(cmd, o, r->cfg)) ||
-        (code = set_runtime(cmd, o, r->cfg)))
+        (code = set_runtime(cmd, o, r->cfg)) ||
+        (code = set_restore_by_service(cmd, o, a, r->cfg)))
         return code;
     return set_restore(cmd, o, r);
 }
@@ -506,6 +544,11 @@ const char ctl_spawn_help[] =
     "                         stubdomain is gone\n"
     "  --service              ask stubdmd to serve console 0 and QMP\n"
     "                         (the contract's adoption node)\n"
+    "  --restore-by-service   with --service: make console 2 for a\n"
+    "                         restore (QEMU gets -incoming) and leave it\n"
+    "                         to stubdmd: 'stubdm-ctl restore STUBDOM\n"
+    "                         --in FILE' gives it the state while this\n"
+    "                         spawn waits for running\n"
     "  --xsm-label LABEL      FLASK label of the stubdomain\n"
     "  --stubdom-domid DOMID  ask for this domid\n"
     "  --timeout SECONDS      wait for running at most this long (30)\n"

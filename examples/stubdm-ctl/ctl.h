@@ -42,6 +42,7 @@ struct ctl_global {
     bool help;            /* -h, --help */
     bool tty;             /* stderr is a terminal: show progress */
     const char *crash_at; /* test hook: see ctl_crash_point */
+    const char *control;  /* --control: stubdmd's control socket */
 };
 
 /* ---- options --------------------------------------------------------------
@@ -158,6 +159,8 @@ CTL_DECLARE_COMMAND(save);
 CTL_DECLARE_COMMAND(dmargv);
 CTL_DECLARE_COMMAND(layout);
 CTL_DECLARE_COMMAND(sim);
+CTL_DECLARE_COMMAND(console);
+CTL_DECLARE_COMMAND(restore);
 
 /* cmd_sim.c: point the library at a running simulated host when it will
  * use one and XENSTORED_PATH is unset. */
@@ -213,6 +216,41 @@ void ctl_print_nodes(const struct ctl_global *g, const char *command,
 extern const struct ctl_choice ctl_encodings[];
 /* The --console-backend names (spawn, layout). */
 extern const struct ctl_choice ctl_console_backends[];
+
+/* ---- stubdmd's control socket (stubdmd_client.c) -------------------------
+ * Commands ask stubdmd when it runs (list: who serves what; save of a
+ * stubdomain it serves; console; restore) and behave as without it when
+ * nothing answers on the socket. */
+#define CTL_CONTROL_DEFAULT "/run/stubdmd/control"
+const char *ctl_control_path(const struct ctl_global *g);
+/* 0 and *fd_out, or -errno. */
+int ctl_stubdmd_connect(const struct ctl_global *g, int *fd_out);
+/* No stubdmd runs (connect's -ENOENT or -ECONNREFUSED). */
+bool ctl_stubdmd_absent(int err);
+struct ctl_stubdmd_reply {
+    char *text; /* every line, the last cut to its text */
+    size_t len;
+    char *last; /* the last line after "ok " or "error NAME " */
+    int rc;     /* 0 (ok) or the STUBDM_E* code NAME names */
+    int fd;     /* an fd the reply carried, or -1 */
+    bool reset; /* a read failed with ECONNRESET once */
+};
+/* Send req (with fd if >= 0) and read the whole reply within timeout_ms
+ * (<= 0: no bound; SIGINT ends it).  0, or -errno (no reply).  Free r
+ * with ctl_stubdmd_reply_free either way. */
+int ctl_stubdmd_call(int sock, const char *req, int fd, int timeout_ms,
+                     struct ctl_stubdmd_reply *r);
+void ctl_stubdmd_reply_free(struct ctl_stubdmd_reply *r);
+/* The VALUE of " KEY=VALUE" in line, into out. */
+bool ctl_stubdmd_value(const char *line, const char *key, char *out,
+                       size_t cap);
+/* Report a connect failure other than ctl_stubdmd_absent (EACCES: the
+ * socket is root's). */
+int ctl_stubdmd_unreachable(stubdm_ctx *ctx, const struct ctl_global *g,
+                            const char *what, int err);
+/* Report an error reply as ctl_report_error does; returns the exit code. */
+int ctl_stubdmd_report(const struct ctl_global *g, const char *what,
+                       const struct ctl_stubdmd_reply *r);
 
 /* SIGINT/SIGTERM seen since ctl_signals_install(). */
 void ctl_signals_install(void);

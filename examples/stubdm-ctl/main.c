@@ -14,6 +14,9 @@
 
 /* Sorted by name: `stubdm-ctl --help` lists them in this order. */
 static const struct ctl_command commands[] = {
+    {"console", ctl_console_run,
+     "attach to a serial console that stubdmd serves as a pty",
+     ctl_console_options, "STUBDOM N", ctl_console_help},
     {"destroy", ctl_destroy_run,
      "destroy a stubdomain and remove its xenstore nodes", ctl_destroy_options,
      "[--force] [--script-dir DIR] STUBDOM | --guest DOMID", ctl_destroy_help},
@@ -42,6 +45,11 @@ static const struct ctl_command commands[] = {
      ctl_qmp_proxy_options,
      "STUBDOM GUEST --listen PATH [--group GROUP] [options]",
      ctl_qmp_proxy_help},
+    {"restore", ctl_restore_run,
+     "give stubdmd a saved device state for a stubdomain spawned for "
+     "restore",
+     ctl_restore_options, "STUBDOM --in FILE [--timeout SECONDS]",
+     ctl_restore_help},
     {"save", ctl_save_run, "save the device model's state through console 1",
      ctl_save_options,
      "STUBDOM --out FILE [--guest DOMID] [--timeout SECONDS] "
@@ -67,14 +75,16 @@ static const struct ctl_option global_options[] = {
     {"no-hotplug", 0, CTL_ARG_FLAG, G(no_hotplug), NULL, 0, 0, NULL, NULL},
     {"version", 0, CTL_ARG_FLAG, G(version), NULL, 0, 0, NULL, NULL},
     {"help", 'h', CTL_ARG_FLAG, G(help), NULL, 0, 0, NULL, NULL},
+    {"control", 0, CTL_ARG_STRING, G(control), "SOCKET", 0, 0, NULL, NULL},
     {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: stubdm-ctl [--json] [-v] [--sim] [--no-hotplug] COMMAND "
-            "[ARGS...]\n"
+            "usage: stubdm-ctl [--json] [-v] [--sim] [--no-hotplug] "
+            "[--control SOCKET]\n"
+            "                  COMMAND [ARGS...]\n"
             "       stubdm-ctl COMMAND --help\n\n"
             "Drive Xen device-model stubdomains with libstubdm %s.\n\n"
             "Commands:\n",
@@ -87,6 +97,9 @@ static void usage(FILE *f)
                "  --sim      use the simulated host (stubdm-ctl sim start)\n"
                "  --no-hotplug  run no disk/nic hotplug scripts (spawn,\n"
                "             destroy): another toolstack or udev runs them\n"
+               "  --control SOCKET  stubdmd's control socket (list, save,\n"
+               "             restore, console ask it when it runs; "
+               "default\n             " CTL_CONTROL_DEFAULT ")\n"
                "  --version  print the library version\n"
                "\nExit codes: 0 ok, 1 other failure (out of memory, wrong "
                "state, a file\nof ours), 2 usage, 3 timeout, 4 stubdomain "

@@ -127,7 +127,8 @@ static struct stubdmd_served *find_guest(struct stubdmd *d, uint32_t G)
     return NULL;
 }
 
-static void adopt(struct stubdmd *d, uint32_t S, uint32_t G)
+/* Serve S, or (dead: it died while no stubdmd ran) clean up after it. */
+static void adopt(struct stubdmd *d, uint32_t S, uint32_t G, const char *dead)
 {
     struct stubdmd_served *s = calloc(1, sizeof(*s));
 
@@ -141,9 +142,12 @@ static void adopt(struct stubdmd *d, uint32_t S, uint32_t G)
     s->src.kind = SRC_SERVED;
     s->src.served = s;
     s->ep.epfd = s->ep.tfd = -1;
+    s->retry_fd = s->cleanup_fd = -1;
     stub_name(d->xs, S, s->name, sizeof(s->name));
-    stubdmd_log(STUBDM_LOG_INFO, s, "adopting %s", s->name);
-    if (stubdmd_served_start(s)) {
+    stubdmd_log(STUBDM_LOG_INFO, s, "adopting %s%s%s", s->name,
+                dead ? ": died while no stubdmd ran: " : "", dead ? dead : "");
+    s->gone = dead != NULL; /* cleaned up by the loop's first sweep */
+    if (dead ? stubdmd_served_attach(s) : stubdmd_served_start(s)) {
         stubdmd_log(STUBDM_LOG_ERROR, s, "not served");
         stubdmd_served_free(s);
         return;
@@ -158,7 +162,7 @@ static void consider_guest(struct stubdmd *d, uint32_t G)
 
     if (find_guest(d, G) || !wants_service(d->xs, G, &S))
         return;
-    adopt(d, S, G);
+    adopt(d, S, G, NULL);
 }
 
 /* ---- watches ------------------------------------------------------------- */
@@ -304,11 +308,10 @@ int stubdmd_adopt_existing(struct stubdmd *d)
     for (size_t i = 0; i < stubdm_stubdom_list_count(l); i++) {
         const char *state = stubdm_stubdom_list_state(l, i);
         uint32_t S, G = stubdm_stubdom_list_guest(l, i);
-        if (strcmp(state, "running") && strcmp(state, "starting"))
-            continue; /* gone: the cleanup of issue 15 is not done yet */
+        bool dead = strcmp(state, "running") && strcmp(state, "starting");
         if (!find_guest(d, G) && wants_service(d->xs, G, &S) &&
             S == stubdm_stubdom_list_domid(l, i))
-            adopt(d, S, G);
+            adopt(d, S, G, dead ? state : NULL);
     }
     stubdm_stubdom_list_free(l);
     stubdm_ctx_free(ctx);

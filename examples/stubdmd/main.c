@@ -54,7 +54,8 @@ static void usage(FILE *f)
     fputs("usage: stubdmd [options]\n"
           "Serve the stubdomains whose contract asks for a service\n"
           "(/local/domain/<guest>/image/device-model-service).\n"
-          "  --run-dir DIR        lock file DIR/stubdmd.pid (/run/stubdmd)\n"
+          "  --run-dir DIR        lock file DIR/stubdmd.pid, control socket\n"
+          "                       DIR/control (/run/stubdmd)\n"
           "  --log-dir DIR        console 0 into DIR/qemu-dm-<name>.log "
           "(/var/log/xen)\n"
           "  --qmp-dir DIR        QMP proxy at DIR/qmp-libxl-<guest> "
@@ -62,6 +63,8 @@ static void usage(FILE *f)
           "  --log-size BYTES     cap of each log file (1048576)\n"
           "  --log-rotations N    rotated log files kept (10)\n"
           "  --qmp-timeout SECONDS  wait for a stubdomain's QMP (60)\n"
+          "  --hotplug-dir DIR    remove scripts run when cleaning up\n"
+          "                       after a dead stubdomain (/etc/xen/scripts)\n"
           "  -v, --verbose        debug messages\n"
           "  -h, --help\n",
           f);
@@ -92,6 +95,7 @@ static int parse_args(int argc, char **argv, struct stubdmd_conf *c)
         {"log-size", required_argument, NULL, 's'},
         {"log-rotations", required_argument, NULL, 'n'},
         {"qmp-timeout", required_argument, NULL, 't'},
+        {"hotplug-dir", required_argument, NULL, 'H'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -124,6 +128,11 @@ static int parse_args(int argc, char **argv, struct stubdmd_conf *c)
             if (!parse_u64(optarg, 3600, &v) || !v)
                 goto bad;
             c->qmp_open_timeout_ms = (int)v * 1000;
+            break;
+        case 'H':
+            if (optarg[0] != '/')
+                goto bad;
+            c->hotplug_dir = optarg;
             break;
         case 'v':
             c->level = STUBDM_LOG_DEBUG;
@@ -236,6 +245,11 @@ static void run(struct stubdmd *d)
     struct epoll_event evs[32];
 
     while (!d->stop) {
+        /* Ended in the previous batch (or found dead at start): its epoll
+         * fd may have been in evs, so cleaned up and freed only now; the
+         * clients of a stubdomain freed are ended by it, so swept after. */
+        stubdmd_sweep(d, false);
+        stubdmd_control_sweep(d, false);
         int n = epoll_wait(d->epfd, evs, 32, -1);
         if (n < 0 && errno != EINTR) {
             stubdmd_log(STUBDM_LOG_ERROR, NULL, "epoll_wait: %s",
@@ -248,12 +262,15 @@ static void run(struct stubdmd *d)
                 on_signal(d);
             else if (src->kind == SRC_XENSTORE)
                 stubdmd_xs_events(d);
-            else if (!src->served->gone)
+            else if (src->kind == SRC_TIMER)
+                src->timer(src->served);
+            else if (src->kind == SRC_CONTROL)
+                stubdmd_control_accept(d);
+            else if (src->kind == SRC_CLIENT)
+                stubdmd_control_event(src->client, evs[i].events);
+            else if (!src->served->cleaned)
                 stubdmd_served_dispatch(src->served);
         }
-        /* Ended in the loop above: its epoll fd may still be in evs, so
-         * freed only now. */
-        stubdmd_sweep(d, false);
     }
 }
 
@@ -268,7 +285,8 @@ static int start(struct stubdmd *d)
                     strerror(errno));
         return -1;
     }
-    if (stubdmd_xs_start(d) || add_fd(d, d->xsfd, &d->xs_src) < 0)
+    if (stubdmd_xs_start(d) || add_fd(d, d->xsfd, &d->xs_src) < 0 ||
+        stubdmd_control_start(d))
         return -1;
     return stubdmd_adopt_existing(d);
 }
@@ -284,7 +302,8 @@ int main(int argc, char **argv)
         .qmp_open_timeout_ms = 60000,
         .level = STUBDM_LOG_INFO,
     };
-    struct stubdmd d = {.conf = &conf, .epfd = -1, .sigfd = -1, .xsfd = -1};
+    struct stubdmd d = {
+        .conf = &conf, .epfd = -1, .sigfd = -1, .xsfd = -1, .ctlfd = -1};
     int lock, rc = 1;
 
     if (parse_args(argc, argv, &conf))
@@ -300,6 +319,7 @@ int main(int argc, char **argv)
     }
     /* Let go, never close: every stubdomain runs on, a restarted stubdmd
      * serves its consoles and QMP again. */
+    stubdmd_control_stop(&d);
     stubdmd_sweep(&d, true);
     stubdmd_xs_stop(&d);
     if (d.sigfd >= 0)

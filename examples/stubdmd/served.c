@@ -21,6 +21,8 @@ static void lib_log(void *user, stubdm_log_level level, int os_errno,
 
 void stubdmd_served_free(struct stubdmd_served *s)
 {
+    stubdmd_control_forget(s);
+    stubdmd_cleanup_stop(s);
     stubdmd_qmp_stop(s);
     stubdmd_console_stop(s);
     if (s->ep_attached) {
@@ -31,7 +33,8 @@ void stubdmd_served_free(struct stubdmd_served *s)
     free(s);
 }
 
-int stubdmd_served_start(struct stubdmd_served *s)
+/* Its ctx in the daemon's loop, serving nothing yet. */
+int stubdmd_served_attach(struct stubdmd_served *s)
 {
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = &s->src};
     int rc = stubdm_ctx_new(&s->ctx);
@@ -39,6 +42,9 @@ int stubdmd_served_start(struct stubdmd_served *s)
     if (rc)
         return rc;
     stubdm_ctx_set_log(s->ctx, lib_log, s, stubdmd_min_level);
+    if (s->d->conf->hotplug_dir &&
+        (rc = stubdm_ctx_set_hotplug_dir(s->ctx, s->d->conf->hotplug_dir)))
+        return rc;
     if ((rc = stubdm_epoll_attach(&s->ep, s->ctx)))
         return rc;
     if (epoll_ctl(s->d->epfd, EPOLL_CTL_ADD, s->ep.epfd, &e) < 0) {
@@ -46,6 +52,15 @@ int stubdmd_served_start(struct stubdmd_served *s)
         return STUBDM_EFAIL;
     }
     s->ep_attached = true;
+    return 0;
+}
+
+int stubdmd_served_start(struct stubdmd_served *s)
+{
+    int rc = stubdmd_served_attach(s);
+
+    if (rc)
+        return rc;
     /* Each on its own: a log that cannot be opened leaves QMP served. */
     int log_rc = stubdmd_console_start(s), qmp_rc = stubdmd_qmp_start(s);
     return log_rc && qmp_rc ? qmp_rc : 0;
@@ -60,15 +75,17 @@ void stubdmd_served_dispatch(struct stubdmd_served *s)
                     stubdm_ctx_errmsg(s->ctx));
 }
 
-/* Drop the stubdomains that died (all: at shutdown), outside any
- * dispatch of their ctx. */
+/* Clean up after the stubdomains that died and drop those done with
+ * (all: drop every one, at shutdown), outside any dispatch of their ctx. */
 void stubdmd_sweep(struct stubdmd *d, bool all)
 {
     struct stubdmd_served **pp = &d->served;
 
     while (*pp) {
         struct stubdmd_served *s = *pp;
-        if (!all && !s->gone) {
+        if (!all && s->gone)
+            stubdmd_cleanup_begin(s);
+        if (!all && !s->cleaned) {
             pp = &s->next;
             continue;
         }

@@ -20,9 +20,10 @@
 struct xs_handle;
 
 struct stubdmd_conf {
-    const char *run_dir; /* the lock (pidfile) */
-    const char *log_dir; /* qemu-dm-<name>.log */
-    const char *qmp_dir; /* qmp-libxl-<guest> */
+    const char *run_dir;     /* the lock (pidfile), the control socket */
+    const char *log_dir;     /* qemu-dm-<name>.log */
+    const char *qmp_dir;     /* qmp-libxl-<guest>, qmp-event-<guest> */
+    const char *hotplug_dir; /* trusted remove scripts; NULL: the default */
     uint64_t log_cap;
     unsigned log_rotations;
     int qmp_open_timeout_ms;
@@ -30,11 +31,33 @@ struct stubdmd_conf {
 };
 
 /* What an outer epoll event belongs to. */
-enum stubdmd_src_kind { SRC_SIGNAL, SRC_XENSTORE, SRC_SERVED };
+enum stubdmd_src_kind {
+    SRC_SIGNAL,
+    SRC_XENSTORE,
+    SRC_SERVED,
+    SRC_TIMER,
+    SRC_CONTROL,
+    SRC_CLIENT
+};
+
+/* A failed QMP open is retried after 1 s, 2 s, 4 s ... at most 30 s. */
+#define STUBDMD_QMP_RETRY_FIRST_MS 1000
+#define STUBDMD_QMP_RETRY_MAX_MS 30000
+/* The wait before cleaning up after a destroyed stubdomain (cleanup.c). */
+#define STUBDMD_CLEANUP_GRACE_MS 1000
 
 struct stubdmd_src {
     enum stubdmd_src_kind kind;
-    struct stubdmd_served *served; /* SRC_SERVED */
+    struct stubdmd_served *served;           /* SRC_SERVED, SRC_TIMER */
+    void (*timer)(struct stubdmd_served *s); /* SRC_TIMER: read its fd */
+    struct stubdmd_client *client;           /* SRC_CLIENT */
+};
+
+/* A guest serial: console n (>= 3) of the stubdomain, served as a pty. */
+struct stubdmd_serial {
+    struct stubdmd_served *s;
+    unsigned n;
+    stubdm_console *con; /* NULL: the stubdomain has no console n */
 };
 
 /* One adopted stubdomain: its own ctx, so every library line names it. */
@@ -47,10 +70,21 @@ struct stubdmd_served {
     bool ep_attached;
     struct stubdmd_src src;
     stubdm_console *con0;
+    struct stubdmd_serial serial[STUBDM_CONSOLE_MAX_SERIALS]; /* 3 + i */
     stubdm_qmp *q;
-    stubdm_qmp_proxy *proxy;
-    char proxy_path[256];
-    bool gone; /* the stubdomain died: dropped after the dispatch */
+    /* the proxies on q: [0] libxl's path, [1] xenopsd's */
+    stubdm_qmp_proxy *proxy[2];
+    char proxy_path[2][256];
+    stubdm_op *lost; /* stubdm_qmp_watch_lost while ready */
+    int retry_fd;    /* timerfd of the next QMP retry, or -1 */
+    struct stubdmd_src retry_src;
+    unsigned qmp_retries; /* failed attempts since it was last ready */
+    bool gone;            /* the stubdomain died: cleaned up, then dropped */
+    int64_t died_ms;      /* when its cleanup began (CLOCK_MONOTONIC) */
+    stubdm_op *cleanup;   /* stubdm_stubdom_destroy_by_domid running */
+    int cleanup_fd;       /* timerfd of the grace before it, or -1 */
+    struct stubdmd_src cleanup_src;
+    bool cleaned; /* nothing left to do: freed after the dispatch */
     struct stubdmd_served *next;
 };
 
@@ -62,6 +96,10 @@ struct stubdmd {
     struct stubdmd_served *served;
     uint32_t *watched; /* domains whose adoption node is watched */
     size_t nwatched, capwatched;
+    int ctlfd; /* the control socket (control.c) */
+    struct stubdmd_src ctl_src;
+    struct stubdmd_client *clients;
+    unsigned nclients;
     bool stop;
 };
 
@@ -77,6 +115,7 @@ int stubdmd_adopt_existing(struct stubdmd *d);
 void stubdmd_xs_stop(struct stubdmd *d);
 
 /* served.c: one served stubdomain */
+int stubdmd_served_attach(struct stubdmd_served *s);
 int stubdmd_served_start(struct stubdmd_served *s);
 void stubdmd_served_free(struct stubdmd_served *s);
 void stubdmd_served_dispatch(struct stubdmd_served *s);
@@ -85,9 +124,27 @@ void stubdmd_sweep(struct stubdmd *d, bool all);
 /* console.c: its consoles */
 int stubdmd_console_start(struct stubdmd_served *s);
 void stubdmd_console_stop(struct stubdmd_served *s);
+/* The pty of serial console n (3 + serial index) while it is served,
+ * else NULL. */
+const char *stubdmd_console_serial_tty(const struct stubdmd_served *s,
+                                       unsigned n);
 
 /* qmp.c: its QMP connection and proxy */
 int stubdmd_qmp_start(struct stubdmd_served *s);
 void stubdmd_qmp_stop(struct stubdmd_served *s);
+
+/* cleanup.c: after a dead stubdomain */
+void stubdmd_cleanup_begin(struct stubdmd_served *s);
+void stubdmd_cleanup_stop(struct stubdmd_served *s);
+
+/* control.c: the control socket (docs/stubdmd.md, "Control socket") */
+int stubdmd_control_start(struct stubdmd *d);
+void stubdmd_control_accept(struct stubdmd *d);
+void stubdmd_control_event(struct stubdmd_client *c, uint32_t events);
+/* Free the clients that ended in this batch of events (all: at exit). */
+void stubdmd_control_sweep(struct stubdmd *d, bool all);
+/* s is about to be freed: end the requests that use it. */
+void stubdmd_control_forget(struct stubdmd_served *s);
+void stubdmd_control_stop(struct stubdmd *d);
 
 #endif

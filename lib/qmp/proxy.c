@@ -95,6 +95,7 @@ struct stubdm_qmp_proxy {
     int cmd_timeout_ms, ready_timeout_ms;
     struct stubdm__timer wait_timer;
     stubdm_qmp_sub *sub;
+    stubdm_op *lost; /* stubdm_qmp_watch_lost on q */
     uint64_t dropped;
     uint64_t refused; /* by credentials */
     uint64_t timed_out;
@@ -1096,6 +1097,23 @@ static void proxy_unlisten(stubdm_qmp_proxy *p)
         unlink(p->path);
 }
 
+/* q's connection went down: its greeted clients' QEMU session is gone,
+ * even for those that send nothing (one waiting for events learns it
+ * only so), so each sees a close and may connect again. */
+static void on_lost(stubdm_op *op, int rc, void *user)
+{
+    stubdm_qmp_proxy *p = user;
+
+    stubdm_op_free(op);
+    p->lost = NULL;
+    if (rc == STUBDM_ECANCELED)
+        return;
+    proxy_drop_greeted(p, "QMP connection to the stubdomain lost");
+    if (stubdm_qmp_watch_lost(p->q, on_lost, p, &p->lost))
+        LOG_WARN(p->ctx, MOD, "%s: cannot watch the QMP connection: %s",
+                 p->path, stubdm_ctx_errmsg(p->ctx));
+}
+
 static int proxy_create(stubdm_qmp *q, const struct stubdm_qmp_proxy_opts *o,
                         stubdm_qmp_proxy **out)
 {
@@ -1110,7 +1128,10 @@ static int proxy_create(stubdm_qmp *q, const struct stubdm_qmp_proxy_opts *o,
         rc = stubdm__fd_watch(ctx, &p->lw, p->lfd, POLLIN);
     if (!rc)
         rc = stubdm_qmp_subscribe(q, NULL, on_event, p, &p->sub);
+    if (!rc)
+        rc = stubdm_qmp_watch_lost(q, on_lost, p, &p->lost);
     if (rc) {
+        stubdm_qmp_sub_free(p->sub);
         proxy_unlisten(p);
         free(p->path);
         free(p);
@@ -1249,6 +1270,7 @@ void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p)
     proxy_drop_all(p, "proxy closing");
     stubdm__timer_stop(p->ctx, &p->wait_timer);
     stubdm_qmp_sub_free(p->sub);
+    stubdm_op_free(p->lost);
     proxy_unlisten(p);
     free(p->path);
     free(p);

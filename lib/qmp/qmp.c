@@ -161,6 +161,7 @@ struct stubdm_qmp {
     char open_msg[STUBDM_ERRMSG_MAX];
     bool closed; /* closed during event delivery: reaped later */
     struct stubdm__qmp_evq *evq; /* stubdm_qmp_events_enable (events.c) */
+    struct stubdm__list lost;    /* lost_ops (stubdm_qmp_watch_lost) */
 };
 
 struct stubdm_qmp_sub {
@@ -185,6 +186,13 @@ struct open_op {
     struct stubdm__timer deadline;
     int timeout_ms;
     int64_t started_ms;
+};
+
+/* stubdm_qmp_watch_lost: completes when the ready connection goes down. */
+struct lost_op {
+    stubdm_op op;
+    stubdm_qmp *q;
+    struct stubdm__list link; /* q->lost */
 };
 
 enum cmd_where { CMD_NEW, CMD_QUEUED, CMD_INFLIGHT, CMD_GONE };
@@ -1522,6 +1530,19 @@ static void conn_release_io(struct qmp_conn *c)
     c->read_more = false;
 }
 
+/* Every handle's loss watchers (stubdm_qmp_watch_lost), with the cause. */
+static void lost_notify(struct qmp_conn *c, int rc)
+{
+    for (struct stubdm__list *hn = c->handles.next; hn != &c->handles;
+         hn = hn->next) {
+        stubdm_qmp *q = STUBDM_CONTAINER_OF(hn, stubdm_qmp, link);
+        while (!q->closed && !stubdm__list_empty(&q->lost))
+            stubdm__op_complete(
+                &STUBDM_CONTAINER_OF(q->lost.next, struct lost_op, link)->op,
+                rc, "%s", c->down_msg);
+    }
+}
+
 static void conn_fail(struct qmp_conn *c, int rc, const char *fmt, ...)
 {
     bool was_ready = c->state == C_READY;
@@ -1546,6 +1567,8 @@ static void conn_fail(struct qmp_conn *c, int rc, const char *fmt, ...)
     if (rc != STUBDM_ECANCELED)
         LOG_INFO(c->ctx, MOD, "%s", c->down_msg);
     opens_complete(c, rc, c->down_msg);
+    if (was_ready)
+        lost_notify(c, rc);
     /* Every pending command fails once.  A lost channel is EVCHAN whatever
      * the cause, except the causes a caller acts on differently. */
     if (rc != STUBDM_EPROTO && rc != STUBDM_EDOMAIN_GONE)
@@ -1580,6 +1603,12 @@ static void sub_free(stubdm_qmp_sub *s)
 /* Detach a handle's ops from it and free it (ctx teardown or close). */
 static void handle_free(stubdm_qmp *q)
 {
+    while (!stubdm__list_empty(&q->lost)) {
+        struct lost_op *l = STUBDM_CONTAINER_OF(q->lost.next, struct lost_op,
+                                                link);
+        stubdm__list_del(&l->link);
+        l->q = NULL;
+    }
     while (!stubdm__list_empty(&q->subs))
         sub_free(STUBDM_CONTAINER_OF(q->subs.next, stubdm_qmp_sub, link));
     stubdm__qmp_evq_free(q->evq);
@@ -1789,6 +1818,7 @@ int stubdm_qmp_open(stubdm_ctx *ctx, uint32_t stubdom, uint32_t guest,
     q->open_timeout_ms = opts->open_timeout_ms;
     stubdm__list_init(&q->cmds);
     stubdm__list_init(&q->subs);
+    stubdm__list_init(&q->lost);
     stubdm__list_add_tail(&c->handles, &q->link);
     rc = open_op_new(q, done, user, op_out);
     if (rc) {
@@ -1881,6 +1911,39 @@ int stubdm_qmp_reconnect(stubdm_qmp *q, stubdm_done_fn *done, void *user,
     return 0;
 }
 
+static void lost_stop(stubdm_op *op)
+{
+    struct lost_op *l = (struct lost_op *)op;
+
+    stubdm__list_del(&l->link);
+    l->q = NULL;
+}
+
+static const struct stubdm__op_type lost_type = {
+    .name = "qmp-watch-lost",
+    .stop = lost_stop,
+    .destroy = NULL,
+};
+
+int stubdm_qmp_watch_lost(stubdm_qmp *q, stubdm_done_fn *done, void *user,
+                          stubdm_op **op_out)
+{
+    struct lost_op *l;
+
+    if (op_out)
+        *op_out = NULL;
+    if (!q || q->closed)
+        return STUBDM_EINVAL;
+    l = (struct lost_op *)stubdm__op_new(q->ctx, &lost_type, sizeof(*l), done,
+                                         user);
+    if (!l)
+        return stubdm__fail(q->ctx, STUBDM_ENOMEM, ENOMEM, "QMP watch");
+    l->q = q;
+    stubdm__list_add_tail(&q->lost, &l->link);
+    stubdm__op_started(&l->op, op_out);
+    return 0;
+}
+
 void stubdm_qmp_free(stubdm_qmp *q)
 {
     struct qmp_conn *c;
@@ -1899,6 +1962,10 @@ void stubdm_qmp_free(stubdm_qmp *q)
                             "QMP %s cancelled: handle closed", cmd->name);
         stubdm__list_del(&cmd->hlink);
     }
+    while (!stubdm__list_empty(&q->lost))
+        stubdm__op_complete(
+            &STUBDM_CONTAINER_OF(q->lost.next, struct lost_op, link)->op,
+            STUBDM_ECANCELED, "QMP handle closed");
     if (c->busy) {
         q->closed = true;
         c->reap_needed = true;

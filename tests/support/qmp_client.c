@@ -3,6 +3,9 @@
  * tests, as libxl's ev_qmp speaks: connect to the unix socket PATH, read
  * the greeting, negotiate, execute COMMAND and print its reply line.
  * Exit 0 with the reply printed, 1 on any failure (the reason on stderr).
+ * With "hold" after TIMEOUT_S: then stay connected until the server
+ * closes (print "closed", exit 0) or TIMEOUT_S passes (exit 1), as a
+ * client listening for events does.
  */
 #include <poll.h>
 #include <stdbool.h>
@@ -82,7 +85,7 @@ int main(int argc, char **argv)
     int fd;
 
     if (argc < 3 || strlen(argv[1]) >= sizeof(a.sun_path)) {
-        fprintf(stderr, "usage: qmp-client PATH COMMAND [TIMEOUT_S]\n");
+        fprintf(stderr, "usage: qmp-client PATH COMMAND [TIMEOUT_S [hold]]\n");
         return 2;
     }
     deadline_ms = now_ms() + 1000L * (argc > 3 ? atol(argv[3]) : 10);
@@ -106,6 +109,18 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("%s\n", r);
+    fflush(stdout);
+    if (!strstr(r, "\"return\""))
+        return 1;
+    if (argc > 4 && !strcmp(argv[4], "hold")) {
+        while (reply(fd))
+            ; /* a reply without a command: keep holding */
+        if (now_ms() >= deadline_ms) {
+            fprintf(stderr, "qmp-client: still connected\n");
+            return 1;
+        }
+        printf("closed\n");
+    }
     close(fd);
-    return strstr(r, "\"return\"") ? 0 : 1;
+    return 0;
 }
