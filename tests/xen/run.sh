@@ -4,8 +4,8 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk side stubdom
-#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk")
+#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk libxl side stubdom
+#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk libxl")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
@@ -18,7 +18,9 @@
 #      words for the real-qemu-xen sections, e.g. xt.malloccheck),
 #      XT_CPU (QEMU -cpu, default max), XT_XEN_EXTRA (more Xen boot options,
 #      e.g. xsave=0: see docs/real-xen.md, sporadic segfaults),
-#      XT_SPC_MACHINE (spawncon's QEMU -machine: none (default) or pc).
+#      XT_SPC_MACHINE (spawncon's QEMU -machine: none (default) or pc),
+#      XT_LIBXL (section libxl: a patched libxenlight.so.4.17.0 to use
+#      instead of examples/libxl-4.17/build.sh's; XEN_TARBALL: its source).
 source "$(dirname "$0")/common.sh"
 TIMEOUT=${XT_TIMEOUT:-1200}
 TESTS=${XT_TESTS:-xs wait qmp spawn}
@@ -57,7 +59,7 @@ if [ "${XT_SKIP_BUILD:-0}" = 1 ] && [ -x "$B/examples/stubdm-ctl" ]; then
 else
 xt_log "building the project in $B"
 { cmake -S "$XT_TOP" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTUBDM_BUILD_BENCH=OFF &&
-  cmake --build "$B" -j "$(nproc)" --target stubdm stubdm-ctl stubdm-mockxs-helper; } \
+  cmake --build "$B" -j "$(nproc)" --target stubdm stubdm-ctl stubdm-mockxs-helper stubdmd stubdm-qmp-client; } \
     > "$XT_WORK/build.log" 2>&1 || { tail -n 30 "$XT_WORK/build.log"; xt_log "project build failed"; exit 2; }
 fi
 # 2. images (cached)
@@ -69,7 +71,19 @@ rm -rf "$XT_SHARE"; mkdir -p "$XT_SHARE/bin" "$XT_SHARE/lib" "$XT_SHARE/out" "$X
 ln "$XT_OUT/vmlinuz" "$XT_OUT"/stubdom-rootfs.cpio.{gz,xz} "$XT_SHARE/images/" 2>/dev/null ||
     cp "$XT_OUT/vmlinuz" "$XT_OUT"/stubdom-rootfs.cpio.{gz,xz} "$XT_SHARE/images/"
 cp "$B/examples/stubdm-ctl" "$B/tests/mock-xenstored/stubdm-mockxs-helper" "$XT_WORK/ioreq-probe" "$XT_SHARE/bin/"
+# section stubdmd: the daemon, and a QMP client of its proxy sockets
+cp "$B/examples/stubdmd" "$B/tests/support/stubdm-qmp-client" "$XT_SHARE/bin/"
 cp -a "$B"/lib/libstubdm.so* "$XT_SHARE/lib/"
+# section libxl: the patched libxenlight (docs/libxl.md), built from Xen's
+# source (cached by build.sh); without it the section fails with the reason
+case " $TESTS " in *" libxl "*)
+    mkdir -p "$XT_SHARE/libxl"
+    if [ -n "${XT_LIBXL:-}" ]; then cp "$XT_LIBXL" "$XT_SHARE/libxl/libxenlight.so.4.17.0"
+    elif ! "$XT_TOP/examples/libxl-4.17/build.sh" --out "$XT_SHARE/libxl" > "$XT_WORK/libxl-build.log" 2>&1; then
+        tail -n 5 "$XT_WORK/libxl-build.log" > "$XT_SHARE/libxl/missing"
+        xt_log "section libxl: no patched libxenlight: $(tail -n 1 "$XT_WORK/libxl-build.log")"
+    fi ;;
+esac
 gcc -O2 -Wall -std=gnu11 -I"$XT_TOP/include" -o "$XT_SHARE/bin/xt-qmp" "$XT_DIR/xt-qmp.c" \
     -L"$B/lib" -lstubdm -Wl,-rpath,/mnt/host/lib || { xt_log "building xt-qmp failed"; exit 2; }
 gcc -O2 -Wall -o "$XT_SHARE/bin/xt-unpause" "$XT_DIR/xt-unpause.c" -lxenctrl \
