@@ -1177,7 +1177,9 @@ if has libxl; then
         fi
         cp /tmp/lx-create.log $OUT/libxl-create.log; cp /var/log/xen/qemu-dm-xt-lx-dm.log $OUT/libxl-qemu-dm.log 2>/dev/null
         # ---- failure paths: TAG CMDLINE [destroy]
+        # (each case its own copy of the image: what one leaves is its own)
         lx_failure() {
+            LXI=/tmp/xt-lxf-$1.img; cp /tmp/xt-lx.img "$LXI"
             lx_cfg xt-lxf "$2" > /tmp/xt-lxf.cfg
             rm -f /var/log/xen/qemu-dm-xt-lxf-dm.log
             xs_snapshot /tmp/xs-before-lx
