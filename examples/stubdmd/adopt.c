@@ -141,6 +141,7 @@ static void adopt(struct stubdmd *d, uint32_t S, uint32_t G)
     s->src.kind = SRC_SERVED;
     s->src.served = s;
     s->ep.epfd = s->ep.tfd = -1;
+    s->proxy_sock.fd = -1;
     stub_name(d->xs, S, s->name, sizeof(s->name));
     stubdmd_log(STUBDM_LOG_INFO, s, "adopting %s", s->name);
     if (stubdmd_served_start(s)) {

@@ -62,6 +62,11 @@ static void usage(FILE *f)
           "  --log-size BYTES     cap of each log file (1048576)\n"
           "  --log-rotations N    rotated log files kept (10)\n"
           "  --qmp-timeout SECONDS  wait for a stubdomain's QMP (60)\n"
+          "  --console-rate BYTES   output budget of each console per "
+          "second\n"
+          "                       (1048576; 0: none)\n"
+          "  --ready-fd FD        write a newline to FD and close it once "
+          "ready\n"
           "  -v, --verbose        debug messages\n"
           "  -h, --help\n",
           f);
@@ -92,6 +97,8 @@ static int parse_args(int argc, char **argv, struct stubdmd_conf *c)
         {"log-size", required_argument, NULL, 's'},
         {"log-rotations", required_argument, NULL, 'n'},
         {"qmp-timeout", required_argument, NULL, 't'},
+        {"console-rate", required_argument, NULL, 'c'},
+        {"ready-fd", required_argument, NULL, 'f'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -124,6 +131,17 @@ static int parse_args(int argc, char **argv, struct stubdmd_conf *c)
             if (!parse_u64(optarg, 3600, &v) || !v)
                 goto bad;
             c->qmp_open_timeout_ms = (int)v * 1000;
+            break;
+        case 'c':
+            if (!parse_u64(optarg, UINT64_C(1) << 40, &v))
+                goto bad;
+            c->console_rate = v;
+            break;
+        case 'f': /* an fd the caller opened for us: not stdin/out/err */
+            if (!parse_u64(optarg, 65535, &v) || v < 3 ||
+                fcntl((int)v, F_SETFD, FD_CLOEXEC) < 0)
+                goto bad;
+            c->ready_fd = (int)v;
             break;
         case 'v':
             c->level = STUBDM_LOG_DEBUG;
@@ -227,6 +245,8 @@ static void on_signal(struct stubdmd *d)
         stubdmd_log(STUBDM_LOG_INFO, NULL,
                     "signal %u: letting every stubdomain go",
                     (unsigned)si.ssi_signo);
+        if (!d->stop)
+            stubdmd_sd_stopping(d);
         d->stop = true;
     }
 }
@@ -254,6 +274,7 @@ static void run(struct stubdmd *d)
         /* Ended in the loop above: its epoll fd may still be in evs, so
          * freed only now. */
         stubdmd_sweep(d, false);
+        stubdmd_sd_status(d);
     }
 }
 
@@ -268,6 +289,8 @@ static int start(struct stubdmd *d)
                     strerror(errno));
         return -1;
     }
+    if (stubdmd_sd_start(d))
+        return -1;
     if (stubdmd_xs_start(d) || add_fd(d, d->xsfd, &d->xs_src) < 0)
         return -1;
     return stubdmd_adopt_existing(d);
@@ -283,8 +306,14 @@ int main(int argc, char **argv)
         .log_rotations = 10,
         .qmp_open_timeout_ms = 60000,
         .level = STUBDM_LOG_INFO,
+        .console_rate = STUBDM_CONSOLE_DEFAULT_RATE,
+        .ready_fd = -1,
     };
-    struct stubdmd d = {.conf = &conf, .epfd = -1, .sigfd = -1, .xsfd = -1};
+    struct stubdmd d = {.conf = &conf,
+                        .epfd = -1,
+                        .sigfd = -1,
+                        .xsfd = -1,
+                        .sd = {.notify_fd = -1}};
     int lock, rc = 1;
 
     if (parse_args(argc, argv, &conf))
@@ -295,12 +324,14 @@ int main(int argc, char **argv)
     if (!start(&d)) {
         stubdmd_log(STUBDM_LOG_INFO, NULL, "ready: serving %s",
                     d.served ? "stubdomains" : "nothing yet");
+        stubdmd_sd_ready(&d, conf.ready_fd);
         run(&d);
         rc = 0;
     }
     /* Let go, never close: every stubdomain runs on, a restarted stubdmd
      * serves its consoles and QMP again. */
     stubdmd_sweep(&d, true);
+    stubdmd_sd_stop(&d);
     stubdmd_xs_stop(&d);
     if (d.sigfd >= 0)
         close(d.sigfd);

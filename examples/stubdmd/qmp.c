@@ -45,8 +45,13 @@ int stubdmd_qmp_start(struct stubdmd_served *s)
     stubdm_qmp_opts_free(qo);
     if (!rc)
         rc = stubdm_qmp_proxy_opts_new(&po);
-    if (!rc)
-        rc = stubdm_qmp_proxy_opts_set_path(po, s->proxy_path);
+    if (!rc) { /* kept by the service manager across a restart */
+        char name[64];
+        snprintf(name, sizeof(name), "qmp-libxl-%u", s->guest);
+        rc = stubdmd_sock_listen(s->d, name, s->proxy_path, &s->proxy_sock) < 0
+                 ? STUBDM_EFAIL
+                 : stubdm_qmp_proxy_opts_set_listen_fd(po, s->proxy_sock.fd);
+    }
     if (!rc)
         rc = stubdm_qmp_proxy_new_ext(s->q, po, &s->proxy);
     stubdm_qmp_proxy_opts_free(po);
@@ -61,6 +66,7 @@ int stubdmd_qmp_start(struct stubdmd_served *s)
 void stubdmd_qmp_stop(struct stubdmd_served *s)
 {
     stubdm_qmp_proxy_free(s->proxy);
+    stubdmd_sock_close(s->d, &s->proxy_sock, s->gone);
     stubdm_qmp_free(s->q);
     s->proxy = NULL;
     s->q = NULL;

@@ -39,6 +39,8 @@ int stubdmd_served_start(struct stubdmd_served *s)
     if (rc)
         return rc;
     stubdm_ctx_set_log(s->ctx, lib_log, s, stubdmd_min_level);
+    stubdm_ctx_set_console_limits(s->ctx, s->d->conf->console_rate,
+                                  STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS);
     if ((rc = stubdm_epoll_attach(&s->ep, s->ctx)))
         return rc;
     if (epoll_ctl(s->d->epfd, EPOLL_CTL_ADD, s->ep.epfd, &e) < 0) {

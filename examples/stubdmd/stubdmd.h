@@ -16,6 +16,8 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/un.h>
 
 struct xs_handle;
 
@@ -27,6 +29,34 @@ struct stubdmd_conf {
     unsigned log_rotations;
     int qmp_open_timeout_ms;
     stubdm_log_level level;
+    uint64_t console_rate; /* stubdm_ctx_set_console_limits; 0: none */
+    int ready_fd;          /* --ready-fd: a newline when ready; -1: none */
+};
+
+/* A listening socket that outlives the process (systemd.c): given to the
+ * service manager's fd store under name, taken back by the next one. */
+struct stubdmd_sock {
+    int fd;
+    char name[64]; /* FDNAME: qmp-libxl-<guest> */
+    char path[256];
+    dev_t dev; /* the file made or taken: removed only while still it */
+    ino_t ino;
+};
+
+/* An fd the service manager passed at start ($LISTEN_FDS), by name. */
+struct stubdmd_passed {
+    int fd; /* -1: taken or dropped */
+    char name[64];
+};
+
+/* The service manager, if any ($NOTIFY_SOCKET). */
+struct stubdmd_sd {
+    int notify_fd; /* -1: none */
+    struct sockaddr_un addr;
+    socklen_t addrlen;
+    struct stubdmd_passed *passed;
+    size_t npassed;
+    size_t status_served; /* the count last sent in STATUS= */
 };
 
 /* What an outer epoll event belongs to. */
@@ -50,6 +80,7 @@ struct stubdmd_served {
     stubdm_qmp *q;
     stubdm_qmp_proxy *proxy;
     char proxy_path[256];
+    struct stubdmd_sock proxy_sock;
     bool gone; /* the stubdomain died: dropped after the dispatch */
     struct stubdmd_served *next;
 };
@@ -62,6 +93,7 @@ struct stubdmd {
     struct stubdmd_served *served;
     uint32_t *watched; /* domains whose adoption node is watched */
     size_t nwatched, capwatched;
+    struct stubdmd_sd sd;
     bool stop;
 };
 
@@ -89,5 +121,20 @@ void stubdmd_console_stop(struct stubdmd_served *s);
 /* qmp.c: its QMP connection and proxy */
 int stubdmd_qmp_start(struct stubdmd_served *s);
 void stubdmd_qmp_stop(struct stubdmd_served *s);
+
+/* systemd.c: the service manager (sd_notify and its fd store, by hand) */
+int stubdmd_sd_start(struct stubdmd *d);
+void stubdmd_sd_ready(struct stubdmd *d, int ready_fd);
+void stubdmd_sd_status(struct stubdmd *d);
+void stubdmd_sd_stopping(struct stubdmd *d);
+void stubdmd_sd_stop(struct stubdmd *d);
+/* A listening socket for path: the one passed under name at start, else a
+ * new one (mode 0600, a stale socket replaced), given to the store.
+ * Returns its fd (out->fd) or -1, logged. */
+int stubdmd_sock_listen(struct stubdmd *d, const char *name, const char *path,
+                        struct stubdmd_sock *out);
+/* Close it.  gone (the stubdomain died), or no manager to keep it: out of
+ * the store and its file removed; else both kept for the next instance. */
+void stubdmd_sock_close(struct stubdmd *d, struct stubdmd_sock *k, bool gone);
 
 #endif
