@@ -178,45 +178,38 @@ int stubdmd_sd_start(struct stubdmd *d)
 
 /* ---- listening sockets that outlive the process -------------------------- */
 
-/* A new listening socket at path, mode 0600: bound in a private directory
- * next to it and renamed into place, so path never names a socket with
- * another mode and a stale socket there is replaced in one step.  Any
- * other kind of file at path is not replaced. */
+/* A new listening socket at path, mode 0600 whatever the umask (bound
+ * under umask 0177: never reachable with a wider mode), a stale socket
+ * there replaced; any other kind of file is not.  Bound at path itself,
+ * not renamed into place, so that the proxy's log lines name it. */
 static int bind_at(const char *path, dev_t *dev, ino_t *ino)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    char dir[sizeof(sa.sun_path) - 2]; /* + "/s" */
-    const char *slash = strrchr(path, '/');
-    int dlen = slash ? (int)(slash - path) + 1 : 0, fd = -1, err;
     struct stat st;
+    mode_t old;
+    int fd, err;
 
-    if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-        errno = EEXIST;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        errno = ENAMETOOLONG;
         return -1;
     }
-    errno = 0;
-    if (snprintf(dir, sizeof(dir), "%.*s.stubdmd.XXXXXX", dlen, path) >=
-            (int)sizeof(dir) ||
-        !mkdtemp(dir)) {
-        if (errno == 0)
-            errno = ENAMETOOLONG;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (lstat(path, &st) == 0 && (!S_ISSOCK(st.st_mode) || unlink(path))) {
+        errno = S_ISSOCK(st.st_mode) ? errno : EEXIST;
         return -1;
     }
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || chmod(dir, 0700) ||
-        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-        listen(fd, LISTEN_BACKLOG) || chmod(sa.sun_path, 0600) ||
-        lstat(sa.sun_path, &st) || rename(sa.sun_path, path)) {
-        err = errno;
-        if (fd >= 0)
-            close(fd);
-        unlink(sa.sun_path);
-        rmdir(dir);
+    if (fd < 0)
+        return -1;
+    old = umask(0177);
+    err = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ? errno : 0;
+    umask(old);
+    if (err || listen(fd, LISTEN_BACKLOG) || lstat(path, &st)) {
+        err = err ? err : errno;
+        close(fd);
         errno = err;
         return -1;
     }
-    rmdir(dir);
     *dev = st.st_dev;
     *ino = st.st_ino;
     return fd;
