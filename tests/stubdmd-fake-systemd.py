@@ -12,7 +12,9 @@ stored fds as fds 3.. and $LISTEN_FDS, $LISTEN_FDNAMES, $LISTEN_PID (its
 own pid, set in the child before exec).  Every event is a line in
 DIR/events ("start PID NAMES", "ready PID", "status PID TEXT",
 "stopping PID", "fdstore PID NAME", "fdstoreremove PID NAME",
-"exit PID STATUS"); DIR/mainpid holds the service's pid.  SIGTERM to this
+"exit PID STATUS"); DIR/mainpid holds the service's pid.  A file
+DIR/env.once of KEY=VALUE lines is added to the environment of the next
+start only (then removed): a start made to fail.  SIGTERM to this
 program: the service gets SIGTERM, the store is closed, exit.
 
     stubdmd-fake-systemd.py --probe PATH STOPFILE
@@ -93,6 +95,14 @@ sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 def start():
     fds = [fd for _, fd in store]
     names = ":".join(n for n, _ in store)
+    env = dict(os.environ, NOTIFY_SOCKET=path)
+    for k in ("LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"):
+        env.pop(k, None)
+    once = os.path.join(d, "env.once")
+    if os.path.exists(once):
+        with open(once) as f:
+            env.update(l.rstrip("\n").split("=", 1) for l in f if "=" in l)
+        os.unlink(once)
     pid = os.fork()
     if pid == 0:
         try:
@@ -104,9 +114,6 @@ def start():
                 if fd >= 3 + len(high):
                     os.close(fd)
             os.closerange(3 + len(fds), 1024)
-            env = dict(os.environ, NOTIFY_SOCKET=path)
-            for k in ("LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"):
-                env.pop(k, None)
             if fds:
                 env.update(LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=names,
                            LISTEN_PID=str(os.getpid()))

@@ -10,6 +10,7 @@
 #     connections (the store keeps it listening; no ENOENT, no
 #     ECONNREFUSED), a client that connected then is served by the next
 #     instance, which got the socket back (LISTEN_FDS) and says so;
+#     a start that fails (no xenstore) leaves the store as it was;
 #  4. the same after kill -9;
 #  5. a stubdomain destroyed while served: FDSTOREREMOVE, its file gone;
 #  6. one destroyed while no stubdmd runs: its passed socket dropped from
@@ -132,6 +133,23 @@ check "the passed socket was stored again: $(events)" \
     eval '! has_event "^fdstore $p2 "'
 check "query-status after the restart" qmp_running 100
 
+# ---- 3b. a start that fails keeps the store -----------------------------------
+# The next start cannot reach xenstore and exits: the sockets it was passed
+# stay in the store for the one after.
+echo "XENSTORED_PATH=$dir/nowhere" > "$sd/env.once"
+kill -TERM "$p2"
+until_ok 10 has_event "^exit $p2 " || bad "stubdmd $p2 did not exit: $(events)"
+check "the failing start did not fail: $(events)" \
+    until_ok 20 eval '[ "$(starts)" -ge 3 ] && has_event "^exit $(mainpid) 256\$"'
+pf=$(mainpid)
+check "a failed start dropped the stored sockets: $(events)" \
+    eval '! has_event "^fdstoreremove $pf "'
+check "no instance after the failed start: $(events)" wait_restarted 4
+p2=$(mainpid)
+check "the sockets not passed after a failed start: $(events)" \
+    has_event "^start $p2 qmp-libxl-10[01]:qmp-libxl-10[01]\$"
+check "query-status after the failed start" qmp_running 100
+
 # ---- 4. kill -9: no window either -------------------------------------------------
 probe_start probe9
 kill -KILL "$p2"
@@ -141,7 +159,7 @@ down_client=$!
 wait "$down_client"
 check "the client connected after kill -9 was not served: $(cat "$dir/qmp-down.out")" \
     grep -q '"status":"running"' "$dir/qmp-down.out"
-check "no third instance: $(events)" wait_restarted 3
+check "no instance after kill -9: $(events)" wait_restarted 5
 probe_stop probe9
 check "a client found no socket after kill -9: $(tail -1 "$dir/probe9.out")" \
     no_failure
@@ -164,7 +182,7 @@ until_ok 10 has_event "^fdstore $p3 qmp-libxl-102\$" ||
 kill -TERM "$p3"
 until_ok 10 has_event "^exit $p3 " || bad "stubdmd $p3 did not exit"
 "$ctl" destroy "$s102" > /dev/null 2>> "$dir/spawn.err" || bad "destroy $s102"
-check "no fourth instance: $(events)" wait_restarted 4
+check "no instance after the SIGTERM: $(events)" wait_restarted 6
 p4=$(mainpid)
 check "qmp-libxl-102 passed to the fourth: $(events)" \
     has_event "^start $p4 .*qmp-libxl-102"
@@ -218,4 +236,5 @@ kill -TERM "$dpid"
 wait "$dpid"
 dpid=
 
+[ "$fail" = 0 ] || { echo "--- the manager"; cat "$sd/manager.out"; }
 stubdmd_summary stubdmd-systemd

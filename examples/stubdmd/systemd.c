@@ -326,11 +326,12 @@ void stubdmd_sd_status(struct stubdmd *d)
     notify(d, msg, -1);
 }
 
-/* The passed sockets no stubdomain took (it died while no stubdmd ran)
- * are dropped from the store; their files stay (a client finds
+/* The passed sockets no stubdomain took.  Once ready (drop): it died
+ * while no stubdmd ran, so out of the store; the file stays (a client finds
  * ECONNREFUSED, as after any dead server) for the cleanup of gone
- * stubdomains. */
-static void passed_release(struct stubdmd *d)
+ * stubdomains.  A start that failed before: only our copies closed, the
+ * store keeps them for the next attempt. */
+static void passed_release(struct stubdmd *d, bool drop)
 {
     char msg[128];
 
@@ -338,6 +339,10 @@ static void passed_release(struct stubdmd *d)
         struct stubdmd_passed *p = &d->sd.passed[i];
         if (p->fd < 0)
             continue;
+        if (!drop) {
+            close(p->fd);
+            continue;
+        }
         stubdmd_log(STUBDM_LOG_INFO, NULL,
                     "'%s' passed by the service manager: no stubdomain for "
                     "it, dropped",
@@ -356,7 +361,7 @@ void stubdmd_sd_ready(struct stubdmd *d, int ready_fd)
 {
     char msg[96];
 
-    passed_release(d);
+    passed_release(d, true);
     d->sd.status_served = served_count(d);
     snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving %zu stubdomain%s",
              d->sd.status_served, d->sd.status_served == 1 ? "" : "s");
@@ -376,7 +381,7 @@ void stubdmd_sd_stopping(struct stubdmd *d)
 
 void stubdmd_sd_stop(struct stubdmd *d)
 {
-    passed_release(d);
+    passed_release(d, false);
     if (d->sd.notify_fd >= 0)
         close(d->sd.notify_fd);
     d->sd.notify_fd = -1;
