@@ -120,6 +120,8 @@ def start():
             err = os.open(os.path.join(d, "stubdmd.err"),
                           os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             os.dup2(err, 2)
+            st = os.fstat(2)  # as systemd does for StandardError=journal
+            env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
             os.execve(cmd[0], cmd, env)
         finally:
             os._exit(127)

@@ -2,7 +2,7 @@
 # stubdmd under a service manager, on the simulated host, with a scripted
 # stand-in for systemd (tests/stubdmd-fake-systemd.py: the notification
 # socket, the fd store, Restart=always; no real systemd is needed):
-#  1. READY=1 comes after the stubdomains running at start are adopted
+#  1. lines to the journal start with their priority (<6>); READY=1 comes after the stubdomains running at start are adopted
 #     (with STATUS=serving 1 stubdomain), each proxy's socket given to the
 #     fd store first (FDSTORE=1, FDNAME=qmp-libxl-<guest>);
 #  2. STATUS= follows what is served (a stubdomain adopted later);
@@ -69,6 +69,8 @@ check "qmp-libxl-100 not stored before READY=1: $(events)" \
         grep -qx "fdstore $p1 qmp-libxl-100"'
 check "query-status through qmp-libxl-100" qmp_running 100
 check "the socket is 0600" test "$(stat -c %a "$sock")" = 600
+check "a line to the journal without its priority: $(head -2 "$sd/stubdmd.err")" \
+    grep -q "^<6>stubdmd: info: dom$s100 (guest 100): adopting" "$sd/stubdmd.err"
 
 # ---- 2. STATUS= follows -----------------------------------------------------
 s101=$(spawn 101 --service)
@@ -207,7 +209,7 @@ check "--ready-fd: no newline" until_ok 10 test -s "$dir/ready"
 check "--ready-fd: not a newline: $(od -c "$dir/ready")" \
     test "$(od -An -c "$dir/ready" | tr -d ' ')" = '\n'
 check "ready before the adoption: $(cat "$dir/stubdmd.err")" \
-    grep -q "dom$s100 (guest 100): adopting" "$dir/stubdmd.err"
+    grep -q "^stubdmd: info: dom$s100 (guest 100): adopting" "$dir/stubdmd.err"
 check "query-status without a service manager" qmp_running 100
 # What a client sees during a restart without one: the socket is removed
 # at SIGTERM (ENOENT) until the next instance adopts the stubdomain; after

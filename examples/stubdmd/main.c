@@ -19,6 +19,32 @@
 #include <unistd.h>
 
 stubdm_log_level stubdmd_min_level = STUBDM_LOG_INFO;
+/* stderr is the journal: each line starts with its syslog priority, "<N>"
+ * (systemd's SyslogLevelPrefix=, on by default). */
+static bool log_to_journal;
+
+/* systemd sets $JOURNAL_STREAM to "DEV:INODE" of the stream it connected
+ * to the journal; stderr is it if it is still that file. */
+static bool stderr_is_journal(void)
+{
+    const char *e = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    char tail;
+
+    return e && sscanf(e, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
+           fstat(STDERR_FILENO, &st) == 0 && st.st_dev == (dev_t)dev &&
+           st.st_ino == (ino_t)ino;
+}
+
+static int syslog_priority(stubdm_log_level level)
+{
+    if (level >= STUBDM_LOG_ERROR)
+        return 3;
+    if (level >= STUBDM_LOG_WARN)
+        return 4;
+    return level >= STUBDM_LOG_INFO ? 6 : 7;
+}
 
 static const char *level_name(stubdm_log_level level)
 {
@@ -32,7 +58,7 @@ static const char *level_name(stubdm_log_level level)
 void stubdmd_log(stubdm_log_level level, const struct stubdmd_served *s,
                  const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[1024], pri[8] = "";
     va_list ap;
 
     if (level < stubdmd_min_level)
@@ -40,11 +66,13 @@ void stubdmd_log(stubdm_log_level level, const struct stubdmd_served *s,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (log_to_journal) /* one write per line: the journal reads lines */
+        snprintf(pri, sizeof(pri), "<%d>", syslog_priority(level));
     if (s)
-        fprintf(stderr, "stubdmd: %s: dom%u (guest %u): %s\n",
+        fprintf(stderr, "%sstubdmd: %s: dom%u (guest %u): %s\n", pri,
                 level_name(level), s->stub, s->guest, msg);
     else
-        fprintf(stderr, "stubdmd: %s: %s\n", level_name(level), msg);
+        fprintf(stderr, "%sstubdmd: %s: %s\n", pri, level_name(level), msg);
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -319,6 +347,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &conf))
         return 2;
     stubdmd_min_level = conf.level;
+    log_to_journal = stderr_is_journal();
     if ((lock = take_lock(conf.run_dir)) < 0)
         return 1;
     if (!start(&d)) {
