@@ -173,7 +173,7 @@ check "STOPPING=1 after kill -9: $(events)" eval '! has_event "^stopping $p2\$"'
 "$ctl" destroy "$s101" > /dev/null 2>> "$dir/spawn.err" || bad "destroy $s101"
 check "no FDSTOREREMOVE for qmp-libxl-101: $(events)" \
     until_ok 10 has_event "^fdstoreremove $p3 qmp-libxl-101\$"
-check "qmp-libxl-101 left" test ! -e "$dir/qmp/qmp-libxl-101"
+check "qmp-libxl-101 left when its FDSTOREREMOVE came" test ! -e "$dir/qmp/qmp-libxl-101"
 check "STATUS= not back to 1: $(events)" \
     until_ok 5 has_event "^status $p3 serving 1 stubdomain\$"
 

@@ -294,9 +294,9 @@ void stubdmd_sock_close(struct stubdmd *d, struct stubdmd_sock *k, bool gone)
     if (gone || d->sd.notify_fd < 0) {
         /* The stubdomain is gone, or no manager keeps the socket for the
          * next instance: nobody may find it any more. */
+        unlink_ours(k); /* first: no client finds it meanwhile */
         snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", k->name);
         notify(d, msg, -1);
-        unlink_ours(k);
     }
     close(k->fd);
     k->fd = -1;
