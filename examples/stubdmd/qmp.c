@@ -62,7 +62,6 @@ int stubdmd_qmp_start(struct stubdmd_served *s)
     return rc;
 }
 
-
 void stubdmd_qmp_stop(struct stubdmd_served *s)
 {
     stubdm_qmp_proxy_free(s->proxy);
