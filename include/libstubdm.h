@@ -2047,8 +2047,10 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *opts,
                                                    int write);
 /** Ask a service (stubdmd) to adopt the stubdomain, as
  *  stubdm_contract_set_service (default no): it serves console 0 (the
- *  spawn then leaves it alone, whatever its output) and holds the QMP
- *  connection behind its proxy, from the contract's write on.
+ *  spawn then leaves it alone, whatever its output) and the serials, as
+ *  ptys (the spawn serves none; a serial output other than "pty" is
+ *  refused), and holds the QMP connection behind its proxy, from the
+ *  contract's write on.
  *  Needs the LIBSTUBDM console backend (validation refuses another) and
  *  no QMP of the spawn's own (stubdm_spawn_opts_set_qmp: refused, the
  *  service takes the QMP lock as soon as the contract is written).
@@ -2580,6 +2582,11 @@ STUBDM_EXPORT int stubdm_console_opts_set_restore_fd(stubdm_console_opts *o,
 /**
  * Role serial (consoles 3..): a new pty in raw mode, both ways; its path
  * is written to the frontend's "tty" key and given by stubdm_console_tty().
+ * The key is emptied when the console ends or is freed (the pty closes
+ * with it and its number may go to another pty).  While no reader has the
+ * pty open, output waits in the pty (the kernel's buffer, some KiB), then
+ * in the ring: none is dropped, the first reader gets it; what is in the
+ * pty when the console goes is lost with the pty (docs/consoles.md).
  */
 STUBDM_EXPORT int stubdm_console_opts_set_serial_pty(stubdm_console_opts *o);
 /** Role serial to a file, capped and rotated as for the log. */

@@ -988,6 +988,100 @@ START_TEST(pty_serial_both_ways)
 }
 END_TEST
 
+/* Nobody has the pty open: the output waits (pty, then ring) for the
+ * first reader, none of it dropped; beyond the pty's buffer the ring is
+ * not consumed (backpressure). */
+START_TEST(pty_output_kept_for_the_first_reader)
+{
+    stubdm_console_opts *o = opts_new();
+    struct simcons *sc = frontend(3);
+    stubdm_console *c;
+    char out[1000], buf[2048];
+    size_t got = 0;
+    long put = 0;
+    int t;
+
+    ck_assert_int_eq(stubdm_console_opts_set_serial_pty(o), 0);
+    c = serve(3, o, NULL);
+    wait_connected(c);
+    memset(out, 'x', sizeof(out));
+    /* fill the pty and the ring: 256 KiB offered, far beyond both */
+    for (int k = 0; k < 262 && put < 262144; k++) {
+        long n = simcons_write(sc, out, sizeof(out));
+        ck_assert_int_ge(n, 0);
+        put += n;
+        run(2);
+    }
+    run(50);
+    ck_assert_int_lt(put, 262144); /* the ring stopped taking */
+    ck_assert_uint_eq(ts_console_stats(c).bytes_dropped, 0);
+    ck_assert_uint_lt(ts_console_stats(c).bytes_out, (uint64_t)put);
+    t = open(stubdm_console_tty(c), O_RDWR | O_NOCTTY | O_NONBLOCK);
+    ck_assert_int_ge(t, 0);
+    for (int k = 0; k < 2000 && got < (size_t)put; k++) {
+        CHECK(stubdm_ctx_run_once(ctx, 2) == 0);
+        ssize_t n = read(t, buf, sizeof(buf));
+        if (n > 0)
+            got += (size_t)n;
+    }
+    fprintf(stderr,
+            "pty without reader: %" PRIu64 " bytes consumed before "
+            "backpressure, %zu of %ld read by the first reader\n",
+            ts_console_stats(c).bytes_out, got, put);
+    ck_assert_uint_eq(got, (size_t)put);
+    close(t);
+    stubdm_console_free(c);
+    simcons_close(sc);
+}
+END_TEST
+
+static char *fe_tty_value(void)
+{
+    unsigned len;
+    return xs_read(xs0, XBT_NULL, "/local/domain/5/device/console/3/tty",
+                   &len);
+}
+
+/* A freed pty console (handed over or closed) or one that ended leaves no
+ * path in its frontend's tty: the pts number may go to another pty. */
+START_TEST(pty_tty_emptied_when_the_pty_goes)
+{
+    struct ts_result r = {0};
+    stubdm_console_opts *o;
+    struct simcons *sc = frontend(3);
+    stubdm_console *c;
+    char *v;
+
+    for (int handover = 0; handover < 2; handover++) {
+        o = opts_new();
+        ck_assert_int_eq(stubdm_console_opts_set_serial_pty(o), 0);
+        ck_assert_int_eq(stubdm_console_opts_set_handover(o, handover), 0);
+        c = serve(3, o, NULL);
+        wait_connected(c);
+        v = fe_tty_value();
+        ck_assert_str_eq(v, stubdm_console_tty(c));
+        free(v);
+        stubdm_console_free(c);
+        v = fe_tty_value();
+        ck_assert_str_eq(v, "");
+        free(v);
+    }
+    /* ended by the frontend closing */
+    o = opts_new();
+    ck_assert_int_eq(stubdm_console_opts_set_serial_pty(o), 0);
+    c = serve(3, o, &r);
+    wait_connected(c);
+    ck_assert_int_eq(simcons_set_state(sc, xs5, 6), 0);
+    ts_run_until_done(ctx, &r, 5000);
+    ck_assert_int_eq(r.rc, 0);
+    v = fe_tty_value();
+    ck_assert_str_eq(v, "");
+    free(v);
+    stubdm_console_free(c);
+    simcons_close(sc);
+}
+END_TEST
+
 /* ---- flush, API misuse, lifetimes -------------------------------------- */
 
 START_TEST(flush_waits_for_the_ring)
@@ -1154,6 +1248,8 @@ static Suite *suite(void)
     tcase_add_test(tc, free_with_handover_lets_go);
     tcase_add_test(tc, published_before_files_retries);
     tcase_add_test(tc, pty_serial_both_ways);
+    tcase_add_test(tc, pty_tty_emptied_when_the_pty_goes);
+    tcase_add_test(tc, pty_output_kept_for_the_first_reader);
     tcase_add_test(tc, flush_waits_for_the_ring);
     tcase_add_test(tc, invalid_arguments);
     tcase_add_test(tc, close_from_callback_and_ctx_free_with_open_console);

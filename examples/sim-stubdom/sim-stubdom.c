@@ -52,7 +52,9 @@
  * before-running|after-running (crash with --die-signal, default SIGSEGV,
  * or exit with --die-exit=N), --no-running (never write running), and
  * --no-qemu (answer QMP here instead of running QEMU: a light stubdomain
- * for many-domain tests).  It is also a reference for stubdomain authors:
+ * for many-domain tests; its serials echo their input, and lines written
+ * to the FIFO <sim dir>/console/<domid>.say as "N TEXT" go out on console
+ * N: see noqemu_serials).  It is also a reference for stubdomain authors:
  * docs/simulated-host.md.
  */
 #include <libstubdm.h>
@@ -314,11 +316,41 @@ static void maybe_end_restore(void)
     c->dst = -1;
 }
 
+/* What the consoles wait for: their event channels, a source with room
+ * in the ring, a destination with bytes to take.  Returns the count. */
+static int cons_pollfds(struct pollfd *p)
+{
+    int n = 0;
+
+    for (unsigned i = 0; i < NCONS; i++) {
+        struct con *c = &cons[i];
+        if (!c->sc)
+            continue;
+        p[n++] = (struct pollfd){simcons_fd(c->sc), POLLIN, 0};
+        if (c->src >= 0 && !c->src_eof && c->olen == 0)
+            p[n++] = (struct pollfd){c->src, POLLIN, 0};
+        if (c->dst >= 0 && c->ioff < c->ilen)
+            p[n++] = (struct pollfd){c->dst, POLLOUT, 0};
+    }
+    return n;
+}
+
+static void cons_drain_notifications(void)
+{
+    char b[64];
+
+    for (unsigned i = 0; i < NCONS; i++)
+        if (cons[i].sc)
+            while (recv(simcons_fd(cons[i].sc), b, sizeof(b), MSG_DONTWAIT) >
+                   0)
+                ;
+}
+
 /* One round of every console, then sleep at most ms for work. */
 static void pump_for(int ms)
 {
     struct pollfd p[2 * NCONS + 2];
-    int n = 0;
+    int n;
 
     if (!served) {
         if (ms > 0)
@@ -332,25 +364,10 @@ static void pump_for(int ms)
     answer_stream_end();
     pump_save();
     maybe_end_restore();
-    for (unsigned i = 0; i < NCONS; i++) {
-        struct con *c = &cons[i];
-        if (!c->sc)
-            continue;
-        p[n++] = (struct pollfd){simcons_fd(c->sc), POLLIN, 0};
-        if (c->src >= 0 && !c->src_eof && c->olen == 0)
-            p[n++] = (struct pollfd){c->src, POLLIN, 0};
-        if (c->dst >= 0 && c->ioff < c->ilen)
-            p[n++] = (struct pollfd){c->dst, POLLOUT, 0};
-    }
+    n = cons_pollfds(p);
     /* Requests and backend states come through xenstore: look often. */
-    if (poll(p, (nfds_t)n, ms < 20 ? ms : 20) > 0) {
-        char b[64];
-        for (unsigned i = 0; i < NCONS; i++)
-            if (cons[i].sc)
-                while (recv(simcons_fd(cons[i].sc), b, sizeof(b),
-                            MSG_DONTWAIT) > 0)
-                    ;
-    }
+    if (poll(p, (nfds_t)n, ms < 20 ? ms : 20) > 0)
+        cons_drain_notifications();
 }
 
 static void set_nonblock(int fd)
@@ -960,6 +977,95 @@ static void answer(int fd, const char *msg)
         return;
 }
 
+/* ---- --no-qemu: serials echoed, console lines on demand ----------------- */
+
+/*
+ * Without QEMU nothing is behind -serial /dev/hvcN: console N's input is
+ * echoed to its output instead (a pipe from the ring's "in" back to its
+ * "out"), so a test sees what it typed come back.  And the FIFO
+ * <sim dir>/console/<self>.say takes lines "N TEXT": TEXT and a newline
+ * go out on console N (0: the log) as if QEMU had written them, so tests
+ * make console output on demand, also while nobody serves the console
+ * (it waits in the ring).
+ */
+static int inject[NCONS]; /* write end feeding console n's output, or -1 */
+static int say_fd = -1;
+
+static void noqemu_serials(char **args, size_t nargs)
+{
+    for (unsigned n = 0; n < NCONS; n++)
+        inject[n] = -1;
+    if (!served)
+        return;
+    if (qemu_out[1] >= 0) {
+        set_nonblock(qemu_out[1]);
+        inject[0] = qemu_out[1];
+    }
+    for (size_t i = 0; i + 1 < nargs; i++) {
+        const char *dev = args[i + 1];
+        unsigned n;
+        int p[2];
+
+        if (strcmp(args[i], "-serial") || strncmp(dev, "/dev/hvc", 8))
+            continue;
+        n = (unsigned)strtoul(dev + 8, NULL, 10);
+        if (n < 3 || n >= NCONS || cons[n].sc || open_con(n, true) < 0 ||
+            pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+            say("dropping -serial %s (no console)", dev);
+            continue;
+        }
+        /* Room for a test's burst of lines: what does not fit is dropped. */
+        fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+        cons[n].dst = inject[n] = p[1];
+        cons[n].src = p[0];
+        say("-serial %s: console %u echoes its input (no QEMU)", dev, n);
+    }
+}
+
+static void open_say_fifo(void)
+{
+    char p[300];
+
+    if (!served)
+        return;
+    snprintf(p, sizeof(p), "%s/console/%u.say", sim_dir, self_domid);
+    unlink(p);
+    /* O_RDWR: never EOF while no writer has it open. */
+    if (mkfifo(p, 0600) == 0)
+        say_fd = open(p, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (say_fd < 0)
+        say("cannot make %s: %s", p, strerror(errno));
+}
+
+/* "N TEXT\n" lines from the FIFO into console N's output. */
+static void read_say(void)
+{
+    static char buf[4096];
+    static size_t len;
+    ssize_t r;
+
+    while ((r = read(say_fd, buf + len, sizeof(buf) - 1 - len)) > 0) {
+        char *nl;
+        len += (size_t)r;
+        while ((nl = memchr(buf, '\n', len))) {
+            size_t l = (size_t)(nl - buf) + 1;
+            unsigned n;
+            int off = 0;
+            *nl = '\0';
+            if (sscanf(buf, "%u %n", &n, &off) == 1 && off > 0 && n < NCONS &&
+                inject[n] >= 0) {
+                *nl = '\n';
+                if (write(inject[n], buf + off, l - (size_t)off) < 0)
+                    say("console %u: dropping a line: %s", n, strerror(errno));
+            }
+            memmove(buf, buf + l, len - l);
+            len -= l;
+        }
+        if (len == sizeof(buf) - 1)
+            len = 0; /* no newline in 4 KiB: garbage */
+    }
+}
+
 static void serve_qmp(int lfd)
 {
     static const char greeting[] =
@@ -971,12 +1077,31 @@ static void serve_qmp(int lfd)
     int cfd = -1;
 
     while (!got_term) {
-        struct pollfd p = {cfd >= 0 ? cfd : lfd, POLLIN, 0};
-        if (poll(&p, 1, -1) < 0) {
+        struct pollfd p[2 * NCONS + 4];
+        int np = 0;
+
+        p[np++] = (struct pollfd){cfd >= 0 ? cfd : lfd, POLLIN, 0};
+        if (say_fd >= 0)
+            p[np++] = (struct pollfd){say_fd, POLLIN, 0};
+        if (served) {
+            for (unsigned i = 0; i < NCONS; i++) {
+                con_pump_out(&cons[i]);
+                con_pump_in(&cons[i]);
+            }
+            np += cons_pollfds(p + np);
+        }
+        /* No timeout: every console waits for an fd or a notification. */
+        if (poll(p, (nfds_t)np, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return;
         }
+        if (served)
+            cons_drain_notifications();
+        if (say_fd >= 0 && p[1].revents)
+            read_say();
+        if (!p[0].revents)
+            continue;
         if (cfd < 0) {
             cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
             len = 0;
@@ -1208,6 +1333,8 @@ int main(int argc, char **argv)
 
     int lfd = -1;
     if (opt.no_qemu) {
+        noqemu_serials(args, nargs);
+        open_say_fifo();
         lfd = listen_unix(qmp_sock);
         if (lfd < 0) {
             say("cannot listen on %s: %s", qmp_sock, strerror(errno));

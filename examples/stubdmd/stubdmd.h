@@ -37,6 +37,13 @@ struct stubdmd_src {
     struct stubdmd_served *served; /* SRC_SERVED */
 };
 
+/* A guest serial: console n (>= 3) of the stubdomain, served as a pty. */
+struct stubdmd_serial {
+    struct stubdmd_served *s;
+    unsigned n;
+    stubdm_console *con; /* NULL: the stubdomain has no console n */
+};
+
 /* One adopted stubdomain: its own ctx, so every library line names it. */
 struct stubdmd_served {
     struct stubdmd *d;
@@ -47,6 +54,7 @@ struct stubdmd_served {
     bool ep_attached;
     struct stubdmd_src src;
     stubdm_console *con0;
+    struct stubdmd_serial serial[STUBDM_CONSOLE_MAX_SERIALS]; /* 3 + i */
     stubdm_qmp *q;
     stubdm_qmp_proxy *proxy;
     char proxy_path[256];
@@ -85,6 +93,10 @@ void stubdmd_sweep(struct stubdmd *d, bool all);
 /* console.c: its consoles */
 int stubdmd_console_start(struct stubdmd_served *s);
 void stubdmd_console_stop(struct stubdmd_served *s);
+/* The pty of serial console n (3 + serial index) while it is served,
+ * else NULL. */
+const char *stubdmd_console_serial_tty(const struct stubdmd_served *s,
+                                       unsigned n);
 
 /* qmp.c: its QMP connection and proxy */
 int stubdmd_qmp_start(struct stubdmd_served *s);

@@ -617,6 +617,13 @@ static void console_stop(stubdm_op *op)
     c->connected = false;
     c->tr.inherited = ctx->postfork;
     stubdm__ctrans_close(&c->tr);
+    /* The pty closes with the console and its number may go to another
+     * pty: its path must not stay where clients look for this one. */
+    if (c->role == ROLE_SERIAL_PTY && c->tty[0] && be_dir_exists(c)) {
+        char path[96];
+        snprintf(path, sizeof(path), "%s/tty", c->fe_path);
+        xs_write_str(ctx, path, "");
+    }
     /* Tell the frontend, unless the contract is already gone (writing
      * would recreate the backend directory).  A release only hands the
      * console over: back to InitWait, so the frontend stays connected.

@@ -364,6 +364,10 @@ static int serve_consoles(stubdm_stubdom *s)
                 serve = false; /* absent */
         } else if (!out) {
             break; /* serials are contiguous */
+        } else if (c->service) {
+            /* the service serves the serials (ptys), once adopted: two
+             * backends of one console would race for its ring */
+            serve = false;
         } else if (!strcmp(out, "pty")) {
             rc = stubdm_console_opts_set_serial_pty(o);
         } else {

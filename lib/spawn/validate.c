@@ -427,6 +427,16 @@ static int validate_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                             "spawn: service: the service holds the QMP "
                             "connection (reach QEMU through its proxy); "
                             "the spawn cannot open QMP too");
+    for (unsigned n = STUBDM_CONSOLE_SERIAL0;
+         c->service && n < STUBDM__NCONSOLES; n++)
+        /* The service serves every serial as a pty: it takes no path from
+         * the frontend directory, which the stubdomain can rewrite. */
+        if (c->console[n] && strcmp(c->console[n], "pty"))
+            return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                                "spawn: service: console %u: the service "
+                                "serves serials as \"pty\" only, not "
+                                "'%.60s'",
+                                n, c->console[n]);
     for (unsigned n = STUBDM_CONSOLE_SERIAL0 + 1; n < STUBDM__NCONSOLES; n++)
         if (c->console[n] && !c->console[n - 1])
             return stubdm__fail(ctx, STUBDM_EINVAL, 0,
