@@ -996,8 +996,9 @@ fi
 # /var/log/xen/qemu-dm-<stubdomain>.log, QMP through the proxy at
 # /var/run/xen/qmp-libxl-<guest> (stubdm-qmp-client: greeting,
 # qmp_capabilities, query-status), the guest's serial (console 3) as a
-# pty named by the console's tty node.  A dom0 reader copies the pty into
-# a file and reopens it whenever it ends.  The stubdomain's init ticks
+# pty named by /local/domain/<guest>/serial/0/tty (and the frontend's tty).
+# A dom0 reader copies the pty into a file and reopens the path the node
+# names whenever its pty hangs up (the daemon that held it died).  The stubdomain's init ticks
 # (xt.tick: "XT-STUB-TICK i" every 0.2 s on console 0), so the log shows a
 # line lost or written twice.  The daemon is killed with -9 right after
 # the guest's unpause and restarted only once SeaBIOS logs "Booting from
@@ -1078,16 +1079,19 @@ if has stubdmd; then
         # ---- served by the first daemon: console 0, QMP, the serial's pty
         sd_qmp_wait 60; q1=$SDQ_MS
         wait_grep "$SDL" 'XT-STUB-ARGV-END' 10
-        tty1=$(xenstore-read /local/domain/$SD/device/console/3/tty 2>/dev/null)
+        # the serial's pty: the guest's serial/0/tty (dom0's node, what
+        # `xl console -t serial` reads) and the frontend's (`xl console`)
+        SDT=/local/domain/$HGUEST/serial/0/tty SDF=/local/domain/$SD/device/console/3/tty
+        tty1=$(xenstore-read $SDT 2>/dev/null) fe1=$(xenstore-read $SDF 2>/dev/null)
         mode=$(stat -c %a "$SDQ" 2>/dev/null)
         if [ -n "$q1" ] && grep -aq 'XT-STUB-ARGV-END' "$SDL" && grep -q "adopting $SDN" "$SDE"; then
-            pass "stubdmd-serves (adopted $SDN; $SDL has the init's lines ($(wc -l < "$SDL") so far); query-status through $SDQ (mode $mode): running, $q1 ms after the spawn's exit; console 3's tty: ${tty1:-none})"
+            pass "stubdmd-serves (adopted $SDN; $SDL has the init's lines ($(wc -l < "$SDL") so far); query-status through $SDQ (mode $mode): running, $q1 ms after the spawn's exit; serial/0/tty ${tty1:-none}, frontend tty ${fe1:-none})"
         else fail "stubdmd-serves" "adopted: $(grep -c "adopting $SDN" "$SDE"); $SDL: $(wc -l < "$SDL" 2>/dev/null || echo no) lines; QMP: ${q1:-no answer in 60 s: $(tail -n 2 /tmp/sdd-qmp.err | tr '\n' ' ')}"; sd_dump; fi
         # The serial reader: the pty the tty node names, copied into $SDS,
         # reopened whenever it ends (the daemon that held it died).
         (   last=
             while [ ! -e /tmp/sdd-reader.stop ]; do
-                t=$(xenstore-read /local/domain/$SD/device/console/3/tty 2>/dev/null)
+                t=$(xenstore-read $SDT 2>/dev/null)
                 if [ -n "$t" ] && [ -c "$t" ]; then
                     echo "$(ms) open $t" >> "$SDR"
                     cat "$t" >> "$SDS" 2>> "$SDR" &
@@ -1128,17 +1132,18 @@ if has stubdmd; then
         done
         sleep 1  # whatever else would come (nothing should)
         printf '%s\r\n' "$BD_MARK" > /tmp/sdd-serial.want
-        tty2=$(xenstore-read /local/domain/$SD/device/console/3/tty 2>/dev/null)
-        if [ -n "$tm" ] && cmp -s /tmp/sdd-serial.want "$SDS"; then
-            pass "stubdmd-serial ($BD_MARK, written by the guest while no stubdmd ran, reached $SDS through the new daemon's pty $tty2 (before: $tty1): exactly its 21 bytes; $((tm - SD_TU)) ms after the unpause, $((tm - SD_TR)) ms after the restart)"
+        tty2=$(xenstore-read $SDT 2>/dev/null) fe2=$(xenstore-read $SDF 2>/dev/null)
+        if [ -n "$tm" ] && cmp -s /tmp/sdd-serial.want "$SDS" && [ -c "$tty2" ] && [ "$tty2" = "$fe2" ]; then
+            pass "stubdmd-serial ($BD_MARK, written by the guest while no stubdmd ran, reached $SDS through the new daemon's pty $tty2, named by $SDT and the frontend's tty (before the kill: $tty1): exactly its 21 bytes; $((tm - SD_TU)) ms after the unpause, $((tm - SD_TR)) ms after the restart)"
             fig stubdmd_unpause_to_marker_ms $((tm - SD_TU))
             fig stubdmd_restart_to_marker_ms $((tm - SD_TR))
         else
-            fail "stubdmd-serial" "${tm:+marker after $((tm - SD_TU)) ms, but }$SDS: $(wc -c < "$SDS" 2>/dev/null || echo 0) bytes ($(tr -c '[:print:]' '.' < "$SDS" 2>/dev/null | cut -c1-100)), want exactly '$BD_MARK' CR LF; console 3's tty: '${tty1:-none}' then '${tty2:-none}'"
+            fail "stubdmd-serial" "${tm:+marker after $((tm - SD_TU)) ms, but }$SDS: $(wc -c < "$SDS" 2>/dev/null || echo 0) bytes ($(tr -c '[:print:]' '.' < "$SDS" 2>/dev/null | cut -c1-100)), want exactly '$BD_MARK' CR LF; serial/0/tty '${tty1:-none}' then '${tty2:-none}', frontend tty '${fe1:-none}' then '${fe2:-none}'"
             sd_dump
         fi
-        # ---- console 0 across the kill: every tick once, in order
-        sleep 1
+        # ---- console 0 across the kill: every tick once, in order (some
+        # ticks the new daemon logged after those of the ring, bound 30 s)
+        i=0; while [ $i -lt 150 ] && [ "$(sd_ticks | wc -l)" -le $((r_ticks + 5)) ]; do sleep 0.2; i=$((i + 1)); done
         sd_ticks > /tmp/sdd-ticks
         nt=$(wc -l < /tmp/sdd-ticks)
         bad=$(awk '$1 != NR { print NR ": " $1; exit }' /tmp/sdd-ticks)
