@@ -41,6 +41,19 @@ spawn_serial() { # GUEST [OPTION...]: a stubdomain with one serial (console 3)
         -serial /dev/hvc3 2>> "$dir/spawn.err"
 }
 xsr() { xenstore-read "$1" 2> /dev/null; }
+# sim_pid STUBDOM: the process of a simulated stubdomain of this test's
+# private host (its environment names our sim dir and its domid).
+sim_pid() {
+    local e p
+    for e in /proc/[0-9]*/environ; do
+        tr '\0' '\n' < "$e" 2> /dev/null | grep -qxF "STUBDM_SIM_DIR=$STUBDM_SIM_DIR" &&
+            tr '\0' '\n' < "$e" 2> /dev/null | grep -qx "STUBDM_SIM_DOMID=$1" || continue
+        p=${e#/proc/}
+        echo "${p%/environ}"
+        return 0
+    done
+    return 1
+}
 # say STUBDOM N TEXT: the stubdomain writes TEXT and a newline on console N.
 say() {
     timeout 5 sh -c 'printf "%s %s\n" "$2" "$3" > "$1"' sh \
@@ -59,9 +72,13 @@ be_state_n() { # STUBDOM N
 # The reader: follows a tty node, appends what the pty gives to OUT, notes
 # each open in OUT.events ("open PATH SECONDS").
 cat > "$dir/follow.py" << 'EOF'
-import os, select, subprocess, sys, time
+import os, select, signal, subprocess, sys, time
 node, out = sys.argv[1], sys.argv[2]
 w = subprocess.Popen(["xenstore-watch", node], stdout=subprocess.PIPE)
+def stop(*_):
+    w.kill()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
 ev = open(out + ".events", "a", buffering=1)
 o = open(out, "ab", buffering=0)
 fd = None
@@ -155,7 +172,8 @@ check "the serial's output written while no stubdmd ran never arrived" \
 t1=$(date +%s.%N)
 check "the log lines written while no stubdmd ran never arrived" \
     until_ok 10 logged 110 log-gap-3
-echo "serial back after kill -9: $(echo "$t1 - $t0" | bc) s from the new stubdmd's start to the gap's last line read (pty $old_tty -> $(xsr "$g_tty"))"
+t_open=$(awk '/^open/ { t = $3 } END { print t }' "$dir/serial.out.events")
+echo "serial back after kill -9: the reader reopened the pty $(echo "$t_open - $t0" | bc) s after the new stubdmd's start, had the gap's last line after $(echo "$t1 - $t0" | bc) s (pty $old_tty -> $(xsr "$g_tty"))"
 for l in serial-before-daemon serial-line-1 ping-from-dom0 serial-gap-1 \
     serial-gap-2 serial-gap-3; do
     n=$(count "$dir/serial.out" "$l")
@@ -188,6 +206,20 @@ check "the serial's output written after SIGTERM never arrived" \
 n=$(count "$dir/serial.out" serial-gap-3)
 check "after SIGTERM and a restart the serial gave serial-gap-3 $n times" \
     test "$n" = 1
+
+# ---- 4b. adopted while running; destroyed ----------------------------------------
+s113=$(spawn_serial 113 --serial pty)
+check "console 3 of $s113 (spawned while stubdmd runs) not served: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 10 eval '[ -c "$(xsr /local/domain/113/serial/0/tty)" ] &&
+        [ "$(be_state_n "$s113" 3)" = 4 ]'
+# The stubdomain crashes, its guest stays: the guest's node must not keep
+# the path of a pty that is gone.
+p113=$(sim_pid "$s113") || bad "no process for stubdomain $s113"
+[ -n "$p113" ] && kill -KILL "$p113"
+check "crashed $s113: /local/domain/113/serial/0/tty still names its pty: '$(xsr /local/domain/113/serial/0/tty)'" \
+    until_ok 10 eval '[ -n "$(xsr /local/domain/113/name)" ] &&
+        [ -z "$(xsr /local/domain/113/serial/0/tty)" ]'
+"$ctl" destroy "$s113" > /dev/null 2>> "$dir/spawn.err" || bad "destroy $s113"
 
 # ---- 5. throughput through the pty ----------------------------------------------------
 # 512 KiB as 64-byte lines in one burst (under the console's default budget

@@ -236,8 +236,8 @@ void stubdmd_console_stop(struct stubdmd_served *s)
             continue;
         stubdm_console_free(ser->con);
         ser->con = NULL;
-        /* Its pty is gone: no path to a pts number another may reuse. */
-        if (!s->gone)
-            publish_guest_tty(s, i, "");
+        /* Its pty is gone: no path to a pts number another may reuse
+         * (also when only the stubdomain died: the guest's node stays). */
+        publish_guest_tty(s, i, "");
     }
 }
