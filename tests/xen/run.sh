@@ -4,8 +4,8 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk side stubdom
-#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk")
+#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk stubdmd side stubdom
+#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk stubdmd")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
@@ -57,7 +57,7 @@ if [ "${XT_SKIP_BUILD:-0}" = 1 ] && [ -x "$B/examples/stubdm-ctl" ]; then
 else
 xt_log "building the project in $B"
 { cmake -S "$XT_TOP" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTUBDM_BUILD_BENCH=OFF &&
-  cmake --build "$B" -j "$(nproc)" --target stubdm stubdm-ctl stubdm-mockxs-helper; } \
+  cmake --build "$B" -j "$(nproc)" --target stubdm stubdm-ctl stubdm-mockxs-helper stubdmd stubdm-qmp-client; } \
     > "$XT_WORK/build.log" 2>&1 || { tail -n 30 "$XT_WORK/build.log"; xt_log "project build failed"; exit 2; }
 fi
 # 2. images (cached)
@@ -69,6 +69,8 @@ rm -rf "$XT_SHARE"; mkdir -p "$XT_SHARE/bin" "$XT_SHARE/lib" "$XT_SHARE/out" "$X
 ln "$XT_OUT/vmlinuz" "$XT_OUT"/stubdom-rootfs.cpio.{gz,xz} "$XT_SHARE/images/" 2>/dev/null ||
     cp "$XT_OUT/vmlinuz" "$XT_OUT"/stubdom-rootfs.cpio.{gz,xz} "$XT_SHARE/images/"
 cp "$B/examples/stubdm-ctl" "$B/tests/mock-xenstored/stubdm-mockxs-helper" "$XT_WORK/ioreq-probe" "$XT_SHARE/bin/"
+# section stubdmd: the daemon, and a QMP client of its proxy sockets
+cp "$B/examples/stubdmd" "$B/tests/support/stubdm-qmp-client" "$XT_SHARE/bin/"
 cp -a "$B"/lib/libstubdm.so* "$XT_SHARE/lib/"
 gcc -O2 -Wall -std=gnu11 -I"$XT_TOP/include" -o "$XT_SHARE/bin/xt-qmp" "$XT_DIR/xt-qmp.c" \
     -L"$B/lib" -lstubdm -Wl,-rpath,/mnt/host/lib || { xt_log "building xt-qmp failed"; exit 2; }
