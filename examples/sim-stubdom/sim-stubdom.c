@@ -61,6 +61,7 @@
 #include <libstubdm.h>
 
 #include "simcons.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -505,21 +506,11 @@ static int add_fd(int mon)
 {
     static const char cmd[] = "{\"execute\":\"add-fd\",\"arguments\":{\"fdset-"
                               "id\":1},\"id\":42}\r\n";
-    char cbuf[CMSG_SPACE(sizeof(int))];
+    union fdpass_buf cbuf;
     struct iovec iov = {(void *)cmd, sizeof(cmd) - 1};
-    struct msghdr m = {0};
-    struct cmsghdr *cm;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
 
-    memset(cbuf, 0, sizeof(cbuf));
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = cbuf;
-    m.msg_controllen = sizeof(cbuf);
-    cm = CMSG_FIRSTHDR(&m);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &save_pipe[1], sizeof(int));
+    fdpass_attach(&m, &cbuf, save_pipe[1]);
     return sendmsg(mon, &m, MSG_NOSIGNAL) == (ssize_t)(sizeof(cmd) - 1) ? 0
                                                                         : -1;
 }

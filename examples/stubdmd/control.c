@@ -17,6 +17,7 @@
  * answers when done.  A client closing ends what it asked for.
  */
 #include "stubdmd.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,10 +113,7 @@ static void flush(struct stubdmd_client *c)
 {
     while (c->out && !c->dead) {
         size_t len = c->outlen - c->outoff;
-        union {
-            struct cmsghdr h;
-            char b[CMSG_SPACE(sizeof(int))];
-        } cm;
+        union fdpass_buf cm;
         struct msghdr m = {0};
         struct iovec iov;
         ssize_t n;
@@ -131,15 +129,8 @@ static void flush(struct stubdmd_client *c)
         iov.iov_len = len;
         m.msg_iov = &iov;
         m.msg_iovlen = 1;
-        if (c->sendfd >= 0) {
-            memset(&cm, 0, sizeof(cm));
-            m.msg_control = cm.b;
-            m.msg_controllen = sizeof(cm.b);
-            cm.h.cmsg_level = SOL_SOCKET;
-            cm.h.cmsg_type = SCM_RIGHTS;
-            cm.h.cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(&cm.h), &c->sendfd, sizeof(int));
-        }
+        if (c->sendfd >= 0)
+            fdpass_attach(&m, &cm, c->sendfd);
         n = sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;

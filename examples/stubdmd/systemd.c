@@ -19,6 +19,7 @@
  * runs waits in the socket's backlog and is served by the next one.
  */
 #include "stubdmd.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,7 +70,7 @@ static int notify_open(struct stubdmd_sd *sd)
 static void notify(struct stubdmd *d, const char *msg, int fd)
 {
     struct stubdmd_sd *sd = &d->sd;
-    char cbuf[CMSG_SPACE(sizeof(int))];
+    union fdpass_buf cbuf;
     struct iovec iov = {(void *)msg, strlen(msg)};
     struct msghdr m = {.msg_name = &sd->addr,
                        .msg_namelen = sd->addrlen,
@@ -78,17 +79,8 @@ static void notify(struct stubdmd *d, const char *msg, int fd)
 
     if (sd->notify_fd < 0)
         return;
-    if (fd >= 0) {
-        struct cmsghdr *cm;
-        memset(cbuf, 0, sizeof(cbuf));
-        m.msg_control = cbuf;
-        m.msg_controllen = sizeof(cbuf);
-        cm = CMSG_FIRSTHDR(&m);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    }
+    if (fd >= 0)
+        fdpass_attach(&m, &cbuf, fd);
     while (sendmsg(sd->notify_fd, &m, MSG_NOSIGNAL) < 0) {
         if (errno == EINTR)
             continue;
