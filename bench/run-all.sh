@@ -5,6 +5,9 @@
 # or the simulated host could not start.  The last line is
 # "N ran, N failed"; the exit status is non-zero if any failed.
 #
+# bench_stubdmd is a python3 script behind a generated wrapper (it starts
+# the simulated host, 100 stubdomains and stubdmd; about a minute).
+#
 # bench_qmp runs pinned to one CPU (taskset -c 1) when there are two or
 # more: unpinned, the wake-up of an idle vCPU decides its figures
 # (docs/qmp.md, "Wall clock").

@@ -61,6 +61,7 @@
 #include <libstubdm.h>
 
 #include "simcons.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -505,21 +506,11 @@ static int add_fd(int mon)
 {
     static const char cmd[] = "{\"execute\":\"add-fd\",\"arguments\":{\"fdset-"
                               "id\":1},\"id\":42}\r\n";
-    char cbuf[CMSG_SPACE(sizeof(int))];
+    union fdpass_buf cbuf;
     struct iovec iov = {(void *)cmd, sizeof(cmd) - 1};
-    struct msghdr m = {0};
-    struct cmsghdr *cm;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
 
-    memset(cbuf, 0, sizeof(cbuf));
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    m.msg_control = cbuf;
-    m.msg_controllen = sizeof(cbuf);
-    cm = CMSG_FIRSTHDR(&m);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &save_pipe[1], sizeof(int));
+    fdpass_attach(&m, &cbuf, save_pipe[1]);
     return sendmsg(mon, &m, MSG_NOSIGNAL) == (ssize_t)(sizeof(cmd) - 1) ? 0
                                                                         : -1;
 }
@@ -953,14 +944,76 @@ static void extract_id(const char *msg, char *out, size_t cap)
     out[i] = '\0';
 }
 
+/* Console 0 load for bench/bench_stubdmd: x-sim-console-write {"bytes":
+ * N} puts N bytes of 64-byte lines into console 0's ring after its answer,
+ * waiting for room (never dropped; 60 s at most); x-sim-console-mark
+ * {"mark": "WORD"} one line "sim-mark WORD <CLOCK_MONOTONIC ns>" before it
+ * (a line's latency to the log). */
+static void ring_write_all(const char *buf, size_t len)
+{
+    size_t off = 0;
+    int waited = 0;
+
+    while (served && cons[0].sc && off < len && waited < 60000) {
+        long n = simcons_write(cons[0].sc, buf + off, len - off);
+        if (n < 0)
+            return;
+        off += (size_t)n;
+        cons[0].total_out += (uint64_t)n;
+        int w = off < len ? simcons_wait(cons[0].sc, 100) : 1;
+        if (w < 0)
+            return;
+        waited += w ? 0 : 100;
+    }
+}
+
+static const char *console_mark(const char *msg)
+{
+    const char *m = strstr(msg, "\"mark\":");
+    static char line[128];
+    struct timespec ts;
+
+    if (m) {
+        char word[32] = "";
+        sscanf(m + 7, " \"%31[A-Za-z0-9_-]\"", word);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int n = snprintf(line, sizeof(line), "sim-mark %s %lld\n", word,
+                         (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+        ring_write_all(line, (size_t)n);
+    }
+    return "\"return\": {}";
+}
+
+static void console_flood(const char *msg)
+{
+    const char *b = strstr(msg, "\"bytes\":");
+    static char line[4096];
+    unsigned long long total = b ? strtoull(b + 8, NULL, 10) : 0, seq = 0;
+
+    for (unsigned long long done = 0; done < total && total < (1ULL << 32);) {
+        size_t len = 0;
+        while (len + 65 <= sizeof(line) && done + len < total)
+            len += (size_t)snprintf(line + len, 65, "sim-flood %012llu %40s\n",
+                                    seq++, "x");
+        if (done + len > total)
+            len = (size_t)(total - done);
+        ring_write_all(line, len);
+        done += len;
+    }
+}
+
 static void answer(int fd, const char *msg)
 {
     char id[64], reply[512];
     const char *body;
 
     extract_id(msg, id, sizeof(id));
-    if (strstr(msg, "\"qmp_capabilities\"") || strstr(msg, "\"cont\"") ||
-        strstr(msg, "\"stop\""))
+    if (strstr(msg, "\"x-sim-console-write\""))
+        body = "\"return\": {}";
+    else if (strstr(msg, "\"x-sim-console-mark\""))
+        body = console_mark(msg);
+    else if (strstr(msg, "\"qmp_capabilities\"") || strstr(msg, "\"cont\"") ||
+             strstr(msg, "\"stop\""))
         body = "\"return\": {}";
     else if (strstr(msg, "\"query-status\""))
         body = "\"return\": {\"status\": \"running\", \"singlestep\": false, "
@@ -976,6 +1029,8 @@ static void answer(int fd, const char *msg)
                      id[0] ? ", \"id\": " : "", id);
     if (write(fd, reply, (size_t)n) < 0)
         return;
+    if (strstr(msg, "\"x-sim-console-write\""))
+        console_flood(msg);
 }
 
 /* ---- --no-qemu: serials echoed, console lines on demand ----------------- */

@@ -4,6 +4,7 @@
  * lines until its last ("ok ..." or "error NAME MESSAGE").
  */
 #include "ctl.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -50,22 +51,12 @@ bool ctl_stubdmd_absent(int err)
 
 static int send_request(int sock, const char *req, int fd)
 {
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } cm;
+    union fdpass_buf cm;
     struct iovec iov = {(void *)req, strlen(req)};
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
 
-    if (fd >= 0) {
-        memset(&cm, 0, sizeof(cm));
-        m.msg_control = cm.b;
-        m.msg_controllen = sizeof(cm.b);
-        cm.h.cmsg_level = SOL_SOCKET;
-        cm.h.cmsg_type = SCM_RIGHTS;
-        cm.h.cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(&cm.h), &fd, sizeof(int));
-    }
+    if (fd >= 0)
+        fdpass_attach(&m, &cm, fd);
     return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 

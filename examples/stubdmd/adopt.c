@@ -143,6 +143,7 @@ static void adopt(struct stubdmd *d, uint32_t S, uint32_t G, const char *dead)
     s->src.served = s;
     s->ep.epfd = s->ep.tfd = -1;
     s->retry_fd = s->cleanup_fd = -1;
+    s->proxy_sock[0].fd = s->proxy_sock[1].fd = -1;
     stub_name(d->xs, S, s->name, sizeof(s->name));
     stubdmd_log(STUBDM_LOG_INFO, s, "adopting %s%s%s", s->name,
                 dead ? ": died while no stubdmd ran: " : "", dead ? dead : "");

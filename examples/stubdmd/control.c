@@ -17,6 +17,7 @@
  * answers when done.  A client closing ends what it asked for.
  */
 #include "stubdmd.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,10 +113,7 @@ static void flush(struct stubdmd_client *c)
 {
     while (c->out && !c->dead) {
         size_t len = c->outlen - c->outoff;
-        union {
-            struct cmsghdr h;
-            char b[CMSG_SPACE(sizeof(int))];
-        } cm;
+        union fdpass_buf cm;
         struct msghdr m = {0};
         struct iovec iov;
         ssize_t n;
@@ -131,15 +129,8 @@ static void flush(struct stubdmd_client *c)
         iov.iov_len = len;
         m.msg_iov = &iov;
         m.msg_iovlen = 1;
-        if (c->sendfd >= 0) {
-            memset(&cm, 0, sizeof(cm));
-            m.msg_control = cm.b;
-            m.msg_controllen = sizeof(cm.b);
-            cm.h.cmsg_level = SOL_SOCKET;
-            cm.h.cmsg_type = SCM_RIGHTS;
-            cm.h.cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(&cm.h), &c->sendfd, sizeof(int));
-        }
+        if (c->sendfd >= 0)
+            fdpass_attach(&m, &cm, c->sendfd);
         n = sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
@@ -614,31 +605,44 @@ static int take_fds(struct msghdr *m, int *fds)
     return n;
 }
 
-static void on_readable(struct stubdmd_client *c, uint32_t events)
+/* One message from fd, without blocking: its bytes in buf (REQ_MAX + 1
+ * bytes), its fds (at most FDS_MAX, close-on-exec) in fds, its recvmsg
+ * flags (MSG_TRUNC, MSG_CTRUNC) in *flags.  Returns recvmsg's count. */
+static ssize_t recv_request(int fd, char *buf, int *fds, int *nfds, int *flags)
 {
-    char buf[REQ_MAX + 1];
     union {
         struct cmsghdr h;
         char b[CMSG_SPACE(sizeof(int) * FDS_MAX)];
     } cm;
-    struct iovec iov = {buf, sizeof(buf)};
+    struct iovec iov = {buf, REQ_MAX + 1};
     struct msghdr m = {.msg_iov = &iov,
                        .msg_iovlen = 1,
                        .msg_control = cm.b,
                        .msg_controllen = sizeof(cm.b)};
-    int fds[FDS_MAX], nfds;
-    ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+    *nfds = n < 0 ? 0 : take_fds(&m, fds);
+    *flags = n < 0 ? 0 : m.msg_flags;
+    return n;
+}
+
+static void on_readable(struct stubdmd_client *c, uint32_t events)
+{
+    char buf[REQ_MAX + 1];
+    int fds[FDS_MAX], nfds, flags;
+    ssize_t n = recv_request(c->fd, buf, fds, &nfds, &flags);
 
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
     if (n < 0 || (n == 0 && (events & (EPOLLRDHUP | EPOLLHUP)))) {
         c->dead = true; /* gone: a job of its own ends with it */
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
         return;
     }
-    nfds = take_fds(&m, fds);
-    if (m.msg_flags & MSG_TRUNC)
+    if (flags & MSG_TRUNC)
         reply_end(c, STUBDM_ELIMIT, "request over %d bytes", REQ_MAX);
-    else if (m.msg_flags & MSG_CTRUNC)
+    else if (flags & MSG_CTRUNC)
         reply_end(c, STUBDM_EINVAL, "more than %d fds", FDS_MAX);
     else
         request(c, buf, (size_t)n, fds, nfds);
@@ -668,22 +672,13 @@ static void discard(int fd)
 {
     for (int i = 0; i < FDS_MAX; i++) {
         char buf[REQ_MAX + 1];
-        union {
-            struct cmsghdr h;
-            char b[CMSG_SPACE(sizeof(int) * FDS_MAX)];
-        } cm;
-        struct iovec iov = {buf, sizeof(buf)};
-        struct msghdr m = {.msg_iov = &iov,
-                           .msg_iovlen = 1,
-                           .msg_control = cm.b,
-                           .msg_controllen = sizeof(cm.b)};
-        int fds[FDS_MAX], n;
+        int fds[FDS_MAX], nfds, flags;
+        ssize_t n = recv_request(fd, buf, fds, &nfds, &flags);
 
-        if (recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0)
+        while (nfds--)
+            close(fds[nfds]);
+        if (n <= 0)
             return;
-        n = take_fds(&m, fds);
-        while (n--)
-            close(fds[n]);
     }
 }
 

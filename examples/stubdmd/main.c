@@ -19,6 +19,32 @@
 #include <unistd.h>
 
 stubdm_log_level stubdmd_min_level = STUBDM_LOG_INFO;
+/* stderr is the journal: each line starts with its syslog priority, "<N>"
+ * (systemd's SyslogLevelPrefix=, on by default). */
+static bool log_to_journal;
+
+/* systemd sets $JOURNAL_STREAM to "DEV:INODE" of the stream it connected
+ * to the journal; stderr is it if it is still that file. */
+static bool stderr_is_journal(void)
+{
+    const char *e = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    char tail;
+
+    return e && sscanf(e, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
+           fstat(STDERR_FILENO, &st) == 0 && st.st_dev == (dev_t)dev &&
+           st.st_ino == (ino_t)ino;
+}
+
+static int syslog_priority(stubdm_log_level level)
+{
+    if (level >= STUBDM_LOG_ERROR)
+        return 3;
+    if (level >= STUBDM_LOG_WARN)
+        return 4;
+    return level >= STUBDM_LOG_INFO ? 6 : 7;
+}
 
 static const char *level_name(stubdm_log_level level)
 {
@@ -32,7 +58,7 @@ static const char *level_name(stubdm_log_level level)
 void stubdmd_log(stubdm_log_level level, const struct stubdmd_served *s,
                  const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[1024], pri[8] = "";
     va_list ap;
 
     if (level < stubdmd_min_level)
@@ -40,11 +66,13 @@ void stubdmd_log(stubdm_log_level level, const struct stubdmd_served *s,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (log_to_journal) /* one write per line: the journal reads lines */
+        snprintf(pri, sizeof(pri), "<%d>", syslog_priority(level));
     if (s)
-        fprintf(stderr, "stubdmd: %s: dom%u (guest %u): %s\n",
+        fprintf(stderr, "%sstubdmd: %s: dom%u (guest %u): %s\n", pri,
                 level_name(level), s->stub, s->guest, msg);
     else
-        fprintf(stderr, "stubdmd: %s: %s\n", level_name(level), msg);
+        fprintf(stderr, "%sstubdmd: %s: %s\n", pri, level_name(level), msg);
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -65,6 +93,11 @@ static void usage(FILE *f)
           "  --qmp-timeout SECONDS  wait for a stubdomain's QMP (60)\n"
           "  --hotplug-dir DIR    remove scripts run when cleaning up\n"
           "                       after a dead stubdomain (/etc/xen/scripts)\n"
+          "  --console-rate BYTES   output budget of each console per "
+          "second\n"
+          "                       (1048576; 0: none)\n"
+          "  --ready-fd FD        write a newline to FD and close it once "
+          "ready\n"
           "  -v, --verbose        debug messages\n"
           "  -h, --help\n",
           f);
@@ -96,6 +129,8 @@ static int parse_args(int argc, char **argv, struct stubdmd_conf *c)
         {"log-rotations", required_argument, NULL, 'n'},
         {"qmp-timeout", required_argument, NULL, 't'},
         {"hotplug-dir", required_argument, NULL, 'H'},
+        {"console-rate", required_argument, NULL, 'c'},
+        {"ready-fd", required_argument, NULL, 'f'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -133,6 +168,17 @@ static int parse_args(int argc, char **argv, struct stubdmd_conf *c)
             if (optarg[0] != '/')
                 goto bad;
             c->hotplug_dir = optarg;
+            break;
+        case 'c':
+            if (!parse_u64(optarg, UINT64_C(1) << 40, &v))
+                goto bad;
+            c->console_rate = v;
+            break;
+        case 'f': /* an fd the caller opened for us: not stdin/out/err */
+            if (!parse_u64(optarg, 65535, &v) || v < 3 ||
+                fcntl((int)v, F_SETFD, FD_CLOEXEC) < 0)
+                goto bad;
+            c->ready_fd = (int)v;
             break;
         case 'v':
             c->level = STUBDM_LOG_DEBUG;
@@ -236,6 +282,8 @@ static void on_signal(struct stubdmd *d)
         stubdmd_log(STUBDM_LOG_INFO, NULL,
                     "signal %u: letting every stubdomain go",
                     (unsigned)si.ssi_signo);
+        if (!d->stop)
+            stubdmd_sd_stopping(d);
         d->stop = true;
     }
 }
@@ -250,6 +298,7 @@ static void run(struct stubdmd *d)
          * clients of a stubdomain freed are ended by it, so swept after. */
         stubdmd_sweep(d, false);
         stubdmd_control_sweep(d, false);
+        stubdmd_sd_status(d);
         int n = epoll_wait(d->epfd, evs, 32, -1);
         if (n < 0 && errno != EINTR) {
             stubdmd_log(STUBDM_LOG_ERROR, NULL, "epoll_wait: %s",
@@ -285,6 +334,8 @@ static int start(struct stubdmd *d)
                     strerror(errno));
         return -1;
     }
+    if (stubdmd_sd_start(d))
+        return -1;
     if (stubdmd_xs_start(d) || add_fd(d, d->xsfd, &d->xs_src) < 0 ||
         stubdmd_control_start(d))
         return -1;
@@ -301,19 +352,27 @@ int main(int argc, char **argv)
         .log_rotations = 10,
         .qmp_open_timeout_ms = 60000,
         .level = STUBDM_LOG_INFO,
+        .console_rate = STUBDM_CONSOLE_DEFAULT_RATE,
+        .ready_fd = -1,
     };
-    struct stubdmd d = {
-        .conf = &conf, .epfd = -1, .sigfd = -1, .xsfd = -1, .ctlfd = -1};
+    struct stubdmd d = {.conf = &conf,
+                        .epfd = -1,
+                        .sigfd = -1,
+                        .xsfd = -1,
+                        .ctlfd = -1,
+                        .sd = {.notify_fd = -1}};
     int lock, rc = 1;
 
     if (parse_args(argc, argv, &conf))
         return 2;
     stubdmd_min_level = conf.level;
+    log_to_journal = stderr_is_journal();
     if ((lock = take_lock(conf.run_dir)) < 0)
         return 1;
     if (!start(&d)) {
         stubdmd_log(STUBDM_LOG_INFO, NULL, "ready: serving %s",
                     d.served ? "stubdomains" : "nothing yet");
+        stubdmd_sd_ready(&d, conf.ready_fd);
         run(&d);
         rc = 0;
     }
@@ -321,6 +380,7 @@ int main(int argc, char **argv)
      * serves its consoles and QMP again. */
     stubdmd_control_stop(&d);
     stubdmd_sweep(&d, true);
+    stubdmd_sd_stop(&d);
     stubdmd_xs_stop(&d);
     if (d.sigfd >= 0)
         close(d.sigfd);

@@ -134,14 +134,22 @@ static void on_qmp_open(stubdm_op *op, int rc, void *user)
                     stubdm_ctx_errmsg(s->ctx));
 }
 
-/* A proxy on s->q at s->proxy_path[i]. */
+/* A proxy on s->q at s->proxy_path[i], on a listening socket the service
+ * manager keeps across a restart (stubdmd_sock_listen: the one it passed,
+ * else a new one given to it). */
 static int proxy_start(struct stubdmd_served *s, int i)
 {
     stubdm_qmp_proxy_opts *po = NULL;
+    char name[64];
     int rc = stubdm_qmp_proxy_opts_new(&po);
 
+    snprintf(name, sizeof(name), "%s-%u", proxy_prefix[i], s->guest);
     if (!rc)
-        rc = stubdm_qmp_proxy_opts_set_path(po, s->proxy_path[i]);
+        rc = stubdmd_sock_listen(s->d, name, s->proxy_path[i],
+                                 &s->proxy_sock[i]) < 0
+                 ? STUBDM_EFAIL
+                 : stubdm_qmp_proxy_opts_set_listen_fd(po,
+                                                       s->proxy_sock[i].fd);
     if (!rc)
         rc = stubdm_qmp_proxy_new_ext(s->q, po, &s->proxy[i]);
     stubdm_qmp_proxy_opts_free(po);
@@ -196,6 +204,7 @@ void stubdmd_qmp_stop(struct stubdmd_served *s)
     for (int i = 0; i < 2; i++) {
         stubdm_qmp_proxy_free(s->proxy[i]);
         s->proxy[i] = NULL;
+        stubdmd_sock_close(s->d, &s->proxy_sock[i], s->gone);
     }
     stubdm_qmp_free(s->q);
     s->q = NULL;

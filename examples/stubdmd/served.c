@@ -45,6 +45,8 @@ int stubdmd_served_attach(struct stubdmd_served *s)
     if (s->d->conf->hotplug_dir &&
         (rc = stubdm_ctx_set_hotplug_dir(s->ctx, s->d->conf->hotplug_dir)))
         return rc;
+    stubdm_ctx_set_console_limits(s->ctx, s->d->conf->console_rate,
+                                  STUBDM_CONSOLE_DEFAULT_ROTATE_INTERVAL_MS);
     if ((rc = stubdm_epoll_attach(&s->ep, s->ctx)))
         return rc;
     if (epoll_ctl(s->d->epfd, EPOLL_CTL_ADD, s->ep.epfd, &e) < 0) {

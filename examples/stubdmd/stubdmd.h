@@ -16,6 +16,8 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/un.h>
 
 struct xs_handle;
 
@@ -28,6 +30,34 @@ struct stubdmd_conf {
     unsigned log_rotations;
     int qmp_open_timeout_ms;
     stubdm_log_level level;
+    uint64_t console_rate; /* stubdm_ctx_set_console_limits; 0: none */
+    int ready_fd;          /* --ready-fd: a newline when ready; -1: none */
+};
+
+/* A listening socket that outlives the process (systemd.c): given to the
+ * service manager's fd store under name, taken back by the next one. */
+struct stubdmd_sock {
+    int fd;
+    char name[64]; /* FDNAME: qmp-libxl-<guest> */
+    char path[256];
+    dev_t dev; /* the file made or taken: removed only while still it */
+    ino_t ino;
+};
+
+/* An fd the service manager passed at start ($LISTEN_FDS), by name. */
+struct stubdmd_passed {
+    int fd; /* -1: taken or dropped */
+    char name[64];
+};
+
+/* The service manager, if any ($NOTIFY_SOCKET). */
+struct stubdmd_sd {
+    int notify_fd; /* -1: none */
+    struct sockaddr_un addr;
+    socklen_t addrlen;
+    struct stubdmd_passed *passed;
+    size_t npassed;
+    size_t status_served; /* the count last sent in STATUS= */
 };
 
 /* What an outer epoll event belongs to. */
@@ -75,8 +105,9 @@ struct stubdmd_served {
     /* the proxies on q: [0] libxl's path, [1] xenopsd's */
     stubdm_qmp_proxy *proxy[2];
     char proxy_path[2][256];
-    stubdm_op *lost; /* stubdm_qmp_watch_lost while ready */
-    int retry_fd;    /* timerfd of the next QMP retry, or -1 */
+    struct stubdmd_sock proxy_sock[2]; /* kept by a service manager */
+    stubdm_op *lost;                   /* stubdm_qmp_watch_lost while ready */
+    int retry_fd; /* timerfd of the next QMP retry, or -1 */
     struct stubdmd_src retry_src;
     unsigned qmp_retries; /* failed attempts since it was last ready */
     bool gone;            /* the stubdomain died: cleaned up, then dropped */
@@ -100,6 +131,7 @@ struct stubdmd {
     struct stubdmd_src ctl_src;
     struct stubdmd_client *clients;
     unsigned nclients;
+    struct stubdmd_sd sd;
     bool stop;
 };
 
@@ -146,5 +178,20 @@ void stubdmd_control_sweep(struct stubdmd *d, bool all);
 /* s is about to be freed: end the requests that use it. */
 void stubdmd_control_forget(struct stubdmd_served *s);
 void stubdmd_control_stop(struct stubdmd *d);
+
+/* systemd.c: the service manager (sd_notify and its fd store, by hand) */
+int stubdmd_sd_start(struct stubdmd *d);
+void stubdmd_sd_ready(struct stubdmd *d, int ready_fd);
+void stubdmd_sd_status(struct stubdmd *d);
+void stubdmd_sd_stopping(struct stubdmd *d);
+void stubdmd_sd_stop(struct stubdmd *d);
+/* A listening socket for path: the one passed under name at start, else a
+ * new one (mode 0600, a stale socket replaced), given to the store.
+ * Returns its fd (out->fd) or -1, logged. */
+int stubdmd_sock_listen(struct stubdmd *d, const char *name, const char *path,
+                        struct stubdmd_sock *out);
+/* Close it.  gone (the stubdomain died), or no manager to keep it: out of
+ * the store and its file removed; else both kept for the next instance. */
+void stubdmd_sock_close(struct stubdmd *d, struct stubdmd_sock *k, bool gone);
 
 #endif

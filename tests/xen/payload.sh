@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk libxl side stubdom
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk stubdmd libxl side stubdom
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -849,11 +849,12 @@ fi
 # bd_leaks: "" if nothing the spawn made is left, else what is.  Nodes the
 # guest itself made under /local/domain/<guest> while it ran (owner: the
 # guest) are not the spawn's; they are listed as INFO.
+# (NAME: the stubdomain's name, xt-bd by default; section stubdmd's too.)
 bd_leaks() {
-    l=
-    xl list 2>/dev/null | grep -q 'xt-bd ' && l="domain: $(xl list | grep 'xt-bd ' | tr -s ' ');"
-    xs_snapshot /tmp/xs-after-bd
-    for p in $(LC_ALL=C comm -13 /tmp/xs-before /tmp/xs-after-bd); do
+    l= nm=${1:-xt-bd}
+    xl list 2>/dev/null | grep -q "$nm " && l="domain: $(xl list | grep "$nm " | tr -s ' ');"
+    xs_snapshot /tmp/xs-after-$nm
+    for p in $(LC_ALL=C comm -13 /tmp/xs-before /tmp/xs-after-$nm); do
         perm=
         case $p in
             /local/domain/$HGUEST/*)
@@ -986,6 +987,220 @@ if has bootdisk; then
     cp /tmp/bd.err $OUT/bootdisk-debug.log; cp "$BD_LOG" $OUT/bootdisk-console.log 2>/dev/null; cp "$BD_SER" $OUT/bootdisk-serial.log 2>/dev/null
     xl destroy "$HGUEST" 2>/dev/null; HGUEST=
     memcheck_end bootdisk
+fi
+
+# ===================================================================== stubdmd (issue 15: the service on real Xen)
+# bootdisk's guest and disk, but the stubdomain spawned with `stubdm-ctl
+# spawn --service` (no --serve: stubdm-ctl exits once it runs) and served
+# by stubdmd at its real paths: console 0 into
+# /var/log/xen/qemu-dm-<stubdomain>.log, QMP through the proxy at
+# /var/run/xen/qmp-libxl-<guest> (stubdm-qmp-client: greeting,
+# qmp_capabilities, query-status), the guest's serial (console 3) as a
+# pty named by /local/domain/<guest>/serial/0/tty (and the frontend's tty).
+# A dom0 reader copies the pty into a file and reopens the path the node
+# names whenever its pty hangs up (the daemon that held it died).  The stubdomain's init ticks
+# (xt.tick: "XT-STUB-TICK i" every 0.2 s on console 0), so the log shows a
+# line lost or written twice.  The daemon is killed with -9 right after
+# the guest's unpause and restarted only once SeaBIOS logs "Booting from
+# 0000:7c00" (xl dmesg): the boot sector's marker is then written while no
+# daemon runs.  The file is still complete because nothing reads console
+# 3's ring meanwhile: the guest's bytes wait in the ring (2 KiB, in the
+# stubdomain's page, its indexes too), and the next daemon, adopting the
+# stubdomain, starts from the consumer index the dead one left; so for
+# console 0's ticks.  Then destroy: no domain, node, loop device or
+# process left, the proxy socket gone, and stubdmd stops on SIGTERM (0).
+if has stubdmd; then
+    section "4i. stubdmd: the bootdisk guest's stubdomain spawned with --service, served by the daemon across a kill -9"
+    for m in xen-blkback loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
+    [ -n "$HGUEST" ] && { xl destroy "$HGUEST" 2>/dev/null; HGUEST=; }
+    mk_hvm_guest
+    pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
+    [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
+    SDN=xt-hguest-dm SDE=/tmp/stubdmd.err SDS=/tmp/sdd-serial.log SDR=/tmp/sdd-reader.log
+    SDL=/var/log/xen/qemu-dm-$SDN.log SDQ=/var/run/xen/qmp-libxl-$HGUEST SDI=/tmp/xt-sdd.img
+    BD_MARK=XT-BOOTED-FROM-XVDA
+    rm -f "$SDL"* "$SDS" "$SDR" "$SDE" /tmp/sdd.out /tmp/sdd-qmp.err /tmp/sdd-reader.stop /tmp/bd-guest-nodes
+    sh /mnt/host/bin/mk-bootsector.sh "$SDI" "$BD_MARK"
+    : > "$SDS"
+    # sd_start: a stubdmd at the real paths, in the background ($SD_PID),
+    # back once it logged "ready" (bound 20 s); 1 if it did not.
+    # --qmp-timeout 600: the daemon adopts the stubdomain when the spawn
+    # writes the contract, before the domain is even built, and its QMP
+    # open's bound (60 s by default) runs from there; on this nested host
+    # the build alone can take minutes (246 s under load in a run).  A
+    # QMP open that times out is retried, but up to 30 s apart: the long
+    # bound has the open succeed as soon as QEMU answers.
+    sd_start() {
+        n0=$(grep -c 'stubdmd: info: ready' "$SDE" 2>/dev/null)
+        stubdmd --run-dir /run/stubdmd --log-dir /var/log/xen --qmp-dir /var/run/xen --qmp-timeout 600 \
+            >> "$SDE" 2>&1 &
+        SD_PID=$!
+        i=0
+        while [ $i -lt 100 ] && kill -0 $SD_PID 2>/dev/null; do
+            [ "$(grep -c 'stubdmd: info: ready' "$SDE")" -gt "${n0:-0}" ] && return 0
+            sleep 0.2; i=$((i + 1))
+        done
+        return 1
+    }
+    # sd_qmp TIMEOUT_S: query-status through the proxy says running
+    sd_qmp() { stubdm-qmp-client "$SDQ" query-status "$1" > /tmp/sdd-qmp.out 2>> /tmp/sdd-qmp.err &&
+               grep -q '"status": *"running"' /tmp/sdd-qmp.out; }
+    # sd_qmp_wait SECONDS -> $SDQ_MS: ms until query-status answered running
+    sd_qmp_wait() { t=$(ms); SDQ_MS=
+        while [ $(( $(ms) - t )) -lt $(($1 * 1000)) ]; do
+            sd_qmp 3 && { SDQ_MS=$(( $(ms) - t )); return 0; }
+            sleep 0.1
+        done; return 1; }
+    sd_ticks() { tr -d '\r' < "$SDL" 2>/dev/null | sed -n 's/^XT-STUB-TICK \([0-9]*\)$/\1/p'; }
+    sd_dump() {
+        tail -n 25 "$SDE" | cut -c1-300 | sed 's/^/  stubdmd| /'
+        grep -a 'error\|warn\|fail\|console [0-9]' /tmp/sdd.err | grep -v 'STUBDM_ENOENT: reading' | tail -n 15 | cut -c1-300 | sed 's/^/  spawn| /'
+        grep -a 'XT-STUB' "$SDL" 2>/dev/null | grep -v 'XT-STUB-ARGV \|XT-STUB-TICK' | tail -n 15 | sed 's/^/  stub| /'
+        [ -n "$SD" ] && xenstore-ls -f /local/domain/0/backend/console/$SD 2>&1 | head -n 30 | sed 's/^/  xs| /'
+        sed 's/^/  reader| /' "$SDR" 2>/dev/null
+    }
+    if sd_start; then pass "stubdmd-start (stubdmd $SD_PID ready: run-dir /run/stubdmd, log-dir /var/log/xen, qmp-dir /var/run/xen)"
+    else fail "stubdmd-start" "no 'ready' from stubdmd in 20 s: $(tail -n 5 "$SDE" | tr '\n' ' ')"; fi
+    xs_snapshot /tmp/xs-before
+    SD_T0=$(ms)
+    stubdm-ctl -v spawn --guest "$HGUEST" --name "$SDN" --kernel /mnt/host/images/vmlinuz \
+        --ramdisk /mnt/host/images/stubdom-rootfs.cpio.gz --memory 320 \
+        --cmdline "console=hvc0 quiet xt.dm=qemu-xen xt.tick=1500${STUB_EXTRA:+ $STUB_EXTRA}" \
+        --console-backend libstubdm --service --serial pty --disk "$SDI" --timeout 300 \
+        -- -xen-domid "$HGUEST" -no-shutdown -nodefaults -no-user-config -name xt-hguest -display none \
+        -nographic -boot order=c -net none -machine xenfv,suppress-vmdesc=on -m 32 \
+        -drive file=/dev/xvda,if=ide,index=0,readonly=off,media=disk,format=host_device,cache=writeback \
+        -serial /dev/hvc3 \
+        > /tmp/sdd.out 2> /tmp/sdd.err; src=$?
+    SD_MS=$(( $(ms) - SD_T0 ))
+    SD=$(head -n1 /tmp/sdd.out 2>/dev/null)
+    if [ $src = 0 ] && [ -n "$SD" ] && kill -0 $SD_PID 2>/dev/null; then
+        pass "stubdmd-spawn (stubdm-ctl spawn --service exited 0 with stubdomain $SD running after $SD_MS ms)"
+        fig stubdmd_spawn_to_running_ms $SD_MS
+        # ---- served by the first daemon: console 0, QMP, the serial's pty
+        sd_qmp_wait 60; q1=$SDQ_MS
+        wait_grep "$SDL" 'XT-STUB-ARGV-END' 10
+        # the serial's pty: the guest's serial/0/tty (dom0's node, what
+        # `xl console -t serial` reads) and the frontend's (`xl console`)
+        SDT=/local/domain/$HGUEST/serial/0/tty SDF=/local/domain/$SD/device/console/3/tty
+        tty1=$(xenstore-read $SDT 2>/dev/null) fe1=$(xenstore-read $SDF 2>/dev/null)
+        mode=$(stat -c %a "$SDQ" 2>/dev/null)
+        if [ -n "$q1" ] && grep -aq 'XT-STUB-ARGV-END' "$SDL" && grep -q "adopting $SDN" "$SDE"; then
+            pass "stubdmd-serves (adopted $SDN; $SDL has the init's lines ($(wc -l < "$SDL") so far); query-status through $SDQ (mode $mode): running, $q1 ms after the spawn's exit; serial/0/tty ${tty1:-none}, frontend tty ${fe1:-none})"
+        else fail "stubdmd-serves" "adopted: $(grep -c "adopting $SDN" "$SDE"); $SDL: $(wc -l < "$SDL" 2>/dev/null || echo no) lines; QMP: ${q1:-no answer in 60 s: $(tail -n 2 /tmp/sdd-qmp.err | tr '\n' ' ')}"; sd_dump; fi
+        # The serial reader: the pty the tty node names, copied into $SDS,
+        # reopened whenever it ends (the daemon that held it died).
+        (   last=
+            while [ ! -e /tmp/sdd-reader.stop ]; do
+                t=$(xenstore-read $SDT 2>/dev/null)
+                if [ -n "$t" ] && [ -c "$t" ]; then
+                    echo "$(ms) open $t" >> "$SDR"
+                    cat "$t" >> "$SDS" 2>> "$SDR" &
+                    echo $! > /tmp/sdd-cat.pid; wait $!
+                    echo "$(ms) ended $t ($?)" >> "$SDR"
+                fi
+                sleep 0.1
+            done ) 2>/dev/null &
+        SDR_PID=$!
+        # ---- the guest boots; the daemon is killed at once
+        sb=$(wc -c < "$SDS")
+        xt-unpause "$HGUEST" || info "xt-unpause $HGUEST failed"
+        SD_TU=$(ms)
+        kill -9 $SD_PID; SD_TK=$(ms); wait $SD_PID 2>/dev/null
+        k_ticks=$(sd_ticks | wc -l)
+        kb=$(xl dmesg | grep -c "(d$HGUEST) Booting from 0000:7c00")
+        info "stubdmd $SD_PID killed (-9) $((SD_TK - SD_TU)) ms after the unpause (the guest $([ "$kb" = 0 ] && echo 'not yet at its boot sector' || echo 'ALREADY at its boot sector')); $k_ticks ticks in the log; the socket $([ -S "$SDQ" ] && echo stays || echo is gone)"
+        i=0; tb=
+        while [ $i -lt 300 ]; do
+            xl dmesg | grep -q "(d$HGUEST) Booting from 0000:7c00" && { tb=$(( $(ms) - SD_TU )); break; }
+            gone "$SD" && break
+            sleep 0.2; i=$((i + 1))
+        done
+        sleep 1  # the sector's 21 bytes reach console 3's ring
+        r_ticks=$(sd_ticks | wc -l)
+        info "guest $HGUEST: 'Booting from 0000:7c00' $([ -n "$tb" ] && echo "$tb ms after the unpause" || echo 'not seen in 60 s'); serial file $(wc -c < "$SDS" 2>/dev/null || echo 0) bytes with no daemon (before the unpause: $sb); log ticks $r_ticks (at the kill: $k_ticks)"
+        # ---- the restart
+        SD_TR=$(ms)
+        sd_start || info "the restarted stubdmd logged no 'ready' in 20 s"
+        if sd_qmp_wait 60; then
+            pass "stubdmd-restart-qmp (a new stubdmd $SD_PID answers query-status running through $SDQ $SDQ_MS ms after its start)"
+            fig stubdmd_restart_to_qmp_ms $SDQ_MS
+        else fail "stubdmd-restart-qmp" "no running through $SDQ in 60 s after the restart: $(tail -n 3 /tmp/sdd-qmp.err | tr '\n' ' ')"; sd_dump; fi
+        i=0; tm=
+        while [ $i -lt 150 ]; do
+            grep -aq "$BD_MARK" "$SDS" 2>/dev/null && { tm=$(ms); break; }
+            sleep 0.2; i=$((i + 1))
+        done
+        # when the reader wrote it (the file's mtime; this loop lags on a
+        # loaded host), if stat can say it to the ms
+        tf=$(stat -c %.3Y "$SDS" 2>/dev/null | tr -d .)
+        [ -n "$tm" ] && [ -n "$tf" ] && [ "$tf" -le "$tm" ] && [ "$tf" -ge "$SD_TR" ] && tm=$tf
+        sleep 1  # whatever else would come (nothing should)
+        printf '%s\r\n' "$BD_MARK" > /tmp/sdd-serial.want
+        tty2=$(xenstore-read $SDT 2>/dev/null) fe2=$(xenstore-read $SDF 2>/dev/null)
+        if [ -n "$tm" ] && cmp -s /tmp/sdd-serial.want "$SDS" && [ -c "$tty2" ] && [ "$tty2" = "$fe2" ]; then
+            pass "stubdmd-serial ($BD_MARK, written by the guest while no stubdmd ran, reached $SDS through the new daemon's pty $tty2, named by $SDT and the frontend's tty (before the kill: $tty1): exactly its 21 bytes; $((tm - SD_TU)) ms after the unpause, $((tm - SD_TR)) ms after the restart)"
+            fig stubdmd_unpause_to_marker_ms $((tm - SD_TU))
+            fig stubdmd_restart_to_marker_ms $((tm - SD_TR))
+        else
+            fail "stubdmd-serial" "${tm:+marker after $((tm - SD_TU)) ms, but }$SDS: $(wc -c < "$SDS" 2>/dev/null || echo 0) bytes ($(tr -c '[:print:]' '.' < "$SDS" 2>/dev/null | cut -c1-100)), want exactly '$BD_MARK' CR LF; serial/0/tty '${tty1:-none}' then '${tty2:-none}', frontend tty '${fe1:-none}' then '${fe2:-none}'"
+            sd_dump
+        fi
+        # ---- console 0 across the kill: every tick once, in order (some
+        # ticks the new daemon logged after those of the ring, bound 30 s)
+        i=0; while [ $i -lt 150 ] && [ "$(sd_ticks | wc -l)" -le $((r_ticks + 5)) ]; do sleep 0.2; i=$((i + 1)); done
+        sd_ticks > /tmp/sdd-ticks
+        nt=$(wc -l < /tmp/sdd-ticks)
+        bad=$(awk '$1 != NR { print NR ": " $1; exit }' /tmp/sdd-ticks)
+        dup=$(tr -d '\r' < "$SDL" | grep -a '^XT-STUB' | sort | uniq -d | head -n 3 | tr '\n' ' ')
+        if [ -z "$bad" ] && [ -z "$dup" ] && [ "$nt" -gt $((r_ticks + 5)) ]; then
+            pass "stubdmd-log-continuous ($SDL: ticks 1..$nt each once and in order across the kill -9 ($k_ticks logged at the kill, $r_ticks at the restart), no XT-STUB line twice)"
+        else fail "stubdmd-log-continuous" "$nt ticks (at the kill $k_ticks, at the restart $r_ticks); ${bad:+first out of order: line $bad; }${dup:+twice: $dup}"; fi
+        # ---- cleanup: destroy, then nothing left, then SIGTERM
+        # (the reader's cat, killed until the reader saw the stop file)
+        touch /tmp/sdd-reader.stop; i=0
+        while kill -0 $SDR_PID 2>/dev/null && [ $i -lt 25 ]; do
+            kill "$(cat /tmp/sdd-cat.pid 2>/dev/null)" 2>/dev/null; sleep 0.2; i=$((i + 1))
+        done
+        wait $SDR_PID 2>/dev/null
+        t=$(ms); out=$(stubdm-ctl destroy "$SD" 2>&1); drc=$?; t=$(( $(ms) - t ))
+        echo "  destroy: $out ($t ms)"
+        fig stubdmd_destroy_ms $t
+        i=0; while [ $i -lt 50 ] && losetup -a | grep -q "$SDI"; do sleep 0.2; i=$((i + 1)); done
+        # The guest's serial/0/tty is stubdmd's, written [n0, rG] in the
+        # guest's directory: emptied when the stubdomain goes (no pts path
+        # another pty may get), left with the guest, as libxl's own.
+        i=0; while [ $i -lt 50 ] && [ -n "$(xenstore-read /local/domain/$HGUEST/serial/0/tty 2>/dev/null)" ]; do sleep 0.2; i=$((i + 1)); done
+        gser=$(xenstore-read /local/domain/$HGUEST/serial/0/tty 2>/dev/null)
+        l=$(bd_leaks "$SDN" | sed "s# /local/domain/$HGUEST/serial\(/0\)\{0,1\}\(/tty\)\{0,1\} (n0,r$HGUEST)##g")
+        l=$(echo $l)
+        [ -n "$gser" ] && l="$l guest's serial/0/tty still '$gser'"
+        loops=$(losetup -a | grep "$SDI")
+        # the stubdomain stays dying until its guest goes (see bootdisk)
+        xl destroy "$HGUEST" 2>/dev/null
+        i=0; while [ $i -lt 150 ] && ! gone "$SD"; do sleep 0.2; i=$((i + 1)); done
+        i=0; while [ $i -lt 50 ] && [ -e "$SDQ" ]; do sleep 0.2; i=$((i + 1)); done
+        procs=$(ps -eo pid,args | grep -e 'stubdm-ctl' -e '/etc/xen/scripts/' -e 'cat /dev/pts' | grep -v grep | tr -s ' ' | tr '\n' ';')
+        [ -s /tmp/bd-guest-nodes ] && info "nodes the guest made under /local/domain/$HGUEST while it ran (its own): $(tr '\n' ' ' < /tmp/bd-guest-nodes)"
+        if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$loops" ] && [ -z "$procs" ] && gone "$SD" && [ ! -e "$SDQ" ]; then
+            pass "stubdmd-destroy (stubdm-ctl destroy $t ms; no domain, node, loop device or process left; the guest's serial/0/tty emptied; the daemon removed $SDQ)"
+        else fail "stubdmd-destroy" "exit $drc: $out; left: ${l:-no node} ${loops:+loop: $loops} ${procs:+processes: $procs} $(gone "$SD" || echo "domain $SD") $([ -e "$SDQ" ] && echo "socket $SDQ")"; sd_dump; fi
+        ts=$(ms); kill -TERM $SD_PID; i=0
+        while kill -0 $SD_PID 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+        if kill -0 $SD_PID 2>/dev/null; then fail "stubdmd-sigterm" "still running 10 s after SIGTERM"; kill -9 $SD_PID; wait $SD_PID
+        else wait $SD_PID; trc=$?
+            if [ $trc = 0 ]; then pass "stubdmd-sigterm (exit 0 $(( $(ms) - ts )) ms after SIGTERM)"
+            else fail "stubdmd-sigterm" "exit $trc"; fi
+        fi
+    else
+        fail "stubdmd-spawn" "exit $src after $SD_MS ms, stubdomain '${SD:-none}', stubdmd $(kill -0 $SD_PID 2>/dev/null && echo running || echo gone): $(grep -v '^\[' /tmp/sdd.err | tr '\n' ' ' | cut -c1-400)"
+        sd_dump
+        kill -TERM $SD_PID 2>/dev/null; wait $SD_PID 2>/dev/null
+        D=$(xl domid "$SDN" 2>/dev/null); [ -n "$D" ] && stubdm-ctl destroy "$D" > /dev/null 2>&1
+    fi
+    cp "$SDE" $OUT/stubdmd-daemon.log; cp /tmp/sdd.err $OUT/stubdmd-spawn.log; cp "$SDL" $OUT/stubdmd-qemu-dm.log 2>/dev/null
+    cp "$SDS" $OUT/stubdmd-serial.log 2>/dev/null; cp "$SDR" $OUT/stubdmd-reader.log 2>/dev/null
+    xl destroy "$HGUEST" 2>/dev/null; HGUEST=
 fi
 
 # ===================================================================== side (libxl vs libstubdm)
