@@ -12,8 +12,11 @@
 #                       (default build/libxl-4.17)
 #
 # The source is XEN_TARBALL (default ../shared/xen/xen-4.17.7.tar.xz next
-# to the project), checked against its sha256.  Configured with Debian's
-# paths (docs/libxl.md), only tools/libs built.  The result is cached under
+# to the project), checked against its sha256.  Without it, Debian's
+# source of 4.17.5+72 (bookworm's archive, sha256-checked, kept in the
+# cache) brought to 4.17.7 by debian-orig-to-4.17.7.diff: every file the
+# build reads is then 4.17.7's (XEN_TARBALL=debian: that one anyway).
+# Configured with Debian's paths (docs/libxl.md), only tools/libs built.  The result is cached under
 # STUBDM_LIBXL_CACHE (default ~/.cache/libstubdm) by the hash of the
 # tarball, the patches, this script and the library's public header and
 # symbol map: an unchanged input set is not built again.
@@ -23,6 +26,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 tarball=${XEN_TARBALL:-$root/../shared/xen/xen-4.17.7.tar.xz}
 tarball_sha256=df6da32a8a00bd955443c5b4d34b601702eccd052b575a0ae44f27ca9b0a0f17
+tarball_dir=xen-4.17.7
+# the fallback: Debian's orig tarball, its sha256 from the .dsc
+debian_url=${XEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}/pool/main/x/xen/xen_4.17.5+72-g01140da4e8.orig.tar.xz
+debian_sha256=53922f4d0a02c577f2ea9d63f65989cd88715779eebeed879ca1d314103ee06e
+debian_dir=xen-4.17.5+72-g01140da4e8
+upgrade=
 cache_root=${STUBDM_LIBXL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/libstubdm}
 out=$root/build/libxl-4.17
 stubdm_build=
@@ -35,14 +44,34 @@ while [ $# -gt 0 ]; do
     case $1 in
     --stubdm-build) stubdm_build=$(cd "${2:?}" && pwd); shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (--help)" ;;
     esac
 done
 
-[ -r "$tarball" ] || die "no Xen source at $tarball (set XEN_TARBALL)"
+# Debian's archive into the cache, once (checked before it is kept).
+fetch_debian_source() {
+    local f=$cache_root/${debian_url##*/}
+    if ! echo "$debian_sha256  $f" | sha256sum --quiet -c - 2> /dev/null; then
+        say "no $tarball: fetching Debian's source $debian_url"
+        mkdir -p "$cache_root"
+        curl -fsSL --retry 3 -o "$f.part" "$debian_url" ||
+            die "fetching $debian_url failed (or set XEN_TARBALL)"
+        echo "$debian_sha256  $f.part" | sha256sum --quiet -c - 2> /dev/null ||
+            { rm -f "$f.part"; die "$debian_url: sha256 differs from its .dsc's"; }
+        mv "$f.part" "$f"
+    fi
+    tarball=$f tarball_sha256=$debian_sha256 tarball_dir=$debian_dir
+    upgrade=$here/debian-orig-to-4.17.7.diff
+}
+
+if [ "${XEN_TARBALL:-}" = debian ] ||
+    { [ -z "${XEN_TARBALL:-}" ] && [ ! -r "$tarball" ]; }; then
+    fetch_debian_source
+fi
+[ -r "$tarball" ] || die "no Xen source at $tarball (XEN_TARBALL)"
 echo "$tarball_sha256  $tarball" | sha256sum --quiet -c - 2> /dev/null ||
-    die "$tarball is not Xen 4.17.7's archive (sha256 differs)"
+    die "$tarball is not the archive expected (sha256 differs)"
 mapfile -t patches < <(grep -v '^\s*\(#\|$\)' "$here/series")
 for p in "${patches[@]}"; do
     [ -r "$here/$p" ] || die "series names $p, which is missing"
@@ -53,6 +82,7 @@ key=$( {
     echo "$tarball_sha256"
     for p in "${patches[@]}"; do sha256sum < "$here/$p"; done
     sha256sum < "$0"
+    [ -z "$upgrade" ] || sha256sum < "$upgrade"
     sha256sum < "$root/include/libstubdm.h"
     sha256sum < "$root/lib/libstubdm.map"
 } | sha256sum | cut -c1-16)
@@ -96,7 +126,11 @@ pcdir=$(dirname "$(find "$stage" -name libstubdm.pc | head -n 1)")
 
 say "unpacking $(basename "$tarball")"
 tar -C "$work" -xJf "$tarball"
-src=$work/xen-4.17.7
+src=$work/$tarball_dir
+if [ -n "$upgrade" ]; then
+    patch -d "$src" -p1 --batch --forward --quiet < "$upgrade" ||
+        die "${upgrade##*/} does not apply to Debian's source"
+fi
 for p in "${patches[@]}"; do
     patch -d "$src" -p1 --batch --forward --quiet < "$here/$p" ||
         die "patch $p does not apply"
