@@ -2362,6 +2362,17 @@ STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
  * destroys the domain.  A cancel leaves the devices whose scripts did not
  * run, their nodes and the contract (the message says so).
  *
+ * One teardown of a stubdomain at a time across processes: every
+ * teardown (this, stubdm_stubdom_destroy_by_domid, a spawn's rollback)
+ * holds a lock file (/run/xen/libstubdm/teardown-<domid>.lock, on the
+ * simulated host in its directory) from its start to its end.  One that
+ * finds it held (another process tears the same stubdomain down: a
+ * toolstack and stubdmd's cleanup after it) waits, logging so, without
+ * destroying anything yet, then goes on and finds what the other left:
+ * no remove script runs twice, nothing removed comes back.  It gives up
+ * after 120 s with STUBDM_EBUSY.  A lock file that cannot be made is
+ * logged (warning) and the teardown goes on without it.
+ *
  * stubdm_ctx_free while the destroy runs finishes it there, blocking.
  * @param[out] op_out  the op, or NULL for a floating op.
  * @return 0 if started; STUBDM_EINVAL (NULL s); STUBDM_EBUSY (a destroy
