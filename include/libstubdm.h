@@ -846,21 +846,46 @@ STUBDM_EXPORT int stubdm_contract_set_dm_version(stubdm_contract *c,
 
 /** The adoption node's key below /local/domain/<guest>/image/. */
 #define STUBDM_SERVICE_KEY "device-model-service"
-/** The adoption node's value: the library's backends are asked for. */
+/** The adoption node's value for STUBDM_SERVICE_ADOPT. */
 #define STUBDM_SERVICE_VALUE "libstubdm"
+/** The adoption node's value for STUBDM_SERVICE_SERVE_ONLY. */
+#define STUBDM_SERVICE_VALUE_SERVE_ONLY "libstubdm-serve-only"
+
+/** What a long-lived service (stubdmd) is asked to do for a stubdomain:
+ *  stubdm_contract_set_service, stubdm_spawn_opts_set_service. */
+enum stubdm_service_mode {
+    /** No service: the caller serves the consoles and holds QMP. */
+    STUBDM_SERVICE_NONE = 0,
+    /** Serve it, and once it dies (crashed, shut down or destroyed by
+     *  anyone) tear down what is left: the domain, its backends with
+     *  their hotplug scripts, the contract
+     *  (stubdm_stubdom_destroy_by_domid).  For a stubdomain the library
+     *  spawned, whose spawner may exit. */
+    STUBDM_SERVICE_ADOPT = 1,
+    /** Serve it only: the toolstack that built the stubdomain tears it
+     *  down, also after it crashed (libxl destroys a crashed stubdomain
+     *  with its devices in its own failure path and in `xl destroy`; two
+     *  teardowns at once would run the block script's remove twice).  The
+     *  service removes only what it made itself (its QMP sockets, the
+     *  serials' tty nodes). */
+    STUBDM_SERVICE_SERVE_ONLY = 2,
+};
 
 /**
  * Ask a long-lived service (stubdmd) to adopt the stubdomain: serve its
  * consoles and hold its QMP connection for the toolstack, which may exit.
- * The contract then writes /local/domain/<guest>/image/device-model-service
- * = "libstubdm" (STUBDM_SERVICE_KEY, STUBDM_SERVICE_VALUE), inheriting
- * [n0, rG]: neither the guest nor the stubdomain can forge it, and a
- * service adopts only a dom0-owned node (docs/protocol.md section 2a).
- * Needs the console backend STUBDM_CONSOLE_BACKEND_LIBSTUBDM: layout() and
- * write() refuse any other with STUBDM_EINVAL.  remove() removes the node
- * whatever this setting.  Default: no.  @return 0 or STUBDM_EINVAL.
+ * With mode STUBDM_SERVICE_ADOPT or STUBDM_SERVICE_SERVE_ONLY the contract
+ * writes /local/domain/<guest>/image/device-model-service =
+ * STUBDM_SERVICE_VALUE or STUBDM_SERVICE_VALUE_SERVE_ONLY
+ * (STUBDM_SERVICE_KEY), inheriting [n0, rG]: neither the guest nor the
+ * stubdomain can forge it, and a service adopts only a dom0-owned node
+ * (docs/protocol.md section 2a).  Needs the console backend
+ * STUBDM_CONSOLE_BACKEND_LIBSTUBDM: layout() and write() refuse any other
+ * with STUBDM_EINVAL.  remove() removes the node whatever this setting.
+ * Default: STUBDM_SERVICE_NONE.
+ * @return 0, or STUBDM_EINVAL (c NULL, mode not an enum stubdm_service_mode).
  */
-STUBDM_EXPORT int stubdm_contract_set_service(stubdm_contract *c, int adopt);
+STUBDM_EXPORT int stubdm_contract_set_service(stubdm_contract *c, int mode);
 
 /**
  * Compute every node write() would create, in write order, without I/O.
@@ -2066,7 +2091,8 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_consoles(stubdm_spawn_opts *opts,
 STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *opts,
                                                    int write);
 /** Ask a service (stubdmd) to adopt the stubdomain, as
- *  stubdm_contract_set_service (default no): it serves console 0 (the
+ *  stubdm_contract_set_service (mode: enum stubdm_service_mode, default
+ *  STUBDM_SERVICE_NONE): it serves console 0 (the
  *  spawn then leaves it alone, whatever its output) and the serials, as
  *  ptys (the spawn serves none; a serial output other than "pty" is
  *  refused), and holds the QMP connection behind its proxy, from the
@@ -2074,9 +2100,9 @@ STUBDM_EXPORT int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *opts,
  *  Needs the LIBSTUBDM console backend (validation refuses another) and
  *  no QMP of the spawn's own (stubdm_spawn_opts_set_qmp: refused, the
  *  service takes the QMP lock as soon as the contract is written).
- *  @return 0 or STUBDM_EINVAL. */
+ *  @return 0, or STUBDM_EINVAL (mode not an enum stubdm_service_mode). */
 STUBDM_EXPORT int stubdm_spawn_opts_set_service(stubdm_spawn_opts *cfg,
-                                                int adopt);
+                                                int mode);
 /** Console 0's ring and event channel of an adopted domain on Xen (the
  *  caller's builder chose them), written as the contract's ring-ref and
  *  port (stubdm_contract_set_console0_ring).  Ignored when the spawn
@@ -2361,6 +2387,17 @@ STUBDM_EXPORT int stubdm_ctx_set_save_limit(stubdm_ctx *ctx,
  * store is then as the caller left it before stubdm_spawn, and the caller
  * destroys the domain.  A cancel leaves the devices whose scripts did not
  * run, their nodes and the contract (the message says so).
+ *
+ * One teardown of a stubdomain at a time across processes: every
+ * teardown (this, stubdm_stubdom_destroy_by_domid, a spawn's rollback)
+ * holds a lock file (/run/xen/libstubdm/teardown-<domid>.lock, on the
+ * simulated host in its directory) from its start to its end.  One that
+ * finds it held (another process tears the same stubdomain down: a
+ * toolstack and stubdmd's cleanup after it) waits, logging so, without
+ * destroying anything yet, then goes on and finds what the other left:
+ * no remove script runs twice, nothing removed comes back.  It gives up
+ * after 120 s with STUBDM_EBUSY.  A lock file that cannot be made is
+ * logged (warning) and the teardown goes on without it.
  *
  * stubdm_ctx_free while the destroy runs finishes it there, blocking.
  * @param[out] op_out  the op, or NULL for a floating op.

@@ -5,6 +5,9 @@
 #     vif backends go, the disk's remove and the nic's offline script run,
 #     its contract and sockets go; another served stubdomain and one
 #     spawned without --service are untouched;
+#  1b. one spawned with --service-serve-only (as libxl asks) killed: stubdmd
+#     stops serving it and removes its sockets, but tears nothing down;
+#     its toolstack's destroy does, each hotplug script running once;
 #  2. the same while no stubdmd runs: the next stubdmd cleans up at start
 #     after the one that asked for the service, and leaves alone one that
 #     did not (the adoption rules select what is cleaned).
@@ -109,6 +112,26 @@ check "guest 101 no longer served" qmp_running 101
 echo "killed $s100 while served: cleanup done $((t1 - t0)) ms after the kill" \
     "($(grep -o "(guest 100): cleaned up [0-9]* ms after its death was seen" \
     "$dir/stubdmd.err" | sed 's/.*cleaned up //'))"
+
+# ---- 1b. serve only: its builder tears it down, not stubdmd ---------------------
+s103=$(spawn_dev 103 --service-serve-only)
+[[ "$s103" =~ ^[0-9]+$ ]] || { cat "$dir/spawn.err"; echo "FAIL: spawn 103"; exit 1; }
+check "no QMP for guest 103" until_ok 10 qmp_running 103
+kill -KILL "$(stand_in "$s103")"
+check "stubdmd did not see $s103 go: $(tail -3 "$dir/stubdmd.err")" \
+    until_ok 20 grep -q "(guest 103): gone: no longer served" "$dir/stubdmd.err"
+sleep 1.5 # past the grace a destroyed one gets
+check "stubdmd tore down the serve-only $s103: $(grep "guest 103" "$dir/stubdmd.err" | tail -2)" \
+    has_backends "$s103"
+check "a script ran for the serve-only $s103: $(cat "$dir/hotplug.log")" \
+    eval '! grep -qE "backend/(vbd|vif)/$s103/[0-9]+ (remove|offline)" "$dir/hotplug.log"'
+check "the sockets of guest 103 left" \
+    test ! -e "$dir/qmp/qmp-libxl-103" -a ! -e "$dir/qmp/qmp-event-103"
+check "its toolstack's destroy of $s103 failed" \
+    "$ctl" destroy "$s103" --script-dir "$dir/scripts"
+check "backends of $s103 left after its destroy" no_backends "$s103"
+check "the disk's remove ran twice for $s103: $(cat "$dir/hotplug.log")" \
+    test "$(grep -cE "backend/vbd/$s103/[0-9]+ remove" "$dir/hotplug.log")" = 1
 
 # ---- 2. killed while no stubdmd runs -------------------------------------------
 kill -TERM "$dpid"

@@ -265,7 +265,9 @@ START_TEST(test_spawn_layout_golden)
     /* Asking for the service: its node on the simulated host (library
      * backend by default); refused on Xen's default backend (ioemu). */
     c = spawn_config();
-    ck_assert_int_eq(stubdm_spawn_opts_set_service(c, 1), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_service(c, 3), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_spawn_opts_set_service(c, STUBDM_SERVICE_ADOPT),
+                     0);
     spawn_golden("sim-service", c, true, false, false);
     spawn_golden("xen-service-refused", c, false, false, false);
     ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 1, 0), 0);
@@ -470,7 +472,7 @@ START_TEST(test_service_node)
     struct xs_permissions *perms;
     unsigned nperms = 0;
 
-    ck_assert_int_eq(stubdm_contract_set_service(c, 1), 0);
+    ck_assert_int_eq(stubdm_contract_set_service(c, STUBDM_SERVICE_ADOPT), 0);
     golden("service-ioemu-refused", c);
     ck_assert_int_eq(stubdm_contract_set_console_backend(
                          c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM),
@@ -489,15 +491,53 @@ START_TEST(test_service_node)
     ck_assert(!can_write(guest, node));
     ck_assert(!can_write(stub, "/local/domain/4/image/x"));
     /* remove() takes it whatever the contract says now. */
-    ck_assert_int_eq(stubdm_contract_set_service(c, 0), 0);
+    ck_assert_int_eq(stubdm_contract_set_service(c, STUBDM_SERVICE_NONE), 0);
     ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
     after = xsfix_dump(&mock);
     ck_assert_str_eq(before, after);
-    ck_assert_int_eq(stubdm_contract_set_service(NULL, 1), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_service(NULL, STUBDM_SERVICE_ADOPT),
+                     STUBDM_EINVAL);
     free(after);
     free(before);
     xs_close(stub);
     xs_close(guest);
+    stubdm_contract_free(c);
+}
+END_TEST
+
+/*
+ * Serve only (libxl tears its stubdomain down itself): the adoption node
+ * says so with its own value, with the same owner; a mode outside the
+ * enum is refused and leaves the setting as it was.
+ */
+START_TEST(test_service_serve_only_node)
+{
+    stubdm_contract *c = basic();
+    const char *node = "/local/domain/4/image/" STUBDM_SERVICE_KEY;
+    char *before = xsfix_dump(&mock), *after, *v;
+    struct xs_permissions *perms;
+    unsigned nperms = 0;
+
+    ck_assert_int_eq(stubdm_contract_set_console_backend(
+                         c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM),
+                     0);
+    ck_assert_int_eq(stubdm_contract_set_service(c, STUBDM_SERVICE_SERVE_ONLY),
+                     0);
+    ck_assert_int_eq(stubdm_contract_set_service(c, 3), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_set_service(c, -1), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    v = xs_read(xs0, XBT_NULL, node, NULL);
+    ck_assert_str_eq(v, STUBDM_SERVICE_VALUE_SERVE_ONLY);
+    free(v);
+    perms = xs_get_permissions(xs0, XBT_NULL, node, &nperms);
+    ck_assert_ptr_nonnull(perms);
+    ck_assert_uint_eq(perms[0].id, 0);
+    free(perms);
+    ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
+    after = xsfix_dump(&mock);
+    ck_assert_str_eq(before, after);
+    free(after);
+    free(before);
     stubdm_contract_free(c);
 }
 END_TEST
@@ -724,6 +764,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_setters);
     tcase_add_test(t, test_consoles_golden);
     tcase_add_test(t, test_service_node);
+    tcase_add_test(t, test_service_serve_only_node);
     tcase_add_test(t, test_write_permissions_remove);
     tcase_add_test(t, test_toolstack_nodes_survive_remove);
     tcase_add_test(t, test_qemu_backends_nodes);

@@ -80,7 +80,8 @@ static int slow_s(void)
  * hotplug-status connected and exits 0.  remove/offline: "slow" sleeps
  * slow_s() s, "rm3" prints and exits 3, "hang1" hangs the first time (until
  * killed, or its parent, the test, is gone) and exits 0 afterwards; any
- * other exits 0.
+ * other exits 0; each remove/offline run adds a line to the record's
+ * ".runs" file.
  */
 static void make_script(const char *mode, char *out, size_t len)
 {
@@ -97,6 +98,7 @@ static void make_script(const char *mode, char *out, size_t len)
         "esac\n"
         "[ -e \"$rec\" ] && again=1\n"
         ": > \"$rec\"\n"
+        "echo run >> \"$rec.runs\"\n"
         "case %s in\n"
         "slow) sleep %d ;;\n"
         "rm3) echo 'remove failing on purpose'; exit 3 ;;\n"
@@ -576,6 +578,73 @@ START_TEST(test_destroy_gone)
 }
 END_TEST
 
+/* How many times the remove/offline of what ran (its ".runs" lines). */
+static int record_runs(const char *what)
+{
+    char p[400], line[16];
+    int n = 0;
+    FILE *f;
+
+    snprintf(p, sizeof(p), "%s/rec-%s.runs", fx.mock.dir, what);
+    f = fopen(p, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        n++;
+    fclose(f);
+    return n;
+}
+
+/*
+ * Two teardowns of one stubdomain at once, as a toolstack's destroy and
+ * stubdmd's cleanup after it (another ctx: its own open file of the lock,
+ * as another process): the second waits for the first's teardown lock,
+ * then finds what the first left, nothing.  The remove script runs once,
+ * and nothing the first removed comes back (a second run of a real block
+ * script, after the first removed the backend, wrote its hotplug-error
+ * into a backend directory it re-created).
+ */
+START_TEST(test_concurrent_teardowns_run_scripts_once)
+{
+    stubdm_stubdom *s = spawn_disk("slow");
+    struct app_loop a = {.extra = -1};
+    struct ts_result r1 = {0}, r2 = {0};
+    stubdm_op *op1 = NULL, *op2 = NULL;
+    stubdm_ctx *other = NULL;
+    uint32_t S = stubdm_stubdom_domid(s);
+    int64_t t0 = stubdm_now_ms(), bound = 30000 + 2 * slow_s() * 1000;
+
+    ck_assert_int_eq(stubdm_stubdom_destroy(s, ts_on_done, &r1, &op1), 0);
+    while (!has_record("vbd-51712-remove")) {
+        ck_assert_int_lt(stubdm_now_ms() - t0, 10000);
+        app_loop_turn(&a, 20);
+    }
+    ck_assert_int_eq(stubdm_ctx_new(&other), 0);
+    stubdm_ctx_set_host(other, STUBDM_HOST_SIM);
+    ck_assert_int_eq(stubdm_ctx_set_hotplug_dir(other, fx.mock.dir), 0);
+    ck_assert_int_eq(stubdm_stubdom_destroy_by_domid(other, S, 0, ts_on_done,
+                                                     &r2, &op2),
+                     0);
+    while (!r1.done || !r2.done) {
+        ck_assert_msg(stubdm_now_ms() - t0 < bound,
+                      "first %s (%d), second %s (%d)",
+                      r1.done ? "done" : "pending", r1.rc,
+                      r2.done ? "done" : "pending", r2.rc);
+        app_loop_turn(&a, 10);
+        ts_spin(other, 10);
+    }
+    ck_assert_msg(r1.rc == 0, "%s", r1.msg);
+    ck_assert_msg(r2.rc == 0, "%s", r2.msg);
+    ck_assert_int_eq(record_runs("vbd-51712-remove"), 1);
+    stubdm_op_free(op2);
+    stubdm_ctx_free(other);
+    stubdm_op_free(op1);
+    stubdm_stubdom_free(s);
+    assert_store_clean();
+    spawnfix_assert_clean(&fx, true);
+}
+END_TEST
+
 /*
  * Cancelled while the remove script runs: the script is killed, nothing
  * more is removed, done says what is left, and a destroy by domid
@@ -893,6 +962,7 @@ static Suite *teardown_suite(void)
     tcase_add_test(tc, test_blocking_forms);
     tcase_add_test(tc, test_destroy_gone);
     tcase_add_test(tc, test_cancel_mid_destroy);
+    tcase_add_test(tc, test_concurrent_teardowns_run_scripts_once);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("host-reaps");

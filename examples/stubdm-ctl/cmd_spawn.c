@@ -20,7 +20,8 @@ struct spawn_opts {
     struct ctl_strv disks, nics, serials, sim_args;
     const char *log, *save, *restore, *xsm_label, *sim_program;
     int backend; /* CTL_UNSET_CHOICE: the library's default */
-    bool serve, service, qmp, qmp_status, restore_by_service;
+    bool serve, service, service_serve_only, qmp, qmp_status,
+        restore_by_service;
     int timeout_ms, qmp_timeout_ms; /* 0: the library's default */
 };
 
@@ -47,6 +48,8 @@ const struct ctl_option ctl_spawn_options[] = {
      ctl_console_backends, NULL},
     {"serve", 0, CTL_ARG_FLAG, O(serve), NULL, 0, 0, NULL, NULL},
     {"service", 0, CTL_ARG_FLAG, O(service), NULL, 0, 0, NULL, NULL},
+    {"service-serve-only", 0, CTL_ARG_FLAG, O(service_serve_only), NULL, 0, 0,
+     NULL, NULL},
     {"restore-by-service", 0, CTL_ARG_FLAG, O(restore_by_service), NULL, 0, 0,
      NULL, NULL},
     {"xsm-label", 0, CTL_ARG_STRING, O(xsm_label), "LABEL", 0, 0, NULL, NULL},
@@ -218,7 +221,7 @@ static int set_restore_by_service(const struct ctl_command *cmd,
 
     if (!o->restore_by_service)
         return 0;
-    if (!o->service || o->restore || o->serials.n)
+    if (!(o->service || o->service_serve_only) || o->restore || o->serials.n)
         return ctl_usage_error(cmd, "--restore-by-service needs --service, "
                                     "and excludes --restore and --serial");
     for (size_t i = 0; i < a->nrest; i++)
@@ -273,8 +276,12 @@ static int set_runtime(const struct ctl_command *cmd,
         REFUSED(stubdm_spawn_opts_set_console_backend(
                     cfg, (stubdm_console_backend)o->backend),
                 "bad console backend");
-    if (o->service)
-        REFUSED(stubdm_spawn_opts_set_service(cfg, 1), "bad --service");
+    if (o->service || o->service_serve_only)
+        REFUSED(stubdm_spawn_opts_set_service(cfg,
+                                              o->service_serve_only
+                                                  ? STUBDM_SERVICE_SERVE_ONLY
+                                                  : STUBDM_SERVICE_ADOPT),
+                "bad --service");
     if (o->timeout_ms)
         REFUSED(stubdm_spawn_opts_set_timeout(cfg, o->timeout_ms),
                 "bad timeout");
@@ -543,7 +550,11 @@ const char ctl_spawn_help[] =
     "                         library's consoles until Ctrl-C or the\n"
     "                         stubdomain is gone\n"
     "  --service              ask stubdmd to serve console 0 and QMP\n"
-    "                         (the contract's adoption node)\n"
+    "                         (the contract's adoption node); it also\n"
+    "                         tears the stubdomain down once it dies\n"
+    "  --service-serve-only   as --service, but stubdmd only serves: the\n"
+    "                         caller tears it down (stubdm-ctl destroy),\n"
+    "                         as libxl does\n"
     "  --restore-by-service   with --service: make console 2 for a\n"
     "                         restore (QEMU gets -incoming) and leave it\n"
     "                         to stubdmd: 'stubdm-ctl restore STUBDOM\n"

@@ -98,15 +98,22 @@ static void stub_name(struct xs_handle *xs, uint32_t S, char *out, size_t sz)
 }
 
 /* G asks for the service and names S, and S's target is G: S is G's
- * stubdomain, by dom0's nodes only. */
-static bool wants_service(struct xs_handle *xs, uint32_t G, uint32_t *S)
+ * stubdomain, by dom0's nodes only.  *serve_only: its builder tears it
+ * down (STUBDM_SERVICE_SERVE_ONLY). */
+static bool wants_service(struct xs_handle *xs, uint32_t G, uint32_t *S,
+                          bool *serve_only)
 {
     char path[96], v[32];
     uint32_t target;
 
     snprintf(path, sizeof(path), SVC_FMT, G);
-    if (!read_dom0_owned(xs, path, v, sizeof(v)) ||
-        strcmp(v, STUBDM_SERVICE_VALUE))
+    if (!read_dom0_owned(xs, path, v, sizeof(v)))
+        return false;
+    if (!strcmp(v, STUBDM_SERVICE_VALUE))
+        *serve_only = false;
+    else if (!strcmp(v, STUBDM_SERVICE_VALUE_SERVE_ONLY))
+        *serve_only = true;
+    else
         return false;
     snprintf(path, sizeof(path), "/local/domain/%u/image/device-model-domid",
              G);
@@ -128,7 +135,8 @@ static struct stubdmd_served *find_guest(struct stubdmd *d, uint32_t G)
 }
 
 /* Serve S, or (dead: it died while no stubdmd ran) clean up after it. */
-static void adopt(struct stubdmd *d, uint32_t S, uint32_t G, const char *dead)
+static void adopt(struct stubdmd *d, uint32_t S, uint32_t G, bool serve_only,
+                  const char *dead)
 {
     struct stubdmd_served *s = calloc(1, sizeof(*s));
 
@@ -139,13 +147,15 @@ static void adopt(struct stubdmd *d, uint32_t S, uint32_t G, const char *dead)
     s->d = d;
     s->stub = S;
     s->guest = G;
+    s->serve_only = serve_only;
     s->src.kind = SRC_SERVED;
     s->src.served = s;
     s->ep.epfd = s->ep.tfd = -1;
     s->retry_fd = s->cleanup_fd = -1;
     s->proxy_sock[0].fd = s->proxy_sock[1].fd = -1;
     stub_name(d->xs, S, s->name, sizeof(s->name));
-    stubdmd_log(STUBDM_LOG_INFO, s, "adopting %s%s%s", s->name,
+    stubdmd_log(STUBDM_LOG_INFO, s, "adopting %s%s%s%s", s->name,
+                serve_only ? " (serve only: its toolstack tears it down)" : "",
                 dead ? ": died while no stubdmd ran: " : "", dead ? dead : "");
     s->gone = dead != NULL; /* cleaned up by the loop's first sweep */
     if (dead ? stubdmd_served_attach(s) : stubdmd_served_start(s)) {
@@ -160,10 +170,11 @@ static void adopt(struct stubdmd *d, uint32_t S, uint32_t G, const char *dead)
 static void consider_guest(struct stubdmd *d, uint32_t G)
 {
     uint32_t S;
+    bool serve_only;
 
-    if (find_guest(d, G) || !wants_service(d->xs, G, &S))
+    if (find_guest(d, G) || !wants_service(d->xs, G, &S, &serve_only))
         return;
-    adopt(d, S, G, NULL);
+    adopt(d, S, G, serve_only, NULL);
 }
 
 /* ---- watches ------------------------------------------------------------- */
@@ -310,9 +321,11 @@ int stubdmd_adopt_existing(struct stubdmd *d)
         const char *state = stubdm_stubdom_list_state(l, i);
         uint32_t S, G = stubdm_stubdom_list_guest(l, i);
         bool dead = strcmp(state, "running") && strcmp(state, "starting");
-        if (!find_guest(d, G) && wants_service(d->xs, G, &S) &&
+        bool serve_only;
+
+        if (!find_guest(d, G) && wants_service(d->xs, G, &S, &serve_only) &&
             S == stubdm_stubdom_list_domid(l, i))
-            adopt(d, S, G, dead ? state : NULL);
+            adopt(d, S, G, serve_only, dead ? state : NULL);
     }
     stubdm_stubdom_list_free(l);
     stubdm_ctx_free(ctx);

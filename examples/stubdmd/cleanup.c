@@ -12,6 +12,13 @@
  * cleanup waits STUBDMD_CLEANUP_GRACE_MS first, then takes what is left
  * (nothing: STUBDM_ENOENT).  One that crashed or shut down and is still
  * there is nobody else's: cleaned up at once.
+ *
+ * Unless its adoption node said serve only (STUBDM_SERVICE_SERVE_ONLY):
+ * its builder (libxl) tears it down, crashed or not, and a second teardown
+ * beside its own would run the block script's remove twice (a loop device
+ * left).  Then the daemon stops serving it and removes only its own: the
+ * proxies' sockets and the serials' tty nodes (stubdmd_qmp_stop,
+ * stubdmd_console_stop).
  */
 #include "stubdmd.h"
 
@@ -108,7 +115,11 @@ void stubdmd_cleanup_begin(struct stubdmd_served *s)
     s->died_ms = now_ms();
     stubdmd_qmp_stop(s);
     stubdmd_console_stop(s);
-    if (!s->ctx) {
+    if (!s->ctx || s->serve_only) {
+        if (s->serve_only)
+            stubdmd_log(STUBDM_LOG_INFO, s,
+                        "gone: no longer served (its toolstack tears it "
+                        "down)");
         s->cleaned = true;
         return;
     }

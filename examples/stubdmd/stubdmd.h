@@ -110,6 +110,7 @@ struct stubdmd_served {
     int retry_fd; /* timerfd of the next QMP retry, or -1 */
     struct stubdmd_src retry_src;
     unsigned qmp_retries; /* failed attempts since it was last ready */
+    bool serve_only;      /* its builder tears it down, not stubdmd */
     bool gone;            /* the stubdomain died: cleaned up, then dropped */
     int64_t died_ms;      /* when its cleanup began (CLOCK_MONOTONIC) */
     stubdm_op *cleanup;   /* stubdm_stubdom_destroy_by_domid running */

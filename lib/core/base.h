@@ -1,6 +1,6 @@
 /*
  * What every module of the library shares: the public header, attribute
- * macros, and the checks on a domid.
+ * macros, and the checks on a domid and a service mode.
  *
  * Nothing under lib/ is part of the ABI: every symbol is hidden (the build
  * uses -fvisibility=hidden and lib/libstubdm.map exports only stubdm_*).
@@ -34,6 +34,13 @@
 static inline bool stubdm__domid_ok(uint32_t d)
 {
     return d <= STUBDM__DOMID_MAX;
+}
+
+/* An enum stubdm_service_mode value a caller may pass. */
+static inline bool stubdm__service_mode_ok(int mode)
+{
+    return mode == STUBDM_SERVICE_NONE || mode == STUBDM_SERVICE_ADOPT ||
+           mode == STUBDM_SERVICE_SERVE_ONLY;
 }
 
 #endif /* STUBDM_CORE_BASE_H */

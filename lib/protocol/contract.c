@@ -41,7 +41,7 @@ struct stubdm_contract {
     int allow_memory_relocate;
     unsigned consoles;  /* STUBDM_CONTRACT_CONSOLE(n) bits written */
     bool no_dm_version; /* the toolstack keeps /libxl/G/dm-version */
-    bool service;       /* ask a service (stubdmd) to adopt the stubdomain */
+    int service; /* enum stubdm_service_mode: what a service (stubdmd) does */
 };
 
 int stubdm_contract_new(stubdm_contract **out)
@@ -245,11 +245,11 @@ int stubdm_contract_set_dm_version(stubdm_contract *c, int write)
     return 0;
 }
 
-int stubdm_contract_set_service(stubdm_contract *c, int adopt)
+int stubdm_contract_set_service(stubdm_contract *c, int mode)
 {
-    if (!c)
+    if (!c || !stubdm__service_mode_ok(mode))
         return STUBDM_EINVAL;
-    c->service = adopt != 0;
+    c->service = mode;
     return 0;
 }
 
@@ -464,9 +464,12 @@ static int build_layout(stubdm_ctx *ctx, const stubdm_contract *c,
         rc = stubdm__nodes_add_str(l, NULL, num,
                                    "/local/domain/%u/image/device-model-domid",
                                    G);
-    if (!rc && c->service)
+    if (!rc && c->service != STUBDM_SERVICE_NONE)
         rc = stubdm__nodes_add_str(
-            l, NULL, STUBDM_SERVICE_VALUE,
+            l, NULL,
+            c->service == STUBDM_SERVICE_SERVE_ONLY
+                ? STUBDM_SERVICE_VALUE_SERVE_ONLY
+                : STUBDM_SERVICE_VALUE,
             "/local/domain/%u/image/" STUBDM_SERVICE_KEY, G);
     snprintf(num, sizeof(num), "%u", G);
     if (!rc)

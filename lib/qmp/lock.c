@@ -52,6 +52,14 @@ char *stubdm__qmplock_default_path(bool simulated, const char *simdir,
     return stubdm__sprintf(DEFAULT_LOCK_DIR "/qmp-%u-%u.lock", stubdom, guest);
 }
 
+char *stubdm__teardown_lock_path(bool simulated, const char *simdir,
+                                 uint32_t stubdom)
+{
+    if (simulated && simdir)
+        return stubdm__sprintf("%s/teardown-%u.lock", simdir, stubdom);
+    return stubdm__sprintf(DEFAULT_LOCK_DIR "/teardown-%u.lock", stubdom);
+}
+
 char *stubdm__qmplock_libxl_path(const char *lib_dir, uint32_t guest,
                                  const char *uuid)
 {

@@ -124,6 +124,10 @@ void stubdm__qmplock_init(struct stubdm__qmplock *l);
 /* The default lock path for (stubdom, guest), malloc'ed: see docs/qmp.md. */
 char *stubdm__qmplock_default_path(bool simulated, const char *simdir,
                                    uint32_t stubdom, uint32_t guest);
+/* The lock a teardown of stubdom holds across all of it (teardown.c), in
+ * the same directory, malloc'ed. */
+char *stubdm__teardown_lock_path(bool simulated, const char *simdir,
+                                 uint32_t stubdom);
 /* libxl's lock path for guest: <lib_dir>/userdata-l.<guest>.<uuid>.
  * qmp-socket-lock, malloc'ed. */
 char *stubdm__qmplock_libxl_path(const char *lib_dir, uint32_t guest,

@@ -354,11 +354,11 @@ int stubdm_spawn_opts_set_dm_version(stubdm_spawn_opts *c, int write)
     return 0;
 }
 
-int stubdm_spawn_opts_set_service(stubdm_spawn_opts *c, int adopt)
+int stubdm_spawn_opts_set_service(stubdm_spawn_opts *c, int mode)
 {
-    if (!c)
+    if (!c || !stubdm__service_mode_ok(mode))
         return STUBDM_EINVAL;
-    c->service = adopt != 0;
+    c->service = mode;
     return 0;
 }
 

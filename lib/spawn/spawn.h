@@ -78,7 +78,7 @@ struct stubdm_spawn_opts {
     unsigned adopt_flags; /* STUBDM_SPAWN_ADOPT_* */
     unsigned consoles;    /* STUBDM_CONTRACT_CONSOLE(n) bits */
     bool no_dm_version;
-    bool service;   /* the adoption node for stubdmd */
+    int service;    /* enum stubdm_service_mode: the adoption node */
     bool ring0_set; /* an adopted domain's console 0 ring (Xen) */
     uint64_t ring0_mfn;
     uint32_t ring0_port;

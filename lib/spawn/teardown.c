@@ -17,6 +17,8 @@
 #include "core/num.h"
 #include "spawn/hotplug.h"
 #include "protocol/dmargs.h"
+#include "qmp/transport.h" /* the teardown lock */
+#include "xen/hv.h"
 #include "xen/host.h"
 #include "xen/nodes.h"
 #include "xen/xs.h"
@@ -433,6 +435,7 @@ int stubdm__spawn_teardown(stubdm_stubdom *s)
  * finishes.
  */
 enum td_step {
+    TD_LOCK, /* another process tears the stubdomain down: wait */
     TD_SCRIPTS,
     TD_NODES,
     TD_NODES_DETACH, /* TD_NODES of a detach */
@@ -440,6 +443,7 @@ enum td_step {
 };
 
 static const char *const td_step_name[] = {
+    [TD_LOCK] = "waiting for another teardown of it",
     [TD_SCRIPTS] = "running hotplug scripts",
     [TD_NODES] = "removing the contract and the stubdomain's nodes",
     [TD_NODES_DETACH] = "removing the spawn's devices and the contract",
@@ -465,10 +469,71 @@ struct td_op {
     int first;
     char msg[STUBDM_ERRMSG_MAX];
     int64_t started_ms;
+    /* Held from the start to the end, so that two processes tearing the
+     * same stubdomain down (a toolstack and stubdmd's cleanup) do not run
+     * its remove scripts twice: the second waits (TD_LOCK), then finds
+     * what the first left, nothing. */
+    struct stubdm__qmplock lock;
+    char *lock_path; /* NULL: none could be made (logged) */
+    const struct stubdm__host_ops *host;
+    enum td_step after_lock;  /* TD_LOCK: the step the wait leads to */
+    bool destroy_after_lock;  /* TD_LOCK: the domain is still to destroy */
+    int64_t lock_deadline_ms; /* TD_LOCK: then EBUSY */
 };
+
+/* Another teardown's lock is tried this often, for at most this long
+ * (its remove scripts are bounded each by the hotplug timeout). */
+#define TD_LOCK_RETRY_MS 100
+#define TD_LOCK_WAIT_MS 120000
+
+static char *td_lock_path(stubdm_ctx *ctx, uint32_t S)
+{
+    bool simulated = !stubdm__xc_present(ctx);
+    char *simdir = simulated ? stubdm__qmpt_default_simdir() : NULL;
+    char *path = stubdm__teardown_lock_path(simulated, simdir, S);
+
+    free(simdir);
+    return path;
+}
+
+/* 0: held (or it cannot be made: the teardown goes on without it, a
+ * warning logged); STUBDM_EBUSY: another open file holds it. */
+static int td_lock_try(struct td_op *td)
+{
+    stubdm_ctx *ctx = td->op.ctx;
+    int rc;
+
+    if (!td->lock_path)
+        return 0;
+    rc = stubdm__qmplock_try(ctx, &td->lock, td->lock_path, false);
+    if (rc && rc != STUBDM_EBUSY) {
+        LOG_WARN(ctx, MOD, "destroy %u: without its teardown lock: %s", td->S,
+                 ctx->errmsg);
+        free(td->lock_path);
+        td->lock_path = NULL;
+        rc = 0;
+    }
+    stubdm__clear_error(ctx);
+    return rc;
+}
+
+static void td_unlock(struct td_op *td)
+{
+    stubdm__qmplock_release(&td->lock, td->op.ctx->postfork);
+}
+
+/* The domain, destroyed (a gone one is no failure: host->destroy). */
+static int td_destroy_domain(struct td_op *td)
+{
+    stubdm_ctx *ctx = td->op.ctx;
+
+    LOG_DEBUG(ctx, MOD, "destroy %u: destroying the domain", td->S);
+    return td->host->destroy(ctx, td->S);
+}
 
 static void td_finish(struct td_op *td)
 {
+    td_unlock(td);
     LOG_DEBUG(td->op.ctx, MOD, "destroy %u: %s (%.3f s)%s", td->S,
               td_step_name[TD_END],
               (double)(stubdm_now_ms() - td->started_ms) / 1000.0,
@@ -564,12 +629,43 @@ static void td_remove_nodes(struct td_op *td)
                sizeof(td->msg));
 }
 
+/* Waiting for another process's teardown of S to end: then this one
+ * goes on (destroying the domain if that was left to it). */
+static void td_on_lock_tick(struct td_op *td)
+{
+    stubdm_ctx *ctx = td->op.ctx;
+    int rc = td_lock_try(td);
+
+    if (rc == STUBDM_EBUSY && stubdm_now_ms() < td->lock_deadline_ms) {
+        if (!stubdm__timer_arm(ctx, &td->tick,
+                               stubdm_now_ms() + TD_LOCK_RETRY_MS))
+            return;
+        rc = STUBDM_ENOMEM;
+    }
+    if (rc) {
+        keep_first(ctx, rc, "waiting for another teardown of it", &td->first,
+                   td->msg, sizeof(td->msg));
+        td_finish(td);
+        return;
+    }
+    if (td->destroy_after_lock && (rc = td_destroy_domain(td))) {
+        keep_first(ctx, rc, "destroying the domain", &td->first, td->msg,
+                   sizeof(td->msg));
+        td_finish(td);
+        return;
+    }
+    td_go(td, td->after_lock);
+}
+
 static void td_on_tick(stubdm_ctx *ctx, struct stubdm__timer *t)
 {
     struct td_op *td = STUBDM_CONTAINER_OF(t, struct td_op, tick);
     int rc;
 
     switch (td->step) {
+    case TD_LOCK:
+        td_on_lock_tick(td);
+        return;
     case TD_SCRIPTS:
         if (ctx->no_hotplug) {
             td_go(td, td_nodes_step(td));
@@ -623,6 +719,8 @@ static void td_stop(stubdm_op *op)
     stubdm_ctx *ctx = op->ctx;
 
     stubdm__timer_stop(ctx, &td->tick);
+    if (td->step == TD_LOCK) /* nothing done yet: nothing to finish */
+        td->step = TD_END;
     if (td->scripts) { /* kills the script that runs */
         stubdm_op_free(td->scripts);
         td->scripts = NULL;
@@ -631,12 +729,16 @@ static void td_stop(stubdm_op *op)
         td->s->destroy_op = NULL;
         td->s = NULL;
     }
-    if (td->step == TD_END)
-        return;
-    if (ctx->disposing && !ctx->postfork) {
-        td_finish_blocking(td);
+    if (td->step == TD_END) {
+        td_unlock(td);
         return;
     }
+    if (ctx->disposing && !ctx->postfork) {
+        td_finish_blocking(td);
+        td_unlock(td);
+        return;
+    }
+    td_unlock(td);
     /* Cancelled, or freed pending: never silently. */
     char what[STUBDM_ERRMSG_MAX];
     if (td->detach)
@@ -665,6 +767,9 @@ static void td_destroy(stubdm_op *op)
 
     stubdm_contract_free(td->contract);
     td->contract = NULL;
+    td_unlock(td);
+    free(td->lock_path);
+    td->lock_path = NULL;
     free(td->own);
     td->own = NULL;
     free(td->own_ptrs);
@@ -712,7 +817,7 @@ int stubdm__teardown_start(const struct stubdm__teardown *t,
 {
     stubdm_ctx *ctx = t->ctx;
     struct td_op *td;
-    bool made_vm = false;
+    bool made_vm = false, busy;
     int rc;
 
     *op_out = NULL;
@@ -724,6 +829,8 @@ int stubdm__teardown_start(const struct stubdm__teardown *t,
     td->G = t->G;
     td->have_guest = t->have_guest;
     td->started_ms = stubdm_now_ms();
+    td->host = t->host;
+    stubdm__qmplock_init(&td->lock);
     snprintf(td->gvm, sizeof(td->gvm), "%s", t->guest_vm ? t->guest_vm : "");
     snprintf(td->svm, sizeof(td->svm), "%s", t->stub_vm ? t->stub_vm : "");
     stubdm__timer_init(&td->tick, td_on_tick);
@@ -735,7 +842,19 @@ int stubdm__teardown_start(const struct stubdm__teardown *t,
         stubdm__op_abandon(&td->op);
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "destroy op");
     }
-    rc = stubdm__timer_arm(ctx, &td->tick, td->started_ms);
+    td->lock_path = td_lock_path(ctx, td->S);
+    busy = td_lock_try(td) == STUBDM_EBUSY;
+    if (busy) {
+        LOG_INFO(ctx, MOD,
+                 "destroy %u: another process tears it down (it holds %s): "
+                 "waiting for it to end",
+                 td->S, td->lock_path);
+        td->after_lock = td->step;
+        td->step = TD_LOCK;
+        td->lock_deadline_ms = td->started_ms + TD_LOCK_WAIT_MS;
+    }
+    rc = stubdm__timer_arm(ctx, &td->tick,
+                           td->started_ms + (busy ? TD_LOCK_RETRY_MS : 0));
     if (rc) {
         stubdm__op_abandon(&td->op);
         return rc;
@@ -760,11 +879,12 @@ int stubdm__teardown_start(const struct stubdm__teardown *t,
         td->rm.placeholder = true;
         td->rm.guest_vm = made_vm && td->gvm[0] ? td->gvm : NULL;
     }
-    if (t->made && !t->detach) {
+    if (t->made && !t->detach && busy) {
+        td->destroy_after_lock = true;
+    } else if (t->made && !t->detach) {
         /* A domain that could not be destroyed keeps its nodes: they are
          * what makes it a stubdomain to a later destroy by domid. */
-        LOG_DEBUG(ctx, MOD, "destroy %u: destroying the domain", td->S);
-        rc = t->host->destroy(ctx, td->S);
+        rc = td_destroy_domain(td);
         if (rc) {
             char msg[STUBDM_ERRMSG_MAX];
             snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
