@@ -855,8 +855,17 @@ START_TEST(xenbus_states)
     ck_assert_int_eq(simcons_write(sc, "bye", 3), 3);
     run(30);
     ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 3);
-    /* The frontend closes: Closing, Closed, completion with 0. */
+    /* The frontend closes: the backend answers Closing and stays there
+     * (what Linux, shutting down, waits to read), served, until the
+     * frontend is Closed; then Closed, completion with 0. */
     ck_assert_int_eq(simcons_set_state(sc, xs5, 5), 0);
+    run(100);
+    assert_be_state(1, "5");
+    ck_assert_int_eq(r.calls, 0);
+    ck_assert_int_eq(simcons_write(sc, "!", 1), 1);
+    run(30);
+    ck_assert_int_eq(read(p[0], buf, sizeof(buf)), 1);
+    ck_assert_int_eq(simcons_set_state(sc, xs5, 6), 0);
     ts_run_until_done(ctx, &r, 5000);
     ck_assert_int_eq(r.rc, 0);
     assert_be_state(1, "6");

@@ -11,8 +11,9 @@
  *   pump (on every notification, fd readiness and connect): out ring ->
  *     destination fd until the ring is empty or the fd would block; source
  *     fd -> in ring until the ring is full or the fd would block; notify.
- *   end (frontend Closing/Closed, restore delivered, protocol violation,
- *     domain gone, fd failure, close): Closing -> Closed, unmap, close.
+ *   frontend Closing -> backend Closing (the frontend then goes Closed).
+ *   end (frontend Closed, restore delivered, protocol violation, domain
+ *     gone, fd failure, close): Closing -> Closed, unmap, close.
  *
  * No byte is ever copied into a buffer of ours: writev/readv work on the
  * ring's segments directly, so memory per console is constant and the
@@ -634,7 +635,8 @@ static void console_stop(stubdm_op *op)
     if (c->release && be_dir_exists(c) && c->op.state == STUBDM__OP_PENDING) {
         set_be_state(c, XenbusStateInitWait);
     } else if (be_dir_exists(c)) {
-        set_be_state(c, XenbusStateClosing);
+        if (c->be_state != XenbusStateClosing)
+            set_be_state(c, XenbusStateClosing);
         set_be_state(c, XenbusStateClosed);
     } else {
         c->be_state = XenbusStateClosed;
@@ -1130,8 +1132,24 @@ static void on_fe_change(stubdm_ctx *ctx, struct stubdm__xswatch *w,
     if (c->n == 0)
         return; /* console 0 has no frontend state */
     rc = read_fe_num(c, "state", 255, &st);
-    if (rc == STUBDM_ENOENT ||
-        (rc == 0 && (st == XenbusStateClosing || st == XenbusStateClosed))) {
+    if (rc == 0 && st == XenbusStateClosing) {
+        /* Answer Closing and end on the frontend's Closed, as blkback
+         * does.  Linux shutting down completes a frontend's close only on
+         * a backend state it reads as Closing (xenbus_otherend_changed
+         * past SYSTEM_RUNNING): Closing then Closed at once reads as
+         * Closed, and each console then costs the domain's poweroff 5 s
+         * (xenbus_frontend_dev_shutdown's timeout). */
+        pump(c);
+        if (c->be_state != XenbusStateClosing) {
+            LOG_DEBUG(c->op.ctx, MOD,
+                      "console %u of %u: the frontend is "
+                      "closing",
+                      c->n, c->stubdom);
+            set_be_state(c, XenbusStateClosing);
+        }
+        return;
+    }
+    if (rc == STUBDM_ENOENT || (rc == 0 && st == XenbusStateClosed)) {
         LOG_DEBUG(c->op.ctx, MOD, "console %u of %u: the frontend closed",
                   c->n, c->stubdom);
         /* Deliver what is already in the ring first. */
