@@ -52,12 +52,12 @@ done
 # Debian's archive into the cache, once (checked before it is kept).
 fetch_debian_source() {
     local f=$cache_root/${debian_url##*/}
-    if ! echo "$debian_sha256  $f" | sha256sum --quiet -c - 2> /dev/null; then
-        say "no $tarball: fetching Debian's source $debian_url"
+    if ! echo "$debian_sha256  $f" | sha256sum --quiet -c - > /dev/null 2>&1; then
+        say "fetching Debian's source $debian_url"
         mkdir -p "$cache_root"
         curl -fsSL --retry 3 -o "$f.part" "$debian_url" ||
             die "fetching $debian_url failed (or set XEN_TARBALL)"
-        echo "$debian_sha256  $f.part" | sha256sum --quiet -c - 2> /dev/null ||
+        echo "$debian_sha256  $f.part" | sha256sum --quiet -c - > /dev/null 2>&1 ||
             { rm -f "$f.part"; die "$debian_url: sha256 differs from its .dsc's"; }
         mv "$f.part" "$f"
     fi
@@ -70,7 +70,7 @@ if [ "${XEN_TARBALL:-}" = debian ] ||
     fetch_debian_source
 fi
 [ -r "$tarball" ] || die "no Xen source at $tarball (XEN_TARBALL)"
-echo "$tarball_sha256  $tarball" | sha256sum --quiet -c - 2> /dev/null ||
+echo "$tarball_sha256  $tarball" | sha256sum --quiet -c - > /dev/null 2>&1 ||
     die "$tarball is not the archive expected (sha256 differs)"
 mapfile -t patches < <(grep -v '^\s*\(#\|$\)' "$here/series")
 for p in "${patches[@]}"; do

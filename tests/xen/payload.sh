@@ -1255,7 +1255,7 @@ device_model_stubdomain_override = 1
 stubdomain_kernel = "/mnt/host/images/vmlinuz"
 stubdomain_ramdisk = "$RAMDISK"
 stubdomain_memory = $STUBMEM
-stubdomain_cmdline = "console=hvc0 quiet $2"
+stubdomain_cmdline = "console=hvc0 ${LX_QUIET-quiet} $2"
 CFG
 }
 # lx_procs: dom0 processes that would be a device model, a proxy or a
@@ -1289,6 +1289,8 @@ if has libxl; then
     section "4j. libxl: xl create with the patched libxenlight (libstubdm, stubdmd): boot from disk, serial, QMP, destroy, failures"
     for m in xen-blkback loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
     [ -n "$HGUEST" ] && { xl destroy "$HGUEST" 2>/dev/null; HGUEST=; }
+    # the failure cases to run (a run may name fewer: XT_LX_CASES)
+    LX_CASES=$(cat /mnt/host/lx-cases 2>/dev/null); LX_CASES=${LX_CASES:-panic dmexit destroy}
     LXI=/tmp/xt-lx.img LXE=/tmp/lx-stubdmd.log LXS=/tmp/lx-serial.log LXR=/tmp/lx-reader.log
     BD_MARK=XT-BOOTED-FROM-XVDA
     rm -f "$LXE" "$LXS" "$LXR" /tmp/lx-*.log /tmp/lx-reader.stop /var/log/xen/qemu-dm-xt-lx*.log
@@ -1395,10 +1397,15 @@ if has libxl; then
         # (each case its own copy of the image: what one leaves is its own)
         lx_failure() {
             LXI=/tmp/xt-lxf-$1.img; cp /tmp/xt-lx.img "$LXI"
-            lx_cfg xt-lxf "$2" > /tmp/xt-lxf.cfg
+            LX_QUIET= lx_cfg xt-lxf "$2" > /tmp/xt-lxf.cfg  # (the kernel's shutdown in its log)
             rm -f /var/log/xen/qemu-dm-xt-lxf-dm.log
             xs_snapshot /tmp/xs-before-lx
             t=$(ms); lx -vvv create /tmp/xt-lxf.cfg > /tmp/lx-$1.log 2>&1 & XP=$!
+            # the stubdomain's state and its frontends', every second
+            ( while kill -0 $XP 2>/dev/null; do s=$(xl domid xt-lxf-dm 2>/dev/null)
+                [ -n "$s" ] && { echo "$(( $(ms) - t )) ms: $(xl list "$s" 2>/dev/null | awk 'NR == 2 { print $5 }')" \
+                    $(xenstore-ls -f /local/domain/$s/device 2>/dev/null | grep '/state = ' | sed 's|/local/domain/[0-9]*/device/||; s| = |=|; s|"||g'); }
+                sleep 1; done > /tmp/lx-$1.states 2>&1 ) &
             td= XD=
             if [ "$3" = destroy ]; then
                 i=0; while [ $i -lt 600 ] && kill -0 $XP 2>/dev/null; do
@@ -1426,11 +1433,16 @@ if has libxl; then
                 fig libxl_fail_${1}_ms ${after:-$tot}
             else fail "libxl-fail-$1" "xl create exit $rc after $tot ms; cause: '${cause:-none}'; left: ${l:-nothing}"; lx_dump $1 xt-lxf; fi
             xl destroy xt-lxf 2>/dev/null; lx_settle xt-lxf
-            cp /tmp/lx-$1.log $OUT/libxl-fail-$1.log
+            cp /tmp/lx-$1.log $OUT/libxl-fail-$1.log; cp /tmp/lx-$1.states $OUT/libxl-fail-$1.states 2>/dev/null
+            cp /var/log/xen/qemu-dm-xt-lxf-dm.log $OUT/libxl-fail-$1-stub.log 2>/dev/null
         }
-        lx_failure panic "panic=1 xt.panic"
-        lx_failure dmexit "xt.dm=exit"
-        lx_failure destroy "xt.dm=never" destroy
+        for c in $LX_CASES; do
+            case $c in
+            panic) lx_failure panic "panic=1 xt.panic" ;;
+            dmexit) lx_failure dmexit "xt.dm=exit" ;;
+            destroy) lx_failure destroy "xt.dm=never" destroy ;;
+            esac
+        done
         kill -TERM $LXD_PID; i=0; while kill -0 $LXD_PID 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
         kill -0 $LXD_PID 2>/dev/null && { info "stubdmd still running 10 s after SIGTERM"; kill -9 $LXD_PID; }
         wait $LXD_PID 2>/dev/null

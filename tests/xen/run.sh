@@ -19,7 +19,8 @@
 #      XT_CPU (QEMU -cpu, default max), XT_XEN_EXTRA (more Xen boot options,
 #      e.g. xsave=0: see docs/real-xen.md, sporadic segfaults),
 #      XT_SPC_MACHINE (spawncon's QEMU -machine: none (default) or pc),
-#      XT_LIBXL (section libxl: a patched libxenlight.so.4.17.0 to use
+#      XT_LX_CASES (section libxl's failure cases, default "panic dmexit
+#      destroy"), XT_LIBXL (section libxl: a patched libxenlight.so.4.17.0 to use
 #      instead of examples/libxl-4.17/build.sh's; XEN_TARBALL: its source).
 source "$(dirname "$0")/common.sh"
 TIMEOUT=${XT_TIMEOUT:-1200}
@@ -95,6 +96,7 @@ cp "$XT_DIR/mk-bootsector.sh" "$XT_SHARE/bin/"
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
 echo "${XT_STUB_EXTRA:-}" > "$XT_SHARE/stub-extra"
+echo "${XT_LX_CASES:-}" > "$XT_SHARE/lx-cases"  # section libxl's failure cases
 echo "${XT_SPC_MACHINE:-none}" > "$XT_SHARE/spc-machine"  # spawncon's QEMU machine
 xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
 
