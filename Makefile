@@ -22,7 +22,7 @@ DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils xen-utils-4.1
 	binutils coreutils procps clang-format
 # examples/libxl-4.17/build.sh (the nested Xen's section libxl): Xen 4.17's
 # tools/libs.  Not libnl-3-dev (docs/libxl.md).
-DEPS += acpica-tools bison flex uuid-dev libncurses-dev python3-dev zlib1g-dev
+DEPS += acpica-tools bison flex uuid-dev libncurses-dev python3-dev zlib1g-dev curl xz-utils patch
 DEPS += $(EXTRA_DEPS)
 
 .PHONY: all deps build test demo bench format install clean test-xen

@@ -1280,6 +1280,33 @@ lx_leaks() {
 lx_settle() { i=0; while [ $i -lt 150 ]; do
     xl list 2>/dev/null | awk -v n="$1" '$1 == n || $1 == n "-dm" { f = 1 } END { exit !f }' || losetup -a | grep -q "$LXI" || return 0
     sleep 0.2; i=$((i + 1)); done; }
+# ---- the side by side (Debian's libxl, the patched one, stubdm-ctl spawn)
+# utc: a timestamp as oxenstored's access log writes them
+utc() { date -u +%Y%m%dT%H:%M:%S.%3NZ; }
+# xs_requests FROM TO DOMID...: requests in oxenstored's access log between
+# two utc stamps, but those of the named domains' own connections (the
+# guest's, the stubdomain's): what dom0's side asked for
+xs_requests() {
+    a=$1 b=$2; shift 2
+    cat /var/log/xen/xenstored-access.log* 2>/dev/null | awk -v a="[$a" -v b="[$b" -v ex=" $* " '
+        $1 < a || $1 > b { next }
+        { con = $2; sub(/\..*/, "", con) }
+        con ~ /^D[0-9]+$/ && index(ex, " " substr(con, 2) " ") { next }
+        $3 ~ /^(coalesce|conflict|commit|newconn|endconn|error|invalid|w)$/ { next }
+        { n++ } END { print n + 0 }'
+}
+# rss_of PID...: their resident memory, KiB, summed
+rss_of() { [ $# -gt 0 ] && ps -o rss= -p "$(echo "$@" | tr ' ' ,)" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }' || echo 0; }
+# qmp_rtt SOCKET: "median_us min_us max_us n" of query-status, or ""
+qmp_rtt() { python3 /mnt/host/bin/qmp-rtt.py "$1" 20 2> /tmp/qmp-rtt.err; }
+# side_row COLUMN CREATE_MS PROCS RSS_KIB RTT XS: one row of the table
+side_row() {
+    echo "  side | $1 | create->running $2 ms | dom0 processes: $3 | $4 KiB | QMP query-status median ${5%% *} us | $6 xenstore requests (dom0 side)"
+    fig "side_${1}_create_to_running_ms" "$2"
+    fig "side_${1}_dom0_rss_kib" "$4"
+    fig "side_${1}_qmp_rtt_median_us" "${5%% *}"
+    fig "side_${1}_xenstore_requests" "$6"
+}
 lx_dump() { # TAG
     grep -a -i 'error\|stubdm\|fail\|crash' /tmp/lx-$1.log | tail -n 15 | cut -c1-300 | sed 's/^/  xl| /'
     tail -n 12 "$LXE" | cut -c1-300 | sed 's/^/  stubdmd| /'
@@ -1295,7 +1322,22 @@ if has libxl; then
     BD_MARK=XT-BOOTED-FROM-XVDA
     rm -f "$LXE" "$LXS" "$LXR" /tmp/lx-*.log /tmp/lx-reader.stop /var/log/xen/qemu-dm-xt-lx*.log
     sh /mnt/host/bin/mk-bootsector.sh "$LXI" "$BD_MARK"
-    LX_OK=
+    LX_OK= SIDE_ROWS=0
+    # ---- side by side, column 1: Debian's libxl (a dom0 QEMU serves the
+    # stubdomain's consoles, a vchan-socket-proxy its QMP): the same guest,
+    # disk image, stubdomain image and command line as the patched libxl's
+    LXI=/tmp/xt-lxd.img; cp /tmp/xt-lx.img "$LXI"
+    lx_cfg xt-lxd "xt.dm=qemu-xen${STUB_EXTRA:+ $STUB_EXTRA}" > /tmp/xt-lxd.cfg
+    a=$(utc); t=$(ms); lx create -p /tmp/xt-lxd.cfg > /tmp/lx-debian.log 2>&1; rc=$?; tc=$(( $(ms) - t )); b=$(utc)
+    D=$(xl domid xt-lxd 2>/dev/null) SD=$(xl domid xt-lxd-dm 2>/dev/null)
+    if [ $rc = 0 ] && [ -n "$SD" ]; then
+        pids=$(ps -eo pid,args | awk -v s="$SD" '($0 ~ /qemu-system/ && $0 ~ ("-xen-domid " s " ")) || $0 ~ /vchan-socket-proxy/ { print $1 }' | tr '\n' ' ')
+        names=$(for p in $pids; do ps -o comm= -p $p; done | sort | uniq -c | awk '{ printf "%s%s x%s", n++ ? ", " : "", $2, $1 }')
+        side_row debian "$tc" "${names:-none}" "$(rss_of $pids)" "$(qmp_rtt /var/run/xen/qmp-libxl-$D)" "$(xs_requests "$a" "$b" "$D" "$SD")"
+        SIDE_ROWS=$((SIDE_ROWS + 1))
+    else info "side: Debian's libxl: xl create exit $rc after $tc ms: $(grep -a -i 'error' /tmp/lx-debian.log | tail -n 3 | tr '\n' ' ' | cut -c1-300)"; fi
+    lx destroy xt-lxd > /dev/null 2>&1; lx_settle xt-lxd
+    LXI=/tmp/xt-lx.img
     if [ -r /mnt/host/libxl/libxenlight.so.4.17.0 ]; then
         # diverted out of the library directory: there ldconfig would point
         # libxenlight.so.4.17 at the diverted file (same soname, a "higher"
@@ -1327,8 +1369,15 @@ if has libxl; then
           { xl list; xenstore-ls -fp /local/domain/$s 2>&1 | grep -v -e '/memory' -e '/cpu/'
             xenstore-ls -fp /local/domain/0/backend/console 2>&1; ps -eo pid,args | grep -e xenconsoled -e stubdmd | grep -v grep
             ls -la /var/log/xen/ /var/log/xen/console; } > $OUT/libxl-debug.txt 2>&1 ) &
-        t=$(ms); lx -vvv create -p /tmp/xt-lx.cfg > /tmp/lx-create.log 2>&1; rc=$?; LX_MS=$(( $(ms) - t ))
+        rss0=$(rss_of $LXD_PID)
+        a=$(utc); t=$(ms); lx -vvv create -p /tmp/xt-lx.cfg > /tmp/lx-create.log 2>&1; rc=$?; LX_MS=$(( $(ms) - t )); b=$(utc)
         D=$(xl domid xt-lx 2>/dev/null) SD=$(xl domid xt-lx-dm 2>/dev/null)
+        if [ $rc = 0 ] && [ -n "$SD" ]; then
+            rss1=$(rss_of $LXD_PID)
+            side_row patched "$LX_MS" "none of its own (stubdmd, shared: +$((rss1 - rss0)) KiB for it)" "$rss1" \
+                "$(qmp_rtt /var/run/xen/qmp-libxl-$D)" "$(xs_requests "$a" "$b" "$D" "$SD")"
+            SIDE_ROWS=$((SIDE_ROWS + 1))
+        fi
         LXQ=/var/run/xen/qmp-libxl-$D
         if [ $rc = 0 ] && [ -n "$D" ] && [ -n "$SD" ]; then
             procs=$(lx_procs)
@@ -1443,6 +1492,34 @@ if has libxl; then
             destroy) lx_failure destroy "xt.dm=never" destroy ;;
             esac
         done
+        # ---- side by side, column 3: stubdm-ctl spawn (the library's own
+        # builder) of the same stubdomain for a paused HVM guest, served by
+        # the same stubdmd (serve only: stubdm-ctl destroy tears it down)
+        LXI=/tmp/xt-lxs.img; cp /tmp/xt-lx.img "$LXI"
+        mk_hvm_guest
+        pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
+        [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
+        rss0=$(rss_of $LXD_PID)
+        a=$(utc); t=$(ms)
+        S=$(stubdm-ctl spawn --guest "$HGUEST" --name xt-lxs-dm --kernel /mnt/host/images/vmlinuz \
+            --ramdisk "$RAMDISK" --memory $STUBMEM --cmdline "console=hvc0 quiet xt.dm=qemu-xen${STUB_EXTRA:+ $STUB_EXTRA}" \
+            --console-backend libstubdm --service-serve-only --serial pty --disk "$LXI" --timeout 150 \
+            -- -xen-domid "$HGUEST" -no-shutdown -nodefaults -no-user-config -name xt-hguest -display none \
+            -nographic -boot order=c -net none -machine xenfv,suppress-vmdesc=on -m 32 \
+            -drive file=/dev/xvda,if=ide,index=0,media=disk,format=host_device,cache=writeback \
+            -serial /dev/hvc3 2> /tmp/lx-spawn.err); rc=$?; tc=$(( $(ms) - t )); b=$(utc)
+        if [ $rc = 0 ] && [ -n "$S" ]; then
+            rss1=$(rss_of $LXD_PID)
+            side_row stubdm-ctl "$tc" "none of its own (stubdmd, shared: +$((rss1 - rss0)) KiB for it)" "$rss1" \
+                "$(qmp_rtt /var/run/xen/qmp-libxl-$HGUEST)" "$(xs_requests "$a" "$b" "$HGUEST" "$S")"
+            SIDE_ROWS=$((SIDE_ROWS + 1))
+            stubdm-ctl destroy "$S" > /dev/null 2>&1 || info "side: stubdm-ctl destroy $S failed"
+        else info "side: stubdm-ctl spawn exit $rc after $tc ms: $(tail -n 3 /tmp/lx-spawn.err | tr '\n' ' ' | cut -c1-300)"; fi
+        xl destroy "$HGUEST" 2> /dev/null; HGUEST=
+        LXI=/tmp/xt-lx.img
+        if [ "$SIDE_ROWS" = 3 ]; then pass "libxl-side-by-side (Debian's libxl, the patched libxl and stubdm-ctl spawn each started the same stubdomain and were measured; rows above)"
+        else fail "libxl-side-by-side" "$SIDE_ROWS of 3 columns measured"; fi
+        grep -a '^\[' /var/log/xen/xenstored-access.log 2>/dev/null | head -n 3 | cut -c1-120 | sed 's/^/  xs-access| /'
         kill -TERM $LXD_PID; i=0; while kill -0 $LXD_PID 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
         kill -0 $LXD_PID 2>/dev/null && { info "stubdmd still running 10 s after SIGTERM"; kill -9 $LXD_PID; }
         wait $LXD_PID 2>/dev/null

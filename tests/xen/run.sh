@@ -93,6 +93,7 @@ gcc -O2 -Wall -o "$XT_SHARE/bin/xt-memcheck" "$XT_DIR/xt-memcheck.c" \
     || { xt_log "building xt-memcheck failed"; exit 2; }
 cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
 cp "$XT_DIR/mk-bootsector.sh" "$XT_SHARE/bin/"
+install -m 755 "$XT_DIR/qmp-rtt.py" "$XT_SHARE/bin/"
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
 echo "${XT_STUB_EXTRA:-}" > "$XT_SHARE/stub-extra"
