@@ -1298,7 +1298,7 @@ xs_requests() {
 # rss_of PID...: their resident memory, KiB, summed
 rss_of() { [ $# -gt 0 ] && ps -o rss= -p "$(echo "$@" | tr ' ' ,)" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }' || echo 0; }
 # qmp_rtt SOCKET: "median_us min_us max_us n" of query-status, or ""
-qmp_rtt() { python3 /mnt/host/bin/qmp-rtt.py "$1" 20 2> /tmp/qmp-rtt.err; }
+qmp_rtt() { python3 /mnt/host/bin/qmp-rtt.py "$1" 40 2> /tmp/qmp-rtt.err; }
 # side_row COLUMN CREATE_MS PROCS RSS_KIB RTT XS: one row of the table
 side_row() {
     echo "  side | $1 | create->running $2 ms | dom0 processes: $3 | $4 KiB | QMP query-status median ${5%% *} us | $6 xenstore requests (dom0 side)"
@@ -1328,7 +1328,7 @@ if has libxl; then
     # disk image, stubdomain image and command line as the patched libxl's
     LXI=/tmp/xt-lxd.img; cp /tmp/xt-lx.img "$LXI"
     lx_cfg xt-lxd "xt.dm=qemu-xen${STUB_EXTRA:+ $STUB_EXTRA}" > /tmp/xt-lxd.cfg
-    a=$(utc); t=$(ms); lx create -p /tmp/xt-lxd.cfg > /tmp/lx-debian.log 2>&1; rc=$?; tc=$(( $(ms) - t )); b=$(utc)
+    a=$(utc); t=$(ms); lx -vvv -t create -p /tmp/xt-lxd.cfg > /tmp/lx-debian.log 2>&1; rc=$?; tc=$(( $(ms) - t )); b=$(utc)
     D=$(xl domid xt-lxd 2>/dev/null) SD=$(xl domid xt-lxd-dm 2>/dev/null)
     if [ $rc = 0 ] && [ -n "$SD" ]; then
         pids=$(ps -eo pid,args | awk -v s="$SD" '($0 ~ /qemu-system/ && $0 ~ ("-xen-domid " s " ")) || $0 ~ /vchan-socket-proxy/ { print $1 }' | tr '\n' ' ')
@@ -1370,7 +1370,7 @@ if has libxl; then
             xenstore-ls -fp /local/domain/0/backend/console 2>&1; ps -eo pid,args | grep -e xenconsoled -e stubdmd | grep -v grep
             ls -la /var/log/xen/ /var/log/xen/console; } > $OUT/libxl-debug.txt 2>&1 ) &
         rss0=$(rss_of $LXD_PID)
-        a=$(utc); t=$(ms); lx -vvv create -p /tmp/xt-lx.cfg > /tmp/lx-create.log 2>&1; rc=$?; LX_MS=$(( $(ms) - t )); b=$(utc)
+        a=$(utc); t=$(ms); lx -vvv -t create -p /tmp/xt-lx.cfg > /tmp/lx-create.log 2>&1; rc=$?; LX_MS=$(( $(ms) - t )); b=$(utc)
         D=$(xl domid xt-lx 2>/dev/null) SD=$(xl domid xt-lx-dm 2>/dev/null)
         if [ $rc = 0 ] && [ -n "$SD" ]; then
             rss1=$(rss_of $LXD_PID)
@@ -1442,6 +1442,7 @@ if has libxl; then
             xl destroy xt-lx 2>/dev/null; lx_settle xt-lx
         fi
         cp /tmp/lx-create.log $OUT/libxl-create.log; cp /var/log/xen/qemu-dm-xt-lx-dm.log $OUT/libxl-qemu-dm.log 2>/dev/null
+        cp /tmp/lx-debian.log $OUT/libxl-side-debian.log 2>/dev/null
         # ---- failure paths: TAG CMDLINE [destroy]
         # (each case its own copy of the image: what one leaves is its own)
         lx_failure() {
@@ -1449,7 +1450,7 @@ if has libxl; then
             LX_QUIET= lx_cfg xt-lxf "$2" > /tmp/xt-lxf.cfg  # (the kernel's shutdown in its log)
             rm -f /var/log/xen/qemu-dm-xt-lxf-dm.log
             xs_snapshot /tmp/xs-before-lx
-            t=$(ms); lx -vvv create /tmp/xt-lxf.cfg > /tmp/lx-$1.log 2>&1 & XP=$!
+            t=$(ms); lx -vvv -t create /tmp/xt-lxf.cfg > /tmp/lx-$1.log 2>&1 & XP=$!
             # the stubdomain's state and its frontends', every second
             ( while kill -0 $XP 2>/dev/null; do s=$(xl domid xt-lxf-dm 2>/dev/null)
                 [ -n "$s" ] && { echo "$(( $(ms) - t )) ms: $(xl list "$s" 2>/dev/null | awk 'NR == 2 { print $5 }')" \
@@ -1517,6 +1518,7 @@ if has libxl; then
         else info "side: stubdm-ctl spawn exit $rc after $tc ms: $(tail -n 3 /tmp/lx-spawn.err | tr '\n' ' ' | cut -c1-300)"; fi
         xl destroy "$HGUEST" 2> /dev/null; HGUEST=
         LXI=/tmp/xt-lx.img
+        cp /tmp/lx-spawn.err $OUT/libxl-side-spawn.err 2>/dev/null
         if [ "$SIDE_ROWS" = 3 ]; then pass "libxl-side-by-side (Debian's libxl, the patched libxl and stubdm-ctl spawn each started the same stubdomain and were measured; rows above)"
         else fail "libxl-side-by-side" "$SIDE_ROWS of 3 columns measured"; fi
         grep -a '^\[' /var/log/xen/xenstored-access.log 2>/dev/null | head -n 3 | cut -c1-120 | sed 's/^/  xs-access| /'
