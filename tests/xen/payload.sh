@@ -1328,7 +1328,7 @@ if has libxl; then
     # disk image, stubdomain image and command line as the patched libxl's
     LXI=/tmp/xt-lxd.img; cp /tmp/xt-lx.img "$LXI"
     lx_cfg xt-lxd "xt.dm=qemu-xen${STUB_EXTRA:+ $STUB_EXTRA}" > /tmp/xt-lxd.cfg
-    a=$(utc); t=$(ms); lx -vvv -t create -p /tmp/xt-lxd.cfg > /tmp/lx-debian.log 2>&1; rc=$?; tc=$(( $(ms) - t )); b=$(utc)
+    a=$(utc); t=$(ms); lx -vvv -T create -p /tmp/xt-lxd.cfg > /tmp/lx-debian.log 2>&1; rc=$?; tc=$(( $(ms) - t )); b=$(utc)
     D=$(xl domid xt-lxd 2>/dev/null) SD=$(xl domid xt-lxd-dm 2>/dev/null)
     if [ $rc = 0 ] && [ -n "$SD" ]; then
         pids=$(ps -eo pid,args | awk -v s="$SD" '($0 ~ /qemu-system/ && $0 ~ ("-xen-domid " s " ")) || $0 ~ /vchan-socket-proxy/ { print $1 }' | tr '\n' ' ')
@@ -1370,7 +1370,7 @@ if has libxl; then
             xenstore-ls -fp /local/domain/0/backend/console 2>&1; ps -eo pid,args | grep -e xenconsoled -e stubdmd | grep -v grep
             ls -la /var/log/xen/ /var/log/xen/console; } > $OUT/libxl-debug.txt 2>&1 ) &
         rss0=$(rss_of $LXD_PID)
-        a=$(utc); t=$(ms); lx -vvv -t create -p /tmp/xt-lx.cfg > /tmp/lx-create.log 2>&1; rc=$?; LX_MS=$(( $(ms) - t )); b=$(utc)
+        a=$(utc); t=$(ms); lx -vvv -T create -p /tmp/xt-lx.cfg > /tmp/lx-create.log 2>&1; rc=$?; LX_MS=$(( $(ms) - t )); b=$(utc)
         D=$(xl domid xt-lx 2>/dev/null) SD=$(xl domid xt-lx-dm 2>/dev/null)
         if [ $rc = 0 ] && [ -n "$SD" ]; then
             rss1=$(rss_of $LXD_PID)
@@ -1450,7 +1450,7 @@ if has libxl; then
             LX_QUIET= lx_cfg xt-lxf "$2" > /tmp/xt-lxf.cfg  # (the kernel's shutdown in its log)
             rm -f /var/log/xen/qemu-dm-xt-lxf-dm.log
             xs_snapshot /tmp/xs-before-lx
-            t=$(ms); lx -vvv -t create /tmp/xt-lxf.cfg > /tmp/lx-$1.log 2>&1 & XP=$!
+            t=$(ms); lx -vvv -T create /tmp/xt-lxf.cfg > /tmp/lx-$1.log 2>&1 & XP=$!
             # the stubdomain's state and its frontends', every second
             ( while kill -0 $XP 2>/dev/null; do s=$(xl domid xt-lxf-dm 2>/dev/null)
                 [ -n "$s" ] && { echo "$(( $(ms) - t )) ms: $(xl list "$s" 2>/dev/null | awk 'NR == 2 { print $5 }')" \
