@@ -20,6 +20,9 @@ CMAKE_ARGS ?=
 DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils xen-utils-4.17 \
 	libyajl-dev check libglib2.0-dev qemu-system-x86 valgrind clang libclang-rt-14-dev \
 	binutils coreutils procps clang-format
+# examples/libxl-4.17/build.sh (the nested Xen's section libxl): Xen 4.17's
+# tools/libs.  Not libnl-3-dev (docs/libxl.md).
+DEPS += acpica-tools bison flex uuid-dev libncurses-dev python3-dev zlib1g-dev curl xz-utils patch
 DEPS += $(EXTRA_DEPS)
 
 .PHONY: all deps build test demo bench format install clean test-xen

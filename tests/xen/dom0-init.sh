@@ -28,6 +28,18 @@ done
 mountpoint -q /proc/xen || mount -t xenfs xenfs /proc/xen
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 xtshare /mnt/host || echo "xt-init: no 9p share"
 mkdir -p /mnt/host/out
+# Section libxl counts the xenstore requests of each start in oxenstored's
+# access log: every request logged (reads and transactions are not by
+# default), in files too big to rotate during a run.
+if grep -qw libxl /mnt/host/tests 2>/dev/null; then
+    cat >> /etc/xen/oxenstored.conf <<'OXC'
+access-log-read-ops = true
+access-log-transactions-ops = true
+access-log-special-ops = true
+access-log-nb-lines = 1000000
+access-log-nb-chars = 120
+OXC
+fi
 # Debian's init script starts oxenstored, xen-init-dom0 and xenconsoled
 # (guest consoles logged).  Bounded, with diagnostics if it hangs.
 XENCONSOLED_ARGS="--log=guest --log-dir=/var/log/xen/console" timeout 60 /etc/init.d/xen start

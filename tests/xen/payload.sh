@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk stubdmd side stubdom
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk stubdmd libxl side stubdom
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -1214,6 +1214,325 @@ if has side; then
     if grep -q '^SIDE-PASS libxl' /tmp/side.out && grep -q '^SIDE-PASS libstubdm' /tmp/side.out &&
        ! grep -q '^SIDE-FAIL' /tmp/side.out; then pass "side-by-side (both running, QMP measured on both)"
     else fail "side-by-side" "$(grep '^SIDE-' /tmp/side.out | tr '\n' ';')"; fi
+fi
+
+# ===================================================================== libxl (issue 16: xl create through the patched libxl)
+# Debian's `xl` with the patched libxenlight of examples/libxl-4.17
+# (docs/libxl.md), built on the host (run.sh: /mnt/host/libxl), installed
+# in place of Debian's with dpkg-divert, libstubdm next to it (xl runs
+# without LD_LIBRARY_PATH), stubdmd at its real paths.  `xl create -p` of
+# bootdisk's guest and disk (the disk given by libxl: its vbd and block
+# script) with a Linux stubdomain (the project's image, real qemu-xen) and
+# serial="pty": the stubdomain's consoles and QMP are stubdmd's, so dom0
+# has no QEMU and no vchan-socket-proxy.  A reader copies the pty named by
+# the guest's serial/0/tty (what `xl console -t serial` opens) into a
+# file; `xl unpause` (QMP "cont" through stubdmd's proxy) lets SeaBIOS
+# boot the disk, whose sector writes the marker to COM1.  Then QMP users
+# of libxl (qemu-monitor-command, pause/unpause) and `xl destroy`: no
+# domain, node, loop device or process left, the proxy socket gone.
+# Failure paths: the stubdomain's kernel panicking (xt.panic panic=1),
+# its device model exiting before running (xt.dm=exit), the stubdomain
+# destroyed during the wait (xt.dm=never): `xl create` fails with the
+# cause, soon, and leaves nothing.  Debian's library is restored at the end.
+LXLIB=/usr/lib/x86_64-linux-gnu/libxenlight.so.4.17.0 LXDIV=/usr/lib/libstubdm-diverted
+lx() { env -u LD_LIBRARY_PATH xl "$@"; }
+# lx_cfg NAME CMDLINE-EXTRA > config: the guest, its disk, a Linux stubdomain
+lx_cfg() { cat <<CFG
+name = "$1"
+type = "hvm"
+memory = 32
+vcpus = 1
+vga = "none"
+vnc = 0
+sdl = 0
+nographic = 1
+tsc_mode = "native"
+boot = "c"
+serial = "pty"
+disk = [ "format=raw, vdev=hda, access=rw, target=$LXI" ]
+device_model_version = "qemu-xen"
+device_model_stubdomain_override = 1
+stubdomain_kernel = "/mnt/host/images/vmlinuz"
+stubdomain_ramdisk = "$RAMDISK"
+stubdomain_memory = $STUBMEM
+stubdomain_cmdline = "console=hvc0 ${LX_QUIET-quiet} $2"
+CFG
+}
+# lx_procs: dom0 processes that would be a device model, a proxy or a
+# hotplug script left over.  (Not the QEMU Debian's init script starts for
+# dom0 itself, -name dom0, its qdisk backend: no guest's.)
+lx_procs() { ps -eo pid,args | grep -e 'qemu-system' -e 'vchan-socket-proxy' -e '/etc/xen/scripts/' -e 'cat /dev/pts' \
+                 | grep -v -e grep -e '-xen-domid 0 .*-name dom0 ' | tr -s ' ' | tr '\n' ';'; }
+# lx_leaks NAME: "" if nothing xl create made is left (domains, nodes
+# against /tmp/xs-before-lx, loop devices on the image, processes)
+lx_leaks() {
+    l=$(xl list 2>/dev/null | awk -v n="$1" '$1 == n || $1 == n "-dm" { printf "domain %s %s; ", $1, $2 }')
+    xs_snapshot /tmp/xs-after-lx
+    # (/libxl and /vm themselves: the parents libxl makes with the boot's
+    # first guest and keeps, as Debian's libxl does)
+    n=$(LC_ALL=C comm -3 /tmp/xs-before-lx /tmp/xs-after-lx | tr -d '\t' | grep -v -x -e /libxl -e /vm | head -n 12 | tr '\n' ' ')
+    [ -n "$n" ] && l="$l nodes (+/-): $n;"
+    lo=$(losetup -a | grep "$LXI"); [ -n "$lo" ] && l="$l loop: $lo;"
+    p=$(lx_procs); [ -n "$p" ] && l="$l processes: $p"
+    echo "$l"
+}
+# lx_settle NAME: wait (30 s) until the domains and the loop device are gone
+lx_settle() { i=0; while [ $i -lt 150 ]; do
+    xl list 2>/dev/null | awk -v n="$1" '$1 == n || $1 == n "-dm" { f = 1 } END { exit !f }' || losetup -a | grep -q "$LXI" || return 0
+    sleep 0.2; i=$((i + 1)); done; }
+# ---- the side by side (Debian's libxl, the patched one, stubdm-ctl spawn)
+# utc: a timestamp as oxenstored's access log writes them
+utc() { date -u +%Y%m%dT%H:%M:%S.%3NZ; }
+# xs_requests FROM TO DOMID...: requests in oxenstored's access log between
+# two utc stamps, but those of the named domains' own connections (the
+# guest's, the stubdomain's): what dom0's side asked for
+xs_requests() {
+    a=$1 b=$2; shift 2
+    cat /var/log/xen/xenstored-access.log* 2>/dev/null | awk -v a="[$a" -v b="[$b" -v ex=" $* " '
+        $1 < a || $1 > b { next }
+        { con = $2; sub(/\..*/, "", con) }
+        con ~ /^D[0-9]+$/ && index(ex, " " substr(con, 2) " ") { next }
+        $3 ~ /^(coalesce|conflict|commit|newconn|endconn|error|invalid|w)$/ { next }
+        { n++ } END { print n + 0 }'
+}
+# rss_of PID...: their resident memory, KiB, summed
+rss_of() { [ $# -gt 0 ] && ps -o rss= -p "$(echo "$@" | tr ' ' ,)" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }' || echo 0; }
+# qmp_rtt SOCKET: "median_us min_us max_us n" of query-status, or ""
+qmp_rtt() { python3 /mnt/host/bin/qmp-rtt.py "$1" 40 2> /tmp/qmp-rtt.err; }
+# side_row COLUMN CREATE_MS PROCS RSS_KIB RTT XS: one row of the table
+side_row() {
+    echo "  side | $1 | create->running $2 ms | dom0 processes: $3 | $4 KiB | QMP query-status median ${5%% *} us | $6 xenstore requests (dom0 side)"
+    fig "side_${1}_create_to_running_ms" "$2"
+    fig "side_${1}_dom0_rss_kib" "$4"
+    fig "side_${1}_qmp_rtt_median_us" "${5%% *}"
+    fig "side_${1}_xenstore_requests" "$6"
+}
+lx_dump() { # TAG
+    grep -a -i 'error\|stubdm\|fail\|crash' /tmp/lx-$1.log | tail -n 15 | cut -c1-300 | sed 's/^/  xl| /'
+    tail -n 12 "$LXE" | cut -c1-300 | sed 's/^/  stubdmd| /'
+    grep -a 'XT-STUB' "/var/log/xen/qemu-dm-$2-dm.log" 2>/dev/null | grep -v 'XT-STUB-ARGV ' | tail -n 12 | sed 's/^/  stub| /'
+}
+if has libxl; then
+    section "4j. libxl: xl create with the patched libxenlight (libstubdm, stubdmd): boot from disk, serial, QMP, destroy, failures"
+    for m in xen-blkback loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
+    [ -n "$HGUEST" ] && { xl destroy "$HGUEST" 2>/dev/null; HGUEST=; }
+    # the failure cases to run (a run may name fewer: XT_LX_CASES)
+    LX_CASES=$(cat /mnt/host/lx-cases 2>/dev/null); LX_CASES=${LX_CASES:-panic dmexit destroy}
+    LXI=/tmp/xt-lx.img LXE=/tmp/lx-stubdmd.log LXS=/tmp/lx-serial.log LXR=/tmp/lx-reader.log
+    BD_MARK=XT-BOOTED-FROM-XVDA
+    rm -f "$LXE" "$LXS" "$LXR" /tmp/lx-*.log /tmp/lx-reader.stop /var/log/xen/qemu-dm-xt-lx*.log
+    sh /mnt/host/bin/mk-bootsector.sh "$LXI" "$BD_MARK"
+    LX_OK= SIDE_ROWS=0
+    # ---- side by side, column 1: Debian's libxl (a dom0 QEMU serves the
+    # stubdomain's consoles, a vchan-socket-proxy its QMP): the same guest,
+    # disk image, stubdomain image and command line as the patched libxl's
+    LXI=/tmp/xt-lxd.img; cp /tmp/xt-lx.img "$LXI"
+    lx_cfg xt-lxd "xt.dm=qemu-xen${STUB_EXTRA:+ $STUB_EXTRA}" > /tmp/xt-lxd.cfg
+    a=$(utc); t=$(ms); lx -vvv -T create -p /tmp/xt-lxd.cfg > /tmp/lx-debian.log 2>&1; rc=$?; tc=$(( $(ms) - t )); b=$(utc)
+    D=$(xl domid xt-lxd 2>/dev/null) SD=$(xl domid xt-lxd-dm 2>/dev/null)
+    if [ $rc = 0 ] && [ -n "$SD" ]; then
+        pids=$(ps -eo pid,args | awk -v s="$SD" '($0 ~ /qemu-system/ && $0 ~ ("-xen-domid " s " ")) || $0 ~ /vchan-socket-proxy/ { print $1 }' | tr '\n' ' ')
+        names=$(for p in $pids; do ps -o comm= -p $p; done | sort | uniq -c | awk '{ printf "%s%s x%s", n++ ? ", " : "", $2, $1 }')
+        side_row debian "$tc" "${names:-none}" "$(rss_of $pids)" "$(qmp_rtt /var/run/xen/qmp-libxl-$D)" "$(xs_requests "$a" "$b" "$D" "$SD")"
+        SIDE_ROWS=$((SIDE_ROWS + 1))
+    else info "side: Debian's libxl: xl create exit $rc after $tc ms: $(grep -a -i 'error' /tmp/lx-debian.log | tail -n 3 | tr '\n' ' ' | cut -c1-300)"; fi
+    lx destroy xt-lxd > /dev/null 2>&1; lx_settle xt-lxd
+    LXI=/tmp/xt-lx.img
+    if [ -r /mnt/host/libxl/libxenlight.so.4.17.0 ]; then
+        # diverted out of the library directory: there ldconfig would point
+        # libxenlight.so.4.17 at the diverted file (same soname, a "higher"
+        # version by its name)
+        mkdir -p "$LXDIV" &&
+        dpkg-divert --quiet --rename --divert "$LXDIV/${LXLIB##*/}" --add "$LXLIB" &&
+        install -m 644 /mnt/host/libxl/libxenlight.so.4.17.0 "$LXLIB" &&
+        cp -a /mnt/host/lib/libstubdm.so.0* /usr/lib/x86_64-linux-gnu/ && ldconfig && LX_OK=1
+        ldd_l=$(env -u LD_LIBRARY_PATH ldd /usr/lib/xen-4.17/bin/xl | grep -e libxenlight -e libstubdm | tr -s ' \t' ' ' | tr '\n' ';')
+        lx info > /dev/null 2>&1 || LX_OK=
+        cmp -s "$(readlink -f /usr/lib/x86_64-linux-gnu/libxenlight.so.4.17)" /mnt/host/libxl/libxenlight.so.4.17.0 || LX_OK=
+        echo "$ldd_l" | grep -q 'libstubdm.so.0 => /\(usr/\)\{0,1\}lib/x86_64-linux-gnu/' || LX_OK=
+        if [ -n "$LX_OK" ]; then pass "libxl-install (Debian's $LXLIB diverted to $LXDIV, the patched one installed; xl resolves:$ldd_l)"
+        else fail "libxl-install" "dpkg-divert/install failed or xl info fails with it: $ldd_l $(lx info 2>&1 | tail -n 2 | tr '\n' ' ')"; fi
+    else
+        fail "libxl-build" "no patched libxenlight in /mnt/host/libxl (run.sh: examples/libxl-4.17/build.sh): $(tr '\n' ' ' < /mnt/host/libxl/missing 2>/dev/null)"
+    fi
+    if [ -n "$LX_OK" ]; then
+        stubdmd --run-dir /run/stubdmd --log-dir /var/log/xen --qmp-dir /var/run/xen --qmp-timeout 600 >> "$LXE" 2>&1 &
+        LXD_PID=$!
+        i=0; while [ $i -lt 100 ] && kill -0 $LXD_PID 2>/dev/null && ! grep -q 'stubdmd: info: ready' "$LXE"; do sleep 0.2; i=$((i + 1)); done
+        grep -q 'stubdmd: info: ready' "$LXE" || info "stubdmd $LXD_PID: no 'ready' in 20 s: $(tail -n 3 "$LXE" | tr '\n' ' ')"
+        xs_snapshot /tmp/xs-before-lx
+        lx_cfg xt-lx "xt.dm=qemu-xen${STUB_EXTRA:+ $STUB_EXTRA}" > /tmp/xt-lx.cfg
+        # what the stubdomain's consoles look like once it runs (a failed
+        # create destroys it): its nodes, the console backends, xl list
+        ( i=0; while [ $i -lt 600 ] && [ -z "$(xl domid xt-lx-dm 2>/dev/null)" ]; do sleep 0.1; i=$((i + 1)); done
+          sleep 15; s=$(xl domid xt-lx-dm 2>/dev/null)
+          { xl list; xenstore-ls -fp /local/domain/$s 2>&1 | grep -v -e '/memory' -e '/cpu/'
+            xenstore-ls -fp /local/domain/0/backend/console 2>&1; ps -eo pid,args | grep -e xenconsoled -e stubdmd | grep -v grep
+            ls -la /var/log/xen/ /var/log/xen/console; } > $OUT/libxl-debug.txt 2>&1 ) &
+        rss0=$(rss_of $LXD_PID)
+        a=$(utc); t=$(ms); lx -vvv -T create -p /tmp/xt-lx.cfg > /tmp/lx-create.log 2>&1; rc=$?; LX_MS=$(( $(ms) - t )); b=$(utc)
+        D=$(xl domid xt-lx 2>/dev/null) SD=$(xl domid xt-lx-dm 2>/dev/null)
+        if [ $rc = 0 ] && [ -n "$SD" ]; then
+            rss1=$(rss_of $LXD_PID)
+            side_row patched "$LX_MS" "none of its own (stubdmd, shared: +$((rss1 - rss0)) KiB for it)" "$rss1" \
+                "$(qmp_rtt /var/run/xen/qmp-libxl-$D)" "$(xs_requests "$a" "$b" "$D" "$SD")"
+            SIDE_ROWS=$((SIDE_ROWS + 1))
+        fi
+        LXQ=/var/run/xen/qmp-libxl-$D
+        if [ $rc = 0 ] && [ -n "$D" ] && [ -n "$SD" ]; then
+            procs=$(lx_procs)
+            dom0=$(ps -eo pid,rss,args | awk '$3 ~ /(^|\/)(xl|stubdmd)$/ { printf "%s(pid %s, %s KiB) ", $3, $1, $2; n++ } END { printf "= %d", n }')
+            st=$(xenstore-read /local/domain/0/device-model/$D/state 2>/dev/null || xenstore-read /local/domain/$SD/device-model/$D/state 2>/dev/null)
+            if [ -z "$procs" ] && [ -S "$LXQ" ]; then
+                pass "libxl-create (xl create -p: guest $D, stubdomain $SD, device model '$st' after $LX_MS ms; dom0: no QEMU, no vchan-socket-proxy; $LXQ is stubdmd's)"
+            else fail "libxl-create" "created in $LX_MS ms, but dom0 has: ${procs:-nothing extra}; QMP socket $LXQ $([ -S "$LXQ" ] && echo present || echo missing)"; lx_dump create xt-lx; fi
+            fig libxl_create_to_running_ms $LX_MS
+            info "dom0 processes for the guest: $dom0"
+            fig libxl_dom0_processes "$(echo "$dom0" | sed 's/.*= //')"
+            xs_dump "$SD" "$D" $OUT/libxl-xs-running.txt
+            # ---- the serial's pty, copied into a file from before the unpause
+            LXT=$(xenstore-read /local/domain/$D/serial/0/tty 2>/dev/null)
+            if [ -n "$LXT" ] && [ -c "$LXT" ]; then
+                cat "$LXT" > "$LXS" 2> "$LXR" & LXC_PID=$!
+            else info "no pty in /local/domain/$D/serial/0/tty: '${LXT}'"; LXC_PID=; fi
+            t=$(ms); out=$(lx unpause xt-lx 2>&1); urc=$?; LXU_MS=$(( $(ms) - t )); tu=$(ms)
+            info "xl unpause: exit $urc in $LXU_MS ms ${out:+($out)}"
+            tm=; wait_grep "$LXS" "$BD_MARK" 90 && tm=$(( $(ms) - tu ))
+            sleep 0.5
+            hd=$(xl dmesg | grep -a "(d$D) Booting from Hard Disk" | head -n 1)
+            printf '%s\r\n' "$BD_MARK" > /tmp/lx-serial.want
+            if [ -n "$tm" ] && [ -n "$hd" ] && cmp -s /tmp/lx-serial.want "$LXS"; then
+                pass "libxl-serial (xl unpause, SeaBIOS '$(echo "$hd" | sed 's/.*) //')'; $BD_MARK from the boot sector's COM1 through qemu-xen in stubdomain $SD and stubdmd's pty $LXT (serial/0/tty) into $LXS, exactly its 21 bytes, $tm ms after the unpause)"
+                fig libxl_unpause_to_marker_ms $tm
+            else fail "libxl-serial" "pty '${LXT:-none}'; marker ${tm:+after $tm ms}${tm:-not seen in 90 s}; $LXS: $(wc -c < "$LXS" 2>/dev/null || echo 0) bytes ($(tr -c '[:print:]' '.' < "$LXS" 2>/dev/null | cut -c1-80)); SeaBIOS: ${hd:-no hard-disk boot line}; xl unpause exit $urc"; lx_dump create xt-lx; fi
+            # ---- QMP users of libxl, through stubdmd's proxy
+            t=$(ms); q=$(lx qemu-monitor-command xt-lx "info status" 2>&1); qrc=$?; LXQ_MS=$(( $(ms) - t ))
+            if [ $qrc = 0 ] && echo "$q" | grep -q 'VM status: running'; then
+                pass "libxl-qmp (xl qemu-monitor-command 'info status': '$(echo "$q" | tr -d '\r' | head -n 1)', $LXQ_MS ms with xl's start)"
+                fig libxl_qmp_round_trip_ms $LXQ_MS
+            else fail "libxl-qmp" "exit $qrc after $LXQ_MS ms: $(echo "$q" | tail -n 3 | tr '\n' ' ')"; fi
+            t=$(ms); prc=0; lx pause xt-lx > /tmp/lx-pause.log 2>&1 || prc=$?; tp=$(( $(ms) - t ))
+            s1=$(xl list xt-lx 2>/dev/null | awk 'NR == 2 { print $5 }')
+            q1=$(lx qemu-monitor-command xt-lx "info status" 2>&1 | tr -d '\r' | head -n 1)
+            t=$(ms); lx unpause xt-lx >> /tmp/lx-pause.log 2>&1 || prc=$((prc + $?)); tup=$(( $(ms) - t ))
+            s2=$(xl list xt-lx 2>/dev/null | awk 'NR == 2 { print $5 }')
+            q2=$(lx qemu-monitor-command xt-lx "info status" 2>&1 | tr -d '\r' | head -n 1)
+            case "$s1/$s2" in
+                *p*/*p*|/*|*/) ok= ;;
+                *p*/*) ok=1 ;;
+                *) ok= ;;
+            esac
+            if [ $prc = 0 ] && [ -n "$ok" ] && [ "$q2" = "VM status: running" ]; then
+                pass "libxl-pause (xl pause $tp ms: state $s1, QEMU '$q1'; xl unpause $tup ms: state $s2, QEMU '$q2')"
+            else fail "libxl-pause" "exits $prc: $(tr '\n' ' ' < /tmp/lx-pause.log | cut -c1-200); state after pause '$s1' ('$q1'), after unpause '$s2' ('$q2')"; fi
+            # ---- destroy
+            [ -n "$LXC_PID" ] && kill $LXC_PID 2>/dev/null; wait $LXC_PID 2>/dev/null
+            t=$(ms); out=$(lx destroy xt-lx 2>&1); drc=$?; td=$(( $(ms) - t ))
+            lx_settle xt-lx
+            i=0; while [ $i -lt 50 ] && [ -e "$LXQ" ]; do sleep 0.2; i=$((i + 1)); done
+            l=$(lx_leaks xt-lx)
+            xlp=$(ps -eo pid,args | awk '$2 ~ /(^|\/)xl$/' | tr -s ' ' | tr '\n' ';')
+            if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$xlp" ] && [ ! -e "$LXQ" ]; then
+                pass "libxl-destroy (xl destroy $td ms: no domain, node, loop device or process left, no xl left, $LXQ removed by stubdmd)"
+                fig libxl_destroy_ms $td
+            else fail "libxl-destroy" "exit $drc ($out) in $td ms; left: ${l:-nothing} ${xlp:+xl: $xlp} $([ -e "$LXQ" ] && echo "socket $LXQ")"; lx_dump create xt-lx; fi
+        else
+            fail "libxl-create" "xl create exit $rc after $LX_MS ms, guest '${D}', stubdomain '${SD}'"
+            lx_dump create xt-lx
+            xl destroy xt-lx 2>/dev/null; lx_settle xt-lx
+        fi
+        cp /tmp/lx-create.log $OUT/libxl-create.log; cp /var/log/xen/qemu-dm-xt-lx-dm.log $OUT/libxl-qemu-dm.log 2>/dev/null
+        cp /tmp/lx-debian.log $OUT/libxl-side-debian.log 2>/dev/null
+        # ---- failure paths: TAG CMDLINE [destroy]
+        # (each case its own copy of the image: what one leaves is its own)
+        lx_failure() {
+            LXI=/tmp/xt-lxf-$1.img; cp /tmp/xt-lx.img "$LXI"
+            LX_QUIET= lx_cfg xt-lxf "$2" > /tmp/xt-lxf.cfg  # (the kernel's shutdown in its log)
+            rm -f /var/log/xen/qemu-dm-xt-lxf-dm.log
+            xs_snapshot /tmp/xs-before-lx
+            t=$(ms); lx -vvv -T create /tmp/xt-lxf.cfg > /tmp/lx-$1.log 2>&1 & XP=$!
+            # the stubdomain's state and its frontends', every second
+            ( while kill -0 $XP 2>/dev/null; do s=$(xl domid xt-lxf-dm 2>/dev/null)
+                [ -n "$s" ] && { echo "$(( $(ms) - t )) ms: $(xl list "$s" 2>/dev/null | awk 'NR == 2 { print $5 }')" \
+                    $(xenstore-ls -f /local/domain/$s/device 2>/dev/null | grep '/state = ' | sed 's|/local/domain/[0-9]*/device/||; s| = |=|; s|"||g'); }
+                sleep 1; done > /tmp/lx-$1.states 2>&1 ) &
+            td= XD=
+            if [ "$3" = destroy ]; then
+                i=0; while [ $i -lt 600 ] && kill -0 $XP 2>/dev/null; do
+                    # the stubdomain unpaused: libxl is in its wait for running
+                    s=$(xl domid xt-lxf-dm 2>/dev/null)
+                    [ -n "$s" ] && xl list "$s" 2>/dev/null | awk 'NR == 2 { exit $5 ~ /p/ }' && break
+                    sleep 0.1; i=$((i + 1)); done
+                # (in the background: the time is the create's, from the
+                # destroy's start to its exit, its own cleanup included)
+                sleep 1; td=$(ms); [ -n "$s" ] && { xl destroy "$s" > /tmp/lx-destroy.log 2>&1 & XD=$!; }
+            fi
+            # bounded: a create that hangs is this check's failure, not the run's
+            i=0; while [ $i -lt 750 ] && kill -0 $XP 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
+            hung=; kill -0 $XP 2>/dev/null && { hung=1; kill $XP; }
+            wait $XP; rc=$?; te=$(ms)
+            tot=$((te - t)); after=${td:+$((te - td))}
+            lx_settle xt-lxf
+            l=$(lx_leaks xt-lxf)
+            # the wait's end, as libxl logs it (libxl_stubdm.c wait_done)
+            cause=$(grep -a 'wait_done: .*startup: ' /tmp/lx-$1.log | head -n 1 | sed 's/.*startup: //' | cut -c1-200)
+            [ -n "$XD" ] && wait $XD
+            [ -n "$hung" ] && cause="(xl create still running after 150 s, killed) $cause"
+            if [ -z "$hung" ] && [ $rc != 0 ] && [ -n "$cause" ] && [ -z "$l" ] && ! echo "$cause" | grep -q ETIMEDOUT; then
+                pass "libxl-fail-$1 (xl create exit $rc after $tot ms${after:+, $after ms after the stubdomain's destroy}: '$cause'; nothing left)"
+                fig libxl_fail_${1}_ms ${after:-$tot}
+            else fail "libxl-fail-$1" "xl create exit $rc after $tot ms; cause: '${cause:-none}'; left: ${l:-nothing}"; lx_dump $1 xt-lxf; fi
+            xl destroy xt-lxf 2>/dev/null; lx_settle xt-lxf
+            cp /tmp/lx-$1.log $OUT/libxl-fail-$1.log; cp /tmp/lx-$1.states $OUT/libxl-fail-$1.states 2>/dev/null
+            cp /var/log/xen/qemu-dm-xt-lxf-dm.log $OUT/libxl-fail-$1-stub.log 2>/dev/null
+        }
+        for c in $LX_CASES; do
+            case $c in
+            panic) lx_failure panic "panic=1 xt.panic" ;;
+            dmexit) lx_failure dmexit "xt.dm=exit" ;;
+            destroy) lx_failure destroy "xt.dm=never" destroy ;;
+            esac
+        done
+        # ---- side by side, column 3: stubdm-ctl spawn (the library's own
+        # builder) of the same stubdomain for a paused HVM guest, served by
+        # the same stubdmd (serve only: stubdm-ctl destroy tears it down)
+        LXI=/tmp/xt-lxs.img; cp /tmp/xt-lx.img "$LXI"
+        mk_hvm_guest
+        pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
+        [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
+        rss0=$(rss_of $LXD_PID)
+        a=$(utc); t=$(ms)
+        S=$(stubdm-ctl spawn --guest "$HGUEST" --name xt-lxs-dm --kernel /mnt/host/images/vmlinuz \
+            --ramdisk "$RAMDISK" --memory $STUBMEM --cmdline "console=hvc0 quiet xt.dm=qemu-xen${STUB_EXTRA:+ $STUB_EXTRA}" \
+            --console-backend libstubdm --service-serve-only --serial pty --disk "$LXI" --timeout 150 \
+            -- -xen-domid "$HGUEST" -no-shutdown -nodefaults -no-user-config -name xt-hguest -display none \
+            -nographic -boot order=c -net none -machine xenfv,suppress-vmdesc=on -m 32 \
+            -drive file=/dev/xvda,if=ide,index=0,media=disk,format=host_device,cache=writeback \
+            -serial /dev/hvc3 2> /tmp/lx-spawn.err); rc=$?; tc=$(( $(ms) - t )); b=$(utc)
+        if [ $rc = 0 ] && [ -n "$S" ]; then
+            rss1=$(rss_of $LXD_PID)
+            side_row stubdm-ctl "$tc" "none of its own (stubdmd, shared: +$((rss1 - rss0)) KiB for it)" "$rss1" \
+                "$(qmp_rtt /var/run/xen/qmp-libxl-$HGUEST)" "$(xs_requests "$a" "$b" "$HGUEST" "$S")"
+            SIDE_ROWS=$((SIDE_ROWS + 1))
+            stubdm-ctl destroy "$S" > /dev/null 2>&1 || info "side: stubdm-ctl destroy $S failed"
+        else info "side: stubdm-ctl spawn exit $rc after $tc ms: $(tail -n 3 /tmp/lx-spawn.err | tr '\n' ' ' | cut -c1-300)"; fi
+        xl destroy "$HGUEST" 2> /dev/null; HGUEST=
+        LXI=/tmp/xt-lx.img
+        cp /tmp/lx-spawn.err $OUT/libxl-side-spawn.err 2>/dev/null
+        if [ "$SIDE_ROWS" = 3 ]; then pass "libxl-side-by-side (Debian's libxl, the patched libxl and stubdm-ctl spawn each started the same stubdomain and were measured; rows above)"
+        else fail "libxl-side-by-side" "$SIDE_ROWS of 3 columns measured"; fi
+        grep -a '^\[' /var/log/xen/xenstored-access.log 2>/dev/null | head -n 3 | cut -c1-120 | sed 's/^/  xs-access| /'
+        kill -TERM $LXD_PID; i=0; while kill -0 $LXD_PID 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+        kill -0 $LXD_PID 2>/dev/null && { info "stubdmd still running 10 s after SIGTERM"; kill -9 $LXD_PID; }
+        wait $LXD_PID 2>/dev/null
+        cp "$LXE" $OUT/libxl-stubdmd.log
+    fi
+    # Debian's library back
+    if [ -e "$LXDIV/${LXLIB##*/}" ]; then
+        rm -f "$LXLIB" /usr/lib/x86_64-linux-gnu/libstubdm.so.0*
+        dpkg-divert --quiet --rename --remove "$LXLIB" && ldconfig
+        xl info > /dev/null 2>&1 || fail "libxl-restore" "xl info fails with Debian's library restored"
+    fi
 fi
 
 # ===================================================================== stubdom (libxl, real qemu-xen)

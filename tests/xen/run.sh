@@ -4,8 +4,8 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk stubdmd side stubdom
-#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk stubdmd")
+#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk stubdmd libxl side stubdom
+#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
@@ -18,7 +18,10 @@
 #      words for the real-qemu-xen sections, e.g. xt.malloccheck),
 #      XT_CPU (QEMU -cpu, default max), XT_XEN_EXTRA (more Xen boot options,
 #      e.g. xsave=0: see docs/real-xen.md, sporadic segfaults),
-#      XT_SPC_MACHINE (spawncon's QEMU -machine: none (default) or pc).
+#      XT_SPC_MACHINE (spawncon's QEMU -machine: none (default) or pc),
+#      XT_LX_CASES (section libxl's failure cases, default "panic dmexit
+#      destroy"), XT_LIBXL (section libxl: a patched libxenlight.so.4.17.0 to use
+#      instead of examples/libxl-4.17/build.sh's; XEN_TARBALL: its source).
 source "$(dirname "$0")/common.sh"
 TIMEOUT=${XT_TIMEOUT:-1200}
 TESTS=${XT_TESTS:-xs wait qmp spawn}
@@ -72,6 +75,16 @@ cp "$B/examples/stubdm-ctl" "$B/tests/mock-xenstored/stubdm-mockxs-helper" "$XT_
 # section stubdmd: the daemon, and a QMP client of its proxy sockets
 cp "$B/examples/stubdmd" "$B/tests/support/stubdm-qmp-client" "$XT_SHARE/bin/"
 cp -a "$B"/lib/libstubdm.so* "$XT_SHARE/lib/"
+# section libxl: the patched libxenlight (docs/libxl.md), built from Xen's
+# source (cached by build.sh); without it the section fails with the reason
+case " $TESTS " in *" libxl "*)
+    mkdir -p "$XT_SHARE/libxl"
+    if [ -n "${XT_LIBXL:-}" ]; then cp "$XT_LIBXL" "$XT_SHARE/libxl/libxenlight.so.4.17.0"
+    elif ! "$XT_TOP/examples/libxl-4.17/build.sh" --out "$XT_SHARE/libxl" > "$XT_WORK/libxl-build.log" 2>&1; then
+        tail -n 5 "$XT_WORK/libxl-build.log" > "$XT_SHARE/libxl/missing"
+        xt_log "section libxl: no patched libxenlight: $(tail -n 1 "$XT_WORK/libxl-build.log")"
+    fi ;;
+esac
 gcc -O2 -Wall -std=gnu11 -I"$XT_TOP/include" -o "$XT_SHARE/bin/xt-qmp" "$XT_DIR/xt-qmp.c" \
     -L"$B/lib" -lstubdm -Wl,-rpath,/mnt/host/lib || { xt_log "building xt-qmp failed"; exit 2; }
 gcc -O2 -Wall -o "$XT_SHARE/bin/xt-unpause" "$XT_DIR/xt-unpause.c" -lxenctrl \
@@ -80,9 +93,11 @@ gcc -O2 -Wall -o "$XT_SHARE/bin/xt-memcheck" "$XT_DIR/xt-memcheck.c" \
     || { xt_log "building xt-memcheck failed"; exit 2; }
 cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
 cp "$XT_DIR/mk-bootsector.sh" "$XT_SHARE/bin/"
+install -m 755 "$XT_DIR/qmp-rtt.py" "$XT_SHARE/bin/"
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
 echo "${XT_STUB_EXTRA:-}" > "$XT_SHARE/stub-extra"
+echo "${XT_LX_CASES:-}" > "$XT_SHARE/lx-cases"  # section libxl's failure cases
 echo "${XT_SPC_MACHINE:-none}" > "$XT_SHARE/spc-machine"  # spawncon's QEMU machine
 xt_log "images and binaries ready after $(( $(date +%s) - T0 ))s; tests: $TESTS"
 
