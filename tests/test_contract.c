@@ -455,6 +455,26 @@ START_TEST(test_write_permissions_remove)
 }
 END_TEST
 
+#define SERVICE_NODE "/local/domain/4/image/" STUBDM_SERVICE_KEY
+
+/* The adoption node as c writes it: value want, dom0 its owner. */
+static void assert_service_node(stubdm_contract *c, const char *want)
+{
+    struct xs_permissions *perms;
+    unsigned nperms = 0;
+    char *v;
+
+    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
+    v = xs_read(xs0, XBT_NULL, SERVICE_NODE, NULL);
+    ck_assert_str_eq(v, want);
+    free(v);
+    perms = xs_get_permissions(xs0, XBT_NULL, SERVICE_NODE, &nperms);
+    ck_assert_ptr_nonnull(perms);
+    ck_assert_uint_ge(nperms, 1);
+    ck_assert_uint_eq(perms[0].id, 0);
+    free(perms);
+}
+
 /*
  * The adoption node (stubdm_contract_set_service): written next to
  * device-model-domid, dom0's, [n0, rG] inherited, so neither the guest nor
@@ -467,10 +487,7 @@ START_TEST(test_service_node)
     stubdm_contract *c = basic();
     struct xs_handle *stub = mockxs_open_as(&mock, STUB);
     struct xs_handle *guest = mockxs_open_as(&mock, GUEST);
-    const char *node = "/local/domain/4/image/" STUBDM_SERVICE_KEY;
-    char *before = xsfix_dump(&mock), *after, *v;
-    struct xs_permissions *perms;
-    unsigned nperms = 0;
+    char *before = xsfix_dump(&mock), *after;
 
     ck_assert_int_eq(stubdm_contract_set_service(c, STUBDM_SERVICE_ADOPT), 0);
     golden("service-ioemu-refused", c);
@@ -478,17 +495,9 @@ START_TEST(test_service_node)
                          c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM),
                      0);
     golden("service", c);
-    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
-    v = xs_read(xs0, XBT_NULL, node, NULL);
-    ck_assert_str_eq(v, STUBDM_SERVICE_VALUE);
-    free(v);
-    perms = xs_get_permissions(xs0, XBT_NULL, node, &nperms);
-    ck_assert_ptr_nonnull(perms);
-    ck_assert_uint_ge(nperms, 1);
-    ck_assert_uint_eq(perms[0].id, 0);
-    free(perms);
-    ck_assert(!can_write(stub, node));
-    ck_assert(!can_write(guest, node));
+    assert_service_node(c, STUBDM_SERVICE_VALUE);
+    ck_assert(!can_write(stub, SERVICE_NODE));
+    ck_assert(!can_write(guest, SERVICE_NODE));
     ck_assert(!can_write(stub, "/local/domain/4/image/x"));
     /* remove() takes it whatever the contract says now. */
     ck_assert_int_eq(stubdm_contract_set_service(c, STUBDM_SERVICE_NONE), 0);
@@ -513,10 +522,7 @@ END_TEST
 START_TEST(test_service_serve_only_node)
 {
     stubdm_contract *c = basic();
-    const char *node = "/local/domain/4/image/" STUBDM_SERVICE_KEY;
-    char *before = xsfix_dump(&mock), *after, *v;
-    struct xs_permissions *perms;
-    unsigned nperms = 0;
+    char *before = xsfix_dump(&mock), *after;
 
     ck_assert_int_eq(stubdm_contract_set_console_backend(
                          c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM),
@@ -525,14 +531,7 @@ START_TEST(test_service_serve_only_node)
                      0);
     ck_assert_int_eq(stubdm_contract_set_service(c, 3), STUBDM_EINVAL);
     ck_assert_int_eq(stubdm_contract_set_service(c, -1), STUBDM_EINVAL);
-    ck_assert_int_eq(stubdm_contract_write(ctx, c), 0);
-    v = xs_read(xs0, XBT_NULL, node, NULL);
-    ck_assert_str_eq(v, STUBDM_SERVICE_VALUE_SERVE_ONLY);
-    free(v);
-    perms = xs_get_permissions(xs0, XBT_NULL, node, &nperms);
-    ck_assert_ptr_nonnull(perms);
-    ck_assert_uint_eq(perms[0].id, 0);
-    free(perms);
+    assert_service_node(c, STUBDM_SERVICE_VALUE_SERVE_ONLY);
     ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
     after = xsfix_dump(&mock);
     ck_assert_str_eq(before, after);

@@ -55,9 +55,10 @@ CFG
 # with libxl's dom0 qemu-xen (dom0 may create ioreq servers); the spawned
 # stubdomain runs next to it.
 HGUEST=
-mk_hvm_guest() {
-    cat > /tmp/xt-hguest.cfg <<CFG
-name = "xt-hguest"
+# hvm_cfg NAME: the xl config lines every small HVM guest here shares (32
+# MB, no display, boots from its first disk, qemu-xen)
+hvm_cfg() { cat <<CFG
+name = "$1"
 type = "hvm"
 memory = 32
 vcpus = 1
@@ -69,6 +70,9 @@ tsc_mode = "native"
 boot = "c"
 device_model_version = "qemu-xen"
 CFG
+}
+mk_hvm_guest() {
+    hvm_cfg xt-hguest > /tmp/xt-hguest.cfg
     t=$(ms)
     xl create -p /tmp/xt-hguest.cfg > /tmp/xt-hguest.log 2>&1 && HGUEST=$(xl domid xt-hguest)
     [ -n "$HGUEST" ] || { cat /tmp/xt-hguest.log; HGUEST=$GUEST; info "no HVM guest; using $GUEST"; }
@@ -1237,20 +1241,9 @@ fi
 LXLIB=/usr/lib/x86_64-linux-gnu/libxenlight.so.4.17.0 LXDIV=/usr/lib/libstubdm-diverted
 lx() { env -u LD_LIBRARY_PATH xl "$@"; }
 # lx_cfg NAME CMDLINE-EXTRA > config: the guest, its disk, a Linux stubdomain
-lx_cfg() { cat <<CFG
-name = "$1"
-type = "hvm"
-memory = 32
-vcpus = 1
-vga = "none"
-vnc = 0
-sdl = 0
-nographic = 1
-tsc_mode = "native"
-boot = "c"
+lx_cfg() { hvm_cfg "$1"; cat <<CFG
 serial = "pty"
 disk = [ "format=raw, vdev=hda, access=rw, target=$LXI" ]
-device_model_version = "qemu-xen"
 device_model_stubdomain_override = 1
 stubdomain_kernel = "/mnt/host/images/vmlinuz"
 stubdomain_ramdisk = "$RAMDISK"
