@@ -65,6 +65,8 @@ struct stubdm_spawn_opts {
     size_t ndisks;
     struct nic *nics;
     size_t nnics;
+    struct stubdm_pci_dev *pcis; /* attached before the unpause */
+    size_t npcis;
     char *xsm_label;
     uint32_t stubdom_req;
     int timeout_ms;
