@@ -1694,6 +1694,18 @@ STUBDM_EXPORT int stubdm_pci_addr_parse(const char *s, stubdm_pci_addr *out);
 STUBDM_EXPORT int stubdm_pci_addr_format(const stubdm_pci_addr *a, char *buf,
                                          size_t len);
 
+/**
+ * Where the PCI calls find sysfs: pciback's directory
+ * (ROOT/bus/pci/drivers/pciback: slots, do_flr, permissive,
+ * allow_interrupt_control) and the devices (ROOT/bus/pci/devices/<BDF>:
+ * driver, resource, irq, reset).  For tests and simulated hosts, which
+ * point it at a fake tree.  root is copied.
+ * @param root  an absolute path without a trailing '/', at most 200
+ *              bytes; NULL: "/sys" (the default).
+ * @return 0 or STUBDM_EINVAL (the ctx keeps its root).
+ */
+STUBDM_EXPORT int stubdm_ctx_set_sysfs_root(stubdm_ctx *ctx, const char *root);
+
 /** Options of one device given to a guest (an options object, copied by
  *  the calls that take it). */
 typedef struct stubdm_pci_dev stubdm_pci_dev;

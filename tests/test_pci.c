@@ -2,13 +2,20 @@
  * PCI passthrough (lib/pci/, docs/pci.md): the one BDF parser and its
  * refusals, the device options, the spawn's devices and their checks.
  */
+#include "mockxs.h"
 #include "pci/pci.h"
 #include "run.h"
+#include "xen/host.h"
 
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xenstore.h>
 
 /* ---- addresses ----------------------------------------------------------- */
 
@@ -47,15 +54,15 @@ static const char *const refused[] = {
     "0000:03:00.8",
     "0000:03:00.9",
     "0000:03:00.a",
-    "0000:03:20.0",    /* device 32 */
+    "0000:03:20.0", /* device 32 */
     "0000:03:ff.0",
-    "000:03:00.0",     /* a field too short */
-    "00000:03:00.0",   /* too long */
+    "000:03:00.0",   /* a field too short */
+    "00000:03:00.0", /* too long */
     "0000:3:00.0",
     "0000:03:0.0",
     "0000:003:00.0",
     "0000:03:00.00",
-    "0000:03:00.0 ",   /* trailing byte */
+    "0000:03:00.0 ", /* trailing byte */
     " 0000:03:00.0",
     "0000:03:00.0\n",
     "0x00:03:00.0",
@@ -233,6 +240,435 @@ START_TEST(test_spawn_opts_pci)
 }
 END_TEST
 
+/* ---- sysfs: the parsers -------------------------------------------------- */
+
+/* QEMU's edu device as Linux shows it: BAR0 1 MiB of MMIO, nothing else
+ * (then the ROM line and bridge windows). */
+static const char edu_resource[] =
+    "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n"
+    "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+    "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+    "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+    "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+    "0x000000000000c000 0x000000000000c01f 0x0000000000040101\n"
+    "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+    "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+    "garbage after the first seven lines is not read\n";
+
+START_TEST(test_parse_resource)
+{
+    struct stubdm__pci_res r;
+    size_t bad = 99;
+
+    ck_assert_int_eq(stubdm__pci_parse_resource(edu_resource,
+                                                strlen(edu_resource), &r,
+                                                &bad),
+                     0);
+    ck_assert_uint_eq(r.nbars, 2);
+    ck_assert(r.bar[0].start == 0xfea00000ull);
+    ck_assert(r.bar[0].size == 0x100000ull);
+    ck_assert(!r.bar[0].io);
+    ck_assert(r.bar[1].start == 0xc000);
+    ck_assert(r.bar[1].size == 0x20);
+    ck_assert(r.bar[1].io);
+    /* Short forms Linux does not print are still one number each. */
+    ck_assert_int_eq(stubdm__pci_parse_resource("0x1000 0x1fff 0x200\n", 20,
+                                                &r, &bad),
+                     0);
+    ck_assert_uint_eq(r.nbars, 1);
+}
+END_TEST
+
+static const char *const bad_resource[] = {
+    "",
+    "\n",
+    "0x1000 0x1fff 0x200",    /* no newline */
+    "0x1000 0x1fff\n",        /* two fields */
+    "0x1000  0x1fff 0x200\n", /* two spaces */
+    "0x1000 0x1fff 0x200 \n",
+    " 0x1000 0x1fff 0x200\n",
+    "1000 0x1fff 0x200\n", /* no 0x */
+    "0x 0x1fff 0x200\n",   /* no digits */
+    "0X1000 0x1fff 0x200\n",
+    "0x1000 0x1FFF 0x200\n", /* Linux prints lower case */
+    "0x-100 0x1fff 0x200\n",
+    "0x10000000000000000 0x1 0x200\n", /* 17 digits */
+    "0x2000 0x1fff 0x200\n",           /* end before start */
+    "0x1000 0xffffffffffffffff 0x200\n",
+    "0xff00 0x100ff 0x101\n", /* I/O ports beyond 0xffff */
+    "0x1000 0x1fff 0x200\n0x1000 0x1fff\n",
+    "0x1000 0x1fff 0x200\n\n",
+};
+
+START_TEST(test_parse_resource_refuses)
+{
+    struct stubdm__pci_res r;
+    size_t bad;
+
+    for (size_t i = 0; i < sizeof(bad_resource) / sizeof(*bad_resource); i++) {
+        const char *t = bad_resource[i];
+        ck_assert_msg(stubdm__pci_parse_resource(t, strlen(t), &r, &bad) ==
+                          STUBDM_EPROTO,
+                      "accepted '%s'", t);
+        ck_assert_uint_eq(r.nbars, 0);
+        ck_assert_uint_ge(bad, 1);
+    }
+    ck_assert_int_eq(stubdm__pci_parse_resource(bad_resource[16],
+                                                strlen(bad_resource[16]), &r,
+                                                &bad),
+                     STUBDM_EPROTO);
+    ck_assert_uint_eq(bad, 2);
+}
+END_TEST
+
+START_TEST(test_parse_irq)
+{
+    uint32_t irq = 7;
+
+    ck_assert_int_eq(stubdm__pci_parse_irq("0\n", 2, &irq), 0);
+    ck_assert_uint_eq(irq, 0);
+    ck_assert_int_eq(stubdm__pci_parse_irq("21\n", 3, &irq), 0);
+    ck_assert_uint_eq(irq, 21);
+    irq = 7;
+    ck_assert_int_eq(stubdm__pci_parse_irq("21", 2, &irq), STUBDM_EPROTO);
+    ck_assert_int_eq(stubdm__pci_parse_irq("021\n", 4, &irq), STUBDM_EPROTO);
+    ck_assert_int_eq(stubdm__pci_parse_irq("-1\n", 3, &irq), STUBDM_EPROTO);
+    ck_assert_int_eq(stubdm__pci_parse_irq(" 1\n", 3, &irq), STUBDM_EPROTO);
+    ck_assert_int_eq(stubdm__pci_parse_irq("65536\n", 6, &irq), STUBDM_EPROTO);
+    ck_assert_int_eq(stubdm__pci_parse_irq("\n", 1, &irq), STUBDM_EPROTO);
+    ck_assert_int_eq(stubdm__pci_parse_irq("", 0, &irq), STUBDM_EPROTO);
+    ck_assert_uint_eq(irq, 7);
+}
+END_TEST
+
+/* ---- sysfs: a fake tree -------------------------------------------------- */
+
+static char tree[64];
+
+static void tree_file(const char *rel, const char *text)
+{
+    char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", tree, rel);
+    f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+}
+
+static void tree_dir(const char *rel)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s/%s", tree, rel);
+    ck_assert_msg(mkdir(path, 0755) == 0 || errno == EEXIST, "%s", path);
+}
+
+static char *tree_read(const char *rel)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s/%s", tree, rel);
+    return ts_slurp(path);
+}
+
+static void tree_expect(const char *rel, const char *want)
+{
+    char *got = tree_read(rel);
+
+    ck_assert_msg(got && !strcmp(got, want), "%s: '%s', not '%s'", rel,
+                  got ? got : "(none)", want);
+    free(got);
+}
+
+/* pciback with 0000:00:04.0 bound (edu's resources, irq 11, no reset
+ * file), 0000:00:05.0 bound to e1000e, 0000:00:06.0 to no driver. */
+static void tree_setup(void)
+{
+    snprintf(tree, sizeof(tree), "/tmp/stubdm-pci-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tree));
+    tree_dir("bus");
+    tree_dir("bus/pci");
+    tree_dir("bus/pci/drivers");
+    tree_dir("bus/pci/drivers/pciback");
+    tree_dir("bus/pci/drivers/e1000e");
+    tree_dir("bus/pci/devices");
+    tree_file("bus/pci/drivers/pciback/slots", "0000:00:04.0\n");
+    tree_file("bus/pci/drivers/pciback/do_flr", "");
+    tree_file("bus/pci/drivers/pciback/permissive", "");
+    tree_file("bus/pci/drivers/pciback/allow_interrupt_control", "");
+    tree_dir("bus/pci/drivers/pciback/0000:00:04.0");
+    tree_dir("bus/pci/devices/0000:00:04.0");
+    tree_file("bus/pci/devices/0000:00:04.0/resource", edu_resource);
+    tree_file("bus/pci/devices/0000:00:04.0/irq", "11\n");
+    tree_dir("bus/pci/devices/0000:00:05.0");
+    tree_dir("bus/pci/devices/0000:00:06.0");
+    {
+        char link[256];
+        snprintf(link, sizeof(link), "%s/bus/pci/devices/0000:00:05.0/driver",
+                 tree);
+        ck_assert_int_eq(symlink("../../drivers/e1000e", link), 0);
+    }
+}
+
+static void tree_teardown(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tree);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static stubdm_pci_addr addr(const char *bdf)
+{
+    stubdm_pci_addr a;
+
+    ck_assert_int_eq(stubdm_pci_addr_parse(bdf, &a), 0);
+    return a;
+}
+
+static stubdm_ctx *tree_ctx(void)
+{
+    stubdm_ctx *c;
+
+    ck_assert_int_eq(stubdm_ctx_new(&c), 0);
+    ck_assert_int_eq(stubdm_ctx_set_sysfs_root(c, tree), 0);
+    return c;
+}
+
+START_TEST(test_sysfs_root)
+{
+    stubdm_ctx *c;
+
+    ck_assert_int_eq(stubdm_ctx_new(&c), 0);
+    ck_assert_int_eq(stubdm_ctx_set_sysfs_root(NULL, "/x"), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_ctx_set_sysfs_root(c, "relative"), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_ctx_set_sysfs_root(c, "/x/"), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_ctx_set_sysfs_root(c, "/x\ny"), STUBDM_EINVAL);
+    ck_assert_int_eq(stubdm_ctx_set_sysfs_root(c, "/sys"), 0);
+    ck_assert_int_eq(stubdm_ctx_set_sysfs_root(c, NULL), 0);
+    stubdm_ctx_free(c);
+}
+END_TEST
+
+START_TEST(test_sysfs_check)
+{
+    stubdm_ctx *c = tree_ctx();
+    stubdm_pci_addr a;
+
+    a = addr("0000:00:04.0");
+    ck_assert_int_eq(stubdm__pci_sysfs_check(c, &a), 0);
+    a = addr("0000:00:05.0");
+    ck_assert_int_eq(stubdm__pci_sysfs_check(c, &a), STUBDM_EPERM);
+    ck_assert_str_eq(stubdm_ctx_errmsg(c),
+                     "PCI device 0000:00:05.0 is bound to 'e1000e', not "
+                     "pciback: not assignable (xl pci-assignable-add "
+                     "0000:00:05.0)");
+    a = addr("0000:00:06.0");
+    ck_assert_int_eq(stubdm__pci_sysfs_check(c, &a), STUBDM_EPERM);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c), "bound to no driver"), "%s",
+                  stubdm_ctx_errmsg(c));
+    a = addr("0000:00:07.0");
+    ck_assert_int_eq(stubdm__pci_sysfs_check(c, &a), STUBDM_ENOENT);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c),
+                         "PCI device 0000:00:07.0 does not exist"),
+                  "%s", stubdm_ctx_errmsg(c));
+    stubdm_ctx_free(c);
+}
+END_TEST
+
+START_TEST(test_sysfs_resources)
+{
+    stubdm_ctx *c = tree_ctx();
+    stubdm_pci_addr a = addr("0000:00:04.0");
+    struct stubdm__pci_res r;
+    char big[5000];
+
+    ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), 0);
+    ck_assert_uint_eq(r.nbars, 2);
+    ck_assert_uint_eq(r.irq, 11);
+    tree_file("bus/pci/devices/0000:00:04.0/irq", "eleven\n");
+    ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), STUBDM_EPROTO);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c), "/irq: malformed"), "%s",
+                  stubdm_ctx_errmsg(c));
+    tree_file("bus/pci/devices/0000:00:04.0/resource",
+              "0x1000 0x1fff 0x200\n0x1000\n");
+    ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), STUBDM_EPROTO);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c), "resource line 2: malformed"),
+                  "%s", stubdm_ctx_errmsg(c));
+    /* A file that never ends is read no further than the bound. */
+    memset(big, '0', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    tree_file("bus/pci/devices/0000:00:04.0/resource", big);
+    ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), STUBDM_ELIMIT);
+    a = addr("0000:00:05.0");
+    ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), STUBDM_ENOENT);
+    stubdm_ctx_free(c);
+}
+END_TEST
+
+START_TEST(test_sysfs_knobs)
+{
+    stubdm_ctx *c = tree_ctx();
+    stubdm_pci_addr a = addr("0000:00:04.0");
+
+    ck_assert_int_eq(stubdm__pci_sysfs_reset(c, &a), 0);
+    tree_expect("bus/pci/drivers/pciback/do_flr", "0000:00:04.0");
+    ck_assert_int_eq(stubdm__pci_sysfs_permissive(c, &a), 0);
+    tree_expect("bus/pci/drivers/pciback/permissive", "0000:00:04.0");
+    ck_assert_int_eq(stubdm__pci_sysfs_interrupt_control(c, &a), 0);
+    tree_expect("bus/pci/drivers/pciback/allow_interrupt_control",
+                "0000:00:04.0");
+    /* An older pciback: allow_msi_enable; then neither (logged). */
+    unlink(strcat(strcpy((char[256]){0}, tree),
+                  "/bus/pci/drivers/pciback/allow_interrupt_control"));
+    tree_file("bus/pci/drivers/pciback/allow_msi_enable", "");
+    ck_assert_int_eq(stubdm__pci_sysfs_interrupt_control(c, &a), 0);
+    tree_expect("bus/pci/drivers/pciback/allow_msi_enable", "0000:00:04.0");
+    unlink(strcat(strcpy((char[256]){0}, tree),
+                  "/bus/pci/drivers/pciback/allow_msi_enable"));
+    ck_assert_int_eq(stubdm__pci_sysfs_interrupt_control(c, &a), 0);
+    /* No do_flr: the device's reset; neither: no error (edu has none). */
+    unlink(strcat(strcpy((char[256]){0}, tree),
+                  "/bus/pci/drivers/pciback/do_flr"));
+    tree_file("bus/pci/devices/0000:00:04.0/reset", "");
+    ck_assert_int_eq(stubdm__pci_sysfs_reset(c, &a), 0);
+    tree_expect("bus/pci/devices/0000:00:04.0/reset", "1");
+    unlink(strcat(strcpy((char[256]){0}, tree),
+                  "/bus/pci/devices/0000:00:04.0/reset"));
+    ck_assert_int_eq(stubdm__pci_sysfs_reset(c, &a), 0);
+    /* No permissive knob: an error naming it. */
+    unlink(strcat(strcpy((char[256]){0}, tree),
+                  "/bus/pci/drivers/pciback/permissive"));
+    ck_assert_int_eq(stubdm__pci_sysfs_permissive(c, &a), STUBDM_ENOENT);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(c), "pciback/permissive"), "%s",
+                  stubdm_ctx_errmsg(c));
+    stubdm_ctx_free(c);
+}
+END_TEST
+
+/* ---- the simulated hypervisor's IOMMU and permissions ------------------- */
+
+#define GUEST 4
+#define STUB 5
+
+static struct mockxs mock;
+static stubdm_ctx *ctx;
+static struct xs_handle *xs0;
+
+static void sim_setup(void)
+{
+    static const unsigned doms[] = {GUEST, STUB};
+    struct mockxs_opts o = {.domids = doms, .n_domids = 2};
+
+    ck_assert_int_eq(mockxs_start(&mock, &o), 0);
+    setenv("XENSTORED_PATH", mockxs_socket(&mock), 1);
+    ck_assert_int_eq(stubdm_ctx_new(&ctx), 0);
+    ck_assert_int_eq(stubdm_ctx_set_host(ctx, STUBDM_HOST_SIM), 0);
+    xs0 = mockxs_open_as(&mock, 0);
+    ck_assert_ptr_nonnull(xs0);
+}
+
+static void sim_teardown(void)
+{
+    xs_close(xs0);
+    stubdm_ctx_free(ctx);
+    ck_assert_int_eq(mockxs_stop(&mock), 0);
+}
+
+static bool node_exists(const char *path)
+{
+    unsigned len;
+    char *v = xs_read(xs0, XBT_NULL, path, &len);
+
+    free(v);
+    return v != NULL;
+}
+
+static void put(const char *path, const char *v)
+{
+    ck_assert(xs_write(xs0, XBT_NULL, path, v, (unsigned)strlen(v)));
+}
+
+#define SIM "/tool/stubdm-sim-pci"
+
+START_TEST(test_sim_assign)
+{
+    const struct stubdm__host_ops *h = &stubdm__host_sim;
+    stubdm_pci_addr a = addr("0000:00:04.0");
+    char *v;
+    unsigned len;
+
+    ck_assert_int_eq(h->pci_assign(ctx, GUEST, &a, false), 0);
+    v = xs_read(xs0, XBT_NULL, SIM "/assigned/0000-00-04-0", &len);
+    ck_assert_str_eq(v, "4");
+    free(v);
+    /* Twice to the same domain: fine; to another: EBUSY. */
+    ck_assert_int_eq(h->pci_assign(ctx, GUEST, &a, false), 0);
+    ck_assert_int_eq(h->pci_assign(ctx, STUB, &a, false), STUBDM_EXEN);
+    ck_assert_int_eq(stubdm_ctx_os_errno(ctx), EBUSY);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx), "assigned to another"), "%s",
+                  stubdm_ctx_errmsg(ctx));
+    /* Deassigning from the wrong domain leaves it. */
+    ck_assert_int_eq(h->pci_deassign(ctx, STUB, &a), 0);
+    ck_assert(node_exists(SIM "/assigned/0000-00-04-0"));
+    ck_assert_int_eq(h->pci_deassign(ctx, GUEST, &a), 0);
+    ck_assert(!node_exists(SIM));
+    /* No IOMMU. */
+    put(SIM "/no-iommu", "");
+    ck_assert_int_eq(h->pci_assign(ctx, GUEST, &a, true), STUBDM_ENOTSUP);
+    ck_assert_str_eq(stubdm_ctx_errmsg(ctx),
+                     "assigning PCI device 0000:00:04.0 to domain 4: the "
+                     "hypervisor has no IOMMU (enable VT-d or AMD-Vi, and "
+                     "Xen's iommu=): Function not implemented");
+    ck_assert(!node_exists(SIM "/assigned"));
+}
+END_TEST
+
+START_TEST(test_sim_permissions)
+{
+    const struct stubdm__host_ops *h = &stubdm__host_sim;
+    uint32_t pirq = 0;
+
+    ck_assert_int_eq(h->ioport_permission(ctx, STUB, 0xc000, 0x20, true), 0);
+    ck_assert_int_eq(h->iomem_permission(ctx, STUB, 0xfea00, 0x100, true), 0);
+    ck_assert_int_eq(h->map_pirq(ctx, STUB, 11, &pirq), 0);
+    ck_assert_uint_eq(pirq, 11);
+    ck_assert_int_eq(h->irq_permission(ctx, STUB, pirq, true), 0);
+    ck_assert_int_eq(h->iomem_permission(ctx, GUEST, 0xfea00, 0x100, true), 0);
+    ck_assert(node_exists(SIM "/perm/5/ioport-c000-20"));
+    ck_assert(node_exists(SIM "/perm/5/iomem-fea00-100"));
+    ck_assert(node_exists(SIM "/perm/5/pirq-11"));
+    ck_assert(node_exists(SIM "/perm/5/irq-11"));
+    ck_assert(node_exists(SIM "/perm/4/iomem-fea00-100"));
+    ck_assert_int_eq(h->irq_permission(ctx, STUB, pirq, false), 0);
+    ck_assert_int_eq(h->unmap_pirq(ctx, STUB, pirq), 0);
+    ck_assert_int_eq(h->iomem_permission(ctx, STUB, 0xfea00, 0x100, false), 0);
+    ck_assert_int_eq(h->ioport_permission(ctx, STUB, 0xc000, 0x20, false), 0);
+    ck_assert(!node_exists(SIM "/perm/5"));
+    /* Revoking what was never granted is no error (as Xen's). */
+    ck_assert_int_eq(h->irq_permission(ctx, STUB, 3, false), 0);
+    /* A call told to fail. */
+    put(SIM "/fail/xc_domain_iomem_permission", "");
+    ck_assert_int_eq(h->iomem_permission(ctx, STUB, 1, 1, true), STUBDM_EXEN);
+    ck_assert_msg(strstr(stubdm_ctx_errmsg(ctx),
+                         "xc_domain_iomem_permission for domain 5"),
+                  "%s", stubdm_ctx_errmsg(ctx));
+    ck_assert(!node_exists(SIM "/perm/5"));
+    ck_assert(xs_rm(xs0, XBT_NULL, SIM "/fail"));
+    /* A destroyed domain's permissions and devices go with it. */
+    {
+        stubdm_pci_addr a = addr("0000:00:04.0");
+        ck_assert_int_eq(h->pci_assign(ctx, GUEST, &a, false), 0);
+    }
+    ck_assert_int_eq(h->destroy(ctx, GUEST), 0);
+    ck_assert(!node_exists(SIM "/perm/4"));
+    ck_assert(!node_exists(SIM "/assigned/0000-00-04-0"));
+    ck_assert(!node_exists(SIM));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pci");
@@ -247,6 +683,24 @@ static Suite *suite(void)
     tcase_add_test(o, test_dev_opts);
     tcase_add_test(o, test_spawn_opts_pci);
     suite_add_tcase(s, o);
+    {
+        TCase *p = tcase_create("sysfs");
+        TCase *h = tcase_create("simhost");
+        tcase_add_test(p, test_parse_resource);
+        tcase_add_test(p, test_parse_resource_refuses);
+        tcase_add_test(p, test_parse_irq);
+        tcase_add_test(p, test_sysfs_root);
+        tcase_add_checked_fixture(p, tree_setup, tree_teardown);
+        tcase_add_test(p, test_sysfs_check);
+        tcase_add_test(p, test_sysfs_resources);
+        tcase_add_test(p, test_sysfs_knobs);
+        suite_add_tcase(s, p);
+        tcase_add_checked_fixture(h, sim_setup, sim_teardown);
+        tcase_set_timeout(h, 60);
+        tcase_add_test(h, test_sim_assign);
+        tcase_add_test(h, test_sim_permissions);
+        suite_add_tcase(s, h);
+    }
     return s;
 }
 

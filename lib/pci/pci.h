@@ -29,4 +29,40 @@ bool stubdm__pci_addr_eq(const stubdm_pci_addr *a, const stubdm_pci_addr *b);
  * of pciback's slots); same forms as stubdm_pci_addr_parse. */
 int stubdm__pci_addr_parse_n(const char *s, size_t n, stubdm_pci_addr *out);
 
+/* ---- the host's sysfs (sysfs.c) ----------------------------------------- */
+
+/* What a device's resource file has: its BARs and ROM (Linux's first 7
+ * lines, as libxl reads), the used ones only. */
+#define STUBDM__PCI_NUM_BARS 7
+struct stubdm__pci_bar {
+    uint64_t start, size;
+    bool io; /* I/O ports, else MMIO */
+};
+struct stubdm__pci_res {
+    struct stubdm__pci_bar bar[STUBDM__PCI_NUM_BARS];
+    size_t nbars;
+    uint32_t irq; /* legacy INTx line, 0: none */
+};
+
+/* The device exists and is bound to pciback; else the error names the
+ * driver it is bound to (STUBDM_EPERM) or says it does not exist
+ * (STUBDM_ENOENT). */
+int stubdm__pci_sysfs_check(stubdm_ctx *ctx, const stubdm_pci_addr *a);
+/* Its BARs and irq (STUBDM_EPROTO: a malformed file, naming the line). */
+int stubdm__pci_sysfs_resources(stubdm_ctx *ctx, const stubdm_pci_addr *a,
+                                struct stubdm__pci_res *out);
+/* The parser behind it, on a resource file's and an irq file's text. */
+int stubdm__pci_parse_resource(const char *text, size_t len,
+                               struct stubdm__pci_res *out, size_t *bad_line);
+int stubdm__pci_parse_irq(const char *text, size_t len, uint32_t *irq);
+/* Reset through pciback's do_flr, else the device's reset; a device with
+ * neither is logged and is no error (libxl does the same). */
+int stubdm__pci_sysfs_reset(stubdm_ctx *ctx, const stubdm_pci_addr *a);
+/* pciback's permissive flag for the device. */
+int stubdm__pci_sysfs_permissive(stubdm_ctx *ctx, const stubdm_pci_addr *a);
+/* pciback's allow_interrupt_control, else allow_msi_enable (older
+ * kernels); a pciback with neither is logged and is no error. */
+int stubdm__pci_sysfs_interrupt_control(stubdm_ctx *ctx,
+                                        const stubdm_pci_addr *a);
+
 #endif /* STUBDM_PCI_PCI_H */
