@@ -1753,6 +1753,39 @@ STUBDM_EXPORT int stubdm_pci_dev_vslot(const stubdm_pci_dev *d);
 /** The flags. */
 STUBDM_EXPORT unsigned stubdm_pci_dev_flags(const stubdm_pci_dev *d);
 
+/**
+ * Attach a host PCI device to a running guest through its stubdomain
+ * (docs/pci.md): pciback's check and reset, the device's I/O ports, MMIO
+ * and irq permitted to the guest and to the stubdomain, the assignment to
+ * the guest, the device on the stubdomain's PCI bus (pcifront), then,
+ * once pciback reports the bus Connected, QMP device_add of
+ * xen-pci-passthrough and query-pci for the slot QEMU chose
+ * (stubdm_pci_list shows it).  A failure or a cancel undoes every step
+ * done, in reverse, before done runs: nothing is left granted, assigned
+ * or written.
+ * @param d           copied.
+ * @param q           an open QMP handle to the stubdomain's QEMU,
+ *                    borrowed: it must outlive the op.
+ * @param timeout_ms  > 0: the bound on the whole attach (libxl waits 60 s
+ *                    for the backend).
+ * @param done        called once, from the loop: 0; STUBDM_EPERM (not
+ *                    pciback's, the message names its driver),
+ *                    STUBDM_ENOENT (no such device), STUBDM_ENOTSUP (no
+ *                    IOMMU), STUBDM_EXEN (a hypervisor call, named),
+ *                    STUBDM_EBUSY (already on the bus), STUBDM_EPROTO
+ *                    (sysfs or QEMU's answer malformed), STUBDM_EQMP
+ *                    (device_add refused: QEMU's reason),
+ *                    STUBDM_ETIMEDOUT (the backend never connected),
+ *                    STUBDM_EDOMAIN_GONE (the stubdomain died), ...
+ * @return 0 if started; STUBDM_EINVAL (bad arguments), STUBDM_ENOMEM:
+ *         nothing started, done not called.
+ */
+STUBDM_EXPORT int stubdm_pci_attach(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                    uint32_t guest_domid,
+                                    const stubdm_pci_dev *d, stubdm_qmp *q,
+                                    int timeout_ms, stubdm_done_fn *done,
+                                    void *user, stubdm_op **op_out);
+
 /* ------------------------------------------------------------------------
  * Spawning stubdomains
  * ------------------------------------------------------------------------

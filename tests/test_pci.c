@@ -3,6 +3,7 @@
  * refusals, the device options, the spawn's devices and their checks.
  */
 #include "mockxs.h"
+#include "qmp_peer.h"
 #include "pci/pci.h"
 #include "run.h"
 #include "xen/host.h"
@@ -13,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xenstore.h>
 
@@ -669,6 +672,425 @@ START_TEST(test_sim_permissions)
 }
 END_TEST
 
+/* ---- attach on the simulated host ------------------------------------- */
+
+#define A_STUB 9
+#define A_GUEST 8
+#define BE "/local/domain/0/backend/pci/9/0"
+#define FE "/local/domain/9/device/pci/0"
+
+static struct qmp_sim asim;
+static struct qmp_peer apeer;
+static pid_t pciback_pid = -1;
+static stubdm_ctx *actx;
+static stubdm_qmp *aq;
+
+static unsigned read_u(struct xs_handle *xs, const char *path)
+{
+    unsigned len, v = 99;
+    char *s = xs_read(xs, XBT_NULL, path, &len);
+
+    if (s)
+        v = (unsigned)atoi(s);
+    free(s);
+    return v;
+}
+
+static void write_u(struct xs_handle *xs, const char *path, unsigned v)
+{
+    char s[16];
+
+    snprintf(s, sizeof(s), "%u", v);
+    xs_write(xs, XBT_NULL, path, s, (unsigned)strlen(s));
+}
+
+/* pciback and pcifront as the mock's stand-ins: a new device
+ * (state-N Initialising) is exported (Initialised), a closing one is
+ * closed, then the bus is Connected. */
+static void pciback_loop(void)
+{
+    struct xs_handle *xs = xs_open(0);
+    unsigned n;
+
+    if (!xs || !xs_watch(xs, "/local/domain/0/backend/pci", "pb"))
+        _exit(1);
+    for (;;) {
+        char **ev = xs_read_watch(xs, &n);
+        unsigned st, num;
+        free(ev);
+        st = read_u(xs, BE "/state");
+        if (st != 1 && st != 7)
+            continue;
+        num = read_u(xs, BE "/num_devs");
+        for (unsigned i = 0; i < num && i < 16; i++) {
+            char p[96];
+            snprintf(p, sizeof(p), BE "/state-%u", i);
+            if (read_u(xs, p) == 1)
+                write_u(xs, p, 3);
+            else if (read_u(xs, p) == 5)
+                write_u(xs, p, 6);
+        }
+        write_u(xs, FE "/state", 4);
+        write_u(xs, BE "/state", 4);
+    }
+}
+
+static void pciback_start(void)
+{
+    pciback_pid = fork();
+    ck_assert_int_ge(pciback_pid, 0);
+    if (pciback_pid == 0)
+        pciback_loop();
+}
+
+static void attach_setup(void)
+{
+    tree_setup();
+    ck_assert_int_eq(qmp_sim_start(&asim, A_STUB, A_GUEST), 0);
+    ck_assert(xs_introduce_domain(asim.xs, A_GUEST, 1, 1));
+    ck_assert_int_eq(stubdm_ctx_new(&actx), 0);
+    ck_assert_int_eq(stubdm_ctx_set_host(actx, STUBDM_HOST_SIM), 0);
+    ck_assert_int_eq(stubdm_ctx_set_sysfs_root(actx, tree), 0);
+    apeer.pid = -1;
+    aq = NULL;
+    pciback_pid = -1;
+}
+
+static void attach_teardown(void)
+{
+    stubdm_qmp_free(aq);
+    stubdm_ctx_free(actx);
+    if (pciback_pid > 0) {
+        kill(pciback_pid, SIGKILL);
+        waitpid(pciback_pid, NULL, 0);
+    }
+    qmp_peer_stop(&apeer);
+    qmp_sim_stop(&asim);
+    tree_teardown();
+}
+
+static void open_qmp(const struct qmp_peer_step *script)
+{
+    stubdm_qmp_opts *o = NULL;
+    int rc;
+
+    ck_assert_int_eq(qmp_peer_start(&apeer, asim.sock, script), 0);
+    ck_assert_int_eq(qmp_sim_server_ready(&asim), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_new(&o), 0);
+    ck_assert_int_eq(
+        stubdm_qmp_opts_set_transport(o, STUBDM_QMP_TRANSPORT_SIMULATED), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_sim_dir(o, asim.simdir), 0);
+    ck_assert_int_eq(stubdm_qmp_opts_set_open_timeout(o, 3000), 0);
+    rc = stubdm_qmp_open_sync(actx, A_STUB, A_GUEST, o, &aq);
+    stubdm_qmp_opts_free(o);
+    ck_assert_msg(rc == 0, "open: %s", stubdm_ctx_errmsg(actx));
+}
+
+static struct ts_result attach(const char *bdf, int vslot, unsigned flags,
+                               int timeout_ms)
+{
+    struct ts_result r = {0};
+    stubdm_pci_dev *d = dev(bdf, vslot);
+    stubdm_op *op = NULL;
+
+    ck_assert_int_eq(stubdm_pci_dev_set_flags(d, flags), 0);
+    ck_assert_int_eq(stubdm_pci_attach(actx, A_STUB, A_GUEST, d, aq,
+                                       timeout_ms, ts_on_done, &r, &op),
+                     0);
+    stubdm_pci_dev_free(d);
+    ck_assert(!r.done); /* never from inside the call */
+    ts_run_until_done(actx, &r, 10000 * ts_time_scale());
+    stubdm_op_free(op);
+    return r;
+}
+
+static bool exists(const char *path)
+{
+    unsigned len;
+    char *v = xs_read(asim.xs, XBT_NULL, path, &len);
+
+    free(v);
+    return v != NULL;
+}
+
+static void expect_node(const char *path, const char *want)
+{
+    unsigned len;
+    char *v = xs_read(asim.xs, XBT_NULL, path, &len);
+
+    ck_assert_msg(v && !strcmp(v, want), "%s: '%s', not '%s'", path,
+                  v ? v : "(none)", want);
+    free(v);
+}
+
+/* Nothing of an attach: no bus, no permission, no assignment. */
+static void expect_nothing_left(void)
+{
+    ck_assert_msg(!exists("/local/domain/0/backend/pci/9"),
+                  "a PCI backend is left");
+    ck_assert_msg(!exists(FE), "a PCI frontend is left");
+    ck_assert_msg(!exists(SIM "/perm") && !exists(SIM "/assigned"),
+                  "permissions or assignments are left");
+}
+
+static const struct qmp_peer_step add_ok[] = {
+    QP_HS(),
+    QP_R("\"device_add\""),
+    QP_REP("{\"return\": {}, \"id\": %s}"),
+    QP_R("\"query-pci\""),
+    QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+           "\"slot\": 2, \"function\": 0, \"qdev_id\": \"\"}, {\"bus\": 0, "
+           "\"slot\": 5, \"function\": 0, \"qdev_id\": \"pci-pt-00_04.0\"}"
+           "]}], \"id\": %s}"),
+    QP_H(3000),
+    QP_E(),
+};
+
+START_TEST(test_attach_ok)
+{
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(add_ok);
+    r = attach("0000:00:04.0", -1, STUBDM_PCI_PERMISSIVE, 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    expect_node(BE "/dev-0", "0000:00:04.0");
+    expect_node(BE "/num_devs", "1");
+    expect_node(BE "/vdevfn-0", "28");
+    expect_node(BE "/opts-0", "msitranslate=0,power_mgmt=0,permissive=1,"
+                              "rdm_policy=relaxed");
+    expect_node(BE "/frontend", FE);
+    expect_node(FE "/backend", BE);
+    expect_node(BE "/state", "4");
+    /* Both domains have the BARs and the irq; the guest the device. */
+    expect_node(SIM "/assigned/0000-00-04-0", "8");
+    ck_assert(exists(SIM "/perm/8/iomem-fea00-100"));
+    ck_assert(exists(SIM "/perm/9/iomem-fea00-100"));
+    ck_assert(exists(SIM "/perm/8/ioport-c000-20"));
+    ck_assert(exists(SIM "/perm/9/ioport-c000-20"));
+    ck_assert(exists(SIM "/perm/8/irq-11"));
+    ck_assert(exists(SIM "/perm/9/irq-11"));
+    tree_expect("bus/pci/drivers/pciback/do_flr", "0000:00:04.0");
+    tree_expect("bus/pci/drivers/pciback/permissive", "0000:00:04.0");
+    tree_expect("bus/pci/drivers/pciback/allow_interrupt_control",
+                "0000:00:04.0");
+    /* The same device again: refused, and the first stays. */
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EBUSY);
+    ck_assert_msg(strstr(r.msg, "already on stubdomain 9's bus"), "%s", r.msg);
+    expect_node(BE "/dev-0", "0000:00:04.0");
+}
+END_TEST
+
+START_TEST(test_attach_not_pciback)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(3000), QP_E()};
+    struct ts_result r;
+
+    open_qmp(script);
+    r = attach("0000:00:05.0", -1, 0, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EPERM);
+    ck_assert_str_eq(r.msg, "PCI device 0000:00:05.0 is bound to 'e1000e', "
+                            "not pciback: not assignable (xl "
+                            "pci-assignable-add 0000:00:05.0)");
+    expect_nothing_left();
+    r = attach("0000:00:07.0", -1, 0, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_ENOENT);
+    expect_nothing_left();
+}
+END_TEST
+
+START_TEST(test_attach_no_iommu)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(3000), QP_E()};
+    struct ts_result r;
+
+    open_qmp(script);
+    ck_assert(xs_write(asim.xs, XBT_NULL, SIM "/no-iommu", "", 0));
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_ENOTSUP);
+    ck_assert_msg(strstr(r.msg, "PCI device 0000:00:04.0 to domain 8: the "
+                                "hypervisor has no IOMMU"),
+                  "%s", r.msg);
+    ck_assert(xs_rm(asim.xs, XBT_NULL, SIM "/no-iommu"));
+    expect_nothing_left();
+}
+END_TEST
+
+/* Each hypervisor call failing in turn: the steps before it undone. */
+START_TEST(test_attach_every_host_failure)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(8000), QP_E()};
+    static const char *const calls[] = {
+        "xc_domain_iomem_permission", "xc_domain_ioport_permission",
+        "xc_physdev_map_pirq",        "xc_domain_irq_permission",
+        "xc_assign_device",
+    };
+    char p[128];
+
+    open_qmp(script);
+    for (size_t i = 0; i < sizeof(calls) / sizeof(*calls); i++) {
+        struct ts_result r;
+        snprintf(p, sizeof(p), SIM "/fail/%s", calls[i]);
+        ck_assert(xs_write(asim.xs, XBT_NULL, p, "", 0));
+        r = attach("0000:00:04.0", -1, 0, 5000);
+        ck_assert_msg(r.rc == STUBDM_EXEN, "%s: %d %s", calls[i], r.rc, r.msg);
+        ck_assert_msg(strstr(r.msg, calls[i]), "%s", r.msg);
+        ck_assert_msg(!strncmp(r.msg, "PCI device 0000:00:04.0: ", 25), "%s",
+                      r.msg);
+        ck_assert(xs_rm(asim.xs, XBT_NULL, SIM));
+        expect_nothing_left();
+    }
+}
+END_TEST
+
+START_TEST(test_attach_refused)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"device_add\""),
+        QP_REP("{\"error\": {\"class\": \"GenericError\", \"desc\": "
+               "\"xen_pt_realize: no such host device\"}, \"id\": %s}"),
+        QP_H(3000),
+        QP_E(),
+    };
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(script);
+    r = attach("0000:00:04.0", 6, 0, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EQMP);
+    ck_assert_str_eq(r.msg, "device_add of PCI device 0000:00:04.0 refused "
+                            "by QEMU: xen_pt_realize: no such host device");
+    expect_nothing_left();
+}
+END_TEST
+
+/* QEMU not yet seeing the device in its sysfs: retried, then added. */
+START_TEST(test_attach_retry)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"addr\":\"06.0\""),
+        QP_REP("{\"error\": {\"class\": \"GenericError\", \"desc\": "
+               "\"Could not open '/sys/bus/pci/devices/0000:00:04.0/"
+               "config'\"}, \"id\": %s}"),
+        QP_R("\"device_add\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("\"query-pci\""),
+        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+               "\"slot\": 6, \"function\": 0, \"qdev_id\": "
+               "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
+        QP_H(3000),
+        QP_E(),
+    };
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(script);
+    r = attach("0000:00:04.0", 6, 0, 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    expect_node(BE "/vdev-0", "06.0");
+    expect_node(BE "/vdevfn-0", "30");
+}
+END_TEST
+
+START_TEST(test_attach_never_connected)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(5000), QP_E()};
+    struct ts_result r;
+
+    open_qmp(script);
+    r = attach("0000:00:04.0", -1, 0, 400);
+    ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
+    ck_assert_str_eq(r.msg, "PCI backend of stubdomain 9 not connected "
+                            "after 400 ms (state 1): PCI device "
+                            "0000:00:04.0 not attached");
+    expect_nothing_left();
+}
+END_TEST
+
+static void kill_stub(stubdm_op *op, void *arg)
+{
+    (void)op;
+    (void)arg;
+}
+
+START_TEST(test_attach_stubdom_dies)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(5000), QP_E()};
+    struct ts_result r = {0};
+    stubdm_pci_dev *d = dev("0000:00:04.0", -1);
+    stubdm_op *op = NULL;
+
+    (void)kill_stub;
+    open_qmp(script);
+    ck_assert_int_eq(stubdm_pci_attach(actx, A_STUB, A_GUEST, d, aq, 5000,
+                                       ts_on_done, &r, &op),
+                     0);
+    stubdm_pci_dev_free(d);
+    ts_spin(actx, 100);
+    ck_assert(!r.done);
+    ck_assert(exists(BE "/dev-0"));
+    ck_assert_int_eq(qmp_sim_kill_stubdom(&asim), 0);
+    ts_run_until_done(actx, &r, 5000);
+    stubdm_op_free(op);
+    ck_assert_int_eq(r.rc, STUBDM_EDOMAIN_GONE);
+    ck_assert_msg(strstr(r.msg, "while PCI device 0000:00:04.0 was being "
+                                "attached to guest 8"),
+                  "%s", r.msg);
+    expect_nothing_left();
+}
+END_TEST
+
+/* Cancelled while waiting: undone too. */
+START_TEST(test_attach_cancel)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(5000), QP_E()};
+    struct ts_result r = {0};
+    stubdm_pci_dev *d = dev("0000:00:04.0", -1);
+    stubdm_op *op = NULL;
+
+    open_qmp(script);
+    ck_assert_int_eq(stubdm_pci_attach(actx, A_STUB, A_GUEST, d, aq, 5000,
+                                       ts_on_done, &r, &op),
+                     0);
+    stubdm_pci_dev_free(d);
+    ts_spin(actx, 100);
+    ck_assert(exists(BE "/dev-0"));
+    stubdm_op_free(op);
+    expect_nothing_left();
+}
+END_TEST
+
+/* QEMU added it but query-pci does not show it: device_del, undone. */
+START_TEST(test_attach_not_in_query)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"device_add\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("\"query-pci\""),
+        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": []}], \"id\": %s}"),
+        QP_R("\"device_del\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_H(1000),
+        QP_E(),
+    };
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(script);
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EPROTO);
+    ck_assert_str_eq(r.msg, "PCI device 0000:00:04.0 (pci-pt-00_04.0) not "
+                            "in QEMU's query-pci answer");
+    expect_nothing_left();
+    ts_spin(actx, 200);
+    ck_assert_int_eq(qmp_peer_wait(&apeer, 5000), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pci");
@@ -700,6 +1122,22 @@ static Suite *suite(void)
         tcase_add_test(h, test_sim_assign);
         tcase_add_test(h, test_sim_permissions);
         suite_add_tcase(s, h);
+    }
+    {
+        TCase *a = tcase_create("attach");
+        tcase_add_checked_fixture(a, attach_setup, attach_teardown);
+        tcase_set_timeout(a, 60);
+        tcase_add_test(a, test_attach_ok);
+        tcase_add_test(a, test_attach_not_pciback);
+        tcase_add_test(a, test_attach_no_iommu);
+        tcase_add_test(a, test_attach_every_host_failure);
+        tcase_add_test(a, test_attach_refused);
+        tcase_add_test(a, test_attach_retry);
+        tcase_add_test(a, test_attach_never_connected);
+        tcase_add_test(a, test_attach_stubdom_dies);
+        tcase_add_test(a, test_attach_cancel);
+        tcase_add_test(a, test_attach_not_in_query);
+        suite_add_tcase(s, a);
     }
     return s;
 }

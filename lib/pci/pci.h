@@ -65,4 +65,36 @@ int stubdm__pci_sysfs_permissive(stubdm_ctx *ctx, const stubdm_pci_addr *a);
 int stubdm__pci_sysfs_interrupt_control(stubdm_ctx *ctx,
                                         const stubdm_pci_addr *a);
 
+/* ---- the stubdomain's PCI bus in xenstore (backend.c) ------------------- */
+
+void stubdm__pci_backend_path(uint32_t stub, char *out, size_t len);
+void stubdm__pci_frontend_path(uint32_t stub, char *out, size_t len);
+/* The nodes adding device d as entry n (n 0: the bus too). */
+int stubdm__pci_backend_nodes(uint32_t stub, unsigned n,
+                              const struct stubdm_pci_dev *d, stubdm_nodes *l);
+/* Add d in one transaction; *n_out its entry.  STUBDM_EBUSY: already
+ * there; STUBDM_ELIMIT: the bus is full. */
+int stubdm__pci_backend_add(stubdm_ctx *ctx, uint32_t stub,
+                            const struct stubdm_pci_dev *d, unsigned *n_out);
+/* Remove a's entry (the later ones renumbered; the last device takes the
+ * bus and its frontend); absent is no error (*found false). */
+int stubdm__pci_backend_remove(stubdm_ctx *ctx, uint32_t stub,
+                               const stubdm_pci_addr *a, bool *found);
+/* The backend's state (a xenbus state, strictly parsed). */
+int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub, unsigned *state);
+
+/* ---- the dom0 side (grant.c) --------------------------------------------- */
+
+/* Steps 1-6 of docs/pci.md for d: pciback's, resources permitted to guest
+ * and stub, the flags, assigned to guest.  A failure leaves nothing
+ * granted; its message names the device. */
+int stubdm__pci_grant(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
+                      const struct stubdm_pci_dev *d);
+/* Undo it all (what was not granted is no error); the first error. */
+int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
+                       const struct stubdm_pci_dev *d);
+
+/* QEMU's id of the device (libxl's, so either finds the other's). */
+void stubdm__pci_qdev_id(const stubdm_pci_addr *a, char *out, size_t len);
+
 #endif /* STUBDM_PCI_PCI_H */

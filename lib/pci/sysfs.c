@@ -86,7 +86,8 @@ static int read_bounded(stubdm_ctx *ctx, const char *path, char *buf,
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0)
-        return stubdm__fail(ctx, errno == ENOENT ? STUBDM_ENOENT : STUBDM_EFAIL,
+        return stubdm__fail(ctx,
+                            errno == ENOENT ? STUBDM_ENOENT : STUBDM_EFAIL,
                             errno, "reading %s: %s", path, strerror(errno));
     for (;;) {
         ssize_t n = read(fd, buf + len, max + 1 - len);
@@ -95,8 +96,8 @@ static int read_bounded(stubdm_ctx *ctx, const char *path, char *buf,
         if (n < 0) {
             int err = errno;
             close(fd);
-            return stubdm__fail(ctx, STUBDM_EFAIL, err, "reading %s: %s",
-                                path, strerror(err));
+            return stubdm__fail(ctx, STUBDM_EFAIL, err, "reading %s: %s", path,
+                                strerror(err));
         }
         if (n == 0)
             break;
@@ -161,8 +162,7 @@ int stubdm__pci_sysfs_check(stubdm_ctx *ctx, const stubdm_pci_addr *a)
     path_of(ctx, path, "devices/%s", bdf);
     if (stat(path, &st) != 0)
         return stubdm__fail(ctx, STUBDM_ENOENT, errno,
-                            "PCI device %s does not exist (no %s)", bdf,
-                            path);
+                            "PCI device %s does not exist (no %s)", bdf, path);
     /* Bound to pciback: its directory has the device (libxl's test). */
     path_of(ctx, path, "drivers/pciback/%s", bdf);
     if (stat(path, &st) == 0)
@@ -198,7 +198,8 @@ int stubdm__pci_sysfs_reset(stubdm_ctx *ctx, const stubdm_pci_addr *a)
         return stubdm__fail(ctx, STUBDM_EFAIL, errno,
                             "resetting PCI device %s (%s): %s", bdf, path,
                             strerror(errno));
-    LOG_WARN(ctx, MOD, "PCI device %s has no reset (no do_flr, no reset "
+    LOG_WARN(ctx, MOD,
+             "PCI device %s has no reset (no do_flr, no reset "
              "file): attached without one",
              bdf);
     return 0;
@@ -236,7 +237,8 @@ int stubdm__pci_sysfs_interrupt_control(stubdm_ctx *ctx,
         return rc;
     stubdm__clear_error(ctx);
     bdf_of(a, bdf);
-    LOG_WARN(ctx, MOD, "PCI device %s: pciback has neither "
+    LOG_WARN(ctx, MOD,
+             "PCI device %s: pciback has neither "
              "allow_interrupt_control nor allow_msi_enable: the "
              "stubdomain's QEMU cannot enable MSI or MSI-X",
              bdf);
@@ -342,8 +344,8 @@ int stubdm__pci_sysfs_resources(stubdm_ctx *ctx, const stubdm_pci_addr *a,
         return rc;
     if (stubdm__pci_parse_resource(buf, len, out, &bad))
         return stubdm__fail(ctx, STUBDM_EPROTO, 0,
-                            "PCI device %s: %s line %zu: malformed", bdf,
-                            path, bad);
+                            "PCI device %s: %s line %zu: malformed", bdf, path,
+                            bad);
     path_of(ctx, path, "devices/%s/irq", bdf);
     if ((rc = read_bounded(ctx, path, buf, IRQ_MAX, &len)))
         return rc;
