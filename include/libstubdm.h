@@ -134,7 +134,8 @@ extern "C" {
 #define STUBDM_HAVE_CONTRACT_CONSOLES 1
 /* stubdm_contract_set_service, stubdm_spawn_opts_set_service. */
 #define STUBDM_HAVE_SERVICE 1
-/* stubdm_pci_addr_*, stubdm_pci_dev_*, stubdm_spawn_opts_add_pci. */
+/* stubdm_pci_addr_*, stubdm_pci_dev_*, stubdm_pci_attach/detach,
+ * stubdm_pci_list_*, stubdm_spawn_opts_add_pci. */
 #define STUBDM_HAVE_PCI 1
 
 /**
@@ -1785,6 +1786,54 @@ STUBDM_EXPORT int stubdm_pci_attach(stubdm_ctx *ctx, uint32_t stubdom_domid,
                                     const stubdm_pci_dev *d, stubdm_qmp *q,
                                     int timeout_ms, stubdm_done_fn *done,
                                     void *user, stubdm_op **op_out);
+
+/**
+ * Detach a PCI device from a running guest (docs/pci.md, "Hot-unplug"):
+ * QMP device_del, QEMU's DEVICE_DELETED for it, the entry closed on the
+ * stubdomain's PCI bus and removed, the permissions of both domains
+ * revoked and the device deassigned from the guest.  Works on a device
+ * another process attached (what it undoes is read from xenstore and
+ * sysfs again).
+ * @param q           an open QMP handle to the stubdomain's QEMU,
+ *                    borrowed: it must outlive the op.
+ * @param timeout_ms  > 0: the bound on QEMU's DEVICE_DELETED and
+ *                    pciback's answer.
+ * @param done        0; STUBDM_ENOENT (not attached); STUBDM_ETIMEDOUT
+ *                    (QEMU did not let the device go: it stays attached,
+ *                    nothing revoked); STUBDM_EQMP (device_del refused);
+ *                    STUBDM_EXEN (a revocation failed); ...  The
+ *                    stubdomain dying during the detach is no error: the
+ *                    device is then freed without QEMU.
+ * @return 0 if started; STUBDM_EINVAL, STUBDM_ENOMEM: done not called.
+ */
+STUBDM_EXPORT int stubdm_pci_detach(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                    uint32_t guest_domid,
+                                    const stubdm_pci_addr *addr, stubdm_qmp *q,
+                                    int timeout_ms, stubdm_done_fn *done,
+                                    void *user, stubdm_op **op_out);
+
+/** A snapshot of the PCI devices on a stubdomain's bus. */
+typedef struct stubdm_pci_list stubdm_pci_list;
+
+/**
+ * The devices on stubdomain's PCI bus, read from its backend in xenstore
+ * (blocking, a few reads per device, no callback).
+ * @param[out] out  the list (free with stubdm_pci_list_free), empty when
+ *                  there is no bus; NULL on failure.
+ * @return 0, STUBDM_EINVAL, STUBDM_EPROTO (a malformed entry),
+ *         STUBDM_EXENSTORE, STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_pci_list_new(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                      stubdm_pci_list **out);
+/** Number of devices (0 for NULL). */
+STUBDM_EXPORT size_t stubdm_pci_list_count(const stubdm_pci_list *l);
+/** Device i's host address (zeroed out of range). */
+STUBDM_EXPORT stubdm_pci_addr stubdm_pci_list_addr(const stubdm_pci_list *l,
+                                                   size_t i);
+/** The guest's slot QEMU put device i at, or -1 (not known yet). */
+STUBDM_EXPORT int stubdm_pci_list_vslot(const stubdm_pci_list *l, size_t i);
+/** Free a list.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_pci_list_free(stubdm_pci_list *l);
 
 /* ------------------------------------------------------------------------
  * Spawning stubdomains

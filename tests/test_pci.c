@@ -407,6 +407,12 @@ static void tree_setup(void)
     tree_file("bus/pci/devices/0000:00:04.0/irq", "11\n");
     tree_dir("bus/pci/devices/0000:00:05.0");
     tree_dir("bus/pci/devices/0000:00:06.0");
+    /* A second assignable device: one MMIO BAR, no INTx. */
+    tree_dir("bus/pci/drivers/pciback/0000:00:08.0");
+    tree_dir("bus/pci/devices/0000:00:08.0");
+    tree_file("bus/pci/devices/0000:00:08.0/resource",
+              "0x00000000fe000000 0x00000000fe000fff 0x0000000000040200\n");
+    tree_file("bus/pci/devices/0000:00:08.0/irq", "0\n");
     {
         char link[256];
         snprintf(link, sizeof(link), "%s/bus/pci/devices/0000:00:05.0/driver",
@@ -1091,6 +1097,197 @@ START_TEST(test_attach_not_in_query)
 }
 END_TEST
 
+/* ---- detach ------------------------------------------------------------- */
+
+#define DEL_EVENT(id)                                                         \
+    QP_S("{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"" id       \
+         "\", \"path\": \"/machine/peripheral/" id "\"}, \"timestamp\": "     \
+         "{\"seconds\": 1, \"microseconds\": 2}}\r\n")
+
+static struct ts_result detach(const char *bdf, int timeout_ms)
+{
+    struct ts_result r = {0};
+    stubdm_pci_addr a = addr(bdf);
+    stubdm_op *op = NULL;
+
+    ck_assert_int_eq(stubdm_pci_detach(actx, A_STUB, A_GUEST, &a, aq,
+                                       timeout_ms, ts_on_done, &r, &op),
+                     0);
+    ck_assert(!r.done);
+    ts_run_until_done(actx, &r, 10000 * ts_time_scale());
+    stubdm_op_free(op);
+    return r;
+}
+
+static void expect_list(size_t n, const char *bdf0, int vslot0)
+{
+    stubdm_pci_list *l = NULL;
+    char buf[STUBDM_PCI_ADDR_STRLEN];
+    stubdm_pci_addr a;
+
+    ck_assert_int_eq(stubdm_pci_list_new(actx, A_STUB, &l), 0);
+    ck_assert_uint_eq(stubdm_pci_list_count(l), n);
+    if (n) {
+        a = stubdm_pci_list_addr(l, 0);
+        ck_assert_int_eq(stubdm_pci_addr_format(&a, buf, sizeof(buf)), 0);
+        ck_assert_str_eq(buf, bdf0);
+        ck_assert_int_eq(stubdm_pci_list_vslot(l, 0), vslot0);
+    }
+    ck_assert_int_eq(stubdm_pci_list_vslot(l, n), -1);
+    stubdm_pci_list_free(l);
+}
+
+START_TEST(test_detach_ok)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"device_add\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("\"query-pci\""),
+        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+               "\"slot\": 5, \"function\": 0, \"qdev_id\": "
+               "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
+        QP_R("\"device_del\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_D(50),
+        DEL_EVENT("pci-pt-00_04.0"),
+        QP_H(3000),
+        QP_E(),
+    };
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(script);
+    expect_list(0, NULL, -1);
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    expect_list(1, "0000:00:04.0", 5);
+    r = detach("0000:00:04.0", 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    expect_list(0, NULL, -1);
+    expect_nothing_left();
+    r = detach("0000:00:04.0", 5000);
+    ck_assert_int_eq(r.rc, STUBDM_ENOENT);
+    ck_assert_str_eq(r.msg, "PCI device 0000:00:04.0 is not attached to "
+                            "stubdomain 9");
+}
+END_TEST
+
+/* Two devices, the first detached: the second renumbered to entry 0,
+ * its permissions kept. */
+START_TEST(test_detach_renumbers)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"hostaddr\":\"0000:00:04.0\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("\"query-pci\""),
+        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+               "\"slot\": 5, \"function\": 0, \"qdev_id\": "
+               "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
+        QP_R("\"hostaddr\":\"0000:00:08.0\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("\"query-pci\""),
+        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+               "\"slot\": 5, \"function\": 0, \"qdev_id\": "
+               "\"pci-pt-00_04.0\"}, {\"bus\": 0, \"slot\": 7, "
+               "\"function\": 0, \"qdev_id\": \"pci-pt-00_08.0\"}]}], "
+               "\"id\": %s}"),
+        QP_R("\"device_del\""),
+        DEL_EVENT("pci-pt-00_04.0"),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_H(3000),
+        QP_E(),
+    };
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(script);
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    r = attach("0000:00:08.0", -1, 0, 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    expect_node(BE "/num_devs", "2");
+    expect_node(BE "/vdevfn-1", "38");
+    r = detach("0000:00:04.0", 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    expect_node(BE "/num_devs", "1");
+    expect_node(BE "/dev-0", "0000:00:08.0");
+    expect_node(BE "/vdevfn-0", "38");
+    ck_assert(!exists(BE "/dev-1"));
+    expect_list(1, "0000:00:08.0", 7);
+    ck_assert(!exists(SIM "/assigned/0000-00-04-0"));
+    ck_assert(!exists(SIM "/perm/8/irq-11"));
+    expect_node(SIM "/assigned/0000-00-08-0", "8");
+    ck_assert(exists(SIM "/perm/8/iomem-fe000-1"));
+    ck_assert(exists(SIM "/perm/9/iomem-fe000-1"));
+}
+END_TEST
+
+/* QEMU never lets go: the device stays attached, nothing revoked. */
+START_TEST(test_detach_no_event)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"device_add\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("\"query-pci\""),
+        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+               "\"slot\": 5, \"function\": 0, \"qdev_id\": "
+               "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
+        QP_R("\"device_del\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        DEL_EVENT("pci-pt-00_09.0"), /* another device's */
+        QP_H(3000),
+        QP_E(),
+    };
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(script);
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    r = detach("0000:00:04.0", 400);
+    ck_assert_int_eq(r.rc, STUBDM_ETIMEDOUT);
+    ck_assert_str_eq(r.msg, "PCI device 0000:00:04.0 was not removed by "
+                            "QEMU (no DEVICE_DELETED in 400 ms): still "
+                            "attached");
+    expect_node(BE "/dev-0", "0000:00:04.0");
+    expect_node(SIM "/assigned/0000-00-04-0", "8");
+    ck_assert(exists(SIM "/perm/9/irq-11"));
+}
+END_TEST
+
+/* A QEMU that lost the device (restarted, or another client removed it):
+ * detach still frees it. */
+START_TEST(test_detach_not_in_qemu)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"device_add\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("\"query-pci\""),
+        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+               "\"slot\": 5, \"function\": 0, \"qdev_id\": "
+               "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
+        QP_R("\"device_del\""),
+        QP_REP("{\"error\": {\"class\": \"GenericError\", \"desc\": "
+               "\"Device 'pci-pt-00_04.0' not found\"}, \"id\": %s}"),
+        QP_H(3000),
+        QP_E(),
+    };
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(script);
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    r = detach("0000:00:04.0", 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    expect_nothing_left();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pci");
@@ -1137,6 +1334,10 @@ static Suite *suite(void)
         tcase_add_test(a, test_attach_stubdom_dies);
         tcase_add_test(a, test_attach_cancel);
         tcase_add_test(a, test_attach_not_in_query);
+        tcase_add_test(a, test_detach_ok);
+        tcase_add_test(a, test_detach_renumbers);
+        tcase_add_test(a, test_detach_no_event);
+        tcase_add_test(a, test_detach_not_in_qemu);
         suite_add_tcase(s, a);
     }
     return s;

@@ -162,7 +162,8 @@ static void on_query(stubdm_qmp *q, stubdm_op *op, int rc,
     stubdm__op_complete(&a->op, 0, NULL);
 }
 
-/* ---- device_add ------------------------------------------------------------ */
+/* ---- device_add ------------------------------------------------------------
+ */
 
 static void send_add(struct attach_op *a);
 
@@ -387,8 +388,8 @@ int stubdm_pci_attach(stubdm_ctx *ctx, uint32_t stubdom_domid,
                             "pci attach: invalid arguments (stubdomain %u, "
                             "guest %u, timeout %d ms)",
                             stubdom_domid, guest_domid, timeout_ms);
-    a = (struct attach_op *)stubdm__op_new(ctx, &attach_type, sizeof(*a),
-                                           done, user);
+    a = (struct attach_op *)stubdm__op_new(ctx, &attach_type, sizeof(*a), done,
+                                           user);
     if (!a)
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "pci attach op");
     a->stub = stubdom_domid;

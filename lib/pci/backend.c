@@ -10,6 +10,7 @@
 #include "core/ctx.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/num.h"
 #include "pci/pci.h"
 #include "xen/nodes.h"
@@ -23,6 +24,7 @@
 
 #define XB_INITIALISING "1"
 #define XB_RECONFIGURING "7"
+#define XB_CLOSING "5"
 
 void stubdm__pci_backend_path(uint32_t stub, char *out, size_t len)
 {
@@ -40,8 +42,7 @@ static const char *rdm_policy(unsigned flags)
 }
 
 int stubdm__pci_backend_nodes(uint32_t stub, unsigned n,
-                              const struct stubdm_pci_dev *d,
-                              stubdm_nodes *l)
+                              const struct stubdm_pci_dev *d, stubdm_nodes *l)
 {
     char be[64], fe[64], bdf[STUBDM_PCI_ADDR_STRLEN], perm[32], opts[96];
     char v[16];
@@ -76,8 +77,7 @@ int stubdm__pci_backend_nodes(uint32_t stub, unsigned n,
     rc = rc || stubdm__nodes_add_str(l, NULL, bdf, "%s/key-%u", be, n) ||
          stubdm__nodes_add_str(l, NULL, bdf, "%s/dev-%u", be, n) ||
          stubdm__nodes_add_str(l, NULL, opts, "%s/opts-%u", be, n) ||
-         stubdm__nodes_add_str(l, NULL, XB_INITIALISING, "%s/state-%u", be,
-                               n);
+         stubdm__nodes_add_str(l, NULL, XB_INITIALISING, "%s/state-%u", be, n);
     if (!rc && d->vslot >= 0) {
         snprintf(v, sizeof(v), "%02x.0", (unsigned)d->vslot);
         rc = stubdm__nodes_add_str(l, NULL, v, "%s/vdev-%u", be, n);
@@ -131,8 +131,7 @@ static int read_dev(stubdm_ctx *ctx, uint32_t t, const char *be, unsigned i,
     rc = stubdm_pci_addr_parse(v, a);
     free(v);
     if (rc)
-        return stubdm__fail(ctx, STUBDM_EPROTO, 0, "%s: not a PCI address",
-                            p);
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0, "%s: not a PCI address", p);
     return 0;
 }
 
@@ -250,8 +249,8 @@ static int move_entry(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 struct rm_args {
     uint32_t stub;
     const stubdm_pci_addr *a;
-    bool found;     /* out */
-    unsigned left;  /* out: devices left on the bus */
+    bool found;    /* out */
+    unsigned left; /* out: devices left on the bus */
 };
 
 static int remove_entry(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
@@ -314,16 +313,16 @@ int stubdm__pci_backend_remove(stubdm_ctx *ctx, uint32_t stub,
                                const stubdm_pci_addr *a, bool *found)
 {
     struct rm_args r = {stub, a, false, 0};
-    int rc = stubdm__xs_transaction(
-        ctx, "removing a PCI device from the backend", rm_txn, &r, NULL);
+    int rc = stubdm__xs_transaction(ctx,
+                                    "removing a PCI device from the backend",
+                                    rm_txn, &r, NULL);
 
     if (found)
         *found = r.found;
     return rc;
 }
 
-int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub,
-                              unsigned *state)
+int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub, unsigned *state)
 {
     char be[64], p[96], *v = NULL;
     uint32_t u;
@@ -340,4 +339,158 @@ int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub,
                             p);
     *state = u;
     return 0;
+}
+
+struct close_args {
+    uint32_t stub;
+    const stubdm_pci_addr *a;
+};
+
+static int close_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
+                     void *arg)
+{
+    struct close_args *c = arg;
+    char be[64], p[96], bdf[STUBDM_PCI_ADDR_STRLEN];
+    unsigned n, idx;
+    int rc;
+
+    stubdm__pci_backend_path(c->stub, be, sizeof(be));
+    if ((rc = read_num_devs(ctx, t, be, &n)))
+        return rc;
+    rc = find_dev(ctx, t, be, n, c->a, &idx);
+    if (rc == STUBDM_ENOENT) {
+        stubdm_pci_addr_format(c->a, bdf, sizeof(bdf));
+        return stubdm__fail(ctx, STUBDM_ENOENT, 0,
+                            "PCI device %s is not on stubdomain %u's bus", bdf,
+                            c->stub);
+    }
+    if (rc)
+        return rc;
+    snprintf(p, sizeof(p), "%s/state-%u", be, idx);
+    stubdm__xs_count(ctx, 2);
+    if (!xs_write(xsh, t, p, XB_CLOSING, 1))
+        return stubdm__fail(ctx, stubdm__xs_errno_to_rc(errno), errno,
+                            "writing %s: %s", p, strerror(errno));
+    snprintf(p, sizeof(p), "%s/state", be);
+    if (!xs_write(xsh, t, p, XB_RECONFIGURING, 1))
+        return stubdm__fail(ctx, stubdm__xs_errno_to_rc(errno), errno,
+                            "writing %s: %s", p, strerror(errno));
+    return 0;
+}
+
+int stubdm__pci_backend_close(stubdm_ctx *ctx, uint32_t stub,
+                              const stubdm_pci_addr *a)
+{
+    struct close_args c = {stub, a};
+
+    return stubdm__xs_transaction(ctx, "closing a PCI device's entry",
+                                  close_txn, &c, NULL);
+}
+
+int stubdm__pci_backend_find(stubdm_ctx *ctx, uint32_t stub,
+                             const stubdm_pci_addr *a, unsigned *idx)
+{
+    char be[64];
+    unsigned n;
+    int rc;
+
+    stubdm__pci_backend_path(stub, be, sizeof(be));
+    if ((rc = read_num_devs(ctx, 0, be, &n)))
+        return rc;
+    return find_dev(ctx, 0, be, n, a, idx);
+}
+
+/* ---- stubdm_pci_list ------------------------------------------------------ */
+
+struct stubdm_pci_list {
+    size_t n;
+    stubdm_pci_addr addr[STUBDM__PCI_MAX_DEVS];
+    int vslot[STUBDM__PCI_MAX_DEVS];
+};
+
+/* vdevfn-i's slot (hex, as libxl writes it), or -1. */
+static int read_vslot(stubdm_ctx *ctx, const char *be, unsigned i)
+{
+    char p[96], *v = NULL;
+    unsigned devfn = 0;
+    size_t len;
+    int slot = -1;
+
+    snprintf(p, sizeof(p), "%s/vdevfn-%u", be, i);
+    if (stubdm__xs_read(ctx, 0, p, 4, &v, &len)) {
+        stubdm__clear_error(ctx);
+        return -1;
+    }
+    for (size_t k = 0; k < len; k++) {
+        char c = v[k];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                       : -1;
+        if (d < 0 || len > 2) {
+            free(v);
+            return -1;
+        }
+        devfn = devfn * 16 + (unsigned)d;
+    }
+    if (len)
+        slot = (int)(devfn >> 3);
+    free(v);
+    return slot;
+}
+
+int stubdm_pci_list_new(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                        stubdm_pci_list **out)
+{
+    stubdm_pci_list *l;
+    char be[64];
+    unsigned n;
+    int rc;
+
+    if (!ctx || !out)
+        return STUBDM_EINVAL;
+    *out = NULL;
+    if (!stubdm__domid_ok(stubdom_domid))
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0, "pci list: domid %u",
+                            stubdom_domid);
+    stubdm__pci_backend_path(stubdom_domid, be, sizeof(be));
+    if ((rc = read_num_devs(ctx, 0, be, &n)))
+        return rc;
+    if (!(l = stubdm__calloc(1, sizeof(*l))))
+        return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "pci list");
+    for (unsigned i = 0; i < n; i++) {
+        rc = read_dev(ctx, 0, be, i, &l->addr[l->n]);
+        if (rc == STUBDM_ENOENT) {
+            stubdm__clear_error(ctx);
+            continue;
+        }
+        if (rc) {
+            free(l);
+            return rc;
+        }
+        l->vslot[l->n++] = read_vslot(ctx, be, i);
+    }
+    *out = l;
+    return 0;
+}
+
+size_t stubdm_pci_list_count(const stubdm_pci_list *l)
+{
+    return l ? l->n : 0;
+}
+
+stubdm_pci_addr stubdm_pci_list_addr(const stubdm_pci_list *l, size_t i)
+{
+    stubdm_pci_addr zero = {0, 0, 0, 0};
+
+    return l && i < l->n ? l->addr[i] : zero;
+}
+
+int stubdm_pci_list_vslot(const stubdm_pci_list *l, size_t i)
+{
+    return l && i < l->n ? l->vslot[i] : -1;
+}
+
+void stubdm_pci_list_free(stubdm_pci_list *l)
+{
+    free(l);
 }

@@ -31,11 +31,11 @@ static int permit(stubdm_ctx *ctx, const struct stubdm__host_ops *h,
             rc = h->ioport_permission(ctx, domid, (uint32_t)b->start,
                                       (uint32_t)b->size, grant);
         else
-            rc = h->iomem_permission(
-                ctx, domid, b->start >> PAGE_SHIFT,
-                (b->size + (b->start & (PAGE_SIZE - 1)) + PAGE_SIZE - 1) >>
-                    PAGE_SHIFT,
-                grant);
+            rc = h->iomem_permission(ctx, domid, b->start >> PAGE_SHIFT,
+                                     (b->size + (b->start & (PAGE_SIZE - 1)) +
+                                      PAGE_SIZE - 1) >>
+                                         PAGE_SHIFT,
+                                     grant);
         if (rc && grant)
             return rc;
         first = first ? first : rc;
@@ -63,8 +63,7 @@ static int named(stubdm_ctx *ctx, int rc, const char *bdf)
     if (!strncmp(ctx->errmsg, "PCI device ", 11))
         return rc;
     snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
-    return stubdm__fail(ctx, rc, ctx->os_errno, "PCI device %s: %s", bdf,
-                        msg);
+    return stubdm__fail(ctx, rc, ctx->os_errno, "PCI device %s: %s", bdf, msg);
 }
 
 int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,

@@ -80,6 +80,13 @@ int stubdm__pci_backend_add(stubdm_ctx *ctx, uint32_t stub,
  * bus and its frontend); absent is no error (*found false). */
 int stubdm__pci_backend_remove(stubdm_ctx *ctx, uint32_t stub,
                                const stubdm_pci_addr *a, bool *found);
+/* Tell pciback the device goes: state-N Closing, the bus
+ * Reconfiguring.  STUBDM_ENOENT: not on the bus. */
+int stubdm__pci_backend_close(stubdm_ctx *ctx, uint32_t stub,
+                              const stubdm_pci_addr *a);
+/* a's entry on the bus, or STUBDM_ENOENT (no ctx message). */
+int stubdm__pci_backend_find(stubdm_ctx *ctx, uint32_t stub,
+                             const stubdm_pci_addr *a, unsigned *idx);
 /* The backend's state (a xenbus state, strictly parsed). */
 int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub, unsigned *state);
 
