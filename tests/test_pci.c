@@ -182,6 +182,7 @@ static stubdm_spawn_opts *new_opts(void)
     ck_assert_int_eq(stubdm_spawn_opts_new(&o), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_guest(o, 7, NULL, NULL), 0);
     ck_assert_int_eq(stubdm_spawn_opts_set_args(o, qemu_args, 2), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(o, 1, 0), 0);
     return o;
 }
 

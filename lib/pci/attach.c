@@ -342,19 +342,31 @@ static const struct stubdm__op_type attach_type = {
     .destroy = NULL,
 };
 
-static int attach_begin(struct attach_op *a)
+static int attach_begin(struct attach_op *a, bool prepared)
 {
     stubdm_ctx *ctx = a->op.ctx;
     enum stubdm__dom_state st;
     char detail[160], path[96];
     int rc;
 
-    if ((rc = stubdm__pci_grant(ctx, a->guest, a->stub, &a->dev)))
-        return rc;
-    a->granted = true;
-    if ((rc = stubdm__pci_backend_add(ctx, a->stub, &a->dev, &a->n)))
-        return rc;
-    a->on_bus = true;
+    if (prepared) {
+        /* stubdm__pci_prepare ran: find the entry it made. */
+        a->granted = a->on_bus = true;
+        if ((rc = stubdm__pci_backend_find(ctx, a->stub, &a->dev.addr, &a->n)))
+            return rc == STUBDM_ENOENT
+                       ? stubdm__fail(ctx, rc, 0,
+                                      "PCI device %s: its entry on "
+                                      "stubdomain %u's bus is gone",
+                                      a->bdf, a->stub)
+                       : rc;
+    } else {
+        if ((rc = stubdm__pci_grant(ctx, a->guest, a->stub, &a->dev)))
+            return rc;
+        a->granted = true;
+        if ((rc = stubdm__pci_backend_add(ctx, a->stub, &a->dev, &a->n)))
+            return rc;
+        a->on_bus = true;
+    }
     if ((rc = stubdm__timer_arm(ctx, &a->deadline,
                                 a->started_ms + a->timeout_ms)))
         return rc;
@@ -369,10 +381,10 @@ static int attach_begin(struct attach_op *a)
     return 0;
 }
 
-int stubdm_pci_attach(stubdm_ctx *ctx, uint32_t stubdom_domid,
-                      uint32_t guest_domid, const stubdm_pci_dev *d,
-                      stubdm_qmp *q, int timeout_ms, stubdm_done_fn *done,
-                      void *user, stubdm_op **op_out)
+static int attach_start(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                        uint32_t guest_domid, const stubdm_pci_dev *d,
+                        stubdm_qmp *q, int timeout_ms, bool prepared,
+                        stubdm_done_fn *done, void *user, stubdm_op **op_out)
 {
     struct attach_op *a;
     int rc;
@@ -408,7 +420,60 @@ int stubdm_pci_attach(stubdm_ctx *ctx, uint32_t stubdom_domid,
     stubdm__op_started(&a->op, op_out);
     /* From here a failure completes the op (its callback from the loop)
      * and its stop undoes what was done. */
-    if ((rc = attach_begin(a)))
+    if ((rc = attach_begin(a, prepared)))
         fail(a, rc);
     return 0;
+}
+
+int stubdm_pci_attach(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                      uint32_t guest_domid, const stubdm_pci_dev *d,
+                      stubdm_qmp *q, int timeout_ms, stubdm_done_fn *done,
+                      void *user, stubdm_op **op_out)
+{
+    return attach_start(ctx, stubdom_domid, guest_domid, d, q, timeout_ms,
+                        false, done, user, op_out);
+}
+
+int stubdm__pci_attach_prepared(stubdm_ctx *ctx, uint32_t stub, uint32_t guest,
+                                const struct stubdm_pci_dev *d, stubdm_qmp *q,
+                                int timeout_ms, stubdm_done_fn *done,
+                                void *user, stubdm_op **op_out)
+{
+    return attach_start(ctx, stub, guest, d, q, timeout_ms, true, done, user,
+                        op_out);
+}
+
+int stubdm__pci_prepare(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
+                        const struct stubdm_pci_dev *d)
+{
+    unsigned n;
+    int rc = stubdm__pci_grant(ctx, guest, stub, d);
+
+    if (rc)
+        return rc;
+    if ((rc = stubdm__pci_backend_add(ctx, stub, d, &n))) {
+        char msg[STUBDM_ERRMSG_MAX];
+        snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
+        stubdm__pci_revoke(ctx, guest, stub, d);
+        return stubdm__fail(ctx, rc, 0, "%s", msg);
+    }
+    return 0;
+}
+
+int stubdm__pci_teardown(stubdm_ctx *ctx, uint32_t stub, bool have_guest,
+                         uint32_t guest)
+{
+    struct stubdm_pci_list l;
+    int rc = stubdm__pci_list_read(ctx, stub, &l), first = 0;
+
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < l.n; i++) {
+        struct stubdm_pci_dev d = {l.addr[i], -1, 0};
+        /* The stubdomain is gone and its permissions with it; the
+         * guest's and its assignment are what is left. */
+        rc = have_guest ? stubdm__pci_revoke(ctx, guest, stub, &d) : 0;
+        first = first ? first : rc;
+    }
+    return first;
 }

@@ -402,12 +402,6 @@ int stubdm__pci_backend_find(stubdm_ctx *ctx, uint32_t stub,
 
 /* ---- stubdm_pci_list ------------------------------------------------------ */
 
-struct stubdm_pci_list {
-    size_t n;
-    stubdm_pci_addr addr[STUBDM__PCI_MAX_DEVS];
-    int vslot[STUBDM__PCI_MAX_DEVS];
-};
-
 /* vdevfn-i's slot (hex, as libxl writes it), or -1. */
 static int read_vslot(stubdm_ctx *ctx, const char *be, unsigned i)
 {
@@ -438,12 +432,34 @@ static int read_vslot(stubdm_ctx *ctx, const char *be, unsigned i)
     return slot;
 }
 
+int stubdm__pci_list_read(stubdm_ctx *ctx, uint32_t stub,
+                          struct stubdm_pci_list *l)
+{
+    char be[64];
+    unsigned n;
+    int rc;
+
+    l->n = 0;
+    stubdm__pci_backend_path(stub, be, sizeof(be));
+    if ((rc = read_num_devs(ctx, 0, be, &n)))
+        return rc;
+    for (unsigned i = 0; i < n; i++) {
+        rc = read_dev(ctx, 0, be, i, &l->addr[l->n]);
+        if (rc == STUBDM_ENOENT) {
+            stubdm__clear_error(ctx);
+            continue;
+        }
+        if (rc)
+            return rc;
+        l->vslot[l->n++] = read_vslot(ctx, be, i);
+    }
+    return 0;
+}
+
 int stubdm_pci_list_new(stubdm_ctx *ctx, uint32_t stubdom_domid,
                         stubdm_pci_list **out)
 {
     stubdm_pci_list *l;
-    char be[64];
-    unsigned n;
     int rc;
 
     if (!ctx || !out)
@@ -452,22 +468,11 @@ int stubdm_pci_list_new(stubdm_ctx *ctx, uint32_t stubdom_domid,
     if (!stubdm__domid_ok(stubdom_domid))
         return stubdm__fail(ctx, STUBDM_EINVAL, 0, "pci list: domid %u",
                             stubdom_domid);
-    stubdm__pci_backend_path(stubdom_domid, be, sizeof(be));
-    if ((rc = read_num_devs(ctx, 0, be, &n)))
-        return rc;
     if (!(l = stubdm__calloc(1, sizeof(*l))))
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "pci list");
-    for (unsigned i = 0; i < n; i++) {
-        rc = read_dev(ctx, 0, be, i, &l->addr[l->n]);
-        if (rc == STUBDM_ENOENT) {
-            stubdm__clear_error(ctx);
-            continue;
-        }
-        if (rc) {
-            free(l);
-            return rc;
-        }
-        l->vslot[l->n++] = read_vslot(ctx, be, i);
+    if ((rc = stubdm__pci_list_read(ctx, stubdom_domid, l))) {
+        free(l);
+        return rc;
     }
     *out = l;
     return 0;

@@ -116,8 +116,9 @@ static void on_event(stubdm_qmp *q, const stubdm_qmp_event *ev, void *user)
     if (d->deleted || !data ||
         stubdm__json_parse(data, strlen(data), NULL, &doc, NULL))
         return;
-    ours = stubdm__json_string_is(
-        stubdm__json_get(stubdm__json_doc_root(doc), "device"), d->qid);
+    ours = stubdm__json_string_is(stubdm__json_get(stubdm__json_doc_root(doc),
+                                                   "device"),
+                                  d->qid);
     stubdm__json_doc_free(doc);
     if (ours)
         unplugged(d);
@@ -138,14 +139,12 @@ static void on_del(stubdm_qmp *q, stubdm_op *op, int rc,
     /* QEMU does not have it (any more): nothing for it to let go.  QEMU
      * says so with DeviceNotFound, or (since 6.0) a GenericError
      * "Device '<id>' not found". */
-    if (rc == STUBDM_EQMP &&
-        ((cls && !strcmp(cls, "DeviceNotFound")) ||
-         (desc && strstr(desc, "not found")))) {
+    if (rc == STUBDM_EQMP && ((cls && !strcmp(cls, "DeviceNotFound")) ||
+                              (desc && strstr(desc, "not found")))) {
         unplugged(d);
         return;
     }
-    stubdm__op_complete(&d->op, rc, "device_del of PCI device %s: %s",
-                        d->bdf,
+    stubdm__op_complete(&d->op, rc, "device_del of PCI device %s: %s", d->bdf,
                         r && stubdm_qmp_reply_error_desc(r)
                             ? stubdm_qmp_reply_error_desc(r)
                             : stubdm_strerror(rc));
@@ -169,7 +168,8 @@ static void on_deadline(stubdm_ctx *ctx, struct stubdm__timer *t)
     struct detach_op *d = STUBDM_CONTAINER_OF(t, struct detach_op, deadline);
 
     if (d->closing) {
-        LOG_WARN(ctx, MOD, "PCI device %s: pciback did not answer its "
+        LOG_WARN(ctx, MOD,
+                 "PCI device %s: pciback did not answer its "
                  "closing within %d ms: removed anyway",
                  d->bdf, d->timeout_ms);
         stubdm__xswatch_stop(ctx, &d->watch);
@@ -252,8 +252,8 @@ int stubdm_pci_detach(stubdm_ctx *ctx, uint32_t stubdom_domid,
                             "pci detach: invalid arguments (stubdomain %u, "
                             "guest %u, timeout %d ms)",
                             stubdom_domid, guest_domid, timeout_ms);
-    d = (struct detach_op *)stubdm__op_new(ctx, &detach_type, sizeof(*d),
-                                           done, user);
+    d = (struct detach_op *)stubdm__op_new(ctx, &detach_type, sizeof(*d), done,
+                                           user);
     if (!d)
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "pci detach op");
     d->stub = stubdom_domid;

@@ -87,6 +87,14 @@ int stubdm__pci_backend_close(stubdm_ctx *ctx, uint32_t stub,
 /* a's entry on the bus, or STUBDM_ENOENT (no ctx message). */
 int stubdm__pci_backend_find(stubdm_ctx *ctx, uint32_t stub,
                              const stubdm_pci_addr *a, unsigned *idx);
+/* The bus as stubdm_pci_list shows it, read into l (no allocation). */
+struct stubdm_pci_list {
+    size_t n;
+    stubdm_pci_addr addr[STUBDM__PCI_MAX_DEVS];
+    int vslot[STUBDM__PCI_MAX_DEVS];
+};
+int stubdm__pci_list_read(stubdm_ctx *ctx, uint32_t stub,
+                          struct stubdm_pci_list *l);
 /* The backend's state (a xenbus state, strictly parsed). */
 int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub, unsigned *state);
 
@@ -100,6 +108,23 @@ int stubdm__pci_grant(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
 /* Undo it all (what was not granted is no error); the first error. */
 int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
                        const struct stubdm_pci_dev *d);
+
+/* ---- at spawn and teardown (attach.c) ------------------------------------ */
+
+/* The dom0 and xenstore parts of an attach, for a stubdomain still paused
+ * (the spawn's DEVICES step); nothing left on failure. */
+int stubdm__pci_prepare(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
+                        const struct stubdm_pci_dev *d);
+/* The rest of it once QMP is open: the wait for Connected, device_add,
+ * query-pci (a failure undoes the prepared part too). */
+int stubdm__pci_attach_prepared(stubdm_ctx *ctx, uint32_t stub, uint32_t guest,
+                                const struct stubdm_pci_dev *d, stubdm_qmp *q,
+                                int timeout_ms, stubdm_done_fn *done,
+                                void *user, stubdm_op **op_out);
+/* A destroyed stubdomain's devices (read from its bus): the guest's
+ * permissions revoked, its devices deassigned. */
+int stubdm__pci_teardown(stubdm_ctx *ctx, uint32_t stub, bool have_guest,
+                         uint32_t guest);
 
 /* QEMU's id of the device (libxl's, so either finds the other's). */
 void stubdm__pci_qdev_id(const stubdm_pci_addr *a, char *out, size_t len);

@@ -13,6 +13,7 @@
 #include "core/mem.h"
 #include "core/op.h"
 #include "core/peer.h"
+#include "pci/pci.h"
 #include "spawn/spawn.h"
 #include "core/num.h"
 #include "spawn/hotplug.h"
@@ -84,6 +85,10 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
              TOOLSTACK_DOMID, a->stub);
     if (!rc)
         rc = stubdm__xs_rm_txn(ctx, xsh, t, p);
+    snprintf(p, sizeof(p), "/local/domain/%u/backend/pci/%u", TOOLSTACK_DOMID,
+             a->stub);
+    if (!rc)
+        rc = stubdm__xs_rm_txn(ctx, xsh, t, p);
     if (!rc && a->stub_vm)
         rc = stubdm__xs_rm_txn(ctx, xsh, t, a->stub_vm);
     snprintf(p, sizeof(p), "/local/domain/%u", a->stub);
@@ -103,6 +108,7 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
             "/local/domain/0/backend/vbd",
             "/local/domain/0/backend/vif",
             "/local/domain/0/backend/console",
+            "/local/domain/0/backend/pci",
             "/local/domain/0/backend",
             "/local/domain/0",
             NULL,
@@ -267,6 +273,12 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
         rc = remove_scripts(ctx, S, cfg);
         keep_first(ctx, rc, "hotplug scripts", &first, msg, sizeof(msg));
     }
+    /* Its PCI devices' bus says what the guest was given: it stays (and
+     * leads a later destroy by domid here) until that is revoked. */
+    rc = stubdm__pci_teardown(ctx, S, have_guest, G);
+    keep_first(ctx, rc, "revoking its PCI devices", &first, msg, sizeof(msg));
+    if (rc)
+        return stubdm__fail(ctx, first, 0, "%s", msg);
     rc = stubdm__xs_transaction(ctx, "removing the stubdomain's nodes", rm_txn,
                                 &a, NULL);
     keep_first(ctx, rc, "removing the stubdomain's nodes", &first, msg,
@@ -623,6 +635,11 @@ static void td_remove_nodes(struct td_op *td)
         if (rc)
             return;
     }
+    rc = stubdm__pci_teardown(ctx, td->S, td->have_guest, td->G);
+    keep_first(ctx, rc, "revoking its PCI devices", &td->first, td->msg,
+               sizeof(td->msg));
+    if (rc)
+        return;
     rc = stubdm__xs_transaction(ctx, "removing the stubdomain's nodes", rm_txn,
                                 &td->rm, NULL);
     keep_first(ctx, rc, "removing the stubdomain's nodes", &td->first, td->msg,

@@ -357,6 +357,10 @@ static int validate_devices(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
  * the second only after the first was attached. */
 static int validate_pcis(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
 {
+    if (c->npcis && !c->qmp)
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: PCI devices need QMP (device_add): "
+                            "stubdm_spawn_opts_set_qmp");
     for (size_t i = 0; i < c->npcis; i++) {
         const struct stubdm_pci_dev *d = &c->pcis[i];
         for (size_t j = 0; j < i; j++) {
