@@ -75,6 +75,14 @@ int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
 
     first = h->pci_deassign(ctx, guest, &d->addr);
     rc = stubdm__pci_sysfs_resources(ctx, &d->addr, &r);
+    /* What was permitted is read again: a device gone from sysfs cannot
+     * say, and that is a failure to report, not an absence to ignore. */
+    if (rc == STUBDM_ENOENT) {
+        char msg[STUBDM_ERRMSG_MAX];
+        snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
+        rc = stubdm__fail(ctx, STUBDM_EFAIL, ctx->os_errno,
+                          "revoking a PCI device's ranges: %s", msg);
+    }
     if (!rc) {
         int a = permit(ctx, h, stub, &r, false);
         int b = permit(ctx, h, guest, &r, false);
