@@ -123,9 +123,10 @@ static int record_devfn(struct attach_op *a, unsigned devfn)
     return 0;
 }
 
-static void on_query(stubdm_qmp *q, stubdm_op *op, int rc,
-                     const stubdm_qmp_reply *r, void *user)
+static void on_query_reply(stubdm_qmp *q, stubdm_op *op, int rc,
+                           const stubdm_qmp_reply *r, void *user)
 {
+    (void)op;
     struct attach_op *a = user;
     stubdm_ctx *ctx = a->op.ctx;
     struct stubdm__json_doc *doc = NULL;
@@ -133,7 +134,6 @@ static void on_query(stubdm_qmp *q, stubdm_op *op, int rc,
     unsigned devfn = 0;
 
     (void)q;
-    (void)op;
     a->cmd = NULL;
     if (rc || !text) {
         stubdm__op_complete(&a->op, rc ? rc : STUBDM_EPROTO,
@@ -162,19 +162,28 @@ static void on_query(stubdm_qmp *q, stubdm_op *op, int rc,
     stubdm__op_complete(&a->op, 0, NULL);
 }
 
+/* The command's op is ours (not floating): freed once its reply, which
+ * lives no longer than the call, has been used. */
+static void on_query(stubdm_qmp *q, stubdm_op *op, int rc,
+                     const stubdm_qmp_reply *r, void *user)
+{
+    on_query_reply(q, op, rc, r, user);
+    stubdm_op_free(op);
+}
+
 /* ---- device_add ------------------------------------------------------------
  */
 
 static void send_add(struct attach_op *a);
 
-static void on_add(stubdm_qmp *q, stubdm_op *op, int rc,
-                   const stubdm_qmp_reply *r, void *user)
+static void on_add_reply(stubdm_qmp *q, stubdm_op *op, int rc,
+                         const stubdm_qmp_reply *r, void *user)
 {
+    (void)op;
     struct attach_op *a = user;
     const char *desc = r ? stubdm_qmp_reply_error_desc(r) : NULL;
     char text[200];
 
-    (void)op;
     a->cmd = NULL;
     if (!rc) {
         a->added = true;
@@ -204,6 +213,15 @@ static void on_add(stubdm_qmp *q, stubdm_op *op, int rc,
     else
         stubdm__op_complete(&a->op, rc, "device_add of PCI device %s: %s",
                             a->bdf, stubdm_strerror(rc));
+}
+
+/* The command's op is ours (not floating): freed once its reply, which
+ * lives no longer than the call, has been used. */
+static void on_add(stubdm_qmp *q, stubdm_op *op, int rc,
+                   const stubdm_qmp_reply *r, void *user)
+{
+    on_add_reply(q, op, rc, r, user);
+    stubdm_op_free(op);
 }
 
 static void on_retry(stubdm_ctx *ctx, struct stubdm__timer *t)

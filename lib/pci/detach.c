@@ -124,15 +124,15 @@ static void on_event(stubdm_qmp *q, const stubdm_qmp_event *ev, void *user)
         unplugged(d);
 }
 
-static void on_del(stubdm_qmp *q, stubdm_op *op, int rc,
-                   const stubdm_qmp_reply *r, void *user)
+static void on_del_reply(stubdm_qmp *q, stubdm_op *op, int rc,
+                         const stubdm_qmp_reply *r, void *user)
 {
+    (void)op;
     struct detach_op *d = user;
     const char *cls = r ? stubdm_qmp_reply_error_class(r) : NULL;
     const char *desc = r ? stubdm_qmp_reply_error_desc(r) : NULL;
 
     (void)q;
-    (void)op;
     d->cmd = NULL;
     if (!rc || d->deleted)
         return; /* DEVICE_DELETED follows (or came first) */
@@ -148,6 +148,15 @@ static void on_del(stubdm_qmp *q, stubdm_op *op, int rc,
                         r && stubdm_qmp_reply_error_desc(r)
                             ? stubdm_qmp_reply_error_desc(r)
                             : stubdm_strerror(rc));
+}
+
+/* The command's op is ours (not floating): freed once its reply, which
+ * lives no longer than the call, has been used. */
+static void on_del(stubdm_qmp *q, stubdm_op *op, int rc,
+                   const stubdm_qmp_reply *r, void *user)
+{
+    on_del_reply(q, op, rc, r, user);
+    stubdm_op_free(op);
 }
 
 static void on_death(stubdm_ctx *ctx, struct stubdm__domwatch *dw,
