@@ -149,7 +149,15 @@ expect 0 "" pci-detach "$stub" $GUEST 0000:00:04.0 --sysfs "$sys"
 nothing_left "pci-detach"
 expect 5 "is not attached to stubdomain $stub" \
     pci-detach "$stub" $GUEST 0000:00:04.0 --sysfs "$sys"
-"$ctl" destroy --sysfs "$sys" "$stub" > /dev/null 2>&1 || bad "destroy $stub failed"
+# A destroy that cannot read the device's ranges (no such device in its
+# sysfs) fails and keeps the bus, which leads the next destroy back here.
+expect 0 "" pci-attach "$stub" $GUEST 0000:00:04.0 --sysfs "$sys"
+mkdir -p "$dir/nosys"
+expect 1 "revoking a PCI device's ranges" destroy --sysfs "$dir/nosys" "$stub"
+xenstore-exists "/local/domain/0/backend/pci/$stub/0/dev-0" && ok ||
+    bad "a failed destroy removed the PCI bus"
+"$ctl" destroy --sysfs "$sys" "$stub" > /dev/null 2> "$dir/err" ||
+    bad "destroy $stub failed: $(cat "$dir/err")"
 nothing_left "destroy"
 
 echo "ctl-pci: $pass passed, $fail failed"

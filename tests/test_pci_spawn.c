@@ -103,6 +103,12 @@ static void setup(void)
               "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n");
     tree_file("bus/pci/devices/0000:00:04.0/irq", "11\n");
     tree_dir("bus/pci/devices/0000:00:05.0");
+    /* Its second function: MMIO only, no INTx. */
+    tree_dir("bus/pci/drivers/pciback/0000:00:04.1");
+    tree_dir("bus/pci/devices/0000:00:04.1");
+    tree_file("bus/pci/devices/0000:00:04.1/resource",
+              "0x00000000feb00000 0x00000000feb00fff 0x0000000000040200\n");
+    tree_file("bus/pci/devices/0000:00:04.1/irq", "0\n");
     spawnfix_setup(&fx, &o);
     ck_assert_int_eq(stubdm_ctx_set_sysfs_root(fx.ctx, tree), 0);
     pciback_pid = -1;
@@ -134,11 +140,12 @@ static const char *const qemu_args[] = {
     "16",         "-nodefaults", "-display", "none",  "-no-shutdown",
 };
 
-static stubdm_spawn_opts *config(const char *bdf)
+static stubdm_spawn_opts *config_sim(const char *bdf,
+                                     const char *const *sim_args, size_t nsim)
 {
     stubdm_spawn_opts *c = spawnfix_config(&fx, GUEST, qemu_args,
                                            STUBDM_ARRAY_SIZE(qemu_args),
-                                           NULL, 0, 20000);
+                                           sim_args, nsim, 20000);
     stubdm_pci_dev *d;
 
     ck_assert_int_eq(stubdm_spawn_opts_set_stubdom_domid(c, STUB), 0);
@@ -146,6 +153,11 @@ static stubdm_spawn_opts *config(const char *bdf)
     ck_assert_int_eq(stubdm_spawn_opts_add_pci(c, d), 0);
     stubdm_pci_dev_free(d);
     return c;
+}
+
+static stubdm_spawn_opts *config(const char *bdf)
+{
+    return config_sim(bdf, NULL, 0);
 }
 
 /* What the progress callback saw when UNPAUSE was reported (the
@@ -241,6 +253,49 @@ START_TEST(test_spawn_pci_not_pciback)
 }
 END_TEST
 
+/* The stand-in's simulated xen-pci-passthrough: the spawn completes with
+ * the device in, at the slot asked; a destroy revokes and deassigns it
+ * and leaves nothing. */
+START_TEST(test_spawn_pci_running_then_destroy)
+{
+    static const char *const sim_args[] = {"--no-qemu"};
+    stubdm_spawn_opts *c;
+    stubdm_stubdom *s = NULL;
+    stubdm_pci_list *l = NULL;
+    stubdm_pci_dev *d;
+    struct xs_handle *xs;
+    int rc;
+
+    spawnfix_need_sim_stubdom(&fx);
+    pciback_start();
+    xs = mockxs_open_as(&fx.mock, 0);
+    c = config_sim("0000:00:04.0", sim_args, 1);
+    /* A second device, at slot 9: both on the bus, in order. */
+    ck_assert_int_eq(stubdm_pci_dev_new("0000:00:04.1", &d), 0);
+    ck_assert_int_eq(stubdm_pci_dev_set_vslot(d, 9), 0);
+    ck_assert_int_eq(stubdm_spawn_opts_add_pci(c, d), 0);
+    stubdm_pci_dev_free(d);
+    ck_assert_int_eq(stubdm_spawn_opts_set_qmp(c, 1, 0), 0);
+    rc = stubdm_spawn_sync(fx.ctx, c, NULL, NULL, &s);
+    stubdm_spawn_opts_free(c);
+    ck_assert_msg(rc == 0, "%s", stubdm_ctx_errmsg(fx.ctx));
+    ck_assert_int_eq(stubdm_pci_list_new(fx.ctx, STUB, &l), 0);
+    ck_assert_uint_eq(stubdm_pci_list_count(l), 2);
+    ck_assert_int_eq(stubdm_pci_list_vslot(l, 0), 3);
+    ck_assert_int_eq(stubdm_pci_list_vslot(l, 1), 9);
+    stubdm_pci_list_free(l);
+    ck_assert(has(xs, SIM "/assigned/0000-00-04-0"));
+    ck_assert(has(xs, SIM "/assigned/0000-00-04-1"));
+    ck_assert(has(xs, SIM "/perm/7/irq-11"));
+    ck_assert_int_eq(stubdm_stubdom_destroy_sync(s), 0);
+    stubdm_stubdom_free(s);
+    ck_assert(!has(xs, SIM "/perm"));
+    ck_assert(!has(xs, SIM "/assigned"));
+    xs_close(xs);
+    spawnfix_assert_clean(&fx, false);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pci_spawn");
@@ -250,6 +305,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_spawn_pci_before_unpause);
     tcase_add_test(t, test_spawn_pci_not_pciback);
+    tcase_add_test(t, test_spawn_pci_running_then_destroy);
     suite_add_tcase(s, t);
     return s;
 }

@@ -24,8 +24,7 @@ const struct ctl_option ctl_pci_attach_options[] = {
     {"vslot", 0, CTL_ARG_UINT, O(vslot), "N", 1, 31, NULL, NULL},
     {"permissive", 0, CTL_ARG_FLAG, O(permissive), NULL, 0, 0, NULL, NULL},
     {"power-mgmt", 0, CTL_ARG_FLAG, O(power_mgmt), NULL, 0, 0, NULL, NULL},
-    {"msitranslate", 0, CTL_ARG_FLAG, O(msitranslate), NULL, 0, 0, NULL,
-     NULL},
+    {"msitranslate", 0, CTL_ARG_FLAG, O(msitranslate), NULL, 0, 0, NULL, NULL},
     {"rdm-strict", 0, CTL_ARG_FLAG, O(rdm_strict), NULL, 0, 0, NULL, NULL},
     {"no-interrupt-control", 0, CTL_ARG_FLAG, O(no_intr), NULL, 0, 0, NULL,
      NULL},
@@ -142,8 +141,8 @@ int ctl_pci_attach_run(stubdm_ctx *ctx, const struct ctl_global *g,
         stubdm_pci_dev_free(d);
         return code;
     }
-    rc = stubdm_pci_attach(ctx, a.q.stubdom, a.q.guest, d, q,
-                           a.pci_timeout_ms, on_done, &dn, &op);
+    rc = stubdm_pci_attach(ctx, a.q.stubdom, a.q.guest, d, q, a.pci_timeout_ms,
+                           on_done, &dn, &op);
     stubdm_pci_dev_free(d);
     code = rc ? ctl_report_error(ctx, g, "pci-attach", rc, NULL)
               : finish(ctx, g, "pci-attach", op, &dn, &addr);
@@ -223,7 +222,8 @@ const char ctl_pci_attach_help[] =
     "  --rdm-strict           rdm_policy=strict (default relaxed)\n"
     "  --no-interrupt-control no pciback allow_interrupt_control\n"
     "  --sysfs DIR            sysfs root (default /sys; tests)\n"
-    "  --pci-timeout S        bound on the attach (default 60)\n" CTL_QMP_CONN_HELP
+    "  --pci-timeout S        bound on the attach (default "
+    "60)\n" CTL_QMP_CONN_HELP
     "Exit: 0 ok, 3 timeout, 4 stubdomain gone, 5 not pciback's or no\n"
     "such device, 7 device_add refused, 9 invalid, 10 already attached,\n"
     "11 no IOMMU or a hypervisor call failed.\n";
@@ -232,8 +232,8 @@ const char ctl_pci_detach_help[] =
     "device off the stubdomain's PCI bus, permissions revoked, the device\n"
     "deassigned.\n"
     "  --sysfs DIR            sysfs root (default /sys; tests)\n"
-    "  --pci-timeout S        bound on QEMU letting go (default 60)\n"
-    CTL_QMP_CONN_HELP
+    "  --pci-timeout S        bound on QEMU letting go (default "
+    "60)\n" CTL_QMP_CONN_HELP
     "Exit: 0 ok, 3 QEMU did not let go (still attached), 5 not attached.\n";
 const char ctl_pci_list_help[] =
     "Lists the PCI devices on STUBDOM's bus: 'BDF SLOT' per line (SLOT\n"

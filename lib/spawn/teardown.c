@@ -258,6 +258,13 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
     keep_first(ctx, rc, "destroying the domain", &first, msg, sizeof(msg));
     if (first)
         return stubdm__fail(ctx, first, 0, "%s", msg);
+    /* Its PCI bus says what the guest was given: the bus and the contract
+     * (which make it a stubdomain to a later destroy by domid) stay until
+     * that is revoked. */
+    rc = stubdm__pci_teardown(ctx, S, have_guest, G);
+    keep_first(ctx, rc, "revoking its PCI devices", &first, msg, sizeof(msg));
+    if (rc)
+        return stubdm__fail(ctx, first, 0, "%s", msg);
 
     if (have_guest) {
         rc = remove_contract(ctx, contract, G, S, guest_vm);
@@ -273,12 +280,6 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
         rc = remove_scripts(ctx, S, cfg);
         keep_first(ctx, rc, "hotplug scripts", &first, msg, sizeof(msg));
     }
-    /* Its PCI devices' bus says what the guest was given: it stays (and
-     * leads a later destroy by domid here) until that is revoked. */
-    rc = stubdm__pci_teardown(ctx, S, have_guest, G);
-    keep_first(ctx, rc, "revoking its PCI devices", &first, msg, sizeof(msg));
-    if (rc)
-        return stubdm__fail(ctx, first, 0, "%s", msg);
     rc = stubdm__xs_transaction(ctx, "removing the stubdomain's nodes", rm_txn,
                                 &a, NULL);
     keep_first(ctx, rc, "removing the stubdomain's nodes", &first, msg,
@@ -625,6 +626,13 @@ static void td_remove_nodes(struct td_op *td)
         td_detach_nodes(td);
         return;
     }
+    /* As in stubdm__spawn_teardown_domain: the bus and the contract stay
+     * until the guest's PCI devices are revoked. */
+    rc = stubdm__pci_teardown(ctx, td->S, td->have_guest, td->G);
+    keep_first(ctx, rc, "revoking its PCI devices", &td->first, td->msg,
+               sizeof(td->msg));
+    if (rc)
+        return;
     if (td->have_guest) {
         rc = remove_contract(ctx, td->contract, td->G, td->S,
                              td->gvm[0] ? td->gvm : NULL);
@@ -635,11 +643,6 @@ static void td_remove_nodes(struct td_op *td)
         if (rc)
             return;
     }
-    rc = stubdm__pci_teardown(ctx, td->S, td->have_guest, td->G);
-    keep_first(ctx, rc, "revoking its PCI devices", &td->first, td->msg,
-               sizeof(td->msg));
-    if (rc)
-        return;
     rc = stubdm__xs_transaction(ctx, "removing the stubdomain's nodes", rm_txn,
                                 &td->rm, NULL);
     keep_first(ctx, rc, "removing the stubdomain's nodes", &td->first, td->msg,
