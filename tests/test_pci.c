@@ -283,6 +283,35 @@ START_TEST(test_parse_resource)
 }
 END_TEST
 
+/* What the bus records as granted reads back as what was granted. */
+START_TEST(test_res_render)
+{
+    struct stubdm__pci_res r, back;
+    char text[512];
+    size_t bad;
+
+    ck_assert_int_eq(stubdm__pci_parse_resource(edu_resource,
+                                                strlen(edu_resource), &r,
+                                                &bad),
+                     0);
+    ck_assert_int_eq(stubdm__pci_res_render(&r, text, sizeof(text)), 0);
+    ck_assert_int_eq(stubdm__pci_parse_resource(text, strlen(text), &back,
+                                                &bad),
+                     0);
+    ck_assert_uint_eq(back.nbars, 2);
+    ck_assert(back.bar[0].start == r.bar[0].start &&
+              back.bar[0].size == r.bar[0].size && !back.bar[0].io);
+    ck_assert(back.bar[1].start == 0xc000 && back.bar[1].io);
+    r.nbars = 0;
+    ck_assert_int_eq(stubdm__pci_res_render(&r, text, sizeof(text)), 0);
+    ck_assert_int_eq(stubdm__pci_parse_resource(text, strlen(text), &back,
+                                                &bad),
+                     0);
+    ck_assert_uint_eq(back.nbars, 0);
+    ck_assert_int_eq(stubdm__pci_res_render(&r, text, 5), STUBDM_ELIMIT);
+}
+END_TEST
+
 static const char *const bad_resource[] = {
     "",
     "\n",
@@ -1309,6 +1338,7 @@ static Suite *suite(void)
         tcase_add_test(p, test_parse_resource);
         tcase_add_test(p, test_parse_resource_refuses);
         tcase_add_test(p, test_parse_irq);
+        tcase_add_test(p, test_res_render);
         tcase_add_test(p, test_sysfs_root);
         tcase_add_checked_fixture(p, tree_setup, tree_teardown);
         tcase_add_test(p, test_sysfs_check);

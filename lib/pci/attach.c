@@ -49,6 +49,7 @@ struct attach_op {
     int64_t started_ms;
     char bdf[STUBDM_PCI_ADDR_STRLEN], qid[32], be[64];
     unsigned n, last_state;
+    struct stubdm__pci_res res; /* what was granted */
     bool granted, on_bus, added, ok;
     int retries;
     struct stubdm__xswatch watch;
@@ -331,9 +332,9 @@ static void undo(struct attach_op *a)
     if (a->on_bus)
         rc = stubdm__pci_backend_remove(ctx, a->stub, &a->dev.addr, NULL);
     if (a->granted && !rc)
-        rc = stubdm__pci_revoke(ctx, a->guest, a->stub, &a->dev);
+        rc = stubdm__pci_revoke(ctx, a->guest, a->stub, &a->dev, &a->res);
     else if (a->granted)
-        stubdm__pci_revoke(ctx, a->guest, a->stub, &a->dev);
+        stubdm__pci_revoke(ctx, a->guest, a->stub, &a->dev, &a->res);
     if (rc)
         LOG_WARN(ctx, MOD, "PCI device %s: undoing a failed attach: %s",
                  a->bdf, ctx->errmsg);
@@ -370,7 +371,10 @@ static int attach_begin(struct attach_op *a, bool prepared)
     if (prepared) {
         /* stubdm__pci_prepare ran: find the entry it made. */
         a->granted = a->on_bus = true;
-        if ((rc = stubdm__pci_backend_find(ctx, a->stub, &a->dev.addr, &a->n)))
+        rc = stubdm__pci_backend_find(ctx, a->stub, &a->dev.addr, &a->n);
+        if (!rc)
+            rc = stubdm__pci_backend_res(ctx, a->stub, a->n, &a->res);
+        if (rc)
             return rc == STUBDM_ENOENT
                        ? stubdm__fail(ctx, rc, 0,
                                       "PCI device %s: its entry on "
@@ -378,10 +382,11 @@ static int attach_begin(struct attach_op *a, bool prepared)
                                       a->bdf, a->stub)
                        : rc;
     } else {
-        if ((rc = stubdm__pci_grant(ctx, a->guest, a->stub, &a->dev)))
+        if ((rc = stubdm__pci_grant(ctx, a->guest, a->stub, &a->dev, &a->res)))
             return rc;
         a->granted = true;
-        if ((rc = stubdm__pci_backend_add(ctx, a->stub, &a->dev, &a->n)))
+        if ((rc = stubdm__pci_backend_add(ctx, a->stub, &a->dev, &a->res,
+                                          &a->n)))
             return rc;
         a->on_bus = true;
     }
@@ -464,15 +469,16 @@ int stubdm__pci_attach_prepared(stubdm_ctx *ctx, uint32_t stub, uint32_t guest,
 int stubdm__pci_prepare(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
                         const struct stubdm_pci_dev *d)
 {
+    struct stubdm__pci_res r;
     unsigned n;
-    int rc = stubdm__pci_grant(ctx, guest, stub, d);
+    int rc = stubdm__pci_grant(ctx, guest, stub, d, &r);
 
     if (rc)
         return rc;
-    if ((rc = stubdm__pci_backend_add(ctx, stub, d, &n))) {
+    if ((rc = stubdm__pci_backend_add(ctx, stub, d, &r, &n))) {
         char msg[STUBDM_ERRMSG_MAX];
         snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
-        stubdm__pci_revoke(ctx, guest, stub, d);
+        stubdm__pci_revoke(ctx, guest, stub, d, &r);
         return stubdm__fail(ctx, rc, 0, "%s", msg);
     }
     return 0;
@@ -490,7 +496,9 @@ int stubdm__pci_teardown(stubdm_ctx *ctx, uint32_t stub, bool have_guest,
         struct stubdm_pci_dev d = {l.addr[i], -1, 0};
         /* The stubdomain is gone and its permissions with it; the
          * guest's and its assignment are what is left. */
-        rc = have_guest ? stubdm__pci_revoke(ctx, guest, stub, &d) : 0;
+        rc = have_guest
+                 ? stubdm__pci_revoke_entry(ctx, guest, stub, &d, l.idx[i])
+                 : 0;
         first = first ? first : rc;
     }
     return first;

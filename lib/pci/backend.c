@@ -42,10 +42,11 @@ static const char *rdm_policy(unsigned flags)
 }
 
 int stubdm__pci_backend_nodes(uint32_t stub, unsigned n,
-                              const struct stubdm_pci_dev *d, stubdm_nodes *l)
+                              const struct stubdm_pci_dev *d,
+                              const struct stubdm__pci_res *r, stubdm_nodes *l)
 {
     char be[64], fe[64], bdf[STUBDM_PCI_ADDR_STRLEN], perm[32], opts[96];
-    char v[16];
+    char v[16], res[STUBDM__PCI_NUM_BARS * 64];
     int rc = 0;
 
     stubdm__pci_backend_path(stub, be, sizeof(be));
@@ -78,6 +79,13 @@ int stubdm__pci_backend_nodes(uint32_t stub, unsigned n,
          stubdm__nodes_add_str(l, NULL, bdf, "%s/dev-%u", be, n) ||
          stubdm__nodes_add_str(l, NULL, opts, "%s/opts-%u", be, n) ||
          stubdm__nodes_add_str(l, NULL, XB_INITIALISING, "%s/state-%u", be, n);
+    /* What was granted, for the revocation (sysfs may say otherwise by
+     * then, or nothing). */
+    if (!rc && stubdm__pci_res_render(r, res, sizeof(res)))
+        return STUBDM_ELIMIT;
+    snprintf(v, sizeof(v), "%u\n", r->irq);
+    rc = rc || stubdm__nodes_add_str(l, NULL, res, "%s/res-%u", be, n) ||
+         stubdm__nodes_add_str(l, NULL, v, "%s/irq-%u", be, n);
     if (!rc && d->vslot >= 0) {
         snprintf(v, sizeof(v), "%02x.0", (unsigned)d->vslot);
         rc = stubdm__nodes_add_str(l, NULL, v, "%s/vdev-%u", be, n);
@@ -159,6 +167,7 @@ static int find_dev(stubdm_ctx *ctx, uint32_t t, const char *be, unsigned n,
 struct add_args {
     uint32_t stub;
     const struct stubdm_pci_dev *d;
+    const struct stubdm__pci_res *r;
     unsigned n; /* out */
 };
 
@@ -190,7 +199,7 @@ static int add_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
                             a->stub, a->n, STUBDM__PCI_MAX_DEVS);
     if (!(l = stubdm__nodes_new()))
         return stubdm__fail(ctx, STUBDM_ENOMEM, ENOMEM, "PCI backend nodes");
-    rc = stubdm__pci_backend_nodes(a->stub, a->n, a->d, l);
+    rc = stubdm__pci_backend_nodes(a->stub, a->n, a->d, a->r, l);
     if (rc)
         rc = stubdm__fail(ctx, rc, ENOMEM, "PCI backend nodes");
     else
@@ -200,9 +209,10 @@ static int add_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 }
 
 int stubdm__pci_backend_add(stubdm_ctx *ctx, uint32_t stub,
-                            const struct stubdm_pci_dev *d, unsigned *n_out)
+                            const struct stubdm_pci_dev *d,
+                            const struct stubdm__pci_res *r, unsigned *n_out)
 {
-    struct add_args a = {stub, d, 0};
+    struct add_args a = {stub, d, r, 0};
     int rc = stubdm__xs_transaction(ctx, "adding a PCI device to the backend",
                                     add_txn, &a, NULL);
 
@@ -212,8 +222,8 @@ int stubdm__pci_backend_add(stubdm_ctx *ctx, uint32_t stub,
 }
 
 /* An entry's keys (vdevfn-N: the slot QEMU chose, recorded by attach). */
-static const char *const entry_keys[] = {"key",  "dev",   "vdev",
-                                         "opts", "state", "vdevfn"};
+static const char *const entry_keys[] = {"key",   "dev",    "vdev", "opts",
+                                         "state", "vdevfn", "res",  "irq"};
 
 /* Move entry from to to (each key that exists). */
 static int move_entry(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
@@ -451,6 +461,7 @@ int stubdm__pci_list_read(stubdm_ctx *ctx, uint32_t stub,
         }
         if (rc)
             return rc;
+        l->idx[l->n] = i;
         l->vslot[l->n++] = read_vslot(ctx, be, i);
     }
     return 0;
@@ -498,4 +509,30 @@ int stubdm_pci_list_vslot(const stubdm_pci_list *l, size_t i)
 void stubdm_pci_list_free(stubdm_pci_list *l)
 {
     free(l);
+}
+
+int stubdm__pci_backend_res(stubdm_ctx *ctx, uint32_t stub, unsigned idx,
+                            struct stubdm__pci_res *r)
+{
+    char be[64], p[96], *v = NULL;
+    size_t len, bad;
+    int rc;
+
+    stubdm__pci_backend_path(stub, be, sizeof(be));
+    snprintf(p, sizeof(p), "%s/res-%u", be, idx);
+    if ((rc = stubdm__xs_read(ctx, 0, p, STUBDM__PCI_NUM_BARS * 64, &v, &len)))
+        return rc;
+    rc = stubdm__pci_parse_resource(v, len, r, &bad);
+    free(v);
+    if (rc)
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0, "%s line %zu: malformed", p,
+                            bad);
+    snprintf(p, sizeof(p), "%s/irq-%u", be, idx);
+    if ((rc = stubdm__xs_read(ctx, 0, p, 16, &v, &len)))
+        return rc;
+    rc = stubdm__pci_parse_irq(v, len, &r->irq);
+    free(v);
+    if (rc)
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0, "%s: malformed", p);
+    return 0;
 }

@@ -57,11 +57,18 @@ static double waited_s(const struct detach_op *d)
 static void finish(struct detach_op *d)
 {
     stubdm_ctx *ctx = d->op.ctx;
-    int rc = stubdm__pci_backend_remove(ctx, d->stub, &d->dev.addr, NULL);
-    int rc2 = stubdm__pci_revoke(ctx, d->guest, d->stub, &d->dev);
+    unsigned idx;
+    int rc = stubdm__pci_backend_find(ctx, d->stub, &d->dev.addr, &idx);
 
-    if (rc || rc2) {
-        stubdm__op_complete(&d->op, rc ? rc : rc2, "%s", ctx->errmsg);
+    /* What the entry recorded as granted, before the entry goes. */
+    if (!rc)
+        rc = stubdm__pci_revoke_entry(ctx, d->guest, d->stub, &d->dev, idx);
+    else if (rc == STUBDM_ENOENT)
+        rc = stubdm__pci_revoke(ctx, d->guest, d->stub, &d->dev, NULL);
+    if (!rc)
+        rc = stubdm__pci_backend_remove(ctx, d->stub, &d->dev.addr, NULL);
+    if (rc) {
+        stubdm__op_complete(&d->op, rc, "%s", ctx->errmsg);
         return;
     }
     LOG_DEBUG(ctx, MOD, "PCI device %s detached from guest %u after %.3f s",

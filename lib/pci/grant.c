@@ -67,14 +67,18 @@ static int named(stubdm_ctx *ctx, int rc, const char *bdf)
 }
 
 int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
-                       const struct stubdm_pci_dev *d)
+                       const struct stubdm_pci_dev *d,
+                       const struct stubdm__pci_res *granted)
 {
     const struct stubdm__host_ops *h = stubdm__host(ctx);
     struct stubdm__pci_res r;
-    int rc, first;
+    int rc = 0, first;
 
     first = h->pci_deassign(ctx, guest, &d->addr);
-    rc = stubdm__pci_sysfs_resources(ctx, &d->addr, &r);
+    if (granted)
+        r = *granted;
+    else
+        rc = stubdm__pci_sysfs_resources(ctx, &d->addr, &r);
     /* What was permitted is read again: a device gone from sysfs cannot
      * say, and that is a failure to report, not an absence to ignore. */
     if (rc == STUBDM_ENOENT) {
@@ -91,8 +95,22 @@ int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
     return first ? first : rc;
 }
 
+int stubdm__pci_revoke_entry(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
+                             const struct stubdm_pci_dev *d, unsigned idx)
+{
+    struct stubdm__pci_res r;
+    int rc = stubdm__pci_backend_res(ctx, stub, idx, &r);
+
+    if (rc == STUBDM_ENOENT) {
+        stubdm__clear_error(ctx);
+        return stubdm__pci_revoke(ctx, guest, stub, d, NULL);
+    }
+    return rc ? rc : stubdm__pci_revoke(ctx, guest, stub, d, &r);
+}
+
 int stubdm__pci_grant(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
-                      const struct stubdm_pci_dev *d)
+                      const struct stubdm_pci_dev *d,
+                      struct stubdm__pci_res *granted)
 {
     const struct stubdm__host_ops *h = stubdm__host(ctx);
     struct stubdm__pci_res r;
@@ -122,12 +140,13 @@ int stubdm__pci_grant(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
               "PCI device %s: %zu ranges and irq %u permitted to domains "
               "%u and %u, assigned to %u",
               bdf, r.nbars, r.irq, guest, stub, guest);
+    *granted = r;
     return 0;
 
 undo:
     snprintf(msg, sizeof(msg), "%s", ctx->errmsg);
     os = ctx->os_errno;
-    stubdm__pci_revoke(ctx, guest, stub, d);
+    stubdm__pci_revoke(ctx, guest, stub, d, &r);
     stubdm__fail(ctx, rc, os, "%s", msg);
     return named(ctx, rc, bdf);
 }

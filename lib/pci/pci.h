@@ -55,6 +55,12 @@ int stubdm__pci_sysfs_resources(stubdm_ctx *ctx, const stubdm_pci_addr *a,
 int stubdm__pci_parse_resource(const char *text, size_t len,
                                struct stubdm__pci_res *out, size_t *bad_line);
 int stubdm__pci_parse_irq(const char *text, size_t len, uint32_t *irq);
+/* r as the resource file's lines (the used ranges only; one unused line
+ * when there is none), for the backend entry that records what was
+ * granted; read back with stubdm__pci_parse_resource.  0 or
+ * STUBDM_ELIMIT. */
+int stubdm__pci_res_render(const struct stubdm__pci_res *r, char *out,
+                           size_t len);
 /* Reset through pciback's do_flr, else the device's reset; a device with
  * neither is logged and is no error (libxl does the same). */
 int stubdm__pci_sysfs_reset(stubdm_ctx *ctx, const stubdm_pci_addr *a);
@@ -71,11 +77,18 @@ void stubdm__pci_backend_path(uint32_t stub, char *out, size_t len);
 void stubdm__pci_frontend_path(uint32_t stub, char *out, size_t len);
 /* The nodes adding device d as entry n (n 0: the bus too). */
 int stubdm__pci_backend_nodes(uint32_t stub, unsigned n,
-                              const struct stubdm_pci_dev *d, stubdm_nodes *l);
+                              const struct stubdm_pci_dev *d,
+                              const struct stubdm__pci_res *r,
+                              stubdm_nodes *l);
 /* Add d in one transaction; *n_out its entry.  STUBDM_EBUSY: already
  * there; STUBDM_ELIMIT: the bus is full. */
 int stubdm__pci_backend_add(stubdm_ctx *ctx, uint32_t stub,
-                            const struct stubdm_pci_dev *d, unsigned *n_out);
+                            const struct stubdm_pci_dev *d,
+                            const struct stubdm__pci_res *r, unsigned *n_out);
+/* What entry idx records as granted (res-N, irq-N: dom0's nodes, the
+ * stubdomain only reads them), strictly parsed.  STUBDM_ENOENT: none. */
+int stubdm__pci_backend_res(stubdm_ctx *ctx, uint32_t stub, unsigned idx,
+                            struct stubdm__pci_res *r);
 /* Remove a's entry (the later ones renumbered; the last device takes the
  * bus and its frontend); absent is no error (*found false). */
 int stubdm__pci_backend_remove(stubdm_ctx *ctx, uint32_t stub,
@@ -92,6 +105,7 @@ struct stubdm_pci_list {
     size_t n;
     stubdm_pci_addr addr[STUBDM__PCI_MAX_DEVS];
     int vslot[STUBDM__PCI_MAX_DEVS];
+    unsigned idx[STUBDM__PCI_MAX_DEVS]; /* its entry N */
 };
 int stubdm__pci_list_read(stubdm_ctx *ctx, uint32_t stub,
                           struct stubdm_pci_list *l);
@@ -104,10 +118,17 @@ int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub, unsigned *state);
  * and stub, the flags, assigned to guest.  A failure leaves nothing
  * granted; its message names the device. */
 int stubdm__pci_grant(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
-                      const struct stubdm_pci_dev *d);
-/* Undo it all (what was not granted is no error); the first error. */
+                      const struct stubdm_pci_dev *d,
+                      struct stubdm__pci_res *granted);
+/* Undo it all (what was not granted is no error); the first error.  r:
+ * what was granted (recorded in the bus), NULL: sysfs's ranges now. */
 int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
-                       const struct stubdm_pci_dev *d);
+                       const struct stubdm_pci_dev *d,
+                       const struct stubdm__pci_res *r);
+/* Revoke what entry idx of stub's bus records (sysfs when it records
+ * nothing). */
+int stubdm__pci_revoke_entry(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
+                             const struct stubdm_pci_dev *d, unsigned idx);
 
 /* ---- at spawn and teardown (attach.c) ------------------------------------ */
 

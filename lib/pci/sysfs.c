@@ -330,6 +330,29 @@ int stubdm__pci_parse_irq(const char *text, size_t len, uint32_t *irq)
     return 0;
 }
 
+int stubdm__pci_res_render(const struct stubdm__pci_res *r, char *out,
+                           size_t len)
+{
+    size_t at = 0;
+
+    out[0] = '\0';
+    if (!r->nbars) {
+        int n = snprintf(out, len, "0x0 0x0 0x0\n");
+        return n < 0 || (size_t)n >= len ? STUBDM_ELIMIT : 0;
+    }
+    for (size_t i = 0; i < r->nbars; i++) {
+        const struct stubdm__pci_bar *b = &r->bar[i];
+        int n = snprintf(out + at, len - at,
+                         "0x%016" PRIx64 " 0x%016" PRIx64 " 0x%016x\n",
+                         b->start, b->start + b->size - 1,
+                         b->io ? IORESOURCE_IO : 0x200u);
+        if (n < 0 || (size_t)n >= len - at)
+            return STUBDM_ELIMIT;
+        at += (size_t)n;
+    }
+    return 0;
+}
+
 int stubdm__pci_sysfs_resources(stubdm_ctx *ctx, const stubdm_pci_addr *a,
                                 struct stubdm__pci_res *out)
 {
