@@ -71,5 +71,5 @@ const char ctl_destroy_help[] =
     "(exit 9) unless --force.  The backends' remove/offline\n"
     "scripts run only from /etc/xen/scripts, or from DIR with\n"
     "--script-dir.  The guest's PCI devices (docs/pci.md) are\n"
-    "deassigned and their ranges revoked as sysfs (--sysfs DIR, default\n"
-    "/sys) describes them.\n";
+    "deassigned and the ranges their bus entries recorded revoked\n"
+    "(an entry without a record: as sysfs, --sysfs DIR, says).\n";
