@@ -469,8 +469,8 @@ int stubdm__pci_attach_prepared(stubdm_ctx *ctx, uint32_t stub, uint32_t guest,
 int stubdm__pci_prepare(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
                         const struct stubdm_pci_dev *d)
 {
-    struct stubdm__pci_res r;
-    unsigned n;
+    struct stubdm__pci_res r = {0};
+    unsigned n = 0;
     int rc = stubdm__pci_grant(ctx, guest, stub, d, &r);
 
     if (rc)

@@ -104,7 +104,7 @@ static int read_num_devs(stubdm_ctx *ctx, uint32_t t, const char *be,
                          unsigned *n)
 {
     char p[96], *v = NULL;
-    uint32_t u;
+    uint32_t u = 0;
     int rc;
 
     snprintf(p, sizeof(p), "%s/num_devs", be);
@@ -177,7 +177,7 @@ static int add_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
     struct add_args *a = arg;
     char be[64], bdf[STUBDM_PCI_ADDR_STRLEN];
     stubdm_nodes *l;
-    unsigned idx;
+    unsigned idx = 0;
     int rc;
 
     stubdm__pci_backend_path(a->stub, be, sizeof(be));
@@ -290,7 +290,7 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 {
     struct rm_args *a = arg;
     char be[64], fe[64];
-    unsigned n, idx;
+    unsigned n = 0, idx = 0;
     int rc;
 
     a->found = false;
@@ -335,7 +335,7 @@ int stubdm__pci_backend_remove(stubdm_ctx *ctx, uint32_t stub,
 int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub, unsigned *state)
 {
     char be[64], p[96], *v = NULL;
-    uint32_t u;
+    uint32_t u = 0;
     int rc;
 
     stubdm__pci_backend_path(stub, be, sizeof(be));
@@ -361,7 +361,7 @@ static int close_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
 {
     struct close_args *c = arg;
     char be[64], p[96], bdf[STUBDM_PCI_ADDR_STRLEN];
-    unsigned n, idx;
+    unsigned n = 0, idx = 0;
     int rc;
 
     stubdm__pci_backend_path(c->stub, be, sizeof(be));
@@ -401,7 +401,7 @@ int stubdm__pci_backend_find(stubdm_ctx *ctx, uint32_t stub,
                              const stubdm_pci_addr *a, unsigned *idx)
 {
     char be[64];
-    unsigned n;
+    unsigned n = 0;
     int rc;
 
     stubdm__pci_backend_path(stub, be, sizeof(be));
@@ -446,7 +446,7 @@ int stubdm__pci_list_read(stubdm_ctx *ctx, uint32_t stub,
                           struct stubdm_pci_list *l)
 {
     char be[64];
-    unsigned n;
+    unsigned n = 0;
     int rc;
 
     l->n = 0;

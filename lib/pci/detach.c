@@ -57,7 +57,7 @@ static double waited_s(const struct detach_op *d)
 static void finish(struct detach_op *d)
 {
     stubdm_ctx *ctx = d->op.ctx;
-    unsigned idx;
+    unsigned idx = 0;
     int rc = stubdm__pci_backend_find(ctx, d->stub, &d->dev.addr, &idx);
 
     /* What the entry recorded as granted, before the entry goes. */
@@ -222,7 +222,7 @@ static int detach_begin(struct detach_op *d)
     stubdm_ctx *ctx = d->op.ctx;
     enum stubdm__dom_state st;
     char detail[160], args[64];
-    unsigned idx;
+    unsigned idx = 0;
     int rc;
 
     rc = stubdm__pci_backend_find(ctx, d->stub, &d->dev.addr, &idx);

@@ -71,7 +71,7 @@ int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
                        const struct stubdm__pci_res *granted)
 {
     const struct stubdm__host_ops *h = stubdm__host(ctx);
-    struct stubdm__pci_res r;
+    struct stubdm__pci_res r = {0};
     int rc = 0, first;
 
     first = h->pci_deassign(ctx, guest, &d->addr);
@@ -98,7 +98,7 @@ int stubdm__pci_revoke(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
 int stubdm__pci_revoke_entry(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
                              const struct stubdm_pci_dev *d, unsigned idx)
 {
-    struct stubdm__pci_res r;
+    struct stubdm__pci_res r = {0};
     int rc = stubdm__pci_backend_res(ctx, stub, idx, &r);
 
     if (rc == STUBDM_ENOENT) {
@@ -113,7 +113,7 @@ int stubdm__pci_grant(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
                       struct stubdm__pci_res *granted)
 {
     const struct stubdm__host_ops *h = stubdm__host(ctx);
-    struct stubdm__pci_res r;
+    struct stubdm__pci_res r = {0};
     char bdf[STUBDM_PCI_ADDR_STRLEN], msg[STUBDM_ERRMSG_MAX];
     int rc, os;
 

@@ -320,7 +320,7 @@ int stubdm__pci_parse_resource(const char *text, size_t len,
 
 int stubdm__pci_parse_irq(const char *text, size_t len, uint32_t *irq)
 {
-    uint64_t v;
+    uint64_t v = 0;
 
     /* One decimal and its newline, below any machine's irq count. */
     if (len == 0 || text[len - 1] != '\n' ||
