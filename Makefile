@@ -16,10 +16,12 @@ BUILD_DIR ?= build
 PREFIX ?= /usr/local
 CMAKE_ARGS ?=
 
-# Everything needed to build, test, fuzz and run the demo on Debian 12.
+# Everything needed to build, test, fuzz and run the demo on Debian 12
+# (the OCaml packages: bindings/ocaml, docs/ocaml.md).
 DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils xen-utils-4.17 \
 	libyajl-dev check libglib2.0-dev qemu-system-x86 valgrind clang libclang-rt-14-dev \
-	binutils coreutils procps clang-format
+	binutils coreutils procps clang-format \
+	ocaml-nox ocaml-dune ocaml-findlib libalcotest-ocaml-dev
 DEPS += $(EXTRA_DEPS)
 
 .PHONY: all deps build test demo bench format install clean test-xen
