@@ -354,6 +354,38 @@ static struct octx *ctx_enter(struct octx *c)
     return c;
 }
 
+/* For a call that releases the runtime: a reference on the ctx of a
+ * Ctx.t for the call's duration (Ctx.close may run meanwhile), taken with
+ * the runtime held; raises if closed.  m is never held across
+ * caml_release_runtime_system: releasing the runtime may run a signal
+ * handler (the threads library's preemption: Thread.yield), and a thread
+ * holding the runtime may be waiting for m. */
+static struct octx *ctx_ref(struct octx *c)
+{
+    ctx_enter(c);
+    c->refs++;
+    pthread_mutex_unlock(&c->m);
+    return c;
+}
+
+/* The runtime released: lock m and take the ctx (see acquire_ctx). */
+static void blocking_lock(struct octx *c)
+{
+    caml_release_runtime_system();
+    pthread_mutex_lock(&c->m);
+    acquire_ctx(c);
+}
+
+/* m held: release the ctx, drop ctx_ref's reference, unlock m, take the
+ * runtime back. */
+static void blocking_unref(struct octx *c)
+{
+    release_ctx(c);
+    if (!octx_unref_locked(c))
+        pthread_mutex_unlock(&c->m);
+    caml_acquire_runtime_system();
+}
+
 /* ---- Ctx ---------------------------------------------------------------- */
 
 CAMLprim value stubdm_ml_ctx_new(value host)
@@ -386,6 +418,10 @@ CAMLprim value stubdm_ml_ctx_close(value v)
     struct octx *c = Wrap_val(v, struct octx);
 
     if (c) {
+        /* Cleared with the runtime held: a call that saw the pointer took
+         * its own reference first (ctx_ref), and the finaliser will not
+         * drop the user's reference again. */
+        Wrap_val(v, struct octx) = NULL;
         /* Waiting for a driver to leave run_once: other threads' calls
          * must be able to finish meanwhile. */
         caml_release_runtime_system();
@@ -393,8 +429,6 @@ CAMLprim value stubdm_ml_ctx_close(value v)
         if (!ctx_drop_user_ref(c))
             pthread_mutex_unlock(&c->m);
         caml_acquire_runtime_system();
-        /* The finaliser must not drop the reference again. */
-        Wrap_val(v, struct octx) = NULL;
     }
     CAMLreturn(Val_unit);
 }
@@ -727,20 +761,17 @@ CAMLprim value stubdm_ml_wait_running(value vc, value cancel, value stub,
                                       value guest, value timeout)
 {
     CAMLparam5(vc, cancel, stub, guest, timeout);
-    struct octx *c = ctx_enter(Wrap_val(vc, struct octx));
+    struct octx *c = ctx_ref(Wrap_val(vc, struct octx));
+    uint32_t stubdom = (uint32_t)Long_val(stub), g = (uint32_t)Long_val(guest);
+    int ms = Int_val(timeout);
     struct call k;
 
     call_init(&k, c, cancel);
-    caml_release_runtime_system();
-    acquire_ctx(c);
-    if (!call_started(&k,
-                      stubdm_dm_wait_running(c->ctx, (uint32_t)Long_val(stub),
-                                             (uint32_t)Long_val(guest),
-                                             Int_val(timeout), call_done, &k,
-                                             &k.op)))
+    blocking_lock(c);
+    if (!call_started(&k, stubdm_dm_wait_running(c->ctx, stubdom, g, ms,
+                                                 call_done, &k, &k.op)))
         call_wait(&k);
-    call_leave(&k);
-    caml_acquire_runtime_system();
+    blocking_unref(c);
     call_raise(&k);
     call_free(&k);
     CAMLreturn(Val_unit);
@@ -753,31 +784,26 @@ CAMLprim value stubdm_ml_qmp_open(value vc, value cancel, value stub,
 {
     CAMLparam5(vc, cancel, stub, guest, timeout);
     CAMLlocal1(r);
-    struct octx *c = ctx_enter(Wrap_val(vc, struct octx));
+    struct octx *c = ctx_ref(Wrap_val(vc, struct octx));
     struct oqmp *o = calloc(1, sizeof(*o));
+    uint32_t stubdom = (uint32_t)Long_val(stub), g = (uint32_t)Long_val(guest);
+    int ms = Int_val(timeout);
     stubdm_qmp_opts *opts = NULL;
     struct call k;
     int rc;
 
-    if (!o) {
-        pthread_mutex_unlock(&c->m);
-        raise_rc(STUBDM_ENOMEM, NULL);
-    }
     call_init(&k, c, cancel);
-    caml_release_runtime_system();
-    acquire_ctx(c);
-    rc = stubdm_qmp_opts_new(&opts);
-    if (rc == 0 && Int_val(timeout) > 0)
-        rc = stubdm_qmp_opts_set_open_timeout(opts, Int_val(timeout));
+    blocking_lock(c);
+    rc = o ? stubdm_qmp_opts_new(&opts) : STUBDM_ENOMEM;
+    if (rc == 0 && ms > 0)
+        rc = stubdm_qmp_opts_set_open_timeout(opts, ms);
     if (rc)
         call_started(&k, rc);
-    else if (!call_started(&k,
-                           stubdm_qmp_open(c->ctx, (uint32_t)Long_val(stub),
-                                           (uint32_t)Long_val(guest), opts,
-                                           call_done, &k, &o->q, &k.op)))
+    else if (!call_started(&k, stubdm_qmp_open(c->ctx, stubdom, g, opts,
+                                               call_done, &k, &o->q, &k.op)))
         call_wait(&k);
     stubdm_qmp_opts_free(opts);
-    if (k.rc && o->q) {
+    if (k.rc && o && o->q) {
         stubdm_qmp_free(o->q);
         o->q = NULL;
     }
@@ -785,14 +811,24 @@ CAMLprim value stubdm_ml_qmp_open(value vc, value cancel, value stub,
         o->c = c;
         c->refs++;
     }
-    call_leave(&k);
-    caml_acquire_runtime_system();
+    blocking_unref(c);
     if (k.rc)
         free(o);
     call_raise(&k);
     call_free(&k);
     r = wrap(&qmp_ops, o);
     CAMLreturn(r);
+}
+
+/* For a call that releases the runtime: the handle, not locked (see
+ * ctx_ref); the call checks o->q again under m. */
+static struct oqmp *qmp_check(value v)
+{
+    struct oqmp *o = Wrap_val(v, struct oqmp);
+
+    if (!o)
+        raise_rc(STUBDM_ESTATE, "Stubdm.Qmp: the handle is closed");
+    return o;
 }
 
 static struct oqmp *qmp_enter(value v)
@@ -848,23 +884,23 @@ CAMLprim value stubdm_ml_qmp_execute(value vq, value cancel, value cmd,
 {
     CAMLparam5(vq, cancel, cmd, args, timeout);
     CAMLlocal2(r, s);
-    struct oqmp *o = qmp_enter(vq);
+    struct oqmp *o = qmp_check(vq);
     struct octx *c = o->c;
     char *command = strdup(String_val(cmd));
     char *args_json = opt_strdup(args);
+    int nomem = !command || (Is_block(args) && !args_json);
+    int ms = Int_val(timeout);
     struct call k;
 
     call_init(&k, c, cancel);
-    caml_release_runtime_system();
-    acquire_ctx(c);
-    if (!command || (Is_block(args) && !args_json))
+    blocking_lock(c);
+    if (nomem)
         call_started(&k, STUBDM_ENOMEM);
     else if (!o->q)
         k.done = 1, k.rc = STUBDM_ESTATE,
         k.msg = dup_msg("Stubdm.Qmp: the handle is closed");
-    else if (!call_started(&k, stubdm_qmp_execute(o->q, command, args_json,
-                                                  Int_val(timeout), reply_cb,
-                                                  &k, &k.op)))
+    else if (!call_started(&k, stubdm_qmp_execute(o->q, command, args_json, ms,
+                                                  reply_cb, &k, &k.op)))
         call_wait(&k);
     call_leave(&k);
     caml_acquire_runtime_system();
@@ -912,7 +948,7 @@ CAMLprim value stubdm_ml_qmp_next_event(value vq, value cancel, value timeout)
 {
     CAMLparam3(vq, cancel, timeout);
     CAMLlocal3(r, t, s);
-    struct oqmp *o = qmp_enter(vq);
+    struct oqmp *o = qmp_check(vq);
     struct octx *c = o->c;
     struct call k;
     int64_t sec = -1, usec = -1;
@@ -921,8 +957,7 @@ CAMLprim value stubdm_ml_qmp_next_event(value vq, value cancel, value timeout)
     call_init(&k, c, cancel);
     if (Long_val(timeout) >= 0)
         k.deadline = stubdm_now_ms() + Long_val(timeout);
-    caml_release_runtime_system();
-    acquire_ctx(c);
+    blocking_lock(c);
     k.events_of = o->q;
     if (!o->q)
         k.done = 1, k.rc = STUBDM_ESTATE,
@@ -1132,20 +1167,19 @@ CAMLprim value stubdm_ml_spawn(value vc, value cancel, value cfg)
     int rc = spawn_opts_of(cfg, &opts, &msg);
 
     check_rc(rc, msg);
-    o = calloc(1, sizeof(*o));
-    if (!o) {
+    if (!c)
         stubdm_spawn_opts_free(opts);
-        raise_rc(STUBDM_ENOMEM, NULL);
-    }
-    c = ctx_enter(c);
+    c = ctx_ref(c);
+    o = calloc(1, sizeof(*o));
     call_init(&k, c, cancel);
-    caml_release_runtime_system();
-    acquire_ctx(c);
-    if (!call_started(&k, stubdm_spawn(c->ctx, opts, NULL, call_done, &k,
-                                       &o->s, &k.op)))
+    blocking_lock(c);
+    if (!o)
+        call_started(&k, STUBDM_ENOMEM);
+    else if (!call_started(&k, stubdm_spawn(c->ctx, opts, NULL, call_done, &k,
+                                            &o->s, &k.op)))
         call_wait(&k);
     stubdm_spawn_opts_free(opts);
-    if (k.rc && o->s) {
+    if (k.rc && o && o->s) {
         /* A failed spawn has rolled back already; only the handle is left. */
         stubdm_stubdom_free(o->s);
         o->s = NULL;
@@ -1154,8 +1188,7 @@ CAMLprim value stubdm_ml_spawn(value vc, value cancel, value cfg)
         o->c = c;
         c->refs++;
     }
-    call_leave(&k);
-    caml_acquire_runtime_system();
+    blocking_unref(c);
     if (k.rc)
         free(o);
     call_raise(&k);
@@ -1251,20 +1284,18 @@ CAMLprim value stubdm_ml_destroy_by_domid(value vc, value cancel, value domid,
                                           value force)
 {
     CAMLparam4(vc, cancel, domid, force);
-    struct octx *c = ctx_enter(Wrap_val(vc, struct octx));
+    struct octx *c = ctx_ref(Wrap_val(vc, struct octx));
+    uint32_t d = (uint32_t)Long_val(domid);
+    unsigned flags = Bool_val(force) ? STUBDM_STUBDOM_DESTROY_FORCE : 0;
     struct call k;
 
     call_init(&k, c, cancel);
-    caml_release_runtime_system();
-    acquire_ctx(c);
+    blocking_lock(c);
     if (!call_started(&k,
-                      stubdm_stubdom_destroy_by_domid(
-                          c->ctx, (uint32_t)Long_val(domid),
-                          Bool_val(force) ? STUBDM_STUBDOM_DESTROY_FORCE : 0,
-                          call_done, &k, &k.op)))
+                      stubdm_stubdom_destroy_by_domid(c->ctx, d, flags,
+                                                      call_done, &k, &k.op)))
         call_wait(&k);
-    call_leave(&k);
-    caml_acquire_runtime_system();
+    blocking_unref(c);
     call_raise(&k);
     call_free(&k);
     CAMLreturn(Val_unit);
@@ -1290,6 +1321,7 @@ CAMLprim value stubdm_ml_stubdom_save(value v, value cancel, value fd,
 {
     CAMLparam4(v, cancel, fd, timeout);
     struct ostub *o = Wrap_val(v, struct ostub);
+    int out = Int_val(fd), ms = Int_val(timeout);
     struct call k;
 
     if (!o || !o->s)
@@ -1301,8 +1333,7 @@ CAMLprim value stubdm_ml_stubdom_save(value v, value cancel, value fd,
     if (!o->s)
         k.done = 1, k.rc = STUBDM_ESTATE,
         k.msg = dup_msg("Stubdm.Stubdom: the handle is closed");
-    else if (!call_started(&k, stubdm_stubdom_save(o->s, Int_val(fd),
-                                                   Int_val(timeout), call_done,
+    else if (!call_started(&k, stubdm_stubdom_save(o->s, out, ms, call_done,
                                                    &k, &k.op)))
         call_wait(&k);
     call_leave(&k);
@@ -1317,19 +1348,17 @@ CAMLprim value stubdm_ml_dm_save(value vc, value cancel, value stub,
 {
     CAMLparam5(vc, cancel, stub, guest, fd);
     CAMLxparam1(timeout);
-    struct octx *c = ctx_enter(Wrap_val(vc, struct octx));
+    struct octx *c = ctx_ref(Wrap_val(vc, struct octx));
+    uint32_t stubdom = (uint32_t)Long_val(stub), g = (uint32_t)Long_val(guest);
+    int out = Int_val(fd), ms = Int_val(timeout);
     struct call k;
 
     call_init(&k, c, cancel);
-    caml_release_runtime_system();
-    acquire_ctx(c);
-    if (!call_started(&k,
-                      stubdm_dm_save(c->ctx, (uint32_t)Long_val(stub),
-                                     (uint32_t)Long_val(guest), Int_val(fd),
-                                     Int_val(timeout), call_done, &k, &k.op)))
+    blocking_lock(c);
+    if (!call_started(&k, stubdm_dm_save(c->ctx, stubdom, g, out, ms,
+                                         call_done, &k, &k.op)))
         call_wait(&k);
-    call_leave(&k);
-    caml_acquire_runtime_system();
+    blocking_unref(c);
     call_raise(&k);
     call_free(&k);
     CAMLreturn(caml_copy_int64((int64_t)k.bytes));
@@ -1420,34 +1449,35 @@ CAMLprim value stubdm_ml_dm_argv(value vc, value op, value vm, value stub,
     CAMLparam5(vc, op, vm, stub, enc);
     CAMLxparam2(maxlen, args);
     CAMLlocal1(r);
-    struct octx *c = ctx_enter(Wrap_val(vc, struct octx));
-    char *vm_path = strdup(String_val(vm));
     size_t nargs = 0;
-    char **argv;
+    char **argv = strv_of_list(args, &nargs);
+    struct octx *c;
+    char *vm_path = strdup(String_val(vm));
+    uint32_t stubdom = (uint32_t)Long_val(stub);
+    stubdm_dm_argv_encoding e = Int_val(enc);
+    size_t max = (size_t)Long_val(maxlen);
+    int encode = Int_val(op) == 0;
     stubdm_nodes *nodes = NULL;
     char *msg = NULL;
     int rc;
 
-    pthread_mutex_unlock(&c->m);
-    argv = strv_of_list(args, &nargs);
-    caml_release_runtime_system();
-    pthread_mutex_lock(&c->m);
-    acquire_ctx(c);
+    if (!Wrap_val(vc, struct octx)) {
+        free(vm_path);
+        strv_free(argv);
+    }
+    c = ctx_ref(Wrap_val(vc, struct octx));
+    blocking_lock(c);
     if (!vm_path)
         rc = STUBDM_ENOMEM;
-    else if (Int_val(op) == 0)
-        rc = stubdm_dm_argv_encode(c->ctx, vm_path, (uint32_t)Long_val(stub),
-                                   Int_val(enc), (size_t)Long_val(maxlen),
+    else if (encode)
+        rc = stubdm_dm_argv_encode(c->ctx, vm_path, stubdom, e, max,
                                    (const char *const *)argv, nargs, &nodes);
     else
-        rc = stubdm_dm_argv_write(c->ctx, vm_path, (uint32_t)Long_val(stub),
-                                  Int_val(enc), (size_t)Long_val(maxlen),
+        rc = stubdm_dm_argv_write(c->ctx, vm_path, stubdom, e, max,
                                   (const char *const *)argv, nargs);
     if (rc)
         msg = dup_msg(stubdm_ctx_errmsg(c->ctx));
-    release_ctx(c);
-    pthread_mutex_unlock(&c->m);
-    caml_acquire_runtime_system();
+    blocking_unref(c);
     free(vm_path);
     strv_free(argv);
     check_rc(rc, msg);
@@ -1467,23 +1497,20 @@ CAMLprim value stubdm_ml_dm_argv_read(value vc, value vm, value enc)
 {
     CAMLparam3(vc, vm, enc);
     CAMLlocal3(l, cell, s);
-    struct octx *c = ctx_enter(Wrap_val(vc, struct octx));
+    struct octx *c = ctx_ref(Wrap_val(vc, struct octx));
     char *vm_path = strdup(String_val(vm));
+    stubdm_dm_argv_encoding e = Int_val(enc);
     char **args = NULL;
     size_t n = 0;
     char *msg = NULL;
     int rc;
 
-    caml_release_runtime_system();
-    acquire_ctx(c);
-    rc = vm_path
-             ? stubdm_dm_argv_read(c->ctx, vm_path, Int_val(enc), &args, &n)
-             : STUBDM_ENOMEM;
+    blocking_lock(c);
+    rc = vm_path ? stubdm_dm_argv_read(c->ctx, vm_path, e, &args, &n)
+                 : STUBDM_ENOMEM;
     if (rc)
         msg = dup_msg(stubdm_ctx_errmsg(c->ctx));
-    release_ctx(c);
-    pthread_mutex_unlock(&c->m);
-    caml_acquire_runtime_system();
+    blocking_unref(c);
     free(vm_path);
     check_rc(rc, msg);
     l = Val_emptylist;
@@ -1576,22 +1603,22 @@ CAMLprim value stubdm_ml_contract(value vc, value op, value t)
     stubdm_contract *ct;
     stubdm_nodes *nodes = NULL;
     char *msg;
+    int what = Int_val(op);
     int rc = contract_of(t, &ct, &msg);
 
     check_rc(rc, msg);
-    c = ctx_enter(c);
-    caml_release_runtime_system();
-    acquire_ctx(c);
-    if (Int_val(op) == 0)
+    if (!c)
+        stubdm_contract_free(ct);
+    c = ctx_ref(c);
+    blocking_lock(c);
+    if (what == 0)
         rc = stubdm_contract_layout(c->ctx, ct, &nodes);
-    else if (Int_val(op) == 1)
+    else if (what == 1)
         rc = stubdm_contract_write(c->ctx, ct);
     else
         rc = stubdm_contract_remove(c->ctx, ct);
     msg = rc ? dup_msg(stubdm_ctx_errmsg(c->ctx)) : NULL;
-    release_ctx(c);
-    pthread_mutex_unlock(&c->m);
-    caml_acquire_runtime_system();
+    blocking_unref(c);
     stubdm_contract_free(ct);
     check_rc(rc, msg);
     r = nodes ? nodes_to_list(nodes) : Val_emptylist;
