@@ -315,6 +315,7 @@ module Spawn = struct
   let domid t = let d, _, _ = info t in d
   let guest t = let _, g, _ = info t in g
   let step t = let _, _, s = info t in s
+  let console = Console.info
   let destroy ?cancel t = destroy_raw t cancel
 
   let destroy_by_domid ?cancel ?(force = false) ctx domid =

@@ -88,7 +88,7 @@ let flow () =
   in
   step ();
   let domid = Spawn.domid s in
-  Alcotest.(check string) "step" "running" (Spawn.step s |> String.lowercase_ascii |> fun x -> if contains x "running" then "running" else x);
+  Alcotest.(check string) "step" "running" (Spawn.step s);
   Wait.running ctx ~stubdom:domid ~guest ~timeout_ms:10000;
   step ();
   let q = Qmp.open_ ctx ~stubdom:domid ~guest in
@@ -117,7 +117,7 @@ let flow () =
   step ();
   Alcotest.(check bool) "saved bytes" true (bytes > 0L);
   Alcotest.(check int) "file size" (Int64.to_int bytes) (file_size saved);
-  (match Console.info s Console.save with
+  (match Spawn.console s Console.save with
   | Some i -> Alcotest.(check int64) "console 1 bytes_out" bytes i.Console.bytes_out
   | None -> Alcotest.fail "no console 1");
   Qmp.close q;
@@ -131,7 +131,7 @@ let flow () =
   let r = spawn ctx ~restore_fd:fd in
   Unix.close fd;
   step ();
-  (match Console.info r Console.restore with
+  (match Spawn.console r Console.restore with
   | Some i ->
       Alcotest.(check int64) "console 2 bytes_in" bytes i.Console.bytes_in;
       Alcotest.(check bool) "console 2 done" true (i.Console.result = `Done)
@@ -157,6 +157,7 @@ let flow () =
 let errors () =
   let ctx = Ctx.create ~host:Ctx.Sim () in
   Ctx.set_hotplug ctx false;
+  let before = store () in
   raises "encode: newline" `EINVAL (fun () ->
       Dm_argv.encode ctx ~vm_path:"/vm/x" ~stubdom:5 [ "a\nb" ]);
   raises "encode: 1000 args" `ELIMIT (fun () ->
@@ -173,6 +174,17 @@ let errors () =
   raises "destroy_by_domid: none" `ENOENT (fun () -> Spawn.destroy_by_domid ctx 999);
   raises "spawn: stubdomain dies" `EDOMAIN_GONE (fun () ->
       spawn ctx ~sim_args:[ "--die-at=after-argv" ]);
+  raises "spawn: never running" `ETIMEDOUT (fun () ->
+      Spawn.spawn ctx ~guest ~sim_args:[ "--no-running"; "--no-qemu" ] ~timeout_ms:500
+        qemu_args);
+  (* a spawn cancelled from another thread rolls back before it raises *)
+  let tok = Cancel.create ctx in
+  ignore (Thread.create (fun () -> Thread.delay 0.3; Cancel.cancel tok) ());
+  raises "spawn: cancelled" `ECANCELED (fun () ->
+      Spawn.spawn ~cancel:tok ctx ~guest ~sim_args:[ "--no-running"; "--no-qemu" ]
+        ~timeout_ms:20000 qemu_args);
+  Alcotest.(check bool) "token" true (Cancel.is_cancelled tok);
+  Alcotest.(check string) "rolled back" before (store ());
   let s = spawn ctx in
   let domid = Spawn.domid s in
   raises "wait: other guest" `ETIMEDOUT (fun () ->
@@ -223,6 +235,7 @@ let errors () =
   Spawn.close s;
   raises "closed stubdom" `ESTATE (fun () -> Spawn.destroy s);
   Ctx.close ctx;
+  Alcotest.(check string) "store back to its first state" before (store ());
   raises "closed ctx" `ESTATE (fun () -> Wait.running ctx ~stubdom:1 ~guest:2 ~timeout_ms:10)
 
 let () =
