@@ -4,6 +4,7 @@
 cflags= libs= seen=
 for a in "$@"; do
     if [ "$a" = "|" ]; then seen=1; continue; fi
+    [ -n "$a" ] || continue
     if [ -z "$seen" ]; then cflags="$cflags $a"; else libs="$libs $a"; fi
 done
 if [ -z "$libs" ]; then
