@@ -661,20 +661,30 @@ static void call_init(struct call *k, struct octx *c, value cancel)
         k->cancel = Wrap_val(Field(cancel, 0), struct ocancel);
 }
 
+/* What is left of a call once it left the ctx (call_finish ran). */
 static void call_free(struct call *k)
 {
-    stubdm_op_free(k->op);
     free(k->msg);
     free(k->reply_json);
     free(k->return_json);
     free(k->error_class);
     free(k->error_desc);
+}
+
+/* The op and the event belong to the ctx's lists until freed: freed with
+ * the ctx held (m held, acquired), before it is released. */
+static void call_finish(struct call *k)
+{
+    stubdm_op_free(k->op);
+    k->op = NULL;
     stubdm_qmp_event_free(k->ev);
+    k->ev = NULL;
 }
 
 /* The end of a blocking call: m held, ctx acquired.  Leaves both. */
 static void call_leave(struct call *k)
 {
+    call_finish(k);
     release_ctx(k->c);
     pthread_mutex_unlock(&k->c->m);
 }
@@ -771,6 +781,7 @@ CAMLprim value stubdm_ml_wait_running(value vc, value cancel, value stub,
     if (!call_started(&k, stubdm_dm_wait_running(c->ctx, stubdom, g, ms,
                                                  call_done, &k, &k.op)))
         call_wait(&k);
+    call_finish(&k);
     blocking_unref(c);
     call_raise(&k);
     call_free(&k);
@@ -811,6 +822,7 @@ CAMLprim value stubdm_ml_qmp_open(value vc, value cancel, value stub,
         o->c = c;
         c->refs++;
     }
+    call_finish(&k);
     blocking_unref(c);
     if (k.rc)
         free(o);
@@ -1188,6 +1200,7 @@ CAMLprim value stubdm_ml_spawn(value vc, value cancel, value cfg)
         o->c = c;
         c->refs++;
     }
+    call_finish(&k);
     blocking_unref(c);
     if (k.rc)
         free(o);
@@ -1295,6 +1308,7 @@ CAMLprim value stubdm_ml_destroy_by_domid(value vc, value cancel, value domid,
                       stubdm_stubdom_destroy_by_domid(c->ctx, d, flags,
                                                       call_done, &k, &k.op)))
         call_wait(&k);
+    call_finish(&k);
     blocking_unref(c);
     call_raise(&k);
     call_free(&k);
@@ -1358,6 +1372,7 @@ CAMLprim value stubdm_ml_dm_save(value vc, value cancel, value stub,
     if (!call_started(&k, stubdm_dm_save(c->ctx, stubdom, g, out, ms,
                                          call_done, &k, &k.op)))
         call_wait(&k);
+    call_finish(&k);
     blocking_unref(c);
     call_raise(&k);
     call_free(&k);
