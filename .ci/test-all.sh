@@ -15,7 +15,8 @@
 #                    pidfd_open), under
 #                    memcheck with --leak-check=full --error-exitcode=1;
 #                    test_embed's threads case also under helgrind;
-#                    the OCaml binding's GC case (bindings/ocaml) too
+#                    the OCaml binding's GC case (bindings/ocaml) too, and
+#                    its whole suite under helgrind
 #   4. fuzz          tests/fuzz/run-fuzz.sh FUZZ_SECONDS (30) build-fuzz/,
 #                    if present
 #   5. bench         bench/run-all.sh build: every benchmark runs and prints
@@ -291,6 +292,20 @@ for stage in $stages; do
         else
             echo "FAILED (log: build/valgrind-ocaml-binding.log)"
             tail -n 60 build/valgrind-ocaml-binding.log
+            fail=$((fail + 1))
+        fi
+        # ... and the whole suite under helgrind: 4 threads on one ctx,
+        # cancels from other threads (the OCaml runtime's own lock-free
+        # fields suppressed: bindings/ocaml/test/helgrind.supp).
+        printf 'helgrind %-28s ' "ocaml-binding"
+        if timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl --helgrind \
+            "$PWD/build/ocaml/default/bindings/ocaml/test/alcotest_stubdm.exe" \
+            > build/helgrind-ocaml-binding.log 2>&1; then
+            echo "ok"
+            pass=$((pass + 1))
+        else
+            echo "FAILED (log: build/helgrind-ocaml-binding.log)"
+            tail -n 60 build/helgrind-ocaml-binding.log
             fail=$((fail + 1))
         fi
         record valgrind "$pass" "$fail" $((SECONDS - t0))

@@ -3,22 +3,28 @@
 # xenstored, simulated stubdomains running a real QEMU), as the shell tests
 # under tests/ do; the host is stopped afterwards, whatever the command did.
 #
-#   sim-run.sh STUBDM-CTL [--valgrind] COMMAND [ARGS...]
+#   sim-run.sh STUBDM-CTL [--valgrind|--helgrind] COMMAND [ARGS...]
 #
 # The command gets XENSTORED_PATH and STUBDM_SIM_DIR of that host and
 # STUBDM_TEST_DIR, a private scratch directory.  --valgrind runs it under
-# memcheck as CI's valgrind stage runs the Check suites.
+# memcheck as CI's valgrind stage runs the Check suites, --helgrind under
+# helgrind (the OCaml runtime's own lock-free fields suppressed).
 set -u
-ctl=${1:?usage: sim-run.sh STUBDM-CTL [--valgrind] COMMAND [ARGS...]}
+ctl=${1:?usage: sim-run.sh STUBDM-CTL [--valgrind|--helgrind] COMMAND [ARGS...]}
 shift
 ctl=$(cd "$(dirname "$ctl")" && pwd)/$(basename "$ctl")
 wrap=()
-if [ "${1:-}" = --valgrind ]; then
+supp=$(cd "$(dirname "$0")" && pwd)
+if [ "${1:-}" = --helgrind ]; then
+    shift
+    wrap=(valgrind --tool=helgrind --quiet --error-exitcode=1
+        --suppressions="$supp/helgrind.supp")
+elif [ "${1:-}" = --valgrind ]; then
     shift
     wrap=(valgrind --quiet --error-exitcode=1 --leak-check=full
         --show-leak-kinds=definite,indirect
         --errors-for-leak-kinds=definite,indirect --track-origins=yes
-        --suppressions="$(cd "$(dirname "$0")" && pwd)/ocaml.supp")
+        --suppressions="$supp/ocaml.supp")
 fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/stubdm-ocaml.XXXXXX") || exit 2
 chmod 700 "$dir"
