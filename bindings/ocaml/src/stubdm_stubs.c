@@ -436,26 +436,27 @@ CAMLprim value stubdm_ml_ctx_close(value v)
 CAMLprim value stubdm_ml_ctx_host(value v)
 {
     CAMLparam1(v);
-    struct octx *c = ctx_enter(Wrap_val(v, struct octx));
+    struct octx *c = ctx_ref(Wrap_val(v, struct octx));
     int host;
 
-    acquire_ctx(c);
+    /* Even a short call waits for the thread running the ctx's loop to
+     * come out of a dispatch (which may run hotplug scripts): without the
+     * runtime, so that other threads run meanwhile. */
+    blocking_lock(c);
     host = (int)stubdm_ctx_host(c->ctx);
-    release_ctx(c);
-    pthread_mutex_unlock(&c->m);
+    blocking_unref(c);
     CAMLreturn(Val_int(host));
 }
 
 CAMLprim value stubdm_ml_ctx_set_hotplug(value v, value on)
 {
     CAMLparam2(v, on);
-    struct octx *c = ctx_enter(Wrap_val(v, struct octx));
-    int rc;
+    struct octx *c = ctx_ref(Wrap_val(v, struct octx));
+    int run = Bool_val(on), rc;
 
-    acquire_ctx(c);
-    rc = stubdm_ctx_set_hotplug(c->ctx, Bool_val(on));
-    release_ctx(c);
-    pthread_mutex_unlock(&c->m);
+    blocking_lock(c);
+    rc = stubdm_ctx_set_hotplug(c->ctx, run);
+    blocking_unref(c);
     check_rc(rc, NULL);
     CAMLreturn(Val_unit);
 }
@@ -843,14 +844,31 @@ static struct oqmp *qmp_check(value v)
     return o;
 }
 
+/* A short call on an open handle: the runtime released, m held, the ctx
+ * acquired (see stubdm_ml_ctx_host); raises if the handle is closed. */
 static struct oqmp *qmp_enter(value v)
 {
     struct oqmp *o = Wrap_val(v, struct oqmp);
 
     if (!o || !o->q)
         raise_rc(STUBDM_ESTATE, "Stubdm.Qmp: the handle is closed");
+    caml_release_runtime_system();
     pthread_mutex_lock(&o->c->m);
+    acquire_ctx(o->c);
+    if (!o->q) {
+        release_ctx(o->c);
+        pthread_mutex_unlock(&o->c->m);
+        caml_acquire_runtime_system();
+        raise_rc(STUBDM_ESTATE, "Stubdm.Qmp: the handle is closed");
+    }
     return o;
+}
+
+static void qmp_leave(struct oqmp *o)
+{
+    release_ctx(o->c);
+    pthread_mutex_unlock(&o->c->m);
+    caml_acquire_runtime_system();
 }
 
 CAMLprim value stubdm_ml_qmp_close(value v)
@@ -937,19 +955,18 @@ CAMLprim value stubdm_ml_qmp_events_enable(value vq, value capacity,
                                            value drop_newest)
 {
     CAMLparam3(vq, capacity, drop_newest);
+    size_t cap = (size_t)Long_val(capacity);
+    stubdm_qmp_events_overflow policy = Bool_val(drop_newest)
+                                            ? STUBDM_QMP_EVENTS_DROP_NEWEST
+                                            : STUBDM_QMP_EVENTS_DROP_OLDEST;
     struct oqmp *o = qmp_enter(vq);
     int rc;
     char *msg = NULL;
 
-    acquire_ctx(o->c);
-    rc = stubdm_qmp_events_enable(o->q, (size_t)Long_val(capacity),
-                                  Bool_val(drop_newest)
-                                      ? STUBDM_QMP_EVENTS_DROP_NEWEST
-                                      : STUBDM_QMP_EVENTS_DROP_OLDEST);
+    rc = stubdm_qmp_events_enable(o->q, cap, policy);
     if (rc)
         msg = dup_msg(stubdm_ctx_errmsg(o->c->ctx));
-    release_ctx(o->c);
-    pthread_mutex_unlock(&o->c->m);
+    qmp_leave(o);
     check_rc(rc, msg);
     CAMLreturn(Val_unit);
 }
@@ -1016,12 +1033,10 @@ CAMLprim value stubdm_ml_qmp_greeting(value vq)
     struct oqmp *o = qmp_enter(vq);
     char *g;
 
-    acquire_ctx(o->c);
     g = stubdm_qmp_greeting_json(o->q)
             ? dup_msg(stubdm_qmp_greeting_json(o->q))
             : NULL;
-    release_ctx(o->c);
-    pthread_mutex_unlock(&o->c->m);
+    qmp_leave(o);
     r = opt_string(g);
     free(g);
     CAMLreturn(r);
@@ -1036,10 +1051,8 @@ CAMLprim value stubdm_ml_qmp_stats(value vq)
     stubdm_qmp_stats st;
     uint64_t f[5];
 
-    acquire_ctx(o->c);
     stubdm_qmp_get_stats(o->q, &st, sizeof(st));
-    release_ctx(o->c);
-    pthread_mutex_unlock(&o->c->m);
+    qmp_leave(o);
     f[0] = st.commands_sent;
     f[1] = st.replies;
     f[2] = st.events;
@@ -1216,11 +1229,13 @@ static struct ostub *stub_enter(value v)
 
     if (!o || !o->s)
         raise_rc(STUBDM_ESTATE, "Stubdm.Stubdom: the handle is closed");
+    caml_release_runtime_system();
     pthread_mutex_lock(&o->c->m);
     acquire_ctx(o->c);
     if (!o->s) {
         release_ctx(o->c);
         pthread_mutex_unlock(&o->c->m);
+        caml_acquire_runtime_system();
         raise_rc(STUBDM_ESTATE, "Stubdm.Stubdom: the handle is closed");
     }
     return o;
@@ -1230,6 +1245,7 @@ static void stub_leave(struct ostub *o)
 {
     release_ctx(o->c);
     pthread_mutex_unlock(&o->c->m);
+    caml_acquire_runtime_system();
 }
 
 /* (domid, guest, step name) */
@@ -1263,7 +1279,6 @@ CAMLprim value stubdm_ml_stubdom_close(value v)
         stubdm_stubdom_free(o->s);
         o->s = NULL;
         stub_leave(o);
-        caml_acquire_runtime_system();
     }
     CAMLreturn(Val_unit);
 }
@@ -1318,9 +1333,9 @@ CAMLprim value stubdm_ml_destroy_by_domid(value vc, value cancel, value domid,
 CAMLprim value stubdm_ml_stubdom_pause(value v, value pause)
 {
     CAMLparam2(v, pause);
+    int p = Bool_val(pause);
     struct ostub *o = stub_enter(v);
-    int rc = Bool_val(pause) ? stubdm_stubdom_pause(o->s)
-                             : stubdm_stubdom_unpause(o->s);
+    int rc = p ? stubdm_stubdom_pause(o->s) : stubdm_stubdom_unpause(o->s);
     char *msg = rc ? dup_msg(stubdm_ctx_errmsg(o->c->ctx)) : NULL;
 
     stub_leave(o);
@@ -1394,8 +1409,9 @@ CAMLprim value stubdm_ml_console_info(value v, value n)
 {
     CAMLparam2(v, n);
     CAMLlocal3(r, t, s);
+    unsigned num = (unsigned)Long_val(n);
     struct ostub *o = stub_enter(v);
-    stubdm_console *con = stubdm_stubdom_console(o->s, (unsigned)Long_val(n));
+    stubdm_console *con = stubdm_stubdom_console(o->s, num);
     stubdm_console_stats st;
     int state = 0, result = 0;
     char *tty = NULL;
