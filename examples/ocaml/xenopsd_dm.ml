@@ -12,7 +12,13 @@
    as a task on a thread), and a task's cancel is a Stubdm.Cancel.t.  On a
    host without Xen it runs on the simulated host: stubdm-ctl sim start.
 
-   usage: xenopsd_dm.exe [--guest DOMID] [--workdir DIR] *)
+   usage: xenopsd_dm.exe [--guest DOMID] [--workdir DIR] [--kernel K
+            --ramdisk R --cmdline C --stubdom-memory MIB] [--xenconsoled]
+            [--smoke]
+
+   On Xen, --kernel/--ramdisk/--cmdline name the stubdomain's image;
+   --xenconsoled leaves console 0 to xenconsoled (no save console then);
+   --smoke stops after spawn -> running -> query-status -> destroy. *)
 
 open Stubdm
 
@@ -37,15 +43,30 @@ let qemu_args vm =
 
 let log fmt = Printf.printf (fmt ^^ "\n%!")
 
+type image = {
+  memory_mib : int;  (** the stubdomain's; 0: the library's default *)
+  kernel : string option;
+  ramdisk : string option;
+  cmdline : string option;
+  xenconsoled : bool;
+}
+
 (* 2 and 3: spawn returns once the device model reports running. *)
-let start ?restore ?cancel ctx vm ~workdir =
+let start ?restore ?cancel ctx vm img ~workdir =
   let args = qemu_args vm in
   log "%s: qemu %s" vm.name (String.concat " " args);
+  let consoles, console_backend, disks =
+    if img.xenconsoled then ([], Some Console.Xenconsoled, [])
+    else
+      ( [ (Console.log, "file:" ^ Filename.concat workdir "qemu-dm.log") ],
+        None,
+        [ { Spawn.target = vm.disk; format = None; readonly = false } ] )
+  in
   let s =
     Spawn.spawn ?cancel ctx ~guest:vm.domid ~name:(vm.name ^ "-dm")
-      ~disks:[ { Spawn.target = vm.disk; format = None; readonly = false } ]
-      ~consoles:[ (Console.log, "file:" ^ Filename.concat workdir "qemu-dm.log") ]
-      ?restore_fd:restore ~timeout_ms:30000 args
+      ~memory_kib:(img.memory_mib * 1024) ?kernel:img.kernel
+      ?ramdisk:img.ramdisk ?cmdline:img.cmdline ?console_backend ~disks ~consoles
+      ?restore_fd:restore ~timeout_ms:150000 args
   in
   log "%s: stubdomain %d, %s" vm.name (Spawn.domid s) (Spawn.step s);
   (* What xenopsd's wait_for_qemu does; the spawn waited already, so this
@@ -58,11 +79,22 @@ let status q = Qmp.execute q "query-status"
 
 let () =
   let guest = ref 1000 and workdir = ref (Filename.get_temp_dir_name ()) in
+  let kernel = ref None and ramdisk = ref None and cmdline = ref None in
+  let xenconsoled = ref false and smoke = ref false and mem = ref 0 in
+  let some r = Arg.String (fun v -> r := Some v) in
   Arg.parse
     [ ("--guest", Arg.Set_int guest, "DOMID the HVM guest (default 1000)");
-      ("--workdir", Arg.Set_string workdir, "DIR for the disk, log and state") ]
+      ("--workdir", Arg.Set_string workdir, "DIR for the disk, log and state");
+      ("--kernel", some kernel, "FILE the stubdomain's kernel (Xen)");
+      ("--ramdisk", some ramdisk, "FILE the stubdomain's ramdisk (Xen)");
+      ("--cmdline", some cmdline, "TEXT the stubdomain's command line (Xen)");
+      ("--stubdom-memory", Arg.Set_int mem, "MIB the stubdomain's memory");
+      ("--xenconsoled", Arg.Set xenconsoled, " console 0 served by xenconsoled");
+      ("--smoke", Arg.Set smoke, " spawn, query-status, destroy only") ]
     (fun a -> raise (Arg.Bad a))
-    "xenopsd_dm.exe [--guest DOMID] [--workdir DIR]";
+    "xenopsd_dm.exe [options]";
+  let img = { memory_mib = !mem; kernel = !kernel; ramdisk = !ramdisk; cmdline = !cmdline;
+              xenconsoled = !xenconsoled } in
   if Filename.is_relative !workdir then
     workdir := Filename.concat (Sys.getcwd ()) !workdir;
   let disk = Filename.concat !workdir "disk.img" in
@@ -72,10 +104,17 @@ let () =
   Ctx.with_ctx (fun ctx ->
       (* The simulated host has no hotplug scripts of its own. *)
       if Ctx.host ctx = Ctx.Sim then Ctx.set_hotplug ctx false;
-      let s = start ctx vm ~workdir:!workdir in
+      let s = start ctx vm img ~workdir:!workdir in
       let q = Qmp.open_ ctx ~stubdom:(Spawn.domid s) ~guest:vm.domid in
       Qmp.enable_events q;
       log "%s: query-status %s" vm.name (status q);
+      if !smoke then begin
+        Qmp.close q;
+        Spawn.destroy s;
+        Spawn.close s;
+        log "%s: destroyed" vm.name
+      end
+      else begin
       (* 5. Dm.suspend: the device state through console 1 into a file. *)
       let state = Filename.concat !workdir "dm-state" in
       let fd = Unix.openfile state [ Unix.O_WRONLY; Unix.O_CREAT; Unix.O_TRUNC ] 0o600 in
@@ -92,10 +131,11 @@ let () =
       Spawn.close s;
       let fd = Unix.openfile state [ Unix.O_RDONLY ] 0 in
       let s = Fun.protect ~finally:(fun () -> Unix.close fd)
-          (fun () -> start ~restore:fd ctx vm ~workdir:!workdir) in
+          (fun () -> start ~restore:fd ctx vm img ~workdir:!workdir) in
       let q = Qmp.open_ ctx ~stubdom:(Spawn.domid s) ~guest:vm.domid in
       log "%s: restored, query-status %s" vm.name (status q);
       Qmp.close q;
       Spawn.destroy s;
       Spawn.close s;
-      log "%s: destroyed" vm.name)
+      log "%s: destroyed" vm.name
+      end)
