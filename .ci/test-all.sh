@@ -6,14 +6,17 @@
 #                    `make format` fixes it); a file that is not counts as
 #                    one failure
 #   1. build/        default build, ctest (unit suites, mock-xenstored
-#                    conformance, headertest, ABI, install-check)
+#                    conformance, headertest, ABI, install-check, the
+#                    OCaml binding: STUBDM_BUILD_OCAML=ON)
 #   2. build-asan/   -DSTUBDM_SANITIZE=ON (ASan + UBSan), ctest without
 #                    the install-check (it builds its own uninstrumented copy)
 #   3. valgrind      every test_* Check binary of build/, CK_FORK=no (cases
 #                    tagged needs-pidfd excluded: valgrind 3.19 has no
 #                    pidfd_open), under
 #                    memcheck with --leak-check=full --error-exitcode=1;
-#                    test_embed's threads case also under helgrind
+#                    test_embed's threads case also under helgrind;
+#                    the OCaml binding's GC case (bindings/ocaml) too, and
+#                    its whole suite under helgrind
 #   4. fuzz          tests/fuzz/run-fuzz.sh FUZZ_SECONDS (30) build-fuzz/,
 #                    if present
 #   5. bench         bench/run-all.sh build: every benchmark runs and prints
@@ -225,14 +228,15 @@ for stage in $stages; do
         ;;
     build)
         banner "stage build: default build + ctest (build/)"
-        build_and_test build build -- -DSTUBDM_BUILD_TESTS=ON
+        build_and_test build build -- -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_OCAML=ON
         ;;
     asan)
         banner "stage asan: ASan+UBSan build + ctest (build-asan/)"
         export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
         export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
         build_and_test asan build-asan -LE install -- -DCMAKE_BUILD_TYPE=Debug \
-            -DSTUBDM_SANITIZE=ON -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_BENCH=OFF
+            -DSTUBDM_SANITIZE=ON -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_BENCH=OFF \
+            -DSTUBDM_BUILD_OCAML=ON
         unset ASAN_OPTIONS UBSAN_OPTIONS
         ;;
     valgrind)
@@ -243,7 +247,7 @@ for stage in $stages; do
             continue
         fi
         if [ ! -d build ]; then
-            configure_build build -DSTUBDM_BUILD_TESTS=ON ||
+            configure_build build -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_OCAML=ON ||
                 record valgrind-compile 0 1 $((SECONDS - t0))
         fi
         pass=0 fail=0
@@ -287,6 +291,33 @@ for stage in $stages; do
         else
             echo "FAILED (log: build/helgrind-test_embed.log)"
             tail -n 60 build/helgrind-test_embed.log
+            fail=$((fail + 1))
+        fi
+        # The OCaml binding's GC variant (Gc.compact between calls, handles
+        # dropped without close) on a simulated host, under memcheck.
+        printf 'valgrind %-28s ' "ocaml-binding:gc"
+        if timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl --valgrind \
+            "$PWD/build/ocaml/default/bindings/ocaml/test/alcotest_stubdm.exe" test gc \
+            > build/valgrind-ocaml-binding.log 2>&1; then
+            echo "ok"
+            pass=$((pass + 1))
+        else
+            echo "FAILED (log: build/valgrind-ocaml-binding.log)"
+            tail -n 60 build/valgrind-ocaml-binding.log
+            fail=$((fail + 1))
+        fi
+        # ... and the whole suite under helgrind: 4 threads on one ctx,
+        # cancels from other threads (the OCaml runtime's own lock-free
+        # fields suppressed: bindings/ocaml/test/helgrind.supp).
+        printf 'helgrind %-28s ' "ocaml-binding"
+        if timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl --helgrind \
+            "$PWD/build/ocaml/default/bindings/ocaml/test/alcotest_stubdm.exe" \
+            > build/helgrind-ocaml-binding.log 2>&1; then
+            echo "ok"
+            pass=$((pass + 1))
+        else
+            echo "FAILED (log: build/helgrind-ocaml-binding.log)"
+            tail -n 60 build/helgrind-ocaml-binding.log
             fail=$((fail + 1))
         fi
         record valgrind "$pass" "$fail" $((SECONDS - t0))
