@@ -24,7 +24,7 @@
 #                    failed only if it cannot run to the end, never for a
 #                    figure (targets are read, not asserted)
 #   6. xen           tests/xen/run.sh --tests XEN_TESTS ("qmp spawn
-#                    spawndisk crash spawncon bootdisk stubdmd libxl"): a real Xen 4.17 booted under
+#                    spawndisk crash spawncon bootdisk stubdmd libxl ocaml"): a real Xen 4.17 booted under
 #                    QEMU TCG (root or sudo;
 #                    ~9 min cold, images cached in /var/tmp/libstubdm-xen)
 #
@@ -51,7 +51,7 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ctest_jobs=${CTEST_JOBS:-1}
 fuzz_seconds=${FUZZ_SECONDS:-30}
 stages=${STAGES:-format build asan valgrind fuzz bench xen}
-xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl}
+xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl ocaml}
 xen_timeout=${XEN_TIMEOUT:-1800}
 # shellcheck disable=SC2206
 extra_cmake=(${CMAKE_ARGS:-})
