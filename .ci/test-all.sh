@@ -10,7 +10,7 @@
 #                    OCaml binding: STUBDM_BUILD_OCAML=ON)
 #   2. build-asan/   -DSTUBDM_SANITIZE=ON (ASan + UBSan), ctest without
 #                    the install-check (it builds its own uninstrumented copy)
-#   3. valgrind      every test_* Check binary of build/, CK_FORK=no (cases
+#   3. valgrind      every test_* Check binary of build/ (two at a time), CK_FORK=no (cases
 #                    tagged needs-pidfd excluded: valgrind 3.19 has no
 #                    pidfd_open), under
 #                    memcheck with --leak-check=full --error-exitcode=1;
@@ -257,69 +257,79 @@ for stage in $stages; do
             echo "valgrind: no test_* binaries under build/" >&2
             fail=1
         fi
-        for bin in "${bins[@]}"; do
-            name=${bin##*/}
-            vlog=build/valgrind-$name.log
-            printf 'valgrind %-28s ' "$name"
+        # The jobs, "KIND NAME": memcheck of each Check binary, helgrind of
+        # the thread-safe calls (stubdm_ctx_wake, stubdm_ctx_interrupt from
+        # another thread: no data race, no lock order problem,
+        # docs/embedding.md "Threads"), the OCaml binding's GC variant
+        # (Gc.compact between calls, handles dropped without close) under
+        # memcheck and its whole suite under helgrind (4 threads on one ctx,
+        # cancels from other threads; the OCaml runtime's own lock-free
+        # fields suppressed: bindings/ocaml/test/helgrind.supp).  Two lanes
+        # at once (two cores, each valgrind one busy thread), every job's
+        # result reported in this order at the end.
+        vg_jobs=()
+        for bin in "${bins[@]}"; do vg_jobs+=("memcheck $bin"); done
+        vg_jobs+=("helgrind-embed test_embed:threads" "ocaml-memcheck ocaml-binding:gc"
+            "ocaml-helgrind ocaml-binding")
+        vg_log() { # KIND NAME
+            case $1 in
+            memcheck) echo "build/valgrind-${2##*/}.log" ;;
+            helgrind-embed) echo build/helgrind-test_embed.log ;;
+            ocaml-memcheck) echo build/valgrind-ocaml-binding.log ;;
+            ocaml-helgrind) echo build/helgrind-ocaml-binding.log ;;
+            esac
+        }
+        vg_one() { # KIND NAME: the job, its exit status
+            local ocaml_test=$PWD/build/ocaml/default/bindings/ocaml/test/alcotest_stubdm.exe
+            case $1 in
             # needs-pidfd: cases that test the pidfd path itself; valgrind
             # 3.19 has no pidfd_open, so they run in the build and asan
             # stages only (never counted here as passed).
-            if (cd "$(dirname "$bin")" &&
-                CK_EXCLUDE_TAGS=needs-pidfd CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
-                valgrind --quiet --error-exitcode=1 --leak-check=full \
-                    --show-leak-kinds=definite,indirect \
-                    --errors-for-leak-kinds=definite,indirect \
-                    --track-origins=yes "./$name") > "$vlog" 2>&1; then
+            memcheck)
+                (cd "$(dirname "$2")" &&
+                    CK_EXCLUDE_TAGS=needs-pidfd CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
+                    valgrind --quiet --error-exitcode=1 --leak-check=full \
+                        --show-leak-kinds=definite,indirect \
+                        --errors-for-leak-kinds=definite,indirect \
+                        --track-origins=yes "./${2##*/}") ;;
+            helgrind-embed)
+                (cd build/tests &&
+                    CK_RUN_CASE=threads CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
+                    valgrind --tool=helgrind --quiet --error-exitcode=1 ./test_embed) ;;
+            ocaml-memcheck)
+                timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl \
+                    --valgrind "$ocaml_test" test gc ;;
+            ocaml-helgrind)
+                timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl \
+                    --helgrind "$ocaml_test" ;;
+            esac
+        }
+        vg_lane() { # FIRST: every other job from FIRST, its status in LOG.rc
+            local i kind name log
+            for ((i = $1; i < ${#vg_jobs[@]}; i += 2)); do
+                read -r kind name <<<"${vg_jobs[i]}"
+                log=$(vg_log "$kind" "$name")
+                vg_one "$kind" "$name" > "$log" 2>&1
+                echo $? > "$log.rc"
+            done
+        }
+        vg_lane 0 & vg_lane0=$!
+        vg_lane 1 & vg_lane1=$!
+        wait "$vg_lane0" "$vg_lane1"
+        for job in "${vg_jobs[@]}"; do
+            read -r kind name <<<"$job"
+            log=$(vg_log "$kind" "$name")
+            case $kind in *helgrind*) tool=helgrind ;; *) tool=valgrind ;; esac
+            printf '%s %-28s ' "$tool" "${name##*/}"
+            if [ "$(cat "$log.rc" 2>/dev/null)" = 0 ]; then
                 echo "ok"
                 pass=$((pass + 1))
             else
-                echo "FAILED (log: $vlog)"
-                tail -n 60 "$vlog"
+                echo "FAILED (log: $log)"
+                tail -n 60 "$log"
                 fail=$((fail + 1))
             fi
         done
-        # The thread-safe calls (stubdm_ctx_wake, stubdm_ctx_interrupt)
-        # from another thread, under helgrind: no data race, no lock
-        # order problem (docs/embedding.md, "Threads").
-        printf 'helgrind %-28s ' "test_embed:threads"
-        if (cd build/tests &&
-            CK_RUN_CASE=threads CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
-            valgrind --tool=helgrind --quiet --error-exitcode=1 \
-                ./test_embed) > build/helgrind-test_embed.log 2>&1; then
-            echo "ok"
-            pass=$((pass + 1))
-        else
-            echo "FAILED (log: build/helgrind-test_embed.log)"
-            tail -n 60 build/helgrind-test_embed.log
-            fail=$((fail + 1))
-        fi
-        # The OCaml binding's GC variant (Gc.compact between calls, handles
-        # dropped without close) on a simulated host, under memcheck.
-        printf 'valgrind %-28s ' "ocaml-binding:gc"
-        if timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl --valgrind \
-            "$PWD/build/ocaml/default/bindings/ocaml/test/alcotest_stubdm.exe" test gc \
-            > build/valgrind-ocaml-binding.log 2>&1; then
-            echo "ok"
-            pass=$((pass + 1))
-        else
-            echo "FAILED (log: build/valgrind-ocaml-binding.log)"
-            tail -n 60 build/valgrind-ocaml-binding.log
-            fail=$((fail + 1))
-        fi
-        # ... and the whole suite under helgrind: 4 threads on one ctx,
-        # cancels from other threads (the OCaml runtime's own lock-free
-        # fields suppressed: bindings/ocaml/test/helgrind.supp).
-        printf 'helgrind %-28s ' "ocaml-binding"
-        if timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl --helgrind \
-            "$PWD/build/ocaml/default/bindings/ocaml/test/alcotest_stubdm.exe" \
-            > build/helgrind-ocaml-binding.log 2>&1; then
-            echo "ok"
-            pass=$((pass + 1))
-        else
-            echo "FAILED (log: build/helgrind-ocaml-binding.log)"
-            tail -n 60 build/helgrind-ocaml-binding.log
-            fail=$((fail + 1))
-        fi
         record valgrind "$pass" "$fail" $((SECONDS - t0))
         ;;
     fuzz)
