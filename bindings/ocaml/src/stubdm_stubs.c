@@ -376,6 +376,14 @@ static void blocking_lock(struct octx *c)
     acquire_ctx(c);
 }
 
+/* m held: release the ctx, unlock m, take the runtime back. */
+static void blocking_unlock(struct octx *c)
+{
+    release_ctx(c);
+    pthread_mutex_unlock(&c->m);
+    caml_acquire_runtime_system();
+}
+
 /* m held: release the ctx, drop ctx_ref's reference, unlock m, take the
  * runtime back. */
 static void blocking_unref(struct octx *c)
@@ -852,13 +860,9 @@ static struct oqmp *qmp_enter(value v)
 
     if (!o || !o->q)
         raise_rc(STUBDM_ESTATE, "Stubdm.Qmp: the handle is closed");
-    caml_release_runtime_system();
-    pthread_mutex_lock(&o->c->m);
-    acquire_ctx(o->c);
+    blocking_lock(o->c);
     if (!o->q) {
-        release_ctx(o->c);
-        pthread_mutex_unlock(&o->c->m);
-        caml_acquire_runtime_system();
+        blocking_unlock(o->c);
         raise_rc(STUBDM_ESTATE, "Stubdm.Qmp: the handle is closed");
     }
     return o;
@@ -866,9 +870,7 @@ static struct oqmp *qmp_enter(value v)
 
 static void qmp_leave(struct oqmp *o)
 {
-    release_ctx(o->c);
-    pthread_mutex_unlock(&o->c->m);
-    caml_acquire_runtime_system();
+    blocking_unlock(o->c);
 }
 
 CAMLprim value stubdm_ml_qmp_close(value v)
@@ -877,14 +879,10 @@ CAMLprim value stubdm_ml_qmp_close(value v)
     struct oqmp *o = Wrap_val(v, struct oqmp);
 
     if (o && o->q) {
-        caml_release_runtime_system();
-        pthread_mutex_lock(&o->c->m);
-        acquire_ctx(o->c);
+        blocking_lock(o->c);
         stubdm_qmp_free(o->q);
         o->q = NULL;
-        release_ctx(o->c);
-        pthread_mutex_unlock(&o->c->m);
-        caml_acquire_runtime_system();
+        blocking_unlock(o->c);
     }
     CAMLreturn(Val_unit);
 }
@@ -1229,13 +1227,9 @@ static struct ostub *stub_enter(value v)
 
     if (!o || !o->s)
         raise_rc(STUBDM_ESTATE, "Stubdm.Stubdom: the handle is closed");
-    caml_release_runtime_system();
-    pthread_mutex_lock(&o->c->m);
-    acquire_ctx(o->c);
+    blocking_lock(o->c);
     if (!o->s) {
-        release_ctx(o->c);
-        pthread_mutex_unlock(&o->c->m);
-        caml_acquire_runtime_system();
+        blocking_unlock(o->c);
         raise_rc(STUBDM_ESTATE, "Stubdm.Stubdom: the handle is closed");
     }
     return o;
@@ -1243,9 +1237,7 @@ static struct ostub *stub_enter(value v)
 
 static void stub_leave(struct ostub *o)
 {
-    release_ctx(o->c);
-    pthread_mutex_unlock(&o->c->m);
-    caml_acquire_runtime_system();
+    blocking_unlock(o->c);
 }
 
 /* (domid, guest, step name) */
@@ -1273,9 +1265,7 @@ CAMLprim value stubdm_ml_stubdom_close(value v)
     struct ostub *o = Wrap_val(v, struct ostub);
 
     if (o && o->s) {
-        caml_release_runtime_system();
-        pthread_mutex_lock(&o->c->m);
-        acquire_ctx(o->c);
+        blocking_lock(o->c);
         stubdm_stubdom_free(o->s);
         o->s = NULL;
         stub_leave(o);
@@ -1292,9 +1282,7 @@ CAMLprim value stubdm_ml_stubdom_destroy(value v, value cancel)
     if (!o || !o->s)
         raise_rc(STUBDM_ESTATE, "Stubdm.Stubdom: the handle is closed");
     call_init(&k, o->c, cancel);
-    caml_release_runtime_system();
-    pthread_mutex_lock(&o->c->m);
-    acquire_ctx(o->c);
+    blocking_lock(o->c);
     if (!o->s)
         k.done = 1, k.rc = STUBDM_ESTATE,
         k.msg = dup_msg("Stubdm.Stubdom: the handle is closed");
@@ -1356,9 +1344,7 @@ CAMLprim value stubdm_ml_stubdom_save(value v, value cancel, value fd,
     if (!o || !o->s)
         raise_rc(STUBDM_ESTATE, "Stubdm.Stubdom: the handle is closed");
     call_init(&k, o->c, cancel);
-    caml_release_runtime_system();
-    pthread_mutex_lock(&o->c->m);
-    acquire_ctx(o->c);
+    blocking_lock(o->c);
     if (!o->s)
         k.done = 1, k.rc = STUBDM_ESTATE,
         k.msg = dup_msg("Stubdm.Stubdom: the handle is closed");
