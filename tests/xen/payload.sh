@@ -1454,7 +1454,8 @@ if has libxl; then
             lx_settle xt-lx
             i=0; while [ $i -lt 50 ] && [ -e "$LXQ" ]; do sleep 0.2; i=$((i + 1)); done
             l=$(lx_leaks xt-lx)
-            xlp=$(ps -eo pid,args | awk '$2 ~ /(^|\/)xl$/' | tr -s ' ' | tr '\n' ';')
+            # (this guest's xl only: earlier sections' guests keep theirs)
+            xlp=$(ps -eo pid,args | awk '$2 ~ /(^|\/)xl$/ && / \/tmp\/xt-lx\.cfg/' | tr -s ' ' | tr '\n' ';')
             if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$xlp" ] && [ ! -e "$LXQ" ]; then
                 pass "libxl-destroy (xl destroy $td ms: no domain, node, loop device or process left, no xl left, $LXQ removed by stubdmd)"
                 fig libxl_destroy_ms $td
