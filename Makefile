@@ -16,10 +16,12 @@ BUILD_DIR ?= build
 PREFIX ?= /usr/local
 CMAKE_ARGS ?=
 
-# Everything needed to build, test, fuzz and run the demo on Debian 12.
+# Everything needed to build, test, fuzz and run the demo on Debian 12
+# (the OCaml packages: bindings/ocaml, docs/ocaml.md).
 DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils xen-utils-4.17 \
 	libyajl-dev check libglib2.0-dev qemu-system-x86 valgrind clang libclang-rt-14-dev \
-	binutils coreutils procps clang-format
+	binutils coreutils procps clang-format \
+	ocaml-nox ocaml-dune ocaml-findlib libalcotest-ocaml-dev
 # examples/libxl-4.17/build.sh (the nested Xen's section libxl): Xen 4.17's
 # tools/libs.  Not libnl-3-dev (docs/libxl.md).
 DEPS += acpica-tools bison flex uuid-dev libncurses-dev python3-dev zlib1g-dev curl xz-utils patch

@@ -6,14 +6,17 @@
 #                    `make format` fixes it); a file that is not counts as
 #                    one failure
 #   1. build/        default build, ctest (unit suites, mock-xenstored
-#                    conformance, headertest, ABI, install-check)
+#                    conformance, headertest, ABI, install-check, the
+#                    OCaml binding: STUBDM_BUILD_OCAML=ON)
 #   2. build-asan/   -DSTUBDM_SANITIZE=ON (ASan + UBSan), ctest without
 #                    the install-check (it builds its own uninstrumented copy)
-#   3. valgrind      every test_* Check binary of build/, CK_FORK=no (cases
+#   3. valgrind      every test_* Check binary of build/ (two at a time), CK_FORK=no (cases
 #                    tagged needs-pidfd excluded: valgrind 3.19 has no
 #                    pidfd_open), under
 #                    memcheck with --leak-check=full --error-exitcode=1;
-#                    test_embed's threads case also under helgrind
+#                    test_embed's threads case also under helgrind;
+#                    the OCaml binding's GC case (bindings/ocaml) too, and
+#                    its whole suite under helgrind
 #   4. fuzz          tests/fuzz/run-fuzz.sh FUZZ_SECONDS (30) build-fuzz/,
 #                    if present
 #   5. bench         bench/run-all.sh build: every benchmark runs and prints
@@ -21,7 +24,7 @@
 #                    failed only if it cannot run to the end, never for a
 #                    figure (targets are read, not asserted)
 #   6. xen           tests/xen/run.sh --tests XEN_TESTS ("qmp spawn
-#                    spawndisk crash spawncon bootdisk stubdmd libxl"): a real Xen 4.17 booted under
+#                    spawndisk crash spawncon bootdisk stubdmd libxl ocaml"): a real Xen 4.17 booted under
 #                    QEMU TCG (root or sudo;
 #                    ~9 min cold, images cached in /var/tmp/libstubdm-xen)
 #
@@ -48,7 +51,7 @@ jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ctest_jobs=${CTEST_JOBS:-1}
 fuzz_seconds=${FUZZ_SECONDS:-30}
 stages=${STAGES:-format build asan valgrind fuzz bench xen}
-xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl}
+xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl ocaml}
 xen_timeout=${XEN_TIMEOUT:-1800}
 # shellcheck disable=SC2206
 extra_cmake=(${CMAKE_ARGS:-})
@@ -225,14 +228,15 @@ for stage in $stages; do
         ;;
     build)
         banner "stage build: default build + ctest (build/)"
-        build_and_test build build -- -DSTUBDM_BUILD_TESTS=ON
+        build_and_test build build -- -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_OCAML=ON
         ;;
     asan)
         banner "stage asan: ASan+UBSan build + ctest (build-asan/)"
         export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
         export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
         build_and_test asan build-asan -LE install -- -DCMAKE_BUILD_TYPE=Debug \
-            -DSTUBDM_SANITIZE=ON -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_BENCH=OFF
+            -DSTUBDM_SANITIZE=ON -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_BENCH=OFF \
+            -DSTUBDM_BUILD_OCAML=ON
         unset ASAN_OPTIONS UBSAN_OPTIONS
         ;;
     valgrind)
@@ -243,7 +247,7 @@ for stage in $stages; do
             continue
         fi
         if [ ! -d build ]; then
-            configure_build build -DSTUBDM_BUILD_TESTS=ON ||
+            configure_build build -DSTUBDM_BUILD_TESTS=ON -DSTUBDM_BUILD_OCAML=ON ||
                 record valgrind-compile 0 1 $((SECONDS - t0))
         fi
         pass=0 fail=0
@@ -253,42 +257,79 @@ for stage in $stages; do
             echo "valgrind: no test_* binaries under build/" >&2
             fail=1
         fi
-        for bin in "${bins[@]}"; do
-            name=${bin##*/}
-            vlog=build/valgrind-$name.log
-            printf 'valgrind %-28s ' "$name"
+        # The jobs, "KIND NAME": memcheck of each Check binary, helgrind of
+        # the thread-safe calls (stubdm_ctx_wake, stubdm_ctx_interrupt from
+        # another thread: no data race, no lock order problem,
+        # docs/embedding.md "Threads"), the OCaml binding's GC variant
+        # (Gc.compact between calls, handles dropped without close) under
+        # memcheck and its whole suite under helgrind (4 threads on one ctx,
+        # cancels from other threads; the OCaml runtime's own lock-free
+        # fields suppressed: bindings/ocaml/test/helgrind.supp).  Two lanes
+        # at once (two cores, each valgrind one busy thread), every job's
+        # result reported in this order at the end.
+        vg_jobs=()
+        for bin in "${bins[@]}"; do vg_jobs+=("memcheck $bin"); done
+        vg_jobs+=("helgrind-embed test_embed:threads" "ocaml-memcheck ocaml-binding:gc"
+            "ocaml-helgrind ocaml-binding")
+        vg_log() { # KIND NAME
+            case $1 in
+            memcheck) echo "build/valgrind-${2##*/}.log" ;;
+            helgrind-embed) echo build/helgrind-test_embed.log ;;
+            ocaml-memcheck) echo build/valgrind-ocaml-binding.log ;;
+            ocaml-helgrind) echo build/helgrind-ocaml-binding.log ;;
+            esac
+        }
+        vg_one() { # KIND NAME: the job, its exit status
+            local ocaml_test=$PWD/build/ocaml/default/bindings/ocaml/test/alcotest_stubdm.exe
+            case $1 in
             # needs-pidfd: cases that test the pidfd path itself; valgrind
             # 3.19 has no pidfd_open, so they run in the build and asan
             # stages only (never counted here as passed).
-            if (cd "$(dirname "$bin")" &&
-                CK_EXCLUDE_TAGS=needs-pidfd CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
-                valgrind --quiet --error-exitcode=1 --leak-check=full \
-                    --show-leak-kinds=definite,indirect \
-                    --errors-for-leak-kinds=definite,indirect \
-                    --track-origins=yes "./$name") > "$vlog" 2>&1; then
+            memcheck)
+                (cd "$(dirname "$2")" &&
+                    CK_EXCLUDE_TAGS=needs-pidfd CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
+                    valgrind --quiet --error-exitcode=1 --leak-check=full \
+                        --show-leak-kinds=definite,indirect \
+                        --errors-for-leak-kinds=definite,indirect \
+                        --track-origins=yes "./${2##*/}") ;;
+            helgrind-embed)
+                (cd build/tests &&
+                    CK_RUN_CASE=threads CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
+                    valgrind --tool=helgrind --quiet --error-exitcode=1 ./test_embed) ;;
+            ocaml-memcheck)
+                timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl \
+                    --valgrind "$ocaml_test" test gc ;;
+            ocaml-helgrind)
+                timeout 900 bindings/ocaml/test/sim-run.sh build/examples/stubdm-ctl \
+                    --helgrind "$ocaml_test" ;;
+            esac
+        }
+        vg_lane() { # FIRST: every other job from FIRST, its status in LOG.rc
+            local i kind name log
+            for ((i = $1; i < ${#vg_jobs[@]}; i += 2)); do
+                read -r kind name <<<"${vg_jobs[i]}"
+                log=$(vg_log "$kind" "$name")
+                vg_one "$kind" "$name" > "$log" 2>&1
+                echo $? > "$log.rc"
+            done
+        }
+        vg_lane 0 & vg_lane0=$!
+        vg_lane 1 & vg_lane1=$!
+        wait "$vg_lane0" "$vg_lane1"
+        for job in "${vg_jobs[@]}"; do
+            read -r kind name <<<"$job"
+            log=$(vg_log "$kind" "$name")
+            case $kind in *helgrind*) tool=helgrind ;; *) tool=valgrind ;; esac
+            printf '%s %-28s ' "$tool" "${name##*/}"
+            if [ "$(cat "$log.rc" 2>/dev/null)" = 0 ]; then
                 echo "ok"
                 pass=$((pass + 1))
             else
-                echo "FAILED (log: $vlog)"
-                tail -n 60 "$vlog"
+                echo "FAILED (log: $log)"
+                tail -n 60 "$log"
                 fail=$((fail + 1))
             fi
         done
-        # The thread-safe calls (stubdm_ctx_wake, stubdm_ctx_interrupt)
-        # from another thread, under helgrind: no data race, no lock
-        # order problem (docs/embedding.md, "Threads").
-        printf 'helgrind %-28s ' "test_embed:threads"
-        if (cd build/tests &&
-            CK_RUN_CASE=threads CK_FORK=no CK_TIMEOUT_MULTIPLIER=20 timeout 900 \
-            valgrind --tool=helgrind --quiet --error-exitcode=1 \
-                ./test_embed) > build/helgrind-test_embed.log 2>&1; then
-            echo "ok"
-            pass=$((pass + 1))
-        else
-            echo "FAILED (log: build/helgrind-test_embed.log)"
-            tail -n 60 build/helgrind-test_embed.log
-            fail=$((fail + 1))
-        fi
         record valgrind "$pass" "$fail" $((SECONDS - t0))
         ;;
     fuzz)

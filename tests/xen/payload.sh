@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk stubdmd libxl side stubdom
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk stubdmd libxl side stubdom ocaml
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -174,7 +174,7 @@ if has xs; then
 fi
 
 has wait || has qmp || has spawn || has side || has stubdom && mk_guest
-has spawn || has spawndisk || has crash || has side || has spawnqemu || has spawncon && mk_hvm_guest
+has spawn || has spawndisk || has crash || has side || has spawnqemu || has spawncon || has ocaml && mk_hvm_guest
 info "guest domain: $GUEST"
 xl list
 
@@ -435,6 +435,36 @@ fi
 # then the backend nodes.  Without section spawn in the run, a plain spawn
 # of the same image and command line first gives the time to running
 # without devices (with it, compare spawn_to_running_ms).
+# ocaml: the OCaml binding (bindings/ocaml) on real Xen: examples/ocaml's
+# xenopsd_dm.exe, natively compiled on the host (STUBDM_BUILD_OCAML=ON) and
+# copied to /mnt/host/bin, spawns for the HVM guest, waits for running,
+# query-status over the real libxenvchan, destroys; nothing left.
+if has ocaml; then
+    section "ocaml. the OCaml binding: spawn -> running -> query-status -> destroy"
+    if [ ! -x /mnt/host/bin/xenopsd_dm.exe ]; then
+        fail ocaml-spawn "no /mnt/host/bin/xenopsd_dm.exe (a STUBDM_BUILD_OCAML=ON build copied by run.sh)"
+    else
+        xs_snapshot /tmp/xs-before
+        t=$(ms)
+        xenopsd_dm.exe --smoke --xenconsoled --guest "$HGUEST" --kernel $SP_KERNEL \
+            --ramdisk $SP_RAMDISK --stubdom-memory $SP_MEM \
+            --cmdline "console=hvc0 quiet xt.dm=qemu" --workdir /tmp > /tmp/ocaml.out 2>&1
+        rc=$?; t=$(( $(ms) - t ))
+        sed 's/^/  ocaml| /' /tmp/ocaml.out
+        if [ $rc = 0 ] && grep -q 'query-status.*"running": *true' /tmp/ocaml.out && grep -q destroyed /tmp/ocaml.out; then
+            pass "ocaml-spawn (running, query-status running, destroyed; $t ms)"
+            fig ocaml_spawn_to_destroy_ms $t
+        else
+            fail ocaml-spawn "exit $rc after $t ms: $(tail -n 3 /tmp/ocaml.out | tr '\n' ' ')"
+        fi
+        sleep 1
+        xs_snapshot /tmp/xs-after-ocaml
+        d=$(LC_ALL=C comm -13 /tmp/xs-before /tmp/xs-after-ocaml | head -n 20 | tr '\n' ' ')
+        if [ -z "$d" ] && ! xl list | grep -q vm$HGUEST-dm; then pass "ocaml-clean (no domain, no node left)"
+        else fail ocaml-clean "left: $d $(xl list | grep vm$HGUEST-dm)"; fi
+    fi
+fi
+
 if has spawndisk; then
     section "4g. spawn with a disk (file -> loop device) and a nic (xenbr0), hotplug scripts run by the library"
     for m in xen-blkback xen-netback bridge loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
@@ -1424,7 +1454,8 @@ if has libxl; then
             lx_settle xt-lx
             i=0; while [ $i -lt 50 ] && [ -e "$LXQ" ]; do sleep 0.2; i=$((i + 1)); done
             l=$(lx_leaks xt-lx)
-            xlp=$(ps -eo pid,args | awk '$2 ~ /(^|\/)xl$/' | tr -s ' ' | tr '\n' ';')
+            # (this guest's xl only: earlier sections' guests keep theirs)
+            xlp=$(ps -eo pid,args | awk '$2 ~ /(^|\/)xl$/ && / \/tmp\/xt-lx\.cfg/' | tr -s ' ' | tr '\n' ';')
             if [ $drc = 0 ] && [ -z "$l" ] && [ -z "$xlp" ] && [ ! -e "$LXQ" ]; then
                 pass "libxl-destroy (xl destroy $td ms: no domain, node, loop device or process left, no xl left, $LXQ removed by stubdmd)"
                 fig libxl_destroy_ms $td

@@ -4,8 +4,8 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk stubdmd libxl side stubdom
-#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl")
+#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk stubdmd libxl side stubdom ocaml
+#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl ocaml")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
@@ -59,8 +59,11 @@ if [ "${XT_SKIP_BUILD:-0}" = 1 ] && [ -x "$B/examples/stubdm-ctl" ]; then
     xt_log "XT_SKIP_BUILD=1: using the existing build in $B"
 else
 xt_log "building the project in $B"
-{ cmake -S "$XT_TOP" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTUBDM_BUILD_BENCH=OFF &&
-  cmake --build "$B" -j "$(nproc)" --target stubdm stubdm-ctl stubdm-mockxs-helper stubdmd stubdm-qmp-client; } \
+# section ocaml: the OCaml example program too (dune, make deps)
+ocaml_opts=() ocaml_target=()
+case " $TESTS " in *" ocaml "*) ocaml_opts=(-DSTUBDM_BUILD_OCAML=ON) ocaml_target=(stubdm_ocaml) ;; esac
+{ cmake -S "$XT_TOP" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTUBDM_BUILD_BENCH=OFF "${ocaml_opts[@]}" &&
+  cmake --build "$B" -j "$(nproc)" --target stubdm stubdm-ctl stubdm-mockxs-helper stubdmd stubdm-qmp-client "${ocaml_target[@]}"; } \
     > "$XT_WORK/build.log" 2>&1 || { tail -n 30 "$XT_WORK/build.log"; xt_log "project build failed"; exit 2; }
 fi
 # 2. images (cached)
@@ -74,6 +77,8 @@ ln "$XT_OUT/vmlinuz" "$XT_OUT"/stubdom-rootfs.cpio.{gz,xz} "$XT_SHARE/images/" 2
 cp "$B/examples/stubdm-ctl" "$B/tests/mock-xenstored/stubdm-mockxs-helper" "$XT_WORK/ioreq-probe" "$XT_SHARE/bin/"
 # section stubdmd: the daemon, and a QMP client of its proxy sockets
 cp "$B/examples/stubdmd" "$B/tests/support/stubdm-qmp-client" "$XT_SHARE/bin/"
+# section ocaml: the xenopsd-shaped example (bindings/ocaml, examples/ocaml)
+cp "$B/ocaml/default/examples/ocaml/xenopsd_dm.exe" "$XT_SHARE/bin/" 2>/dev/null || true
 cp -a "$B"/lib/libstubdm.so* "$XT_SHARE/lib/"
 # section libxl: the patched libxenlight (docs/libxl.md), built from Xen's
 # source (cached by build.sh); without it the section fails with the reason
