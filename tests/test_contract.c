@@ -455,6 +455,15 @@ START_TEST(test_write_permissions_remove)
 }
 END_TEST
 
+/* The mock's whole store is still before (a dump taken earlier). */
+static void assert_store_is(const char *before)
+{
+    char *after = xsfix_dump(&mock);
+
+    ck_assert_str_eq(before, after);
+    free(after);
+}
+
 #define SERVICE_NODE "/local/domain/4/image/" STUBDM_SERVICE_KEY
 
 /* The adoption node as c writes it: value want, dom0 its owner. */
@@ -522,7 +531,7 @@ END_TEST
 START_TEST(test_service_serve_only_node)
 {
     stubdm_contract *c = basic();
-    char *before = xsfix_dump(&mock), *after;
+    char *before = xsfix_dump(&mock);
 
     ck_assert_int_eq(stubdm_contract_set_console_backend(
                          c, STUBDM_CONSOLE_BACKEND_LIBSTUBDM),
@@ -533,9 +542,7 @@ START_TEST(test_service_serve_only_node)
     ck_assert_int_eq(stubdm_contract_set_service(c, -1), STUBDM_EINVAL);
     assert_service_node(c, STUBDM_SERVICE_VALUE_SERVE_ONLY);
     ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
-    after = xsfix_dump(&mock);
-    ck_assert_str_eq(before, after);
-    free(after);
+    assert_store_is(before);
     free(before);
     stubdm_contract_free(c);
 }
@@ -552,7 +559,7 @@ END_TEST
 START_TEST(test_toolstack_nodes_survive_remove)
 {
     stubdm_contract *c = basic();
-    char *before, *after, *v;
+    char *before, *v;
 
     ck_assert(xs_write(xs0, XBT_NULL, "/libxl/4/dm-version", "qemu_xen", 8));
     ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/5/console/type",
@@ -580,9 +587,7 @@ START_TEST(test_toolstack_nodes_survive_remove)
     ck_assert_str_eq(v, "5");
     free(v);
     ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
-    after = xsfix_dump(&mock);
-    ck_assert_str_eq(after, before);
-    free(after);
+    assert_store_is(before);
     free(before);
     stubdm_contract_free(c);
 }
@@ -601,7 +606,7 @@ START_TEST(test_qemu_backends_nodes)
 {
     static const char *const types[] = {"console", "vkbd", "9pfs", "qusb"};
     stubdm_contract *c = basic();
-    char *before = xsfix_dump(&mock), *after, path[96];
+    char *before = xsfix_dump(&mock), path[96];
     struct xs_handle *stub = mockxs_open_as(&mock, STUB);
     struct xs_handle *guest = mockxs_open_as(&mock, GUEST);
     struct xs_handle *other = mockxs_open_as(&mock, OTHER);
@@ -631,9 +636,7 @@ START_TEST(test_qemu_backends_nodes)
     }
     ck_assert(xs_write(stub, XBT_NULL, "device-model/4/state", "running", 7));
     ck_assert_int_eq(stubdm_contract_remove(ctx, c), 0);
-    after = xsfix_dump(&mock);
-    ck_assert_str_eq(before, after);
-    free(after);
+    assert_store_is(before);
     free(before);
     xs_close(stub);
     xs_close(guest);
@@ -666,15 +669,13 @@ START_TEST(test_refused_and_failed_leave_nothing)
 {
     stubdm_contract *c = basic();
     const char *bad[] = {"-name", "a\nb"};
-    char *before = xsfix_dump(&mock), *after;
+    char *before = xsfix_dump(&mock);
     stubdm_ctx *c7;
 
     ck_assert_int_eq(stubdm_contract_set_args(c, bad, 2), 0);
     ck_assert_int_eq(stubdm_contract_write(ctx, c), STUBDM_EINVAL);
     ck_assert_ptr_nonnull(strstr(stubdm_ctx_errmsg(ctx), "args[1] (key 002)"));
-    after = xsfix_dump(&mock);
-    ck_assert_str_eq(before, after);
-    free(after);
+    assert_store_is(before);
 
     /* A toolstack without the rights to finish: the transaction fails
      * midway (EACCES) and is aborted as a whole. */
@@ -691,9 +692,7 @@ START_TEST(test_refused_and_failed_leave_nothing)
                          "removing /local/domain/5/device-model/4"),
                   "%s", stubdm_ctx_errmsg(c7));
     stubdm_ctx_free(c7);
-    after = xsfix_dump(&mock);
-    ck_assert_str_eq(before, after);
-    free(after);
+    assert_store_is(before);
     free(before);
     stubdm_contract_free(c);
 }
@@ -739,9 +738,7 @@ START_TEST(test_missing_vm_node)
     ck_assert_ptr_nonnull(
         strstr(stubdm_ctx_errmsg(ctx), "/local/domain/4/vm"));
     {
-        char *after = xsfix_dump(&mock);
-        ck_assert_str_eq(before, after);
-        free(after);
+        assert_store_is(before);
     }
     ck_assert(xs_write(xs0, XBT_NULL, "/local/domain/4/vm", "/vm/../x", 8));
     ck_assert_int_eq(stubdm_contract_write(ctx, c), STUBDM_EPROTO);
