@@ -134,6 +134,9 @@ extern "C" {
 #define STUBDM_HAVE_CONTRACT_CONSOLES 1
 /* stubdm_contract_set_service, stubdm_spawn_opts_set_service. */
 #define STUBDM_HAVE_SERVICE 1
+/* stubdm_pci_addr_*, stubdm_pci_dev_*, stubdm_pci_attach/detach,
+ * stubdm_pci_list_*, stubdm_spawn_opts_add_pci. */
+#define STUBDM_HAVE_PCI 1
 
 /**
  * The version of the library actually loaded, as "MAJOR.MINOR.PATCH".
@@ -1654,6 +1657,185 @@ STUBDM_EXPORT int stubdm_qmp_proxy_allow_group(stubdm_qmp_proxy *p,
 STUBDM_EXPORT void stubdm_qmp_proxy_free(stubdm_qmp_proxy *p);
 
 /* ------------------------------------------------------------------------
+ * PCI passthrough (docs/pci.md)
+ * ------------------------------------------------------------------------
+ *
+ * A host PCI device given to an HVM guest served by a stubdomain: assigned
+ * to the guest in the IOMMU, its BARs and interrupt permitted to both
+ * domains, seen by the stubdomain's Linux through pcifront, emulated by
+ * its QEMU (xen-pci-passthrough) at a virtual slot of the guest's bus.
+ */
+
+/** A host PCI address, "SSSS:BB:DD.F" (segment, bus, device, function). */
+typedef struct stubdm_pci_addr {
+    uint16_t domain; /**< the PCI segment                */
+    uint8_t bus;
+    uint8_t dev;  /**< 0 .. 31 */
+    uint8_t func; /**< 0 .. 7  */
+} stubdm_pci_addr;
+
+/** Room for "SSSS:BB:DD.F" and its NUL. */
+#define STUBDM_PCI_ADDR_STRLEN 13
+
+/**
+ * Parse a PCI address: "SSSS:BB:DD.F" or "BB:DD.F" (segment 0), lower or
+ * upper case hex, each field exactly its width (4, 2, 2 hex digits, one
+ * digit 0-7): nothing else is accepted (no spaces, no "0x", no sign, no
+ * trailing byte), so one device has one spelling (up to case).  The one
+ * parser the library uses for addresses from callers and from sysfs.
+ * @return 0 with *out set, or STUBDM_EINVAL (NULL, malformed, device
+ *         above 31) with *out untouched.
+ */
+STUBDM_EXPORT int stubdm_pci_addr_parse(const char *s, stubdm_pci_addr *out);
+/**
+ * Format a as "SSSS:BB:DD.F" (lower case) into buf.
+ * @return 0, STUBDM_EINVAL (NULL, a field out of range), STUBDM_ELIMIT
+ *         (len below STUBDM_PCI_ADDR_STRLEN; buf then holds "").
+ */
+STUBDM_EXPORT int stubdm_pci_addr_format(const stubdm_pci_addr *a, char *buf,
+                                         size_t len);
+
+/**
+ * Where the PCI calls find sysfs: pciback's directory
+ * (ROOT/bus/pci/drivers/pciback: slots, do_flr, permissive,
+ * allow_interrupt_control) and the devices (ROOT/bus/pci/devices/<BDF>:
+ * driver, resource, irq, reset).  For tests and simulated hosts, which
+ * point it at a fake tree.  root is copied.
+ * @param root  an absolute path without a trailing '/', at most 200
+ *              bytes; NULL: "/sys" (the default).
+ * @return 0 or STUBDM_EINVAL (the ctx keeps its root).
+ */
+STUBDM_EXPORT int stubdm_ctx_set_sysfs_root(stubdm_ctx *ctx, const char *root);
+
+/** Options of one device given to a guest (an options object, copied by
+ *  the calls that take it). */
+typedef struct stubdm_pci_dev stubdm_pci_dev;
+
+/** Flags of stubdm_pci_dev_set_flags (pciback's opts-N and QEMU's
+ *  properties; docs/pci.md). */
+enum {
+    /** Let the guest write any config register (pciback "permissive",
+     *  QEMU's permissive=true): for devices with registers pciback does
+     *  not know. */
+    STUBDM_PCI_PERMISSIVE = 1u << 0,
+    /** opts-N msitranslate=1 (pciback translates MSI to INTx). */
+    STUBDM_PCI_MSITRANSLATE = 1u << 1,
+    /** opts-N power_mgmt=1, and QEMU's power_mgmt=true (a Qubes QEMU
+     *  property: set it only for a QEMU that has it). */
+    STUBDM_PCI_POWER_MGMT = 1u << 2,
+    /** Reserved device memory: strict (fail the assignment on a conflict)
+     *  instead of relaxed, the default, as libxl's rdm_policy. */
+    STUBDM_PCI_RDM_STRICT = 1u << 3,
+    /** Do not give the stubdomain pciback's allow_interrupt_control (or
+     *  allow_msi_enable): its QEMU then cannot enable MSI/MSI-X. */
+    STUBDM_PCI_NO_INTERRUPT_CONTROL = 1u << 4,
+};
+
+/**
+ * New device options for the host device at bdf (stubdm_pci_addr_parse's
+ * forms): no flags, the virtual slot chosen by QEMU.
+ * @param[out] out  the options (free with stubdm_pci_dev_free); NULL on
+ *                  failure.
+ * @return 0, STUBDM_EINVAL (out NULL, bdf malformed), STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_pci_dev_new(const char *bdf, stubdm_pci_dev **out);
+/** Free device options.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_pci_dev_free(stubdm_pci_dev *d);
+/** The virtual slot on the guest's bus, 1 .. 31, or -1 (the default):
+ *  QEMU chooses.  @return 0 or STUBDM_EINVAL. */
+STUBDM_EXPORT int stubdm_pci_dev_set_vslot(stubdm_pci_dev *d, int vslot);
+/** Set the STUBDM_PCI_* flags (replacing the previous ones).
+ *  @return 0 or STUBDM_EINVAL (an unknown bit). */
+STUBDM_EXPORT int stubdm_pci_dev_set_flags(stubdm_pci_dev *d, unsigned flags);
+/** The device's host address (zeroed for NULL d). */
+STUBDM_EXPORT stubdm_pci_addr stubdm_pci_dev_addr(const stubdm_pci_dev *d);
+/** The virtual slot asked for, or -1. */
+STUBDM_EXPORT int stubdm_pci_dev_vslot(const stubdm_pci_dev *d);
+/** The flags. */
+STUBDM_EXPORT unsigned stubdm_pci_dev_flags(const stubdm_pci_dev *d);
+
+/**
+ * Attach a host PCI device to a running guest through its stubdomain
+ * (docs/pci.md): pciback's check and reset, the device's I/O ports, MMIO
+ * and irq permitted to the guest and to the stubdomain, the assignment to
+ * the guest, the device on the stubdomain's PCI bus (pcifront), then,
+ * once pciback reports the bus Connected, QMP device_add of
+ * xen-pci-passthrough and query-pci for the slot QEMU chose
+ * (stubdm_pci_list shows it).  A failure or a cancel undoes every step
+ * done, in reverse, before done runs: nothing is left granted, assigned
+ * or written.
+ * @param d           copied.
+ * @param q           an open QMP handle to the stubdomain's QEMU,
+ *                    borrowed: it must outlive the op.
+ * @param timeout_ms  > 0: the bound on the whole attach (libxl waits 60 s
+ *                    for the backend).
+ * @param done        called once, from the loop: 0; STUBDM_EPERM (not
+ *                    pciback's, the message names its driver),
+ *                    STUBDM_ENOENT (no such device), STUBDM_ENOTSUP (no
+ *                    IOMMU), STUBDM_EXEN (a hypervisor call, named),
+ *                    STUBDM_EBUSY (already on the bus), STUBDM_EPROTO
+ *                    (sysfs or QEMU's answer malformed), STUBDM_EQMP
+ *                    (device_add refused: QEMU's reason),
+ *                    STUBDM_ETIMEDOUT (the backend never connected),
+ *                    STUBDM_EDOMAIN_GONE (the stubdomain died), ...
+ * @return 0 if started; STUBDM_EINVAL (bad arguments), STUBDM_ENOMEM:
+ *         nothing started, done not called.
+ */
+STUBDM_EXPORT int stubdm_pci_attach(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                    uint32_t guest_domid,
+                                    const stubdm_pci_dev *d, stubdm_qmp *q,
+                                    int timeout_ms, stubdm_done_fn *done,
+                                    void *user, stubdm_op **op_out);
+
+/**
+ * Detach a PCI device from a running guest (docs/pci.md, "Hot-unplug"):
+ * QMP device_del, QEMU's DEVICE_DELETED for it, the entry closed on the
+ * stubdomain's PCI bus and removed, the permissions of both domains
+ * revoked and the device deassigned from the guest.  Works on a device
+ * another process attached (what it undoes is read from xenstore and
+ * sysfs again).
+ * @param q           an open QMP handle to the stubdomain's QEMU,
+ *                    borrowed: it must outlive the op.
+ * @param timeout_ms  > 0: the bound on QEMU's DEVICE_DELETED and
+ *                    pciback's answer.
+ * @param done        0; STUBDM_ENOENT (not attached); STUBDM_ETIMEDOUT
+ *                    (QEMU did not let the device go: it stays attached,
+ *                    nothing revoked); STUBDM_EQMP (device_del refused);
+ *                    STUBDM_EXEN (a revocation failed); ...  The
+ *                    stubdomain dying during the detach is no error: the
+ *                    device is then freed without QEMU.
+ * @return 0 if started; STUBDM_EINVAL, STUBDM_ENOMEM: done not called.
+ */
+STUBDM_EXPORT int stubdm_pci_detach(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                    uint32_t guest_domid,
+                                    const stubdm_pci_addr *addr, stubdm_qmp *q,
+                                    int timeout_ms, stubdm_done_fn *done,
+                                    void *user, stubdm_op **op_out);
+
+/** A snapshot of the PCI devices on a stubdomain's bus. */
+typedef struct stubdm_pci_list stubdm_pci_list;
+
+/**
+ * The devices on stubdomain's PCI bus, read from its backend in xenstore
+ * (blocking, a few reads per device, no callback).
+ * @param[out] out  the list (free with stubdm_pci_list_free), empty when
+ *                  there is no bus; NULL on failure.
+ * @return 0, STUBDM_EINVAL, STUBDM_EPROTO (a malformed entry),
+ *         STUBDM_EXENSTORE, STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_pci_list_new(stubdm_ctx *ctx, uint32_t stubdom_domid,
+                                      stubdm_pci_list **out);
+/** Number of devices (0 for NULL). */
+STUBDM_EXPORT size_t stubdm_pci_list_count(const stubdm_pci_list *l);
+/** Device i's host address (zeroed out of range). */
+STUBDM_EXPORT stubdm_pci_addr stubdm_pci_list_addr(const stubdm_pci_list *l,
+                                                   size_t i);
+/** The guest's slot QEMU put device i at, or -1 (not known yet). */
+STUBDM_EXPORT int stubdm_pci_list_vslot(const stubdm_pci_list *l, size_t i);
+/** Free a list.  NULL is ignored. */
+STUBDM_EXPORT void stubdm_pci_list_free(stubdm_pci_list *l);
+
+/* ------------------------------------------------------------------------
  * Spawning stubdomains
  * ------------------------------------------------------------------------
  *
@@ -1976,6 +2158,16 @@ STUBDM_EXPORT int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *opts,
                                             const char *mac,
                                             const char *bridge,
                                             const char *script);
+/**
+ * Give the guest a host PCI device (docs/pci.md): it is attached while the
+ * stubdomain is still paused, before its QEMU starts and so before the
+ * spawn completes and the guest runs.  d is copied.  The same device twice
+ * fails the validation (the spawn), naming it.
+ * @return 0, STUBDM_EINVAL (NULL), STUBDM_ELIMIT (more than 16 devices:
+ *         one pcifront bus), STUBDM_ENOMEM.
+ */
+STUBDM_EXPORT int stubdm_spawn_opts_add_pci(stubdm_spawn_opts *opts,
+                                            const stubdm_pci_dev *d);
 /** The XSM (FLASK) label of the stubdomain; NULL: the default. */
 STUBDM_EXPORT int stubdm_spawn_opts_set_xsm_label(stubdm_spawn_opts *opts,
                                                   const char *label);

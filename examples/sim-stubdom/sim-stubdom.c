@@ -920,9 +920,13 @@ static int listen_unix(const char *path)
 /* Copy the JSON value of "id" (number or simple string) into out. */
 static void extract_id(const char *msg, char *out, size_t cap)
 {
-    const char *p = strstr(msg, "\"id\"");
+    const char *p = NULL, *q = msg;
     size_t i = 0;
 
+    /* The command's id comes after its arguments (which may have an
+     * "id" of their own: device_add's). */
+    while ((q = strstr(q, "\"id\"")))
+        p = q++;
     out[0] = '\0';
     if (!p)
         return;
@@ -1002,9 +1006,107 @@ static void console_flood(const char *msg)
     }
 }
 
+/* ---- --no-qemu: simulated PCI passthrough --------------------------------
+ * A QEMU without Xen has no xen-pci-passthrough; the stand-in plays its
+ * QMP side (docs/pci.md): device_add of that driver takes the device at
+ * its addr or the next free slot from 3, query-pci lists them, device_del
+ * drops one and sends DEVICE_DELETED. */
+#define SIM_PCI_MAX 16
+static struct {
+    char qid[40];
+    unsigned slot;
+} sim_pci[SIM_PCI_MAX];
+static size_t n_sim_pci;
+static char pci_body[2048];
+
+/* The string value of "key" in the arguments, into out ("" if none). */
+static void arg_string(const char *msg, const char *key, char *out, size_t cap)
+{
+    char pat[40];
+    const char *a = strstr(msg, "\"arguments\""), *p;
+    size_t i = 0;
+
+    out[0] = '\0';
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    if (!a || !(p = strstr(a, pat)))
+        return;
+    for (p += strlen(pat); *p && *p != '"' && i + 1 < cap; p++)
+        out[i++] = *p;
+    out[i] = '\0';
+}
+
+static bool slot_used(unsigned slot)
+{
+    for (size_t i = 0; i < n_sim_pci; i++)
+        if (sim_pci[i].slot == slot)
+            return true;
+    return false;
+}
+
+static const char *pci_add(const char *msg)
+{
+    char qid[40], addr[16];
+    unsigned slot = 3;
+
+    arg_string(msg, "id", qid, sizeof(qid));
+    arg_string(msg, "addr", addr, sizeof(addr));
+    if (!strstr(msg, "\"xen-pci-passthrough\"") || !qid[0] ||
+        n_sim_pci == SIM_PCI_MAX)
+        return "\"error\": {\"class\": \"GenericError\", \"desc\": "
+               "\"sim-stubdom: only xen-pci-passthrough with an id\"}";
+    if (addr[0])
+        slot = (unsigned)strtoul(addr, NULL, 16);
+    else
+        while (slot_used(slot))
+            slot++;
+    if (slot_used(slot) || slot > 31)
+        return "\"error\": {\"class\": \"GenericError\", \"desc\": "
+               "\"sim-stubdom: PCI slot in use\"}";
+    snprintf(sim_pci[n_sim_pci].qid, sizeof(sim_pci[0].qid), "%s", qid);
+    sim_pci[n_sim_pci++].slot = slot;
+    return "\"return\": {}";
+}
+
+static const char *pci_query(void)
+{
+    size_t len = (size_t)snprintf(pci_body, sizeof(pci_body),
+                                  "\"return\": [{\"bus\": 0, \"devices\": [");
+
+    for (size_t i = 0; i < n_sim_pci && len < sizeof(pci_body); i++)
+        len += (size_t)snprintf(pci_body + len, sizeof(pci_body) - len,
+                                "%s{\"bus\": 0, \"slot\": %u, \"function\": "
+                                "0, \"qdev_id\": \"%s\"}",
+                                i ? ", " : "", sim_pci[i].slot,
+                                sim_pci[i].qid);
+    if (len < sizeof(pci_body))
+        snprintf(pci_body + len, sizeof(pci_body) - len, "]}]");
+    return pci_body;
+}
+
+/* Drop the device; *gone its id for the event ("" if it was unknown). */
+static const char *pci_del(const char *msg, char *gone, size_t cap)
+{
+    char qid[40];
+
+    arg_string(msg, "id", qid, sizeof(qid));
+    gone[0] = '\0';
+    for (size_t i = 0; i < n_sim_pci; i++) {
+        if (strcmp(sim_pci[i].qid, qid))
+            continue;
+        snprintf(gone, cap, "%s", qid);
+        sim_pci[i] = sim_pci[--n_sim_pci];
+        return "\"return\": {}";
+    }
+    snprintf(pci_body, sizeof(pci_body),
+             "\"error\": {\"class\": \"GenericError\", \"desc\": "
+             "\"Device '%.40s' not found\"}",
+             qid);
+    return pci_body;
+}
+
 static void answer(int fd, const char *msg)
 {
-    char id[64], reply[512];
+    char id[64], reply[2600], gone[40] = "";
     const char *body;
 
     extract_id(msg, id, sizeof(id));
@@ -1018,6 +1120,12 @@ static void answer(int fd, const char *msg)
     else if (strstr(msg, "\"query-status\""))
         body = "\"return\": {\"status\": \"running\", \"singlestep\": false, "
                "\"running\": true}";
+    else if (strstr(msg, "\"device_add\""))
+        body = pci_add(msg);
+    else if (strstr(msg, "\"query-pci\""))
+        body = pci_query();
+    else if (strstr(msg, "\"device_del\""))
+        body = pci_del(msg, gone, sizeof(gone));
     else if (strstr(msg, "\"query-version\""))
         body = "\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, "
                "\"major\": 7}, "
@@ -1029,6 +1137,16 @@ static void answer(int fd, const char *msg)
                      id[0] ? ", \"id\": " : "", id);
     if (write(fd, reply, (size_t)n) < 0)
         return;
+    if (gone[0]) {
+        n = snprintf(reply, sizeof(reply),
+                     "{\"event\": \"DEVICE_DELETED\", \"data\": "
+                     "{\"device\": \"%s\", \"path\": "
+                     "\"/machine/peripheral/%s\"}, \"timestamp\": "
+                     "{\"seconds\": 0, \"microseconds\": 0}}\r\n",
+                     gone, gone);
+        if (write(fd, reply, (size_t)n) < 0)
+            return;
+    }
     if (strstr(msg, "\"x-sim-console-write\""))
         console_flood(msg);
 }

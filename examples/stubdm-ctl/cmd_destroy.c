@@ -11,7 +11,7 @@
 struct destroy_opts {
     uint32_t guest;
     bool force;
-    const char *script_dir;
+    const char *script_dir, *sysfs;
 };
 
 #define O(field) offsetof(struct destroy_opts, field)
@@ -19,6 +19,7 @@ const struct ctl_option ctl_destroy_options[] = {
     {"guest", 0, CTL_ARG_DOMID, O(guest), "DOMID", 0, 0, NULL, NULL},
     {"force", 0, CTL_ARG_FLAG, O(force), NULL, 0, 0, NULL, NULL},
     {"script-dir", 0, CTL_ARG_STRING, O(script_dir), "DIR", 0, 0, NULL, NULL},
+    {"sysfs", 0, CTL_ARG_STRING, O(sysfs), "DIR", 0, 0, NULL, NULL},
     {NULL, 0, CTL_ARG_FLAG, 0, NULL, 0, 0, NULL, NULL},
 };
 #undef O
@@ -43,6 +44,8 @@ int ctl_destroy_run(stubdm_ctx *ctx, const struct ctl_global *g,
     if (o.script_dir && stubdm_ctx_set_hotplug_dir(ctx, o.script_dir))
         return ctl_usage_error(cmd, "--script-dir needs an absolute "
                                     "directory");
+    if (o.sysfs && stubdm_ctx_set_sysfs_root(ctx, o.sysfs))
+        return ctl_usage_error(cmd, "--sysfs: %s", stubdm_ctx_errmsg(ctx));
     if (o.guest != CTL_UNSET_DOMID) {
         rc = stubdm_stubdom_find_by_guest(ctx, o.guest, &stubdom);
         if (rc)
@@ -67,4 +70,6 @@ const char ctl_destroy_help[] =
     "guest's dom0-owned device-model-domid naming it) is refused\n"
     "(exit 9) unless --force.  The backends' remove/offline\n"
     "scripts run only from /etc/xen/scripts, or from DIR with\n"
-    "--script-dir.\n";
+    "--script-dir.  The guest's PCI devices (docs/pci.md) are\n"
+    "deassigned and the ranges their bus entries recorded revoked\n"
+    "(an entry without a record: as sysfs, --sysfs DIR, says).\n";

@@ -17,7 +17,8 @@ struct spawn_opts {
     uint32_t guest, stubdom_domid;
     const char *uuid, *guest_name, *name, *kernel, *ramdisk, *cmdline;
     uint64_t memory_mib, vcpus;
-    struct ctl_strv disks, nics, serials, sim_args;
+    struct ctl_strv disks, nics, serials, sim_args, pcis;
+    const char *sysfs;
     const char *log, *save, *restore, *xsm_label, *sim_program;
     int backend; /* CTL_UNSET_CHOICE: the library's default */
     bool serve, service, service_serve_only, qmp, qmp_status,
@@ -40,6 +41,9 @@ const struct ctl_option ctl_spawn_options[] = {
      0, NULL, NULL},
     {"nic", 0, CTL_ARG_STRINGS, O(nics), "[mac=M][,bridge=B][,script=S]", 0, 0,
      NULL, NULL},
+    {"pci", 0, CTL_ARG_STRINGS, O(pcis), "BDF[,vslot=N][,permissive]", 0, 0,
+     NULL, NULL},
+    {"sysfs", 0, CTL_ARG_STRING, O(sysfs), "DIR", 0, 0, NULL, NULL},
     {"log", 0, CTL_ARG_STRING, O(log), "FILE", 0, 0, NULL, NULL},
     {"save", 0, CTL_ARG_STRING, O(save), "CHARDEV", 0, 0, NULL, NULL},
     {"restore", 0, CTL_ARG_STRING, O(restore), "FILE", 0, 0, NULL, NULL},
@@ -117,6 +121,41 @@ static int add_disk(stubdm_spawn_opts *cfg, size_t n, const char *spec)
     return rc;
 }
 
+/* --pci BDF[,vslot=N][,permissive][,power_mgmt][,msitranslate] */
+static int add_pci(stubdm_spawn_opts *cfg, const char *spec)
+{
+    char *copy = strdup(spec), *opt, *save = NULL, *bdf;
+    stubdm_pci_dev *d = NULL;
+    unsigned flags = 0;
+    int rc;
+
+    if (!copy)
+        return STUBDM_ENOMEM;
+    bdf = strtok_r(copy, ",", &save);
+    rc = bdf ? stubdm_pci_dev_new(bdf, &d) : STUBDM_EINVAL;
+    while (!rc && (opt = strtok_r(NULL, ",", &save))) {
+        uint64_t slot;
+        if (!strcmp(opt, "permissive"))
+            flags |= STUBDM_PCI_PERMISSIVE;
+        else if (!strcmp(opt, "power_mgmt"))
+            flags |= STUBDM_PCI_POWER_MGMT;
+        else if (!strcmp(opt, "msitranslate"))
+            flags |= STUBDM_PCI_MSITRANSLATE;
+        else if (!strncmp(opt, "vslot=", 6) &&
+                 !ctl_parse_uint(opt + 6, 1, 31, &slot))
+            rc = stubdm_pci_dev_set_vslot(d, (int)slot);
+        else
+            rc = STUBDM_EINVAL;
+    }
+    if (!rc)
+        rc = stubdm_pci_dev_set_flags(d, flags);
+    if (!rc)
+        rc = stubdm_spawn_opts_add_pci(cfg, d);
+    stubdm_pci_dev_free(d);
+    free(copy);
+    return rc;
+}
+
 /* --nic [mac=M][,bridge=B][,script=S] */
 static int add_nic(stubdm_spawn_opts *cfg, const char *spec)
 {
@@ -159,6 +198,8 @@ static int set_devices(const struct ctl_command *cmd,
                 o->disks.v[i]);
     for (size_t i = 0; i < o->nics.n; i++)
         REFUSED(add_nic(cfg, o->nics.v[i]), "bad nic '%s'", o->nics.v[i]);
+    for (size_t i = 0; i < o->pcis.n; i++)
+        REFUSED(add_pci(cfg, o->pcis.v[i]), "bad pci '%s'", o->pcis.v[i]);
     for (size_t i = 0; i < o->serials.n; i++)
         REFUSED(stubdm_spawn_opts_set_console_output(cfg,
                                                      STUBDM_CONSOLE_SERIAL0 +
@@ -501,6 +542,8 @@ int ctl_spawn_run(stubdm_ctx *ctx, const struct ctl_global *g,
     int code;
 
     code = ctl_parse(cmd, cmd->options, argc, argv, false, &o, &a);
+    if (!code && o.sysfs && stubdm_ctx_set_sysfs_root(ctx, o.sysfs))
+        code = ctl_usage_error(cmd, "--sysfs: %s", stubdm_ctx_errmsg(ctx));
     if (!code)
         code = config_from_opts(cmd, &o, &a, &r);
     if (!code)
@@ -534,6 +577,11 @@ const char ctl_spawn_help[] =
     "  --nic [mac=M][,bridge=B][,script=S]  next nic (script default\n"
     "                         /etc/xen/scripts/vif-bridge); the library\n"
     "                         runs both scripts unless --no-hotplug\n"
+    "  --pci BDF[,vslot=N][,permissive][,power_mgmt][,msitranslate]\n"
+    "                         a host PCI device (pciback's) for the guest,\n"
+    "                         attached before the stubdomain runs (needs\n"
+    "                         --qmp; docs/pci.md)\n"
+    "  --sysfs DIR            sysfs root for --pci (default /sys; tests)\n"
     "  --log FILE             console 0 (QEMU log) to FILE\n"
     "  --save CHARDEV         console 1 (device state out; ioemu only;\n"
     "                         xenconsoled has no console 1)\n"

@@ -161,6 +161,9 @@ CTL_DECLARE_COMMAND(layout);
 CTL_DECLARE_COMMAND(sim);
 CTL_DECLARE_COMMAND(console);
 CTL_DECLARE_COMMAND(restore);
+CTL_DECLARE_COMMAND(pci_attach);
+CTL_DECLARE_COMMAND(pci_detach);
+CTL_DECLARE_COMMAND(pci_list);
 
 /* cmd_sim.c: point the library at a running simulated host when it will
  * use one and XENSTORED_PATH is unset. */

@@ -77,6 +77,8 @@ struct stubdm_ctx {
     uint64_t save_limit;
     /* stubdm_ctx_set_hotplug_dir ("": /etc/xen/scripts) */
     char hotplug_dir[256];
+    /* stubdm_ctx_set_sysfs_root ("": /sys), where pci/ finds pciback */
+    char sysfs_root[256];
     /* QMP connections (qmp.c), each shared by the handles opened on it */
     struct stubdm__list qmp_conns;
     /* stubdm_ctx_set_console_limits (console.c; the defaults from ctx_new) */

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "pci/pci.h"
 #include "spawn/spawn.h"
 #include "console/console.h"
 
@@ -101,6 +102,7 @@ void stubdm_spawn_opts_free(stubdm_spawn_opts *c)
         free(c->nics[i].script);
     }
     free(c->nics);
+    free(c->pcis);
     free(c->xsm_label);
     free(c->sim_program);
     strv_free(c->sim_args, c->sim_nargs);
@@ -235,6 +237,21 @@ int stubdm_spawn_opts_add_disk(stubdm_spawn_opts *c, const char *target,
     d->qcow2 = format && !strcmp(format, "qcow2");
     d->readonly = readonly != 0;
     c->ndisks++; /* the count is checked by validate, naming the field */
+    return 0;
+}
+
+int stubdm_spawn_opts_add_pci(stubdm_spawn_opts *c, const stubdm_pci_dev *d)
+{
+    struct stubdm_pci_dev *v;
+
+    if (!c || !d)
+        return STUBDM_EINVAL;
+    if (c->npcis >= STUBDM__PCI_MAX_DEVS)
+        return STUBDM_ELIMIT;
+    if (!(v = stubdm__reallocarray(c->pcis, c->npcis + 1, sizeof(*v))))
+        return STUBDM_ENOMEM;
+    c->pcis = v;
+    v[c->npcis++] = *d;
     return 0;
 }
 
@@ -399,6 +416,8 @@ stubdm_spawn_opts *stubdm__spawn_config_dup(const stubdm_spawn_opts *c)
     for (size_t i = 0; ok && i < c->nnics; i++)
         ok = !stubdm_spawn_opts_add_nic(d, c->nics[i].mac, c->nics[i].bridge,
                                         c->nics[i].script);
+    for (size_t i = 0; ok && i < c->npcis; i++)
+        ok = !stubdm_spawn_opts_add_pci(d, &c->pcis[i]);
     if (!ok) {
         stubdm_spawn_opts_free(d);
         return NULL;

@@ -43,6 +43,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "pci/pci.h"
 #include "spawn/spawn.h"
 #include "core/loop.h"
 #include "core/op.h"
@@ -112,6 +113,10 @@ static void spawn_release(struct spawn_op *so)
     if (so->wait) {
         stubdm_op_free(so->wait);
         so->wait = NULL;
+    }
+    if (so->pci) {
+        stubdm_op_free(so->pci);
+        so->pci = NULL;
     }
 }
 
@@ -342,9 +347,51 @@ static void step_done(struct spawn_op *so, stubdm_spawn_step step, int rc,
         step_next(so, step);
 }
 
+/* The QMP step ends with the PCI devices' QMP part, one at a time, so
+ * the spawn completes (and the guest may be unpaused) with them in. */
+static void pci_next(struct spawn_op *so);
+
+static void on_pci_done(stubdm_op *op, int rc, void *user)
+{
+    struct spawn_op *so = user;
+
+    if (so->pci == op)
+        so->pci = NULL;
+    if (rc || ended(so)) {
+        step_done(so, STUBDM_SPAWN_STEP_QMP, rc, op);
+        stubdm_op_free(op);
+        return;
+    }
+    stubdm_op_free(op);
+    pci_next(so);
+}
+
+static void pci_next(struct spawn_op *so)
+{
+    stubdm_stubdom *s = so->s;
+    int rc;
+
+    if (so->pci_next == s->cfg->npcis) {
+        step_next(so, STUBDM_SPAWN_STEP_QMP);
+        return;
+    }
+    rc = stubdm__pci_attach_prepared(s->ctx, s->domid, s->guest,
+                                     &s->cfg->pcis[so->pci_next++], s->qmp,
+                                     s->cfg->timeout_ms, on_pci_done, so,
+                                     &so->pci);
+    if (rc)
+        spawn_fail(so, rc, STUBDM_SPAWN_STEP_QMP, s->ctx->errmsg);
+}
+
 static void on_qmp_open(stubdm_op *op, int rc, void *user)
 {
-    step_done(user, STUBDM_SPAWN_STEP_QMP, rc, op);
+    struct spawn_op *so = user;
+
+    if (rc || ended(so) || !so->s->cfg->npcis) {
+        step_done(so, STUBDM_SPAWN_STEP_QMP, rc, op);
+        return;
+    }
+    pci_next(so);
 }
 
 static int start_qmp(struct spawn_op *so)

@@ -65,6 +65,8 @@ struct stubdm_spawn_opts {
     size_t ndisks;
     struct nic *nics;
     size_t nnics;
+    struct stubdm_pci_dev *pcis; /* attached before the unpause */
+    size_t npcis;
     char *xsm_label;
     uint32_t stubdom_req;
     int timeout_ms;
@@ -218,6 +220,8 @@ struct spawn_op {
     struct stubdm__timer tick;
     stubdm_op *hotplug;
     stubdm_op *wait;
+    stubdm_op *pci; /* the QMP part of device pci_next - 1's attach */
+    size_t pci_next;
     int64_t started_ms;
     struct stubdm__xsprobe probe; /* WAIT: the lost connection */
     bool begun; /* the first step was entered (and reported) */

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/peer.h"
+#include "pci/pci.h"
 #include "spawn/spawn.h"
 #include "protocol/dmargs.h"
 #include "spawn/hotplug.h"
@@ -393,6 +394,11 @@ int stubdm__spawn_step_devices(stubdm_stubdom *s)
     if (s->cfg->ndisks || s->cfg->nnics)
         rc = write_layout(s, "attaching disks and nics",
                           stubdm__spawn_device_nodes);
+    /* PCI devices while the stubdomain is paused: pcifront finds its
+     * bus when Linux boots, QEMU the devices when it starts (docs/pci.md,
+     * "At spawn"). */
+    for (size_t i = 0; !rc && i < s->cfg->npcis; i++)
+        rc = stubdm__pci_prepare(s->ctx, s->guest, s->domid, &s->cfg->pcis[i]);
     if (!rc && s->backend == STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
         rc = serve_consoles(s);
     return rc;

@@ -13,6 +13,7 @@
 #include "core/mem.h"
 #include "core/op.h"
 #include "core/peer.h"
+#include "pci/pci.h"
 #include "spawn/spawn.h"
 #include "core/num.h"
 #include "spawn/hotplug.h"
@@ -84,6 +85,10 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
              TOOLSTACK_DOMID, a->stub);
     if (!rc)
         rc = stubdm__xs_rm_txn(ctx, xsh, t, p);
+    snprintf(p, sizeof(p), "/local/domain/%u/backend/pci/%u", TOOLSTACK_DOMID,
+             a->stub);
+    if (!rc)
+        rc = stubdm__xs_rm_txn(ctx, xsh, t, p);
     if (!rc && a->stub_vm)
         rc = stubdm__xs_rm_txn(ctx, xsh, t, a->stub_vm);
     snprintf(p, sizeof(p), "/local/domain/%u", a->stub);
@@ -103,6 +108,7 @@ static int rm_txn(stubdm_ctx *ctx, struct xs_handle *xsh, uint32_t t,
             "/local/domain/0/backend/vbd",
             "/local/domain/0/backend/vif",
             "/local/domain/0/backend/console",
+            "/local/domain/0/backend/pci",
             "/local/domain/0/backend",
             "/local/domain/0",
             NULL,
@@ -251,6 +257,13 @@ int stubdm__spawn_teardown_domain(stubdm_ctx *ctx,
     rc = host->destroy(ctx, S);
     keep_first(ctx, rc, "destroying the domain", &first, msg, sizeof(msg));
     if (first)
+        return stubdm__fail(ctx, first, 0, "%s", msg);
+    /* Its PCI bus says what the guest was given: the bus and the contract
+     * (which make it a stubdomain to a later destroy by domid) stay until
+     * that is revoked. */
+    rc = stubdm__pci_teardown(ctx, S, have_guest, G);
+    keep_first(ctx, rc, "revoking its PCI devices", &first, msg, sizeof(msg));
+    if (rc)
         return stubdm__fail(ctx, first, 0, "%s", msg);
 
     if (have_guest) {
@@ -613,6 +626,13 @@ static void td_remove_nodes(struct td_op *td)
         td_detach_nodes(td);
         return;
     }
+    /* As in stubdm__spawn_teardown_domain: the bus and the contract stay
+     * until the guest's PCI devices are revoked. */
+    rc = stubdm__pci_teardown(ctx, td->S, td->have_guest, td->G);
+    keep_first(ctx, rc, "revoking its PCI devices", &td->first, td->msg,
+               sizeof(td->msg));
+    if (rc)
+        return;
     if (td->have_guest) {
         rc = remove_contract(ctx, td->contract, td->G, td->S,
                              td->gvm[0] ? td->gvm : NULL);

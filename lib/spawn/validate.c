@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "pci/pci.h"
 #include "spawn/spawn.h"
 #include "protocol/dmargs.h"
 #include "xen/host.h"
@@ -352,6 +353,33 @@ static int validate_devices(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
  * The contract of a spawn of c, built once: the domains and the vm path
  * are placeholders until the domain exists (steps.c sets them).
  */
+/* One device once, one virtual slot once: pciback and QEMU would refuse
+ * the second only after the first was attached. */
+static int validate_pcis(stubdm_ctx *ctx, const stubdm_spawn_opts *c)
+{
+    if (c->npcis && !c->qmp)
+        return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                            "spawn: PCI devices need QMP (device_add): "
+                            "stubdm_spawn_opts_set_qmp");
+    for (size_t i = 0; i < c->npcis; i++) {
+        const struct stubdm_pci_dev *d = &c->pcis[i];
+        for (size_t j = 0; j < i; j++) {
+            const struct stubdm_pci_dev *e = &c->pcis[j];
+            char bdf[STUBDM_PCI_ADDR_STRLEN];
+            stubdm_pci_addr_format(&d->addr, bdf, sizeof(bdf));
+            if (stubdm__pci_addr_eq(&d->addr, &e->addr))
+                return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                                    "spawn: PCI device %s given twice", bdf);
+            if (d->vslot != -1 && d->vslot == e->vslot)
+                return stubdm__fail(ctx, STUBDM_EINVAL, 0,
+                                    "spawn: PCI device %s: virtual slot %d "
+                                    "already given to device %zu",
+                                    bdf, d->vslot, j);
+        }
+    }
+    return 0;
+}
+
 static int build_contract(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
                           bool simulated, stubdm_contract **out)
 {
@@ -471,7 +499,8 @@ int stubdm__spawn_validate(stubdm_ctx *ctx, const stubdm_spawn_opts *c,
     if (contract)
         *contract = NULL;
     if ((rc = validate_identity(ctx, c, simulated)) ||
-        (rc = validate_resources(ctx, c)) || (rc = validate_devices(ctx, c)))
+        (rc = validate_resources(ctx, c)) || (rc = validate_devices(ctx, c)) ||
+        (rc = validate_pcis(ctx, c)))
         return rc;
     return validate_contract(ctx, c, simulated, contract);
 }

@@ -44,6 +44,27 @@ struct stubdm__host_ops {
     int (*destroy)(stubdm_ctx *ctx, uint32_t domid);
     /* Pause (true) or unpause (false) a domain that has been started. */
     int (*pause)(stubdm_ctx *ctx, uint32_t domid, bool pause);
+
+    /* PCI passthrough (pci/, docs/pci.md).  Each names the device and
+     * the domain in its message; grant false revokes. */
+    /* Assign the device to the domain in the IOMMU (strict: reserved
+     * device memory conflicts fail).  No IOMMU: STUBDM_ENOTSUP. */
+    int (*pci_assign)(stubdm_ctx *ctx, uint32_t domid,
+                      const stubdm_pci_addr *a, bool strict);
+    /* Give it back (a device not assigned to domid is not an error). */
+    int (*pci_deassign)(stubdm_ctx *ctx, uint32_t domid,
+                        const stubdm_pci_addr *a);
+    int (*ioport_permission)(stubdm_ctx *ctx, uint32_t domid, uint32_t first,
+                             uint32_t n, bool grant);
+    /* In machine frames. */
+    int (*iomem_permission)(stubdm_ctx *ctx, uint32_t domid, uint64_t first,
+                            uint64_t n, bool grant);
+    /* The pirq of the host irq, mapped into domid (*pirq in: the irq). */
+    int (*map_pirq)(stubdm_ctx *ctx, uint32_t domid, uint32_t irq,
+                    uint32_t *pirq);
+    int (*unmap_pirq)(stubdm_ctx *ctx, uint32_t domid, uint32_t pirq);
+    int (*irq_permission)(stubdm_ctx *ctx, uint32_t domid, uint32_t pirq,
+                          bool grant);
 };
 
 extern const struct stubdm__host_ops stubdm__host_xen; /* xenctrl.c */

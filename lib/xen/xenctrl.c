@@ -300,6 +300,144 @@ static int xen_pause(stubdm_ctx *ctx, uint32_t domid, bool pause)
     return 0;
 }
 
+/* ---- PCI passthrough (pci/, docs/pci.md) -------------------------------- */
+
+/* The machine SBDF of the assign domctls: segment, bus, devfn. */
+static uint32_t sbdf_of(const stubdm_pci_addr *a)
+{
+    return ((uint32_t)a->domain << 16) | ((uint32_t)a->bus << 8) |
+           ((uint32_t)a->dev << 3) | a->func;
+}
+
+static int pci_failf(stubdm_ctx *ctx, int err, const char *what,
+                     const stubdm_pci_addr *a, uint32_t domid)
+{
+    char bdf[STUBDM_PCI_ADDR_STRLEN];
+
+    stubdm_pci_addr_format(a, bdf, sizeof(bdf));
+    return stubdm__fail(ctx, STUBDM_EXEN, err,
+                        "%s PCI device %s (domain %u): %s", what, bdf, domid,
+                        strerror(err));
+}
+
+/* ENOSYS / EOPNOTSUPP: Xen was built or booted without an IOMMU (its
+ * iommu= option), which is what assigning needs first. */
+static bool no_iommu(int err)
+{
+    return err == ENOSYS || err == EOPNOTSUPP;
+}
+
+static int xen_pci_assign(stubdm_ctx *ctx, uint32_t domid,
+                          const stubdm_pci_addr *a, bool strict)
+{
+    char bdf[STUBDM_PCI_ADDR_STRLEN];
+    uint32_t flag = strict ? 0 : XEN_DOMCTL_DEV_RDM_RELAXED;
+    int err;
+
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (!xc_test_assign_device(ctx->hv.xch, domid, sbdf_of(a)) &&
+        !xc_assign_device(ctx->hv.xch, domid, sbdf_of(a), flag))
+        return 0;
+    err = errno;
+    stubdm_pci_addr_format(a, bdf, sizeof(bdf));
+    if (no_iommu(err))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, err,
+                            "assigning PCI device %s to domain %u: the "
+                            "hypervisor has no IOMMU (enable VT-d or "
+                            "AMD-Vi, and Xen's iommu=): %s",
+                            bdf, domid, strerror(err));
+    return stubdm__fail(ctx, STUBDM_EXEN, err,
+                        "assigning PCI device %s to domain %u "
+                        "(xc_assign_device): %s%s",
+                        bdf, domid, strerror(err),
+                        err == EBUSY ? " (assigned to another domain)" : "");
+}
+
+static int xen_pci_deassign(stubdm_ctx *ctx, uint32_t domid,
+                            const stubdm_pci_addr *a)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    /* EINVAL/ENODEV: not this domain's (any more). */
+    if (xc_deassign_device(ctx->hv.xch, domid, sbdf_of(a)) &&
+        errno != EINVAL && errno != ENODEV)
+        return pci_failf(ctx, errno, "deassigning (xc_deassign_device)", a,
+                         domid);
+    return 0;
+}
+
+static int xen_ioport_permission(stubdm_ctx *ctx, uint32_t domid,
+                                 uint32_t first, uint32_t n, bool grant)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (xc_domain_ioport_permission(ctx->hv.xch, domid, first, n, grant))
+        return stubdm__fail(ctx, STUBDM_EXEN, errno,
+                            "%s domain %u the I/O ports 0x%x+0x%x "
+                            "(xc_domain_ioport_permission): %s",
+                            grant ? "granting" : "revoking", domid, first, n,
+                            strerror(errno));
+    return 0;
+}
+
+static int xen_iomem_permission(stubdm_ctx *ctx, uint32_t domid,
+                                uint64_t first, uint64_t n, bool grant)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (xc_domain_iomem_permission(ctx->hv.xch, domid, (unsigned long)first,
+                                   (unsigned long)n, grant))
+        return stubdm__fail(ctx, STUBDM_EXEN, errno,
+                            "%s domain %u the MMIO frames 0x%" PRIx64
+                            "+0x%" PRIx64 " (xc_domain_iomem_permission): %s",
+                            grant ? "granting" : "revoking", domid, first, n,
+                            strerror(errno));
+    return 0;
+}
+
+static int xen_map_pirq(stubdm_ctx *ctx, uint32_t domid, uint32_t irq,
+                        uint32_t *pirq)
+{
+    int p = (int)irq;
+
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (xc_physdev_map_pirq(ctx->hv.xch, domid, (int)irq, &p) || p < 0)
+        return stubdm__fail(ctx, STUBDM_EXEN, errno,
+                            "mapping irq %u into domain %u "
+                            "(xc_physdev_map_pirq): %s",
+                            irq, domid, strerror(errno));
+    *pirq = (uint32_t)p;
+    return 0;
+}
+
+static int xen_unmap_pirq(stubdm_ctx *ctx, uint32_t domid, uint32_t pirq)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (xc_physdev_unmap_pirq(ctx->hv.xch, domid, (int)pirq) && errno != ESRCH)
+        return stubdm__fail(ctx, STUBDM_EXEN, errno,
+                            "unmapping pirq %u of domain %u "
+                            "(xc_physdev_unmap_pirq): %s",
+                            pirq, domid, strerror(errno));
+    return 0;
+}
+
+static int xen_irq_permission(stubdm_ctx *ctx, uint32_t domid, uint32_t pirq,
+                              bool grant)
+{
+    if (!stubdm__xc_present(ctx))
+        return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
+    if (xc_domain_irq_permission(ctx->hv.xch, domid, pirq, grant))
+        return stubdm__fail(ctx, STUBDM_EXEN, errno,
+                            "%s domain %u the pirq %u "
+                            "(xc_domain_irq_permission): %s",
+                            grant ? "granting" : "revoking", domid, pirq,
+                            strerror(errno));
+    return 0;
+}
+
 const struct stubdm__host_ops stubdm__host_xen = {
     .name = "xen",
     .simulated = false,
@@ -308,4 +446,11 @@ const struct stubdm__host_ops stubdm__host_xen = {
     .unpause = xen_unpause,
     .destroy = xen_destroy,
     .pause = xen_pause,
+    .pci_assign = xen_pci_assign,
+    .pci_deassign = xen_pci_deassign,
+    .ioport_permission = xen_ioport_permission,
+    .iomem_permission = xen_iomem_permission,
+    .map_pirq = xen_map_pirq,
+    .unmap_pirq = xen_unmap_pirq,
+    .irq_permission = xen_irq_permission,
 };

@@ -90,7 +90,7 @@ if newer "$XT_OUT/dom0.cpio" "$XT_DIR/dom0-init.sh" "$XT_ROOTFS/.xt-complete" "$
     # (paths are rewritten to /usr/lib: a ./lib directory in a later cpio
     # archive would replace the merged-/usr /lib symlink -> no ld.so)
     xt_modules "$ST" "$ST/etc-modules" xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd \
-        xen-blkback xen-netback 9p 9pnet_virtio virtio_pci loop bridge
+        xen-blkback xen-netback xen-pciback 9p 9pnet_virtio virtio_pci loop bridge
     rm -f "$ST/etc-modules"
     cp -a "$XT_ROOTFS/usr/lib/modules/$KV"/modules.* "$ST/usr/lib/modules/$KV/"
     install -m 755 "$XT_DIR/dom0-init.sh" "$ST/init"

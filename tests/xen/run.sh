@@ -16,7 +16,7 @@
 #      XT_TIMEOUT (default 1200 s), XT_MEM (MB, default 3072),
 #      XT_DOM0_MEM (default 1536M), XT_STUB_EXTRA (stubdomain command line
 #      words for the real-qemu-xen sections, e.g. xt.malloccheck),
-#      XT_CPU (QEMU -cpu, default max), XT_XEN_EXTRA (more Xen boot options,
+#      XT_CPU (QEMU -cpu, default max), XT_IOMMU=1 (VT-d and an edu device), XT_XEN_EXTRA (more Xen boot options,
 #      e.g. xsave=0: see docs/real-xen.md, sporadic segfaults),
 #      XT_SPC_MACHINE (spawncon's QEMU -machine: none (default) or pc),
 #      XT_LX_CASES (section libxl's failure cases, default "panic dmexit
@@ -114,10 +114,19 @@ rm -f "$LOG" "$XT_WORK/qemu.pid"
 XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=${XT_DOM0_MEM:-1536M},max:${XT_DOM0_MEM:-1536M} dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0${XT_XEN_EXTRA:+ $XT_XEN_EXTRA}"
 DOM0_ARGS="console=hvc0 earlyprintk=xen rdinit=/init"
 XT_CPU=${XT_CPU:-max}
+# XT_IOMMU=1 (issue 18, PCI passthrough): the nested machine gets Intel's
+# IOMMU with interrupt remapping (which needs the split irqchip) and QEMU's
+# edu device to pass through; Xen logs its IOMMU set-up
+MACHINE=q35 IOMMU_DEV=()
+if [ "${XT_IOMMU:-0}" = 1 ]; then
+    MACHINE=q35,kernel-irqchip=split
+    IOMMU_DEV=(-device intel-iommu,intremap=on,caching-mode=on -device edu)
+    XEN_ARGS="$XEN_ARGS iommu=verbose"
+fi
 B0=$(date +%s)
 xt_log "booting Xen under QEMU TCG (serial: $LOG, timeout ${TIMEOUT}s)"
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg,thread=multi,tb-size=512 -cpu "$XT_CPU" \
-    -machine q35 -smp 2 -m "${XT_MEM:-3072}" -nodefaults -display none -no-reboot \
+    -machine "$MACHINE" "${IOMMU_DEV[@]}" -smp 2 -m "${XT_MEM:-3072}" -nodefaults -display none -no-reboot \
     -kernel "$XT_OUT/xen" -append "$XEN_ARGS" \
     -initrd "$XT_OUT/vmlinuz $DOM0_ARGS,$XT_OUT/dom0.cpio" \
     -virtfs "local,path=$XT_SHARE,mount_tag=xtshare,security_model=none,id=xtshare" \
