@@ -116,6 +116,32 @@ START_TEST(test_addr_counted)
 }
 END_TEST
 
+/* pciback's vdev-N: "%04x:%02x:%02x.%02x", the function in two digits. */
+START_TEST(test_vdev_parse)
+{
+    static const char *const bad[] = {"0000:00:10.08",  "0000:00:10.10",
+                                      "0000:00:10.x0",  "0000:00:20.00",
+                                      "0000:00:10.000", "000:00:10.00",
+                                      "0000:00:10.0 ",  ""};
+    stubdm_pci_addr a;
+
+    ck_assert_int_eq(stubdm__pci_vdev_parse_n("0000:00:10.00", 13, &a), 0);
+    ck_assert_uint_eq(a.dev, 0x10);
+    ck_assert_uint_eq(a.func, 0);
+    ck_assert_int_eq(stubdm__pci_vdev_parse_n("0001:02:1f.07", 13, &a), 0);
+    ck_assert_uint_eq(a.domain, 1);
+    ck_assert_uint_eq(a.bus, 2);
+    ck_assert_uint_eq(a.dev, 0x1f);
+    ck_assert_uint_eq(a.func, 7);
+    ck_assert_int_eq(stubdm__pci_vdev_parse_n("0000:00:03.1", 12, &a), 0);
+    ck_assert_uint_eq(a.func, 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(stubdm__pci_vdev_parse_n(bad[i], strlen(bad[i]), &a) ==
+                          STUBDM_EINVAL,
+                      "'%s' accepted", bad[i]);
+}
+END_TEST
+
 START_TEST(test_addr_format_bounds)
 {
     stubdm_pci_addr a = {0, 3, 0, 0}, bad = {0, 3, 32, 0};
@@ -740,9 +766,14 @@ static void write_u(struct xs_handle *xs, const char *path, unsigned v)
     xs_write(xs, XBT_NULL, path, s, (unsigned)strlen(s));
 }
 
+/* What the stand-in publishes as vdev-N instead (a hostile backend). */
+static const char *pciback_vdev;
+
 /* pciback and pcifront as the mock's stand-ins: a new device
- * (state-N Initialising) is exported (Initialised), a closing one is
- * closed, then the bus is Connected. */
+ * (state-N Initialising) is exported (Initialised) and published as
+ * vdev-N at slot 0x10 + N of the stubdomain's virtual bus (pciback's
+ * default mode: not the host's address), a closing one is closed, then
+ * the bus is Connected. */
 static void pciback_loop(void)
 {
     struct xs_handle *xs = xs_open(0);
@@ -761,9 +792,15 @@ static void pciback_loop(void)
         for (unsigned i = 0; i < num && i < 16; i++) {
             char p[96];
             snprintf(p, sizeof(p), BE "/state-%u", i);
-            if (read_u(xs, p) == 1)
+            if (read_u(xs, p) == 1) {
+                char vp[96], v[32];
+                snprintf(vp, sizeof(vp), BE "/vdev-%u", i);
+                snprintf(v, sizeof(v), "0000:00:%02x.00", 0x10 + i);
+                if (pciback_vdev)
+                    snprintf(v, sizeof(v), "%s", pciback_vdev);
+                xs_write(xs, XBT_NULL, vp, v, (unsigned)strlen(v));
                 write_u(xs, p, 3);
-            else if (read_u(xs, p) == 5)
+            } else if (read_u(xs, p) == 5)
                 write_u(xs, p, 6);
         }
         write_u(xs, FE "/state", 4);
@@ -1026,8 +1063,28 @@ START_TEST(test_attach_retry)
     open_qmp(script);
     r = attach("0000:00:04.0", 6, 0, 5000);
     ck_assert_msg(r.rc == 0, "%s", r.msg);
-    expect_node(BE "/vdev-0", "06.0");
+    expect_node(BE "/vdev-0", "0000:00:10.00");
     expect_node(BE "/vdevfn-0", "30");
+}
+END_TEST
+
+/* A vdev-N that is not an address (pciback is dom0's, but the value is
+ * read and parsed like any other): the attach fails before device_add,
+ * leaving nothing. */
+START_TEST(test_attach_bad_vdev)
+{
+    static const struct qmp_peer_step script[] = {QP_HS(), QP_H(3000), QP_E()};
+    struct ts_result r;
+
+    pciback_vdev = "0000:00:10.0/";
+    pciback_start();
+    pciback_vdev = NULL;
+    open_qmp(script);
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_int_eq(r.rc, STUBDM_EPROTO);
+    ck_assert_str_eq(r.msg, "/local/domain/0/backend/pci/9/0/vdev-0: not a "
+                            "PCI address");
+    expect_nothing_left();
 }
 END_TEST
 
@@ -1209,13 +1266,13 @@ START_TEST(test_detach_renumbers)
 {
     static const struct qmp_peer_step script[] = {
         QP_HS(),
-        QP_R("\"hostaddr\":\"0000:00:04.0\""),
+        QP_R("\"hostaddr\":\"0000:00:10.0\""),
         QP_REP("{\"return\": {}, \"id\": %s}"),
         QP_R("\"query-pci\""),
         QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
                "\"slot\": 5, \"function\": 0, \"qdev_id\": "
                "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
-        QP_R("\"hostaddr\":\"0000:00:08.0\""),
+        QP_R("\"hostaddr\":\"0000:00:11.0\""),
         QP_REP("{\"return\": {}, \"id\": %s}"),
         QP_R("\"query-pci\""),
         QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
@@ -1327,6 +1384,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_addr_accepts);
     tcase_add_test(t, test_addr_refuses);
     tcase_add_test(t, test_addr_counted);
+    tcase_add_test(t, test_vdev_parse);
     tcase_add_test(t, test_addr_format_bounds);
     suite_add_tcase(s, t);
     tcase_add_test(o, test_dev_opts);
@@ -1362,6 +1420,7 @@ static Suite *suite(void)
         tcase_add_test(a, test_attach_refused);
         tcase_add_test(a, test_attach_retry);
         tcase_add_test(a, test_attach_never_connected);
+        tcase_add_test(a, test_attach_bad_vdev);
         tcase_add_test(a, test_attach_stubdom_dies);
         tcase_add_test(a, test_attach_cancel);
         tcase_add_test(a, test_attach_not_in_query);

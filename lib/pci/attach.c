@@ -48,6 +48,7 @@ struct attach_op {
     int timeout_ms;
     int64_t started_ms;
     char bdf[STUBDM_PCI_ADDR_STRLEN], qid[32], be[64];
+    char hostaddr[STUBDM_PCI_ADDR_STRLEN]; /* as the stubdomain sees it */
     unsigned n, last_state;
     struct stubdm__pci_res res; /* what was granted */
     bool granted, on_bus, added, ok;
@@ -246,13 +247,35 @@ static void send_add(struct attach_op *a)
     snprintf(args, sizeof(args),
              "{\"driver\":\"xen-pci-passthrough\",\"id\":\"%s\","
              "\"hostaddr\":\"%s\"%s%s%s}",
-             a->qid, a->bdf, addr, perm, pm);
+             a->qid, a->hostaddr, addr, perm, pm);
     if ((rc = stubdm_qmp_execute(a->q, "device_add", args, QMP_TIMEOUT_MS,
                                  on_add, a, &a->cmd)))
         fail(a, rc);
 }
 
 /* ---- waiting for pciback -------------------------------------------------- */
+
+/* QEMU opens the device under the address the stubdomain's pcifront
+ * gives it: pciback's virtual bus by default, so not the host's BDF
+ * (which libxl passes, and which then works only with pciback's
+ * passthrough mode).  A backend without vdev-N (not Linux pciback) gets
+ * the host's. */
+static int find_hostaddr(struct attach_op *a)
+{
+    stubdm_ctx *ctx = a->op.ctx;
+    stubdm_pci_addr v;
+    int rc = stubdm__pci_backend_vdev(ctx, a->stub, a->n, &v);
+
+    if (rc == STUBDM_ENOENT) {
+        stubdm__clear_error(ctx);
+        memcpy(a->hostaddr, a->bdf, sizeof(a->hostaddr));
+        return 0;
+    }
+    if (rc)
+        return rc;
+    stubdm_pci_addr_format(&v, a->hostaddr, sizeof(a->hostaddr));
+    return 0;
+}
 
 static void on_state(stubdm_ctx *ctx, struct stubdm__xswatch *w,
                      const char *path)
@@ -280,8 +303,14 @@ static void on_state(stubdm_ctx *ctx, struct stubdm__xswatch *w,
     if (st != XB_CONNECTED)
         return;
     stubdm__xswatch_stop(ctx, &a->watch);
-    LOG_DEBUG(ctx, MOD, "PCI device %s: backend connected after %.3f s",
-              a->bdf, waited_s(a));
+    if ((rc = find_hostaddr(a))) {
+        fail(a, rc);
+        return;
+    }
+    LOG_DEBUG(ctx, MOD,
+              "PCI device %s: backend connected after %.3f s, the "
+              "stubdomain sees it at %s",
+              a->bdf, waited_s(a), a->hostaddr);
     send_add(a);
 }
 

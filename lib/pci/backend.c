@@ -2,8 +2,8 @@
  * The stubdomain's PCI bus in xenstore (docs/pci.md, step 8): pciback's
  * backend /local/domain/0/backend/pci/<stub>/0 and pcifront's frontend
  * /local/domain/<stub>/device/pci/0, one entry N per device (dev-N,
- * vdev-N, opts-N, state-N), as libxl 4.17 lays them out.  The layout is a
- * pure node list; the writers read num_devs and write inside one
+ * opts-N, state-N; pciback adds vdev-N), as libxl 4.17 lays them out.  The
+ * layout is a pure node list; the writers read num_devs and write inside one
  * transaction.  Everything under the backend is dom0's (the stubdomain
  * only reads it); the backend's state and state-N are pciback's to move.
  */
@@ -86,10 +86,6 @@ int stubdm__pci_backend_nodes(uint32_t stub, unsigned n,
     snprintf(v, sizeof(v), "%u\n", r->irq);
     rc = rc || stubdm__nodes_add_str(l, NULL, res, "%s/res-%u", be, n) ||
          stubdm__nodes_add_str(l, NULL, v, "%s/irq-%u", be, n);
-    if (!rc && d->vslot >= 0) {
-        snprintf(v, sizeof(v), "%02x.0", (unsigned)d->vslot);
-        rc = stubdm__nodes_add_str(l, NULL, v, "%s/vdev-%u", be, n);
-    }
     snprintf(v, sizeof(v), "%u", n + 1);
     rc = rc || stubdm__nodes_add_str(l, NULL, v, "%s/num_devs", be);
     /* A bus pciback has connected is told of a new device by
@@ -348,6 +344,24 @@ int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub, unsigned *state)
         return stubdm__fail(ctx, STUBDM_EPROTO, 0, "%s: not a xenbus state",
                             p);
     *state = u;
+    return 0;
+}
+
+int stubdm__pci_backend_vdev(stubdm_ctx *ctx, uint32_t stub, unsigned idx,
+                             stubdm_pci_addr *out)
+{
+    char be[64], p[96], *v = NULL;
+    size_t len = 0;
+    int rc;
+
+    stubdm__pci_backend_path(stub, be, sizeof(be));
+    snprintf(p, sizeof(p), "%s/vdev-%u", be, idx);
+    if ((rc = stubdm__xs_read(ctx, 0, p, 13, &v, &len)))
+        return rc;
+    rc = stubdm__pci_vdev_parse_n(v, len, out);
+    free(v);
+    if (rc)
+        return stubdm__fail(ctx, STUBDM_EPROTO, 0, "%s: not a PCI address", p);
     return 0;
 }
 

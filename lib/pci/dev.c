@@ -67,6 +67,18 @@ int stubdm__pci_addr_parse_n(const char *s, size_t n, stubdm_pci_addr *out)
     return 0;
 }
 
+int stubdm__pci_vdev_parse_n(const char *s, size_t n, stubdm_pci_addr *out)
+{
+    char b[12];
+
+    if (s && n == 13 && s[11] == '0') {
+        memcpy(b, s, 11);
+        b[11] = s[12];
+        return stubdm__pci_addr_parse_n(b, sizeof(b), out);
+    }
+    return stubdm__pci_addr_parse_n(s, n, out);
+}
+
 int stubdm_pci_addr_parse(const char *s, stubdm_pci_addr *out)
 {
     if (!s)

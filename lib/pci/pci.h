@@ -28,6 +28,9 @@ bool stubdm__pci_addr_eq(const stubdm_pci_addr *a, const stubdm_pci_addr *b);
 /* Parse exactly the n bytes at s (a field of a longer text, e.g. a line
  * of pciback's slots); same forms as stubdm_pci_addr_parse. */
 int stubdm__pci_addr_parse_n(const char *s, size_t n, stubdm_pci_addr *out);
+/* The same, also in the form pciback publishes as vdev-N (a two-digit
+ * function, "SSSS:BB:DD.0F"). */
+int stubdm__pci_vdev_parse_n(const char *s, size_t n, stubdm_pci_addr *out);
 
 /* ---- the host's sysfs (sysfs.c) ----------------------------------------- */
 
@@ -111,6 +114,12 @@ int stubdm__pci_list_read(stubdm_ctx *ctx, uint32_t stub,
                           struct stubdm_pci_list *l);
 /* The backend's state (a xenbus state, strictly parsed). */
 int stubdm__pci_backend_state(stubdm_ctx *ctx, uint32_t stub, unsigned *state);
+/* Entry idx's address as the stubdomain sees it, published by pciback as
+ * vdev-N once it exported the device (its virtual bus in pciback's
+ * default mode, the host address in its passthrough mode).  ENOENT when
+ * pciback has not published one. */
+int stubdm__pci_backend_vdev(stubdm_ctx *ctx, uint32_t stub, unsigned idx,
+                             stubdm_pci_addr *out);
 
 /* ---- the dom0 side (grant.c) --------------------------------------------- */
 
