@@ -164,7 +164,7 @@ static stubdm_spawn_opts *config(const char *bdf)
  * stubdomain still paused). */
 struct seen {
     struct xs_handle *xs;
-    bool at_unpause, on_bus, granted, assigned;
+    bool at_unpause, on_bus, granted, assigned, no_relocate;
 };
 
 static bool has(struct xs_handle *xs, const char *path)
@@ -174,6 +174,16 @@ static bool has(struct xs_handle *xs, const char *path)
 
     free(v);
     return v != NULL;
+}
+
+static bool value_is(struct xs_handle *xs, const char *path, const char *want)
+{
+    unsigned len;
+    char *v = xs_read(xs, XBT_NULL, path, &len);
+    bool eq = v && !strcmp(v, want);
+
+    free(v);
+    return eq;
 }
 
 static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
@@ -189,6 +199,10 @@ static void on_progress(stubdm_stubdom *s, stubdm_spawn_step step, void *user)
                  has(w->xs, SIM "/perm/7/iomem-fea00-100") &&
                  has(w->xs, SIM "/perm/9/irq-11");
     w->assigned = has(w->xs, SIM "/assigned/0000-00-04-0");
+    w->no_relocate = value_is(w->xs,
+                              "/local/domain/7/hvmloader/"
+                              "allow-memory-relocate",
+                              "0");
 }
 
 START_TEST(test_spawn_pci_before_unpause)
@@ -215,6 +229,8 @@ START_TEST(test_spawn_pci_before_unpause)
     ck_assert_msg(w.on_bus, "the device was not on the bus before unpause");
     ck_assert_msg(w.granted, "permissions were not granted before unpause");
     ck_assert_msg(w.assigned, "not assigned to the guest before unpause");
+    ck_assert_msg(w.no_relocate, "the guest's hvmloader may relocate memory "
+                                 "(allow-memory-relocate not 0)");
     /* QEMU without Xen has no xen-pci-passthrough: the spawn fails at the
      * device_add, after QMP, and rolls back. */
     ck_assert_int_eq(rc, STUBDM_EQMP);

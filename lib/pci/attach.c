@@ -495,6 +495,33 @@ int stubdm__pci_attach_prepared(stubdm_ctx *ctx, uint32_t stub, uint32_t guest,
                         op_out);
 }
 
+int stubdm__pci_guest_no_relocate(stubdm_ctx *ctx, uint32_t guest)
+{
+    struct xs_handle *xsh;
+    char p[96], *v = NULL;
+    int rc;
+
+    snprintf(p, sizeof(p), "/local/domain/%u/hvmloader/allow-memory-relocate",
+             guest);
+    rc = stubdm__xs_read(ctx, 0, p, 8, &v, NULL);
+    if (rc == 0 && !strcmp(v, "0")) {
+        free(v);
+        return 0;
+    }
+    free(v);
+    if (rc && rc != STUBDM_ENOENT)
+        return rc;
+    stubdm__clear_error(ctx);
+    if ((rc = stubdm__xs_handle(ctx, &xsh)))
+        return rc;
+    stubdm__xs_count(ctx, 1);
+    if (!xs_write(xsh, XBT_NULL, p, "0", 1))
+        return stubdm__fail(ctx, stubdm__xs_errno_to_rc(errno), errno,
+                            "writing %s: %s", p, strerror(errno));
+    LOG_INFO(ctx, MOD, "guest %u: %s = 0 (PCI devices at spawn)", guest, p);
+    return 0;
+}
+
 int stubdm__pci_prepare(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
                         const struct stubdm_pci_dev *d)
 {

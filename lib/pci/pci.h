@@ -141,6 +141,12 @@ int stubdm__pci_revoke_entry(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,
 
 /* ---- at spawn and teardown (attach.c) ------------------------------------ */
 
+/* A guest given devices at spawn must not have hvmloader relocate RAM
+ * above the MMIO hole (Qubes #4321; Xen 4.19 writes it for stubdomains
+ * too): hvmloader/allow-memory-relocate = 0 unless it already is.  The
+ * node is the guest's boot configuration, read once by its hvmloader: it
+ * stays for the guest's life (its directory goes with the domain). */
+int stubdm__pci_guest_no_relocate(stubdm_ctx *ctx, uint32_t guest);
 /* The dom0 and xenstore parts of an attach, for a stubdomain still paused
  * (the spawn's DEVICES step); nothing left on failure. */
 int stubdm__pci_prepare(stubdm_ctx *ctx, uint32_t guest, uint32_t stub,

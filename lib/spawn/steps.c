@@ -397,6 +397,8 @@ int stubdm__spawn_step_devices(stubdm_stubdom *s)
     /* PCI devices while the stubdomain is paused: pcifront finds its
      * bus when Linux boots, QEMU the devices when it starts (docs/pci.md,
      * "At spawn"). */
+    if (!rc && s->cfg->npcis)
+        rc = stubdm__pci_guest_no_relocate(s->ctx, s->guest);
     for (size_t i = 0; !rc && i < s->cfg->npcis; i++)
         rc = stubdm__pci_prepare(s->ctx, s->guest, s->domid, &s->cfg->pcis[i]);
     if (!rc && s->backend == STUBDM_CONSOLE_BACKEND_LIBSTUBDM)
