@@ -25,6 +25,10 @@ DEPS := build-essential cmake pkg-config libxen-dev xenstore-utils xen-utils-4.1
 # examples/libxl-4.17/build.sh (the nested Xen's section libxl): Xen 4.17's
 # tools/libs.  Not libnl-3-dev (docs/libxl.md).
 DEPS += acpica-tools bison flex uuid-dev libncurses-dev python3-dev zlib1g-dev curl xz-utils patch
+# The release checks: Debian packages (.ci/package.sh: dpkg-buildpackage,
+# lintian, the install test's debootstrap chroot), the ABI baseline
+# (abidw/abidiff) and the man pages' lint (mandoc).
+DEPS += dpkg-dev debhelper lintian abigail-tools mandoc debootstrap
 DEPS += $(EXTRA_DEPS)
 
 .PHONY: all deps build test demo bench format install clean test-xen
@@ -78,4 +82,4 @@ test-xen:
 	$$sudo env XT_BUILD="$(CURDIR)/$(BUILD_DIR)-xen" ./tests/xen/run.sh
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan build-fuzz build-xen build-xen.log
+	rm -rf $(BUILD_DIR) build-asan build-fuzz build-xen build-xen.log build-pkg build-pkg.log build-pkg-base.log

@@ -23,7 +23,17 @@
 #                    its figures into the log (~40 s); a benchmark counts as
 #                    failed only if it cannot run to the end, never for a
 #                    figure (targets are read, not asserted)
-#   6. xen           tests/xen/run.sh --tests XEN_TESTS ("qmp spawn
+#   6. package       .ci/package.sh build-pkg/: the Debian packages
+#                    (dpkg-buildpackage -b, DEB_BUILD_OPTIONS=nocheck),
+#                    lintian on them, and an install test in a clean
+#                    Debian 12 chroot (debootstrap --variant=minbase,
+#                    cached in /var/tmp/libstubdm-pkg): the consumer
+#                    built with pkg-config and find_package(), the OCaml
+#                    binding, stubdm-ctl --version and the simulated-host
+#                    demo from the installed files (root or sudo; one
+#                    test per check; ~1-2 min; the base chroot, when not
+#                    cached, is made in the background from the start)
+#   7. xen           tests/xen/run.sh --tests XEN_TESTS ("qmp spawn
 #                    spawndisk crash spawncon bootdisk stubdmd libxl ocaml"): a real Xen 4.17 booted under
 #                    QEMU TCG (root or sudo;
 #                    ~9 min cold, images cached in /var/tmp/libstubdm-xen)
@@ -41,7 +51,7 @@
 #
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default
 # 1: some suites measure timeouts), FUZZ_SECONDS, STAGES (default
-# "format build asan valgrind fuzz bench xen"), XEN_TESTS, XEN_TIMEOUT (default 1800 s),
+# "format build asan valgrind fuzz bench package xen"), XEN_TESTS, XEN_TIMEOUT (default 1800 s),
 # XEN_TARBALL (Xen 4.17.7's source for the xen stage's section libxl),
 # CMAKE_ARGS (extra configure arguments).
 set -uo pipefail
@@ -50,7 +60,7 @@ cd "$(dirname "$0")/.." || exit 2
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ctest_jobs=${CTEST_JOBS:-1}
 fuzz_seconds=${FUZZ_SECONDS:-30}
-stages=${STAGES:-format build asan valgrind fuzz bench xen}
+stages=${STAGES:-format build asan valgrind fuzz bench package xen}
 xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl ocaml}
 xen_timeout=${XEN_TIMEOUT:-1800}
 # shellcheck disable=SC2206
@@ -209,6 +219,15 @@ if [[ " $stages " == *" xen "* && " $xen_tests " == *" libxl "* ]]; then
     libxl_prebuild=$!
 fi
 
+# The package stage's base chroot (a debootstrap with the consumer's tools,
+# cached in /var/tmp/libstubdm-pkg) is made in the background too, at the
+# lowest priority, when it is not cached yet: mostly network and unpacking.
+pkg_prebuild=
+if [[ " $stages " == *" package "* ]]; then
+    nice -n 19 ./.ci/package.sh --base-only > build-pkg-base.log 2>&1 &
+    pkg_prebuild=$!
+fi
+
 for stage in $stages; do
     t0=$SECONDS
     case $stage in
@@ -360,6 +379,23 @@ for stage in $stages; do
             record bench $((bran - bfail)) "$bfail" $((SECONDS - t0))
         else
             record bench 0 1 $((SECONDS - t0))
+        fi
+        ;;
+    package)
+        banner "stage package: Debian packages, lintian, install test in a chroot (.ci/package.sh)"
+        plog=build-pkg.log
+        if [ -n "$pkg_prebuild" ]; then
+            wait "$pkg_prebuild" || echo "package: the background base chroot failed (build-pkg-base.log): package.sh tries again" >&2
+            sed 's/^/  /' build-pkg-base.log
+        fi
+        ./.ci/package.sh build-pkg 2>&1 | tee "$plog"
+        line=$(grep -E '^package: [0-9]+ passed, [0-9]+ failed$' "$plog" | tail -n 1)
+        if [ -n "$line" ]; then
+            read -r _ pp _ pf _ <<<"$line"
+            record package "$pp" "$pf" $((SECONDS - t0))
+        else
+            echo "package: .ci/package.sh printed no summary" >&2
+            record package 0 1 $((SECONDS - t0))
         fi
         ;;
     xen)

@@ -98,3 +98,30 @@ foreach(_section 1 3 5 7 8)
       DESTINATION ${CMAKE_INSTALL_MANDIR}/man${_section})
   endif()
 endforeach()
+# Every function of the API has its name in section 3: a symlink to its
+# area's page (docs/man/man3.links, made by docs/man/gen-man3.py), as
+# Debian policy prefers to .so requests.
+file(STRINGS ${PROJECT_SOURCE_DIR}/docs/man/man3.links _stubdm_man3_links
+  REGEX "^stubdm_")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+  ${PROJECT_SOURCE_DIR}/docs/man/man3.links)
+set(_stubdm_link_code "")
+foreach(_line IN LISTS _stubdm_man3_links)
+  string(REPLACE " " ";" _pair "${_line}")
+  list(GET _pair 0 _fn)
+  list(GET _pair 1 _page)
+  string(APPEND _stubdm_link_code " ${_fn}=${_page}")
+endforeach()
+install(CODE "
+  set(dir \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_MANDIR}/man3\")
+  if(IS_ABSOLUTE \"${CMAKE_INSTALL_MANDIR}\")
+    set(dir \"\$ENV{DESTDIR}${CMAKE_INSTALL_MANDIR}/man3\")
+  endif()
+  foreach(pair ${_stubdm_link_code})
+    string(REPLACE \"=\" \";\" pair \"\${pair}\")
+    list(GET pair 0 fn)
+    list(GET pair 1 page)
+    file(REMOVE \"\${dir}/\${fn}.3\")
+    file(CREATE_LINK \"\${page}.3\" \"\${dir}/\${fn}.3\" SYMBOLIC)
+  endforeach()
+  message(STATUS \"Installing: \${dir}/stubdm_*.3 (symlinks to the area pages)\")")

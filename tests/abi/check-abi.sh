@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ABI checks on the built shared library (see docs/building.md, "ABI"):
+# ABI checks on the built shared library (see docs/building.md, "ABI policy"):
 #
 #   exports   SONAME is the expected one; the dynamic symbol table defines
 #             only stubdm_* symbols, each bound to a LIBSTUBDM_* version
@@ -12,12 +12,26 @@
 # usage: check-abi.sh exports LIB.so SONAME MAPFILE BASELINE
 #        check-abi.sh header  LIB.so HEADER
 #        check-abi.sh update  LIB.so BASELINE   (rewrite the baseline; at release)
+#        check-abi.sh debian-symbols BASELINE   (print debian/libstubdm0.symbols)
 set -euo pipefail
 
 fail=0
 bad() { echo "FAIL: $*" >&2; fail=1; }
 
 mode=${1:?mode}
+if [ "$mode" = debian-symbols ]; then
+    # dpkg-gensymbols' file: each symbol with the first upstream version
+    # that has it, which is its node's (LIBSTUBDM_x.y: x.y.0).
+    baseline=${2:?baseline}
+    echo "libstubdm.so.0 libstubdm0 #MINVER#"
+    echo "* Build-Depends-Package: libstubdm-dev"
+    awk '!/^#/ && NF == 2 { print $2 }' "$baseline" | sort -u | while read -r node; do
+        echo " $node@$node ${node#LIBSTUBDM_}.0"
+    done
+    awk '!/^#/ && NF == 2 { v = $2; sub(/^LIBSTUBDM_/, "", v); print " " $1 "@" $2 " " v ".0" }' \
+        "$baseline" | sort
+    exit 0
+fi
 lib=${2:?shared library}
 [ -f "$lib" ] || { echo "no such library: $lib" >&2; exit 2; }
 
