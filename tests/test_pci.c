@@ -1260,6 +1260,42 @@ START_TEST(test_detach_ok)
 }
 END_TEST
 
+/* QEMU's xen-pci-passthrough unmaps the guest's pirq when it releases
+ * the device (measured on the nested Xen: the detach's own unmap then
+ * failed with EINVAL and left the bus): the detach revokes the rest and
+ * succeeds. */
+START_TEST(test_detach_pirq_unmapped_by_qemu)
+{
+    static const struct qmp_peer_step script[] = {
+        QP_HS(),
+        QP_R("\"device_add\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_R("\"query-pci\""),
+        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+               "\"slot\": 5, \"function\": 0, \"qdev_id\": "
+               "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
+        QP_R("\"device_del\""),
+        QP_REP("{\"return\": {}, \"id\": %s}"),
+        QP_D(50),
+        DEL_EVENT("pci-pt-00_04.0"),
+        QP_H(3000),
+        QP_E(),
+    };
+    struct ts_result r;
+
+    pciback_start();
+    open_qmp(script);
+    r = attach("0000:00:04.0", -1, 0, 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    ck_assert(exists(SIM "/perm/8/pirq-11"));
+    ck_assert(xs_rm(asim.xs, XBT_NULL, SIM "/perm/8/pirq-11"));
+    r = detach("0000:00:04.0", 5000);
+    ck_assert_msg(r.rc == 0, "%s", r.msg);
+    expect_list(0, NULL, -1);
+    expect_nothing_left();
+}
+END_TEST
+
 /* Two devices, the first detached: the second renumbered to entry 0,
  * its permissions kept. */
 START_TEST(test_detach_renumbers)
@@ -1426,6 +1462,7 @@ static Suite *suite(void)
         tcase_add_test(a, test_attach_not_in_query);
         tcase_add_test(a, test_detach_ok);
         tcase_add_test(a, test_detach_renumbers);
+        tcase_add_test(a, test_detach_pirq_unmapped_by_qemu);
         tcase_add_test(a, test_detach_no_event);
         tcase_add_test(a, test_detach_not_in_qemu);
         suite_add_tcase(s, a);

@@ -48,10 +48,17 @@ static int permit(stubdm_ctx *ctx, const struct stubdm__host_ops *h,
             return rc;
         return h->irq_permission(ctx, domid, pirq, true);
     }
-    /* The pirq was asked equal to the irq (as libxl does). */
+    /* The pirq was asked equal to the irq (as libxl does).  QEMU's
+     * xen-pci-passthrough unmaps the guest's pirq itself when it lets the
+     * device go, so one already unmapped is what a detach expects. */
     rc = h->irq_permission(ctx, domid, r->irq, false);
     first = first ? first : rc;
     rc = h->unmap_pirq(ctx, domid, r->irq);
+    if (rc == STUBDM_ENOENT) {
+        LOG_DEBUG(ctx, MOD, "%s", ctx->errmsg);
+        stubdm__clear_error(ctx);
+        rc = 0;
+    }
     return first ? first : rc;
 }
 

@@ -62,6 +62,7 @@ struct stubdm__host_ops {
     /* The pirq of the host irq, mapped into domid (*pirq in: the irq). */
     int (*map_pirq)(stubdm_ctx *ctx, uint32_t domid, uint32_t irq,
                     uint32_t *pirq);
+    /* STUBDM_ENOENT: the pirq is not mapped (Xen says EINVAL). */
     int (*unmap_pirq)(stubdm_ctx *ctx, uint32_t domid, uint32_t pirq);
     int (*irq_permission)(stubdm_ctx *ctx, uint32_t domid, uint32_t pirq,
                           bool grant);

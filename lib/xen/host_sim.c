@@ -351,11 +351,24 @@ static int sim_map_pirq(stubdm_ctx *ctx, uint32_t domid, uint32_t irq,
     return rc;
 }
 
+/* As Xen: a pirq not mapped (e.g. QEMU's xen-pci-passthrough unmapped
+ * the guest's when it released the device) cannot be unmapped. */
 static int sim_unmap_pirq(stubdm_ctx *ctx, uint32_t domid, uint32_t pirq)
 {
-    char key[32];
+    char key[32], path[SIM_PATH_MAX], *v = NULL;
+    int rc;
 
     snprintf(key, sizeof(key), "pirq-%u", pirq);
+    snprintf(path, sizeof(path), SIM_PCI "/perm/%u/%s", domid, key);
+    rc = stubdm__xs_read(ctx, 0, path, 16, &v, NULL);
+    free(v);
+    if (rc == STUBDM_ENOENT)
+        return stubdm__fail(ctx, rc, EINVAL,
+                            "unmapping pirq %u of domain %u "
+                            "(xc_physdev_unmap_pirq): not mapped",
+                            pirq, domid);
+    if (rc)
+        return rc;
     return sim_perm(ctx, "xc_physdev_unmap_pirq", domid, key, NULL, false);
 }
 

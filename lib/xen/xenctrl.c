@@ -417,7 +417,8 @@ static int xen_unmap_pirq(stubdm_ctx *ctx, uint32_t domid, uint32_t pirq)
     if (!stubdm__xc_present(ctx))
         return stubdm__fail(ctx, STUBDM_ENOTSUP, 0, "no Xen hypervisor here");
     if (xc_physdev_unmap_pirq(ctx->hv.xch, domid, (int)pirq) && errno != ESRCH)
-        return stubdm__fail(ctx, STUBDM_EXEN, errno,
+        return stubdm__fail(ctx, errno == EINVAL ? STUBDM_ENOENT : STUBDM_EXEN,
+                            errno,
                             "unmapping pirq %u of domain %u "
                             "(xc_physdev_unmap_pirq): %s",
                             pirq, domid, strerror(errno));
