@@ -2162,7 +2162,11 @@ STUBDM_EXPORT int stubdm_spawn_opts_add_nic(stubdm_spawn_opts *opts,
  * Give the guest a host PCI device (docs/pci.md): it is attached while the
  * stubdomain is still paused, before its QEMU starts and so before the
  * spawn completes and the guest runs.  d is copied.  The same device twice
- * fails the validation (the spawn), naming it.
+ * fails the validation (the spawn), naming it.  The stubdomain's kernel
+ * must let its QEMU map the device's BARs for the guest: a Linux with the
+ * restricted privcmd ("xen/privcmd: restrict usage in unprivileged domU")
+ * needs xen_privcmd.unrestricted=1 on its command line (docs/pci.md, "The
+ * stubdomain's kernel"); the library does not add it.
  * @return 0, STUBDM_EINVAL (NULL), STUBDM_ELIMIT (more than 16 devices:
  *         one pcifront bus), STUBDM_ENOMEM.
  */
