@@ -72,7 +72,8 @@ if newer "$XT_OUT/stubdom-rootfs.cpio.xz" "$S/init" "$S/ioreq-probe.c" "$S/privc
     mkdir -p "$D/usr/share/qemu"
     cp -L "$XT_ROOTFS"/usr/share/qemu/sgabios.bin "$D/usr/share/qemu/"
     : > "$D/etc/xt-modules"
-    xt_modules "$D" "$D/etc/xt-modules" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkfront xen-netfront
+    xt_modules "$D" "$D/etc/xt-modules" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkfront xen-netfront \
+        xen-pcifront
     install -m 755 "$S/init" "$D/init"
     (cd "$D" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$XT_OUT/stubdom-rootfs.cpio"
     gzip -6 -c "$XT_OUT/stubdom-rootfs.cpio" > "$XT_OUT/stubdom-rootfs.cpio.gz"

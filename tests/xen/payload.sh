@@ -2,7 +2,7 @@
 # The real-Xen test payload, run in the nested dom0 as /mnt/host/payload by
 # dom0-init.sh (see run.sh).  Uses the project's binaries from /mnt/host/bin
 # and /mnt/host/lib (built on the host) and the project's stubdomain image
-# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk stubdmd libxl side stubdom ocaml
+# in /mnt/host/images.  Sections (from /mnt/host/tests): xs wait qmp spawn spawndisk crash spawncon spawnqemu bootdisk stubdmd libxl side stubdom ocaml pcihw pci
 # Output: "PASS name" / "FAIL name: reason" per check, "FIGURE name value"
 # for measurements, "INFO ..." for observations, and at the end
 # "N passed, N failed".  Exit status: 0 if nothing failed, else 1.
@@ -71,8 +71,9 @@ boot = "c"
 device_model_version = "qemu-xen"
 CFG
 }
+# mk_hvm_guest [CFG-LINE...]: the lines added to the guest's config
 mk_hvm_guest() {
-    hvm_cfg xt-hguest > /tmp/xt-hguest.cfg
+    { hvm_cfg xt-hguest; for l in "$@"; do echo "$l"; done; } > /tmp/xt-hguest.cfg
     t=$(ms)
     xl create -p /tmp/xt-hguest.cfg > /tmp/xt-hguest.log 2>&1 && HGUEST=$(xl domid xt-hguest)
     [ -n "$HGUEST" ] || { cat /tmp/xt-hguest.log; HGUEST=$GUEST; info "no HVM guest; using $GUEST"; }
@@ -1276,6 +1277,153 @@ if has pcihw; then
             pass "pcihw-assignable ($PD: pciback in $ta ms, listed, given back)"
         else fail "pcihw-assignable" "$PD: list '$al', driver '$drv', after remove '$al2'"; fi
     else fail "pcihw-assignable" "edu device '${PD:-none}', virt_caps '$iommu' (XT_IOMMU=1?)"; fi
+fi
+
+# ===================================================================== pci (issue 18: passthrough through a library stubdomain)
+# With XT_IOMMU=1 (run.sh).  The edu device made assignable (pciback); a
+# fresh HVM guest (passthrough enabled, created paused, its dom0 qemu-xen
+# stopped); `stubdm-ctl spawn --pci` of a stubdomain with the real qemu-xen
+# and a disk whose boot sector (pci-probe.s) finds the device in the
+# guest's PCI configuration space, reads edu's identification register
+# through BAR0 and writes and reads back its liveness register; the line
+# it writes to COM1 (QEMU: -serial file:/dev/hvc0) reaches xenconsoled's
+# log of console 0, and Xen's `xl dmesg` through port 0xe9 (consoles
+# served by xenconsoled: the spawn exits, so later stubdm-ctl calls can
+# open QMP; the library's own console backend lives in its process).  At
+# runtime: pci-detach (device_del; the boot sector's idle loop ejects as an
+# ACPI OS would; DEVICE_DELETED), then libxl's `xl pci-attach` of the same
+# device to a second guest with a dom0 qemu-xen (timed: libxl's figure; it
+# succeeds only if the detach deassigned the device in Xen), that guest
+# destroyed, and pci-attach again to the running guest (timed).  The
+# stubdomain's destroy with the device attached: nothing left, the device
+# pciback's and assignable again, `xl pci-assignable-list` as before.
+if has pci; then
+    section "pci. PCI passthrough through a library stubdomain: edu read by the guest at its slot, detached and attached at runtime"
+    for m in xen-pciback xen-blkback loop; do modprobe $m 2>&1 | sed 's/^/  modprobe| /'; done
+    PD=
+    for d in /sys/bus/pci/devices/*; do
+        [ "$(cat "$d/vendor" 2>/dev/null):$(cat "$d/device" 2>/dev/null)" = 0x1234:0x11e8 ] && PD=${d##*/}
+    done
+    PA0=$(xl pci-assignable-list 2>&1 | tr '\n' ' ')
+    [ -n "$HGUEST" ] && { xl destroy "$HGUEST" 2>/dev/null; HGUEST=; }
+    if [ -z "$PD" ]; then fail "pci-spawn" "no edu device in dom0 (XT_IOMMU=1?)"
+    else
+    t=$(ms); xl pci-assignable-add "$PD" 2>&1 | sed 's/^/  xl| /'
+    info "$PD ($(cat /sys/bus/pci/devices/$PD/vendor):$(cat /sys/bus/pci/devices/$PD/device)) pciback's in $(( $(ms) - t )) ms; assignable before: '${PA0}'"
+    PA1=$(xl pci-assignable-list 2>&1 | tr '\n' ' ')
+    mk_hvm_guest 'passthrough = "enabled"'
+    pid=$(xenstore-read /local/domain/$HGUEST/image/device-model-pid 2>/dev/null)
+    [ -n "$pid" ] && { kill "$pid"; i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done; }
+    PCI_IMG=/tmp/xt-pci.img PCI_SER=$(conlog xt-pci)
+    rm -f "$PCI_SER" /tmp/pci.out /tmp/pci.err
+    dd if=/dev/zero of="$PCI_IMG" bs=1M count=1 2>/dev/null
+    dd if=/mnt/host/bin/pci-probe.mbr of="$PCI_IMG" conv=notrunc 2>/dev/null
+    xs_snapshot /tmp/xs-before
+    t=$(ms)
+    stubdm-ctl -v spawn --guest "$HGUEST" --name xt-pci --kernel /mnt/host/images/vmlinuz \
+        --ramdisk /mnt/host/images/stubdom-rootfs.cpio.gz --memory 320 \
+        --cmdline "console=hvc0 xt.dm=qemu-xen xt.dmlog xen_privcmd.unrestricted=1${STUB_EXTRA:+ $STUB_EXTRA}" \
+        --console-backend xenconsoled --disk "$PCI_IMG" --pci "$PD" --timeout 240 --qmp-status --qmp-timeout 60 \
+        -- -xen-domid "$HGUEST" -no-shutdown -nodefaults -no-user-config -name xt-hguest -display none \
+        -nographic -boot order=c -net none -machine xenfv,suppress-vmdesc=on -m 32 \
+        -drive file=/dev/xvda,if=ide,index=0,readonly=off,media=disk,format=host_device,cache=writeback \
+        -serial file:/dev/hvc0 > /tmp/pci.out 2> /tmp/pci.err; rc=$?
+    PS_MS=$(( $(ms) - t )) PS=$(head -n1 /tmp/pci.out)
+    PBE=/local/domain/0/backend/pci/$PS/0
+    pci_dump() {
+        grep -a 'pci\|PCI\|error\|warn\|fail' /tmp/pci.err | tail -n 30 | cut -c1-300 | sed 's/^/  spawn| /'
+        grep -a 'XT-STUB\|pcifront\|pci 0000\|xen_pt\|xen-pci\|privcmd' "$(conlog xt-pci)" 2>/dev/null | grep -v 'XT-STUB-ARGV ' | tail -n 60 | cut -c1-300 | sed 's/^/  stub| /'
+        xenstore-ls -f "$PBE" 2>/dev/null | sed 's/^/  backend| /'
+        xl dmesg | grep -i "$PD\|d$HGUEST\|d$PS" | grep -iv 'hvm loader\|seabios' | tail -n 15 | sed 's/^/  xen| /'
+    }
+    spawn_attach=$(grep -a "PCI device $PD attached to guest" /tmp/pci.err | head -n1)
+    sa_s=$(echo "$spawn_attach" | sed -n 's/.* after \([0-9.]*\) s.*/\1/p')
+    if [ $rc = 0 ] && [ -n "$PS" ]; then
+        PL=$(stubdm-ctl pci-list "$PS" 2>&1); slot=$(echo "$PL" | awk -v d="$PD" '$1 == d { print $2 }')
+        pass "pci-spawn (stubdomain $PS for guest $HGUEST running after $PS_MS ms with $PD on its bus: pciback's vdev-0 '$(xenstore-read $PBE/vdev-0 2>&1)', QEMU's slot ${slot:-none}; the attach's QMP part done ${sa_s:-?} s after its start)"
+        fig pci_spawn_to_running_ms $PS_MS
+        [ -n "$sa_s" ] && fig pci_spawn_attach_ms "$(echo "$sa_s" | awk '{ printf "%d", $1 * 1000 }')"
+        xenstore-ls -f "$PBE" | sed 's/^/  backend| /'
+        grep -a 'pcifront\|pci 0000:00:00\|xen_pt' "$(conlog xt-pci)" 2>/dev/null | head -n 12 | cut -c1-200 | sed 's/^/  stub| /'
+        xs_dump "$PS" "$HGUEST" $OUT/pci-xs-running.txt
+        xt-unpause "$HGUEST" || info "xt-unpause $HGUEST failed"
+        tu=$(ms)
+        i=0; tm=
+        while [ $i -lt 300 ]; do
+            xl dmesg | grep -aq "(d$HGUEST) XT-PCI-EDU" && { tm=$(( $(ms) - tu )); break; }
+            sleep 0.2; i=$((i + 1))
+        done
+        # the values from port 0xe9 (Xen prints each guest line whole);
+        # COM1 shares console 0 with the stubdomain's kernel, whose
+        # messages may come between its characters
+        com1=$(tr -d '\r' < "$PCI_SER" | grep -a 'XT-PCI-EDU slot=' | head -n1)
+        line=$(xl dmesg | grep -a "(d$HGUEST) XT-PCI-EDU slot=" | head -n1 | sed 's/^.*(d[0-9]*) //')
+        info "guest's port 0xe9 (xl dmesg): ${line:-none}; its COM1 (console 0's log): ${com1:-none}"
+        xl dmesg | grep "(d$HGUEST)" | grep -i 'pci\|bar\|Booting' | head -n 12 | sed 's/^/  guest| /'
+        gs=$(echo "$line" | sed -n 's/.*slot=\([0-9a-f]*\) .*/\1/p')
+        gid=$(echo "$line" | sed -n 's/.* id=\([0-9a-f]*\).*/\1/p')
+        glive=$(echo "$line" | sed -n 's/.* live=\([0-9a-f]*\).*/\1/p')
+        if [ -n "$tm" ] && [ "$gid" = 010000ed ] && [ "$glive" = edcba987 ] && [ "$gs.0" = "$slot" ] && [ -n "$com1" ]; then
+            pass "pci-guest-reads (guest $HGUEST found 1234:11e8 at slot $gs, QEMU's slot; BAR0 identification register 0x$gid; liveness 0x12345678 written, 0x$glive read back; on port 0xe9 and COM1 $tm ms after the unpause)"
+            fig pci_unpause_to_bar0_ms $tm
+        else fail "pci-guest-reads" "line '${line:-none}' (want slot $slot, id 010000ed, live edcba987)"; pci_dump; fi
+        # ---- runtime detach: device_del, the guest ejects, DEVICE_DELETED
+        t=$(ms); out=$(stubdm-ctl -v pci-detach "$PS" "$HGUEST" "$PD" 2>/tmp/pci-detach.err); drc=$?; td=$(( $(ms) - t ))
+        ej=$(xl dmesg | grep -a "(d$HGUEST) XT-PCI-EDU eject" | head -n1 | sed 's/^.*(d[0-9]*) //')
+        grep -a '^libstubdm\[pci\]' /tmp/pci-detach.err | cut -c1-200 | sed 's/^/  detach| /'
+        left=$(xenstore-exists "$PBE" 2>/dev/null && echo "backend $PBE left")
+        if [ $drc = 0 ] && [ -n "$ej" ] && [ -z "$left" ] && [ -z "$(stubdm-ctl pci-list "$PS" 2>&1)" ]; then
+            pass "pci-detach (runtime, $td ms: device_del, the guest's '$ej', DEVICE_DELETED, the bus removed)"
+            fig pci_runtime_detach_ms $td
+        else fail "pci-detach" "exit $drc after $td ms: $out $(grep -v xencall /tmp/pci-detach.err | tail -n 3 | tr '\n' ' '); guest: '${ej:-no eject}'; $left"; pci_dump; fi
+        # ---- libxl's xl pci-attach of the same device, to a second guest
+        # with a dom0 qemu-xen: libxl's figure, and Xen's proof that the
+        # detach deassigned the device (else: busy)
+        { hvm_cfg xt-pg2; echo 'passthrough = "enabled"'; } > /tmp/xt-pg2.cfg
+        if xl create -p /tmp/xt-pg2.cfg > /tmp/xt-pg2.log 2>&1; then
+            t=$(ms); xl pci-attach xt-pg2 "$PD" > /tmp/xl-pci.log 2>&1; xrc=$?; tx=$(( $(ms) - t ))
+            xl pci-list xt-pg2 2>&1 | sed 's/^/  xl pci-list| /'
+            if [ $xrc = 0 ]; then
+                pass "pci-xl-attach (libxl's xl pci-attach of $PD to a guest with a dom0 qemu-xen: $tx ms; the device was free in Xen after the library's detach)"
+                fig pci_xl_attach_ms $tx
+            else fail "pci-xl-attach" "exit $xrc after $tx ms: $(tail -n 5 /tmp/xl-pci.log | tr '\n' ' ')"; fi
+            t=$(ms); xl destroy xt-pg2; info "xl destroy of xt-pg2 (its device back to pciback): $(( $(ms) - t )) ms"
+            # libxl's record of its assignment (/libxl/pci/BDF) outlives
+            # xl destroy: libxl's, not the stubdomain's
+            xs_snapshot /tmp/xs-pg2
+            grep '^/libxl/pci' /tmp/xs-pg2 | LC_ALL=C comm -13 /tmp/xs-before - > /tmp/xs-libxl-pci
+            [ -s /tmp/xs-libxl-pci ] && info "left by libxl: $(tr '\n' ' ' < /tmp/xs-libxl-pci)"
+            LC_ALL=C sort -u /tmp/xs-before /tmp/xs-libxl-pci -o /tmp/xs-before
+        else fail "pci-xl-attach" "xl create of a second guest: $(tail -n 3 /tmp/xt-pg2.log | tr '\n' ' ')"; fi
+        # ---- runtime attach to the running guest
+        t=$(ms); out=$(stubdm-ctl -v pci-attach "$PS" "$HGUEST" "$PD" 2>/tmp/pci-attach.err); arc=$?; ta=$(( $(ms) - t ))
+        grep -a '^libstubdm\[pci\]' /tmp/pci-attach.err | cut -c1-200 | sed 's/^/  attach| /'
+        PL=$(stubdm-ctl pci-list "$PS" 2>&1)
+        if [ $arc = 0 ] && echo "$PL" | grep -q "^$PD "; then
+            pass "pci-attach (runtime, $ta ms: $PL)"
+            fig pci_runtime_attach_ms $ta
+        else fail "pci-attach" "exit $arc after $ta ms: $out $(grep -v xencall /tmp/pci-attach.err | tail -n 3 | tr '\n' ' '); list '$PL'"; pci_dump; fi
+        # ---- destroy with the device attached
+        t=$(ms); out=$(stubdm-ctl destroy "$PS" 2>&1); drc=$?; t=$(( $(ms) - t ))
+        info "destroy: exit $drc, $out ($t ms)"
+        xl destroy "$HGUEST" 2>/dev/null; HGUEST=
+        l=$(bd_leaks xt-pci)
+        PA2=$(xl pci-assignable-list 2>&1 | tr '\n' ' ')
+        drv=$(basename "$(readlink /sys/bus/pci/devices/$PD/driver)")
+        if [ $drc = 0 ] && [ -z "$l" ] && [ "$PA2" = "$PA1" ] && [ "$drv" = pciback ]; then
+            pass "pci-destroy (exit 0 in $t ms; no domain or node left; $PD pciback's, assignable-list '$PA2' as after pci-assignable-add)"
+        else fail "pci-destroy" "exit $drc: $out; left: '$l'; assignable '$PA2' (want '$PA1'); driver $drv"; fi
+    else
+        fail "pci-spawn" "exit $rc after $PS_MS ms: $(grep -v xencall /tmp/pci.err | tail -n 5 | tr '\n' ' ')"
+        pci_dump
+        [ -n "$PS" ] && stubdm-ctl destroy "$PS" >/dev/null 2>&1
+        xl destroy "$HGUEST" 2>/dev/null; HGUEST=
+    fi
+    xl pci-assignable-remove "$PD" 2>&1 | sed 's/^/  xl| /'
+    PA3=$(xl pci-assignable-list 2>&1 | tr '\n' ' ')
+    if [ "$PA3" = "$PA0" ]; then pass "pci-assignable-restored ($PD given back: xl pci-assignable-list '$PA3' as before the section)"
+    else fail "pci-assignable-restored" "'$PA3', before '$PA0'"; fi
+    fi
 fi
 
 # ===================================================================== libxl (issue 16: xl create through the patched libxl)

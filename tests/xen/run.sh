@@ -98,6 +98,14 @@ gcc -O2 -Wall -o "$XT_SHARE/bin/xt-memcheck" "$XT_DIR/xt-memcheck.c" \
     || { xt_log "building xt-memcheck failed"; exit 2; }
 cp "$XT_TOP/tests/mock-xenstored/conformance.sh" "$XT_DIR"/bench-side-by-side.sh "$XT_SHARE/bin/" 2>/dev/null || true
 cp "$XT_DIR/mk-bootsector.sh" "$XT_SHARE/bin/"
+# section pci's boot sector (pci-probe.s), assembled here: dom0 has no
+# toolchain
+as --32 -o "$XT_WORK/pci-probe.o" "$XT_DIR/pci-probe.s" &&
+    ld -m elf_i386 -Ttext 0x7c00 --oformat binary -e _start -o "$XT_WORK/pci-probe.bin" "$XT_WORK/pci-probe.o" ||
+    xt_die "assembling pci-probe.s"
+n=$(stat -c %s "$XT_WORK/pci-probe.bin")
+[ "$n" -le 510 ] || xt_die "pci-probe.s: $n bytes, more than a boot sector's 510"
+{ cat "$XT_WORK/pci-probe.bin"; head -c $((510 - n)) /dev/zero; printf '\125\252'; } > "$XT_SHARE/bin/pci-probe.mbr"
 install -m 755 "$XT_DIR/qmp-rtt.py" "$XT_SHARE/bin/"
 install -m 755 "$XT_DIR/payload.sh" "$XT_SHARE/payload"
 echo "$TESTS" > "$XT_SHARE/tests"
