@@ -19,11 +19,7 @@
 #                    its whole suite under helgrind
 #   4. fuzz          tests/fuzz/run-fuzz.sh FUZZ_SECONDS (30) build-fuzz/,
 #                    if present
-#   5. bench         bench/run-all.sh build: every benchmark runs and prints
-#                    its figures into the log (~40 s); a benchmark counts as
-#                    failed only if it cannot run to the end, never for a
-#                    figure (targets are read, not asserted)
-#   6. package       .ci/package.sh build-pkg/: the Debian packages
+#   5. package       .ci/package.sh build-pkg/: the Debian packages
 #                    (dpkg-buildpackage -b, DEB_BUILD_OPTIONS=nocheck),
 #                    lintian on them, and an install test in a clean
 #                    Debian 12 chroot (debootstrap --variant=minbase,
@@ -31,10 +27,15 @@
 #                    built with pkg-config and find_package(), the OCaml
 #                    binding, stubdm-ctl --version and the simulated-host
 #                    demo from the installed files (root or sudo; one
-#                    test per check; ~1-2 min; the base chroot, when not
-#                    cached, is made in the background from the start)
+#                    test per check; ~1-2 min, in the background: the
+#                    base chroot from the start when not cached, the rest
+#                    while the fuzz stage runs; the stage waits for it)
+#   6. bench         bench/run-all.sh build: every benchmark runs and prints
+#                    its figures into the log (~40 s); a benchmark counts as
+#                    failed only if it cannot run to the end, never for a
+#                    figure (targets are read, not asserted)
 #   7. xen           tests/xen/run.sh --tests XEN_TESTS ("qmp spawn
-#                    spawndisk crash spawncon bootdisk stubdmd libxl ocaml"): a real Xen 4.17 booted under
+#                    spawndisk crash spawncon bootdisk stubdmd libxl ocaml pci", XT_IOMMU=1): a real Xen 4.17 booted under
 #                    QEMU TCG (root or sudo;
 #                    ~9 min cold, images cached in /var/tmp/libstubdm-xen)
 #
@@ -51,7 +52,7 @@
 #
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default
 # 1: some suites measure timeouts), FUZZ_SECONDS, STAGES (default
-# "format build asan valgrind fuzz bench package xen"), XEN_TESTS, XEN_TIMEOUT (default 1800 s),
+# "format build asan valgrind fuzz package bench xen"), XEN_TESTS, XEN_TIMEOUT (default 1800 s),
 # XEN_TARBALL (Xen 4.17.7's source for the xen stage's section libxl),
 # CMAKE_ARGS (extra configure arguments).
 set -uo pipefail
@@ -60,8 +61,8 @@ cd "$(dirname "$0")/.." || exit 2
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 ctest_jobs=${CTEST_JOBS:-1}
 fuzz_seconds=${FUZZ_SECONDS:-30}
-stages=${STAGES:-format build asan valgrind fuzz bench package xen}
-xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl ocaml}
+stages=${STAGES:-format build asan valgrind fuzz package bench xen}
+xen_tests=${XEN_TESTS:-qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl ocaml pci}
 xen_timeout=${XEN_TIMEOUT:-1800}
 # shellcheck disable=SC2206
 extra_cmake=(${CMAKE_ARGS:-})
@@ -219,13 +220,28 @@ if [[ " $stages " == *" xen "* && " $xen_tests " == *" libxl "* ]]; then
     libxl_prebuild=$!
 fi
 
-# The package stage's base chroot (a debootstrap with the consumer's tools,
-# cached in /var/tmp/libstubdm-pkg) is made in the background too, at the
-# lowest priority, when it is not cached yet: mostly network and unpacking.
-pkg_prebuild=
+# The package stage runs in the background: its base chroot (a debootstrap
+# with the consumer's tools, cached in /var/tmp/libstubdm-pkg) from the
+# start, at the lowest priority (mostly network and unpacking); the
+# packages themselves once the fuzz stage begins (build-pkg.go), whose
+# fuzzers run for a fixed time whatever else runs, so the build and its
+# install test cost the run no wall time there.  The package stage (after
+# fuzz, before bench, whose figures want a quiet machine) waits for it.
+pkg_job=
+rm -f build-pkg.go build-pkg.rc
 if [[ " $stages " == *" package "* ]]; then
-    nice -n 19 ./.ci/package.sh --base-only > build-pkg-base.log 2>&1 &
-    pkg_prebuild=$!
+    # its own mark: procs-left of the stages it runs beside must not take
+    # its processes (the demo's simulated host) for theirs; the package
+    # stage checks them once it is done
+    (
+        export STUBDM_TEST_RUN=$STUBDM_TEST_RUN.pkg
+        nice -n 19 ./.ci/package.sh --base-only > build-pkg-base.log 2>&1 ||
+            echo "package: the base chroot failed (build-pkg-base.log): package.sh tries again" >> build-pkg-base.log
+        while [ ! -e build-pkg.go ]; do sleep 1; done
+        ./.ci/package.sh build-pkg > build-pkg.log 2>&1
+        echo $? > build-pkg.rc
+    ) &
+    pkg_job=$!
 fi
 
 for stage in $stages; do
@@ -353,6 +369,7 @@ for stage in $stages; do
         ;;
     fuzz)
         banner "stage fuzz: fuzz smoke run (${fuzz_seconds}s)"
+        : > build-pkg.go # the package job builds meanwhile
         if [ -f tests/fuzz/run-fuzz.sh ]; then
             if FUZZ_SECONDS=$fuzz_seconds timeout $((fuzz_seconds * 10 + 900)) \
                    sh tests/fuzz/run-fuzz.sh "$fuzz_seconds" "$PWD/build-fuzz"; then
@@ -384,11 +401,11 @@ for stage in $stages; do
     package)
         banner "stage package: Debian packages, lintian, install test in a chroot (.ci/package.sh)"
         plog=build-pkg.log
-        if [ -n "$pkg_prebuild" ]; then
-            wait "$pkg_prebuild" || echo "package: the background base chroot failed (build-pkg-base.log): package.sh tries again" >&2
-            sed 's/^/  /' build-pkg-base.log
-        fi
-        ./.ci/package.sh build-pkg 2>&1 | tee "$plog"
+        : > build-pkg.go
+        wait "$pkg_job"
+        sed 's/^/  /' build-pkg-base.log
+        cat "$plog"
+        STUBDM_TEST_RUN=$STUBDM_TEST_RUN.pkg procs_left package-job
         line=$(grep -E '^package: [0-9]+ passed, [0-9]+ failed$' "$plog" | tail -n 1)
         if [ -n "$line" ]; then
             read -r _ pp _ pf _ <<<"$line"
@@ -417,7 +434,9 @@ for stage in $stages; do
             wait "$libxl_prebuild" || echo "xen: the background build of libxenlight failed (build-libxl.log): run.sh tries again" >&2
             tail -n 2 build-libxl.log | sed 's/^/  /'
         fi
-        $sudo env XT_BUILD="$PWD/build-xen" XT_XEN_EXTRA="${XT_XEN_EXTRA-xsave=0}" \
+        # XT_IOMMU=1: the nested machine has VT-d and the edu device for
+        # section pci; every other section runs on it as well
+        $sudo env XT_BUILD="$PWD/build-xen" XT_XEN_EXTRA="${XT_XEN_EXTRA-xsave=0}" XT_IOMMU="${XT_IOMMU-1}" \
             XEN_TARBALL="${XEN_TARBALL:-}" STUBDM_LIBXL_CACHE="$STUBDM_LIBXL_CACHE" tests/xen/run.sh \
             --tests "$xen_tests" --timeout "$xen_timeout" > "$xlog" 2>&1
         xrc=$?
