@@ -1224,27 +1224,29 @@ static void expect_list(size_t n, const char *bdf0, int vslot0)
     stubdm_pci_list_free(l);
 }
 
+/* QEMU adds 0000:00:04.0 at slot 5, then deletes it when asked. */
+static const struct qmp_peer_step add_del_ok[] = {
+    QP_HS(),
+    QP_R("\"device_add\""),
+    QP_REP("{\"return\": {}, \"id\": %s}"),
+    QP_R("\"query-pci\""),
+    QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
+           "\"slot\": 5, \"function\": 0, \"qdev_id\": "
+           "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
+    QP_R("\"device_del\""),
+    QP_REP("{\"return\": {}, \"id\": %s}"),
+    QP_D(50),
+    DEL_EVENT("pci-pt-00_04.0"),
+    QP_H(3000),
+    QP_E(),
+};
+
 START_TEST(test_detach_ok)
 {
-    static const struct qmp_peer_step script[] = {
-        QP_HS(),
-        QP_R("\"device_add\""),
-        QP_REP("{\"return\": {}, \"id\": %s}"),
-        QP_R("\"query-pci\""),
-        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
-               "\"slot\": 5, \"function\": 0, \"qdev_id\": "
-               "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
-        QP_R("\"device_del\""),
-        QP_REP("{\"return\": {}, \"id\": %s}"),
-        QP_D(50),
-        DEL_EVENT("pci-pt-00_04.0"),
-        QP_H(3000),
-        QP_E(),
-    };
     struct ts_result r;
 
     pciback_start();
-    open_qmp(script);
+    open_qmp(add_del_ok);
     expect_list(0, NULL, -1);
     r = attach("0000:00:04.0", -1, 0, 5000);
     ck_assert_msg(r.rc == 0, "%s", r.msg);
@@ -1266,25 +1268,10 @@ END_TEST
  * succeeds. */
 START_TEST(test_detach_pirq_unmapped_by_qemu)
 {
-    static const struct qmp_peer_step script[] = {
-        QP_HS(),
-        QP_R("\"device_add\""),
-        QP_REP("{\"return\": {}, \"id\": %s}"),
-        QP_R("\"query-pci\""),
-        QP_REP("{\"return\": [{\"bus\": 0, \"devices\": [{\"bus\": 0, "
-               "\"slot\": 5, \"function\": 0, \"qdev_id\": "
-               "\"pci-pt-00_04.0\"}]}], \"id\": %s}"),
-        QP_R("\"device_del\""),
-        QP_REP("{\"return\": {}, \"id\": %s}"),
-        QP_D(50),
-        DEL_EVENT("pci-pt-00_04.0"),
-        QP_H(3000),
-        QP_E(),
-    };
     struct ts_result r;
 
     pciback_start();
-    open_qmp(script);
+    open_qmp(add_del_ok);
     r = attach("0000:00:04.0", -1, 0, 5000);
     ck_assert_msg(r.rc == 0, "%s", r.msg);
     ck_assert(exists(SIM "/perm/8/pirq-11"));

@@ -4,8 +4,8 @@
 # binaries, prints its results and exits with its status.
 #
 #   sudo tests/xen/run.sh [--timeout SEC] [--tests "xs wait qmp spawn ..."]
-#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk stubdmd libxl side stubdom ocaml
-#   (docs/real-xen.md; CI: --tests "qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl ocaml")
+#   sections: xs wait qmp spawn spawndisk crash spawnqemu spawncon bootdisk stubdmd libxl side stubdom ocaml pcihw pci
+#   (docs/real-xen.md; CI: XT_IOMMU=1 --tests "qmp spawn spawndisk crash spawncon bootdisk stubdmd libxl ocaml pci")
 #   make test-xen
 #
 # Exit status: 0 all passed; 1 failures (payload's "N passed, N failed");
