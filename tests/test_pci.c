@@ -3,6 +3,7 @@
  * refusals, the device options, the spawn's devices and their checks.
  */
 #include "mockxs.h"
+#include "pcifix.h"
 #include "qmp_peer.h"
 #include "pci/pci.h"
 #include "run.h"
@@ -404,26 +405,6 @@ END_TEST
 
 static char tree[64];
 
-static void tree_file(const char *rel, const char *text)
-{
-    char path[256];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", tree, rel);
-    f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-}
-
-static void tree_dir(const char *rel)
-{
-    char path[256];
-
-    snprintf(path, sizeof(path), "%s/%s", tree, rel);
-    ck_assert_msg(mkdir(path, 0755) == 0 || errno == EEXIST, "%s", path);
-}
-
 static char *tree_read(const char *rel)
 {
     char path[256];
@@ -447,28 +428,28 @@ static void tree_setup(void)
 {
     snprintf(tree, sizeof(tree), "/tmp/stubdm-pci-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tree));
-    tree_dir("bus");
-    tree_dir("bus/pci");
-    tree_dir("bus/pci/drivers");
-    tree_dir("bus/pci/drivers/pciback");
-    tree_dir("bus/pci/drivers/e1000e");
-    tree_dir("bus/pci/devices");
-    tree_file("bus/pci/drivers/pciback/slots", "0000:00:04.0\n");
-    tree_file("bus/pci/drivers/pciback/do_flr", "");
-    tree_file("bus/pci/drivers/pciback/permissive", "");
-    tree_file("bus/pci/drivers/pciback/allow_interrupt_control", "");
-    tree_dir("bus/pci/drivers/pciback/0000:00:04.0");
-    tree_dir("bus/pci/devices/0000:00:04.0");
-    tree_file("bus/pci/devices/0000:00:04.0/resource", edu_resource);
-    tree_file("bus/pci/devices/0000:00:04.0/irq", "11\n");
-    tree_dir("bus/pci/devices/0000:00:05.0");
-    tree_dir("bus/pci/devices/0000:00:06.0");
+    pcifix_dir(tree, "bus");
+    pcifix_dir(tree, "bus/pci");
+    pcifix_dir(tree, "bus/pci/drivers");
+    pcifix_dir(tree, "bus/pci/drivers/pciback");
+    pcifix_dir(tree, "bus/pci/drivers/e1000e");
+    pcifix_dir(tree, "bus/pci/devices");
+    pcifix_file(tree, "bus/pci/drivers/pciback/slots", "0000:00:04.0\n");
+    pcifix_file(tree, "bus/pci/drivers/pciback/do_flr", "");
+    pcifix_file(tree, "bus/pci/drivers/pciback/permissive", "");
+    pcifix_file(tree, "bus/pci/drivers/pciback/allow_interrupt_control", "");
+    pcifix_dir(tree, "bus/pci/drivers/pciback/0000:00:04.0");
+    pcifix_dir(tree, "bus/pci/devices/0000:00:04.0");
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.0/resource", edu_resource);
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.0/irq", "11\n");
+    pcifix_dir(tree, "bus/pci/devices/0000:00:05.0");
+    pcifix_dir(tree, "bus/pci/devices/0000:00:06.0");
     /* A second assignable device: one MMIO BAR, no INTx. */
-    tree_dir("bus/pci/drivers/pciback/0000:00:08.0");
-    tree_dir("bus/pci/devices/0000:00:08.0");
-    tree_file("bus/pci/devices/0000:00:08.0/resource",
-              "0x00000000fe000000 0x00000000fe000fff 0x0000000000040200\n");
-    tree_file("bus/pci/devices/0000:00:08.0/irq", "0\n");
+    pcifix_dir(tree, "bus/pci/drivers/pciback/0000:00:08.0");
+    pcifix_dir(tree, "bus/pci/devices/0000:00:08.0");
+    pcifix_file(tree, "bus/pci/devices/0000:00:08.0/resource",
+                "0x00000000fe000000 0x00000000fe000fff 0x0000000000040200\n");
+    pcifix_file(tree, "bus/pci/devices/0000:00:08.0/irq", "0\n");
     {
         char link[256];
         snprintf(link, sizeof(link), "%s/bus/pci/devices/0000:00:05.0/driver",
@@ -553,19 +534,19 @@ START_TEST(test_sysfs_resources)
     ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), 0);
     ck_assert_uint_eq(r.nbars, 2);
     ck_assert_uint_eq(r.irq, 11);
-    tree_file("bus/pci/devices/0000:00:04.0/irq", "eleven\n");
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.0/irq", "eleven\n");
     ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), STUBDM_EPROTO);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(c), "/irq: malformed"), "%s",
                   stubdm_ctx_errmsg(c));
-    tree_file("bus/pci/devices/0000:00:04.0/resource",
-              "0x1000 0x1fff 0x200\n0x1000\n");
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.0/resource",
+                "0x1000 0x1fff 0x200\n0x1000\n");
     ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), STUBDM_EPROTO);
     ck_assert_msg(strstr(stubdm_ctx_errmsg(c), "resource line 2: malformed"),
                   "%s", stubdm_ctx_errmsg(c));
     /* A file that never ends is read no further than the bound. */
     memset(big, '0', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    tree_file("bus/pci/devices/0000:00:04.0/resource", big);
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.0/resource", big);
     ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), STUBDM_ELIMIT);
     a = addr("0000:00:05.0");
     ck_assert_int_eq(stubdm__pci_sysfs_resources(c, &a, &r), STUBDM_ENOENT);
@@ -588,7 +569,7 @@ START_TEST(test_sysfs_knobs)
     /* An older pciback: allow_msi_enable; then neither (logged). */
     unlink(strcat(strcpy((char[256]){0}, tree),
                   "/bus/pci/drivers/pciback/allow_interrupt_control"));
-    tree_file("bus/pci/drivers/pciback/allow_msi_enable", "");
+    pcifix_file(tree, "bus/pci/drivers/pciback/allow_msi_enable", "");
     ck_assert_int_eq(stubdm__pci_sysfs_interrupt_control(c, &a), 0);
     tree_expect("bus/pci/drivers/pciback/allow_msi_enable", "0000:00:04.0");
     unlink(strcat(strcpy((char[256]){0}, tree),
@@ -597,7 +578,7 @@ START_TEST(test_sysfs_knobs)
     /* No do_flr: the device's reset; neither: no error (edu has none). */
     unlink(strcat(strcpy((char[256]){0}, tree),
                   "/bus/pci/drivers/pciback/do_flr"));
-    tree_file("bus/pci/devices/0000:00:04.0/reset", "");
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.0/reset", "");
     ck_assert_int_eq(stubdm__pci_sysfs_reset(c, &a), 0);
     tree_expect("bus/pci/devices/0000:00:04.0/reset", "1");
     unlink(strcat(strcpy((char[256]){0}, tree),
@@ -747,17 +728,6 @@ static pid_t pciback_pid = -1;
 static stubdm_ctx *actx;
 static stubdm_qmp *aq;
 
-static unsigned read_u(struct xs_handle *xs, const char *path)
-{
-    unsigned len, v = 99;
-    char *s = xs_read(xs, XBT_NULL, path, &len);
-
-    if (s)
-        v = (unsigned)atoi(s);
-    free(s);
-    return v;
-}
-
 static void write_u(struct xs_handle *xs, const char *path, unsigned v)
 {
     char s[16];
@@ -785,14 +755,14 @@ static void pciback_loop(void)
         char **ev = xs_read_watch(xs, &n);
         unsigned st, num;
         free(ev);
-        st = read_u(xs, BE "/state");
+        st = pcifix_read_u(xs, BE "/state");
         if (st != 1 && st != 7)
             continue;
-        num = read_u(xs, BE "/num_devs");
+        num = pcifix_read_u(xs, BE "/num_devs");
         for (unsigned i = 0; i < num && i < 16; i++) {
             char p[96];
             snprintf(p, sizeof(p), BE "/state-%u", i);
-            if (read_u(xs, p) == 1) {
+            if (pcifix_read_u(xs, p) == 1) {
                 char vp[96], v[32];
                 snprintf(vp, sizeof(vp), BE "/vdev-%u", i);
                 snprintf(v, sizeof(v), "0000:00:%02x.00", 0x10 + i);
@@ -800,7 +770,7 @@ static void pciback_loop(void)
                     snprintf(v, sizeof(v), "%s", pciback_vdev);
                 xs_write(xs, XBT_NULL, vp, v, (unsigned)strlen(v));
                 write_u(xs, p, 3);
-            } else if (read_u(xs, p) == 5)
+            } else if (pcifix_read_u(xs, p) == 5)
                 write_u(xs, p, 6);
         }
         write_u(xs, FE "/state", 4);

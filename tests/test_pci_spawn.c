@@ -9,6 +9,7 @@
  */
 #include "pci/pci.h"
 #include "run.h"
+#include "pcifix.h"
 #include "spawnfix.h"
 
 #include <check.h>
@@ -32,37 +33,6 @@ static struct spawnfix fx;
 static char tree[64];
 static pid_t pciback_pid = -1;
 
-static void tree_file(const char *rel, const char *text)
-{
-    char path[256];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", tree, rel);
-    f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-}
-
-static void tree_dir(const char *rel)
-{
-    char path[256];
-
-    snprintf(path, sizeof(path), "%s/%s", tree, rel);
-    ck_assert_msg(mkdir(path, 0755) == 0 || errno == EEXIST, "%s", path);
-}
-
-static unsigned read_u(struct xs_handle *xs, const char *path)
-{
-    unsigned len, v = 99;
-    char *s = xs_read(xs, XBT_NULL, path, &len);
-
-    if (s)
-        v = (unsigned)atoi(s);
-    free(s);
-    return v;
-}
-
 /* pciback and pcifront: the bus Connected whenever it is (re)configured. */
 static void pciback_loop(void)
 {
@@ -75,7 +45,7 @@ static void pciback_loop(void)
         char **ev = xs_read_watch(xs, &n);
         unsigned st;
         free(ev);
-        st = read_u(xs, BE "/state");
+        st = pcifix_read_u(xs, BE "/state");
         if (st != 1 && st != 7)
             continue;
         xs_write(xs, XBT_NULL, FE "/state", "4", 1);
@@ -90,25 +60,25 @@ static void setup(void)
 
     snprintf(tree, sizeof(tree), "/tmp/stubdm-pcis-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tree));
-    tree_dir("bus");
-    tree_dir("bus/pci");
-    tree_dir("bus/pci/drivers");
-    tree_dir("bus/pci/drivers/pciback");
-    tree_dir("bus/pci/devices");
-    tree_file("bus/pci/drivers/pciback/do_flr", "");
-    tree_file("bus/pci/drivers/pciback/allow_interrupt_control", "");
-    tree_dir("bus/pci/drivers/pciback/0000:00:04.0");
-    tree_dir("bus/pci/devices/0000:00:04.0");
-    tree_file("bus/pci/devices/0000:00:04.0/resource",
-              "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n");
-    tree_file("bus/pci/devices/0000:00:04.0/irq", "11\n");
-    tree_dir("bus/pci/devices/0000:00:05.0");
+    pcifix_dir(tree, "bus");
+    pcifix_dir(tree, "bus/pci");
+    pcifix_dir(tree, "bus/pci/drivers");
+    pcifix_dir(tree, "bus/pci/drivers/pciback");
+    pcifix_dir(tree, "bus/pci/devices");
+    pcifix_file(tree, "bus/pci/drivers/pciback/do_flr", "");
+    pcifix_file(tree, "bus/pci/drivers/pciback/allow_interrupt_control", "");
+    pcifix_dir(tree, "bus/pci/drivers/pciback/0000:00:04.0");
+    pcifix_dir(tree, "bus/pci/devices/0000:00:04.0");
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.0/resource",
+                "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n");
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.0/irq", "11\n");
+    pcifix_dir(tree, "bus/pci/devices/0000:00:05.0");
     /* Its second function: MMIO only, no INTx. */
-    tree_dir("bus/pci/drivers/pciback/0000:00:04.1");
-    tree_dir("bus/pci/devices/0000:00:04.1");
-    tree_file("bus/pci/devices/0000:00:04.1/resource",
-              "0x00000000feb00000 0x00000000feb00fff 0x0000000000040200\n");
-    tree_file("bus/pci/devices/0000:00:04.1/irq", "0\n");
+    pcifix_dir(tree, "bus/pci/drivers/pciback/0000:00:04.1");
+    pcifix_dir(tree, "bus/pci/devices/0000:00:04.1");
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.1/resource",
+                "0x00000000feb00000 0x00000000feb00fff 0x0000000000040200\n");
+    pcifix_file(tree, "bus/pci/devices/0000:00:04.1/irq", "0\n");
     spawnfix_setup(&fx, &o);
     ck_assert_int_eq(stubdm_ctx_set_sysfs_root(fx.ctx, tree), 0);
     pciback_pid = -1;
