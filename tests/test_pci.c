@@ -427,13 +427,8 @@ static void tree_expect(const char *rel, const char *want)
 static void tree_setup(void)
 {
     snprintf(tree, sizeof(tree), "/tmp/stubdm-pci-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tree));
-    pcifix_dir(tree, "bus");
-    pcifix_dir(tree, "bus/pci");
-    pcifix_dir(tree, "bus/pci/drivers");
-    pcifix_dir(tree, "bus/pci/drivers/pciback");
+    pcifix_tree(tree);
     pcifix_dir(tree, "bus/pci/drivers/e1000e");
-    pcifix_dir(tree, "bus/pci/devices");
     pcifix_file(tree, "bus/pci/drivers/pciback/slots", "0000:00:04.0\n");
     pcifix_file(tree, "bus/pci/drivers/pciback/do_flr", "");
     pcifix_file(tree, "bus/pci/drivers/pciback/permissive", "");

@@ -59,12 +59,7 @@ static void setup(void)
         .verbose_env = "TEST_PCI_SPAWN_VERBOSE", .baseline = true};
 
     snprintf(tree, sizeof(tree), "/tmp/stubdm-pcis-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tree));
-    pcifix_dir(tree, "bus");
-    pcifix_dir(tree, "bus/pci");
-    pcifix_dir(tree, "bus/pci/drivers");
-    pcifix_dir(tree, "bus/pci/drivers/pciback");
-    pcifix_dir(tree, "bus/pci/devices");
+    pcifix_tree(tree);
     pcifix_file(tree, "bus/pci/drivers/pciback/do_flr", "");
     pcifix_file(tree, "bus/pci/drivers/pciback/allow_interrupt_control", "");
     pcifix_dir(tree, "bus/pci/drivers/pciback/0000:00:04.0");

@@ -27,6 +27,16 @@ void pcifix_dir(const char *root, const char *rel)
     ck_assert_msg(mkdir(path, 0755) == 0 || errno == EEXIST, "%s", path);
 }
 
+void pcifix_tree(char *root)
+{
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    pcifix_dir(root, "bus");
+    pcifix_dir(root, "bus/pci");
+    pcifix_dir(root, "bus/pci/drivers");
+    pcifix_dir(root, "bus/pci/drivers/pciback");
+    pcifix_dir(root, "bus/pci/devices");
+}
+
 unsigned pcifix_read_u(struct xs_handle *xs, const char *path)
 {
     unsigned len, v = 99;

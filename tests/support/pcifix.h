@@ -8,6 +8,10 @@
 
 #include <xenstore.h>
 
+/* A fresh fake sysfs: mkdtemp(root) (root holds the template, e.g.
+ * "/tmp/stubdm-pci-XXXXXX") with pciback's driver and the devices
+ * directory (bus/pci/drivers/pciback, bus/pci/devices). */
+void pcifix_tree(char *root);
 /* root/rel as a file holding text, or as a directory (existing is fine);
  * a failure fails the test. */
 void pcifix_file(const char *root, const char *rel, const char *text);
